@@ -1,0 +1,606 @@
+/*
+ * The per-connection engine (see conn.h for the states and the contract).
+ *
+ * Every entry point takes the connection's lock, calls step() to make whatever progress the
+ * socket allows without waiting, and then either answers or, for a blocking socket, waits in
+ * poll() with the lock released and tries again. Handshakes are therefore driven by whichever
+ * call comes first (connect, read, write, poll, getsockopt), so a client's handshake starts as
+ * soon as its TCP connection is up and a server that speaks first is never kept waiting.
+ *
+ * It must never hand the application half a record, never report bytes written that are not
+ * committed to TLS, and never pass plaintext on a connection policy made mTLS.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "../util/addr.h"
+#include "../util/log.h"
+#include "../util/sys.h"
+#include "conn.h"
+#include "runtime.h"
+#include "table.h"
+
+/* How long close() may spend sending what is left and close_notify. */
+#define CLOSE_FLUSH_MS 500
+
+static const char *role_mode(const struct mt_conn *conn)
+{
+    return conn->role == MT_TLS_CLIENT ? "mtls" : "strict";
+}
+
+/* Moves to FAILED, keeping errno_value for every later call, with the one log line it deserves. */
+static void fail(struct mt_conn *conn, int errno_value, const char *reason)
+{
+    if (conn->state == MT_CONN_FAILED)
+        return;
+    conn->state = MT_CONN_FAILED;
+    conn->failed_errno = errno_value;
+    char peer[MT_ADDR_TEXT_MAX];
+    mt_addr_format(&conn->peer, peer, sizeof(peer));
+    if (conn->role == MT_TLS_CLIENT)
+        mt_log_warn("refused outbound connection to %s (mode %s): %s", peer, role_mode(conn),
+                    reason);
+    else
+        mt_log_warn("refused inbound connection from %s on :%u (mode %s): %s", peer,
+                    mt_addr_port(&conn->local), role_mode(conn), reason);
+}
+
+static void fail_from_tls(struct mt_conn *conn)
+{
+    fail(conn, mt_tls_error_number(conn->tls), mt_tls_error_reason(conn->tls));
+}
+
+static void log_established(struct mt_conn *conn)
+{
+    if (!mt_log_is_enabled(MT_LOG_INFO))
+        return;
+    char peer[MT_ADDR_TEXT_MAX];
+    mt_addr_format(&conn->peer, peer, sizeof(peer));
+    if (conn->role == MT_TLS_CLIENT)
+        mt_log_info("mtls outbound to %s: peer %s, %s %s", peer, mt_tls_peer_id(conn->tls),
+                    mt_tls_version(conn->tls), mt_tls_cipher(conn->tls));
+    else
+        mt_log_info("mtls inbound from %s on :%u: peer %s, %s %s", peer,
+                    mt_addr_port(&conn->local), mt_tls_peer_id(conn->tls),
+                    mt_tls_version(conn->tls), mt_tls_cipher(conn->tls));
+}
+
+static void start_handshake(struct mt_conn *conn)
+{
+    conn->state = MT_CONN_HANDSHAKING;
+    conn->handshake_deadline_ms =
+        mt_sys_now_ms() + (long long)mt_runtime_config()->handshake_timeout_ms;
+}
+
+/* Sends the committed record left over from an earlier write; false while some is still left. */
+static bool flush_unsent(struct mt_conn *conn)
+{
+    if (conn->unsent_length == 0)
+        return true;
+    enum mt_tls_status status = mt_tls_write(conn->tls, conn->unsent, conn->unsent_length);
+    if (status == MT_TLS_OK) {
+        free(conn->unsent);
+        conn->unsent = NULL;
+        conn->unsent_length = 0;
+        return true;
+    }
+    if (status == MT_TLS_ERROR || status == MT_TLS_CLOSED)
+        fail_from_tls(conn);
+    else
+        conn->wants = status;
+    return false;
+}
+
+/* Makes every bit of progress possible without waiting. */
+static void step(struct mt_conn *conn)
+{
+    if (conn->state == MT_CONN_CONNECTING) {
+        struct pollfd entry = {.fd = conn->fd, .events = POLLOUT};
+        if (mt_sys_poll(&entry, 1, 0) <= 0) {
+            conn->wants = MT_TLS_WANT_WRITE;
+            return;
+        }
+        int error = 0;
+        socklen_t length = sizeof(error);
+        if (mt_sys_getsockopt(conn->fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0)
+            error = errno;
+        if (error != 0) {
+            /* A TCP-level failure: the application sees exactly what the kernel said. */
+            conn->state = MT_CONN_FAILED;
+            conn->failed_errno = error;
+            return;
+        }
+        start_handshake(conn);
+    }
+    if (conn->state == MT_CONN_HANDSHAKING) {
+        enum mt_tls_status status = mt_tls_handshake(conn->tls);
+        if (status == MT_TLS_OK) {
+            conn->state = MT_CONN_ESTABLISHED;
+            conn->wants = MT_TLS_OK;
+            log_established(conn);
+        } else if (status == MT_TLS_WANT_READ || status == MT_TLS_WANT_WRITE) {
+            conn->wants = status;
+            if (mt_sys_remaining_ms(conn->handshake_deadline_ms) == 0) {
+                char reason[96];
+                snprintf(reason, sizeof(reason), "TLS handshake timed out after %u ms",
+                         mt_runtime_config()->handshake_timeout_ms);
+                fail(conn, ETIMEDOUT, reason);
+            }
+        } else if (status == MT_TLS_CLOSED) {
+            fail(conn, ECONNRESET, "peer closed the connection during the handshake");
+        } else {
+            fail_from_tls(conn);
+        }
+    }
+    if (conn->state == MT_CONN_ESTABLISHED)
+        (void)flush_unsent(conn);
+}
+
+static bool is_nonblocking(int fd)
+{
+    int flags = mt_sys_fcntl(fd, F_GETFL, 0);
+    return flags != -1 && (flags & O_NONBLOCK) != 0;
+}
+
+/* The deadline SO_RCVTIMEO / SO_SNDTIMEO set for a blocking call starting now; -1 for none. */
+static long long socket_deadline(int fd, int option)
+{
+    struct timeval timeout = {0, 0};
+    socklen_t length = sizeof(timeout);
+    if (mt_sys_getsockopt(fd, SOL_SOCKET, option, &timeout, &length) != 0 ||
+        (timeout.tv_sec == 0 && timeout.tv_usec == 0))
+        return -1;
+    return mt_sys_now_ms() + (long long)timeout.tv_sec * 1000 + timeout.tv_usec / 1000;
+}
+
+static long long earlier(long long a, long long b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+/*
+ * Waits, with the lock released, until the socket can give what the connection waits for.
+ * Returns 0 when it may have progressed, else -1 with errno EINTR or ETIMEDOUT (deadline passed).
+ */
+static int wait_for_progress(struct mt_conn *conn, long long deadline)
+{
+    short events = conn->state == MT_CONN_CONNECTING || conn->wants == MT_TLS_WANT_WRITE
+                       ? POLLOUT
+                       : POLLIN;
+    if (conn->unsent_length > 0)
+        events |= POLLOUT;
+    struct pollfd entry = {.fd = conn->fd, .events = events};
+    int timeout = mt_sys_remaining_ms(deadline);
+    if (timeout == 0) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    pthread_mutex_unlock(&conn->lock);
+    int ready = mt_sys_poll(&entry, 1, timeout);
+    int saved = errno;
+    pthread_mutex_lock(&conn->lock);
+    if (ready < 0) {
+        errno = saved;
+        return -1;
+    }
+    if (ready == 0) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * For a blocking call that could not complete: wait, or say why not. Returns 0 to retry, or the
+ * errno to return: EAGAIN (non-blocking, or the socket's own timeout passed), EINTR.
+ */
+static int block_or_explain(struct mt_conn *conn, bool dont_wait, int timeout_option,
+                            long long *io_deadline)
+{
+    if (dont_wait || is_nonblocking(conn->fd))
+        return EAGAIN;
+    if (*io_deadline == -2)
+        *io_deadline = socket_deadline(conn->fd, timeout_option);
+    long long deadline = *io_deadline;
+    if (conn->state != MT_CONN_ESTABLISHED)
+        deadline = earlier(deadline, conn->handshake_deadline_ms);
+    if (wait_for_progress(conn, deadline) == 0)
+        return 0;
+    if (errno == EINTR)
+        return EINTR;
+    /* A handshake deadline is handled by step(); only the socket's own timeout ends the call. */
+    if (*io_deadline >= 0 && mt_sys_remaining_ms(*io_deadline) == 0)
+        return EAGAIN;
+    return 0;
+}
+
+struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_context *context,
+                             const struct sockaddr_storage *local,
+                             const struct sockaddr_storage *peer, const char *failure_reason)
+{
+    struct mt_conn *conn = mt_table_conn_allocate();
+    if (conn == NULL)
+        return NULL;
+    conn->fd = fd;
+    conn->role = role;
+    if (local != NULL)
+        conn->local = *local;
+    if (peer != NULL)
+        conn->peer = *peer;
+    conn->context = mt_tls_context_acquire(context);
+    if (context == NULL) {
+        /* A refused outbound connect says ECONNREFUSED; a refused inbound one reads as a reset. */
+        fail(conn, role == MT_TLS_CLIENT ? ECONNREFUSED : ECONNRESET,
+             failure_reason != NULL ? failure_reason : "no identity");
+    } else if (!mt_result_is_ok(mt_tls_session_new(context, role, fd, &conn->tls))) {
+        fail(conn, ENOMEM, "cannot create a TLS session");
+    } else if (role == MT_TLS_SERVER) {
+        start_handshake(conn);
+    } else {
+        conn->state = MT_CONN_CONNECTING;
+    }
+    /* One reference for the table, one for the caller. */
+    atomic_fetch_add(&conn->references, 1);
+    if (!mt_table_insert(fd, conn)) {
+        atomic_fetch_sub(&conn->references, 1);
+        mt_conn_release(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+int mt_conn_after_connect(struct mt_conn *conn, int result, int connect_errno)
+{
+    pthread_mutex_lock(&conn->lock);
+    int error = 0;
+    if (conn->state == MT_CONN_FAILED) {
+        error = conn->failed_errno;
+    } else if (result != 0 && connect_errno != EINPROGRESS && connect_errno != EINTR) {
+        conn->state = MT_CONN_FAILED;
+        conn->failed_errno = connect_errno;
+        error = connect_errno;
+    } else if (result != 0) {
+        /* Non-blocking connect in flight (or interrupted): the handshake starts when it is up. */
+        error = connect_errno;
+    } else {
+        /* Connected: handshake now; a blocking socket returns only once it is done. */
+        start_handshake(conn);
+        long long no_timeout = -1;
+        for (;;) {
+            step(conn);
+            if (conn->state != MT_CONN_HANDSHAKING)
+                break;
+            int wait_error = block_or_explain(conn, false, SO_SNDTIMEO, &no_timeout);
+            if (wait_error == EAGAIN)
+                break; /* non-blocking: poll and the next calls carry it on */
+            if (wait_error != 0) {
+                error = wait_error;
+                break;
+            }
+        }
+        if (conn->state == MT_CONN_FAILED)
+            error = conn->failed_errno == ETIMEDOUT ? ETIMEDOUT : ECONNREFUSED;
+    }
+    pthread_mutex_unlock(&conn->lock);
+    if (error != 0) {
+        errno = error;
+        return -1;
+    }
+    return 0;
+}
+
+ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flags)
+{
+    bool peek = (flags & MSG_PEEK) != 0;
+    bool dont_wait = (flags & MSG_DONTWAIT) != 0;
+    long long io_deadline = -2;
+    ssize_t result = -1;
+    int error = 0;
+
+    pthread_mutex_lock(&conn->lock);
+    for (;;) {
+        step(conn);
+        if (conn->state == MT_CONN_FAILED) {
+            error = conn->failed_errno;
+            break;
+        }
+        if (conn->state == MT_CONN_ESTABLISHED) {
+            if (length == 0 || conn->peer_closed) {
+                result = 0;
+                break;
+            }
+            /* Fill the caller's buffer: callers such as nginx read a short count as "drained". */
+            size_t total = 0;
+            while (total < length) {
+                size_t count = 0;
+                enum mt_tls_status status = mt_tls_read(conn->tls, (char *)buffer + total,
+                                                        length - total, &count, peek);
+                if (status == MT_TLS_OK) {
+                    total += count;
+                    if (peek)
+                        break;
+                    continue;
+                }
+                if (status == MT_TLS_CLOSED)
+                    conn->peer_closed = true;
+                else if (status == MT_TLS_ERROR)
+                    fail_from_tls(conn);
+                else
+                    conn->wants = status;
+                break;
+            }
+            if (total > 0) {
+                result = (ssize_t)total;
+                break;
+            }
+            if (conn->peer_closed) {
+                result = 0;
+                break;
+            }
+            if (conn->state == MT_CONN_FAILED)
+                continue;
+        }
+        error = block_or_explain(conn, dont_wait, SO_RCVTIMEO, &io_deadline);
+        if (error != 0)
+            break;
+    }
+    pthread_mutex_unlock(&conn->lock);
+    if (result < 0)
+        errno = error;
+    return result;
+}
+
+/* Keeps a record that TLS has committed but the kernel has not taken yet. */
+static bool keep_unsent(struct mt_conn *conn, const void *record, size_t length)
+{
+    conn->unsent = malloc(length);
+    if (conn->unsent == NULL) {
+        fail(conn, ENOMEM, "out of memory holding an unsent record");
+        return false;
+    }
+    memcpy(conn->unsent, record, length);
+    conn->unsent_length = length;
+    return true;
+}
+
+ssize_t mt_conn_send(struct mt_conn *conn, const void *buffer, size_t length, int flags)
+{
+    bool dont_wait = (flags & MSG_DONTWAIT) != 0;
+    long long io_deadline = -2;
+    size_t total = 0;
+    int error = 0;
+
+    pthread_mutex_lock(&conn->lock);
+    if (conn->tls != NULL)
+        mt_tls_set_sigpipe(conn->tls, (flags & MSG_NOSIGNAL) == 0);
+    for (;;) {
+        step(conn);
+        if (conn->state == MT_CONN_FAILED) {
+            error = conn->failed_errno;
+            break;
+        }
+        if (conn->write_closed) {
+            error = EPIPE;
+            if ((flags & MSG_NOSIGNAL) == 0)
+                raise(SIGPIPE);
+            break;
+        }
+        if (conn->state == MT_CONN_ESTABLISHED && conn->unsent_length == 0) {
+            while (total < length) {
+                size_t chunk = length - total;
+                if (chunk > MT_TLS_RECORD_MAX)
+                    chunk = MT_TLS_RECORD_MAX;
+                const char *record = (const char *)buffer + total;
+                enum mt_tls_status status = mt_tls_write(conn->tls, record, chunk);
+                if (status == MT_TLS_OK) {
+                    total += chunk;
+                    continue;
+                }
+                if (status == MT_TLS_WANT_READ || status == MT_TLS_WANT_WRITE) {
+                    /* The record is encrypted and committed: it counts as written. */
+                    if (keep_unsent(conn, record, chunk))
+                        total += chunk;
+                    conn->wants = status;
+                } else {
+                    fail_from_tls(conn);
+                }
+                break;
+            }
+            if (total == length)
+                break;
+            if (conn->state == MT_CONN_FAILED) {
+                if (total > 0)
+                    break;
+                continue;
+            }
+        }
+        error = block_or_explain(conn, dont_wait, SO_SNDTIMEO, &io_deadline);
+        if (error != 0)
+            break;
+    }
+    pthread_mutex_unlock(&conn->lock);
+    if (total > 0 || length == 0)
+        return (ssize_t)total;
+    errno = error;
+    return -1;
+}
+
+ssize_t mt_conn_recv_vector(struct mt_conn *conn, const struct iovec *vector, int count, int flags)
+{
+    ssize_t total = 0;
+    for (int i = 0; i < count; i++) {
+        if (vector[i].iov_len == 0)
+            continue;
+        /* Only the first piece may wait; the rest take what is already there. */
+        int piece_flags = total > 0 ? flags | MSG_DONTWAIT : flags;
+        ssize_t n = mt_conn_recv(conn, vector[i].iov_base, vector[i].iov_len, piece_flags);
+        if (n < 0)
+            return total > 0 ? total : -1;
+        total += n;
+        if ((size_t)n < vector[i].iov_len)
+            break;
+    }
+    return total;
+}
+
+ssize_t mt_conn_send_vector(struct mt_conn *conn, const struct iovec *vector, int count, int flags)
+{
+    ssize_t total = 0;
+    for (int i = 0; i < count; i++) {
+        if (vector[i].iov_len == 0)
+            continue;
+        ssize_t n = mt_conn_send(conn, vector[i].iov_base, vector[i].iov_len, flags);
+        if (n < 0)
+            return total > 0 ? total : -1;
+        total += n;
+        if ((size_t)n < vector[i].iov_len)
+            break;
+    }
+    return total;
+}
+
+/* Sends what is unsent and close_notify, waiting at most until deadline. */
+static void send_close_notify(struct mt_conn *conn, long long deadline)
+{
+    while (conn->state == MT_CONN_ESTABLISHED && !flush_unsent(conn) &&
+           conn->state == MT_CONN_ESTABLISHED) {
+        if (wait_for_progress(conn, deadline) != 0)
+            return;
+    }
+    if (conn->state == MT_CONN_ESTABLISHED && !conn->write_closed) {
+        (void)mt_tls_shutdown(conn->tls);
+        conn->write_closed = true;
+    }
+}
+
+int mt_conn_shutdown(struct mt_conn *conn, int how)
+{
+    pthread_mutex_lock(&conn->lock);
+    if (how == SHUT_WR || how == SHUT_RDWR) {
+        step(conn);
+        /* A half-close must not cut a handshake short: the peer would see a broken one. */
+        if (conn->state == MT_CONN_HANDSHAKING && !is_nonblocking(conn->fd)) {
+            long long no_timeout = -1;
+            while (conn->state == MT_CONN_HANDSHAKING &&
+                   block_or_explain(conn, false, SO_SNDTIMEO, &no_timeout) == 0)
+                step(conn);
+        }
+        send_close_notify(conn, mt_sys_now_ms() + CLOSE_FLUSH_MS);
+    }
+    if (how == SHUT_RD || how == SHUT_RDWR)
+        conn->peer_closed = true;
+    pthread_mutex_unlock(&conn->lock);
+    return 0;
+}
+
+int mt_conn_socket_error(struct mt_conn *conn)
+{
+    pthread_mutex_lock(&conn->lock);
+    step(conn);
+    int error = conn->state == MT_CONN_FAILED ? conn->failed_errno : 0;
+    pthread_mutex_unlock(&conn->lock);
+    return error;
+}
+
+short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel_events)
+{
+    short ready = 0;
+    short kernel = 0;
+    pthread_mutex_lock(&conn->lock);
+    step(conn);
+    switch (conn->state) {
+    case MT_CONN_FAILED:
+        ready = POLLERR | POLLHUP | (app_events & (POLLIN | POLLOUT));
+        break;
+    case MT_CONN_CONNECTING:
+        kernel = POLLOUT;
+        break;
+    case MT_CONN_HANDSHAKING:
+        kernel = conn->wants == MT_TLS_WANT_WRITE ? POLLOUT : POLLIN;
+        break;
+    case MT_CONN_ESTABLISHED:
+        if (app_events & POLLIN) {
+            if (mt_tls_pending(conn->tls) > 0 || conn->peer_closed)
+                ready |= POLLIN;
+            else
+                kernel |= POLLIN;
+        }
+        if ((app_events & POLLOUT) || conn->unsent_length > 0)
+            kernel |= POLLOUT;
+        break;
+    }
+    pthread_mutex_unlock(&conn->lock);
+    *kernel_events = kernel;
+    return ready;
+}
+
+short mt_conn_poll_finish(struct mt_conn *conn, short app_events, short kernel_asked,
+                          short kernel_revents)
+{
+    short result = 0;
+    pthread_mutex_lock(&conn->lock);
+    if (kernel_revents != 0)
+        step(conn);
+    switch (conn->state) {
+    case MT_CONN_FAILED:
+        result = POLLERR | POLLHUP | (app_events & (POLLIN | POLLOUT));
+        break;
+    case MT_CONN_CONNECTING:
+    case MT_CONN_HANDSHAKING:
+        break;
+    case MT_CONN_ESTABLISHED:
+        if ((app_events & POLLIN) &&
+            (mt_tls_pending(conn->tls) > 0 || conn->peer_closed ||
+             (kernel_revents & (POLLIN | POLLHUP | POLLERR | POLLRDHUP))))
+            result |= POLLIN;
+        /* Writable once nothing is left unsent; if the kernel was not asked, it is fresh. */
+        if ((app_events & POLLOUT) && conn->unsent_length == 0 && !conn->write_closed &&
+            ((kernel_revents & POLLOUT) || !(kernel_asked & POLLOUT)))
+            result |= POLLOUT;
+        result |= kernel_revents & (POLLHUP | POLLERR);
+        break;
+    }
+    pthread_mutex_unlock(&conn->lock);
+    return result & (app_events | POLLERR | POLLHUP | POLLNVAL);
+}
+
+void mt_conn_close(struct mt_conn *conn)
+{
+    pthread_mutex_lock(&conn->lock);
+    send_close_notify(conn, mt_sys_now_ms() + CLOSE_FLUSH_MS);
+    pthread_mutex_unlock(&conn->lock);
+    mt_conn_release(conn);
+}
+
+void mt_conn_peer_id(struct mt_conn *conn, char *buffer, size_t capacity)
+{
+    if (capacity == 0)
+        return;
+    pthread_mutex_lock(&conn->lock);
+    const char *id = conn->state == MT_CONN_ESTABLISHED ? mt_tls_peer_id(conn->tls) : "";
+    snprintf(buffer, capacity, "%s", id);
+    pthread_mutex_unlock(&conn->lock);
+}
+
+void mt_conn_release(struct mt_conn *conn)
+{
+    if (conn == NULL || atomic_fetch_sub(&conn->references, 1) != 1)
+        return;
+    mt_tls_session_free(conn->tls);
+    conn->tls = NULL;
+    mt_tls_context_release(conn->context);
+    conn->context = NULL;
+    free(conn->unsent);
+    conn->unsent = NULL;
+    conn->unsent_length = 0;
+    mt_table_conn_recycle(conn);
+}

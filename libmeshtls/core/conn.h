@@ -1,0 +1,100 @@
+/*
+ * One intercepted TCP connection: its TLS session and the state machine that makes it behave,
+ * for the application, exactly like the plain socket it replaced.
+ *
+ *   CONNECTING ──(TCP up)──▶ HANDSHAKING ──▶ ESTABLISHED
+ *                                 │               │
+ *                                 └──▶ FAILED ◀───┘   (keeps the errno every later call returns)
+ *
+ * Plain connections that policy leaves alone have no object at all: the hooks find nothing in the
+ * table and pass the call to libc.
+ *
+ * The functions below are the emulated socket calls themselves, so unlike the rest of the core
+ * they follow libc's convention: a count, or -1 with errno set to what the kernel would have said.
+ * Every call makes progress without blocking first; it waits (in poll, outside the connection's
+ * lock) only when the socket is blocking, bounded by SO_RCVTIMEO/SO_SNDTIMEO or the handshake
+ * timeout. The decision whether a socket blocks is asked of the kernel each time (F_GETFL),
+ * never cached, since the application may change it with fcntl or ioctl(FIONBIO) at any moment.
+ */
+#ifndef MT_CORE_CONN_H
+#define MT_CORE_CONN_H
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "../tls/tls.h"
+
+enum mt_conn_state {
+    MT_CONN_CONNECTING,
+    MT_CONN_HANDSHAKING,
+    MT_CONN_ESTABLISHED,
+    MT_CONN_FAILED,
+};
+
+struct mt_conn {
+    atomic_uint references; /* the table's reference plus one per call in progress */
+    struct mt_conn *next_free;
+    pthread_mutex_t lock;
+
+    int fd;
+    enum mt_tls_role role;
+    enum mt_conn_state state;
+    enum mt_tls_status wants; /* what the TLS layer last asked for: WANT_READ or WANT_WRITE */
+    bool write_closed;        /* shutdown(SHUT_WR): close_notify sent */
+    bool peer_closed;         /* close_notify or EOF received */
+    int failed_errno;
+    struct mt_tls_context *context;
+    struct mt_tls_session *tls;
+    struct sockaddr_storage peer;
+    struct sockaddr_storage local;
+    long long handshake_deadline_ms;
+    /* A record's plaintext already handed to TLS and reported written, not yet fully sent. */
+    uint8_t *unsent;
+    size_t unsent_length;
+};
+
+/*
+ * Creates the connection object for an outbound mTLS connection on fd (before the TCP connect)
+ * or an accepted inbound one, and publishes it in the table. context may be NULL when no identity
+ * could be had: the connection then starts FAILED with reason. Returns with a reference for the
+ * caller (release it), besides the table's.
+ */
+struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_context *context,
+                             const struct sockaddr_storage *local,
+                             const struct sockaddr_storage *peer, const char *failure_reason);
+
+/* Called by connect() after the kernel's connect returned result (0 or -1 with errno). */
+int mt_conn_after_connect(struct mt_conn *conn, int result, int connect_errno);
+
+ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flags);
+ssize_t mt_conn_send(struct mt_conn *conn, const void *buffer, size_t length, int flags);
+ssize_t mt_conn_recv_vector(struct mt_conn *conn, const struct iovec *vector, int count, int flags);
+ssize_t mt_conn_send_vector(struct mt_conn *conn, const struct iovec *vector, int count, int flags);
+int mt_conn_shutdown(struct mt_conn *conn, int how);
+/* SO_ERROR: the connection's failure (once FAILED), else the kernel's pending error. */
+int mt_conn_socket_error(struct mt_conn *conn);
+
+/*
+ * Readiness translation for poll-family waits.
+ * prepare: makes progress, returns the events the app can be told now without waiting, and sets
+ * *kernel_events to what to ask the kernel for. finish: given what the kernel reported, makes
+ * progress and returns the events the app sees.
+ */
+short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel_events);
+short mt_conn_poll_finish(struct mt_conn *conn, short app_events, short kernel_asked,
+                          short kernel_revents);
+
+/* Sends close_notify and what is left unsent (time-bounded), then drops the table's reference. */
+void mt_conn_close(struct mt_conn *conn);
+
+/* Copies the verified peer SPIFFE ID ("" when none yet). */
+void mt_conn_peer_id(struct mt_conn *conn, char *buffer, size_t capacity);
+
+void mt_conn_release(struct mt_conn *conn);
+
+#endif

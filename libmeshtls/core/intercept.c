@@ -1,0 +1,135 @@
+/*
+ * Interception decisions at connect() and accept() (see intercept.h).
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../policy/policy.h"
+#include "../util/addr.h"
+#include "../util/log.h"
+#include "../util/sys.h"
+#include "conn.h"
+#include "intercept.h"
+#include "real.h"
+#include "table.h"
+#include "runtime.h"
+
+static int socket_option(int fd, int name)
+{
+    int value = -1;
+    socklen_t length = sizeof(value);
+    if (mt_sys_getsockopt(fd, SOL_SOCKET, name, &value, &length) != 0)
+        return -1;
+    return value;
+}
+
+static bool is_tcp_socket(int fd)
+{
+    int domain = socket_option(fd, SO_DOMAIN);
+    return (domain == AF_INET || domain == AF_INET6) && socket_option(fd, SO_TYPE) == SOCK_STREAM &&
+           socket_option(fd, SO_PROTOCOL) == IPPROTO_TCP;
+}
+
+static bool is_inet(const struct sockaddr_storage *address)
+{
+    return address->ss_family == AF_INET || address->ss_family == AF_INET6;
+}
+
+int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length)
+{
+    mt_real_init();
+    struct sockaddr_storage destination;
+    if (address == NULL || !mt_addr_copy(&destination, address, length) ||
+        !is_inet(&destination) || !is_tcp_socket(fd))
+        return real_connect(fd, address, length);
+    /* A second connect() on a socket already ours asks the kernel how the first one went. */
+    struct mt_conn *existing = mt_table_acquire(fd);
+    if (existing != NULL) {
+        mt_conn_release(existing);
+        return real_connect(fd, address, length);
+    }
+
+    const char *config_message = NULL;
+    char reason[600];
+    struct mt_tls_context *context = NULL;
+    if (mt_runtime_config_failed(&config_message)) {
+        char peer[MT_ADDR_TEXT_MAX];
+        mt_addr_format(&destination, peer, sizeof(peer));
+        mt_log_warn("refused outbound connection to %s (mode unknown): configuration error: %s",
+                    peer, config_message);
+        errno = ECONNREFUSED;
+        return -1;
+    }
+    const struct mt_config *config = mt_runtime_config();
+    if (mt_policy_decide_outbound(config, &destination) == MT_OUTBOUND_PLAIN)
+        return real_connect(fd, address, length);
+
+    context = mt_runtime_context(reason, sizeof(reason));
+    struct mt_conn *conn = mt_conn_open(fd, MT_TLS_CLIENT, context, NULL, &destination, reason);
+    mt_tls_context_release(context);
+    if (conn == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int result = -1;
+    int connect_errno = ECONNREFUSED;
+    if (context != NULL) {
+        result = real_connect(fd, address, length);
+        connect_errno = errno;
+    }
+    result = mt_conn_after_connect(conn, result, connect_errno);
+    int saved = errno;
+    mt_conn_release(conn);
+    errno = saved;
+    return result;
+}
+
+int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *length, int flags,
+                        bool use_accept4)
+{
+    mt_real_init();
+    int fd = use_accept4 ? real_accept4(listener, address, length, flags)
+                         : real_accept(listener, address, length);
+    if (fd < 0)
+        return fd;
+    int saved = errno;
+    struct sockaddr_storage local;
+    struct sockaddr_storage peer;
+    socklen_t local_length = sizeof(local);
+    socklen_t peer_length = sizeof(peer);
+    memset(&local, 0, sizeof(local));
+    memset(&peer, 0, sizeof(peer));
+    if (getsockname(fd, (struct sockaddr *)&local, &local_length) != 0 ||
+        getpeername(fd, (struct sockaddr *)&peer, &peer_length) != 0 || !is_inet(&local) ||
+        !is_tcp_socket(fd)) {
+        errno = saved;
+        return fd;
+    }
+
+    const char *config_message = NULL;
+    char reason[600];
+    struct mt_tls_context *context = NULL;
+    if (mt_runtime_config_failed(&config_message)) {
+        snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
+    } else if (mt_policy_decide_inbound(mt_runtime_config(), &local, &peer) ==
+               MT_INBOUND_PLAIN) {
+        errno = saved;
+        return fd;
+    } else {
+        context = mt_runtime_context(reason, sizeof(reason));
+    }
+    /* Even refused, the connection is handed over: its first read reports the failure. */
+    struct mt_conn *conn = mt_conn_open(fd, MT_TLS_SERVER, context, &local, &peer, reason);
+    mt_tls_context_release(context);
+    if (conn == NULL) {
+        real_close(fd);
+        errno = ECONNABORTED;
+        return -1;
+    }
+    mt_conn_release(conn);
+    errno = saved;
+    return fd;
+}

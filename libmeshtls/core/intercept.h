@@ -1,0 +1,24 @@
+/*
+ * The one place that decides whether a socket becomes ours.
+ *
+ * A socket is intercepted when it is AF_INET or AF_INET6, SOCK_STREAM, IPPROTO_TCP (asked of the
+ * kernel, never assumed from how it was created), and policy says mTLS for its destination
+ * (connect) or its peer (accept). Everything else - Unix sockets, UDP, plain-policy TCP, sockets
+ * of unknown type - is handed to libc untouched, errno included.
+ *
+ * When the configuration failed to load, no policy is known and every TCP connection is refused
+ * with a log line: a broken config must never silently mean plaintext.
+ */
+#ifndef MT_CORE_INTERCEPT_H
+#define MT_CORE_INTERCEPT_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length);
+
+/* accept (use_accept4 false) or accept4 with flags. */
+int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *length, int flags,
+                        bool use_accept4);
+
+#endif

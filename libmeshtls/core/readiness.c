@@ -1,0 +1,107 @@
+/*
+ * poll()/ppoll() over a mix of intercepted and plain fds (see readiness.h).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "../util/sys.h"
+#include "conn.h"
+#include "readiness.h"
+#include "table.h"
+
+/* Waits of up to this many fds use the stack; larger ones allocate once per call. */
+#define STACK_FDS 32
+
+struct entry {
+    struct mt_conn *conn;
+    short asked;
+    short ready;
+};
+
+bool mt_readiness_has_ours(const struct pollfd *fds, nfds_t count)
+{
+    if (mt_table_is_empty())
+        return false;
+    for (nfds_t i = 0; i < count; i++) {
+        struct mt_conn *conn = mt_table_acquire(fds[i].fd);
+        if (conn != NULL) {
+            mt_conn_release(conn);
+            return true;
+        }
+    }
+    return false;
+}
+
+static int wait_round(struct pollfd *fds, struct pollfd *kernel, struct entry *entries,
+                      nfds_t count, long long deadline, const sigset_t *mask, bool *done)
+{
+    int synthetic = 0;
+    for (nfds_t i = 0; i < count; i++) {
+        kernel[i] = fds[i];
+        kernel[i].revents = 0;
+        entries[i] = (struct entry){mt_table_acquire(fds[i].fd), 0, 0};
+        if (entries[i].conn == NULL)
+            continue;
+        entries[i].ready =
+            mt_conn_poll_prepare(entries[i].conn, fds[i].events, &entries[i].asked);
+        kernel[i].events = entries[i].asked;
+        if (entries[i].ready != 0)
+            synthetic++;
+    }
+    int timeout = synthetic > 0 ? 0 : mt_sys_remaining_ms(deadline);
+    int ready = mt_sys_ppoll(kernel, count, timeout, mask);
+    int saved = errno;
+    int reported = 0;
+    for (nfds_t i = 0; i < count; i++) {
+        struct mt_conn *conn = entries[i].conn;
+        if (conn == NULL) {
+            fds[i].revents = ready < 0 ? 0 : kernel[i].revents;
+        } else {
+            fds[i].revents = entries[i].ready;
+            if (ready >= 0)
+                fds[i].revents |= mt_conn_poll_finish(conn, fds[i].events, entries[i].asked,
+                                                      kernel[i].revents);
+            mt_conn_release(conn);
+        }
+        if (fds[i].revents != 0)
+            reported++;
+    }
+    if (ready < 0 && reported == 0) {
+        errno = saved;
+        *done = true;
+        return -1;
+    }
+    /* Handshake progress alone is invisible to the application: wait again until the deadline. */
+    *done = reported > 0 || mt_sys_remaining_ms(deadline) == 0;
+    return reported;
+}
+
+int mt_readiness_poll(struct pollfd *fds, nfds_t count, int timeout_ms, const sigset_t *mask)
+{
+    struct pollfd kernel_stack[STACK_FDS];
+    struct entry entries_stack[STACK_FDS];
+    struct pollfd *kernel = kernel_stack;
+    struct entry *entries = entries_stack;
+    if (count > STACK_FDS) {
+        kernel = calloc(count, sizeof(*kernel));
+        entries = calloc(count, sizeof(*entries));
+        if (kernel == NULL || entries == NULL) {
+            free(kernel);
+            free(entries);
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    long long deadline = timeout_ms < 0 ? -1 : mt_sys_now_ms() + timeout_ms;
+    int result = 0;
+    bool done = false;
+    while (!done)
+        result = wait_round(fds, kernel, entries, count, deadline, mask, &done);
+    if (count > STACK_FDS) {
+        int saved = errno;
+        free(kernel);
+        free(entries);
+        errno = saved;
+    }
+    return result;
+}

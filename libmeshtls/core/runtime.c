@@ -1,0 +1,136 @@
+/*
+ * Configuration loading and the identity / TLS context lifecycle (see runtime.h).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "../util/log.h"
+#include "../util/sys.h"
+#include "runtime.h"
+
+/* After a failed fetch, wait this long (doubling up to the maximum) before asking again. */
+#define RETRY_FIRST_MS 500
+#define RETRY_MAX_MS 30000
+
+static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+static struct mt_config config;
+static bool config_failed;
+static char config_message[MT_CONFIG_MESSAGE_MAX];
+
+static pthread_mutex_t context_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mt_tls_context *current_context;
+static long long next_attempt_ms;
+static int retry_delay_ms = RETRY_FIRST_MS;
+static char last_failure[MT_CONFIG_MESSAGE_MAX];
+
+static void load_config(void)
+{
+    mt_log_set_writer(mt_sys_write);
+    if (!mt_result_is_ok(mt_config_load(&config, config_message, sizeof(config_message)))) {
+        config_failed = true;
+        mt_log_error("configuration error: %s; every TCP connection is refused until it is fixed",
+                     config_message);
+        return;
+    }
+    mt_log_set_level(config.log_level);
+    mt_log_debug("configuration %s: outbound loopback=%s default=%s, inbound loopback=%s "
+                 "default=%s, agent %s",
+                 config.source[0] != '\0' ? config.source : "(built-in defaults)",
+                 mt_outbound_mode_name(config.outbound.loopback),
+                 mt_outbound_mode_name(config.outbound.other),
+                 mt_inbound_mode_name(config.inbound.loopback),
+                 mt_inbound_mode_name(config.inbound.other), config.agent_socket);
+}
+
+const struct mt_config *mt_runtime_config(void)
+{
+    pthread_once(&config_once, load_config);
+    return &config;
+}
+
+bool mt_runtime_config_failed(const char **message)
+{
+    pthread_once(&config_once, load_config);
+    if (message != NULL)
+        *message = config_message;
+    return config_failed;
+}
+
+static void format_time(time_t when, char *text, size_t size)
+{
+    struct tm parts;
+    gmtime_r(&when, &parts);
+    strftime(text, size, "%Y-%m-%dT%H:%M:%SZ", &parts);
+}
+
+/* With context_lock held: fetch a new identity and swap it in, or note why not. */
+static void refresh_locked(const struct mt_config *settings)
+{
+    struct mt_identity *identity = NULL;
+    char message[MT_CONFIG_MESSAGE_MAX] = "";
+    mt_result result = mt_identity_fetch(settings->agent_socket, (int)settings->agent_timeout_ms,
+                                         &identity, message, sizeof(message));
+    struct mt_tls_context *context = NULL;
+    if (mt_result_is_ok(result)) {
+        result = mt_tls_context_new(identity, &context);
+        if (!mt_result_is_ok(result))
+            snprintf(message, sizeof(message), "cannot load the identity into TLS: %s",
+                     mt_error_message(result.error));
+    }
+    if (mt_result_is_ok(result) && settings->trust_domain[0] != '\0' &&
+        strcmp(identity->trust_domain, settings->trust_domain) != 0) {
+        snprintf(message, sizeof(message),
+                 "agent issued %.200s, outside the configured trust domain %.100s",
+                 identity->spiffe_id, settings->trust_domain);
+        result = mt_result_of(MT_ERR_SVID);
+    }
+    if (!mt_result_is_ok(result)) {
+        mt_tls_context_release(context);
+        mt_identity_release(identity);
+        snprintf(last_failure, sizeof(last_failure), "%s", message);
+        next_attempt_ms = mt_sys_now_ms() + retry_delay_ms;
+        retry_delay_ms = retry_delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_delay_ms * 2;
+        mt_log_warn("no new identity: %s", message);
+        return;
+    }
+    char expiry[32];
+    format_time(identity->not_after, expiry, sizeof(expiry));
+    mt_log_info("identity %s, valid until %s", identity->spiffe_id, expiry);
+    mt_identity_release(identity); /* the context holds its own reference */
+    mt_tls_context_release(current_context);
+    current_context = context;
+    retry_delay_ms = RETRY_FIRST_MS;
+    next_attempt_ms = 0;
+}
+
+struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size)
+{
+    const struct mt_config *settings = mt_runtime_config();
+    if (!mt_result_is_ok(mt_tls_global_init())) {
+        snprintf(reason, reason_size, "wolfSSL failed to initialise");
+        return NULL;
+    }
+    pthread_mutex_lock(&context_lock);
+    time_t now = time(NULL);
+    const struct mt_identity *identity =
+        current_context != NULL ? mt_tls_context_identity(current_context) : NULL;
+    if ((identity == NULL || now >= identity->refresh_at) && mt_sys_now_ms() >= next_attempt_ms) {
+        refresh_locked(settings);
+        identity = current_context != NULL ? mt_tls_context_identity(current_context) : NULL;
+    }
+    struct mt_tls_context *context = NULL;
+    if (identity != NULL && time(NULL) < identity->not_after) {
+        context = mt_tls_context_acquire(current_context);
+    } else if (identity != NULL) {
+        char expiry[32];
+        format_time(identity->not_after, expiry, sizeof(expiry));
+        snprintf(reason, reason_size, "identity %.200s expired at %s and no new one: %.200s",
+                 identity->spiffe_id, expiry, last_failure);
+    } else {
+        snprintf(reason, reason_size, "no workload identity: %s", last_failure);
+    }
+    pthread_mutex_unlock(&context_lock);
+    return context;
+}

@@ -1,0 +1,35 @@
+/*
+ * fd → connection table: which file descriptors are ours.
+ *
+ * A two-level array of atomic pointers, chunks allocated on first use and never freed. Lookups
+ * take no lock and never allocate, so every hook can ask "is this fd ours?" at the cost of two
+ * loads, even from a signal handler writing to a self-pipe.
+ *
+ * Lifetime: the table holds one reference to each connection; mt_table_acquire() adds one for the
+ * caller. Connection objects are type-stable (recycled through a free list, never returned to
+ * malloc), so a lookup that races with close() may read a stale object's reference count but never
+ * freed memory; it then sees the slot changed and retries.
+ */
+#ifndef MT_CORE_TABLE_H
+#define MT_CORE_TABLE_H
+
+#include "conn.h"
+
+/* The connection on fd with a reference for the caller, or NULL when fd is not ours. */
+struct mt_conn *mt_table_acquire(int fd);
+
+/* Publishes conn on fd; false when fd is out of range or no chunk could be allocated. */
+bool mt_table_insert(int fd, struct mt_conn *conn);
+
+/* Removes and returns fd's connection (the table's reference moves to the caller), or NULL. */
+struct mt_conn *mt_table_remove(int fd);
+
+/* True when some fd is ours: lets poll skip its translation entirely in plain processes. */
+bool mt_table_is_empty(void);
+
+/* A zeroed connection object (references = 1) from the free list or malloc; NULL on ENOMEM. */
+struct mt_conn *mt_table_conn_allocate(void);
+/* Returns an object whose references reached 0 to the free list. */
+void mt_table_conn_recycle(struct mt_conn *conn);
+
+#endif

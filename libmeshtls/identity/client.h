@@ -1,0 +1,59 @@
+/*
+ * The workload side of the agent protocol: obtain an X.509-SVID for this process.
+ *
+ * The private key is generated here, in the workload's memory, and never leaves the process: the
+ * agent receives only a CSR and decides the identity itself from what the kernel tells it about
+ * the caller. The result is an immutable, reference-counted struct mt_identity; rotation builds
+ * a new one and swaps it in, so live connections keep the identity they were opened with.
+ *
+ * All I/O is raw system calls on a Unix socket (util/sys.h), bounded by a timeout.
+ */
+#ifndef MT_IDENTITY_CLIENT_H
+#define MT_IDENTITY_CLIENT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "../tls/x509.h"
+#include "../util/result.h"
+#include "proto.h"
+#include "spiffe.h"
+
+struct mt_identity_der {
+    uint8_t *data;
+    size_t length;
+};
+
+struct mt_identity {
+    atomic_uint references;
+    char spiffe_id[MT_SPIFFE_ID_MAX + 1];
+    char trust_domain[MT_SPIFFE_TRUST_DOMAIN_MAX + 1];
+    struct mt_identity_der key;                          /* SEC1 DER; wiped on free */
+    struct mt_identity_der chain[MT_PROTO_MAX_CERTS];    /* leaf first */
+    size_t chain_length;
+    struct mt_identity_der anchors[MT_PROTO_MAX_ANCHORS]; /* the trust bundle */
+    size_t anchor_count;
+    time_t not_after;  /* the leaf's expiry */
+    time_t refresh_at; /* ~70 % of the lifetime: renew lazily past this */
+};
+
+/*
+ * Generates a key, sends a CSR to the agent at socket_path and builds an identity from the reply,
+ * checking that the leaf is a valid X.509-SVID for the key just generated. message receives a
+ * one-line explanation on failure (e.g. "agent at /run/meshtls/agent.sock unreachable: No such
+ * file or directory (is meshtls-agent running?)").
+ */
+MT_RESULT mt_identity_fetch(const char *socket_path, int timeout_ms, struct mt_identity **identity,
+                            char *message, size_t message_size);
+
+/* Asks the agent which SPIFFE ID it would issue to this process (no key, no certificate). */
+MT_RESULT mt_identity_query_id(const char *socket_path, int timeout_ms, char *spiffe_id,
+                               size_t capacity, char *message, size_t message_size);
+
+struct mt_identity *mt_identity_acquire(struct mt_identity *identity);
+/* Drops one reference; the last one wipes the key and frees everything. NULL is allowed. */
+void mt_identity_release(struct mt_identity *identity);
+
+#endif

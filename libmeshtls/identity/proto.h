@@ -1,0 +1,129 @@
+/*
+ * The agent protocol: versioned, length-prefixed frames on a Unix stream socket.
+ *
+ * Frame  = header (8 bytes) + payload (at most MT_PROTO_MAX_PAYLOAD bytes)
+ * Header = 'M' 'T' | version (1 byte, MT_PROTO_VERSION) | type (1 byte) | payload length (u32 BE)
+ * Payload = a sequence of TLVs: tag (u16 BE) | length (u32 BE) | value
+ *
+ * One request, one reply, then the agent closes the connection. Requests:
+ *   SVID_REQUEST  { CSR }                     → SVID_RESPONSE or ERROR
+ *   ID_REQUEST    { }                         → ID_RESPONSE or ERROR
+ * Replies:
+ *   SVID_RESPONSE { SPIFFE_ID, CERT+ (leaf first, DER), BUNDLE+ (trust anchors, DER), EXPIRY }
+ *   ID_RESPONSE   { SPIFFE_ID }
+ *   ERROR         { ERROR_CODE, MESSAGE }
+ *
+ * The parser never allocates and never reads past the length it is given: the decoded structures
+ * point into the caller's buffer. Unknown tags are skipped (a newer peer may add fields); a missing
+ * required tag, a repeated single-valued tag, or a TLV running past the payload is malformed.
+ * The writer fills a caller-provided buffer and reports overflow instead of writing past it.
+ */
+#ifndef MT_IDENTITY_PROTO_H
+#define MT_IDENTITY_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/result.h"
+
+#define MT_PROTO_VERSION 1
+#define MT_PROTO_HEADER_SIZE 8
+#define MT_PROTO_TLV_HEADER_SIZE 6
+#define MT_PROTO_MAX_PAYLOAD (64u * 1024u)
+#define MT_PROTO_MAX_FRAME (MT_PROTO_HEADER_SIZE + MT_PROTO_MAX_PAYLOAD)
+#define MT_PROTO_MAX_CERTS 4
+#define MT_PROTO_MAX_ANCHORS 8
+
+enum mt_proto_type {
+    MT_PROTO_SVID_REQUEST = 1,
+    MT_PROTO_SVID_RESPONSE = 2,
+    MT_PROTO_ERROR = 3,
+    MT_PROTO_ID_REQUEST = 4,
+    MT_PROTO_ID_RESPONSE = 5,
+};
+
+enum mt_proto_tag {
+    MT_PROTO_TAG_CSR = 1,
+    MT_PROTO_TAG_SPIFFE_ID = 2,
+    MT_PROTO_TAG_CERT = 3,
+    MT_PROTO_TAG_BUNDLE = 4,
+    MT_PROTO_TAG_EXPIRY = 5, /* u64 BE, seconds since the epoch: the leaf's notAfter */
+    MT_PROTO_TAG_ERROR_CODE = 6, /* u32 BE, enum mt_proto_error_code */
+    MT_PROTO_TAG_MESSAGE = 7,
+};
+
+enum mt_proto_error_code {
+    MT_PROTO_ERROR_MALFORMED = 1,   /* the request could not be parsed */
+    MT_PROTO_ERROR_UNSUPPORTED = 2, /* unknown version or message type */
+    MT_PROTO_ERROR_DENIED = 3,      /* attestation found no identity for the caller */
+    MT_PROTO_ERROR_BAD_CSR = 4,     /* CSR unparsable, bad signature or wrong key type */
+    MT_PROTO_ERROR_INTERNAL = 5,    /* the agent failed; retry later */
+};
+
+struct mt_proto_blob {
+    const uint8_t *data;
+    size_t length;
+};
+
+struct mt_proto_frame {
+    uint8_t type;
+    const uint8_t *payload;
+    uint32_t payload_length;
+};
+
+struct mt_proto_svid_request {
+    struct mt_proto_blob csr;
+};
+
+struct mt_proto_svid_response {
+    struct mt_proto_blob spiffe_id;
+    struct mt_proto_blob certs[MT_PROTO_MAX_CERTS];
+    size_t cert_count;
+    struct mt_proto_blob anchors[MT_PROTO_MAX_ANCHORS];
+    size_t anchor_count;
+    uint64_t expiry;
+};
+
+struct mt_proto_error_reply {
+    uint32_t code;
+    struct mt_proto_blob message;
+};
+
+/*
+ * Parses one frame from the start of buffer.
+ * *consumed = frame size when a whole frame is present, 0 when more bytes are needed.
+ * Errors: MT_ERR_PROTO_MALFORMED (bad magic), MT_ERR_PROTO_VERSION, MT_ERR_PROTO_OVERSIZED
+ * (declared length > MT_PROTO_MAX_PAYLOAD; detectable from the header alone, before the body).
+ */
+MT_RESULT mt_proto_frame_parse(const uint8_t *buffer, size_t length, struct mt_proto_frame *frame,
+                               size_t *consumed);
+
+MT_RESULT mt_proto_decode_svid_request(const struct mt_proto_frame *frame,
+                                       struct mt_proto_svid_request *request);
+MT_RESULT mt_proto_decode_svid_response(const struct mt_proto_frame *frame,
+                                        struct mt_proto_svid_response *response);
+MT_RESULT mt_proto_decode_id_response(const struct mt_proto_frame *frame,
+                                      struct mt_proto_blob *spiffe_id);
+MT_RESULT mt_proto_decode_error(const struct mt_proto_frame *frame,
+                                struct mt_proto_error_reply *reply);
+
+/* Builds a frame in place: begin, add TLVs, finish. Overflow is sticky and reported by finish. */
+struct mt_proto_writer {
+    uint8_t *buffer;
+    size_t capacity;
+    size_t length;
+    bool overflow;
+};
+
+void mt_proto_writer_begin(struct mt_proto_writer *writer, uint8_t *buffer, size_t capacity,
+                           enum mt_proto_type type);
+void mt_proto_writer_put(struct mt_proto_writer *writer, enum mt_proto_tag tag, const void *value,
+                         size_t length);
+void mt_proto_writer_put_u32(struct mt_proto_writer *writer, enum mt_proto_tag tag, uint32_t value);
+void mt_proto_writer_put_u64(struct mt_proto_writer *writer, enum mt_proto_tag tag, uint64_t value);
+/* Writes the payload length into the header; MT_ERR_TOO_LONG on overflow or oversized payload. */
+MT_RESULT mt_proto_writer_finish(struct mt_proto_writer *writer, size_t *frame_length);
+
+const char *mt_proto_error_code_name(uint32_t code);
+
+#endif

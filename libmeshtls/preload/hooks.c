@@ -1,0 +1,288 @@
+/*
+ * The libc entry points libmeshtls interposes (the list: core/hooks.def).
+ *
+ * Each hook is a few lines: ask the table whether the fd is ours; if not, call the real function
+ * with the arguments untouched (errno untouched too); if so, call the core. No decision is taken
+ * here: which sockets become ours is decided in core/intercept.c, how they behave in core/conn.c.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "../core/conn.h"
+#include "../core/intercept.h"
+#include "../core/readiness.h"
+#include "../core/real.h"
+#include "../core/table.h"
+
+#define MT_EXPORT __attribute__((visibility("default")))
+
+/* Fortified entry points: glibc declares them only under _FORTIFY_SOURCE. */
+ssize_t __read_chk(int fd, void *buffer, size_t length, size_t buffer_length);
+ssize_t __recv_chk(int fd, void *buffer, size_t length, size_t buffer_length, int flags);
+ssize_t __recvfrom_chk(int fd, void *buffer, size_t length, size_t buffer_length, int flags,
+                       struct sockaddr *address, socklen_t *address_length);
+int __poll_chk(struct pollfd *fds, nfds_t count, int timeout_ms, size_t fds_length);
+int __ppoll_chk(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
+                const sigset_t *mask, size_t fds_length);
+void __chk_fail(void) __attribute__((noreturn));
+
+/* Releases the caller's reference without letting cleanup disturb the errno being returned. */
+static ssize_t finish(struct mt_conn *conn, ssize_t result)
+{
+    int saved = errno;
+    mt_conn_release(conn);
+    errno = saved;
+    return result;
+}
+
+/* MSG_WAITALL: keep reading until the buffer is full, EOF, or an error (as the kernel does). */
+static ssize_t receive(struct mt_conn *conn, void *buffer, size_t length, int flags)
+{
+    if ((flags & MSG_WAITALL) == 0 || (flags & (MSG_PEEK | MSG_DONTWAIT)) != 0)
+        return mt_conn_recv(conn, buffer, length, flags & ~MSG_WAITALL);
+    size_t total = 0;
+    while (total < length) {
+        ssize_t n = mt_conn_recv(conn, (char *)buffer + total, length - total, flags & ~MSG_WAITALL);
+        if (n < 0)
+            return total > 0 ? (ssize_t)total : -1;
+        if (n == 0)
+            break;
+        total += (size_t)n;
+    }
+    return (ssize_t)total;
+}
+
+static int timeout_to_ms(const struct timespec *timeout)
+{
+    if (timeout == NULL)
+        return -1;
+    long long ms = (long long)timeout->tv_sec * 1000 + (timeout->tv_nsec + 999999) / 1000000;
+    return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+/*
+ * glibc declares the address parameters as transparent unions (__SOCKADDR_ARG) under _GNU_SOURCE;
+ * the hooks use the same types so their definitions match libc's declarations exactly.
+ */
+MT_EXPORT int connect(int fd, __CONST_SOCKADDR_ARG address, socklen_t length)
+{
+    return mt_intercept_connect(fd, address.__sockaddr__, length);
+}
+
+MT_EXPORT int accept(int fd, __SOCKADDR_ARG address, socklen_t *length)
+{
+    return mt_intercept_accept(fd, address.__sockaddr__, length, 0, false);
+}
+
+MT_EXPORT int accept4(int fd, __SOCKADDR_ARG address, socklen_t *length, int flags)
+{
+    return mt_intercept_accept(fd, address.__sockaddr__, length, flags, true);
+}
+
+MT_EXPORT ssize_t read(int fd, void *buffer, size_t length)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return real_read(fd, buffer, length);
+    }
+    return finish(conn, mt_conn_recv(conn, buffer, length, 0));
+}
+
+MT_EXPORT ssize_t __read_chk(int fd, void *buffer, size_t length, size_t buffer_length)
+{
+    if (length > buffer_length)
+        __chk_fail();
+    return read(fd, buffer, length);
+}
+
+MT_EXPORT ssize_t write(int fd, const void *buffer, size_t length)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return real_write(fd, buffer, length);
+    }
+    return finish(conn, mt_conn_send(conn, buffer, length, 0));
+}
+
+MT_EXPORT ssize_t readv(int fd, const struct iovec *vector, int count)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return real_readv(fd, vector, count);
+    }
+    return finish(conn, mt_conn_recv_vector(conn, vector, count, 0));
+}
+
+MT_EXPORT ssize_t writev(int fd, const struct iovec *vector, int count)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return real_writev(fd, vector, count);
+    }
+    return finish(conn, mt_conn_send_vector(conn, vector, count, 0));
+}
+
+MT_EXPORT ssize_t recv(int fd, void *buffer, size_t length, int flags)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return real_recv(fd, buffer, length, flags);
+    }
+    return finish(conn, receive(conn, buffer, length, flags));
+}
+
+MT_EXPORT ssize_t __recv_chk(int fd, void *buffer, size_t length, size_t buffer_length, int flags)
+{
+    if (length > buffer_length)
+        __chk_fail();
+    return recv(fd, buffer, length, flags);
+}
+
+MT_EXPORT ssize_t send(int fd, const void *buffer, size_t length, int flags)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return real_send(fd, buffer, length, flags);
+    }
+    return finish(conn, mt_conn_send(conn, buffer, length, flags));
+}
+
+MT_EXPORT ssize_t recvfrom(int fd, void *buffer, size_t length, int flags, __SOCKADDR_ARG address,
+                           socklen_t *address_length)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return real_recvfrom(fd, buffer, length, flags, address.__sockaddr__, address_length);
+    }
+    /* A connected TCP socket reports no source address (Linux sets the length to 0). */
+    if (address.__sockaddr__ != NULL && address_length != NULL)
+        *address_length = 0;
+    return finish(conn, receive(conn, buffer, length, flags));
+}
+
+MT_EXPORT ssize_t __recvfrom_chk(int fd, void *buffer, size_t length, size_t buffer_length,
+                                 int flags, struct sockaddr *address, socklen_t *address_length)
+{
+    if (length > buffer_length)
+        __chk_fail();
+    return recvfrom(fd, buffer, length, flags, address, address_length);
+}
+
+MT_EXPORT ssize_t sendto(int fd, const void *buffer, size_t length, int flags,
+                         __CONST_SOCKADDR_ARG address, socklen_t address_length)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return real_sendto(fd, buffer, length, flags, address.__sockaddr__, address_length);
+    }
+    return finish(conn, mt_conn_send(conn, buffer, length, flags));
+}
+
+MT_EXPORT ssize_t recvmsg(int fd, struct msghdr *message, int flags)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return real_recvmsg(fd, message, flags);
+    }
+    message->msg_namelen = 0;
+    message->msg_controllen = 0;
+    message->msg_flags = 0;
+    return finish(conn, mt_conn_recv_vector(conn, message->msg_iov, (int)message->msg_iovlen,
+                                            flags & ~MSG_WAITALL));
+}
+
+MT_EXPORT ssize_t sendmsg(int fd, const struct msghdr *message, int flags)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return real_sendmsg(fd, message, flags);
+    }
+    return finish(conn, mt_conn_send_vector(conn, message->msg_iov, (int)message->msg_iovlen,
+                                            flags));
+}
+
+MT_EXPORT int poll(struct pollfd *fds, nfds_t count, int timeout_ms)
+{
+    mt_real_init();
+    if (!mt_readiness_has_ours(fds, count))
+        return real_poll(fds, count, timeout_ms);
+    return mt_readiness_poll(fds, count, timeout_ms, NULL);
+}
+
+MT_EXPORT int __poll_chk(struct pollfd *fds, nfds_t count, int timeout_ms, size_t fds_length)
+{
+    if (fds_length / sizeof(*fds) < count)
+        __chk_fail();
+    return poll(fds, count, timeout_ms);
+}
+
+MT_EXPORT int ppoll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
+                    const sigset_t *mask)
+{
+    mt_real_init();
+    if (!mt_readiness_has_ours(fds, count))
+        return real_ppoll(fds, count, timeout, mask);
+    return mt_readiness_poll(fds, count, timeout_to_ms(timeout), mask);
+}
+
+MT_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
+                          const sigset_t *mask, size_t fds_length)
+{
+    if (fds_length / sizeof(*fds) < count)
+        __chk_fail();
+    return ppoll(fds, count, timeout, mask);
+}
+
+MT_EXPORT int shutdown(int fd, int how)
+{
+    mt_real_init();
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn != NULL) {
+        (void)mt_conn_shutdown(conn, how);
+        mt_conn_release(conn);
+    }
+    return real_shutdown(fd, how);
+}
+
+MT_EXPORT int close(int fd)
+{
+    mt_real_init();
+    struct mt_conn *conn = mt_table_remove(fd);
+    if (conn != NULL)
+        mt_conn_close(conn);
+    return real_close(fd);
+}
+
+MT_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *length)
+{
+    mt_real_init();
+    if (level == SOL_SOCKET && name == SO_ERROR && value != NULL && length != NULL &&
+        *length >= sizeof(int)) {
+        struct mt_conn *conn = mt_table_acquire(fd);
+        if (conn != NULL) {
+            int error = mt_conn_socket_error(conn);
+            mt_conn_release(conn);
+            if (error != 0) {
+                *(int *)value = error;
+                *length = sizeof(int);
+                return 0;
+            }
+        }
+    }
+    return real_getsockopt(fd, level, name, value, length);
+}

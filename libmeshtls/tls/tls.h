@@ -1,0 +1,79 @@
+/*
+ * TLS 1.3 sessions for intercepted sockets.
+ *
+ * A context is a pair of wolfSSL contexts (client and server) built from one workload identity:
+ * its key and chain, its trust bundle, TLS 1.3 only, mutual authentication mandatory, the peer's
+ * X.509-SVID checked during the handshake. Contexts are reference counted so that rotation can
+ * swap in a new one while sessions opened with the old one carry on.
+ *
+ * A session never blocks: its record I/O goes straight to the kernel with MSG_DONTWAIT (never
+ * through the hooks), and every call reports what it needs next. The caller (core/conn.c) decides
+ * whether to wait, and how long. Only this file and x509.c include wolfSSL.
+ */
+#ifndef MT_TLS_TLS_H
+#define MT_TLS_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../identity/client.h"
+#include "../util/result.h"
+
+/* The largest plaintext one TLS record carries (RFC 8446 §5.1). */
+#define MT_TLS_RECORD_MAX 16384
+
+enum mt_tls_role {
+    MT_TLS_CLIENT,
+    MT_TLS_SERVER,
+};
+
+enum mt_tls_status {
+    MT_TLS_OK,
+    MT_TLS_WANT_READ,
+    MT_TLS_WANT_WRITE,
+    MT_TLS_CLOSED, /* the peer sent close_notify, or the transport reached EOF */
+    MT_TLS_ERROR,  /* see mt_tls_error_number() and mt_tls_error_reason() */
+};
+
+struct mt_tls_context;
+struct mt_tls_session;
+
+/* Initialises wolfSSL once per process; safe to call from several threads. */
+MT_RESULT mt_tls_global_init(void);
+
+MT_RESULT mt_tls_context_new(struct mt_identity *identity, struct mt_tls_context **context);
+struct mt_tls_context *mt_tls_context_acquire(struct mt_tls_context *context);
+void mt_tls_context_release(struct mt_tls_context *context);
+const struct mt_identity *mt_tls_context_identity(const struct mt_tls_context *context);
+
+MT_RESULT mt_tls_session_new(struct mt_tls_context *context, enum mt_tls_role role, int fd,
+                             struct mt_tls_session **session);
+/* Frees without sending anything; the socket is the caller's. NULL is allowed. */
+void mt_tls_session_free(struct mt_tls_session *session);
+
+enum mt_tls_status mt_tls_handshake(struct mt_tls_session *session);
+enum mt_tls_status mt_tls_read(struct mt_tls_session *session, void *buffer, size_t length,
+                               size_t *count, bool peek);
+/*
+ * Encrypts and sends one record of length ≤ MT_TLS_RECORD_MAX. After MT_TLS_WANT_WRITE the record
+ * is committed: the next call must pass the same bytes and length (wolfSSL finishes sending it).
+ */
+enum mt_tls_status mt_tls_write(struct mt_tls_session *session, const void *buffer, size_t length);
+/* Sends close_notify (once); the connection can still be read afterwards. */
+enum mt_tls_status mt_tls_shutdown(struct mt_tls_session *session);
+
+/* Decrypted bytes buffered in the session: readable without touching the socket. */
+size_t mt_tls_pending(struct mt_tls_session *session);
+
+/* Whether sends raise SIGPIPE on a broken connection (as the app's own write would). */
+void mt_tls_set_sigpipe(struct mt_tls_session *session, bool raise_sigpipe);
+
+const char *mt_tls_peer_id(const struct mt_tls_session *session); /* "" before verification */
+const char *mt_tls_cipher(struct mt_tls_session *session);
+const char *mt_tls_version(struct mt_tls_session *session);
+
+/* After MT_TLS_ERROR: the errno the application should see, and why, as a phrase for logs. */
+int mt_tls_error_number(const struct mt_tls_session *session);
+const char *mt_tls_error_reason(const struct mt_tls_session *session);
+
+#endif

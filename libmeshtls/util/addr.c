@@ -1,0 +1,79 @@
+/*
+ * Socket address helpers: formatting for log lines, the loopback test that policy relies on, the
+ * port, and a bounded copy into sockaddr_storage.
+ *
+ * Pure functions over the caller's memory: no allocation, no system calls, and never the resolver
+ * (a log line or a policy decision must not wait on DNS).
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "addr.h"
+
+void mt_addr_format(const struct sockaddr_storage *address, char *text, size_t capacity)
+{
+    if (text == NULL || capacity == 0)
+        return;
+    char host[INET6_ADDRSTRLEN];
+    if (address == NULL) {
+        snprintf(text, capacity, "?");
+    } else if (address->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)address;
+        if (inet_ntop(AF_INET, &v4->sin_addr, host, sizeof(host)) == NULL)
+            snprintf(text, capacity, "?");
+        else
+            snprintf(text, capacity, "%s:%u", host, (unsigned)ntohs(v4->sin_port));
+    } else if (address->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)address;
+        if (inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host)) == NULL)
+            snprintf(text, capacity, "?");
+        else
+            snprintf(text, capacity, "[%s]:%u", host, (unsigned)ntohs(v6->sin6_port));
+    } else if (address->ss_family == AF_UNIX) {
+        snprintf(text, capacity, "unix");
+    } else {
+        snprintf(text, capacity, "?");
+    }
+}
+
+bool mt_addr_is_loopback(const struct sockaddr_storage *address)
+{
+    if (address == NULL)
+        return false;
+    if (address->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)address;
+        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (address->ss_family == AF_INET6) {
+        const struct in6_addr *v6 = &((const struct sockaddr_in6 *)address)->sin6_addr;
+        /* A dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d; they are still IPv4. */
+        if (IN6_IS_ADDR_V4MAPPED(v6))
+            return v6->s6_addr[12] == 127;
+        return IN6_IS_ADDR_LOOPBACK(v6);
+    }
+    return false;
+}
+
+uint16_t mt_addr_port(const struct sockaddr_storage *address)
+{
+    if (address == NULL)
+        return 0;
+    if (address->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)address)->sin_port);
+    if (address->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)address)->sin6_port);
+    return 0;
+}
+
+bool mt_addr_copy(struct sockaddr_storage *storage, const struct sockaddr *address,
+                  socklen_t length)
+{
+    if (storage == NULL || length > sizeof(*storage) || (address == NULL && length > 0))
+        return false;
+    memset(storage, 0, sizeof(*storage));
+    if (length > 0)
+        memcpy(storage, address, length);
+    return true;
+}

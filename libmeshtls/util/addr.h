@@ -1,0 +1,27 @@
+/*
+ * Socket address helpers shared by policy, core and logging. Pure functions.
+ */
+#ifndef MT_UTIL_ADDR_H
+#define MT_UTIL_ADDR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Big enough for "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535". */
+#define MT_ADDR_TEXT_MAX 64
+
+/* "10.0.0.7:8443", "[::1]:443", "unix" or "?" for anything unknown. Always NUL-terminates. */
+void mt_addr_format(const struct sockaddr_storage *address, char *text, size_t capacity);
+
+/* 127.0.0.0/8, ::1, and ::ffff:127.0.0.0/104 (v4-mapped loopback). */
+bool mt_addr_is_loopback(const struct sockaddr_storage *address);
+
+/* The port in host order, 0 for families without one. */
+uint16_t mt_addr_port(const struct sockaddr_storage *address);
+
+/* Copies a sockaddr of length length into storage, zero-filling; false when it does not fit. */
+bool mt_addr_copy(struct sockaddr_storage *storage, const struct sockaddr *address,
+                  socklen_t length);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * Raw system calls for libmeshtls's own I/O.
+ *
+ * Inside an intercepted process, libc's socket functions are our hooks. The TLS record layer and
+ * the agent client must reach the kernel without going through them (re-entering a hook from
+ * inside a hook would recurse or take a connection's lock twice), so they call the kernel
+ * directly. Each function has the libc contract: the result, or -1 with errno set.
+ */
+#ifndef MT_UTIL_SYS_H
+#define MT_UTIL_SYS_H
+
+#include <poll.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+ssize_t mt_sys_recv(int fd, void *buffer, size_t length, int flags);
+ssize_t mt_sys_send(int fd, const void *buffer, size_t length, int flags);
+int mt_sys_poll(struct pollfd *fds, nfds_t count, int timeout_ms);
+int mt_sys_socket(int domain, int type, int protocol);
+int mt_sys_connect(int fd, const struct sockaddr *address, socklen_t length);
+int mt_sys_close(int fd);
+ssize_t mt_sys_write(int fd, const void *buffer, size_t length);
+int mt_sys_ppoll(struct pollfd *fds, nfds_t count, int timeout_ms, const void *signal_mask);
+int mt_sys_getsockopt(int fd, int level, int name, void *value, socklen_t *length);
+int mt_sys_fcntl(int fd, int command, long argument);
+
+/* Milliseconds on CLOCK_MONOTONIC, for deadlines. */
+long long mt_sys_now_ms(void);
+
+/* What is left of a deadline: -1 for none (deadline_ms < 0), else ≥ 0. */
+int mt_sys_remaining_ms(long long deadline_ms);
+
+#endif

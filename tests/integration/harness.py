@@ -1,0 +1,316 @@
+"""Shared machinery for libmeshtls integration tests.
+
+Starts a real meshtls-agent in a private directory, runs real, unmodified programs under
+`meshtls run`, and records the bytes between them with a relay so tests can assert what is on the
+wire. Everything listens on loopback only, and every wait is bounded.
+"""
+
+import os
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BUILD = os.environ.get("MESHTLS_BUILD_DIR", "")
+MESHTLS = os.path.join(BUILD, "meshtls")
+AGENT = os.path.join(BUILD, "meshtls-agent")
+ASAN_RUNTIME = os.environ.get("MESHTLS_TEST_ASAN_RUNTIME", "")
+PYTHON = "/usr/bin/python3"
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise TestFailure(message)
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise TestFailure(f"timed out after {timeout}s waiting for {what}")
+
+
+def port_open(port, host="127.0.0.1", family=socket.AF_INET):
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect((host, port))
+            return True
+    except OSError:
+        return False
+
+
+def base_env():
+    env = dict(os.environ)
+    for name in ("LD_PRELOAD", "MESHTLS_CONFIG", "MESHTLS_AGENT_SOCKET", "MESHTLS_LOG"):
+        env.pop(name, None)
+    if ASAN_RUNTIME:
+        # Programs that are not ours may leak at exit; our own leaks are checked by the unit suite.
+        env["LD_PRELOAD"] = ASAN_RUNTIME
+        env["ASAN_OPTIONS"] = "detect_leaks=0:verify_asan_link_order=0:abort_on_error=1"
+        env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
+    return env
+
+
+class Process:
+    """A child process whose stderr (and stdout) are captured to files for assertions."""
+
+    def __init__(self, name, argv, workdir, env=None, stdin=subprocess.DEVNULL):
+        self.name = name
+        self.stdout_path = os.path.join(workdir, f"{name}.out")
+        self.stderr_path = os.path.join(workdir, f"{name}.err")
+        self.stdout_file = open(self.stdout_path, "wb")
+        self.stderr_file = open(self.stderr_path, "wb")
+        self.popen = subprocess.Popen(argv, stdout=self.stdout_file, stderr=self.stderr_file,
+                                      stdin=stdin, env=env or base_env(), cwd=workdir)
+
+    def stderr(self):
+        self.stderr_file.flush()
+        with open(self.stderr_path, "r", errors="replace") as f:
+            return f.read()
+
+    def stdout(self):
+        self.stdout_file.flush()
+        with open(self.stdout_path, "rb") as f:
+            return f.read()
+
+    def wait(self, timeout):
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            raise TestFailure(f"{self.name} did not finish within {timeout}s\n"
+                              f"stderr:\n{self.stderr()}")
+
+    def stop(self):
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.stdout_file.close()
+        self.stderr_file.close()
+
+
+class Mesh:
+    """A temporary directory with an agent and a workload config pointing at it."""
+
+    def __init__(self, name="mesh", loopback_mode=("mtls", "strict"), log_level="info"):
+        self.dir = tempfile.mkdtemp(prefix=f"meshtls-{name}-")
+        self.processes = []
+        self.agents = {}
+        self.configs = {}
+        self.loopback_mode = loopback_mode
+        self.log_level = log_level
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        for process in reversed(self.processes):
+            process.stop()
+        failed = kind is not None
+        if failed:
+            self.dump()
+        if not failed or os.environ.get("MESHTLS_TEST_KEEP") is None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return False
+
+    def dump(self):
+        for process in self.processes:
+            sys.stderr.write(f"--- {process.name} stderr ---\n{process.stderr()[-4000:]}\n")
+
+    def start_agent(self, name="agent", trust_domain=None):
+        state = os.path.join(self.dir, f"{name}-state")
+        sock = os.path.join(self.dir, f"{name}.sock")
+        argv = [AGENT, "--socket", sock, "--state-dir", state]
+        if trust_domain:
+            argv += ["--trust-domain", trust_domain]
+        env = base_env()
+        if ASAN_RUNTIME:
+            env.pop("LD_PRELOAD", None)  # the agent links the sanitizer runtime itself
+            env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
+        process = self.spawn(name, argv, env=env)
+        wait_for(lambda: os.path.exists(sock) or process.popen.poll() is not None, 20,
+                 f"{name} socket")
+        check(process.popen.poll() is None, f"{name} exited early:\n{process.stderr()}")
+        self.agents[name] = sock
+        self.write_config(name, sock)
+        return sock
+
+    def write_config(self, name, sock, extra=""):
+        outbound, inbound = self.loopback_mode
+        path = os.path.join(self.dir, f"{name}.conf")
+        with open(path, "w") as f:
+            f.write(f'agent_socket = "{sock}";\n'
+                    f'outbound = {{ loopback = "{outbound}"; }};\n'
+                    f'inbound = {{ loopback = "{inbound}"; }};\n'
+                    f'log_level = "{self.log_level}";\n' + extra)
+        self.configs[name] = path
+        return path
+
+    def spawn(self, name, argv, env=None, stdin=subprocess.DEVNULL):
+        process = Process(name, argv, self.dir, env=env, stdin=stdin)
+        self.processes.append(process)
+        return process
+
+    def meshed(self, name, argv, agent="agent", config=None, env=None, stdin=subprocess.DEVNULL):
+        """Runs argv under `meshtls run` with the config of agent (or config)."""
+        config = config or self.configs[agent]
+        return self.spawn(name, [MESHTLS, "run", "--config", config, "--"] + argv, env=env,
+                          stdin=stdin)
+
+    def http_server(self, name, port, directory, agent="agent"):
+        server = self.meshed(name, [PYTHON, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                    "--directory", directory], agent=agent)
+        wait_for(lambda: "Serving HTTP" in server.stdout().decode(errors="replace")
+                 or port_open(port) or server.popen.poll() is not None, 20, f"{name} to listen")
+        check(server.popen.poll() is None, f"{name} exited:\n{server.stderr()}")
+        return server
+
+
+class Relay:
+    """A loopback TCP relay that records both directions of every connection it carries."""
+
+    def __init__(self, target_port, target_host="127.0.0.1", family=socket.AF_INET,
+                 host="127.0.0.1"):
+        self.target = (target_host, target_port)
+        self.family = family
+        self.listener = socket.socket(family, socket.SOCK_STREAM)
+        self.listener.bind((host, 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.client_bytes = []  # per connection: client → server
+        self.server_bytes = []  # per connection: server → client
+        self.lock = threading.Lock()
+        self.stopping = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        self.listener.settimeout(0.2)
+        while not self.stopping:
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            upstream = socket.socket(self.family, socket.SOCK_STREAM)
+            upstream.connect(self.target)
+            with self.lock:
+                index = len(self.client_bytes)
+                self.client_bytes.append(bytearray())
+                self.server_bytes.append(bytearray())
+            threading.Thread(target=self.pump, args=(client, upstream, self.client_bytes[index]),
+                             daemon=True).start()
+            threading.Thread(target=self.pump, args=(upstream, client, self.server_bytes[index]),
+                             daemon=True).start()
+
+    def pump(self, source, destination, record):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    destination.shutdown(socket.SHUT_WR)
+                    return
+                with self.lock:
+                    record.extend(data)
+                destination.sendall(data)
+        except OSError:
+            for s in (source, destination):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.stopping = True
+        self.listener.close()
+
+
+def tls_records(data):
+    """Splits a byte stream into (content_type, legacy_version, body) TLS records; raises if the
+    stream is not a sequence of well-formed records."""
+    records = []
+    offset = 0
+    while offset < len(data):
+        check(len(data) - offset >= 5, f"truncated TLS record header at byte {offset}")
+        content_type, version, length = struct.unpack("!BHH", data[offset:offset + 5])
+        check(content_type in (20, 21, 22, 23),
+              f"byte {offset}: content type {content_type} is not TLS")
+        check(version in (0x0301, 0x0303), f"byte {offset}: record version {version:#x}")
+        check(length <= 16384 + 256, f"byte {offset}: record length {length} too long")
+        check(offset + 5 + length <= len(data), f"byte {offset}: record runs past the stream")
+        records.append((content_type, version, data[offset + 5:offset + 5 + length]))
+        offset += 5 + length
+    return records
+
+
+def negotiated_tls13(server_records):
+    """True when the first server record is a ServerHello selecting TLS 1.3 (RFC 8446 §4.2.1)."""
+    content_type, _, body = server_records[0]
+    check(content_type == 22 and body[0] == 2, "first server record is not a ServerHello")
+    offset = 4 + 2 + 32  # handshake header, legacy_version, random
+    session_id_length = body[offset]
+    offset += 1 + session_id_length + 2 + 1  # session id, cipher suite, compression
+    extensions_end = offset + 2 + struct.unpack("!H", body[offset:offset + 2])[0]
+    offset += 2
+    while offset + 4 <= extensions_end:
+        kind, length = struct.unpack("!HH", body[offset:offset + 4])
+        if kind == 43:  # supported_versions
+            return body[offset + 4:offset + 4 + length] == b"\x03\x04"
+        offset += 4 + length
+    return False
+
+
+def assert_tls13_wire(client_to_server, server_to_client, secrets):
+    """Both directions are TLS records, the handshake is TLS 1.3, application data is encrypted,
+    and none of the secrets appear in either direction."""
+    client_records = tls_records(bytes(client_to_server))
+    server_records = tls_records(bytes(server_to_client))
+    check(client_records and client_records[0][0] == 22 and client_records[0][2][0] == 1,
+          "first client record is not a ClientHello")
+    check(negotiated_tls13(server_records), "ServerHello did not select TLS 1.3")
+    # After the hellos, TLS 1.3 sends everything as application_data (23) records, except the
+    # optional middlebox-compatibility change_cipher_spec (20).
+    for content_type, _, _ in client_records[1:] + server_records[1:]:
+        check(content_type in (20, 23), f"unexpected cleartext record type {content_type}")
+    check(any(t == 23 for t, _, _ in client_records[1:]), "client sent no encrypted records")
+    for secret in secrets:
+        check(secret not in bytes(client_to_server) and secret not in bytes(server_to_client),
+              f"plaintext {secret[:20]!r} visible on the wire")
+    return len(client_records), len(server_records)
+
+
+def random_token(n=24):
+    return "".join(random.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n))
+
+
+def main(test):
+    """Runs test() and turns a TestFailure into a message and exit status 1."""
+    try:
+        test()
+    except TestFailure as failure:
+        sys.stderr.write(f"FAIL: {failure}\n")
+        sys.exit(1)
+    print("PASS")

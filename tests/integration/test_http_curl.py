@@ -1,0 +1,49 @@
+"""An unmodified curl fetches a file from an unmodified `python3 -m http.server`, both under
+`meshtls run`, through a recording relay: the body arrives intact, both sides log the peer's
+SPIFFE ID, and the wire carries TLS 1.3 records and none of the plaintext."""
+
+import os
+import subprocess
+
+from harness import (Mesh, Relay, check, free_port, main, random_token, assert_tls13_wire)
+
+
+def test():
+    with Mesh("http") as mesh:
+        mesh.start_agent()
+        uid = os.getuid()
+        expected_id = f"spiffe://meshtls.local/uid/{uid}"
+        root = os.path.join(mesh.dir, "www")
+        os.mkdir(root)
+        secret = random_token()
+        body = (f"secret payload {secret}\n" * 2000).encode()  # ~70 KB: several records
+        with open(os.path.join(root, "data.txt"), "wb") as f:
+            f.write(body)
+
+        port = free_port()
+        server = mesh.http_server("server", port, root)
+        relay = Relay(port)
+        client = mesh.meshed("curl", ["curl", "--silent", "--show-error", "--max-time", "20",
+                                      f"http://127.0.0.1:{relay.port}/data.txt"])
+        status = client.wait(30)
+        relay.stop()
+        check(status == 0, f"curl exited {status}:\n{client.stderr()}")
+        check(client.stdout() == body, f"curl received {len(client.stdout())} bytes, "
+                                       f"expected {len(body)} bytes of the file")
+
+        client_log = client.stderr()
+        server_log = server.stderr()
+        check(f"mtls outbound to 127.0.0.1:{relay.port}: peer {expected_id}, TLSv1.3"
+              in client_log, f"curl's log does not name the server identity:\n{client_log}")
+        check(f"on :{port}: peer {expected_id}, TLSv1.3" in server_log,
+              f"the server's log does not name the client identity:\n{server_log}")
+
+        check(len(relay.client_bytes) == 1, f"relay saw {len(relay.client_bytes)} connections")
+        request_path = b"GET /data.txt"
+        records = assert_tls13_wire(relay.client_bytes[0], relay.server_bytes[0],
+                                    [secret.encode(), request_path, b"HTTP/1.0 200"])
+        print(f"curl got {len(body)} bytes over TLS 1.3; wire records client/server: {records}")
+
+
+if __name__ == "__main__":
+    main(test)

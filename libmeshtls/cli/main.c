@@ -83,14 +83,13 @@ static int command_run(int argc, char **argv)
     struct mt_config config;
     char message[MT_CONFIG_MESSAGE_MAX];
     if (!mt_result_is_ok(mt_config_load(&config, message, sizeof(message)))) {
-        fprintf(stderr, "meshtls: not starting %s: configuration error: %s\n", program[0],
-                message);
+        fprintf(stderr, "meshtls: not starting %s: configuration error: %s\n", program[0], message);
         return 2;
     }
     char preload[PATH_MAX];
     if (!find_preload(preload, sizeof(preload))) {
-        fprintf(stderr, "meshtls: cannot find %s next to this program or in ../%s\n",
-                PRELOAD_NAME, MESHTLS_PRELOAD_RELATIVE_DIR);
+        fprintf(stderr, "meshtls: cannot find %s next to this program or in ../%s\n", PRELOAD_NAME,
+                MESHTLS_PRELOAD_RELATIVE_DIR);
         return 2;
     }
     /* Keep what is already preloaded (a sanitizer runtime must stay first). */

@@ -65,9 +65,8 @@ static void log_established(struct mt_conn *conn)
         mt_log_info("mtls outbound to %s: peer %s, %s %s", peer, mt_tls_peer_id(conn->tls),
                     mt_tls_version(conn->tls), mt_tls_cipher(conn->tls));
     else
-        mt_log_info("mtls inbound from %s on :%u: peer %s, %s %s", peer,
-                    mt_addr_port(&conn->local), mt_tls_peer_id(conn->tls),
-                    mt_tls_version(conn->tls), mt_tls_cipher(conn->tls));
+        mt_log_info("mtls inbound from %s on :%u: peer %s, %s %s", peer, mt_addr_port(&conn->local),
+                    mt_tls_peer_id(conn->tls), mt_tls_version(conn->tls), mt_tls_cipher(conn->tls));
 }
 
 static void start_handshake(struct mt_conn *conn)
@@ -173,9 +172,8 @@ static long long earlier(long long a, long long b)
  */
 static int wait_for_progress(struct mt_conn *conn, long long deadline)
 {
-    short events = conn->state == MT_CONN_CONNECTING || conn->wants == MT_TLS_WANT_WRITE
-                       ? POLLOUT
-                       : POLLIN;
+    short events =
+        conn->state == MT_CONN_CONNECTING || conn->wants == MT_TLS_WANT_WRITE ? POLLOUT : POLLIN;
     if (conn->unsent_length > 0)
         events |= POLLOUT;
     struct pollfd entry = {.fd = conn->fd, .events = events};
@@ -322,8 +320,8 @@ ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flag
             size_t total = 0;
             while (total < length) {
                 size_t count = 0;
-                enum mt_tls_status status = mt_tls_read(conn->tls, (char *)buffer + total,
-                                                        length - total, &count, peek);
+                enum mt_tls_status status =
+                    mt_tls_read(conn->tls, (char *)buffer + total, length - total, &count, peek);
                 if (status == MT_TLS_OK) {
                     total += count;
                     if (peek)
@@ -558,9 +556,8 @@ short mt_conn_poll_finish(struct mt_conn *conn, short app_events, short kernel_a
     case MT_CONN_HANDSHAKING:
         break;
     case MT_CONN_ESTABLISHED:
-        if ((app_events & POLLIN) &&
-            (mt_tls_pending(conn->tls) > 0 || conn->peer_closed ||
-             (kernel_revents & (POLLIN | POLLHUP | POLLERR | POLLRDHUP))))
+        if ((app_events & POLLIN) && (mt_tls_pending(conn->tls) > 0 || conn->peer_closed ||
+                                      (kernel_revents & (POLLIN | POLLHUP | POLLERR | POLLRDHUP))))
             result |= POLLIN;
         /* Writable once nothing is left unsent; if the kernel was not asked, it is fresh. */
         if ((app_events & POLLOUT) && conn->unsent_length == 0 && !conn->write_closed &&

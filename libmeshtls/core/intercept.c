@@ -42,8 +42,8 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
 {
     mt_real_init();
     struct sockaddr_storage destination;
-    if (address == NULL || !mt_addr_copy(&destination, address, length) ||
-        !is_inet(&destination) || !is_tcp_socket(fd))
+    if (address == NULL || !mt_addr_copy(&destination, address, length) || !is_inet(&destination) ||
+        !is_tcp_socket(fd))
         return real_connect(fd, address, length);
     /* A second connect() on a socket already ours asks the kernel how the first one went. */
     struct mt_conn *existing = mt_table_acquire(fd);
@@ -114,8 +114,7 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
     struct mt_tls_context *context = NULL;
     if (mt_runtime_config_failed(&config_message)) {
         snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
-    } else if (mt_policy_decide_inbound(mt_runtime_config(), &local, &peer) ==
-               MT_INBOUND_PLAIN) {
+    } else if (mt_policy_decide_inbound(mt_runtime_config(), &local, &peer) == MT_INBOUND_PLAIN) {
         errno = saved;
         return fd;
     } else {

@@ -42,8 +42,7 @@ static int wait_round(struct pollfd *fds, struct pollfd *kernel, struct entry *e
         entries[i] = (struct entry){mt_table_acquire(fds[i].fd), 0, 0};
         if (entries[i].conn == NULL)
             continue;
-        entries[i].ready =
-            mt_conn_poll_prepare(entries[i].conn, fds[i].events, &entries[i].asked);
+        entries[i].ready = mt_conn_poll_prepare(entries[i].conn, fds[i].events, &entries[i].asked);
         kernel[i].events = entries[i].asked;
         if (entries[i].ready != 0)
             synthetic++;
@@ -59,8 +58,8 @@ static int wait_round(struct pollfd *fds, struct pollfd *kernel, struct entry *e
         } else {
             fds[i].revents = entries[i].ready;
             if (ready >= 0)
-                fds[i].revents |= mt_conn_poll_finish(conn, fds[i].events, entries[i].asked,
-                                                      kernel[i].revents);
+                fds[i].revents |=
+                    mt_conn_poll_finish(conn, fds[i].events, entries[i].asked, kernel[i].revents);
             mt_conn_release(conn);
         }
         if (fds[i].revents != 0)

@@ -21,7 +21,7 @@
 #define REPLY_CAPACITY MT_PROTO_MAX_FRAME
 
 __attribute__((format(printf, 3, 4))) static void say(char *message, size_t size,
-                                                       const char *format, ...)
+                                                      const char *format, ...)
 {
     if (message == NULL || size == 0)
         return;
@@ -134,8 +134,8 @@ static MT_RESULT round_trip(const char *socket_path, int timeout_ms, const uint8
         struct mt_proto_error_reply error;
         char text[256] = "";
         if (mt_result_is_ok(mt_proto_decode_error(frame, &error))) {
-            size_t n = error.message.length < sizeof(text) - 1 ? error.message.length
-                                                                : sizeof(text) - 1;
+            size_t n =
+                error.message.length < sizeof(text) - 1 ? error.message.length : sizeof(text) - 1;
             memcpy(text, error.message.data, n);
             text[n] = '\0';
         }
@@ -165,7 +165,8 @@ static void free_der(struct mt_identity_der *der, bool secret)
 }
 
 /* Copies the reply into identity and checks it against the key this process generated. */
-static MT_RESULT adopt_reply(struct mt_identity *identity, const struct mt_proto_svid_response *svid,
+static MT_RESULT adopt_reply(struct mt_identity *identity,
+                             const struct mt_proto_svid_response *svid,
                              const struct mt_x509_key *key, char *message, size_t message_size)
 {
     MT_ENSURE(svid->cert_count >= 1 && svid->anchor_count >= 1, MT_ERR_PROTO_MALFORMED);
@@ -175,9 +176,9 @@ static MT_RESULT adopt_reply(struct mt_identity *identity, const struct mt_proto
         MT_GUARD(copy_der(&identity->anchors[identity->anchor_count++], &svid->anchors[i]));
 
     const char *reason = "";
-    mt_result checked = mt_x509_svid_check(identity->chain[0].data, identity->chain[0].length,
-                                           identity->spiffe_id, sizeof(identity->spiffe_id),
-                                           &reason);
+    mt_result checked =
+        mt_x509_svid_check(identity->chain[0].data, identity->chain[0].length, identity->spiffe_id,
+                           sizeof(identity->spiffe_id), &reason);
     if (!mt_result_is_ok(checked)) {
         say(message, message_size, "agent issued an invalid X.509-SVID: %s", reason);
         return checked;

@@ -30,8 +30,8 @@ struct mt_identity {
     atomic_uint references;
     char spiffe_id[MT_SPIFFE_ID_MAX + 1];
     char trust_domain[MT_SPIFFE_TRUST_DOMAIN_MAX + 1];
-    struct mt_identity_der key;                          /* SEC1 DER; wiped on free */
-    struct mt_identity_der chain[MT_PROTO_MAX_CERTS];    /* leaf first */
+    struct mt_identity_der key;                       /* SEC1 DER; wiped on free */
+    struct mt_identity_der chain[MT_PROTO_MAX_CERTS]; /* leaf first */
     size_t chain_length;
     struct mt_identity_der anchors[MT_PROTO_MAX_ANCHORS]; /* the trust bundle */
     size_t anchor_count;

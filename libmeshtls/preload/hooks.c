@@ -47,7 +47,8 @@ static ssize_t receive(struct mt_conn *conn, void *buffer, size_t length, int fl
         return mt_conn_recv(conn, buffer, length, flags & ~MSG_WAITALL);
     size_t total = 0;
     while (total < length) {
-        ssize_t n = mt_conn_recv(conn, (char *)buffer + total, length - total, flags & ~MSG_WAITALL);
+        ssize_t n =
+            mt_conn_recv(conn, (char *)buffer + total, length - total, flags & ~MSG_WAITALL);
         if (n < 0)
             return total > 0 ? (ssize_t)total : -1;
         if (n == 0)
@@ -212,8 +213,8 @@ MT_EXPORT ssize_t sendmsg(int fd, const struct msghdr *message, int flags)
         mt_real_init();
         return real_sendmsg(fd, message, flags);
     }
-    return finish(conn, mt_conn_send_vector(conn, message->msg_iov, (int)message->msg_iovlen,
-                                            flags));
+    return finish(conn,
+                  mt_conn_send_vector(conn, message->msg_iov, (int)message->msg_iovlen, flags));
 }
 
 MT_EXPORT int poll(struct pollfd *fds, nfds_t count, int timeout_ms)

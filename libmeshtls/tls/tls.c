@@ -126,16 +126,27 @@ static int io_send(WOLFSSL *ssl, char *buffer, int size, void *user)
 
 /* ---- verification --------------------------------------------------------------------------- */
 
+/*
+ * wolfSSL reports chain errors as its own ASN_* codes, or, in builds with the OpenSSL
+ * compatibility layer (Debian's), as X509_V_ERR_* codes: accept both.
+ */
 static const char *chain_error_phrase(int error)
 {
     switch (error) {
     case ASN_NO_SIGNER_E:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
         return "certificate not issued by a trusted anchor (foreign CA?)";
     case ASN_AFTER_DATE_E:
+    case X509_V_ERR_CERT_HAS_EXPIRED:
         return "certificate expired";
     case ASN_BEFORE_DATE_E:
+    case X509_V_ERR_CERT_NOT_YET_VALID:
         return "certificate not yet valid";
     case ASN_SIG_CONFIRM_E:
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
         return "certificate signature invalid";
     default:
         return "certificate chain rejected";
@@ -148,7 +159,7 @@ static int verify_peer(int preverified, WOLFSSL_X509_STORE_CTX *store)
     if (session == NULL)
         return 0;
     if (!preverified) {
-        set_reason(session, "peer %s", chain_error_phrase(store->error));
+        set_reason(session, "peer %s (error %d)", chain_error_phrase(store->error), store->error);
         return 0;
     }
     if (wolfSSL_X509_STORE_CTX_get_error_depth(store) != 0)
@@ -349,8 +360,8 @@ static enum mt_tls_status classify(struct mt_tls_session *session, int ret)
                    session->handshake_done ? "abruptly" : "during the handshake");
     }
     WOLFSSL_ALERT_HISTORY alerts;
-    if (session->reason[0] == '\0' && wolfSSL_get_alert_history(session->ssl, &alerts) ==
-                                          WOLFSSL_SUCCESS &&
+    if (session->reason[0] == '\0' &&
+        wolfSSL_get_alert_history(session->ssl, &alerts) == WOLFSSL_SUCCESS &&
         alerts.last_rx.code > 0) {
         char phrase[64];
         snprintf(phrase, sizeof(phrase), "%d (%s)", alerts.last_rx.code,
@@ -384,8 +395,8 @@ enum mt_tls_status mt_tls_read(struct mt_tls_session *session, void *buffer, siz
 {
     *count = 0;
     int size = length > 0x40000000 ? 0x40000000 : (int)length;
-    int ret = peek ? wolfSSL_peek(session->ssl, buffer, size)
-                   : wolfSSL_read(session->ssl, buffer, size);
+    int ret =
+        peek ? wolfSSL_peek(session->ssl, buffer, size) : wolfSSL_read(session->ssl, buffer, size);
     if (ret > 0) {
         *count = (size_t)ret;
         return MT_TLS_OK;

@@ -30,6 +30,27 @@ TAG_CSR, TAG_SPIFFE_ID, TAG_CERT, TAG_BUNDLE, TAG_EXPIRY, TAG_ERROR_CODE, TAG_ME
 ERR_MALFORMED, ERR_UNSUPPORTED, ERR_DENIED, ERR_BAD_CSR, ERR_INTERNAL = range(1, 6)
 MAX_PAYLOAD = 64 * 1024
 
+# A self-signed CA as an operator might make it, for the state directory.
+OPENSSL_CA_CONFIG = """\
+[ca]
+default_ca = selfsigned
+[selfsigned]
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = anything
+x509_extensions = extensions
+unique_subject = no
+[anything]
+organizationName = optional
+[extensions]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectAltName = URI:spiffe://meshtls.local
+subjectKeyIdentifier = hash
+"""
+
 REQUEST_TIMEOUT = 5.0  # MT_SERVER_REQUEST_TIMEOUT_MS
 PROMPT = 1.0  # how quickly a well-formed request must be served while others misbehave
 DAY = 24 * 3600
@@ -407,6 +428,48 @@ class Suite:
               "a 0644 ca.key was not refused clearly: %r" % stderr)
         check(not os.path.exists(self.socket_path), "a refused start left its socket behind")
 
+    def make_openssl_ca(self, name, start, end):
+        """A state dir holding a CA made by openssl ca (PKCS#8 key), valid from start to end."""
+        directory = os.path.join(self.workdir, name)
+        os.makedirs(directory, mode=0o700)
+        work = os.path.join(directory, "openssl")
+        os.makedirs(work)
+        with open(os.path.join(work, "ca.cnf"), "w") as f:
+            f.write(OPENSSL_CA_CONFIG)
+        open(os.path.join(work, "index.txt"), "w").close()
+        with open(os.path.join(work, "serial"), "w") as f:
+            f.write("01\n")
+        key = os.path.join(directory, "ca.key")
+        old_umask = os.umask(0o077)
+        try:
+            openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", key)
+        finally:
+            os.umask(old_umask)
+        request = os.path.join(work, "ca.csr")
+        openssl("req", "-new", "-key", key, "-subj", "/O=operator", "-out", request)
+        subprocess.run(
+            ["openssl", "ca", "-batch", "-config", "ca.cnf", "-selfsign", "-keyfile", key,
+             "-in", request, "-startdate", start, "-enddate", end, "-notext",
+             "-out", os.path.join(directory, "ca.crt")],
+            cwd=work, capture_output=True, check=True)
+        return directory
+
+    def test_openssl_made_ca_used_and_expired_one_refused(self):
+        state = self.make_openssl_ca("operator-state", "20200101000000Z", "20991231235959Z")
+        self.start(state_dir=state)
+        _, fields = self.request_svid()
+        leaf = der_to_pem(fields[TAG_CERT][0], os.path.join(self.workdir, "operator-leaf.pem"))
+        result = openssl("verify", "-CAfile", os.path.join(state, "ca.crt"), "-purpose",
+                         "sslclient", leaf, ok=False)
+        check(result.returncode == 0, "leaf from an openssl-made CA does not verify: %s"
+              % result.stderr.decode())
+        check(self.agent.stop() == 0, "agent did not exit 0")
+
+        expired = self.make_openssl_ca("expired-state", "20200101000000Z", "20210101000000Z")
+        status, stderr = run_agent_to_exit(
+            self.binary, ["--socket", self.socket_path, "--state-dir", expired])
+        check(status != 0 and "expired" in stderr, "an expired CA was not refused: %r" % stderr)
+
     def test_config_rule_decides_identity(self):
         # The agent sees the resolved interpreter (/usr/bin/python3.11 for /usr/bin/python3).
         interpreter = os.readlink("/proc/self/exe")
@@ -465,6 +528,7 @@ class Suite:
             self.test_second_agent_refused_and_stale_socket_replaced,
             self.test_sigterm_exits_zero_and_removes_socket,
             self.test_refuses_foreign_or_exposed_ca,
+            self.test_openssl_made_ca_used_and_expired_one_refused,
             self.test_config_rule_decides_identity,
         ]
         for test in tests:

@@ -82,12 +82,14 @@ class Process:
                                       stdin=stdin, env=env or base_env(), cwd=workdir)
 
     def stderr(self):
-        self.stderr_file.flush()
+        if not self.stderr_file.closed:
+            self.stderr_file.flush()
         with open(self.stderr_path, "r", errors="replace") as f:
             return f.read()
 
     def stdout(self):
-        self.stdout_file.flush()
+        if not self.stdout_file.closed:
+            self.stdout_file.flush()
         with open(self.stdout_path, "rb") as f:
             return f.read()
 
@@ -130,6 +132,7 @@ class Mesh:
             process.stop()
         failed = kind is not None
         if failed:
+            sys.stderr.write(f"FAIL: {value}\n")
             self.dump()
         if not failed or os.environ.get("MESHTLS_TEST_KEEP") is None:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -300,6 +303,13 @@ def assert_tls13_wire(client_to_server, server_to_client, secrets):
         check(secret not in bytes(client_to_server) and secret not in bytes(server_to_client),
               f"plaintext {secret[:20]!r} visible on the wire")
     return len(client_records), len(server_records)
+
+
+def http_client(url):
+    """argv fetching url to stdout: curl, or fetch.py where curl cannot run (see fetch.py)."""
+    if ASAN_RUNTIME:
+        return [PYTHON, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fetch.py"), url]
+    return ["curl", "--silent", "--show-error", "--max-time", "20", url]
 
 
 def random_token(n=24):

@@ -5,7 +5,8 @@ SPIFFE ID, and the wire carries TLS 1.3 records and none of the plaintext."""
 import os
 import subprocess
 
-from harness import (Mesh, Relay, check, free_port, main, random_token, assert_tls13_wire)
+from harness import (Mesh, Relay, assert_tls13_wire, check, free_port, http_client, main,
+                     random_token)
 
 
 def test():
@@ -23,8 +24,7 @@ def test():
         port = free_port()
         server = mesh.http_server("server", port, root)
         relay = Relay(port)
-        client = mesh.meshed("curl", ["curl", "--silent", "--show-error", "--max-time", "20",
-                                      f"http://127.0.0.1:{relay.port}/data.txt"])
+        client = mesh.meshed("curl", http_client(f"http://127.0.0.1:{relay.port}/data.txt"))
         status = client.wait(30)
         relay.stop()
         check(status == 0, f"curl exited {status}:\n{client.stderr()}")

@@ -4,12 +4,11 @@ CA, logs why (peer, port, mode, reason), and keeps serving meshed clients."""
 import os
 import subprocess
 
-from harness import Mesh, base_env, check, free_port, main, random_token
+from harness import Mesh, check, free_port, http_client, main, random_token
 
 
 def fetch(mesh, name, port, agent="agent", meshed=True):
-    url = f"http://127.0.0.1:{port}/index.txt"
-    argv = ["curl", "--silent", "--show-error", "--max-time", "10", url]
+    argv = http_client(f"http://127.0.0.1:{port}/index.txt")
     client = mesh.meshed(name, argv, agent=agent) if meshed else mesh.spawn(name, argv)
     return client, client.wait(30)
 

@@ -22,7 +22,14 @@ def lines_with(text, needle):
 def demo():
     with harness.Mesh("demo") as mesh:
         print(f"1. starting meshtls-agent (dev CA in {mesh.dir}/agent-state)")
-        sock = mesh.start_agent()
+        # Identities by attestation: the agent reads each caller's executable from /proc.
+        rules = ('rules = (\n'
+                 '  { exe = "/usr/bin/python3*"; id = "demo/web"; },\n'
+                 '  { exe = "/usr/bin/curl"; id = "demo/client"; }\n'
+                 ');\n')
+        print("   rules: python3 -> spiffe://meshtls.local/demo/web, "
+              "curl -> spiffe://meshtls.local/demo/client")
+        sock = mesh.start_agent(config=rules)
         print(f"   agent socket {sock}")
         root = os.path.join(mesh.dir, "www")
         os.mkdir(root)

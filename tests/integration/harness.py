@@ -142,12 +142,18 @@ class Mesh:
         for process in self.processes:
             sys.stderr.write(f"--- {process.name} stderr ---\n{process.stderr()[-4000:]}\n")
 
-    def start_agent(self, name="agent", trust_domain=None):
+    def start_agent(self, name="agent", trust_domain=None, config=None):
+        """Starts an agent; config is the text of its configuration file (rules etc.)."""
         state = os.path.join(self.dir, f"{name}-state")
         sock = os.path.join(self.dir, f"{name}.sock")
         argv = [AGENT, "--socket", sock, "--state-dir", state]
         if trust_domain:
             argv += ["--trust-domain", trust_domain]
+        if config is not None:
+            path = os.path.join(self.dir, f"{name}-agent.conf")
+            with open(path, "w") as f:
+                f.write(config)
+            argv += ["--config", path]
         env = base_env()
         if ASAN_RUNTIME:
             env.pop("LD_PRELOAD", None)  # the agent links the sanitizer runtime itself

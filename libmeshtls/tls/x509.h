@@ -89,9 +89,9 @@ MT_RESULT mt_x509_cert_validity(const uint8_t *der, size_t length, time_t *not_b
                                 time_t *not_after);
 
 /* PEM ("CERTIFICATE") ↔ DER for certificates. pem_to_der reads the first certificate only. */
-MT_RESULT mt_x509_cert_pem_to_der(const char *pem, size_t pem_length, uint8_t *der,
-                                  size_t capacity, size_t *length);
-MT_RESULT mt_x509_cert_der_to_pem(const uint8_t *der, size_t der_length, char *pem,
-                                  size_t capacity, size_t *length);
+MT_RESULT mt_x509_cert_pem_to_der(const char *pem, size_t pem_length, uint8_t *der, size_t capacity,
+                                  size_t *length);
+MT_RESULT mt_x509_cert_der_to_pem(const uint8_t *der, size_t der_length, char *pem, size_t capacity,
+                                  size_t *length);
 
 #endif

@@ -1,0 +1,29 @@
+/*
+ * Attestation: what the kernel says about the process at the other end of a Unix socket.
+ *
+ * The uid, gid and pid come from SO_PEERCRED (fixed when the peer called connect()); the
+ * executable from /proc/<pid>/exe. Nothing the peer sends is consulted. When the executable
+ * cannot be tied to the process that connected (it exited, its pid may have been reused, /proc is
+ * not readable), has_exe is false and rules that name an executable cannot match.
+ */
+#ifndef MT_AGENT_ATTEST_H
+#define MT_AGENT_ATTEST_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "../util/result.h"
+
+struct mt_attest_peer {
+    pid_t pid; /* 0 when the peer is in a pid namespace the agent cannot see */
+    uid_t uid;
+    gid_t gid;
+    bool has_exe;
+    char exe[PATH_MAX];
+};
+
+/* Identifies the peer of the connected Unix socket fd. Fails only when SO_PEERCRED fails. */
+MT_RESULT mt_attest_identify(int fd, struct mt_attest_peer *peer);
+
+#endif

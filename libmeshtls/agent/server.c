@@ -1,0 +1,647 @@
+/*
+ * The agent's socket server (see server.h): accept, attest, read one frame, reply, close.
+ *
+ * Owns the listening socket, the client table and every byte exchanged with clients. Callers are
+ * any local process, so nothing here trusts a length or a state a client controls: a client's
+ * buffer is sized from a header the codec has already bounded, each client has its own deadline,
+ * and no call blocks on one client while others wait (the only synchronous work is one ECDSA
+ * signature). This file must never let a client choose its identity (that is decided by
+ * attestation and the rules), never log a key or a CSR, and never exit on a client's behaviour.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../identity/proto.h"
+#include "../util/log.h"
+#include "attest.h"
+#include "server.h"
+
+/* A reply holds at most an ID, a leaf, one anchor and an expiry, each with its TLV header. */
+#define REPLY_MAX                                                                                  \
+    (MT_PROTO_HEADER_SIZE + 4 * MT_PROTO_TLV_HEADER_SIZE + MT_SPIFFE_ID_MAX +                      \
+     2 * MT_X509_CERT_DER_MAX + 8)
+/* Accepts per wake-up, so that a connection flood cannot starve clients already being served. */
+#define ACCEPT_BURST 64
+#define ACCEPT_PAUSE_MS 100
+
+enum client_state {
+    CLIENT_FREE = 0,
+    CLIENT_READING,
+    CLIENT_WRITING,
+};
+
+struct mt_server_client {
+    int fd;
+    enum client_state state;
+    long long deadline_ms;
+    struct mt_attest_peer peer;
+    /* The header is read into place first; input is allocated once it announces a length. */
+    uint8_t header[MT_PROTO_HEADER_SIZE];
+    uint8_t *input;
+    size_t input_size;
+    size_t received;
+    uint8_t *output;
+    size_t output_length;
+    size_t output_sent;
+};
+
+__attribute__((format(printf, 4, 5))) static mt_result
+fail(char *message, size_t message_size, enum mt_error error, const char *format, ...)
+{
+    if (message != NULL && message_size > 0) {
+        va_list arguments;
+        va_start(arguments, format);
+        vsnprintf(message, message_size, format, arguments);
+        va_end(arguments);
+    }
+    return mt_result_of(error);
+}
+
+/* Milliseconds on CLOCK_MONOTONIC, for deadlines that wall-clock changes cannot move. */
+static long long now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static const char *exe_text(const struct mt_attest_peer *peer)
+{
+    return peer->has_exe ? peer->exe : "unknown";
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Opening the socket */
+
+static MT_RESULT ensure_parent_directory(const char *socket_path, char *message,
+                                         size_t message_size)
+{
+    char parent[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    snprintf(parent, sizeof(parent), "%s", socket_path);
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL || slash == parent)
+        return MT_OK_RESULT;
+    *slash = '\0';
+    if (mkdir(parent, 0755) == 0 || errno == EEXIST)
+        return MT_OK_RESULT;
+    return fail(message, message_size, MT_ERR_IO, "cannot create directory %s for the socket: %s",
+                parent, strerror(errno));
+}
+
+static void address_of(const char *socket_path, struct sockaddr_un *address)
+{
+    memset(address, 0, sizeof(*address));
+    address->sun_family = AF_UNIX;
+    snprintf(address->sun_path, sizeof(address->sun_path), "%s", socket_path);
+}
+
+/*
+ * A socket file left by an agent that died cannot be bound again; one that a live agent still
+ * serves must not be stolen. connect() tells them apart: refused means nobody listens.
+ */
+static MT_RESULT clear_stale_socket(const char *socket_path, char *message, size_t message_size)
+{
+    struct stat status;
+    if (lstat(socket_path, &status) != 0) {
+        if (errno == ENOENT)
+            return MT_OK_RESULT;
+        return fail(message, message_size, MT_ERR_IO, "cannot check %s: %s", socket_path,
+                    strerror(errno));
+    }
+    if (!S_ISSOCK(status.st_mode))
+        return fail(message, message_size, MT_ERR_IO,
+                    "%s exists and is not a socket: remove it or choose another --socket",
+                    socket_path);
+
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (probe < 0)
+        return fail(message, message_size, MT_ERR_IO, "socket: %s", strerror(errno));
+    struct sockaddr_un address;
+    address_of(socket_path, &address);
+    int connected = connect(probe, (struct sockaddr *)&address, sizeof(address));
+    int connect_errno = errno;
+    close(probe);
+    /* EAGAIN: a full backlog, which only a live listener has. */
+    if (connected == 0 || connect_errno == EAGAIN)
+        return fail(message, message_size, MT_ERR_IO,
+                    "another meshtls-agent is already serving %s; stop it first or choose "
+                    "another --socket",
+                    socket_path);
+    if (connect_errno != ECONNREFUSED)
+        return fail(message, message_size, MT_ERR_IO, "cannot check %s: %s", socket_path,
+                    strerror(connect_errno));
+    if (unlink(socket_path) != 0 && errno != ENOENT)
+        return fail(message, message_size, MT_ERR_IO, "cannot remove stale socket %s: %s",
+                    socket_path, strerror(errno));
+    mt_log_info("replaced stale socket %s", socket_path);
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
+                         const struct mt_agent_config *config, const struct mt_ca *ca,
+                         char *message, size_t message_size)
+{
+    MT_ENSURE_REF(server);
+    MT_ENSURE_REF(socket_path);
+    MT_ENSURE_REF(config);
+    MT_ENSURE_REF(ca);
+    memset(server, 0, sizeof(*server));
+    server->listen_fd = -1;
+    server->config = config;
+    server->ca = ca;
+    if (socket_path[0] == '\0' || strlen(socket_path) >= sizeof(server->socket_path))
+        return fail(message, message_size, MT_ERR_TOO_LONG,
+                    "socket path \"%s\" is empty or longer than %zu bytes", socket_path,
+                    sizeof(server->socket_path) - 1);
+    snprintf(server->socket_path, sizeof(server->socket_path), "%s", socket_path);
+
+    MT_GUARD(ensure_parent_directory(socket_path, message, message_size));
+    MT_GUARD(clear_stale_socket(socket_path, message, message_size));
+
+    mt_result result = MT_OK_RESULT;
+    struct stat status;
+    struct sockaddr_un address;
+    address_of(socket_path, &address);
+    server->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (server->listen_fd < 0) {
+        result = fail(message, message_size, MT_ERR_IO, "socket: %s", strerror(errno));
+        goto out;
+    }
+    if (bind(server->listen_fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
+        result = fail(message, message_size, MT_ERR_IO, "cannot bind %s: %s", socket_path,
+                      strerror(errno));
+        goto out;
+    }
+    if (lstat(socket_path, &status) != 0) {
+        result = fail(message, message_size, MT_ERR_IO, "cannot stat %s: %s", socket_path,
+                      strerror(errno));
+        goto out;
+    }
+    server->socket_device = status.st_dev;
+    server->socket_inode = status.st_ino;
+    /* Until this chmod the socket has the umask's (narrower) mode, so nothing is exposed early. */
+    if (chmod(socket_path, 0666) != 0 || listen(server->listen_fd, SOMAXCONN) != 0) {
+        result = fail(message, message_size, MT_ERR_IO, "cannot listen on %s: %s", socket_path,
+                      strerror(errno));
+        goto out;
+    }
+    server->clients = calloc(MT_SERVER_CLIENTS_MAX, sizeof(*server->clients));
+    if (server->clients == NULL)
+        result = fail(message, message_size, MT_ERR_NO_MEMORY, "out of memory");
+
+out:
+    if (!mt_result_is_ok(result))
+        mt_server_close(server);
+    return result;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Clients */
+
+static void client_close(struct mt_server_client *client)
+{
+    if (client->state == CLIENT_FREE)
+        return;
+    close(client->fd);
+    free(client->input);
+    free(client->output);
+    memset(client, 0, sizeof(*client));
+    client->fd = -1;
+}
+
+/* Sends what is left of the reply; closes the client once all of it is out. */
+static void client_write(struct mt_server_client *client)
+{
+    while (client->output_sent < client->output_length) {
+        ssize_t sent = send(client->fd, client->output + client->output_sent,
+                            client->output_length - client->output_sent, MSG_NOSIGNAL);
+        if (sent < 0 && errno == EINTR)
+            continue;
+        if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (sent <= 0) {
+            mt_log_warn("reply to pid %ld uid %u not delivered: %s", (long)client->peer.pid,
+                        (unsigned)client->peer.uid, sent < 0 ? strerror(errno) : "closed");
+            client_close(client);
+            return;
+        }
+        client->output_sent += (size_t)sent;
+    }
+    client_close(client);
+}
+
+/* Takes over reply (a frame of length bytes, heap-allocated) and starts sending it. */
+static void client_reply(struct mt_server_client *client, uint8_t *reply, size_t length)
+{
+    free(client->input);
+    client->input = NULL;
+    client->output = reply;
+    client->output_length = length;
+    client->output_sent = 0;
+    client->state = CLIENT_WRITING;
+    client->deadline_ms = now_ms() + MT_SERVER_REQUEST_TIMEOUT_MS;
+    client_write(client);
+}
+
+static size_t build_error(uint8_t *frame, size_t capacity, enum mt_proto_error_code code,
+                          const char *text)
+{
+    struct mt_proto_writer writer;
+    size_t length = 0;
+    mt_proto_writer_begin(&writer, frame, capacity, MT_PROTO_ERROR);
+    mt_proto_writer_put_u32(&writer, MT_PROTO_TAG_ERROR_CODE, code);
+    mt_proto_writer_put(&writer, MT_PROTO_TAG_MESSAGE, text, strlen(text));
+    if (!mt_result_is_ok(mt_proto_writer_finish(&writer, &length)))
+        return 0;
+    return length;
+}
+
+/* Logs the refusal and replies with an ERROR frame; without memory, just closes. */
+static void client_refuse(struct mt_server_client *client, enum mt_proto_error_code code,
+                          const char *text)
+{
+    mt_log_warn("refused pid %ld uid %u exe %s: %s", (long)client->peer.pid,
+                (unsigned)client->peer.uid, exe_text(&client->peer), text);
+    size_t capacity = MT_PROTO_HEADER_SIZE + 2 * MT_PROTO_TLV_HEADER_SIZE + 4 + strlen(text);
+    uint8_t *reply = malloc(capacity);
+    size_t length = reply != NULL ? build_error(reply, capacity, code, text) : 0;
+    if (length == 0) {
+        free(reply);
+        client_close(client);
+        return;
+    }
+    client_reply(client, reply, length);
+}
+
+static void format_utc(time_t when, char *text, size_t capacity)
+{
+    struct tm utc;
+    if (gmtime_r(&when, &utc) == NULL || strftime(text, capacity, "%Y-%m-%dT%H:%M:%SZ", &utc) == 0)
+        snprintf(text, capacity, "%lld", (long long)when);
+}
+
+/* The identity attestation and the rules give this client; false after refusing it. */
+static bool client_identity(struct mt_server *server, struct mt_server_client *client,
+                            char *spiffe_id, size_t capacity)
+{
+    struct mt_agent_caller caller = {
+        .uid = client->peer.uid,
+        .gid = client->peer.gid,
+        .exe = client->peer.has_exe ? client->peer.exe : NULL,
+    };
+    const struct mt_agent_rule *rule = NULL;
+    mt_result result =
+        mt_agent_config_resolve_id(server->config, &caller, spiffe_id, capacity, &rule);
+    if (!mt_result_is_ok(result)) {
+        client_refuse(client, MT_PROTO_ERROR_DENIED, "no valid identity for this caller");
+        return false;
+    }
+    if (rule != NULL)
+        mt_log_debug("pid %ld matched the rule at %s:%u", (long)client->peer.pid,
+                     server->config->source, rule->line);
+    return true;
+}
+
+static void handle_id_request(struct mt_server *server, struct mt_server_client *client)
+{
+    char spiffe_id[MT_SPIFFE_ID_MAX + 1];
+    if (!client_identity(server, client, spiffe_id, sizeof(spiffe_id)))
+        return;
+    uint8_t *reply = malloc(REPLY_MAX);
+    if (reply == NULL) {
+        client_refuse(client, MT_PROTO_ERROR_INTERNAL, "out of memory");
+        return;
+    }
+    struct mt_proto_writer writer;
+    size_t length = 0;
+    mt_proto_writer_begin(&writer, reply, REPLY_MAX, MT_PROTO_ID_RESPONSE);
+    mt_proto_writer_put(&writer, MT_PROTO_TAG_SPIFFE_ID, spiffe_id, strlen(spiffe_id));
+    if (!mt_result_is_ok(mt_proto_writer_finish(&writer, &length))) {
+        free(reply);
+        client_refuse(client, MT_PROTO_ERROR_INTERNAL, "reply does not fit");
+        return;
+    }
+    mt_log_info("told pid %ld uid %u exe %s its identity %s", (long)client->peer.pid,
+                (unsigned)client->peer.uid, exe_text(&client->peer), spiffe_id);
+    client_reply(client, reply, length);
+}
+
+static void handle_svid_request(struct mt_server *server, struct mt_server_client *client,
+                                const struct mt_proto_frame *frame)
+{
+    struct mt_proto_svid_request request;
+    if (!mt_result_is_ok(mt_proto_decode_svid_request(frame, &request))) {
+        client_refuse(client, MT_PROTO_ERROR_MALFORMED, "SVID request malformed (needs one CSR)");
+        return;
+    }
+    char spiffe_id[MT_SPIFFE_ID_MAX + 1];
+    if (!client_identity(server, client, spiffe_id, sizeof(spiffe_id)))
+        return;
+
+    uint8_t leaf[MT_X509_CERT_DER_MAX];
+    size_t leaf_length = 0;
+    time_t not_after = 0;
+    mt_result result =
+        mt_ca_issue(server->ca, request.csr.data, request.csr.length, spiffe_id, time(NULL),
+                    server->config->lifetime_seconds, leaf, sizeof(leaf), &leaf_length, &not_after);
+    if (!mt_result_is_ok(result)) {
+        if (result.error == MT_ERR_CERT_PARSE)
+            client_refuse(
+                client, MT_PROTO_ERROR_BAD_CSR,
+                "CSR rejected: unparsable, bad self-signature, or not an ECDSA P-256 key");
+        else
+            client_refuse(client, MT_PROTO_ERROR_INTERNAL, mt_error_message(result.error));
+        return;
+    }
+
+    uint8_t *reply = malloc(REPLY_MAX);
+    if (reply == NULL) {
+        client_refuse(client, MT_PROTO_ERROR_INTERNAL, "out of memory");
+        return;
+    }
+    struct mt_proto_writer writer;
+    size_t length = 0;
+    mt_proto_writer_begin(&writer, reply, REPLY_MAX, MT_PROTO_SVID_RESPONSE);
+    mt_proto_writer_put(&writer, MT_PROTO_TAG_SPIFFE_ID, spiffe_id, strlen(spiffe_id));
+    mt_proto_writer_put(&writer, MT_PROTO_TAG_CERT, leaf, leaf_length);
+    mt_proto_writer_put(&writer, MT_PROTO_TAG_BUNDLE, server->ca->cert_der,
+                        server->ca->cert_length);
+    mt_proto_writer_put_u64(&writer, MT_PROTO_TAG_EXPIRY, (uint64_t)not_after);
+    if (!mt_result_is_ok(mt_proto_writer_finish(&writer, &length))) {
+        free(reply);
+        client_refuse(client, MT_PROTO_ERROR_INTERNAL, "reply does not fit");
+        return;
+    }
+    char expires[32];
+    format_utc(not_after, expires, sizeof(expires));
+    mt_log_info("issued %s to pid %ld uid %u exe %s, expires %s", spiffe_id, (long)client->peer.pid,
+                (unsigned)client->peer.uid, exe_text(&client->peer), expires);
+    client_reply(client, reply, length);
+}
+
+static void handle_frame(struct mt_server *server, struct mt_server_client *client,
+                         const struct mt_proto_frame *frame)
+{
+    char text[64];
+    switch (frame->type) {
+    case MT_PROTO_SVID_REQUEST:
+        handle_svid_request(server, client, frame);
+        break;
+    case MT_PROTO_ID_REQUEST:
+        handle_id_request(server, client);
+        break;
+    default:
+        snprintf(text, sizeof(text), "message type %u is not a request", (unsigned)frame->type);
+        client_refuse(client, MT_PROTO_ERROR_UNSUPPORTED, text);
+        break;
+    }
+}
+
+/* A frame the codec rejected from its header: say why, then close. */
+static void refuse_header(struct mt_server_client *client, enum mt_error error)
+{
+    char text[96];
+    switch (error) {
+    case MT_ERR_PROTO_VERSION:
+        snprintf(text, sizeof(text), "protocol version %u not supported (this agent speaks %u)",
+                 (unsigned)client->header[2], (unsigned)MT_PROTO_VERSION);
+        client_refuse(client, MT_PROTO_ERROR_UNSUPPORTED, text);
+        break;
+    case MT_ERR_PROTO_OVERSIZED:
+        snprintf(text, sizeof(text), "declared payload larger than %u bytes",
+                 (unsigned)MT_PROTO_MAX_PAYLOAD);
+        client_refuse(client, MT_PROTO_ERROR_MALFORMED, text);
+        break;
+    default:
+        client_refuse(client, MT_PROTO_ERROR_MALFORMED, "not an agent protocol frame");
+        break;
+    }
+}
+
+/* The payload length from a header the codec has accepted (so it is within bounds). */
+static size_t declared_frame_size(const uint8_t header[MT_PROTO_HEADER_SIZE])
+{
+    uint32_t payload = (uint32_t)header[4] << 24 | (uint32_t)header[5] << 16 |
+                       (uint32_t)header[6] << 8 | (uint32_t)header[7];
+    return MT_PROTO_HEADER_SIZE + (size_t)payload;
+}
+
+static void client_read(struct mt_server *server, struct mt_server_client *client)
+{
+    for (;;) {
+        uint8_t *buffer = client->input != NULL ? client->input : client->header;
+        size_t expected = client->input != NULL ? client->input_size : MT_PROTO_HEADER_SIZE;
+        ssize_t got = recv(client->fd, buffer + client->received, expected - client->received, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (got <= 0) {
+            if (client->received > 0 || got < 0)
+                mt_log_warn("closed connection from pid %ld uid %u: request truncated after %zu "
+                            "bytes (%s)",
+                            (long)client->peer.pid, (unsigned)client->peer.uid, client->received,
+                            got < 0 ? strerror(errno) : "peer closed");
+            client_close(client);
+            return;
+        }
+        client->received += (size_t)got;
+
+        struct mt_proto_frame frame;
+        size_t consumed = 0;
+        mt_result result = mt_proto_frame_parse(buffer, client->received, &frame, &consumed);
+        if (!mt_result_is_ok(result)) {
+            refuse_header(client, result.error);
+            return;
+        }
+        if (consumed > 0) {
+            handle_frame(server, client, &frame);
+            return;
+        }
+        if (client->input == NULL && client->received == MT_PROTO_HEADER_SIZE) {
+            client->input_size = declared_frame_size(client->header);
+            client->input = malloc(client->input_size);
+            if (client->input == NULL) {
+                client_refuse(client, MT_PROTO_ERROR_INTERNAL, "out of memory");
+                return;
+            }
+            memcpy(client->input, client->header, MT_PROTO_HEADER_SIZE);
+        }
+    }
+}
+
+/* A client past its deadline: a best-effort ERROR, a log line, and the connection closed. */
+static void client_expire(struct mt_server_client *client)
+{
+    if (client->state == CLIENT_READING) {
+        mt_log_warn("closed connection from pid %ld uid %u exe %s: no complete request within "
+                    "%d ms (%zu bytes received)",
+                    (long)client->peer.pid, (unsigned)client->peer.uid, exe_text(&client->peer),
+                    MT_SERVER_REQUEST_TIMEOUT_MS, client->received);
+        uint8_t frame[128];
+        size_t length = build_error(frame, sizeof(frame), MT_PROTO_ERROR_MALFORMED,
+                                    "timed out waiting for a complete request");
+        if (length > 0)
+            (void)send(client->fd, frame, length, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else {
+        mt_log_warn("closed connection from pid %ld uid %u: reply not read within %d ms",
+                    (long)client->peer.pid, (unsigned)client->peer.uid,
+                    MT_SERVER_REQUEST_TIMEOUT_MS);
+    }
+    client_close(client);
+}
+
+static struct mt_server_client *free_slot(struct mt_server *server)
+{
+    for (size_t i = 0; i < MT_SERVER_CLIENTS_MAX; i++)
+        if (server->clients[i].state == CLIENT_FREE)
+            return &server->clients[i];
+    return NULL;
+}
+
+static void accept_clients(struct mt_server *server)
+{
+    for (int burst = 0; burst < ACCEPT_BURST; burst++) {
+        int fd = accept4(server->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            /* EMFILE and friends leave the listener readable; poll would spin without a pause. */
+            mt_log_warn("cannot accept a connection: %s; pausing %d ms", strerror(errno),
+                        ACCEPT_PAUSE_MS);
+            server->accept_paused_until_ms = now_ms() + ACCEPT_PAUSE_MS;
+            return;
+        }
+        struct mt_server_client *client = free_slot(server);
+        if (client == NULL) {
+            /* Only SO_PEERCRED for the log line: a flood must not cost a /proc walk each. */
+            struct ucred credentials = {0};
+            socklen_t length = sizeof(credentials);
+            (void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length);
+            mt_log_warn("refused pid %ld uid %u: %d clients already connected",
+                        (long)credentials.pid, (unsigned)credentials.uid, MT_SERVER_CLIENTS_MAX);
+            close(fd);
+            continue;
+        }
+        struct mt_attest_peer peer;
+        if (!mt_result_is_ok(mt_attest_identify(fd, &peer))) {
+            mt_log_warn("closed a connection whose peer credentials cannot be read: %s",
+                        strerror(errno));
+            close(fd);
+            continue;
+        }
+        client->fd = fd;
+        client->state = CLIENT_READING;
+        client->peer = peer;
+        client->deadline_ms = now_ms() + MT_SERVER_REQUEST_TIMEOUT_MS;
+        mt_log_debug("connection from pid %ld uid %u exe %s", (long)peer.pid, (unsigned)peer.uid,
+                     exe_text(&peer));
+    }
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* The loop */
+
+static int poll_timeout(const struct mt_server *server, long long now)
+{
+    long long earliest = -1;
+    if (server->accept_paused_until_ms > now)
+        earliest = server->accept_paused_until_ms;
+    for (size_t i = 0; i < MT_SERVER_CLIENTS_MAX; i++) {
+        const struct mt_server_client *client = &server->clients[i];
+        if (client->state != CLIENT_FREE && (earliest < 0 || client->deadline_ms < earliest))
+            earliest = client->deadline_ms;
+    }
+    if (earliest < 0)
+        return -1;
+    return earliest <= now ? 0 : (int)(earliest - now);
+}
+
+MT_RESULT mt_server_run(struct mt_server *server, int signal_fd, int *signal_number)
+{
+    MT_ENSURE_REF(server);
+    MT_ENSURE_REF(signal_number);
+    MT_ENSURE(server->clients != NULL, MT_ERR_INVALID_ARGUMENT);
+    struct pollfd fds[2 + MT_SERVER_CLIENTS_MAX];
+    struct mt_server_client *polled[2 + MT_SERVER_CLIENTS_MAX];
+
+    for (;;) {
+        long long now = now_ms();
+        nfds_t count = 0;
+        fds[count++] = (struct pollfd){.fd = signal_fd, .events = POLLIN};
+        bool accepting = server->accept_paused_until_ms <= now;
+        fds[count++] = (struct pollfd){.fd = accepting ? server->listen_fd : -1, .events = POLLIN};
+        for (size_t i = 0; i < MT_SERVER_CLIENTS_MAX; i++) {
+            struct mt_server_client *client = &server->clients[i];
+            if (client->state == CLIENT_FREE)
+                continue;
+            short events = client->state == CLIENT_READING ? POLLIN : POLLOUT;
+            polled[count] = client;
+            fds[count++] = (struct pollfd){.fd = client->fd, .events = events};
+        }
+
+        int ready = poll(fds, count, poll_timeout(server, now));
+        if (ready < 0 && errno == EINTR)
+            continue;
+        MT_ENSURE(ready >= 0, MT_ERR_IO);
+
+        if (fds[0].revents & POLLIN) {
+            struct signalfd_siginfo info;
+            if (read(signal_fd, &info, sizeof(info)) == (ssize_t)sizeof(info)) {
+                *signal_number = (int)info.ssi_signo;
+                return MT_OK_RESULT;
+            }
+        }
+        for (nfds_t i = 2; i < count; i++) {
+            struct mt_server_client *client = polled[i];
+            if (fds[i].revents == 0 || client->state == CLIENT_FREE)
+                continue;
+            if (client->state == CLIENT_READING)
+                client_read(server, client);
+            else
+                client_write(client);
+        }
+        if (fds[1].revents & POLLIN)
+            accept_clients(server);
+
+        now = now_ms();
+        for (size_t i = 0; i < MT_SERVER_CLIENTS_MAX; i++) {
+            struct mt_server_client *client = &server->clients[i];
+            if (client->state != CLIENT_FREE && client->deadline_ms <= now)
+                client_expire(client);
+        }
+    }
+}
+
+void mt_server_close(struct mt_server *server)
+{
+    if (server == NULL)
+        return;
+    if (server->clients != NULL) {
+        for (size_t i = 0; i < MT_SERVER_CLIENTS_MAX; i++)
+            client_close(&server->clients[i]);
+        free(server->clients);
+        server->clients = NULL;
+    }
+    if (server->listen_fd >= 0) {
+        close(server->listen_fd);
+        server->listen_fd = -1;
+        /* Another agent may have replaced the file since (judging ours stale); leave theirs. */
+        struct stat status;
+        if (lstat(server->socket_path, &status) == 0 && status.st_dev == server->socket_device &&
+            status.st_ino == server->socket_inode)
+            unlink(server->socket_path);
+    }
+}

@@ -1,0 +1,756 @@
+/*
+ * X.509 with wolfCrypt's native certificate API: P-256 keys, PKCS#10 CSRs, the agent's CA and
+ * the leaf X.509-SVIDs it issues, and the structural checks a workload applies to an SVID.
+ *
+ * This file owns every wolfSSL include outside tls/tls.c; the header exposes no wolfSSL type.
+ * It must never log or copy key material: private keys live only inside struct mt_x509_key and
+ * in short-lived DER/PEM buffers that are wiped before they go out of scope. It must never take
+ * an identity from a CSR: a leaf carries exactly the SPIFFE ID its caller decided on.
+ *
+ * wolfCrypt's functions are not const-correct (a key that is only read is passed as ecc_key *),
+ * so const keys are cast once, in key_ecc().
+ */
+#include <wolfssl/options.h>
+
+#include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/random.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../identity/spiffe.h"
+#include "../util/log.h"
+#include "x509.h"
+
+struct mt_x509_key {
+    ecc_key ecc;
+};
+
+/* Big enough for the SEC1 DER of a P-256 key, with or without the PKCS#8 wrapper. */
+#define KEY_DER_SCRATCH 512
+/* P-256 uncompressed point: 0x04 || X || Y. */
+#define P256_POINT_SIZE 65
+
+static ecc_key *key_ecc(const struct mt_x509_key *key)
+{
+    return (ecc_key *)&key->ecc;
+}
+
+/* A wolfCrypt return value: negative is an error; BUFFER_E means the caller's buffer is short. */
+static mt_result wolf_result(int code, enum mt_error otherwise)
+{
+    if (code >= 0)
+        return MT_OK_RESULT;
+    if (code == BUFFER_E)
+        return mt_result_of(MT_ERR_TOO_LONG);
+    mt_log_debug("wolfCrypt error %d: %s", code, wc_GetErrorString(code));
+    return mt_result_of(otherwise);
+}
+
+static bool fits_int(size_t length)
+{
+    return length <= (size_t)INT_MAX;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Keys */
+
+static MT_RESULT key_new(struct mt_x509_key **key)
+{
+    struct mt_x509_key *created = calloc(1, sizeof(*created));
+    MT_ENSURE(created != NULL, MT_ERR_NO_MEMORY);
+    if (wc_ecc_init(&created->ecc) != 0) {
+        free(created);
+        return mt_result_of(MT_ERR_CRYPTO);
+    }
+    *key = created;
+    return MT_OK_RESULT;
+}
+
+void mt_x509_key_free(struct mt_x509_key *key)
+{
+    if (key == NULL)
+        return;
+    /* wc_ecc_free zeroes the private scalar; the explicit wipe covers everything else. */
+    wc_ecc_free(&key->ecc);
+    explicit_bzero(key, sizeof(*key));
+    free(key);
+}
+
+MT_RESULT mt_x509_key_generate(struct mt_x509_key **key)
+{
+    MT_ENSURE_REF(key);
+    *key = NULL;
+
+    struct mt_x509_key *created = NULL;
+    MT_GUARD(key_new(&created));
+    WC_RNG rng;
+    bool have_rng = false;
+    mt_result result = mt_result_of(MT_ERR_CRYPTO);
+
+    if (wc_InitRng(&rng) != 0)
+        goto out;
+    have_rng = true;
+    result = wolf_result(wc_ecc_make_key_ex(&rng, 32, &created->ecc, ECC_SECP256R1), MT_ERR_CRYPTO);
+    if (!mt_result_is_ok(result))
+        goto out;
+    *key = created;
+    created = NULL;
+
+out:
+    if (have_rng)
+        wc_FreeRng(&rng);
+    mt_x509_key_free(created);
+    return result;
+}
+
+/* A private key is accepted only on P-256 and only with its public point, which we compare. */
+static MT_RESULT key_check_p256(struct mt_x509_key *key)
+{
+    MT_ENSURE(key->ecc.dp != NULL && key->ecc.dp->id == ECC_SECP256R1, MT_ERR_CERT_PARSE);
+    MT_ENSURE(key->ecc.type == ECC_PRIVATEKEY, MT_ERR_CERT_PARSE);
+    MT_GUARD(wolf_result(wc_ecc_check_key(&key->ecc), MT_ERR_CERT_PARSE));
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_x509_key_from_pem(const char *pem, size_t length, struct mt_x509_key **key)
+{
+    MT_ENSURE_REF(pem);
+    MT_ENSURE_REF(key);
+    MT_ENSURE(fits_int(length), MT_ERR_TOO_LONG);
+    *key = NULL;
+
+    uint8_t der[KEY_DER_SCRATCH];
+    struct mt_x509_key *loaded = NULL;
+    mt_result result = mt_result_of(MT_ERR_CERT_PARSE);
+
+    int der_length =
+        wc_KeyPemToDer((const unsigned char *)pem, (int)length, der, sizeof(der), NULL);
+    if (der_length <= 0)
+        goto out;
+    /* wc_EccPrivateKeyDecode reads SEC1 only; a PKCS#8 "PRIVATE KEY" wraps it. */
+    word32 index = 0;
+    if (wc_GetPkcs8TraditionalOffset(der, &index, (word32)der_length) < 0)
+        index = 0;
+    result = key_new(&loaded);
+    if (!mt_result_is_ok(result))
+        goto out;
+    result = wolf_result(wc_EccPrivateKeyDecode(der, &index, &loaded->ecc, (word32)der_length),
+                         MT_ERR_CERT_PARSE);
+    if (!mt_result_is_ok(result))
+        goto out;
+    result = key_check_p256(loaded);
+    if (!mt_result_is_ok(result))
+        goto out;
+    *key = loaded;
+    loaded = NULL;
+
+out:
+    explicit_bzero(der, sizeof(der));
+    mt_x509_key_free(loaded);
+    return result;
+}
+
+MT_RESULT mt_x509_key_to_der(const struct mt_x509_key *key, uint8_t *der, size_t capacity,
+                             size_t *length)
+{
+    MT_ENSURE_REF(key);
+    MT_ENSURE_REF(der);
+    MT_ENSURE_REF(length);
+    word32 bounded = capacity > UINT32_MAX ? UINT32_MAX : (word32)capacity;
+    int written = wc_EccKeyToDer(key_ecc(key), der, bounded);
+    MT_GUARD(wolf_result(written, MT_ERR_CRYPTO));
+    *length = (size_t)written;
+    return MT_OK_RESULT;
+}
+
+/*
+ * DER to PEM with a terminating NUL. wc_DerToPem answers a short buffer with BAD_FUNC_ARG, like
+ * any other misuse, so the size is asked for first to tell "too long" apart.
+ */
+static MT_RESULT der_to_pem(const uint8_t *der, size_t der_length, int type, char *pem,
+                            size_t capacity, size_t *length)
+{
+    MT_ENSURE(der_length <= UINT32_MAX, MT_ERR_TOO_LONG);
+    int needed = wc_DerToPem(der, (word32)der_length, NULL, 0, type);
+    MT_GUARD(wolf_result(needed, MT_ERR_CRYPTO));
+    MT_ENSURE((size_t)needed < capacity, MT_ERR_TOO_LONG);
+    int written = wc_DerToPem(der, (word32)der_length, (byte *)pem, (word32)needed, type);
+    MT_GUARD(wolf_result(written, MT_ERR_CRYPTO));
+    MT_ENSURE(written > 0 && written <= needed, MT_ERR_CRYPTO);
+    pem[written] = '\0';
+    *length = (size_t)written;
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_x509_key_to_pem(const struct mt_x509_key *key, char *pem, size_t capacity,
+                             size_t *length)
+{
+    MT_ENSURE_REF(key);
+    MT_ENSURE_REF(pem);
+    MT_ENSURE_REF(length);
+    MT_ENSURE(capacity > 0, MT_ERR_TOO_LONG);
+
+    uint8_t der[KEY_DER_SCRATCH];
+    size_t der_length = 0;
+    mt_result result = mt_x509_key_to_der(key, der, sizeof(der), &der_length);
+    if (!mt_result_is_ok(result))
+        goto out;
+    result = der_to_pem(der, der_length, ECC_PRIVATEKEY_TYPE, pem, capacity, length);
+
+out:
+    explicit_bzero(der, sizeof(der));
+    return result;
+}
+
+/* The uncompressed public point of an ecc_key, for comparisons. */
+static MT_RESULT public_point(ecc_key *ecc, uint8_t point[P256_POINT_SIZE])
+{
+    word32 size = P256_POINT_SIZE;
+    MT_GUARD(wolf_result(wc_ecc_export_x963(ecc, point, &size), MT_ERR_CRYPTO));
+    MT_ENSURE(size == P256_POINT_SIZE, MT_ERR_CRYPTO);
+    return MT_OK_RESULT;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Parsing certificates and CSRs */
+
+/*
+ * A parsed certificate or CSR. DecodedCert points into the DER it was given, so the DER must
+ * outlive it; parsed_free() is always safe after parse() was called, whatever it returned.
+ */
+struct parsed {
+    DecodedCert decoded;
+};
+
+static MT_RESULT parse(struct parsed *parsed, const uint8_t *der, size_t length, int type,
+                       int verify)
+{
+    /* Initialised before any check so that parsed_free() is valid on every path. */
+    bool too_long = length > UINT32_MAX;
+    wc_InitDecodedCert(&parsed->decoded, der, too_long ? 0 : (word32)length, NULL);
+    MT_ENSURE(!too_long, MT_ERR_TOO_LONG);
+    MT_GUARD(wolf_result(wc_ParseCert(&parsed->decoded, type, verify, NULL), MT_ERR_CERT_PARSE));
+    return MT_OK_RESULT;
+}
+
+static void parsed_free(struct parsed *parsed)
+{
+    wc_FreeDecodedCert(&parsed->decoded);
+}
+
+static bool parsed_is_p256(const struct parsed *parsed)
+{
+    return parsed->decoded.keyOID == ECDSAk && parsed->decoded.pkCurveOID == ECC_SECP256R1_OID;
+}
+
+/* The subject public key of a parsed certificate or CSR, as a public-only ecc_key. */
+static MT_RESULT parsed_public_key(struct parsed *parsed, ecc_key *ecc)
+{
+    MT_ENSURE(parsed_is_p256(parsed), MT_ERR_CERT_PARSE);
+    uint8_t spki[256];
+    word32 spki_length = sizeof(spki);
+    MT_GUARD(wolf_result(wc_GetPubKeyDerFromCert(&parsed->decoded, spki, &spki_length),
+                         MT_ERR_CERT_PARSE));
+    word32 index = 0;
+    MT_GUARD(wolf_result(wc_EccPublicKeyDecode(spki, &index, ecc, spki_length), MT_ERR_CERT_PARSE));
+    MT_ENSURE(ecc->dp != NULL && ecc->dp->id == ECC_SECP256R1, MT_ERR_CERT_PARSE);
+    return MT_OK_RESULT;
+}
+
+static bool parsed_matches_key(struct parsed *parsed, const struct mt_x509_key *key)
+{
+    ecc_key subject;
+    if (wc_ecc_init(&subject) != 0)
+        return false;
+    uint8_t ours[P256_POINT_SIZE];
+    uint8_t theirs[P256_POINT_SIZE];
+    bool matches = mt_result_is_ok(parsed_public_key(parsed, &subject)) &&
+                   mt_result_is_ok(public_point(key_ecc(key), ours)) &&
+                   mt_result_is_ok(public_point(&subject, theirs)) &&
+                   memcmp(ours, theirs, sizeof(ours)) == 0;
+    wc_ecc_free(&subject);
+    return matches;
+}
+
+/*
+ * The certificate's URI SANs: how many there are, and the first one. Other name types (DNS,
+ * e-mail) are allowed beside it by the X.509-SVID specification and are not counted.
+ */
+static size_t parsed_uri_sans(const struct parsed *parsed, const DNS_entry **first)
+{
+    size_t count = 0;
+    *first = NULL;
+    for (const DNS_entry *name = parsed->decoded.altNames; name != NULL; name = name->next) {
+        if (name->type != ASN_URI_TYPE)
+            continue;
+        if (count++ == 0)
+            *first = name;
+    }
+    return count;
+}
+
+/* Copies the certificate's only URI SAN when it is a valid SPIFFE ID; reason says why not. */
+static MT_RESULT parsed_spiffe_id(const struct parsed *parsed, char *spiffe_id, size_t capacity,
+                                  const char **reason)
+{
+    const DNS_entry *uri = NULL;
+    size_t count = parsed_uri_sans(parsed, &uri);
+    *reason = count == 0 ? "no URI SAN" : "more than one URI SAN";
+    MT_ENSURE(count == 1, MT_ERR_SVID);
+
+    *reason = "URI SAN is not a valid SPIFFE ID";
+    struct mt_spiffe_id parsed_id;
+    MT_ENSURE(uri->len > 0, MT_ERR_SVID);
+    MT_ENSURE(mt_result_is_ok(mt_spiffe_id_parse(uri->name, (size_t)uri->len, &parsed_id)),
+              MT_ERR_SVID);
+
+    *reason = "SPIFFE ID longer than the buffer";
+    MT_ENSURE((size_t)uri->len < capacity, MT_ERR_TOO_LONG);
+    memcpy(spiffe_id, uri->name, (size_t)uri->len);
+    spiffe_id[uri->len] = '\0';
+    *reason = NULL;
+    return MT_OK_RESULT;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Building certificates */
+
+/* Writes a DER length; returns the bytes used. length ≤ 0xffff is all a Cert field can hold. */
+static size_t der_put_length(uint8_t *output, size_t length)
+{
+    if (length < 0x80) {
+        output[0] = (uint8_t)length;
+        return 1;
+    }
+    if (length <= 0xff) {
+        output[0] = 0x81;
+        output[1] = (uint8_t)length;
+        return 2;
+    }
+    output[0] = 0x82;
+    output[1] = (uint8_t)(length >> 8);
+    output[2] = (uint8_t)length;
+    return 3;
+}
+
+/*
+ * Sets the certificate's subjectAltName to exactly one URI. wolfCrypt takes the GeneralNames
+ * DER as is: SEQUENCE { [6] IA5String uri } (RFC 5280 §4.2.1.6, uniformResourceIdentifier).
+ */
+static MT_RESULT cert_set_uri_san(Cert *cert, const char *uri)
+{
+    size_t uri_length = strlen(uri);
+    MT_ENSURE(uri_length <= MT_SPIFFE_ID_MAX, MT_ERR_TOO_LONG);
+    uint8_t name_header[4];
+    size_t name_header_length = 1 + der_put_length(name_header + 1, uri_length);
+    name_header[0] = 0x86; /* context-specific, primitive, tag 6 */
+    size_t sequence_content = name_header_length + uri_length;
+    uint8_t sequence_header[4];
+    size_t sequence_header_length = 1 + der_put_length(sequence_header + 1, sequence_content);
+    sequence_header[0] = 0x30;
+    size_t total = sequence_header_length + sequence_content;
+    MT_ENSURE(total <= sizeof(cert->altNames), MT_ERR_TOO_LONG);
+
+    uint8_t *cursor = cert->altNames;
+    memcpy(cursor, sequence_header, sequence_header_length);
+    cursor += sequence_header_length;
+    memcpy(cursor, name_header, name_header_length);
+    cursor += name_header_length;
+    memcpy(cursor, uri, uri_length);
+    cert->altNamesSz = (int)total;
+    return MT_OK_RESULT;
+}
+
+/*
+ * Encodes one validity time as the full DER TLV wolfCrypt copies into the certificate: UTCTime
+ * for 1950–2049, GeneralizedTime otherwise (RFC 5280 §4.1.2.5).
+ */
+static MT_RESULT encode_time(time_t when, uint8_t output[CTC_DATE_SIZE], int *size)
+{
+    struct tm utc;
+    MT_ENSURE(gmtime_r(&when, &utc) != NULL, MT_ERR_INVALID_ARGUMENT);
+    int year = utc.tm_year + 1900;
+    MT_ENSURE(year >= 1950 && year <= 9999, MT_ERR_INVALID_ARGUMENT);
+    char text[24];
+    int length;
+    if (year < 2050) {
+        output[0] = ASN_UTC_TIME;
+        length = snprintf(text, sizeof(text), "%02d%02d%02d%02d%02d%02dZ", year % 100,
+                          utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
+    } else {
+        output[0] = ASN_GENERALIZED_TIME;
+        length = snprintf(text, sizeof(text), "%04d%02d%02d%02d%02d%02dZ", year, utc.tm_mon + 1,
+                          utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec);
+    }
+    MT_ENSURE(length > 0 && length + 2 <= CTC_DATE_SIZE, MT_ERR_INVALID_ARGUMENT);
+    output[1] = (uint8_t)length;
+    memcpy(output + 2, text, (size_t)length);
+    *size = length + 2;
+    return MT_OK_RESULT;
+}
+
+/* Exact validity; wolfCrypt's daysValid would back-date notBefore by a day. */
+static MT_RESULT cert_set_validity(Cert *cert, time_t not_before, time_t not_after)
+{
+    MT_ENSURE(not_before < not_after, MT_ERR_INVALID_ARGUMENT);
+    MT_GUARD(encode_time(not_before, cert->beforeDate, &cert->beforeDateSz));
+    MT_GUARD(encode_time(not_after, cert->afterDate, &cert->afterDateSz));
+    return MT_OK_RESULT;
+}
+
+static void name_set(char field[CTC_NAME_SIZE], char *encoding, const char *value)
+{
+    /* CTC_NAME_SIZE keeps within RFC 5280's 64-character bound for CN and O; longer is cut. */
+    size_t length = strnlen(value, CTC_NAME_SIZE - 1);
+    memcpy(field, value, length);
+    field[length] = '\0';
+    *encoding = CTC_UTF8;
+}
+
+static MT_RESULT cert_new(Cert **cert)
+{
+    Cert *created = wc_CertNew(NULL);
+    MT_ENSURE(created != NULL, MT_ERR_NO_MEMORY);
+    created->sigType = CTC_SHA256wECDSA;
+    *cert = created;
+    return MT_OK_RESULT;
+}
+
+/* Encodes the body in der with make(), then signs it in place with signer. */
+static MT_RESULT cert_sign(Cert *cert, int body_length, const struct mt_x509_key *signer,
+                           WC_RNG *rng, uint8_t *der, word32 capacity, size_t *length)
+{
+    MT_GUARD(wolf_result(body_length, MT_ERR_CRYPTO));
+    int signed_length =
+        wc_SignCert_ex(body_length, cert->sigType, der, capacity, ECC_TYPE, key_ecc(signer), rng);
+    MT_GUARD(wolf_result(signed_length, MT_ERR_CRYPTO));
+    *length = (size_t)signed_length;
+    return MT_OK_RESULT;
+}
+
+static word32 bounded_capacity(size_t capacity)
+{
+    return capacity > UINT32_MAX ? UINT32_MAX : (word32)capacity;
+}
+
+MT_RESULT mt_x509_csr_create(const struct mt_x509_key *key, uint8_t *der, size_t capacity,
+                             size_t *length)
+{
+    MT_ENSURE_REF(key);
+    MT_ENSURE_REF(der);
+    MT_ENSURE_REF(length);
+
+    Cert *request = NULL;
+    WC_RNG rng;
+    bool have_rng = false;
+    mt_result result = cert_new(&request);
+    if (!mt_result_is_ok(result))
+        goto out;
+    /* PKCS#10 has only version 1 (value 0); wolfCrypt's default 2 is for certificates. */
+    request->version = 0;
+    result = mt_result_of(MT_ERR_CRYPTO);
+    if (wc_InitRng(&rng) != 0)
+        goto out;
+    have_rng = true;
+    word32 room = bounded_capacity(capacity);
+    int body = wc_MakeCertReq_ex(request, der, room, ECC_TYPE, key_ecc(key));
+    result = cert_sign(request, body, key, &rng, der, room, length);
+
+out:
+    if (have_rng)
+        wc_FreeRng(&rng);
+    wc_CertFree(request);
+    return result;
+}
+
+MT_RESULT mt_x509_ca_create(const struct mt_x509_key *ca_key, const char *trust_domain,
+                            time_t not_before, time_t not_after, uint8_t *der, size_t capacity,
+                            size_t *length)
+{
+    MT_ENSURE_REF(ca_key);
+    MT_ENSURE_REF(trust_domain);
+    MT_ENSURE_REF(der);
+    MT_ENSURE_REF(length);
+    MT_ENSURE(mt_spiffe_is_valid_trust_domain(trust_domain, strlen(trust_domain)),
+              MT_ERR_SPIFFE_ID);
+
+    char uri[MT_SPIFFE_ID_MAX + 1];
+    char common_name[CTC_NAME_SIZE + 32];
+    Cert *ca = NULL;
+    WC_RNG rng;
+    bool have_rng = false;
+    mt_result result = mt_spiffe_id_format(uri, sizeof(uri), trust_domain, "");
+    if (!mt_result_is_ok(result))
+        goto out;
+    result = cert_new(&ca);
+    if (!mt_result_is_ok(result))
+        goto out;
+
+    snprintf(common_name, sizeof(common_name), "meshtls dev CA %s", trust_domain);
+    name_set(ca->subject.org, &ca->subject.orgEnc, "meshtls");
+    name_set(ca->subject.commonName, &ca->subject.commonNameEnc, common_name);
+    ca->selfSigned = 1;
+    ca->isCA = 1;
+    /* The dev CA signs leaves directly; pathLen 0 forbids it from vouching for another CA. */
+    ca->pathLen = 0;
+    ca->pathLenSet = 1;
+    result = cert_set_uri_san(ca, uri);
+    if (!mt_result_is_ok(result))
+        goto out;
+    result = cert_set_validity(ca, not_before, not_after);
+    if (!mt_result_is_ok(result))
+        goto out;
+    result = mt_result_of(MT_ERR_CRYPTO);
+    if (wc_SetKeyUsage(ca, "keyCertSign,cRLSign") != 0 ||
+        wc_SetSubjectKeyIdFromPublicKey_ex(ca, ECC_TYPE, key_ecc(ca_key)) != 0 ||
+        wc_SetAuthKeyIdFromPublicKey_ex(ca, ECC_TYPE, key_ecc(ca_key)) != 0)
+        goto out;
+    if (wc_InitRng(&rng) != 0)
+        goto out;
+    have_rng = true;
+    word32 room = bounded_capacity(capacity);
+    int body = wc_MakeCert_ex(ca, der, room, ECC_TYPE, key_ecc(ca_key), &rng);
+    result = cert_sign(ca, body, ca_key, &rng, der, room, length);
+
+out:
+    if (have_rng)
+        wc_FreeRng(&rng);
+    wc_CertFree(ca);
+    return result;
+}
+
+/* Checks the issuer side of a leaf: a CA certificate whose key is the one about to sign. */
+static MT_RESULT check_issuer(const uint8_t *ca_der, size_t ca_length,
+                              const struct mt_x509_key *ca_key)
+{
+    struct parsed issuer;
+    mt_result result = parse(&issuer, ca_der, ca_length, CERT_TYPE, NO_VERIFY);
+    if (mt_result_is_ok(result) && !issuer.decoded.isCA)
+        result = mt_result_of(MT_ERR_INVALID_ARGUMENT);
+    if (mt_result_is_ok(result) && !parsed_matches_key(&issuer, ca_key))
+        result = mt_result_of(MT_ERR_INVALID_ARGUMENT);
+    parsed_free(&issuer);
+    return result;
+}
+
+MT_RESULT mt_x509_leaf_issue(const uint8_t *csr_der, size_t csr_length, const char *spiffe_id,
+                             const uint8_t *ca_der, size_t ca_length,
+                             const struct mt_x509_key *ca_key, time_t not_before, time_t not_after,
+                             uint8_t *der, size_t capacity, size_t *length)
+{
+    MT_ENSURE_REF(csr_der);
+    MT_ENSURE_REF(spiffe_id);
+    MT_ENSURE_REF(ca_der);
+    MT_ENSURE_REF(ca_key);
+    MT_ENSURE_REF(der);
+    MT_ENSURE_REF(length);
+    MT_ENSURE(fits_int(ca_length), MT_ERR_TOO_LONG);
+    struct mt_spiffe_id id;
+    MT_GUARD(mt_spiffe_id_parse(spiffe_id, strlen(spiffe_id), &id));
+    MT_GUARD(check_issuer(ca_der, ca_length, ca_key));
+
+    struct parsed request;
+    bool have_request = false;
+    ecc_key subject_key;
+    bool have_subject_key = false;
+    Cert *leaf = NULL;
+    WC_RNG rng;
+    bool have_rng = false;
+    mt_result result = mt_result_of(MT_ERR_CRYPTO);
+
+    /* VERIFY makes wolfCrypt check the CSR's self-signature: proof the caller holds the key. */
+    have_request = true;
+    result = parse(&request, csr_der, csr_length, CERTREQ_TYPE, VERIFY);
+    if (!mt_result_is_ok(result))
+        goto out;
+    result = mt_result_of(MT_ERR_CRYPTO);
+    if (wc_ecc_init(&subject_key) != 0)
+        goto out;
+    have_subject_key = true;
+    result = parsed_public_key(&request, &subject_key);
+    if (!mt_result_is_ok(result))
+        goto out;
+
+    result = cert_new(&leaf);
+    if (!mt_result_is_ok(result))
+        goto out;
+    name_set(leaf->subject.org, &leaf->subject.orgEnc, "meshtls");
+    leaf->isCA = 0;
+    leaf->basicConstSet = 1; /* emit CA:FALSE explicitly rather than omitting basicConstraints */
+    result = cert_set_uri_san(leaf, spiffe_id);
+    if (!mt_result_is_ok(result))
+        goto out;
+    result = cert_set_validity(leaf, not_before, not_after);
+    if (!mt_result_is_ok(result))
+        goto out;
+    result = mt_result_of(MT_ERR_CRYPTO);
+    /* The issuer name is copied byte for byte so that path building matches it exactly. */
+    if (wc_SetIssuerRaw(leaf, ca_der, (int)ca_length) != 0 ||
+        wc_SetAuthKeyIdFromCert(leaf, ca_der, (int)ca_length) != 0 ||
+        wc_SetSubjectKeyIdFromPublicKey_ex(leaf, ECC_TYPE, &subject_key) != 0 ||
+        wc_SetKeyUsage(leaf, "digitalSignature") != 0 ||
+        wc_SetExtKeyUsage(leaf, "serverAuth,clientAuth") != 0)
+        goto out;
+    if (wc_InitRng(&rng) != 0)
+        goto out;
+    have_rng = true;
+    word32 room = bounded_capacity(capacity);
+    int body = wc_MakeCert_ex(leaf, der, room, ECC_TYPE, &subject_key, &rng);
+    result = cert_sign(leaf, body, ca_key, &rng, der, room, length);
+
+out:
+    if (have_rng)
+        wc_FreeRng(&rng);
+    wc_CertFree(leaf);
+    if (have_subject_key)
+        wc_ecc_free(&subject_key);
+    if (have_request)
+        parsed_free(&request);
+    return result;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Checking certificates */
+
+MT_RESULT mt_x509_svid_check(const uint8_t *der, size_t length, char *spiffe_id, size_t capacity,
+                             const char **reason)
+{
+    const char *ignored;
+    if (reason == NULL)
+        reason = &ignored;
+    *reason = "invalid argument";
+    MT_ENSURE_REF(der);
+    MT_ENSURE_REF(spiffe_id);
+
+    struct parsed leaf;
+    mt_result result = parse(&leaf, der, length, CERT_TYPE, NO_VERIFY);
+    *reason = "certificate does not parse";
+    if (!mt_result_is_ok(result))
+        goto out;
+    /* X.509-SVID §4: a leaf must not be a CA and must not be able to sign certificates or CRLs. */
+    result = mt_result_of(MT_ERR_SVID);
+    *reason = "marked CA";
+    if (leaf.decoded.isCA)
+        goto out;
+    *reason = "no keyUsage digitalSignature";
+    if (!leaf.decoded.extKeyUsageSet || (leaf.decoded.extKeyUsage & KEYUSE_DIGITAL_SIG) == 0)
+        goto out;
+    *reason = "keyUsage allows signing certificates or CRLs";
+    if ((leaf.decoded.extKeyUsage & (KEYUSE_KEY_CERT_SIGN | KEYUSE_CRL_SIGN)) != 0)
+        goto out;
+    result = parsed_spiffe_id(&leaf, spiffe_id, capacity, reason);
+
+out:
+    parsed_free(&leaf);
+    if (mt_result_is_ok(result))
+        *reason = NULL;
+    return result;
+}
+
+MT_RESULT mt_x509_cert_spiffe_id(const uint8_t *der, size_t length, char *spiffe_id,
+                                 size_t capacity)
+{
+    MT_ENSURE_REF(der);
+    MT_ENSURE_REF(spiffe_id);
+    struct parsed cert;
+    const char *reason;
+    mt_result result = parse(&cert, der, length, CERT_TYPE, NO_VERIFY);
+    if (mt_result_is_ok(result))
+        result = parsed_spiffe_id(&cert, spiffe_id, capacity, &reason);
+    parsed_free(&cert);
+    return result;
+}
+
+bool mt_x509_cert_is_ca(const uint8_t *der, size_t length)
+{
+    if (der == NULL)
+        return false;
+    struct parsed cert;
+    bool is_ca =
+        mt_result_is_ok(parse(&cert, der, length, CERT_TYPE, NO_VERIFY)) && cert.decoded.isCA;
+    parsed_free(&cert);
+    return is_ca;
+}
+
+bool mt_x509_key_matches_cert(const struct mt_x509_key *key, const uint8_t *cert_der,
+                              size_t cert_length)
+{
+    if (key == NULL || cert_der == NULL)
+        return false;
+    struct parsed cert;
+    bool matches = mt_result_is_ok(parse(&cert, cert_der, cert_length, CERT_TYPE, NO_VERIFY)) &&
+                   parsed_matches_key(&cert, key);
+    parsed_free(&cert);
+    return matches;
+}
+
+/* A certificate date (the TLV as DecodedCert records it) as seconds since the epoch, UTC. */
+static MT_RESULT date_to_time(const byte *date, int date_length, time_t *when)
+{
+    const byte *value = NULL;
+    byte format = 0;
+    int value_length = 0;
+    MT_ENSURE(date != NULL, MT_ERR_CERT_PARSE);
+    MT_GUARD(wolf_result(wc_GetDateInfo(date, date_length, &value, &format, &value_length),
+                         MT_ERR_CERT_PARSE));
+    struct tm utc;
+    memset(&utc, 0, sizeof(utc));
+    MT_GUARD(wolf_result(wc_GetDateAsCalendarTime(value, value_length, format, &utc),
+                         MT_ERR_CERT_PARSE));
+    time_t converted = timegm(&utc);
+    MT_ENSURE(converted != (time_t)-1, MT_ERR_CERT_PARSE);
+    *when = converted;
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_x509_cert_validity(const uint8_t *der, size_t length, time_t *not_before,
+                                time_t *not_after)
+{
+    MT_ENSURE_REF(der);
+    MT_ENSURE_REF(not_before);
+    MT_ENSURE_REF(not_after);
+    struct parsed cert;
+    time_t before = 0;
+    time_t after = 0;
+    mt_result result = parse(&cert, der, length, CERT_TYPE, NO_VERIFY);
+    if (mt_result_is_ok(result))
+        result = date_to_time(cert.decoded.beforeDate, cert.decoded.beforeDateLen, &before);
+    if (mt_result_is_ok(result))
+        result = date_to_time(cert.decoded.afterDate, cert.decoded.afterDateLen, &after);
+    parsed_free(&cert);
+    if (mt_result_is_ok(result)) {
+        *not_before = before;
+        *not_after = after;
+    }
+    return result;
+}
+
+MT_RESULT mt_x509_cert_pem_to_der(const char *pem, size_t pem_length, uint8_t *der, size_t capacity,
+                                  size_t *length)
+{
+    MT_ENSURE_REF(pem);
+    MT_ENSURE_REF(der);
+    MT_ENSURE_REF(length);
+    MT_ENSURE(fits_int(pem_length) && fits_int(capacity), MT_ERR_TOO_LONG);
+    int written =
+        wc_CertPemToDer((const unsigned char *)pem, (int)pem_length, der, (int)capacity, CERT_TYPE);
+    MT_GUARD(wolf_result(written, MT_ERR_CERT_PARSE));
+    MT_ENSURE(written > 0, MT_ERR_CERT_PARSE);
+    *length = (size_t)written;
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_x509_cert_der_to_pem(const uint8_t *der, size_t der_length, char *pem, size_t capacity,
+                                  size_t *length)
+{
+    MT_ENSURE_REF(der);
+    MT_ENSURE_REF(pem);
+    MT_ENSURE_REF(length);
+    return der_to_pem(der, der_length, CERT_TYPE, pem, capacity, length);
+}

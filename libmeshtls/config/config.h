@@ -3,8 +3,8 @@
  *
  * Where it comes from: the file named by MESHTLS_CONFIG, else /etc/meshtls/meshtls.conf when it
  * exists, else built-in defaults. Environment overrides are applied last: MESHTLS_AGENT_SOCKET,
- * MESHTLS_LOG. Every error message names the file, the line and the key, and lists the valid values,
- * e.g.  /etc/meshtls/meshtls.conf:4: outbound.loopback: "tls" is not one of "mtls", "plain"
+ * MESHTLS_LOG. Every error message names the file, the line and the key, and lists the valid
+ * values, e.g.  /etc/meshtls/meshtls.conf:4: outbound.loopback: "tls" is not one of "mtls", "plain"
  *
  * A config that fails to load must never be half-applied: callers get an error and keep nothing.
  * Unknown keys are errors too (a misspelt key silently ignored is a policy nobody wrote).

@@ -509,7 +509,8 @@ int mt_conn_socket_error(struct mt_conn *conn)
     return error;
 }
 
-short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel_events)
+short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel_events,
+                           long long *deadline_ms)
 {
     short ready = 0;
     short kernel = 0;
@@ -536,6 +537,7 @@ short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel
             kernel |= POLLOUT;
         break;
     }
+    *deadline_ms = conn->state == MT_CONN_HANDSHAKING ? conn->handshake_deadline_ms : -1;
     pthread_mutex_unlock(&conn->lock);
     *kernel_events = kernel;
     return ready;

@@ -81,11 +81,13 @@ int mt_conn_socket_error(struct mt_conn *conn);
 
 /*
  * Readiness translation for poll-family waits.
- * prepare: makes progress, returns the events the app can be told now without waiting, and sets
- * *kernel_events to what to ask the kernel for. finish: given what the kernel reported, makes
- * progress and returns the events the app sees.
+ * prepare: makes progress, returns the events the app can be told now without waiting, sets
+ * *kernel_events to what to ask the kernel for, and *deadline_ms to when a handshake in progress
+ * times out (-1: none), so that the wait wakes up to report it. finish: given what the kernel
+ * reported, makes progress and returns the events the app sees.
  */
-short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel_events);
+short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel_events,
+                           long long *deadline_ms);
 short mt_conn_poll_finish(struct mt_conn *conn, short app_events, short kernel_asked,
                           short kernel_revents);
 

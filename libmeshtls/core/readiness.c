@@ -36,18 +36,24 @@ static int wait_round(struct pollfd *fds, struct pollfd *kernel, struct entry *e
                       nfds_t count, long long deadline, const sigset_t *mask, bool *done)
 {
     int synthetic = 0;
+    long long wake = deadline;
     for (nfds_t i = 0; i < count; i++) {
         kernel[i] = fds[i];
         kernel[i].revents = 0;
         entries[i] = (struct entry){mt_table_acquire(fds[i].fd), 0, 0};
         if (entries[i].conn == NULL)
             continue;
-        entries[i].ready = mt_conn_poll_prepare(entries[i].conn, fds[i].events, &entries[i].asked);
+        long long handshake_deadline = -1;
+        entries[i].ready = mt_conn_poll_prepare(entries[i].conn, fds[i].events, &entries[i].asked,
+                                                &handshake_deadline);
         kernel[i].events = entries[i].asked;
+        /* Wake for a handshake's deadline too: its timeout is an event the app must see. */
+        if (handshake_deadline >= 0 && (wake < 0 || handshake_deadline < wake))
+            wake = handshake_deadline;
         if (entries[i].ready != 0)
             synthetic++;
     }
-    int timeout = synthetic > 0 ? 0 : mt_sys_remaining_ms(deadline);
+    int timeout = synthetic > 0 ? 0 : mt_sys_remaining_ms(wake);
     int ready = mt_sys_ppoll(kernel, count, timeout, mask);
     int saved = errno;
     int reported = 0;

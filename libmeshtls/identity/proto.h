@@ -47,7 +47,7 @@ enum mt_proto_tag {
     MT_PROTO_TAG_SPIFFE_ID = 2,
     MT_PROTO_TAG_CERT = 3,
     MT_PROTO_TAG_BUNDLE = 4,
-    MT_PROTO_TAG_EXPIRY = 5, /* u64 BE, seconds since the epoch: the leaf's notAfter */
+    MT_PROTO_TAG_EXPIRY = 5,     /* u64 BE, seconds since the epoch: the leaf's notAfter */
     MT_PROTO_TAG_ERROR_CODE = 6, /* u32 BE, enum mt_proto_error_code */
     MT_PROTO_TAG_MESSAGE = 7,
 };

@@ -42,16 +42,19 @@ bool mt_addr_is_loopback(const struct sockaddr_storage *address)
 {
     if (address == NULL)
         return false;
+    /* Linux delivers a connect() to the unspecified address (0.0.0.0, ::) to the local host,
+     * where the server sees a loopback peer: both ends must choose the same mode. */
     if (address->ss_family == AF_INET) {
-        const struct sockaddr_in *v4 = (const struct sockaddr_in *)address;
-        return (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+        uint32_t v4 = ntohl(((const struct sockaddr_in *)address)->sin_addr.s_addr);
+        return (v4 >> 24) == 127 || v4 == INADDR_ANY;
     }
     if (address->ss_family == AF_INET6) {
         const struct in6_addr *v6 = &((const struct sockaddr_in6 *)address)->sin6_addr;
         /* A dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d; they are still IPv4. */
         if (IN6_IS_ADDR_V4MAPPED(v6))
-            return v6->s6_addr[12] == 127;
-        return IN6_IS_ADDR_LOOPBACK(v6);
+            return v6->s6_addr[12] == 127 ||
+                   (v6->s6_addr[12] | v6->s6_addr[13] | v6->s6_addr[14] | v6->s6_addr[15]) == 0;
+        return IN6_IS_ADDR_LOOPBACK(v6) || IN6_IS_ADDR_UNSPECIFIED(v6);
     }
     return false;
 }

@@ -14,7 +14,10 @@
 /* "10.0.0.7:8443", "[::1]:443", "unix" or "?" for anything unknown. Always NUL-terminates. */
 void mt_addr_format(const struct sockaddr_storage *address, char *text, size_t capacity);
 
-/* 127.0.0.0/8, ::1, and ::ffff:127.0.0.0/104 (v4-mapped loopback). */
+/*
+ * 127.0.0.0/8, ::1, ::ffff:127.0.0.0/104 (v4-mapped loopback), and the unspecified addresses
+ * 0.0.0.0 and :: (a connect() to them reaches the local host).
+ */
 bool mt_addr_is_loopback(const struct sockaddr_storage *address);
 
 /* The port in host order, 0 for families without one. */

@@ -177,11 +177,14 @@ class Agent:
         while time.monotonic() < deadline:
             check(self.process.poll() is None,
                   "agent exited during start-up with status %s" % self.process.returncode)
+            # The socket accepts connections before the CA is loaded; an answer means serving.
             try:
-                connect(self.socket_path).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
+                message_type, _ = exchange(self.socket_path, frame(ID_REQUEST, b""))
+                if message_type == ID_RESPONSE:
+                    return self
+            except (OSError, CheckFailed):
+                pass
+            time.sleep(0.05)
         raise CheckFailed("agent did not start serving %s within %.0f s" % (self.socket_path, timeout))
 
     def is_alive(self):

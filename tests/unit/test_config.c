@@ -1,0 +1,672 @@
+/*
+ * Tests for config/config.c: every key, the exact text of every error message (file, line, key
+ * and the valid values), that a failed load changes nothing, the environment overrides, and that
+ * mt_config_describe writes text that loads back into the same configuration.
+ *
+ * Each test writes its configuration to a fresh mkstemp file, removed again by the teardown.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config/config.h"
+
+#define COUNT_OF(array) (sizeof(array) / sizeof((array)[0]))
+#define TEMP_PATH_MAX 64
+#define MAX_TEMP_FILES 8
+
+static const char *const environment_variables[] = {"MESHTLS_CONFIG", "MESHTLS_AGENT_SOCKET",
+                                                    "MESHTLS_LOG"};
+
+/* Files created by the running test; the teardown removes them even when an assert fails. */
+static char temp_files[MAX_TEMP_FILES][TEMP_PATH_MAX];
+static size_t temp_file_count;
+
+static const char *write_temp_file(const char *content)
+{
+    assert_true(temp_file_count < MAX_TEMP_FILES);
+    char *path = temp_files[temp_file_count];
+    const char *directory = getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp";
+    assert_true(snprintf(path, TEMP_PATH_MAX, "%s/test_config.XXXXXX", directory) < TEMP_PATH_MAX);
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    temp_file_count++;
+    size_t length = strlen(content);
+    assert_int_equal(write(fd, content, length), (ssize_t)length);
+    assert_int_equal(close(fd), 0);
+    return path;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    temp_file_count = 0;
+    for (size_t i = 0; i < COUNT_OF(environment_variables); i++)
+        unsetenv(environment_variables[i]);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < temp_file_count; i++)
+        unlink(temp_files[i]);
+    temp_file_count = 0;
+    for (size_t i = 0; i < COUNT_OF(environment_variables); i++)
+        unsetenv(environment_variables[i]);
+    return 0;
+}
+
+/* A configuration unlike the defaults in every field, so "unchanged" and "reset" differ. */
+static void set_non_defaults(struct mt_config *config)
+{
+    mt_config_set_defaults(config);
+    strcpy(config->source, "/previous.conf");
+    strcpy(config->agent_socket, "/previous/agent.sock");
+    config->log_level = MT_LOG_DEBUG;
+    config->outbound.loopback = MT_OUTBOUND_MTLS;
+    config->outbound.other = MT_OUTBOUND_PLAIN;
+    config->inbound.loopback = MT_INBOUND_STRICT;
+    config->inbound.other = MT_INBOUND_PLAIN;
+    strcpy(config->trust_domain, "previous.example");
+    config->handshake_timeout_ms = 1234;
+    config->agent_timeout_ms = 4321;
+}
+
+static void assert_configs_equal(const struct mt_config *a, const struct mt_config *b)
+{
+    assert_string_equal(a->source, b->source);
+    assert_string_equal(a->agent_socket, b->agent_socket);
+    assert_int_equal(a->log_level, b->log_level);
+    assert_int_equal(a->outbound.loopback, b->outbound.loopback);
+    assert_int_equal(a->outbound.other, b->outbound.other);
+    assert_int_equal(a->inbound.loopback, b->inbound.loopback);
+    assert_int_equal(a->inbound.other, b->inbound.other);
+    assert_string_equal(a->trust_domain, b->trust_domain);
+    assert_int_equal(a->handshake_timeout_ms, b->handshake_timeout_ms);
+    assert_int_equal(a->agent_timeout_ms, b->agent_timeout_ms);
+}
+
+/* Loads content and expects exactly the message "<file>:<suffix>" with config untouched. */
+static void assert_load_fails(const char *content, const char *expected_suffix)
+{
+    const char *path = write_temp_file(content);
+    struct mt_config config;
+    set_non_defaults(&config);
+    struct mt_config before;
+    memcpy(&before, &config, sizeof(config));
+    char message[MT_CONFIG_MESSAGE_MAX];
+    mt_result result = mt_config_load_file(path, &config, message, sizeof(message));
+    char expected[MT_CONFIG_MESSAGE_MAX];
+    snprintf(expected, sizeof(expected), "%s:%s", path, expected_suffix);
+    if (result.error != MT_ERR_CONFIG)
+        fail_msg("config \"%s\": %s, message \"%s\"", content, mt_error_name(result.error),
+                 message);
+    assert_string_equal(message, expected);
+    assert_memory_equal(&config, &before, sizeof(config));
+}
+
+static void test_mt_config_set_defaults_values_match_the_documentation(void **state)
+{
+    (void)state;
+    struct mt_config config;
+    memset(&config, 0x5a, sizeof(config));
+    mt_config_set_defaults(&config);
+    assert_string_equal(config.source, "");
+    assert_string_equal(config.agent_socket, "/run/meshtls/agent.sock");
+    assert_int_equal(config.log_level, MT_LOG_WARN);
+    assert_int_equal(config.outbound.loopback, MT_OUTBOUND_PLAIN);
+    assert_int_equal(config.outbound.other, MT_OUTBOUND_MTLS);
+    assert_int_equal(config.inbound.loopback, MT_INBOUND_PLAIN);
+    assert_int_equal(config.inbound.other, MT_INBOUND_STRICT);
+    assert_string_equal(config.trust_domain, "");
+    assert_int_equal(config.handshake_timeout_ms, 10000);
+    assert_int_equal(config.agent_timeout_ms, 5000);
+}
+
+static void test_mt_config_load_file_every_key_sets_its_field(void **state)
+{
+    (void)state;
+    const char *path = write_temp_file("# every key, none at its default\n"
+                                       "agent_socket = \"/var/run/mesh/agent.sock\";\n"
+                                       "outbound = { loopback = \"mtls\"; default = \"plain\"; };\n"
+                                       "inbound = {\n"
+                                       "    loopback = \"strict\";\n"
+                                       "    default = \"plain\";\n"
+                                       "};\n"
+                                       "log_level = \"info\";\n"
+                                       "trust_domain = \"prod.example.com\";\n"
+                                       "handshake_timeout_ms = 100;\n"
+                                       "agent_timeout_ms = 600000L;\n");
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    mt_result result = mt_config_load_file(path, &config, message, sizeof(message));
+    if (!mt_result_is_ok(result))
+        fail_msg("%s", message);
+    assert_string_equal(message, "");
+    assert_string_equal(config.source, path);
+    assert_string_equal(config.agent_socket, "/var/run/mesh/agent.sock");
+    assert_int_equal(config.outbound.loopback, MT_OUTBOUND_MTLS);
+    assert_int_equal(config.outbound.other, MT_OUTBOUND_PLAIN);
+    assert_int_equal(config.inbound.loopback, MT_INBOUND_STRICT);
+    assert_int_equal(config.inbound.other, MT_INBOUND_PLAIN);
+    assert_int_equal(config.log_level, MT_LOG_INFO);
+    assert_string_equal(config.trust_domain, "prod.example.com");
+    assert_int_equal(config.handshake_timeout_ms, 100);
+    assert_int_equal(config.agent_timeout_ms, 600000);
+}
+
+static void test_mt_config_load_file_log_levels_each_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        enum mt_log_level level;
+    } cases[] = {
+        {"error", MT_LOG_ERROR},
+        {"warn", MT_LOG_WARN},
+        {"info", MT_LOG_INFO},
+        {"debug", MT_LOG_DEBUG},
+    };
+    for (size_t i = 0; i < COUNT_OF(cases); i++) {
+        char content[64];
+        snprintf(content, sizeof(content), "log_level = \"%s\";\n", cases[i].name);
+        const char *path = write_temp_file(content);
+        struct mt_config config;
+        set_non_defaults(&config);
+        config.log_level = cases[i].level == MT_LOG_DEBUG ? MT_LOG_ERROR : MT_LOG_DEBUG;
+        assert_int_equal(mt_config_load_file(path, &config, NULL, 0).error, MT_OK);
+        assert_int_equal(config.log_level, cases[i].level);
+        unlink(path);
+        temp_file_count--;
+    }
+}
+
+static void test_mt_config_load_file_absent_keys_keep_previous_values(void **state)
+{
+    (void)state;
+    const char *path = write_temp_file("# only one key\n\nlog_level = \"error\";\n");
+    struct mt_config config;
+    set_non_defaults(&config);
+    struct mt_config expected = config;
+    expected.log_level = MT_LOG_ERROR;
+    strcpy(expected.source, path);
+    assert_int_equal(mt_config_load_file(path, &config, NULL, 0).error, MT_OK);
+    assert_configs_equal(&config, &expected);
+
+    const char *empty = write_temp_file("");
+    set_non_defaults(&config);
+    expected = config;
+    strcpy(expected.source, empty);
+    assert_int_equal(mt_config_load_file(empty, &config, NULL, 0).error, MT_OK);
+    assert_configs_equal(&config, &expected);
+}
+
+static void test_mt_config_load_file_boundary_values_are_accepted(void **state)
+{
+    (void)state;
+    char socket_path[MT_CONFIG_SOCKET_PATH_MAX];
+    memset(socket_path, 's', sizeof(socket_path) - 1);
+    socket_path[0] = '/';
+    socket_path[sizeof(socket_path) - 1] = '\0';
+    static char trust_domain[255 + 1];
+    memset(trust_domain, 'd', 255);
+    char content[1024];
+    snprintf(content, sizeof(content),
+             "agent_socket = \"%s\";\ntrust_domain = \"%s\";\nhandshake_timeout_ms = 600000;\n"
+             "agent_timeout_ms = 100;\n",
+             socket_path, trust_domain);
+    const char *path = write_temp_file(content);
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    mt_result result = mt_config_load_file(path, &config, message, sizeof(message));
+    if (!mt_result_is_ok(result))
+        fail_msg("%s", message);
+    assert_int_equal(strlen(config.agent_socket), 107);
+    assert_string_equal(config.agent_socket, socket_path);
+    assert_string_equal(config.trust_domain, trust_domain);
+    assert_int_equal(config.handshake_timeout_ms, 600000);
+    assert_int_equal(config.agent_timeout_ms, 100);
+}
+
+static const struct {
+    const char *content;
+    const char *message; /* what follows "FILE:" */
+} invalid_configs[] = {
+    {"# comment\n\noutbound = { loopback = \"tls\"; };\n",
+     "3: outbound.loopback: \"tls\" is not one of \"mtls\", \"plain\""},
+    {"outbound = {\n  loopback = \"plain\";\n  default = \"TLS\";\n};\n",
+     "3: outbound.default: \"TLS\" is not one of \"mtls\", \"plain\""},
+    {"inbound = { loopback = \"mtls\"; };\n",
+     "1: inbound.loopback: \"mtls\" is not one of \"strict\", \"plain\""},
+    {"inbound = { default = \"permissive\"; };\n",
+     "1: inbound.default: \"permissive\" is not one of \"strict\", \"plain\""},
+    {"inbound = { default = 1; };\n",
+     "1: inbound.default: expected a string (one of \"strict\", \"plain\"), got an integer"},
+    {"log_level = \"info\";\nlog_level = \"debug\";\n", "2: syntax error: duplicate setting name"},
+    {"log_level = \"verbose\";\n",
+     "1: log_level: \"verbose\" is not one of \"error\", \"warn\", \"info\", \"debug\""},
+    {"log_level = \"\";\n",
+     "1: log_level: \"\" is not one of \"error\", \"warn\", \"info\", \"debug\""},
+    {"log_level = 3;\n", "1: log_level: expected a string (one of \"error\", \"warn\", \"info\", "
+                         "\"debug\"), got an integer"},
+    {"log_level = \"info\";\noutbund = { default = \"mtls\"; };\n",
+     "2: unknown key \"outbund\"; valid keys: agent_socket, outbound, inbound, log_level, "
+     "trust_domain, handshake_timeout_ms, agent_timeout_ms"},
+    {"outbound = {\n  default = \"mtls\";\n  loopbak = \"plain\";\n};\n",
+     "3: outbound: unknown key \"loopbak\"; valid keys: loopback, default"},
+    {"inbound = { ports = 443; };\n",
+     "1: inbound: unknown key \"ports\"; valid keys: loopback, default"},
+    {"outbound = \"mtls\";\n", "1: outbound: expected a group (outbound = { loopback = \"plain\"; "
+                               "default = \"mtls\"; };), got a string"},
+    {"inbound = ( \"plain\" );\n",
+     "1: inbound: expected a group (inbound = { loopback = \"plain\"; "
+     "default = \"strict\"; };), got a list"},
+    {"agent_socket = \"run/agent.sock\";\n",
+     "1: agent_socket: \"run/agent.sock\" is not an absolute path"},
+    {"agent_socket = \"\";\n", "1: agent_socket: \"\" is not an absolute path"},
+    {"agent_socket = 5;\n",
+     "1: agent_socket: expected a string (an absolute path), got an integer"},
+    {"agent_socket = [\"/a\"];\n",
+     "1: agent_socket: expected a string (an absolute path), got an array"},
+    {"trust_domain = \"Example.org\";\n",
+     "1: trust_domain: \"Example.org\" is not a valid trust domain name (1 to 255 characters of "
+     "a-z, 0-9, '.', '-', '_'; \"\" for the agent's)"},
+    {"trust_domain = \"spiffe://example.org\";\n",
+     "1: trust_domain: \"spiffe://example.org\" is not a valid trust domain name (1 to 255 "
+     "characters of a-z, 0-9, '.', '-', '_'; \"\" for the agent's)"},
+    {"trust_domain = true;\n", "1: trust_domain: expected a string (\"\" or a trust domain name "
+                               "such as \"example.org\"), got a boolean"},
+    {"handshake_timeout_ms = 99;\n",
+     "1: handshake_timeout_ms: 99 is out of range; valid values: 100 .. 600000"},
+    {"handshake_timeout_ms = 600001;\n",
+     "1: handshake_timeout_ms: 600001 is out of range; valid values: 100 .. 600000"},
+    {"handshake_timeout_ms = -1;\n",
+     "1: handshake_timeout_ms: -1 is out of range; valid values: 100 .. 600000"},
+    {"handshake_timeout_ms = 10.5;\n", "1: handshake_timeout_ms: expected an integer (100 .. "
+                                       "600000), got a floating-point number"},
+    {"agent_timeout_ms = \"5000\";\n",
+     "1: agent_timeout_ms: expected an integer (100 .. 600000), got a string"},
+    {"agent_timeout_ms = 10000000000L;\n",
+     "1: agent_timeout_ms: 10000000000 is out of range; valid values: 100 .. 600000"},
+    {"log_level = \"info\";\noutbound = { default = ; };\n", "2: syntax error"},
+    {"log_level = \"info;\n", "2: syntax error"},
+    {"# fine\nlog_level = \"info\";\n\n\n}\n", "5: syntax error"},
+    /* A value quoted in a message stays on one line whatever bytes it holds. */
+    {"outbound = { default = \"a\\nb\\\"c\"; };\n",
+     "1: outbound.default: \"a\\x0ab\\\"c\" is not one of \"mtls\", \"plain\""},
+};
+
+static void test_mt_config_load_file_invalid_config_reports_file_line_and_key(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < COUNT_OF(invalid_configs); i++) {
+        assert_load_fails(invalid_configs[i].content, invalid_configs[i].message);
+        teardown(NULL);
+    }
+}
+
+/* A valid key before the bad one must not be applied: the load is all or nothing. */
+static void test_mt_config_load_file_error_after_valid_keys_changes_nothing(void **state)
+{
+    (void)state;
+    assert_load_fails("agent_socket = \"/new.sock\";\nlog_level = \"error\";\n"
+                      "outbound = { loopback = \"mtls\"; default = \"plain\"; };\n"
+                      "trust_domain = \"new.example\";\nagent_timeout_ms = 1;\n",
+                      "5: agent_timeout_ms: 1 is out of range; valid values: 100 .. 600000");
+}
+
+static void test_mt_config_load_file_long_socket_path_is_refused(void **state)
+{
+    (void)state;
+    char socket_path[MT_CONFIG_SOCKET_PATH_MAX + 1];
+    memset(socket_path, 'a', MT_CONFIG_SOCKET_PATH_MAX);
+    socket_path[0] = '/';
+    socket_path[MT_CONFIG_SOCKET_PATH_MAX] = '\0';
+    char content[256];
+    snprintf(content, sizeof(content), "\nagent_socket = \"%s\";\n", socket_path);
+    /* The value is shown cut to its first 80 bytes. */
+    char expected[256];
+    snprintf(expected, sizeof(expected),
+             "2: agent_socket: \"%.80s\"... is 108 bytes long; a Unix socket path is at most "
+             "107 bytes",
+             socket_path);
+    assert_load_fails(content, expected);
+}
+
+static void test_mt_config_load_file_missing_file_says_cannot_open(void **state)
+{
+    (void)state;
+    struct mt_config config;
+    set_non_defaults(&config);
+    struct mt_config before;
+    memcpy(&before, &config, sizeof(config));
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(
+        mt_config_load_file("/nonexistent/meshtls.conf", &config, message, sizeof(message)).error,
+        MT_ERR_CONFIG);
+    assert_string_equal(message, "/nonexistent/meshtls.conf:0: cannot open: No such file or "
+                                 "directory");
+    assert_memory_equal(&config, &before, sizeof(config));
+}
+
+/* libconfig alone would read a directory as an empty file and report success. */
+static void test_mt_config_load_file_directory_is_refused(void **state)
+{
+    (void)state;
+    struct mt_config config;
+    set_non_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_load_file("/", &config, message, sizeof(message)).error,
+                     MT_ERR_CONFIG);
+    assert_string_equal(message, "/:0: cannot read: Is a directory");
+    assert_string_equal(config.source, "/previous.conf");
+}
+
+static void test_mt_config_load_file_small_message_buffer_is_cut_and_terminated(void **state)
+{
+    (void)state;
+    const char *path = write_temp_file("log_level = \"verbose\";\n");
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    char message[24];
+    memset(message, 'x', sizeof(message));
+    assert_int_equal(mt_config_load_file(path, &config, message, 10).error, MT_ERR_CONFIG);
+    assert_int_equal(strlen(message), 9);
+    assert_memory_equal(message, path, 9);
+    assert_int_equal(message[10], 'x');
+    /* No buffer at all is allowed: the caller only wants the result. */
+    assert_int_equal(mt_config_load_file(path, &config, NULL, 0).error, MT_ERR_CONFIG);
+}
+
+static void test_mt_config_apply_environment_variables_override(void **state)
+{
+    (void)state;
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    setenv("MESHTLS_AGENT_SOCKET", "/tmp/other/agent.sock", 1);
+    setenv("MESHTLS_LOG", "debug", 1);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_apply_environment(&config, message, sizeof(message)).error, MT_OK);
+    assert_string_equal(config.agent_socket, "/tmp/other/agent.sock");
+    assert_int_equal(config.log_level, MT_LOG_DEBUG);
+}
+
+static void test_mt_config_apply_environment_empty_variables_are_ignored(void **state)
+{
+    (void)state;
+    struct mt_config config;
+    set_non_defaults(&config);
+    struct mt_config before = config;
+    setenv("MESHTLS_AGENT_SOCKET", "", 1);
+    setenv("MESHTLS_LOG", "", 1);
+    assert_int_equal(mt_config_apply_environment(&config, NULL, 0).error, MT_OK);
+    assert_configs_equal(&config, &before);
+}
+
+static void test_mt_config_apply_environment_invalid_value_names_the_variable(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *socket_path;
+        const char *log_level;
+        const char *message;
+    } cases[] = {
+        {NULL, "verbose",
+         "MESHTLS_LOG: \"verbose\" is not one of \"error\", \"warn\", \"info\", \"debug\""},
+        {NULL, "DEBUG",
+         "MESHTLS_LOG: \"DEBUG\" is not one of \"error\", \"warn\", \"info\", \"debug\""},
+        {"agent.sock", NULL, "MESHTLS_AGENT_SOCKET: \"agent.sock\" is not an absolute path"},
+        /* The socket is valid, the level is not: neither may be applied. */
+        {"/ok.sock", "loud",
+         "MESHTLS_LOG: \"loud\" is not one of \"error\", \"warn\", \"info\", \"debug\""},
+    };
+    for (size_t i = 0; i < COUNT_OF(cases); i++) {
+        teardown(NULL);
+        if (cases[i].socket_path != NULL)
+            setenv("MESHTLS_AGENT_SOCKET", cases[i].socket_path, 1);
+        if (cases[i].log_level != NULL)
+            setenv("MESHTLS_LOG", cases[i].log_level, 1);
+        struct mt_config config;
+        set_non_defaults(&config);
+        struct mt_config before;
+        memcpy(&before, &config, sizeof(config));
+        char message[MT_CONFIG_MESSAGE_MAX];
+        assert_int_equal(mt_config_apply_environment(&config, message, sizeof(message)).error,
+                         MT_ERR_CONFIG);
+        assert_string_equal(message, cases[i].message);
+        assert_memory_equal(&config, &before, sizeof(config));
+    }
+}
+
+static void test_mt_config_apply_environment_long_socket_path_is_refused(void **state)
+{
+    (void)state;
+    char socket_path[200];
+    memset(socket_path, 'b', sizeof(socket_path) - 1);
+    socket_path[0] = '/';
+    socket_path[sizeof(socket_path) - 1] = '\0';
+    setenv("MESHTLS_AGENT_SOCKET", socket_path, 1);
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_apply_environment(&config, message, sizeof(message)).error,
+                     MT_ERR_CONFIG);
+    char expected[MT_CONFIG_MESSAGE_MAX];
+    snprintf(expected, sizeof(expected),
+             "MESHTLS_AGENT_SOCKET: \"%.80s\"... is 199 bytes long; a Unix socket path is at "
+             "most 107 bytes",
+             socket_path);
+    assert_string_equal(message, expected);
+    assert_string_equal(config.agent_socket, MT_CONFIG_DEFAULT_AGENT_SOCKET);
+}
+
+static void test_mt_config_load_file_from_environment_then_overrides_apply(void **state)
+{
+    (void)state;
+    const char *path =
+        write_temp_file("agent_socket = \"/from/file.sock\";\n"
+                        "log_level = \"error\";\ntrust_domain = \"file.example\";\n");
+    setenv("MESHTLS_CONFIG", path, 1);
+    setenv("MESHTLS_LOG", "info", 1);
+    struct mt_config config;
+    set_non_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    mt_result result = mt_config_load(&config, message, sizeof(message));
+    if (!mt_result_is_ok(result))
+        fail_msg("%s", message);
+    assert_string_equal(config.source, path);
+    assert_string_equal(config.agent_socket, "/from/file.sock");
+    assert_int_equal(config.log_level, MT_LOG_INFO);
+    assert_string_equal(config.trust_domain, "file.example");
+    /* Keys the file does not set come from the defaults, not from what config held before. */
+    assert_int_equal(config.outbound.other, MT_OUTBOUND_MTLS);
+    assert_int_equal(config.handshake_timeout_ms, 10000);
+}
+
+static void test_mt_config_load_bad_file_gives_defaults_and_message(void **state)
+{
+    (void)state;
+    const char *path = write_temp_file("log_level = \"info\";\noutbound = { default = 1; };\n");
+    setenv("MESHTLS_CONFIG", path, 1);
+    struct mt_config config;
+    set_non_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_load(&config, message, sizeof(message)).error, MT_ERR_CONFIG);
+    char expected[MT_CONFIG_MESSAGE_MAX];
+    snprintf(expected, sizeof(expected),
+             "%s:2: outbound.default: expected a string (one of \"mtls\", \"plain\"), got an "
+             "integer",
+             path);
+    assert_string_equal(message, expected);
+    struct mt_config defaults;
+    mt_config_set_defaults(&defaults);
+    assert_configs_equal(&config, &defaults);
+}
+
+static void test_mt_config_load_missing_configured_file_is_an_error(void **state)
+{
+    (void)state;
+    setenv("MESHTLS_CONFIG", "/nonexistent/mesh.conf", 1);
+    struct mt_config config;
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_load(&config, message, sizeof(message)).error, MT_ERR_CONFIG);
+    assert_string_equal(message,
+                        "/nonexistent/mesh.conf:0: cannot open: No such file or directory");
+    assert_string_equal(config.agent_socket, MT_CONFIG_DEFAULT_AGENT_SOCKET);
+}
+
+static void test_mt_config_load_bad_environment_gives_defaults_and_message(void **state)
+{
+    (void)state;
+    const char *path = write_temp_file("log_level = \"info\";\n");
+    setenv("MESHTLS_CONFIG", path, 1);
+    setenv("MESHTLS_LOG", "chatty", 1);
+    struct mt_config config;
+    set_non_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_load(&config, message, sizeof(message)).error, MT_ERR_CONFIG);
+    assert_string_equal(message,
+                        "MESHTLS_LOG: \"chatty\" is not one of \"error\", \"warn\", \"info\", "
+                        "\"debug\"");
+    assert_int_equal(config.log_level, MT_LOG_WARN);
+    assert_string_equal(config.source, "");
+}
+
+/* With MESHTLS_CONFIG unset or empty the default path decides; only testable where it is absent. */
+static void test_mt_config_load_no_file_gives_defaults_with_overrides(void **state)
+{
+    (void)state;
+    if (access(MT_CONFIG_DEFAULT_PATH, F_OK) == 0)
+        skip();
+    setenv("MESHTLS_CONFIG", "", 1);
+    setenv("MESHTLS_AGENT_SOCKET", "/env/agent.sock", 1);
+    struct mt_config config;
+    set_non_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_load(&config, message, sizeof(message)).error, MT_OK);
+    struct mt_config expected;
+    mt_config_set_defaults(&expected);
+    strcpy(expected.agent_socket, "/env/agent.sock");
+    assert_configs_equal(&config, &expected);
+}
+
+static void describe_and_reload(const struct mt_config *original)
+{
+    char text[2048];
+    mt_config_describe(original, text, sizeof(text));
+    const char *path = write_temp_file(text);
+    struct mt_config reloaded;
+    set_non_defaults(&reloaded);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    mt_result result = mt_config_load_file(path, &reloaded, message, sizeof(message));
+    if (!mt_result_is_ok(result))
+        fail_msg("describe output does not load: %s\n%s", message, text);
+    struct mt_config expected = *original;
+    strcpy(expected.source, path);
+    assert_configs_equal(&reloaded, &expected);
+}
+
+static void test_mt_config_describe_defaults_round_trip(void **state)
+{
+    (void)state;
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    describe_and_reload(&config);
+}
+
+static void test_mt_config_describe_every_field_round_trips(void **state)
+{
+    (void)state;
+    struct mt_config config;
+    set_non_defaults(&config);
+    /*
+     * Characters that need escaping in a libconfig string must survive the trip; the backslash
+     * is followed by 'n' so that an unescaped one would read back as a newline.
+     */
+    strcpy(config.agent_socket, "/run/odd \"name\"\\new\ttab.sock");
+    strcpy(config.source, "/etc/meshtls/a\nb.conf");
+    describe_and_reload(&config);
+}
+
+static void test_mt_config_describe_text_is_the_documented_form(void **state)
+{
+    (void)state;
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    char text[2048];
+    mt_config_describe(&config, text, sizeof(text));
+    assert_string_equal(text, "# meshtls configuration, from built-in defaults\n"
+                              "agent_socket = \"/run/meshtls/agent.sock\";\n"
+                              "outbound = { loopback = \"plain\"; default = \"mtls\"; };\n"
+                              "inbound = { loopback = \"plain\"; default = \"strict\"; };\n"
+                              "log_level = \"warn\";\n"
+                              "trust_domain = \"\";\n"
+                              "handshake_timeout_ms = 10000;\n"
+                              "agent_timeout_ms = 5000;\n");
+}
+
+static void test_mt_config_describe_small_buffer_is_cut_and_terminated(void **state)
+{
+    (void)state;
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    char text[32];
+    memset(text, 'x', sizeof(text));
+    mt_config_describe(&config, text, 16);
+    assert_int_equal(strlen(text), 15);
+    assert_int_equal(text[16], 'x');
+}
+
+static void test_mt_outbound_mode_name_every_mode_has_its_config_word(void **state)
+{
+    (void)state;
+    assert_string_equal(mt_outbound_mode_name(MT_OUTBOUND_MTLS), "mtls");
+    assert_string_equal(mt_outbound_mode_name(MT_OUTBOUND_PLAIN), "plain");
+    assert_string_equal(mt_inbound_mode_name(MT_INBOUND_STRICT), "strict");
+    assert_string_equal(mt_inbound_mode_name(MT_INBOUND_PLAIN), "plain");
+    assert_string_equal(mt_outbound_mode_name((enum mt_outbound_mode)7), "unknown");
+}
+
+#define TEST(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TEST(test_mt_config_set_defaults_values_match_the_documentation),
+        TEST(test_mt_config_load_file_every_key_sets_its_field),
+        TEST(test_mt_config_load_file_log_levels_each_parse),
+        TEST(test_mt_config_load_file_absent_keys_keep_previous_values),
+        TEST(test_mt_config_load_file_boundary_values_are_accepted),
+        TEST(test_mt_config_load_file_invalid_config_reports_file_line_and_key),
+        TEST(test_mt_config_load_file_error_after_valid_keys_changes_nothing),
+        TEST(test_mt_config_load_file_long_socket_path_is_refused),
+        TEST(test_mt_config_load_file_missing_file_says_cannot_open),
+        TEST(test_mt_config_load_file_directory_is_refused),
+        TEST(test_mt_config_load_file_small_message_buffer_is_cut_and_terminated),
+        TEST(test_mt_config_apply_environment_variables_override),
+        TEST(test_mt_config_apply_environment_empty_variables_are_ignored),
+        TEST(test_mt_config_apply_environment_invalid_value_names_the_variable),
+        TEST(test_mt_config_apply_environment_long_socket_path_is_refused),
+        TEST(test_mt_config_load_file_from_environment_then_overrides_apply),
+        TEST(test_mt_config_load_bad_file_gives_defaults_and_message),
+        TEST(test_mt_config_load_missing_configured_file_is_an_error),
+        TEST(test_mt_config_load_bad_environment_gives_defaults_and_message),
+        TEST(test_mt_config_load_no_file_gives_defaults_with_overrides),
+        TEST(test_mt_config_describe_defaults_round_trip),
+        TEST(test_mt_config_describe_every_field_round_trips),
+        TEST(test_mt_config_describe_text_is_the_documented_form),
+        TEST(test_mt_config_describe_small_buffer_is_cut_and_terminated),
+        TEST(test_mt_outbound_mode_name_every_mode_has_its_config_word),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

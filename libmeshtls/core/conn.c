@@ -22,6 +22,7 @@
 #include "../util/log.h"
 #include "../util/sys.h"
 #include "conn.h"
+#include "epoll.h"
 #include "runtime.h"
 #include "table.h"
 
@@ -33,6 +34,20 @@ static const char *role_mode(const struct mt_conn *conn)
     return conn->role == MT_TLS_CLIENT ? "mtls" : "strict";
 }
 
+/*
+ * Releases the lock, then tells epoll about a change its waiters must see (never with the lock
+ * held: epoll takes its own locks and then the connection's, see epoll.c).
+ */
+static void unlock_and_notify(struct mt_conn *conn)
+{
+    bool notify = conn->notify_pollers;
+    conn->notify_pollers = false;
+    int fd = conn->fd;
+    pthread_mutex_unlock(&conn->lock);
+    if (notify)
+        mt_epoll_notify(fd);
+}
+
 /* Moves to FAILED, keeping errno_value for every later call, with the one log line it deserves. */
 static void fail(struct mt_conn *conn, int errno_value, const char *reason)
 {
@@ -40,6 +55,7 @@ static void fail(struct mt_conn *conn, int errno_value, const char *reason)
         return;
     conn->state = MT_CONN_FAILED;
     conn->failed_errno = errno_value;
+    conn->notify_pollers = true;
     char peer[MT_ADDR_TEXT_MAX];
     mt_addr_format(&conn->peer, peer, sizeof(peer));
     if (conn->role == MT_TLS_CLIENT)
@@ -86,6 +102,7 @@ static bool flush_unsent(struct mt_conn *conn)
         free(conn->unsent);
         conn->unsent = NULL;
         conn->unsent_length = 0;
+        conn->notify_pollers = true; /* writable again for the app */
         return true;
     }
     if (status == MT_TLS_ERROR || status == MT_TLS_CLOSED)
@@ -112,6 +129,7 @@ static void step(struct mt_conn *conn)
             /* A TCP-level failure: the application sees exactly what the kernel said. */
             conn->state = MT_CONN_FAILED;
             conn->failed_errno = error;
+            conn->notify_pollers = true;
             return;
         }
         start_handshake(conn);
@@ -121,8 +139,12 @@ static void step(struct mt_conn *conn)
         if (status == MT_TLS_OK) {
             conn->state = MT_CONN_ESTABLISHED;
             conn->wants = MT_TLS_OK;
+            conn->notify_pollers = true;
             log_established(conn);
         } else if (status == MT_TLS_WANT_READ || status == MT_TLS_WANT_WRITE) {
+            /* What the kernel must be asked for changes with what TLS waits for. */
+            if (conn->wants != status)
+                conn->notify_pollers = true;
             conn->wants = status;
             if (mt_sys_remaining_ms(conn->handshake_deadline_ms) == 0) {
                 char reason[96];
@@ -253,6 +275,9 @@ struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_contex
         mt_conn_release(conn);
         return NULL;
     }
+    /* The fd may already be registered with epoll (socket, EPOLL_CTL_ADD, then connect). */
+    conn->notify_pollers = false;
+    mt_epoll_notify(fd);
     return conn;
 }
 
@@ -288,7 +313,7 @@ int mt_conn_after_connect(struct mt_conn *conn, int result, int connect_errno)
         if (conn->state == MT_CONN_FAILED)
             error = conn->failed_errno == ETIMEDOUT ? ETIMEDOUT : ECONNREFUSED;
     }
-    pthread_mutex_unlock(&conn->lock);
+    unlock_and_notify(conn);
     if (error != 0) {
         errno = error;
         return -1;
@@ -328,15 +353,19 @@ ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flag
                         break;
                     continue;
                 }
-                if (status == MT_TLS_CLOSED)
+                if (status == MT_TLS_CLOSED) {
                     conn->peer_closed = true;
-                else if (status == MT_TLS_ERROR)
+                    conn->notify_pollers = true;
+                } else if (status == MT_TLS_ERROR)
                     fail_from_tls(conn);
                 else
                     conn->wants = status;
                 break;
             }
             if (total > 0) {
+                /* Decrypted bytes left behind are invisible to the kernel: pollers must know. */
+                if (conn->state == MT_CONN_ESTABLISHED && mt_tls_pending(conn->tls) > 0)
+                    conn->notify_pollers = true;
                 result = (ssize_t)total;
                 break;
             }
@@ -351,7 +380,7 @@ ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flag
         if (error != 0)
             break;
     }
-    pthread_mutex_unlock(&conn->lock);
+    unlock_and_notify(conn);
     if (result < 0)
         errno = error;
     return result;
@@ -367,6 +396,7 @@ static bool keep_unsent(struct mt_conn *conn, const void *record, size_t length)
     }
     memcpy(conn->unsent, record, length);
     conn->unsent_length = length;
+    conn->notify_pollers = true; /* the kernel must now be asked for EPOLLOUT */
     return true;
 }
 
@@ -425,7 +455,7 @@ ssize_t mt_conn_send(struct mt_conn *conn, const void *buffer, size_t length, in
         if (error != 0)
             break;
     }
-    pthread_mutex_unlock(&conn->lock);
+    unlock_and_notify(conn);
     if (total > 0 || length == 0)
         return (ssize_t)total;
     errno = error;
@@ -496,7 +526,7 @@ int mt_conn_shutdown(struct mt_conn *conn, int how)
     }
     if (how == SHUT_RD || how == SHUT_RDWR)
         conn->peer_closed = true;
-    pthread_mutex_unlock(&conn->lock);
+    unlock_and_notify(conn);
     return 0;
 }
 
@@ -505,7 +535,7 @@ int mt_conn_socket_error(struct mt_conn *conn)
     pthread_mutex_lock(&conn->lock);
     step(conn);
     int error = conn->state == MT_CONN_FAILED ? conn->failed_errno : 0;
-    pthread_mutex_unlock(&conn->lock);
+    unlock_and_notify(conn);
     return error;
 }
 
@@ -538,7 +568,7 @@ short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel
         break;
     }
     *deadline_ms = conn->state == MT_CONN_HANDSHAKING ? conn->handshake_deadline_ms : -1;
-    pthread_mutex_unlock(&conn->lock);
+    unlock_and_notify(conn);
     *kernel_events = kernel;
     return ready;
 }
@@ -568,7 +598,7 @@ short mt_conn_poll_finish(struct mt_conn *conn, short app_events, short kernel_a
         result |= kernel_revents & (POLLHUP | POLLERR);
         break;
     }
-    pthread_mutex_unlock(&conn->lock);
+    unlock_and_notify(conn);
     return result & (app_events | POLLERR | POLLHUP | POLLNVAL);
 }
 
@@ -576,7 +606,7 @@ void mt_conn_close(struct mt_conn *conn)
 {
     pthread_mutex_lock(&conn->lock);
     send_close_notify(conn, mt_sys_now_ms() + CLOSE_FLUSH_MS);
-    pthread_mutex_unlock(&conn->lock);
+    unlock_and_notify(conn);
     mt_conn_release(conn);
 }
 
@@ -587,7 +617,7 @@ void mt_conn_peer_id(struct mt_conn *conn, char *buffer, size_t capacity)
     pthread_mutex_lock(&conn->lock);
     const char *id = conn->state == MT_CONN_ESTABLISHED ? mt_tls_peer_id(conn->tls) : "";
     snprintf(buffer, capacity, "%s", id);
-    pthread_mutex_unlock(&conn->lock);
+    unlock_and_notify(conn);
 }
 
 void mt_conn_release(struct mt_conn *conn)

@@ -47,6 +47,7 @@ struct mt_conn {
     enum mt_tls_status wants; /* what the TLS layer last asked for: WANT_READ or WANT_WRITE */
     bool write_closed;        /* shutdown(SHUT_WR): close_notify sent */
     bool peer_closed;         /* close_notify or EOF received */
+    bool notify_pollers;      /* a change epoll waiters must look at (see epoll.h) */
     int failed_errno;
     struct mt_tls_context *context;
     struct mt_tls_session *tls;

@@ -110,3 +110,66 @@ int mt_readiness_poll(struct pollfd *fds, nfds_t count, int timeout_ms, const si
     }
     return result;
 }
+
+static bool in_set(const fd_set *set, int fd)
+{
+    return set != NULL && FD_ISSET(fd, set);
+}
+
+bool mt_readiness_select_has_ours(int count, const fd_set *readable, const fd_set *writable,
+                                  const fd_set *exceptional)
+{
+    if (mt_table_is_empty())
+        return false;
+    for (int fd = 0; fd < count && fd < FD_SETSIZE; fd++) {
+        if (!in_set(readable, fd) && !in_set(writable, fd) && !in_set(exceptional, fd))
+            continue;
+        struct mt_conn *conn = mt_table_acquire(fd);
+        if (conn != NULL) {
+            mt_conn_release(conn);
+            return true;
+        }
+    }
+    return false;
+}
+
+int mt_readiness_select(int count, fd_set *readable, fd_set *writable, fd_set *exceptional,
+                        int timeout_ms, const sigset_t *mask)
+{
+    if (count < 0 || count > FD_SETSIZE) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct pollfd fds[FD_SETSIZE];
+    nfds_t used = 0;
+    for (int fd = 0; fd < count; fd++) {
+        short events =
+            (short)((in_set(readable, fd) ? POLLIN : 0) | (in_set(writable, fd) ? POLLOUT : 0) |
+                    (in_set(exceptional, fd) ? POLLPRI : 0));
+        if (events != 0)
+            fds[used++] = (struct pollfd){.fd = fd, .events = events};
+    }
+    int ready = mt_readiness_poll(fds, used, timeout_ms, mask);
+    if (ready < 0)
+        return -1;
+    for (nfds_t i = 0; i < used; i++) {
+        if (fds[i].revents & POLLNVAL) {
+            errno = EBADF;
+            return -1;
+        }
+    }
+    int bits = 0;
+    for (nfds_t i = 0; i < used; i++) {
+        int fd = fds[i].fd;
+        short revents = fds[i].revents;
+        /* As the kernel's select: hang-up and error count as readable and writable. */
+        if (in_set(readable, fd) && !(revents & (POLLIN | POLLHUP | POLLERR)))
+            FD_CLR(fd, readable);
+        if (in_set(writable, fd) && !(revents & (POLLOUT | POLLERR)))
+            FD_CLR(fd, writable);
+        if (in_set(exceptional, fd) && !(revents & POLLPRI))
+            FD_CLR(fd, exceptional);
+        bits += in_set(readable, fd) + in_set(writable, fd) + in_set(exceptional, fd);
+    }
+    return bits;
+}

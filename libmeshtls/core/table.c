@@ -112,6 +112,7 @@ struct mt_conn *mt_table_conn_allocate(void)
     conn->wants = MT_TLS_OK;
     conn->write_closed = false;
     conn->peer_closed = false;
+    conn->notify_pollers = false;
     conn->failed_errno = 0;
     conn->context = NULL;
     conn->tls = NULL;

@@ -9,15 +9,19 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "../core/conn.h"
+#include "../core/epoll.h"
 #include "../core/intercept.h"
 #include "../core/readiness.h"
 #include "../core/real.h"
 #include "../core/table.h"
+#include "../util/sys.h"
 
 #define MT_EXPORT __attribute__((visibility("default")))
 
@@ -263,6 +267,8 @@ MT_EXPORT int shutdown(int fd, int how)
 MT_EXPORT int close(int fd)
 {
     mt_real_init();
+    /* While fd is still open, so that its epoll registrations can be removed from the kernel. */
+    mt_epoll_forget_fd(fd);
     struct mt_conn *conn = mt_table_remove(fd);
     if (conn != NULL)
         mt_conn_close(conn);
@@ -286,4 +292,92 @@ MT_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *le
         }
     }
     return real_getsockopt(fd, level, name, value, length);
+}
+
+static int timeval_to_ms(const struct timeval *timeout)
+{
+    if (timeout == NULL)
+        return -1;
+    long long ms = (long long)timeout->tv_sec * 1000 + (timeout->tv_usec + 999) / 1000;
+    return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+MT_EXPORT int select(int count, fd_set *readable, fd_set *writable, fd_set *exceptional,
+                     struct timeval *timeout)
+{
+    mt_real_init();
+    if (!mt_readiness_select_has_ours(count, readable, writable, exceptional))
+        return real_select(count, readable, writable, exceptional, timeout);
+    long long start = mt_sys_now_ms();
+    int timeout_ms = timeval_to_ms(timeout);
+    int result = mt_readiness_select(count, readable, writable, exceptional, timeout_ms, NULL);
+    /* Linux's select leaves the time not slept in *timeout. */
+    if (timeout != NULL && timeout_ms >= 0) {
+        long long left = timeout_ms - (mt_sys_now_ms() - start);
+        if (left < 0)
+            left = 0;
+        timeout->tv_sec = (time_t)(left / 1000);
+        timeout->tv_usec = (suseconds_t)(left % 1000) * 1000;
+    }
+    return result;
+}
+
+MT_EXPORT int pselect(int count, fd_set *readable, fd_set *writable, fd_set *exceptional,
+                      const struct timespec *timeout, const sigset_t *mask)
+{
+    mt_real_init();
+    if (!mt_readiness_select_has_ours(count, readable, writable, exceptional))
+        return real_pselect(count, readable, writable, exceptional, timeout, mask);
+    return mt_readiness_select(count, readable, writable, exceptional, timeout_to_ms(timeout),
+                               mask);
+}
+
+MT_EXPORT int epoll_create(int size)
+{
+    mt_real_init();
+    int epfd = real_epoll_create(size);
+    if (epfd >= 0)
+        mt_epoll_created(epfd);
+    return epfd;
+}
+
+MT_EXPORT int epoll_create1(int flags)
+{
+    mt_real_init();
+    int epfd = real_epoll_create1(flags);
+    if (epfd >= 0)
+        mt_epoll_created(epfd);
+    return epfd;
+}
+
+MT_EXPORT int epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
+{
+    mt_real_init();
+    return mt_epoll_ctl(epfd, operation, fd, event);
+}
+
+MT_EXPORT int epoll_wait(int epfd, struct epoll_event *events, int capacity, int timeout_ms)
+{
+    mt_real_init();
+    if (!mt_epoll_is_ours(epfd))
+        return real_epoll_wait(epfd, events, capacity, timeout_ms);
+    return mt_epoll_wait(epfd, events, capacity, timeout_ms, NULL);
+}
+
+MT_EXPORT int epoll_pwait(int epfd, struct epoll_event *events, int capacity, int timeout_ms,
+                          const sigset_t *mask)
+{
+    mt_real_init();
+    if (!mt_epoll_is_ours(epfd))
+        return real_epoll_pwait(epfd, events, capacity, timeout_ms, mask);
+    return mt_epoll_wait(epfd, events, capacity, timeout_ms, mask);
+}
+
+MT_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int capacity,
+                           const struct timespec *timeout, const sigset_t *mask)
+{
+    mt_real_init();
+    if (!mt_epoll_is_ours(epfd))
+        return real_epoll_pwait2(epfd, events, capacity, timeout, mask);
+    return mt_epoll_wait(epfd, events, capacity, timeout_to_ms(timeout), mask);
 }

@@ -1,0 +1,627 @@
+/*
+ * epoll translation for intercepted sockets (see epoll.h for the model).
+ *
+ * Locking: an instance's lock protects its records and attention list and is never held while a
+ * connection's lock is taken (the engine's readiness calls lock the connection themselves), and a
+ * connection never calls mt_epoll_notify() while holding its own lock. So those two never nest.
+ * The global lock (record pool, list of live instances) is taken before an instance's lock, never
+ * after: records are recycled only once their instance's lock is released.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/sys.h"
+#include "conn.h"
+#include "epoll.h"
+#include "real.h"
+#include "table.h"
+
+/* Events that select what to wait for; the rest are flags describing how. */
+#define INTEREST (EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP)
+/* A registration with only this is quiet, even for EPOLLERR/EPOLLHUP once it fired. */
+#define QUIET ((uint32_t)EPOLLONESHOT)
+#define KERNEL_BATCH 256
+#define CHUNK_BITS 10
+#define CHUNK_SIZE (1u << CHUNK_BITS)
+#define CHUNK_COUNT 1024u
+
+struct instance;
+
+struct record {
+    struct instance *instance;
+    struct record *next_in_bucket;
+    struct record *next_attention;
+    struct record *next_free;
+    uint32_t index;
+    uint32_t generation;
+    int fd;
+    bool live;
+    bool in_attention;
+    bool armed;          /* EPOLLONESHOT: false once reported, until EPOLL_CTL_MOD */
+    bool meshed;         /* the fd was ours when last looked at */
+    uint32_t app_events; /* as the application registered them */
+    epoll_data_t app_data;
+    uint32_t kernel_events; /* as registered with the kernel now */
+};
+
+struct instance {
+    pthread_mutex_t lock;
+    int epfd;
+    bool live;
+    struct record **buckets;
+    size_t bucket_count;
+    size_t record_count;
+    struct record *attention;
+    struct instance *next_live;
+};
+
+typedef struct record *_Atomic record_slot;
+typedef struct instance *_Atomic instance_slot;
+
+static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic(record_slot *) record_chunks[CHUNK_COUNT];
+static uint32_t record_high_water;
+static struct record *free_records;
+static _Atomic(instance_slot *) instance_chunks[CHUNK_COUNT];
+static struct instance *live_instances;
+static atomic_int live_instance_count;
+
+/* ---- records: type-stable, addressed by index and generation ----------------------------- */
+
+static uint64_t key_of(const struct record *record)
+{
+    return (uint64_t)record->generation << 32 | record->index;
+}
+
+static struct record *record_from_key(uint64_t key)
+{
+    uint32_t index = (uint32_t)key;
+    if (index >> CHUNK_BITS >= CHUNK_COUNT)
+        return NULL;
+    record_slot *chunk = atomic_load(&record_chunks[index >> CHUNK_BITS]);
+    struct record *record = chunk != NULL ? atomic_load(&chunk[index & (CHUNK_SIZE - 1)]) : NULL;
+    if (record == NULL || record->generation != (uint32_t)(key >> 32))
+        return NULL;
+    return record;
+}
+
+static struct record *record_allocate(void)
+{
+    pthread_mutex_lock(&global_lock);
+    struct record *record = free_records;
+    if (record != NULL) {
+        free_records = record->next_free;
+    } else if ((record_high_water >> CHUNK_BITS) < CHUNK_COUNT) {
+        uint32_t index = record_high_water;
+        record_slot *chunk = atomic_load(&record_chunks[index >> CHUNK_BITS]);
+        if (chunk == NULL) {
+            chunk = calloc(CHUNK_SIZE, sizeof(*chunk));
+            if (chunk != NULL)
+                atomic_store(&record_chunks[index >> CHUNK_BITS], chunk);
+        }
+        record = chunk != NULL ? calloc(1, sizeof(*record)) : NULL;
+        if (record != NULL) {
+            record->index = index;
+            atomic_store(&chunk[index & (CHUNK_SIZE - 1)], record);
+            record_high_water++;
+        }
+    }
+    pthread_mutex_unlock(&global_lock);
+    return record;
+}
+
+static void record_recycle(struct record *record)
+{
+    pthread_mutex_lock(&global_lock);
+    record->live = false;
+    record->generation++; /* events still in flight for it are now recognisably stale */
+    record->next_free = free_records;
+    free_records = record;
+    pthread_mutex_unlock(&global_lock);
+}
+
+/* ---- instances ----------------------------------------------------------------------------- */
+
+static instance_slot *instance_slot_of(int epfd, bool create)
+{
+    if (epfd < 0 || (unsigned)epfd >= CHUNK_SIZE * CHUNK_COUNT)
+        return NULL;
+    unsigned index = (unsigned)epfd >> CHUNK_BITS;
+    instance_slot *chunk = atomic_load(&instance_chunks[index]);
+    if (chunk == NULL && create) {
+        instance_slot *fresh = calloc(CHUNK_SIZE, sizeof(*fresh));
+        instance_slot *expected = NULL;
+        if (fresh != NULL &&
+            !atomic_compare_exchange_strong(&instance_chunks[index], &expected, fresh)) {
+            free(fresh);
+            chunk = expected;
+        } else {
+            chunk = fresh;
+        }
+    }
+    return chunk != NULL ? &chunk[(unsigned)epfd & (CHUNK_SIZE - 1)] : NULL;
+}
+
+static struct instance *instance_get(int epfd)
+{
+    instance_slot *slot = instance_slot_of(epfd, false);
+    struct instance *instance = slot != NULL ? atomic_load(slot) : NULL;
+    return instance != NULL && instance->live ? instance : NULL;
+}
+
+bool mt_epoll_is_ours(int epfd)
+{
+    return instance_get(epfd) != NULL;
+}
+
+static size_t bucket_of(const struct instance *instance, int fd)
+{
+    return (size_t)(unsigned)fd & (instance->bucket_count - 1);
+}
+
+static struct record *find_locked(struct instance *instance, int fd)
+{
+    if (instance->bucket_count == 0)
+        return NULL;
+    for (struct record *r = instance->buckets[bucket_of(instance, fd)]; r; r = r->next_in_bucket)
+        if (r->fd == fd)
+            return r;
+    return NULL;
+}
+
+static bool insert_locked(struct instance *instance, struct record *record)
+{
+    if (instance->record_count + 1 > instance->bucket_count) {
+        size_t count = instance->bucket_count == 0 ? 16 : instance->bucket_count * 2;
+        struct record **buckets = calloc(count, sizeof(*buckets));
+        if (buckets == NULL)
+            return false;
+        for (size_t i = 0; i < instance->bucket_count; i++) {
+            struct record *r = instance->buckets[i];
+            while (r != NULL) {
+                struct record *next = r->next_in_bucket;
+                size_t b = (size_t)(unsigned)r->fd & (count - 1);
+                r->next_in_bucket = buckets[b];
+                buckets[b] = r;
+                r = next;
+            }
+        }
+        free(instance->buckets);
+        instance->buckets = buckets;
+        instance->bucket_count = count;
+    }
+    size_t b = bucket_of(instance, record->fd);
+    record->next_in_bucket = instance->buckets[b];
+    instance->buckets[b] = record;
+    instance->record_count++;
+    return true;
+}
+
+static void remove_locked(struct instance *instance, struct record *record)
+{
+    struct record **link = &instance->buckets[bucket_of(instance, record->fd)];
+    while (*link != NULL && *link != record)
+        link = &(*link)->next_in_bucket;
+    if (*link == record) {
+        *link = record->next_in_bucket;
+        instance->record_count--;
+    }
+    for (link = &instance->attention; *link != NULL; link = &(*link)->next_attention) {
+        if (*link == record) {
+            *link = record->next_attention;
+            break;
+        }
+    }
+    record->in_attention = false;
+}
+
+static void attend_locked(struct instance *instance, struct record *record)
+{
+    if (record->in_attention || !record->live)
+        return;
+    record->in_attention = true;
+    record->next_attention = instance->attention;
+    instance->attention = record;
+}
+
+void mt_epoll_created(int epfd)
+{
+    instance_slot *slot = instance_slot_of(epfd, true);
+    if (slot == NULL)
+        return;
+    struct instance *instance = atomic_load(slot);
+    if (instance == NULL) {
+        instance = calloc(1, sizeof(*instance));
+        if (instance == NULL)
+            return;
+        pthread_mutex_init(&instance->lock, NULL);
+        atomic_store(slot, instance);
+    }
+    pthread_mutex_lock(&global_lock);
+    instance->epfd = epfd;
+    instance->live = true;
+    instance->next_live = live_instances;
+    live_instances = instance;
+    atomic_fetch_add(&live_instance_count, 1);
+    pthread_mutex_unlock(&global_lock);
+}
+
+/* The instance on epfd is being closed: forget it and all its records. */
+static void instance_close(struct instance *instance)
+{
+    pthread_mutex_lock(&global_lock);
+    for (struct instance **link = &live_instances; *link != NULL; link = &(*link)->next_live) {
+        if (*link == instance) {
+            *link = instance->next_live;
+            atomic_fetch_sub(&live_instance_count, 1);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&global_lock);
+    pthread_mutex_lock(&instance->lock);
+    instance->live = false;
+    struct record **buckets = instance->buckets;
+    size_t bucket_count = instance->bucket_count;
+    instance->buckets = NULL;
+    instance->bucket_count = 0;
+    instance->record_count = 0;
+    instance->attention = NULL;
+    pthread_mutex_unlock(&instance->lock);
+    for (size_t i = 0; i < bucket_count; i++) {
+        struct record *r = buckets[i];
+        while (r != NULL) {
+            struct record *next = r->next_in_bucket;
+            record_recycle(r);
+            r = next;
+        }
+    }
+    free(buckets);
+}
+
+/* ---- translation --------------------------------------------------------------------------- */
+
+/* With the instance lock held: registers events with the kernel if they changed. */
+static void set_kernel_locked(struct instance *instance, struct record *record, uint32_t events)
+{
+    if (events == record->kernel_events)
+        return;
+    struct epoll_event event = {.events = events, .data.u64 = key_of(record)};
+    if (real_epoll_ctl(instance->epfd, EPOLL_CTL_MOD, record->fd, &event) == 0)
+        record->kernel_events = events;
+}
+
+/*
+ * What to ask the kernel for a record, given what the connection asked for (kernel_wanted);
+ * the app's flags are kept (EPOLLET), EPOLLONESHOT is ours to emulate.
+ */
+static uint32_t kernel_events_for(const struct record *record, short kernel_wanted)
+{
+    if (!record->armed)
+        return QUIET;
+    uint32_t flags = record->app_events & (EPOLLET | EPOLLRDHUP | EPOLLPRI);
+    return (uint32_t)(unsigned short)kernel_wanted | flags;
+}
+
+struct pending_event {
+    struct record *record;
+    uint32_t events;
+};
+
+/* Adds or merges an event for record into the output. Returns the new count. */
+static int emit(struct epoll_event *out, struct record **owners, int count, int capacity,
+                struct record *record, uint32_t events)
+{
+    for (int i = 0; i < count; i++) {
+        if (owners[i] == record) {
+            out[i].events |= events;
+            return count;
+        }
+    }
+    if (count >= capacity)
+        return count;
+    out[count].events = events;
+    out[count].data = record->app_data;
+    owners[count] = record;
+    return count + 1;
+}
+
+/* After reporting record: EPOLLONESHOT disarms it until the app's next EPOLL_CTL_MOD. */
+static void reported_locked(struct instance *instance, struct record *record)
+{
+    if ((record->app_events & EPOLLONESHOT) && record->meshed) {
+        record->armed = false;
+        set_kernel_locked(instance, record, QUIET);
+    }
+}
+
+/*
+ * Looks at every record in the attention list: adjusts what the kernel is asked for and emits
+ * what is ready without the kernel. Returns the new count; *wake gets the earliest handshake
+ * deadline among them.
+ */
+static int process_attention(struct instance *instance, struct epoll_event *out,
+                             struct record **owners, int count, int capacity, long long *wake)
+{
+    pthread_mutex_lock(&instance->lock);
+    struct record *list = instance->attention;
+    instance->attention = NULL;
+    for (struct record *r = list; r != NULL; r = r->next_attention)
+        r->in_attention = false;
+    pthread_mutex_unlock(&instance->lock);
+
+    while (list != NULL) {
+        struct record *record = list;
+        list = list->next_attention;
+        pthread_mutex_lock(&instance->lock);
+        bool usable = record->live && record->instance == instance;
+        int fd = record->fd;
+        uint32_t app_events = record->app_events;
+        bool armed = record->armed;
+        pthread_mutex_unlock(&instance->lock);
+        if (!usable)
+            continue;
+
+        struct mt_conn *conn = mt_table_acquire(fd);
+        short ready = 0;
+        short wanted = 0;
+        long long deadline = -1;
+        if (conn != NULL) {
+            ready = mt_conn_poll_prepare(conn, (short)(app_events & INTEREST), &wanted, &deadline);
+            mt_conn_release(conn);
+        }
+        pthread_mutex_lock(&instance->lock);
+        if (!record->live) {
+            pthread_mutex_unlock(&instance->lock);
+            continue;
+        }
+        record->meshed = conn != NULL;
+        if (conn == NULL) {
+            /* No longer ours (or never was): the kernel's own semantics, ONESHOT included. */
+            set_kernel_locked(instance, record, record->armed ? record->app_events : QUIET);
+        } else {
+            set_kernel_locked(instance, record, kernel_events_for(record, wanted));
+            if (deadline >= 0 && (*wake < 0 || deadline < *wake))
+                *wake = deadline;
+            if (deadline >= 0)
+                attend_locked(instance, record);
+            if (ready != 0 && armed && count < capacity) {
+                count = emit(out, owners, count, capacity, record, (uint16_t)ready);
+                reported_locked(instance, record);
+                /* Level-triggered: stays ready until consumed, so look again next time. */
+                if (!(app_events & EPOLLET))
+                    attend_locked(instance, record);
+            }
+        }
+        pthread_mutex_unlock(&instance->lock);
+    }
+    return count;
+}
+
+/* Translates one kernel event. Returns the new count. */
+static int translate_kernel_event(struct instance *instance, const struct epoll_event *event,
+                                  struct epoll_event *out, struct record **owners, int count,
+                                  int capacity)
+{
+    struct record *record = record_from_key(event->data.u64);
+    if (record == NULL)
+        return count;
+    pthread_mutex_lock(&instance->lock);
+    bool usable = record->live && record->instance == instance && record->armed;
+    int fd = record->fd;
+    uint32_t app_events = record->app_events;
+    short asked = (short)record->kernel_events;
+    pthread_mutex_unlock(&instance->lock);
+    if (!usable)
+        return count;
+
+    struct mt_conn *conn = mt_table_acquire(fd);
+    uint32_t events = event->events;
+    if (conn != NULL) {
+        events = (uint16_t)mt_conn_poll_finish(conn, (short)(app_events & INTEREST), asked,
+                                               (short)event->events);
+        mt_conn_release(conn);
+    }
+    if (events == 0)
+        return count;
+    pthread_mutex_lock(&instance->lock);
+    if (record->live && record->armed) {
+        count = emit(out, owners, count, capacity, record, events);
+        if (conn != NULL)
+            reported_locked(instance, record);
+        else if (app_events & EPOLLONESHOT)
+            record->armed = false; /* the kernel disarmed it itself */
+    }
+    pthread_mutex_unlock(&instance->lock);
+    return count;
+}
+
+int mt_epoll_wait(int epfd, struct epoll_event *events, int capacity, int timeout_ms,
+                  const sigset_t *mask)
+{
+    struct instance *instance = instance_get(epfd);
+    if (instance == NULL || capacity <= 0 || events == NULL)
+        return real_epoll_pwait(epfd, events, capacity, timeout_ms, mask);
+
+    struct record *owners_stack[64];
+    struct record **owners = owners_stack;
+    struct epoll_event kernel_stack[64];
+    struct epoll_event *kernel = kernel_stack;
+    int batch = capacity < KERNEL_BATCH ? capacity : KERNEL_BATCH;
+    if (capacity > 64) {
+        owners = malloc((size_t)capacity * sizeof(*owners));
+        kernel = malloc((size_t)batch * sizeof(*kernel));
+        if (owners == NULL || kernel == NULL) {
+            free(owners);
+            free(kernel);
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    long long deadline = timeout_ms < 0 ? -1 : mt_sys_now_ms() + timeout_ms;
+    int count = 0;
+    int result = 0;
+    for (;;) {
+        long long wake = deadline;
+        count = process_attention(instance, events, owners, count, capacity, &wake);
+        int room = capacity - count < batch ? capacity - count : batch;
+        int n = 0;
+        if (room > 0) {
+            n = real_epoll_pwait(epfd, kernel, room, count > 0 ? 0 : mt_sys_remaining_ms(wake),
+                                 mask);
+            if (n < 0) {
+                result = count > 0 ? count : -1;
+                break;
+            }
+        }
+        for (int i = 0; i < n; i++)
+            count = translate_kernel_event(instance, &kernel[i], events, owners, count, capacity);
+        /* Handshake progress alone is invisible to the app: wait on until its deadline. */
+        if (count > 0 || (deadline >= 0 && mt_sys_remaining_ms(deadline) == 0)) {
+            result = count;
+            break;
+        }
+    }
+    if (capacity > 64) {
+        int saved = errno;
+        free(owners);
+        free(kernel);
+        errno = saved;
+    }
+    return result;
+}
+
+int mt_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
+{
+    struct instance *instance = instance_get(epfd);
+    if (instance == NULL)
+        return real_epoll_ctl(epfd, operation, fd, event);
+
+    if (operation == EPOLL_CTL_DEL) {
+        pthread_mutex_lock(&instance->lock);
+        int result = real_epoll_ctl(epfd, operation, fd, event);
+        int saved = errno;
+        struct record *record = find_locked(instance, fd);
+        if (record != NULL)
+            remove_locked(instance, record);
+        pthread_mutex_unlock(&instance->lock);
+        if (record != NULL)
+            record_recycle(record);
+        errno = saved;
+        return result;
+    }
+    if ((operation != EPOLL_CTL_ADD && operation != EPOLL_CTL_MOD) || event == NULL)
+        return real_epoll_ctl(epfd, operation, fd, event);
+
+    struct mt_conn *conn = mt_table_acquire(fd);
+    short wanted = 0;
+    if (conn != NULL) {
+        long long deadline = -1;
+        (void)mt_conn_poll_prepare(conn, (short)(event->events & INTEREST), &wanted, &deadline);
+        mt_conn_release(conn);
+    }
+    struct record *fresh = operation == EPOLL_CTL_ADD ? record_allocate() : NULL;
+    if (operation == EPOLL_CTL_ADD && fresh == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    pthread_mutex_lock(&instance->lock);
+    struct record *record = operation == EPOLL_CTL_ADD ? fresh : find_locked(instance, fd);
+    int result = -1;
+    int saved = 0;
+    if (record == NULL) {
+        result = real_epoll_ctl(epfd, operation, fd, event); /* ENOENT, as the kernel says */
+        saved = errno;
+        goto out;
+    }
+    struct record previous = *record;
+    record->instance = instance;
+    record->fd = fd;
+    record->app_events = event->events;
+    record->app_data = event->data;
+    record->armed = true;
+    record->meshed = conn != NULL;
+    uint32_t kernel_events = conn != NULL ? kernel_events_for(record, wanted) : event->events;
+    struct epoll_event registration = {.events = kernel_events, .data.u64 = key_of(record)};
+    result = real_epoll_ctl(epfd, operation, fd, &registration);
+    saved = errno;
+    if (result != 0) {
+        if (operation == EPOLL_CTL_ADD) {
+            fresh = NULL;
+            pthread_mutex_unlock(&instance->lock);
+            record_recycle(record);
+            errno = saved;
+            return result;
+        }
+        *record = previous;
+        goto out;
+    }
+    record->kernel_events = kernel_events;
+    if (operation == EPOLL_CTL_ADD) {
+        record->live = true;
+        record->in_attention = false;
+        if (!insert_locked(instance, record)) {
+            (void)real_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+            pthread_mutex_unlock(&instance->lock);
+            record_recycle(record);
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    /* A meshed fd may be ready without the kernel (buffered plaintext): look at it next wait. */
+    if (conn != NULL)
+        attend_locked(instance, record);
+out:
+    pthread_mutex_unlock(&instance->lock);
+    errno = saved;
+    return result;
+}
+
+void mt_epoll_notify(int fd)
+{
+    if (atomic_load(&live_instance_count) == 0)
+        return;
+    pthread_mutex_lock(&global_lock);
+    for (struct instance *instance = live_instances; instance; instance = instance->next_live) {
+        pthread_mutex_lock(&instance->lock);
+        struct record *record = find_locked(instance, fd);
+        if (record != NULL)
+            attend_locked(instance, record);
+        pthread_mutex_unlock(&instance->lock);
+    }
+    pthread_mutex_unlock(&global_lock);
+}
+
+void mt_epoll_forget_fd(int fd)
+{
+    if (atomic_load(&live_instance_count) == 0)
+        return;
+    struct instance *closing = instance_get(fd);
+    if (closing != NULL)
+        instance_close(closing);
+    pthread_mutex_lock(&global_lock);
+    for (struct instance *instance = live_instances; instance; instance = instance->next_live) {
+        pthread_mutex_lock(&instance->lock);
+        struct record *record = find_locked(instance, fd);
+        if (record != NULL) {
+            (void)real_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, fd, NULL);
+            remove_locked(instance, record);
+            record->live = false;
+            record->generation++;
+            record->next_free = free_records;
+            free_records = record;
+        }
+        pthread_mutex_unlock(&instance->lock);
+    }
+    pthread_mutex_unlock(&global_lock);
+}
+
+void mt_epoll_after_fork_child(void)
+{
+    pthread_mutex_init(&global_lock, NULL);
+    for (struct instance *instance = live_instances; instance; instance = instance->next_live)
+        pthread_mutex_init(&instance->lock, NULL);
+}

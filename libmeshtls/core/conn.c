@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "../util/addr.h"
 #include "../util/log.h"
@@ -160,6 +162,12 @@ static void step(struct mt_conn *conn)
     }
     if (conn->state == MT_CONN_ESTABLISHED)
         (void)flush_unsent(conn);
+}
+
+/* The first process to use a connection copied by fork claims it (see process.h). */
+static void claim(struct mt_conn *conn)
+{
+    conn->shared = false;
 }
 
 static bool is_nonblocking(int fd)
@@ -330,6 +338,7 @@ ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flag
     int error = 0;
 
     pthread_mutex_lock(&conn->lock);
+    claim(conn);
     for (;;) {
         step(conn);
         if (conn->state == MT_CONN_FAILED) {
@@ -408,6 +417,7 @@ ssize_t mt_conn_send(struct mt_conn *conn, const void *buffer, size_t length, in
     int error = 0;
 
     pthread_mutex_lock(&conn->lock);
+    claim(conn);
     if (conn->tls != NULL)
         mt_tls_set_sigpipe(conn->tls, (flags & MSG_NOSIGNAL) == 0);
     for (;;) {
@@ -602,12 +612,165 @@ short mt_conn_poll_finish(struct mt_conn *conn, short app_events, short kernel_a
     return result & (app_events | POLLERR | POLLHUP | POLLNVAL);
 }
 
-void mt_conn_close(struct mt_conn *conn)
+void mt_conn_close(struct mt_conn *conn, int fd)
 {
     pthread_mutex_lock(&conn->lock);
-    send_close_notify(conn, mt_sys_now_ms() + CLOSE_FLUSH_MS);
+    bool last = true;
+    if (conn->other_fd_count > 0) {
+        last = false;
+        /* Another name stays open: keep using one that is. */
+        if (conn->fd == fd) {
+            conn->fd = conn->other_fds[--conn->other_fd_count];
+            if (conn->tls != NULL)
+                mt_tls_session_set_fd(conn->tls, conn->fd);
+        } else {
+            for (size_t i = 0; i < conn->other_fd_count; i++) {
+                if (conn->other_fds[i] == fd) {
+                    conn->other_fds[i] = conn->other_fds[--conn->other_fd_count];
+                    break;
+                }
+            }
+        }
+    }
+    if (last && !conn->shared)
+        send_close_notify(conn, mt_sys_now_ms() + CLOSE_FLUSH_MS);
     unlock_and_notify(conn);
     mt_conn_release(conn);
+}
+
+bool mt_conn_add_alias(struct mt_conn *conn, int fd)
+{
+    pthread_mutex_lock(&conn->lock);
+    int *grown = realloc(conn->other_fds, (conn->other_fd_count + 1) * sizeof(int));
+    if (grown != NULL) {
+        conn->other_fds = grown;
+        conn->other_fds[conn->other_fd_count++] = fd;
+    }
+    pthread_mutex_unlock(&conn->lock);
+    if (grown == NULL)
+        return false;
+    atomic_fetch_add(&conn->references, 1);
+    if (!mt_table_insert(fd, conn)) {
+        mt_conn_close(conn, fd);
+        return false;
+    }
+    return true;
+}
+
+void mt_conn_mark_shared(struct mt_conn *conn)
+{
+    conn->shared = true;
+}
+
+int mt_conn_readable_bytes(struct mt_conn *conn)
+{
+    pthread_mutex_lock(&conn->lock);
+    step(conn);
+    size_t pending = 0;
+    if (conn->state == MT_CONN_ESTABLISHED && !conn->peer_closed) {
+        pending = mt_tls_pending(conn->tls);
+        if (pending == 0) {
+            /* Decrypt a record if a whole one has arrived; peeking consumes nothing. */
+            char probe;
+            size_t count = 0;
+            enum mt_tls_status status = mt_tls_read(conn->tls, &probe, 1, &count, true);
+            if (status == MT_TLS_CLOSED)
+                conn->peer_closed = true;
+            pending = status == MT_TLS_OK ? mt_tls_pending(conn->tls) : 0;
+            if (status == MT_TLS_OK && pending == 0)
+                pending = count;
+        }
+    }
+    unlock_and_notify(conn);
+    return pending > 0x7fffffff ? 0x7fffffff : (int)pending;
+}
+
+/* True when a send of one record would be taken now without waiting or failing. */
+static bool can_take_record(struct mt_conn *conn)
+{
+    pthread_mutex_lock(&conn->lock);
+    step(conn);
+    bool ready =
+        conn->state == MT_CONN_ESTABLISHED && conn->unsent_length == 0 && !conn->write_closed;
+    unlock_and_notify(conn);
+    return ready;
+}
+
+ssize_t mt_conn_send_from_fd(struct mt_conn *conn, int in_fd, off_t *offset, size_t count,
+                             int flags)
+{
+    char buffer[MT_TLS_RECORD_MAX];
+    off_t position = offset != NULL ? *offset : lseek(in_fd, 0, SEEK_CUR);
+    bool seekable = position != (off_t)-1;
+    bool dont_wait = (flags & MSG_DONTWAIT) != 0 || is_nonblocking(conn->fd);
+    size_t total = 0;
+    int error = 0;
+    while (total < count) {
+        /* Input that cannot be re-read (a pipe) is only read once the record can be sent. */
+        if (!seekable && dont_wait && !can_take_record(conn)) {
+            error = EAGAIN;
+            break;
+        }
+        size_t chunk = count - total < sizeof(buffer) ? count - total : sizeof(buffer);
+        ssize_t n = seekable ? pread(in_fd, buffer, chunk, position) : read(in_fd, buffer, chunk);
+        if (n <= 0) {
+            error = n < 0 ? errno : 0;
+            break;
+        }
+        ssize_t sent = mt_conn_send(conn, buffer, (size_t)n, flags);
+        if (sent <= 0) {
+            error = errno;
+            break;
+        }
+        total += (size_t)sent;
+        position += sent;
+        if (sent < n)
+            break;
+    }
+    if (offset != NULL)
+        *offset = position;
+    else if (seekable)
+        (void)lseek(in_fd, position, SEEK_SET);
+    if (total == 0 && error != 0) {
+        errno = error;
+        return -1;
+    }
+    return (ssize_t)total;
+}
+
+ssize_t mt_conn_receive_to_fd(struct mt_conn *conn, int out_fd, off_t *offset, size_t count,
+                              int flags)
+{
+    char buffer[MT_TLS_RECORD_MAX];
+    size_t room = count < sizeof(buffer) ? count : sizeof(buffer);
+    /* Never take more from TLS than the pipe can hold at once: what is read must be written. */
+    int pipe_size = fcntl(out_fd, F_GETPIPE_SZ);
+    if (pipe_size > 0 && offset == NULL) {
+        int queued = 0;
+        if (ioctl(out_fd, FIONREAD, &queued) == 0 && pipe_size - queued < (int)room)
+            room = pipe_size > queued ? (size_t)(pipe_size - queued) : 0;
+        if (room == 0) {
+            errno = EAGAIN;
+            return -1;
+        }
+    }
+    ssize_t n = mt_conn_recv(conn, buffer, room, flags & MSG_DONTWAIT);
+    if (n <= 0)
+        return n;
+    ssize_t written = 0;
+    while (written < n) {
+        ssize_t w = offset != NULL
+                        ? pwrite(out_fd, buffer + written, (size_t)(n - written), *offset + written)
+                        : write(out_fd, buffer + written, (size_t)(n - written));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        written += w;
+    }
+    if (offset != NULL)
+        *offset += written;
+    return written > 0 ? written : -1;
 }
 
 void mt_conn_peer_id(struct mt_conn *conn, char *buffer, size_t capacity)
@@ -631,5 +794,8 @@ void mt_conn_release(struct mt_conn *conn)
     free(conn->unsent);
     conn->unsent = NULL;
     conn->unsent_length = 0;
+    free(conn->other_fds);
+    conn->other_fds = NULL;
+    conn->other_fd_count = 0;
     mt_table_conn_recycle(conn);
 }

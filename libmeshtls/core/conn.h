@@ -48,6 +48,9 @@ struct mt_conn {
     bool write_closed;        /* shutdown(SHUT_WR): close_notify sent */
     bool peer_closed;         /* close_notify or EOF received */
     bool notify_pollers;      /* a change epoll waiters must look at (see epoll.h) */
+    bool shared;              /* copied by fork and not yet used here (see process.h) */
+    int *other_fds;           /* further names from dup/dup2/dup3/F_DUPFD; fd is the one in use */
+    size_t other_fd_count;
     int failed_errno;
     struct mt_tls_context *context;
     struct mt_tls_session *tls;
@@ -92,8 +95,33 @@ short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel
 short mt_conn_poll_finish(struct mt_conn *conn, short app_events, short kernel_asked,
                           short kernel_revents);
 
-/* Sends close_notify and what is left unsent (time-bounded), then drops the table's reference. */
-void mt_conn_close(struct mt_conn *conn);
+/*
+ * fd, one of conn's names, is being closed (its table entry already removed; the reference the
+ * table held passes to this call). When it was the last name, sends what is left unsent and
+ * close_notify (time-bounded; not for a shared connection).
+ */
+void mt_conn_close(struct mt_conn *conn, int fd);
+
+/* fd is a new name for conn (dup and friends): publishes it in the table. */
+bool mt_conn_add_alias(struct mt_conn *conn, int fd);
+
+/* After fork: this copy must not send close_notify unless this process uses it (process.h). */
+void mt_conn_mark_shared(struct mt_conn *conn);
+
+/* FIONREAD: decrypted bytes readable now without blocking. */
+int mt_conn_readable_bytes(struct mt_conn *conn);
+
+/*
+ * sendfile/splice into a meshed socket: reads from in_fd (at *offset when given, which is then
+ * advanced; else at and advancing its file position) and sends through TLS. Never reads more
+ * than the connection can take at once, so nothing read is lost when it would block.
+ */
+ssize_t mt_conn_send_from_fd(struct mt_conn *conn, int in_fd, off_t *offset, size_t count,
+                             int flags);
+
+/* splice out of a meshed socket into out_fd (a pipe or a file at *offset). */
+ssize_t mt_conn_receive_to_fd(struct mt_conn *conn, int out_fd, off_t *offset, size_t count,
+                              int flags);
 
 /* Copies the verified peer SPIFFE ID ("" when none yet). */
 void mt_conn_peer_id(struct mt_conn *conn, char *buffer, size_t capacity);

@@ -619,6 +619,43 @@ void mt_epoll_forget_fd(int fd)
     pthread_mutex_unlock(&global_lock);
 }
 
+void mt_epoll_forget_range(unsigned first, unsigned last)
+{
+    if (atomic_load(&live_instance_count) == 0)
+        return;
+    pthread_mutex_lock(&global_lock);
+    for (struct instance *instance = live_instances; instance; instance = instance->next_live) {
+        pthread_mutex_lock(&instance->lock);
+        for (size_t b = 0; b < instance->bucket_count; b++) {
+            struct record *record = instance->buckets[b];
+            while (record != NULL) {
+                struct record *next = record->next_in_bucket;
+                if ((unsigned)record->fd >= first && (unsigned)record->fd <= last) {
+                    (void)real_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, record->fd, NULL);
+                    remove_locked(instance, record);
+                    record->live = false;
+                    record->generation++;
+                    record->next_free = free_records;
+                    free_records = record;
+                }
+                record = next;
+            }
+        }
+        pthread_mutex_unlock(&instance->lock);
+    }
+    pthread_mutex_unlock(&global_lock);
+    /* Instances whose own fd is in the range close too. */
+    for (unsigned fd = first; fd <= last && atomic_load(&live_instance_count) > 0; fd++) {
+        struct instance *closing = instance_get((int)fd);
+        if (closing != NULL)
+            instance_close(closing);
+        if (fd == 0xffffffffu)
+            break;
+        if (instance_slot_of((int)fd, false) == NULL)
+            fd |= CHUNK_SIZE - 1;
+    }
+}
+
 void mt_epoll_after_fork_child(void)
 {
     pthread_mutex_init(&global_lock, NULL);

@@ -43,6 +43,9 @@ void mt_epoll_notify(int fd);
 /* fd is being closed: drop its registrations. epfd itself being closed: drop the instance. */
 void mt_epoll_forget_fd(int fd);
 
+/* Every fd in [first, last] is being closed (close_range, closefrom). */
+void mt_epoll_forget_range(unsigned first, unsigned last);
+
 /* In a fork child: reinitialise the locks another thread may have held at fork time. */
 void mt_epoll_after_fork_child(void);
 

@@ -8,7 +8,9 @@
 #ifndef MT_CORE_REAL_H
 #define MT_CORE_REAL_H
 
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/sendfile.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/select.h>

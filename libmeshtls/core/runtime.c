@@ -134,3 +134,8 @@ struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size)
     pthread_mutex_unlock(&context_lock);
     return context;
 }
+
+void mt_runtime_after_fork_child(void)
+{
+    pthread_mutex_init(&context_lock, NULL);
+}

@@ -29,4 +29,7 @@ bool mt_runtime_config_failed(const char **message);
  */
 struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size);
 
+/* In a fork child: reinitialise the context lock, which another thread may have held. */
+void mt_runtime_after_fork_child(void);
+
 #endif

@@ -113,6 +113,9 @@ struct mt_conn *mt_table_conn_allocate(void)
     conn->write_closed = false;
     conn->peer_closed = false;
     conn->notify_pollers = false;
+    conn->shared = false;
+    conn->other_fds = NULL;
+    conn->other_fd_count = 0;
     conn->failed_errno = 0;
     conn->context = NULL;
     conn->tls = NULL;
@@ -131,4 +134,38 @@ void mt_table_conn_recycle(struct mt_conn *conn)
     conn->next_free = pool;
     pool = conn;
     pthread_mutex_unlock(&pool_lock);
+}
+
+void mt_table_for_each(void (*visit)(struct mt_conn *conn, void *argument), void *argument)
+{
+    for (unsigned c = 0; c < CHUNK_COUNT; c++) {
+        slot_t *chunk = atomic_load(&chunks[c]);
+        for (unsigned i = 0; chunk != NULL && i < CHUNK_SIZE; i++) {
+            struct mt_conn *conn = atomic_load(&chunk[i]);
+            if (conn != NULL)
+                visit(conn, argument);
+        }
+    }
+}
+
+void mt_table_for_each_in_range(unsigned first, unsigned last,
+                                void (*visit)(int fd, void *argument), void *argument)
+{
+    unsigned limit = CHUNK_SIZE * CHUNK_COUNT - 1;
+    if (last > limit)
+        last = limit;
+    for (unsigned fd = first; fd <= last && !mt_table_is_empty(); fd++) {
+        slot_t *chunk = atomic_load(&chunks[fd >> CHUNK_BITS]);
+        if (chunk == NULL) {
+            fd |= CHUNK_SIZE - 1; /* skip the whole missing chunk */
+            continue;
+        }
+        if (atomic_load(&chunk[fd & (CHUNK_SIZE - 1)]) != NULL)
+            visit((int)fd, argument);
+    }
+}
+
+void mt_table_after_fork_child(void)
+{
+    pthread_mutex_init(&pool_lock, NULL);
 }

@@ -27,6 +27,16 @@ struct mt_conn *mt_table_remove(int fd);
 /* True when some fd is ours: lets poll skip its translation entirely in plain processes. */
 bool mt_table_is_empty(void);
 
+/* Calls visit for every connection in the table (at fork time: no other thread runs). */
+void mt_table_for_each(void (*visit)(struct mt_conn *conn, void *argument), void *argument);
+
+/* Calls visit for every fd in [first, last] that is ours. */
+void mt_table_for_each_in_range(unsigned first, unsigned last,
+                                void (*visit)(int fd, void *argument), void *argument);
+
+/* In a fork child: reinitialise the pool's lock, which another thread may have held. */
+void mt_table_after_fork_child(void);
+
 /* A zeroed connection object (references = 1) from the free list or malloc; NULL on ENOMEM. */
 struct mt_conn *mt_table_conn_allocate(void);
 /* Returns an object whose references reached 0 to the free list. */

@@ -4,11 +4,25 @@
  * Each hook is a few lines: ask the table whether the fd is ours; if not, call the real function
  * with the arguments untouched (errno untouched too); if so, call the core. No decision is taken
  * here: which sockets become ours is decided in core/intercept.c, how they behave in core/conn.c.
+ *
+ * Hooks that change the table (close, dup*, F_DUPFD, close_range, closefrom) leave it alone in a
+ * vfork child, which shares the parent's memory (core/process.h).
  */
+
+/* fcntl/fcntl64 and sendfile/sendfile64 are distinct symbols, each to be hooked under its own
+ * name; with 64-bit file offsets requested, glibc's headers would rename the first to the second.
+ */
+#undef _FILE_OFFSET_BITS
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <stdarg.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -18,6 +32,7 @@
 #include "../core/conn.h"
 #include "../core/epoll.h"
 #include "../core/intercept.h"
+#include "../core/process.h"
 #include "../core/readiness.h"
 #include "../core/real.h"
 #include "../core/table.h"
@@ -264,15 +279,191 @@ MT_EXPORT int shutdown(int fd, int how)
     return real_shutdown(fd, how);
 }
 
-MT_EXPORT int close(int fd)
+static bool in_vfork_child(void)
 {
-    mt_real_init();
-    /* While fd is still open, so that its epoll registrations can be removed from the kernel. */
+    mt_process_init();
+    return mt_process_is_vfork_child();
+}
+
+/* fd is about to be closed (or replaced by dup2): release what we hold for it, while it is still
+ * open so that its epoll registrations can be removed from the kernel. */
+static void forget(int fd)
+{
     mt_epoll_forget_fd(fd);
     struct mt_conn *conn = mt_table_remove(fd);
     if (conn != NULL)
-        mt_conn_close(conn);
+        mt_conn_close(conn, fd);
+}
+
+static void forget_visit(int fd, void *argument)
+{
+    (void)argument;
+    forget(fd);
+}
+
+/* copy is a new name for fd: if fd is ours, so is copy. */
+static void alias_if_ours(int fd, int copy)
+{
+    if (copy < 0 || copy == fd || in_vfork_child())
+        return;
+    int saved = errno;
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn != NULL) {
+        (void)mt_conn_add_alias(conn, copy);
+        mt_conn_release(conn);
+    }
+    errno = saved;
+}
+
+MT_EXPORT int close(int fd)
+{
+    mt_real_init();
+    if (!in_vfork_child())
+        forget(fd);
     return real_close(fd);
+}
+
+MT_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+    mt_real_init();
+    if (!(flags & CLOSE_RANGE_CLOEXEC) && first <= last && !in_vfork_child()) {
+        mt_table_for_each_in_range(first, last, forget_visit, NULL);
+        mt_epoll_forget_range(first, last);
+    }
+    return real_close_range(first, last, flags);
+}
+
+MT_EXPORT void closefrom(int lowest)
+{
+    mt_real_init();
+    if (lowest >= 0 && !in_vfork_child()) {
+        mt_table_for_each_in_range((unsigned)lowest, ~0u, forget_visit, NULL);
+        mt_epoll_forget_range((unsigned)lowest, ~0u);
+    }
+    real_closefrom(lowest);
+}
+
+MT_EXPORT int dup(int fd)
+{
+    mt_real_init();
+    int copy = real_dup(fd);
+    alias_if_ours(fd, copy);
+    return copy;
+}
+
+/* dup2/dup3 close target first, unless fd is invalid (then nothing happens: EBADF). */
+static void before_replacing(int fd, int target)
+{
+    if (fd != target && real_fcntl(fd, F_GETFD) != -1 && !in_vfork_child())
+        forget(target);
+}
+
+MT_EXPORT int dup2(int fd, int target)
+{
+    mt_real_init();
+    int saved = errno;
+    before_replacing(fd, target);
+    errno = saved;
+    int copy = real_dup2(fd, target);
+    alias_if_ours(fd, copy);
+    return copy;
+}
+
+MT_EXPORT int dup3(int fd, int target, int flags)
+{
+    mt_real_init();
+    int saved = errno;
+    before_replacing(fd, target);
+    errno = saved;
+    int copy = real_dup3(fd, target, flags);
+    alias_if_ours(fd, copy);
+    return copy;
+}
+
+/* Every fcntl command takes at most one argument, an int or a pointer; glibc's own wrapper
+ * forwards it the same way, as one machine word. */
+static int fcntl_common(int (*real)(int, int, ...), int fd, int command, void *argument)
+{
+    int result = real(fd, command, argument);
+    if (command == F_DUPFD || command == F_DUPFD_CLOEXEC)
+        alias_if_ours(fd, result);
+    return result;
+}
+
+MT_EXPORT int fcntl(int fd, int command, ...)
+{
+    mt_real_init();
+    va_list arguments;
+    va_start(arguments, command);
+    void *argument = va_arg(arguments, void *);
+    va_end(arguments);
+    return fcntl_common(real_fcntl, fd, command, argument);
+}
+
+MT_EXPORT int fcntl64(int fd, int command, ...)
+{
+    mt_real_init();
+    va_list arguments;
+    va_start(arguments, command);
+    void *argument = va_arg(arguments, void *);
+    va_end(arguments);
+    return fcntl_common(real_fcntl64, fd, command, argument);
+}
+
+MT_EXPORT int ioctl(int fd, unsigned long request, ...)
+{
+    mt_real_init();
+    va_list arguments;
+    va_start(arguments, request);
+    void *argument = va_arg(arguments, void *);
+    va_end(arguments);
+    if (request == FIONREAD && argument != NULL) {
+        struct mt_conn *conn = mt_table_acquire(fd);
+        if (conn != NULL) {
+            /* The caller's int may be unaligned (CPython's fcntl.ioctl passes a char buffer). */
+            int readable = mt_conn_readable_bytes(conn);
+            memcpy(argument, &readable, sizeof(readable));
+            mt_conn_release(conn);
+            return 0;
+        }
+    }
+    return real_ioctl(fd, request, argument);
+}
+
+MT_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
+{
+    struct mt_conn *conn = mt_table_acquire(out_fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return real_sendfile(out_fd, in_fd, offset, count);
+    }
+    return finish(conn, mt_conn_send_from_fd(conn, in_fd, offset, count, 0));
+}
+
+MT_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off64_t *offset, size_t count)
+{
+    struct mt_conn *conn = mt_table_acquire(out_fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return real_sendfile64(out_fd, in_fd, offset, count);
+    }
+    return finish(conn, mt_conn_send_from_fd(conn, in_fd, (off_t *)offset, count, 0));
+}
+
+MT_EXPORT ssize_t splice(int in_fd, loff_t *in_offset, int out_fd, loff_t *out_offset,
+                         size_t length, unsigned int flags)
+{
+    struct mt_conn *out = mt_table_acquire(out_fd);
+    struct mt_conn *in = out == NULL ? mt_table_acquire(in_fd) : NULL;
+    if (out == NULL && in == NULL) {
+        mt_real_init();
+        return real_splice(in_fd, in_offset, out_fd, out_offset, length, flags);
+    }
+    int send_flags = (flags & SPLICE_F_NONBLOCK) ? MSG_DONTWAIT : 0;
+    if (out != NULL)
+        return finish(out,
+                      mt_conn_send_from_fd(out, in_fd, (off_t *)in_offset, length, send_flags));
+    return finish(in, mt_conn_receive_to_fd(in, out_fd, (off_t *)out_offset, length, send_flags));
 }
 
 MT_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *length)

@@ -323,6 +323,11 @@ out:
     return result;
 }
 
+void mt_tls_session_set_fd(struct mt_tls_session *session, int fd)
+{
+    session->fd = fd;
+}
+
 void mt_tls_session_free(struct mt_tls_session *session)
 {
     if (session == NULL)

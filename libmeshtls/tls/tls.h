@@ -48,6 +48,9 @@ const struct mt_identity *mt_tls_context_identity(const struct mt_tls_context *c
 
 MT_RESULT mt_tls_session_new(struct mt_tls_context *context, enum mt_tls_role role, int fd,
                              struct mt_tls_session **session);
+/* The socket's fd changed (the one in use was closed while a dup of it lives on). */
+void mt_tls_session_set_fd(struct mt_tls_session *session, int fd);
+
 /* Frees without sending anything; the socket is the caller's. NULL is allowed. */
 void mt_tls_session_free(struct mt_tls_session *session);
 

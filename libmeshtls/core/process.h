@@ -1,0 +1,25 @@
+/*
+ * Processes: what fork, vfork and exec mean for intercepted connections.
+ *
+ * fork: parent and child each hold a copy of every connection, with the same TLS keys and
+ * sequence numbers. Only one of them may use a connection afterwards (two writers would reuse
+ * nonces); both copies are marked shared, a shared copy closes without sending close_notify, and
+ * the first process that reads or writes a shared connection claims it (it sends close_notify
+ * again when it closes). So a postmaster closing its copy never ends its backend's session.
+ *
+ * vfork (and anything else that runs in the parent's memory before exec): the child must not
+ * change the parent's state, so mutating hooks pass straight to libc there. Detected by
+ * comparing the pid we cached with the kernel's.
+ */
+#ifndef MT_CORE_PROCESS_H
+#define MT_CORE_PROCESS_H
+
+#include <stdbool.h>
+
+/* Registers the fork handlers and caches the pid; idempotent. */
+void mt_process_init(void);
+
+/* True in a child that shares its parent's memory (vfork): leave every table alone. */
+bool mt_process_is_vfork_child(void);
+
+#endif

@@ -1,0 +1,131 @@
+"""Plain-socket servers that exercise file-descriptor and process semantics; they know nothing of
+TLS. Each serves one connection per client and prints "listening" once ready.
+
+  fdpeers.py fork-server PORT        accept; fork; the CHILD serves (reads a line, replies with it
+                                     upper-cased); the PARENT closes its copy at once.
+  fdpeers.py dup-server PORT         accept; dup() the socket, close the original, serve on the dup;
+                                     then dup2() it onto a fresh fd number and serve a second line.
+  fdpeers.py sendfile-server PORT FILE   accept; socket.sendfile(FILE) (os.sendfile underneath),
+                                     then close.
+  fdpeers.py fionread-server PORT    accept; wait until FIONREAD reports bytes, reply with the
+                                     count FIONREAD gave and the bytes read.
+  fdpeers.py line-client PORT LINE...   for each LINE: send it, read one reply line, print it.
+  fdpeers.py read-client PORT        read to EOF, print sha256 and length.
+"""
+
+import array
+import fcntl
+import hashlib
+import os
+import socket
+import sys
+import termios
+import time
+
+
+def listen(port):
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(8)
+    print("listening", flush=True)
+    return listener
+
+
+def serve_line(connection):
+    reader = connection.makefile("rb")
+    line = reader.readline()
+    connection.sendall(line.upper())
+    return line
+
+
+def fork_server(port):
+    listener = listen(port)
+    while True:
+        connection, _ = listener.accept()
+        child = os.fork()
+        if child == 0:
+            listener.close()
+            serve_line(connection)
+            connection.close()
+            os._exit(0)
+        connection.close()  # the parent's copy: must not end the child's session
+        os.waitpid(child, 0)
+
+
+def dup_server(port):
+    listener = listen(port)
+    while True:
+        connection, _ = listener.accept()
+        copy = socket.socket(fileno=os.dup(connection.fileno()))
+        connection.close()
+        serve_line(copy)
+        target = os.open("/dev/null", os.O_RDONLY)  # a fresh fd number for dup2 to replace
+        os.dup2(copy.fileno(), target)
+        copy.close()
+        moved = socket.socket(fileno=target)
+        serve_line(moved)
+        moved.close()
+
+
+def sendfile_server(port, path):
+    listener = listen(port)
+    while True:
+        connection, _ = listener.accept()
+        with open(path, "rb") as f:
+            connection.sendfile(f)
+        connection.close()
+
+
+def fionread_server(port):
+    listener = listen(port)
+    while True:
+        connection, _ = listener.accept()
+        count = array.array("i", [0])
+        deadline = time.monotonic() + 10
+        while count[0] == 0 and time.monotonic() < deadline:
+            fcntl.ioctl(connection.fileno(), termios.FIONREAD, count)
+            time.sleep(0.01)
+        data = connection.recv(65536)
+        connection.sendall(f"{count[0]} {len(data)}\n".encode())
+        connection.close()
+
+
+def line_client(port, lines):
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        reader = connection.makefile("rb")
+        for line in lines:
+            connection.sendall(line.encode() + b"\n")
+            print(reader.readline().decode().strip())
+
+
+def read_client(port):
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        digest = hashlib.sha256()
+        total = 0
+        while True:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            digest.update(chunk)
+            total += len(chunk)
+    print(digest.hexdigest(), total)
+
+
+def main():
+    mode, port = sys.argv[1], int(sys.argv[2])
+    if mode == "fork-server":
+        fork_server(port)
+    elif mode == "dup-server":
+        dup_server(port)
+    elif mode == "sendfile-server":
+        sendfile_server(port, sys.argv[3])
+    elif mode == "fionread-server":
+        fionread_server(port)
+    elif mode == "line-client":
+        line_client(port, sys.argv[3:])
+    elif mode == "read-client":
+        read_client(port)
+
+
+main()

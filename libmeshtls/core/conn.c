@@ -137,6 +137,7 @@ static void step(struct mt_conn *conn)
         start_handshake(conn);
     }
     if (conn->state == MT_CONN_HANDSHAKING) {
+        conn->tls_started = true;
         enum mt_tls_status status = mt_tls_handshake(conn->tls);
         if (status == MT_TLS_OK) {
             conn->state = MT_CONN_ESTABLISHED;

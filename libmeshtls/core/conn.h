@@ -49,6 +49,7 @@ struct mt_conn {
     bool peer_closed;         /* close_notify or EOF received */
     bool notify_pollers;      /* a change epoll waiters must look at (see epoll.h) */
     bool shared;              /* copied by fork and not yet used here (see process.h) */
+    bool tls_started;         /* the TLS layer has seen the connection (see inherit.h) */
     int *other_fds;           /* further names from dup/dup2/dup3/F_DUPFD; fd is the one in use */
     size_t other_fd_count;
     int failed_errno;

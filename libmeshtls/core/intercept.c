@@ -132,3 +132,40 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
     errno = saved;
     return fd;
 }
+
+void mt_intercept_adopt(int fd, bool server)
+{
+    mt_real_init();
+    struct mt_conn *existing = mt_table_acquire(fd);
+    if (existing != NULL) {
+        mt_conn_release(existing);
+        return;
+    }
+    if (!is_tcp_socket(fd))
+        return;
+    struct sockaddr_storage local;
+    struct sockaddr_storage peer;
+    socklen_t local_length = sizeof(local);
+    socklen_t peer_length = sizeof(peer);
+    memset(&local, 0, sizeof(local));
+    memset(&peer, 0, sizeof(peer));
+    (void)getsockname(fd, (struct sockaddr *)&local, &local_length);
+    (void)getpeername(fd, (struct sockaddr *)&peer, &peer_length); /* a connect may be in flight */
+
+    /* The program that accepted or connected it already decided: this one keeps the decision. */
+    const char *config_message = NULL;
+    char reason[600];
+    struct mt_tls_context *context = NULL;
+    if (mt_runtime_config_failed(&config_message))
+        snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
+    else
+        context = mt_runtime_context(reason, sizeof(reason));
+    struct mt_conn *conn =
+        mt_conn_open(fd, server ? MT_TLS_SERVER : MT_TLS_CLIENT, context, &local, &peer, reason);
+    mt_tls_context_release(context);
+    if (conn != NULL) {
+        mt_log_debug("adopted inherited connection on fd %d (%s side)", fd,
+                     server ? "server" : "client");
+        mt_conn_release(conn);
+    }
+}

@@ -21,4 +21,10 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
 int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *length, int flags,
                         bool use_accept4);
 
+/*
+ * Takes over fd, inherited across exec with its handshake not started (see inherit.h): as the
+ * server side of an accepted connection (server) or the client side of a connect.
+ */
+void mt_intercept_adopt(int fd, bool server);
+
 #endif

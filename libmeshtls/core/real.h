@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <spawn.h>
 #include <sys/sendfile.h>
 #include <signal.h>
 #include <sys/epoll.h>

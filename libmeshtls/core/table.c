@@ -114,6 +114,7 @@ struct mt_conn *mt_table_conn_allocate(void)
     conn->peer_closed = false;
     conn->notify_pollers = false;
     conn->shared = false;
+    conn->tls_started = false;
     conn->other_fds = NULL;
     conn->other_fd_count = 0;
     conn->failed_errno = 0;
@@ -144,6 +145,19 @@ void mt_table_for_each(void (*visit)(struct mt_conn *conn, void *argument), void
             struct mt_conn *conn = atomic_load(&chunk[i]);
             if (conn != NULL)
                 visit(conn, argument);
+        }
+    }
+}
+
+void mt_table_for_each_fd(void (*visit)(int fd, struct mt_conn *conn, void *argument),
+                          void *argument)
+{
+    for (unsigned c = 0; c < CHUNK_COUNT; c++) {
+        slot_t *chunk = atomic_load(&chunks[c]);
+        for (unsigned i = 0; chunk != NULL && i < CHUNK_SIZE; i++) {
+            struct mt_conn *conn = atomic_load(&chunk[i]);
+            if (conn != NULL)
+                visit((int)(c * CHUNK_SIZE + i), conn, argument);
         }
     }
 }

@@ -30,6 +30,10 @@ bool mt_table_is_empty(void);
 /* Calls visit for every connection in the table (at fork time: no other thread runs). */
 void mt_table_for_each(void (*visit)(struct mt_conn *conn, void *argument), void *argument);
 
+/* Calls visit for every fd that is ours, with its connection (a dup'd one appears per fd). */
+void mt_table_for_each_fd(void (*visit)(int fd, struct mt_conn *conn, void *argument),
+                          void *argument);
+
 /* Calls visit for every fd in [first, last] that is ours. */
 void mt_table_for_each_in_range(unsigned first, unsigned last,
                                 void (*visit)(int fd, void *argument), void *argument);

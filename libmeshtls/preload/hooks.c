@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <poll.h>
@@ -31,6 +32,7 @@
 
 #include "../core/conn.h"
 #include "../core/epoll.h"
+#include "../core/inherit.h"
 #include "../core/intercept.h"
 #include "../core/process.h"
 #include "../core/readiness.h"
@@ -571,4 +573,158 @@ MT_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int capacity,
     if (!mt_epoll_is_ours(epfd))
         return real_epoll_pwait2(epfd, events, capacity, timeout, mask);
     return mt_epoll_wait(epfd, events, capacity, timeout_to_ms(timeout), mask);
+}
+
+/* ---- exec: hand over connections not yet started (core/inherit.h) ------------------------- */
+
+extern char **environ;
+
+/* In a program started with connections handed over by its parent: take them over now. */
+__attribute__((constructor)) static void adopt_inherited(void)
+{
+    if (getenv("MESHTLS_INHERIT") != NULL)
+        mt_inherit_adopt();
+}
+
+MT_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+    mt_real_init();
+    char **environment = mt_inherit_environment(path, envp);
+    int result = real_execve(path, argv, environment);
+    int saved = errno;
+    mt_inherit_environment_free(environment, envp);
+    errno = saved;
+    return result;
+}
+
+MT_EXPORT int execv(const char *path, char *const argv[])
+{
+    return execve(path, argv, environ);
+}
+
+MT_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    mt_real_init();
+    char **environment = mt_inherit_environment(file, envp);
+    int result = real_execvpe(file, argv, environment);
+    int saved = errno;
+    mt_inherit_environment_free(environment, envp);
+    errno = saved;
+    return result;
+}
+
+MT_EXPORT int execvp(const char *file, char *const argv[])
+{
+    return execvpe(file, argv, environ);
+}
+
+MT_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+    mt_real_init();
+    char **environment = mt_inherit_environment("(fexecve)", envp);
+    int result = real_fexecve(fd, argv, environment);
+    int saved = errno;
+    mt_inherit_environment_free(environment, envp);
+    errno = saved;
+    return result;
+}
+
+/* execl and friends: the variadic argument list as an argv array (with envp for execle). */
+static char **gather_arguments(const char *first, va_list arguments, char *const **envp)
+{
+    size_t capacity = 16;
+    size_t count = 0;
+    char **argv = malloc(capacity * sizeof(char *));
+    const char *argument = first;
+    while (argv != NULL) {
+        if (count + 1 >= capacity) {
+            char **grown = realloc(argv, (capacity *= 2) * sizeof(char *));
+            if (grown == NULL) {
+                free(argv);
+                return NULL;
+            }
+            argv = grown;
+        }
+        argv[count++] = (char *)argument;
+        if (argument == NULL)
+            break;
+        argument = va_arg(arguments, const char *);
+    }
+    if (envp != NULL)
+        *envp = va_arg(arguments, char *const *);
+    return argv;
+}
+
+MT_EXPORT int execl(const char *path, const char *argument, ...)
+{
+    va_list arguments;
+    va_start(arguments, argument);
+    char **argv = gather_arguments(argument, arguments, NULL);
+    va_end(arguments);
+    if (argv == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int result = execve(path, argv, environ);
+    int saved = errno;
+    free(argv);
+    errno = saved;
+    return result;
+}
+
+MT_EXPORT int execlp(const char *file, const char *argument, ...)
+{
+    va_list arguments;
+    va_start(arguments, argument);
+    char **argv = gather_arguments(argument, arguments, NULL);
+    va_end(arguments);
+    if (argv == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int result = execvpe(file, argv, environ);
+    int saved = errno;
+    free(argv);
+    errno = saved;
+    return result;
+}
+
+MT_EXPORT int execle(const char *path, const char *argument, ...)
+{
+    char *const *envp = NULL;
+    va_list arguments;
+    va_start(arguments, argument);
+    char **argv = gather_arguments(argument, arguments, &envp);
+    va_end(arguments);
+    if (argv == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int result = execve(path, argv, envp);
+    int saved = errno;
+    free(argv);
+    errno = saved;
+    return result;
+}
+
+MT_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
+                          const posix_spawnattr_t *attributes, char *const argv[],
+                          char *const envp[])
+{
+    mt_real_init();
+    char **environment = mt_inherit_environment(path, envp);
+    int result = real_posix_spawn(pid, path, actions, attributes, argv, environment);
+    mt_inherit_environment_free(environment, envp);
+    return result;
+}
+
+MT_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,
+                           const posix_spawnattr_t *attributes, char *const argv[],
+                           char *const envp[])
+{
+    mt_real_init();
+    char **environment = mt_inherit_environment(file, envp);
+    int result = real_posix_spawnp(pid, file, actions, attributes, argv, environment);
+    mt_inherit_environment_free(environment, envp);
+    return result;
 }

@@ -9,6 +9,9 @@ TLS. Each serves one connection per client and prints "listening" once ready.
                                      then close.
   fdpeers.py fionread-server PORT    accept; wait until FIONREAD reports bytes, reply with the
                                      count FIONREAD gave and the bytes read.
+  fdpeers.py inetd-server PORT       accept; fork; the child puts the socket on stdin and stdout
+                                     and execs a new program that upper-cases one line from stdin
+                                     to stdout (inetd-style); the parent closes its copy.
   fdpeers.py line-client PORT LINE...   for each LINE: send it, read one reply line, print it.
   fdpeers.py read-client PORT        read to EOF, print sha256 and length.
 """
@@ -91,6 +94,27 @@ def fionread_server(port):
         connection.close()
 
 
+INETD_SERVICE = ("import sys\n"
+                 "line = sys.stdin.buffer.readline()\n"
+                 "sys.stdout.buffer.write(b'inetd: ' + line.upper())\n"
+                 "sys.stdout.buffer.flush()\n")
+
+
+def inetd_server(port):
+    listener = listen(port)
+    while True:
+        connection, _ = listener.accept()
+        child = os.fork()
+        if child == 0:
+            os.dup2(connection.fileno(), 0)
+            os.dup2(connection.fileno(), 1)
+            connection.close()
+            listener.close()
+            os.execv(sys.executable, [sys.executable, "-c", INETD_SERVICE])
+        connection.close()
+        os.waitpid(child, 0)
+
+
 def line_client(port, lines):
     with socket.create_connection(("127.0.0.1", port)) as connection:
         reader = connection.makefile("rb")
@@ -122,6 +146,8 @@ def main():
         sendfile_server(port, sys.argv[3])
     elif mode == "fionread-server":
         fionread_server(port)
+    elif mode == "inetd-server":
+        inetd_server(port)
     elif mode == "line-client":
         line_client(port, sys.argv[3:])
     elif mode == "read-client":

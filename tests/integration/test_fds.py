@@ -1,6 +1,7 @@
 """File descriptors and processes under the preload, with plain Python peers: a forked child
 serves a connection its parent accepted and closed (the parent's close must not end the child's
-TLS session), dup()/dup2() names share one connection and survive closing the original,
+TLS session), an accepted connection handed to an exec'd program on stdin/stdout (inetd-style)
+is meshed in that program, dup()/dup2() names share one connection and survive closing the original,
 sendfile() of a multi-MB file arrives intact over TLS, and FIONREAD counts decrypted bytes."""
 
 import hashlib
@@ -35,6 +36,15 @@ def test():
         for i in range(3):
             lines = client(mesh, f"fork-client-{i}", "line-client", str(port), f"hello {i}")
             check(lines[0] == f"HELLO {i}", f"forked child's reply: {lines}\n{forker.stderr()}")
+
+        # inetd-style: accepted, handed to an exec'd program on stdin/stdout, meshed there.
+        port = free_port()
+        inetd = server(mesh, "inetd-server", "inetd-server", str(port))
+        relay = Relay(port)
+        lines = client(mesh, "inetd-client", "line-client", str(relay.port), "via inetd")
+        relay.stop()
+        check(lines[0] == "inetd: VIA INETD", f"inetd service replied {lines}\n{inetd.stderr()}")
+        assert_tls13_wire(relay.client_bytes[0], relay.server_bytes[0], [b"VIA INETD", b"via"])
 
         port = free_port()
         duper = server(mesh, "dup-server", "dup-server", str(port))

@@ -24,6 +24,7 @@ static struct mt_tls_context *current_context;
 static long long next_attempt_ms;
 static int retry_delay_ms = RETRY_FIRST_MS;
 static char last_failure[MT_CONFIG_MESSAGE_MAX];
+static struct mt_identity_request *renewal; /* under way, under context_lock */
 
 static void load_config(void)
 {
@@ -65,20 +66,24 @@ static void format_time(time_t when, char *text, size_t size)
     strftime(text, size, "%Y-%m-%dT%H:%M:%SZ", &parts);
 }
 
-/* With context_lock held: fetch a new identity and swap it in, or note why not. */
-static void refresh_locked(const struct mt_config *settings)
+/* With context_lock held: the agent could not give an identity now; back off, say why. */
+static void note_failure(const char *message)
 {
-    struct mt_identity *identity = NULL;
+    snprintf(last_failure, sizeof(last_failure), "%s", message);
+    next_attempt_ms = mt_sys_now_ms() + retry_delay_ms;
+    retry_delay_ms = retry_delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_delay_ms * 2;
+    mt_log_warn("no new identity: %s", message);
+}
+
+/* With context_lock held: builds a TLS context for identity and makes it current. */
+static void install(const struct mt_config *settings, struct mt_identity *identity)
+{
     char message[MT_CONFIG_MESSAGE_MAX] = "";
-    mt_result result = mt_identity_fetch(settings->agent_socket, (int)settings->agent_timeout_ms,
-                                         &identity, message, sizeof(message));
     struct mt_tls_context *context = NULL;
-    if (mt_result_is_ok(result)) {
-        result = mt_tls_context_new(identity, &context);
-        if (!mt_result_is_ok(result))
-            snprintf(message, sizeof(message), "cannot load the identity into TLS: %s",
-                     mt_error_message(result.error));
-    }
+    mt_result result = mt_tls_context_new(identity, &context);
+    if (!mt_result_is_ok(result))
+        snprintf(message, sizeof(message), "cannot load the identity into TLS: %s",
+                 mt_error_message(result.error));
     if (mt_result_is_ok(result) && settings->trust_domain[0] != '\0' &&
         strcmp(identity->trust_domain, settings->trust_domain) != 0) {
         snprintf(message, sizeof(message),
@@ -88,21 +93,50 @@ static void refresh_locked(const struct mt_config *settings)
     }
     if (!mt_result_is_ok(result)) {
         mt_tls_context_release(context);
-        mt_identity_release(identity);
-        snprintf(last_failure, sizeof(last_failure), "%s", message);
-        next_attempt_ms = mt_sys_now_ms() + retry_delay_ms;
-        retry_delay_ms = retry_delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_delay_ms * 2;
-        mt_log_warn("no new identity: %s", message);
+        note_failure(message);
         return;
     }
     char expiry[32];
     format_time(identity->not_after, expiry, sizeof(expiry));
     mt_log_info("identity %s, valid until %s", identity->spiffe_id, expiry);
-    mt_identity_release(identity); /* the context holds its own reference */
     mt_tls_context_release(current_context);
     current_context = context;
     retry_delay_ms = RETRY_FIRST_MS;
     next_attempt_ms = 0;
+}
+
+/*
+ * With context_lock held: advances the renewal, waiting at most wait_ms (0: only what can be
+ * done now), starting it first if none is under way. A renewal started by one connection is
+ * finished by whichever later connection finds the agent's reply there, so no connection waits
+ * for the agent while the identity it would use is still valid.
+ */
+static void renew_locked(const struct mt_config *settings, int wait_ms)
+{
+    char message[MT_CONFIG_MESSAGE_MAX] = "";
+    if (renewal == NULL) {
+        if (mt_sys_now_ms() < next_attempt_ms)
+            return;
+        if (!mt_result_is_ok(mt_identity_request_start(settings->agent_socket,
+                                                       (int)settings->agent_timeout_ms, &renewal,
+                                                       message, sizeof(message)))) {
+            note_failure(message);
+            return;
+        }
+    }
+    struct mt_identity *identity = NULL;
+    mt_result result =
+        mt_identity_request_poll(renewal, wait_ms, &identity, message, sizeof(message));
+    if (result.error == MT_ERR_WOULD_BLOCK)
+        return;
+    mt_identity_request_free(renewal);
+    renewal = NULL;
+    if (!mt_result_is_ok(result)) {
+        note_failure(message);
+        return;
+    }
+    install(settings, identity);
+    mt_identity_release(identity); /* the context holds its own reference */
 }
 
 struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size)
@@ -116,10 +150,11 @@ struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size)
     time_t now = time(NULL);
     const struct mt_identity *identity =
         current_context != NULL ? mt_tls_context_identity(current_context) : NULL;
-    if ((identity == NULL || now >= identity->refresh_at) && mt_sys_now_ms() >= next_attempt_ms) {
-        refresh_locked(settings);
-        identity = current_context != NULL ? mt_tls_context_identity(current_context) : NULL;
-    }
+    if (identity == NULL || now >= identity->not_after)
+        renew_locked(settings, (int)settings->agent_timeout_ms); /* nothing valid to use */
+    else if (now >= identity->refresh_at)
+        renew_locked(settings, 0);
+    identity = current_context != NULL ? mt_tls_context_identity(current_context) : NULL;
     struct mt_tls_context *context = NULL;
     if (identity != NULL && time(NULL) < identity->not_after) {
         context = mt_tls_context_acquire(current_context);
@@ -138,4 +173,7 @@ struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size)
 void mt_runtime_after_fork_child(void)
 {
     pthread_mutex_init(&context_lock, NULL);
+    /* The parent owns the reply to a renewal under way; the child asks again if it needs to. */
+    mt_identity_request_free(renewal);
+    renewal = NULL;
 }

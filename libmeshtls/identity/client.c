@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../util/sys.h"
+#include "../config/config.h"
 #include "client.h"
 
 /* The agent's reply carries a chain and a bundle; both fit well inside one maximal frame. */
@@ -31,103 +32,171 @@ __attribute__((format(printf, 3, 4))) static void say(char *message, size_t size
     va_end(arguments);
 }
 
-static MT_RESULT connect_agent(const char *socket_path, int timeout_ms, int *fd_out,
-                               long long *deadline, char *message, size_t message_size)
+/*
+ * One request/reply exchange with the agent on a non-blocking Unix socket, advanced by
+ * exchange_poll() without waiting longer than asked: a renewal can start in one call and finish
+ * in a later one, so no caller ever waits for the agent while it still has a valid identity.
+ */
+struct exchange {
+    int fd;
+    char socket_path[MT_CONFIG_SOCKET_PATH_MAX];
+    long long deadline;
+    bool connected;
+    uint8_t *request;
+    size_t request_length;
+    size_t sent;
+    uint8_t *reply;
+    size_t received;
+};
+
+static void exchange_free(struct exchange *exchange)
+{
+    if (exchange == NULL)
+        return;
+    if (exchange->fd >= 0)
+        mt_sys_close(exchange->fd);
+    free(exchange->request);
+    free(exchange->reply);
+    free(exchange);
+}
+
+static MT_RESULT exchange_start(const char *socket_path, int timeout_ms, const uint8_t *request,
+                                size_t request_length, struct exchange **out, char *message,
+                                size_t message_size)
 {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
-    if (strlen(socket_path) >= sizeof(address.sun_path)) {
+    size_t path_length = strlen(socket_path);
+    *out = NULL;
+    if (path_length >= sizeof(address.sun_path)) {
         say(message, message_size, "agent socket path %s is longer than 107 bytes", socket_path);
         return mt_result_of(MT_ERR_TOO_LONG);
     }
-    memcpy(address.sun_path, socket_path, strlen(socket_path) + 1);
-    *deadline = mt_sys_now_ms() + timeout_ms;
-    int fd = mt_sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        say(message, message_size, "cannot create a socket for the agent: %s", strerror(errno));
-        return mt_result_of(MT_ERR_IO);
+    memcpy(address.sun_path, socket_path, path_length + 1);
+    struct exchange *exchange = calloc(1, sizeof(*exchange));
+    MT_ENSURE(exchange != NULL, MT_ERR_NO_MEMORY);
+    exchange->fd = -1;
+    memcpy(exchange->socket_path, socket_path, path_length + 1);
+    exchange->deadline = mt_sys_now_ms() + timeout_ms;
+    exchange->request = malloc(request_length);
+    exchange->reply = malloc(REPLY_CAPACITY);
+    mt_result result = MT_OK_RESULT;
+    if (exchange->request == NULL || exchange->reply == NULL) {
+        result = mt_result_of(MT_ERR_NO_MEMORY);
+        goto out;
     }
-    if (mt_sys_connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0 &&
-        errno != EINPROGRESS && errno != EAGAIN) {
+    memcpy(exchange->request, request, request_length);
+    exchange->request_length = request_length;
+    exchange->fd = mt_sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (exchange->fd < 0) {
+        say(message, message_size, "cannot create a socket for the agent: %s", strerror(errno));
+        result = mt_result_of(MT_ERR_IO);
+        goto out;
+    }
+    if (mt_sys_connect(exchange->fd, (struct sockaddr *)&address, sizeof(address)) == 0) {
+        exchange->connected = true;
+    } else if (errno != EINPROGRESS && errno != EAGAIN) {
         say(message, message_size, "agent at %s unreachable: %s (is meshtls-agent running?)",
             socket_path, strerror(errno));
-        mt_sys_close(fd);
-        return mt_result_of(MT_ERR_AGENT_UNREACHABLE);
+        result = mt_result_of(MT_ERR_AGENT_UNREACHABLE);
     }
-    *fd_out = fd;
-    return MT_OK_RESULT;
+out:
+    if (!mt_result_is_ok(result)) {
+        exchange_free(exchange);
+        exchange = NULL;
+    }
+    *out = exchange;
+    return result;
 }
 
-/* Waits for fd to be ready for events before the deadline; EINTR is retried (the call is ours). */
-static MT_RESULT wait_ready(int fd, short events, long long deadline)
+/* Does what the socket allows now; *done once the reply frame is complete. */
+static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame *frame, bool *done)
 {
-    for (;;) {
-        struct pollfd entry = {.fd = fd, .events = events};
-        int ready = mt_sys_poll(&entry, 1, mt_sys_remaining_ms(deadline));
-        if (ready > 0)
+    *done = false;
+    if (!exchange->connected) {
+        struct pollfd entry = {.fd = exchange->fd, .events = POLLOUT};
+        if (mt_sys_poll(&entry, 1, 0) <= 0)
             return MT_OK_RESULT;
-        if (ready == 0)
-            return mt_result_of(MT_ERR_TIMEOUT);
-        if (errno != EINTR)
-            return mt_result_of(MT_ERR_IO);
-    }
-}
-
-static MT_RESULT send_all(int fd, const uint8_t *data, size_t length, long long deadline)
-{
-    size_t sent = 0;
-    while (sent < length) {
-        ssize_t n = mt_sys_send(fd, data + sent, length - sent, MSG_NOSIGNAL);
-        if (n > 0) {
-            sent += (size_t)n;
-        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            MT_GUARD(wait_ready(fd, POLLOUT, deadline));
-        } else {
-            return mt_result_of(MT_ERR_IO);
+        int error = 0;
+        socklen_t length = sizeof(error);
+        if (mt_sys_getsockopt(exchange->fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0)
+            error = errno;
+        if (error != 0) {
+            errno = error;
+            return mt_result_of(MT_ERR_AGENT_UNREACHABLE);
         }
+        exchange->connected = true;
     }
-    return MT_OK_RESULT;
-}
-
-/* Reads one whole frame into buffer. */
-static MT_RESULT receive_frame(int fd, uint8_t *buffer, size_t capacity, long long deadline,
-                               struct mt_proto_frame *frame)
-{
-    size_t have = 0;
+    while (exchange->sent < exchange->request_length) {
+        ssize_t n =
+            mt_sys_send(exchange->fd, exchange->request + exchange->sent,
+                        exchange->request_length - exchange->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            exchange->sent += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return MT_OK_RESULT;
+        return mt_result_of(MT_ERR_IO);
+    }
     for (;;) {
         size_t consumed = 0;
-        MT_GUARD(mt_proto_frame_parse(buffer, have, frame, &consumed));
-        if (consumed > 0)
+        MT_GUARD(mt_proto_frame_parse(exchange->reply, exchange->received, frame, &consumed));
+        if (consumed > 0) {
+            *done = true;
             return MT_OK_RESULT;
-        MT_ENSURE(have < capacity, MT_ERR_PROTO_OVERSIZED);
-        ssize_t n = mt_sys_recv(fd, buffer + have, capacity - have, 0);
-        if (n > 0) {
-            have += (size_t)n;
-        } else if (n == 0) {
-            return mt_result_of(MT_ERR_PROTO_TRUNCATED);
-        } else if (errno == EAGAIN || errno == EINTR) {
-            MT_GUARD(wait_ready(fd, POLLIN, deadline));
-        } else {
-            return mt_result_of(MT_ERR_IO);
         }
+        MT_ENSURE(exchange->received < REPLY_CAPACITY, MT_ERR_PROTO_OVERSIZED);
+        ssize_t n = mt_sys_recv(exchange->fd, exchange->reply + exchange->received,
+                                REPLY_CAPACITY - exchange->received, MSG_DONTWAIT);
+        if (n > 0)
+            exchange->received += (size_t)n;
+        else if (n == 0)
+            return mt_result_of(MT_ERR_PROTO_TRUNCATED);
+        else if (errno == EAGAIN || errno == EINTR)
+            return MT_OK_RESULT;
+        else
+            return mt_result_of(MT_ERR_IO);
     }
 }
 
-/* Sends request and receives the reply frame; on an ERROR reply explains it in message. */
-static MT_RESULT round_trip(const char *socket_path, int timeout_ms, const uint8_t *request,
-                            size_t request_length, uint8_t *reply, struct mt_proto_frame *frame,
-                            char *message, size_t message_size)
+/*
+ * Advances the exchange, waiting at most wait_ms (never past its deadline). Returns OK with
+ * *frame once the reply is complete, MT_ERR_WOULD_BLOCK while it is still under way, or the
+ * failure with message filled in (an ERROR reply is MT_ERR_AGENT_REFUSED with its text).
+ */
+static MT_RESULT exchange_poll(struct exchange *exchange, int wait_ms, struct mt_proto_frame *frame,
+                               char *message, size_t message_size)
 {
-    int fd = -1;
-    long long deadline = 0;
-    MT_GUARD(connect_agent(socket_path, timeout_ms, &fd, &deadline, message, message_size));
-    mt_result result = send_all(fd, request, request_length, deadline);
-    if (mt_result_is_ok(result))
-        result = receive_frame(fd, reply, REPLY_CAPACITY, deadline, frame);
-    mt_sys_close(fd);
+    long long until = mt_sys_now_ms() + wait_ms;
+    if (until > exchange->deadline)
+        until = exchange->deadline;
+    mt_result result = MT_OK_RESULT;
+    for (;;) {
+        bool done = false;
+        result = exchange_step(exchange, frame, &done);
+        if (!mt_result_is_ok(result) || done)
+            break;
+        int timeout = mt_sys_remaining_ms(until);
+        if (timeout == 0) {
+            if (mt_sys_remaining_ms(exchange->deadline) > 0)
+                return mt_result_of(MT_ERR_WOULD_BLOCK);
+            result = mt_result_of(MT_ERR_TIMEOUT);
+            break;
+        }
+        bool writing = !exchange->connected || exchange->sent < exchange->request_length;
+        struct pollfd entry = {.fd = exchange->fd, .events = writing ? POLLOUT : POLLIN};
+        if (mt_sys_poll(&entry, 1, timeout) < 0 && errno != EINTR) {
+            result = mt_result_of(MT_ERR_IO);
+            break;
+        }
+    }
     if (!mt_result_is_ok(result)) {
-        if (result.error == MT_ERR_IO && (errno == ECONNREFUSED || errno == ENOENT))
-            result = mt_result_of(MT_ERR_AGENT_UNREACHABLE);
-        say(message, message_size, "agent at %s: %s", socket_path, mt_error_message(result.error));
+        if (result.error == MT_ERR_AGENT_UNREACHABLE)
+            say(message, message_size, "agent at %s unreachable: %s (is meshtls-agent running?)",
+                exchange->socket_path, strerror(errno));
+        else
+            say(message, message_size, "agent at %s: %s", exchange->socket_path,
+                mt_error_message(result.error));
         return result;
     }
     if (frame->type == MT_PROTO_ERROR) {
@@ -202,74 +271,101 @@ static MT_RESULT adopt_reply(struct mt_identity *identity,
     return MT_OK_RESULT;
 }
 
-MT_RESULT mt_identity_fetch(const char *socket_path, int timeout_ms, struct mt_identity **out,
-                            char *message, size_t message_size)
+struct mt_identity_request {
+    struct exchange *exchange;
+    struct mt_x509_key *key;
+};
+
+void mt_identity_request_free(struct mt_identity_request *request)
+{
+    if (request == NULL)
+        return;
+    exchange_free(request->exchange);
+    mt_x509_key_free(request->key);
+    free(request);
+}
+
+MT_RESULT mt_identity_request_start(const char *socket_path, int timeout_ms,
+                                    struct mt_identity_request **out, char *message,
+                                    size_t message_size)
 {
     MT_ENSURE_REF(socket_path);
     MT_ENSURE_REF(out);
-    struct mt_x509_key *key = NULL;
-    struct mt_identity *identity = NULL;
-    uint8_t *reply = NULL;
-    uint8_t request[MT_X509_CSR_DER_MAX + 64];
+    *out = NULL;
+    struct mt_identity_request *request = calloc(1, sizeof(*request));
+    MT_ENSURE(request != NULL, MT_ERR_NO_MEMORY);
+    uint8_t frame[MT_X509_CSR_DER_MAX + 64];
     uint8_t csr[MT_X509_CSR_DER_MAX];
     size_t csr_length = 0;
-    size_t request_length = 0;
-    struct mt_proto_frame frame;
-    struct mt_proto_svid_response svid;
-
-    mt_result result = mt_x509_key_generate(&key);
+    size_t frame_length = 0;
+    mt_result result = mt_x509_key_generate(&request->key);
     if (mt_result_is_ok(result))
-        result = mt_x509_csr_create(key, csr, sizeof(csr), &csr_length);
+        result = mt_x509_csr_create(request->key, csr, sizeof(csr), &csr_length);
     if (!mt_result_is_ok(result)) {
         say(message, message_size, "cannot create a key and CSR: %s",
             mt_error_message(result.error));
         goto out;
     }
     struct mt_proto_writer writer;
-    mt_proto_writer_begin(&writer, request, sizeof(request), MT_PROTO_SVID_REQUEST);
+    mt_proto_writer_begin(&writer, frame, sizeof(frame), MT_PROTO_SVID_REQUEST);
     mt_proto_writer_put(&writer, MT_PROTO_TAG_CSR, csr, csr_length);
-    result = mt_proto_writer_finish(&writer, &request_length);
-    if (!mt_result_is_ok(result))
-        goto out;
-
-    reply = malloc(REPLY_CAPACITY);
-    identity = calloc(1, sizeof(*identity));
-    if (reply == NULL || identity == NULL) {
-        result = mt_result_of(MT_ERR_NO_MEMORY);
-        goto out;
-    }
-    atomic_init(&identity->references, 1);
-    result = round_trip(socket_path, timeout_ms, request, request_length, reply, &frame, message,
-                        message_size);
-    if (!mt_result_is_ok(result))
-        goto out;
-    result = mt_proto_decode_svid_response(&frame, &svid);
+    result = mt_proto_writer_finish(&writer, &frame_length);
+    if (mt_result_is_ok(result))
+        result = exchange_start(socket_path, timeout_ms, frame, frame_length, &request->exchange,
+                                message, message_size);
+out:
     if (!mt_result_is_ok(result)) {
-        say(message, message_size, "agent at %s sent a bad reply: %s", socket_path,
-            mt_error_message(result.error));
-        goto out;
+        mt_identity_request_free(request);
+        request = NULL;
     }
-    result = adopt_reply(identity, &svid, key, message, message_size);
-    if (!mt_result_is_ok(result))
-        goto out;
+    *out = request;
+    return result;
+}
 
+MT_RESULT mt_identity_request_poll(struct mt_identity_request *request, int wait_ms,
+                                   struct mt_identity **out, char *message, size_t message_size)
+{
+    MT_ENSURE_REF(request);
+    MT_ENSURE_REF(out);
+    *out = NULL;
+    struct mt_proto_frame frame;
+    MT_GUARD(exchange_poll(request->exchange, wait_ms, &frame, message, message_size));
+
+    struct mt_proto_svid_response svid;
+    mt_result result = mt_proto_decode_svid_response(&frame, &svid);
+    if (!mt_result_is_ok(result)) {
+        say(message, message_size, "agent at %s sent a bad reply: %s",
+            request->exchange->socket_path, mt_error_message(result.error));
+        return result;
+    }
+    struct mt_identity *identity = calloc(1, sizeof(*identity));
+    MT_ENSURE(identity != NULL, MT_ERR_NO_MEMORY);
+    atomic_init(&identity->references, 1);
+    result = adopt_reply(identity, &svid, request->key, message, message_size);
     uint8_t key_der[MT_X509_KEY_DER_MAX];
     size_t key_length = 0;
-    result = mt_x509_key_to_der(key, key_der, sizeof(key_der), &key_length);
+    if (mt_result_is_ok(result))
+        result = mt_x509_key_to_der(request->key, key_der, sizeof(key_der), &key_length);
     if (mt_result_is_ok(result)) {
         struct mt_proto_blob blob = {key_der, key_length};
         result = copy_der(&identity->key, &blob);
     }
     explicit_bzero(key_der, sizeof(key_der));
-
-out:
-    mt_x509_key_free(key);
-    free(reply);
     if (!mt_result_is_ok(result)) {
         mt_identity_release(identity);
-        identity = NULL;
+        return result;
     }
     *out = identity;
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_identity_fetch(const char *socket_path, int timeout_ms, struct mt_identity **out,
+                            char *message, size_t message_size)
+{
+    struct mt_identity_request *request = NULL;
+    MT_GUARD(mt_identity_request_start(socket_path, timeout_ms, &request, message, message_size));
+    mt_result result = mt_identity_request_poll(request, timeout_ms, out, message, message_size);
+    mt_identity_request_free(request);
     return result;
 }
 
@@ -284,12 +380,12 @@ MT_RESULT mt_identity_query_id(const char *socket_path, int timeout_ms, char *sp
     mt_proto_writer_begin(&writer, request, sizeof(request), MT_PROTO_ID_REQUEST);
     MT_GUARD(mt_proto_writer_finish(&writer, &request_length));
 
-    uint8_t *reply = malloc(REPLY_CAPACITY);
-    MT_ENSURE(reply != NULL, MT_ERR_NO_MEMORY);
+    struct exchange *exchange = NULL;
+    MT_GUARD(exchange_start(socket_path, timeout_ms, request, request_length, &exchange, message,
+                            message_size));
     struct mt_proto_frame frame;
     struct mt_proto_blob id;
-    mt_result result = round_trip(socket_path, timeout_ms, request, request_length, reply, &frame,
-                                  message, message_size);
+    mt_result result = exchange_poll(exchange, timeout_ms, &frame, message, message_size);
     if (mt_result_is_ok(result))
         result = mt_proto_decode_id_response(&frame, &id);
     if (mt_result_is_ok(result) && id.length >= capacity)
@@ -298,7 +394,7 @@ MT_RESULT mt_identity_query_id(const char *socket_path, int timeout_ms, char *sp
         memcpy(spiffe_id, id.data, id.length);
         spiffe_id[id.length] = '\0';
     }
-    free(reply);
+    exchange_free(exchange);
     return result;
 }
 

@@ -48,6 +48,22 @@ struct mt_identity {
 MT_RESULT mt_identity_fetch(const char *socket_path, int timeout_ms, struct mt_identity **identity,
                             char *message, size_t message_size);
 
+/*
+ * The same, in two steps that never wait longer than asked: start generates the key and sends
+ * the CSR; poll advances the exchange (wait_ms 0: only what is possible now) and returns OK with
+ * *identity once the reply is in, MT_ERR_WOULD_BLOCK while it is still under way, or the failure
+ * with message filled in. The request holds an open socket: free it (also after fork, in the
+ * child, whose copy must not race its parent for the reply).
+ */
+struct mt_identity_request;
+MT_RESULT mt_identity_request_start(const char *socket_path, int timeout_ms,
+                                    struct mt_identity_request **request, char *message,
+                                    size_t message_size);
+MT_RESULT mt_identity_request_poll(struct mt_identity_request *request, int wait_ms,
+                                   struct mt_identity **identity, char *message,
+                                   size_t message_size);
+void mt_identity_request_free(struct mt_identity_request *request);
+
 /* Asks the agent which SPIFFE ID it would issue to this process (no key, no certificate). */
 MT_RESULT mt_identity_query_id(const char *socket_path, int timeout_ms, char *spiffe_id,
                                size_t capacity, char *message, size_t message_size);

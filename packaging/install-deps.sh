@@ -7,8 +7,13 @@ packages=(
   # build
   build-essential meson ninja-build pkg-config
   libwolfssl-dev libconfig-dev
+  # the bundled wolfSSL (packaging/wolfssl/build.sh): apt-get source + dpkg-source, and autotools
+  # because Debian's upstream tarball ships no configure script
+  dpkg-dev autoconf automake libtool
   # tests
   libcmocka-dev python3 curl openssl clang-format binutils
+  # real-program integration suite and soak test
+  nginx redis-server redis-tools memcached iperf3 sockperf wrk
 )
 
 if [ "$(id -u)" -ne 0 ]; then

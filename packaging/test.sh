@@ -10,9 +10,12 @@ bash packaging/install-deps.sh
 
 plain=build-test
 sanitized=build-test-san
-[ -f "$plain/build.ninja" ] || meson setup "$plain"
+# Both builds link the same bundled wolfSSL: built once, cached by version and configuration.
+wolfssl_cache="$PWD/build-wolfssl-cache"
+[ -f "$plain/build.ninja" ] || meson setup "$plain" -Dwolfssl_cache_dir="$wolfssl_cache"
 [ -f "$sanitized/build.ninja" ] ||
-  meson setup "$sanitized" -Db_sanitize=address,undefined -Db_lundef=false
+  meson setup "$sanitized" -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dwolfssl_cache_dir="$wolfssl_cache"
 meson compile -C "$plain"
 meson compile -C "$sanitized"
 

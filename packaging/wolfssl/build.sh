@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Builds the wolfSSL that libmeshtls links in: Debian's own source package of wolfssl (with
+# Debian's patches, security fixes included), configured as a static PIC library with exactly the
+# features libmeshtls uses, and with x86-64 acceleration (AES-NI, AVX2, SP math in assembly) on
+# x86_64 — Debian's binary package has none, which makes its bulk crypto ~30x slower.
+#
+# The source is fetched with apt itself: deb-src lines are derived from the machine's own Debian
+# sources (/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list) into a private list read
+# with a private state directory, so no host name is written here and the system's apt state is
+# not touched.
+#
+# Usage: build.sh CACHE_DIR
+#   Installs into CACHE_DIR/wolfssl-<debian version>-<hash of the configuration>/ and prints that
+#   directory as the last line of stdout (progress goes to stderr, the full log to a file in the
+#   cache). A later run finds the finished install and returns at once, without the network: the
+#   choice of source version is remembered in CACHE_DIR/selected-<hash>. Set
+#   MESHTLS_WOLFSSL_REFRESH=1 to ask apt again for the newest source version.
+#
+# Needs: apt, dpkg-dev (dpkg-source), a C toolchain and make (packaging/install-deps.sh).
+set -euo pipefail
+
+die() {
+  echo "wolfssl/build.sh: error: $*" >&2
+  exit 1
+}
+say() { echo "wolfssl/build.sh: $*" >&2; }
+
+[ $# -eq 1 ] || die "usage: build.sh CACHE_DIR"
+mkdir -p "$1" || die "cannot create cache directory $1"
+cache=$(cd "$1" && pwd)
+script_dir=$(cd "$(dirname "$0")" && pwd)
+
+for tool in apt-get dpkg-source make; do
+  command -v "$tool" >/dev/null || die "$tool not found (run packaging/install-deps.sh)"
+done
+compiler=${CC:-cc}
+command -v "${compiler%% *}" >/dev/null || die "C compiler '$compiler' not found"
+
+# ---- the configuration --------------------------------------------------------------------------
+# Exactly what libmeshtls uses: TLS 1.3 only, mutual auth with ECDSA P-256 certificates, X25519 and
+# P-256 key shares, ALPN + SNI (mesh marking), session tickets, certificate and CSR generation
+# (the agent's CA and the workload's CSR), and the OpenSSL-compatibility subset tls/tls.c calls
+# (X509_STORE_CTX access in the verify callback, X509_V_ERR_* codes, alert history).
+configure_flags=(
+  --enable-static --disable-shared --with-pic
+  --enable-tls13 --disable-oldtls --disable-tlsv12
+  --enable-ecc --enable-curve25519 --disable-rsa --disable-dh
+  --enable-certgen --enable-certreq --enable-certext --enable-keygen
+  --enable-alpn --enable-sni --enable-session-ticket --enable-supportedcurves
+  --enable-opensslextra
+  --enable-aesgcm --enable-chacha --enable-poly1305 --enable-sha384 --enable-sha512
+  --disable-examples --disable-crypttests --disable-benchmark --disable-jobserver
+)
+case "$(uname -m)" in
+  x86_64 | amd64)
+    configure_flags+=(--enable-intelasm --enable-aesni --enable-sp --enable-sp-asm)
+    ;;
+  *)
+    # Portable: SP math in C (still much faster than the generic big-integer code).
+    configure_flags+=(--enable-sp)
+    ;;
+esac
+# -fvisibility=hidden: nothing of wolfSSL is exported from what links it (with --exclude-libs).
+# WOLFSSL_ALT_NAMES: Cert.altNames, to write the URI SAN of an X.509-SVID (5.5.4 has no
+# --enable-altnames). WOLFSSL_ALWAYS_VERIFY_CB: the verify callback also sees certificates that
+# verified, so it can apply the X.509-SVID rules to the peer's leaf (depth 0).
+extra_cflags="-O2 -g -fvisibility=hidden -DWOLFSSL_ALT_NAMES -DWOLFSSL_ALWAYS_VERIFY_CB"
+
+# The cache key covers everything that changes the result: flags, compiler, this script.
+key=$( { printf '%s\n' "${configure_flags[@]}" "$extra_cflags" "$(uname -m)";
+         "${compiler%% *}" --version 2>/dev/null | head -n1;
+         cat "$script_dir/build.sh"; } | sha256sum | cut -c1-12)
+
+# ---- serialise concurrent builds into the same cache --------------------------------------------
+exec 9>"$cache/.lock-$key"
+flock 9
+
+selected="$cache/selected-$key"
+if [ "${MESHTLS_WOLFSSL_REFRESH:-0}" != 1 ] && [ -s "$selected" ]; then
+  prefix=$(cat "$selected")
+  if [ -f "$prefix/.complete" ]; then
+    say "using cached $prefix"
+    echo "$prefix"
+    exit 0
+  fi
+fi
+
+log="$cache/build-$key.log"
+: >"$log"
+run() {
+  if ! "$@" >>"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    die "failed: $* (full log: $log)"
+  fi
+}
+
+# ---- a private apt configuration for the source package ------------------------------------------
+state="$cache/apt"
+mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/etc"
+list="$state/etc/sources.list"
+: >"$list"
+
+# deb822 files: one stanza per paragraph; keep Types: deb stanzas as deb-src lines.
+for file in /etc/apt/sources.list.d/*.sources; do
+  [ -f "$file" ] || continue
+  awk '
+    function flush() {
+      if (uris != "" && suites != "" && (types ~ /(^| )deb( |$)/ || types ~ /deb-src/)) {
+        n = split(uris, u, " "); m = split(suites, s, " ")
+        opt = (signed != "") ? " [signed-by=" signed "]" : ""
+        for (i = 1; i <= n; i++) for (j = 1; j <= m; j++)
+          print "deb-src" opt " " u[i] " " s[j] " " components
+      }
+      types = uris = suites = components = signed = ""
+    }
+    /^[ \t]*#/ { next }
+    /^[ \t]*$/ { flush(); next }
+    {
+      field = $0; sub(/:.*/, "", field); value = $0; sub(/^[^:]*:[ \t]*/, "", value)
+      if (field == "Types") types = value
+      else if (field == "URIs") uris = value
+      else if (field == "Suites") suites = value
+      else if (field == "Components") components = value
+      else if (field == "Signed-By") signed = value
+      else if (field == "Enabled" && value == "no") types = ""
+    }
+    END { flush() }
+  ' "$file" >>"$list"
+done
+# One-line format: every deb line becomes a deb-src line with the same options and URI.
+for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+  [ -f "$file" ] || continue
+  sed -n -E 's/^[[:space:]]*deb(-src)?[[:space:]]+/deb-src /p' "$file" >>"$list"
+done
+sort -u -o "$list" "$list"
+[ -s "$list" ] || die "no Debian sources found in /etc/apt (sources.list or sources.list.d/*.sources)"
+
+apt_options=(
+  -o "Dir::Etc::SourceList=$list" -o "Dir::Etc::SourceParts=/dev/null"
+  -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache"
+  -o "Dir::State::status=/var/lib/dpkg/status"
+  -o "APT::Sandbox::User=$(id -un)" -o "Debug::NoLocking=1"
+)
+say "fetching the Debian source index (private list: $list)"
+run apt-get "${apt_options[@]}" update
+version=$(apt-cache "${apt_options[@]}" showsrc wolfssl 2>/dev/null |
+  awk '/^Package: wolfssl$/ { p = 1; next } /^Package:/ { p = 0 } p && /^Version:/ { print $2 }' |
+  sort -V | tail -n1)
+[ -n "$version" ] || die "apt knows no source package wolfssl in $list"
+upstream=${version#*:}
+upstream=${upstream%-*}
+
+prefix="$cache/wolfssl-$version-$key"
+if [ -f "$prefix/.complete" ]; then
+  echo "$prefix" >"$selected"
+  say "using cached $prefix"
+  echo "$prefix"
+  exit 0
+fi
+
+# ---- fetch, unpack (Debian patches applied), configure, build, install ---------------------------
+work="$cache/src-$version"
+rm -rf "$work"
+mkdir -p "$work"
+say "downloading wolfssl $version source"
+(cd "$work" && run apt-get "${apt_options[@]}" source --download-only "wolfssl=$version")
+dsc=$(ls "$work"/wolfssl_*.dsc 2>/dev/null | head -n1)
+[ -n "$dsc" ] || die "apt-get source produced no .dsc in $work"
+(cd "$work" && run dpkg-source --no-check -x "$(basename "$dsc")" tree)
+tree="$work/tree"
+
+cd "$tree"
+if [ ! -x configure ]; then
+  command -v autoreconf >/dev/null || die "the source has no configure script and autoreconf is missing (install autoconf automake libtool)"
+  say "generating configure (autoreconf)"
+  run autoreconf -fi
+fi
+say "configuring wolfssl $upstream ($(uname -m)): ${configure_flags[*]}"
+start=$SECONDS
+run ./configure --prefix="$prefix" CC="$compiler" CFLAGS="$extra_cflags" "${configure_flags[@]}"
+say "compiling ($(nproc) jobs)"
+run make -j"$(nproc)"
+rm -rf "$prefix"
+run make install
+# A record of what was built and how, next to the library.
+{
+  echo "wolfssl $version (Debian source package)"
+  echo "configure ${configure_flags[*]} CFLAGS=\"$extra_cflags\""
+  echo "built in $((SECONDS - start)) s"
+} >"$prefix/BUILD-INFO"
+touch "$prefix/.complete"
+echo "$prefix" >"$selected"
+cd "$cache"
+rm -rf "$work"
+say "installed $prefix in $((SECONDS - start)) s"
+echo "$prefix"

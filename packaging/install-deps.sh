@@ -11,7 +11,7 @@ packages=(
   # because Debian's upstream tarball ships no configure script
   dpkg-dev autoconf automake libtool
   # tests
-  libcmocka-dev python3 curl openssl clang-format binutils
+  libcmocka-dev python3 curl openssl clang-format binutils strace
   # real-program integration suite and soak test
   nginx redis-server redis-tools memcached iperf3 sockperf wrk
 )

@@ -55,17 +55,20 @@ static void fail(struct mt_conn *conn, int errno_value, const char *reason)
 {
     if (conn->state == MT_CONN_FAILED)
         return;
+    /* Refused: never established. Failed: the session was up and broke afterwards. */
+    const char *what = conn->state == MT_CONN_ESTABLISHED ? "mtls connection" : "refused";
     conn->state = MT_CONN_FAILED;
     conn->failed_errno = errno_value;
     conn->notify_pollers = true;
     char peer[MT_ADDR_TEXT_MAX];
     mt_addr_format(&conn->peer, peer, sizeof(peer));
     if (conn->role == MT_TLS_CLIENT)
-        mt_log_warn("refused outbound connection to %s (mode %s): %s", peer, role_mode(conn),
-                    reason);
+        mt_log_warn("%s outbound %s %s (mode %s): %s", what,
+                    what[0] == 'r' ? "connection to" : "to", peer, role_mode(conn), reason);
     else
-        mt_log_warn("refused inbound connection from %s on :%u (mode %s): %s", peer,
-                    mt_addr_port(&conn->local), role_mode(conn), reason);
+        mt_log_warn("%s inbound %s %s on :%u (mode %s): %s", what,
+                    what[0] == 'r' ? "connection from" : "from", peer, mt_addr_port(&conn->local),
+                    role_mode(conn), reason);
 }
 
 static void fail_from_tls(struct mt_conn *conn)

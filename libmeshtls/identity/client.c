@@ -266,8 +266,14 @@ static MT_RESULT adopt_reply(struct mt_identity *identity,
     MT_GUARD(mt_x509_cert_validity(identity->chain[0].data, identity->chain[0].length, &not_before,
                                    &identity->not_after));
     MT_ENSURE(identity->not_after > not_before, MT_ERR_SVID);
-    /* Renew at 70 % of the lifetime, as SPIRE and Linkerd do: room for an agent outage. */
-    identity->refresh_at = not_before + (identity->not_after - not_before) * 7 / 10;
+    /*
+     * Renew at 70 % of the lifetime, as SPIRE and Linkerd do: room for an agent outage. Counted
+     * from now, not from notBefore, which issuers backdate for clock skew (the agent by five
+     * minutes): with a short lifetime that would put the refresh point in the past.
+     */
+    time_t now = time(NULL);
+    time_t start = now > not_before ? now : not_before;
+    identity->refresh_at = start + (identity->not_after - start) * 7 / 10;
     return MT_OK_RESULT;
 }
 

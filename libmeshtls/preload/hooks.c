@@ -37,6 +37,7 @@
 #include "../core/process.h"
 #include "../core/readiness.h"
 #include "../core/real.h"
+#include "../core/runtime.h"
 #include "../core/table.h"
 #include "../util/sys.h"
 
@@ -579,9 +580,16 @@ MT_EXPORT int epoll_pwait2(int epfd, struct epoll_event *events, int capacity,
 
 extern char **environ;
 
-/* In a program started with connections handed over by its parent: take them over now. */
-__attribute__((constructor)) static void adopt_inherited(void)
+/*
+ * At load, while the environment is still the one the program was started with: programs such
+ * as nginx replace their environment before their first connection, and a configuration looked
+ * up only then would silently become the built-in defaults. Then take over the connections a
+ * parent handed over, if any.
+ */
+__attribute__((constructor)) static void load_early(void)
 {
+    mt_real_init();
+    (void)mt_runtime_config();
     if (getenv("MESHTLS_INHERIT") != NULL)
         mt_inherit_adopt();
 }

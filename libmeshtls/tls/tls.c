@@ -233,6 +233,9 @@ static MT_RESULT make_ctx(const struct mt_identity *identity, enum mt_tls_role r
 
     wolfSSL_CTX_SetIORecv(ctx, io_receive);
     wolfSSL_CTX_SetIOSend(ctx, io_send);
+    /* One send per handshake flight: message by message, Nagle holds the second small segment
+     * until the peer's delayed ACK (40 ms on Linux) and every handshake stalls. */
+    MT_ENSURE(wolfSSL_CTX_set_group_messages(ctx) == WOLFSSL_SUCCESS, MT_ERR_CRYPTO);
     wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                            verify_peer);
     /* TLS 1.3 suites only: wolfSSL's default list would also offer TLS 1.2 ones. */

@@ -330,3 +330,148 @@ def main(test):
         sys.stderr.write(f"FAIL: {failure}\n")
         sys.exit(1)
     print("PASS")
+
+
+# --- Helpers for the real-program suite and the soak test ---------------------------------------
+
+SKIP_EXIT_CODE = 77  # meson's "skipped"
+
+
+def skip(reason):
+    """Ends the test as skipped (meson exit code 77), printing why."""
+    print(f"SKIP: {reason}")
+    sys.stdout.flush()
+    sys.exit(SKIP_EXIT_CODE)
+
+
+def skip_if_sanitized(reason):
+    """Skips only in the ASan+UBSan build, for a program that the preloaded sanitizer runtime
+    breaks by itself (with or without libmeshtls); never skips in the plain build."""
+    if ASAN_RUNTIME:
+        skip(f"sanitized build: {reason}")
+
+
+def port_listening(port, family=socket.AF_INET):
+    """True when some socket listens on port, read from /proc/net/tcp{,6}: unlike port_open()
+    it does not connect, so a strict server logs no refused plaintext probe."""
+    path = "/proc/net/tcp6" if family == socket.AF_INET6 else "/proc/net/tcp"
+    with open(path) as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, state = fields[1], fields[3]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def start_meshed_server(mesh, name, argv, port, timeout=20, env=None, family=socket.AF_INET):
+    """Runs a server under `meshtls run` and waits until it listens on port (or fails if it
+    exits first)."""
+    server = mesh.meshed(name, argv, env=env)
+    wait_for(lambda: port_listening(port, family) or server.popen.poll() is not None, timeout,
+             f"{name} to listen on {port}")
+    check(server.popen.poll() is None,
+          f"{name} exited with {server.popen.returncode}:\n{server.stderr()[-4000:]}")
+    return server
+
+
+def run_meshed(mesh, name, argv, timeout, env=None):
+    """Runs a client under `meshtls run` to completion; returns (status, stdout text, stderr)."""
+    client = mesh.meshed(name, argv, env=env)
+    status = client.wait(timeout)
+    return status, client.stdout().decode(errors="replace"), client.stderr()
+
+
+def sha256_bytes(data):
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_random_file(path, size, marker=b""):
+    """Writes size random bytes, with marker (a plaintext secret) repeated every 64 KiB so a
+    wire check can look for it; returns the sha256 of the content."""
+    data = bytearray(os.urandom(size))
+    if marker:
+        for offset in range(0, size - len(marker), 65536):
+            data[offset:offset + len(marker)] = marker
+    with open(path, "wb") as f:
+        f.write(data)
+    return sha256_bytes(bytes(data))
+
+
+def process_fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def process_rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise TestFailure(f"no VmRSS for pid {pid}")
+
+
+def assert_relay_tls13(relay, secrets, expected_connections=None):
+    """Every connection the relay carried is TLS 1.3 with none of the secrets visible; returns
+    the number of connections checked."""
+    relay.stop()
+    with relay.lock:
+        pairs = list(zip(relay.client_bytes, relay.server_bytes))
+    check(pairs, "the relay carried no connection")
+    if expected_connections is not None:
+        check(len(pairs) == expected_connections,
+              f"relay carried {len(pairs)} connections, expected {expected_connections}")
+    for up, down in pairs:
+        assert_tls13_wire(bytes(up), bytes(down), secrets)
+    return len(pairs)
+
+
+class dumped_on_failure:
+    """A context manager that prints the tails of log files a program wrote itself (nginx's
+    error log, say) to stderr when the block fails."""
+
+    def __init__(self, *paths):
+        self.paths = paths
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is not None:
+            for path in self.paths:
+                try:
+                    with open(path, errors="replace") as f:
+                        text = f.read()[-6000:]
+                except OSError as error:
+                    text = f"({error})"
+                sys.stderr.write(f"--- {os.path.basename(path)} ---\n{text}\n")
+        return False
+
+
+def complete_records_prefix(data):
+    """The longest prefix of data made of whole TLS records (by their length fields)."""
+    offset = 0
+    while offset + 5 <= len(data):
+        length = struct.unpack("!H", data[offset + 3:offset + 5])[0]
+        if offset + 5 + length > len(data):
+            break
+        offset += 5 + length
+    return data[:offset]
+
+
+def assert_tls13_wire_torn_down(client_to_server, server_to_client, secrets):
+    """assert_tls13_wire for a connection a program ends with a reset while data is in flight
+    (iperf3's data stream): the relay loses what was still in its socket buffers, so each
+    direction may end inside a record. Every whole record is checked; the cut-off tail is not.
+    Returns the number of bytes checked in each direction."""
+    up = complete_records_prefix(bytes(client_to_server))
+    down = complete_records_prefix(bytes(server_to_client))
+    check(len(client_to_server) - len(up) <= 16384 + 256 and
+          len(server_to_client) - len(down) <= 16384 + 256,
+          "more than one record's worth of bytes after the last whole record")
+    assert_tls13_wire(up, down, secrets)
+    for secret in secrets:
+        check(secret not in bytes(client_to_server) and secret not in bytes(server_to_client),
+              f"plaintext {secret[:20]!r} visible on the wire")
+    return len(up), len(down)

@@ -2,6 +2,8 @@
  * The meshtls command line.
  *
  *   meshtls run [--config FILE] -- PROGRAM [ARGS...]   run PROGRAM with its TCP connections meshed
+ *   meshtls check PROGRAM                              can PROGRAM be interposed, and why not
+ *   meshtls config check [FILE]                        validate a config, print the effective one
  *   meshtls id [--socket PATH]                         the identity the agent issues to the caller
  *   meshtls version
  *
@@ -18,20 +20,28 @@
 
 #include "../config/config.h"
 #include "../identity/client.h"
+#include "check.h"
 
 #define PRELOAD_NAME "libmeshtls-preload.so"
 
 static int usage(FILE *out, int status)
 {
-    fprintf(out, "usage: meshtls run [--config FILE] -- PROGRAM [ARGS...]\n"
-                 "       meshtls id [--socket PATH]\n"
-                 "       meshtls version\n"
-                 "\n"
-                 "run      runs PROGRAM with every TCP connection that policy selects turned into\n"
-                 "         mutual TLS 1.3, with an identity from meshtls-agent\n"
-                 "id       prints the SPIFFE ID the agent would issue to this process\n"
-                 "\n"
-                 "environment: MESHTLS_CONFIG (config file), MESHTLS_AGENT_SOCKET, MESHTLS_LOG\n");
+    fprintf(out,
+            "usage: meshtls run [--config FILE] -- PROGRAM [ARGS...]\n"
+            "       meshtls check PROGRAM\n"
+            "       meshtls config check [FILE]\n"
+            "       meshtls id [--socket PATH]\n"
+            "       meshtls version\n"
+            "\n"
+            "run      runs PROGRAM with every TCP connection that policy selects turned into\n"
+            "         mutual TLS 1.3, with an identity from meshtls-agent\n"
+            "check    says whether PROGRAM can be interposed (exit 0) or not (exit 1), and why\n"
+            "config check\n"
+            "         validates FILE (default: the configuration the library would load) and\n"
+            "         prints the effective policy; exit 2 with FILE:LINE: KEY: ... on error\n"
+            "id       prints the SPIFFE ID the agent would issue to this process\n"
+            "\n"
+            "environment: MESHTLS_CONFIG (config file), MESHTLS_AGENT_SOCKET, MESHTLS_LOG\n");
     return status;
 }
 
@@ -130,6 +140,46 @@ static int command_id(int argc, char **argv)
     return 0;
 }
 
+static int command_check(int argc, char **argv)
+{
+    if (argc != 1)
+        return usage(stderr, 2);
+    static struct mt_check_report report;
+    bool interposable = mt_check_program(argv[0], NULL, &report);
+    printf("%s\n", report.sentence);
+    return interposable ? 0 : 1;
+}
+
+/*
+ * The library's own procedure (defaults, the file, the environment), with FILE standing in for
+ * MESHTLS_CONFIG when given, so what is printed is exactly what a program would run with.
+ */
+static int command_config(int argc, char **argv)
+{
+    if (argc < 1 || argc > 2 || strcmp(argv[0], "check") != 0)
+        return usage(stderr, 2);
+    if (argc == 2 && setenv("MESHTLS_CONFIG", argv[1], 1) != 0) {
+        fprintf(stderr, "meshtls: %s: %s\n", argv[1], strerror(errno));
+        return 2;
+    }
+    static struct mt_config config;
+    char message[MT_CONFIG_MESSAGE_MAX];
+    if (!mt_result_is_ok(mt_config_load(&config, message, sizeof(message)))) {
+        fprintf(stderr, "meshtls: configuration error: %s\n", message);
+        return 2;
+    }
+    size_t length = mt_config_describe(&config, NULL, 0);
+    char *text = malloc(length + 1);
+    if (text == NULL) {
+        fprintf(stderr, "meshtls: out of memory\n");
+        return 2;
+    }
+    mt_config_describe(&config, text, length + 1);
+    fputs(text, stdout);
+    free(text);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -138,6 +188,10 @@ int main(int argc, char **argv)
         return command_run(argc - 2, argv + 2);
     if (strcmp(argv[1], "id") == 0)
         return command_id(argc - 2, argv + 2);
+    if (strcmp(argv[1], "check") == 0)
+        return command_check(argc - 2, argv + 2);
+    if (strcmp(argv[1], "config") == 0)
+        return command_config(argc - 2, argv + 2);
     if (strcmp(argv[1], "version") == 0) {
         printf("meshtls 0.1.0\n");
         return 0;

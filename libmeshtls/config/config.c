@@ -8,7 +8,9 @@
  * "FILE:LINE: KEY: what is wrong", naming the valid values so the fix is obvious.
  * Unknown keys are errors, because a misspelt key silently ignored is a policy nobody wrote.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,11 +29,15 @@
 /* Values quoted in messages are cut here: a message is one readable line, not a dump. */
 #define QUOTED_VALUE_MAX 80
 
-/* A bounded, always NUL-terminated text being appended to (the caller's message buffer). */
+/*
+ * A bounded, always NUL-terminated text being appended to (the caller's message buffer).
+ * needed counts what the whole text would take, like snprintf's result.
+ */
 struct text {
     char *data;
     size_t capacity;
     size_t length;
+    size_t needed;
 };
 
 static void text_init(struct text *text, char *data, size_t capacity)
@@ -39,6 +45,7 @@ static void text_init(struct text *text, char *data, size_t capacity)
     text->data = data;
     text->capacity = data != NULL ? capacity : 0;
     text->length = 0;
+    text->needed = 0;
     if (text->capacity > 0)
         text->data[0] = '\0';
 }
@@ -48,18 +55,20 @@ static void text_append(struct text *text, const char *format, ...)
 
 static void text_append(struct text *text, const char *format, ...)
 {
-    if (text->capacity == 0 || text->length >= text->capacity - 1)
-        return;
-    size_t available = text->capacity - text->length;
+    size_t available = text->capacity > text->length ? text->capacity - text->length : 0;
     va_list arguments;
     va_start(arguments, format);
-    int written = vsnprintf(text->data + text->length, available, format, arguments);
+    int written =
+        vsnprintf(available > 0 ? text->data + text->length : NULL, available, format, arguments);
     va_end(arguments);
     if (written < 0) {
-        text->data[text->length] = '\0';
+        if (available > 0)
+            text->data[text->length] = '\0';
         return;
     }
-    text->length += (size_t)written < available ? (size_t)written : available - 1;
+    text->needed += (size_t)written;
+    if (available > 0)
+        text->length += (size_t)written < available ? (size_t)written : available - 1;
 }
 
 /*
@@ -96,6 +105,7 @@ static const struct choice outbound_choices[] = {
 
 static const struct choice inbound_choices[] = {
     {"strict", MT_INBOUND_STRICT},
+    {"permissive", MT_INBOUND_PERMISSIVE},
     {"plain", MT_INBOUND_PLAIN},
 };
 
@@ -182,11 +192,17 @@ static bool check_trust_domain(const char *value, struct text *problem)
     return false;
 }
 
-/* The file being read and the copy being filled; committed by mt_config_load_file on success. */
+/*
+ * The file being read and the copy being filled; committed by mt_config_load_file on success.
+ * rule_key names the rule being read ("outbound.rules[3]") so that its keys can say where they
+ * are; seen_keys records which keys that rule has set.
+ */
 struct load_context {
     const char *path;
     struct mt_config config;
     struct text message;
+    char rule_key[40];
+    unsigned seen_keys;
 };
 
 /* Starts a "FILE:LINE: KEY: " message for setting; key is NULL for the top level. */
@@ -399,14 +415,641 @@ static MT_RESULT read_inbound_default(struct load_context *context, const config
     return MT_OK_RESULT;
 }
 
+/* ---- ports ---------------------------------------------------------------------------------- */
+
+#define PORT_EXAMPLES "such as 8080 or \"8000-8999\""
+
+/* Decimal digits only, 1 .. 65535: no sign, no spaces, no empty text. */
+static bool parse_port_number(const char *text, size_t length, uint16_t *port)
+{
+    if (length == 0 || length > 5)
+        return false;
+    unsigned value = 0;
+    for (size_t i = 0; i < length; i++) {
+        if (text[i] < '0' || text[i] > '9')
+            return false;
+        value = value * 10 + (unsigned)(text[i] - '0');
+    }
+    if (value < 1 || value > 65535)
+        return false;
+    *port = (uint16_t)value;
+    return true;
+}
+
+/* "8080" or "8000-8999". */
+static bool parse_port_range(const char *text, struct mt_port_range *range)
+{
+    const char *dash = strchr(text, '-');
+    size_t length = strlen(text);
+    if (dash == NULL) {
+        if (!parse_port_number(text, length, &range->first))
+            return false;
+        range->last = range->first;
+        return true;
+    }
+    return parse_port_number(text, (size_t)(dash - text), &range->first) &&
+           parse_port_number(dash + 1, length - (size_t)(dash - text) - 1, &range->last) &&
+           range->first <= range->last;
+}
+
+/* A port as an integer (8080) or a string ("8080", "8000-8999"). */
+static MT_RESULT read_port_range(struct load_context *context, const config_setting_t *setting,
+                                 const char *key, struct mt_port_range *range)
+{
+    long long value;
+    switch (config_setting_type(setting)) {
+    case CONFIG_TYPE_INT:
+        value = config_setting_get_int(setting);
+        break;
+    case CONFIG_TYPE_INT64:
+        value = config_setting_get_int64(setting);
+        break;
+    case CONFIG_TYPE_STRING: {
+        const char *text = config_setting_get_string(setting);
+        if (text != NULL && parse_port_range(text, range))
+            return MT_OK_RESULT;
+        return fail_value(context, setting, key, text != NULL ? text : "",
+                          "is not a port or port range (" PORT_EXAMPLES
+                          "; ports 1 .. 65535, FIRST <= LAST)");
+    }
+    default:
+        begin_setting_message(context, setting, key);
+        text_append(&context->message, "expected a port (%s), got %s", PORT_EXAMPLES,
+                    type_name(setting));
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    if (value < 1 || value > 65535) {
+        begin_setting_message(context, setting, key);
+        text_append(&context->message, "%lld is out of range; valid values: 1 .. 65535", value);
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    range->first = (uint16_t)value;
+    range->last = (uint16_t)value;
+    return MT_OK_RESULT;
+}
+
+static bool is_sequence(const config_setting_t *setting)
+{
+    return config_setting_is_array(setting) || config_setting_is_list(setting);
+}
+
+/*
+ * An array or list of ports and ranges into ranges[0 .. *count). An empty one is refused unless
+ * allow_empty: in a rule it would match nothing, which is never what was meant.
+ */
+static MT_RESULT read_port_list(struct load_context *context, const config_setting_t *setting,
+                                const char *key, bool allow_empty, struct mt_port_range *ranges,
+                                unsigned capacity, unsigned *count)
+{
+    if (!is_sequence(setting)) {
+        begin_setting_message(context, setting, key);
+        text_append(&context->message,
+                    "expected an array of ports (such as [5432, 6379] or [\"8000-8999\"]), got %s",
+                    type_name(setting));
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    int length = config_setting_length(setting);
+    if (length == 0 && !allow_empty) {
+        begin_setting_message(context, setting, key);
+        text_append(&context->message,
+                    "an empty list matches no port; leave the key out to match every port");
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    for (int i = 0; i < length; i++) {
+        const config_setting_t *element = config_setting_get_elem(setting, (unsigned)i);
+        char element_key[96];
+        snprintf(element_key, sizeof(element_key), "%s[%d]", key, i);
+        if ((unsigned)i >= capacity) {
+            begin_setting_message(context, element, element_key);
+            text_append(&context->message, "too many entries; at most %u ports or ranges",
+                        capacity);
+            return mt_result_of(MT_ERR_CONFIG);
+        }
+        MT_GUARD(read_port_range(context, element, element_key, &ranges[i]));
+    }
+    *count = (unsigned)length;
+    return MT_OK_RESULT;
+}
+
+/* ---- addresses ------------------------------------------------------------------------------ */
+
+#define CIDR_EXAMPLES "such as \"10.0.0.0/8\", \"2001:db8::/32\" or \"10.1.2.3\""
+
+/* Clears the bits of address beyond prefix_length; true when any was set. */
+static bool clear_host_bits(uint8_t *address, size_t size, unsigned prefix_length)
+{
+    bool any = false;
+    for (size_t i = 0; i < size; i++) {
+        unsigned first_bit = (unsigned)i * 8;
+        uint8_t mask = 0xff;
+        if (prefix_length >= first_bit + 8)
+            continue;
+        if (prefix_length > first_bit)
+            mask = (uint8_t)(0xff >> (prefix_length - first_bit));
+        if ((address[i] & mask) != 0)
+            any = true;
+        address[i] &= (uint8_t)~mask;
+    }
+    return any;
+}
+
+/*
+ * "ADDRESS" or "ADDRESS/PREFIX" in the strict forms inet_pton accepts (dotted quad, RFC 4291
+ * text), no zone index. Returns false for text that is neither; *host_bits_set says the address
+ * had bits beyond the prefix (cidr then holds the network).
+ */
+static bool parse_cidr(const char *text, struct mt_cidr *cidr, bool *host_bits_set)
+{
+    char address[INET6_ADDRSTRLEN];
+    const char *slash = strchr(text, '/');
+    size_t address_length = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    if (address_length >= sizeof(address))
+        return false;
+    memcpy(address, text, address_length);
+    address[address_length] = '\0';
+    memset(cidr, 0, sizeof(*cidr));
+    if (inet_pton(AF_INET, address, cidr->address) == 1)
+        cidr->family = AF_INET;
+    else if (inet_pton(AF_INET6, address, cidr->address) == 1)
+        cidr->family = AF_INET6;
+    else
+        return false;
+    unsigned maximum = cidr->family == AF_INET ? 32 : 128;
+    unsigned prefix_length = maximum;
+    if (slash != NULL) {
+        const char *digits = slash + 1;
+        size_t length = strlen(digits);
+        if (length == 0 || length > 3)
+            return false;
+        prefix_length = 0;
+        for (size_t i = 0; i < length; i++) {
+            if (digits[i] < '0' || digits[i] > '9')
+                return false;
+            prefix_length = prefix_length * 10 + (unsigned)(digits[i] - '0');
+        }
+        if (prefix_length > maximum)
+            return false;
+    }
+    cidr->prefix_length = (uint8_t)prefix_length;
+    *host_bits_set = clear_host_bits(cidr->address, maximum / 8, prefix_length);
+    return true;
+}
+
+/* "10.0.0.0/8"; a single address without its full-length prefix ("10.1.2.3"). */
+static void text_append_cidr(struct text *text, const struct mt_cidr *cidr)
+{
+    char address[INET6_ADDRSTRLEN];
+    if (inet_ntop(cidr->family, cidr->address, address, sizeof(address)) == NULL) {
+        text_append(text, "?");
+        return;
+    }
+    unsigned maximum = cidr->family == AF_INET ? 32 : 128;
+    if (cidr->prefix_length == maximum)
+        text_append(text, "%s", address);
+    else
+        text_append(text, "%s/%u", address, (unsigned)cidr->prefix_length);
+}
+
+/* ---- identity patterns ---------------------------------------------------------------------- */
+
+#define PATTERN_EXPECTED                                                                           \
+    "a SPIFFE ID such as \"spiffe://example.org/ns/db/sa/pg\", or one followed by \"/*\" for "     \
+    "every ID below it"
+
+static bool is_pattern_referenced(const struct mt_config *config, uint16_t offset)
+{
+    for (unsigned r = 0; r < config->outbound.rule_count; r++) {
+        if (config->outbound.rules[r].identity == offset)
+            return true;
+    }
+    for (unsigned r = 0; r < config->inbound.rule_count; r++) {
+        const struct mt_inbound_rule *rule = &config->inbound.rules[r];
+        for (unsigned a = 0; a < rule->allow_count; a++) {
+            if (rule->allow[a] == offset)
+                return true;
+        }
+    }
+    return false;
+}
+
+static void rename_pattern(struct mt_config *config, uint16_t from, uint16_t to)
+{
+    for (unsigned r = 0; r < config->outbound.rule_count; r++) {
+        if (config->outbound.rules[r].identity == from)
+            config->outbound.rules[r].identity = to;
+    }
+    for (unsigned r = 0; r < config->inbound.rule_count; r++) {
+        struct mt_inbound_rule *rule = &config->inbound.rules[r];
+        for (unsigned a = 0; a < rule->allow_count; a++) {
+            if (rule->allow[a] == from)
+                rule->allow[a] = to;
+        }
+    }
+}
+
+/*
+ * Drops the patterns no rule refers to any more (those of rules a file replaced), moving the
+ * rest down. Patterns are stored in order and only ever move towards the start, so a reference
+ * renamed here can never collide with one not yet visited.
+ */
+static void compact_patterns(struct mt_config *config)
+{
+    size_t kept = 0;
+    size_t offset = 0;
+    while (offset < config->pattern_text_length) {
+        size_t size = strlen(config->pattern_text + offset) + 1;
+        if (is_pattern_referenced(config, (uint16_t)offset)) {
+            if (kept != offset) {
+                memmove(config->pattern_text + kept, config->pattern_text + offset, size);
+                rename_pattern(config, (uint16_t)offset, (uint16_t)kept);
+            }
+            kept += size;
+        }
+        offset += size;
+    }
+    config->pattern_text_length = kept;
+}
+
+/* The reference of value in the pattern text, added when it is not there yet; false when full. */
+static bool intern_pattern(struct mt_config *config, const char *value, uint16_t *reference)
+{
+    size_t size = strlen(value) + 1;
+    for (size_t offset = 0; offset < config->pattern_text_length;) {
+        const char *stored = config->pattern_text + offset;
+        size_t stored_size = strlen(stored) + 1;
+        if (stored_size == size && memcmp(stored, value, size) == 0) {
+            *reference = (uint16_t)offset;
+            return true;
+        }
+        offset += stored_size;
+    }
+    if (size > sizeof(config->pattern_text) - config->pattern_text_length)
+        compact_patterns(config);
+    if (size > sizeof(config->pattern_text) - config->pattern_text_length)
+        return false;
+    memcpy(config->pattern_text + config->pattern_text_length, value, size);
+    *reference = (uint16_t)config->pattern_text_length;
+    config->pattern_text_length += size;
+    return true;
+}
+
+static MT_RESULT read_pattern(struct load_context *context, const config_setting_t *setting,
+                              const char *key, uint16_t *reference)
+{
+    const char *value;
+    MT_GUARD(read_string(context, setting, key, PATTERN_EXPECTED, &value));
+    size_t length = strlen(value);
+    char problem[160];
+    if (length > MT_CONFIG_PATTERN_MAX) {
+        snprintf(problem, sizeof(problem), "is %zu bytes long; a pattern is at most %d bytes",
+                 length, MT_CONFIG_PATTERN_MAX);
+        return fail_value(context, setting, key, value, problem);
+    }
+    if (!mt_spiffe_is_valid_pattern(value, length))
+        return fail_value(context, setting, key, value,
+                          "is not an identity pattern (" PATTERN_EXPECTED ")");
+    if (!intern_pattern(&context->config, value, reference)) {
+        begin_setting_message(context, setting, key);
+        text_append(&context->message,
+                    "identity patterns take more than %d bytes in all; cover several IDs with "
+                    "one \"/*\" pattern",
+                    MT_CONFIG_PATTERN_TEXT_MAX);
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    return MT_OK_RESULT;
+}
+
+/* ---- rules ---------------------------------------------------------------------------------- */
+
+enum rule_key_bit {
+    SEEN_MODE = 1u << 0,
+    SEEN_PORT = 1u << 1,
+};
+
+/* "outbound.rules[3].to" for the rule being read. */
+static const char *rule_member_key(struct load_context *context, const char *member, char *key,
+                                   size_t capacity)
+{
+    snprintf(key, capacity, "%s.%s", context->rule_key, member);
+    return key;
+}
+
+static struct mt_outbound_rule *current_outbound_rule(struct load_context *context)
+{
+    return &context->config.outbound.rules[context->config.outbound.rule_count - 1];
+}
+
+static struct mt_inbound_rule *current_inbound_rule(struct load_context *context)
+{
+    return &context->config.inbound.rules[context->config.inbound.rule_count - 1];
+}
+
+static MT_RESULT read_outbound_rule_to(struct load_context *context,
+                                       const config_setting_t *setting)
+{
+    char key[64];
+    rule_member_key(context, "to", key, sizeof(key));
+    const char *value;
+    MT_GUARD(read_string(context, setting, key, "an IP address or CIDR, " CIDR_EXAMPLES, &value));
+    struct mt_cidr *cidr = &current_outbound_rule(context)->to;
+    bool host_bits_set = false;
+    if (!parse_cidr(value, cidr, &host_bits_set))
+        return fail_value(context, setting, key, value,
+                          "is not an IP address or CIDR (" CIDR_EXAMPLES ")");
+    if (host_bits_set) {
+        char problem[160];
+        struct text problem_text;
+        text_init(&problem_text, problem, sizeof(problem));
+        text_append(&problem_text, "has bits set beyond its /%u prefix; the network is \"",
+                    (unsigned)cidr->prefix_length);
+        text_append_cidr(&problem_text, cidr);
+        text_append(&problem_text, "\"");
+        return fail_value(context, setting, key, value, problem);
+    }
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT read_outbound_rule_ports(struct load_context *context,
+                                          const config_setting_t *setting)
+{
+    char key[64];
+    struct mt_outbound_rule *rule = current_outbound_rule(context);
+    return read_port_list(context, setting, rule_member_key(context, "ports", key, sizeof(key)),
+                          false, rule->ports, MT_CONFIG_RULE_PORTS_MAX, &rule->port_count);
+}
+
+static MT_RESULT read_outbound_rule_mode(struct load_context *context,
+                                         const config_setting_t *setting)
+{
+    char key[64];
+    int mode;
+    MT_GUARD(read_choice(context, setting, rule_member_key(context, "mode", key, sizeof(key)),
+                         outbound_choices, COUNT_OF(outbound_choices), &mode));
+    current_outbound_rule(context)->mode = (enum mt_outbound_mode)mode;
+    context->seen_keys |= SEEN_MODE;
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT read_outbound_rule_identity(struct load_context *context,
+                                             const config_setting_t *setting)
+{
+    char key[64];
+    return read_pattern(context, setting, rule_member_key(context, "identity", key, sizeof(key)),
+                        &current_outbound_rule(context)->identity);
+}
+
+static const struct key_rule outbound_rule_keys[] = {
+    {"to", read_outbound_rule_to},
+    {"ports", read_outbound_rule_ports},
+    {"mode", read_outbound_rule_mode},
+    {"identity", read_outbound_rule_identity},
+};
+
+static MT_RESULT read_inbound_rule_port(struct load_context *context,
+                                        const config_setting_t *setting)
+{
+    char key[64];
+    MT_GUARD(read_port_range(context, setting, rule_member_key(context, "port", key, sizeof(key)),
+                             &current_inbound_rule(context)->port));
+    context->seen_keys |= SEEN_PORT;
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT read_inbound_rule_mode(struct load_context *context,
+                                        const config_setting_t *setting)
+{
+    char key[64];
+    int mode;
+    MT_GUARD(read_choice(context, setting, rule_member_key(context, "mode", key, sizeof(key)),
+                         inbound_choices, COUNT_OF(inbound_choices), &mode));
+    current_inbound_rule(context)->mode = (enum mt_inbound_mode)mode;
+    context->seen_keys |= SEEN_MODE;
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT read_inbound_rule_allow(struct load_context *context,
+                                         const config_setting_t *setting)
+{
+    char key[64];
+    rule_member_key(context, "allow", key, sizeof(key));
+    if (!is_sequence(setting)) {
+        begin_setting_message(context, setting, key);
+        text_append(&context->message,
+                    "expected an array of identity patterns (such as "
+                    "[\"spiffe://example.org/ns/web/*\"]), got %s",
+                    type_name(setting));
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    int length = config_setting_length(setting);
+    if (length == 0) {
+        begin_setting_message(context, setting, key);
+        text_append(&context->message, "an empty list would refuse every peer; leave the key out "
+                                       "to accept any peer of the trust domain");
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    struct mt_inbound_rule *rule = current_inbound_rule(context);
+    for (int i = 0; i < length; i++) {
+        const config_setting_t *element = config_setting_get_elem(setting, (unsigned)i);
+        char element_key[80];
+        snprintf(element_key, sizeof(element_key), "%s[%d]", key, i);
+        if (i >= MT_CONFIG_ALLOW_MAX) {
+            begin_setting_message(context, element, element_key);
+            text_append(&context->message, "too many entries; at most %d patterns per port",
+                        MT_CONFIG_ALLOW_MAX);
+            return mt_result_of(MT_ERR_CONFIG);
+        }
+        /* Counted first, so that compacting the patterns sees the ones read so far. */
+        rule->allow[i] = MT_CONFIG_NO_PATTERN;
+        rule->allow_count = (unsigned)i + 1;
+        MT_GUARD(read_pattern(context, element, element_key, &rule->allow[i]));
+    }
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT read_inbound_rule_opaque(struct load_context *context,
+                                          const config_setting_t *setting)
+{
+    char key[64];
+    rule_member_key(context, "opaque", key, sizeof(key));
+    if (config_setting_type(setting) != CONFIG_TYPE_BOOL) {
+        begin_setting_message(context, setting, key);
+        text_append(&context->message, "expected a boolean (true or false), got %s",
+                    type_name(setting));
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    current_inbound_rule(context)->opaque = config_setting_get_bool(setting) != 0;
+    return MT_OK_RESULT;
+}
+
+static const struct key_rule inbound_rule_keys[] = {
+    {"port", read_inbound_rule_port},
+    {"mode", read_inbound_rule_mode},
+    {"allow", read_inbound_rule_allow},
+    {"opaque", read_inbound_rule_opaque},
+};
+
+/* Reports "RULE: missing key NAME (EXPECTED)" at the line of the rule. */
+static mt_result fail_missing_key(struct load_context *context, const config_setting_t *rule,
+                                  const char *name, const char *expected)
+{
+    begin_setting_message(context, rule, context->rule_key);
+    text_append(&context->message, "missing key %s (%s)", name, expected);
+    return mt_result_of(MT_ERR_CONFIG);
+}
+
+/* Reports "RULE.MEMBER: PROBLEM" at the line of the member. */
+static mt_result fail_member(struct load_context *context, const config_setting_t *rule,
+                             const char *member, const char *problem)
+{
+    const config_setting_t *setting = config_setting_get_member(rule, member);
+    char key[64];
+    begin_setting_message(context, setting != NULL ? setting : rule,
+                          rule_member_key(context, member, key, sizeof(key)));
+    text_append(&context->message, "%s", problem);
+    return mt_result_of(MT_ERR_CONFIG);
+}
+
+static MT_RESULT check_outbound_rule(struct load_context *context, const config_setting_t *group)
+{
+    const struct mt_outbound_rule *rule = current_outbound_rule(context);
+    if ((context->seen_keys & SEEN_MODE) == 0)
+        return fail_missing_key(context, group, "mode", "one of \"mtls\", \"plain\"");
+    if (rule->mode != MT_OUTBOUND_MTLS && rule->identity != MT_CONFIG_NO_PATTERN)
+        return fail_member(context, group, "identity",
+                           "only a rule with mode \"mtls\" can expect a server identity");
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT check_inbound_rule(struct load_context *context, const config_setting_t *group)
+{
+    const struct mt_inbound_rule *rule = current_inbound_rule(context);
+    if ((context->seen_keys & SEEN_PORT) == 0)
+        return fail_missing_key(context, group, "port", PORT_EXAMPLES);
+    if ((context->seen_keys & SEEN_MODE) == 0)
+        return fail_missing_key(context, group, "mode",
+                                "one of \"strict\", \"permissive\", \"plain\"");
+    if (rule->mode == MT_INBOUND_PLAIN && rule->allow_count > 0)
+        return fail_member(context, group, "allow",
+                           "a port in mode \"plain\" has no peer identity to check; remove allow "
+                           "or use \"strict\" or \"permissive\"");
+    return MT_OK_RESULT;
+}
+
+/* Which list of rules is being read: its key, limits, and how to fill and check one rule. */
+struct rule_list {
+    const char *key;
+    const char *example;
+    unsigned capacity;
+    unsigned *count;
+    void (*start)(struct load_context *context, const config_setting_t *group);
+    const struct key_rule *keys;
+    size_t key_count;
+    mt_result (*check)(struct load_context *context, const config_setting_t *group);
+};
+
+static void start_outbound_rule(struct load_context *context, const config_setting_t *group)
+{
+    struct mt_outbound_rule *rule = current_outbound_rule(context);
+    memset(rule, 0, sizeof(*rule));
+    rule->line = config_setting_source_line(group);
+    rule->to.family = AF_UNSPEC;
+    rule->identity = MT_CONFIG_NO_PATTERN;
+}
+
+static void start_inbound_rule(struct load_context *context, const config_setting_t *group)
+{
+    struct mt_inbound_rule *rule = current_inbound_rule(context);
+    memset(rule, 0, sizeof(*rule));
+    rule->line = config_setting_source_line(group);
+}
+
+/* A list of rule groups; the rules of the file replace those configured before. */
+static MT_RESULT read_rules(struct load_context *context, const config_setting_t *setting,
+                            const struct rule_list *list)
+{
+    bool empty_array = config_setting_is_array(setting) && config_setting_length(setting) == 0;
+    if (!config_setting_is_list(setting) && !empty_array) {
+        begin_setting_message(context, setting, list->key);
+        text_append(&context->message, "expected a list of rules (%s = ( %s );), got %s", list->key,
+                    list->example, type_name(setting));
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    *list->count = 0;
+    int length = config_setting_length(setting);
+    for (int i = 0; i < length; i++) {
+        const config_setting_t *group = config_setting_get_elem(setting, (unsigned)i);
+        snprintf(context->rule_key, sizeof(context->rule_key), "%s[%d]", list->key, i);
+        if ((unsigned)i >= list->capacity) {
+            begin_setting_message(context, group, context->rule_key);
+            text_append(&context->message, "too many rules; at most %u", list->capacity);
+            return mt_result_of(MT_ERR_CONFIG);
+        }
+        if (!config_setting_is_group(group)) {
+            begin_setting_message(context, group, context->rule_key);
+            text_append(&context->message, "expected a group (%s), got %s", list->example,
+                        type_name(group));
+            return mt_result_of(MT_ERR_CONFIG);
+        }
+        *list->count = (unsigned)i + 1;
+        list->start(context, group);
+        context->seen_keys = 0;
+        MT_GUARD(read_group(context, group, context->rule_key, list->keys, list->key_count));
+        MT_GUARD(list->check(context, group));
+    }
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT read_outbound_rules(struct load_context *context, const config_setting_t *setting)
+{
+    const struct rule_list list = {
+        .key = "outbound.rules",
+        .example = "{ to = \"10.0.0.0/8\"; ports = [5432]; mode = \"mtls\"; }",
+        .capacity = MT_CONFIG_OUTBOUND_RULES_MAX,
+        .count = &context->config.outbound.rule_count,
+        .start = start_outbound_rule,
+        .keys = outbound_rule_keys,
+        .key_count = COUNT_OF(outbound_rule_keys),
+        .check = check_outbound_rule,
+    };
+    return read_rules(context, setting, &list);
+}
+
+static MT_RESULT read_inbound_rules(struct load_context *context, const config_setting_t *setting)
+{
+    const struct rule_list list = {
+        .key = "inbound.rules",
+        .example = "{ port = 8080; mode = \"strict\"; }",
+        .capacity = MT_CONFIG_INBOUND_RULES_MAX,
+        .count = &context->config.inbound.rule_count,
+        .start = start_inbound_rule,
+        .keys = inbound_rule_keys,
+        .key_count = COUNT_OF(inbound_rule_keys),
+        .check = check_inbound_rule,
+    };
+    return read_rules(context, setting, &list);
+}
+
+static MT_RESULT read_skip_ports(struct load_context *context, const config_setting_t *setting)
+{
+    return read_port_list(context, setting, "skip_ports", true, context->config.skip_ports,
+                          MT_CONFIG_SKIP_PORTS_MAX, &context->config.skip_port_count);
+}
+
+static MT_RESULT read_detect_timeout(struct load_context *context, const config_setting_t *setting)
+{
+    return read_timeout(context, setting, "detect_timeout_ms", &context->config.detect_timeout_ms);
+}
+
 static const struct key_rule outbound_rules[] = {
     {"loopback", read_outbound_loopback},
     {"default", read_outbound_default},
+    {"rules", read_outbound_rules},
 };
 
 static const struct key_rule inbound_rules[] = {
     {"loopback", read_inbound_loopback},
     {"default", read_inbound_default},
+    {"rules", read_inbound_rules},
 };
 
 static MT_RESULT read_outbound(struct load_context *context, const config_setting_t *setting)
@@ -478,7 +1121,9 @@ static const struct key_rule top_level_rules[] = {
     {"log_level", read_log_level},
     {"trust_domain", read_trust_domain},
     {"handshake_timeout_ms", read_handshake_timeout},
+    {"detect_timeout_ms", read_detect_timeout},
     {"agent_timeout_ms", read_agent_timeout},
+    {"skip_ports", read_skip_ports},
 };
 
 void mt_config_set_defaults(struct mt_config *config)
@@ -493,6 +1138,7 @@ void mt_config_set_defaults(struct mt_config *config)
     config->inbound.loopback = MT_INBOUND_PLAIN;
     config->inbound.other = MT_INBOUND_STRICT;
     config->handshake_timeout_ms = 10000;
+    config->detect_timeout_ms = 10000;
     config->agent_timeout_ms = 5000;
 }
 
@@ -590,12 +1236,15 @@ static const char *get_environment(const char *name)
     return value != NULL && value[0] != '\0' ? value : NULL;
 }
 
+/*
+ * Both variables are judged before either is applied, so a bad one changes nothing. Nothing is
+ * copied: the config is large and this may run on a small application thread stack.
+ */
 MT_RESULT mt_config_apply_environment(struct mt_config *config, char *message, size_t message_size)
 {
     MT_ENSURE_REF(config);
     struct text text;
     text_init(&text, message, message_size);
-    struct mt_config next = *config;
     char problem[160];
     struct text problem_text;
 
@@ -604,43 +1253,41 @@ MT_RESULT mt_config_apply_environment(struct mt_config *config, char *message, s
         text_init(&problem_text, problem, sizeof(problem));
         if (!check_socket_path(socket_path, &problem_text))
             return fail_environment(&text, "MESHTLS_AGENT_SOCKET", socket_path, problem);
-        strcpy(next.agent_socket, socket_path);
     }
 
     const char *level_name = get_environment("MESHTLS_LOG");
+    enum mt_log_level level = config->log_level;
     if (level_name != NULL) {
-        enum mt_log_level level;
         text_init(&problem_text, problem, sizeof(problem));
         if (!check_log_level(level_name, &level, &problem_text))
             return fail_environment(&text, "MESHTLS_LOG", level_name, problem);
-        next.log_level = level;
     }
 
-    *config = next;
+    if (socket_path != NULL)
+        strcpy(config->agent_socket, socket_path);
+    config->log_level = level;
     return MT_OK_RESULT;
 }
 
 MT_RESULT mt_config_load(struct mt_config *config, char *message, size_t message_size)
 {
     MT_ENSURE_REF(config);
-    struct mt_config next;
-    mt_config_set_defaults(&next);
+    mt_config_set_defaults(config);
 
     const char *path = get_environment("MESHTLS_CONFIG");
     if (path == NULL && access(MT_CONFIG_DEFAULT_PATH, F_OK) == 0)
         path = MT_CONFIG_DEFAULT_PATH;
 
+    /* Each step below changes config only when it succeeds. */
     mt_result result = MT_OK_RESULT;
     if (path != NULL) {
-        result = mt_config_load_file(path, &next, message, message_size);
+        result = mt_config_load_file(path, config, message, message_size);
         if (!mt_result_is_ok(result))
             goto out;
     }
-    result = mt_config_apply_environment(&next, message, message_size);
+    result = mt_config_apply_environment(config, message, message_size);
 out:
-    if (mt_result_is_ok(result))
-        *config = next;
-    else
+    if (!mt_result_is_ok(result))
         mt_config_set_defaults(config);
     return result;
 }
@@ -655,12 +1302,115 @@ const char *mt_inbound_mode_name(enum mt_inbound_mode mode)
     return choice_name(inbound_choices, COUNT_OF(inbound_choices), (int)mode);
 }
 
-void mt_config_describe(const struct mt_config *config, char *text, size_t capacity)
+const char *mt_config_pattern(const struct mt_config *config, uint16_t reference)
+{
+    if (config == NULL || reference == MT_CONFIG_NO_PATTERN ||
+        reference >= config->pattern_text_length ||
+        config->pattern_text_length > sizeof(config->pattern_text))
+        return NULL;
+    return config->pattern_text + reference;
+}
+
+/* [5432, 6379] when every entry is one port, else every entry as a string: ["443", "8000-8999"]. */
+static void text_append_ports(struct text *out, const struct mt_port_range *ranges, unsigned count)
+{
+    bool all_single = true;
+    for (unsigned i = 0; i < count; i++)
+        all_single = all_single && ranges[i].first == ranges[i].last;
+    text_append(out, "[");
+    for (unsigned i = 0; i < count; i++) {
+        const char *separator = i > 0 ? ", " : "";
+        if (all_single)
+            text_append(out, "%s%u", separator, (unsigned)ranges[i].first);
+        else if (ranges[i].first == ranges[i].last)
+            text_append(out, "%s\"%u\"", separator, (unsigned)ranges[i].first);
+        else
+            text_append(out, "%s\"%u-%u\"", separator, (unsigned)ranges[i].first,
+                        (unsigned)ranges[i].last);
+    }
+    text_append(out, "]");
+}
+
+static void text_append_pattern(struct text *out, const struct mt_config *config,
+                                uint16_t reference)
+{
+    const char *pattern = mt_config_pattern(config, reference);
+    text_append_quoted(out, pattern != NULL ? pattern : "", SIZE_MAX);
+}
+
+static void describe_outbound(struct text *out, const struct mt_config *config)
+{
+    const char *loopback = mt_outbound_mode_name(config->outbound.loopback);
+    const char *other = mt_outbound_mode_name(config->outbound.other);
+    if (config->outbound.rule_count == 0) {
+        text_append(out, "outbound = { loopback = \"%s\"; default = \"%s\"; };\n", loopback, other);
+        return;
+    }
+    text_append(out, "outbound = {\n    loopback = \"%s\";\n    default = \"%s\";\n    rules = (\n",
+                loopback, other);
+    for (unsigned r = 0; r < config->outbound.rule_count; r++) {
+        const struct mt_outbound_rule *rule = &config->outbound.rules[r];
+        text_append(out, "        {");
+        if (rule->to.family != AF_UNSPEC) {
+            text_append(out, " to = \"");
+            text_append_cidr(out, &rule->to);
+            text_append(out, "\";");
+        }
+        if (rule->port_count > 0) {
+            text_append(out, " ports = ");
+            text_append_ports(out, rule->ports, rule->port_count);
+            text_append(out, ";");
+        }
+        text_append(out, " mode = \"%s\";", mt_outbound_mode_name(rule->mode));
+        if (rule->identity != MT_CONFIG_NO_PATTERN) {
+            text_append(out, " identity = ");
+            text_append_pattern(out, config, rule->identity);
+            text_append(out, ";");
+        }
+        text_append(out, " }%s\n", r + 1 < config->outbound.rule_count ? "," : "");
+    }
+    text_append(out, "    );\n};\n");
+}
+
+static void describe_inbound(struct text *out, const struct mt_config *config)
+{
+    const char *loopback = mt_inbound_mode_name(config->inbound.loopback);
+    const char *other = mt_inbound_mode_name(config->inbound.other);
+    if (config->inbound.rule_count == 0) {
+        text_append(out, "inbound = { loopback = \"%s\"; default = \"%s\"; };\n", loopback, other);
+        return;
+    }
+    text_append(out, "inbound = {\n    loopback = \"%s\";\n    default = \"%s\";\n    rules = (\n",
+                loopback, other);
+    for (unsigned r = 0; r < config->inbound.rule_count; r++) {
+        const struct mt_inbound_rule *rule = &config->inbound.rules[r];
+        if (rule->port.first == rule->port.last)
+            text_append(out, "        { port = %u;", (unsigned)rule->port.first);
+        else
+            text_append(out, "        { port = \"%u-%u\";", (unsigned)rule->port.first,
+                        (unsigned)rule->port.last);
+        text_append(out, " mode = \"%s\";", mt_inbound_mode_name(rule->mode));
+        if (rule->allow_count > 0) {
+            text_append(out, " allow = [");
+            for (unsigned a = 0; a < rule->allow_count; a++) {
+                text_append(out, "%s", a > 0 ? ", " : "");
+                text_append_pattern(out, config, rule->allow[a]);
+            }
+            text_append(out, "];");
+        }
+        if (rule->opaque)
+            text_append(out, " opaque = true;");
+        text_append(out, " }%s\n", r + 1 < config->inbound.rule_count ? "," : "");
+    }
+    text_append(out, "    );\n};\n");
+}
+
+size_t mt_config_describe(const struct mt_config *config, char *text, size_t capacity)
 {
     struct text out;
     text_init(&out, text, capacity);
     if (config == NULL)
-        return;
+        return 0;
     text_append(&out, "# meshtls configuration, from ");
     if (config->source[0] != '\0')
         text_append_quoted(&out, config->source, SIZE_MAX);
@@ -668,15 +1418,16 @@ void mt_config_describe(const struct mt_config *config, char *text, size_t capac
         text_append(&out, "built-in defaults");
     text_append(&out, "\nagent_socket = ");
     text_append_quoted(&out, config->agent_socket, SIZE_MAX);
-    text_append(&out, ";\noutbound = { loopback = \"%s\"; default = \"%s\"; };\n",
-                mt_outbound_mode_name(config->outbound.loopback),
-                mt_outbound_mode_name(config->outbound.other));
-    text_append(&out, "inbound = { loopback = \"%s\"; default = \"%s\"; };\n",
-                mt_inbound_mode_name(config->inbound.loopback),
-                mt_inbound_mode_name(config->inbound.other));
-    text_append(&out, "log_level = \"%s\";\n", mt_log_level_name(config->log_level));
+    text_append(&out, ";\n");
+    describe_outbound(&out, config);
+    describe_inbound(&out, config);
+    text_append(&out, "skip_ports = ");
+    text_append_ports(&out, config->skip_ports, config->skip_port_count);
+    text_append(&out, ";\nlog_level = \"%s\";\n", mt_log_level_name(config->log_level));
     text_append(&out, "trust_domain = ");
     text_append_quoted(&out, config->trust_domain, SIZE_MAX);
-    text_append(&out, ";\nhandshake_timeout_ms = %u;\nagent_timeout_ms = %u;\n",
-                config->handshake_timeout_ms, config->agent_timeout_ms);
+    text_append(&out,
+                ";\nhandshake_timeout_ms = %u;\ndetect_timeout_ms = %u;\nagent_timeout_ms = %u;\n",
+                config->handshake_timeout_ms, config->detect_timeout_ms, config->agent_timeout_ms);
+    return out.needed;
 }

@@ -9,11 +9,80 @@
  * A config that fails to load must never be half-applied: callers get an error and keep nothing.
  * Unknown keys are errors too (a misspelt key silently ignored is a policy nobody wrote).
  */
+// The syntax, as libconfig text. Every key is optional; values shown are the defaults except
+// where marked "example". (Line comments here because the patterns contain a slash-star.)
+//
+//   agent_socket = "/run/meshtls/agent.sock";  # MESHTLS_AGENT_SOCKET overrides
+//   log_level = "warn";                        # "error" | "warn" | "info" | "debug"; MESHTLS_LOG
+//   trust_domain = "";                         # "" = the agent's; else peers must be in this one
+//   handshake_timeout_ms = 10000;              # 100 .. 600000
+//   detect_timeout_ms = 10000;                 # 100 .. 600000: how long a permissive port waits
+//                                              #   for the first bytes before passing plaintext on
+//   agent_timeout_ms = 5000;                   # 100 .. 600000
+//   skip_ports = [53, 443];                    # example (default []): never touched, either way
+//
+//   outbound = {
+//       loopback = "plain";                    # "mtls" | "plain": 127.0.0.0/8 or ::1, no rule
+//       default = "mtls";                      # "mtls" | "plain": every other destination
+//       rules = (                              # example (default none); first match wins
+//           { to = "10.0.0.0/8"; ports = [5432, 6379]; mode = "mtls";
+//             identity = "spiffe://prod.example.com/ns/db/*"; },
+//           { to = "2001:db8::/32"; ports = ["8000-8999"]; mode = "plain"; },
+//           { to = "10.1.2.3"; mode = "mtls"; identity = "spiffe://prod.example.com/ns/api/sa/x"; }
+//       );
+//   };
+//
+//   inbound = {
+//       loopback = "plain";                    # "strict" | "permissive" | "plain": a loopback
+//       default = "strict";                    #   peer / any other peer, on a port with no rule
+//       rules = (                              # example (default none); first match wins
+//           { port = 8080; mode = "permissive"; allow = ["spiffe://prod.example.com/ns/web/*"]; },
+//           { port = 3306; mode = "strict"; opaque = true;
+//             allow = ["spiffe://prod.example.com/ns/api/sa/x"]; },
+//           { port = "9000-9099"; mode = "plain"; }
+//       );
+//   };
+//
+// skip_ports: ports and "FIRST-LAST" ranges that libmeshtls never touches: outbound by the
+// destination port, inbound by the local port. Checked before any rule.
+//
+// Outbound rule keys: `to` an IPv4 or IPv6 address or CIDR with its host bits zero (absent: every
+// address; an IPv4 CIDR also matches v4-mapped IPv6 destinations such as ::ffff:10.0.0.7, while
+// an IPv6 CIDR matches only IPv6 destinations); `ports` a non-empty array of ports (1 .. 65535)
+// and "FIRST-LAST" ranges (absent: every port); `mode` (required); `identity` the pattern the
+// server's SPIFFE ID must match (only with "mtls"; absent: any ID of the trust domain). Rules are
+// tried before the loopback/default modes, for loopback destinations too.
+//
+// Inbound rule keys: `port` (required) the local listening port, 8080 or "8000-8999"; `mode`
+// (required); `allow` a non-empty array of peer ID patterns (not with "plain"; absent: any peer
+// of the trust domain); `opaque` (default false) true for server-speaks-first protocols (MySQL,
+// SMTP): never wait for the client's first bytes before deciding. A rule applies to loopback
+// peers too; `inbound.loopback`/`inbound.default` only decide ports no rule names.
+//
+// An identity pattern is a SPIFFE ID, matched exactly, or a SPIFFE ID followed by "/*", which
+// matches every ID one or more path segments below it: "spiffe://td/ns/a/*" matches
+// "spiffe://td/ns/a/x" and "spiffe://td/ns/a/x/y" but neither "spiffe://td/ns/a" nor
+// "spiffe://td/ns/ab".
+//
+// Limits (an error names the one exceeded): MT_CONFIG_OUTBOUND_RULES_MAX outbound rules,
+// MT_CONFIG_INBOUND_RULES_MAX inbound rules, MT_CONFIG_RULE_PORTS_MAX entries in one `ports`,
+// MT_CONFIG_ALLOW_MAX patterns in one `allow`, MT_CONFIG_SKIP_PORTS_MAX entries in skip_ports,
+// MT_CONFIG_PATTERN_MAX bytes per pattern and MT_CONFIG_PATTERN_TEXT_MAX bytes for all distinct
+// patterns together. Patterns live in one text area inside the struct, so the struct stays a
+// plain value of about 30 KB that can be copied and needs no freeing (mt_config_load_file keeps
+// one copy on the stack of whichever application thread first opens a connection).
+//
+// Environment: MESHTLS_CONFIG names the file; MESHTLS_AGENT_SOCKET and MESHTLS_LOG override
+// agent_socket and log_level. An empty variable counts as unset; a set-user-ID program ignores
+// all three (secure_getenv).
 #ifndef MT_CONFIG_CONFIG_H
 #define MT_CONFIG_CONFIG_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
 
 #include "../util/log.h"
 #include "../util/result.h"
@@ -23,6 +92,15 @@
 #define MT_CONFIG_MESSAGE_MAX 512
 #define MT_CONFIG_SOCKET_PATH_MAX 108 /* sizeof(sockaddr_un.sun_path) */
 
+#define MT_CONFIG_OUTBOUND_RULES_MAX 64
+#define MT_CONFIG_INBOUND_RULES_MAX 64
+#define MT_CONFIG_RULE_PORTS_MAX 16
+#define MT_CONFIG_ALLOW_MAX 16
+#define MT_CONFIG_SKIP_PORTS_MAX 32
+#define MT_CONFIG_PATTERN_MAX 512        /* bytes of one identity pattern, without the NUL */
+#define MT_CONFIG_PATTERN_TEXT_MAX 16384 /* bytes of all distinct patterns, NULs included */
+#define MT_CONFIG_NO_PATTERN UINT16_MAX  /* a pattern reference that names no pattern */
+
 enum mt_outbound_mode {
     MT_OUTBOUND_PLAIN = 0,
     MT_OUTBOUND_MTLS = 1,
@@ -31,6 +109,38 @@ enum mt_outbound_mode {
 enum mt_inbound_mode {
     MT_INBOUND_PLAIN = 0,
     MT_INBOUND_STRICT = 1,
+    MT_INBOUND_PERMISSIVE = 2, /* a mesh ClientHello → mTLS, anything else passed on as is */
+};
+
+/* first .. last inclusive, 1 <= first <= last <= 65535. */
+struct mt_port_range {
+    uint16_t first;
+    uint16_t last;
+};
+
+/* An address block; family AF_UNSPEC matches every address. */
+struct mt_cidr {
+    sa_family_t family; /* AF_INET, AF_INET6 or AF_UNSPEC */
+    uint8_t prefix_length;
+    uint8_t address[16]; /* network byte order; 4 bytes used for AF_INET; host bits zero */
+};
+
+struct mt_outbound_rule {
+    struct mt_cidr to;
+    unsigned port_count; /* 0: every port */
+    struct mt_port_range ports[MT_CONFIG_RULE_PORTS_MAX];
+    enum mt_outbound_mode mode;
+    uint16_t identity; /* pattern reference (mt_config_pattern), or MT_CONFIG_NO_PATTERN */
+    unsigned line;     /* where the rule starts in the file, for log lines */
+};
+
+struct mt_inbound_rule {
+    struct mt_port_range port;
+    enum mt_inbound_mode mode;
+    bool opaque;
+    unsigned allow_count;                /* 0: any peer of the trust domain */
+    uint16_t allow[MT_CONFIG_ALLOW_MAX]; /* pattern references (mt_config_pattern) */
+    unsigned line;
 };
 
 struct mt_config {
@@ -40,14 +150,24 @@ struct mt_config {
     struct {
         enum mt_outbound_mode loopback; /* destination in 127.0.0.0/8 or ::1; default plain */
         enum mt_outbound_mode other;    /* key "default"; default mtls */
+        unsigned rule_count;
+        struct mt_outbound_rule rules[MT_CONFIG_OUTBOUND_RULES_MAX];
     } outbound;
     struct {
         enum mt_inbound_mode loopback; /* peer in 127.0.0.0/8 or ::1; default plain */
         enum mt_inbound_mode other;    /* key "default"; default strict */
+        unsigned rule_count;
+        struct mt_inbound_rule rules[MT_CONFIG_INBOUND_RULES_MAX];
     } inbound;
+    unsigned skip_port_count;
+    struct mt_port_range skip_ports[MT_CONFIG_SKIP_PORTS_MAX];
     char trust_domain[256];        /* "" = the trust domain of the agent-issued identity */
     unsigned handshake_timeout_ms; /* key handshake_timeout_ms; default 10000 */
+    unsigned detect_timeout_ms;    /* key detect_timeout_ms; default 10000 */
     unsigned agent_timeout_ms;     /* key agent_timeout_ms; default 5000 */
+    /* Every distinct identity pattern, NUL-terminated, one after the other. */
+    size_t pattern_text_length;
+    char pattern_text[MT_CONFIG_PATTERN_TEXT_MAX];
 };
 
 /* The built-in defaults (no file read). */
@@ -56,6 +176,8 @@ void mt_config_set_defaults(struct mt_config *config);
 /*
  * Reads path over the defaults already in config. On error config is left unchanged and message
  * holds one line "FILE:LINE: KEY: what is wrong" (line 0 when the file cannot be opened).
+ * Rules, skip_ports and patterns in the file replace those in config; a file without them keeps
+ * them.
  */
 MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, char *message,
                               size_t message_size);
@@ -72,7 +194,17 @@ MT_RESULT mt_config_load(struct mt_config *config, char *message, size_t message
 const char *mt_outbound_mode_name(enum mt_outbound_mode mode);
 const char *mt_inbound_mode_name(enum mt_inbound_mode mode);
 
-/* Writes the effective configuration as libconfig text (for `meshtls config check`). */
-void mt_config_describe(const struct mt_config *config, char *text, size_t capacity);
+/*
+ * The pattern a reference names (a rule's identity or allow entry), or NULL for
+ * MT_CONFIG_NO_PATTERN and anything out of range. Valid as long as config is.
+ */
+const char *mt_config_pattern(const struct mt_config *config, uint16_t reference);
+
+/*
+ * Writes the effective configuration as libconfig text that loads back into the same
+ * configuration (for `meshtls config check`). Returns the length of the whole text, like
+ * snprintf: a result >= capacity means the text was cut; call again with result + 1 bytes.
+ */
+size_t mt_config_describe(const struct mt_config *config, char *text, size_t capacity);
 
 #endif

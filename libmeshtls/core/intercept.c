@@ -64,7 +64,7 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
         return -1;
     }
     const struct mt_config *config = mt_runtime_config();
-    if (mt_policy_decide_outbound(config, &destination) == MT_OUTBOUND_PLAIN)
+    if (mt_policy_decide_outbound(config, &destination).mode == MT_OUTBOUND_PLAIN)
         return real_connect(fd, address, length);
 
     context = mt_runtime_context(reason, sizeof(reason));
@@ -114,7 +114,8 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
     struct mt_tls_context *context = NULL;
     if (mt_runtime_config_failed(&config_message)) {
         snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
-    } else if (mt_policy_decide_inbound(mt_runtime_config(), &local, &peer) == MT_INBOUND_PLAIN) {
+    } else if (mt_policy_decide_inbound(mt_runtime_config(), &local, &peer).mode ==
+               MT_INBOUND_PLAIN) {
         errno = saved;
         return fd;
     } else {

@@ -103,6 +103,16 @@ MT_RESULT mt_spiffe_id_parse(const char *text, size_t length, struct mt_spiffe_i
     return MT_OK_RESULT;
 }
 
+bool mt_spiffe_is_valid_pattern(const char *text, size_t length)
+{
+    if (text == NULL)
+        return false;
+    struct mt_spiffe_id parsed;
+    if (length >= 2 && text[length - 2] == '/' && text[length - 1] == '*')
+        length -= 2;
+    return mt_result_is_ok(mt_spiffe_id_parse(text, length, &parsed));
+}
+
 bool mt_spiffe_id_is_in_trust_domain(const char *id, const char *trust_domain)
 {
     if (id == NULL || trust_domain == NULL)

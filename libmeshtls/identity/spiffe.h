@@ -30,6 +30,10 @@ MT_RESULT mt_spiffe_id_parse(const char *text, size_t length, struct mt_spiffe_i
 /* Validates a bare trust domain name ("example.org"). */
 bool mt_spiffe_is_valid_trust_domain(const char *text, size_t length);
 
+// Validates text[0..length) as an identity pattern: a SPIFFE ID, or a SPIFFE ID followed by "/*"
+// ("spiffe://example.org/ns/web/*", "spiffe://example.org/*"). Nothing else is a wildcard.
+bool mt_spiffe_is_valid_pattern(const char *text, size_t length);
+
 /* True when id (NUL-terminated) is a valid SPIFFE ID in trust_domain. */
 bool mt_spiffe_id_is_in_trust_domain(const char *id, const char *trust_domain);
 

@@ -1,23 +1,70 @@
 /*
- * Policy: which connections become mTLS and which stay plain. Pure functions over the config and
- * the addresses, no I/O, so every decision is unit-testable and the same in every process.
+ * Policy: which connections become mTLS, which stay plain, and which peers may take part. Pure
+ * functions over the config and the addresses, no I/O, so every decision is unit-testable and
+ * the same in every process.
  *
  * The decision is taken once, at connect() or accept(), and never changes for that connection.
+ * The order is always: skip_ports, then the rules in the order written (first match wins), then
+ * the loopback / default mode.
  */
 #ifndef MT_POLICY_POLICY_H
 #define MT_POLICY_POLICY_H
 
+#include <stdbool.h>
 #include <sys/socket.h>
 
 #include "../config/config.h"
 
-/* Outbound: the mode for a connection to destination. */
-enum mt_outbound_mode mt_policy_decide_outbound(const struct mt_config *config,
-                                                const struct sockaddr_storage *destination);
+struct mt_outbound_decision {
+    enum mt_outbound_mode mode;
+    /*
+     * The pattern the server's SPIFFE ID must match (mt_policy_identity_matches), or NULL: any
+     * ID of the trust domain. Points into the config; only ever set with MT_OUTBOUND_MTLS.
+     */
+    const char *expected_identity;
+    int rule;     /* index in config->outbound.rules, -1 when loopback/default decided */
+    bool skipped; /* destination port in skip_ports: never touched (mode is plain) */
+};
 
-/* Inbound: the mode for a connection accepted on local from peer. */
-enum mt_inbound_mode mt_policy_decide_inbound(const struct mt_config *config,
-                                              const struct sockaddr_storage *local,
-                                              const struct sockaddr_storage *peer);
+struct mt_inbound_decision {
+    enum mt_inbound_mode mode;
+    /* The rule that matched the local port (allow list, opaque), NULL for loopback/default. */
+    const struct mt_inbound_rule *rule;
+    int rule_index; /* index in config->inbound.rules, -1 when no rule matched */
+    bool opaque;    /* the rule's opaque flag; false without a rule */
+    bool skipped;   /* local port in skip_ports: never touched (mode is plain) */
+};
+
+/*
+ * Outbound: the decision for a connection to destination. A missing input gives mtls (never
+ * plaintext by accident); a family other than IPv4/IPv6 gives plain.
+ */
+struct mt_outbound_decision mt_policy_decide_outbound(const struct mt_config *config,
+                                                      const struct sockaddr_storage *destination);
+
+/*
+ * Inbound: the decision for a connection accepted on local from peer. The local port selects
+ * the rule; without one, whether the peer is on loopback selects inbound.loopback or
+ * inbound.default. A missing input gives strict; a peer family other than IP gives plain.
+ */
+struct mt_inbound_decision mt_policy_decide_inbound(const struct mt_config *config,
+                                                    const struct sockaddr_storage *local,
+                                                    const struct sockaddr_storage *peer);
+
+// True when spiffe_id (a valid SPIFFE ID) matches pattern: equal to it, or, for a pattern ending
+// in "/*", below it by one or more path segments. "spiffe://td/ns/a/*" matches
+// "spiffe://td/ns/a/x" and "spiffe://td/ns/a/x/y", not "spiffe://td/ns/a" nor "spiffe://td/ns/ab".
+// An invalid pattern or ID, or NULL, never matches.
+bool mt_policy_identity_matches(const char *pattern, const char *spiffe_id);
+
+/*
+ * True when the peer spiffe_id may use the connection decision was made for: the rule has no
+ * allow list, or one of its patterns matches. Trust-domain membership is checked elsewhere.
+ */
+bool mt_policy_inbound_allows(const struct mt_config *config,
+                              const struct mt_inbound_decision *decision, const char *spiffe_id);
+
+/* True when the server's spiffe_id is what decision expects (always, without a pattern). */
+bool mt_policy_outbound_allows(const struct mt_outbound_decision *decision, const char *spiffe_id);
 
 #endif

@@ -57,6 +57,58 @@ static int memory_file(const void *bytes, size_t length, char *path, size_t capa
     return fd;
 }
 
+static bool patterns_equal(const struct mt_config *a, uint16_t a_reference,
+                           const struct mt_config *b, uint16_t b_reference)
+{
+    const char *x = mt_config_pattern(a, a_reference);
+    const char *y = mt_config_pattern(b, b_reference);
+    return (x == NULL && y == NULL) || (x != NULL && y != NULL && strcmp(x, y) == 0);
+}
+
+static bool ranges_equal(const struct mt_port_range *a, const struct mt_port_range *b,
+                         unsigned count)
+{
+    for (unsigned i = 0; i < count; i++) {
+        if (a[i].first != b[i].first || a[i].last != b[i].last)
+            return false;
+    }
+    return true;
+}
+
+static bool outbound_rules_equal(const struct mt_config *a, const struct mt_config *b)
+{
+    if (a->outbound.rule_count != b->outbound.rule_count)
+        return false;
+    for (unsigned r = 0; r < a->outbound.rule_count; r++) {
+        const struct mt_outbound_rule *x = &a->outbound.rules[r];
+        const struct mt_outbound_rule *y = &b->outbound.rules[r];
+        if (x->to.family != y->to.family || x->to.prefix_length != y->to.prefix_length ||
+            memcmp(x->to.address, y->to.address, sizeof(x->to.address)) != 0 ||
+            x->port_count != y->port_count || !ranges_equal(x->ports, y->ports, x->port_count) ||
+            x->mode != y->mode || !patterns_equal(a, x->identity, b, y->identity))
+            return false;
+    }
+    return true;
+}
+
+static bool inbound_rules_equal(const struct mt_config *a, const struct mt_config *b)
+{
+    if (a->inbound.rule_count != b->inbound.rule_count)
+        return false;
+    for (unsigned r = 0; r < a->inbound.rule_count; r++) {
+        const struct mt_inbound_rule *x = &a->inbound.rules[r];
+        const struct mt_inbound_rule *y = &b->inbound.rules[r];
+        if (!ranges_equal(&x->port, &y->port, 1) || x->mode != y->mode || x->opaque != y->opaque ||
+            x->allow_count != y->allow_count)
+            return false;
+        for (unsigned i = 0; i < x->allow_count; i++) {
+            if (!patterns_equal(a, x->allow[i], b, y->allow[i]))
+                return false;
+        }
+    }
+    return true;
+}
+
 static bool configs_equal(const struct mt_config *a, const struct mt_config *b)
 {
     return strcmp(a->agent_socket, b->agent_socket) == 0 && a->log_level == b->log_level &&
@@ -64,18 +116,27 @@ static bool configs_equal(const struct mt_config *a, const struct mt_config *b)
            a->inbound.loopback == b->inbound.loopback && a->inbound.other == b->inbound.other &&
            strcmp(a->trust_domain, b->trust_domain) == 0 &&
            a->handshake_timeout_ms == b->handshake_timeout_ms &&
-           a->agent_timeout_ms == b->agent_timeout_ms;
+           a->detect_timeout_ms == b->detect_timeout_ms &&
+           a->agent_timeout_ms == b->agent_timeout_ms && outbound_rules_equal(a, b) &&
+           inbound_rules_equal(a, b) && a->skip_port_count == b->skip_port_count &&
+           ranges_equal(a->skip_ports, b->skip_ports, a->skip_port_count);
 }
 
+/* The description of a loaded config must load back to the same config. */
 static void check_describe_round_trip(const struct mt_config *loaded)
 {
-    static char text[4 * PATH_MAX];
-    mt_config_describe(loaded, text, sizeof(text));
+    size_t length = mt_config_describe(loaded, NULL, 0);
+    char *text = malloc(length + 1);
+    if (text == NULL)
+        return;
+    require(mt_config_describe(loaded, text, length + 1) == length);
+    require(strlen(text) == length);
     char path[64];
-    int fd = memory_file(text, strlen(text), path, sizeof(path));
+    int fd = memory_file(text, length, path, sizeof(path));
+    free(text);
     if (fd < 0)
         return;
-    struct mt_config reloaded;
+    static struct mt_config reloaded;
     mt_config_set_defaults(&reloaded);
     char message[MT_CONFIG_MESSAGE_MAX];
     require(mt_result_is_ok(mt_config_load_file(path, &reloaded, message, sizeof(message))));
@@ -91,9 +152,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int fd = memory_file(data, size, path, sizeof(path));
     if (fd < 0)
         return 0;
-    struct mt_config config;
+    static struct mt_config config;
+    static struct mt_config before;
     mt_config_set_defaults(&config);
-    struct mt_config before = config;
+    before = config;
     char message[MT_CONFIG_MESSAGE_MAX];
     mt_result result = mt_config_load_file(path, &config, message, sizeof(message));
     if (mt_result_is_ok(result)) {

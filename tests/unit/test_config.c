@@ -1,7 +1,8 @@
 /*
  * Tests for config/config.c: every key, the exact text of every error message (file, line, key
- * and the valid values), that a failed load changes nothing, the environment overrides, and that
- * mt_config_describe writes text that loads back into the same configuration.
+ * and the valid values), that a failed load changes nothing, the environment overrides, the
+ * limits on rules and patterns, and that mt_config_describe writes text that loads back into the
+ * same configuration.
  *
  * Each test writes its configuration to a fresh mkstemp file, removed again by the teardown.
  */
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -77,7 +79,60 @@ static void set_non_defaults(struct mt_config *config)
     config->inbound.other = MT_INBOUND_PLAIN;
     strcpy(config->trust_domain, "previous.example");
     config->handshake_timeout_ms = 1234;
+    config->detect_timeout_ms = 2345;
     config->agent_timeout_ms = 4321;
+    config->skip_port_count = 1;
+    config->skip_ports[0] = (struct mt_port_range){22, 22};
+}
+
+static void assert_patterns_equal(const struct mt_config *a, uint16_t a_reference,
+                                  const struct mt_config *b, uint16_t b_reference)
+{
+    const char *a_pattern = mt_config_pattern(a, a_reference);
+    const char *b_pattern = mt_config_pattern(b, b_reference);
+    if (a_pattern == NULL || b_pattern == NULL)
+        assert_true(a_pattern == NULL && b_pattern == NULL);
+    else
+        assert_string_equal(a_pattern, b_pattern);
+}
+
+static void assert_port_ranges_equal(const struct mt_port_range *a, const struct mt_port_range *b,
+                                     unsigned count)
+{
+    for (unsigned i = 0; i < count; i++) {
+        assert_int_equal(a[i].first, b[i].first);
+        assert_int_equal(a[i].last, b[i].last);
+    }
+}
+
+/* Rules compared by meaning: patterns by their text, wherever they are stored. */
+static void assert_rules_equal(const struct mt_config *a, const struct mt_config *b)
+{
+    assert_int_equal(a->outbound.rule_count, b->outbound.rule_count);
+    for (unsigned r = 0; r < a->outbound.rule_count; r++) {
+        const struct mt_outbound_rule *x = &a->outbound.rules[r];
+        const struct mt_outbound_rule *y = &b->outbound.rules[r];
+        assert_int_equal(x->to.family, y->to.family);
+        assert_int_equal(x->to.prefix_length, y->to.prefix_length);
+        assert_memory_equal(x->to.address, y->to.address, sizeof(x->to.address));
+        assert_int_equal(x->port_count, y->port_count);
+        assert_port_ranges_equal(x->ports, y->ports, x->port_count);
+        assert_int_equal(x->mode, y->mode);
+        assert_patterns_equal(a, x->identity, b, y->identity);
+    }
+    assert_int_equal(a->inbound.rule_count, b->inbound.rule_count);
+    for (unsigned r = 0; r < a->inbound.rule_count; r++) {
+        const struct mt_inbound_rule *x = &a->inbound.rules[r];
+        const struct mt_inbound_rule *y = &b->inbound.rules[r];
+        assert_port_ranges_equal(&x->port, &y->port, 1);
+        assert_int_equal(x->mode, y->mode);
+        assert_int_equal(x->opaque, y->opaque);
+        assert_int_equal(x->allow_count, y->allow_count);
+        for (unsigned i = 0; i < x->allow_count; i++)
+            assert_patterns_equal(a, x->allow[i], b, y->allow[i]);
+    }
+    assert_int_equal(a->skip_port_count, b->skip_port_count);
+    assert_port_ranges_equal(a->skip_ports, b->skip_ports, a->skip_port_count);
 }
 
 static void assert_configs_equal(const struct mt_config *a, const struct mt_config *b)
@@ -91,7 +146,9 @@ static void assert_configs_equal(const struct mt_config *a, const struct mt_conf
     assert_int_equal(a->inbound.other, b->inbound.other);
     assert_string_equal(a->trust_domain, b->trust_domain);
     assert_int_equal(a->handshake_timeout_ms, b->handshake_timeout_ms);
+    assert_int_equal(a->detect_timeout_ms, b->detect_timeout_ms);
     assert_int_equal(a->agent_timeout_ms, b->agent_timeout_ms);
+    assert_rules_equal(a, b);
 }
 
 /* Loads content and expects exactly the message "<file>:<suffix>" with config untouched. */
@@ -128,7 +185,11 @@ static void test_mt_config_set_defaults_values_match_the_documentation(void **st
     assert_int_equal(config.inbound.other, MT_INBOUND_STRICT);
     assert_string_equal(config.trust_domain, "");
     assert_int_equal(config.handshake_timeout_ms, 10000);
+    assert_int_equal(config.detect_timeout_ms, 10000);
     assert_int_equal(config.agent_timeout_ms, 5000);
+    assert_int_equal(config.outbound.rule_count, 0);
+    assert_int_equal(config.inbound.rule_count, 0);
+    assert_int_equal(config.skip_port_count, 0);
 }
 
 static void test_mt_config_load_file_every_key_sets_its_field(void **state)
@@ -247,11 +308,12 @@ static const struct {
     {"outbound = {\n  loopback = \"plain\";\n  default = \"TLS\";\n};\n",
      "3: outbound.default: \"TLS\" is not one of \"mtls\", \"plain\""},
     {"inbound = { loopback = \"mtls\"; };\n",
-     "1: inbound.loopback: \"mtls\" is not one of \"strict\", \"plain\""},
-    {"inbound = { default = \"permissive\"; };\n",
-     "1: inbound.default: \"permissive\" is not one of \"strict\", \"plain\""},
+     "1: inbound.loopback: \"mtls\" is not one of \"strict\", \"permissive\", \"plain\""},
+    {"inbound = { default = \"Permissive\"; };\n",
+     "1: inbound.default: \"Permissive\" is not one of \"strict\", \"permissive\", \"plain\""},
     {"inbound = { default = 1; };\n",
-     "1: inbound.default: expected a string (one of \"strict\", \"plain\"), got an integer"},
+     "1: inbound.default: expected a string (one of \"strict\", \"permissive\", \"plain\"), got "
+     "an integer"},
     {"log_level = \"info\";\nlog_level = \"debug\";\n", "2: syntax error: duplicate setting name"},
     {"log_level = \"verbose\";\n",
      "1: log_level: \"verbose\" is not one of \"error\", \"warn\", \"info\", \"debug\""},
@@ -261,11 +323,11 @@ static const struct {
                          "\"debug\"), got an integer"},
     {"log_level = \"info\";\noutbund = { default = \"mtls\"; };\n",
      "2: unknown key \"outbund\"; valid keys: agent_socket, outbound, inbound, log_level, "
-     "trust_domain, handshake_timeout_ms, agent_timeout_ms"},
+     "trust_domain, handshake_timeout_ms, detect_timeout_ms, agent_timeout_ms, skip_ports"},
     {"outbound = {\n  default = \"mtls\";\n  loopbak = \"plain\";\n};\n",
-     "3: outbound: unknown key \"loopbak\"; valid keys: loopback, default"},
+     "3: outbound: unknown key \"loopbak\"; valid keys: loopback, default, rules"},
     {"inbound = { ports = 443; };\n",
-     "1: inbound: unknown key \"ports\"; valid keys: loopback, default"},
+     "1: inbound: unknown key \"ports\"; valid keys: loopback, default, rules"},
     {"outbound = \"mtls\";\n", "1: outbound: expected a group (outbound = { loopback = \"plain\"; "
                                "default = \"mtls\"; };), got a string"},
     {"inbound = ( \"plain\" );\n",
@@ -304,6 +366,102 @@ static const struct {
     /* A value quoted in a message stays on one line whatever bytes it holds. */
     {"outbound = { default = \"a\\nb\\\"c\"; };\n",
      "1: outbound.default: \"a\\x0ab\\\"c\" is not one of \"mtls\", \"plain\""},
+    /* Rules, skip_ports and detect_timeout_ms. */
+    {"detect_timeout_ms = 50;\n",
+     "1: detect_timeout_ms: 50 is out of range; valid values: 100 .. 600000"},
+    {"skip_ports = 53;\n", "1: skip_ports: expected an array of ports (such as [5432, 6379] or "
+                           "[\"8000-8999\"]), got an integer"},
+    {"skip_ports = [53,\n 0];\n", "2: skip_ports[1]: 0 is out of range; valid values: 1 .. 65535"},
+    {"skip_ports = [65536];\n",
+     "1: skip_ports[0]: 65536 is out of range; valid values: 1 .. 65535"},
+    {"skip_ports = [\"53-\"];\n",
+     "1: skip_ports[0]: \"53-\" is not a port or port range (such as 8080 or \"8000-8999\"; ports "
+     "1 .. 65535, FIRST <= LAST)"},
+    {"skip_ports = [\"90-80\"];\n",
+     "1: skip_ports[0]: \"90-80\" is not a port or port range (such as 8080 or \"8000-8999\"; "
+     "ports 1 .. 65535, FIRST <= LAST)"},
+    {"skip_ports = [\" 80\"];\n",
+     "1: skip_ports[0]: \" 80\" is not a port or port range (such as 8080 or \"8000-8999\"; ports "
+     "1 .. 65535, FIRST <= LAST)"},
+    {"skip_ports = [true];\n",
+     "1: skip_ports[0]: expected a port (such as 8080 or \"8000-8999\"), got a boolean"},
+    {"outbound = { rules = { to = \"10.0.0.0/8\"; }; };\n",
+     "1: outbound.rules: expected a list of rules (outbound.rules = ( { to = \"10.0.0.0/8\"; ports "
+     "= [5432]; mode = \"mtls\"; } );), got a group"},
+    {"outbound = { rules = ( \"10.0.0.0/8\" ); };\n",
+     "1: outbound.rules[0]: expected a group ({ to = \"10.0.0.0/8\"; ports = [5432]; mode = "
+     "\"mtls\"; }), got a string"},
+    {"outbound = { rules = (\n  { mode = \"mtls\"; },\n  { to = \"10.0.0.0/8\"; } ); };\n",
+     "3: outbound.rules[1]: missing key mode (one of \"mtls\", \"plain\")"},
+    {"outbound = { rules = ( { to = \"10.0.0.0/8\"; mode = \"tls\"; } ); };\n",
+     "1: outbound.rules[0].mode: \"tls\" is not one of \"mtls\", \"plain\""},
+    {"outbound = { rules = ( { to = \"10.0.0.0/8\"; port = 80; mode = \"mtls\"; } ); };\n",
+     "1: outbound.rules[0]: unknown key \"port\"; valid keys: to, ports, mode, identity"},
+    {"outbound = { rules = ( { to = \"10.0.0.1/8\"; mode = \"mtls\"; } ); };\n",
+     "1: outbound.rules[0].to: \"10.0.0.1/8\" has bits set beyond its /8 prefix; the network is "
+     "\"10.0.0.0/8\""},
+    {"outbound = { rules = ( { to = \"2001:db8::1/32\"; mode = \"mtls\"; } ); };\n",
+     "1: outbound.rules[0].to: \"2001:db8::1/32\" has bits set beyond its /32 prefix; the network "
+     "is \"2001:db8::/32\""},
+    {"outbound = { rules = ( { to = \"10.0.0.0/33\"; mode = \"mtls\"; } ); };\n",
+     "1: outbound.rules[0].to: \"10.0.0.0/33\" is not an IP address or CIDR (such as "
+     "\"10.0.0.0/8\", \"2001:db8::/32\" or \"10.1.2.3\")"},
+    {"outbound = { rules = ( { to = \"10.0/8\"; mode = \"mtls\"; } ); };\n",
+     "1: outbound.rules[0].to: \"10.0/8\" is not an IP address or CIDR (such as \"10.0.0.0/8\", "
+     "\"2001:db8::/32\" or \"10.1.2.3\")"},
+    {"outbound = { rules = ( { to = \"fe80::1%eth0\"; mode = \"mtls\"; } ); };\n",
+     "1: outbound.rules[0].to: \"fe80::1%eth0\" is not an IP address or CIDR (such as "
+     "\"10.0.0.0/8\", \"2001:db8::/32\" or \"10.1.2.3\")"},
+    {"outbound = { rules = ( { to = \"10.0.0.0/\"; mode = \"mtls\"; } ); };\n",
+     "1: outbound.rules[0].to: \"10.0.0.0/\" is not an IP address or CIDR (such as "
+     "\"10.0.0.0/8\", \"2001:db8::/32\" or \"10.1.2.3\")"},
+    {"outbound = { rules = ( { to = [\"10.0.0.0/8\"]; mode = \"mtls\"; } ); };\n",
+     "1: outbound.rules[0].to: expected a string (an IP address or CIDR, such as \"10.0.0.0/8\", "
+     "\"2001:db8::/32\" or \"10.1.2.3\"), got an array"},
+    {"outbound = { rules = ( { ports = []; mode = \"mtls\"; } ); };\n",
+     "1: outbound.rules[0].ports: an empty list matches no port; leave the key out to match every "
+     "port"},
+    {"outbound = { rules = ( { ports = [80, 70000]; mode = \"mtls\"; } ); };\n",
+     "1: outbound.rules[0].ports[1]: 70000 is out of range; valid values: 1 .. 65535"},
+    {"outbound = { rules = ( { mode = \"plain\";\n identity = \"spiffe://td/ns/db/*\"; } ); };\n",
+     "2: outbound.rules[0].identity: only a rule with mode \"mtls\" can expect a server identity"},
+    {"outbound = { rules = ( { mode = \"mtls\"; identity = \"spiffe://td/ns/db*\"; } ); };\n",
+     "1: outbound.rules[0].identity: \"spiffe://td/ns/db*\" is not an identity pattern (a SPIFFE "
+     "ID such as \"spiffe://example.org/ns/db/sa/pg\", or one followed by \"/*\" for every ID "
+     "below it)"},
+    {"outbound = { rules = ( { mode = \"mtls\"; identity = \"ns/db\"; } ); };\n",
+     "1: outbound.rules[0].identity: \"ns/db\" is not an identity pattern (a SPIFFE ID such as "
+     "\"spiffe://example.org/ns/db/sa/pg\", or one followed by \"/*\" for every ID below it)"},
+    {"inbound = { rules = ( { mode = \"strict\"; } ); };\n",
+     "1: inbound.rules[0]: missing key port (such as 8080 or \"8000-8999\")"},
+    {"inbound = { rules = ( { port = 80; } ); };\n",
+     "1: inbound.rules[0]: missing key mode (one of \"strict\", \"permissive\", \"plain\")"},
+    {"inbound = { rules = ( { port = 80; mode = \"mtls\"; } ); };\n",
+     "1: inbound.rules[0].mode: \"mtls\" is not one of \"strict\", \"permissive\", \"plain\""},
+    {"inbound = { rules = ( { port = \"80-79\"; mode = \"strict\"; } ); };\n",
+     "1: inbound.rules[0].port: \"80-79\" is not a port or port range (such as 8080 or "
+     "\"8000-8999\"; ports 1 .. 65535, FIRST <= LAST)"},
+    {"inbound = { rules = ( { port = 80; mode = \"strict\"; opaque = \"yes\"; } ); };\n",
+     "1: inbound.rules[0].opaque: expected a boolean (true or false), got a string"},
+    {"inbound = { rules = ( { port = 80; mode = \"strict\"; allow = []; } ); };\n",
+     "1: inbound.rules[0].allow: an empty list would refuse every peer; leave the key out to "
+     "accept any peer of the trust domain"},
+    {"inbound = { rules = ( { port = 80; mode = \"strict\"; allow = \"spiffe://td/x\"; } ); };\n",
+     "1: inbound.rules[0].allow: expected an array of identity patterns (such as "
+     "[\"spiffe://example.org/ns/web/*\"]), got a string"},
+    {"inbound = { rules = ( { port = 80; mode = \"strict\";\n"
+     "  allow = [\"spiffe://td/x\",\n \"spiffe://td/*/x\"]; } ); };\n",
+     "3: inbound.rules[0].allow[1]: \"spiffe://td/*/x\" is not an identity pattern (a SPIFFE ID "
+     "such as \"spiffe://example.org/ns/db/sa/pg\", or one followed by \"/*\" for every ID below "
+     "it)"},
+    {"inbound = { rules = ( { port = 80; mode = \"strict\"; allow = [1]; } ); };\n",
+     "1: inbound.rules[0].allow[0]: expected a string (a SPIFFE ID such as "
+     "\"spiffe://example.org/ns/db/sa/pg\", or one followed by \"/*\" for every ID below it), got "
+     "an integer"},
+    {"inbound = { rules = ( { port = 80; mode = \"plain\";\n allow = [\"spiffe://td/x\"]; } ); "
+     "};\n",
+     "2: inbound.rules[0].allow: a port in mode \"plain\" has no peer identity to check; remove "
+     "allow or use \"strict\" or \"permissive\""},
 };
 
 static void test_mt_config_load_file_invalid_config_reports_file_line_and_key(void **state)
@@ -562,7 +720,7 @@ static void test_mt_config_load_no_file_gives_defaults_with_overrides(void **sta
 
 static void describe_and_reload(const struct mt_config *original)
 {
-    char text[2048];
+    static char text[8192];
     mt_config_describe(original, text, sizeof(text));
     const char *path = write_temp_file(text);
     struct mt_config reloaded;
@@ -609,9 +767,11 @@ static void test_mt_config_describe_text_is_the_documented_form(void **state)
                               "agent_socket = \"/run/meshtls/agent.sock\";\n"
                               "outbound = { loopback = \"plain\"; default = \"mtls\"; };\n"
                               "inbound = { loopback = \"plain\"; default = \"strict\"; };\n"
+                              "skip_ports = [];\n"
                               "log_level = \"warn\";\n"
                               "trust_domain = \"\";\n"
                               "handshake_timeout_ms = 10000;\n"
+                              "detect_timeout_ms = 10000;\n"
                               "agent_timeout_ms = 5000;\n");
 }
 
@@ -622,9 +782,14 @@ static void test_mt_config_describe_small_buffer_is_cut_and_terminated(void **st
     mt_config_set_defaults(&config);
     char text[32];
     memset(text, 'x', sizeof(text));
-    mt_config_describe(&config, text, 16);
+    size_t needed = mt_config_describe(&config, text, 16);
     assert_int_equal(strlen(text), 15);
     assert_int_equal(text[16], 'x');
+    /* The result is the length of the whole text, so the caller can size a buffer. */
+    static char whole[4096];
+    assert_int_equal(mt_config_describe(&config, whole, sizeof(whole)), needed);
+    assert_int_equal(strlen(whole), needed);
+    assert_int_equal(mt_config_describe(&config, NULL, 0), needed);
 }
 
 static void test_mt_outbound_mode_name_every_mode_has_its_config_word(void **state)
@@ -634,7 +799,318 @@ static void test_mt_outbound_mode_name_every_mode_has_its_config_word(void **sta
     assert_string_equal(mt_outbound_mode_name(MT_OUTBOUND_PLAIN), "plain");
     assert_string_equal(mt_inbound_mode_name(MT_INBOUND_STRICT), "strict");
     assert_string_equal(mt_inbound_mode_name(MT_INBOUND_PLAIN), "plain");
+    assert_string_equal(mt_inbound_mode_name(MT_INBOUND_PERMISSIVE), "permissive");
     assert_string_equal(mt_outbound_mode_name((enum mt_outbound_mode)7), "unknown");
+}
+
+static const char rules_config[] =
+    "outbound = {\n"
+    "  loopback = \"mtls\";\n"
+    "  rules = (\n"
+    "    { to = \"10.0.0.0/8\"; ports = [5432, 6379]; mode = \"mtls\";\n"
+    "      identity = \"spiffe://prod.example.com/ns/db/*\"; },\n"
+    "    { to = \"2001:db8::/32\"; ports = (\"8000-8999\", 443); mode = \"plain\"; },\n"
+    "    { to = \"10.1.2.3\"; mode = \"mtls\"; identity = "
+    "\"spiffe://prod.example.com/ns/api/sa/x\"; "
+    "},\n"
+    "    { to = \"::ffff:10.0.0.0/104\"; mode = \"plain\"; },\n"
+    "    { ports = [\"1-65535\"]; mode = \"mtls\"; }\n"
+    "  );\n"
+    "};\n"
+    "inbound = {\n"
+    "  default = \"permissive\";\n"
+    "  rules = (\n"
+    "    { port = 8080; mode = \"permissive\"; allow = [\"spiffe://prod.example.com/ns/web/*\",\n"
+    "                                                 \"spiffe://prod.example.com/ns/api/sa/x\"]; "
+    "},\n"
+    "    { port = 3306; mode = \"strict\"; opaque = true;\n"
+    "      allow = [\"spiffe://prod.example.com/ns/api/sa/x\"]; },\n"
+    "    { port = \"9000-9099\"; mode = \"plain\"; opaque = false; }\n"
+    "  );\n"
+    "};\n"
+    "skip_ports = [53, 443];\n"
+    "detect_timeout_ms = 2500;\n";
+
+static void load_ok(const char *content, struct mt_config *config)
+{
+    const char *path = write_temp_file(content);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    mt_result result = mt_config_load_file(path, config, message, sizeof(message));
+    if (!mt_result_is_ok(result))
+        fail_msg("%s\n%s", message, content);
+}
+
+static void test_mt_config_load_file_rules_set_their_fields(void **state)
+{
+    (void)state;
+    static struct mt_config config;
+    mt_config_set_defaults(&config);
+    load_ok(rules_config, &config);
+    assert_int_equal(config.outbound.loopback, MT_OUTBOUND_MTLS);
+    assert_int_equal(config.outbound.other, MT_OUTBOUND_MTLS);
+    assert_int_equal(config.outbound.rule_count, 5);
+    const struct mt_outbound_rule *rule = &config.outbound.rules[0];
+    static const uint8_t ten[16] = {10};
+    assert_int_equal(rule->to.family, AF_INET);
+    assert_int_equal(rule->to.prefix_length, 8);
+    assert_memory_equal(rule->to.address, ten, 16);
+    assert_int_equal(rule->port_count, 2);
+    assert_int_equal(rule->ports[0].first, 5432);
+    assert_int_equal(rule->ports[0].last, 5432);
+    assert_int_equal(rule->ports[1].first, 6379);
+    assert_int_equal(rule->mode, MT_OUTBOUND_MTLS);
+    assert_string_equal(mt_config_pattern(&config, rule->identity),
+                        "spiffe://prod.example.com/ns/db/*");
+    assert_int_equal(rule->line, 3 + 1);
+    rule = &config.outbound.rules[1];
+    assert_int_equal(rule->to.family, AF_INET6);
+    assert_int_equal(rule->to.prefix_length, 32);
+    assert_int_equal(rule->port_count, 2);
+    assert_int_equal(rule->ports[0].first, 8000);
+    assert_int_equal(rule->ports[0].last, 8999);
+    assert_int_equal(rule->ports[1].first, 443);
+    assert_int_equal(rule->ports[1].last, 443);
+    assert_int_equal(rule->mode, MT_OUTBOUND_PLAIN);
+    assert_int_equal(rule->identity, MT_CONFIG_NO_PATTERN);
+    assert_null(mt_config_pattern(&config, rule->identity));
+    assert_int_equal(config.outbound.rules[2].to.prefix_length, 32);
+    assert_int_equal(config.outbound.rules[3].to.family, AF_INET6);
+    assert_int_equal(config.outbound.rules[3].to.prefix_length, 104);
+    rule = &config.outbound.rules[4];
+    assert_int_equal(rule->to.family, AF_UNSPEC);
+    assert_int_equal(rule->ports[0].first, 1);
+    assert_int_equal(rule->ports[0].last, 65535);
+
+    assert_int_equal(config.inbound.loopback, MT_INBOUND_PLAIN);
+    assert_int_equal(config.inbound.other, MT_INBOUND_PERMISSIVE);
+    assert_int_equal(config.inbound.rule_count, 3);
+    const struct mt_inbound_rule *in = &config.inbound.rules[0];
+    assert_int_equal(in->port.first, 8080);
+    assert_int_equal(in->port.last, 8080);
+    assert_int_equal(in->mode, MT_INBOUND_PERMISSIVE);
+    assert_false(in->opaque);
+    assert_int_equal(in->allow_count, 2);
+    assert_string_equal(mt_config_pattern(&config, in->allow[0]),
+                        "spiffe://prod.example.com/ns/web/*");
+    assert_string_equal(mt_config_pattern(&config, in->allow[1]),
+                        "spiffe://prod.example.com/ns/api/sa/x");
+    in = &config.inbound.rules[1];
+    assert_int_equal(in->mode, MT_INBOUND_STRICT);
+    assert_true(in->opaque);
+    /* The same pattern in two places is stored once. */
+    assert_int_equal(in->allow[0], config.inbound.rules[0].allow[1]);
+    assert_int_equal(in->allow[0], config.outbound.rules[2].identity);
+    in = &config.inbound.rules[2];
+    assert_int_equal(in->port.first, 9000);
+    assert_int_equal(in->port.last, 9099);
+    assert_int_equal(in->mode, MT_INBOUND_PLAIN);
+    assert_int_equal(in->allow_count, 0);
+
+    assert_int_equal(config.skip_port_count, 2);
+    assert_int_equal(config.skip_ports[0].first, 53);
+    assert_int_equal(config.skip_ports[1].last, 443);
+    assert_int_equal(config.detect_timeout_ms, 2500);
+}
+
+/* Builds "KEY = [...]" or a list of rules with count entries produced by entry(i). */
+static void build_list(char *text, size_t capacity, const char *before, const char *after,
+                       unsigned count, void (*entry)(char *, size_t, unsigned))
+{
+    size_t length = (size_t)snprintf(text, capacity, "%s", before);
+    for (unsigned i = 0; i < count; i++) {
+        char item[1024];
+        entry(item, sizeof(item), i);
+        length +=
+            (size_t)snprintf(text + length, capacity - length, "%s%s", i > 0 ? ",\n" : "", item);
+        assert_true(length < capacity);
+    }
+    length += (size_t)snprintf(text + length, capacity - length, "%s", after);
+    assert_true(length < capacity);
+}
+
+static void port_entry(char *item, size_t capacity, unsigned i)
+{
+    snprintf(item, capacity, "%u", 1000 + i);
+}
+
+static void outbound_rule_entry(char *item, size_t capacity, unsigned i)
+{
+    snprintf(item, capacity, "{ to = \"10.%u.0.0/16\"; mode = \"mtls\"; }", i);
+}
+
+static void inbound_rule_entry(char *item, size_t capacity, unsigned i)
+{
+    snprintf(item, capacity, "{ port = %u; mode = \"strict\"; }", 1000 + i);
+}
+
+static void allow_entry(char *item, size_t capacity, unsigned i)
+{
+    snprintf(item, capacity, "\"spiffe://td/ns/n%u/*\"", i);
+}
+
+/* A rule whose one allow pattern is long: 512 bytes, all distinct by the rule's number. */
+static void long_pattern_rule_entry(char *item, size_t capacity, unsigned i)
+{
+    char pattern[MT_CONFIG_PATTERN_MAX + 1];
+    int prefix = snprintf(pattern, sizeof(pattern), "spiffe://td/n%04u/", i);
+    memset(pattern + prefix, 'p', MT_CONFIG_PATTERN_MAX - (size_t)prefix);
+    pattern[MT_CONFIG_PATTERN_MAX] = '\0';
+    snprintf(item, capacity, "{ port = %u; mode = \"strict\"; allow = [\"%s\"]; }", 1000 + i,
+             pattern);
+}
+
+static void test_mt_config_load_file_limits_are_exact(void **state)
+{
+    (void)state;
+    static char text[64 * 1024];
+    static struct mt_config config;
+    static const struct {
+        const char *before;
+        const char *after;
+        unsigned limit;
+        void (*entry)(char *, size_t, unsigned);
+        const char *message; /* for limit + 1 entries, after "FILE:" */
+    } cases[] = {
+        {"skip_ports = [", "];\n", MT_CONFIG_SKIP_PORTS_MAX, port_entry,
+         "33: skip_ports[32]: too many entries; at most 32 ports or ranges"},
+        {"outbound = { rules = ( { mode = \"mtls\"; ports = [", "]; } ); };\n",
+         MT_CONFIG_RULE_PORTS_MAX, port_entry,
+         "17: outbound.rules[0].ports[16]: too many entries; at most 16 ports or ranges"},
+        {"outbound = { rules = (\n", "\n); };\n", MT_CONFIG_OUTBOUND_RULES_MAX, outbound_rule_entry,
+         "66: outbound.rules[64]: too many rules; at most 64"},
+        {"inbound = { rules = (\n", "\n); };\n", MT_CONFIG_INBOUND_RULES_MAX, inbound_rule_entry,
+         "66: inbound.rules[64]: too many rules; at most 64"},
+        {"inbound = { rules = ( { port = 1; mode = \"strict\"; allow = [\n", "\n]; } ); };\n",
+         MT_CONFIG_ALLOW_MAX, allow_entry,
+         "19: inbound.rules[0].allow[16]: too many entries; at most 16 patterns per port"},
+        /* 31 patterns of 513 bytes fill 15903 of the 16384 bytes; the 32nd does not fit. */
+        {"inbound = { rules = (\n", "\n); };\n", 31, long_pattern_rule_entry,
+         "33: inbound.rules[31].allow[0]: identity patterns take more than 16384 bytes in all; "
+         "cover several IDs with one \"/*\" pattern"},
+    };
+    for (size_t i = 0; i < COUNT_OF(cases); i++) {
+        build_list(text, sizeof(text), cases[i].before, cases[i].after, cases[i].limit,
+                   cases[i].entry);
+        mt_config_set_defaults(&config);
+        load_ok(text, &config);
+        build_list(text, sizeof(text), cases[i].before, cases[i].after, cases[i].limit + 1,
+                   cases[i].entry);
+        assert_load_fails(text, cases[i].message);
+        teardown(NULL);
+    }
+}
+
+static void test_mt_config_load_file_long_pattern_is_refused(void **state)
+{
+    (void)state;
+    char pattern[MT_CONFIG_PATTERN_MAX + 2];
+    int prefix = snprintf(pattern, sizeof(pattern), "spiffe://td/");
+    memset(pattern + prefix, 'p', sizeof(pattern) - 1 - (size_t)prefix);
+    pattern[sizeof(pattern) - 1] = '\0';
+    char content[1024];
+    snprintf(content, sizeof(content),
+             "outbound = { rules = ( { mode = \"mtls\"; identity = \"%s\"; } ); };\n", pattern);
+    char expected[512];
+    snprintf(expected, sizeof(expected),
+             "1: outbound.rules[0].identity: \"%.80s\"... is 513 bytes long; a pattern is at "
+             "most 512 bytes",
+             pattern);
+    assert_load_fails(content, expected);
+    pattern[MT_CONFIG_PATTERN_MAX] = '\0';
+    snprintf(content, sizeof(content),
+             "outbound = { rules = ( { mode = \"mtls\"; identity = \"%s\"; } ); };\n", pattern);
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    load_ok(content, &config);
+    assert_string_equal(mt_config_pattern(&config, config.outbound.rules[0].identity), pattern);
+}
+
+/*
+ * A file that sets rules replaces the rules loaded before, and the patterns only those used make
+ * room: 31 long patterns, then 31 other long ones, fit although both sets together would not.
+ */
+static void test_mt_config_load_file_replaced_rules_free_their_patterns(void **state)
+{
+    (void)state;
+    static char text[64 * 1024];
+    static struct mt_config config;
+    mt_config_set_defaults(&config);
+    load_ok("outbound = { rules = ( { mode = \"mtls\"; identity = \"spiffe://td/kept\"; } ); };\n",
+            &config);
+    build_list(text, sizeof(text), "inbound = { rules = (\n", "\n); };\n", 31,
+               long_pattern_rule_entry);
+    load_ok(text, &config);
+    /* The same rules again, with other patterns: each rule number shifted by 100. */
+    char *cursor = text;
+    while ((cursor = strstr(cursor, "spiffe://td/n00")) != NULL) {
+        cursor[strlen("spiffe://td/n0")] = '1';
+        cursor++;
+    }
+    load_ok(text, &config);
+    assert_int_equal(config.inbound.rule_count, 31);
+    assert_int_equal(config.outbound.rule_count, 1);
+    assert_string_equal(mt_config_pattern(&config, config.outbound.rules[0].identity),
+                        "spiffe://td/kept");
+    const char *last = mt_config_pattern(&config, config.inbound.rules[30].allow[0]);
+    assert_non_null(last);
+    assert_memory_equal(last, "spiffe://td/n0130/", 18);
+    assert_true(config.pattern_text_length < 16384);
+}
+
+static void test_mt_config_describe_rules_round_trip(void **state)
+{
+    (void)state;
+    static struct mt_config config;
+    mt_config_set_defaults(&config);
+    load_ok(rules_config, &config);
+    strcpy(config.source, "");
+    describe_and_reload(&config);
+}
+
+static void test_mt_config_describe_rules_text_is_the_documented_form(void **state)
+{
+    (void)state;
+    static struct mt_config config;
+    mt_config_set_defaults(&config);
+    load_ok(rules_config, &config);
+    strcpy(config.source, "/etc/meshtls/meshtls.conf");
+    char text[4096];
+    size_t length = mt_config_describe(&config, text, sizeof(text));
+    assert_int_equal(length, strlen(text));
+    assert_string_equal(
+        text,
+        "# meshtls configuration, from \"/etc/meshtls/meshtls.conf\"\n"
+        "agent_socket = \"/run/meshtls/agent.sock\";\n"
+        "outbound = {\n"
+        "    loopback = \"mtls\";\n"
+        "    default = \"mtls\";\n"
+        "    rules = (\n"
+        "        { to = \"10.0.0.0/8\"; ports = [5432, 6379]; mode = \"mtls\"; identity = "
+        "\"spiffe://prod.example.com/ns/db/*\"; },\n"
+        "        { to = \"2001:db8::/32\"; ports = [\"8000-8999\", \"443\"]; mode = \"plain\"; },\n"
+        "        { to = \"10.1.2.3\"; mode = \"mtls\"; identity = "
+        "\"spiffe://prod.example.com/ns/api/sa/x\"; },\n"
+        "        { to = \"::ffff:10.0.0.0/104\"; mode = \"plain\"; },\n"
+        "        { ports = [\"1-65535\"]; mode = \"mtls\"; }\n"
+        "    );\n"
+        "};\n"
+        "inbound = {\n"
+        "    loopback = \"plain\";\n"
+        "    default = \"permissive\";\n"
+        "    rules = (\n"
+        "        { port = 8080; mode = \"permissive\"; allow = "
+        "[\"spiffe://prod.example.com/ns/web/*\", \"spiffe://prod.example.com/ns/api/sa/x\"]; },\n"
+        "        { port = 3306; mode = \"strict\"; allow = "
+        "[\"spiffe://prod.example.com/ns/api/sa/x\"]; opaque = true; },\n"
+        "        { port = \"9000-9099\"; mode = \"plain\"; }\n"
+        "    );\n"
+        "};\n"
+        "skip_ports = [53, 443];\n"
+        "log_level = \"warn\";\n"
+        "trust_domain = \"\";\n"
+        "handshake_timeout_ms = 10000;\n"
+        "detect_timeout_ms = 2500;\n"
+        "agent_timeout_ms = 5000;\n");
 }
 
 #define TEST(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -667,6 +1143,12 @@ int main(void)
         TEST(test_mt_config_describe_text_is_the_documented_form),
         TEST(test_mt_config_describe_small_buffer_is_cut_and_terminated),
         TEST(test_mt_outbound_mode_name_every_mode_has_its_config_word),
+        TEST(test_mt_config_load_file_rules_set_their_fields),
+        TEST(test_mt_config_load_file_limits_are_exact),
+        TEST(test_mt_config_load_file_long_pattern_is_refused),
+        TEST(test_mt_config_load_file_replaced_rules_free_their_patterns),
+        TEST(test_mt_config_describe_rules_round_trip),
+        TEST(test_mt_config_describe_rules_text_is_the_documented_form),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -254,6 +254,38 @@ static void test_mt_spiffe_id_format_over_maximum_length_is_refused(void **state
                      MT_ERR_SPIFFE_ID);
 }
 
+static void test_mt_spiffe_is_valid_pattern_table_accepts_ids_and_slash_star(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *pattern;
+        bool valid;
+    } cases[] = {
+        {"spiffe://example.org/ns/db/sa/pg", true},
+        {"spiffe://example.org/ns/db/*", true},
+        {"spiffe://example.org/*", true},
+        {"spiffe://example.org", true},
+        {"spiffe://example.org/ns/db*", false},
+        {"spiffe://example.org/ns/*/sa/x", false},
+        {"spiffe://example.org/ns/db/**", false},
+        {"spiffe://example.org/ns/db/", false},
+        {"spiffe://*", false},
+        {"spiffe:///*", false},
+        {"/*", false},
+        {"*", false},
+        {"", false},
+        {"spiffe://Example.org/*", false},
+        {"https://example.org/ns/*", false},
+    };
+    for (size_t i = 0; i < COUNT_OF(cases); i++) {
+        if (mt_spiffe_is_valid_pattern(cases[i].pattern, strlen(cases[i].pattern)) !=
+            cases[i].valid)
+            fail_msg("pattern \"%s\": expected %s", cases[i].pattern,
+                     cases[i].valid ? "valid" : "invalid");
+    }
+    assert_false(mt_spiffe_is_valid_pattern(NULL, 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -267,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_mt_spiffe_id_format_invalid_parts_are_refused),
         cmocka_unit_test(test_mt_spiffe_id_format_small_buffer_is_too_long),
         cmocka_unit_test(test_mt_spiffe_id_format_over_maximum_length_is_refused),
+        cmocka_unit_test(test_mt_spiffe_is_valid_pattern_table_accepts_ids_and_slash_star),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

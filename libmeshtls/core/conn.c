@@ -17,9 +17,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "../policy/detect.h"
 #include "../util/addr.h"
 #include "../util/log.h"
 #include "../util/sys.h"
@@ -31,8 +33,18 @@
 /* How long close() may spend sending what is left and close_notify. */
 #define CLOSE_FLUSH_MS 500
 
+/*
+ * Permissive, server speaking first: once the application wants to write and nothing has
+ * arrived, detection waits only this much longer. A meshed client sends its ClientHello as soon
+ * as TCP is up, so it is there by then; a plaintext client waiting for a greeting is not kept
+ * waiting for the whole detection timeout.
+ */
+#define DETECT_GRACE_MS 200
+
 static const char *role_mode(const struct mt_conn *conn)
 {
+    if (conn->policy.mode != NULL)
+        return conn->policy.mode;
     return conn->role == MT_TLS_CLIENT ? "mtls" : "strict";
 }
 
@@ -117,9 +129,89 @@ static bool flush_unsent(struct mt_conn *conn)
     return false;
 }
 
+/*
+ * Authorization, asked by the TLS layer with the peer's verified ID during the handshake: the
+ * expected server identity (outbound) or the port's allow list (inbound). A refusal names both
+ * identities and the rule.
+ */
+static bool check_peer(void *argument, const char *peer_id, char *reason, size_t reason_size)
+{
+    struct mt_conn *conn = argument;
+    const char *own = mt_tls_own_id(conn->tls);
+    if (conn->role == MT_TLS_CLIENT) {
+        if (mt_policy_outbound_allows(&conn->policy.outbound, peer_id))
+            return true;
+        char rule[48] = "the default";
+        if (conn->policy.outbound.rule >= 0)
+            snprintf(rule, sizeof(rule), "outbound.rules[%d]", conn->policy.outbound.rule);
+        snprintf(reason, reason_size,
+                 "server identity %.200s does not match %.200s expected by %s (we are %.200s)",
+                 peer_id, conn->policy.outbound.expected_identity, rule, own);
+        return false;
+    }
+    if (mt_policy_inbound_allows(mt_runtime_config(), &conn->policy.inbound, peer_id))
+        return true;
+    snprintf(reason, reason_size,
+             "client identity %.200s is not in the allow list of inbound.rules[%d] (we are %.200s)",
+             peer_id, conn->policy.inbound.rule_index, own);
+    return false;
+}
+
+/* Lets the connection through as plaintext, as it is (permissive mode). */
+static void pass_as_plain(struct mt_conn *conn, const char *why)
+{
+    conn->state = MT_CONN_PLAIN;
+    conn->notify_pollers = true;
+    if (mt_log_is_enabled(MT_LOG_INFO)) {
+        char peer[MT_ADDR_TEXT_MAX];
+        mt_addr_format(&conn->peer, peer, sizeof(peer));
+        mt_log_info("plaintext inbound from %s on :%u (mode %s): %s", peer,
+                    mt_addr_port(&conn->local), role_mode(conn), why);
+    }
+}
+
+/*
+ * Permissive inbound: looks at the first bytes without consuming them. A mesh ClientHello is
+ * terminated as mTLS; anything else — plaintext, the application's own TLS, silence past the
+ * detection timeout — is handed to the application untouched, byte for byte.
+ */
+static void detect(struct mt_conn *conn)
+{
+    static _Thread_local unsigned char window[MT_DETECT_BYTES_MAX];
+    ssize_t n = mt_sys_recv(conn->fd, window, sizeof(window), MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+        enum mt_detect_result result = mt_detect_client_hello(window, (size_t)n);
+        if (result == MT_DETECT_NEED_MORE && (size_t)n == sizeof(window))
+            result = MT_DETECT_TLS_OTHER;
+        if (result == MT_DETECT_TLS_MESH) {
+            if (conn->tls == NULL)
+                fail(conn, ECONNRESET, "a mesh client, but this process has no workload identity");
+            else
+                start_handshake(conn);
+            return;
+        }
+        if (result == MT_DETECT_NOT_TLS) {
+            pass_as_plain(conn, "not TLS");
+            return;
+        }
+        if (result == MT_DETECT_TLS_OTHER) {
+            pass_as_plain(conn, "TLS without the mesh mark (the application's own)");
+            return;
+        }
+    } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        pass_as_plain(conn, n == 0 ? "closed before sending anything" : strerror(errno));
+        return;
+    }
+    conn->wants = MT_TLS_WANT_READ;
+    if (mt_sys_remaining_ms(conn->detect_deadline_ms) == 0)
+        pass_as_plain(conn, "nothing recognisable before the detection timeout");
+}
+
 /* Makes every bit of progress possible without waiting. */
 static void step(struct mt_conn *conn)
 {
+    if (conn->state == MT_CONN_DETECTING)
+        detect(conn);
     if (conn->state == MT_CONN_CONNECTING) {
         struct pollfd entry = {.fd = conn->fd, .events = POLLOUT};
         if (mt_sys_poll(&entry, 1, 0) <= 0) {
@@ -174,6 +266,23 @@ static void claim(struct mt_conn *conn)
     conn->shared = false;
 }
 
+static long long earlier(long long a, long long b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+/* The application wants to write while detection waits: see DETECT_GRACE_MS. */
+static void shorten_detection(struct mt_conn *conn)
+{
+    if (conn->state == MT_CONN_DETECTING)
+        conn->detect_deadline_ms =
+            earlier(conn->detect_deadline_ms, mt_sys_now_ms() + DETECT_GRACE_MS);
+}
+
 static bool is_nonblocking(int fd)
 {
     int flags = mt_sys_fcntl(fd, F_GETFL, 0);
@@ -189,15 +298,6 @@ static long long socket_deadline(int fd, int option)
         (timeout.tv_sec == 0 && timeout.tv_usec == 0))
         return -1;
     return mt_sys_now_ms() + (long long)timeout.tv_sec * 1000 + timeout.tv_usec / 1000;
-}
-
-static long long earlier(long long a, long long b)
-{
-    if (a < 0)
-        return b;
-    if (b < 0)
-        return a;
-    return a < b ? a : b;
 }
 
 /*
@@ -243,7 +343,9 @@ static int block_or_explain(struct mt_conn *conn, bool dont_wait, int timeout_op
     if (*io_deadline == -2)
         *io_deadline = socket_deadline(conn->fd, timeout_option);
     long long deadline = *io_deadline;
-    if (conn->state != MT_CONN_ESTABLISHED)
+    if (conn->state == MT_CONN_DETECTING)
+        deadline = earlier(deadline, conn->detect_deadline_ms);
+    else if (conn->state != MT_CONN_ESTABLISHED)
         deadline = earlier(deadline, conn->handshake_deadline_ms);
     if (wait_for_progress(conn, deadline) == 0)
         return 0;
@@ -257,27 +359,42 @@ static int block_or_explain(struct mt_conn *conn, bool dont_wait, int timeout_op
 
 struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_context *context,
                              const struct sockaddr_storage *local,
-                             const struct sockaddr_storage *peer, const char *failure_reason)
+                             const struct sockaddr_storage *peer,
+                             const struct mt_conn_policy *policy, const char *failure_reason)
 {
     struct mt_conn *conn = mt_table_conn_allocate();
     if (conn == NULL)
         return NULL;
     conn->fd = fd;
     conn->role = role;
+    if (policy != NULL)
+        conn->policy = *policy;
     if (local != NULL)
         conn->local = *local;
     if (peer != NULL)
         conn->peer = *peer;
     conn->context = mt_tls_context_acquire(context);
-    if (context == NULL) {
+    if (context == NULL && conn->policy.detect) {
+        /* Permissive without an identity: plaintext still passes; a mesh client is refused. */
+        conn->state = MT_CONN_DETECTING;
+        conn->detect_deadline_ms =
+            mt_sys_now_ms() + (long long)mt_runtime_config()->detect_timeout_ms;
+    } else if (context == NULL) {
         /* A refused outbound connect says ECONNREFUSED; a refused inbound one reads as a reset. */
         fail(conn, role == MT_TLS_CLIENT ? ECONNREFUSED : ECONNRESET,
              failure_reason != NULL ? failure_reason : "no identity");
     } else if (!mt_result_is_ok(mt_tls_session_new(context, role, fd, &conn->tls))) {
         fail(conn, ENOMEM, "cannot create a TLS session");
+    } else if (role == MT_TLS_SERVER && conn->policy.detect) {
+        mt_tls_session_set_peer_filter(conn->tls, check_peer, conn);
+        conn->state = MT_CONN_DETECTING;
+        conn->detect_deadline_ms =
+            mt_sys_now_ms() + (long long)mt_runtime_config()->detect_timeout_ms;
     } else if (role == MT_TLS_SERVER) {
+        mt_tls_session_set_peer_filter(conn->tls, check_peer, conn);
         start_handshake(conn);
     } else {
+        mt_tls_session_set_peer_filter(conn->tls, check_peer, conn);
         conn->state = MT_CONN_CONNECTING;
     }
     /* One reference for the table, one for the caller. */
@@ -345,6 +462,10 @@ ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flag
     claim(conn);
     for (;;) {
         step(conn);
+        if (conn->state == MT_CONN_PLAIN) {
+            unlock_and_notify(conn);
+            return mt_sys_recv(conn->fd, buffer, length, flags);
+        }
         if (conn->state == MT_CONN_FAILED) {
             error = conn->failed_errno;
             break;
@@ -422,10 +543,15 @@ ssize_t mt_conn_send(struct mt_conn *conn, const void *buffer, size_t length, in
 
     pthread_mutex_lock(&conn->lock);
     claim(conn);
+    shorten_detection(conn);
     if (conn->tls != NULL)
         mt_tls_set_sigpipe(conn->tls, (flags & MSG_NOSIGNAL) == 0);
     for (;;) {
         step(conn);
+        if (conn->state == MT_CONN_PLAIN && total == 0) {
+            unlock_and_notify(conn);
+            return mt_sys_send(conn->fd, buffer, length, flags);
+        }
         if (conn->state == MT_CONN_FAILED) {
             error = conn->failed_errno;
             break;
@@ -564,6 +690,14 @@ short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel
     case MT_CONN_FAILED:
         ready = POLLERR | POLLHUP | (app_events & (POLLIN | POLLOUT));
         break;
+    case MT_CONN_PLAIN:
+        kernel = app_events;
+        break;
+    case MT_CONN_DETECTING:
+        if (app_events & POLLOUT)
+            shorten_detection(conn);
+        kernel = POLLIN;
+        break;
     case MT_CONN_CONNECTING:
         kernel = POLLOUT;
         break;
@@ -581,7 +715,9 @@ short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel
             kernel |= POLLOUT;
         break;
     }
-    *deadline_ms = conn->state == MT_CONN_HANDSHAKING ? conn->handshake_deadline_ms : -1;
+    *deadline_ms = conn->state == MT_CONN_HANDSHAKING ? conn->handshake_deadline_ms
+                   : conn->state == MT_CONN_DETECTING ? conn->detect_deadline_ms
+                                                      : -1;
     unlock_and_notify(conn);
     *kernel_events = kernel;
     return ready;
@@ -598,7 +734,14 @@ short mt_conn_poll_finish(struct mt_conn *conn, short app_events, short kernel_a
     case MT_CONN_FAILED:
         result = POLLERR | POLLHUP | (app_events & (POLLIN | POLLOUT));
         break;
+    case MT_CONN_PLAIN:
+        /* Asked for as the app asked, or fresh from detection: poll again with the app's own. */
+        result = kernel_asked == app_events ? kernel_revents : 0;
+        if (kernel_asked != app_events)
+            conn->notify_pollers = true;
+        break;
     case MT_CONN_CONNECTING:
+    case MT_CONN_DETECTING:
     case MT_CONN_HANDSHAKING:
         break;
     case MT_CONN_ESTABLISHED:
@@ -671,7 +814,11 @@ int mt_conn_readable_bytes(struct mt_conn *conn)
     pthread_mutex_lock(&conn->lock);
     step(conn);
     size_t pending = 0;
-    if (conn->state == MT_CONN_ESTABLISHED && !conn->peer_closed) {
+    if (conn->state == MT_CONN_PLAIN) {
+        int queued = 0;
+        if (syscall(SYS_ioctl, conn->fd, FIONREAD, &queued) == 0 && queued > 0)
+            pending = (size_t)queued;
+    } else if (conn->state == MT_CONN_ESTABLISHED && !conn->peer_closed) {
         pending = mt_tls_pending(conn->tls);
         if (pending == 0) {
             /* Decrypt a record if a whole one has arrived; peeking consumes nothing. */
@@ -694,8 +841,8 @@ static bool can_take_record(struct mt_conn *conn)
 {
     pthread_mutex_lock(&conn->lock);
     step(conn);
-    bool ready =
-        conn->state == MT_CONN_ESTABLISHED && conn->unsent_length == 0 && !conn->write_closed;
+    bool ready = conn->state == MT_CONN_PLAIN || (conn->state == MT_CONN_ESTABLISHED &&
+                                                  conn->unsent_length == 0 && !conn->write_closed);
     unlock_and_notify(conn);
     return ready;
 }

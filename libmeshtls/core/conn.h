@@ -5,6 +5,8 @@
  *   CONNECTING ──(TCP up)──▶ HANDSHAKING ──▶ ESTABLISHED
  *                                 │               │
  *                                 └──▶ FAILED ◀───┘   (keeps the errno every later call returns)
+ *   DETECTING ──(mesh ClientHello)──▶ HANDSHAKING      inbound permissive only
+ *       └──(anything else, or the detection timeout)──▶ PLAIN (passed to the kernel as it is)
  *
  * Plain connections that policy leaves alone have no object at all: the hooks find nothing in the
  * table and pass the call to libc.
@@ -27,13 +29,24 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "../policy/policy.h"
 #include "../tls/tls.h"
 
 enum mt_conn_state {
     MT_CONN_CONNECTING,
+    MT_CONN_DETECTING,
     MT_CONN_HANDSHAKING,
     MT_CONN_ESTABLISHED,
+    MT_CONN_PLAIN,
     MT_CONN_FAILED,
+};
+
+/* What policy decided for a connection, at connect() or accept(); never changes afterwards. */
+struct mt_conn_policy {
+    const char *mode; /* "mtls", "strict" or "permissive", for log lines */
+    bool detect;      /* inbound permissive (not opaque): look at the first bytes first */
+    struct mt_outbound_decision outbound; /* client side: the expected server identity */
+    struct mt_inbound_decision inbound;   /* server side: the allow list */
 };
 
 struct mt_conn {
@@ -57,7 +70,9 @@ struct mt_conn {
     struct mt_tls_session *tls;
     struct sockaddr_storage peer;
     struct sockaddr_storage local;
+    struct mt_conn_policy policy;
     long long handshake_deadline_ms;
+    long long detect_deadline_ms;
     /* A record's plaintext already handed to TLS and reported written, not yet fully sent. */
     uint8_t *unsent;
     size_t unsent_length;
@@ -71,7 +86,8 @@ struct mt_conn {
  */
 struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_context *context,
                              const struct sockaddr_storage *local,
-                             const struct sockaddr_storage *peer, const char *failure_reason);
+                             const struct sockaddr_storage *peer,
+                             const struct mt_conn_policy *policy, const char *failure_reason);
 
 /* Called by connect() after the kernel's connect returned result (0 or -1 with errno). */
 int mt_conn_after_connect(struct mt_conn *conn, int result, int connect_errno);

@@ -64,11 +64,14 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
         return -1;
     }
     const struct mt_config *config = mt_runtime_config();
-    if (mt_policy_decide_outbound(config, &destination).mode == MT_OUTBOUND_PLAIN)
+    struct mt_conn_policy policy = {.mode = "mtls"};
+    policy.outbound = mt_policy_decide_outbound(config, &destination);
+    if (policy.outbound.skipped || policy.outbound.mode == MT_OUTBOUND_PLAIN)
         return real_connect(fd, address, length);
 
     context = mt_runtime_context(reason, sizeof(reason));
-    struct mt_conn *conn = mt_conn_open(fd, MT_TLS_CLIENT, context, NULL, &destination, reason);
+    struct mt_conn *conn =
+        mt_conn_open(fd, MT_TLS_CLIENT, context, NULL, &destination, &policy, reason);
     mt_tls_context_release(context);
     if (conn == NULL) {
         errno = ENOMEM;
@@ -112,17 +115,24 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
     const char *config_message = NULL;
     char reason[600];
     struct mt_tls_context *context = NULL;
+    struct mt_conn_policy policy = {.mode = "strict"};
     if (mt_runtime_config_failed(&config_message)) {
         snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
-    } else if (mt_policy_decide_inbound(mt_runtime_config(), &local, &peer).mode ==
-               MT_INBOUND_PLAIN) {
-        errno = saved;
-        return fd;
     } else {
+        policy.inbound = mt_policy_decide_inbound(mt_runtime_config(), &local, &peer);
+        if (policy.inbound.skipped || policy.inbound.mode == MT_INBOUND_PLAIN) {
+            errno = saved;
+            return fd;
+        }
+        /* Opaque ports (servers that speak first) are never detected: mTLS from the start. */
+        if (policy.inbound.mode == MT_INBOUND_PERMISSIVE) {
+            policy.mode = "permissive";
+            policy.detect = !policy.inbound.opaque;
+        }
         context = mt_runtime_context(reason, sizeof(reason));
     }
     /* Even refused, the connection is handed over: its first read reports the failure. */
-    struct mt_conn *conn = mt_conn_open(fd, MT_TLS_SERVER, context, &local, &peer, reason);
+    struct mt_conn *conn = mt_conn_open(fd, MT_TLS_SERVER, context, &local, &peer, &policy, reason);
     mt_tls_context_release(context);
     if (conn == NULL) {
         real_close(fd);
@@ -161,8 +171,10 @@ void mt_intercept_adopt(int fd, bool server)
         snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
     else
         context = mt_runtime_context(reason, sizeof(reason));
-    struct mt_conn *conn =
-        mt_conn_open(fd, server ? MT_TLS_SERVER : MT_TLS_CLIENT, context, &local, &peer, reason);
+    /* Inherited: the parent's decision stands (it was mTLS, or there would be no connection). */
+    struct mt_conn_policy policy = {.mode = server ? "strict" : "mtls"};
+    struct mt_conn *conn = mt_conn_open(fd, server ? MT_TLS_SERVER : MT_TLS_CLIENT, context, &local,
+                                        &peer, &policy, reason);
     mt_tls_context_release(context);
     if (conn != NULL) {
         mt_log_debug("adopted inherited connection on fd %d (%s side)", fd,

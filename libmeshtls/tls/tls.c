@@ -52,7 +52,9 @@ struct mt_tls_session {
     bool transport_eof;
     int transport_errno;
     int error_number;
-    char reason[256];
+    mt_tls_peer_filter peer_filter;
+    void *peer_filter_argument;
+    char reason[512];
     char peer_id[MT_SPIFFE_ID_MAX + 1];
 };
 
@@ -184,6 +186,10 @@ static int verify_peer(int preverified, WOLFSSL_X509_STORE_CTX *store)
                  "peer identity %.80s is not in trust domain %.80s", id, trust_domain);
         return 0;
     }
+    if (session->peer_filter != NULL &&
+        !session->peer_filter(session->peer_filter_argument, id, session->reason,
+                              sizeof(session->reason)))
+        return 0;
     memcpy(session->peer_id, id, strlen(id) + 1);
     return 1;
 }
@@ -324,6 +330,18 @@ out:
     }
     *out = session;
     return result;
+}
+
+void mt_tls_session_set_peer_filter(struct mt_tls_session *session, mt_tls_peer_filter filter,
+                                    void *argument)
+{
+    session->peer_filter = filter;
+    session->peer_filter_argument = argument;
+}
+
+const char *mt_tls_own_id(const struct mt_tls_session *session)
+{
+    return session->context->identity->spiffe_id;
 }
 
 void mt_tls_session_set_fd(struct mt_tls_session *session, int fd)

@@ -48,6 +48,19 @@ const struct mt_identity *mt_tls_context_identity(const struct mt_tls_context *c
 
 MT_RESULT mt_tls_session_new(struct mt_tls_context *context, enum mt_tls_role role, int fd,
                              struct mt_tls_session **session);
+/*
+ * Authorization: called during the handshake with the peer's verified SPIFFE ID (after the chain,
+ * the X.509-SVID rules and the trust domain passed). Returning false refuses the peer in the
+ * handshake; reason then says why, for the log line.
+ */
+typedef bool (*mt_tls_peer_filter)(void *argument, const char *peer_id, char *reason,
+                                   size_t reason_size);
+void mt_tls_session_set_peer_filter(struct mt_tls_session *session, mt_tls_peer_filter filter,
+                                    void *argument);
+
+/* Our own SPIFFE ID in this session (the identity its context was built from). */
+const char *mt_tls_own_id(const struct mt_tls_session *session);
+
 /* The socket's fd changed (the one in use was closed while a dup of it lives on). */
 void mt_tls_session_set_fd(struct mt_tls_session *session, int fd);
 

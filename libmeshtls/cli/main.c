@@ -20,7 +20,7 @@
 
 #include "../config/config.h"
 #include "../identity/client.h"
-#include "check.h"
+#include "../util/check.h"
 
 #define PRELOAD_NAME "libmeshtls-preload.so"
 

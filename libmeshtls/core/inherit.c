@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../util/check.h"
 #include "../util/log.h"
 #include "../util/sys.h"
 #include "conn.h"
@@ -128,6 +129,22 @@ char **mt_inherit_environment(const char *program, char *const envp[])
     }
     environment[used] = NULL;
     return environment;
+}
+
+void mt_inherit_check_program(const char *program, bool search)
+{
+    if (program == NULL || !mt_log_is_enabled(MT_LOG_WARN))
+        return;
+    /* The report holds three paths: too large for the stack of every thread that execs. */
+    struct mt_check_report *report = malloc(sizeof(*report));
+    if (report == NULL)
+        return;
+    const char *path = search ? NULL : "";
+    if (!mt_check_program(program, path, report) && report->verdict != MT_CHECK_NOT_FOUND &&
+        report->verdict != MT_CHECK_NOT_EXECUTABLE)
+        mt_log_warn("exec of %s: %s Its connections will not be meshed.",
+                    report->path[0] != '\0' ? report->path : program, report->sentence);
+    free(report);
 }
 
 void mt_inherit_environment_free(char **environment, char *const envp[])

@@ -13,12 +13,21 @@
 #ifndef MT_CORE_INHERIT_H
 #define MT_CORE_INHERIT_H
 
+#include <stdbool.h>
+
 /*
  * The environment the new program should get: envp itself when nothing needs to change, else a
  * new array (free it with mt_inherit_environment_free if exec fails). program names it in logs.
  */
 char **mt_inherit_environment(const char *program, char *const envp[]);
 void mt_inherit_environment_free(char **environment, char *const envp[]);
+
+/*
+ * Before exec of program (looked up in $PATH when search is true, as execvp does): logs a warning
+ * naming it when libmeshtls cannot be interposed into it (static, Go, musl, setuid/setgid, file
+ * capabilities), since its connections would escape the mesh.
+ */
+void mt_inherit_check_program(const char *program, bool search);
 
 /* In a freshly exec'd program: adopts the connections MESHTLS_INHERIT describes. */
 void mt_inherit_adopt(void);

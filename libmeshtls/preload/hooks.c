@@ -597,6 +597,7 @@ __attribute__((constructor)) static void load_early(void)
 MT_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
     mt_real_init();
+    mt_inherit_check_program(path, false);
     char **environment = mt_inherit_environment(path, envp);
     int result = real_execve(path, argv, environment);
     int saved = errno;
@@ -613,6 +614,7 @@ MT_EXPORT int execv(const char *path, char *const argv[])
 MT_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
     mt_real_init();
+    mt_inherit_check_program(file, true);
     char **environment = mt_inherit_environment(file, envp);
     int result = real_execvpe(file, argv, environment);
     int saved = errno;
@@ -720,6 +722,7 @@ MT_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_a
                           char *const envp[])
 {
     mt_real_init();
+    mt_inherit_check_program(path, false);
     char **environment = mt_inherit_environment(path, envp);
     int result = real_posix_spawn(pid, path, actions, attributes, argv, environment);
     mt_inherit_environment_free(environment, envp);
@@ -731,6 +734,7 @@ MT_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
                            char *const envp[])
 {
     mt_real_init();
+    mt_inherit_check_program(file, true);
     char **environment = mt_inherit_environment(file, envp);
     int result = real_posix_spawnp(pid, file, actions, attributes, argv, environment);
     mt_inherit_environment_free(environment, envp);

@@ -1,5 +1,5 @@
 /*
- * Tests for cli/check.c on real binaries: this test program and /usr/bin/curl (dynamic glibc),
+ * Tests for util/check.c on real binaries: this test program and /usr/bin/curl (dynamic glibc),
  * programs built here with gcc (static, a Go-like one carrying Go's sections, musl's and an
  * unknown program interpreter, an object file), copies with set-user-ID, set-group-ID and file
  * capabilities, scripts (with #!, with env, without #!, nested too deep), hand-made ELF headers
@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "cli/check.h"
+#include "util/check.h"
 
 static char directory[64];
 static char path_buffer[256];

@@ -20,7 +20,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "../util/result.h"
+#include "result.h"
 #include "check.h"
 
 /*

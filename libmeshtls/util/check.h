@@ -1,5 +1,6 @@
 /*
- * `meshtls check PROGRAM`: can libmeshtls be interposed into this program, and if not, why.
+ * Can libmeshtls be interposed into a program, and if not, why: for `meshtls check PROGRAM` and
+ * for the warning the exec hooks log before starting a program that would escape the mesh.
  *
  * Finds the program as execvp would, follows #! interpreters (and `#!/usr/bin/env NAME`), and
  * reads the ELF headers itself: the class and machine, the program interpreter (glibc's loader,
@@ -7,8 +8,8 @@
  * set-group-ID bits and file capabilities (which put the loader in secure-execution mode, where
  * it ignores LD_PRELOAD). The answer is a verdict and one sentence saying why.
  */
-#ifndef MT_CLI_CHECK_H
-#define MT_CLI_CHECK_H
+#ifndef MT_UTIL_CHECK_H
+#define MT_UTIL_CHECK_H
 
 #include <limits.h>
 #include <stdbool.h>

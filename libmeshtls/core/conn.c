@@ -483,7 +483,8 @@ ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flag
                     mt_tls_read(conn->tls, (char *)buffer + total, length - total, &count, peek);
                 if (status == MT_TLS_OK) {
                     total += count;
-                    if (peek)
+                    /* Stop once nothing more can be there: no extra recv just for EAGAIN. */
+                    if (peek || !mt_tls_may_have_more(conn->tls))
                         break;
                     continue;
                 }
@@ -498,7 +499,7 @@ ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flag
             }
             if (total > 0) {
                 /* Decrypted bytes left behind are invisible to the kernel: pollers must know. */
-                if (conn->state == MT_CONN_ESTABLISHED && mt_tls_pending(conn->tls) > 0)
+                if (conn->state == MT_CONN_ESTABLISHED && mt_tls_input_ready(conn->tls))
                     conn->notify_pollers = true;
                 result = (ssize_t)total;
                 break;
@@ -705,11 +706,15 @@ short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel
         kernel = conn->wants == MT_TLS_WANT_WRITE ? POLLOUT : POLLIN;
         break;
     case MT_CONN_ESTABLISHED:
+        /*
+         * The kernel is asked for POLLIN even when input is ready without it: an epoll
+         * registration outlives this wait, and without POLLIN the next message would arrive
+         * unseen (edge-triggered, the synthetic event is reported once).
+         */
         if (app_events & POLLIN) {
-            if (mt_tls_pending(conn->tls) > 0 || conn->peer_closed)
+            kernel |= POLLIN;
+            if (mt_tls_input_ready(conn->tls) || conn->peer_closed)
                 ready |= POLLIN;
-            else
-                kernel |= POLLIN;
         }
         if ((app_events & POLLOUT) || conn->unsent_length > 0)
             kernel |= POLLOUT;
@@ -745,7 +750,7 @@ short mt_conn_poll_finish(struct mt_conn *conn, short app_events, short kernel_a
     case MT_CONN_HANDSHAKING:
         break;
     case MT_CONN_ESTABLISHED:
-        if ((app_events & POLLIN) && (mt_tls_pending(conn->tls) > 0 || conn->peer_closed ||
+        if ((app_events & POLLIN) && (mt_tls_input_ready(conn->tls) || conn->peer_closed ||
                                       (kernel_revents & (POLLIN | POLLHUP | POLLERR | POLLRDHUP))))
             result |= POLLIN;
         /* Writable once nothing is left unsent; if the kernel was not asked, it is fresh. */

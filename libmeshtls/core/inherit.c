@@ -4,12 +4,14 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../util/addr.h"
 #include "../util/check.h"
 #include "../util/log.h"
 #include "../util/sys.h"
@@ -38,6 +40,12 @@ static void collect_one(int fd, struct mt_conn *conn, void *argument)
     pthread_mutex_lock(&conn->lock);
     bool fresh = !conn->tls_started && conn->state != MT_CONN_FAILED;
     char role = conn->role == MT_TLS_SERVER ? 's' : 'c';
+    /* A client's destination travels along: its connect may still be in flight. */
+    char destination[MT_ADDR_TEXT_MAX + 1] = "";
+    if (conn->role == MT_TLS_CLIENT) {
+        destination[0] = '@';
+        mt_addr_format(&conn->peer, destination + 1, sizeof(destination) - 1);
+    }
     pthread_mutex_unlock(&conn->lock);
     if (!fresh) {
         mt_log_warn("exec of %s: the mTLS session on fd %d cannot cross exec; the new program "
@@ -45,8 +53,9 @@ static void collect_one(int fd, struct mt_conn *conn, void *argument)
                     collect->program, fd);
         return;
     }
-    char entry[32];
-    int n = snprintf(entry, sizeof(entry), "%s%d:%c", collect->length > 0 ? "," : "", fd, role);
+    char entry[32 + sizeof(destination)];
+    int n = snprintf(entry, sizeof(entry), "%s%d:%c%s", collect->length > 0 ? "," : "", fd, role,
+                     destination);
     if (n <= 0 || collect->length + (size_t)n + 1 > collect->capacity) {
         size_t capacity = collect->capacity * 2 + 64;
         char *grown = realloc(collect->list, capacity);
@@ -178,7 +187,35 @@ static void find_same_socket(int fd, struct mt_conn *conn, void *argument)
         search->found = conn;
 }
 
-static void adopt_or_alias(int fd, bool server)
+/* "127.0.0.1:8080" or "[::1]:443" (as mt_addr_format writes them) into address. */
+static bool parse_destination(const char *text, struct sockaddr_storage *address)
+{
+    memset(address, 0, sizeof(*address));
+    char host[MT_ADDR_TEXT_MAX];
+    const char *colon = strrchr(text, ':');
+    if (colon == NULL || (size_t)(colon - text) >= sizeof(host))
+        return false;
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (end == NULL || *end != '\0' || port < 0 || port > 65535)
+        return false;
+    size_t length = strlen(host);
+    if (length >= 2 && host[0] == '[' && host[length - 1] == ']') {
+        host[length - 1] = '\0';
+        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)address;
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        return inet_pton(AF_INET6, host + 1, &v6->sin6_addr) == 1;
+    }
+    struct sockaddr_in *v4 = (struct sockaddr_in *)address;
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, host, &v4->sin_addr) == 1;
+}
+
+static void adopt_or_alias(int fd, bool server, const struct sockaddr_storage *destination)
 {
     struct alias_search search = {.found = NULL};
     if (fstat(fd, &search.wanted) != 0 || !S_ISSOCK(search.wanted.st_mode))
@@ -187,7 +224,7 @@ static void adopt_or_alias(int fd, bool server)
     if (search.found != NULL)
         (void)mt_conn_add_alias(search.found, fd);
     else
-        mt_intercept_adopt(fd, server);
+        mt_intercept_adopt(fd, server, destination);
 }
 
 void mt_inherit_adopt(void)
@@ -206,9 +243,13 @@ void mt_inherit_adopt(void)
             *next++ = '\0';
         char *end = NULL;
         long fd = strtol(cursor, &end, 10);
-        if (end != NULL && *end == ':' && fd >= 0 && fd < 0x7fffffff &&
-            (end[1] == 's' || end[1] == 'c') && end[2] == '\0')
-            adopt_or_alias((int)fd, end[1] == 's');
+        struct sockaddr_storage destination;
+        bool valid = end != NULL && *end == ':' && fd >= 0 && fd < 0x7fffffff;
+        if (valid && end[1] == 's' && end[2] == '\0')
+            adopt_or_alias((int)fd, true, NULL);
+        else if (valid && end[1] == 'c' && end[2] == '@' &&
+                 parse_destination(end + 3, &destination))
+            adopt_or_alias((int)fd, false, &destination);
         cursor = next;
     }
     free(copy);

@@ -144,7 +144,7 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
     return fd;
 }
 
-void mt_intercept_adopt(int fd, bool server)
+void mt_intercept_adopt(int fd, bool server, const struct sockaddr_storage *destination)
 {
     mt_real_init();
     struct mt_conn *existing = mt_table_acquire(fd);
@@ -162,17 +162,34 @@ void mt_intercept_adopt(int fd, bool server)
     memset(&peer, 0, sizeof(peer));
     (void)getsockname(fd, (struct sockaddr *)&local, &local_length);
     (void)getpeername(fd, (struct sockaddr *)&peer, &peer_length); /* a connect may be in flight */
+    if (!server && destination != NULL)
+        peer = *destination;
 
-    /* The program that accepted or connected it already decided: this one keeps the decision. */
+    /*
+     * The parent decided this connection is mTLS (else it would not be handed over). The new
+     * program takes the decision again from the same configuration, so the allow list, the
+     * expected server identity and permissive detection still apply here; only a decision for
+     * plaintext is overruled: what was meshed stays meshed.
+     */
     const char *config_message = NULL;
     char reason[600];
     struct mt_tls_context *context = NULL;
-    if (mt_runtime_config_failed(&config_message))
-        snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
-    else
-        context = mt_runtime_context(reason, sizeof(reason));
-    /* Inherited: the parent's decision stands (it was mTLS, or there would be no connection). */
     struct mt_conn_policy policy = {.mode = server ? "strict" : "mtls"};
+    if (mt_runtime_config_failed(&config_message)) {
+        snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
+    } else {
+        const struct mt_config *config = mt_runtime_config();
+        if (server) {
+            policy.inbound = mt_policy_decide_inbound(config, &local, &peer);
+            if (policy.inbound.mode == MT_INBOUND_PERMISSIVE) {
+                policy.mode = "permissive";
+                policy.detect = !policy.inbound.opaque;
+            }
+        } else {
+            policy.outbound = mt_policy_decide_outbound(config, &peer);
+        }
+        context = mt_runtime_context(reason, sizeof(reason));
+    }
     struct mt_conn *conn = mt_conn_open(fd, server ? MT_TLS_SERVER : MT_TLS_CLIENT, context, &local,
                                         &peer, &policy, reason);
     mt_tls_context_release(context);

@@ -23,8 +23,9 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
 
 /*
  * Takes over fd, inherited across exec with its handshake not started (see inherit.h): as the
- * server side of an accepted connection (server) or the client side of a connect.
+ * server side of an accepted connection (server), or the client side of a connect to
+ * destination (the parent's view: the connect may still be in flight).
  */
-void mt_intercept_adopt(int fd, bool server);
+void mt_intercept_adopt(int fd, bool server, const struct sockaddr_storage *destination);
 
 #endif

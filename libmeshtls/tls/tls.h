@@ -81,6 +81,16 @@ enum mt_tls_status mt_tls_shutdown(struct mt_tls_session *session);
 /* Decrypted bytes buffered in the session: readable without touching the socket. */
 size_t mt_tls_pending(struct mt_tls_session *session);
 
+/* A read would return data without the kernel: decrypted bytes, or a whole record read ahead. */
+bool mt_tls_input_ready(struct mt_tls_session *session);
+
+/*
+ * Another read might return more without waiting: input is ready, or the last receive filled
+ * the read-ahead buffer (the kernel may hold more). When false, the socket was drained: a read
+ * that stops here leaves nothing behind that an edge-triggered poller would miss.
+ */
+bool mt_tls_may_have_more(struct mt_tls_session *session);
+
 /* Whether sends raise SIGPIPE on a broken connection (as the app's own write would). */
 void mt_tls_set_sigpipe(struct mt_tls_session *session, bool raise_sigpipe);
 

@@ -7,6 +7,7 @@ packages=(
   # build
   build-essential meson ninja-build pkg-config
   libwolfssl-dev libconfig-dev
+  libmicrohttpd-dev   # the agent's metrics endpoint
   # the bundled wolfSSL (packaging/wolfssl/build.sh): apt-get source + dpkg-source, and autotools
   # because Debian's upstream tarball ships no configure script
   dpkg-dev autoconf automake libtool
@@ -14,6 +15,11 @@ packages=(
   libcmocka-dev python3 curl openssl clang-format binutils strace
   # real-program integration suite and soak test
   nginx redis-server redis-tools memcached iperf3 sockperf wrk
+  # metrics format checks: the Prometheus text parser and promtool
+  python3-prometheus-client prometheus
+  # policy tests: server-speaks-first with the real MariaDB server and client; the README
+  # rollout walkthrough (wget as a second client, ss to wait for a port)
+  mariadb-server mariadb-client wget iproute2
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -18,7 +18,7 @@
 
 #include "agent_config.h"
 
-#define TOP_LEVEL_KEYS "trust_domain, lifetime, rules"
+#define TOP_LEVEL_KEYS "trust_domain, lifetime, rules, issuer_dir, trust_anchors, metrics_address"
 #define RULE_KEYS "uid, gid, exe, id"
 #define TRUST_DOMAIN_VALUES "lowercase letters, digits, '.', '-', '_'; at most 255 characters"
 #define ID_VALUES                                                                                  \
@@ -310,6 +310,71 @@ static MT_RESULT read_trust_domain(const struct loader *loader, const config_set
     return MT_OK_RESULT;
 }
 
+static MT_RESULT store_path(const struct loader *loader, unsigned line, const char *key,
+                            const char *value, char *destination, size_t capacity)
+{
+    if (value[0] == '\0' || strlen(value) >= capacity)
+        return fail(loader, line, key, MT_ERR_CONFIG, "\"%.64s\" is empty or too long (a path)",
+                    value);
+    snprintf(destination, capacity, "%s", value);
+    return MT_OK_RESULT;
+}
+
+/* "off", "host:port" or "[v6 address]:port" with a port in 1 .. 65535. */
+static bool is_valid_address(const char *address)
+{
+    if (strcmp(address, "off") == 0)
+        return true;
+    const char *colon = strrchr(address, ':');
+    if (colon == NULL || colon == address || colon[1] == '\0' ||
+        strlen(address) >= MT_AGENT_CONFIG_ADDRESS_MAX)
+        return false;
+    char *end = NULL;
+    errno = 0;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    return errno == 0 && *end == '\0' && colon[1] >= '0' && colon[1] <= '9' && port >= 1 &&
+           port <= 65535;
+}
+
+#define ADDRESS_VALUES "\"127.0.0.1:4191\", \"[::1]:4191\", or \"off\""
+
+static MT_RESULT read_issuer_setting(const struct loader *loader, const config_setting_t *setting,
+                                     const char *name, struct mt_agent_config *loaded)
+{
+    const char *text = NULL;
+    unsigned line = line_of(setting);
+    if (strcmp(name, "issuer_dir") == 0) {
+        MT_GUARD(read_string(loader, setting, name, "a directory holding tls.crt, tls.key, ca.crt",
+                             &text));
+        return store_path(loader, line, name, text, loaded->issuer_dir, sizeof(loaded->issuer_dir));
+    }
+    if (strcmp(name, "metrics_address") == 0) {
+        MT_GUARD(read_string(loader, setting, name, ADDRESS_VALUES, &text));
+        if (!is_valid_address(text))
+            return fail(loader, line, name, MT_ERR_CONFIG, "\"%.64s\" is not an address (%s)", text,
+                        ADDRESS_VALUES);
+        snprintf(loaded->metrics_address, sizeof(loaded->metrics_address), "%s", text);
+        return MT_OK_RESULT;
+    }
+    int type = config_setting_type(setting);
+    if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+        return fail(loader, line, name, MT_ERR_CONFIG,
+                    "expected an array of PEM file paths such as [\"a.pem\", \"b.pem\"], not %s",
+                    type_name(type));
+    int count = config_setting_length(setting);
+    if (count > MT_AGENT_CONFIG_ANCHOR_FILES_MAX)
+        return fail(loader, line, name, MT_ERR_CONFIG, "%d files are too many (at most %d)", count,
+                    MT_AGENT_CONFIG_ANCHOR_FILES_MAX);
+    for (int i = 0; i < count; i++) {
+        const config_setting_t *element = config_setting_get_elem(setting, (unsigned)i);
+        MT_GUARD(read_string(loader, element, name, "a PEM file path", &text));
+        MT_GUARD(store_path(loader, line_of(element), name, text, loaded->anchor_files[i],
+                            sizeof(loaded->anchor_files[i])));
+    }
+    loaded->anchor_file_count = (size_t)count;
+    return MT_OK_RESULT;
+}
+
 /*
  * Reads the file's top-level settings into loaded, whose rules it then owns if it read any. The
  * trust domain comes first wherever it stands, because every rule's ID is checked within it.
@@ -329,8 +394,11 @@ static MT_RESULT read_root(const struct loader *loader, const config_setting_t *
             continue;
         if (strcmp(name, "lifetime") == 0) {
             MT_GUARD(read_integer(loader, setting, name, MT_AGENT_CONFIG_LIFETIME_MIN,
-                                  MT_AGENT_CONFIG_LIFETIME_MAX, "60 .. 2592000 seconds", &number));
+                                  MT_AGENT_CONFIG_LIFETIME_MAX, "5 .. 2592000 seconds", &number));
             loaded->lifetime_seconds = (uint32_t)number;
+        } else if (strcmp(name, "issuer_dir") == 0 || strcmp(name, "metrics_address") == 0 ||
+                   strcmp(name, "trust_anchors") == 0) {
+            MT_GUARD(read_issuer_setting(loader, setting, name, loaded));
         } else if (strcmp(name, "rules") == 0) {
             MT_GUARD(read_rules(loader, setting, loaded->trust_domain, &loaded->rules,
                                 &loaded->rule_count));
@@ -348,6 +416,8 @@ void mt_agent_config_init(struct mt_agent_config *config)
     snprintf(config->trust_domain, sizeof(config->trust_domain), "%s",
              MT_AGENT_CONFIG_DEFAULT_TRUST_DOMAIN);
     config->lifetime_seconds = MT_AGENT_CONFIG_DEFAULT_LIFETIME;
+    snprintf(config->metrics_address, sizeof(config->metrics_address), "%s",
+             MT_AGENT_CONFIG_DEFAULT_METRICS_ADDRESS);
 }
 
 void mt_agent_config_cleanup(struct mt_agent_config *config)
@@ -439,8 +509,47 @@ MT_RESULT mt_agent_config_set_lifetime(struct mt_agent_config *config, const cha
     if (seconds[0] < '0' || seconds[0] > '9' || end == seconds || *end != '\0' || errno != 0 ||
         value < MT_AGENT_CONFIG_LIFETIME_MIN || value > MT_AGENT_CONFIG_LIFETIME_MAX)
         return fail(&flag, 0, "--lifetime", MT_ERR_CONFIG,
-                    "\"%s\" is not a lifetime (60 .. 2592000 seconds)", seconds);
+                    "\"%s\" is not a lifetime (5 .. 2592000 seconds)", seconds);
     config->lifetime_seconds = (uint32_t)value;
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_agent_config_set_issuer_dir(struct mt_agent_config *config, const char *directory,
+                                         char *message, size_t message_size)
+{
+    MT_ENSURE_REF(config);
+    MT_ENSURE_REF(directory);
+    struct loader flag = {NULL, message, message_size};
+    return store_path(&flag, 0, "--issuer-dir", directory, config->issuer_dir,
+                      sizeof(config->issuer_dir));
+}
+
+MT_RESULT mt_agent_config_add_anchor_file(struct mt_agent_config *config, const char *path,
+                                          char *message, size_t message_size)
+{
+    MT_ENSURE_REF(config);
+    MT_ENSURE_REF(path);
+    struct loader flag = {NULL, message, message_size};
+    if (config->anchor_file_count >= MT_AGENT_CONFIG_ANCHOR_FILES_MAX)
+        return fail(&flag, 0, "--extra-anchors", MT_ERR_CONFIG, "at most %d anchor files",
+                    MT_AGENT_CONFIG_ANCHOR_FILES_MAX);
+    MT_GUARD(store_path(&flag, 0, "--extra-anchors", path,
+                        config->anchor_files[config->anchor_file_count],
+                        sizeof(config->anchor_files[0])));
+    config->anchor_file_count++;
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_agent_config_set_metrics_address(struct mt_agent_config *config, const char *address,
+                                              char *message, size_t message_size)
+{
+    MT_ENSURE_REF(config);
+    MT_ENSURE_REF(address);
+    struct loader flag = {NULL, message, message_size};
+    if (!is_valid_address(address))
+        return fail(&flag, 0, "--metrics-address", MT_ERR_CONFIG,
+                    "\"%.64s\" is not an address (%s)", address, ADDRESS_VALUES);
+    snprintf(config->metrics_address, sizeof(config->metrics_address), "%s", address);
     return MT_OK_RESULT;
 }
 

@@ -3,7 +3,10 @@
  * caller into a SPIFFE ID.
  *
  *     trust_domain = "meshtls.local";
- *     lifetime = 86400;                      # seconds, 60 .. 30 days
+ *     lifetime = 86400;                      # seconds, 5 .. 30 days
+ *     issuer_dir = "/etc/meshtls/issuer";     # tls.crt, tls.key, ca.crt; "" = the dev CA
+ *     trust_anchors = ["old-root.pem"];       # extra anchors served in the bundle
+ *     metrics_address = "127.0.0.1:4191";     # "off" disables the endpoint
  *     rules = (
  *       { uid = 33; exe = "/usr/sbin/nginx"; id = "ns/web/sa/nginx"; },
  *       { uid = 1000; id = "ns/dev/sa/{uid}"; }
@@ -31,10 +34,14 @@
 
 #define MT_AGENT_CONFIG_DEFAULT_TRUST_DOMAIN "meshtls.local"
 #define MT_AGENT_CONFIG_DEFAULT_LIFETIME 86400u
-#define MT_AGENT_CONFIG_LIFETIME_MIN 60u
+/* Short lifetimes exist for rotation tests; production keeps hours. */
+#define MT_AGENT_CONFIG_LIFETIME_MIN 5u
 #define MT_AGENT_CONFIG_LIFETIME_MAX (30u * 24u * 3600u)
 #define MT_AGENT_CONFIG_RULES_MAX 4096
 #define MT_AGENT_CONFIG_MESSAGE_MAX 512
+#define MT_AGENT_CONFIG_ANCHOR_FILES_MAX 8
+#define MT_AGENT_CONFIG_DEFAULT_METRICS_ADDRESS "127.0.0.1:4191"
+#define MT_AGENT_CONFIG_ADDRESS_MAX 128
 
 struct mt_agent_rule {
     bool has_uid;
@@ -53,6 +60,10 @@ struct mt_agent_config {
     uint32_t lifetime_seconds;
     struct mt_agent_rule *rules;
     size_t rule_count;
+    char issuer_dir[PATH_MAX]; /* "" = the dev CA in the state directory */
+    char anchor_files[MT_AGENT_CONFIG_ANCHOR_FILES_MAX][PATH_MAX]; /* extra trust anchors */
+    size_t anchor_file_count;
+    char metrics_address[MT_AGENT_CONFIG_ADDRESS_MAX]; /* host:port, [v6]:port, or "off" */
 };
 
 /* What attestation established about a caller. exe is NULL when it could not be read. */
@@ -76,6 +87,14 @@ MT_RESULT mt_agent_config_set_trust_domain(struct mt_agent_config *config, const
                                            char *message, size_t message_size);
 MT_RESULT mt_agent_config_set_lifetime(struct mt_agent_config *config, const char *seconds,
                                        char *message, size_t message_size);
+
+/* --issuer-dir, --extra-anchors (appended to the file's list) and --metrics-address. */
+MT_RESULT mt_agent_config_set_issuer_dir(struct mt_agent_config *config, const char *directory,
+                                         char *message, size_t message_size);
+MT_RESULT mt_agent_config_add_anchor_file(struct mt_agent_config *config, const char *path,
+                                          char *message, size_t message_size);
+MT_RESULT mt_agent_config_set_metrics_address(struct mt_agent_config *config, const char *address,
+                                              char *message, size_t message_size);
 
 /*
  * The SPIFFE ID for caller: the first matching rule's, else spiffe://<td>/uid/<uid>. *rule (may be

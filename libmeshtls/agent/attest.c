@@ -116,6 +116,11 @@ static bool read_exe_by_start_time(struct mt_attest_peer *peer)
     return true;
 }
 
+bool mt_attest_start_time(pid_t pid, unsigned long long *start_time)
+{
+    return pid > 0 && start_time != NULL && read_start_time(pid, start_time);
+}
+
 MT_RESULT mt_attest_identify(int fd, struct mt_attest_peer *peer)
 {
     MT_ENSURE_REF(peer);

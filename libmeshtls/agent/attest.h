@@ -26,4 +26,10 @@ struct mt_attest_peer {
 /* Identifies the peer of the connected Unix socket fd. Fails only when SO_PEERCRED fails. */
 MT_RESULT mt_attest_identify(int fd, struct mt_attest_peer *peer);
 
+/*
+ * The start time of pid (field 22 of /proc/<pid>/stat, clock ticks after boot): with the pid, it
+ * names one process for its whole life even after the pid is reused. False when pid is gone.
+ */
+bool mt_attest_start_time(pid_t pid, unsigned long long *start_time);
+
 #endif

@@ -151,6 +151,9 @@ static MT_RESULT create(const char *key_path, const char *cert_path, const char 
         goto out;
     ca->not_after = now + MT_CA_LIFETIME_SECONDS;
     snprintf(ca->trust_domain, sizeof(ca->trust_domain), "%s", trust_domain);
+    memcpy(ca->anchors[0].der, ca->cert_der, ca->cert_length);
+    ca->anchors[0].length = ca->cert_length;
+    ca->anchor_count = 1;
 
 out:
     explicit_bzero(key_pem, sizeof(key_pem));
@@ -293,6 +296,12 @@ MT_RESULT mt_ca_load_or_create(const char *state_dir, const char *trust_domain, 
         if (mt_result_is_ok(result))
             result = check_loaded(state_dir, key_path, ca->cert_path, trust_domain, now, ca,
                                   message, message_size);
+        if (mt_result_is_ok(result)) {
+            /* The dev CA is a root: it is the bundle, and no chain is sent after the leaf. */
+            memcpy(ca->anchors[0].der, ca->cert_der, ca->cert_length);
+            ca->anchors[0].length = ca->cert_length;
+            ca->anchor_count = 1;
+        }
     }
     if (!mt_result_is_ok(result))
         mt_ca_cleanup(ca);
@@ -314,7 +323,15 @@ MT_RESULT mt_ca_issue(const struct mt_ca *ca, const uint8_t *csr_der, size_t csr
     MT_ENSURE_REF(ca);
     MT_ENSURE_REF(ca->key);
     MT_ENSURE_REF(not_after);
-    time_t leaf_not_before = now - MT_CA_BACKDATE_SECONDS;
+    /*
+     * Back-dated for peers whose clocks lag, but by at most a tenth of the lifetime: workloads
+     * renew at 70 % of notBefore..notAfter, and a 300 s back-date on a 60 s leaf would put that
+     * point in the past and make every connection renew.
+     */
+    time_t backdate = MT_CA_BACKDATE_SECONDS;
+    if ((time_t)lifetime_seconds / 10 < backdate)
+        backdate = (time_t)lifetime_seconds / 10;
+    time_t leaf_not_before = now - backdate;
     time_t leaf_not_after = now + (time_t)lifetime_seconds;
     /* A leaf past its issuer's expiry would fail verification early and be renewed too late. */
     if (leaf_not_after > ca->not_after)
@@ -324,4 +341,214 @@ MT_RESULT mt_ca_issue(const struct mt_ca *ca, const uint8_t *csr_der, size_t csr
                                 ca->key, leaf_not_before, leaf_not_after, der, capacity, length));
     *not_after = leaf_not_after;
     return MT_OK_RESULT;
+}
+
+/* ---- issuer from files ------------------------------------------------------------------- */
+
+typedef mt_result (*certificate_visitor)(void *context, const uint8_t *der, size_t length);
+
+/* Calls visit for each "CERTIFICATE" PEM block of pem, in order; at least one must exist. */
+static MT_RESULT for_each_pem_certificate(const char *pem, size_t length, void *context,
+                                          certificate_visitor visit)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----";
+    static const char end[] = "-----END CERTIFICATE-----";
+    const char *cursor = pem;
+    const char *limit = pem + length;
+    size_t found = 0;
+    uint8_t der[MT_X509_CERT_DER_MAX];
+    for (;;) {
+        const char *start = memmem(cursor, (size_t)(limit - cursor), begin, sizeof(begin) - 1);
+        if (start == NULL)
+            break;
+        const char *stop = memmem(start, (size_t)(limit - start), end, sizeof(end) - 1);
+        MT_ENSURE(stop != NULL, MT_ERR_CERT_PARSE);
+        stop += sizeof(end) - 1;
+        size_t der_length = 0;
+        MT_GUARD(
+            mt_x509_cert_pem_to_der(start, (size_t)(stop - start), der, sizeof(der), &der_length));
+        MT_GUARD(visit(context, der, der_length));
+        found++;
+        cursor = stop;
+    }
+    MT_ENSURE(found > 0, MT_ERR_CERT_PARSE);
+    return MT_OK_RESULT;
+}
+
+static bool has_anchor(const struct mt_ca *ca, const uint8_t *der, size_t length)
+{
+    for (size_t i = 0; i < ca->anchor_count; i++)
+        if (ca->anchors[i].length == length && memcmp(ca->anchors[i].der, der, length) == 0)
+            return true;
+    return false;
+}
+
+static mt_result add_anchor(void *context, const uint8_t *der, size_t length)
+{
+    struct mt_ca *ca = context;
+    if (has_anchor(ca, der, length))
+        return MT_OK_RESULT;
+    MT_ENSURE(ca->anchor_count < MT_CA_ANCHORS_MAX, MT_ERR_TOO_LONG);
+    MT_ENSURE(mt_x509_cert_is_ca(der, length), MT_ERR_CERT_PARSE);
+    memcpy(ca->anchors[ca->anchor_count].der, der, length);
+    ca->anchors[ca->anchor_count++].length = length;
+    return MT_OK_RESULT;
+}
+
+/*
+ * tls.crt: the first certificate signs; all of them, the issuer first, are sent after the leaf,
+ * except those that are anchors (filtered once ca.crt is read).
+ */
+static mt_result add_issuer_certificate(void *context, const uint8_t *der, size_t length)
+{
+    struct mt_ca *ca = context;
+    if (ca->cert_length == 0) {
+        memcpy(ca->cert_der, der, length);
+        ca->cert_length = length;
+    }
+    MT_ENSURE(ca->chain_length < MT_CA_CHAIN_MAX, MT_ERR_TOO_LONG);
+    memcpy(ca->chain[ca->chain_length].der, der, length);
+    ca->chain[ca->chain_length++].length = length;
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT read_text_file(const char *path, char *buffer, size_t capacity, size_t *length,
+                                char *message, size_t message_size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(message, message_size, MT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    mt_result result = read_all(fd, buffer, capacity, length);
+    close(fd);
+    if (!mt_result_is_ok(result))
+        return fail(message, message_size, result.error, "cannot read %s: %s", path,
+                    result.error == MT_ERR_TOO_LONG ? "larger than 64 KiB" : strerror(errno));
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_ca_add_anchor_file(struct mt_ca *ca, const char *path, char *message,
+                                size_t message_size)
+{
+    MT_ENSURE_REF(ca);
+    MT_ENSURE_REF(path);
+    char pem[FILE_MAX];
+    size_t length = 0;
+    MT_GUARD(read_text_file(path, pem, sizeof(pem), &length, message, message_size));
+    /* An empty extra-anchors file is how an operator removes the last old anchor. */
+    if (memmem(pem, length, "-----BEGIN", 10) == NULL && ca->anchor_count > 0)
+        return MT_OK_RESULT;
+    mt_result result = for_each_pem_certificate(pem, length, ca, add_anchor);
+    if (!mt_result_is_ok(result))
+        return fail(message, message_size, result.error,
+                    "%s: %s (expected PEM CA certificates, at most %d anchors in all)", path,
+                    mt_error_message(result.error), MT_CA_ANCHORS_MAX);
+    return MT_OK_RESULT;
+}
+
+/* Drops tls.crt's chain certificates that are anchors: a root is trusted, never sent. */
+static void remove_anchors_from_chain(struct mt_ca *ca)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < ca->chain_length; i++) {
+        if (has_anchor(ca, ca->chain[i].der, ca->chain[i].length))
+            continue;
+        if (kept != i)
+            ca->chain[kept] = ca->chain[i];
+        kept++;
+    }
+    ca->chain_length = kept;
+}
+
+static MT_RESULT check_issuer(const char *cert_path, const char *key_path, const char *trust_domain,
+                              time_t now, struct mt_ca *ca, char *message, size_t message_size)
+{
+    time_t not_before = 0;
+    char when[32];
+    if (!mt_result_is_ok(
+            mt_x509_cert_validity(ca->cert_der, ca->cert_length, &not_before, &ca->not_after)))
+        return fail(message, message_size, MT_ERR_CERT_PARSE,
+                    "%s: the first certificate does not parse", cert_path);
+    if (!mt_x509_cert_is_ca(ca->cert_der, ca->cert_length))
+        return fail(message, message_size, MT_ERR_CERT_PARSE,
+                    "%s is not a CA certificate (basicConstraints CA:TRUE is required to sign "
+                    "leaves)",
+                    cert_path);
+    if (!mt_x509_key_matches_cert(ca->key, ca->cert_der, ca->cert_length))
+        return fail(message, message_size, MT_ERR_CERT_PARSE,
+                    "%s does not belong to %s (their public keys differ)", key_path, cert_path);
+    if (ca->not_after <= now) {
+        format_utc(ca->not_after, when, sizeof(when));
+        return fail(message, message_size, MT_ERR_CERT_PARSE,
+                    "the issuer in %s expired on %s: renew it (cert-manager: check the "
+                    "Certificate's status)",
+                    cert_path, when);
+    }
+    if (not_before > now) {
+        format_utc(not_before, when, sizeof(when));
+        return fail(message, message_size, MT_ERR_CERT_PARSE,
+                    "the issuer in %s is not valid before %s: check the clock", cert_path, when);
+    }
+    /* A SPIFFE CA may name its trust domain in a URI SAN; one naming another is refused. */
+    char ca_id[MT_SPIFFE_ID_MAX + 1];
+    struct mt_spiffe_id parsed;
+    snprintf(ca->trust_domain, sizeof(ca->trust_domain), "%s", trust_domain);
+    if (mt_result_is_ok(
+            mt_x509_cert_spiffe_id(ca->cert_der, ca->cert_length, ca_id, sizeof(ca_id))) &&
+        mt_result_is_ok(mt_spiffe_id_parse(ca_id, strlen(ca_id), &parsed)) &&
+        (parsed.trust_domain_length != strlen(trust_domain) ||
+         memcmp(parsed.trust_domain, trust_domain, parsed.trust_domain_length) != 0))
+        return fail(message, message_size, MT_ERR_CONFIG,
+                    "the issuer in %s is for trust domain %.*s, not %s: fix --trust-domain or the "
+                    "issuer",
+                    cert_path, (int)parsed.trust_domain_length, parsed.trust_domain, trust_domain);
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_ca_load_issuer_dir(const char *directory, const char *trust_domain, time_t now,
+                                struct mt_ca *ca, char *message, size_t message_size)
+{
+    MT_ENSURE_REF(directory);
+    MT_ENSURE_REF(trust_domain);
+    MT_ENSURE_REF(ca);
+    memset(ca, 0, sizeof(*ca));
+    char key_path[sizeof(ca->cert_path)];
+    char anchors_path[sizeof(ca->cert_path)];
+    if (strlen(directory) + sizeof("/tls.crt") > sizeof(key_path))
+        return fail(message, message_size, MT_ERR_TOO_LONG, "issuer directory path too long");
+    snprintf(ca->cert_path, sizeof(ca->cert_path), "%s/tls.crt", directory);
+    snprintf(key_path, sizeof(key_path), "%s/tls.key", directory);
+    snprintf(anchors_path, sizeof(anchors_path), "%s/ca.crt", directory);
+
+    char pem[FILE_MAX];
+    size_t length = 0;
+    mt_result result =
+        read_text_file(ca->cert_path, pem, sizeof(pem), &length, message, message_size);
+    if (mt_result_is_ok(result)) {
+        result = for_each_pem_certificate(pem, length, ca, add_issuer_certificate);
+        if (!mt_result_is_ok(result))
+            result = fail(message, message_size, result.error,
+                          "%s: %s (expected PEM certificates: the issuer, then at most %d of its "
+                          "chain)",
+                          ca->cert_path, mt_error_message(result.error), MT_CA_CHAIN_MAX);
+    }
+    if (mt_result_is_ok(result))
+        result = read_text_file(key_path, pem, sizeof(pem), &length, message, message_size);
+    if (mt_result_is_ok(result)) {
+        result = mt_x509_key_from_pem(pem, length, &ca->key);
+        if (!mt_result_is_ok(result))
+            result = fail(message, message_size, result.error,
+                          "cannot read %s: %s (expected a P-256 EC private key in PEM)", key_path,
+                          mt_error_message(result.error));
+    }
+    explicit_bzero(pem, sizeof(pem));
+    if (mt_result_is_ok(result))
+        result =
+            check_issuer(ca->cert_path, key_path, trust_domain, now, ca, message, message_size);
+    if (mt_result_is_ok(result))
+        result = mt_ca_add_anchor_file(ca, anchors_path, message, message_size);
+    if (mt_result_is_ok(result))
+        remove_anchors_from_chain(ca);
+    if (!mt_result_is_ok(result))
+        mt_ca_cleanup(ca);
+    return result;
 }

@@ -2,7 +2,8 @@
  * meshtls-agent: the node-local identity issuer.
  *
  *   meshtls-agent --socket PATH --state-dir DIR [--trust-domain TD] [--config FILE]
- *                 [--lifetime SECONDS] [--log-level LEVEL]
+ *                 [--lifetime SECONDS] [--log-level LEVEL] [--issuer-dir DIR]
+ *                 [--extra-anchors FILE]... [--metrics-address ADDRESS|off]
  *
  * Owns the process: arguments, configuration, signals and the order of start-up and shutdown.
  * Runs in the foreground and logs to stderr. Every reason not to start is one line on stderr and
@@ -20,8 +21,10 @@
 #include <unistd.h>
 
 #include "../util/log.h"
+#include "../metrics/metrics.h"
 #include "agent_config.h"
-#include "ca.h"
+#include "agent_metrics.h"
+#include "issuer.h"
 #include "server.h"
 
 #define DEFAULT_SOCKET "/run/meshtls/agent.sock"
@@ -35,6 +38,10 @@ struct arguments {
     const char *config_path;
     const char *lifetime;
     const char *log_level;
+    const char *issuer_dir;
+    const char *metrics_address;
+    const char *anchor_files[MT_AGENT_CONFIG_ANCHOR_FILES_MAX];
+    size_t anchor_file_count;
 };
 
 static void usage(FILE *stream)
@@ -42,14 +49,23 @@ static void usage(FILE *stream)
     fprintf(stream,
             "usage: meshtls-agent [--socket PATH] [--state-dir DIR] [--trust-domain TD]\n"
             "                     [--config FILE] [--lifetime SECONDS] [--log-level LEVEL]\n"
+            "                     [--issuer-dir DIR] [--extra-anchors FILE]...\n"
+            "                     [--metrics-address ADDRESS|off]\n"
             "\n"
             "  --socket PATH         Unix socket to serve (default " DEFAULT_SOCKET ")\n"
             "  --state-dir DIR       where the CA lives: DIR/ca.crt, DIR/ca.key\n"
             "                        (default " DEFAULT_STATE_DIR ")\n"
             "  --trust-domain TD     trust domain of issued SPIFFE IDs (default meshtls.local)\n"
             "  --config FILE         rules, trust_domain and lifetime (libconfig)\n"
-            "  --lifetime SECONDS    leaf lifetime, 60 .. 2592000 (default 86400)\n"
-            "  --log-level LEVEL     error, warn, info (default) or debug\n");
+            "  --lifetime SECONDS    leaf lifetime, 5 .. 2592000 (default 86400)\n"
+            "  --log-level LEVEL     error, warn, info (default) or debug\n"
+            "  --issuer-dir DIR      sign with DIR/tls.crt + DIR/tls.key (an intermediate CA),\n"
+            "                        serve DIR/ca.crt as the trust bundle; reloaded on change\n"
+            "                        (a cert-manager secret); default: the dev CA in --state-dir\n"
+            "  --extra-anchors FILE  PEM CA certificates added to the trust bundle (repeatable;\n"
+            "                        reloaded on change), for trust rotation\n"
+            "  --metrics-address A   Prometheus metrics on http://A/metrics, host:port or off\n"
+            "                        (default " MT_AGENT_CONFIG_DEFAULT_METRICS_ADDRESS ")\n");
 }
 
 /* Returns -1 to continue, else the exit status. */
@@ -62,6 +78,9 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
         {"config", required_argument, NULL, 'c'},
         {"lifetime", required_argument, NULL, 'l'},
         {"log-level", required_argument, NULL, 'v'},
+        {"issuer-dir", required_argument, NULL, 'i'},
+        {"extra-anchors", required_argument, NULL, 'a'},
+        {"metrics-address", required_argument, NULL, 'm'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -86,6 +105,20 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
             break;
         case 'v':
             arguments->log_level = optarg;
+            break;
+        case 'i':
+            arguments->issuer_dir = optarg;
+            break;
+        case 'a':
+            if (arguments->anchor_file_count == MT_AGENT_CONFIG_ANCHOR_FILES_MAX) {
+                fprintf(stderr, "meshtls-agent: at most %d --extra-anchors\n",
+                        MT_AGENT_CONFIG_ANCHOR_FILES_MAX);
+                return EXIT_USAGE;
+            }
+            arguments->anchor_files[arguments->anchor_file_count++] = optarg;
+            break;
+        case 'm':
+            arguments->metrics_address = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -119,6 +152,15 @@ static MT_RESULT load_configuration(const struct arguments *arguments,
                                                   message_size));
     if (arguments->lifetime != NULL)
         MT_GUARD(mt_agent_config_set_lifetime(config, arguments->lifetime, message, message_size));
+    if (arguments->issuer_dir != NULL)
+        MT_GUARD(
+            mt_agent_config_set_issuer_dir(config, arguments->issuer_dir, message, message_size));
+    for (size_t i = 0; i < arguments->anchor_file_count; i++)
+        MT_GUARD(mt_agent_config_add_anchor_file(config, arguments->anchor_files[i], message,
+                                                 message_size));
+    if (arguments->metrics_address != NULL)
+        MT_GUARD(mt_agent_config_set_metrics_address(config, arguments->metrics_address, message,
+                                                     message_size));
     return MT_OK_RESULT;
 }
 
@@ -161,14 +203,16 @@ int main(int argc, char **argv)
 
     char message[MT_AGENT_CONFIG_MESSAGE_MAX];
     struct mt_agent_config config;
-    struct mt_ca ca;
+    struct mt_issuer issuer;
     struct mt_server server;
+    struct mt_agent_http *http = NULL;
+    char description[PATH_MAX + 256];
     bool have_server = false;
     bool created = false;
     int signal_fd = -1;
     int signal_number = 0;
     mt_agent_config_init(&config);
-    memset(&ca, 0, sizeof(ca));
+    memset(&issuer, 0, sizeof(issuer));
     status = EXIT_FAILURE;
 
     if (!mt_result_is_ok(load_configuration(&arguments, &config, message, sizeof(message)))) {
@@ -181,19 +225,32 @@ int main(int argc, char **argv)
         goto out;
     }
     /* The socket first: a second agent must refuse before it touches any CA. */
-    if (!mt_result_is_ok(mt_server_open(&server, arguments.socket_path, &config, &ca, message,
+    if (!mt_result_is_ok(mt_server_open(&server, arguments.socket_path, &config, &issuer, message,
                                         sizeof(message)))) {
         mt_log_error("%s", message);
         goto out;
     }
     have_server = true;
-    if (!mt_result_is_ok(mt_ca_load_or_create(arguments.state_dir, config.trust_domain, time(NULL),
-                                              &ca, &created, message, sizeof(message)))) {
+    if (!mt_result_is_ok(mt_issuer_open(&issuer, &config, arguments.state_dir, time(NULL), &created,
+                                        message, sizeof(message)))) {
         mt_log_error("%s", message);
         goto out;
     }
-    mt_log_info("%s CA for trust domain %s at %s", created ? "created" : "loaded", ca.trust_domain,
-                ca.cert_path);
+    mt_issuer_describe(&issuer, description, sizeof(description));
+    mt_log_info("%s %s", created ? "created" : "loaded", description);
+    /* After the signal mask is set: libmicrohttpd's thread inherits it and never takes SIGTERM. */
+    if (!mt_result_is_ok(mt_agent_metrics_directory_create(server.metrics_directory, message,
+                                                           sizeof(message)))) {
+        mt_log_error("%s", message);
+        goto out;
+    }
+    /* Identities matter more than metrics: an address in use costs the endpoint, not the agent. */
+    if (!mt_result_is_ok(mt_agent_http_start(config.metrics_address, server.metrics_directory,
+                                             &http, message, sizeof(message))))
+        mt_log_error("%s; serving identities without a metrics endpoint", message);
+    if (http != NULL)
+        mt_log_info("metrics on http://%s/metrics from %s", config.metrics_address,
+                    server.metrics_directory);
     mt_log_info("serving %s: leaf lifetime %u s, %zu rule(s)%s%s", arguments.socket_path,
                 (unsigned)config.lifetime_seconds, config.rule_count,
                 config.source[0] != '\0' ? " from " : "", config.source);
@@ -206,9 +263,10 @@ int main(int argc, char **argv)
     status = EXIT_SUCCESS;
 
 out:
+    mt_agent_http_stop(http);
     if (have_server)
         mt_server_close(&server);
-    mt_ca_cleanup(&ca);
+    mt_issuer_close(&issuer);
     mt_agent_config_cleanup(&config);
     if (signal_fd >= 0)
         close(signal_fd);

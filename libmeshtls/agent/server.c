@@ -5,8 +5,10 @@
  * any local process, so nothing here trusts a length or a state a client controls: a client's
  * buffer is sized from a header the codec has already bounded, each client has its own deadline,
  * and no call blocks on one client while others wait (the only synchronous work is one ECDSA
- * signature). This file must never let a client choose its identity (that is decided by
- * attestation and the rules), never log a key or a CSR, and never exit on a client's behaviour.
+ * signature, or one reading of the metrics directory for a STATUS request). This file must never
+ * let a client choose its identity (that is decided by attestation and the rules), never show a
+ * caller another user's processes unless it is root or the agent's user, never log a key or a
+ * CSR, and never exit on a client's behaviour.
  */
 #include <errno.h>
 #include <poll.h>
@@ -22,14 +24,17 @@
 #include <unistd.h>
 
 #include "../identity/proto.h"
+#include "../metrics/metrics.h"
+#include "../metrics/reader.h"
 #include "../util/log.h"
+#include "agent_metrics.h"
 #include "attest.h"
 #include "server.h"
 
-/* A reply holds at most an ID, a leaf, one anchor and an expiry, each with its TLV header. */
-#define REPLY_MAX                                                                                  \
-    (MT_PROTO_HEADER_SIZE + 4 * MT_PROTO_TLV_HEADER_SIZE + MT_SPIFFE_ID_MAX +                      \
-     2 * MT_X509_CERT_DER_MAX + 8)
+/* The largest frame the protocol allows: a chain, several anchors, or a status listing. */
+#define REPLY_MAX MT_PROTO_MAX_FRAME
+/* Room kept in a status reply for the final "truncated" record. */
+#define STATUS_RESERVE 64
 /* Accepts per wake-up, so that a connection flood cannot starve clients already being served. */
 #define ACCEPT_BURST 64
 #define ACCEPT_PAUSE_MS 100
@@ -148,17 +153,20 @@ static MT_RESULT clear_stale_socket(const char *socket_path, char *message, size
 }
 
 MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
-                         const struct mt_agent_config *config, const struct mt_ca *ca,
+                         const struct mt_agent_config *config, struct mt_issuer *issuer,
                          char *message, size_t message_size)
 {
     MT_ENSURE_REF(server);
     MT_ENSURE_REF(socket_path);
     MT_ENSURE_REF(config);
-    MT_ENSURE_REF(ca);
+    MT_ENSURE_REF(issuer);
     memset(server, 0, sizeof(*server));
     server->listen_fd = -1;
     server->config = config;
-    server->ca = ca;
+    server->issuer = issuer;
+    if (!mt_metrics_directory_for_socket(socket_path, server->metrics_directory,
+                                         sizeof(server->metrics_directory)))
+        return fail(message, message_size, MT_ERR_TOO_LONG, "socket path too long");
     if (socket_path[0] == '\0' || strlen(socket_path) >= sizeof(server->socket_path))
         return fail(message, message_size, MT_ERR_TOO_LONG,
                     "socket path \"%s\" is empty or longer than %zu bytes", socket_path,
@@ -196,7 +204,8 @@ MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
         goto out;
     }
     server->clients = calloc(MT_SERVER_CLIENTS_MAX, sizeof(*server->clients));
-    if (server->clients == NULL)
+    server->issued = calloc(MT_SERVER_ISSUED_MAX, sizeof(*server->issued));
+    if (server->clients == NULL || server->issued == NULL)
         result = fail(message, message_size, MT_ERR_NO_MEMORY, "out of memory");
 
 out:
@@ -272,6 +281,8 @@ static void client_refuse(struct mt_server_client *client, enum mt_proto_error_c
 {
     mt_log_warn("refused pid %ld uid %u exe %s: %s", (long)client->peer.pid,
                 (unsigned)client->peer.uid, exe_text(&client->peer), text);
+    if (code >= MT_PROTO_ERROR_MALFORMED && code <= MT_PROTO_ERROR_INTERNAL)
+        atomic_fetch_add(&mt_agent_stats.refused[code], 1);
     size_t capacity = MT_PROTO_HEADER_SIZE + 2 * MT_PROTO_TLV_HEADER_SIZE + 4 + strlen(text);
     uint8_t *reply = malloc(capacity);
     size_t length = reply != NULL ? build_error(reply, capacity, code, text) : 0;
@@ -310,6 +321,191 @@ static bool client_identity(struct mt_server *server, struct mt_server_client *c
         mt_log_debug("pid %ld matched the rule at %s:%u", (long)client->peer.pid,
                      server->config->source, rule->line);
     return true;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* What was issued to whom, and STATUS */
+
+static void issued_clear(struct mt_server_issued *entry)
+{
+    free(entry->exe);
+    free(entry->spiffe_id);
+    memset(entry, 0, sizeof(*entry));
+}
+
+static bool issued_is_alive(const struct mt_server_issued *entry)
+{
+    unsigned long long start_time = 0;
+    return mt_attest_start_time(entry->pid, &start_time) && start_time == entry->start_time;
+}
+
+/* Drops the entries of processes that have exited (or whose pid was reused). */
+static void issued_sweep(struct mt_server *server)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < server->issued_count; i++) {
+        if (!issued_is_alive(&server->issued[i])) {
+            issued_clear(&server->issued[i]);
+            continue;
+        }
+        if (kept != i) {
+            server->issued[kept] = server->issued[i];
+            memset(&server->issued[i], 0, sizeof(server->issued[i]));
+        }
+        kept++;
+    }
+    server->issued_count = kept;
+}
+
+static struct mt_server_issued *issued_find(struct mt_server *server, pid_t pid,
+                                            unsigned long long start_time)
+{
+    for (size_t i = 0; i < server->issued_count; i++)
+        if (server->issued[i].pid == pid && server->issued[i].start_time == start_time)
+            return &server->issued[i];
+    return NULL;
+}
+
+static void remember_issued(struct mt_server *server, const struct mt_attest_peer *peer,
+                            const char *spiffe_id, time_t expiry)
+{
+    unsigned long long start_time = 0;
+    if (!mt_attest_start_time(peer->pid, &start_time))
+        return;
+    struct mt_server_issued *entry = issued_find(server, peer->pid, start_time);
+    if (entry == NULL && server->issued_count == MT_SERVER_ISSUED_MAX)
+        issued_sweep(server);
+    if (entry == NULL && server->issued_count < MT_SERVER_ISSUED_MAX)
+        entry = &server->issued[server->issued_count++];
+    if (entry == NULL)
+        return;
+    issued_clear(entry);
+    entry->pid = peer->pid;
+    entry->uid = peer->uid;
+    entry->start_time = start_time;
+    entry->expiry = expiry;
+    entry->exe = strdup(peer->has_exe ? peer->exe : "-");
+    entry->spiffe_id = strdup(spiffe_id);
+}
+
+/* Copies text for a tab-separated field: "-" when empty, tabs and newlines replaced. */
+static const char *field_text(const char *text, char *buffer, size_t capacity)
+{
+    if (text == NULL || text[0] == '\0')
+        return "-";
+    size_t i = 0;
+    for (; text[i] != '\0' && i + 1 < capacity; i++)
+        buffer[i] = text[i] == '\t' || text[i] == '\n' || text[i] == '\r' ? '?' : text[i];
+    buffer[i] = '\0';
+    return buffer;
+}
+
+struct status_builder {
+    struct mt_proto_writer writer;
+    size_t omitted;
+};
+
+__attribute__((format(printf, 2, 3))) static void status_record(struct status_builder *builder,
+                                                                const char *format, ...)
+{
+    char line[PATH_MAX + 2 * MT_SPIFFE_ID_MAX];
+    va_list arguments;
+    va_start(arguments, format);
+    int length = vsnprintf(line, sizeof(line), format, arguments);
+    va_end(arguments);
+    if (length < 0)
+        return;
+    size_t size = (size_t)length < sizeof(line) ? (size_t)length : sizeof(line) - 1;
+    struct mt_proto_writer *writer = &builder->writer;
+    if (builder->omitted > 0 ||
+        writer->capacity - writer->length < size + MT_PROTO_TLV_HEADER_SIZE + STATUS_RESERVE) {
+        builder->omitted++;
+        return;
+    }
+    mt_proto_writer_put(writer, MT_PROTO_TAG_STATUS_RECORD, line, size);
+}
+
+static void status_process(struct status_builder *builder, const struct mt_metrics_process *process,
+                           const struct mt_server_issued *issued)
+{
+    char exe[PATH_MAX];
+    char id[MT_SPIFFE_ID_MAX + 1];
+    long long expiry = process->header->identity_expiry != 0
+                           ? (long long)process->header->identity_expiry
+                           : (issued != NULL ? (long long)issued->expiry : 0);
+    status_record(builder, "process\t%ld\t%u\t%s\t%s\t%lld\t%llu\t1", (long)process->pid,
+                  (unsigned)process->uid, field_text(process->exe, exe, sizeof(exe)),
+                  field_text(issued != NULL ? issued->spiffe_id : NULL, id, sizeof(id)), expiry,
+                  (unsigned long long)process->header->identity_refresh_count);
+    for (size_t i = 0; i < process->connection_count; i++) {
+        const struct mt_metrics_connection_record *connection = process->connections[i];
+        char local[MT_METRICS_ADDRESS_MAX];
+        char peer[MT_METRICS_ADDRESS_MAX];
+        char peer_id[MT_METRICS_PEER_ID_MAX];
+        status_record(
+            builder, "connection\t%ld\t%d\t%s\t%s\t%s\t%s\t%s\t%lld\t%llu\t%llu",
+            (long)process->pid, (int)connection->fd, connection->inbound ? "inbound" : "outbound",
+            connection->tls ? "true" : "false", field_text(connection->local, local, sizeof(local)),
+            field_text(connection->peer, peer, sizeof(peer)),
+            field_text(connection->peer_id, peer_id, sizeof(peer_id)),
+            (long long)connection->opened_at_ms, (unsigned long long)connection->read_bytes,
+            (unsigned long long)connection->write_bytes);
+    }
+}
+
+static void handle_status_request(struct mt_server *server, struct mt_server_client *client)
+{
+    /* Root and the agent's own user see the node; anyone else sees their own processes. */
+    bool sees_all = client->peer.uid == 0 || client->peer.uid == geteuid();
+    struct mt_metrics_collection collection;
+    if (!mt_result_is_ok(mt_metrics_collect(server->metrics_directory, true, &collection)))
+        memset(&collection, 0, sizeof(collection));
+    issued_sweep(server);
+    uint8_t *reply = malloc(REPLY_MAX);
+    bool *listed = calloc(server->issued_count + 1, sizeof(*listed));
+    if (reply == NULL || listed == NULL) {
+        free(reply);
+        free(listed);
+        mt_metrics_collection_free(&collection);
+        client_refuse(client, MT_PROTO_ERROR_INTERNAL, "out of memory");
+        return;
+    }
+    struct status_builder builder = {.omitted = 0};
+    mt_proto_writer_begin(&builder.writer, reply, REPLY_MAX, MT_PROTO_STATUS_RESPONSE);
+    for (size_t i = 0; i < collection.count; i++) {
+        const struct mt_metrics_process *process = &collection.processes[i];
+        if (!sees_all && process->uid != client->peer.uid)
+            continue;
+        struct mt_server_issued *issued = issued_find(server, process->pid, process->start_time);
+        if (issued != NULL)
+            listed[issued - server->issued] = true;
+        status_process(&builder, process, issued);
+    }
+    for (size_t i = 0; i < server->issued_count; i++) {
+        const struct mt_server_issued *issued = &server->issued[i];
+        char id[MT_SPIFFE_ID_MAX + 1];
+        char exe[PATH_MAX];
+        if (listed[i] || (!sees_all && issued->uid != client->peer.uid))
+            continue;
+        status_record(&builder, "process\t%ld\t%u\t%s\t%s\t%lld\t0\t0", (long)issued->pid,
+                      (unsigned)issued->uid, field_text(issued->exe, exe, sizeof(exe)),
+                      field_text(issued->spiffe_id, id, sizeof(id)), (long long)issued->expiry);
+    }
+    if (builder.omitted > 0) {
+        char line[48];
+        int length = snprintf(line, sizeof(line), "truncated\t%zu", builder.omitted);
+        mt_proto_writer_put(&builder.writer, MT_PROTO_TAG_STATUS_RECORD, line, (size_t)length);
+    }
+    free(listed);
+    mt_metrics_collection_free(&collection);
+    size_t length = 0;
+    if (!mt_result_is_ok(mt_proto_writer_finish(&builder.writer, &length))) {
+        free(reply);
+        client_refuse(client, MT_PROTO_ERROR_INTERNAL, "reply does not fit");
+        return;
+    }
+    mt_log_debug("status for pid %ld uid %u", (long)client->peer.pid, (unsigned)client->peer.uid);
+    client_reply(client, reply, length);
 }
 
 static void handle_id_request(struct mt_server *server, struct mt_server_client *client)
@@ -351,8 +547,9 @@ static void handle_svid_request(struct mt_server *server, struct mt_server_clien
     uint8_t leaf[MT_X509_CERT_DER_MAX];
     size_t leaf_length = 0;
     time_t not_after = 0;
+    const struct mt_ca *ca = server->issuer->ca;
     mt_result result =
-        mt_ca_issue(server->ca, request.csr.data, request.csr.length, spiffe_id, time(NULL),
+        mt_ca_issue(ca, request.csr.data, request.csr.length, spiffe_id, time(NULL),
                     server->config->lifetime_seconds, leaf, sizeof(leaf), &leaf_length, &not_after);
     if (!mt_result_is_ok(result)) {
         if (result.error == MT_ERR_CERT_PARSE)
@@ -374,8 +571,11 @@ static void handle_svid_request(struct mt_server *server, struct mt_server_clien
     mt_proto_writer_begin(&writer, reply, REPLY_MAX, MT_PROTO_SVID_RESPONSE);
     mt_proto_writer_put(&writer, MT_PROTO_TAG_SPIFFE_ID, spiffe_id, strlen(spiffe_id));
     mt_proto_writer_put(&writer, MT_PROTO_TAG_CERT, leaf, leaf_length);
-    mt_proto_writer_put(&writer, MT_PROTO_TAG_BUNDLE, server->ca->cert_der,
-                        server->ca->cert_length);
+    for (size_t i = 0; i < ca->chain_length; i++)
+        mt_proto_writer_put(&writer, MT_PROTO_TAG_CERT, ca->chain[i].der, ca->chain[i].length);
+    for (size_t i = 0; i < ca->anchor_count; i++)
+        mt_proto_writer_put(&writer, MT_PROTO_TAG_BUNDLE, ca->anchors[i].der,
+                            ca->anchors[i].length);
     mt_proto_writer_put_u64(&writer, MT_PROTO_TAG_EXPIRY, (uint64_t)not_after);
     if (!mt_result_is_ok(mt_proto_writer_finish(&writer, &length))) {
         free(reply);
@@ -386,6 +586,8 @@ static void handle_svid_request(struct mt_server *server, struct mt_server_clien
     format_utc(not_after, expires, sizeof(expires));
     mt_log_info("issued %s to pid %ld uid %u exe %s, expires %s", spiffe_id, (long)client->peer.pid,
                 (unsigned)client->peer.uid, exe_text(&client->peer), expires);
+    atomic_fetch_add(&mt_agent_stats.svids_issued, 1);
+    remember_issued(server, &client->peer, spiffe_id, not_after);
     client_reply(client, reply, length);
 }
 
@@ -399,6 +601,9 @@ static void handle_frame(struct mt_server *server, struct mt_server_client *clie
         break;
     case MT_PROTO_ID_REQUEST:
         handle_id_request(server, client);
+        break;
+    case MT_PROTO_STATUS_REQUEST:
+        handle_status_request(server, client);
         break;
     default:
         snprintf(text, sizeof(text), "message type %u is not a request", (unsigned)frame->type);
@@ -556,7 +761,10 @@ static void accept_clients(struct mt_server *server)
 
 static int poll_timeout(const struct mt_server *server, long long now)
 {
-    long long earliest = -1;
+    /* The issuer's files are polled, so the loop wakes at least that often. */
+    long long earliest = now + mt_issuer_poll_timeout(server->issuer, now);
+    if (server->next_sweep_ms < earliest)
+        earliest = server->next_sweep_ms;
     if (server->accept_paused_until_ms > now)
         earliest = server->accept_paused_until_ms;
     for (size_t i = 0; i < MT_SERVER_CLIENTS_MAX; i++) {
@@ -567,6 +775,16 @@ static int poll_timeout(const struct mt_server *server, long long now)
     if (earliest < 0)
         return -1;
     return earliest <= now ? 0 : (int)(earliest - now);
+}
+
+/* Removes the metrics files of dead processes and forgets what was issued to them. */
+static void sweep_metrics(struct mt_server *server, long long now)
+{
+    server->next_sweep_ms = now + MT_SERVER_SWEEP_MS;
+    size_t removed = mt_metrics_sweep(server->metrics_directory);
+    if (removed > 0)
+        mt_log_debug("removed %zu metrics file(s) of exited processes", removed);
+    issued_sweep(server);
 }
 
 MT_RESULT mt_server_run(struct mt_server *server, int signal_fd, int *signal_number)
@@ -622,6 +840,9 @@ MT_RESULT mt_server_run(struct mt_server *server, int signal_fd, int *signal_num
             if (client->state != CLIENT_FREE && client->deadline_ms <= now)
                 client_expire(client);
         }
+        mt_issuer_poll(server->issuer, now);
+        if (now >= server->next_sweep_ms)
+            sweep_metrics(server, now);
     }
 }
 
@@ -634,6 +855,13 @@ void mt_server_close(struct mt_server *server)
             client_close(&server->clients[i]);
         free(server->clients);
         server->clients = NULL;
+    }
+    if (server->issued != NULL) {
+        for (size_t i = 0; i < server->issued_count; i++)
+            issued_clear(&server->issued[i]);
+        free(server->issued);
+        server->issued = NULL;
+        server->issued_count = 0;
     }
     if (server->listen_fd >= 0) {
         close(server->listen_fd);

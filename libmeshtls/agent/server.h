@@ -10,18 +10,34 @@
 #ifndef MT_AGENT_SERVER_H
 #define MT_AGENT_SERVER_H
 
+#include <limits.h>
 #include <stdbool.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
 #include "../util/result.h"
 #include "agent_config.h"
-#include "ca.h"
+#include "issuer.h"
 
 #define MT_SERVER_CLIENTS_MAX 256
 #define MT_SERVER_REQUEST_TIMEOUT_MS 5000
+/* Processes remembered for `meshtls status` (pid, identity, expiry); dead ones are dropped. */
+#define MT_SERVER_ISSUED_MAX 4096
+/* How often metrics files of dead processes are removed when nobody scrapes. */
+#define MT_SERVER_SWEEP_MS 10000
 
 struct mt_server_client;
+
+/* The last identity issued to a process, for `meshtls status`. */
+struct mt_server_issued {
+    pid_t pid;
+    uid_t uid;
+    unsigned long long start_time;
+    time_t expiry;
+    char *exe;
+    char *spiffe_id;
+};
 
 struct mt_server {
     int listen_fd;
@@ -31,16 +47,23 @@ struct mt_server {
     struct mt_server_client *clients; /* MT_SERVER_CLIENTS_MAX slots */
     long long accept_paused_until_ms; /* after EMFILE, so poll does not spin on the listener */
     const struct mt_agent_config *config;
-    const struct mt_ca *ca;
+    struct mt_issuer *issuer;
+    char metrics_directory[PATH_MAX];
+    struct mt_server_issued *issued; /* MT_SERVER_ISSUED_MAX slots */
+    size_t issued_count;
+    long long next_sweep_ms;
 };
 
 /*
  * Binds socket_path (mode 0666: every local user may ask; attestation decides what they get).
  * Creates the parent directory (0755) when missing, replaces a stale socket file, and refuses
- * when a live agent answers on the path or the path is not a socket.
+ * when a live agent answers on the path or the path is not a socket. issuer is loaded later,
+ * before mt_server_run; the loop polls it for changed files. STATUS requests read the metrics
+ * directory beside the socket (see metrics/metrics.h): a caller sees every process when it is
+ * root or the agent's user, else only the processes of its own uid.
  */
 MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
-                         const struct mt_agent_config *config, const struct mt_ca *ca,
+                         const struct mt_agent_config *config, struct mt_issuer *issuer,
                          char *message, size_t message_size);
 
 /* Serves until signal_fd (a signalfd) becomes readable; returns the signal number received. */

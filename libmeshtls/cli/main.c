@@ -21,6 +21,7 @@
 #include "../config/config.h"
 #include "../identity/client.h"
 #include "../util/check.h"
+#include "status.h"
 
 #define PRELOAD_NAME "libmeshtls-preload.so"
 
@@ -31,6 +32,7 @@ static int usage(FILE *out, int status)
             "       meshtls check PROGRAM\n"
             "       meshtls config check [FILE]\n"
             "       meshtls id [--socket PATH]\n"
+            "       meshtls status [--socket PATH]\n"
             "       meshtls version\n"
             "\n"
             "run      runs PROGRAM with every TCP connection that policy selects turned into\n"
@@ -40,6 +42,7 @@ static int usage(FILE *out, int status)
             "         validates FILE (default: the configuration the library would load) and\n"
             "         prints the effective policy; exit 2 with FILE:LINE: KEY: ... on error\n"
             "id       prints the SPIFFE ID the agent would issue to this process\n"
+            "status   lists the processes using the agent: identities, expiry, open connections\n"
             "\n"
             "environment: MESHTLS_CONFIG (config file), MESHTLS_AGENT_SOCKET, MESHTLS_LOG\n");
     return status;
@@ -190,6 +193,8 @@ int main(int argc, char **argv)
         return command_id(argc - 2, argv + 2);
     if (strcmp(argv[1], "check") == 0)
         return command_check(argc - 2, argv + 2);
+    if (strcmp(argv[1], "status") == 0)
+        return mt_cli_status(argc - 2, argv + 2);
     if (strcmp(argv[1], "config") == 0)
         return command_config(argc - 2, argv + 2);
     if (strcmp(argv[1], "version") == 0) {

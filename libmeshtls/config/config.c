@@ -284,8 +284,8 @@ static MT_RESULT read_choice(struct load_context *context, const config_setting_
     return MT_OK_RESULT;
 }
 
-static MT_RESULT read_timeout(struct load_context *context, const config_setting_t *setting,
-                              const char *key, unsigned *timeout_ms)
+static MT_RESULT read_duration(struct load_context *context, const config_setting_t *setting,
+                               const char *key, int minimum_ms, unsigned *duration_ms)
 {
     /*
      * libconfig 1.5 silently wraps a decimal literal beyond 32 bits that lacks the L suffix
@@ -301,18 +301,24 @@ static MT_RESULT read_timeout(struct load_context *context, const config_setting
         break;
     default:
         begin_setting_message(context, setting, key);
-        text_append(&context->message, "expected an integer (%d .. %d), got %s", TIMEOUT_MIN_MS,
+        text_append(&context->message, "expected an integer (%d .. %d), got %s", minimum_ms,
                     TIMEOUT_MAX_MS, type_name(setting));
         return mt_result_of(MT_ERR_CONFIG);
     }
-    if (value < TIMEOUT_MIN_MS || value > TIMEOUT_MAX_MS) {
+    if (value < minimum_ms || value > TIMEOUT_MAX_MS) {
         begin_setting_message(context, setting, key);
         text_append(&context->message, "%lld is out of range; valid values: %d .. %d", value,
-                    TIMEOUT_MIN_MS, TIMEOUT_MAX_MS);
+                    minimum_ms, TIMEOUT_MAX_MS);
         return mt_result_of(MT_ERR_CONFIG);
     }
-    *timeout_ms = (unsigned)value;
+    *duration_ms = (unsigned)value;
     return MT_OK_RESULT;
+}
+
+static MT_RESULT read_timeout(struct load_context *context, const config_setting_t *setting,
+                              const char *key, unsigned *timeout_ms)
+{
+    return read_duration(context, setting, key, TIMEOUT_MIN_MS, timeout_ms);
 }
 
 typedef mt_result (*key_reader)(struct load_context *context, const config_setting_t *setting);
@@ -1114,6 +1120,11 @@ static MT_RESULT read_agent_timeout(struct load_context *context, const config_s
     return read_timeout(context, setting, "agent_timeout_ms", &context->config.agent_timeout_ms);
 }
 
+static MT_RESULT read_agent_wait(struct load_context *context, const config_setting_t *setting)
+{
+    return read_duration(context, setting, "agent_wait_ms", 0, &context->config.agent_wait_ms);
+}
+
 static const struct key_rule top_level_rules[] = {
     {"agent_socket", read_agent_socket},
     {"outbound", read_outbound},
@@ -1123,6 +1134,7 @@ static const struct key_rule top_level_rules[] = {
     {"handshake_timeout_ms", read_handshake_timeout},
     {"detect_timeout_ms", read_detect_timeout},
     {"agent_timeout_ms", read_agent_timeout},
+    {"agent_wait_ms", read_agent_wait},
     {"skip_ports", read_skip_ports},
 };
 
@@ -1140,6 +1152,7 @@ void mt_config_set_defaults(struct mt_config *config)
     config->handshake_timeout_ms = 10000;
     config->detect_timeout_ms = 10000;
     config->agent_timeout_ms = 5000;
+    config->agent_wait_ms = 5000;
 }
 
 /* A "FILE:0: what: strerror" message for a file that cannot be used at all. */
@@ -1427,7 +1440,9 @@ size_t mt_config_describe(const struct mt_config *config, char *text, size_t cap
     text_append(&out, "trust_domain = ");
     text_append_quoted(&out, config->trust_domain, SIZE_MAX);
     text_append(&out,
-                ";\nhandshake_timeout_ms = %u;\ndetect_timeout_ms = %u;\nagent_timeout_ms = %u;\n",
-                config->handshake_timeout_ms, config->detect_timeout_ms, config->agent_timeout_ms);
+                ";\nhandshake_timeout_ms = %u;\ndetect_timeout_ms = %u;\nagent_timeout_ms = %u;\n"
+                "agent_wait_ms = %u;\n",
+                config->handshake_timeout_ms, config->detect_timeout_ms, config->agent_timeout_ms,
+                config->agent_wait_ms);
     return out.needed;
 }

@@ -19,6 +19,8 @@
 //   detect_timeout_ms = 10000;                 # 100 .. 600000: how long a permissive port waits
 //                                              #   for the first bytes before passing plaintext on
 //   agent_timeout_ms = 5000;                   # 100 .. 600000
+//   agent_wait_ms = 5000;                      # 0 .. 600000: how long a process started before
+//                                              #   the agent waits for its first identity
 //   skip_ports = [53, 443];                    # example (default []): never touched, either way
 //
 //   outbound = {
@@ -165,6 +167,7 @@ struct mt_config {
     unsigned handshake_timeout_ms; /* key handshake_timeout_ms; default 10000 */
     unsigned detect_timeout_ms;    /* key detect_timeout_ms; default 10000 */
     unsigned agent_timeout_ms;     /* key agent_timeout_ms; default 5000 */
+    unsigned agent_wait_ms;        /* key agent_wait_ms; default 5000, 0 = do not wait */
     /* Every distinct identity pattern, NUL-terminated, one after the other. */
     size_t pattern_text_length;
     char pattern_text[MT_CONFIG_PATTERN_TEXT_MAX];

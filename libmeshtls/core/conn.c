@@ -62,6 +62,31 @@ static void unlock_and_notify(struct mt_conn *conn)
         mt_epoll_notify(fd);
 }
 
+static bool is_inbound(const struct mt_conn *conn)
+{
+    return conn->role == MT_TLS_SERVER;
+}
+
+/* The port metrics label a connection with: the local port inbound, the destination outbound. */
+static uint16_t metrics_port(const struct mt_conn *conn)
+{
+    return mt_addr_port(is_inbound(conn) ? &conn->local : &conn->peer);
+}
+
+static uint64_t handshake_duration_us(const struct mt_conn *conn)
+{
+    long long elapsed = mt_sys_now_us() - conn->handshake_started_us;
+    return elapsed > 0 ? (uint64_t)elapsed : 0;
+}
+
+/* Starts counting a connection that is now open for the application's bytes. */
+static void count_open(struct mt_conn *conn, bool tls, const char *peer_id)
+{
+    conn->metrics =
+        mt_metrics_connection_open(is_inbound(conn), tls, metrics_port(conn), &conn->peer, peer_id);
+    mt_metrics_connection_describe(conn->metrics, conn->fd, &conn->local);
+}
+
 /* Moves to FAILED, keeping errno_value for every later call, with the one log line it deserves. */
 static void fail(struct mt_conn *conn, int errno_value, const char *reason)
 {
@@ -69,6 +94,10 @@ static void fail(struct mt_conn *conn, int errno_value, const char *reason)
         return;
     /* Refused: never established. Failed: the session was up and broke afterwards. */
     const char *what = conn->state == MT_CONN_ESTABLISHED ? "mtls connection" : "refused";
+    if (conn->state != MT_CONN_ESTABLISHED && conn->state != MT_CONN_PLAIN)
+        mt_metrics_handshake(is_inbound(conn),
+                             conn->handshake_started_us != 0 ? handshake_duration_us(conn) : 0,
+                             reason);
     conn->state = MT_CONN_FAILED;
     conn->failed_errno = errno_value;
     conn->notify_pollers = true;
@@ -105,6 +134,7 @@ static void log_established(struct mt_conn *conn)
 static void start_handshake(struct mt_conn *conn)
 {
     conn->state = MT_CONN_HANDSHAKING;
+    conn->handshake_started_us = mt_sys_now_us();
     conn->handshake_deadline_ms =
         mt_sys_now_ms() + (long long)mt_runtime_config()->handshake_timeout_ms;
 }
@@ -149,8 +179,11 @@ static bool check_peer(void *argument, const char *peer_id, char *reason, size_t
                  peer_id, conn->policy.outbound.expected_identity, rule, own);
         return false;
     }
-    if (mt_policy_inbound_allows(mt_runtime_config(), &conn->policy.inbound, peer_id))
+    if (mt_policy_inbound_allows(mt_runtime_config(), &conn->policy.inbound, peer_id)) {
+        mt_metrics_authz(true, metrics_port(conn), peer_id);
         return true;
+    }
+    mt_metrics_authz(false, metrics_port(conn), peer_id);
     snprintf(reason, reason_size,
              "client identity %.200s is not in the allow list of inbound.rules[%d] (we are %.200s)",
              peer_id, conn->policy.inbound.rule_index, own);
@@ -162,6 +195,7 @@ static void pass_as_plain(struct mt_conn *conn, const char *why)
 {
     conn->state = MT_CONN_PLAIN;
     conn->notify_pollers = true;
+    count_open(conn, false, "");
     if (mt_log_is_enabled(MT_LOG_INFO)) {
         char peer[MT_ADDR_TEXT_MAX];
         mt_addr_format(&conn->peer, peer, sizeof(peer));
@@ -238,6 +272,8 @@ static void step(struct mt_conn *conn)
             conn->state = MT_CONN_ESTABLISHED;
             conn->wants = MT_TLS_OK;
             conn->notify_pollers = true;
+            mt_metrics_handshake(is_inbound(conn), handshake_duration_us(conn), NULL);
+            count_open(conn, true, mt_tls_peer_id(conn->tls));
             log_established(conn);
         } else if (status == MT_TLS_WANT_READ || status == MT_TLS_WANT_WRITE) {
             /* What the kernel must be asked for changes with what TLS waits for. */
@@ -463,8 +499,12 @@ ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flag
     for (;;) {
         step(conn);
         if (conn->state == MT_CONN_PLAIN) {
+            struct mt_metrics_connection *metrics = conn->metrics;
             unlock_and_notify(conn);
-            return mt_sys_recv(conn->fd, buffer, length, flags);
+            ssize_t n = mt_sys_recv(conn->fd, buffer, length, flags);
+            if (n > 0 && !peek)
+                mt_metrics_bytes_read(metrics, (size_t)n);
+            return n;
         }
         if (conn->state == MT_CONN_FAILED) {
             error = conn->failed_errno;
@@ -498,6 +538,8 @@ ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flag
                 break;
             }
             if (total > 0) {
+                if (!peek)
+                    mt_metrics_bytes_read(conn->metrics, total);
                 /* Decrypted bytes left behind are invisible to the kernel: pollers must know. */
                 if (conn->state == MT_CONN_ESTABLISHED && mt_tls_input_ready(conn->tls))
                     conn->notify_pollers = true;
@@ -550,8 +592,12 @@ ssize_t mt_conn_send(struct mt_conn *conn, const void *buffer, size_t length, in
     for (;;) {
         step(conn);
         if (conn->state == MT_CONN_PLAIN && total == 0) {
+            struct mt_metrics_connection *metrics = conn->metrics;
             unlock_and_notify(conn);
-            return mt_sys_send(conn->fd, buffer, length, flags);
+            ssize_t n = mt_sys_send(conn->fd, buffer, length, flags);
+            if (n > 0)
+                mt_metrics_bytes_written(metrics, (size_t)n);
+            return n;
         }
         if (conn->state == MT_CONN_FAILED) {
             error = conn->failed_errno;
@@ -596,6 +642,8 @@ ssize_t mt_conn_send(struct mt_conn *conn, const void *buffer, size_t length, in
         if (error != 0)
             break;
     }
+    if (total > 0)
+        mt_metrics_bytes_written(conn->metrics, total);
     unlock_and_notify(conn);
     if (total > 0 || length == 0)
         return (ssize_t)total;
@@ -953,5 +1001,8 @@ void mt_conn_release(struct mt_conn *conn)
     free(conn->other_fds);
     conn->other_fds = NULL;
     conn->other_fd_count = 0;
+    if (conn->metrics != NULL)
+        mt_metrics_connection_close(conn->metrics);
+    conn->metrics = NULL;
     mt_table_conn_recycle(conn);
 }

@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "../metrics/metrics.h"
 #include "../policy/policy.h"
 #include "../tls/tls.h"
 
@@ -71,6 +72,8 @@ struct mt_conn {
     struct sockaddr_storage peer;
     struct sockaddr_storage local;
     struct mt_conn_policy policy;
+    struct mt_metrics_connection *metrics; /* counters once established (or passed as plain) */
+    long long handshake_started_us;
     long long handshake_deadline_ms;
     long long detect_deadline_ms;
     /* A record's plaintext already handed to TLS and reported written, not yet fully sent. */

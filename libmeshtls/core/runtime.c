@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../metrics/metrics.h"
 #include "../util/log.h"
 #include "../util/sys.h"
 #include "runtime.h"
@@ -25,6 +26,8 @@ static long long next_attempt_ms;
 static int retry_delay_ms = RETRY_FIRST_MS;
 static char last_failure[MT_CONFIG_MESSAGE_MAX];
 static struct mt_identity_request *renewal; /* under way, under context_lock */
+static long long loaded_ms;                 /* when the configuration was loaded */
+static bool waiting_for_agent;              /* quiet failures while waiting for it */
 
 static void load_config(void)
 {
@@ -36,6 +39,8 @@ static void load_config(void)
         return;
     }
     mt_log_set_level(config.log_level);
+    loaded_ms = mt_sys_now_ms();
+    mt_metrics_init(config.agent_socket);
     mt_log_debug("configuration %s: outbound loopback=%s default=%s, inbound loopback=%s "
                  "default=%s, agent %s",
                  config.source[0] != '\0' ? config.source : "(built-in defaults)",
@@ -72,7 +77,10 @@ static void note_failure(const char *message)
     snprintf(last_failure, sizeof(last_failure), "%s", message);
     next_attempt_ms = mt_sys_now_ms() + retry_delay_ms;
     retry_delay_ms = retry_delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_delay_ms * 2;
-    mt_log_warn("no new identity: %s", message);
+    if (waiting_for_agent)
+        mt_log_debug("no identity yet: %s", message);
+    else
+        mt_log_warn("no new identity: %s", message);
 }
 
 /* With context_lock held: builds a TLS context for identity and makes it current. */
@@ -99,6 +107,7 @@ static void install(const struct mt_config *settings, struct mt_identity *identi
     char expiry[32];
     format_time(identity->not_after, expiry, sizeof(expiry));
     mt_log_info("identity %s, valid until %s", identity->spiffe_id, expiry);
+    mt_metrics_identity(identity->not_after, current_context != NULL);
     mt_tls_context_release(current_context);
     current_context = context;
     retry_delay_ms = RETRY_FIRST_MS;
@@ -139,6 +148,33 @@ static void renew_locked(const struct mt_config *settings, int wait_ms)
     mt_identity_release(identity); /* the context holds its own reference */
 }
 
+/*
+ * With context_lock held, no identity yet: a process started before its agent (both started by
+ * one container runtime, say) waits for it, up to agent_wait_ms after the process loaded its
+ * configuration, rather than failing its first connections. Past that, it fails fast.
+ */
+static void wait_for_first_identity(const struct mt_config *settings)
+{
+    long long until = loaded_ms + (long long)settings->agent_wait_ms;
+    bool said = false;
+    for (;;) {
+        waiting_for_agent = mt_sys_remaining_ms(until) > 0;
+        renew_locked(settings, (int)settings->agent_timeout_ms);
+        if (current_context != NULL || !waiting_for_agent) {
+            waiting_for_agent = false;
+            return;
+        }
+        if (!said) {
+            mt_log_info("waiting up to %u ms for the agent at %s", settings->agent_wait_ms,
+                        settings->agent_socket);
+            said = true;
+        }
+        struct timespec pause = {0, 100 * 1000000L};
+        nanosleep(&pause, NULL);
+        next_attempt_ms = 0; /* the backoff is for after the wait */
+    }
+}
+
 struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size)
 {
     const struct mt_config *settings = mt_runtime_config();
@@ -150,7 +186,9 @@ struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size)
     time_t now = time(NULL);
     const struct mt_identity *identity =
         current_context != NULL ? mt_tls_context_identity(current_context) : NULL;
-    if (identity == NULL || now >= identity->not_after)
+    if (identity == NULL && current_context == NULL)
+        wait_for_first_identity(settings);
+    else if (identity == NULL || now >= identity->not_after)
         renew_locked(settings, (int)settings->agent_timeout_ms); /* nothing valid to use */
     else if (now >= identity->refresh_at)
         renew_locked(settings, 0);

@@ -122,6 +122,8 @@ struct mt_conn *mt_table_conn_allocate(void)
     conn->tls = NULL;
     memset(&conn->peer, 0, sizeof(conn->peer));
     memset(&conn->local, 0, sizeof(conn->local));
+    conn->metrics = NULL;
+    conn->handshake_started_us = 0;
     conn->handshake_deadline_ms = -1;
     conn->unsent = NULL;
     conn->unsent_length = 0;

@@ -266,6 +266,26 @@ MT_RESULT mt_proto_decode_id_response(const struct mt_proto_frame *frame,
     return MT_OK_RESULT;
 }
 
+MT_RESULT mt_proto_decode_status_response(const struct mt_proto_frame *frame,
+                                          struct mt_proto_status_response *response)
+{
+    MT_ENSURE_REF(response);
+    MT_GUARD(check_frame(frame, MT_PROTO_STATUS_RESPONSE));
+    size_t count = 0;
+    struct tlv_reader reader;
+    tlv_reader_init(&reader, frame);
+    /* Written straight into response (it is large); the count is set only when all is valid. */
+    response->record_count = 0;
+    while (tlv_reader_has_more(&reader)) {
+        struct tlv tlv;
+        MT_GUARD(tlv_reader_next(&reader, &tlv));
+        if (tlv.tag == MT_PROTO_TAG_STATUS_RECORD)
+            MT_GUARD(take_list_item(response->records, &count, MT_PROTO_MAX_STATUS_RECORDS, &tlv));
+    }
+    response->record_count = count;
+    return MT_OK_RESULT;
+}
+
 MT_RESULT mt_proto_decode_error(const struct mt_proto_frame *frame,
                                 struct mt_proto_error_reply *reply)
 {

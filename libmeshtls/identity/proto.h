@@ -8,10 +8,17 @@
  * One request, one reply, then the agent closes the connection. Requests:
  *   SVID_REQUEST  { CSR }                     → SVID_RESPONSE or ERROR
  *   ID_REQUEST    { }                         → ID_RESPONSE or ERROR
+ *   STATUS_REQUEST { }                        → STATUS_RESPONSE or ERROR
  * Replies:
  *   SVID_RESPONSE { SPIFFE_ID, CERT+ (leaf first, DER), BUNDLE+ (trust anchors, DER), EXPIRY }
  *   ID_RESPONSE   { SPIFFE_ID }
  *   ERROR         { ERROR_CODE, MESSAGE }
+ *   STATUS_RESPONSE { STATUS_RECORD* }        one line of tab-separated fields per record:
+ *       process    pid uid exe spiffe_id expiry refresh_count has_metrics
+ *       connection pid fd direction tls local peer peer_id opened_at_ms read_bytes written_bytes
+ *       truncated  omitted_records
+ *     (expiry in unix seconds, 0 when unknown; unknown text fields are "-"; a reader skips
+ *     record kinds it does not know, so fields may be appended later)
  *
  * The parser never allocates and never reads past the length it is given: the decoded structures
  * point into the caller's buffer. Unknown tags are skipped (a newer peer may add fields); a missing
@@ -33,6 +40,7 @@
 #define MT_PROTO_MAX_FRAME (MT_PROTO_HEADER_SIZE + MT_PROTO_MAX_PAYLOAD)
 #define MT_PROTO_MAX_CERTS 4
 #define MT_PROTO_MAX_ANCHORS 8
+#define MT_PROTO_MAX_STATUS_RECORDS 1024
 
 enum mt_proto_type {
     MT_PROTO_SVID_REQUEST = 1,
@@ -40,6 +48,8 @@ enum mt_proto_type {
     MT_PROTO_ERROR = 3,
     MT_PROTO_ID_REQUEST = 4,
     MT_PROTO_ID_RESPONSE = 5,
+    MT_PROTO_STATUS_REQUEST = 6,
+    MT_PROTO_STATUS_RESPONSE = 7,
 };
 
 enum mt_proto_tag {
@@ -50,6 +60,7 @@ enum mt_proto_tag {
     MT_PROTO_TAG_EXPIRY = 5,     /* u64 BE, seconds since the epoch: the leaf's notAfter */
     MT_PROTO_TAG_ERROR_CODE = 6, /* u32 BE, enum mt_proto_error_code */
     MT_PROTO_TAG_MESSAGE = 7,
+    MT_PROTO_TAG_STATUS_RECORD = 8, /* UTF-8 text, tab-separated fields, no newline */
 };
 
 enum mt_proto_error_code {
@@ -84,6 +95,11 @@ struct mt_proto_svid_response {
     uint64_t expiry;
 };
 
+struct mt_proto_status_response {
+    struct mt_proto_blob records[MT_PROTO_MAX_STATUS_RECORDS];
+    size_t record_count;
+};
+
 struct mt_proto_error_reply {
     uint32_t code;
     struct mt_proto_blob message;
@@ -104,6 +120,9 @@ MT_RESULT mt_proto_decode_svid_response(const struct mt_proto_frame *frame,
                                         struct mt_proto_svid_response *response);
 MT_RESULT mt_proto_decode_id_response(const struct mt_proto_frame *frame,
                                       struct mt_proto_blob *spiffe_id);
+/* Records beyond MT_PROTO_MAX_STATUS_RECORDS make the message malformed. */
+MT_RESULT mt_proto_decode_status_response(const struct mt_proto_frame *frame,
+                                          struct mt_proto_status_response *response);
 MT_RESULT mt_proto_decode_error(const struct mt_proto_frame *frame,
                                 struct mt_proto_error_reply *reply);
 

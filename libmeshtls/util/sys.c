@@ -67,6 +67,13 @@ long long mt_sys_now_ms(void)
     return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
+long long mt_sys_now_us(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
 int mt_sys_remaining_ms(long long deadline_ms)
 {
     if (deadline_ms < 0)

@@ -28,6 +28,9 @@ int mt_sys_fcntl(int fd, int command, long argument);
 /* Milliseconds on CLOCK_MONOTONIC, for deadlines. */
 long long mt_sys_now_ms(void);
 
+/* Microseconds on CLOCK_MONOTONIC, for durations. */
+long long mt_sys_now_us(void);
+
 /* What is left of a deadline: -1 for none (deadline_ms < 0), else ≥ 0. */
 int mt_sys_remaining_ms(long long deadline_ms);
 

@@ -146,7 +146,8 @@ class Mesh:
         """Starts an agent; config is the text of its configuration file (rules etc.)."""
         state = os.path.join(self.dir, f"{name}-state")
         sock = os.path.join(self.dir, f"{name}.sock")
-        argv = [AGENT, "--socket", sock, "--state-dir", state]
+        # Test agents serve no metrics endpoint: they would all want the default port.
+        argv = [AGENT, "--socket", sock, "--state-dir", state, "--metrics-address", "off"]
         if trust_domain:
             argv += ["--trust-domain", trust_domain]
         if config is not None:

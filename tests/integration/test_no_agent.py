@@ -27,7 +27,8 @@ SERVER = ("import socket\n"
 def test():
     with Mesh("no-agent") as mesh:
         sock = os.path.join(mesh.dir, "absent.sock")
-        mesh.write_config("agent", sock)
+        # No waiting for an agent that will never come (agent_wait_ms is tested with a restart).
+        mesh.write_config("agent", sock, extra="agent_wait_ms = 0;\n")
 
         listener = socket.create_server(("127.0.0.1", 0))
         listener.settimeout(1)

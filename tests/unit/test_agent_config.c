@@ -151,8 +151,10 @@ static void test_load_file_syntax_error_names_line(void **state)
 
 static void test_load_file_unknown_top_level_key_rejected(void **state)
 {
-    expect_error(*state, "lifetime = 600;\n\nlifetme = 60;\n", 3, "lifetme",
-                 "unknown key (valid keys: trust_domain, lifetime, rules)");
+    expect_error(
+        *state, "lifetime = 600;\n\nlifetme = 60;\n", 3, "lifetme",
+        "unknown key (valid keys: trust_domain, lifetime, rules, issuer_dir, trust_anchors, "
+        "metrics_address)");
 }
 
 static void test_load_file_unknown_rule_key_rejected(void **state)
@@ -169,15 +171,15 @@ static void test_load_file_lifetime_wrong_type_rejected(void **state)
 
 static void test_load_file_lifetime_out_of_range_rejected(void **state)
 {
-    expect_error(*state, "lifetime = 59;\n", 1, "lifetime", "59 is out of range (60 .. 2592000");
+    expect_error(*state, "lifetime = 4;\n", 1, "lifetime", "4 is out of range (5 .. 2592000");
     expect_error(*state, "lifetime = 2592001;\n", 1, "lifetime", "out of range");
 }
 
 static void test_load_file_lifetime_bounds_accepted(void **state)
 {
     struct fixture *fixture = *state;
-    assert_true(mt_result_is_ok(load_text(fixture, "lifetime = 60;\n")));
-    assert_int_equal(fixture->config.lifetime_seconds, 60);
+    assert_true(mt_result_is_ok(load_text(fixture, "lifetime = 5;\n")));
+    assert_int_equal(fixture->config.lifetime_seconds, 5);
     assert_true(mt_result_is_ok(load_text(fixture, "lifetime = 2592000;\n")));
     assert_int_equal(fixture->config.lifetime_seconds, 2592000);
 }
@@ -382,7 +384,7 @@ static void test_set_lifetime_parsed_and_bounded(void **state)
     assert_true(
         mt_result_is_ok(mt_agent_config_set_lifetime(&fixture->config, "600", message, size)));
     assert_int_equal(fixture->config.lifetime_seconds, 600);
-    static const char *const bad[] = {"59",  "2592001", "",     "10s",
+    static const char *const bad[] = {"4",   "2592001", "",     "10s",
                                       "-60", " 600",    "+600", "99999999999999999999999"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(

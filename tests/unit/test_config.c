@@ -81,6 +81,7 @@ static void set_non_defaults(struct mt_config *config)
     config->handshake_timeout_ms = 1234;
     config->detect_timeout_ms = 2345;
     config->agent_timeout_ms = 4321;
+    config->agent_wait_ms = 321;
     config->skip_port_count = 1;
     config->skip_ports[0] = (struct mt_port_range){22, 22};
 }
@@ -148,7 +149,27 @@ static void assert_configs_equal(const struct mt_config *a, const struct mt_conf
     assert_int_equal(a->handshake_timeout_ms, b->handshake_timeout_ms);
     assert_int_equal(a->detect_timeout_ms, b->detect_timeout_ms);
     assert_int_equal(a->agent_timeout_ms, b->agent_timeout_ms);
+    assert_int_equal(a->agent_wait_ms, b->agent_wait_ms);
     assert_rules_equal(a, b);
+}
+
+/* agent_wait_ms may be 0 (do not wait for the agent), unlike the timeouts. */
+static void test_mt_config_load_file_agent_wait_zero_and_bounds_accepted(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/meshtls-test-wait-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char text[] = "agent_wait_ms = 0;\n";
+    assert_int_equal(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+    close(fd);
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    assert_int_equal(config.agent_wait_ms, 5000);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_true(mt_result_is_ok(mt_config_load_file(path, &config, message, sizeof(message))));
+    assert_int_equal(config.agent_wait_ms, 0);
+    unlink(path);
 }
 
 /* Loads content and expects exactly the message "<file>:<suffix>" with config untouched. */
@@ -323,7 +344,8 @@ static const struct {
                          "\"debug\"), got an integer"},
     {"log_level = \"info\";\noutbund = { default = \"mtls\"; };\n",
      "2: unknown key \"outbund\"; valid keys: agent_socket, outbound, inbound, log_level, "
-     "trust_domain, handshake_timeout_ms, detect_timeout_ms, agent_timeout_ms, skip_ports"},
+     "trust_domain, handshake_timeout_ms, detect_timeout_ms, agent_timeout_ms, agent_wait_ms, "
+     "skip_ports"},
     {"outbound = {\n  default = \"mtls\";\n  loopbak = \"plain\";\n};\n",
      "3: outbound: unknown key \"loopbak\"; valid keys: loopback, default, rules"},
     {"inbound = { ports = 443; };\n",
@@ -354,6 +376,7 @@ static const struct {
      "1: handshake_timeout_ms: 600001 is out of range; valid values: 100 .. 600000"},
     {"handshake_timeout_ms = -1;\n",
      "1: handshake_timeout_ms: -1 is out of range; valid values: 100 .. 600000"},
+    {"agent_wait_ms = -1;\n", "1: agent_wait_ms: -1 is out of range; valid values: 0 .. 600000"},
     {"handshake_timeout_ms = 10.5;\n", "1: handshake_timeout_ms: expected an integer (100 .. "
                                        "600000), got a floating-point number"},
     {"agent_timeout_ms = \"5000\";\n",
@@ -772,7 +795,8 @@ static void test_mt_config_describe_text_is_the_documented_form(void **state)
                               "trust_domain = \"\";\n"
                               "handshake_timeout_ms = 10000;\n"
                               "detect_timeout_ms = 10000;\n"
-                              "agent_timeout_ms = 5000;\n");
+                              "agent_timeout_ms = 5000;\n"
+                              "agent_wait_ms = 5000;\n");
 }
 
 static void test_mt_config_describe_small_buffer_is_cut_and_terminated(void **state)
@@ -1110,7 +1134,8 @@ static void test_mt_config_describe_rules_text_is_the_documented_form(void **sta
         "trust_domain = \"\";\n"
         "handshake_timeout_ms = 10000;\n"
         "detect_timeout_ms = 2500;\n"
-        "agent_timeout_ms = 5000;\n");
+        "agent_timeout_ms = 5000;\n"
+        "agent_wait_ms = 5000;\n");
 }
 
 #define TEST(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1118,6 +1143,7 @@ static void test_mt_config_describe_rules_text_is_the_documented_form(void **sta
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        TEST(test_mt_config_load_file_agent_wait_zero_and_bounds_accepted),
         TEST(test_mt_config_set_defaults_values_match_the_documentation),
         TEST(test_mt_config_load_file_every_key_sets_its_field),
         TEST(test_mt_config_load_file_log_levels_each_parse),

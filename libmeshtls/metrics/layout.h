@@ -1,0 +1,163 @@
+/*
+ * The metrics file: the shared-memory layout one intercepted process writes and the agent reads.
+ *
+ * One file per process, <socket dir>/metrics/<pid>-<start time>.metrics, owned by the process's
+ * uid, mode 0644, in a directory the agent creates with mode 1777 (sticky: nobody removes another
+ * user's file). The writer maps it MAP_SHARED and updates counters in place with relaxed atomics;
+ * the reader copies it with pread() (never maps it, so a writer truncating its own file cannot
+ * fault the agent) and treats every field as hostile input.
+ *
+ *   offset 0                 struct mt_metrics_file_header (MT_METRICS_HEADER_SIZE bytes)
+ *   offset HEADER + i·CHUNK  chunk i: struct mt_metrics_chunk_header, then records
+ *
+ * A chunk holds records of one kind: series (struct mt_metrics_series_record, one per label set
+ * direction × tls × port × peer identity) or open connections (struct
+ * mt_metrics_connection_record). The file grows by whole chunks: ftruncate, map the new chunk
+ * on its own, initialise it, then publish it by incrementing chunk_count (release). Existing
+ * chunks never move, so pointers held by other threads stay valid and no data-path call ever
+ * needs a system call. Records in a series chunk are published the same way, by incrementing the
+ * chunk's used count after the record's labels are written.
+ *
+ * Counters in a record are monotonic for the life of the file; tcp_open_connections is derived
+ * by the reader as open_total − close_total of the series. Strings are NUL-padded fixed arrays.
+ * Any change to this layout bumps MT_METRICS_LAYOUT_VERSION; a reader skips files of another
+ * version.
+ */
+#ifndef MT_METRICS_LAYOUT_H
+#define MT_METRICS_LAYOUT_H
+
+#include <stdint.h>
+
+#define MT_METRICS_MAGIC "MTMETRIC"
+#define MT_METRICS_LAYOUT_VERSION 1u
+#define MT_METRICS_HEADER_SIZE 4096u
+#define MT_METRICS_CHUNK_SIZE 65536u
+#define MT_METRICS_CHUNK_HEADER_SIZE 64u
+/* A file never grows past this many chunks (16 MiB); the reader refuses larger ones. */
+#define MT_METRICS_CHUNKS_MAX 256u
+#define MT_METRICS_FILE_SIZE_MAX                                                                   \
+    (MT_METRICS_HEADER_SIZE + MT_METRICS_CHUNKS_MAX * MT_METRICS_CHUNK_SIZE)
+
+/* A peer identity label is cut here (SPIFFE IDs may be 2048 bytes; labels should stay short). */
+#define MT_METRICS_PEER_ID_MAX 256u
+#define MT_METRICS_ADDRESS_MAX 64u
+
+/* Handshake latency buckets, upper bounds in microseconds (Linkerd's latency buckets). */
+#define MT_METRICS_LATENCY_BUCKETS(X)                                                              \
+    X(1000)                                                                                        \
+    X(2000) X(3000) X(4000) X(5000) X(10000) X(20000) X(30000) X(40000) X(50000) X(100000)         \
+        X(200000) X(300000) X(400000) X(500000) X(1000000) X(2000000) X(3000000) X(4000000)        \
+            X(5000000) X(10000000)
+#define MT_METRICS_COUNT_ONE(bound) +1
+enum { MT_METRICS_BUCKET_COUNT = 0 MT_METRICS_LATENCY_BUCKETS(MT_METRICS_COUNT_ONE) };
+
+/* Handshake failure classes: the bounded label set that free-text reasons map to. */
+#define MT_METRICS_FAILURE_REASONS(X)                                                              \
+    X(NOT_TLS, "not_tls")                                                                          \
+    X(UNTRUSTED_CA, "untrusted_ca")                                                                \
+    X(EXPIRED, "expired")                                                                          \
+    X(BAD_SVID, "bad_svid")                                                                        \
+    X(PEER_REJECTED, "peer_rejected")                                                              \
+    X(TIMEOUT, "timeout")                                                                          \
+    X(NO_IDENTITY, "no_identity")                                                                  \
+    X(POLICY, "policy")                                                                            \
+    X(OTHER, "other")
+
+enum mt_metrics_failure_reason {
+#define MT_METRICS_REASON_ENUM(name, label) MT_METRICS_FAILURE_##name,
+    MT_METRICS_FAILURE_REASONS(MT_METRICS_REASON_ENUM)
+#undef MT_METRICS_REASON_ENUM
+        MT_METRICS_FAILURE_COUNT
+};
+
+enum mt_metrics_direction {
+    MT_METRICS_INBOUND = 0,
+    MT_METRICS_OUTBOUND = 1,
+    MT_METRICS_DIRECTIONS = 2,
+};
+
+enum mt_metrics_chunk_kind {
+    MT_METRICS_CHUNK_SERIES = 1,
+    MT_METRICS_CHUNK_CONNECTIONS = 2,
+};
+
+enum mt_metrics_connection_state {
+    MT_METRICS_CONNECTION_FREE = 0,
+    MT_METRICS_CONNECTION_BUSY = 1, /* being filled in or torn down by the writer */
+    MT_METRICS_CONNECTION_OPEN = 2,
+};
+
+/* Handshake latency and outcome for one direction. */
+struct mt_metrics_handshakes {
+    uint64_t buckets[MT_METRICS_BUCKET_COUNT + 1]; /* per bucket, not cumulative; last is +Inf */
+    uint64_t duration_sum_us;
+    uint64_t success_count;
+    uint64_t failures[MT_METRICS_FAILURE_COUNT];
+};
+
+struct mt_metrics_file_header {
+    char magic[8];
+    uint32_t version;
+    uint32_t header_size;    /* MT_METRICS_HEADER_SIZE */
+    uint32_t chunk_size;     /* MT_METRICS_CHUNK_SIZE */
+    uint32_t chunk_count;    /* published chunks (atomic, release) */
+    int32_t pid;             /* must match the file name and the kernel's view */
+    uint32_t uid;            /* the writer's effective uid; the file owner must match */
+    uint64_t start_time;     /* /proc/<pid>/stat field 22, clock ticks after boot */
+    int64_t created_at;      /* unix seconds */
+    int64_t identity_expiry; /* unix seconds, 0 before the first identity (atomic) */
+    uint64_t identity_refresh_count;
+    struct mt_metrics_handshakes handshakes[MT_METRICS_DIRECTIONS];
+};
+
+struct mt_metrics_chunk_header {
+    uint32_t kind;        /* enum mt_metrics_chunk_kind */
+    uint32_t record_size; /* sizeof the record kind */
+    uint32_t capacity;    /* records that fit in the chunk */
+    uint32_t used;        /* series: records published (atomic, release); connections: unused */
+};
+
+/* One label set's counters. Labels are written once, before the record is published. */
+struct mt_metrics_series_record {
+    uint8_t inbound; /* 1 inbound, 0 outbound */
+    uint8_t tls;     /* 1 mTLS, 0 plaintext */
+    uint16_t port;   /* inbound: the local port; outbound: the destination port */
+    uint32_t reserved;
+    char peer_id[MT_METRICS_PEER_ID_MAX]; /* "" when unknown (plaintext, or no peer certificate) */
+    uint64_t open_total;
+    uint64_t close_total;
+    uint64_t read_bytes; /* application bytes (plaintext), as the program saw them */
+    uint64_t write_bytes;
+    uint64_t authz_allow;
+    uint64_t authz_deny;
+};
+
+/* One open connection, for `meshtls status`. state is written last on open, first on close. */
+struct mt_metrics_connection_record {
+    /*
+     * Low 32 bits: enum mt_metrics_connection_state; high 32: a generation counted up on every
+     * open, so that a stale handle (a connection shared across fork and closed by the other
+     * process, its slot since reused) cannot close or count into the slot's new occupant.
+     */
+    uint64_t state;
+    int32_t fd; /* -1 when the core did not say */
+    uint8_t inbound;
+    uint8_t tls;
+    uint16_t port;
+    int64_t opened_at_ms; /* unix milliseconds */
+    uint64_t read_bytes;
+    uint64_t write_bytes;
+    char local[MT_METRICS_ADDRESS_MAX]; /* "" when the core did not say */
+    char peer[MT_METRICS_ADDRESS_MAX];
+    char peer_id[MT_METRICS_PEER_ID_MAX];
+};
+
+_Static_assert(sizeof(struct mt_metrics_file_header) <= MT_METRICS_HEADER_SIZE,
+               "metrics header must fit its page");
+_Static_assert(sizeof(struct mt_metrics_chunk_header) <= MT_METRICS_CHUNK_HEADER_SIZE,
+               "chunk header must fit its slot");
+_Static_assert(sizeof(struct mt_metrics_series_record) % 8 == 0, "series records stay aligned");
+_Static_assert(sizeof(struct mt_metrics_connection_record) % 8 == 0,
+               "connection records stay aligned");
+
+#endif

@@ -1,0 +1,619 @@
+/*
+ * The process side of the metrics (see metrics.h): one shared-memory file per process, written in
+ * place with relaxed atomics.
+ *
+ * Owns the process's metrics file, its mappings and the process-local handles of open
+ * connections. The slow path (first use, a new label set, a new connection, growth, fork) runs
+ * under one mutex and is the only place that makes system calls; the byte counters are atomic
+ * adds on memory mapped once and never moved, so that a thread counting bytes never waits for
+ * one that grows the file. This file must never make a system call or take a lock on the data
+ * path, never go through libmeshtls's own hooks (file descriptors are closed with the raw system
+ * call, /proc is read with the raw read), never unmap memory another thread may still be
+ * counting into, and never let a metrics failure reach the application: a failure disables
+ * metrics, with one log line.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "../util/log.h"
+#include "../util/sys.h"
+#include "metrics.h"
+
+/* After a failure to create the file (no agent directory yet), try again this much later. */
+#define RETRY_MS 10000
+#define SERIES_PER_CHUNK                                                                           \
+    ((MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) /                                      \
+     sizeof(struct mt_metrics_series_record))
+#define CONNECTIONS_PER_CHUNK                                                                      \
+    ((MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) /                                      \
+     sizeof(struct mt_metrics_connection_record))
+#define STATE_MASK 0xffffffffull
+
+struct mt_metrics_connection {
+    struct mt_metrics_connection_record *record;
+    struct mt_metrics_series_record *series;
+    uint32_t generation;
+};
+
+struct chunk {
+    struct mt_metrics_chunk_header *header;
+    uint8_t *records;
+};
+
+struct writer {
+    bool initialised;
+    char directory[PATH_MAX];
+    bool failure_logged;
+    long long retry_after_ms;
+    int fd;
+    struct mt_metrics_file_header *header;
+    struct chunk chunks[MT_METRICS_CHUNKS_MAX];
+    uint32_t chunk_count;
+    uint32_t connection_hint;
+};
+
+static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static struct writer writer = {.fd = -1};
+/* The mapped header, for lock-free process-wide counters; NULL until the file exists. */
+static _Atomic(struct mt_metrics_file_header *) published_header;
+static atomic_bool forked;
+
+/* ---- atomics on the shared layout ---------------------------------------------------------- */
+
+static void counter_add(uint64_t *counter, uint64_t value)
+{
+    __atomic_fetch_add(counter, value, __ATOMIC_RELAXED);
+}
+
+static uint64_t state_load(const uint64_t *state)
+{
+    return __atomic_load_n(state, __ATOMIC_ACQUIRE);
+}
+
+static uint64_t state_word(uint32_t generation, enum mt_metrics_connection_state state)
+{
+    return (uint64_t)generation << 32 | (uint64_t)state;
+}
+
+/* ---- fork ---------------------------------------------------------------------------------- */
+
+/*
+ * In the child of fork only the forking thread survives; the lock may have been held by another.
+ * The child keeps the parent's mappings (inherited connections still count there) and creates
+ * its own file on its next slow-path call.
+ */
+static void after_fork_child(void)
+{
+    pthread_mutex_init(&writer_lock, NULL);
+    atomic_store(&forked, true);
+    atomic_store(&published_header, NULL);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+/* With the lock held: forget the parent's file without unmapping what handles point into. */
+static void adopt_fork_locked(void)
+{
+    if (!atomic_exchange(&forked, false))
+        return;
+    if (writer.fd >= 0)
+        mt_sys_close(writer.fd);
+    writer.fd = -1;
+    writer.header = NULL;
+    writer.chunk_count = 0;
+    writer.connection_hint = 0;
+    memset(writer.chunks, 0, sizeof(writer.chunks));
+    writer.retry_after_ms = 0;
+}
+
+/* ---- creating the file --------------------------------------------------------------------- */
+
+bool mt_metrics_directory_for_socket(const char *agent_socket_path, char *directory,
+                                     size_t capacity)
+{
+    if (agent_socket_path == NULL || directory == NULL || capacity == 0)
+        return false;
+    const char *slash = strrchr(agent_socket_path, '/');
+    int length;
+    if (slash == NULL)
+        length = snprintf(directory, capacity, "metrics");
+    else if (slash == agent_socket_path)
+        length = snprintf(directory, capacity, "/metrics");
+    else
+        length = snprintf(directory, capacity, "%.*s/metrics", (int)(slash - agent_socket_path),
+                          agent_socket_path);
+    return length > 0 && (size_t)length < capacity;
+}
+
+/* Field 22 of /proc/self/stat, read with raw system calls (read is one of our hooks). */
+static bool read_own_start_time(unsigned long long *start_time)
+{
+    char text[1024];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t length = syscall(SYS_read, fd, text, sizeof(text) - 1);
+    mt_sys_close(fd);
+    if (length <= 0)
+        return false;
+    text[length] = '\0';
+    /* The command name (field 2) may hold spaces and parentheses: count from the last ')'. */
+    char *cursor = strrchr(text, ')');
+    for (int field = 2; cursor != NULL && field < 22; field++)
+        cursor = strchr(cursor + 1, ' ');
+    if (cursor == NULL)
+        return false;
+    char *end = NULL;
+    *start_time = strtoull(cursor + 1, &end, 10);
+    return end != cursor + 1;
+}
+
+static long long wall_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void note_failure_locked(const char *what, int error)
+{
+    writer.retry_after_ms = mt_sys_now_ms() + RETRY_MS;
+    if (writer.failure_logged)
+        return;
+    writer.failure_logged = true;
+    mt_log_info("metrics disabled for now: %s in %s: %s (is meshtls-agent running?)", what,
+                writer.directory, strerror(error));
+}
+
+static int create_file_locked(pid_t pid, unsigned long long start_time)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/%ld-%llu.metrics", writer.directory, (long)pid, start_time);
+    int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+    int fd = open(path, flags, 0644);
+    /* Ours from an earlier life of this pid with the same start time (a reboot): replace it. */
+    if (fd < 0 && errno == EEXIST && unlink(path) == 0)
+        fd = open(path, flags, 0644);
+    /* The umask may have narrowed the mode; the agent must be able to read it. */
+    if (fd >= 0 && fchmod(fd, 0644) != 0) {
+        int saved = errno;
+        mt_sys_close(fd);
+        unlink(path);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+static bool open_file_locked(void)
+{
+    unsigned long long start_time = 0;
+    if (!read_own_start_time(&start_time)) {
+        note_failure_locked("cannot read /proc/self/stat", errno);
+        return false;
+    }
+    pid_t pid = getpid();
+    int fd = create_file_locked(pid, start_time);
+    if (fd < 0) {
+        note_failure_locked("cannot create the metrics file", errno);
+        return false;
+    }
+    void *mapped = MAP_FAILED;
+    if (ftruncate(fd, MT_METRICS_HEADER_SIZE) == 0)
+        mapped = mmap(NULL, MT_METRICS_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (mapped == MAP_FAILED) {
+        note_failure_locked("cannot map the metrics file", errno);
+        mt_sys_close(fd);
+        return false;
+    }
+    struct mt_metrics_file_header *header = mapped;
+    header->version = MT_METRICS_LAYOUT_VERSION;
+    header->header_size = MT_METRICS_HEADER_SIZE;
+    header->chunk_size = MT_METRICS_CHUNK_SIZE;
+    header->pid = pid;
+    header->uid = geteuid();
+    header->start_time = start_time;
+    header->created_at = wall_ms() / 1000;
+    /* The magic last: a reader that sees it sees a complete header. */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    memcpy(header->magic, MT_METRICS_MAGIC, sizeof(header->magic));
+    writer.fd = fd;
+    writer.header = header;
+    writer.chunk_count = 0;
+    writer.failure_logged = false;
+    atomic_store(&published_header, header);
+    return true;
+}
+
+/* With the lock held: the file exists and belongs to this process, or false (disabled). */
+static bool ensure_file_locked(void)
+{
+    adopt_fork_locked();
+    if (writer.header != NULL)
+        return true;
+    if (!writer.initialised || mt_sys_now_ms() < writer.retry_after_ms)
+        return false;
+    return open_file_locked();
+}
+
+static bool lock_and_ensure_file(void)
+{
+    pthread_mutex_lock(&writer_lock);
+    if (ensure_file_locked())
+        return true;
+    pthread_mutex_unlock(&writer_lock);
+    return false;
+}
+
+/* With the lock held: one more chunk of kind, mapped on its own and then published. */
+static struct chunk *add_chunk_locked(enum mt_metrics_chunk_kind kind)
+{
+    if (writer.chunk_count >= MT_METRICS_CHUNKS_MAX)
+        return NULL;
+    uint32_t index = writer.chunk_count;
+    off_t offset = (off_t)MT_METRICS_HEADER_SIZE + (off_t)index * MT_METRICS_CHUNK_SIZE;
+    if (ftruncate(writer.fd, offset + MT_METRICS_CHUNK_SIZE) != 0) {
+        mt_log_warn("metrics: cannot grow the metrics file: %s", strerror(errno));
+        return NULL;
+    }
+    void *mapped =
+        mmap(NULL, MT_METRICS_CHUNK_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, writer.fd, offset);
+    if (mapped == MAP_FAILED) {
+        mt_log_warn("metrics: cannot map a new metrics chunk: %s", strerror(errno));
+        return NULL;
+    }
+    struct chunk *chunk = &writer.chunks[index];
+    chunk->header = mapped;
+    chunk->records = (uint8_t *)mapped + MT_METRICS_CHUNK_HEADER_SIZE;
+    chunk->header->kind = kind;
+    chunk->header->record_size = kind == MT_METRICS_CHUNK_SERIES
+                                     ? sizeof(struct mt_metrics_series_record)
+                                     : sizeof(struct mt_metrics_connection_record);
+    chunk->header->capacity =
+        kind == MT_METRICS_CHUNK_SERIES ? SERIES_PER_CHUNK : CONNECTIONS_PER_CHUNK;
+    writer.chunk_count = index + 1;
+    __atomic_store_n(&writer.header->chunk_count, index + 1, __ATOMIC_RELEASE);
+    return chunk;
+}
+
+/* ---- series -------------------------------------------------------------------------------- */
+
+static void copy_label(char *destination, size_t capacity, const char *value)
+{
+    size_t length = value != NULL ? strnlen(value, capacity - 1) : 0;
+    memcpy(destination, value != NULL ? value : "", length);
+    memset(destination + length, 0, capacity - length);
+}
+
+static bool series_matches(const struct mt_metrics_series_record *series, bool inbound, bool tls,
+                           uint16_t port, const char *peer_id)
+{
+    return series->inbound == inbound && series->tls == tls && series->port == port &&
+           strncmp(series->peer_id, peer_id, MT_METRICS_PEER_ID_MAX - 1) == 0;
+}
+
+/* With the lock held: the series for this label set, created when new; NULL when full. */
+static struct mt_metrics_series_record *series_find_locked(bool inbound, bool tls, uint16_t port,
+                                                           const char *peer_id)
+{
+    if (peer_id == NULL)
+        peer_id = "";
+    struct chunk *room = NULL;
+    for (uint32_t i = 0; i < writer.chunk_count; i++) {
+        struct chunk *chunk = &writer.chunks[i];
+        if (chunk->header->kind != MT_METRICS_CHUNK_SERIES)
+            continue;
+        struct mt_metrics_series_record *records = (void *)chunk->records;
+        uint32_t used = chunk->header->used;
+        for (uint32_t j = 0; j < used; j++)
+            if (series_matches(&records[j], inbound, tls, port, peer_id))
+                return &records[j];
+        if (used < chunk->header->capacity)
+            room = chunk;
+    }
+    if (room == NULL)
+        room = add_chunk_locked(MT_METRICS_CHUNK_SERIES);
+    if (room == NULL)
+        return NULL;
+    struct mt_metrics_series_record *series =
+        &((struct mt_metrics_series_record *)(void *)room->records)[room->header->used];
+    series->inbound = inbound;
+    series->tls = tls;
+    series->port = port;
+    copy_label(series->peer_id, sizeof(series->peer_id), peer_id);
+    __atomic_store_n(&room->header->used, room->header->used + 1, __ATOMIC_RELEASE);
+    return series;
+}
+
+/* ---- connections --------------------------------------------------------------------------- */
+
+static void format_address(const struct sockaddr_storage *address, char *text, size_t capacity)
+{
+    char host[INET6_ADDRSTRLEN] = "";
+    text[0] = '\0';
+    if (address == NULL)
+        return;
+    if (address->ss_family == AF_INET) {
+        const struct sockaddr_in *ipv4 = (const struct sockaddr_in *)address;
+        if (inet_ntop(AF_INET, &ipv4->sin_addr, host, sizeof(host)) != NULL)
+            snprintf(text, capacity, "%s:%u", host, (unsigned)ntohs(ipv4->sin_port));
+    } else if (address->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *ipv6 = (const struct sockaddr_in6 *)address;
+        if (inet_ntop(AF_INET6, &ipv6->sin6_addr, host, sizeof(host)) != NULL)
+            snprintf(text, capacity, "[%s]:%u", host, (unsigned)ntohs(ipv6->sin6_port));
+    }
+}
+
+/* With the lock held: a free connection slot, now BUSY with a new generation; NULL when full. */
+static struct mt_metrics_connection_record *connection_claim_locked(uint32_t *generation)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        for (uint32_t n = 0; n < writer.chunk_count; n++) {
+            uint32_t i = (writer.connection_hint + n) % writer.chunk_count;
+            struct chunk *chunk = &writer.chunks[i];
+            if (chunk->header->kind != MT_METRICS_CHUNK_CONNECTIONS)
+                continue;
+            struct mt_metrics_connection_record *records = (void *)chunk->records;
+            for (uint32_t j = 0; j < chunk->header->capacity; j++) {
+                uint64_t seen = state_load(&records[j].state);
+                if ((seen & STATE_MASK) != MT_METRICS_CONNECTION_FREE)
+                    continue;
+                uint32_t next = (uint32_t)(seen >> 32) + 1;
+                if (__atomic_compare_exchange_n(&records[j].state, &seen,
+                                                state_word(next, MT_METRICS_CONNECTION_BUSY), false,
+                                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+                    writer.connection_hint = i;
+                    *generation = next;
+                    return &records[j];
+                }
+            }
+        }
+        if (add_chunk_locked(MT_METRICS_CHUNK_CONNECTIONS) == NULL)
+            return NULL;
+    }
+    return NULL;
+}
+
+/* ---- the API ------------------------------------------------------------------------------- */
+
+void mt_metrics_init(const char *agent_socket_path)
+{
+    pthread_once(&atfork_once, register_atfork);
+    pthread_mutex_lock(&writer_lock);
+    if (!writer.initialised && agent_socket_path != NULL &&
+        mt_metrics_directory_for_socket(agent_socket_path, writer.directory,
+                                        sizeof(writer.directory)))
+        writer.initialised = true;
+    pthread_mutex_unlock(&writer_lock);
+}
+
+struct mt_metrics_connection *mt_metrics_connection_open(bool inbound, bool tls, uint16_t port,
+                                                         const struct sockaddr_storage *peer,
+                                                         const char *peer_id)
+{
+    if (!lock_and_ensure_file())
+        return NULL;
+    struct mt_metrics_connection *handle = NULL;
+    struct mt_metrics_series_record *series = series_find_locked(inbound, tls, port, peer_id);
+    uint32_t generation = 0;
+    struct mt_metrics_connection_record *record =
+        series != NULL ? connection_claim_locked(&generation) : NULL;
+    if (record != NULL)
+        handle = malloc(sizeof(*handle));
+    if (handle == NULL) {
+        if (record != NULL)
+            __atomic_store_n(&record->state, state_word(generation, MT_METRICS_CONNECTION_FREE),
+                             __ATOMIC_RELEASE);
+        /* The connection is still counted when only its status row is missing. */
+        if (series != NULL)
+            counter_add(&series->open_total, 1);
+        goto out;
+    }
+    *handle = (struct mt_metrics_connection){record, series, generation};
+    record->fd = -1;
+    record->inbound = inbound;
+    record->tls = tls;
+    record->port = port;
+    record->opened_at_ms = wall_ms();
+    record->read_bytes = 0;
+    record->write_bytes = 0;
+    record->local[0] = '\0';
+    format_address(peer, record->peer, sizeof(record->peer));
+    copy_label(record->peer_id, sizeof(record->peer_id), peer_id);
+    counter_add(&series->open_total, 1);
+    __atomic_store_n(&record->state, state_word(generation, MT_METRICS_CONNECTION_OPEN),
+                     __ATOMIC_RELEASE);
+
+out:
+    pthread_mutex_unlock(&writer_lock);
+    return handle;
+}
+
+void mt_metrics_connection_describe(struct mt_metrics_connection *connection, int fd,
+                                    const struct sockaddr_storage *local)
+{
+    if (connection == NULL)
+        return;
+    struct mt_metrics_connection_record *record = connection->record;
+    if (state_load(&record->state) !=
+        state_word(connection->generation, MT_METRICS_CONNECTION_OPEN))
+        return;
+    record->fd = fd;
+    format_address(local, record->local, sizeof(record->local));
+}
+
+void mt_metrics_connection_close(struct mt_metrics_connection *connection)
+{
+    if (connection == NULL)
+        return;
+    struct mt_metrics_connection_record *record = connection->record;
+    uint64_t open = state_word(connection->generation, MT_METRICS_CONNECTION_OPEN);
+    /* Only the first close of this generation counts, in whichever process it happens. */
+    if (__atomic_compare_exchange_n(&record->state, &open,
+                                    state_word(connection->generation, MT_METRICS_CONNECTION_BUSY),
+                                    false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        counter_add(&connection->series->close_total, 1);
+        __atomic_store_n(&record->state,
+                         state_word(connection->generation, MT_METRICS_CONNECTION_FREE),
+                         __ATOMIC_RELEASE);
+    }
+    free(connection);
+}
+
+/* The per-connection count is skipped once the slot has a new occupant (see the layout). */
+static void count_bytes(struct mt_metrics_connection *connection, size_t bytes, bool written)
+{
+    if (connection == NULL || bytes == 0)
+        return;
+    counter_add(written ? &connection->series->write_bytes : &connection->series->read_bytes,
+                bytes);
+    struct mt_metrics_connection_record *record = connection->record;
+    if (__atomic_load_n(&record->state, __ATOMIC_RELAXED) >> 32 == connection->generation)
+        counter_add(written ? &record->write_bytes : &record->read_bytes, bytes);
+}
+
+void mt_metrics_bytes_read(struct mt_metrics_connection *connection, size_t bytes)
+{
+    count_bytes(connection, bytes, false);
+}
+
+void mt_metrics_bytes_written(struct mt_metrics_connection *connection, size_t bytes)
+{
+    count_bytes(connection, bytes, true);
+}
+
+/* The header of this process's file, creating the file when needed; NULL when disabled. */
+static struct mt_metrics_file_header *own_header(void)
+{
+    struct mt_metrics_file_header *header = atomic_load(&published_header);
+    if (header != NULL && !atomic_load(&forked))
+        return header;
+    if (!lock_and_ensure_file())
+        return NULL;
+    header = writer.header;
+    pthread_mutex_unlock(&writer_lock);
+    return header;
+}
+
+static size_t bucket_of(uint64_t duration_us)
+{
+    static const uint64_t bounds[] = {
+#define MT_METRICS_BOUND_VALUE(bound) bound,
+        MT_METRICS_LATENCY_BUCKETS(MT_METRICS_BOUND_VALUE)
+#undef MT_METRICS_BOUND_VALUE
+    };
+    for (size_t i = 0; i < MT_METRICS_BUCKET_COUNT; i++)
+        if (duration_us <= bounds[i])
+            return i;
+    return MT_METRICS_BUCKET_COUNT;
+}
+
+void mt_metrics_handshake(bool inbound, uint64_t duration_us, const char *failure_reason)
+{
+    struct mt_metrics_file_header *header = own_header();
+    if (header == NULL)
+        return;
+    struct mt_metrics_handshakes *handshakes =
+        &header->handshakes[inbound ? MT_METRICS_INBOUND : MT_METRICS_OUTBOUND];
+    if (failure_reason != NULL) {
+        counter_add(&handshakes->failures[mt_metrics_failure_reason_classify(failure_reason)], 1);
+        return;
+    }
+    counter_add(&handshakes->buckets[bucket_of(duration_us)], 1);
+    counter_add(&handshakes->duration_sum_us, duration_us);
+    counter_add(&handshakes->success_count, 1);
+}
+
+void mt_metrics_authz(bool allowed, uint16_t port, const char *peer_id)
+{
+    if (!lock_and_ensure_file())
+        return;
+    struct mt_metrics_series_record *series = series_find_locked(true, true, port, peer_id);
+    if (series != NULL)
+        counter_add(allowed ? &series->authz_allow : &series->authz_deny, 1);
+    pthread_mutex_unlock(&writer_lock);
+}
+
+void mt_metrics_identity(time_t expiry, bool renewed)
+{
+    struct mt_metrics_file_header *header = own_header();
+    if (header == NULL)
+        return;
+    __atomic_store_n(&header->identity_expiry, (int64_t)expiry, __ATOMIC_RELAXED);
+    if (renewed)
+        counter_add(&header->identity_refresh_count, 1);
+}
+
+/* ---- reason classes ------------------------------------------------------------------------ */
+
+struct reason_phrase {
+    const char *phrase;
+    enum mt_metrics_failure_reason reason;
+};
+
+/* Order matters: "identity ... expired ... and no new one" is ours missing, not the peer's. */
+static const struct reason_phrase reason_phrases[] = {
+    {"no workload identity", MT_METRICS_FAILURE_NO_IDENTITY},
+    {"no new one", MT_METRICS_FAILURE_NO_IDENTITY},
+    {"no identity", MT_METRICS_FAILURE_NO_IDENTITY},
+    {"did not speak tls", MT_METRICS_FAILURE_NOT_TLS},
+    {"not tls", MT_METRICS_FAILURE_NOT_TLS},
+    {"plaintext", MT_METRICS_FAILURE_NOT_TLS},
+    {"trusted anchor", MT_METRICS_FAILURE_UNTRUSTED_CA},
+    {"foreign ca", MT_METRICS_FAILURE_UNTRUSTED_CA},
+    {"untrusted", MT_METRICS_FAILURE_UNTRUSTED_CA},
+    {"unknown ca", MT_METRICS_FAILURE_UNTRUSTED_CA},
+    {"expired", MT_METRICS_FAILURE_EXPIRED},
+    {"not yet valid", MT_METRICS_FAILURE_EXPIRED},
+    {"svid", MT_METRICS_FAILURE_BAD_SVID},
+    {"trust domain", MT_METRICS_FAILURE_BAD_SVID},
+    {"timed out", MT_METRICS_FAILURE_TIMEOUT},
+    {"timeout", MT_METRICS_FAILURE_TIMEOUT},
+    /* An alert names what the peer rejected, possibly "our policy": the peer decided. */
+    {"alert", MT_METRICS_FAILURE_PEER_REJECTED},
+    {"peer closed", MT_METRICS_FAILURE_PEER_REJECTED},
+    {"reset", MT_METRICS_FAILURE_PEER_REJECTED},
+    {"policy", MT_METRICS_FAILURE_POLICY},
+    {"not allowed", MT_METRICS_FAILURE_POLICY},
+    {"authoriz", MT_METRICS_FAILURE_POLICY},
+    {"refused by", MT_METRICS_FAILURE_POLICY},
+    {"rejected", MT_METRICS_FAILURE_PEER_REJECTED},
+};
+
+enum mt_metrics_failure_reason mt_metrics_failure_reason_classify(const char *failure_reason)
+{
+    if (failure_reason == NULL)
+        return MT_METRICS_FAILURE_OTHER;
+    for (size_t i = 0; i < sizeof(reason_phrases) / sizeof(reason_phrases[0]); i++)
+        if (strcasestr(failure_reason, reason_phrases[i].phrase) != NULL)
+            return reason_phrases[i].reason;
+    return MT_METRICS_FAILURE_OTHER;
+}
+
+const char *mt_metrics_failure_reason_label(enum mt_metrics_failure_reason reason)
+{
+    static const char *const labels[] = {
+#define MT_METRICS_REASON_LABEL(name, label) label,
+        MT_METRICS_FAILURE_REASONS(MT_METRICS_REASON_LABEL)
+#undef MT_METRICS_REASON_LABEL
+    };
+    if ((unsigned)reason >= MT_METRICS_FAILURE_COUNT)
+        return "other";
+    return labels[reason];
+}

@@ -1,0 +1,100 @@
+/*
+ * Golden-signal metrics of an intercepted process, written to shared memory the agent reads.
+ *
+ * The data path (mt_metrics_bytes_read, mt_metrics_bytes_written) is one or two relaxed atomic
+ * adds: no system call, no lock, no allocation. Everything else takes a process-wide mutex and
+ * may make system calls only when it needs room the file does not have yet (the file itself on
+ * first use, a new chunk when a table is full); it never blocks on anything but that mutex.
+ * The layout is described in metrics/layout.h; the agent serves it in Prometheus text format.
+ *
+ * Every function is safe from any thread, is a no-op when metrics are disabled (no agent
+ * metrics directory, a file that cannot be created: logged once), and is safe after fork: a
+ * child notices on its next slow-path call and writes its own file from then on. A connection
+ * inherited across fork keeps counting into the file of the process that opened it, and is
+ * counted closed once, by whichever process closes it first.
+ *
+ * Labels: direction inbound|outbound, tls true|false, port (inbound: local port; outbound:
+ * destination port), peer identity (a SPIFFE ID, "" when there is none; cut to
+ * MT_METRICS_PEER_ID_MAX − 1 bytes). Handshake failures are counted by a fixed reason class,
+ * see mt_metrics_failure_reason_classify().
+ */
+#ifndef MT_METRICS_METRICS_H
+#define MT_METRICS_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "layout.h"
+
+struct mt_metrics_connection;
+
+/*
+ * Remembers where the agent's socket is; the metrics directory is "<its directory>/metrics".
+ * Lazy and idempotent: no file is created until the first event to record. The first call wins.
+ */
+void mt_metrics_init(const char *agent_socket_path);
+
+/*
+ * A connection was established (after the handshake for mTLS): tcp_open_total++ and, derived,
+ * tcp_open_connections++. peer may be NULL, peer_id NULL or "" when unknown. Returns a handle
+ * for the calls below, or NULL when metrics are disabled (all functions accept NULL).
+ */
+struct mt_metrics_connection *mt_metrics_connection_open(bool inbound, bool tls, uint16_t port,
+                                                         const struct sockaddr_storage *peer,
+                                                         const char *peer_id);
+
+/*
+ * Optional, for `meshtls status`: the connection's fd and local address (local may be NULL).
+ * Call right after open, from the thread that opened it.
+ */
+void mt_metrics_connection_describe(struct mt_metrics_connection *connection, int fd,
+                                    const struct sockaddr_storage *local);
+
+/* tcp_close_total++ (tcp_open_connections−−). A second close of the same handle is ignored. */
+void mt_metrics_connection_close(struct mt_metrics_connection *connection);
+
+/* Application (plaintext) bytes the program read or wrote: relaxed atomic adds only. */
+void mt_metrics_bytes_read(struct mt_metrics_connection *connection, size_t bytes);
+void mt_metrics_bytes_written(struct mt_metrics_connection *connection, size_t bytes);
+
+/*
+ * A handshake ended: success (failure_reason NULL) adds duration_us to the latency histogram;
+ * a failure counts one in its reason class.
+ */
+void mt_metrics_handshake(bool inbound, uint64_t duration_us, const char *failure_reason);
+
+/* An inbound authorization decision for peer_id on port (inbound_tcp_authz_allow/deny_total). */
+void mt_metrics_authz(bool allowed, uint16_t port, const char *peer_id);
+
+/*
+ * The process got an identity valid until expiry (identity_cert_expiration_timestamp_seconds);
+ * renewed is true for every identity after the first (identity_cert_refresh_count++).
+ */
+void mt_metrics_identity(time_t expiry, bool renewed);
+
+/*
+ * The reason class of a free-text failure reason, matched by the phrases libmeshtls's log lines
+ * use (case-insensitive), first match wins:
+ *   no_identity   "no workload identity", "no new one", "no identity"
+ *   not_tls       "did not speak TLS", "not TLS", "plaintext"
+ *   untrusted_ca  "trusted anchor", "foreign CA", "untrusted", "unknown CA"
+ *   expired       "expired", "not yet valid"
+ *   bad_svid      "SVID", "trust domain"
+ *   policy        "policy", "not allowed", "authoriz", "refused by"
+ *   timeout       "timed out", "timeout"
+ *   peer_rejected "alert", "peer closed", "reset", "rejected"
+ *   other         anything else (and "" )
+ */
+enum mt_metrics_failure_reason mt_metrics_failure_reason_classify(const char *failure_reason);
+
+/* The label text of a class ("untrusted_ca"); "other" for an out-of-range value. */
+const char *mt_metrics_failure_reason_label(enum mt_metrics_failure_reason reason);
+
+/* The metrics directory for an agent socket path: "<dirname>/metrics". False if it won't fit. */
+bool mt_metrics_directory_for_socket(const char *agent_socket_path, char *directory,
+                                     size_t capacity);
+
+#endif

@@ -1,0 +1,155 @@
+"""Metrics against known traffic: a meshed raw-socket client makes N HTTP/1.0 requests of known
+size to a meshed server, holds one more connection open, and the agent's /metrics must show
+exactly N+1 opens, N closes, 1 open connection and the exact application bytes on both sides;
+the exposition must pass the Prometheus text parser (python3-prometheus-client) and, when
+installed, `promtool check metrics`. STATUS (what `meshtls status` prints) must list both
+processes with their identity and the held connection as mTLS.
+
+The agent side (files, aggregation, endpoint, STATUS) works on its own; the workload numbers
+need the core to call the metrics/metrics.h API. Until it does there are no workload files, and
+the test ends as skipped (exit 77) after checking everything the agent serves by itself.
+"""
+
+import os
+import subprocess
+
+from harness import (MESHTLS, PYTHON, SKIP_EXIT_CODE, Mesh, check, free_port, main, wait_for)
+from lifecycle_common import (log, parse_metrics, promtool_check, scrape, serve_payload,
+                              start_agent, status_records)
+
+N = 5
+PAYLOAD = 12345
+REQUEST = b"GET /payload.bin HTTP/1.0\r\nHost: meshtls-test\r\n\r\n"
+
+CLIENT_SCRIPT = r'''
+import os, socket, sys, time
+port, n, stop_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+request = b"GET /payload.bin HTTP/1.0\r\nHost: meshtls-test\r\n\r\n"
+received = []
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s.sendall(request)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    received.append(len(data))
+held = socket.create_connection(("127.0.0.1", port), timeout=20)
+print("received", " ".join(map(str, received)), flush=True)
+while not os.path.exists(stop_file):
+    time.sleep(0.05)
+held.close()
+'''
+
+
+def promtool_accepts(status, output):
+    """0, or 3 (lint only, no parse error) when every finding is about the one name the issue
+    mandates and promtool's naming lint dislikes: identity_cert_refresh_count (Linkerd's name)."""
+    if status == 0:
+        return True
+    findings = [line for line in output.splitlines() if line.strip()]
+    return status == 3 and all(line.startswith("identity_cert_refresh_count ")
+                               for line in findings)
+
+
+def value(samples, name, **labels):
+    matches = [v for (n, l), v in samples.items()
+               if n == name and all(dict(l).get(k) == str(w) for k, w in labels.items())]
+    return sum(matches) if matches else None
+
+
+def test():
+    if not run():
+        print("SKIP: no workload metrics: the core does not call metrics/metrics.h yet "
+              "(agent endpoint, parser, promtool and STATUS checked)")
+        raise SystemExit(SKIP_EXIT_CODE)
+
+
+def run():
+    """False when the workloads wrote no metrics (core wiring pending)."""
+    with Mesh("metrics") as mesh:
+        sock, metrics_port = start_agent(mesh, ["--lifetime", "3600"], metrics=True)
+        metrics_dir = os.path.join(os.path.dirname(sock), "metrics")
+        check(os.stat(metrics_dir).st_mode & 0o7777 == 0o1777,
+              f"{metrics_dir} is not mode 1777")
+        port = free_port()
+        server = serve_payload(mesh, "server", port, PAYLOAD)
+        script = os.path.join(mesh.dir, "raw_client.py")
+        with open(script, "w") as f:
+            f.write(CLIENT_SCRIPT)
+        stop_file = os.path.join(mesh.dir, "raw.stop")
+        client = mesh.meshed("client", [PYTHON, script, str(port), str(N), stop_file])
+        wait_for(lambda: b"received" in client.stdout() or client.popen.poll() is not None, 60,
+                 "the client's requests")
+        received = [int(x) for x in client.stdout().decode().split()[1:1 + N]]
+        check(len(received) == N and all(r > PAYLOAD for r in received),
+              f"client did not get {N} responses: {client.stdout()!r}\n{client.stderr()}")
+
+        text = scrape(metrics_port)
+        samples = parse_metrics(text)
+        check(value(samples, "meshtls_agent_svids_issued_total") >= 2, "SVIDs not counted")
+        check(value(samples, "meshtls_agent_trust_anchors") == 1, "anchor count wrong")
+        promtool = promtool_check(text)
+        if promtool is None:
+            log("promtool not installed: only the Python parser checked the exposition")
+        else:
+            check(promtool_accepts(*promtool), f"promtool check metrics failed:\n{promtool[1]}")
+            log("promtool check metrics: OK")
+
+        records = status_records(sock)
+        processes = {int(r[1]): r for r in records if r[0] == "process"}
+        for process in (server, client):
+            check(process.popen.pid in processes, f"STATUS does not list {process.name}: {records}")
+            check(processes[process.popen.pid][4] == "spiffe://meshtls.local/uid/0",
+                  f"STATUS shows the wrong identity for {process.name}")
+        cli = subprocess.run([MESHTLS, "status", "--socket", sock], capture_output=True,
+                             timeout=30)
+        if cli.returncode == 0:
+            check(str(server.popen.pid) in cli.stdout.decode(), "`meshtls status` misses the "
+                                                                "server")
+        else:
+            log("PENDING: `meshtls status` is not wired into cli/main.c yet "
+                f"(exit {cli.returncode})")
+
+        if not any(name == "tcp_open_total" for name, _ in samples):
+            open(stop_file, "w").close()
+            client.wait(30)
+            return False
+
+        server_pid, client_pid = server.popen.pid, client.popen.pid
+        peer = "spiffe://meshtls.local/uid/0"
+        inbound = dict(pid=server_pid, direction="inbound", tls="true", port=port, peer_id=peer)
+        outbound = dict(pid=client_pid, direction="outbound", tls="true", port=port, peer_id=peer)
+        expected = {
+            ("tcp_open_total", "in"): N + 1, ("tcp_close_total", "in"): N,
+            ("tcp_open_connections", "in"): 1,
+            ("tcp_read_bytes_total", "in"): N * len(REQUEST),
+            ("tcp_write_bytes_total", "in"): sum(received),
+            ("tcp_open_total", "out"): N + 1, ("tcp_close_total", "out"): N,
+            ("tcp_open_connections", "out"): 1,
+            ("tcp_write_bytes_total", "out"): N * len(REQUEST),
+            ("tcp_read_bytes_total", "out"): sum(received),
+        }
+        for (name, side), want in expected.items():
+            got = value(samples, name, **(inbound if side == "in" else outbound))
+            check(got == want, f"{name} {side}bound: {got}, expected {want}")
+        check(value(samples, "handshake_duration_seconds_count", pid=server_pid,
+                    direction="inbound") == N + 1, "server handshakes not counted")
+        check(value(samples, "handshake_duration_seconds_count", pid=client_pid,
+                    direction="outbound") == N + 1, "client handshakes not counted")
+        check(value(samples, "identity_cert_expiration_timestamp_seconds", pid=server_pid),
+              "no identity expiry for the server")
+        held = [r for r in records if r[0] == "connection" and int(r[1]) == client_pid]
+        check(len(held) == 1 and held[0][3] == "outbound" and held[0][4] == "true"
+              and held[0][7] == peer, f"STATUS does not show the held mTLS connection: {held}")
+        open(stop_file, "w").close()
+        client.wait(30)
+        log(f"metrics exact for {N} requests + 1 held connection")
+        return True
+
+
+if __name__ == "__main__":
+    main(test)

@@ -1,0 +1,406 @@
+/*
+ * Unit tests for metrics/metrics.c (the process writer) and metrics/reader.c (the agent reader):
+ * exact counts through the shared file, concurrent increments, growth past one chunk, fork,
+ * hostile files, reason classes and the Prometheus rendering.
+ *
+ * Every test writes into the same per-process file (one process, one file), so each uses its own
+ * port to keep its label sets apart.
+ */
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "metrics/metrics.h"
+#include "metrics/reader.h"
+
+static char directory[256];
+static char socket_path[256];
+
+static int setup_directory(void **state)
+{
+    char template[] = "/tmp/meshtls-test-metrics-XXXXXX";
+    if (mkdtemp(template) == NULL)
+        return -1;
+    snprintf(socket_path, sizeof(socket_path), "%s/agent.sock", template);
+    snprintf(directory, sizeof(directory), "%s/metrics", template);
+    if (mkdir(directory, 01777) != 0)
+        return -1;
+    mt_metrics_init(socket_path);
+    return 0;
+}
+
+static int remove_directory(void **state)
+{
+    char command[600];
+    snprintf(command, sizeof(command), "rm -rf '%.*s'",
+             (int)(strrchr(socket_path, '/') - socket_path), socket_path);
+    return system(command) == 0 ? 0 : -1;
+}
+
+/* This process's file, read back as the agent reads it. */
+static struct mt_metrics_collection collect_own(const struct mt_metrics_process **own)
+{
+    struct mt_metrics_collection collection;
+    assert_true(mt_result_is_ok(mt_metrics_collect(directory, false, &collection)));
+    *own = NULL;
+    for (size_t i = 0; i < collection.count; i++)
+        if (collection.processes[i].pid == getpid())
+            *own = &collection.processes[i];
+    assert_non_null(*own);
+    return collection;
+}
+
+static const struct mt_metrics_series_record *find_series(const struct mt_metrics_process *process,
+                                                          bool inbound, bool tls, uint16_t port,
+                                                          const char *peer_id)
+{
+    for (size_t i = 0; i < process->series_count; i++) {
+        const struct mt_metrics_series_record *series = process->series[i];
+        if (series->inbound == inbound && series->tls == tls && series->port == port &&
+            strcmp(series->peer_id, peer_id) == 0)
+            return series;
+    }
+    return NULL;
+}
+
+static struct sockaddr_storage loopback(uint16_t port)
+{
+    struct sockaddr_storage address;
+    memset(&address, 0, sizeof(address));
+    struct sockaddr_in *ipv4 = (struct sockaddr_in *)&address;
+    ipv4->sin_family = AF_INET;
+    ipv4->sin_port = htons(port);
+    ipv4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return address;
+}
+
+static void test_connection_open_new_label_set_counts_exactly(void **state)
+{
+    struct sockaddr_storage peer = loopback(40001);
+    struct mt_metrics_connection *first =
+        mt_metrics_connection_open(false, true, 1001, &peer, "spiffe://td/a");
+    struct mt_metrics_connection *second =
+        mt_metrics_connection_open(false, true, 1001, &peer, "spiffe://td/a");
+    assert_non_null(first);
+    assert_non_null(second);
+    mt_metrics_connection_describe(first, 7, &peer);
+    mt_metrics_bytes_written(first, 100);
+    mt_metrics_bytes_read(first, 42);
+    mt_metrics_bytes_written(second, 1);
+    mt_metrics_connection_close(second);
+
+    const struct mt_metrics_process *own;
+    struct mt_metrics_collection collection = collect_own(&own);
+    const struct mt_metrics_series_record *series =
+        find_series(own, false, true, 1001, "spiffe://td/a");
+    assert_non_null(series);
+    assert_int_equal(series->open_total, 2);
+    assert_int_equal(series->close_total, 1);
+    assert_int_equal(mt_metrics_series_open_connections(series), 1);
+    assert_int_equal(series->write_bytes, 101);
+    assert_int_equal(series->read_bytes, 42);
+    bool listed = false;
+    for (size_t i = 0; i < own->connection_count; i++)
+        if (own->connections[i]->fd == 7) {
+            listed = true;
+            assert_string_equal(own->connections[i]->peer, "127.0.0.1:40001");
+            assert_string_equal(own->connections[i]->peer_id, "spiffe://td/a");
+            assert_int_equal(own->connections[i]->write_bytes, 100);
+        }
+    assert_true(listed);
+    mt_metrics_collection_free(&collection);
+    mt_metrics_connection_close(first);
+}
+
+#define THREADS 8
+#define ADDS_PER_THREAD 100000
+
+static void *add_bytes(void *connection)
+{
+    for (int i = 0; i < ADDS_PER_THREAD; i++) {
+        mt_metrics_bytes_read(connection, 3);
+        mt_metrics_bytes_written(connection, 1);
+    }
+    return NULL;
+}
+
+static void test_bytes_read_concurrent_threads_exact_sum(void **state)
+{
+    struct mt_metrics_connection *connection =
+        mt_metrics_connection_open(true, true, 1002, NULL, "spiffe://td/b");
+    assert_non_null(connection);
+    pthread_t threads[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&threads[i], NULL, add_bytes, connection), 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(threads[i], NULL);
+    mt_metrics_connection_close(connection);
+
+    const struct mt_metrics_process *own;
+    struct mt_metrics_collection collection = collect_own(&own);
+    const struct mt_metrics_series_record *series =
+        find_series(own, true, true, 1002, "spiffe://td/b");
+    assert_non_null(series);
+    assert_int_equal(series->read_bytes, 3ull * THREADS * ADDS_PER_THREAD);
+    assert_int_equal(series->write_bytes, 1ull * THREADS * ADDS_PER_THREAD);
+    mt_metrics_collection_free(&collection);
+}
+
+struct opener {
+    int index;
+    struct mt_metrics_connection *connections[100];
+};
+
+static void *open_many(void *argument)
+{
+    struct opener *opener = argument;
+    for (int i = 0; i < 100; i++) {
+        char peer_id[64];
+        snprintf(peer_id, sizeof(peer_id), "spiffe://td/grow/%d/%d", opener->index, i);
+        opener->connections[i] = mt_metrics_connection_open(false, false, 1003, NULL, peer_id);
+        mt_metrics_bytes_written(opener->connections[i], 1);
+    }
+    return NULL;
+}
+
+static void test_connection_open_past_one_chunk_grows_file(void **state)
+{
+    /* 800 label sets and 800 open connections: several chunks of each kind. */
+    struct opener openers[8];
+    pthread_t threads[8];
+    for (int i = 0; i < 8; i++) {
+        openers[i].index = i;
+        assert_int_equal(pthread_create(&threads[i], NULL, open_many, &openers[i]), 0);
+    }
+    for (int i = 0; i < 8; i++)
+        pthread_join(threads[i], NULL);
+
+    const struct mt_metrics_process *own;
+    struct mt_metrics_collection collection = collect_own(&own);
+    size_t series = 0;
+    size_t open = 0;
+    for (size_t i = 0; i < own->series_count; i++)
+        if (own->series[i]->port == 1003) {
+            series++;
+            assert_int_equal(own->series[i]->open_total, 1);
+            assert_int_equal(own->series[i]->write_bytes, 1);
+        }
+    for (size_t i = 0; i < own->connection_count; i++)
+        open += own->connections[i]->port == 1003;
+    assert_int_equal(series, 800);
+    assert_int_equal(open, 800);
+    assert_true(own->size > MT_METRICS_HEADER_SIZE + 4 * MT_METRICS_CHUNK_SIZE);
+    mt_metrics_collection_free(&collection);
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 100; j++)
+            mt_metrics_connection_close(openers[i].connections[j]);
+}
+
+static void test_connection_close_slot_reused_counts_once(void **state)
+{
+    struct mt_metrics_connection *connection =
+        mt_metrics_connection_open(true, false, 1004, NULL, NULL);
+    assert_non_null(connection);
+    /* The slot is reused by the next connection; the old generation no longer counts there. */
+    mt_metrics_connection_close(connection);
+    struct mt_metrics_connection *reused =
+        mt_metrics_connection_open(true, false, 1004, NULL, NULL);
+    assert_non_null(reused);
+    const struct mt_metrics_process *own;
+    struct mt_metrics_collection collection = collect_own(&own);
+    const struct mt_metrics_series_record *series = find_series(own, true, false, 1004, "");
+    assert_non_null(series);
+    assert_int_equal(series->open_total, 2);
+    assert_int_equal(series->close_total, 1);
+    mt_metrics_collection_free(&collection);
+    mt_metrics_connection_close(reused);
+}
+
+static void test_handshake_outcomes_histogram_and_reasons(void **state)
+{
+    mt_metrics_handshake(true, 1500, NULL);     /* bucket 0.002 */
+    mt_metrics_handshake(true, 20000000, NULL); /* +Inf */
+    mt_metrics_handshake(false, 0, "peer did not speak TLS");
+    mt_metrics_handshake(false, 0, "something new");
+    mt_metrics_authz(false, 1005, "spiffe://td/intruder");
+    mt_metrics_authz(true, 1005, "spiffe://td/friend");
+    mt_metrics_identity(1700000000, false);
+    mt_metrics_identity(1700000100, true);
+
+    const struct mt_metrics_process *own;
+    struct mt_metrics_collection collection = collect_own(&own);
+    const struct mt_metrics_handshakes *inbound = &own->header->handshakes[MT_METRICS_INBOUND];
+    const struct mt_metrics_handshakes *outbound = &own->header->handshakes[MT_METRICS_OUTBOUND];
+    assert_int_equal(inbound->buckets[1], 1);
+    assert_int_equal(inbound->buckets[MT_METRICS_BUCKET_COUNT], 1);
+    assert_int_equal(inbound->success_count, 2);
+    assert_int_equal(inbound->duration_sum_us, 20001500);
+    assert_int_equal(outbound->failures[MT_METRICS_FAILURE_NOT_TLS], 1);
+    assert_int_equal(outbound->failures[MT_METRICS_FAILURE_OTHER], 1);
+    assert_int_equal(own->header->identity_expiry, 1700000100);
+    assert_int_equal(own->header->identity_refresh_count, 1);
+    const struct mt_metrics_series_record *denied =
+        find_series(own, true, true, 1005, "spiffe://td/intruder");
+    assert_non_null(denied);
+    assert_int_equal(denied->authz_deny, 1);
+    assert_int_equal(denied->authz_allow, 0);
+
+    struct mt_metrics_text text = {0};
+    mt_metrics_render(&collection, &text);
+    assert_false(text.failed);
+    assert_non_null(strstr(text.data, "# TYPE handshake_duration_seconds histogram\n"));
+    assert_non_null(strstr(text.data, ",direction=\"inbound\",le=\"0.002\"} 1\n"));
+    assert_non_null(strstr(text.data, ",direction=\"inbound\",le=\"+Inf\"} 2\n"));
+    assert_non_null(strstr(text.data, ",direction=\"outbound\",reason=\"not_tls\"} 1\n"));
+    assert_non_null(strstr(text.data, ",port=\"1005\",peer_id=\"spiffe://td/intruder\"} 1\n"));
+    assert_non_null(strstr(text.data, "identity_cert_expiration_timestamp_seconds{pid="));
+    mt_metrics_text_free(&text);
+    mt_metrics_collection_free(&collection);
+}
+
+static void test_connection_open_in_fork_child_writes_own_file(void **state)
+{
+    struct mt_metrics_connection *parent_connection =
+        mt_metrics_connection_open(false, true, 1006, NULL, "spiffe://td/parent");
+    assert_non_null(parent_connection);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        struct mt_metrics_connection *own_connection =
+            mt_metrics_connection_open(false, true, 1006, NULL, "spiffe://td/child");
+        mt_metrics_bytes_written(own_connection, 5);
+        const struct mt_metrics_process *own = NULL;
+        struct mt_metrics_collection collection;
+        int status = 1;
+        if (own_connection != NULL &&
+            mt_result_is_ok(mt_metrics_collect(directory, false, &collection))) {
+            for (size_t i = 0; i < collection.count; i++)
+                if (collection.processes[i].pid == getpid())
+                    own = &collection.processes[i];
+            if (own != NULL && own->series_count == 1 &&
+                find_series(own, false, true, 1006, "spiffe://td/child") != NULL &&
+                own->series[0]->write_bytes == 5)
+                status = 0;
+        }
+        _exit(status);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    const struct mt_metrics_process *own;
+    struct mt_metrics_collection collection = collect_own(&own);
+    assert_null(find_series(own, false, true, 1006, "spiffe://td/child"));
+    mt_metrics_collection_free(&collection);
+    /* The child's file is now stale: a collection that removes stale files removes it. */
+    assert_true(mt_result_is_ok(mt_metrics_collect(directory, true, &collection)));
+    assert_int_equal(collection.removed, 1);
+    mt_metrics_collection_free(&collection);
+    mt_metrics_connection_close(parent_connection);
+}
+
+static void test_process_parse_hostile_files_rejected(void **state)
+{
+    struct mt_metrics_process process;
+    size_t size = MT_METRICS_HEADER_SIZE + MT_METRICS_CHUNK_SIZE;
+    uint8_t *data = calloc(1, size);
+    assert_non_null(data);
+    assert_int_equal(mt_metrics_process_parse(data, size, &process).error, MT_ERR_PROTO_MALFORMED);
+    struct mt_metrics_file_header *header = (void *)data;
+    memcpy(header->magic, MT_METRICS_MAGIC, 8);
+    header->version = MT_METRICS_LAYOUT_VERSION;
+    header->header_size = MT_METRICS_HEADER_SIZE;
+    header->chunk_size = MT_METRICS_CHUNK_SIZE;
+    /* More chunks claimed than the file holds: only the one present is read, and it is bad. */
+    header->chunk_count = 1000;
+    struct mt_metrics_chunk_header *chunk = (void *)(data + MT_METRICS_HEADER_SIZE);
+    chunk->kind = MT_METRICS_CHUNK_SERIES;
+    chunk->record_size = sizeof(struct mt_metrics_series_record);
+    chunk->capacity = (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / chunk->record_size;
+    chunk->used = chunk->capacity + 1;
+    assert_int_equal(mt_metrics_process_parse(data, size, &process).error, MT_ERR_PROTO_MALFORMED);
+    chunk->used = 1;
+    /* An unterminated label is cut inside its field. */
+    struct mt_metrics_series_record *series = (void *)((uint8_t *)chunk + 64);
+    memset(series->peer_id, 'x', sizeof(series->peer_id));
+    assert_true(mt_result_is_ok(mt_metrics_process_parse(data, size, &process)));
+    assert_int_equal(process.series_count, 1);
+    assert_int_equal(strlen(process.series[0]->peer_id), MT_METRICS_PEER_ID_MAX - 1);
+    mt_metrics_process_cleanup(&process);
+    uint8_t *small = calloc(1, 100);
+    assert_int_equal(mt_metrics_process_parse(small, 100, &process).error, MT_ERR_PROTO_MALFORMED);
+    free(small);
+}
+
+static void test_failure_reason_classify_known_phrases_mapped(void **state)
+{
+    static const struct {
+        const char *text;
+        enum mt_metrics_failure_reason reason;
+    } cases[] = {
+        {"peer did not speak TLS", MT_METRICS_FAILURE_NOT_TLS},
+        {"peer certificate not issued by a trusted anchor (foreign CA?) (error -188)",
+         MT_METRICS_FAILURE_UNTRUSTED_CA},
+        {"peer certificate expired (error -151)", MT_METRICS_FAILURE_EXPIRED},
+        {"peer certificate is not a valid X.509-SVID: marked CA", MT_METRICS_FAILURE_BAD_SVID},
+        {"peer identity spiffe://a/b is not in trust domain c", MT_METRICS_FAILURE_BAD_SVID},
+        {"peer sent TLS alert bad_certificate (it rejected our certificate or policy)",
+         MT_METRICS_FAILURE_PEER_REJECTED},
+        {"TLS handshake timed out after 10000 ms", MT_METRICS_FAILURE_TIMEOUT},
+        {"identity spiffe://a/b expired at 2024 and no new one: agent unreachable",
+         MT_METRICS_FAILURE_NO_IDENTITY},
+        {"no workload identity: agent unreachable", MT_METRICS_FAILURE_NO_IDENTITY},
+        {"peer spiffe://a/b not allowed on :8443 by policy", MT_METRICS_FAILURE_POLICY},
+        {"", MT_METRICS_FAILURE_OTHER},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_int_equal(mt_metrics_failure_reason_classify(cases[i].text), cases[i].reason);
+    assert_string_equal(mt_metrics_failure_reason_label(MT_METRICS_FAILURE_UNTRUSTED_CA),
+                        "untrusted_ca");
+    assert_string_equal(mt_metrics_failure_reason_label(MT_METRICS_FAILURE_COUNT), "other");
+}
+
+static void test_text_append_label_special_characters_escaped(void **state)
+{
+    struct mt_metrics_text text = {0};
+    mt_metrics_text_append_label(&text, "a\"b\\c\nd");
+    assert_string_equal(text.data, "a\\\"b\\\\c\\nd");
+    mt_metrics_text_free(&text);
+}
+
+static void test_directory_for_socket_sibling_directory(void **state)
+{
+    char result[64];
+    assert_true(mt_metrics_directory_for_socket("/run/meshtls/agent.sock", result, sizeof(result)));
+    assert_string_equal(result, "/run/meshtls/metrics");
+    assert_true(mt_metrics_directory_for_socket("/agent.sock", result, sizeof(result)));
+    assert_string_equal(result, "/metrics");
+    assert_false(mt_metrics_directory_for_socket("/a/very/long/path/agent.sock", result, 8));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_connection_open_new_label_set_counts_exactly),
+        cmocka_unit_test(test_bytes_read_concurrent_threads_exact_sum),
+        cmocka_unit_test(test_connection_open_past_one_chunk_grows_file),
+        cmocka_unit_test(test_connection_close_slot_reused_counts_once),
+        cmocka_unit_test(test_handshake_outcomes_histogram_and_reasons),
+        cmocka_unit_test(test_connection_open_in_fork_child_writes_own_file),
+        cmocka_unit_test(test_process_parse_hostile_files_rejected),
+        cmocka_unit_test(test_failure_reason_classify_known_phrases_mapped),
+        cmocka_unit_test(test_text_append_label_special_characters_escaped),
+        cmocka_unit_test(test_directory_for_socket_sibling_directory),
+    };
+    return cmocka_run_group_tests(tests, setup_directory, remove_directory);
+}

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "../metrics/reader.h"
+#include "../util/addr.h"
 #include "../util/log.h"
 #include "agent_metrics.h"
 
@@ -31,36 +32,26 @@ struct mt_agent_http {
     char directory[PATH_MAX];
 };
 
-__attribute__((format(printf, 4, 5))) static mt_result
-fail(char *message, size_t message_size, enum mt_error error, const char *format, ...)
-{
-    if (message != NULL && message_size > 0) {
-        va_list arguments;
-        va_start(arguments, format);
-        vsnprintf(message, message_size, format, arguments);
-        va_end(arguments);
-    }
-    return mt_result_of(error);
-}
-
 MT_RESULT mt_agent_metrics_directory_create(const char *directory, char *message,
                                             size_t message_size)
 {
     MT_ENSURE_REF(directory);
     if (mkdir(directory, 01777) != 0 && errno != EEXIST)
-        return fail(message, message_size, MT_ERR_IO, "cannot create metrics directory %s: %s",
-                    directory, strerror(errno));
+        return mt_result_explain(message, message_size, MT_ERR_IO,
+                                 "cannot create metrics directory %s: %s", directory,
+                                 strerror(errno));
     struct stat status;
     if (lstat(directory, &status) != 0 || !S_ISDIR(status.st_mode))
-        return fail(message, message_size, MT_ERR_IO,
-                    "%s exists and is not a directory: remove it so that the agent can create "
-                    "the metrics directory",
-                    directory);
+        return mt_result_explain(
+            message, message_size, MT_ERR_IO,
+            "%s exists and is not a directory: remove it so that the agent can create "
+            "the metrics directory",
+            directory);
     /* mkdir's mode went through the umask; the sticky bit keeps users from removing others'. */
     if ((status.st_mode & 07777) != 01777 && status.st_uid == geteuid() &&
         chmod(directory, 01777) != 0)
-        return fail(message, message_size, MT_ERR_IO, "cannot chmod 1777 %s: %s", directory,
-                    strerror(errno));
+        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot chmod 1777 %s: %s",
+                                 directory, strerror(errno));
     return MT_OK_RESULT;
 }
 
@@ -159,34 +150,6 @@ static enum MHD_Result handle_request(void *context, struct MHD_Connection *conn
                   MHD_RESPMEM_MUST_FREE);
 }
 
-/* "host:port" or "[v6]:port" into a socket address; false when it is neither. */
-static bool parse_address(const char *text, struct sockaddr_storage *address)
-{
-    char host[128];
-    const char *colon = strrchr(text, ':');
-    if (colon == NULL || (size_t)(colon - text) >= sizeof(host))
-        return false;
-    memcpy(host, text, (size_t)(colon - text));
-    host[colon - text] = '\0';
-    char *end = NULL;
-    unsigned long port = strtoul(colon + 1, &end, 10);
-    if (*end != '\0' || port == 0 || port > 65535)
-        return false;
-    memset(address, 0, sizeof(*address));
-    size_t host_length = strlen(host);
-    if (host_length >= 2 && host[0] == '[' && host[host_length - 1] == ']') {
-        host[host_length - 1] = '\0';
-        struct sockaddr_in6 *ipv6 = (struct sockaddr_in6 *)address;
-        ipv6->sin6_family = AF_INET6;
-        ipv6->sin6_port = htons((uint16_t)port);
-        return inet_pton(AF_INET6, host + 1, &ipv6->sin6_addr) == 1;
-    }
-    struct sockaddr_in *ipv4 = (struct sockaddr_in *)address;
-    ipv4->sin_family = AF_INET;
-    ipv4->sin_port = htons((uint16_t)port);
-    return inet_pton(AF_INET, host, &ipv4->sin_addr) == 1;
-}
-
 MT_RESULT mt_agent_http_start(const char *address, const char *directory,
                               struct mt_agent_http **http, char *message, size_t message_size)
 {
@@ -197,10 +160,10 @@ MT_RESULT mt_agent_http_start(const char *address, const char *directory,
     if (strcmp(address, "off") == 0)
         return MT_OK_RESULT;
     struct sockaddr_storage bind_address;
-    if (!parse_address(address, &bind_address))
-        return fail(message, message_size, MT_ERR_CONFIG,
-                    "metrics address \"%s\" is not a numeric host:port (e.g. 127.0.0.1:4191)",
-                    address);
+    if (!mt_addr_parse(address, &bind_address) || mt_addr_port(&bind_address) == 0)
+        return mt_result_explain(
+            message, message_size, MT_ERR_CONFIG,
+            "metrics address \"%s\" is not a numeric host:port (e.g. 127.0.0.1:4191)", address);
     struct mt_agent_http *created = calloc(1, sizeof(*created));
     MT_ENSURE(created != NULL, MT_ERR_NO_MEMORY);
     snprintf(created->directory, sizeof(created->directory), "%s", directory);
@@ -218,9 +181,10 @@ MT_RESULT mt_agent_http_start(const char *address, const char *directory,
     if (created->daemon == NULL) {
         int saved = errno;
         free(created);
-        return fail(message, message_size, MT_ERR_IO,
-                    "cannot serve metrics on %s: %s (use --metrics-address ADDRESS or off)",
-                    address, strerror(saved));
+        return mt_result_explain(
+            message, message_size, MT_ERR_IO,
+            "cannot serve metrics on %s: %s (use --metrics-address ADDRESS or off)", address,
+            strerror(saved));
     }
     *http = created;
     return MT_OK_RESULT;

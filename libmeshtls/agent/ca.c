@@ -22,18 +22,6 @@
 /* A PEM file larger than this is not one of ours. */
 #define FILE_MAX (64 * 1024)
 
-__attribute__((format(printf, 4, 5))) static mt_result
-fail(char *message, size_t message_size, enum mt_error error, const char *format, ...)
-{
-    if (message != NULL && message_size > 0) {
-        va_list arguments;
-        va_start(arguments, format);
-        vsnprintf(message, message_size, format, arguments);
-        va_end(arguments);
-    }
-    return mt_result_of(error);
-}
-
 static void format_utc(time_t when, char *text, size_t capacity)
 {
     struct tm utc;
@@ -46,12 +34,12 @@ static MT_RESULT ensure_directory(const char *path, char *message, size_t messag
     if (mkdir(path, 0700) == 0)
         return MT_OK_RESULT;
     if (errno != EEXIST)
-        return fail(message, message_size, MT_ERR_IO, "cannot create state directory %s: %s", path,
-                    strerror(errno));
+        return mt_result_explain(message, message_size, MT_ERR_IO,
+                                 "cannot create state directory %s: %s", path, strerror(errno));
     struct stat status;
     if (stat(path, &status) != 0 || !S_ISDIR(status.st_mode))
-        return fail(message, message_size, MT_ERR_IO, "state directory %s is not a directory",
-                    path);
+        return mt_result_explain(message, message_size, MT_ERR_IO,
+                                 "state directory %s is not a directory", path);
     return MT_OK_RESULT;
 }
 
@@ -99,8 +87,8 @@ static MT_RESULT write_new_file(const char *path, mode_t mode, const char *data,
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0)
-        return fail(message, message_size, MT_ERR_IO, "cannot create %s: %s", path,
-                    strerror(errno));
+        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot create %s: %s", path,
+                                 strerror(errno));
     mt_result result = write_all(fd, data, length);
     /* The umask may have narrowed the mode; only widening a public certificate is needed. */
     if (mt_result_is_ok(result) && fchmod(fd, mode) != 0)
@@ -110,7 +98,8 @@ static MT_RESULT write_new_file(const char *path, mode_t mode, const char *data,
     if (close(fd) != 0 && mt_result_is_ok(result))
         result = mt_result_of(MT_ERR_IO);
     if (!mt_result_is_ok(result))
-        return fail(message, message_size, MT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot write %s: %s", path,
+                                 strerror(errno));
     return MT_OK_RESULT;
 }
 
@@ -138,8 +127,9 @@ static MT_RESULT create(const char *key_path, const char *cert_path, const char 
         result = mt_x509_cert_der_to_pem(ca->cert_der, ca->cert_length, cert_pem, sizeof(cert_pem),
                                          &cert_pem_length);
     if (!mt_result_is_ok(result)) {
-        result = fail(message, message_size, result.error, "cannot create a CA for %s: %s",
-                      trust_domain, mt_error_message(result.error));
+        result =
+            mt_result_explain(message, message_size, result.error, "cannot create a CA for %s: %s",
+                              trust_domain, mt_error_message(result.error));
         goto out;
     }
     /* The key first: a crash in between leaves a key without a certificate, which load refuses. */
@@ -168,34 +158,36 @@ static MT_RESULT load_key(const char *key_path, struct mt_ca *ca, char *message,
     mt_result result = MT_OK_RESULT;
     int fd = open(key_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return fail(message, message_size, MT_ERR_IO, "cannot open %s: %s", key_path,
-                    strerror(errno));
+        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot open %s: %s", key_path,
+                                 strerror(errno));
 
     struct stat status;
     if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
-        result = fail(message, message_size, MT_ERR_IO, "%s is not a regular file", key_path);
+        result = mt_result_explain(message, message_size, MT_ERR_IO, "%s is not a regular file",
+                                   key_path);
         goto out;
     }
     if ((status.st_mode & 077) != 0) {
-        result = fail(message, message_size, MT_ERR_IO,
-                      "%s is accessible by group or others (mode %04o); the CA key must be 0600: "
-                      "run chmod 600 %s",
-                      key_path, (unsigned)(status.st_mode & 07777), key_path);
+        result = mt_result_explain(
+            message, message_size, MT_ERR_IO,
+            "%s is accessible by group or others (mode %04o); the CA key must be 0600: "
+            "run chmod 600 %s",
+            key_path, (unsigned)(status.st_mode & 07777), key_path);
         goto out;
     }
     if (status.st_uid != geteuid()) {
-        result = fail(message, message_size, MT_ERR_IO,
-                      "%s belongs to uid %u, not to the agent's uid %u", key_path,
-                      (unsigned)status.st_uid, (unsigned)geteuid());
+        result = mt_result_explain(message, message_size, MT_ERR_IO,
+                                   "%s belongs to uid %u, not to the agent's uid %u", key_path,
+                                   (unsigned)status.st_uid, (unsigned)geteuid());
         goto out;
     }
     result = read_all(fd, pem, sizeof(pem), &length);
     if (mt_result_is_ok(result))
         result = mt_x509_key_from_pem(pem, length, &ca->key);
     if (!mt_result_is_ok(result))
-        result = fail(message, message_size, result.error,
-                      "cannot read %s: %s (expected a P-256 EC private key in PEM)", key_path,
-                      mt_error_message(result.error));
+        result = mt_result_explain(message, message_size, result.error,
+                                   "cannot read %s: %s (expected a P-256 EC private key in PEM)",
+                                   key_path, mt_error_message(result.error));
 
 out:
     explicit_bzero(pem, sizeof(pem));
@@ -210,16 +202,16 @@ static MT_RESULT load_cert(const char *cert_path, struct mt_ca *ca, char *messag
     size_t length = 0;
     int fd = open(cert_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return fail(message, message_size, MT_ERR_IO, "cannot open %s: %s", cert_path,
-                    strerror(errno));
+        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot open %s: %s", cert_path,
+                                 strerror(errno));
     mt_result result = read_all(fd, pem, sizeof(pem), &length);
     close(fd);
     if (mt_result_is_ok(result))
         result = mt_x509_cert_pem_to_der(pem, length, ca->cert_der, sizeof(ca->cert_der),
                                          &ca->cert_length);
     if (!mt_result_is_ok(result))
-        return fail(message, message_size, result.error, "cannot read %s: %s", cert_path,
-                    mt_error_message(result.error));
+        return mt_result_explain(message, message_size, result.error, "cannot read %s: %s",
+                                 cert_path, mt_error_message(result.error));
     return MT_OK_RESULT;
 }
 
@@ -233,16 +225,17 @@ static MT_RESULT check_loaded(const char *state_dir, const char *key_path, const
     if (!mt_x509_cert_is_ca(ca->cert_der, ca->cert_length) ||
         !mt_result_is_ok(
             mt_x509_cert_validity(ca->cert_der, ca->cert_length, &not_before, &ca->not_after)))
-        return fail(message, message_size, MT_ERR_CERT_PARSE, "%s is not a CA certificate",
-                    cert_path);
+        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+                                 "%s is not a CA certificate", cert_path);
     if (!mt_x509_key_matches_cert(ca->key, ca->cert_der, ca->cert_length))
-        return fail(message, message_size, MT_ERR_CERT_PARSE,
-                    "%s does not belong to %s (their public keys differ)", key_path, cert_path);
+        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+                                 "%s does not belong to %s (their public keys differ)", key_path,
+                                 cert_path);
     if (ca->not_after <= now) {
         format_utc(ca->not_after, when, sizeof(when));
-        return fail(message, message_size, MT_ERR_CERT_PARSE,
-                    "the CA in %s expired on %s: remove %s and %s to create a new one", cert_path,
-                    when, cert_path, key_path);
+        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+                                 "the CA in %s expired on %s: remove %s and %s to create a new one",
+                                 cert_path, when, cert_path, key_path);
     }
 
     char ca_id[MT_SPIFFE_ID_MAX + 1];
@@ -250,15 +243,17 @@ static MT_RESULT check_loaded(const char *state_dir, const char *key_path, const
     if (!mt_result_is_ok(
             mt_x509_cert_spiffe_id(ca->cert_der, ca->cert_length, ca_id, sizeof(ca_id))) ||
         !mt_result_is_ok(mt_spiffe_id_parse(ca_id, strlen(ca_id), &parsed)))
-        return fail(message, message_size, MT_ERR_CERT_PARSE,
-                    "%s has no spiffe://<trust domain> URI SAN naming its trust domain", cert_path);
+        return mt_result_explain(
+            message, message_size, MT_ERR_CERT_PARSE,
+            "%s has no spiffe://<trust domain> URI SAN naming its trust domain", cert_path);
     snprintf(ca->trust_domain, sizeof(ca->trust_domain), "%.*s", (int)parsed.trust_domain_length,
              parsed.trust_domain);
     if (strcmp(ca->trust_domain, trust_domain) != 0)
-        return fail(message, message_size, MT_ERR_CONFIG,
-                    "the CA in %s is for trust domain %s, not %s: start with --trust-domain %s, "
-                    "or use another --state-dir",
-                    state_dir, ca->trust_domain, trust_domain, ca->trust_domain);
+        return mt_result_explain(
+            message, message_size, MT_ERR_CONFIG,
+            "the CA in %s is for trust domain %s, not %s: start with --trust-domain %s, "
+            "or use another --state-dir",
+            state_dir, ca->trust_domain, trust_domain, ca->trust_domain);
     return MT_OK_RESULT;
 }
 
@@ -274,7 +269,8 @@ MT_RESULT mt_ca_load_or_create(const char *state_dir, const char *trust_domain, 
 
     char key_path[sizeof(ca->cert_path)];
     if (strlen(state_dir) + sizeof("/ca.key") > sizeof(key_path))
-        return fail(message, message_size, MT_ERR_TOO_LONG, "state directory path too long");
+        return mt_result_explain(message, message_size, MT_ERR_TOO_LONG,
+                                 "state directory path too long");
     ca_paths(state_dir, key_path, ca->cert_path, sizeof(key_path));
     MT_GUARD(ensure_directory(state_dir, message, message_size));
 
@@ -285,10 +281,11 @@ MT_RESULT mt_ca_load_or_create(const char *state_dir, const char *trust_domain, 
         result = create(key_path, ca->cert_path, trust_domain, now, ca, message, message_size);
         *created = mt_result_is_ok(result);
     } else if (have_key != have_cert) {
-        result = fail(message, message_size, MT_ERR_IO,
-                      "%s holds %s but not %s: restore the missing file, or remove both to "
-                      "create a new CA",
-                      state_dir, have_key ? "ca.key" : "ca.crt", have_key ? "ca.crt" : "ca.key");
+        result = mt_result_explain(
+            message, message_size, MT_ERR_IO,
+            "%s holds %s but not %s: restore the missing file, or remove both to "
+            "create a new CA",
+            state_dir, have_key ? "ca.key" : "ca.crt", have_key ? "ca.crt" : "ca.key");
     } else {
         result = load_key(key_path, ca, message, message_size);
         if (mt_result_is_ok(result))
@@ -417,12 +414,14 @@ static MT_RESULT read_text_file(const char *path, char *buffer, size_t capacity,
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return fail(message, message_size, MT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot open %s: %s", path,
+                                 strerror(errno));
     mt_result result = read_all(fd, buffer, capacity, length);
     close(fd);
     if (!mt_result_is_ok(result))
-        return fail(message, message_size, result.error, "cannot read %s: %s", path,
-                    result.error == MT_ERR_TOO_LONG ? "larger than 64 KiB" : strerror(errno));
+        return mt_result_explain(message, message_size, result.error, "cannot read %s: %s", path,
+                                 result.error == MT_ERR_TOO_LONG ? "larger than 64 KiB"
+                                                                 : strerror(errno));
     return MT_OK_RESULT;
 }
 
@@ -439,9 +438,9 @@ MT_RESULT mt_ca_add_anchor_file(struct mt_ca *ca, const char *path, char *messag
         return MT_OK_RESULT;
     mt_result result = for_each_pem_certificate(pem, length, ca, add_anchor);
     if (!mt_result_is_ok(result))
-        return fail(message, message_size, result.error,
-                    "%s: %s (expected PEM CA certificates, at most %d anchors in all)", path,
-                    mt_error_message(result.error), MT_CA_ANCHORS_MAX);
+        return mt_result_explain(message, message_size, result.error,
+                                 "%s: %s (expected PEM CA certificates, at most %d anchors in all)",
+                                 path, mt_error_message(result.error), MT_CA_ANCHORS_MAX);
     return MT_OK_RESULT;
 }
 
@@ -466,27 +465,31 @@ static MT_RESULT check_issuer(const char *cert_path, const char *key_path, const
     char when[32];
     if (!mt_result_is_ok(
             mt_x509_cert_validity(ca->cert_der, ca->cert_length, &not_before, &ca->not_after)))
-        return fail(message, message_size, MT_ERR_CERT_PARSE,
-                    "%s: the first certificate does not parse", cert_path);
+        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+                                 "%s: the first certificate does not parse", cert_path);
     if (!mt_x509_cert_is_ca(ca->cert_der, ca->cert_length))
-        return fail(message, message_size, MT_ERR_CERT_PARSE,
-                    "%s is not a CA certificate (basicConstraints CA:TRUE is required to sign "
-                    "leaves)",
-                    cert_path);
+        return mt_result_explain(
+            message, message_size, MT_ERR_CERT_PARSE,
+            "%s is not a CA certificate (basicConstraints CA:TRUE is required to sign "
+            "leaves)",
+            cert_path);
     if (!mt_x509_key_matches_cert(ca->key, ca->cert_der, ca->cert_length))
-        return fail(message, message_size, MT_ERR_CERT_PARSE,
-                    "%s does not belong to %s (their public keys differ)", key_path, cert_path);
+        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+                                 "%s does not belong to %s (their public keys differ)", key_path,
+                                 cert_path);
     if (ca->not_after <= now) {
         format_utc(ca->not_after, when, sizeof(when));
-        return fail(message, message_size, MT_ERR_CERT_PARSE,
-                    "the issuer in %s expired on %s: renew it (cert-manager: check the "
-                    "Certificate's status)",
-                    cert_path, when);
+        return mt_result_explain(
+            message, message_size, MT_ERR_CERT_PARSE,
+            "the issuer in %s expired on %s: renew it (cert-manager: check the "
+            "Certificate's status)",
+            cert_path, when);
     }
     if (not_before > now) {
         format_utc(not_before, when, sizeof(when));
-        return fail(message, message_size, MT_ERR_CERT_PARSE,
-                    "the issuer in %s is not valid before %s: check the clock", cert_path, when);
+        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+                                 "the issuer in %s is not valid before %s: check the clock",
+                                 cert_path, when);
     }
     /* A SPIFFE CA may name its trust domain in a URI SAN; one naming another is refused. */
     char ca_id[MT_SPIFFE_ID_MAX + 1];
@@ -497,10 +500,11 @@ static MT_RESULT check_issuer(const char *cert_path, const char *key_path, const
         mt_result_is_ok(mt_spiffe_id_parse(ca_id, strlen(ca_id), &parsed)) &&
         (parsed.trust_domain_length != strlen(trust_domain) ||
          memcmp(parsed.trust_domain, trust_domain, parsed.trust_domain_length) != 0))
-        return fail(message, message_size, MT_ERR_CONFIG,
-                    "the issuer in %s is for trust domain %.*s, not %s: fix --trust-domain or the "
-                    "issuer",
-                    cert_path, (int)parsed.trust_domain_length, parsed.trust_domain, trust_domain);
+        return mt_result_explain(
+            message, message_size, MT_ERR_CONFIG,
+            "the issuer in %s is for trust domain %.*s, not %s: fix --trust-domain or the "
+            "issuer",
+            cert_path, (int)parsed.trust_domain_length, parsed.trust_domain, trust_domain);
     return MT_OK_RESULT;
 }
 
@@ -514,7 +518,8 @@ MT_RESULT mt_ca_load_issuer_dir(const char *directory, const char *trust_domain,
     char key_path[sizeof(ca->cert_path)];
     char anchors_path[sizeof(ca->cert_path)];
     if (strlen(directory) + sizeof("/tls.crt") > sizeof(key_path))
-        return fail(message, message_size, MT_ERR_TOO_LONG, "issuer directory path too long");
+        return mt_result_explain(message, message_size, MT_ERR_TOO_LONG,
+                                 "issuer directory path too long");
     snprintf(ca->cert_path, sizeof(ca->cert_path), "%s/tls.crt", directory);
     snprintf(key_path, sizeof(key_path), "%s/tls.key", directory);
     snprintf(anchors_path, sizeof(anchors_path), "%s/ca.crt", directory);
@@ -526,19 +531,21 @@ MT_RESULT mt_ca_load_issuer_dir(const char *directory, const char *trust_domain,
     if (mt_result_is_ok(result)) {
         result = for_each_pem_certificate(pem, length, ca, add_issuer_certificate);
         if (!mt_result_is_ok(result))
-            result = fail(message, message_size, result.error,
-                          "%s: %s (expected PEM certificates: the issuer, then at most %d of its "
-                          "chain)",
-                          ca->cert_path, mt_error_message(result.error), MT_CA_CHAIN_MAX);
+            result = mt_result_explain(
+                message, message_size, result.error,
+                "%s: %s (expected PEM certificates: the issuer, then at most %d of its "
+                "chain)",
+                ca->cert_path, mt_error_message(result.error), MT_CA_CHAIN_MAX);
     }
     if (mt_result_is_ok(result))
         result = read_text_file(key_path, pem, sizeof(pem), &length, message, message_size);
     if (mt_result_is_ok(result)) {
         result = mt_x509_key_from_pem(pem, length, &ca->key);
         if (!mt_result_is_ok(result))
-            result = fail(message, message_size, result.error,
-                          "cannot read %s: %s (expected a P-256 EC private key in PEM)", key_path,
-                          mt_error_message(result.error));
+            result =
+                mt_result_explain(message, message_size, result.error,
+                                  "cannot read %s: %s (expected a P-256 EC private key in PEM)",
+                                  key_path, mt_error_message(result.error));
     }
     explicit_bzero(pem, sizeof(pem));
     if (mt_result_is_ok(result))

@@ -60,18 +60,6 @@ struct mt_server_client {
     size_t output_sent;
 };
 
-__attribute__((format(printf, 4, 5))) static mt_result
-fail(char *message, size_t message_size, enum mt_error error, const char *format, ...)
-{
-    if (message != NULL && message_size > 0) {
-        va_list arguments;
-        va_start(arguments, format);
-        vsnprintf(message, message_size, format, arguments);
-        va_end(arguments);
-    }
-    return mt_result_of(error);
-}
-
 /* Milliseconds on CLOCK_MONOTONIC, for deadlines that wall-clock changes cannot move. */
 static long long now_ms(void)
 {
@@ -99,8 +87,9 @@ static MT_RESULT ensure_parent_directory(const char *socket_path, char *message,
     *slash = '\0';
     if (mkdir(parent, 0755) == 0 || errno == EEXIST)
         return MT_OK_RESULT;
-    return fail(message, message_size, MT_ERR_IO, "cannot create directory %s for the socket: %s",
-                parent, strerror(errno));
+    return mt_result_explain(message, message_size, MT_ERR_IO,
+                             "cannot create directory %s for the socket: %s", parent,
+                             strerror(errno));
 }
 
 static void address_of(const char *socket_path, struct sockaddr_un *address)
@@ -120,17 +109,17 @@ static MT_RESULT clear_stale_socket(const char *socket_path, char *message, size
     if (lstat(socket_path, &status) != 0) {
         if (errno == ENOENT)
             return MT_OK_RESULT;
-        return fail(message, message_size, MT_ERR_IO, "cannot check %s: %s", socket_path,
-                    strerror(errno));
+        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot check %s: %s",
+                                 socket_path, strerror(errno));
     }
     if (!S_ISSOCK(status.st_mode))
-        return fail(message, message_size, MT_ERR_IO,
-                    "%s exists and is not a socket: remove it or choose another --socket",
-                    socket_path);
+        return mt_result_explain(
+            message, message_size, MT_ERR_IO,
+            "%s exists and is not a socket: remove it or choose another --socket", socket_path);
 
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (probe < 0)
-        return fail(message, message_size, MT_ERR_IO, "socket: %s", strerror(errno));
+        return mt_result_explain(message, message_size, MT_ERR_IO, "socket: %s", strerror(errno));
     struct sockaddr_un address;
     address_of(socket_path, &address);
     int connected = connect(probe, (struct sockaddr *)&address, sizeof(address));
@@ -138,16 +127,17 @@ static MT_RESULT clear_stale_socket(const char *socket_path, char *message, size
     close(probe);
     /* EAGAIN: a full backlog, which only a live listener has. */
     if (connected == 0 || connect_errno == EAGAIN)
-        return fail(message, message_size, MT_ERR_IO,
-                    "another meshtls-agent is already serving %s; stop it first or choose "
-                    "another --socket",
-                    socket_path);
+        return mt_result_explain(
+            message, message_size, MT_ERR_IO,
+            "another meshtls-agent is already serving %s; stop it first or choose "
+            "another --socket",
+            socket_path);
     if (connect_errno != ECONNREFUSED)
-        return fail(message, message_size, MT_ERR_IO, "cannot check %s: %s", socket_path,
-                    strerror(connect_errno));
+        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot check %s: %s",
+                                 socket_path, strerror(connect_errno));
     if (unlink(socket_path) != 0 && errno != ENOENT)
-        return fail(message, message_size, MT_ERR_IO, "cannot remove stale socket %s: %s",
-                    socket_path, strerror(errno));
+        return mt_result_explain(message, message_size, MT_ERR_IO,
+                                 "cannot remove stale socket %s: %s", socket_path, strerror(errno));
     mt_log_info("replaced stale socket %s", socket_path);
     return MT_OK_RESULT;
 }
@@ -166,11 +156,11 @@ MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
     server->issuer = issuer;
     if (!mt_metrics_directory_for_socket(socket_path, server->metrics_directory,
                                          sizeof(server->metrics_directory)))
-        return fail(message, message_size, MT_ERR_TOO_LONG, "socket path too long");
+        return mt_result_explain(message, message_size, MT_ERR_TOO_LONG, "socket path too long");
     if (socket_path[0] == '\0' || strlen(socket_path) >= sizeof(server->socket_path))
-        return fail(message, message_size, MT_ERR_TOO_LONG,
-                    "socket path \"%s\" is empty or longer than %zu bytes", socket_path,
-                    sizeof(server->socket_path) - 1);
+        return mt_result_explain(message, message_size, MT_ERR_TOO_LONG,
+                                 "socket path \"%s\" is empty or longer than %zu bytes",
+                                 socket_path, sizeof(server->socket_path) - 1);
     snprintf(server->socket_path, sizeof(server->socket_path), "%s", socket_path);
 
     MT_GUARD(ensure_parent_directory(socket_path, message, message_size));
@@ -182,31 +172,31 @@ MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
     address_of(socket_path, &address);
     server->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (server->listen_fd < 0) {
-        result = fail(message, message_size, MT_ERR_IO, "socket: %s", strerror(errno));
+        result = mt_result_explain(message, message_size, MT_ERR_IO, "socket: %s", strerror(errno));
         goto out;
     }
     if (bind(server->listen_fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
-        result = fail(message, message_size, MT_ERR_IO, "cannot bind %s: %s", socket_path,
-                      strerror(errno));
+        result = mt_result_explain(message, message_size, MT_ERR_IO, "cannot bind %s: %s",
+                                   socket_path, strerror(errno));
         goto out;
     }
     if (lstat(socket_path, &status) != 0) {
-        result = fail(message, message_size, MT_ERR_IO, "cannot stat %s: %s", socket_path,
-                      strerror(errno));
+        result = mt_result_explain(message, message_size, MT_ERR_IO, "cannot stat %s: %s",
+                                   socket_path, strerror(errno));
         goto out;
     }
     server->socket_device = status.st_dev;
     server->socket_inode = status.st_ino;
     /* Until this chmod the socket has the umask's (narrower) mode, so nothing is exposed early. */
     if (chmod(socket_path, 0666) != 0 || listen(server->listen_fd, SOMAXCONN) != 0) {
-        result = fail(message, message_size, MT_ERR_IO, "cannot listen on %s: %s", socket_path,
-                      strerror(errno));
+        result = mt_result_explain(message, message_size, MT_ERR_IO, "cannot listen on %s: %s",
+                                   socket_path, strerror(errno));
         goto out;
     }
     server->clients = calloc(MT_SERVER_CLIENTS_MAX, sizeof(*server->clients));
     server->issued = calloc(MT_SERVER_ISSUED_MAX, sizeof(*server->issued));
     if (server->clients == NULL || server->issued == NULL)
-        result = fail(message, message_size, MT_ERR_NO_MEMORY, "out of memory");
+        result = mt_result_explain(message, message_size, MT_ERR_NO_MEMORY, "out of memory");
 
 out:
     if (!mt_result_is_ok(result))

@@ -187,34 +187,6 @@ static void find_same_socket(int fd, struct mt_conn *conn, void *argument)
         search->found = conn;
 }
 
-/* "127.0.0.1:8080" or "[::1]:443" (as mt_addr_format writes them) into address. */
-static bool parse_destination(const char *text, struct sockaddr_storage *address)
-{
-    memset(address, 0, sizeof(*address));
-    char host[MT_ADDR_TEXT_MAX];
-    const char *colon = strrchr(text, ':');
-    if (colon == NULL || (size_t)(colon - text) >= sizeof(host))
-        return false;
-    memcpy(host, text, (size_t)(colon - text));
-    host[colon - text] = '\0';
-    char *end = NULL;
-    long port = strtol(colon + 1, &end, 10);
-    if (end == NULL || *end != '\0' || port < 0 || port > 65535)
-        return false;
-    size_t length = strlen(host);
-    if (length >= 2 && host[0] == '[' && host[length - 1] == ']') {
-        host[length - 1] = '\0';
-        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)address;
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons((uint16_t)port);
-        return inet_pton(AF_INET6, host + 1, &v6->sin6_addr) == 1;
-    }
-    struct sockaddr_in *v4 = (struct sockaddr_in *)address;
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)port);
-    return inet_pton(AF_INET, host, &v4->sin_addr) == 1;
-}
-
 static void adopt_or_alias(int fd, bool server, const struct sockaddr_storage *destination)
 {
     struct alias_search search = {.found = NULL};
@@ -247,8 +219,7 @@ void mt_inherit_adopt(void)
         bool valid = end != NULL && *end == ':' && fd >= 0 && fd < 0x7fffffff;
         if (valid && end[1] == 's' && end[2] == '\0')
             adopt_or_alias((int)fd, true, NULL);
-        else if (valid && end[1] == 'c' && end[2] == '@' &&
-                 parse_destination(end + 3, &destination))
+        else if (valid && end[1] == 'c' && end[2] == '@' && mt_addr_parse(end + 3, &destination))
             adopt_or_alias((int)fd, false, &destination);
         cursor = next;
     }

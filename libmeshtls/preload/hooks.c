@@ -665,21 +665,28 @@ static char **gather_arguments(const char *first, va_list arguments, char *const
     return argv;
 }
 
+/* Runs exec with a gathered argv, which it frees again if exec returns (failed). */
+static int exec_gathered(int (*exec)(const char *, char *const[], char *const[]),
+                         const char *target, char **argv, char *const envp[])
+{
+    if (argv == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int result = exec(target, argv, envp);
+    int saved = errno;
+    free(argv);
+    errno = saved;
+    return result;
+}
+
 MT_EXPORT int execl(const char *path, const char *argument, ...)
 {
     va_list arguments;
     va_start(arguments, argument);
     char **argv = gather_arguments(argument, arguments, NULL);
     va_end(arguments);
-    if (argv == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    int result = execve(path, argv, environ);
-    int saved = errno;
-    free(argv);
-    errno = saved;
-    return result;
+    return exec_gathered(execve, path, argv, environ);
 }
 
 MT_EXPORT int execlp(const char *file, const char *argument, ...)
@@ -688,15 +695,7 @@ MT_EXPORT int execlp(const char *file, const char *argument, ...)
     va_start(arguments, argument);
     char **argv = gather_arguments(argument, arguments, NULL);
     va_end(arguments);
-    if (argv == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    int result = execvpe(file, argv, environ);
-    int saved = errno;
-    free(argv);
-    errno = saved;
-    return result;
+    return exec_gathered(execvpe, file, argv, environ);
 }
 
 MT_EXPORT int execle(const char *path, const char *argument, ...)
@@ -706,15 +705,7 @@ MT_EXPORT int execle(const char *path, const char *argument, ...)
     va_start(arguments, argument);
     char **argv = gather_arguments(argument, arguments, &envp);
     va_end(arguments);
-    if (argv == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    int result = execve(path, argv, envp);
-    int saved = errno;
-    free(argv);
-    errno = saved;
-    return result;
+    return exec_gathered(execve, path, argv, envp);
 }
 
 MT_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,

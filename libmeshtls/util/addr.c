@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "addr.h"
@@ -79,4 +80,31 @@ bool mt_addr_copy(struct sockaddr_storage *storage, const struct sockaddr *addre
     if (length > 0)
         memcpy(storage, address, length);
     return true;
+}
+
+bool mt_addr_parse(const char *text, struct sockaddr_storage *address)
+{
+    char host[MT_ADDR_TEXT_MAX];
+    const char *colon = text != NULL ? strrchr(text, ':') : NULL;
+    if (colon == NULL || (size_t)(colon - text) >= sizeof(host) || colon[1] == '\0')
+        return false;
+    memcpy(host, text, (size_t)(colon - text));
+    host[colon - text] = '\0';
+    char *end = NULL;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (*end != '\0' || port > 65535 || colon[1] == '-' || colon[1] == '+')
+        return false;
+    memset(address, 0, sizeof(*address));
+    size_t length = strlen(host);
+    if (length >= 2 && host[0] == '[' && host[length - 1] == ']') {
+        host[length - 1] = '\0';
+        struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)address;
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        return inet_pton(AF_INET6, host + 1, &v6->sin6_addr) == 1;
+    }
+    struct sockaddr_in *v4 = (struct sockaddr_in *)address;
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, host, &v4->sin_addr) == 1;
 }

@@ -23,6 +23,12 @@ bool mt_addr_is_loopback(const struct sockaddr_storage *address);
 /* The port in host order, 0 for families without one. */
 uint16_t mt_addr_port(const struct sockaddr_storage *address);
 
+/*
+ * Parses what mt_addr_format writes for an IP address: "10.0.0.7:8443" or "[::1]:443".
+ * False for anything else (a host name, a missing or out-of-range port).
+ */
+bool mt_addr_parse(const char *text, struct sockaddr_storage *address);
+
 /* Copies a sockaddr of length length into storage, zero-filling; false when it does not fit. */
 bool mt_addr_copy(struct sockaddr_storage *storage, const struct sockaddr *address,
                   socklen_t length);

@@ -16,6 +16,7 @@
 #define MT_UTIL_RESULT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "error.h"
 
@@ -36,6 +37,13 @@ static inline bool mt_result_is_ok(mt_result result)
 {
     return result.error == MT_OK;
 }
+
+/*
+ * Fails with error after writing a one-line explanation into message (when given): for
+ * functions whose caller shows the reason to a person (logs, the CLI, the agent's replies).
+ */
+__attribute__((format(printf, 4, 5))) mt_result
+mt_result_explain(char *message, size_t message_size, enum mt_error error, const char *format, ...);
 
 #define MT_GUARD(expression)                                                                       \
     do {                                                                                           \

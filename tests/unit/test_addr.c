@@ -186,9 +186,32 @@ static void test_mt_addr_copy_oversized_length_is_refused_and_untouched(void **s
     assert_true(mt_addr_copy(&storage, (const struct sockaddr *)big, sizeof(storage)));
 }
 
+/* mt_addr_parse reads back what mt_addr_format writes, and refuses everything else. */
+static void test_mt_addr_parse_formatted_addresses_round_trip(void **state)
+{
+    (void)state;
+    static const char *const good[] = {"127.0.0.1:8080", "10.0.0.7:1", "[::1]:443",
+                                       "[2001:db8::1]:65535", "0.0.0.0:0"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct sockaddr_storage address;
+        assert_true(mt_addr_parse(good[i], &address));
+        char text[MT_ADDR_TEXT_MAX];
+        mt_addr_format(&address, text, sizeof(text));
+        assert_string_equal(text, good[i]);
+    }
+    static const char *const bad[] = {
+        "",        "127.0.0.1", "127.0.0.1:",  "127.0.0.1:65536", "localhost:80",
+        "::1:443", "[::1]:-1",  "1.2.3.4:80x", "[::1:443",        "127.0.0.1:+80"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct sockaddr_storage address;
+        assert_false(mt_addr_parse(bad[i], &address));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mt_addr_parse_formatted_addresses_round_trip),
         cmocka_unit_test(test_mt_addr_is_loopback_table_matches_the_ranges),
         cmocka_unit_test(test_mt_addr_is_loopback_non_inet_or_null_is_false),
         cmocka_unit_test(test_mt_addr_format_table_gives_log_text),

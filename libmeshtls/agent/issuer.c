@@ -133,10 +133,13 @@ void mt_issuer_describe(const struct mt_issuer *issuer, char *text, size_t capac
     const struct mt_ca *ca = issuer->ca;
     char expiry[32];
     format_utc(ca->not_after, expiry, sizeof(expiry));
-    snprintf(text, capacity,
-             "issuer %s for trust domain %s, %zu intermediate(s) sent, %zu trust "
-             "anchor(s), issuer expires %s",
-             ca->cert_path, ca->trust_domain, ca->chain_length, ca->anchor_count, expiry);
+    /* A description cut to capacity is still a useful log line. */
+    if (snprintf(text, capacity,
+                 "issuer %s for trust domain %s, %zu intermediate(s) sent, %zu trust "
+                 "anchor(s), issuer expires %s",
+                 ca->cert_path, ca->trust_domain, ca->chain_length, ca->anchor_count, expiry) < 0 &&
+        capacity > 0)
+        text[0] = '\0';
 }
 
 void mt_issuer_poll(struct mt_issuer *issuer, long long now_ms)

@@ -82,6 +82,12 @@ static uint64_t handshake_duration_us(const struct mt_conn *conn)
 /* Starts counting a connection that is now open for the application's bytes. */
 static void count_open(struct mt_conn *conn, bool tls, const char *peer_id)
 {
+    /* An outbound connection learns its local address only once connected. */
+    if (conn->local.ss_family == AF_UNSPEC) {
+        socklen_t length = sizeof(conn->local);
+        if (getsockname(conn->fd, (struct sockaddr *)&conn->local, &length) != 0)
+            memset(&conn->local, 0, sizeof(conn->local));
+    }
     conn->metrics =
         mt_metrics_connection_open(is_inbound(conn), tls, metrics_port(conn), &conn->peer, peer_id);
     mt_metrics_connection_describe(conn->metrics, conn->fd, &conn->local);

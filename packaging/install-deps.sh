@@ -13,6 +13,7 @@ packages=(
   dpkg-dev autoconf automake libtool
   # tests
   libcmocka-dev python3 curl openssl clang-format binutils strace
+  libcap2-bin   # setcap: meshtls check on a program with file capabilities
   # real-program integration suite and soak test
   nginx redis-server redis-tools memcached iperf3 sockperf wrk
   # metrics format checks: the Prometheus text parser and promtool

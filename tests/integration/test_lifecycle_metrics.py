@@ -4,16 +4,12 @@ exactly N+1 opens, N closes, 1 open connection and the exact application bytes o
 the exposition must pass the Prometheus text parser (python3-prometheus-client) and, when
 installed, `promtool check metrics`. STATUS (what `meshtls status` prints) must list both
 processes with their identity and the held connection as mTLS.
-
-The agent side (files, aggregation, endpoint, STATUS) works on its own; the workload numbers
-need the core to call the metrics/metrics.h API. Until it does there are no workload files, and
-the test ends as skipped (exit 77) after checking everything the agent serves by itself.
 """
 
 import os
 import subprocess
 
-from harness import (MESHTLS, PYTHON, SKIP_EXIT_CODE, Mesh, check, free_port, main, wait_for)
+from harness import MESHTLS, PYTHON, Mesh, check, free_port, main, wait_for
 from lifecycle_common import (log, parse_metrics, promtool_check, scrape, serve_payload,
                               start_agent, status_records)
 
@@ -62,14 +58,6 @@ def value(samples, name, **labels):
 
 
 def test():
-    if not run():
-        print("SKIP: no workload metrics: the core does not call metrics/metrics.h yet "
-              "(agent endpoint, parser, promtool and STATUS checked)")
-        raise SystemExit(SKIP_EXIT_CODE)
-
-
-def run():
-    """False when the workloads wrote no metrics (core wiring pending)."""
     with Mesh("metrics") as mesh:
         sock, metrics_port = start_agent(mesh, ["--lifetime", "3600"], metrics=True)
         metrics_dir = os.path.join(os.path.dirname(sock), "metrics")
@@ -107,17 +95,12 @@ def run():
                   f"STATUS shows the wrong identity for {process.name}")
         cli = subprocess.run([MESHTLS, "status", "--socket", sock], capture_output=True,
                              timeout=30)
-        if cli.returncode == 0:
-            check(str(server.popen.pid) in cli.stdout.decode(), "`meshtls status` misses the "
-                                                                "server")
-        else:
-            log("PENDING: `meshtls status` is not wired into cli/main.c yet "
-                f"(exit {cli.returncode})")
-
-        if not any(name == "tcp_open_total" for name, _ in samples):
-            open(stop_file, "w").close()
-            client.wait(30)
-            return False
+        check(cli.returncode == 0 and str(server.popen.pid) in cli.stdout.decode() and
+              "mTLS" in cli.stdout.decode(),
+              f"`meshtls status` ({cli.returncode}) misses the server or its connection:\n"
+              f"{cli.stdout.decode()}{cli.stderr.decode()}")
+        check(any(name == "tcp_open_total" for name, _ in samples),
+              f"the workloads wrote no metrics:\n{text[:2000]}")
 
         server_pid, client_pid = server.popen.pid, client.popen.pid
         peer = "spiffe://meshtls.local/uid/0"
@@ -148,7 +131,6 @@ def run():
         open(stop_file, "w").close()
         client.wait(30)
         log(f"metrics exact for {N} requests + 1 held connection")
-        return True
 
 
 if __name__ == "__main__":

@@ -394,6 +394,9 @@ static int process_attention(struct instance *instance, struct epoll_event *out,
                 /* Level-triggered: stays ready until consumed, so look again next time. */
                 if (!(app_events & EPOLLET))
                     attend_locked(instance, record);
+            } else if (ready != 0 && armed) {
+                /* No room in this call's array: report it in the next one, edge or not. */
+                attend_locked(instance, record);
             }
         }
         pthread_mutex_unlock(&instance->lock);

@@ -1,18 +1,152 @@
 /*
- * The public meshtls_* functions (meshtls.h): thin, documented entry points over the core.
+ * The public meshtls_* functions (meshtls.h): thin entry points over the same engine the hooks
+ * use. They never decide anything themselves: intercept.c decides (with mTLS forced, since the
+ * caller asked for it), conn.c behaves. Only the words for meshtls_last_error() are kept here.
  */
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../include/meshtls.h"
 #include "conn.h"
+#include "intercept.h"
+#include "readiness.h"
+#include "real.h"
+#include "runtime.h"
 #include "table.h"
 
 #define MESHTLS_EXPORT __attribute__((visibility("default")))
 
+static _Thread_local char last_error[256];
+
+/* Remembers why a call on fd failed: the connection's own reason when it has one. */
+static int failed(int fd, int result)
+{
+    int saved = errno;
+    char reason[200] = "";
+    struct mt_conn *conn = fd >= 0 ? mt_table_acquire(fd) : NULL;
+    if (conn != NULL) {
+        mt_conn_failure_reason(conn, reason, sizeof(reason));
+        mt_conn_release(conn);
+    }
+    if (reason[0] != '\0')
+        snprintf(last_error, sizeof(last_error), "%s (%s)", reason, strerror(saved));
+    else
+        snprintf(last_error, sizeof(last_error), "%s", strerror(saved));
+    errno = saved;
+    return result;
+}
+
+static ssize_t checked(int fd, ssize_t result)
+{
+    if (result < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINPROGRESS)
+        return failed(fd, (int)result);
+    last_error[0] = '\0';
+    return result;
+}
+
 MESHTLS_EXPORT const char *meshtls_version(void)
 {
     return "0.1.0";
+}
+
+MESHTLS_EXPORT int meshtls_init(void)
+{
+    mt_real_init();
+    const char *message = NULL;
+    if (mt_runtime_config_failed(&message)) {
+        snprintf(last_error, sizeof(last_error), "configuration error: %s", message);
+        errno = EINVAL;
+        return -1;
+    }
+    last_error[0] = '\0';
+    return 0;
+}
+
+MESHTLS_EXPORT int meshtls_connect(int fd, const struct sockaddr *address, socklen_t length)
+{
+    mt_real_init();
+    return (int)checked(fd, mt_intercept_connect(fd, address, length, true));
+}
+
+MESHTLS_EXPORT int meshtls_accept(int listener, struct sockaddr *address, socklen_t *length,
+                                  int flags)
+{
+    mt_real_init();
+    int fd = mt_intercept_accept(listener, address, length, flags, true, true);
+    return fd < 0 ? failed(-1, fd) : fd;
+}
+
+MESHTLS_EXPORT int meshtls_wrap(int fd, enum meshtls_role role)
+{
+    mt_real_init();
+    mt_intercept_adopt(fd, role == MESHTLS_SERVER, NULL);
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        errno = ENOTSOCK;
+        snprintf(last_error, sizeof(last_error), "fd %d is not a connected TCP socket", fd);
+        return -1;
+    }
+    mt_conn_release(conn);
+    last_error[0] = '\0';
+    return 0;
+}
+
+MESHTLS_EXPORT ssize_t meshtls_read(int fd, void *buffer, size_t length)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return checked(fd, real_read(fd, buffer, length));
+    }
+    ssize_t result = mt_conn_recv(conn, buffer, length, 0);
+    int saved = errno;
+    mt_conn_release(conn);
+    errno = saved;
+    return checked(fd, result);
+}
+
+MESHTLS_EXPORT ssize_t meshtls_write(int fd, const void *buffer, size_t length)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        return checked(fd, real_write(fd, buffer, length));
+    }
+    ssize_t result = mt_conn_send(conn, buffer, length, MSG_NOSIGNAL);
+    int saved = errno;
+    mt_conn_release(conn);
+    errno = saved;
+    return checked(fd, result);
+}
+
+MESHTLS_EXPORT int meshtls_shutdown(int fd, int how)
+{
+    mt_real_init();
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn != NULL) {
+        (void)mt_conn_shutdown(conn, how);
+        mt_conn_release(conn);
+    }
+    return (int)checked(fd, real_shutdown(fd, how));
+}
+
+MESHTLS_EXPORT int meshtls_close(int fd)
+{
+    mt_real_init();
+    struct mt_conn *conn = mt_table_remove(fd);
+    if (conn != NULL)
+        mt_conn_close(conn, fd);
+    return (int)checked(-1, real_close(fd));
+}
+
+MESHTLS_EXPORT int meshtls_poll(struct pollfd *fds, nfds_t count, int timeout_ms)
+{
+    mt_real_init();
+    if (!mt_readiness_has_ours(fds, count))
+        return (int)checked(-1, real_poll(fds, count, timeout_ms));
+    return (int)checked(-1, mt_readiness_poll(fds, count, timeout_ms, NULL));
 }
 
 MESHTLS_EXPORT int meshtls_peer_id(int fd, char *buffer, size_t capacity)
@@ -36,4 +170,9 @@ MESHTLS_EXPORT int meshtls_peer_id(int fd, char *buffer, size_t capacity)
     }
     memcpy(buffer, id, length + 1);
     return (int)length;
+}
+
+MESHTLS_EXPORT const char *meshtls_last_error(void)
+{
+    return last_error;
 }

@@ -107,6 +107,7 @@ static void fail(struct mt_conn *conn, int errno_value, const char *reason)
     conn->state = MT_CONN_FAILED;
     conn->failed_errno = errno_value;
     conn->notify_pollers = true;
+    snprintf(conn->failure_reason, sizeof(conn->failure_reason), "%.159s", reason);
     char peer[MT_ADDR_TEXT_MAX];
     mt_addr_format(&conn->peer, peer, sizeof(peer));
     if (conn->role == MT_TLS_CLIENT)
@@ -981,6 +982,15 @@ ssize_t mt_conn_receive_to_fd(struct mt_conn *conn, int out_fd, off_t *offset, s
     if (offset != NULL)
         *offset += written;
     return written > 0 ? written : -1;
+}
+
+void mt_conn_failure_reason(struct mt_conn *conn, char *buffer, size_t capacity)
+{
+    if (capacity == 0)
+        return;
+    pthread_mutex_lock(&conn->lock);
+    snprintf(buffer, capacity, "%s", conn->failure_reason);
+    pthread_mutex_unlock(&conn->lock);
 }
 
 void mt_conn_peer_id(struct mt_conn *conn, char *buffer, size_t capacity)

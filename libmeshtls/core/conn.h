@@ -67,6 +67,7 @@ struct mt_conn {
     int *other_fds;           /* further names from dup/dup2/dup3/F_DUPFD; fd is the one in use */
     size_t other_fd_count;
     int failed_errno;
+    char failure_reason[160]; /* why it failed, for meshtls_last_error() */
     struct mt_tls_context *context;
     struct mt_tls_session *tls;
     struct sockaddr_storage peer;
@@ -142,6 +143,9 @@ ssize_t mt_conn_send_from_fd(struct mt_conn *conn, int in_fd, off_t *offset, siz
 /* splice out of a meshed socket into out_fd (a pipe or a file at *offset). */
 ssize_t mt_conn_receive_to_fd(struct mt_conn *conn, int out_fd, off_t *offset, size_t count,
                               int flags);
+
+/* Copies why the connection failed ("" when it has not). */
+void mt_conn_failure_reason(struct mt_conn *conn, char *buffer, size_t capacity);
 
 /* Copies the verified peer SPIFFE ID ("" when none yet). */
 void mt_conn_peer_id(struct mt_conn *conn, char *buffer, size_t capacity);

@@ -38,7 +38,7 @@ static bool is_inet(const struct sockaddr_storage *address)
     return address->ss_family == AF_INET || address->ss_family == AF_INET6;
 }
 
-int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length)
+int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length, bool always_mtls)
 {
     mt_real_init();
     struct sockaddr_storage destination;
@@ -66,7 +66,7 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
     const struct mt_config *config = mt_runtime_config();
     struct mt_conn_policy policy = {.mode = "mtls"};
     policy.outbound = mt_policy_decide_outbound(config, &destination);
-    if (policy.outbound.skipped || policy.outbound.mode == MT_OUTBOUND_PLAIN)
+    if (!always_mtls && (policy.outbound.skipped || policy.outbound.mode == MT_OUTBOUND_PLAIN))
         return real_connect(fd, address, length);
 
     context = mt_runtime_context(reason, sizeof(reason));
@@ -91,7 +91,7 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
 }
 
 int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *length, int flags,
-                        bool use_accept4)
+                        bool use_accept4, bool always_mtls)
 {
     mt_real_init();
     int fd = use_accept4 ? real_accept4(listener, address, length, flags)
@@ -120,12 +120,12 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
         snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
     } else {
         policy.inbound = mt_policy_decide_inbound(mt_runtime_config(), &local, &peer);
-        if (policy.inbound.skipped || policy.inbound.mode == MT_INBOUND_PLAIN) {
+        if (!always_mtls && (policy.inbound.skipped || policy.inbound.mode == MT_INBOUND_PLAIN)) {
             errno = saved;
             return fd;
         }
         /* Opaque ports (servers that speak first) are never detected: mTLS from the start. */
-        if (policy.inbound.mode == MT_INBOUND_PERMISSIVE) {
+        if (policy.inbound.mode == MT_INBOUND_PERMISSIVE && !always_mtls) {
             policy.mode = "permissive";
             policy.detect = !policy.inbound.opaque;
         }

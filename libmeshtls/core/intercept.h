@@ -15,11 +15,14 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
-int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length);
+/* always_mtls: the direct-link API asks for mTLS explicitly; policy still supplies the expected
+ * server identity. Hooks pass false: policy decides. */
+int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length,
+                         bool always_mtls);
 
 /* accept (use_accept4 false) or accept4 with flags. */
 int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *length, int flags,
-                        bool use_accept4);
+                        bool use_accept4, bool always_mtls);
 
 /*
  * Takes over fd, inherited across exec with its handshake not started (see inherit.h): as the

@@ -6,7 +6,7 @@ import glob
 import os
 import subprocess
 
-from harness import BUILD, PYTHON, Mesh, check, free_port, main, wait_for
+from harness import BUILD, PYTHON, Mesh, base_env, check, free_port, main, wait_for
 
 PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers.py")
 
@@ -42,6 +42,29 @@ def test():
         check(lines[1:] == ["220 greeter ready", "250 HELO meshtls"], f"exchange: {lines[1:]}")
         check("mtls outbound to 127.0.0.1" in client.stderr(),
               f"the installed preload did not mesh the connection:\n{client.stderr()}")
+        # Direct linking: a client built against the installed header and library, found
+        # through the installed pkg-config file.
+        pcs = glob.glob(os.path.join(root, "**", "pkgconfig", "meshtls.pc"), recursive=True)
+        check(len(pcs) == 1, f"meshtls.pc not installed: {pcs}")
+        pkg_env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pcs[0]),
+                       PKG_CONFIG_SYSROOT_DIR=root)
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "meshtls"], env=pkg_env,
+                               check=True, capture_output=True, text=True).stdout.split()
+        program = os.path.join(mesh.dir, "installed_echo_client")
+        source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                              "examples", "echo_client.c")
+        subprocess.run(["cc", "-o", program, source] + flags, check=True)
+        libdir = next(f[2:] for f in flags if f.startswith("-L"))
+        echo_port = free_port()
+        echo = mesh.meshed("echo-server", [PYTHON, PEERS, "echo-server", str(echo_port)])
+        wait_for(lambda: b"listening" in echo.stdout(), 20, "the echo server to listen")
+        env = base_env()  # no preload (only a sanitizer runtime, in sanitized builds)
+        env.update(LD_LIBRARY_PATH=libdir, MESHTLS_CONFIG=mesh.configs["agent"])
+        run = subprocess.run([program, str(echo_port), "linked"], env=env, capture_output=True,
+                             timeout=30)
+        check(run.returncode == 0 and b"server spiffe://meshtls.local/" in run.stdout,
+              f"installed direct-linked client failed ({run.returncode}): {run.stdout!r} "
+              f"{run.stderr.decode()}")
         print(f"installed layout: {os.path.relpath(installed[0], root)} preloads "
               f"{os.path.relpath(preloads[0], root)}")
 

@@ -21,6 +21,8 @@ packages=(
   # policy tests: server-speaks-first with the real MariaDB server and client; the README
   # rollout walkthrough (wget as a second client, ss to wait for a port)
   mariadb-server mariadb-client wget iproute2
+  # packaging tests: the Kubernetes manifests are parsed with PyYAML
+  python3-yaml
 )
 
 if [ "$(id -u)" -ne 0 ]; then

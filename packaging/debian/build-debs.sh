@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Builds installable Debian packages of libmeshtls without debhelper: configures a build with
+# prefix /usr, installs it into a staging tree (meson install --destdir), splits the tree into
+# libmeshtls0, libmeshtls-dev, meshtls-agent and meshtls, and builds each with dpkg-deb.
+#
+#   packaging/debian/build-debs.sh BUILD_DIR OUT_DIR
+#
+# BUILD_DIR is an existing meson build directory of this source tree; its bundled wolfSSL cache
+# (its wolfssl_cache_dir option, else BUILD_DIR/wolfssl-cache) is reused when present. The package build lives in
+# BUILD_DIR/debian-build (kept, so a second run only rebuilds what changed) and the .deb files are
+# written to OUT_DIR. Needs meson, ninja, dpkg-dev (dpkg-architecture) and binutils (readelf).
+set -euo pipefail
+
+die() { echo "build-debs.sh: $*" >&2; exit 1; }
+
+[ $# -eq 2 ] || die "usage: build-debs.sh BUILD_DIR OUT_DIR"
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source_dir=$(cd "$here/../.." && pwd)
+[ -d "$1" ] || die "BUILD_DIR $1 does not exist (configure one with: meson setup build)"
+build_dir=$(cd "$1" && pwd)
+mkdir -p "$2" || die "cannot create OUT_DIR $2"
+out_dir=$(cd "$2" && pwd)
+for tool in meson dpkg-deb dpkg-architecture readelf dpkg-query ldconfig; do
+  command -v "$tool" > /dev/null || die "$tool not found (run packaging/install-deps.sh)"
+done
+
+arch=$(dpkg --print-architecture)
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
+package_build="$build_dir/debian-build"
+stage="$build_dir/debian-stage"
+trees="$build_dir/debian-trees"
+
+# 1. Configure (once) and build only what is installed: no tests, no benchmarks.
+if [ ! -f "$package_build/build.ninja" ]; then
+  options=(--prefix=/usr --libdir="lib/$multiarch" --sysconfdir=/etc --buildtype=release
+           -Dintegration_tests=false -Dbench=false)
+  # Share the bundled wolfSSL of BUILD_DIR: its wolfssl_cache_dir option, else its default cache.
+  wolfssl_cache=$(meson introspect --buildoptions "$build_dir" 2> /dev/null | python3 -c '
+import json, sys
+print(next((o["value"] for o in json.load(sys.stdin) if o["name"] == "wolfssl_cache_dir"), ""))
+' || true)
+  if [ -z "$wolfssl_cache" ] && [ -d "$build_dir/wolfssl-cache" ]; then
+    wolfssl_cache="$build_dir/wolfssl-cache"
+  fi
+  if [ -n "$wolfssl_cache" ]; then
+    options+=(-Dwolfssl_cache_dir="$wolfssl_cache")
+  fi
+  meson setup "$package_build" "$source_dir" "${options[@]}" > "$build_dir/debian-setup.log" 2>&1 ||
+    die "meson setup failed; see $build_dir/debian-setup.log"
+fi
+meson compile -C "$package_build" meshtls-agent meshtls:executable meshtls:shared_library \
+  meshtls-preload > "$build_dir/debian-compile.log" 2>&1 ||
+  die "meson compile failed; see $build_dir/debian-compile.log"
+rm -rf "$stage" "$trees"
+meson install -C "$package_build" --destdir "$stage" --no-rebuild --strip --quiet ||
+  die "meson install into $stage failed"
+
+version=$(meson introspect --projectinfo "$package_build" |
+          python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')
+debian_version="$version-1"
+libdir="usr/lib/$multiarch"
+
+# 2. The pkg-config file, unless meson installed one.
+if [ ! -f "$stage/$libdir/pkgconfig/meshtls.pc" ]; then
+  mkdir -p "$stage/$libdir/pkgconfig"
+  cat > "$stage/$libdir/pkgconfig/meshtls.pc" <<EOF
+prefix=/usr
+libdir=\${prefix}/lib/$multiarch
+includedir=\${prefix}/include
+
+Name: meshtls
+Description: Transparent mutual TLS 1.3 with SPIFFE identities from a node-local agent
+Version: $version
+Libs: -L\${libdir} -lmeshtls
+Cflags: -I\${includedir}
+EOF
+fi
+
+# 3. Split the staged tree: move each path (relative to the stage) into a package's tree.
+take() {  # take PACKAGE PATH...
+  local package=$1 path
+  shift
+  for path in "$@"; do
+    [ -e "$stage/$path" ] || [ -L "$stage/$path" ] || die "$path is not in the meson install"
+    mkdir -p "$trees/$package/$(dirname "$path")"
+    mv "$stage/$path" "$trees/$package/$path"
+  done
+}
+shopt -s nullglob
+sonames=("$stage/$libdir"/libmeshtls.so.*)
+[ "${#sonames[@]}" -gt 0 ] || die "libmeshtls.so.* is not in the meson install"
+take libmeshtls0 "${sonames[@]#"$stage/"}" "$libdir/meshtls/libmeshtls-preload.so"
+take libmeshtls-dev usr/include/meshtls.h "$libdir/libmeshtls.so" "$libdir/pkgconfig/meshtls.pc"
+take meshtls-agent usr/sbin/meshtls-agent
+take meshtls usr/bin/meshtls
+leftover=$(find "$stage" -not -type d)
+[ -z "$leftover" ] || die "installed files no package owns:"$'\n'"$leftover"
+
+agent_tree="$trees/meshtls-agent"
+install -D -m 0644 "$here/meshtls-agent.service" "$agent_tree/lib/systemd/system/meshtls-agent.service"
+install -D -m 0644 "$here/agent.conf" "$agent_tree/etc/meshtls/agent.conf"
+install -D -m 0644 "$here/meshtls.conf" "$agent_tree/etc/meshtls/meshtls.conf"
+
+# 4. Depends from the ELF files' NEEDED entries: the package owning each library, at least the
+#    upstream version built against. Our own libraries map to our own packages.
+depends_of() {  # depends_of TREE -> "pkg (>= v), ..." on stdout
+  local tree=$1 file library path owner version
+  local -A seen=()
+  while IFS= read -r file; do
+    readelf -h "$file" > /dev/null 2>&1 || continue
+    for library in $(readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
+      case $library in
+        libmeshtls.so.*) seen[libmeshtls0]="libmeshtls0 (= $debian_version)"; continue ;;
+        ld-linux*) continue ;;
+      esac
+      path=$(ldconfig -p | awk -v lib="$library" '$1 == lib { print $NF; exit }')
+      [ -n "$path" ] || die "$file needs $library, which ldconfig does not know"
+      owner=$(dpkg -S "$path" 2> /dev/null || dpkg -S "$(readlink -f "$path")" 2> /dev/null) ||
+        die "no Debian package owns $path (needed by $file)"
+      owner=${owner%%:*}
+      version=$(dpkg-query -W -f='${Version}' "$owner:$arch" 2> /dev/null ||
+                dpkg-query -W -f='${Version}' "$owner")
+      version=${version#*:}
+      seen[$owner]="$owner (>= ${version%%-*})"
+    done
+  done < <(find "$tree" -type f)
+  local IFS=','
+  local list="${seen[*]}"
+  echo "${list//,/, }"
+}
+
+control() {  # control PACKAGE SECTION EXTRA-DEPENDS DESCRIPTION...
+  local package=$1 section=$2 extra=$3 tree="$trees/$1" depends
+  shift 3
+  depends=$(depends_of "$tree")
+  if [ -n "$extra" ]; then depends=${depends:+$depends, }$extra; fi
+  mkdir -p "$tree/DEBIAN"
+  {
+    echo "Package: $package"
+    echo "Version: $debian_version"
+    echo "Architecture: $arch"
+    echo "Maintainer: libmeshtls maintainers <meshtls@example.org>"
+    echo "Installed-Size: $(du -sk --exclude=DEBIAN "$tree" | cut -f1)"
+    [ -z "$depends" ] || echo "Depends: $depends"
+    echo "Section: $section"
+    echo "Priority: optional"
+    echo "Description: $1"
+    shift
+    for line in "$@"; do echo " $line"; done
+  } > "$tree/DEBIAN/control"
+}
+
+control libmeshtls0 libs "" \
+  "transparent mutual TLS for unmodified programs (library)" \
+  "libmeshtls turns the TCP connections of an unmodified program into TLS 1.3" \
+  "with mutual authentication and SPIFFE identities issued by meshtls-agent." \
+  "." \
+  "This package holds libmeshtls.so.0 for programs that link it and the" \
+  "LD_PRELOAD library /usr/lib/$multiarch/meshtls/libmeshtls-preload.so."
+printf 'activate-noawait ldconfig\n' > "$trees/libmeshtls0/DEBIAN/triggers"
+
+control libmeshtls-dev libdevel "libmeshtls0 (= $debian_version)" \
+  "transparent mutual TLS for unmodified programs (development files)" \
+  "The header meshtls.h, the libmeshtls.so link and the pkg-config file" \
+  "meshtls.pc for C programs that link libmeshtls directly."
+
+control meshtls-agent net "" \
+  "node-local agent issuing SPIFFE identities to libmeshtls workloads" \
+  "meshtls-agent attests local processes (SO_PEERCRED, /proc/PID/exe), signs" \
+  "their CSRs into short-lived X.509-SVIDs and serves the trust bundle and" \
+  "Prometheus metrics. Runs as the systemd unit meshtls-agent.service with its" \
+  "socket at /run/meshtls/agent.sock and configuration in /etc/meshtls/."
+printf '/etc/meshtls/agent.conf\n/etc/meshtls/meshtls.conf\n' > "$agent_tree/DEBIAN/conffiles"
+install -m 0755 "$here/meshtls-agent.postinst" "$agent_tree/DEBIAN/postinst"
+install -m 0755 "$here/meshtls-agent.prerm" "$agent_tree/DEBIAN/prerm"
+install -m 0755 "$here/meshtls-agent.postrm" "$agent_tree/DEBIAN/postrm"
+
+control meshtls utils "libmeshtls0 (= $debian_version)" \
+  "command-line tool for libmeshtls" \
+  "meshtls run starts a program with libmeshtls preloaded; meshtls id, status," \
+  "check and config check query the agent and diagnose programs and" \
+  "configurations."
+
+# 5. Build the packages.
+for package in libmeshtls0 libmeshtls-dev meshtls-agent meshtls; do
+  deb="$out_dir/${package}_${debian_version}_${arch}.deb"
+  dpkg-deb --root-owner-group -Zxz --build "$trees/$package" "$deb" > /dev/null ||
+    die "dpkg-deb failed for $package"
+  echo "$deb"
+done

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs every Debian package libmeshtls needs to build, test and run its demo.
+# Installs every Debian package libmeshtls needs to build, test and run its demo, and any
+# further package names given as arguments.
 # Debian 12 (bookworm), as root. Safe to run again: apt-get skips what is installed.
 set -euo pipefail
 
@@ -24,6 +25,8 @@ packages=(
   # packaging tests: the Kubernetes manifests are parsed with PyYAML
   python3-yaml
 )
+# Extra package names given as arguments are installed the same way (install-bench-deps.sh).
+packages+=("$@")
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (it calls apt-get)" >&2

@@ -47,6 +47,14 @@ def wait_for(predicate, timeout, what):
     raise TestFailure(f"timed out after {timeout}s waiting for {what}")
 
 
+def wait_agent_ready(process, sock, what="agent"):
+    """Waits until an agent logs that it serves sock: the socket file alone appears before the
+    issuer and the metrics directory are ready."""
+    wait_for(lambda: f"serving {sock}:" in process.stderr() or process.popen.poll() is not None,
+             20, f"{what} to serve {sock}")
+    check(process.popen.poll() is None, f"{what} exited early:\n{process.stderr()}")
+
+
 def port_open(port, host="127.0.0.1", family=socket.AF_INET):
     try:
         with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -160,9 +168,7 @@ class Mesh:
             env.pop("LD_PRELOAD", None)  # the agent links the sanitizer runtime itself
             env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
         process = self.spawn(name, argv, env=env)
-        wait_for(lambda: os.path.exists(sock) or process.popen.poll() is not None, 20,
-                 f"{name} socket")
-        check(process.popen.poll() is None, f"{name} exited early:\n{process.stderr()}")
+        wait_agent_ready(process, sock, name)
         self.agents[name] = sock
         self.write_config(name, sock)
         return sock

@@ -15,7 +15,7 @@ import time
 import urllib.request
 
 from harness import (AGENT, ASAN_RUNTIME, PYTHON, Mesh, TestFailure, base_env, check, free_port,
-                     wait_for)
+                     wait_agent_ready, wait_for)
 
 CA_CONFIG = """\
 [ca]
@@ -156,9 +156,7 @@ def start_agent(mesh, arguments, name="agent", metrics=False, wait=True):
         env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
     process = mesh.spawn(name, argv, env=env)
     if wait:
-        wait_for(lambda: os.path.exists(sock) or process.popen.poll() is not None, 20,
-                 f"{name} socket")
-        check(process.popen.poll() is None, f"{name} exited early:\n{process.stderr()}")
+        wait_agent_ready(process, sock, name)
     mesh.agents[name] = sock
     mesh.write_config(name, sock)
     return sock, port

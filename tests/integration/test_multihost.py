@@ -21,7 +21,7 @@ import subprocess
 import time
 
 from harness import (AGENT, ASAN_RUNTIME, MESHTLS, PYTHON, Mesh, TestFailure, assert_tls13_wire,
-                     base_env, check, main, random_token, skip, wait_for)
+                     base_env, check, main, random_token, skip, wait_agent_ready, wait_for)
 from lifecycle_common import Pki, log
 
 PREFIX = "mtmh-"
@@ -210,9 +210,7 @@ def start_agent(mesh, net, host, pki):
         env.pop("LD_PRELOAD", None)  # the agent links the sanitizer runtime itself
         env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
     process = mesh.spawn(f"agent-{host}", net.wrap(host, argv), env=env)
-    wait_for(lambda: os.path.exists(sock) or process.popen.poll() is not None, 20,
-             f"agent {host} socket")
-    check(process.popen.poll() is None, f"agent {host} exited early:\n{process.stderr()}")
+    wait_agent_ready(process, sock, f"agent {host}")
     # The workload config of every host, written out in full: non-loopback traffic is mTLS.
     workload = os.path.join(mesh.dir, f"workload-{host}.conf")
     with open(workload, "w") as f:

@@ -6,8 +6,8 @@ python3 http.server and a python3 client, both under the packaged `meshtls run`,
 import os
 import subprocess
 
-from harness import (BUILD, PYTHON, Mesh, TestFailure, base_env, check, free_port, main,
-                     port_open, wait_for)
+from harness import (BUILD, PYTHON, Mesh, TestFailure, base_env, check, free_port, main, port_open,
+                     wait_agent_ready, wait_for)
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD_DEBS = os.path.join(SOURCE, "packaging", "debian", "build-debs.sh")
@@ -130,9 +130,7 @@ def test():
                                      "--socket", sock, "--state-dir",
                                      os.path.join(mesh.dir, "state"), "--config", agent_conf,
                                      "--metrics-address", "off"])
-        wait_for(lambda: os.path.exists(sock) or agent.popen.poll() is not None, 20,
-                 "the packaged agent's socket")
-        check(agent.popen.poll() is None, f"the packaged agent exited:\n{agent.stderr()}")
+        wait_agent_ready(agent, sock, "the packaged agent")
         config = mesh.write_config("workload", sock)
 
         port = free_port()

@@ -9,7 +9,8 @@ import os
 import subprocess
 import time
 
-from harness import (AGENT, BUILD, PYTHON, Mesh, base_env, check, free_port, main, wait_for)
+from harness import (AGENT, BUILD, PYTHON, Mesh, base_env, check, free_port, main, wait_agent_ready,
+                     wait_for)
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENTRYPOINT = os.path.join(SOURCE, "packaging", "docker", "entrypoint.sh")
@@ -52,8 +53,7 @@ def test_waits_then_execs(mesh):
                                       os.path.join(mesh.dir, "late-state"),
                                       "--metrics-address", "off"],
                        env=entrypoint_env())
-    wait_for(lambda: os.path.exists(sock) or agent.popen.poll() is not None, 20, "agent socket")
-    check(agent.popen.poll() is None, f"the agent exited:\n{agent.stderr()}")
+    wait_agent_ready(agent, sock, "the late agent")
     appeared = time.time()
     server = mesh.meshed("greeter", [PYTHON, PEERS, "greeter", str(port)], agent="late")
     wait_for(lambda: b"listening" in server.stdout() or server.popen.poll() is not None, 20,

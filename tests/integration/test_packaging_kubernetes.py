@@ -12,7 +12,7 @@ import subprocess
 
 import yaml
 
-from harness import AGENT, MESHTLS, Mesh, base_env, check, main, wait_for
+from harness import AGENT, MESHTLS, Mesh, base_env, check, main, wait_agent_ready
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MANIFESTS = os.path.join(SOURCE, "packaging", "kubernetes")
@@ -233,10 +233,7 @@ def test():
         agent = mesh.spawn("agent", [AGENT, "--socket", sock, "--state-dir",
                                      os.path.join(mesh.dir, "state"), "--config", path,
                                      "--metrics-address", "off"])
-        wait_for(lambda: os.path.exists(sock) or agent.popen.poll() is not None, 20,
-                 "the agent with the DaemonSet's configuration")
-        check(agent.popen.poll() is None,
-              f"the agent refuses the DaemonSet's agent.conf:\n{agent.stderr()}")
+        wait_agent_ready(agent, sock, "the agent with the DaemonSet's configuration")
     print(f"{sum(len(d) for d in documents.values())} documents in {len(documents)} files: "
           f"kinds {sorted({k[0] for k in objects})}; DaemonSet flags {sorted(agent_values)}")
 

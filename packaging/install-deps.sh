@@ -15,6 +15,7 @@ packages=(
   # tests
   libcmocka-dev python3 curl openssl clang-format binutils strace
   libcap2-bin   # setcap: meshtls check on a program with file capabilities
+  gdb           # gcore: the key-hygiene test dumps a running agent and searches the core
   # real-program integration suite and soak test
   nginx redis-server redis-tools memcached iperf3 sockperf wrk
   # metrics format checks: the Prometheus text parser and promtool
@@ -24,6 +25,11 @@ packages=(
   mariadb-server mariadb-client wget iproute2
   # packaging tests: the Kubernetes manifests are parsed with PyYAML
   python3-yaml
+  # checkers in packaging/test.sh: valgrind memcheck over the unit tests; clang for the
+  # warning-free second compiler and libFuzzer (its runtime and the sanitizers' are in
+  # libclang-rt-14-dev, only recommended by clang); llvm for llvm-symbolizer in their reports.
+  # gcc's ThreadSanitizer runtime (libtsan2) comes with build-essential.
+  valgrind clang libclang-rt-14-dev llvm
 )
 # Extra package names given as arguments are installed the same way (install-bench-deps.sh).
 packages+=("$@")

@@ -7,6 +7,9 @@
  * read it, or when it belongs to another user. This file must never overwrite an existing key,
  * never log or copy key material outside struct mt_ca, and never sign with a CA that does not
  * match the configured trust domain.
+ *
+ * The key's PEM text, read from disk or written to it, passes only through secret buffers
+ * (util/secret.h: out of core dumps, wiped when freed), never through the stack or the heap.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../util/secret.h"
 #include "ca.h"
 
 /* A PEM file larger than this is not one of ours. */
@@ -112,20 +116,24 @@ static void ca_paths(const char *state_dir, char *key_path, char *cert_path, siz
 static MT_RESULT create(const char *key_path, const char *cert_path, const char *trust_domain,
                         time_t now, struct mt_ca *ca, char *message, size_t message_size)
 {
-    char key_pem[MT_X509_KEY_PEM_MAX];
+    char *key_pem = NULL;
     char cert_pem[MT_X509_CERT_PEM_MAX];
     size_t key_pem_length = 0;
     size_t cert_pem_length = 0;
-    mt_result result = mt_x509_key_generate(&ca->key);
+    mt_result result = mt_secret_alloc(MT_X509_KEY_PEM_MAX, (void **)&key_pem);
+    if (mt_result_is_ok(result))
+        result = mt_x509_key_generate(&ca->key);
     if (mt_result_is_ok(result))
         result = mt_x509_ca_create(ca->key, trust_domain, now - MT_CA_BACKDATE_SECONDS,
                                    now + MT_CA_LIFETIME_SECONDS, ca->cert_der, sizeof(ca->cert_der),
                                    &ca->cert_length);
     if (mt_result_is_ok(result))
-        result = mt_x509_key_to_pem(ca->key, key_pem, sizeof(key_pem), &key_pem_length);
+        result = mt_x509_key_to_pem(ca->key, key_pem, MT_X509_KEY_PEM_MAX, &key_pem_length);
     if (mt_result_is_ok(result))
         result = mt_x509_cert_der_to_pem(ca->cert_der, ca->cert_length, cert_pem, sizeof(cert_pem),
                                          &cert_pem_length);
+    /* Generating and encoding the key leave it in wolfCrypt's dead stack frames (secret.h). */
+    mt_secret_wipe_stack();
     if (!mt_result_is_ok(result)) {
         result =
             mt_result_explain(message, message_size, result.error, "cannot create a CA for %s: %s",
@@ -146,20 +154,27 @@ static MT_RESULT create(const char *key_path, const char *cert_path, const char 
     ca->anchor_count = 1;
 
 out:
-    explicit_bzero(key_pem, sizeof(key_pem));
+    mt_secret_free(key_pem);
     return result;
 }
 
 static MT_RESULT load_key(const char *key_path, struct mt_ca *ca, char *message,
                           size_t message_size)
 {
-    char pem[FILE_MAX];
+    char *pem = NULL;
     size_t length = 0;
+    if (!mt_result_is_ok(mt_secret_alloc(FILE_MAX, (void **)&pem)))
+        return mt_result_explain(message, message_size, MT_ERR_NO_MEMORY,
+                                 "cannot allocate memory for the key in %s: %s", key_path,
+                                 strerror(errno));
     mt_result result = MT_OK_RESULT;
     int fd = open(key_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot open %s: %s", key_path,
-                                 strerror(errno));
+    if (fd < 0) {
+        result = mt_result_explain(message, message_size, MT_ERR_IO, "cannot open %s: %s", key_path,
+                                   strerror(errno));
+        mt_secret_free(pem);
+        return result;
+    }
 
     struct stat status;
     if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
@@ -181,16 +196,18 @@ static MT_RESULT load_key(const char *key_path, struct mt_ca *ca, char *message,
                                    (unsigned)status.st_uid, (unsigned)geteuid());
         goto out;
     }
-    result = read_all(fd, pem, sizeof(pem), &length);
+    result = read_all(fd, pem, FILE_MAX, &length);
     if (mt_result_is_ok(result))
         result = mt_x509_key_from_pem(pem, length, &ca->key);
+    /* wc_EccPrivateKeyDecode leaves the scalar in its dead stack frame (see secret.h). */
+    mt_secret_wipe_stack();
     if (!mt_result_is_ok(result))
         result = mt_result_explain(message, message_size, result.error,
                                    "cannot read %s: %s (expected a P-256 EC private key in PEM)",
                                    key_path, mt_error_message(result.error));
 
 out:
-    explicit_bzero(pem, sizeof(pem));
+    mt_secret_free(pem);
     close(fd);
     return result;
 }
@@ -537,17 +554,24 @@ MT_RESULT mt_ca_load_issuer_dir(const char *directory, const char *trust_domain,
                 "chain)",
                 ca->cert_path, mt_error_message(result.error), MT_CA_CHAIN_MAX);
     }
+    char *key_pem = NULL;
+    if (mt_result_is_ok(result) && !mt_result_is_ok(mt_secret_alloc(FILE_MAX, (void **)&key_pem)))
+        result = mt_result_explain(message, message_size, MT_ERR_NO_MEMORY,
+                                   "cannot allocate memory for the key in %s: %s", key_path,
+                                   strerror(errno));
     if (mt_result_is_ok(result))
-        result = read_text_file(key_path, pem, sizeof(pem), &length, message, message_size);
+        result = read_text_file(key_path, key_pem, FILE_MAX, &length, message, message_size);
     if (mt_result_is_ok(result)) {
-        result = mt_x509_key_from_pem(pem, length, &ca->key);
+        result = mt_x509_key_from_pem(key_pem, length, &ca->key);
+        /* wc_EccPrivateKeyDecode leaves the scalar in its dead stack frame (see secret.h). */
+        mt_secret_wipe_stack();
         if (!mt_result_is_ok(result))
             result =
                 mt_result_explain(message, message_size, result.error,
                                   "cannot read %s: %s (expected a P-256 EC private key in PEM)",
                                   key_path, mt_error_message(result.error));
     }
-    explicit_bzero(pem, sizeof(pem));
+    mt_secret_free(key_pem);
     if (mt_result_is_ok(result))
         result =
             check_issuer(ca->cert_path, key_path, trust_domain, now, ca, message, message_size);

@@ -214,7 +214,9 @@ static void pass_as_plain(struct mt_conn *conn, const char *why)
 /*
  * Permissive inbound: looks at the first bytes without consuming them. A mesh ClientHello is
  * terminated as mTLS; anything else — plaintext, the application's own TLS, silence past the
- * detection timeout — is handed to the application untouched, byte for byte.
+ * detection timeout — is handed to the application untouched, byte for byte. The one exception:
+ * the start of a ClientHello that never completes is refused at the detection timeout, since it
+ * may be a mesh client's, and handing its bytes over would turn an mTLS attempt into plaintext.
  */
 static void detect(struct mt_conn *conn)
 {
@@ -244,12 +246,16 @@ static void detect(struct mt_conn *conn)
         return;
     }
     conn->wants = MT_TLS_WANT_READ;
-    if (mt_sys_remaining_ms(conn->detect_deadline_ms) == 0)
+    if (mt_sys_remaining_ms(conn->detect_deadline_ms) != 0)
+        return;
+    if (n > 0)
+        fail(conn, ETIMEDOUT, "incomplete TLS ClientHello at the detection timeout");
+    else
         pass_as_plain(conn, "nothing recognisable before the detection timeout");
 }
 
 /* Makes every bit of progress possible without waiting. */
-static void step(struct mt_conn *conn)
+static void make_progress(struct mt_conn *conn)
 {
     if (conn->state == MT_CONN_DETECTING)
         detect(conn);
@@ -301,6 +307,20 @@ static void step(struct mt_conn *conn)
     }
     if (conn->state == MT_CONN_ESTABLISHED)
         (void)flush_unsent(conn);
+}
+
+/*
+ * make_progress() with errno left as it was: its own EAGAIN or EINTR must not leak into a call
+ * that succeeds. A kernel call that succeeds never changes errno, and programs rely on it:
+ * CPython's epoll.poll() sets errno to 0, calls epoll_wait and retries when errno is EINTR even
+ * if events came back, so a leaked EINTR threw away edge-triggered and one-shot events for good.
+ * Found by the fault soak (tests/integration/test_soak_faults.py, injected EINTR).
+ */
+static void step(struct mt_conn *conn)
+{
+    int saved = errno;
+    make_progress(conn);
+    errno = saved;
 }
 
 /* The first process to use a connection copied by fork claims it (see process.h). */
@@ -500,6 +520,7 @@ ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flag
     long long io_deadline = -2;
     ssize_t result = -1;
     int error = 0;
+    int caller_errno = errno; /* left as it was on success, as the kernel does (see step) */
 
     pthread_mutex_lock(&conn->lock);
     claim(conn);
@@ -565,8 +586,7 @@ ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flag
             break;
     }
     unlock_and_notify(conn);
-    if (result < 0)
-        errno = error;
+    errno = result < 0 ? error : caller_errno;
     return result;
 }
 
@@ -590,6 +610,7 @@ ssize_t mt_conn_send(struct mt_conn *conn, const void *buffer, size_t length, in
     long long io_deadline = -2;
     size_t total = 0;
     int error = 0;
+    int caller_errno = errno; /* left as it was on success, as the kernel does (see step) */
 
     pthread_mutex_lock(&conn->lock);
     claim(conn);
@@ -652,8 +673,10 @@ ssize_t mt_conn_send(struct mt_conn *conn, const void *buffer, size_t length, in
     if (total > 0)
         mt_metrics_bytes_written(conn->metrics, total);
     unlock_and_notify(conn);
-    if (total > 0 || length == 0)
+    if (total > 0 || length == 0) {
+        errno = caller_errno;
         return (ssize_t)total;
+    }
     errno = error;
     return -1;
 }
@@ -692,17 +715,51 @@ ssize_t mt_conn_send_vector(struct mt_conn *conn, const struct iovec *vector, in
     return total;
 }
 
-/* Sends what is unsent and close_notify, waiting at most until deadline. */
+/*
+ * Waits, until deadline, for the socket to take more of what close() or shutdown() must send.
+ * Neither call returns EINTR to the application, so a signal only means waiting again; at the
+ * deadline the connection fails, saying what was left unsent.
+ */
+static bool wait_to_close(struct mt_conn *conn, long long deadline, const char *what)
+{
+    if (wait_for_progress(conn, deadline) == 0 || errno == EINTR)
+        return true;
+    char reason[128];
+    snprintf(reason, sizeof(reason), "%s not sent within %d ms (the peer is not reading)", what,
+             CLOSE_FLUSH_MS);
+    fail(conn, ETIMEDOUT, reason);
+    return false;
+}
+
+/*
+ * Sends what is unsent and then close_notify, each whole, waiting at most until deadline. The
+ * kernel's shutdown or close comes right after: a peer that gets FIN inside a record sees a
+ * truncated connection, not its end. Short of the deadline, the connection fails instead.
+ */
 static void send_close_notify(struct mt_conn *conn, long long deadline)
 {
     while (conn->state == MT_CONN_ESTABLISHED && !flush_unsent(conn) &&
            conn->state == MT_CONN_ESTABLISHED) {
-        if (wait_for_progress(conn, deadline) != 0)
+        if (!wait_to_close(conn, deadline, "data written before closing"))
             return;
     }
-    if (conn->state == MT_CONN_ESTABLISHED && !conn->write_closed) {
-        (void)mt_tls_shutdown(conn->tls);
-        conn->write_closed = true;
+    if (conn->state != MT_CONN_ESTABLISHED)
+        return;
+    /* Nothing may follow close_notify: a send from now on fails with EPIPE, even while waiting. */
+    conn->write_closed = true;
+    while (conn->state == MT_CONN_ESTABLISHED) {
+        enum mt_tls_status status = mt_tls_shutdown(conn->tls);
+        if (status == MT_TLS_OK || status == MT_TLS_CLOSED)
+            return;
+        if (status != MT_TLS_WANT_WRITE) {
+            /* After the peer's own close_notify or EOF it may be gone: that was the end. */
+            if (!conn->peer_closed)
+                fail_from_tls(conn);
+            return;
+        }
+        conn->wants = MT_TLS_WANT_WRITE;
+        if (!wait_to_close(conn, deadline, "close_notify"))
+            return;
     }
 }
 

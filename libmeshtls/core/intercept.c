@@ -105,11 +105,25 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
     socklen_t peer_length = sizeof(peer);
     memset(&local, 0, sizeof(local));
     memset(&peer, 0, sizeof(peer));
-    if (getsockname(fd, (struct sockaddr *)&local, &local_length) != 0 ||
-        getpeername(fd, (struct sockaddr *)&peer, &peer_length) != 0 || !is_inet(&local) ||
+    if (getsockname(fd, (struct sockaddr *)&local, &local_length) != 0 || !is_inet(&local) ||
         !is_tcp_socket(fd)) {
         errno = saved;
         return fd;
+    }
+    /*
+     * A peer that reset the connection before accept() returned has no address any more, yet
+     * what it sent first can still be read. Policy is decided as for a peer on the same side of
+     * loopback as the local address (a loopback address is reachable only from loopback), and a
+     * connection that policy would not pass as plaintext is handed over failed: its first read
+     * says ECONNRESET, and those bytes never reach the application as plaintext.
+     */
+    struct sockaddr_storage decided_for = local;
+    bool peer_gone = getpeername(fd, (struct sockaddr *)&peer, &peer_length) != 0;
+    if (peer_gone) {
+        memset(&peer, 0, sizeof(peer)); /* logged as "?" */
+        mt_addr_set_port(&decided_for, 0);
+    } else {
+        decided_for = peer;
     }
 
     const char *config_message = NULL;
@@ -119,7 +133,7 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
     if (mt_runtime_config_failed(&config_message)) {
         snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
     } else {
-        policy.inbound = mt_policy_decide_inbound(mt_runtime_config(), &local, &peer);
+        policy.inbound = mt_policy_decide_inbound(mt_runtime_config(), &local, &decided_for);
         if (!always_mtls && (policy.inbound.skipped || policy.inbound.mode == MT_INBOUND_PLAIN)) {
             errno = saved;
             return fd;
@@ -129,7 +143,12 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
             policy.mode = "permissive";
             policy.detect = !policy.inbound.opaque;
         }
-        context = mt_runtime_context(reason, sizeof(reason));
+        if (peer_gone) {
+            policy.detect = false; /* refused outright, permissive or not */
+            snprintf(reason, sizeof(reason), "peer reset the connection before accept() returned");
+        } else {
+            context = mt_runtime_context(reason, sizeof(reason));
+        }
     }
     /* Even refused, the connection is handed over: its first read reports the failure. */
     struct mt_conn *conn = mt_conn_open(fd, MT_TLS_SERVER, context, &local, &peer, &policy, reason);

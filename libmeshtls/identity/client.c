@@ -4,6 +4,12 @@
  * Owns the struct mt_identity lifecycle. It never logs (callers decide how loud a failure is),
  * never keeps key material outside struct mt_identity, and never trusts the agent's reply blindly:
  * the leaf must be a valid X.509-SVID whose public key is the key generated here.
+ *
+ * The identity's private key (SEC1 DER) lives in a secret buffer (util/secret.h): out of core
+ * dumps, wiped when the last reference goes and at exit. It is encoded straight into that buffer,
+ * never into a stack or heap copy of ours on the way, and the stack that wolfCrypt used for it
+ * is wiped afterwards. (wc_EccKeyToDer itself frees a heap scratch copy of the scalar without
+ * wiping it, in wolfSSL 5.5.4: that one is beyond our reach.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +20,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../util/secret.h"
 #include "../util/sys.h"
 #include "../config/config.h"
 #include "client.h"
@@ -224,11 +231,33 @@ static MT_RESULT copy_der(struct mt_identity_der *out, const struct mt_proto_blo
     return MT_OK_RESULT;
 }
 
-static void free_der(struct mt_identity_der *der, bool secret)
+static void free_der(struct mt_identity_der *der)
 {
-    if (der->data != NULL && secret)
-        explicit_bzero(der->data, der->length);
     free(der->data);
+    der->data = NULL;
+    der->length = 0;
+}
+
+/* The identity's private key as SEC1 DER, encoded directly into a secret buffer. */
+static MT_RESULT encode_key(struct mt_identity_der *out, const struct mt_x509_key *key)
+{
+    void *buffer = NULL;
+    MT_GUARD(mt_secret_alloc(MT_X509_KEY_DER_MAX, &buffer));
+    size_t length = 0;
+    mt_result result = mt_x509_key_to_der(key, buffer, MT_X509_KEY_DER_MAX, &length);
+    if (!mt_result_is_ok(result)) {
+        mt_secret_free(buffer);
+        return result;
+    }
+    out->data = buffer;
+    out->length = length;
+    return MT_OK_RESULT;
+}
+
+/* mt_secret_free wipes the whole buffer, whatever length the encoding took. */
+static void free_key(struct mt_identity_der *der)
+{
+    mt_secret_free(der->data);
     der->data = NULL;
     der->length = 0;
 }
@@ -307,6 +336,8 @@ MT_RESULT mt_identity_request_start(const char *socket_path, int timeout_ms,
     mt_result result = mt_x509_key_generate(&request->key);
     if (mt_result_is_ok(result))
         result = mt_x509_csr_create(request->key, csr, sizeof(csr), &csr_length);
+    /* Key generation leaves the new scalar in wolfCrypt's dead stack frames (see secret.h). */
+    mt_secret_wipe_stack();
     if (!mt_result_is_ok(result)) {
         say(message, message_size, "cannot create a key and CSR: %s",
             mt_error_message(result.error));
@@ -348,15 +379,9 @@ MT_RESULT mt_identity_request_poll(struct mt_identity_request *request, int wait
     MT_ENSURE(identity != NULL, MT_ERR_NO_MEMORY);
     atomic_init(&identity->references, 1);
     result = adopt_reply(identity, &svid, request->key, message, message_size);
-    uint8_t key_der[MT_X509_KEY_DER_MAX];
-    size_t key_length = 0;
     if (mt_result_is_ok(result))
-        result = mt_x509_key_to_der(request->key, key_der, sizeof(key_der), &key_length);
-    if (mt_result_is_ok(result)) {
-        struct mt_proto_blob blob = {key_der, key_length};
-        result = copy_der(&identity->key, &blob);
-    }
-    explicit_bzero(key_der, sizeof(key_der));
+        result = encode_key(&identity->key, request->key);
+    mt_secret_wipe_stack();
     if (!mt_result_is_ok(result)) {
         mt_identity_release(identity);
         return result;
@@ -415,10 +440,10 @@ void mt_identity_release(struct mt_identity *identity)
 {
     if (identity == NULL || atomic_fetch_sub(&identity->references, 1) != 1)
         return;
-    free_der(&identity->key, true);
+    free_key(&identity->key);
     for (size_t i = 0; i < identity->chain_length; i++)
-        free_der(&identity->chain[i], false);
+        free_der(&identity->chain[i]);
     for (size_t i = 0; i < identity->anchor_count; i++)
-        free_der(&identity->anchors[i], false);
+        free_der(&identity->anchors[i]);
     free(identity);
 }

@@ -567,8 +567,13 @@ struct reason_phrase {
     enum mt_metrics_failure_reason reason;
 };
 
-/* Order matters: "identity ... expired ... and no new one" is ours missing, not the peer's. */
+/*
+ * Order matters: "identity ... expired ... and no new one" is ours missing, not the peer's, and
+ * "not in the allow list" is our policy even when the text also says "trust domain".
+ */
 static const struct reason_phrase reason_phrases[] = {
+    {"allow list", MT_METRICS_FAILURE_POLICY},
+    {"expected by", MT_METRICS_FAILURE_POLICY},
     {"no workload identity", MT_METRICS_FAILURE_NO_IDENTITY},
     {"no new one", MT_METRICS_FAILURE_NO_IDENTITY},
     {"no identity", MT_METRICS_FAILURE_NO_IDENTITY},
@@ -582,6 +587,7 @@ static const struct reason_phrase reason_phrases[] = {
     {"expired", MT_METRICS_FAILURE_EXPIRED},
     {"not yet valid", MT_METRICS_FAILURE_EXPIRED},
     {"svid", MT_METRICS_FAILURE_BAD_SVID},
+    {"did not return a certificate", MT_METRICS_FAILURE_BAD_SVID},
     {"trust domain", MT_METRICS_FAILURE_BAD_SVID},
     {"timed out", MT_METRICS_FAILURE_TIMEOUT},
     {"timeout", MT_METRICS_FAILURE_TIMEOUT},
@@ -596,12 +602,35 @@ static const struct reason_phrase reason_phrases[] = {
     {"rejected", MT_METRICS_FAILURE_PEER_REJECTED},
 };
 
+/* The longest reason classified; the phrases come early in every reason libmeshtls writes. */
+#define REASON_TEXT_MAX 256
+
+/*
+ * Copies text with every word that holds "://" blanked out: identities are the peer's words, not
+ * ours, and a peer named spiffe://td/expired-jobs must not turn a policy refusal into "expired".
+ */
+static void mask_uris(const char *text, char *masked, size_t capacity)
+{
+    snprintf(masked, capacity, "%s", text);
+    char *word = masked;
+    while (*word != '\0') {
+        size_t length = strcspn(word, " \t");
+        char *scheme = strstr(word, "://");
+        if (scheme != NULL && scheme < word + length)
+            memset(word, ' ', length);
+        word += length;
+        word += strspn(word, " \t");
+    }
+}
+
 enum mt_metrics_failure_reason mt_metrics_failure_reason_classify(const char *failure_reason)
 {
     if (failure_reason == NULL)
         return MT_METRICS_FAILURE_OTHER;
+    char masked[REASON_TEXT_MAX];
+    mask_uris(failure_reason, masked, sizeof(masked));
     for (size_t i = 0; i < sizeof(reason_phrases) / sizeof(reason_phrases[0]); i++)
-        if (strcasestr(failure_reason, reason_phrases[i].phrase) != NULL)
+        if (strcasestr(masked, reason_phrases[i].phrase) != NULL)
             return reason_phrases[i].reason;
     return MT_METRICS_FAILURE_OTHER;
 }

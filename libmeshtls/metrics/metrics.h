@@ -77,12 +77,14 @@ void mt_metrics_identity(time_t expiry, bool renewed);
 
 /*
  * The reason class of a free-text failure reason, matched by the phrases libmeshtls's log lines
- * use (case-insensitive), first match wins:
+ * use (case-insensitive), first match wins; words holding "://" (the peer's and our SPIFFE IDs)
+ * are ignored, so an identity's path never decides the class:
+ *   policy        "allow list", "expected by"
  *   no_identity   "no workload identity", "no new one", "no identity"
  *   not_tls       "did not speak TLS", "not TLS", "plaintext"
  *   untrusted_ca  "trusted anchor", "foreign CA", "untrusted", "unknown CA"
  *   expired       "expired", "not yet valid"
- *   bad_svid      "SVID", "trust domain"
+ *   bad_svid      "SVID", "did not return a certificate", "trust domain"
  *   policy        "policy", "not allowed", "authoriz", "refused by"
  *   timeout       "timed out", "timeout"
  *   peer_rejected "alert", "peer closed", "reset", "rejected"

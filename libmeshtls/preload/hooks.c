@@ -13,6 +13,10 @@
  * name; with 64-bit file offsets requested, glibc's headers would rename the first to the second.
  */
 #undef _FILE_OFFSET_BITS
+/* Under _FORTIFY_SOURCE glibc's headers define read, recv, poll… as inline wrappers of the same
+ * names as the hooks below, which then no longer compile. The hooks are the real functions: the
+ * __*_chk ones are hooked separately, and the calls they pass on are checked by glibc itself. */
+#undef _FORTIFY_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>

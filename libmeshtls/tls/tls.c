@@ -9,10 +9,16 @@
  * callback then applies the X.509-SVID rules to the peer's leaf (depth 0) and requires the peer's
  * trust domain to be ours. Debian's wolfSSL is built with WOLFSSL_ALWAYS_VERIFY_CB, so the
  * callback sees every certificate, not only the failing ones.
+ *
+ * Memory per idle connection is kept small: the callback reads the peer's leaf from the raw
+ * certificate buffers (no OpenSSL-compatibility X509 object, so the bundled wolfSSL is built
+ * without KEEP_PEER_CERT) and keeps only the SPIFFE ID; the failure reason and the read-ahead
+ * buffer exist only while they are needed.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +29,7 @@
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
 #include "../identity/spiffe.h"
+#include "../util/secret.h"
 #include "../util/sys.h"
 #include "tls.h"
 #include "x509.h"
@@ -49,26 +56,32 @@ struct mt_tls_context {
  */
 #define READ_AHEAD_CAPACITY (5 + 16384 + 256)
 
+/* The longest failure reason kept for the log line. */
+#define REASON_CAPACITY 512
+
 struct mt_tls_session {
     WOLFSSL *ssl;
     unsigned char *ahead;
     size_t ahead_start;
     size_t ahead_end;
-    bool ahead_filled; /* the last recv filled the buffer: the kernel may hold more */
     struct mt_tls_context *context;
+    mt_tls_peer_filter peer_filter;
+    void *peer_filter_argument;
+    char *reason;  /* allocated at the first failure: NULL while all is well */
+    char *peer_id; /* allocated by the verify callback: NULL before verification */
+    /* What the socket has not taken yet of close_notify (see keep_after_shutdown). */
+    unsigned char *unsent_alert;
     int fd;
     int send_flags;
+    int transport_errno;
+    int error_number;
+    bool ahead_filled; /* the last recv filled the buffer: the kernel may hold more */
     bool handshake_done;
     bool shutdown_sent;
     bool saw_first_byte;
     bool first_byte_not_tls;
     bool transport_eof;
-    int transport_errno;
-    int error_number;
-    mt_tls_peer_filter peer_filter;
-    void *peer_filter_argument;
-    char reason[512];
-    char peer_id[MT_SPIFFE_ID_MAX + 1];
+    uint16_t unsent_alert_length;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -86,29 +99,75 @@ MT_RESULT mt_tls_global_init(void)
     return MT_OK_RESULT;
 }
 
+/* Replaces the reason. Out of memory, the log line falls back to "TLS failure". */
+static void store_reason(struct mt_tls_session *session, const char *text)
+{
+    if (session->reason == NULL)
+        session->reason = malloc(REASON_CAPACITY);
+    if (session->reason != NULL)
+        snprintf(session->reason, REASON_CAPACITY, "%s", text);
+}
+
 /* Keeps the first reason only: the root cause, not what followed from it. */
 __attribute__((format(printf, 2, 3))) static void set_reason(struct mt_tls_session *session,
                                                              const char *format, ...)
 {
-    if (session->reason[0] != '\0')
+    if (session->reason != NULL)
         return;
+    char text[REASON_CAPACITY];
     va_list arguments;
     va_start(arguments, format);
-    vsnprintf(session->reason, sizeof(session->reason), format, arguments);
+    vsnprintf(text, sizeof(text), format, arguments);
     va_end(arguments);
+    store_reason(session, text);
 }
 
 /* ---- record I/O: raw system calls, never the hooks ---------------------------------------- */
 
-/* A transport failure or EOF, in the I/O callback's terms. */
-static int receive_failure(struct mt_tls_session *session, ssize_t n)
+/*
+ * recv and send without waiting, retried at once when interrupted. EINTR must not become
+ * WANT_READ/WANT_WRITE: the caller would then wait for readiness (or tell a non-blocking
+ * application EAGAIN) while the bytes are already there, and an edge-triggered waiter would never
+ * be woken for them. Found by the fault soak (tests/integration/test_soak_faults.py).
+ */
+static ssize_t receive_now(int fd, void *buffer, size_t length)
+{
+    ssize_t n;
+    do
+        n = mt_sys_recv(fd, buffer, length, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static ssize_t send_now(int fd, const void *buffer, size_t length, int flags)
+{
+    ssize_t n;
+    do
+        n = mt_sys_send(fd, buffer, length, MSG_DONTWAIT | flags);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+/* A TLS record's header (RFC 8446 §5.1). */
+#define RECORD_HEADER_SIZE 5
+
+/*
+ * A transport failure or EOF, in the I/O callback's terms. wanted is what wolfSSL asked for, which
+ * is exactly what it lacks: a whole header at a record boundary; part of one, or the rest of a
+ * body, inside a record (a body's last 5 bytes look alike, and pass). EOF inside a record is
+ * truncation, not the end (RFC 8446 §6.1): the session fails as reset instead of closing cleanly.
+ */
+static int receive_failure(struct mt_tls_session *session, ssize_t n, int wanted)
 {
     if (n == 0) {
         session->transport_eof = true;
+        if (session->handshake_done && wanted != RECORD_HEADER_SIZE) {
+            session->transport_errno = ECONNRESET;
+            set_reason(session, "peer closed the connection inside a TLS record (truncated)");
+        }
         return WOLFSSL_CBIO_ERR_CONN_CLOSE;
     }
-    /* EINTR is reported as "try again" so wolfSSL does not loop inside; the caller retries. */
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
         return WOLFSSL_CBIO_ERR_WANT_READ;
     session->transport_errno = errno;
     return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
@@ -123,18 +182,22 @@ static int io_receive(WOLFSSL *ssl, char *buffer, int size, void *user)
             session->ahead = malloc(READ_AHEAD_CAPACITY);
         if (session->ahead == NULL) {
             /* Without the buffer, read what wolfSSL asked for directly. */
-            ssize_t n = mt_sys_recv(session->fd, buffer, (size_t)size, MSG_DONTWAIT);
+            ssize_t n = receive_now(session->fd, buffer, (size_t)size);
             session->ahead_filled = false;
-            return n > 0 ? (int)n : receive_failure(session, n);
+            return n > 0 ? (int)n : receive_failure(session, n, size);
         }
-        ssize_t n = mt_sys_recv(session->fd, session->ahead, READ_AHEAD_CAPACITY, MSG_DONTWAIT);
+        ssize_t n = receive_now(session->fd, session->ahead, READ_AHEAD_CAPACITY);
         session->ahead_filled = n == READ_AHEAD_CAPACITY;
         if (n <= 0)
-            return receive_failure(session, n);
-        /* Every TLS stream starts with a handshake record (content type 22, RFC 8446 §5.1). */
+            return receive_failure(session, n, size);
+        /*
+         * Every TLS stream starts with a handshake record (content type 22, RFC 8446 §5.1), or
+         * with an alert (21) from a server that refuses our ClientHello, e.g. one that only
+         * speaks TLS 1.2 answering protocol_version.
+         */
         if (!session->saw_first_byte) {
             session->saw_first_byte = true;
-            session->first_byte_not_tls = session->ahead[0] != 22;
+            session->first_byte_not_tls = session->ahead[0] != 22 && session->ahead[0] != 21;
         }
         session->ahead_start = 0;
         session->ahead_end = (size_t)n;
@@ -156,7 +219,13 @@ static bool has_whole_record(const struct mt_tls_session *session)
     return available >= 5 + (((size_t)header[3] << 8) | header[4]);
 }
 
-/* At a point where the application will wait: an empty read-ahead buffer is not kept. */
+/*
+ * At a point where the application will probably wait: an empty read-ahead buffer is not kept.
+ * Called when a read finds nothing (WANT_READ), when a read returns data after a receive that did
+ * not fill the buffer (the socket was drained: a program that reads exactly the reply it expects
+ * never sees WANT_READ), and after the handshake. A 16 KiB malloc/free pair costs far less than
+ * the recv it saves.
+ */
 static void release_idle_buffer(struct mt_tls_session *session)
 {
     if (session->ahead != NULL && session->ahead_start == session->ahead_end) {
@@ -166,14 +235,10 @@ static void release_idle_buffer(struct mt_tls_session *session)
     }
 }
 
-static int io_send(WOLFSSL *ssl, char *buffer, int size, void *user)
+/* A send that failed with errno, in the I/O callback's terms. */
+static int send_failure(struct mt_tls_session *session)
 {
-    (void)ssl;
-    struct mt_tls_session *session = user;
-    ssize_t n = mt_sys_send(session->fd, buffer, (size_t)size, MSG_DONTWAIT | session->send_flags);
-    if (n >= 0)
-        return (int)n;
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
         return WOLFSSL_CBIO_ERR_WANT_WRITE;
     session->transport_errno = errno;
     if (errno == EPIPE || errno == ECONNRESET)
@@ -181,35 +246,94 @@ static int io_send(WOLFSSL *ssl, char *buffer, int size, void *user)
     return WOLFSSL_CBIO_ERR_GENERAL;
 }
 
+/*
+ * Once close_notify is on its way, io_send takes all it is given: what the socket refuses now is
+ * kept in unsent_alert, behind anything kept before, and mt_tls_shutdown sends it. wolfSSL 5.5.4
+ * cannot finish an alert itself: after WANT_WRITE, wolfSSL_shutdown returns an error without
+ * marking close_notify sent and leaves the rest of the record in its output buffer, which only a
+ * second close_notify would push out. The kernel's shutdown or close, which follows at once, then
+ * cut the record short: the peer saw a truncated record and answered bad_record_mac. Found by the
+ * fault soak (tests/integration/test_soak_faults.py, kinds=eagain+short).
+ */
+static int keep_after_shutdown(struct mt_tls_session *session, const char *buffer, int size)
+{
+    size_t sent = 0;
+    if (session->unsent_alert_length == 0) {
+        ssize_t n = send_now(session->fd, buffer, (size_t)size, session->send_flags);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return send_failure(session);
+        sent = n > 0 ? (size_t)n : 0;
+    }
+    size_t rest = (size_t)size - sent;
+    if (rest == 0)
+        return size;
+    /* Only alerts follow close_notify: 24 bytes each, a few at most. */
+    size_t length = session->unsent_alert_length + rest;
+    unsigned char *kept = length <= UINT16_MAX ? realloc(session->unsent_alert, length) : NULL;
+    if (kept == NULL) {
+        errno = ENOMEM;
+        return send_failure(session);
+    }
+    memcpy(kept + session->unsent_alert_length, buffer + sent, rest);
+    session->unsent_alert = kept;
+    session->unsent_alert_length = (uint16_t)length;
+    return size;
+}
+
+static int io_send(WOLFSSL *ssl, char *buffer, int size, void *user)
+{
+    (void)ssl;
+    struct mt_tls_session *session = user;
+    if (session->shutdown_sent)
+        return keep_after_shutdown(session, buffer, size);
+    ssize_t n = send_now(session->fd, buffer, (size_t)size, session->send_flags);
+    return n >= 0 ? (int)n : send_failure(session);
+}
+
 /* ---- verification --------------------------------------------------------------------------- */
 
 /*
  * wolfSSL reports chain errors as its own ASN_* codes, or, in builds with the OpenSSL
- * compatibility layer (Debian's), as X509_V_ERR_* codes: accept both.
+ * compatibility layer (Debian's), possibly as X509_V_ERR_* codes: accept both. ssl.h declares
+ * the X509_V_ERR_* enum only in those builds (the bundled one has no compatibility layer).
  */
+#if defined(OPENSSL_EXTRA) || defined(OPENSSL_EXTRA_X509_SMALL) || defined(HAVE_WEBSERVER)
+#define X509_V_ERR_CASE(code) case code:
+#else
+#define X509_V_ERR_CASE(code)
+#endif
+
 static const char *chain_error_phrase(int error)
 {
     switch (error) {
     case ASN_NO_SIGNER_E:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
-    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+        X509_V_ERR_CASE(X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT)
+        X509_V_ERR_CASE(X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY)
+        X509_V_ERR_CASE(X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT)
+        X509_V_ERR_CASE(X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN)
         return "certificate not issued by a trusted anchor (foreign CA?)";
     case ASN_AFTER_DATE_E:
-    case X509_V_ERR_CERT_HAS_EXPIRED:
+        X509_V_ERR_CASE(X509_V_ERR_CERT_HAS_EXPIRED)
+        /* What wolfSSL 5.5.4's GetX509Error maps ASN_AFTER_DATE_E to (Debian's build). */
+        X509_V_ERR_CASE(X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD)
         return "certificate expired";
     case ASN_BEFORE_DATE_E:
-    case X509_V_ERR_CERT_NOT_YET_VALID:
+        X509_V_ERR_CASE(X509_V_ERR_CERT_NOT_YET_VALID)
+        X509_V_ERR_CASE(X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD)
         return "certificate not yet valid";
     case ASN_SIG_CONFIRM_E:
-    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+        X509_V_ERR_CASE(X509_V_ERR_CERT_SIGNATURE_FAILURE)
         return "certificate signature invalid";
     default:
         return "certificate chain rejected";
     }
 }
 
+/*
+ * The store's fields are read directly (error, error_depth, certs): the X509_STORE_CTX accessors
+ * and the X509 object exist only with the OpenSSL compatibility layer. certs[0] is the peer's
+ * leaf as sent, in DER, in every build; it is checked here and only its SPIFFE ID is kept.
+ */
 static int verify_peer(int preverified, WOLFSSL_X509_STORE_CTX *store)
 {
     struct mt_tls_session *session = store->userCtx;
@@ -219,33 +343,41 @@ static int verify_peer(int preverified, WOLFSSL_X509_STORE_CTX *store)
         set_reason(session, "peer %s (error %d)", chain_error_phrase(store->error), store->error);
         return 0;
     }
-    if (wolfSSL_X509_STORE_CTX_get_error_depth(store) != 0)
+    if (store->error_depth != 0)
         return 1;
 
-    WOLFSSL_X509 *leaf = wolfSSL_X509_STORE_CTX_get_current_cert(store);
-    int length = 0;
-    const unsigned char *der = leaf != NULL ? wolfSSL_X509_get_der(leaf, &length) : NULL;
-    if (der == NULL || length <= 0) {
+    if (store->certs == NULL || store->totalCerts < 1 || store->certs[0].buffer == NULL ||
+        store->certs[0].length == 0) {
         set_reason(session, "peer certificate unreadable");
         return 0;
     }
     const char *why = "not an X.509-SVID";
     char id[MT_SPIFFE_ID_MAX + 1];
-    if (!mt_result_is_ok(mt_x509_svid_check(der, (size_t)length, id, sizeof(id), &why))) {
+    if (!mt_result_is_ok(mt_x509_svid_check(store->certs[0].buffer, store->certs[0].length, id,
+                                            sizeof(id), &why))) {
         set_reason(session, "peer certificate is not a valid X.509-SVID: %s", why);
         return 0;
     }
+    char text[REASON_CAPACITY];
     const char *trust_domain = session->context->identity->trust_domain;
     if (!mt_spiffe_id_is_in_trust_domain(id, trust_domain)) {
-        snprintf(session->reason, sizeof(session->reason),
-                 "peer identity %.80s is not in trust domain %.80s", id, trust_domain);
+        snprintf(text, sizeof(text), "peer identity %.80s is not in trust domain %.80s", id,
+                 trust_domain);
+        store_reason(session, text);
         return 0;
     }
+    text[0] = '\0';
     if (session->peer_filter != NULL &&
-        !session->peer_filter(session->peer_filter_argument, id, session->reason,
-                              sizeof(session->reason)))
+        !session->peer_filter(session->peer_filter_argument, id, text, sizeof(text))) {
+        store_reason(session, text);
         return 0;
-    memcpy(session->peer_id, id, strlen(id) + 1);
+    }
+    free(session->peer_id);
+    session->peer_id = strdup(id);
+    if (session->peer_id == NULL) {
+        set_reason(session, "out of memory for the peer's identity");
+        return 0;
+    }
     return 1;
 }
 
@@ -272,9 +404,18 @@ static MT_RESULT load_credentials(WOLFSSL_CTX *ctx, const struct mt_identity *id
     free(chain);
     MT_GUARD(result);
 
-    MT_ENSURE(wolfSSL_CTX_use_PrivateKey_buffer(ctx, identity->key.data, (long)identity->key.length,
-                                                WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS,
-              MT_ERR_CERT_PARSE);
+    /*
+     * wolfSSL copies the key into a DerBuffer of type PRIVATEKEY_TYPE in its own heap, shared by
+     * every session of this context (not copied per session). That copy is outside our secret
+     * buffers and so inside core dumps; wolfSSL_CTX_free wipes it (FreeDer ForceZeros private
+     * keys in 5.5.4). The ecc_key it decodes to sign each CertificateVerify is freed with
+     * wc_ecc_free, which zeroes the scalar (but see mt_secret_wipe_stack for its stack copy).
+     */
+    int loaded = wolfSSL_CTX_use_PrivateKey_buffer(
+        ctx, identity->key.data, (long)identity->key.length, WOLFSSL_FILETYPE_ASN1);
+    /* wolfSSL decodes the key once to check it, leaving the scalar in a dead stack frame. */
+    mt_secret_wipe_stack();
+    MT_ENSURE(loaded == WOLFSSL_SUCCESS, MT_ERR_CERT_PARSE);
     for (size_t i = 0; i < identity->anchor_count; i++)
         MT_ENSURE(wolfSSL_CTX_load_verify_buffer(ctx, identity->anchors[i].data,
                                                  (long)identity->anchors[i].length,
@@ -312,7 +453,10 @@ static MT_RESULT make_ctx(const struct mt_identity *identity, enum mt_tls_role r
     /* No resumption yet: a ticket would only cost a record and heap on every connection. */
     if (role == MT_TLS_SERVER)
         MT_ENSURE(wolfSSL_CTX_no_ticket_TLSv13(ctx) == 0, MT_ERR_CRYPTO);
+#ifndef NO_SESSION_CACHE
+    /* The bundled build has no session cache at all (TLS 1.3 only, no tickets). */
     wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+#endif
     return load_credentials(ctx, identity);
 }
 
@@ -347,6 +491,8 @@ void mt_tls_context_release(struct mt_tls_context *context)
 {
     if (context == NULL || atomic_fetch_sub(&context->references, 1) != 1)
         return;
+    /* The last reference: each free wipes that context's copy of the key (see load_credentials);
+     * the identity's own copy is wiped when its last reference goes. */
     wolfSSL_CTX_free(context->client);
     wolfSSL_CTX_free(context->server);
     mt_identity_release(context->identity);
@@ -414,9 +560,57 @@ void mt_tls_session_free(struct mt_tls_session *session)
     if (session == NULL)
         return;
     free(session->ahead);
+    free(session->unsent_alert);
     wolfSSL_free(session->ssl);
     mt_tls_context_release(session->context);
+    free(session->reason);
+    free(session->peer_id);
     free(session);
+}
+
+/*
+ * The alert's name as RFC 8446 §6 spells it (wolfSSL_alert_desc_string_long exists only with the
+ * OpenSSL compatibility layer).
+ */
+static const struct {
+    int code;
+    const char *name;
+} alert_names[] = {
+    {0, "close_notify"},
+    {10, "unexpected_message"},
+    {20, "bad_record_mac"},
+    {22, "record_overflow"},
+    {40, "handshake_failure"},
+    {42, "bad_certificate"},
+    {43, "unsupported_certificate"},
+    {44, "certificate_revoked"},
+    {45, "certificate_expired"},
+    {46, "certificate_unknown"},
+    {47, "illegal_parameter"},
+    {48, "unknown_ca"},
+    {49, "access_denied"},
+    {50, "decode_error"},
+    {51, "decrypt_error"},
+    {70, "protocol_version"},
+    {71, "insufficient_security"},
+    {80, "internal_error"},
+    {86, "inappropriate_fallback"},
+    {90, "user_canceled"},
+    {109, "missing_extension"},
+    {110, "unsupported_extension"},
+    {112, "unrecognized_name"},
+    {113, "bad_certificate_status_response"},
+    {115, "unknown_psk_identity"},
+    {116, "certificate_required"},
+    {120, "no_application_protocol"},
+};
+
+static const char *alert_name(int code)
+{
+    for (size_t i = 0; i < sizeof(alert_names) / sizeof(alert_names[0]); i++)
+        if (alert_names[i].code == code)
+            return alert_names[i].name;
+    return "unknown alert";
 }
 
 /* Turns a wolfSSL failure into a status, choosing the errno and the phrase the logs will show. */
@@ -447,16 +641,20 @@ static enum mt_tls_status classify(struct mt_tls_session *session, int ret)
                    session->handshake_done ? "abruptly" : "during the handshake");
     }
     WOLFSSL_ALERT_HISTORY alerts;
-    if (session->reason[0] == '\0' &&
+    if (session->reason == NULL &&
         wolfSSL_get_alert_history(session->ssl, &alerts) == WOLFSSL_SUCCESS &&
         alerts.last_rx.code > 0) {
         char phrase[64];
         snprintf(phrase, sizeof(phrase), "%d (%s)", alerts.last_rx.code,
-                 wolfSSL_alert_desc_string_long(alerts.last_rx.code));
-        set_reason(session, "peer sent TLS alert %s (it rejected our certificate or policy)",
-                   phrase);
+                 alert_name(alerts.last_rx.code));
+        set_reason(session, "peer sent TLS alert %s (%s)", phrase,
+                   alerts.last_rx.code == 70 ? "it does not speak TLS 1.3"
+                                             : "it rejected our certificate or policy");
     }
-    if (session->reason[0] == '\0') {
+    /* A ClientHello without TLS 1.3 in supported_versions (RFC 8446 §4.2.1). */
+    if (session->reason == NULL && error == VERSION_ERROR)
+        set_reason(session, "peer offered only TLS 1.2 or older; TLS 1.3 is required");
+    if (session->reason == NULL) {
         char text[WOLFSSL_MAX_ERROR_SZ];
         wolfSSL_ERR_error_string_n((unsigned long)error, text, sizeof(text));
         set_reason(session, "%s", text);
@@ -472,8 +670,20 @@ enum mt_tls_status mt_tls_handshake(struct mt_tls_session *session)
                                               : wolfSSL_connect(session->ssl);
     if (ret == WOLFSSL_SUCCESS) {
         session->handshake_done = true;
+        release_idle_buffer(session);
         return MT_TLS_OK;
     }
+    /*
+     * wolfSSL before 5.6.4 loses the WANT_WRITE of a flight the socket did not take at once:
+     * connect/accept fail with no error set (wolfSSL issues #5325 and #6678, fixed by PRs #6692
+     * and #7001). The flight is still buffered and the next call sends it, so wait for
+     * writability; the handshake timeout bounds the wait should the cause ever be another.
+     * Found by the fault soak (tests/integration/test_soak_faults.py, injected EAGAIN).
+     * A send that failed outright (a reset) is lost the same way: io_send kept its errno, and
+     * waiting would only turn the reset into a handshake timeout.
+     */
+    if (wolfSSL_get_error(session->ssl, ret) == WOLFSSL_ERROR_NONE && session->transport_errno == 0)
+        return MT_TLS_WANT_WRITE;
     enum mt_tls_status status = classify(session, ret);
     /* The first byte already proves it (a TLS stream starts with 22): no need to wait for the
      * rest of a record header, or for the handshake timeout, to refuse a plaintext peer. */
@@ -494,6 +704,8 @@ enum mt_tls_status mt_tls_read(struct mt_tls_session *session, void *buffer, siz
         peek ? wolfSSL_peek(session->ssl, buffer, size) : wolfSSL_read(session->ssl, buffer, size);
     if (ret > 0) {
         *count = (size_t)ret;
+        if (!session->ahead_filled)
+            release_idle_buffer(session);
         return MT_TLS_OK;
     }
     enum mt_tls_status status = classify(session, ret);
@@ -512,15 +724,52 @@ enum mt_tls_status mt_tls_write(struct mt_tls_session *session, const void *buff
     return classify(session, ret);
 }
 
+/* Sends what io_send kept of close_notify. */
+static enum mt_tls_status send_unsent_alert(struct mt_tls_session *session)
+{
+    size_t sent = 0;
+    while (sent < session->unsent_alert_length) {
+        ssize_t n = send_now(session->fd, session->unsent_alert + sent,
+                             session->unsent_alert_length - sent, session->send_flags);
+        if (n < 0)
+            break;
+        sent += (size_t)n;
+    }
+    int error = errno;
+    if (sent > 0) {
+        session->unsent_alert_length = (uint16_t)(session->unsent_alert_length - sent);
+        memmove(session->unsent_alert, session->unsent_alert + sent, session->unsent_alert_length);
+    }
+    if (session->unsent_alert_length == 0) {
+        free(session->unsent_alert);
+        session->unsent_alert = NULL;
+        return MT_TLS_OK;
+    }
+    if (error == EAGAIN || error == EWOULDBLOCK)
+        return MT_TLS_WANT_WRITE;
+    session->transport_errno = error;
+    session->error_number = error;
+    set_reason(session, "%s (sending close_notify)", strerror(error));
+    return MT_TLS_ERROR;
+}
+
 enum mt_tls_status mt_tls_shutdown(struct mt_tls_session *session)
 {
     if (!session->handshake_done)
         return MT_TLS_OK;
-    int ret = wolfSSL_shutdown(session->ssl);
-    session->shutdown_sent = true;
-    if (ret == WOLFSSL_SUCCESS || ret == WOLFSSL_SHUTDOWN_NOT_DONE)
-        return MT_TLS_OK;
-    return classify(session, ret);
+    if (!session->shutdown_sent) {
+        session->shutdown_sent = true; /* io_send now keeps what the socket does not take */
+        int ret = wolfSSL_shutdown(session->ssl);
+        if (ret != WOLFSSL_SUCCESS && ret != WOLFSSL_SHUTDOWN_NOT_DONE) {
+            /*
+             * Not sent: the transport failed, or the session is over already (the peer's EOF or
+             * a fatal alert), when wolfSSL sends nothing more.
+             */
+            enum mt_tls_status status = classify(session, ret);
+            return status == MT_TLS_ERROR ? MT_TLS_ERROR : MT_TLS_CLOSED;
+        }
+    }
+    return send_unsent_alert(session);
 }
 
 bool mt_tls_input_ready(struct mt_tls_session *session)
@@ -546,7 +795,7 @@ void mt_tls_set_sigpipe(struct mt_tls_session *session, bool raise_sigpipe)
 
 const char *mt_tls_peer_id(const struct mt_tls_session *session)
 {
-    return session->peer_id;
+    return session->peer_id != NULL ? session->peer_id : "";
 }
 
 const char *mt_tls_cipher(struct mt_tls_session *session)
@@ -568,5 +817,5 @@ int mt_tls_error_number(const struct mt_tls_session *session)
 
 const char *mt_tls_error_reason(const struct mt_tls_session *session)
 {
-    return session->reason[0] != '\0' ? session->reason : "TLS failure";
+    return session->reason != NULL ? session->reason : "TLS failure";
 }

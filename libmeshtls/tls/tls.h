@@ -75,7 +75,12 @@ enum mt_tls_status mt_tls_read(struct mt_tls_session *session, void *buffer, siz
  * is committed: the next call must pass the same bytes and length (wolfSSL finishes sending it).
  */
 enum mt_tls_status mt_tls_write(struct mt_tls_session *session, const void *buffer, size_t length);
-/* Sends close_notify (once); the connection can still be read afterwards. */
+/*
+ * Sends close_notify (once); the connection can still be read afterwards, but no longer written.
+ * After MT_TLS_WANT_WRITE the socket holds part of it: call again once it is writable, until
+ * MT_TLS_OK; shutting the socket down before that would cut the record short. MT_TLS_CLOSED: the
+ * session had ended already (the peer's EOF, or a fatal alert) and nothing was sent.
+ */
 enum mt_tls_status mt_tls_shutdown(struct mt_tls_session *session);
 
 /* Decrypted bytes buffered in the session: readable without touching the socket. */

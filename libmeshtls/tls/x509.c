@@ -3,8 +3,9 @@
  * the leaf X.509-SVIDs it issues, and the structural checks a workload applies to an SVID.
  *
  * This file owns every wolfSSL include outside tls/tls.c; the header exposes no wolfSSL type.
- * It must never log or copy key material: private keys live only inside struct mt_x509_key and
- * in short-lived DER/PEM buffers that are wiped before they go out of scope. It must never take
+ * It must never log or copy key material: private keys live only inside struct mt_x509_key, which
+ * is a secret buffer (util/secret.h: out of core dumps, wiped when freed), and in short-lived
+ * DER/PEM buffers that are wiped before they go out of scope. It must never take
  * an identity from a CSR: a leaf carries exactly the SPIFFE ID its caller decided on.
  *
  * wolfCrypt's functions are not const-correct (a key that is only read is passed as ecc_key *),
@@ -25,6 +26,7 @@
 
 #include "../identity/spiffe.h"
 #include "../util/log.h"
+#include "../util/secret.h"
 #include "x509.h"
 
 struct mt_x509_key {
@@ -62,10 +64,11 @@ static bool fits_int(size_t length)
 
 static MT_RESULT key_new(struct mt_x509_key **key)
 {
-    struct mt_x509_key *created = calloc(1, sizeof(*created));
-    MT_ENSURE(created != NULL, MT_ERR_NO_MEMORY);
+    /* Not the heap: the decoded scalar would be in every core dump (see util/secret.h). */
+    struct mt_x509_key *created = NULL;
+    MT_GUARD(mt_secret_alloc(sizeof(*created), (void **)&created));
     if (wc_ecc_init(&created->ecc) != 0) {
-        free(created);
+        mt_secret_free(created);
         return mt_result_of(MT_ERR_CRYPTO);
     }
     *key = created;
@@ -76,10 +79,9 @@ void mt_x509_key_free(struct mt_x509_key *key)
 {
     if (key == NULL)
         return;
-    /* wc_ecc_free zeroes the private scalar; the explicit wipe covers everything else. */
+    /* wc_ecc_free zeroes the private scalar; mt_secret_free wipes everything else. */
     wc_ecc_free(&key->ecc);
-    explicit_bzero(key, sizeof(*key));
-    free(key);
+    mt_secret_free(key);
 }
 
 MT_RESULT mt_x509_key_generate(struct mt_x509_key **key)

@@ -71,6 +71,14 @@ uint16_t mt_addr_port(const struct sockaddr_storage *address)
     return 0;
 }
 
+void mt_addr_set_port(struct sockaddr_storage *address, uint16_t port)
+{
+    if (address->ss_family == AF_INET)
+        ((struct sockaddr_in *)address)->sin_port = htons(port);
+    else if (address->ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)address)->sin6_port = htons(port);
+}
+
 bool mt_addr_copy(struct sockaddr_storage *storage, const struct sockaddr *address,
                   socklen_t length)
 {

@@ -23,6 +23,9 @@ bool mt_addr_is_loopback(const struct sockaddr_storage *address);
 /* The port in host order, 0 for families without one. */
 uint16_t mt_addr_port(const struct sockaddr_storage *address);
 
+/* Sets the port (host order) of an IPv4 or IPv6 address; other families are left as they are. */
+void mt_addr_set_port(struct sockaddr_storage *address, uint16_t port);
+
 /*
  * Parses what mt_addr_format writes for an IP address: "10.0.0.7:8443" or "[::1]:443".
  * False for anything else (a host name, a missing or out-of-range port).

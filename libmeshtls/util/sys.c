@@ -1,5 +1,9 @@
 /*
  * Raw system calls (see sys.h for why). Only thin wrappers: no policy, no logging.
+ *
+ * The test-only build libmeshtls-preload-faults.so (tests/fault/) compiles this file with
+ * MT_FAULT_INJECTION, which lets tests/fault/fault.c inject EINTR, EAGAIN, short transfers and
+ * resets here; production builds contain none of it.
  */
 #include <fcntl.h>
 #include <sys/syscall.h>
@@ -8,18 +12,34 @@
 
 #include "sys.h"
 
+#ifdef MT_FAULT_INJECTION
+#include "fault_hooks.h"
+#endif
+
 ssize_t mt_sys_recv(int fd, void *buffer, size_t length, int flags)
 {
+#ifdef MT_FAULT_INJECTION
+    if (mt_fault_before_transfer(fd, flags, &length, false))
+        return -1;
+#endif
     return syscall(SYS_recvfrom, fd, buffer, length, flags, NULL, NULL);
 }
 
 ssize_t mt_sys_send(int fd, const void *buffer, size_t length, int flags)
 {
+#ifdef MT_FAULT_INJECTION
+    if (mt_fault_before_transfer(fd, flags, &length, true))
+        return -1;
+#endif
     return syscall(SYS_sendto, fd, buffer, length, flags, NULL, 0);
 }
 
 int mt_sys_poll(struct pollfd *fds, nfds_t count, int timeout_ms)
 {
+#ifdef MT_FAULT_INJECTION
+    if (mt_fault_before_wait(timeout_ms))
+        return -1;
+#endif
     return (int)syscall(SYS_poll, fds, count, timeout_ms);
 }
 
@@ -40,6 +60,10 @@ ssize_t mt_sys_write(int fd, const void *buffer, size_t length)
 
 int mt_sys_ppoll(struct pollfd *fds, nfds_t count, int timeout_ms, const void *signal_mask)
 {
+#ifdef MT_FAULT_INJECTION
+    if (mt_fault_before_wait(timeout_ms))
+        return -1;
+#endif
     struct timespec timeout = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000};
     /* The kernel's sigset is 8 bytes on Linux, whatever glibc's sigset_t size. */
     return (int)syscall(SYS_ppoll, fds, count, timeout_ms < 0 ? NULL : &timeout, signal_mask, 8);

@@ -38,33 +38,50 @@ command -v "${compiler%% *}" >/dev/null || die "C compiler '$compiler' not found
 
 # ---- the configuration --------------------------------------------------------------------------
 # Exactly what libmeshtls uses: TLS 1.3 only, mutual auth with ECDSA P-256 certificates, X25519 and
-# P-256 key shares, ALPN + SNI (mesh marking), session tickets, certificate and CSR generation
-# (the agent's CA and the workload's CSR), and the OpenSSL-compatibility subset tls/tls.c calls
-# (X509_STORE_CTX access in the verify callback, X509_V_ERR_* codes, alert history).
+# P-256 key shares, ALPN + SNI (mesh marking), certificate and CSR generation (the agent's CA and
+# the workload's CSR). Only native APIs: the verify callback reads the peer's DER from
+# store->certs.
+# No OpenSSL-compatibility layer: --enable-opensslextra forces KEEP_PEER_CERT, which keeps a
+# decoded copy of the peer's certificate in every WOLFSSL (3.6 KB inside the struct, 1.9 KB more
+# allocated), and keeps the cipher suites after the handshake; libmeshtls only needs the peer's
+# SPIFFE ID, which the verify callback copies. No session tickets: resumption is off (the server
+# sends none), and without them the server frees its RNG after the handshake and sessions are
+# smaller (a TLS 1.3-only build without tickets also has no session cache: NO_SESSION_CACHE).
+# wolfSSL's heap per idle connection: 10.1 KB with these and the GHASH table below, 2.3 KB
+# without (measured with tests/bench/heap_sites.py).
 configure_flags=(
   --enable-static --disable-shared --with-pic
   --enable-tls13 --disable-oldtls --disable-tlsv12
   --enable-ecc --enable-curve25519 --disable-rsa --disable-dh
   --enable-certgen --enable-certreq --enable-certext --enable-keygen
-  --enable-alpn --enable-sni --enable-session-ticket --enable-supportedcurves
-  --enable-opensslextra
-  --enable-aesgcm --enable-chacha --enable-poly1305 --enable-sha384 --enable-sha512
+  --enable-alpn --enable-sni --disable-session-ticket --enable-supportedcurves
+  --disable-opensslextra
+  --enable-chacha --enable-poly1305 --enable-sha384 --enable-sha512
   --disable-examples --disable-crypttests --disable-benchmark --disable-jobserver
 )
 case "$(uname -m)" in
   x86_64 | amd64)
-    configure_flags+=(--enable-intelasm --enable-aesni --enable-sp --enable-sp-asm)
+    # aesgcm=small: no GHASH table in each Aes context. With AES-NI (checked at run time) the
+    # assembly computes GHASH with PCLMULQDQ and never reads the default 4-bit table, which
+    # costs 512 bytes in each direction of every connection; only a CPU without AES-NI would
+    # fall back to the slower table-less C GHASH.
+    configure_flags+=(--enable-intelasm --enable-aesni --enable-sp --enable-sp-asm
+      --enable-aesgcm=small)
     ;;
   *)
-    # Portable: SP math in C (still much faster than the generic big-integer code).
-    configure_flags+=(--enable-sp)
+    # Portable: SP math in C (still much faster than the generic big-integer code), and the
+    # 4-bit GHASH table that the C AES-GCM uses.
+    configure_flags+=(--enable-sp --enable-aesgcm)
     ;;
 esac
 # -fvisibility=hidden: nothing of wolfSSL is exported from what links it (with --exclude-libs).
 # WOLFSSL_ALT_NAMES: Cert.altNames, to write the URI SAN of an X.509-SVID (5.5.4 has no
 # --enable-altnames). WOLFSSL_ALWAYS_VERIFY_CB: the verify callback also sees certificates that
 # verified, so it can apply the X.509-SVID rules to the peer's leaf (depth 0).
+# WOLFSSL_EXTRA_ALERTS: the alerts on failures that --enable-opensslextra used to turn on (a peer
+# refused for its certificate is told why, and logs it).
 extra_cflags="-O2 -g -fvisibility=hidden -DWOLFSSL_ALT_NAMES -DWOLFSSL_ALWAYS_VERIFY_CB"
+extra_cflags+=" -DWOLFSSL_EXTRA_ALERTS"
 
 # The cache key covers everything that changes the result: flags, compiler, this script.
 key=$( { printf '%s\n' "${configure_flags[@]}" "$extra_cflags" "$(uname -m)";

@@ -42,11 +42,10 @@ static int verify(int preverified, WOLFSSL_X509_STORE_CTX *store)
 {
     if (!preverified)
         return 0;
-    if (wolfSSL_X509_STORE_CTX_get_error_depth(store) != 0)
+    if (store->error_depth != 0)
         return 1;
-    WOLFSSL_X509 *leaf = wolfSSL_X509_STORE_CTX_get_current_cert(store);
-    int length = 0;
-    return leaf != NULL && wolfSSL_X509_get_der(leaf, &length) != NULL && length > 0;
+    return store->certs != NULL && store->totalCerts > 0 && store->certs[0].buffer != NULL &&
+           store->certs[0].length > 0;
 }
 
 static WOLFSSL_CTX *make_ctx(bool server, const char *ca, const char *cert, const char *key)
@@ -68,7 +67,9 @@ static WOLFSSL_CTX *make_ctx(bool server, const char *ca, const char *cert, cons
         die("groups");
     if (server && wolfSSL_CTX_no_ticket_TLSv13(ctx) != 0)
         die("no tickets");
+#ifndef NO_SESSION_CACHE
     wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+#endif
     if (wolfSSL_CTX_use_certificate_chain_file(ctx, cert) != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_load_verify_locations(ctx, ca, NULL) != WOLFSSL_SUCCESS)

@@ -100,6 +100,42 @@ class Pki:
         openssl(*arguments, cwd=self.dir)
         return self.path(name + ".crt")
 
+    def adopt(self, name, cert_path, key_path):
+        """Copies an existing CA (an agent's dev CA from its state directory) in as name, so that
+        sign() and leaf() can use it as an issuer."""
+        with open(cert_path, "rb") as source, open(self.path(name + ".crt"), "wb") as f:
+            f.write(source.read())
+        old = os.umask(0o077)
+        try:
+            with open(key_path, "rb") as source, open(self.path(name + ".key"), "wb") as f:
+                f.write(source.read())
+        finally:
+            os.umask(old)
+        return self.path(name + ".crt")
+
+    def leaf(self, name, issuer, sans, start=LONG_AGO, end=FAR_AHEAD, is_ca=False,
+             key_usage="critical,digitalSignature", eku="serverAuth,clientAuth"):
+        """Makes name.crt for a new name.key, signed by issuer, with exactly the subjectAltName
+        entries in sans ("URI:spiffe://td/x", "DNS:host"; empty: no SAN at all) and the given
+        validity, basicConstraints and key usages: an X.509-SVID by default, or one that breaks
+        exactly one of its rules."""
+        lines = [f"basicConstraints = critical,CA:{'TRUE' if is_ca else 'FALSE'}",
+                 f"keyUsage = {key_usage}", f"extendedKeyUsage = {eku}",
+                 "subjectKeyIdentifier = hash", "authorityKeyIdentifier = keyid:always"]
+        if sans:
+            lines.append("subjectAltName = " + ",".join(sans))
+        extensions = self.path(name + ".ext")
+        with open(extensions, "w") as f:
+            f.write("[svid]\n" + "\n".join(lines) + "\n")
+        key = self.key(name)
+        request = self.path(name + ".csr")
+        openssl("req", "-new", "-key", key, "-subj", f"/O=attacker/CN={name}", "-out", request)
+        openssl("ca", "-batch", "-config", "ca.cnf", "-in", request, "-startdate", start,
+                "-enddate", end, "-notext", "-extfile", extensions, "-extensions", "svid",
+                "-cert", self.path(issuer + ".crt"), "-keyfile", self.path(issuer + ".key"),
+                "-out", self.path(name + ".crt"), cwd=self.dir)
+        return self.path(name + ".crt")
+
     def root(self, name):
         return self.sign(name, None, "root")
 

@@ -19,16 +19,20 @@ connected at once; and after a warm-up round the server's open fds are the same 
 by less than 20 % over the following rounds. Bounded by message count and by time: it stops by
 itself in about a minute.
 
-Modes: `soak.py server PORT STATS_FILE`, `soak.py clients ...` (see client_main) and, with no
-arguments, the test itself.
+Modes: `soak.py server PORT STATS_FILE [faults]`, `soak.py clients ...` (see client_main) and,
+with no arguments, the test itself. The `faults` variants serve test_soak_faults.py, which runs
+the same server and clients under libmeshtls-preload-faults.so: there a connection may fail, but
+only with an errno, and each client reports how each of its connections ended.
 """
 
+import errno
 import hashlib
 import json
 import os
 import random
 import select
 import selectors
+import signal
 import socket
 import struct
 import sys
@@ -49,6 +53,7 @@ ROUND_SECONDS = 10
 ROUNDS = 2  # after the warm-up
 MAX_MESSAGES_PER_CLIENT = 400  # per round
 RSS_GROWTH_LIMIT = 0.20
+FAULTS_TIMEOUT = 10.0  # any single wait under fault injection: longer counts as a hang
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -115,8 +120,11 @@ class Connection:
 
 
 class Server:
-    def __init__(self, port, stats_path):
+    def __init__(self, port, stats_path, faults=False):
         self.stats_path = stats_path
+        if faults:
+            # Exit through the interpreter's normal path, so the fault build writes its counts.
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", port))
@@ -127,7 +135,7 @@ class Server:
         self.connections = {}
         self.rng = random.Random(port)
         self.stats = {"accepted": 0, "closed": 0, "open": 0, "max_open": 0, "messages": 0,
-                      "bytes": 0, "errors": 0, "by_trigger": {}}
+                      "bytes": 0, "errors": 0, "by_trigger": {}, "error_kinds": {}}
         self.stats_written = None
 
     def run(self):
@@ -183,6 +191,8 @@ class Server:
                 self.send(connection, until_eagain=edge)
         except (OSError, ValueError) as error:
             self.stats["errors"] += 1
+            kind = error_kind(error)
+            self.stats["error_kinds"][kind] = self.stats["error_kinds"].get(kind, 0) + 1
             sys.stderr.write(f"soak server: {connection.trigger} connection after "
                              f"{connection.messages} messages, {connection.total_bytes} "
                              f"bytes: {type(error).__name__}: {error}\n")
@@ -235,10 +245,26 @@ class Server:
             self.stats_written = text
 
 
+def error_kind(error):
+    """How a connection failed: the errno's name, or what a ValueError / ClientFailure means."""
+    if isinstance(error, ClientFailure):
+        return error.kind
+    if isinstance(error, ValueError):
+        return "truncated" if str(error).startswith("end of stream") else "corrupted"
+    if isinstance(error, OSError) and error.errno is not None:
+        return errno.errorcode.get(error.errno, str(error.errno))
+    return type(error).__name__
+
+
 # --- the clients -----------------------------------------------------------------------------
 
 class ClientFailure(Exception):
-    pass
+    """kind: "corrupted" (bytes differ), "hung" (a wait ran out), "truncated" (end of stream
+    too early), or an errno name."""
+
+    def __init__(self, message, kind="other"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class Client:
@@ -258,8 +284,16 @@ class Client:
         self.selector_class = self.SELECTORS[(index // 2) % 3]
         self.counts = {"connections": 0, "messages": 0, "bytes": 0, "half_closes": 0}
         self.failure = None
+        if options.faults:
+            self.TIMEOUT = FAULTS_TIMEOUT
+            self.outcomes = {"completed": 0, "bytes_sent": 0, "bytes_received": 0,
+                             "bytes_lost": 0, "failed": {}}
+            self.echoed_bytes = 0
 
     def run(self):
+        if self.options.faults:
+            self.run_with_faults()
+            return
         try:
             sock = self.connect()
             self.exchange(sock, self.message())  # connected and handshaken before the gate
@@ -287,6 +321,45 @@ class Client:
             self.failure = (f"{type(error).__name__}: {error} ({self.describe()}, after "
                             f"{self.counts})")
 
+    def run_with_faults(self):
+        """Connection after connection, as run() does, except that a connection may fail: each
+        ends completed (every byte echoed, hash-checked and, after a half-close, confirmed by the
+        server's trailer) or failed, and how is counted. The first attempt holds the gate."""
+        deadline = None
+        messages_left = self.options.max_messages
+        while True:
+            sock = None
+            try:
+                sock = self.connect()
+                for _ in range(self.rng.randint(1, 8)):
+                    if deadline is not None and (messages_left <= 0 or
+                                                 time.monotonic() > deadline):
+                        break
+                    self.exchange(sock, self.message())
+                    messages_left -= 1
+                    if deadline is None:
+                        deadline = self.pass_gate()
+                self.finish(sock)
+                self.outcomes["completed"] += 1
+                self.outcomes["bytes_sent"] += self.sent_bytes
+                self.outcomes["bytes_received"] += self.echoed_bytes
+                self.outcomes["bytes_lost"] += self.sent_bytes - self.echoed_bytes
+            except Exception as error:  # every ending is counted; the test judges them
+                kind = error_kind(error)
+                self.outcomes["failed"][kind] = self.outcomes["failed"].get(kind, 0) + 1
+                sys.stderr.write(f"client {self.index}: {kind}: {error} ({self.describe()}, "
+                                 f"connection {self.counts['connections']})\n")
+                if sock is not None:
+                    sock.close()
+            if deadline is None:
+                deadline = self.pass_gate()
+            if messages_left <= 0 or time.monotonic() > deadline:
+                return
+
+    def pass_gate(self):
+        self.gate.arrive()
+        return self.gate.wait_for_go() + self.options.duration
+
     def describe(self):
         return ("blocking" if self.blocking else
                 f"non-blocking/{self.selector_class.__name__}")
@@ -310,18 +383,21 @@ class Client:
             self.wait(sock, selectors.EVENT_WRITE, "connect")
             error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if error:
-                raise ClientFailure(f"connect: {os.strerror(error)}")
+                raise ClientFailure(f"connect: {os.strerror(error)}",
+                                    errno.errorcode.get(error, str(error)))
         self.counts["connections"] += 1
         self.sent_hash = hashlib.sha256()
         self.sent_bytes = 0
         self.sent_messages = 0
+        if self.options.faults:
+            self.echoed_bytes = 0
         return sock
 
     def wait(self, sock, events, what):
         with self.selector_class() as selector:
             selector.register(sock, events)
             if not selector.select(self.TIMEOUT):
-                raise ClientFailure(f"no readiness for {what} within {self.TIMEOUT}s")
+                raise ClientFailure(f"no readiness for {what} within {self.TIMEOUT}s", "hung")
 
     def send_some(self, sock, frame, offset):
         """One send of a random-sized piece; returns the new offset."""
@@ -330,7 +406,7 @@ class Client:
             return offset + sock.send(piece)
         except BlockingIOError:
             if self.blocking:
-                raise ClientFailure("send timed out (SO_SNDTIMEO)")
+                raise ClientFailure("send timed out (SO_SNDTIMEO)", "hung")
             return offset
 
     def receive_some(self, sock, limit):
@@ -338,7 +414,7 @@ class Client:
             data = sock.recv(self.rng.randint(1, limit))
         except BlockingIOError:
             if self.blocking:
-                raise ClientFailure("receive timed out (SO_RCVTIMEO)")
+                raise ClientFailure("receive timed out (SO_RCVTIMEO)", "hung")
             return None
         return data
 
@@ -354,7 +430,8 @@ class Client:
             while len(reply) < expected:
                 data = self.receive_some(sock, min(65536, expected - len(reply)))
                 if not data:
-                    raise ClientFailure(f"end of stream after {len(reply)} of {expected} bytes")
+                    raise ClientFailure(f"end of stream after {len(reply)} of {expected} bytes",
+                                        "truncated")
                 reply += data
         else:
             with self.selector_class() as selector:
@@ -363,7 +440,7 @@ class Client:
                     ready = selector.select(self.TIMEOUT)
                     if not ready:
                         raise ClientFailure(f"stalled: sent {offset} of {len(frame)}, received "
-                                            f"{len(reply)} of {expected}")
+                                            f"{len(reply)} of {expected}", "hung")
                     _, events = ready[0]
                     if events & selectors.EVENT_WRITE and offset < len(frame):
                         offset = self.send_some(sock, frame, offset)
@@ -373,16 +450,20 @@ class Client:
                         data = self.receive_some(sock, min(65536, expected - len(reply)))
                         if data == b"":
                             raise ClientFailure(f"end of stream after {len(reply)} of "
-                                                f"{expected} bytes")
+                                                f"{expected} bytes", "truncated")
                         if data:
                             reply += data
         if reply[:len(payload)] != payload:
             where = next(i for i, (a, b) in enumerate(zip(reply, payload)) if a != b)
-            raise ClientFailure(f"echo of a {len(payload)}-byte message differs at byte {where}")
+            raise ClientFailure(f"echo of a {len(payload)}-byte message differs at byte {where}",
+                                "corrupted")
         if reply[len(payload):] != hashlib.sha256(payload).digest():
-            raise ClientFailure(f"server's sha256 of a {len(payload)}-byte message differs")
+            raise ClientFailure(f"server's sha256 of a {len(payload)}-byte message differs",
+                                "corrupted")
         self.sent_hash.update(payload)
         self.sent_bytes += len(payload)
+        if self.options.faults:
+            self.echoed_bytes += len(reply) - DIGEST_SIZE
         self.sent_messages += 1
         self.counts["messages"] += 1
         self.counts["bytes"] += len(payload)
@@ -414,7 +495,7 @@ class Client:
             if bytes(reply) != expected:
                 raise ClientFailure(f"trailer after half-close {bytes(reply)[:17]!r}... does not "
                                     f"match {self.sent_messages} messages, {self.sent_bytes} "
-                                    f"bytes")
+                                    f"bytes", "corrupted")
 
 
 class Gate:
@@ -446,7 +527,7 @@ class Gate:
 class Options:
     def __init__(self, argv):
         names = ("port", "relay_port", "threads", "duration", "max_messages", "seed", "marker",
-                 "ready", "go")
+                 "ready", "go", "faults")
         values = dict(zip(names, argv))
         self.port = int(values["port"])
         self.relay_port = int(values["relay_port"])
@@ -457,12 +538,14 @@ class Options:
         self.marker = values["marker"].encode()
         self.ready = values["ready"]
         self.go = values["go"]
+        self.faults = values.get("faults") == "faults"
 
 
 def client_main(argv):
-    """soak.py clients PORT RELAY_PORT THREADS SECONDS MAX_MESSAGES SEED MARKER READY GO:
+    """soak.py clients PORT RELAY_PORT THREADS SECONDS MAX_MESSAGES SEED MARKER READY GO [faults]:
     prints "ok" with totals, or the failures on stderr and exits 1. Client 0 alternates between
-    the relay (if RELAY_PORT is not 0) and the server."""
+    the relay (if RELAY_PORT is not 0) and the server. With `faults`, failed connections do not
+    fail the process: it prints "outcomes" and a JSON object of how its connections ended."""
     options = Options(argv)
     pool = bytearray(random.Random(options.seed).randbytes(POOL_SIZE))
     for offset in range(0, POOL_SIZE - len(options.marker), 4096):
@@ -482,6 +565,18 @@ def client_main(argv):
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     hung = [c.index for c, t in zip(clients, threads) if t.is_alive()]
+    if options.faults:
+        outcomes = {"connections": sum(c.counts["connections"] for c in clients),
+                    "hung_threads": len(hung), "failed": {}}
+        for client in clients:
+            for key, value in client.outcomes.items():
+                if key == "failed":
+                    for kind, n in value.items():
+                        outcomes["failed"][kind] = outcomes["failed"].get(kind, 0) + n
+                else:
+                    outcomes[key] = outcomes.get(key, 0) + value
+        print("outcomes " + json.dumps(outcomes, sort_keys=True), flush=True)
+        return
     failures = [f"client {c.index}: {c.failure}" for c in clients if c.failure]
     totals = {key: sum(c.counts[key] for c in clients) for key in clients[0].counts}
     if hung or failures:
@@ -598,7 +693,7 @@ def soak_test():
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "server":
-        Server(int(sys.argv[2]), sys.argv[3]).run()
+        Server(int(sys.argv[2]), sys.argv[3], faults=sys.argv[4:5] == ["faults"]).run()
     elif len(sys.argv) > 1 and sys.argv[1] == "clients":
         client_main(sys.argv[2:])
     else:

@@ -158,6 +158,20 @@ static void test_mt_addr_port_each_family_gives_host_order_port(void **state)
     assert_int_equal(mt_addr_port(NULL), 0);
 }
 
+static void test_mt_addr_set_port_each_family_round_trips(void **state)
+{
+    (void)state;
+    struct sockaddr_storage v4 = make_address("10.0.0.7", 8443);
+    struct sockaddr_storage v6 = make_address("::1", 443);
+    struct sockaddr_storage un = make_unix_address();
+    mt_addr_set_port(&v4, 0);
+    mt_addr_set_port(&v6, 65535);
+    mt_addr_set_port(&un, 80);
+    assert_int_equal(mt_addr_port(&v4), 0);
+    assert_int_equal(mt_addr_port(&v6), 65535);
+    assert_int_equal(mt_addr_port(&un), 0);
+}
+
 static void test_mt_addr_copy_short_address_zero_fills_the_rest(void **state)
 {
     (void)state;
@@ -218,6 +232,7 @@ int main(void)
         cmocka_unit_test(test_mt_addr_format_unix_and_unknown_give_placeholders),
         cmocka_unit_test(test_mt_addr_format_small_buffer_truncates_and_terminates),
         cmocka_unit_test(test_mt_addr_port_each_family_gives_host_order_port),
+        cmocka_unit_test(test_mt_addr_set_port_each_family_round_trips),
         cmocka_unit_test(test_mt_addr_copy_short_address_zero_fills_the_rest),
         cmocka_unit_test(test_mt_addr_copy_oversized_length_is_refused_and_untouched),
     };

@@ -155,11 +155,19 @@ static void test_mt_check_program_other_loaders_are_refused(void **state)
     assert_verdict(temp_path("android"), MT_CHECK_UNKNOWN_LOADER);
 }
 
-/* A copy of this test program: dynamic glibc, so only the bits set on it decide. */
+/*
+ * A copy of this test program: dynamic glibc, so only the bits set on it decide. Copied by the
+ * path /proc/self/exe names, read in this process: under valgrind a cp of /proc/PID/exe would copy
+ * valgrind's static launcher, whose exe link the child sees.
+ */
 static void copy_self(const char *name, mode_t mode)
 {
-    char command[512];
-    snprintf(command, sizeof(command), "cp /proc/%d/exe '%s'", (int)getpid(), temp_path(name));
+    char self[PATH_MAX];
+    ssize_t length = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    assert_true(length > 0);
+    self[length] = '\0';
+    char command[2 * PATH_MAX];
+    snprintf(command, sizeof(command), "cp '%s' '%s'", self, temp_path(name));
     assert_int_equal(system(command), 0);
     assert_int_equal(chmod(temp_path(name), mode), 0);
 }

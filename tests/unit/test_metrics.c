@@ -270,8 +270,10 @@ static void test_handshake_outcomes_histogram_and_reasons(void **state)
 
 static void test_connection_open_in_fork_child_writes_own_file(void **state)
 {
-    struct mt_metrics_connection *parent_connection =
-        mt_metrics_connection_open(false, true, 1006, NULL, "spiffe://td/parent");
+    /* Static: the child inherits it and _exits without closing it (closing would count it
+     * closed in the parent's file); memcheck then still finds it reachable, not lost. */
+    static struct mt_metrics_connection *parent_connection;
+    parent_connection = mt_metrics_connection_open(false, true, 1006, NULL, "spiffe://td/parent");
     assert_non_null(parent_connection);
     pid_t child = fork();
     assert_true(child >= 0);
@@ -291,7 +293,10 @@ static void test_connection_open_in_fork_child_writes_own_file(void **state)
                 find_series(own, false, true, 1006, "spiffe://td/child") != NULL &&
                 own->series[0]->write_bytes == 5)
                 status = 0;
+            mt_metrics_collection_free(&collection);
         }
+        /* What the child opened is released, so memcheck sees no leak in it either. */
+        mt_metrics_connection_close(own_connection);
         _exit(status);
     }
     int status = 0;
@@ -361,6 +366,20 @@ static void test_failure_reason_classify_known_phrases_mapped(void **state)
          MT_METRICS_FAILURE_NO_IDENTITY},
         {"no workload identity: agent unreachable", MT_METRICS_FAILURE_NO_IDENTITY},
         {"peer spiffe://a/b not allowed on :8443 by policy", MT_METRICS_FAILURE_POLICY},
+        {"client identity spiffe://td/ns/ab is not in the allow list of inbound.rules[0] (we are "
+         "spiffe://td/ns/b)",
+         MT_METRICS_FAILURE_POLICY},
+        {"server identity spiffe://td/ns/ab does not match spiffe://td/ns/a expected by "
+         "outbound.rules[0]",
+         MT_METRICS_FAILURE_POLICY},
+        /* The peer's identity never decides the class, whatever its path says. */
+        {"client identity spiffe://td/expired/timeout/svid is not in the allow list of "
+         "inbound.rules[1]",
+         MT_METRICS_FAILURE_POLICY},
+        {"peer identity spiffe://td/jobs/expired is not in trust domain other",
+         MT_METRICS_FAILURE_BAD_SVID},
+        {"peer did not return a certificate", MT_METRICS_FAILURE_BAD_SVID},
+        {"incomplete TLS ClientHello at the detection timeout", MT_METRICS_FAILURE_TIMEOUT},
         {"", MT_METRICS_FAILURE_OTHER},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

@@ -73,10 +73,11 @@ meson test -C "$plain" --setup valgrind --print-errorlogs --num-processes 2 --no
 stage_done "test $plain under valgrind (unit)"
 
 # ThreadSanitizer: a report fails the test (exit status 66); second_deadlock_stack names both
-# sides of a lock-order inversion.
+# sides of a lock-order inversion. Instrumented code runs 5-15x slower (test_detect's exhaustive
+# truncation loops take ~40 s), hence the longer timeouts.
 TSAN_OPTIONS="second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
-  meson test -C "$threads" --print-errorlogs --num-processes 2 --suite threads --suite unit ||
-  status=1
+  meson test -C "$threads" --print-errorlogs --num-processes 2 --timeout-multiplier 4 \
+  --suite threads --suite unit || status=1
 stage_done "test $threads (threads, unit)"
 
 meson test -C "$clang" --print-errorlogs --num-processes 2 \

@@ -14,7 +14,9 @@
  *    after a real EAGAIN, a wakeup follows once the socket is ready: an edge-triggered waiter
  *    would otherwise wait for an edge that was already spent. Setting SO_RCVLOWAT (receiving) or
  *    TCP_NOTSENT_LOWAT (sending) to its current value makes TCP signal readiness again if it is
- *    ready (tcp_set_rcvlowat → tcp_data_ready; do_tcp_setsockopt → sk_write_space).
+ *    ready (tcp_set_rcvlowat → tcp_data_ready; do_tcp_setsockopt → sk_write_space). Never on a
+ *    connection already reset (POLLERR or POLLHUP): the kernel fails or ends every call on it at
+ *    once, and no wakeup would follow, since TCP re-signals data and a FIN but not a reset.
  *  - EINTR promises nothing: the caller must retry, and a zero-timeout poll is never interrupted.
  *  - a short transfer moves at least one byte.
  *  - a reset is real: connect(AF_UNSPEC) aborts the TCP connection, the peer gets an RST, and this
@@ -25,6 +27,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -225,6 +228,19 @@ static bool is_nonblocking(int fd)
     return flags != -1 && (flags & O_NONBLOCK) != 0;
 }
 
+/*
+ * Reset, or shut both ways: an edge-triggered waiter has had the last edge this socket will give,
+ * so an EAGAIN now would leave it waiting forever (SO_RCVLOWAT re-signals data or a FIN, not an
+ * RST), where the kernel itself would have failed the call or returned EOF.
+ */
+static bool is_broken(int fd)
+{
+    struct pollfd entry = {.fd = fd, .events = POLLIN | POLLOUT};
+    struct timespec zero = {0, 0};
+    return syscall(SYS_ppoll, &entry, 1, &zero, NULL, 8) == 1 &&
+           (entry.revents & (POLLERR | POLLHUP)) != 0;
+}
+
 /* Sets an option to the value it has: TCP re-checks readiness and wakes waiters if ready. */
 static void signal_readiness_again(int fd, bool sending)
 {
@@ -261,14 +277,15 @@ bool mt_fault_before_transfer(int fd, int flags, size_t *length, bool sending)
         errno = EINTR;
         return true;
     case 1:
-        if (is_wanted(KIND_EAGAIN) && ((flags & MSG_DONTWAIT) || is_nonblocking(fd))) {
+        if (is_wanted(KIND_EAGAIN) && ((flags & MSG_DONTWAIT) || is_nonblocking(fd)) &&
+            !is_broken(fd)) {
             if (is_tcp(fd))
                 signal_readiness_again(fd, sending);
             count(KIND_EAGAIN);
             errno = EAGAIN;
             return true;
         }
-        /* A blocking call cannot say EAGAIN: shorten it instead. */
+        /* A blocking call, or one on a reset connection, cannot say EAGAIN: shorten it instead. */
         __attribute__((fallthrough));
     default:
         if (is_wanted(KIND_SHORT_READ) && *length > 1) {

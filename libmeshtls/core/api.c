@@ -126,8 +126,10 @@ MESHTLS_EXPORT int meshtls_shutdown(int fd, int how)
     mt_real_init();
     struct mt_conn *conn = mt_table_acquire(fd);
     if (conn != NULL) {
+        int saved = errno; /* only the kernel's own failure sets errno (see hooks.c, forget) */
         (void)mt_conn_shutdown(conn, how);
         mt_conn_release(conn);
+        errno = saved;
     }
     return (int)checked(fd, real_shutdown(fd, how));
 }
@@ -136,8 +138,11 @@ MESHTLS_EXPORT int meshtls_close(int fd)
 {
     mt_real_init();
     struct mt_conn *conn = mt_table_remove(fd);
-    if (conn != NULL)
+    if (conn != NULL) {
+        int saved = errno; /* only the kernel's own failure sets errno (see hooks.c, forget) */
         mt_conn_close(conn, fd);
+        errno = saved;
+    }
     return (int)checked(-1, real_close(fd));
 }
 

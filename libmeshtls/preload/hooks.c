@@ -280,8 +280,10 @@ MT_EXPORT int shutdown(int fd, int how)
     mt_real_init();
     struct mt_conn *conn = mt_table_acquire(fd);
     if (conn != NULL) {
+        int saved = errno; /* as for close(): only the kernel's own failure sets errno */
         (void)mt_conn_shutdown(conn, how);
         mt_conn_release(conn);
+        errno = saved;
     }
     return real_shutdown(fd, how);
 }
@@ -293,13 +295,18 @@ static bool in_vfork_child(void)
 }
 
 /* fd is about to be closed (or replaced by dup2): release what we hold for it, while it is still
- * open so that its epoll registrations can be removed from the kernel. */
+ * open so that its epoll registrations can be removed from the kernel. errno is left as it was:
+ * a close() that succeeds must not carry what sending close_notify ran into (ECONNRESET from a
+ * peer that is gone), and programs read errno after calls that succeeded (sockperf's server
+ * dropped the next connection on the same fd for it). */
 static void forget(int fd)
 {
+    int saved = errno;
     mt_epoll_forget_fd(fd);
     struct mt_conn *conn = mt_table_remove(fd);
     if (conn != NULL)
         mt_conn_close(conn, fd);
+    errno = saved;
 }
 
 static void forget_visit(int fd, void *argument)

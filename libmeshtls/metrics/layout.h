@@ -26,7 +26,10 @@
 #ifndef MT_METRICS_LAYOUT_H
 #define MT_METRICS_LAYOUT_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define MT_METRICS_MAGIC "MTMETRIC"
 #define MT_METRICS_LAYOUT_VERSION 1u
@@ -163,5 +166,23 @@ _Static_assert(sizeof(struct mt_metrics_chunk_header) <= MT_METRICS_CHUNK_HEADER
 _Static_assert(sizeof(struct mt_metrics_series_record) % 8 == 0, "series records stay aligned");
 _Static_assert(sizeof(struct mt_metrics_connection_record) % 8 == 0,
                "connection records stay aligned");
+
+/*
+ * The start time (field 22, clock ticks after boot) in the text of a /proc/<pid>/stat file,
+ * NUL-terminated: together with the pid it names a process's metrics file. The writer reads its
+ * own stat with raw system calls, the reader any process's with libc; both parse it here. The
+ * command name (field 2) may hold spaces and parentheses: fields are counted from the last ')'.
+ */
+static inline bool mt_metrics_stat_start_time(const char *stat_text, unsigned long long *start_time)
+{
+    const char *cursor = strrchr(stat_text, ')');
+    for (int field = 2; cursor != NULL && field < 22; field++)
+        cursor = strchr(cursor + 1, ' ');
+    if (cursor == NULL)
+        return false;
+    char *end = NULL;
+    *start_time = strtoull(cursor + 1, &end, 10);
+    return end != cursor + 1;
+}
 
 #endif

@@ -215,14 +215,7 @@ static bool read_start_time(pid_t pid, unsigned long long *start_time)
     if (length <= 0)
         return false;
     text[length] = '\0';
-    char *cursor = strrchr(text, ')');
-    for (int field = 2; cursor != NULL && field < 22; field++)
-        cursor = strchr(cursor + 1, ' ');
-    if (cursor == NULL)
-        return false;
-    char *end = NULL;
-    *start_time = strtoull(cursor + 1, &end, 10);
-    return end != cursor + 1;
+    return mt_metrics_stat_start_time(text, start_time);
 }
 
 /* "<pid>-<start time>.metrics" → pid and start time; false for any other name. */

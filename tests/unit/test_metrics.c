@@ -389,6 +389,18 @@ static void test_failure_reason_classify_known_phrases_mapped(void **state)
     assert_string_equal(mt_metrics_failure_reason_label(MT_METRICS_FAILURE_COUNT), "other");
 }
 
+static void test_stat_start_time_command_with_spaces_and_parentheses_parsed(void **state)
+{
+    (void)state;
+    unsigned long long start = 0;
+    /* Fields 3..21 after the name, then 22: the start time. */
+    const char *stat = "4242 (a) b) (c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 0 0";
+    assert_true(mt_metrics_stat_start_time(stat, &start));
+    assert_int_equal(start, 987654);
+    assert_false(mt_metrics_stat_start_time("4242 (short) S 1 2 3", &start));
+    assert_false(mt_metrics_stat_start_time("no parenthesis at all", &start));
+}
+
 static void test_text_append_label_special_characters_escaped(void **state)
 {
     struct mt_metrics_text text = {0};
@@ -420,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_failure_reason_classify_known_phrases_mapped),
         cmocka_unit_test(test_text_append_label_special_characters_escaped),
         cmocka_unit_test(test_directory_for_socket_sibling_directory),
+        cmocka_unit_test(test_stat_start_time_command_with_spaces_and_parentheses_parsed),
     };
     return cmocka_run_group_tests(tests, setup_directory, remove_directory);
 }

@@ -284,8 +284,8 @@ static MT_RESULT read_choice(struct load_context *context, const config_setting_
     return MT_OK_RESULT;
 }
 
-static MT_RESULT read_duration(struct load_context *context, const config_setting_t *setting,
-                               const char *key, int minimum_ms, unsigned *duration_ms)
+static MT_RESULT read_bounded(struct load_context *context, const config_setting_t *setting,
+                              const char *key, int minimum, int maximum, unsigned *result)
 {
     /*
      * libconfig 1.5 silently wraps a decimal literal beyond 32 bits that lacks the L suffix
@@ -301,18 +301,24 @@ static MT_RESULT read_duration(struct load_context *context, const config_settin
         break;
     default:
         begin_setting_message(context, setting, key);
-        text_append(&context->message, "expected an integer (%d .. %d), got %s", minimum_ms,
-                    TIMEOUT_MAX_MS, type_name(setting));
+        text_append(&context->message, "expected an integer (%d .. %d), got %s", minimum, maximum,
+                    type_name(setting));
         return mt_result_of(MT_ERR_CONFIG);
     }
-    if (value < minimum_ms || value > TIMEOUT_MAX_MS) {
+    if (value < minimum || value > maximum) {
         begin_setting_message(context, setting, key);
         text_append(&context->message, "%lld is out of range; valid values: %d .. %d", value,
-                    minimum_ms, TIMEOUT_MAX_MS);
+                    minimum, maximum);
         return mt_result_of(MT_ERR_CONFIG);
     }
-    *duration_ms = (unsigned)value;
+    *result = (unsigned)value;
     return MT_OK_RESULT;
+}
+
+static MT_RESULT read_duration(struct load_context *context, const config_setting_t *setting,
+                               const char *key, int minimum_ms, unsigned *duration_ms)
+{
+    return read_bounded(context, setting, key, minimum_ms, TIMEOUT_MAX_MS, duration_ms);
 }
 
 static MT_RESULT read_timeout(struct load_context *context, const config_setting_t *setting,
@@ -1125,6 +1131,12 @@ static MT_RESULT read_agent_wait(struct load_context *context, const config_sett
     return read_duration(context, setting, "agent_wait_ms", 0, &context->config.agent_wait_ms);
 }
 
+static MT_RESULT read_resumption(struct load_context *context, const config_setting_t *setting)
+{
+    return read_bounded(context, setting, "resumption_s", 0, MT_CONFIG_RESUMPTION_MAX_S,
+                        &context->config.resumption_s);
+}
+
 static const struct key_rule top_level_rules[] = {
     {"agent_socket", read_agent_socket},
     {"outbound", read_outbound},
@@ -1135,6 +1147,7 @@ static const struct key_rule top_level_rules[] = {
     {"detect_timeout_ms", read_detect_timeout},
     {"agent_timeout_ms", read_agent_timeout},
     {"agent_wait_ms", read_agent_wait},
+    {"resumption_s", read_resumption},
     {"skip_ports", read_skip_ports},
 };
 
@@ -1153,6 +1166,7 @@ void mt_config_set_defaults(struct mt_config *config)
     config->detect_timeout_ms = 10000;
     config->agent_timeout_ms = 5000;
     config->agent_wait_ms = 5000;
+    config->resumption_s = MT_CONFIG_RESUMPTION_DEFAULT_S;
 }
 
 /* A "FILE:0: what: strerror" message for a file that cannot be used at all. */
@@ -1441,8 +1455,8 @@ size_t mt_config_describe(const struct mt_config *config, char *text, size_t cap
     text_append_quoted(&out, config->trust_domain, SIZE_MAX);
     text_append(&out,
                 ";\nhandshake_timeout_ms = %u;\ndetect_timeout_ms = %u;\nagent_timeout_ms = %u;\n"
-                "agent_wait_ms = %u;\n",
+                "agent_wait_ms = %u;\nresumption_s = %u;\n",
                 config->handshake_timeout_ms, config->detect_timeout_ms, config->agent_timeout_ms,
-                config->agent_wait_ms);
+                config->agent_wait_ms, config->resumption_s);
     return out.needed;
 }

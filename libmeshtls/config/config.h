@@ -21,6 +21,8 @@
 //   agent_timeout_ms = 5000;                   # 100 .. 600000
 //   agent_wait_ms = 5000;                      # 0 .. 600000: how long a process started before
 //                                              #   the agent waits for its first identity
+//   resumption_s = 600;                        # 0 .. 86400: how long one full handshake may be
+//                                              #   resumed (TLS 1.3 tickets); 0 = never
 //   skip_ports = [53, 443];                    # example (default []): never touched, either way
 //
 //   outbound = {
@@ -99,6 +101,8 @@
 #define MT_CONFIG_RULE_PORTS_MAX 16
 #define MT_CONFIG_ALLOW_MAX 16
 #define MT_CONFIG_SKIP_PORTS_MAX 32
+#define MT_CONFIG_RESUMPTION_DEFAULT_S 600
+#define MT_CONFIG_RESUMPTION_MAX_S 86400
 #define MT_CONFIG_PATTERN_MAX 512        /* bytes of one identity pattern, without the NUL */
 #define MT_CONFIG_PATTERN_TEXT_MAX 16384 /* bytes of all distinct patterns, NULs included */
 #define MT_CONFIG_NO_PATTERN UINT16_MAX  /* a pattern reference that names no pattern */
@@ -168,6 +172,7 @@ struct mt_config {
     unsigned detect_timeout_ms;    /* key detect_timeout_ms; default 10000 */
     unsigned agent_timeout_ms;     /* key agent_timeout_ms; default 5000 */
     unsigned agent_wait_ms;        /* key agent_wait_ms; default 5000, 0 = do not wait */
+    unsigned resumption_s;         /* key resumption_s; default 600, 0 = never resume */
     /* Every distinct identity pattern, NUL-terminated, one after the other. */
     size_t pattern_text_length;
     char pattern_text[MT_CONFIG_PATTERN_TEXT_MAX];

@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +104,7 @@ static void fail(struct mt_conn *conn, int errno_value, const char *reason)
     if (conn->state != MT_CONN_ESTABLISHED && conn->state != MT_CONN_PLAIN)
         mt_metrics_handshake(is_inbound(conn),
                              conn->handshake_started_us != 0 ? handshake_duration_us(conn) : 0,
-                             reason);
+                             false, reason);
     conn->state = MT_CONN_FAILED;
     conn->failed_errno = errno_value;
     conn->notify_pollers = true;
@@ -130,12 +131,14 @@ static void log_established(struct mt_conn *conn)
         return;
     char peer[MT_ADDR_TEXT_MAX];
     mt_addr_format(&conn->peer, peer, sizeof(peer));
+    const char *resumed = mt_tls_resumed(conn->tls) ? ", resumed" : "";
     if (conn->role == MT_TLS_CLIENT)
-        mt_log_info("mtls outbound to %s: peer %s, %s %s", peer, mt_tls_peer_id(conn->tls),
-                    mt_tls_version(conn->tls), mt_tls_cipher(conn->tls));
+        mt_log_info("mtls outbound to %s: peer %s, %s %s%s", peer, mt_tls_peer_id(conn->tls),
+                    mt_tls_version(conn->tls), mt_tls_cipher(conn->tls), resumed);
     else
-        mt_log_info("mtls inbound from %s on :%u: peer %s, %s %s", peer, mt_addr_port(&conn->local),
-                    mt_tls_peer_id(conn->tls), mt_tls_version(conn->tls), mt_tls_cipher(conn->tls));
+        mt_log_info("mtls inbound from %s on :%u: peer %s, %s %s%s", peer,
+                    mt_addr_port(&conn->local), mt_tls_peer_id(conn->tls),
+                    mt_tls_version(conn->tls), mt_tls_cipher(conn->tls), resumed);
 }
 
 static void start_handshake(struct mt_conn *conn)
@@ -285,7 +288,8 @@ static void make_progress(struct mt_conn *conn)
             conn->state = MT_CONN_ESTABLISHED;
             conn->wants = MT_TLS_OK;
             conn->notify_pollers = true;
-            mt_metrics_handshake(is_inbound(conn), handshake_duration_us(conn), NULL);
+            mt_metrics_handshake(is_inbound(conn), handshake_duration_us(conn),
+                                 mt_tls_resumed(conn->tls), NULL);
             count_open(conn, true, mt_tls_peer_id(conn->tls));
             log_established(conn);
         } else if (status == MT_TLS_WANT_READ || status == MT_TLS_WANT_WRITE) {
@@ -420,6 +424,31 @@ static int block_or_explain(struct mt_conn *conn, bool dont_wait, int timeout_op
     return 0;
 }
 
+/* Where a client keeps sessions to resume: the peer's family, port and address. */
+static void set_destination(struct mt_conn *conn)
+{
+    unsigned char key[MT_TLS_DESTINATION_MAX];
+    size_t length = 0;
+    uint16_t port = mt_addr_port(&conn->peer);
+    const void *address = NULL;
+    size_t address_length = 0;
+    if (conn->peer.ss_family == AF_INET) {
+        address = &((const struct sockaddr_in *)&conn->peer)->sin_addr;
+        address_length = sizeof(struct in_addr);
+    } else if (conn->peer.ss_family == AF_INET6) {
+        address = &((const struct sockaddr_in6 *)&conn->peer)->sin6_addr;
+        address_length = sizeof(struct in6_addr);
+    } else {
+        return;
+    }
+    key[length++] = (unsigned char)conn->peer.ss_family;
+    key[length++] = (unsigned char)(port >> 8);
+    key[length++] = (unsigned char)port;
+    memcpy(key + length, address, address_length);
+    length += address_length;
+    mt_tls_session_set_destination(conn->tls, key, length);
+}
+
 struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_context *context,
                              const struct sockaddr_storage *local,
                              const struct sockaddr_storage *peer,
@@ -458,6 +487,7 @@ struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_contex
         start_handshake(conn);
     } else {
         mt_tls_session_set_peer_filter(conn->tls, check_peer, conn);
+        set_destination(conn);
         conn->state = MT_CONN_CONNECTING;
     }
     /* One reference for the table, one for the caller. */

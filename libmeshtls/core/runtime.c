@@ -88,7 +88,7 @@ static void install(const struct mt_config *settings, struct mt_identity *identi
 {
     char message[MT_CONFIG_MESSAGE_MAX] = "";
     struct mt_tls_context *context = NULL;
-    mt_result result = mt_tls_context_new(identity, &context);
+    mt_result result = mt_tls_context_new(identity, settings->resumption_s, &context);
     if (!mt_result_is_ok(result))
         snprintf(message, sizeof(message), "cannot load the identity into TLS: %s",
                  mt_error_message(result.error));

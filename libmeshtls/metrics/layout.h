@@ -32,7 +32,7 @@
 #include <string.h>
 
 #define MT_METRICS_MAGIC "MTMETRIC"
-#define MT_METRICS_LAYOUT_VERSION 1u
+#define MT_METRICS_LAYOUT_VERSION 2u
 #define MT_METRICS_HEADER_SIZE 4096u
 #define MT_METRICS_CHUNK_SIZE 65536u
 #define MT_METRICS_CHUNK_HEADER_SIZE 64u
@@ -100,6 +100,7 @@ struct mt_metrics_handshakes {
     uint64_t duration_sum_us;
     uint64_t success_count;
     uint64_t failures[MT_METRICS_FAILURE_COUNT];
+    uint64_t resumed_count; /* successes that resumed a session (no certificates exchanged) */
 };
 
 struct mt_metrics_file_header {

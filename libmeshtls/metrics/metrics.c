@@ -516,7 +516,8 @@ static size_t bucket_of(uint64_t duration_us)
     return MT_METRICS_BUCKET_COUNT;
 }
 
-void mt_metrics_handshake(bool inbound, uint64_t duration_us, const char *failure_reason)
+void mt_metrics_handshake(bool inbound, uint64_t duration_us, bool resumed,
+                          const char *failure_reason)
 {
     struct mt_metrics_file_header *header = own_header();
     if (header == NULL)
@@ -530,6 +531,8 @@ void mt_metrics_handshake(bool inbound, uint64_t duration_us, const char *failur
     counter_add(&handshakes->buckets[bucket_of(duration_us)], 1);
     counter_add(&handshakes->duration_sum_us, duration_us);
     counter_add(&handshakes->success_count, 1);
+    if (resumed)
+        counter_add(&handshakes->resumed_count, 1);
 }
 
 void mt_metrics_authz(bool allowed, uint16_t port, const char *peer_id)

@@ -61,10 +61,11 @@ void mt_metrics_bytes_read(struct mt_metrics_connection *connection, size_t byte
 void mt_metrics_bytes_written(struct mt_metrics_connection *connection, size_t bytes);
 
 /*
- * A handshake ended: success (failure_reason NULL) adds duration_us to the latency histogram;
- * a failure counts one in its reason class.
+ * A handshake ended: success (failure_reason NULL) adds duration_us to the latency histogram,
+ * and counts a resumed one; a failure counts one in its reason class.
  */
-void mt_metrics_handshake(bool inbound, uint64_t duration_us, const char *failure_reason);
+void mt_metrics_handshake(bool inbound, uint64_t duration_us, bool resumed,
+                          const char *failure_reason);
 
 /* An inbound authorization decision for peer_id on port (inbound_tcp_authz_allow/deny_total). */
 void mt_metrics_authz(bool allowed, uint16_t port, const char *peer_id);

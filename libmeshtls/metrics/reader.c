@@ -550,6 +550,19 @@ static void render_handshakes(struct mt_metrics_text *text,
                                    direction_of(d == MT_METRICS_INBOUND), cumulative);
         }
     }
+    family(text, "handshakes_resumed_total", "counter",
+           "Successful TLS handshakes that resumed an earlier session (a subset of "
+           "handshake_duration_seconds_count).");
+    for (size_t i = 0; i < collection->count; i++) {
+        const struct mt_metrics_process *process = &collection->processes[i];
+        for (int d = 0; d < MT_METRICS_DIRECTIONS; d++) {
+            mt_metrics_text_append(text, "handshakes_resumed_total{");
+            process_labels(text, process);
+            mt_metrics_text_append(text, ",direction=\"%s\"} %" PRIu64 "\n",
+                                   direction_of(d == MT_METRICS_INBOUND),
+                                   process->header->handshakes[d].resumed_count);
+        }
+    }
     family(text, "handshake_failures_total", "counter",
            "Failed TLS handshakes by reason class (not_tls, untrusted_ca, expired, bad_svid, "
            "peer_rejected, timeout, no_identity, policy, other).");

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -31,6 +32,7 @@
 #include "../identity/spiffe.h"
 #include "../util/secret.h"
 #include "../util/sys.h"
+#include "resumption.h"
 #include "tls.h"
 #include "x509.h"
 
@@ -45,6 +47,7 @@ struct mt_tls_context {
     struct mt_identity *identity;
     WOLFSSL_CTX *client;
     WOLFSSL_CTX *server;
+    struct mt_tls_resumption *resumption; /* NULL: every handshake is a full one */
 };
 
 /*
@@ -71,6 +74,17 @@ struct mt_tls_session {
     char *peer_id; /* allocated by the verify callback: NULL before verification */
     /* What the socket has not taken yet of close_notify (see keep_after_shutdown). */
     unsigned char *unsent_alert;
+    /* Resumption: how long what the handshake proved is trusted (resumption.h). */
+    long long trusted_until_ms;
+    uint64_t offered_ticket; /* a client's offered ticket, hashed: not a new one */
+    unsigned char destination[MT_TLS_DESTINATION_MAX]; /* a client's: where sessions are kept */
+    uint8_t destination_length;
+    bool verified;      /* the peer's certificate passed verify_peer in this handshake */
+    bool ticket_opened; /* a server: a ticket of ours bound the peer's ID (it may resume) */
+    bool offered;       /* a client: a kept session was offered (it may resume) */
+    bool want_ticket;   /* a client: keep the server's next ticket */
+    bool resumed;
+    bool started; /* mt_tls_handshake was called */
     int fd;
     int send_flags;
     int transport_errno;
@@ -282,11 +296,19 @@ static int keep_after_shutdown(struct mt_tls_session *session, const char *buffe
 
 static int io_send(WOLFSSL *ssl, char *buffer, int size, void *user)
 {
-    (void)ssl;
     struct mt_tls_session *session = user;
     if (session->shutdown_sent)
         return keep_after_shutdown(session, buffer, size);
-    ssize_t n = send_now(session->fd, buffer, (size_t)size, session->send_flags);
+    int flags = session->send_flags;
+    /*
+     * A server's NewSessionTicket, sent once the client's Finished is in: held back (MSG_MORE)
+     * to leave with the application's first bytes. Sent alone, it is a small segment in flight
+     * when a server-speaks-first greeting follows, and Nagle holds the greeting until the
+     * client's delayed ACK (test_handshake_flights). The kernel sends it within 200 ms anyway.
+     */
+    if (!session->handshake_done && wolfSSL_is_init_finished(ssl) && wolfSSL_is_server(ssl))
+        flags |= MSG_MORE;
+    ssize_t n = send_now(session->fd, buffer, (size_t)size, flags);
     return n >= 0 ? (int)n : send_failure(session);
 }
 
@@ -328,6 +350,9 @@ static const char *chain_error_phrase(int error)
         return "certificate chain rejected";
     }
 }
+
+static long long trusted_until(const struct mt_tls_session *session, const unsigned char *leaf,
+                               size_t length);
 
 /*
  * The store's fields are read directly (error, error_depth, certs): the X509_STORE_CTX accessors
@@ -378,7 +403,165 @@ static int verify_peer(int preverified, WOLFSSL_X509_STORE_CTX *store)
         set_reason(session, "out of memory for the peer's identity");
         return 0;
     }
+    session->verified = true;
+    session->trusted_until_ms =
+        trusted_until(session, store->certs[0].buffer, store->certs[0].length);
     return 1;
+}
+
+/* ---- resumption ----------------------------------------------------------------------------- */
+
+/*
+ * How long a full handshake that verified the peer's leaf may be resumed (resumption.h): the
+ * earliest of now plus the configured lifetime, the peer's notAfter and ours. 0: never.
+ */
+static long long trusted_until(const struct mt_tls_session *session, const unsigned char *leaf,
+                               size_t length)
+{
+    const struct mt_tls_resumption *resumption = session->context->resumption;
+    time_t not_before = 0;
+    time_t not_after = 0;
+    if (resumption == NULL ||
+        !mt_result_is_ok(mt_x509_cert_validity(leaf, length, &not_before, &not_after)))
+        return 0;
+    time_t now = time(NULL);
+    time_t until = now + (time_t)mt_tls_resumption_lifetime(resumption);
+    if (not_after < until)
+        until = not_after;
+    if (session->context->identity->not_after < until)
+        until = session->context->identity->not_after;
+    return until > now ? mt_sys_now_ms() + (long long)(until - now) * 1000 : 0;
+}
+
+/* Whether the session's policy still admits a peer ID that an earlier handshake proved. */
+static bool admits(void *argument, const char *peer_id)
+{
+    struct mt_tls_session *session = argument;
+    char reason[REASON_CAPACITY];
+    if (!mt_spiffe_id_is_in_trust_domain(peer_id, session->context->identity->trust_domain))
+        return false;
+    return session->peer_filter == NULL ||
+           session->peer_filter(session->peer_filter_argument, peer_id, reason, sizeof(reason));
+}
+
+/*
+ * wolfSSL's ticket callback, on the server. Sealing binds the verified (or resumed) client's ID
+ * and the expiry its full handshake set. Opening refuses, and so leads to a full handshake with
+ * certificates, when the ticket is not ours or has expired, or when this connection's policy no
+ * longer admits the ID it binds: a refusal is then decided, and logged, by the full handshake.
+ */
+static int ticket_callback(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                           unsigned char iv[WOLFSSL_TICKET_IV_SZ],
+                           unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int seal,
+                           unsigned char *ticket, int length, int *out_length, void *user)
+{
+    struct mt_tls_context *context = user;
+    struct mt_tls_session *session = wolfSSL_GetIOReadCtx(ssl);
+    if (context == NULL || context->resumption == NULL || session == NULL || length <= 0)
+        return WOLFSSL_TICKET_RET_REJECT;
+    if (seal) {
+        /* A failure here fails the handshake (wolfSSL 5.5.4): only memory or randomness can. */
+        if (!mt_tls_ticket_seal(context->resumption, session->peer_id, session->trusted_until_ms,
+                                name, iv, mac, ticket, (size_t)length))
+            return WOLFSSL_TICKET_RET_FATAL;
+        *out_length = length;
+        return WOLFSSL_TICKET_RET_OK;
+    }
+    char peer_id[MT_SPIFFE_ID_MAX + 1];
+    long long expires_ms = 0;
+    if (!mt_tls_ticket_open(context->resumption, name, iv, mac, ticket, (size_t)length, peer_id,
+                            sizeof(peer_id), &expires_ms) ||
+        !admits(session, peer_id))
+        return WOLFSSL_TICKET_RET_REJECT;
+    char *copy = strdup(peer_id);
+    if (copy == NULL)
+        return WOLFSSL_TICKET_RET_REJECT;
+    free(session->peer_id);
+    session->peer_id = copy;
+    session->trusted_until_ms = expires_ms;
+    session->ticket_opened = true;
+    *out_length = length;
+    return WOLFSSL_TICKET_RET_OK;
+}
+
+/* FNV-1a: tells a ticket from the one offered (not a security check). */
+static uint64_t ticket_hash(const unsigned char *bytes, size_t length)
+{
+    uint64_t hash = 0xcbf29ce484222325u;
+    for (size_t i = 0; i < length; i++)
+        hash = (hash ^ bytes[i]) * 0x100000001b3u;
+    return hash;
+}
+
+/* The client session's current ticket, hashed; 0 without one (or one longer than we keep). */
+static uint64_t current_ticket(struct mt_tls_session *session)
+{
+    unsigned char ticket[512];
+    word32 size = sizeof(ticket);
+    if (wolfSSL_get_SessionTicket(session->ssl, ticket, &size) != WOLFSSL_SUCCESS || size == 0)
+        return 0;
+    return ticket_hash(ticket, size);
+}
+
+/* A client: before the handshake, offers the session kept for this destination, if any. */
+static void offer_session(struct mt_tls_session *session)
+{
+    struct mt_tls_resumption *resumption = session->context->resumption;
+    if (resumption == NULL || session->destination_length == 0 || wolfSSL_is_server(session->ssl))
+        return;
+    char peer_id[MT_SPIFFE_ID_MAX + 1];
+    long long expires_ms = 0;
+    if (!mt_tls_client_offer(resumption, session->destination, session->destination_length,
+                             session->ssl, admits, session, peer_id, sizeof(peer_id), &expires_ms))
+        return;
+    char *copy = strdup(peer_id);
+    if (copy == NULL)
+        return; /* offered, but a resumed handshake would then be refused: see finish_handshake */
+    free(session->peer_id);
+    session->peer_id = copy;
+    session->trusted_until_ms = expires_ms;
+    session->offered = true;
+    session->offered_ticket = current_ticket(session);
+}
+
+/* A client after a full handshake: keeps the server's ticket once it has arrived. */
+static void keep_ticket(struct mt_tls_session *session)
+{
+    if (!session->want_ticket)
+        return;
+    uint64_t ticket = current_ticket(session);
+    if (ticket == 0 || ticket == session->offered_ticket)
+        return;
+    session->want_ticket = false;
+    if (session->trusted_until_ms > mt_sys_now_ms())
+        mt_tls_client_keep(session->context->resumption, session->destination,
+                           session->destination_length, session->ssl, session->peer_id,
+                           session->trusted_until_ms);
+}
+
+/*
+ * After the handshake: who the peer is was proven now (verify_peer) or by the full handshake a
+ * resumed one continues (the ticket or kept session). Anything else is refused.
+ */
+static bool finish_handshake(struct mt_tls_session *session)
+{
+    session->resumed = wolfSSL_session_reused(session->ssl) != 0;
+    bool client = !wolfSSL_is_server(session->ssl);
+    bool proven = session->resumed ? (client ? session->offered : session->ticket_opened) &&
+                                         session->peer_id != NULL
+                                   : session->verified;
+    if (!proven) {
+        set_reason(session, "peer was not authenticated");
+        return false;
+    }
+    if (client && !session->resumed && session->context->resumption != NULL &&
+        session->destination_length > 0) {
+        if (session->offered) /* the server refused the session: it will send a new ticket */
+            mt_tls_client_forget(session->context->resumption, session->destination,
+                                 session->destination_length);
+        session->want_ticket = true;
+    }
+    return true;
 }
 
 /* ---- contexts ------------------------------------------------------------------------------- */
@@ -424,9 +607,42 @@ static MT_RESULT load_credentials(WOLFSSL_CTX *ctx, const struct mt_identity *id
     return MT_OK_RESULT;
 }
 
-static MT_RESULT make_ctx(const struct mt_identity *identity, enum mt_tls_role role,
-                          WOLFSSL_CTX **out)
+static int ticket_callback(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                           unsigned char iv[WOLFSSL_TICKET_IV_SZ],
+                           unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int seal,
+                           unsigned char *ticket, int length, int *out_length, void *user);
+
+/* Tickets and sessions: see resumption.h. Without resumption the server sends no ticket. */
+static MT_RESULT set_resumption(WOLFSSL_CTX *ctx, enum mt_tls_role role,
+                                struct mt_tls_context *context)
 {
+    if (role == MT_TLS_SERVER) {
+        /* Stateless: the server keeps no session (a ticket carries it); nor does a client
+         * without resumption. A client with it must not turn the cache off: wolfSSL_set_session
+         * then refuses every session. */
+        wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+        if (context->resumption == NULL)
+            MT_ENSURE(wolfSSL_CTX_no_ticket_TLSv13(ctx) == 0, MT_ERR_CRYPTO);
+    } else if (context->resumption == NULL) {
+        wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+    } else {
+        /* Kept sessions live in resumption.c's table only, not in wolfSSL's global cache. */
+        wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_NO_INTERNAL_STORE);
+    }
+    if (context->resumption == NULL || role == MT_TLS_CLIENT)
+        return MT_OK_RESULT;
+    int lifetime = (int)mt_tls_resumption_lifetime(context->resumption);
+    MT_ENSURE(wolfSSL_CTX_set_TicketEncCb(ctx, ticket_callback) == WOLFSSL_SUCCESS &&
+                  wolfSSL_CTX_set_TicketEncCtx(ctx, context) == WOLFSSL_SUCCESS &&
+                  wolfSSL_CTX_set_TicketHint(ctx, lifetime) == WOLFSSL_SUCCESS &&
+                  wolfSSL_CTX_set_timeout(ctx, (unsigned)lifetime) == WOLFSSL_SUCCESS,
+              MT_ERR_CRYPTO);
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT make_ctx(struct mt_tls_context *context, enum mt_tls_role role, WOLFSSL_CTX **out)
+{
+    const struct mt_identity *identity = context->identity;
     WOLFSSL_METHOD *method =
         role == MT_TLS_CLIENT ? wolfTLSv1_3_client_method() : wolfTLSv1_3_server_method();
     WOLFSSL_CTX *ctx = method != NULL ? wolfSSL_CTX_new(method) : NULL;
@@ -450,17 +666,12 @@ static MT_RESULT make_ctx(const struct mt_identity *identity, enum mt_tls_role r
     int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
 #endif
     MT_ENSURE(wolfSSL_CTX_set_groups(ctx, groups, 2) == WOLFSSL_SUCCESS, MT_ERR_CRYPTO);
-    /* No resumption yet: a ticket would only cost a record and heap on every connection. */
-    if (role == MT_TLS_SERVER)
-        MT_ENSURE(wolfSSL_CTX_no_ticket_TLSv13(ctx) == 0, MT_ERR_CRYPTO);
-#ifndef NO_SESSION_CACHE
-    /* The bundled build has no session cache at all (TLS 1.3 only, no tickets). */
-    wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
-#endif
+    MT_GUARD(set_resumption(ctx, role, context));
     return load_credentials(ctx, identity);
 }
 
-MT_RESULT mt_tls_context_new(struct mt_identity *identity, struct mt_tls_context **out)
+MT_RESULT mt_tls_context_new(struct mt_identity *identity, unsigned resumption_s,
+                             struct mt_tls_context **out)
 {
     MT_ENSURE_REF(identity);
     MT_ENSURE_REF(out);
@@ -469,9 +680,13 @@ MT_RESULT mt_tls_context_new(struct mt_identity *identity, struct mt_tls_context
     MT_ENSURE(context != NULL, MT_ERR_NO_MEMORY);
     atomic_init(&context->references, 1);
     context->identity = mt_identity_acquire(identity);
-    mt_result result = make_ctx(identity, MT_TLS_CLIENT, &context->client);
+    mt_result result = MT_OK_RESULT;
+    if (resumption_s > 0)
+        result = mt_tls_resumption_new(resumption_s, &context->resumption);
     if (mt_result_is_ok(result))
-        result = make_ctx(identity, MT_TLS_SERVER, &context->server);
+        result = make_ctx(context, MT_TLS_CLIENT, &context->client);
+    if (mt_result_is_ok(result))
+        result = make_ctx(context, MT_TLS_SERVER, &context->server);
     if (!mt_result_is_ok(result)) {
         mt_tls_context_release(context);
         context = NULL;
@@ -495,6 +710,7 @@ void mt_tls_context_release(struct mt_tls_context *context)
      * the identity's own copy is wiped when its last reference goes. */
     wolfSSL_CTX_free(context->client);
     wolfSSL_CTX_free(context->server);
+    mt_tls_resumption_free(context->resumption);
     mt_identity_release(context->identity);
     free(context);
 }
@@ -555,10 +771,26 @@ void mt_tls_session_set_fd(struct mt_tls_session *session, int fd)
     session->fd = fd;
 }
 
+void mt_tls_session_set_destination(struct mt_tls_session *session,
+                                    const unsigned char *destination, size_t length)
+{
+    if (length > sizeof(session->destination))
+        length = 0;
+    memcpy(session->destination, destination, length);
+    session->destination_length = (uint8_t)length;
+}
+
+bool mt_tls_resumed(const struct mt_tls_session *session)
+{
+    return session->resumed;
+}
+
 void mt_tls_session_free(struct mt_tls_session *session)
 {
     if (session == NULL)
         return;
+    if (session->want_ticket)
+        keep_ticket(session);
     free(session->ahead);
     free(session->unsent_alert);
     wolfSSL_free(session->ssl);
@@ -666,9 +898,17 @@ enum mt_tls_status mt_tls_handshake(struct mt_tls_session *session)
 {
     if (session->handshake_done)
         return MT_TLS_OK;
+    if (!session->started) {
+        session->started = true;
+        offer_session(session);
+    }
     int ret = wolfSSL_is_server(session->ssl) ? wolfSSL_accept(session->ssl)
                                               : wolfSSL_connect(session->ssl);
     if (ret == WOLFSSL_SUCCESS) {
+        if (!finish_handshake(session)) {
+            session->error_number = ECONNRESET;
+            return MT_TLS_ERROR;
+        }
         session->handshake_done = true;
         release_idle_buffer(session);
         return MT_TLS_OK;
@@ -704,6 +944,8 @@ enum mt_tls_status mt_tls_read(struct mt_tls_session *session, void *buffer, siz
         peek ? wolfSSL_peek(session->ssl, buffer, size) : wolfSSL_read(session->ssl, buffer, size);
     if (ret > 0) {
         *count = (size_t)ret;
+        if (session->want_ticket)
+            keep_ticket(session);
         if (!session->ahead_filled)
             release_idle_buffer(session);
         return MT_TLS_OK;

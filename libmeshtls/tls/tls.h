@@ -8,7 +8,7 @@
  *
  * A session never blocks: its record I/O goes straight to the kernel with MSG_DONTWAIT (never
  * through the hooks), and every call reports what it needs next. The caller (core/conn.c) decides
- * whether to wait, and how long. Only this file and x509.c include wolfSSL.
+ * whether to wait, and how long. Only tls.c, resumption.c and x509.c include wolfSSL.
  */
 #ifndef MT_TLS_TLS_H
 #define MT_TLS_TLS_H
@@ -18,6 +18,9 @@
 
 #include "../identity/client.h"
 #include "../util/result.h"
+
+/* A client's destination as resumption keys it: address family, port and address, in bytes. */
+#define MT_TLS_DESTINATION_MAX 32
 
 /* The largest plaintext one TLS record carries (RFC 8446 §5.1). */
 #define MT_TLS_RECORD_MAX 16384
@@ -41,7 +44,12 @@ struct mt_tls_session;
 /* Initialises wolfSSL once per process; safe to call from several threads. */
 MT_RESULT mt_tls_global_init(void);
 
-MT_RESULT mt_tls_context_new(struct mt_identity *identity, struct mt_tls_context **context);
+/*
+ * resumption_s > 0: TLS 1.3 resumption, a full handshake trusted for at most that long
+ * (resumption.h); 0: every handshake is a full one and the server sends no ticket.
+ */
+MT_RESULT mt_tls_context_new(struct mt_identity *identity, unsigned resumption_s,
+                             struct mt_tls_context **context);
 struct mt_tls_context *mt_tls_context_acquire(struct mt_tls_context *context);
 void mt_tls_context_release(struct mt_tls_context *context);
 const struct mt_identity *mt_tls_context_identity(const struct mt_tls_context *context);
@@ -63,6 +71,16 @@ const char *mt_tls_own_id(const struct mt_tls_session *session);
 
 /* The socket's fd changed (the one in use was closed while a dup of it lives on). */
 void mt_tls_session_set_fd(struct mt_tls_session *session, int fd);
+
+/*
+ * A client's destination (address family, port, address; at most MT_TLS_DESTINATION_MAX bytes):
+ * sessions are kept and offered per destination. Without one a client never resumes.
+ */
+void mt_tls_session_set_destination(struct mt_tls_session *session,
+                                    const unsigned char *destination, size_t length);
+
+/* After the handshake: it resumed an earlier session (no certificates were exchanged). */
+bool mt_tls_resumed(const struct mt_tls_session *session);
 
 /* Frees without sending anything; the socket is the caller's. NULL is allowed. */
 void mt_tls_session_free(struct mt_tls_session *session);

@@ -44,17 +44,16 @@ command -v "${compiler%% *}" >/dev/null || die "C compiler '$compiler' not found
 # No OpenSSL-compatibility layer: --enable-opensslextra forces KEEP_PEER_CERT, which keeps a
 # decoded copy of the peer's certificate in every WOLFSSL (3.6 KB inside the struct, 1.9 KB more
 # allocated), and keeps the cipher suites after the handshake; libmeshtls only needs the peer's
-# SPIFFE ID, which the verify callback copies. No session tickets: resumption is off (the server
-# sends none), and without them the server frees its RNG after the handshake and sessions are
-# smaller (a TLS 1.3-only build without tickets also has no session cache: NO_SESSION_CACHE).
-# wolfSSL's heap per idle connection: 10.1 KB with these and the GHASH table below, 2.3 KB
-# without (measured with tests/bench/heap_sites.py).
+# SPIFFE ID, which the verify callback copies. Session tickets: TLS 1.3 resumption (PSK with a
+# fresh ECDHE share), with libmeshtls's own ticket callback (tls/tls.c says what a ticket binds).
+# wolfSSL's heap per idle connection: 10.1 KB with the compatibility layer and the GHASH table
+# below, 2.3 KB without (measured with tests/bench/heap_sites.py).
 configure_flags=(
   --enable-static --disable-shared --with-pic
   --enable-tls13 --disable-oldtls --disable-tlsv12
   --enable-ecc --enable-curve25519 --disable-rsa --disable-dh
   --enable-certgen --enable-certreq --enable-certext --enable-keygen
-  --enable-alpn --enable-sni --disable-session-ticket --enable-supportedcurves
+  --enable-alpn --enable-sni --enable-session-ticket --enable-supportedcurves
   --disable-opensslextra
   --enable-chacha --enable-poly1305 --enable-sha384 --enable-sha512
   --disable-examples --disable-crypttests --disable-benchmark --disable-jobserver
@@ -82,6 +81,10 @@ esac
 # refused for its certificate is told why, and logs it).
 extra_cflags="-O2 -g -fvisibility=hidden -DWOLFSSL_ALT_NAMES -DWOLFSSL_ALWAYS_VERIFY_CB"
 extra_cflags+=" -DWOLFSSL_EXTRA_ALERTS"
+# HAVE_EXT_CACHE: wolfSSL_SESSION_dup (a client keeps its own copy of a session to resume, which a
+# later ticket on the same connection cannot change under another thread reading it), and
+# WOLFSSL_SESS_CACHE_NO_INTERNAL_STORE (sessions stay out of wolfSSL's process-wide cache).
+extra_cflags+=" -DHAVE_EXT_CACHE"
 
 # The cache key covers everything that changes the result: flags, compiler, this script.
 key=$( { printf '%s\n' "${configure_flags[@]}" "$extra_cflags" "$(uname -m)";

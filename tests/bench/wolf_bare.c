@@ -1,28 +1,50 @@
 /*
- * The ceiling for the handshake benchmark: the same mutual TLS 1.3 handshake libmeshtls performs
- * (same wolfSSL build, suites, key-share groups, ALPN, verify callback reading the leaf, no
- * tickets), with client and server in one process over a socketpair, then one 64-byte round trip
- * and close_notify, in a loop. Nothing else runs, so its rate is what wolfSSL alone achieves.
+ * The ceiling for the handshake benchmark: the mutual TLS 1.3 handshake libmeshtls performs (same
+ * wolfSSL build, suites, key-share group order, ALPN, grouped handshake messages, verify callback
+ * reading the leaf), then one 64-byte round trip and close_notify, in a loop, with wolfSSL called
+ * directly and nothing else running.
  *
- *   wolf_bare CA_PEM SERVER_CERT SERVER_KEY CLIENT_CERT CLIENT_KEY SECONDS
+ *   wolf_bare [--tcp [--resume]] CA_PEM SERVER_CERT SERVER_KEY CLIENT_CERT CLIENT_KEY SECONDS
  *
- * Prints {"handshakes": N, "seconds": S, "per_second": R} on stdout.
+ * Without --tcp, client and server run in one process over a socketpair: wolfSSL's cost alone.
+ * With --tcp, a server process and a client process talk over TCP on 127.0.0.1, one connection at
+ * a time, exactly as `bench_net handshakes` against `bench_net echo-server` does under the
+ * preload: connect (client TCP_NODELAY), handshake, write 64 B, read the 64 B echo, close_notify,
+ * close. That pays the same process switches and TCP setup as the meshed pair, so it is the fair
+ * ceiling for libmeshtls's figure.
+ * With --resume (TCP only), the server issues session tickets (wolfSSL's default ticket
+ * encryption) and the client offers the session of its previous connection on the next one, as
+ * TLS 1.3 resumption with a fresh (EC)DHE share; the run fails if fewer than 90 % resumed.
+ *
+ * Prints {"mode": ..., "handshakes": N, "resumed": M, "seconds": S, "per_second": R} on stdout.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#define REQUEST_SIZE 64
+
 static const char suites[] =
     "TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES256-GCM-SHA384";
 static const char alpn[] = "meshtls/1";
+
+struct options {
+    bool tcp;
+    bool resume;
+};
 
 static double now_seconds(void)
 {
@@ -48,27 +70,50 @@ static int verify(int preverified, WOLFSSL_X509_STORE_CTX *store)
            store->certs[0].length > 0;
 }
 
-static WOLFSSL_CTX *make_ctx(bool server, const char *ca, const char *cert, const char *key)
+/*
+ * libmeshtls's key-share order (make_ctx in libmeshtls/tls/tls.c): P-256 first where wolfSSL has
+ * SP assembly for it, X25519 first otherwise. WOLF_BARE_GROUP=P-256 or X25519 puts that one first.
+ */
+static void set_groups(WOLFSSL_CTX *ctx)
+{
+#if defined(WOLFSSL_SP_X86_64_ASM)
+    int groups[] = {WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_X25519};
+#else
+    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
+#endif
+    const char *first_group = getenv("WOLF_BARE_GROUP");
+    if (first_group != NULL && strcmp(first_group, "P-256") == 0) {
+        groups[0] = WOLFSSL_ECC_SECP256R1;
+        groups[1] = WOLFSSL_ECC_X25519;
+    } else if (first_group != NULL && strcmp(first_group, "X25519") == 0) {
+        groups[0] = WOLFSSL_ECC_X25519;
+        groups[1] = WOLFSSL_ECC_SECP256R1;
+    }
+    if (wolfSSL_CTX_set_groups(ctx, groups, 2) != WOLFSSL_SUCCESS)
+        die("groups");
+}
+
+static WOLFSSL_CTX *make_ctx(bool server, bool resume, const char *ca, const char *cert,
+                             const char *key)
 {
     WOLFSSL_CTX *ctx =
         wolfSSL_CTX_new(server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method());
     if (ctx == NULL)
         die("wolfSSL_CTX_new");
+    if (wolfSSL_CTX_set_group_messages(ctx) != WOLFSSL_SUCCESS)
+        die("group messages");
     wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify);
     if (wolfSSL_CTX_set_cipher_list(ctx, suites) != WOLFSSL_SUCCESS)
         die("cipher list");
-    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
-    const char *first_group = getenv("WOLF_BARE_GROUP");
-    if (first_group != NULL && strcmp(first_group, "P-256") == 0) {
-        groups[0] = WOLFSSL_ECC_SECP256R1;
-        groups[1] = WOLFSSL_ECC_X25519;
-    }
-    if (wolfSSL_CTX_set_groups(ctx, groups, 2) != WOLFSSL_SUCCESS)
-        die("groups");
-    if (server && wolfSSL_CTX_no_ticket_TLSv13(ctx) != 0)
+    set_groups(ctx);
+    /* Without resumption, as libmeshtls with resumption_s = 0: no tickets, no session cache. */
+    if (server && !resume && wolfSSL_CTX_no_ticket_TLSv13(ctx) != 0)
         die("no tickets");
 #ifndef NO_SESSION_CACHE
-    wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+    /* A server decrypts its own tickets and needs no cache; a resuming client needs its cache,
+     * or wolfSSL_set_session refuses every session. */
+    if (server || !resume)
+        wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
 #endif
     if (wolfSSL_CTX_use_certificate_chain_file(ctx, cert) != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_use_PrivateKey_file(ctx, key, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
@@ -77,13 +122,15 @@ static WOLFSSL_CTX *make_ctx(bool server, const char *ca, const char *cert, cons
     return ctx;
 }
 
+/* ---- one process, socketpair ----------------------------------------------------------------- */
+
 static bool wants_io(WOLFSSL *ssl, int ret)
 {
     int error = wolfSSL_get_error(ssl, ret);
     return error == WOLFSSL_ERROR_WANT_READ || error == WOLFSSL_ERROR_WANT_WRITE;
 }
 
-static bool one_connection(WOLFSSL_CTX *client_ctx, WOLFSSL_CTX *server_ctx)
+static bool socketpair_connection(WOLFSSL_CTX *client_ctx, WOLFSSL_CTX *server_ctx)
 {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair) != 0)
@@ -110,7 +157,7 @@ static bool one_connection(WOLFSSL_CTX *client_ctx, WOLFSSL_CTX *server_ctx)
         }
     }
     ok = ok && client_done && server_done;
-    char request[64], reply[64];
+    char request[REQUEST_SIZE], reply[REQUEST_SIZE];
     memset(request, 'r', sizeof(request));
     ok = ok && wolfSSL_write(client, request, sizeof(request)) == sizeof(request) &&
          wolfSSL_read(server, reply, sizeof(reply)) == sizeof(reply) &&
@@ -127,32 +174,260 @@ static bool one_connection(WOLFSSL_CTX *client_ctx, WOLFSSL_CTX *server_ctx)
     return ok;
 }
 
-int main(int argc, char **argv)
+/* ---- two processes, TCP ---------------------------------------------------------------------- */
+
+static struct sockaddr_in loopback(int port)
 {
-    if (argc != 7) {
-        fprintf(stderr, "usage: wolf_bare CA_PEM SERVER_CERT SERVER_KEY CLIENT_CERT CLIENT_KEY "
-                        "SECONDS\n");
-        return 2;
+    struct sockaddr_in address;
+    memset(&address, 0, sizeof(address));
+    address.sin_family = AF_INET;
+    address.sin_port = htons((unsigned short)port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return address;
+}
+
+/* As bench_net's listen_on, on a port the kernel picks. */
+static int listen_any(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        die("socket");
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in address = loopback(0);
+    socklen_t length = sizeof(address);
+    if (bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0 || listen(fd, 4096) != 0 ||
+        getsockname(fd, (struct sockaddr *)&address, &length) != 0)
+        die("listening on 127.0.0.1");
+    *port = ntohs(address.sin_port);
+    return fd;
+}
+
+/* As bench_net's connect_to. */
+static int connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    struct sockaddr_in address = loopback(port);
+    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
+        close(fd);
+        return -1;
     }
-    if (wolfSSL_Init() != WOLFSSL_SUCCESS)
-        die("wolfSSL_Init");
-    WOLFSSL_CTX *server_ctx = make_ctx(true, argv[1], argv[2], argv[3]);
-    WOLFSSL_CTX *client_ctx = make_ctx(false, argv[1], argv[4], argv[5]);
-    double seconds = atof(argv[6]);
-    if (!one_connection(client_ctx, server_ctx))
+    return fd;
+}
+
+struct served {
+    int fd;
+    bool accepting;
+};
+
+/*
+ * The server's sends. A server that issues tickets sends its NewSessionTicket after the client's
+ * Finished, as the last act of wolfSSL_accept, in a segment of its own; the first reply then waits
+ * behind it for the client's ACK (Nagle, as bench_net's server does not set TCP_NODELAY), and the
+ * client delays that ACK by up to 40 ms. With MSG_MORE the kernel holds the ticket until the reply,
+ * which carries both.
+ */
+static int send_holding_ticket(WOLFSSL *ssl, char *buffer, int size, void *context)
+{
+    struct served *served = context;
+    int flags = MSG_NOSIGNAL;
+    if (served->accepting && wolfSSL_is_init_finished(ssl))
+        flags |= MSG_MORE;
+    ssize_t n;
+    do
+        n = send(served->fd, buffer, (size_t)size, flags);
+    while (n < 0 && errno == EINTR);
+    return n >= 0 ? (int)n : WOLFSSL_CBIO_ERR_CONN_RST;
+}
+
+/* Like bench_net echo-server: echo until the peer ends the stream (here with close_notify). */
+static void serve_connection(WOLFSSL_CTX *ctx, int fd)
+{
+    struct served served = {.fd = fd, .accepting = true};
+    WOLFSSL *ssl = wolfSSL_new(ctx);
+    if (ssl == NULL || wolfSSL_set_fd(ssl, fd) != WOLFSSL_SUCCESS)
+        goto out;
+    wolfSSL_SSLSetIOSend(ssl, send_holding_ticket);
+    wolfSSL_SetIOWriteCtx(ssl, &served);
+    int ret = wolfSSL_accept(ssl);
+    served.accepting = false;
+    if (ret != WOLFSSL_SUCCESS) {
+        fprintf(stderr, "wolf_bare: server handshake failed (%d)\n", wolfSSL_get_error(ssl, ret));
+        goto out;
+    }
+    char buffer[REQUEST_SIZE];
+    int n;
+    while ((n = wolfSSL_read(ssl, buffer, sizeof(buffer))) > 0)
+        if (wolfSSL_write(ssl, buffer, n) != n)
+            break;
+    if (n <= 0 && wolfSSL_get_error(ssl, n) == WOLFSSL_ERROR_ZERO_RETURN)
+        wolfSSL_shutdown(ssl);
+out:
+    wolfSSL_free(ssl);
+    close(fd);
+}
+
+static void serve(WOLFSSL_CTX *ctx, int listener)
+{
+    for (;;) {
+        int fd = accept(listener, NULL, NULL);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            die("accept");
+        }
+        serve_connection(ctx, fd);
+    }
+}
+
+struct client {
+    WOLFSSL_CTX *ctx;
+    int port;
+    bool resume;
+    WOLFSSL_SESSION *session; /* the previous connection's, offered on the next */
+    long resumed;
+};
+
+static bool tcp_connection(struct client *client)
+{
+    int fd = connect_to(client->port);
+    if (fd < 0)
+        return false;
+    WOLFSSL *ssl = wolfSSL_new(client->ctx);
+    bool ok = ssl != NULL && wolfSSL_set_fd(ssl, fd) == WOLFSSL_SUCCESS &&
+              wolfSSL_UseALPN(ssl, (char *)alpn, sizeof(alpn) - 1,
+                              WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) == WOLFSSL_SUCCESS;
+    if (ok && client->session != NULL &&
+        wolfSSL_set_session(ssl, client->session) != WOLFSSL_SUCCESS)
+        die("wolfSSL_set_session refused the previous session");
+    ok = ok && wolfSSL_connect(ssl) == WOLFSSL_SUCCESS;
+    char request[REQUEST_SIZE], reply[REQUEST_SIZE];
+    memset(request, 'r', sizeof(request));
+    ok = ok && wolfSSL_write(ssl, request, sizeof(request)) == sizeof(request);
+    int got = 0;
+    while (ok && got < (int)sizeof(reply)) {
+        int n = wolfSSL_read(ssl, reply + got, (int)sizeof(reply) - got);
+        ok = n > 0;
+        got += ok ? n : 0;
+    }
+    ok = ok && memcmp(request, reply, sizeof(reply)) == 0;
+    /* The server sent its ticket before the echo, so reading the echo has stored it. */
+    if (ok && client->resume) {
+        if (wolfSSL_session_reused(ssl))
+            client->resumed++;
+        WOLFSSL_SESSION *next = wolfSSL_get1_session(ssl);
+        if (next == NULL)
+            die("wolfSSL_get1_session");
+        wolfSSL_SESSION_free(client->session);
+        client->session = next;
+    }
+    if (ok)
+        wolfSSL_shutdown(ssl);
+    wolfSSL_free(ssl);
+    close(fd);
+    return ok;
+}
+
+static void run_tcp(const struct options *options, char **files, double seconds)
+{
+    int port;
+    int listener = listen_any(&port);
+    pid_t client_pid = getpid();
+    pid_t server_pid = fork();
+    if (server_pid < 0)
+        die("fork");
+    if (server_pid == 0) {
+        /* Ends with the client, however the client ends. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != client_pid)
+            _exit(1);
+        serve(make_ctx(true, options->resume, files[0], files[1], files[2]), listener);
+        _exit(0);
+    }
+    close(listener);
+    struct client client = {
+        .ctx = make_ctx(false, options->resume, files[0], files[3], files[4]),
+        .port = port,
+        .resume = options->resume,
+    };
+    /* Warm-up, and the first session to resume. */
+    if (!tcp_connection(&client))
+        die("first TCP handshake failed");
+    client.resumed = 0;
+    long count = 0;
+    double start = now_seconds();
+    while (now_seconds() - start < seconds) {
+        if (!tcp_connection(&client))
+            die("TCP handshake failed");
+        count++;
+    }
+    double elapsed = now_seconds() - start;
+    kill(server_pid, SIGTERM);
+    waitpid(server_pid, NULL, 0);
+    wolfSSL_SESSION_free(client.session);
+    wolfSSL_CTX_free(client.ctx);
+    printf("{\"mode\": \"tcp%s\", \"handshakes\": %ld, \"resumed\": %ld, \"seconds\": %.3f, "
+           "\"per_second\": %.1f}\n",
+           options->resume ? "-resume" : "", count, client.resumed, elapsed,
+           (double)count / elapsed);
+    if (options->resume && client.resumed * 10 < count * 9) {
+        fprintf(stderr, "wolf_bare: only %ld of %ld connections resumed their session\n",
+                client.resumed, count);
+        exit(1);
+    }
+}
+
+static void run_socketpair(char **files, double seconds)
+{
+    WOLFSSL_CTX *server_ctx = make_ctx(true, false, files[0], files[1], files[2]);
+    WOLFSSL_CTX *client_ctx = make_ctx(false, false, files[0], files[3], files[4]);
+    if (!socketpair_connection(client_ctx, server_ctx))
         die("handshake failed");
     long count = 0;
     double start = now_seconds();
     while (now_seconds() - start < seconds) {
-        if (!one_connection(client_ctx, server_ctx))
+        if (!socketpair_connection(client_ctx, server_ctx))
             die("handshake failed");
         count++;
     }
     double elapsed = now_seconds() - start;
-    printf("{\"handshakes\": %ld, \"seconds\": %.3f, \"per_second\": %.1f}\n", count, elapsed,
-           (double)count / elapsed);
+    printf("{\"mode\": \"socketpair\", \"handshakes\": %ld, \"resumed\": 0, \"seconds\": %.3f, "
+           "\"per_second\": %.1f}\n",
+           count, elapsed, (double)count / elapsed);
     wolfSSL_CTX_free(client_ctx);
     wolfSSL_CTX_free(server_ctx);
+}
+
+int main(int argc, char **argv)
+{
+    struct options options = {false, false};
+    bool usage = false;
+    int first = 1;
+    for (; first < argc && strncmp(argv[first], "--", 2) == 0; first++) {
+        if (strcmp(argv[first], "--tcp") == 0)
+            options.tcp = true;
+        else if (strcmp(argv[first], "--resume") == 0)
+            options.resume = true;
+        else
+            usage = true;
+    }
+    if (usage || argc - first != 6 || (options.resume && !options.tcp)) {
+        fprintf(stderr, "usage: wolf_bare [--tcp [--resume]] CA_PEM SERVER_CERT SERVER_KEY "
+                        "CLIENT_CERT CLIENT_KEY SECONDS\n");
+        return 2;
+    }
+    /* A close_notify to a peer that has already closed must not end the process. */
+    signal(SIGPIPE, SIG_IGN);
+    if (wolfSSL_Init() != WOLFSSL_SUCCESS)
+        die("wolfSSL_Init");
+    double seconds = atof(argv[first + 5]);
+    if (options.tcp)
+        run_tcp(&options, argv + first, seconds);
+    else
+        run_socketpair(argv + first, seconds);
     wolfSSL_Cleanup();
     return 0;
 }

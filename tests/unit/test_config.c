@@ -82,6 +82,7 @@ static void set_non_defaults(struct mt_config *config)
     config->detect_timeout_ms = 2345;
     config->agent_timeout_ms = 4321;
     config->agent_wait_ms = 321;
+    config->resumption_s = 77;
     config->skip_port_count = 1;
     config->skip_ports[0] = (struct mt_port_range){22, 22};
 }
@@ -150,6 +151,7 @@ static void assert_configs_equal(const struct mt_config *a, const struct mt_conf
     assert_int_equal(a->detect_timeout_ms, b->detect_timeout_ms);
     assert_int_equal(a->agent_timeout_ms, b->agent_timeout_ms);
     assert_int_equal(a->agent_wait_ms, b->agent_wait_ms);
+    assert_int_equal(a->resumption_s, b->resumption_s);
     assert_rules_equal(a, b);
 }
 
@@ -170,6 +172,29 @@ static void test_mt_config_load_file_agent_wait_zero_and_bounds_accepted(void **
     assert_true(mt_result_is_ok(mt_config_load_file(path, &config, message, sizeof(message))));
     assert_int_equal(config.agent_wait_ms, 0);
     unlink(path);
+}
+
+/* resumption_s: 600 by default; 0 (never resume) and the maximum are accepted. */
+static void test_mt_config_load_file_resumption_zero_and_maximum_accepted(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {"resumption_s = 0;\n", "resumption_s = 86400;\n"};
+    static const unsigned expected[] = {0, 86400};
+    for (size_t i = 0; i < 2; i++) {
+        char path[] = "/tmp/meshtls-test-resumption-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        size_t length = strlen(texts[i]);
+        assert_int_equal(write(fd, texts[i], length), (ssize_t)length);
+        close(fd);
+        struct mt_config config;
+        mt_config_set_defaults(&config);
+        assert_int_equal(config.resumption_s, 600);
+        char message[MT_CONFIG_MESSAGE_MAX];
+        assert_true(mt_result_is_ok(mt_config_load_file(path, &config, message, sizeof(message))));
+        assert_int_equal(config.resumption_s, expected[i]);
+        unlink(path);
+    }
 }
 
 /* Loads content and expects exactly the message "<file>:<suffix>" with config untouched. */
@@ -345,7 +370,7 @@ static const struct {
     {"log_level = \"info\";\noutbund = { default = \"mtls\"; };\n",
      "2: unknown key \"outbund\"; valid keys: agent_socket, outbound, inbound, log_level, "
      "trust_domain, handshake_timeout_ms, detect_timeout_ms, agent_timeout_ms, agent_wait_ms, "
-     "skip_ports"},
+     "resumption_s, skip_ports"},
     {"outbound = {\n  default = \"mtls\";\n  loopbak = \"plain\";\n};\n",
      "3: outbound: unknown key \"loopbak\"; valid keys: loopback, default, rules"},
     {"inbound = { ports = 443; };\n",
@@ -377,6 +402,9 @@ static const struct {
     {"handshake_timeout_ms = -1;\n",
      "1: handshake_timeout_ms: -1 is out of range; valid values: 100 .. 600000"},
     {"agent_wait_ms = -1;\n", "1: agent_wait_ms: -1 is out of range; valid values: 0 .. 600000"},
+    {"resumption_s = 86401;\n", "1: resumption_s: 86401 is out of range; valid values: 0 .. 86400"},
+    {"resumption_s = \"10m\";\n",
+     "1: resumption_s: expected an integer (0 .. 86400), got a string"},
     {"handshake_timeout_ms = 10.5;\n", "1: handshake_timeout_ms: expected an integer (100 .. "
                                        "600000), got a floating-point number"},
     {"agent_timeout_ms = \"5000\";\n",
@@ -796,7 +824,8 @@ static void test_mt_config_describe_text_is_the_documented_form(void **state)
                               "handshake_timeout_ms = 10000;\n"
                               "detect_timeout_ms = 10000;\n"
                               "agent_timeout_ms = 5000;\n"
-                              "agent_wait_ms = 5000;\n");
+                              "agent_wait_ms = 5000;\n"
+                              "resumption_s = 600;\n");
 }
 
 static void test_mt_config_describe_small_buffer_is_cut_and_terminated(void **state)
@@ -1135,7 +1164,8 @@ static void test_mt_config_describe_rules_text_is_the_documented_form(void **sta
         "handshake_timeout_ms = 10000;\n"
         "detect_timeout_ms = 2500;\n"
         "agent_timeout_ms = 5000;\n"
-        "agent_wait_ms = 5000;\n");
+        "agent_wait_ms = 5000;\n"
+        "resumption_s = 600;\n");
 }
 
 #define TEST(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -1144,6 +1174,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         TEST(test_mt_config_load_file_agent_wait_zero_and_bounds_accepted),
+        TEST(test_mt_config_load_file_resumption_zero_and_maximum_accepted),
         TEST(test_mt_config_set_defaults_values_match_the_documentation),
         TEST(test_mt_config_load_file_every_key_sets_its_field),
         TEST(test_mt_config_load_file_log_levels_each_parse),

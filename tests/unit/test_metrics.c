@@ -228,10 +228,10 @@ static void test_connection_close_slot_reused_counts_once(void **state)
 
 static void test_handshake_outcomes_histogram_and_reasons(void **state)
 {
-    mt_metrics_handshake(true, 1500, NULL);     /* bucket 0.002 */
-    mt_metrics_handshake(true, 20000000, NULL); /* +Inf */
-    mt_metrics_handshake(false, 0, "peer did not speak TLS");
-    mt_metrics_handshake(false, 0, "something new");
+    mt_metrics_handshake(true, 1500, false, NULL);    /* bucket 0.002 */
+    mt_metrics_handshake(true, 20000000, true, NULL); /* +Inf, resumed */
+    mt_metrics_handshake(false, 0, false, "peer did not speak TLS");
+    mt_metrics_handshake(false, 0, false, "something new");
     mt_metrics_authz(false, 1005, "spiffe://td/intruder");
     mt_metrics_authz(true, 1005, "spiffe://td/friend");
     mt_metrics_identity(1700000000, false);
@@ -244,6 +244,8 @@ static void test_handshake_outcomes_histogram_and_reasons(void **state)
     assert_int_equal(inbound->buckets[1], 1);
     assert_int_equal(inbound->buckets[MT_METRICS_BUCKET_COUNT], 1);
     assert_int_equal(inbound->success_count, 2);
+    assert_int_equal(inbound->resumed_count, 1);
+    assert_int_equal(outbound->resumed_count, 0);
     assert_int_equal(inbound->duration_sum_us, 20001500);
     assert_int_equal(outbound->failures[MT_METRICS_FAILURE_NOT_TLS], 1);
     assert_int_equal(outbound->failures[MT_METRICS_FAILURE_OTHER], 1);
@@ -262,6 +264,9 @@ static void test_handshake_outcomes_histogram_and_reasons(void **state)
     assert_non_null(strstr(text.data, ",direction=\"inbound\",le=\"0.002\"} 1\n"));
     assert_non_null(strstr(text.data, ",direction=\"inbound\",le=\"+Inf\"} 2\n"));
     assert_non_null(strstr(text.data, ",direction=\"outbound\",reason=\"not_tls\"} 1\n"));
+    assert_non_null(strstr(text.data, "# TYPE handshakes_resumed_total counter\n"));
+    assert_non_null(strstr(text.data, "handshakes_resumed_total{pid="));
+    assert_non_null(strstr(text.data, ",direction=\"inbound\"} 1\n"));
     assert_non_null(strstr(text.data, ",port=\"1005\",peer_id=\"spiffe://td/intruder\"} 1\n"));
     assert_non_null(strstr(text.data, "identity_cert_expiration_timestamp_seconds{pid="));
     mt_metrics_text_free(&text);

@@ -1,0 +1,195 @@
+/*
+ * Tests for tls/resumption.c's tickets: a sealed ticket opens to the identity and expiry it was
+ * sealed with, and to nothing once anything about it changed: a flipped bit in the body, the name,
+ * the IV or the tag; two tickets' names swapped (a client taking over another's binding); another
+ * context's key (rotation); a past expiry; a slot reused by newer tickets.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "tls/resumption.h"
+#include "util/sys.h"
+
+/* wolfSSL's ticket body is an InternalTicket; its size does not matter here. */
+#define BODY_SIZE 96
+
+struct ticket {
+    unsigned char name[WOLFSSL_TICKET_NAME_SZ];
+    unsigned char iv[WOLFSSL_TICKET_IV_SZ];
+    unsigned char mac[WOLFSSL_TICKET_MAC_SZ];
+    unsigned char body[BODY_SIZE];
+};
+
+static const char id_a[] = "spiffe://example.org/ns/a";
+static const char id_b[] = "spiffe://example.org/ns/b";
+
+static struct mt_tls_resumption *make(void)
+{
+    struct mt_tls_resumption *resumption = NULL;
+    assert_true(mt_result_is_ok(mt_tls_resumption_new(600, &resumption)));
+    assert_non_null(resumption);
+    return resumption;
+}
+
+static void seal(struct mt_tls_resumption *resumption, const char *id, long long expires_ms,
+                 struct ticket *ticket)
+{
+    for (size_t i = 0; i < BODY_SIZE; i++)
+        ticket->body[i] = (unsigned char)(i * 7 + 1);
+    assert_true(mt_tls_ticket_seal(resumption, id, expires_ms, ticket->name, ticket->iv,
+                                   ticket->mac, ticket->body, BODY_SIZE));
+}
+
+/* Opens a copy, so that the ticket can be opened again. */
+static bool open_copy(struct mt_tls_resumption *resumption, const struct ticket *ticket, char *id,
+                      long long *expires_ms)
+{
+    struct ticket copy = *ticket;
+    bool opened = mt_tls_ticket_open(resumption, copy.name, copy.iv, copy.mac, copy.body, BODY_SIZE,
+                                     id, 256, expires_ms);
+    if (opened)
+        for (size_t i = 0; i < BODY_SIZE; i++)
+            assert_int_equal(copy.body[i], (unsigned char)(i * 7 + 1));
+    return opened;
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    struct mt_tls_resumption *resumption = make();
+    long long expires = mt_sys_now_ms() + 60000;
+    struct ticket ticket;
+    seal(resumption, id_a, expires, &ticket);
+    assert_int_not_equal(ticket.body[0], 1); /* encrypted */
+    char id[256];
+    long long expires_ms = 0;
+    assert_true(open_copy(resumption, &ticket, id, &expires_ms));
+    assert_string_equal(id, id_a);
+    assert_int_equal(expires_ms, expires);
+    mt_tls_resumption_free(resumption);
+}
+
+static void test_any_flipped_bit_refuses(void **state)
+{
+    (void)state;
+    struct mt_tls_resumption *resumption = make();
+    struct ticket ticket;
+    seal(resumption, id_a, mt_sys_now_ms() + 60000, &ticket);
+    char id[256];
+    long long expires_ms;
+    unsigned char *bytes = (unsigned char *)&ticket;
+    size_t tag_end = offsetof(struct ticket, mac) + 16; /* the GCM tag; the rest is unused */
+    for (size_t i = 0; i < sizeof(ticket); i++) {
+        if (i >= tag_end && i < offsetof(struct ticket, body))
+            continue;
+        if (i >= offsetof(struct ticket, iv) + 12 && i < offsetof(struct ticket, mac))
+            continue; /* the IV's last 4 bytes are not used by the 96-bit GCM nonce */
+        bytes[i] ^= 0x10;
+        assert_false(open_copy(resumption, &ticket, id, &expires_ms));
+        bytes[i] ^= 0x10;
+    }
+    assert_true(open_copy(resumption, &ticket, id, &expires_ms));
+    mt_tls_resumption_free(resumption);
+}
+
+static void test_swapped_names_refuse(void **state)
+{
+    (void)state;
+    struct mt_tls_resumption *resumption = make();
+    struct ticket a;
+    struct ticket b;
+    seal(resumption, id_a, mt_sys_now_ms() + 60000, &a);
+    seal(resumption, id_b, mt_sys_now_ms() + 60000, &b);
+    /* b's holder points its ticket at a's binding: the name is authenticated data. */
+    memcpy(b.name, a.name, sizeof(b.name));
+    char id[256];
+    long long expires_ms;
+    assert_false(open_copy(resumption, &b, id, &expires_ms));
+    assert_true(open_copy(resumption, &a, id, &expires_ms));
+    assert_string_equal(id, id_a);
+    mt_tls_resumption_free(resumption);
+}
+
+static void test_other_context_refuses(void **state)
+{
+    (void)state;
+    struct mt_tls_resumption *old = make();
+    struct mt_tls_resumption *rotated = make();
+    struct ticket ticket;
+    seal(old, id_a, mt_sys_now_ms() + 60000, &ticket);
+    /* Occupy the same slot in the new context, so that only the key differs. */
+    struct ticket other;
+    seal(rotated, id_a, mt_sys_now_ms() + 60000, &other);
+    char id[256];
+    long long expires_ms;
+    assert_false(open_copy(rotated, &ticket, id, &expires_ms));
+    mt_tls_resumption_free(old);
+    mt_tls_resumption_free(rotated);
+}
+
+static void test_expired_refuses(void **state)
+{
+    (void)state;
+    struct mt_tls_resumption *resumption = make();
+    struct ticket ticket;
+    seal(resumption, id_a, mt_sys_now_ms() - 1, &ticket);
+    char id[256];
+    long long expires_ms;
+    assert_false(open_copy(resumption, &ticket, id, &expires_ms));
+    mt_tls_resumption_free(resumption);
+}
+
+static void test_reused_slot_refuses(void **state)
+{
+    (void)state;
+    struct mt_tls_resumption *resumption = make();
+    struct ticket first;
+    seal(resumption, id_a, mt_sys_now_ms() + 60000, &first);
+    struct ticket later;
+    char id[256];
+    long long expires_ms;
+    size_t issued = 1;
+    /* Newer tickets until one takes the first one's slot. */
+    do {
+        seal(resumption, id_b, mt_sys_now_ms() + 60000, &later);
+        issued++;
+    } while (memcmp(later.name, first.name, 4) != 0 && issued < 100000);
+    assert_true(issued > 1 && issued < 100000);
+    assert_false(open_copy(resumption, &first, id, &expires_ms));
+    assert_true(open_copy(resumption, &later, id, &expires_ms));
+    assert_string_equal(id, id_b);
+    mt_tls_resumption_free(resumption);
+}
+
+static void test_no_identity_no_ticket(void **state)
+{
+    (void)state;
+    struct mt_tls_resumption *resumption = make();
+    struct ticket ticket;
+    assert_false(mt_tls_ticket_seal(resumption, NULL, mt_sys_now_ms() + 60000, ticket.name,
+                                    ticket.iv, ticket.mac, ticket.body, BODY_SIZE));
+    assert_false(mt_tls_ticket_seal(resumption, "", mt_sys_now_ms() + 60000, ticket.name, ticket.iv,
+                                    ticket.mac, ticket.body, BODY_SIZE));
+    struct mt_tls_resumption *none = NULL;
+    assert_false(mt_result_is_ok(mt_tls_resumption_new(0, &none)));
+    mt_tls_resumption_free(resumption);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_any_flipped_bit_refuses),
+        cmocka_unit_test(test_swapped_names_refuse),
+        cmocka_unit_test(test_other_context_refuses),
+        cmocka_unit_test(test_expired_refuses),
+        cmocka_unit_test(test_reused_slot_refuses),
+        cmocka_unit_test(test_no_identity_no_ticket),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -30,29 +30,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loopback.h"
+
 #define REQUEST_SIZE 64
 
 static void die(const char *what)
 {
     fprintf(stderr, "bench_net: %s: %s\n", what, strerror(errno));
     exit(1);
-}
-
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static struct sockaddr_in loopback(int port)
-{
-    struct sockaddr_in address;
-    memset(&address, 0, sizeof(address));
-    address.sin_family = AF_INET;
-    address.sin_port = htons((unsigned short)port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return address;
 }
 
 static bool read_exact(int fd, char *buffer, size_t length)
@@ -95,21 +80,6 @@ static int listen_on(int port)
         die("bind");
     if (listen(fd, 4096) != 0)
         die("listen");
-    return fd;
-}
-
-static int connect_to(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct sockaddr_in address = loopback(port);
-    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
-        close(fd);
-        return -1;
-    }
     return fd;
 }
 

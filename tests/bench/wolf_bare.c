@@ -35,6 +35,8 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "loopback.h"
+
 #define REQUEST_SIZE 64
 
 static const char suites[] =
@@ -45,13 +47,6 @@ struct options {
     bool tcp;
     bool resume;
 };
-
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static void die(const char *what)
 {
@@ -176,16 +171,6 @@ static bool socketpair_connection(WOLFSSL_CTX *client_ctx, WOLFSSL_CTX *server_c
 
 /* ---- two processes, TCP ---------------------------------------------------------------------- */
 
-static struct sockaddr_in loopback(int port)
-{
-    struct sockaddr_in address;
-    memset(&address, 0, sizeof(address));
-    address.sin_family = AF_INET;
-    address.sin_port = htons((unsigned short)port);
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return address;
-}
-
 /* As bench_net's listen_on, on a port the kernel picks. */
 static int listen_any(int *port)
 {
@@ -200,22 +185,6 @@ static int listen_any(int *port)
         getsockname(fd, (struct sockaddr *)&address, &length) != 0)
         die("listening on 127.0.0.1");
     *port = ntohs(address.sin_port);
-    return fd;
-}
-
-/* As bench_net's connect_to. */
-static int connect_to(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct sockaddr_in address = loopback(port);
-    if (connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
-        close(fd);
-        return -1;
-    }
     return fd;
 }
 

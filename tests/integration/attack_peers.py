@@ -8,10 +8,11 @@ Programs (run by the test):
       "listening" once all are bound. Per connection: one recv(), then the reply
       "<SECRET> <bytes received>\\n", close. Whatever reaches the application is answered with
       the secret, so an attacker that gets any application byte gets the secret.
-  attack_peers.py probe
+  attack_peers.py probe [PAUSE]
       Run under `meshtls run`: a long-lived client reading one port per line on stdin. For each,
       it connects to 127.0.0.1:PORT, sends "hello\\n", reads the answer and prints
-      "PORT ok HEX" or "PORT fail ERROR". Long-lived, so that its metrics stay readable.
+      "PORT ok HEX" or "PORT fail ERROR". Long-lived, so that its metrics stay readable (and its
+      sessions kept); PAUSE seconds between two connections (default 0).
   attack_peers.py agent-request SOCKET
       Run as another user: a CSR (DER) on stdin, sent to the agent as an SVID_REQUEST, then an
       ID_REQUEST; prints one JSON object with what the agent answered to each.
@@ -64,8 +65,10 @@ def serve(secret, ports):
     accept_loop(listeners[0])
 
 
-def probe():
-    for line in sys.stdin:
+def probe(pause=0.0):
+    for number, line in enumerate(sys.stdin):
+        if number:
+            time.sleep(pause)
         port = int(line)
         try:
             with socket.create_connection((HOST, port), timeout=10) as connection:
@@ -306,7 +309,7 @@ def main():
     if command == "serve":
         serve(sys.argv[2], [int(p) for p in sys.argv[3:]])
     elif command == "probe":
-        probe()
+        probe(float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
     elif command == "agent-request":
         agent_request(sys.argv[2])
     else:

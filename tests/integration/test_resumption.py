@@ -82,16 +82,27 @@ def start_probe(mesh, name, config, ports, pause=0.0):
     lines = os.path.join(mesh.dir, f"{name}.in")
     with open(lines, "w") as f:
         f.write("".join(f"{port}\n" for port in ports))
-    argv = [PYTHON, "-c", PROBE_WITH_PAUSE, PEERS, str(pause)]
+    argv = [PYTHON, PEERS, "probe", str(pause)]
     with open(lines) as stdin:
         return mesh.meshed(name, argv, config=config, stdin=stdin)
 
 
+def answers(client):
+    """The prober's lines as "PORT ok TEXT" (attack_peers prints the answer in hex)."""
+    lines = []
+    for line in client.stdout().decode().splitlines():
+        port, verdict, rest = (line.split(" ", 2) + ["", ""])[:3]
+        if verdict == "ok":
+            rest = bytes.fromhex(rest).decode(errors="replace").strip()
+        lines.append(f"{port} {verdict} {rest}")
+    return lines
+
+
 def probe(mesh, name, config, ports, pause=0.0):
-    """start_probe, to the end; returns the process and its output lines."""
+    """start_probe, to the end; returns the process and its answers."""
     client = start_probe(mesh, name, config, ports, pause)
     check(client.wait(60) == 0, f"{name} failed:\n{client.stderr()}")
-    return client, client.stdout().decode().splitlines()
+    return client, answers(client)
 
 
 def start_server(mesh, name, config, secret, ports):
@@ -101,29 +112,6 @@ def start_server(mesh, name, config, secret, ports):
              20, f"{name} to listen")
     check(server.popen.poll() is None, f"{name} exited:\n{server.stderr()}")
     return server
-
-
-# attack_peers.probe, pausing between connections (to let a session expire).
-PROBE_WITH_PAUSE = """
-import socket, sys, time
-pause = float(sys.argv[2])
-for number, line in enumerate(sys.stdin):
-    if number:
-        time.sleep(pause)
-    port = int(line)
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-            connection.sendall(b"hello\\n")
-            data = b""
-            while not data.endswith(b"\\n"):
-                chunk = connection.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        print(f"{port} ok {data.decode(errors='replace').strip()}", flush=True)
-    except OSError as error:
-        print(f"{port} fail {error}", flush=True)
-"""
 
 
 def client_context(certificate):
@@ -288,7 +276,7 @@ def test():
         first.stop()
         second = start_server(mesh, "server-restart-2", restart_config, secret, [restart_port])
         check(client.wait(60) == 0, f"client-restart failed:\n{client.stderr()}")
-        lines = client.stdout().decode().splitlines()
+        lines = answers(client)
         check(len(lines) == 3 and all(f"ok {secret}" in line for line in lines),
               f"client-restart was not served every time: {lines}")
         wait_for(lambda: len(relay_restart.client_bytes) == 3, 10, "three relayed connections")

@@ -74,6 +74,8 @@ struct mt_tls_session {
     char *peer_id; /* allocated by the verify callback: NULL before verification */
     /* What the socket has not taken yet of close_notify (see keep_after_shutdown). */
     unsigned char *unsent_alert;
+    /* A server's NewSessionTicket, held to leave with the first bytes sent after it. */
+    unsigned char *held_ticket;
     /* Resumption: how long what the handshake proved is trusted (resumption.h). */
     long long trusted_until_ms;
     uint64_t offered_ticket; /* a client's offered ticket, hashed: not a new one */
@@ -96,6 +98,7 @@ struct mt_tls_session {
     bool first_byte_not_tls;
     bool transport_eof;
     uint16_t unsent_alert_length;
+    uint16_t held_ticket_length;
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -294,21 +297,71 @@ static int keep_after_shutdown(struct mt_tls_session *session, const char *buffe
     return size;
 }
 
+/*
+ * A server's NewSessionTicket (what wolfSSL sends once the client's Finished is in) is held and
+ * leaves in one send with the next record, the application's first bytes. Sent alone it would
+ * wake the client's poller with nothing to read: programs such as wrk count the EAGAIN that
+ * follows readiness as a read error (test_real_nginx). Sent alone it would also be the small
+ * segment in flight that makes Nagle hold a server-speaks-first greeting until the client's
+ * delayed ACK (test_handshake_flights). A server that never writes never sends its ticket:
+ * its clients do full handshakes.
+ */
+static int hold_ticket(struct mt_tls_session *session, const char *buffer, int size)
+{
+    size_t length = session->held_ticket_length + (size_t)size;
+    unsigned char *held = length <= UINT16_MAX ? realloc(session->held_ticket, length) : NULL;
+    if (held == NULL) {
+        ssize_t n = send_now(session->fd, buffer, (size_t)size, session->send_flags);
+        return n >= 0 ? (int)n : send_failure(session);
+    }
+    memcpy(held + session->held_ticket_length, buffer, (size_t)size);
+    session->held_ticket = held;
+    session->held_ticket_length = (uint16_t)length;
+    return size;
+}
+
+static void drop_ticket(struct mt_tls_session *session)
+{
+    free(session->held_ticket);
+    session->held_ticket = NULL;
+    session->held_ticket_length = 0;
+}
+
+/* The held ticket, then buffer, in one send; returns what was sent of buffer, as io_send. */
+static int send_after_ticket(struct mt_tls_session *session, const char *buffer, int size)
+{
+    size_t ticket = session->held_ticket_length;
+    unsigned char *both = malloc(ticket + (size_t)size);
+    if (both == NULL) {
+        errno = ENOMEM;
+        return send_failure(session);
+    }
+    memcpy(both, session->held_ticket, ticket);
+    memcpy(both + ticket, buffer, (size_t)size);
+    ssize_t n = send_now(session->fd, both, ticket + (size_t)size, session->send_flags);
+    free(both);
+    if (n < 0)
+        return send_failure(session);
+    if ((size_t)n < ticket) {
+        /* Part of the ticket went: keep the rest in front of the record. */
+        session->held_ticket_length = (uint16_t)(ticket - (size_t)n);
+        memmove(session->held_ticket, session->held_ticket + n, session->held_ticket_length);
+        return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    }
+    drop_ticket(session);
+    return (size_t)n == ticket ? WOLFSSL_CBIO_ERR_WANT_WRITE : (int)((size_t)n - ticket);
+}
+
 static int io_send(WOLFSSL *ssl, char *buffer, int size, void *user)
 {
     struct mt_tls_session *session = user;
     if (session->shutdown_sent)
         return keep_after_shutdown(session, buffer, size);
-    int flags = session->send_flags;
-    /*
-     * A server's NewSessionTicket, sent once the client's Finished is in: held back (MSG_MORE)
-     * to leave with the application's first bytes. Sent alone, it is a small segment in flight
-     * when a server-speaks-first greeting follows, and Nagle holds the greeting until the
-     * client's delayed ACK (test_handshake_flights). The kernel sends it within 200 ms anyway.
-     */
     if (!session->handshake_done && wolfSSL_is_init_finished(ssl) && wolfSSL_is_server(ssl))
-        flags |= MSG_MORE;
-    ssize_t n = send_now(session->fd, buffer, (size_t)size, flags);
+        return hold_ticket(session, buffer, size);
+    if (session->held_ticket_length > 0)
+        return send_after_ticket(session, buffer, size);
+    ssize_t n = send_now(session->fd, buffer, (size_t)size, session->send_flags);
     return n >= 0 ? (int)n : send_failure(session);
 }
 
@@ -793,6 +846,7 @@ void mt_tls_session_free(struct mt_tls_session *session)
         keep_ticket(session);
     free(session->ahead);
     free(session->unsent_alert);
+    free(session->held_ticket);
     wolfSSL_free(session->ssl);
     mt_tls_context_release(session->context);
     free(session->reason);
@@ -1000,6 +1054,7 @@ enum mt_tls_status mt_tls_shutdown(struct mt_tls_session *session)
     if (!session->handshake_done)
         return MT_TLS_OK;
     if (!session->shutdown_sent) {
+        drop_ticket(session);          /* ending before it wrote anything: this client gets none */
         session->shutdown_sent = true; /* io_send now keeps what the socket does not take */
         int ret = wolfSSL_shutdown(session->ssl);
         if (ret != WOLFSSL_SUCCESS && ret != WOLFSSL_SHUTDOWN_NOT_DONE) {

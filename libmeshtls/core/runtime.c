@@ -211,6 +211,7 @@ struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size)
 void mt_runtime_after_fork_child(void)
 {
     pthread_mutex_init(&context_lock, NULL);
+    mt_tls_after_fork_child();
     /* The parent owns the reply to a renewal under way; the child asks again if it needs to. */
     mt_identity_request_free(renewal);
     renewal = NULL;

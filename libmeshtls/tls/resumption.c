@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
@@ -32,6 +33,7 @@ struct ticket_slot {
     unsigned char name[WOLFSSL_TICKET_NAME_SZ]; /* slot index (4 bytes), then random */
     char *peer_id;                              /* NULL: free */
     long long expires_ms;
+    size_t length; /* the sealed body's: a ticket claiming another length is not opened */
 };
 
 struct client_session {
@@ -50,13 +52,32 @@ struct ticket_key {
 
 struct mt_tls_resumption {
     unsigned lifetime_s;
-    pthread_mutex_t ticket_lock; /* ticket_key, slots, next_slot */
-    struct ticket_key *ticket_key;
+    struct ticket_key *ticket_key; /* ticket_key, slots, next_slot: under ticket_lock */
     struct ticket_slot *slots;
     uint32_t next_slot;
-    pthread_mutex_t client_lock; /* clients */
-    struct client_session clients[CLIENT_SESSIONS];
+    struct client_session clients[CLIENT_SESSIONS]; /* under client_lock */
 };
+
+/*
+ * One lock for every context's tickets, one for every context's kept sessions: contexts are a
+ * few per process (the current one, and older ones until their last connection closes), and a
+ * fork child must be able to re-create them (mt_tls_resumption_after_fork_child).
+ */
+static pthread_mutex_t ticket_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t client_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void mt_tls_resumption_after_fork_child(void)
+{
+    pthread_mutex_init(&ticket_lock, NULL);
+    pthread_mutex_init(&client_lock, NULL);
+}
+
+long long mt_tls_resumption_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_BOOTTIME, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
 
 static bool random_bytes(void *buffer, size_t length)
 {
@@ -80,8 +101,6 @@ MT_RESULT mt_tls_resumption_new(unsigned lifetime_s, struct mt_tls_resumption **
     struct mt_tls_resumption *resumption = calloc(1, sizeof(*resumption));
     MT_ENSURE(resumption != NULL, MT_ERR_NO_MEMORY);
     resumption->lifetime_s = lifetime_s;
-    pthread_mutex_init(&resumption->ticket_lock, NULL);
-    pthread_mutex_init(&resumption->client_lock, NULL);
 
     mt_result result = mt_secret_alloc(sizeof(struct ticket_key), (void **)&resumption->ticket_key);
     if (mt_result_is_ok(result)) {
@@ -119,8 +138,6 @@ void mt_tls_resumption_free(struct mt_tls_resumption *resumption)
         wolfSSL_SESSION_free(resumption->clients[i].session);
         free(resumption->clients[i].peer_id);
     }
-    pthread_mutex_destroy(&resumption->ticket_lock);
-    pthread_mutex_destroy(&resumption->client_lock);
     free(resumption);
 }
 
@@ -138,8 +155,27 @@ static uint32_t slot_index(const unsigned char name[WOLFSSL_TICKET_NAME_SZ])
            TICKET_SLOTS;
 }
 
+/* With ticket_lock held: the slot a resumed connection's new ticket takes (its ticket's own,
+ * while it still binds the same), or the oldest one. */
+static struct ticket_slot *slot_for(struct mt_tls_resumption *resumption,
+                                    const unsigned char *renewed, bool *reused)
+{
+    if (renewed != NULL) {
+        struct ticket_slot *slot = &resumption->slots[slot_index(renewed)];
+        if (slot->peer_id != NULL && memcmp(slot->name, renewed, WOLFSSL_TICKET_NAME_SZ) == 0) {
+            *reused = true;
+            return slot;
+        }
+    }
+    *reused = false;
+    uint32_t index = resumption->next_slot;
+    resumption->next_slot = (index + 1) % TICKET_SLOTS;
+    return &resumption->slots[index];
+}
+
 bool mt_tls_ticket_seal(struct mt_tls_resumption *resumption, const char *peer_id,
-                        long long expires_ms, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                        long long expires_ms, const unsigned char *renewed,
+                        unsigned char name[WOLFSSL_TICKET_NAME_SZ],
                         unsigned char iv[WOLFSSL_TICKET_IV_SZ],
                         unsigned char mac[WOLFSSL_TICKET_MAC_SZ], unsigned char *ticket,
                         size_t length)
@@ -150,34 +186,44 @@ bool mt_tls_ticket_seal(struct mt_tls_resumption *resumption, const char *peer_i
     if (bound == NULL)
         return false;
     bool sealed = false;
-    pthread_mutex_lock(&resumption->ticket_lock);
+    pthread_mutex_lock(&ticket_lock);
     if (resumption->slots == NULL)
         resumption->slots = calloc(TICKET_SLOTS, sizeof(*resumption->slots));
     if (resumption->slots == NULL)
         goto out;
-    uint32_t index = resumption->next_slot;
-    resumption->next_slot = (index + 1) % TICKET_SLOTS;
-    name[0] = (unsigned char)(index >> 24);
-    name[1] = (unsigned char)(index >> 16);
-    name[2] = (unsigned char)(index >> 8);
-    name[3] = (unsigned char)index;
+    bool reused = false;
+    struct ticket_slot *slot = slot_for(resumption, renewed, &reused);
     memset(iv, 0, WOLFSSL_TICKET_IV_SZ);
     memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
-    if (!random_bytes(name + 4, WOLFSSL_TICKET_NAME_SZ - 4) || !random_bytes(iv, GCM_NONCE_SIZE))
+    if (reused) {
+        memcpy(name, slot->name, WOLFSSL_TICKET_NAME_SZ);
+    } else {
+        uint32_t index = (uint32_t)(slot - resumption->slots);
+        name[0] = (unsigned char)(index >> 24);
+        name[1] = (unsigned char)(index >> 16);
+        name[2] = (unsigned char)(index >> 8);
+        name[3] = (unsigned char)index;
+        if (!random_bytes(name + 4, WOLFSSL_TICKET_NAME_SZ - 4))
+            goto out;
+    }
+    if (!random_bytes(iv, GCM_NONCE_SIZE))
         goto out;
     /* The name is authenticated: a ticket cannot be moved to another client's binding. */
     if (wc_AesGcmEncrypt(&resumption->ticket_key->aes, ticket, ticket, (word32)length, iv,
                          GCM_NONCE_SIZE, mac, GCM_TAG_SIZE, name, WOLFSSL_TICKET_NAME_SZ) != 0)
         goto out;
-    struct ticket_slot *slot = &resumption->slots[index];
-    free(slot->peer_id); /* the oldest ticket is forgotten */
-    memcpy(slot->name, name, WOLFSSL_TICKET_NAME_SZ);
-    slot->peer_id = bound;
-    slot->expires_ms = expires_ms;
-    bound = NULL;
+    if (!reused) {
+        free(slot->peer_id); /* the oldest ticket is forgotten */
+        memcpy(slot->name, name, WOLFSSL_TICKET_NAME_SZ);
+        slot->peer_id = bound;
+        slot->expires_ms = expires_ms;
+        bound = NULL;
+    }
+    /* A renewed slot keeps its binding and expiry: the same client, the same full handshake. */
+    slot->length = length;
     sealed = true;
 out:
-    pthread_mutex_unlock(&resumption->ticket_lock);
+    pthread_mutex_unlock(&ticket_lock);
     free(bound);
     return sealed;
 }
@@ -191,12 +237,13 @@ bool mt_tls_ticket_open(struct mt_tls_resumption *resumption,
     if (length > UINT32_MAX || capacity == 0)
         return false;
     bool opened = false;
-    pthread_mutex_lock(&resumption->ticket_lock);
+    pthread_mutex_lock(&ticket_lock);
     const struct ticket_slot *slot =
         resumption->slots != NULL ? &resumption->slots[slot_index(name)] : NULL;
-    if (slot == NULL || slot->peer_id == NULL ||
+    /* The length comes from the ticket, unauthenticated: the tag lies that far in. */
+    if (slot == NULL || slot->peer_id == NULL || slot->length != length ||
         memcmp(slot->name, name, WOLFSSL_TICKET_NAME_SZ) != 0 ||
-        mt_sys_now_ms() >= slot->expires_ms || strlen(slot->peer_id) >= capacity)
+        mt_tls_resumption_now_ms() >= slot->expires_ms || strlen(slot->peer_id) >= capacity)
         goto out;
     if (wc_AesGcmDecrypt(&resumption->ticket_key->aes, ticket, ticket, (word32)length, iv,
                          GCM_NONCE_SIZE, mac, GCM_TAG_SIZE, name, WOLFSSL_TICKET_NAME_SZ) != 0)
@@ -205,7 +252,7 @@ bool mt_tls_ticket_open(struct mt_tls_resumption *resumption,
     *expires_ms = slot->expires_ms;
     opened = true;
 out:
-    pthread_mutex_unlock(&resumption->ticket_lock);
+    pthread_mutex_unlock(&ticket_lock);
     return opened;
 }
 
@@ -261,8 +308,8 @@ void mt_tls_client_keep(struct mt_tls_resumption *resumption, const unsigned cha
         free(id);
         return;
     }
-    long long now = mt_sys_now_ms();
-    pthread_mutex_lock(&resumption->client_lock);
+    long long now = mt_tls_resumption_now_ms();
+    pthread_mutex_lock(&client_lock);
     struct client_session *entry = client_find(resumption, destination, destination_length);
     if (entry == NULL)
         entry = client_slot(resumption, now);
@@ -273,7 +320,7 @@ void mt_tls_client_keep(struct mt_tls_resumption *resumption, const unsigned cha
     entry->peer_id = id;
     entry->expires_ms = expires_ms;
     entry->used_ms = now;
-    pthread_mutex_unlock(&resumption->client_lock);
+    pthread_mutex_unlock(&client_lock);
 }
 
 bool mt_tls_client_offer(struct mt_tls_resumption *resumption, const unsigned char *destination,
@@ -282,8 +329,8 @@ bool mt_tls_client_offer(struct mt_tls_resumption *resumption, const unsigned ch
                          char *peer_id, size_t capacity, long long *expires_ms)
 {
     bool offered = false;
-    long long now = mt_sys_now_ms();
-    pthread_mutex_lock(&resumption->client_lock);
+    long long now = mt_tls_resumption_now_ms();
+    pthread_mutex_lock(&client_lock);
     struct client_session *entry = client_find(resumption, destination, destination_length);
     if (entry == NULL)
         goto out;
@@ -302,16 +349,16 @@ bool mt_tls_client_offer(struct mt_tls_resumption *resumption, const unsigned ch
     entry->used_ms = now;
     offered = true;
 out:
-    pthread_mutex_unlock(&resumption->client_lock);
+    pthread_mutex_unlock(&client_lock);
     return offered;
 }
 
 void mt_tls_client_forget(struct mt_tls_resumption *resumption, const unsigned char *destination,
                           size_t destination_length)
 {
-    pthread_mutex_lock(&resumption->client_lock);
+    pthread_mutex_lock(&client_lock);
     struct client_session *entry = client_find(resumption, destination, destination_length);
     if (entry != NULL)
         client_clear(entry);
-    pthread_mutex_unlock(&resumption->client_lock);
+    pthread_mutex_unlock(&client_lock);
 }

@@ -20,7 +20,7 @@
  * lifetime, the peer's certificate's notAfter, our own certificate's notAfter. A resumed
  * connection inherits it: resuming never extends how long one full handshake is trusted.
  *
- * Thread-safe: one mutex per table.
+ * Thread-safe: one mutex for every context's tickets, one for their kept sessions.
  */
 #ifndef MT_TLS_RESUMPTION_H
 #define MT_TLS_RESUMPTION_H
@@ -37,6 +37,12 @@
 
 struct mt_tls_resumption;
 
+/* The clock expiries are kept on: milliseconds, counting time suspended (CLOCK_BOOTTIME). */
+long long mt_tls_resumption_now_ms(void);
+
+/* In a fork child: the tables' locks, which another thread of the parent may have held. */
+void mt_tls_resumption_after_fork_child(void);
+
 /* Server ticket keys and client table for a context; lifetime_s > 0. */
 MT_RESULT mt_tls_resumption_new(unsigned lifetime_s, struct mt_tls_resumption **resumption);
 void mt_tls_resumption_free(struct mt_tls_resumption *resumption);
@@ -46,11 +52,14 @@ unsigned mt_tls_resumption_lifetime(const struct mt_tls_resumption *resumption);
 
 /*
  * Seals wolfSSL's ticket body (length bytes, in place) for a client proven to be peer_id, trusted
- * until expires_ms (mt_sys_now_ms clock). Fills name, iv and mac as wolfSSL's ticket callback
- * expects. False when the ticket cannot be made (wolfSSL then sends none).
+ * until expires_ms (mt_tls_resumption_now_ms clock). Fills name, iv and mac as wolfSSL's ticket
+ * callback expects. renewed: on a resumed connection, the name of the ticket it resumed; the new
+ * ticket takes that ticket's slot while the slot still binds it (resumptions do not evict other
+ * clients' tickets). False when the ticket cannot be made.
  */
 bool mt_tls_ticket_seal(struct mt_tls_resumption *resumption, const char *peer_id,
-                        long long expires_ms, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+                        long long expires_ms, const unsigned char *renewed,
+                        unsigned char name[WOLFSSL_TICKET_NAME_SZ],
                         unsigned char iv[WOLFSSL_TICKET_IV_SZ],
                         unsigned char mac[WOLFSSL_TICKET_MAC_SZ], unsigned char *ticket,
                         size_t length);

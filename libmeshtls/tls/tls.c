@@ -79,7 +79,8 @@ struct mt_tls_session {
     /* Resumption: how long what the handshake proved is trusted (resumption.h). */
     long long trusted_until_ms;
     uint64_t offered_ticket; /* a client's offered ticket, hashed: not a new one */
-    unsigned char destination[MT_TLS_DESTINATION_MAX]; /* a client's: where sessions are kept */
+    unsigned char opened_ticket[WOLFSSL_TICKET_NAME_SZ]; /* a server's: the one it resumes */
+    unsigned char destination[MT_TLS_DESTINATION_MAX];   /* a client's: where sessions are kept */
     uint8_t destination_length;
     bool verified;      /* the peer's certificate passed verify_peer in this handshake */
     bool ticket_opened; /* a server: a ticket of ours bound the peer's ID (it may resume) */
@@ -107,6 +108,11 @@ static int global_init_status = WOLFSSL_FAILURE;
 static void global_init(void)
 {
     global_init_status = wolfSSL_Init();
+}
+
+void mt_tls_after_fork_child(void)
+{
+    mt_tls_resumption_after_fork_child();
 }
 
 MT_RESULT mt_tls_global_init(void)
@@ -310,6 +316,10 @@ static int hold_ticket(struct mt_tls_session *session, const char *buffer, int s
 {
     size_t length = session->held_ticket_length + (size_t)size;
     unsigned char *held = length <= UINT16_MAX ? realloc(session->held_ticket, length) : NULL;
+    if (held == NULL && session->held_ticket_length > 0) {
+        errno = ENOMEM; /* what is held must go first */
+        return send_failure(session);
+    }
     if (held == NULL) {
         ssize_t n = send_now(session->fd, buffer, (size_t)size, session->send_flags);
         return n >= 0 ? (int)n : send_failure(session);
@@ -483,7 +493,7 @@ static long long trusted_until(const struct mt_tls_session *session, const unsig
         until = not_after;
     if (session->context->identity->not_after < until)
         until = session->context->identity->not_after;
-    return until > now ? mt_sys_now_ms() + (long long)(until - now) * 1000 : 0;
+    return until > now ? mt_tls_resumption_now_ms() + (long long)(until - now) * 1000 : 0;
 }
 
 /* Whether the session's policy still admits a peer ID that an earlier handshake proved. */
@@ -515,7 +525,8 @@ static int ticket_callback(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_
     if (seal) {
         /* A failure here fails the handshake (wolfSSL 5.5.4): only memory or randomness can. */
         if (!mt_tls_ticket_seal(context->resumption, session->peer_id, session->trusted_until_ms,
-                                name, iv, mac, ticket, (size_t)length))
+                                session->ticket_opened ? session->opened_ticket : NULL, name, iv,
+                                mac, ticket, (size_t)length))
             return WOLFSSL_TICKET_RET_FATAL;
         *out_length = length;
         return WOLFSSL_TICKET_RET_OK;
@@ -533,6 +544,7 @@ static int ticket_callback(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_
     session->peer_id = copy;
     session->trusted_until_ms = expires_ms;
     session->ticket_opened = true;
+    memcpy(session->opened_ticket, name, sizeof(session->opened_ticket));
     *out_length = length;
     return WOLFSSL_TICKET_RET_OK;
 }
@@ -586,7 +598,7 @@ static void keep_ticket(struct mt_tls_session *session)
     if (ticket == 0 || ticket == session->offered_ticket)
         return;
     session->want_ticket = false;
-    if (session->trusted_until_ms > mt_sys_now_ms())
+    if (session->trusted_until_ms > mt_tls_resumption_now_ms())
         mt_tls_client_keep(session->context->resumption, session->destination,
                            session->destination_length, session->ssl, session->peer_id,
                            session->trusted_until_ms);

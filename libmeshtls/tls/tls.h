@@ -41,6 +41,9 @@ enum mt_tls_status {
 struct mt_tls_context;
 struct mt_tls_session;
 
+/* In a fork child: locks another thread of the parent may have held. */
+void mt_tls_after_fork_child(void);
+
 /* Initialises wolfSSL once per process; safe to call from several threads. */
 MT_RESULT mt_tls_global_init(void);
 

@@ -2,7 +2,8 @@
  * Tests for tls/resumption.c's tickets: a sealed ticket opens to the identity and expiry it was
  * sealed with, and to nothing once anything about it changed: a flipped bit in the body, the name,
  * the IV or the tag; two tickets' names swapped (a client taking over another's binding); another
- * context's key (rotation); a past expiry; a slot reused by newer tickets.
+ * context's key (rotation); a past expiry; a slot reused by newer tickets; a claimed length other
+ * than the sealed one. A resumed connection's ticket renews its own slot.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,7 +14,6 @@
 #include <cmocka.h>
 
 #include "tls/resumption.h"
-#include "util/sys.h"
 
 /* wolfSSL's ticket body is an InternalTicket; its size does not matter here. */
 #define BODY_SIZE 96
@@ -41,7 +41,7 @@ static void seal(struct mt_tls_resumption *resumption, const char *id, long long
 {
     for (size_t i = 0; i < BODY_SIZE; i++)
         ticket->body[i] = (unsigned char)(i * 7 + 1);
-    assert_true(mt_tls_ticket_seal(resumption, id, expires_ms, ticket->name, ticket->iv,
+    assert_true(mt_tls_ticket_seal(resumption, id, expires_ms, NULL, ticket->name, ticket->iv,
                                    ticket->mac, ticket->body, BODY_SIZE));
 }
 
@@ -62,7 +62,7 @@ static void test_round_trip(void **state)
 {
     (void)state;
     struct mt_tls_resumption *resumption = make();
-    long long expires = mt_sys_now_ms() + 60000;
+    long long expires = mt_tls_resumption_now_ms() + 60000;
     struct ticket ticket;
     seal(resumption, id_a, expires, &ticket);
     assert_int_not_equal(ticket.body[0], 1); /* encrypted */
@@ -79,7 +79,7 @@ static void test_any_flipped_bit_refuses(void **state)
     (void)state;
     struct mt_tls_resumption *resumption = make();
     struct ticket ticket;
-    seal(resumption, id_a, mt_sys_now_ms() + 60000, &ticket);
+    seal(resumption, id_a, mt_tls_resumption_now_ms() + 60000, &ticket);
     char id[256];
     long long expires_ms;
     unsigned char *bytes = (unsigned char *)&ticket;
@@ -103,8 +103,8 @@ static void test_swapped_names_refuse(void **state)
     struct mt_tls_resumption *resumption = make();
     struct ticket a;
     struct ticket b;
-    seal(resumption, id_a, mt_sys_now_ms() + 60000, &a);
-    seal(resumption, id_b, mt_sys_now_ms() + 60000, &b);
+    seal(resumption, id_a, mt_tls_resumption_now_ms() + 60000, &a);
+    seal(resumption, id_b, mt_tls_resumption_now_ms() + 60000, &b);
     /* b's holder points its ticket at a's binding: the name is authenticated data. */
     memcpy(b.name, a.name, sizeof(b.name));
     char id[256];
@@ -121,10 +121,10 @@ static void test_other_context_refuses(void **state)
     struct mt_tls_resumption *old = make();
     struct mt_tls_resumption *rotated = make();
     struct ticket ticket;
-    seal(old, id_a, mt_sys_now_ms() + 60000, &ticket);
+    seal(old, id_a, mt_tls_resumption_now_ms() + 60000, &ticket);
     /* Occupy the same slot in the new context, so that only the key differs. */
     struct ticket other;
-    seal(rotated, id_a, mt_sys_now_ms() + 60000, &other);
+    seal(rotated, id_a, mt_tls_resumption_now_ms() + 60000, &other);
     char id[256];
     long long expires_ms;
     assert_false(open_copy(rotated, &ticket, id, &expires_ms));
@@ -137,7 +137,7 @@ static void test_expired_refuses(void **state)
     (void)state;
     struct mt_tls_resumption *resumption = make();
     struct ticket ticket;
-    seal(resumption, id_a, mt_sys_now_ms() - 1, &ticket);
+    seal(resumption, id_a, mt_tls_resumption_now_ms() - 1, &ticket);
     char id[256];
     long long expires_ms;
     assert_false(open_copy(resumption, &ticket, id, &expires_ms));
@@ -149,14 +149,14 @@ static void test_reused_slot_refuses(void **state)
     (void)state;
     struct mt_tls_resumption *resumption = make();
     struct ticket first;
-    seal(resumption, id_a, mt_sys_now_ms() + 60000, &first);
+    seal(resumption, id_a, mt_tls_resumption_now_ms() + 60000, &first);
     struct ticket later;
     char id[256];
     long long expires_ms;
     size_t issued = 1;
     /* Newer tickets until one takes the first one's slot. */
     do {
-        seal(resumption, id_b, mt_sys_now_ms() + 60000, &later);
+        seal(resumption, id_b, mt_tls_resumption_now_ms() + 60000, &later);
         issued++;
     } while (memcmp(later.name, first.name, 4) != 0 && issued < 100000);
     assert_true(issued > 1 && issued < 100000);
@@ -166,14 +166,66 @@ static void test_reused_slot_refuses(void **state)
     mt_tls_resumption_free(resumption);
 }
 
+/*
+ * wolfSSL passes the body length read from the ticket itself (unauthenticated) and places the tag
+ * that far in: a ticket claiming a longer body than was sealed is refused before any read past
+ * what was received (found in review with valgrind: a 16-byte over-read).
+ */
+static void test_other_length_refuses(void **state)
+{
+    (void)state;
+    struct mt_tls_resumption *resumption = make();
+    struct ticket ticket;
+    seal(resumption, id_a, mt_tls_resumption_now_ms() + 60000, &ticket);
+    char id[256];
+    long long expires_ms;
+    struct ticket copy = ticket;
+    assert_false(mt_tls_ticket_open(resumption, copy.name, copy.iv, copy.mac, copy.body,
+                                    BODY_SIZE - 16, id, sizeof(id), &expires_ms));
+    copy = ticket;
+    assert_false(mt_tls_ticket_open(resumption, copy.name, copy.iv, copy.mac, copy.body,
+                                    BODY_SIZE + 1, id, sizeof(id), &expires_ms));
+    assert_true(open_copy(resumption, &ticket, id, &expires_ms));
+    mt_tls_resumption_free(resumption);
+}
+
+/* A resumed connection's new ticket takes its old ticket's slot: it evicts nobody else's. */
+static void test_renewed_ticket_keeps_its_slot(void **state)
+{
+    (void)state;
+    struct mt_tls_resumption *resumption = make();
+    long long expires = mt_tls_resumption_now_ms() + 60000;
+    struct ticket first;
+    seal(resumption, id_a, expires, &first);
+    struct ticket renewed;
+    for (size_t i = 0; i < BODY_SIZE; i++)
+        renewed.body[i] = (unsigned char)(i * 7 + 1);
+    /* The expiry given is ignored: the slot keeps the full handshake's. */
+    assert_true(mt_tls_ticket_seal(resumption, id_a, expires + 99999, first.name, renewed.name,
+                                   renewed.iv, renewed.mac, renewed.body, BODY_SIZE));
+    assert_memory_equal(renewed.name, first.name, sizeof(first.name));
+    assert_memory_not_equal(renewed.iv, first.iv, 12);
+    char id[256];
+    long long expires_ms = 0;
+    assert_true(open_copy(resumption, &renewed, id, &expires_ms));
+    assert_int_equal(expires_ms, expires);
+    assert_true(open_copy(resumption, &first, id, &expires_ms));
+    /* The next new ticket takes the slot after the first one: nothing was used up. */
+    struct ticket next;
+    seal(resumption, id_b, expires, &next);
+    assert_int_equal(next.name[3], (unsigned char)(first.name[3] + 1));
+    mt_tls_resumption_free(resumption);
+}
+
 static void test_no_identity_no_ticket(void **state)
 {
     (void)state;
     struct mt_tls_resumption *resumption = make();
     struct ticket ticket;
-    assert_false(mt_tls_ticket_seal(resumption, NULL, mt_sys_now_ms() + 60000, ticket.name,
-                                    ticket.iv, ticket.mac, ticket.body, BODY_SIZE));
-    assert_false(mt_tls_ticket_seal(resumption, "", mt_sys_now_ms() + 60000, ticket.name, ticket.iv,
+    long long expires = mt_tls_resumption_now_ms() + 60000;
+    assert_false(mt_tls_ticket_seal(resumption, NULL, expires, NULL, ticket.name, ticket.iv,
+                                    ticket.mac, ticket.body, BODY_SIZE));
+    assert_false(mt_tls_ticket_seal(resumption, "", expires, NULL, ticket.name, ticket.iv,
                                     ticket.mac, ticket.body, BODY_SIZE));
     struct mt_tls_resumption *none = NULL;
     assert_false(mt_result_is_ok(mt_tls_resumption_new(0, &none)));
@@ -189,6 +241,8 @@ int main(void)
         cmocka_unit_test(test_other_context_refuses),
         cmocka_unit_test(test_expired_refuses),
         cmocka_unit_test(test_reused_slot_refuses),
+        cmocka_unit_test(test_other_length_refuses),
+        cmocka_unit_test(test_renewed_ticket_keeps_its_slot),
         cmocka_unit_test(test_no_identity_no_ticket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

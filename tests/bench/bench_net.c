@@ -105,13 +105,9 @@ static void *echo_worker(void *argument)
     int listener = *(int *)argument;
     char buffer[REQUEST_SIZE];
     for (;;) {
-        int fd = accept(listener, NULL, NULL);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED || errno == ECONNRESET || errno == EPROTO ||
-                errno == EPERM)
-                continue;
+        int fd = accept_next(listener);
+        if (fd < 0)
             die("accept");
-        }
         while (read_exact(fd, buffer, sizeof(buffer)) && write_all(fd, buffer, sizeof(buffer)))
             ;
         close(fd);
@@ -174,12 +170,9 @@ static int hold_server(int port)
     long count = 0;
     char byte;
     for (;;) {
-        int fd = accept(listener, NULL, NULL);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
+        int fd = accept_next(listener);
+        if (fd < 0)
             die("accept");
-        }
         if (!read_exact(fd, &byte, 1) || !write_all(fd, &byte, 1)) {
             close(fd);
             continue;

@@ -1,10 +1,11 @@
 /*
- * What bench_net and wolf_bare share: a monotonic clock and client sockets on 127.0.0.1 set up
- * the same way, so that the two programs' connections cost the same outside TLS.
+ * What bench_net and wolf_bare share: a monotonic clock and sockets on 127.0.0.1 set up the same
+ * way, so that the two programs' connections cost the same outside TLS.
  */
 #ifndef MT_BENCH_LOOPBACK_H
 #define MT_BENCH_LOOPBACK_H
 
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -43,6 +44,21 @@ static inline int connect_to(int port)
         return -1;
     }
     return fd;
+}
+
+/*
+ * The next connection on listener, or -1 (errno set) when the listener itself failed. Errors
+ * that concern one connection only (it was aborted, reset, or refused by a filter before accept
+ * returned) are skipped.
+ */
+static inline int accept_next(int listener)
+{
+    for (;;) {
+        int fd = accept(listener, NULL, NULL);
+        if (fd >= 0 || (errno != EINTR && errno != ECONNABORTED && errno != ECONNRESET &&
+                        errno != EPROTO && errno != EPERM))
+            return fd;
+    }
 }
 
 #endif

@@ -243,12 +243,9 @@ out:
 static void serve(WOLFSSL_CTX *ctx, int listener)
 {
     for (;;) {
-        int fd = accept(listener, NULL, NULL);
-        if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
+        int fd = accept_next(listener);
+        if (fd < 0)
             die("accept");
-        }
         serve_connection(ctx, fd);
     }
 }

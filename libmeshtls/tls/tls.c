@@ -1011,8 +1011,12 @@ enum mt_tls_status mt_tls_read(struct mt_tls_session *session, void *buffer, siz
         peek ? wolfSSL_peek(session->ssl, buffer, size) : wolfSSL_read(session->ssl, buffer, size);
     if (ret > 0) {
         *count = (size_t)ret;
-        if (session->want_ticket)
+        if (session->want_ticket) {
+            /* A ticket comes before the first data (ours leaves with the server's first bytes):
+             * none by now means none at all, and later reads do not look again. */
             keep_ticket(session);
+            session->want_ticket = false;
+        }
         if (!session->ahead_filled)
             release_idle_buffer(session);
         return MT_TLS_OK;

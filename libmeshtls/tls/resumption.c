@@ -155,14 +155,18 @@ static uint32_t slot_index(const unsigned char name[WOLFSSL_TICKET_NAME_SZ])
            TICKET_SLOTS;
 }
 
-/* With ticket_lock held: the slot a resumed connection's new ticket takes (its ticket's own,
- * while it still binds the same), or the oldest one. */
-static struct ticket_slot *slot_for(struct mt_tls_resumption *resumption,
+/*
+ * With ticket_lock held: the slot a resumed connection's new ticket takes (its ticket's own,
+ * while it still binds that ticket and the same peer: a slot is only ever renewed for the
+ * identity it binds), or the oldest one.
+ */
+static struct ticket_slot *slot_for(struct mt_tls_resumption *resumption, const char *peer_id,
                                     const unsigned char *renewed, bool *reused)
 {
     if (renewed != NULL) {
         struct ticket_slot *slot = &resumption->slots[slot_index(renewed)];
-        if (slot->peer_id != NULL && memcmp(slot->name, renewed, WOLFSSL_TICKET_NAME_SZ) == 0) {
+        if (slot->peer_id != NULL && memcmp(slot->name, renewed, WOLFSSL_TICKET_NAME_SZ) == 0 &&
+            strcmp(slot->peer_id, peer_id) == 0) {
             *reused = true;
             return slot;
         }
@@ -192,7 +196,7 @@ bool mt_tls_ticket_seal(struct mt_tls_resumption *resumption, const char *peer_i
     if (resumption->slots == NULL)
         goto out;
     bool reused = false;
-    struct ticket_slot *slot = slot_for(resumption, renewed, &reused);
+    struct ticket_slot *slot = slot_for(resumption, peer_id, renewed, &reused);
     memset(iv, 0, WOLFSSL_TICKET_IV_SZ);
     memset(mac, 0, WOLFSSL_TICKET_MAC_SZ);
     if (reused) {

@@ -54,8 +54,9 @@ unsigned mt_tls_resumption_lifetime(const struct mt_tls_resumption *resumption);
  * Seals wolfSSL's ticket body (length bytes, in place) for a client proven to be peer_id, trusted
  * until expires_ms (mt_tls_resumption_now_ms clock). Fills name, iv and mac as wolfSSL's ticket
  * callback expects. renewed: on a resumed connection, the name of the ticket it resumed; the new
- * ticket takes that ticket's slot while the slot still binds it (resumptions do not evict other
- * clients' tickets). False when the ticket cannot be made.
+ * ticket takes that ticket's slot while the slot still binds it and peer_id (resumptions do not
+ * evict other clients' tickets, and a slot never changes hands). False when the ticket cannot
+ * be made.
  */
 bool mt_tls_ticket_seal(struct mt_tls_resumption *resumption, const char *peer_id,
                         long long expires_ms, const unsigned char *renewed,

@@ -62,6 +62,21 @@ struct mt_tls_context {
 /* The longest failure reason kept for the log line. */
 #define REASON_CAPACITY 512
 
+/*
+ * What a ticket says about the peer: the ticket a server opened last in this handshake, or the
+ * session a client offered. Nothing in it is trusted until wolfSSL reports that the handshake
+ * resumed (adopt_claim): a server opens every ticket a ClientHello offers before it checks each
+ * one's age and cipher suite, and a ticket that fails those checks is skipped for a full
+ * handshake (wolfSSL 5.5.4, DoPreSharedKeys) — whose client may be someone else entirely, who
+ * copied the ticket from another client's ClientHello, where it travels in clear.
+ * wolfSSL stops at the first ticket it accepts, so the last one opened is the one resumed.
+ */
+struct ticket_claim {
+    char *peer_id; /* NULL: no claim */
+    long long expires_ms;
+    unsigned char name[WOLFSSL_TICKET_NAME_SZ]; /* a server's: the opened ticket's slot */
+};
+
 struct mt_tls_session {
     WOLFSSL *ssl;
     unsigned char *ahead;
@@ -71,21 +86,20 @@ struct mt_tls_session {
     mt_tls_peer_filter peer_filter;
     void *peer_filter_argument;
     char *reason;  /* allocated at the first failure: NULL while all is well */
-    char *peer_id; /* allocated by the verify callback: NULL before verification */
+    char *peer_id; /* proven: by verify_peer, or by the ticket a handshake resumed with */
     /* What the socket has not taken yet of close_notify (see keep_after_shutdown). */
     unsigned char *unsent_alert;
     /* A server's NewSessionTicket, held to leave with the first bytes sent after it. */
     unsigned char *held_ticket;
     /* Resumption: how long what the handshake proved is trusted (resumption.h). */
     long long trusted_until_ms;
+    struct ticket_claim claim;
     uint64_t offered_ticket; /* a client's offered ticket, hashed: not a new one */
-    unsigned char opened_ticket[WOLFSSL_TICKET_NAME_SZ]; /* a server's: the one it resumes */
-    unsigned char destination[MT_TLS_DESTINATION_MAX];   /* a client's: where sessions are kept */
+    unsigned char destination[MT_TLS_DESTINATION_MAX]; /* a client's: where sessions are kept */
     uint8_t destination_length;
-    bool verified;      /* the peer's certificate passed verify_peer in this handshake */
-    bool ticket_opened; /* a server: a ticket of ours bound the peer's ID (it may resume) */
-    bool offered;       /* a client: a kept session was offered (it may resume) */
-    bool want_ticket;   /* a client: keep the server's next ticket */
+    bool verified;    /* the peer's certificate passed verify_peer in this handshake */
+    bool offered;     /* a client: a kept session was offered (it may resume) */
+    bool want_ticket; /* a client: keep the server's next ticket */
     bool resumed;
     bool started; /* mt_tls_handshake was called */
     int fd;
@@ -507,11 +521,49 @@ static bool admits(void *argument, const char *peer_id)
            session->peer_filter(session->peer_filter_argument, peer_id, reason, sizeof(reason));
 }
 
+static void claim_clear(struct ticket_claim *claim)
+{
+    free(claim->peer_id);
+    memset(claim, 0, sizeof(*claim));
+}
+
+static bool claim_set(struct ticket_claim *claim, const char *peer_id, long long expires_ms,
+                      const unsigned char *name)
+{
+    claim_clear(claim);
+    claim->peer_id = strdup(peer_id);
+    if (claim->peer_id == NULL)
+        return false;
+    claim->expires_ms = expires_ms;
+    if (name != NULL)
+        memcpy(claim->name, name, sizeof(claim->name));
+    return true;
+}
+
 /*
- * wolfSSL's ticket callback, on the server. Sealing binds the verified (or resumed) client's ID
- * and the expiry its full handshake set. Opening refuses, and so leads to a full handshake with
- * certificates, when the ticket is not ours or has expired, or when this connection's policy no
- * longer admits the ID it binds: a refusal is then decided, and logged, by the full handshake.
+ * A handshake that wolfSSL says resumed: the peer is who the claim names, and is trusted as long
+ * as the full handshake behind the ticket allowed. False when there is no claim to adopt, or
+ * when the peer also presented a certificate (a resumed TLS 1.3 handshake has none).
+ */
+static bool adopt_claim(struct mt_tls_session *session)
+{
+    if (session->claim.peer_id == NULL || session->verified)
+        return false;
+    free(session->peer_id);
+    session->peer_id = session->claim.peer_id;
+    session->trusted_until_ms = session->claim.expires_ms;
+    session->claim.peer_id = NULL;
+    return true;
+}
+
+/*
+ * wolfSSL's ticket callback, on the server. Sealing binds the client this handshake proved: its
+ * certificate's ID after a full handshake, or the claim of the ticket it resumed with, with the
+ * expiry that ticket's full handshake set (the new ticket renews that one's slot). Opening only
+ * records the ticket's claim (see struct ticket_claim); it refuses, and so leads to a full
+ * handshake with certificates, when the ticket is not ours or has expired, or when this
+ * connection's policy no longer admits the ID it binds: a refusal is then decided, and logged,
+ * by the full handshake.
  */
 static int ticket_callback(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
                            unsigned char iv[WOLFSSL_TICKET_IV_SZ],
@@ -523,28 +575,29 @@ static int ticket_callback(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_
     if (context == NULL || context->resumption == NULL || session == NULL || length <= 0)
         return WOLFSSL_TICKET_RET_REJECT;
     if (seal) {
-        /* A failure here fails the handshake (wolfSSL 5.5.4): only memory or randomness can. */
-        if (!mt_tls_ticket_seal(context->resumption, session->peer_id, session->trusted_until_ms,
-                                session->ticket_opened ? session->opened_ticket : NULL, name, iv,
-                                mac, ticket, (size_t)length))
+        /* wolfSSL seals after the client's Finished: whether it resumed is known. */
+        bool resumed = wolfSSL_session_reused(ssl) != 0;
+        const char *bound = resumed             ? session->claim.peer_id
+                            : session->verified ? session->peer_id
+                                                : NULL;
+        long long expires_ms = resumed ? session->claim.expires_ms : session->trusted_until_ms;
+        /* A failure here fails the handshake (wolfSSL 5.5.4): memory, randomness, or a client
+         * that nothing proved (finish_handshake would refuse it). */
+        if (bound == NULL || !mt_tls_ticket_seal(context->resumption, bound, expires_ms,
+                                                 resumed ? session->claim.name : NULL, name, iv,
+                                                 mac, ticket, (size_t)length))
             return WOLFSSL_TICKET_RET_FATAL;
         *out_length = length;
         return WOLFSSL_TICKET_RET_OK;
     }
+    /* A claim belongs to the last ticket opened, whatever became of the ones before it. */
+    claim_clear(&session->claim);
     char peer_id[MT_SPIFFE_ID_MAX + 1];
     long long expires_ms = 0;
     if (!mt_tls_ticket_open(context->resumption, name, iv, mac, ticket, (size_t)length, peer_id,
                             sizeof(peer_id), &expires_ms) ||
-        !admits(session, peer_id))
+        !admits(session, peer_id) || !claim_set(&session->claim, peer_id, expires_ms, name))
         return WOLFSSL_TICKET_RET_REJECT;
-    char *copy = strdup(peer_id);
-    if (copy == NULL)
-        return WOLFSSL_TICKET_RET_REJECT;
-    free(session->peer_id);
-    session->peer_id = copy;
-    session->trusted_until_ms = expires_ms;
-    session->ticket_opened = true;
-    memcpy(session->opened_ticket, name, sizeof(session->opened_ticket));
     *out_length = length;
     return WOLFSSL_TICKET_RET_OK;
 }
@@ -579,12 +632,8 @@ static void offer_session(struct mt_tls_session *session)
     if (!mt_tls_client_offer(resumption, session->destination, session->destination_length,
                              session->ssl, admits, session, peer_id, sizeof(peer_id), &expires_ms))
         return;
-    char *copy = strdup(peer_id);
-    if (copy == NULL)
-        return; /* offered, but a resumed handshake would then be refused: see finish_handshake */
-    free(session->peer_id);
-    session->peer_id = copy;
-    session->trusted_until_ms = expires_ms;
+    /* Out of memory, the session is offered with no claim: resuming it is then refused. */
+    claim_set(&session->claim, peer_id, expires_ms, NULL);
     session->offered = true;
     session->offered_ticket = current_ticket(session);
 }
@@ -606,15 +655,15 @@ static void keep_ticket(struct mt_tls_session *session)
 
 /*
  * After the handshake: who the peer is was proven now (verify_peer) or by the full handshake a
- * resumed one continues (the ticket or kept session). Anything else is refused.
+ * resumed one continues (the claim of the ticket or kept session it resumed with). Anything else
+ * is refused. A claim the handshake did not resume with is dropped unread.
  */
 static bool finish_handshake(struct mt_tls_session *session)
 {
     session->resumed = wolfSSL_session_reused(session->ssl) != 0;
     bool client = !wolfSSL_is_server(session->ssl);
-    bool proven = session->resumed ? (client ? session->offered : session->ticket_opened) &&
-                                         session->peer_id != NULL
-                                   : session->verified;
+    bool proven = session->resumed ? adopt_claim(session) : session->verified;
+    claim_clear(&session->claim);
     if (!proven) {
         set_reason(session, "peer was not authenticated");
         return false;
@@ -864,6 +913,7 @@ void mt_tls_session_free(struct mt_tls_session *session)
     mt_tls_context_release(session->context);
     free(session->reason);
     free(session->peer_id);
+    claim_clear(&session->claim);
     free(session);
 }
 

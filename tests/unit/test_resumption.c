@@ -217,6 +217,34 @@ static void test_renewed_ticket_keeps_its_slot(void **state)
     mt_tls_resumption_free(resumption);
 }
 
+/*
+ * A slot is renewed only for the identity it binds: a ticket sealed for id_b that names id_a's
+ * ticket as the one it renews takes a new slot and binds id_b, and id_a's ticket still opens to
+ * id_a (the ticket rebinding attack: a client offers another's ticket, fails to resume with it,
+ * and must not be handed a ticket bound to that other client).
+ */
+static void test_renewal_for_another_identity_takes_a_new_slot(void **state)
+{
+    (void)state;
+    struct mt_tls_resumption *resumption = make();
+    long long expires = mt_tls_resumption_now_ms() + 60000;
+    struct ticket victim;
+    seal(resumption, id_a, expires, &victim);
+    struct ticket stolen;
+    for (size_t i = 0; i < BODY_SIZE; i++)
+        stolen.body[i] = (unsigned char)(i * 7 + 1);
+    assert_true(mt_tls_ticket_seal(resumption, id_b, expires, victim.name, stolen.name, stolen.iv,
+                                   stolen.mac, stolen.body, BODY_SIZE));
+    assert_memory_not_equal(stolen.name, victim.name, sizeof(victim.name));
+    char id[256];
+    long long expires_ms = 0;
+    assert_true(open_copy(resumption, &stolen, id, &expires_ms));
+    assert_string_equal(id, id_b);
+    assert_true(open_copy(resumption, &victim, id, &expires_ms));
+    assert_string_equal(id, id_a);
+    mt_tls_resumption_free(resumption);
+}
+
 static void test_no_identity_no_ticket(void **state)
 {
     (void)state;
@@ -243,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_reused_slot_refuses),
         cmocka_unit_test(test_other_length_refuses),
         cmocka_unit_test(test_renewed_ticket_keeps_its_slot),
+        cmocka_unit_test(test_renewal_for_another_identity_takes_a_new_slot),
         cmocka_unit_test(test_no_identity_no_ticket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

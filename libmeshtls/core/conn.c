@@ -174,7 +174,8 @@ static bool flush_unsent(struct mt_conn *conn)
  * expected server identity (outbound) or the port's allow list (inbound). A refusal names both
  * identities and the rule.
  */
-static bool check_peer(void *argument, const char *peer_id, char *reason, size_t reason_size)
+static bool check_peer(void *argument, const char *peer_id, enum mt_tls_peer_check check,
+                       char *reason, size_t reason_size)
 {
     struct mt_conn *conn = argument;
     const char *own = mt_tls_own_id(conn->tls);
@@ -189,11 +190,12 @@ static bool check_peer(void *argument, const char *peer_id, char *reason, size_t
                  peer_id, conn->policy.outbound.expected_identity, rule, own);
         return false;
     }
-    if (mt_policy_inbound_allows(mt_runtime_config(), &conn->policy.inbound, peer_id)) {
-        mt_metrics_authz(true, metrics_port(conn), peer_id);
+    bool allowed = mt_policy_inbound_allows(mt_runtime_config(), &conn->policy.inbound, peer_id);
+    /* A ticket's claim previewed is no decision: only the handshake's is counted. */
+    if (check == MT_TLS_PEER_DECIDE)
+        mt_metrics_authz(allowed, metrics_port(conn), peer_id);
+    if (allowed)
         return true;
-    }
-    mt_metrics_authz(false, metrics_port(conn), peer_id);
     snprintf(reason, reason_size,
              "client identity %.200s is not in the allow list of inbound.rules[%d] (we are %.200s)",
              peer_id, conn->policy.inbound.rule_index, own);

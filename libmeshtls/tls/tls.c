@@ -470,7 +470,8 @@ static int verify_peer(int preverified, WOLFSSL_X509_STORE_CTX *store)
     }
     text[0] = '\0';
     if (session->peer_filter != NULL &&
-        !session->peer_filter(session->peer_filter_argument, id, text, sizeof(text))) {
+        !session->peer_filter(session->peer_filter_argument, id, MT_TLS_PEER_DECIDE, text,
+                              sizeof(text))) {
         store_reason(session, text);
         return 0;
     }
@@ -518,7 +519,8 @@ static bool admits(void *argument, const char *peer_id)
     if (!mt_spiffe_id_is_in_trust_domain(peer_id, session->context->identity->trust_domain))
         return false;
     return session->peer_filter == NULL ||
-           session->peer_filter(session->peer_filter_argument, peer_id, reason, sizeof(reason));
+           session->peer_filter(session->peer_filter_argument, peer_id, MT_TLS_PEER_PREVIEW, reason,
+                                sizeof(reason));
 }
 
 static void claim_clear(struct ticket_claim *claim)
@@ -542,13 +544,21 @@ static bool claim_set(struct ticket_claim *claim, const char *peer_id, long long
 
 /*
  * A handshake that wolfSSL says resumed: the peer is who the claim names, and is trusted as long
- * as the full handshake behind the ticket allowed. False when there is no claim to adopt, or
- * when the peer also presented a certificate (a resumed TLS 1.3 handshake has none).
+ * as the full handshake behind the ticket allowed; the policy decides on it as on a verified
+ * certificate. False when there is no claim to adopt, when the peer also presented a
+ * certificate (a resumed TLS 1.3 handshake has none), or when the policy refuses it.
  */
 static bool adopt_claim(struct mt_tls_session *session)
 {
     if (session->claim.peer_id == NULL || session->verified)
         return false;
+    char text[REASON_CAPACITY] = "";
+    if (session->peer_filter != NULL &&
+        !session->peer_filter(session->peer_filter_argument, session->claim.peer_id,
+                              MT_TLS_PEER_DECIDE, text, sizeof(text))) {
+        store_reason(session, text);
+        return false;
+    }
     free(session->peer_id);
     session->peer_id = session->claim.peer_id;
     session->trusted_until_ms = session->claim.expires_ms;
@@ -665,7 +675,8 @@ static bool finish_handshake(struct mt_tls_session *session)
     bool proven = session->resumed ? adopt_claim(session) : session->verified;
     claim_clear(&session->claim);
     if (!proven) {
-        set_reason(session, "peer was not authenticated");
+        if (session->reason == NULL)
+            set_reason(session, "peer was not authenticated");
         return false;
     }
     if (client && !session->resumed && session->context->resumption != NULL &&

@@ -60,12 +60,19 @@ const struct mt_identity *mt_tls_context_identity(const struct mt_tls_context *c
 MT_RESULT mt_tls_session_new(struct mt_tls_context *context, enum mt_tls_role role, int fd,
                              struct mt_tls_session **session);
 /*
- * Authorization: called during the handshake with the peer's verified SPIFFE ID (after the chain,
- * the X.509-SVID rules and the trust domain passed). Returning false refuses the peer in the
- * handshake; reason then says why, for the log line.
+ * Authorization: called during the handshake with the peer's SPIFFE ID, proven by its certificate
+ * (after the chain, the X.509-SVID rules and the trust domain passed) or by the ticket the
+ * handshake resumed with: MT_TLS_PEER_DECIDE, once per handshake; returning false refuses the
+ * peer, and reason then says why, for the log line. MT_TLS_PEER_PREVIEW asks the same of an ID
+ * a ticket claims, before it is offered or accepted: a refusal then only means a full handshake,
+ * so it is not a decision to count.
  */
-typedef bool (*mt_tls_peer_filter)(void *argument, const char *peer_id, char *reason,
-                                   size_t reason_size);
+enum mt_tls_peer_check {
+    MT_TLS_PEER_DECIDE,
+    MT_TLS_PEER_PREVIEW,
+};
+typedef bool (*mt_tls_peer_filter)(void *argument, const char *peer_id,
+                                   enum mt_tls_peer_check check, char *reason, size_t reason_size);
 void mt_tls_session_set_peer_filter(struct mt_tls_session *session, mt_tls_peer_filter filter,
                                     void *argument);
 

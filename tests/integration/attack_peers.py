@@ -27,6 +27,7 @@ import os
 import socket
 import ssl
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -139,6 +140,43 @@ class Outcome:
     def __repr__(self):
         return (f"Outcome(port {self.local_port}, received {self.received[:80]!r}, "
                 f"error {self.error!r}, closed after {self.closed_after})")
+
+
+class TicketClient:
+    """tests/integration/ticket_client (a client on wolfSSL alone that can offer any ticket it
+    has received, inside any session's state), one connection per call. identities: a list of
+    (certificate, key) paths; anchor: the CA certificate the server's must chain to."""
+
+    def __init__(self, program, anchor, identities):
+        argv = [program, anchor] + [path for pair in identities for path in pair]
+        env = dict(os.environ)
+        env.pop("LD_PRELOAD", None)
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, env=env)
+        self.count = 0
+
+    def connect(self, port, identity, offer="-"):
+        """One connection as identity (an index), offering "-", "K" or "K:J" (ticket_client.c);
+        returns {ok, resumed, ticket, port, reply, seconds}."""
+        started = time.monotonic()
+        self.process.stdin.write(f"{port} {identity} {offer}\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline().rstrip("\n").split(" ", 5)
+        if len(line) != 6:
+            self.process.wait(10)
+            raise OSError(f"ticket_client answered {line} to '{port} {identity} {offer}' "
+                          f"(exit {self.process.poll()}): {self.process.stderr.read()}")
+        if line[0] != str(self.count):
+            raise OSError(f"ticket_client answered {line} as connection {self.count}")
+        self.count += 1
+        fields = dict(item.split("=", 1) for item in line[2:])
+        return {"index": self.count - 1, "ok": line[1] == "ok", "resumed": fields["resumed"] == "1",
+                "ticket": fields["ticket"] == "1", "port": int(fields["port"]),
+                "reply": fields["reply"], "seconds": time.monotonic() - started}
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(10)
 
 
 def read_to_end(connection, outcome, deadline):

@@ -53,15 +53,16 @@ import subprocess
 import threading
 import time
 
-from attack_peers import (RogueServers, client_hello, raw_client, tls_client,
-                          version_available)
-from harness import (PYTHON, Mesh, TestFailure, base_env, check, free_port, main, port_listening,
-                     random_token, wait_for)
+from attack_peers import (Outcome, RogueServers, TicketClient, client_hello, raw_client,
+                          tls_client, version_available)
+from harness import (BUILD, PYTHON, Mesh, TestFailure, base_env, check, free_port, main,
+                     port_listening, random_token, wait_for)
 from lifecycle_common import (FAR_AHEAD, LONG_AGO, Pki, log, parse_metrics, run_agent_to_exit,
                               scrape, start_agent)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "attack_peers.py")
+TICKET_CLIENT = os.path.join(BUILD, "tests", "integration", "ticket_client")
 TD = "meshtls.local"
 ROOT_ID = f"spiffe://{TD}/ns/root/sa/admin"
 HANDSHAKE_TIMEOUT_MS = 2000
@@ -420,6 +421,34 @@ outbound = {{
                     rf"client identity {re.escape(spiffe(peer_path))} is not in the allow list "
                     rf"of inbound\.rules\[{rule}\] \(we are {re.escape(ROOT_ID)}\)",
                     "policy", authz_peer=spiffe(peer_path))
+
+        # 18: ticket rebinding. ns/ab copies ns/a's ticket off the wire and offers it with its
+        # own certificate: the ticket's age is wrong, so the server does a full handshake with
+        # ns/ab's certificate. The ticket that handshake earns must bind ns/ab, never ns/a:
+        # resuming with it on the ns/a-only port is refused as ns/ab (one deny, counted once).
+        tickets = TicketClient(TICKET_CLIENT, pki.path("agentca.crt"),
+                               [certificates["ns-a"], certificates["ns-ab"]])
+
+        def rebind():
+            victim = tickets.connect(strict, 0)
+            thief = tickets.connect(strict, 1)
+            check(victim["ticket"] and thief["ticket"], f"no tickets: {victim} {thief}")
+            earned = tickets.connect(strict, 1, f"{victim['index']}:{thief['index']}")
+            check(earned["ok"] and not earned["resumed"] and earned["ticket"],
+                  f"offering a copied ticket did not end in a full handshake: {earned}")
+            attempt = tickets.connect(exact, 1, str(earned["index"]))
+            outcome = Outcome(attempt["port"])
+            outcome.received = attempt["reply"].encode() if attempt["ok"] else b""
+            outcome.closed_after = attempt["seconds"]
+            return outcome
+        try:
+            inbound("18 ticket rebinding: ns/ab resumes with the ticket it earned offering ns/a's "
+                    f"-> allow [spiffe://{TD}/ns/a]", exact, "strict", rebind,
+                    rf"client identity {re.escape(spiffe('ns/ab'))} is not in the allow list "
+                    rf"of inbound\.rules\[1\] \(we are {re.escape(ROOT_ID)}\)", "policy",
+                    authz_peer=spiffe("ns/ab"))
+        finally:
+            tickets.close()
 
         # 13: older protocol versions, with a valid SVID so that only the version is wrong.
         versions = [("TLS 1.2", ssl.TLSVersion.TLSv1_2)]

@@ -23,9 +23,9 @@ check, so the server falls back to a full handshake with the offerer's own certi
 
 import os
 import random
-import subprocess
 import time
 
+from attack_peers import TicketClient
 from harness import BUILD, Mesh, base_env, check, free_port, main, port_listening, wait_for
 from lifecycle_common import Pki
 
@@ -38,37 +38,6 @@ STEPS = 90
 
 def spiffe(name):
     return f"spiffe://{TD}/ns/{name}"
-
-
-class Client:
-    """ticket_client, one connection per call."""
-
-    def __init__(self, mesh, pki):
-        argv = [CLIENT, pki.path("agentca.crt")]
-        for name in NAMES:
-            argv += [pki.leaf(name, "agentca", [f"URI:{spiffe(name)}"]), pki.path(name + ".key")]
-        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, env=base_env())
-        self.count = 0
-
-    def connect(self, port, identity, offer="-"):
-        self.process.stdin.write(f"{port} {identity} {offer}\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline().split()
-        if not line:
-            self.process.wait(10)
-        check(len(line) == 5 and line[0] == str(self.count),
-              f"ticket_client answered {line} to '{port} {identity} {offer}' "
-              f"(exit {self.process.poll()}):\n"
-              f"{self.process.stderr.read() if self.process.poll() is not None else ''}")
-        self.count += 1
-        fields = dict(item.split("=", 1) for item in line[2:])
-        return {"ok": line[1] == "ok", "resumed": fields["resumed"] == "1",
-                "ticket": fields["ticket"] == "1", "reply": fields["reply"]}
-
-    def close(self):
-        self.process.stdin.close()
-        self.process.wait(10)
 
 
 def served_lines(server, port):
@@ -165,7 +134,9 @@ def test():
                  server.popen.poll() is not None, 20, "the server to listen")
         check(server.popen.poll() is None, f"the server exited:\n{server.stderr()}")
 
-        client = Client(mesh, pki)
+        client = TicketClient(CLIENT, pki.path("agentca.crt"),
+                              [(pki.leaf(name, "agentca", [f"URI:{spiffe(name)}"]),
+                                pki.path(name + ".key")) for name in NAMES])
         try:
             attack(client, server, anyone, only_x)
             seed = int(os.environ.get("MESHTLS_TEST_SEED", "0") or 0) or 20261207

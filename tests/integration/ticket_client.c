@@ -11,10 +11,12 @@
  *                            OFFER: "-" none; "K" the session received on connection K as it is;
  *                            "K:J" connection K's ticket inside connection J's session state (its
  *                            secret and ticket age are J's: the ticket's own checks fail)
- *   → N ok|fail resumed=0|1 ticket=0|1 reply=TEXT
+ *   → N ok|fail resumed=0|1 ticket=0|1 port=LOCAL_PORT reply=TEXT
  *
  * N counts connections from 0. On each connection the client sends "who\n" and reads one line
- * back; ticket=1 when the server sent a new ticket, which becomes connection N's session.
+ * back (TEXT, which may hold spaces; "-" when none came); ticket=1 when the server sent a new
+ * ticket, which becomes connection N's session. LOCAL_PORT names the connection in the
+ * server's log lines.
  * Uses the meshtls/1 ALPN mark, as a meshed client does.
  */
 #include <arpa/inet.h>
@@ -111,6 +113,10 @@ static void run(int port, size_t identity, const char *offer_text, long connecti
     unsigned offered_length = sizeof(offered);
     WOLFSSL *ssl = identity < identity_count ? wolfSSL_new(contexts[identity]) : NULL;
     int fd = ssl != NULL ? connect_loopback(port) : -1;
+    struct sockaddr_in local = {0};
+    socklen_t local_length = sizeof(local);
+    if (fd >= 0)
+        getsockname(fd, (struct sockaddr *)&local, &local_length);
     if (fd < 0 || !offer(ssl, offer_text, connection) ||
         wolfSSL_UseALPN(ssl, (char *)"meshtls/1", 9, WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) !=
             WOLFSSL_SUCCESS)
@@ -139,8 +145,8 @@ static void run(int port, size_t identity, const char *offer_text, long connecti
     resumed = wolfSSL_session_reused(ssl) != 0;
     ticket = ok && keep(ssl, connection, offered, offered_length);
 out:
-    printf("%ld %s resumed=%d ticket=%d reply=%s\n", connection, ok ? "ok" : "fail", resumed,
-           ticket, reply[0] != '\0' ? reply : "-");
+    printf("%ld %s resumed=%d ticket=%d port=%u reply=%s\n", connection, ok ? "ok" : "fail",
+           resumed, ticket, ntohs(local.sin_port), reply[0] != '\0' ? reply : "-");
     fflush(stdout);
     if (ssl != NULL)
         wolfSSL_free(ssl);

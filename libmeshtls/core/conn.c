@@ -141,6 +141,29 @@ static void log_established(struct mt_conn *conn)
                     mt_tls_version(conn->tls), mt_tls_cipher(conn->tls), resumed);
 }
 
+/*
+ * A session that has started cannot cross exec (inherit.h), and its fd must never reach a new
+ * program, which would write to it in clear: from the first handshake step on, every name of the
+ * connection is close-on-exec in the kernel, for every way a program can be started (exec, a
+ * fork child's exec, system, popen, posix_spawn). The table remembers which names the application
+ * wanted kept open (fcntl shows it its own setting; the exec hooks log what they close).
+ */
+static void hold_fd_across_exec(int fd)
+{
+    int flags = mt_sys_fcntl(fd, F_GETFD, 0);
+    if (flags == -1 || (flags & FD_CLOEXEC))
+        return;
+    if (mt_sys_fcntl(fd, F_SETFD, flags | FD_CLOEXEC) == 0)
+        (void)mt_table_set_exec_wish(fd, true);
+}
+
+static void hold_across_exec(struct mt_conn *conn)
+{
+    hold_fd_across_exec(conn->fd);
+    for (size_t i = 0; i < conn->other_fd_count; i++)
+        hold_fd_across_exec(conn->other_fds[i]);
+}
+
 static void start_handshake(struct mt_conn *conn)
 {
     conn->state = MT_CONN_HANDSHAKING;
@@ -284,6 +307,8 @@ static void make_progress(struct mt_conn *conn)
         start_handshake(conn);
     }
     if (conn->state == MT_CONN_HANDSHAKING) {
+        if (!conn->tls_started)
+            hold_across_exec(conn);
         conn->tls_started = true;
         enum mt_tls_status status = mt_tls_handshake(conn->tls);
         if (status == MT_TLS_OK) {
@@ -950,6 +975,10 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd)
         mt_conn_close(conn, fd);
         return false;
     }
+    pthread_mutex_lock(&conn->lock);
+    if (conn->tls_started)
+        hold_fd_across_exec(fd);
+    pthread_mutex_unlock(&conn->lock);
     return true;
 }
 

@@ -18,24 +18,41 @@
 #include "conn.h"
 #include "inherit.h"
 #include "intercept.h"
+#include "process.h"
 #include "runtime.h"
 #include "table.h"
 
 #define VARIABLE "MESHTLS_INHERIT"
 #define PRELOAD_VARIABLE "LD_PRELOAD"
 
+/* The fds an exec closes because their sessions cannot cross it, for its one log line. */
+#define CLOSED_TEXT_CAPACITY 160
+
 struct collect {
     char *list; /* "fd:s,fd:c" */
     size_t length;
     size_t capacity;
     const char *program;
+    char closed[CLOSED_TEXT_CAPACITY]; /* "0, 1" */
+    size_t closed_count;
 };
+
+/* fd is closed in the new program, against the application's wish: name it in the log line. */
+static void note_closed(struct collect *collect, int fd)
+{
+    size_t used = strlen(collect->closed);
+    if (used + 16 < sizeof(collect->closed))
+        snprintf(collect->closed + used, sizeof(collect->closed) - used, "%s%d",
+                 collect->closed_count > 0 ? ", " : "", fd);
+    collect->closed_count++;
+}
 
 static void collect_one(int fd, struct mt_conn *conn, void *argument)
 {
     struct collect *collect = argument;
     int descriptor_flags = mt_sys_fcntl(fd, F_GETFD, 0);
-    if (descriptor_flags == -1 || (descriptor_flags & FD_CLOEXEC))
+    bool wished = mt_table_exec_wish(fd);
+    if (descriptor_flags == -1 || ((descriptor_flags & FD_CLOEXEC) && !wished))
         return;
     pthread_mutex_lock(&conn->lock);
     bool fresh = !conn->tls_started && conn->state != MT_CONN_FAILED;
@@ -48,9 +65,11 @@ static void collect_one(int fd, struct mt_conn *conn, void *argument)
     }
     pthread_mutex_unlock(&conn->lock);
     if (!fresh) {
-        mt_log_warn("exec of %s: the mTLS session on fd %d cannot cross exec; the new program "
-                    "will not be able to use it",
-                    collect->program, fd);
+        /* Held close-on-exec since its session started; made so now should anything (a raw
+         * system call) have cleared it. */
+        if (!(descriptor_flags & FD_CLOEXEC))
+            (void)mt_sys_fcntl(fd, F_SETFD, descriptor_flags | FD_CLOEXEC);
+        note_closed(collect, fd);
         return;
     }
     char entry[32 + sizeof(destination)];
@@ -89,6 +108,12 @@ char **mt_inherit_environment(const char *program, char *const envp[])
     struct collect collect = {.program = program != NULL ? program : "?"};
     if (!mt_table_is_empty())
         mt_table_for_each_fd(collect_one, &collect);
+    if (collect.closed_count > 0)
+        mt_log_warn("exec of %s: %s %s of %s cannot cross exec; closed in the new program, "
+                    "which would otherwise write to %s in clear",
+                    collect.program, collect.closed_count > 1 ? "fds" : "fd", collect.closed,
+                    collect.closed_count > 1 ? "mTLS sessions" : "an mTLS session",
+                    collect.closed_count > 1 ? "them" : "it");
     if (collect.length == 0) {
         free(collect.list);
         return (char **)envp;
@@ -169,6 +194,63 @@ void mt_inherit_environment_free(char **environment, char *const envp[])
             free(environment[i]);
     }
     free(environment);
+}
+
+/* True when fd is ours and its session has started: it must stay close-on-exec. */
+static bool cannot_cross_exec(int fd)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL)
+        return false;
+    pthread_mutex_lock(&conn->lock);
+    bool started = conn->tls_started;
+    pthread_mutex_unlock(&conn->lock);
+    mt_conn_release(conn);
+    return started;
+}
+
+int mt_inherit_descriptor_flags_to_set(int fd, int flags)
+{
+    if (!cannot_cross_exec(fd))
+        return flags;
+    if (!mt_process_is_vfork_child())
+        (void)mt_table_set_exec_wish(fd, !(flags & FD_CLOEXEC));
+    return flags | FD_CLOEXEC;
+}
+
+int mt_inherit_descriptor_flags_seen(int fd, int flags)
+{
+    if (flags == -1 || !(flags & FD_CLOEXEC) || !mt_table_exec_wish(fd))
+        return flags;
+    return flags & ~FD_CLOEXEC;
+}
+
+bool mt_inherit_holds(int fd, bool keep_open)
+{
+    if (!cannot_cross_exec(fd))
+        return false;
+    if (!mt_process_is_vfork_child())
+        (void)mt_table_set_exec_wish(fd, keep_open);
+    return true;
+}
+
+void mt_inherit_hold_copy(int fd, int copy)
+{
+    if (copy < 0 || copy == fd || !cannot_cross_exec(fd))
+        return;
+    int flags = mt_sys_fcntl(copy, F_GETFD, 0);
+    if (flags != -1 && !(flags & FD_CLOEXEC))
+        (void)mt_sys_fcntl(copy, F_SETFD, flags | FD_CLOEXEC);
+}
+
+int mt_inherit_spawn_target_to_close(int fd, int target)
+{
+    if (!cannot_cross_exec(fd))
+        return -1;
+    mt_log_warn("posix_spawn: the mTLS session on fd %d cannot cross exec; fd %d is closed in the "
+                "new program instead of carrying it in clear",
+                fd, target);
+    return target;
 }
 
 /* Names of one socket (stdin and stdout of an inetd service) become one connection again:

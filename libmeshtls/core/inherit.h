@@ -8,7 +8,15 @@
  * client side), and the preload in the new program adopts them when it loads, as if it had
  * accepted or connected them itself. The new environment keeps LD_PRELOAD pointing at libmeshtls
  * when it hands a connection over: a program without it would speak plaintext on a meshed socket.
- * A connection whose session already started is logged as lost to the new program.
+ *
+ * A connection whose session already started cannot follow, and the new program must never be
+ * able to write to it: bytes written there would leave in clear. From its first handshake step
+ * on (core/conn.c), each of its fds is close-on-exec in the kernel, so that it is closed in every
+ * new program however that program is started (exec, a fork child's exec, system, popen,
+ * posix_spawn); the hooks below keep it so. What the application asked for each fd is
+ * remembered, reported back by fcntl(F_GETFD), and an exec that would have passed such an fd
+ * logs one line naming the program and the fds it closes. In a vfork child (which shares the
+ * parent's memory and must leave its tables alone), only the kernel flag is kept.
  */
 #ifndef MT_CORE_INHERIT_H
 #define MT_CORE_INHERIT_H
@@ -28,6 +36,31 @@ void mt_inherit_environment_free(char **environment, char *const envp[]);
  * capabilities), since its connections would escape the mesh.
  */
 void mt_inherit_check_program(const char *program, bool search);
+
+/*
+ * fcntl(F_SETFD, flags): the flags the kernel must get for fd (FD_CLOEXEC kept while fd's session
+ * cannot cross exec, the application's wish remembered).
+ */
+int mt_inherit_descriptor_flags_to_set(int fd, int flags);
+
+/* fcntl(F_GETFD): the kernel's flags for fd as the application set them. */
+int mt_inherit_descriptor_flags_seen(int fd, int flags);
+
+/*
+ * ioctl(FIONCLEX/FIOCLEX) on fd: true when fd's session cannot cross exec; the application's wish
+ * is then remembered and FIONCLEX must not reach the kernel.
+ */
+bool mt_inherit_holds(int fd, bool keep_open);
+
+/* copy was made from fd in a vfork child (dup, dup2, dup3, F_DUPFD): it stays close-on-exec
+ * when fd's session cannot cross exec. */
+void mt_inherit_hold_copy(int fd, int copy);
+
+/*
+ * posix_spawn_file_actions_adddup2(fd → target): the target to close in the new program instead
+ * when fd's session cannot cross exec (logged), or -1 when the action may stand as asked.
+ */
+int mt_inherit_spawn_target_to_close(int fd, int target);
 
 /* In a freshly exec'd program: adopts the connections MESHTLS_INHERIT describes. */
 void mt_inherit_adopt(void);

@@ -1,6 +1,7 @@
 /*
  * The fd table and the connection object pool (see table.h for the lifetime rules).
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,18 @@
 #define CHUNK_COUNT 1024u /* 1 048 576 fds: the kernel's default nr_open */
 
 typedef struct mt_conn *_Atomic slot_t;
+
+/*
+ * Bit 0 of a slot: the application wants this fd kept open across exec, which its session cannot
+ * cross (mt_table_set_exec_wish). A property of the fd, not of the connection, so it lives in the
+ * fd's slot and goes with it. Connection objects come from calloc, so the bit is always free.
+ */
+#define EXEC_WISH ((uintptr_t)1)
+
+static struct mt_conn *conn_of(struct mt_conn *value)
+{
+    return (struct mt_conn *)((uintptr_t)value & ~EXEC_WISH);
+}
 
 static _Atomic(slot_t *) chunks[CHUNK_COUNT];
 static atomic_int connection_count;
@@ -45,7 +58,7 @@ struct mt_conn *mt_table_acquire(int fd)
     if (slot == NULL)
         return NULL;
     for (;;) {
-        struct mt_conn *conn = atomic_load_explicit(slot, memory_order_acquire);
+        struct mt_conn *conn = conn_of(atomic_load_explicit(slot, memory_order_acquire));
         if (conn == NULL)
             return NULL;
         unsigned references = atomic_load(&conn->references);
@@ -54,7 +67,7 @@ struct mt_conn *mt_table_acquire(int fd)
             continue;
         if (!atomic_compare_exchange_weak(&conn->references, &references, references + 1))
             continue;
-        if (atomic_load_explicit(slot, memory_order_acquire) == conn)
+        if (conn_of(atomic_load_explicit(slot, memory_order_acquire)) == conn)
             return conn;
         mt_conn_release(conn);
     }
@@ -65,7 +78,7 @@ bool mt_table_insert(int fd, struct mt_conn *conn)
     slot_t *slot = slot_of(fd, true);
     if (slot == NULL)
         return false;
-    struct mt_conn *previous = atomic_exchange(slot, conn);
+    struct mt_conn *previous = conn_of(atomic_exchange(slot, conn));
     atomic_fetch_add(&connection_count, 1);
     /* A stale entry means an fd closed behind our back (e.g. through a raw syscall): drop it. */
     if (previous != NULL) {
@@ -80,10 +93,32 @@ struct mt_conn *mt_table_remove(int fd)
     slot_t *slot = slot_of(fd, false);
     if (slot == NULL || atomic_load_explicit(slot, memory_order_relaxed) == NULL)
         return NULL;
-    struct mt_conn *conn = atomic_exchange(slot, NULL);
+    struct mt_conn *conn = conn_of(atomic_exchange(slot, NULL));
     if (conn != NULL)
         atomic_fetch_sub(&connection_count, 1);
     return conn;
+}
+
+bool mt_table_set_exec_wish(int fd, bool wish)
+{
+    slot_t *slot = slot_of(fd, false);
+    if (slot == NULL)
+        return false;
+    struct mt_conn *value = atomic_load(slot);
+    for (;;) {
+        if (value == NULL)
+            return false;
+        struct mt_conn *wanted =
+            (struct mt_conn *)((uintptr_t)conn_of(value) | (wish ? EXEC_WISH : 0));
+        if (atomic_compare_exchange_weak(slot, &value, wanted))
+            return true;
+    }
+}
+
+bool mt_table_exec_wish(int fd)
+{
+    slot_t *slot = slot_of(fd, false);
+    return slot != NULL && ((uintptr_t)atomic_load(slot) & EXEC_WISH) != 0;
 }
 
 bool mt_table_is_empty(void)
@@ -145,7 +180,7 @@ void mt_table_for_each(void (*visit)(struct mt_conn *conn, void *argument), void
     for (unsigned c = 0; c < CHUNK_COUNT; c++) {
         slot_t *chunk = atomic_load(&chunks[c]);
         for (unsigned i = 0; chunk != NULL && i < CHUNK_SIZE; i++) {
-            struct mt_conn *conn = atomic_load(&chunk[i]);
+            struct mt_conn *conn = conn_of(atomic_load(&chunk[i]));
             if (conn != NULL)
                 visit(conn, argument);
         }
@@ -158,7 +193,7 @@ void mt_table_for_each_fd(void (*visit)(int fd, struct mt_conn *conn, void *argu
     for (unsigned c = 0; c < CHUNK_COUNT; c++) {
         slot_t *chunk = atomic_load(&chunks[c]);
         for (unsigned i = 0; chunk != NULL && i < CHUNK_SIZE; i++) {
-            struct mt_conn *conn = atomic_load(&chunk[i]);
+            struct mt_conn *conn = conn_of(atomic_load(&chunk[i]));
             if (conn != NULL)
                 visit((int)(c * CHUNK_SIZE + i), conn, argument);
         }

@@ -24,6 +24,14 @@ bool mt_table_insert(int fd, struct mt_conn *conn);
 /* Removes and returns fd's connection (the table's reference moves to the caller), or NULL. */
 struct mt_conn *mt_table_remove(int fd);
 
+/*
+ * Whether the application wants fd kept open across exec while its session cannot cross it
+ * (core/inherit.h): remembered with the fd, forgotten when the fd leaves the table. Setting it
+ * is false when fd is not ours.
+ */
+bool mt_table_set_exec_wish(int fd, bool wish);
+bool mt_table_exec_wish(int fd);
+
 /* True when some fd is ours: lets poll skip its translation entirely in plain processes. */
 bool mt_table_is_empty(void);
 

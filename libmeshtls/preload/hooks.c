@@ -318,8 +318,12 @@ static void forget_visit(int fd, void *argument)
 /* copy is a new name for fd: if fd is ours, so is copy. */
 static void alias_if_ours(int fd, int copy)
 {
-    if (copy < 0 || copy == fd || in_vfork_child())
+    if (copy < 0 || copy == fd)
         return;
+    if (in_vfork_child()) {
+        mt_inherit_hold_copy(fd, copy);
+        return;
+    }
     int saved = errno;
     struct mt_conn *conn = mt_table_acquire(fd);
     if (conn != NULL) {
@@ -398,9 +402,14 @@ MT_EXPORT int dup3(int fd, int target, int flags)
  * forwards it the same way, as one machine word. */
 static int fcntl_common(int (*real)(int, int, ...), int fd, int command, void *argument)
 {
+    if (command == F_SETFD)
+        argument =
+            (void *)(intptr_t)mt_inherit_descriptor_flags_to_set(fd, (int)(intptr_t)argument);
     int result = real(fd, command, argument);
     if (command == F_DUPFD || command == F_DUPFD_CLOEXEC)
         alias_if_ours(fd, result);
+    else if (command == F_GETFD)
+        result = mt_inherit_descriptor_flags_seen(fd, result);
     return result;
 }
 
@@ -431,6 +440,9 @@ MT_EXPORT int ioctl(int fd, unsigned long request, ...)
     va_start(arguments, request);
     void *argument = va_arg(arguments, void *);
     va_end(arguments);
+    /* A session that cannot cross exec stays close-on-exec (core/inherit.h). */
+    if ((request == FIONCLEX || request == FIOCLEX) && mt_inherit_holds(fd, request == FIONCLEX))
+        return request == FIONCLEX ? 0 : real_ioctl(fd, request, argument);
     if (request == FIONREAD && argument != NULL) {
         struct mt_conn *conn = mt_table_acquire(fd);
         if (conn != NULL) {
@@ -729,6 +741,16 @@ MT_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_a
     int result = real_posix_spawn(pid, path, actions, attributes, argv, environment);
     mt_inherit_environment_free(environment, envp);
     return result;
+}
+
+MT_EXPORT int posix_spawn_file_actions_adddup2(posix_spawn_file_actions_t *actions, int fd,
+                                               int target)
+{
+    mt_real_init();
+    int closed = mt_inherit_spawn_target_to_close(fd, target);
+    if (closed >= 0)
+        return posix_spawn_file_actions_addclose(actions, closed);
+    return real_posix_spawn_file_actions_adddup2(actions, fd, target);
 }
 
 MT_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,

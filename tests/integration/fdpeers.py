@@ -12,6 +12,13 @@ TLS. Each serves one connection per client and prints "listening" once ready.
   fdpeers.py inetd-server PORT       accept; fork; the child puts the socket on stdin and stdout
                                      and execs a new program that upper-cases one line from stdin
                                      to stdout (inetd-style); the parent closes its copy.
+  fdpeers.py handler-server PORT HOW TEXT   accept; read one line (the TLS session has started);
+                                     then hand the connection to a program that writes TEXT to
+                                     it, started HOW: "exec" (fork, dup2 onto stdout, exec sh),
+                                     "subprocess" (subprocess.run with stdout=the connection),
+                                     "system" (set inheritable, os.system writing to its fd;
+                                     prints the inheritable flag the program reads back),
+                                     "posix-spawn" (os.posix_spawn with a dup2 file action).
   fdpeers.py line-client PORT LINE...   for each LINE: send it, read one reply line, print it.
   fdpeers.py read-client PORT        read to EOF, print sha256 and length.
 """
@@ -21,6 +28,7 @@ import fcntl
 import hashlib
 import os
 import socket
+import subprocess
 import sys
 import termios
 import time
@@ -115,6 +123,35 @@ def inetd_server(port):
         os.waitpid(child, 0)
 
 
+def handler_server(port, how, text):
+    listener = listen(port)
+    while True:
+        connection, _ = listener.accept()
+        connection.makefile("rb").readline()
+        fd = connection.fileno()
+        command = ["/bin/sh", "-c", f"echo {text}"]
+        if how == "exec":
+            child = os.fork()
+            if child == 0:
+                os.dup2(fd, 1)
+                connection.close()
+                listener.close()
+                os.execv(command[0], command)
+            os.waitpid(child, 0)
+        elif how == "subprocess":
+            subprocess.run(command, stdout=connection, check=False)
+        elif how == "system":
+            os.set_inheritable(fd, True)
+            print(f"inheritable {os.get_inheritable(fd)}", flush=True)
+            os.system(f"echo {text} >&{fd}")
+        elif how == "posix-spawn":
+            child = os.posix_spawn(command[0], command, os.environ,
+                                   file_actions=[(os.POSIX_SPAWN_DUP2, fd, 1)])
+            os.waitpid(child, 0)
+        print(f"handed over ({how})", flush=True)
+        connection.close()
+
+
 def line_client(port, lines):
     with socket.create_connection(("127.0.0.1", port)) as connection:
         reader = connection.makefile("rb")
@@ -148,6 +185,8 @@ def main():
         fionread_server(port)
     elif mode == "inetd-server":
         inetd_server(port)
+    elif mode == "handler-server":
+        handler_server(port, sys.argv[3], sys.argv[4])
     elif mode == "line-client":
         line_client(port, sys.argv[3:])
     elif mode == "read-client":

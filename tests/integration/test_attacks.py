@@ -53,6 +53,8 @@ import subprocess
 import threading
 import time
 
+import test_exec_session
+
 from attack_peers import (Outcome, RogueServers, TicketClient, client_hello, raw_client,
                           tls_client, version_available)
 from harness import (BUILD, PYTHON, Mesh, TestFailure, base_env, check, free_port, main,
@@ -569,6 +571,9 @@ outbound = {{
         check(ok, f"the server stopped serving after all the attacks: {line}")
         log(f"outbound attacks done after {time.monotonic() - started:.1f}s")
 
+        # --- Processes ----------------------------------------------------------------------
+        verdicts.append(exec_handover(mesh, server_config))
+
         # --- The agent -----------------------------------------------------------------------
         verdicts.append(identity_theft(mesh, pki, sock, agent, metrics))
         verdicts.append(loose_key(mesh, sock, agent_state))
@@ -599,6 +604,25 @@ outbound = {{
 def peer_lines(process, port):
     """process's log lines about 127.0.0.1:port (an attacker's port, or a rogue server's)."""
     return [line for line in process.stderr().splitlines() if f"127.0.0.1:{port} " in line]
+
+
+def exec_handover(mesh, config):
+    """19: a meshed server reads a request through TLS, then execs a handler with the connection
+    as its stdout (inetd-style): the handler must find the fd closed, never write to it in clear
+    (tests/integration/test_exec_session.py tries every way of starting a program)."""
+    verdict = Verdict("19 handler exec'd on an mTLS connection writes nothing in clear",
+                      no_counter=True, note="no counter by design: the connection is not refused, "
+                                            "it ends when the program that held it execs")
+    try:
+        server = test_exec_session.server_hands_over(mesh, config, "exec", None)
+        verdict.judge("refused", True, "")
+        line = log_line(server, r"exec of /bin/sh: fd 1 of an mTLS session cannot cross exec; "
+                                r"closed in the new program")
+        verdict.evidence.append(f"server: {line}")
+        verdict.judge("logged", line is not None, "no line naming the exec'd program")
+    except (TestFailure, OSError) as error:
+        verdict.judge("refused", False, f"{type(error).__name__}: {error}")
+    return verdict
 
 
 def identity_theft(mesh, pki, sock, agent, metrics):

@@ -1,0 +1,122 @@
+"""A started mTLS session never reaches another program, which would write to it in clear.
+
+A meshed server reads one line through TLS (its session has started), then hands the connection
+to a new program that writes a marker to it, in each of the ways real servers start one: fork +
+dup2 onto stdout + exec (inetd-style handlers), Python's subprocess with stdout= the connection
+(a vfork child), os.system writing to the inherited fd, and os.posix_spawn with a dup2 file
+action. And a meshed bash client whose connection (/dev/tcp) is the stdout of a `cat` it runs (the
+shell forks, dup2s the connection onto stdout and execs cat).
+A recording relay between client and server checks the wire: every byte is a TLS record, the
+marker never appears in clear, and the peer never receives it. The new program finds the fd
+closed; the server logs one line naming the program where an exec hook sees it (fork + exec), or
+the file action it replaced (posix_spawn). os.get_inheritable still reads back what the program
+set.
+"""
+
+import os
+import re
+
+from harness import (PYTHON, Mesh, Relay, check, complete_records_prefix, free_port, main,
+                     tls_records, wait_for)
+
+PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fdpeers.py")
+TD = "meshtls.local"
+
+
+def write_config(mesh, sock):
+    path = os.path.join(mesh.dir, "mesh.conf")
+    with open(path, "w") as f:
+        f.write(f'agent_socket = "{sock}";\nlog_level = "info";\n'
+                f'outbound = {{ loopback = "mtls"; }};\ninbound = {{ loopback = "strict"; }};\n')
+    return path
+
+
+def check_wire(relay, marker, what):
+    """Every connection the relay carried: TLS records only (the stream may end inside none),
+    TLS 1.3 application data after the hellos, and never the marker."""
+    check(relay.client_bytes, f"{what}: the relay carried no connection")
+    for up, down in zip(relay.client_bytes, relay.server_bytes):
+        for direction, data in (("client to server", bytes(up)), ("server to client", bytes(down))):
+            check(marker.encode() not in data,
+                  f"{what}: the marker went {direction} in clear: {data[-200:]!r}")
+            whole = complete_records_prefix(data)
+            check(len(whole) == len(data),
+                  f"{what}: {len(data) - len(whole)} bytes {direction} after the last whole TLS "
+                  f"record: {data[len(whole):][:120]!r}")
+            records = tls_records(whole)
+            check(all(kind in (20, 22, 23) for kind, _, _ in records[1:]) or
+                  any(kind == 21 for kind, _, _ in records),
+                  f"{what}: unexpected cleartext records {direction}")
+
+
+def server_hands_over(mesh, config, how, expected_log):
+    marker = f"HANDLER-{how.upper()}-IN-CLEAR-5d1c"
+    port = free_port()
+    server = mesh.meshed(f"server-{how}", [PYTHON, PEERS, "handler-server", str(port), how,
+                                           marker], config=config)
+    wait_for(lambda: b"listening" in server.stdout() or server.popen.poll() is not None, 20,
+             f"the {how} server to listen")
+    check(server.popen.poll() is None, f"the {how} server exited:\n{server.stderr()}")
+    relay = Relay(port)
+    client = mesh.meshed(f"client-{how}", [PYTHON, PEERS, "line-client", str(relay.port),
+                                           "request"], config=config)
+    client.wait(30)
+    wait_for(lambda: f"handed over ({how})".encode() in server.stdout(), 20,
+             f"the {how} server to hand the connection over")
+    relay.stop()
+    check(marker.encode() not in client.stdout(),
+          f"{how}: the client received the handler's bytes: {client.stdout()!r}")
+    check_wire(relay, marker, how)
+    if expected_log:
+        wait_for(lambda: expected_log in server.stderr(), 10, f"the {how} server's log line")
+    if how == "system":
+        check(b"inheritable True" in server.stdout(),
+              f"os.get_inheritable did not read back True: {server.stdout()!r}")
+    print(f"{how}: the handler found the fd closed; nothing in clear on the wire")
+    return server
+
+
+def bash_client(mesh, config):
+    marker = "BASH-CAT-IN-CLEAR-77e0"
+    secret = os.path.join(mesh.dir, "secret.txt")
+    with open(secret, "w") as f:
+        f.write(marker + "\n")
+    port = free_port()
+    server = mesh.meshed("line-server", [PYTHON, PEERS, "fork-server", str(port)], config=config)
+    wait_for(lambda: b"listening" in server.stdout() or server.popen.poll() is not None, 20,
+             "the line server to listen")
+    relay = Relay(port)
+    # Only programs write to the connection: bash's own builtins write through stdio, which no
+    # preload can reach (README "Interposed entry points").
+    script = (f"exec 3<>/dev/tcp/127.0.0.1/{relay.port}; cat {secret} >&3; echo cat-exit=$?; "
+              f"exec 3>&-")
+    client = mesh.meshed("bash", ["/bin/bash", "-c", script], config=config)
+    client.wait(30)
+    relay.stop()
+    out = client.stdout().decode(errors="replace")
+    check("mtls outbound to" in client.stderr(),
+          f"bash's connection was not mTLS:\n{client.stderr()[-2000:]}")
+    check("cat-exit=1" in out, f"cat did not find its stdout closed: {out!r}")
+    check_wire(relay, marker, "bash + cat")
+    wait_for(lambda: re.search(r"exec of (/usr)?/bin/cat: fds 1, 3 of mTLS sessions cannot "
+                               r"cross exec; closed in the new program", client.stderr()),
+             10, "bash's log line naming cat")
+    print("bash: cat found its stdout closed; nothing in clear on the wire")
+
+
+def test():
+    with Mesh("exec-session") as mesh:
+        sock = mesh.start_agent()
+        config = write_config(mesh, sock)
+        closed = ("fd 1 of an mTLS session cannot cross exec; closed in the new program, which "
+                  "would otherwise write to it in clear")
+        server_hands_over(mesh, config, "exec", f"exec of /bin/sh: {closed}")
+        server_hands_over(mesh, config, "subprocess", None)
+        server_hands_over(mesh, config, "system", None)
+        server_hands_over(mesh, config, "posix-spawn", "cannot cross exec; fd 1 is closed in the "
+                                                       "new program instead of carrying it in clear")
+        bash_client(mesh, config)
+
+
+if __name__ == "__main__":
+    main(test)

@@ -32,8 +32,13 @@
 #include "../util/sys.h"
 #include "metrics.h"
 
-/* After a failure to create the file (no agent directory yet), try again this much later. */
+/* After a failure to get the file (no agent yet), try again this much later. */
 #define RETRY_MS 10000
+/*
+ * An agent that answered and refused (one that cannot see this process's pid, or an older agent
+ * without the request) will say the same again: ask rarely, so that its log is not flooded.
+ */
+#define RETRY_REFUSED_MS 600000
 #define SERIES_PER_CHUNK                                                                           \
     ((MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) /                                      \
      sizeof(struct mt_metrics_series_record))
@@ -149,9 +154,9 @@ static long long wall_ms(void)
     return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-static void note_failure_locked(const char *message)
+static void note_failure_locked(const char *message, bool refused)
 {
-    writer.retry_after_ms = mt_sys_now_ms() + RETRY_MS;
+    writer.retry_after_ms = mt_sys_now_ms() + (refused ? RETRY_REFUSED_MS : RETRY_MS);
     if (writer.failure_logged)
         return;
     writer.failure_logged = true;
@@ -171,8 +176,9 @@ static bool open_file_locked(void)
 {
     char message[256] = "";
     int fd = -1;
-    if (!mt_result_is_ok(writer.source(&fd, message, sizeof(message)))) {
-        note_failure_locked(message);
+    mt_result result = writer.source(&fd, message, sizeof(message));
+    if (!mt_result_is_ok(result)) {
+        note_failure_locked(message, result.error == MT_ERR_AGENT_REFUSED);
         return false;
     }
     void *mapped = mmap(NULL, MT_METRICS_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -182,7 +188,7 @@ static bool open_file_locked(void)
         if (mapped != MAP_FAILED)
             munmap(mapped, MT_METRICS_HEADER_SIZE);
         mt_sys_close(fd);
-        note_failure_locked(message);
+        note_failure_locked(message, true);
         return false;
     }
     writer.fd = fd;

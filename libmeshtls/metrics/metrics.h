@@ -39,7 +39,9 @@ struct mt_metrics_connection;
 /*
  * Where this process's metrics file comes from: on success *fd is open for reading and writing,
  * sized to MT_METRICS_HEADER_SIZE with the header initialised (see layout.h); on failure message
- * says why. Called with the metrics lock held, at most once per RETRY interval while it fails.
+ * says why. Called with the metrics lock held; while it fails it is called again after 10 s,
+ * or after 10 min when it failed with MT_ERR_AGENT_REFUSED (an agent that answered no will
+ * answer no again).
  */
 typedef mt_result (*mt_metrics_file_source)(int *fd, char *message, size_t message_size);
 

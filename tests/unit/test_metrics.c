@@ -375,6 +375,7 @@ static void test_process_parse_hostile_files_rejected(void **state)
     assert_int_equal(process.series_count, 1);
     assert_int_equal(strlen(process.series[0].peer_id), MT_METRICS_PEER_ID_MAX - 1);
     mt_metrics_process_cleanup(&process);
+    free(data);
     uint8_t *small = calloc(1, 100);
     assert_int_equal(mt_metrics_process_parse(small, 100, &process).error, MT_ERR_PROTO_MALFORMED);
     free(small);

@@ -39,7 +39,7 @@ import time
 
 from harness import PYTHON, Mesh, TestFailure, base_env, check, free_port, main, port_listening, \
     wait_for
-from lifecycle_common import (EchoPair, log, parse_metrics, promtool_check, start_agent,
+from lifecycle_common import (EchoPair, parse_metrics, promtool_check, start_agent,
                               status_records)
 from test_attacks import NOBODY, Metrics, Verdict, log_line
 
@@ -112,11 +112,12 @@ import os, sys
 metrics_dir, name = sys.argv[1:3]
 path = os.path.join(metrics_dir, name)
 results = []
+def create(target):
+    os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
 for label, attempt in (("directory", lambda: os.mkdir(path, 0o755)),
-                       ("file", lambda: os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))),
+                       ("file", lambda: create(path)),
                        ("symlink", lambda: os.symlink("/dev/null", path)),
-                       ("other file", lambda: os.close(os.open(os.path.join(metrics_dir, "planted"),
-                                                               os.O_CREAT | os.O_WRONLY, 0o644)))):
+                       ("other file", lambda: create(os.path.join(metrics_dir, "planted")))):
     try:
         attempt()
         results.append(f"{label}:created")
@@ -442,7 +443,8 @@ def metrics_squat(mesh):
                       f"`meshtls status` does not show the victim with its connection: "
                       f"{listed} {connections}")
 
-        pattern = rf"info: gave pid {pid} uid 0 exe \S+ its metrics file \S+/{re.escape(victim_file)}"
+        pattern = (rf"info: gave pid {pid} uid 0 exe \S+ its metrics file "
+                   rf"\S+/{re.escape(victim_file)}")
         line = log_line(agent, pattern)
         verdict.evidence.append(f"agent: {line}")
         verdict.judge("logged", line is not None, f"no agent line matching {pattern!r}")

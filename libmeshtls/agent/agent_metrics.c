@@ -1,10 +1,13 @@
 /*
- * The agent's metrics endpoint (see agent_metrics.h).
+ * The agent's metrics files and endpoint (see agent_metrics.h).
  *
- * Owns the HTTP listener and the agent's own counters. Requests are answered from libmicrohttpd's
- * internal thread with a fresh reading of the metrics directory, bounded in connections and time
- * so that scrapers cannot exhaust the agent. This file must never touch the issuer, the rules or
- * the client table of the event loop, and never serve anything but metrics.
+ * Owns the metrics directory's creation, the attestation of a process asking for its metrics
+ * file, the HTTP listener and the agent's own counters. Requests are answered from
+ * libmicrohttpd's internal thread with a fresh reading of the metrics directory, streamed through
+ * a content reader one bounded piece at a time, bounded in connections and time so that scrapers
+ * cannot exhaust the agent. This file must never touch the issuer, the rules or the client table
+ * of the event loop, never remove a metrics file from the HTTP thread, never hold more than one
+ * process's share of the exposition at once, and never serve anything but metrics.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,16 +17,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "../metrics/directory.h"
 #include "../metrics/reader.h"
 #include "../util/addr.h"
 #include "../util/log.h"
 #include "agent_metrics.h"
+#include "attest.h"
+
+/* asm-generic/socket.h value on x86-64 and arm64; glibc 2.36's headers predate it. */
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
 
 #define HTTP_CONNECTIONS_MAX 32
 #define HTTP_TIMEOUT_SECONDS 10
+/* libmicrohttpd asks for the body in pieces of at most this size. */
+#define STREAM_BLOCK_SIZE (64 * 1024)
+/* Processes whose dropped series were already logged (one line per process, not per scrape). */
+#define DROP_LOG_MEMORY 64
 
 struct mt_agent_stats mt_agent_stats;
 
@@ -36,7 +53,7 @@ MT_RESULT mt_agent_metrics_directory_create(const char *directory, char *message
                                             size_t message_size)
 {
     MT_ENSURE_REF(directory);
-    if (mkdir(directory, 01777) != 0 && errno != EEXIST)
+    if (mkdir(directory, 0755) != 0 && errno != EEXIST)
         return mt_result_explain(message, message_size, MT_ERR_IO,
                                  "cannot create metrics directory %s: %s", directory,
                                  strerror(errno));
@@ -47,12 +64,67 @@ MT_RESULT mt_agent_metrics_directory_create(const char *directory, char *message
             "%s exists and is not a directory: remove it so that the agent can create "
             "the metrics directory",
             directory);
-    /* mkdir's mode went through the umask; the sticky bit keeps users from removing others'. */
-    if ((status.st_mode & 07777) != 01777 && status.st_uid == geteuid() &&
-        chmod(directory, 01777) != 0)
-        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot chmod 1777 %s: %s",
+    /* Whoever owns it could plant or replace the files the agent hands to processes. */
+    if (status.st_uid != geteuid())
+        return mt_result_explain(message, message_size, MT_ERR_IO,
+                                 "metrics directory %s belongs to uid %u, not to the agent's uid "
+                                 "%u: remove it so that the agent can create its own",
+                                 directory, (unsigned)status.st_uid, (unsigned)geteuid());
+    /* mkdir's mode went through the umask; an older agent made it 1777 (world-writable). */
+    if ((status.st_mode & 07777) != 0755 && chmod(directory, 0755) != 0)
+        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot chmod 0755 %s: %s",
                                  directory, strerror(errno));
     return MT_OK_RESULT;
+}
+
+/* True while the process behind pidfd has not exited (EPERM still proves it exists). */
+static bool pidfd_is_alive(int pidfd)
+{
+    return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 || errno == EPERM;
+}
+
+/* The start time of the very process that connected (see agent_metrics.h). */
+static bool attest_start_time(int client_fd, const struct mt_attest_peer *peer,
+                              unsigned long long *start_time)
+{
+    int pidfd = -1;
+    socklen_t length = sizeof(pidfd);
+    if (getsockopt(client_fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &length) == 0) {
+        bool alive = mt_attest_start_time(peer->pid, start_time) && pidfd_is_alive(pidfd);
+        close(pidfd);
+        return alive;
+    }
+    if (errno != ENOPROTOOPT)
+        return false;
+    char path[64];
+    struct stat status;
+    unsigned long long again = 0;
+    snprintf(path, sizeof(path), "/proc/%ld", (long)peer->pid);
+    return mt_attest_start_time(peer->pid, start_time) && stat(path, &status) == 0 &&
+           status.st_uid == peer->uid && mt_attest_start_time(peer->pid, &again) &&
+           again == *start_time;
+}
+
+MT_RESULT mt_agent_metrics_file_create(const char *directory, int client_fd,
+                                       const struct mt_attest_peer *peer, int *fd,
+                                       unsigned long long *start_time, char *message,
+                                       size_t message_size)
+{
+    MT_ENSURE_REF(directory);
+    MT_ENSURE_REF(peer);
+    MT_ENSURE_REF(fd);
+    MT_ENSURE_REF(start_time);
+    *fd = -1;
+    if (peer->pid <= 0)
+        return mt_result_explain(message, message_size, MT_ERR_AGENT_REFUSED,
+                                 "no metrics file: the caller's pid is not visible in the agent's "
+                                 "PID namespace (run the agent with the host's PID namespace)");
+    if (!attest_start_time(client_fd, peer, start_time))
+        return mt_result_explain(message, message_size, MT_ERR_AGENT_REFUSED,
+                                 "no metrics file: pid %ld exited before it could be attested",
+                                 (long)peer->pid);
+    return mt_metrics_file_create(directory, peer->pid, peer->uid, *start_time, fd, message,
+                                  message_size);
 }
 
 static void render_agent(struct mt_metrics_text *text, size_t processes)
@@ -83,31 +155,102 @@ static void render_agent(struct mt_metrics_text *text, size_t processes)
         "meshtls_agent_issuer_reloads_total{result=\"failure\"} %llu\n"
         "# HELP meshtls_agent_processes Processes whose metrics files are being read.\n"
         "# TYPE meshtls_agent_processes gauge\n"
-        "meshtls_agent_processes %zu\n",
+        "meshtls_agent_processes %zu\n"
+        "# HELP meshtls_agent_metrics_series_dropped_total Series of processes over the "
+        "per-process limits, left out of scrapes (counted in every scrape that left them out).\n"
+        "# TYPE meshtls_agent_metrics_series_dropped_total counter\n"
+        "meshtls_agent_metrics_series_dropped_total %llu\n",
         (long long)atomic_load(&mt_agent_stats.issuer_not_after),
         atomic_load(&mt_agent_stats.anchor_count),
         (unsigned long long)atomic_load(&mt_agent_stats.reloads_succeeded),
-        (unsigned long long)atomic_load(&mt_agent_stats.reloads_failed), processes);
+        (unsigned long long)atomic_load(&mt_agent_stats.reloads_failed), processes,
+        (unsigned long long)atomic_load(&mt_agent_stats.metrics_series_dropped));
 }
 
-MT_RESULT mt_agent_metrics_render(const char *directory, char **output, size_t *length)
+/*
+ * Counts what the limits left out of a process, and says so once per process (by pid and start
+ * time): a hostile or broken writer is named in the log without a line per scrape. Runs on the
+ * HTTP thread only.
+ */
+static void note_dropped(const struct mt_metrics_process *process)
 {
-    MT_ENSURE_REF(directory);
-    MT_ENSURE_REF(output);
-    MT_ENSURE_REF(length);
-    struct mt_metrics_collection collection;
-    MT_GUARD(mt_metrics_collect(directory, true, &collection));
-    struct mt_metrics_text text = {0};
-    render_agent(&text, collection.count);
-    mt_metrics_render(&collection, &text);
-    mt_metrics_collection_free(&collection);
-    if (text.failed || text.data == NULL) {
-        mt_metrics_text_free(&text);
-        return mt_result_of(MT_ERR_NO_MEMORY);
+    static struct {
+        pid_t pid;
+        unsigned long long start_time;
+    } logged[DROP_LOG_MEMORY];
+    static size_t next;
+    if (process->series_dropped == 0)
+        return;
+    atomic_fetch_add(&mt_agent_stats.metrics_series_dropped, process->series_dropped);
+    for (size_t i = 0; i < DROP_LOG_MEMORY; i++)
+        if (logged[i].pid == process->pid && logged[i].start_time == process->start_time)
+            return;
+    logged[next].pid = process->pid;
+    logged[next].start_time = process->start_time;
+    next = (next + 1) % DROP_LOG_MEMORY;
+    mt_log_warn("metrics of pid %ld uid %u exe %s: %zu series beyond the per-process limits "
+                "(%u series, %u bytes of peer identities) left out of every scrape "
+                "(meshtls_agent_metrics_series_dropped_total)",
+                (long)process->pid, (unsigned)process->uid,
+                process->exe[0] != '\0' ? process->exe : "unknown", process->series_dropped,
+                MT_METRICS_SERIES_PER_PROCESS_MAX, MT_METRICS_LABEL_BYTES_PER_PROCESS_MAX);
+}
+
+/* One scrape being streamed: the text of the current piece and how much of it is sent. */
+struct stream {
+    struct mt_metrics_scrape *scrape;
+    struct mt_metrics_text text;
+    size_t sent;
+    bool finished;
+    long long deadline_ms;
+};
+
+static long long monotonic_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* libmicrohttpd's content reader: the next bytes of the exposition, one piece at a time. */
+static ssize_t stream_read(void *context, uint64_t position, char *buffer, size_t capacity)
+{
+    struct stream *stream = context;
+    while (stream->sent == stream->text.length) {
+        if (stream->finished)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        if (monotonic_ms() > stream->deadline_ms) {
+            mt_log_warn("metrics scrape cut off after %d s: the exposition is too large or the "
+                        "scraper too slow",
+                        MT_AGENT_SCRAPE_SECONDS_MAX);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        stream->text.length = 0;
+        stream->sent = 0;
+        /* The agent's own families last: they report what this scrape read and left out. */
+        if (!mt_metrics_scrape_next(stream->scrape, &stream->text)) {
+            render_agent(&stream->text, mt_metrics_scrape_processes(stream->scrape));
+            stream->finished = true;
+        }
+        if (stream->text.failed) {
+            mt_log_warn("metrics scrape failed: out of memory");
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
     }
-    *output = text.data;
-    *length = text.length;
-    return MT_OK_RESULT;
+    size_t count = stream->text.length - stream->sent;
+    if (count > capacity)
+        count = capacity;
+    memcpy(buffer, stream->text.data + stream->sent, count);
+    stream->sent += count;
+    return (ssize_t)count;
+}
+
+static void stream_free(void *context)
+{
+    struct stream *stream = context;
+    mt_metrics_scrape_free(stream->scrape);
+    mt_metrics_text_free(&stream->text);
+    free(stream);
 }
 
 static enum MHD_Result answer(struct MHD_Connection *connection, unsigned status,
@@ -141,13 +284,25 @@ static enum MHD_Result handle_request(void *context, struct MHD_Connection *conn
     if (strcmp(url, "/metrics") != 0)
         return answer(connection, MHD_HTTP_NOT_FOUND, "text/plain", not_found, strlen(not_found),
                       MHD_RESPMEM_PERSISTENT);
-    char *body = NULL;
-    size_t length = 0;
-    if (!mt_result_is_ok(mt_agent_metrics_render(http->directory, &body, &length)))
+    struct stream *stream = calloc(1, sizeof(*stream));
+    if (stream == NULL ||
+        !mt_result_is_ok(mt_metrics_scrape_begin(http->directory, note_dropped, &stream->scrape))) {
+        free(stream);
         return answer(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain", failed,
                       strlen(failed), MHD_RESPMEM_PERSISTENT);
-    return answer(connection, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body, length,
-                  MHD_RESPMEM_MUST_FREE);
+    }
+    stream->deadline_ms = monotonic_ms() + MT_AGENT_SCRAPE_SECONDS_MAX * 1000LL;
+    struct MHD_Response *response = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, stream, stream_free);
+    if (response == NULL) {
+        stream_free(stream);
+        return MHD_NO;
+    }
+    MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    enum MHD_Result result = MHD_queue_response(connection, MHD_HTTP_OK, response);
+    MHD_destroy_response(response);
+    return result;
 }
 
 MT_RESULT mt_agent_http_start(const char *address, const char *directory,

@@ -1,14 +1,20 @@
 /*
- * The agent's metrics endpoint: Prometheus text over HTTP (libmicrohttpd, in its own thread),
- * serving the agent's own counters and every live workload's metrics file.
+ * The agent's metrics: the workloads' metrics files it creates and hands over, and the endpoint
+ * serving Prometheus text over HTTP (libmicrohttpd, in its own thread) with the agent's own
+ * counters and every live workload's file.
  *
  * The HTTP thread shares nothing with the event loop but mt_agent_stats (atomics) and the
- * metrics directory (read-only, plus removing files of dead processes), so a slow or hostile
- * scraper can never stall identity issuance. GET /metrics only; anything else is 404/405.
+ * metrics directory (read-only; the event loop creates and sweeps the files), so a slow or
+ * hostile scraper can never stall identity issuance. The response is streamed: built one
+ * process's share of one family at a time, so that the agent's memory stays flat whatever the
+ * files hold (see metrics/reader.h), and a scrape that takes longer than
+ * MT_AGENT_SCRAPE_SECONDS_MAX is cut off. GET /metrics only; anything else is 404/405.
  *
  * Agent families: meshtls_agent_svids_issued_total, meshtls_agent_requests_refused_total{reason},
  * meshtls_agent_issuer_expiration_timestamp_seconds, meshtls_agent_trust_anchors,
- * meshtls_agent_issuer_reloads_total{result="success|failure"}, meshtls_agent_processes.
+ * meshtls_agent_issuer_reloads_total{result="success|failure"}, meshtls_agent_processes,
+ * meshtls_agent_metrics_series_dropped_total (series of processes over the per-process limits of
+ * metrics/layout.h, left out of scrapes: counted once per scrape that left them out).
  */
 #ifndef MT_AGENT_AGENT_METRICS_H
 #define MT_AGENT_AGENT_METRICS_H
@@ -26,18 +32,39 @@ struct mt_agent_stats {
     atomic_uint anchor_count;
     atomic_ullong reloads_succeeded;
     atomic_ullong reloads_failed;
+    atomic_ullong metrics_series_dropped;
 };
 
 extern struct mt_agent_stats mt_agent_stats;
 
 struct mt_agent_http;
 
+#define MT_AGENT_SCRAPE_SECONDS_MAX 20
+
 /*
- * Creates the metrics directory (mode 1777, sticky) beside the socket, where workloads write
- * their files. Refuses a path that exists and is not a directory (or is a symbolic link).
+ * Creates the metrics directory beside the socket: mode 0755, owned by the agent, which alone
+ * creates files in it. Refuses a path that exists and is not a directory (or is a symbolic
+ * link) or belongs to another user; narrows the mode of one left world-writable by an older
+ * agent (the sweep then removes files the agent did not create).
  */
 MT_RESULT mt_agent_metrics_directory_create(const char *directory, char *message,
                                             size_t message_size);
+
+struct mt_attest_peer;
+
+/*
+ * Creates the metrics file of the process at the other end of client_fd (peer, from
+ * SO_PEERCRED) in directory, named by its pid as the agent sees it and by its start time, read
+ * from /proc and tied to that very process (a pidfd from SO_PEERPIDFD that is still alive after
+ * the read, or on older kernels the start time unchanged and /proc/<pid> owned by the peer's
+ * uid). *fd is the new file, open for reading and writing, for the caller to hand over.
+ * MT_ERR_AGENT_REFUSED when the caller cannot be attested (a pid the agent cannot see, a caller
+ * that exited), MT_ERR_IO when the file cannot be made; message says which.
+ */
+MT_RESULT mt_agent_metrics_file_create(const char *directory, int client_fd,
+                                       const struct mt_attest_peer *peer, int *fd,
+                                       unsigned long long *start_time, char *message,
+                                       size_t message_size);
 
 /*
  * Starts serving address ("host:port", "[v6]:port"; "off" starts nothing and sets *http NULL)
@@ -46,8 +73,5 @@ MT_RESULT mt_agent_metrics_directory_create(const char *directory, char *message
 MT_RESULT mt_agent_http_start(const char *address, const char *directory,
                               struct mt_agent_http **http, char *message, size_t message_size);
 void mt_agent_http_stop(struct mt_agent_http *http);
-
-/* The whole exposition (agent and workloads), as the endpoint serves it; caller frees. */
-MT_RESULT mt_agent_metrics_render(const char *directory, char **text, size_t *length);
 
 #endif

@@ -5,10 +5,11 @@
  * any local process, so nothing here trusts a length or a state a client controls: a client's
  * buffer is sized from a header the codec has already bounded, each client has its own deadline,
  * and no call blocks on one client while others wait (the only synchronous work is one ECDSA
- * signature, or one reading of the metrics directory for a STATUS request). This file must never
- * let a client choose its identity (that is decided by attestation and the rules), never show a
- * caller another user's processes unless it is root or the agent's user, never log a key or a
- * CSR, and never exit on a client's behaviour.
+ * signature, one metrics file created, or one bounded reading of the metrics directory for a
+ * STATUS request). This file must never let a client choose its identity (that is decided by
+ * attestation and the rules) or the name of its metrics file (that is its attested pid and start
+ * time), never show a caller another user's processes unless it is root or the agent's user,
+ * never log a key or a CSR, and never exit on a client's behaviour.
  */
 #include <errno.h>
 #include <poll.h>
@@ -24,8 +25,8 @@
 #include <unistd.h>
 
 #include "../identity/proto.h"
+#include "../metrics/directory.h"
 #include "../metrics/metrics.h"
-#include "../metrics/reader.h"
 #include "../util/log.h"
 #include "agent_metrics.h"
 #include "attest.h"
@@ -58,6 +59,8 @@ struct mt_server_client {
     uint8_t *output;
     size_t output_length;
     size_t output_sent;
+    int passed_fd; /* sent with the reply's first bytes (SCM_RIGHTS) when has_passed_fd */
+    bool has_passed_fd;
 };
 
 /* Milliseconds on CLOCK_MONOTONIC, for deadlines that wall-clock changes cannot move. */
@@ -212,18 +215,49 @@ static void client_close(struct mt_server_client *client)
     if (client->state == CLIENT_FREE)
         return;
     close(client->fd);
+    if (client->has_passed_fd)
+        close(client->passed_fd);
     free(client->input);
     free(client->output);
     memset(client, 0, sizeof(*client));
     client->fd = -1;
 }
 
+/* send(), with the descriptor to pass attached to the first bytes that go out. */
+static ssize_t client_send(struct mt_server_client *client)
+{
+    const uint8_t *data = client->output + client->output_sent;
+    size_t length = client->output_length - client->output_sent;
+    if (!client->has_passed_fd)
+        return send(client->fd, data, length, MSG_NOSIGNAL);
+    union {
+        struct cmsghdr header;
+        char bytes[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec vector = {(void *)data, length};
+    struct msghdr message = {.msg_iov = &vector,
+                             .msg_iovlen = 1,
+                             .msg_control = control.bytes,
+                             .msg_controllen = sizeof(control.bytes)};
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &client->passed_fd, sizeof(int));
+    ssize_t sent = sendmsg(client->fd, &message, MSG_NOSIGNAL);
+    if (sent > 0) {
+        close(client->passed_fd);
+        client->has_passed_fd = false;
+    }
+    return sent;
+}
+
 /* Sends what is left of the reply; closes the client once all of it is out. */
 static void client_write(struct mt_server_client *client)
 {
     while (client->output_sent < client->output_length) {
-        ssize_t sent = send(client->fd, client->output + client->output_sent,
-                            client->output_length - client->output_sent, MSG_NOSIGNAL);
+        ssize_t sent = client_send(client);
         if (sent < 0 && errno == EINTR)
             continue;
         if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -420,15 +454,15 @@ static void status_process(struct status_builder *builder, const struct mt_metri
 {
     char exe[PATH_MAX];
     char id[MT_SPIFFE_ID_MAX + 1];
-    long long expiry = process->header->identity_expiry != 0
-                           ? (long long)process->header->identity_expiry
+    long long expiry = process->header.identity_expiry != 0
+                           ? (long long)process->header.identity_expiry
                            : (issued != NULL ? (long long)issued->expiry : 0);
     status_record(builder, "process\t%ld\t%u\t%s\t%s\t%lld\t%llu\t1", (long)process->pid,
                   (unsigned)process->uid, field_text(process->exe, exe, sizeof(exe)),
                   field_text(issued != NULL ? issued->spiffe_id : NULL, id, sizeof(id)), expiry,
-                  (unsigned long long)process->header->identity_refresh_count);
+                  (unsigned long long)process->header.identity_refresh_count);
     for (size_t i = 0; i < process->connection_count; i++) {
-        const struct mt_metrics_connection_record *connection = process->connections[i];
+        const struct mt_metrics_connection_record *connection = &process->connections[i];
         char local[MT_METRICS_ADDRESS_MAX];
         char peer[MT_METRICS_ADDRESS_MAX];
         char peer_id[MT_METRICS_PEER_ID_MAX];
@@ -447,29 +481,33 @@ static void handle_status_request(struct mt_server *server, struct mt_server_cli
 {
     /* Root and the agent's own user see the node; anyone else sees their own processes. */
     bool sees_all = client->peer.uid == 0 || client->peer.uid == geteuid();
-    struct mt_metrics_collection collection;
-    if (!mt_result_is_ok(mt_metrics_collect(server->metrics_directory, true, &collection)))
-        memset(&collection, 0, sizeof(collection));
+    /* One process's file at a time, each bounded (metrics/reader.h): the reply is, anyway. */
+    struct mt_metrics_listing listing;
+    if (!mt_result_is_ok(mt_metrics_listing_read(server->metrics_directory, &listing)))
+        mt_metrics_listing_free(&listing);
     issued_sweep(server);
     uint8_t *reply = malloc(REPLY_MAX);
     bool *listed = calloc(server->issued_count + 1, sizeof(*listed));
     if (reply == NULL || listed == NULL) {
         free(reply);
         free(listed);
-        mt_metrics_collection_free(&collection);
+        mt_metrics_listing_free(&listing);
         client_refuse(client, MT_PROTO_ERROR_INTERNAL, "out of memory");
         return;
     }
     struct status_builder builder = {.omitted = 0};
     mt_proto_writer_begin(&builder.writer, reply, REPLY_MAX, MT_PROTO_STATUS_RESPONSE);
-    for (size_t i = 0; i < collection.count; i++) {
-        const struct mt_metrics_process *process = &collection.processes[i];
-        if (!sees_all && process->uid != client->peer.uid)
+    for (size_t i = 0; i < listing.count; i++) {
+        struct mt_metrics_process process;
+        if (mt_metrics_process_open(listing.directory_fd, listing.names[i], MT_METRICS_LOAD_ALL,
+                                    &process) != MT_METRICS_TRUSTED)
             continue;
-        struct mt_server_issued *issued = issued_find(server, process->pid, process->start_time);
+        struct mt_server_issued *issued = issued_find(server, process.pid, process.start_time);
         if (issued != NULL)
             listed[issued - server->issued] = true;
-        status_process(&builder, process, issued);
+        if (sees_all || process.uid == client->peer.uid)
+            status_process(&builder, &process, issued);
+        mt_metrics_process_cleanup(&process);
     }
     for (size_t i = 0; i < server->issued_count; i++) {
         const struct mt_server_issued *issued = &server->issued[i];
@@ -487,7 +525,7 @@ static void handle_status_request(struct mt_server *server, struct mt_server_cli
         mt_proto_writer_put(&builder.writer, MT_PROTO_TAG_STATUS_RECORD, line, (size_t)length);
     }
     free(listed);
-    mt_metrics_collection_free(&collection);
+    mt_metrics_listing_free(&listing);
     size_t length = 0;
     if (!mt_result_is_ok(mt_proto_writer_finish(&builder.writer, &length))) {
         free(reply);
@@ -581,6 +619,41 @@ static void handle_svid_request(struct mt_server *server, struct mt_server_clien
     client_reply(client, reply, length);
 }
 
+/* Creates the caller's metrics file and sends it along with the reply (metrics/directory.h). */
+static void handle_metrics_file_request(struct mt_server *server, struct mt_server_client *client)
+{
+    char text[PATH_MAX + 160];
+    int fd = -1;
+    unsigned long long start_time = 0;
+    mt_result result = mt_agent_metrics_file_create(
+        server->metrics_directory, client->fd, &client->peer, &fd, &start_time, text, sizeof(text));
+    if (!mt_result_is_ok(result)) {
+        client_refuse(client,
+                      result.error == MT_ERR_AGENT_REFUSED ? MT_PROTO_ERROR_DENIED
+                                                           : MT_PROTO_ERROR_INTERNAL,
+                      text);
+        return;
+    }
+    uint8_t *reply = malloc(REPLY_MAX);
+    struct mt_proto_writer writer;
+    size_t length = 0;
+    mt_proto_writer_begin(&writer, reply, REPLY_MAX, MT_PROTO_METRICS_FILE_RESPONSE);
+    mt_proto_writer_put_u32(&writer, MT_PROTO_TAG_PID, (uint32_t)client->peer.pid);
+    mt_proto_writer_put_u64(&writer, MT_PROTO_TAG_START_TIME, start_time);
+    if (reply == NULL || !mt_result_is_ok(mt_proto_writer_finish(&writer, &length))) {
+        free(reply);
+        close(fd);
+        client_refuse(client, MT_PROTO_ERROR_INTERNAL, "out of memory");
+        return;
+    }
+    mt_log_info("gave pid %ld uid %u exe %s its metrics file %s/%ld-%llu.metrics",
+                (long)client->peer.pid, (unsigned)client->peer.uid, exe_text(&client->peer),
+                server->metrics_directory, (long)client->peer.pid, start_time);
+    client->passed_fd = fd;
+    client->has_passed_fd = true;
+    client_reply(client, reply, length);
+}
+
 static void handle_frame(struct mt_server *server, struct mt_server_client *client,
                          const struct mt_proto_frame *frame)
 {
@@ -594,6 +667,9 @@ static void handle_frame(struct mt_server *server, struct mt_server_client *clie
         break;
     case MT_PROTO_STATUS_REQUEST:
         handle_status_request(server, client);
+        break;
+    case MT_PROTO_METRICS_FILE_REQUEST:
+        handle_metrics_file_request(server, client);
         break;
     default:
         snprintf(text, sizeof(text), "message type %u is not a request", (unsigned)frame->type);

@@ -58,9 +58,11 @@ struct mt_server {
  * Binds socket_path (mode 0666: every local user may ask; attestation decides what they get).
  * Creates the parent directory (0755) when missing, replaces a stale socket file, and refuses
  * when a live agent answers on the path or the path is not a socket. issuer is loaded later,
- * before mt_server_run; the loop polls it for changed files. STATUS requests read the metrics
- * directory beside the socket (see metrics/metrics.h): a caller sees every process when it is
- * root or the agent's user, else only the processes of its own uid.
+ * before mt_server_run; the loop polls it for changed files. METRICS_FILE requests create the
+ * caller's metrics file in the metrics directory beside the socket and pass it with the reply
+ * (metrics/directory.h); the loop sweeps the files of exited processes. STATUS requests read
+ * that directory one process at a time: a caller sees every process when it is root or the
+ * agent's user, else only the processes of its own uid.
  */
 MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
                          const struct mt_agent_config *config, struct mt_issuer *issuer,

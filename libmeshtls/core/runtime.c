@@ -29,6 +29,13 @@ static struct mt_identity_request *renewal; /* under way, under context_lock */
 static long long loaded_ms;                 /* when the configuration was loaded */
 static bool waiting_for_agent;              /* quiet failures while waiting for it */
 
+/* The metrics file, from the agent (see metrics.h): asked lazily, on the first event to record. */
+static mt_result request_metrics_file(int *fd, char *message, size_t message_size)
+{
+    return mt_identity_metrics_file(config.agent_socket, (int)config.agent_timeout_ms, fd, message,
+                                    message_size);
+}
+
 static void load_config(void)
 {
     mt_log_set_writer(mt_sys_write);
@@ -40,7 +47,7 @@ static void load_config(void)
     }
     mt_log_set_level(config.log_level);
     loaded_ms = mt_sys_now_ms();
-    mt_metrics_init(config.agent_socket);
+    mt_metrics_init(request_metrics_file);
     mt_log_debug("configuration %s: outbound loopback=%s default=%s, inbound loopback=%s "
                  "default=%s, agent %s",
                  config.source[0] != '\0' ? config.source : "(built-in defaults)",

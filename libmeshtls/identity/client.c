@@ -54,6 +54,8 @@ struct exchange {
     size_t sent;
     uint8_t *reply;
     size_t received;
+    bool wants_fd;   /* the reply carries a descriptor (SCM_RIGHTS) */
+    int received_fd; /* -1 until it has come */
 };
 
 static void exchange_free(struct exchange *exchange)
@@ -62,6 +64,8 @@ static void exchange_free(struct exchange *exchange)
         return;
     if (exchange->fd >= 0)
         mt_sys_close(exchange->fd);
+    if (exchange->received_fd >= 0)
+        mt_sys_close(exchange->received_fd);
     free(exchange->request);
     free(exchange->reply);
     free(exchange);
@@ -82,6 +86,7 @@ static MT_RESULT exchange_start(const char *socket_path, int timeout_ms, const u
     struct exchange *exchange = calloc(1, sizeof(*exchange));
     MT_ENSURE(exchange != NULL, MT_ERR_NO_MEMORY);
     exchange->fd = -1;
+    exchange->received_fd = -1;
     memcpy(exchange->socket_path, socket_path, path_length + 1);
     exchange->deadline = mt_sys_now_ms() + timeout_ms;
     exchange->request = malloc(request_length);
@@ -113,6 +118,42 @@ out:
     }
     *out = exchange;
     return result;
+}
+
+/*
+ * recv for a reply that carries a descriptor: keeps the first one that arrives and closes any
+ * other (a reply never carries more), so that a peer cannot fill this process's fd table.
+ */
+static ssize_t receive_with_fd(struct exchange *exchange)
+{
+    struct iovec vector = {exchange->reply + exchange->received,
+                           REPLY_CAPACITY - exchange->received};
+    union {
+        struct cmsghdr header;
+        char bytes[CMSG_SPACE(4 * sizeof(int))];
+    } control;
+    struct msghdr message = {.msg_iov = &vector,
+                             .msg_iovlen = 1,
+                             .msg_control = control.bytes,
+                             .msg_controllen = sizeof(control.bytes)};
+    ssize_t n = mt_sys_recvmsg(exchange->fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return n;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL;
+         header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(fd));
+            if (exchange->received_fd < 0)
+                exchange->received_fd = fd;
+            else
+                mt_sys_close(fd);
+        }
+    }
+    return n;
 }
 
 /* Does what the socket allows now; *done once the reply frame is complete. */
@@ -153,8 +194,10 @@ static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame 
             return MT_OK_RESULT;
         }
         MT_ENSURE(exchange->received < REPLY_CAPACITY, MT_ERR_PROTO_OVERSIZED);
-        ssize_t n = mt_sys_recv(exchange->fd, exchange->reply + exchange->received,
-                                REPLY_CAPACITY - exchange->received, MSG_DONTWAIT);
+        ssize_t n = exchange->wants_fd
+                        ? receive_with_fd(exchange)
+                        : mt_sys_recv(exchange->fd, exchange->reply + exchange->received,
+                                      REPLY_CAPACITY - exchange->received, MSG_DONTWAIT);
         if (n > 0)
             exchange->received += (size_t)n;
         else if (n == 0)
@@ -424,6 +467,43 @@ MT_RESULT mt_identity_query_id(const char *socket_path, int timeout_ms, char *sp
     if (mt_result_is_ok(result)) {
         memcpy(spiffe_id, id.data, id.length);
         spiffe_id[id.length] = '\0';
+    }
+    exchange_free(exchange);
+    return result;
+}
+
+MT_RESULT mt_identity_metrics_file(const char *socket_path, int timeout_ms, int *fd, char *message,
+                                   size_t message_size)
+{
+    MT_ENSURE_REF(socket_path);
+    MT_ENSURE_REF(fd);
+    *fd = -1;
+    uint8_t request[MT_PROTO_HEADER_SIZE];
+    size_t request_length = 0;
+    struct mt_proto_writer writer;
+    mt_proto_writer_begin(&writer, request, sizeof(request), MT_PROTO_METRICS_FILE_REQUEST);
+    MT_GUARD(mt_proto_writer_finish(&writer, &request_length));
+
+    struct exchange *exchange = NULL;
+    MT_GUARD(exchange_start(socket_path, timeout_ms, request, request_length, &exchange, message,
+                            message_size));
+    exchange->wants_fd = true;
+    struct mt_proto_frame frame;
+    struct mt_proto_metrics_file_response response;
+    mt_result result = exchange_poll(exchange, timeout_ms, &frame, message, message_size);
+    if (mt_result_is_ok(result)) {
+        result = mt_proto_decode_metrics_file_response(&frame, &response);
+        if (!mt_result_is_ok(result))
+            say(message, message_size, "agent at %s sent a bad metrics file reply: %s", socket_path,
+                mt_error_message(result.error));
+    }
+    if (mt_result_is_ok(result) && exchange->received_fd < 0) {
+        say(message, message_size, "agent at %s sent no metrics file with its reply", socket_path);
+        result = mt_result_of(MT_ERR_PROTO_MALFORMED);
+    }
+    if (mt_result_is_ok(result)) {
+        *fd = exchange->received_fd;
+        exchange->received_fd = -1;
     }
     exchange_free(exchange);
     return result;

@@ -68,6 +68,14 @@ void mt_identity_request_free(struct mt_identity_request *request);
 MT_RESULT mt_identity_query_id(const char *socket_path, int timeout_ms, char *spiffe_id,
                                size_t capacity, char *message, size_t message_size);
 
+/*
+ * Asks the agent for this process's metrics file (metrics/layout.h): on success *fd is the file,
+ * open for reading and writing, created and named by the agent after the pid and start time it
+ * attested for this process. A child of fork asks again for its own.
+ */
+MT_RESULT mt_identity_metrics_file(const char *socket_path, int timeout_ms, int *fd, char *message,
+                                   size_t message_size);
+
 struct mt_identity *mt_identity_acquire(struct mt_identity *identity);
 /* Drops one reference; the last one wipes the key and frees everything. NULL is allowed. */
 void mt_identity_release(struct mt_identity *identity);

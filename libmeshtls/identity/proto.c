@@ -286,6 +286,40 @@ MT_RESULT mt_proto_decode_status_response(const struct mt_proto_frame *frame,
     return MT_OK_RESULT;
 }
 
+MT_RESULT mt_proto_decode_metrics_file_response(const struct mt_proto_frame *frame,
+                                                struct mt_proto_metrics_file_response *response)
+{
+    MT_ENSURE_REF(response);
+    MT_GUARD(check_frame(frame, MT_PROTO_METRICS_FILE_RESPONSE));
+
+    struct mt_proto_metrics_file_response decoded = {0};
+    unsigned seen = 0;
+    struct tlv_reader reader;
+    tlv_reader_init(&reader, frame);
+    while (tlv_reader_has_more(&reader)) {
+        struct tlv tlv;
+        MT_GUARD(tlv_reader_next(&reader, &tlv));
+        switch (tlv.tag) {
+        case MT_PROTO_TAG_PID:
+            MT_GUARD(mark_single(&seen, tlv.tag));
+            MT_GUARD(take_u32(&decoded.pid, &tlv));
+            break;
+        case MT_PROTO_TAG_START_TIME:
+            MT_GUARD(mark_single(&seen, tlv.tag));
+            MT_GUARD(take_u64(&decoded.start_time, &tlv));
+            break;
+        default:
+            break;
+        }
+    }
+    MT_ENSURE(was_seen(seen, MT_PROTO_TAG_PID), MT_ERR_PROTO_MALFORMED);
+    MT_ENSURE(was_seen(seen, MT_PROTO_TAG_START_TIME), MT_ERR_PROTO_MALFORMED);
+    /* A pid the agent could not see is never sent: it refuses such a caller instead. */
+    MT_ENSURE(decoded.pid > 0 && decoded.pid <= INT32_MAX, MT_ERR_PROTO_MALFORMED);
+    *response = decoded;
+    return MT_OK_RESULT;
+}
+
 MT_RESULT mt_proto_decode_error(const struct mt_proto_frame *frame,
                                 struct mt_proto_error_reply *reply)
 {

@@ -9,9 +9,14 @@
  *   SVID_REQUEST  { CSR }                     → SVID_RESPONSE or ERROR
  *   ID_REQUEST    { }                         → ID_RESPONSE or ERROR
  *   STATUS_REQUEST { }                        → STATUS_RESPONSE or ERROR
+ *   METRICS_FILE_REQUEST { }                  → METRICS_FILE_RESPONSE (+ one fd) or ERROR
  * Replies:
  *   SVID_RESPONSE { SPIFFE_ID, CERT+ (leaf first, DER), BUNDLE+ (trust anchors, DER), EXPIRY }
  *   ID_RESPONSE   { SPIFFE_ID }
+ *   METRICS_FILE_RESPONSE { PID, START_TIME } the caller's metrics file travels with the reply's
+ *       bytes as one SCM_RIGHTS descriptor, open for reading and writing (metrics/layout.h); PID
+ *       and START_TIME are the caller as the agent attested it (the pid in the agent's PID
+ *       namespace), which name the file
  *   ERROR         { ERROR_CODE, MESSAGE }
  *   STATUS_RESPONSE { STATUS_RECORD* }        one line of tab-separated fields per record:
  *       process    pid uid exe spiffe_id expiry refresh_count has_metrics
@@ -50,6 +55,8 @@ enum mt_proto_type {
     MT_PROTO_ID_RESPONSE = 5,
     MT_PROTO_STATUS_REQUEST = 6,
     MT_PROTO_STATUS_RESPONSE = 7,
+    MT_PROTO_METRICS_FILE_REQUEST = 8,
+    MT_PROTO_METRICS_FILE_RESPONSE = 9,
 };
 
 enum mt_proto_tag {
@@ -61,6 +68,8 @@ enum mt_proto_tag {
     MT_PROTO_TAG_ERROR_CODE = 6, /* u32 BE, enum mt_proto_error_code */
     MT_PROTO_TAG_MESSAGE = 7,
     MT_PROTO_TAG_STATUS_RECORD = 8, /* UTF-8 text, tab-separated fields, no newline */
+    MT_PROTO_TAG_PID = 9,           /* u32 BE */
+    MT_PROTO_TAG_START_TIME = 10,   /* u64 BE, clock ticks after boot (/proc/<pid>/stat 22) */
 };
 
 enum mt_proto_error_code {
@@ -100,6 +109,11 @@ struct mt_proto_status_response {
     size_t record_count;
 };
 
+struct mt_proto_metrics_file_response {
+    uint32_t pid;
+    uint64_t start_time;
+};
+
 struct mt_proto_error_reply {
     uint32_t code;
     struct mt_proto_blob message;
@@ -123,6 +137,8 @@ MT_RESULT mt_proto_decode_id_response(const struct mt_proto_frame *frame,
 /* Records beyond MT_PROTO_MAX_STATUS_RECORDS make the message malformed. */
 MT_RESULT mt_proto_decode_status_response(const struct mt_proto_frame *frame,
                                           struct mt_proto_status_response *response);
+MT_RESULT mt_proto_decode_metrics_file_response(const struct mt_proto_frame *frame,
+                                                struct mt_proto_metrics_file_response *response);
 MT_RESULT mt_proto_decode_error(const struct mt_proto_frame *frame,
                                 struct mt_proto_error_reply *reply);
 

@@ -1,11 +1,15 @@
 /*
  * The metrics file: the shared-memory layout one intercepted process writes and the agent reads.
  *
- * One file per process, <socket dir>/metrics/<pid>-<start time>.metrics, owned by the process's
- * uid, mode 0644, in a directory the agent creates with mode 1777 (sticky: nobody removes another
- * user's file). The writer maps it MAP_SHARED and updates counters in place with relaxed atomics;
- * the reader copies it with pread() (never maps it, so a writer truncating its own file cannot
- * fault the agent) and treats every field as hostile input.
+ * One file per process, <socket dir>/metrics/<pid>-<start time>.metrics. The agent creates it
+ * (owned by the agent, mode 0600, in a directory only the agent can write: 0755), names it by the
+ * pid and start time it attested itself (the pid as the agent's PID namespace sees it), writes
+ * the header, and hands the open file to the process over the agent socket (SCM_RIGHTS): nobody
+ * can create a process's file before it, and a process in its own PID namespace is named as the
+ * agent sees it. The writer maps it MAP_SHARED and updates counters in place with relaxed
+ * atomics; the reader copies what it needs with pread() (never maps it, so a writer truncating
+ * its file cannot fault the agent), reads at most MT_METRICS_FILE_SIZE_MAX bytes of it whatever
+ * size the writer gives it, and treats every field as hostile input.
  *
  *   offset 0                 struct mt_metrics_file_header (MT_METRICS_HEADER_SIZE bytes)
  *   offset HEADER + i·CHUNK  chunk i: struct mt_metrics_chunk_header, then records
@@ -44,6 +48,24 @@
 /* A peer identity label is cut here (SPIFFE IDs may be 2048 bytes; labels should stay short). */
 #define MT_METRICS_PEER_ID_MAX 256u
 #define MT_METRICS_ADDRESS_MAX 64u
+
+/*
+ * What one process may contribute to the agent's scrape, whatever its file says. A process
+ * writes one series per direction × tls × port × peer identity: a busy gateway that talks to a
+ * few hundred services on a few ports stays far below these. Series beyond them are left out of
+ * the exposition and counted (meshtls_agent_metrics_series_dropped_total), so that one process
+ * cannot turn a 16 MiB file into gigabytes of text (every sample repeats the exe label, and
+ * escaping doubles a label of quotes).
+ */
+#define MT_METRICS_SERIES_PER_PROCESS_MAX 1024u
+/* The peer_id bytes of one process's rendered series, summed. */
+#define MT_METRICS_LABEL_BYTES_PER_PROCESS_MAX (64u * 1024u)
+/* The exe label (from /proc/<pid>/exe) is cut to this many bytes. */
+#define MT_METRICS_EXE_LABEL_MAX 256u
+/* Open connections of one process listed by `meshtls status`. */
+#define MT_METRICS_CONNECTIONS_PER_PROCESS_MAX 256u
+/* Processes one scrape or STATUS request reads (a node runs far fewer meshed processes). */
+#define MT_METRICS_PROCESSES_MAX 65536u
 
 /*
  * Handshake latency buckets, upper bounds in microseconds (Linkerd's latency buckets). Kept out
@@ -109,8 +131,8 @@ struct mt_metrics_file_header {
     uint32_t header_size;    /* MT_METRICS_HEADER_SIZE */
     uint32_t chunk_size;     /* MT_METRICS_CHUNK_SIZE */
     uint32_t chunk_count;    /* published chunks (atomic, release) */
-    int32_t pid;             /* must match the file name and the kernel's view */
-    uint32_t uid;            /* the writer's effective uid; the file owner must match */
+    int32_t pid;             /* as the agent saw it when it created the file (informative) */
+    uint32_t uid;            /* the process's uid then (informative) */
     uint64_t start_time;     /* /proc/<pid>/stat field 22, clock ticks after boot */
     int64_t created_at;      /* unix seconds */
     int64_t identity_expiry; /* unix seconds, 0 before the first identity (atomic) */

@@ -4,7 +4,8 @@
  *
  * Owns the process's metrics file, its mappings and the process-local handles of open
  * connections. The slow path (first use, a new label set, a new connection, growth, fork) runs
- * under one mutex and is the only place that makes system calls; the byte counters are atomic
+ * under one mutex and is the only place that makes system calls (asking the agent for the file
+ * is one of them, once per process); the byte counters are atomic
  * adds on memory mapped once and never moved, so that a thread counting bytes never waits for
  * one that grows the file. This file must never make a system call or take a lock on the data
  * path, never go through libmeshtls's own hooks (file descriptors are closed with the raw system
@@ -31,8 +32,13 @@
 #include "../util/sys.h"
 #include "metrics.h"
 
-/* After a failure to create the file (no agent directory yet), try again this much later. */
+/* After a failure to get the file (no agent yet), try again this much later. */
 #define RETRY_MS 10000
+/*
+ * An agent that answered and refused (one that cannot see this process's pid, or an older agent
+ * without the request) will say the same again: ask rarely, so that its log is not flooded.
+ */
+#define RETRY_REFUSED_MS 600000
 #define SERIES_PER_CHUNK                                                                           \
     ((MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) /                                      \
      sizeof(struct mt_metrics_series_record))
@@ -54,7 +60,7 @@ struct chunk {
 
 struct writer {
     bool initialised;
-    char directory[PATH_MAX];
+    mt_metrics_file_source source;
     bool failure_logged;
     long long retry_after_ms;
     int fd;
@@ -141,21 +147,6 @@ bool mt_metrics_directory_for_socket(const char *agent_socket_path, char *direct
     return length > 0 && (size_t)length < capacity;
 }
 
-/* Field 22 of /proc/self/stat, read with raw system calls (read is one of our hooks). */
-static bool read_own_start_time(unsigned long long *start_time)
-{
-    char text[1024];
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t length = syscall(SYS_read, fd, text, sizeof(text) - 1);
-    mt_sys_close(fd);
-    if (length <= 0)
-        return false;
-    text[length] = '\0';
-    return mt_metrics_stat_start_time(text, start_time);
-}
-
 static long long wall_ms(void)
 {
     struct timespec now;
@@ -163,73 +154,48 @@ static long long wall_ms(void)
     return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-static void note_failure_locked(const char *what, int error)
+static void note_failure_locked(const char *message, bool refused)
 {
-    writer.retry_after_ms = mt_sys_now_ms() + RETRY_MS;
+    writer.retry_after_ms = mt_sys_now_ms() + (refused ? RETRY_REFUSED_MS : RETRY_MS);
     if (writer.failure_logged)
         return;
     writer.failure_logged = true;
-    mt_log_info("metrics disabled for now: %s in %s: %s (is meshtls-agent running?)", what,
-                writer.directory, strerror(error));
+    mt_log_info("metrics disabled for now: %s", message);
 }
 
-static int create_file_locked(pid_t pid, unsigned long long start_time)
+/* The agent wrote the header; a file of another layout (another agent version) is not used. */
+static bool header_is_usable(const struct mt_metrics_file_header *header)
 {
-    char path[PATH_MAX + 64];
-    snprintf(path, sizeof(path), "%s/%ld-%llu.metrics", writer.directory, (long)pid, start_time);
-    int flags = O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-    int fd = open(path, flags, 0644);
-    /* Ours from an earlier life of this pid with the same start time (a reboot): replace it. */
-    if (fd < 0 && errno == EEXIST && unlink(path) == 0)
-        fd = open(path, flags, 0644);
-    /* The umask may have narrowed the mode; the agent must be able to read it. */
-    if (fd >= 0 && fchmod(fd, 0644) != 0) {
-        int saved = errno;
-        mt_sys_close(fd);
-        unlink(path);
-        errno = saved;
-        return -1;
-    }
-    return fd;
+    return memcmp(header->magic, MT_METRICS_MAGIC, sizeof(header->magic)) == 0 &&
+           header->version == MT_METRICS_LAYOUT_VERSION &&
+           header->header_size == MT_METRICS_HEADER_SIZE &&
+           header->chunk_size == MT_METRICS_CHUNK_SIZE && header->chunk_count == 0;
 }
 
 static bool open_file_locked(void)
 {
-    unsigned long long start_time = 0;
-    if (!read_own_start_time(&start_time)) {
-        note_failure_locked("cannot read /proc/self/stat", errno);
+    char message[256] = "";
+    int fd = -1;
+    mt_result result = writer.source(&fd, message, sizeof(message));
+    if (!mt_result_is_ok(result)) {
+        note_failure_locked(message, result.error == MT_ERR_AGENT_REFUSED);
         return false;
     }
-    pid_t pid = getpid();
-    int fd = create_file_locked(pid, start_time);
-    if (fd < 0) {
-        note_failure_locked("cannot create the metrics file", errno);
-        return false;
-    }
-    void *mapped = MAP_FAILED;
-    if (ftruncate(fd, MT_METRICS_HEADER_SIZE) == 0)
-        mapped = mmap(NULL, MT_METRICS_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (mapped == MAP_FAILED) {
-        note_failure_locked("cannot map the metrics file", errno);
+    void *mapped = mmap(NULL, MT_METRICS_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (mapped == MAP_FAILED || !header_is_usable(mapped)) {
+        snprintf(message, sizeof(message), "the metrics file from the agent %s",
+                 mapped == MAP_FAILED ? "cannot be mapped" : "has another layout version");
+        if (mapped != MAP_FAILED)
+            munmap(mapped, MT_METRICS_HEADER_SIZE);
         mt_sys_close(fd);
+        note_failure_locked(message, true);
         return false;
     }
-    struct mt_metrics_file_header *header = mapped;
-    header->version = MT_METRICS_LAYOUT_VERSION;
-    header->header_size = MT_METRICS_HEADER_SIZE;
-    header->chunk_size = MT_METRICS_CHUNK_SIZE;
-    header->pid = pid;
-    header->uid = geteuid();
-    header->start_time = start_time;
-    header->created_at = wall_ms() / 1000;
-    /* The magic last: a reader that sees it sees a complete header. */
-    __atomic_thread_fence(__ATOMIC_RELEASE);
-    memcpy(header->magic, MT_METRICS_MAGIC, sizeof(header->magic));
     writer.fd = fd;
-    writer.header = header;
+    writer.header = mapped;
     writer.chunk_count = 0;
     writer.failure_logged = false;
-    atomic_store(&published_header, header);
+    atomic_store(&published_header, writer.header);
     return true;
 }
 
@@ -384,14 +350,14 @@ static struct mt_metrics_connection_record *connection_claim_locked(uint32_t *ge
 
 /* ---- the API ------------------------------------------------------------------------------- */
 
-void mt_metrics_init(const char *agent_socket_path)
+void mt_metrics_init(mt_metrics_file_source source)
 {
     pthread_once(&atfork_once, register_atfork);
     pthread_mutex_lock(&writer_lock);
-    if (!writer.initialised && agent_socket_path != NULL &&
-        mt_metrics_directory_for_socket(agent_socket_path, writer.directory,
-                                        sizeof(writer.directory)))
+    if (!writer.initialised && source != NULL) {
+        writer.source = source;
         writer.initialised = true;
+    }
     pthread_mutex_unlock(&writer_lock);
 }
 

@@ -7,11 +7,15 @@
  * first use, a new chunk when a table is full); it never blocks on anything but that mutex.
  * The layout is described in metrics/layout.h; the agent serves it in Prometheus text format.
  *
- * Every function is safe from any thread, is a no-op when metrics are disabled (no agent
- * metrics directory, a file that cannot be created: logged once), and is safe after fork: a
- * child notices on its next slow-path call and writes its own file from then on. A connection
- * inherited across fork keeps counting into the file of the process that opened it, and is
- * counted closed once, by whichever process closes it first.
+ * The file is the agent's: on the first event to record, the process asks the agent for it
+ * (mt_metrics_init's source, a request on the agent socket) and receives it open, named after
+ * the pid and start time the agent attested. Every function is safe from any thread, is a no-op
+ * when metrics are disabled (no agent, an agent that refuses: logged once, asked again after a
+ * while), and is safe after fork: a child notices on its next slow-path call and asks the agent
+ * for a file of its own, which it writes from then on (the parent's file is named after the
+ * parent). A connection inherited across fork keeps counting into the file of the process that
+ * opened it, and is counted closed once, by whichever process closes it first. After an exec
+ * the new image asks again and the agent replaces the file (same pid, same start time).
  *
  * Labels: direction inbound|outbound, tls true|false, port (inbound: local port; outbound:
  * destination port), peer identity (a SPIFFE ID, "" when there is none; cut to
@@ -27,15 +31,25 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "../util/result.h"
 #include "layout.h"
 
 struct mt_metrics_connection;
 
 /*
- * Remembers where the agent's socket is; the metrics directory is "<its directory>/metrics".
- * Lazy and idempotent: no file is created until the first event to record. The first call wins.
+ * Where this process's metrics file comes from: on success *fd is open for reading and writing,
+ * sized to MT_METRICS_HEADER_SIZE with the header initialised (see layout.h); on failure message
+ * says why. Called with the metrics lock held; while it fails it is called again after 10 s,
+ * or after 10 min when it failed with MT_ERR_AGENT_REFUSED (an agent that answered no will
+ * answer no again).
  */
-void mt_metrics_init(const char *agent_socket_path);
+typedef mt_result (*mt_metrics_file_source)(int *fd, char *message, size_t message_size);
+
+/*
+ * Remembers the source of the metrics file. Lazy and idempotent: nothing is asked until the
+ * first event to record. The first call wins.
+ */
+void mt_metrics_init(mt_metrics_file_source source);
 
 /*
  * A connection was established (after the handshake for mTLS): tcp_open_total++ and, derived,

@@ -1,14 +1,16 @@
 /*
  * Reading and rendering the metrics files of a node's processes (see reader.h).
  *
- * Owns the decision which metrics files to believe and their translation to Prometheus text.
- * Every file was written by some local process, possibly a hostile one: it is copied with pread
- * (a mapping could fault if its owner truncated it), its counts are bounded against its size,
- * its strings are terminated in the copy, and its pid, uid and start time must agree with the
- * kernel. This file must never map a metrics file, never follow a symbolic link in the metrics
- * directory, never take an executable name from a file, and never remove a live process's file.
+ * Owns the decision which metrics files to believe, how much of each to read, and their
+ * translation to Prometheus text. Every file is written by some local process, possibly a
+ * hostile one that holds it open for writing: it is read with pread (a mapping could fault if
+ * its writer truncated it), never past the largest layout, its counts are bounded by its chunk
+ * headers and by the per-process limits of layout.h before anything is allocated, its strings are
+ * terminated in the copy, and its name must agree with the kernel. This file must never map a
+ * metrics file, never follow a symbolic link in the metrics directory, never take an executable
+ * name or a uid from a file, never hold more than one process's copy per scrape, and never remove
+ * a file (the agent's event loop sweeps them).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -19,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "directory.h"
 #include "metrics.h"
 #include "reader.h"
 
@@ -86,12 +89,7 @@ void mt_metrics_text_free(struct mt_metrics_text *text)
     *text = (struct mt_metrics_text){0};
 }
 
-/* ---- parsing one file ---------------------------------------------------------------------- */
-
-static void terminate(char *field, size_t capacity)
-{
-    field[capacity - 1] = '\0';
-}
+/* ---- loading one file ---------------------------------------------------------------------- */
 
 static uint32_t expected_record_size(uint32_t kind)
 {
@@ -99,99 +97,190 @@ static uint32_t expected_record_size(uint32_t kind)
                                            : sizeof(struct mt_metrics_connection_record);
 }
 
-MT_RESULT mt_metrics_process_parse(uint8_t *data, size_t size, struct mt_metrics_process *process)
+static MT_RESULT check_chunk(const struct mt_metrics_chunk_header *chunk)
 {
-    MT_ENSURE_REF(data);
-    MT_ENSURE_REF(process);
-    MT_ENSURE(size >= MT_METRICS_HEADER_SIZE && size <= MT_METRICS_FILE_SIZE_MAX,
+    MT_ENSURE(chunk->kind == MT_METRICS_CHUNK_SERIES || chunk->kind == MT_METRICS_CHUNK_CONNECTIONS,
               MT_ERR_PROTO_MALFORMED);
-    struct mt_metrics_file_header *header = (void *)data;
+    MT_ENSURE(chunk->record_size == expected_record_size(chunk->kind), MT_ERR_PROTO_MALFORMED);
+    MT_ENSURE(chunk->capacity ==
+                  (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / chunk->record_size,
+              MT_ERR_PROTO_MALFORMED);
+    MT_ENSURE(chunk->kind != MT_METRICS_CHUNK_SERIES || chunk->used <= chunk->capacity,
+              MT_ERR_PROTO_MALFORMED);
+    return MT_OK_RESULT;
+}
+
+/* Room for count more records in *array (of capacity *capacity, at most limit), by doubling. */
+static MT_RESULT reserve(void **array, size_t *capacity, size_t used, size_t count,
+                         size_t record_size, size_t limit)
+{
+    if (used + count <= *capacity)
+        return MT_OK_RESULT;
+    size_t grown = *capacity > 0 ? *capacity : 16;
+    while (grown < used + count)
+        grown *= 2;
+    if (grown > limit)
+        grown = limit;
+    void *bigger = realloc(*array, grown * record_size);
+    MT_ENSURE(bigger != NULL, MT_ERR_NO_MEMORY);
+    *array = bigger;
+    *capacity = grown;
+    return MT_OK_RESULT;
+}
+
+/*
+ * The series of one chunk: at most what the per-process limits still allow is read; a series
+ * whose peer identity would overrun the label budget is dropped, and so is every series past
+ * the series limit. Dropped series are counted, never read.
+ */
+static MT_RESULT load_series(mt_metrics_read_at read_at, void *source, uint64_t offset,
+                             uint32_t used, struct mt_metrics_process *process, size_t *capacity,
+                             size_t *label_bytes)
+{
+    size_t room = MT_METRICS_SERIES_PER_PROCESS_MAX - process->series_count;
+    size_t count = used < room ? used : room;
+    process->series_dropped += used - count;
+    if (count == 0)
+        return MT_OK_RESULT;
+    MT_GUARD(reserve((void **)&process->series, capacity, process->series_count, count,
+                     sizeof(*process->series), MT_METRICS_SERIES_PER_PROCESS_MAX));
+    struct mt_metrics_series_record *records = process->series + process->series_count;
+    MT_ENSURE(read_at(source, records, count * sizeof(*records), offset), MT_ERR_PROTO_TRUNCATED);
+    for (size_t i = 0; i < count; i++) {
+        struct mt_metrics_series_record *record = &records[i];
+        record->peer_id[sizeof(record->peer_id) - 1] = '\0';
+        size_t length = strlen(record->peer_id);
+        if (*label_bytes + length > MT_METRICS_LABEL_BYTES_PER_PROCESS_MAX) {
+            process->series_dropped++;
+            continue;
+        }
+        *label_bytes += length;
+        process->series[process->series_count++] = *record;
+    }
+    return MT_OK_RESULT;
+}
+
+/* The open connections of one chunk, read through scratch (one chunk's records). */
+static MT_RESULT load_connections(mt_metrics_read_at read_at, void *source, uint64_t offset,
+                                  uint32_t capacity_in_chunk, struct mt_metrics_process *process,
+                                  size_t *capacity, struct mt_metrics_connection_record *scratch)
+{
+    MT_ENSURE(read_at(source, scratch, capacity_in_chunk * sizeof(*scratch), offset),
+              MT_ERR_PROTO_TRUNCATED);
+    for (uint32_t i = 0; i < capacity_in_chunk; i++) {
+        struct mt_metrics_connection_record *record = &scratch[i];
+        if ((record->state & 0xffffffffu) != MT_METRICS_CONNECTION_OPEN)
+            continue;
+        if (process->connection_count == MT_METRICS_CONNECTIONS_PER_PROCESS_MAX) {
+            process->connections_dropped++;
+            continue;
+        }
+        MT_GUARD(reserve((void **)&process->connections, capacity, process->connection_count, 1,
+                         sizeof(*record), MT_METRICS_CONNECTIONS_PER_PROCESS_MAX));
+        record->local[sizeof(record->local) - 1] = '\0';
+        record->peer[sizeof(record->peer) - 1] = '\0';
+        record->peer_id[sizeof(record->peer_id) - 1] = '\0';
+        process->connections[process->connection_count++] = *record;
+    }
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT load_chunks(mt_metrics_read_at read_at, void *source, size_t chunks,
+                             enum mt_metrics_load what, struct mt_metrics_process *process)
+{
+    size_t series_capacity = 0;
+    size_t connection_capacity = 0;
+    size_t label_bytes = 0;
+    struct mt_metrics_connection_record *scratch = NULL;
+    mt_result result = MT_OK_RESULT;
+    for (size_t i = 0; i < chunks && mt_result_is_ok(result); i++) {
+        uint64_t base = MT_METRICS_HEADER_SIZE + (uint64_t)i * MT_METRICS_CHUNK_SIZE;
+        uint64_t records = base + MT_METRICS_CHUNK_HEADER_SIZE;
+        struct mt_metrics_chunk_header chunk;
+        if (!read_at(source, &chunk, sizeof(chunk), base)) {
+            result = mt_result_of(MT_ERR_PROTO_TRUNCATED);
+            break;
+        }
+        result = check_chunk(&chunk);
+        if (!mt_result_is_ok(result) || what == MT_METRICS_LOAD_HEADER)
+            continue;
+        if (chunk.kind == MT_METRICS_CHUNK_SERIES) {
+            result = load_series(read_at, source, records, chunk.used, process, &series_capacity,
+                                 &label_bytes);
+            continue;
+        }
+        if (what != MT_METRICS_LOAD_ALL)
+            continue;
+        if (scratch == NULL)
+            scratch = malloc(MT_METRICS_CHUNK_SIZE);
+        result = scratch != NULL ? load_connections(read_at, source, records, chunk.capacity,
+                                                    process, &connection_capacity, scratch)
+                                 : mt_result_of(MT_ERR_NO_MEMORY);
+    }
+    free(scratch);
+    return result;
+}
+
+MT_RESULT mt_metrics_process_load(mt_metrics_read_at read_at, void *source, uint64_t size,
+                                  enum mt_metrics_load what, struct mt_metrics_process *process)
+{
+    MT_ENSURE_REF(read_at);
+    MT_ENSURE_REF(process);
+    memset(process, 0, sizeof(*process));
+    MT_ENSURE(size >= MT_METRICS_HEADER_SIZE, MT_ERR_PROTO_MALFORMED);
+    /* A writer can grow its own file without bound; nothing past the largest layout is read. */
+    if (size > MT_METRICS_FILE_SIZE_MAX)
+        size = MT_METRICS_FILE_SIZE_MAX;
+    struct mt_metrics_file_header *header = &process->header;
+    MT_ENSURE(read_at(source, header, sizeof(*header), 0), MT_ERR_PROTO_TRUNCATED);
     MT_ENSURE(memcmp(header->magic, MT_METRICS_MAGIC, sizeof(header->magic)) == 0,
               MT_ERR_PROTO_MALFORMED);
     MT_ENSURE(header->version == MT_METRICS_LAYOUT_VERSION, MT_ERR_PROTO_VERSION);
     MT_ENSURE(header->header_size == MT_METRICS_HEADER_SIZE &&
                   header->chunk_size == MT_METRICS_CHUNK_SIZE,
               MT_ERR_PROTO_MALFORMED);
-    /* A chunk published but not yet in the copy (the file grew between the two) is left out. */
+    /* A chunk published but not yet in the file (it grew between the two) is left out. */
     size_t chunks = (size - MT_METRICS_HEADER_SIZE) / MT_METRICS_CHUNK_SIZE;
     if (header->chunk_count < chunks)
         chunks = header->chunk_count;
+    mt_result result = load_chunks(read_at, source, chunks, what, process);
+    if (!mt_result_is_ok(result))
+        mt_metrics_process_cleanup(process);
+    return result;
+}
 
-    size_t series_total = 0;
-    size_t connection_slots = 0;
-    for (size_t i = 0; i < chunks; i++) {
-        struct mt_metrics_chunk_header *chunk =
-            (void *)(data + MT_METRICS_HEADER_SIZE + i * MT_METRICS_CHUNK_SIZE);
-        MT_ENSURE(chunk->kind == MT_METRICS_CHUNK_SERIES ||
-                      chunk->kind == MT_METRICS_CHUNK_CONNECTIONS,
-                  MT_ERR_PROTO_MALFORMED);
-        MT_ENSURE(chunk->record_size == expected_record_size(chunk->kind), MT_ERR_PROTO_MALFORMED);
-        MT_ENSURE(chunk->capacity ==
-                      (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / chunk->record_size,
-                  MT_ERR_PROTO_MALFORMED);
-        if (chunk->kind == MT_METRICS_CHUNK_SERIES) {
-            MT_ENSURE(chunk->used <= chunk->capacity, MT_ERR_PROTO_MALFORMED);
-            series_total += chunk->used;
-        } else {
-            connection_slots += chunk->capacity;
-        }
-    }
+struct image {
+    const uint8_t *data;
+    size_t size;
+};
 
-    const struct mt_metrics_series_record **series =
-        calloc(series_total > 0 ? series_total : 1, sizeof(*series));
-    const struct mt_metrics_connection_record **connections =
-        calloc(connection_slots > 0 ? connection_slots : 1, sizeof(*connections));
-    if (series == NULL || connections == NULL) {
-        free(series);
-        free(connections);
-        return mt_result_of(MT_ERR_NO_MEMORY);
-    }
-    size_t series_count = 0;
-    size_t connection_count = 0;
-    for (size_t i = 0; i < chunks; i++) {
-        uint8_t *base = data + MT_METRICS_HEADER_SIZE + i * MT_METRICS_CHUNK_SIZE;
-        struct mt_metrics_chunk_header *chunk = (void *)base;
-        uint8_t *records = base + MT_METRICS_CHUNK_HEADER_SIZE;
-        if (chunk->kind == MT_METRICS_CHUNK_SERIES) {
-            for (uint32_t j = 0; j < chunk->used; j++) {
-                struct mt_metrics_series_record *record =
-                    (void *)(records + (size_t)j * chunk->record_size);
-                terminate(record->peer_id, sizeof(record->peer_id));
-                series[series_count++] = record;
-            }
-            continue;
-        }
-        for (uint32_t j = 0; j < chunk->capacity; j++) {
-            struct mt_metrics_connection_record *record =
-                (void *)(records + (size_t)j * chunk->record_size);
-            if ((record->state & 0xffffffffu) != MT_METRICS_CONNECTION_OPEN)
-                continue;
-            terminate(record->local, sizeof(record->local));
-            terminate(record->peer, sizeof(record->peer));
-            terminate(record->peer_id, sizeof(record->peer_id));
-            connections[connection_count++] = record;
-        }
-    }
-    process->data = data;
-    process->size = size;
-    process->header = header;
-    process->series = series;
-    process->series_count = series_count;
-    process->connections = connections;
-    process->connection_count = connection_count;
-    return MT_OK_RESULT;
+static bool image_read_at(void *source, void *buffer, size_t length, uint64_t offset)
+{
+    const struct image *image = source;
+    if (offset > image->size || length > image->size - offset)
+        return false;
+    memcpy(buffer, image->data + offset, length);
+    return true;
+}
+
+MT_RESULT mt_metrics_process_parse(const uint8_t *data, size_t size,
+                                   struct mt_metrics_process *process)
+{
+    MT_ENSURE_REF(data);
+    struct image image = {data, size};
+    return mt_metrics_process_load(image_read_at, &image, size, MT_METRICS_LOAD_ALL, process);
 }
 
 void mt_metrics_process_cleanup(struct mt_metrics_process *process)
 {
     if (process == NULL)
         return;
-    free(process->data);
     free(process->series);
     free(process->connections);
-    process->data = NULL;
     process->series = NULL;
     process->connections = NULL;
+    process->series_count = 0;
+    process->connection_count = 0;
 }
 
 uint64_t mt_metrics_series_open_connections(const struct mt_metrics_series_record *series)
@@ -199,220 +288,66 @@ uint64_t mt_metrics_series_open_connections(const struct mt_metrics_series_recor
     return series->open_total > series->close_total ? series->open_total - series->close_total : 0;
 }
 
-/* ---- the directory ------------------------------------------------------------------------- */
-
-/* Field 22 of /proc/<pid>/stat; false when the process is gone. */
-static bool read_start_time(pid_t pid, unsigned long long *start_time)
-{
-    char path[64];
-    char text[1024];
-    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t length = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    if (length <= 0)
-        return false;
-    text[length] = '\0';
-    return mt_metrics_stat_start_time(text, start_time);
-}
-
-/* "<pid>-<start time>.metrics" → pid and start time; false for any other name. */
-static bool parse_name(const char *name, pid_t *pid, unsigned long long *start_time)
-{
-    long long parsed_pid = 0;
-    unsigned long long parsed_start = 0;
-    int consumed = 0;
-    if (sscanf(name, "%lld-%llu.metrics%n", &parsed_pid, &parsed_start, &consumed) != 2 ||
-        name[consumed] != '\0' || parsed_pid <= 0 || parsed_pid > INT32_MAX)
-        return false;
-    char canonical[96];
-    snprintf(canonical, sizeof(canonical), "%lld-%llu.metrics", parsed_pid, parsed_start);
-    if (strcmp(canonical, name) != 0)
-        return false;
-    *pid = (pid_t)parsed_pid;
-    *start_time = parsed_start;
-    return true;
-}
-
-/* Reads a regular file opened without following links, at most MT_METRICS_FILE_SIZE_MAX bytes. */
-static MT_RESULT read_file(int directory_fd, const char *name, uid_t *owner, uint8_t **data,
-                           size_t *size)
-{
-    int fd = openat(directory_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    MT_ENSURE(fd >= 0, MT_ERR_IO);
-    struct stat status;
-    uint8_t *buffer = NULL;
-    size_t total = 0;
-    mt_result result = mt_result_of(MT_ERR_PROTO_MALFORMED);
-    if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode) ||
-        status.st_size < (off_t)MT_METRICS_HEADER_SIZE ||
-        status.st_size > (off_t)MT_METRICS_FILE_SIZE_MAX)
-        goto out;
-    result = mt_result_of(MT_ERR_NO_MEMORY);
-    buffer = malloc((size_t)status.st_size);
-    if (buffer == NULL)
-        goto out;
-    while (total < (size_t)status.st_size) {
-        ssize_t got = pread(fd, buffer + total, (size_t)status.st_size - total, (off_t)total);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            break;
-        total += (size_t)got;
-    }
-    result = mt_result_of(MT_ERR_PROTO_TRUNCATED);
-    if (total < MT_METRICS_HEADER_SIZE)
-        goto out;
-    *owner = status.st_uid;
-    *data = buffer;
-    *size = total;
-    buffer = NULL;
-    result = MT_OK_RESULT;
-
-out:
-    free(buffer);
-    close(fd);
-    return result;
-}
-
-enum verdict {
-    VERDICT_TRUSTED,
-    VERDICT_SKIPPED,
-    VERDICT_STALE,
-};
-
-/* Loads one file into process when the kernel agrees with what it claims. */
-static enum verdict load_one(int directory_fd, const char *name, struct mt_metrics_process *process)
-{
-    pid_t pid = 0;
-    unsigned long long start_time = 0;
-    unsigned long long actual_start = 0;
-    if (!parse_name(name, &pid, &start_time))
-        return VERDICT_SKIPPED;
-    if (!read_start_time(pid, &actual_start) || actual_start != start_time)
-        return VERDICT_STALE;
-    char proc_path[64];
-    struct stat proc_status;
-    snprintf(proc_path, sizeof(proc_path), "/proc/%ld", (long)pid);
-    if (stat(proc_path, &proc_status) != 0)
-        return VERDICT_STALE;
-
-    uint8_t *data = NULL;
-    size_t size = 0;
-    uid_t owner = 0;
-    if (!mt_result_is_ok(read_file(directory_fd, name, &owner, &data, &size)))
-        return VERDICT_SKIPPED;
-    memset(process, 0, sizeof(*process));
-    if (!mt_result_is_ok(mt_metrics_process_parse(data, size, process))) {
-        free(data);
-        return VERDICT_SKIPPED;
-    }
-    const struct mt_metrics_file_header *header = process->header;
-    /* The file's owner, the process's owner and the header must all name the same uid. */
-    if (owner != proc_status.st_uid || header->uid != owner || header->pid != pid ||
-        header->start_time != start_time) {
-        mt_metrics_process_cleanup(process);
-        return VERDICT_SKIPPED;
-    }
-    process->pid = pid;
-    process->uid = owner;
-    process->start_time = start_time;
-    snprintf(proc_path, sizeof(proc_path), "/proc/%ld/exe", (long)pid);
-    ssize_t length = readlink(proc_path, process->exe, sizeof(process->exe) - 1);
-    process->exe[length > 0 ? length : 0] = '\0';
-    return VERDICT_TRUSTED;
-}
-
-MT_RESULT mt_metrics_collect(const char *directory, bool remove_stale,
-                             struct mt_metrics_collection *collection)
-{
-    MT_ENSURE_REF(directory);
-    MT_ENSURE_REF(collection);
-    memset(collection, 0, sizeof(*collection));
-    int directory_fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (directory_fd < 0)
-        return errno == ENOENT ? MT_OK_RESULT : mt_result_of(MT_ERR_IO);
-    DIR *listing = fdopendir(directory_fd);
-    if (listing == NULL) {
-        close(directory_fd);
-        return mt_result_of(MT_ERR_IO);
-    }
-    size_t capacity = 0;
-    mt_result result = MT_OK_RESULT;
-    struct dirent *entry;
-    while ((entry = readdir(listing)) != NULL) {
-        if (entry->d_name[0] == '.')
-            continue;
-        if (collection->count == capacity) {
-            size_t grown_capacity = capacity > 0 ? capacity * 2 : 16;
-            struct mt_metrics_process *grown =
-                realloc(collection->processes, grown_capacity * sizeof(*grown));
-            if (grown == NULL) {
-                result = mt_result_of(MT_ERR_NO_MEMORY);
-                break;
-            }
-            collection->processes = grown;
-            capacity = grown_capacity;
-        }
-        struct mt_metrics_process *process = &collection->processes[collection->count];
-        switch (load_one(dirfd(listing), entry->d_name, process)) {
-        case VERDICT_TRUSTED:
-            collection->count++;
-            break;
-        case VERDICT_STALE:
-            if (remove_stale && unlinkat(dirfd(listing), entry->d_name, 0) == 0)
-                collection->removed++;
-            break;
-        case VERDICT_SKIPPED:
-            collection->skipped++;
-            break;
-        }
-    }
-    closedir(listing);
-    if (!mt_result_is_ok(result))
-        mt_metrics_collection_free(collection);
-    return result;
-}
-
-size_t mt_metrics_sweep(const char *directory)
-{
-    DIR *listing = directory != NULL ? opendir(directory) : NULL;
-    if (listing == NULL)
-        return 0;
-    size_t removed = 0;
-    struct dirent *entry;
-    while ((entry = readdir(listing)) != NULL) {
-        pid_t pid = 0;
-        unsigned long long start_time = 0;
-        unsigned long long actual_start = 0;
-        if (!parse_name(entry->d_name, &pid, &start_time))
-            continue;
-        if ((!read_start_time(pid, &actual_start) || actual_start != start_time) &&
-            unlinkat(dirfd(listing), entry->d_name, 0) == 0)
-            removed++;
-    }
-    closedir(listing);
-    return removed;
-}
-
-void mt_metrics_collection_free(struct mt_metrics_collection *collection)
-{
-    if (collection == NULL)
-        return;
-    for (size_t i = 0; i < collection->count; i++)
-        mt_metrics_process_cleanup(&collection->processes[i]);
-    free(collection->processes);
-    memset(collection, 0, sizeof(*collection));
-}
-
 /* ---- rendering ----------------------------------------------------------------------------- */
 
-static void family(struct mt_metrics_text *text, const char *name, const char *type,
-                   const char *help)
+enum family {
+    FAMILY_OPEN_TOTAL,
+    FAMILY_CLOSE_TOTAL,
+    FAMILY_OPEN_NOW,
+    FAMILY_READ_BYTES,
+    FAMILY_WRITE_BYTES,
+    FAMILY_AUTHZ_ALLOW,
+    FAMILY_AUTHZ_DENY,
+    FAMILY_HANDSHAKE_DURATION,
+    FAMILY_RESUMED,
+    FAMILY_FAILURES,
+    FAMILY_EXPIRY,
+    FAMILY_REFRESH,
+    FAMILY_COUNT,
+};
+
+static const struct {
+    const char *name;
+    const char *type;
+    const char *help;
+} families[FAMILY_COUNT] = {
+    [FAMILY_OPEN_TOTAL] = {"tcp_open_total", "counter",
+                           "TCP connections opened (mTLS after the handshake)."},
+    [FAMILY_CLOSE_TOTAL] = {"tcp_close_total", "counter", "TCP connections closed."},
+    [FAMILY_OPEN_NOW] = {"tcp_open_connections", "gauge", "TCP connections currently open."},
+    [FAMILY_READ_BYTES] = {"tcp_read_bytes_total", "counter",
+                           "Application bytes read (plaintext, as the program saw them)."},
+    [FAMILY_WRITE_BYTES] = {"tcp_write_bytes_total", "counter",
+                            "Application bytes written (plaintext, as the program saw them)."},
+    [FAMILY_AUTHZ_ALLOW] = {"inbound_tcp_authz_allow_total", "counter",
+                            "Inbound connections authorized by policy."},
+    [FAMILY_AUTHZ_DENY] = {"inbound_tcp_authz_deny_total", "counter",
+                           "Inbound connections refused by authorization policy."},
+    [FAMILY_HANDSHAKE_DURATION] = {"handshake_duration_seconds", "histogram",
+                                   "Duration of successful TLS handshakes, from the first "
+                                   "handshake byte to the verified peer."},
+    [FAMILY_RESUMED] = {"handshakes_resumed_total", "counter",
+                        "Successful TLS handshakes that resumed an earlier session (a subset of "
+                        "handshake_duration_seconds_count)."},
+    [FAMILY_FAILURES] = {"handshake_failures_total", "counter",
+                         "Failed TLS handshakes by reason class (not_tls, untrusted_ca, expired, "
+                         "bad_svid, peer_rejected, timeout, no_identity, policy, other)."},
+    [FAMILY_EXPIRY] = {"identity_cert_expiration_timestamp_seconds", "gauge",
+                       "When the process's current X.509-SVID expires (unix seconds)."},
+    [FAMILY_REFRESH] = {"identity_cert_refresh_count", "counter",
+                        "Identity renewals since the process started (the first identity is not "
+                        "counted)."},
+};
+
+static bool family_needs_series(enum family family)
 {
-    mt_metrics_text_append(text, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    return family <= FAMILY_AUTHZ_DENY;
+}
+
+static void render_family_header(enum family family, struct mt_metrics_text *text)
+{
+    mt_metrics_text_append(text, "# HELP %s %s\n# TYPE %s %s\n", families[family].name,
+                           families[family].help, families[family].name, families[family].type);
 }
 
 static void process_labels(struct mt_metrics_text *text, const struct mt_metrics_process *process)
@@ -427,198 +362,240 @@ static const char *direction_of(bool inbound)
     return inbound ? "inbound" : "outbound";
 }
 
-static void series_sample(struct mt_metrics_text *text, const char *name,
-                          const struct mt_metrics_process *process,
-                          const struct mt_metrics_series_record *series, uint64_t value)
+static uint64_t series_value(const struct mt_metrics_series_record *series, enum family family)
 {
-    mt_metrics_text_append(text, "%s{", name);
-    process_labels(text, process);
-    mt_metrics_text_append(text, ",direction=\"%s\",tls=\"%s\",port=\"%u\",peer_id=\"",
-                           direction_of(series->inbound), series->tls ? "true" : "false",
-                           (unsigned)series->port);
-    mt_metrics_text_append_label(text, series->peer_id);
-    mt_metrics_text_append(text, "\"} %" PRIu64 "\n", value);
-}
-
-enum series_field {
-    FIELD_OPEN_TOTAL,
-    FIELD_CLOSE_TOTAL,
-    FIELD_OPEN_NOW,
-    FIELD_READ_BYTES,
-    FIELD_WRITE_BYTES,
-};
-
-static uint64_t series_value(const struct mt_metrics_series_record *series, enum series_field field)
-{
-    switch (field) {
-    case FIELD_OPEN_TOTAL:
+    switch (family) {
+    case FAMILY_OPEN_TOTAL:
         return series->open_total;
-    case FIELD_CLOSE_TOTAL:
+    case FAMILY_CLOSE_TOTAL:
         return series->close_total;
-    case FIELD_OPEN_NOW:
+    case FAMILY_OPEN_NOW:
         return mt_metrics_series_open_connections(series);
-    case FIELD_READ_BYTES:
+    case FAMILY_READ_BYTES:
         return series->read_bytes;
-    case FIELD_WRITE_BYTES:
+    case FAMILY_WRITE_BYTES:
         return series->write_bytes;
+    default:
+        return 0;
     }
-    return 0;
 }
 
 /* A series exists for authorization only when no connection was opened with its labels. */
-static bool series_has_connections(const struct mt_metrics_series_record *series)
+static void render_series(enum family family, const struct mt_metrics_process *process,
+                          struct mt_metrics_text *text)
 {
-    return series->open_total > 0;
-}
-
-static void render_series_family(struct mt_metrics_text *text,
-                                 const struct mt_metrics_collection *collection, const char *name,
-                                 const char *type, const char *help, enum series_field field)
-{
-    family(text, name, type, help);
-    for (size_t i = 0; i < collection->count; i++) {
-        const struct mt_metrics_process *process = &collection->processes[i];
-        for (size_t j = 0; j < process->series_count; j++)
-            if (series_has_connections(process->series[j]))
-                series_sample(text, name, process, process->series[j],
-                              series_value(process->series[j], field));
+    const char *name = families[family].name;
+    for (size_t i = 0; i < process->series_count; i++) {
+        const struct mt_metrics_series_record *series = &process->series[i];
+        if (series->open_total == 0)
+            continue;
+        mt_metrics_text_append(text, "%s{", name);
+        process_labels(text, process);
+        mt_metrics_text_append(text, ",direction=\"%s\",tls=\"%s\",port=\"%u\",peer_id=\"",
+                               direction_of(series->inbound), series->tls ? "true" : "false",
+                               (unsigned)series->port);
+        mt_metrics_text_append_label(text, series->peer_id);
+        mt_metrics_text_append(text, "\"} %" PRIu64 "\n", series_value(series, family));
     }
 }
 
-static void render_authz(struct mt_metrics_text *text,
-                         const struct mt_metrics_collection *collection, bool allow)
+static void render_authz(enum family family, const struct mt_metrics_process *process,
+                         struct mt_metrics_text *text)
 {
-    const char *name = allow ? "inbound_tcp_authz_allow_total" : "inbound_tcp_authz_deny_total";
-    family(text, name, "counter",
-           allow ? "Inbound connections authorized by policy."
-                 : "Inbound connections refused by authorization policy.");
-    for (size_t i = 0; i < collection->count; i++) {
-        const struct mt_metrics_process *process = &collection->processes[i];
-        for (size_t j = 0; j < process->series_count; j++) {
-            const struct mt_metrics_series_record *series = process->series[j];
-            if (!series->inbound || series->authz_allow + series->authz_deny == 0)
-                continue;
-            mt_metrics_text_append(text, "%s{", name);
-            process_labels(text, process);
-            mt_metrics_text_append(text, ",port=\"%u\",peer_id=\"", (unsigned)series->port);
-            mt_metrics_text_append_label(text, series->peer_id);
-            mt_metrics_text_append(text, "\"} %" PRIu64 "\n",
-                                   allow ? series->authz_allow : series->authz_deny);
-        }
+    bool allow = family == FAMILY_AUTHZ_ALLOW;
+    for (size_t i = 0; i < process->series_count; i++) {
+        const struct mt_metrics_series_record *series = &process->series[i];
+        if (!series->inbound || series->authz_allow + series->authz_deny == 0)
+            continue;
+        mt_metrics_text_append(text, "%s{", families[family].name);
+        process_labels(text, process);
+        mt_metrics_text_append(text, ",port=\"%u\",peer_id=\"", (unsigned)series->port);
+        mt_metrics_text_append_label(text, series->peer_id);
+        mt_metrics_text_append(text, "\"} %" PRIu64 "\n",
+                               allow ? series->authz_allow : series->authz_deny);
     }
 }
 
-static void render_handshakes(struct mt_metrics_text *text,
-                              const struct mt_metrics_collection *collection)
+static void render_histogram(const struct mt_metrics_process *process, struct mt_metrics_text *text)
 {
     static const char *const bounds[] = {
 #define MT_METRICS_BOUND_TEXT(bound) #bound,
         MT_METRICS_LATENCY_BUCKETS(MT_METRICS_BOUND_TEXT)
 #undef MT_METRICS_BOUND_TEXT
     };
-    family(text, "handshake_duration_seconds", "histogram",
-           "Duration of successful TLS handshakes, from the first handshake byte to the verified "
-           "peer.");
-    for (size_t i = 0; i < collection->count; i++) {
-        const struct mt_metrics_process *process = &collection->processes[i];
-        for (int d = 0; d < MT_METRICS_DIRECTIONS; d++) {
-            const struct mt_metrics_handshakes *handshakes = &process->header->handshakes[d];
-            uint64_t cumulative = 0;
-            for (size_t b = 0; b <= MT_METRICS_BUCKET_COUNT; b++) {
-                cumulative += handshakes->buckets[b];
-                mt_metrics_text_append(text, "handshake_duration_seconds_bucket{");
-                process_labels(text, process);
-                if (b < MT_METRICS_BUCKET_COUNT) {
-                    double seconds = strtod(bounds[b], NULL) / 1e6;
-                    mt_metrics_text_append(text, ",direction=\"%s\",le=\"%g\"} %" PRIu64 "\n",
-                                           direction_of(d == MT_METRICS_INBOUND), seconds,
-                                           cumulative);
-                } else {
-                    mt_metrics_text_append(text, ",direction=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
-                                           direction_of(d == MT_METRICS_INBOUND), cumulative);
-                }
-            }
-            mt_metrics_text_append(text, "handshake_duration_seconds_sum{");
+    for (int d = 0; d < MT_METRICS_DIRECTIONS; d++) {
+        const struct mt_metrics_handshakes *handshakes = &process->header.handshakes[d];
+        const char *direction = direction_of(d == MT_METRICS_INBOUND);
+        uint64_t cumulative = 0;
+        for (size_t b = 0; b <= MT_METRICS_BUCKET_COUNT; b++) {
+            cumulative += handshakes->buckets[b];
+            mt_metrics_text_append(text, "handshake_duration_seconds_bucket{");
             process_labels(text, process);
-            mt_metrics_text_append(text, ",direction=\"%s\"} %.6f\n",
-                                   direction_of(d == MT_METRICS_INBOUND),
-                                   (double)handshakes->duration_sum_us / 1e6);
-            mt_metrics_text_append(text, "handshake_duration_seconds_count{");
-            process_labels(text, process);
-            /* The count is the +Inf bucket, so that the two can never disagree in one scrape. */
-            mt_metrics_text_append(text, ",direction=\"%s\"} %" PRIu64 "\n",
-                                   direction_of(d == MT_METRICS_INBOUND), cumulative);
+            if (b < MT_METRICS_BUCKET_COUNT)
+                mt_metrics_text_append(text, ",direction=\"%s\",le=\"%g\"} %" PRIu64 "\n",
+                                       direction, strtod(bounds[b], NULL) / 1e6, cumulative);
+            else
+                mt_metrics_text_append(text, ",direction=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+                                       direction, cumulative);
         }
-    }
-    family(text, "handshakes_resumed_total", "counter",
-           "Successful TLS handshakes that resumed an earlier session (a subset of "
-           "handshake_duration_seconds_count).");
-    for (size_t i = 0; i < collection->count; i++) {
-        const struct mt_metrics_process *process = &collection->processes[i];
-        for (int d = 0; d < MT_METRICS_DIRECTIONS; d++) {
-            mt_metrics_text_append(text, "handshakes_resumed_total{");
-            process_labels(text, process);
-            mt_metrics_text_append(text, ",direction=\"%s\"} %" PRIu64 "\n",
-                                   direction_of(d == MT_METRICS_INBOUND),
-                                   process->header->handshakes[d].resumed_count);
-        }
-    }
-    family(text, "handshake_failures_total", "counter",
-           "Failed TLS handshakes by reason class (not_tls, untrusted_ca, expired, bad_svid, "
-           "peer_rejected, timeout, no_identity, policy, other).");
-    for (size_t i = 0; i < collection->count; i++) {
-        const struct mt_metrics_process *process = &collection->processes[i];
-        for (int d = 0; d < MT_METRICS_DIRECTIONS; d++)
-            for (int r = 0; r < MT_METRICS_FAILURE_COUNT; r++) {
-                mt_metrics_text_append(text, "handshake_failures_total{");
-                process_labels(text, process);
-                mt_metrics_text_append(text, ",direction=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
-                                       direction_of(d == MT_METRICS_INBOUND),
-                                       mt_metrics_failure_reason_label(r),
-                                       process->header->handshakes[d].failures[r]);
-            }
+        mt_metrics_text_append(text, "handshake_duration_seconds_sum{");
+        process_labels(text, process);
+        mt_metrics_text_append(text, ",direction=\"%s\"} %.6f\n", direction,
+                               (double)handshakes->duration_sum_us / 1e6);
+        mt_metrics_text_append(text, "handshake_duration_seconds_count{");
+        process_labels(text, process);
+        /* The count is the +Inf bucket, so that the two can never disagree in one scrape. */
+        mt_metrics_text_append(text, ",direction=\"%s\"} %" PRIu64 "\n", direction, cumulative);
     }
 }
 
-static void render_identity(struct mt_metrics_text *text,
-                            const struct mt_metrics_collection *collection)
+static void render_handshake_counters(enum family family, const struct mt_metrics_process *process,
+                                      struct mt_metrics_text *text)
 {
-    family(text, "identity_cert_expiration_timestamp_seconds", "gauge",
-           "When the process's current X.509-SVID expires (unix seconds).");
-    for (size_t i = 0; i < collection->count; i++) {
-        const struct mt_metrics_process *process = &collection->processes[i];
-        if (process->header->identity_expiry == 0)
+    for (int d = 0; d < MT_METRICS_DIRECTIONS; d++) {
+        const struct mt_metrics_handshakes *handshakes = &process->header.handshakes[d];
+        const char *direction = direction_of(d == MT_METRICS_INBOUND);
+        if (family == FAMILY_RESUMED) {
+            mt_metrics_text_append(text, "handshakes_resumed_total{");
+            process_labels(text, process);
+            mt_metrics_text_append(text, ",direction=\"%s\"} %" PRIu64 "\n", direction,
+                                   handshakes->resumed_count);
             continue;
-        mt_metrics_text_append(text, "identity_cert_expiration_timestamp_seconds{");
-        process_labels(text, process);
-        mt_metrics_text_append(text, "} %" PRId64 "\n", process->header->identity_expiry);
+        }
+        for (int r = 0; r < MT_METRICS_FAILURE_COUNT; r++) {
+            mt_metrics_text_append(text, "handshake_failures_total{");
+            process_labels(text, process);
+            mt_metrics_text_append(text, ",direction=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+                                   direction, mt_metrics_failure_reason_label(r),
+                                   handshakes->failures[r]);
+        }
     }
-    family(text, "identity_cert_refresh_count", "counter",
-           "Identity renewals since the process started (the first identity is not counted).");
-    for (size_t i = 0; i < collection->count; i++) {
-        const struct mt_metrics_process *process = &collection->processes[i];
-        mt_metrics_text_append(text, "identity_cert_refresh_count{");
-        process_labels(text, process);
-        mt_metrics_text_append(text, "} %" PRIu64 "\n", process->header->identity_refresh_count);
+}
+
+static void render_identity(enum family family, const struct mt_metrics_process *process,
+                            struct mt_metrics_text *text)
+{
+    if (family == FAMILY_EXPIRY && process->header.identity_expiry == 0)
+        return;
+    mt_metrics_text_append(text, "%s{", families[family].name);
+    process_labels(text, process);
+    if (family == FAMILY_EXPIRY)
+        mt_metrics_text_append(text, "} %" PRId64 "\n", process->header.identity_expiry);
+    else
+        mt_metrics_text_append(text, "} %" PRIu64 "\n", process->header.identity_refresh_count);
+}
+
+/* One process's samples of one family: bounded by the per-process limits of layout.h. */
+static void render_family_process(enum family family, const struct mt_metrics_process *process,
+                                  struct mt_metrics_text *text)
+{
+    switch (family) {
+    case FAMILY_AUTHZ_ALLOW:
+    case FAMILY_AUTHZ_DENY:
+        render_authz(family, process, text);
+        break;
+    case FAMILY_HANDSHAKE_DURATION:
+        render_histogram(process, text);
+        break;
+    case FAMILY_RESUMED:
+    case FAMILY_FAILURES:
+        render_handshake_counters(family, process, text);
+        break;
+    case FAMILY_EXPIRY:
+    case FAMILY_REFRESH:
+        render_identity(family, process, text);
+        break;
+    default:
+        render_series(family, process, text);
+        break;
     }
 }
 
 void mt_metrics_render(const struct mt_metrics_collection *collection, struct mt_metrics_text *text)
 {
-    render_series_family(text, collection, "tcp_open_total", "counter",
-                         "TCP connections opened (mTLS after the handshake).", FIELD_OPEN_TOTAL);
-    render_series_family(text, collection, "tcp_close_total", "counter", "TCP connections closed.",
-                         FIELD_CLOSE_TOTAL);
-    render_series_family(text, collection, "tcp_open_connections", "gauge",
-                         "TCP connections currently open.", FIELD_OPEN_NOW);
-    render_series_family(text, collection, "tcp_read_bytes_total", "counter",
-                         "Application bytes read (plaintext, as the program saw them).",
-                         FIELD_READ_BYTES);
-    render_series_family(text, collection, "tcp_write_bytes_total", "counter",
-                         "Application bytes written (plaintext, as the program saw them).",
-                         FIELD_WRITE_BYTES);
-    render_authz(text, collection, true);
-    render_authz(text, collection, false);
-    render_handshakes(text, collection);
-    render_identity(text, collection);
+    for (enum family family = 0; family < FAMILY_COUNT; family++) {
+        render_family_header(family, text);
+        for (size_t i = 0; i < collection->count; i++)
+            render_family_process(family, &collection->processes[i], text);
+    }
+}
+
+/* ---- a scrape, one family and one process at a time ---------------------------------------- */
+
+struct mt_metrics_scrape {
+    struct mt_metrics_listing listing;
+    void (*on_process)(const struct mt_metrics_process *process);
+    enum family family;
+    bool header_done;
+    size_t next;
+    size_t processes;
+};
+
+MT_RESULT mt_metrics_scrape_begin(const char *directory,
+                                  void (*on_process)(const struct mt_metrics_process *process),
+                                  struct mt_metrics_scrape **out)
+{
+    MT_ENSURE_REF(out);
+    struct mt_metrics_scrape *scrape = calloc(1, sizeof(*scrape));
+    MT_ENSURE(scrape != NULL, MT_ERR_NO_MEMORY);
+    mt_result result = mt_metrics_listing_read(directory, &scrape->listing);
+    if (!mt_result_is_ok(result)) {
+        free(scrape);
+        return result;
+    }
+    scrape->on_process = on_process;
+    *out = scrape;
+    return MT_OK_RESULT;
+}
+
+/*
+ * A file is read again for each family: the text format wants a family's samples together, and
+ * holding every process's copy until the last family would make the agent's memory grow with the
+ * number of processes. Counters may move between two families of one scrape, as they may
+ * between two scrapes.
+ */
+bool mt_metrics_scrape_next(struct mt_metrics_scrape *scrape, struct mt_metrics_text *text)
+{
+    while (scrape->family < FAMILY_COUNT) {
+        if (!scrape->header_done) {
+            render_family_header(scrape->family, text);
+            scrape->header_done = true;
+            return true;
+        }
+        while (scrape->next < scrape->listing.count) {
+            struct mt_metrics_process process;
+            enum mt_metrics_load what = family_needs_series(scrape->family)
+                                            ? MT_METRICS_LOAD_SERIES
+                                            : MT_METRICS_LOAD_HEADER;
+            if (mt_metrics_process_open(scrape->listing.directory_fd,
+                                        scrape->listing.names[scrape->next++], what,
+                                        &process) != MT_METRICS_TRUSTED)
+                continue;
+            if (scrape->family == 0) {
+                scrape->processes++;
+                if (scrape->on_process != NULL)
+                    scrape->on_process(&process);
+            }
+            render_family_process(scrape->family, &process, text);
+            mt_metrics_process_cleanup(&process);
+            return true;
+        }
+        scrape->family++;
+        scrape->header_done = false;
+        scrape->next = 0;
+    }
+    return false;
+}
+
+size_t mt_metrics_scrape_processes(const struct mt_metrics_scrape *scrape)
+{
+    return scrape != NULL ? scrape->processes : 0;
+}
+
+void mt_metrics_scrape_free(struct mt_metrics_scrape *scrape)
+{
+    if (scrape == NULL)
+        return;
+    mt_metrics_listing_free(&scrape->listing);
+    free(scrape);
 }

@@ -34,6 +34,11 @@ ssize_t mt_sys_send(int fd, const void *buffer, size_t length, int flags)
     return syscall(SYS_sendto, fd, buffer, length, flags, NULL, 0);
 }
 
+ssize_t mt_sys_recvmsg(int fd, struct msghdr *message, int flags)
+{
+    return syscall(SYS_recvmsg, fd, message, flags);
+}
+
 int mt_sys_poll(struct pollfd *fds, nfds_t count, int timeout_ms)
 {
 #ifdef MT_FAULT_INJECTION

@@ -16,6 +16,7 @@
 
 ssize_t mt_sys_recv(int fd, void *buffer, size_t length, int flags);
 ssize_t mt_sys_send(int fd, const void *buffer, size_t length, int flags);
+ssize_t mt_sys_recvmsg(int fd, struct msghdr *message, int flags);
 int mt_sys_poll(struct pollfd *fds, nfds_t count, int timeout_ms);
 int mt_sys_socket(int domain, int type, int protocol);
 int mt_sys_connect(int fd, const struct sockaddr *address, socklen_t length);

@@ -120,6 +120,24 @@ static void check_error(const struct mt_proto_frame *frame)
     require(first.code == second.code && blobs_equal(first.message, second.message));
 }
 
+static void check_metrics_file_response(const struct mt_proto_frame *frame)
+{
+    struct mt_proto_metrics_file_response first;
+    if (!mt_result_is_ok(mt_proto_decode_metrics_file_response(frame, &first)))
+        return;
+    require(first.pid > 0 && first.pid <= INT32_MAX);
+    struct mt_proto_writer writer;
+    mt_proto_writer_begin(&writer, rewritten, sizeof(rewritten), MT_PROTO_METRICS_FILE_RESPONSE);
+    mt_proto_writer_put_u32(&writer, MT_PROTO_TAG_PID, first.pid);
+    mt_proto_writer_put_u64(&writer, MT_PROTO_TAG_START_TIME, first.start_time);
+    size_t length = 0;
+    require(mt_result_is_ok(mt_proto_writer_finish(&writer, &length)));
+    struct mt_proto_frame again = reparse(length);
+    struct mt_proto_metrics_file_response second;
+    require(mt_result_is_ok(mt_proto_decode_metrics_file_response(&again, &second)));
+    require(first.pid == second.pid && first.start_time == second.start_time);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t offset = 0;
@@ -136,6 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_svid_response(&frame);
         check_id_response(&frame);
         check_error(&frame);
+        check_metrics_file_response(&frame);
         offset += consumed;
     }
     return 0;

@@ -4,7 +4,8 @@
  * hostile files, reason classes and the Prometheus rendering.
  *
  * Every test writes into the same per-process file (one process, one file), so each uses its own
- * port to keep its label sets apart.
+ * port to keep its label sets apart. The file comes from a source that does what the agent does
+ * (metrics/directory.h: create the file named by pid and start time, write the header).
  */
 #include <netinet/in.h>
 #include <pthread.h>
@@ -14,17 +15,40 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "metrics/directory.h"
 #include "metrics/metrics.h"
 #include "metrics/reader.h"
 
 static char directory[256];
 static char socket_path[256];
+static int files_given;
+
+static unsigned long long own_start_time(void)
+{
+    char text[1024];
+    FILE *file = fopen("/proc/self/stat", "r");
+    size_t length = file != NULL ? fread(text, 1, sizeof(text) - 1, file) : 0;
+    if (file != NULL)
+        fclose(file);
+    text[length] = '\0';
+    unsigned long long start_time = 0;
+    return mt_metrics_stat_start_time(text, &start_time) ? start_time : 0;
+}
+
+/* What the agent does for a process that asks: here the process is this one (or its child). */
+static mt_result agent_like_source(int *fd, char *message, size_t message_size)
+{
+    files_given++;
+    return mt_metrics_file_create(directory, getpid(), geteuid(), own_start_time(), fd, message,
+                                  message_size);
+}
 
 static int setup_directory(void **state)
 {
@@ -33,9 +57,9 @@ static int setup_directory(void **state)
         return -1;
     snprintf(socket_path, sizeof(socket_path), "%s/agent.sock", template);
     snprintf(directory, sizeof(directory), "%s/metrics", template);
-    if (mkdir(directory, 01777) != 0)
+    if (mkdir(directory, 0755) != 0)
         return -1;
-    mt_metrics_init(socket_path);
+    mt_metrics_init(agent_like_source);
     return 0;
 }
 
@@ -51,7 +75,7 @@ static int remove_directory(void **state)
 static struct mt_metrics_collection collect_own(const struct mt_metrics_process **own)
 {
     struct mt_metrics_collection collection;
-    assert_true(mt_result_is_ok(mt_metrics_collect(directory, false, &collection)));
+    assert_true(mt_result_is_ok(mt_metrics_collect(directory, &collection)));
     *own = NULL;
     for (size_t i = 0; i < collection.count; i++)
         if (collection.processes[i].pid == getpid())
@@ -65,7 +89,7 @@ static const struct mt_metrics_series_record *find_series(const struct mt_metric
                                                           const char *peer_id)
 {
     for (size_t i = 0; i < process->series_count; i++) {
-        const struct mt_metrics_series_record *series = process->series[i];
+        const struct mt_metrics_series_record *series = &process->series[i];
         if (series->inbound == inbound && series->tls == tls && series->port == port &&
             strcmp(series->peer_id, peer_id) == 0)
             return series;
@@ -111,11 +135,11 @@ static void test_connection_open_new_label_set_counts_exactly(void **state)
     assert_int_equal(series->read_bytes, 42);
     bool listed = false;
     for (size_t i = 0; i < own->connection_count; i++)
-        if (own->connections[i]->fd == 7) {
+        if (own->connections[i].fd == 7) {
             listed = true;
-            assert_string_equal(own->connections[i]->peer, "127.0.0.1:40001");
-            assert_string_equal(own->connections[i]->peer_id, "spiffe://td/a");
-            assert_int_equal(own->connections[i]->write_bytes, 100);
+            assert_string_equal(own->connections[i].peer, "127.0.0.1:40001");
+            assert_string_equal(own->connections[i].peer_id, "spiffe://td/a");
+            assert_int_equal(own->connections[i].write_bytes, 100);
         }
     assert_true(listed);
     mt_metrics_collection_free(&collection);
@@ -190,16 +214,20 @@ static void test_connection_open_past_one_chunk_grows_file(void **state)
     size_t series = 0;
     size_t open = 0;
     for (size_t i = 0; i < own->series_count; i++)
-        if (own->series[i]->port == 1003) {
+        if (own->series[i].port == 1003) {
             series++;
-            assert_int_equal(own->series[i]->open_total, 1);
-            assert_int_equal(own->series[i]->write_bytes, 1);
+            assert_int_equal(own->series[i].open_total, 1);
+            assert_int_equal(own->series[i].write_bytes, 1);
         }
     for (size_t i = 0; i < own->connection_count; i++)
-        open += own->connections[i]->port == 1003;
+        open += own->connections[i].port == 1003;
     assert_int_equal(series, 800);
-    assert_int_equal(open, 800);
-    assert_true(own->size > MT_METRICS_HEADER_SIZE + 4 * MT_METRICS_CHUNK_SIZE);
+    /* The status listing keeps a bounded number of a process's open connections, and counts
+     * the rest. */
+    assert_true(open <= MT_METRICS_CONNECTIONS_PER_PROCESS_MAX);
+    assert_int_equal(own->connection_count, MT_METRICS_CONNECTIONS_PER_PROCESS_MAX);
+    assert_true(own->connection_count + own->connections_dropped >= 800);
+    assert_true(own->header.chunk_count > 4);
     mt_metrics_collection_free(&collection);
     for (int i = 0; i < 8; i++)
         for (int j = 0; j < 100; j++)
@@ -239,8 +267,8 @@ static void test_handshake_outcomes_histogram_and_reasons(void **state)
 
     const struct mt_metrics_process *own;
     struct mt_metrics_collection collection = collect_own(&own);
-    const struct mt_metrics_handshakes *inbound = &own->header->handshakes[MT_METRICS_INBOUND];
-    const struct mt_metrics_handshakes *outbound = &own->header->handshakes[MT_METRICS_OUTBOUND];
+    const struct mt_metrics_handshakes *inbound = &own->header.handshakes[MT_METRICS_INBOUND];
+    const struct mt_metrics_handshakes *outbound = &own->header.handshakes[MT_METRICS_OUTBOUND];
     assert_int_equal(inbound->buckets[1], 1);
     assert_int_equal(inbound->buckets[MT_METRICS_BUCKET_COUNT], 1);
     assert_int_equal(inbound->success_count, 2);
@@ -249,8 +277,8 @@ static void test_handshake_outcomes_histogram_and_reasons(void **state)
     assert_int_equal(inbound->duration_sum_us, 20001500);
     assert_int_equal(outbound->failures[MT_METRICS_FAILURE_NOT_TLS], 1);
     assert_int_equal(outbound->failures[MT_METRICS_FAILURE_OTHER], 1);
-    assert_int_equal(own->header->identity_expiry, 1700000100);
-    assert_int_equal(own->header->identity_refresh_count, 1);
+    assert_int_equal(own->header.identity_expiry, 1700000100);
+    assert_int_equal(own->header.identity_refresh_count, 1);
     const struct mt_metrics_series_record *denied =
         find_series(own, true, true, 1005, "spiffe://td/intruder");
     assert_non_null(denied);
@@ -289,14 +317,13 @@ static void test_connection_open_in_fork_child_writes_own_file(void **state)
         const struct mt_metrics_process *own = NULL;
         struct mt_metrics_collection collection;
         int status = 1;
-        if (own_connection != NULL &&
-            mt_result_is_ok(mt_metrics_collect(directory, false, &collection))) {
+        if (own_connection != NULL && mt_result_is_ok(mt_metrics_collect(directory, &collection))) {
             for (size_t i = 0; i < collection.count; i++)
                 if (collection.processes[i].pid == getpid())
                     own = &collection.processes[i];
             if (own != NULL && own->series_count == 1 &&
                 find_series(own, false, true, 1006, "spiffe://td/child") != NULL &&
-                own->series[0]->write_bytes == 5)
+                own->series[0].write_bytes == 5)
                 status = 0;
             mt_metrics_collection_free(&collection);
         }
@@ -312,9 +339,10 @@ static void test_connection_open_in_fork_child_writes_own_file(void **state)
     struct mt_metrics_collection collection = collect_own(&own);
     assert_null(find_series(own, false, true, 1006, "spiffe://td/child"));
     mt_metrics_collection_free(&collection);
-    /* The child's file is now stale: a collection that removes stale files removes it. */
-    assert_true(mt_result_is_ok(mt_metrics_collect(directory, true, &collection)));
-    assert_int_equal(collection.removed, 1);
+    /* The child's file is now stale: the sweep removes it, and only it. */
+    assert_int_equal(mt_metrics_sweep(directory), 1);
+    collection = collect_own(&own);
+    assert_non_null(find_series(own, false, true, 1006, "spiffe://td/parent"));
     mt_metrics_collection_free(&collection);
     mt_metrics_connection_close(parent_connection);
 }
@@ -345,11 +373,207 @@ static void test_process_parse_hostile_files_rejected(void **state)
     memset(series->peer_id, 'x', sizeof(series->peer_id));
     assert_true(mt_result_is_ok(mt_metrics_process_parse(data, size, &process)));
     assert_int_equal(process.series_count, 1);
-    assert_int_equal(strlen(process.series[0]->peer_id), MT_METRICS_PEER_ID_MAX - 1);
+    assert_int_equal(strlen(process.series[0].peer_id), MT_METRICS_PEER_ID_MAX - 1);
     mt_metrics_process_cleanup(&process);
+    free(data);
     uint8_t *small = calloc(1, 100);
     assert_int_equal(mt_metrics_process_parse(small, 100, &process).error, MT_ERR_PROTO_MALFORMED);
     free(small);
+}
+
+/* An image of a metrics file: a header, then chunks of series filled with peer_id_length-byte
+ * identities of '"' (each doubles when escaped), every series counted as opened once. */
+static uint8_t *hostile_image(size_t series_chunks, size_t peer_id_length, size_t *size)
+{
+    *size = MT_METRICS_HEADER_SIZE + series_chunks * MT_METRICS_CHUNK_SIZE;
+    uint8_t *data = calloc(1, *size);
+    assert_non_null(data);
+    struct mt_metrics_file_header *header = (void *)data;
+    memcpy(header->magic, MT_METRICS_MAGIC, 8);
+    header->version = MT_METRICS_LAYOUT_VERSION;
+    header->header_size = MT_METRICS_HEADER_SIZE;
+    header->chunk_size = MT_METRICS_CHUNK_SIZE;
+    header->chunk_count = (uint32_t)series_chunks;
+    for (size_t i = 0; i < series_chunks; i++) {
+        uint8_t *base = data + MT_METRICS_HEADER_SIZE + i * MT_METRICS_CHUNK_SIZE;
+        struct mt_metrics_chunk_header *chunk = (void *)base;
+        chunk->kind = MT_METRICS_CHUNK_SERIES;
+        chunk->record_size = sizeof(struct mt_metrics_series_record);
+        chunk->capacity =
+            (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / chunk->record_size;
+        chunk->used = chunk->capacity;
+        struct mt_metrics_series_record *records = (void *)(base + MT_METRICS_CHUNK_HEADER_SIZE);
+        for (uint32_t j = 0; j < chunk->capacity; j++) {
+            records[j].inbound = 1;
+            records[j].tls = 1;
+            records[j].port = (uint16_t)(i * chunk->capacity + j);
+            memset(records[j].peer_id, '"', peer_id_length);
+            records[j].open_total = 1;
+        }
+    }
+    return data;
+}
+
+static size_t series_per_chunk(void)
+{
+    return (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) /
+           sizeof(struct mt_metrics_series_record);
+}
+
+static void test_process_parse_series_beyond_limit_dropped_and_counted(void **state)
+{
+    /* A full-size file: every chunk of series, ~53 500 of them; only the limit is kept. */
+    size_t size = 0;
+    uint8_t *data = hostile_image(MT_METRICS_CHUNKS_MAX, 0, &size);
+    struct mt_metrics_process process;
+    assert_true(mt_result_is_ok(mt_metrics_process_parse(data, size, &process)));
+    size_t published = MT_METRICS_CHUNKS_MAX * series_per_chunk();
+    assert_int_equal(process.series_count, MT_METRICS_SERIES_PER_PROCESS_MAX);
+    assert_int_equal(process.series_dropped, published - MT_METRICS_SERIES_PER_PROCESS_MAX);
+    /* The kept ones are the first, in the order they were published. */
+    assert_int_equal(process.series[MT_METRICS_SERIES_PER_PROCESS_MAX - 1].port,
+                     MT_METRICS_SERIES_PER_PROCESS_MAX - 1);
+    mt_metrics_process_cleanup(&process);
+    free(data);
+}
+
+static void test_process_parse_label_bytes_beyond_budget_dropped_and_counted(void **state)
+{
+    size_t size = 0;
+    uint8_t *data = hostile_image(2, MT_METRICS_PEER_ID_MAX - 1, &size);
+    struct mt_metrics_process process;
+    assert_true(mt_result_is_ok(mt_metrics_process_parse(data, size, &process)));
+    size_t kept = MT_METRICS_LABEL_BYTES_PER_PROCESS_MAX / (MT_METRICS_PEER_ID_MAX - 1);
+    assert_int_equal(process.series_count, kept);
+    assert_int_equal(process.series_dropped, 2 * series_per_chunk() - kept);
+    /* What one process renders for one family is bounded by the limits, not by its file. */
+    struct mt_metrics_collection collection = {&process, 1, 0};
+    struct mt_metrics_text text = {0};
+    mt_metrics_render(&collection, &text);
+    assert_false(text.failed);
+    size_t line_max = 200 + 2 * MT_METRICS_EXE_LABEL_MAX + 2 * MT_METRICS_PEER_ID_MAX;
+    assert_true(text.length < 20 * 1024 + 7 * kept * line_max);
+    mt_metrics_text_free(&text);
+    mt_metrics_process_cleanup(&process);
+    free(data);
+}
+
+struct counting_source {
+    const uint8_t *data;
+    size_t size;
+    uint64_t furthest;
+    uint64_t bytes;
+};
+
+static bool counting_read_at(void *source, void *buffer, size_t length, uint64_t offset)
+{
+    struct counting_source *counting = source;
+    counting->bytes += length;
+    if (offset + length > counting->furthest)
+        counting->furthest = offset + length;
+    /* Past the image the file is a hole of zeros, as a writer's ftruncate leaves it. */
+    memset(buffer, 0, length);
+    if (offset < counting->size)
+        memcpy(buffer, counting->data + offset,
+               offset + length <= counting->size ? length : counting->size - offset);
+    return true;
+}
+
+static void test_process_load_file_grown_past_layout_reads_bounded(void **state)
+{
+    /* A writer holding the file can ftruncate it to any size and claim any chunk count. */
+    size_t size = 0;
+    uint8_t *data = hostile_image(MT_METRICS_CHUNKS_MAX, 0, &size);
+    ((struct mt_metrics_file_header *)(void *)data)->chunk_count = UINT32_MAX;
+    struct counting_source source = {data, size, 0, 0};
+    struct mt_metrics_process process;
+    assert_true(mt_result_is_ok(mt_metrics_process_load(counting_read_at, &source, 1ull << 40,
+                                                        MT_METRICS_LOAD_ALL, &process)));
+    assert_true(source.furthest <= MT_METRICS_FILE_SIZE_MAX);
+    /* Headers, chunk headers and the kept series: far less than the file. */
+    assert_true(source.bytes < 2 * MT_METRICS_HEADER_SIZE + MT_METRICS_CHUNKS_MAX * 64 +
+                                   (MT_METRICS_SERIES_PER_PROCESS_MAX + series_per_chunk()) *
+                                       sizeof(struct mt_metrics_series_record));
+    mt_metrics_process_cleanup(&process);
+    free(data);
+}
+
+static void test_file_create_agent_owned_named_by_attested_pid(void **state)
+{
+    char created_directory[300];
+    snprintf(created_directory, sizeof(created_directory), "%s/create", directory);
+    assert_int_equal(mkdir(created_directory, 0755), 0);
+    int fd = -1;
+    char message[256] = "";
+    assert_true(mt_result_is_ok(mt_metrics_file_create(created_directory, 4242, 1000, 987654, &fd,
+                                                       message, sizeof(message))));
+    struct stat status;
+    assert_int_equal(fstat(fd, &status), 0);
+    assert_int_equal(status.st_mode & 07777, 0600);
+    assert_int_equal(status.st_uid, geteuid());
+    assert_int_equal(status.st_size, MT_METRICS_HEADER_SIZE);
+    struct mt_metrics_file_header header;
+    assert_int_equal(pread(fd, &header, sizeof(header), 0), sizeof(header));
+    assert_memory_equal(header.magic, MT_METRICS_MAGIC, 8);
+    assert_int_equal(header.pid, 4242);
+    assert_int_equal(header.start_time, 987654);
+    assert_int_equal(header.chunk_count, 0);
+    close(fd);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/4242-987654.metrics", created_directory);
+    assert_int_equal(stat(path, &status), 0);
+    /* The same process asking again (after an exec) gets a new file in place of the old. */
+    int old = open(path, O_RDWR);
+    assert_true(old >= 0);
+    assert_int_equal(pwrite(old, "old", 3, 512), 3);
+    assert_true(mt_result_is_ok(mt_metrics_file_create(created_directory, 4242, 1000, 987654, &fd,
+                                                       message, sizeof(message))));
+    char marker[3] = "";
+    assert_int_equal(pread(fd, marker, sizeof(marker), 512), 3);
+    assert_memory_equal(marker, "\0\0\0", 3);
+    close(fd);
+    close(old);
+    /* No such process: the sweep removes it, and anything the agent did not name. */
+    char planted[400];
+    snprintf(planted, sizeof(planted), "%s/planted", created_directory);
+    assert_int_equal(mkdir(planted, 0700), 0);
+    assert_int_equal(mt_metrics_sweep(created_directory), 2);
+    assert_int_equal(rmdir(created_directory), 0);
+}
+
+static void test_scrape_next_each_family_once_in_bounded_pieces(void **state)
+{
+    struct mt_metrics_connection *connection =
+        mt_metrics_connection_open(false, true, 1007, NULL, "spiffe://td/scrape");
+    assert_non_null(connection);
+    struct mt_metrics_scrape *scrape = NULL;
+    assert_true(mt_result_is_ok(mt_metrics_scrape_begin(directory, NULL, &scrape)));
+    struct mt_metrics_text piece = {0};
+    struct mt_metrics_text all = {0};
+    size_t pieces = 0;
+    while (mt_metrics_scrape_next(scrape, &piece)) {
+        assert_false(piece.failed);
+        /* One family's header, or one process's share of one family. */
+        assert_true(piece.length <
+                    MT_METRICS_SERIES_PER_PROCESS_MAX *
+                        (200 + 2 * MT_METRICS_EXE_LABEL_MAX + 2 * MT_METRICS_PEER_ID_MAX));
+        mt_metrics_text_append(&all, "%.*s", (int)piece.length,
+                               piece.data != NULL ? piece.data : "");
+        piece.length = 0;
+        pieces++;
+    }
+    assert_int_equal(mt_metrics_scrape_processes(scrape), 1);
+    mt_metrics_scrape_free(scrape);
+    assert_non_null(all.data);
+    const char *first = strstr(all.data, "# TYPE tcp_open_total counter\n");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "# TYPE tcp_open_total counter\n"));
+    assert_non_null(strstr(all.data, ",port=\"1007\",peer_id=\"spiffe://td/scrape\"} 1\n"));
+    assert_non_null(strstr(all.data, "# TYPE identity_cert_refresh_count counter\n"));
+    assert_true(pieces > 12);
+    mt_metrics_text_free(&piece);
+    mt_metrics_text_free(&all);
+    mt_metrics_connection_close(connection);
 }
 
 static void test_failure_reason_classify_known_phrases_mapped(void **state)
@@ -434,6 +658,11 @@ int main(void)
         cmocka_unit_test(test_handshake_outcomes_histogram_and_reasons),
         cmocka_unit_test(test_connection_open_in_fork_child_writes_own_file),
         cmocka_unit_test(test_process_parse_hostile_files_rejected),
+        cmocka_unit_test(test_process_parse_series_beyond_limit_dropped_and_counted),
+        cmocka_unit_test(test_process_parse_label_bytes_beyond_budget_dropped_and_counted),
+        cmocka_unit_test(test_process_load_file_grown_past_layout_reads_bounded),
+        cmocka_unit_test(test_file_create_agent_owned_named_by_attested_pid),
+        cmocka_unit_test(test_scrape_next_each_family_once_in_bounded_pieces),
         cmocka_unit_test(test_failure_reason_classify_known_phrases_mapped),
         cmocka_unit_test(test_text_append_label_special_characters_escaped),
         cmocka_unit_test(test_directory_for_socket_sibling_directory),

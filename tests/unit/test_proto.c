@@ -54,6 +54,8 @@ static const uint8_t anchor_a[] = {0x30, 0x03, 0xcc, 0xcc, 0xcc};
 static const uint8_t anchor_b[] = {0x30, 0x01, 0xdd};
 static const uint64_t expiry = 0x0102030405060708ull;
 static const char error_text[] = "no rule matches uid 1000";
+static const uint32_t metrics_pid = 0x00012345;
+static const uint64_t metrics_start_time = 0x0000000100000002ull;
 
 /* Frames are built in buffers this large; every test frame fits. */
 #define FRAME_BUFFER 512
@@ -111,6 +113,22 @@ static size_t build_error(uint8_t *buffer)
     return writer_finish_ok(&writer);
 }
 
+static size_t build_metrics_file_request(uint8_t *buffer)
+{
+    struct mt_proto_writer writer;
+    mt_proto_writer_begin(&writer, buffer, FRAME_BUFFER, MT_PROTO_METRICS_FILE_REQUEST);
+    return writer_finish_ok(&writer);
+}
+
+static size_t build_metrics_file_response(uint8_t *buffer)
+{
+    struct mt_proto_writer writer;
+    mt_proto_writer_begin(&writer, buffer, FRAME_BUFFER, MT_PROTO_METRICS_FILE_RESPONSE);
+    mt_proto_writer_put_u32(&writer, MT_PROTO_TAG_PID, metrics_pid);
+    mt_proto_writer_put_u64(&writer, MT_PROTO_TAG_START_TIME, metrics_start_time);
+    return writer_finish_ok(&writer);
+}
+
 static const struct {
     const char *name;
     size_t (*build)(uint8_t *buffer);
@@ -120,6 +138,8 @@ static const struct {
     {"id_request", build_id_request},
     {"id_response", build_id_response},
     {"error", build_error},
+    {"metrics_file_request", build_metrics_file_request},
+    {"metrics_file_response", build_metrics_file_response},
 };
 
 /* Each decoder behind one switch, so tables can say "decode this as that". */
@@ -128,6 +148,7 @@ enum decoder {
     DECODE_SVID_RESPONSE,
     DECODE_ID_RESPONSE,
     DECODE_ERROR,
+    DECODE_METRICS_FILE_RESPONSE,
 };
 
 static const uint8_t decoder_types[] = {
@@ -135,6 +156,7 @@ static const uint8_t decoder_types[] = {
     [DECODE_SVID_RESPONSE] = MT_PROTO_SVID_RESPONSE,
     [DECODE_ID_RESPONSE] = MT_PROTO_ID_RESPONSE,
     [DECODE_ERROR] = MT_PROTO_ERROR,
+    [DECODE_METRICS_FILE_RESPONSE] = MT_PROTO_METRICS_FILE_RESPONSE,
 };
 
 static enum mt_error decode_with(enum decoder decoder, const struct mt_proto_frame *frame)
@@ -143,6 +165,7 @@ static enum mt_error decode_with(enum decoder decoder, const struct mt_proto_fra
     struct mt_proto_svid_response response;
     struct mt_proto_blob id;
     struct mt_proto_error_reply reply;
+    struct mt_proto_metrics_file_response metrics_file;
     switch (decoder) {
     case DECODE_SVID_REQUEST:
         return mt_proto_decode_svid_request(frame, &request).error;
@@ -152,6 +175,8 @@ static enum mt_error decode_with(enum decoder decoder, const struct mt_proto_fra
         return mt_proto_decode_id_response(frame, &id).error;
     case DECODE_ERROR:
         return mt_proto_decode_error(frame, &reply).error;
+    case DECODE_METRICS_FILE_RESPONSE:
+        return mt_proto_decode_metrics_file_response(frame, &metrics_file).error;
     }
     fail_msg("unknown decoder %d", (int)decoder);
     return MT_ERR_INVALID_ARGUMENT;
@@ -306,6 +331,40 @@ static void test_mt_proto_decode_error_round_trip_gives_code_and_message(void **
     assert_blob_equal(reply.message, error_text, strlen(error_text));
 }
 
+static void test_mt_proto_decode_metrics_file_response_round_trip_gives_pid_and_start(void **state)
+{
+    (void)state;
+    uint8_t buffer[FRAME_BUFFER];
+    size_t length = build_metrics_file_response(buffer);
+    struct mt_proto_frame frame;
+    parse_whole(buffer, length, &frame);
+    struct mt_proto_metrics_file_response response;
+    assert_int_equal(mt_proto_decode_metrics_file_response(&frame, &response).error, MT_OK);
+    assert_int_equal(response.pid, metrics_pid);
+    assert_int_equal(response.start_time, metrics_start_time);
+    length = build_metrics_file_request(buffer);
+    parse_whole(buffer, length, &frame);
+    assert_int_equal(frame.type, MT_PROTO_METRICS_FILE_REQUEST);
+    assert_int_equal(frame.payload_length, 0);
+}
+
+/* The agent never names a file after a pid it could not see (0) or one past pid_t. */
+static void test_mt_proto_decode_metrics_file_response_impossible_pid_is_malformed(void **state)
+{
+    (void)state;
+    static const uint32_t pids[] = {0, 0x80000000u, 0xffffffffu};
+    for (size_t i = 0; i < COUNT_OF(pids); i++) {
+        uint8_t buffer[FRAME_BUFFER];
+        struct mt_proto_writer writer;
+        mt_proto_writer_begin(&writer, buffer, FRAME_BUFFER, MT_PROTO_METRICS_FILE_RESPONSE);
+        mt_proto_writer_put_u32(&writer, MT_PROTO_TAG_PID, pids[i]);
+        mt_proto_writer_put_u64(&writer, MT_PROTO_TAG_START_TIME, 1);
+        size_t length = writer_finish_ok(&writer);
+        assert_int_equal(parse_and_decode(buffer, length, DECODE_METRICS_FILE_RESPONSE),
+                         MT_ERR_PROTO_MALFORMED);
+    }
+}
+
 /* The byte layout is the contract with the agent; pin it so both sides cannot drift together. */
 static void test_mt_proto_writer_put_u32_layout_is_big_endian(void **state)
 {
@@ -374,6 +433,7 @@ static void test_mt_proto_decode_every_payload_truncation_is_malformed(void **st
         {build_svid_response, DECODE_SVID_RESPONSE},
         {build_id_response, DECODE_ID_RESPONSE},
         {build_error, DECODE_ERROR},
+        {build_metrics_file_response, DECODE_METRICS_FILE_RESPONSE},
     };
     for (size_t c = 0; c < COUNT_OF(cases); c++) {
         uint8_t buffer[FRAME_BUFFER];
@@ -516,7 +576,7 @@ static void test_mt_proto_frame_parse_garbage_never_over_reads(void **state)
         mt_result result = mt_proto_frame_parse(guarded.data, length, &frame, &consumed);
         if (mt_result_is_ok(result) && consumed > 0) {
             assert_true(consumed <= length);
-            for (int d = DECODE_SVID_REQUEST; d <= DECODE_ERROR; d++) {
+            for (int d = DECODE_SVID_REQUEST; d <= DECODE_METRICS_FILE_RESPONSE; d++) {
                 enum mt_error error = decode_with((enum decoder)d, &frame);
                 assert_true(error == MT_OK || error == MT_ERR_PROTO_MALFORMED ||
                             error == MT_ERR_PROTO_UNEXPECTED);
@@ -583,6 +643,10 @@ static void test_mt_proto_decode_repeated_single_valued_tag_is_malformed(void **
         {DECODE_ID_RESPONSE, build_id_response, MT_PROTO_TAG_SPIFFE_ID, spiffe_id, 5},
         {DECODE_ERROR, build_error, MT_PROTO_TAG_ERROR_CODE, four, sizeof(four)},
         {DECODE_ERROR, build_error, MT_PROTO_TAG_MESSAGE, "again", 5},
+        {DECODE_METRICS_FILE_RESPONSE, build_metrics_file_response, MT_PROTO_TAG_PID, four,
+         sizeof(four)},
+        {DECODE_METRICS_FILE_RESPONSE, build_metrics_file_response, MT_PROTO_TAG_START_TIME, eight,
+         sizeof(eight)},
     };
     for (size_t i = 0; i < COUNT_OF(cases); i++) {
         struct raw raw;
@@ -663,15 +727,18 @@ static void test_mt_proto_decode_missing_required_tag_is_malformed(void **state)
         {"empty id response", DECODE_ID_RESPONSE, {0}},
         {"no error code", DECODE_ERROR, {7, 0}},
         {"no error message", DECODE_ERROR, {6, 0}},
+        {"empty metrics file response", DECODE_METRICS_FILE_RESPONSE, {0}},
+        {"no pid", DECODE_METRICS_FILE_RESPONSE, {10, 0}},
+        {"no start time", DECODE_METRICS_FILE_RESPONSE, {9, 0}},
     };
     for (size_t i = 0; i < COUNT_OF(cases); i++) {
         struct raw raw;
         raw_begin(&raw, decoder_types[cases[i].decoder]);
         for (size_t t = 0; cases[i].tags[t] != 0; t++) {
             uint16_t tag = cases[i].tags[t];
-            if (tag == MT_PROTO_TAG_EXPIRY)
+            if (tag == MT_PROTO_TAG_EXPIRY || tag == MT_PROTO_TAG_START_TIME)
                 raw_put_tlv(&raw, tag, sizeof(expiry_bytes), expiry_bytes, sizeof(expiry_bytes));
-            else if (tag == MT_PROTO_TAG_ERROR_CODE)
+            else if (tag == MT_PROTO_TAG_ERROR_CODE || tag == MT_PROTO_TAG_PID)
                 raw_put_tlv(&raw, tag, sizeof(code_bytes), code_bytes, sizeof(code_bytes));
             else
                 raw_put_tlv(&raw, tag, 3, "abc", 3);
@@ -700,6 +767,8 @@ static void test_mt_proto_decode_fixed_width_integer_wrong_length_is_malformed(v
         {DECODE_ERROR, MT_PROTO_TAG_ERROR_CODE, 3},
         {DECODE_ERROR, MT_PROTO_TAG_ERROR_CODE, 5},
         {DECODE_ERROR, MT_PROTO_TAG_ERROR_CODE, 8},
+        {DECODE_METRICS_FILE_RESPONSE, MT_PROTO_TAG_PID, 8},
+        {DECODE_METRICS_FILE_RESPONSE, MT_PROTO_TAG_START_TIME, 4},
     };
     for (size_t i = 0; i < COUNT_OF(cases); i++) {
         struct raw raw;
@@ -708,6 +777,13 @@ static void test_mt_proto_decode_fixed_width_integer_wrong_length_is_malformed(v
             raw_put_tlv(&raw, MT_PROTO_TAG_SPIFFE_ID, 3, "abc", 3);
             raw_put_tlv(&raw, MT_PROTO_TAG_CERT, 3, "abc", 3);
             raw_put_tlv(&raw, MT_PROTO_TAG_BUNDLE, 3, "abc", 3);
+        } else if (cases[i].decoder == DECODE_METRICS_FILE_RESPONSE) {
+            static const uint8_t pid[4] = {0, 0, 0, 7};
+            static const uint8_t start[8] = {0, 0, 0, 0, 0, 0, 0, 9};
+            if (cases[i].tag == MT_PROTO_TAG_PID)
+                raw_put_tlv(&raw, MT_PROTO_TAG_START_TIME, 8, start, 8);
+            else
+                raw_put_tlv(&raw, MT_PROTO_TAG_PID, 4, pid, 4);
         } else {
             raw_put_tlv(&raw, MT_PROTO_TAG_MESSAGE, 3, "abc", 3);
         }
@@ -935,6 +1011,8 @@ int main(void)
         cmocka_unit_test(test_mt_proto_frame_parse_id_request_round_trip_has_empty_payload),
         cmocka_unit_test(test_mt_proto_decode_id_response_round_trip_gives_the_id),
         cmocka_unit_test(test_mt_proto_decode_error_round_trip_gives_code_and_message),
+        cmocka_unit_test(test_mt_proto_decode_metrics_file_response_round_trip_gives_pid_and_start),
+        cmocka_unit_test(test_mt_proto_decode_metrics_file_response_impossible_pid_is_malformed),
         cmocka_unit_test(test_mt_proto_writer_put_u32_layout_is_big_endian),
         cmocka_unit_test(test_mt_proto_frame_parse_every_truncation_needs_more_bytes),
         cmocka_unit_test(test_mt_proto_frame_parse_two_frames_consumes_only_the_first),

@@ -9,7 +9,8 @@
  * Agent families: meshtls_agent_svids_issued_total, meshtls_agent_requests_refused_total{reason},
  * meshtls_agent_issuer_expiration_timestamp_seconds, meshtls_agent_trust_anchors,
  * meshtls_agent_issuer_reloads_total{result="success|failure"}, meshtls_agent_processes,
- * meshtls_agent_connections_refused_total{reason="over_share|table_full|evicted"}.
+ * meshtls_agent_connections_refused_total{reason="over_share|table_full|evicted"},
+ * meshtls_agent_exe_mismatches_total.
  */
 #ifndef MT_AGENT_AGENT_METRICS_H
 #define MT_AGENT_AGENT_METRICS_H
@@ -31,6 +32,8 @@ enum mt_agent_connection_refusal {
 struct mt_agent_stats {
     atomic_ullong svids_issued;
     atomic_ullong connections_refused[MT_AGENT_REFUSAL_COUNT];
+    /* Callers whose executable had a rule's path (by name) but was another file. */
+    atomic_ullong exe_mismatches;
     atomic_ullong refused[MT_PROTO_ERROR_INTERNAL + 1]; /* by enum mt_proto_error_code */
     atomic_llong issuer_not_after;
     atomic_uint anchor_count;

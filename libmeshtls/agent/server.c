@@ -298,21 +298,29 @@ static void format_utc(time_t when, char *text, size_t capacity)
 static bool client_identity(struct mt_server *server, struct mt_server_client *client,
                             char *spiffe_id, size_t capacity)
 {
+    const struct mt_attest_peer *peer = &client->peer;
     struct mt_agent_caller caller = {
-        .uid = client->peer.uid,
-        .gid = client->peer.gid,
-        .exe = client->peer.has_exe ? client->peer.exe : NULL,
+        .pid = peer->pid,
+        .uid = peer->uid,
+        .gid = peer->gid,
+        .exe = peer->has_exe ? peer->exe : NULL,
+        .exe_device = peer->exe_device,
+        .exe_inode = peer->exe_inode,
+        .other_mount_namespace = peer->other_mount_namespace,
+        .exe_sha256 = peer->has_exe_sha256 ? peer->exe_sha256 : NULL,
+        .exe_sha256_problem = peer->exe_sha256_problem,
     };
-    const struct mt_agent_rule *rule = NULL;
+    struct mt_agent_match match;
     mt_result result =
-        mt_agent_config_resolve_id(server->config, &caller, spiffe_id, capacity, &rule);
+        mt_agent_config_resolve_id(server->config, &caller, spiffe_id, capacity, &match);
+    atomic_fetch_add(&mt_agent_stats.exe_mismatches, match.exe_mismatches);
     if (!mt_result_is_ok(result)) {
         client_refuse(client, MT_PROTO_ERROR_DENIED, "no valid identity for this caller");
         return false;
     }
-    if (rule != NULL)
-        mt_log_debug("pid %ld matched the rule at %s:%u", (long)client->peer.pid,
-                     server->config->source, rule->line);
+    if (match.rule != NULL)
+        mt_log_debug("pid %ld matched the rule at %s:%u", (long)peer->pid, server->config->source,
+                     match.rule->line);
     return true;
 }
 
@@ -806,7 +814,8 @@ static void accept_clients(struct mt_server *server)
             continue;
         }
         struct mt_attest_peer peer;
-        if (!mt_result_is_ok(mt_attest_identify(fd, &peer))) {
+        bool want_sha256 = mt_agent_config_has_sha256_rules(server->config);
+        if (!mt_result_is_ok(mt_attest_identify(fd, want_sha256, &peer))) {
             mt_log_limited(MT_LOG_WARN,
                            "closed a connection whose peer credentials cannot be read: %s",
                            strerror(errno));

@@ -241,8 +241,10 @@ MT_RESULT mt_attest_identify(int fd, bool want_sha256, struct mt_attest_peer *pe
     peer->pid = credentials.pid;
     peer->uid = credentials.uid;
     peer->gid = credentials.gid;
-    if (peer->pid <= 0)
+    if (peer->pid <= 0) {
+        peer->exe_sha256_problem = "its pid is not visible to the agent (another pid namespace)";
         return MT_OK_RESULT;
+    }
 
     int pidfd = -1;
     length = sizeof(pidfd);

@@ -166,7 +166,7 @@ static void report_suppressed(const struct mt_log_limit *limit, unsigned long lo
 {
     const char *format = atomic_load(&limit->format);
     mt_log((enum mt_log_level)atomic_load(&limit->level),
-           "%llu similar lines suppressed in the last %d s: \"%.120s\"", dropped,
+           "%llu similar lines suppressed in the last %d s: \"%.240s\"", dropped,
            MT_LOG_LIMIT_INTERVAL_MS / 1000, format != NULL ? format : "");
 }
 

@@ -6,7 +6,9 @@
  * wrong types, out-of-range numbers and rule IDs that cannot form a valid SPIFFE ID all stop the
  * load with a message naming file, line and key, because a rule silently ignored or misread would
  * hand out identities nobody intended. It must never consult anything the caller claims; the
- * caller's description comes from attestation only.
+ * caller's description comes from attestation only. It must never let a name stand for a file:
+ * the caller's name for its executable comes from a mount namespace it may have built, so an exe
+ * rule matches only when the file the agent finds at the rule's path is the caller's executable.
  */
 #include <errno.h>
 #include <fnmatch.h>
@@ -15,11 +17,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
+#include "../util/log.h"
 #include "agent_config.h"
 
 #define TOP_LEVEL_KEYS "trust_domain, lifetime, rules, issuer_dir, trust_anchors, metrics_address"
-#define RULE_KEYS "uid, gid, exe, id"
+#define RULE_KEYS "uid, gid, exe, sha256, id"
+#define SHA256_VALUES "64 hexadecimal digits, as sha256sum prints them"
 #define TRUST_DOMAIN_VALUES "lowercase letters, digits, '.', '-', '_'; at most 255 characters"
 #define ID_VALUES                                                                                  \
     "a path such as \"ns/web/sa/nginx\": segments of A-Z a-z 0-9 . - _ separated by '/', "         \
@@ -205,6 +211,32 @@ static bool has_glob_characters(const char *text)
     return strpbrk(text, "*?[") != NULL;
 }
 
+static int hex_value(char digit)
+{
+    if (digit >= '0' && digit <= '9')
+        return digit - '0';
+    if (digit >= 'a' && digit <= 'f')
+        return digit - 'a' + 10;
+    if (digit >= 'A' && digit <= 'F')
+        return digit - 'A' + 10;
+    return -1;
+}
+
+/* Exactly 64 hexadecimal digits, either case, into 32 bytes. */
+static bool parse_sha256(const char *text, uint8_t digest[MT_DIGEST_SHA256_SIZE])
+{
+    if (strlen(text) != 2 * MT_DIGEST_SHA256_SIZE)
+        return false;
+    for (size_t i = 0; i < MT_DIGEST_SHA256_SIZE; i++) {
+        int high = hex_value(text[2 * i]);
+        int low = hex_value(text[2 * i + 1]);
+        if (high < 0 || low < 0)
+            return false;
+        digest[i] = (uint8_t)(high << 4 | low);
+    }
+    return true;
+}
+
 static MT_RESULT read_rule_field(const struct loader *loader, const config_setting_t *field,
                                  const char *key, struct mt_agent_rule *rule)
 {
@@ -233,6 +265,14 @@ static MT_RESULT read_rule_field(const struct loader *loader, const config_setti
         rule->exe = strdup(text);
         MT_ENSURE(rule->exe != NULL, MT_ERR_NO_MEMORY);
         rule->exe_is_glob = has_glob_characters(text);
+        return MT_OK_RESULT;
+    }
+    if (strcmp(name, "sha256") == 0) {
+        MT_GUARD(read_string(loader, field, key, SHA256_VALUES, &text));
+        if (!parse_sha256(text, rule->sha256))
+            return fail(loader, line_of(field), key, MT_ERR_CONFIG,
+                        "\"%.80s\" is not a SHA-256 (%s)", text, SHA256_VALUES);
+        rule->has_sha256 = true;
         return MT_OK_RESULT;
     }
     if (strcmp(name, "id") == 0) {
@@ -265,9 +305,9 @@ static MT_RESULT read_rule(const struct loader *loader, const config_setting_t *
     if (rule->id == NULL)
         return fail(loader, rule->line, key, MT_ERR_CONFIG, "missing id (%s)", ID_VALUES);
     /* A rule without a condition would give its ID to every local user. */
-    if (!rule->has_uid && !rule->has_gid && rule->exe == NULL)
+    if (!rule->has_uid && !rule->has_gid && rule->exe == NULL && !rule->has_sha256)
         return fail(loader, rule->line, key, MT_ERR_CONFIG,
-                    "matches every caller (give at least one of uid, gid, exe)");
+                    "matches every caller (give at least one of uid, gid, exe, sha256)");
     return check_rule_id(loader, trust_domain, rule, index);
 }
 
@@ -553,41 +593,134 @@ MT_RESULT mt_agent_config_set_metrics_address(struct mt_agent_config *config, co
     return MT_OK_RESULT;
 }
 
-static bool rule_matches(const struct mt_agent_rule *rule, const struct mt_agent_caller *caller)
+/* "rules[2] (FILE:LINE) exe PATH does not match pid P uid U: " is where every reason starts. */
+#define MISMATCH_FORMAT "rules[%zu] (%s:%u) %s %s does not match pid %ld uid %u: "
+#define MISMATCH_ARGUMENTS(config, index, selector, value, caller)                                 \
+    (index), (config)->source, (config)->rules[index].line, (selector), (value),                   \
+        (long)(caller)->pid, (unsigned)(caller)->uid
+
+/* True when path names the same file as name, through symbolic links (the rule's path). */
+static bool resolves_to(const char *path, const char *name)
 {
-    if (rule->has_uid && rule->uid != caller->uid)
-        return false;
-    if (rule->has_gid && rule->gid != caller->gid)
-        return false;
-    if (rule->exe == NULL)
-        return true;
+    char resolved[PATH_MAX];
+    return realpath(path, resolved) != NULL && strcmp(resolved, name) == 0;
+}
+
+/*
+ * True when the rule's exe is the caller's executable: the file at the rule's path (or, for a
+ * glob, at the caller's name when that name matches) is the very file the caller runs. Logs why
+ * not, and counts an executable that bears the rule's name but is another file.
+ */
+static bool exe_matches(const struct mt_agent_config *config, size_t index,
+                        const struct mt_agent_caller *caller, struct mt_agent_match *match)
+{
+    const struct mt_agent_rule *rule = &config->rules[index];
     /* An executable attestation could not read can never satisfy a rule that names one. */
-    if (caller->exe == NULL)
+    if (caller->exe == NULL) {
+        mt_log_limited(MT_LOG_DEBUG, MISMATCH_FORMAT "its executable could not be read",
+                       MISMATCH_ARGUMENTS(config, index, "exe", rule->exe, caller));
         return false;
-    if (!rule->exe_is_glob)
-        return strcmp(rule->exe, caller->exe) == 0;
+    }
+    const char *path = rule->exe;
     /*
      * FNM_PATHNAME keeps '*' within one directory ("/usr/bin/py*" does not match
      * "/usr/bin/py/tool"); FNM_PERIOD keeps it from matching hidden files.
      */
-    return fnmatch(rule->exe, caller->exe, FNM_PATHNAME | FNM_PERIOD) == 0;
+    if (rule->exe_is_glob) {
+        if (fnmatch(rule->exe, caller->exe, FNM_PATHNAME | FNM_PERIOD) != 0)
+            return false;
+        path = caller->exe;
+    }
+    struct stat file;
+    if (stat(path, &file) != 0) {
+        mt_log_limited(MT_LOG_INFO,
+                       MISMATCH_FORMAT "the agent cannot examine %s (%s); exe names a file as the "
+                                       "agent sees it (a workload in a container: use sha256)",
+                       MISMATCH_ARGUMENTS(config, index, "exe", rule->exe, caller), path,
+                       strerror(errno));
+        return false;
+    }
+    if (file.st_dev == caller->exe_device && file.st_ino == caller->exe_inode)
+        return true;
+    bool named_like_rule = rule->exe_is_glob || strcmp(rule->exe, caller->exe) == 0 ||
+                           resolves_to(rule->exe, caller->exe);
+    if (!named_like_rule) {
+        mt_log_limited(MT_LOG_DEBUG, MISMATCH_FORMAT "its executable %s is another file",
+                       MISMATCH_ARGUMENTS(config, index, "exe", rule->exe, caller), caller->exe);
+        return false;
+    }
+    if (match != NULL)
+        match->exe_mismatches++;
+    mt_log_limited(MT_LOG_WARN,
+                   MISMATCH_FORMAT "its executable is named %s%s but is another file (device "
+                                   "%u:%u inode %llu; the agent's %s is %u:%u inode %llu)",
+                   MISMATCH_ARGUMENTS(config, index, "exe", rule->exe, caller), caller->exe,
+                   caller->other_mount_namespace ? " in another mount namespace" : "",
+                   major(caller->exe_device), minor(caller->exe_device),
+                   (unsigned long long)caller->exe_inode, path, major(file.st_dev),
+                   minor(file.st_dev), (unsigned long long)file.st_ino);
+    return false;
+}
+
+static bool sha256_matches(const struct mt_agent_config *config, size_t index,
+                           const struct mt_agent_caller *caller)
+{
+    const struct mt_agent_rule *rule = &config->rules[index];
+    char hex[2 * MT_DIGEST_SHA256_SIZE + 1];
+    for (size_t i = 0; i < MT_DIGEST_SHA256_SIZE; i++)
+        snprintf(hex + 2 * i, 3, "%02x", rule->sha256[i]);
+    if (caller->exe_sha256 == NULL) {
+        mt_log_limited(MT_LOG_INFO, MISMATCH_FORMAT "its executable %s was not hashed: %s",
+                       MISMATCH_ARGUMENTS(config, index, "sha256", hex, caller),
+                       caller->exe != NULL ? caller->exe : "(unknown)",
+                       caller->exe_sha256_problem != NULL ? caller->exe_sha256_problem
+                                                          : "not asked for");
+        return false;
+    }
+    if (memcmp(caller->exe_sha256, rule->sha256, MT_DIGEST_SHA256_SIZE) == 0)
+        return true;
+    mt_log_limited(MT_LOG_DEBUG, MISMATCH_FORMAT "its executable %s has other contents",
+                   MISMATCH_ARGUMENTS(config, index, "sha256", hex, caller),
+                   caller->exe != NULL ? caller->exe : "(unknown)");
+    return false;
+}
+
+static bool rule_matches(const struct mt_agent_config *config, size_t index,
+                         const struct mt_agent_caller *caller, struct mt_agent_match *match)
+{
+    const struct mt_agent_rule *rule = &config->rules[index];
+    if (rule->has_uid && rule->uid != caller->uid)
+        return false;
+    if (rule->has_gid && rule->gid != caller->gid)
+        return false;
+    if (rule->has_sha256 && !sha256_matches(config, index, caller))
+        return false;
+    return rule->exe == NULL || exe_matches(config, index, caller, match);
+}
+
+bool mt_agent_config_has_sha256_rules(const struct mt_agent_config *config)
+{
+    for (size_t i = 0; config != NULL && i < config->rule_count; i++)
+        if (config->rules[i].has_sha256)
+            return true;
+    return false;
 }
 
 MT_RESULT mt_agent_config_resolve_id(const struct mt_agent_config *config,
                                      const struct mt_agent_caller *caller, char *spiffe_id,
-                                     size_t capacity, const struct mt_agent_rule **rule)
+                                     size_t capacity, struct mt_agent_match *match)
 {
     MT_ENSURE_REF(config);
     MT_ENSURE_REF(caller);
     MT_ENSURE_REF(spiffe_id);
-    if (rule != NULL)
-        *rule = NULL;
+    if (match != NULL)
+        *match = (struct mt_agent_match){.rule = NULL, .exe_mismatches = 0};
     for (size_t i = 0; i < config->rule_count; i++) {
         const struct mt_agent_rule *candidate = &config->rules[i];
-        if (!rule_matches(candidate, caller))
+        if (!rule_matches(config, i, caller, match))
             continue;
-        if (rule != NULL)
-            *rule = candidate;
+        if (match != NULL)
+            match->rule = candidate;
         const char *problem;
         return format_rule_id(config->trust_domain, candidate->id, caller->uid, caller->gid,
                               spiffe_id, capacity, &problem);

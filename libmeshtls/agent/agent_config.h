@@ -9,13 +9,21 @@
  *     metrics_address = "127.0.0.1:4191";     # "off" disables the endpoint
  *     rules = (
  *       { uid = 33; exe = "/usr/sbin/nginx"; id = "ns/web/sa/nginx"; },
+ *       { sha256 = "9f86d0...(64 hex digits)"; id = "ns/tools/sa/report"; },
  *       { uid = 1000; id = "ns/dev/sa/{uid}"; }
  *     );
  *
- * A rule matches when every field it gives matches (uid, gid, exe); exe is an exact path, or an
- * fnmatch(3) pattern when it contains one of "*?[" ('*' does not cross '/'). The first matching
- * rule wins; with none, the identity is spiffe://<trust domain>/uid/<uid>. In id, {uid} and {gid}
- * are replaced by the caller's numbers. What a caller asks for never enters this decision.
+ * A rule matches when every field it gives matches (uid, gid, exe, sha256). exe is a path, or an
+ * fnmatch(3) pattern when it contains one of "*?[" ('*' does not cross '/'), and it names a file
+ * as the agent sees it: the caller's executable must be that very file (same device and inode),
+ * whatever the caller's mount namespace calls it, so a bind mount over the path in a namespace
+ * of the caller's making matches nothing. A path that is a symbolic link names the file it
+ * points to. A glob first matches the caller's name for its executable, and then the file the
+ * agent finds at that name must be the caller's executable. sha256 names the executable's
+ * contents (hex, as sha256sum prints it): the selector for programs in containers, whose files
+ * the agent does not see at their paths. The first matching rule wins; with none, the identity
+ * is spiffe://<trust domain>/uid/<uid>. In id, {uid} and {gid} are replaced by the caller's
+ * numbers. What a caller asks for never enters this decision.
  *
  * Errors are one line, "FILE:LINE: KEY: what is wrong (valid values)", and leave the
  * configuration as it was: a configuration that fails to load is never half-applied.
@@ -30,6 +38,7 @@
 #include <sys/types.h>
 
 #include "../identity/spiffe.h"
+#include "../tls/digest.h"
 #include "../util/result.h"
 
 #define MT_AGENT_CONFIG_DEFAULT_TRUST_DOMAIN "meshtls.local"
@@ -50,8 +59,10 @@ struct mt_agent_rule {
     gid_t gid;
     char *exe;        /* NULL: any executable */
     bool exe_is_glob; /* exe contains one of "*?[" and is matched with fnmatch(3) */
-    char *id;         /* the ID's path, without leading slash; may hold {uid} and {gid} */
-    unsigned line;    /* where the rule starts in the file, for logs */
+    bool has_sha256;  /* the executable's contents must hash to sha256 */
+    uint8_t sha256[MT_DIGEST_SHA256_SIZE];
+    char *id;      /* the ID's path, without leading slash; may hold {uid} and {gid} */
+    unsigned line; /* where the rule starts in the file, for logs */
 };
 
 struct mt_agent_config {
@@ -66,11 +77,25 @@ struct mt_agent_config {
     char metrics_address[MT_AGENT_CONFIG_ADDRESS_MAX]; /* host:port, [v6]:port, or "off" */
 };
 
-/* What attestation established about a caller. exe is NULL when it could not be read. */
+/* What attestation established about a caller (agent/attest.h). */
 struct mt_agent_caller {
+    pid_t pid; /* for log lines only */
     uid_t uid;
     gid_t gid;
-    const char *exe;
+    const char *exe;  /* its executable's name in its mount namespace; NULL: unknown */
+    dev_t exe_device; /* the executable itself, as the agent sees it (valid when exe is set) */
+    ino_t exe_inode;
+    bool other_mount_namespace;     /* for log lines */
+    const uint8_t *exe_sha256;      /* NULL when not computed */
+    const char *exe_sha256_problem; /* why not, for log lines */
+};
+
+/* What resolving a caller found. */
+struct mt_agent_match {
+    const struct mt_agent_rule *rule; /* the rule that named the identity; NULL: the default */
+    /* Rules whose exe the caller's executable is named like, but is another file (a bind mount
+     * in the caller's namespace, a copy): each is logged as a warning. */
+    unsigned exe_mismatches;
 };
 
 /* The defaults: trust domain meshtls.local, 24 h, no rules. */
@@ -97,11 +122,17 @@ MT_RESULT mt_agent_config_set_metrics_address(struct mt_agent_config *config, co
                                               char *message, size_t message_size);
 
 /*
- * The SPIFFE ID for caller: the first matching rule's, else spiffe://<td>/uid/<uid>. *rule (may be
- * NULL) receives the rule that matched, NULL for the default.
+ * The SPIFFE ID for caller: the first matching rule's, else spiffe://<td>/uid/<uid>. match (may
+ * be NULL) receives what was found. Why a rule whose uid and gid fit did not match is logged
+ * (rate-limited: debug for another program, info when the agent cannot examine the rule's path
+ * or the executable was not hashed, warn when the executable has the rule's path but is another
+ * file).
  */
 MT_RESULT mt_agent_config_resolve_id(const struct mt_agent_config *config,
                                      const struct mt_agent_caller *caller, char *spiffe_id,
-                                     size_t capacity, const struct mt_agent_rule **rule);
+                                     size_t capacity, struct mt_agent_match *match);
+
+/* True when a rule has a sha256 selector: attestation must then hash callers' executables. */
+bool mt_agent_config_has_sha256_rules(const struct mt_agent_config *config);
 
 #endif

@@ -141,6 +141,22 @@ static void render_agent(struct mt_metrics_text *text, size_t processes)
         mt_metrics_text_append(text, "meshtls_agent_requests_refused_total{reason=\"%s\"} %llu\n",
                                mt_proto_error_code_name(code),
                                (unsigned long long)atomic_load(&mt_agent_stats.refused[code]));
+    static const char *const refusals[MT_AGENT_REFUSAL_COUNT] = {"over_share", "table_full",
+                                                                 "evicted"};
+    mt_metrics_text_append(text, "# HELP meshtls_agent_connections_refused_total Connections to "
+                                 "the agent socket closed unread to keep its table fair, by "
+                                 "reason.\n"
+                                 "# TYPE meshtls_agent_connections_refused_total counter\n");
+    for (int i = 0; i < MT_AGENT_REFUSAL_COUNT; i++)
+        mt_metrics_text_append(
+            text, "meshtls_agent_connections_refused_total{reason=\"%s\"} %llu\n", refusals[i],
+            (unsigned long long)atomic_load(&mt_agent_stats.connections_refused[i]));
+    mt_metrics_text_append(text,
+                           "# HELP meshtls_agent_exe_mismatches_total Callers whose executable "
+                           "had a rule's exe path but was another file.\n"
+                           "# TYPE meshtls_agent_exe_mismatches_total counter\n"
+                           "meshtls_agent_exe_mismatches_total %llu\n",
+                           (unsigned long long)atomic_load(&mt_agent_stats.exe_mismatches));
     mt_metrics_text_append(
         text,
         "# HELP meshtls_agent_issuer_expiration_timestamp_seconds When the signing CA expires.\n"

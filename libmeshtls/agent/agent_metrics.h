@@ -13,6 +13,8 @@
  * Agent families: meshtls_agent_svids_issued_total, meshtls_agent_requests_refused_total{reason},
  * meshtls_agent_issuer_expiration_timestamp_seconds, meshtls_agent_trust_anchors,
  * meshtls_agent_issuer_reloads_total{result="success|failure"}, meshtls_agent_processes,
+ * meshtls_agent_connections_refused_total{reason="over_share|table_full|evicted"},
+ * meshtls_agent_exe_mismatches_total,
  * meshtls_agent_metrics_series_dropped_total (series of processes over the per-process limits of
  * metrics/layout.h, left out of scrapes: counted once per scrape that left them out).
  */
@@ -25,8 +27,19 @@
 #include "../identity/proto.h"
 #include "../util/result.h"
 
+/* Why a connection to the agent socket was closed before any request was read (fair_share.h). */
+enum mt_agent_connection_refusal {
+    MT_AGENT_REFUSAL_OVER_SHARE, /* the table was full and the uid held its share */
+    MT_AGENT_REFUSAL_TABLE_FULL, /* the table was full and no uid held more than the newcomer */
+    MT_AGENT_REFUSAL_EVICTED,    /* an idle connection closed to make room for another uid's */
+    MT_AGENT_REFUSAL_COUNT,
+};
+
 struct mt_agent_stats {
     atomic_ullong svids_issued;
+    atomic_ullong connections_refused[MT_AGENT_REFUSAL_COUNT];
+    /* Callers whose executable had a rule's path (by name) but was another file. */
+    atomic_ullong exe_mismatches;
     atomic_ullong refused[MT_PROTO_ERROR_INTERNAL + 1]; /* by enum mt_proto_error_code */
     atomic_llong issuer_not_after;
     atomic_uint anchor_count;

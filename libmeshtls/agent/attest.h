@@ -2,29 +2,49 @@
  * Attestation: what the kernel says about the process at the other end of a Unix socket.
  *
  * The uid, gid and pid come from SO_PEERCRED (fixed when the peer called connect()); the
- * executable from /proc/<pid>/exe. Nothing the peer sends is consulted. When the executable
- * cannot be tied to the process that connected (it exited, its pid may have been reused, /proc is
- * not readable), has_exe is false and rules that name an executable cannot match.
+ * executable from /proc/<pid>/exe, twice over: readlink gives the name the file has in the
+ * caller's mount namespace (which the caller may have built itself: `unshare -Urm` and a bind
+ * mount put any program at any path), stat and open give the file itself, which the magic link
+ * reaches whatever namespace the caller is in. Rules match the file (agent_config.h); the name is
+ * for logs and globs. Nothing the peer sends is consulted. When the executable cannot be tied to
+ * the process that connected (it exited, its pid may have been reused, /proc is not readable),
+ * has_exe is false and rules that name an executable cannot match.
  */
 #ifndef MT_AGENT_ATTEST_H
 #define MT_AGENT_ATTEST_H
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
+#include "../tls/digest.h"
 #include "../util/result.h"
+
+/* Executables larger than this are not hashed: one hash must not hold the agent for long. */
+#define MT_ATTEST_SHA256_MAX_BYTES (128u * 1024u * 1024u)
+/* Hashes remembered by file (device, inode, size, mtime, ctime), so a program is hashed once. */
+#define MT_ATTEST_SHA256_CACHE 64
 
 struct mt_attest_peer {
     pid_t pid; /* 0 when the peer is in a pid namespace the agent cannot see */
     uid_t uid;
     gid_t gid;
     bool has_exe;
-    char exe[PATH_MAX];
+    char exe[PATH_MAX]; /* the executable's name in the caller's mount namespace */
+    dev_t exe_device;   /* the executable itself, as the agent sees it (valid with has_exe) */
+    ino_t exe_inode;
+    bool other_mount_namespace; /* the caller's mount namespace is not the agent's */
+    bool has_exe_sha256;        /* asked for, and computed */
+    uint8_t exe_sha256[MT_DIGEST_SHA256_SIZE];
+    const char *exe_sha256_problem; /* why has_exe_sha256 is false when it was asked for */
 };
 
-/* Identifies the peer of the connected Unix socket fd. Fails only when SO_PEERCRED fails. */
-MT_RESULT mt_attest_identify(int fd, struct mt_attest_peer *peer);
+/*
+ * Identifies the peer of the connected Unix socket fd; with want_sha256, also hashes its
+ * executable (for rules with a sha256 selector). Fails only when SO_PEERCRED fails.
+ */
+MT_RESULT mt_attest_identify(int fd, bool want_sha256, struct mt_attest_peer *peer);
 
 /*
  * The start time of pid (field 22 of /proc/<pid>/stat, clock ticks after boot): with the pid, it

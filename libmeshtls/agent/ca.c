@@ -158,8 +158,48 @@ out:
     return result;
 }
 
-static MT_RESULT load_key(const char *key_path, struct mt_ca *ca, char *message,
-                          size_t message_size)
+/*
+ * Opens a CA key file and refuses it unless only the agent's uid can use it: a regular file of
+ * mode 0600 or narrower, owned by the agent's effective uid. The checks are made on the opened
+ * descriptor, so they apply to the file that is then read. follow_links: the path may be a
+ * symbolic link (a Kubernetes secret volume's tls.key is one, to ..data/tls.key, owned by root);
+ * without it a link is refused (O_NOFOLLOW), as in the state directory the agent itself writes.
+ * remedy is appended to the mode message, for where chmod is not how the mode is set.
+ */
+static MT_RESULT open_key_file(const char *key_path, bool follow_links, const char *remedy,
+                               int *opened, char *message, size_t message_size)
+{
+    int fd = open(key_path, O_RDONLY | O_CLOEXEC | (follow_links ? 0 : O_NOFOLLOW));
+    if (fd < 0)
+        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot open %s: %s", key_path,
+                                 strerror(errno));
+    struct stat status;
+    mt_result result = MT_OK_RESULT;
+    if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode))
+        result = mt_result_explain(message, message_size, MT_ERR_IO, "%s is not a regular file",
+                                   key_path);
+    else if ((status.st_mode & 077) != 0)
+        result = mt_result_explain(
+            message, message_size, MT_ERR_IO,
+            "%s is accessible by group or others (mode %04o); the CA key must be 0600: "
+            "run chmod 600 %s%s",
+            key_path, (unsigned)(status.st_mode & 07777), key_path, remedy);
+    else if (status.st_uid != geteuid())
+        result = mt_result_explain(
+            message, message_size, MT_ERR_IO,
+            "%s belongs to uid %u, not to the agent's uid %u: run chown %u %s", key_path,
+            (unsigned)status.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), key_path);
+    if (!mt_result_is_ok(result)) {
+        close(fd);
+        return result;
+    }
+    *opened = fd;
+    return MT_OK_RESULT;
+}
+
+/* Reads a key file that open_key_file accepted into key, through a secret buffer. */
+static MT_RESULT read_key(const char *key_path, bool follow_links, const char *remedy,
+                          struct mt_x509_key **key, char *message, size_t message_size)
 {
     char *pem = NULL;
     size_t length = 0;
@@ -167,38 +207,13 @@ static MT_RESULT load_key(const char *key_path, struct mt_ca *ca, char *message,
         return mt_result_explain(message, message_size, MT_ERR_NO_MEMORY,
                                  "cannot allocate memory for the key in %s: %s", key_path,
                                  strerror(errno));
-    mt_result result = MT_OK_RESULT;
-    int fd = open(key_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        result = mt_result_explain(message, message_size, MT_ERR_IO, "cannot open %s: %s", key_path,
-                                   strerror(errno));
-        mt_secret_free(pem);
-        return result;
-    }
-
-    struct stat status;
-    if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode)) {
-        result = mt_result_explain(message, message_size, MT_ERR_IO, "%s is not a regular file",
-                                   key_path);
+    int fd = -1;
+    mt_result result = open_key_file(key_path, follow_links, remedy, &fd, message, message_size);
+    if (!mt_result_is_ok(result))
         goto out;
-    }
-    if ((status.st_mode & 077) != 0) {
-        result = mt_result_explain(
-            message, message_size, MT_ERR_IO,
-            "%s is accessible by group or others (mode %04o); the CA key must be 0600: "
-            "run chmod 600 %s",
-            key_path, (unsigned)(status.st_mode & 07777), key_path);
-        goto out;
-    }
-    if (status.st_uid != geteuid()) {
-        result = mt_result_explain(message, message_size, MT_ERR_IO,
-                                   "%s belongs to uid %u, not to the agent's uid %u", key_path,
-                                   (unsigned)status.st_uid, (unsigned)geteuid());
-        goto out;
-    }
     result = read_all(fd, pem, FILE_MAX, &length);
     if (mt_result_is_ok(result))
-        result = mt_x509_key_from_pem(pem, length, &ca->key);
+        result = mt_x509_key_from_pem(pem, length, key);
     /* wc_EccPrivateKeyDecode leaves the scalar in its dead stack frame (see secret.h). */
     mt_secret_wipe_stack();
     if (!mt_result_is_ok(result))
@@ -208,8 +223,15 @@ static MT_RESULT load_key(const char *key_path, struct mt_ca *ca, char *message,
 
 out:
     mt_secret_free(pem);
-    close(fd);
+    if (fd >= 0)
+        close(fd);
     return result;
+}
+
+static MT_RESULT load_key(const char *key_path, struct mt_ca *ca, char *message,
+                          size_t message_size)
+{
+    return read_key(key_path, false, "", &ca->key, message, message_size);
 }
 
 static MT_RESULT load_cert(const char *cert_path, struct mt_ca *ca, char *message,
@@ -554,24 +576,11 @@ MT_RESULT mt_ca_load_issuer_dir(const char *directory, const char *trust_domain,
                 "chain)",
                 ca->cert_path, mt_error_message(result.error), MT_CA_CHAIN_MAX);
     }
-    char *key_pem = NULL;
-    if (mt_result_is_ok(result) && !mt_result_is_ok(mt_secret_alloc(FILE_MAX, (void **)&key_pem)))
-        result = mt_result_explain(message, message_size, MT_ERR_NO_MEMORY,
-                                   "cannot allocate memory for the key in %s: %s", key_path,
-                                   strerror(errno));
+    /* A secret volume's files are links into ..data: followed, and their target checked. */
     if (mt_result_is_ok(result))
-        result = read_text_file(key_path, key_pem, FILE_MAX, &length, message, message_size);
-    if (mt_result_is_ok(result)) {
-        result = mt_x509_key_from_pem(key_pem, length, &ca->key);
-        /* wc_EccPrivateKeyDecode leaves the scalar in its dead stack frame (see secret.h). */
-        mt_secret_wipe_stack();
-        if (!mt_result_is_ok(result))
-            result =
-                mt_result_explain(message, message_size, result.error,
-                                  "cannot read %s: %s (expected a P-256 EC private key in PEM)",
-                                  key_path, mt_error_message(result.error));
-    }
-    mt_secret_free(key_pem);
+        result = read_key(key_path, true,
+                          " (on a Kubernetes secret volume, set defaultMode: 0400 instead)",
+                          &ca->key, message, message_size);
     if (mt_result_is_ok(result))
         result =
             check_issuer(ca->cert_path, key_path, trust_domain, now, ca, message, message_size);

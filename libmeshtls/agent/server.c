@@ -30,6 +30,7 @@
 #include "../util/log.h"
 #include "agent_metrics.h"
 #include "attest.h"
+#include "fair_share.h"
 #include "server.h"
 
 /* The largest frame the protocol allows: a chain, several anchors, or a status listing. */
@@ -49,6 +50,7 @@ enum client_state {
 struct mt_server_client {
     int fd;
     enum client_state state;
+    long long accepted_ms; /* for the fair share: the oldest idle connection goes first */
     long long deadline_ms;
     struct mt_attest_peer peer;
     /* The header is read into place first; input is allocated once it announces a length. */
@@ -263,8 +265,9 @@ static void client_write(struct mt_server_client *client)
         if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
         if (sent <= 0) {
-            mt_log_warn("reply to pid %ld uid %u not delivered: %s", (long)client->peer.pid,
-                        (unsigned)client->peer.uid, sent < 0 ? strerror(errno) : "closed");
+            mt_log_limited(MT_LOG_WARN, "reply to pid %ld uid %u not delivered: %s",
+                           (long)client->peer.pid, (unsigned)client->peer.uid,
+                           sent < 0 ? strerror(errno) : "closed");
             client_close(client);
             return;
         }
@@ -303,8 +306,8 @@ static size_t build_error(uint8_t *frame, size_t capacity, enum mt_proto_error_c
 static void client_refuse(struct mt_server_client *client, enum mt_proto_error_code code,
                           const char *text)
 {
-    mt_log_warn("refused pid %ld uid %u exe %s: %s", (long)client->peer.pid,
-                (unsigned)client->peer.uid, exe_text(&client->peer), text);
+    mt_log_limited(MT_LOG_WARN, "refused pid %ld uid %u exe %s: %s", (long)client->peer.pid,
+                   (unsigned)client->peer.uid, exe_text(&client->peer), text);
     if (code >= MT_PROTO_ERROR_MALFORMED && code <= MT_PROTO_ERROR_INTERNAL)
         atomic_fetch_add(&mt_agent_stats.refused[code], 1);
     size_t capacity = MT_PROTO_HEADER_SIZE + 2 * MT_PROTO_TLV_HEADER_SIZE + 4 + strlen(text);
@@ -329,21 +332,29 @@ static void format_utc(time_t when, char *text, size_t capacity)
 static bool client_identity(struct mt_server *server, struct mt_server_client *client,
                             char *spiffe_id, size_t capacity)
 {
+    const struct mt_attest_peer *peer = &client->peer;
     struct mt_agent_caller caller = {
-        .uid = client->peer.uid,
-        .gid = client->peer.gid,
-        .exe = client->peer.has_exe ? client->peer.exe : NULL,
+        .pid = peer->pid,
+        .uid = peer->uid,
+        .gid = peer->gid,
+        .exe = peer->has_exe ? peer->exe : NULL,
+        .exe_device = peer->exe_device,
+        .exe_inode = peer->exe_inode,
+        .other_mount_namespace = peer->other_mount_namespace,
+        .exe_sha256 = peer->has_exe_sha256 ? peer->exe_sha256 : NULL,
+        .exe_sha256_problem = peer->exe_sha256_problem,
     };
-    const struct mt_agent_rule *rule = NULL;
+    struct mt_agent_match match;
     mt_result result =
-        mt_agent_config_resolve_id(server->config, &caller, spiffe_id, capacity, &rule);
+        mt_agent_config_resolve_id(server->config, &caller, spiffe_id, capacity, &match);
+    atomic_fetch_add(&mt_agent_stats.exe_mismatches, match.exe_mismatches);
     if (!mt_result_is_ok(result)) {
         client_refuse(client, MT_PROTO_ERROR_DENIED, "no valid identity for this caller");
         return false;
     }
-    if (rule != NULL)
-        mt_log_debug("pid %ld matched the rule at %s:%u", (long)client->peer.pid,
-                     server->config->source, rule->line);
+    if (match.rule != NULL)
+        mt_log_debug("pid %ld matched the rule at %s:%u", (long)peer->pid, server->config->source,
+                     match.rule->line);
     return true;
 }
 
@@ -719,10 +730,11 @@ static void client_read(struct mt_server *server, struct mt_server_client *clien
             return;
         if (got <= 0) {
             if (client->received > 0 || got < 0)
-                mt_log_warn("closed connection from pid %ld uid %u: request truncated after %zu "
-                            "bytes (%s)",
-                            (long)client->peer.pid, (unsigned)client->peer.uid, client->received,
-                            got < 0 ? strerror(errno) : "peer closed");
+                mt_log_limited(MT_LOG_WARN,
+                               "closed connection from pid %ld uid %u: request truncated after "
+                               "%zu bytes (%s)",
+                               (long)client->peer.pid, (unsigned)client->peer.uid, client->received,
+                               got < 0 ? strerror(errno) : "peer closed");
             client_close(client);
             return;
         }
@@ -755,29 +767,95 @@ static void client_read(struct mt_server *server, struct mt_server_client *clien
 static void client_expire(struct mt_server_client *client)
 {
     if (client->state == CLIENT_READING) {
-        mt_log_warn("closed connection from pid %ld uid %u exe %s: no complete request within "
-                    "%d ms (%zu bytes received)",
-                    (long)client->peer.pid, (unsigned)client->peer.uid, exe_text(&client->peer),
-                    MT_SERVER_REQUEST_TIMEOUT_MS, client->received);
+        mt_log_limited(MT_LOG_WARN,
+                       "closed connection from pid %ld uid %u exe %s: no complete request "
+                       "within %d ms (%zu bytes received)",
+                       (long)client->peer.pid, (unsigned)client->peer.uid, exe_text(&client->peer),
+                       MT_SERVER_REQUEST_TIMEOUT_MS, client->received);
         uint8_t frame[128];
         size_t length = build_error(frame, sizeof(frame), MT_PROTO_ERROR_MALFORMED,
                                     "timed out waiting for a complete request");
         if (length > 0)
             (void)send(client->fd, frame, length, MSG_NOSIGNAL | MSG_DONTWAIT);
     } else {
-        mt_log_warn("closed connection from pid %ld uid %u: reply not read within %d ms",
-                    (long)client->peer.pid, (unsigned)client->peer.uid,
-                    MT_SERVER_REQUEST_TIMEOUT_MS);
+        mt_log_limited(
+            MT_LOG_WARN, "closed connection from pid %ld uid %u: reply not read within %d ms",
+            (long)client->peer.pid, (unsigned)client->peer.uid, MT_SERVER_REQUEST_TIMEOUT_MS);
     }
     client_close(client);
 }
 
-static struct mt_server_client *free_slot(struct mt_server *server)
+/* Best effort, never blocking: tells a connection closed unread why, so its client can say so. */
+static void send_refusal(int fd, const char *text)
 {
-    for (size_t i = 0; i < MT_SERVER_CLIENTS_MAX; i++)
-        if (server->clients[i].state == CLIENT_FREE)
-            return &server->clients[i];
-    return NULL;
+    uint8_t frame[192];
+    size_t length = build_error(frame, sizeof(frame), MT_PROTO_ERROR_DENIED, text);
+    if (length > 0)
+        (void)send(fd, frame, length, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*
+ * The slot for a new connection of uid, per the fair share (fair_share.h); NULL after refusing
+ * it. An eviction closes the idle connection it displaces.
+ */
+static struct mt_server_client *fair_slot(struct mt_server *server, int fd,
+                                          const struct ucred *credentials, long long now)
+{
+    struct mt_fair_share_slot view[MT_SERVER_CLIENTS_MAX];
+    for (size_t i = 0; i < MT_SERVER_CLIENTS_MAX; i++) {
+        const struct mt_server_client *client = &server->clients[i];
+        view[i] = (struct mt_fair_share_slot){.used = client->state != CLIENT_FREE,
+                                              .waiting = client->state == CLIENT_READING,
+                                              .uid = client->peer.uid,
+                                              .since_ms = client->accepted_ms};
+    }
+    struct mt_fair_share_choice choice;
+    mt_fair_share_decide(view, MT_SERVER_CLIENTS_MAX, credentials->uid, &choice);
+    char text[160];
+    switch (choice.decision) {
+    case MT_FAIR_SHARE_ADMIT:
+        return &server->clients[choice.slot];
+    case MT_FAIR_SHARE_EVICT: {
+        struct mt_server_client *evicted = &server->clients[choice.slot];
+        mt_log_limited(MT_LOG_WARN,
+                       "closed the idle connection of pid %ld uid %u (uid %u holds %zu of %d "
+                       "connections, %lld ms idle) to serve pid %ld uid %u",
+                       (long)evicted->peer.pid, (unsigned)evicted->peer.uid,
+                       (unsigned)choice.heaviest_uid, choice.heaviest_held, MT_SERVER_CLIENTS_MAX,
+                       now - evicted->accepted_ms, (long)credentials->pid,
+                       (unsigned)credentials->uid);
+        snprintf(text, sizeof(text),
+                 "closed unread: uid %u holds %zu of the agent's %d connections and another "
+                 "user needed one; send the request at once after connecting",
+                 (unsigned)choice.heaviest_uid, choice.heaviest_held, MT_SERVER_CLIENTS_MAX);
+        send_refusal(evicted->fd, text);
+        client_close(evicted);
+        atomic_fetch_add(&mt_agent_stats.connections_refused[MT_AGENT_REFUSAL_EVICTED], 1);
+        return evicted;
+    }
+    case MT_FAIR_SHARE_REFUSE_OVER_SHARE:
+        mt_log_limited(MT_LOG_WARN,
+                       "refused pid %ld uid %u: the agent's %d connections are in use and uid %u "
+                       "holds %zu, its share; it is served as its own connections finish",
+                       (long)credentials->pid, (unsigned)credentials->uid, MT_SERVER_CLIENTS_MAX,
+                       (unsigned)credentials->uid, choice.held);
+        snprintf(text, sizeof(text),
+                 "agent busy: uid %u already holds %zu of its %d connections; retry after one "
+                 "of them finishes",
+                 (unsigned)credentials->uid, choice.held, MT_SERVER_CLIENTS_MAX);
+        send_refusal(fd, text);
+        atomic_fetch_add(&mt_agent_stats.connections_refused[MT_AGENT_REFUSAL_OVER_SHARE], 1);
+        return NULL;
+    case MT_FAIR_SHARE_REFUSE_FULL:
+    default:
+        mt_log_limited(MT_LOG_WARN, "refused pid %ld uid %u: all %d connections are in use",
+                       (long)credentials->pid, (unsigned)credentials->uid, MT_SERVER_CLIENTS_MAX);
+        snprintf(text, sizeof(text), "agent busy: all %d connections are in use; retry shortly",
+                 MT_SERVER_CLIENTS_MAX);
+        send_refusal(fd, text);
+        atomic_fetch_add(&mt_agent_stats.connections_refused[MT_AGENT_REFUSAL_TABLE_FULL], 1);
+        return NULL;
+    }
 }
 
 static void accept_clients(struct mt_server *server)
@@ -790,33 +868,41 @@ static void accept_clients(struct mt_server *server)
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
             /* EMFILE and friends leave the listener readable; poll would spin without a pause. */
-            mt_log_warn("cannot accept a connection: %s; pausing %d ms", strerror(errno),
-                        ACCEPT_PAUSE_MS);
+            mt_log_limited(MT_LOG_WARN, "cannot accept a connection: %s; pausing %d ms",
+                           strerror(errno), ACCEPT_PAUSE_MS);
             server->accept_paused_until_ms = now_ms() + ACCEPT_PAUSE_MS;
             return;
         }
-        struct mt_server_client *client = free_slot(server);
+        /* Only SO_PEERCRED before a slot is granted: a flood must not cost a /proc walk each. */
+        struct ucred credentials = {0};
+        socklen_t length = sizeof(credentials);
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
+            mt_log_limited(MT_LOG_WARN,
+                           "closed a connection whose peer credentials cannot be read: %s",
+                           strerror(errno));
+            close(fd);
+            continue;
+        }
+        long long now = now_ms();
+        struct mt_server_client *client = fair_slot(server, fd, &credentials, now);
         if (client == NULL) {
-            /* Only SO_PEERCRED for the log line: a flood must not cost a /proc walk each. */
-            struct ucred credentials = {0};
-            socklen_t length = sizeof(credentials);
-            (void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length);
-            mt_log_warn("refused pid %ld uid %u: %d clients already connected",
-                        (long)credentials.pid, (unsigned)credentials.uid, MT_SERVER_CLIENTS_MAX);
             close(fd);
             continue;
         }
         struct mt_attest_peer peer;
-        if (!mt_result_is_ok(mt_attest_identify(fd, &peer))) {
-            mt_log_warn("closed a connection whose peer credentials cannot be read: %s",
-                        strerror(errno));
+        bool want_sha256 = mt_agent_config_has_sha256_rules(server->config);
+        if (!mt_result_is_ok(mt_attest_identify(fd, want_sha256, &peer))) {
+            mt_log_limited(MT_LOG_WARN,
+                           "closed a connection whose peer credentials cannot be read: %s",
+                           strerror(errno));
             close(fd);
             continue;
         }
         client->fd = fd;
         client->state = CLIENT_READING;
         client->peer = peer;
-        client->deadline_ms = now_ms() + MT_SERVER_REQUEST_TIMEOUT_MS;
+        client->accepted_ms = now;
+        client->deadline_ms = now + MT_SERVER_REQUEST_TIMEOUT_MS;
         mt_log_debug("connection from pid %ld uid %u exe %s", (long)peer.pid, (unsigned)peer.uid,
                      exe_text(&peer));
     }
@@ -907,6 +993,7 @@ MT_RESULT mt_server_run(struct mt_server *server, int signal_fd, int *signal_num
                 client_expire(client);
         }
         mt_issuer_poll(server->issuer, now);
+        mt_log_limits_flush(mt_log_now_ms());
         if (now >= server->next_sweep_ms)
             sweep_metrics(server, now);
     }

@@ -3,9 +3,12 @@
  * reply per connection, every client independent of the others.
  *
  * Single-threaded poll() loop over non-blocking sockets. A client gets MT_SERVER_REQUEST_TIMEOUT_MS
- * to send one complete frame and as long again to take the reply; beyond MT_SERVER_CLIENTS_MAX
- * concurrent clients, new connections are closed at once. Malformed, oversized and truncated
- * requests get an ERROR reply or a close, and a log line naming the caller.
+ * to send one complete frame and as long again to take the reply. The MT_SERVER_CLIENTS_MAX
+ * slots are shared fairly between uids (fair_share.h): when they are all taken, a uid below its
+ * share displaces the oldest idle connection of the uid holding the most, and other newcomers get
+ * an ERROR ("agent busy") and a close. Malformed, oversized and truncated requests get an ERROR
+ * reply or a close, and a log line naming the caller; lines a client can cause are rate-limited
+ * per call site (util/log.h), with the count of those suppressed.
  */
 #ifndef MT_AGENT_SERVER_H
 #define MT_AGENT_SERVER_H

@@ -1,11 +1,12 @@
 /*
- * Line-at-a-time logging to stderr. Owns the level and the program tag; never allocates, so it
- * can run inside any hook, including from a signal handler's write path.
+ * Line-at-a-time logging to stderr. Owns the level, the program tag and the call-site limits;
+ * never allocates, so it can run inside any hook, including from a signal handler's write path.
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -57,25 +58,126 @@ bool mt_log_is_enabled(enum mt_log_level level)
     return level <= current_level;
 }
 
+/* Formats and writes one line; suffix (may be NULL) is appended to the message. */
+__attribute__((format(printf, 3, 0))) static void
+write_line(enum mt_log_level level, const char *suffix, const char *format, va_list arguments)
+{
+    int saved_errno = errno;
+    char line[1024];
+    /* Room is kept for the suffix and the newline: a count must survive a long message. */
+    size_t suffix_length = suffix != NULL ? strlen(suffix) : 0;
+    size_t capacity = sizeof(line) - 1 - suffix_length;
+    int prefix = snprintf(line, capacity, "%s[%ld]: %s: ", current_tag, (long)getpid(),
+                          mt_log_level_name(level));
+    if (prefix < 0 || (size_t)prefix >= capacity)
+        prefix = 0;
+    int body = vsnprintf(line + prefix, capacity - (size_t)prefix, format, arguments);
+    size_t length = (size_t)prefix + (body < 0 ? 0 : (size_t)body);
+    /* A line cut by the buffer keeps its newline so the next line starts cleanly. */
+    if (length > capacity - 1)
+        length = capacity - 1;
+    memcpy(line + length, suffix != NULL ? suffix : "", suffix_length);
+    length += suffix_length;
+    line[length++] = '\n';
+    (void)current_writer(STDERR_FILENO, line, length);
+    errno = saved_errno;
+}
+
 void mt_log(enum mt_log_level level, const char *format, ...)
 {
     if (!mt_log_is_enabled(level))
         return;
-    int saved_errno = errno;
-    char line[1024];
-    int prefix = snprintf(line, sizeof(line), "%s[%ld]: %s: ", current_tag, (long)getpid(),
-                          mt_log_level_name(level));
-    if (prefix < 0)
-        prefix = 0;
     va_list arguments;
     va_start(arguments, format);
-    int body = vsnprintf(line + prefix, sizeof(line) - (size_t)prefix, format, arguments);
+    write_line(level, NULL, format, arguments);
     va_end(arguments);
-    size_t length = (size_t)prefix + (body < 0 ? 0 : (size_t)body);
-    /* A line cut by the buffer keeps its newline so the next line starts cleanly. */
-    if (length > sizeof(line) - 2)
-        length = sizeof(line) - 2;
-    line[length++] = '\n';
-    (void)current_writer(STDERR_FILENO, line, length);
-    errno = saved_errno;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Call-site limits */
+
+/*
+ * The limits that have suppressed a line, for mt_log_limits_flush; pushed lock-free, never popped
+ * (they are static objects of their call sites).
+ */
+static _Atomic(struct mt_log_limit *) limits_with_suppressions;
+
+long long mt_log_now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void limit_register(struct mt_log_limit *limit)
+{
+    if (atomic_exchange(&limit->registered, true))
+        return;
+    struct mt_log_limit *head = atomic_load(&limits_with_suppressions);
+    do {
+        limit->next = head;
+    } while (!atomic_compare_exchange_weak(&limits_with_suppressions, &head, limit));
+}
+
+/* Starts a new interval at now_ms if the current one is over; returns what it suppressed. */
+static unsigned long long limit_roll(struct mt_log_limit *limit, long long now_ms)
+{
+    long long start = atomic_load(&limit->interval_start_ms);
+    if (start != 0 && now_ms - start < MT_LOG_LIMIT_INTERVAL_MS)
+        return 0;
+    /* One caller wins the new interval; the others count in it. */
+    if (!atomic_compare_exchange_strong(&limit->interval_start_ms, &start, now_ms))
+        return 0;
+    atomic_store(&limit->emitted, 0);
+    return atomic_exchange(&limit->suppressed, 0);
+}
+
+bool mt_log_limit_admit(struct mt_log_limit *limit, long long now_ms, unsigned long long *dropped)
+{
+    *dropped = limit_roll(limit, now_ms);
+    if (atomic_fetch_add(&limit->emitted, 1) < MT_LOG_LIMIT_BURST)
+        return true;
+    atomic_fetch_add(&limit->suppressed, 1);
+    limit_register(limit);
+    return false;
+}
+
+void mt_log_limited_at(struct mt_log_limit *limit, long long now_ms, enum mt_log_level level,
+                       const char *format, ...)
+{
+    if (!mt_log_is_enabled(level))
+        return;
+    atomic_store(&limit->format, format);
+    atomic_store(&limit->level, (int)level);
+    unsigned long long dropped = 0;
+    if (!mt_log_limit_admit(limit, now_ms, &dropped))
+        return;
+    char suffix[64] = "";
+    if (dropped > 0)
+        snprintf(suffix, sizeof(suffix), " (%llu similar lines suppressed)", dropped);
+    va_list arguments;
+    va_start(arguments, format);
+    write_line(level, dropped > 0 ? suffix : NULL, format, arguments);
+    va_end(arguments);
+}
+
+/* The site's format is quoted as data: its conversions are shown, never expanded. */
+static void report_suppressed(const struct mt_log_limit *limit, unsigned long long dropped)
+{
+    const char *format = atomic_load(&limit->format);
+    mt_log((enum mt_log_level)atomic_load(&limit->level),
+           "%llu similar lines suppressed in the last %d s: \"%.240s\"", dropped,
+           MT_LOG_LIMIT_INTERVAL_MS / 1000, format != NULL ? format : "");
+}
+
+void mt_log_limits_flush(long long now_ms)
+{
+    for (struct mt_log_limit *limit = atomic_load(&limits_with_suppressions); limit != NULL;
+         limit = limit->next) {
+        if (atomic_load(&limit->suppressed) == 0)
+            continue;
+        unsigned long long dropped = limit_roll(limit, now_ms);
+        if (dropped > 0)
+            report_suppressed(limit, dropped);
+    }
 }

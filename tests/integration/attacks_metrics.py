@@ -261,7 +261,7 @@ def samples_of(samples, name, **labels):
 
 
 def metrics_amplification(mesh):
-    verdict = Verdict("18 uid 65534 writes hostile metrics files to bloat the agent")
+    verdict = Verdict("20 uid 65534 writes hostile metrics files to bloat the agent")
     name = "amp-agent"
     hostiles = []
     watch = None
@@ -379,7 +379,7 @@ def metrics_amplification(mesh):
 
 
 def metrics_squat(mesh):
-    verdict = Verdict("19 uid 65534 squats a victim's metrics file name")
+    verdict = Verdict("21 uid 65534 squats a victim's metrics file name")
     name = "squat-agent"
     squatter = None
     stop = os.path.join(mesh.dir, "victim.stop")

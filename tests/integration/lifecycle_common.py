@@ -148,14 +148,16 @@ class Pki:
 
     def secret(self, directory, issuer, anchors, chain_extra=(), key=None):
         """Writes directory/{tls.crt,tls.key,ca.crt} the way the kubelet projects a secret:
-        files in a timestamped directory behind a "..data" symlink swapped atomically."""
+        files in a timestamped directory behind a "..data" symlink swapped atomically, with the
+        packaged DaemonSet's defaultMode 0400 (the agent refuses a key others can read)."""
         os.makedirs(directory, exist_ok=True)
         stamp = os.path.join(directory, f"..{time.monotonic_ns()}")
         os.mkdir(stamp)
         with open(os.path.join(stamp, "tls.crt"), "wb") as f:
             f.write(self.read(issuer + ".crt") + b"".join(self.read(c + ".crt")
                                                           for c in chain_extra))
-        with open(os.path.join(stamp, "tls.key"), "wb") as f:
+        with open(os.open(os.path.join(stamp, "tls.key"), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                          0o400), "wb") as f:
             f.write(self.read((key or issuer) + ".key"))
         with open(os.path.join(stamp, "ca.crt"), "wb") as f:
             f.write(b"".join(self.read(a + ".crt") for a in anchors))

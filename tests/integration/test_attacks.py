@@ -577,6 +577,8 @@ outbound = {{
         # --- The agent -----------------------------------------------------------------------
         verdicts.append(identity_theft(mesh, pki, sock, agent, metrics))
         verdicts.append(loose_key(mesh, sock, agent_state))
+        from attacks_agent import agent_attacks  # local users against the agent (issue 20)
+        verdicts.extend(agent_attacks(mesh))
         from attacks_metrics import metrics_amplification, metrics_squat
         verdicts += [metrics_amplification(mesh), metrics_squat(mesh)]
         log(f"agent attacks done after {time.monotonic() - started:.1f}s")

@@ -164,8 +164,16 @@ def check_daemonset(objects):
     check(4191 in ports, f"DaemonSet: container ports {ports} lack 4191")
     check(pod.get("hostPID") is True, "DaemonSet: attestation needs hostPID")
 
-    # The issuer secret comes from a CA Certificate whose issuerRef is defined.
+    # The issuer secret comes from a CA Certificate whose issuerRef is defined, and is projected
+    # 0400: the agent refuses a tls.key that group or others can read (the kubelet's default is
+    # 0644), and an fsGroup would add group read again.
     secret = mounts["/etc/meshtls/issuer"]["secret"]["secretName"]
+    mode = mounts["/etc/meshtls/issuer"]["secret"].get("defaultMode")
+    check(mode is not None and mode & 0o077 == 0,
+          f"DaemonSet: the issuer secret's defaultMode is {mode if mode is None else oct(mode)}; "
+          f"the agent refuses a tls.key readable by group or others (set defaultMode: 0400)")
+    check("fsGroup" not in (pod.get("securityContext") or {}),
+          "DaemonSet: an fsGroup makes the issuer's tls.key group-readable")
     (certificate,) = [d for k, d in objects.items()
                       if k[0] == "Certificate" and d["spec"]["secretName"] == secret]
     spec = certificate["spec"]

@@ -4,6 +4,9 @@
  *
  * Each configuration is written to a temporary file and loaded the way the agent loads it, so
  * the error messages are checked with the real file name and line numbers an operator would see.
+ * Executables are real files in a temporary directory: a caller is described by the name its
+ * mount namespace gives its executable and by the file it really runs, and the two can differ
+ * (a bind mount in a namespace the caller built), as attestation reports them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -20,6 +24,7 @@
 
 struct fixture {
     char path[64];
+    char dir[64]; /* executables: sbin/nginx, bin/python3.11, bin/python3 -> python3.11, ... */
     char message[MT_AGENT_CONFIG_MESSAGE_MAX];
     struct mt_agent_config config;
 };
@@ -32,6 +37,24 @@ static int setup(void **state)
     int fd = mkstemp(fixture->path);
     assert_true(fd >= 0);
     close(fd);
+    snprintf(fixture->dir, sizeof(fixture->dir), "/tmp/test_agent_config.d.XXXXXX");
+    assert_non_null(mkdtemp(fixture->dir));
+    static const char *const files[] = {"sbin/nginx",  "sbin/nginx-debug", "bin/python3.11",
+                                        "bin/python2", "bin/curl",         "other"};
+    char path[128];
+    snprintf(path, sizeof(path), "%s/sbin", fixture->dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/bin", fixture->dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", fixture->dir, files[i]);
+        FILE *file = fopen(path, "w");
+        assert_non_null(file);
+        fprintf(file, "program %s\n", files[i]);
+        fclose(file);
+    }
+    snprintf(path, sizeof(path), "%s/bin/python3", fixture->dir);
+    assert_int_equal(symlink("python3.11", path), 0);
     mt_agent_config_init(&fixture->config);
     *state = fixture;
     return 0;
@@ -42,6 +65,9 @@ static int teardown(void **state)
     struct fixture *fixture = *state;
     mt_agent_config_cleanup(&fixture->config);
     unlink(fixture->path);
+    char command[160];
+    snprintf(command, sizeof(command), "rm -rf '%s'", fixture->dir);
+    assert_int_equal(system(command), 0);
     free(fixture);
     return 0;
 }
@@ -73,13 +99,52 @@ static void expect_error(struct fixture *fixture, const char *text, int line, co
         fail_msg("message \"%s\" does not contain \"%s\"", fixture->message, detail);
 }
 
-static void resolve(const struct mt_agent_config *config, uid_t uid, gid_t gid, const char *exe,
+static char name_buffer[256];
+static char file_buffer[256];
+
+/* "DIR/relative" for the fixture's executables; absolute paths are kept. */
+static const char *in_dir(const struct fixture *fixture, const char *relative, char *buffer)
+{
+    if (relative == NULL || relative[0] == '/')
+        return relative;
+    snprintf(buffer, 256, "%s/%s", fixture->dir, relative);
+    return buffer;
+}
+
+/*
+ * A caller whose mount namespace names its executable name while it runs file (a path as the
+ * agent sees it; a missing file gives an identity that matches nothing).
+ */
+static struct mt_agent_caller caller_of(uid_t uid, gid_t gid, const char *name, const char *file)
+{
+    struct mt_agent_caller caller = {.pid = 4242, .uid = uid, .gid = gid, .exe = name};
+    struct stat status;
+    if (file != NULL && stat(file, &status) == 0) {
+        caller.exe_device = status.st_dev;
+        caller.exe_inode = status.st_ino;
+    }
+    return caller;
+}
+
+/* Resolves a caller running name (the file it names, unless file says otherwise). */
+static unsigned resolve_running(const struct fixture *fixture, uid_t uid, gid_t gid,
+                                const char *name, const char *file, const char *expected)
+{
+    name = in_dir(fixture, name, name_buffer);
+    file = file != NULL ? in_dir(fixture, file, file_buffer) : name;
+    struct mt_agent_caller caller = caller_of(uid, gid, name, file);
+    char id[MT_SPIFFE_ID_MAX + 1];
+    struct mt_agent_match match;
+    assert_true(mt_result_is_ok(
+        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), &match)));
+    assert_string_equal(id, expected);
+    return match.exe_mismatches;
+}
+
+static void resolve(const struct fixture *fixture, uid_t uid, gid_t gid, const char *exe,
                     const char *expected)
 {
-    struct mt_agent_caller caller = {.uid = uid, .gid = gid, .exe = exe};
-    char id[MT_SPIFFE_ID_MAX + 1];
-    assert_true(mt_result_is_ok(mt_agent_config_resolve_id(config, &caller, id, sizeof(id), NULL)));
-    assert_string_equal(id, expected);
+    (void)resolve_running(fixture, uid, gid, exe, NULL, expected);
 }
 
 static const char example[] =
@@ -92,6 +157,24 @@ static const char example[] =
     "  { gid = 50; id = \"ns/staff/sa/g{gid}\"; }\n"
     ");\n";
 
+/* The example's rules with the fixture's executables, for resolving. */
+static mt_result load_executables_example(struct fixture *fixture)
+{
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "trust_domain = \"example.org\";\n"
+             "lifetime = 3600;\n"
+             "rules = (\n"
+             "  { uid = 33; exe = \"%s/sbin/nginx\"; id = \"ns/web/sa/nginx\"; },\n"
+             "  { uid = 1000; id = \"ns/dev/sa/{uid}-{gid}\"; },\n"
+             "  { uid = 7; exe = \"%s/bin/python3\"; id = \"ns/seven/sa/python\"; },\n"
+             "  { exe = \"%s/bin/python3*\"; id = \"ns/py/sa/python\"; },\n"
+             "  { gid = 50; id = \"ns/staff/sa/g{gid}\"; }\n"
+             ");\n",
+             fixture->dir, fixture->dir, fixture->dir);
+    return load_text(fixture, text);
+}
+
 /* ----------------------------------------------------------------------------------------- */
 /* Loading */
 
@@ -101,7 +184,7 @@ static void test_config_init_defaults_without_file(void **state)
     assert_string_equal(fixture->config.trust_domain, "meshtls.local");
     assert_int_equal(fixture->config.lifetime_seconds, 86400);
     assert_int_equal(fixture->config.rule_count, 0);
-    resolve(&fixture->config, 1000, 1000, "/usr/bin/curl", "spiffe://meshtls.local/uid/1000");
+    resolve(fixture, 1000, 1000, "bin/curl", "spiffe://meshtls.local/uid/1000");
 }
 
 static void test_load_file_example_all_values_read(void **state)
@@ -160,7 +243,7 @@ static void test_load_file_unknown_top_level_key_rejected(void **state)
 static void test_load_file_unknown_rule_key_rejected(void **state)
 {
     expect_error(*state, "rules = (\n  { uid = 1; id = \"a\";\n    user = \"bob\"; }\n);\n", 3,
-                 "rules[0].user", "unknown key (valid keys: uid, gid, exe, id)");
+                 "rules[0].user", "unknown key (valid keys: uid, gid, exe, sha256, id)");
 }
 
 static void test_load_file_lifetime_wrong_type_rejected(void **state)
@@ -256,7 +339,7 @@ static void test_load_file_id_too_long_for_any_uid_rejected(void **state)
 static void test_load_file_error_leaves_config_unchanged(void **state)
 {
     struct fixture *fixture = *state;
-    assert_true(mt_result_is_ok(load_text(fixture, example)));
+    assert_true(mt_result_is_ok(load_executables_example(fixture)));
     assert_int_equal(
         load_text(fixture,
                   "trust_domain = \"other.org\";\nlifetime = 60;\nrules = ( { id = \"a\"; } );\n")
@@ -264,8 +347,8 @@ static void test_load_file_error_leaves_config_unchanged(void **state)
         MT_ERR_CONFIG);
     assert_string_equal(fixture->config.trust_domain, "example.org");
     assert_int_equal(fixture->config.lifetime_seconds, 3600);
-    assert_int_equal(fixture->config.rule_count, 4);
-    resolve(&fixture->config, 33, 33, "/usr/sbin/nginx", "spiffe://example.org/ns/web/sa/nginx");
+    assert_int_equal(fixture->config.rule_count, 5);
+    resolve(fixture, 33, 33, "sbin/nginx", "spiffe://example.org/ns/web/sa/nginx");
 }
 
 static void test_load_file_trust_domain_after_rules_applies_to_them(void **state)
@@ -273,7 +356,7 @@ static void test_load_file_trust_domain_after_rules_applies_to_them(void **state
     struct fixture *fixture = *state;
     assert_true(mt_result_is_ok(
         load_text(fixture, "rules = ( { uid = 7; id = \"a\"; } );\ntrust_domain = \"b.org\";\n")));
-    resolve(&fixture->config, 7, 7, NULL, "spiffe://b.org/a");
+    resolve(fixture, 7, 7, NULL, "spiffe://b.org/a");
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -282,64 +365,210 @@ static void test_load_file_trust_domain_after_rules_applies_to_them(void **state
 static void test_resolve_id_all_fields_must_match(void **state)
 {
     struct fixture *fixture = *state;
-    assert_true(mt_result_is_ok(load_text(fixture, example)));
-    resolve(&fixture->config, 33, 33, "/usr/sbin/nginx", "spiffe://example.org/ns/web/sa/nginx");
+    assert_true(mt_result_is_ok(load_executables_example(fixture)));
+    resolve(fixture, 33, 33, "sbin/nginx", "spiffe://example.org/ns/web/sa/nginx");
     /* Right uid, other executable; right executable, other uid. */
-    resolve(&fixture->config, 33, 33, "/usr/bin/curl", "spiffe://example.org/uid/33");
-    resolve(&fixture->config, 34, 34, "/usr/sbin/nginx", "spiffe://example.org/uid/34");
+    resolve(fixture, 33, 33, "bin/curl", "spiffe://example.org/uid/33");
+    resolve(fixture, 34, 34, "sbin/nginx", "spiffe://example.org/uid/34");
 }
 
 static void test_resolve_id_placeholders_substituted(void **state)
 {
     struct fixture *fixture = *state;
-    assert_true(mt_result_is_ok(load_text(fixture, example)));
-    resolve(&fixture->config, 1000, 100, "/bin/sh", "spiffe://example.org/ns/dev/sa/1000-100");
-    resolve(&fixture->config, 2000, 50, "/bin/sh", "spiffe://example.org/ns/staff/sa/g50");
+    assert_true(mt_result_is_ok(load_executables_example(fixture)));
+    resolve(fixture, 1000, 100, "/bin/sh", "spiffe://example.org/ns/dev/sa/1000-100");
+    resolve(fixture, 2000, 50, "/bin/sh", "spiffe://example.org/ns/staff/sa/g50");
 }
 
 static void test_resolve_id_first_match_wins(void **state)
 {
     struct fixture *fixture = *state;
-    assert_true(mt_result_is_ok(load_text(fixture, example)));
+    assert_true(mt_result_is_ok(load_executables_example(fixture)));
     /* uid 1000 running python matches rules 2 and 3; rule 2 comes first. */
-    struct mt_agent_caller caller = {.uid = 1000, .gid = 1000, .exe = "/usr/bin/python3.11"};
+    struct mt_agent_caller caller =
+        caller_of(1000, 1000, in_dir(fixture, "bin/python3.11", name_buffer), name_buffer);
     char id[MT_SPIFFE_ID_MAX + 1];
-    const struct mt_agent_rule *rule = NULL;
+    struct mt_agent_match match;
     assert_true(mt_result_is_ok(
-        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), &rule)));
+        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), &match)));
     assert_string_equal(id, "spiffe://example.org/ns/dev/sa/1000-1000");
-    assert_ptr_equal(rule, &fixture->config.rules[1]);
+    assert_ptr_equal(match.rule, &fixture->config.rules[1]);
 }
 
 static void test_resolve_id_glob_matches_within_directory_only(void **state)
 {
     struct fixture *fixture = *state;
-    assert_true(mt_result_is_ok(load_text(fixture, example)));
-    resolve(&fixture->config, 5, 5, "/usr/bin/python3.11", "spiffe://example.org/ns/py/sa/python");
-    resolve(&fixture->config, 5, 5, "/usr/bin/python3", "spiffe://example.org/ns/py/sa/python");
-    resolve(&fixture->config, 5, 5, "/usr/bin/python3.11/../../../tmp/evil",
-            "spiffe://example.org/uid/5");
-    resolve(&fixture->config, 5, 5, "/usr/bin/python2", "spiffe://example.org/uid/5");
+    assert_true(mt_result_is_ok(load_executables_example(fixture)));
+    resolve(fixture, 5, 5, "bin/python3.11", "spiffe://example.org/ns/py/sa/python");
+    resolve(fixture, 5, 5, "bin/python3", "spiffe://example.org/ns/py/sa/python");
+    resolve_running(fixture, 5, 5, "bin/python3.11/../../../tmp/evil", "other",
+                    "spiffe://example.org/uid/5");
+    resolve(fixture, 5, 5, "bin/python2", "spiffe://example.org/uid/5");
 }
 
 static void test_resolve_id_unknown_exe_never_matches_exe_rule(void **state)
 {
     struct fixture *fixture = *state;
-    assert_true(mt_result_is_ok(load_text(fixture, example)));
-    const struct mt_agent_rule *rule = &fixture->config.rules[0];
+    assert_true(mt_result_is_ok(load_executables_example(fixture)));
     struct mt_agent_caller caller = {.uid = 33, .gid = 33, .exe = NULL};
     char id[MT_SPIFFE_ID_MAX + 1];
+    struct mt_agent_match match;
     assert_true(mt_result_is_ok(
-        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), &rule)));
+        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), &match)));
     assert_string_equal(id, "spiffe://example.org/uid/33");
-    assert_null(rule);
+    assert_null(match.rule);
 }
 
 static void test_resolve_id_exact_exe_not_prefix(void **state)
 {
     struct fixture *fixture = *state;
-    assert_true(mt_result_is_ok(load_text(fixture, example)));
-    resolve(&fixture->config, 33, 33, "/usr/sbin/nginx-debug", "spiffe://example.org/uid/33");
+    assert_true(mt_result_is_ok(load_executables_example(fixture)));
+    resolve(fixture, 33, 33, "sbin/nginx-debug", "spiffe://example.org/uid/33");
+}
+
+/*
+ * The attack of issue 20: in a user and mount namespace of its own, a caller bind-mounts any
+ * program over the rule's path and runs it. Its namespace names the executable exactly as the
+ * rule does; the file is another one, so the rule must not match, and the mismatch is counted.
+ */
+static void test_resolve_id_exe_named_like_rule_but_other_file_refused(void **state)
+{
+    struct fixture *fixture = *state;
+    assert_true(mt_result_is_ok(load_executables_example(fixture)));
+    assert_int_equal(
+        resolve_running(fixture, 33, 33, "sbin/nginx", "other", "spiffe://example.org/uid/33"), 1);
+    /* A glob is no weaker: the name matches "python3*", the file at that name is not this one. */
+    assert_int_equal(resolve_running(fixture, 5, 5, "bin/python3.11", "bin/python2",
+                                     "spiffe://example.org/uid/5"),
+                     1);
+    /* The real program under its own name still matches, and counts nothing. */
+    assert_int_equal(resolve_running(fixture, 33, 33, "sbin/nginx", NULL,
+                                     "spiffe://example.org/ns/web/sa/nginx"),
+                     0);
+}
+
+/* The file decides, not the name: a hard link or a name from another namespace is the program. */
+static void test_resolve_id_exe_same_file_under_another_name_matches(void **state)
+{
+    struct fixture *fixture = *state;
+    assert_true(mt_result_is_ok(load_executables_example(fixture)));
+    assert_int_equal(resolve_running(fixture, 33, 33, "/opt/container/usr/sbin/nginx", "sbin/nginx",
+                                     "spiffe://example.org/ns/web/sa/nginx"),
+                     0);
+}
+
+/* A rule's path that is a symbolic link (Debian's python3 -> python3.11) names its target. */
+static void test_resolve_id_exe_rule_symlink_names_its_target(void **state)
+{
+    struct fixture *fixture = *state;
+    assert_true(mt_result_is_ok(load_executables_example(fixture)));
+    /* The kernel reports the target's name for a program started through the link. */
+    resolve(fixture, 7, 7, "bin/python3.11", "spiffe://example.org/ns/seven/sa/python");
+    /* Another file bind-mounted over the target is named like it: refused and counted. */
+    assert_int_equal(
+        resolve_running(fixture, 7, 7, "bin/python3.11", "other", "spiffe://example.org/uid/7"), 2);
+}
+
+/* The agent's namespace lacks the rule's path: nothing matches (a container's path, say). */
+static void test_resolve_id_exe_rule_path_missing_never_matches(void **state)
+{
+    struct fixture *fixture = *state;
+    assert_true(mt_result_is_ok(load_text(
+        fixture, "rules = ( { exe = \"/nonexistent/meshtls/app\"; id = \"ns/app\"; } );\n")));
+    resolve_running(fixture, 5, 5, "/nonexistent/meshtls/app", "other",
+                    "spiffe://meshtls.local/uid/5");
+}
+
+/* SHA-256 of "abc" (FIPS 180-2, appendix B.1). */
+#define ABC_SHA256 "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+static void test_load_file_sha256_parsed_either_case(void **state)
+{
+    struct fixture *fixture = *state;
+    assert_false(mt_agent_config_has_sha256_rules(&fixture->config));
+    assert_true(mt_result_is_ok(load_text(fixture, "rules = (\n"
+                                                   "  { uid = 1; id = \"ns/one\"; },\n"
+                                                   "  { sha256 = \"BA7816BF8F01CFEA414140DE5DAE2223"
+                                                   "b00361a396177a9cb410ff61f20015ad\"; "
+                                                   "id = \"ns/abc\"; }\n);\n")));
+    const struct mt_agent_rule *rule = &fixture->config.rules[1];
+    assert_true(rule->has_sha256);
+    assert_int_equal(rule->sha256[0], 0xba);
+    assert_int_equal(rule->sha256[31], 0xad);
+    assert_false(fixture->config.rules[0].has_sha256);
+    assert_true(mt_agent_config_has_sha256_rules(&fixture->config));
+}
+
+static void test_load_file_bad_sha256_rejected(void **state)
+{
+    static const char *const bad[] = {
+        "abc",
+        /* 63 digits, 65 digits, a non-hex digit */
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015a",
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad0",
+        "za7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char text[256];
+        snprintf(text, sizeof(text), "rules = ( { sha256 = \"%s\"; id = \"a\"; } );\n", bad[i]);
+        expect_error(*state, text, 1, "rules[0].sha256",
+                     "is not a SHA-256 (64 hexadecimal digits, as sha256sum prints them)");
+    }
+    expect_error(*state, "rules = ( { sha256 = 5; id = \"a\"; } );\n", 1, "rules[0].sha256",
+                 "expected a string");
+}
+
+static void test_resolve_id_sha256_matches_contents_only(void **state)
+{
+    struct fixture *fixture = *state;
+    assert_true(mt_result_is_ok(
+        load_text(fixture, "rules = ( { sha256 = \"" ABC_SHA256 "\"; id = \"ns/abc\"; } );\n")));
+    uint8_t abc[MT_DIGEST_SHA256_SIZE] = {0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea,
+                                          0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+                                          0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c,
+                                          0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+    char id[MT_SPIFFE_ID_MAX + 1];
+    /* Any name, any namespace: only the contents count. */
+    struct mt_agent_caller caller = caller_of(9, 9, "/anything/at/all", NULL);
+    caller.exe_sha256 = abc;
+    assert_true(mt_result_is_ok(
+        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), NULL)));
+    assert_string_equal(id, "spiffe://meshtls.local/ns/abc");
+    abc[31] ^= 1;
+    assert_true(mt_result_is_ok(
+        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), NULL)));
+    assert_string_equal(id, "spiffe://meshtls.local/uid/9");
+    /* Not hashed (too large, unreadable): never a match. */
+    caller.exe_sha256 = NULL;
+    caller.exe_sha256_problem = "it is larger than the 128 MiB the agent hashes";
+    assert_true(mt_result_is_ok(
+        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), NULL)));
+    assert_string_equal(id, "spiffe://meshtls.local/uid/9");
+}
+
+static void test_resolve_id_sha256_and_exe_both_required(void **state)
+{
+    struct fixture *fixture = *state;
+    char text[512];
+    snprintf(text, sizeof(text),
+             "rules = ( { exe = \"%s/sbin/nginx\"; sha256 = \"" ABC_SHA256
+             "\"; id = \"ns/both\"; } );\n",
+             fixture->dir);
+    assert_true(mt_result_is_ok(load_text(fixture, text)));
+    uint8_t abc[MT_DIGEST_SHA256_SIZE] = {0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea,
+                                          0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+                                          0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c,
+                                          0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+    char id[MT_SPIFFE_ID_MAX + 1];
+    struct mt_agent_caller caller =
+        caller_of(9, 9, in_dir(fixture, "sbin/nginx", name_buffer), name_buffer);
+    assert_true(mt_result_is_ok(
+        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), NULL)));
+    assert_string_equal(id, "spiffe://meshtls.local/uid/9");
+    caller.exe_sha256 = abc;
+    assert_true(mt_result_is_ok(
+        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), NULL)));
+    assert_string_equal(id, "spiffe://meshtls.local/ns/both");
 }
 
 static void test_resolve_id_small_buffer_too_long(void **state)
@@ -358,11 +587,11 @@ static void test_resolve_id_small_buffer_too_long(void **state)
 static void test_set_trust_domain_valid_applies_to_rules(void **state)
 {
     struct fixture *fixture = *state;
-    assert_true(mt_result_is_ok(load_text(fixture, example)));
+    assert_true(mt_result_is_ok(load_executables_example(fixture)));
     assert_true(mt_result_is_ok(mt_agent_config_set_trust_domain(
         &fixture->config, "prod.example", fixture->message, sizeof(fixture->message))));
-    resolve(&fixture->config, 33, 33, "/usr/sbin/nginx", "spiffe://prod.example/ns/web/sa/nginx");
-    resolve(&fixture->config, 9, 9, NULL, "spiffe://prod.example/uid/9");
+    resolve(fixture, 33, 33, "sbin/nginx", "spiffe://prod.example/ns/web/sa/nginx");
+    resolve(fixture, 9, 9, NULL, "spiffe://prod.example/uid/9");
 }
 
 static void test_set_trust_domain_invalid_rejected_unchanged(void **state)
@@ -435,6 +664,20 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resolve_id_unknown_exe_never_matches_exe_rule, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_resolve_id_exact_exe_not_prefix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_id_exe_named_like_rule_but_other_file_refused,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_id_exe_same_file_under_another_name_matches,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_id_exe_rule_symlink_names_its_target, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_id_exe_rule_path_missing_never_matches, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_load_file_sha256_parsed_either_case, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_file_bad_sha256_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_id_sha256_matches_contents_only, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_id_sha256_and_exe_both_required, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_resolve_id_small_buffer_too_long, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_trust_domain_valid_applies_to_rules, setup,
                                         teardown),

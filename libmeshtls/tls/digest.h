@@ -1,0 +1,24 @@
+/*
+ * SHA-256 of a file's contents, for the agent's `sha256` rule selector (SPIRE's unix attestor
+ * offers the same): an executable named by its bytes, whatever path or mount namespace it is
+ * run from.
+ *
+ * With tls/x509.c and tls/tls.c, the only code that includes wolfSSL.
+ */
+#ifndef MT_TLS_DIGEST_H
+#define MT_TLS_DIGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../util/result.h"
+
+#define MT_DIGEST_SHA256_SIZE 32
+
+/*
+ * Hashes the contents of fd from offset 0 to its end (pread: the file offset is left alone),
+ * reading at most max_bytes: MT_ERR_TOO_LONG when there is more, MT_ERR_IO when a read fails.
+ */
+MT_RESULT mt_digest_sha256_fd(int fd, uint64_t max_bytes, uint8_t digest[MT_DIGEST_SHA256_SIZE]);
+
+#endif

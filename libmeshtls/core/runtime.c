@@ -72,12 +72,13 @@ static void format_time(time_t when, char *text, size_t size)
 }
 
 /* With context_lock held: the agent could not give an identity now; back off, say why. */
-static void note_failure(const char *message)
+static void note_failure(const char *message, enum mt_error error)
 {
     snprintf(last_failure, sizeof(last_failure), "%s", message);
     next_attempt_ms = mt_sys_now_ms() + retry_delay_ms;
     retry_delay_ms = retry_delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_delay_ms * 2;
-    if (waiting_for_agent)
+    /* An agent not up yet is expected while waiting for it; an impostor in its place is not. */
+    if (waiting_for_agent && error != MT_ERR_AGENT_UNTRUSTED)
         mt_log_debug("no identity yet: %s", message);
     else
         mt_log_warn("no new identity: %s", message);
@@ -101,7 +102,7 @@ static void install(const struct mt_config *settings, struct mt_identity *identi
     }
     if (!mt_result_is_ok(result)) {
         mt_tls_context_release(context);
-        note_failure(message);
+        note_failure(message, result.error);
         return;
     }
     char expiry[32];
@@ -126,10 +127,11 @@ static void renew_locked(const struct mt_config *settings, int wait_ms)
     if (renewal == NULL) {
         if (mt_sys_now_ms() < next_attempt_ms)
             return;
-        if (!mt_result_is_ok(mt_identity_request_start(settings->agent_socket,
-                                                       (int)settings->agent_timeout_ms, &renewal,
-                                                       message, sizeof(message)))) {
-            note_failure(message);
+        mt_result started = mt_identity_request_start(
+            settings->agent_socket, (uid_t)settings->agent_uid, (int)settings->agent_timeout_ms,
+            &renewal, message, sizeof(message));
+        if (!mt_result_is_ok(started)) {
+            note_failure(message, started.error);
             return;
         }
     }
@@ -141,7 +143,7 @@ static void renew_locked(const struct mt_config *settings, int wait_ms)
     mt_identity_request_free(renewal);
     renewal = NULL;
     if (!mt_result_is_ok(result)) {
-        note_failure(message);
+        note_failure(message, result.error);
         return;
     }
     install(settings, identity);

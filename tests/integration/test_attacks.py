@@ -53,6 +53,7 @@ import subprocess
 import threading
 import time
 
+from attacks_identity import impostor_agent
 from attack_peers import (RogueServers, client_hello, raw_client, tls_client,
                           version_available)
 from harness import (PYTHON, Mesh, TestFailure, base_env, check, free_port, main, port_listening,
@@ -543,6 +544,7 @@ outbound = {{
         # --- The agent -----------------------------------------------------------------------
         verdicts.append(identity_theft(mesh, pki, sock, agent, metrics))
         verdicts.append(loose_key(mesh, sock, agent_state))
+        verdicts.append(impostor_agent(mesh))
         log(f"agent attacks done after {time.monotonic() - started:.1f}s")
 
         for verdict in verdicts:

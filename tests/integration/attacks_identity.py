@@ -14,6 +14,14 @@
 
     Counted: no counter can move. A workload's metrics file lives beside the socket it was given,
     so the victim's counters are in the impostor's directory, which no real agent reads.
+
+19-21  Leaves signed by the agent's real CA that break one rule of the X509-SVID standard each,
+    beyond those of attacks 6-10: an ID without a path (the trust domain's own, 3.1), a keyUsage
+    not marked critical (4.3), an extendedKeyUsage of serverAuth and anyExtendedKeyUsage, without
+    clientAuth (4.4). They join the
+    certificate attacks of test_attacks.py (SVID_RULE_ATTACKS, svid_rule_specs), so each is
+    tried inbound (attacker -> meshed server) and outbound (meshed client -> rogue server), and
+    refused, logged and counted like attacks 6-10. tests/unit/test_svid.c has every rule.
 """
 
 import os
@@ -28,6 +36,29 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "attack_peers.py")
 NOBODY = 65534
 TD = "meshtls.local"
+
+
+SVID_REASON = r"peer certificate is not a valid X\.509-SVID: "
+# (name, certificate, reason regex, reason class), as CERTIFICATE_ATTACKS in test_attacks.py.
+SVID_RULE_ATTACKS = [
+    ("19 leaf for the bare trust domain, no path (X509-SVID 3.1)", "no-path",
+     SVID_REASON + r"SPIFFE ID has no path", "bad_svid"),
+    ("20 leaf whose keyUsage is not critical (X509-SVID 4.3)", "ku-not-critical",
+     SVID_REASON + r"keyUsage not marked critical", "bad_svid"),
+    # anyExtendedKeyUsage lets the certificate past wolfSSL's own purpose check (clientAuth for
+    # a client, serverAuth for a server) in both directions: the standard's rule is then ours.
+    ("21 leaf whose extendedKeyUsage lacks clientAuth (X509-SVID 4.4)", "eku-any-server",
+     SVID_REASON + r"extendedKeyUsage lacks serverAuth or clientAuth", "bad_svid"),
+]
+
+
+def svid_rule_specs(good_uri):
+    """The certificates of SVID_RULE_ATTACKS: {name: (issuer, SANs, Pki.leaf options)}."""
+    return {
+        "no-path": ("agentca", [f"URI:spiffe://{TD}"], {}),
+        "ku-not-critical": ("agentca", [good_uri], {"key_usage": "digitalSignature"}),
+        "eku-any-server": ("agentca", [good_uri], {"eku": "serverAuth,anyExtendedKeyUsage"}),
+    }
 
 
 def _agent_env():

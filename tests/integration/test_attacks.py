@@ -53,7 +53,7 @@ import subprocess
 import threading
 import time
 
-from attacks_identity import impostor_agent
+from attacks_identity import SVID_RULE_ATTACKS, impostor_agent, svid_rule_specs
 from attack_peers import (RogueServers, client_hello, raw_client, tls_client,
                           version_available)
 from harness import (PYTHON, Mesh, TestFailure, base_env, check, free_port, main, port_listening,
@@ -236,6 +236,7 @@ def make_certificates(pki, agent_state):
         "ca-true": ("agentca", [good_uri], {"is_ca": True}),
         "other-domain": ("agentca", [f"URI:{spiffe('ns/a', 'other.domain')}"], {}),
     }
+    specs.update(svid_rule_specs(good_uri))
     certificates = {}
     for name, (issuer, sans, options) in specs.items():
         certificates[name] = (pki.leaf(name, issuer, sans, **options), pki.path(name + ".key"))
@@ -267,7 +268,7 @@ CERTIFICATE_ATTACKS = [
     ("11 wrong trust domain", "other-domain",
      r"peer identity spiffe://other\.domain/ns/a is not in trust domain meshtls\.local",
      "bad_svid"),
-]
+] + SVID_RULE_ATTACKS
 
 
 def test():

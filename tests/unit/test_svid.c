@@ -155,6 +155,8 @@ static const struct cert_rule cert_rules[] = {
      "extendedKeyUsage lacks serverAuth or clientAuth"},
     {"X509-SVID 4.4: an EKU MUST set id-kp-serverAuth", LEAF, "leaf-eku-client.pem",
      "extendedKeyUsage lacks serverAuth or clientAuth"},
+    {"X509-SVID 4.4: anyExtendedKeyUsage does not stand in for clientAuth", LEAF,
+     "leaf-eku-any.pem", "extendedKeyUsage lacks serverAuth or clientAuth"},
     {"X509-SVID 4.4: the EKU is a SHOULD; a leaf without one is valid", LEAF, "leaf-no-eku.pem",
      NULL},
     {"X509-SVID 4.4: the EKU MAY be marked critical", LEAF, "leaf-eku-critical.pem", NULL},

@@ -76,6 +76,7 @@ leaf leaf-eku-server "$BC" "$KU" "extendedKeyUsage = serverAuth" "$ID"
 leaf leaf-eku-client "$BC" "$KU" "extendedKeyUsage = clientAuth" "$ID"
 leaf leaf-no-eku "$BC" "$KU" "$ID"
 leaf leaf-eku-critical "$BC" "$KU" "extendedKeyUsage = critical,serverAuth,clientAuth" "$ID"
+leaf leaf-eku-any "$BC" "$KU" "extendedKeyUsage = serverAuth,anyExtendedKeyUsage" "$ID"
 make leaf-no-subject leaf.key "/" "$BC" "$KU" "$EKU" "$ID"
 make leaf-no-subject-critical leaf.key "/" "$BC" "$KU" "$EKU" \
     "subjectAltName = critical,URI:spiffe://example.org/workload"

@@ -22,6 +22,14 @@
     certificate attacks of test_attacks.py (SVID_RULE_ATTACKS, svid_rule_specs), so each is
     tried inbound (attacker -> meshed server) and outbound (meshed client -> rogue server), and
     refused, logged and counted like attacks 6-10. tests/unit/test_svid.c has every rule.
+
+22  A client sends its leaf with an intermediate that is not an X.509-SVID signing certificate
+    (keyUsage keyCertSign, but not marked critical, X509-SVID 4.3), both under the root the
+    server trusts. wolfSSL's path validation accepts the chain; the workload checks every
+    certificate a peer sends after its leaf as a signing certificate and refuses it. The dev CA
+    cannot sign intermediates (pathlen 0), so this attack has its own agent with an issuer
+    directory (root -> intermediate, as cert-manager lays it out), its own meshed server, and a
+    control client whose chain differs only in that keyUsage being critical.
 """
 
 import os
@@ -30,7 +38,8 @@ import stat
 import subprocess
 
 from harness import (AGENT, ASAN_RUNTIME, MESHTLS, PYTHON, TestFailure, base_env, check,
-                     free_port, port_listening, random_token, wait_for)
+                     free_port, port_listening, random_token, wait_agent_ready, wait_for)
+from lifecycle_common import Pki, openssl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "attack_peers.py")
@@ -206,4 +215,96 @@ def impostor_agent(mesh):
                     process.kill()
                     process.wait()
         os.chmod(mesh.dir, 0o700)
+    return verdict
+
+
+def _weak_intermediate(pki, name, root):
+    """name.crt: CA:TRUE, keyCertSign and cRLSign in a keyUsage NOT marked critical, signed by
+    root; everything else as Pki.intermediate makes it."""
+    extensions = pki.path(name + ".ext")
+    with open(extensions, "w") as f:
+        f.write("[e]\nbasicConstraints = critical,CA:TRUE,pathlen:0\n"
+                "keyUsage = keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n"
+                "authorityKeyIdentifier = keyid:always\n"
+                f"subjectAltName = URI:spiffe://{TD}\n")
+    key = pki.key(name)
+    request = pki.path(name + ".csr")
+    openssl("req", "-new", "-key", key, "-subj", f"/O=operator/CN={name}", "-out", request)
+    openssl("x509", "-req", "-in", request, "-CA", pki.path(root + ".crt"), "-CAkey",
+            pki.path(root + ".key"), "-set_serial", "7001", "-days", "3650", "-extfile",
+            extensions, "-extensions", "e", "-out", pki.path(name + ".crt"))
+    return pki.path(name + ".crt")
+
+
+def _chain(pki, name, leaf, intermediate):
+    """name.pem: leaf then intermediate, as a TLS peer sends them."""
+    with open(pki.path(name + ".pem"), "wb") as f:
+        f.write(pki.read(leaf + ".crt") + pki.read(intermediate + ".crt"))
+    return pki.path(name + ".pem"), pki.path(leaf + ".key")
+
+
+def weak_intermediate(mesh):
+    """22: see the module's docstring."""
+    from attack_peers import tls_client
+    from test_attacks import Metrics, Verdict, log_line, peer_lines
+    verdict = Verdict("22 leaf sent with an intermediate whose keyUsage is not critical "
+                      "-> strict port")
+    secret = "CHAIN-" + random_token()
+    uri = f"URI:spiffe://{TD}/ns/chained"
+    try:
+        pki = Pki(os.path.join(mesh.dir, "chain-pki"))
+        pki.root("chainroot")
+        pki.intermediate("chainissuer", "chainroot")
+        _weak_intermediate(pki, "weakint", "chainroot")
+        pki.leaf("weakleaf", "weakint", [uri])
+        pki.intermediate("goodint", "chainroot")
+        pki.leaf("goodleaf", "goodint", [uri])
+        weak = _chain(pki, "weak-chain", "weakleaf", "weakint")
+        good = _chain(pki, "good-chain", "goodleaf", "goodint")
+        secret_dir = os.path.join(mesh.dir, "chain-issuer")
+        pki.secret(secret_dir, "chainissuer", ["chainroot"])
+
+        # An agent of its own, with its own socket directory (and so its own metrics files).
+        run = os.path.join(mesh.dir, "chain-run")
+        os.makedirs(run)
+        sock = os.path.join(run, "agent.sock")
+        metrics_port = free_port()
+        agent = mesh.spawn("chain-agent", [
+            AGENT, "--socket", sock, "--state-dir", os.path.join(mesh.dir, "chain-state"),
+            "--metrics-address", f"127.0.0.1:{metrics_port}", "--issuer-dir", secret_dir,
+            "--lifetime", "3600"], env=_agent_env())
+        wait_agent_ready(agent, sock, "the chain agent")
+        metrics = Metrics(metrics_port)
+
+        port = free_port()
+        config = os.path.join(run, "server.conf")
+        with open(config, "w") as f:
+            f.write(f'agent_socket = "{sock}";\nlog_level = "info";\n'
+                    f'inbound = {{ loopback = "strict"; }};\n')
+        server = mesh.meshed("chain-server", [PYTHON, PEERS, "serve", secret, str(port)],
+                             config=config)
+        wait_for(lambda: port_listening(port) or server.popen.poll() is not None, 20,
+                 "the chain server to listen")
+        check(server.popen.poll() is None, f"the chain server exited:\n{server.stderr()}")
+
+        control = tls_client(port, *good)
+        check(control.received == f"{secret} 6\n".encode(),
+              f"control: the chain [leaf, intermediate with a critical keyUsage] was not served: "
+              f"{control}\n{peer_lines(server, control.local_port)}")
+
+        before = metrics.read()
+        outcome = tls_client(port, *weak)
+        verdict.judge("refused", outcome.application_bytes() == b"",
+                      f"the attacker received {outcome.received[:80]!r}")
+        pattern = (rf"warn: refused inbound connection from 127\.0\.0\.1:{outcome.local_port} "
+                   rf"on :{port} \(mode strict\): peer chain certificate 1 is not an X\.509-SVID "
+                   rf"signing certificate: keyUsage not marked critical")
+        line = log_line(server, pattern)
+        verdict.evidence.append(f"server: {line}")
+        verdict.judge("logged", line is not None,
+                      f"no line matching {pattern!r}; the server's lines for this peer: "
+                      f"{peer_lines(server, outcome.local_port)}")
+        metrics.judge_failure(verdict, before, server.popen.pid, "inbound", "bad_svid")
+    except (TestFailure, OSError, ValueError, subprocess.SubprocessError) as error:
+        verdict.judge("refused", False, f"{type(error).__name__}: {error}")
     return verdict

@@ -53,7 +53,8 @@ import subprocess
 import threading
 import time
 
-from attacks_identity import SVID_RULE_ATTACKS, impostor_agent, svid_rule_specs
+from attacks_identity import (SVID_RULE_ATTACKS, impostor_agent, svid_rule_specs,
+                              weak_intermediate)
 from attack_peers import (RogueServers, client_hello, raw_client, tls_client,
                           version_available)
 from harness import (PYTHON, Mesh, TestFailure, base_env, check, free_port, main, port_listening,
@@ -546,6 +547,7 @@ outbound = {{
         verdicts.append(identity_theft(mesh, pki, sock, agent, metrics))
         verdicts.append(loose_key(mesh, sock, agent_state))
         verdicts.append(impostor_agent(mesh))
+        verdicts.append(weak_intermediate(mesh))
         log(f"agent attacks done after {time.monotonic() - started:.1f}s")
 
         for verdict in verdicts:

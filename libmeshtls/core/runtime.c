@@ -28,6 +28,7 @@ static char last_failure[MT_CONFIG_MESSAGE_MAX];
 static struct mt_identity_request *renewal; /* under way, under context_lock */
 static long long loaded_ms;                 /* when the configuration was loaded */
 static bool waiting_for_agent;              /* quiet failures while waiting for it */
+static bool agent_untrusted;                /* the last attempt found an impostor (peer.h) */
 
 static void load_config(void)
 {
@@ -78,7 +79,8 @@ static void note_failure(const char *message, enum mt_error error)
     next_attempt_ms = mt_sys_now_ms() + retry_delay_ms;
     retry_delay_ms = retry_delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_delay_ms * 2;
     /* An agent not up yet is expected while waiting for it; an impostor in its place is not. */
-    if (waiting_for_agent && error != MT_ERR_AGENT_UNTRUSTED)
+    agent_untrusted = error == MT_ERR_AGENT_UNTRUSTED;
+    if (waiting_for_agent && !agent_untrusted)
         mt_log_debug("no identity yet: %s", message);
     else
         mt_log_warn("no new identity: %s", message);
@@ -113,6 +115,7 @@ static void install(const struct mt_config *settings, struct mt_identity *identi
     current_context = context;
     retry_delay_ms = RETRY_FIRST_MS;
     next_attempt_ms = 0;
+    agent_untrusted = false;
 }
 
 /*
@@ -162,7 +165,8 @@ static void wait_for_first_identity(const struct mt_config *settings)
     for (;;) {
         waiting_for_agent = mt_sys_remaining_ms(until) > 0;
         renew_locked(settings, (int)settings->agent_timeout_ms);
-        if (current_context != NULL || !waiting_for_agent) {
+        /* Waiting is for an agent that is late; an impostor is refused once, then backed off. */
+        if (current_context != NULL || !waiting_for_agent || agent_untrusted) {
             waiting_for_agent = false;
             return;
         }

@@ -177,13 +177,17 @@ def impostor_agent(mesh):
                       "the victim installed an identity from the impostor")
         refusal = (rf"refusing the agent at {re.escape(sock)}: it is served by uid {NOBODY} "
                    rf"\(pid \d+\), expected uid 0 \(agent_uid\)")
-        line = next((l for l in err.splitlines() if re.search(refusal, l)), None)
-        verdict.judge("logged", line is not None,
-                      f"no victim line matching {refusal!r}:\n{err[-2000:]}")
+        # One line when the agent is refused (not one per retry while waiting for an agent),
+        # and the refused connection's own line, which repeats the reason.
+        lines = [l for l in err.splitlines() if re.search("no new identity: " + refusal, l)]
+        line = lines[0] if lines else None
+        verdict.judge("logged", len(lines) == 1,
+                      f"{len(lines)} victim lines matching {refusal!r}, expected one (the "
+                      f"impostor is refused once, not waited for):\n{err[-2000:]}")
         if line:
             verdict.evidence.append(line.strip())
-        closed = re.search(rf"refused outbound connection to 127\.0\.0\.1:{port} \(mode mtls\)",
-                           err)
+        closed = re.search(rf"refused outbound connection to 127\.0\.0\.1:{port} \(mode mtls\): "
+                           rf"no workload identity: {refusal}", err)
         verdict.judge("logged", closed is not None,
                       f"no refused-outbound line for :{port} in the victim's log:\n{err[-2000:]}")
 

@@ -3,7 +3,8 @@
  *
  * Owns the struct mt_identity lifecycle. It never logs (callers decide how loud a failure is),
  * never keeps key material outside struct mt_identity, and never trusts the agent's reply blindly:
- * the leaf must be a valid X.509-SVID whose public key is the key generated here.
+ * the leaf must be a valid X.509-SVID whose public key is the key generated here. Nor the agent
+ * itself: nothing is sent before identity/peer.h has checked who serves the socket.
  *
  * The identity's private key (SEC1 DER) lives in a secret buffer (util/secret.h): out of core
  * dumps, wiped when the last reference goes and at exit. It is encoded straight into that buffer,

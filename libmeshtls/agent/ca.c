@@ -261,11 +261,13 @@ static MT_RESULT check_loaded(const char *state_dir, const char *key_path, const
 {
     time_t not_before = 0;
     char when[32];
-    if (!mt_x509_cert_is_ca(ca->cert_der, ca->cert_length) ||
+    const char *why = NULL;
+    if (!mt_result_is_ok(mt_x509_signing_check(ca->cert_der, ca->cert_length, &why)) ||
         !mt_result_is_ok(
             mt_x509_cert_validity(ca->cert_der, ca->cert_length, &not_before, &ca->not_after)))
         return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
-                                 "%s is not a CA certificate", cert_path);
+                                 "%s is not an X.509-SVID signing certificate: %s", cert_path,
+                                 why != NULL ? why : "its dates do not parse");
     if (!mt_x509_key_matches_cert(ca->key, ca->cert_der, ca->cert_length))
         return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
                                  "%s does not belong to %s (their public keys differ)", key_path,
@@ -425,7 +427,7 @@ static mt_result add_anchor(void *context, const uint8_t *der, size_t length)
     if (has_anchor(ca, der, length))
         return MT_OK_RESULT;
     MT_ENSURE(ca->anchor_count < MT_CA_ANCHORS_MAX, MT_ERR_TOO_LONG);
-    MT_ENSURE(mt_x509_cert_is_ca(der, length), MT_ERR_CERT_PARSE);
+    MT_ENSURE(mt_result_is_ok(mt_x509_signing_check(der, length, NULL)), MT_ERR_CERT_PARSE);
     memcpy(ca->anchors[ca->anchor_count].der, der, length);
     ca->anchors[ca->anchor_count++].length = length;
     return MT_OK_RESULT;
@@ -441,6 +443,9 @@ static mt_result add_issuer_certificate(void *context, const uint8_t *der, size_
     if (ca->cert_length == 0) {
         memcpy(ca->cert_der, der, length);
         ca->cert_length = length;
+    } else {
+        /* Workloads check all that follows a leaf as signing certificates (the issuer later). */
+        MT_ENSURE(mt_result_is_ok(mt_x509_signing_check(der, length, NULL)), MT_ERR_CERT_PARSE);
     }
     MT_ENSURE(ca->chain_length < MT_CA_CHAIN_MAX, MT_ERR_TOO_LONG);
     memcpy(ca->chain[ca->chain_length].der, der, length);
@@ -506,12 +511,14 @@ static MT_RESULT check_issuer(const char *cert_path, const char *key_path, const
             mt_x509_cert_validity(ca->cert_der, ca->cert_length, &not_before, &ca->not_after)))
         return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
                                  "%s: the first certificate does not parse", cert_path);
-    if (!mt_x509_cert_is_ca(ca->cert_der, ca->cert_length))
-        return mt_result_explain(
-            message, message_size, MT_ERR_CERT_PARSE,
-            "%s is not a CA certificate (basicConstraints CA:TRUE is required to sign "
-            "leaves)",
-            cert_path);
+    /* X.509-SVID §3.2, §4.1, §4.3: what signs SVIDs is a CA with a critical keyCertSign. */
+    const char *why = NULL;
+    if (!mt_result_is_ok(mt_x509_signing_check(ca->cert_der, ca->cert_length, &why)))
+        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+                                 "%s is not an X.509-SVID signing certificate: %s (it needs "
+                                 "basicConstraints CA:TRUE and a critical keyUsage with "
+                                 "keyCertSign, and a spiffe://<trust domain> URI SAN if any)",
+                                 cert_path, why);
     if (!mt_x509_key_matches_cert(ca->key, ca->cert_der, ca->cert_length))
         return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
                                  "%s does not belong to %s (their public keys differ)", key_path,

@@ -134,8 +134,9 @@ static int command_id(int argc, char **argv)
             return usage(stderr, 2);
     }
     char id[MT_SPIFFE_ID_MAX + 1];
-    if (!mt_result_is_ok(mt_identity_query_id(socket_path, (int)config.agent_timeout_ms, id,
-                                              sizeof(id), message, sizeof(message)))) {
+    if (!mt_result_is_ok(mt_identity_query_id(socket_path, (uid_t)config.agent_uid,
+                                              (int)config.agent_timeout_ms, id, sizeof(id), message,
+                                              sizeof(message)))) {
         fprintf(stderr, "meshtls: %s\n", message);
         return 1;
     }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../config/config.h"
+#include "../identity/peer.h"
 #include "../identity/proto.h"
 #include "status.h"
 
@@ -49,8 +50,8 @@ static bool wait_for(int fd, short events, long long deadline)
 }
 
 /* Sends a STATUS_REQUEST and reads the whole reply frame into buffer. */
-static bool request_status(const char *socket_path, uint8_t *buffer, size_t capacity,
-                           size_t *length, char *message, size_t message_size)
+static bool request_status(const char *socket_path, uid_t agent_uid, uint8_t *buffer,
+                           size_t capacity, size_t *length, char *message, size_t message_size)
 {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     if (strlen(socket_path) >= sizeof(address.sun_path)) {
@@ -75,6 +76,9 @@ static bool request_status(const char *socket_path, uint8_t *buffer, size_t capa
                  socket_path, strerror(errno));
         goto out;
     }
+    /* Before the request: an impostor learns nothing and shows nothing (identity/peer.h). */
+    if (!mt_result_is_ok(mt_identity_peer_check(fd, socket_path, agent_uid, message, message_size)))
+        goto out;
     if (send(fd, request, request_length, MSG_NOSIGNAL) != (ssize_t)request_length) {
         snprintf(message, message_size, "cannot send to the agent at %s: %s", socket_path,
                  strerror(errno));
@@ -206,8 +210,8 @@ int mt_cli_status(int argc, char **argv)
         fprintf(stderr, "meshtls: out of memory\n");
         goto out;
     }
-    if (!request_status(socket_path, buffer, MT_PROTO_MAX_FRAME, &length, message,
-                        sizeof(message))) {
+    if (!request_status(socket_path, (uid_t)config.agent_uid, buffer, MT_PROTO_MAX_FRAME, &length,
+                        message, sizeof(message))) {
         fprintf(stderr, "meshtls: %s\n", message);
         goto out;
     }

@@ -10,6 +10,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -386,6 +387,12 @@ static MT_RESULT read_agent_socket(struct load_context *context, const config_se
         return fail_value(context, setting, key, value, problem);
     strcpy(context->config.agent_socket, value);
     return MT_OK_RESULT;
+}
+
+/* A uid, not a name: the preload must not call into NSS (files, LDAP) inside any process. */
+static MT_RESULT read_agent_uid(struct load_context *context, const config_setting_t *setting)
+{
+    return read_bounded(context, setting, "agent_uid", 0, INT_MAX, &context->config.agent_uid);
 }
 
 static MT_RESULT read_outbound_loopback(struct load_context *context,
@@ -1139,6 +1146,7 @@ static MT_RESULT read_resumption(struct load_context *context, const config_sett
 
 static const struct key_rule top_level_rules[] = {
     {"agent_socket", read_agent_socket},
+    {"agent_uid", read_agent_uid},
     {"outbound", read_outbound},
     {"inbound", read_inbound},
     {"log_level", read_log_level},
@@ -1157,6 +1165,7 @@ void mt_config_set_defaults(struct mt_config *config)
         return;
     memset(config, 0, sizeof(*config));
     strcpy(config->agent_socket, MT_CONFIG_DEFAULT_AGENT_SOCKET);
+    config->agent_uid = 0;
     config->log_level = MT_LOG_WARN;
     config->outbound.loopback = MT_OUTBOUND_PLAIN;
     config->outbound.other = MT_OUTBOUND_MTLS;
@@ -1253,6 +1262,24 @@ static mt_result fail_environment(struct text *message, const char *variable, co
     return mt_result_of(MT_ERR_CONFIG);
 }
 
+/* A decimal uid, 0 .. INT_MAX, nothing else (no sign, no spaces, no name). */
+static bool parse_uid(const char *text, unsigned *uid)
+{
+    unsigned long long value = 0;
+    size_t length = strlen(text);
+    if (length == 0 || length > 10)
+        return false;
+    for (size_t i = 0; i < length; i++) {
+        if (text[i] < '0' || text[i] > '9')
+            return false;
+        value = value * 10 + (unsigned)(text[i] - '0');
+    }
+    if (value > INT_MAX)
+        return false;
+    *uid = (unsigned)value;
+    return true;
+}
+
 /*
  * secure_getenv: in a set-user-ID program the environment belongs to the caller, who must not be
  * able to point the library at another agent. An empty variable counts as unset.
@@ -1282,6 +1309,12 @@ MT_RESULT mt_config_apply_environment(struct mt_config *config, char *message, s
             return fail_environment(&text, "MESHTLS_AGENT_SOCKET", socket_path, problem);
     }
 
+    const char *uid_text = get_environment("MESHTLS_AGENT_UID");
+    unsigned uid = config->agent_uid;
+    if (uid_text != NULL && !parse_uid(uid_text, &uid))
+        return fail_environment(&text, "MESHTLS_AGENT_UID", uid_text,
+                                "is not a uid (a decimal number 0 .. 2147483647, e.g. 0)");
+
     const char *level_name = get_environment("MESHTLS_LOG");
     enum mt_log_level level = config->log_level;
     if (level_name != NULL) {
@@ -1292,6 +1325,7 @@ MT_RESULT mt_config_apply_environment(struct mt_config *config, char *message, s
 
     if (socket_path != NULL)
         strcpy(config->agent_socket, socket_path);
+    config->agent_uid = uid;
     config->log_level = level;
     return MT_OK_RESULT;
 }
@@ -1445,7 +1479,7 @@ size_t mt_config_describe(const struct mt_config *config, char *text, size_t cap
         text_append(&out, "built-in defaults");
     text_append(&out, "\nagent_socket = ");
     text_append_quoted(&out, config->agent_socket, SIZE_MAX);
-    text_append(&out, ";\n");
+    text_append(&out, ";\nagent_uid = %u;\n", config->agent_uid);
     describe_outbound(&out, config);
     describe_inbound(&out, config);
     text_append(&out, "skip_ports = ");

@@ -3,8 +3,9 @@
  *
  * Where it comes from: the file named by MESHTLS_CONFIG, else /etc/meshtls/meshtls.conf when it
  * exists, else built-in defaults. Environment overrides are applied last: MESHTLS_AGENT_SOCKET,
- * MESHTLS_LOG. Every error message names the file, the line and the key, and lists the valid
- * values, e.g.  /etc/meshtls/meshtls.conf:4: outbound.loopback: "tls" is not one of "mtls", "plain"
+ * MESHTLS_AGENT_UID, MESHTLS_LOG. Every error message names the file, the line and the key, and
+ * lists the valid values, e.g.  /etc/meshtls/meshtls.conf:4: outbound.loopback: "tls" is not one of
+ * "mtls", "plain"
  *
  * A config that fails to load must never be half-applied: callers get an error and keep nothing.
  * Unknown keys are errors too (a misspelt key silently ignored is a policy nobody wrote).
@@ -13,6 +14,9 @@
 // where marked "example". (Line comments here because the patterns contain a slash-star.)
 //
 //   agent_socket = "/run/meshtls/agent.sock";  # MESHTLS_AGENT_SOCKET overrides
+//   agent_uid = 0;                             # 0 .. 2147483647: the uid the agent runs as; a
+//                                              #   socket served by any other is refused (a
+//                                              #   program that replaced it); MESHTLS_AGENT_UID
 //   log_level = "warn";                        # "error" | "warn" | "info" | "debug"; MESHTLS_LOG
 //   trust_domain = "";                         # "" = the agent's; else peers must be in this one
 //   handshake_timeout_ms = 10000;              # 100 .. 600000
@@ -76,9 +80,9 @@
 // plain value of about 30 KB that can be copied and needs no freeing (mt_config_load_file keeps
 // one copy on the stack of whichever application thread first opens a connection).
 //
-// Environment: MESHTLS_CONFIG names the file; MESHTLS_AGENT_SOCKET and MESHTLS_LOG override
-// agent_socket and log_level. An empty variable counts as unset; a set-user-ID program ignores
-// all three (secure_getenv).
+// Environment: MESHTLS_CONFIG names the file; MESHTLS_AGENT_SOCKET, MESHTLS_AGENT_UID and
+// MESHTLS_LOG override agent_socket, agent_uid and log_level. An empty variable counts as unset;
+// a set-user-ID program ignores all four (secure_getenv).
 #ifndef MT_CONFIG_CONFIG_H
 #define MT_CONFIG_CONFIG_H
 
@@ -152,6 +156,7 @@ struct mt_inbound_rule {
 struct mt_config {
     char source[PATH_MAX]; /* the file read, "" for built-in defaults */
     char agent_socket[MT_CONFIG_SOCKET_PATH_MAX];
+    unsigned agent_uid; /* key agent_uid; default 0: the agent socket's server must be root */
     enum mt_log_level log_level;
     struct {
         enum mt_outbound_mode loopback; /* destination in 127.0.0.0/8 or ::1; default plain */
@@ -190,7 +195,10 @@ void mt_config_set_defaults(struct mt_config *config);
 MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, char *message,
                               size_t message_size);
 
-/* Applies MESHTLS_AGENT_SOCKET and MESHTLS_LOG; an invalid value is an error with a message. */
+/*
+ * Applies MESHTLS_AGENT_SOCKET, MESHTLS_AGENT_UID and MESHTLS_LOG; an invalid value is an error
+ * with a message, and then none of them is applied.
+ */
 MT_RESULT mt_config_apply_environment(struct mt_config *config, char *message, size_t message_size);
 
 /*

@@ -28,12 +28,13 @@ static char last_failure[MT_CONFIG_MESSAGE_MAX];
 static struct mt_identity_request *renewal; /* under way, under context_lock */
 static long long loaded_ms;                 /* when the configuration was loaded */
 static bool waiting_for_agent;              /* quiet failures while waiting for it */
+static bool agent_untrusted;                /* the last attempt found an impostor (peer.h) */
 
 /* The metrics file, from the agent (see metrics.h): asked lazily, on the first event to record. */
 static mt_result request_metrics_file(int *fd, char *message, size_t message_size)
 {
-    return mt_identity_metrics_file(config.agent_socket, (int)config.agent_timeout_ms, fd, message,
-                                    message_size);
+    return mt_identity_metrics_file(config.agent_socket, (uid_t)config.agent_uid,
+                                    (int)config.agent_timeout_ms, fd, message, message_size);
 }
 
 static void load_config(void)
@@ -79,12 +80,14 @@ static void format_time(time_t when, char *text, size_t size)
 }
 
 /* With context_lock held: the agent could not give an identity now; back off, say why. */
-static void note_failure(const char *message)
+static void note_failure(const char *message, enum mt_error error)
 {
     snprintf(last_failure, sizeof(last_failure), "%s", message);
     next_attempt_ms = mt_sys_now_ms() + retry_delay_ms;
     retry_delay_ms = retry_delay_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_delay_ms * 2;
-    if (waiting_for_agent)
+    /* An agent not up yet is expected while waiting for it; an impostor in its place is not. */
+    agent_untrusted = error == MT_ERR_AGENT_UNTRUSTED;
+    if (waiting_for_agent && !agent_untrusted)
         mt_log_debug("no identity yet: %s", message);
     else
         mt_log_warn("no new identity: %s", message);
@@ -108,7 +111,7 @@ static void install(const struct mt_config *settings, struct mt_identity *identi
     }
     if (!mt_result_is_ok(result)) {
         mt_tls_context_release(context);
-        note_failure(message);
+        note_failure(message, result.error);
         return;
     }
     char expiry[32];
@@ -119,6 +122,7 @@ static void install(const struct mt_config *settings, struct mt_identity *identi
     current_context = context;
     retry_delay_ms = RETRY_FIRST_MS;
     next_attempt_ms = 0;
+    agent_untrusted = false;
 }
 
 /*
@@ -133,10 +137,11 @@ static void renew_locked(const struct mt_config *settings, int wait_ms)
     if (renewal == NULL) {
         if (mt_sys_now_ms() < next_attempt_ms)
             return;
-        if (!mt_result_is_ok(mt_identity_request_start(settings->agent_socket,
-                                                       (int)settings->agent_timeout_ms, &renewal,
-                                                       message, sizeof(message)))) {
-            note_failure(message);
+        mt_result started = mt_identity_request_start(
+            settings->agent_socket, (uid_t)settings->agent_uid, (int)settings->agent_timeout_ms,
+            &renewal, message, sizeof(message));
+        if (!mt_result_is_ok(started)) {
+            note_failure(message, started.error);
             return;
         }
     }
@@ -148,7 +153,7 @@ static void renew_locked(const struct mt_config *settings, int wait_ms)
     mt_identity_request_free(renewal);
     renewal = NULL;
     if (!mt_result_is_ok(result)) {
-        note_failure(message);
+        note_failure(message, result.error);
         return;
     }
     install(settings, identity);
@@ -167,7 +172,8 @@ static void wait_for_first_identity(const struct mt_config *settings)
     for (;;) {
         waiting_for_agent = mt_sys_remaining_ms(until) > 0;
         renew_locked(settings, (int)settings->agent_timeout_ms);
-        if (current_context != NULL || !waiting_for_agent) {
+        /* Waiting is for an agent that is late; an impostor is refused once, then backed off. */
+        if (current_context != NULL || !waiting_for_agent || agent_untrusted) {
             waiting_for_agent = false;
             return;
         }

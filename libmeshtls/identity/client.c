@@ -3,7 +3,8 @@
  *
  * Owns the struct mt_identity lifecycle. It never logs (callers decide how loud a failure is),
  * never keeps key material outside struct mt_identity, and never trusts the agent's reply blindly:
- * the leaf must be a valid X.509-SVID whose public key is the key generated here.
+ * the leaf must be a valid X.509-SVID whose public key is the key generated here. Nor the agent
+ * itself: nothing is sent before identity/peer.h has checked who serves the socket.
  *
  * The identity's private key (SEC1 DER) lives in a secret buffer (util/secret.h): out of core
  * dumps, wiped when the last reference goes and at exit. It is encoded straight into that buffer,
@@ -24,6 +25,7 @@
 #include "../util/sys.h"
 #include "../config/config.h"
 #include "client.h"
+#include "peer.h"
 
 /* The agent's reply carries a chain and a bundle; both fit well inside one maximal frame. */
 #define REPLY_CAPACITY MT_PROTO_MAX_FRAME
@@ -47,8 +49,11 @@ __attribute__((format(printf, 3, 4))) static void say(char *message, size_t size
 struct exchange {
     int fd;
     char socket_path[MT_CONFIG_SOCKET_PATH_MAX];
+    uid_t agent_uid;
     long long deadline;
     bool connected;
+    bool peer_checked; /* nothing is sent before the socket's server is known (peer.h) */
+    char refusal[512];
     uint8_t *request;
     size_t request_length;
     size_t sent;
@@ -71,9 +76,9 @@ static void exchange_free(struct exchange *exchange)
     free(exchange);
 }
 
-static MT_RESULT exchange_start(const char *socket_path, int timeout_ms, const uint8_t *request,
-                                size_t request_length, struct exchange **out, char *message,
-                                size_t message_size)
+static MT_RESULT exchange_start(const char *socket_path, uid_t agent_uid, int timeout_ms,
+                                const uint8_t *request, size_t request_length,
+                                struct exchange **out, char *message, size_t message_size)
 {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     size_t path_length = strlen(socket_path);
@@ -88,6 +93,7 @@ static MT_RESULT exchange_start(const char *socket_path, int timeout_ms, const u
     exchange->fd = -1;
     exchange->received_fd = -1;
     memcpy(exchange->socket_path, socket_path, path_length + 1);
+    exchange->agent_uid = agent_uid;
     exchange->deadline = mt_sys_now_ms() + timeout_ms;
     exchange->request = malloc(request_length);
     exchange->reply = malloc(REPLY_CAPACITY);
@@ -174,6 +180,11 @@ static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame 
         }
         exchange->connected = true;
     }
+    if (!exchange->peer_checked) {
+        MT_GUARD(mt_identity_peer_check(exchange->fd, exchange->socket_path, exchange->agent_uid,
+                                        exchange->refusal, sizeof(exchange->refusal)));
+        exchange->peer_checked = true;
+    }
     while (exchange->sent < exchange->request_length) {
         ssize_t n =
             mt_sys_send(exchange->fd, exchange->request + exchange->sent,
@@ -244,6 +255,8 @@ static MT_RESULT exchange_poll(struct exchange *exchange, int wait_ms, struct mt
         if (result.error == MT_ERR_AGENT_UNREACHABLE)
             say(message, message_size, "agent at %s unreachable: %s (is meshtls-agent running?)",
                 exchange->socket_path, strerror(errno));
+        else if (result.error == MT_ERR_AGENT_UNTRUSTED)
+            say(message, message_size, "%s", exchange->refusal);
         else
             say(message, message_size, "agent at %s: %s", exchange->socket_path,
                 mt_error_message(result.error));
@@ -363,7 +376,7 @@ void mt_identity_request_free(struct mt_identity_request *request)
     free(request);
 }
 
-MT_RESULT mt_identity_request_start(const char *socket_path, int timeout_ms,
+MT_RESULT mt_identity_request_start(const char *socket_path, uid_t agent_uid, int timeout_ms,
                                     struct mt_identity_request **out, char *message,
                                     size_t message_size)
 {
@@ -391,8 +404,8 @@ MT_RESULT mt_identity_request_start(const char *socket_path, int timeout_ms,
     mt_proto_writer_put(&writer, MT_PROTO_TAG_CSR, csr, csr_length);
     result = mt_proto_writer_finish(&writer, &frame_length);
     if (mt_result_is_ok(result))
-        result = exchange_start(socket_path, timeout_ms, frame, frame_length, &request->exchange,
-                                message, message_size);
+        result = exchange_start(socket_path, agent_uid, timeout_ms, frame, frame_length,
+                                &request->exchange, message, message_size);
 out:
     if (!mt_result_is_ok(result)) {
         mt_identity_request_free(request);
@@ -433,18 +446,19 @@ MT_RESULT mt_identity_request_poll(struct mt_identity_request *request, int wait
     return MT_OK_RESULT;
 }
 
-MT_RESULT mt_identity_fetch(const char *socket_path, int timeout_ms, struct mt_identity **out,
-                            char *message, size_t message_size)
+MT_RESULT mt_identity_fetch(const char *socket_path, uid_t agent_uid, int timeout_ms,
+                            struct mt_identity **out, char *message, size_t message_size)
 {
     struct mt_identity_request *request = NULL;
-    MT_GUARD(mt_identity_request_start(socket_path, timeout_ms, &request, message, message_size));
+    MT_GUARD(mt_identity_request_start(socket_path, agent_uid, timeout_ms, &request, message,
+                                       message_size));
     mt_result result = mt_identity_request_poll(request, timeout_ms, out, message, message_size);
     mt_identity_request_free(request);
     return result;
 }
 
-MT_RESULT mt_identity_query_id(const char *socket_path, int timeout_ms, char *spiffe_id,
-                               size_t capacity, char *message, size_t message_size)
+MT_RESULT mt_identity_query_id(const char *socket_path, uid_t agent_uid, int timeout_ms,
+                               char *spiffe_id, size_t capacity, char *message, size_t message_size)
 {
     MT_ENSURE_REF(socket_path);
     MT_ENSURE(spiffe_id != NULL && capacity > 0, MT_ERR_INVALID_ARGUMENT);
@@ -455,8 +469,8 @@ MT_RESULT mt_identity_query_id(const char *socket_path, int timeout_ms, char *sp
     MT_GUARD(mt_proto_writer_finish(&writer, &request_length));
 
     struct exchange *exchange = NULL;
-    MT_GUARD(exchange_start(socket_path, timeout_ms, request, request_length, &exchange, message,
-                            message_size));
+    MT_GUARD(exchange_start(socket_path, agent_uid, timeout_ms, request, request_length, &exchange,
+                            message, message_size));
     struct mt_proto_frame frame;
     struct mt_proto_blob id;
     mt_result result = exchange_poll(exchange, timeout_ms, &frame, message, message_size);
@@ -472,8 +486,8 @@ MT_RESULT mt_identity_query_id(const char *socket_path, int timeout_ms, char *sp
     return result;
 }
 
-MT_RESULT mt_identity_metrics_file(const char *socket_path, int timeout_ms, int *fd, char *message,
-                                   size_t message_size)
+MT_RESULT mt_identity_metrics_file(const char *socket_path, uid_t agent_uid, int timeout_ms,
+                                   int *fd, char *message, size_t message_size)
 {
     MT_ENSURE_REF(socket_path);
     MT_ENSURE_REF(fd);
@@ -485,8 +499,8 @@ MT_RESULT mt_identity_metrics_file(const char *socket_path, int timeout_ms, int 
     MT_GUARD(mt_proto_writer_finish(&writer, &request_length));
 
     struct exchange *exchange = NULL;
-    MT_GUARD(exchange_start(socket_path, timeout_ms, request, request_length, &exchange, message,
-                            message_size));
+    MT_GUARD(exchange_start(socket_path, agent_uid, timeout_ms, request, request_length, &exchange,
+                            message, message_size));
     exchange->wants_fd = true;
     struct mt_proto_frame frame;
     struct mt_proto_metrics_file_response response;

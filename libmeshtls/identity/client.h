@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "../tls/x509.h"
@@ -44,9 +45,12 @@ struct mt_identity {
  * checking that the leaf is a valid X.509-SVID for the key just generated. message receives a
  * one-line explanation on failure (e.g. "agent at /run/meshtls/agent.sock unreachable: No such
  * file or directory (is meshtls-agent running?)").
+ *
+ * Every exchange first checks that the socket is served by agent_uid (peer.h) and sends nothing
+ * to anyone else: MT_ERR_AGENT_UNTRUSTED, message "refusing the agent at ...".
  */
-MT_RESULT mt_identity_fetch(const char *socket_path, int timeout_ms, struct mt_identity **identity,
-                            char *message, size_t message_size);
+MT_RESULT mt_identity_fetch(const char *socket_path, uid_t agent_uid, int timeout_ms,
+                            struct mt_identity **identity, char *message, size_t message_size);
 
 /*
  * The same, in two steps that never wait longer than asked: start generates the key and sends
@@ -56,7 +60,7 @@ MT_RESULT mt_identity_fetch(const char *socket_path, int timeout_ms, struct mt_i
  * child, whose copy must not race its parent for the reply).
  */
 struct mt_identity_request;
-MT_RESULT mt_identity_request_start(const char *socket_path, int timeout_ms,
+MT_RESULT mt_identity_request_start(const char *socket_path, uid_t agent_uid, int timeout_ms,
                                     struct mt_identity_request **request, char *message,
                                     size_t message_size);
 MT_RESULT mt_identity_request_poll(struct mt_identity_request *request, int wait_ms,
@@ -65,16 +69,17 @@ MT_RESULT mt_identity_request_poll(struct mt_identity_request *request, int wait
 void mt_identity_request_free(struct mt_identity_request *request);
 
 /* Asks the agent which SPIFFE ID it would issue to this process (no key, no certificate). */
-MT_RESULT mt_identity_query_id(const char *socket_path, int timeout_ms, char *spiffe_id,
-                               size_t capacity, char *message, size_t message_size);
+MT_RESULT mt_identity_query_id(const char *socket_path, uid_t agent_uid, int timeout_ms,
+                               char *spiffe_id, size_t capacity, char *message,
+                               size_t message_size);
 
 /*
  * Asks the agent for this process's metrics file (metrics/layout.h): on success *fd is the file,
  * open for reading and writing, created and named by the agent after the pid and start time it
  * attested for this process. A child of fork asks again for its own.
  */
-MT_RESULT mt_identity_metrics_file(const char *socket_path, int timeout_ms, int *fd, char *message,
-                                   size_t message_size);
+MT_RESULT mt_identity_metrics_file(const char *socket_path, uid_t agent_uid, int timeout_ms,
+                                   int *fd, char *message, size_t message_size);
 
 struct mt_identity *mt_identity_acquire(struct mt_identity *identity);
 /* Drops one reference; the last one wipes the key and frees everything. NULL is allowed. */

@@ -460,6 +460,18 @@ static int verify_peer(int preverified, WOLFSSL_X509_STORE_CTX *store)
         set_reason(session, "peer certificate is not a valid X.509-SVID: %s", why);
         return 0;
     }
+    /* X.509-SVID §3.2: what the peer sends after its leaf are signing certificates, every one. */
+    for (int i = 1; i < store->totalCerts; i++) {
+        if (store->certs[i].buffer == NULL ||
+            !mt_result_is_ok(
+                mt_x509_signing_check(store->certs[i].buffer, store->certs[i].length, &why))) {
+            set_reason(session,
+                       "peer chain certificate %d is not an X.509-SVID signing "
+                       "certificate: %s",
+                       i, why);
+            return 0;
+        }
+    }
     char text[REASON_CAPACITY];
     const char *trust_domain = session->context->identity->trust_domain;
     if (!mt_spiffe_id_is_in_trust_domain(id, trust_domain)) {

@@ -1,8 +1,10 @@
 /*
  * X.509 with wolfCrypt's native certificate API: P-256 keys, PKCS#10 CSRs, the agent's CA and
- * the leaf X.509-SVIDs it issues, and the structural checks a workload applies to an SVID.
+ * the leaf X.509-SVIDs it issues, and reading certificates (dates, keys, encodings). The
+ * X.509-SVID rules a certificate is checked against are in tls/svid.c.
  *
- * This file owns every wolfSSL include outside tls/tls.c; the header exposes no wolfSSL type.
+ * With tls/svid.c, this file owns every wolfSSL include outside tls/tls.c; the header exposes no
+ * wolfSSL type.
  * It must never log or copy key material: private keys live only inside struct mt_x509_key, which
  * is a secret buffer (util/secret.h: out of core dumps, wiped when freed), and in short-lived
  * DER/PEM buffers that are wiped before they go out of scope. It must never take
@@ -28,6 +30,7 @@
 #include "../util/log.h"
 #include "../util/secret.h"
 #include "x509.h"
+#include "x509_parsed.h"
 
 struct mt_x509_key {
     ecc_key ecc;
@@ -222,18 +225,10 @@ static MT_RESULT public_point(ecc_key *ecc, uint8_t point[P256_POINT_SIZE])
 /* ----------------------------------------------------------------------------------------- */
 /* Parsing certificates and CSRs */
 
-/*
- * A parsed certificate or CSR. DecodedCert points into the DER it was given, so the DER must
- * outlive it; parsed_free() is always safe after parse() was called, whatever it returned.
- */
-struct parsed {
-    DecodedCert decoded;
-};
-
-static MT_RESULT parse(struct parsed *parsed, const uint8_t *der, size_t length, int type,
-                       int verify)
+MT_RESULT mt_x509_parse(struct mt_x509_parsed *parsed, const uint8_t *der, size_t length, int type,
+                        int verify)
 {
-    /* Initialised before any check so that parsed_free() is valid on every path. */
+    /* Initialised before any check so that mt_x509_parsed_free() is valid on every path. */
     bool too_long = length > UINT32_MAX;
     wc_InitDecodedCert(&parsed->decoded, der, too_long ? 0 : (word32)length, NULL);
     MT_ENSURE(!too_long, MT_ERR_TOO_LONG);
@@ -241,18 +236,18 @@ static MT_RESULT parse(struct parsed *parsed, const uint8_t *der, size_t length,
     return MT_OK_RESULT;
 }
 
-static void parsed_free(struct parsed *parsed)
+void mt_x509_parsed_free(struct mt_x509_parsed *parsed)
 {
     wc_FreeDecodedCert(&parsed->decoded);
 }
 
-static bool parsed_is_p256(const struct parsed *parsed)
+static bool parsed_is_p256(const struct mt_x509_parsed *parsed)
 {
     return parsed->decoded.keyOID == ECDSAk && parsed->decoded.pkCurveOID == ECC_SECP256R1_OID;
 }
 
 /* The subject public key of a parsed certificate or CSR, as a public-only ecc_key. */
-static MT_RESULT parsed_public_key(struct parsed *parsed, ecc_key *ecc)
+static MT_RESULT parsed_public_key(struct mt_x509_parsed *parsed, ecc_key *ecc)
 {
     MT_ENSURE(parsed_is_p256(parsed), MT_ERR_CERT_PARSE);
     uint8_t spki[256];
@@ -265,7 +260,7 @@ static MT_RESULT parsed_public_key(struct parsed *parsed, ecc_key *ecc)
     return MT_OK_RESULT;
 }
 
-static bool parsed_matches_key(struct parsed *parsed, const struct mt_x509_key *key)
+static bool parsed_matches_key(struct mt_x509_parsed *parsed, const struct mt_x509_key *key)
 {
     ecc_key subject;
     if (wc_ecc_init(&subject) != 0)
@@ -278,46 +273,6 @@ static bool parsed_matches_key(struct parsed *parsed, const struct mt_x509_key *
                    memcmp(ours, theirs, sizeof(ours)) == 0;
     wc_ecc_free(&subject);
     return matches;
-}
-
-/*
- * The certificate's URI SANs: how many there are, and the first one. Other name types (DNS,
- * e-mail) are allowed beside it by the X.509-SVID specification and are not counted.
- */
-static size_t parsed_uri_sans(const struct parsed *parsed, const DNS_entry **first)
-{
-    size_t count = 0;
-    *first = NULL;
-    for (const DNS_entry *name = parsed->decoded.altNames; name != NULL; name = name->next) {
-        if (name->type != ASN_URI_TYPE)
-            continue;
-        if (count++ == 0)
-            *first = name;
-    }
-    return count;
-}
-
-/* Copies the certificate's only URI SAN when it is a valid SPIFFE ID; reason says why not. */
-static MT_RESULT parsed_spiffe_id(const struct parsed *parsed, char *spiffe_id, size_t capacity,
-                                  const char **reason)
-{
-    const DNS_entry *uri = NULL;
-    size_t count = parsed_uri_sans(parsed, &uri);
-    *reason = count == 0 ? "no URI SAN" : "more than one URI SAN";
-    MT_ENSURE(count == 1, MT_ERR_SVID);
-
-    *reason = "URI SAN is not a valid SPIFFE ID";
-    struct mt_spiffe_id parsed_id;
-    MT_ENSURE(uri->len > 0, MT_ERR_SVID);
-    MT_ENSURE(mt_result_is_ok(mt_spiffe_id_parse(uri->name, (size_t)uri->len, &parsed_id)),
-              MT_ERR_SVID);
-
-    *reason = "SPIFFE ID longer than the buffer";
-    MT_ENSURE((size_t)uri->len < capacity, MT_ERR_TOO_LONG);
-    memcpy(spiffe_id, uri->name, (size_t)uri->len);
-    spiffe_id[uri->len] = '\0';
-    *reason = NULL;
-    return MT_OK_RESULT;
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -527,17 +482,32 @@ out:
     return result;
 }
 
-/* Checks the issuer side of a leaf: a CA certificate whose key is the one about to sign. */
+/*
+ * Checks the issuer side of a leaf: an X.509-SVID signing certificate (§3.2, §4.1, §4.3) whose key
+ * is the one about to sign.
+ */
 static MT_RESULT check_issuer(const uint8_t *ca_der, size_t ca_length,
                               const struct mt_x509_key *ca_key)
 {
-    struct parsed issuer;
-    mt_result result = parse(&issuer, ca_der, ca_length, CERT_TYPE, NO_VERIFY);
-    if (mt_result_is_ok(result) && !issuer.decoded.isCA)
-        result = mt_result_of(MT_ERR_INVALID_ARGUMENT);
+    MT_ENSURE(mt_result_is_ok(mt_x509_signing_check(ca_der, ca_length, NULL)),
+              MT_ERR_INVALID_ARGUMENT);
+    struct mt_x509_parsed issuer;
+    mt_result result = mt_x509_parse(&issuer, ca_der, ca_length, CERT_TYPE, NO_VERIFY);
     if (mt_result_is_ok(result) && !parsed_matches_key(&issuer, ca_key))
         result = mt_result_of(MT_ERR_INVALID_ARGUMENT);
-    parsed_free(&issuer);
+    mt_x509_parsed_free(&issuer);
+    return result;
+}
+
+/* What was just signed passes the workload's own check: the agent never issues a leaf it refuses.
+ */
+static MT_RESULT check_issued(const uint8_t *der, size_t length)
+{
+    char id[MT_SPIFFE_ID_MAX + 1];
+    const char *reason = NULL;
+    mt_result result = mt_x509_svid_check(der, length, id, sizeof(id), &reason);
+    if (!mt_result_is_ok(result))
+        mt_log_debug("issued leaf fails the X.509-SVID check: %s", reason);
     return result;
 }
 
@@ -555,9 +525,11 @@ MT_RESULT mt_x509_leaf_issue(const uint8_t *csr_der, size_t csr_length, const ch
     MT_ENSURE(fits_int(ca_length), MT_ERR_TOO_LONG);
     struct mt_spiffe_id id;
     MT_GUARD(mt_spiffe_id_parse(spiffe_id, strlen(spiffe_id), &id));
+    /* X.509-SVID §3.1: a leaf's ID has a path; the bare trust domain is the CA's. */
+    MT_ENSURE(id.path_length > 0, MT_ERR_SPIFFE_ID);
     MT_GUARD(check_issuer(ca_der, ca_length, ca_key));
 
-    struct parsed request;
+    struct mt_x509_parsed request;
     bool have_request = false;
     ecc_key subject_key;
     bool have_subject_key = false;
@@ -568,7 +540,7 @@ MT_RESULT mt_x509_leaf_issue(const uint8_t *csr_der, size_t csr_length, const ch
 
     /* VERIFY makes wolfCrypt check the CSR's self-signature: proof the caller holds the key. */
     have_request = true;
-    result = parse(&request, csr_der, csr_length, CERTREQ_TYPE, VERIFY);
+    result = mt_x509_parse(&request, csr_der, csr_length, CERTREQ_TYPE, VERIFY);
     if (!mt_result_is_ok(result))
         goto out;
     result = mt_result_of(MT_ERR_CRYPTO);
@@ -605,6 +577,8 @@ MT_RESULT mt_x509_leaf_issue(const uint8_t *csr_der, size_t csr_length, const ch
     word32 room = bounded_capacity(capacity);
     int body = wc_MakeCert_ex(leaf, der, room, ECC_TYPE, &subject_key, &rng);
     result = cert_sign(leaf, body, ca_key, &rng, der, room, length);
+    if (mt_result_is_ok(result))
+        result = check_issued(der, *length);
 
 out:
     if (have_rng)
@@ -613,70 +587,21 @@ out:
     if (have_subject_key)
         wc_ecc_free(&subject_key);
     if (have_request)
-        parsed_free(&request);
+        mt_x509_parsed_free(&request);
     return result;
 }
 
 /* ----------------------------------------------------------------------------------------- */
-/* Checking certificates */
-
-MT_RESULT mt_x509_svid_check(const uint8_t *der, size_t length, char *spiffe_id, size_t capacity,
-                             const char **reason)
-{
-    const char *ignored;
-    if (reason == NULL)
-        reason = &ignored;
-    *reason = "invalid argument";
-    MT_ENSURE_REF(der);
-    MT_ENSURE_REF(spiffe_id);
-
-    struct parsed leaf;
-    mt_result result = parse(&leaf, der, length, CERT_TYPE, NO_VERIFY);
-    *reason = "certificate does not parse";
-    if (!mt_result_is_ok(result))
-        goto out;
-    /* X.509-SVID §4: a leaf must not be a CA and must not be able to sign certificates or CRLs. */
-    result = mt_result_of(MT_ERR_SVID);
-    *reason = "marked CA";
-    if (leaf.decoded.isCA)
-        goto out;
-    *reason = "no keyUsage digitalSignature";
-    if (!leaf.decoded.extKeyUsageSet || (leaf.decoded.extKeyUsage & KEYUSE_DIGITAL_SIG) == 0)
-        goto out;
-    *reason = "keyUsage allows signing certificates or CRLs";
-    if ((leaf.decoded.extKeyUsage & (KEYUSE_KEY_CERT_SIGN | KEYUSE_CRL_SIGN)) != 0)
-        goto out;
-    result = parsed_spiffe_id(&leaf, spiffe_id, capacity, reason);
-
-out:
-    parsed_free(&leaf);
-    if (mt_result_is_ok(result))
-        *reason = NULL;
-    return result;
-}
-
-MT_RESULT mt_x509_cert_spiffe_id(const uint8_t *der, size_t length, char *spiffe_id,
-                                 size_t capacity)
-{
-    MT_ENSURE_REF(der);
-    MT_ENSURE_REF(spiffe_id);
-    struct parsed cert;
-    const char *reason;
-    mt_result result = parse(&cert, der, length, CERT_TYPE, NO_VERIFY);
-    if (mt_result_is_ok(result))
-        result = parsed_spiffe_id(&cert, spiffe_id, capacity, &reason);
-    parsed_free(&cert);
-    return result;
-}
+/* Reading certificates (the X.509-SVID rules are in svid.c) */
 
 bool mt_x509_cert_is_ca(const uint8_t *der, size_t length)
 {
     if (der == NULL)
         return false;
-    struct parsed cert;
-    bool is_ca =
-        mt_result_is_ok(parse(&cert, der, length, CERT_TYPE, NO_VERIFY)) && cert.decoded.isCA;
-    parsed_free(&cert);
+    struct mt_x509_parsed cert;
+    bool is_ca = mt_result_is_ok(mt_x509_parse(&cert, der, length, CERT_TYPE, NO_VERIFY)) &&
+                 cert.decoded.isCA;
+    mt_x509_parsed_free(&cert);
     return is_ca;
 }
 
@@ -685,10 +610,11 @@ bool mt_x509_key_matches_cert(const struct mt_x509_key *key, const uint8_t *cert
 {
     if (key == NULL || cert_der == NULL)
         return false;
-    struct parsed cert;
-    bool matches = mt_result_is_ok(parse(&cert, cert_der, cert_length, CERT_TYPE, NO_VERIFY)) &&
-                   parsed_matches_key(&cert, key);
-    parsed_free(&cert);
+    struct mt_x509_parsed cert;
+    bool matches =
+        mt_result_is_ok(mt_x509_parse(&cert, cert_der, cert_length, CERT_TYPE, NO_VERIFY)) &&
+        parsed_matches_key(&cert, key);
+    mt_x509_parsed_free(&cert);
     return matches;
 }
 
@@ -717,15 +643,15 @@ MT_RESULT mt_x509_cert_validity(const uint8_t *der, size_t length, time_t *not_b
     MT_ENSURE_REF(der);
     MT_ENSURE_REF(not_before);
     MT_ENSURE_REF(not_after);
-    struct parsed cert;
+    struct mt_x509_parsed cert;
     time_t before = 0;
     time_t after = 0;
-    mt_result result = parse(&cert, der, length, CERT_TYPE, NO_VERIFY);
+    mt_result result = mt_x509_parse(&cert, der, length, CERT_TYPE, NO_VERIFY);
     if (mt_result_is_ok(result))
         result = date_to_time(cert.decoded.beforeDate, cert.decoded.beforeDateLen, &before);
     if (mt_result_is_ok(result))
         result = date_to_time(cert.decoded.afterDate, cert.decoded.afterDateLen, &after);
-    parsed_free(&cert);
+    mt_x509_parsed_free(&cert);
     if (mt_result_is_ok(result)) {
         *not_before = before;
         *not_after = after;

@@ -1,9 +1,10 @@
 /*
  * X.509 for workload identities: key pairs, CSRs, the agent's CA and leaf X.509-SVIDs.
  *
- * Owns every use of wolfCrypt's certificate API (with tls/tls.c, the only code that includes
- * wolfSSL). Keys are ECDSA P-256 and live only in memory inside struct mt_x509_key, which is
- * wiped before it is freed; the PEM form exists only for the agent's CA key file.
+ * Owns every use of wolfCrypt's certificate API (tls/x509.c and tls/svid.c; with tls/tls.c, the
+ * only code that includes wolfSSL). Keys are ECDSA P-256 and live only in memory inside struct
+ * mt_x509_key, which is wiped before it is freed; the PEM form exists only for the agent's CA key
+ * file.
  *
  * Certificates issued here follow the X.509-SVID rules: exactly one URI SAN holding the SPIFFE
  * ID, CA:FALSE, keyUsage digitalSignature (critical), extendedKeyUsage serverAuth+clientAuth,
@@ -58,7 +59,9 @@ MT_RESULT mt_x509_ca_create(const struct mt_x509_key *ca_key, const char *trust_
 
 /*
  * Checks csr_der's self-signature and key type (P-256), then issues a leaf X.509-SVID for
- * spiffe_id with the CSR's public key, signed by ca_key whose certificate is ca_der.
+ * spiffe_id with the CSR's public key, signed by ca_key whose certificate is ca_der. Refuses an
+ * ID without a path (MT_ERR_SPIFFE_ID) and an issuer that is not a valid signing certificate
+ * (MT_ERR_INVALID_ARGUMENT); the leaf made passes mt_x509_svid_check.
  */
 MT_RESULT mt_x509_leaf_issue(const uint8_t *csr_der, size_t csr_length, const char *spiffe_id,
                              const uint8_t *ca_der, size_t ca_length,
@@ -66,12 +69,22 @@ MT_RESULT mt_x509_leaf_issue(const uint8_t *csr_der, size_t csr_length, const ch
                              uint8_t *der, size_t capacity, size_t *length);
 
 /*
- * Checks the X.509-SVID leaf rules on a DER certificate (one URI SAN, a valid SPIFFE ID, not a CA,
- * digitalSignature) and copies the ID into spiffe_id (NUL-terminated). MT_ERR_SVID names no
- * detail; reason (may be NULL) receives a short phrase such as "2 URI SANs" or "marked CA".
+ * Checks every rule the X.509-SVID standard places on a leaf (its sections 2-5): CA false; keyUsage
+ * present, critical, with digitalSignature and neither keyCertSign nor cRLSign; extendedKeyUsage,
+ * when present, with serverAuth and clientAuth; exactly one URI SAN, a valid SPIFFE ID with a
+ * path; a critical SAN when the subject is empty. Copies the ID into spiffe_id (NUL-terminated).
+ * MT_ERR_SVID names no detail; reason (may be NULL) receives a short phrase such as
+ * "more than one URI SAN" or "marked CA". Signature and dates are path validation's business.
  */
 MT_RESULT mt_x509_svid_check(const uint8_t *der, size_t length, char *spiffe_id, size_t capacity,
                              const char **reason);
+
+/*
+ * Checks the rules on an X.509-SVID signing certificate (sections 3.2, 4.1, 4.3): CA true;
+ * keyUsage present, critical, with keyCertSign; a URI SAN, if any, is one SPIFFE ID without a
+ * path. MT_ERR_SVID, reason as above (e.g. "no keyUsage keyCertSign").
+ */
+MT_RESULT mt_x509_signing_check(const uint8_t *der, size_t length, const char **reason);
 
 /*
  * The certificate's single URI SAN when it is a valid SPIFFE ID, whatever the certificate's kind

@@ -28,6 +28,7 @@
     X(MT_ERR_PROTO_UNEXPECTED, EPROTO, "agent sent an unexpected message type")                    \
     X(MT_ERR_AGENT_UNREACHABLE, ECONNREFUSED, "agent unreachable")                                 \
     X(MT_ERR_AGENT_REFUSED, EACCES, "agent refused to issue an identity")                          \
+    X(MT_ERR_AGENT_UNTRUSTED, EPERM, "agent socket served by another user than agent_uid")         \
     X(MT_ERR_SPIFFE_ID, EINVAL, "not a valid SPIFFE ID")                                           \
     X(MT_ERR_SVID, EACCES, "certificate is not a valid X.509-SVID")                                \
     X(MT_ERR_CRYPTO, EPROTO, "cryptographic operation failed")                                     \

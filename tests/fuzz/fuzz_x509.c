@@ -36,13 +36,21 @@ static void check_certificate(const uint8_t *der, size_t length)
     char id[MT_SPIFFE_ID_MAX + 1];
     const char *reason = NULL;
     memset(id, 'x', sizeof(id));
-    if (mt_result_is_ok(mt_x509_svid_check(der, length, id, sizeof(id), &reason))) {
+    bool leaf = mt_result_is_ok(mt_x509_svid_check(der, length, id, sizeof(id), &reason));
+    if (leaf) {
         require(reason == NULL && memchr(id, '\0', sizeof(id)) != NULL);
         struct mt_spiffe_id parsed;
         require(mt_result_is_ok(mt_spiffe_id_parse(id, strlen(id), &parsed)));
+        /* X.509-SVID 3.1: a leaf's ID has a path. */
+        require(parsed.path_length > 0);
     } else {
         require(reason != NULL);
     }
+    /* Leaf and signing certificate are exclusive (CA:FALSE against CA:TRUE). */
+    reason = NULL;
+    bool signing = mt_result_is_ok(mt_x509_signing_check(der, length, &reason));
+    require(signing ? reason == NULL : reason != NULL);
+    require(!(leaf && signing));
     /* A buffer too small for any ID must be refused, never overrun. */
     char small[8];
     if (mt_result_is_ok(mt_x509_cert_spiffe_id(der, length, small, sizeof(small))))

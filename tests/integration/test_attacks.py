@@ -55,6 +55,8 @@ import time
 
 import test_exec_session
 
+from attacks_identity import (SVID_RULE_ATTACKS, impostor_agent, svid_rule_specs,
+                              weak_intermediate)
 from attack_peers import (Outcome, RogueServers, TicketClient, client_hello, raw_client,
                           tls_client, version_available)
 from harness import (BUILD, PYTHON, Mesh, TestFailure, base_env, check, free_port, main,
@@ -238,6 +240,7 @@ def make_certificates(pki, agent_state):
         "ca-true": ("agentca", [good_uri], {"is_ca": True}),
         "other-domain": ("agentca", [f"URI:{spiffe('ns/a', 'other.domain')}"], {}),
     }
+    specs.update(svid_rule_specs(good_uri))
     certificates = {}
     for name, (issuer, sans, options) in specs.items():
         certificates[name] = (pki.leaf(name, issuer, sans, **options), pki.path(name + ".key"))
@@ -269,7 +272,7 @@ CERTIFICATE_ATTACKS = [
     ("11 wrong trust domain", "other-domain",
      r"peer identity spiffe://other\.domain/ns/a is not in trust domain meshtls\.local",
      "bad_svid"),
-]
+] + SVID_RULE_ATTACKS
 
 
 def test():
@@ -577,6 +580,8 @@ outbound = {{
         # --- The agent -----------------------------------------------------------------------
         verdicts.append(identity_theft(mesh, pki, sock, agent, metrics))
         verdicts.append(loose_key(mesh, sock, agent_state))
+        verdicts.append(impostor_agent(mesh))
+        verdicts.append(weak_intermediate(mesh))
         from attacks_agent import agent_attacks  # local users against the agent (issue 20)
         verdicts.extend(agent_attacks(mesh))
         from attacks_metrics import metrics_amplification, metrics_squat

@@ -34,7 +34,7 @@ def test():
         for label, issuer, key, expected in (
                 ("mismatched key", "intA", "intA2", "their public keys differ"),
                 ("expired issuer", "expired", None, "expired"),
-                ("not a CA", "notca", None, "not a CA certificate")):
+                ("not a CA", "notca", None, "not an X.509-SVID signing certificate: not marked CA")):
             secret = pki.secret(os.path.join(mesh.dir, f"bad-{label.replace(' ', '-')}"), issuer,
                                 ["rootA"], key=key)
             status, stderr = run_agent_to_exit(["--issuer-dir", secret], mesh.dir)

@@ -25,7 +25,7 @@
 #define MAX_TEMP_FILES 8
 
 static const char *const environment_variables[] = {"MESHTLS_CONFIG", "MESHTLS_AGENT_SOCKET",
-                                                    "MESHTLS_LOG"};
+                                                    "MESHTLS_AGENT_UID", "MESHTLS_LOG"};
 
 /* Files created by the running test; the teardown removes them even when an assert fails. */
 static char temp_files[MAX_TEMP_FILES][TEMP_PATH_MAX];
@@ -82,6 +82,7 @@ static void set_non_defaults(struct mt_config *config)
     config->detect_timeout_ms = 2345;
     config->agent_timeout_ms = 4321;
     config->agent_wait_ms = 321;
+    config->agent_uid = 999;
     config->resumption_s = 77;
     config->skip_port_count = 1;
     config->skip_ports[0] = (struct mt_port_range){22, 22};
@@ -141,6 +142,7 @@ static void assert_configs_equal(const struct mt_config *a, const struct mt_conf
 {
     assert_string_equal(a->source, b->source);
     assert_string_equal(a->agent_socket, b->agent_socket);
+    assert_int_equal(a->agent_uid, b->agent_uid);
     assert_int_equal(a->log_level, b->log_level);
     assert_int_equal(a->outbound.loopback, b->outbound.loopback);
     assert_int_equal(a->outbound.other, b->outbound.other);
@@ -224,6 +226,7 @@ static void test_mt_config_set_defaults_values_match_the_documentation(void **st
     mt_config_set_defaults(&config);
     assert_string_equal(config.source, "");
     assert_string_equal(config.agent_socket, "/run/meshtls/agent.sock");
+    assert_int_equal(config.agent_uid, 0);
     assert_int_equal(config.log_level, MT_LOG_WARN);
     assert_int_equal(config.outbound.loopback, MT_OUTBOUND_PLAIN);
     assert_int_equal(config.outbound.other, MT_OUTBOUND_MTLS);
@@ -243,6 +246,7 @@ static void test_mt_config_load_file_every_key_sets_its_field(void **state)
     (void)state;
     const char *path = write_temp_file("# every key, none at its default\n"
                                        "agent_socket = \"/var/run/mesh/agent.sock\";\n"
+                                       "agent_uid = 998;\n"
                                        "outbound = { loopback = \"mtls\"; default = \"plain\"; };\n"
                                        "inbound = {\n"
                                        "    loopback = \"strict\";\n"
@@ -261,6 +265,7 @@ static void test_mt_config_load_file_every_key_sets_its_field(void **state)
     assert_string_equal(message, "");
     assert_string_equal(config.source, path);
     assert_string_equal(config.agent_socket, "/var/run/mesh/agent.sock");
+    assert_int_equal(config.agent_uid, 998);
     assert_int_equal(config.outbound.loopback, MT_OUTBOUND_MTLS);
     assert_int_equal(config.outbound.other, MT_OUTBOUND_PLAIN);
     assert_int_equal(config.inbound.loopback, MT_INBOUND_STRICT);
@@ -368,7 +373,8 @@ static const struct {
     {"log_level = 3;\n", "1: log_level: expected a string (one of \"error\", \"warn\", \"info\", "
                          "\"debug\"), got an integer"},
     {"log_level = \"info\";\noutbund = { default = \"mtls\"; };\n",
-     "2: unknown key \"outbund\"; valid keys: agent_socket, outbound, inbound, log_level, "
+     "2: unknown key \"outbund\"; valid keys: agent_socket, agent_uid, outbound, inbound, "
+     "log_level, "
      "trust_domain, handshake_timeout_ms, detect_timeout_ms, agent_timeout_ms, agent_wait_ms, "
      "resumption_s, skip_ports"},
     {"outbound = {\n  default = \"mtls\";\n  loopbak = \"plain\";\n};\n",
@@ -402,6 +408,11 @@ static const struct {
     {"handshake_timeout_ms = -1;\n",
      "1: handshake_timeout_ms: -1 is out of range; valid values: 100 .. 600000"},
     {"agent_wait_ms = -1;\n", "1: agent_wait_ms: -1 is out of range; valid values: 0 .. 600000"},
+    {"agent_uid = -1;\n", "1: agent_uid: -1 is out of range; valid values: 0 .. 2147483647"},
+    {"agent_uid = 4294967295L;\n",
+     "1: agent_uid: 4294967295 is out of range; valid values: 0 .. 2147483647"},
+    {"agent_uid = \"root\";\n",
+     "1: agent_uid: expected an integer (0 .. 2147483647), got a string"},
     {"resumption_s = 86401;\n", "1: resumption_s: 86401 is out of range; valid values: 0 .. 86400"},
     {"resumption_s = \"10m\";\n",
      "1: resumption_s: expected an integer (0 .. 86400), got a string"},
@@ -603,10 +614,12 @@ static void test_mt_config_apply_environment_variables_override(void **state)
     struct mt_config config;
     mt_config_set_defaults(&config);
     setenv("MESHTLS_AGENT_SOCKET", "/tmp/other/agent.sock", 1);
+    setenv("MESHTLS_AGENT_UID", "65534", 1);
     setenv("MESHTLS_LOG", "debug", 1);
     char message[MT_CONFIG_MESSAGE_MAX];
     assert_int_equal(mt_config_apply_environment(&config, message, sizeof(message)).error, MT_OK);
     assert_string_equal(config.agent_socket, "/tmp/other/agent.sock");
+    assert_int_equal(config.agent_uid, 65534);
     assert_int_equal(config.log_level, MT_LOG_DEBUG);
 }
 
@@ -617,6 +630,7 @@ static void test_mt_config_apply_environment_empty_variables_are_ignored(void **
     set_non_defaults(&config);
     struct mt_config before = config;
     setenv("MESHTLS_AGENT_SOCKET", "", 1);
+    setenv("MESHTLS_AGENT_UID", "", 1);
     setenv("MESHTLS_LOG", "", 1);
     assert_int_equal(mt_config_apply_environment(&config, NULL, 0).error, MT_OK);
     assert_configs_equal(&config, &before);
@@ -655,6 +669,39 @@ static void test_mt_config_apply_environment_invalid_value_names_the_variable(vo
         assert_string_equal(message, cases[i].message);
         assert_memory_equal(&config, &before, sizeof(config));
     }
+}
+
+/* MESHTLS_AGENT_UID is a decimal uid and nothing else; a bad one changes nothing. */
+static void test_mt_config_apply_environment_bad_agent_uid_names_the_variable(void **state)
+{
+    (void)state;
+    static const char *const values[] = {"root", "-1",         "+0",         " 0",
+                                         "0x10", "2147483648", "99999999999"};
+    for (size_t i = 0; i < COUNT_OF(values); i++) {
+        teardown(NULL);
+        setenv("MESHTLS_AGENT_UID", values[i], 1);
+        setenv("MESHTLS_AGENT_SOCKET", "/ok.sock", 1);
+        struct mt_config config;
+        set_non_defaults(&config);
+        struct mt_config before;
+        memcpy(&before, &config, sizeof(config));
+        char message[MT_CONFIG_MESSAGE_MAX];
+        char expected[MT_CONFIG_MESSAGE_MAX];
+        snprintf(expected, sizeof(expected),
+                 "MESHTLS_AGENT_UID: \"%s\" is not a uid (a decimal number 0 .. 2147483647, "
+                 "e.g. 0)",
+                 values[i]);
+        assert_int_equal(mt_config_apply_environment(&config, message, sizeof(message)).error,
+                         MT_ERR_CONFIG);
+        assert_string_equal(message, expected);
+        assert_memory_equal(&config, &before, sizeof(config));
+    }
+    teardown(NULL);
+    setenv("MESHTLS_AGENT_UID", "2147483647", 1);
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    assert_int_equal(mt_config_apply_environment(&config, NULL, 0).error, MT_OK);
+    assert_int_equal(config.agent_uid, 2147483647);
 }
 
 static void test_mt_config_apply_environment_long_socket_path_is_refused(void **state)
@@ -816,6 +863,7 @@ static void test_mt_config_describe_text_is_the_documented_form(void **state)
     mt_config_describe(&config, text, sizeof(text));
     assert_string_equal(text, "# meshtls configuration, from built-in defaults\n"
                               "agent_socket = \"/run/meshtls/agent.sock\";\n"
+                              "agent_uid = 0;\n"
                               "outbound = { loopback = \"plain\"; default = \"mtls\"; };\n"
                               "inbound = { loopback = \"plain\"; default = \"strict\"; };\n"
                               "skip_ports = [];\n"
@@ -1134,6 +1182,7 @@ static void test_mt_config_describe_rules_text_is_the_documented_form(void **sta
         text,
         "# meshtls configuration, from \"/etc/meshtls/meshtls.conf\"\n"
         "agent_socket = \"/run/meshtls/agent.sock\";\n"
+        "agent_uid = 0;\n"
         "outbound = {\n"
         "    loopback = \"mtls\";\n"
         "    default = \"mtls\";\n"
@@ -1189,6 +1238,7 @@ int main(void)
         TEST(test_mt_config_apply_environment_variables_override),
         TEST(test_mt_config_apply_environment_empty_variables_are_ignored),
         TEST(test_mt_config_apply_environment_invalid_value_names_the_variable),
+        TEST(test_mt_config_apply_environment_bad_agent_uid_names_the_variable),
         TEST(test_mt_config_apply_environment_long_socket_path_is_refused),
         TEST(test_mt_config_load_file_from_environment_then_overrides_apply),
         TEST(test_mt_config_load_bad_file_gives_defaults_and_message),

@@ -1,18 +1,18 @@
-"""Attacks on the node agent by local users (issue 20, findings 2, 4 and 5), for test_attacks.py.
+"""Attacks on the node agent by local users, for test_attacks.py.
 
 Each function starts the agent it needs (inside the attack suite's Mesh) and returns one Verdict:
 
-  18 exe rule spoofed from a user + mount namespace: uid 65534 runs `unshare -Urm`, bind-mounts
+  22 exe rule spoofed from a user + mount namespace: uid 65534 runs `unshare -Urm`, bind-mounts
      python over the path an exe rule names (a program it may not even run), runs it and asks the
      agent for an identity. It must get uid/65534, never the rule's; the agent logs that the
      executable bears the rule's name but is another file, and counts it
      (meshtls_agent_exe_mismatches_total). Control: root running the real program gets the rule.
-  19 the same against a sha256 rule: the bind-mounted program has other contents, so no match;
+  23 the same against a sha256 rule: the bind-mounted program has other contents, so no match;
      control: root running the real program matches by its hash.
-  20 --issuer-dir tls.key readable by others, or owned by another uid: the agent refuses to start
+  24 --issuer-dir tls.key readable by others, or owned by another uid: the agent refuses to start
      and says what to do (the secret-volume link layout is followed: a 0400 root-owned target
      behind the kubelet's ..data links is accepted).
-  21 one uid starves the agent: uid 65534 holds 300 idle connections (more than the agent's 256
+  25 one uid starves the agent: uid 65534 holds 300 idle connections (more than the agent's 256
      slots) and reconnects whichever the agent closes; meanwhile uid 65533 runs `meshtls id` 20
      times. All 20 must succeed, the agent's log stays short (rate-limited, with the count of
      lines suppressed), and the evictions are counted
@@ -33,7 +33,7 @@ import time
 
 from harness import MESHTLS, PYTHON, TestFailure, base_env, check, wait_for
 from lifecycle_common import Pki, log, run_agent_to_exit, start_agent
-from test_attacks import NOBODY, PEERS, Metrics, Verdict, log_line, spiffe
+from attack_verdicts import NOBODY, PEERS, Metrics, Verdict, log_line, spiffe
 
 VICTIM = 65533
 HOLD_SECONDS = 14
@@ -141,8 +141,8 @@ def namespaces_available():
 
 
 def exe_spoofed_from_namespace(mesh, csr):
-    """18: an exe rule must not be matched by a bind mount in the caller's own namespace."""
-    verdict = Verdict("18 uid 65534 bind-mounts python over an exe rule's path in its own user + "
+    """22: an exe rule must not be matched by a bind mount in the caller's own namespace."""
+    verdict = Verdict("22 uid 65534 bind-mounts python over an exe rule's path in its own user + "
                       "mount namespace")
     try:
         program = trusted_program(mesh, "exe")
@@ -187,9 +187,9 @@ def exe_spoofed_from_namespace(mesh, csr):
 
 
 def sha256_spoofed_from_namespace(mesh, csr):
-    """19: a sha256 rule names contents; a bind mount over the real program's path is other
+    """23: a sha256 rule names contents; a bind mount over the real program's path is other
     contents. Mismatches are logged at debug (every other program mismatches too): no counter."""
-    verdict = Verdict("19 uid 65534 bind-mounts python over the program a sha256 rule names",
+    verdict = Verdict("23 uid 65534 bind-mounts python over the program a sha256 rule names",
                       no_counter=True,
                       note="no counter by design: a sha256 mismatch is what every other program "
                            "of the node is; it is logged (debug) and the caller gets its uid ID")
@@ -225,10 +225,10 @@ def sha256_spoofed_from_namespace(mesh, csr):
 
 
 def loose_issuer_key(mesh):
-    """20: --issuer-dir's tls.key is refused like ca.key: readable by group or others, or owned
+    """24: --issuer-dir's tls.key is refused like ca.key: readable by group or others, or owned
     by another uid. The kubelet's layout (tls.key -> ..data/tls.key -> ..<stamp>/tls.key) is
     followed to the file. No counter: the agent does not run."""
-    verdict = Verdict("20 agent refuses an --issuer-dir tls.key readable by group/others or "
+    verdict = Verdict("24 agent refuses an --issuer-dir tls.key readable by group/others or "
                       "owned by another uid", no_counter=True,
                       note="no counter by design: the agent refuses to start, so there is no "
                            "process to count in")
@@ -273,9 +273,9 @@ def loose_issuer_key(mesh):
 
 
 def one_uid_starves_the_agent(mesh):
-    """21: uid 65534 holds more idle connections than the agent has slots; uid 65533 must still
+    """25: uid 65534 holds more idle connections than the agent has slots; uid 65533 must still
     be served every time, and the agent's log must stay short."""
-    verdict = Verdict("21 uid 65534 holds 300 idle agent connections; uid 65533 runs meshtls id "
+    verdict = Verdict("25 uid 65534 holds 300 idle agent connections; uid 65533 runs meshtls id "
                       "20 times")
     holder = ready = None
     try:
@@ -356,7 +356,7 @@ def one_uid_starves_the_agent(mesh):
 
 
 def agent_attacks(mesh):
-    """Findings 2, 4 and 5 of issue 20, in order; each verdict stands alone."""
+    """Attacks 22-25, in order; each verdict stands alone."""
     # The agents' sockets are under mesh.dir: other users must be able to traverse it.
     os.chmod(mesh.dir, 0o711)
     try:

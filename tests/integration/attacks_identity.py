@@ -1,6 +1,6 @@
 """Attacks on the workload's trust in its agent, for the attack suite (test_attacks.py).
 
-18  An impostor serves the agent socket. Where workloads can write the socket's directory (a
+26  An impostor serves the agent socket. Where workloads can write the socket's directory (a
     Kubernetes hostPath mounted read-write), another program can put its own socket in the
     agent's place and hand every workload that connects its identity and, worse, its trust
     bundle. The impostor here is a real meshtls-agent with its own CA, in the same trust domain,
@@ -15,7 +15,7 @@
     Counted: no counter can move. A workload's metrics file lives beside the socket it was given,
     so the victim's counters are in the impostor's directory, which no real agent reads.
 
-19-21  Leaves signed by the agent's real CA that break one rule of the X509-SVID standard each,
+27-29  Leaves signed by the agent's real CA that break one rule of the X509-SVID standard each,
     beyond those of attacks 6-10: an ID without a path (the trust domain's own, 3.1), a keyUsage
     not marked critical (4.3), an extendedKeyUsage of serverAuth and anyExtendedKeyUsage, without
     clientAuth (4.4). They join the
@@ -23,7 +23,7 @@
     tried inbound (attacker -> meshed server) and outbound (meshed client -> rogue server), and
     refused, logged and counted like attacks 6-10. tests/unit/test_svid.c has every rule.
 
-22  A client sends its leaf with an intermediate that is not an X.509-SVID signing certificate
+30  A client sends its leaf with an intermediate that is not an X.509-SVID signing certificate
     (keyUsage keyCertSign, but not marked critical, X509-SVID 4.3), both under the root the
     server trusts. wolfSSL's path validation accepts the chain; the workload checks every
     certificate a peer sends after its leaf as a signing certificate and refuses it. The dev CA
@@ -40,6 +40,8 @@ import subprocess
 from harness import (AGENT, ASAN_RUNTIME, MESHTLS, PYTHON, TestFailure, base_env, check,
                      free_port, port_listening, random_token, wait_agent_ready, wait_for)
 from lifecycle_common import Pki, openssl
+from attack_peers import tls_client
+from attack_verdicts import Metrics, Verdict, log_line, peer_lines
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = os.path.join(HERE, "attack_peers.py")
@@ -50,13 +52,13 @@ TD = "meshtls.local"
 SVID_REASON = r"peer certificate is not a valid X\.509-SVID: "
 # (name, certificate, reason regex, reason class), as CERTIFICATE_ATTACKS in test_attacks.py.
 SVID_RULE_ATTACKS = [
-    ("19 leaf for the bare trust domain, no path (X509-SVID 3.1)", "no-path",
+    ("27 leaf for the bare trust domain, no path (X509-SVID 3.1)", "no-path",
      SVID_REASON + r"SPIFFE ID has no path", "bad_svid"),
-    ("20 leaf whose keyUsage is not critical (X509-SVID 4.3)", "ku-not-critical",
+    ("28 leaf whose keyUsage is not critical (X509-SVID 4.3)", "ku-not-critical",
      SVID_REASON + r"keyUsage not marked critical", "bad_svid"),
     # anyExtendedKeyUsage lets the certificate past wolfSSL's own purpose check (clientAuth for
     # a client, serverAuth for a server) in both directions: the standard's rule is then ours.
-    ("21 leaf whose extendedKeyUsage lacks clientAuth (X509-SVID 4.4)", "eku-any-server",
+    ("29 leaf whose extendedKeyUsage lacks clientAuth (X509-SVID 4.4)", "eku-any-server",
      SVID_REASON + r"extendedKeyUsage lacks serverAuth or clientAuth", "bad_svid"),
 ]
 
@@ -122,10 +124,8 @@ def _meshed(config, argv, env=None, stdin=subprocess.DEVNULL, stderr_path=None):
 
 
 def impostor_agent(mesh):
-    """18: see the module's docstring."""
-    # Imported here: test_attacks imports this module at its top.
-    from test_attacks import Verdict
-    verdict = Verdict("18 an impostor (uid 65534, its own CA) serves the agent socket",
+    """26: see the module's docstring."""
+    verdict = Verdict("26 an impostor (uid 65534, its own CA) serves the agent socket",
                       no_counter=True,
                       note="no counter reachable: a workload's metrics file lives beside the "
                            "socket it was given, here the impostor's directory, which no real "
@@ -248,10 +248,8 @@ def _chain(pki, name, leaf, intermediate):
 
 
 def weak_intermediate(mesh):
-    """22: see the module's docstring."""
-    from attack_peers import tls_client
-    from test_attacks import Metrics, Verdict, log_line, peer_lines
-    verdict = Verdict("22 leaf sent with an intermediate whose keyUsage is not critical "
+    """30: see the module's docstring."""
+    verdict = Verdict("30 leaf sent with an intermediate whose keyUsage is not critical "
                       "-> strict port")
     secret = "CHAIN-" + random_token()
     uri = f"URI:spiffe://{TD}/ns/chained"

@@ -1,4 +1,4 @@
-"""Attacks on the agent's metrics (issue 20, findings 3 and 6), for the attack suite.
+"""Attacks on the agent's metrics (hostile files, squatted file names), for the attack suite.
 
 Each function starts its own agent (with a metrics endpoint) in the suite's Mesh and returns a
 Verdict (see test_attacks.py):
@@ -41,7 +41,7 @@ from harness import PYTHON, Mesh, TestFailure, base_env, check, free_port, main,
     wait_for
 from lifecycle_common import (EchoPair, parse_metrics, promtool_check, start_agent,
                               status_records)
-from test_attacks import NOBODY, Metrics, Verdict, log_line
+from attack_verdicts import NOBODY, Metrics, Verdict, log_line
 
 RSS_GROWTH_MAX_KB = 64 * 1024
 RSS_KILL_KB = 1024 * 1024

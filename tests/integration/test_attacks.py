@@ -54,147 +54,22 @@ import threading
 import time
 
 import test_exec_session
-
-from attacks_identity import (SVID_RULE_ATTACKS, impostor_agent, svid_rule_specs,
-                              weak_intermediate)
 from attack_peers import (Outcome, RogueServers, TicketClient, client_hello, raw_client,
                           tls_client, version_available)
+from attack_verdicts import (NOBODY, PEER, PEERS, TD, Metrics, Verdict, log_line, peer_lines,
+                             spiffe)
+from attacks_agent import agent_attacks
+from attacks_identity import (SVID_RULE_ATTACKS, impostor_agent, svid_rule_specs,
+                              weak_intermediate)
+from attacks_metrics import metrics_amplification, metrics_squat
 from harness import (BUILD, PYTHON, Mesh, TestFailure, base_env, check, free_port, main,
                      port_listening, random_token, wait_for)
-from lifecycle_common import (FAR_AHEAD, LONG_AGO, Pki, log, parse_metrics, run_agent_to_exit,
-                              scrape, start_agent)
+from lifecycle_common import FAR_AHEAD, LONG_AGO, Pki, log, run_agent_to_exit, start_agent
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-PEERS = os.path.join(HERE, "attack_peers.py")
 TICKET_CLIENT = os.path.join(BUILD, "tests", "integration", "ticket_client")
-TD = "meshtls.local"
 ROOT_ID = f"spiffe://{TD}/ns/root/sa/admin"
 HANDSHAKE_TIMEOUT_MS = 2000
 DETECT_TIMEOUT_MS = 1500
-NOBODY = 65534
-PEER = r"127\.0\.0\.1"
-
-
-def spiffe(path, trust_domain=TD):
-    return f"spiffe://{trust_domain}/{path}"
-
-
-class Verdict:
-    """One attack's result: each aspect True/False once judged; counted stays None only where
-    no counter exists by design (no_counter)."""
-
-    def __init__(self, name, expect_refused=True, no_counter=False, note=None):
-        self.name = name
-        self.expect_refused = expect_refused
-        self.no_counter = no_counter
-        self.note = note
-        self.refused = self.logged = self.counted = None
-        self.problems = []
-        self.evidence = []  # the log line and counter movement, printed with the result
-
-    def judge(self, aspect, ok, message):
-        previous = getattr(self, aspect)
-        setattr(self, aspect, bool(ok) and previous is not False)
-        if not ok:
-            self.problems.append(f"{aspect}: {message}")
-
-    def require(self, ok, message):
-        """A condition outside the three aspects (a by-design plaintext pass must be exact)."""
-        if not ok:
-            self.problems.append(message)
-
-    def finish(self):
-        aspects = ("logged",) + (() if self.no_counter else ("counted",))
-        if self.expect_refused:
-            aspects = ("refused",) + aspects
-        for aspect in aspects:
-            if getattr(self, aspect) is None:
-                self.judge(aspect, False, "never checked (the attack stopped early)")
-
-    def as_expected(self):
-        return (not self.problems and self.refused is self.expect_refused and
-                self.logged is True and
-                (self.counted is None if self.no_counter else self.counted is True))
-
-    def figure(self):
-        entry = {"name": self.name, "expect_refused": self.expect_refused,
-                 "refused": self.refused, "logged": self.logged, "counted": self.counted}
-        if self.note:
-            entry["note"] = self.note
-        return entry
-
-
-def log_line(process, pattern, timeout=5.0):
-    """The first line of process's stderr matching pattern, waiting up to timeout; or None."""
-    found = []
-
-    def present():
-        found[:] = [line for line in process.stderr().splitlines() if re.search(pattern, line)]
-        return bool(found)
-    try:
-        wait_for(present, timeout, pattern)
-    except TestFailure:
-        return None
-    return found[0]
-
-
-class Metrics:
-    """The agent's /metrics for one process: handshake failures by (direction, reason), authz
-    denials and connections opened, by label."""
-
-    def __init__(self, port):
-        self.port = port
-
-    def read(self):
-        return parse_metrics(scrape(self.port))
-
-    @staticmethod
-    def total(samples, name, **labels):
-        return sum(value for (n, sample_labels), value in samples.items()
-                   if n == name and all(dict(sample_labels).get(k) == str(v)
-                                        for k, v in labels.items()))
-
-    def failures(self, samples, pid, direction):
-        counts = {}
-        for (n, sample_labels), value in samples.items():
-            labels = dict(sample_labels)
-            if (n == "handshake_failures_total" and labels.get("pid") == str(pid) and
-                    labels.get("direction") == direction):
-                counts[labels["reason"]] = counts.get(labels["reason"], 0) + value
-        return counts
-
-    def judge_failure(self, verdict, before, pid, direction, reason_class, extra=()):
-        """Waits until exactly one more failure is counted for pid/direction, in reason_class
-        (None: any class); extra: (name, labels, delta) counters that must move too."""
-        start = self.failures(before, pid, direction)
-        state = {}
-
-        def moved():
-            state["samples"] = self.read()
-            now = self.failures(state["samples"], pid, direction)
-            state["delta"] = {r: now.get(r, 0) - start.get(r, 0) for r in now
-                              if now.get(r, 0) != start.get(r, 0)}
-            return sum(state["delta"].values()) >= 1 and all(
-                self.total(state["samples"], name, **labels) -
-                self.total(before, name, **labels) >= delta for name, labels, delta in extra)
-        try:
-            wait_for(moved, 5, "the failure to be counted")
-        except TestFailure:
-            pass
-        delta = state.get("delta", {})
-        verdict.evidence.append(f"handshake_failures_total{{direction={direction}}} +{delta}")
-        if reason_class is None:
-            ok = sum(delta.values()) == 1
-        else:
-            ok = delta == {reason_class: 1}
-        verdict.judge("counted", ok,
-                      f"handshake_failures_total{{pid={pid},direction={direction}}} moved by "
-                      f"{delta}, expected {{{reason_class or 'any'}: 1}}")
-        for name, labels, want in extra:
-            got = self.total(state.get("samples", before), name, **labels) - \
-                self.total(before, name, **labels)
-            verdict.judge("counted", got == want, f"{name}{labels} moved by {got}, expected {want}")
-        return delta
 
 
 class Prober:
@@ -582,9 +457,7 @@ outbound = {{
         verdicts.append(loose_key(mesh, sock, agent_state))
         verdicts.append(impostor_agent(mesh))
         verdicts.append(weak_intermediate(mesh))
-        from attacks_agent import agent_attacks  # local users against the agent (issue 20)
         verdicts.extend(agent_attacks(mesh))
-        from attacks_metrics import metrics_amplification, metrics_squat
         verdicts += [metrics_amplification(mesh), metrics_squat(mesh)]
         log(f"agent attacks done after {time.monotonic() - started:.1f}s")
 
@@ -608,11 +481,6 @@ outbound = {{
                                     for v in failed))
         print(f"{len(verdicts)} attacks refused, logged and counted "
               f"in {time.monotonic() - started:.1f}s")
-
-
-def peer_lines(process, port):
-    """process's log lines about 127.0.0.1:port (an attacker's port, or a rogue server's)."""
-    return [line for line in process.stderr().splitlines() if f"127.0.0.1:{port} " in line]
 
 
 def exec_handover(mesh, config):

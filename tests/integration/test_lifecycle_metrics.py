@@ -61,7 +61,7 @@ def test():
     with Mesh("metrics") as mesh:
         sock, metrics_port = start_agent(mesh, ["--lifetime", "3600"], metrics=True)
         metrics_dir = os.path.join(os.path.dirname(sock), "metrics")
-        # The agent alone creates the files (finding 6 of issue 20): 0755, the agent's own.
+        # The agent alone creates the files: the directory is 0755, the agent's own.
         check(os.stat(metrics_dir).st_mode & 0o7777 == 0o755 and
               os.stat(metrics_dir).st_uid == os.geteuid(),
               f"{metrics_dir} is not mode 0755 owned by the agent")

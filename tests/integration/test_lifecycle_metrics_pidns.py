@@ -1,6 +1,6 @@
-"""Metrics of a workload in its own PID namespace, with the agent in the host's (issue 20,
-finding 6): a meshed client started under `unshare --pid --fork --mount-proc` (it is pid 1 in its
-namespace, as in a container) holds one connection to a meshed echo server on the host.
+"""Metrics of a workload in its own PID namespace, with the agent in the host's: a meshed
+client started under `unshare --pid --fork --mount-proc` (it is pid 1 in its namespace, as in a
+container) holds one connection to a meshed echo server on the host.
 
 Its metrics file must be named by the pid the agent sees (the host pid), its series must show
 under that pid while it runs, and it must survive the agent's sweeps (every 10 s) for as long as

@@ -427,7 +427,7 @@ static void test_resolve_id_exact_exe_not_prefix(void **state)
 }
 
 /*
- * The attack of issue 20: in a user and mount namespace of its own, a caller bind-mounts any
+ * The namespace attack: in a user and mount namespace of its own, a caller bind-mounts any
  * program over the rule's path and runs it. Its namespace names the executable exactly as the
  * rule does; the file is another one, so the rule must not match, and the mismatch is counted.
  */

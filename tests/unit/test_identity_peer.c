@@ -128,7 +128,7 @@ static void test_mt_identity_query_id_untrusted_server_receives_nothing(void **s
 }
 
 /*
- * The impostor of finding 7: a listener run by uid 65534 in place of root's agent. SO_PEERCRED
+ * The impostor: a listener run by uid 65534 in place of root's agent. SO_PEERCRED
  * reports whoever called listen(), which the impostor cannot choose.
  */
 static void test_mt_identity_peer_check_impostor_listener_refused(void **state)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include "../util/addr.h"
@@ -243,14 +244,120 @@ void mt_inherit_hold_copy(int fd, int copy)
         (void)mt_sys_fcntl(copy, F_SETFD, flags | FD_CLOEXEC);
 }
 
-int mt_inherit_spawn_target_to_close(int fd, int target)
+/*
+ * posix_spawn file actions that put a connection of ours not yet started on a new program's fd:
+ * the dup2 is glibc's own, in the child, out of reach of any hook. Should the session start
+ * before the spawn (a non-blocking connect completing in between), the new program would get the
+ * started session's raw socket, so the spawn checks again (mt_inherit_spawn_allowed). A few per
+ * process at most; the oldest is dropped when full, and entries go with their actions object.
+ */
+#define SPAWN_DUPS_MAX 32
+
+struct spawn_dup {
+    const posix_spawn_file_actions_t *actions; /* NULL: free */
+    int fd;
+    int target;
+};
+
+static struct spawn_dup spawn_dups[SPAWN_DUPS_MAX];
+static unsigned spawn_dup_next;
+static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void mt_inherit_after_fork_child(void)
 {
-    if (!cannot_cross_exec(fd))
-        return -1;
-    mt_log_warn("posix_spawn: the mTLS session on fd %d cannot cross exec; fd %d is closed in the "
-                "new program instead of carrying it in clear",
-                fd, target);
-    return target;
+    pthread_mutex_init(&spawn_lock, NULL);
+}
+
+static bool is_ours(int fd)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn != NULL)
+        mt_conn_release(conn);
+    return conn != NULL;
+}
+
+int mt_inherit_spawn_target_to_close(const posix_spawn_file_actions_t *actions, int fd, int target)
+{
+    if (cannot_cross_exec(fd)) {
+        mt_log_warn("posix_spawn: the mTLS session on fd %d cannot cross exec; fd %d is closed in "
+                    "the new program instead of carrying it in clear",
+                    fd, target);
+        return target;
+    }
+    if (is_ours(fd) && !mt_process_is_vfork_child()) {
+        pthread_mutex_lock(&spawn_lock);
+        spawn_dups[spawn_dup_next] = (struct spawn_dup){actions, fd, target};
+        spawn_dup_next = (spawn_dup_next + 1) % SPAWN_DUPS_MAX;
+        pthread_mutex_unlock(&spawn_lock);
+    }
+    return -1;
+}
+
+void mt_inherit_spawn_actions_forget(const posix_spawn_file_actions_t *actions)
+{
+    if (mt_process_is_vfork_child())
+        return;
+    pthread_mutex_lock(&spawn_lock);
+    for (size_t i = 0; i < SPAWN_DUPS_MAX; i++)
+        if (spawn_dups[i].actions == actions)
+            spawn_dups[i].actions = NULL;
+    pthread_mutex_unlock(&spawn_lock);
+}
+
+bool mt_inherit_spawn_allowed(const posix_spawn_file_actions_t *actions, const char *program)
+{
+    if (actions == NULL || mt_table_is_empty())
+        return true;
+    int fd = -1;
+    int target = -1;
+    pthread_mutex_lock(&spawn_lock);
+    for (size_t i = 0; i < SPAWN_DUPS_MAX && fd < 0; i++)
+        if (spawn_dups[i].actions == actions && cannot_cross_exec(spawn_dups[i].fd)) {
+            fd = spawn_dups[i].fd;
+            target = spawn_dups[i].target;
+        }
+    pthread_mutex_unlock(&spawn_lock);
+    if (fd < 0)
+        return true;
+    mt_log_warn(
+        "posix_spawn of %s refused: its file actions put fd %d on fd %d of the new program, "
+        "and the mTLS session on fd %d has started since, so the new program would write "
+        "to it in clear",
+        program != NULL ? program : "?", fd, target, fd);
+    return false;
+}
+
+bool mt_inherit_message_passes_connection(const struct msghdr *message)
+{
+    if (message == NULL || message->msg_controllen == 0 || mt_table_is_empty())
+        return false;
+    struct msghdr *walk = (struct msghdr *)message; /* CMSG_NXTHDR takes no const */
+    for (struct cmsghdr *control = CMSG_FIRSTHDR(walk); control != NULL;
+         control = CMSG_NXTHDR(walk, control)) {
+        if (control->cmsg_level != SOL_SOCKET || control->cmsg_type != SCM_RIGHTS ||
+            control->cmsg_len < CMSG_LEN(0))
+            continue;
+        size_t count = (control->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(control) + i * sizeof(int), sizeof(fd));
+            struct mt_conn *conn = mt_table_acquire(fd);
+            if (conn == NULL)
+                continue;
+            pthread_mutex_lock(&conn->lock);
+            bool meshed = conn->state != MT_CONN_PLAIN;
+            pthread_mutex_unlock(&conn->lock);
+            mt_conn_release(conn);
+            if (meshed) {
+                mt_log_warn("refusing to pass fd %d to another process (SCM_RIGHTS): it is an mTLS "
+                            "connection, which only this process can carry; the receiver would "
+                            "read and write it in clear",
+                            fd);
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 /* Names of one socket (stdin and stdout of an inetd service) become one connection again:

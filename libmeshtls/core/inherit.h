@@ -21,7 +21,9 @@
 #ifndef MT_CORE_INHERIT_H
 #define MT_CORE_INHERIT_H
 
+#include <spawn.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 
 /*
  * The environment the new program should get: envp itself when nothing needs to change, else a
@@ -57,10 +59,30 @@ bool mt_inherit_holds(int fd, bool keep_open);
 void mt_inherit_hold_copy(int fd, int copy);
 
 /*
- * posix_spawn_file_actions_adddup2(fd → target): the target to close in the new program instead
- * when fd's session cannot cross exec (logged), or -1 when the action may stand as asked.
+ * posix_spawn_file_actions_adddup2(fd → target) on actions: the target to close in the new
+ * program instead when fd's session cannot cross exec (logged), or -1 when the action may stand
+ * as asked (a connection of ours not yet started is remembered, for mt_inherit_spawn_allowed).
  */
-int mt_inherit_spawn_target_to_close(int fd, int target);
+int mt_inherit_spawn_target_to_close(const posix_spawn_file_actions_t *actions, int fd, int target);
+
+/* posix_spawn_file_actions_init/destroy: what was remembered of actions goes. */
+void mt_inherit_spawn_actions_forget(const posix_spawn_file_actions_t *actions);
+
+/*
+ * Before posix_spawn of program with actions: false (logged) when they put a connection of ours
+ * on a new program's fd and its session has started since the action was added — the spawn must
+ * then be refused, as the new program would get the session's raw socket.
+ */
+bool mt_inherit_spawn_allowed(const posix_spawn_file_actions_t *actions, const char *program);
+
+/*
+ * sendmsg on a socket that is not ours: true (logged) when its SCM_RIGHTS would pass a meshed
+ * connection to another process, which could only read and write it in clear; refuse the send.
+ */
+bool mt_inherit_message_passes_connection(const struct msghdr *message);
+
+/* In a fork child: the lock of the remembered spawn actions, which another thread may have held. */
+void mt_inherit_after_fork_child(void);
 
 /* In a freshly exec'd program: adopts the connections MESHTLS_INHERIT describes. */
 void mt_inherit_adopt(void);

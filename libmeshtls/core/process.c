@@ -7,6 +7,7 @@
 
 #include "conn.h"
 #include "epoll.h"
+#include "inherit.h"
 #include "process.h"
 #include "runtime.h"
 #include "table.h"
@@ -44,6 +45,7 @@ static void after_fork_child(void)
     mt_table_after_fork_child();
     mt_runtime_after_fork_child();
     mt_epoll_after_fork_child();
+    mt_inherit_after_fork_child();
     mt_table_for_each(child_reset, NULL);
 }
 

@@ -6,24 +6,11 @@
  * on the socket: it is called before anything is exchanged.
  */
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include "../util/sys.h"
 #include "peer.h"
-
-__attribute__((format(printf, 3, 4))) static void say(char *message, size_t size,
-                                                      const char *format, ...)
-{
-    if (message == NULL || size == 0)
-        return;
-    va_list arguments;
-    va_start(arguments, format);
-    vsnprintf(message, size, format, arguments);
-    va_end(arguments);
-}
 
 MT_RESULT mt_identity_peer_check(int fd, const char *socket_path, uid_t agent_uid, char *message,
                                  size_t message_size)
@@ -33,20 +20,19 @@ MT_RESULT mt_identity_peer_check(int fd, const char *socket_path, uid_t agent_ui
     socklen_t length = sizeof(credentials);
     if (mt_sys_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0 ||
         length != sizeof(credentials)) {
-        say(message, message_size,
-            "refusing the agent at %s: its credentials cannot be read (%s), so it cannot be "
-            "told from an impostor",
-            socket_path, strerror(errno));
-        return mt_result_of(MT_ERR_AGENT_UNTRUSTED);
+        return mt_result_explain(message, message_size, MT_ERR_AGENT_UNTRUSTED,
+                                 "refusing the agent at %s: its credentials cannot be read (%s), "
+                                 "so it cannot be told from an impostor",
+                                 socket_path, strerror(errno));
     }
     if (credentials.uid == agent_uid)
         return MT_OK_RESULT;
-    say(message, message_size,
+    return mt_result_explain(
+        message, message_size, MT_ERR_AGENT_UNTRUSTED,
         "refusing the agent at %s: it is served by uid %u (pid %d), expected uid %u "
         "(agent_uid); another program may have taken the agent's socket: check who can write "
         "its directory and restart meshtls-agent, or, if the agent really runs as uid %u, set "
         "agent_uid = %u in the workload's configuration (or MESHTLS_AGENT_UID)",
         socket_path, (unsigned)credentials.uid, (int)credentials.pid, (unsigned)agent_uid,
         (unsigned)credentials.uid, (unsigned)credentials.uid);
-    return mt_result_of(MT_ERR_AGENT_UNTRUSTED);
 }

@@ -237,6 +237,11 @@ MT_EXPORT ssize_t sendmsg(int fd, const struct msghdr *message, int flags)
     struct mt_conn *conn = mt_table_acquire(fd);
     if (conn == NULL) {
         mt_real_init();
+        if (message != NULL && message->msg_controllen > 0 &&
+            mt_inherit_message_passes_connection(message)) {
+            errno = EPERM;
+            return -1;
+        }
         return real_sendmsg(fd, message, flags);
     }
     return finish(conn,
@@ -736,6 +741,8 @@ MT_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_a
                           char *const envp[])
 {
     mt_real_init();
+    if (!mt_inherit_spawn_allowed(actions, path))
+        return EPERM;
     mt_inherit_check_program(path, false);
     char **environment = mt_inherit_environment(path, envp);
     int result = real_posix_spawn(pid, path, actions, attributes, argv, environment);
@@ -743,11 +750,25 @@ MT_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_a
     return result;
 }
 
+MT_EXPORT int posix_spawn_file_actions_init(posix_spawn_file_actions_t *actions)
+{
+    mt_real_init();
+    mt_inherit_spawn_actions_forget(actions);
+    return real_posix_spawn_file_actions_init(actions);
+}
+
+MT_EXPORT int posix_spawn_file_actions_destroy(posix_spawn_file_actions_t *actions)
+{
+    mt_real_init();
+    mt_inherit_spawn_actions_forget(actions);
+    return real_posix_spawn_file_actions_destroy(actions);
+}
+
 MT_EXPORT int posix_spawn_file_actions_adddup2(posix_spawn_file_actions_t *actions, int fd,
                                                int target)
 {
     mt_real_init();
-    int closed = mt_inherit_spawn_target_to_close(fd, target);
+    int closed = mt_inherit_spawn_target_to_close(actions, fd, target);
     if (closed >= 0)
         return posix_spawn_file_actions_addclose(actions, closed);
     return real_posix_spawn_file_actions_adddup2(actions, fd, target);
@@ -758,6 +779,8 @@ MT_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
                            char *const envp[])
 {
     mt_real_init();
+    if (!mt_inherit_spawn_allowed(actions, file))
+        return EPERM;
     mt_inherit_check_program(file, true);
     char **environment = mt_inherit_environment(file, envp);
     int result = real_posix_spawnp(pid, file, actions, attributes, argv, environment);

@@ -19,11 +19,16 @@ TLS. Each serves one connection per client and prints "listening" once ready.
                                      "system" (set inheritable, os.system writing to its fd;
                                      prints the inheritable flag the program reads back),
                                      "posix-spawn" (os.posix_spawn with a dup2 file action).
+  fdpeers.py pass-server PORT WHEN TEXT   accept; read one line first when WHEN is "started"
+                                     (not when "fresh"); then pass the connection to a child
+                                     process over a Unix socket (SCM_RIGHTS), which writes TEXT
+                                     to whatever it receives; prints "passed" or "refused ERRNO".
   fdpeers.py line-client PORT LINE...   for each LINE: send it, read one reply line, print it.
   fdpeers.py read-client PORT        read to EOF, print sha256 and length.
 """
 
 import array
+import errno
 import fcntl
 import hashlib
 import os
@@ -152,6 +157,34 @@ def handler_server(port, how, text):
         connection.close()
 
 
+def pass_server(port, when, text):
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    child = os.fork()
+    if child == 0:
+        ours.close()
+        while True:
+            _, fds, _, _ = socket.recv_fds(theirs, 16, 4)
+            if not fds:
+                os._exit(0)
+            for fd in fds:
+                try:
+                    os.write(fd, text.encode() + b"\n")
+                finally:
+                    os.close(fd)
+    theirs.close()
+    listener = listen(port)
+    while True:
+        connection, _ = listener.accept()
+        if when == "started":
+            connection.makefile("rb").readline()
+        try:
+            socket.send_fds(ours, [b"x"], [connection.fileno()])
+            print("passed", flush=True)
+        except OSError as error:
+            print(f"refused {errno.errorcode.get(error.errno, error.errno)}", flush=True)
+        connection.close()
+
+
 def line_client(port, lines):
     with socket.create_connection(("127.0.0.1", port)) as connection:
         reader = connection.makefile("rb")
@@ -187,6 +220,8 @@ def main():
         inetd_server(port)
     elif mode == "handler-server":
         handler_server(port, sys.argv[3], sys.argv[4])
+    elif mode == "pass-server":
+        pass_server(port, sys.argv[3], sys.argv[4])
     elif mode == "line-client":
         line_client(port, sys.argv[3:])
     elif mode == "read-client":

@@ -253,7 +253,13 @@ class Relay:
                     record.extend(data)
                 destination.sendall(data)
         except OSError:
+            # shutdown first: close() alone neither wakes the other direction's thread blocked in
+            # recv on the same socket nor ends the connection while that recv holds it.
             for s in (source, destination):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
                 try:
                     s.close()
                 except OSError:

@@ -16,10 +16,11 @@ set.
 import os
 import re
 
-from harness import (PYTHON, Mesh, Relay, check, complete_records_prefix, free_port, main,
-                     tls_records, wait_for)
+from harness import (BUILD, PYTHON, Mesh, Relay, check, complete_records_prefix, free_port,
+                     main, tls_records, wait_for)
 
 PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fdpeers.py")
+SPAWN_LATE = os.path.join(BUILD, "tests", "integration", "spawn_late")
 TD = "meshtls.local"
 
 
@@ -104,6 +105,52 @@ def bash_client(mesh, config):
     print("bash: cat found its stdout closed; nothing in clear on the wire")
 
 
+def passed_to_another_process(mesh, config, when):
+    """A meshed server passes the connection to a child process over a Unix socket (SCM_RIGHTS),
+    before its first read ("fresh") or after ("started"): refused with EPERM and logged, and
+    nothing the child would write reaches the wire."""
+    marker = f"PASSED-{when.upper()}-IN-CLEAR-91b4"
+    port = free_port()
+    server = mesh.meshed(f"pass-{when}", [PYTHON, PEERS, "pass-server", str(port), when, marker],
+                         config=config)
+    wait_for(lambda: b"listening" in server.stdout() or server.popen.poll() is not None, 20,
+             f"the {when} pass server to listen")
+    relay = Relay(port)
+    client = mesh.meshed(f"pass-client-{when}", [PYTHON, PEERS, "line-client", str(relay.port),
+                                                 "request"], config=config)
+    client.wait(30)
+    wait_for(lambda: b"passed" in server.stdout() or b"refused" in server.stdout(), 20,
+             f"the {when} pass server to try")
+    relay.stop()
+    check(b"refused EPERM" in server.stdout(),
+          f"{when}: passing the connection was not refused: {server.stdout()!r}")
+    check(marker.encode() not in client.stdout(), f"{when}: the client got {client.stdout()!r}")
+    check_wire(relay, marker, f"SCM_RIGHTS ({when})")
+    wait_for(lambda: "(SCM_RIGHTS): it is an mTLS connection, which only this process can carry"
+             in server.stderr(), 10, f"the {when} pass server's log line")
+    print(f"SCM_RIGHTS ({when}): refused with EPERM; nothing in clear on the wire")
+
+
+def spawn_prepared_early(mesh, config):
+    """posix_spawn file actions set up while the connection is still connecting (the dup2 is
+    glibc's own, in the child): the spawn is refused once the session has started."""
+    marker = "SPAWNED-LATE-IN-CLEAR-c2a8"
+    port = free_port()
+    server = mesh.meshed("late-server", [PYTHON, PEERS, "fork-server", str(port)], config=config)
+    wait_for(lambda: b"listening" in server.stdout() or server.popen.poll() is not None, 20,
+             "the line server to listen")
+    relay = Relay(port)
+    client = mesh.meshed("spawn-late", [SPAWN_LATE, str(relay.port), marker], config=config)
+    client.wait(30)
+    relay.stop()
+    check(b"refused EPERM" in client.stdout(),
+          f"the late posix_spawn was not refused: {client.stdout()!r}\n{client.stderr()[-2000:]}")
+    check_wire(relay, marker, "posix_spawn prepared early")
+    check("posix_spawn of /bin/sh refused: its file actions put fd" in client.stderr(),
+          f"no log line for the refused spawn:\n{client.stderr()[-2000:]}")
+    print("posix_spawn prepared before the handshake: refused once the session started")
+
+
 def test():
     with Mesh("exec-session") as mesh:
         sock = mesh.start_agent()
@@ -116,6 +163,9 @@ def test():
         server_hands_over(mesh, config, "posix-spawn", "cannot cross exec; fd 1 is closed in the "
                                                        "new program instead of carrying it in clear")
         bash_client(mesh, config)
+        passed_to_another_process(mesh, config, "fresh")
+        passed_to_another_process(mesh, config, "started")
+        spawn_prepared_early(mesh, config)
 
 
 if __name__ == "__main__":

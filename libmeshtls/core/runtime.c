@@ -30,11 +30,22 @@ static long long loaded_ms;                 /* when the configuration was loaded
 static bool waiting_for_agent;              /* quiet failures while waiting for it */
 static bool agent_untrusted;                /* the last attempt found an impostor (peer.h) */
 
+/*
+ * How long the first metrics event of a process may wait for the agent's metrics file. It is
+ * asked on the connection path, with the metrics lock held (metrics.h), and a reply takes the
+ * agent well under a millisecond: a slow or hung agent costs one connection this long, then
+ * metrics stay off until the next attempt, instead of agent_timeout_ms.
+ */
+#define METRICS_FILE_TIMEOUT_MS 500
+
 /* The metrics file, from the agent (see metrics.h): asked lazily, on the first event to record. */
 static mt_result request_metrics_file(int *fd, char *message, size_t message_size)
 {
-    return mt_identity_metrics_file(config.agent_socket, (uid_t)config.agent_uid,
-                                    (int)config.agent_timeout_ms, fd, message, message_size);
+    int timeout_ms = config.agent_timeout_ms < METRICS_FILE_TIMEOUT_MS
+                         ? (int)config.agent_timeout_ms
+                         : METRICS_FILE_TIMEOUT_MS;
+    return mt_identity_metrics_file(config.agent_socket, (uid_t)config.agent_uid, timeout_ms, fd,
+                                    message, message_size);
 }
 
 static void load_config(void)

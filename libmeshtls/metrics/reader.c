@@ -531,7 +531,7 @@ struct mt_metrics_scrape {
     size_t processes;
 };
 
-MT_RESULT mt_metrics_scrape_begin(const char *directory,
+MT_RESULT mt_metrics_scrape_begin(const struct mt_metrics_directory *directory,
                                   void (*on_process)(const struct mt_metrics_process *process),
                                   struct mt_metrics_scrape **out)
 {

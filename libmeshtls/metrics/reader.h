@@ -120,7 +120,8 @@ void mt_metrics_render(const struct mt_metrics_collection *collection,
  * each trusted process once, in the first family (to count and report what was dropped).
  */
 struct mt_metrics_scrape;
-MT_RESULT mt_metrics_scrape_begin(const char *directory,
+struct mt_metrics_directory;
+MT_RESULT mt_metrics_scrape_begin(const struct mt_metrics_directory *directory,
                                   void (*on_process)(const struct mt_metrics_process *process),
                                   struct mt_metrics_scrape **scrape);
 bool mt_metrics_scrape_next(struct mt_metrics_scrape *scrape, struct mt_metrics_text *text);

@@ -511,7 +511,9 @@ static void handle_status_request(struct mt_server *server, struct mt_server_cli
     mt_proto_writer_begin(&builder.writer, reply, REPLY_MAX, MT_PROTO_STATUS_RESPONSE);
     for (size_t i = 0; i < listing.count; i++) {
         struct mt_metrics_process process;
+        /* Another user's processes are passed over before their files are read. */
         if (mt_metrics_process_open(listing.directory_fd, listing.names[i], MT_METRICS_LOAD_ALL,
+                                    sees_all ? NULL : &client->peer.uid,
                                     &process) != MT_METRICS_TRUSTED)
             continue;
         struct mt_server_issued *issued = issued_find(server, process.pid, process.start_time);

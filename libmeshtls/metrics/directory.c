@@ -96,7 +96,7 @@ static void read_exe_label(pid_t pid, char *exe, size_t capacity)
 }
 
 enum mt_metrics_verdict mt_metrics_process_open(int directory_fd, const char *name,
-                                                enum mt_metrics_load what,
+                                                enum mt_metrics_load what, const uid_t *owner,
                                                 struct mt_metrics_process *process)
 {
     pid_t pid = 0;
@@ -111,6 +111,9 @@ enum mt_metrics_verdict mt_metrics_process_open(int directory_fd, const char *na
     snprintf(proc_path, sizeof(proc_path), "/proc/%ld", (long)pid);
     if (stat(proc_path, &proc_status) != 0)
         return MT_METRICS_STALE;
+    /* Before the file is opened: a caller shown only its own processes costs no other's read. */
+    if (owner != NULL && proc_status.st_uid != *owner)
+        return MT_METRICS_SKIPPED;
 
     int fd = openat(directory_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
@@ -222,7 +225,7 @@ MT_RESULT mt_metrics_collect(const struct mt_metrics_directory *directory,
     for (size_t i = 0; i < listing.count; i++) {
         struct mt_metrics_process *process = &collection->processes[collection->count];
         if (mt_metrics_process_open(listing.directory_fd, listing.names[i], MT_METRICS_LOAD_ALL,
-                                    process) == MT_METRICS_TRUSTED)
+                                    NULL, process) == MT_METRICS_TRUSTED)
             collection->count++;
         else
             collection->skipped++;

@@ -74,9 +74,12 @@ enum mt_metrics_verdict {
     MT_METRICS_STALE,   /* its process has exited */
 };
 
-/* Opens directory_fd/name, checks it against the kernel and loads it (see above). */
+/*
+ * Opens directory_fd/name, checks it against the kernel and loads it (see above). With owner
+ * set, a process of any other uid is MT_METRICS_SKIPPED before its file is opened or read.
+ */
 enum mt_metrics_verdict mt_metrics_process_open(int directory_fd, const char *name,
-                                                enum mt_metrics_load what,
+                                                enum mt_metrics_load what, const uid_t *owner,
                                                 struct mt_metrics_process *process);
 
 /* The metrics file names in a directory, read once (at most MT_METRICS_PROCESSES_MAX). */

@@ -67,6 +67,7 @@ struct mt_metrics_process {
     size_t series_dropped; /* published series beyond the per-process limits */
     struct mt_metrics_connection_record *connections; /* open ones, when asked for */
     size_t connection_count;
+    /* Open ones past the limit in the chunk that reached it (later chunks are not read). */
     size_t connections_dropped;
 };
 

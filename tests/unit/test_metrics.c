@@ -227,11 +227,9 @@ static void test_connection_open_past_one_chunk_grows_file(void **state)
     for (size_t i = 0; i < own->connection_count; i++)
         open += own->connections[i].port == 1003;
     assert_int_equal(series, 800);
-    /* The status listing keeps a bounded number of a process's open connections, and counts
-     * the rest. */
+    /* The status listing keeps a bounded number of a process's open connections. */
     assert_true(open <= MT_METRICS_CONNECTIONS_PER_PROCESS_MAX);
     assert_int_equal(own->connection_count, MT_METRICS_CONNECTIONS_PER_PROCESS_MAX);
-    assert_true(own->connection_count + own->connections_dropped >= 800);
     assert_true(own->header.chunk_count > 4);
     mt_metrics_collection_free(&collection);
     for (int i = 0; i < 8; i++)
@@ -629,6 +627,54 @@ static void test_sweep_foreign_entries_left_alone(void **state)
     mt_metrics_directory_close(&swept);
 }
 
+/* An image of a metrics file of chunks full of open connections (the most a file can hold). */
+static uint8_t *connections_image(size_t chunks, size_t *size)
+{
+    *size = MT_METRICS_HEADER_SIZE + chunks * MT_METRICS_CHUNK_SIZE;
+    uint8_t *data = calloc(1, *size);
+    assert_non_null(data);
+    struct mt_metrics_file_header *header = (void *)data;
+    memcpy(header->magic, MT_METRICS_MAGIC, 8);
+    header->version = MT_METRICS_LAYOUT_VERSION;
+    header->header_size = MT_METRICS_HEADER_SIZE;
+    header->chunk_size = MT_METRICS_CHUNK_SIZE;
+    header->chunk_count = (uint32_t)chunks;
+    for (size_t i = 0; i < chunks; i++) {
+        uint8_t *base = data + MT_METRICS_HEADER_SIZE + i * MT_METRICS_CHUNK_SIZE;
+        struct mt_metrics_chunk_header *chunk = (void *)base;
+        chunk->kind = MT_METRICS_CHUNK_CONNECTIONS;
+        chunk->record_size = sizeof(struct mt_metrics_connection_record);
+        chunk->capacity =
+            (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / chunk->record_size;
+        struct mt_metrics_connection_record *records =
+            (void *)(base + MT_METRICS_CHUNK_HEADER_SIZE);
+        for (uint32_t j = 0; j < chunk->capacity; j++)
+            records[j].state = MT_METRICS_CONNECTION_OPEN;
+    }
+    return data;
+}
+
+static void test_process_load_connections_beyond_limit_not_read(void **state)
+{
+    size_t size = 0;
+    uint8_t *data = connections_image(MT_METRICS_CHUNKS_MAX, &size);
+    struct counting_source source = {data, size, 0, 0};
+    struct mt_metrics_process process;
+    assert_true(mt_result_is_ok(
+        mt_metrics_process_load(counting_read_at, &source, size, MT_METRICS_LOAD_ALL, &process)));
+    assert_int_equal(process.connection_count, MT_METRICS_CONNECTIONS_PER_PROCESS_MAX);
+    assert_true(process.connections_dropped > 0);
+    /* The header, every chunk header, and the chunks until the limit: not the 16 MiB file. */
+    size_t per_chunk = (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) /
+                       sizeof(struct mt_metrics_connection_record);
+    size_t chunks_to_limit = (MT_METRICS_CONNECTIONS_PER_PROCESS_MAX + per_chunk - 1) / per_chunk;
+    assert_true(source.bytes <= MT_METRICS_HEADER_SIZE +
+                                    MT_METRICS_CHUNKS_MAX * MT_METRICS_CHUNK_HEADER_SIZE +
+                                    chunks_to_limit * MT_METRICS_CHUNK_SIZE);
+    mt_metrics_process_cleanup(&process);
+    free(data);
+}
+
 static void test_scrape_next_each_family_once_in_bounded_pieces(void **state)
 {
     struct mt_metrics_connection *connection =
@@ -751,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_process_load_file_grown_past_layout_reads_bounded),
         cmocka_unit_test(test_file_create_agent_owned_named_by_attested_pid),
         cmocka_unit_test(test_sweep_foreign_entries_left_alone),
+        cmocka_unit_test(test_process_load_connections_beyond_limit_not_read),
         cmocka_unit_test(test_scrape_next_each_family_once_in_bounded_pieces),
         cmocka_unit_test(test_failure_reason_classify_known_phrases_mapped),
         cmocka_unit_test(test_text_append_label_special_characters_escaped),

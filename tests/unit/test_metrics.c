@@ -675,6 +675,29 @@ static void test_process_load_connections_beyond_limit_not_read(void **state)
     free(data);
 }
 
+static void test_process_open_other_owner_skipped_unread(void **state)
+{
+    struct mt_metrics_connection *connection =
+        mt_metrics_connection_open(false, true, 1008, NULL, "spiffe://td/owner");
+    assert_non_null(connection);
+    char name[MT_METRICS_FILE_NAME_MAX];
+    snprintf(name, sizeof(name), "%ld-%llu.metrics", (long)getpid(), own_start_time());
+    uid_t own = geteuid();
+    uid_t other = own + 1;
+    struct mt_metrics_process process;
+    assert_int_equal(
+        mt_metrics_process_open(metrics_directory.fd, name, MT_METRICS_LOAD_ALL, &other, &process),
+        MT_METRICS_SKIPPED);
+    assert_null(process.series);
+    assert_int_equal(process.header.pid, 0);
+    assert_int_equal(
+        mt_metrics_process_open(metrics_directory.fd, name, MT_METRICS_LOAD_ALL, &own, &process),
+        MT_METRICS_TRUSTED);
+    assert_int_equal(process.pid, getpid());
+    mt_metrics_process_cleanup(&process);
+    mt_metrics_connection_close(connection);
+}
+
 static void test_scrape_next_each_family_once_in_bounded_pieces(void **state)
 {
     struct mt_metrics_connection *connection =
@@ -798,6 +821,7 @@ int main(void)
         cmocka_unit_test(test_file_create_agent_owned_named_by_attested_pid),
         cmocka_unit_test(test_sweep_foreign_entries_left_alone),
         cmocka_unit_test(test_process_load_connections_beyond_limit_not_read),
+        cmocka_unit_test(test_process_open_other_owner_skipped_unread),
         cmocka_unit_test(test_scrape_next_each_family_once_in_bounded_pieces),
         cmocka_unit_test(test_failure_reason_classify_known_phrases_mapped),
         cmocka_unit_test(test_text_append_label_special_characters_escaped),

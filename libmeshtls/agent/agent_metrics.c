@@ -46,35 +46,80 @@ struct mt_agent_stats mt_agent_stats;
 
 struct mt_agent_http {
     struct MHD_Daemon *daemon;
-    char directory[PATH_MAX];
+    /* The event loop's, held open until after the daemon stops; only read here. */
+    const struct mt_metrics_directory *directory;
 };
 
-MT_RESULT mt_agent_metrics_directory_create(const char *directory, char *message,
+/*
+ * Which existing directory the agent takes as its own. It cannot tell a directory it made from
+ * one an operator made (an agent_socket of /srv/app/agent.sock meets /srv/app/metrics), and the
+ * files it creates and sweeps there must never mix with someone else's. So it takes a directory
+ * only when it is what an agent leaves: owned by the agent's uid, holding nothing but
+ * <pid>-<start time>.metrics files, and of mode 0755 (this agent's, after a restart) or 1777
+ * (an older agent's, which let processes create their own files: narrowed to 0755 here, the
+ * files other users left in it are never read or removed). Anything else is refused with the
+ * path and what to do; the agent never chmods a directory it does not take.
+ */
+static MT_RESULT take_existing_directory(struct mt_metrics_directory *directory, mode_t mode,
+                                         char *message, size_t message_size)
+{
+    char foreign[NAME_MAX + 1] = "";
+    if (mode != 0755 && mode != 01777)
+        return mt_result_explain(
+            message, message_size, MT_ERR_IO,
+            "metrics directory %s exists with mode %04o, which no agent gives it (0755, or 1777 "
+            "from an older agent): move it away so that the agent can create its own, or "
+            "choose another --socket",
+            directory->path, (unsigned)mode);
+    if (!mt_metrics_directory_holds_only_metrics_files(directory, foreign, sizeof(foreign)))
+        return mt_result_explain(
+            message, message_size, MT_ERR_IO,
+            "metrics directory %s holds \"%s\", which no agent creates (only "
+            "<pid>-<start time>.metrics files): it is not the agent's directory; move it away "
+            "or choose another --socket",
+            directory->path, foreign);
+    if (mode == 01777) {
+        if (fchmod(directory->fd, 0755) != 0)
+            return mt_result_explain(message, message_size, MT_ERR_IO, "cannot chmod 0755 %s: %s",
+                                     directory->path, strerror(errno));
+        mt_log_info("narrowed metrics directory %s from 1777 (an older agent's) to 0755",
+                    directory->path);
+    }
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_agent_metrics_directory_create(struct mt_metrics_directory *directory, char *message,
                                             size_t message_size)
 {
     MT_ENSURE_REF(directory);
-    if (mkdir(directory, 0755) != 0 && errno != EEXIST)
+    bool created = mkdir(directory->path, 0755) == 0;
+    if (!created && errno != EEXIST)
         return mt_result_explain(message, message_size, MT_ERR_IO,
-                                 "cannot create metrics directory %s: %s", directory,
+                                 "cannot create metrics directory %s: %s", directory->path,
                                  strerror(errno));
+    /* From here on only the descriptor is used (metrics/directory.h). */
+    MT_GUARD(mt_metrics_directory_open(directory, message, message_size));
     struct stat status;
-    if (lstat(directory, &status) != 0 || !S_ISDIR(status.st_mode))
-        return mt_result_explain(
+    mt_result result = MT_OK_RESULT;
+    /* mkdir's mode went through the umask. */
+    if (fstat(directory->fd, &status) != 0 || (created && fchmod(directory->fd, 0755) != 0))
+        result = mt_result_explain(message, message_size, MT_ERR_IO,
+                                   "cannot make metrics directory %s mode 0755: %s",
+                                   directory->path, strerror(errno));
+    else if (!created)
+        result = take_existing_directory(directory, status.st_mode & 07777, message, message_size);
+    /* Whatever was decided above, what is held is what the agent relies on: checked last. */
+    if (mt_result_is_ok(result) && (fstat(directory->fd, &status) != 0 ||
+                                    (status.st_mode & 07777) != 0755 || status.st_uid != geteuid()))
+        result = mt_result_explain(
             message, message_size, MT_ERR_IO,
-            "%s exists and is not a directory: remove it so that the agent can create "
-            "the metrics directory",
-            directory);
-    /* Whoever owns it could plant or replace the files the agent hands to processes. */
-    if (status.st_uid != geteuid())
-        return mt_result_explain(message, message_size, MT_ERR_IO,
-                                 "metrics directory %s belongs to uid %u, not to the agent's uid "
-                                 "%u: remove it so that the agent can create its own",
-                                 directory, (unsigned)status.st_uid, (unsigned)geteuid());
-    /* mkdir's mode went through the umask; an older agent made it 1777 (world-writable). */
-    if ((status.st_mode & 07777) != 0755 && chmod(directory, 0755) != 0)
-        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot chmod 0755 %s: %s",
-                                 directory, strerror(errno));
-    return MT_OK_RESULT;
+            "metrics directory %s is not mode 0755 and owned by uid %u once set up (mode %04o, "
+            "uid %u): something else changes it; stop that and restart the agent",
+            directory->path, (unsigned)geteuid(), (unsigned)(status.st_mode & 07777),
+            (unsigned)status.st_uid);
+    if (!mt_result_is_ok(result))
+        mt_metrics_directory_close(directory);
+    return result;
 }
 
 /* True while the process behind pidfd has not exited (EPERM still proves it exists). */
@@ -105,7 +150,7 @@ static bool attest_start_time(int client_fd, const struct mt_attest_peer *peer,
            again == *start_time;
 }
 
-MT_RESULT mt_agent_metrics_file_create(const char *directory, int client_fd,
+MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *directory, int client_fd,
                                        const struct mt_attest_peer *peer, int *fd,
                                        unsigned long long *start_time, char *message,
                                        size_t message_size)
@@ -321,7 +366,7 @@ static enum MHD_Result handle_request(void *context, struct MHD_Connection *conn
     return result;
 }
 
-MT_RESULT mt_agent_http_start(const char *address, const char *directory,
+MT_RESULT mt_agent_http_start(const char *address, const struct mt_metrics_directory *directory,
                               struct mt_agent_http **http, char *message, size_t message_size)
 {
     MT_ENSURE_REF(address);
@@ -337,7 +382,7 @@ MT_RESULT mt_agent_http_start(const char *address, const char *directory,
             "metrics address \"%s\" is not a numeric host:port (e.g. 127.0.0.1:4191)", address);
     struct mt_agent_http *created = calloc(1, sizeof(*created));
     MT_ENSURE(created != NULL, MT_ERR_NO_MEMORY);
-    snprintf(created->directory, sizeof(created->directory), "%s", directory);
+    created->directory = directory;
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
     if (bind_address.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;

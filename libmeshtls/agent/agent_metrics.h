@@ -54,13 +54,19 @@ struct mt_agent_http;
 
 #define MT_AGENT_SCRAPE_SECONDS_MAX 20
 
+struct mt_metrics_directory;
+
 /*
- * Creates the metrics directory beside the socket: mode 0755, owned by the agent, which alone
- * creates files in it. Refuses a path that exists and is not a directory (or is a symbolic
- * link) or belongs to another user; narrows the mode of one left world-writable by an older
- * agent (the sweep then removes files the agent did not create).
+ * Creates the metrics directory at directory->path (beside the socket) and holds it open in
+ * directory->fd: mode 0755, owned by the agent, which alone creates files in it. An existing
+ * directory is taken only when it is what an agent leaves (owned by the agent's uid, nothing in
+ * it but metrics files, mode 0755, or 1777 from an older agent, which is narrowed to 0755);
+ * anything else (a symbolic link, not a directory, another owner or mode, other entries) is
+ * refused with a message naming the path and what to do. Once open, a directory moved or
+ * replaced at that path (by whoever can write the socket's directory) changes nothing: the
+ * agent keeps using the one it holds, and never follows the path again.
  */
-MT_RESULT mt_agent_metrics_directory_create(const char *directory, char *message,
+MT_RESULT mt_agent_metrics_directory_create(struct mt_metrics_directory *directory, char *message,
                                             size_t message_size);
 
 struct mt_attest_peer;
@@ -74,16 +80,17 @@ struct mt_attest_peer;
  * MT_ERR_AGENT_REFUSED when the caller cannot be attested (a pid the agent cannot see, a caller
  * that exited), MT_ERR_IO when the file cannot be made; message says which.
  */
-MT_RESULT mt_agent_metrics_file_create(const char *directory, int client_fd,
+MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *directory, int client_fd,
                                        const struct mt_attest_peer *peer, int *fd,
                                        unsigned long long *start_time, char *message,
                                        size_t message_size);
 
 /*
  * Starts serving address ("host:port", "[v6]:port"; "off" starts nothing and sets *http NULL)
- * with the files of directory. Fails when the address cannot be bound.
+ * with the files of directory, which must stay open until mt_agent_http_stop. Fails when the
+ * address cannot be bound.
  */
-MT_RESULT mt_agent_http_start(const char *address, const char *directory,
+MT_RESULT mt_agent_http_start(const char *address, const struct mt_metrics_directory *directory,
                               struct mt_agent_http **http, char *message, size_t message_size);
 void mt_agent_http_stop(struct mt_agent_http *http);
 

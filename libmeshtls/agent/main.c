@@ -239,18 +239,18 @@ int main(int argc, char **argv)
     mt_issuer_describe(&issuer, description, sizeof(description));
     mt_log_info("%s %s", created ? "created" : "loaded", description);
     /* After the signal mask is set: libmicrohttpd's thread inherits it and never takes SIGTERM. */
-    if (!mt_result_is_ok(mt_agent_metrics_directory_create(server.metrics_directory, message,
+    if (!mt_result_is_ok(mt_agent_metrics_directory_create(&server.metrics_directory, message,
                                                            sizeof(message)))) {
         mt_log_error("%s", message);
         goto out;
     }
     /* Identities matter more than metrics: an address in use costs the endpoint, not the agent. */
-    if (!mt_result_is_ok(mt_agent_http_start(config.metrics_address, server.metrics_directory,
+    if (!mt_result_is_ok(mt_agent_http_start(config.metrics_address, &server.metrics_directory,
                                              &http, message, sizeof(message))))
         mt_log_error("%s; serving identities without a metrics endpoint", message);
     if (http != NULL)
         mt_log_info("metrics on http://%s/metrics from %s", config.metrics_address,
-                    server.metrics_directory);
+                    server.metrics_directory.path);
     mt_log_info("serving %s: leaf lifetime %u s, %zu rule(s)%s%s", arguments.socket_path,
                 (unsigned)config.lifetime_seconds, config.rule_count,
                 config.source[0] != '\0' ? " from " : "", config.source);

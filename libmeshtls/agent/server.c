@@ -159,8 +159,9 @@ MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
     server->listen_fd = -1;
     server->config = config;
     server->issuer = issuer;
-    if (!mt_metrics_directory_for_socket(socket_path, server->metrics_directory,
-                                         sizeof(server->metrics_directory)))
+    server->metrics_directory.fd = -1;
+    if (!mt_metrics_directory_for_socket(socket_path, server->metrics_directory.path,
+                                         sizeof(server->metrics_directory.path)))
         return mt_result_explain(message, message_size, MT_ERR_TOO_LONG, "socket path too long");
     if (socket_path[0] == '\0' || strlen(socket_path) >= sizeof(server->socket_path))
         return mt_result_explain(message, message_size, MT_ERR_TOO_LONG,
@@ -494,7 +495,7 @@ static void handle_status_request(struct mt_server *server, struct mt_server_cli
     bool sees_all = client->peer.uid == 0 || client->peer.uid == geteuid();
     /* One process's file at a time, each bounded (metrics/reader.h): the reply is, anyway. */
     struct mt_metrics_listing listing;
-    if (!mt_result_is_ok(mt_metrics_listing_read(server->metrics_directory, &listing)))
+    if (!mt_result_is_ok(mt_metrics_listing_read(&server->metrics_directory, &listing)))
         mt_metrics_listing_free(&listing);
     issued_sweep(server);
     uint8_t *reply = malloc(REPLY_MAX);
@@ -510,7 +511,9 @@ static void handle_status_request(struct mt_server *server, struct mt_server_cli
     mt_proto_writer_begin(&builder.writer, reply, REPLY_MAX, MT_PROTO_STATUS_RESPONSE);
     for (size_t i = 0; i < listing.count; i++) {
         struct mt_metrics_process process;
+        /* Another user's processes are passed over before their files are read. */
         if (mt_metrics_process_open(listing.directory_fd, listing.names[i], MT_METRICS_LOAD_ALL,
+                                    sees_all ? NULL : &client->peer.uid,
                                     &process) != MT_METRICS_TRUSTED)
             continue;
         struct mt_server_issued *issued = issued_find(server, process.pid, process.start_time);
@@ -636,8 +639,9 @@ static void handle_metrics_file_request(struct mt_server *server, struct mt_serv
     char text[PATH_MAX + 160];
     int fd = -1;
     unsigned long long start_time = 0;
-    mt_result result = mt_agent_metrics_file_create(
-        server->metrics_directory, client->fd, &client->peer, &fd, &start_time, text, sizeof(text));
+    mt_result result =
+        mt_agent_metrics_file_create(&server->metrics_directory, client->fd, &client->peer, &fd,
+                                     &start_time, text, sizeof(text));
     if (!mt_result_is_ok(result)) {
         client_refuse(client,
                       result.error == MT_ERR_AGENT_REFUSED ? MT_PROTO_ERROR_DENIED
@@ -659,7 +663,7 @@ static void handle_metrics_file_request(struct mt_server *server, struct mt_serv
     }
     mt_log_info("gave pid %ld uid %u exe %s its metrics file %s/%ld-%llu.metrics",
                 (long)client->peer.pid, (unsigned)client->peer.uid, exe_text(&client->peer),
-                server->metrics_directory, (long)client->peer.pid, start_time);
+                server->metrics_directory.path, (long)client->peer.pid, start_time);
     client->passed_fd = fd;
     client->has_passed_fd = true;
     client_reply(client, reply, length);
@@ -929,11 +933,25 @@ static int poll_timeout(const struct mt_server *server, long long now)
     return earliest <= now ? 0 : (int)(earliest - now);
 }
 
-/* Removes the metrics files of dead processes and forgets what was issued to them. */
+/*
+ * Removes the metrics files of dead processes and forgets what was issued to them. The sweep
+ * works on the directory held open since startup: if its path was since renamed and replaced
+ * (say by a symbolic link to the agent's state directory), the descriptor still names the real
+ * directory and nothing at the new target is touched. That is said once, for the operator.
+ */
 static void sweep_metrics(struct mt_server *server, long long now)
 {
     server->next_sweep_ms = now + MT_SERVER_SWEEP_MS;
-    size_t removed = mt_metrics_sweep(server->metrics_directory);
+    bool moved = server->metrics_directory.fd >= 0 &&
+                 !mt_metrics_directory_is_at_path(&server->metrics_directory);
+    if (moved && !server->metrics_directory_moved)
+        mt_log_warn("metrics directory %s was moved or replaced while the agent ran (whoever can "
+                    "write its parent did it): the agent keeps using the directory it created and "
+                    "touches nothing at that path now; find out who changed it, restore it, and "
+                    "restart the agent",
+                    server->metrics_directory.path);
+    server->metrics_directory_moved = moved;
+    size_t removed = mt_metrics_sweep(&server->metrics_directory);
     if (removed > 0)
         mt_log_debug("removed %zu metrics file(s) of exited processes", removed);
     issued_sweep(server);
@@ -1016,6 +1034,7 @@ void mt_server_close(struct mt_server *server)
         server->issued = NULL;
         server->issued_count = 0;
     }
+    mt_metrics_directory_close(&server->metrics_directory);
     if (server->listen_fd >= 0) {
         close(server->listen_fd);
         server->listen_fd = -1;

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include "../metrics/directory.h"
 #include "../util/result.h"
 #include "agent_config.h"
 #include "issuer.h"
@@ -51,7 +52,9 @@ struct mt_server {
     long long accept_paused_until_ms; /* after EMFILE, so poll does not spin on the listener */
     const struct mt_agent_config *config;
     struct mt_issuer *issuer;
-    char metrics_directory[PATH_MAX];
+    /* Its path set by mt_server_open; opened by mt_agent_metrics_directory_create. */
+    struct mt_metrics_directory metrics_directory;
+    bool metrics_directory_moved;    /* already logged that its path leads elsewhere */
     struct mt_server_issued *issued; /* MT_SERVER_ISSUED_MAX slots */
     size_t issued_count;
     long long next_sweep_ms;

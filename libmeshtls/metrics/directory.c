@@ -4,9 +4,10 @@
  *
  * Owns the names in the directory and the check that a file belongs to a live process. Runs in
  * the agent only, as the agent's user: the files it creates are its own, so a file of another
- * owner was planted and is neither read nor kept. This file must never follow a symbolic link in
- * the directory, never trust a name the agent did not give, and never remove the file of a live
- * process.
+ * owner was planted and is never read. This file must never follow a symbolic link in or to
+ * the directory, never reach the directory through its path once it is open, never trust a name
+ * the agent did not give, never remove anything but a regular file of the agent's with a metrics
+ * file name, and never remove the file of a live process.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -95,7 +96,7 @@ static void read_exe_label(pid_t pid, char *exe, size_t capacity)
 }
 
 enum mt_metrics_verdict mt_metrics_process_open(int directory_fd, const char *name,
-                                                enum mt_metrics_load what,
+                                                enum mt_metrics_load what, const uid_t *owner,
                                                 struct mt_metrics_process *process)
 {
     pid_t pid = 0;
@@ -110,6 +111,9 @@ enum mt_metrics_verdict mt_metrics_process_open(int directory_fd, const char *na
     snprintf(proc_path, sizeof(proc_path), "/proc/%ld", (long)pid);
     if (stat(proc_path, &proc_status) != 0)
         return MT_METRICS_STALE;
+    /* Before the file is opened: a caller shown only its own processes costs no other's read. */
+    if (owner != NULL && proc_status.st_uid != *owner)
+        return MT_METRICS_SKIPPED;
 
     int fd = openat(directory_fd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
@@ -137,12 +141,26 @@ out:
     return verdict;
 }
 
-MT_RESULT mt_metrics_listing_read(const char *directory, struct mt_metrics_listing *listing)
+/*
+ * A descriptor of its own for the held directory: readdir moves the offset of an open file, and
+ * the event loop and the HTTP thread list the same directory at the same time.
+ */
+static int reopen_directory(const struct mt_metrics_directory *directory)
+{
+    if (directory->fd < 0) {
+        errno = ENOENT;
+        return -1;
+    }
+    return openat(directory->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+MT_RESULT mt_metrics_listing_read(const struct mt_metrics_directory *directory,
+                                  struct mt_metrics_listing *listing)
 {
     MT_ENSURE_REF(directory);
     MT_ENSURE_REF(listing);
     memset(listing, 0, sizeof(*listing));
-    listing->directory_fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    listing->directory_fd = reopen_directory(directory);
     if (listing->directory_fd < 0)
         return errno == ENOENT ? MT_OK_RESULT : mt_result_of(MT_ERR_IO);
     int listing_fd = dup(listing->directory_fd);
@@ -191,7 +209,8 @@ void mt_metrics_listing_free(struct mt_metrics_listing *listing)
     listing->directory_fd = -1;
 }
 
-MT_RESULT mt_metrics_collect(const char *directory, struct mt_metrics_collection *collection)
+MT_RESULT mt_metrics_collect(const struct mt_metrics_directory *directory,
+                             struct mt_metrics_collection *collection)
 {
     MT_ENSURE_REF(collection);
     memset(collection, 0, sizeof(*collection));
@@ -206,7 +225,7 @@ MT_RESULT mt_metrics_collect(const char *directory, struct mt_metrics_collection
     for (size_t i = 0; i < listing.count; i++) {
         struct mt_metrics_process *process = &collection->processes[collection->count];
         if (mt_metrics_process_open(listing.directory_fd, listing.names[i], MT_METRICS_LOAD_ALL,
-                                    process) == MT_METRICS_TRUSTED)
+                                    NULL, process) == MT_METRICS_TRUSTED)
             collection->count++;
         else
             collection->skipped++;
@@ -223,6 +242,97 @@ void mt_metrics_collection_free(struct mt_metrics_collection *collection)
         mt_metrics_process_cleanup(&collection->processes[i]);
     free(collection->processes);
     memset(collection, 0, sizeof(*collection));
+}
+
+/* ---- the directory ------------------------------------------------------------------------ */
+
+MT_RESULT mt_metrics_directory_open(struct mt_metrics_directory *directory, char *message,
+                                    size_t message_size)
+{
+    MT_ENSURE_REF(directory);
+    directory->fd = -1;
+    /* O_NOFOLLOW: a symbolic link in place of the directory is refused, not followed. */
+    int fd = open(directory->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && (errno == ENOTDIR || errno == ELOOP))
+        return mt_result_explain(
+            message, message_size, MT_ERR_IO,
+            "%s exists and is not a directory (or is a symbolic link): remove it so that the "
+            "agent can create the metrics directory, or choose another --socket",
+            directory->path);
+    if (fd < 0)
+        return mt_result_explain(message, message_size, MT_ERR_IO,
+                                 "cannot open metrics directory %s: %s", directory->path,
+                                 strerror(errno));
+    struct stat status;
+    if (fstat(fd, &status) != 0 || !S_ISDIR(status.st_mode)) {
+        close(fd);
+        return mt_result_explain(message, message_size, MT_ERR_IO,
+                                 "cannot check metrics directory %s: %s", directory->path,
+                                 strerror(errno));
+    }
+    /* Whoever owns it could plant or replace the files the agent hands to processes. */
+    if (status.st_uid != geteuid()) {
+        close(fd);
+        return mt_result_explain(message, message_size, MT_ERR_IO,
+                                 "metrics directory %s belongs to uid %u, not to the agent's uid "
+                                 "%u: remove it so that the agent can create its own, or choose "
+                                 "another --socket",
+                                 directory->path, (unsigned)status.st_uid, (unsigned)geteuid());
+    }
+    directory->fd = fd;
+    return MT_OK_RESULT;
+}
+
+void mt_metrics_directory_close(struct mt_metrics_directory *directory)
+{
+    if (directory == NULL || directory->fd < 0)
+        return;
+    close(directory->fd);
+    directory->fd = -1;
+}
+
+/* A regular file with a metrics file name: the only kind of entry an agent ever makes. */
+static bool is_metrics_file(int directory_fd, const char *name, struct stat *status)
+{
+    pid_t pid = 0;
+    unsigned long long start_time = 0;
+    return mt_metrics_file_name_parse(name, &pid, &start_time) &&
+           fstatat(directory_fd, name, status, AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISREG(status->st_mode);
+}
+
+bool mt_metrics_directory_holds_only_metrics_files(const struct mt_metrics_directory *directory,
+                                                   char *foreign, size_t foreign_size)
+{
+    int listing_fd = reopen_directory(directory);
+    DIR *entries = listing_fd >= 0 ? fdopendir(listing_fd) : NULL;
+    if (entries == NULL) {
+        if (listing_fd >= 0)
+            close(listing_fd);
+        snprintf(foreign, foreign_size, "(unreadable: %s)", strerror(errno));
+        return false;
+    }
+    bool only = true;
+    struct dirent *entry;
+    while (only && (entry = readdir(entries)) != NULL) {
+        struct stat status;
+        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
+            continue;
+        only = is_metrics_file(dirfd(entries), entry->d_name, &status);
+        if (!only)
+            snprintf(foreign, foreign_size, "%s", entry->d_name);
+    }
+    closedir(entries);
+    return only;
+}
+
+bool mt_metrics_directory_is_at_path(const struct mt_metrics_directory *directory)
+{
+    struct stat held;
+    struct stat named;
+    return directory->fd >= 0 && fstat(directory->fd, &held) == 0 &&
+           fstatat(AT_FDCWD, directory->path, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISDIR(named.st_mode) && named.st_dev == held.st_dev && named.st_ino == held.st_ino;
 }
 
 /* ---- creating and sweeping ----------------------------------------------------------------- */
@@ -245,70 +355,73 @@ static MT_RESULT write_header(int fd, pid_t pid, uid_t uid, unsigned long long s
     return MT_OK_RESULT;
 }
 
-MT_RESULT mt_metrics_file_create(const char *directory, pid_t pid, uid_t uid,
+/* A file the agent made (its owner, regular, a metrics name): the only kind it removes. */
+static bool is_agent_file(int directory_fd, const char *name)
+{
+    struct stat status;
+    return is_metrics_file(directory_fd, name, &status) && status.st_uid == geteuid();
+}
+
+MT_RESULT mt_metrics_file_create(const struct mt_metrics_directory *directory, pid_t pid, uid_t uid,
                                  unsigned long long start_time, int *fd, char *message,
                                  size_t message_size)
 {
     MT_ENSURE_REF(directory);
     MT_ENSURE_REF(fd);
     *fd = -1;
+    MT_ENSURE(directory->fd >= 0, MT_ERR_INVALID_ARGUMENT);
     char name[MT_METRICS_FILE_NAME_MAX];
     snprintf(name, sizeof(name), "%ld-%llu.metrics", (long)pid, start_time);
-    int directory_fd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (directory_fd < 0)
-        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot open %s: %s", directory,
-                                 strerror(errno));
-    /* Same pid and start time: the same process, asking again after an exec. */
-    if (unlinkat(directory_fd, name, 0) != 0 && errno == EISDIR)
-        (void)unlinkat(directory_fd, name, AT_REMOVEDIR);
-    mt_result result = MT_OK_RESULT;
+    /*
+     * Same pid and start time: the same process, asking again after an exec. Only the agent can
+     * add or remove entries in its directory, so what was checked is what is unlinked; anything
+     * else of that name stays and the creation below fails, naming it.
+     */
+    if (is_agent_file(directory->fd, name))
+        (void)unlinkat(directory->fd, name, 0);
     int created =
-        openat(directory_fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        openat(directory->fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (created < 0) {
-        result = mt_result_explain(message, message_size, MT_ERR_IO, "cannot create %s/%s: %s",
-                                   directory, name, strerror(errno));
-        goto out;
+        int saved = errno;
+        return mt_result_explain(
+            message, message_size, MT_ERR_IO, "cannot create %s/%s: %s%s", directory->path, name,
+            strerror(saved),
+            saved == EEXIST ? " (an entry the agent did not make has this name: remove it)" : "");
     }
     /* The umask may have changed the mode; nobody but the agent opens the file by name. */
-    result = fchmod(created, 0600) == 0 ? write_header(created, pid, uid, start_time)
-                                        : mt_result_of(MT_ERR_IO);
+    mt_result result = fchmod(created, 0600) == 0 ? write_header(created, pid, uid, start_time)
+                                                  : mt_result_of(MT_ERR_IO);
     if (!mt_result_is_ok(result)) {
         result = mt_result_explain(message, message_size, MT_ERR_IO, "cannot initialise %s/%s: %s",
-                                   directory, name, strerror(errno));
+                                   directory->path, name, strerror(errno));
         close(created);
-        (void)unlinkat(directory_fd, name, 0);
-        goto out;
+        (void)unlinkat(directory->fd, name, 0);
+        return result;
     }
     *fd = created;
-
-out:
-    close(directory_fd);
-    return result;
+    return MT_OK_RESULT;
 }
 
-size_t mt_metrics_sweep(const char *directory)
+size_t mt_metrics_sweep(const struct mt_metrics_directory *directory)
 {
-    DIR *listing = directory != NULL ? opendir(directory) : NULL;
-    if (listing == NULL)
+    int listing_fd = directory != NULL ? reopen_directory(directory) : -1;
+    DIR *listing = listing_fd >= 0 ? fdopendir(listing_fd) : NULL;
+    if (listing == NULL) {
+        if (listing_fd >= 0)
+            close(listing_fd);
         return 0;
+    }
     size_t removed = 0;
     struct dirent *entry;
     while ((entry = readdir(listing)) != NULL) {
-        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
-            continue;
         pid_t pid = 0;
         unsigned long long start_time = 0;
-        struct stat status;
-        bool ours = fstatat(dirfd(listing), entry->d_name, &status, AT_SYMLINK_NOFOLLOW) == 0 &&
-                    S_ISREG(status.st_mode) && status.st_uid == geteuid() &&
-                    mt_metrics_file_name_parse(entry->d_name, &pid, &start_time);
-        if (ours && is_alive(pid, start_time))
+        /* Never a directory (no AT_REMOVEDIR), never a name or an owner the agent did not give. */
+        if (!is_agent_file(directory->fd, entry->d_name) ||
+            !mt_metrics_file_name_parse(entry->d_name, &pid, &start_time) ||
+            is_alive(pid, start_time))
             continue;
-        int flags = fstatat(dirfd(listing), entry->d_name, &status, AT_SYMLINK_NOFOLLOW) == 0 &&
-                            S_ISDIR(status.st_mode)
-                        ? AT_REMOVEDIR
-                        : 0;
-        if (unlinkat(dirfd(listing), entry->d_name, flags) == 0)
+        if (unlinkat(directory->fd, entry->d_name, 0) == 0)
             removed++;
     }
     closedir(listing);

@@ -6,10 +6,16 @@
  * PID namespace sees it) and start time it attested, owned by the agent, mode 0600, with the
  * header written, and hands the open file to the process. Because nobody else can create a file
  * here, a name is proof of who it belongs to; files whose process has exited are swept.
+ *
+ * The directory is opened once (struct mt_metrics_directory) and every later operation goes
+ * through that descriptor with *at calls, never through the path again: whoever can write the
+ * socket's directory can rename the metrics directory and put a symbolic link in its place, and
+ * the agent (often root) must not then create, list or remove files wherever the link points.
  */
 #ifndef MT_METRICS_DIRECTORY_H
 #define MT_METRICS_DIRECTORY_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -20,20 +26,47 @@
 /* The file name of a process: "<pid>-<start time>.metrics". */
 #define MT_METRICS_FILE_NAME_MAX 48
 
+/* The metrics directory, held open: path only names it in messages. */
+struct mt_metrics_directory {
+    int fd; /* -1 until opened */
+    char path[PATH_MAX];
+};
+
 /*
- * Creates the file for the attested process (replacing one of the same name: the process's
- * earlier image, before an exec) and returns it open for reading and writing in *fd, sized to
- * its header and initialised. message says what failed.
+ * Opens directory->path once, never through a symbolic link in its last component, and checks
+ * on the open descriptor that it is a directory owned by the caller's effective uid. The mode is
+ * the caller's decision (the agent's: agent_metrics.h). MT_ERR_IO with message naming the path
+ * and what to do otherwise.
  */
-MT_RESULT mt_metrics_file_create(const char *directory, pid_t pid, uid_t uid,
+MT_RESULT mt_metrics_directory_open(struct mt_metrics_directory *directory, char *message,
+                                    size_t message_size);
+void mt_metrics_directory_close(struct mt_metrics_directory *directory);
+
+/*
+ * False when the directory holds an entry no agent leaves there (anything but a regular file
+ * with a metrics file name); foreign is then its name. Startup only: it reads every entry.
+ */
+bool mt_metrics_directory_holds_only_metrics_files(const struct mt_metrics_directory *directory,
+                                                   char *foreign, size_t foreign_size);
+
+/* True while directory->path still leads to the directory held open (not moved or replaced). */
+bool mt_metrics_directory_is_at_path(const struct mt_metrics_directory *directory);
+
+/*
+ * Creates the file for the attested process (replacing one of the same name that the agent
+ * made: the process's earlier image, before an exec) and returns it open for reading and
+ * writing in *fd, sized to its header and initialised. message says what failed.
+ */
+MT_RESULT mt_metrics_file_create(const struct mt_metrics_directory *directory, pid_t pid, uid_t uid,
                                  unsigned long long start_time, int *fd, char *message,
                                  size_t message_size);
 
 /*
- * Removes the files of exited processes, and anything the agent did not create (a file of
- * another owner, left from when the directory was world-writable). Returns how many.
+ * Removes the files of exited processes: regular files owned by the agent with a metrics file
+ * name whose process is gone. Nothing else is ever removed (not another owner's file, not a
+ * directory, not another name). Returns how many.
  */
-size_t mt_metrics_sweep(const char *directory);
+size_t mt_metrics_sweep(const struct mt_metrics_directory *directory);
 
 enum mt_metrics_verdict {
     MT_METRICS_TRUSTED,
@@ -41,9 +74,12 @@ enum mt_metrics_verdict {
     MT_METRICS_STALE,   /* its process has exited */
 };
 
-/* Opens directory_fd/name, checks it against the kernel and loads it (see above). */
+/*
+ * Opens directory_fd/name, checks it against the kernel and loads it (see above). With owner
+ * set, a process of any other uid is MT_METRICS_SKIPPED before its file is opened or read.
+ */
 enum mt_metrics_verdict mt_metrics_process_open(int directory_fd, const char *name,
-                                                enum mt_metrics_load what,
+                                                enum mt_metrics_load what, const uid_t *owner,
                                                 struct mt_metrics_process *process);
 
 /* The metrics file names in a directory, read once (at most MT_METRICS_PROCESSES_MAX). */
@@ -53,13 +89,16 @@ struct mt_metrics_listing {
     size_t count;
 };
 
-MT_RESULT mt_metrics_listing_read(const char *directory, struct mt_metrics_listing *listing);
+/* An unopened directory (fd -1) lists nothing. */
+MT_RESULT mt_metrics_listing_read(const struct mt_metrics_directory *directory,
+                                  struct mt_metrics_listing *listing);
 void mt_metrics_listing_free(struct mt_metrics_listing *listing);
 
 /* "<pid>-<start time>.metrics" → pid and start time; false for any other name. */
 bool mt_metrics_file_name_parse(const char *name, pid_t *pid, unsigned long long *start_time);
 
 /* Every trusted process of directory at once (see struct mt_metrics_collection). */
-MT_RESULT mt_metrics_collect(const char *directory, struct mt_metrics_collection *collection);
+MT_RESULT mt_metrics_collect(const struct mt_metrics_directory *directory,
+                             struct mt_metrics_collection *collection);
 
 #endif

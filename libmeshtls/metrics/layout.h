@@ -192,9 +192,10 @@ _Static_assert(sizeof(struct mt_metrics_connection_record) % 8 == 0,
 
 /*
  * The start time (field 22, clock ticks after boot) in the text of a /proc/<pid>/stat file,
- * NUL-terminated: together with the pid it names a process's metrics file. The writer reads its
- * own stat with raw system calls, the reader any process's with libc; both parse it here. The
- * command name (field 2) may hold spaces and parentheses: fields are counted from the last ')'.
+ * NUL-terminated: together with the pid it names a process's metrics file. The agent reads it
+ * when it creates a process's file and when it checks that the file's process is still alive;
+ * the process itself never names its file (the agent tells it). The command name (field 2) may
+ * hold spaces and parentheses: fields are counted from the last ')'.
  */
 static inline bool mt_metrics_stat_start_time(const char *stat_text, unsigned long long *start_time)
 {

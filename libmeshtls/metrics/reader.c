@@ -209,7 +209,9 @@ static MT_RESULT load_chunks(mt_metrics_read_at read_at, void *source, size_t ch
                                  &label_bytes);
             continue;
         }
-        if (what != MT_METRICS_LOAD_ALL)
+        /* At the limit, the rest of the connection chunks (64 KiB each) are not even read. */
+        if (what != MT_METRICS_LOAD_ALL ||
+            process->connection_count == MT_METRICS_CONNECTIONS_PER_PROCESS_MAX)
             continue;
         if (scratch == NULL)
             scratch = malloc(MT_METRICS_CHUNK_SIZE);
@@ -531,7 +533,7 @@ struct mt_metrics_scrape {
     size_t processes;
 };
 
-MT_RESULT mt_metrics_scrape_begin(const char *directory,
+MT_RESULT mt_metrics_scrape_begin(const struct mt_metrics_directory *directory,
                                   void (*on_process)(const struct mt_metrics_process *process),
                                   struct mt_metrics_scrape **out)
 {
@@ -568,7 +570,7 @@ bool mt_metrics_scrape_next(struct mt_metrics_scrape *scrape, struct mt_metrics_
                                             ? MT_METRICS_LOAD_SERIES
                                             : MT_METRICS_LOAD_HEADER;
             if (mt_metrics_process_open(scrape->listing.directory_fd,
-                                        scrape->listing.names[scrape->next++], what,
+                                        scrape->listing.names[scrape->next++], what, NULL,
                                         &process) != MT_METRICS_TRUSTED)
                 continue;
             if (scrape->family == 0) {

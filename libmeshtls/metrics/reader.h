@@ -67,6 +67,7 @@ struct mt_metrics_process {
     size_t series_dropped; /* published series beyond the per-process limits */
     struct mt_metrics_connection_record *connections; /* open ones, when asked for */
     size_t connection_count;
+    /* Open ones past the limit in the chunk that reached it (later chunks are not read). */
     size_t connections_dropped;
 };
 
@@ -120,7 +121,8 @@ void mt_metrics_render(const struct mt_metrics_collection *collection,
  * each trusted process once, in the first family (to count and report what was dropped).
  */
 struct mt_metrics_scrape;
-MT_RESULT mt_metrics_scrape_begin(const char *directory,
+struct mt_metrics_directory;
+MT_RESULT mt_metrics_scrape_begin(const struct mt_metrics_directory *directory,
                                   void (*on_process)(const struct mt_metrics_process *process),
                                   struct mt_metrics_scrape **scrape);
 bool mt_metrics_scrape_next(struct mt_metrics_scrape *scrape, struct mt_metrics_text *text);

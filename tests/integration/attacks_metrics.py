@@ -26,14 +26,25 @@ metrics_squat  uid 65534 predicts a victim's metrics file name (<pid>-<start tim
       logged   the agent logs the victim's metrics file, named by its attested pid;
       counted  tcp_open_total of the victim's pid shows its one connection.
 
-Run alone (python3 attacks_metrics.py, with MESHTLS_BUILD_DIR) for both verdicts without the rest
-of the suite.
+metrics_directory_swap  whoever can write the socket's directory (a read-write hostPath) renames
+    the agent's metrics directory and puts a symbolic link in its place, to a directory standing
+    in for the agent's state (a key, and a file named like an exited process's metrics file);
+    a file of another name is in the real metrics directory. Sweeps run before and after.
+      refused  after two sweeps past the swap every canary is still there: the agent sweeps the
+               directory it holds open (a dead process's file put there is removed), never the
+               link's target, and never a name it did not give;
+      logged   the agent warns that its metrics directory was moved or replaced;
+      counted  no counter (the agent acts on nothing at the new path; the warning is once).
+
+Run alone (python3 attacks_metrics.py [squat|amplification|swap ...], with MESHTLS_BUILD_DIR) for
+these verdicts without the rest of the suite.
 """
 
 import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 
@@ -458,6 +469,69 @@ def metrics_squat(mesh):
     return verdict
 
 
+# The agent sweeps every MT_SERVER_SWEEP_MS (10 s, agent/server.h): a sweep is seen when a file
+# named like an exited process's (a pid above any pid_max) disappears.
+SWEEP_WAIT_SECONDS = 30
+DEAD_PID = 999999990
+
+
+def swept(path, timeout=SWEEP_WAIT_SECONDS):
+    """Puts a dead process's metrics file at path (a name the agent gives, owned by the agent's
+    uid) and waits for a sweep to remove it; False when none did in time."""
+    with open(path, "w") as f:
+        f.write("dead process\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not os.path.lexists(path):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def metrics_directory_swap(mesh):
+    verdict = Verdict("31 the metrics directory is swapped for a symbolic link under the agent",
+                      no_counter=True,
+                      note="no counter: nothing is done at the new path; the agent warns once")
+    name = "swap-agent"
+    metrics_dir = moved = None
+    try:
+        sock, _ = start_agent(mesh, ["--lifetime", "3600"], name=name)
+        agent = [p for p in mesh.processes if p.name == name][-1]
+        metrics_dir = os.path.join(os.path.dirname(sock), "metrics")
+        moved = metrics_dir + ".moved"
+        target = os.path.join(mesh.dir, "swap-state")
+        os.makedirs(target, mode=0o700)
+        canaries = [os.path.join(target, "ca.key"),
+                    os.path.join(target, f"{DEAD_PID}-1.metrics"),
+                    os.path.join(moved, "notes.txt")]
+        for path in canaries[:2] + [os.path.join(metrics_dir, "notes.txt")]:
+            with open(path, "w") as f:
+                f.write("canary\n")
+        before = swept(os.path.join(metrics_dir, f"{DEAD_PID + 1}-1.metrics"))
+        verdict.evidence.append(f"a sweep ran before the swap: {before}")
+        os.rename(metrics_dir, moved)
+        os.symlink(target, metrics_dir)
+        after = [swept(os.path.join(moved, f"{DEAD_PID + n}-1.metrics")) for n in (2, 3)]
+        verdict.evidence.append(f"sweeps of the held directory after the swap: {after}")
+        check(agent.popen.poll() is None, f"the agent exited:\n{agent.stderr()[-1500:]}")
+        missing = [path for path in canaries if not os.path.lexists(path)]
+        verdict.judge("refused", not missing and all(after),
+                      f"after the swap, the agent removed {missing}; sweeps of the directory "
+                      f"it created seen: {after}")
+        line = log_line(agent, r"warn: metrics directory .* was moved or replaced", timeout=10)
+        verdict.evidence.append(f"agent: {line[:200] if line else None}")
+        verdict.judge("logged", line is not None,
+                      f"the agent did not say its metrics directory was replaced:\n"
+                      f"{agent.stderr()[-1500:]}")
+    except (TestFailure, OSError, subprocess.SubprocessError) as error:
+        verdict.judge("refused", False, f"{type(error).__name__}: {error}")
+    finally:
+        if metrics_dir is not None and os.path.islink(metrics_dir) and os.path.isdir(moved):
+            os.unlink(metrics_dir)
+            os.rename(moved, metrics_dir)
+    return verdict
+
+
 ECHO_SERVER = r"""
 import socketserver, sys
 class Echo(socketserver.BaseRequestHandler):
@@ -477,7 +551,10 @@ Server(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()
 if __name__ == "__main__":
     def run_alone():
         with Mesh("attacks-metrics") as mesh:
-            verdicts = [metrics_squat(mesh), metrics_amplification(mesh)]
+            chosen = sys.argv[1:] or ["squat", "amplification", "swap"]
+            attacks = {"squat": metrics_squat, "amplification": metrics_amplification,
+                       "swap": metrics_directory_swap}
+            verdicts = [attacks[name](mesh) for name in chosen]
             for verdict in verdicts:
                 verdict.finish()
                 print(f"{'ok  ' if verdict.as_expected() else 'FAIL'} refused={verdict.refused} "

@@ -61,7 +61,7 @@ from attack_verdicts import (NOBODY, PEER, PEERS, TD, Metrics, Verdict, log_line
 from attacks_agent import agent_attacks
 from attacks_identity import (SVID_RULE_ATTACKS, impostor_agent, svid_rule_specs,
                               weak_intermediate)
-from attacks_metrics import metrics_amplification, metrics_squat
+from attacks_metrics import metrics_amplification, metrics_directory_swap, metrics_squat
 from harness import (BUILD, PYTHON, Mesh, TestFailure, base_env, check, free_port, main,
                      port_listening, random_token, wait_for)
 from lifecycle_common import FAR_AHEAD, LONG_AGO, Pki, log, run_agent_to_exit, start_agent
@@ -459,6 +459,7 @@ outbound = {{
         verdicts.append(weak_intermediate(mesh))
         verdicts.extend(agent_attacks(mesh))
         verdicts += [metrics_amplification(mesh), metrics_squat(mesh)]
+        verdicts.append(metrics_directory_swap(mesh))
         log(f"agent attacks done after {time.monotonic() - started:.1f}s")
 
         for verdict in verdicts:

@@ -4,14 +4,20 @@ exactly N+1 opens, N closes, 1 open connection and the exact application bytes o
 the exposition must pass the Prometheus text parser (python3-prometheus-client) and, when
 installed, `promtool check metrics`. STATUS (what `meshtls status` prints) must list both
 processes with their identity and the held connection as mTLS.
+
+An existing metrics directory is taken only when it is what an agent leaves (nothing in it but
+metrics files, mode 0755, or 1777 from an older agent, narrowed): a directory of other files, of
+another mode, or a symbolic link makes the agent refuse to start, naming the path.
 """
 
 import os
+import shutil
 import subprocess
 
-from harness import MESHTLS, PYTHON, Mesh, check, free_port, main, wait_for
-from lifecycle_common import (log, parse_metrics, promtool_check, scrape, serve_payload,
-                              start_agent, status_records)
+from harness import (AGENT, ASAN_RUNTIME, MESHTLS, PYTHON, Mesh, base_env, check, free_port,
+                     main, wait_agent_ready, wait_for)
+from lifecycle_common import (log, parse_metrics, promtool_check, run_agent_to_exit, scrape,
+                              serve_payload, start_agent, status_records)
 
 N = 5
 PAYLOAD = 12345
@@ -133,6 +139,59 @@ def test():
         open(stop_file, "w").close()
         client.wait(30)
         log(f"metrics exact for {N} requests + 1 held connection")
+        existing_directories(mesh)
+
+
+def existing_directories(mesh):
+    """The agent refuses a metrics directory it cannot have made, and narrows an older agent's."""
+    workdir = os.path.join(mesh.dir, "existing")
+    metrics_dir = os.path.join(workdir, "metrics")
+    elsewhere = os.path.join(mesh.dir, "elsewhere")
+    os.makedirs(elsewhere)
+    for name, prepare, expected in (
+            ("other files", lambda: open(os.path.join(metrics_dir, "app.conf"), "w").close(),
+             f'metrics directory {metrics_dir} holds "app.conf", which no agent creates'),
+            ("another mode", lambda: os.chmod(metrics_dir, 0o750),
+             f"metrics directory {metrics_dir} exists with mode 0750"),
+            ("a symbolic link", lambda: (os.rmdir(metrics_dir), os.symlink(elsewhere, metrics_dir)),
+             f"{metrics_dir} exists and is not a directory (or is a symbolic link)")):
+        os.makedirs(workdir, exist_ok=True)
+        os.mkdir(metrics_dir, 0o755)
+        os.chmod(metrics_dir, 0o755)
+        prepare()
+        status, stderr = run_agent_to_exit([], workdir)
+        check(status != 0 and expected in stderr,
+              f"an existing metrics directory with {name}: exit {status}, expected the agent to "
+              f"refuse with \"{expected}\":\n{stderr[-1500:]}")
+        check(os.stat(metrics_dir).st_mode & 0o7777 == (0o750 if name == "another mode" else 0o755),
+              f"the agent changed the mode of a metrics directory it refused ({name})")
+        shutil.rmtree(workdir)
+    # An older agent's: 1777, files of processes left in it; narrowed, and those stay.
+    os.makedirs(metrics_dir)
+    os.chmod(metrics_dir, 0o1777)
+    left = os.path.join(metrics_dir, "999999990-1.metrics")
+    open(left, "w").close()
+    os.chown(left, 65534, 65534)
+    sock = os.path.join(workdir, "agent.sock")
+    agent = mesh.spawn("older-directory-agent",
+                       [AGENT, "--socket", sock, "--state-dir", os.path.join(workdir, "state"),
+                        "--metrics-address", "off"], env=agent_env())
+    wait_agent_ready(agent, sock, "the agent given an older agent's metrics directory")
+    check(os.stat(metrics_dir).st_mode & 0o7777 == 0o755,
+          f"the agent did not narrow an older agent's 1777 {metrics_dir} to 0755")
+    check(os.path.exists(left), "the agent removed a file another user left in the directory")
+    check("narrowed metrics directory" in agent.stderr(),
+          f"the agent did not say it narrowed {metrics_dir}:\n{agent.stderr()[-1500:]}")
+    agent.popen.terminate()
+    agent.popen.wait(20)
+    log("an existing metrics directory is refused unless an agent left it")
+
+
+def agent_env():
+    env = base_env()
+    if ASAN_RUNTIME:
+        env.pop("LD_PRELOAD", None)
+    return env
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@
 #include "metrics/reader.h"
 
 static char directory[256];
+static struct mt_metrics_directory metrics_directory = {.fd = -1};
 static char socket_path[256];
 static int files_given;
 
@@ -46,8 +47,8 @@ static unsigned long long own_start_time(void)
 static mt_result agent_like_source(int *fd, char *message, size_t message_size)
 {
     files_given++;
-    return mt_metrics_file_create(directory, getpid(), geteuid(), own_start_time(), fd, message,
-                                  message_size);
+    return mt_metrics_file_create(&metrics_directory, getpid(), geteuid(), own_start_time(), fd,
+                                  message, message_size);
 }
 
 static int setup_directory(void **state)
@@ -59,12 +60,16 @@ static int setup_directory(void **state)
     snprintf(directory, sizeof(directory), "%s/metrics", template);
     if (mkdir(directory, 0755) != 0)
         return -1;
+    snprintf(metrics_directory.path, sizeof(metrics_directory.path), "%s", directory);
+    if (!mt_result_is_ok(mt_metrics_directory_open(&metrics_directory, NULL, 0)))
+        return -1;
     mt_metrics_init(agent_like_source);
     return 0;
 }
 
 static int remove_directory(void **state)
 {
+    mt_metrics_directory_close(&metrics_directory);
     char command[600];
     snprintf(command, sizeof(command), "rm -rf '%.*s'",
              (int)(strrchr(socket_path, '/') - socket_path), socket_path);
@@ -75,7 +80,7 @@ static int remove_directory(void **state)
 static struct mt_metrics_collection collect_own(const struct mt_metrics_process **own)
 {
     struct mt_metrics_collection collection;
-    assert_true(mt_result_is_ok(mt_metrics_collect(directory, &collection)));
+    assert_true(mt_result_is_ok(mt_metrics_collect(&metrics_directory, &collection)));
     *own = NULL;
     for (size_t i = 0; i < collection.count; i++)
         if (collection.processes[i].pid == getpid())
@@ -222,11 +227,9 @@ static void test_connection_open_past_one_chunk_grows_file(void **state)
     for (size_t i = 0; i < own->connection_count; i++)
         open += own->connections[i].port == 1003;
     assert_int_equal(series, 800);
-    /* The status listing keeps a bounded number of a process's open connections, and counts
-     * the rest. */
+    /* The status listing keeps a bounded number of a process's open connections. */
     assert_true(open <= MT_METRICS_CONNECTIONS_PER_PROCESS_MAX);
     assert_int_equal(own->connection_count, MT_METRICS_CONNECTIONS_PER_PROCESS_MAX);
-    assert_true(own->connection_count + own->connections_dropped >= 800);
     assert_true(own->header.chunk_count > 4);
     mt_metrics_collection_free(&collection);
     for (int i = 0; i < 8; i++)
@@ -317,7 +320,8 @@ static void test_connection_open_in_fork_child_writes_own_file(void **state)
         const struct mt_metrics_process *own = NULL;
         struct mt_metrics_collection collection;
         int status = 1;
-        if (own_connection != NULL && mt_result_is_ok(mt_metrics_collect(directory, &collection))) {
+        if (own_connection != NULL &&
+            mt_result_is_ok(mt_metrics_collect(&metrics_directory, &collection))) {
             for (size_t i = 0; i < collection.count; i++)
                 if (collection.processes[i].pid == getpid())
                     own = &collection.processes[i];
@@ -340,7 +344,7 @@ static void test_connection_open_in_fork_child_writes_own_file(void **state)
     assert_null(find_series(own, false, true, 1006, "spiffe://td/child"));
     mt_metrics_collection_free(&collection);
     /* The child's file is now stale: the sweep removes it, and only it. */
-    assert_int_equal(mt_metrics_sweep(directory), 1);
+    assert_int_equal(mt_metrics_sweep(&metrics_directory), 1);
     collection = collect_own(&own);
     assert_non_null(find_series(own, false, true, 1006, "spiffe://td/parent"));
     mt_metrics_collection_free(&collection);
@@ -498,14 +502,39 @@ static void test_process_load_file_grown_past_layout_reads_bounded(void **state)
     free(data);
 }
 
+/* A subdirectory of the test's directory, made and opened as the agent does. */
+static struct mt_metrics_directory open_subdirectory(const char *name)
+{
+    struct mt_metrics_directory opened = {.fd = -1};
+    snprintf(opened.path, sizeof(opened.path), "%s/%s", directory, name);
+    assert_int_equal(mkdir(opened.path, 0755), 0);
+    assert_true(mt_result_is_ok(mt_metrics_directory_open(&opened, NULL, 0)));
+    return opened;
+}
+
+static void make_file(const char *directory_path, const char *name)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/%s", directory_path, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+}
+
+static bool exists(const char *directory_path, const char *name)
+{
+    char path[PATH_MAX + 64];
+    struct stat status;
+    snprintf(path, sizeof(path), "%s/%s", directory_path, name);
+    return lstat(path, &status) == 0;
+}
+
 static void test_file_create_agent_owned_named_by_attested_pid(void **state)
 {
-    char created_directory[300];
-    snprintf(created_directory, sizeof(created_directory), "%s/create", directory);
-    assert_int_equal(mkdir(created_directory, 0755), 0);
+    struct mt_metrics_directory created_directory = open_subdirectory("create");
     int fd = -1;
     char message[256] = "";
-    assert_true(mt_result_is_ok(mt_metrics_file_create(created_directory, 4242, 1000, 987654, &fd,
+    assert_true(mt_result_is_ok(mt_metrics_file_create(&created_directory, 4242, 1000, 987654, &fd,
                                                        message, sizeof(message))));
     struct stat status;
     assert_int_equal(fstat(fd, &status), 0);
@@ -519,26 +548,154 @@ static void test_file_create_agent_owned_named_by_attested_pid(void **state)
     assert_int_equal(header.start_time, 987654);
     assert_int_equal(header.chunk_count, 0);
     close(fd);
-    char path[400];
-    snprintf(path, sizeof(path), "%s/4242-987654.metrics", created_directory);
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/4242-987654.metrics", created_directory.path);
     assert_int_equal(stat(path, &status), 0);
     /* The same process asking again (after an exec) gets a new file in place of the old. */
     int old = open(path, O_RDWR);
     assert_true(old >= 0);
     assert_int_equal(pwrite(old, "old", 3, 512), 3);
-    assert_true(mt_result_is_ok(mt_metrics_file_create(created_directory, 4242, 1000, 987654, &fd,
+    assert_true(mt_result_is_ok(mt_metrics_file_create(&created_directory, 4242, 1000, 987654, &fd,
                                                        message, sizeof(message))));
     char marker[3] = "";
     assert_int_equal(pread(fd, marker, sizeof(marker), 512), 3);
     assert_memory_equal(marker, "\0\0\0", 3);
     close(fd);
     close(old);
-    /* No such process: the sweep removes it, and anything the agent did not name. */
-    char planted[400];
-    snprintf(planted, sizeof(planted), "%s/planted", created_directory);
-    assert_int_equal(mkdir(planted, 0700), 0);
-    assert_int_equal(mt_metrics_sweep(created_directory), 2);
-    assert_int_equal(rmdir(created_directory), 0);
+    /* A directory under a process's name is not replaced: its creation fails, naming it. */
+    snprintf(path, sizeof(path), "%s/4243-987654.metrics", created_directory.path);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_false(mt_result_is_ok(mt_metrics_file_create(&created_directory, 4243, 1000, 987654, &fd,
+                                                        message, sizeof(message))));
+    assert_non_null(strstr(message, "did not make"));
+    assert_int_equal(rmdir(path), 0);
+    /* No such process: the sweep removes its file. */
+    assert_int_equal(mt_metrics_sweep(&created_directory), 1);
+    assert_false(exists(created_directory.path, "4242-987654.metrics"));
+    mt_metrics_directory_close(&created_directory);
+    assert_int_equal(rmdir(created_directory.path), 0);
+}
+
+static void test_sweep_foreign_entries_left_alone(void **state)
+{
+    struct mt_metrics_directory swept = open_subdirectory("sweep");
+    char elsewhere[PATH_MAX];
+    snprintf(elsewhere, sizeof(elsewhere), "%s/elsewhere", directory);
+    assert_int_equal(mkdir(elsewhere, 0755), 0);
+    make_file(elsewhere, "ca.key");
+    /* Pids above any pid_max: none of these processes is alive. */
+    make_file(swept.path, "999999990-1.metrics");      /* the agent's, of an exited process */
+    make_file(swept.path, "canary");                   /* the agent's owner, another name */
+    make_file(swept.path, "999999991-1.metrics.keep"); /* a metrics name, but not quite */
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/999999992-1.metrics", swept.path);
+    assert_int_equal(mkdir(path, 0700), 0); /* an empty directory under a metrics name */
+    snprintf(path, sizeof(path), "%s/999999993-1.metrics", swept.path);
+    char target[PATH_MAX + 64];
+    snprintf(target, sizeof(target), "%s/ca.key", elsewhere);
+    assert_int_equal(symlink(target, path), 0);
+    assert_int_equal(mt_metrics_sweep(&swept), 1);
+    assert_false(exists(swept.path, "999999990-1.metrics"));
+    assert_true(exists(swept.path, "canary"));
+    assert_true(exists(swept.path, "999999991-1.metrics.keep"));
+    assert_true(exists(swept.path, "999999992-1.metrics"));
+    assert_true(exists(swept.path, "999999993-1.metrics"));
+    assert_true(exists(elsewhere, "ca.key"));
+
+    /* The directory renamed and its path made a symbolic link to another: the sweep stays in
+     * the directory it holds, and the other's files (one of them a dead process's name) stay. */
+    make_file(elsewhere, "999999994-1.metrics");
+    make_file(swept.path, "999999995-1.metrics");
+    char moved[PATH_MAX + 16];
+    snprintf(moved, sizeof(moved), "%s.moved", swept.path);
+    assert_true(mt_metrics_directory_is_at_path(&swept));
+    assert_int_equal(rename(swept.path, moved), 0);
+    assert_int_equal(symlink(elsewhere, swept.path), 0);
+    assert_false(mt_metrics_directory_is_at_path(&swept));
+    assert_int_equal(mt_metrics_sweep(&swept), 1);
+    assert_false(exists(moved, "999999995-1.metrics"));
+    assert_true(exists(elsewhere, "999999994-1.metrics"));
+    assert_true(exists(elsewhere, "ca.key"));
+    assert_true(exists(moved, "canary"));
+    /* Opening it again through the path refuses the link. */
+    struct mt_metrics_directory again = {.fd = -1};
+    snprintf(again.path, sizeof(again.path), "%s", swept.path);
+    char message[512] = "";
+    assert_false(mt_result_is_ok(mt_metrics_directory_open(&again, message, sizeof(message))));
+    assert_non_null(strstr(message, "symbolic link"));
+    assert_int_equal(again.fd, -1);
+    mt_metrics_directory_close(&swept);
+}
+
+/* An image of a metrics file of chunks full of open connections (the most a file can hold). */
+static uint8_t *connections_image(size_t chunks, size_t *size)
+{
+    *size = MT_METRICS_HEADER_SIZE + chunks * MT_METRICS_CHUNK_SIZE;
+    uint8_t *data = calloc(1, *size);
+    assert_non_null(data);
+    struct mt_metrics_file_header *header = (void *)data;
+    memcpy(header->magic, MT_METRICS_MAGIC, 8);
+    header->version = MT_METRICS_LAYOUT_VERSION;
+    header->header_size = MT_METRICS_HEADER_SIZE;
+    header->chunk_size = MT_METRICS_CHUNK_SIZE;
+    header->chunk_count = (uint32_t)chunks;
+    for (size_t i = 0; i < chunks; i++) {
+        uint8_t *base = data + MT_METRICS_HEADER_SIZE + i * MT_METRICS_CHUNK_SIZE;
+        struct mt_metrics_chunk_header *chunk = (void *)base;
+        chunk->kind = MT_METRICS_CHUNK_CONNECTIONS;
+        chunk->record_size = sizeof(struct mt_metrics_connection_record);
+        chunk->capacity =
+            (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / chunk->record_size;
+        struct mt_metrics_connection_record *records =
+            (void *)(base + MT_METRICS_CHUNK_HEADER_SIZE);
+        for (uint32_t j = 0; j < chunk->capacity; j++)
+            records[j].state = MT_METRICS_CONNECTION_OPEN;
+    }
+    return data;
+}
+
+static void test_process_load_connections_beyond_limit_not_read(void **state)
+{
+    size_t size = 0;
+    uint8_t *data = connections_image(MT_METRICS_CHUNKS_MAX, &size);
+    struct counting_source source = {data, size, 0, 0};
+    struct mt_metrics_process process;
+    assert_true(mt_result_is_ok(
+        mt_metrics_process_load(counting_read_at, &source, size, MT_METRICS_LOAD_ALL, &process)));
+    assert_int_equal(process.connection_count, MT_METRICS_CONNECTIONS_PER_PROCESS_MAX);
+    assert_true(process.connections_dropped > 0);
+    /* The header, every chunk header, and the chunks until the limit: not the 16 MiB file. */
+    size_t per_chunk = (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) /
+                       sizeof(struct mt_metrics_connection_record);
+    size_t chunks_to_limit = (MT_METRICS_CONNECTIONS_PER_PROCESS_MAX + per_chunk - 1) / per_chunk;
+    assert_true(source.bytes <= MT_METRICS_HEADER_SIZE +
+                                    MT_METRICS_CHUNKS_MAX * MT_METRICS_CHUNK_HEADER_SIZE +
+                                    chunks_to_limit * MT_METRICS_CHUNK_SIZE);
+    mt_metrics_process_cleanup(&process);
+    free(data);
+}
+
+static void test_process_open_other_owner_skipped_unread(void **state)
+{
+    struct mt_metrics_connection *connection =
+        mt_metrics_connection_open(false, true, 1008, NULL, "spiffe://td/owner");
+    assert_non_null(connection);
+    char name[MT_METRICS_FILE_NAME_MAX];
+    snprintf(name, sizeof(name), "%ld-%llu.metrics", (long)getpid(), own_start_time());
+    uid_t own = geteuid();
+    uid_t other = own + 1;
+    struct mt_metrics_process process;
+    assert_int_equal(
+        mt_metrics_process_open(metrics_directory.fd, name, MT_METRICS_LOAD_ALL, &other, &process),
+        MT_METRICS_SKIPPED);
+    assert_null(process.series);
+    assert_int_equal(process.header.pid, 0);
+    assert_int_equal(
+        mt_metrics_process_open(metrics_directory.fd, name, MT_METRICS_LOAD_ALL, &own, &process),
+        MT_METRICS_TRUSTED);
+    assert_int_equal(process.pid, getpid());
+    mt_metrics_process_cleanup(&process);
+    mt_metrics_connection_close(connection);
 }
 
 static void test_scrape_next_each_family_once_in_bounded_pieces(void **state)
@@ -547,7 +704,7 @@ static void test_scrape_next_each_family_once_in_bounded_pieces(void **state)
         mt_metrics_connection_open(false, true, 1007, NULL, "spiffe://td/scrape");
     assert_non_null(connection);
     struct mt_metrics_scrape *scrape = NULL;
-    assert_true(mt_result_is_ok(mt_metrics_scrape_begin(directory, NULL, &scrape)));
+    assert_true(mt_result_is_ok(mt_metrics_scrape_begin(&metrics_directory, NULL, &scrape)));
     struct mt_metrics_text piece = {0};
     struct mt_metrics_text all = {0};
     size_t pieces = 0;
@@ -662,6 +819,9 @@ int main(void)
         cmocka_unit_test(test_process_parse_label_bytes_beyond_budget_dropped_and_counted),
         cmocka_unit_test(test_process_load_file_grown_past_layout_reads_bounded),
         cmocka_unit_test(test_file_create_agent_owned_named_by_attested_pid),
+        cmocka_unit_test(test_sweep_foreign_entries_left_alone),
+        cmocka_unit_test(test_process_load_connections_beyond_limit_not_read),
+        cmocka_unit_test(test_process_open_other_owner_skipped_unread),
         cmocka_unit_test(test_scrape_next_each_family_once_in_bounded_pieces),
         cmocka_unit_test(test_failure_reason_classify_known_phrases_mapped),
         cmocka_unit_test(test_text_append_label_special_characters_escaped),

@@ -669,15 +669,18 @@ static bool sha256_matches(const struct mt_agent_config *config, size_t index,
     char hex[2 * MT_DIGEST_SHA256_SIZE + 1];
     for (size_t i = 0; i < MT_DIGEST_SHA256_SIZE; i++)
         snprintf(hex + 2 * i, 3, "%02x", rule->sha256[i]);
-    if (caller->exe_sha256 == NULL) {
+    const uint8_t *digest = caller->exe_sha256;
+    const char *problem = caller->exe_sha256_problem;
+    if (digest == NULL && caller->hash_exe != NULL)
+        digest = caller->hash_exe(caller->hash_context, &problem);
+    if (digest == NULL) {
         mt_log_limited(MT_LOG_INFO, MISMATCH_FORMAT "its executable %s was not hashed: %s",
                        MISMATCH_ARGUMENTS(config, index, "sha256", hex, caller),
                        caller->exe != NULL ? caller->exe : "(unknown)",
-                       caller->exe_sha256_problem != NULL ? caller->exe_sha256_problem
-                                                          : "not asked for");
+                       problem != NULL ? problem : "not asked for");
         return false;
     }
-    if (memcmp(caller->exe_sha256, rule->sha256, MT_DIGEST_SHA256_SIZE) == 0)
+    if (memcmp(digest, rule->sha256, MT_DIGEST_SHA256_SIZE) == 0)
         return true;
     mt_log_limited(MT_LOG_DEBUG, MISMATCH_FORMAT "its executable %s has other contents",
                    MISMATCH_ARGUMENTS(config, index, "sha256", hex, caller),
@@ -693,9 +696,10 @@ static bool rule_matches(const struct mt_agent_config *config, size_t index,
         return false;
     if (rule->has_gid && rule->gid != caller->gid)
         return false;
-    if (rule->has_sha256 && !sha256_matches(config, index, caller))
+    if (rule->exe != NULL && !exe_matches(config, index, caller, match))
         return false;
-    return rule->exe == NULL || exe_matches(config, index, caller, match);
+    /* Last: the only selector that may cost a hash of the executable. */
+    return !rule->has_sha256 || sha256_matches(config, index, caller);
 }
 
 bool mt_agent_config_has_sha256_rules(const struct mt_agent_config *config)

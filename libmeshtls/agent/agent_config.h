@@ -88,6 +88,14 @@ struct mt_agent_caller {
     bool other_mount_namespace;     /* for log lines */
     const uint8_t *exe_sha256;      /* NULL when not computed */
     const char *exe_sha256_problem; /* why not, for log lines */
+    /*
+     * With exe_sha256 NULL, computes the digest when a sha256 rule needs it, that is once the
+     * rule's uid, gid and exe fit the caller: hashing is costly, and a caller no sha256 rule
+     * could name never pays for it nor makes the agent pay. Returns the digest, or NULL with
+     * *problem saying why. NULL: exe_sha256 is all there is.
+     */
+    const uint8_t *(*hash_exe)(void *context, const char **problem);
+    void *hash_context;
 };
 
 /* What resolving a caller found. */
@@ -132,7 +140,7 @@ MT_RESULT mt_agent_config_resolve_id(const struct mt_agent_config *config,
                                      const struct mt_agent_caller *caller, char *spiffe_id,
                                      size_t capacity, struct mt_agent_match *match);
 
-/* True when a rule has a sha256 selector: attestation must then hash callers' executables. */
+/* True when a rule has a sha256 selector. */
 bool mt_agent_config_has_sha256_rules(const struct mt_agent_config *config);
 
 #endif

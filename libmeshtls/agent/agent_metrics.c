@@ -19,7 +19,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,11 +28,6 @@
 #include "../util/log.h"
 #include "agent_metrics.h"
 #include "attest.h"
-
-/* asm-generic/socket.h value on x86-64 and arm64; glibc 2.36's headers predate it. */
-#ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77
-#endif
 
 #define HTTP_CONNECTIONS_MAX 32
 #define HTTP_TIMEOUT_SECONDS 10
@@ -122,35 +116,7 @@ MT_RESULT mt_agent_metrics_directory_create(struct mt_metrics_directory *directo
     return result;
 }
 
-/* True while the process behind pidfd has not exited (EPERM still proves it exists). */
-static bool pidfd_is_alive(int pidfd)
-{
-    return syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0 || errno == EPERM;
-}
-
-/* The start time of the very process that connected (see agent_metrics.h). */
-static bool attest_start_time(int client_fd, const struct mt_attest_peer *peer,
-                              unsigned long long *start_time)
-{
-    int pidfd = -1;
-    socklen_t length = sizeof(pidfd);
-    if (getsockopt(client_fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &length) == 0) {
-        bool alive = mt_attest_start_time(peer->pid, start_time) && pidfd_is_alive(pidfd);
-        close(pidfd);
-        return alive;
-    }
-    if (errno != ENOPROTOOPT)
-        return false;
-    char path[64];
-    struct stat status;
-    unsigned long long again = 0;
-    snprintf(path, sizeof(path), "/proc/%ld", (long)peer->pid);
-    return mt_attest_start_time(peer->pid, start_time) && stat(path, &status) == 0 &&
-           status.st_uid == peer->uid && mt_attest_start_time(peer->pid, &again) &&
-           again == *start_time;
-}
-
-MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *directory, int client_fd,
+MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *directory,
                                        const struct mt_attest_peer *peer, int *fd,
                                        unsigned long long *start_time, char *message,
                                        size_t message_size)
@@ -164,10 +130,11 @@ MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *direct
         return mt_result_explain(message, message_size, MT_ERR_AGENT_REFUSED,
                                  "no metrics file: the caller's pid is not visible in the agent's "
                                  "PID namespace (run the agent with the host's PID namespace)");
-    if (!attest_start_time(client_fd, peer, start_time))
+    if (!peer->has_start_time)
         return mt_result_explain(message, message_size, MT_ERR_AGENT_REFUSED,
                                  "no metrics file: pid %ld exited before it could be attested",
                                  (long)peer->pid);
+    *start_time = peer->start_time;
     return mt_metrics_file_create(directory, peer->pid, peer->uid, *start_time, fd, message,
                                   message_size);
 }
@@ -202,6 +169,15 @@ static void render_agent(struct mt_metrics_text *text, size_t processes)
                            "# TYPE meshtls_agent_exe_mismatches_total counter\n"
                            "meshtls_agent_exe_mismatches_total %llu\n",
                            (unsigned long long)atomic_load(&mt_agent_stats.exe_mismatches));
+    mt_metrics_text_append(
+        text,
+        "# HELP meshtls_agent_exe_hashes_total Executables hashed for sha256 rules, and hashes "
+        "refused because the caller's uid or the node spent its hashing budget.\n"
+        "# TYPE meshtls_agent_exe_hashes_total counter\n"
+        "meshtls_agent_exe_hashes_total{result=\"computed\"} %llu\n"
+        "meshtls_agent_exe_hashes_total{result=\"over_budget\"} %llu\n",
+        (unsigned long long)atomic_load(&mt_agent_stats.exe_hashes_computed),
+        (unsigned long long)atomic_load(&mt_agent_stats.exe_hashes_over_budget));
     mt_metrics_text_append(
         text,
         "# HELP meshtls_agent_issuer_expiration_timestamp_seconds When the signing CA expires.\n"

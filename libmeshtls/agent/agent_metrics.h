@@ -15,6 +15,8 @@
  * meshtls_agent_issuer_reloads_total{result="success|failure"}, meshtls_agent_processes,
  * meshtls_agent_connections_refused_total{reason="over_share|table_full|evicted"},
  * meshtls_agent_exe_mismatches_total,
+ * meshtls_agent_exe_hashes_total{result="computed|over_budget"} (executables hashed for sha256
+ * rules, and hashes the per-uid budget refused: agent/hash_budget.h),
  * meshtls_agent_metrics_series_dropped_total (series of processes over the per-process limits of
  * metrics/layout.h, left out of scrapes: counted once per scrape that left them out).
  */
@@ -40,6 +42,9 @@ struct mt_agent_stats {
     atomic_ullong connections_refused[MT_AGENT_REFUSAL_COUNT];
     /* Callers whose executable had a rule's path (by name) but was another file. */
     atomic_ullong exe_mismatches;
+    /* Executables hashed for a sha256 rule (cache misses), and hashes refused by the budget. */
+    atomic_ullong exe_hashes_computed;
+    atomic_ullong exe_hashes_over_budget;
     atomic_ullong refused[MT_PROTO_ERROR_INTERNAL + 1]; /* by enum mt_proto_error_code */
     atomic_llong issuer_not_after;
     atomic_uint anchor_count;
@@ -72,15 +77,13 @@ MT_RESULT mt_agent_metrics_directory_create(struct mt_metrics_directory *directo
 struct mt_attest_peer;
 
 /*
- * Creates the metrics file of the process at the other end of client_fd (peer, from
- * SO_PEERCRED) in directory, named by its pid as the agent sees it and by its start time, read
- * from /proc and tied to that very process (a pidfd from SO_PEERPIDFD that is still alive after
- * the read, or on older kernels the start time unchanged and /proc/<pid> owned by the peer's
- * uid). *fd is the new file, open for reading and writing, for the caller to hand over.
+ * Creates the metrics file of the attested process peer in directory, named by its pid as the
+ * agent sees it and by the start time attestation tied to that very process (attest.h).
+ * *fd is the new file, open for reading and writing, for the caller to hand over.
  * MT_ERR_AGENT_REFUSED when the caller cannot be attested (a pid the agent cannot see, a caller
  * that exited), MT_ERR_IO when the file cannot be made; message says which.
  */
-MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *directory, int client_fd,
+MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *directory,
                                        const struct mt_attest_peer *peer, int *fd,
                                        unsigned long long *start_time, char *message,
                                        size_t message_size);

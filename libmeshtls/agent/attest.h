@@ -8,7 +8,8 @@
  * reaches whatever namespace the caller is in. Rules match the file (agent_config.h); the name is
  * for logs and globs. Nothing the peer sends is consulted. When the executable cannot be tied to
  * the process that connected (it exited, its pid may have been reused, /proc is not readable),
- * has_exe is false and rules that name an executable cannot match.
+ * has_exe is false and rules that name an executable cannot match. The executable's SHA-256 is
+ * computed only when a rule needs it, and within a budget per uid (hash_budget.h).
  */
 #ifndef MT_AGENT_ATTEST_H
 #define MT_AGENT_ATTEST_H
@@ -30,21 +31,45 @@ struct mt_attest_peer {
     pid_t pid; /* 0 when the peer is in a pid namespace the agent cannot see */
     uid_t uid;
     gid_t gid;
+    /* The start time of the process that connected (clock ticks after boot, field 22 of
+     * /proc/<pid>/stat), read while it was alive: with the pid it names that process. */
+    bool has_start_time;
+    unsigned long long start_time;
     bool has_exe;
     char exe[PATH_MAX]; /* the executable's name in the caller's mount namespace */
     dev_t exe_device;   /* the executable itself, as the agent sees it (valid with has_exe) */
     ino_t exe_inode;
     bool other_mount_namespace; /* the caller's mount namespace is not the agent's */
-    bool has_exe_sha256;        /* asked for, and computed */
+    bool sha256_attempted;      /* mt_attest_exe_sha256 ran: what follows is final */
+    bool has_exe_sha256;
     uint8_t exe_sha256[MT_DIGEST_SHA256_SIZE];
-    const char *exe_sha256_problem; /* why has_exe_sha256 is false when it was asked for */
+    const char *exe_sha256_problem; /* why has_exe_sha256 is false after an attempt */
 };
 
 /*
- * Identifies the peer of the connected Unix socket fd; with want_sha256, also hashes its
- * executable (for rules with a sha256 selector). Fails only when SO_PEERCRED fails.
+ * Identifies the peer of the connected Unix socket fd: credentials, start time and executable,
+ * each tied to the process that connected. No hashing (see mt_attest_exe_sha256). Fails only
+ * when SO_PEERCRED fails.
  */
-MT_RESULT mt_attest_identify(int fd, bool want_sha256, struct mt_attest_peer *peer);
+MT_RESULT mt_attest_identify(int fd, struct mt_attest_peer *peer);
+
+/* What mt_attest_exe_sha256 did. */
+enum mt_attest_hash_outcome {
+    MT_ATTEST_HASH_CACHED,      /* the digest was remembered: no bytes read */
+    MT_ATTEST_HASH_COMPUTED,    /* the file was read and hashed (see has_exe_sha256) */
+    MT_ATTEST_HASH_OVER_BUDGET, /* not hashed: the caller's uid or the node spent its budget */
+    MT_ATTEST_HASH_FAILED,      /* no digest: exe_sha256_problem says why */
+    MT_ATTEST_HASH_ALREADY,     /* an earlier call settled it */
+};
+
+/*
+ * The SHA-256 of the executable identify found for peer (the peer of fd), computed at most once
+ * per peer, from the cache when the file is unchanged, else charged to the uid's hashing budget
+ * (hash_budget.h) at now_ms. The digest counts only when the process that connected is still
+ * alive afterwards and still runs that very file. Sets has_exe_sha256, or exe_sha256_problem.
+ */
+enum mt_attest_hash_outcome mt_attest_exe_sha256(int fd, long long now_ms,
+                                                 struct mt_attest_peer *peer);
 
 /*
  * The start time of pid (field 22 of /proc/<pid>/stat, clock ticks after boot): with the pid, it

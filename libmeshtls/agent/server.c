@@ -5,11 +5,12 @@
  * any local process, so nothing here trusts a length or a state a client controls: a client's
  * buffer is sized from a header the codec has already bounded, each client has its own deadline,
  * and no call blocks on one client while others wait (the only synchronous work is one ECDSA
- * signature, one metrics file created, or one bounded reading of the metrics directory for a
- * STATUS request). This file must never let a client choose its identity (that is decided by
- * attestation and the rules) or the name of its metrics file (that is its attested pid and start
- * time), never show a caller another user's processes unless it is root or the agent's user,
- * never log a key or a CSR, and never exit on a client's behaviour.
+ * signature, one executable hashed for a sha256 rule within its uid's budget, one metrics file
+ * created, or one bounded reading of the metrics directory for a STATUS request). This file must
+ * never let a client choose its identity (that is decided by attestation and the rules) or the name
+ * of its metrics file (that is its attested pid and start time), never show a caller another user's
+ * processes unless it is root or the agent's user, never log a key or a CSR, and never exit on a
+ * client's behaviour.
  */
 #include <errno.h>
 #include <poll.h>
@@ -329,6 +330,25 @@ static void format_utc(time_t when, char *text, size_t capacity)
         snprintf(text, capacity, "%lld", (long long)when);
 }
 
+/* The caller's executable's digest, hashed when a sha256 rule first needs it (agent_config.h). */
+static const uint8_t *client_exe_sha256(void *context, const char **problem)
+{
+    struct mt_server_client *client = context;
+    struct mt_attest_peer *peer = &client->peer;
+    switch (mt_attest_exe_sha256(client->fd, now_ms(), peer)) {
+    case MT_ATTEST_HASH_COMPUTED:
+        atomic_fetch_add(&mt_agent_stats.exe_hashes_computed, 1);
+        break;
+    case MT_ATTEST_HASH_OVER_BUDGET:
+        atomic_fetch_add(&mt_agent_stats.exe_hashes_over_budget, 1);
+        break;
+    default:
+        break;
+    }
+    *problem = peer->exe_sha256_problem;
+    return peer->has_exe_sha256 ? peer->exe_sha256 : NULL;
+}
+
 /* The identity attestation and the rules give this client; false after refusing it. */
 static bool client_identity(struct mt_server *server, struct mt_server_client *client,
                             char *spiffe_id, size_t capacity)
@@ -344,6 +364,8 @@ static bool client_identity(struct mt_server *server, struct mt_server_client *c
         .other_mount_namespace = peer->other_mount_namespace,
         .exe_sha256 = peer->has_exe_sha256 ? peer->exe_sha256 : NULL,
         .exe_sha256_problem = peer->exe_sha256_problem,
+        .hash_exe = client_exe_sha256,
+        .hash_context = client,
     };
     struct mt_agent_match match;
     mt_result result =
@@ -405,9 +427,9 @@ static struct mt_server_issued *issued_find(struct mt_server *server, pid_t pid,
 static void remember_issued(struct mt_server *server, const struct mt_attest_peer *peer,
                             const char *spiffe_id, time_t expiry)
 {
-    unsigned long long start_time = 0;
-    if (!mt_attest_start_time(peer->pid, &start_time))
+    if (!peer->has_start_time)
         return;
+    unsigned long long start_time = peer->start_time;
     struct mt_server_issued *entry = issued_find(server, peer->pid, start_time);
     if (entry == NULL && server->issued_count == MT_SERVER_ISSUED_MAX)
         issued_sweep(server);
@@ -639,9 +661,8 @@ static void handle_metrics_file_request(struct mt_server *server, struct mt_serv
     char text[PATH_MAX + 160];
     int fd = -1;
     unsigned long long start_time = 0;
-    mt_result result =
-        mt_agent_metrics_file_create(&server->metrics_directory, client->fd, &client->peer, &fd,
-                                     &start_time, text, sizeof(text));
+    mt_result result = mt_agent_metrics_file_create(&server->metrics_directory, &client->peer, &fd,
+                                                    &start_time, text, sizeof(text));
     if (!mt_result_is_ok(result)) {
         client_refuse(client,
                       result.error == MT_ERR_AGENT_REFUSED ? MT_PROTO_ERROR_DENIED
@@ -893,9 +914,9 @@ static void accept_clients(struct mt_server *server)
             close(fd);
             continue;
         }
+        /* No hashing here: only a sha256 rule that fits the caller hashes, when it asks. */
         struct mt_attest_peer peer;
-        bool want_sha256 = mt_agent_config_has_sha256_rules(server->config);
-        if (!mt_result_is_ok(mt_attest_identify(fd, want_sha256, &peer))) {
+        if (!mt_result_is_ok(mt_attest_identify(fd, &peer))) {
             mt_log_limited(MT_LOG_WARN,
                            "closed a connection whose peer credentials cannot be read: %s",
                            strerror(errno));

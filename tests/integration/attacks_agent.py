@@ -9,6 +9,11 @@ Each function starts the agent it needs (inside the attack suite's Mesh) and ret
      (meshtls_agent_exe_mismatches_total). Control: root running the real program gets the rule.
   23 the same against a sha256 rule: the bind-mounted program has other contents, so no match;
      control: root running the real program matches by its hash.
+  23b the same agent's hashing is bounded: uid 65533, which no sha256 rule fits, floods the agent
+     with connections and ID requests and costs it no hash; uid 65534, which a sha256 rule fits,
+     runs its own 64 MiB program, touched before each run (ctime moves: the cache misses). After
+     its budget (256 MiB a minute) its runs are not hashed: they get uid/65534, the agent says
+     why (rate-limited) and counts it (meshtls_agent_exe_hashes_total{result="over_budget"}).
   24 --issuer-dir tls.key readable by others, or owned by another uid: the agent refuses to start
      and says what to do (the secret-volume link layout is followed: a 0400 root-owned target
      behind the kubelet's ..data links is accepted).
@@ -40,6 +45,21 @@ HOLD_SECONDS = 14
 IDLE_CONNECTIONS = 300
 VICTIM_CALLS = 20
 LOG_LINES_MAX = 100
+# 23b: uid 65534's program is a quarter of its hashing budget (agent/hash_budget.h).
+HASHED_PROGRAM_BYTES = 64 * 1024 * 1024
+BUDGET_BYTES = 256 * 1024 * 1024
+OWN_RUNS = 6
+FLOOD_CONNECTIONS = 300
+FLOOD_REQUESTS = 5
+
+# uid 65533's flood: connections closed at once, without a request.
+FLOODER = r'''
+import socket, sys
+for _ in range(int(sys.argv[2])):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(sys.argv[1])
+'''
 
 # uid 65534's connection holder: IDLE_CONNECTIONS connections that never send a byte; whichever
 # the agent closes is opened again at once (at most 2000 a second, about the rate of the flood
@@ -224,6 +244,111 @@ def sha256_spoofed_from_namespace(mesh, csr):
     return verdict
 
 
+def hashed(samples, result):
+    return Metrics.total(samples, "meshtls_agent_exe_hashes_total", result=result)
+
+
+def own_large_program(owner, size):
+    """A copy of python owned by owner in a directory of its own under /tmp, padded with zeros
+    to size bytes (what follows the ELF image is never loaded); returns (directory, path)."""
+    directory = os.path.join("/tmp", f"meshtls-hash-{os.getpid()}")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, mode=0o755)
+    path = os.path.join(directory, "app")
+    shutil.copyfile(os.path.realpath(PYTHON), path)
+    with open(path, "r+b") as f:
+        f.truncate(size)
+    os.chmod(path, 0o755)
+    os.chown(directory, owner, owner)
+    os.chown(path, owner, owner)
+    return directory, path
+
+
+def sha256_hashing_bounded(mesh, csr):
+    """23b: only a caller a sha256 rule fits costs a hash, and each uid's hashing is budgeted."""
+    verdict = Verdict("23b uid 65533 floods an agent with sha256 rules it does not fit; uid 65534 "
+                      "touches its own 64 MiB program before each request")
+    directory = None
+    try:
+        program = trusted_program(mesh, "budget")
+        with open(program, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        directory, own = own_large_program(NOBODY, HASHED_PROGRAM_BYTES)
+        with open(own, "rb") as f:
+            own_digest = hashlib.sha256(f.read()).hexdigest()
+        root_id, own_id = spiffe("ns/secret/sa/hashed"), spiffe("ns/nobody/sa/hashed")
+        config = os.path.join(mesh.dir, "agent-budget.conf")
+        with open(config, "w") as f:
+            f.write(f'rules = (\n  {{ uid = 0; sha256 = "{digest}"; id = "ns/secret/sa/hashed"; }},\n'
+                    f'  {{ uid = {NOBODY}; sha256 = "{own_digest}"; '
+                    f'id = "ns/nobody/sa/hashed"; }}\n);\n')
+        sock, port = start_agent(mesh, ["--config", config], name="budget-agent", metrics=True)
+        agent = mesh.processes[-1]
+        metrics = Metrics(port)
+        before = metrics.read()
+        control = agent_request([program, PEERS, "agent-request", sock], csr)
+        check(control["id"]["spiffe_id"] == root_id,
+              f"control: root running {program} was told {control['id']!r}, not {root_id}")
+        after_control = metrics.read()
+        control_hashes = hashed(after_control, "computed") - hashed(before, "computed")
+        verdict.judge("counted", control_hashes == 1,
+                      f"control: root's first request moved meshtls_agent_exe_hashes_total"
+                      f"{{result=computed}} by {control_hashes}, expected 1")
+
+        # uid 65533 fits no rule: its connections and requests must cost no hash at all.
+        started = time.monotonic()
+        flood = subprocess.run([PYTHON, "-c", FLOODER, sock, str(FLOOD_CONNECTIONS)],
+                               capture_output=True, timeout=60, cwd="/", env=base_env(),
+                               user=VICTIM, group=VICTIM, extra_groups=[])
+        check(flood.returncode == 0, f"the flood failed: {flood.stderr.decode()[-1500:]}")
+        for _ in range(FLOOD_REQUESTS):
+            result = subprocess.run([MESHTLS, "id", "--socket", sock], capture_output=True,
+                                    timeout=20, cwd="/", env=base_env(), user=VICTIM,
+                                    group=VICTIM, extra_groups=[])
+            check(result.stdout.decode().strip() == spiffe(f"uid/{VICTIM}"),
+                  f"uid {VICTIM} was told {result.stdout!r} {result.stderr[-500:]!r}")
+        after_flood = metrics.read()
+        flood_hashes = hashed(after_flood, "computed") - hashed(after_control, "computed")
+        verdict.evidence.append(f"uid {VICTIM}: {FLOOD_CONNECTIONS} connections and "
+                                f"{FLOOD_REQUESTS} ID requests in "
+                                f"{time.monotonic() - started:.1f}s cost {flood_hashes} hashes")
+        verdict.judge("refused", flood_hashes == 0,
+                      f"uid {VICTIM}, which no sha256 rule fits, cost the agent {flood_hashes} "
+                      f"hashes (expected none)")
+
+        # uid 65534 makes every request a cache miss; its budget must stop the hashing.
+        given = []
+        for run in range(OWN_RUNS):
+            os.utime(own)
+            answer = agent_request([own, PEERS, "agent-request", sock], csr, user=NOBODY)
+            given.append(answer["id"]["spiffe_id"])
+        after_runs = metrics.read()
+        computed = hashed(after_runs, "computed") - hashed(after_flood, "computed")
+        over = hashed(after_runs, "over_budget") - hashed(after_flood, "over_budget")
+        granted = BUDGET_BYTES // HASHED_PROGRAM_BYTES
+        verdict.evidence.append(f"uid {NOBODY}: {OWN_RUNS} runs told {given}; {computed} hashed, "
+                                f"{over} refused by the budget")
+        expected = [own_id] * granted + [spiffe(f"uid/{NOBODY}")] * (OWN_RUNS - granted)
+        verdict.judge("refused", given == expected and computed == granted,
+                      f"uid {NOBODY}'s runs were told {given} with {computed} hashes; expected "
+                      f"{expected} with {granted} hashes (its budget of 256 MiB a minute)")
+        pattern = (rf"warn: did not hash {re.escape(own)} \({HASHED_PROGRAM_BYTES} bytes\), the "
+                   rf"executable of pid \d+ uid {NOBODY}: its uid has used its hashing budget")
+        line = log_line(agent, pattern)
+        verdict.evidence.append(f"agent: {line}")
+        verdict.judge("logged", line is not None,
+                      f"no agent line matching {pattern!r}:\n{agent.stderr()[-1500:]}")
+        verdict.judge("counted", over >= OWN_RUNS - granted,
+                      f"meshtls_agent_exe_hashes_total{{result=over_budget}} moved by {over}, "
+                      f"expected at least {OWN_RUNS - granted}")
+    except (TestFailure, OSError, ValueError, KeyError, subprocess.SubprocessError) as error:
+        verdict.judge("refused", False, f"{type(error).__name__}: {error}")
+    finally:
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+    return verdict
+
+
 def loose_issuer_key(mesh):
     """24: --issuer-dir's tls.key is refused like ca.key: readable by group or others, or owned
     by another uid. The kubelet's layout (tls.key -> ..data/tls.key -> ..<stamp>/tls.key) is
@@ -356,13 +481,14 @@ def one_uid_starves_the_agent(mesh):
 
 
 def agent_attacks(mesh):
-    """Attacks 22-25, in order; each verdict stands alone."""
+    """Attacks 22-25 (and 23b), in order; each verdict stands alone."""
     # The agents' sockets are under mesh.dir: other users must be able to traverse it.
     os.chmod(mesh.dir, 0o711)
     try:
         csr = make_csr(mesh.dir)
         verdicts = [exe_spoofed_from_namespace(mesh, csr), sha256_spoofed_from_namespace(mesh, csr),
-                    loose_issuer_key(mesh), one_uid_starves_the_agent(mesh)]
+                    sha256_hashing_bounded(mesh, csr), loose_issuer_key(mesh),
+                    one_uid_starves_the_agent(mesh)]
     finally:
         os.chmod(mesh.dir, 0o700)
     log(f"agent attacks by local users: {len(verdicts)} verdicts")

@@ -571,6 +571,63 @@ static void test_resolve_id_sha256_and_exe_both_required(void **state)
     assert_string_equal(id, "spiffe://meshtls.local/ns/both");
 }
 
+/* A hasher that counts its calls and gives the digest of "abc" (ABC_SHA256). */
+struct counting_hasher {
+    unsigned calls;
+};
+
+static const uint8_t *hash_abc(void *context, const char **problem)
+{
+    static const uint8_t abc[MT_DIGEST_SHA256_SIZE] = {
+        0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40,
+        0xde, 0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17,
+        0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+    struct counting_hasher *hasher = context;
+    hasher->calls++;
+    *problem = NULL;
+    return abc;
+}
+
+/*
+ * Hashing is asked for only by a sha256 rule whose uid, gid and exe fit the caller: a caller that
+ * no sha256 rule could name (another uid, another program) costs the agent no hash.
+ */
+static void test_resolve_id_sha256_hashes_only_when_rule_fits(void **state)
+{
+    struct fixture *fixture = *state;
+    char text[512];
+    snprintf(text, sizeof(text),
+             "rules = (\n"
+             "  { uid = 0; sha256 = \"" ABC_SHA256 "\"; id = \"ns/root\"; },\n"
+             "  { gid = 7; sha256 = \"" ABC_SHA256 "\"; id = \"ns/seven\"; },\n"
+             "  { exe = \"%s/sbin/nginx\"; sha256 = \"" ABC_SHA256 "\"; id = \"ns/nginx\"; },\n"
+             "  { uid = 9; id = \"ns/nine\"; }\n);\n",
+             fixture->dir);
+    assert_true(mt_result_is_ok(load_text(fixture, text)));
+    struct counting_hasher hasher = {.calls = 0};
+    char id[MT_SPIFFE_ID_MAX + 1];
+    struct mt_agent_caller caller =
+        caller_of(9, 9, in_dir(fixture, "bin/other", name_buffer), NULL);
+    caller.hash_exe = hash_abc;
+    caller.hash_context = &hasher;
+    assert_true(mt_result_is_ok(
+        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), NULL)));
+    assert_string_equal(id, "spiffe://meshtls.local/ns/nine");
+    assert_int_equal(hasher.calls, 0);
+    /* The same caller in gid 7: that rule fits, so its hash is asked for, and matches. */
+    caller.gid = 7;
+    assert_true(mt_result_is_ok(
+        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), NULL)));
+    assert_string_equal(id, "spiffe://meshtls.local/ns/seven");
+    assert_int_equal(hasher.calls, 1);
+    /* A hasher that cannot give a digest (over budget): no sha256 rule matches, and no other. */
+    caller.hash_exe = NULL;
+    caller.exe_sha256_problem = "its uid has used its hashing budget (256 MiB per minute)";
+    assert_true(mt_result_is_ok(
+        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), NULL)));
+    assert_string_equal(id, "spiffe://meshtls.local/ns/nine");
+}
+
 static void test_resolve_id_small_buffer_too_long(void **state)
 {
     struct fixture *fixture = *state;
@@ -675,6 +732,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_file_sha256_parsed_either_case, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_file_bad_sha256_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resolve_id_sha256_matches_contents_only, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_id_sha256_hashes_only_when_rule_fits, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_resolve_id_sha256_and_exe_both_required, setup,
                                         teardown),

@@ -8,6 +8,7 @@ wire. Everything listens on loopback only, and every wait is bounded.
 import os
 import random
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -86,8 +87,11 @@ class Process:
         self.stderr_path = os.path.join(workdir, f"{name}.err")
         self.stdout_file = open(self.stdout_path, "wb")
         self.stderr_file = open(self.stderr_path, "wb")
+        # Its own process group: stop() ends whatever it started too (a tracer's tracee, a
+        # server's forked children), which would otherwise outlive the test.
         self.popen = subprocess.Popen(argv, stdout=self.stdout_file, stderr=self.stderr_file,
-                                      stdin=stdin, env=env or base_env(), cwd=workdir)
+                                      stdin=stdin, env=env or base_env(), cwd=workdir,
+                                      process_group=0)
 
     def stderr(self):
         if not self.stderr_file.closed:
@@ -109,6 +113,12 @@ class Process:
             raise TestFailure(f"{self.name} did not finish within {timeout}s\n"
                               f"stderr:\n{self.stderr()}")
 
+    def signal_group(self, number):
+        try:
+            os.killpg(self.popen.pid, number)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def stop(self):
         if self.popen.poll() is None:
             self.popen.terminate()
@@ -117,6 +127,7 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+        self.signal_group(signal.SIGKILL)
         self.stdout_file.close()
         self.stderr_file.close()
 

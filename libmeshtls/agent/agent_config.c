@@ -662,8 +662,15 @@ static bool exe_matches(const struct mt_agent_config *config, size_t index,
     return false;
 }
 
-static bool sha256_matches(const struct mt_agent_config *config, size_t index,
-                           const struct mt_agent_caller *caller)
+/* Whether a rule names the caller; undecided while a digest it needs cannot be had yet. */
+enum rule_verdict {
+    RULE_NO,
+    RULE_YES,
+    RULE_UNDECIDED,
+};
+
+static enum rule_verdict sha256_matches(const struct mt_agent_config *config, size_t index,
+                                        const struct mt_agent_caller *caller)
 {
     const struct mt_agent_rule *rule = &config->rules[index];
     char hex[2 * MT_DIGEST_SHA256_SIZE + 1];
@@ -671,35 +678,37 @@ static bool sha256_matches(const struct mt_agent_config *config, size_t index,
         snprintf(hex + 2 * i, 3, "%02x", rule->sha256[i]);
     const uint8_t *digest = caller->exe_sha256;
     const char *problem = caller->exe_sha256_problem;
+    bool later = false;
     if (digest == NULL && caller->hash_exe != NULL)
-        digest = caller->hash_exe(caller->hash_context, &problem);
+        digest = caller->hash_exe(caller->hash_context, &problem, &later);
     if (digest == NULL) {
-        mt_log_limited(MT_LOG_INFO, MISMATCH_FORMAT "its executable %s was not hashed: %s",
+        mt_log_limited(MT_LOG_INFO, MISMATCH_FORMAT "its executable %s was not hashed%s: %s",
                        MISMATCH_ARGUMENTS(config, index, "sha256", hex, caller),
-                       caller->exe != NULL ? caller->exe : "(unknown)",
+                       caller->exe != NULL ? caller->exe : "(unknown)", later ? " yet" : "",
                        problem != NULL ? problem : "not asked for");
-        return false;
+        return later ? RULE_UNDECIDED : RULE_NO;
     }
     if (memcmp(digest, rule->sha256, MT_DIGEST_SHA256_SIZE) == 0)
-        return true;
+        return RULE_YES;
     mt_log_limited(MT_LOG_DEBUG, MISMATCH_FORMAT "its executable %s has other contents",
                    MISMATCH_ARGUMENTS(config, index, "sha256", hex, caller),
                    caller->exe != NULL ? caller->exe : "(unknown)");
-    return false;
+    return RULE_NO;
 }
 
-static bool rule_matches(const struct mt_agent_config *config, size_t index,
-                         const struct mt_agent_caller *caller, struct mt_agent_match *match)
+static enum rule_verdict rule_matches(const struct mt_agent_config *config, size_t index,
+                                      const struct mt_agent_caller *caller,
+                                      struct mt_agent_match *match)
 {
     const struct mt_agent_rule *rule = &config->rules[index];
     if (rule->has_uid && rule->uid != caller->uid)
-        return false;
+        return RULE_NO;
     if (rule->has_gid && rule->gid != caller->gid)
-        return false;
+        return RULE_NO;
     if (rule->exe != NULL && !exe_matches(config, index, caller, match))
-        return false;
+        return RULE_NO;
     /* Last: the only selector that may cost a hash of the executable. */
-    return !rule->has_sha256 || sha256_matches(config, index, caller);
+    return rule->has_sha256 ? sha256_matches(config, index, caller) : RULE_YES;
 }
 
 bool mt_agent_config_has_sha256_rules(const struct mt_agent_config *config)
@@ -721,7 +730,11 @@ MT_RESULT mt_agent_config_resolve_id(const struct mt_agent_config *config,
         *match = (struct mt_agent_match){.rule = NULL, .exe_mismatches = 0};
     for (size_t i = 0; i < config->rule_count; i++) {
         const struct mt_agent_rule *candidate = &config->rules[i];
-        if (!rule_matches(config, i, caller, match))
+        enum rule_verdict verdict = rule_matches(config, i, caller, match);
+        /* Never a later rule or the default for a caller this rule may yet name. */
+        if (verdict == RULE_UNDECIDED)
+            return mt_result_of(MT_ERR_WOULD_BLOCK);
+        if (verdict == RULE_NO)
             continue;
         if (match != NULL)
             match->rule = candidate;

@@ -92,9 +92,11 @@ struct mt_agent_caller {
      * With exe_sha256 NULL, computes the digest when a sha256 rule needs it, that is once the
      * rule's uid, gid and exe fit the caller: hashing is costly, and a caller no sha256 rule
      * could name never pays for it nor makes the agent pay. Returns the digest, or NULL with
-     * *problem saying why. NULL: exe_sha256 is all there is.
+     * *problem saying why, and *later true when it can be had later (a hashing budget spent):
+     * the rule is then undecided, and resolving refuses rather than fall through to another
+     * rule or the default. NULL: exe_sha256 is all there is.
      */
-    const uint8_t *(*hash_exe)(void *context, const char **problem);
+    const uint8_t *(*hash_exe)(void *context, const char **problem, bool *later);
     void *hash_context;
 };
 

@@ -331,7 +331,7 @@ static void format_utc(time_t when, char *text, size_t capacity)
 }
 
 /* The caller's executable's digest, hashed when a sha256 rule first needs it (agent_config.h). */
-static const uint8_t *client_exe_sha256(void *context, const char **problem)
+static const uint8_t *client_exe_sha256(void *context, const char **problem, bool *later)
 {
     struct mt_server_client *client = context;
     struct mt_attest_peer *peer = &client->peer;
@@ -341,6 +341,7 @@ static const uint8_t *client_exe_sha256(void *context, const char **problem)
         break;
     case MT_ATTEST_HASH_OVER_BUDGET:
         atomic_fetch_add(&mt_agent_stats.exe_hashes_over_budget, 1);
+        *later = true;
         break;
     default:
         break;
@@ -371,6 +372,14 @@ static bool client_identity(struct mt_server *server, struct mt_server_client *c
     mt_result result =
         mt_agent_config_resolve_id(server->config, &caller, spiffe_id, capacity, &match);
     atomic_fetch_add(&mt_agent_stats.exe_mismatches, match.exe_mismatches);
+    if (result.error == MT_ERR_WOULD_BLOCK) {
+        /* A sha256 rule may name the caller, but its executable cannot be hashed before the
+         * hashing budget renews: no identity rather than a guess (another rule's, the default). */
+        client_refuse(client, MT_PROTO_ERROR_INTERNAL,
+                      "agent busy: the caller's executable cannot be hashed for a sha256 rule "
+                      "before the hashing budget renews; retry in a minute");
+        return false;
+    }
     if (!mt_result_is_ok(result)) {
         client_refuse(client, MT_PROTO_ERROR_DENIED, "no valid identity for this caller");
         return false;

@@ -12,8 +12,9 @@ Each function starts the agent it needs (inside the attack suite's Mesh) and ret
   23b the same agent's hashing is bounded: uid 65533, which no sha256 rule fits, floods the agent
      with connections and ID requests and costs it no hash; uid 65534, which a sha256 rule fits,
      runs its own 64 MiB program, touched before each run (ctime moves: the cache misses). After
-     its budget (256 MiB a minute) its runs are not hashed: they get uid/65534, the agent says
-     why (rate-limited) and counts it (meshtls_agent_exe_hashes_total{result="over_budget"}).
+     its budget (256 MiB a minute) its runs are not hashed: they are told "agent busy" and get
+     no identity (never uid/65534, which they would hold for a lifetime), the agent says why
+     (rate-limited) and counts it (meshtls_agent_exe_hashes_total{result="over_budget"}).
   24 --issuer-dir tls.key readable by others, or owned by another uid: the agent refuses to start
      and says what to do (the secret-volume link layout is followed: a 0400 root-owned target
      behind the kubelet's ..data links is accepted).
@@ -321,14 +322,22 @@ def sha256_hashing_bounded(mesh, csr):
         for run in range(OWN_RUNS):
             os.utime(own)
             answer = agent_request([own, PEERS, "agent-request", sock], csr, user=NOBODY)
-            given.append(answer["id"]["spiffe_id"])
+            told, issued = answer["id"], answer["svid"]
+            if told["spiffe_id"] or issued["spiffe_id"]:
+                given.append(told["spiffe_id"] or issued["spiffe_id"])
+            elif "agent busy" in told["message"] and "agent busy" in issued["message"]:
+                given.append("busy")
+            else:
+                given.append(f"{told!r} {issued!r}")
         after_runs = metrics.read()
         computed = hashed(after_runs, "computed") - hashed(after_flood, "computed")
         over = hashed(after_runs, "over_budget") - hashed(after_flood, "over_budget")
         granted = BUDGET_BYTES // HASHED_PROGRAM_BYTES
         verdict.evidence.append(f"uid {NOBODY}: {OWN_RUNS} runs told {given}; {computed} hashed, "
                                 f"{over} refused by the budget")
-        expected = [own_id] * granted + [spiffe(f"uid/{NOBODY}")] * (OWN_RUNS - granted)
+        # Past the budget: no identity at all (the caller retries), never another rule's or
+        # the default uid/65534, which it would then hold for a whole lifetime.
+        expected = [own_id] * granted + ["busy"] * (OWN_RUNS - granted)
         verdict.judge("refused", given == expected and computed == granted,
                       f"uid {NOBODY}'s runs were told {given} with {computed} hashes; expected "
                       f"{expected} with {granted} hashes (its budget of 256 MiB a minute)")

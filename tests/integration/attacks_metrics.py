@@ -50,8 +50,8 @@ import time
 
 from harness import PYTHON, Mesh, TestFailure, base_env, check, free_port, main, port_listening, \
     wait_for
-from lifecycle_common import (EchoPair, parse_metrics, promtool_check, start_agent,
-                              status_records)
+from lifecycle_common import (ECHO_SERVER_SCRIPT, EchoPair, parse_metrics, promtool_check,
+                              start_agent, status_records)
 from attack_verdicts import NOBODY, Metrics, Verdict, log_line
 
 RSS_GROWTH_MAX_KB = 64 * 1024
@@ -400,7 +400,7 @@ def metrics_squat(mesh):
         metrics_dir = os.path.join(os.path.dirname(sock), "metrics")
         os.chmod(mesh.dir, 0o711)
         server_port = free_port()
-        echo_script = write_script(mesh, "squat_echo.py", ECHO_SERVER)
+        echo_script = write_script(mesh, "squat_echo.py", ECHO_SERVER_SCRIPT)
         server = mesh.meshed("squat-echo", [PYTHON, echo_script, str(server_port)], agent=name)
         wait_for(lambda: port_listening(server_port) or server.popen.poll() is not None, 20,
                  "the echo server to listen")
@@ -532,20 +532,6 @@ def metrics_directory_swap(mesh):
     return verdict
 
 
-ECHO_SERVER = r"""
-import socketserver, sys
-class Echo(socketserver.BaseRequestHandler):
-    def handle(self):
-        while True:
-            data = self.request.recv(65536)
-            if not data:
-                return
-            self.request.sendall(data)
-class Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-Server(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()
-"""
 
 
 if __name__ == "__main__":

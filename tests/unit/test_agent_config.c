@@ -576,8 +576,9 @@ struct counting_hasher {
     unsigned calls;
 };
 
-static const uint8_t *hash_abc(void *context, const char **problem)
+static const uint8_t *hash_abc(void *context, const char **problem, bool *later)
 {
+    (void)later;
     static const uint8_t abc[MT_DIGEST_SHA256_SIZE] = {
         0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40,
         0xde, 0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17,
@@ -586,6 +587,16 @@ static const uint8_t *hash_abc(void *context, const char **problem)
     hasher->calls++;
     *problem = NULL;
     return abc;
+}
+
+/* A hasher whose budget is spent: no digest now, one later. */
+static const uint8_t *hash_later(void *context, const char **problem, bool *later)
+{
+    struct counting_hasher *hasher = context;
+    hasher->calls++;
+    *problem = "its uid has used its hashing budget (256 MiB per minute)";
+    *later = true;
+    return NULL;
 }
 
 /*
@@ -620,12 +631,21 @@ static void test_resolve_id_sha256_hashes_only_when_rule_fits(void **state)
         mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), NULL)));
     assert_string_equal(id, "spiffe://meshtls.local/ns/seven");
     assert_int_equal(hasher.calls, 1);
-    /* A hasher that cannot give a digest (over budget): no sha256 rule matches, and no other. */
+    /* No digest and none to be had (too large, the caller gone): that sha256 rule does not match,
+     * and the next rule that fits names the caller. */
     caller.hash_exe = NULL;
-    caller.exe_sha256_problem = "its uid has used its hashing budget (256 MiB per minute)";
+    caller.exe_sha256_problem = "larger than 128 MiB";
     assert_true(mt_result_is_ok(
         mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), NULL)));
     assert_string_equal(id, "spiffe://meshtls.local/ns/nine");
+    /* No digest yet (the hashing budget is spent): undecided, so no identity at all, never the
+     * next rule's or the default: the caller retries once the budget renews. */
+    caller.hash_exe = hash_later;
+    caller.exe_sha256_problem = NULL;
+    assert_int_equal(
+        mt_agent_config_resolve_id(&fixture->config, &caller, id, sizeof(id), NULL).error,
+        MT_ERR_WOULD_BLOCK);
+    assert_int_equal(hasher.calls, 2);
 }
 
 static void test_resolve_id_small_buffer_too_long(void **state)

@@ -98,6 +98,7 @@ static void fuzz_metrics_file(const uint8_t *data, size_t size)
     mt_metrics_render(&collection, &text);
     mt_metrics_text_free(&text);
     mt_metrics_process_cleanup(&process);
+    free(image); /* parsing copies what it keeps */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

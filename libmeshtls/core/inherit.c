@@ -245,22 +245,22 @@ void mt_inherit_hold_copy(int fd, int copy)
 }
 
 /*
- * posix_spawn file actions that put a connection of ours not yet started on a new program's fd:
- * the dup2 is glibc's own, in the child, out of reach of any hook. Should the session start
- * before the spawn (a non-blocking connect completing in between), the new program would get the
- * started session's raw socket, so the spawn checks again (mt_inherit_spawn_allowed). A few per
- * process at most; the oldest is dropped when full, and entries go with their actions object.
+ * posix_spawn file actions that put an fd on a new program's fd: the dup2 is glibc's own, in the
+ * child, out of reach of any hook. Whatever the fd is when the action is added (a socket not yet
+ * connected, a connection not yet started), it may be a started session by the time of the
+ * spawn, which must then be refused (mt_inherit_spawn_allowed). Every dup2 action is remembered,
+ * until its actions object is initialised again or destroyed; one that cannot be remembered is
+ * refused (ENOMEM), never let through unchecked.
  */
-#define SPAWN_DUPS_MAX 32
-
 struct spawn_dup {
-    const posix_spawn_file_actions_t *actions; /* NULL: free */
+    const posix_spawn_file_actions_t *actions;
     int fd;
     int target;
 };
 
-static struct spawn_dup spawn_dups[SPAWN_DUPS_MAX];
-static unsigned spawn_dup_next;
+static struct spawn_dup *spawn_dups;
+static size_t spawn_dup_count;
+static size_t spawn_dup_capacity;
 static pthread_mutex_t spawn_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void mt_inherit_after_fork_child(void)
@@ -268,29 +268,39 @@ void mt_inherit_after_fork_child(void)
     pthread_mutex_init(&spawn_lock, NULL);
 }
 
-static bool is_ours(int fd)
+static bool remember_spawn_dup(const posix_spawn_file_actions_t *actions, int fd, int target)
 {
-    struct mt_conn *conn = mt_table_acquire(fd);
-    if (conn != NULL)
-        mt_conn_release(conn);
-    return conn != NULL;
+    bool remembered = true;
+    pthread_mutex_lock(&spawn_lock);
+    if (spawn_dup_count == spawn_dup_capacity) {
+        size_t capacity = spawn_dup_capacity * 2 + 8;
+        struct spawn_dup *grown = realloc(spawn_dups, capacity * sizeof(*grown));
+        if (grown == NULL) {
+            remembered = false;
+            goto out;
+        }
+        spawn_dups = grown;
+        spawn_dup_capacity = capacity;
+    }
+    spawn_dups[spawn_dup_count++] = (struct spawn_dup){actions, fd, target};
+out:
+    pthread_mutex_unlock(&spawn_lock);
+    return remembered;
 }
 
-int mt_inherit_spawn_target_to_close(const posix_spawn_file_actions_t *actions, int fd, int target)
+enum mt_inherit_spawn_dup mt_inherit_spawn_dup(const posix_spawn_file_actions_t *actions, int fd,
+                                               int target)
 {
     if (cannot_cross_exec(fd)) {
         mt_log_warn("posix_spawn: the mTLS session on fd %d cannot cross exec; fd %d is closed in "
                     "the new program instead of carrying it in clear",
                     fd, target);
-        return target;
+        return MT_INHERIT_SPAWN_CLOSE_TARGET;
     }
-    if (is_ours(fd) && !mt_process_is_vfork_child()) {
-        pthread_mutex_lock(&spawn_lock);
-        spawn_dups[spawn_dup_next] = (struct spawn_dup){actions, fd, target};
-        spawn_dup_next = (spawn_dup_next + 1) % SPAWN_DUPS_MAX;
-        pthread_mutex_unlock(&spawn_lock);
-    }
-    return -1;
+    /* A vfork child must leave the parent's memory alone; a spawn from there is not checked. */
+    if (mt_process_is_vfork_child() || remember_spawn_dup(actions, fd, target))
+        return MT_INHERIT_SPAWN_DUP;
+    return MT_INHERIT_SPAWN_REFUSE;
 }
 
 void mt_inherit_spawn_actions_forget(const posix_spawn_file_actions_t *actions)
@@ -298,9 +308,11 @@ void mt_inherit_spawn_actions_forget(const posix_spawn_file_actions_t *actions)
     if (mt_process_is_vfork_child())
         return;
     pthread_mutex_lock(&spawn_lock);
-    for (size_t i = 0; i < SPAWN_DUPS_MAX; i++)
-        if (spawn_dups[i].actions == actions)
-            spawn_dups[i].actions = NULL;
+    size_t kept = 0;
+    for (size_t i = 0; i < spawn_dup_count; i++)
+        if (spawn_dups[i].actions != actions)
+            spawn_dups[kept++] = spawn_dups[i];
+    spawn_dup_count = kept;
     pthread_mutex_unlock(&spawn_lock);
 }
 
@@ -311,7 +323,7 @@ bool mt_inherit_spawn_allowed(const posix_spawn_file_actions_t *actions, const c
     int fd = -1;
     int target = -1;
     pthread_mutex_lock(&spawn_lock);
-    for (size_t i = 0; i < SPAWN_DUPS_MAX && fd < 0; i++)
+    for (size_t i = 0; i < spawn_dup_count && fd < 0; i++)
         if (spawn_dups[i].actions == actions && cannot_cross_exec(spawn_dups[i].fd)) {
             fd = spawn_dups[i].fd;
             target = spawn_dups[i].target;
@@ -327,35 +339,56 @@ bool mt_inherit_spawn_allowed(const posix_spawn_file_actions_t *actions, const c
     return false;
 }
 
+/* True (logged) when fd is a connection of ours that is not plaintext by policy. */
+static bool is_meshed_connection(int fd)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL)
+        return false;
+    pthread_mutex_lock(&conn->lock);
+    bool meshed = conn->state != MT_CONN_PLAIN;
+    pthread_mutex_unlock(&conn->lock);
+    mt_conn_release(conn);
+    if (meshed)
+        mt_log_warn("refusing to pass fd %d to another process (SCM_RIGHTS): it is an mTLS "
+                    "connection, which only this process can carry; the receiver would read and "
+                    "write it in clear",
+                    fd);
+    return meshed;
+}
+
 bool mt_inherit_message_passes_connection(const struct msghdr *message)
 {
-    if (message == NULL || message->msg_controllen == 0 || mt_table_is_empty())
+    if (message == NULL || message->msg_control == NULL || message->msg_controllen == 0 ||
+        mt_table_is_empty())
         return false;
-    struct msghdr *walk = (struct msghdr *)message; /* CMSG_NXTHDR takes no const */
-    for (struct cmsghdr *control = CMSG_FIRSTHDR(walk); control != NULL;
-         control = CMSG_NXTHDR(walk, control)) {
-        if (control->cmsg_level != SOL_SOCKET || control->cmsg_type != SCM_RIGHTS ||
-            control->cmsg_len < CMSG_LEN(0))
-            continue;
-        size_t count = (control->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t i = 0; i < count; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(control) + i * sizeof(int), sizeof(fd));
-            struct mt_conn *conn = mt_table_acquire(fd);
-            if (conn == NULL)
-                continue;
-            pthread_mutex_lock(&conn->lock);
-            bool meshed = conn->state != MT_CONN_PLAIN;
-            pthread_mutex_unlock(&conn->lock);
-            mt_conn_release(conn);
-            if (meshed) {
-                mt_log_warn("refusing to pass fd %d to another process (SCM_RIGHTS): it is an mTLS "
-                            "connection, which only this process can carry; the receiver would "
-                            "read and write it in clear",
-                            fd);
-                return true;
+    /*
+     * Walked as the kernel walks it (for_each_cmsghdr with CMSG_OK), not with libc's CMSG_NXTHDR,
+     * whose idea of where the buffer ends has differed from the kernel's across glibc versions:
+     * every control message the kernel would accept is looked at, and a length that runs past
+     * the buffer is never followed (the kernel refuses such a message with EINVAL anyway).
+     */
+    const unsigned char *control = message->msg_control;
+    size_t length = message->msg_controllen;
+    size_t offset = 0;
+    while (length - offset >= sizeof(struct cmsghdr)) {
+        struct cmsghdr header;
+        memcpy(&header, control + offset, sizeof(header));
+        if (header.cmsg_len < sizeof(struct cmsghdr) || header.cmsg_len > length - offset)
+            return false;
+        if (header.cmsg_level == SOL_SOCKET && header.cmsg_type == SCM_RIGHTS) {
+            size_t count = (header.cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < count; i++) {
+                int fd;
+                memcpy(&fd, control + offset + CMSG_LEN(0) + i * sizeof(int), sizeof(fd));
+                if (is_meshed_connection(fd))
+                    return true;
             }
         }
+        size_t step = CMSG_ALIGN(header.cmsg_len);
+        if (step > length - offset)
+            break;
+        offset += step;
     }
     return false;
 }

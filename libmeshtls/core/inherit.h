@@ -58,26 +58,30 @@ bool mt_inherit_holds(int fd, bool keep_open);
  * when fd's session cannot cross exec. */
 void mt_inherit_hold_copy(int fd, int copy);
 
-/*
- * posix_spawn_file_actions_adddup2(fd → target) on actions: the target to close in the new
- * program instead when fd's session cannot cross exec (logged), or -1 when the action may stand
- * as asked (a connection of ours not yet started is remembered, for mt_inherit_spawn_allowed).
- */
-int mt_inherit_spawn_target_to_close(const posix_spawn_file_actions_t *actions, int fd, int target);
+/* What posix_spawn_file_actions_adddup2(actions, fd, target) must do. */
+enum mt_inherit_spawn_dup {
+    MT_INHERIT_SPAWN_DUP,          /* add the action as asked (it is remembered for the spawn) */
+    MT_INHERIT_SPAWN_CLOSE_TARGET, /* fd's session cannot cross exec: close target instead */
+    MT_INHERIT_SPAWN_REFUSE,       /* it could not be remembered: refuse the action (ENOMEM) */
+};
+enum mt_inherit_spawn_dup mt_inherit_spawn_dup(const posix_spawn_file_actions_t *actions, int fd,
+                                               int target);
 
 /* posix_spawn_file_actions_init/destroy: what was remembered of actions goes. */
 void mt_inherit_spawn_actions_forget(const posix_spawn_file_actions_t *actions);
 
 /*
- * Before posix_spawn of program with actions: false (logged) when they put a connection of ours
- * on a new program's fd and its session has started since the action was added — the spawn must
- * then be refused, as the new program would get the session's raw socket.
+ * Before posix_spawn of program with actions: false (logged) when a dup2 action puts an fd on a
+ * new program's fd and that fd is now a started session — the spawn must then be refused, as the
+ * new program would get the session's raw socket. (A session that another thread starts between
+ * this check and the spawn is not caught.)
  */
 bool mt_inherit_spawn_allowed(const posix_spawn_file_actions_t *actions, const char *program);
 
 /*
- * sendmsg on a socket that is not ours: true (logged) when its SCM_RIGHTS would pass a meshed
- * connection to another process, which could only read and write it in clear; refuse the send.
+ * sendmsg/sendmmsg on a socket that is not ours: true (logged) when message's SCM_RIGHTS would
+ * pass a meshed connection to another process, which could only read and write it in clear;
+ * refuse the send.
  */
 bool mt_inherit_message_passes_connection(const struct msghdr *message);
 

@@ -19,6 +19,7 @@
 #undef _FORTIFY_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/close_range.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -246,6 +247,39 @@ MT_EXPORT ssize_t sendmsg(int fd, const struct msghdr *message, int flags)
     }
     return finish(conn,
                   mt_conn_send_vector(conn, message->msg_iov, (int)message->msg_iovlen, flags));
+}
+
+/*
+ * sendmmsg: a meshed connection is a byte stream, so its messages go through TLS one after the
+ * other as sendmsg sends each; the count of messages sent is returned, as the kernel does, and
+ * the first that cannot be sent at all ends the call (its error when it is the first).
+ */
+MT_EXPORT int sendmmsg(int fd, struct mmsghdr *vector, unsigned int count, int flags)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    if (conn == NULL) {
+        mt_real_init();
+        for (unsigned int i = 0; vector != NULL && i < count; i++)
+            if (vector[i].msg_hdr.msg_controllen > 0 &&
+                mt_inherit_message_passes_connection(&vector[i].msg_hdr)) {
+                errno = EPERM;
+                return -1;
+            }
+        return real_sendmmsg(fd, vector, count, flags);
+    }
+    unsigned int sent = 0;
+    int saved = errno;
+    for (; sent < count && sent <= INT_MAX - 1; sent++) {
+        ssize_t n = mt_conn_send_vector(conn, vector[sent].msg_hdr.msg_iov,
+                                        (int)vector[sent].msg_hdr.msg_iovlen, flags);
+        if (n < 0) {
+            if (sent > 0)
+                errno = saved;
+            break;
+        }
+        vector[sent].msg_len = (unsigned int)n;
+    }
+    return (int)finish(conn, sent > 0 ? (ssize_t)sent : -1);
 }
 
 MT_EXPORT int poll(struct pollfd *fds, nfds_t count, int timeout_ms)
@@ -768,10 +802,15 @@ MT_EXPORT int posix_spawn_file_actions_adddup2(posix_spawn_file_actions_t *actio
                                                int target)
 {
     mt_real_init();
-    int closed = mt_inherit_spawn_target_to_close(actions, fd, target);
-    if (closed >= 0)
-        return posix_spawn_file_actions_addclose(actions, closed);
-    return real_posix_spawn_file_actions_adddup2(actions, fd, target);
+    switch (mt_inherit_spawn_dup(actions, fd, target)) {
+    case MT_INHERIT_SPAWN_CLOSE_TARGET:
+        return posix_spawn_file_actions_addclose(actions, target);
+    case MT_INHERIT_SPAWN_REFUSE:
+        return ENOMEM;
+    case MT_INHERIT_SPAWN_DUP:
+    default:
+        return real_posix_spawn_file_actions_adddup2(actions, fd, target);
+    }
 }
 
 MT_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *actions,

@@ -19,11 +19,15 @@ TLS. Each serves one connection per client and prints "listening" once ready.
                                      "system" (set inheritable, os.system writing to its fd;
                                      prints the inheritable flag the program reads back),
                                      "posix-spawn" (os.posix_spawn with a dup2 file action).
-  fdpeers.py pass-server PORT WHEN TEXT   accept; read one line first when WHEN is "started"
-                                     (not when "fresh"); then pass the connection to a child
-                                     process over a Unix socket (SCM_RIGHTS), which writes TEXT
-                                     to whatever it receives; prints "passed" or "refused ERRNO".
+  fdpeers.py pass-server PORT WHEN TEXT   accept; read one line first unless WHEN is "fresh";
+                                     then pass the connection to a child process over a Unix
+                                     socket (SCM_RIGHTS; WHEN "tight": behind another control
+                                     message, unpadded; "mmsg": with sendmmsg), which writes
+                                     TEXT to whatever it receives; prints "passed" or
+                                     "refused ERRNO".
   fdpeers.py line-client PORT LINE...   for each LINE: send it, read one reply line, print it.
+  fdpeers.py mmsg-client PORT LINE   send LINE and its newline as two messages of one sendmmsg,
+                                     print the counts sent, then the reply line.
   fdpeers.py read-client PORT        read to EOF, print sha256 and length.
 """
 
@@ -33,6 +37,7 @@ import fcntl
 import hashlib
 import os
 import socket
+import struct
 import subprocess
 import sys
 import termios
@@ -157,6 +162,48 @@ def handler_server(port, how, text):
         connection.close()
 
 
+def send_fds_raw(sock, fds, how):
+    """Sends one byte with SCM_RIGHTS through libc directly (ctypes): "tight" packs two control
+    messages, the second holding fds, with the last one unpadded (the layout some glibc versions'
+    CMSG_NXTHDR stop before); "mmsg" uses sendmmsg. Raises OSError as socket.send_fds does."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class IoVec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("length", ctypes.c_size_t)]
+
+    class MsgHdr(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                    ("iov", ctypes.POINTER(IoVec)), ("iovlen", ctypes.c_size_t),
+                    ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                    ("flags", ctypes.c_int)]
+
+    class MMsgHdr(ctypes.Structure):
+        _fields_ = [("hdr", MsgHdr), ("len", ctypes.c_uint)]
+
+    def cmsg(fd_list, pad):
+        data = array.array("i", fd_list).tobytes()
+        length = 16 + len(data)
+        body = struct.pack("@Qii", length, socket.SOL_SOCKET, socket.SCM_RIGHTS) + data
+        return body + b"\0" * ((-length) % 8 if pad else 0)
+    harmless = os.open("/dev/null", os.O_RDONLY)
+    control = cmsg([harmless], True) + cmsg(fds, how != "tight")
+    buffer = ctypes.create_string_buffer(control, len(control))
+    payload = ctypes.create_string_buffer(b"x", 1)
+    iov = IoVec(ctypes.cast(payload, ctypes.c_void_p), 1)
+    header = MsgHdr(None, 0, ctypes.pointer(iov), 1, ctypes.cast(buffer, ctypes.c_void_p),
+                    len(control), 0)
+    if how == "mmsg":
+        vector = MMsgHdr(header, 0)
+        result = libc.sendmmsg(sock.fileno(), ctypes.byref(vector), 1, 0)
+    else:
+        result = libc.sendmsg(sock.fileno(), ctypes.byref(header), 0)
+    os.close(harmless)
+    if result < 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+
+
 def pass_server(port, when, text):
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     child = os.fork()
@@ -175,14 +222,48 @@ def pass_server(port, when, text):
     listener = listen(port)
     while True:
         connection, _ = listener.accept()
-        if when == "started":
+        if when != "fresh":
             connection.makefile("rb").readline()
         try:
-            socket.send_fds(ours, [b"x"], [connection.fileno()])
+            if when in ("tight", "mmsg"):
+                send_fds_raw(ours, [connection.fileno()], when)
+            else:
+                socket.send_fds(ours, [b"x"], [connection.fileno()])
             print("passed", flush=True)
         except OSError as error:
             print(f"refused {errno.errorcode.get(error.errno, error.errno)}", flush=True)
         connection.close()
+
+
+def mmsg_client(port, line):
+    """Sends line + newline as two messages of one sendmmsg call (ctypes: Python has no
+    sendmmsg), prints the count sent, then the reply line."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class IoVec(ctypes.Structure):
+        _fields_ = [("base", ctypes.c_void_p), ("length", ctypes.c_size_t)]
+
+    class MsgHdr(ctypes.Structure):
+        _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
+                    ("iov", ctypes.POINTER(IoVec)), ("iovlen", ctypes.c_size_t),
+                    ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                    ("flags", ctypes.c_int)]
+
+    class MMsgHdr(ctypes.Structure):
+        _fields_ = [("hdr", MsgHdr), ("len", ctypes.c_uint)]
+
+    parts = [ctypes.create_string_buffer(line.encode(), len(line)),
+             ctypes.create_string_buffer(b"\n", 1)]
+    iovs = [IoVec(ctypes.cast(p, ctypes.c_void_p), len(p.raw)) for p in parts]
+    vector = (MMsgHdr * 2)(*[MMsgHdr(MsgHdr(None, 0, ctypes.pointer(iov), 1, None, 0, 0), 0)
+                             for iov in iovs])
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        sent = libc.sendmmsg(connection.fileno(), vector, 2, 0)
+        if sent < 0:
+            raise OSError(ctypes.get_errno(), "sendmmsg")
+        print(f"sent {sent} {vector[0].len} {vector[1].len}")
+        print(connection.makefile("rb").readline().decode().strip())
 
 
 def line_client(port, lines):
@@ -222,6 +303,8 @@ def main():
         handler_server(port, sys.argv[3], sys.argv[4])
     elif mode == "pass-server":
         pass_server(port, sys.argv[3], sys.argv[4])
+    elif mode == "mmsg-client":
+        mmsg_client(port, sys.argv[3])
     elif mode == "line-client":
         line_client(port, sys.argv[3:])
     elif mode == "read-client":

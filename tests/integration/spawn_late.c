@@ -3,9 +3,11 @@
  * the connection is up, then spawns once it is: what a program does that sets up a child's file
  * actions early (the dup2 itself runs in glibc's child, where no hook reaches).
  *
- *   spawn_late PORT TEXT    non-blocking connect to 127.0.0.1:PORT; adddup2(socket → 1); wait
- *                           until writable; posix_spawn("/bin/sh", "-c", "echo TEXT"); prints
- *                           "spawned" (and waits for the child) or "refused ERRNO-NAME"
+ *   spawn_late PORT TEXT [before-connect]
+ *                           non-blocking connect to 127.0.0.1:PORT; adddup2(socket → 1) (before
+ *                           the connect with "before-connect": the socket is no connection yet);
+ *                           wait until writable; posix_spawn("/bin/sh", "-c", "echo TEXT");
+ *                           prints "spawned" (and waits for the child) or "refused ERRNO-NAME"
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -13,6 +15,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,11 +27,16 @@ extern char **environ;
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: spawn_late PORT TEXT\n");
+    if (argc != 3 && !(argc == 4 && strcmp(argv[3], "before-connect") == 0)) {
+        fprintf(stderr, "usage: spawn_late PORT TEXT [before-connect]\n");
         return 2;
     }
+    bool before_connect = argc == 4;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    if (before_connect)
+        posix_spawn_file_actions_adddup2(&actions, fd, 1);
     struct sockaddr_in address = {.sin_family = AF_INET,
                                   .sin_port = htons((uint16_t)atoi(argv[1]))};
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -36,9 +44,8 @@ int main(int argc, char **argv)
         perror("spawn_late: connect");
         return 1;
     }
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, fd, 1);
+    if (!before_connect)
+        posix_spawn_file_actions_adddup2(&actions, fd, 1);
     struct pollfd entry = {.fd = fd, .events = POLLOUT};
     if (poll(&entry, 1, 10000) != 1) {
         fprintf(stderr, "spawn_late: the connection did not come up\n");

@@ -131,16 +131,19 @@ def passed_to_another_process(mesh, config, when):
     print(f"SCM_RIGHTS ({when}): refused with EPERM; nothing in clear on the wire")
 
 
-def spawn_prepared_early(mesh, config):
-    """posix_spawn file actions set up while the connection is still connecting (the dup2 is
-    glibc's own, in the child): the spawn is refused once the session has started."""
+def spawn_prepared_early(mesh, config, when):
+    """posix_spawn file actions set up while the connection is still connecting, or before the
+    socket is connected at all (when="before-connect"; the dup2 is glibc's own, in the child):
+    the spawn is refused once the session has started."""
     marker = "SPAWNED-LATE-IN-CLEAR-c2a8"
     port = free_port()
     server = mesh.meshed("late-server", [PYTHON, PEERS, "fork-server", str(port)], config=config)
     wait_for(lambda: b"listening" in server.stdout() or server.popen.poll() is not None, 20,
              "the line server to listen")
     relay = Relay(port)
-    client = mesh.meshed("spawn-late", [SPAWN_LATE, str(relay.port), marker], config=config)
+    client = mesh.meshed(f"spawn-late-{when}",
+                         [SPAWN_LATE, str(relay.port), marker] + ([when] if when else []),
+                         config=config)
     client.wait(30)
     relay.stop()
     check(b"refused EPERM" in client.stdout(),
@@ -148,7 +151,7 @@ def spawn_prepared_early(mesh, config):
     check_wire(relay, marker, "posix_spawn prepared early")
     check("posix_spawn of /bin/sh refused: its file actions put fd" in client.stderr(),
           f"no log line for the refused spawn:\n{client.stderr()[-2000:]}")
-    print("posix_spawn prepared before the handshake: refused once the session started")
+    print(f"posix_spawn prepared {when or 'while connecting'}: refused once the session started")
 
 
 def test():
@@ -165,7 +168,10 @@ def test():
         bash_client(mesh, config)
         passed_to_another_process(mesh, config, "fresh")
         passed_to_another_process(mesh, config, "started")
-        spawn_prepared_early(mesh, config)
+        passed_to_another_process(mesh, config, "tight")
+        passed_to_another_process(mesh, config, "mmsg")
+        spawn_prepared_early(mesh, config, None)
+        spawn_prepared_early(mesh, config, "before-connect")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 serves a connection its parent accepted and closed (the parent's close must not end the child's
 TLS session), an accepted connection handed to an exec'd program on stdin/stdout (inetd-style)
 is meshed in that program, dup()/dup2() names share one connection and survive closing the original,
-sendfile() of a multi-MB file arrives intact over TLS, and FIONREAD counts decrypted bytes."""
+sendfile() of a multi-MB file arrives intact over TLS, sendmmsg() sends each message through TLS,
+and FIONREAD counts decrypted bytes."""
 
 import hashlib
 import os
@@ -45,6 +46,16 @@ def test():
         relay.stop()
         check(lines[0] == "inetd: VIA INETD", f"inetd service replied {lines}\n{inetd.stderr()}")
         assert_tls13_wire(relay.client_bytes[0], relay.server_bytes[0], [b"VIA INETD", b"via"])
+
+        # sendmmsg on a meshed connection: each message through TLS, the counts as the kernel's.
+        port = free_port()
+        server(mesh, "mmsg-server", "fork-server", str(port))
+        relay = Relay(port)
+        lines = client(mesh, "mmsg-client", "mmsg-client", str(relay.port), "several messages")
+        relay.stop()
+        check(lines[:2] == ["sent 2 16 1", "SEVERAL MESSAGES"], f"sendmmsg client: {lines}")
+        assert_tls13_wire(relay.client_bytes[0], relay.server_bytes[0],
+                          [b"several messages", b"SEVERAL MESSAGES"])
 
         port = free_port()
         duper = server(mesh, "dup-server", "dup-server", str(port))

@@ -24,7 +24,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "../metrics/layout.h"
@@ -36,6 +38,10 @@
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77
 #endif
+
+/* linux/magic.h values, spelled out so that no kernel header is needed. */
+#define FUSE_SUPER_MAGIC_VALUE 0x65735546L
+#define FUSECTL_SUPER_MAGIC_VALUE 0x65735543L
 
 /* One remembered hash. ctime is in the key because no user can set it: any write moves it. */
 struct sha256_entry {
@@ -86,34 +92,165 @@ static const char *budget_problem(enum mt_hash_budget_decision decision)
 }
 
 /*
+ * Filesystems whose files the agent never opens for hashing. FUSE hands every open, stat, statfs
+ * and read to a user-space daemon, which may never answer: one such call would freeze the agent's
+ * one event loop, and any user can mount FUSE inside a user and mount namespace of its own and
+ * run a program from it (/proc/<pid>/exe still reaches the file). Of the other filesystems a user
+ * may mount without privilege in a user namespace (tmpfs, ramfs, proc, sysfs, devpts, mqueue,
+ * cgroup, binfmt_misc, overlay), only FUSE asks a process for its answers. Known gap: an overlay
+ * whose lower layer is FUSE reports the overlay type yet reads through to FUSE; refusing overlay
+ * would refuse every container, so it is not refused here.
+ */
+bool mt_attest_fs_magic_is_unread(long long f_type)
+{
+    return f_type == FUSE_SUPER_MAGIC_VALUE;
+}
+
+bool mt_attest_fs_name_is_unread(const char *fstype)
+{
+    return fstype != NULL && (strcmp(fstype, "fuse") == 0 || strcmp(fstype, "fuseblk") == 0 ||
+                              strncmp(fstype, "fuse.", 5) == 0);
+}
+
+enum fs_verdict {
+    FS_READABLE,    /* not a filesystem the agent refuses, as far as it can tell */
+    FS_UNREAD,      /* FUSE: never opened */
+    FS_CALLER_GONE, /* the caller's /proc entries are gone */
+    FS_CANNOT_TELL, /* a temporary failure */
+};
+
+/*
+ * Whether device (the st_dev attestation recorded for the executable) is a FUSE filesystem,
+ * learned without a single call that reaches the filesystem itself: statfs and fstatfs ask the
+ * FUSE daemon (FUSE_STATFS) before they report f_type, and open asks it too (FUSE_OPEN), so
+ * none of them can be the check that keeps the agent away from FUSE.
+ *
+ * First the FUSE control filesystem: every FUSE connection, from whatever namespace, has a
+ * directory /sys/fs/fuse/connections/<its device number, kernel encoding>. When that is not
+ * mounted, the caller's /proc/<pid>/mountinfo: the line whose major:minor is device names the
+ * filesystem type. A mount the caller detached (umount -l) after exec is in no mountinfo, so on
+ * a node without the control filesystem that case is not caught here. Neither file is on FUSE.
+ */
+static enum fs_verdict exe_filesystem(pid_t pid, dev_t device)
+{
+    struct statfs control;
+    if (statfs("/sys/fs/fuse/connections", &control) == 0 &&
+        (long long)control.f_type == FUSECTL_SUPER_MAGIC_VALUE) {
+        char path[96];
+        struct stat entry;
+        unsigned long long kernel_device =
+            ((unsigned long long)major(device) << 20) | (unsigned long long)minor(device);
+        snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%llu", kernel_device);
+        if (stat(path, &entry) == 0)
+            return FS_UNREAD;
+        if (errno == ENOENT)
+            return FS_READABLE;
+        return FS_CANNOT_TELL;
+    }
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/mountinfo", (long)pid);
+    FILE *file = fopen(path, "re");
+    if (file == NULL)
+        return errno == ENOENT || errno == ESRCH ? FS_CALLER_GONE : FS_CANNOT_TELL;
+    enum fs_verdict verdict = FS_READABLE;
+    char *line = NULL;
+    size_t capacity = 0;
+    errno = 0;
+    while (verdict == FS_READABLE && getline(&line, &capacity, file) >= 0) {
+        unsigned mount_major;
+        unsigned mount_minor;
+        if (sscanf(line, "%*d %*d %u:%u", &mount_major, &mount_minor) != 2 ||
+            makedev(mount_major, mount_minor) != device)
+            continue;
+        /* Root and mount point escape spaces (\040): the first " - " ends the optional fields. */
+        char *rest = strstr(line, " - ");
+        if (rest == NULL)
+            continue;
+        rest += 3;
+        rest[strcspn(rest, " \n")] = '\0';
+        if (mt_attest_fs_name_is_unread(rest))
+            verdict = FS_UNREAD;
+    }
+    if (verdict == FS_READABLE && ferror(file))
+        verdict = FS_CANNOT_TELL;
+    free(line);
+    fclose(file);
+    return verdict;
+}
+
+/* True when errno (after a failed call on /proc/<pid>/...) says the process is gone. */
+static bool caller_gone(int error)
+{
+    return error == ENOENT || error == ESRCH;
+}
+
+/*
  * Hashes the executable behind link (already identified by stat as device/inode) into peer,
- * from the cache or within the budget of peer's uid at now_ms.
+ * from the cache or within the budget of peer's uid at now_ms. Outcomes other than
+ * MT_ATTEST_HASH_TEMPORARY and MT_ATTEST_HASH_OVER_BUDGET are final for this file: too large,
+ * on FUSE, changed since attestation, the caller gone.
  */
 static enum mt_attest_hash_outcome hash_exe(const char *link, long long now_ms,
                                             struct mt_attest_peer *peer)
 {
-    enum mt_attest_hash_outcome outcome = MT_ATTEST_HASH_FAILED;
+    switch (exe_filesystem(peer->pid, peer->exe_device)) {
+    case FS_UNREAD:
+        peer->exe_sha256_problem = "it is on a FUSE filesystem, which the agent does not read";
+        return MT_ATTEST_HASH_FAILED;
+    case FS_CALLER_GONE:
+        peer->exe_sha256_problem = "the caller exited before its executable was hashed";
+        return MT_ATTEST_HASH_FAILED;
+    case FS_CANNOT_TELL:
+        peer->exe_sha256_problem = "the agent could not tell which filesystem it is on";
+        return MT_ATTEST_HASH_TEMPORARY;
+    case FS_READABLE:
+        break;
+    }
+    enum mt_attest_hash_outcome outcome = MT_ATTEST_HASH_TEMPORARY;
     int fd = open(link, O_RDONLY | O_CLOEXEC);
     struct stat file;
+    struct statfs filesystem;
     if (fd < 0) {
-        peer->exe_sha256_problem = "the agent cannot open it";
+        if (caller_gone(errno)) {
+            peer->exe_sha256_problem = "the caller exited before its executable was hashed";
+            return MT_ATTEST_HASH_FAILED;
+        }
+        /* EMFILE, ENFILE, ENOMEM, EINTR, EAGAIN and the like: the agent's, not the file's. */
+        peer->exe_sha256_problem = "the agent cannot open it for now";
         return outcome;
     }
-    /* An execve since identify would swap the file: hash only the one identify named. */
-    if (fstat(fd, &file) != 0 || file.st_dev != peer->exe_device ||
-        file.st_ino != peer->exe_inode || !S_ISREG(file.st_mode)) {
-        peer->exe_sha256_problem = "it changed while the agent looked at it";
+    if (fstat(fd, &file) != 0) {
+        peer->exe_sha256_problem = "the agent cannot stat it for now";
         goto out;
     }
-    if ((uint64_t)file.st_size > MT_ATTEST_SHA256_MAX_BYTES) {
+    /* An execve since identify would swap the file: hash only the one identify named. */
+    if (file.st_dev != peer->exe_device || file.st_ino != peer->exe_inode ||
+        !S_ISREG(file.st_mode)) {
+        peer->exe_sha256_problem = "it changed while the agent looked at it";
+        outcome = MT_ATTEST_HASH_FAILED;
+        goto out;
+    }
+    /* Belt and braces for exe_filesystem: not reached for FUSE files it recognised. */
+    if (fstatfs(fd, &filesystem) != 0) {
+        peer->exe_sha256_problem = "the agent cannot tell which filesystem it is on";
+        goto out;
+    }
+    if (mt_attest_fs_magic_is_unread((long long)filesystem.f_type)) {
+        peer->exe_sha256_problem = "it is on a FUSE filesystem, which the agent does not read";
+        outcome = MT_ATTEST_HASH_FAILED;
+        goto out;
+    }
+    if (file.st_size < 0 || (uint64_t)file.st_size > MT_ATTEST_SHA256_MAX_BYTES) {
         peer->exe_sha256_problem = "it is larger than the 128 MiB the agent hashes";
+        outcome = MT_ATTEST_HASH_FAILED;
         goto out;
     }
     struct sha256_entry *entry = sha256_cache_find(&file);
     outcome = MT_ATTEST_HASH_CACHED;
     if (entry == NULL) {
+        uint64_t charged = (uint64_t)file.st_size;
         enum mt_hash_budget_decision decision =
-            mt_hash_budget_charge(&hash_budget, peer->uid, (uint64_t)file.st_size, now_ms);
+            mt_hash_budget_charge(&hash_budget, peer->uid, charged, now_ms);
         if (decision != MT_HASH_BUDGET_GRANTED) {
             peer->exe_sha256_problem = budget_problem(decision);
             mt_log_limited(
@@ -127,19 +264,37 @@ static enum mt_attest_hash_outcome hash_exe(const char *link, long long now_ms,
             outcome = MT_ATTEST_HASH_OVER_BUDGET;
             goto out;
         }
-        outcome = MT_ATTEST_HASH_FAILED;
         uint8_t digest[MT_DIGEST_SHA256_SIZE];
         struct stat after;
+        uint64_t read_bytes = 0;
         mt_log_debug("hashing %s (%lld bytes), the executable of pid %ld uid %u", peer->exe,
                      (long long)file.st_size, (long)peer->pid, (unsigned)peer->uid);
-        if (!mt_result_is_ok(mt_digest_sha256_fd(fd, MT_ATTEST_SHA256_MAX_BYTES, digest))) {
-            peer->exe_sha256_problem = "reading it failed";
+        /* Read no more than was charged: a file that returns more than its st_size said is not
+         * hashed. The charge then becomes what was read (one byte more at most). */
+        mt_result hashed = mt_digest_sha256_fd(fd, charged, digest, &read_bytes);
+        if (read_bytes < charged)
+            mt_hash_budget_refund(&hash_budget, peer->uid, charged - read_bytes, now_ms);
+        if (hashed.error == MT_ERR_TOO_LONG) {
+            peer->exe_sha256_problem = "its size changed while the agent hashed it";
+            outcome = MT_ATTEST_HASH_FAILED;
+            goto out;
+        }
+        if (!mt_result_is_ok(hashed)) {
+            /* EIO, no memory for the buffer: nothing about the file is settled. */
+            peer->exe_sha256_problem = "reading it failed for now";
+            outcome = MT_ATTEST_HASH_TEMPORARY;
             goto out;
         }
         /* A write during the hash moves ctime: such a digest names no version of the file. */
-        if (fstat(fd, &after) != 0 || after.st_size != file.st_size ||
+        if (fstat(fd, &after) != 0) {
+            peer->exe_sha256_problem = "the agent cannot stat it for now";
+            outcome = MT_ATTEST_HASH_TEMPORARY;
+            goto out;
+        }
+        if (after.st_size != file.st_size || read_bytes != charged ||
             !same_time(after.st_ctim, file.st_ctim)) {
             peer->exe_sha256_problem = "it changed while the agent hashed it";
+            outcome = MT_ATTEST_HASH_FAILED;
             goto out;
         }
         entry = &sha256_cache[sha256_cache_next];
@@ -159,6 +314,21 @@ static enum mt_attest_hash_outcome hash_exe(const char *link, long long now_ms,
 out:
     close(fd);
     return outcome;
+}
+
+/*
+ * The device and inode of the file the magic link (/proc/<pid>/exe) leads to. The link is
+ * followed without a lookup in the file's filesystem, and AT_STATX_DONT_SYNC makes FUSE answer
+ * from what the kernel already holds instead of asking its daemon (which may never answer).
+ */
+static int stat_exe_link(const char *link, dev_t *device, ino_t *inode)
+{
+    struct statx file;
+    if (statx(AT_FDCWD, link, AT_STATX_DONT_SYNC, STATX_INO, &file) != 0)
+        return -1;
+    *device = makedev(file.stx_dev_major, file.stx_dev_minor);
+    *inode = (ino_t)file.stx_ino;
+    return 0;
 }
 
 /* True when pid's mount namespace is not the agent's; false when it cannot tell. */
@@ -188,11 +358,8 @@ static bool read_exe(pid_t pid, struct mt_attest_peer *peer)
     }
     peer->exe[length] = '\0';
     /* stat follows the magic link to the file being run, not to what its name is for us. */
-    struct stat file;
-    if (stat(link, &file) != 0)
+    if (stat_exe_link(link, &peer->exe_device, &peer->exe_inode) != 0)
         return false;
-    peer->exe_device = file.st_dev;
-    peer->exe_inode = file.st_ino;
     peer->other_mount_namespace = in_other_mount_namespace(pid);
     return true;
 }
@@ -258,8 +425,11 @@ static bool hold_caller(int fd, pid_t pid, int *pidfd)
     *pidfd = -1;
     if (errno == ENOPROTOOPT)
         return true;
-    /* ESRCH: the caller has already exited, so /proc/<pid> may be someone else's. */
-    mt_log_debug("SO_PEERPIDFD for pid %ld: %s", (long)pid, strerror(errno));
+    /* ESRCH: the caller has already exited, so /proc/<pid> may be someone else's. errno is
+     * kept for callers that tell that from the agent's own shortages (EMFILE, ENOMEM). */
+    int error = errno;
+    mt_log_debug("SO_PEERPIDFD for pid %ld: %s", (long)pid, strerror(error));
+    errno = error;
     return false;
 }
 
@@ -333,12 +503,37 @@ enum mt_attest_hash_outcome mt_attest_exe_sha256(int fd, long long now_ms,
     }
     int pidfd = -1;
     if (!hold_caller(fd, peer->pid, &pidfd)) {
+        /* Only ESRCH says the caller is gone; EMFILE, ENFILE, ENOMEM are the agent's. */
+        if (errno != ESRCH) {
+            peer->exe_sha256_problem = "the agent cannot hold the caller for now";
+            peer->exe_sha256_later = true;
+            return MT_ATTEST_HASH_TEMPORARY;
+        }
         peer->exe_sha256_problem = "the caller exited before its executable was hashed";
         return MT_ATTEST_HASH_FAILED;
     }
     char link[64];
     snprintf(link, sizeof(link), "/proc/%ld/exe", (long)peer->pid);
     enum mt_attest_hash_outcome outcome = hash_exe(link, now_ms, peer);
+    peer->exe_sha256_later =
+        outcome == MT_ATTEST_HASH_TEMPORARY || outcome == MT_ATTEST_HASH_OVER_BUDGET;
+    if (peer->has_exe_sha256) {
+        /* The digest is of the file attestation named; the caller must still be running it
+         * (an execve since would leave the pid alive with another file behind the link). */
+        dev_t device = 0;
+        ino_t inode = 0;
+        if (stat_exe_link(link, &device, &inode) != 0 || device != peer->exe_device ||
+            inode != peer->exe_inode) {
+            peer->has_exe_sha256 = false;
+            peer->exe_sha256_problem = "the caller no longer runs the file that was hashed";
+            mt_log_limited(MT_LOG_INFO,
+                           "pid %ld uid %u no longer runs %s after it was hashed: no sha256 "
+                           "rule matches this request",
+                           (long)peer->pid, (unsigned)peer->uid, peer->exe);
+            if (outcome == MT_ATTEST_HASH_CACHED)
+                outcome = MT_ATTEST_HASH_FAILED;
+        }
+    }
     if (peer->has_exe_sha256 && !still_the_caller(pidfd, peer, peer->start_time)) {
         peer->has_exe_sha256 = false;
         peer->exe_sha256_problem = "the caller exited while its executable was hashed";

@@ -44,6 +44,7 @@ struct mt_attest_peer {
     bool has_exe_sha256;
     uint8_t exe_sha256[MT_DIGEST_SHA256_SIZE];
     const char *exe_sha256_problem; /* why has_exe_sha256 is false after an attempt */
+    bool exe_sha256_later; /* that problem is the agent's, for now: no rule may treat it as final */
 };
 
 /*
@@ -58,7 +59,10 @@ enum mt_attest_hash_outcome {
     MT_ATTEST_HASH_CACHED,      /* the digest was remembered: no bytes read */
     MT_ATTEST_HASH_COMPUTED,    /* the file was read and hashed (see has_exe_sha256) */
     MT_ATTEST_HASH_OVER_BUDGET, /* not hashed: the caller's uid or the node spent its budget */
-    MT_ATTEST_HASH_FAILED,      /* no digest: exe_sha256_problem says why */
+    MT_ATTEST_HASH_TEMPORARY,   /* not hashed for a passing reason of the agent's (out of file
+                                 * descriptors or memory, EIO): exe_sha256_problem says which */
+    MT_ATTEST_HASH_FAILED,      /* no digest, for good for this file or caller: too large, on
+                                 * FUSE, changed since attestation, the caller gone */
     MT_ATTEST_HASH_ALREADY,     /* an earlier call settled it */
 };
 
@@ -66,10 +70,19 @@ enum mt_attest_hash_outcome {
  * The SHA-256 of the executable identify found for peer (the peer of fd), computed at most once
  * per peer, from the cache when the file is unchanged, else charged to the uid's hashing budget
  * (hash_budget.h) at now_ms. The digest counts only when the process that connected is still
- * alive afterwards and still runs that very file. Sets has_exe_sha256, or exe_sha256_problem.
+ * alive afterwards and still runs that very file. Sets has_exe_sha256, or exe_sha256_problem
+ * (and exe_sha256_later for MT_ATTEST_HASH_OVER_BUDGET and MT_ATTEST_HASH_TEMPORARY). Files on
+ * FUSE are never opened.
  */
 enum mt_attest_hash_outcome mt_attest_exe_sha256(int fd, long long now_ms,
                                                  struct mt_attest_peer *peer);
+
+/*
+ * Whether the agent refuses to read files on a filesystem of this statfs f_type (FUSE: its
+ * daemon may never answer, and the agent has one event loop), or of this mountinfo type name.
+ */
+bool mt_attest_fs_magic_is_unread(long long f_type);
+bool mt_attest_fs_name_is_unread(const char *fstype);
 
 /*
  * The start time of pid (field 22 of /proc/<pid>/stat, clock ticks after boot): with the pid, it

@@ -3,7 +3,8 @@
  *
  * Owns the decision "may this executable be hashed now". It must never grant bytes beyond a
  * uid's or the node's window, never let a uid start a new window by pushing out another uid's
- * running one, and never charge what it refused.
+ * running one, never charge what it refused, and never keep charged what a refund says was not
+ * read.
  */
 #include <stddef.h>
 
@@ -62,6 +63,21 @@ enum mt_hash_budget_decision mt_hash_budget_charge(struct mt_hash_budget *budget
     charge(window, uid, bytes, now_ms);
     charge(&budget->node, 0, bytes, now_ms);
     return MT_HASH_BUDGET_GRANTED;
+}
+
+static void refund(struct mt_hash_budget_window *window, uint64_t bytes, long long now_ms)
+{
+    if (is_running(window, now_ms))
+        window->spent -= bytes < window->spent ? bytes : window->spent;
+}
+
+void mt_hash_budget_refund(struct mt_hash_budget *budget, uid_t uid, uint64_t bytes,
+                           long long now_ms)
+{
+    for (size_t i = 0; i < MT_HASH_BUDGET_UIDS; i++)
+        if (budget->uids[i].used && budget->uids[i].uid == uid)
+            refund(&budget->uids[i], bytes, now_ms);
+    refund(&budget->node, bytes, now_ms);
 }
 
 uint64_t mt_hash_budget_spent(const struct mt_hash_budget *budget, uid_t uid, long long now_ms)

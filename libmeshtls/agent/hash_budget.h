@@ -54,6 +54,14 @@ enum mt_hash_budget_decision {
 enum mt_hash_budget_decision mt_hash_budget_charge(struct mt_hash_budget *budget, uid_t uid,
                                                    uint64_t bytes, long long now_ms);
 
+/*
+ * Gives back bytes of a grant to uid at now_ms that were not read after all (the file ended
+ * before the size it was charged for), so that what stays charged is what was read. Windows
+ * that have ended since are left alone; never below zero.
+ */
+void mt_hash_budget_refund(struct mt_hash_budget *budget, uid_t uid, uint64_t bytes,
+                           long long now_ms);
+
 /* What uid has spent in its current window (0 when it has none running at now_ms). */
 uint64_t mt_hash_budget_spent(const struct mt_hash_budget *budget, uid_t uid, long long now_ms);
 

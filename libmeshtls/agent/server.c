@@ -341,11 +341,12 @@ static const uint8_t *client_exe_sha256(void *context, const char **problem, boo
         break;
     case MT_ATTEST_HASH_OVER_BUDGET:
         atomic_fetch_add(&mt_agent_stats.exe_hashes_over_budget, 1);
-        *later = true;
         break;
     default:
         break;
     }
+    /* Also when an earlier call settled it (MT_ATTEST_HASH_ALREADY) as a passing failure. */
+    *later = peer->exe_sha256_later;
     *problem = peer->exe_sha256_problem;
     return peer->has_exe_sha256 ? peer->exe_sha256 : NULL;
 }
@@ -373,11 +374,12 @@ static bool client_identity(struct mt_server *server, struct mt_server_client *c
         mt_agent_config_resolve_id(server->config, &caller, spiffe_id, capacity, &match);
     atomic_fetch_add(&mt_agent_stats.exe_mismatches, match.exe_mismatches);
     if (result.error == MT_ERR_WOULD_BLOCK) {
-        /* A sha256 rule may name the caller, but its executable cannot be hashed before the
-         * hashing budget renews: no identity rather than a guess (another rule's, the default). */
+        /* A sha256 rule may name the caller, but its executable cannot be hashed now (the
+         * hashing budget is spent, or the agent is short of descriptors or memory): no identity
+         * rather than a guess (another rule's, the default). */
         client_refuse(client, MT_PROTO_ERROR_INTERNAL,
                       "agent busy: the caller's executable cannot be hashed for a sha256 rule "
-                      "before the hashing budget renews; retry in a minute");
+                      "for now (hashing budget spent or a passing failure); retry in a minute");
         return false;
     }
     if (!mt_result_is_ok(result)) {

@@ -17,8 +17,11 @@
 
 /*
  * Hashes the contents of fd from offset 0 to its end (pread: the file offset is left alone),
- * reading at most max_bytes: MT_ERR_TOO_LONG when there is more, MT_ERR_IO when a read fails.
+ * hashing at most max_bytes: MT_ERR_TOO_LONG when there is more (found by reading one byte past
+ * max_bytes, never further), MT_ERR_IO when a read fails, MT_ERR_NO_MEMORY without a buffer.
+ * *bytes_read (when not NULL) is set to how many bytes were read, on success or failure.
  */
-MT_RESULT mt_digest_sha256_fd(int fd, uint64_t max_bytes, uint8_t digest[MT_DIGEST_SHA256_SIZE]);
+MT_RESULT mt_digest_sha256_fd(int fd, uint64_t max_bytes, uint8_t digest[MT_DIGEST_SHA256_SIZE],
+                              uint64_t *bytes_read);
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -110,7 +111,8 @@ static void test_attest_exe_sha256_only_when_asked_and_stable(void **state)
     int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
     assert_true(fd >= 0);
     uint8_t expected[MT_DIGEST_SHA256_SIZE];
-    assert_true(mt_result_is_ok(mt_digest_sha256_fd(fd, MT_ATTEST_SHA256_MAX_BYTES, expected)));
+    assert_true(
+        mt_result_is_ok(mt_digest_sha256_fd(fd, MT_ATTEST_SHA256_MAX_BYTES, expected, NULL)));
     close(fd);
     struct mt_attest_peer peer;
     assert_true(mt_result_is_ok(mt_attest_identify(pair[0], &peer)));
@@ -151,6 +153,78 @@ static void test_attest_exe_sha256_without_executable_fails(void **state)
     assert_int_equal(mt_attest_exe_sha256(pair[0], 1000, &peer), MT_ATTEST_HASH_FAILED);
     assert_false(peer.has_exe_sha256);
     assert_non_null(peer.exe_sha256_problem);
+}
+
+/*
+ * Out of file descriptors, the agent can neither hold the caller nor open its executable: that
+ * says nothing about the file, so the outcome is temporary (the rule stays undecided, the caller
+ * is told "agent busy") and not a failure a later rule or the default identity could follow.
+ * In a child: the limit would break the rest of the run.
+ */
+static void test_attest_exe_sha256_out_of_descriptors_is_temporary(void **state)
+{
+    (void)state;
+    for (int extra = 0; extra < 3; extra++) {
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+            struct mt_attest_peer peer;
+            if (!mt_result_is_ok(mt_attest_identify(pair[0], &peer)) || !peer.has_exe)
+                _exit(3);
+            int lowest = dup(0);
+            if (lowest < 0)
+                _exit(4);
+            close(lowest);
+            /* Descriptors from lowest + extra on cannot be had. */
+            struct rlimit limit = {.rlim_cur = (rlim_t)(lowest + extra),
+                                   .rlim_max = (rlim_t)(lowest + extra)};
+            if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+                _exit(5);
+            enum mt_attest_hash_outcome outcome = mt_attest_exe_sha256(pair[0], 1000, &peer);
+            /* extra 2 with pidfds: the pidfd and one more fit, which may be enough to hash. */
+            if (outcome == MT_ATTEST_HASH_COMPUTED || outcome == MT_ATTEST_HASH_CACHED)
+                _exit(extra == 2 && peer.has_exe_sha256 ? 0 : 6);
+            if (outcome != MT_ATTEST_HASH_TEMPORARY || !peer.exe_sha256_later ||
+                peer.has_exe_sha256 || peer.exe_sha256_problem == NULL)
+                _exit(7);
+            _exit(0);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+}
+
+/* FUSE (statfs f_type FUSE_SUPER_MAGIC, mountinfo types fuse, fuse.*, fuseblk) is never read. */
+static void test_attest_fs_fuse_is_unread(void **state)
+{
+    (void)state;
+    assert_true(mt_attest_fs_magic_is_unread(0x65735546));
+    assert_false(mt_attest_fs_magic_is_unread(0xEF53));     /* ext4 */
+    assert_false(mt_attest_fs_magic_is_unread(0x01021994)); /* tmpfs */
+    assert_false(mt_attest_fs_magic_is_unread(0x794c7630)); /* overlay */
+    assert_false(mt_attest_fs_magic_is_unread(0x65735543)); /* fusectl */
+    assert_true(mt_attest_fs_name_is_unread("fuse"));
+    assert_true(mt_attest_fs_name_is_unread("fuseblk"));
+    assert_true(mt_attest_fs_name_is_unread("fuse.sshfs"));
+    assert_false(mt_attest_fs_name_is_unread("fusectl"));
+    assert_false(mt_attest_fs_name_is_unread("ext4"));
+    assert_false(mt_attest_fs_name_is_unread("overlay"));
+    assert_false(mt_attest_fs_name_is_unread(NULL));
+}
+
+/* An executable attestation did not name (an execve since) is not hashed, for good. */
+static void test_attest_exe_sha256_other_file_fails(void **state)
+{
+    (void)state;
+    REQUIRE_PIDFDS();
+    struct mt_attest_peer peer;
+    assert_true(mt_result_is_ok(mt_attest_identify(pair[0], &peer)));
+    peer.exe_inode ^= 1;
+    assert_int_equal(mt_attest_exe_sha256(pair[0], 1000, &peer), MT_ATTEST_HASH_FAILED);
+    assert_false(peer.has_exe_sha256);
+    assert_false(peer.exe_sha256_later);
 }
 
 /*
@@ -233,6 +307,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test(test_attest_identify_without_pidfds_non_dumpable_caller_has_start_time),
         cmocka_unit_test(test_attest_identify_not_a_socket_fails),
+        cmocka_unit_test_setup_teardown(test_attest_exe_sha256_out_of_descriptors_is_temporary,
+                                        setup, teardown),
+        cmocka_unit_test(test_attest_fs_fuse_is_unread),
+        cmocka_unit_test_setup_teardown(test_attest_exe_sha256_other_file_fails, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -112,6 +112,23 @@ static void test_hash_budget_charge_larger_than_budget_refused(void **state)
     assert_int_equal(mt_hash_budget_spent(&budget, VICTIM, 1), 0);
 }
 
+/* A file that ended before its charged size: what stays charged is what was read. */
+static void test_hash_budget_refund_leaves_what_was_read(void **state)
+{
+    (void)state;
+    assert_int_equal(mt_hash_budget_charge(&budget, ATTACKER, LARGEST, 1000),
+                     MT_HASH_BUDGET_GRANTED);
+    mt_hash_budget_refund(&budget, ATTACKER, LARGEST - MIB, 1001);
+    assert_int_equal(mt_hash_budget_spent(&budget, ATTACKER, 1002), MIB);
+    assert_int_equal(budget.node.spent, MIB);
+    /* Never below zero, and an ended window is not touched. */
+    mt_hash_budget_refund(&budget, ATTACKER, LARGEST, 1003);
+    assert_int_equal(mt_hash_budget_spent(&budget, ATTACKER, 1004), 0);
+    assert_int_equal(mt_hash_budget_charge(&budget, ATTACKER, MIB, 1005), MT_HASH_BUDGET_GRANTED);
+    mt_hash_budget_refund(&budget, ATTACKER, MIB, 1000 + MT_HASH_BUDGET_WINDOW_MS);
+    assert_int_equal(budget.uids[0].spent, MIB);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -123,6 +140,7 @@ int main(void)
         cmocka_unit_test_setup(test_hash_budget_charge_many_uids_bounded_by_node, setup),
         cmocka_unit_test_setup(test_hash_budget_charge_full_table_refuses_newcomer, setup),
         cmocka_unit_test_setup(test_hash_budget_charge_larger_than_budget_refused, setup),
+        cmocka_unit_test_setup(test_hash_budget_refund_leaves_what_was_read, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

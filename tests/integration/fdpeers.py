@@ -32,6 +32,7 @@ TLS. Each serves one connection per client and prints "listening" once ready.
 """
 
 import array
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -162,11 +163,9 @@ def handler_server(port, how, text):
         connection.close()
 
 
-def send_fds_raw(sock, fds, how):
-    """Sends one byte with SCM_RIGHTS through libc directly (ctypes): "tight" packs two control
-    messages, the second holding fds, with the last one unpadded (the layout some glibc versions'
-    CMSG_NXTHDR stop before); "mmsg" uses sendmmsg. Raises OSError as socket.send_fds does."""
-    import ctypes
+def libc_messages():
+    """libc through ctypes, with struct iovec, msghdr and mmsghdr (x86-64/arm64 layouts): Python's
+    socket module has no sendmmsg and builds its own control buffers."""
     libc = ctypes.CDLL(None, use_errno=True)
 
     class IoVec(ctypes.Structure):
@@ -180,6 +179,14 @@ def send_fds_raw(sock, fds, how):
 
     class MMsgHdr(ctypes.Structure):
         _fields_ = [("hdr", MsgHdr), ("len", ctypes.c_uint)]
+    return libc, IoVec, MsgHdr, MMsgHdr
+
+
+def send_fds_raw(sock, fds, how):
+    """Sends one byte with SCM_RIGHTS through libc directly (ctypes): "tight" packs two control
+    messages, the second holding fds, with the last one unpadded (the layout some glibc versions'
+    CMSG_NXTHDR stop before); "mmsg" uses sendmmsg. Raises OSError as socket.send_fds does."""
+    libc, IoVec, MsgHdr, MMsgHdr = libc_messages()
 
     def cmsg(fd_list, pad):
         data = array.array("i", fd_list).tobytes()
@@ -238,20 +245,7 @@ def pass_server(port, when, text):
 def mmsg_client(port, line):
     """Sends line + newline as two messages of one sendmmsg call (ctypes: Python has no
     sendmmsg), prints the count sent, then the reply line."""
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    class IoVec(ctypes.Structure):
-        _fields_ = [("base", ctypes.c_void_p), ("length", ctypes.c_size_t)]
-
-    class MsgHdr(ctypes.Structure):
-        _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32),
-                    ("iov", ctypes.POINTER(IoVec)), ("iovlen", ctypes.c_size_t),
-                    ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
-                    ("flags", ctypes.c_int)]
-
-    class MMsgHdr(ctypes.Structure):
-        _fields_ = [("hdr", MsgHdr), ("len", ctypes.c_uint)]
+    libc, IoVec, MsgHdr, MMsgHdr = libc_messages()
 
     parts = [ctypes.create_string_buffer(line.encode(), len(line)),
              ctypes.create_string_buffer(b"\n", 1)]

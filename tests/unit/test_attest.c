@@ -164,6 +164,7 @@ static void test_attest_exe_sha256_without_executable_fails(void **state)
 static void test_attest_exe_sha256_out_of_descriptors_is_temporary(void **state)
 {
     (void)state;
+    REQUIRE_PIDFDS();
     for (int extra = 0; extra < 3; extra++) {
         pid_t child = fork();
         assert_true(child >= 0);

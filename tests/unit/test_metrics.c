@@ -385,11 +385,13 @@ static void test_process_parse_hostile_files_rejected(void **state)
     free(small);
 }
 
-/* An image of a metrics file: a header, then chunks of series filled with peer_id_length-byte
- * identities of '"' (each doubles when escaped), every series counted as opened once. */
-static uint8_t *hostile_image(size_t series_chunks, size_t peer_id_length, size_t *size)
+/*
+ * An image of a metrics file: a header, then `chunks` chunks of kind, each with room for zeroed
+ * records of record_size bytes; *size is the image's. The caller fills them (image_records).
+ */
+static uint8_t *image_of_chunks(size_t chunks, uint32_t kind, uint32_t record_size, size_t *size)
 {
-    *size = MT_METRICS_HEADER_SIZE + series_chunks * MT_METRICS_CHUNK_SIZE;
+    *size = MT_METRICS_HEADER_SIZE + chunks * MT_METRICS_CHUNK_SIZE;
     uint8_t *data = calloc(1, *size);
     assert_non_null(data);
     struct mt_metrics_file_header *header = (void *)data;
@@ -397,20 +399,41 @@ static uint8_t *hostile_image(size_t series_chunks, size_t peer_id_length, size_
     header->version = MT_METRICS_LAYOUT_VERSION;
     header->header_size = MT_METRICS_HEADER_SIZE;
     header->chunk_size = MT_METRICS_CHUNK_SIZE;
-    header->chunk_count = (uint32_t)series_chunks;
+    header->chunk_count = (uint32_t)chunks;
+    for (size_t i = 0; i < chunks; i++) {
+        struct mt_metrics_chunk_header *chunk =
+            (void *)(data + MT_METRICS_HEADER_SIZE + i * MT_METRICS_CHUNK_SIZE);
+        chunk->kind = kind;
+        chunk->record_size = record_size;
+        chunk->capacity = (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / record_size;
+        /* Series are counted by used; connection slots by their own state. */
+        if (kind == MT_METRICS_CHUNK_SERIES)
+            chunk->used = chunk->capacity;
+    }
+    return data;
+}
+
+/* The records of chunk index of an image_of_chunks image. */
+static void *image_records(uint8_t *data, size_t index)
+{
+    return data + MT_METRICS_HEADER_SIZE + index * MT_METRICS_CHUNK_SIZE +
+           MT_METRICS_CHUNK_HEADER_SIZE;
+}
+
+/* An image of a metrics file: chunks of series filled with peer_id_length-byte identities of '"'
+ * (each doubles when escaped), every series counted as opened once. */
+static uint8_t *hostile_image(size_t series_chunks, size_t peer_id_length, size_t *size)
+{
+    uint8_t *data = image_of_chunks(series_chunks, MT_METRICS_CHUNK_SERIES,
+                                    sizeof(struct mt_metrics_series_record), size);
+    size_t capacity = (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) /
+                      sizeof(struct mt_metrics_series_record);
     for (size_t i = 0; i < series_chunks; i++) {
-        uint8_t *base = data + MT_METRICS_HEADER_SIZE + i * MT_METRICS_CHUNK_SIZE;
-        struct mt_metrics_chunk_header *chunk = (void *)base;
-        chunk->kind = MT_METRICS_CHUNK_SERIES;
-        chunk->record_size = sizeof(struct mt_metrics_series_record);
-        chunk->capacity =
-            (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / chunk->record_size;
-        chunk->used = chunk->capacity;
-        struct mt_metrics_series_record *records = (void *)(base + MT_METRICS_CHUNK_HEADER_SIZE);
-        for (uint32_t j = 0; j < chunk->capacity; j++) {
+        struct mt_metrics_series_record *records = image_records(data, i);
+        for (size_t j = 0; j < capacity; j++) {
             records[j].inbound = 1;
             records[j].tls = 1;
-            records[j].port = (uint16_t)(i * chunk->capacity + j);
+            records[j].port = (uint16_t)(i * capacity + j);
             memset(records[j].peer_id, '"', peer_id_length);
             records[j].open_total = 1;
         }
@@ -630,25 +653,13 @@ static void test_sweep_foreign_entries_left_alone(void **state)
 /* An image of a metrics file of chunks full of open connections (the most a file can hold). */
 static uint8_t *connections_image(size_t chunks, size_t *size)
 {
-    *size = MT_METRICS_HEADER_SIZE + chunks * MT_METRICS_CHUNK_SIZE;
-    uint8_t *data = calloc(1, *size);
-    assert_non_null(data);
-    struct mt_metrics_file_header *header = (void *)data;
-    memcpy(header->magic, MT_METRICS_MAGIC, 8);
-    header->version = MT_METRICS_LAYOUT_VERSION;
-    header->header_size = MT_METRICS_HEADER_SIZE;
-    header->chunk_size = MT_METRICS_CHUNK_SIZE;
-    header->chunk_count = (uint32_t)chunks;
+    uint8_t *data = image_of_chunks(chunks, MT_METRICS_CHUNK_CONNECTIONS,
+                                    sizeof(struct mt_metrics_connection_record), size);
+    size_t capacity = (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) /
+                      sizeof(struct mt_metrics_connection_record);
     for (size_t i = 0; i < chunks; i++) {
-        uint8_t *base = data + MT_METRICS_HEADER_SIZE + i * MT_METRICS_CHUNK_SIZE;
-        struct mt_metrics_chunk_header *chunk = (void *)base;
-        chunk->kind = MT_METRICS_CHUNK_CONNECTIONS;
-        chunk->record_size = sizeof(struct mt_metrics_connection_record);
-        chunk->capacity =
-            (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / chunk->record_size;
-        struct mt_metrics_connection_record *records =
-            (void *)(base + MT_METRICS_CHUNK_HEADER_SIZE);
-        for (uint32_t j = 0; j < chunk->capacity; j++)
+        struct mt_metrics_connection_record *records = image_records(data, i);
+        for (size_t j = 0; j < capacity; j++)
             records[j].state = MT_METRICS_CONNECTION_OPEN;
     }
     return data;

@@ -21,6 +21,7 @@
 #include <sys/sysmacros.h>
 
 #include "../util/log.h"
+#include "../util/text.h"
 #include "agent_config.h"
 
 #define TOP_LEVEL_KEYS "trust_domain, lifetime, rules, issuer_dir, trust_anchors, metrics_address"
@@ -36,8 +37,7 @@
 /* Where errors are reported: path NULL for command-line flags, which have no file or line. */
 struct loader {
     const char *path;
-    char *message;
-    size_t message_size;
+    struct mt_text *reason; /* the caller's; NULL allowed */
 };
 
 /* Writes "FILE:LINE: KEY: what" (or "KEY: what" for a flag, "FILE:LINE: what" without a key). */
@@ -46,19 +46,14 @@ __attribute__((format(printf, 5, 6))) static mt_result fail(const struct loader 
                                                             enum mt_error error, const char *format,
                                                             ...)
 {
-    if (loader->message == NULL || loader->message_size == 0)
-        return mt_result_of(error);
-    int prefix = 0;
+    mt_text_clear(loader->reason);
     if (loader->path != NULL)
-        prefix = snprintf(loader->message, loader->message_size, "%s:%u: ", loader->path, line);
-    if (prefix >= 0 && (size_t)prefix < loader->message_size && key != NULL)
-        prefix +=
-            snprintf(loader->message + prefix, loader->message_size - (size_t)prefix, "%s: ", key);
-    if (prefix < 0 || (size_t)prefix >= loader->message_size)
-        return mt_result_of(error);
+        mt_text_append(loader->reason, "%s:%u: ", loader->path, line);
+    if (key != NULL)
+        mt_text_append(loader->reason, "%s: ", key);
     va_list arguments;
     va_start(arguments, format);
-    vsnprintf(loader->message + prefix, loader->message_size - (size_t)prefix, format, arguments);
+    mt_text_append_va(loader->reason, format, arguments);
     va_end(arguments);
     return mt_result_of(error);
 }
@@ -469,12 +464,12 @@ void mt_agent_config_cleanup(struct mt_agent_config *config)
     config->rule_count = 0;
 }
 
-MT_RESULT mt_agent_config_load_file(const char *path, struct mt_agent_config *config, char *message,
-                                    size_t message_size)
+MT_RESULT mt_agent_config_load_file(const char *path, struct mt_agent_config *config,
+                                    struct mt_text *reason)
 {
     MT_ENSURE_REF(path);
     MT_ENSURE_REF(config);
-    struct loader loader = {path, message, message_size};
+    struct loader loader = {path, reason};
     if (strlen(path) >= sizeof(config->source))
         return fail(&loader, 0, "config", MT_ERR_CONFIG, "path too long");
 
@@ -520,17 +515,17 @@ out:
 }
 
 MT_RESULT mt_agent_config_set_trust_domain(struct mt_agent_config *config, const char *trust_domain,
-                                           char *message, size_t message_size)
+                                           struct mt_text *reason)
 {
     MT_ENSURE_REF(config);
     MT_ENSURE_REF(trust_domain);
-    struct loader flag = {NULL, message, message_size};
+    struct loader flag = {NULL, reason};
     if (!is_valid_trust_domain(trust_domain))
         return fail(&flag, 0, "--trust-domain", MT_ERR_CONFIG,
                     "\"%s\" is not a valid trust domain (%s)", trust_domain, TRUST_DOMAIN_VALUES);
     /* The rules were checked against the old trust domain; a longer one can push an ID past 2048.
      */
-    struct loader file = {config->source, message, message_size};
+    struct loader file = {config->source, reason};
     for (size_t i = 0; i < config->rule_count; i++)
         MT_GUARD(check_rule_id(&file, trust_domain, &config->rules[i], i));
     snprintf(config->trust_domain, sizeof(config->trust_domain), "%s", trust_domain);
@@ -538,11 +533,11 @@ MT_RESULT mt_agent_config_set_trust_domain(struct mt_agent_config *config, const
 }
 
 MT_RESULT mt_agent_config_set_lifetime(struct mt_agent_config *config, const char *seconds,
-                                       char *message, size_t message_size)
+                                       struct mt_text *reason)
 {
     MT_ENSURE_REF(config);
     MT_ENSURE_REF(seconds);
-    struct loader flag = {NULL, message, message_size};
+    struct loader flag = {NULL, reason};
     char *end = NULL;
     errno = 0;
     unsigned long long value = strtoull(seconds, &end, 10);
@@ -555,21 +550,21 @@ MT_RESULT mt_agent_config_set_lifetime(struct mt_agent_config *config, const cha
 }
 
 MT_RESULT mt_agent_config_set_issuer_dir(struct mt_agent_config *config, const char *directory,
-                                         char *message, size_t message_size)
+                                         struct mt_text *reason)
 {
     MT_ENSURE_REF(config);
     MT_ENSURE_REF(directory);
-    struct loader flag = {NULL, message, message_size};
+    struct loader flag = {NULL, reason};
     return store_path(&flag, 0, "--issuer-dir", directory, config->issuer_dir,
                       sizeof(config->issuer_dir));
 }
 
 MT_RESULT mt_agent_config_add_anchor_file(struct mt_agent_config *config, const char *path,
-                                          char *message, size_t message_size)
+                                          struct mt_text *reason)
 {
     MT_ENSURE_REF(config);
     MT_ENSURE_REF(path);
-    struct loader flag = {NULL, message, message_size};
+    struct loader flag = {NULL, reason};
     if (config->anchor_file_count >= MT_AGENT_CONFIG_ANCHOR_FILES_MAX)
         return fail(&flag, 0, "--extra-anchors", MT_ERR_CONFIG, "at most %d anchor files",
                     MT_AGENT_CONFIG_ANCHOR_FILES_MAX);
@@ -581,11 +576,11 @@ MT_RESULT mt_agent_config_add_anchor_file(struct mt_agent_config *config, const 
 }
 
 MT_RESULT mt_agent_config_set_metrics_address(struct mt_agent_config *config, const char *address,
-                                              char *message, size_t message_size)
+                                              struct mt_text *reason)
 {
     MT_ENSURE_REF(config);
     MT_ENSURE_REF(address);
-    struct loader flag = {NULL, message, message_size};
+    struct loader flag = {NULL, reason};
     if (!is_valid_address(address))
         return fail(&flag, 0, "--metrics-address", MT_ERR_CONFIG,
                     "\"%.64s\" is not an address (%s)", address, ADDRESS_VALUES);

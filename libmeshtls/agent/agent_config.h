@@ -39,7 +39,7 @@
 
 #include "../identity/spiffe.h"
 #include "../tls/digest.h"
-#include "../util/result.h"
+#include "../util/text.h"
 
 #define MT_AGENT_CONFIG_DEFAULT_TRUST_DOMAIN "meshtls.local"
 #define MT_AGENT_CONFIG_DEFAULT_LIFETIME 86400u
@@ -114,22 +114,22 @@ void mt_agent_config_init(struct mt_agent_config *config);
 void mt_agent_config_cleanup(struct mt_agent_config *config);
 
 /* Reads path over the values already in config; on error config is unchanged. */
-MT_RESULT mt_agent_config_load_file(const char *path, struct mt_agent_config *config, char *message,
-                                    size_t message_size);
+MT_RESULT mt_agent_config_load_file(const char *path, struct mt_agent_config *config,
+                                    struct mt_text *reason);
 
 /* Command-line overrides, validated like the file's values ("--trust-domain: ..."). */
 MT_RESULT mt_agent_config_set_trust_domain(struct mt_agent_config *config, const char *trust_domain,
-                                           char *message, size_t message_size);
+                                           struct mt_text *reason);
 MT_RESULT mt_agent_config_set_lifetime(struct mt_agent_config *config, const char *seconds,
-                                       char *message, size_t message_size);
+                                       struct mt_text *reason);
 
 /* --issuer-dir, --extra-anchors (appended to the file's list) and --metrics-address. */
 MT_RESULT mt_agent_config_set_issuer_dir(struct mt_agent_config *config, const char *directory,
-                                         char *message, size_t message_size);
+                                         struct mt_text *reason);
 MT_RESULT mt_agent_config_add_anchor_file(struct mt_agent_config *config, const char *path,
-                                          char *message, size_t message_size);
+                                          struct mt_text *reason);
 MT_RESULT mt_agent_config_set_metrics_address(struct mt_agent_config *config, const char *address,
-                                              char *message, size_t message_size);
+                                              struct mt_text *reason);
 
 /*
  * The SPIFFE ID for caller: the first matching rule's, else spiffe://<td>/uid/<uid>. match (may

@@ -55,58 +55,57 @@ struct mt_agent_http {
  * path and what to do; the agent never chmods a directory it does not take.
  */
 static MT_RESULT take_existing_directory(struct mt_metrics_directory *directory, mode_t mode,
-                                         char *message, size_t message_size)
+                                         struct mt_text *reason)
 {
     char foreign[NAME_MAX + 1] = "";
     if (mode != 0755 && mode != 01777)
         return mt_result_explain(
-            message, message_size, MT_ERR_IO,
+            reason, MT_ERR_IO,
             "metrics directory %s exists with mode %04o, which no agent gives it (0755, or 1777 "
             "from an older agent): move it away so that the agent can create its own, or "
             "choose another --socket",
             directory->path, (unsigned)mode);
     if (!mt_metrics_directory_holds_only_metrics_files(directory, foreign, sizeof(foreign)))
         return mt_result_explain(
-            message, message_size, MT_ERR_IO,
+            reason, MT_ERR_IO,
             "metrics directory %s holds \"%s\", which no agent creates (only "
             "<pid>-<start time>.metrics files): it is not the agent's directory; move it away "
             "or choose another --socket",
             directory->path, foreign);
     if (mode == 01777) {
         if (fchmod(directory->fd, 0755) != 0)
-            return mt_result_explain(message, message_size, MT_ERR_IO, "cannot chmod 0755 %s: %s",
-                                     directory->path, strerror(errno));
+            return mt_result_explain(reason, MT_ERR_IO, "cannot chmod 0755 %s: %s", directory->path,
+                                     strerror(errno));
         mt_log_info("narrowed metrics directory %s from 1777 (an older agent's) to 0755",
                     directory->path);
     }
     return MT_OK_RESULT;
 }
 
-MT_RESULT mt_agent_metrics_directory_create(struct mt_metrics_directory *directory, char *message,
-                                            size_t message_size)
+MT_RESULT mt_agent_metrics_directory_create(struct mt_metrics_directory *directory,
+                                            struct mt_text *reason)
 {
     MT_ENSURE_REF(directory);
     bool created = mkdir(directory->path, 0755) == 0;
     if (!created && errno != EEXIST)
-        return mt_result_explain(message, message_size, MT_ERR_IO,
-                                 "cannot create metrics directory %s: %s", directory->path,
-                                 strerror(errno));
+        return mt_result_explain(reason, MT_ERR_IO, "cannot create metrics directory %s: %s",
+                                 directory->path, strerror(errno));
     /* From here on only the descriptor is used (metrics/directory.h). */
-    MT_GUARD(mt_metrics_directory_open(directory, message, message_size));
+    MT_GUARD(mt_metrics_directory_open(directory, reason));
     struct stat status;
     mt_result result = MT_OK_RESULT;
     /* mkdir's mode went through the umask. */
     if (fstat(directory->fd, &status) != 0 || (created && fchmod(directory->fd, 0755) != 0))
-        result = mt_result_explain(message, message_size, MT_ERR_IO,
-                                   "cannot make metrics directory %s mode 0755: %s",
-                                   directory->path, strerror(errno));
+        result =
+            mt_result_explain(reason, MT_ERR_IO, "cannot make metrics directory %s mode 0755: %s",
+                              directory->path, strerror(errno));
     else if (!created)
-        result = take_existing_directory(directory, status.st_mode & 07777, message, message_size);
+        result = take_existing_directory(directory, status.st_mode & 07777, reason);
     /* Whatever was decided above, what is held is what the agent relies on: checked last. */
     if (mt_result_is_ok(result) && (fstat(directory->fd, &status) != 0 ||
                                     (status.st_mode & 07777) != 0755 || status.st_uid != geteuid()))
         result = mt_result_explain(
-            message, message_size, MT_ERR_IO,
+            reason, MT_ERR_IO,
             "metrics directory %s is not mode 0755 and owned by uid %u once set up (mode %04o, "
             "uid %u): something else changes it; stop that and restart the agent",
             directory->path, (unsigned)geteuid(), (unsigned)(status.st_mode & 07777),
@@ -118,8 +117,7 @@ MT_RESULT mt_agent_metrics_directory_create(struct mt_metrics_directory *directo
 
 MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *directory,
                                        const struct mt_attest_peer *peer, int *fd,
-                                       unsigned long long *start_time, char *message,
-                                       size_t message_size)
+                                       unsigned long long *start_time, struct mt_text *reason)
 {
     MT_ENSURE_REF(directory);
     MT_ENSURE_REF(peer);
@@ -127,16 +125,15 @@ MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *direct
     MT_ENSURE_REF(start_time);
     *fd = -1;
     if (peer->pid <= 0)
-        return mt_result_explain(message, message_size, MT_ERR_AGENT_REFUSED,
+        return mt_result_explain(reason, MT_ERR_AGENT_REFUSED,
                                  "no metrics file: the caller's pid is not visible in the agent's "
                                  "PID namespace (run the agent with the host's PID namespace)");
     if (!peer->has_start_time)
-        return mt_result_explain(message, message_size, MT_ERR_AGENT_REFUSED,
+        return mt_result_explain(reason, MT_ERR_AGENT_REFUSED,
                                  "no metrics file: pid %ld exited before it could be attested",
                                  (long)peer->pid);
     *start_time = peer->start_time;
-    return mt_metrics_file_create(directory, peer->pid, peer->uid, *start_time, fd, message,
-                                  message_size);
+    return mt_metrics_file_create(directory, peer->pid, peer->uid, *start_time, fd, reason);
 }
 
 static void render_agent(struct mt_metrics_text *text, size_t processes)
@@ -343,7 +340,7 @@ static enum MHD_Result handle_request(void *context, struct MHD_Connection *conn
 }
 
 MT_RESULT mt_agent_http_start(const char *address, const struct mt_metrics_directory *directory,
-                              struct mt_agent_http **http, char *message, size_t message_size)
+                              struct mt_agent_http **http, struct mt_text *reason)
 {
     MT_ENSURE_REF(address);
     MT_ENSURE_REF(directory);
@@ -354,7 +351,7 @@ MT_RESULT mt_agent_http_start(const char *address, const struct mt_metrics_direc
     struct sockaddr_storage bind_address;
     if (!mt_addr_parse(address, &bind_address) || mt_addr_port(&bind_address) == 0)
         return mt_result_explain(
-            message, message_size, MT_ERR_CONFIG,
+            reason, MT_ERR_CONFIG,
             "metrics address \"%s\" is not a numeric host:port (e.g. 127.0.0.1:4191)", address);
     struct mt_agent_http *created = calloc(1, sizeof(*created));
     MT_ENSURE(created != NULL, MT_ERR_NO_MEMORY);
@@ -374,7 +371,7 @@ MT_RESULT mt_agent_http_start(const char *address, const struct mt_metrics_direc
         int saved = errno;
         free(created);
         return mt_result_explain(
-            message, message_size, MT_ERR_IO,
+            reason, MT_ERR_IO,
             "cannot serve metrics on %s: %s (use --metrics-address ADDRESS or off)", address,
             strerror(saved));
     }

@@ -27,7 +27,7 @@
 #include <stddef.h>
 
 #include "../identity/proto.h"
-#include "../util/result.h"
+#include "../util/text.h"
 
 /* Why a connection to the agent socket was closed before any request was read (fair_share.h). */
 enum mt_agent_connection_refusal {
@@ -71,8 +71,8 @@ struct mt_metrics_directory;
  * replaced at that path (by whoever can write the socket's directory) changes nothing: the
  * agent keeps using the one it holds, and never follows the path again.
  */
-MT_RESULT mt_agent_metrics_directory_create(struct mt_metrics_directory *directory, char *message,
-                                            size_t message_size);
+MT_RESULT mt_agent_metrics_directory_create(struct mt_metrics_directory *directory,
+                                            struct mt_text *reason);
 
 struct mt_attest_peer;
 
@@ -85,8 +85,7 @@ struct mt_attest_peer;
  */
 MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *directory,
                                        const struct mt_attest_peer *peer, int *fd,
-                                       unsigned long long *start_time, char *message,
-                                       size_t message_size);
+                                       unsigned long long *start_time, struct mt_text *reason);
 
 /*
  * Starts serving address ("host:port", "[v6]:port"; "off" starts nothing and sets *http NULL)
@@ -94,7 +93,7 @@ MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *direct
  * address cannot be bound.
  */
 MT_RESULT mt_agent_http_start(const char *address, const struct mt_metrics_directory *directory,
-                              struct mt_agent_http **http, char *message, size_t message_size);
+                              struct mt_agent_http **http, struct mt_text *reason);
 void mt_agent_http_stop(struct mt_agent_http *http);
 
 #endif

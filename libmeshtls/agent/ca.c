@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../util/secret.h"
+#include "../util/text.h"
 #include "ca.h"
 
 /* A PEM file larger than this is not one of ours. */
@@ -33,17 +34,16 @@ static void format_utc(time_t when, char *text, size_t capacity)
         snprintf(text, capacity, "%lld", (long long)when);
 }
 
-static MT_RESULT ensure_directory(const char *path, char *message, size_t message_size)
+static MT_RESULT ensure_directory(const char *path, struct mt_text *reason)
 {
     if (mkdir(path, 0700) == 0)
         return MT_OK_RESULT;
     if (errno != EEXIST)
-        return mt_result_explain(message, message_size, MT_ERR_IO,
-                                 "cannot create state directory %s: %s", path, strerror(errno));
+        return mt_result_explain(reason, MT_ERR_IO, "cannot create state directory %s: %s", path,
+                                 strerror(errno));
     struct stat status;
     if (stat(path, &status) != 0 || !S_ISDIR(status.st_mode))
-        return mt_result_explain(message, message_size, MT_ERR_IO,
-                                 "state directory %s is not a directory", path);
+        return mt_result_explain(reason, MT_ERR_IO, "state directory %s is not a directory", path);
     return MT_OK_RESULT;
 }
 
@@ -87,12 +87,11 @@ static MT_RESULT read_all(int fd, char *buffer, size_t capacity, size_t *length)
 
 /* Writes a new file that must not exist yet, with its final mode from the moment it exists. */
 static MT_RESULT write_new_file(const char *path, mode_t mode, const char *data, size_t length,
-                                char *message, size_t message_size)
+                                struct mt_text *reason)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0)
-        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot create %s: %s", path,
-                                 strerror(errno));
+        return mt_result_explain(reason, MT_ERR_IO, "cannot create %s: %s", path, strerror(errno));
     mt_result result = write_all(fd, data, length);
     /* The umask may have narrowed the mode; only widening a public certificate is needed. */
     if (mt_result_is_ok(result) && fchmod(fd, mode) != 0)
@@ -102,8 +101,7 @@ static MT_RESULT write_new_file(const char *path, mode_t mode, const char *data,
     if (close(fd) != 0 && mt_result_is_ok(result))
         result = mt_result_of(MT_ERR_IO);
     if (!mt_result_is_ok(result))
-        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot write %s: %s", path,
-                                 strerror(errno));
+        return mt_result_explain(reason, MT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     return MT_OK_RESULT;
 }
 
@@ -114,7 +112,7 @@ static void ca_paths(const char *state_dir, char *key_path, char *cert_path, siz
 }
 
 static MT_RESULT create(const char *key_path, const char *cert_path, const char *trust_domain,
-                        time_t now, struct mt_ca *ca, char *message, size_t message_size)
+                        time_t now, struct mt_ca *ca, struct mt_text *reason)
 {
     char *key_pem = NULL;
     char cert_pem[MT_X509_CERT_PEM_MAX];
@@ -135,16 +133,15 @@ static MT_RESULT create(const char *key_path, const char *cert_path, const char 
     /* Generating and encoding the key leave it in wolfCrypt's dead stack frames (secret.h). */
     mt_secret_wipe_stack();
     if (!mt_result_is_ok(result)) {
-        result =
-            mt_result_explain(message, message_size, result.error, "cannot create a CA for %s: %s",
-                              trust_domain, mt_error_message(result.error));
+        result = mt_result_explain(reason, result.error, "cannot create a CA for %s: %s",
+                                   trust_domain, mt_error_message(result.error));
         goto out;
     }
     /* The key first: a crash in between leaves a key without a certificate, which load refuses. */
-    result = write_new_file(key_path, 0600, key_pem, key_pem_length, message, message_size);
+    result = write_new_file(key_path, 0600, key_pem, key_pem_length, reason);
     if (!mt_result_is_ok(result))
         goto out;
-    result = write_new_file(cert_path, 0644, cert_pem, cert_pem_length, message, message_size);
+    result = write_new_file(cert_path, 0644, cert_pem, cert_pem_length, reason);
     if (!mt_result_is_ok(result))
         goto out;
     ca->not_after = now + MT_CA_LIFETIME_SECONDS;
@@ -167,28 +164,26 @@ out:
  * remedy is appended to the mode message, for where chmod is not how the mode is set.
  */
 static MT_RESULT open_key_file(const char *key_path, bool follow_links, const char *remedy,
-                               int *opened, char *message, size_t message_size)
+                               int *opened, struct mt_text *reason)
 {
     int fd = open(key_path, O_RDONLY | O_CLOEXEC | (follow_links ? 0 : O_NOFOLLOW));
     if (fd < 0)
-        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot open %s: %s", key_path,
+        return mt_result_explain(reason, MT_ERR_IO, "cannot open %s: %s", key_path,
                                  strerror(errno));
     struct stat status;
     mt_result result = MT_OK_RESULT;
     if (fstat(fd, &status) != 0 || !S_ISREG(status.st_mode))
-        result = mt_result_explain(message, message_size, MT_ERR_IO, "%s is not a regular file",
-                                   key_path);
+        result = mt_result_explain(reason, MT_ERR_IO, "%s is not a regular file", key_path);
     else if ((status.st_mode & 077) != 0)
         result = mt_result_explain(
-            message, message_size, MT_ERR_IO,
+            reason, MT_ERR_IO,
             "%s is accessible by group or others (mode %04o); the CA key must be 0600: "
             "run chmod 600 %s%s",
             key_path, (unsigned)(status.st_mode & 07777), key_path, remedy);
     else if (status.st_uid != geteuid())
         result = mt_result_explain(
-            message, message_size, MT_ERR_IO,
-            "%s belongs to uid %u, not to the agent's uid %u: run chown %u %s", key_path,
-            (unsigned)status.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), key_path);
+            reason, MT_ERR_IO, "%s belongs to uid %u, not to the agent's uid %u: run chown %u %s",
+            key_path, (unsigned)status.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), key_path);
     if (!mt_result_is_ok(result)) {
         close(fd);
         return result;
@@ -199,16 +194,16 @@ static MT_RESULT open_key_file(const char *key_path, bool follow_links, const ch
 
 /* Reads a key file that open_key_file accepted into key, through a secret buffer. */
 static MT_RESULT read_key(const char *key_path, bool follow_links, const char *remedy,
-                          struct mt_x509_key **key, char *message, size_t message_size)
+                          struct mt_x509_key **key, struct mt_text *reason)
 {
     char *pem = NULL;
     size_t length = 0;
     if (!mt_result_is_ok(mt_secret_alloc(FILE_MAX, (void **)&pem)))
-        return mt_result_explain(message, message_size, MT_ERR_NO_MEMORY,
+        return mt_result_explain(reason, MT_ERR_NO_MEMORY,
                                  "cannot allocate memory for the key in %s: %s", key_path,
                                  strerror(errno));
     int fd = -1;
-    mt_result result = open_key_file(key_path, follow_links, remedy, &fd, message, message_size);
+    mt_result result = open_key_file(key_path, follow_links, remedy, &fd, reason);
     if (!mt_result_is_ok(result))
         goto out;
     result = read_all(fd, pem, FILE_MAX, &length);
@@ -217,7 +212,7 @@ static MT_RESULT read_key(const char *key_path, bool follow_links, const char *r
     /* wc_EccPrivateKeyDecode leaves the scalar in its dead stack frame (see secret.h). */
     mt_secret_wipe_stack();
     if (!mt_result_is_ok(result))
-        result = mt_result_explain(message, message_size, result.error,
+        result = mt_result_explain(reason, result.error,
                                    "cannot read %s: %s (expected a P-256 EC private key in PEM)",
                                    key_path, mt_error_message(result.error));
 
@@ -228,20 +223,18 @@ out:
     return result;
 }
 
-static MT_RESULT load_key(const char *key_path, struct mt_ca *ca, char *message,
-                          size_t message_size)
+static MT_RESULT load_key(const char *key_path, struct mt_ca *ca, struct mt_text *reason)
 {
-    return read_key(key_path, false, "", &ca->key, message, message_size);
+    return read_key(key_path, false, "", &ca->key, reason);
 }
 
-static MT_RESULT load_cert(const char *cert_path, struct mt_ca *ca, char *message,
-                           size_t message_size)
+static MT_RESULT load_cert(const char *cert_path, struct mt_ca *ca, struct mt_text *reason)
 {
     char pem[FILE_MAX];
     size_t length = 0;
     int fd = open(cert_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot open %s: %s", cert_path,
+        return mt_result_explain(reason, MT_ERR_IO, "cannot open %s: %s", cert_path,
                                  strerror(errno));
     mt_result result = read_all(fd, pem, sizeof(pem), &length);
     close(fd);
@@ -249,15 +242,15 @@ static MT_RESULT load_cert(const char *cert_path, struct mt_ca *ca, char *messag
         result = mt_x509_cert_pem_to_der(pem, length, ca->cert_der, sizeof(ca->cert_der),
                                          &ca->cert_length);
     if (!mt_result_is_ok(result))
-        return mt_result_explain(message, message_size, result.error, "cannot read %s: %s",
-                                 cert_path, mt_error_message(result.error));
+        return mt_result_explain(reason, result.error, "cannot read %s: %s", cert_path,
+                                 mt_error_message(result.error));
     return MT_OK_RESULT;
 }
 
 /* Checks a loaded CA against the key, the clock and the configured trust domain. */
 static MT_RESULT check_loaded(const char *state_dir, const char *key_path, const char *cert_path,
-                              const char *trust_domain, time_t now, struct mt_ca *ca, char *message,
-                              size_t message_size)
+                              const char *trust_domain, time_t now, struct mt_ca *ca,
+                              struct mt_text *reason)
 {
     time_t not_before = 0;
     char when[32];
@@ -265,16 +258,16 @@ static MT_RESULT check_loaded(const char *state_dir, const char *key_path, const
     if (!mt_result_is_ok(mt_x509_signing_check(ca->cert_der, ca->cert_length, &why)) ||
         !mt_result_is_ok(
             mt_x509_cert_validity(ca->cert_der, ca->cert_length, &not_before, &ca->not_after)))
-        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+        return mt_result_explain(reason, MT_ERR_CERT_PARSE,
                                  "%s is not an X.509-SVID signing certificate: %s", cert_path,
                                  why != NULL ? why : "its dates do not parse");
     if (!mt_x509_key_matches_cert(ca->key, ca->cert_der, ca->cert_length))
-        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+        return mt_result_explain(reason, MT_ERR_CERT_PARSE,
                                  "%s does not belong to %s (their public keys differ)", key_path,
                                  cert_path);
     if (ca->not_after <= now) {
         format_utc(ca->not_after, when, sizeof(when));
-        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+        return mt_result_explain(reason, MT_ERR_CERT_PARSE,
                                  "the CA in %s expired on %s: remove %s and %s to create a new one",
                                  cert_path, when, cert_path, key_path);
     }
@@ -285,13 +278,13 @@ static MT_RESULT check_loaded(const char *state_dir, const char *key_path, const
             mt_x509_cert_spiffe_id(ca->cert_der, ca->cert_length, ca_id, sizeof(ca_id))) ||
         !mt_result_is_ok(mt_spiffe_id_parse(ca_id, strlen(ca_id), &parsed)))
         return mt_result_explain(
-            message, message_size, MT_ERR_CERT_PARSE,
+            reason, MT_ERR_CERT_PARSE,
             "%s has no spiffe://<trust domain> URI SAN naming its trust domain", cert_path);
     snprintf(ca->trust_domain, sizeof(ca->trust_domain), "%.*s", (int)parsed.trust_domain_length,
              parsed.trust_domain);
     if (strcmp(ca->trust_domain, trust_domain) != 0)
         return mt_result_explain(
-            message, message_size, MT_ERR_CONFIG,
+            reason, MT_ERR_CONFIG,
             "the CA in %s is for trust domain %s, not %s: start with --trust-domain %s, "
             "or use another --state-dir",
             state_dir, ca->trust_domain, trust_domain, ca->trust_domain);
@@ -299,7 +292,7 @@ static MT_RESULT check_loaded(const char *state_dir, const char *key_path, const
 }
 
 MT_RESULT mt_ca_load_or_create(const char *state_dir, const char *trust_domain, time_t now,
-                               struct mt_ca *ca, bool *created, char *message, size_t message_size)
+                               struct mt_ca *ca, bool *created, struct mt_text *reason)
 {
     MT_ENSURE_REF(state_dir);
     MT_ENSURE_REF(trust_domain);
@@ -310,30 +303,29 @@ MT_RESULT mt_ca_load_or_create(const char *state_dir, const char *trust_domain, 
 
     char key_path[sizeof(ca->cert_path)];
     if (strlen(state_dir) + sizeof("/ca.key") > sizeof(key_path))
-        return mt_result_explain(message, message_size, MT_ERR_TOO_LONG,
-                                 "state directory path too long");
+        return mt_result_explain(reason, MT_ERR_TOO_LONG, "state directory path too long");
     ca_paths(state_dir, key_path, ca->cert_path, sizeof(key_path));
-    MT_GUARD(ensure_directory(state_dir, message, message_size));
+    MT_GUARD(ensure_directory(state_dir, reason));
 
     bool have_key = path_exists(key_path);
     bool have_cert = path_exists(ca->cert_path);
     mt_result result = MT_OK_RESULT;
     if (!have_key && !have_cert) {
-        result = create(key_path, ca->cert_path, trust_domain, now, ca, message, message_size);
+        result = create(key_path, ca->cert_path, trust_domain, now, ca, reason);
         *created = mt_result_is_ok(result);
     } else if (have_key != have_cert) {
         result = mt_result_explain(
-            message, message_size, MT_ERR_IO,
+            reason, MT_ERR_IO,
             "%s holds %s but not %s: restore the missing file, or remove both to "
             "create a new CA",
             state_dir, have_key ? "ca.key" : "ca.crt", have_key ? "ca.crt" : "ca.key");
     } else {
-        result = load_key(key_path, ca, message, message_size);
+        result = load_key(key_path, ca, reason);
         if (mt_result_is_ok(result))
-            result = load_cert(ca->cert_path, ca, message, message_size);
+            result = load_cert(ca->cert_path, ca, reason);
         if (mt_result_is_ok(result))
-            result = check_loaded(state_dir, key_path, ca->cert_path, trust_domain, now, ca,
-                                  message, message_size);
+            result =
+                check_loaded(state_dir, key_path, ca->cert_path, trust_domain, now, ca, reason);
         if (mt_result_is_ok(result)) {
             /* The dev CA is a root: it is the bundle, and no chain is sent after the leaf. */
             memcpy(ca->anchors[0].der, ca->cert_der, ca->cert_length);
@@ -454,35 +446,33 @@ static mt_result add_issuer_certificate(void *context, const uint8_t *der, size_
 }
 
 static MT_RESULT read_text_file(const char *path, char *buffer, size_t capacity, size_t *length,
-                                char *message, size_t message_size)
+                                struct mt_text *reason)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot open %s: %s", path,
-                                 strerror(errno));
+        return mt_result_explain(reason, MT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     mt_result result = read_all(fd, buffer, capacity, length);
     close(fd);
     if (!mt_result_is_ok(result))
-        return mt_result_explain(message, message_size, result.error, "cannot read %s: %s", path,
+        return mt_result_explain(reason, result.error, "cannot read %s: %s", path,
                                  result.error == MT_ERR_TOO_LONG ? "larger than 64 KiB"
                                                                  : strerror(errno));
     return MT_OK_RESULT;
 }
 
-MT_RESULT mt_ca_add_anchor_file(struct mt_ca *ca, const char *path, char *message,
-                                size_t message_size)
+MT_RESULT mt_ca_add_anchor_file(struct mt_ca *ca, const char *path, struct mt_text *reason)
 {
     MT_ENSURE_REF(ca);
     MT_ENSURE_REF(path);
     char pem[FILE_MAX];
     size_t length = 0;
-    MT_GUARD(read_text_file(path, pem, sizeof(pem), &length, message, message_size));
+    MT_GUARD(read_text_file(path, pem, sizeof(pem), &length, reason));
     /* An empty extra-anchors file is how an operator removes the last old anchor. */
     if (memmem(pem, length, "-----BEGIN", 10) == NULL && ca->anchor_count > 0)
         return MT_OK_RESULT;
     mt_result result = for_each_pem_certificate(pem, length, ca, add_anchor);
     if (!mt_result_is_ok(result))
-        return mt_result_explain(message, message_size, result.error,
+        return mt_result_explain(reason, result.error,
                                  "%s: %s (expected PEM CA certificates, at most %d anchors in all)",
                                  path, mt_error_message(result.error), MT_CA_ANCHORS_MAX);
     return MT_OK_RESULT;
@@ -503,37 +493,37 @@ static void remove_anchors_from_chain(struct mt_ca *ca)
 }
 
 static MT_RESULT check_issuer(const char *cert_path, const char *key_path, const char *trust_domain,
-                              time_t now, struct mt_ca *ca, char *message, size_t message_size)
+                              time_t now, struct mt_ca *ca, struct mt_text *reason)
 {
     time_t not_before = 0;
     char when[32];
     if (!mt_result_is_ok(
             mt_x509_cert_validity(ca->cert_der, ca->cert_length, &not_before, &ca->not_after)))
-        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+        return mt_result_explain(reason, MT_ERR_CERT_PARSE,
                                  "%s: the first certificate does not parse", cert_path);
     /* X.509-SVID §3.2, §4.1, §4.3: what signs SVIDs is a CA with a critical keyCertSign. */
     const char *why = NULL;
     if (!mt_result_is_ok(mt_x509_signing_check(ca->cert_der, ca->cert_length, &why)))
-        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+        return mt_result_explain(reason, MT_ERR_CERT_PARSE,
                                  "%s is not an X.509-SVID signing certificate: %s (it needs "
                                  "basicConstraints CA:TRUE and a critical keyUsage with "
                                  "keyCertSign, and a spiffe://<trust domain> URI SAN if any)",
                                  cert_path, why);
     if (!mt_x509_key_matches_cert(ca->key, ca->cert_der, ca->cert_length))
-        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+        return mt_result_explain(reason, MT_ERR_CERT_PARSE,
                                  "%s does not belong to %s (their public keys differ)", key_path,
                                  cert_path);
     if (ca->not_after <= now) {
         format_utc(ca->not_after, when, sizeof(when));
         return mt_result_explain(
-            message, message_size, MT_ERR_CERT_PARSE,
+            reason, MT_ERR_CERT_PARSE,
             "the issuer in %s expired on %s: renew it (cert-manager: check the "
             "Certificate's status)",
             cert_path, when);
     }
     if (not_before > now) {
         format_utc(not_before, when, sizeof(when));
-        return mt_result_explain(message, message_size, MT_ERR_CERT_PARSE,
+        return mt_result_explain(reason, MT_ERR_CERT_PARSE,
                                  "the issuer in %s is not valid before %s: check the clock",
                                  cert_path, when);
     }
@@ -547,7 +537,7 @@ static MT_RESULT check_issuer(const char *cert_path, const char *key_path, const
         (parsed.trust_domain_length != strlen(trust_domain) ||
          memcmp(parsed.trust_domain, trust_domain, parsed.trust_domain_length) != 0))
         return mt_result_explain(
-            message, message_size, MT_ERR_CONFIG,
+            reason, MT_ERR_CONFIG,
             "the issuer in %s is for trust domain %.*s, not %s: fix --trust-domain or the "
             "issuer",
             cert_path, (int)parsed.trust_domain_length, parsed.trust_domain, trust_domain);
@@ -555,7 +545,7 @@ static MT_RESULT check_issuer(const char *cert_path, const char *key_path, const
 }
 
 MT_RESULT mt_ca_load_issuer_dir(const char *directory, const char *trust_domain, time_t now,
-                                struct mt_ca *ca, char *message, size_t message_size)
+                                struct mt_ca *ca, struct mt_text *reason)
 {
     MT_ENSURE_REF(directory);
     MT_ENSURE_REF(trust_domain);
@@ -564,21 +554,19 @@ MT_RESULT mt_ca_load_issuer_dir(const char *directory, const char *trust_domain,
     char key_path[sizeof(ca->cert_path)];
     char anchors_path[sizeof(ca->cert_path)];
     if (strlen(directory) + sizeof("/tls.crt") > sizeof(key_path))
-        return mt_result_explain(message, message_size, MT_ERR_TOO_LONG,
-                                 "issuer directory path too long");
+        return mt_result_explain(reason, MT_ERR_TOO_LONG, "issuer directory path too long");
     snprintf(ca->cert_path, sizeof(ca->cert_path), "%s/tls.crt", directory);
     snprintf(key_path, sizeof(key_path), "%s/tls.key", directory);
     snprintf(anchors_path, sizeof(anchors_path), "%s/ca.crt", directory);
 
     char pem[FILE_MAX];
     size_t length = 0;
-    mt_result result =
-        read_text_file(ca->cert_path, pem, sizeof(pem), &length, message, message_size);
+    mt_result result = read_text_file(ca->cert_path, pem, sizeof(pem), &length, reason);
     if (mt_result_is_ok(result)) {
         result = for_each_pem_certificate(pem, length, ca, add_issuer_certificate);
         if (!mt_result_is_ok(result))
             result = mt_result_explain(
-                message, message_size, result.error,
+                reason, result.error,
                 "%s: %s (expected PEM certificates: the issuer, then at most %d of its "
                 "chain)",
                 ca->cert_path, mt_error_message(result.error), MT_CA_CHAIN_MAX);
@@ -587,12 +575,11 @@ MT_RESULT mt_ca_load_issuer_dir(const char *directory, const char *trust_domain,
     if (mt_result_is_ok(result))
         result = read_key(key_path, true,
                           " (on a Kubernetes secret volume, set defaultMode: 0400 instead)",
-                          &ca->key, message, message_size);
+                          &ca->key, reason);
     if (mt_result_is_ok(result))
-        result =
-            check_issuer(ca->cert_path, key_path, trust_domain, now, ca, message, message_size);
+        result = check_issuer(ca->cert_path, key_path, trust_domain, now, ca, reason);
     if (mt_result_is_ok(result))
-        result = mt_ca_add_anchor_file(ca, anchors_path, message, message_size);
+        result = mt_ca_add_anchor_file(ca, anchors_path, reason);
     if (mt_result_is_ok(result))
         remove_anchors_from_chain(ca);
     if (!mt_result_is_ok(result))

@@ -21,7 +21,7 @@
 
 #include "../identity/spiffe.h"
 #include "../tls/x509.h"
-#include "../util/result.h"
+#include "../util/text.h"
 
 /* How long a dev CA created here is valid. */
 #define MT_CA_LIFETIME_SECONDS (10 * 365 * 24 * 3600L)
@@ -58,7 +58,7 @@ struct mt_ca {
  * *created tells which happened.
  */
 MT_RESULT mt_ca_load_or_create(const char *state_dir, const char *trust_domain, time_t now,
-                               struct mt_ca *ca, bool *created, char *message, size_t message_size);
+                               struct mt_ca *ca, bool *created, struct mt_text *reason);
 
 /*
  * Loads the issuer in directory (tls.crt, tls.key, ca.crt; see above). Refuses, with a one-line
@@ -67,14 +67,13 @@ MT_RESULT mt_ca_load_or_create(const char *state_dir, const char *trust_domain, 
  * certificates than the protocol carries.
  */
 MT_RESULT mt_ca_load_issuer_dir(const char *directory, const char *trust_domain, time_t now,
-                                struct mt_ca *ca, char *message, size_t message_size);
+                                struct mt_ca *ca, struct mt_text *reason);
 
 /*
  * Appends every certificate of a PEM file to the bundle, skipping ones already there. A file
  * without any certificate is accepted only when the bundle already holds an anchor.
  */
-MT_RESULT mt_ca_add_anchor_file(struct mt_ca *ca, const char *path, char *message,
-                                size_t message_size);
+MT_RESULT mt_ca_add_anchor_file(struct mt_ca *ca, const char *path, struct mt_text *reason);
 
 /* Wipes the key; the struct can be loaded again. Safe on a zeroed or half-loaded struct. */
 void mt_ca_cleanup(struct mt_ca *ca);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "../util/log.h"
+#include "../util/text.h"
 #include "agent_metrics.h"
 #include "issuer.h"
 
@@ -71,7 +72,7 @@ static bool signatures_equal(const struct mt_issuer_signature *a,
 
 /* A complete new issuer from the inputs as they are now, or nothing and a message. */
 static MT_RESULT load(const struct mt_issuer *issuer, time_t now, struct mt_ca **loaded,
-                      bool *created, char *message, size_t message_size)
+                      bool *created, struct mt_text *reason)
 {
     const struct mt_agent_config *config = issuer->config;
     struct mt_ca *ca = calloc(1, sizeof(*ca));
@@ -79,13 +80,12 @@ static MT_RESULT load(const struct mt_issuer *issuer, time_t now, struct mt_ca *
     bool was_created = false;
     mt_result result;
     if (config->issuer_dir[0] != '\0')
-        result = mt_ca_load_issuer_dir(config->issuer_dir, config->trust_domain, now, ca, message,
-                                       message_size);
+        result = mt_ca_load_issuer_dir(config->issuer_dir, config->trust_domain, now, ca, reason);
     else
         result = mt_ca_load_or_create(issuer->state_dir, config->trust_domain, now, ca,
-                                      &was_created, message, message_size);
+                                      &was_created, reason);
     for (size_t i = 0; i < config->anchor_file_count && mt_result_is_ok(result); i++)
-        result = mt_ca_add_anchor_file(ca, config->anchor_files[i], message, message_size);
+        result = mt_ca_add_anchor_file(ca, config->anchor_files[i], reason);
     if (!mt_result_is_ok(result)) {
         mt_ca_cleanup(ca);
         free(ca);
@@ -104,8 +104,7 @@ static void publish_stats(const struct mt_ca *ca)
 }
 
 MT_RESULT mt_issuer_open(struct mt_issuer *issuer, const struct mt_agent_config *config,
-                         const char *state_dir, time_t now, bool *created, char *message,
-                         size_t message_size)
+                         const char *state_dir, time_t now, bool *created, struct mt_text *reason)
 {
     MT_ENSURE_REF(issuer);
     MT_ENSURE_REF(config);
@@ -116,7 +115,7 @@ MT_RESULT mt_issuer_open(struct mt_issuer *issuer, const struct mt_agent_config 
     snprintf(issuer->state_dir, sizeof(issuer->state_dir), "%s", state_dir);
     /* Signatures first: a change while loading is then seen by the next poll. */
     read_signatures(issuer, issuer->signatures);
-    MT_GUARD(load(issuer, now, &issuer->ca, created, message, message_size));
+    MT_GUARD(load(issuer, now, &issuer->ca, created, reason));
     publish_stats(issuer->ca);
     return MT_OK_RESULT;
 }
@@ -155,8 +154,9 @@ void mt_issuer_poll(struct mt_issuer *issuer, long long now_ms)
 
     char message[MT_AGENT_CONFIG_MESSAGE_MAX] = "";
     char description[PATH_MAX + 256];
+    struct mt_text reason = mt_text_on(message, sizeof(message));
     struct mt_ca *replacement = NULL;
-    if (!mt_result_is_ok(load(issuer, time(NULL), &replacement, NULL, message, sizeof(message)))) {
+    if (!mt_result_is_ok(load(issuer, time(NULL), &replacement, NULL, &reason))) {
         atomic_fetch_add(&mt_agent_stats.reloads_failed, 1);
         mt_issuer_describe(issuer, description, sizeof(description));
         mt_log_warn("issuer files changed but were not loaded: %s; still signing with the "

@@ -17,7 +17,7 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include "../util/result.h"
+#include "../util/text.h"
 #include "agent_config.h"
 #include "ca.h"
 
@@ -42,8 +42,7 @@ struct mt_issuer {
 
 /* Loads the issuer the configuration names; *created is true when a dev CA was just created. */
 MT_RESULT mt_issuer_open(struct mt_issuer *issuer, const struct mt_agent_config *config,
-                         const char *state_dir, time_t now, bool *created, char *message,
-                         size_t message_size);
+                         const char *state_dir, time_t now, bool *created, struct mt_text *reason);
 
 /* Reloads when an input changed and MT_ISSUER_POLL_MS have passed since the last look. */
 void mt_issuer_poll(struct mt_issuer *issuer, long long now_ms);

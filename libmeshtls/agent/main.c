@@ -142,25 +142,20 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
 
 /* The file first, then the flags over it: a flag always wins. */
 static MT_RESULT load_configuration(const struct arguments *arguments,
-                                    struct mt_agent_config *config, char *message,
-                                    size_t message_size)
+                                    struct mt_agent_config *config, struct mt_text *reason)
 {
     if (arguments->config_path != NULL)
-        MT_GUARD(mt_agent_config_load_file(arguments->config_path, config, message, message_size));
+        MT_GUARD(mt_agent_config_load_file(arguments->config_path, config, reason));
     if (arguments->trust_domain != NULL)
-        MT_GUARD(mt_agent_config_set_trust_domain(config, arguments->trust_domain, message,
-                                                  message_size));
+        MT_GUARD(mt_agent_config_set_trust_domain(config, arguments->trust_domain, reason));
     if (arguments->lifetime != NULL)
-        MT_GUARD(mt_agent_config_set_lifetime(config, arguments->lifetime, message, message_size));
+        MT_GUARD(mt_agent_config_set_lifetime(config, arguments->lifetime, reason));
     if (arguments->issuer_dir != NULL)
-        MT_GUARD(
-            mt_agent_config_set_issuer_dir(config, arguments->issuer_dir, message, message_size));
+        MT_GUARD(mt_agent_config_set_issuer_dir(config, arguments->issuer_dir, reason));
     for (size_t i = 0; i < arguments->anchor_file_count; i++)
-        MT_GUARD(mt_agent_config_add_anchor_file(config, arguments->anchor_files[i], message,
-                                                 message_size));
+        MT_GUARD(mt_agent_config_add_anchor_file(config, arguments->anchor_files[i], reason));
     if (arguments->metrics_address != NULL)
-        MT_GUARD(mt_agent_config_set_metrics_address(config, arguments->metrics_address, message,
-                                                     message_size));
+        MT_GUARD(mt_agent_config_set_metrics_address(config, arguments->metrics_address, reason));
     return MT_OK_RESULT;
 }
 
@@ -202,6 +197,7 @@ int main(int argc, char **argv)
     }
 
     char message[MT_AGENT_CONFIG_MESSAGE_MAX];
+    struct mt_text reason = mt_text_on(message, sizeof(message));
     struct mt_agent_config config;
     struct mt_issuer issuer;
     struct mt_server server;
@@ -215,7 +211,7 @@ int main(int argc, char **argv)
     memset(&issuer, 0, sizeof(issuer));
     status = EXIT_FAILURE;
 
-    if (!mt_result_is_ok(load_configuration(&arguments, &config, message, sizeof(message)))) {
+    if (!mt_result_is_ok(load_configuration(&arguments, &config, &reason))) {
         mt_log_error("%s", message);
         goto out;
     }
@@ -225,28 +221,27 @@ int main(int argc, char **argv)
         goto out;
     }
     /* The socket first: a second agent must refuse before it touches any CA. */
-    if (!mt_result_is_ok(mt_server_open(&server, arguments.socket_path, &config, &issuer, message,
-                                        sizeof(message)))) {
+    if (!mt_result_is_ok(
+            mt_server_open(&server, arguments.socket_path, &config, &issuer, &reason))) {
         mt_log_error("%s", message);
         goto out;
     }
     have_server = true;
-    if (!mt_result_is_ok(mt_issuer_open(&issuer, &config, arguments.state_dir, time(NULL), &created,
-                                        message, sizeof(message)))) {
+    if (!mt_result_is_ok(
+            mt_issuer_open(&issuer, &config, arguments.state_dir, time(NULL), &created, &reason))) {
         mt_log_error("%s", message);
         goto out;
     }
     mt_issuer_describe(&issuer, description, sizeof(description));
     mt_log_info("%s %s", created ? "created" : "loaded", description);
     /* After the signal mask is set: libmicrohttpd's thread inherits it and never takes SIGTERM. */
-    if (!mt_result_is_ok(mt_agent_metrics_directory_create(&server.metrics_directory, message,
-                                                           sizeof(message)))) {
+    if (!mt_result_is_ok(mt_agent_metrics_directory_create(&server.metrics_directory, &reason))) {
         mt_log_error("%s", message);
         goto out;
     }
     /* Identities matter more than metrics: an address in use costs the endpoint, not the agent. */
-    if (!mt_result_is_ok(mt_agent_http_start(config.metrics_address, &server.metrics_directory,
-                                             &http, message, sizeof(message))))
+    if (!mt_result_is_ok(
+            mt_agent_http_start(config.metrics_address, &server.metrics_directory, &http, &reason)))
         mt_log_error("%s; serving identities without a metrics endpoint", message);
     if (http != NULL)
         mt_log_info("metrics on http://%s/metrics from %s", config.metrics_address,

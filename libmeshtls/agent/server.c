@@ -29,6 +29,7 @@
 #include "../metrics/directory.h"
 #include "../metrics/metrics.h"
 #include "../util/log.h"
+#include "../util/text.h"
 #include "agent_metrics.h"
 #include "attest.h"
 #include "fair_share.h"
@@ -82,8 +83,7 @@ static const char *exe_text(const struct mt_attest_peer *peer)
 /* ----------------------------------------------------------------------------------------- */
 /* Opening the socket */
 
-static MT_RESULT ensure_parent_directory(const char *socket_path, char *message,
-                                         size_t message_size)
+static MT_RESULT ensure_parent_directory(const char *socket_path, struct mt_text *reason)
 {
     char parent[sizeof(((struct sockaddr_un *)0)->sun_path)];
     snprintf(parent, sizeof(parent), "%s", socket_path);
@@ -93,9 +93,8 @@ static MT_RESULT ensure_parent_directory(const char *socket_path, char *message,
     *slash = '\0';
     if (mkdir(parent, 0755) == 0 || errno == EEXIST)
         return MT_OK_RESULT;
-    return mt_result_explain(message, message_size, MT_ERR_IO,
-                             "cannot create directory %s for the socket: %s", parent,
-                             strerror(errno));
+    return mt_result_explain(reason, MT_ERR_IO, "cannot create directory %s for the socket: %s",
+                             parent, strerror(errno));
 }
 
 static void address_of(const char *socket_path, struct sockaddr_un *address)
@@ -109,23 +108,23 @@ static void address_of(const char *socket_path, struct sockaddr_un *address)
  * A socket file left by an agent that died cannot be bound again; one that a live agent still
  * serves must not be stolen. connect() tells them apart: refused means nobody listens.
  */
-static MT_RESULT clear_stale_socket(const char *socket_path, char *message, size_t message_size)
+static MT_RESULT clear_stale_socket(const char *socket_path, struct mt_text *reason)
 {
     struct stat status;
     if (lstat(socket_path, &status) != 0) {
         if (errno == ENOENT)
             return MT_OK_RESULT;
-        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot check %s: %s",
-                                 socket_path, strerror(errno));
+        return mt_result_explain(reason, MT_ERR_IO, "cannot check %s: %s", socket_path,
+                                 strerror(errno));
     }
     if (!S_ISSOCK(status.st_mode))
         return mt_result_explain(
-            message, message_size, MT_ERR_IO,
+            reason, MT_ERR_IO,
             "%s exists and is not a socket: remove it or choose another --socket", socket_path);
 
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (probe < 0)
-        return mt_result_explain(message, message_size, MT_ERR_IO, "socket: %s", strerror(errno));
+        return mt_result_explain(reason, MT_ERR_IO, "socket: %s", strerror(errno));
     struct sockaddr_un address;
     address_of(socket_path, &address);
     int connected = connect(probe, (struct sockaddr *)&address, sizeof(address));
@@ -134,23 +133,23 @@ static MT_RESULT clear_stale_socket(const char *socket_path, char *message, size
     /* EAGAIN: a full backlog, which only a live listener has. */
     if (connected == 0 || connect_errno == EAGAIN)
         return mt_result_explain(
-            message, message_size, MT_ERR_IO,
+            reason, MT_ERR_IO,
             "another meshtls-agent is already serving %s; stop it first or choose "
             "another --socket",
             socket_path);
     if (connect_errno != ECONNREFUSED)
-        return mt_result_explain(message, message_size, MT_ERR_IO, "cannot check %s: %s",
-                                 socket_path, strerror(connect_errno));
+        return mt_result_explain(reason, MT_ERR_IO, "cannot check %s: %s", socket_path,
+                                 strerror(connect_errno));
     if (unlink(socket_path) != 0 && errno != ENOENT)
-        return mt_result_explain(message, message_size, MT_ERR_IO,
-                                 "cannot remove stale socket %s: %s", socket_path, strerror(errno));
+        return mt_result_explain(reason, MT_ERR_IO, "cannot remove stale socket %s: %s",
+                                 socket_path, strerror(errno));
     mt_log_info("replaced stale socket %s", socket_path);
     return MT_OK_RESULT;
 }
 
 MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
                          const struct mt_agent_config *config, struct mt_issuer *issuer,
-                         char *message, size_t message_size)
+                         struct mt_text *reason)
 {
     MT_ENSURE_REF(server);
     MT_ENSURE_REF(socket_path);
@@ -163,15 +162,15 @@ MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
     server->metrics_directory.fd = -1;
     if (!mt_metrics_directory_for_socket(socket_path, server->metrics_directory.path,
                                          sizeof(server->metrics_directory.path)))
-        return mt_result_explain(message, message_size, MT_ERR_TOO_LONG, "socket path too long");
+        return mt_result_explain(reason, MT_ERR_TOO_LONG, "socket path too long");
     if (socket_path[0] == '\0' || strlen(socket_path) >= sizeof(server->socket_path))
-        return mt_result_explain(message, message_size, MT_ERR_TOO_LONG,
+        return mt_result_explain(reason, MT_ERR_TOO_LONG,
                                  "socket path \"%s\" is empty or longer than %zu bytes",
                                  socket_path, sizeof(server->socket_path) - 1);
     snprintf(server->socket_path, sizeof(server->socket_path), "%s", socket_path);
 
-    MT_GUARD(ensure_parent_directory(socket_path, message, message_size));
-    MT_GUARD(clear_stale_socket(socket_path, message, message_size));
+    MT_GUARD(ensure_parent_directory(socket_path, reason));
+    MT_GUARD(clear_stale_socket(socket_path, reason));
 
     mt_result result = MT_OK_RESULT;
     struct stat status;
@@ -179,31 +178,31 @@ MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
     address_of(socket_path, &address);
     server->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (server->listen_fd < 0) {
-        result = mt_result_explain(message, message_size, MT_ERR_IO, "socket: %s", strerror(errno));
+        result = mt_result_explain(reason, MT_ERR_IO, "socket: %s", strerror(errno));
         goto out;
     }
     if (bind(server->listen_fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
-        result = mt_result_explain(message, message_size, MT_ERR_IO, "cannot bind %s: %s",
-                                   socket_path, strerror(errno));
+        result = mt_result_explain(reason, MT_ERR_IO, "cannot bind %s: %s", socket_path,
+                                   strerror(errno));
         goto out;
     }
     if (lstat(socket_path, &status) != 0) {
-        result = mt_result_explain(message, message_size, MT_ERR_IO, "cannot stat %s: %s",
-                                   socket_path, strerror(errno));
+        result = mt_result_explain(reason, MT_ERR_IO, "cannot stat %s: %s", socket_path,
+                                   strerror(errno));
         goto out;
     }
     server->socket_device = status.st_dev;
     server->socket_inode = status.st_ino;
     /* Until this chmod the socket has the umask's (narrower) mode, so nothing is exposed early. */
     if (chmod(socket_path, 0666) != 0 || listen(server->listen_fd, SOMAXCONN) != 0) {
-        result = mt_result_explain(message, message_size, MT_ERR_IO, "cannot listen on %s: %s",
-                                   socket_path, strerror(errno));
+        result = mt_result_explain(reason, MT_ERR_IO, "cannot listen on %s: %s", socket_path,
+                                   strerror(errno));
         goto out;
     }
     server->clients = calloc(MT_SERVER_CLIENTS_MAX, sizeof(*server->clients));
     server->issued = calloc(MT_SERVER_ISSUED_MAX, sizeof(*server->issued));
     if (server->clients == NULL || server->issued == NULL)
-        result = mt_result_explain(message, message_size, MT_ERR_NO_MEMORY, "out of memory");
+        result = mt_result_explain(reason, MT_ERR_NO_MEMORY, "out of memory");
 
 out:
     if (!mt_result_is_ok(result))
@@ -670,10 +669,11 @@ static void handle_svid_request(struct mt_server *server, struct mt_server_clien
 static void handle_metrics_file_request(struct mt_server *server, struct mt_server_client *client)
 {
     char text[PATH_MAX + 160];
+    struct mt_text reason = mt_text_on(text, sizeof(text));
     int fd = -1;
     unsigned long long start_time = 0;
     mt_result result = mt_agent_metrics_file_create(&server->metrics_directory, &client->peer, &fd,
-                                                    &start_time, text, sizeof(text));
+                                                    &start_time, &reason);
     if (!mt_result_is_ok(result)) {
         client_refuse(client,
                       result.error == MT_ERR_AGENT_REFUSED ? MT_PROTO_ERROR_DENIED

@@ -20,7 +20,7 @@
 #include <sys/un.h>
 
 #include "../metrics/directory.h"
-#include "../util/result.h"
+#include "../util/text.h"
 #include "agent_config.h"
 #include "issuer.h"
 
@@ -72,7 +72,7 @@ struct mt_server {
  */
 MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
                          const struct mt_agent_config *config, struct mt_issuer *issuer,
-                         char *message, size_t message_size);
+                         struct mt_text *reason);
 
 /* Serves until signal_fd (a signalfd) becomes readable; returns the signal number received. */
 MT_RESULT mt_server_run(struct mt_server *server, int signal_fd, int *signal_number);

@@ -21,6 +21,7 @@
 #include "../config/config.h"
 #include "../identity/client.h"
 #include "../util/check.h"
+#include "../util/text.h"
 #include "status.h"
 
 #define PRELOAD_NAME "libmeshtls-preload.so"
@@ -95,7 +96,8 @@ static int command_run(int argc, char **argv)
 
     struct mt_config config;
     char message[MT_CONFIG_MESSAGE_MAX];
-    if (!mt_result_is_ok(mt_config_load(&config, message, sizeof(message)))) {
+    struct mt_text reason = mt_text_on(message, sizeof(message));
+    if (!mt_result_is_ok(mt_config_load(&config, &reason))) {
         fprintf(stderr, "meshtls: not starting %s: configuration error: %s\n", program[0], message);
         return 2;
     }
@@ -122,7 +124,8 @@ static int command_id(int argc, char **argv)
 {
     struct mt_config config;
     char message[MT_CONFIG_MESSAGE_MAX];
-    if (!mt_result_is_ok(mt_config_load(&config, message, sizeof(message)))) {
+    struct mt_text reason = mt_text_on(message, sizeof(message));
+    if (!mt_result_is_ok(mt_config_load(&config, &reason))) {
         fprintf(stderr, "meshtls: configuration error: %s\n", message);
         return 2;
     }
@@ -135,8 +138,8 @@ static int command_id(int argc, char **argv)
     }
     char id[MT_SPIFFE_ID_MAX + 1];
     if (!mt_result_is_ok(mt_identity_query_id(socket_path, (uid_t)config.agent_uid,
-                                              (int)config.agent_timeout_ms, id, sizeof(id), message,
-                                              sizeof(message)))) {
+                                              (int)config.agent_timeout_ms, id, sizeof(id),
+                                              &reason))) {
         fprintf(stderr, "meshtls: %s\n", message);
         return 1;
     }
@@ -168,7 +171,8 @@ static int command_config(int argc, char **argv)
     }
     static struct mt_config config;
     char message[MT_CONFIG_MESSAGE_MAX];
-    if (!mt_result_is_ok(mt_config_load(&config, message, sizeof(message)))) {
+    struct mt_text reason = mt_text_on(message, sizeof(message));
+    if (!mt_result_is_ok(mt_config_load(&config, &reason))) {
         fprintf(stderr, "meshtls: configuration error: %s\n", message);
         return 2;
     }

@@ -21,6 +21,7 @@
 #include "../config/config.h"
 #include "../identity/peer.h"
 #include "../identity/proto.h"
+#include "../util/text.h"
 #include "status.h"
 
 #define FIELDS_MAX 12
@@ -51,11 +52,11 @@ static bool wait_for(int fd, short events, long long deadline)
 
 /* Sends a STATUS_REQUEST and reads the whole reply frame into buffer. */
 static bool request_status(const char *socket_path, uid_t agent_uid, uint8_t *buffer,
-                           size_t capacity, size_t *length, char *message, size_t message_size)
+                           size_t capacity, size_t *length, struct mt_text *reason)
 {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     if (strlen(socket_path) >= sizeof(address.sun_path)) {
-        snprintf(message, message_size, "socket path %s is too long", socket_path);
+        mt_text_set(reason, "socket path %s is too long", socket_path);
         return false;
     }
     memcpy(address.sun_path, socket_path, strlen(socket_path) + 1);
@@ -67,21 +68,20 @@ static bool request_status(const char *socket_path, uid_t agent_uid, uint8_t *bu
     size_t request_length = 0;
     mt_proto_writer_begin(&writer, request, sizeof(request), MT_PROTO_STATUS_REQUEST);
     if (fd < 0 || !mt_result_is_ok(mt_proto_writer_finish(&writer, &request_length))) {
-        snprintf(message, message_size, "cannot create a socket: %s", strerror(errno));
+        mt_text_set(reason, "cannot create a socket: %s", strerror(errno));
         goto out;
     }
     if (connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0 &&
         !(errno == EINPROGRESS && wait_for(fd, POLLOUT, deadline))) {
-        snprintf(message, message_size, "agent at %s unreachable: %s (is meshtls-agent running?)",
-                 socket_path, strerror(errno));
+        mt_text_set(reason, "agent at %s unreachable: %s (is meshtls-agent running?)", socket_path,
+                    strerror(errno));
         goto out;
     }
     /* Before the request: an impostor learns nothing and shows nothing (identity/peer.h). */
-    if (!mt_result_is_ok(mt_identity_peer_check(fd, socket_path, agent_uid, message, message_size)))
+    if (!mt_result_is_ok(mt_identity_peer_check(fd, socket_path, agent_uid, reason)))
         goto out;
     if (send(fd, request, request_length, MSG_NOSIGNAL) != (ssize_t)request_length) {
-        snprintf(message, message_size, "cannot send to the agent at %s: %s", socket_path,
-                 strerror(errno));
+        mt_text_set(reason, "cannot send to the agent at %s: %s", socket_path, strerror(errno));
         goto out;
     }
     *length = 0;
@@ -89,24 +89,24 @@ static bool request_status(const char *socket_path, uid_t agent_uid, uint8_t *bu
         struct mt_proto_frame frame;
         size_t consumed = 0;
         if (!mt_result_is_ok(mt_proto_frame_parse(buffer, *length, &frame, &consumed))) {
-            snprintf(message, message_size, "the agent at %s sent a malformed reply", socket_path);
+            mt_text_set(reason, "the agent at %s sent a malformed reply", socket_path);
             goto out;
         }
         if (consumed > 0)
             break;
         if (!wait_for(fd, POLLIN, deadline)) {
-            snprintf(message, message_size, "no reply from the agent at %s within %d ms",
-                     socket_path, TIMEOUT_MS);
+            mt_text_set(reason, "no reply from the agent at %s within %d ms", socket_path,
+                        TIMEOUT_MS);
             goto out;
         }
         ssize_t got = recv(fd, buffer + *length, capacity - *length, 0);
         if (got < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (got <= 0) {
-            snprintf(message, message_size,
-                     "the agent at %s closed the connection (an agent "
-                     "older than `meshtls status`?)",
-                     socket_path);
+            mt_text_set(reason,
+                        "the agent at %s closed the connection (an agent "
+                        "older than `meshtls status`?)",
+                        socket_path);
             goto out;
         }
         *length += (size_t)got;
@@ -187,7 +187,8 @@ int mt_cli_status(int argc, char **argv)
 {
     struct mt_config config;
     char message[MT_CONFIG_MESSAGE_MAX];
-    if (!mt_result_is_ok(mt_config_load(&config, message, sizeof(message)))) {
+    struct mt_text reason = mt_text_on(message, sizeof(message));
+    if (!mt_result_is_ok(mt_config_load(&config, &reason))) {
         fprintf(stderr, "meshtls: configuration error: %s\n", message);
         return 2;
     }
@@ -211,7 +212,7 @@ int mt_cli_status(int argc, char **argv)
         goto out;
     }
     if (!request_status(socket_path, (uid_t)config.agent_uid, buffer, MT_PROTO_MAX_FRAME, &length,
-                        message, sizeof(message))) {
+                        &reason)) {
         fprintf(stderr, "meshtls: %s\n", message);
         goto out;
     }

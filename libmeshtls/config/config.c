@@ -31,67 +31,25 @@
 #define QUOTED_VALUE_MAX 80
 
 /*
- * A bounded, always NUL-terminated text being appended to (the caller's message buffer).
- * needed counts what the whole text would take, like snprintf's result.
- */
-struct text {
-    char *data;
-    size_t capacity;
-    size_t length;
-    size_t needed;
-};
-
-static void text_init(struct text *text, char *data, size_t capacity)
-{
-    text->data = data;
-    text->capacity = data != NULL ? capacity : 0;
-    text->length = 0;
-    text->needed = 0;
-    if (text->capacity > 0)
-        text->data[0] = '\0';
-}
-
-static void text_append(struct text *text, const char *format, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void text_append(struct text *text, const char *format, ...)
-{
-    size_t available = text->capacity > text->length ? text->capacity - text->length : 0;
-    va_list arguments;
-    va_start(arguments, format);
-    int written =
-        vsnprintf(available > 0 ? text->data + text->length : NULL, available, format, arguments);
-    va_end(arguments);
-    if (written < 0) {
-        if (available > 0)
-            text->data[text->length] = '\0';
-        return;
-    }
-    text->needed += (size_t)written;
-    if (available > 0)
-        text->length += (size_t)written < available ? (size_t)written : available - 1;
-}
-
-/*
  * Appends value as a libconfig string literal: quotes and backslashes escaped, control bytes as
  * \xNN, so the result is one line and reads back as the same bytes. At most limit input bytes
  * are shown; a cut value is followed by "...".
  */
-static void text_append_quoted(struct text *text, const char *value, size_t limit)
+static void text_append_quoted(struct mt_text *text, const char *value, size_t limit)
 {
     size_t length = strlen(value);
     size_t shown = length < limit ? length : limit;
-    text_append(text, "\"");
+    mt_text_append(text, "\"");
     for (size_t i = 0; i < shown; i++) {
         unsigned char c = (unsigned char)value[i];
         if (c == '"' || c == '\\')
-            text_append(text, "\\%c", c);
+            mt_text_append(text, "\\%c", c);
         else if (c < 0x20 || c == 0x7f)
-            text_append(text, "\\x%02x", c);
+            mt_text_append(text, "\\x%02x", c);
         else
-            text_append(text, "%c", c);
+            mt_text_append(text, "%c", c);
     }
-    text_append(text, "\"%s", shown < length ? "..." : "");
+    mt_text_append(text, "\"%s", shown < length ? "..." : "");
 }
 
 struct choice {
@@ -121,10 +79,10 @@ static const char *choice_name(const struct choice *choices, size_t count, int v
     return "unknown";
 }
 
-static void text_append_choices(struct text *text, const struct choice *choices, size_t count)
+static void text_append_choices(struct mt_text *text, const struct choice *choices, size_t count)
 {
     for (size_t i = 0; i < count; i++)
-        text_append(text, "%s\"%s\"", i > 0 ? ", " : "", choices[i].name);
+        mt_text_append(text, "%s\"%s\"", i > 0 ? ", " : "", choices[i].name);
 }
 
 /*
@@ -133,7 +91,7 @@ static void text_append_choices(struct text *text, const struct choice *choices,
  * them, so a value means the same wherever it comes from.
  */
 static bool check_choice(const char *value, const struct choice *choices, size_t count, int *chosen,
-                         struct text *problem)
+                         struct mt_text *problem)
 {
     for (size_t i = 0; i < count; i++) {
         if (strcmp(value, choices[i].name) == 0) {
@@ -141,24 +99,24 @@ static bool check_choice(const char *value, const struct choice *choices, size_t
             return true;
         }
     }
-    text_append(problem, "is not one of ");
+    mt_text_append(problem, "is not one of ");
     text_append_choices(problem, choices, count);
     return false;
 }
 
 /* The level names belong to util/log.c; listing them from there keeps one spelling. */
-static void text_append_log_levels(struct text *text)
+static void text_append_log_levels(struct mt_text *text)
 {
     for (int level = MT_LOG_ERROR; level <= MT_LOG_DEBUG; level++)
-        text_append(text, "%s\"%s\"", level > MT_LOG_ERROR ? ", " : "",
-                    mt_log_level_name((enum mt_log_level)level));
+        mt_text_append(text, "%s\"%s\"", level > MT_LOG_ERROR ? ", " : "",
+                       mt_log_level_name((enum mt_log_level)level));
 }
 
-static bool check_log_level(const char *value, enum mt_log_level *level, struct text *problem)
+static bool check_log_level(const char *value, enum mt_log_level *level, struct mt_text *problem)
 {
     if (mt_log_level_parse(value, level))
         return true;
-    text_append(problem, "is not one of ");
+    mt_text_append(problem, "is not one of ");
     text_append_log_levels(problem);
     return false;
 }
@@ -167,29 +125,29 @@ static bool check_log_level(const char *value, enum mt_log_level *level, struct 
  * A relative path would name a different socket in every working directory of every process the
  * library is loaded into, so only absolute paths are accepted.
  */
-static bool check_socket_path(const char *value, struct text *problem)
+static bool check_socket_path(const char *value, struct mt_text *problem)
 {
     size_t length = strlen(value);
     if (value[0] != '/') {
-        text_append(problem, "is not an absolute path");
+        mt_text_append(problem, "is not an absolute path");
         return false;
     }
     if (length >= MT_CONFIG_SOCKET_PATH_MAX) {
-        text_append(problem, "is %zu bytes long; a Unix socket path is at most %d bytes", length,
-                    MT_CONFIG_SOCKET_PATH_MAX - 1);
+        mt_text_append(problem, "is %zu bytes long; a Unix socket path is at most %d bytes", length,
+                       MT_CONFIG_SOCKET_PATH_MAX - 1);
         return false;
     }
     return true;
 }
 
-static bool check_trust_domain(const char *value, struct text *problem)
+static bool check_trust_domain(const char *value, struct mt_text *problem)
 {
     if (value[0] == '\0' || mt_spiffe_is_valid_trust_domain(value, strlen(value)))
         return true;
-    text_append(problem,
-                "is not a valid trust domain name (1 to %d characters of a-z, 0-9, "
-                "'.', '-', '_'; \"\" for the agent's)",
-                MT_SPIFFE_TRUST_DOMAIN_MAX);
+    mt_text_append(problem,
+                   "is not a valid trust domain name (1 to %d characters of a-z, 0-9, "
+                   "'.', '-', '_'; \"\" for the agent's)",
+                   MT_SPIFFE_TRUST_DOMAIN_MAX);
     return false;
 }
 
@@ -201,7 +159,7 @@ static bool check_trust_domain(const char *value, struct text *problem)
 struct load_context {
     const char *path;
     struct mt_config config;
-    struct text message;
+    struct mt_text *message; /* the caller's reason; NULL allowed */
     char rule_key[40];
     unsigned seen_keys;
 };
@@ -211,11 +169,11 @@ static void begin_setting_message(struct load_context *context, const config_set
                                   const char *key)
 {
     const char *file = config_setting_source_file(setting);
-    text_init(&context->message, context->message.data, context->message.capacity);
-    text_append(&context->message, "%s:%u: ", file != NULL ? file : context->path,
-                (unsigned)config_setting_source_line(setting));
+    mt_text_clear(context->message);
+    mt_text_append(context->message, "%s:%u: ", file != NULL ? file : context->path,
+                   (unsigned)config_setting_source_line(setting));
     if (key != NULL)
-        text_append(&context->message, "%s: ", key);
+        mt_text_append(context->message, "%s: ", key);
 }
 
 static const char *type_name(const config_setting_t *setting)
@@ -251,7 +209,8 @@ static MT_RESULT read_string(struct load_context *context, const config_setting_
             return MT_OK_RESULT;
     }
     begin_setting_message(context, setting, key);
-    text_append(&context->message, "expected a string (%s), got %s", expected, type_name(setting));
+    mt_text_append(context->message, "expected a string (%s), got %s", expected,
+                   type_name(setting));
     return mt_result_of(MT_ERR_CONFIG);
 }
 
@@ -260,8 +219,8 @@ static mt_result fail_value(struct load_context *context, const config_setting_t
                             const char *key, const char *value, const char *problem)
 {
     begin_setting_message(context, setting, key);
-    text_append_quoted(&context->message, value, QUOTED_VALUE_MAX);
-    text_append(&context->message, " %s", problem);
+    text_append_quoted(context->message, value, QUOTED_VALUE_MAX);
+    mt_text_append(context->message, " %s", problem);
     return mt_result_of(MT_ERR_CONFIG);
 }
 
@@ -270,16 +229,16 @@ static MT_RESULT read_choice(struct load_context *context, const config_setting_
                              int *chosen)
 {
     char expected[128];
-    struct text expected_text;
-    text_init(&expected_text, expected, sizeof(expected));
-    text_append(&expected_text, "one of ");
+    struct mt_text expected_text;
+    expected_text = mt_text_on(expected, sizeof(expected));
+    mt_text_append(&expected_text, "one of ");
     text_append_choices(&expected_text, choices, count);
 
     const char *value;
     MT_GUARD(read_string(context, setting, key, expected, &value));
     char problem[128];
-    struct text problem_text;
-    text_init(&problem_text, problem, sizeof(problem));
+    struct mt_text problem_text;
+    problem_text = mt_text_on(problem, sizeof(problem));
     if (!check_choice(value, choices, count, chosen, &problem_text))
         return fail_value(context, setting, key, value, problem);
     return MT_OK_RESULT;
@@ -302,14 +261,14 @@ static MT_RESULT read_bounded(struct load_context *context, const config_setting
         break;
     default:
         begin_setting_message(context, setting, key);
-        text_append(&context->message, "expected an integer (%d .. %d), got %s", minimum, maximum,
-                    type_name(setting));
+        mt_text_append(context->message, "expected an integer (%d .. %d), got %s", minimum, maximum,
+                       type_name(setting));
         return mt_result_of(MT_ERR_CONFIG);
     }
     if (value < minimum || value > maximum) {
         begin_setting_message(context, setting, key);
-        text_append(&context->message, "%lld is out of range; valid values: %d .. %d", value,
-                    minimum, maximum);
+        mt_text_append(context->message, "%lld is out of range; valid values: %d .. %d", value,
+                       minimum, maximum);
         return mt_result_of(MT_ERR_CONFIG);
     }
     *result = (unsigned)value;
@@ -353,11 +312,11 @@ static MT_RESULT read_group(struct load_context *context, const config_setting_t
         }
         if (rule == NULL) {
             begin_setting_message(context, child, group_key);
-            text_append(&context->message, "unknown key ");
-            text_append_quoted(&context->message, name != NULL ? name : "", QUOTED_VALUE_MAX);
-            text_append(&context->message, "; valid keys: ");
+            mt_text_append(context->message, "unknown key ");
+            text_append_quoted(context->message, name != NULL ? name : "", QUOTED_VALUE_MAX);
+            mt_text_append(context->message, "; valid keys: ");
             for (size_t r = 0; r < rule_count; r++)
-                text_append(&context->message, "%s%s", r > 0 ? ", " : "", rules[r].name);
+                mt_text_append(context->message, "%s%s", r > 0 ? ", " : "", rules[r].name);
             return mt_result_of(MT_ERR_CONFIG);
         }
         MT_GUARD(rule->read(context, child));
@@ -371,7 +330,7 @@ static MT_RESULT expect_group(struct load_context *context, const config_setting
     if (config_setting_is_group(setting))
         return MT_OK_RESULT;
     begin_setting_message(context, setting, key);
-    text_append(&context->message, "expected a group (%s), got %s", example, type_name(setting));
+    mt_text_append(context->message, "expected a group (%s), got %s", example, type_name(setting));
     return mt_result_of(MT_ERR_CONFIG);
 }
 
@@ -381,8 +340,8 @@ static MT_RESULT read_agent_socket(struct load_context *context, const config_se
     const char *value;
     MT_GUARD(read_string(context, setting, key, "an absolute path", &value));
     char problem[128];
-    struct text problem_text;
-    text_init(&problem_text, problem, sizeof(problem));
+    struct mt_text problem_text;
+    problem_text = mt_text_on(problem, sizeof(problem));
     if (!check_socket_path(value, &problem_text))
         return fail_value(context, setting, key, value, problem);
     strcpy(context->config.agent_socket, value);
@@ -493,13 +452,13 @@ static MT_RESULT read_port_range(struct load_context *context, const config_sett
     }
     default:
         begin_setting_message(context, setting, key);
-        text_append(&context->message, "expected a port (%s), got %s", PORT_EXAMPLES,
-                    type_name(setting));
+        mt_text_append(context->message, "expected a port (%s), got %s", PORT_EXAMPLES,
+                       type_name(setting));
         return mt_result_of(MT_ERR_CONFIG);
     }
     if (value < 1 || value > 65535) {
         begin_setting_message(context, setting, key);
-        text_append(&context->message, "%lld is out of range; valid values: 1 .. 65535", value);
+        mt_text_append(context->message, "%lld is out of range; valid values: 1 .. 65535", value);
         return mt_result_of(MT_ERR_CONFIG);
     }
     range->first = (uint16_t)value;
@@ -522,16 +481,17 @@ static MT_RESULT read_port_list(struct load_context *context, const config_setti
 {
     if (!is_sequence(setting)) {
         begin_setting_message(context, setting, key);
-        text_append(&context->message,
-                    "expected an array of ports (such as [5432, 6379] or [\"8000-8999\"]), got %s",
-                    type_name(setting));
+        mt_text_append(
+            context->message,
+            "expected an array of ports (such as [5432, 6379] or [\"8000-8999\"]), got %s",
+            type_name(setting));
         return mt_result_of(MT_ERR_CONFIG);
     }
     int length = config_setting_length(setting);
     if (length == 0 && !allow_empty) {
         begin_setting_message(context, setting, key);
-        text_append(&context->message,
-                    "an empty list matches no port; leave the key out to match every port");
+        mt_text_append(context->message,
+                       "an empty list matches no port; leave the key out to match every port");
         return mt_result_of(MT_ERR_CONFIG);
     }
     for (int i = 0; i < length; i++) {
@@ -540,8 +500,8 @@ static MT_RESULT read_port_list(struct load_context *context, const config_setti
         snprintf(element_key, sizeof(element_key), "%s[%d]", key, i);
         if ((unsigned)i >= capacity) {
             begin_setting_message(context, element, element_key);
-            text_append(&context->message, "too many entries; at most %u ports or ranges",
-                        capacity);
+            mt_text_append(context->message, "too many entries; at most %u ports or ranges",
+                           capacity);
             return mt_result_of(MT_ERR_CONFIG);
         }
         MT_GUARD(read_port_range(context, element, element_key, &ranges[i]));
@@ -615,18 +575,18 @@ static bool parse_cidr(const char *text, struct mt_cidr *cidr, bool *host_bits_s
 }
 
 /* "10.0.0.0/8"; a single address without its full-length prefix ("10.1.2.3"). */
-static void text_append_cidr(struct text *text, const struct mt_cidr *cidr)
+static void text_append_cidr(struct mt_text *text, const struct mt_cidr *cidr)
 {
     char address[INET6_ADDRSTRLEN];
     if (inet_ntop(cidr->family, cidr->address, address, sizeof(address)) == NULL) {
-        text_append(text, "?");
+        mt_text_append(text, "?");
         return;
     }
     unsigned maximum = cidr->family == AF_INET ? 32 : 128;
     if (cidr->prefix_length == maximum)
-        text_append(text, "%s", address);
+        mt_text_append(text, "%s", address);
     else
-        text_append(text, "%s/%u", address, (unsigned)cidr->prefix_length);
+        mt_text_append(text, "%s/%u", address, (unsigned)cidr->prefix_length);
 }
 
 /* ---- identity patterns ---------------------------------------------------------------------- */
@@ -729,10 +689,10 @@ static MT_RESULT read_pattern(struct load_context *context, const config_setting
                           "is not an identity pattern (" PATTERN_EXPECTED ")");
     if (!intern_pattern(&context->config, value, reference)) {
         begin_setting_message(context, setting, key);
-        text_append(&context->message,
-                    "identity patterns take more than %d bytes in all; cover several IDs with "
-                    "one \"/*\" pattern",
-                    MT_CONFIG_PATTERN_TEXT_MAX);
+        mt_text_append(context->message,
+                       "identity patterns take more than %d bytes in all; cover several IDs with "
+                       "one \"/*\" pattern",
+                       MT_CONFIG_PATTERN_TEXT_MAX);
         return mt_result_of(MT_ERR_CONFIG);
     }
     return MT_OK_RESULT;
@@ -777,12 +737,12 @@ static MT_RESULT read_outbound_rule_to(struct load_context *context,
                           "is not an IP address or CIDR (" CIDR_EXAMPLES ")");
     if (host_bits_set) {
         char problem[160];
-        struct text problem_text;
-        text_init(&problem_text, problem, sizeof(problem));
-        text_append(&problem_text, "has bits set beyond its /%u prefix; the network is \"",
-                    (unsigned)cidr->prefix_length);
+        struct mt_text problem_text;
+        problem_text = mt_text_on(problem, sizeof(problem));
+        mt_text_append(&problem_text, "has bits set beyond its /%u prefix; the network is \"",
+                       (unsigned)cidr->prefix_length);
         text_append_cidr(&problem_text, cidr);
-        text_append(&problem_text, "\"");
+        mt_text_append(&problem_text, "\"");
         return fail_value(context, setting, key, value, problem);
     }
     return MT_OK_RESULT;
@@ -853,17 +813,17 @@ static MT_RESULT read_inbound_rule_allow(struct load_context *context,
     rule_member_key(context, "allow", key, sizeof(key));
     if (!is_sequence(setting)) {
         begin_setting_message(context, setting, key);
-        text_append(&context->message,
-                    "expected an array of identity patterns (such as "
-                    "[\"spiffe://example.org/ns/web/*\"]), got %s",
-                    type_name(setting));
+        mt_text_append(context->message,
+                       "expected an array of identity patterns (such as "
+                       "[\"spiffe://example.org/ns/web/*\"]), got %s",
+                       type_name(setting));
         return mt_result_of(MT_ERR_CONFIG);
     }
     int length = config_setting_length(setting);
     if (length == 0) {
         begin_setting_message(context, setting, key);
-        text_append(&context->message, "an empty list would refuse every peer; leave the key out "
-                                       "to accept any peer of the trust domain");
+        mt_text_append(context->message, "an empty list would refuse every peer; leave the key out "
+                                         "to accept any peer of the trust domain");
         return mt_result_of(MT_ERR_CONFIG);
     }
     struct mt_inbound_rule *rule = current_inbound_rule(context);
@@ -873,8 +833,8 @@ static MT_RESULT read_inbound_rule_allow(struct load_context *context,
         snprintf(element_key, sizeof(element_key), "%s[%d]", key, i);
         if (i >= MT_CONFIG_ALLOW_MAX) {
             begin_setting_message(context, element, element_key);
-            text_append(&context->message, "too many entries; at most %d patterns per port",
-                        MT_CONFIG_ALLOW_MAX);
+            mt_text_append(context->message, "too many entries; at most %d patterns per port",
+                           MT_CONFIG_ALLOW_MAX);
             return mt_result_of(MT_ERR_CONFIG);
         }
         /* Counted first, so that compacting the patterns sees the ones read so far. */
@@ -892,8 +852,8 @@ static MT_RESULT read_inbound_rule_opaque(struct load_context *context,
     rule_member_key(context, "opaque", key, sizeof(key));
     if (config_setting_type(setting) != CONFIG_TYPE_BOOL) {
         begin_setting_message(context, setting, key);
-        text_append(&context->message, "expected a boolean (true or false), got %s",
-                    type_name(setting));
+        mt_text_append(context->message, "expected a boolean (true or false), got %s",
+                       type_name(setting));
         return mt_result_of(MT_ERR_CONFIG);
     }
     current_inbound_rule(context)->opaque = config_setting_get_bool(setting) != 0;
@@ -912,7 +872,7 @@ static mt_result fail_missing_key(struct load_context *context, const config_set
                                   const char *name, const char *expected)
 {
     begin_setting_message(context, rule, context->rule_key);
-    text_append(&context->message, "missing key %s (%s)", name, expected);
+    mt_text_append(context->message, "missing key %s (%s)", name, expected);
     return mt_result_of(MT_ERR_CONFIG);
 }
 
@@ -924,7 +884,7 @@ static mt_result fail_member(struct load_context *context, const config_setting_
     char key[64];
     begin_setting_message(context, setting != NULL ? setting : rule,
                           rule_member_key(context, member, key, sizeof(key)));
-    text_append(&context->message, "%s", problem);
+    mt_text_append(context->message, "%s", problem);
     return mt_result_of(MT_ERR_CONFIG);
 }
 
@@ -989,8 +949,8 @@ static MT_RESULT read_rules(struct load_context *context, const config_setting_t
     bool empty_array = config_setting_is_array(setting) && config_setting_length(setting) == 0;
     if (!config_setting_is_list(setting) && !empty_array) {
         begin_setting_message(context, setting, list->key);
-        text_append(&context->message, "expected a list of rules (%s = ( %s );), got %s", list->key,
-                    list->example, type_name(setting));
+        mt_text_append(context->message, "expected a list of rules (%s = ( %s );), got %s",
+                       list->key, list->example, type_name(setting));
         return mt_result_of(MT_ERR_CONFIG);
     }
     *list->count = 0;
@@ -1000,13 +960,13 @@ static MT_RESULT read_rules(struct load_context *context, const config_setting_t
         snprintf(context->rule_key, sizeof(context->rule_key), "%s[%d]", list->key, i);
         if ((unsigned)i >= list->capacity) {
             begin_setting_message(context, group, context->rule_key);
-            text_append(&context->message, "too many rules; at most %u", list->capacity);
+            mt_text_append(context->message, "too many rules; at most %u", list->capacity);
             return mt_result_of(MT_ERR_CONFIG);
         }
         if (!config_setting_is_group(group)) {
             begin_setting_message(context, group, context->rule_key);
-            text_append(&context->message, "expected a group (%s), got %s", list->example,
-                        type_name(group));
+            mt_text_append(context->message, "expected a group (%s), got %s", list->example,
+                           type_name(group));
             return mt_result_of(MT_ERR_CONFIG);
         }
         *list->count = (unsigned)i + 1;
@@ -1089,17 +1049,17 @@ static MT_RESULT read_log_level(struct load_context *context, const config_setti
 {
     static const char key[] = "log_level";
     char expected[128];
-    struct text expected_text;
-    text_init(&expected_text, expected, sizeof(expected));
-    text_append(&expected_text, "one of ");
+    struct mt_text expected_text;
+    expected_text = mt_text_on(expected, sizeof(expected));
+    mt_text_append(&expected_text, "one of ");
     text_append_log_levels(&expected_text);
 
     const char *value;
     MT_GUARD(read_string(context, setting, key, expected, &value));
     enum mt_log_level level;
     char problem[128];
-    struct text problem_text;
-    text_init(&problem_text, problem, sizeof(problem));
+    struct mt_text problem_text;
+    problem_text = mt_text_on(problem, sizeof(problem));
     if (!check_log_level(value, &level, &problem_text))
         return fail_value(context, setting, key, value, problem);
     context->config.log_level = level;
@@ -1113,8 +1073,8 @@ static MT_RESULT read_trust_domain(struct load_context *context, const config_se
     MT_GUARD(read_string(context, setting, key,
                          "\"\" or a trust domain name such as \"example.org\"", &value));
     char problem[160];
-    struct text problem_text;
-    text_init(&problem_text, problem, sizeof(problem));
+    struct mt_text problem_text;
+    problem_text = mt_text_on(problem, sizeof(problem));
     if (!check_trust_domain(value, &problem_text))
         return fail_value(context, setting, key, value, problem);
     strcpy(context->config.trust_domain, value);
@@ -1182,20 +1142,19 @@ void mt_config_set_defaults(struct mt_config *config)
 static mt_result fail_file(struct load_context *context, const char *what, int error)
 {
     char buffer[128];
-    text_init(&context->message, context->message.data, context->message.capacity);
-    text_append(&context->message, "%s:0: %s: %s", context->path, what,
-                strerror_r(error, buffer, sizeof(buffer)));
+    mt_text_clear(context->message);
+    mt_text_append(context->message, "%s:0: %s: %s", context->path, what,
+                   strerror_r(error, buffer, sizeof(buffer)));
     return mt_result_of(MT_ERR_CONFIG);
 }
 
-MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, char *message,
-                              size_t message_size)
+MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, struct mt_text *reason)
 {
     MT_ENSURE_REF(path);
     MT_ENSURE_REF(config);
 
     struct load_context context = {.path = path, .config = *config};
-    text_init(&context.message, message, message_size);
+    context.message = reason;
     config_t parsed;
     config_init(&parsed);
     mt_result result = MT_OK_RESULT;
@@ -1223,12 +1182,12 @@ MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, char *
     }
     if (config_read(&parsed, stream) != CONFIG_TRUE) {
         const char *file = config_error_file(&parsed);
-        const char *reason = config_error_text(&parsed);
-        text_append(&context.message, "%s:%d: syntax error", file != NULL ? file : path,
-                    config_error_line(&parsed));
+        const char *libconfig_text = config_error_text(&parsed);
+        mt_text_append(context.message, "%s:%d: syntax error", file != NULL ? file : path,
+                       config_error_line(&parsed));
         /* libconfig's text is often just "syntax error" again; say it once. */
-        if (reason != NULL && strcmp(reason, "syntax error") != 0)
-            text_append(&context.message, ": %s", reason);
+        if (libconfig_text != NULL && strcmp(libconfig_text, "syntax error") != 0)
+            mt_text_append(context.message, ": %s", libconfig_text);
         result = mt_result_of(MT_ERR_CONFIG);
         goto out;
     }
@@ -1252,13 +1211,13 @@ out:
 }
 
 /* Reports "VARIABLE: "VALUE" PROBLEM" for an environment variable. */
-static mt_result fail_environment(struct text *message, const char *variable, const char *value,
+static mt_result fail_environment(struct mt_text *message, const char *variable, const char *value,
                                   const char *problem)
 {
-    text_init(message, message->data, message->capacity);
-    text_append(message, "%s: ", variable);
+    mt_text_clear(message);
+    mt_text_append(message, "%s: ", variable);
     text_append_quoted(message, value, QUOTED_VALUE_MAX);
-    text_append(message, " %s", problem);
+    mt_text_append(message, " %s", problem);
     return mt_result_of(MT_ERR_CONFIG);
 }
 
@@ -1294,33 +1253,32 @@ static const char *get_environment(const char *name)
  * Both variables are judged before either is applied, so a bad one changes nothing. Nothing is
  * copied: the config is large and this may run on a small application thread stack.
  */
-MT_RESULT mt_config_apply_environment(struct mt_config *config, char *message, size_t message_size)
+MT_RESULT mt_config_apply_environment(struct mt_config *config, struct mt_text *reason)
 {
     MT_ENSURE_REF(config);
-    struct text text;
-    text_init(&text, message, message_size);
+
     char problem[160];
-    struct text problem_text;
+    struct mt_text problem_text;
 
     const char *socket_path = get_environment("MESHTLS_AGENT_SOCKET");
     if (socket_path != NULL) {
-        text_init(&problem_text, problem, sizeof(problem));
+        problem_text = mt_text_on(problem, sizeof(problem));
         if (!check_socket_path(socket_path, &problem_text))
-            return fail_environment(&text, "MESHTLS_AGENT_SOCKET", socket_path, problem);
+            return fail_environment(reason, "MESHTLS_AGENT_SOCKET", socket_path, problem);
     }
 
     const char *uid_text = get_environment("MESHTLS_AGENT_UID");
     unsigned uid = config->agent_uid;
     if (uid_text != NULL && !parse_uid(uid_text, &uid))
-        return fail_environment(&text, "MESHTLS_AGENT_UID", uid_text,
+        return fail_environment(reason, "MESHTLS_AGENT_UID", uid_text,
                                 "is not a uid (a decimal number 0 .. 2147483647, e.g. 0)");
 
     const char *level_name = get_environment("MESHTLS_LOG");
     enum mt_log_level level = config->log_level;
     if (level_name != NULL) {
-        text_init(&problem_text, problem, sizeof(problem));
+        problem_text = mt_text_on(problem, sizeof(problem));
         if (!check_log_level(level_name, &level, &problem_text))
-            return fail_environment(&text, "MESHTLS_LOG", level_name, problem);
+            return fail_environment(reason, "MESHTLS_LOG", level_name, problem);
     }
 
     if (socket_path != NULL)
@@ -1330,7 +1288,7 @@ MT_RESULT mt_config_apply_environment(struct mt_config *config, char *message, s
     return MT_OK_RESULT;
 }
 
-MT_RESULT mt_config_load(struct mt_config *config, char *message, size_t message_size)
+MT_RESULT mt_config_load(struct mt_config *config, struct mt_text *reason)
 {
     MT_ENSURE_REF(config);
     mt_config_set_defaults(config);
@@ -1342,11 +1300,11 @@ MT_RESULT mt_config_load(struct mt_config *config, char *message, size_t message
     /* Each step below changes config only when it succeeds. */
     mt_result result = MT_OK_RESULT;
     if (path != NULL) {
-        result = mt_config_load_file(path, config, message, message_size);
+        result = mt_config_load_file(path, config, reason);
         if (!mt_result_is_ok(result))
             goto out;
     }
-    result = mt_config_apply_environment(config, message, message_size);
+    result = mt_config_apply_environment(config, reason);
 out:
     if (!mt_result_is_ok(result))
         mt_config_set_defaults(config);
@@ -1373,124 +1331,129 @@ const char *mt_config_pattern(const struct mt_config *config, uint16_t reference
 }
 
 /* [5432, 6379] when every entry is one port, else every entry as a string: ["443", "8000-8999"]. */
-static void text_append_ports(struct text *out, const struct mt_port_range *ranges, unsigned count)
+static void text_append_ports(struct mt_text *out, const struct mt_port_range *ranges,
+                              unsigned count)
 {
     bool all_single = true;
     for (unsigned i = 0; i < count; i++)
         all_single = all_single && ranges[i].first == ranges[i].last;
-    text_append(out, "[");
+    mt_text_append(out, "[");
     for (unsigned i = 0; i < count; i++) {
         const char *separator = i > 0 ? ", " : "";
         if (all_single)
-            text_append(out, "%s%u", separator, (unsigned)ranges[i].first);
+            mt_text_append(out, "%s%u", separator, (unsigned)ranges[i].first);
         else if (ranges[i].first == ranges[i].last)
-            text_append(out, "%s\"%u\"", separator, (unsigned)ranges[i].first);
+            mt_text_append(out, "%s\"%u\"", separator, (unsigned)ranges[i].first);
         else
-            text_append(out, "%s\"%u-%u\"", separator, (unsigned)ranges[i].first,
-                        (unsigned)ranges[i].last);
+            mt_text_append(out, "%s\"%u-%u\"", separator, (unsigned)ranges[i].first,
+                           (unsigned)ranges[i].last);
     }
-    text_append(out, "]");
+    mt_text_append(out, "]");
 }
 
-static void text_append_pattern(struct text *out, const struct mt_config *config,
+static void text_append_pattern(struct mt_text *out, const struct mt_config *config,
                                 uint16_t reference)
 {
     const char *pattern = mt_config_pattern(config, reference);
     text_append_quoted(out, pattern != NULL ? pattern : "", SIZE_MAX);
 }
 
-static void describe_outbound(struct text *out, const struct mt_config *config)
+static void describe_outbound(struct mt_text *out, const struct mt_config *config)
 {
     const char *loopback = mt_outbound_mode_name(config->outbound.loopback);
     const char *other = mt_outbound_mode_name(config->outbound.other);
     if (config->outbound.rule_count == 0) {
-        text_append(out, "outbound = { loopback = \"%s\"; default = \"%s\"; };\n", loopback, other);
+        mt_text_append(out, "outbound = { loopback = \"%s\"; default = \"%s\"; };\n", loopback,
+                       other);
         return;
     }
-    text_append(out, "outbound = {\n    loopback = \"%s\";\n    default = \"%s\";\n    rules = (\n",
-                loopback, other);
+    mt_text_append(out,
+                   "outbound = {\n    loopback = \"%s\";\n    default = \"%s\";\n    rules = (\n",
+                   loopback, other);
     for (unsigned r = 0; r < config->outbound.rule_count; r++) {
         const struct mt_outbound_rule *rule = &config->outbound.rules[r];
-        text_append(out, "        {");
+        mt_text_append(out, "        {");
         if (rule->to.family != AF_UNSPEC) {
-            text_append(out, " to = \"");
+            mt_text_append(out, " to = \"");
             text_append_cidr(out, &rule->to);
-            text_append(out, "\";");
+            mt_text_append(out, "\";");
         }
         if (rule->port_count > 0) {
-            text_append(out, " ports = ");
+            mt_text_append(out, " ports = ");
             text_append_ports(out, rule->ports, rule->port_count);
-            text_append(out, ";");
+            mt_text_append(out, ";");
         }
-        text_append(out, " mode = \"%s\";", mt_outbound_mode_name(rule->mode));
+        mt_text_append(out, " mode = \"%s\";", mt_outbound_mode_name(rule->mode));
         if (rule->identity != MT_CONFIG_NO_PATTERN) {
-            text_append(out, " identity = ");
+            mt_text_append(out, " identity = ");
             text_append_pattern(out, config, rule->identity);
-            text_append(out, ";");
+            mt_text_append(out, ";");
         }
-        text_append(out, " }%s\n", r + 1 < config->outbound.rule_count ? "," : "");
+        mt_text_append(out, " }%s\n", r + 1 < config->outbound.rule_count ? "," : "");
     }
-    text_append(out, "    );\n};\n");
+    mt_text_append(out, "    );\n};\n");
 }
 
-static void describe_inbound(struct text *out, const struct mt_config *config)
+static void describe_inbound(struct mt_text *out, const struct mt_config *config)
 {
     const char *loopback = mt_inbound_mode_name(config->inbound.loopback);
     const char *other = mt_inbound_mode_name(config->inbound.other);
     if (config->inbound.rule_count == 0) {
-        text_append(out, "inbound = { loopback = \"%s\"; default = \"%s\"; };\n", loopback, other);
+        mt_text_append(out, "inbound = { loopback = \"%s\"; default = \"%s\"; };\n", loopback,
+                       other);
         return;
     }
-    text_append(out, "inbound = {\n    loopback = \"%s\";\n    default = \"%s\";\n    rules = (\n",
-                loopback, other);
+    mt_text_append(out,
+                   "inbound = {\n    loopback = \"%s\";\n    default = \"%s\";\n    rules = (\n",
+                   loopback, other);
     for (unsigned r = 0; r < config->inbound.rule_count; r++) {
         const struct mt_inbound_rule *rule = &config->inbound.rules[r];
         if (rule->port.first == rule->port.last)
-            text_append(out, "        { port = %u;", (unsigned)rule->port.first);
+            mt_text_append(out, "        { port = %u;", (unsigned)rule->port.first);
         else
-            text_append(out, "        { port = \"%u-%u\";", (unsigned)rule->port.first,
-                        (unsigned)rule->port.last);
-        text_append(out, " mode = \"%s\";", mt_inbound_mode_name(rule->mode));
+            mt_text_append(out, "        { port = \"%u-%u\";", (unsigned)rule->port.first,
+                           (unsigned)rule->port.last);
+        mt_text_append(out, " mode = \"%s\";", mt_inbound_mode_name(rule->mode));
         if (rule->allow_count > 0) {
-            text_append(out, " allow = [");
+            mt_text_append(out, " allow = [");
             for (unsigned a = 0; a < rule->allow_count; a++) {
-                text_append(out, "%s", a > 0 ? ", " : "");
+                mt_text_append(out, "%s", a > 0 ? ", " : "");
                 text_append_pattern(out, config, rule->allow[a]);
             }
-            text_append(out, "];");
+            mt_text_append(out, "];");
         }
         if (rule->opaque)
-            text_append(out, " opaque = true;");
-        text_append(out, " }%s\n", r + 1 < config->inbound.rule_count ? "," : "");
+            mt_text_append(out, " opaque = true;");
+        mt_text_append(out, " }%s\n", r + 1 < config->inbound.rule_count ? "," : "");
     }
-    text_append(out, "    );\n};\n");
+    mt_text_append(out, "    );\n};\n");
 }
 
 size_t mt_config_describe(const struct mt_config *config, char *text, size_t capacity)
 {
-    struct text out;
-    text_init(&out, text, capacity);
+    struct mt_text out = mt_text_on(text, capacity);
     if (config == NULL)
         return 0;
-    text_append(&out, "# meshtls configuration, from ");
+    mt_text_append(&out, "# meshtls configuration, from ");
     if (config->source[0] != '\0')
         text_append_quoted(&out, config->source, SIZE_MAX);
     else
-        text_append(&out, "built-in defaults");
-    text_append(&out, "\nagent_socket = ");
+        mt_text_append(&out, "built-in defaults");
+    mt_text_append(&out, "\nagent_socket = ");
     text_append_quoted(&out, config->agent_socket, SIZE_MAX);
-    text_append(&out, ";\nagent_uid = %u;\n", config->agent_uid);
+    mt_text_append(&out, ";\nagent_uid = %u;\n", config->agent_uid);
     describe_outbound(&out, config);
     describe_inbound(&out, config);
-    text_append(&out, "skip_ports = ");
+    mt_text_append(&out, "skip_ports = ");
     text_append_ports(&out, config->skip_ports, config->skip_port_count);
-    text_append(&out, ";\nlog_level = \"%s\";\n", mt_log_level_name(config->log_level));
-    text_append(&out, "trust_domain = ");
+    mt_text_append(&out, ";\nlog_level = \"%s\";\n", mt_log_level_name(config->log_level));
+    mt_text_append(&out, "trust_domain = ");
     text_append_quoted(&out, config->trust_domain, SIZE_MAX);
-    text_append(&out,
-                ";\nhandshake_timeout_ms = %u;\ndetect_timeout_ms = %u;\nagent_timeout_ms = %u;\n"
-                "agent_wait_ms = %u;\nresumption_s = %u;\n",
-                config->handshake_timeout_ms, config->detect_timeout_ms, config->agent_timeout_ms,
-                config->agent_wait_ms, config->resumption_s);
+    mt_text_append(
+        &out,
+        ";\nhandshake_timeout_ms = %u;\ndetect_timeout_ms = %u;\nagent_timeout_ms = %u;\n"
+        "agent_wait_ms = %u;\nresumption_s = %u;\n",
+        config->handshake_timeout_ms, config->detect_timeout_ms, config->agent_timeout_ms,
+        config->agent_wait_ms, config->resumption_s);
     return out.needed;
 }

@@ -93,7 +93,7 @@
 #include <sys/socket.h>
 
 #include "../util/log.h"
-#include "../util/result.h"
+#include "../util/text.h"
 
 #define MT_CONFIG_DEFAULT_PATH "/etc/meshtls/meshtls.conf"
 #define MT_CONFIG_DEFAULT_AGENT_SOCKET "/run/meshtls/agent.sock"
@@ -192,20 +192,19 @@ void mt_config_set_defaults(struct mt_config *config);
  * Rules, skip_ports and patterns in the file replace those in config; a file without them keeps
  * them.
  */
-MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, char *message,
-                              size_t message_size);
+MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, struct mt_text *reason);
 
 /*
  * Applies MESHTLS_AGENT_SOCKET, MESHTLS_AGENT_UID and MESHTLS_LOG; an invalid value is an error
  * with a message, and then none of them is applied.
  */
-MT_RESULT mt_config_apply_environment(struct mt_config *config, char *message, size_t message_size);
+MT_RESULT mt_config_apply_environment(struct mt_config *config, struct mt_text *reason);
 
 /*
  * The whole procedure: defaults, then the file chosen as described above, then the environment.
  * On error config holds the defaults and message says why.
  */
-MT_RESULT mt_config_load(struct mt_config *config, char *message, size_t message_size);
+MT_RESULT mt_config_load(struct mt_config *config, struct mt_text *reason);
 
 const char *mt_outbound_mode_name(enum mt_outbound_mode mode);
 const char *mt_inbound_mode_name(enum mt_inbound_mode mode);

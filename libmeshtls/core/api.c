@@ -9,14 +9,13 @@
 #include <string.h>
 
 #include "../include/meshtls.h"
+#include "../util/export.h"
 #include "conn.h"
 #include "intercept.h"
 #include "readiness.h"
 #include "real.h"
 #include "runtime.h"
 #include "table.h"
-
-#define MESHTLS_EXPORT __attribute__((visibility("default")))
 
 static _Thread_local char last_error[256];
 
@@ -46,12 +45,12 @@ static ssize_t checked(int fd, ssize_t result)
     return result;
 }
 
-MESHTLS_EXPORT const char *meshtls_version(void)
+MT_EXPORT const char *meshtls_version(void)
 {
     return "0.1.0";
 }
 
-MESHTLS_EXPORT int meshtls_init(void)
+MT_EXPORT int meshtls_init(void)
 {
     mt_real_init();
     const char *message = NULL;
@@ -64,21 +63,20 @@ MESHTLS_EXPORT int meshtls_init(void)
     return 0;
 }
 
-MESHTLS_EXPORT int meshtls_connect(int fd, const struct sockaddr *address, socklen_t length)
+MT_EXPORT int meshtls_connect(int fd, const struct sockaddr *address, socklen_t length)
 {
     mt_real_init();
     return (int)checked(fd, mt_intercept_connect(fd, address, length, true));
 }
 
-MESHTLS_EXPORT int meshtls_accept(int listener, struct sockaddr *address, socklen_t *length,
-                                  int flags)
+MT_EXPORT int meshtls_accept(int listener, struct sockaddr *address, socklen_t *length, int flags)
 {
     mt_real_init();
     int fd = mt_intercept_accept(listener, address, length, flags, true, true);
     return fd < 0 ? failed(-1, fd) : fd;
 }
 
-MESHTLS_EXPORT int meshtls_wrap(int fd, enum meshtls_role role)
+MT_EXPORT int meshtls_wrap(int fd, enum meshtls_role role)
 {
     mt_real_init();
     mt_intercept_adopt(fd, role == MESHTLS_SERVER, NULL);
@@ -93,7 +91,7 @@ MESHTLS_EXPORT int meshtls_wrap(int fd, enum meshtls_role role)
     return 0;
 }
 
-MESHTLS_EXPORT ssize_t meshtls_read(int fd, void *buffer, size_t length)
+MT_EXPORT ssize_t meshtls_read(int fd, void *buffer, size_t length)
 {
     struct mt_conn *conn = mt_table_acquire(fd);
     if (conn == NULL) {
@@ -107,7 +105,7 @@ MESHTLS_EXPORT ssize_t meshtls_read(int fd, void *buffer, size_t length)
     return checked(fd, result);
 }
 
-MESHTLS_EXPORT ssize_t meshtls_write(int fd, const void *buffer, size_t length)
+MT_EXPORT ssize_t meshtls_write(int fd, const void *buffer, size_t length)
 {
     struct mt_conn *conn = mt_table_acquire(fd);
     if (conn == NULL) {
@@ -121,7 +119,7 @@ MESHTLS_EXPORT ssize_t meshtls_write(int fd, const void *buffer, size_t length)
     return checked(fd, result);
 }
 
-MESHTLS_EXPORT int meshtls_shutdown(int fd, int how)
+MT_EXPORT int meshtls_shutdown(int fd, int how)
 {
     mt_real_init();
     struct mt_conn *conn = mt_table_acquire(fd);
@@ -134,7 +132,7 @@ MESHTLS_EXPORT int meshtls_shutdown(int fd, int how)
     return (int)checked(fd, real_shutdown(fd, how));
 }
 
-MESHTLS_EXPORT int meshtls_close(int fd)
+MT_EXPORT int meshtls_close(int fd)
 {
     mt_real_init();
     struct mt_conn *conn = mt_table_remove(fd);
@@ -146,7 +144,7 @@ MESHTLS_EXPORT int meshtls_close(int fd)
     return (int)checked(-1, real_close(fd));
 }
 
-MESHTLS_EXPORT int meshtls_poll(struct pollfd *fds, nfds_t count, int timeout_ms)
+MT_EXPORT int meshtls_poll(struct pollfd *fds, nfds_t count, int timeout_ms)
 {
     mt_real_init();
     if (!mt_readiness_has_ours(fds, count))
@@ -154,7 +152,7 @@ MESHTLS_EXPORT int meshtls_poll(struct pollfd *fds, nfds_t count, int timeout_ms
     return (int)checked(-1, mt_readiness_poll(fds, count, timeout_ms, NULL));
 }
 
-MESHTLS_EXPORT int meshtls_peer_id(int fd, char *buffer, size_t capacity)
+MT_EXPORT int meshtls_peer_id(int fd, char *buffer, size_t capacity)
 {
     struct mt_conn *conn = mt_table_acquire(fd);
     if (conn == NULL) {
@@ -177,7 +175,7 @@ MESHTLS_EXPORT int meshtls_peer_id(int fd, char *buffer, size_t capacity)
     return (int)length;
 }
 
-MESHTLS_EXPORT const char *meshtls_last_error(void)
+MT_EXPORT const char *meshtls_last_error(void)
 {
     return last_error;
 }

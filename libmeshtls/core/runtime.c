@@ -8,6 +8,7 @@
 
 #include "../metrics/metrics.h"
 #include "../util/log.h"
+#include "../util/text.h"
 #include "../util/sys.h"
 #include "runtime.h"
 
@@ -39,19 +40,20 @@ static bool agent_untrusted;                /* the last attempt found an imposto
 #define METRICS_FILE_TIMEOUT_MS 500
 
 /* The metrics file, from the agent (see metrics.h): asked lazily, on the first event to record. */
-static mt_result request_metrics_file(int *fd, char *message, size_t message_size)
+static mt_result request_metrics_file(int *fd, struct mt_text *reason)
 {
     int timeout_ms = config.agent_timeout_ms < METRICS_FILE_TIMEOUT_MS
                          ? (int)config.agent_timeout_ms
                          : METRICS_FILE_TIMEOUT_MS;
     return mt_identity_metrics_file(config.agent_socket, (uid_t)config.agent_uid, timeout_ms, fd,
-                                    message, message_size);
+                                    reason);
 }
 
 static void load_config(void)
 {
     mt_log_set_writer(mt_sys_write);
-    if (!mt_result_is_ok(mt_config_load(&config, config_message, sizeof(config_message)))) {
+    struct mt_text reason = mt_text_on(config_message, sizeof(config_message));
+    if (!mt_result_is_ok(mt_config_load(&config, &reason))) {
         config_failed = true;
         mt_log_error("configuration error: %s; every TCP connection is refused until it is fixed",
                      config_message);
@@ -145,20 +147,20 @@ static void install(const struct mt_config *settings, struct mt_identity *identi
 static void renew_locked(const struct mt_config *settings, int wait_ms)
 {
     char message[MT_CONFIG_MESSAGE_MAX] = "";
+    struct mt_text reason = mt_text_on(message, sizeof(message));
     if (renewal == NULL) {
         if (mt_sys_now_ms() < next_attempt_ms)
             return;
-        mt_result started = mt_identity_request_start(
-            settings->agent_socket, (uid_t)settings->agent_uid, (int)settings->agent_timeout_ms,
-            &renewal, message, sizeof(message));
+        mt_result started =
+            mt_identity_request_start(settings->agent_socket, (uid_t)settings->agent_uid,
+                                      (int)settings->agent_timeout_ms, &renewal, &reason);
         if (!mt_result_is_ok(started)) {
             note_failure(message, started.error);
             return;
         }
     }
     struct mt_identity *identity = NULL;
-    mt_result result =
-        mt_identity_request_poll(renewal, wait_ms, &identity, message, sizeof(message));
+    mt_result result = mt_identity_request_poll(renewal, wait_ms, &identity, &reason);
     if (result.error == MT_ERR_WOULD_BLOCK)
         return;
     mt_identity_request_free(renewal);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../util/secret.h"
+#include "../util/text.h"
 #include "../util/sys.h"
 #include "../config/config.h"
 #include "client.h"
@@ -29,17 +30,6 @@
 
 /* The agent's reply carries a chain and a bundle; both fit well inside one maximal frame. */
 #define REPLY_CAPACITY MT_PROTO_MAX_FRAME
-
-__attribute__((format(printf, 3, 4))) static void say(char *message, size_t size,
-                                                      const char *format, ...)
-{
-    if (message == NULL || size == 0)
-        return;
-    va_list arguments;
-    va_start(arguments, format);
-    vsnprintf(message, size, format, arguments);
-    va_end(arguments);
-}
 
 /*
  * One request/reply exchange with the agent on a non-blocking Unix socket, advanced by
@@ -78,13 +68,13 @@ static void exchange_free(struct exchange *exchange)
 
 static MT_RESULT exchange_start(const char *socket_path, uid_t agent_uid, int timeout_ms,
                                 const uint8_t *request, size_t request_length,
-                                struct exchange **out, char *message, size_t message_size)
+                                struct exchange **out, struct mt_text *reason)
 {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     size_t path_length = strlen(socket_path);
     *out = NULL;
     if (path_length >= sizeof(address.sun_path)) {
-        say(message, message_size, "agent socket path %s is longer than 107 bytes", socket_path);
+        mt_text_set(reason, "agent socket path %s is longer than 107 bytes", socket_path);
         return mt_result_of(MT_ERR_TOO_LONG);
     }
     memcpy(address.sun_path, socket_path, path_length + 1);
@@ -106,15 +96,15 @@ static MT_RESULT exchange_start(const char *socket_path, uid_t agent_uid, int ti
     exchange->request_length = request_length;
     exchange->fd = mt_sys_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (exchange->fd < 0) {
-        say(message, message_size, "cannot create a socket for the agent: %s", strerror(errno));
+        mt_text_set(reason, "cannot create a socket for the agent: %s", strerror(errno));
         result = mt_result_of(MT_ERR_IO);
         goto out;
     }
     if (mt_sys_connect(exchange->fd, (struct sockaddr *)&address, sizeof(address)) == 0) {
         exchange->connected = true;
     } else if (errno != EINPROGRESS && errno != EAGAIN) {
-        say(message, message_size, "agent at %s unreachable: %s (is meshtls-agent running?)",
-            socket_path, strerror(errno));
+        mt_text_set(reason, "agent at %s unreachable: %s (is meshtls-agent running?)", socket_path,
+                    strerror(errno));
         result = mt_result_of(MT_ERR_AGENT_UNREACHABLE);
     }
 out:
@@ -181,8 +171,9 @@ static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame 
         exchange->connected = true;
     }
     if (!exchange->peer_checked) {
+        struct mt_text refusal = mt_text_on(exchange->refusal, sizeof(exchange->refusal));
         MT_GUARD(mt_identity_peer_check(exchange->fd, exchange->socket_path, exchange->agent_uid,
-                                        exchange->refusal, sizeof(exchange->refusal)));
+                                        &refusal));
         exchange->peer_checked = true;
     }
     while (exchange->sent < exchange->request_length) {
@@ -226,7 +217,7 @@ static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame 
  * failure with message filled in (an ERROR reply is MT_ERR_AGENT_REFUSED with its text).
  */
 static MT_RESULT exchange_poll(struct exchange *exchange, int wait_ms, struct mt_proto_frame *frame,
-                               char *message, size_t message_size)
+                               struct mt_text *reason)
 {
     long long until = mt_sys_now_ms() + wait_ms;
     if (until > exchange->deadline)
@@ -253,13 +244,13 @@ static MT_RESULT exchange_poll(struct exchange *exchange, int wait_ms, struct mt
     }
     if (!mt_result_is_ok(result)) {
         if (result.error == MT_ERR_AGENT_UNREACHABLE)
-            say(message, message_size, "agent at %s unreachable: %s (is meshtls-agent running?)",
-                exchange->socket_path, strerror(errno));
+            mt_text_set(reason, "agent at %s unreachable: %s (is meshtls-agent running?)",
+                        exchange->socket_path, strerror(errno));
         else if (result.error == MT_ERR_AGENT_UNTRUSTED)
-            say(message, message_size, "%s", exchange->refusal);
+            mt_text_set(reason, "%s", exchange->refusal);
         else
-            say(message, message_size, "agent at %s: %s", exchange->socket_path,
-                mt_error_message(result.error));
+            mt_text_set(reason, "agent at %s: %s", exchange->socket_path,
+                        mt_error_message(result.error));
         return result;
     }
     if (frame->type == MT_PROTO_ERROR) {
@@ -271,7 +262,7 @@ static MT_RESULT exchange_poll(struct exchange *exchange, int wait_ms, struct mt
             memcpy(text, error.message.data, n);
             text[n] = '\0';
         }
-        say(message, message_size, "agent refused: %s", text);
+        mt_text_set(reason, "agent refused: %s", text);
         return mt_result_of(MT_ERR_AGENT_REFUSED);
     }
     return MT_OK_RESULT;
@@ -321,7 +312,7 @@ static void free_key(struct mt_identity_der *der)
 /* Copies the reply into identity and checks it against the key this process generated. */
 static MT_RESULT adopt_reply(struct mt_identity *identity,
                              const struct mt_proto_svid_response *svid,
-                             const struct mt_x509_key *key, char *message, size_t message_size)
+                             const struct mt_x509_key *key, struct mt_text *reason)
 {
     MT_ENSURE(svid->cert_count >= 1 && svid->anchor_count >= 1, MT_ERR_PROTO_MALFORMED);
     for (size_t i = 0; i < svid->cert_count; i++)
@@ -329,17 +320,16 @@ static MT_RESULT adopt_reply(struct mt_identity *identity,
     for (size_t i = 0; i < svid->anchor_count; i++)
         MT_GUARD(copy_der(&identity->anchors[identity->anchor_count++], &svid->anchors[i]));
 
-    const char *reason = "";
+    const char *invalid = "";
     mt_result checked =
         mt_x509_svid_check(identity->chain[0].data, identity->chain[0].length, identity->spiffe_id,
-                           sizeof(identity->spiffe_id), &reason);
+                           sizeof(identity->spiffe_id), &invalid);
     if (!mt_result_is_ok(checked)) {
-        say(message, message_size, "agent issued an invalid X.509-SVID: %s", reason);
+        mt_text_set(reason, "agent issued an invalid X.509-SVID: %s", invalid);
         return checked;
     }
     if (!mt_x509_key_matches_cert(key, identity->chain[0].data, identity->chain[0].length)) {
-        say(message, message_size, "agent issued a certificate for another key (%s)",
-            identity->spiffe_id);
+        mt_text_set(reason, "agent issued a certificate for another key (%s)", identity->spiffe_id);
         return mt_result_of(MT_ERR_SVID);
     }
     struct mt_spiffe_id parsed;
@@ -377,8 +367,7 @@ void mt_identity_request_free(struct mt_identity_request *request)
 }
 
 MT_RESULT mt_identity_request_start(const char *socket_path, uid_t agent_uid, int timeout_ms,
-                                    struct mt_identity_request **out, char *message,
-                                    size_t message_size)
+                                    struct mt_identity_request **out, struct mt_text *reason)
 {
     MT_ENSURE_REF(socket_path);
     MT_ENSURE_REF(out);
@@ -395,8 +384,7 @@ MT_RESULT mt_identity_request_start(const char *socket_path, uid_t agent_uid, in
     /* Key generation leaves the new scalar in wolfCrypt's dead stack frames (see secret.h). */
     mt_secret_wipe_stack();
     if (!mt_result_is_ok(result)) {
-        say(message, message_size, "cannot create a key and CSR: %s",
-            mt_error_message(result.error));
+        mt_text_set(reason, "cannot create a key and CSR: %s", mt_error_message(result.error));
         goto out;
     }
     struct mt_proto_writer writer;
@@ -405,7 +393,7 @@ MT_RESULT mt_identity_request_start(const char *socket_path, uid_t agent_uid, in
     result = mt_proto_writer_finish(&writer, &frame_length);
     if (mt_result_is_ok(result))
         result = exchange_start(socket_path, agent_uid, timeout_ms, frame, frame_length,
-                                &request->exchange, message, message_size);
+                                &request->exchange, reason);
 out:
     if (!mt_result_is_ok(result)) {
         mt_identity_request_free(request);
@@ -416,25 +404,25 @@ out:
 }
 
 MT_RESULT mt_identity_request_poll(struct mt_identity_request *request, int wait_ms,
-                                   struct mt_identity **out, char *message, size_t message_size)
+                                   struct mt_identity **out, struct mt_text *reason)
 {
     MT_ENSURE_REF(request);
     MT_ENSURE_REF(out);
     *out = NULL;
     struct mt_proto_frame frame;
-    MT_GUARD(exchange_poll(request->exchange, wait_ms, &frame, message, message_size));
+    MT_GUARD(exchange_poll(request->exchange, wait_ms, &frame, reason));
 
     struct mt_proto_svid_response svid;
     mt_result result = mt_proto_decode_svid_response(&frame, &svid);
     if (!mt_result_is_ok(result)) {
-        say(message, message_size, "agent at %s sent a bad reply: %s",
-            request->exchange->socket_path, mt_error_message(result.error));
+        mt_text_set(reason, "agent at %s sent a bad reply: %s", request->exchange->socket_path,
+                    mt_error_message(result.error));
         return result;
     }
     struct mt_identity *identity = calloc(1, sizeof(*identity));
     MT_ENSURE(identity != NULL, MT_ERR_NO_MEMORY);
     atomic_init(&identity->references, 1);
-    result = adopt_reply(identity, &svid, request->key, message, message_size);
+    result = adopt_reply(identity, &svid, request->key, reason);
     if (mt_result_is_ok(result))
         result = encode_key(&identity->key, request->key);
     mt_secret_wipe_stack();
@@ -447,18 +435,17 @@ MT_RESULT mt_identity_request_poll(struct mt_identity_request *request, int wait
 }
 
 MT_RESULT mt_identity_fetch(const char *socket_path, uid_t agent_uid, int timeout_ms,
-                            struct mt_identity **out, char *message, size_t message_size)
+                            struct mt_identity **out, struct mt_text *reason)
 {
     struct mt_identity_request *request = NULL;
-    MT_GUARD(mt_identity_request_start(socket_path, agent_uid, timeout_ms, &request, message,
-                                       message_size));
-    mt_result result = mt_identity_request_poll(request, timeout_ms, out, message, message_size);
+    MT_GUARD(mt_identity_request_start(socket_path, agent_uid, timeout_ms, &request, reason));
+    mt_result result = mt_identity_request_poll(request, timeout_ms, out, reason);
     mt_identity_request_free(request);
     return result;
 }
 
 MT_RESULT mt_identity_query_id(const char *socket_path, uid_t agent_uid, int timeout_ms,
-                               char *spiffe_id, size_t capacity, char *message, size_t message_size)
+                               char *spiffe_id, size_t capacity, struct mt_text *reason)
 {
     MT_ENSURE_REF(socket_path);
     MT_ENSURE(spiffe_id != NULL && capacity > 0, MT_ERR_INVALID_ARGUMENT);
@@ -470,10 +457,10 @@ MT_RESULT mt_identity_query_id(const char *socket_path, uid_t agent_uid, int tim
 
     struct exchange *exchange = NULL;
     MT_GUARD(exchange_start(socket_path, agent_uid, timeout_ms, request, request_length, &exchange,
-                            message, message_size));
+                            reason));
     struct mt_proto_frame frame;
     struct mt_proto_blob id;
-    mt_result result = exchange_poll(exchange, timeout_ms, &frame, message, message_size);
+    mt_result result = exchange_poll(exchange, timeout_ms, &frame, reason);
     if (mt_result_is_ok(result))
         result = mt_proto_decode_id_response(&frame, &id);
     if (mt_result_is_ok(result) && id.length >= capacity)
@@ -487,7 +474,7 @@ MT_RESULT mt_identity_query_id(const char *socket_path, uid_t agent_uid, int tim
 }
 
 MT_RESULT mt_identity_metrics_file(const char *socket_path, uid_t agent_uid, int timeout_ms,
-                                   int *fd, char *message, size_t message_size)
+                                   int *fd, struct mt_text *reason)
 {
     MT_ENSURE_REF(socket_path);
     MT_ENSURE_REF(fd);
@@ -500,19 +487,19 @@ MT_RESULT mt_identity_metrics_file(const char *socket_path, uid_t agent_uid, int
 
     struct exchange *exchange = NULL;
     MT_GUARD(exchange_start(socket_path, agent_uid, timeout_ms, request, request_length, &exchange,
-                            message, message_size));
+                            reason));
     exchange->wants_fd = true;
     struct mt_proto_frame frame;
     struct mt_proto_metrics_file_response response;
-    mt_result result = exchange_poll(exchange, timeout_ms, &frame, message, message_size);
+    mt_result result = exchange_poll(exchange, timeout_ms, &frame, reason);
     if (mt_result_is_ok(result)) {
         result = mt_proto_decode_metrics_file_response(&frame, &response);
         if (!mt_result_is_ok(result))
-            say(message, message_size, "agent at %s sent a bad metrics file reply: %s", socket_path,
-                mt_error_message(result.error));
+            mt_text_set(reason, "agent at %s sent a bad metrics file reply: %s", socket_path,
+                        mt_error_message(result.error));
     }
     if (mt_result_is_ok(result) && exchange->received_fd < 0) {
-        say(message, message_size, "agent at %s sent no metrics file with its reply", socket_path);
+        mt_text_set(reason, "agent at %s sent no metrics file with its reply", socket_path);
         result = mt_result_of(MT_ERR_PROTO_MALFORMED);
     }
     if (mt_result_is_ok(result)) {

@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "../tls/x509.h"
-#include "../util/result.h"
+#include "../util/text.h"
 #include "proto.h"
 #include "spiffe.h"
 
@@ -50,7 +50,7 @@ struct mt_identity {
  * to anyone else: MT_ERR_AGENT_UNTRUSTED, message "refusing the agent at ...".
  */
 MT_RESULT mt_identity_fetch(const char *socket_path, uid_t agent_uid, int timeout_ms,
-                            struct mt_identity **identity, char *message, size_t message_size);
+                            struct mt_identity **identity, struct mt_text *reason);
 
 /*
  * The same, in two steps that never wait longer than asked: start generates the key and sends
@@ -61,17 +61,14 @@ MT_RESULT mt_identity_fetch(const char *socket_path, uid_t agent_uid, int timeou
  */
 struct mt_identity_request;
 MT_RESULT mt_identity_request_start(const char *socket_path, uid_t agent_uid, int timeout_ms,
-                                    struct mt_identity_request **request, char *message,
-                                    size_t message_size);
+                                    struct mt_identity_request **request, struct mt_text *reason);
 MT_RESULT mt_identity_request_poll(struct mt_identity_request *request, int wait_ms,
-                                   struct mt_identity **identity, char *message,
-                                   size_t message_size);
+                                   struct mt_identity **identity, struct mt_text *reason);
 void mt_identity_request_free(struct mt_identity_request *request);
 
 /* Asks the agent which SPIFFE ID it would issue to this process (no key, no certificate). */
 MT_RESULT mt_identity_query_id(const char *socket_path, uid_t agent_uid, int timeout_ms,
-                               char *spiffe_id, size_t capacity, char *message,
-                               size_t message_size);
+                               char *spiffe_id, size_t capacity, struct mt_text *reason);
 
 /*
  * Asks the agent for this process's metrics file (metrics/layout.h): on success *fd is the file,
@@ -79,7 +76,7 @@ MT_RESULT mt_identity_query_id(const char *socket_path, uid_t agent_uid, int tim
  * attested for this process. A child of fork asks again for its own.
  */
 MT_RESULT mt_identity_metrics_file(const char *socket_path, uid_t agent_uid, int timeout_ms,
-                                   int *fd, char *message, size_t message_size);
+                                   int *fd, struct mt_text *reason);
 
 struct mt_identity *mt_identity_acquire(struct mt_identity *identity);
 /* Drops one reference; the last one wipes the key and frees everything. NULL is allowed. */

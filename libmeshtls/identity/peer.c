@@ -12,15 +12,15 @@
 #include "../util/sys.h"
 #include "peer.h"
 
-MT_RESULT mt_identity_peer_check(int fd, const char *socket_path, uid_t agent_uid, char *message,
-                                 size_t message_size)
+MT_RESULT mt_identity_peer_check(int fd, const char *socket_path, uid_t agent_uid,
+                                 struct mt_text *reason)
 {
     MT_ENSURE_REF(socket_path);
     struct ucred credentials;
     socklen_t length = sizeof(credentials);
     if (mt_sys_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0 ||
         length != sizeof(credentials)) {
-        return mt_result_explain(message, message_size, MT_ERR_AGENT_UNTRUSTED,
+        return mt_result_explain(reason, MT_ERR_AGENT_UNTRUSTED,
                                  "refusing the agent at %s: its credentials cannot be read (%s), "
                                  "so it cannot be told from an impostor",
                                  socket_path, strerror(errno));
@@ -28,7 +28,7 @@ MT_RESULT mt_identity_peer_check(int fd, const char *socket_path, uid_t agent_ui
     if (credentials.uid == agent_uid)
         return MT_OK_RESULT;
     return mt_result_explain(
-        message, message_size, MT_ERR_AGENT_UNTRUSTED,
+        reason, MT_ERR_AGENT_UNTRUSTED,
         "refusing the agent at %s: it is served by uid %u (pid %d), expected uid %u "
         "(agent_uid); another program may have taken the agent's socket: check who can write "
         "its directory and restart meshtls-agent, or, if the agent really runs as uid %u, set "

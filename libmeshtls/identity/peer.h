@@ -21,13 +21,13 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "../util/result.h"
+#include "../util/text.h"
 
 /*
  * Checks the connected Unix socket fd (to socket_path, for the message) against agent_uid.
  * message receives one line saying who serves the socket, who was expected, and what to do.
  */
-MT_RESULT mt_identity_peer_check(int fd, const char *socket_path, uid_t agent_uid, char *message,
-                                 size_t message_size);
+MT_RESULT mt_identity_peer_check(int fd, const char *socket_path, uid_t agent_uid,
+                                 struct mt_text *reason);
 
 #endif

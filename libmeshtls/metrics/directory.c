@@ -246,8 +246,7 @@ void mt_metrics_collection_free(struct mt_metrics_collection *collection)
 
 /* ---- the directory ------------------------------------------------------------------------ */
 
-MT_RESULT mt_metrics_directory_open(struct mt_metrics_directory *directory, char *message,
-                                    size_t message_size)
+MT_RESULT mt_metrics_directory_open(struct mt_metrics_directory *directory, struct mt_text *reason)
 {
     MT_ENSURE_REF(directory);
     directory->fd = -1;
@@ -255,25 +254,23 @@ MT_RESULT mt_metrics_directory_open(struct mt_metrics_directory *directory, char
     int fd = open(directory->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && (errno == ENOTDIR || errno == ELOOP))
         return mt_result_explain(
-            message, message_size, MT_ERR_IO,
+            reason, MT_ERR_IO,
             "%s exists and is not a directory (or is a symbolic link): remove it so that the "
             "agent can create the metrics directory, or choose another --socket",
             directory->path);
     if (fd < 0)
-        return mt_result_explain(message, message_size, MT_ERR_IO,
-                                 "cannot open metrics directory %s: %s", directory->path,
-                                 strerror(errno));
+        return mt_result_explain(reason, MT_ERR_IO, "cannot open metrics directory %s: %s",
+                                 directory->path, strerror(errno));
     struct stat status;
     if (fstat(fd, &status) != 0 || !S_ISDIR(status.st_mode)) {
         close(fd);
-        return mt_result_explain(message, message_size, MT_ERR_IO,
-                                 "cannot check metrics directory %s: %s", directory->path,
-                                 strerror(errno));
+        return mt_result_explain(reason, MT_ERR_IO, "cannot check metrics directory %s: %s",
+                                 directory->path, strerror(errno));
     }
     /* Whoever owns it could plant or replace the files the agent hands to processes. */
     if (status.st_uid != geteuid()) {
         close(fd);
-        return mt_result_explain(message, message_size, MT_ERR_IO,
+        return mt_result_explain(reason, MT_ERR_IO,
                                  "metrics directory %s belongs to uid %u, not to the agent's uid "
                                  "%u: remove it so that the agent can create its own, or choose "
                                  "another --socket",
@@ -363,8 +360,7 @@ static bool is_agent_file(int directory_fd, const char *name)
 }
 
 MT_RESULT mt_metrics_file_create(const struct mt_metrics_directory *directory, pid_t pid, uid_t uid,
-                                 unsigned long long start_time, int *fd, char *message,
-                                 size_t message_size)
+                                 unsigned long long start_time, int *fd, struct mt_text *reason)
 {
     MT_ENSURE_REF(directory);
     MT_ENSURE_REF(fd);
@@ -384,15 +380,14 @@ MT_RESULT mt_metrics_file_create(const struct mt_metrics_directory *directory, p
     if (created < 0) {
         int saved = errno;
         return mt_result_explain(
-            message, message_size, MT_ERR_IO, "cannot create %s/%s: %s%s", directory->path, name,
-            strerror(saved),
+            reason, MT_ERR_IO, "cannot create %s/%s: %s%s", directory->path, name, strerror(saved),
             saved == EEXIST ? " (an entry the agent did not make has this name: remove it)" : "");
     }
     /* The umask may have changed the mode; nobody but the agent opens the file by name. */
     mt_result result = fchmod(created, 0600) == 0 ? write_header(created, pid, uid, start_time)
                                                   : mt_result_of(MT_ERR_IO);
     if (!mt_result_is_ok(result)) {
-        result = mt_result_explain(message, message_size, MT_ERR_IO, "cannot initialise %s/%s: %s",
+        result = mt_result_explain(reason, MT_ERR_IO, "cannot initialise %s/%s: %s",
                                    directory->path, name, strerror(errno));
         close(created);
         (void)unlinkat(directory->fd, name, 0);

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "../util/result.h"
+#include "../util/text.h"
 #include "reader.h"
 
 /* The file name of a process: "<pid>-<start time>.metrics". */
@@ -38,8 +38,7 @@ struct mt_metrics_directory {
  * the caller's decision (the agent's: agent_metrics.h). MT_ERR_IO with message naming the path
  * and what to do otherwise.
  */
-MT_RESULT mt_metrics_directory_open(struct mt_metrics_directory *directory, char *message,
-                                    size_t message_size);
+MT_RESULT mt_metrics_directory_open(struct mt_metrics_directory *directory, struct mt_text *reason);
 void mt_metrics_directory_close(struct mt_metrics_directory *directory);
 
 /*
@@ -58,8 +57,7 @@ bool mt_metrics_directory_is_at_path(const struct mt_metrics_directory *director
  * writing in *fd, sized to its header and initialised. message says what failed.
  */
 MT_RESULT mt_metrics_file_create(const struct mt_metrics_directory *directory, pid_t pid, uid_t uid,
-                                 unsigned long long start_time, int *fd, char *message,
-                                 size_t message_size);
+                                 unsigned long long start_time, int *fd, struct mt_text *reason);
 
 /*
  * Removes the files of exited processes: regular files owned by the agent with a metrics file

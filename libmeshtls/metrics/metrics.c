@@ -175,8 +175,9 @@ static bool header_is_usable(const struct mt_metrics_file_header *header)
 static bool open_file_locked(void)
 {
     char message[256] = "";
+    struct mt_text reason = mt_text_on(message, sizeof(message));
     int fd = -1;
-    mt_result result = writer.source(&fd, message, sizeof(message));
+    mt_result result = writer.source(&fd, &reason);
     if (!mt_result_is_ok(result)) {
         note_failure_locked(message, result.error == MT_ERR_AGENT_REFUSED);
         return false;

@@ -31,7 +31,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "../util/result.h"
+#include "../util/text.h"
 #include "layout.h"
 
 struct mt_metrics_connection;
@@ -43,7 +43,7 @@ struct mt_metrics_connection;
  * or after 10 min when it failed with MT_ERR_AGENT_REFUSED (an agent that answered no will
  * answer no again).
  */
-typedef mt_result (*mt_metrics_file_source)(int *fd, char *message, size_t message_size);
+typedef mt_result (*mt_metrics_file_source)(int *fd, struct mt_text *reason);
 
 /*
  * Remembers the source of the metrics file. Lazy and idempotent: nothing is asked until the

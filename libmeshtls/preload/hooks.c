@@ -44,9 +44,8 @@
 #include "../core/real.h"
 #include "../core/runtime.h"
 #include "../core/table.h"
+#include "../util/export.h"
 #include "../util/sys.h"
-
-#define MT_EXPORT __attribute__((visibility("default")))
 
 /* Fortified entry points: glibc declares them only under _FORTIFY_SOURCE. */
 ssize_t __read_chk(int fd, void *buffer, size_t length, size_t buffer_length);

@@ -37,15 +37,3 @@ const char *mt_error_name(enum mt_error code)
 {
     return is_known(code) ? error_table[code].name : "MT_ERR_UNKNOWN";
 }
-
-mt_result mt_result_explain(char *message, size_t message_size, enum mt_error error,
-                            const char *format, ...)
-{
-    if (message != NULL && message_size > 0) {
-        va_list arguments;
-        va_start(arguments, format);
-        vsnprintf(message, message_size, format, arguments);
-        va_end(arguments);
-    }
-    return mt_result_of(error);
-}

@@ -9,6 +9,7 @@
  *     MT_ENSURE_REF(buffer);                                null pointer → MT_ERR_INVALID_ARGUMENT
  *     MT_GUARD_POSIX(real_fcntl(fd, F_GETFL), MT_ERR_IO);   -1 from libc → error, errno kept
  *
+ * A failure a person will read carries its reason in a struct mt_text (text.h: mt_result_explain).
  * The macros return from the enclosing function; functions that own resources use the forward
  * "goto out" pattern with mt_result_is_ok() instead.
  */
@@ -37,13 +38,6 @@ static inline bool mt_result_is_ok(mt_result result)
 {
     return result.error == MT_OK;
 }
-
-/*
- * Fails with error after writing a one-line explanation into message (when given): for
- * functions whose caller shows the reason to a person (logs, the CLI, the agent's replies).
- */
-__attribute__((format(printf, 4, 5))) mt_result
-mt_result_explain(char *message, size_t message_size, enum mt_error error, const char *format, ...);
 
 #define MT_GUARD(expression)                                                                       \
     do {                                                                                           \

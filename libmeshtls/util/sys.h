@@ -9,6 +9,7 @@
 #ifndef MT_UTIL_SYS_H
 #define MT_UTIL_SYS_H
 
+#include <errno.h>
 #include <poll.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -25,6 +26,20 @@ ssize_t mt_sys_write(int fd, const void *buffer, size_t length);
 int mt_sys_ppoll(struct pollfd *fds, nfds_t count, int timeout_ms, const void *signal_mask);
 int mt_sys_getsockopt(int fd, int level, int name, void *value, socklen_t *length);
 int mt_sys_fcntl(int fd, int command, long argument);
+
+/*
+ * Runs the statements and leaves errno as it was before them: for cleanup after a failed call
+ * whose errno the caller must see, and for bookkeeping around a call passed through to libc
+ * (whose errno is the application's):
+ *
+ *     MT_PRESERVING_ERRNO(mt_conn_release(conn));
+ */
+#define MT_PRESERVING_ERRNO(...)                                                                   \
+    do {                                                                                           \
+        int mt_preserved_errno_ = errno;                                                           \
+        __VA_ARGS__;                                                                               \
+        errno = mt_preserved_errno_;                                                               \
+    } while (0)
 
 /* Milliseconds on CLOCK_MONOTONIC, for deadlines. */
 long long mt_sys_now_ms(void);

@@ -139,7 +139,7 @@ static void check_describe_round_trip(const struct mt_config *loaded)
     static struct mt_config reloaded;
     mt_config_set_defaults(&reloaded);
     char message[MT_CONFIG_MESSAGE_MAX];
-    require(mt_result_is_ok(mt_config_load_file(path, &reloaded, message, sizeof(message))));
+    require(mt_result_is_ok(mt_config_load_file(path, &reloaded, MT_TEXT_ON(message))));
     require(configs_equal(loaded, &reloaded));
     close(fd);
 }
@@ -157,7 +157,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mt_config_set_defaults(&config);
     before = config;
     char message[MT_CONFIG_MESSAGE_MAX];
-    mt_result result = mt_config_load_file(path, &config, message, sizeof(message));
+    mt_result result = mt_config_load_file(path, &config, MT_TEXT_ON(message));
     if (mt_result_is_ok(result)) {
         check_describe_round_trip(&config);
     } else {

@@ -79,8 +79,7 @@ static mt_result load_text(struct fixture *fixture, const char *text)
     assert_int_equal(fputs(text, file) >= 0, 1);
     fclose(file);
     fixture->message[0] = '\0';
-    return mt_agent_config_load_file(fixture->path, &fixture->config, fixture->message,
-                                     sizeof(fixture->message));
+    return mt_agent_config_load_file(fixture->path, &fixture->config, MT_TEXT_ON(fixture->message));
 }
 
 /* Loading text must fail with a message starting "PATH:LINE: KEY: " and containing detail. */
@@ -218,10 +217,10 @@ static void test_load_file_missing_file_names_path(void **state)
 {
     struct fixture *fixture = *state;
     unlink(fixture->path);
-    assert_int_equal(mt_agent_config_load_file(fixture->path, &fixture->config, fixture->message,
-                                               sizeof(fixture->message))
-                         .error,
-                     MT_ERR_CONFIG);
+    assert_int_equal(
+        mt_agent_config_load_file(fixture->path, &fixture->config, MT_TEXT_ON(fixture->message))
+            .error,
+        MT_ERR_CONFIG);
     assert_non_null(strstr(fixture->message, fixture->path));
     assert_non_null(strstr(fixture->message, "No such file"));
 }
@@ -665,8 +664,8 @@ static void test_set_trust_domain_valid_applies_to_rules(void **state)
 {
     struct fixture *fixture = *state;
     assert_true(mt_result_is_ok(load_executables_example(fixture)));
-    assert_true(mt_result_is_ok(mt_agent_config_set_trust_domain(
-        &fixture->config, "prod.example", fixture->message, sizeof(fixture->message))));
+    assert_true(mt_result_is_ok(mt_agent_config_set_trust_domain(&fixture->config, "prod.example",
+                                                                 MT_TEXT_ON(fixture->message))));
     resolve(fixture, 33, 33, "sbin/nginx", "spiffe://prod.example/ns/web/sa/nginx");
     resolve(fixture, 9, 9, NULL, "spiffe://prod.example/uid/9");
 }
@@ -675,7 +674,7 @@ static void test_set_trust_domain_invalid_rejected_unchanged(void **state)
 {
     struct fixture *fixture = *state;
     assert_int_equal(mt_agent_config_set_trust_domain(&fixture->config, "spiffe://x.org",
-                                                      fixture->message, sizeof(fixture->message))
+                                                      MT_TEXT_ON(fixture->message))
                          .error,
                      MT_ERR_CONFIG);
     assert_non_null(strstr(fixture->message, "--trust-domain: \"spiffe://x.org\""));
@@ -686,16 +685,14 @@ static void test_set_lifetime_parsed_and_bounded(void **state)
 {
     struct fixture *fixture = *state;
     char *message = fixture->message;
-    size_t size = sizeof(fixture->message);
-    assert_true(
-        mt_result_is_ok(mt_agent_config_set_lifetime(&fixture->config, "600", message, size)));
+    struct mt_text reason = mt_text_on(message, sizeof(fixture->message));
+    assert_true(mt_result_is_ok(mt_agent_config_set_lifetime(&fixture->config, "600", &reason)));
     assert_int_equal(fixture->config.lifetime_seconds, 600);
     static const char *const bad[] = {"4",   "2592001", "",     "10s",
                                       "-60", " 600",    "+600", "99999999999999999999999"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(
-            mt_agent_config_set_lifetime(&fixture->config, bad[i], message, size).error,
-            MT_ERR_CONFIG);
+        assert_int_equal(mt_agent_config_set_lifetime(&fixture->config, bad[i], &reason).error,
+                         MT_ERR_CONFIG);
         assert_non_null(strstr(message, "--lifetime"));
     }
     assert_int_equal(fixture->config.lifetime_seconds, 600);

@@ -171,7 +171,7 @@ static void test_mt_config_load_file_agent_wait_zero_and_bounds_accepted(void **
     mt_config_set_defaults(&config);
     assert_int_equal(config.agent_wait_ms, 5000);
     char message[MT_CONFIG_MESSAGE_MAX];
-    assert_true(mt_result_is_ok(mt_config_load_file(path, &config, message, sizeof(message))));
+    assert_true(mt_result_is_ok(mt_config_load_file(path, &config, MT_TEXT_ON(message))));
     assert_int_equal(config.agent_wait_ms, 0);
     unlink(path);
 }
@@ -193,7 +193,7 @@ static void test_mt_config_load_file_resumption_zero_and_maximum_accepted(void *
         mt_config_set_defaults(&config);
         assert_int_equal(config.resumption_s, 600);
         char message[MT_CONFIG_MESSAGE_MAX];
-        assert_true(mt_result_is_ok(mt_config_load_file(path, &config, message, sizeof(message))));
+        assert_true(mt_result_is_ok(mt_config_load_file(path, &config, MT_TEXT_ON(message))));
         assert_int_equal(config.resumption_s, expected[i]);
         unlink(path);
     }
@@ -208,7 +208,7 @@ static void assert_load_fails(const char *content, const char *expected_suffix)
     struct mt_config before;
     memcpy(&before, &config, sizeof(config));
     char message[MT_CONFIG_MESSAGE_MAX];
-    mt_result result = mt_config_load_file(path, &config, message, sizeof(message));
+    mt_result result = mt_config_load_file(path, &config, MT_TEXT_ON(message));
     char expected[MT_CONFIG_MESSAGE_MAX];
     snprintf(expected, sizeof(expected), "%s:%s", path, expected_suffix);
     if (result.error != MT_ERR_CONFIG)
@@ -259,7 +259,7 @@ static void test_mt_config_load_file_every_key_sets_its_field(void **state)
     struct mt_config config;
     mt_config_set_defaults(&config);
     char message[MT_CONFIG_MESSAGE_MAX];
-    mt_result result = mt_config_load_file(path, &config, message, sizeof(message));
+    mt_result result = mt_config_load_file(path, &config, MT_TEXT_ON(message));
     if (!mt_result_is_ok(result))
         fail_msg("%s", message);
     assert_string_equal(message, "");
@@ -295,7 +295,7 @@ static void test_mt_config_load_file_log_levels_each_parse(void **state)
         struct mt_config config;
         set_non_defaults(&config);
         config.log_level = cases[i].level == MT_LOG_DEBUG ? MT_LOG_ERROR : MT_LOG_DEBUG;
-        assert_int_equal(mt_config_load_file(path, &config, NULL, 0).error, MT_OK);
+        assert_int_equal(mt_config_load_file(path, &config, NULL).error, MT_OK);
         assert_int_equal(config.log_level, cases[i].level);
         unlink(path);
         temp_file_count--;
@@ -311,14 +311,14 @@ static void test_mt_config_load_file_absent_keys_keep_previous_values(void **sta
     struct mt_config expected = config;
     expected.log_level = MT_LOG_ERROR;
     strcpy(expected.source, path);
-    assert_int_equal(mt_config_load_file(path, &config, NULL, 0).error, MT_OK);
+    assert_int_equal(mt_config_load_file(path, &config, NULL).error, MT_OK);
     assert_configs_equal(&config, &expected);
 
     const char *empty = write_temp_file("");
     set_non_defaults(&config);
     expected = config;
     strcpy(expected.source, empty);
-    assert_int_equal(mt_config_load_file(empty, &config, NULL, 0).error, MT_OK);
+    assert_int_equal(mt_config_load_file(empty, &config, NULL).error, MT_OK);
     assert_configs_equal(&config, &expected);
 }
 
@@ -340,7 +340,7 @@ static void test_mt_config_load_file_boundary_values_are_accepted(void **state)
     struct mt_config config;
     mt_config_set_defaults(&config);
     char message[MT_CONFIG_MESSAGE_MAX];
-    mt_result result = mt_config_load_file(path, &config, message, sizeof(message));
+    mt_result result = mt_config_load_file(path, &config, MT_TEXT_ON(message));
     if (!mt_result_is_ok(result))
         fail_msg("%s", message);
     assert_int_equal(strlen(config.agent_socket), 107);
@@ -572,7 +572,7 @@ static void test_mt_config_load_file_missing_file_says_cannot_open(void **state)
     memcpy(&before, &config, sizeof(config));
     char message[MT_CONFIG_MESSAGE_MAX];
     assert_int_equal(
-        mt_config_load_file("/nonexistent/meshtls.conf", &config, message, sizeof(message)).error,
+        mt_config_load_file("/nonexistent/meshtls.conf", &config, MT_TEXT_ON(message)).error,
         MT_ERR_CONFIG);
     assert_string_equal(message, "/nonexistent/meshtls.conf:0: cannot open: No such file or "
                                  "directory");
@@ -586,8 +586,7 @@ static void test_mt_config_load_file_directory_is_refused(void **state)
     struct mt_config config;
     set_non_defaults(&config);
     char message[MT_CONFIG_MESSAGE_MAX];
-    assert_int_equal(mt_config_load_file("/", &config, message, sizeof(message)).error,
-                     MT_ERR_CONFIG);
+    assert_int_equal(mt_config_load_file("/", &config, MT_TEXT_ON(message)).error, MT_ERR_CONFIG);
     assert_string_equal(message, "/:0: cannot read: Is a directory");
     assert_string_equal(config.source, "/previous.conf");
 }
@@ -600,12 +599,13 @@ static void test_mt_config_load_file_small_message_buffer_is_cut_and_terminated(
     mt_config_set_defaults(&config);
     char message[24];
     memset(message, 'x', sizeof(message));
-    assert_int_equal(mt_config_load_file(path, &config, message, 10).error, MT_ERR_CONFIG);
+    assert_int_equal(mt_config_load_file(path, &config, &(struct mt_text){message, 10, 0, 0}).error,
+                     MT_ERR_CONFIG);
     assert_int_equal(strlen(message), 9);
     assert_memory_equal(message, path, 9);
     assert_int_equal(message[10], 'x');
     /* No buffer at all is allowed: the caller only wants the result. */
-    assert_int_equal(mt_config_load_file(path, &config, NULL, 0).error, MT_ERR_CONFIG);
+    assert_int_equal(mt_config_load_file(path, &config, NULL).error, MT_ERR_CONFIG);
 }
 
 static void test_mt_config_apply_environment_variables_override(void **state)
@@ -617,7 +617,7 @@ static void test_mt_config_apply_environment_variables_override(void **state)
     setenv("MESHTLS_AGENT_UID", "65534", 1);
     setenv("MESHTLS_LOG", "debug", 1);
     char message[MT_CONFIG_MESSAGE_MAX];
-    assert_int_equal(mt_config_apply_environment(&config, message, sizeof(message)).error, MT_OK);
+    assert_int_equal(mt_config_apply_environment(&config, MT_TEXT_ON(message)).error, MT_OK);
     assert_string_equal(config.agent_socket, "/tmp/other/agent.sock");
     assert_int_equal(config.agent_uid, 65534);
     assert_int_equal(config.log_level, MT_LOG_DEBUG);
@@ -632,7 +632,7 @@ static void test_mt_config_apply_environment_empty_variables_are_ignored(void **
     setenv("MESHTLS_AGENT_SOCKET", "", 1);
     setenv("MESHTLS_AGENT_UID", "", 1);
     setenv("MESHTLS_LOG", "", 1);
-    assert_int_equal(mt_config_apply_environment(&config, NULL, 0).error, MT_OK);
+    assert_int_equal(mt_config_apply_environment(&config, NULL).error, MT_OK);
     assert_configs_equal(&config, &before);
 }
 
@@ -664,7 +664,7 @@ static void test_mt_config_apply_environment_invalid_value_names_the_variable(vo
         struct mt_config before;
         memcpy(&before, &config, sizeof(config));
         char message[MT_CONFIG_MESSAGE_MAX];
-        assert_int_equal(mt_config_apply_environment(&config, message, sizeof(message)).error,
+        assert_int_equal(mt_config_apply_environment(&config, MT_TEXT_ON(message)).error,
                          MT_ERR_CONFIG);
         assert_string_equal(message, cases[i].message);
         assert_memory_equal(&config, &before, sizeof(config));
@@ -691,7 +691,7 @@ static void test_mt_config_apply_environment_bad_agent_uid_names_the_variable(vo
                  "MESHTLS_AGENT_UID: \"%s\" is not a uid (a decimal number 0 .. 2147483647, "
                  "e.g. 0)",
                  values[i]);
-        assert_int_equal(mt_config_apply_environment(&config, message, sizeof(message)).error,
+        assert_int_equal(mt_config_apply_environment(&config, MT_TEXT_ON(message)).error,
                          MT_ERR_CONFIG);
         assert_string_equal(message, expected);
         assert_memory_equal(&config, &before, sizeof(config));
@@ -700,7 +700,7 @@ static void test_mt_config_apply_environment_bad_agent_uid_names_the_variable(vo
     setenv("MESHTLS_AGENT_UID", "2147483647", 1);
     struct mt_config config;
     mt_config_set_defaults(&config);
-    assert_int_equal(mt_config_apply_environment(&config, NULL, 0).error, MT_OK);
+    assert_int_equal(mt_config_apply_environment(&config, NULL).error, MT_OK);
     assert_int_equal(config.agent_uid, 2147483647);
 }
 
@@ -715,7 +715,7 @@ static void test_mt_config_apply_environment_long_socket_path_is_refused(void **
     struct mt_config config;
     mt_config_set_defaults(&config);
     char message[MT_CONFIG_MESSAGE_MAX];
-    assert_int_equal(mt_config_apply_environment(&config, message, sizeof(message)).error,
+    assert_int_equal(mt_config_apply_environment(&config, MT_TEXT_ON(message)).error,
                      MT_ERR_CONFIG);
     char expected[MT_CONFIG_MESSAGE_MAX];
     snprintf(expected, sizeof(expected),
@@ -737,7 +737,7 @@ static void test_mt_config_load_file_from_environment_then_overrides_apply(void 
     struct mt_config config;
     set_non_defaults(&config);
     char message[MT_CONFIG_MESSAGE_MAX];
-    mt_result result = mt_config_load(&config, message, sizeof(message));
+    mt_result result = mt_config_load(&config, MT_TEXT_ON(message));
     if (!mt_result_is_ok(result))
         fail_msg("%s", message);
     assert_string_equal(config.source, path);
@@ -757,7 +757,7 @@ static void test_mt_config_load_bad_file_gives_defaults_and_message(void **state
     struct mt_config config;
     set_non_defaults(&config);
     char message[MT_CONFIG_MESSAGE_MAX];
-    assert_int_equal(mt_config_load(&config, message, sizeof(message)).error, MT_ERR_CONFIG);
+    assert_int_equal(mt_config_load(&config, MT_TEXT_ON(message)).error, MT_ERR_CONFIG);
     char expected[MT_CONFIG_MESSAGE_MAX];
     snprintf(expected, sizeof(expected),
              "%s:2: outbound.default: expected a string (one of \"mtls\", \"plain\"), got an "
@@ -775,7 +775,7 @@ static void test_mt_config_load_missing_configured_file_is_an_error(void **state
     setenv("MESHTLS_CONFIG", "/nonexistent/mesh.conf", 1);
     struct mt_config config;
     char message[MT_CONFIG_MESSAGE_MAX];
-    assert_int_equal(mt_config_load(&config, message, sizeof(message)).error, MT_ERR_CONFIG);
+    assert_int_equal(mt_config_load(&config, MT_TEXT_ON(message)).error, MT_ERR_CONFIG);
     assert_string_equal(message,
                         "/nonexistent/mesh.conf:0: cannot open: No such file or directory");
     assert_string_equal(config.agent_socket, MT_CONFIG_DEFAULT_AGENT_SOCKET);
@@ -790,7 +790,7 @@ static void test_mt_config_load_bad_environment_gives_defaults_and_message(void 
     struct mt_config config;
     set_non_defaults(&config);
     char message[MT_CONFIG_MESSAGE_MAX];
-    assert_int_equal(mt_config_load(&config, message, sizeof(message)).error, MT_ERR_CONFIG);
+    assert_int_equal(mt_config_load(&config, MT_TEXT_ON(message)).error, MT_ERR_CONFIG);
     assert_string_equal(message,
                         "MESHTLS_LOG: \"chatty\" is not one of \"error\", \"warn\", \"info\", "
                         "\"debug\"");
@@ -809,7 +809,7 @@ static void test_mt_config_load_no_file_gives_defaults_with_overrides(void **sta
     struct mt_config config;
     set_non_defaults(&config);
     char message[MT_CONFIG_MESSAGE_MAX];
-    assert_int_equal(mt_config_load(&config, message, sizeof(message)).error, MT_OK);
+    assert_int_equal(mt_config_load(&config, MT_TEXT_ON(message)).error, MT_OK);
     struct mt_config expected;
     mt_config_set_defaults(&expected);
     strcpy(expected.agent_socket, "/env/agent.sock");
@@ -824,7 +824,7 @@ static void describe_and_reload(const struct mt_config *original)
     struct mt_config reloaded;
     set_non_defaults(&reloaded);
     char message[MT_CONFIG_MESSAGE_MAX];
-    mt_result result = mt_config_load_file(path, &reloaded, message, sizeof(message));
+    mt_result result = mt_config_load_file(path, &reloaded, MT_TEXT_ON(message));
     if (!mt_result_is_ok(result))
         fail_msg("describe output does not load: %s\n%s", message, text);
     struct mt_config expected = *original;
@@ -936,7 +936,7 @@ static void load_ok(const char *content, struct mt_config *config)
 {
     const char *path = write_temp_file(content);
     char message[MT_CONFIG_MESSAGE_MAX];
-    mt_result result = mt_config_load_file(path, config, message, sizeof(message));
+    mt_result result = mt_config_load_file(path, config, MT_TEXT_ON(message));
     if (!mt_result_is_ok(result))
         fail_msg("%s\n%s", message, content);
 }

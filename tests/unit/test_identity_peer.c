@@ -31,7 +31,7 @@ static void test_mt_identity_peer_check_served_by_agent_uid_accepted(void **stat
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
     char message[512] = "";
     assert_true(mt_result_is_ok(
-        mt_identity_peer_check(pair[0], "/run/test.sock", getuid(), message, sizeof(message))));
+        mt_identity_peer_check(pair[0], "/run/test.sock", getuid(), MT_TEXT_ON(message))));
     assert_string_equal(message, "");
     close(pair[0]);
     close(pair[1]);
@@ -46,7 +46,7 @@ static void test_mt_identity_peer_check_served_by_another_uid_refused(void **sta
     uid_t expected = getuid() + 1;
     char message[512] = "";
     assert_int_equal(
-        mt_identity_peer_check(pair[0], "/run/test.sock", expected, message, sizeof(message)).error,
+        mt_identity_peer_check(pair[0], "/run/test.sock", expected, MT_TEXT_ON(message)).error,
         MT_ERR_AGENT_UNTRUSTED);
     char served[128];
     snprintf(served, sizeof(served),
@@ -66,8 +66,7 @@ static void test_mt_identity_peer_check_no_credentials_refused(void **state)
     assert_int_equal(pipe(pipe_fds), 0);
     char message[512] = "";
     assert_int_equal(
-        mt_identity_peer_check(pipe_fds[0], "/run/test.sock", getuid(), message, sizeof(message))
-            .error,
+        mt_identity_peer_check(pipe_fds[0], "/run/test.sock", getuid(), MT_TEXT_ON(message)).error,
         MT_ERR_AGENT_UNTRUSTED);
     assert_non_null(strstr(message, "its credentials cannot be read"));
     close(pipe_fds[0]);
@@ -100,7 +99,7 @@ static void test_mt_identity_query_id_untrusted_server_receives_nothing(void **s
     char id[256];
     char message[512] = "";
     mt_result result =
-        mt_identity_query_id(path, getuid() + 1, 2000, id, sizeof(id), message, sizeof(message));
+        mt_identity_query_id(path, getuid() + 1, 2000, id, sizeof(id), MT_TEXT_ON(message));
     assert_int_equal(result.error, MT_ERR_AGENT_UNTRUSTED);
     assert_non_null(strstr(message, "refusing the agent at"));
     int connection = accept(listener, NULL, NULL);
@@ -112,10 +111,9 @@ static void test_mt_identity_query_id_untrusted_server_receives_nothing(void **s
     /* The same for a CSR: the request is started, and the poll refuses before sending it. */
     struct mt_identity_request *request = NULL;
     struct mt_identity *identity = NULL;
-    result =
-        mt_identity_request_start(path, getuid() + 1, 2000, &request, message, sizeof(message));
+    result = mt_identity_request_start(path, getuid() + 1, 2000, &request, MT_TEXT_ON(message));
     if (mt_result_is_ok(result))
-        result = mt_identity_request_poll(request, 2000, &identity, message, sizeof(message));
+        result = mt_identity_request_poll(request, 2000, &identity, MT_TEXT_ON(message));
     assert_int_equal(result.error, MT_ERR_AGENT_UNTRUSTED);
     assert_null(identity);
     mt_identity_request_free(request);
@@ -158,9 +156,8 @@ static void test_mt_identity_peer_check_impostor_listener_refused(void **state)
     assert_int_equal(read(ready[0], &signal_byte, 1), 1);
     char id[256];
     char message[512] = "";
-    assert_int_equal(
-        mt_identity_query_id(path, 0, 2000, id, sizeof(id), message, sizeof(message)).error,
-        MT_ERR_AGENT_UNTRUSTED);
+    assert_int_equal(mt_identity_query_id(path, 0, 2000, id, sizeof(id), MT_TEXT_ON(message)).error,
+                     MT_ERR_AGENT_UNTRUSTED);
     char served[160];
     snprintf(served, sizeof(served),
              "refusing the agent at %s: it is served by uid %d (pid %d), expected uid 0 "

@@ -44,11 +44,11 @@ static unsigned long long own_start_time(void)
 }
 
 /* What the agent does for a process that asks: here the process is this one (or its child). */
-static mt_result agent_like_source(int *fd, char *message, size_t message_size)
+static mt_result agent_like_source(int *fd, struct mt_text *reason)
 {
     files_given++;
     return mt_metrics_file_create(&metrics_directory, getpid(), geteuid(), own_start_time(), fd,
-                                  message, message_size);
+                                  reason);
 }
 
 static int setup_directory(void **state)
@@ -61,7 +61,7 @@ static int setup_directory(void **state)
     if (mkdir(directory, 0755) != 0)
         return -1;
     snprintf(metrics_directory.path, sizeof(metrics_directory.path), "%s", directory);
-    if (!mt_result_is_ok(mt_metrics_directory_open(&metrics_directory, NULL, 0)))
+    if (!mt_result_is_ok(mt_metrics_directory_open(&metrics_directory, NULL)))
         return -1;
     mt_metrics_init(agent_like_source);
     return 0;
@@ -531,7 +531,7 @@ static struct mt_metrics_directory open_subdirectory(const char *name)
     struct mt_metrics_directory opened = {.fd = -1};
     snprintf(opened.path, sizeof(opened.path), "%s/%s", directory, name);
     assert_int_equal(mkdir(opened.path, 0755), 0);
-    assert_true(mt_result_is_ok(mt_metrics_directory_open(&opened, NULL, 0)));
+    assert_true(mt_result_is_ok(mt_metrics_directory_open(&opened, NULL)));
     return opened;
 }
 
@@ -557,8 +557,8 @@ static void test_file_create_agent_owned_named_by_attested_pid(void **state)
     struct mt_metrics_directory created_directory = open_subdirectory("create");
     int fd = -1;
     char message[256] = "";
-    assert_true(mt_result_is_ok(mt_metrics_file_create(&created_directory, 4242, 1000, 987654, &fd,
-                                                       message, sizeof(message))));
+    assert_true(mt_result_is_ok(
+        mt_metrics_file_create(&created_directory, 4242, 1000, 987654, &fd, MT_TEXT_ON(message))));
     struct stat status;
     assert_int_equal(fstat(fd, &status), 0);
     assert_int_equal(status.st_mode & 07777, 0600);
@@ -578,8 +578,8 @@ static void test_file_create_agent_owned_named_by_attested_pid(void **state)
     int old = open(path, O_RDWR);
     assert_true(old >= 0);
     assert_int_equal(pwrite(old, "old", 3, 512), 3);
-    assert_true(mt_result_is_ok(mt_metrics_file_create(&created_directory, 4242, 1000, 987654, &fd,
-                                                       message, sizeof(message))));
+    assert_true(mt_result_is_ok(
+        mt_metrics_file_create(&created_directory, 4242, 1000, 987654, &fd, MT_TEXT_ON(message))));
     char marker[3] = "";
     assert_int_equal(pread(fd, marker, sizeof(marker), 512), 3);
     assert_memory_equal(marker, "\0\0\0", 3);
@@ -588,8 +588,8 @@ static void test_file_create_agent_owned_named_by_attested_pid(void **state)
     /* A directory under a process's name is not replaced: its creation fails, naming it. */
     snprintf(path, sizeof(path), "%s/4243-987654.metrics", created_directory.path);
     assert_int_equal(mkdir(path, 0700), 0);
-    assert_false(mt_result_is_ok(mt_metrics_file_create(&created_directory, 4243, 1000, 987654, &fd,
-                                                        message, sizeof(message))));
+    assert_false(mt_result_is_ok(
+        mt_metrics_file_create(&created_directory, 4243, 1000, 987654, &fd, MT_TEXT_ON(message))));
     assert_non_null(strstr(message, "did not make"));
     assert_int_equal(rmdir(path), 0);
     /* No such process: the sweep removes its file. */
@@ -644,7 +644,7 @@ static void test_sweep_foreign_entries_left_alone(void **state)
     struct mt_metrics_directory again = {.fd = -1};
     snprintf(again.path, sizeof(again.path), "%s", swept.path);
     char message[512] = "";
-    assert_false(mt_result_is_ok(mt_metrics_directory_open(&again, message, sizeof(message))));
+    assert_false(mt_result_is_ok(mt_metrics_directory_open(&again, MT_TEXT_ON(message))));
     assert_non_null(strstr(message, "symbolic link"));
     assert_int_equal(again.fd, -1);
     mt_metrics_directory_close(&swept);

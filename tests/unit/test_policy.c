@@ -175,7 +175,7 @@ static void load_config_text(const char *text, struct mt_config *config)
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     mt_config_set_defaults(config);
     char message[MT_CONFIG_MESSAGE_MAX];
-    mt_result result = mt_config_load_file(path, config, message, sizeof(message));
+    mt_result result = mt_config_load_file(path, config, MT_TEXT_ON(message));
     close(fd);
     if (!mt_result_is_ok(result))
         fail_msg("%s\n%s", message, text);

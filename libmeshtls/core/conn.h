@@ -64,8 +64,8 @@ struct mt_conn_settings {
     bool detect; /* inbound permissive (not opaque): look at the first bytes first */
     struct mt_outbound_decision outbound; /* client side: the expected server identity */
     struct mt_inbound_decision inbound;   /* server side: the allow list */
-    /* The configuration inbound's allow list names its patterns in (mt_config_pattern); it
-     * outlives the connection. */
+    /* What inbound's allow list names its patterns in (mt_config_pattern); required for a
+     * server (without it every peer is refused), and it outlives the connection. */
     const struct mt_config *config;
     unsigned handshake_timeout_ms; /* from the TCP connection up to the session established */
     unsigned detect_timeout_ms;    /* DETECTING: how long to wait for the first bytes */
@@ -88,7 +88,7 @@ struct mt_conn {
     int *other_fds;           /* further names from dup/dup2/dup3/F_DUPFD; fd is the one in use */
     size_t other_fd_count;
     int failed_errno;
-    char failure_reason[160]; /* why it failed, for meshtls_last_error(); written as a mt_text */
+    char failure_reason[160]; /* why it failed, for meshtls_last_error(); via struct mt_text */
     struct mt_tls_context *context;
     struct mt_tls_session *tls;
     struct sockaddr_storage peer;
@@ -107,8 +107,9 @@ struct mt_conn {
  * Creates the connection object for an outbound mTLS connection on fd (before the TCP connect)
  * or an accepted inbound one, and publishes it in the table. context may be NULL when no identity
  * could be had: the connection then starts FAILED with failure_reason (unless settings->detect:
- * then plaintext still passes and only a mesh client is refused). Returns with a reference for
- * the caller (release it), besides the table's.
+ * then plaintext still passes and only a mesh client is refused). settings is copied; without
+ * it, or without memory, the result is NULL. Returns with a reference for the caller (release
+ * it), besides the table's.
  */
 struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_context *context,
                              const struct sockaddr_storage *local,

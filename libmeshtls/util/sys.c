@@ -112,3 +112,38 @@ int mt_sys_remaining_ms(long long deadline_ms)
         return 0;
     return left > 0x7fffffff ? 0x7fffffff : (int)left;
 }
+
+int mt_sys_getsockname(int fd, struct sockaddr *address, socklen_t *length)
+{
+    return (int)syscall(SYS_getsockname, fd, address, length);
+}
+
+int mt_sys_ioctl(int fd, unsigned long request, void *argument)
+{
+    return (int)syscall(SYS_ioctl, fd, request, argument);
+}
+
+off_t mt_sys_lseek(int fd, off_t offset, int whence)
+{
+    return (off_t)syscall(SYS_lseek, fd, offset, whence);
+}
+
+ssize_t mt_sys_read(int fd, void *buffer, size_t length)
+{
+    return syscall(SYS_read, fd, buffer, length);
+}
+
+ssize_t mt_sys_pread(int fd, void *buffer, size_t length, off_t offset)
+{
+    return syscall(SYS_pread64, fd, buffer, length, offset);
+}
+
+ssize_t mt_sys_pwrite(int fd, const void *buffer, size_t length, off_t offset)
+{
+    return syscall(SYS_pwrite64, fd, buffer, length, offset);
+}
+
+int mt_sys_raise(int signal_number)
+{
+    return (int)syscall(SYS_tgkill, syscall(SYS_getpid), syscall(SYS_gettid), signal_number);
+}

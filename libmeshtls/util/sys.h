@@ -50,4 +50,17 @@ long long mt_sys_now_us(void);
 /* What is left of a deadline: -1 for none (deadline_ms < 0), else ≥ 0. */
 int mt_sys_remaining_ms(long long deadline_ms);
 
+/*
+ * The connection engine's own kernel calls (core/conn*.c): its socket's address, FIONREAD, and
+ * the reads and writes of sendfile/splice emulation on the application's files and pipes.
+ * raise() sends the signal to the calling thread, as the kernel's own SIGPIPE does.
+ */
+int mt_sys_getsockname(int fd, struct sockaddr *address, socklen_t *length);
+int mt_sys_ioctl(int fd, unsigned long request, void *argument);
+off_t mt_sys_lseek(int fd, off_t offset, int whence);
+ssize_t mt_sys_read(int fd, void *buffer, size_t length);
+ssize_t mt_sys_pread(int fd, void *buffer, size_t length, off_t offset);
+ssize_t mt_sys_pwrite(int fd, const void *buffer, size_t length, off_t offset);
+int mt_sys_raise(int signal_number);
+
 #endif

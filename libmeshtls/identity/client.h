@@ -20,7 +20,7 @@
 #include "../tls/x509.h"
 #include "../util/text.h"
 #include "proto.h"
-#include "spiffe.h"
+#include "../util/spiffe.h"
 
 struct mt_identity_der {
     uint8_t *data;

@@ -29,7 +29,7 @@
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
-#include "../identity/spiffe.h"
+#include "../util/spiffe.h"
 #include "../util/secret.h"
 #include "../util/sys.h"
 #include "resumption.h"

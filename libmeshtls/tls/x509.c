@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../identity/spiffe.h"
+#include "../util/spiffe.h"
 #include "../util/log.h"
 #include "../util/secret.h"
 #include "x509.h"

@@ -37,7 +37,7 @@
 #include "x509.h"
 
 /* The mesh's ALPN id: marks a connection as ours for servers that must tell mesh from app TLS. */
-static const char mesh_alpn[] = "meshtls/1";
+static const char mesh_alpn[] = MT_TLS_MESH_ALPN;
 
 static const char tls13_suites[] =
     "TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES256-GCM-SHA384";
@@ -57,7 +57,8 @@ struct mt_tls_context {
  * exists only while bytes are flowing: it is freed whenever it runs empty at a point where the
  * application would wait, so idle connections do not carry it.
  */
-#define READ_AHEAD_CAPACITY (5 + 16384 + 256)
+#define READ_AHEAD_CAPACITY                                                                        \
+    (MT_TLS_RECORD_HEADER_SIZE + MT_TLS_RECORD_MAX + MT_TLS_RECORD_EXPANSION_MAX)
 
 /* The longest failure reason kept for the log line. */
 #define REASON_CAPACITY 512
@@ -185,9 +186,6 @@ static ssize_t send_now(int fd, const void *buffer, size_t length, int flags)
     return n;
 }
 
-/* A TLS record's header (RFC 8446 §5.1). */
-#define RECORD_HEADER_SIZE 5
-
 /*
  * A transport failure or EOF, in the I/O callback's terms. wanted is what wolfSSL asked for, which
  * is exactly what it lacks: a whole header at a record boundary; part of one, or the rest of a
@@ -198,7 +196,7 @@ static int receive_failure(struct mt_tls_session *session, ssize_t n, int wanted
 {
     if (n == 0) {
         session->transport_eof = true;
-        if (session->handshake_done && wanted != RECORD_HEADER_SIZE) {
+        if (session->handshake_done && wanted != MT_TLS_RECORD_HEADER_SIZE) {
             session->transport_errno = ECONNRESET;
             set_reason(session, "peer closed the connection inside a TLS record (truncated)");
         }
@@ -234,7 +232,8 @@ static int io_receive(WOLFSSL *ssl, char *buffer, int size, void *user)
          */
         if (!session->saw_first_byte) {
             session->saw_first_byte = true;
-            session->first_byte_not_tls = session->ahead[0] != 22 && session->ahead[0] != 21;
+            session->first_byte_not_tls = session->ahead[0] != MT_TLS_CONTENT_HANDSHAKE &&
+                                          session->ahead[0] != MT_TLS_CONTENT_ALERT;
         }
         session->ahead_start = 0;
         session->ahead_end = (size_t)n;
@@ -250,10 +249,10 @@ static int io_receive(WOLFSSL *ssl, char *buffer, int size, void *user)
 static bool has_whole_record(const struct mt_tls_session *session)
 {
     size_t available = session->ahead_end - session->ahead_start;
-    if (available < 5)
+    if (available < MT_TLS_RECORD_HEADER_SIZE)
         return false;
     const unsigned char *header = session->ahead + session->ahead_start;
-    return available >= 5 + (((size_t)header[3] << 8) | header[4]);
+    return available >= MT_TLS_RECORD_HEADER_SIZE + (((size_t)header[3] << 8) | header[4]);
 }
 
 /*

@@ -18,12 +18,10 @@
 
 #include "../identity/client.h"
 #include "../util/result.h"
+#include "../util/tls_wire.h"
 
 /* A client's destination as resumption keys it: address family, port and address, in bytes. */
 #define MT_TLS_DESTINATION_MAX 32
-
-/* The largest plaintext one TLS record carries (RFC 8446 §5.1). */
-#define MT_TLS_RECORD_MAX 16384
 
 enum mt_tls_role {
     MT_TLS_CLIENT,

@@ -44,7 +44,7 @@ static const char tls13_suites[] =
 
 struct mt_tls_context {
     atomic_uint references;
-    struct mt_identity *identity;
+    struct mt_credentials *credentials;
     WOLFSSL_CTX *client;
     WOLFSSL_CTX *server;
     struct mt_tls_resumption *resumption; /* NULL: every handshake is a full one */
@@ -472,7 +472,7 @@ static int verify_peer(int preverified, WOLFSSL_X509_STORE_CTX *store)
         }
     }
     char text[REASON_CAPACITY];
-    const char *trust_domain = session->context->identity->trust_domain;
+    const char *trust_domain = session->context->credentials->trust_domain;
     if (!mt_spiffe_id_is_in_trust_domain(id, trust_domain)) {
         snprintf(text, sizeof(text), "peer identity %.80s is not in trust domain %.80s", id,
                  trust_domain);
@@ -517,8 +517,8 @@ static long long trusted_until(const struct mt_tls_session *session, const unsig
     time_t until = now + (time_t)mt_tls_resumption_lifetime(resumption);
     if (not_after < until)
         until = not_after;
-    if (session->context->identity->not_after < until)
-        until = session->context->identity->not_after;
+    if (session->context->credentials->not_after < until)
+        until = session->context->credentials->not_after;
     return until > now ? mt_tls_resumption_now_ms() + (long long)(until - now) * 1000 : 0;
 }
 
@@ -527,7 +527,7 @@ static bool admits(void *argument, const char *peer_id)
 {
     struct mt_tls_session *session = argument;
     char reason[REASON_CAPACITY];
-    if (!mt_spiffe_id_is_in_trust_domain(peer_id, session->context->identity->trust_domain))
+    if (!mt_spiffe_id_is_in_trust_domain(peer_id, session->context->credentials->trust_domain))
         return false;
     return session->peer_filter == NULL ||
            session->peer_filter(session->peer_filter_argument, peer_id, MT_TLS_PEER_PREVIEW, reason,
@@ -702,17 +702,17 @@ static bool finish_handshake(struct mt_tls_session *session)
 
 /* ---- contexts ------------------------------------------------------------------------------- */
 
-static MT_RESULT load_credentials(WOLFSSL_CTX *ctx, const struct mt_identity *identity)
+static MT_RESULT load_credentials(WOLFSSL_CTX *ctx, const struct mt_credentials *credentials)
 {
-    /* wolfSSL takes a chain only as PEM; the identity keeps DER, so convert each certificate. */
-    size_t capacity = identity->chain_length * MT_X509_CERT_PEM_MAX;
+    /* wolfSSL takes a chain only as PEM; the credentials keep DER, so convert each certificate. */
+    size_t capacity = credentials->chain_length * MT_X509_CERT_PEM_MAX;
     char *chain = malloc(capacity);
     MT_ENSURE(chain != NULL, MT_ERR_NO_MEMORY);
     size_t used = 0;
     mt_result result = MT_OK_RESULT;
-    for (size_t i = 0; i < identity->chain_length && mt_result_is_ok(result); i++) {
+    for (size_t i = 0; i < credentials->chain_length && mt_result_is_ok(result); i++) {
         size_t length = 0;
-        result = mt_x509_cert_der_to_pem(identity->chain[i].data, identity->chain[i].length,
+        result = mt_x509_cert_der_to_pem(credentials->chain[i].data, credentials->chain[i].length,
                                          chain + used, capacity - used, &length);
         used += length;
     }
@@ -731,13 +731,13 @@ static MT_RESULT load_credentials(WOLFSSL_CTX *ctx, const struct mt_identity *id
      * wc_ecc_free, which zeroes the scalar (but see mt_secret_wipe_stack for its stack copy).
      */
     int loaded = wolfSSL_CTX_use_PrivateKey_buffer(
-        ctx, identity->key.data, (long)identity->key.length, WOLFSSL_FILETYPE_ASN1);
+        ctx, credentials->key.data, (long)credentials->key.length, WOLFSSL_FILETYPE_ASN1);
     /* wolfSSL decodes the key once to check it, leaving the scalar in a dead stack frame. */
     mt_secret_wipe_stack();
     MT_ENSURE(loaded == WOLFSSL_SUCCESS, MT_ERR_CERT_PARSE);
-    for (size_t i = 0; i < identity->anchor_count; i++)
-        MT_ENSURE(wolfSSL_CTX_load_verify_buffer(ctx, identity->anchors[i].data,
-                                                 (long)identity->anchors[i].length,
+    for (size_t i = 0; i < credentials->anchor_count; i++)
+        MT_ENSURE(wolfSSL_CTX_load_verify_buffer(ctx, credentials->anchors[i].data,
+                                                 (long)credentials->anchors[i].length,
                                                  WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS,
                   MT_ERR_CERT_PARSE);
     return MT_OK_RESULT;
@@ -779,7 +779,7 @@ static MT_RESULT set_resumption(WOLFSSL_CTX *ctx, enum mt_tls_role role,
 
 static MT_RESULT make_ctx(struct mt_tls_context *context, enum mt_tls_role role, WOLFSSL_CTX **out)
 {
-    const struct mt_identity *identity = context->identity;
+    const struct mt_credentials *credentials = context->credentials;
     WOLFSSL_METHOD *method =
         role == MT_TLS_CLIENT ? wolfTLSv1_3_client_method() : wolfTLSv1_3_server_method();
     WOLFSSL_CTX *ctx = method != NULL ? wolfSSL_CTX_new(method) : NULL;
@@ -804,19 +804,19 @@ static MT_RESULT make_ctx(struct mt_tls_context *context, enum mt_tls_role role,
 #endif
     MT_ENSURE(wolfSSL_CTX_set_groups(ctx, groups, 2) == WOLFSSL_SUCCESS, MT_ERR_CRYPTO);
     MT_GUARD(set_resumption(ctx, role, context));
-    return load_credentials(ctx, identity);
+    return load_credentials(ctx, credentials);
 }
 
-MT_RESULT mt_tls_context_new(struct mt_identity *identity, unsigned resumption_s,
+MT_RESULT mt_tls_context_new(struct mt_credentials *credentials, unsigned resumption_s,
                              struct mt_tls_context **out)
 {
-    MT_ENSURE_REF(identity);
+    MT_ENSURE_REF(credentials);
     MT_ENSURE_REF(out);
     MT_GUARD(mt_tls_global_init());
     struct mt_tls_context *context = calloc(1, sizeof(*context));
     MT_ENSURE(context != NULL, MT_ERR_NO_MEMORY);
     atomic_init(&context->references, 1);
-    context->identity = mt_identity_acquire(identity);
+    context->credentials = mt_credentials_acquire(credentials);
     mt_result result = MT_OK_RESULT;
     if (resumption_s > 0)
         result = mt_tls_resumption_new(resumption_s, &context->resumption);
@@ -844,17 +844,17 @@ void mt_tls_context_release(struct mt_tls_context *context)
     if (context == NULL || atomic_fetch_sub(&context->references, 1) != 1)
         return;
     /* The last reference: each free wipes that context's copy of the key (see load_credentials);
-     * the identity's own copy is wiped when its last reference goes. */
+     * the credentials' own copy is wiped when their last reference goes. */
     wolfSSL_CTX_free(context->client);
     wolfSSL_CTX_free(context->server);
     mt_tls_resumption_free(context->resumption);
-    mt_identity_release(context->identity);
+    mt_credentials_release(context->credentials);
     free(context);
 }
 
-const struct mt_identity *mt_tls_context_identity(const struct mt_tls_context *context)
+const struct mt_credentials *mt_tls_context_credentials(const struct mt_tls_context *context)
 {
-    return context->identity;
+    return context->credentials;
 }
 
 /* ---- sessions ------------------------------------------------------------------------------- */
@@ -900,7 +900,7 @@ void mt_tls_session_set_peer_filter(struct mt_tls_session *session, mt_tls_peer_
 
 const char *mt_tls_own_id(const struct mt_tls_session *session)
 {
-    return session->context->identity->spiffe_id;
+    return session->context->credentials->spiffe_id;
 }
 
 void mt_tls_session_set_fd(struct mt_tls_session *session, int fd)

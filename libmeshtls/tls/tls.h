@@ -16,9 +16,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "../identity/client.h"
 #include "../util/result.h"
 #include "../util/tls_wire.h"
+#include "credentials.h"
 
 /* A client's destination as resumption keys it: address family, port and address, in bytes. */
 #define MT_TLS_DESTINATION_MAX 32
@@ -49,11 +49,11 @@ MT_RESULT mt_tls_global_init(void);
  * resumption_s > 0: TLS 1.3 resumption, a full handshake trusted for at most that long
  * (resumption.h); 0: every handshake is a full one and the server sends no ticket.
  */
-MT_RESULT mt_tls_context_new(struct mt_identity *identity, unsigned resumption_s,
+MT_RESULT mt_tls_context_new(struct mt_credentials *credentials, unsigned resumption_s,
                              struct mt_tls_context **context);
 struct mt_tls_context *mt_tls_context_acquire(struct mt_tls_context *context);
 void mt_tls_context_release(struct mt_tls_context *context);
-const struct mt_identity *mt_tls_context_identity(const struct mt_tls_context *context);
+const struct mt_credentials *mt_tls_context_credentials(const struct mt_tls_context *context);
 
 MT_RESULT mt_tls_session_new(struct mt_tls_context *context, enum mt_tls_role role, int fd,
                              struct mt_tls_session **session);

@@ -198,7 +198,7 @@ static bool flush_unsent(struct mt_conn *conn)
  * identities and the rule.
  */
 static bool check_peer(void *argument, const char *peer_id, enum mt_tls_peer_check check,
-                       char *reason, size_t reason_size)
+                       struct mt_text *reason)
 {
     struct mt_conn *conn = argument;
     const char *own = mt_tls_own_id(conn->tls);
@@ -208,9 +208,9 @@ static bool check_peer(void *argument, const char *peer_id, enum mt_tls_peer_che
         char rule[48] = "the default";
         if (conn->policy.outbound.rule >= 0)
             snprintf(rule, sizeof(rule), "outbound.rules[%d]", conn->policy.outbound.rule);
-        snprintf(reason, reason_size,
-                 "server identity %.200s does not match %.200s expected by %s (we are %.200s)",
-                 peer_id, conn->policy.outbound.expected_identity, rule, own);
+        mt_text_set(reason,
+                    "server identity %.200s does not match %.200s expected by %s (we are %.200s)",
+                    peer_id, conn->policy.outbound.expected_identity, rule, own);
         return false;
     }
     bool allowed = mt_policy_inbound_allows(mt_runtime_config(), &conn->policy.inbound, peer_id);
@@ -219,9 +219,10 @@ static bool check_peer(void *argument, const char *peer_id, enum mt_tls_peer_che
         mt_metrics_authz(allowed, metrics_port(conn), peer_id);
     if (allowed)
         return true;
-    snprintf(reason, reason_size,
-             "client identity %.200s is not in the allow list of inbound.rules[%d] (we are %.200s)",
-             peer_id, conn->policy.inbound.rule_index, own);
+    mt_text_set(
+        reason,
+        "client identity %.200s is not in the allow list of inbound.rules[%d] (we are %.200s)",
+        peer_id, conn->policy.inbound.rule_index, own);
     return false;
 }
 

@@ -1,14 +1,15 @@
 /*
  * TLS 1.3 sessions for intercepted sockets.
  *
- * A context is a pair of wolfSSL contexts (client and server) built from one workload identity:
- * its key and chain, its trust bundle, TLS 1.3 only, mutual authentication mandatory, the peer's
- * X.509-SVID checked during the handshake. Contexts are reference counted so that rotation can
- * swap in a new one while sessions opened with the old one carry on.
+ * A context is a pair of wolfSSL contexts (client and server) built from one workload's
+ * credentials (credentials.h): its key and chain, its trust bundle, TLS 1.3 only, mutual
+ * authentication mandatory, the peer's X.509-SVID checked during the handshake. Contexts are
+ * reference counted so that rotation can swap in a new one while sessions opened with the old one
+ * carry on.
  *
  * A session never blocks: its record I/O goes straight to the kernel with MSG_DONTWAIT (never
  * through the hooks), and every call reports what it needs next. The caller (core/conn.c) decides
- * whether to wait, and how long. Only tls.c, resumption.c and x509.c include wolfSSL.
+ * whether to wait, and how long. Only tls/ includes wolfSSL; internal.h lists its files.
  */
 #ifndef MT_TLS_TLS_H
 #define MT_TLS_TLS_H
@@ -17,6 +18,7 @@
 #include <stddef.h>
 
 #include "../util/result.h"
+#include "../util/text.h"
 #include "../util/tls_wire.h"
 #include "credentials.h"
 
@@ -63,18 +65,18 @@ MT_RESULT mt_tls_session_new(struct mt_tls_context *context, enum mt_tls_role ro
  * handshake resumed with: MT_TLS_PEER_DECIDE, once per handshake; returning false refuses the
  * peer, and reason then says why, for the log line. MT_TLS_PEER_PREVIEW asks the same of an ID
  * a ticket claims, before it is offered or accepted: a refusal then only means a full handshake,
- * so it is not a decision to count.
+ * so it is not a decision to count, and reason is NULL (nobody reads why).
  */
 enum mt_tls_peer_check {
     MT_TLS_PEER_DECIDE,
     MT_TLS_PEER_PREVIEW,
 };
 typedef bool (*mt_tls_peer_filter)(void *argument, const char *peer_id,
-                                   enum mt_tls_peer_check check, char *reason, size_t reason_size);
+                                   enum mt_tls_peer_check check, struct mt_text *reason);
 void mt_tls_session_set_peer_filter(struct mt_tls_session *session, mt_tls_peer_filter filter,
                                     void *argument);
 
-/* Our own SPIFFE ID in this session (the identity its context was built from). */
+/* Our own SPIFFE ID in this session (the credentials its context was built from). */
 const char *mt_tls_own_id(const struct mt_tls_session *session);
 
 /* The socket's fd changed (the one in use was closed while a dup of it lives on). */

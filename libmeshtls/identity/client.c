@@ -43,7 +43,6 @@ struct exchange {
     long long deadline;
     bool connected;
     bool peer_checked; /* nothing is sent before the socket's server is known (peer.h) */
-    char refusal[512];
     uint8_t *request;
     size_t request_length;
     size_t sent;
@@ -152,8 +151,12 @@ static ssize_t receive_with_fd(struct exchange *exchange)
     return n;
 }
 
-/* Does what the socket allows now; *done once the reply frame is complete. */
-static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame *frame, bool *done)
+/*
+ * Does what the socket allows now; *done once the reply frame is complete. Only a refused agent
+ * explains itself here (peer.h): exchange_poll explains the other failures.
+ */
+static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame *frame, bool *done,
+                               struct mt_text *reason)
 {
     *done = false;
     if (!exchange->connected) {
@@ -171,9 +174,8 @@ static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame 
         exchange->connected = true;
     }
     if (!exchange->peer_checked) {
-        struct mt_text refusal = mt_text_on(exchange->refusal, sizeof(exchange->refusal));
         MT_GUARD(mt_identity_peer_check(exchange->fd, exchange->socket_path, exchange->agent_uid,
-                                        &refusal));
+                                        reason));
         exchange->peer_checked = true;
     }
     while (exchange->sent < exchange->request_length) {
@@ -214,7 +216,7 @@ static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame 
 /*
  * Advances the exchange, waiting at most wait_ms (never past its deadline). Returns OK with
  * *frame once the reply is complete, MT_ERR_WOULD_BLOCK while it is still under way, or the
- * failure with message filled in (an ERROR reply is MT_ERR_AGENT_REFUSED with its text).
+ * failure with reason filled in (an ERROR reply is MT_ERR_AGENT_REFUSED with its text).
  */
 static MT_RESULT exchange_poll(struct exchange *exchange, int wait_ms, struct mt_proto_frame *frame,
                                struct mt_text *reason)
@@ -225,7 +227,7 @@ static MT_RESULT exchange_poll(struct exchange *exchange, int wait_ms, struct mt
     mt_result result = MT_OK_RESULT;
     for (;;) {
         bool done = false;
-        result = exchange_step(exchange, frame, &done);
+        result = exchange_step(exchange, frame, &done, reason);
         if (!mt_result_is_ok(result) || done)
             break;
         int timeout = mt_sys_remaining_ms(until);
@@ -246,24 +248,21 @@ static MT_RESULT exchange_poll(struct exchange *exchange, int wait_ms, struct mt
         if (result.error == MT_ERR_AGENT_UNREACHABLE)
             mt_text_set(reason, "agent at %s unreachable: %s (is meshtls-agent running?)",
                         exchange->socket_path, strerror(errno));
-        else if (result.error == MT_ERR_AGENT_UNTRUSTED)
-            mt_text_set(reason, "%s", exchange->refusal);
-        else
+        else if (result.error != MT_ERR_AGENT_UNTRUSTED) /* explained by the peer check */
             mt_text_set(reason, "agent at %s: %s", exchange->socket_path,
                         mt_error_message(result.error));
         return result;
     }
     if (frame->type == MT_PROTO_ERROR) {
+        /* The agent's own words, cut at 255 bytes: it says why, in a line, not at length. */
         struct mt_proto_error_reply error;
-        char text[256] = "";
-        if (mt_result_is_ok(mt_proto_decode_error(frame, &error))) {
-            size_t n =
-                error.message.length < sizeof(text) - 1 ? error.message.length : sizeof(text) - 1;
-            memcpy(text, error.message.data, n);
-            text[n] = '\0';
+        const char *said = "";
+        int shown = 0;
+        if (mt_result_is_ok(mt_proto_decode_error(frame, &error)) && error.message.length > 0) {
+            said = (const char *)error.message.data;
+            shown = error.message.length < 255 ? (int)error.message.length : 255;
         }
-        mt_text_set(reason, "agent refused: %s", text);
-        return mt_result_of(MT_ERR_AGENT_REFUSED);
+        return mt_result_explain(reason, MT_ERR_AGENT_REFUSED, "agent refused: %.*s", shown, said);
     }
     return MT_OK_RESULT;
 }

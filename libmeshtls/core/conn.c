@@ -161,22 +161,21 @@ bool mt_conn_flush_unsent(struct mt_conn *conn)
  * identities and the rule.
  */
 static bool check_peer(void *argument, const char *peer_id, enum mt_tls_peer_check check,
-                       char *reason_buffer, size_t reason_size)
+                       struct mt_text *reason)
 {
     struct mt_conn *conn = argument;
-    struct mt_text reason = mt_text_on(reason_buffer, reason_size);
     const char *own = mt_tls_own_id(conn->tls);
     if (conn->role == MT_TLS_CLIENT) {
         const struct mt_outbound_decision *outbound = &conn->settings.outbound;
         if (mt_policy_outbound_allows(outbound, peer_id))
             return true;
-        mt_text_set(&reason, "server identity %.200s does not match %.200s expected by ", peer_id,
+        mt_text_set(reason, "server identity %.200s does not match %.200s expected by ", peer_id,
                     outbound->expected_identity);
         if (outbound->rule >= 0)
-            mt_text_append(&reason, "outbound.rules[%d]", outbound->rule);
+            mt_text_append(reason, "outbound.rules[%d]", outbound->rule);
         else
-            mt_text_append(&reason, "the default");
-        mt_text_append(&reason, " (we are %.200s)", own);
+            mt_text_append(reason, "the default");
+        mt_text_append(reason, " (we are %.200s)", own);
         return false;
     }
     bool allowed =
@@ -186,7 +185,7 @@ static bool check_peer(void *argument, const char *peer_id, enum mt_tls_peer_che
         mt_metrics_authz(allowed, metrics_port(conn), peer_id);
     if (allowed)
         return true;
-    mt_text_set(&reason,
+    mt_text_set(reason,
                 "client identity %.200s is not in the allow list of inbound.rules[%d] (we are "
                 "%.200s)",
                 peer_id, conn->settings.inbound.rule_index, own);

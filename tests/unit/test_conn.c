@@ -33,7 +33,7 @@
 
 #include "core/conn.h"
 #include "core/table.h"
-#include "identity/client.h"
+#include "tls/credentials.h"
 #include "tls/x509.h"
 #include "util/log.h"
 #include "util/secret.h"
@@ -49,14 +49,6 @@
 
 static struct mt_tls_context *client_context;
 static struct mt_tls_context *server_context;
-
-static void copy_der(struct mt_identity_der *der, const uint8_t *data, size_t length)
-{
-    der->data = malloc(length);
-    assert_non_null(der->data);
-    memcpy(der->data, data, length);
-    der->length = length;
-}
 
 /* A leaf for spiffe_id issued by the CA, with a key made here, as a workload's identity. */
 static struct mt_tls_context *make_context(const char *spiffe_id, const uint8_t *ca_der,
@@ -74,27 +66,20 @@ static struct mt_tls_context *make_context(const char *spiffe_id, const uint8_t 
                                                    ca_key, now - 60, now + 3600, leaf, sizeof(leaf),
                                                    &leaf_length)));
 
-    struct mt_identity *identity = calloc(1, sizeof(*identity));
-    assert_non_null(identity);
-    atomic_init(&identity->references, 1);
-    snprintf(identity->spiffe_id, sizeof(identity->spiffe_id), "%s", spiffe_id);
-    snprintf(identity->trust_domain, sizeof(identity->trust_domain), "example.org");
-    void *secret = NULL;
-    assert_true(mt_result_is_ok(mt_secret_alloc(MT_X509_KEY_DER_MAX, &secret)));
-    identity->key.data = secret;
-    assert_true(mt_result_is_ok(
-        mt_x509_key_to_der(key, secret, MT_X509_KEY_DER_MAX, &identity->key.length)));
+    struct mt_credentials *credentials = NULL;
+    assert_true(mt_result_is_ok(mt_credentials_new(&credentials)));
+    assert_true(mt_result_is_ok(mt_credentials_add_chain(credentials, leaf, leaf_length)));
+    assert_true(mt_result_is_ok(mt_credentials_add_anchor(credentials, ca_der, ca_length)));
+    assert_true(mt_result_is_ok(mt_credentials_set_key(credentials, key)));
     mt_x509_key_free(key);
-    copy_der(&identity->chain[0], leaf, leaf_length);
-    identity->chain_length = 1;
-    copy_der(&identity->anchors[0], ca_der, ca_length);
-    identity->anchor_count = 1;
-    identity->not_after = now + 3600;
-    identity->refresh_at = now + 2520;
+    snprintf(credentials->spiffe_id, sizeof(credentials->spiffe_id), "%s", spiffe_id);
+    snprintf(credentials->trust_domain, sizeof(credentials->trust_domain), "example.org");
+    credentials->not_after = now + 3600;
+    credentials->refresh_at = now + 2520;
 
     struct mt_tls_context *context = NULL;
-    assert_true(mt_result_is_ok(mt_tls_context_new(identity, 0, &context)));
-    mt_identity_release(identity); /* the context holds its own reference */
+    assert_true(mt_result_is_ok(mt_tls_context_new(credentials, 0, &context)));
+    mt_credentials_release(credentials); /* the context holds its own reference */
     return context;
 }
 

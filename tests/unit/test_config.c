@@ -1,8 +1,8 @@
 /*
- * Tests for config/config.c: every key, the exact text of every error message (file, line, key
- * and the valid values), that a failed load changes nothing, the environment overrides, the
- * limits on rules and patterns, and that mt_config_describe writes text that loads back into the
- * same configuration.
+ * Tests for config/ (the library's configuration, read through config/reader.c): every key, the
+ * exact text of every error message (file, line, key and the valid values), that a failed load
+ * changes nothing, the environment overrides, the limits on rules and patterns, and that
+ * mt_config_describe writes text that loads back into the same configuration.
  *
  * Each test writes its configuration to a fresh mkstemp file, removed again by the teardown.
  */

@@ -1,6 +1,6 @@
 /*
- * Tests for agent/agent_config.c: the agent's configuration file and the rules that decide a
- * caller's SPIFFE ID.
+ * Tests for agent/agent_config.c and agent/rules.c: the agent's configuration file and the rules
+ * that decide a caller's SPIFFE ID, read through the one libconfig reader (config/reader.h).
  *
  * Each configuration is written to a temporary file and loaded the way the agent loads it, so
  * the error messages are checked with the real file name and line numbers an operator would see.
@@ -233,27 +233,27 @@ static void test_load_file_syntax_error_names_line(void **state)
 
 static void test_load_file_unknown_top_level_key_rejected(void **state)
 {
-    expect_error(
-        *state, "lifetime = 600;\n\nlifetme = 60;\n", 3, "lifetme",
-        "unknown key (valid keys: trust_domain, lifetime, rules, issuer_dir, trust_anchors, "
-        "metrics_address)");
+    expect_error(*state, "lifetime = 600;\n\nlifetme = 60;\n", 3, NULL,
+                 "unknown key \"lifetme\"; valid keys: trust_domain, lifetime, rules, issuer_dir, "
+                 "trust_anchors, metrics_address");
 }
 
 static void test_load_file_unknown_rule_key_rejected(void **state)
 {
     expect_error(*state, "rules = (\n  { uid = 1; id = \"a\";\n    user = \"bob\"; }\n);\n", 3,
-                 "rules[0].user", "unknown key (valid keys: uid, gid, exe, sha256, id)");
+                 "rules[0]", "unknown key \"user\"; valid keys: uid, gid, exe, sha256, id");
 }
 
 static void test_load_file_lifetime_wrong_type_rejected(void **state)
 {
     expect_error(*state, "lifetime = \"1d\";\n", 1, "lifetime",
-                 "expected an integer, not a string");
+                 "expected an integer (5 .. 2592000 seconds), got a string");
 }
 
 static void test_load_file_lifetime_out_of_range_rejected(void **state)
 {
-    expect_error(*state, "lifetime = 4;\n", 1, "lifetime", "4 is out of range (5 .. 2592000");
+    expect_error(*state, "lifetime = 4;\n", 1, "lifetime",
+                 "4 is out of range; valid values: 5 .. 2592000 seconds");
     expect_error(*state, "lifetime = 2592001;\n", 1, "lifetime", "out of range");
 }
 
@@ -284,7 +284,7 @@ static void test_load_file_rule_not_a_group_rejected(void **state)
 
 static void test_load_file_rule_without_id_rejected(void **state)
 {
-    expect_error(*state, "rules = (\n  { uid = 1; }\n);\n", 2, "rules[0]", "missing id");
+    expect_error(*state, "rules = (\n  { uid = 1; }\n);\n", 2, "rules[0]", "missing key id");
 }
 
 static void test_load_file_rule_without_condition_rejected(void **state)
@@ -296,7 +296,7 @@ static void test_load_file_rule_without_condition_rejected(void **state)
 static void test_load_file_negative_uid_rejected(void **state)
 {
     expect_error(*state, "rules = ( { uid = -1; id = \"a\"; } );\n", 1, "rules[0].uid",
-                 "-1 is out of range (0 .. 4294967294)");
+                 "-1 is out of range; valid values: 0 .. 4294967294");
 }
 
 static void test_load_file_relative_exe_rejected(void **state)
@@ -333,6 +333,46 @@ static void test_load_file_id_too_long_for_any_uid_rejected(void **state)
     id[2020] = '\0';
     snprintf(text, sizeof(text), "rules = ( { uid = 1; id = \"%s{uid}\"; } );\n", id);
     expect_error(fixture, text, 1, "rules[0].id", "longer than 2048 bytes");
+}
+
+/* Read as a file, a directory would be an empty configuration: every default, silently. */
+static void test_load_file_directory_rejected(void **state)
+{
+    struct fixture *fixture = *state;
+    assert_int_equal(
+        mt_agent_config_load_file(fixture->dir, &fixture->config, MT_TEXT_ON(fixture->message))
+            .error,
+        MT_ERR_CONFIG);
+    char expected[128];
+    snprintf(expected, sizeof(expected), "%s:0: cannot read: Is a directory", fixture->dir);
+    assert_string_equal(fixture->message, expected);
+    assert_string_equal(fixture->config.source, "");
+}
+
+static void test_load_file_issuer_settings_read(void **state)
+{
+    struct fixture *fixture = *state;
+    assert_true(mt_result_is_ok(load_text(fixture, "issuer_dir = \"/etc/meshtls/issuer\";\n"
+                                                   "trust_anchors = [\"a.pem\", \"b.pem\"];\n"
+                                                   "metrics_address = \"[::1]:9000\";\n")));
+    assert_string_equal(fixture->config.issuer_dir, "/etc/meshtls/issuer");
+    assert_int_equal(fixture->config.anchor_file_count, 2);
+    assert_string_equal(fixture->config.anchor_files[1], "b.pem");
+    assert_string_equal(fixture->config.metrics_address, "[::1]:9000");
+}
+
+/* Each entry of trust_anchors is named by its index, at its own line. */
+static void test_load_file_bad_issuer_settings_rejected(void **state)
+{
+    struct fixture *fixture = *state;
+    expect_error(fixture, "trust_anchors = (\"a.pem\",\n  5);\n", 2, "trust_anchors[1]",
+                 "expected a string (a PEM file path), got an integer");
+    expect_error(fixture, "trust_anchors = \"a.pem\";\n", 1, "trust_anchors",
+                 "expected an array of PEM file paths");
+    expect_error(fixture, "issuer_dir = \"\";\n", 1, "issuer_dir",
+                 "\"\" is empty or too long (a path)");
+    expect_error(fixture, "metrics_address = \"localhost\";\n", 1, "metrics_address",
+                 "\"localhost\" is not an address");
 }
 
 static void test_load_file_error_leaves_config_unchanged(void **state)
@@ -698,6 +738,33 @@ static void test_set_lifetime_parsed_and_bounded(void **state)
     assert_int_equal(fixture->config.lifetime_seconds, 600);
 }
 
+/*
+ * The rules were checked within the file's trust domain; a longer one from the flag can push an
+ * ID past 2048 bytes. The message names the rule where the file has it, although the file is
+ * closed by then.
+ */
+static void test_set_trust_domain_too_long_for_a_rule_names_its_line(void **state)
+{
+    struct fixture *fixture = *state;
+    char text[4096];
+    char id[2048];
+    /* spiffe://meshtls.local/ is 23 bytes: with a 10-digit {uid} this ID just fits. */
+    memset(id, 'a', 2048 - 23 - 10);
+    id[2048 - 23 - 10] = '\0';
+    snprintf(text, sizeof(text),
+             "lifetime = 600;\nrules = (\n  { uid = 1; id = \"%s{uid}\"; }\n);\n", id);
+    assert_true(mt_result_is_ok(load_text(fixture, text)));
+    assert_int_equal(mt_agent_config_set_trust_domain(&fixture->config, "prod.example.com",
+                                                      MT_TEXT_ON(fixture->message))
+                         .error,
+                     MT_ERR_CONFIG);
+    char prefix[160];
+    snprintf(prefix, sizeof(prefix), "%s:3: rules[0].id: \"aaaa", fixture->path);
+    assert_memory_equal(fixture->message, prefix, strlen(prefix));
+    assert_non_null(strstr(fixture->message, "aaaa\"... makes a SPIFFE ID longer than 2048 bytes"));
+    assert_string_equal(fixture->config.trust_domain, "meshtls.local");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -725,6 +792,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_file_relative_exe_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_file_bad_ids_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_file_id_too_long_for_any_uid_rejected, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_load_file_directory_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_file_issuer_settings_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_file_bad_issuer_settings_rejected, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_load_file_error_leaves_config_unchanged, setup,
                                         teardown),
@@ -760,6 +831,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set_trust_domain_invalid_rejected_unchanged, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_set_lifetime_parsed_and_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_trust_domain_too_long_for_a_rule_names_its_line,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

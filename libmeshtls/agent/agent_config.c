@@ -32,11 +32,6 @@
 
 #define COUNT_OF(array) (sizeof(array) / sizeof((array)[0]))
 
-static bool is_valid_trust_domain(const char *text)
-{
-    return mt_spiffe_is_valid_trust_domain(text, strlen(text));
-}
-
 /* ---- reading the file -------------------------------------------------------------------- */
 
 /* One load: where its messages go and the configuration it fills. */
@@ -57,7 +52,7 @@ static MT_RESULT check_trust_domain(const struct mt_config_reader *reader,
                                     const config_setting_t *setting, const char *key,
                                     const char *trust_domain)
 {
-    if (is_valid_trust_domain(trust_domain))
+    if (mt_spiffe_is_valid_trust_domain(trust_domain, strlen(trust_domain)))
         return MT_OK_RESULT;
     return mt_config_reader_fail_value(reader, setting, key, trust_domain,
                                        "is not a valid trust domain (%s)", TRUST_DOMAIN_VALUES);

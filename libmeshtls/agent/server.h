@@ -74,7 +74,15 @@ MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
                          const struct mt_agent_config *config, struct mt_issuer *issuer,
                          struct mt_text *reason);
 
-/* Serves until signal_fd (a signalfd) becomes readable; returns the signal number received. */
+/*
+ * One turn of the loop: waits until signal_fd, the listener or a client is ready or a deadline
+ * passes (at most until the issuer's next poll), then serves what is ready and ends the clients
+ * past their deadline. *signal_number is the signal read from signal_fd (a signalfd; -1 for
+ * none), 0 when there was none.
+ */
+MT_RESULT mt_server_turn(struct mt_server *server, int signal_fd, int *signal_number);
+
+/* Turns until signal_fd becomes readable; returns the signal number received. */
 MT_RESULT mt_server_run(struct mt_server *server, int signal_fd, int *signal_number);
 
 /* Closes every connection and removes the socket file if it is still ours. */

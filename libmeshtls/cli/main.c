@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "../config/config.h"
+#include "../exec/check.h"
 #include "../identity/client.h"
-#include "../util/check.h"
 #include "../util/text.h"
 #include "status.h"
 

@@ -12,8 +12,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "../exec/check.h"
 #include "../util/addr.h"
-#include "../util/check.h"
 #include "../util/log.h"
 #include "../util/sys.h"
 #include "conn.h"

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the configuration parser (config/config.c).
+ * libFuzzer target for the configuration parser (config/: config.c and the readers it uses).
  *
  * The input becomes the content of an in-memory file (memfd), loaded through the same path a
  * real file takes. A load must either succeed or fail with a one-line message; a successful one

@@ -508,7 +508,7 @@ class Suite:
         bad = os.path.join(self.workdir, "bad.conf")
         cases = [
             ("lifetime = 86400;\nrules = (\n  { uid = 1; id = \"ns/a\"; colour = \"red\"; }\n);\n",
-             "%s:3: rules[0].colour:" % bad),
+             "%s:3: rules[0]: unknown key \"colour\";" % bad),
             ("trust_domain = \"meshtls.local\";\nlifetime = \"long\";\n", "%s:2: lifetime:" % bad),
             ("rules = (\n  { uid = 1; id = \"ns//x\"; }\n);\n", "%s:2: rules[0].id:" % bad),
             ("lifetime = 86400\nrules = ;\n", "%s:2:" % bad),

@@ -1,10 +1,10 @@
 /*
- * Tests for util/check.c on real binaries: this test program and /usr/bin/curl (dynamic glibc),
- * programs built here with gcc (static, a Go-like one carrying Go's sections, musl's and an
- * unknown program interpreter, an object file), copies with set-user-ID, set-group-ID and file
- * capabilities, scripts (with #!, with env, without #!, nested too deep), hand-made ELF headers
- * for other machines and damaged files, and execvp's PATH lookup. Cases whose tool is missing
- * (gcc, libc.a, setcap) are skipped with a message, never passed silently.
+ * Tests for exec/ (check.c, elf.c, script.c) on real binaries: this test program and /usr/bin/curl
+ * (dynamic glibc), programs built here with gcc (static, a Go-like one carrying Go's sections,
+ * musl's and an unknown program interpreter, an object file), copies with set-user-ID, set-group-ID
+ * and file capabilities, scripts (with #!, with env, without #!, nested too deep), hand-made ELF
+ * headers for other machines and damaged files, and execvp's PATH lookup. Cases whose tool is
+ * missing (gcc, libc.a, setcap) are skipped with a message, never passed silently.
  */
 #include <elf.h>
 #include <setjmp.h>
@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "util/check.h"
+#include "exec/check.h"
 
 static char directory[64];
 static char path_buffer[256];

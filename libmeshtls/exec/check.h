@@ -8,8 +8,8 @@
  * set-group-ID bits and file capabilities (which put the loader in secure-execution mode, where
  * it ignores LD_PRELOAD). The answer is a verdict and one sentence saying why.
  */
-#ifndef MT_UTIL_CHECK_H
-#define MT_UTIL_CHECK_H
+#ifndef MT_EXEC_CHECK_H
+#define MT_EXEC_CHECK_H
 
 #include <limits.h>
 #include <stdbool.h>

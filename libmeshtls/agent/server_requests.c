@@ -1,0 +1,236 @@
+/*
+ * The agent's requests (identity/proto.h): SVID (a CSR in, a signed leaf, its chain and the trust
+ * bundle out), ID (the identity the caller would get), METRICS_FILE (the caller's metrics file,
+ * passed with the reply); STATUS is server_status.c's.
+ *
+ * Owns what a caller gets for what it asked. It must never let a client choose its identity (that
+ * is decided by attestation and the rules: agent_config.h) or the name of its metrics file (that
+ * is its attested pid and start time), never log a key or a CSR, and never answer with a guess:
+ * a caller a sha256 rule may name but whose executable cannot be hashed now is refused, not given
+ * another rule's identity or the default.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../util/log.h"
+#include "../util/text.h"
+#include "agent_metrics.h"
+#include "server_internal.h"
+
+static void format_utc(time_t when, char *text, size_t capacity)
+{
+    struct tm utc;
+    if (gmtime_r(&when, &utc) == NULL || strftime(text, capacity, "%Y-%m-%dT%H:%M:%SZ", &utc) == 0)
+        snprintf(text, capacity, "%lld", (long long)when);
+}
+
+/* The caller's executable's digest, hashed when a sha256 rule first needs it (agent_config.h). */
+static const uint8_t *client_exe_sha256(void *context, const char **problem, bool *later)
+{
+    struct mt_server_client *client = context;
+    struct mt_attest_peer *peer = &client->peer;
+    switch (mt_attest_exe_sha256(client->fd, mt_server_now_ms(), peer)) {
+    case MT_ATTEST_HASH_COMPUTED:
+        atomic_fetch_add(&mt_agent_stats.exe_hashes_computed, 1);
+        break;
+    case MT_ATTEST_HASH_OVER_BUDGET:
+        atomic_fetch_add(&mt_agent_stats.exe_hashes_over_budget, 1);
+        break;
+    default:
+        break;
+    }
+    /* Also when an earlier call settled it (MT_ATTEST_HASH_ALREADY) as a passing failure. */
+    *later = peer->exe_sha256_later;
+    *problem = peer->exe_sha256_problem;
+    return peer->has_exe_sha256 ? peer->exe_sha256 : NULL;
+}
+
+/* The identity attestation and the rules give this client; false after refusing it. */
+static bool client_identity(struct mt_server *server, struct mt_server_client *client,
+                            char *spiffe_id, size_t capacity)
+{
+    const struct mt_attest_peer *peer = &client->peer;
+    struct mt_agent_caller caller = {
+        .pid = peer->pid,
+        .uid = peer->uid,
+        .gid = peer->gid,
+        .exe = peer->has_exe ? peer->exe : NULL,
+        .exe_device = peer->exe_device,
+        .exe_inode = peer->exe_inode,
+        .other_mount_namespace = peer->other_mount_namespace,
+        .exe_sha256 = peer->has_exe_sha256 ? peer->exe_sha256 : NULL,
+        .exe_sha256_problem = peer->exe_sha256_problem,
+        .hash_exe = client_exe_sha256,
+        .hash_context = client,
+    };
+    struct mt_agent_match match;
+    mt_result result =
+        mt_agent_config_resolve_id(server->config, &caller, spiffe_id, capacity, &match);
+    atomic_fetch_add(&mt_agent_stats.exe_mismatches, match.exe_mismatches);
+    if (result.error == MT_ERR_WOULD_BLOCK) {
+        /* A sha256 rule may name the caller, but its executable cannot be hashed now (the
+         * hashing budget is spent, or the agent is short of descriptors or memory): no identity
+         * rather than a guess (another rule's, the default). */
+        mt_server_client_refuse(
+            client, MT_PROTO_ERROR_INTERNAL,
+            "agent busy: the caller's executable cannot be hashed for a sha256 rule "
+            "for now (hashing budget spent or a passing failure); retry in a minute");
+        return false;
+    }
+    if (!mt_result_is_ok(result)) {
+        mt_server_client_refuse(client, MT_PROTO_ERROR_DENIED, "no valid identity for this caller");
+        return false;
+    }
+    if (match.rule != NULL)
+        mt_log_debug("pid %ld matched the rule at %s:%u", (long)peer->pid, server->config->source,
+                     match.rule->line);
+    return true;
+}
+
+static void handle_id_request(struct mt_server *server, struct mt_server_client *client)
+{
+    char spiffe_id[MT_SPIFFE_ID_MAX + 1];
+    if (!client_identity(server, client, spiffe_id, sizeof(spiffe_id)))
+        return;
+    uint8_t *reply = malloc(MT_SERVER_REPLY_MAX);
+    if (reply == NULL) {
+        mt_server_client_refuse(client, MT_PROTO_ERROR_INTERNAL, "out of memory");
+        return;
+    }
+    struct mt_proto_writer writer;
+    size_t length = 0;
+    mt_proto_writer_begin(&writer, reply, MT_SERVER_REPLY_MAX, MT_PROTO_ID_RESPONSE);
+    mt_proto_writer_put(&writer, MT_PROTO_TAG_SPIFFE_ID, spiffe_id, strlen(spiffe_id));
+    if (!mt_result_is_ok(mt_proto_writer_finish(&writer, &length))) {
+        free(reply);
+        mt_server_client_refuse(client, MT_PROTO_ERROR_INTERNAL, "reply does not fit");
+        return;
+    }
+    mt_log_info("told pid %ld uid %u exe %s its identity %s", (long)client->peer.pid,
+                (unsigned)client->peer.uid, mt_server_client_exe(client), spiffe_id);
+    mt_server_client_reply(client, reply, length);
+}
+
+static void handle_svid_request(struct mt_server *server, struct mt_server_client *client,
+                                const struct mt_proto_frame *frame)
+{
+    struct mt_proto_svid_request request;
+    if (!mt_result_is_ok(mt_proto_decode_svid_request(frame, &request))) {
+        mt_server_client_refuse(client, MT_PROTO_ERROR_MALFORMED,
+                                "SVID request malformed (needs one CSR)");
+        return;
+    }
+    char spiffe_id[MT_SPIFFE_ID_MAX + 1];
+    if (!client_identity(server, client, spiffe_id, sizeof(spiffe_id)))
+        return;
+
+    uint8_t leaf[MT_X509_CERT_DER_MAX];
+    size_t leaf_length = 0;
+    time_t not_after = 0;
+    const struct mt_ca *ca = server->issuer->ca;
+    mt_result result =
+        mt_ca_issue(ca, request.csr.data, request.csr.length, spiffe_id, time(NULL),
+                    server->config->lifetime_seconds, leaf, sizeof(leaf), &leaf_length, &not_after);
+    if (!mt_result_is_ok(result)) {
+        if (result.error == MT_ERR_CERT_PARSE)
+            mt_server_client_refuse(
+                client, MT_PROTO_ERROR_BAD_CSR,
+                "CSR rejected: unparsable, bad self-signature, or not an ECDSA P-256 key");
+        else
+            mt_server_client_refuse(client, MT_PROTO_ERROR_INTERNAL,
+                                    mt_error_message(result.error));
+        return;
+    }
+
+    uint8_t *reply = malloc(MT_SERVER_REPLY_MAX);
+    if (reply == NULL) {
+        mt_server_client_refuse(client, MT_PROTO_ERROR_INTERNAL, "out of memory");
+        return;
+    }
+    struct mt_proto_writer writer;
+    size_t length = 0;
+    mt_proto_writer_begin(&writer, reply, MT_SERVER_REPLY_MAX, MT_PROTO_SVID_RESPONSE);
+    mt_proto_writer_put(&writer, MT_PROTO_TAG_SPIFFE_ID, spiffe_id, strlen(spiffe_id));
+    mt_proto_writer_put(&writer, MT_PROTO_TAG_CERT, leaf, leaf_length);
+    for (size_t i = 0; i < ca->chain_length; i++)
+        mt_proto_writer_put(&writer, MT_PROTO_TAG_CERT, ca->chain[i].der, ca->chain[i].length);
+    for (size_t i = 0; i < ca->anchor_count; i++)
+        mt_proto_writer_put(&writer, MT_PROTO_TAG_BUNDLE, ca->anchors[i].der,
+                            ca->anchors[i].length);
+    mt_proto_writer_put_u64(&writer, MT_PROTO_TAG_EXPIRY, (uint64_t)not_after);
+    if (!mt_result_is_ok(mt_proto_writer_finish(&writer, &length))) {
+        free(reply);
+        mt_server_client_refuse(client, MT_PROTO_ERROR_INTERNAL, "reply does not fit");
+        return;
+    }
+    char expires[32];
+    format_utc(not_after, expires, sizeof(expires));
+    mt_log_info("issued %s to pid %ld uid %u exe %s, expires %s", spiffe_id, (long)client->peer.pid,
+                (unsigned)client->peer.uid, mt_server_client_exe(client), expires);
+    atomic_fetch_add(&mt_agent_stats.svids_issued, 1);
+    mt_server_issued_remember(server, &client->peer, spiffe_id, not_after);
+    mt_server_client_reply(client, reply, length);
+}
+
+/* Creates the caller's metrics file and sends it along with the reply (metrics/directory.h). */
+static void handle_metrics_file_request(struct mt_server *server, struct mt_server_client *client)
+{
+    char text[PATH_MAX + 160];
+    struct mt_text reason = mt_text_on(text, sizeof(text));
+    int fd = -1;
+    unsigned long long start_time = 0;
+    mt_result result = mt_agent_metrics_file_create(&server->metrics_directory, &client->peer, &fd,
+                                                    &start_time, &reason);
+    if (!mt_result_is_ok(result)) {
+        mt_server_client_refuse(client,
+                                result.error == MT_ERR_AGENT_REFUSED ? MT_PROTO_ERROR_DENIED
+                                                                     : MT_PROTO_ERROR_INTERNAL,
+                                text);
+        return;
+    }
+    uint8_t *reply = malloc(MT_SERVER_REPLY_MAX);
+    struct mt_proto_writer writer;
+    size_t length = 0;
+    mt_proto_writer_begin(&writer, reply, MT_SERVER_REPLY_MAX, MT_PROTO_METRICS_FILE_RESPONSE);
+    mt_proto_writer_put_u32(&writer, MT_PROTO_TAG_PID, (uint32_t)client->peer.pid);
+    mt_proto_writer_put_u64(&writer, MT_PROTO_TAG_START_TIME, start_time);
+    if (reply == NULL || !mt_result_is_ok(mt_proto_writer_finish(&writer, &length))) {
+        free(reply);
+        close(fd);
+        mt_server_client_refuse(client, MT_PROTO_ERROR_INTERNAL, "out of memory");
+        return;
+    }
+    mt_log_info("gave pid %ld uid %u exe %s its metrics file %s/%ld-%llu.metrics",
+                (long)client->peer.pid, (unsigned)client->peer.uid, mt_server_client_exe(client),
+                server->metrics_directory.path, (long)client->peer.pid, start_time);
+    client->passed_fd = fd;
+    client->has_passed_fd = true;
+    mt_server_client_reply(client, reply, length);
+}
+
+void mt_server_request_handle(struct mt_server *server, struct mt_server_client *client,
+                              const struct mt_proto_frame *frame)
+{
+    char text[64];
+    switch (frame->type) {
+    case MT_PROTO_SVID_REQUEST:
+        handle_svid_request(server, client, frame);
+        break;
+    case MT_PROTO_ID_REQUEST:
+        handle_id_request(server, client);
+        break;
+    case MT_PROTO_STATUS_REQUEST:
+        mt_server_status_reply(server, client);
+        break;
+    case MT_PROTO_METRICS_FILE_REQUEST:
+        handle_metrics_file_request(server, client);
+        break;
+    default:
+        snprintf(text, sizeof(text), "message type %u is not a request", (unsigned)frame->type);
+        mt_server_client_refuse(client, MT_PROTO_ERROR_UNSUPPORTED, text);
+        break;
+    }
+}

@@ -1,0 +1,245 @@
+/*
+ * Tests for config/environment.c: MESHTLS_AGENT_SOCKET, MESHTLS_AGENT_UID and MESHTLS_LOG over a
+ * configuration, a bad one changing nothing, and MESHTLS_CONFIG naming the file mt_config_load
+ * reads before them.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config_support.h"
+
+static void test_mt_config_apply_environment_variables_override(void **state)
+{
+    (void)state;
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    setenv("MESHTLS_AGENT_SOCKET", "/tmp/other/agent.sock", 1);
+    setenv("MESHTLS_AGENT_UID", "65534", 1);
+    setenv("MESHTLS_LOG", "debug", 1);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_apply_environment(&config, MT_TEXT_ON(message)).error, MT_OK);
+    assert_string_equal(config.agent_socket, "/tmp/other/agent.sock");
+    assert_int_equal(config.agent_uid, 65534);
+    assert_int_equal(config.log_level, MT_LOG_DEBUG);
+}
+
+static void test_mt_config_apply_environment_empty_variables_are_ignored(void **state)
+{
+    (void)state;
+    struct mt_config config;
+    set_non_defaults(&config);
+    struct mt_config before = config;
+    setenv("MESHTLS_AGENT_SOCKET", "", 1);
+    setenv("MESHTLS_AGENT_UID", "", 1);
+    setenv("MESHTLS_LOG", "", 1);
+    assert_int_equal(mt_config_apply_environment(&config, NULL).error, MT_OK);
+    assert_configs_equal(&config, &before);
+}
+
+static void test_mt_config_apply_environment_invalid_value_names_the_variable(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *socket_path;
+        const char *log_level;
+        const char *message;
+    } cases[] = {
+        {NULL, "verbose",
+         "MESHTLS_LOG: \"verbose\" is not one of \"error\", \"warn\", \"info\", \"debug\""},
+        {NULL, "DEBUG",
+         "MESHTLS_LOG: \"DEBUG\" is not one of \"error\", \"warn\", \"info\", \"debug\""},
+        {"agent.sock", NULL, "MESHTLS_AGENT_SOCKET: \"agent.sock\" is not an absolute path"},
+        /* The socket is valid, the level is not: neither may be applied. */
+        {"/ok.sock", "loud",
+         "MESHTLS_LOG: \"loud\" is not one of \"error\", \"warn\", \"info\", \"debug\""},
+    };
+    for (size_t i = 0; i < COUNT_OF(cases); i++) {
+        teardown(NULL);
+        if (cases[i].socket_path != NULL)
+            setenv("MESHTLS_AGENT_SOCKET", cases[i].socket_path, 1);
+        if (cases[i].log_level != NULL)
+            setenv("MESHTLS_LOG", cases[i].log_level, 1);
+        struct mt_config config;
+        set_non_defaults(&config);
+        struct mt_config before;
+        memcpy(&before, &config, sizeof(config));
+        char message[MT_CONFIG_MESSAGE_MAX];
+        assert_int_equal(mt_config_apply_environment(&config, MT_TEXT_ON(message)).error,
+                         MT_ERR_CONFIG);
+        assert_string_equal(message, cases[i].message);
+        assert_memory_equal(&config, &before, sizeof(config));
+    }
+}
+
+/* MESHTLS_AGENT_UID is a decimal uid and nothing else; a bad one changes nothing. */
+static void test_mt_config_apply_environment_bad_agent_uid_names_the_variable(void **state)
+{
+    (void)state;
+    static const char *const values[] = {"root", "-1",         "+0",         " 0",
+                                         "0x10", "2147483648", "99999999999"};
+    for (size_t i = 0; i < COUNT_OF(values); i++) {
+        teardown(NULL);
+        setenv("MESHTLS_AGENT_UID", values[i], 1);
+        setenv("MESHTLS_AGENT_SOCKET", "/ok.sock", 1);
+        struct mt_config config;
+        set_non_defaults(&config);
+        struct mt_config before;
+        memcpy(&before, &config, sizeof(config));
+        char message[MT_CONFIG_MESSAGE_MAX];
+        char expected[MT_CONFIG_MESSAGE_MAX];
+        snprintf(expected, sizeof(expected),
+                 "MESHTLS_AGENT_UID: \"%s\" is not a uid (a decimal number 0 .. 2147483647, "
+                 "e.g. 0)",
+                 values[i]);
+        assert_int_equal(mt_config_apply_environment(&config, MT_TEXT_ON(message)).error,
+                         MT_ERR_CONFIG);
+        assert_string_equal(message, expected);
+        assert_memory_equal(&config, &before, sizeof(config));
+    }
+    teardown(NULL);
+    setenv("MESHTLS_AGENT_UID", "2147483647", 1);
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    assert_int_equal(mt_config_apply_environment(&config, NULL).error, MT_OK);
+    assert_int_equal(config.agent_uid, 2147483647);
+}
+
+static void test_mt_config_apply_environment_long_socket_path_is_refused(void **state)
+{
+    (void)state;
+    char socket_path[200];
+    memset(socket_path, 'b', sizeof(socket_path) - 1);
+    socket_path[0] = '/';
+    socket_path[sizeof(socket_path) - 1] = '\0';
+    setenv("MESHTLS_AGENT_SOCKET", socket_path, 1);
+    struct mt_config config;
+    mt_config_set_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_apply_environment(&config, MT_TEXT_ON(message)).error,
+                     MT_ERR_CONFIG);
+    char expected[MT_CONFIG_MESSAGE_MAX];
+    snprintf(expected, sizeof(expected),
+             "MESHTLS_AGENT_SOCKET: \"%.80s\"... is 199 bytes long; a Unix socket path is at "
+             "most 107 bytes",
+             socket_path);
+    assert_string_equal(message, expected);
+    assert_string_equal(config.agent_socket, MT_CONFIG_DEFAULT_AGENT_SOCKET);
+}
+
+static void test_mt_config_load_file_from_environment_then_overrides_apply(void **state)
+{
+    (void)state;
+    const char *path =
+        write_temp_file("agent_socket = \"/from/file.sock\";\n"
+                        "log_level = \"error\";\ntrust_domain = \"file.example\";\n");
+    setenv("MESHTLS_CONFIG", path, 1);
+    setenv("MESHTLS_LOG", "info", 1);
+    struct mt_config config;
+    set_non_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    mt_result result = mt_config_load(&config, MT_TEXT_ON(message));
+    if (!mt_result_is_ok(result))
+        fail_msg("%s", message);
+    assert_string_equal(config.source, path);
+    assert_string_equal(config.agent_socket, "/from/file.sock");
+    assert_int_equal(config.log_level, MT_LOG_INFO);
+    assert_string_equal(config.trust_domain, "file.example");
+    /* Keys the file does not set come from the defaults, not from what config held before. */
+    assert_int_equal(config.outbound.other, MT_OUTBOUND_MTLS);
+    assert_int_equal(config.handshake_timeout_ms, 10000);
+}
+
+static void test_mt_config_load_bad_file_gives_defaults_and_message(void **state)
+{
+    (void)state;
+    const char *path = write_temp_file("log_level = \"info\";\noutbound = { default = 1; };\n");
+    setenv("MESHTLS_CONFIG", path, 1);
+    struct mt_config config;
+    set_non_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_load(&config, MT_TEXT_ON(message)).error, MT_ERR_CONFIG);
+    char expected[MT_CONFIG_MESSAGE_MAX];
+    snprintf(expected, sizeof(expected),
+             "%s:2: outbound.default: expected a string (one of \"mtls\", \"plain\"), got an "
+             "integer",
+             path);
+    assert_string_equal(message, expected);
+    struct mt_config defaults;
+    mt_config_set_defaults(&defaults);
+    assert_configs_equal(&config, &defaults);
+}
+
+static void test_mt_config_load_missing_configured_file_is_an_error(void **state)
+{
+    (void)state;
+    setenv("MESHTLS_CONFIG", "/nonexistent/mesh.conf", 1);
+    struct mt_config config;
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_load(&config, MT_TEXT_ON(message)).error, MT_ERR_CONFIG);
+    assert_string_equal(message,
+                        "/nonexistent/mesh.conf:0: cannot open: No such file or directory");
+    assert_string_equal(config.agent_socket, MT_CONFIG_DEFAULT_AGENT_SOCKET);
+}
+
+static void test_mt_config_load_bad_environment_gives_defaults_and_message(void **state)
+{
+    (void)state;
+    const char *path = write_temp_file("log_level = \"info\";\n");
+    setenv("MESHTLS_CONFIG", path, 1);
+    setenv("MESHTLS_LOG", "chatty", 1);
+    struct mt_config config;
+    set_non_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_load(&config, MT_TEXT_ON(message)).error, MT_ERR_CONFIG);
+    assert_string_equal(message,
+                        "MESHTLS_LOG: \"chatty\" is not one of \"error\", \"warn\", \"info\", "
+                        "\"debug\"");
+    assert_int_equal(config.log_level, MT_LOG_WARN);
+    assert_string_equal(config.source, "");
+}
+
+/* With MESHTLS_CONFIG unset or empty the default path decides; only testable where it is absent. */
+static void test_mt_config_load_no_file_gives_defaults_with_overrides(void **state)
+{
+    (void)state;
+    if (access(MT_CONFIG_DEFAULT_PATH, F_OK) == 0)
+        skip();
+    setenv("MESHTLS_CONFIG", "", 1);
+    setenv("MESHTLS_AGENT_SOCKET", "/env/agent.sock", 1);
+    struct mt_config config;
+    set_non_defaults(&config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_load(&config, MT_TEXT_ON(message)).error, MT_OK);
+    struct mt_config expected;
+    mt_config_set_defaults(&expected);
+    strcpy(expected.agent_socket, "/env/agent.sock");
+    assert_configs_equal(&config, &expected);
+}
+
+#define TEST(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TEST(test_mt_config_apply_environment_variables_override),
+        TEST(test_mt_config_apply_environment_empty_variables_are_ignored),
+        TEST(test_mt_config_apply_environment_invalid_value_names_the_variable),
+        TEST(test_mt_config_apply_environment_bad_agent_uid_names_the_variable),
+        TEST(test_mt_config_apply_environment_long_socket_path_is_refused),
+        TEST(test_mt_config_load_file_from_environment_then_overrides_apply),
+        TEST(test_mt_config_load_bad_file_gives_defaults_and_message),
+        TEST(test_mt_config_load_missing_configured_file_is_an_error),
+        TEST(test_mt_config_load_bad_environment_gives_defaults_and_message),
+        TEST(test_mt_config_load_no_file_gives_defaults_with_overrides),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

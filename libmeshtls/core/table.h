@@ -1,9 +1,8 @@
 /*
  * fd → connection table: which file descriptors are ours.
  *
- * A two-level array of atomic pointers, chunks allocated on first use and never freed. Lookups
- * take no lock and never allocate, so every hook can ask "is this fd ours?" at the cost of two
- * loads, even from a signal handler writing to a self-pipe.
+ * An fd map (fd_map.h): lookups take no lock and never allocate, so every hook can ask "is this
+ * fd ours?" at the cost of two loads, even from a signal handler writing to a self-pipe.
  *
  * Lifetime: the table holds one reference to each connection; mt_table_acquire() adds one for the
  * caller. Connection objects are type-stable (recycled through a free list, never returned to

@@ -409,7 +409,8 @@ static void find_same_socket(int fd, struct mt_conn *conn, void *argument)
         search->found = conn;
 }
 
-static void adopt_or_alias(int fd, bool server, const struct sockaddr_storage *destination)
+static void adopt_or_alias(int fd, enum mt_intercept_direction direction,
+                           const struct sockaddr_storage *destination)
 {
     struct alias_search search = {.found = NULL};
     if (fstat(fd, &search.wanted) != 0 || !S_ISSOCK(search.wanted.st_mode))
@@ -418,7 +419,7 @@ static void adopt_or_alias(int fd, bool server, const struct sockaddr_storage *d
     if (search.found != NULL)
         (void)mt_conn_add_alias(search.found, fd);
     else
-        mt_intercept_adopt(fd, server, destination);
+        mt_intercept_adopt(fd, direction, destination);
 }
 
 void mt_inherit_adopt(void)
@@ -440,9 +441,9 @@ void mt_inherit_adopt(void)
         struct sockaddr_storage destination;
         bool valid = end != NULL && *end == ':' && fd >= 0 && fd < 0x7fffffff;
         if (valid && end[1] == 's' && end[2] == '\0')
-            adopt_or_alias((int)fd, true, NULL);
+            adopt_or_alias((int)fd, MT_INTERCEPT_INBOUND, NULL);
         else if (valid && end[1] == 'c' && end[2] == '@' && mt_addr_parse(end + 3, &destination))
-            adopt_or_alias((int)fd, false, &destination);
+            adopt_or_alias((int)fd, MT_INTERCEPT_OUTBOUND, &destination);
         cursor = next;
     }
     free(copy);

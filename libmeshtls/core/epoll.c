@@ -1,6 +1,10 @@
 /*
  * epoll translation for intercepted sockets (see epoll.h for the model).
  *
+ * Owns the epoll instances created through the hooks, their records (one per registered fd) and
+ * what the kernel is asked for on each. Must never hand the application an event for a record it
+ * deleted, alter the epoll_data it stored, nor take a connection's lock with its own held.
+ *
  * Locking: an instance's lock protects its records and attention list and is never held while a
  * connection's lock is taken (the engine's readiness calls lock the connection themselves), and a
  * connection never calls mt_epoll_notify() while holding its own lock. So those two never nest.

@@ -1,5 +1,9 @@
 /*
  * Configuration loading and the identity / TLS context lifecycle (see runtime.h).
+ *
+ * Owns the process's configuration (loaded once) and its current TLS context, renewed through
+ * the agent. Must never start a thread, wait for the agent while a valid identity is at hand, nor
+ * hand out a context whose identity has expired.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -16,6 +20,8 @@
 /* After a failed fetch, wait this long (doubling up to the maximum) before asking again. */
 #define RETRY_FIRST_MS 500
 #define RETRY_MAX_MS 30000
+/* "2025-01-31T23:59:59Z" and its NUL, with room to spare. */
+#define TIME_TEXT_MAX 32
 
 static pthread_once_t config_once = PTHREAD_ONCE_INIT;
 static struct mt_config config;
@@ -127,7 +133,7 @@ static void install(const struct mt_config *settings, struct mt_credentials *ide
         note_failure(message, result.error);
         return;
     }
-    char expiry[32];
+    char expiry[TIME_TEXT_MAX];
     format_time(identity->not_after, expiry, sizeof(expiry));
     mt_log_info("identity %s, valid until %s", identity->spiffe_id, expiry);
     mt_metrics_identity(identity->not_after, current_context != NULL);
@@ -223,7 +229,7 @@ struct mt_tls_context *mt_runtime_context(struct mt_text *reason)
     if (identity != NULL && time(NULL) < identity->not_after) {
         context = mt_tls_context_acquire(current_context);
     } else if (identity != NULL) {
-        char expiry[32];
+        char expiry[TIME_TEXT_MAX];
         format_time(identity->not_after, expiry, sizeof(expiry));
         mt_text_set(reason, "identity %.200s expired at %s and no new one: %.200s",
                     identity->spiffe_id, expiry, last_failure);

@@ -1,7 +1,10 @@
 /*
- * The fd table and the connection object pool (see table.h for the lifetime rules). The slots
- * are an fd map (fd_map.h); this file owns what they hold: connection pointers, tagged with the
- * fd's exec wish, and the count of fds that are ours.
+ * The fd table and the connection object pool (see table.h for the lifetime rules).
+ *
+ * The slots are an fd map (fd_map.h); this file owns what they hold (connection pointers, tagged
+ * with the fd's exec wish), the count of fds that are ours, and the pool connection objects are
+ * recycled through. Must never free a connection object (a lookup may still read it), nor take a
+ * lock on the lookup path.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -97,7 +97,7 @@ static struct record *record_allocate(void)
         free_records = record->next_free;
     } else if (record_high_water < MT_FD_MAP_LIMIT) {
         uint32_t index = record_high_water;
-        mt_fd_map_slot *slot = mt_fd_map_slot_of(&records, (int)index, true);
+        mt_fd_map_slot *slot = mt_fd_map_slot_create(&records, (int)index);
         record = slot != NULL ? calloc(1, sizeof(*record)) : NULL;
         if (record != NULL) {
             record->index = index;
@@ -210,7 +210,7 @@ static void attend_locked(struct instance *instance, struct record *record)
 
 void mt_epoll_created(int epfd)
 {
-    mt_fd_map_slot *slot = mt_fd_map_slot_of(&instances, epfd, true);
+    mt_fd_map_slot *slot = mt_fd_map_slot_create(&instances, epfd);
     if (slot == NULL)
         return;
     struct instance *instance = atomic_load(slot);

@@ -7,38 +7,24 @@
 
 #include "fd_map.h"
 
-static mt_fd_map_slot *chunk_of(struct mt_fd_map *map, unsigned index)
+mt_fd_map_slot *mt_fd_map_slot_create(struct mt_fd_map *map, int index)
 {
-    return atomic_load_explicit(&map->chunks[index >> MT_FD_MAP_CHUNK_BITS], memory_order_acquire);
-}
-
-mt_fd_map_slot *mt_fd_map_slot_of(struct mt_fd_map *map, int index, bool create)
-{
-    if (index < 0 || (unsigned)index >= MT_FD_MAP_LIMIT)
+    mt_fd_map_slot *slot = mt_fd_map_slot_of(map, index);
+    if (slot != NULL || index < 0 || (unsigned)index >= MT_FD_MAP_LIMIT)
+        return slot;
+    mt_fd_map_slot *fresh = calloc(MT_FD_MAP_CHUNK_SIZE, sizeof(*fresh));
+    if (fresh == NULL)
         return NULL;
+    /* Another thread may have published this chunk first: use its chunk, drop ours. */
     unsigned position = (unsigned)index;
-    mt_fd_map_slot *chunk = chunk_of(map, position);
-    if (chunk == NULL && create) {
-        mt_fd_map_slot *fresh = calloc(MT_FD_MAP_CHUNK_SIZE, sizeof(*fresh));
-        if (fresh == NULL)
-            return NULL;
-        /* Another thread may have published this chunk first: use its chunk, drop ours. */
-        mt_fd_map_slot *expected = NULL;
-        if (atomic_compare_exchange_strong(&map->chunks[position >> MT_FD_MAP_CHUNK_BITS],
-                                           &expected, fresh)) {
-            chunk = fresh;
-        } else {
-            free(fresh);
-            chunk = expected;
-        }
+    mt_fd_map_slot *chunk = NULL;
+    if (atomic_compare_exchange_strong(&map->chunks[position >> MT_FD_MAP_CHUNK_BITS], &chunk,
+                                       fresh)) {
+        chunk = fresh;
+    } else {
+        free(fresh);
     }
-    return chunk != NULL ? &chunk[position & (MT_FD_MAP_CHUNK_SIZE - 1)] : NULL;
-}
-
-void *mt_fd_map_get(struct mt_fd_map *map, int index)
-{
-    mt_fd_map_slot *slot = mt_fd_map_slot_of(map, index, false);
-    return slot != NULL ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
+    return &chunk[position & (MT_FD_MAP_CHUNK_SIZE - 1)];
 }
 
 int mt_fd_map_next(struct mt_fd_map *map, unsigned from, unsigned last)
@@ -46,7 +32,8 @@ int mt_fd_map_next(struct mt_fd_map *map, unsigned from, unsigned last)
     if (last >= MT_FD_MAP_LIMIT)
         last = MT_FD_MAP_LIMIT - 1;
     for (unsigned index = from; index <= last; index++) {
-        mt_fd_map_slot *chunk = chunk_of(map, index);
+        mt_fd_map_slot *chunk =
+            atomic_load_explicit(&map->chunks[index >> MT_FD_MAP_CHUNK_BITS], memory_order_acquire);
         if (chunk == NULL) {
             index |= MT_FD_MAP_CHUNK_SIZE - 1; /* skip the whole missing chunk */
             continue;

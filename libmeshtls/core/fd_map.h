@@ -3,7 +3,7 @@
  * epoll's instances and records (epoll.c).
  *
  *   index 0 .. MT_FD_MAP_LIMIT - 1 (the kernel's default nr_open, 1 048 576)
- *     → chunk index >> MT_FD_MAP_CHUNK_BITS, allocated on the first store into it, never freed
+ *     → chunk index >> MT_FD_MAP_CHUNK_BITS, allocated by mt_fd_map_slot_create, never freed
  *       → slot  index & (MT_FD_MAP_CHUNK_SIZE - 1), one atomic pointer
  *
  * A lookup takes no lock and never allocates: two loads, so every hook can ask "is this fd
@@ -19,7 +19,8 @@
 #ifndef MT_CORE_FD_MAP_H
 #define MT_CORE_FD_MAP_H
 
-#include <stdbool.h>
+#include <stdatomic.h>
+#include <stddef.h>
 
 #define MT_FD_MAP_CHUNK_BITS 10
 #define MT_FD_MAP_CHUNK_SIZE (1u << MT_FD_MAP_CHUNK_BITS)
@@ -34,13 +35,27 @@ struct mt_fd_map {
 
 /*
  * index's slot, for the caller's atomic operations on it (load, store, exchange, compare and
- * exchange). NULL when index is out of range, or its chunk does not exist yet (create false) or
- * cannot be allocated (create true).
+ * exchange); NULL when index is out of range or its chunk does not exist yet. Inline: it is the
+ * lookup every hook makes.
  */
-mt_fd_map_slot *mt_fd_map_slot_of(struct mt_fd_map *map, int index, bool create);
+static inline mt_fd_map_slot *mt_fd_map_slot_of(struct mt_fd_map *map, int index)
+{
+    if (index < 0 || (unsigned)index >= MT_FD_MAP_LIMIT)
+        return NULL;
+    mt_fd_map_slot *chunk = atomic_load_explicit(
+        &map->chunks[(unsigned)index >> MT_FD_MAP_CHUNK_BITS], memory_order_acquire);
+    return chunk != NULL ? &chunk[(unsigned)index & (MT_FD_MAP_CHUNK_SIZE - 1)] : NULL;
+}
+
+/* As mt_fd_map_slot_of, allocating the chunk first when needed: NULL out of range or memory. */
+mt_fd_map_slot *mt_fd_map_slot_create(struct mt_fd_map *map, int index);
 
 /* The value at index (an acquire load), NULL when the slot is empty or does not exist. */
-void *mt_fd_map_get(struct mt_fd_map *map, int index);
+static inline void *mt_fd_map_get(struct mt_fd_map *map, int index)
+{
+    mt_fd_map_slot *slot = mt_fd_map_slot_of(map, index);
+    return slot != NULL ? atomic_load_explicit(slot, memory_order_acquire) : NULL;
+}
 
 /*
  * The first index in [from, last] whose slot holds a value, or -1 when none does (last is cut to

@@ -33,7 +33,7 @@ static struct mt_conn *pool;
 
 struct mt_conn *mt_table_acquire(int fd)
 {
-    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd, false);
+    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd);
     if (slot == NULL)
         return NULL;
     for (;;) {
@@ -54,7 +54,7 @@ struct mt_conn *mt_table_acquire(int fd)
 
 bool mt_table_insert(int fd, struct mt_conn *conn)
 {
-    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd, true);
+    mt_fd_map_slot *slot = mt_fd_map_slot_create(&table, fd);
     if (slot == NULL)
         return false;
     struct mt_conn *previous = conn_of(atomic_exchange(slot, conn));
@@ -69,7 +69,7 @@ bool mt_table_insert(int fd, struct mt_conn *conn)
 
 struct mt_conn *mt_table_remove(int fd)
 {
-    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd, false);
+    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd);
     if (slot == NULL || atomic_load_explicit(slot, memory_order_relaxed) == NULL)
         return NULL;
     struct mt_conn *conn = conn_of(atomic_exchange(slot, NULL));
@@ -80,7 +80,7 @@ struct mt_conn *mt_table_remove(int fd)
 
 bool mt_table_set_exec_wish(int fd, bool wish)
 {
-    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd, false);
+    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd);
     if (slot == NULL)
         return false;
     void *value = atomic_load(slot);
@@ -95,7 +95,7 @@ bool mt_table_set_exec_wish(int fd, bool wish)
 
 bool mt_table_exec_wish(int fd)
 {
-    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd, false);
+    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd);
     return slot != NULL && ((uintptr_t)atomic_load(slot) & EXEC_WISH) != 0;
 }
 

@@ -10,6 +10,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -29,7 +30,7 @@ static void *value_for(unsigned index)
 
 static void store(struct mt_fd_map *map, int index)
 {
-    mt_fd_map_slot *slot = mt_fd_map_slot_of(map, index, true);
+    mt_fd_map_slot *slot = mt_fd_map_slot_create(map, index);
     assert_non_null(slot);
     atomic_store(slot, value_for((unsigned)index));
 }
@@ -40,25 +41,25 @@ static void test_mt_fd_map_get_empty_map_returns_null(void **state)
     static struct mt_fd_map map; /* zeroed: how the table and epoll declare theirs */
     assert_null(mt_fd_map_get(&map, 0));
     assert_null(mt_fd_map_get(&map, (int)MT_FD_MAP_LIMIT - 1));
-    assert_null(mt_fd_map_slot_of(&map, 0, false));
+    assert_null(mt_fd_map_slot_of(&map, 0));
     assert_int_equal(mt_fd_map_next(&map, 0, UINT_MAX), -1);
 }
 
-static void test_mt_fd_map_slot_of_create_allocates_only_the_chunk_asked_for(void **state)
+static void test_mt_fd_map_slot_create_allocates_only_the_chunk_asked_for(void **state)
 {
     (void)state;
     static struct mt_fd_map map;
     int first = (int)MT_FD_MAP_CHUNK_SIZE + 7;
-    mt_fd_map_slot *slot = mt_fd_map_slot_of(&map, first, true);
+    mt_fd_map_slot *slot = mt_fd_map_slot_create(&map, first);
     assert_non_null(slot);
     /* Its chunk exists now, for every index of it; the chunks around it do not. */
-    assert_non_null(mt_fd_map_slot_of(&map, (int)MT_FD_MAP_CHUNK_SIZE, false));
-    assert_non_null(mt_fd_map_slot_of(&map, 2 * (int)MT_FD_MAP_CHUNK_SIZE - 1, false));
-    assert_null(mt_fd_map_slot_of(&map, (int)MT_FD_MAP_CHUNK_SIZE - 1, false));
-    assert_null(mt_fd_map_slot_of(&map, 2 * (int)MT_FD_MAP_CHUNK_SIZE, false));
+    assert_non_null(mt_fd_map_slot_of(&map, (int)MT_FD_MAP_CHUNK_SIZE));
+    assert_non_null(mt_fd_map_slot_of(&map, 2 * (int)MT_FD_MAP_CHUNK_SIZE - 1));
+    assert_null(mt_fd_map_slot_of(&map, (int)MT_FD_MAP_CHUNK_SIZE - 1));
+    assert_null(mt_fd_map_slot_of(&map, 2 * (int)MT_FD_MAP_CHUNK_SIZE));
     /* A slot keeps its address: readers may hold it while others store. */
-    assert_ptr_equal(mt_fd_map_slot_of(&map, first, true), slot);
-    assert_ptr_equal(mt_fd_map_slot_of(&map, first, false), slot);
+    assert_ptr_equal(mt_fd_map_slot_create(&map, first), slot);
+    assert_ptr_equal(mt_fd_map_slot_of(&map, first), slot);
     assert_null(mt_fd_map_get(&map, first));
     atomic_store(slot, value_for((unsigned)first));
     assert_ptr_equal(mt_fd_map_get(&map, first), value_for((unsigned)first));
@@ -71,7 +72,7 @@ static void test_mt_fd_map_slot_of_out_of_range_returns_null(void **state)
     static struct mt_fd_map map;
     const int outside[] = {-1, INT_MIN, (int)MT_FD_MAP_LIMIT, INT_MAX};
     for (size_t i = 0; i < COUNT_OF(outside); i++) {
-        assert_null(mt_fd_map_slot_of(&map, outside[i], true));
+        assert_null(mt_fd_map_slot_create(&map, outside[i]));
         assert_null(mt_fd_map_get(&map, outside[i]));
     }
     /* The last index inside is a slot like any other (so the bound is not one too low). */
@@ -86,11 +87,11 @@ static void test_mt_fd_map_next_removed_value_is_skipped(void **state)
     store(&map, 10);
     store(&map, 20);
     assert_int_equal(mt_fd_map_next(&map, 0, UINT_MAX), 10);
-    atomic_store(mt_fd_map_slot_of(&map, 10, false), NULL);
+    atomic_store(mt_fd_map_slot_of(&map, 10), NULL);
     assert_null(mt_fd_map_get(&map, 10));
     assert_int_equal(mt_fd_map_next(&map, 0, UINT_MAX), 20);
     /* The chunk stays (a reader may hold one of its slots): stored again, found again. */
-    assert_non_null(mt_fd_map_slot_of(&map, 10, false));
+    assert_non_null(mt_fd_map_slot_of(&map, 10));
     store(&map, 10);
     assert_int_equal(mt_fd_map_next(&map, 0, UINT_MAX), 10);
 }
@@ -149,7 +150,7 @@ static void *race(void *argument)
     pthread_barrier_wait(racer->start);
     for (unsigned chunk = 0; chunk < RACE_CHUNKS; chunk++) {
         unsigned index = race_index(chunk, racer->offset);
-        mt_fd_map_slot *slot = mt_fd_map_slot_of(racer->map, (int)index, true);
+        mt_fd_map_slot *slot = mt_fd_map_slot_create(racer->map, (int)index);
         if (slot == NULL)
             return NULL;
         atomic_store(slot, value_for(index));
@@ -157,7 +158,7 @@ static void *race(void *argument)
     return racer;
 }
 
-static void test_mt_fd_map_slot_of_concurrent_creation_keeps_every_store(void **state)
+static void test_mt_fd_map_slot_create_concurrent_creation_keeps_every_store(void **state)
 {
     (void)state;
     /*
@@ -202,7 +203,7 @@ static void test_mt_fd_map_fork_child_has_the_parent_map(void **state)
          * may it need anything the forking thread's siblings held: it stores without a lock. */
         bool intact =
             mt_fd_map_get(&map, 42) == value_for(42) && mt_fd_map_next(&map, 0, UINT_MAX) == 42;
-        mt_fd_map_slot *slot = mt_fd_map_slot_of(&map, 5000, true);
+        mt_fd_map_slot *slot = mt_fd_map_slot_create(&map, 5000);
         if (slot != NULL)
             atomic_store(slot, value_for(5000));
         _exit(intact && mt_fd_map_get(&map, 5000) == value_for(5000) ? 0 : 1);
@@ -219,11 +220,11 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mt_fd_map_get_empty_map_returns_null),
-        cmocka_unit_test(test_mt_fd_map_slot_of_create_allocates_only_the_chunk_asked_for),
+        cmocka_unit_test(test_mt_fd_map_slot_create_allocates_only_the_chunk_asked_for),
         cmocka_unit_test(test_mt_fd_map_slot_of_out_of_range_returns_null),
         cmocka_unit_test(test_mt_fd_map_next_removed_value_is_skipped),
         cmocka_unit_test(test_mt_fd_map_next_in_range_finds_exactly_the_values_in_it),
-        cmocka_unit_test(test_mt_fd_map_slot_of_concurrent_creation_keeps_every_store),
+        cmocka_unit_test(test_mt_fd_map_slot_create_concurrent_creation_keeps_every_store),
         cmocka_unit_test(test_mt_fd_map_fork_child_has_the_parent_map),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -31,7 +31,7 @@ struct mt_conn *mt_table_remove(int fd);
 bool mt_table_set_exec_wish(int fd, bool wish);
 bool mt_table_exec_wish(int fd);
 
-/* True when some fd is ours: lets poll skip its translation entirely in plain processes. */
+/* True when no fd is ours: lets poll skip its translation entirely in plain processes. */
 bool mt_table_is_empty(void);
 
 /* Calls visit for every connection in the table (at fork time: no other thread runs). */

@@ -76,9 +76,8 @@ struct mt_intercept_facts {
 
 /*
  * MESH and REFUSE: what the connection is opened with (struct mt_conn_settings, conn.h). The
- * verdict of the decision's direction is policy's, with the mode the connection runs in, which
- * its log lines name: outbound mtls; inbound strict or permissive (when the flags overrule the
- * verdict's mode too).
+ * verdict of the decision's direction is policy's except for its mode, which is the mode the
+ * connection runs in, as its log lines name it: outbound mtls; inbound strict or permissive.
  */
 struct mt_intercept_decision {
     enum mt_intercept_action action;

@@ -66,20 +66,21 @@ MT_EXPORT int meshtls_init(void)
 MT_EXPORT int meshtls_connect(int fd, const struct sockaddr *address, socklen_t length)
 {
     mt_real_init();
-    return (int)checked(fd, mt_intercept_connect(fd, address, length, true));
+    return (int)checked(fd, mt_intercept_connect(fd, address, length, MT_INTERCEPT_FORCE_MTLS));
 }
 
 MT_EXPORT int meshtls_accept(int listener, struct sockaddr *address, socklen_t *length, int flags)
 {
     mt_real_init();
-    int fd = mt_intercept_accept(listener, address, length, flags, true, true);
+    int fd = mt_intercept_accept4(listener, address, length, flags, MT_INTERCEPT_FORCE_MTLS);
     return fd < 0 ? failed(-1, fd) : fd;
 }
 
 MT_EXPORT int meshtls_wrap(int fd, enum meshtls_role role)
 {
     mt_real_init();
-    mt_intercept_adopt(fd, role == MESHTLS_SERVER, NULL);
+    mt_intercept_adopt(fd, role == MESHTLS_SERVER ? MT_INTERCEPT_INBOUND : MT_INTERCEPT_OUTBOUND,
+                       NULL);
     struct mt_conn *conn = mt_table_acquire(fd);
     if (conn == NULL) {
         errno = ENOTSOCK;

@@ -1,6 +1,10 @@
 /*
  * epoll translation for intercepted sockets (see epoll.h for the model).
  *
+ * Owns the epoll instances created through the hooks, their records (one per registered fd) and
+ * what the kernel is asked for on each. Must never hand the application an event for a record it
+ * deleted, alter the epoll_data it stored, nor take a connection's lock with its own held.
+ *
  * Locking: an instance's lock protects its records and attention list and is never held while a
  * connection's lock is taken (the engine's readiness calls lock the connection themselves), and a
  * connection never calls mt_epoll_notify() while holding its own lock. So those two never nest.
@@ -17,6 +21,7 @@
 #include "../util/sys.h"
 #include "conn.h"
 #include "epoll.h"
+#include "fd_map.h"
 #include "real.h"
 #include "table.h"
 
@@ -25,9 +30,8 @@
 /* A registration with only this is quiet, even for EPOLLERR/EPOLLHUP once it fired. */
 #define QUIET ((uint32_t)EPOLLONESHOT)
 #define KERNEL_BATCH 256
-#define CHUNK_BITS 10
-#define CHUNK_SIZE (1u << CHUNK_BITS)
-#define CHUNK_COUNT 1024u
+/* Waits for up to this many events use the stack; larger ones allocate once per call. */
+#define STACK_EVENTS 64
 
 struct instance;
 
@@ -59,14 +63,11 @@ struct instance {
     struct instance *next_live;
 };
 
-typedef struct record *_Atomic record_slot;
-typedef struct instance *_Atomic instance_slot;
-
 static pthread_mutex_t global_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic(record_slot *) record_chunks[CHUNK_COUNT];
+static struct mt_fd_map records; /* by record index; a record once stored stays */
 static uint32_t record_high_water;
 static struct record *free_records;
-static _Atomic(instance_slot *) instance_chunks[CHUNK_COUNT];
+static struct mt_fd_map instances; /* by epfd; an instance once stored stays, live or not */
 static struct instance *live_instances;
 static atomic_int live_instance_count;
 
@@ -80,10 +81,9 @@ static uint64_t key_of(const struct record *record)
 static struct record *record_from_key(uint64_t key)
 {
     uint32_t index = (uint32_t)key;
-    if (index >> CHUNK_BITS >= CHUNK_COUNT)
+    if (index >= MT_FD_MAP_LIMIT)
         return NULL;
-    record_slot *chunk = atomic_load(&record_chunks[index >> CHUNK_BITS]);
-    struct record *record = chunk != NULL ? atomic_load(&chunk[index & (CHUNK_SIZE - 1)]) : NULL;
+    struct record *record = mt_fd_map_get(&records, (int)index);
     if (record == NULL || record->generation != (uint32_t)(key >> 32))
         return NULL;
     return record;
@@ -95,18 +95,13 @@ static struct record *record_allocate(void)
     struct record *record = free_records;
     if (record != NULL) {
         free_records = record->next_free;
-    } else if ((record_high_water >> CHUNK_BITS) < CHUNK_COUNT) {
+    } else if (record_high_water < MT_FD_MAP_LIMIT) {
         uint32_t index = record_high_water;
-        record_slot *chunk = atomic_load(&record_chunks[index >> CHUNK_BITS]);
-        if (chunk == NULL) {
-            chunk = calloc(CHUNK_SIZE, sizeof(*chunk));
-            if (chunk != NULL)
-                atomic_store(&record_chunks[index >> CHUNK_BITS], chunk);
-        }
-        record = chunk != NULL ? calloc(1, sizeof(*record)) : NULL;
+        mt_fd_map_slot *slot = mt_fd_map_slot_create(&records, (int)index);
+        record = slot != NULL ? calloc(1, sizeof(*record)) : NULL;
         if (record != NULL) {
             record->index = index;
-            atomic_store(&chunk[index & (CHUNK_SIZE - 1)], record);
+            atomic_store(slot, record);
             record_high_water++;
         }
     }
@@ -114,42 +109,27 @@ static struct record *record_allocate(void)
     return record;
 }
 
-static void record_recycle(struct record *record)
+/* With the global lock held: record (out of its instance) goes back to the pool. */
+static void record_recycle_locked(struct record *record)
 {
-    pthread_mutex_lock(&global_lock);
     record->live = false;
     record->generation++; /* events still in flight for it are now recognisably stale */
     record->next_free = free_records;
     free_records = record;
+}
+
+static void record_recycle(struct record *record)
+{
+    pthread_mutex_lock(&global_lock);
+    record_recycle_locked(record);
     pthread_mutex_unlock(&global_lock);
 }
 
 /* ---- instances ----------------------------------------------------------------------------- */
 
-static instance_slot *instance_slot_of(int epfd, bool create)
-{
-    if (epfd < 0 || (unsigned)epfd >= CHUNK_SIZE * CHUNK_COUNT)
-        return NULL;
-    unsigned index = (unsigned)epfd >> CHUNK_BITS;
-    instance_slot *chunk = atomic_load(&instance_chunks[index]);
-    if (chunk == NULL && create) {
-        instance_slot *fresh = calloc(CHUNK_SIZE, sizeof(*fresh));
-        instance_slot *expected = NULL;
-        if (fresh != NULL &&
-            !atomic_compare_exchange_strong(&instance_chunks[index], &expected, fresh)) {
-            free(fresh);
-            chunk = expected;
-        } else {
-            chunk = fresh;
-        }
-    }
-    return chunk != NULL ? &chunk[(unsigned)epfd & (CHUNK_SIZE - 1)] : NULL;
-}
-
 static struct instance *instance_get(int epfd)
 {
-    instance_slot *slot = instance_slot_of(epfd, false);
-    struct instance *instance = slot != NULL ? atomic_load(slot) : NULL;
+    struct instance *instance = mt_fd_map_get(&instances, epfd);
     return instance != NULL && instance->live ? instance : NULL;
 }
 
@@ -230,7 +210,7 @@ static void attend_locked(struct instance *instance, struct record *record)
 
 void mt_epoll_created(int epfd)
 {
-    instance_slot *slot = instance_slot_of(epfd, true);
+    mt_fd_map_slot *slot = mt_fd_map_slot_create(&instances, epfd);
     if (slot == NULL)
         return;
     struct instance *instance = atomic_load(slot);
@@ -449,12 +429,12 @@ int mt_epoll_wait(int epfd, struct epoll_event *events, int capacity, int timeou
     if (instance == NULL || capacity <= 0 || events == NULL)
         return real_epoll_pwait(epfd, events, capacity, timeout_ms, mask);
 
-    struct record *owners_stack[64];
+    struct record *owners_stack[STACK_EVENTS];
     struct record **owners = owners_stack;
-    struct epoll_event kernel_stack[64];
+    struct epoll_event kernel_stack[STACK_EVENTS];
     struct epoll_event *kernel = kernel_stack;
     int batch = capacity < KERNEL_BATCH ? capacity : KERNEL_BATCH;
-    if (capacity > 64) {
+    if (capacity > STACK_EVENTS) {
         owners = malloc((size_t)capacity * sizeof(*owners));
         kernel = malloc((size_t)batch * sizeof(*kernel));
         if (owners == NULL || kernel == NULL) {
@@ -488,13 +468,57 @@ int mt_epoll_wait(int epfd, struct epoll_event *events, int capacity, int timeou
             break;
         }
     }
-    if (capacity > 64) {
-        int saved = errno;
-        free(owners);
-        free(kernel);
-        errno = saved;
-    }
+    if (capacity > STACK_EVENTS)
+        MT_PRESERVING_ERRNO(free(owners); free(kernel));
     return result;
+}
+
+/* Releases the instance's lock, then returns record (NULL: none) to the pool. */
+static void unlock_and_recycle(struct instance *instance, struct record *record)
+{
+    pthread_mutex_unlock(&instance->lock);
+    if (record != NULL)
+        record_recycle(record);
+}
+
+/*
+ * With the instance lock held: registers record (fresh for EPOLL_CTL_ADD, the fd's own for
+ * EPOLL_CTL_MOD) with the kernel for what the application asked in event; meshed when the fd is
+ * ours, whose connection wants the kernel asked for wanted. Returns the kernel's answer, errno as
+ * it set it; on failure a modified record is as it was, a fresh one the caller's to recycle.
+ */
+static int register_locked(struct instance *instance, int operation, int fd,
+                           const struct epoll_event *event, struct record *record, bool meshed,
+                           short wanted)
+{
+    struct record previous = *record;
+    record->instance = instance;
+    record->fd = fd;
+    record->app_events = event->events;
+    record->app_data = event->data;
+    record->armed = true;
+    record->meshed = meshed;
+    uint32_t kernel_events = meshed ? kernel_events_for(record, wanted) : event->events;
+    struct epoll_event registration = {.events = kernel_events, .data.u64 = key_of(record)};
+    if (real_epoll_ctl(instance->epfd, operation, fd, &registration) != 0) {
+        if (operation == EPOLL_CTL_MOD)
+            *record = previous;
+        return -1;
+    }
+    record->kernel_events = kernel_events;
+    if (operation == EPOLL_CTL_ADD) {
+        record->live = true;
+        record->in_attention = false;
+        if (!insert_locked(instance, record)) {
+            (void)real_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, fd, NULL);
+            errno = ENOMEM;
+            return -1;
+        }
+    }
+    /* A meshed fd may be ready without the kernel (buffered plaintext): look at it next wait. */
+    if (meshed)
+        attend_locked(instance, record);
+    return 0;
 }
 
 int mt_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
@@ -504,16 +528,13 @@ int mt_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
         return real_epoll_ctl(epfd, operation, fd, event);
 
     if (operation == EPOLL_CTL_DEL) {
+        /* The record goes whatever the kernel answers. */
         pthread_mutex_lock(&instance->lock);
         int result = real_epoll_ctl(epfd, operation, fd, event);
-        int saved = errno;
         struct record *record = find_locked(instance, fd);
         if (record != NULL)
             remove_locked(instance, record);
-        pthread_mutex_unlock(&instance->lock);
-        if (record != NULL)
-            record_recycle(record);
-        errno = saved;
+        MT_PRESERVING_ERRNO(unlock_and_recycle(instance, record));
         return result;
     }
     if ((operation != EPOLL_CTL_ADD && operation != EPOLL_CTL_MOD) || event == NULL)
@@ -533,53 +554,10 @@ int mt_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
     }
     pthread_mutex_lock(&instance->lock);
     struct record *record = operation == EPOLL_CTL_ADD ? fresh : find_locked(instance, fd);
-    int result = -1;
-    int saved = 0;
-    if (record == NULL) {
-        result = real_epoll_ctl(epfd, operation, fd, event); /* ENOENT, as the kernel says */
-        saved = errno;
-        goto out;
-    }
-    struct record previous = *record;
-    record->instance = instance;
-    record->fd = fd;
-    record->app_events = event->events;
-    record->app_data = event->data;
-    record->armed = true;
-    record->meshed = conn != NULL;
-    uint32_t kernel_events = conn != NULL ? kernel_events_for(record, wanted) : event->events;
-    struct epoll_event registration = {.events = kernel_events, .data.u64 = key_of(record)};
-    result = real_epoll_ctl(epfd, operation, fd, &registration);
-    saved = errno;
-    if (result != 0) {
-        if (operation == EPOLL_CTL_ADD) {
-            fresh = NULL;
-            pthread_mutex_unlock(&instance->lock);
-            record_recycle(record);
-            errno = saved;
-            return result;
-        }
-        *record = previous;
-        goto out;
-    }
-    record->kernel_events = kernel_events;
-    if (operation == EPOLL_CTL_ADD) {
-        record->live = true;
-        record->in_attention = false;
-        if (!insert_locked(instance, record)) {
-            (void)real_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
-            pthread_mutex_unlock(&instance->lock);
-            record_recycle(record);
-            errno = ENOMEM;
-            return -1;
-        }
-    }
-    /* A meshed fd may be ready without the kernel (buffered plaintext): look at it next wait. */
-    if (conn != NULL)
-        attend_locked(instance, record);
-out:
-    pthread_mutex_unlock(&instance->lock);
-    errno = saved;
+    int result = record != NULL
+                     ? register_locked(instance, operation, fd, event, record, conn != NULL, wanted)
+                     : real_epoll_ctl(epfd, operation, fd, event); /* ENOENT, as the kernel says */
+    MT_PRESERVING_ERRNO(unlock_and_recycle(instance, result != 0 ? fresh : NULL));
     return result;
 }
 
@@ -612,10 +590,7 @@ void mt_epoll_forget_fd(int fd)
         if (record != NULL) {
             (void)real_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, fd, NULL);
             remove_locked(instance, record);
-            record->live = false;
-            record->generation++;
-            record->next_free = free_records;
-            free_records = record;
+            record_recycle_locked(record);
         }
         pthread_mutex_unlock(&instance->lock);
     }
@@ -636,10 +611,7 @@ void mt_epoll_forget_range(unsigned first, unsigned last)
                 if ((unsigned)record->fd >= first && (unsigned)record->fd <= last) {
                     (void)real_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, record->fd, NULL);
                     remove_locked(instance, record);
-                    record->live = false;
-                    record->generation++;
-                    record->next_free = free_records;
-                    free_records = record;
+                    record_recycle_locked(record);
                 }
                 record = next;
             }
@@ -648,14 +620,12 @@ void mt_epoll_forget_range(unsigned first, unsigned last)
     }
     pthread_mutex_unlock(&global_lock);
     /* Instances whose own fd is in the range close too. */
-    for (unsigned fd = first; fd <= last && atomic_load(&live_instance_count) > 0; fd++) {
-        struct instance *closing = instance_get((int)fd);
+    for (int fd = mt_fd_map_next(&instances, first, last);
+         fd >= 0 && atomic_load(&live_instance_count) > 0;
+         fd = mt_fd_map_next(&instances, (unsigned)fd + 1, last)) {
+        struct instance *closing = instance_get(fd);
         if (closing != NULL)
             instance_close(closing);
-        if (fd == 0xffffffffu)
-            break;
-        if (instance_slot_of((int)fd, false) == NULL)
-            fd |= CHUNK_SIZE - 1;
     }
 }
 

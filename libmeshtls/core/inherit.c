@@ -1,5 +1,10 @@
 /*
  * Handing connections over across exec (see inherit.h).
+ *
+ * Owns MESHTLS_INHERIT (written before exec, read once after it), the application's exec wishes
+ * for fds whose sessions cannot cross exec, and the posix_spawn dup2 actions remembered until the
+ * spawn. Must never let a started session reach a new program (it would carry the session's
+ * socket in clear), nor touch the parent's tables from a vfork child.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -16,6 +21,7 @@
 #include "../util/addr.h"
 #include "../util/log.h"
 #include "../util/sys.h"
+#include "../util/text.h"
 #include "conn.h"
 #include "inherit.h"
 #include "intercept.h"
@@ -34,17 +40,17 @@ struct collect {
     size_t length;
     size_t capacity;
     const char *program;
-    char closed[CLOSED_TEXT_CAPACITY]; /* "0, 1" */
+    char closed_text[CLOSED_TEXT_CAPACITY];
+    struct mt_text closed; /* "0, 1", over closed_text */
     size_t closed_count;
 };
 
 /* fd is closed in the new program, against the application's wish: name it in the log line. */
 static void note_closed(struct collect *collect, int fd)
 {
-    size_t used = strlen(collect->closed);
-    if (used + 16 < sizeof(collect->closed))
-        snprintf(collect->closed + used, sizeof(collect->closed) - used, "%s%d",
-                 collect->closed_count > 0 ? ", " : "", fd);
+    /* Whole numbers only: once the text is nearly full, further fds are counted, not named. */
+    if (collect->closed.length + 16 < collect->closed.capacity)
+        mt_text_append(&collect->closed, "%s%d", collect->closed_count > 0 ? ", " : "", fd);
     collect->closed_count++;
 }
 
@@ -107,12 +113,14 @@ static bool names_variable(const char *entry, const char *name)
 char **mt_inherit_environment(const char *program, char *const envp[])
 {
     struct collect collect = {.program = program != NULL ? program : "?"};
+    collect.closed = mt_text_on(collect.closed_text, sizeof(collect.closed_text));
     if (!mt_table_is_empty())
         mt_table_for_each_fd(collect_one, &collect);
     if (collect.closed_count > 0)
         mt_log_warn("exec of %s: %s %s of %s cannot cross exec; closed in the new program, "
                     "which would otherwise write to %s in clear",
-                    collect.program, collect.closed_count > 1 ? "fds" : "fd", collect.closed,
+                    collect.program, collect.closed_count > 1 ? "fds" : "fd",
+                    mt_text_string(&collect.closed),
                     collect.closed_count > 1 ? "mTLS sessions" : "an mTLS session",
                     collect.closed_count > 1 ? "them" : "it");
     if (collect.length == 0) {
@@ -409,7 +417,8 @@ static void find_same_socket(int fd, struct mt_conn *conn, void *argument)
         search->found = conn;
 }
 
-static void adopt_or_alias(int fd, bool server, const struct sockaddr_storage *destination)
+static void adopt_or_alias(int fd, enum mt_intercept_direction direction,
+                           const struct sockaddr_storage *destination)
 {
     struct alias_search search = {.found = NULL};
     if (fstat(fd, &search.wanted) != 0 || !S_ISSOCK(search.wanted.st_mode))
@@ -418,7 +427,7 @@ static void adopt_or_alias(int fd, bool server, const struct sockaddr_storage *d
     if (search.found != NULL)
         (void)mt_conn_add_alias(search.found, fd);
     else
-        mt_intercept_adopt(fd, server, destination);
+        mt_intercept_adopt(fd, direction, destination);
 }
 
 void mt_inherit_adopt(void)
@@ -440,9 +449,9 @@ void mt_inherit_adopt(void)
         struct sockaddr_storage destination;
         bool valid = end != NULL && *end == ':' && fd >= 0 && fd < 0x7fffffff;
         if (valid && end[1] == 's' && end[2] == '\0')
-            adopt_or_alias((int)fd, true, NULL);
+            adopt_or_alias((int)fd, MT_INTERCEPT_INBOUND, NULL);
         else if (valid && end[1] == 'c' && end[2] == '@' && mt_addr_parse(end + 3, &destination))
-            adopt_or_alias((int)fd, false, &destination);
+            adopt_or_alias((int)fd, MT_INTERCEPT_OUTBOUND, &destination);
         cursor = next;
     }
     free(copy);

@@ -1,9 +1,14 @@
 /*
- * Interception decisions at connect() and accept() (see intercept.h).
+ * Interception at connect(), accept() and adoption (see intercept.h for the table of decisions).
+ *
+ * Owns the decision whether a socket becomes ours, taken once per socket by mt_intercept_decide
+ * from facts the callers gather (the kernel's view of the socket, the runtime's configuration,
+ * policy's verdict), and the opening of the connection it decides. Must never decide anywhere but
+ * in mt_intercept_decide, touch a socket that is not TCP over IP, nor change errno on a call it
+ * passes through to libc. How an intercepted connection behaves afterwards is conn.c's.
  */
 #include <errno.h>
 #include <netinet/in.h>
-#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -11,11 +16,15 @@
 #include "../util/addr.h"
 #include "../util/log.h"
 #include "../util/sys.h"
+#include "../util/text.h"
 #include "conn.h"
 #include "intercept.h"
 #include "real.h"
-#include "table.h"
 #include "runtime.h"
+#include "table.h"
+
+/* Why a connection is refused, as its log line and meshtls_last_error() say it. */
+#define REASON_MAX 600
 
 static int socket_option(int fd, int name)
 {
@@ -38,18 +47,149 @@ static bool is_inet(const struct sockaddr_storage *address)
     return address->ss_family == AF_INET || address->ss_family == AF_INET6;
 }
 
-/* A connection's settings before policy decides: the configuration's timeouts, mode strict. */
-static struct mt_conn_settings conn_settings(const struct mt_config *config)
+static bool is_ours(int fd)
 {
-    return (struct mt_conn_settings){
-        .mode = MT_INBOUND_STRICT,
+    struct mt_conn *existing = mt_table_acquire(fd);
+    if (existing == NULL)
+        return false;
+    mt_conn_release(existing);
+    return true;
+}
+
+/* ---- the decision -------------------------------------------------------------------------- */
+
+/* The direct-link API asked for mTLS: neither plaintext nor permissive detection. */
+static bool is_forced(const struct mt_intercept_facts *facts)
+{
+    return (facts->flags & MT_INTERCEPT_FORCE_MTLS) != 0;
+}
+
+/* A verdict for plaintext does not stand: the caller asked for mTLS, or it was meshed already. */
+static bool overrules_plain(const struct mt_intercept_facts *facts)
+{
+    return (facts->flags & (MT_INTERCEPT_FORCE_MTLS | MT_INTERCEPT_ADOPTED)) != 0;
+}
+
+static struct mt_intercept_decision decide_outbound(const struct mt_intercept_facts *facts)
+{
+    struct mt_intercept_decision decision = {.action = MT_INTERCEPT_MESH};
+    if (facts->config_failed) {
+        decision.action = MT_INTERCEPT_REFUSE;
+        decision.refusal = MT_INTERCEPT_REFUSAL_CONFIG;
+        decision.outbound = (struct mt_outbound_decision){.mode = MT_OUTBOUND_MTLS, .rule = -1};
+        return decision;
+    }
+    if (!overrules_plain(facts) &&
+        (facts->outbound.skipped || facts->outbound.mode == MT_OUTBOUND_PLAIN))
+        return (struct mt_intercept_decision){.action = MT_INTERCEPT_PASS};
+    /* mTLS whatever the verdict said; only a verdict of mtls names an expected server identity. */
+    decision.outbound = facts->outbound;
+    decision.outbound.mode = MT_OUTBOUND_MTLS;
+    return decision;
+}
+
+static struct mt_intercept_decision decide_inbound(const struct mt_intercept_facts *facts)
+{
+    struct mt_intercept_decision decision = {.action = MT_INTERCEPT_MESH};
+    if (facts->config_failed) {
+        decision.action = MT_INTERCEPT_REFUSE;
+        decision.refusal = MT_INTERCEPT_REFUSAL_CONFIG;
+        decision.inbound =
+            (struct mt_inbound_decision){.mode = MT_INBOUND_STRICT, .rule_index = -1};
+        return decision;
+    }
+    if (!overrules_plain(facts) &&
+        (facts->inbound.skipped || facts->inbound.mode == MT_INBOUND_PLAIN))
+        return (struct mt_intercept_decision){.action = MT_INTERCEPT_PASS};
+    /* The verdict's rule (its allow list) applies whatever the mode becomes. */
+    decision.inbound = facts->inbound;
+    /* Opaque ports (servers that speak first) are never detected: mTLS from the start. */
+    if (facts->inbound.mode == MT_INBOUND_PERMISSIVE && !is_forced(facts))
+        decision.detect = !facts->inbound.opaque;
+    else
+        decision.inbound.mode = MT_INBOUND_STRICT;
+    if (facts->peer_gone) {
+        decision.action = MT_INTERCEPT_REFUSE;
+        decision.refusal = MT_INTERCEPT_REFUSAL_PEER_GONE;
+        decision.detect = false; /* refused outright, permissive or not */
+    }
+    return decision;
+}
+
+struct mt_intercept_decision mt_intercept_decide(const struct mt_intercept_facts *facts)
+{
+    if (facts->direction == MT_INTERCEPT_OUTBOUND)
+        return decide_outbound(facts);
+    return decide_inbound(facts);
+}
+
+/* ---- gathering the facts, acting on the decision ------------------------------------------- */
+
+/*
+ * The decision for a socket to or from peer (outbound: the destination; inbound: the address
+ * policy decides for) on local. config_message gets the configuration's error when it failed.
+ */
+static struct mt_intercept_decision decide_socket(enum mt_intercept_direction direction,
+                                                  enum mt_intercept_flags flags,
+                                                  const struct sockaddr_storage *local,
+                                                  const struct sockaddr_storage *peer,
+                                                  bool peer_gone, const char **config_message)
+{
+    struct mt_intercept_facts facts = {
+        .direction = direction,
+        .flags = flags,
+        .config_failed = mt_runtime_config_failed(config_message),
+        .peer_gone = peer_gone,
+    };
+    if (!facts.config_failed && direction == MT_INTERCEPT_OUTBOUND)
+        facts.outbound = mt_policy_decide_outbound(mt_runtime_config(), peer);
+    else if (!facts.config_failed)
+        facts.inbound = mt_policy_decide_inbound(mt_runtime_config(), local, peer);
+    return mt_intercept_decide(&facts);
+}
+
+/*
+ * Opens the connection decided for fd, published in the table with a reference for the caller
+ * (NULL when no object could be had). *meshable: it has an identity to handshake with (else it
+ * starts failed, or, permissive, detects with plaintext as its only way on).
+ */
+static struct mt_conn *open_decided(int fd, enum mt_intercept_direction direction,
+                                    const struct mt_intercept_decision *decision,
+                                    const struct sockaddr_storage *local,
+                                    const struct sockaddr_storage *peer, const char *config_message,
+                                    bool *meshable)
+{
+    char text[REASON_MAX];
+    struct mt_text reason = mt_text_on(text, sizeof(text));
+    struct mt_tls_context *context = NULL;
+    if (decision->refusal == MT_INTERCEPT_REFUSAL_CONFIG)
+        mt_text_set(&reason, "configuration error: %s", config_message);
+    else if (decision->refusal == MT_INTERCEPT_REFUSAL_PEER_GONE)
+        mt_text_set(&reason, "peer reset the connection before accept() returned");
+    else
+        context = mt_runtime_context(&reason);
+    /* The configuration in force: the defaults when it failed (a refused connection's). */
+    const struct mt_config *config = mt_runtime_config();
+    struct mt_conn_settings settings = {
+        .mode = decision->inbound.mode, /* read for a server only */
+        .detect = decision->detect,
+        .outbound = decision->outbound,
+        .inbound = decision->inbound,
         .config = config,
         .handshake_timeout_ms = config->handshake_timeout_ms,
         .detect_timeout_ms = config->detect_timeout_ms,
     };
+    enum mt_tls_role role = direction == MT_INTERCEPT_OUTBOUND ? MT_TLS_CLIENT : MT_TLS_SERVER;
+    struct mt_conn *conn =
+        mt_conn_open(fd, role, context, local, peer, &settings, mt_text_string(&reason));
+    if (meshable != NULL)
+        *meshable = context != NULL;
+    mt_tls_context_release(context);
+    return conn;
 }
 
-int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length, bool always_mtls)
+int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length,
+                         enum mt_intercept_flags flags)
 {
     mt_real_init();
     struct sockaddr_storage destination;
@@ -57,16 +197,16 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
         !is_tcp_socket(fd))
         return real_connect(fd, address, length);
     /* A second connect() on a socket already ours asks the kernel how the first one went. */
-    struct mt_conn *existing = mt_table_acquire(fd);
-    if (existing != NULL) {
-        mt_conn_release(existing);
+    if (is_ours(fd))
         return real_connect(fd, address, length);
-    }
 
     const char *config_message = NULL;
-    char reason[600];
-    struct mt_tls_context *context = NULL;
-    if (mt_runtime_config_failed(&config_message)) {
+    struct mt_intercept_decision decision =
+        decide_socket(MT_INTERCEPT_OUTBOUND, flags, NULL, &destination, false, &config_message);
+    if (decision.action == MT_INTERCEPT_PASS)
+        return real_connect(fd, address, length);
+    if (decision.action == MT_INTERCEPT_REFUSE) {
+        /* Only a failed configuration refuses a connect: no mode is known. */
         char peer[MT_ADDR_TEXT_MAX];
         mt_addr_format(&destination, peer, sizeof(peer));
         mt_log_warn("refused outbound connection to %s (mode unknown): configuration error: %s",
@@ -74,42 +214,31 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
         errno = ECONNREFUSED;
         return -1;
     }
-    const struct mt_config *config = mt_runtime_config();
-    struct mt_conn_settings settings = conn_settings(config);
-    settings.outbound = mt_policy_decide_outbound(config, &destination);
-    if (!always_mtls && (settings.outbound.skipped || settings.outbound.mode == MT_OUTBOUND_PLAIN))
-        return real_connect(fd, address, length);
-
-    context = mt_runtime_context(reason, sizeof(reason));
-    struct mt_conn *conn =
-        mt_conn_open(fd, MT_TLS_CLIENT, context, NULL, &destination, &settings, reason);
-    mt_tls_context_release(context);
+    bool meshable = false;
+    struct mt_conn *conn = open_decided(fd, MT_INTERCEPT_OUTBOUND, &decision, NULL, &destination,
+                                        config_message, &meshable);
     if (conn == NULL) {
         errno = ENOMEM;
         return -1;
     }
+    /* Without an identity the connection is failed already: no SYN leaves. */
     int result = -1;
     int connect_errno = ECONNREFUSED;
-    if (context != NULL) {
+    if (meshable) {
         result = real_connect(fd, address, length);
         connect_errno = errno;
     }
     result = mt_conn_after_connect(conn, result, connect_errno);
-    int saved = errno;
-    mt_conn_release(conn);
-    errno = saved;
+    MT_PRESERVING_ERRNO(mt_conn_release(conn));
     return result;
 }
 
-int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *length, int flags,
-                        bool use_accept4, bool always_mtls)
+/*
+ * Takes over fd, just accepted: returns fd (ours or passed by), or -1 when it could not be handed
+ * over (then closed).
+ */
+static int take_accepted(int fd, enum mt_intercept_flags flags)
 {
-    mt_real_init();
-    int fd = use_accept4 ? real_accept4(listener, address, length, flags)
-                         : real_accept(listener, address, length);
-    if (fd < 0)
-        return fd;
-    int saved = errno;
     struct sockaddr_storage local;
     struct sockaddr_storage peer;
     socklen_t local_length = sizeof(local);
@@ -117,10 +246,8 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
     memset(&local, 0, sizeof(local));
     memset(&peer, 0, sizeof(peer));
     if (getsockname(fd, (struct sockaddr *)&local, &local_length) != 0 || !is_inet(&local) ||
-        !is_tcp_socket(fd)) {
-        errno = saved;
+        !is_tcp_socket(fd))
         return fd;
-    }
     /*
      * A peer that reset the connection before accept() returned has no address any more, yet
      * what it sent first can still be read. Policy is decided as for a peer on the same side of
@@ -138,53 +265,52 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
     }
 
     const char *config_message = NULL;
-    char reason[600];
-    struct mt_tls_context *context = NULL;
-    struct mt_conn_settings settings = conn_settings(mt_runtime_config());
-    if (mt_runtime_config_failed(&config_message)) {
-        snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
-    } else {
-        settings.inbound = mt_policy_decide_inbound(mt_runtime_config(), &local, &decided_for);
-        if (!always_mtls &&
-            (settings.inbound.skipped || settings.inbound.mode == MT_INBOUND_PLAIN)) {
-            errno = saved;
-            return fd;
-        }
-        /* Opaque ports (servers that speak first) are never detected: mTLS from the start. */
-        if (settings.inbound.mode == MT_INBOUND_PERMISSIVE && !always_mtls) {
-            settings.mode = MT_INBOUND_PERMISSIVE;
-            settings.detect = !settings.inbound.opaque;
-        }
-        if (peer_gone) {
-            settings.detect = false; /* refused outright, permissive or not */
-            snprintf(reason, sizeof(reason), "peer reset the connection before accept() returned");
-        } else {
-            context = mt_runtime_context(reason, sizeof(reason));
-        }
-    }
+    struct mt_intercept_decision decision = decide_socket(MT_INTERCEPT_INBOUND, flags, &local,
+                                                          &decided_for, peer_gone, &config_message);
+    if (decision.action == MT_INTERCEPT_PASS)
+        return fd;
     /* Even refused, the connection is handed over: its first read reports the failure. */
     struct mt_conn *conn =
-        mt_conn_open(fd, MT_TLS_SERVER, context, &local, &peer, &settings, reason);
-    mt_tls_context_release(context);
+        open_decided(fd, MT_INTERCEPT_INBOUND, &decision, &local, &peer, config_message, NULL);
     if (conn == NULL) {
         real_close(fd);
-        errno = ECONNABORTED;
         return -1;
     }
     mt_conn_release(conn);
-    errno = saved;
     return fd;
 }
 
-void mt_intercept_adopt(int fd, bool server, const struct sockaddr_storage *destination)
+int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *length,
+                        enum mt_intercept_flags flags)
 {
     mt_real_init();
-    struct mt_conn *existing = mt_table_acquire(fd);
-    if (existing != NULL) {
-        mt_conn_release(existing);
-        return;
-    }
-    if (!is_tcp_socket(fd))
+    int fd = real_accept(listener, address, length);
+    if (fd < 0)
+        return fd;
+    MT_PRESERVING_ERRNO(fd = take_accepted(fd, flags));
+    if (fd < 0)
+        errno = ECONNABORTED;
+    return fd;
+}
+
+int mt_intercept_accept4(int listener, struct sockaddr *address, socklen_t *length,
+                         int socket_flags, enum mt_intercept_flags flags)
+{
+    mt_real_init();
+    int fd = real_accept4(listener, address, length, socket_flags);
+    if (fd < 0)
+        return fd;
+    MT_PRESERVING_ERRNO(fd = take_accepted(fd, flags));
+    if (fd < 0)
+        errno = ECONNABORTED;
+    return fd;
+}
+
+void mt_intercept_adopt(int fd, enum mt_intercept_direction direction,
+                        const struct sockaddr_storage *destination)
+{
+    mt_real_init();
+    if (is_ours(fd) || !is_tcp_socket(fd))
         return;
     struct sockaddr_storage local;
     struct sockaddr_storage peer;
@@ -194,7 +320,7 @@ void mt_intercept_adopt(int fd, bool server, const struct sockaddr_storage *dest
     memset(&peer, 0, sizeof(peer));
     (void)getsockname(fd, (struct sockaddr *)&local, &local_length);
     (void)getpeername(fd, (struct sockaddr *)&peer, &peer_length); /* a connect may be in flight */
-    if (!server && destination != NULL)
+    if (direction == MT_INTERCEPT_OUTBOUND && destination != NULL)
         peer = *destination;
 
     /*
@@ -204,30 +330,13 @@ void mt_intercept_adopt(int fd, bool server, const struct sockaddr_storage *dest
      * plaintext is overruled: what was meshed stays meshed.
      */
     const char *config_message = NULL;
-    char reason[600];
-    struct mt_tls_context *context = NULL;
-    struct mt_conn_settings settings = conn_settings(mt_runtime_config());
-    if (mt_runtime_config_failed(&config_message)) {
-        snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
-    } else {
-        const struct mt_config *config = mt_runtime_config();
-        if (server) {
-            settings.inbound = mt_policy_decide_inbound(config, &local, &peer);
-            if (settings.inbound.mode == MT_INBOUND_PERMISSIVE) {
-                settings.mode = MT_INBOUND_PERMISSIVE;
-                settings.detect = !settings.inbound.opaque;
-            }
-        } else {
-            settings.outbound = mt_policy_decide_outbound(config, &peer);
-        }
-        context = mt_runtime_context(reason, sizeof(reason));
-    }
-    struct mt_conn *conn = mt_conn_open(fd, server ? MT_TLS_SERVER : MT_TLS_CLIENT, context, &local,
-                                        &peer, &settings, reason);
-    mt_tls_context_release(context);
+    struct mt_intercept_decision decision =
+        decide_socket(direction, MT_INTERCEPT_ADOPTED, &local, &peer, false, &config_message);
+    struct mt_conn *conn =
+        open_decided(fd, direction, &decision, &local, &peer, config_message, NULL);
     if (conn != NULL) {
         mt_log_debug("adopted inherited connection on fd %d (%s side)", fd,
-                     server ? "server" : "client");
+                     direction == MT_INTERCEPT_INBOUND ? "server" : "client");
         mt_conn_release(conn);
     }
 }

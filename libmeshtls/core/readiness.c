@@ -1,5 +1,9 @@
 /*
- * poll()/ppoll() over a mix of intercepted and plain fds (see readiness.h).
+ * poll()/ppoll() and select()/pselect() over a mix of intercepted and plain fds (see readiness.h).
+ *
+ * Owns the translation of one wait: what each connection asks of the kernel, what it adds without
+ * the kernel, and the revents the application sees. Must never keep state between calls, hold a
+ * connection past the call, nor change what a plain fd reports (its revents are the kernel's).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -32,6 +36,31 @@ bool mt_readiness_has_ours(const struct pollfd *fds, nfds_t count)
     return false;
 }
 
+/*
+ * After the kernel's wait (kernel_answered: it did not fail): sets each fd's revents to what the
+ * application is told, releases the connections, and returns how many fds report something.
+ */
+static int report_round(struct pollfd *fds, const struct pollfd *kernel, struct entry *entries,
+                        nfds_t count, bool kernel_answered)
+{
+    int reported = 0;
+    for (nfds_t i = 0; i < count; i++) {
+        struct mt_conn *conn = entries[i].conn;
+        if (conn == NULL) {
+            fds[i].revents = kernel_answered ? kernel[i].revents : 0;
+        } else {
+            fds[i].revents = entries[i].ready;
+            if (kernel_answered)
+                fds[i].revents |=
+                    mt_conn_poll_finish(conn, fds[i].events, entries[i].asked, kernel[i].revents);
+            mt_conn_release(conn);
+        }
+        if (fds[i].revents != 0)
+            reported++;
+    }
+    return reported;
+}
+
 static int wait_round(struct pollfd *fds, struct pollfd *kernel, struct entry *entries,
                       nfds_t count, long long deadline, const sigset_t *mask, bool *done)
 {
@@ -55,24 +84,9 @@ static int wait_round(struct pollfd *fds, struct pollfd *kernel, struct entry *e
     }
     int timeout = synthetic > 0 ? 0 : mt_sys_remaining_ms(wake);
     int ready = mt_sys_ppoll(kernel, count, timeout, mask);
-    int saved = errno;
     int reported = 0;
-    for (nfds_t i = 0; i < count; i++) {
-        struct mt_conn *conn = entries[i].conn;
-        if (conn == NULL) {
-            fds[i].revents = ready < 0 ? 0 : kernel[i].revents;
-        } else {
-            fds[i].revents = entries[i].ready;
-            if (ready >= 0)
-                fds[i].revents |=
-                    mt_conn_poll_finish(conn, fds[i].events, entries[i].asked, kernel[i].revents);
-            mt_conn_release(conn);
-        }
-        if (fds[i].revents != 0)
-            reported++;
-    }
+    MT_PRESERVING_ERRNO(reported = report_round(fds, kernel, entries, count, ready >= 0));
     if (ready < 0 && reported == 0) {
-        errno = saved;
         *done = true;
         return -1;
     }
@@ -102,12 +116,8 @@ int mt_readiness_poll(struct pollfd *fds, nfds_t count, int timeout_ms, const si
     bool done = false;
     while (!done)
         result = wait_round(fds, kernel, entries, count, deadline, mask, &done);
-    if (count > STACK_FDS) {
-        int saved = errno;
-        free(kernel);
-        free(entries);
-        errno = saved;
-    }
+    if (count > STACK_FDS)
+        MT_PRESERVING_ERRNO(free(kernel); free(entries));
     return result;
 }
 

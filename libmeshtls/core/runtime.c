@@ -1,5 +1,9 @@
 /*
  * Configuration loading and the identity / TLS context lifecycle (see runtime.h).
+ *
+ * Owns the process's configuration (loaded once) and its current TLS context, renewed through
+ * the agent. Must never start a thread, wait for the agent while a valid identity is at hand, nor
+ * hand out a context whose identity has expired.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -16,6 +20,8 @@
 /* After a failed fetch, wait this long (doubling up to the maximum) before asking again. */
 #define RETRY_FIRST_MS 500
 #define RETRY_MAX_MS 30000
+/* "2025-01-31T23:59:59Z" and its NUL, with room to spare. */
+#define TIME_TEXT_MAX 32
 
 static pthread_once_t config_once = PTHREAD_ONCE_INIT;
 static struct mt_config config;
@@ -111,24 +117,23 @@ static void note_failure(const char *message, enum mt_error error)
 static void install(const struct mt_config *settings, struct mt_credentials *identity)
 {
     char message[MT_CONFIG_MESSAGE_MAX] = "";
+    struct mt_text reason = mt_text_on(message, sizeof(message));
     struct mt_tls_context *context = NULL;
     mt_result result = mt_tls_context_new(identity, settings->resumption_s, &context);
     if (!mt_result_is_ok(result))
-        snprintf(message, sizeof(message), "cannot load the identity into TLS: %s",
-                 mt_error_message(result.error));
-    if (mt_result_is_ok(result) && settings->trust_domain[0] != '\0' &&
-        strcmp(identity->trust_domain, settings->trust_domain) != 0) {
-        snprintf(message, sizeof(message),
-                 "agent issued %.200s, outside the configured trust domain %.100s",
-                 identity->spiffe_id, settings->trust_domain);
-        result = mt_result_of(MT_ERR_SVID);
-    }
+        result = mt_result_explain(&reason, result.error, "cannot load the identity into TLS: %s",
+                                   mt_error_message(result.error));
+    else if (settings->trust_domain[0] != '\0' &&
+             strcmp(identity->trust_domain, settings->trust_domain) != 0)
+        result = mt_result_explain(
+            &reason, MT_ERR_SVID, "agent issued %.200s, outside the configured trust domain %.100s",
+            identity->spiffe_id, settings->trust_domain);
     if (!mt_result_is_ok(result)) {
         mt_tls_context_release(context);
         note_failure(message, result.error);
         return;
     }
-    char expiry[32];
+    char expiry[TIME_TEXT_MAX];
     format_time(identity->not_after, expiry, sizeof(expiry));
     mt_log_info("identity %s, valid until %s", identity->spiffe_id, expiry);
     mt_metrics_identity(identity->not_after, current_context != NULL);
@@ -202,11 +207,11 @@ static void wait_for_first_identity(const struct mt_config *settings)
     }
 }
 
-struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size)
+struct mt_tls_context *mt_runtime_context(struct mt_text *reason)
 {
     const struct mt_config *settings = mt_runtime_config();
     if (!mt_result_is_ok(mt_tls_global_init())) {
-        snprintf(reason, reason_size, "wolfSSL failed to initialise");
+        mt_text_set(reason, "wolfSSL failed to initialise");
         return NULL;
     }
     pthread_mutex_lock(&context_lock);
@@ -224,12 +229,12 @@ struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size)
     if (identity != NULL && time(NULL) < identity->not_after) {
         context = mt_tls_context_acquire(current_context);
     } else if (identity != NULL) {
-        char expiry[32];
+        char expiry[TIME_TEXT_MAX];
         format_time(identity->not_after, expiry, sizeof(expiry));
-        snprintf(reason, reason_size, "identity %.200s expired at %s and no new one: %.200s",
-                 identity->spiffe_id, expiry, last_failure);
+        mt_text_set(reason, "identity %.200s expired at %s and no new one: %.200s",
+                    identity->spiffe_id, expiry, last_failure);
     } else {
-        snprintf(reason, reason_size, "no workload identity: %s", last_failure);
+        mt_text_set(reason, "no workload identity: %s", last_failure);
     }
     pthread_mutex_unlock(&context_lock);
     return context;

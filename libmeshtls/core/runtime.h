@@ -16,6 +16,7 @@
 
 #include "../config/config.h"
 #include "../tls/tls.h"
+#include "../util/text.h"
 
 /* The configuration in force (defaults when the config failed to load). */
 const struct mt_config *mt_runtime_config(void);
@@ -25,9 +26,9 @@ bool mt_runtime_config_failed(const char **message);
 
 /*
  * The context to open a new mTLS connection with, with a reference for the caller; NULL when no
- * valid identity can be had, with the reason in reason.
+ * valid identity can be had, with the reason in reason (NULL allowed).
  */
-struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size);
+struct mt_tls_context *mt_runtime_context(struct mt_text *reason);
 
 /* In a fork child: reinitialise the context lock, which another thread may have held. */
 void mt_runtime_after_fork_child(void);

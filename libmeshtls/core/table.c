@@ -1,17 +1,17 @@
 /*
  * The fd table and the connection object pool (see table.h for the lifetime rules).
+ *
+ * The slots are an fd map (fd_map.h); this file owns what they hold (connection pointers, tagged
+ * with the fd's exec wish), the count of fds that are ours, and the pool connection objects are
+ * recycled through. Must never free a connection object (a lookup may still read it), nor take a
+ * lock on the lookup path.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fd_map.h"
 #include "table.h"
-
-#define CHUNK_BITS 10
-#define CHUNK_SIZE (1u << CHUNK_BITS)
-#define CHUNK_COUNT 1024u /* 1 048 576 fds: the kernel's default nr_open */
-
-typedef struct mt_conn *_Atomic slot_t;
 
 /*
  * Bit 0 of a slot: the application wants this fd kept open across exec, which its session cannot
@@ -20,41 +20,20 @@ typedef struct mt_conn *_Atomic slot_t;
  */
 #define EXEC_WISH ((uintptr_t)1)
 
-static struct mt_conn *conn_of(struct mt_conn *value)
+static struct mt_conn *conn_of(void *value)
 {
     return (struct mt_conn *)((uintptr_t)value & ~EXEC_WISH);
 }
 
-static _Atomic(slot_t *) chunks[CHUNK_COUNT];
+static struct mt_fd_map table;
 static atomic_int connection_count;
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mt_conn *pool;
 
-static slot_t *slot_of(int fd, bool create)
-{
-    if (fd < 0 || (unsigned)fd >= CHUNK_SIZE * CHUNK_COUNT)
-        return NULL;
-    unsigned index = (unsigned)fd >> CHUNK_BITS;
-    slot_t *chunk = atomic_load_explicit(&chunks[index], memory_order_acquire);
-    if (chunk == NULL && create) {
-        slot_t *fresh = calloc(CHUNK_SIZE, sizeof(slot_t));
-        if (fresh == NULL)
-            return NULL;
-        slot_t *expected = NULL;
-        if (atomic_compare_exchange_strong(&chunks[index], &expected, fresh)) {
-            chunk = fresh;
-        } else {
-            free(fresh);
-            chunk = expected;
-        }
-    }
-    return chunk != NULL ? &chunk[(unsigned)fd & (CHUNK_SIZE - 1)] : NULL;
-}
-
 struct mt_conn *mt_table_acquire(int fd)
 {
-    slot_t *slot = slot_of(fd, false);
+    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd);
     if (slot == NULL)
         return NULL;
     for (;;) {
@@ -75,7 +54,7 @@ struct mt_conn *mt_table_acquire(int fd)
 
 bool mt_table_insert(int fd, struct mt_conn *conn)
 {
-    slot_t *slot = slot_of(fd, true);
+    mt_fd_map_slot *slot = mt_fd_map_slot_create(&table, fd);
     if (slot == NULL)
         return false;
     struct mt_conn *previous = conn_of(atomic_exchange(slot, conn));
@@ -90,7 +69,7 @@ bool mt_table_insert(int fd, struct mt_conn *conn)
 
 struct mt_conn *mt_table_remove(int fd)
 {
-    slot_t *slot = slot_of(fd, false);
+    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd);
     if (slot == NULL || atomic_load_explicit(slot, memory_order_relaxed) == NULL)
         return NULL;
     struct mt_conn *conn = conn_of(atomic_exchange(slot, NULL));
@@ -101,15 +80,14 @@ struct mt_conn *mt_table_remove(int fd)
 
 bool mt_table_set_exec_wish(int fd, bool wish)
 {
-    slot_t *slot = slot_of(fd, false);
+    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd);
     if (slot == NULL)
         return false;
-    struct mt_conn *value = atomic_load(slot);
+    void *value = atomic_load(slot);
     for (;;) {
         if (value == NULL)
             return false;
-        struct mt_conn *wanted =
-            (struct mt_conn *)((uintptr_t)conn_of(value) | (wish ? EXEC_WISH : 0));
+        void *wanted = (void *)((uintptr_t)conn_of(value) | (wish ? EXEC_WISH : 0));
         if (atomic_compare_exchange_weak(slot, &value, wanted))
             return true;
     }
@@ -117,7 +95,7 @@ bool mt_table_set_exec_wish(int fd, bool wish)
 
 bool mt_table_exec_wish(int fd)
 {
-    slot_t *slot = slot_of(fd, false);
+    mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd);
     return slot != NULL && ((uintptr_t)atomic_load(slot) & EXEC_WISH) != 0;
 }
 
@@ -177,43 +155,36 @@ void mt_table_conn_recycle(struct mt_conn *conn)
 
 void mt_table_for_each(void (*visit)(struct mt_conn *conn, void *argument), void *argument)
 {
-    for (unsigned c = 0; c < CHUNK_COUNT; c++) {
-        slot_t *chunk = atomic_load(&chunks[c]);
-        for (unsigned i = 0; chunk != NULL && i < CHUNK_SIZE; i++) {
-            struct mt_conn *conn = conn_of(atomic_load(&chunk[i]));
-            if (conn != NULL)
-                visit(conn, argument);
-        }
+    for (int fd = mt_fd_map_next(&table, 0, MT_FD_MAP_LIMIT - 1); fd >= 0;
+         fd = mt_fd_map_next(&table, (unsigned)fd + 1, MT_FD_MAP_LIMIT - 1)) {
+        struct mt_conn *conn = conn_of(mt_fd_map_get(&table, fd));
+        if (conn != NULL)
+            visit(conn, argument);
     }
 }
 
 void mt_table_for_each_fd(void (*visit)(int fd, struct mt_conn *conn, void *argument),
                           void *argument)
 {
-    for (unsigned c = 0; c < CHUNK_COUNT; c++) {
-        slot_t *chunk = atomic_load(&chunks[c]);
-        for (unsigned i = 0; chunk != NULL && i < CHUNK_SIZE; i++) {
-            struct mt_conn *conn = conn_of(atomic_load(&chunk[i]));
-            if (conn != NULL)
-                visit((int)(c * CHUNK_SIZE + i), conn, argument);
-        }
+    for (int fd = mt_fd_map_next(&table, 0, MT_FD_MAP_LIMIT - 1); fd >= 0;
+         fd = mt_fd_map_next(&table, (unsigned)fd + 1, MT_FD_MAP_LIMIT - 1)) {
+        struct mt_conn *conn = conn_of(mt_fd_map_get(&table, fd));
+        if (conn != NULL)
+            visit(fd, conn, argument);
     }
 }
 
 void mt_table_for_each_in_range(unsigned first, unsigned last,
                                 void (*visit)(int fd, void *argument), void *argument)
 {
-    unsigned limit = CHUNK_SIZE * CHUNK_COUNT - 1;
-    if (last > limit)
-        last = limit;
-    for (unsigned fd = first; fd <= last && !mt_table_is_empty(); fd++) {
-        slot_t *chunk = atomic_load(&chunks[fd >> CHUNK_BITS]);
-        if (chunk == NULL) {
-            fd |= CHUNK_SIZE - 1; /* skip the whole missing chunk */
-            continue;
-        }
-        if (atomic_load(&chunk[fd & (CHUNK_SIZE - 1)]) != NULL)
-            visit((int)fd, argument);
+    /* Once the last connection is gone (visit closes them), the rest of the range is not read. */
+    unsigned from = first;
+    while (!mt_table_is_empty()) {
+        int fd = mt_fd_map_next(&table, from, last);
+        if (fd < 0)
+            return;
+        visit(fd, argument);
+        from = (unsigned)fd + 1;
     }
 }
 

@@ -1,9 +1,8 @@
 /*
  * fd → connection table: which file descriptors are ours.
  *
- * A two-level array of atomic pointers, chunks allocated on first use and never freed. Lookups
- * take no lock and never allocate, so every hook can ask "is this fd ours?" at the cost of two
- * loads, even from a signal handler writing to a self-pipe.
+ * An fd map (fd_map.h): lookups take no lock and never allocate, so every hook can ask "is this
+ * fd ours?" at the cost of two loads, even from a signal handler writing to a self-pipe.
  *
  * Lifetime: the table holds one reference to each connection; mt_table_acquire() adds one for the
  * caller. Connection objects are type-stable (recycled through a free list, never returned to
@@ -32,7 +31,7 @@ struct mt_conn *mt_table_remove(int fd);
 bool mt_table_set_exec_wish(int fd, bool wish);
 bool mt_table_exec_wish(int fd);
 
-/* True when some fd is ours: lets poll skip its translation entirely in plain processes. */
+/* True when no fd is ours: lets poll skip its translation entirely in plain processes. */
 bool mt_table_is_empty(void);
 
 /* Calls visit for every connection in the table (at fork time: no other thread runs). */

@@ -98,17 +98,17 @@ static int timeout_to_ms(const struct timespec *timeout)
  */
 MT_EXPORT int connect(int fd, __CONST_SOCKADDR_ARG address, socklen_t length)
 {
-    return mt_intercept_connect(fd, address.__sockaddr__, length, false);
+    return mt_intercept_connect(fd, address.__sockaddr__, length, MT_INTERCEPT_BY_POLICY);
 }
 
 MT_EXPORT int accept(int fd, __SOCKADDR_ARG address, socklen_t *length)
 {
-    return mt_intercept_accept(fd, address.__sockaddr__, length, 0, false, false);
+    return mt_intercept_accept(fd, address.__sockaddr__, length, MT_INTERCEPT_BY_POLICY);
 }
 
 MT_EXPORT int accept4(int fd, __SOCKADDR_ARG address, socklen_t *length, int flags)
 {
-    return mt_intercept_accept(fd, address.__sockaddr__, length, flags, true, false);
+    return mt_intercept_accept4(fd, address.__sockaddr__, length, flags, MT_INTERCEPT_BY_POLICY);
 }
 
 MT_EXPORT ssize_t read(int fd, void *buffer, size_t length)

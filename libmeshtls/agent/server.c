@@ -1043,7 +1043,7 @@ MT_RESULT mt_server_run(struct mt_server *server, int signal_fd, int *signal_num
                 client_expire(client);
         }
         mt_issuer_poll(server->issuer, now);
-        mt_log_limits_flush(mt_log_now_ms());
+        mt_log_limits_flush(mt_sys_now_ms());
         if (now >= server->next_sweep_ms)
             sweep_metrics(server, now);
     }

@@ -17,7 +17,6 @@
 #include "../util/sys.h"
 #include "conn.h"
 #include "epoll.h"
-#include "real.h"
 #include "table.h"
 
 /* Events that select what to wait for; the rest are flags describing how. */
@@ -290,7 +289,7 @@ static void set_kernel_locked(struct instance *instance, struct record *record, 
     if (events == record->kernel_events)
         return;
     struct epoll_event event = {.events = events, .data.u64 = key_of(record)};
-    if (real_epoll_ctl(instance->epfd, EPOLL_CTL_MOD, record->fd, &event) == 0)
+    if (mt_sys_epoll_ctl(instance->epfd, EPOLL_CTL_MOD, record->fd, &event) == 0)
         record->kernel_events = events;
 }
 
@@ -447,7 +446,7 @@ int mt_epoll_wait(int epfd, struct epoll_event *events, int capacity, int timeou
 {
     struct instance *instance = instance_get(epfd);
     if (instance == NULL || capacity <= 0 || events == NULL)
-        return real_epoll_pwait(epfd, events, capacity, timeout_ms, mask);
+        return mt_sys_app_epoll_pwait(epfd, events, capacity, timeout_ms, mask);
 
     struct record *owners_stack[64];
     struct record **owners = owners_stack;
@@ -473,8 +472,8 @@ int mt_epoll_wait(int epfd, struct epoll_event *events, int capacity, int timeou
         int room = capacity - count < batch ? capacity - count : batch;
         int n = 0;
         if (room > 0) {
-            n = real_epoll_pwait(epfd, kernel, room, count > 0 ? 0 : mt_sys_remaining_ms(wake),
-                                 mask);
+            n = mt_sys_app_epoll_pwait(epfd, kernel, room,
+                                       count > 0 ? 0 : mt_sys_remaining_ms(wake), mask);
             if (n < 0) {
                 result = count > 0 ? count : -1;
                 break;
@@ -501,11 +500,11 @@ int mt_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
 {
     struct instance *instance = instance_get(epfd);
     if (instance == NULL)
-        return real_epoll_ctl(epfd, operation, fd, event);
+        return mt_sys_app_epoll_ctl(epfd, operation, fd, event);
 
     if (operation == EPOLL_CTL_DEL) {
         pthread_mutex_lock(&instance->lock);
-        int result = real_epoll_ctl(epfd, operation, fd, event);
+        int result = mt_sys_app_epoll_ctl(epfd, operation, fd, event);
         int saved = errno;
         struct record *record = find_locked(instance, fd);
         if (record != NULL)
@@ -517,7 +516,7 @@ int mt_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
         return result;
     }
     if ((operation != EPOLL_CTL_ADD && operation != EPOLL_CTL_MOD) || event == NULL)
-        return real_epoll_ctl(epfd, operation, fd, event);
+        return mt_sys_app_epoll_ctl(epfd, operation, fd, event);
 
     struct mt_conn *conn = mt_table_acquire(fd);
     short wanted = 0;
@@ -536,7 +535,7 @@ int mt_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
     int result = -1;
     int saved = 0;
     if (record == NULL) {
-        result = real_epoll_ctl(epfd, operation, fd, event); /* ENOENT, as the kernel says */
+        result = mt_sys_app_epoll_ctl(epfd, operation, fd, event); /* ENOENT, as the kernel says */
         saved = errno;
         goto out;
     }
@@ -549,7 +548,7 @@ int mt_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
     record->meshed = conn != NULL;
     uint32_t kernel_events = conn != NULL ? kernel_events_for(record, wanted) : event->events;
     struct epoll_event registration = {.events = kernel_events, .data.u64 = key_of(record)};
-    result = real_epoll_ctl(epfd, operation, fd, &registration);
+    result = mt_sys_app_epoll_ctl(epfd, operation, fd, &registration);
     saved = errno;
     if (result != 0) {
         if (operation == EPOLL_CTL_ADD) {
@@ -567,7 +566,7 @@ int mt_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
         record->live = true;
         record->in_attention = false;
         if (!insert_locked(instance, record)) {
-            (void)real_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
+            (void)mt_sys_epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL);
             pthread_mutex_unlock(&instance->lock);
             record_recycle(record);
             errno = ENOMEM;
@@ -610,7 +609,7 @@ void mt_epoll_forget_fd(int fd)
         pthread_mutex_lock(&instance->lock);
         struct record *record = find_locked(instance, fd);
         if (record != NULL) {
-            (void)real_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, fd, NULL);
+            (void)mt_sys_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, fd, NULL);
             remove_locked(instance, record);
             record->live = false;
             record->generation++;
@@ -634,7 +633,7 @@ void mt_epoll_forget_range(unsigned first, unsigned last)
             while (record != NULL) {
                 struct record *next = record->next_in_bucket;
                 if ((unsigned)record->fd >= first && (unsigned)record->fd <= last) {
-                    (void)real_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, record->fd, NULL);
+                    (void)mt_sys_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, record->fd, NULL);
                     remove_locked(instance, record);
                     record->live = false;
                     record->generation++;

@@ -13,7 +13,6 @@
 #include "../util/sys.h"
 #include "conn.h"
 #include "intercept.h"
-#include "real.h"
 #include "table.h"
 #include "runtime.h"
 
@@ -40,16 +39,15 @@ static bool is_inet(const struct sockaddr_storage *address)
 
 int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length, bool always_mtls)
 {
-    mt_real_init();
     struct sockaddr_storage destination;
     if (address == NULL || !mt_addr_copy(&destination, address, length) || !is_inet(&destination) ||
         !is_tcp_socket(fd))
-        return real_connect(fd, address, length);
+        return mt_sys_app_connect(fd, address, length);
     /* A second connect() on a socket already ours asks the kernel how the first one went. */
     struct mt_conn *existing = mt_table_acquire(fd);
     if (existing != NULL) {
         mt_conn_release(existing);
-        return real_connect(fd, address, length);
+        return mt_sys_app_connect(fd, address, length);
     }
 
     const char *config_message = NULL;
@@ -67,7 +65,7 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
     struct mt_conn_policy policy = {.mode = "mtls"};
     policy.outbound = mt_policy_decide_outbound(config, &destination);
     if (!always_mtls && (policy.outbound.skipped || policy.outbound.mode == MT_OUTBOUND_PLAIN))
-        return real_connect(fd, address, length);
+        return mt_sys_app_connect(fd, address, length);
 
     context = mt_runtime_context(reason, sizeof(reason));
     struct mt_conn *conn =
@@ -80,7 +78,7 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
     int result = -1;
     int connect_errno = ECONNREFUSED;
     if (context != NULL) {
-        result = real_connect(fd, address, length);
+        result = mt_sys_app_connect(fd, address, length);
         connect_errno = errno;
     }
     result = mt_conn_after_connect(conn, result, connect_errno);
@@ -93,9 +91,8 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
 int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *length, int flags,
                         bool use_accept4, bool always_mtls)
 {
-    mt_real_init();
-    int fd = use_accept4 ? real_accept4(listener, address, length, flags)
-                         : real_accept(listener, address, length);
+    int fd = use_accept4 ? mt_sys_app_accept4(listener, address, length, flags)
+                         : mt_sys_app_accept(listener, address, length);
     if (fd < 0)
         return fd;
     int saved = errno;
@@ -105,7 +102,7 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
     socklen_t peer_length = sizeof(peer);
     memset(&local, 0, sizeof(local));
     memset(&peer, 0, sizeof(peer));
-    if (getsockname(fd, (struct sockaddr *)&local, &local_length) != 0 || !is_inet(&local) ||
+    if (mt_sys_getsockname(fd, (struct sockaddr *)&local, &local_length) != 0 || !is_inet(&local) ||
         !is_tcp_socket(fd)) {
         errno = saved;
         return fd;
@@ -118,7 +115,7 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
      * says ECONNRESET, and those bytes never reach the application as plaintext.
      */
     struct sockaddr_storage decided_for = local;
-    bool peer_gone = getpeername(fd, (struct sockaddr *)&peer, &peer_length) != 0;
+    bool peer_gone = mt_sys_getpeername(fd, (struct sockaddr *)&peer, &peer_length) != 0;
     if (peer_gone) {
         memset(&peer, 0, sizeof(peer)); /* logged as "?" */
         mt_addr_set_port(&decided_for, 0);
@@ -154,7 +151,7 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
     struct mt_conn *conn = mt_conn_open(fd, MT_TLS_SERVER, context, &local, &peer, &policy, reason);
     mt_tls_context_release(context);
     if (conn == NULL) {
-        real_close(fd);
+        mt_sys_close(fd);
         errno = ECONNABORTED;
         return -1;
     }
@@ -165,7 +162,6 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
 
 void mt_intercept_adopt(int fd, bool server, const struct sockaddr_storage *destination)
 {
-    mt_real_init();
     struct mt_conn *existing = mt_table_acquire(fd);
     if (existing != NULL) {
         mt_conn_release(existing);
@@ -179,8 +175,9 @@ void mt_intercept_adopt(int fd, bool server, const struct sockaddr_storage *dest
     socklen_t peer_length = sizeof(peer);
     memset(&local, 0, sizeof(local));
     memset(&peer, 0, sizeof(peer));
-    (void)getsockname(fd, (struct sockaddr *)&local, &local_length);
-    (void)getpeername(fd, (struct sockaddr *)&peer, &peer_length); /* a connect may be in flight */
+    (void)mt_sys_getsockname(fd, (struct sockaddr *)&local, &local_length);
+    (void)mt_sys_getpeername(fd, (struct sockaddr *)&peer,
+                             &peer_length); /* a connect may be in flight */
     if (!server && destination != NULL)
         peer = *destination;
 

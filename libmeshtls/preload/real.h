@@ -3,10 +3,12 @@
  *
  * mt_real_init() is idempotent and cheap after the first call (pthread_once); every hook calls
  * it before anything else, because a library constructor of another dependency may call close()
- * or read() into our hooks before our own constructor has run.
+ * or read() into our hooks before our own constructor has run. It also hands libc's functions to
+ * util/sys.c for the calls core makes on the application's behalf (mt_sys_use_libc), so a hook
+ * that hands a call to core has called it first. Only preload/ names real_*.
  */
-#ifndef MT_CORE_REAL_H
-#define MT_CORE_REAL_H
+#ifndef MT_PRELOAD_REAL_H
+#define MT_PRELOAD_REAL_H
 
 #include <fcntl.h>
 #include <poll.h>
@@ -25,5 +27,12 @@
 #undef MT_HOOK
 
 void mt_real_init(void);
+
+/*
+ * The resolution mt_real_init() runs once, with lookup in place of dlsym(RTLD_NEXT, name): every
+ * real_<name> set, libc's functions handed to util/sys.c. A name lookup does not find aborts the
+ * process with a message.
+ */
+void mt_real_resolve(void *(*lookup)(const char *name));
 
 #endif

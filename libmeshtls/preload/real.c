@@ -4,11 +4,13 @@
  * Owns the real_* pointers and the table of libc functions it gives util/sys.c. A name that
  * cannot be resolved, or that resolves back into this library (loaded twice, or an unusual link
  * order), aborts with a message: a hook with no real function behind it cannot keep any promise
- * to the application. Must never call a hooked name itself: at this point nothing is resolved
- * yet.
+ * to the application. Names newer than the oldest glibc supported are the exception
+ * (MT_HOOK_OPTIONAL in hooks.def): they fall back to the system call. Must never call a hooked
+ * name itself: at this point nothing is resolved yet.
  */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,11 +37,15 @@ static void die(const char *name, const char *why)
     abort();
 }
 
-static void *resolve(void *(*lookup)(const char *), const char *name)
+/* The address of name, or NULL when it is missing and optional. */
+static void *resolve(void *(*lookup)(const char *), const char *name, bool optional)
 {
     void *symbol = lookup(name);
-    if (symbol == NULL)
+    if (symbol == NULL) {
+        if (optional)
+            return NULL;
         die(name, "not found in the libraries after libmeshtls");
+    }
     Dl_info found;
     Dl_info self;
     if (dladdr(symbol, &found) != 0 && dladdr((void *)&real_once, &self) != 0 &&
@@ -52,10 +58,19 @@ void mt_real_resolve(void *(*lookup)(const char *name))
 {
 #define MT_HOOK(ret, name, parameters, arguments)                                                  \
     do {                                                                                           \
-        void *symbol = resolve(lookup, #name);                                                     \
+        void *symbol = resolve(lookup, #name, false);                                              \
         memcpy(&real_##name, &symbol, sizeof(symbol));                                             \
     } while (0);
+#define MT_HOOK_OPTIONAL(ret, name, parameters, arguments)                                         \
+    do {                                                                                           \
+        void *symbol = resolve(lookup, #name, true);                                               \
+        if (symbol != NULL)                                                                        \
+            memcpy(&real_##name, &symbol, sizeof(symbol));                                         \
+        else                                                                                       \
+            real_##name = mt_sys_##name;                                                           \
+    } while (0);
 #include "hooks.def"
+#undef MT_HOOK_OPTIONAL
 #undef MT_HOOK
 
     libc_calls = (struct mt_sys_libc){

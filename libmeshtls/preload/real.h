@@ -31,7 +31,8 @@ void mt_real_init(void);
 /*
  * The resolution mt_real_init() runs once, with lookup in place of dlsym(RTLD_NEXT, name): every
  * real_<name> set, libc's functions handed to util/sys.c. A name lookup does not find aborts the
- * process with a message.
+ * process with a message, unless hooks.def marks it optional (then real_<name> = mt_sys_<name>).
+ * For tests, which play a libc without some names.
  */
 void mt_real_resolve(void *(*lookup)(const char *name));
 

@@ -2,7 +2,7 @@
  * The public meshtls_* functions (meshtls.h): thin entry points over the same engine the hooks
  * use, in libmeshtls.so and in libmeshtls-preload.so alike.
  *
- * Owns the words for meshtls_last_error(). Never decides anything:
+ * Owns the words for meshtls_last_error() and the version string. Never decides anything:
  * core/intercept.c decides (with mTLS forced, since the caller asked for it), core/conn.c
  * behaves. A call on an fd that is not a mesh connection goes to libc through util/sys.c's
  * mt_sys_app_* (whose libc each shared object installs: api/libc.c, preload/real.c).
@@ -20,6 +20,10 @@
 #include "../include/meshtls.h"
 #include "../util/export.h"
 #include "../util/sys.h"
+
+/* "MAJOR.MINOR.PATCH" from meshtls.h, the one place the version is written in C. */
+#define TEXT_OF(token) #token
+#define VERSION_TEXT(major, minor, patch) TEXT_OF(major) "." TEXT_OF(minor) "." TEXT_OF(patch)
 
 static _Thread_local char last_error[256];
 
@@ -54,7 +58,7 @@ static ssize_t checked(int fd, ssize_t result)
 
 MT_EXPORT const char *meshtls_version(void)
 {
-    return "0.1.0";
+    return VERSION_TEXT(MESHTLS_VERSION_MAJOR, MESHTLS_VERSION_MINOR, MESHTLS_VERSION_PATCH);
 }
 
 MT_EXPORT int meshtls_init(void)

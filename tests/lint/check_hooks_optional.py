@@ -67,7 +67,8 @@ def main():
         print("\n".join(failures))
         sys.exit(1)
     optional = [name for kind, name in hooks if kind == "MT_HOOK_OPTIONAL"]
-    print(f"{len(hooks)} hooks; optional since glibc {supported.group(1)}: {', '.join(optional)}")
+    print(f"{len(hooks)} hooks; newer than glibc {supported.group(1)}, so optional: "
+          f"{', '.join(optional)}")
 
 
 main()

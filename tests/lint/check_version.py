@@ -24,7 +24,8 @@ def main():
     failures = []
     if ".".join(parts) != version:
         failures.append(f"{header} says {'.'.join(parts)}, meson.build says {version}")
-    spelled = re.compile(r'"[^"\n]*\b' + re.escape(version) + r'\b[^"\n]*"')
+    # Inside a string literal, not part of a longer dotted number (an address such as 10.0.1.0).
+    spelled = re.compile(r'"[^"\n]*(?<![\d.])' + re.escape(version) + r'(?![\d.])[^"\n]*"')
     for directory, _, names in os.walk(sources):
         for name in names:
             if not name.endswith((".c", ".h")):

@@ -176,8 +176,8 @@ void mt_intercept_adopt(int fd, bool server, const struct sockaddr_storage *dest
     memset(&local, 0, sizeof(local));
     memset(&peer, 0, sizeof(peer));
     (void)mt_sys_getsockname(fd, (struct sockaddr *)&local, &local_length);
-    (void)mt_sys_getpeername(fd, (struct sockaddr *)&peer,
-                             &peer_length); /* a connect may be in flight */
+    /* A connect may be in flight. */
+    (void)mt_sys_getpeername(fd, (struct sockaddr *)&peer, &peer_length);
     if (!server && destination != NULL)
         peer = *destination;
 

@@ -37,7 +37,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../identity/spiffe.h"
+#include "../util/spiffe.h"
 #include "../tls/digest.h"
 #include "../util/text.h"
 

@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "../identity/spiffe.h"
+#include "../util/spiffe.h"
 #include "../tls/x509.h"
 #include "../util/text.h"
 

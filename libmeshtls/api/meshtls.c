@@ -33,7 +33,7 @@ static void remember_failure(int fd, int error)
     char reason[200] = "";
     struct mt_conn *conn = fd >= 0 ? mt_table_acquire(fd) : NULL;
     if (conn != NULL) {
-        mt_conn_failure_reason(conn, reason, sizeof(reason));
+        mt_conn_failure_reason(conn, MT_TEXT_ON(reason));
         mt_conn_release(conn);
     }
     if (reason[0] != '\0')

@@ -22,7 +22,7 @@
 
 #include <libconfig.h>
 
-#include "../identity/spiffe.h"
+#include "../util/spiffe.h"
 #include "config.h"
 
 #define TIMEOUT_MIN_MS 100

@@ -17,6 +17,15 @@
  * lock) only when the socket is blocking, bounded by SO_RCVTIMEO/SO_SNDTIMEO or the handshake
  * timeout. The decision whether a socket blocks is asked of the kernel each time (F_GETFL),
  * never cached, since the application may change it with fcntl or ioctl(FIONBIO) at any moment.
+ *
+ * A connection reads nothing process-wide: what policy decided and the timeouts it keeps come in
+ * struct mt_conn_settings when it opens, so that one can be driven alone, without a runtime, an
+ * agent or a configuration file (tests/unit/test_conn.c). Its kernel calls all go through
+ * util/sys.h.
+ *
+ * The engine is split by what each part does: conn.c the state machine and the connection's life,
+ * conn_io.c the emulated transfers and the waits of a blocking socket, conn_poll.c the readiness
+ * translation, conn_copy.c sendfile/splice, conn_log.c the lines the operator reads.
  */
 #ifndef MT_CORE_CONN_H
 #define MT_CORE_CONN_H
@@ -32,6 +41,7 @@
 #include "../metrics/metrics.h"
 #include "../policy/policy.h"
 #include "../tls/tls.h"
+#include "../util/text.h"
 
 enum mt_conn_state {
     MT_CONN_CONNECTING,
@@ -42,12 +52,23 @@ enum mt_conn_state {
     MT_CONN_FAILED,
 };
 
-/* What policy decided for a connection, at connect() or accept(); never changes afterwards. */
-struct mt_conn_policy {
-    const char *mode; /* "mtls", "strict" or "permissive", for log lines */
-    bool detect;      /* inbound permissive (not opaque): look at the first bytes first */
+/*
+ * What a connection is told when it opens, and keeps unchanged: what policy decided for it at
+ * connect() or accept(), and the configuration's timeouts. The caller fills it (core/intercept.c,
+ * from the runtime's configuration).
+ */
+struct mt_conn_settings {
+    /* A server's mode, as its log lines name it: MT_INBOUND_PERMISSIVE, else strict. A client's
+     * is always mtls. */
+    enum mt_inbound_mode mode;
+    bool detect; /* inbound permissive (not opaque): look at the first bytes first */
     struct mt_outbound_decision outbound; /* client side: the expected server identity */
     struct mt_inbound_decision inbound;   /* server side: the allow list */
+    /* What inbound's allow list names its patterns in (mt_config_pattern); required for a
+     * server (without it every peer is refused), and it outlives the connection. */
+    const struct mt_config *config;
+    unsigned handshake_timeout_ms; /* from the TCP connection up to the session established */
+    unsigned detect_timeout_ms;    /* DETECTING: how long to wait for the first bytes */
 };
 
 struct mt_conn {
@@ -67,12 +88,12 @@ struct mt_conn {
     int *other_fds;           /* further names from dup/dup2/dup3/F_DUPFD; fd is the one in use */
     size_t other_fd_count;
     int failed_errno;
-    char failure_reason[160]; /* why it failed, for meshtls_last_error() */
+    char failure_reason[160]; /* why it failed, for meshtls_last_error(); via struct mt_text */
     struct mt_tls_context *context;
     struct mt_tls_session *tls;
     struct sockaddr_storage peer;
     struct sockaddr_storage local;
-    struct mt_conn_policy policy;
+    struct mt_conn_settings settings;
     struct mt_metrics_connection *metrics; /* counters once established (or passed as plain) */
     long long handshake_started_us;
     long long handshake_deadline_ms;
@@ -85,13 +106,15 @@ struct mt_conn {
 /*
  * Creates the connection object for an outbound mTLS connection on fd (before the TCP connect)
  * or an accepted inbound one, and publishes it in the table. context may be NULL when no identity
- * could be had: the connection then starts FAILED with reason. Returns with a reference for the
- * caller (release it), besides the table's.
+ * could be had: the connection then starts FAILED with failure_reason (unless settings->detect:
+ * then plaintext still passes and only a mesh client is refused). settings is copied; without
+ * it, or without memory, the result is NULL. Returns with a reference for the caller (release
+ * it), besides the table's.
  */
 struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_context *context,
                              const struct sockaddr_storage *local,
                              const struct sockaddr_storage *peer,
-                             const struct mt_conn_policy *policy, const char *failure_reason);
+                             const struct mt_conn_settings *settings, const char *failure_reason);
 
 /* Called by connect() after the kernel's connect returned result (0 or -1 with errno). */
 int mt_conn_after_connect(struct mt_conn *conn, int result, int connect_errno);
@@ -144,8 +167,8 @@ ssize_t mt_conn_send_from_fd(struct mt_conn *conn, int in_fd, off_t *offset, siz
 ssize_t mt_conn_receive_to_fd(struct mt_conn *conn, int out_fd, off_t *offset, size_t count,
                               int flags);
 
-/* Copies why the connection failed ("" when it has not). */
-void mt_conn_failure_reason(struct mt_conn *conn, char *buffer, size_t capacity);
+/* Sets reason (NULL allowed) to why the connection failed: "" when it has not. */
+void mt_conn_failure_reason(struct mt_conn *conn, struct mt_text *reason);
 
 /* Copies the verified peer SPIFFE ID ("" when none yet). */
 void mt_conn_peer_id(struct mt_conn *conn, char *buffer, size_t capacity);

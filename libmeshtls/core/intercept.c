@@ -37,6 +37,17 @@ static bool is_inet(const struct sockaddr_storage *address)
     return address->ss_family == AF_INET || address->ss_family == AF_INET6;
 }
 
+/* A connection's settings before policy decides: the configuration's timeouts, mode strict. */
+static struct mt_conn_settings conn_settings(const struct mt_config *config)
+{
+    return (struct mt_conn_settings){
+        .mode = MT_INBOUND_STRICT,
+        .config = config,
+        .handshake_timeout_ms = config->handshake_timeout_ms,
+        .detect_timeout_ms = config->detect_timeout_ms,
+    };
+}
+
 int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length, bool always_mtls)
 {
     struct sockaddr_storage destination;
@@ -62,14 +73,14 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
         return -1;
     }
     const struct mt_config *config = mt_runtime_config();
-    struct mt_conn_policy policy = {.mode = "mtls"};
-    policy.outbound = mt_policy_decide_outbound(config, &destination);
-    if (!always_mtls && (policy.outbound.skipped || policy.outbound.mode == MT_OUTBOUND_PLAIN))
+    struct mt_conn_settings settings = conn_settings(config);
+    settings.outbound = mt_policy_decide_outbound(config, &destination);
+    if (!always_mtls && (settings.outbound.skipped || settings.outbound.mode == MT_OUTBOUND_PLAIN))
         return mt_sys_app_connect(fd, address, length);
 
     context = mt_runtime_context(reason, sizeof(reason));
     struct mt_conn *conn =
-        mt_conn_open(fd, MT_TLS_CLIENT, context, NULL, &destination, &policy, reason);
+        mt_conn_open(fd, MT_TLS_CLIENT, context, NULL, &destination, &settings, reason);
     mt_tls_context_release(context);
     if (conn == NULL) {
         errno = ENOMEM;
@@ -126,29 +137,31 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
     const char *config_message = NULL;
     char reason[600];
     struct mt_tls_context *context = NULL;
-    struct mt_conn_policy policy = {.mode = "strict"};
+    struct mt_conn_settings settings = conn_settings(mt_runtime_config());
     if (mt_runtime_config_failed(&config_message)) {
         snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
     } else {
-        policy.inbound = mt_policy_decide_inbound(mt_runtime_config(), &local, &decided_for);
-        if (!always_mtls && (policy.inbound.skipped || policy.inbound.mode == MT_INBOUND_PLAIN)) {
+        settings.inbound = mt_policy_decide_inbound(mt_runtime_config(), &local, &decided_for);
+        if (!always_mtls &&
+            (settings.inbound.skipped || settings.inbound.mode == MT_INBOUND_PLAIN)) {
             errno = saved;
             return fd;
         }
         /* Opaque ports (servers that speak first) are never detected: mTLS from the start. */
-        if (policy.inbound.mode == MT_INBOUND_PERMISSIVE && !always_mtls) {
-            policy.mode = "permissive";
-            policy.detect = !policy.inbound.opaque;
+        if (settings.inbound.mode == MT_INBOUND_PERMISSIVE && !always_mtls) {
+            settings.mode = MT_INBOUND_PERMISSIVE;
+            settings.detect = !settings.inbound.opaque;
         }
         if (peer_gone) {
-            policy.detect = false; /* refused outright, permissive or not */
+            settings.detect = false; /* refused outright, permissive or not */
             snprintf(reason, sizeof(reason), "peer reset the connection before accept() returned");
         } else {
             context = mt_runtime_context(reason, sizeof(reason));
         }
     }
     /* Even refused, the connection is handed over: its first read reports the failure. */
-    struct mt_conn *conn = mt_conn_open(fd, MT_TLS_SERVER, context, &local, &peer, &policy, reason);
+    struct mt_conn *conn =
+        mt_conn_open(fd, MT_TLS_SERVER, context, &local, &peer, &settings, reason);
     mt_tls_context_release(context);
     if (conn == NULL) {
         mt_sys_close(fd);
@@ -190,24 +203,24 @@ void mt_intercept_adopt(int fd, bool server, const struct sockaddr_storage *dest
     const char *config_message = NULL;
     char reason[600];
     struct mt_tls_context *context = NULL;
-    struct mt_conn_policy policy = {.mode = server ? "strict" : "mtls"};
+    struct mt_conn_settings settings = conn_settings(mt_runtime_config());
     if (mt_runtime_config_failed(&config_message)) {
         snprintf(reason, sizeof(reason), "configuration error: %s", config_message);
     } else {
         const struct mt_config *config = mt_runtime_config();
         if (server) {
-            policy.inbound = mt_policy_decide_inbound(config, &local, &peer);
-            if (policy.inbound.mode == MT_INBOUND_PERMISSIVE) {
-                policy.mode = "permissive";
-                policy.detect = !policy.inbound.opaque;
+            settings.inbound = mt_policy_decide_inbound(config, &local, &peer);
+            if (settings.inbound.mode == MT_INBOUND_PERMISSIVE) {
+                settings.mode = MT_INBOUND_PERMISSIVE;
+                settings.detect = !settings.inbound.opaque;
             }
         } else {
-            policy.outbound = mt_policy_decide_outbound(config, &peer);
+            settings.outbound = mt_policy_decide_outbound(config, &peer);
         }
         context = mt_runtime_context(reason, sizeof(reason));
     }
     struct mt_conn *conn = mt_conn_open(fd, server ? MT_TLS_SERVER : MT_TLS_CLIENT, context, &local,
-                                        &peer, &policy, reason);
+                                        &peer, &settings, reason);
     mt_tls_context_release(context);
     if (conn != NULL) {
         mt_log_debug("adopted inherited connection on fd %d (%s side)", fd,

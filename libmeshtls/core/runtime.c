@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../identity/client.h"
 #include "../metrics/metrics.h"
 #include "../util/log.h"
 #include "../util/text.h"
@@ -107,7 +108,7 @@ static void note_failure(const char *message, enum mt_error error)
 }
 
 /* With context_lock held: builds a TLS context for identity and makes it current. */
-static void install(const struct mt_config *settings, struct mt_identity *identity)
+static void install(const struct mt_config *settings, struct mt_credentials *identity)
 {
     char message[MT_CONFIG_MESSAGE_MAX] = "";
     struct mt_tls_context *context = NULL;
@@ -159,7 +160,7 @@ static void renew_locked(const struct mt_config *settings, int wait_ms)
             return;
         }
     }
-    struct mt_identity *identity = NULL;
+    struct mt_credentials *identity = NULL;
     mt_result result = mt_identity_request_poll(renewal, wait_ms, &identity, &reason);
     if (result.error == MT_ERR_WOULD_BLOCK)
         return;
@@ -170,7 +171,7 @@ static void renew_locked(const struct mt_config *settings, int wait_ms)
         return;
     }
     install(settings, identity);
-    mt_identity_release(identity); /* the context holds its own reference */
+    mt_credentials_release(identity); /* the context holds its own reference */
 }
 
 /*
@@ -210,15 +211,15 @@ struct mt_tls_context *mt_runtime_context(char *reason, size_t reason_size)
     }
     pthread_mutex_lock(&context_lock);
     time_t now = time(NULL);
-    const struct mt_identity *identity =
-        current_context != NULL ? mt_tls_context_identity(current_context) : NULL;
+    const struct mt_credentials *identity =
+        current_context != NULL ? mt_tls_context_credentials(current_context) : NULL;
     if (identity == NULL && current_context == NULL)
         wait_for_first_identity(settings);
     else if (identity == NULL || now >= identity->not_after)
         renew_locked(settings, (int)settings->agent_timeout_ms); /* nothing valid to use */
     else if (now >= identity->refresh_at)
         renew_locked(settings, 0);
-    identity = current_context != NULL ? mt_tls_context_identity(current_context) : NULL;
+    identity = current_context != NULL ? mt_tls_context_credentials(current_context) : NULL;
     struct mt_tls_context *context = NULL;
     if (identity != NULL && time(NULL) < identity->not_after) {
         context = mt_tls_context_acquire(current_context);

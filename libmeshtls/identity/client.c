@@ -1,16 +1,11 @@
 /*
  * Agent client: key generation, CSR, one request/reply round trip, reply validation.
  *
- * Owns the struct mt_identity lifecycle. It never logs (callers decide how loud a failure is),
- * never keeps key material outside struct mt_identity, and never trusts the agent's reply blindly:
- * the leaf must be a valid X.509-SVID whose public key is the key generated here. Nor the agent
- * itself: nothing is sent before identity/peer.h has checked who serves the socket.
- *
- * The identity's private key (SEC1 DER) lives in a secret buffer (util/secret.h): out of core
- * dumps, wiped when the last reference goes and at exit. It is encoded straight into that buffer,
- * never into a stack or heap copy of ours on the way, and the stack that wolfCrypt used for it
- * is wiped afterwards. (wc_EccKeyToDer itself frees a heap scratch copy of the scalar without
- * wiping it, in wolfSSL 5.5.4: that one is beyond our reach.)
+ * Owns the key generated for a request until it goes into the credentials built from the reply
+ * (tls/credentials.h, which keep it in a secret buffer). It never logs (callers decide how loud a
+ * failure is), never keeps key material anywhere else, and never trusts the agent's reply
+ * blindly: the leaf must be a valid X.509-SVID whose public key is the key generated here. Nor the
+ * agent itself: nothing is sent before identity/peer.h has checked who serves the socket.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +22,11 @@
 #include "../config/config.h"
 #include "client.h"
 #include "peer.h"
+#include "proto.h"
+
+/* Whatever a reply may carry fits the credentials built from it. */
+_Static_assert(MT_PROTO_MAX_CERTS <= MT_CREDENTIALS_CHAIN_MAX, "a reply's chain fits");
+_Static_assert(MT_PROTO_MAX_ANCHORS <= MT_CREDENTIALS_ANCHORS_MAX, "a reply's bundle fits");
 
 /* The agent's reply carries a chain and a bundle; both fit well inside one maximal frame. */
 #define REPLY_CAPACITY MT_PROTO_MAX_FRAME
@@ -43,7 +43,6 @@ struct exchange {
     long long deadline;
     bool connected;
     bool peer_checked; /* nothing is sent before the socket's server is known (peer.h) */
-    char refusal[512];
     uint8_t *request;
     size_t request_length;
     size_t sent;
@@ -152,8 +151,12 @@ static ssize_t receive_with_fd(struct exchange *exchange)
     return n;
 }
 
-/* Does what the socket allows now; *done once the reply frame is complete. */
-static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame *frame, bool *done)
+/*
+ * Does what the socket allows now; *done once the reply frame is complete. Only a refused agent
+ * explains itself here (peer.h): exchange_poll explains the other failures.
+ */
+static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame *frame, bool *done,
+                               struct mt_text *reason)
 {
     *done = false;
     if (!exchange->connected) {
@@ -171,9 +174,8 @@ static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame 
         exchange->connected = true;
     }
     if (!exchange->peer_checked) {
-        struct mt_text refusal = mt_text_on(exchange->refusal, sizeof(exchange->refusal));
         MT_GUARD(mt_identity_peer_check(exchange->fd, exchange->socket_path, exchange->agent_uid,
-                                        &refusal));
+                                        reason));
         exchange->peer_checked = true;
     }
     while (exchange->sent < exchange->request_length) {
@@ -214,7 +216,7 @@ static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame 
 /*
  * Advances the exchange, waiting at most wait_ms (never past its deadline). Returns OK with
  * *frame once the reply is complete, MT_ERR_WOULD_BLOCK while it is still under way, or the
- * failure with message filled in (an ERROR reply is MT_ERR_AGENT_REFUSED with its text).
+ * failure with reason filled in (an ERROR reply is MT_ERR_AGENT_REFUSED with its text).
  */
 static MT_RESULT exchange_poll(struct exchange *exchange, int wait_ms, struct mt_proto_frame *frame,
                                struct mt_text *reason)
@@ -225,7 +227,7 @@ static MT_RESULT exchange_poll(struct exchange *exchange, int wait_ms, struct mt
     mt_result result = MT_OK_RESULT;
     for (;;) {
         bool done = false;
-        result = exchange_step(exchange, frame, &done);
+        result = exchange_step(exchange, frame, &done, reason);
         if (!mt_result_is_ok(result) || done)
             break;
         int timeout = mt_sys_remaining_ms(until);
@@ -246,101 +248,63 @@ static MT_RESULT exchange_poll(struct exchange *exchange, int wait_ms, struct mt
         if (result.error == MT_ERR_AGENT_UNREACHABLE)
             mt_text_set(reason, "agent at %s unreachable: %s (is meshtls-agent running?)",
                         exchange->socket_path, strerror(errno));
-        else if (result.error == MT_ERR_AGENT_UNTRUSTED)
-            mt_text_set(reason, "%s", exchange->refusal);
-        else
+        else if (result.error != MT_ERR_AGENT_UNTRUSTED) /* explained by the peer check */
             mt_text_set(reason, "agent at %s: %s", exchange->socket_path,
                         mt_error_message(result.error));
         return result;
     }
     if (frame->type == MT_PROTO_ERROR) {
+        /* The agent's own words, cut at 255 bytes: it says why, in a line, not at length. */
         struct mt_proto_error_reply error;
-        char text[256] = "";
-        if (mt_result_is_ok(mt_proto_decode_error(frame, &error))) {
-            size_t n =
-                error.message.length < sizeof(text) - 1 ? error.message.length : sizeof(text) - 1;
-            memcpy(text, error.message.data, n);
-            text[n] = '\0';
+        const char *said = "";
+        int shown = 0;
+        if (mt_result_is_ok(mt_proto_decode_error(frame, &error)) && error.message.length > 0) {
+            said = (const char *)error.message.data;
+            shown = error.message.length < 255 ? (int)error.message.length : 255;
         }
-        mt_text_set(reason, "agent refused: %s", text);
-        return mt_result_of(MT_ERR_AGENT_REFUSED);
+        return mt_result_explain(reason, MT_ERR_AGENT_REFUSED, "agent refused: %.*s", shown, said);
     }
     return MT_OK_RESULT;
 }
 
-static MT_RESULT copy_der(struct mt_identity_der *out, const struct mt_proto_blob *blob)
-{
-    MT_ENSURE(blob->length > 0, MT_ERR_PROTO_MALFORMED);
-    out->data = malloc(blob->length);
-    MT_ENSURE(out->data != NULL, MT_ERR_NO_MEMORY);
-    memcpy(out->data, blob->data, blob->length);
-    out->length = blob->length;
-    return MT_OK_RESULT;
-}
-
-static void free_der(struct mt_identity_der *der)
-{
-    free(der->data);
-    der->data = NULL;
-    der->length = 0;
-}
-
-/* The identity's private key as SEC1 DER, encoded directly into a secret buffer. */
-static MT_RESULT encode_key(struct mt_identity_der *out, const struct mt_x509_key *key)
-{
-    void *buffer = NULL;
-    MT_GUARD(mt_secret_alloc(MT_X509_KEY_DER_MAX, &buffer));
-    size_t length = 0;
-    mt_result result = mt_x509_key_to_der(key, buffer, MT_X509_KEY_DER_MAX, &length);
-    if (!mt_result_is_ok(result)) {
-        mt_secret_free(buffer);
-        return result;
-    }
-    out->data = buffer;
-    out->length = length;
-    return MT_OK_RESULT;
-}
-
-/* mt_secret_free wipes the whole buffer, whatever length the encoding took. */
-static void free_key(struct mt_identity_der *der)
-{
-    mt_secret_free(der->data);
-    der->data = NULL;
-    der->length = 0;
-}
-
-/* Copies the reply into identity and checks it against the key this process generated. */
-static MT_RESULT adopt_reply(struct mt_identity *identity,
+/* Copies the reply into credentials and checks it against the key this process generated. */
+static MT_RESULT adopt_reply(struct mt_credentials *credentials,
                              const struct mt_proto_svid_response *svid,
                              const struct mt_x509_key *key, struct mt_text *reason)
 {
     MT_ENSURE(svid->cert_count >= 1 && svid->anchor_count >= 1, MT_ERR_PROTO_MALFORMED);
-    for (size_t i = 0; i < svid->cert_count; i++)
-        MT_GUARD(copy_der(&identity->chain[identity->chain_length++], &svid->certs[i]));
-    for (size_t i = 0; i < svid->anchor_count; i++)
-        MT_GUARD(copy_der(&identity->anchors[identity->anchor_count++], &svid->anchors[i]));
+    for (size_t i = 0; i < svid->cert_count; i++) {
+        MT_ENSURE(svid->certs[i].length > 0, MT_ERR_PROTO_MALFORMED);
+        MT_GUARD(mt_credentials_add_chain(credentials, svid->certs[i].data, svid->certs[i].length));
+    }
+    for (size_t i = 0; i < svid->anchor_count; i++) {
+        MT_ENSURE(svid->anchors[i].length > 0, MT_ERR_PROTO_MALFORMED);
+        MT_GUARD(
+            mt_credentials_add_anchor(credentials, svid->anchors[i].data, svid->anchors[i].length));
+    }
 
     const char *invalid = "";
     mt_result checked =
-        mt_x509_svid_check(identity->chain[0].data, identity->chain[0].length, identity->spiffe_id,
-                           sizeof(identity->spiffe_id), &invalid);
+        mt_x509_svid_check(credentials->chain[0].data, credentials->chain[0].length,
+                           credentials->spiffe_id, sizeof(credentials->spiffe_id), &invalid);
     if (!mt_result_is_ok(checked)) {
         mt_text_set(reason, "agent issued an invalid X.509-SVID: %s", invalid);
         return checked;
     }
-    if (!mt_x509_key_matches_cert(key, identity->chain[0].data, identity->chain[0].length)) {
-        mt_text_set(reason, "agent issued a certificate for another key (%s)", identity->spiffe_id);
+    if (!mt_x509_key_matches_cert(key, credentials->chain[0].data, credentials->chain[0].length)) {
+        mt_text_set(reason, "agent issued a certificate for another key (%s)",
+                    credentials->spiffe_id);
         return mt_result_of(MT_ERR_SVID);
     }
     struct mt_spiffe_id parsed;
-    MT_GUARD(mt_spiffe_id_parse(identity->spiffe_id, strlen(identity->spiffe_id), &parsed));
-    memcpy(identity->trust_domain, parsed.trust_domain, parsed.trust_domain_length);
-    identity->trust_domain[parsed.trust_domain_length] = '\0';
+    MT_GUARD(mt_spiffe_id_parse(credentials->spiffe_id, strlen(credentials->spiffe_id), &parsed));
+    memcpy(credentials->trust_domain, parsed.trust_domain, parsed.trust_domain_length);
+    credentials->trust_domain[parsed.trust_domain_length] = '\0';
 
     time_t not_before = 0;
-    MT_GUARD(mt_x509_cert_validity(identity->chain[0].data, identity->chain[0].length, &not_before,
-                                   &identity->not_after));
-    MT_ENSURE(identity->not_after > not_before, MT_ERR_SVID);
+    MT_GUARD(mt_x509_cert_validity(credentials->chain[0].data, credentials->chain[0].length,
+                                   &not_before, &credentials->not_after));
+    MT_ENSURE(credentials->not_after > not_before, MT_ERR_SVID);
     /*
      * Renew at 70 % of the lifetime, as SPIRE and Linkerd do: room for an agent outage. Counted
      * from now, not from notBefore, which issuers backdate for clock skew (the agent by five
@@ -348,7 +312,7 @@ static MT_RESULT adopt_reply(struct mt_identity *identity,
      */
     time_t now = time(NULL);
     time_t start = now > not_before ? now : not_before;
-    identity->refresh_at = start + (identity->not_after - start) * 7 / 10;
+    credentials->refresh_at = start + (credentials->not_after - start) * 7 / 10;
     return MT_OK_RESULT;
 }
 
@@ -404,7 +368,7 @@ out:
 }
 
 MT_RESULT mt_identity_request_poll(struct mt_identity_request *request, int wait_ms,
-                                   struct mt_identity **out, struct mt_text *reason)
+                                   struct mt_credentials **out, struct mt_text *reason)
 {
     MT_ENSURE_REF(request);
     MT_ENSURE_REF(out);
@@ -419,23 +383,22 @@ MT_RESULT mt_identity_request_poll(struct mt_identity_request *request, int wait
                     mt_error_message(result.error));
         return result;
     }
-    struct mt_identity *identity = calloc(1, sizeof(*identity));
-    MT_ENSURE(identity != NULL, MT_ERR_NO_MEMORY);
-    atomic_init(&identity->references, 1);
-    result = adopt_reply(identity, &svid, request->key, reason);
+    struct mt_credentials *credentials = NULL;
+    MT_GUARD(mt_credentials_new(&credentials));
+    result = adopt_reply(credentials, &svid, request->key, reason);
     if (mt_result_is_ok(result))
-        result = encode_key(&identity->key, request->key);
+        result = mt_credentials_set_key(credentials, request->key);
     mt_secret_wipe_stack();
     if (!mt_result_is_ok(result)) {
-        mt_identity_release(identity);
+        mt_credentials_release(credentials);
         return result;
     }
-    *out = identity;
+    *out = credentials;
     return MT_OK_RESULT;
 }
 
 MT_RESULT mt_identity_fetch(const char *socket_path, uid_t agent_uid, int timeout_ms,
-                            struct mt_identity **out, struct mt_text *reason)
+                            struct mt_credentials **out, struct mt_text *reason)
 {
     struct mt_identity_request *request = NULL;
     MT_GUARD(mt_identity_request_start(socket_path, agent_uid, timeout_ms, &request, reason));
@@ -508,23 +471,4 @@ MT_RESULT mt_identity_metrics_file(const char *socket_path, uid_t agent_uid, int
     }
     exchange_free(exchange);
     return result;
-}
-
-struct mt_identity *mt_identity_acquire(struct mt_identity *identity)
-{
-    if (identity != NULL)
-        atomic_fetch_add(&identity->references, 1);
-    return identity;
-}
-
-void mt_identity_release(struct mt_identity *identity)
-{
-    if (identity == NULL || atomic_fetch_sub(&identity->references, 1) != 1)
-        return;
-    free_key(&identity->key);
-    for (size_t i = 0; i < identity->chain_length; i++)
-        free_der(&identity->chain[i]);
-    for (size_t i = 0; i < identity->anchor_count; i++)
-        free_der(&identity->anchors[i]);
-    free(identity);
 }

@@ -14,7 +14,6 @@
 
 #include "detect.h"
 
-#define CONTENT_TYPE_HANDSHAKE 22
 #define HANDSHAKE_CLIENT_HELLO 1
 #define EXTENSION_ALPN 16
 #define RANDOM_SIZE 32
@@ -55,25 +54,25 @@ struct reader {
 static enum step open_record(struct reader *reader)
 {
     enum step bad = reader->position == 0 ? STEP_NOT_TLS : STEP_OTHER;
-    if (reader->position + MT_DETECT_RECORD_HEADER > MT_DETECT_BYTES_MAX)
+    if (reader->position + MT_TLS_RECORD_HEADER_SIZE > MT_DETECT_BYTES_MAX)
         return STEP_OTHER;
     const uint8_t *header = reader->data + reader->position;
     size_t available = reader->length - reader->position;
-    if (available >= 1 && header[0] != CONTENT_TYPE_HANDSHAKE)
+    if (available >= 1 && header[0] != MT_TLS_CONTENT_HANDSHAKE)
         return bad;
     if (available >= 2 && header[1] != 3)
         return bad;
     if (available >= 3 && header[2] > 4)
         return bad;
     /* A high length byte above 0x40 already means more than 2^14. */
-    if (available >= 4 && header[3] > (MT_DETECT_RECORD_MAX >> 8))
+    if (available >= 4 && header[3] > (MT_TLS_RECORD_MAX >> 8))
         return bad;
-    if (available < MT_DETECT_RECORD_HEADER)
+    if (available < MT_TLS_RECORD_HEADER_SIZE)
         return STEP_NEED_MORE;
     size_t record_length = (size_t)header[3] << 8 | header[4];
-    if (record_length == 0 || record_length > MT_DETECT_RECORD_MAX)
+    if (record_length == 0 || record_length > MT_TLS_RECORD_MAX)
         return bad;
-    reader->position += MT_DETECT_RECORD_HEADER;
+    reader->position += MT_TLS_RECORD_HEADER_SIZE;
     reader->record_left = record_length;
     return STEP_OK;
 }
@@ -125,7 +124,7 @@ static enum step skip(struct reader *reader, size_t count)
 /* Reads one ProtocolName of length bytes and says whether it is the mesh protocol. */
 static enum step read_protocol_name(struct reader *reader, unsigned length, bool *is_mesh)
 {
-    static const char mesh[] = MT_DETECT_MESH_ALPN;
+    static const char mesh[] = MT_TLS_MESH_ALPN;
     bool equal = length == sizeof(mesh) - 1;
     for (unsigned i = 0; i < length; i++) {
         unsigned byte;
@@ -211,7 +210,7 @@ static enum step read_client_hello(struct reader *reader, bool *is_mesh)
         body_length = body_length << 8 | byte;
     }
     /* Decided from the header alone: even unsplit, this ClientHello would not fit the window. */
-    if (body_length > MT_DETECT_BYTES_MAX - MT_DETECT_RECORD_HEADER - 4)
+    if (body_length > MT_DETECT_BYTES_MAX - MT_TLS_RECORD_HEADER_SIZE - 4)
         return STEP_OTHER;
     reader->message_left = body_length;
     STEP_GUARD(read_client_hello_fields(reader));

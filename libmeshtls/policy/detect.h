@@ -11,7 +11,7 @@
  *               record is not a handshake record (type 22) of version 3.x (x <= 4), its length
  *               is 0 or above 2^14, or its first handshake message is not a client_hello.
  *               Answered from the first byte that proves it: "GET / HTTP/1.1" after one byte.
- *   TLS_MESH    a complete ClientHello whose ALPN extension offers MT_DETECT_MESH_ALPN.
+ *   TLS_MESH    a complete ClientHello whose ALPN extension offers MT_TLS_MESH_ALPN.
  *   TLS_OTHER   any other ClientHello: without that ALPN protocol, malformed past its first
  *               handshake header, interrupted by a non-handshake record, or too large to examine
  *               within MT_DETECT_BYTES_MAX bytes (a mesh client's ClientHello is a few hundred
@@ -27,13 +27,10 @@
 
 #include <stddef.h>
 
-/* The ALPN protocol libmeshtls clients offer (RFC 7301) to mark a connection as mesh traffic. */
-#define MT_DETECT_MESH_ALPN "meshtls/1"
+#include "../util/tls_wire.h"
 
-/* RFC 8446 section 5.1: a TLSPlaintext fragment is at most 2^14 bytes. */
-#define MT_DETECT_RECORD_MAX 16384
-#define MT_DETECT_RECORD_HEADER 5
-#define MT_DETECT_BYTES_MAX (MT_DETECT_RECORD_HEADER + MT_DETECT_RECORD_MAX)
+/* The most a caller ever needs to peek (see above): one record header and the largest body. */
+#define MT_DETECT_BYTES_MAX (MT_TLS_RECORD_HEADER_SIZE + MT_TLS_RECORD_MAX)
 
 enum mt_detect_result {
     MT_DETECT_NEED_MORE = 0,

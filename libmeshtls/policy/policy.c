@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "../identity/spiffe.h"
+#include "../util/spiffe.h"
 #include "../util/addr.h"
 #include "policy.h"
 

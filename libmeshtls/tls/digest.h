@@ -3,7 +3,7 @@
  * offers the same): an executable named by its bytes, whatever path or mount namespace it is
  * run from.
  *
- * With tls/x509.c and tls/tls.c, the only code that includes wolfSSL.
+ * Part of tls/, the only code that includes wolfSSL; the header exposes no wolfSSL type.
  */
 #ifndef MT_TLS_DIGEST_H
 #define MT_TLS_DIGEST_H

@@ -16,7 +16,7 @@
 
 #include <string.h>
 
-#include "../identity/spiffe.h"
+#include "../util/spiffe.h"
 #include "x509.h"
 #include "x509_parsed.h"
 

@@ -1,14 +1,15 @@
 /*
  * TLS 1.3 sessions for intercepted sockets.
  *
- * A context is a pair of wolfSSL contexts (client and server) built from one workload identity:
- * its key and chain, its trust bundle, TLS 1.3 only, mutual authentication mandatory, the peer's
- * X.509-SVID checked during the handshake. Contexts are reference counted so that rotation can
- * swap in a new one while sessions opened with the old one carry on.
+ * A context is a pair of wolfSSL contexts (client and server) built from one workload's
+ * credentials (credentials.h): its key and chain, its trust bundle, TLS 1.3 only, mutual
+ * authentication mandatory, the peer's X.509-SVID checked during the handshake. Contexts are
+ * reference counted so that rotation can swap in a new one while sessions opened with the old one
+ * carry on.
  *
  * A session never blocks: its record I/O goes straight to the kernel with MSG_DONTWAIT (never
  * through the hooks), and every call reports what it needs next. The caller (core/conn.c) decides
- * whether to wait, and how long. Only tls.c, resumption.c and x509.c include wolfSSL.
+ * whether to wait, and how long. Only tls/ includes wolfSSL; internal.h lists its files.
  */
 #ifndef MT_TLS_TLS_H
 #define MT_TLS_TLS_H
@@ -16,14 +17,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "../identity/client.h"
 #include "../util/result.h"
+#include "../util/text.h"
+#include "../util/tls_wire.h"
+#include "credentials.h"
 
 /* A client's destination as resumption keys it: address family, port and address, in bytes. */
 #define MT_TLS_DESTINATION_MAX 32
-
-/* The largest plaintext one TLS record carries (RFC 8446 §5.1). */
-#define MT_TLS_RECORD_MAX 16384
 
 enum mt_tls_role {
     MT_TLS_CLIENT,
@@ -51,11 +51,11 @@ MT_RESULT mt_tls_global_init(void);
  * resumption_s > 0: TLS 1.3 resumption, a full handshake trusted for at most that long
  * (resumption.h); 0: every handshake is a full one and the server sends no ticket.
  */
-MT_RESULT mt_tls_context_new(struct mt_identity *identity, unsigned resumption_s,
+MT_RESULT mt_tls_context_new(struct mt_credentials *credentials, unsigned resumption_s,
                              struct mt_tls_context **context);
 struct mt_tls_context *mt_tls_context_acquire(struct mt_tls_context *context);
 void mt_tls_context_release(struct mt_tls_context *context);
-const struct mt_identity *mt_tls_context_identity(const struct mt_tls_context *context);
+const struct mt_credentials *mt_tls_context_credentials(const struct mt_tls_context *context);
 
 MT_RESULT mt_tls_session_new(struct mt_tls_context *context, enum mt_tls_role role, int fd,
                              struct mt_tls_session **session);
@@ -65,18 +65,18 @@ MT_RESULT mt_tls_session_new(struct mt_tls_context *context, enum mt_tls_role ro
  * handshake resumed with: MT_TLS_PEER_DECIDE, once per handshake; returning false refuses the
  * peer, and reason then says why, for the log line. MT_TLS_PEER_PREVIEW asks the same of an ID
  * a ticket claims, before it is offered or accepted: a refusal then only means a full handshake,
- * so it is not a decision to count.
+ * so it is not a decision to count, and reason is NULL (nobody reads why).
  */
 enum mt_tls_peer_check {
     MT_TLS_PEER_DECIDE,
     MT_TLS_PEER_PREVIEW,
 };
 typedef bool (*mt_tls_peer_filter)(void *argument, const char *peer_id,
-                                   enum mt_tls_peer_check check, char *reason, size_t reason_size);
+                                   enum mt_tls_peer_check check, struct mt_text *reason);
 void mt_tls_session_set_peer_filter(struct mt_tls_session *session, mt_tls_peer_filter filter,
                                     void *argument);
 
-/* Our own SPIFFE ID in this session (the identity its context was built from). */
+/* Our own SPIFFE ID in this session (the credentials its context was built from). */
 const char *mt_tls_own_id(const struct mt_tls_session *session);
 
 /* The socket's fd changed (the one in use was closed while a dup of it lives on). */

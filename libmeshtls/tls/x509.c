@@ -3,8 +3,8 @@
  * the leaf X.509-SVIDs it issues, and reading certificates (dates, keys, encodings). The
  * X.509-SVID rules a certificate is checked against are in tls/svid.c.
  *
- * With tls/svid.c, this file owns every wolfSSL include outside tls/tls.c; the header exposes no
- * wolfSSL type.
+ * With tls/svid.c, this file owns every use of wolfCrypt's certificate API outside the TLS
+ * sessions; the header exposes no wolfSSL type.
  * It must never log or copy key material: private keys live only inside struct mt_x509_key, which
  * is a secret buffer (util/secret.h: out of core dumps, wiped when freed), and in short-lived
  * DER/PEM buffers that are wiped before they go out of scope. It must never take
@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../identity/spiffe.h"
+#include "../util/spiffe.h"
 #include "../util/log.h"
 #include "../util/secret.h"
 #include "x509.h"

@@ -1,8 +1,8 @@
 /*
  * X.509 for workload identities: key pairs, CSRs, the agent's CA and leaf X.509-SVIDs.
  *
- * Owns every use of wolfCrypt's certificate API (tls/x509.c and tls/svid.c; with tls/tls.c, the
- * only code that includes wolfSSL). Keys are ECDSA P-256 and live only in memory inside struct
+ * Owns every use of wolfCrypt's certificate API (tls/x509.c and tls/svid.c; tls/ is the only
+ * code that includes wolfSSL). Keys are ECDSA P-256 and live only in memory inside struct
  * mt_x509_key, which is wiped before it is freed; the PEM form exists only for the agent's CA key
  * file.
  *

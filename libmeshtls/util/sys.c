@@ -130,6 +130,31 @@ pid_t mt_sys_getpid(void)
     return (pid_t)syscall(SYS_getpid);
 }
 
+int mt_sys_ioctl(int fd, unsigned long request, void *argument)
+{
+    return (int)syscall(SYS_ioctl, fd, request, argument);
+}
+
+off_t mt_sys_lseek(int fd, off_t offset, int whence)
+{
+    return (off_t)syscall(SYS_lseek, fd, offset, whence);
+}
+
+ssize_t mt_sys_pread(int fd, void *buffer, size_t length, off_t offset)
+{
+    return syscall(SYS_pread64, fd, buffer, length, offset);
+}
+
+ssize_t mt_sys_pwrite(int fd, const void *buffer, size_t length, off_t offset)
+{
+    return syscall(SYS_pwrite64, fd, buffer, length, offset);
+}
+
+int mt_sys_raise(int signal_number)
+{
+    return (int)syscall(SYS_tgkill, mt_sys_getpid(), syscall(SYS_gettid), signal_number);
+}
+
 int mt_sys_close_range(unsigned int first, unsigned int last, int flags)
 {
 #ifdef SYS_close_range

@@ -66,6 +66,17 @@ int mt_sys_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
 pid_t mt_sys_getpid(void);
 
 /*
+ * The connection engine's own kernel calls (core/conn*.c): FIONREAD, and the reads and writes of
+ * sendfile/splice emulation on the application's files and pipes. raise() sends the signal to
+ * the calling thread, as the kernel's own SIGPIPE does.
+ */
+int mt_sys_ioctl(int fd, unsigned long request, void *argument);
+off_t mt_sys_lseek(int fd, off_t offset, int whence);
+ssize_t mt_sys_pread(int fd, void *buffer, size_t length, off_t offset);
+ssize_t mt_sys_pwrite(int fd, const void *buffer, size_t length, off_t offset);
+int mt_sys_raise(int signal_number);
+
+/*
  * The system calls behind libc functions newer than the oldest glibc libmeshtls supports: the
  * preload hooks them, and falls back to these where its libc lacks them (preload/hooks.def).
  * ENOSYS from a kernel without the call, as libc says then.

@@ -66,8 +66,9 @@ static int verify(int preverified, WOLFSSL_X509_STORE_CTX *store)
 }
 
 /*
- * libmeshtls's key-share order (make_ctx in libmeshtls/tls/tls.c): P-256 first where wolfSSL has
- * SP assembly for it, X25519 first otherwise. WOLF_BARE_GROUP=P-256 or X25519 puts that one first.
+ * libmeshtls's key-share order (make_ctx in libmeshtls/tls/context.c): P-256 first where wolfSSL
+ * has SP assembly for it, X25519 first otherwise. WOLF_BARE_GROUP=P-256 or X25519 puts that one
+ * first.
  */
 static void set_groups(WOLFSSL_CTX *ctx)
 {

@@ -1,4 +1,4 @@
-// libFuzzer target for SPIFFE IDs and identity patterns: identity/spiffe.c (IDs, trust domains,
+// libFuzzer target for SPIFFE IDs and identity patterns: util/spiffe.c (IDs, trust domains,
 // patterns, formatting) and the allow-pattern matching of policy/policy.c, which decide whose
 // certificate a connection accepts. Their input comes from peers' certificates and the config.
 //
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "identity/spiffe.h"
+#include "util/spiffe.h"
 #include "policy/policy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

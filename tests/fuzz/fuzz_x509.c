@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "identity/proto.h"
-#include "identity/spiffe.h"
+#include "util/spiffe.h"
 #include "tls/x509.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

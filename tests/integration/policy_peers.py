@@ -113,7 +113,9 @@ def connect(host, port):
 
 
 def echo_client(arguments):
-    prefix = bytes.fromhex(arguments.prefix or "")
+    # Without a prefix, a plaintext stream that begins like no TLS record (0x14..0x17 would be
+    # one: a random first byte made a permissive server see a broken TLS record 2 runs in 256).
+    prefix = bytes.fromhex(arguments.prefix) if arguments.prefix else b"P"
     data = prefix + os.urandom(max(0, arguments.size - len(prefix)))
     with connect(arguments.host, arguments.port) as connection:
         connection.sendall(data)

@@ -17,7 +17,7 @@ agent or of the workloads holds the CA key in any of those forms, or a PEM priva
 
 The meshed workloads' own keys are not looked for in a dump: wolfSSL keeps a copy inside each TLS
 context, in its heap, which is not excluded from dumps (see libmeshtls/util/secret.h and
-tls/tls.c). The modes of the state files and the refusal of a 0644 ca.key are tested by
+tls/context.c). The modes of the state files and the refusal of a 0644 ca.key are tested by
 agent_protocol.py.
 """
 

@@ -110,7 +110,7 @@ static void test_mt_identity_query_id_untrusted_server_receives_nothing(void **s
 
     /* The same for a CSR: the request is started, and the poll refuses before sending it. */
     struct mt_identity_request *request = NULL;
-    struct mt_identity *identity = NULL;
+    struct mt_credentials *identity = NULL;
     result = mt_identity_request_start(path, getuid() + 1, 2000, &request, MT_TEXT_ON(message));
     if (mt_result_is_ok(result))
         result = mt_identity_request_poll(request, 2000, &identity, MT_TEXT_ON(message));

@@ -1,5 +1,5 @@
 /*
- * Tests for identity/spiffe.c against the SPIFFE-ID standard: a table of IDs the standard allows
+ * Tests for util/spiffe.c against the SPIFFE-ID standard: a table of IDs the standard allows
  * and forbids, trust-domain membership, and formatting.
  */
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 
 #include <cmocka.h>
 
-#include "identity/spiffe.h"
+#include "util/spiffe.h"
 
 #define COUNT_OF(array) (sizeof(array) / sizeof((array)[0]))
 

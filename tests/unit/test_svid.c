@@ -23,7 +23,7 @@
 
 #include <cmocka.h>
 
-#include "identity/spiffe.h"
+#include "util/spiffe.h"
 #include "tls/x509.h"
 
 #define FILE_MAX 8192

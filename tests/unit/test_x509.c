@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "identity/spiffe.h"
+#include "util/spiffe.h"
 #include "tls/x509.h"
 
 #define FILE_MAX 8192
@@ -174,10 +174,19 @@ static void test_key_from_pem_garbage_rejected(void **state)
     assert_null(key);
 }
 
-static void test_key_free_null_allowed(void **state)
+/*
+ * A failed load leaves NULL, whatever the pointer held before, and NULL is freed as nothing: the
+ * caller's cleanup frees unconditionally. A load that left the old pointer (here the CA's key)
+ * would have that cleanup free a key it does not own; a free that dereferenced NULL would crash.
+ */
+static void test_key_from_pem_failure_leaves_nothing_to_free(void **state)
 {
-    (void)state;
-    mt_x509_key_free(NULL);
+    struct fixture *fixture = *state;
+    static const char garbage[] = "-----BEGIN EC PRIVATE KEY-----\n-----END EC PRIVATE KEY-----\n";
+    struct mt_x509_key *key = fixture->ca_key;
+    assert_false(mt_result_is_ok(mt_x509_key_from_pem(garbage, strlen(garbage), &key)));
+    assert_null(key);
+    mt_x509_key_free(key);
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -562,7 +571,7 @@ int main(void)
         cmocka_unit_test(test_key_from_pem_pkcs8_accepted),
         cmocka_unit_test(test_key_from_pem_p384_rejected),
         cmocka_unit_test(test_key_from_pem_garbage_rejected),
-        cmocka_unit_test(test_key_free_null_allowed),
+        cmocka_unit_test(test_key_from_pem_failure_leaves_nothing_to_free),
         cmocka_unit_test(test_ca_create_valid_ca_names_trust_domain),
         cmocka_unit_test(test_ca_create_invalid_trust_domain_rejected),
         cmocka_unit_test(test_ca_create_after_2049_generalized_time_exact),

@@ -6,8 +6,8 @@
  * [a-z0-9.-_] (lowercase only), and the path is empty or a sequence of "/segment" with segments of
  * [A-Za-z0-9.-_], none empty, none "." or "..", no trailing slash; 2048 bytes at most in all.
  */
-#ifndef MT_IDENTITY_SPIFFE_H
-#define MT_IDENTITY_SPIFFE_H
+#ifndef MT_UTIL_SPIFFE_H
+#define MT_UTIL_SPIFFE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,0 +1,89 @@
+/*
+ * What the files of the connection engine share among themselves, and nothing else may call:
+ * conn.c (the state machine), conn_io.c (transfers and waits), conn_poll.c (readiness),
+ * conn_copy.c (sendfile/splice) and conn_log.c (log lines). The public contract is conn.h.
+ *
+ * Unless said otherwise, each function is called with the connection's lock held.
+ */
+#ifndef MT_CORE_CONN_INTERNAL_H
+#define MT_CORE_CONN_INTERNAL_H
+
+#include <stdbool.h>
+
+#include "conn.h"
+
+/* How long close() may spend sending what is left and close_notify. */
+#define MT_CONN_CLOSE_FLUSH_MS 500
+
+/*
+ * Makes every bit of progress the socket allows without waiting, with errno left as it was: its
+ * own EAGAIN or EINTR must not leak into a call that succeeds (see conn.c).
+ */
+void mt_conn_step(struct mt_conn *conn);
+
+/*
+ * Releases the lock, then tells epoll about a change its waiters must see (never with the lock
+ * held: epoll takes its own locks and then the connection's, see epoll.c).
+ */
+void mt_conn_unlock_and_notify(struct mt_conn *conn);
+
+/* The first process to use a connection copied by fork claims it (see process.h). */
+void mt_conn_claim(struct mt_conn *conn);
+
+/*
+ * Moves to FAILED, keeping errno_value for every later call and the reason for
+ * meshtls_last_error(), with the one log line it deserves. Once FAILED, nothing changes.
+ */
+__attribute__((format(printf, 3, 4))) void mt_conn_fail(struct mt_conn *conn, int errno_value,
+                                                        const char *format, ...);
+
+/* mt_conn_fail with what the TLS layer said after MT_TLS_ERROR. */
+void mt_conn_fail_from_tls(struct mt_conn *conn);
+
+/* Sends the committed record left over from an earlier write; false while some is still left. */
+bool mt_conn_flush_unsent(struct mt_conn *conn);
+
+/* The application wants to write while detection waits: see DETECT_GRACE_MS in conn.c. */
+void mt_conn_shorten_detection(struct mt_conn *conn);
+
+/* The earlier of two deadlines, where a negative one is none. */
+static inline long long mt_conn_earlier(long long a, long long b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+/* O_NONBLOCK as the kernel has it now (no lock needed). */
+bool mt_conn_is_nonblocking(int fd);
+
+/*
+ * Waits, with the lock released, until the socket can give what the connection waits for.
+ * Returns 0 when it may have progressed, else -1 with errno EINTR or ETIMEDOUT (deadline passed).
+ */
+int mt_conn_wait_for_progress(struct mt_conn *conn, long long deadline);
+
+/*
+ * For a blocking call that could not complete: wait, or say why not. Returns 0 to retry, or the
+ * errno to return: EAGAIN (non-blocking, or the socket's own timeout passed), EINTR. io_deadline
+ * starts at MT_CONN_DEADLINE_UNREAD: the first wait reads the socket's timeout_option
+ * (SO_RCVTIMEO or SO_SNDTIMEO) into it.
+ */
+#define MT_CONN_DEADLINE_UNREAD (-2)
+int mt_conn_block_or_explain(struct mt_conn *conn, bool dont_wait, int timeout_option,
+                             long long *io_deadline);
+
+/* Log lines (conn_log.c). */
+
+/* The line for a connection that fails: refused before it was established, or broken after. */
+void mt_conn_log_failure(const struct mt_conn *conn, const char *reason);
+
+/* The line for an established session: peer, version, cipher, resumed or not. */
+void mt_conn_log_established(struct mt_conn *conn);
+
+/* The line for a permissive connection handed to the application as plaintext, and why. */
+void mt_conn_log_plain(const struct mt_conn *conn, const char *why);
+
+#endif

@@ -1,0 +1,243 @@
+/*
+ * Record I/O: the bytes a TLS session exchanges with its socket, as wolfSSL's I/O callbacks.
+ *
+ * Owns the read-ahead buffer and what the socket has not taken yet of close_notify. It must never
+ * call libc's socket functions (in an intercepted process those are our hooks): it uses the raw
+ * system calls of util/sys.h with MSG_DONTWAIT, so a session never blocks and the caller decides
+ * about waiting. Nor does it ever wait or retry on EAGAIN itself: wolfSSL reports WANT_READ or
+ * WANT_WRITE, and the caller waits for readiness.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util/sys.h"
+#include "internal.h"
+
+/*
+ * Ciphertext read ahead of what wolfSSL asks for. wolfSSL reads a record as its 5-byte header,
+ * then its body: two recv calls per record. One recv into this buffer fetches one or several
+ * whole records (a TLS 1.3 record is at most 2^14 + 256 bytes of body, RFC 8446 §5.2). The buffer
+ * exists only while bytes are flowing: it is freed whenever it runs empty at a point where the
+ * application would wait, so idle connections do not carry it.
+ */
+#define READ_AHEAD_CAPACITY                                                                        \
+    (MT_TLS_RECORD_HEADER_SIZE + MT_TLS_RECORD_MAX + MT_TLS_RECORD_EXPANSION_MAX)
+
+/*
+ * recv and send without waiting, retried at once when interrupted. EINTR must not become
+ * WANT_READ/WANT_WRITE: the caller would then wait for readiness (or tell a non-blocking
+ * application EAGAIN) while the bytes are already there, and an edge-triggered waiter would never
+ * be woken for them. Found by the fault soak (tests/integration/test_soak_faults.py).
+ */
+static ssize_t receive_now(int fd, void *buffer, size_t length)
+{
+    ssize_t n;
+    do
+        n = mt_sys_recv(fd, buffer, length, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+ssize_t mt_tls_record_send_now(int fd, const void *buffer, size_t length, int flags)
+{
+    ssize_t n;
+    do
+        n = mt_sys_send(fd, buffer, length, MSG_DONTWAIT | flags);
+    while (n < 0 && errno == EINTR);
+    return n;
+}
+
+/*
+ * A transport failure or EOF, in the I/O callback's terms. wanted is what wolfSSL asked for, which
+ * is exactly what it lacks: a whole header at a record boundary; part of one, or the rest of a
+ * body, inside a record (a body's last 5 bytes look alike, and pass). EOF inside a record is
+ * truncation, not the end (RFC 8446 §6.1): the session fails as reset instead of closing cleanly.
+ */
+static int receive_failure(struct mt_tls_session *session, ssize_t n, int wanted)
+{
+    if (n == 0) {
+        session->transport_eof = true;
+        if (session->handshake_done && wanted != MT_TLS_RECORD_HEADER_SIZE) {
+            session->transport_errno = ECONNRESET;
+            mt_tls_failure_explain(session,
+                                   "peer closed the connection inside a TLS record (truncated)");
+        }
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    session->transport_errno = errno;
+    return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
+}
+
+int mt_tls_record_receive(WOLFSSL *ssl, char *buffer, int size, void *user)
+{
+    (void)ssl;
+    struct mt_tls_session *session = user;
+    if (session->ahead_start == session->ahead_end) {
+        if (session->ahead == NULL)
+            session->ahead = malloc(READ_AHEAD_CAPACITY);
+        if (session->ahead == NULL) {
+            /* Without the buffer, read what wolfSSL asked for directly. */
+            ssize_t n = receive_now(session->fd, buffer, (size_t)size);
+            session->ahead_filled = false;
+            return n > 0 ? (int)n : receive_failure(session, n, size);
+        }
+        ssize_t n = receive_now(session->fd, session->ahead, READ_AHEAD_CAPACITY);
+        session->ahead_filled = n == READ_AHEAD_CAPACITY;
+        if (n <= 0)
+            return receive_failure(session, n, size);
+        /*
+         * Every TLS stream starts with a handshake record (content type 22, RFC 8446 §5.1), or
+         * with an alert (21) from a server that refuses our ClientHello, e.g. one that only
+         * speaks TLS 1.2 answering protocol_version.
+         */
+        if (!session->saw_first_byte) {
+            session->saw_first_byte = true;
+            session->first_byte_not_tls = session->ahead[0] != MT_TLS_CONTENT_HANDSHAKE &&
+                                          session->ahead[0] != MT_TLS_CONTENT_ALERT;
+        }
+        session->ahead_start = 0;
+        session->ahead_end = (size_t)n;
+    }
+    size_t available = session->ahead_end - session->ahead_start;
+    size_t count = available < (size_t)size ? available : (size_t)size;
+    memcpy(buffer, session->ahead + session->ahead_start, count);
+    session->ahead_start += count;
+    return (int)count;
+}
+
+/* True when the read-ahead buffer holds at least one whole record. */
+static bool has_whole_record(const struct mt_tls_session *session)
+{
+    size_t available = session->ahead_end - session->ahead_start;
+    if (available < MT_TLS_RECORD_HEADER_SIZE)
+        return false;
+    const unsigned char *header = session->ahead + session->ahead_start;
+    return available >= MT_TLS_RECORD_HEADER_SIZE + (((size_t)header[3] << 8) | header[4]);
+}
+
+/*
+ * At a point where the application will probably wait: an empty read-ahead buffer is not kept.
+ * Called when a read finds nothing (WANT_READ), when a read returns data after a receive that did
+ * not fill the buffer (the socket was drained: a program that reads exactly the reply it expects
+ * never sees WANT_READ), and after the handshake. A 16 KiB malloc/free pair costs far less than
+ * the recv it saves.
+ */
+void mt_tls_record_release_idle_buffer(struct mt_tls_session *session)
+{
+    if (session->ahead != NULL && session->ahead_start == session->ahead_end) {
+        free(session->ahead);
+        session->ahead = NULL;
+        session->ahead_start = session->ahead_end = 0;
+    }
+}
+
+int mt_tls_record_send_failure(struct mt_tls_session *session)
+{
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    session->transport_errno = errno;
+    if (errno == EPIPE || errno == ECONNRESET)
+        return WOLFSSL_CBIO_ERR_CONN_RST;
+    return WOLFSSL_CBIO_ERR_GENERAL;
+}
+
+/*
+ * Once close_notify is on its way, the send callback takes all it is given: what the socket
+ * refuses now is kept in unsent_alert, behind anything kept before, and mt_tls_shutdown sends it.
+ * wolfSSL 5.5.4 cannot finish an alert itself: after WANT_WRITE, wolfSSL_shutdown returns an
+ * error without marking close_notify sent and leaves the rest of the record in its output buffer,
+ * which only a second close_notify would push out. The kernel's shutdown or close, which follows
+ * at once, then cut the record short: the peer saw a truncated record and answered
+ * bad_record_mac. Found by the fault soak (tests/integration/test_soak_faults.py,
+ * kinds=eagain+short).
+ */
+static int keep_after_shutdown(struct mt_tls_session *session, const char *buffer, int size)
+{
+    size_t sent = 0;
+    if (session->unsent_alert_length == 0) {
+        ssize_t n = mt_tls_record_send_now(session->fd, buffer, (size_t)size, session->send_flags);
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return mt_tls_record_send_failure(session);
+        sent = n > 0 ? (size_t)n : 0;
+    }
+    size_t rest = (size_t)size - sent;
+    if (rest == 0)
+        return size;
+    /* Only alerts follow close_notify: 24 bytes each, a few at most. */
+    size_t length = session->unsent_alert_length + rest;
+    unsigned char *kept = length <= UINT16_MAX ? realloc(session->unsent_alert, length) : NULL;
+    if (kept == NULL) {
+        errno = ENOMEM;
+        return mt_tls_record_send_failure(session);
+    }
+    memcpy(kept + session->unsent_alert_length, buffer + sent, rest);
+    session->unsent_alert = kept;
+    session->unsent_alert_length = (uint16_t)length;
+    return size;
+}
+
+int mt_tls_record_send(WOLFSSL *ssl, char *buffer, int size, void *user)
+{
+    struct mt_tls_session *session = user;
+    if (session->shutdown_sent)
+        return keep_after_shutdown(session, buffer, size);
+    if (!session->handshake_done && wolfSSL_is_init_finished(ssl) && wolfSSL_is_server(ssl))
+        return mt_tls_held_ticket_hold(session, buffer, size);
+    if (session->held_ticket_length > 0)
+        return mt_tls_held_ticket_send_before(session, buffer, size);
+    ssize_t n = mt_tls_record_send_now(session->fd, buffer, (size_t)size, session->send_flags);
+    return n >= 0 ? (int)n : mt_tls_record_send_failure(session);
+}
+
+enum mt_tls_status mt_tls_record_send_unsent_alert(struct mt_tls_session *session)
+{
+    size_t sent = 0;
+    while (sent < session->unsent_alert_length) {
+        ssize_t n =
+            mt_tls_record_send_now(session->fd, session->unsent_alert + sent,
+                                   session->unsent_alert_length - sent, session->send_flags);
+        if (n < 0)
+            break;
+        sent += (size_t)n;
+    }
+    int error = errno;
+    if (sent > 0) {
+        session->unsent_alert_length = (uint16_t)(session->unsent_alert_length - sent);
+        memmove(session->unsent_alert, session->unsent_alert + sent, session->unsent_alert_length);
+    }
+    if (session->unsent_alert_length == 0) {
+        free(session->unsent_alert);
+        session->unsent_alert = NULL;
+        return MT_TLS_OK;
+    }
+    if (error == EAGAIN || error == EWOULDBLOCK)
+        return MT_TLS_WANT_WRITE;
+    session->transport_errno = error;
+    session->error_number = error;
+    mt_tls_failure_explain(session, "%s (sending close_notify)", strerror(error));
+    return MT_TLS_ERROR;
+}
+
+bool mt_tls_input_ready(struct mt_tls_session *session)
+{
+    return mt_tls_pending(session) > 0 || has_whole_record(session);
+}
+
+bool mt_tls_may_have_more(struct mt_tls_session *session)
+{
+    return mt_tls_input_ready(session) || session->ahead_filled;
+}
+
+size_t mt_tls_pending(struct mt_tls_session *session)
+{
+    int pending = wolfSSL_pending(session->ssl);
+    return pending > 0 ? (size_t)pending : 0;
+}
+
+void mt_tls_set_sigpipe(struct mt_tls_session *session, bool raise_sigpipe)
+{
+    session->send_flags = raise_sigpipe ? 0 : MSG_NOSIGNAL;
+}

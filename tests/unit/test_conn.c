@@ -1,0 +1,844 @@
+/*
+ * Tests for core/conn*.c: a client and a server connection in one process, driven alone — no
+ * runtime, agent or configuration file — with identities made here (a CA, two leaves it issues)
+ * and settings filled by the test as core/intercept.c fills them from the configuration.
+ *
+ * Each connection's fd is one end of its own socketpair; the test holds the other two ends and
+ * is the network between them: it forwards the bytes itself, a few (often one) at a time, so the
+ * TLS layer sees short reads and EAGAIN at every point of a record, and it can stop forwarding so
+ * that the kernel takes part of a record only. Both connection fds are non-blocking unless a test
+ * says otherwise, and every step is the call an application (or its poll) would make.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/conn.h"
+#include "core/table.h"
+#include "tls/credentials.h"
+#include "tls/x509.h"
+#include "util/log.h"
+#include "util/secret.h"
+#include "util/sys.h"
+
+#define CLIENT_ID "spiffe://example.org/ns/client"
+#define SERVER_ID "spiffe://example.org/ns/server"
+#define SERVER_PORT 8443
+#define CLIENT_PORT 51234
+#define STEP_LIMIT 400000 /* steps of one byte each way: a handshake takes a few thousand */
+
+/* ---- identities --------------------------------------------------------------------------- */
+
+static struct mt_tls_context *client_context;
+static struct mt_tls_context *server_context;
+
+/* A leaf for spiffe_id issued by the CA, with a key made here, as a workload's identity. */
+static struct mt_tls_context *make_context(const char *spiffe_id, const uint8_t *ca_der,
+                                           size_t ca_length, const struct mt_x509_key *ca_key)
+{
+    struct mt_x509_key *key = NULL;
+    assert_true(mt_result_is_ok(mt_x509_key_generate(&key)));
+    uint8_t csr[MT_X509_CSR_DER_MAX];
+    size_t csr_length = 0;
+    assert_true(mt_result_is_ok(mt_x509_csr_create(key, csr, sizeof(csr), &csr_length)));
+    uint8_t leaf[MT_X509_CERT_DER_MAX];
+    size_t leaf_length = 0;
+    time_t now = time(NULL);
+    assert_true(mt_result_is_ok(mt_x509_leaf_issue(csr, csr_length, spiffe_id, ca_der, ca_length,
+                                                   ca_key, now - 60, now + 3600, leaf, sizeof(leaf),
+                                                   &leaf_length)));
+
+    struct mt_credentials *credentials = NULL;
+    assert_true(mt_result_is_ok(mt_credentials_new(&credentials)));
+    assert_true(mt_result_is_ok(mt_credentials_add_chain(credentials, leaf, leaf_length)));
+    assert_true(mt_result_is_ok(mt_credentials_add_anchor(credentials, ca_der, ca_length)));
+    assert_true(mt_result_is_ok(mt_credentials_set_key(credentials, key)));
+    mt_x509_key_free(key);
+    snprintf(credentials->spiffe_id, sizeof(credentials->spiffe_id), "%s", spiffe_id);
+    snprintf(credentials->trust_domain, sizeof(credentials->trust_domain), "example.org");
+    credentials->not_after = now + 3600;
+    credentials->refresh_at = now + 2520;
+
+    struct mt_tls_context *context = NULL;
+    assert_true(mt_result_is_ok(mt_tls_context_new(credentials, 0, &context)));
+    mt_credentials_release(credentials); /* the context holds its own reference */
+    return context;
+}
+
+/* ---- what the connections log ------------------------------------------------------------- */
+
+static char logged[16384];
+static size_t logged_length;
+
+static ssize_t capture_log(int fd, const void *buffer, size_t length)
+{
+    (void)fd;
+    size_t room = sizeof(logged) - 1 - logged_length;
+    size_t kept = length < room ? length : room;
+    memcpy(logged + logged_length, buffer, kept);
+    logged_length += kept;
+    logged[logged_length] = '\0';
+    return (ssize_t)length;
+}
+
+static void assert_logged(const char *line)
+{
+    if (strstr(logged, line) == NULL)
+        fail_msg("not logged: %s\nlogged:\n%s", line, logged);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    mt_log_set_writer(capture_log);
+    mt_log_set_level(MT_LOG_INFO);
+    struct mt_x509_key *ca_key = NULL;
+    assert_true(mt_result_is_ok(mt_x509_key_generate(&ca_key)));
+    uint8_t ca[MT_X509_CERT_DER_MAX];
+    size_t ca_length = 0;
+    time_t now = time(NULL);
+    assert_true(mt_result_is_ok(mt_x509_ca_create(ca_key, "example.org", now - 60, now + 3600, ca,
+                                                  sizeof(ca), &ca_length)));
+    client_context = make_context(CLIENT_ID, ca, ca_length, ca_key);
+    server_context = make_context(SERVER_ID, ca, ca_length, ca_key);
+    mt_x509_key_free(ca_key);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    mt_tls_context_release(client_context);
+    mt_tls_context_release(server_context);
+    mt_log_set_writer(NULL);
+    return 0;
+}
+
+/* ---- the network between the two connections ---------------------------------------------- */
+
+/* One direction: bytes read from one test-held end and written to the other. */
+struct link {
+    int from;
+    int to;
+    unsigned char held[65536]; /* read but not yet taken by the receiving socket */
+    size_t held_length;
+    size_t carried; /* bytes delivered so far */
+};
+
+/* Delivers at most limit bytes; returns how many were delivered. */
+static size_t forward(struct link *link, size_t limit)
+{
+    if (link->held_length < limit) {
+        size_t want = limit - link->held_length;
+        ssize_t n = recv(link->from, link->held + link->held_length, want, MSG_DONTWAIT);
+        if (n > 0)
+            link->held_length += (size_t)n;
+    }
+    size_t count = link->held_length < limit ? link->held_length : limit;
+    if (count == 0)
+        return 0;
+    ssize_t n = send(link->to, link->held, count, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0)
+        return 0;
+    memmove(link->held, link->held + n, link->held_length - (size_t)n);
+    link->held_length -= (size_t)n;
+    link->carried += (size_t)n;
+    return (size_t)n;
+}
+
+struct pair {
+    int client_fd;    /* the client connection's socket */
+    int server_fd;    /* the server connection's socket */
+    struct link up;   /* client → server */
+    struct link down; /* server → client */
+    struct mt_conn *client;
+    struct mt_conn *server;
+    struct mt_conn_settings client_settings;
+    struct mt_conn_settings server_settings;
+    struct mt_config config;
+    bool opened;
+};
+
+static struct sockaddr_storage loopback(uint16_t port)
+{
+    struct sockaddr_storage storage;
+    memset(&storage, 0, sizeof(storage));
+    struct sockaddr_in *address = (struct sockaddr_in *)&storage;
+    address->sin_family = AF_INET;
+    address->sin_port = htons(port);
+    address->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return storage;
+}
+
+static void set_nonblocking(int fd, bool nonblocking)
+{
+    int flags = fcntl(fd, F_GETFL);
+    assert_true(flags != -1);
+    flags = nonblocking ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
+    assert_int_equal(fcntl(fd, F_SETFL, flags), 0);
+}
+
+/* As core/intercept.c fills them for a strict port and an mtls destination, from the defaults. */
+static int pair_setup(void **state)
+{
+    struct pair *pair = calloc(1, sizeof(*pair));
+    assert_non_null(pair);
+    mt_config_set_defaults(&pair->config);
+    struct mt_conn_settings settings = {
+        .mode = MT_INBOUND_STRICT,
+        .config = &pair->config,
+        .handshake_timeout_ms = pair->config.handshake_timeout_ms,
+        .detect_timeout_ms = pair->config.detect_timeout_ms,
+    };
+    settings.outbound.mode = MT_OUTBOUND_MTLS;
+    settings.outbound.rule = -1;
+    settings.inbound.mode = MT_INBOUND_STRICT;
+    settings.inbound.rule_index = -1;
+    pair->client_settings = settings;
+    pair->server_settings = settings;
+    pair->client_fd = -1;
+    pair->server_fd = -1;
+    logged_length = 0;
+    logged[0] = '\0';
+    *state = pair;
+    return 0;
+}
+
+/* Opens both ends with the pair's settings: the client connecting, the server accepted. */
+static void open_pair(struct pair *pair)
+{
+    int client_ends[2];
+    int server_ends[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, client_ends), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, server_ends), 0);
+    pair->opened = true;
+    pair->client_fd = client_ends[0];
+    pair->server_fd = server_ends[0];
+    pair->up = (struct link){.from = client_ends[1], .to = server_ends[1]};
+    pair->down = (struct link){.from = server_ends[1], .to = client_ends[1]};
+    for (int i = 0; i < 2; i++) {
+        set_nonblocking(client_ends[i], true);
+        set_nonblocking(server_ends[i], true);
+    }
+    struct sockaddr_storage server_address = loopback(SERVER_PORT);
+    struct sockaddr_storage client_address = loopback(CLIENT_PORT);
+    pair->client = mt_conn_open(pair->client_fd, MT_TLS_CLIENT, client_context, NULL,
+                                &server_address, &pair->client_settings, NULL);
+    assert_non_null(pair->client);
+    /* A non-blocking connect in flight: the handshake starts once the socket is writable. */
+    errno = 0;
+    assert_int_equal(mt_conn_after_connect(pair->client, -1, EINPROGRESS), -1);
+    assert_int_equal(errno, EINPROGRESS);
+    pair->server = mt_conn_open(pair->server_fd, MT_TLS_SERVER, server_context, &server_address,
+                                &client_address, &pair->server_settings, NULL);
+    assert_non_null(pair->server);
+}
+
+/* What close() does: the table lets go of the fd, the connection says goodbye, the fd closes. */
+static void close_end(struct mt_conn **conn, int *fd)
+{
+    if (*conn == NULL)
+        return;
+    struct mt_conn *held = mt_table_remove(*fd);
+    assert_ptr_equal(held, *conn);
+    mt_conn_close(held, *fd);
+    mt_conn_release(*conn);
+    *conn = NULL;
+    close(*fd);
+    *fd = -1;
+}
+
+static int pair_teardown(void **state)
+{
+    struct pair *pair = *state;
+    close_end(&pair->client, &pair->client_fd);
+    close_end(&pair->server, &pair->server_fd);
+    if (pair->opened) {
+        close(pair->up.from);
+        close(pair->up.to);
+    }
+    free(pair);
+    return 0;
+}
+
+static enum mt_conn_state state_of(struct mt_conn *conn)
+{
+    pthread_mutex_lock(&conn->lock);
+    enum mt_conn_state state = conn->state;
+    pthread_mutex_unlock(&conn->lock);
+    return state;
+}
+
+static bool both_established(struct pair *pair)
+{
+    return state_of(pair->client) == MT_CONN_ESTABLISHED &&
+           state_of(pair->server) == MT_CONN_ESTABLISHED;
+}
+
+static bool client_failed(struct pair *pair)
+{
+    return state_of(pair->client) == MT_CONN_FAILED;
+}
+
+static bool server_failed(struct pair *pair)
+{
+    return state_of(pair->server) == MT_CONN_FAILED;
+}
+
+/*
+ * Forwards up to bytes each way and lets both connections take a step (getsockopt(SO_ERROR) is
+ * such a step), until done says so; false when the step limit came first. Every step must leave
+ * errno as it was, although the TLS layer's receives run into EAGAIN underneath: a call that
+ * succeeds never changes errno (fails if mt_conn_step stops preserving it).
+ */
+static bool drive(struct pair *pair, size_t bytes, bool (*done)(struct pair *pair))
+{
+    for (int step = 0; step < STEP_LIMIT; step++) {
+        if (done(pair))
+            return true;
+        forward(&pair->up, bytes);
+        forward(&pair->down, bytes);
+        errno = EDOM;
+        (void)mt_conn_socket_error(pair->client);
+        (void)mt_conn_socket_error(pair->server);
+        assert_int_equal(errno, EDOM);
+    }
+    return done(pair);
+}
+
+static void handshake(struct pair *pair)
+{
+    open_pair(pair);
+    assert_true(drive(pair, 1, both_established));
+}
+
+static void fill_pattern(unsigned char *buffer, size_t length, unsigned seed)
+{
+    for (size_t i = 0; i < length; i++)
+        buffer[i] = (unsigned char)(i * 31 + seed + i / 251);
+}
+
+/* Sends all of buffer from one connection, forwarding one byte at a time whenever it blocks. */
+static void send_all(struct pair *pair, struct mt_conn *from, const unsigned char *buffer,
+                     size_t length)
+{
+    size_t sent = 0;
+    for (int step = 0; sent < length && step < STEP_LIMIT; step++) {
+        ssize_t n = mt_conn_send(from, buffer + sent, length - sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += (size_t)n;
+            continue;
+        }
+        assert_int_equal(n, -1);
+        assert_int_equal(errno, EAGAIN);
+        forward(&pair->up, 1);
+        forward(&pair->down, 1);
+    }
+    assert_int_equal(sent, length);
+}
+
+/* ---- handshake ---------------------------------------------------------------------------- */
+
+static void test_mt_conn_open_pair_one_byte_at_a_time_establishes_both(void **state)
+{
+    struct pair *pair = *state;
+    handshake(pair);
+    char id[MT_SPIFFE_ID_MAX + 1];
+    mt_conn_peer_id(pair->client, id, sizeof(id));
+    assert_string_equal(id, SERVER_ID);
+    mt_conn_peer_id(pair->server, id, sizeof(id));
+    assert_string_equal(id, CLIENT_ID);
+    assert_logged("mtls outbound to 127.0.0.1:8443: peer " SERVER_ID ", TLSv1.3");
+    assert_logged("mtls inbound from 127.0.0.1:51234 on :8443: peer " CLIENT_ID ", TLSv1.3");
+}
+
+/* Identities are proven only once the handshake is done: none is reported before. */
+static void test_mt_conn_peer_id_before_handshake_is_empty(void **state)
+{
+    struct pair *pair = *state;
+    open_pair(pair);
+    char id[MT_SPIFFE_ID_MAX + 1] = "stale";
+    mt_conn_peer_id(pair->server, id, sizeof(id));
+    assert_string_equal(id, "");
+}
+
+static void test_mt_conn_open_unexpected_server_identity_refused_with_reason(void **state)
+{
+    struct pair *pair = *state;
+    pair->client_settings.outbound.expected_identity = "spiffe://example.org/ns/other";
+    open_pair(pair);
+    assert_true(drive(pair, 1, client_failed));
+    char reason[256];
+    mt_conn_failure_reason(pair->client, MT_TEXT_ON(reason));
+    const char *expected =
+        "server identity " SERVER_ID " does not match "
+        "spiffe://example.org/ns/other expected by the default (we are " CLIENT_ID ")";
+    assert_string_equal(reason, expected);
+    assert_logged("refused outbound connection to 127.0.0.1:8443 (mode mtls): server identity");
+    errno = 0;
+    char byte;
+    assert_int_equal(mt_conn_recv(pair->client, &byte, 1, 0), -1);
+    assert_int_not_equal(errno, 0);
+    assert_int_not_equal(errno, EAGAIN);
+}
+
+static void load_config_text(const char *text, struct mt_config *config)
+{
+    int fd = memfd_create("test_conn", MFD_CLOEXEC);
+    assert_true(fd >= 0);
+    size_t length = strlen(text);
+    assert_int_equal(write(fd, text, length), (ssize_t)length);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    mt_config_set_defaults(config);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    mt_result result = mt_config_load_file(path, config, MT_TEXT_ON(message));
+    close(fd);
+    if (!mt_result_is_ok(result))
+        fail_msg("%s\n%s", message, text);
+}
+
+/* The allow list is read from the configuration the settings name, not from any runtime. */
+static void test_mt_conn_open_client_not_in_allow_list_refused_with_rule(void **state)
+{
+    struct pair *pair = *state;
+    load_config_text("inbound = { rules = ( { port = 8443; mode = \"strict\"; "
+                     "allow = [\"spiffe://example.org/ns/other\"]; } ); };",
+                     &pair->config);
+    struct sockaddr_storage local = loopback(SERVER_PORT);
+    struct sockaddr_storage peer = loopback(CLIENT_PORT);
+    pair->server_settings.inbound = mt_policy_decide_inbound(&pair->config, &local, &peer);
+    assert_int_equal(pair->server_settings.inbound.rule_index, 0);
+    open_pair(pair);
+    assert_true(drive(pair, 1, server_failed));
+    char reason[256];
+    mt_conn_failure_reason(pair->server, MT_TEXT_ON(reason));
+    assert_string_equal(reason, "client identity " CLIENT_ID " is not in the allow list of "
+                                "inbound.rules[0] (we are " SERVER_ID ")");
+    assert_logged("refused inbound connection from 127.0.0.1:51234 on :8443 (mode strict): "
+                  "client identity " CLIENT_ID);
+}
+
+/*
+ * Without an identity the connection is refused with the caller's reason: meshtls_last_error()
+ * gets its first 159 bytes, as it always has, and the log line all of it.
+ */
+static void test_mt_conn_open_no_identity_reason_kept_cut_and_logged_whole(void **state)
+{
+    struct pair *pair = *state;
+    int ends[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, ends), 0);
+    char long_reason[300];
+    memset(long_reason, 'r', sizeof(long_reason) - 2);
+    long_reason[sizeof(long_reason) - 2] = '!';
+    long_reason[sizeof(long_reason) - 1] = '\0';
+    struct sockaddr_storage local = loopback(SERVER_PORT);
+    struct sockaddr_storage peer = loopback(CLIENT_PORT);
+    struct mt_conn *conn = mt_conn_open(ends[0], MT_TLS_SERVER, NULL, &local, &peer,
+                                        &pair->server_settings, long_reason);
+    assert_non_null(conn);
+    char byte;
+    assert_int_equal(mt_conn_recv(conn, &byte, 1, 0), -1);
+    assert_int_equal(errno, ECONNRESET); /* a refused inbound connection reads as a reset */
+    char reason[256];
+    mt_conn_failure_reason(conn, MT_TEXT_ON(reason));
+    assert_int_equal(strlen(reason), 159);
+    assert_memory_equal(reason, long_reason, 159);
+    assert_logged("refused inbound connection from 127.0.0.1:51234 on :8443 (mode strict): ");
+    assert_logged(long_reason);
+    close_end(&conn, &ends[0]);
+    close(ends[1]);
+}
+
+/* The deadline is the settings' (the configuration's default would be 10 s). */
+static void test_mt_conn_open_handshake_timeout_from_settings_fails_with_reason(void **state)
+{
+    struct pair *pair = *state;
+    pair->server_settings.handshake_timeout_ms = 50;
+    open_pair(pair);
+    usleep(80 * 1000);
+    assert_int_equal(mt_conn_socket_error(pair->server), ETIMEDOUT);
+    char reason[256];
+    mt_conn_failure_reason(pair->server, MT_TEXT_ON(reason));
+    assert_string_equal(reason, "TLS handshake timed out after 50 ms");
+    assert_logged("refused inbound connection from 127.0.0.1:51234 on :8443 (mode strict): TLS "
+                  "handshake timed out after 50 ms");
+}
+
+/* ---- plaintext peers ---------------------------------------------------------------------- */
+
+static const char plaintext[] = "GET / HTTP/1.1\r\nHost: example\r\n\r\n";
+
+static void test_mt_conn_recv_plaintext_peer_strict_refused_with_reason(void **state)
+{
+    struct pair *pair = *state;
+    open_pair(pair);
+    assert_int_equal(send(pair->up.to, plaintext, sizeof(plaintext) - 1, 0),
+                     (ssize_t)sizeof(plaintext) - 1);
+    char buffer[64];
+    memset(buffer, 0, sizeof(buffer));
+    assert_int_equal(mt_conn_recv(pair->server, buffer, sizeof(buffer), 0), -1);
+    assert_int_equal(errno, ECONNRESET);
+    assert_string_equal(buffer, ""); /* not one byte of it reaches the application */
+    char reason[256];
+    mt_conn_failure_reason(pair->server, MT_TEXT_ON(reason));
+    assert_string_equal(reason, "peer did not speak TLS");
+    assert_logged("refused inbound connection from 127.0.0.1:51234 on :8443 (mode strict): peer "
+                  "did not speak TLS");
+    /* FAILED keeps its errno for every later call. */
+    assert_int_equal(mt_conn_send(pair->server, "x", 1, MSG_NOSIGNAL), -1);
+    assert_int_equal(errno, ECONNRESET);
+    assert_int_equal(mt_conn_socket_error(pair->server), ECONNRESET);
+}
+
+static void test_mt_conn_recv_plaintext_peer_permissive_passed_as_is(void **state)
+{
+    struct pair *pair = *state;
+    pair->server_settings.mode = MT_INBOUND_PERMISSIVE;
+    pair->server_settings.detect = true;
+    open_pair(pair);
+    assert_int_equal(send(pair->up.to, plaintext, sizeof(plaintext) - 1, 0),
+                     (ssize_t)sizeof(plaintext) - 1);
+    char buffer[64] = "";
+    assert_int_equal(mt_conn_recv(pair->server, buffer, sizeof(buffer), 0),
+                     (ssize_t)sizeof(plaintext) - 1);
+    assert_string_equal(buffer, plaintext);
+    assert_int_equal(state_of(pair->server), MT_CONN_PLAIN);
+    assert_logged("plaintext inbound from 127.0.0.1:51234 on :8443 (mode permissive): not TLS");
+}
+
+/* Detection waits for a whole ClientHello arriving one byte at a time, then handshakes. */
+static void test_mt_conn_open_permissive_mesh_client_byte_by_byte_handshakes(void **state)
+{
+    struct pair *pair = *state;
+    pair->server_settings.mode = MT_INBOUND_PERMISSIVE;
+    pair->server_settings.detect = true;
+    open_pair(pair);
+    assert_int_equal(state_of(pair->server), MT_CONN_DETECTING);
+    assert_true(drive(pair, 1, both_established));
+}
+
+/* The detection deadline is the settings' (the configuration's default would be 10 s). */
+static void test_mt_conn_open_permissive_silence_past_detect_timeout_passes_as_plain(void **state)
+{
+    struct pair *pair = *state;
+    pair->server_settings.mode = MT_INBOUND_PERMISSIVE;
+    pair->server_settings.detect = true;
+    pair->server_settings.detect_timeout_ms = 300;
+    open_pair(pair);
+    assert_int_equal(mt_conn_socket_error(pair->server), 0);
+    assert_int_equal(state_of(pair->server), MT_CONN_DETECTING);
+    usleep(350 * 1000);
+    assert_int_equal(mt_conn_socket_error(pair->server), 0);
+    assert_int_equal(state_of(pair->server), MT_CONN_PLAIN);
+    assert_logged("(mode permissive): nothing recognisable before the detection timeout");
+}
+
+/* ---- application bytes -------------------------------------------------------------------- */
+
+/* Reads length bytes one at a time, forwarding one byte each way whenever nothing is there. */
+static void receive_bytewise(struct pair *pair, struct mt_conn *conn, unsigned char *buffer,
+                             size_t length, struct link *incoming, size_t *carried_at_first)
+{
+    size_t received = 0;
+    for (int step = 0; received < length && step < STEP_LIMIT; step++) {
+        ssize_t n = mt_conn_recv(conn, buffer + received, 1, 0);
+        if (n == 1) {
+            if (received == 0)
+                *carried_at_first = incoming->carried;
+            received++;
+            continue;
+        }
+        assert_int_equal(n, -1);
+        assert_int_equal(errno, EAGAIN);
+        forward(&pair->up, 1);
+        forward(&pair->down, 1);
+    }
+    assert_int_equal(received, length);
+}
+
+static void test_mt_conn_recv_one_byte_reads_bytes_intact_both_ways(void **state)
+{
+    struct pair *pair = *state;
+    handshake(pair);
+    enum { LENGTH = MT_TLS_RECORD_MAX + 3617 }; /* a whole record and part of another */
+    static unsigned char sent[LENGTH];
+    static unsigned char received[LENGTH];
+
+    fill_pattern(sent, LENGTH, 7);
+    send_all(pair, pair->client, sent, LENGTH);
+    size_t carried_before = pair->up.carried;
+    size_t carried_at_first = 0;
+    receive_bytewise(pair, pair->server, received, LENGTH, &pair->up, &carried_at_first);
+    assert_memory_equal(received, sent, LENGTH);
+    /* Nothing of a record is handed over before all of it arrived. */
+    assert_true(carried_at_first - carried_before >= MT_TLS_RECORD_MAX);
+
+    fill_pattern(sent, LENGTH, 91);
+    send_all(pair, pair->server, sent, LENGTH);
+    memset(received, 0, LENGTH);
+    receive_bytewise(pair, pair->client, received, LENGTH, &pair->down, &carried_at_first);
+    assert_memory_equal(received, sent, LENGTH);
+}
+
+/*
+ * A successful read leaves errno as it was, as the kernel does, although the TLS layer's own
+ * receive ran into EAGAIN underneath (fails if mt_conn_recv stops preserving errno).
+ */
+static void test_mt_conn_recv_nothing_arrived_eagain_then_success_keeps_errno(void **state)
+{
+    struct pair *pair = *state;
+    handshake(pair);
+    char buffer[16];
+    assert_int_equal(mt_conn_recv(pair->server, buffer, sizeof(buffer), 0), -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(mt_conn_send(pair->client, "hello", 5, MSG_NOSIGNAL), 5);
+    while (forward(&pair->up, 1) > 0)
+        continue;
+    errno = EDOM;
+    assert_int_equal(mt_conn_recv(pair->server, buffer, sizeof(buffer), 0), 5);
+    assert_int_equal(errno, EDOM);
+    assert_memory_equal(buffer, "hello", 5);
+}
+
+/* FIONREAD counts decrypted bytes: 0 while a record is partial, the record once it is whole. */
+static void test_mt_conn_readable_bytes_partial_record_zero_whole_counted(void **state)
+{
+    struct pair *pair = *state;
+    handshake(pair);
+    assert_int_equal(mt_conn_send(pair->client, "0123456789", 10, MSG_NOSIGNAL), 10);
+    assert_int_equal(forward(&pair->up, 5), 5);
+    assert_int_equal(mt_conn_readable_bytes(pair->server), 0);
+    while (forward(&pair->up, 1) > 0)
+        continue;
+    assert_int_equal(mt_conn_readable_bytes(pair->server), 10);
+}
+
+/*
+ * A kernel that takes part of a record: the record counts as written (TLS committed it), the
+ * next write waits, pollers see no POLLOUT, and everything arrives intact once the network moves.
+ */
+static void test_mt_conn_send_kernel_takes_part_of_record_commits_whole_record(void **state)
+{
+    struct pair *pair = *state;
+    open_pair(pair);
+    int small = 4096;
+    assert_int_equal(setsockopt(pair->client_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_true(drive(pair, 1, both_established));
+
+    enum { LENGTH = 3 * MT_TLS_RECORD_MAX };
+    static unsigned char sent[LENGTH];
+    static unsigned char received[LENGTH];
+    fill_pattern(sent, LENGTH, 3);
+    errno = EDOM;
+    assert_int_equal(mt_conn_send(pair->client, sent, LENGTH, MSG_NOSIGNAL), MT_TLS_RECORD_MAX);
+    assert_int_equal(errno, EDOM);
+    assert_int_equal(pair->client->unsent_length, MT_TLS_RECORD_MAX);
+    assert_int_equal(
+        mt_conn_send(pair->client, sent + MT_TLS_RECORD_MAX, MT_TLS_RECORD_MAX, MSG_NOSIGNAL), -1);
+    assert_int_equal(errno, EAGAIN);
+
+    short kernel = 0;
+    long long deadline = 0;
+    assert_int_equal(mt_conn_poll_prepare(pair->client, POLLOUT, &kernel, &deadline), 0);
+    assert_true(kernel & POLLOUT);
+    assert_int_equal(deadline, -1);
+    assert_int_equal(mt_conn_poll_finish(pair->client, POLLOUT, kernel, 0), 0);
+
+    /* The network moves a little at a time while the client writes and the server reads. */
+    size_t sent_length = MT_TLS_RECORD_MAX;
+    size_t received_length = 0;
+    for (int step = 0; received_length < LENGTH && step < STEP_LIMIT; step++) {
+        if (sent_length < LENGTH) {
+            ssize_t n =
+                mt_conn_send(pair->client, sent + sent_length, LENGTH - sent_length, MSG_NOSIGNAL);
+            if (n > 0)
+                sent_length += (size_t)n;
+            else
+                assert_int_equal(errno, EAGAIN);
+        } else {
+            /* All reported written: the last record goes out as the client's poller steps it. */
+            (void)mt_conn_socket_error(pair->client);
+        }
+        forward(&pair->up, 512);
+        ssize_t n =
+            mt_conn_recv(pair->server, received + received_length, LENGTH - received_length, 0);
+        if (n > 0)
+            received_length += (size_t)n;
+        else
+            assert_int_equal(errno, EAGAIN);
+    }
+    assert_int_equal(received_length, LENGTH);
+    assert_memory_equal(received, sent, LENGTH);
+}
+
+/* A blocking socket waits, lock released, until SO_RCVTIMEO, then says EAGAIN as the kernel. */
+static void test_mt_conn_recv_blocking_nothing_arrives_eagain_at_rcvtimeo(void **state)
+{
+    struct pair *pair = *state;
+    handshake(pair);
+    set_nonblocking(pair->server_fd, false);
+    struct timeval timeout = {0, 60 * 1000};
+    assert_int_equal(
+        setsockopt(pair->server_fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)), 0);
+    long long started = mt_sys_now_ms();
+    char byte;
+    assert_int_equal(mt_conn_recv(pair->server, &byte, 1, 0), -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_true(mt_sys_now_ms() - started >= 50);
+    set_nonblocking(pair->server_fd, true);
+}
+
+/* ---- shutdown and close ------------------------------------------------------------------- */
+
+/* shutdown(SHUT_WR): what was written arrives, then the end; the other direction still works. */
+static void test_mt_conn_shutdown_write_after_data_ends_stream_in_order(void **state)
+{
+    struct pair *pair = *state;
+    handshake(pair);
+    assert_int_equal(mt_conn_send(pair->client, "last words", 10, MSG_NOSIGNAL), 10);
+    assert_int_equal(mt_conn_shutdown(pair->client, SHUT_WR), 0);
+    assert_int_equal(mt_conn_send(pair->client, "more", 4, MSG_NOSIGNAL), -1);
+    assert_int_equal(errno, EPIPE);
+
+    unsigned char buffer[32];
+    size_t carried = 0;
+    receive_bytewise(pair, pair->server, buffer, 10, &pair->up, &carried);
+    assert_memory_equal(buffer, "last words", 10);
+    ssize_t n = -1;
+    for (int step = 0; step < STEP_LIMIT; step++) {
+        n = mt_conn_recv(pair->server, buffer, sizeof(buffer), 0);
+        if (n != -1 || errno != EAGAIN)
+            break;
+        forward(&pair->up, 1);
+    }
+    assert_int_equal(n, 0);
+
+    assert_int_equal(mt_conn_send(pair->server, "reply", 5, MSG_NOSIGNAL), 5);
+    receive_bytewise(pair, pair->client, buffer, 5, &pair->down, &carried);
+    assert_memory_equal(buffer, "reply", 5);
+}
+
+struct pump {
+    struct pair *pair;
+    atomic_bool stop;
+};
+
+static void *pump_until_stopped(void *argument)
+{
+    struct pump *pump = argument;
+    while (!atomic_load(&pump->stop)) {
+        if (forward(&pump->pair->up, 4096) == 0 && forward(&pump->pair->down, 4096) == 0)
+            usleep(100);
+    }
+    return NULL;
+}
+
+/* Reads the server side until the end; returns the bytes read, or -1 when it failed instead. */
+static ssize_t read_to_end(struct pair *pair, unsigned char *buffer, size_t capacity)
+{
+    size_t total = 0;
+    for (int step = 0; step < STEP_LIMIT; step++) {
+        forward(&pair->up, 4096);
+        ssize_t n = mt_conn_recv(pair->server, buffer + total, capacity - total, 0);
+        if (n == 0)
+            return (ssize_t)total;
+        if (n < 0 && errno != EAGAIN)
+            return -1;
+        if (n > 0)
+            total += (size_t)n;
+    }
+    return -1;
+}
+
+/* close() sends the record the kernel had not taken, then close_notify: a clean end, all there. */
+static void test_mt_conn_close_unsent_record_flushed_before_close_notify(void **state)
+{
+    struct pair *pair = *state;
+    open_pair(pair);
+    int small = 4096;
+    assert_int_equal(setsockopt(pair->client_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_true(drive(pair, 1, both_established));
+    static unsigned char sent[MT_TLS_RECORD_MAX];
+    static unsigned char received[MT_TLS_RECORD_MAX + 1];
+    fill_pattern(sent, sizeof(sent), 5);
+    assert_int_equal(mt_conn_send(pair->client, sent, sizeof(sent), MSG_NOSIGNAL),
+                     MT_TLS_RECORD_MAX);
+    assert_true(pair->client->unsent_length > 0);
+
+    struct pump pump = {.pair = pair};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, pump_until_stopped, &pump), 0);
+    close_end(&pair->client, &pair->client_fd);
+    atomic_store(&pump.stop, true);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+
+    assert_int_equal(read_to_end(pair, received, sizeof(received)), MT_TLS_RECORD_MAX);
+    assert_memory_equal(received, sent, sizeof(sent));
+    assert_true(strstr(logged, "mtls connection outbound") == NULL);
+}
+
+/* A peer that never reads: close() gives up at its deadline and says what was left unsent. */
+static void test_mt_conn_close_peer_not_reading_fails_at_flush_deadline(void **state)
+{
+    struct pair *pair = *state;
+    open_pair(pair);
+    int small = 4096;
+    assert_int_equal(setsockopt(pair->client_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_true(drive(pair, 1, both_established));
+    static unsigned char sent[MT_TLS_RECORD_MAX];
+    fill_pattern(sent, sizeof(sent), 9);
+    assert_int_equal(mt_conn_send(pair->client, sent, sizeof(sent), MSG_NOSIGNAL),
+                     MT_TLS_RECORD_MAX);
+    long long started = mt_sys_now_ms();
+    close_end(&pair->client, &pair->client_fd);
+    assert_true(mt_sys_now_ms() - started >= 450);
+    assert_logged("mtls connection outbound to 127.0.0.1:8443 (mode mtls): data written before "
+                  "closing not sent within 500 ms (the peer is not reading)");
+}
+
+int main(void)
+{
+#define PAIR_TEST(name) cmocka_unit_test_setup_teardown(name, pair_setup, pair_teardown)
+    const struct CMUnitTest tests[] = {
+        PAIR_TEST(test_mt_conn_open_pair_one_byte_at_a_time_establishes_both),
+        PAIR_TEST(test_mt_conn_peer_id_before_handshake_is_empty),
+        PAIR_TEST(test_mt_conn_open_unexpected_server_identity_refused_with_reason),
+        PAIR_TEST(test_mt_conn_open_client_not_in_allow_list_refused_with_rule),
+        PAIR_TEST(test_mt_conn_open_no_identity_reason_kept_cut_and_logged_whole),
+        PAIR_TEST(test_mt_conn_open_handshake_timeout_from_settings_fails_with_reason),
+        PAIR_TEST(test_mt_conn_recv_plaintext_peer_strict_refused_with_reason),
+        PAIR_TEST(test_mt_conn_recv_plaintext_peer_permissive_passed_as_is),
+        PAIR_TEST(test_mt_conn_open_permissive_mesh_client_byte_by_byte_handshakes),
+        PAIR_TEST(test_mt_conn_open_permissive_silence_past_detect_timeout_passes_as_plain),
+        PAIR_TEST(test_mt_conn_recv_one_byte_reads_bytes_intact_both_ways),
+        PAIR_TEST(test_mt_conn_recv_nothing_arrived_eagain_then_success_keeps_errno),
+        PAIR_TEST(test_mt_conn_readable_bytes_partial_record_zero_whole_counted),
+        PAIR_TEST(test_mt_conn_send_kernel_takes_part_of_record_commits_whole_record),
+        PAIR_TEST(test_mt_conn_recv_blocking_nothing_arrives_eagain_at_rcvtimeo),
+        PAIR_TEST(test_mt_conn_shutdown_write_after_data_ends_stream_in_order),
+        PAIR_TEST(test_mt_conn_close_unsent_record_flushed_before_close_notify),
+        PAIR_TEST(test_mt_conn_close_peer_not_reading_fails_at_flush_deadline),
+    };
+#undef PAIR_TEST
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

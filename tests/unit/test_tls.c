@@ -1,0 +1,651 @@
+/*
+ * Tests for tls/: a client and a server session in one process, each on its end of a Unix
+ * socketpair, with credentials issued in the test by a CA made in the test. The handshake, record
+ * I/O, the reasons a refused handshake gives, the held ticket and resumption are checked from the
+ * outside, through tls.h, as core/ uses them.
+ *
+ * Some tests put a relay between the two sessions that moves the ciphertext a byte at a time, so
+ * that every record arrives in pieces: a header in five reads, a body in hundreds.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "tls/tls.h"
+#include "tls/x509.h"
+#include "util/spiffe.h"
+
+#define CLIENT_ID "spiffe://example.org/client"
+#define SERVER_ID "spiffe://example.org/server"
+#define DAY (24 * 60 * 60)
+
+/* Enough rounds for a handshake whose every byte crosses the relay alone. */
+#define HANDSHAKE_ROUNDS 40000
+
+/* The test's CA: trust domain example.org, valid from a day ago for a month. */
+static struct mt_x509_key *ca_key;
+static uint8_t ca_der[MT_X509_CERT_DER_MAX];
+static size_t ca_length;
+
+static int make_ca(void **state)
+{
+    (void)state;
+    time_t now = time(NULL);
+    if (!mt_result_is_ok(mt_x509_key_generate(&ca_key)) ||
+        !mt_result_is_ok(mt_x509_ca_create(ca_key, "example.org", now - DAY, now + 30 * DAY, ca_der,
+                                           sizeof(ca_der), &ca_length)))
+        return -1;
+    return 0;
+}
+
+static int free_ca(void **state)
+{
+    (void)state;
+    mt_x509_key_free(ca_key);
+    return 0;
+}
+
+/* Credentials for id, issued by the test's CA, valid from not_before to not_after. */
+static struct mt_credentials *make_credentials(const char *id, time_t not_before, time_t not_after)
+{
+    struct mt_x509_key *key = NULL;
+    uint8_t csr[MT_X509_CSR_DER_MAX];
+    size_t csr_length = 0;
+    uint8_t leaf[MT_X509_CERT_DER_MAX];
+    size_t leaf_length = 0;
+    assert_true(mt_result_is_ok(mt_x509_key_generate(&key)));
+    assert_true(mt_result_is_ok(mt_x509_csr_create(key, csr, sizeof(csr), &csr_length)));
+    assert_true(mt_result_is_ok(mt_x509_leaf_issue(csr, csr_length, id, ca_der, ca_length, ca_key,
+                                                   not_before, not_after, leaf, sizeof(leaf),
+                                                   &leaf_length)));
+    struct mt_credentials *credentials = NULL;
+    assert_true(mt_result_is_ok(mt_credentials_new(&credentials)));
+    assert_true(mt_result_is_ok(mt_credentials_add_chain(credentials, leaf, leaf_length)));
+    assert_true(mt_result_is_ok(mt_credentials_add_anchor(credentials, ca_der, ca_length)));
+    assert_true(mt_result_is_ok(mt_credentials_set_key(credentials, key)));
+    mt_x509_key_free(key);
+    struct mt_spiffe_id parsed;
+    assert_true(mt_result_is_ok(mt_spiffe_id_parse(id, strlen(id), &parsed)));
+    snprintf(credentials->spiffe_id, sizeof(credentials->spiffe_id), "%s", id);
+    snprintf(credentials->trust_domain, sizeof(credentials->trust_domain), "%.*s",
+             (int)parsed.trust_domain_length, parsed.trust_domain);
+    credentials->not_after = not_after;
+    credentials->refresh_at = not_after;
+    return credentials;
+}
+
+static struct mt_tls_context *make_context(const char *id, unsigned resumption_s)
+{
+    time_t now = time(NULL);
+    struct mt_credentials *credentials = make_credentials(id, now - DAY, now + DAY);
+    struct mt_tls_context *context = NULL;
+    assert_true(mt_result_is_ok(mt_tls_context_new(credentials, resumption_s, &context)));
+    mt_credentials_release(credentials); /* the context holds its own reference */
+    return context;
+}
+
+/*
+ * The two sessions' sockets. Direct: one socketpair. Relayed: the client's pair and the server's
+ * pair, and pump() moves at most chunk bytes each way between their far ends.
+ */
+struct link {
+    int client_fd;
+    int server_fd;
+    int client_far; /* -1 when direct */
+    int server_far;
+    size_t chunk;
+};
+
+static void link_open(struct link *link, size_t chunk)
+{
+    int pair[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    link->client_fd = pair[0];
+    link->client_far = pair[1];
+    link->server_far = -1;
+    link->chunk = chunk;
+    if (chunk == 0) {
+        link->server_fd = link->client_far;
+        link->client_far = -1;
+        return;
+    }
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    link->server_fd = pair[0];
+    link->server_far = pair[1];
+}
+
+static void link_close(struct link *link)
+{
+    int fds[] = {link->client_fd, link->server_fd, link->client_far, link->server_far};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+static size_t move(int from, int to, size_t chunk)
+{
+    unsigned char byte[64];
+    ssize_t n = recv(from, byte, chunk < sizeof(byte) ? chunk : sizeof(byte), MSG_DONTWAIT);
+    if (n <= 0)
+        return 0;
+    assert_int_equal(send(to, byte, (size_t)n, 0), n);
+    return (size_t)n;
+}
+
+/* Moves what the relay holds, chunk bytes at most each way; 0 when direct or nothing moved. */
+static size_t pump(struct link *link)
+{
+    if (link->client_far < 0)
+        return 0;
+    return move(link->client_far, link->server_far, link->chunk) +
+           move(link->server_far, link->client_far, link->chunk);
+}
+
+static bool is_final(enum mt_tls_status status)
+{
+    return status == MT_TLS_OK || status == MT_TLS_ERROR || status == MT_TLS_CLOSED;
+}
+
+/* Steps both handshakes, pumping the relay between steps, until both are decided. */
+static void handshake(struct link *link, struct mt_tls_session *client,
+                      struct mt_tls_session *server, enum mt_tls_status *client_status,
+                      enum mt_tls_status *server_status)
+{
+    *client_status = MT_TLS_WANT_READ;
+    *server_status = MT_TLS_WANT_READ;
+    for (int round = 0; round < HANDSHAKE_ROUNDS; round++) {
+        if (!is_final(*client_status))
+            *client_status = mt_tls_handshake(client);
+        if (!is_final(*server_status))
+            *server_status = mt_tls_handshake(server);
+        if (is_final(*client_status) && is_final(*server_status))
+            return;
+        pump(link);
+    }
+}
+
+struct sessions {
+    struct link link;
+    struct mt_tls_session *client;
+    struct mt_tls_session *server;
+    enum mt_tls_status client_status;
+    enum mt_tls_status server_status;
+};
+
+static const unsigned char destination[] = {2, 0x20, 0xfb, 127, 0, 0, 1};
+
+static void open_sessions(struct sessions *sessions, struct mt_tls_context *client,
+                          struct mt_tls_context *server, size_t chunk)
+{
+    link_open(&sessions->link, chunk);
+    assert_true(mt_result_is_ok(
+        mt_tls_session_new(client, MT_TLS_CLIENT, sessions->link.client_fd, &sessions->client)));
+    assert_true(mt_result_is_ok(
+        mt_tls_session_new(server, MT_TLS_SERVER, sessions->link.server_fd, &sessions->server)));
+    mt_tls_session_set_destination(sessions->client, destination, sizeof(destination));
+}
+
+static void connect_sessions(struct sessions *sessions, struct mt_tls_context *client,
+                             struct mt_tls_context *server, size_t chunk)
+{
+    open_sessions(sessions, client, server, chunk);
+    handshake(&sessions->link, sessions->client, sessions->server, &sessions->client_status,
+              &sessions->server_status);
+}
+
+static void close_sessions(struct sessions *sessions)
+{
+    mt_tls_session_free(sessions->client);
+    mt_tls_session_free(sessions->server);
+    link_close(&sessions->link);
+}
+
+/* Reads into buffer until length bytes came, pumping the relay; the last status otherwise. */
+static enum mt_tls_status read_all(struct link *link, struct mt_tls_session *session,
+                                   unsigned char *buffer, size_t length, size_t read_size)
+{
+    size_t total = 0;
+    enum mt_tls_status status = MT_TLS_OK;
+    for (int round = 0; round < HANDSHAKE_ROUNDS && total < length; round++) {
+        size_t want = length - total < read_size ? length - total : read_size;
+        size_t count = 0;
+        status = mt_tls_read(session, buffer + total, want, &count, false);
+        total += count;
+        if (status == MT_TLS_ERROR || status == MT_TLS_CLOSED)
+            return status;
+        if (status == MT_TLS_WANT_READ)
+            pump(link);
+    }
+    return total == length ? MT_TLS_OK : status;
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Handshake */
+
+static void test_handshake_same_trust_domain_both_peers_proven(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 0);
+    assert_int_equal(sessions.client_status, MT_TLS_OK);
+    assert_int_equal(sessions.server_status, MT_TLS_OK);
+    /* Each side names the other, not itself: the IDs come from the peer's certificate. */
+    assert_string_equal(mt_tls_peer_id(sessions.client), SERVER_ID);
+    assert_string_equal(mt_tls_peer_id(sessions.server), CLIENT_ID);
+    assert_string_equal(mt_tls_own_id(sessions.client), CLIENT_ID);
+    assert_string_equal(mt_tls_version(sessions.client), "TLSv1.3");
+    assert_false(mt_tls_resumed(sessions.client));
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+static void test_handshake_one_byte_at_a_time_completes(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 1);
+    assert_int_equal(sessions.client_status, MT_TLS_OK);
+    assert_int_equal(sessions.server_status, MT_TLS_OK);
+    assert_string_equal(mt_tls_peer_id(sessions.server), CLIENT_ID);
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+static void test_handshake_peer_in_other_trust_domain_refused_with_reason(void **state)
+{
+    (void)state;
+    /* Issued by the same CA, so the chain passes: only the trust domain check can refuse it. */
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context("spiffe://other.org/server", 0);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 0);
+    assert_int_equal(sessions.client_status, MT_TLS_ERROR);
+    assert_string_equal(mt_tls_error_reason(sessions.client),
+                        "peer identity spiffe://other.org/server is not in trust domain "
+                        "example.org");
+    assert_int_equal(mt_tls_error_number(sessions.client), ECONNRESET);
+    assert_string_equal(mt_tls_peer_id(sessions.client), "");
+    assert_int_not_equal(sessions.server_status, MT_TLS_OK);
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+static void test_handshake_expired_peer_certificate_refused_with_reason(void **state)
+{
+    (void)state;
+    time_t now = time(NULL);
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_credentials *expired = make_credentials(SERVER_ID, now - 2 * DAY, now - DAY);
+    struct mt_tls_context *server = NULL;
+    assert_true(mt_result_is_ok(mt_tls_context_new(expired, 0, &server)));
+    mt_credentials_release(expired);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 0);
+    assert_int_equal(sessions.client_status, MT_TLS_ERROR);
+    const char *reason = mt_tls_error_reason(sessions.client);
+    assert_non_null(strstr(reason, "peer certificate expired (error "));
+    assert_int_equal(strstr(reason, "peer certificate expired (error ") - reason, 0);
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+/* The server's filter: refuses every client, and records how it was asked. */
+struct filter_calls {
+    int decisions;
+    int previews;
+    bool allow;
+};
+
+static bool filter(void *argument, const char *peer_id, enum mt_tls_peer_check check,
+                   struct mt_text *reason)
+{
+    struct filter_calls *calls = argument;
+    if (check == MT_TLS_PEER_PREVIEW) {
+        calls->previews++;
+        assert_null(reason); /* a preview's refusal is never reported */
+    } else {
+        calls->decisions++;
+        assert_non_null(reason);
+    }
+    if (!calls->allow)
+        mt_text_set(reason, "%s is not on the list", peer_id);
+    return calls->allow;
+}
+
+static void test_handshake_peer_filter_refusal_is_the_reason(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct filter_calls calls = {0};
+    struct sessions sessions;
+    open_sessions(&sessions, client, server, 0);
+    mt_tls_session_set_peer_filter(sessions.server, filter, &calls);
+    handshake(&sessions.link, sessions.client, sessions.server, &sessions.client_status,
+              &sessions.server_status);
+    assert_int_equal(sessions.server_status, MT_TLS_ERROR);
+    assert_string_equal(mt_tls_error_reason(sessions.server),
+                        "spiffe://example.org/client is not on the list");
+    assert_int_equal(calls.decisions, 1);
+    assert_string_equal(mt_tls_peer_id(sessions.server), "");
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+static void test_handshake_plaintext_peer_refused_as_not_tls(void **state)
+{
+    (void)state;
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct link link;
+    link_open(&link, 0);
+    struct mt_tls_session *session = NULL;
+    assert_true(
+        mt_result_is_ok(mt_tls_session_new(server, MT_TLS_SERVER, link.server_fd, &session)));
+    static const char request[] = "GET / HTTP/1.1\r\nHost: example\r\n\r\n";
+    assert_int_equal(send(link.client_fd, request, sizeof(request) - 1, 0), sizeof(request) - 1);
+    assert_int_equal(mt_tls_handshake(session), MT_TLS_ERROR);
+    assert_string_equal(mt_tls_error_reason(session), "peer did not speak TLS");
+    assert_int_equal(mt_tls_error_number(session), ECONNRESET);
+    mt_tls_session_free(session);
+    link_close(&link);
+    mt_tls_context_release(server);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Record I/O */
+
+static void fill(unsigned char *buffer, size_t length)
+{
+    for (size_t i = 0; i < length; i++)
+        buffer[i] = (unsigned char)(i * 31 + 7);
+}
+
+/*
+ * One record whose ciphertext arrives a byte at a time, read a byte at a time: every byte comes
+ * out once, in order, and the record is not readable before its last byte is in.
+ */
+static void test_read_record_in_one_byte_pieces_same_bytes(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 1);
+    assert_int_equal(sessions.server_status, MT_TLS_OK);
+    unsigned char sent[1000];
+    fill(sent, sizeof(sent));
+    assert_int_equal(mt_tls_write(sessions.client, sent, sizeof(sent)), MT_TLS_OK);
+    /* A header and part of the body in: nothing readable yet. */
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(pump(&sessions.link), 1);
+    size_t count = 0;
+    unsigned char byte;
+    assert_int_equal(mt_tls_read(sessions.server, &byte, 1, &count, false), MT_TLS_WANT_READ);
+    assert_int_equal(count, 0);
+    unsigned char received[sizeof(sent)];
+    assert_int_equal(read_all(&sessions.link, sessions.server, received, sizeof(received), 1),
+                     MT_TLS_OK);
+    assert_memory_equal(received, sent, sizeof(sent));
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+/* Moves exactly length bytes from the client's side of the relay to the server's. */
+static void relay_to_server(struct link *link, size_t length)
+{
+    while (length > 0)
+        length -= move(link->client_far, link->server_far, length);
+}
+
+/* What the client's side of the relay holds, in bytes. */
+static size_t relay_holds(struct link *link)
+{
+    unsigned char bytes[4096];
+    ssize_t n = recv(link->client_far, bytes, sizeof(bytes), MSG_PEEK | MSG_DONTWAIT);
+    return n > 0 ? (size_t)n : 0;
+}
+
+/*
+ * Input is ready without the kernel only when a whole record was read ahead: after the first
+ * record is read, part of the next one is not enough (a caller that trusted it would report
+ * readable data, read, and find none), and all of it is.
+ */
+static void test_input_ready_only_for_a_whole_record_read_ahead(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 1);
+    unsigned char sent[100];
+    fill(sent, sizeof(sent));
+    unsigned char received[sizeof(sent)];
+    size_t count = 0;
+    for (int whole = 0; whole < 2; whole++) {
+        assert_int_equal(mt_tls_write(sessions.client, sent, 10), MT_TLS_OK);
+        size_t first = relay_holds(&sessions.link);
+        assert_int_equal(mt_tls_write(sessions.client, sent, sizeof(sent)), MT_TLS_OK);
+        size_t second = relay_holds(&sessions.link) - first;
+        /* The first record and 20 bytes of the second, or both whole, in one receive. */
+        relay_to_server(&sessions.link, first + (whole ? second : 20));
+        assert_int_equal(mt_tls_read(sessions.server, received, 10, &count, false), MT_TLS_OK);
+        assert_int_equal(count, 10);
+        assert_int_equal(mt_tls_input_ready(sessions.server), whole == 1);
+        if (!whole)
+            relay_to_server(&sessions.link, second - 20);
+        assert_int_equal(
+            read_all(&sessions.link, sessions.server, received, sizeof(received), sizeof(received)),
+            MT_TLS_OK);
+        assert_memory_equal(received, sent, sizeof(sent));
+    }
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+/* Records of one byte each, read with a larger buffer: a read never returns another's bytes. */
+static void test_write_one_byte_records_read_in_order(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 0);
+    /* A Unix socket charges each send its buffer overhead: a few hundred fill it. */
+    unsigned char sent[100];
+    fill(sent, sizeof(sent));
+    for (size_t i = 0; i < sizeof(sent); i++)
+        assert_int_equal(mt_tls_write(sessions.client, &sent[i], 1), MT_TLS_OK);
+    unsigned char received[sizeof(sent)];
+    assert_int_equal(read_all(&sessions.link, sessions.server, received, sizeof(received), 64),
+                     MT_TLS_OK);
+    assert_memory_equal(received, sent, sizeof(sent));
+    /* All of it was read: nothing is left, in the session or on the socket. */
+    assert_false(mt_tls_input_ready(sessions.server));
+    assert_false(mt_tls_may_have_more(sessions.server));
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+/* A write longer than a record sends one record: MT_TLS_RECORD_MAX bytes, the rest is the
+ * caller's to send again. */
+static void test_write_longer_than_a_record_sends_one_record(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 0);
+    static unsigned char sent[MT_TLS_RECORD_MAX + 100];
+    fill(sent, sizeof(sent));
+    assert_int_equal(mt_tls_write(sessions.client, sent, sizeof(sent)), MT_TLS_OK);
+    static unsigned char received[sizeof(sent)];
+    assert_int_equal(
+        read_all(&sessions.link, sessions.server, received, MT_TLS_RECORD_MAX, sizeof(received)),
+        MT_TLS_OK);
+    assert_memory_equal(received, sent, MT_TLS_RECORD_MAX);
+    size_t count = 0;
+    assert_int_equal(mt_tls_read(sessions.server, received, sizeof(received), &count, false),
+                     MT_TLS_WANT_READ);
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+/* EOF in the middle of a record is truncation (RFC 8446 §6.1), not the end of the stream. */
+static void test_read_eof_inside_a_record_is_truncation(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 1);
+    unsigned char sent[100];
+    fill(sent, sizeof(sent));
+    assert_int_equal(mt_tls_write(sessions.client, sent, sizeof(sent)), MT_TLS_OK);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(pump(&sessions.link), 1);
+    shutdown(sessions.link.server_far, SHUT_WR);
+    /* No pumping from here: half the record, then the end of the stream. */
+    unsigned char received[sizeof(sent)];
+    enum mt_tls_status status = MT_TLS_WANT_READ;
+    size_t count = 0;
+    for (int i = 0; i < 10 && status == MT_TLS_WANT_READ; i++)
+        status = mt_tls_read(sessions.server, received, sizeof(received), &count, false);
+    assert_int_equal(status, MT_TLS_ERROR);
+    assert_int_equal(count, 0);
+    assert_string_equal(mt_tls_error_reason(sessions.server),
+                        "peer closed the connection inside a TLS record (truncated)");
+    assert_int_equal(mt_tls_error_number(sessions.server), ECONNRESET);
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+static void test_shutdown_peer_reads_closed(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 0);
+    assert_int_equal(mt_tls_shutdown(sessions.client), MT_TLS_OK);
+    unsigned char buffer[16];
+    size_t count = 0;
+    assert_int_equal(mt_tls_read(sessions.server, buffer, sizeof(buffer), &count, false),
+                     MT_TLS_CLOSED);
+    assert_int_equal(count, 0);
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+/* ----------------------------------------------------------------------------------------- */
+/* Held ticket and resumption */
+
+/*
+ * With resumption, the server's NewSessionTicket waits for the server's first bytes: right after
+ * the handshake the client's socket holds nothing (a ticket sent alone would be there), and the
+ * first write brings both.
+ */
+static void test_handshake_server_holds_ticket_until_first_write(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 600);
+    struct mt_tls_context *server = make_context(SERVER_ID, 600);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 0);
+    assert_int_equal(sessions.client_status, MT_TLS_OK);
+    assert_int_equal(sessions.server_status, MT_TLS_OK);
+    unsigned char byte;
+    assert_int_equal(recv(sessions.link.client_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT), -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(mt_tls_write(sessions.server, "hello", 5), MT_TLS_OK);
+    unsigned char received[5];
+    assert_int_equal(read_all(&sessions.link, sessions.client, received, 5, 5), MT_TLS_OK);
+    assert_memory_equal(received, "hello", 5);
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+/*
+ * A client that kept the server's ticket resumes its next connection to the same destination:
+ * no certificates, and each side still names the peer the full handshake proved. The server's
+ * policy is asked twice: a preview of the ticket's claim, then the decision.
+ */
+static void test_handshake_kept_session_resumes_with_proven_peers(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 600);
+    struct mt_tls_context *server = make_context(SERVER_ID, 600);
+    struct filter_calls calls = {.allow = true};
+    struct sessions first;
+    open_sessions(&first, client, server, 0);
+    mt_tls_session_set_peer_filter(first.server, filter, &calls);
+    handshake(&first.link, first.client, first.server, &first.client_status, &first.server_status);
+    assert_int_equal(first.server_status, MT_TLS_OK);
+    assert_int_equal(mt_tls_write(first.server, "x", 1), MT_TLS_OK);
+    unsigned char byte;
+    assert_int_equal(read_all(&first.link, first.client, &byte, 1, 1), MT_TLS_OK);
+    close_sessions(&first);
+    assert_int_equal(calls.decisions, 1);
+
+    struct sessions second;
+    open_sessions(&second, client, server, 0);
+    mt_tls_session_set_peer_filter(second.server, filter, &calls);
+    handshake(&second.link, second.client, second.server, &second.client_status,
+              &second.server_status);
+    assert_int_equal(second.client_status, MT_TLS_OK);
+    assert_int_equal(second.server_status, MT_TLS_OK);
+    assert_true(mt_tls_resumed(second.client));
+    assert_true(mt_tls_resumed(second.server));
+    assert_string_equal(mt_tls_peer_id(second.client), SERVER_ID);
+    assert_string_equal(mt_tls_peer_id(second.server), CLIENT_ID);
+    assert_int_equal(calls.decisions, 2);
+    assert_true(calls.previews >= 1);
+    close_sessions(&second);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_handshake_same_trust_domain_both_peers_proven),
+        cmocka_unit_test(test_handshake_one_byte_at_a_time_completes),
+        cmocka_unit_test(test_handshake_peer_in_other_trust_domain_refused_with_reason),
+        cmocka_unit_test(test_handshake_expired_peer_certificate_refused_with_reason),
+        cmocka_unit_test(test_handshake_peer_filter_refusal_is_the_reason),
+        cmocka_unit_test(test_handshake_plaintext_peer_refused_as_not_tls),
+        cmocka_unit_test(test_read_record_in_one_byte_pieces_same_bytes),
+        cmocka_unit_test(test_input_ready_only_for_a_whole_record_read_ahead),
+        cmocka_unit_test(test_write_one_byte_records_read_in_order),
+        cmocka_unit_test(test_write_longer_than_a_record_sends_one_record),
+        cmocka_unit_test(test_read_eof_inside_a_record_is_truncation),
+        cmocka_unit_test(test_shutdown_peer_reads_closed),
+        cmocka_unit_test(test_handshake_server_holds_ticket_until_first_write),
+        cmocka_unit_test(test_handshake_kept_session_resumes_with_proven_peers),
+    };
+    return cmocka_run_group_tests(tests, make_ca, free_ca);
+}

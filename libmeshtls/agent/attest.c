@@ -25,12 +25,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "../metrics/layout.h"
 #include "../util/log.h"
+#include "../util/sys.h"
 #include "attest.h"
 #include "hash_budget.h"
 
@@ -370,7 +370,7 @@ static bool read_exe(pid_t pid, struct mt_attest_peer *peer)
  */
 static bool pidfd_is_alive(int pidfd)
 {
-    if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0)
+    if (mt_sys_pidfd_send_signal(pidfd, 0) == 0)
         return true;
     return errno == EPERM;
 }

@@ -262,7 +262,7 @@ MT_RESULT mt_server_turn(struct mt_server *server, int signal_fd, int *signal_nu
             mt_server_client_expire(client);
     }
     mt_issuer_poll(server->issuer, now);
-    mt_log_limits_flush(mt_log_now_ms());
+    mt_log_limits_flush(mt_sys_now_ms());
     if (now >= server->next_sweep_ms)
         sweep_metrics(server, now);
     return MT_OK_RESULT;

@@ -21,6 +21,7 @@
 #include "../config/config.h"
 #include "../exec/check.h"
 #include "../identity/client.h"
+#include "../include/meshtls.h"
 #include "../util/text.h"
 #include "status.h"
 
@@ -203,7 +204,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "config") == 0)
         return command_config(argc - 2, argv + 2);
     if (strcmp(argv[1], "version") == 0) {
-        printf("meshtls 0.1.0\n");
+        printf("meshtls %d.%d.%d\n", MESHTLS_VERSION_MAJOR, MESHTLS_VERSION_MINOR,
+               MESHTLS_VERSION_PATCH);
         return 0;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)

@@ -22,7 +22,6 @@
 #include "conn.h"
 #include "epoll.h"
 #include "fd_map.h"
-#include "real.h"
 #include "table.h"
 
 /* Events that select what to wait for; the rest are flags describing how. */
@@ -270,7 +269,7 @@ static void set_kernel_locked(struct instance *instance, struct record *record, 
     if (events == record->kernel_events)
         return;
     struct epoll_event event = {.events = events, .data.u64 = key_of(record)};
-    if (real_epoll_ctl(instance->epfd, EPOLL_CTL_MOD, record->fd, &event) == 0)
+    if (mt_sys_epoll_ctl(instance->epfd, EPOLL_CTL_MOD, record->fd, &event) == 0)
         record->kernel_events = events;
 }
 
@@ -427,7 +426,7 @@ int mt_epoll_wait(int epfd, struct epoll_event *events, int capacity, int timeou
 {
     struct instance *instance = instance_get(epfd);
     if (instance == NULL || capacity <= 0 || events == NULL)
-        return real_epoll_pwait(epfd, events, capacity, timeout_ms, mask);
+        return mt_sys_app_epoll_pwait(epfd, events, capacity, timeout_ms, mask);
 
     struct record *owners_stack[STACK_EVENTS];
     struct record **owners = owners_stack;
@@ -453,8 +452,8 @@ int mt_epoll_wait(int epfd, struct epoll_event *events, int capacity, int timeou
         int room = capacity - count < batch ? capacity - count : batch;
         int n = 0;
         if (room > 0) {
-            n = real_epoll_pwait(epfd, kernel, room, count > 0 ? 0 : mt_sys_remaining_ms(wake),
-                                 mask);
+            n = mt_sys_app_epoll_pwait(epfd, kernel, room,
+                                       count > 0 ? 0 : mt_sys_remaining_ms(wake), mask);
             if (n < 0) {
                 result = count > 0 ? count : -1;
                 break;
@@ -500,7 +499,7 @@ static int register_locked(struct instance *instance, int operation, int fd,
     record->meshed = meshed;
     uint32_t kernel_events = meshed ? kernel_events_for(record, wanted) : event->events;
     struct epoll_event registration = {.events = kernel_events, .data.u64 = key_of(record)};
-    if (real_epoll_ctl(instance->epfd, operation, fd, &registration) != 0) {
+    if (mt_sys_app_epoll_ctl(instance->epfd, operation, fd, &registration) != 0) {
         if (operation == EPOLL_CTL_MOD)
             *record = previous;
         return -1;
@@ -510,7 +509,7 @@ static int register_locked(struct instance *instance, int operation, int fd,
         record->live = true;
         record->in_attention = false;
         if (!insert_locked(instance, record)) {
-            (void)real_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, fd, NULL);
+            (void)mt_sys_app_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, fd, NULL);
             errno = ENOMEM;
             return -1;
         }
@@ -525,12 +524,12 @@ int mt_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
 {
     struct instance *instance = instance_get(epfd);
     if (instance == NULL)
-        return real_epoll_ctl(epfd, operation, fd, event);
+        return mt_sys_app_epoll_ctl(epfd, operation, fd, event);
 
     if (operation == EPOLL_CTL_DEL) {
         /* The record goes whatever the kernel answers. */
         pthread_mutex_lock(&instance->lock);
-        int result = real_epoll_ctl(epfd, operation, fd, event);
+        int result = mt_sys_app_epoll_ctl(epfd, operation, fd, event);
         struct record *record = find_locked(instance, fd);
         if (record != NULL)
             remove_locked(instance, record);
@@ -538,7 +537,7 @@ int mt_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
         return result;
     }
     if ((operation != EPOLL_CTL_ADD && operation != EPOLL_CTL_MOD) || event == NULL)
-        return real_epoll_ctl(epfd, operation, fd, event);
+        return mt_sys_app_epoll_ctl(epfd, operation, fd, event);
 
     struct mt_conn *conn = mt_table_acquire(fd);
     short wanted = 0;
@@ -554,9 +553,10 @@ int mt_epoll_ctl(int epfd, int operation, int fd, struct epoll_event *event)
     }
     pthread_mutex_lock(&instance->lock);
     struct record *record = operation == EPOLL_CTL_ADD ? fresh : find_locked(instance, fd);
-    int result = record != NULL
-                     ? register_locked(instance, operation, fd, event, record, conn != NULL, wanted)
-                     : real_epoll_ctl(epfd, operation, fd, event); /* ENOENT, as the kernel says */
+    int result =
+        record != NULL
+            ? register_locked(instance, operation, fd, event, record, conn != NULL, wanted)
+            : mt_sys_app_epoll_ctl(epfd, operation, fd, event); /* ENOENT, as the kernel says */
     MT_PRESERVING_ERRNO(unlock_and_recycle(instance, result != 0 ? fresh : NULL));
     return result;
 }
@@ -588,7 +588,7 @@ void mt_epoll_forget_fd(int fd)
         pthread_mutex_lock(&instance->lock);
         struct record *record = find_locked(instance, fd);
         if (record != NULL) {
-            (void)real_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, fd, NULL);
+            (void)mt_sys_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, fd, NULL);
             remove_locked(instance, record);
             record_recycle_locked(record);
         }
@@ -609,7 +609,7 @@ void mt_epoll_forget_range(unsigned first, unsigned last)
             while (record != NULL) {
                 struct record *next = record->next_in_bucket;
                 if ((unsigned)record->fd >= first && (unsigned)record->fd <= last) {
-                    (void)real_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, record->fd, NULL);
+                    (void)mt_sys_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, record->fd, NULL);
                     remove_locked(instance, record);
                     record_recycle_locked(record);
                 }

@@ -19,7 +19,6 @@
 #include "../util/text.h"
 #include "conn.h"
 #include "intercept.h"
-#include "real.h"
 #include "runtime.h"
 #include "table.h"
 
@@ -191,20 +190,19 @@ static struct mt_conn *open_decided(int fd, enum mt_intercept_direction directio
 int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length,
                          enum mt_intercept_flags flags)
 {
-    mt_real_init();
     struct sockaddr_storage destination;
     if (address == NULL || !mt_addr_copy(&destination, address, length) || !is_inet(&destination) ||
         !is_tcp_socket(fd))
-        return real_connect(fd, address, length);
+        return mt_sys_app_connect(fd, address, length);
     /* A second connect() on a socket already ours asks the kernel how the first one went. */
     if (is_ours(fd))
-        return real_connect(fd, address, length);
+        return mt_sys_app_connect(fd, address, length);
 
     const char *config_message = NULL;
     struct mt_intercept_decision decision =
         decide_socket(MT_INTERCEPT_OUTBOUND, flags, NULL, &destination, false, &config_message);
     if (decision.action == MT_INTERCEPT_PASS)
-        return real_connect(fd, address, length);
+        return mt_sys_app_connect(fd, address, length);
     if (decision.action == MT_INTERCEPT_REFUSE) {
         /* Only a failed configuration refuses a connect: no mode is known. */
         char peer[MT_ADDR_TEXT_MAX];
@@ -225,7 +223,7 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
     int result = -1;
     int connect_errno = ECONNREFUSED;
     if (meshable) {
-        result = real_connect(fd, address, length);
+        result = mt_sys_app_connect(fd, address, length);
         connect_errno = errno;
     }
     result = mt_conn_after_connect(conn, result, connect_errno);
@@ -245,7 +243,7 @@ static int take_accepted(int fd, enum mt_intercept_flags flags)
     socklen_t peer_length = sizeof(peer);
     memset(&local, 0, sizeof(local));
     memset(&peer, 0, sizeof(peer));
-    if (getsockname(fd, (struct sockaddr *)&local, &local_length) != 0 || !is_inet(&local) ||
+    if (mt_sys_getsockname(fd, (struct sockaddr *)&local, &local_length) != 0 || !is_inet(&local) ||
         !is_tcp_socket(fd))
         return fd;
     /*
@@ -256,7 +254,7 @@ static int take_accepted(int fd, enum mt_intercept_flags flags)
      * says ECONNRESET, and those bytes never reach the application as plaintext.
      */
     struct sockaddr_storage decided_for = local;
-    bool peer_gone = getpeername(fd, (struct sockaddr *)&peer, &peer_length) != 0;
+    bool peer_gone = mt_sys_getpeername(fd, (struct sockaddr *)&peer, &peer_length) != 0;
     if (peer_gone) {
         memset(&peer, 0, sizeof(peer)); /* logged as "?" */
         mt_addr_set_port(&decided_for, 0);
@@ -273,7 +271,7 @@ static int take_accepted(int fd, enum mt_intercept_flags flags)
     struct mt_conn *conn =
         open_decided(fd, MT_INTERCEPT_INBOUND, &decision, &local, &peer, config_message, NULL);
     if (conn == NULL) {
-        real_close(fd);
+        mt_sys_close(fd);
         return -1;
     }
     mt_conn_release(conn);
@@ -283,8 +281,7 @@ static int take_accepted(int fd, enum mt_intercept_flags flags)
 int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *length,
                         enum mt_intercept_flags flags)
 {
-    mt_real_init();
-    int fd = real_accept(listener, address, length);
+    int fd = mt_sys_app_accept(listener, address, length);
     if (fd < 0)
         return fd;
     MT_PRESERVING_ERRNO(fd = take_accepted(fd, flags));
@@ -296,8 +293,7 @@ int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *lengt
 int mt_intercept_accept4(int listener, struct sockaddr *address, socklen_t *length,
                          int socket_flags, enum mt_intercept_flags flags)
 {
-    mt_real_init();
-    int fd = real_accept4(listener, address, length, socket_flags);
+    int fd = mt_sys_app_accept4(listener, address, length, socket_flags);
     if (fd < 0)
         return fd;
     MT_PRESERVING_ERRNO(fd = take_accepted(fd, flags));
@@ -309,7 +305,6 @@ int mt_intercept_accept4(int listener, struct sockaddr *address, socklen_t *leng
 void mt_intercept_adopt(int fd, enum mt_intercept_direction direction,
                         const struct sockaddr_storage *destination)
 {
-    mt_real_init();
     if (is_ours(fd) || !is_tcp_socket(fd))
         return;
     struct sockaddr_storage local;
@@ -318,8 +313,9 @@ void mt_intercept_adopt(int fd, enum mt_intercept_direction direction,
     socklen_t peer_length = sizeof(peer);
     memset(&local, 0, sizeof(local));
     memset(&peer, 0, sizeof(peer));
-    (void)getsockname(fd, (struct sockaddr *)&local, &local_length);
-    (void)getpeername(fd, (struct sockaddr *)&peer, &peer_length); /* a connect may be in flight */
+    (void)mt_sys_getsockname(fd, (struct sockaddr *)&local, &local_length);
+    (void)mt_sys_getpeername(fd, (struct sockaddr *)&peer,
+                             &peer_length); /* a connect may be in flight */
     if (direction == MT_INTERCEPT_OUTBOUND && destination != NULL)
         peer = *destination;
 

@@ -1,10 +1,14 @@
 /*
  * fork handlers and vfork detection (see process.h).
+ *
+ * Owns the pid cached at initialisation and after each fork, and the order in which the other
+ * modules reset their state in a fork child. Asks the kernel for the pid each time it compares
+ * (util/sys.h: never a cached answer), because a vfork child shares the cache with its parent.
+ * Must never change a table from a vfork child.
  */
 #include <pthread.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
+#include "../util/sys.h"
 #include "conn.h"
 #include "epoll.h"
 #include "inherit.h"
@@ -14,11 +18,6 @@
 
 static pthread_once_t process_once = PTHREAD_ONCE_INIT;
 static pid_t cached_pid;
-
-static pid_t kernel_pid(void)
-{
-    return (pid_t)syscall(SYS_getpid);
-}
 
 static void mark_shared(struct mt_conn *conn, void *argument)
 {
@@ -41,7 +40,7 @@ static void after_fork_parent(void)
 
 static void after_fork_child(void)
 {
-    cached_pid = kernel_pid();
+    cached_pid = mt_sys_getpid();
     mt_table_after_fork_child();
     mt_runtime_after_fork_child();
     mt_epoll_after_fork_child();
@@ -51,7 +50,7 @@ static void after_fork_child(void)
 
 static void init_once(void)
 {
-    cached_pid = kernel_pid();
+    cached_pid = mt_sys_getpid();
     pthread_atfork(NULL, after_fork_parent, after_fork_child);
 }
 
@@ -62,5 +61,5 @@ void mt_process_init(void)
 
 bool mt_process_is_vfork_child(void)
 {
-    return cached_pid != 0 && kernel_pid() != cached_pid;
+    return cached_pid != 0 && mt_sys_getpid() != cached_pid;
 }

@@ -19,6 +19,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "../util/sys.h"
 #include "../util/text.h"
 #include "check.h"
 #include "elf.h"
@@ -322,12 +323,12 @@ static void check_file(const char *path, const char *search_path, int depth,
             copy_text(resolved, sizeof(resolved), interpreter);
         copy_text(interpreter, sizeof(interpreter), resolved);
     }
-    close(fd);
+    mt_sys_close(fd);
     fd = -1;
     judge_script(path, interpreter, search_path, depth, judgement);
 out:
     if (fd >= 0)
-        close(fd);
+        mt_sys_close(fd);
 }
 
 bool mt_check_program(const char *name, const char *search_path, struct mt_check_report *report)

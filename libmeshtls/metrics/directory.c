@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../util/sys.h"
 #include "directory.h"
 
 /* Field 22 of /proc/<pid>/stat; false when the process is gone. */
@@ -30,8 +31,8 @@ static bool read_start_time(pid_t pid, unsigned long long *start_time)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return false;
-    ssize_t length = read(fd, text, sizeof(text) - 1);
-    close(fd);
+    ssize_t length = mt_sys_read(fd, text, sizeof(text) - 1);
+    mt_sys_close(fd);
     if (length <= 0)
         return false;
     text[length] = '\0';
@@ -137,7 +138,7 @@ enum mt_metrics_verdict mt_metrics_process_open(int directory_fd, const char *na
         mt_metrics_process_cleanup(process);
 
 out:
-    close(fd);
+    mt_sys_close(fd);
     return verdict;
 }
 
@@ -163,11 +164,11 @@ MT_RESULT mt_metrics_listing_read(const struct mt_metrics_directory *directory,
     listing->directory_fd = reopen_directory(directory);
     if (listing->directory_fd < 0)
         return errno == ENOENT ? MT_OK_RESULT : mt_result_of(MT_ERR_IO);
-    int listing_fd = dup(listing->directory_fd);
+    int listing_fd = mt_sys_dup(listing->directory_fd);
     DIR *entries = listing_fd >= 0 ? fdopendir(listing_fd) : NULL;
     if (entries == NULL) {
         if (listing_fd >= 0)
-            close(listing_fd);
+            mt_sys_close(listing_fd);
         mt_metrics_listing_free(listing);
         return mt_result_of(MT_ERR_IO);
     }
@@ -203,7 +204,7 @@ void mt_metrics_listing_free(struct mt_metrics_listing *listing)
     if (listing == NULL)
         return;
     if (listing->directory_fd >= 0)
-        close(listing->directory_fd);
+        mt_sys_close(listing->directory_fd);
     free(listing->names);
     memset(listing, 0, sizeof(*listing));
     listing->directory_fd = -1;
@@ -263,13 +264,13 @@ MT_RESULT mt_metrics_directory_open(struct mt_metrics_directory *directory, stru
                                  directory->path, strerror(errno));
     struct stat status;
     if (fstat(fd, &status) != 0 || !S_ISDIR(status.st_mode)) {
-        close(fd);
+        mt_sys_close(fd);
         return mt_result_explain(reason, MT_ERR_IO, "cannot check metrics directory %s: %s",
                                  directory->path, strerror(errno));
     }
     /* Whoever owns it could plant or replace the files the agent hands to processes. */
     if (status.st_uid != geteuid()) {
-        close(fd);
+        mt_sys_close(fd);
         return mt_result_explain(reason, MT_ERR_IO,
                                  "metrics directory %s belongs to uid %u, not to the agent's uid "
                                  "%u: remove it so that the agent can create its own, or choose "
@@ -284,7 +285,7 @@ void mt_metrics_directory_close(struct mt_metrics_directory *directory)
 {
     if (directory == NULL || directory->fd < 0)
         return;
-    close(directory->fd);
+    mt_sys_close(directory->fd);
     directory->fd = -1;
 }
 
@@ -305,7 +306,7 @@ bool mt_metrics_directory_holds_only_metrics_files(const struct mt_metrics_direc
     DIR *entries = listing_fd >= 0 ? fdopendir(listing_fd) : NULL;
     if (entries == NULL) {
         if (listing_fd >= 0)
-            close(listing_fd);
+            mt_sys_close(listing_fd);
         snprintf(foreign, foreign_size, "(unreadable: %s)", strerror(errno));
         return false;
     }
@@ -389,7 +390,7 @@ MT_RESULT mt_metrics_file_create(const struct mt_metrics_directory *directory, p
     if (!mt_result_is_ok(result)) {
         result = mt_result_explain(reason, MT_ERR_IO, "cannot initialise %s/%s: %s",
                                    directory->path, name, strerror(errno));
-        close(created);
+        mt_sys_close(created);
         (void)unlinkat(directory->fd, name, 0);
         return result;
     }
@@ -403,7 +404,7 @@ size_t mt_metrics_sweep(const struct mt_metrics_directory *directory)
     DIR *listing = listing_fd >= 0 ? fdopendir(listing_fd) : NULL;
     if (listing == NULL) {
         if (listing_fd >= 0)
-            close(listing_fd);
+            mt_sys_close(listing_fd);
         return 0;
     }
     size_t removed = 0;

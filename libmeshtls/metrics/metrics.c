@@ -5,13 +5,12 @@
  * Owns the process's metrics file, its mappings and the process-local handles of open
  * connections. The slow path (first use, a new label set, a new connection, growth, fork) runs
  * under one mutex and is the only place that makes system calls (asking the agent for the file
- * is one of them, once per process); the byte counters are atomic
- * adds on memory mapped once and never moved, so that a thread counting bytes never waits for
- * one that grows the file. This file must never make a system call or take a lock on the data
- * path, never go through libmeshtls's own hooks (file descriptors are closed with the raw system
- * call, /proc is read with the raw read), never unmap memory another thread may still be
- * counting into, and never let a metrics failure reach the application: a failure disables
- * metrics, with one log line.
+ * is one of them, once per process); the byte counters are atomic adds on memory mapped once and
+ * never moved, so that a thread counting bytes never waits for one that grows the file. This
+ * file must never make a system call or take a lock on the data path, never go through
+ * libmeshtls's own hooks (descriptors are closed through util/sys.h), never unmap memory another
+ * thread may still be counting into, and never let a metrics failure reach the application: a
+ * failure disables metrics, with one log line.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,7 +24,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "../util/log.h"

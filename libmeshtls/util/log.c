@@ -6,14 +6,14 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "sys.h"
 
 static enum mt_log_level current_level = MT_LOG_WARN;
 static const char *current_tag = "meshtls";
-static ssize_t (*current_writer)(int, const void *, size_t) = write;
+static ssize_t (*current_writer)(int, const void *, size_t) = mt_sys_write;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -50,7 +50,7 @@ void mt_log_set_tag(const char *tag)
 
 void mt_log_set_writer(ssize_t (*writer)(int, const void *, size_t))
 {
-    current_writer = writer != NULL ? writer : write;
+    current_writer = writer != NULL ? writer : mt_sys_write;
 }
 
 bool mt_log_is_enabled(enum mt_log_level level)
@@ -101,13 +101,6 @@ void mt_log(enum mt_log_level level, const char *format, ...)
  * (they are static objects of their call sites).
  */
 static _Atomic(struct mt_log_limit *) limits_with_suppressions;
-
-long long mt_log_now_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
 
 static void limit_register(struct mt_log_limit *limit)
 {

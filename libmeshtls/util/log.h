@@ -2,7 +2,7 @@
  * Logging to stderr, one line per event, prefixed "meshtls[pid]:".
  *
  * The level is set once at initialisation (config log_level, MESHTLS_LOG overrides). Lines are
- * written with a single write(2) through the real libc function so that a log line from an
+ * written with a single write(2), a raw system call (sys.h), so that a log line from an
  * intercepted process never re-enters the hooks and never interleaves with another line.
  * Logging must never log key material; callers pass identities, addresses and reasons only.
  */
@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
+
+#include "sys.h"
 
 enum mt_log_level {
     MT_LOG_ERROR = 0,
@@ -31,10 +33,8 @@ const char *mt_log_level_name(enum mt_log_level level);
 /* Sets the program tag printed after "meshtls" (e.g. "meshtls-agent"); the default is "meshtls". */
 void mt_log_set_tag(const char *tag);
 
-/*
- * Installs the write function used for output (the preload passes its real libc write so that
- * logging never goes through its own hooks). NULL restores write(2).
- */
+/* Installs the write function used for output (tests capture lines so). NULL restores the raw
+ * write(2) of sys.h, which never goes through the preload's hooks. */
 void mt_log_set_writer(ssize_t (*writer)(int fd, const void *buffer, size_t length));
 
 bool mt_log_is_enabled(enum mt_log_level level);
@@ -90,13 +90,10 @@ void mt_log_limited_at(struct mt_log_limit *limit, long long now_ms, enum mt_log
  */
 void mt_log_limits_flush(long long now_ms);
 
-/* Milliseconds on CLOCK_MONOTONIC, the clock of the limits. */
-long long mt_log_now_ms(void);
-
 #define mt_log_limited(level, ...)                                                                 \
     do {                                                                                           \
         static struct mt_log_limit mt_log_limit_;                                                  \
-        mt_log_limited_at(&mt_log_limit_, mt_log_now_ms(), (level), __VA_ARGS__);                  \
+        mt_log_limited_at(&mt_log_limit_, mt_sys_now_ms(), (level), __VA_ARGS__);                  \
     } while (0)
 
 #endif

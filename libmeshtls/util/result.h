@@ -7,7 +7,7 @@
  *     MT_GUARD(mt_proto_write_header(&w, type));          propagate a failed mt_result
  *     MT_ENSURE(len <= MT_PROTO_MAX_PAYLOAD, MT_ERR_PROTO_OVERSIZED);
  *     MT_ENSURE_REF(buffer);                                null pointer → MT_ERR_INVALID_ARGUMENT
- *     MT_GUARD_POSIX(real_fcntl(fd, F_GETFL), MT_ERR_IO);   -1 from libc → error, errno kept
+ *     MT_GUARD_POSIX(mt_sys_fcntl(fd, F_GETFL, 0), MT_ERR_IO);   -1 → error, errno kept
  *
  * A failure a person will read carries its reason in a struct mt_text (text.h: mt_result_explain).
  * The macros return from the enclosing function; functions that own resources use the forward

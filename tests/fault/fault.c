@@ -1,11 +1,12 @@
 /*
  * Fault injection for libmeshtls-preload-faults.so (see fault_hooks.h): spurious EINTR, EAGAIN,
- * short reads and writes, and peer resets in the library's own recv/send/poll, so a soak can show
- * that none of them corrupts, loses or stalls a byte.
+ * short reads and writes, and peer resets in util/sys.c's transfers and waits (the library's own
+ * recv, send, poll and ppoll, and the read, write, poll and epoll_pwait it makes on the
+ * application's behalf), so a soak can show that none of them corrupts, loses or stalls a byte.
  *
- * MESHTLS_FAULTS="seed=N,rate=R,reset=P,kinds=K,report=DIR" (every part optional): each recv or
- * send gets one of EINTR, EAGAIN or a short transfer with probability R, and a reset with
- * probability P; each poll with a timeout gets EINTR with probability R/3. kinds (for bisecting,
+ * MESHTLS_FAULTS="seed=N,rate=R,reset=P,kinds=K,report=DIR" (every part optional): each transfer
+ * gets one of EINTR, EAGAIN or a short transfer with probability R, and a reset with
+ * probability P; each wait with a timeout gets EINTR with probability R/3. kinds (for bisecting,
  * e.g. "eagain+short") limits which of eintr, eagain, short, reset are injected. Counts per kind
  * go to DIR/faults-<pid>.json, rewritten at most every 200 ms while faults happen and at exit.
  *
@@ -19,6 +20,7 @@
  *    once, and no wakeup would follow, since TCP re-signals data and a FIN but not a reset.
  *  - EINTR promises nothing: the caller must retry, and a zero-timeout poll is never interrupted.
  *  - a short transfer moves at least one byte.
+ *  - transfers on sockets only: a file's read or write is never interrupted or shortened.
  *  - a reset is real: connect(AF_UNSPEC) aborts the TCP connection, the peer gets an RST, and this
  *    side's call fails with ECONNRESET as it would after the peer's RST. TCP sockets only.
  * Calls are made with raw system calls, like sys.c's, so they never re-enter the hooks.
@@ -40,6 +42,7 @@
 #include <unistd.h>
 
 #include "fault_hooks.h"
+#include "util/sys.h"
 
 #define REPORT_INTERVAL_MS 200
 
@@ -112,16 +115,16 @@ static void write_report(void)
         length += snprintf(text + length, sizeof(text) - (size_t)length, ", \"%s\": %lu",
                            kind_names[kind], atomic_load(&counts[kind]));
     length += snprintf(text + length, sizeof(text) - (size_t)length, "}\n");
-    int saved = errno;
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-                          0644);
-    if (fd >= 0) {
-        bool whole = syscall(SYS_write, fd, text, (size_t)length) == length;
-        syscall(SYS_close, fd);
-        if (whole)
-            syscall(SYS_rename, temporary, path);
-    }
-    errno = saved;
+    MT_PRESERVING_ERRNO({
+        int fd = (int)syscall(SYS_openat, AT_FDCWD, temporary,
+                              O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            bool whole = syscall(SYS_write, fd, text, (size_t)length) == length;
+            syscall(SYS_close, fd);
+            if (whole)
+                syscall(SYS_rename, temporary, path);
+        }
+    });
 }
 
 static void maybe_report(void)
@@ -202,9 +205,7 @@ static void read_settings(void)
 
 static bool is_enabled(void)
 {
-    int saved = errno;
-    pthread_once(&settings_once, read_settings);
-    errno = saved;
+    MT_PRESERVING_ERRNO(pthread_once(&settings_once, read_settings));
     return settings.enabled;
 }
 
@@ -212,6 +213,13 @@ static void count(enum kind kind)
 {
     atomic_fetch_add(&counts[kind], 1);
     maybe_report();
+}
+
+static bool is_socket(int fd)
+{
+    int type = 0;
+    socklen_t length = sizeof(type);
+    return syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0;
 }
 
 static bool is_tcp(int fd)
@@ -255,6 +263,12 @@ static void signal_readiness_again(int fd, bool sending)
 bool mt_fault_before_transfer(int fd, int flags, size_t *length, bool sending)
 {
     if (!is_enabled())
+        return false;
+    /* A read or write made for the application may be on a file, which the kernel never
+     * interrupts or shortens; libmeshtls's own transfers are on sockets. */
+    bool on_socket = false;
+    MT_PRESERVING_ERRNO(on_socket = is_socket(fd));
+    if (!on_socket)
         return false;
     int saved = errno;
     if (is_wanted(KIND_RESET) && settings.reset > 0 && uniform() < settings.reset && is_tcp(fd)) {

@@ -1,5 +1,5 @@
 /*
- * Fault injection into libmeshtls's own system calls, for tests only.
+ * Fault injection into util/sys.c's system calls, for tests only.
  *
  * util/sys.c calls these only when compiled with MT_FAULT_INJECTION, which tests/fault/meson.build
  * does for libmeshtls-preload-faults.so (never installed); the production library contains neither
@@ -13,13 +13,14 @@
 #include <stddef.h>
 
 /*
- * Before a recv (sending false) or send (sending true) on fd: true when the call must not be made
- * and -1 returned with errno set (EINTR, EAGAIN, ECONNRESET); otherwise the call goes ahead,
- * *length possibly shortened (never to 0).
+ * Before a recv or read (sending false), or a send or write (sending true) on fd: true when the
+ * call must not be made and -1 returned with errno set (EINTR, EAGAIN, ECONNRESET); otherwise the
+ * call goes ahead, *length possibly shortened (never to 0).
  */
 bool mt_fault_before_transfer(int fd, int flags, size_t *length, bool sending);
 
-/* Before poll/ppoll: true when it must return -1 with errno EINTR without waiting. */
+/* Before a wait (poll, ppoll, epoll_pwait): true when it must return -1 with errno EINTR without
+ * waiting. */
 bool mt_fault_before_wait(int timeout_ms);
 
 #endif

@@ -1,7 +1,9 @@
-"""Lint: the shared objects export exactly what they should.
+"""Lint: the shared objects export exactly what they should, and import no way around libc.
 
-libmeshtls-preload.so: the hooks listed in core/hooks.def, and meshtls_*.
+libmeshtls-preload.so: the hooks listed in preload/hooks.def, and meshtls_*.
 libmeshtls.so: meshtls_* only. Nothing of wolfSSL, libconfig or the internal mt_* layers leaks.
+libmeshtls.so hooks nothing, so it must not look libc's functions up either: neither dlsym nor
+dlvsym among its undefined symbols (it calls libc by name, api/libc.c).
 Usage: check_symbols.py HOOKS_DEF PRELOAD_SO LIBRARY_SO
 """
 
@@ -22,10 +24,16 @@ def exported(path):
     return {name for name in names if not name.startswith("MESHTLS_")}
 
 
+def imported(path):
+    output = subprocess.run(["nm", "-D", "--undefined-only", path], check=True,
+                            capture_output=True, text=True).stdout
+    return {line.split()[-1].split("@")[0] for line in output.splitlines() if line.strip()}
+
+
 def main():
     hooks_def, preload, library = sys.argv[1:4]
     with open(hooks_def) as f:
-        hooks = set(re.findall(r"^MT_HOOK\([^,]+,\s*(\w+),", f.read(), re.M))
+        hooks = set(re.findall(r"^MT_HOOK(?:_OPTIONAL)?\([^,]+,\s*(\w+),", f.read(), re.M))
     failures = []
     preload_symbols = exported(preload)
     api = {name for name in preload_symbols if name.startswith("meshtls_")}
@@ -41,6 +49,10 @@ def main():
     leaked = {name for name in library_symbols if not name.startswith("meshtls_")}
     if leaked:
         failures.append(f"libmeshtls.so leaks {sorted(leaked)[:20]}")
+    lookups = imported(library) & {"dlsym", "dlvsym"}
+    if lookups:
+        failures.append(f"libmeshtls.so looks symbols up ({', '.join(sorted(lookups))}): it hooks "
+                        "nothing and reaches libc by name")
     if failures:
         print("\n".join(failures))
         sys.exit(1)

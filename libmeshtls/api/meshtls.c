@@ -1,28 +1,35 @@
 /*
  * The public meshtls_* functions (meshtls.h): thin entry points over the same engine the hooks
- * use. They never decide anything themselves: intercept.c decides (with mTLS forced, since the
- * caller asked for it), conn.c behaves. Only the words for meshtls_last_error() are kept here.
+ * use, in libmeshtls.so and in libmeshtls-preload.so alike.
+ *
+ * Owns the words for meshtls_last_error() and the version string. Never decides anything:
+ * core/intercept.c decides (with mTLS forced, since the caller asked for it), core/conn.c
+ * behaves. A call on an fd that is not a mesh connection goes to libc through util/sys.c's
+ * mt_sys_app_* (whose libc each shared object installs: api/libc.c, preload/real.c).
  */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "../core/conn.h"
+#include "../core/intercept.h"
+#include "../core/readiness.h"
+#include "../core/runtime.h"
+#include "../core/table.h"
 #include "../include/meshtls.h"
 #include "../util/export.h"
-#include "conn.h"
-#include "intercept.h"
-#include "readiness.h"
-#include "real.h"
-#include "runtime.h"
-#include "table.h"
+#include "../util/sys.h"
+
+/* "MAJOR.MINOR.PATCH" from meshtls.h, the one place the version is written in C. */
+#define TEXT_OF(token) #token
+#define VERSION_TEXT(major, minor, patch) TEXT_OF(major) "." TEXT_OF(minor) "." TEXT_OF(patch)
 
 static _Thread_local char last_error[256];
 
-/* Remembers why a call on fd failed: the connection's own reason when it has one. */
-static int failed(int fd, int result)
+/* Remembers why a call on fd failed with error: the connection's own reason when it has one. */
+static void remember_failure(int fd, int error)
 {
-    int saved = errno;
     char reason[200] = "";
     struct mt_conn *conn = fd >= 0 ? mt_table_acquire(fd) : NULL;
     if (conn != NULL) {
@@ -30,10 +37,14 @@ static int failed(int fd, int result)
         mt_conn_release(conn);
     }
     if (reason[0] != '\0')
-        snprintf(last_error, sizeof(last_error), "%s (%s)", reason, strerror(saved));
+        snprintf(last_error, sizeof(last_error), "%s (%s)", reason, strerror(error));
     else
-        snprintf(last_error, sizeof(last_error), "%s", strerror(saved));
-    errno = saved;
+        snprintf(last_error, sizeof(last_error), "%s", strerror(error));
+}
+
+static int failed(int fd, int result)
+{
+    MT_PRESERVING_ERRNO(remember_failure(fd, errno));
     return result;
 }
 
@@ -47,12 +58,11 @@ static ssize_t checked(int fd, ssize_t result)
 
 MT_EXPORT const char *meshtls_version(void)
 {
-    return "0.1.0";
+    return VERSION_TEXT(MESHTLS_VERSION_MAJOR, MESHTLS_VERSION_MINOR, MESHTLS_VERSION_PATCH);
 }
 
 MT_EXPORT int meshtls_init(void)
 {
-    mt_real_init();
     const char *message = NULL;
     if (mt_runtime_config_failed(&message)) {
         snprintf(last_error, sizeof(last_error), "configuration error: %s", message);
@@ -65,20 +75,17 @@ MT_EXPORT int meshtls_init(void)
 
 MT_EXPORT int meshtls_connect(int fd, const struct sockaddr *address, socklen_t length)
 {
-    mt_real_init();
     return (int)checked(fd, mt_intercept_connect(fd, address, length, MT_INTERCEPT_FORCE_MTLS));
 }
 
 MT_EXPORT int meshtls_accept(int listener, struct sockaddr *address, socklen_t *length, int flags)
 {
-    mt_real_init();
     int fd = mt_intercept_accept4(listener, address, length, flags, MT_INTERCEPT_FORCE_MTLS);
     return fd < 0 ? failed(-1, fd) : fd;
 }
 
 MT_EXPORT int meshtls_wrap(int fd, enum meshtls_role role)
 {
-    mt_real_init();
     mt_intercept_adopt(fd, role == MESHTLS_SERVER ? MT_INTERCEPT_INBOUND : MT_INTERCEPT_OUTBOUND,
                        NULL);
     struct mt_conn *conn = mt_table_acquire(fd);
@@ -95,61 +102,45 @@ MT_EXPORT int meshtls_wrap(int fd, enum meshtls_role role)
 MT_EXPORT ssize_t meshtls_read(int fd, void *buffer, size_t length)
 {
     struct mt_conn *conn = mt_table_acquire(fd);
-    if (conn == NULL) {
-        mt_real_init();
-        return checked(fd, real_read(fd, buffer, length));
-    }
+    if (conn == NULL)
+        return checked(fd, mt_sys_app_read(fd, buffer, length));
     ssize_t result = mt_conn_recv(conn, buffer, length, 0);
-    int saved = errno;
-    mt_conn_release(conn);
-    errno = saved;
+    MT_PRESERVING_ERRNO(mt_conn_release(conn));
     return checked(fd, result);
 }
 
 MT_EXPORT ssize_t meshtls_write(int fd, const void *buffer, size_t length)
 {
     struct mt_conn *conn = mt_table_acquire(fd);
-    if (conn == NULL) {
-        mt_real_init();
-        return checked(fd, real_write(fd, buffer, length));
-    }
+    if (conn == NULL)
+        return checked(fd, mt_sys_app_write(fd, buffer, length));
     ssize_t result = mt_conn_send(conn, buffer, length, MSG_NOSIGNAL);
-    int saved = errno;
-    mt_conn_release(conn);
-    errno = saved;
+    MT_PRESERVING_ERRNO(mt_conn_release(conn));
     return checked(fd, result);
 }
 
 MT_EXPORT int meshtls_shutdown(int fd, int how)
 {
-    mt_real_init();
     struct mt_conn *conn = mt_table_acquire(fd);
-    if (conn != NULL) {
-        int saved = errno; /* only the kernel's own failure sets errno (see hooks.c, forget) */
-        (void)mt_conn_shutdown(conn, how);
-        mt_conn_release(conn);
-        errno = saved;
-    }
-    return (int)checked(fd, real_shutdown(fd, how));
+    /* Only the kernel's own failure sets errno (see preload/descriptors.c, forget). */
+    if (conn != NULL)
+        MT_PRESERVING_ERRNO((void)mt_conn_shutdown(conn, how); mt_conn_release(conn));
+    return (int)checked(fd, mt_sys_app_shutdown(fd, how));
 }
 
 MT_EXPORT int meshtls_close(int fd)
 {
-    mt_real_init();
     struct mt_conn *conn = mt_table_remove(fd);
-    if (conn != NULL) {
-        int saved = errno; /* only the kernel's own failure sets errno (see hooks.c, forget) */
-        mt_conn_close(conn, fd);
-        errno = saved;
-    }
-    return (int)checked(-1, real_close(fd));
+    /* Only the kernel's own failure sets errno (see preload/descriptors.c, forget). */
+    if (conn != NULL)
+        MT_PRESERVING_ERRNO(mt_conn_close(conn, fd));
+    return (int)checked(-1, mt_sys_app_close(fd));
 }
 
 MT_EXPORT int meshtls_poll(struct pollfd *fds, nfds_t count, int timeout_ms)
 {
-    mt_real_init();
     if (!mt_readiness_has_ours(fds, count))
-        return (int)checked(-1, real_poll(fds, count, timeout_ms));
+        return (int)checked(-1, mt_sys_app_poll(fds, count, timeout_ms));
     return (int)checked(-1, mt_readiness_poll(fds, count, timeout_ms, NULL));
 }
 

@@ -1,0 +1,63 @@
+/*
+ * Hooks of the calls that make or end a connection: connect, accept, accept4, shutdown, and
+ * getsockopt (SO_ERROR of a connection whose handshake failed).
+ *
+ * Owns nothing: connect and accept hand over to core/intercept.c, which decides whether the
+ * socket becomes ours; shutdown and getsockopt ask the table. Must never decide anything itself.
+ */
+#include "hook.h"
+
+#include "../core/conn.h"
+#include "../core/intercept.h"
+#include "../core/table.h"
+
+/*
+ * glibc declares the address parameters as transparent unions (__SOCKADDR_ARG) under _GNU_SOURCE;
+ * the hooks use the same types so their definitions match libc's declarations exactly.
+ */
+MT_EXPORT int connect(int fd, __CONST_SOCKADDR_ARG address, socklen_t length)
+{
+    mt_real_init();
+    return mt_intercept_connect(fd, address.__sockaddr__, length, MT_INTERCEPT_BY_POLICY);
+}
+
+MT_EXPORT int accept(int fd, __SOCKADDR_ARG address, socklen_t *length)
+{
+    mt_real_init();
+    return mt_intercept_accept(fd, address.__sockaddr__, length, MT_INTERCEPT_BY_POLICY);
+}
+
+MT_EXPORT int accept4(int fd, __SOCKADDR_ARG address, socklen_t *length, int flags)
+{
+    mt_real_init();
+    return mt_intercept_accept4(fd, address.__sockaddr__, length, flags, MT_INTERCEPT_BY_POLICY);
+}
+
+MT_EXPORT int shutdown(int fd, int how)
+{
+    mt_real_init();
+    struct mt_conn *conn = mt_table_acquire(fd);
+    /* As for close(): only the kernel's own failure sets errno. */
+    if (conn != NULL)
+        MT_PRESERVING_ERRNO((void)mt_conn_shutdown(conn, how); mt_conn_release(conn));
+    return real_shutdown(fd, how);
+}
+
+MT_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *length)
+{
+    mt_real_init();
+    if (level == SOL_SOCKET && name == SO_ERROR && value != NULL && length != NULL &&
+        *length >= sizeof(int)) {
+        struct mt_conn *conn = mt_table_acquire(fd);
+        if (conn != NULL) {
+            int error = mt_conn_socket_error(conn);
+            mt_conn_release(conn);
+            if (error != 0) {
+                *(int *)value = error;
+                *length = sizeof(int);
+                return 0;
+            }
+        }
+    }
+    return real_getsockopt(fd, level, name, value, length);
+}

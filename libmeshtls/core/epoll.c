@@ -443,6 +443,7 @@ int mt_epoll_wait(int epfd, struct epoll_event *events, int capacity, int timeou
             return -1;
         }
     }
+    int errno_on_entry = errno;
     long long deadline = timeout_ms < 0 ? -1 : mt_sys_now_ms() + timeout_ms;
     int count = 0;
     int result = 0;
@@ -469,7 +470,7 @@ int mt_epoll_wait(int epfd, struct epoll_event *events, int capacity, int timeou
     }
     if (capacity > STACK_EVENTS)
         MT_PRESERVING_ERRNO(free(owners); free(kernel));
-    return result;
+    return mt_sys_success_keeps_errno(result, errno_on_entry);
 }
 
 /* Releases the instance's lock, then returns record (NULL: none) to the pool. */

@@ -111,6 +111,7 @@ int mt_readiness_poll(struct pollfd *fds, nfds_t count, int timeout_ms, const si
             return -1;
         }
     }
+    int errno_on_entry = errno;
     long long deadline = timeout_ms < 0 ? -1 : mt_sys_now_ms() + timeout_ms;
     int result = 0;
     bool done = false;
@@ -118,7 +119,7 @@ int mt_readiness_poll(struct pollfd *fds, nfds_t count, int timeout_ms, const si
         result = wait_round(fds, kernel, entries, count, deadline, mask, &done);
     if (count > STACK_FDS)
         MT_PRESERVING_ERRNO(free(kernel); free(entries));
-    return result;
+    return mt_sys_success_keeps_errno(result, errno_on_entry);
 }
 
 static bool in_set(const fd_set *set, int fd)

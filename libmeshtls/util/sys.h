@@ -142,6 +142,19 @@ int mt_sys_app_epoll_pwait(int epfd, struct epoll_event *events, int capacity, i
         errno = mt_preserved_errno_;                                                               \
     } while (0)
 
+/*
+ * result, with errno set back to errno_on_entry when result is a success (>= 0): a call that
+ * succeeds leaves errno as it was, whatever libmeshtls's own calls met inside it. CPython's
+ * select, poll and epoll wrappers retry while errno is EINTR after the call, even a successful
+ * one, and would drop the events a translated wait returned.
+ */
+static inline int mt_sys_success_keeps_errno(int result, int errno_on_entry)
+{
+    if (result >= 0)
+        errno = errno_on_entry;
+    return result;
+}
+
 /* Milliseconds on CLOCK_MONOTONIC, for deadlines. */
 long long mt_sys_now_ms(void);
 

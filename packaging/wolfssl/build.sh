@@ -45,7 +45,7 @@ command -v "${compiler%% *}" >/dev/null || die "C compiler '$compiler' not found
 # decoded copy of the peer's certificate in every WOLFSSL (3.6 KB inside the struct, 1.9 KB more
 # allocated), and keeps the cipher suites after the handshake; libmeshtls only needs the peer's
 # SPIFFE ID, which the verify callback copies. Session tickets: TLS 1.3 resumption (PSK with a
-# fresh ECDHE share), with libmeshtls's own ticket callback (tls/tls.c says what a ticket binds).
+# fresh ECDHE share), with libmeshtls's own ticket callback (tls/claim.c says what a ticket binds).
 # wolfSSL's heap per idle connection: 10.1 KB with the compatibility layer and the GHASH table
 # below, 2.3 KB without (measured with tests/bench/heap_sites.py).
 configure_flags=(

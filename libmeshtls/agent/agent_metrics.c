@@ -368,12 +368,12 @@ MT_RESULT mt_agent_http_start(const char *address, const struct mt_metrics_direc
                          (unsigned)HTTP_CONNECTIONS_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
                          (unsigned)HTTP_TIMEOUT_SECONDS, MHD_OPTION_END);
     if (created->daemon == NULL) {
-        int saved = errno;
+        int error = errno; /* for the message; free() may change errno */
         free(created);
         return mt_result_explain(
             reason, MT_ERR_IO,
             "cannot serve metrics on %s: %s (use --metrics-address ADDRESS or off)", address,
-            strerror(saved));
+            strerror(error));
     }
     *http = created;
     return MT_OK_RESULT;

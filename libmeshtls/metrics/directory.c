@@ -379,10 +379,10 @@ MT_RESULT mt_metrics_file_create(const struct mt_metrics_directory *directory, p
     int created =
         openat(directory->fd, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (created < 0) {
-        int saved = errno;
+        int error = errno;
         return mt_result_explain(
-            reason, MT_ERR_IO, "cannot create %s/%s: %s%s", directory->path, name, strerror(saved),
-            saved == EEXIST ? " (an entry the agent did not make has this name: remove it)" : "");
+            reason, MT_ERR_IO, "cannot create %s/%s: %s%s", directory->path, name, strerror(error),
+            error == EEXIST ? " (an entry the agent did not make has this name: remove it)" : "");
     }
     /* The umask may have changed the mode; nobody but the agent opens the file by name. */
     mt_result result = fchmod(created, 0600) == 0 ? write_header(created, pid, uid, start_time)

@@ -60,9 +60,8 @@ bool mt_log_is_enabled(enum mt_log_level level)
 
 /* Formats and writes one line; suffix (may be NULL) is appended to the message. */
 __attribute__((format(printf, 3, 0))) static void
-write_line(enum mt_log_level level, const char *suffix, const char *format, va_list arguments)
+format_and_write(enum mt_log_level level, const char *suffix, const char *format, va_list arguments)
 {
-    int saved_errno = errno;
     char line[1024];
     /* Room is kept for the suffix and the newline: a count must survive a long message. */
     size_t suffix_length = suffix != NULL ? strlen(suffix) : 0;
@@ -80,7 +79,13 @@ write_line(enum mt_log_level level, const char *suffix, const char *format, va_l
     length += suffix_length;
     line[length++] = '\n';
     (void)current_writer(STDERR_FILENO, line, length);
-    errno = saved_errno;
+}
+
+/* Logging never changes errno: a line is often written between a failure and its errno's use. */
+__attribute__((format(printf, 3, 0))) static void
+write_line(enum mt_log_level level, const char *suffix, const char *format, va_list arguments)
+{
+    MT_PRESERVING_ERRNO(format_and_write(level, suffix, format, arguments));
 }
 
 void mt_log(enum mt_log_level level, const char *format, ...)

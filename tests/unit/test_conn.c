@@ -31,6 +31,8 @@
 
 #include <cmocka.h>
 
+#include "test_ca.h"
+
 #include "core/conn.h"
 #include "core/table.h"
 #include "tls/credentials.h"
@@ -51,32 +53,10 @@ static struct mt_tls_context *client_context;
 static struct mt_tls_context *server_context;
 
 /* A leaf for spiffe_id issued by the CA, with a key made here, as a workload's identity. */
-static struct mt_tls_context *make_context(const char *spiffe_id, const uint8_t *ca_der,
-                                           size_t ca_length, const struct mt_x509_key *ca_key)
+static struct mt_tls_context *make_context(const char *spiffe_id, const struct test_ca *ca)
 {
-    struct mt_x509_key *key = NULL;
-    assert_true(mt_result_is_ok(mt_x509_key_generate(&key)));
-    uint8_t csr[MT_X509_CSR_DER_MAX];
-    size_t csr_length = 0;
-    assert_true(mt_result_is_ok(mt_x509_csr_create(key, csr, sizeof(csr), &csr_length)));
-    uint8_t leaf[MT_X509_CERT_DER_MAX];
-    size_t leaf_length = 0;
     time_t now = time(NULL);
-    assert_true(mt_result_is_ok(mt_x509_leaf_issue(csr, csr_length, spiffe_id, ca_der, ca_length,
-                                                   ca_key, now - 60, now + 3600, leaf, sizeof(leaf),
-                                                   &leaf_length)));
-
-    struct mt_credentials *credentials = NULL;
-    assert_true(mt_result_is_ok(mt_credentials_new(&credentials)));
-    assert_true(mt_result_is_ok(mt_credentials_add_chain(credentials, leaf, leaf_length)));
-    assert_true(mt_result_is_ok(mt_credentials_add_anchor(credentials, ca_der, ca_length)));
-    assert_true(mt_result_is_ok(mt_credentials_set_key(credentials, key)));
-    mt_x509_key_free(key);
-    snprintf(credentials->spiffe_id, sizeof(credentials->spiffe_id), "%s", spiffe_id);
-    snprintf(credentials->trust_domain, sizeof(credentials->trust_domain), "example.org");
-    credentials->not_after = now + 3600;
-    credentials->refresh_at = now + 2520;
-
+    struct mt_credentials *credentials = test_ca_issue(ca, spiffe_id, now - 60, now + 3600);
     struct mt_tls_context *context = NULL;
     assert_true(mt_result_is_ok(mt_tls_context_new(credentials, 0, &context)));
     mt_credentials_release(credentials); /* the context holds its own reference */
@@ -111,16 +91,12 @@ static int group_setup(void **state)
     signal(SIGPIPE, SIG_IGN);
     mt_log_set_writer(capture_log);
     mt_log_set_level(MT_LOG_INFO);
-    struct mt_x509_key *ca_key = NULL;
-    assert_true(mt_result_is_ok(mt_x509_key_generate(&ca_key)));
-    uint8_t ca[MT_X509_CERT_DER_MAX];
-    size_t ca_length = 0;
+    struct test_ca ca;
     time_t now = time(NULL);
-    assert_true(mt_result_is_ok(mt_x509_ca_create(ca_key, "example.org", now - 60, now + 3600, ca,
-                                                  sizeof(ca), &ca_length)));
-    client_context = make_context(CLIENT_ID, ca, ca_length, ca_key);
-    server_context = make_context(SERVER_ID, ca, ca_length, ca_key);
-    mt_x509_key_free(ca_key);
+    assert_true(test_ca_make(&ca, "example.org", now - 60, now + 3600));
+    client_context = make_context(CLIENT_ID, &ca);
+    server_context = make_context(SERVER_ID, &ca);
+    test_ca_free(&ca);
     return 0;
 }
 

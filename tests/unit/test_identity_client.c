@@ -21,6 +21,8 @@
 
 #include <cmocka.h>
 
+#include "test_ca.h"
+
 #include "identity/client.h"
 #include "identity/proto.h"
 #include "tls/tls.h"
@@ -46,25 +48,19 @@ struct fake_agent {
     time_t not_after;
 };
 
-static struct mt_x509_key *ca_key;
-static uint8_t ca_der[MT_X509_CERT_DER_MAX];
-static size_t ca_length;
+static struct test_ca ca;
 
 static int make_ca(void **state)
 {
     (void)state;
     time_t now = time(NULL);
-    if (!mt_result_is_ok(mt_x509_key_generate(&ca_key)) ||
-        !mt_result_is_ok(mt_x509_ca_create(ca_key, "example.org", now - DAY, now + 30 * DAY, ca_der,
-                                           sizeof(ca_der), &ca_length)))
-        return -1;
-    return 0;
+    return test_ca_make(&ca, "example.org", now - DAY, now + 30 * DAY) ? 0 : -1;
 }
 
 static int free_ca(void **state)
 {
     (void)state;
-    mt_x509_key_free(ca_key);
+    test_ca_free(&ca);
     return 0;
 }
 
@@ -99,7 +95,7 @@ static void issue(struct fake_agent *agent, const struct mt_proto_blob *csr)
     time_t now = time(NULL);
     agent->not_after = now + DAY;
     assert_true(mt_result_is_ok(mt_x509_leaf_issue(
-        request, request_length, WORKLOAD_ID, ca_der, ca_length, ca_key, now - 300,
+        request, request_length, WORKLOAD_ID, ca.der, ca.length, ca.key, now - 300,
         agent->not_after, agent->leaf, sizeof(agent->leaf), &agent->leaf_length)));
     mt_x509_key_free(other);
 }
@@ -125,12 +121,12 @@ static void *serve(void *argument)
         mt_proto_writer_put(&writer, MT_PROTO_TAG_MESSAGE, message, sizeof(message));
     } else {
         issue(agent, &request.csr);
-        const uint8_t *leaf = agent->reply == REPLY_CA_AS_LEAF ? ca_der : agent->leaf;
-        size_t leaf_length = agent->reply == REPLY_CA_AS_LEAF ? ca_length : agent->leaf_length;
+        const uint8_t *leaf = agent->reply == REPLY_CA_AS_LEAF ? ca.der : agent->leaf;
+        size_t leaf_length = agent->reply == REPLY_CA_AS_LEAF ? ca.length : agent->leaf_length;
         mt_proto_writer_begin(&writer, reply, sizeof(reply), MT_PROTO_SVID_RESPONSE);
         mt_proto_writer_put(&writer, MT_PROTO_TAG_SPIFFE_ID, WORKLOAD_ID, strlen(WORKLOAD_ID));
         mt_proto_writer_put(&writer, MT_PROTO_TAG_CERT, leaf, leaf_length);
-        mt_proto_writer_put(&writer, MT_PROTO_TAG_BUNDLE, ca_der, ca_length);
+        mt_proto_writer_put(&writer, MT_PROTO_TAG_BUNDLE, ca.der, ca.length);
         mt_proto_writer_put_u64(&writer, MT_PROTO_TAG_EXPIRY, (uint64_t)agent->not_after);
     }
     size_t length = 0;
@@ -218,7 +214,7 @@ static void test_mt_identity_fetch_good_reply_credentials_usable_by_tls(void **s
     assert_int_equal(credentials->chain[0].length, agent.leaf_length);
     assert_memory_equal(credentials->chain[0].data, agent.leaf, agent.leaf_length);
     assert_int_equal(credentials->anchor_count, 1);
-    assert_memory_equal(credentials->anchors[0].data, ca_der, ca_length);
+    assert_memory_equal(credentials->anchors[0].data, ca.der, ca.length);
     /* The key is the one the leaf certifies: a handshake signs with it, and the peer checks. */
     struct mt_tls_context *context = NULL;
     assert_true(mt_result_is_ok(mt_tls_context_new(credentials, 0, &context)));

@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "test_ca.h"
+
 #include "tls/tls.h"
 #include "tls/x509.h"
 #include "util/spiffe.h"
@@ -32,61 +34,26 @@
 #define HANDSHAKE_ROUNDS 40000
 
 /* The test's CA: trust domain example.org, valid from a day ago for a month. */
-static struct mt_x509_key *ca_key;
-static uint8_t ca_der[MT_X509_CERT_DER_MAX];
-static size_t ca_length;
+static struct test_ca ca;
 
 static int make_ca(void **state)
 {
     (void)state;
     time_t now = time(NULL);
-    if (!mt_result_is_ok(mt_x509_key_generate(&ca_key)) ||
-        !mt_result_is_ok(mt_x509_ca_create(ca_key, "example.org", now - DAY, now + 30 * DAY, ca_der,
-                                           sizeof(ca_der), &ca_length)))
-        return -1;
-    return 0;
+    return test_ca_make(&ca, "example.org", now - DAY, now + 30 * DAY) ? 0 : -1;
 }
 
 static int free_ca(void **state)
 {
     (void)state;
-    mt_x509_key_free(ca_key);
+    test_ca_free(&ca);
     return 0;
-}
-
-/* Credentials for id, issued by the test's CA, valid from not_before to not_after. */
-static struct mt_credentials *make_credentials(const char *id, time_t not_before, time_t not_after)
-{
-    struct mt_x509_key *key = NULL;
-    uint8_t csr[MT_X509_CSR_DER_MAX];
-    size_t csr_length = 0;
-    uint8_t leaf[MT_X509_CERT_DER_MAX];
-    size_t leaf_length = 0;
-    assert_true(mt_result_is_ok(mt_x509_key_generate(&key)));
-    assert_true(mt_result_is_ok(mt_x509_csr_create(key, csr, sizeof(csr), &csr_length)));
-    assert_true(mt_result_is_ok(mt_x509_leaf_issue(csr, csr_length, id, ca_der, ca_length, ca_key,
-                                                   not_before, not_after, leaf, sizeof(leaf),
-                                                   &leaf_length)));
-    struct mt_credentials *credentials = NULL;
-    assert_true(mt_result_is_ok(mt_credentials_new(&credentials)));
-    assert_true(mt_result_is_ok(mt_credentials_add_chain(credentials, leaf, leaf_length)));
-    assert_true(mt_result_is_ok(mt_credentials_add_anchor(credentials, ca_der, ca_length)));
-    assert_true(mt_result_is_ok(mt_credentials_set_key(credentials, key)));
-    mt_x509_key_free(key);
-    struct mt_spiffe_id parsed;
-    assert_true(mt_result_is_ok(mt_spiffe_id_parse(id, strlen(id), &parsed)));
-    snprintf(credentials->spiffe_id, sizeof(credentials->spiffe_id), "%s", id);
-    snprintf(credentials->trust_domain, sizeof(credentials->trust_domain), "%.*s",
-             (int)parsed.trust_domain_length, parsed.trust_domain);
-    credentials->not_after = not_after;
-    credentials->refresh_at = not_after;
-    return credentials;
 }
 
 static struct mt_tls_context *make_context(const char *id, unsigned resumption_s)
 {
     time_t now = time(NULL);
-    struct mt_credentials *credentials = make_credentials(id, now - DAY, now + DAY);
+    struct mt_credentials *credentials = test_ca_issue(&ca, id, now - DAY, now + DAY);
     struct mt_tls_context *context = NULL;
     assert_true(mt_result_is_ok(mt_tls_context_new(credentials, resumption_s, &context)));
     mt_credentials_release(credentials); /* the context holds its own reference */
@@ -291,7 +258,7 @@ static void test_handshake_expired_peer_certificate_refused_with_reason(void **s
     (void)state;
     time_t now = time(NULL);
     struct mt_tls_context *client = make_context(CLIENT_ID, 0);
-    struct mt_credentials *expired = make_credentials(SERVER_ID, now - 2 * DAY, now - DAY);
+    struct mt_credentials *expired = test_ca_issue(&ca, SERVER_ID, now - 2 * DAY, now - DAY);
     struct mt_tls_context *server = NULL;
     assert_true(mt_result_is_ok(mt_tls_context_new(expired, 0, &server)));
     mt_credentials_release(expired);

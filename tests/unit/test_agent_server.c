@@ -26,6 +26,8 @@
 
 #include <cmocka.h>
 
+#include "pidfd_support.h"
+
 #include "agent/agent_config.h"
 #include "agent/agent_metrics.h"
 #include "agent/issuer.h"
@@ -220,29 +222,6 @@ static void expected_default_id(char *id, size_t capacity)
 {
     snprintf(id, capacity, "spiffe://meshtls.local/uid/%u", (unsigned)getuid());
 }
-
-/*
- * Attestation ties a caller to its start time (and so to its metrics file) with
- * pidfd_send_signal; where that system call is missing (valgrind 3.19 does not know it) the
- * tests that need it are skipped with a message rather than passed.
- */
-static bool pidfds_work(void)
-{
-    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-    if (pidfd < 0)
-        return false;
-    bool works = syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0;
-    close(pidfd);
-    return works;
-}
-
-#define REQUIRE_PIDFDS()                                                                           \
-    do {                                                                                           \
-        if (!pidfds_work()) {                                                                      \
-            print_message("pidfd_open/pidfd_send_signal unavailable here: skipped\n");             \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
 
 /* ---- requests ----------------------------------------------------------------------------- */
 

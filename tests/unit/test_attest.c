@@ -24,6 +24,8 @@
 
 #include <cmocka.h>
 
+#include "pidfd_support.h"
+
 #include "agent/attest.h"
 
 static int pair[2];
@@ -45,29 +47,6 @@ int __wrap_getsockopt(int fd, int level, int name, void *value, socklen_t *lengt
     }
     return __real_getsockopt(fd, level, name, value, length);
 }
-
-/*
- * Attestation confirms the caller alive with pidfd_send_signal; where that system call is missing
- * (valgrind 3.19 does not know it) no executable can be tied to a caller, by design, and the
- * tests that need one are skipped with a message rather than passed.
- */
-static bool pidfds_work(void)
-{
-    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-    if (pidfd < 0)
-        return false;
-    bool works = syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0;
-    close(pidfd);
-    return works;
-}
-
-#define REQUIRE_PIDFDS()                                                                           \
-    do {                                                                                           \
-        if (!pidfds_work()) {                                                                      \
-            print_message("pidfd_open/pidfd_send_signal unavailable here: skipped\n");             \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
 
 static int setup(void **state)
 {

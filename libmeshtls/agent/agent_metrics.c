@@ -26,6 +26,7 @@
 #include "../metrics/reader.h"
 #include "../util/addr.h"
 #include "../util/log.h"
+#include "../util/sys.h"
 #include "agent_metrics.h"
 #include "attest.h"
 
@@ -239,13 +240,6 @@ struct stream {
     long long deadline_ms;
 };
 
-static long long monotonic_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 /* libmicrohttpd's content reader: the next bytes of the exposition, one piece at a time. */
 static ssize_t stream_read(void *context, uint64_t position, char *buffer, size_t capacity)
 {
@@ -253,7 +247,7 @@ static ssize_t stream_read(void *context, uint64_t position, char *buffer, size_
     while (stream->sent == stream->text.length) {
         if (stream->finished)
             return MHD_CONTENT_READER_END_OF_STREAM;
-        if (monotonic_ms() > stream->deadline_ms) {
+        if (mt_sys_now_ms() > stream->deadline_ms) {
             mt_log_warn("metrics scrape cut off after %d s: the exposition is too large or the "
                         "scraper too slow",
                         MT_AGENT_SCRAPE_SECONDS_MAX);
@@ -325,7 +319,7 @@ static enum MHD_Result handle_request(void *context, struct MHD_Connection *conn
         return answer(connection, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain", failed,
                       strlen(failed), MHD_RESPMEM_PERSISTENT);
     }
-    stream->deadline_ms = monotonic_ms() + MT_AGENT_SCRAPE_SECONDS_MAX * 1000LL;
+    stream->deadline_ms = mt_sys_now_ms() + MT_AGENT_SCRAPE_SECONDS_MAX * 1000LL;
     struct MHD_Response *response = MHD_create_response_from_callback(
         MHD_SIZE_UNKNOWN, STREAM_BLOCK_SIZE, stream_read, stream, stream_free);
     if (response == NULL) {

@@ -24,15 +24,9 @@
 #include "../metrics/directory.h"
 #include "../metrics/metrics.h"
 #include "../util/log.h"
+#include "../util/sys.h"
 #include "../util/text.h"
 #include "server_internal.h"
-
-long long mt_server_now_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
 
 /* ---- opening the socket ------------------------------------------------------------------ */
 
@@ -217,7 +211,7 @@ MT_RESULT mt_server_turn(struct mt_server *server, int signal_fd, int *signal_nu
     struct pollfd fds[2 + MT_SERVER_CLIENTS_MAX];
     struct mt_server_client *polled[2 + MT_SERVER_CLIENTS_MAX];
 
-    long long now = mt_server_now_ms();
+    long long now = mt_sys_now_ms();
     nfds_t count = 0;
     fds[count++] = (struct pollfd){.fd = signal_fd, .events = POLLIN};
     bool accepting = server->accept_paused_until_ms <= now;
@@ -255,7 +249,7 @@ MT_RESULT mt_server_turn(struct mt_server *server, int signal_fd, int *signal_nu
     if (fds[1].revents & POLLIN)
         mt_server_clients_accept(server);
 
-    now = mt_server_now_ms();
+    now = mt_sys_now_ms();
     for (size_t i = 0; i < MT_SERVER_CLIENTS_MAX; i++) {
         struct mt_server_client *client = &server->clients[i];
         if (client->state != MT_SERVER_CLIENT_FREE && client->deadline_ms <= now)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../util/log.h"
+#include "../util/sys.h"
 #include "agent_metrics.h"
 #include "fair_share.h"
 #include "server_internal.h"
@@ -102,7 +103,7 @@ void mt_server_client_reply(struct mt_server_client *client, uint8_t *reply, siz
     client->output_length = length;
     client->output_sent = 0;
     client->state = MT_SERVER_CLIENT_WRITING;
-    client->deadline_ms = mt_server_now_ms() + MT_SERVER_REQUEST_TIMEOUT_MS;
+    client->deadline_ms = mt_sys_now_ms() + MT_SERVER_REQUEST_TIMEOUT_MS;
     mt_server_client_write(client);
 }
 
@@ -320,7 +321,7 @@ void mt_server_clients_accept(struct mt_server *server)
             /* EMFILE and friends leave the listener readable; poll would spin without a pause. */
             mt_log_limited(MT_LOG_WARN, "cannot accept a connection: %s; pausing %d ms",
                            strerror(errno), ACCEPT_PAUSE_MS);
-            server->accept_paused_until_ms = mt_server_now_ms() + ACCEPT_PAUSE_MS;
+            server->accept_paused_until_ms = mt_sys_now_ms() + ACCEPT_PAUSE_MS;
             return;
         }
         /* Only SO_PEERCRED before a slot is granted: a flood must not cost a /proc walk each. */
@@ -333,7 +334,7 @@ void mt_server_clients_accept(struct mt_server *server)
             close(fd);
             continue;
         }
-        long long now = mt_server_now_ms();
+        long long now = mt_sys_now_ms();
         struct mt_server_client *client = fair_slot(server, fd, &credentials, now);
         if (client == NULL) {
             close(fd);

@@ -46,9 +46,6 @@ struct mt_server_client {
     bool has_passed_fd;
 };
 
-/* Milliseconds on CLOCK_MONOTONIC, for deadlines that wall-clock changes cannot move. */
-long long mt_server_now_ms(void);
-
 /* ---- server_clients.c --------------------------------------------------------------------- */
 
 /* The caller's executable for log lines: its name, or "unknown". */

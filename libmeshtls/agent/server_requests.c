@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../util/log.h"
+#include "../util/sys.h"
 #include "../util/text.h"
 #include "agent_metrics.h"
 #include "server_internal.h"
@@ -32,7 +33,7 @@ static const uint8_t *client_exe_sha256(void *context, const char **problem, boo
 {
     struct mt_server_client *client = context;
     struct mt_attest_peer *peer = &client->peer;
-    switch (mt_attest_exe_sha256(client->fd, mt_server_now_ms(), peer)) {
+    switch (mt_attest_exe_sha256(client->fd, mt_sys_now_ms(), peer)) {
     case MT_ATTEST_HASH_COMPUTED:
         atomic_fetch_add(&mt_agent_stats.exe_hashes_computed, 1);
         break;

@@ -21,24 +21,18 @@
 #include "../config/config.h"
 #include "../identity/peer.h"
 #include "../identity/proto.h"
+#include "../util/sys.h"
 #include "../util/text.h"
 #include "status.h"
 
 #define FIELDS_MAX 12
 #define TIMEOUT_MS 5000
 
-static long long monotonic_ms(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 /* Waits for events on fd until deadline; false on timeout or error. */
 static bool wait_for(int fd, short events, long long deadline)
 {
     for (;;) {
-        long long left = deadline - monotonic_ms();
+        long long left = deadline - mt_sys_now_ms();
         if (left <= 0)
             return false;
         struct pollfd entry = {.fd = fd, .events = events};
@@ -62,7 +56,7 @@ static bool request_status(const char *socket_path, uid_t agent_uid, uint8_t *bu
     memcpy(address.sun_path, socket_path, strlen(socket_path) + 1);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     bool ok = false;
-    long long deadline = monotonic_ms() + TIMEOUT_MS;
+    long long deadline = mt_sys_now_ms() + TIMEOUT_MS;
     uint8_t request[MT_PROTO_HEADER_SIZE];
     struct mt_proto_writer writer;
     size_t request_length = 0;

@@ -505,7 +505,16 @@ static void send_close_notify(struct mt_conn *conn, long long deadline)
 int mt_conn_shutdown(struct mt_conn *conn, int how)
 {
     pthread_mutex_lock(&conn->lock);
-    if (how == SHUT_WR || how == SHUT_RDWR) {
+    if (conn->shared) {
+        /*
+         * A copy made by fork and not used here since: the other process may have moved the
+         * stream on, and a record from this copy would repeat its sequence numbers (the peer
+         * fails the connection; the nonce is reused). Nothing goes on the wire, as at close; the
+         * kernel's shutdown, which the caller makes next, still ends the stream for both.
+         */
+        if (how == SHUT_WR || how == SHUT_RDWR)
+            conn->write_closed = true;
+    } else if (how == SHUT_WR || how == SHUT_RDWR) {
         mt_conn_step(conn);
         /* A half-close must not cut a handshake short: the peer would see a broken one. */
         if (conn->state == MT_CONN_HANDSHAKING && !mt_conn_is_nonblocking(conn->fd)) {

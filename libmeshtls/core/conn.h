@@ -123,6 +123,7 @@ ssize_t mt_conn_recv(struct mt_conn *conn, void *buffer, size_t length, int flag
 ssize_t mt_conn_send(struct mt_conn *conn, const void *buffer, size_t length, int flags);
 ssize_t mt_conn_recv_vector(struct mt_conn *conn, const struct iovec *vector, int count, int flags);
 ssize_t mt_conn_send_vector(struct mt_conn *conn, const struct iovec *vector, int count, int flags);
+/* shutdown(SHUT_WR/SHUT_RDWR) sends close_notify first, unless the connection is shared. */
 int mt_conn_shutdown(struct mt_conn *conn, int how);
 /* SO_ERROR: the connection's failure (once FAILED), else the kernel's pending error. */
 int mt_conn_socket_error(struct mt_conn *conn);

@@ -5,6 +5,14 @@
  * what the kernel is asked for on each. Must never hand the application an event for a record it
  * deleted, alter the epoll_data it stored, nor take a connection's lock with its own held.
  *
+ * After fork, parent and child share every epoll instance in the kernel: the child's copy of a
+ * record describes a registration its parent made and still relies on. Such a record is
+ * inherited, and this process never changes it in the kernel (no EPOLL_CTL_MOD for what the
+ * connection wants, no EPOLL_CTL_DEL when the child closes the fd: the kernel drops it when the
+ * last process closes the file). Only the application's own epoll_ctl reaches an inherited
+ * registration, as it would without libmeshtls; its EPOLL_CTL_MOD makes the registration this
+ * process's.
+ *
  * Locking: an instance's lock protects its records and attention list and is never held while a
  * connection's lock is taken (the engine's readiness calls lock the connection themselves), and a
  * connection never calls mt_epoll_notify() while holding its own lock. So those two never nest.
@@ -46,6 +54,7 @@ struct record {
     bool in_attention;
     bool armed;          /* EPOLLONESHOT: false once reported, until EPOLL_CTL_MOD */
     bool meshed;         /* the fd was ours when last looked at */
+    bool inherited;      /* copied by fork: another process's registration (see above) */
     uint32_t app_events; /* as the application registered them */
     epoll_data_t app_data;
     uint32_t kernel_events; /* as registered with the kernel now */
@@ -266,7 +275,7 @@ static void instance_close(struct instance *instance)
 /* With the instance lock held: registers events with the kernel if they changed. */
 static void set_kernel_locked(struct instance *instance, struct record *record, uint32_t events)
 {
-    if (events == record->kernel_events)
+    if (events == record->kernel_events || record->inherited)
         return;
     struct epoll_event event = {.events = events, .data.u64 = key_of(record)};
     if (mt_sys_epoll_ctl(instance->epfd, EPOLL_CTL_MOD, record->fd, &event) == 0)
@@ -498,6 +507,7 @@ static int register_locked(struct instance *instance, int operation, int fd,
     record->app_data = event->data;
     record->armed = true;
     record->meshed = meshed;
+    record->inherited = false;
     uint32_t kernel_events = meshed ? kernel_events_for(record, wanted) : event->events;
     struct epoll_event registration = {.events = kernel_events, .data.u64 = key_of(record)};
     if (mt_sys_app_epoll_ctl(instance->epfd, operation, fd, &registration) != 0) {
@@ -577,6 +587,20 @@ void mt_epoll_notify(int fd)
     pthread_mutex_unlock(&global_lock);
 }
 
+/*
+ * With the global and the instance lock held: the record's fd is being closed. Its registration
+ * goes from the kernel first when this process made it (the kernel would keep it while a dup of
+ * the fd lives, here or in a child, and report a closed fd); an inherited one stays, since the
+ * process that made it still waits on it.
+ */
+static void forget_record_locked(struct instance *instance, struct record *record)
+{
+    if (!record->inherited)
+        (void)mt_sys_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, record->fd, NULL);
+    remove_locked(instance, record);
+    record_recycle_locked(record);
+}
+
 void mt_epoll_forget_fd(int fd)
 {
     if (atomic_load(&live_instance_count) == 0)
@@ -588,11 +612,8 @@ void mt_epoll_forget_fd(int fd)
     for (struct instance *instance = live_instances; instance; instance = instance->next_live) {
         pthread_mutex_lock(&instance->lock);
         struct record *record = find_locked(instance, fd);
-        if (record != NULL) {
-            (void)mt_sys_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, fd, NULL);
-            remove_locked(instance, record);
-            record_recycle_locked(record);
-        }
+        if (record != NULL)
+            forget_record_locked(instance, record);
         pthread_mutex_unlock(&instance->lock);
     }
     pthread_mutex_unlock(&global_lock);
@@ -609,11 +630,8 @@ void mt_epoll_forget_range(unsigned first, unsigned last)
             struct record *record = instance->buckets[b];
             while (record != NULL) {
                 struct record *next = record->next_in_bucket;
-                if ((unsigned)record->fd >= first && (unsigned)record->fd <= last) {
-                    (void)mt_sys_epoll_ctl(instance->epfd, EPOLL_CTL_DEL, record->fd, NULL);
-                    remove_locked(instance, record);
-                    record_recycle_locked(record);
-                }
+                if ((unsigned)record->fd >= first && (unsigned)record->fd <= last)
+                    forget_record_locked(instance, record);
                 record = next;
             }
         }
@@ -633,6 +651,11 @@ void mt_epoll_forget_range(unsigned first, unsigned last)
 void mt_epoll_after_fork_child(void)
 {
     pthread_mutex_init(&global_lock, NULL);
-    for (struct instance *instance = live_instances; instance; instance = instance->next_live)
+    for (struct instance *instance = live_instances; instance; instance = instance->next_live) {
         pthread_mutex_init(&instance->lock, NULL);
+        /* Every registration there is the parent's: it must find it as it left it. */
+        for (size_t b = 0; b < instance->bucket_count; b++)
+            for (struct record *r = instance->buckets[b]; r != NULL; r = r->next_in_bucket)
+                r->inherited = true;
+    }
 }

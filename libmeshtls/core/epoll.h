@@ -17,6 +17,12 @@
  * another thread deleted it; such a stale event is recognised by its generation and dropped.
  * close() of an fd removes its registrations first (Linux would keep them while a dup of the fd
  * lives; libmeshtls does not, so that no record outlives the connection it describes).
+ *
+ * fork: the child shares its parent's epoll instances in the kernel, and every registration in
+ * them is the parent's. The child never changes one on its own initiative: closing the fd (close,
+ * close_range, closefrom, dup2 over it) forgets the child's record and leaves the kernel's
+ * registration to the parent, and what a meshed connection wants is not re-registered from the
+ * child. Only the application's own epoll_ctl reaches them, as without libmeshtls.
  */
 #ifndef MT_CORE_EPOLL_H
 #define MT_CORE_EPOLL_H
@@ -46,7 +52,8 @@ void mt_epoll_forget_fd(int fd);
 /* Every fd in [first, last] is being closed (close_range, closefrom). */
 void mt_epoll_forget_range(unsigned first, unsigned last);
 
-/* In a fork child: reinitialise the locks another thread may have held at fork time. */
+/* In a fork child: reinitialise the locks another thread may have held at fork time, and mark
+ * every registration the parent's (inherited: never changed in the kernel from this process). */
 void mt_epoll_after_fork_child(void);
 
 #endif

@@ -3,9 +3,14 @@
  *
  * fork: parent and child each hold a copy of every connection, with the same TLS keys and
  * sequence numbers. Only one of them may use a connection afterwards (two writers would reuse
- * nonces); both copies are marked shared, a shared copy closes without sending close_notify, and
- * the first process that reads or writes a shared connection claims it (it sends close_notify
- * again when it closes). So a postmaster closing its copy never ends its backend's session.
+ * nonces); both copies are marked shared, a shared copy closes or shuts down without sending
+ * anything (no unsent record, no close_notify), and the first process that reads or writes a
+ * shared connection claims it (it sends close_notify again when it closes). So a postmaster
+ * closing its copy never ends its backend's session.
+ *
+ * The kernel objects a fork shares (epoll instances, sockets, file descriptions) are changed
+ * from a child only on the application's own request, never for a registration or a setting it
+ * did not make (see epoll.h for the registrations copied into the child).
  *
  * vfork (and anything else that runs in the parent's memory before exec): the child must not
  * change the parent's state, so mutating hooks pass straight to libc there. Detected by

@@ -714,6 +714,26 @@ static void test_mt_conn_shutdown_write_after_data_ends_stream_in_order(void **s
     assert_memory_equal(buffer, "reply", 5);
 }
 
+/* shutdown of a copy made by fork and not used since sends nothing: not even close_notify. */
+static void test_mt_conn_shutdown_shared_copy_sends_nothing(void **state)
+{
+    struct pair *pair = *state;
+    handshake(pair);
+    assert_int_equal(mt_conn_send(pair->client, "before fork", 11, MSG_NOSIGNAL), 11);
+    unsigned char buffer[32];
+    size_t carried = 0;
+    receive_bytewise(pair, pair->server, buffer, 11, &pair->up, &carried);
+    mt_conn_mark_shared(pair->client);
+
+    assert_int_equal(mt_conn_shutdown(pair->client, SHUT_WR), 0);
+    char byte;
+    assert_int_equal(recv(pair->up.from, &byte, 1, MSG_DONTWAIT | MSG_PEEK), -1);
+    assert_int_equal(errno, EAGAIN);
+    /* Writing after it fails as after the kernel's own shutdown. */
+    assert_int_equal(mt_conn_send(pair->client, "more", 4, MSG_NOSIGNAL), -1);
+    assert_int_equal(errno, EPIPE);
+}
+
 struct pump {
     struct pair *pair;
     atomic_bool stop;
@@ -812,6 +832,7 @@ int main(void)
         PAIR_TEST(test_mt_conn_send_kernel_takes_part_of_record_commits_whole_record),
         PAIR_TEST(test_mt_conn_recv_blocking_nothing_arrives_eagain_at_rcvtimeo),
         PAIR_TEST(test_mt_conn_shutdown_write_after_data_ends_stream_in_order),
+        PAIR_TEST(test_mt_conn_shutdown_shared_copy_sends_nothing),
         PAIR_TEST(test_mt_conn_close_unsent_record_flushed_before_close_notify),
         PAIR_TEST(test_mt_conn_close_peer_not_reading_fails_at_flush_deadline),
     };

@@ -7,10 +7,12 @@ set -euo pipefail
 packages=(
   # build
   build-essential meson ninja-build pkg-config
+  # libconfig-dev and libwolfssl-dev: headers and pkg-config for -Dlibconfig=system and
+  # -Dwolfssl=system; the default build compiles both from Debian's source packages
   libwolfssl-dev libconfig-dev
   libmicrohttpd-dev   # the agent's metrics endpoint
-  # the bundled wolfSSL (packaging/wolfssl/build.sh): apt-get source + dpkg-source, and autotools
-  # because Debian's upstream tarball ships no configure script
+  # the bundled wolfSSL and libconfig (packaging/{wolfssl,libconfig}/build.sh): apt-get source +
+  # dpkg-source, and autotools because wolfSSL's upstream tarball ships no configure script
   dpkg-dev autoconf automake libtool
   # tests
   libcmocka-dev python3 curl openssl clang-format binutils strace
@@ -18,6 +20,8 @@ packages=(
   gdb           # gcore: the key-hygiene test dumps a running agent and searches the core
   # real-program integration suite and soak test
   nginx redis-server redis-tools memcached iperf3 sockperf wrk
+  # a server that exports its own config_init/config_read (test_real_lighttpd.py)
+  lighttpd
   # metrics format checks: the Prometheus text parser and promtool
   python3-prometheus-client prometheus
   # policy tests: server-speaks-first with the real MariaDB server and client; the README

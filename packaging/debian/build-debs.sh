@@ -5,8 +5,9 @@
 #
 #   packaging/debian/build-debs.sh BUILD_DIR OUT_DIR
 #
-# BUILD_DIR is an existing meson build directory of this source tree; its bundled wolfSSL cache
-# (its wolfssl_cache_dir option, else BUILD_DIR/wolfssl-cache) is reused when present. The package build lives in
+# BUILD_DIR is an existing meson build directory of this source tree; its bundled wolfSSL and
+# libconfig cache (its wolfssl_cache_dir and libconfig_cache_dir options, else
+# BUILD_DIR/wolfssl-cache) is reused when present. The package build lives in
 # BUILD_DIR/debian-build (kept, so a second run only rebuilds what changed) and the .deb files are
 # written to OUT_DIR. Needs meson, ninja, dpkg-dev (dpkg-architecture) and binutils (readelf).
 set -euo pipefail
@@ -44,6 +45,14 @@ print(next((o["value"] for o in json.load(sys.stdin) if o["name"] == "wolfssl_ca
   fi
   if [ -n "$wolfssl_cache" ]; then
     options+=(-Dwolfssl_cache_dir="$wolfssl_cache")
+  fi
+  # The bundled libconfig follows the wolfSSL cache unless BUILD_DIR names a cache of its own.
+  libconfig_cache=$(meson introspect --buildoptions "$build_dir" 2> /dev/null | python3 -c '
+import json, sys
+print(next((o["value"] for o in json.load(sys.stdin) if o["name"] == "libconfig_cache_dir"), ""))
+' || true)
+  if [ -n "$libconfig_cache" ]; then
+    options+=(-Dlibconfig_cache_dir="$libconfig_cache")
   fi
   meson setup "$package_build" "$source_dir" "${options[@]}" > "$build_dir/debian-setup.log" 2>&1 ||
     die "meson setup failed; see $build_dir/debian-setup.log"

@@ -4,10 +4,9 @@
 # features libmeshtls uses, and with x86-64 acceleration (AES-NI, AVX2, SP math in assembly) on
 # x86_64 — Debian's binary package has none, which makes its bulk crypto ~30x slower.
 #
-# The source is fetched with apt itself: deb-src lines are derived from the machine's own Debian
-# sources (/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list) into a private list read
-# with a private state directory, so no host name is written here and the system's apt state is
-# not touched.
+# The source is fetched with apt itself, with a private list and state directory
+# (packaging/debian-source.sh), so no host name is written here and the system's apt state is not
+# touched.
 #
 # Usage: build.sh CACHE_DIR
 #   Installs into CACHE_DIR/wolfssl-<debian version>-<hash of the configuration>/ and prints that
@@ -19,18 +18,16 @@
 # Needs: apt, dpkg-dev (dpkg-source), a C toolchain and make (packaging/install-deps.sh).
 set -euo pipefail
 
-die() {
-  echo "wolfssl/build.sh: error: $*" >&2
-  exit 1
-}
-say() { echo "wolfssl/build.sh: $*" >&2; }
+script=wolfssl/build.sh
+script_dir=$(cd "$(dirname "$0")" && pwd)
+# die, say, run and the apt source fetch
+source "$script_dir/../debian-source.sh"
 
 [ $# -eq 1 ] || die "usage: build.sh CACHE_DIR"
 mkdir -p "$1" || die "cannot create cache directory $1"
 cache=$(cd "$1" && pwd)
-script_dir=$(cd "$(dirname "$0")" && pwd)
 
-for tool in apt-get dpkg-source make; do
+for tool in make; do
   command -v "$tool" >/dev/null || die "$tool not found (run packaging/install-deps.sh)"
 done
 compiler=${CC:-cc}
@@ -86,10 +83,10 @@ extra_cflags+=" -DWOLFSSL_EXTRA_ALERTS"
 # WOLFSSL_SESS_CACHE_NO_INTERNAL_STORE (sessions stay out of wolfSSL's process-wide cache).
 extra_cflags+=" -DHAVE_EXT_CACHE"
 
-# The cache key covers everything that changes the result: flags, compiler, this script.
+# The cache key covers everything that changes the result: flags, compiler, these scripts.
 key=$( { printf '%s\n' "${configure_flags[@]}" "$extra_cflags" "$(uname -m)";
          "${compiler%% *}" --version 2>/dev/null | head -n1;
-         cat "$script_dir/build.sh"; } | sha256sum | cut -c1-12)
+         cat "$script_dir/build.sh" "$script_dir/../debian-source.sh"; } | sha256sum | cut -c1-12)
 
 # ---- serialise concurrent builds into the same cache --------------------------------------------
 exec 9>"$cache/.lock-$key"
@@ -107,66 +104,10 @@ fi
 
 log="$cache/build-$key.log"
 : >"$log"
-run() {
-  if ! "$@" >>"$log" 2>&1; then
-    tail -n 40 "$log" >&2
-    die "failed: $* (full log: $log)"
-  fi
-}
 
-# ---- a private apt configuration for the source package ------------------------------------------
-state="$cache/apt"
-mkdir -p "$state/lists/partial" "$state/cache/archives/partial" "$state/etc"
-list="$state/etc/sources.list"
-: >"$list"
-
-# deb822 files: one stanza per paragraph; keep Types: deb stanzas as deb-src lines.
-for file in /etc/apt/sources.list.d/*.sources; do
-  [ -f "$file" ] || continue
-  awk '
-    function flush() {
-      if (uris != "" && suites != "" && (types ~ /(^| )deb( |$)/ || types ~ /deb-src/)) {
-        n = split(uris, u, " "); m = split(suites, s, " ")
-        opt = (signed != "") ? " [signed-by=" signed "]" : ""
-        for (i = 1; i <= n; i++) for (j = 1; j <= m; j++)
-          print "deb-src" opt " " u[i] " " s[j] " " components
-      }
-      types = uris = suites = components = signed = ""
-    }
-    /^[ \t]*#/ { next }
-    /^[ \t]*$/ { flush(); next }
-    {
-      field = $0; sub(/:.*/, "", field); value = $0; sub(/^[^:]*:[ \t]*/, "", value)
-      if (field == "Types") types = value
-      else if (field == "URIs") uris = value
-      else if (field == "Suites") suites = value
-      else if (field == "Components") components = value
-      else if (field == "Signed-By") signed = value
-      else if (field == "Enabled" && value == "no") types = ""
-    }
-    END { flush() }
-  ' "$file" >>"$list"
-done
-# One-line format: every deb line becomes a deb-src line with the same options and URI.
-for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-  [ -f "$file" ] || continue
-  sed -n -E 's/^[[:space:]]*deb(-src)?[[:space:]]+/deb-src /p' "$file" >>"$list"
-done
-sort -u -o "$list" "$list"
-[ -s "$list" ] || die "no Debian sources found in /etc/apt (sources.list or sources.list.d/*.sources)"
-
-apt_options=(
-  -o "Dir::Etc::SourceList=$list" -o "Dir::Etc::SourceParts=/dev/null"
-  -o "Dir::State::Lists=$state/lists" -o "Dir::Cache=$state/cache"
-  -o "Dir::State::status=/var/lib/dpkg/status"
-  -o "APT::Sandbox::User=$(id -un)" -o "Debug::NoLocking=1"
-)
-say "fetching the Debian source index (private list: $list)"
-run apt-get "${apt_options[@]}" update
-version=$(apt-cache "${apt_options[@]}" showsrc wolfssl 2>/dev/null |
-  awk '/^Package: wolfssl$/ { p = 1; next } /^Package:/ { p = 0 } p && /^Version:/ { print $2 }' |
-  sort -V | tail -n1)
-[ -n "$version" ] || die "apt knows no source package wolfssl in $list"
+# ---- the newest Debian source version -----------------------------------------------------------
+debian_source_init "$cache"
+version=$(debian_source_newest wolfssl)
 upstream=${version#*:}
 upstream=${upstream%-*}
 
@@ -180,13 +121,7 @@ fi
 
 # ---- fetch, unpack (Debian patches applied), configure, build, install ---------------------------
 work="$cache/src-$version"
-rm -rf "$work"
-mkdir -p "$work"
-say "downloading wolfssl $version source"
-(cd "$work" && run apt-get "${apt_options[@]}" source --download-only "wolfssl=$version")
-dsc=$(ls "$work"/wolfssl_*.dsc 2>/dev/null | head -n1)
-[ -n "$dsc" ] || die "apt-get source produced no .dsc in $work"
-(cd "$work" && run dpkg-source --no-check -x "$(basename "$dsc")" tree)
+debian_source_unpack wolfssl "$version" "$work"
 tree="$work/tree"
 
 cd "$tree"

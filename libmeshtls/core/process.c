@@ -30,6 +30,7 @@ static void child_reset(struct mt_conn *conn, void *argument)
     (void)argument;
     /* Only the forking thread exists in the child: a lock another thread held is never freed. */
     pthread_mutex_init(&conn->lock, NULL);
+    mt_conn_init_condition(&conn->kernel_io_done);
     mt_conn_mark_shared(conn);
 }
 

@@ -116,6 +116,7 @@ struct mt_conn *mt_table_conn_allocate(void)
         if (conn == NULL)
             return NULL;
         pthread_mutex_init(&conn->lock, NULL);
+        mt_conn_init_condition(&conn->kernel_io_done);
     }
     /* Every field but the lock (initialised once); the count last, as lookups read it. */
     conn->next_free = NULL;
@@ -141,6 +142,9 @@ struct mt_conn *mt_table_conn_allocate(void)
     conn->handshake_deadline_ms = -1;
     conn->unsent = NULL;
     conn->unsent_length = 0;
+    conn->nonblocking = false;
+    conn->receive_timeout_ms = 0;
+    conn->send_timeout_ms = 0;
     atomic_store(&conn->references, 1);
     return conn;
 }

@@ -125,6 +125,9 @@ static void hold_fd_across_exec(int fd)
 
 static void hold_across_exec(struct mt_conn *conn)
 {
+    if (conn->held_across_exec)
+        return;
+    conn->held_across_exec = true;
     hold_fd_across_exec(conn->fd);
     for (size_t i = 0; i < conn->other_fd_count; i++)
         hold_fd_across_exec(conn->other_fds[i]);
@@ -644,6 +647,18 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd)
 void mt_conn_mark_shared(struct mt_conn *conn)
 {
     conn->shared = true;
+}
+
+/*
+ * A fork child may confine itself (seccomp) before its first handshake step, and fcntl is then
+ * out of reach: a server's connection that will start TLS takes its hold now, in the child's own
+ * descriptor table. The application's wish is remembered, so a fresh connection still crosses
+ * exec as before (inherit.h).
+ */
+void mt_conn_hold_before_confinement(struct mt_conn *conn)
+{
+    if (conn->tls != NULL && conn->state == MT_CONN_HANDSHAKING)
+        hold_across_exec(conn);
 }
 
 void mt_conn_failure_reason(struct mt_conn *conn, struct mt_text *reason)

@@ -96,6 +96,7 @@ struct mt_conn {
     bool notify_pollers;      /* a change epoll waiters must look at (see epoll.h) */
     bool shared;              /* copied by fork and not yet used here (see process.h) */
     bool tls_started;         /* the TLS layer has seen the connection (see inherit.h) */
+    bool held_across_exec;    /* its names were made close-on-exec (conn.c) */
     int *other_fds;           /* further names from dup/dup2/dup3/F_DUPFD; fd is the one in use */
     size_t other_fd_count;
     int failed_errno;
@@ -171,6 +172,9 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd);
 
 /* After fork: this copy must not send close_notify unless this process uses it (process.h). */
 void mt_conn_mark_shared(struct mt_conn *conn);
+
+/* In a fork child: what the first handshake step needs of fcntl, done while it may be called. */
+void mt_conn_hold_before_confinement(struct mt_conn *conn);
 
 /* Initialises kernel_io_done (once per object, and again in a fork child). */
 void mt_conn_init_condition(pthread_cond_t *condition);

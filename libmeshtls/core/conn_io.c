@@ -271,8 +271,10 @@ static ssize_t receive(struct mt_conn *conn, void *buffer, size_t length, int fl
 
     pthread_mutex_lock(&conn->lock);
     mt_conn_claim(conn);
-    mt_conn_use_transport(conn, !dont_wait);
     for (;;) {
+        /* Set again at each turn: another thread's call may have set its own while this one
+         * waited with the lock released. */
+        mt_conn_use_transport(conn, !dont_wait);
         mt_conn_step(conn);
         if (conn->state == MT_CONN_PLAIN) {
             struct mt_metrics_connection *metrics = conn->metrics;
@@ -386,8 +388,10 @@ static ssize_t transmit(struct mt_conn *conn, const void *buffer, size_t length,
     mt_conn_shorten_detection(conn);
     if (conn->tls != NULL)
         mt_tls_set_sigpipe(conn->tls, (flags & MSG_NOSIGNAL) == 0);
-    mt_conn_use_transport(conn, !dont_wait);
     for (;;) {
+        /* Set again at each turn: another thread's call may have set its own while this one
+         * waited with the lock released. */
+        mt_conn_use_transport(conn, !dont_wait);
         mt_conn_step(conn);
         if (conn->state == MT_CONN_PLAIN && total == 0) {
             struct mt_metrics_connection *metrics = conn->metrics;

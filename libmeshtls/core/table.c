@@ -129,6 +129,7 @@ struct mt_conn *mt_table_conn_allocate(void)
     conn->notify_pollers = false;
     conn->shared = false;
     conn->tls_started = false;
+    conn->held_across_exec = false;
     conn->other_fds = NULL;
     conn->other_fd_count = 0;
     conn->failed_errno = 0;

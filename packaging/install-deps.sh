@@ -16,6 +16,7 @@ packages=(
   dpkg-dev autoconf automake libtool
   # tests
   libcmocka-dev python3 curl openssl clang-format binutils strace
+  libseccomp-dev  # sandboxed children: tests/integration/sandbox_peer.c
   libcap2-bin   # setcap: meshtls check on a program with file capabilities
   gdb           # gcore: the key-hygiene test dumps a running agent and searches the core
   # real-program integration suite and soak test

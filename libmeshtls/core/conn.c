@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 #include "../policy/detect.h"
 #include "../util/addr.h"
@@ -124,6 +125,9 @@ static void hold_fd_across_exec(int fd)
 
 static void hold_across_exec(struct mt_conn *conn)
 {
+    if (conn->held_across_exec)
+        return;
+    conn->held_across_exec = true;
     hold_fd_across_exec(conn->fd);
     for (size_t i = 0; i < conn->other_fd_count; i++)
         hold_fd_across_exec(conn->other_fds[i]);
@@ -136,8 +140,29 @@ static void start_handshake(struct mt_conn *conn)
     conn->handshake_deadline_ms = mt_sys_now_ms() + (long long)conn->settings.handshake_timeout_ms;
 }
 
+/* Records a blocking call kept and could not write (EINTR, SO_SNDTIMEO): sent without waiting. */
+static bool flush_outgoing(struct mt_conn *conn)
+{
+    if (conn->tls == NULL || !mt_tls_outgoing_pending(conn->tls))
+        return true;
+    if (mt_tls_transport_of(conn->tls) == MT_TLS_TRANSPORT_DEFERRED)
+        return false; /* the caller writes them itself, waiting */
+    enum mt_tls_status status = mt_tls_flush_outgoing(conn->tls);
+    if (status == MT_TLS_OK) {
+        conn->notify_pollers = true;
+        return true;
+    }
+    if (status == MT_TLS_ERROR)
+        mt_conn_fail_from_tls(conn);
+    else
+        conn->wants = MT_TLS_WANT_WRITE;
+    return false;
+}
+
 bool mt_conn_flush_unsent(struct mt_conn *conn)
 {
+    if (!flush_outgoing(conn))
+        return false;
     if (conn->unsent_length == 0)
         return true;
     enum mt_tls_status status = mt_tls_write(conn->tls, conn->unsent, conn->unsent_length);
@@ -359,6 +384,42 @@ static void set_destination(struct mt_conn *conn)
     mt_tls_session_set_destination(conn->tls, key, length);
 }
 
+/*
+ * What the socket is when the connection opens (inherited from the listening socket, set before
+ * connect, or by accept4/socket flags): the hooks keep it in step from now on (see conn.h).
+ */
+static void learn_socket(struct mt_conn *conn)
+{
+    int flags = mt_sys_fcntl(conn->fd, F_GETFL, 0);
+    conn->nonblocking = flags != -1 && (flags & O_NONBLOCK) != 0;
+    struct timeval timeout = {0, 0};
+    socklen_t length = sizeof(timeout);
+    if (mt_sys_getsockopt(conn->fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, &length) == 0)
+        conn->receive_timeout_ms = (long long)timeout.tv_sec * 1000 + timeout.tv_usec / 1000;
+    timeout = (struct timeval){0, 0};
+    length = sizeof(timeout);
+    if (mt_sys_getsockopt(conn->fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, &length) == 0)
+        conn->send_timeout_ms = (long long)timeout.tv_sec * 1000 + timeout.tv_usec / 1000;
+}
+
+void mt_conn_note_nonblocking(struct mt_conn *conn, bool nonblocking)
+{
+    pthread_mutex_lock(&conn->lock);
+    conn->nonblocking = nonblocking;
+    mt_conn_use_transport(conn, false);
+    pthread_mutex_unlock(&conn->lock);
+}
+
+void mt_conn_note_timeout(struct mt_conn *conn, int option, long long timeout_ms)
+{
+    pthread_mutex_lock(&conn->lock);
+    if (option == SO_RCVTIMEO)
+        conn->receive_timeout_ms = timeout_ms;
+    else if (option == SO_SNDTIMEO)
+        conn->send_timeout_ms = timeout_ms;
+    pthread_mutex_unlock(&conn->lock);
+}
+
 static void start_detecting(struct mt_conn *conn)
 {
     conn->state = MT_CONN_DETECTING;
@@ -383,6 +444,7 @@ struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_contex
     if (peer != NULL)
         conn->peer = *peer;
     conn->context = mt_tls_context_acquire(context);
+    learn_socket(conn);
     if (context == NULL && conn->settings.detect) {
         /* Permissive without an identity: plaintext still passes; a mesh client is refused. */
         start_detecting(conn);
@@ -393,12 +455,14 @@ struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_contex
     } else if (!mt_result_is_ok(mt_tls_session_new(context, role, fd, &conn->tls))) {
         mt_conn_fail(conn, ENOMEM, "cannot create a TLS session");
     } else if (role == MT_TLS_SERVER) {
+        mt_conn_use_transport(conn, false);
         mt_tls_session_set_peer_filter(conn->tls, check_peer, conn);
         if (conn->settings.detect)
             start_detecting(conn);
         else
             start_handshake(conn);
     } else {
+        mt_conn_use_transport(conn, false);
         mt_tls_session_set_peer_filter(conn->tls, check_peer, conn);
         set_destination(conn);
         conn->state = MT_CONN_CONNECTING;
@@ -517,7 +581,7 @@ int mt_conn_shutdown(struct mt_conn *conn, int how)
     } else if (how == SHUT_WR || how == SHUT_RDWR) {
         mt_conn_step(conn);
         /* A half-close must not cut a handshake short: the peer would see a broken one. */
-        if (conn->state == MT_CONN_HANDSHAKING && !mt_conn_is_nonblocking(conn->fd)) {
+        if (conn->state == MT_CONN_HANDSHAKING && !mt_conn_is_nonblocking(conn)) {
             long long no_timeout = -1;
             while (conn->state == MT_CONN_HANDSHAKING &&
                    mt_conn_block_or_explain(conn, false, SO_SNDTIMEO, &no_timeout) == 0)
@@ -592,6 +656,18 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd)
 void mt_conn_mark_shared(struct mt_conn *conn)
 {
     conn->shared = true;
+}
+
+/*
+ * A fork child may confine itself (seccomp) before its first handshake step, and fcntl is then
+ * out of reach: a server's connection that will start TLS takes its hold now, in the child's own
+ * descriptor table. The application's wish is remembered, so a fresh connection still crosses
+ * exec as before (inherit.h).
+ */
+void mt_conn_hold_before_confinement(struct mt_conn *conn)
+{
+    if (conn->tls != NULL && conn->state == MT_CONN_HANDSHAKING)
+        hold_across_exec(conn);
 }
 
 void mt_conn_failure_reason(struct mt_conn *conn, struct mt_text *reason)

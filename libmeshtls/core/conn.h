@@ -13,10 +13,21 @@
  *
  * The functions below are the emulated socket calls themselves, so unlike the rest of the core
  * they follow libc's convention: a count, or -1 with errno set to what the kernel would have said.
- * Every call makes progress without blocking first; it waits (in poll, outside the connection's
- * lock) only when the socket is blocking, bounded by SO_RCVTIMEO/SO_SNDTIMEO or the handshake
- * timeout. The decision whether a socket blocks is asked of the kernel each time (F_GETFL),
- * never cached, since the application may change it with fcntl or ioctl(FIONBIO) at any moment.
+ * Every call makes progress without blocking first; it waits (outside the connection's lock) only
+ * when the socket is blocking: an established connection in the application's own blocking read
+ * or write (which the kernel bounds by SO_RCVTIMEO/SO_SNDTIMEO), a handshake in poll, bounded
+ * by those and the handshake timeout.
+ *
+ * Whether the socket blocks, and its timeouts, are not asked of the kernel at each call: a
+ * sandboxed child may not ask (fcntl and getsockopt kill it under seccomp). They are read once
+ * when the connection opens, then kept in step by the hooks that change them in this process:
+ * fcntl(F_SETFL), ioctl(FIONBIO), setsockopt(SO_RCVTIMEO/SO_SNDTIMEO). O_NONBLOCK belongs to the
+ * file description, which dup, fork and SCM_RIGHTS share: a change made by another process (or
+ * by a raw system call) is not seen here. That is trusted, because both ways it fails safe for
+ * the stream: a socket thought blocking that is not makes the kernel's read or write say EAGAIN,
+ * which the application gets as its own kernel would have told it; a socket thought
+ * non-blocking that blocks makes a record transfer wait in the kernel until it completes (with
+ * the connection's lock held, the one case where a writer can hold up a reader of this process).
  *
  * A connection reads nothing process-wide: what policy decided and the timeouts it keeps come in
  * struct mt_conn_settings when it opens, so that one can be driven alone, without a runtime, an
@@ -85,6 +96,7 @@ struct mt_conn {
     bool notify_pollers;      /* a change epoll waiters must look at (see epoll.h) */
     bool shared;              /* copied by fork and not yet used here (see process.h) */
     bool tls_started;         /* the TLS layer has seen the connection (see inherit.h) */
+    bool held_across_exec;    /* its names were made close-on-exec (conn.c) */
     int *other_fds;           /* further names from dup/dup2/dup3/F_DUPFD; fd is the one in use */
     size_t other_fd_count;
     int failed_errno;
@@ -101,6 +113,15 @@ struct mt_conn {
     /* A record's plaintext already handed to TLS and reported written, not yet fully sent. */
     uint8_t *unsent;
     size_t unsent_length;
+
+    /*
+     * What the hooks saw of the socket, so that a transfer asks the kernel nothing (see the top
+     * of this file), and the kernel transfers made with the lock released (conn_io.c).
+     */
+    bool nonblocking;              /* O_NONBLOCK, as set through this process */
+    long long receive_timeout_ms;  /* SO_RCVTIMEO; 0: none */
+    long long send_timeout_ms;     /* SO_SNDTIMEO; 0: none */
+    pthread_cond_t kernel_io_done; /* a read or write made with the lock released has ended */
 };
 
 /*
@@ -152,6 +173,18 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd);
 
 /* After fork: this copy must not send close_notify unless this process uses it (process.h). */
 void mt_conn_mark_shared(struct mt_conn *conn);
+
+/* In a fork child: what the first handshake step needs of fcntl, done while it may be called. */
+void mt_conn_hold_before_confinement(struct mt_conn *conn);
+
+/* Initialises kernel_io_done (once per object, and again in a fork child). */
+void mt_conn_init_condition(pthread_cond_t *condition);
+
+/* fcntl(F_SETFL) or ioctl(FIONBIO) succeeded on one of conn's names. */
+void mt_conn_note_nonblocking(struct mt_conn *conn, bool nonblocking);
+
+/* setsockopt(SOL_SOCKET, SO_RCVTIMEO or SO_SNDTIMEO) succeeded on one of conn's names. */
+void mt_conn_note_timeout(struct mt_conn *conn, int option, long long timeout_ms);
 
 /* FIONREAD: decrypted bytes readable now without blocking. */
 int mt_conn_readable_bytes(struct mt_conn *conn);

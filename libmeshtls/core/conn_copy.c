@@ -24,7 +24,7 @@ static bool can_take_record(struct mt_conn *conn)
     pthread_mutex_lock(&conn->lock);
     mt_conn_step(conn);
     bool ready = conn->state == MT_CONN_PLAIN || (conn->state == MT_CONN_ESTABLISHED &&
-                                                  conn->unsent_length == 0 && !conn->write_closed);
+                                                  !mt_conn_has_unsent(conn) && !conn->write_closed);
     mt_conn_unlock_and_notify(conn);
     return ready;
 }
@@ -50,7 +50,7 @@ ssize_t mt_conn_send_from_fd(struct mt_conn *conn, int in_fd, off_t *offset, siz
     char buffer[MT_TLS_RECORD_MAX];
     off_t position = offset != NULL ? *offset : mt_sys_lseek(in_fd, 0, SEEK_CUR);
     bool seekable = position != (off_t)-1;
-    bool dont_wait = (flags & MSG_DONTWAIT) != 0 || mt_conn_is_nonblocking(conn->fd);
+    bool dont_wait = (flags & MSG_DONTWAIT) != 0 || mt_conn_is_nonblocking(conn);
     size_t total = 0;
     int error = 0;
     while (total < count) {

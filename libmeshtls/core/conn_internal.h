@@ -40,6 +40,12 @@ __attribute__((format(printf, 3, 4))) void mt_conn_fail(struct mt_conn *conn, in
 /* mt_conn_fail with what the TLS layer said after MT_TLS_ERROR. */
 void mt_conn_fail_from_tls(struct mt_conn *conn);
 
+/* Something written is not on the wire yet: a committed record, or records kept (DEFERRED). */
+static inline bool mt_conn_has_unsent(const struct mt_conn *conn)
+{
+    return conn->unsent_length > 0 || (conn->tls != NULL && mt_tls_outgoing_pending(conn->tls));
+}
+
 /* Sends the committed record left over from an earlier write; false while some is still left. */
 bool mt_conn_flush_unsent(struct mt_conn *conn);
 
@@ -56,8 +62,15 @@ static inline long long mt_conn_earlier(long long a, long long b)
     return a < b ? a : b;
 }
 
-/* O_NONBLOCK as the kernel has it now (no lock needed). */
-bool mt_conn_is_nonblocking(int fd);
+/* O_NONBLOCK as this process last set it (see conn.h). */
+bool mt_conn_is_nonblocking(const struct mt_conn *conn);
+
+/*
+ * Which system calls the TLS session's records take (tls.h, mt_tls_transport): read and write on
+ * a non-blocking socket; on a blocking one, the caller's own waiting transfers when may_wait,
+ * else recv and send with MSG_DONTWAIT.
+ */
+void mt_conn_use_transport(struct mt_conn *conn, bool may_wait);
 
 /*
  * Waits, with the lock released, until the socket can give what the connection waits for.
@@ -68,8 +81,9 @@ int mt_conn_wait_for_progress(struct mt_conn *conn, long long deadline);
 /*
  * For a blocking call that could not complete: wait, or say why not. Returns 0 to retry, or the
  * errno to return: EAGAIN (non-blocking, or the socket's own timeout passed), EINTR. io_deadline
- * starts at MT_CONN_DEADLINE_UNREAD: the first wait reads the socket's timeout_option
- * (SO_RCVTIMEO or SO_SNDTIMEO) into it.
+ * starts at MT_CONN_DEADLINE_UNREAD: the first wait turns the socket's timeout_option
+ * (SO_RCVTIMEO or SO_SNDTIMEO) into it. With the DEFERRED transport the wait is the transfer
+ * itself: a read or write of the records, with the lock released.
  */
 #define MT_CONN_DEADLINE_UNREAD (-2)
 int mt_conn_block_or_explain(struct mt_conn *conn, bool dont_wait, int timeout_option,

@@ -20,28 +20,40 @@
 #include "../util/sys.h"
 #include "conn_internal.h"
 
-bool mt_conn_is_nonblocking(int fd)
+void mt_conn_init_condition(pthread_cond_t *condition)
 {
-    int flags = mt_sys_fcntl(fd, F_GETFL, 0);
-    return flags != -1 && (flags & O_NONBLOCK) != 0;
+    pthread_cond_init(condition, NULL);
+}
+
+bool mt_conn_is_nonblocking(const struct mt_conn *conn)
+{
+    return conn->nonblocking;
+}
+
+void mt_conn_use_transport(struct mt_conn *conn, bool may_wait)
+{
+    if (conn->tls == NULL)
+        return;
+    enum mt_tls_transport transport = MT_TLS_TRANSPORT_DONTWAIT;
+    if (conn->nonblocking)
+        transport = MT_TLS_TRANSPORT_NONBLOCKING;
+    else if (may_wait)
+        transport = MT_TLS_TRANSPORT_DEFERRED;
+    mt_tls_set_transport(conn->tls, transport);
 }
 
 /* The deadline SO_RCVTIMEO / SO_SNDTIMEO set for a blocking call starting now; -1 for none. */
-static long long socket_deadline(int fd, int option)
+static long long socket_deadline(const struct mt_conn *conn, int option)
 {
-    struct timeval timeout = {0, 0};
-    socklen_t length = sizeof(timeout);
-    if (mt_sys_getsockopt(fd, SOL_SOCKET, option, &timeout, &length) != 0 ||
-        (timeout.tv_sec == 0 && timeout.tv_usec == 0))
-        return -1;
-    return mt_sys_now_ms() + (long long)timeout.tv_sec * 1000 + timeout.tv_usec / 1000;
+    long long timeout = option == SO_RCVTIMEO ? conn->receive_timeout_ms : conn->send_timeout_ms;
+    return timeout > 0 ? mt_sys_now_ms() + timeout : -1;
 }
 
 int mt_conn_wait_for_progress(struct mt_conn *conn, long long deadline)
 {
     short events =
         conn->state == MT_CONN_CONNECTING || conn->wants == MT_TLS_WANT_WRITE ? POLLOUT : POLLIN;
-    if (conn->unsent_length > 0)
+    if (mt_conn_has_unsent(conn))
         events |= POLLOUT;
     struct pollfd entry = {.fd = conn->fd, .events = events};
     int timeout = mt_sys_remaining_ms(deadline);
@@ -61,22 +73,148 @@ int mt_conn_wait_for_progress(struct mt_conn *conn, long long deadline)
     return 0;
 }
 
+/*
+ * Another thread reads (or writes) the socket for this connection with the lock released: its
+ * bytes come first, so this one waits for it to end (a futex wait, allowed in any sandbox).
+ */
+static void wait_for_other_transfer(struct mt_conn *conn)
+{
+    pthread_cond_wait(&conn->kernel_io_done, &conn->lock);
+}
+
+/* A handshake's transfer waits for readiness first, in poll, so that its deadline holds. */
+static int wait_ready_unlocked(int fd, short events, long long deadline)
+{
+    if (deadline < 0)
+        return 0;
+    struct pollfd entry = {.fd = fd, .events = events};
+    int timeout = mt_sys_remaining_ms(deadline);
+    int ready = timeout == 0 ? 0 : mt_sys_poll(&entry, 1, timeout);
+    if (ready == 0)
+        errno = ETIMEDOUT;
+    return ready > 0 ? 0 : -1;
+}
+
+/*
+ * DEFERRED: writes the records the session kept, with the lock released, in write(2) as the
+ * application's own (util/sys.h). Returns 0 or the errno that ends the call (EINTR, EAGAIN after
+ * SO_SNDTIMEO); a broken connection fails it.
+ */
+static int write_out(struct mt_conn *conn, long long deadline)
+{
+    struct mt_tls_outgoing outgoing;
+    if (!mt_tls_outgoing_take(conn->tls, &outgoing))
+        return 0;
+    size_t written = 0;
+    int error = 0;
+    pthread_mutex_unlock(&conn->lock);
+    if (wait_ready_unlocked(outgoing.fd, POLLOUT, deadline) != 0)
+        error = errno;
+    while (error == 0 && written < outgoing.length) {
+        ssize_t n = mt_tls_outgoing_write(&outgoing, written);
+        if (n < 0)
+            error = errno;
+        else
+            written += (size_t)n;
+    }
+    pthread_mutex_lock(&conn->lock);
+    mt_tls_outgoing_give_back(conn->tls, &outgoing, written);
+    pthread_cond_broadcast(&conn->kernel_io_done);
+    conn->notify_pollers = true;
+    if (error == 0 || error == ETIMEDOUT)
+        return 0;
+    if (error == EINTR || error == EAGAIN || error == EWOULDBLOCK)
+        return error == EINTR ? EINTR : EAGAIN;
+    mt_conn_fail(conn, error, "%s (sending records)", strerror(error));
+    return 0;
+}
+
+/*
+ * DEFERRED: one read(2) of the socket into the session, with the lock released. Returns 0 or
+ * the errno that ends the call (EINTR, EAGAIN after SO_RCVTIMEO); EOF and errors go to the
+ * session, which reports them.
+ */
+static int read_in(struct mt_conn *conn, long long deadline)
+{
+    struct mt_tls_incoming incoming;
+    if (!mt_tls_incoming_take(conn->tls, &incoming)) {
+        if (errno == ENOMEM)
+            mt_conn_fail(conn, ENOMEM, "out of memory for the read-ahead buffer");
+        return 0;
+    }
+    ssize_t n = -1;
+    int error = 0;
+    pthread_mutex_unlock(&conn->lock);
+    if (wait_ready_unlocked(incoming.fd, POLLIN, deadline) != 0)
+        error = errno;
+    else if ((n = mt_tls_incoming_read(&incoming)) < 0)
+        error = errno;
+    pthread_mutex_lock(&conn->lock);
+    mt_tls_incoming_give_back(conn->tls, n, error);
+    pthread_cond_broadcast(&conn->kernel_io_done);
+    if (error == EINTR || error == EAGAIN || error == EWOULDBLOCK)
+        return error == EINTR ? EINTR : EAGAIN;
+    return 0;
+}
+
+/*
+ * DEFERRED: the wait is the transfer. Records kept for writing go first (a handshake flight
+ * before its answer is read); then the read TLS asked for. When another thread holds the
+ * direction needed, wait for it; a reader never waits for a writer that holds records it does
+ * not need sent first (a blocked writer must not stop the reader that would unblock it).
+ */
+static int transfer_in_kernel(struct mt_conn *conn, long long deadline, bool writer)
+{
+    struct mt_tls_session *tls = conn->tls;
+    bool handshaking = conn->state == MT_CONN_HANDSHAKING;
+    long long wait_deadline = handshaking ? deadline : -1;
+    bool reading = conn->wants == MT_TLS_WANT_READ && (handshaking || !writer);
+    if (mt_tls_outgoing_pending(tls) && !mt_tls_outgoing_busy(tls))
+        return write_out(conn, wait_deadline);
+    if ((mt_tls_outgoing_busy(tls) && !reading) || (reading && mt_tls_incoming_busy(tls))) {
+        wait_for_other_transfer(conn);
+        return 0;
+    }
+    int error = read_in(conn, wait_deadline);
+    return handshaking && error == EAGAIN ? 0 : error;
+}
+
+/* The session's records wait for this caller's own transfers (DEFERRED), and there is one. */
+static bool waits_in_transfer(const struct mt_conn *conn, bool writer)
+{
+    if (conn->tls == NULL || mt_tls_transport_of(conn->tls) != MT_TLS_TRANSPORT_DEFERRED ||
+        conn->unsent_length > 0)
+        return false;
+    if (conn->state != MT_CONN_HANDSHAKING && conn->state != MT_CONN_ESTABLISHED)
+        return false;
+    if (mt_tls_outgoing_pending(conn->tls))
+        return true;
+    return conn->wants == MT_TLS_WANT_READ && (conn->state == MT_CONN_HANDSHAKING || !writer);
+}
+
 int mt_conn_block_or_explain(struct mt_conn *conn, bool dont_wait, int timeout_option,
                              long long *io_deadline)
 {
-    if (dont_wait || mt_conn_is_nonblocking(conn->fd))
+    if (dont_wait || conn->nonblocking)
         return EAGAIN;
     if (*io_deadline == MT_CONN_DEADLINE_UNREAD)
-        *io_deadline = socket_deadline(conn->fd, timeout_option);
+        *io_deadline = socket_deadline(conn, timeout_option);
     long long deadline = *io_deadline;
     if (conn->state == MT_CONN_DETECTING)
         deadline = mt_conn_earlier(deadline, conn->detect_deadline_ms);
     else if (conn->state != MT_CONN_ESTABLISHED)
         deadline = mt_conn_earlier(deadline, conn->handshake_deadline_ms);
-    if (mt_conn_wait_for_progress(conn, deadline) == 0)
-        return 0;
-    if (errno == EINTR)
-        return EINTR;
+    bool writer = timeout_option == SO_SNDTIMEO;
+    if (waits_in_transfer(conn, writer)) {
+        int error = transfer_in_kernel(conn, deadline, writer);
+        if (error != 0)
+            return error;
+    } else {
+        if (mt_conn_wait_for_progress(conn, deadline) == 0)
+            return 0;
+        if (errno == EINTR)
+            return EINTR;
+    }
     /* A handshake deadline is handled by mt_conn_step(); only the socket's own timeout ends the
      * call. */
     if (*io_deadline >= 0 && mt_sys_remaining_ms(*io_deadline) == 0)
@@ -134,9 +272,13 @@ static ssize_t receive(struct mt_conn *conn, void *buffer, size_t length, int fl
     pthread_mutex_lock(&conn->lock);
     mt_conn_claim(conn);
     for (;;) {
+        /* Set again at each turn: another thread's call may have set its own while this one
+         * waited with the lock released. */
+        mt_conn_use_transport(conn, !dont_wait);
         mt_conn_step(conn);
         if (conn->state == MT_CONN_PLAIN) {
             struct mt_metrics_connection *metrics = conn->metrics;
+            mt_conn_use_transport(conn, false);
             mt_conn_unlock_and_notify(conn);
             ssize_t n = mt_sys_recv(conn->fd, buffer, length, flags);
             if (n < 0)
@@ -170,6 +312,7 @@ static ssize_t receive(struct mt_conn *conn, void *buffer, size_t length, int fl
         if (*error != 0)
             break;
     }
+    mt_conn_use_transport(conn, false);
     mt_conn_unlock_and_notify(conn);
     return result;
 }
@@ -211,6 +354,9 @@ static size_t write_records(struct mt_conn *conn, const void *buffer, size_t len
         enum mt_tls_status status = mt_tls_write(conn->tls, record, chunk);
         if (status == MT_TLS_OK) {
             total += chunk;
+            /* DEFERRED: the record waits for the caller's write; one at a time. */
+            if (mt_tls_outgoing_pending(conn->tls))
+                break;
             continue;
         }
         if (status == MT_TLS_WANT_READ || status == MT_TLS_WANT_WRITE) {
@@ -243,9 +389,13 @@ static ssize_t transmit(struct mt_conn *conn, const void *buffer, size_t length,
     if (conn->tls != NULL)
         mt_tls_set_sigpipe(conn->tls, (flags & MSG_NOSIGNAL) == 0);
     for (;;) {
+        /* Set again at each turn: another thread's call may have set its own while this one
+         * waited with the lock released. */
+        mt_conn_use_transport(conn, !dont_wait);
         mt_conn_step(conn);
         if (conn->state == MT_CONN_PLAIN && total == 0) {
             struct mt_metrics_connection *metrics = conn->metrics;
+            mt_conn_use_transport(conn, false);
             mt_conn_unlock_and_notify(conn);
             ssize_t n = mt_sys_send(conn->fd, buffer, length, flags);
             if (n < 0)
@@ -264,9 +414,10 @@ static ssize_t transmit(struct mt_conn *conn, const void *buffer, size_t length,
                 (void)mt_sys_raise(SIGPIPE);
             break;
         }
-        if (conn->state == MT_CONN_ESTABLISHED && conn->unsent_length == 0) {
+        bool outgoing = conn->tls != NULL && mt_tls_outgoing_pending(conn->tls);
+        if (conn->state == MT_CONN_ESTABLISHED && conn->unsent_length == 0 && !outgoing) {
             total += write_records(conn, (const char *)buffer + total, length - total);
-            if (total == length)
+            if (total == length && !mt_tls_outgoing_pending(conn->tls))
                 break;
             if (conn->state == MT_CONN_FAILED) {
                 if (total > 0)
@@ -278,6 +429,7 @@ static ssize_t transmit(struct mt_conn *conn, const void *buffer, size_t length,
         if (*error != 0)
             break;
     }
+    mt_conn_use_transport(conn, false);
     if (total > 0)
         mt_metrics_bytes_written(conn->metrics, total);
     mt_conn_unlock_and_notify(conn);

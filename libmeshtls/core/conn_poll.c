@@ -55,7 +55,7 @@ short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel
             if (mt_tls_input_ready(conn->tls) || conn->peer_closed)
                 ready |= POLLIN;
         }
-        if ((app_events & POLLOUT) || conn->unsent_length > 0)
+        if ((app_events & POLLOUT) || mt_conn_has_unsent(conn))
             kernel |= POLLOUT;
         break;
     }
@@ -93,7 +93,7 @@ short mt_conn_poll_finish(struct mt_conn *conn, short app_events, short kernel_a
                                       (kernel_revents & (POLLIN | POLLHUP | POLLERR | POLLRDHUP))))
             result |= POLLIN;
         /* Writable once nothing is left unsent; if the kernel was not asked, it is fresh. */
-        if ((app_events & POLLOUT) && conn->unsent_length == 0 && !conn->write_closed &&
+        if ((app_events & POLLOUT) && !mt_conn_has_unsent(conn) && !conn->write_closed &&
             ((kernel_revents & POLLOUT) || !(kernel_asked & POLLOUT)))
             result |= POLLOUT;
         result |= kernel_revents & (POLLHUP | POLLERR);

@@ -30,7 +30,15 @@ static void child_reset(struct mt_conn *conn, void *argument)
     (void)argument;
     /* Only the forking thread exists in the child: a lock another thread held is never freed. */
     pthread_mutex_init(&conn->lock, NULL);
+    mt_conn_init_condition(&conn->kernel_io_done);
     mt_conn_mark_shared(conn);
+    mt_conn_hold_before_confinement(conn);
+}
+
+static void note_handshake_ahead(struct mt_conn *conn, void *argument)
+{
+    if (conn->tls != NULL && conn->state == MT_CONN_HANDSHAKING && !conn->tls_started)
+        *(bool *)argument = true;
 }
 
 static void after_fork_parent(void)
@@ -43,6 +51,12 @@ static void after_fork_child(void)
     cached_pid = mt_sys_getpid();
     mt_table_after_fork_child();
     mt_runtime_after_fork_child();
+    /* A privilege-separated server's child handshakes here, perhaps once it has confined itself
+     * (seccomp): what the handshake needs of the agent is fetched now. */
+    bool handshake_ahead = false;
+    mt_table_for_each(note_handshake_ahead, &handshake_ahead);
+    if (handshake_ahead)
+        mt_metrics_open_in_fork_child();
     mt_epoll_after_fork_child();
     mt_inherit_after_fork_child();
     mt_table_for_each(child_reset, NULL);

@@ -116,6 +116,7 @@ struct mt_conn *mt_table_conn_allocate(void)
         if (conn == NULL)
             return NULL;
         pthread_mutex_init(&conn->lock, NULL);
+        mt_conn_init_condition(&conn->kernel_io_done);
     }
     /* Every field but the lock (initialised once); the count last, as lookups read it. */
     conn->next_free = NULL;
@@ -128,6 +129,7 @@ struct mt_conn *mt_table_conn_allocate(void)
     conn->notify_pollers = false;
     conn->shared = false;
     conn->tls_started = false;
+    conn->held_across_exec = false;
     conn->other_fds = NULL;
     conn->other_fd_count = 0;
     conn->failed_errno = 0;
@@ -141,6 +143,9 @@ struct mt_conn *mt_table_conn_allocate(void)
     conn->handshake_deadline_ms = -1;
     conn->unsent = NULL;
     conn->unsent_length = 0;
+    conn->nonblocking = false;
+    conn->receive_timeout_ms = 0;
+    conn->send_timeout_ms = 0;
     atomic_store(&conn->references, 1);
     return conn;
 }

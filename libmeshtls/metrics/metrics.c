@@ -66,6 +66,7 @@ struct writer {
     struct chunk chunks[MT_METRICS_CHUNKS_MAX];
     uint32_t chunk_count;
     uint32_t connection_hint;
+    pid_t owner; /* the process the file was made for */
 };
 
 static pthread_mutex_t writer_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -116,6 +117,11 @@ static void adopt_fork_locked(void)
 {
     if (!atomic_exchange(&forked, false))
         return;
+    /* Made for this very process already (mt_metrics_open_in_fork_child): keep it. */
+    if (writer.header != NULL && writer.owner == mt_sys_getpid()) {
+        atomic_store(&published_header, writer.header);
+        return;
+    }
     if (writer.fd >= 0)
         mt_sys_close(writer.fd);
     writer.fd = -1;
@@ -191,6 +197,7 @@ static bool open_file_locked(void)
         return false;
     }
     writer.fd = fd;
+    writer.owner = mt_sys_getpid();
     writer.header = mapped;
     writer.chunk_count = 0;
     writer.failure_logged = false;
@@ -207,6 +214,26 @@ static bool ensure_file_locked(void)
     if (!writer.initialised || mt_sys_now_ms() < writer.retry_after_ms)
         return false;
     return open_file_locked();
+}
+
+static struct chunk *add_chunk_locked(enum mt_metrics_chunk_kind kind);
+
+void mt_metrics_open_in_fork_child(void)
+{
+    pthread_mutex_init(&writer_lock, NULL);
+    pthread_mutex_lock(&writer_lock);
+    if (writer.initialised && (writer.header == NULL || writer.owner != mt_sys_getpid())) {
+        atomic_store(&forked, true);
+        atomic_store(&published_header, NULL);
+        adopt_fork_locked();
+        /* Growing the file takes ftruncate and mmap: one chunk of each kind is made now, for
+         * the handshake's series and its connection. */
+        if (ensure_file_locked() && writer.chunk_count == 0) {
+            (void)add_chunk_locked(MT_METRICS_CHUNK_SERIES);
+            (void)add_chunk_locked(MT_METRICS_CHUNK_CONNECTIONS);
+        }
+    }
+    pthread_mutex_unlock(&writer_lock);
 }
 
 static bool lock_and_ensure_file(void)

@@ -52,6 +52,13 @@ typedef mt_result (*mt_metrics_file_source)(int *fd, struct mt_text *reason);
 void mt_metrics_init(mt_metrics_file_source source);
 
 /*
+ * In a fork child (its only thread), before it can confine itself: makes the child's own file
+ * now, which a seccomp filter would forbid later (the request goes through the agent socket).
+ * Called only for a child that will use a connection it inherited before its handshake.
+ */
+void mt_metrics_open_in_fork_child(void);
+
+/*
  * A connection was established (after the handshake for mTLS): tcp_open_total++ and, derived,
  * tcp_open_connections++. peer may be NULL, peer_id NULL or "" when unknown. Returns a handle
  * for the calls below, or NULL when metrics are disabled (all functions accept NULL).

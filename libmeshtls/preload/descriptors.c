@@ -1,6 +1,7 @@
 /*
  * Hooks of the calls that end or copy a descriptor: close, close_range, closefrom, dup, dup2,
- * dup3, fcntl, fcntl64 (F_DUPFD, F_SETFD, F_GETFD) and ioctl (FIONREAD, FIOCLEX, FIONCLEX).
+ * dup3, fcntl, fcntl64 (F_DUPFD, F_SETFD, F_GETFD, F_SETFL) and ioctl (FIONREAD, FIOCLEX,
+ * FIONCLEX, FIONBIO).
  *
  * Owns keeping the table in step with the process's descriptors: a connection is forgotten
  * while its fd is still open (its epoll registrations can then still be removed), and a copy of
@@ -131,6 +132,18 @@ MT_EXPORT int dup3(int fd, int target, int flags)
     return copy;
 }
 
+/* O_NONBLOCK changed on fd (F_SETFL, FIONBIO): a connection keeps what it was told (conn.h). */
+static void note_nonblocking(int fd, bool nonblocking)
+{
+    MT_PRESERVING_ERRNO({
+        struct mt_conn *conn = mt_table_acquire(fd);
+        if (conn != NULL) {
+            mt_conn_note_nonblocking(conn, nonblocking);
+            mt_conn_release(conn);
+        }
+    });
+}
+
 /* Every fcntl command takes at most one argument, an int or a pointer; glibc's own wrapper
  * forwards it the same way, as one machine word. */
 static int fcntl_common(int (*real)(int, int, ...), int fd, int command, void *argument)
@@ -143,6 +156,8 @@ static int fcntl_common(int (*real)(int, int, ...), int fd, int command, void *a
         alias_if_ours(fd, result);
     else if (command == F_GETFD)
         result = mt_inherit_descriptor_flags_seen(fd, result);
+    else if (command == F_SETFL && result == 0)
+        note_nonblocking(fd, ((int)(intptr_t)argument & O_NONBLOCK) != 0);
     return result;
 }
 
@@ -186,5 +201,11 @@ MT_EXPORT int ioctl(int fd, unsigned long request, ...)
             return 0;
         }
     }
-    return real_ioctl(fd, request, argument);
+    int result = real_ioctl(fd, request, argument);
+    if (request == FIONBIO && result == 0 && argument != NULL) {
+        int nonblocking = 0;
+        memcpy(&nonblocking, argument, sizeof(nonblocking));
+        note_nonblocking(fd, nonblocking != 0);
+    }
+    return result;
 }

@@ -1,11 +1,16 @@
 /*
- * Hooks of the calls that make or end a connection: connect, accept, accept4, shutdown, and
- * getsockopt (SO_ERROR of a connection whose handshake failed).
+ * Hooks of the calls that make or end a connection: connect, accept, accept4, shutdown,
+ * getsockopt (SO_ERROR of a connection whose handshake failed) and setsockopt (the timeouts a
+ * connection keeps).
  *
  * Owns nothing: connect and accept hand over to core/intercept.c, which decides whether the
- * socket becomes ours; shutdown and getsockopt ask the table. Must never decide anything itself.
+ * socket becomes ours; shutdown, getsockopt and setsockopt ask the table. Must never decide
+ * anything itself.
  */
 #include "hook.h"
+
+#include <string.h>
+#include <sys/time.h>
 
 #include "../core/conn.h"
 #include "../core/intercept.h"
@@ -60,4 +65,25 @@ MT_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *le
         }
     }
     return real_getsockopt(fd, level, name, value, length);
+}
+
+/* SO_RCVTIMEO and SO_SNDTIMEO of a connection: kept, so a transfer need not ask (conn.h). */
+MT_EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t length)
+{
+    mt_real_init();
+    int result = real_setsockopt(fd, level, name, value, length);
+    if (result == 0 && level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO) &&
+        value != NULL && length >= sizeof(struct timeval)) {
+        MT_PRESERVING_ERRNO({
+            struct mt_conn *conn = mt_table_acquire(fd);
+            if (conn != NULL) {
+                struct timeval timeout;
+                memcpy(&timeout, value, sizeof(timeout));
+                mt_conn_note_timeout(conn, name,
+                                     (long long)timeout.tv_sec * 1000 + timeout.tv_usec / 1000);
+                mt_conn_release(conn);
+            }
+        });
+    }
+    return result;
 }

@@ -26,7 +26,7 @@ int mt_tls_held_ticket_hold(struct mt_tls_session *session, const char *buffer, 
         return mt_tls_record_send_failure(session);
     }
     if (held == NULL) {
-        ssize_t n = mt_tls_record_send_now(session->fd, buffer, (size_t)size, session->send_flags);
+        ssize_t n = mt_tls_record_send_now(session, buffer, (size_t)size);
         return n >= 0 ? (int)n : mt_tls_record_send_failure(session);
     }
     memcpy(held + session->held_ticket_length, buffer, (size_t)size);
@@ -52,8 +52,7 @@ int mt_tls_held_ticket_send_before(struct mt_tls_session *session, const char *b
     }
     memcpy(both, session->held_ticket, ticket);
     memcpy(both + ticket, buffer, (size_t)size);
-    ssize_t n =
-        mt_tls_record_send_now(session->fd, both, ticket + (size_t)size, session->send_flags);
+    ssize_t n = mt_tls_record_send_now(session, both, ticket + (size_t)size);
     free(both);
     if (n < 0)
         return mt_tls_record_send_failure(session);

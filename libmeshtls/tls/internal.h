@@ -99,6 +99,19 @@ struct mt_tls_session {
     bool transport_eof;
     uint16_t unsent_alert_length;
     uint16_t held_ticket_length;
+
+    /*
+     * Which system calls carry the records, and the kernel transfers a caller makes with the lock
+     * released (record.c, tls.h's mt_tls_transport). Grouped here: nothing else reads them.
+     */
+    enum mt_tls_transport transport; /* set by the caller before each call into the session */
+    bool sigpipe_chosen;             /* send_flags come from the application's own send */
+    bool incoming_busy;              /* ahead is lent to a reader (mt_tls_incoming_take) */
+    bool incoming_eof;               /* that reader met EOF: every receive reports it */
+    int incoming_errno;              /* that reader's error, for the next receive (0: none) */
+    bool outgoing_busy;              /* a writer holds the bytes it took (mt_tls_outgoing_take) */
+    unsigned char *outgoing;         /* DEFERRED: records accepted, not yet taken by a writer */
+    size_t outgoing_length;
 };
 
 /* ---- record.c ---- */
@@ -107,8 +120,12 @@ struct mt_tls_session {
 int mt_tls_record_receive(WOLFSSL *ssl, char *buffer, int size, void *user);
 int mt_tls_record_send(WOLFSSL *ssl, char *buffer, int size, void *user);
 
-/* send without waiting, retried at once when interrupted. */
-ssize_t mt_tls_record_send_now(int fd, const void *buffer, size_t length, int flags);
+/*
+ * Sends now with the session's transport, retried at once when interrupted; after what earlier
+ * DEFERRED calls left unsent (EAGAIN while some of it remains). DEFERRED: keeps the bytes for
+ * the caller's writer and takes them all.
+ */
+ssize_t mt_tls_record_send_now(struct mt_tls_session *session, const void *buffer, size_t length);
 
 /* A send that failed with errno, in the I/O callback's terms (WOLFSSL_CBIO_ERR_*). */
 int mt_tls_record_send_failure(struct mt_tls_session *session);

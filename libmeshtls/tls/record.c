@@ -1,13 +1,19 @@
 /*
  * Record I/O: the bytes a TLS session exchanges with its socket, as wolfSSL's I/O callbacks.
  *
- * Owns the read-ahead buffer and what the socket has not taken yet of close_notify. It must never
- * call libc's socket functions (in an intercepted process those are our hooks): it uses the raw
- * system calls of util/sys.h with MSG_DONTWAIT, so a session never blocks and the caller decides
- * about waiting. Nor does it ever wait or retry on EAGAIN itself: wolfSSL reports WANT_READ or
- * WANT_WRITE, and the caller waits for readiness.
+ * Owns the read-ahead buffer, the records kept for a caller that writes them itself, and what the
+ * socket has not taken yet of close_notify. It must never call libc's socket functions (in an
+ * intercepted process those are our hooks): it uses the raw system calls of util/sys.h. Nor does
+ * it ever wait or retry on EAGAIN itself: wolfSSL reports WANT_READ or WANT_WRITE, and the caller
+ * waits for readiness.
+ *
+ * Which system calls carry the records follows the application's own call (tls.h,
+ * mt_tls_transport): a program confined to read and write by a seccomp filter must not see
+ * libmeshtls make recvfrom, sendto, fcntl or getsockopt on its behalf. Blocking waits are the
+ * caller's, made with its lock released through mt_tls_incoming_* and mt_tls_outgoing_*.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,27 +31,109 @@
     (MT_TLS_RECORD_HEADER_SIZE + MT_TLS_RECORD_MAX + MT_TLS_RECORD_EXPANSION_MAX)
 
 /*
- * recv and send without waiting, retried at once when interrupted. EINTR must not become
+ * Receives and sends without waiting, retried at once when interrupted. EINTR must not become
  * WANT_READ/WANT_WRITE: the caller would then wait for readiness (or tell a non-blocking
  * application EAGAIN) while the bytes are already there, and an edge-triggered waiter would never
  * be woken for them. Found by the fault soak (tests/integration/test_soak_faults.py).
+ * A DEFERRED session never gets here for a receive: see mt_tls_record_receive.
  */
-static ssize_t receive_now(int fd, void *buffer, size_t length)
+static ssize_t receive_now(struct mt_tls_session *session, void *buffer, size_t length)
 {
     ssize_t n;
     do
-        n = mt_sys_recv(fd, buffer, length, MSG_DONTWAIT);
+        n = session->transport == MT_TLS_TRANSPORT_NONBLOCKING
+                ? mt_sys_read(session->fd, buffer, length)
+                : mt_sys_recv(session->fd, buffer, length, MSG_DONTWAIT);
     while (n < 0 && errno == EINTR);
     return n;
 }
 
-ssize_t mt_tls_record_send_now(int fd, const void *buffer, size_t length, int flags)
+/*
+ * write(2) that raises no SIGPIPE: a record of the session's own (the handshake inside the
+ * application's read, close_notify) before the application has said how it wants a broken
+ * connection reported. SIGPIPE is blocked for the call, and the one EPIPE queued is taken back;
+ * rt_sigprocmask is a call every sandbox allows, and the EPIPE path is the end of a connection.
+ */
+static ssize_t write_without_sigpipe(int fd, const void *buffer, size_t length)
+{
+    sigset_t pipe_only;
+    sigset_t before;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    if (pthread_sigmask(SIG_BLOCK, &pipe_only, &before) != 0)
+        return mt_sys_send(fd, buffer, length, MSG_NOSIGNAL);
+    ssize_t n = mt_sys_write(fd, buffer, length);
+    MT_PRESERVING_ERRNO({
+        if (n < 0 && errno == EPIPE && !sigismember(&before, SIGPIPE)) {
+            struct timespec no_wait = {0, 0};
+            (void)sigtimedwait(&pipe_only, NULL, &no_wait);
+        }
+        (void)pthread_sigmask(SIG_SETMASK, &before, NULL);
+    });
+    return n;
+}
+
+/* The application's write for a write; its send(MSG_NOSIGNAL) for a send that asked for it. */
+static ssize_t write_as_application(int fd, const void *buffer, size_t length, bool raise_sigpipe,
+                                    bool use_send)
+{
+    if (raise_sigpipe)
+        return mt_sys_write(fd, buffer, length);
+    if (use_send)
+        return mt_sys_send(fd, buffer, length, MSG_NOSIGNAL);
+    return write_without_sigpipe(fd, buffer, length);
+}
+
+static bool keep_outgoing(struct mt_tls_session *session, const void *buffer, size_t length)
+{
+    unsigned char *grown = realloc(session->outgoing, session->outgoing_length + length);
+    if (grown == NULL) {
+        errno = ENOMEM;
+        return false;
+    }
+    memcpy(grown + session->outgoing_length, buffer, length);
+    session->outgoing = grown;
+    session->outgoing_length += length;
+    return true;
+}
+
+static ssize_t send_with_transport(struct mt_tls_session *session, const void *buffer,
+                                   size_t length)
 {
     ssize_t n;
     do
-        n = mt_sys_send(fd, buffer, length, MSG_DONTWAIT | flags);
+        n = session->transport == MT_TLS_TRANSPORT_NONBLOCKING
+                ? write_as_application(session->fd, buffer, length, session->send_flags == 0,
+                                       session->sigpipe_chosen)
+                : mt_sys_send(session->fd, buffer, length, MSG_DONTWAIT | session->send_flags);
     while (n < 0 && errno == EINTR);
     return n;
+}
+
+ssize_t mt_tls_record_send_now(struct mt_tls_session *session, const void *buffer, size_t length)
+{
+    if (session->transport == MT_TLS_TRANSPORT_DEFERRED)
+        return keep_outgoing(session, buffer, length) ? (ssize_t)length : -1;
+    /* What earlier DEFERRED calls kept goes first. */
+    if (mt_tls_outgoing_pending(session) && mt_tls_flush_outgoing(session) != MT_TLS_OK) {
+        errno = session->transport_errno != 0 ? session->transport_errno : EAGAIN;
+        return -1;
+    }
+    return send_with_transport(session, buffer, length);
+}
+
+static void note_first_byte(struct mt_tls_session *session)
+{
+    /*
+     * Every TLS stream starts with a handshake record (content type 22, RFC 8446 §5.1), or
+     * with an alert (21) from a server that refuses our ClientHello, e.g. one that only
+     * speaks TLS 1.2 answering protocol_version.
+     */
+    if (!session->saw_first_byte) {
+        session->saw_first_byte = true;
+        session->first_byte_not_tls = session->ahead[0] != MT_TLS_CONTENT_HANDSHAKE &&
+                                      session->ahead[0] != MT_TLS_CONTENT_ALERT;
+    }
 }
 
 /*
@@ -76,28 +164,31 @@ int mt_tls_record_receive(WOLFSSL *ssl, char *buffer, int size, void *user)
     (void)ssl;
     struct mt_tls_session *session = user;
     if (session->ahead_start == session->ahead_end) {
+        /* Another thread reads the socket for this session: its bytes come first. */
+        if (session->incoming_busy)
+            return WOLFSSL_CBIO_ERR_WANT_READ;
+        if (session->incoming_eof)
+            return receive_failure(session, 0, size);
+        if (session->incoming_errno != 0) {
+            errno = session->incoming_errno;
+            session->incoming_errno = 0;
+            return receive_failure(session, -1, size);
+        }
+        if (session->transport == MT_TLS_TRANSPORT_DEFERRED)
+            return WOLFSSL_CBIO_ERR_WANT_READ;
         if (session->ahead == NULL)
             session->ahead = malloc(READ_AHEAD_CAPACITY);
         if (session->ahead == NULL) {
             /* Without the buffer, read what wolfSSL asked for directly. */
-            ssize_t n = receive_now(session->fd, buffer, (size_t)size);
+            ssize_t n = receive_now(session, buffer, (size_t)size);
             session->ahead_filled = false;
             return n > 0 ? (int)n : receive_failure(session, n, size);
         }
-        ssize_t n = receive_now(session->fd, session->ahead, READ_AHEAD_CAPACITY);
+        ssize_t n = receive_now(session, session->ahead, READ_AHEAD_CAPACITY);
         session->ahead_filled = n == READ_AHEAD_CAPACITY;
         if (n <= 0)
             return receive_failure(session, n, size);
-        /*
-         * Every TLS stream starts with a handshake record (content type 22, RFC 8446 §5.1), or
-         * with an alert (21) from a server that refuses our ClientHello, e.g. one that only
-         * speaks TLS 1.2 answering protocol_version.
-         */
-        if (!session->saw_first_byte) {
-            session->saw_first_byte = true;
-            session->first_byte_not_tls = session->ahead[0] != MT_TLS_CONTENT_HANDSHAKE &&
-                                          session->ahead[0] != MT_TLS_CONTENT_ALERT;
-        }
+        note_first_byte(session);
         session->ahead_start = 0;
         session->ahead_end = (size_t)n;
     }
@@ -127,7 +218,8 @@ static bool has_whole_record(const struct mt_tls_session *session)
  */
 void mt_tls_record_release_idle_buffer(struct mt_tls_session *session)
 {
-    if (session->ahead != NULL && session->ahead_start == session->ahead_end) {
+    if (session->ahead != NULL && session->ahead_start == session->ahead_end &&
+        !session->incoming_busy) {
         free(session->ahead);
         session->ahead = NULL;
         session->ahead_start = session->ahead_end = 0;
@@ -158,7 +250,7 @@ static int keep_after_shutdown(struct mt_tls_session *session, const char *buffe
 {
     size_t sent = 0;
     if (session->unsent_alert_length == 0) {
-        ssize_t n = mt_tls_record_send_now(session->fd, buffer, (size_t)size, session->send_flags);
+        ssize_t n = mt_tls_record_send_now(session, buffer, (size_t)size);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return mt_tls_record_send_failure(session);
         sent = n > 0 ? (size_t)n : 0;
@@ -188,7 +280,7 @@ int mt_tls_record_send(WOLFSSL *ssl, char *buffer, int size, void *user)
         return mt_tls_held_ticket_hold(session, buffer, size);
     if (session->held_ticket_length > 0)
         return mt_tls_held_ticket_send_before(session, buffer, size);
-    ssize_t n = mt_tls_record_send_now(session->fd, buffer, (size_t)size, session->send_flags);
+    ssize_t n = mt_tls_record_send_now(session, buffer, (size_t)size);
     return n >= 0 ? (int)n : mt_tls_record_send_failure(session);
 }
 
@@ -196,9 +288,8 @@ enum mt_tls_status mt_tls_record_send_unsent_alert(struct mt_tls_session *sessio
 {
     size_t sent = 0;
     while (sent < session->unsent_alert_length) {
-        ssize_t n =
-            mt_tls_record_send_now(session->fd, session->unsent_alert + sent,
-                                   session->unsent_alert_length - sent, session->send_flags);
+        ssize_t n = mt_tls_record_send_now(session, session->unsent_alert + sent,
+                                           session->unsent_alert_length - sent);
         if (n < 0)
             break;
         sent += (size_t)n;
@@ -240,4 +331,153 @@ size_t mt_tls_pending(struct mt_tls_session *session)
 void mt_tls_set_sigpipe(struct mt_tls_session *session, bool raise_sigpipe)
 {
     session->send_flags = raise_sigpipe ? 0 : MSG_NOSIGNAL;
+    session->sigpipe_chosen = true;
+}
+
+/* ---- the caller's own transfers (DEFERRED) --------------------------------------------------- */
+
+void mt_tls_set_transport(struct mt_tls_session *session, enum mt_tls_transport transport)
+{
+    session->transport = transport;
+}
+
+enum mt_tls_transport mt_tls_transport_of(const struct mt_tls_session *session)
+{
+    return session->transport;
+}
+
+bool mt_tls_incoming_busy(const struct mt_tls_session *session)
+{
+    return session->incoming_busy;
+}
+
+bool mt_tls_incoming_take(struct mt_tls_session *session, struct mt_tls_incoming *incoming)
+{
+    if (session->incoming_busy || session->ahead_start != session->ahead_end ||
+        session->incoming_eof || session->incoming_errno != 0)
+        return false;
+    if (session->ahead == NULL)
+        session->ahead = malloc(READ_AHEAD_CAPACITY);
+    if (session->ahead == NULL) {
+        errno = ENOMEM;
+        return false;
+    }
+    session->incoming_busy = true;
+    session->ahead_start = session->ahead_end = 0;
+    *incoming = (struct mt_tls_incoming){
+        .fd = session->fd, .buffer = session->ahead, .capacity = READ_AHEAD_CAPACITY};
+    return true;
+}
+
+ssize_t mt_tls_incoming_read(const struct mt_tls_incoming *incoming)
+{
+    return mt_sys_read(incoming->fd, incoming->buffer, incoming->capacity);
+}
+
+void mt_tls_incoming_give_back(struct mt_tls_session *session, ssize_t n, int error)
+{
+    session->incoming_busy = false;
+    if (n > 0) {
+        session->ahead_start = 0;
+        session->ahead_end = (size_t)n;
+        session->ahead_filled = n == READ_AHEAD_CAPACITY;
+        note_first_byte(session);
+    } else if (n == 0) {
+        session->incoming_eof = true;
+    } else if (error != EAGAIN && error != EWOULDBLOCK && error != EINTR) {
+        session->incoming_errno = error;
+    }
+}
+
+bool mt_tls_outgoing_pending(const struct mt_tls_session *session)
+{
+    return session->outgoing_length > 0 || session->outgoing_busy;
+}
+
+bool mt_tls_outgoing_busy(const struct mt_tls_session *session)
+{
+    return session->outgoing_busy;
+}
+
+bool mt_tls_outgoing_take(struct mt_tls_session *session, struct mt_tls_outgoing *outgoing)
+{
+    if (session->outgoing_busy || session->outgoing_length == 0)
+        return false;
+    *outgoing = (struct mt_tls_outgoing){.fd = session->fd,
+                                         .raise_sigpipe = session->send_flags == 0,
+                                         .use_send = session->sigpipe_chosen,
+                                         .bytes = session->outgoing,
+                                         .length = session->outgoing_length};
+    session->outgoing = NULL;
+    session->outgoing_length = 0;
+    session->outgoing_busy = true;
+    return true;
+}
+
+ssize_t mt_tls_outgoing_write(const struct mt_tls_outgoing *outgoing, size_t offset)
+{
+    return write_as_application(outgoing->fd, outgoing->bytes + offset, outgoing->length - offset,
+                                outgoing->raise_sigpipe, outgoing->use_send);
+}
+
+void mt_tls_outgoing_give_back(struct mt_tls_session *session, struct mt_tls_outgoing *outgoing,
+                               size_t written)
+{
+    session->outgoing_busy = false;
+    size_t rest = outgoing->length - written;
+    if (rest > 0 && session->outgoing_length == 0) {
+        /* Nothing newer: keep the same bytes, moved to the front. */
+        memmove(outgoing->bytes, outgoing->bytes + written, rest);
+        session->outgoing = outgoing->bytes;
+        session->outgoing_length = rest;
+        outgoing->bytes = NULL;
+    } else if (rest > 0) {
+        /* Newer records were kept meanwhile: the rest goes in front of them. */
+        unsigned char *both = realloc(outgoing->bytes, rest + session->outgoing_length);
+        if (both == NULL) {
+            /* Neither can be dropped without breaking the stream. */
+            session->transport_errno = ENOMEM;
+        } else {
+            memmove(both, both + written, rest);
+            memcpy(both + rest, session->outgoing, session->outgoing_length);
+            free(session->outgoing);
+            session->outgoing = both;
+            session->outgoing_length += rest;
+            outgoing->bytes = NULL;
+        }
+    }
+    free(outgoing->bytes);
+    outgoing->bytes = NULL;
+}
+
+enum mt_tls_status mt_tls_flush_outgoing(struct mt_tls_session *session)
+{
+    if (session->outgoing_busy)
+        return MT_TLS_WANT_WRITE;
+    if (session->transport_errno == ENOMEM && session->outgoing_length > 0)
+        return MT_TLS_ERROR;
+    size_t sent = 0;
+    while (sent < session->outgoing_length && session->transport != MT_TLS_TRANSPORT_DEFERRED) {
+        ssize_t n =
+            send_with_transport(session, session->outgoing + sent, session->outgoing_length - sent);
+        if (n < 0)
+            break;
+        sent += (size_t)n;
+    }
+    int error = errno;
+    if (sent > 0) {
+        session->outgoing_length -= sent;
+        memmove(session->outgoing, session->outgoing + sent, session->outgoing_length);
+    }
+    if (session->outgoing_length == 0) {
+        free(session->outgoing);
+        session->outgoing = NULL;
+        return MT_TLS_OK;
+    }
+    if (session->transport == MT_TLS_TRANSPORT_DEFERRED || error == EAGAIN || error == EWOULDBLOCK)
+        return MT_TLS_WANT_WRITE;
+    session->transport_errno = error;
+    session->error_number = error;
+    mt_tls_failure_explain(session, "%s (sending records)", strerror(error));
+    return MT_TLS_ERROR;
 }

@@ -86,6 +86,7 @@ void mt_tls_session_free(struct mt_tls_session *session)
     if (session->want_ticket)
         mt_tls_claim_keep_ticket(session);
     free(session->ahead);
+    free(session->outgoing);
     free(session->unsent_alert);
     free(session->held_ticket);
     wolfSSL_free(session->ssl);

@@ -7,8 +7,9 @@
  * reference counted so that rotation can swap in a new one while sessions opened with the old one
  * carry on.
  *
- * A session never blocks: its record I/O goes straight to the kernel with MSG_DONTWAIT (never
- * through the hooks), and every call reports what it needs next. The caller (core/conn.c) decides
+ * A session never blocks: its record I/O goes straight to the kernel (never through the hooks)
+ * without waiting, or is left to the caller (mt_tls_transport), and every call reports what it
+ * needs next. The caller (core/conn.c) decides
  * whether to wait, and how long. Only tls/ includes wolfSSL; internal.h lists its files.
  */
 #ifndef MT_TLS_TLS_H
@@ -124,8 +125,94 @@ bool mt_tls_input_ready(struct mt_tls_session *session);
  */
 bool mt_tls_may_have_more(struct mt_tls_session *session);
 
-/* Whether sends raise SIGPIPE on a broken connection (as the app's own write would). */
+/*
+ * Whether sends raise SIGPIPE on a broken connection, as the application's own call would:
+ * write, or send without MSG_NOSIGNAL, raises it. Until the application has sent, the session's
+ * own records (a handshake inside a read, close_notify) never raise it.
+ */
 void mt_tls_set_sigpipe(struct mt_tls_session *session, bool raise_sigpipe);
+
+/*
+ * Which system calls carry a session's records: those the application's own call would make, so
+ * that a process that a seccomp filter confines to read and write keeps working (a privilege-
+ * separated server's child). The caller sets it before each call into the session.
+ *
+ *   DONTWAIT     the socket blocks, the call must not wait: recv and send with MSG_DONTWAIT (the
+ *                application's recv/send with MSG_DONTWAIT, a wait hook that steps the session).
+ *                The default.
+ *   NONBLOCKING  the socket is O_NONBLOCK: read and write, which cannot block there. send with
+ *                MSG_NOSIGNAL when the application's own send asked for it.
+ *   DEFERRED     the socket blocks and the caller may wait: the session never touches the socket.
+ *                A receive that finds no input asks for it (WANT_READ) and the caller reads into
+ *                the session (mt_tls_incoming_*); records to send are kept whole for the caller
+ *                to write (mt_tls_outgoing_*). Both with the caller's lock released: a blocking
+ *                read or write is itself the wait, with the kernel's own SO_RCVTIMEO, SO_SNDTIMEO
+ *                and EINTR, and costs no other system call.
+ */
+enum mt_tls_transport {
+    MT_TLS_TRANSPORT_DONTWAIT,
+    MT_TLS_TRANSPORT_NONBLOCKING,
+    MT_TLS_TRANSPORT_DEFERRED,
+};
+
+void mt_tls_set_transport(struct mt_tls_session *session, enum mt_tls_transport transport);
+enum mt_tls_transport mt_tls_transport_of(const struct mt_tls_session *session);
+
+/* The read-ahead buffer lent to one reader, who fills it with the lock released. */
+struct mt_tls_incoming {
+    int fd;
+    unsigned char *buffer;
+    size_t capacity;
+};
+
+/* True while a reader holds the buffer: nobody else may read the socket. */
+bool mt_tls_incoming_busy(const struct mt_tls_session *session);
+
+/*
+ * Lends the empty read-ahead buffer (only when the session asked for input). false: it is not
+ * empty, another reader holds it, or there is no memory for it (errno ENOMEM).
+ */
+bool mt_tls_incoming_take(struct mt_tls_session *session, struct mt_tls_incoming *incoming);
+
+/* One read(2) into the lent buffer, which may block; no lock needed. */
+ssize_t mt_tls_incoming_read(const struct mt_tls_incoming *incoming);
+
+/*
+ * Returns the buffer with what the read returned (n, and error its errno when n < 0): bytes are
+ * input, EOF and errors become the next receive's result; EAGAIN and EINTR change nothing.
+ */
+void mt_tls_incoming_give_back(struct mt_tls_session *session, ssize_t n, int error);
+
+/* Records that DEFERRED calls kept for a writer, taken whole by one writer at a time. */
+struct mt_tls_outgoing {
+    int fd;
+    bool raise_sigpipe;
+    bool use_send; /* the application's send asked for MSG_NOSIGNAL */
+    unsigned char *bytes;
+    size_t length;
+};
+
+/* True while records wait to be written, or a writer holds some. */
+bool mt_tls_outgoing_pending(const struct mt_tls_session *session);
+
+/* True while a writer holds records: nobody else may write the socket. */
+bool mt_tls_outgoing_busy(const struct mt_tls_session *session);
+
+/* Takes every record waiting; false when none waits or a writer holds some already. */
+bool mt_tls_outgoing_take(struct mt_tls_session *session, struct mt_tls_outgoing *outgoing);
+
+/* One write(2) (or send) of what is left after offset, which may block; no lock needed. */
+ssize_t mt_tls_outgoing_write(const struct mt_tls_outgoing *outgoing, size_t offset);
+
+/* Gives back what the kernel did not take (the bytes after written), ahead of newer records. */
+void mt_tls_outgoing_give_back(struct mt_tls_session *session, struct mt_tls_outgoing *outgoing,
+                               size_t written);
+
+/*
+ * Without waiting, with the session's transport (not DEFERRED): writes what DEFERRED calls left.
+ * MT_TLS_OK once nothing is left, MT_TLS_WANT_WRITE while some is, MT_TLS_ERROR.
+ */
+enum mt_tls_status mt_tls_flush_outgoing(struct mt_tls_session *session);
 
 const char *mt_tls_peer_id(const struct mt_tls_session *session); /* "" before verification */
 const char *mt_tls_cipher(struct mt_tls_session *session);

@@ -71,6 +71,10 @@ int mt_sys_connect(int fd, const struct sockaddr *address, socklen_t length)
 
 ssize_t mt_sys_write(int fd, const void *buffer, size_t length)
 {
+#ifdef MT_FAULT_INJECTION
+    if (mt_fault_before_transfer(fd, 0, &length, true))
+        return -1;
+#endif
     return syscall(SYS_write, fd, buffer, length);
 }
 
@@ -102,6 +106,10 @@ int mt_sys_fcntl(int fd, int command, long argument)
 
 ssize_t mt_sys_read(int fd, void *buffer, size_t length)
 {
+#ifdef MT_FAULT_INJECTION
+    if (mt_fault_before_transfer(fd, 0, &length, false))
+        return -1;
+#endif
     return syscall(SYS_read, fd, buffer, length);
 }
 

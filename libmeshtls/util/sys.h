@@ -28,8 +28,9 @@
  *
  * The test-only build libmeshtls-preload-faults.so (tests/fault/) compiles sys.c with
  * MT_FAULT_INJECTION: EINTR, EAGAIN, short transfers and resets are then injected before the
- * transfers of both kinds (recv, send; app read, app write), and EINTR before their waits (poll,
- * ppoll; app poll, app epoll_pwait).
+ * transfers of both kinds (recv, send, read, write; app read, app write), and EINTR before their
+ * waits (poll, ppoll; app poll, app epoll_pwait). TLS records travel in read and write as often
+ * as in recv and send (tls/record.c), so both families are injected.
  */
 #ifndef MT_UTIL_SYS_H
 #define MT_UTIL_SYS_H

@@ -18,6 +18,8 @@ packages=(
   gdb           # gcore: the key-hygiene test dumps a running agent and searches the core
   # real-program integration suite and soak test
   nginx redis-server redis-tools memcached iperf3 sockperf wrk
+  # a handler the preload cannot follow (a static binary) exec'd on a meshed connection
+  busybox-static
   # metrics format checks: the Prometheus text parser and promtool
   python3-prometheus-client prometheus
   # policy tests: server-speaks-first with the real MariaDB server and client; the README

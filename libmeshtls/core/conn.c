@@ -580,6 +580,17 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd)
     return true;
 }
 
+void mt_conn_reset(struct mt_conn *conn, const char *reason)
+{
+    /* connect(AF_UNSPEC) on a TCP socket disconnects it (tcp_disconnect): an RST to the peer
+     * when established, without closing any of the fd's names. */
+    struct sockaddr unspecified = {.sa_family = AF_UNSPEC};
+    pthread_mutex_lock(&conn->lock);
+    (void)mt_sys_connect(conn->fd, &unspecified, sizeof(unspecified));
+    mt_conn_fail(conn, ECONNRESET, "%s", reason);
+    mt_conn_unlock_and_notify(conn);
+}
+
 void mt_conn_mark_shared(struct mt_conn *conn)
 {
     conn->shared = true;

@@ -149,6 +149,14 @@ void mt_conn_close(struct mt_conn *conn, int fd);
 /* fd is a new name for conn (dup and friends): publishes it in the table. */
 bool mt_conn_add_alias(struct mt_conn *conn, int fd);
 
+/*
+ * Resets the TCP connection (the peer sees RST) and fails it, with one log line saying why
+ * (reason, a phrase). The fd stays open: the socket is left unconnected, and whatever writes to
+ * it later gets an error, never a byte on the wire. For a session that cannot follow where its
+ * fd goes (a new program that cannot be interposed).
+ */
+void mt_conn_reset(struct mt_conn *conn, const char *reason);
+
 /* After fork: this copy must not send close_notify unless this process uses it (process.h). */
 void mt_conn_mark_shared(struct mt_conn *conn);
 

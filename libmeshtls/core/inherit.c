@@ -35,11 +35,17 @@
 /* The fds an exec closes because their sessions cannot cross it, for its one log line. */
 #define CLOSED_TEXT_CAPACITY 160
 
+/* The reason a reset at exec gives: the program's path and why it cannot be followed. */
+#define RESET_REASON_MAX 1024
+
 struct collect {
     char *list; /* "fd:s,fd:c" */
     size_t length;
     size_t capacity;
     const char *program;
+    enum mt_inherit_start start;
+    struct mt_check_report *report; /* the program's, once a session needed it; NULL before */
+    bool report_failed;
     char closed_text[CLOSED_TEXT_CAPACITY];
     struct mt_text closed; /* "0, 1", over closed_text */
     size_t closed_count;
@@ -52,6 +58,52 @@ static void note_closed(struct collect *collect, int fd)
     if (collect->closed.length + 16 < collect->closed.capacity)
         mt_text_append(&collect->closed, "%s%d", collect->closed_count > 0 ? ", " : "", fd);
     collect->closed_count++;
+}
+
+/* The program's report, looked up once; NULL when it cannot be had (no memory, fexecve). */
+static const struct mt_check_report *program_report(struct collect *collect)
+{
+    if (collect->report != NULL || collect->report_failed || collect->start == MT_INHERIT_EXEC_FD)
+        return collect->report;
+    collect->report = malloc(sizeof(*collect->report));
+    if (collect->report == NULL) {
+        collect->report_failed = true;
+        return NULL;
+    }
+    const char *search_path = collect->start == MT_INHERIT_EXEC_SEARCH ? NULL : "";
+    (void)mt_check_program(collect->program, search_path, collect->report);
+    return collect->report;
+}
+
+/*
+ * An exec that replaces this program, of a new program that will run: a session it would inherit
+ * and cannot follow is reset first (a program that cannot be found or executed leaves the exec
+ * failing, and this process carrying on with its connections).
+ */
+static bool resets_what_cannot_follow(struct collect *collect)
+{
+    if (collect->start == MT_INHERIT_SPAWN)
+        return false; /* the caller goes on; the new program finds the fd closed */
+    const struct mt_check_report *report = program_report(collect);
+    return report == NULL ||
+           (report->verdict != MT_CHECK_NOT_FOUND && report->verdict != MT_CHECK_NOT_EXECUTABLE);
+}
+
+/* Resets conn, which fd would carry into the new program, saying why in its one log line. */
+static void reset_for_exec(struct collect *collect, int fd, struct mt_conn *conn)
+{
+    const struct mt_check_report *report = program_report(collect);
+    char reason_text[RESET_REASON_MAX];
+    struct mt_text reason = mt_text_on(reason_text, sizeof(reason_text));
+    mt_text_set(&reason, "reset at exec of %s, which would get it on fd %d: ",
+                report != NULL && report->path[0] != '\0' ? report->path : collect->program, fd);
+    if (report != NULL && report->verdict != MT_CHECK_INTERPOSABLE)
+        mt_text_append(&reason, "%s", report->sentence);
+    else
+        mt_text_append(&reason, "an established TLS session cannot follow a program across "
+                                "exec.");
+    mt_text_append(&reason, " Its bytes would leave in clear.");
+    mt_conn_reset(conn, mt_text_string(&reason));
 }
 
 static void collect_one(int fd, struct mt_conn *conn, void *argument)
@@ -76,7 +128,10 @@ static void collect_one(int fd, struct mt_conn *conn, void *argument)
          * system call) have cleared it. */
         if (!(descriptor_flags & FD_CLOEXEC))
             (void)mt_sys_fcntl(fd, F_SETFD, descriptor_flags | FD_CLOEXEC);
-        note_closed(collect, fd);
+        if (resets_what_cannot_follow(collect))
+            reset_for_exec(collect, fd, conn);
+        else
+            note_closed(collect, fd);
         return;
     }
     char entry[32 + sizeof(destination)];
@@ -110,12 +165,13 @@ static bool names_variable(const char *entry, const char *name)
     return strncmp(entry, name, length) == 0 && entry[length] == '=';
 }
 
-char **mt_inherit_environment(const char *program, char *const envp[])
+char **mt_inherit_environment(const char *program, enum mt_inherit_start start, char *const envp[])
 {
-    struct collect collect = {.program = program != NULL ? program : "?"};
+    struct collect collect = {.program = program != NULL ? program : "?", .start = start};
     collect.closed = mt_text_on(collect.closed_text, sizeof(collect.closed_text));
     if (!mt_table_is_empty())
         mt_table_for_each_fd(collect_one, &collect);
+    free(collect.report);
     if (collect.closed_count > 0)
         mt_log_warn("exec of %s: %s %s of %s cannot cross exec; closed in the new program, "
                     "which would otherwise write to %s in clear",

@@ -25,11 +25,23 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+/* How a new program is started: found like execve or execvp, or unknown (fexecve); replacing
+ * this process (exec), or beside it (posix_spawn). */
+enum mt_inherit_start {
+    MT_INHERIT_EXEC_PATH,
+    MT_INHERIT_EXEC_SEARCH,
+    MT_INHERIT_EXEC_FD,
+    MT_INHERIT_SPAWN,
+};
+
 /*
  * The environment the new program should get: envp itself when nothing needs to change, else a
  * new array (free it with mt_inherit_environment_free if exec fails). program names it in logs.
+ * An exec (not a spawn) of a program that will run resets, first, each started session that the
+ * application wanted the new program to inherit (mt_conn_reset, one log line each): the new
+ * program would write to it in clear.
  */
-char **mt_inherit_environment(const char *program, char *const envp[]);
+char **mt_inherit_environment(const char *program, enum mt_inherit_start start, char *const envp[]);
 void mt_inherit_environment_free(char **environment, char *const envp[]);
 
 /*

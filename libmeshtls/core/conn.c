@@ -66,7 +66,7 @@ static uint64_t handshake_duration_us(const struct mt_conn *conn)
 }
 
 /* Starts counting a connection that is now open for the application's bytes. */
-static void count_open(struct mt_conn *conn, bool tls, const char *peer_id)
+void mt_conn_count_open(struct mt_conn *conn, bool tls, const char *peer_id)
 {
     /* An outbound connection learns its local address only once connected. */
     if (conn->local.ss_family == AF_UNSPEC) {
@@ -122,7 +122,7 @@ static void hold_fd_across_exec(int fd)
         (void)mt_table_set_exec_wish(fd, true);
 }
 
-static void hold_across_exec(struct mt_conn *conn)
+void mt_conn_hold_across_exec(struct mt_conn *conn)
 {
     hold_fd_across_exec(conn->fd);
     for (size_t i = 0; i < conn->other_fd_count; i++)
@@ -197,7 +197,7 @@ static void pass_as_plain(struct mt_conn *conn, const char *why)
 {
     conn->state = MT_CONN_PLAIN;
     conn->notify_pollers = true;
-    count_open(conn, false, "");
+    mt_conn_count_open(conn, false, "");
     mt_conn_log_plain(conn, why);
 }
 
@@ -271,7 +271,7 @@ static void check_connected(struct mt_conn *conn)
 static void continue_handshake(struct mt_conn *conn)
 {
     if (!conn->tls_started)
-        hold_across_exec(conn);
+        mt_conn_hold_across_exec(conn);
     conn->tls_started = true;
     enum mt_tls_status status = mt_tls_handshake(conn->tls);
     if (status == MT_TLS_OK) {
@@ -280,7 +280,7 @@ static void continue_handshake(struct mt_conn *conn)
         conn->notify_pollers = true;
         mt_metrics_handshake(is_inbound(conn), handshake_duration_us(conn),
                              mt_tls_resumed(conn->tls), NULL);
-        count_open(conn, true, mt_tls_peer_id(conn->tls));
+        mt_conn_count_open(conn, true, mt_tls_peer_id(conn->tls));
         mt_conn_log_established(conn);
     } else if (status == MT_TLS_WANT_READ || status == MT_TLS_WANT_WRITE) {
         /* What the kernel must be asked for changes with what TLS waits for. */
@@ -514,7 +514,10 @@ int mt_conn_shutdown(struct mt_conn *conn, int how)
                    mt_conn_block_or_explain(conn, false, SO_SNDTIMEO, &no_timeout) == 0)
                 mt_conn_step(conn);
         }
-        send_close_notify(conn, mt_sys_now_ms() + MT_CONN_CLOSE_FLUSH_MS);
+        /* A copy forked off and not used here since is stale: another process (a child, or the
+         * program it exec'd) may have moved the stream on. Like close, it sends nothing. */
+        if (!conn->shared)
+            send_close_notify(conn, mt_sys_now_ms() + MT_CONN_CLOSE_FLUSH_MS);
     }
     if (how == SHUT_RD || how == SHUT_RDWR)
         conn->peer_closed = true;

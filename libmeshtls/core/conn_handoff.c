@@ -26,6 +26,9 @@ enum flag {
     FLAG_SERVER = 1 << 0,
     FLAG_WRITE_CLOSED = 1 << 1,
     FLAG_PEER_CLOSED = 1 << 2,
+    /* A copy forked off and not used since: the new program does not own the stream until it
+     * reads or writes it (process.h), so a helper that only inherits it closes it silently. */
+    FLAG_SHARED = 1 << 3,
 };
 
 struct header {
@@ -59,7 +62,7 @@ MT_RESULT mt_conn_export(struct mt_conn *conn, unsigned char *buffer, size_t cap
     struct header header = {
         .flags = (conn->role == MT_TLS_SERVER ? FLAG_SERVER : 0) |
                  (conn->write_closed ? FLAG_WRITE_CLOSED : 0) |
-                 (conn->peer_closed ? FLAG_PEER_CLOSED : 0),
+                 (conn->peer_closed ? FLAG_PEER_CLOSED : 0) | (conn->shared ? FLAG_SHARED : 0),
         .pid = (int32_t)mt_sys_getpid(),
     };
     memcpy(header.magic, magic, sizeof(magic));
@@ -99,6 +102,7 @@ static MT_RESULT import(struct mt_conn *conn, const unsigned char *state, size_t
                                    header.tls_length, &conn->tls));
     conn->write_closed = (header.flags & FLAG_WRITE_CLOSED) != 0;
     conn->peer_closed = (header.flags & FLAG_PEER_CLOSED) != 0;
+    conn->shared = (header.flags & FLAG_SHARED) != 0;
     *from = (pid_t)header.pid;
     return MT_OK_RESULT;
 }

@@ -11,10 +11,13 @@
  *                                 "handler read MORE", then exit (closing the connection)
  *
  * Reads and writes are plain read/write on the fds, one byte at a time for the request line so
- * that nothing after it is read by the server.
+ * that nothing after it is read by the server; interrupted or short calls are retried, as the
+ * fault-injection soak makes them.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +30,13 @@ static size_t read_line(int fd, char *line, size_t capacity)
     size_t length = 0;
     while (length + 1 < capacity) {
         char byte;
-        if (read(fd, &byte, 1) != 1 || byte == '\n')
+        ssize_t n = read(fd, &byte, 1);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+            struct pollfd entry = {.fd = fd, .events = POLLIN};
+            (void)poll(&entry, 1, 1000);
+            continue;
+        }
+        if (n != 1 || byte == '\n')
             break;
         line[length++] = byte;
     }
@@ -39,7 +48,15 @@ static int write_text(int fd, const char *first, const char *second)
 {
     char text[512];
     int n = snprintf(text, sizeof(text), "%s%s\n", first, second);
-    return n > 0 && write(fd, text, (size_t)n) == n ? 0 : -1;
+    for (int done = 0; n > 0 && done < n;) {
+        ssize_t written = write(fd, text + done, (size_t)(n - done));
+        if (written < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (written <= 0)
+            return -1;
+        done += (int)written;
+    }
+    return n > 0 ? 0 : -1;
 }
 
 static int handle(const char *request)

@@ -31,9 +31,6 @@
 #define MT_WOLFSSL_SECRET_LENGTH 64
 #endif
 
-/* "MTH" and a format version: an export from another build of libmeshtls is refused. */
-static const unsigned char magic[4] = {'M', 'T', 'H', 1};
-
 /*
  * wolfSSL 5.5.4's export starts with 2 bytes of protocol and version, 2 of total length, 2 of the
  * options' length, then the options (internal.c, ExportOptions): processReply, the state of the
@@ -80,6 +77,9 @@ static void wipe(void *data, size_t length)
 }
 
 #if HANDOFF_SUPPORTED
+
+/* "MTH" and a format version: an export from another build of libmeshtls is refused. */
+static const unsigned char magic[4] = {'M', 'T', 'H', 1};
 
 /* A field of struct WOLFSSL at an offset build.sh measured. */
 static unsigned char *field_at(WOLFSSL *ssl, size_t offset)
@@ -153,6 +153,8 @@ void mt_tls_handoff_free(struct mt_tls_session *session)
     session->carried_length = 0;
 }
 
+#if HANDOFF_SUPPORTED
+
 /* Appends length bytes at *at within capacity; false when they do not fit. */
 static bool put(unsigned char *buffer, size_t capacity, size_t *at, const void *data, size_t length)
 {
@@ -163,6 +165,8 @@ static bool put(unsigned char *buffer, size_t capacity, size_t *at, const void *
     *at += length;
     return true;
 }
+
+#endif
 
 MT_RESULT mt_tls_session_export(struct mt_tls_session *session, unsigned char *buffer,
                                 size_t capacity, size_t *length)

@@ -23,6 +23,8 @@ packages=(
   nginx redis-server redis-tools memcached iperf3 sockperf wrk
   # a server that exports its own config_init/config_read (test_real_lighttpd.py)
   lighttpd
+  # a handler the preload cannot follow (a static binary) exec'd on a meshed connection
+  busybox-static
   # metrics format checks: the Prometheus text parser and promtool
   python3-prometheus-client prometheus
   # policy tests: server-speaks-first with the real MariaDB server and client; the README

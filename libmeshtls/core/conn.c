@@ -67,7 +67,7 @@ static uint64_t handshake_duration_us(const struct mt_conn *conn)
 }
 
 /* Starts counting a connection that is now open for the application's bytes. */
-static void count_open(struct mt_conn *conn, bool tls, const char *peer_id)
+void mt_conn_count_open(struct mt_conn *conn, bool tls, const char *peer_id)
 {
     /* An outbound connection learns its local address only once connected. */
     if (conn->local.ss_family == AF_UNSPEC) {
@@ -123,7 +123,7 @@ static void hold_fd_across_exec(int fd)
         (void)mt_table_set_exec_wish(fd, true);
 }
 
-static void hold_across_exec(struct mt_conn *conn)
+void mt_conn_hold_across_exec(struct mt_conn *conn)
 {
     if (conn->held_across_exec)
         return;
@@ -222,7 +222,7 @@ static void pass_as_plain(struct mt_conn *conn, const char *why)
 {
     conn->state = MT_CONN_PLAIN;
     conn->notify_pollers = true;
-    count_open(conn, false, "");
+    mt_conn_count_open(conn, false, "");
     mt_conn_log_plain(conn, why);
 }
 
@@ -296,7 +296,7 @@ static void check_connected(struct mt_conn *conn)
 static void continue_handshake(struct mt_conn *conn)
 {
     if (!conn->tls_started)
-        hold_across_exec(conn);
+        mt_conn_hold_across_exec(conn);
     conn->tls_started = true;
     enum mt_tls_status status = mt_tls_handshake(conn->tls);
     if (status == MT_TLS_OK) {
@@ -305,7 +305,7 @@ static void continue_handshake(struct mt_conn *conn)
         conn->notify_pollers = true;
         mt_metrics_handshake(is_inbound(conn), handshake_duration_us(conn),
                              mt_tls_resumed(conn->tls), NULL);
-        count_open(conn, true, mt_tls_peer_id(conn->tls));
+        mt_conn_count_open(conn, true, mt_tls_peer_id(conn->tls));
         mt_conn_log_established(conn);
     } else if (status == MT_TLS_WANT_READ || status == MT_TLS_WANT_WRITE) {
         /* What the kernel must be asked for changes with what TLS waits for. */
@@ -587,7 +587,10 @@ int mt_conn_shutdown(struct mt_conn *conn, int how)
                    mt_conn_block_or_explain(conn, false, SO_SNDTIMEO, &no_timeout) == 0)
                 mt_conn_step(conn);
         }
-        send_close_notify(conn, mt_sys_now_ms() + MT_CONN_CLOSE_FLUSH_MS);
+        /* A copy forked off and not used here since is stale: another process (a child, or the
+         * program it exec'd) may have moved the stream on. Like close, it sends nothing. */
+        if (!conn->shared)
+            send_close_notify(conn, mt_sys_now_ms() + MT_CONN_CLOSE_FLUSH_MS);
     }
     if (how == SHUT_RD || how == SHUT_RDWR)
         conn->peer_closed = true;
@@ -651,6 +654,17 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd)
         hold_fd_across_exec(fd);
     pthread_mutex_unlock(&conn->lock);
     return true;
+}
+
+void mt_conn_reset(struct mt_conn *conn, const char *reason)
+{
+    /* connect(AF_UNSPEC) on a TCP socket disconnects it (tcp_disconnect): an RST to the peer
+     * when established, without closing any of the fd's names. */
+    struct sockaddr unspecified = {.sa_family = AF_UNSPEC};
+    pthread_mutex_lock(&conn->lock);
+    (void)mt_sys_connect(conn->fd, &unspecified, sizeof(unspecified));
+    mt_conn_fail(conn, ECONNRESET, "%s", reason);
+    mt_conn_unlock_and_notify(conn);
 }
 
 void mt_conn_mark_shared(struct mt_conn *conn)

@@ -171,6 +171,39 @@ void mt_conn_close(struct mt_conn *conn, int fd);
 /* fd is a new name for conn (dup and friends): publishes it in the table. */
 bool mt_conn_add_alias(struct mt_conn *conn, int fd);
 
+/*
+ * Resets the TCP connection (the peer sees RST) and fails it, with one log line saying why
+ * (reason, a phrase). The fd stays open: the socket is left unconnected, and whatever writes to
+ * it later gets an error, never a byte on the wire. For a session that cannot follow where its
+ * fd goes (a new program that cannot be interposed).
+ */
+void mt_conn_reset(struct mt_conn *conn, const char *reason);
+
+/*
+ * Hand-over to another process (conn_handoff.c). mt_conn_export writes conn's whole state into
+ * buffer (at most MT_CONN_EXPORT_MAX bytes; it holds key material: wipe it once used): only an
+ * established connection, once what the TLS layer committed is sent (a bounded wait), else
+ * MT_ERR_HANDOFF_STATE. The connection is left as it was.
+ */
+#define MT_CONN_EXPORT_MAX (MT_TLS_EXPORT_MAX + 64)
+MT_RESULT mt_conn_export(struct mt_conn *conn, unsigned char *buffer, size_t capacity,
+                         size_t *length);
+
+/* Whether an export is a server's (the accepting side's) connection. */
+bool mt_conn_export_is_server(const unsigned char *state, size_t length);
+
+/*
+ * Opens, on fd, the connection an export describes, established, and publishes it in the table
+ * (with a reference for the caller). Without context, or when the state cannot be imported, the
+ * connection is reset and FAILED (logged, with failure_reason when given): never usable in clear.
+ */
+struct mt_conn *mt_conn_open_handed_over(int fd, struct mt_tls_context *context,
+                                         const struct sockaddr_storage *local,
+                                         const struct sockaddr_storage *peer,
+                                         const struct mt_conn_settings *settings,
+                                         const unsigned char *state, size_t length,
+                                         const char *failure_reason);
+
 /* After fork: this copy must not send close_notify unless this process uses it (process.h). */
 void mt_conn_mark_shared(struct mt_conn *conn);
 

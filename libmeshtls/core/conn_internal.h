@@ -1,7 +1,8 @@
 /*
  * What the files of the connection engine share among themselves, and nothing else may call:
  * conn.c (the state machine), conn_io.c (transfers and waits), conn_poll.c (readiness),
- * conn_copy.c (sendfile/splice) and conn_log.c (log lines). The public contract is conn.h.
+ * conn_copy.c (sendfile/splice), conn_log.c (log lines) and conn_handoff.c (a connection handed
+ * to another process). The public contract is conn.h.
  *
  * Unless said otherwise, each function is called with the connection's lock held.
  */
@@ -88,6 +89,12 @@ int mt_conn_wait_for_progress(struct mt_conn *conn, long long deadline);
 #define MT_CONN_DEADLINE_UNREAD (-2)
 int mt_conn_block_or_explain(struct mt_conn *conn, bool dont_wait, int timeout_option,
                              long long *io_deadline);
+
+/* Starts counting a connection that is now open for the application's bytes (metrics). */
+void mt_conn_count_open(struct mt_conn *conn, bool tls, const char *peer_id);
+
+/* Makes every name of conn close-on-exec: its session has started (see inherit.h). */
+void mt_conn_hold_across_exec(struct mt_conn *conn);
 
 /* Log lines (conn_log.c). */
 

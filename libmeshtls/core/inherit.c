@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "../util/sys.h"
 #include "../util/text.h"
 #include "conn.h"
+#include "handover.h"
 #include "inherit.h"
 #include "intercept.h"
 #include "process.h"
@@ -35,11 +37,18 @@
 /* The fds an exec closes because their sessions cannot cross it, for its one log line. */
 #define CLOSED_TEXT_CAPACITY 160
 
+/* The reason a reset at exec gives: the program's path and why it cannot be followed. */
+#define RESET_REASON_MAX 1024
+
 struct collect {
     char *list; /* "fd:s,fd:c" */
     size_t length;
     size_t capacity;
     const char *program;
+    enum mt_inherit_start start;
+    struct mt_check_report *report; /* the program's, once a session needed it; NULL before */
+    bool report_failed;
+    struct mt_handover *handover; /* sessions carried into the new program; NULL before */
     char closed_text[CLOSED_TEXT_CAPACITY];
     struct mt_text closed; /* "0, 1", over closed_text */
     size_t closed_count;
@@ -54,6 +63,108 @@ static void note_closed(struct collect *collect, int fd)
     collect->closed_count++;
 }
 
+/* The program's report, looked up once; NULL when it cannot be had (no memory, fexecve). */
+static const struct mt_check_report *program_report(struct collect *collect)
+{
+    if (collect->report != NULL || collect->report_failed || collect->start == MT_INHERIT_EXEC_FD)
+        return collect->report;
+    collect->report = malloc(sizeof(*collect->report));
+    if (collect->report == NULL) {
+        collect->report_failed = true;
+        return NULL;
+    }
+    const char *search_path = collect->start == MT_INHERIT_EXEC_SEARCH ? NULL : "";
+    (void)mt_check_program(collect->program, search_path, collect->report);
+    return collect->report;
+}
+
+/*
+ * An exec that replaces this program, of a new program that will run: a session it would inherit
+ * and cannot follow is reset first (a program that cannot be found or executed leaves the exec
+ * failing, and this process carrying on with its connections).
+ */
+static bool resets_what_cannot_follow(struct collect *collect)
+{
+    if (collect->start == MT_INHERIT_SPAWN)
+        return false; /* the caller goes on; the new program finds the fd closed */
+    const struct mt_check_report *report = program_report(collect);
+    return report == NULL ||
+           (report->verdict != MT_CHECK_NOT_FOUND && report->verdict != MT_CHECK_NOT_EXECUTABLE);
+}
+
+/* Resets conn, which fd would carry into the new program, saying why in its one log line. */
+static void reset_for_exec(struct collect *collect, int fd, struct mt_conn *conn, const char *why)
+{
+    const struct mt_check_report *report = program_report(collect);
+    char reason_text[RESET_REASON_MAX];
+    struct mt_text reason = mt_text_on(reason_text, sizeof(reason_text));
+    mt_text_set(&reason, "reset at exec of %s, which would get it on fd %d: ",
+                report != NULL && report->path[0] != '\0' ? report->path : collect->program, fd);
+    if (report != NULL && report->verdict != MT_CHECK_INTERPOSABLE)
+        mt_text_append(&reason, "%s", report->sentence);
+    else
+        mt_text_append(&reason, "its TLS session cannot follow (%s).", why);
+    mt_text_append(&reason, " Its bytes would leave in clear.");
+    mt_conn_reset(conn, mt_text_string(&reason));
+}
+
+/*
+ * Carries conn's session into the new program on fd: an established session, into a program the
+ * preload loads into (exec/check.c), from a process of its own (a vfork child must not touch its
+ * parent's connections). False, with why, when it cannot.
+ */
+static bool hand_over(struct collect *collect, int fd, struct mt_conn *conn, struct mt_text *why)
+{
+    const struct mt_check_report *report = program_report(collect);
+    if (!mt_tls_handoff_is_supported()) {
+        mt_text_set(why, "this build's wolfSSL cannot export sessions");
+        return false;
+    }
+    if (report == NULL || report->verdict != MT_CHECK_INTERPOSABLE) {
+        mt_text_set(why, "the new program cannot be checked");
+        return false;
+    }
+    if (mt_process_is_vfork_child()) {
+        mt_text_set(why, "started from a vfork child, which shares its parent's connections");
+        return false;
+    }
+    if (collect->handover == NULL)
+        collect->handover = mt_handover_new();
+    if (collect->handover == NULL) {
+        mt_text_set(why, "out of memory");
+        return false;
+    }
+    return mt_handover_add(collect->handover, fd, conn, why);
+}
+
+/* Appends an entry ("fd:s", "fd:c@address", "fd:h", "memfd:m") to MESHTLS_INHERIT's list. */
+static void append_entry(struct collect *collect, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+static void append_entry(struct collect *collect, const char *format, ...)
+{
+    char entry[32 + MT_ADDR_TEXT_MAX];
+    size_t n = 0;
+    if (collect->length > 0)
+        entry[n++] = ',';
+    va_list arguments;
+    va_start(arguments, format);
+    int written = vsnprintf(entry + n, sizeof(entry) - n, format, arguments);
+    va_end(arguments);
+    if (written <= 0 || (size_t)written >= sizeof(entry) - n)
+        return;
+    n += (size_t)written;
+    if (collect->length + n + 1 > collect->capacity) {
+        size_t capacity = collect->capacity * 2 + n + 64;
+        char *grown = realloc(collect->list, capacity);
+        if (grown == NULL)
+            return;
+        collect->list = grown;
+        collect->capacity = capacity;
+    }
+    memcpy(collect->list + collect->length, entry, n + 1);
+    collect->length += n;
+}
+
 static void collect_one(int fd, struct mt_conn *conn, void *argument)
 {
     struct collect *collect = argument;
@@ -63,6 +174,7 @@ static void collect_one(int fd, struct mt_conn *conn, void *argument)
         return;
     pthread_mutex_lock(&conn->lock);
     bool fresh = !conn->tls_started && conn->state != MT_CONN_FAILED;
+    bool established = conn->state == MT_CONN_ESTABLISHED;
     char role = conn->role == MT_TLS_SERVER ? 's' : 'c';
     /* A client's destination travels along: its connect may still be in flight. */
     char destination[MT_ADDR_TEXT_MAX + 1] = "";
@@ -76,22 +188,40 @@ static void collect_one(int fd, struct mt_conn *conn, void *argument)
          * system call) have cleared it. */
         if (!(descriptor_flags & FD_CLOEXEC))
             (void)mt_sys_fcntl(fd, F_SETFD, descriptor_flags | FD_CLOEXEC);
-        note_closed(collect, fd);
+        if (!resets_what_cannot_follow(collect)) {
+            note_closed(collect, fd);
+            return;
+        }
+        char why_text[160];
+        struct mt_text why = mt_text_on(why_text, sizeof(why_text));
+        mt_text_set(&why, "it is not established");
+        if (established && hand_over(collect, fd, conn, &why)) {
+            append_entry(collect, "%d:h", fd);
+            return;
+        }
+        reset_for_exec(collect, fd, conn, mt_text_string(&why));
         return;
     }
-    char entry[32 + sizeof(destination)];
-    int n = snprintf(entry, sizeof(entry), "%s%d:%c%s", collect->length > 0 ? "," : "", fd, role,
-                     destination);
-    if (n <= 0 || collect->length + (size_t)n + 1 > collect->capacity) {
-        size_t capacity = collect->capacity * 2 + 64;
-        char *grown = realloc(collect->list, capacity);
-        if (grown == NULL)
-            return;
-        collect->list = grown;
-        collect->capacity = capacity;
+    append_entry(collect, "%d:%c%s", fd, role, destination);
+}
+
+/*
+ * The sessions to carry are exported: the memfd that holds them is named in the list, or, if it
+ * could not be written, each of them is reset (their fds stay close-on-exec).
+ */
+static void seal_handover(struct collect *collect)
+{
+    if (mt_handover_is_empty(collect->handover))
+        return;
+    int memfd = mt_handover_seal(collect->handover);
+    if (memfd >= 0) {
+        append_entry(collect, "%d:m", memfd);
+        return;
     }
-    memcpy(collect->list + collect->length, entry, (size_t)n + 1);
-    collect->length += (size_t)n;
+    mt_log_warn("exec of %s: the sessions it would inherit could not be written for it (%s); "
+                "resetting them",
+                collect->program, strerror(errno));
+    mt_handover_reset_all(collect->handover, collect->program);
 }
 
 /* The path of this library, for LD_PRELOAD in the new environment. */
@@ -110,12 +240,41 @@ static bool names_variable(const char *entry, const char *name)
     return strncmp(entry, name, length) == 0 && entry[length] == '=';
 }
 
-char **mt_inherit_environment(const char *program, char *const envp[])
+/*
+ * The sessions of the exec in progress, until it fails (mt_inherit_environment_free) or replaces
+ * the process. One exec at a time: a second thread's exec would replace the process anyway.
+ */
+static struct mt_handover *pending_handover;
+static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void remember_handover(struct mt_handover *handover)
 {
-    struct collect collect = {.program = program != NULL ? program : "?"};
+    pthread_mutex_lock(&pending_lock);
+    struct mt_handover *earlier = pending_handover;
+    pending_handover = handover;
+    pthread_mutex_unlock(&pending_lock);
+    mt_handover_abandon(earlier);
+    mt_handover_free(earlier);
+}
+
+static struct mt_handover *take_handover(void)
+{
+    pthread_mutex_lock(&pending_lock);
+    struct mt_handover *handover = pending_handover;
+    pending_handover = NULL;
+    pthread_mutex_unlock(&pending_lock);
+    return handover;
+}
+
+char **mt_inherit_environment(const char *program, enum mt_inherit_start start, char *const envp[])
+{
+    struct collect collect = {.program = program != NULL ? program : "?", .start = start};
     collect.closed = mt_text_on(collect.closed_text, sizeof(collect.closed_text));
     if (!mt_table_is_empty())
         mt_table_for_each_fd(collect_one, &collect);
+    free(collect.report);
+    seal_handover(&collect);
+    remember_handover(collect.handover);
     if (collect.closed_count > 0)
         mt_log_warn("exec of %s: %s %s of %s cannot cross exec; closed in the new program, "
                     "which would otherwise write to %s in clear",
@@ -192,6 +351,10 @@ void mt_inherit_check_program(const char *program, bool search)
 
 void mt_inherit_environment_free(char **environment, char *const envp[])
 {
+    /* exec failed: the sessions carry on here. */
+    struct mt_handover *handover = take_handover();
+    mt_handover_abandon(handover);
+    mt_handover_free(handover);
     if (environment == NULL || environment == (char **)envp)
         return;
     /* Only the two strings this module allocated are ours; the rest belong to the caller. */
@@ -430,6 +593,43 @@ static void adopt_or_alias(int fd, enum mt_intercept_direction direction,
         mt_intercept_adopt(fd, direction, destination);
 }
 
+/*
+ * fd was named as carrying a session ("fd:h") that the memfd did not give this program: its
+ * socket must not stay usable in clear.
+ */
+static void reset_unclaimed(int fd)
+{
+    struct mt_conn *conn = mt_table_acquire(fd);
+    mt_conn_release(conn);
+    struct stat status;
+    if (conn != NULL || fstat(fd, &status) != 0 || !S_ISSOCK(status.st_mode))
+        return;
+    struct sockaddr unspecified = {.sa_family = AF_UNSPEC};
+    (void)mt_sys_connect(fd, &unspecified, sizeof(unspecified));
+    mt_log_warn("fd %d: reset: the TLS session handed to this program for it was not found", fd);
+}
+
+/* The sessions carried across exec: the memfd first, then the fds it should have covered. */
+static void adopt_sessions(const char *list)
+{
+    for (const char *cursor = list; cursor != NULL && *cursor != '\0';) {
+        char *end = NULL;
+        long fd = strtol(cursor, &end, 10);
+        if (end != NULL && end[0] == ':' && end[1] == 'm' && fd >= 0 && fd < 0x7fffffff)
+            mt_handover_adopt((int)fd);
+        cursor = strchr(cursor, ',');
+        cursor = cursor != NULL ? cursor + 1 : NULL;
+    }
+    for (const char *cursor = list; cursor != NULL && *cursor != '\0';) {
+        char *end = NULL;
+        long fd = strtol(cursor, &end, 10);
+        if (end != NULL && end[0] == ':' && end[1] == 'h' && fd >= 0 && fd < 0x7fffffff)
+            reset_unclaimed((int)fd);
+        cursor = strchr(cursor, ',');
+        cursor = cursor != NULL ? cursor + 1 : NULL;
+    }
+}
+
 void mt_inherit_adopt(void)
 {
     const char *list = getenv(VARIABLE);
@@ -439,6 +639,7 @@ void mt_inherit_adopt(void)
     unsetenv(VARIABLE);
     if (copy == NULL)
         return;
+    adopt_sessions(copy);
     char *cursor = copy;
     while (cursor != NULL && *cursor != '\0') {
         char *next = strchr(cursor, ',');

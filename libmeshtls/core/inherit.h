@@ -2,21 +2,28 @@
  * Connections that cross exec.
  *
  * An inetd-style server accepts a connection and execs a program that serves it on an inherited
- * fd (often stdin/stdout). A TLS session in progress cannot cross exec (Debian's wolfSSL cannot
- * export one), but a connection whose handshake has not started can: the exec hooks describe
- * every such fd that survives exec (no FD_CLOEXEC) in MESHTLS_INHERIT ("fd:s,fd:c" — server or
- * client side), and the preload in the new program adopts them when it loads, as if it had
- * accepted or connected them itself. The new environment keeps LD_PRELOAD pointing at libmeshtls
- * when it hands a connection over: a program without it would speak plaintext on a meshed socket.
+ * fd (often stdin/stdout), before or after its TLS session started.
  *
- * A connection whose session already started cannot follow, and the new program must never be
- * able to write to it: bytes written there would leave in clear. From its first handshake step
- * on (core/conn.c), each of its fds is close-on-exec in the kernel, so that it is closed in every
- * new program however that program is started (exec, a fork child's exec, system, popen,
- * posix_spawn); the hooks below keep it so. What the application asked for each fd is
- * remembered, reported back by fcntl(F_GETFD), and an exec that would have passed such an fd
- * logs one line naming the program and the fds it closes. In a vfork child (which shares the
- * parent's memory and must leave its tables alone), only the kernel flag is kept.
+ * A connection whose handshake has not started: the exec hooks describe every such fd that
+ * survives exec (no FD_CLOEXEC) in MESHTLS_INHERIT ("fd:s,fd:c@address" — server or client
+ * side), and the preload in the new program adopts them when it loads, as if it had accepted or
+ * connected them itself.
+ *
+ * An established session the new program inherits (the application did not ask for
+ * close-on-exec): when the preload will load into the new program (exec/check.c), it is exported
+ * into a sealed memfd (handover.h) and continues there ("fd:h" for each fd, "memfd:m"). Where it
+ * cannot follow (the program cannot be interposed, the session is not established or cannot be
+ * exported, a vfork child), the connection is reset before exec (mt_conn_reset), with one log
+ * line naming the program, the fd, the peer and why: the new program could only write to it in
+ * clear. The new environment keeps LD_PRELOAD pointing at libmeshtls whenever it hands anything
+ * over.
+ *
+ * From its first handshake step on (core/conn.c), each fd of a started session is close-on-exec
+ * in the kernel, so that the starts no hook sees (system, popen, posix_spawn's child) give the
+ * new program that fd closed; the hooks below keep it so, remember what the application asked
+ * for each fd, report it back by fcntl(F_GETFD), and clear the flag only for the exec that
+ * carries the session. In a vfork child (which shares the parent's memory and must leave its
+ * tables alone), only the kernel flag is kept.
  */
 #ifndef MT_CORE_INHERIT_H
 #define MT_CORE_INHERIT_H
@@ -25,11 +32,23 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+/* How a new program is started: found like execve or execvp, or unknown (fexecve); replacing
+ * this process (exec), or beside it (posix_spawn). */
+enum mt_inherit_start {
+    MT_INHERIT_EXEC_PATH,
+    MT_INHERIT_EXEC_SEARCH,
+    MT_INHERIT_EXEC_FD,
+    MT_INHERIT_SPAWN,
+};
+
 /*
  * The environment the new program should get: envp itself when nothing needs to change, else a
  * new array (free it with mt_inherit_environment_free if exec fails). program names it in logs.
+ * An exec (not a spawn) of a program that will run resets, first, each started session that the
+ * application wanted the new program to inherit (mt_conn_reset, one log line each): the new
+ * program would write to it in clear.
  */
-char **mt_inherit_environment(const char *program, char *const envp[]);
+char **mt_inherit_environment(const char *program, enum mt_inherit_start start, char *const envp[]);
 void mt_inherit_environment_free(char **environment, char *const envp[]);
 
 /*

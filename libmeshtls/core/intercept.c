@@ -336,3 +336,38 @@ void mt_intercept_adopt(int fd, enum mt_intercept_direction direction,
         mt_conn_release(conn);
     }
 }
+
+struct mt_conn *mt_intercept_adopt_session(int fd, const unsigned char *state, size_t length)
+{
+    struct sockaddr_storage local;
+    struct sockaddr_storage peer;
+    socklen_t local_length = sizeof(local);
+    socklen_t peer_length = sizeof(peer);
+    memset(&local, 0, sizeof(local));
+    memset(&peer, 0, sizeof(peer));
+    (void)mt_sys_getsockname(fd, (struct sockaddr *)&local, &local_length);
+    (void)mt_sys_getpeername(fd, (struct sockaddr *)&peer, &peer_length);
+    enum mt_intercept_direction direction =
+        mt_conn_export_is_server(state, length) ? MT_INTERCEPT_INBOUND : MT_INTERCEPT_OUTBOUND;
+    /* The settings this program's configuration gives such a connection (its timeouts, its log
+     * lines' mode); the peer was authorized when the session began. */
+    const char *config_message = NULL;
+    struct mt_intercept_decision decision =
+        decide_socket(direction, MT_INTERCEPT_ADOPTED, &local, &peer, false, &config_message);
+    char text[REASON_MAX];
+    struct mt_text reason = mt_text_on(text, sizeof(text));
+    struct mt_tls_context *context = mt_runtime_context(&reason);
+    const struct mt_config *config = mt_runtime_config();
+    struct mt_conn_settings settings = {
+        .mode = decision.inbound.mode,
+        .outbound = decision.outbound,
+        .inbound = decision.inbound,
+        .config = config,
+        .handshake_timeout_ms = config->handshake_timeout_ms,
+        .detect_timeout_ms = config->detect_timeout_ms,
+    };
+    struct mt_conn *conn = mt_conn_open_handed_over(fd, context, &local, &peer, &settings, state,
+                                                    length, mt_text_string(&reason));
+    mt_tls_context_release(context);
+    return conn;
+}

@@ -109,4 +109,12 @@ int mt_intercept_accept4(int listener, struct sockaddr *address, socklen_t *leng
 void mt_intercept_adopt(int fd, enum mt_intercept_direction direction,
                         const struct sockaddr_storage *destination);
 
+/*
+ * Takes over fd, whose established session another process exported into state (an exec, see
+ * inherit.h), with the configuration's settings for it. Returns the connection with a reference
+ * for the caller (NULL without memory); a session that cannot be taken over leaves it FAILED,
+ * its TCP connection reset.
+ */
+struct mt_conn *mt_intercept_adopt_session(int fd, const unsigned char *state, size_t length);
+
 #endif

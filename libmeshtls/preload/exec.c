@@ -37,7 +37,7 @@ MT_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
     mt_real_init();
     mt_inherit_check_program(path, false);
-    char **environment = mt_inherit_environment(path, envp);
+    char **environment = mt_inherit_environment(path, MT_INHERIT_EXEC_PATH, envp);
     int result = real_execve(path, argv, environment);
     MT_PRESERVING_ERRNO(mt_inherit_environment_free(environment, envp));
     return result;
@@ -52,7 +52,7 @@ MT_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
     mt_real_init();
     mt_inherit_check_program(file, true);
-    char **environment = mt_inherit_environment(file, envp);
+    char **environment = mt_inherit_environment(file, MT_INHERIT_EXEC_SEARCH, envp);
     int result = real_execvpe(file, argv, environment);
     MT_PRESERVING_ERRNO(mt_inherit_environment_free(environment, envp));
     return result;
@@ -66,7 +66,7 @@ MT_EXPORT int execvp(const char *file, char *const argv[])
 MT_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
     mt_real_init();
-    char **environment = mt_inherit_environment("(fexecve)", envp);
+    char **environment = mt_inherit_environment("(fexecve)", MT_INHERIT_EXEC_FD, envp);
     int result = real_fexecve(fd, argv, environment);
     MT_PRESERVING_ERRNO(mt_inherit_environment_free(environment, envp));
     return result;
@@ -147,7 +147,7 @@ MT_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_a
     if (!mt_inherit_spawn_allowed(actions, path))
         return EPERM;
     mt_inherit_check_program(path, false);
-    char **environment = mt_inherit_environment(path, envp);
+    char **environment = mt_inherit_environment(path, MT_INHERIT_SPAWN, envp);
     int result = real_posix_spawn(pid, path, actions, attributes, argv, environment);
     mt_inherit_environment_free(environment, envp);
     return result;
@@ -190,7 +190,7 @@ MT_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
     if (!mt_inherit_spawn_allowed(actions, file))
         return EPERM;
     mt_inherit_check_program(file, true);
-    char **environment = mt_inherit_environment(file, envp);
+    char **environment = mt_inherit_environment(file, MT_INHERIT_SPAWN, envp);
     int result = real_posix_spawnp(pid, file, actions, attributes, argv, environment);
     mt_inherit_environment_free(environment, envp);
     return result;

@@ -325,7 +325,7 @@ bool mt_tls_may_have_more(struct mt_tls_session *session)
 size_t mt_tls_pending(struct mt_tls_session *session)
 {
     int pending = wolfSSL_pending(session->ssl);
-    return pending > 0 ? (size_t)pending : 0;
+    return session->carried_length + (pending > 0 ? (size_t)pending : 0);
 }
 
 void mt_tls_set_sigpipe(struct mt_tls_session *session, bool raise_sigpipe)

@@ -218,6 +218,29 @@ const char *mt_tls_peer_id(const struct mt_tls_session *session); /* "" before v
 const char *mt_tls_cipher(struct mt_tls_session *session);
 const char *mt_tls_version(struct mt_tls_session *session);
 
+/*
+ * Handing a live session to another process: the most an export takes, wolfSSL's state and
+ * libmeshtls's (tls/handoff.c: keys and secrets, buffered ciphertext and plaintext, the peer's
+ * identity). The buffer holds key material: wipe it once used.
+ */
+#define MT_TLS_EXPORT_MAX (40 * 1024)
+
+/* Whether this build can export and import sessions (wolfSSL with session export). */
+bool mt_tls_handoff_is_supported(void);
+
+/*
+ * Writes session's complete state into buffer: only once the handshake is done, between records,
+ * with no record of its own half sent (MT_ERR_HANDOFF_STATE otherwise). The session is left as it
+ * was, and must not be used for I/O again once the export is imported elsewhere: both would use
+ * the same keys and sequence numbers.
+ */
+MT_RESULT mt_tls_session_export(struct mt_tls_session *session, unsigned char *buffer,
+                                size_t capacity, size_t *length);
+
+/* A new session on fd, continuing the one exported into buffer, with context's credentials. */
+MT_RESULT mt_tls_session_import(struct mt_tls_context *context, int fd, const unsigned char *buffer,
+                                size_t length, struct mt_tls_session **session);
+
 /* After MT_TLS_ERROR: the errno the application should see, and why, as a phrase for logs. */
 int mt_tls_error_number(const struct mt_tls_session *session);
 const char *mt_tls_error_reason(const struct mt_tls_session *session);

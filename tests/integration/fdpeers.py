@@ -18,7 +18,10 @@ TLS. Each serves one connection per client and prints "listening" once ready.
                                      "subprocess" (subprocess.run with stdout=the connection),
                                      "system" (set inheritable, os.system writing to its fd;
                                      prints the inheritable flag the program reads back),
-                                     "posix-spawn" (os.posix_spawn with a dup2 file action).
+                                     "posix-spawn" (os.posix_spawn with a dup2 file action),
+                                     "static-exec" (fork, dup2 onto stdin and stdout, exec a
+                                     static busybox sh, which no preload follows; prints what
+                                     its write to stdout returned, "written" or "failed").
   fdpeers.py pass-server PORT WHEN TEXT   accept; read one line first unless WHEN is "fresh";
                                      then pass the connection to a child process over a Unix
                                      socket (SCM_RIGHTS; WHEN "tight": behind another control
@@ -158,6 +161,18 @@ def handler_server(port, how, text):
         elif how == "posix-spawn":
             child = os.posix_spawn(command[0], command, os.environ,
                                    file_actions=[(os.POSIX_SPAWN_DUP2, fd, 1)])
+            os.waitpid(child, 0)
+        elif how == "static-exec":
+            child = os.fork()
+            if child == 0:
+                os.dup2(fd, 0)
+                os.dup2(fd, 1)
+                connection.close()
+                listener.close()
+                # The report goes to stderr, which the handler keeps.
+                os.execv("/bin/busybox", ["busybox", "sh", "-c",
+                                          f"if echo {text}; then echo written >&2; "
+                                          f"else echo failed >&2; fi"])
             os.waitpid(child, 0)
         print(f"handed over ({how})", flush=True)
         connection.close()

@@ -5,6 +5,8 @@ Starts a real meshtls-agent in a private directory, runs real, unmodified progra
 wire. Everything listens on loopback only, and every wait is bounded.
 """
 
+import ctypes
+import errno
 import os
 import random
 import shutil
@@ -219,8 +221,11 @@ class Relay:
     """A loopback TCP relay that records both directions of every connection it carries."""
 
     def __init__(self, target_port, target_host="127.0.0.1", family=socket.AF_INET,
-                 host="127.0.0.1"):
+                 host="127.0.0.1", propagate_reset=False):
+        """propagate_reset: a side that resets the connection makes the relay reset the other
+        side too (else the other side sees the end of the stream)."""
         self.target = (target_host, target_port)
+        self.propagate_reset = propagate_reset
         self.family = family
         self.listener = socket.socket(family, socket.SOCK_STREAM)
         self.listener.bind((host, 0))
@@ -263,7 +268,12 @@ class Relay:
                 with self.lock:
                     record.extend(data)
                 destination.sendall(data)
-        except OSError:
+        except OSError as error:
+            if self.propagate_reset and error.errno == errno.ECONNRESET:
+                # connect(AF_UNSPEC) disconnects a TCP socket with RST, and (unlike a close with a
+                # zero linger time) also while the other direction's thread is in recv on it.
+                unspecified = struct.pack("H14x", socket.AF_UNSPEC)
+                ctypes.CDLL(None).connect(destination.fileno(), unspecified, len(unspecified))
             # shutdown first: close() alone neither wakes the other direction's thread blocked in
             # recv on the same socket nor ends the connection while that recv holds it.
             for s in (source, destination):

@@ -486,16 +486,17 @@ outbound = {{
 
 def exec_handover(mesh, config):
     """19: a meshed server reads a request through TLS, then execs a handler with the connection
-    as its stdout (inetd-style): the handler must find the fd closed, never write to it in clear
-    (tests/integration/test_exec_session.py tries every way of starting a program)."""
+    as its stdout (inetd-style): the handler never writes to it in clear — its session follows it
+    and its bytes go through TLS (tests/integration/test_exec_session.py tries every way of
+    starting a program, test_exec_static_handler.py one that cannot be followed)."""
     verdict = Verdict("19 handler exec'd on an mTLS connection writes nothing in clear",
                       no_counter=True, note="no counter by design: the connection is not refused, "
-                                            "it ends when the program that held it execs")
+                                            "its session continues in the exec'd program")
     try:
         server = test_exec_session.server_hands_over(mesh, config, "exec", None)
         verdict.judge("refused", True, "")
-        line = log_line(server, r"exec of /bin/sh: fd 1 of an mTLS session cannot cross exec; "
-                                r"closed in the new program")
+        line = log_line(server, r"mtls inbound from 127\.0\.0\.1:\d+ on fd 1: session continued "
+                                r"after exec in /bin/sh")
         verdict.evidence.append(f"server: {line}")
         verdict.judge("logged", line is not None, "no line naming the exec'd program")
     except (TestFailure, OSError) as error:

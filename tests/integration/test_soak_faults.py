@@ -13,7 +13,9 @@ half-closed connection's trailer confirms the total) or fails with ECONNRESET or
 client and on the server, and no more connections fail than resets were injected. In both, none
 ends early without an error, none is corrupted, none waits out a 10 s timeout or is left open by
 the server, and every kind of fault is injected. With MESHTLS_FIGURES_DIR set it writes
-faults.json there (both phases summed). Bounded by time: about 40 s.
+faults.json there (both phases summed). A third phase hands sessions across exec under the same
+faults (inetd_exec: each conversation moves into an exec'd handler mid-stream) and every one must
+complete. Bounded by time: about 45 s.
 """
 
 import glob
@@ -169,6 +171,52 @@ def check_phase(name, outcomes):
     check(outcomes["bytes_received"] > 0, f"{name}: no bytes came back on completed connections")
 
 
+HANDOVER_CONNECTIONS = 20
+HANDOVER_CLIENT = """
+import socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as connection:
+    reader = connection.makefile("rb")
+    connection.sendall(b"request-%d\\n" % int(sys.argv[2]))
+    first = reader.readline()
+    connection.sendall(b"more-%d\\n" % int(sys.argv[2]))
+    second = reader.readline()
+    print("replies", first.decode().strip(), "|", second.decode().strip(), "| end", repr(reader.read()))
+"""
+
+
+def handover_phase(mesh, seed):
+    """Sessions handed across exec under faults (tests/integration/inetd_exec.c: fork, dup2, exec
+    the handler mid-conversation): export, the sealed memfd and import while the calls around
+    them misbehave. Every conversation completes, in order, with a clean end."""
+    env = base_env()
+    env["LD_PRELOAD"] = ":".join(p for p in (ASAN_RUNTIME, FAULTS_LIBRARY) if p)
+    env["MESHTLS_CONFIG"] = mesh.configs["agent"]
+    env["MESHTLS_FAULTS"] = f"seed={seed},rate={RATE},reset=0," + os.environ.get(
+        "MESHTLS_TEST_FAULTS", "")
+    port = free_port()
+    server = mesh.spawn("server-handover", [os.path.join(BUILD, "tests", "integration",
+                                                         "inetd_exec"),
+                                            "serve", str(port), str(HANDOVER_CONNECTIONS)],
+                        env=env)
+    wait_for(lambda: port_listening(port) or server.popen.poll() is not None, 20,
+             "the hand-over server to listen")
+    for i in range(HANDOVER_CONNECTIONS):
+        client = mesh.spawn(f"client-handover-{i}", [PYTHON, "-c", HANDOVER_CLIENT, str(port),
+                                                     str(i)], env=env)
+        check(client.wait(30) == 0, f"hand-over client {i} failed:\n{client.stderr()[-3000:]}\n"
+                                    f"server:\n{server.stderr()[-3000:]}")
+        expected = f"replies handler got request-{i} | handler read more-{i} | end b''"
+        check(expected in client.stdout().decode(),
+              f"hand-over conversation {i}: {client.stdout()!r}\n{client.stderr()[-3000:]}\n"
+              f"server:\n{server.stderr()[-3000:]}")
+    check(server.wait(30) == 0, f"the hand-over server failed:\n{server.stderr()[-3000:]}")
+    handed = server.stdout().decode().count("handler exited 0")
+    check(handed == HANDOVER_CONNECTIONS,
+          f"{handed} of {HANDOVER_CONNECTIONS} handlers succeeded:\n{server.stderr()[-3000:]}")
+    print(f"hand-over under faults: {HANDOVER_CONNECTIONS} conversations crossed exec intact",
+          flush=True)
+
+
 def test():
     check(os.path.exists(FAULTS_LIBRARY), f"{FAULTS_LIBRARY} was not built")
     started = time.monotonic()
@@ -176,6 +224,7 @@ def test():
         mesh.start_agent()
         quiet = run_phase(mesh, "no-resets", 0, SEED)
         resets = run_phase(mesh, "resets", RESET, SEED + 1000)
+        handover_phase(mesh, SEED + 2000)
 
         figures = {"injected": dict.fromkeys(KINDS, 0), "failed_with_errno": {},
                    "server_failed_with_errno": {}}

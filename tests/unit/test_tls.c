@@ -22,6 +22,9 @@
 
 #include "test_ca.h"
 
+/* The hand-over tests drive wolfSSL directly (a cipher suite, a KeyUpdate): tls.h has no call
+ * for either, and the point is what wolfSSL does with an imported session. */
+#include "tls/internal.h"
 #include "tls/tls.h"
 #include "tls/x509.h"
 #include "util/spiffe.h"
@@ -596,6 +599,207 @@ static void test_handshake_kept_session_resumes_with_proven_peers(void **state)
     mt_tls_context_release(server);
 }
 
+/* ----------------------------------------------------------------------------------------- */
+/* Hand-over: export a live session, import it into a new one */
+
+/* Writes text from one session and checks the other reads exactly it. */
+static void say(struct sessions *sessions, struct mt_tls_session *from, struct mt_tls_session *to,
+                const char *text)
+{
+    size_t length = strlen(text);
+    assert_int_equal(mt_tls_write(from, text, length), MT_TLS_OK);
+    unsigned char received[256];
+    assert_true(length <= sizeof(received));
+    enum mt_tls_status status = read_all(&sessions->link, to, received, length, length);
+    if (status != MT_TLS_OK)
+        print_error("\"%s\": %s\n", text, mt_tls_error_reason(to));
+    assert_int_equal(status, MT_TLS_OK);
+    assert_memory_equal(received, text, length);
+}
+
+/* Exports the server, frees it, and continues with a session imported from the export. */
+static void hand_over_server(struct sessions *sessions, struct mt_tls_context *server)
+{
+    static unsigned char state[MT_TLS_EXPORT_MAX];
+    size_t length = 0;
+    assert_true(
+        mt_result_is_ok(mt_tls_session_export(sessions->server, state, sizeof(state), &length)));
+    assert_true(length > 0);
+    mt_tls_session_free(sessions->server);
+    sessions->server = NULL;
+    assert_true(mt_result_is_ok(
+        mt_tls_session_import(server, sessions->link.server_fd, state, length, &sessions->server)));
+    explicit_bzero(state, length);
+}
+
+/*
+ * The server's session crosses with what it held: the rest of a record the application read
+ * part of (decrypted in wolfSSL) and a whole record read ahead (ciphertext); then both
+ * directions, and a KeyUpdate from each side, whose next keys come from secrets that wolfSSL's
+ * own export leaves out.
+ */
+static void check_hand_over(const char *suite)
+{
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct sessions sessions;
+    open_sessions(&sessions, client, server, 0);
+    assert_int_equal(wolfSSL_set_cipher_list(sessions.client->ssl, suite), WOLFSSL_SUCCESS);
+    handshake(&sessions.link, sessions.client, sessions.server, &sessions.client_status,
+              &sessions.server_status);
+    assert_int_equal(sessions.server_status, MT_TLS_OK);
+    assert_string_equal(mt_tls_cipher(sessions.server), suite);
+    say(&sessions, sessions.client, sessions.server, "GET / HTTP/1.0\r\n");
+    say(&sessions, sessions.server, sessions.client, "HTTP/1.0 200 OK\r\n");
+
+    assert_int_equal(mt_tls_write(sessions.client, "first-record", 12), MT_TLS_OK);
+    assert_int_equal(mt_tls_write(sessions.client, "second-record", 13), MT_TLS_OK);
+    unsigned char part[5];
+    size_t count = 0;
+    assert_int_equal(mt_tls_read(sessions.server, part, sizeof(part), &count, false), MT_TLS_OK);
+    assert_int_equal(count, 5);
+    assert_true(mt_tls_input_ready(sessions.server));
+
+    hand_over_server(&sessions, server);
+    assert_string_equal(mt_tls_peer_id(sessions.server), CLIENT_ID);
+    assert_string_equal(mt_tls_cipher(sessions.server), suite);
+    assert_int_equal(mt_tls_pending(sessions.server), 7);
+    unsigned char rest[20];
+    assert_int_equal(read_all(&sessions.link, sessions.server, rest, 20, sizeof(rest)), MT_TLS_OK);
+    assert_memory_equal(rest, "-recordsecond-record", 20);
+    say(&sessions, sessions.server, sessions.client, "from the new process");
+    say(&sessions, sessions.client, sessions.server, "to the new process");
+
+    assert_int_equal(wolfSSL_update_keys(sessions.client->ssl), WOLFSSL_SUCCESS);
+    say(&sessions, sessions.client, sessions.server, "after the client's KeyUpdate");
+    say(&sessions, sessions.server, sessions.client, "answered under new keys");
+    assert_int_equal(wolfSSL_update_keys(sessions.server->ssl), WOLFSSL_SUCCESS);
+    say(&sessions, sessions.server, sessions.client, "after the server's KeyUpdate");
+    say(&sessions, sessions.client, sessions.server, "and back");
+
+    /* And once more, after the keys changed: the export carries the updated secrets. */
+    hand_over_server(&sessions, server);
+    assert_int_equal(wolfSSL_update_keys(sessions.client->ssl), WOLFSSL_SUCCESS);
+    say(&sessions, sessions.client, sessions.server, "third process, new keys");
+    say(&sessions, sessions.server, sessions.client, "still in order");
+    assert_int_equal(mt_tls_shutdown(sessions.server), MT_TLS_OK);
+    assert_int_equal(mt_tls_read(sessions.client, rest, sizeof(rest), &count, false),
+                     MT_TLS_CLOSED);
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+static void test_session_export_aes_gcm_continues_in_import(void **state)
+{
+    (void)state;
+    check_hand_over("TLS13-AES128-GCM-SHA256");
+}
+
+static void test_session_export_aes256_gcm_continues_in_import(void **state)
+{
+    (void)state;
+    check_hand_over("TLS13-AES256-GCM-SHA384");
+}
+
+static void test_session_export_chacha20_continues_in_import(void **state)
+{
+    (void)state;
+    check_hand_over("TLS13-CHACHA20-POLY1305-SHA256");
+}
+
+/* A client's session crosses too, with the server's held ticket still on its way to it. */
+static void test_session_export_client_and_held_ticket_continue(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 600);
+    struct mt_tls_context *server = make_context(SERVER_ID, 600);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 0);
+    assert_int_equal(sessions.server_status, MT_TLS_OK);
+    hand_over_server(&sessions, server); /* holding its ticket, not sent yet */
+    static unsigned char exported[MT_TLS_EXPORT_MAX];
+    size_t length = 0;
+    assert_true(mt_result_is_ok(
+        mt_tls_session_export(sessions.client, exported, sizeof(exported), &length)));
+    mt_tls_session_free(sessions.client);
+    assert_true(mt_result_is_ok(mt_tls_session_import(client, sessions.link.client_fd, exported,
+                                                      length, &sessions.client)));
+    say(&sessions, sessions.server, sessions.client, "ticket, then these bytes");
+    say(&sessions, sessions.client, sessions.server, "client after import");
+    assert_string_equal(mt_tls_peer_id(sessions.client), SERVER_ID);
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+/* In the middle of a record, or before the handshake is done, there is nothing to export. */
+static void test_session_export_mid_record_or_handshake_refused(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    static unsigned char exported[MT_TLS_EXPORT_MAX];
+    size_t length = 0;
+    struct sessions sessions;
+    open_sessions(&sessions, client, server, 1);
+    assert_int_equal(
+        mt_tls_session_export(sessions.server, exported, sizeof(exported), &length).error,
+        MT_ERR_HANDOFF_STATE);
+    handshake(&sessions.link, sessions.client, sessions.server, &sessions.client_status,
+              &sessions.server_status);
+    assert_int_equal(mt_tls_write(sessions.client, "0123456789", 10), MT_TLS_OK);
+    for (int i = 0; i < 3; i++) /* 3 bytes of the header */
+        assert_int_equal(pump(&sessions.link), 1);
+    unsigned char byte;
+    size_t count = 0;
+    assert_int_equal(mt_tls_read(sessions.server, &byte, 1, &count, false), MT_TLS_WANT_READ);
+    assert_int_equal(
+        mt_tls_session_export(sessions.server, exported, sizeof(exported), &length).error,
+        MT_ERR_HANDOFF_STATE);
+    for (int i = 0; i < 10; i++) /* the header and part of the body */
+        assert_int_equal(pump(&sessions.link), 1);
+    assert_int_equal(mt_tls_read(sessions.server, &byte, 1, &count, false), MT_TLS_WANT_READ);
+    assert_int_equal(
+        mt_tls_session_export(sessions.server, exported, sizeof(exported), &length).error,
+        MT_ERR_HANDOFF_STATE);
+    assert_int_equal(length, 0);
+    /* Refused exports left the session as it was. */
+    unsigned char received[10];
+    assert_int_equal(read_all(&sessions.link, sessions.server, received, 10, 10), MT_TLS_OK);
+    assert_memory_equal(received, "0123456789", 10);
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+/* An import refuses what is not a whole export: nothing of it is trusted. */
+static void test_session_import_truncated_or_foreign_refused(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 0);
+    static unsigned char exported[MT_TLS_EXPORT_MAX];
+    size_t length = 0;
+    assert_true(mt_result_is_ok(
+        mt_tls_session_export(sessions.server, exported, sizeof(exported), &length)));
+    struct mt_tls_session *imported = NULL;
+    for (size_t cut = 0; cut < length; cut += 7) {
+        assert_false(mt_result_is_ok(
+            mt_tls_session_import(server, sessions.link.server_fd, exported, cut, &imported)));
+        assert_null(imported);
+    }
+    exported[0] ^= 1;
+    assert_false(mt_result_is_ok(
+        mt_tls_session_import(server, sessions.link.server_fd, exported, length, &imported)));
+    assert_null(imported);
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +817,12 @@ int main(void)
         cmocka_unit_test(test_shutdown_peer_reads_closed),
         cmocka_unit_test(test_handshake_server_holds_ticket_until_first_write),
         cmocka_unit_test(test_handshake_kept_session_resumes_with_proven_peers),
+        cmocka_unit_test(test_session_export_aes_gcm_continues_in_import),
+        cmocka_unit_test(test_session_export_aes256_gcm_continues_in_import),
+        cmocka_unit_test(test_session_export_chacha20_continues_in_import),
+        cmocka_unit_test(test_session_export_client_and_held_ticket_continue),
+        cmocka_unit_test(test_session_export_mid_record_or_handshake_refused),
+        cmocka_unit_test(test_session_import_truncated_or_foreign_refused),
     };
     return cmocka_run_group_tests(tests, make_ca, free_ca);
 }

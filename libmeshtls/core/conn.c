@@ -681,7 +681,7 @@ void mt_conn_mark_shared(struct mt_conn *conn)
 void mt_conn_hold_before_confinement(struct mt_conn *conn)
 {
     if (conn->tls != NULL && conn->state == MT_CONN_HANDSHAKING)
-        hold_across_exec(conn);
+        mt_conn_hold_across_exec(conn);
 }
 
 void mt_conn_failure_reason(struct mt_conn *conn, struct mt_text *reason)

@@ -180,11 +180,15 @@ MT_RESULT mt_tls_session_export(struct mt_tls_session *session, unsigned char *b
     return mt_result_of(MT_ERR_UNSUPPORTED);
 #else
     /* A handshake in progress, or a failed session, has no state worth carrying; a record half
-     * sent is in wolfSSL's output buffer, which its export leaves out. */
+     * sent is in wolfSSL's output buffer, which its export leaves out; records encrypted for a
+     * blocking writer and not written yet, or a read-ahead buffer lent to a reader in the
+     * kernel (record.c's transports), belong to a transfer still running. */
     uint32_t unsent_output;
     memcpy(&unsent_output, field_at(session->ssl, MT_WOLFSSL_OUTPUT_LENGTH_OFFSET),
            sizeof(unsent_output));
-    MT_ENSURE(session->handshake_done && session->reason == NULL && unsent_output == 0,
+    MT_ENSURE(session->handshake_done && session->reason == NULL && unsent_output == 0 &&
+                  session->outgoing_length == 0 && !session->outgoing_busy &&
+                  !session->incoming_busy,
               MT_ERR_HANDOFF_STATE);
     struct header header = {.trusted_until_ms = session->trusted_until_ms};
     memcpy(header.magic, magic, sizeof(magic));

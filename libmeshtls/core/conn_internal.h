@@ -89,6 +89,14 @@ int mt_conn_wait_for_progress(struct mt_conn *conn, long long deadline);
 int mt_conn_block_or_explain(struct mt_conn *conn, bool dont_wait, int timeout_option,
                              long long *io_deadline);
 
+/*
+ * DEFERRED: writes every record the session kept, with the lock released, in the blocking
+ * write(2) itself: no poll, so that it works where a sandbox allows only read and write. It
+ * waits only while the socket's send buffer is full; SO_SNDTIMEO (EAGAIN) and a signal (EINTR)
+ * end it, and that errno is returned (0 once nothing is kept, or the connection failed).
+ */
+int mt_conn_write_kept(struct mt_conn *conn);
+
 /* Log lines (conn_log.c). */
 
 /* The line for a connection that fails: refused before it was established, or broken after. */

@@ -529,19 +529,19 @@ int mt_conn_after_connect(struct mt_conn *conn, int result, int connect_errno)
  * blocking write(2) the application's own write would make, with no poll: a process that a
  * sandbox confines to read and write can close its connection. That write waits only while the
  * send buffer is full, i.e. while the peer has not read what the application wrote before it
- * closed; the socket's SO_SNDTIMEO or a signal (a program's alarm) ends it, and the connection
- * then fails instead, saying so: the peer sees the stream end without close_notify.
+ * closed. The socket's SO_SNDTIMEO ends it, and the connection then fails instead, saying so:
+ * the peer sees the stream end without close_notify. A signal means writing again, as for poll:
+ * a program's timeout alarm whose handler returns does not end the wait.
  */
 static bool wait_to_close(struct mt_conn *conn, long long deadline, const char *what)
 {
     if (mt_tls_transport_of(conn->tls) == MT_TLS_TRANSPORT_DEFERRED &&
         mt_tls_outgoing_pending(conn->tls)) {
         int error = mt_conn_write_kept(conn);
-        if (error == 0)
+        if (error == 0 || error == EINTR)
             return conn->state != MT_CONN_FAILED;
-        mt_conn_fail(conn, error == EINTR ? EINTR : ETIMEDOUT, "%s not sent: %s", what,
-                     error == EINTR ? "interrupted by a signal"
-                                    : "the socket's SO_SNDTIMEO passed (the peer is not reading)");
+        mt_conn_fail(conn, ETIMEDOUT,
+                     "%s not sent within the socket's SO_SNDTIMEO (the peer is not reading)", what);
         return false;
     }
     if (mt_conn_wait_for_progress(conn, deadline) == 0 || errno == EINTR)
@@ -594,8 +594,10 @@ static void send_close_notify(struct mt_conn *conn, long long deadline)
         mt_conn_use_transport(conn, !conn->nonblocking);
         end_write_side(conn, deadline);
         /* DEFERRED: the records kept, close_notify last, leave now. */
-        if (conn->state == MT_CONN_ESTABLISHED && mt_tls_outgoing_pending(conn->tls))
-            (void)wait_to_close(conn, deadline, "close_notify");
+        while (conn->state == MT_CONN_ESTABLISHED && mt_tls_outgoing_pending(conn->tls) &&
+               mt_tls_transport_of(conn->tls) == MT_TLS_TRANSPORT_DEFERRED &&
+               wait_to_close(conn, deadline, "close_notify"))
+            ;
     }
     mt_conn_use_transport(conn, false);
 }

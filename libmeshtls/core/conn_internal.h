@@ -93,7 +93,8 @@ int mt_conn_block_or_explain(struct mt_conn *conn, bool dont_wait, int timeout_o
  * DEFERRED: writes every record the session kept, with the lock released, in the blocking
  * write(2) itself: no poll, so that it works where a sandbox allows only read and write. It
  * waits only while the socket's send buffer is full; SO_SNDTIMEO (EAGAIN) and a signal (EINTR)
- * end it, and that errno is returned (0 once nothing is kept, or the connection failed).
+ * end it, and that errno is returned (0 once nothing is kept, or the connection failed); what the
+ * kernel did not take stays kept.
  */
 int mt_conn_write_kept(struct mt_conn *conn);
 

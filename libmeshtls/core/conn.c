@@ -524,9 +524,26 @@ int mt_conn_after_connect(struct mt_conn *conn, int result, int connect_errno)
  * Waits, until deadline, for the socket to take more of what close() or shutdown() must send.
  * Neither call returns EINTR to the application, so a signal only means waiting again; at the
  * deadline the connection fails, saying what was left unsent.
+ *
+ * On a blocking socket the session keeps its records (DEFERRED) and this writes them, in the
+ * blocking write(2) the application's own write would make, with no poll: a process that a
+ * sandbox confines to read and write can close its connection. That write waits only while the
+ * send buffer is full, i.e. while the peer has not read what the application wrote before it
+ * closed. The socket's SO_SNDTIMEO ends it, and the connection then fails instead, saying so:
+ * the peer sees the stream end without close_notify. A signal means writing again, as for poll:
+ * a program's timeout alarm whose handler returns does not end the wait.
  */
 static bool wait_to_close(struct mt_conn *conn, long long deadline, const char *what)
 {
+    if (mt_tls_transport_of(conn->tls) == MT_TLS_TRANSPORT_DEFERRED &&
+        mt_tls_outgoing_pending(conn->tls)) {
+        int error = mt_conn_write_kept(conn);
+        if (error == 0 || error == EINTR)
+            return conn->state != MT_CONN_FAILED;
+        mt_conn_fail(conn, ETIMEDOUT,
+                     "%s not sent within the socket's SO_SNDTIMEO (the peer is not reading)", what);
+        return false;
+    }
     if (mt_conn_wait_for_progress(conn, deadline) == 0 || errno == EINTR)
         return true;
     mt_conn_fail(conn, ETIMEDOUT, "%s not sent within %d ms (the peer is not reading)", what,
@@ -534,12 +551,8 @@ static bool wait_to_close(struct mt_conn *conn, long long deadline, const char *
     return false;
 }
 
-/*
- * Sends what is unsent and then close_notify, each whole, waiting at most until deadline. The
- * kernel's shutdown or close comes right after: a peer that gets FIN inside a record sees a
- * truncated connection, not its end. Short of the deadline, the connection fails instead.
- */
-static void send_close_notify(struct mt_conn *conn, long long deadline)
+/* send_close_notify with the transport set; returns with records perhaps still kept. */
+static void end_write_side(struct mt_conn *conn, long long deadline)
 {
     while (conn->state == MT_CONN_ESTABLISHED && !mt_conn_flush_unsent(conn) &&
            conn->state == MT_CONN_ESTABLISHED) {
@@ -566,6 +579,29 @@ static void send_close_notify(struct mt_conn *conn, long long deadline)
     }
 }
 
+/*
+ * Sends what is unsent and then close_notify, each whole, waiting at most until deadline. The
+ * kernel's shutdown or close comes right after: a peer that gets FIN inside a record sees a
+ * truncated connection, not its end. Short of the deadline, the connection fails instead.
+ * The records go in the system calls the application's own transfers use (tls.h,
+ * mt_tls_transport): write(2) on an O_NONBLOCK socket, waiting in poll for at most
+ * MT_CONN_CLOSE_FLUSH_MS as its own event loop would; write(2) that is itself the wait on a
+ * blocking one (wait_to_close). Never send(2): a sandboxed child may be allowed write alone.
+ */
+static void send_close_notify(struct mt_conn *conn, long long deadline)
+{
+    if (conn->state == MT_CONN_ESTABLISHED) {
+        mt_conn_use_transport(conn, !conn->nonblocking);
+        end_write_side(conn, deadline);
+        /* DEFERRED: the records kept, close_notify last, leave now. */
+        while (conn->state == MT_CONN_ESTABLISHED && mt_tls_outgoing_pending(conn->tls) &&
+               mt_tls_transport_of(conn->tls) == MT_TLS_TRANSPORT_DEFERRED &&
+               wait_to_close(conn, deadline, "close_notify"))
+            ;
+    }
+    mt_conn_use_transport(conn, false);
+}
+
 int mt_conn_shutdown(struct mt_conn *conn, int how)
 {
     pthread_mutex_lock(&conn->lock);
@@ -579,6 +615,9 @@ int mt_conn_shutdown(struct mt_conn *conn, int how)
         if (how == SHUT_WR || how == SHUT_RDWR)
             conn->write_closed = true;
     } else if (how == SHUT_WR || how == SHUT_RDWR) {
+        /* A blocking socket's handshake goes on in read and write, as inside the application's
+         * own read (tls.h, DEFERRED). */
+        mt_conn_use_transport(conn, true);
         mt_conn_step(conn);
         /* A half-close must not cut a handshake short: the peer would see a broken one. */
         if (conn->state == MT_CONN_HANDSHAKING && !mt_conn_is_nonblocking(conn)) {

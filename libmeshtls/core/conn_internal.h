@@ -96,6 +96,15 @@ void mt_conn_count_open(struct mt_conn *conn, bool tls, const char *peer_id);
 /* Makes every name of conn close-on-exec: its session has started (see inherit.h). */
 void mt_conn_hold_across_exec(struct mt_conn *conn);
 
+/*
+ * DEFERRED: writes every record the session kept, with the lock released, in the blocking
+ * write(2) itself: no poll, so that it works where a sandbox allows only read and write. It
+ * waits only while the socket's send buffer is full; SO_SNDTIMEO (EAGAIN) and a signal (EINTR)
+ * end it, and that errno is returned (0 once nothing is kept, or the connection failed); what the
+ * kernel did not take stays kept.
+ */
+int mt_conn_write_kept(struct mt_conn *conn);
+
 /* Log lines (conn_log.c). */
 
 /* The line for a connection that fails: refused before it was established, or broken after. */

@@ -129,6 +129,20 @@ static int write_out(struct mt_conn *conn, long long deadline)
     return 0;
 }
 
+int mt_conn_write_kept(struct mt_conn *conn)
+{
+    while (conn->state != MT_CONN_FAILED && mt_tls_outgoing_pending(conn->tls)) {
+        if (mt_tls_outgoing_busy(conn->tls)) {
+            wait_for_other_transfer(conn);
+            continue;
+        }
+        int error = write_out(conn, -1);
+        if (error != 0)
+            return error;
+    }
+    return 0;
+}
+
 /*
  * DEFERRED: one read(2) of the socket into the session, with the lock released. Returns 0 or
  * the errno that ends the call (EINTR, EAGAIN after SO_RCVTIMEO); EOF and errors go to the

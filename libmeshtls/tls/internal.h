@@ -95,6 +95,7 @@ struct mt_tls_session {
     bool ahead_filled; /* the last recv filled the buffer: the kernel may hold more */
     bool handshake_done;
     bool shutdown_sent;
+    bool close_notify_queued; /* wolfSSL_shutdown returned: what it made is sent or kept */
     bool saw_first_byte;
     bool first_byte_not_tls;
     bool transport_eof;

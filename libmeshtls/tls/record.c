@@ -13,7 +13,6 @@
  * caller's, made with its lock released through mt_tls_incoming_* and mt_tls_outgoing_*.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,39 +48,21 @@ static ssize_t receive_now(struct mt_tls_session *session, void *buffer, size_t 
 }
 
 /*
- * write(2) that raises no SIGPIPE: a record of the session's own (the handshake inside the
- * application's read, close_notify) before the application has said how it wants a broken
- * connection reported. SIGPIPE is blocked for the call, and the one EPIPE queued is taken back;
- * rt_sigprocmask is a call every sandbox allows, and the EPIPE path is the end of a connection.
+ * The application's write for a write; its send(MSG_NOSIGNAL) for a send that asked for it. A
+ * record of the session's own (the handshake inside the application's read, a KeyUpdate answer,
+ * close_notify) before the application has sent anything goes in write(2) as well, with the
+ * signal mask as it is: changing the mask is a system call a strict sandbox refuses, and there is
+ * nothing for it to hold back. The kernel raises SIGPIPE only for a write on a socket shut for
+ * writing, which a session never writes to (nothing follows close_notify, see mt_tls_record_send),
+ * or on one whose error (a reset, a timeout) was already reported to an earlier call: the first
+ * write after a reset fails with ECONNRESET and no signal, and every error a session meets, in a
+ * send or a receive, ends the session before it writes again.
  */
-static ssize_t write_without_sigpipe(int fd, const void *buffer, size_t length)
+static ssize_t write_as_application(int fd, const void *buffer, size_t length, bool use_send)
 {
-    sigset_t pipe_only;
-    sigset_t before;
-    sigemptyset(&pipe_only);
-    sigaddset(&pipe_only, SIGPIPE);
-    if (pthread_sigmask(SIG_BLOCK, &pipe_only, &before) != 0)
-        return mt_sys_send(fd, buffer, length, MSG_NOSIGNAL);
-    ssize_t n = mt_sys_write(fd, buffer, length);
-    MT_PRESERVING_ERRNO({
-        if (n < 0 && errno == EPIPE && !sigismember(&before, SIGPIPE)) {
-            struct timespec no_wait = {0, 0};
-            (void)sigtimedwait(&pipe_only, NULL, &no_wait);
-        }
-        (void)pthread_sigmask(SIG_SETMASK, &before, NULL);
-    });
-    return n;
-}
-
-/* The application's write for a write; its send(MSG_NOSIGNAL) for a send that asked for it. */
-static ssize_t write_as_application(int fd, const void *buffer, size_t length, bool raise_sigpipe,
-                                    bool use_send)
-{
-    if (raise_sigpipe)
-        return mt_sys_write(fd, buffer, length);
     if (use_send)
         return mt_sys_send(fd, buffer, length, MSG_NOSIGNAL);
-    return write_without_sigpipe(fd, buffer, length);
+    return mt_sys_write(fd, buffer, length);
 }
 
 static bool keep_outgoing(struct mt_tls_session *session, const void *buffer, size_t length)
@@ -103,8 +84,8 @@ static ssize_t send_with_transport(struct mt_tls_session *session, const void *b
     ssize_t n;
     do
         n = session->transport == MT_TLS_TRANSPORT_NONBLOCKING
-                ? write_as_application(session->fd, buffer, length, session->send_flags == 0,
-                                       session->sigpipe_chosen)
+                ? write_as_application(session->fd, buffer, length,
+                                       session->sigpipe_chosen && session->send_flags != 0)
                 : mt_sys_send(session->fd, buffer, length, MSG_DONTWAIT | session->send_flags);
     while (n < 0 && errno == EINTR);
     return n;
@@ -274,6 +255,13 @@ static int keep_after_shutdown(struct mt_tls_session *session, const char *buffe
 int mt_tls_record_send(WOLFSSL *ssl, char *buffer, int size, void *user)
 {
     struct mt_tls_session *session = user;
+    /*
+     * Nothing follows close_notify (RFC 8446 §6.1). wolfSSL 5.5.4 still answers a KeyUpdate that
+     * arrives after it: that record is dropped, never written to a socket whose write side the
+     * application may have shut (EPIPE, and SIGPIPE for a write).
+     */
+    if (session->close_notify_queued)
+        return size;
     if (session->shutdown_sent)
         return keep_after_shutdown(session, buffer, size);
     if (!session->handshake_done && wolfSSL_is_init_finished(ssl) && wolfSSL_is_server(ssl))
@@ -403,11 +391,11 @@ bool mt_tls_outgoing_take(struct mt_tls_session *session, struct mt_tls_outgoing
 {
     if (session->outgoing_busy || session->outgoing_length == 0)
         return false;
-    *outgoing = (struct mt_tls_outgoing){.fd = session->fd,
-                                         .raise_sigpipe = session->send_flags == 0,
-                                         .use_send = session->sigpipe_chosen,
-                                         .bytes = session->outgoing,
-                                         .length = session->outgoing_length};
+    *outgoing =
+        (struct mt_tls_outgoing){.fd = session->fd,
+                                 .use_send = session->sigpipe_chosen && session->send_flags != 0,
+                                 .bytes = session->outgoing,
+                                 .length = session->outgoing_length};
     session->outgoing = NULL;
     session->outgoing_length = 0;
     session->outgoing_busy = true;
@@ -417,7 +405,7 @@ bool mt_tls_outgoing_take(struct mt_tls_session *session, struct mt_tls_outgoing
 ssize_t mt_tls_outgoing_write(const struct mt_tls_outgoing *outgoing, size_t offset)
 {
     return write_as_application(outgoing->fd, outgoing->bytes + offset, outgoing->length - offset,
-                                outgoing->raise_sigpipe, outgoing->use_send);
+                                outgoing->use_send);
 }
 
 void mt_tls_outgoing_give_back(struct mt_tls_session *session, struct mt_tls_outgoing *outgoing,

@@ -187,6 +187,7 @@ enum mt_tls_status mt_tls_shutdown(struct mt_tls_session *session)
         mt_tls_held_ticket_drop(session); /* ending before it wrote anything: no ticket */
         session->shutdown_sent = true;    /* record.c now keeps what the socket does not take */
         int ret = wolfSSL_shutdown(session->ssl);
+        session->close_notify_queued = true;
         if (ret != WOLFSSL_SUCCESS && ret != WOLFSSL_SHUTDOWN_NOT_DONE) {
             /*
              * Not sent: the transport failed, or the session is over already (the peer's EOF or

@@ -126,9 +126,10 @@ bool mt_tls_input_ready(struct mt_tls_session *session);
 bool mt_tls_may_have_more(struct mt_tls_session *session);
 
 /*
- * Whether sends raise SIGPIPE on a broken connection, as the application's own call would:
- * write, or send without MSG_NOSIGNAL, raises it. Until the application has sent, the session's
- * own records (a handshake inside a read, close_notify) never raise it.
+ * How the application's own call sends, so that records go in the same call: send with
+ * MSG_NOSIGNAL when it asked for it (raise_sigpipe false), write(2) otherwise. Until the
+ * application has sent, the session's own records (a handshake inside a read, a KeyUpdate
+ * answer, close_notify) go in write(2), which cannot raise SIGPIPE for them (record.c).
  */
 void mt_tls_set_sigpipe(struct mt_tls_session *session, bool raise_sigpipe);
 
@@ -186,7 +187,6 @@ void mt_tls_incoming_give_back(struct mt_tls_session *session, ssize_t n, int er
 /* Records that DEFERRED calls kept for a writer, taken whole by one writer at a time. */
 struct mt_tls_outgoing {
     int fd;
-    bool raise_sigpipe;
     bool use_send; /* the application's send asked for MSG_NOSIGNAL */
     unsigned char *bytes;
     size_t length;

@@ -15,10 +15,18 @@
  *                        the filter), with OpenSSH's pre-authentication list of calls
  *     duplex             as blocking, but the child's two threads read a bulk upload and write a
  *                        bulk download at once on the same blocking socket
- *   sandbox_peer fetch PORT SIZE TOKEN [duplex]
+ *     close              as blocking, close allowed too: the child closes the connection after
+ *                        its response (close_notify goes out inside the filter) and exits
+ *     shutdown           as blocking, shutdown allowed too: the child shuts its write side after
+ *                        the response, then reads until the client's end
+ *     keyupdate          as blocking (the strict list): after the request the child reads one
+ *                        more line, before which the client sends a KeyUpdate that asks for one
+ *                        back; the child answers it while it only reads
+ *   sandbox_peer fetch PORT SIZE TOKEN [duplex|eof]
  *                                  connects, sends "GET SIZE TOKEN\n" (and with duplex uploads
  *                                  SIZE bytes at once from a second thread), reads TOKEN then
- *                                  SIZE bytes of the pattern, prints "fetched SIZE" or why not.
+ *                                  SIZE bytes of the pattern (with eof, then a clean end of the
+ *                                  stream, read returning 0), prints "fetched SIZE" or why not.
  *
  * The response is TOKEN followed by SIZE bytes where byte i is (i * 7 + i / 4096) % 251, so a
  * reordered, lost or repeated record shows. The upload uses the same pattern.
@@ -144,6 +152,10 @@ static void confine(const char *mode)
     /* A thread that ends blocks its signals first (glibc's start_thread). */
     if (strcmp(mode, "duplex") == 0)
         seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(rt_sigprocmask), 0);
+    if (strcmp(mode, "close") == 0)
+        seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(close), 0);
+    if (strcmp(mode, "shutdown") == 0)
+        seccomp_rule_add(filter, SCMP_ACT_ALLOW, SCMP_SYS(shutdown), 0);
     if (strcmp(mode, "handshake") == 0)
         for (size_t i = 0; i < sizeof(openssh_preauth) / sizeof(openssh_preauth[0]); i++)
             seccomp_rule_add(filter, SCMP_ACT_ALLOW, openssh_preauth[i], 0);
@@ -220,6 +232,10 @@ static int serve_child(int fd, const char *mode)
     confine(mode);
     if (!duplex && !read_request(fd, &size, token, sizeof(token), nonblocking))
         return 3;
+    /* keyupdate: the KeyUpdate arrives while this read waits for the second line. */
+    char line[16];
+    if (strcmp(mode, "keyupdate") == 0 && read_some(fd, line, sizeof(line), false) <= 0)
+        return 7;
     if (duplex)
         pthread_barrier_wait(&start);
     if (!write_all(fd, token, strlen(token), nonblocking) || !send_pattern(fd, size, nonblocking))
@@ -229,6 +245,10 @@ static int serve_child(int fd, const char *mode)
         if (!upload.ok)
             return 6;
     }
+    if (strcmp(mode, "close") == 0)
+        return close(fd) == 0 ? 0 : 8;
+    if (strcmp(mode, "shutdown") == 0 && shutdown(fd, SHUT_WR) != 0)
+        return 9;
     /* The client closes once it has everything: wait for that, then leave. */
     char rest[64];
     while (read_some(fd, rest, sizeof(rest), nonblocking) > 0)
@@ -287,8 +307,10 @@ static void *send_upload(void *argument)
     return NULL;
 }
 
-static int fetch(int port, size_t size, const char *token, bool duplex)
+static int fetch(int port, size_t size, const char *token, const char *option)
 {
+    bool duplex = option != NULL && strcmp(option, "duplex") == 0;
+    bool eof = option != NULL && strcmp(option, "eof") == 0;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -332,6 +354,14 @@ static int fetch(int port, size_t size, const char *token, bool duplex)
             return 1;
         }
     }
+    if (eof) {
+        char after;
+        ssize_t n = read(fd, &after, 1);
+        if (n != 0) {
+            printf("no clean end after the response: %s\n", n > 0 ? "more bytes" : strerror(errno));
+            return 1;
+        }
+    }
     close(fd);
     printf("fetched %zu\n", size);
     return 0;
@@ -342,7 +372,8 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "serve") == 0)
         return serve(atoi(argv[2]), argv[3]);
     if ((argc == 5 || argc == 6) && strcmp(argv[1], "fetch") == 0)
-        return fetch(atoi(argv[2]), (size_t)strtoull(argv[3], NULL, 10), argv[4], argc == 6);
-    fprintf(stderr, "usage: sandbox_peer serve PORT MODE | fetch PORT SIZE TOKEN [duplex]\n");
+        return fetch(atoi(argv[2]), (size_t)strtoull(argv[3], NULL, 10), argv[4],
+                     argc == 6 ? argv[5] : NULL);
+    fprintf(stderr, "usage: sandbox_peer serve PORT MODE | fetch PORT SIZE TOKEN [duplex|eof]\n");
     return 2;
 }

@@ -6,25 +6,41 @@ one (poll allowed), with the TLS handshake itself inside the filter (OpenSSH's p
 list), and with two threads reading an upload and writing a download at once on one blocking
 socket. A system call the filter refuses kills the child with SIGSYS, which the parent reports.
 Each response arrives whole and in order, the wire carries only TLS 1.3 records, and a plaintext
-client is refused."""
+client is refused.
+
+The library's own records must keep to the same calls: a child that closes its connection, or
+shuts its write side, inside the filter sends close_notify with write (the client reads a clean
+end, and the last record on the wire is the alert); a strict child that only reads when the
+client's KeyUpdate asks for one back answers it with write, without touching its signal mask,
+and its first write carries the server's held NewSessionTicket (openssl s_client with an SVID of
+the mesh's CA shows both arriving)."""
 
 import os
+import re
 import socket
+import subprocess
+import time
 
 from harness import (BUILD, Mesh, Relay, assert_relay_tls13, check, free_port, main,
-                     random_token, run_meshed, start_meshed_server, wait_for)
+                     random_token, run_meshed, start_meshed_server, tls_records, wait_for)
+from lifecycle_common import Pki
 
 SANDBOX_PEER = os.path.join(BUILD, "tests", "integration", "sandbox_peer")
 SIZE = 4 * 1024 * 1024  # far beyond loopback's socket buffers: the child's writes block
 
 
-def serve_once(mesh, mode, duplex=False):
+# TLS 1.3 hides an alert in an application_data record: its 2 bytes, the inner content type
+# and the 16-byte AEAD tag make a body of 19 bytes (RFC 8446 §5.2), which no data record has.
+ALERT_RECORD_BODY = 2 + 1 + 16
+
+
+def serve_once(mesh, mode, option=None):
     port = free_port()
     server = start_meshed_server(mesh, f"server-{mode}", [SANDBOX_PEER, "serve", str(port), mode],
                                  port)
     relay = Relay(port)
     token = random_token(16)
-    argv = [SANDBOX_PEER, "fetch", str(relay.port), str(SIZE), token] + (["duplex"] if duplex
+    argv = [SANDBOX_PEER, "fetch", str(relay.port), str(SIZE), token] + ([option] if option
                                                                           else [])
     status, output, errors = run_meshed(mesh, f"client-{mode}", argv, 60)
     server_status = server.wait(30)
@@ -35,6 +51,88 @@ def serve_once(mesh, mode, duplex=False):
     check(server_status == 0 and "child exited 0" in server_output,
           f"{mode}: the sandboxed child did not finish cleanly: {server_output.strip()!r}\n"
           f"{server.stderr()[-3000:]}")
+    down = bytes(relay.server_bytes[0]) if relay.server_bytes else b""
+    assert_relay_tls13(relay, [token.encode()], expected_connections=1)
+    if mode in ("close", "shutdown"):
+        last = tls_records(down)[-1]
+        check(last[0] == 23 and len(last[2]) == ALERT_RECORD_BODY,
+              f"{mode}: the server's last record is not close_notify ({len(last[2])} bytes)")
+
+
+def mesh_client_certificate(mesh):
+    """An X.509-SVID for openssl s_client, signed by the agent's CA: the identity every process
+    of the test has (uid 0's, or the user's)."""
+    pki = Pki(os.path.join(mesh.dir, "pki"))
+    state = os.path.join(mesh.dir, "agent-state")
+    pki.adopt("agentca", os.path.join(state, "ca.crt"), os.path.join(state, "ca.key"))
+    uri = f"URI:spiffe://meshtls.local/uid/{os.getuid()}"
+    return pki.leaf("client", "agentca", [uri]), pki.path("client.key"), pki.path("agentca.crt")
+
+
+def key_update_while_reading(mesh):
+    """openssl s_client sends the request, then a KeyUpdate asking for one back ("K"), then a
+    second line: the strict child reads it, answering the KeyUpdate with write, then writes its
+    response, which carries the server's held NewSessionTicket."""
+    certificate, key, authority = mesh_client_certificate(mesh)
+    port = free_port()
+    server = start_meshed_server(mesh, "server-keyupdate",
+                                 [SANDBOX_PEER, "serve", str(port), "keyupdate"], port)
+    relay = Relay(port)
+    token = random_token(16)
+    size = 1000
+    client = subprocess.Popen(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{relay.port}", "-tls1_3", "-msg",
+         "-cert", certificate, "-key", key, "-CAfile", authority, "-alpn", "meshtls/1"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = bytearray()
+
+    def read_until(marker, timeout):
+        deadline = time.monotonic() + timeout
+        os.set_blocking(client.stdout.fileno(), False)
+        while marker not in output and time.monotonic() < deadline:
+            chunk = client.stdout.read(65536)
+            if chunk:
+                output.extend(chunk)
+            elif client.poll() is not None:
+                break
+            else:
+                time.sleep(0.05)
+        return marker in output
+
+    try:
+        handshake_done = read_until(b"Verify return code", 20)
+        check(handshake_done,
+              f"s_client did not complete the handshake:\n{output.decode(errors='replace')}")
+        for line in (f"GET {size} {token}\n", "K\n", "GO\n"):
+            try:
+                client.stdin.write(line.encode())
+                client.stdin.flush()
+            except BrokenPipeError:
+                break  # s_client is gone: the checks below say why
+            time.sleep(0.3)  # s_client takes a command only as a read of its own
+        got = read_until(token.encode(), 20)
+        try:
+            client.stdin.close()
+        except BrokenPipeError:
+            pass
+        client.wait(20)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    text = output.decode(errors="replace")
+    server.wait(30)
+    server_output = server.stdout().decode(errors="replace")
+    check("child exited 0" in server_output,
+          f"keyupdate: the strict child did not finish cleanly: {server_output.strip()!r}\n"
+          f"{server.stderr()[-3000:]}")
+    check(got, f"keyupdate: s_client did not get the response:\n{text[-3000:]}")
+    check(">>> TLS 1.3, Handshake [length 0005], KeyUpdate" in text,
+          f"keyupdate: s_client sent no KeyUpdate:\n{text[-3000:]}")
+    check("<<< TLS 1.3, Handshake [length 0005], KeyUpdate" in text,
+          f"keyupdate: the child did not answer the KeyUpdate:\n{text[-3000:]}")
+    check(re.search(r"<<< TLS 1\.3, Handshake \[length [0-9a-f]+\], NewSessionTicket", text),
+          f"keyupdate: no NewSessionTicket from the child:\n{text[-3000:]}")
     assert_relay_tls13(relay, [token.encode()], expected_connections=1)
 
 
@@ -65,11 +163,15 @@ def test():
         mesh.start_agent()
         for mode in ("blocking", "nonblocking", "handshake"):
             serve_once(mesh, mode)
-        serve_once(mesh, "duplex", duplex=True)
+        serve_once(mesh, "duplex", "duplex")
+        for mode in ("close", "shutdown"):
+            serve_once(mesh, mode, "eof")
+        key_update_while_reading(mesh)
         plaintext_refused(mesh)
         print(f"blocking, non-blocking, handshake-inside and duplex children each served "
-              f"{SIZE} bytes under a kill-by-default seccomp filter; TLS 1.3 on the wire; "
-              f"plaintext refused")
+              f"{SIZE} bytes under a kill-by-default seccomp filter; children that close and "
+              f"shut down inside it sent close_notify; a strict child answered a KeyUpdate while "
+              f"reading; TLS 1.3 on the wire; plaintext refused")
 
 
 if __name__ == "__main__":

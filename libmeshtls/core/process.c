@@ -1,12 +1,14 @@
 /*
  * fork handlers and vfork detection (see process.h).
  *
- * Owns the pid cached at initialisation and after each fork, and the order in which the other
- * modules reset their state in a fork child. Asks the kernel for the pid each time it compares
- * (util/sys.h: never a cached answer), because a vfork child shares the cache with its parent.
- * Must never change a table from a vfork child.
+ * Owns the pid cached at initialisation and after each fork, the page that tells a fork child
+ * whose fork handlers never ran, and the order in which the other modules reset their state in a
+ * fork child. Asks the kernel for the pid each time it compares (util/sys.h: never a cached
+ * answer), because a vfork child shares the cache with its parent. Must never change a table
+ * from a vfork child.
  */
 #include <pthread.h>
+#include <sys/mman.h>
 
 #include "../util/sys.h"
 #include "conn.h"
@@ -18,6 +20,17 @@
 
 static pthread_once_t process_once = PTHREAD_ONCE_INIT;
 static pid_t cached_pid;
+
+/*
+ * One byte, 1 in a process whose fork handlers ran, on a page the kernel empties in every child
+ * that gets memory of its own (MADV_WIPEONFORK, Linux 4.14) and leaves as it is in a vfork
+ * child, which shares it. A child made by the clone or fork system call rather than glibc's
+ * fork (vsftpd isolates each session's processes with clone(CLONE_NEWPID | …)) runs no
+ * pthread_atfork handler: by the pid alone it would pass for a vfork child, whose hooks leave the
+ * tables alone, and its dup2(connection, 1) would go unrecorded and its writes to fd 1 leave in
+ * clear. Such a child finds the byte 0 and runs the fork child's reset at its first hook.
+ */
+static volatile unsigned char *forked_here;
 
 static void mark_shared(struct mt_conn *conn, void *argument)
 {
@@ -48,6 +61,8 @@ static void after_fork_parent(void)
 
 static void after_fork_child(void)
 {
+    if (forked_here != NULL)
+        *forked_here = 1;
     cached_pid = mt_sys_getpid();
     mt_table_after_fork_child();
     mt_runtime_after_fork_child();
@@ -65,6 +80,13 @@ static void after_fork_child(void)
 static void init_once(void)
 {
     cached_pid = mt_sys_getpid();
+    void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page != MAP_FAILED && madvise(page, 4096, MADV_WIPEONFORK) == 0) {
+        forked_here = page;
+        *forked_here = 1;
+    } else if (page != MAP_FAILED) {
+        (void)munmap(page, 4096); /* a kernel before 4.14: such children pass for vfork ones */
+    }
     pthread_atfork(NULL, after_fork_parent, after_fork_child);
 }
 
@@ -73,7 +95,14 @@ void mt_process_init(void)
     pthread_once(&process_once, init_once);
 }
 
+void mt_process_notice_unseen_fork(void)
+{
+    if (forked_here != NULL && *forked_here == 0)
+        after_fork_child();
+}
+
 bool mt_process_is_vfork_child(void)
 {
+    mt_process_notice_unseen_fork();
     return cached_pid != 0 && mt_sys_getpid() != cached_pid;
 }

@@ -29,6 +29,14 @@
 /* Registers the fork handlers and caches the pid; idempotent. */
 void mt_process_init(void);
 
+/*
+ * A child made by the fork or clone system call, whose fork handlers never ran, resets its state
+ * now as a fork child does (process.c says how it is told apart from a vfork child). Cheap: one
+ * byte read. The table calls it at every lookup, so that no hook of such a child acts on state
+ * that is its parent's.
+ */
+void mt_process_notice_unseen_fork(void);
+
 /* True in a child that shares its parent's memory (vfork): leave every table alone. */
 bool mt_process_is_vfork_child(void);
 

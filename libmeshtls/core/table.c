@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "fd_map.h"
+#include "process.h"
 #include "table.h"
 
 /*
@@ -33,6 +34,7 @@ static struct mt_conn *pool;
 
 struct mt_conn *mt_table_acquire(int fd)
 {
+    mt_process_notice_unseen_fork();
     mt_fd_map_slot *slot = mt_fd_map_slot_of(&table, fd);
     if (slot == NULL)
         return NULL;

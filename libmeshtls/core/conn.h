@@ -180,10 +180,10 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd);
 void mt_conn_reset(struct mt_conn *conn, const char *reason);
 
 /*
- * Hand-over to another process (conn_handoff.c). mt_conn_export writes conn's whole state into
+ * Hand-over to another process (conn_handover.c). mt_conn_export writes conn's whole state into
  * buffer (at most MT_CONN_EXPORT_MAX bytes; it holds key material: wipe it once used): only an
  * established connection, once what the TLS layer committed is sent (a bounded wait), else
- * MT_ERR_HANDOFF_STATE. The connection is left as it was.
+ * MT_ERR_HANDOVER_STATE. The connection is left as it was.
  */
 #define MT_CONN_EXPORT_MAX (MT_TLS_EXPORT_MAX + 64)
 MT_RESULT mt_conn_export(struct mt_conn *conn, unsigned char *buffer, size_t capacity,

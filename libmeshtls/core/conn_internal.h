@@ -1,7 +1,7 @@
 /*
  * What the files of the connection engine share among themselves, and nothing else may call:
  * conn.c (the state machine), conn_io.c (transfers and waits), conn_poll.c (readiness),
- * conn_copy.c (sendfile/splice), conn_log.c (log lines) and conn_handoff.c (a connection handed
+ * conn_copy.c (sendfile/splice), conn_log.c (log lines) and conn_handover.c (a connection handed
  * to another process). The public contract is conn.h.
  *
  * Unless said otherwise, each function is called with the connection's lock held.

@@ -1,6 +1,6 @@
 /*
  * A connection handed to another process: its state exported (core's part: role, half-close
- * flags, the exporting pid; then the TLS session's, tls/handoff.c), and a connection opened from
+ * flags, the exporting pid; then the TLS session's, tls/handover.c), and a connection opened from
  * such an export, established from its first moment.
  *
  * Owns the connection part of the export format. Must never export a connection whose TLS layer
@@ -56,7 +56,7 @@ MT_RESULT mt_conn_export(struct mt_conn *conn, unsigned char *buffer, size_t cap
         if (mt_conn_wait_for_progress(conn, deadline) != 0 && errno != EINTR)
             break;
     }
-    mt_result result = mt_result_of(MT_ERR_HANDOFF_STATE);
+    mt_result result = mt_result_of(MT_ERR_HANDOVER_STATE);
     if (conn->state != MT_CONN_ESTABLISHED || conn->unsent_length > 0)
         goto out;
     struct header header = {
@@ -93,11 +93,11 @@ static MT_RESULT import(struct mt_conn *conn, const unsigned char *state, size_t
                         pid_t *from)
 {
     struct header header;
-    MT_ENSURE(length >= sizeof(header), MT_ERR_HANDOFF_STATE);
+    MT_ENSURE(length >= sizeof(header), MT_ERR_HANDOVER_STATE);
     memcpy(&header, state, sizeof(header));
     MT_ENSURE(memcmp(header.magic, magic, sizeof(magic)) == 0 &&
                   header.tls_length == length - sizeof(header),
-              MT_ERR_HANDOFF_STATE);
+              MT_ERR_HANDOVER_STATE);
     MT_GUARD(mt_tls_session_import(conn->context, conn->fd, state + sizeof(header),
                                    header.tls_length, &conn->tls));
     conn->write_closed = (header.flags & FLAG_WRITE_CLOSED) != 0;

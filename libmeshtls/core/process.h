@@ -25,9 +25,16 @@
 #define MT_CORE_PROCESS_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 /* Registers the fork handlers and caches the pid; idempotent. */
 void mt_process_init(void);
+
+/*
+ * This process's pid, cached at initialisation and in each fork child: asked without a system
+ * call, which a sandboxed child may not make.
+ */
+pid_t mt_process_pid(void);
 
 /* True in a child that shares its parent's memory (vfork): leave every table alone. */
 bool mt_process_is_vfork_child(void);

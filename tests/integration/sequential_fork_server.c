@@ -51,8 +51,11 @@ static bool write_all(int fd, const char *data, size_t length)
 {
     while (length > 0) {
         ssize_t n = write(fd, data, length);
-        if (n < 0 && errno == EINTR)
+        /* Interrupted calls are retried, as a real server must (and the fault soak injects). */
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+            usleep(1000);
             continue;
+        }
         if (n <= 0)
             return false;
         data += n;
@@ -79,8 +82,10 @@ static bool read_line(int fd)
             return false;
         }
         ssize_t n = read(fd, buffered + buffered_length, sizeof(buffered) - buffered_length);
-        if (n < 0 && errno == EINTR)
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+            usleep(1000);
             continue;
+        }
         if (n == 0)
             errno = 0;
         if (n <= 0)

@@ -46,7 +46,7 @@ static void note_handshake_ahead(struct mt_conn *conn, void *argument)
 /* In the parent, before the child exists: so both inherit the relay slots (relay.h). */
 static void before_fork(void)
 {
-    mt_relay_before_fork();
+    mt_relay_before_fork(cached_pid);
 }
 
 static void after_fork_parent(void)

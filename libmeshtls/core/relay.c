@@ -117,8 +117,31 @@ static void link_relayable(struct mt_conn *conn, void *argument)
     pthread_mutex_unlock(&conn->lock);
 }
 
-void mt_relay_before_fork(void)
+/*
+ * A slot this process owns: at the fork, parent and child hold the same, current state, as for a
+ * fresh slot. It is freed as a new generation without an export (nothing to copy: both copies
+ * are it), so that whichever of the two uses the connection next claims it without importing.
+ * A process with an older copy finds that generation without a state (length 0): lost to it.
+ */
+static void free_owned(struct mt_conn *conn, void *argument)
 {
+    pid_t pid = *(const pid_t *)argument;
+    pthread_mutex_lock(&conn->lock);
+    struct mt_relay_link *link = &conn->relay;
+    if (link->region != NULL && atomic_load(&slot_of(link)->owner) == (int32_t)pid) {
+        struct slot *slot = slot_of(link);
+        slot->length = 0;
+        atomic_store(&slot->last_pid, (int32_t)pid);
+        link->generation++;
+        atomic_store_explicit(&slot->generation, link->generation, memory_order_release);
+        atomic_store_explicit(&slot->owner, 0, memory_order_release);
+    }
+    pthread_mutex_unlock(&conn->lock);
+}
+
+void mt_relay_before_fork(pid_t pid)
+{
+    mt_table_for_each(free_owned, &pid);
     unsigned count = 0;
     mt_table_for_each(count_relayable, &count);
     if (count == 0)
@@ -169,7 +192,12 @@ enum mt_relay_claim mt_relay_claim(struct mt_relay_link *link, pid_t pid, pid_t 
         *state = link->region->base + rooms_offset(link->region->count) +
                  (size_t)link->index * room_size();
         *length = slot->length;
-        return MT_RELAY_NEWER;
+        if (*length > 0)
+            return MT_RELAY_NEWER;
+        /* A generation only the processes of a later fork hold (free_owned): not this copy. */
+        atomic_store(&slot->owner, 0);
+        *other = (pid_t)atomic_load(&slot->last_pid);
+        return has_ended(*other) ? MT_RELAY_LOST : MT_RELAY_BUSY;
     }
     if (owner == (int32_t)pid)
         return MT_RELAY_CURRENT;

@@ -44,8 +44,11 @@ struct mt_relay_link {
     uint32_t generation; /* the generation this process's copy of the state is */
 };
 
-/* In the forking process, before fork: gives each established connection without one a slot. */
-void mt_relay_before_fork(void);
+/*
+ * In the forking process (pid), before fork: gives each established connection without one a
+ * slot, and frees the slots it owns (parent and child then hold the same, current state).
+ */
+void mt_relay_before_fork(pid_t pid);
 
 enum mt_relay_claim {
     MT_RELAY_CURRENT, /* claimed, and this process's copy is the newest state */

@@ -3,7 +3,7 @@
  * the shape of OpenSSH's sshd (the monitor, a pre-authentication child, a post-authentication
  * child), without exec.
  *
- *   sequential_fork_server PORT exit|_exit|sandbox|interleave
+ *   sequential_fork_server PORT exit|_exit|sandbox|interleave|between
  *
  * Listens on 127.0.0.1:PORT (prints "listening"), accepts one connection and answers its first
  * line itself ("parent LINE"). Then it forks child 1, which answers each line ("child1 LINE";
@@ -13,6 +13,9 @@
  * the connection (mode sandbox). The parent waits for it ("child1 exited STATUS" on stdout), then
  * forks child 2, which answers the same way ("child2 ...") until "bye", answered "bye" before it
  * closes the connection and exits; the parent prints "child2 exited STATUS" and ends.
+ *
+ * Mode between: after child 1, the parent answers one line itself ("parent LINE") before it
+ * forks child 2.
  *
  * Mode interleave: after child 1's first answer the parent writes to the connection itself while
  * child 1 is alive and uses it; it prints "parent write: OK" or "parent write: ERROR", then lets
@@ -205,7 +208,7 @@ static int wait_child(pid_t pid, const char *name)
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: %s PORT exit|_exit|sandbox|interleave\n", argv[0]);
+        fprintf(stderr, "usage: %s PORT exit|_exit|sandbox|interleave|between\n", argv[0]);
         return 2;
     }
     const char *mode = argv[2];
@@ -253,6 +256,14 @@ int main(int argc, char **argv)
         return 0;
     }
     wait_child(child1, "child1");
+    if (strcmp(mode, "between") == 0) {
+        if (!read_line(fd)) {
+            printf("parent read: %s\n", strerror(errno));
+            return 1;
+        }
+        reply(fd, "parent", line);
+    }
+    fflush(stdout);
     pid_t child2 = fork();
     if (child2 == 0) {
         serve(fd, "child2", "bye", -1);

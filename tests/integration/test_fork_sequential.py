@@ -14,6 +14,8 @@ to process: before, child 2 wrote with the parent's stale sequence numbers and t
     use of the connection and ends with exit(0) inside the filter.
   - _exit: child 1 cannot give the state back; child 2 fails closed with a log line saying why,
     the client sees the connection reset, never a byte decrypted wrong.
+  - between: the parent itself answers a line between the two children (it takes the state
+    child 1 gave back, and child 2 continues from the parent's).
   - interleave: the parent writes while child 1 uses the connection: its write fails with a log
     line naming both pids, nothing reaches the client, and child 1 finishes the conversation.
 
@@ -98,6 +100,8 @@ def client(port, mode, secret):
             fail_client(f"child 2 answered {answer[:200]!r} after child 1's _exit")
         print("ok reset")
         return
+    if mode == "between":
+        talk.expect(f"between {secret}", f"parent between {secret}")
     talk.expect(f"two {secret}", f"child2 two {secret}")
     talk.bulk("child2")
     talk.expect("v" * UPLOAD, f"child2 got {UPLOAD}")
@@ -130,7 +134,7 @@ def one_run(mesh, mode):
     check(status == 0 and output.strip() == expected_client,
           f"{mode}: the client failed ({status}){detail}")
     check(server_status == 0 and "child1 exited 0" in out, f"{mode}: child 1{detail}")
-    if mode in ("exit", "sandbox"):
+    if mode in ("exit", "sandbox", "between"):
         check("child2 exited 0" in out, f"{mode}: child 2 did not finish cleanly{detail}")
     if mode == "_exit":
         check("child2 read: Connection reset by peer" in out and "child2 exited 3" in out,
@@ -163,7 +167,7 @@ def plaintext_refused(mesh):
 def test():
     with Mesh("fork-sequential") as mesh:
         mesh.start_agent()
-        for mode in ("exit", "sandbox", "_exit", "interleave"):
+        for mode in ("exit", "sandbox", "between", "_exit", "interleave"):
             one_run(mesh, mode)
         plaintext_refused(mesh)
         print("plaintext refused")

@@ -25,6 +25,9 @@ packages=(
   lighttpd
   # a handler the preload cannot follow (a static binary) exec'd on a meshed connection
   busybox-static
+  # a privilege-separated server: one connection used by the monitor, a sandboxed pre-auth
+  # child and the post-auth child in turn (test_real_sshd.py)
+  openssh-server openssh-client
   # metrics format checks: the Prometheus text parser and promtool
   python3-prometheus-client prometheus
   # policy tests: server-speaks-first with the real MariaDB server and client; the README

@@ -347,11 +347,6 @@ void mt_conn_step(struct mt_conn *conn)
     MT_PRESERVING_ERRNO(make_progress(conn));
 }
 
-void mt_conn_claim(struct mt_conn *conn)
-{
-    conn->shared = false;
-}
-
 void mt_conn_shorten_detection(struct mt_conn *conn)
 {
     if (conn->state == MT_CONN_DETECTING)
@@ -605,16 +600,19 @@ static void send_close_notify(struct mt_conn *conn, long long deadline)
 int mt_conn_shutdown(struct mt_conn *conn, int how)
 {
     pthread_mutex_lock(&conn->lock);
-    if (conn->shared) {
-        /*
-         * A copy made by fork and not used here since: the other process may have moved the
-         * stream on, and a record from this copy would repeat its sequence numbers (the peer
-         * fails the connection; the nonce is reused). Nothing goes on the wire, as at close; the
-         * kernel's shutdown, which the caller makes next, still ends the stream for both.
-         */
-        if (how == SHUT_WR || how == SHUT_RDWR)
-            conn->write_closed = true;
-    } else if (how == SHUT_WR || how == SHUT_RDWR) {
+    bool ends_writing = how == SHUT_WR || how == SHUT_RDWR;
+    /*
+     * A copy made by fork and not used here since may be stale: another process (a child, or
+     * the program it exec'd) may have moved the stream on, and a record from this copy would
+     * repeat its sequence numbers (the peer fails the connection; the nonce is reused). It sends
+     * close_notify only when it holds the stream's current state: a relayed connection whose
+     * slot is free (its newest state imported first, relay.h). Otherwise nothing goes on the
+     * wire, as at close; the kernel's shutdown, which the caller makes next, still ends the
+     * stream for every process.
+     */
+    if (ends_writing && conn->shared && !mt_conn_claim(conn, true)) {
+        conn->write_closed = true;
+    } else if (ends_writing) {
         /* A blocking socket's handshake goes on in read and write, as inside the application's
          * own read (tls.h, DEFERRED). */
         mt_conn_use_transport(conn, true);
@@ -626,10 +624,7 @@ int mt_conn_shutdown(struct mt_conn *conn, int how)
                    mt_conn_block_or_explain(conn, false, SO_SNDTIMEO, &no_timeout) == 0)
                 mt_conn_step(conn);
         }
-        /* A copy forked off and not used here since is stale: another process (a child, or the
-         * program it exec'd) may have moved the stream on. Like close, it sends nothing. */
-        if (!conn->shared)
-            send_close_notify(conn, mt_sys_now_ms() + MT_CONN_CLOSE_FLUSH_MS);
+        send_close_notify(conn, mt_sys_now_ms() + MT_CONN_CLOSE_FLUSH_MS);
     }
     if (how == SHUT_RD || how == SHUT_RDWR)
         conn->peer_closed = true;
@@ -666,8 +661,12 @@ void mt_conn_close(struct mt_conn *conn, int fd)
             }
         }
     }
-    if (last && !conn->shared)
+    if (last && !conn->shared) {
+        /* The process holding the stream ends it, as its close would end a plain one; the
+         * state, closed, goes back to the relay slot for any other process still holding it. */
         send_close_notify(conn, mt_sys_now_ms() + MT_CONN_CLOSE_FLUSH_MS);
+        mt_conn_give_back_locked(conn);
+    }
     mt_conn_unlock_and_notify(conn);
     mt_conn_release(conn);
 }
@@ -754,6 +753,7 @@ void mt_conn_release(struct mt_conn *conn)
     free(conn->other_fds);
     conn->other_fds = NULL;
     conn->other_fd_count = 0;
+    mt_relay_unlink(&conn->relay);
     if (conn->metrics != NULL)
         mt_metrics_connection_close(conn->metrics);
     conn->metrics = NULL;

@@ -53,6 +53,7 @@
 #include "../policy/policy.h"
 #include "../tls/tls.h"
 #include "../util/text.h"
+#include "relay.h"
 
 enum mt_conn_state {
     MT_CONN_CONNECTING,
@@ -94,7 +95,7 @@ struct mt_conn {
     bool write_closed;        /* shutdown(SHUT_WR): close_notify sent */
     bool peer_closed;         /* close_notify or EOF received */
     bool notify_pollers;      /* a change epoll waiters must look at (see epoll.h) */
-    bool shared;              /* copied by fork and not yet used here (see process.h) */
+    bool shared;              /* copied by fork and not claimed here (see process.h) */
     bool tls_started;         /* the TLS layer has seen the connection (see inherit.h) */
     bool held_across_exec;    /* its names were made close-on-exec (conn.c) */
     int *other_fds;           /* further names from dup/dup2/dup3/F_DUPFD; fd is the one in use */
@@ -122,6 +123,9 @@ struct mt_conn {
     long long receive_timeout_ms;  /* SO_RCVTIMEO; 0: none */
     long long send_timeout_ms;     /* SO_SNDTIMEO; 0: none */
     pthread_cond_t kernel_io_done; /* a read or write made with the lock released has ended */
+
+    /* Its record state's slot, when a fork made it shared while established (relay.h). */
+    struct mt_relay_link relay;
 };
 
 /*
@@ -180,10 +184,10 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd);
 void mt_conn_reset(struct mt_conn *conn, const char *reason);
 
 /*
- * Hand-over to another process (conn_handoff.c). mt_conn_export writes conn's whole state into
+ * Hand-over to another process (conn_handover.c). mt_conn_export writes conn's whole state into
  * buffer (at most MT_CONN_EXPORT_MAX bytes; it holds key material: wipe it once used): only an
  * established connection, once what the TLS layer committed is sent (a bounded wait), else
- * MT_ERR_HANDOFF_STATE. The connection is left as it was.
+ * MT_ERR_HANDOVER_STATE. The connection is left as it was.
  */
 #define MT_CONN_EXPORT_MAX (MT_TLS_EXPORT_MAX + 64)
 MT_RESULT mt_conn_export(struct mt_conn *conn, unsigned char *buffer, size_t capacity,
@@ -206,6 +210,13 @@ struct mt_conn *mt_conn_open_handed_over(int fd, struct mt_tls_context *context,
 
 /* After fork: this copy must not send close_notify unless this process uses it (process.h). */
 void mt_conn_mark_shared(struct mt_conn *conn);
+
+/*
+ * This process stops using conn (it exits): when it holds the stream's current state, the state
+ * is given back to its relay slot for the next process that uses the connection (relay.h).
+ * Takes the lock.
+ */
+void mt_conn_give_back(struct mt_conn *conn);
 
 /* In a fork child: what the first handshake step needs of fcntl, done while it may be called. */
 void mt_conn_hold_before_confinement(struct mt_conn *conn);

@@ -1,7 +1,7 @@
 /*
  * What the files of the connection engine share among themselves, and nothing else may call:
  * conn.c (the state machine), conn_io.c (transfers and waits), conn_poll.c (readiness),
- * conn_copy.c (sendfile/splice), conn_log.c (log lines) and conn_handoff.c (a connection handed
+ * conn_copy.c (sendfile/splice), conn_log.c (log lines) and conn_handover.c (a connection handed
  * to another process). The public contract is conn.h.
  *
  * Unless said otherwise, each function is called with the connection's lock held.
@@ -28,8 +28,17 @@ void mt_conn_step(struct mt_conn *conn);
  */
 void mt_conn_unlock_and_notify(struct mt_conn *conn);
 
-/* The first process to use a connection copied by fork claims it (see process.h). */
-void mt_conn_claim(struct mt_conn *conn);
+/*
+ * The first process to use a connection copied by fork claims it (see process.h); a relayed
+ * one (relay.h) is claimed in its slot, importing the newest state first. False when it cannot
+ * be had: for a read or write (to_end false) the connection is then FAILED here, logged; for
+ * close_notify at shutdown (to_end true) nothing is said, nothing changes, and a copy that is
+ * not relayed is never claimed (its state may be stale: it sends nothing).
+ */
+bool mt_conn_claim(struct mt_conn *conn, bool to_end);
+
+/* The owner's state into its relay slot, the slot released (the lock held; see conn.h). */
+void mt_conn_give_back_locked(struct mt_conn *conn);
 
 /*
  * Moves to FAILED, keeping errno_value for every later call and the reason for

@@ -284,7 +284,7 @@ static ssize_t receive(struct mt_conn *conn, void *buffer, size_t length, int fl
     ssize_t result = -1;
 
     pthread_mutex_lock(&conn->lock);
-    mt_conn_claim(conn);
+    (void)mt_conn_claim(conn, false);
     for (;;) {
         /* Set again at each turn: another thread's call may have set its own while this one
          * waited with the lock released. */
@@ -398,7 +398,7 @@ static ssize_t transmit(struct mt_conn *conn, const void *buffer, size_t length,
     size_t total = 0;
 
     pthread_mutex_lock(&conn->lock);
-    mt_conn_claim(conn);
+    (void)mt_conn_claim(conn, false);
     mt_conn_shorten_detection(conn);
     if (conn->tls != NULL)
         mt_tls_set_sigpipe(conn->tls, (flags & MSG_NOSIGNAL) == 0);

@@ -116,7 +116,7 @@ static void reset_for_exec(struct collect *collect, int fd, struct mt_conn *conn
 static bool hand_over(struct collect *collect, int fd, struct mt_conn *conn, struct mt_text *why)
 {
     const struct mt_check_report *report = program_report(collect);
-    if (!mt_tls_handoff_is_supported()) {
+    if (!mt_tls_handover_is_supported()) {
         mt_text_set(why, "this build's wolfSSL cannot export sessions");
         return false;
     }

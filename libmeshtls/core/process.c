@@ -9,11 +9,13 @@
  */
 #include <pthread.h>
 #include <sys/mman.h>
+#include <stdlib.h>
 
 #include "../util/sys.h"
 #include "conn.h"
 #include "epoll.h"
 #include "inherit.h"
+#include "relay.h"
 #include "process.h"
 #include "runtime.h"
 #include "table.h"
@@ -54,6 +56,12 @@ static void note_handshake_ahead(struct mt_conn *conn, void *argument)
         *(bool *)argument = true;
 }
 
+/* In the parent, before the child exists: so both inherit the relay slots (relay.h). */
+static void before_fork(void)
+{
+    mt_relay_before_fork(cached_pid);
+}
+
 static void after_fork_parent(void)
 {
     mt_table_for_each(mark_shared, NULL);
@@ -77,6 +85,23 @@ static void after_fork_child(void)
     mt_table_for_each(child_reset, NULL);
 }
 
+static void give_back(struct mt_conn *conn, void *argument)
+{
+    (void)argument;
+    mt_conn_give_back(conn);
+}
+
+/*
+ * exit(): each connection this process holds the stream's state of goes back to its relay slot
+ * for the next process. Memory only, besides a record still unsent: a sandboxed child (OpenSSH's
+ * pre-authentication child calls exit(0) under seccomp) may make no other system call. Runs
+ * before the library's destructors (secret.c wipes at exit), as atexit handlers do.
+ */
+static void give_back_at_exit(void)
+{
+    mt_table_for_each(give_back, NULL);
+}
+
 static void init_once(void)
 {
     cached_pid = mt_sys_getpid();
@@ -87,7 +112,13 @@ static void init_once(void)
     } else if (page != MAP_FAILED) {
         (void)munmap(page, 4096); /* a kernel before 4.14: such children pass for vfork ones */
     }
-    pthread_atfork(NULL, after_fork_parent, after_fork_child);
+    pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+    atexit(give_back_at_exit);
+}
+
+pid_t mt_process_pid(void)
+{
+    return cached_pid;
 }
 
 void mt_process_init(void)

@@ -148,6 +148,7 @@ struct mt_conn *mt_table_conn_allocate(void)
     conn->nonblocking = false;
     conn->receive_timeout_ms = 0;
     conn->send_timeout_ms = 0;
+    conn->relay = (struct mt_relay_link){0};
     atomic_store(&conn->references, 1);
     return conn;
 }

@@ -90,7 +90,7 @@ static MT_RESULT make_ctx(struct mt_tls_context *context, enum mt_tls_role role,
 
     wolfSSL_CTX_SetIORecv(ctx, mt_tls_record_receive);
     wolfSSL_CTX_SetIOSend(ctx, mt_tls_record_send);
-    mt_tls_handoff_configure(ctx);
+    mt_tls_handover_configure(ctx);
     /* One send per handshake flight: message by message, Nagle holds the second small segment
      * until the peer's delayed ACK (40 ms on Linux) and every handshake stalls. */
     MT_ENSURE(wolfSSL_CTX_set_group_messages(ctx) == WOLFSSL_SUCCESS, MT_ERR_CRYPTO);

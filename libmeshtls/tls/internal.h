@@ -12,7 +12,7 @@
  *   claim.c       resumption, the session's side: who a resumed handshake's peer is, and for
  *                 how long (the tables themselves are resumption.c's)
  *   failure.c     a failure's errno and the reason a log line shows
- *   handoff.c     a session's whole state exported for another process, and imported there
+ *   handover.c     a session's whole state exported for another process, and imported there
  */
 #ifndef MT_TLS_INTERNAL_H
 #define MT_TLS_INTERNAL_H
@@ -114,7 +114,7 @@ struct mt_tls_session {
     bool outgoing_busy;              /* a writer holds the bytes it took (mt_tls_outgoing_take) */
     unsigned char *outgoing;         /* DEFERRED: records accepted, not yet taken by a writer */
     size_t outgoing_length;
-    /* Plaintext decrypted in another process and handed over with the session (handoff.c). */
+    /* Plaintext decrypted in another process and handed over with the session (handover.c). */
     unsigned char *carried;
     size_t carried_length;
 };
@@ -180,16 +180,16 @@ void mt_tls_claim_keep_ticket(struct mt_tls_session *session);
 
 void mt_tls_claim_clear(struct mt_tls_claim *claim);
 
-/* ---- handoff.c ---- */
+/* ---- handover.c ---- */
 
 /* Sets up what export and import need on a context being built. */
-void mt_tls_handoff_configure(WOLFSSL_CTX *ctx);
+void mt_tls_handover_configure(WOLFSSL_CTX *ctx);
 
 /* Copies (and unless peek, consumes) up to length bytes of the carried plaintext. */
-size_t mt_tls_handoff_take(struct mt_tls_session *session, void *buffer, size_t length, bool peek);
+size_t mt_tls_handover_take(struct mt_tls_session *session, void *buffer, size_t length, bool peek);
 
 /* Wipes and frees the carried plaintext. */
-void mt_tls_handoff_free(struct mt_tls_session *session);
+void mt_tls_handover_free(struct mt_tls_session *session);
 
 /* ---- failure.c ---- */
 

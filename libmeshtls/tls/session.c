@@ -85,7 +85,7 @@ void mt_tls_session_free(struct mt_tls_session *session)
         return;
     if (session->want_ticket)
         mt_tls_claim_keep_ticket(session);
-    mt_tls_handoff_free(session);
+    mt_tls_handover_free(session);
     free(session->ahead);
     free(session->outgoing);
     free(session->unsent_alert);
@@ -145,7 +145,7 @@ enum mt_tls_status mt_tls_read(struct mt_tls_session *session, void *buffer, siz
     *count = 0;
     if (session->carried_length > 0 && length > 0) {
         /* What an earlier process decrypted comes first; the next call reads on. */
-        *count = mt_tls_handoff_take(session, buffer, length, peek);
+        *count = mt_tls_handover_take(session, buffer, length, peek);
         return MT_TLS_OK;
     }
     int size = length > 0x40000000 ? 0x40000000 : (int)length;

@@ -220,17 +220,17 @@ const char *mt_tls_version(struct mt_tls_session *session);
 
 /*
  * Handing a live session to another process: the most an export takes, wolfSSL's state and
- * libmeshtls's (tls/handoff.c: keys and secrets, buffered ciphertext and plaintext, the peer's
+ * libmeshtls's (tls/handover.c: keys and secrets, buffered ciphertext and plaintext, the peer's
  * identity). The buffer holds key material: wipe it once used.
  */
 #define MT_TLS_EXPORT_MAX (40 * 1024)
 
 /* Whether this build can export and import sessions (wolfSSL with session export). */
-bool mt_tls_handoff_is_supported(void);
+bool mt_tls_handover_is_supported(void);
 
 /*
  * Writes session's complete state into buffer: only once the handshake is done, between records,
- * with no record of its own half sent (MT_ERR_HANDOFF_STATE otherwise). The session is left as it
+ * with no record of its own half sent (MT_ERR_HANDOVER_STATE otherwise). The session is left as it
  * was, and must not be used for I/O again once the export is imported elsewhere: both would use
  * the same keys and sequence numbers.
  */

@@ -147,7 +147,7 @@ run make install
 # KeyUpdate is refused as out of order); nor does it carry a record half sent or half received,
 # which no API shows either. Their place in struct WOLFSSL, measured here with the
 # library's own headers, compiler and flags, lets libmeshtls carry them next to the export (tls/
-# handoff.c); the private header they are declared in is not installed.
+# handover.c); the private header they are declared in is not installed.
 cat >"$work/secret_offsets.c" <<'PROGRAM'
 #include <wolfssl/options.h>
 #include <wolfssl/internal.h>

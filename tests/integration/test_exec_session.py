@@ -67,7 +67,7 @@ def server_hands_over(mesh, config, how, expected_log):
              f"the {how} server to hand the connection over")
     relay.stop()
     if how == "exec":
-        # An exec the preload follows carries the session (test_exec_handoff.py): the handler's
+        # An exec the preload follows carries the session (test_exec_handover.py): the handler's
         # bytes reach the client through TLS.
         check(marker.encode() in client.stdout(),
               f"{how}: the client did not receive the handler's bytes: {client.stdout()!r}")

@@ -15,7 +15,10 @@ ends early without an error, none is corrupted, none waits out a 10 s timeout or
 the server, and every kind of fault is injected. With MESHTLS_FIGURES_DIR set it writes
 faults.json there (both phases summed). A third phase hands sessions across exec under the same
 faults (inetd_exec: each conversation moves into an exec'd handler mid-stream) and every one must
-complete. Bounded by time: about 45 s.
+complete. A fourth relays sessions between forked processes under the same faults
+(sequential_fork_server: a parent answers, a child carries the conversation on and exits, a second
+child continues it from the state the first gave back) and every one must complete. Bounded by
+time: about 50 s.
 """
 
 import glob
@@ -172,6 +175,10 @@ def check_phase(name, outcomes):
 
 
 HANDOVER_CONNECTIONS = 20
+FORK_RELAY_CONVERSATIONS = 8
+SEQUENTIAL_FORK_SERVER = os.path.join(BUILD, "tests", "integration", "sequential_fork_server")
+FORK_SEQUENTIAL = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                               "test_fork_sequential.py")
 HANDOVER_CLIENT = """
 import socket, sys
 with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as connection:
@@ -217,6 +224,35 @@ def handover_phase(mesh, seed):
           flush=True)
 
 
+def fork_relay_phase(mesh, seed):
+    """Sessions relayed from process to process after fork under faults (sequential_fork_server:
+    export into the shared slot at exit, claim and import in the next child, while the calls
+    around them misbehave). Every conversation completes, in order, with a clean end."""
+    env = base_env()
+    env["LD_PRELOAD"] = ":".join(p for p in (ASAN_RUNTIME, FAULTS_LIBRARY) if p)
+    env["MESHTLS_CONFIG"] = mesh.configs["agent"]
+    for i in range(FORK_RELAY_CONVERSATIONS):
+        env["MESHTLS_FAULTS"] = f"seed={seed + i},rate={RATE},reset=0," + os.environ.get(
+            "MESHTLS_TEST_FAULTS", "")
+        port = free_port()
+        server = mesh.spawn(f"server-fork-relay-{i}", [SEQUENTIAL_FORK_SERVER, str(port), "exit"],
+                            env=env)
+        wait_for(lambda: port_listening(port) or server.popen.poll() is not None, 20,
+                 "the fork relay server to listen")
+        client = mesh.spawn(f"client-fork-relay-{i}", [PYTHON, FORK_SEQUENTIAL, "client",
+                                                       str(port), "exit", random_token(12)],
+                            env=env)
+        status = client.wait(60)
+        out = server.stdout().decode(errors="replace")
+        check(status == 0 and client.stdout().decode().strip() == "ok",
+              f"fork relay conversation {i} failed ({status}):\n{client.stderr()[-3000:]}\n"
+              f"server: {out}\n{server.stderr()[-3000:]}")
+        check(server.wait(30) == 0 and "child2 exited 0" in out,
+              f"fork relay server {i}: {out}\n{server.stderr()[-3000:]}")
+    print(f"fork relay under faults: {FORK_RELAY_CONVERSATIONS} conversations carried by three "
+          f"processes in turn intact", flush=True)
+
+
 def test():
     check(os.path.exists(FAULTS_LIBRARY), f"{FAULTS_LIBRARY} was not built")
     started = time.monotonic()
@@ -225,6 +261,7 @@ def test():
         quiet = run_phase(mesh, "no-resets", 0, SEED)
         resets = run_phase(mesh, "resets", RESET, SEED + 1000)
         handover_phase(mesh, SEED + 2000)
+        fork_relay_phase(mesh, SEED + 3000)
 
         figures = {"injected": dict.fromkeys(KINDS, 0), "failed_with_errno": {},
                    "server_failed_with_errno": {}}

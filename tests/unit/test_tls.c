@@ -745,7 +745,7 @@ static void test_session_export_mid_record_or_handshake_refused(void **state)
     open_sessions(&sessions, client, server, 1);
     assert_int_equal(
         mt_tls_session_export(sessions.server, exported, sizeof(exported), &length).error,
-        MT_ERR_HANDOFF_STATE);
+        MT_ERR_HANDOVER_STATE);
     handshake(&sessions.link, sessions.client, sessions.server, &sessions.client_status,
               &sessions.server_status);
     assert_int_equal(mt_tls_write(sessions.client, "0123456789", 10), MT_TLS_OK);
@@ -756,13 +756,13 @@ static void test_session_export_mid_record_or_handshake_refused(void **state)
     assert_int_equal(mt_tls_read(sessions.server, &byte, 1, &count, false), MT_TLS_WANT_READ);
     assert_int_equal(
         mt_tls_session_export(sessions.server, exported, sizeof(exported), &length).error,
-        MT_ERR_HANDOFF_STATE);
+        MT_ERR_HANDOVER_STATE);
     for (int i = 0; i < 10; i++) /* the header and part of the body */
         assert_int_equal(pump(&sessions.link), 1);
     assert_int_equal(mt_tls_read(sessions.server, &byte, 1, &count, false), MT_TLS_WANT_READ);
     assert_int_equal(
         mt_tls_session_export(sessions.server, exported, sizeof(exported), &length).error,
-        MT_ERR_HANDOFF_STATE);
+        MT_ERR_HANDOVER_STATE);
     assert_int_equal(length, 0);
     /* Refused exports left the session as it was. */
     unsigned char received[10];

@@ -102,7 +102,7 @@ def cgi(mesh, config):
 
 
 def test():
-    with Mesh("exec-handoff") as mesh:
+    with Mesh("exec-handover") as mesh:
         config = write_config(mesh, mesh.start_agent())
         inetd(mesh, config)
         cgi(mesh, config)

@@ -25,9 +25,9 @@
 
 #if defined(WOLFSSL_SESSION_EXPORT) && __has_include(<wolfssl/meshtls_secrets.h>)
 #include <wolfssl/meshtls_secrets.h>
-#define HANDOFF_SUPPORTED 1
+#define HANDOVER_SUPPORTED 1
 #else
-#define HANDOFF_SUPPORTED 0
+#define HANDOVER_SUPPORTED 0
 #define MT_WOLFSSL_SECRET_LENGTH 64
 #endif
 
@@ -76,7 +76,7 @@ static void wipe(void *data, size_t length)
         explicit_bzero(data, length);
 }
 
-#if HANDOFF_SUPPORTED
+#if HANDOVER_SUPPORTED
 
 /* "MTH" and a format version: an export from another build of libmeshtls is refused. */
 static const unsigned char magic[4] = {'M', 'T', 'H', 1};
@@ -108,7 +108,7 @@ static int set_no_peer(WOLFSSL *ssl, char *ip, int ip_length, unsigned short por
     return WOLFSSL_SUCCESS;
 }
 
-void mt_tls_handoff_configure(WOLFSSL_CTX *ctx)
+void mt_tls_handover_configure(WOLFSSL_CTX *ctx)
 {
     /* Without these wolfSSL's defaults would call wolfSSL_set_fd on import, which replaces the
      * I/O callbacks' context (the session) with a pointer to its own fd. */
@@ -118,19 +118,19 @@ void mt_tls_handoff_configure(WOLFSSL_CTX *ctx)
 
 #else
 
-void mt_tls_handoff_configure(WOLFSSL_CTX *ctx)
+void mt_tls_handover_configure(WOLFSSL_CTX *ctx)
 {
     (void)ctx;
 }
 
 #endif
 
-bool mt_tls_handoff_is_supported(void)
+bool mt_tls_handover_is_supported(void)
 {
-    return HANDOFF_SUPPORTED;
+    return HANDOVER_SUPPORTED;
 }
 
-size_t mt_tls_handoff_take(struct mt_tls_session *session, void *buffer, size_t length, bool peek)
+size_t mt_tls_handover_take(struct mt_tls_session *session, void *buffer, size_t length, bool peek)
 {
     size_t count = session->carried_length < length ? session->carried_length : length;
     memcpy(buffer, session->carried, count);
@@ -145,7 +145,7 @@ size_t mt_tls_handoff_take(struct mt_tls_session *session, void *buffer, size_t 
     return count;
 }
 
-void mt_tls_handoff_free(struct mt_tls_session *session)
+void mt_tls_handover_free(struct mt_tls_session *session)
 {
     wipe(session->carried, session->carried_length);
     free(session->carried);
@@ -153,7 +153,7 @@ void mt_tls_handoff_free(struct mt_tls_session *session)
     session->carried_length = 0;
 }
 
-#if HANDOFF_SUPPORTED
+#if HANDOVER_SUPPORTED
 
 /* Appends length bytes at *at within capacity; false when they do not fit. */
 static bool put(unsigned char *buffer, size_t capacity, size_t *at, const void *data, size_t length)
@@ -175,7 +175,7 @@ MT_RESULT mt_tls_session_export(struct mt_tls_session *session, unsigned char *b
     MT_ENSURE_REF(buffer);
     MT_ENSURE_REF(length);
     *length = 0;
-#if !HANDOFF_SUPPORTED
+#if !HANDOVER_SUPPORTED
     (void)capacity;
     return mt_result_of(MT_ERR_UNSUPPORTED);
 #else
@@ -189,7 +189,7 @@ MT_RESULT mt_tls_session_export(struct mt_tls_session *session, unsigned char *b
     MT_ENSURE(session->handshake_done && session->reason == NULL && unsent_output == 0 &&
                   session->outgoing_length == 0 && !session->outgoing_busy &&
                   !session->incoming_busy,
-              MT_ERR_HANDOFF_STATE);
+              MT_ERR_HANDOVER_STATE);
     struct header header = {.trusted_until_ms = session->trusted_until_ms};
     memcpy(header.magic, magic, sizeof(magic));
     header.flags = FLAG_HANDSHAKE_DONE | (session->shutdown_sent ? FLAG_SHUTDOWN_SENT : 0) |
@@ -216,7 +216,7 @@ MT_RESULT mt_tls_session_export(struct mt_tls_session *session, unsigned char *b
            sizeof(input_index));
     if (wolfssl_length <= EXPORT_OPTIONS_AT + PROCESS_REPLY_IN_OPTIONS ||
         wolfssl[EXPORT_OPTIONS_AT + PROCESS_REPLY_IN_OPTIONS] != 0 || input_index != input_length) {
-        result = mt_result_of(MT_ERR_HANDOFF_STATE);
+        result = mt_result_of(MT_ERR_HANDOVER_STATE);
         goto out;
     }
     at += wolfssl_length;
@@ -238,7 +238,7 @@ MT_RESULT mt_tls_session_export(struct mt_tls_session *session, unsigned char *b
     if (pending > capacity - at)
         goto out;
     if (pending > 0 && wolfSSL_peek(session->ssl, buffer + at, (int)pending) != (int)pending) {
-        result = mt_result_of(MT_ERR_HANDOFF_STATE);
+        result = mt_result_of(MT_ERR_HANDOVER_STATE);
         goto out;
     }
     at += pending;
@@ -260,7 +260,7 @@ out:
 #endif
 }
 
-#if HANDOFF_SUPPORTED
+#if HANDOVER_SUPPORTED
 
 /* Takes length bytes at *at of the export into a new allocation (NULL when length is 0). */
 static bool take(const unsigned char *buffer, size_t size, size_t *at, size_t length,
@@ -283,9 +283,9 @@ static MT_RESULT import_into(struct mt_tls_session *session, const struct header
                              const unsigned char *buffer, size_t length)
 {
     size_t at = sizeof(*header);
-    MT_ENSURE(header->wolfssl_length <= length - at, MT_ERR_HANDOFF_STATE);
+    MT_ENSURE(header->wolfssl_length <= length - at, MT_ERR_HANDOVER_STATE);
     MT_ENSURE(wolfSSL_tls_import(session->ssl, buffer + at, header->wolfssl_length) > 0,
-              MT_ERR_HANDOFF_STATE);
+              MT_ERR_HANDOVER_STATE);
     at += header->wolfssl_length;
     memcpy(field_at(session->ssl, MT_WOLFSSL_CLIENT_SECRET_OFFSET), header->client_secret,
            sizeof(header->client_secret));
@@ -297,7 +297,7 @@ static MT_RESULT import_into(struct mt_tls_session *session, const struct header
     unsigned char *peer_id = NULL;
     MT_ENSURE(header->peer_id_length <= 4096 &&
                   take(buffer, length, &at, header->peer_id_length, &peer_id),
-              MT_ERR_HANDOFF_STATE);
+              MT_ERR_HANDOVER_STATE);
     session->peer_id = calloc(1, (size_t)header->peer_id_length + 1);
     if (session->peer_id != NULL && peer_id != NULL)
         memcpy(session->peer_id, peer_id, header->peer_id_length);
@@ -305,27 +305,27 @@ static MT_RESULT import_into(struct mt_tls_session *session, const struct header
     MT_ENSURE(session->peer_id != NULL, MT_ERR_NO_MEMORY);
 
     unsigned char *ahead = NULL;
-    MT_ENSURE(take(buffer, length, &at, header->ahead_length, &ahead), MT_ERR_HANDOFF_STATE);
+    MT_ENSURE(take(buffer, length, &at, header->ahead_length, &ahead), MT_ERR_HANDOVER_STATE);
     session->ahead = ahead;
     session->ahead_start = 0;
     session->ahead_end = header->ahead_length;
     unsigned char *carried = NULL;
-    MT_ENSURE(take(buffer, length, &at, header->plaintext_length, &carried), MT_ERR_HANDOFF_STATE);
+    MT_ENSURE(take(buffer, length, &at, header->plaintext_length, &carried), MT_ERR_HANDOVER_STATE);
     session->carried = carried;
     session->carried_length = header->plaintext_length;
     unsigned char *alert = NULL;
     MT_ENSURE(header->unsent_alert_length <= UINT16_MAX &&
                   take(buffer, length, &at, header->unsent_alert_length, &alert),
-              MT_ERR_HANDOFF_STATE);
+              MT_ERR_HANDOVER_STATE);
     session->unsent_alert = alert;
     session->unsent_alert_length = (uint16_t)header->unsent_alert_length;
     unsigned char *ticket = NULL;
     MT_ENSURE(header->held_ticket_length <= UINT16_MAX &&
                   take(buffer, length, &at, header->held_ticket_length, &ticket),
-              MT_ERR_HANDOFF_STATE);
+              MT_ERR_HANDOVER_STATE);
     session->held_ticket = ticket;
     session->held_ticket_length = (uint16_t)header->held_ticket_length;
-    MT_ENSURE(at == length, MT_ERR_HANDOFF_STATE);
+    MT_ENSURE(at == length, MT_ERR_HANDOVER_STATE);
 
     session->started = true;
     session->handshake_done = true;
@@ -349,15 +349,15 @@ MT_RESULT mt_tls_session_import(struct mt_tls_context *context, int fd, const un
     MT_ENSURE_REF(buffer);
     MT_ENSURE_REF(out);
     *out = NULL;
-#if !HANDOFF_SUPPORTED
+#if !HANDOVER_SUPPORTED
     (void)fd;
     (void)length;
     return mt_result_of(MT_ERR_UNSUPPORTED);
 #else
     struct header header;
-    MT_ENSURE(length >= sizeof(header), MT_ERR_HANDOFF_STATE);
+    MT_ENSURE(length >= sizeof(header), MT_ERR_HANDOVER_STATE);
     memcpy(&header, buffer, sizeof(header));
-    mt_result result = mt_result_of(MT_ERR_HANDOFF_STATE);
+    mt_result result = mt_result_of(MT_ERR_HANDOVER_STATE);
     struct mt_tls_session *session = NULL;
     if (memcmp(header.magic, magic, sizeof(magic)) != 0 || !(header.flags & FLAG_HANDSHAKE_DONE))
         goto out;

@@ -667,6 +667,73 @@ static void test_mt_conn_send_kernel_takes_part_of_record_commits_whole_record(v
     assert_memory_equal(received, sent, LENGTH);
 }
 
+static void ignore_signal(int signal_number)
+{
+    (void)signal_number;
+}
+
+struct interrupter {
+    struct pair *pair;
+    pthread_t writer;
+    atomic_bool stop;
+};
+
+/* Interrupts the writer while its socket is full, then lets the network move. */
+static void *interrupt_then_pump(void *argument)
+{
+    struct interrupter *interrupter = argument;
+    for (int i = 0; i < 5; i++) {
+        usleep(20 * 1000);
+        pthread_kill(interrupter->writer, SIGUSR1);
+    }
+    while (!atomic_load(&interrupter->stop)) {
+        if (forward(&interrupter->pair->up, 4096) == 0)
+            usleep(100);
+    }
+    return NULL;
+}
+
+/*
+ * A blocking write interrupted by a signal (no SA_RESTART) after it committed a record: the
+ * record is written before the call returns its count, as the kernel counts only what it took.
+ * Kept instead, it is lost to a program that exits right after (fails if the EINTR ends the
+ * call with the record still kept).
+ */
+static void
+test_mt_conn_send_blocking_signal_after_commit_writes_record_before_returning(void **state)
+{
+    struct pair *pair = *state;
+    open_pair(pair);
+    int small = 4096;
+    assert_int_equal(setsockopt(pair->client_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_true(drive(pair, 1, both_established));
+    set_nonblocking(pair->client_fd, false);
+    mt_conn_note_nonblocking(pair->client, false);
+    struct sigaction action = {.sa_handler = ignore_signal};
+    struct sigaction previous;
+    assert_int_equal(sigaction(SIGUSR1, &action, &previous), 0);
+
+    static unsigned char sent[MT_TLS_RECORD_MAX];
+    static unsigned char received[MT_TLS_RECORD_MAX];
+    fill_pattern(sent, sizeof(sent), 11);
+    struct interrupter interrupter = {.pair = pair, .writer = pthread_self()};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, interrupt_then_pump, &interrupter), 0);
+    ssize_t written = mt_conn_send(pair->client, sent, sizeof(sent), MSG_NOSIGNAL);
+    bool kept = mt_tls_outgoing_pending(pair->client->tls);
+    atomic_store(&interrupter.stop, true);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    assert_int_equal(sigaction(SIGUSR1, &previous, NULL), 0);
+    set_nonblocking(pair->client_fd, true);
+    mt_conn_note_nonblocking(pair->client, true);
+
+    assert_int_equal(written, MT_TLS_RECORD_MAX);
+    assert_false(kept);
+    size_t carried = 0;
+    receive_bytewise(pair, pair->server, received, sizeof(received), &pair->up, &carried);
+    assert_memory_equal(received, sent, sizeof(sent));
+}
+
 /* A blocking socket waits, lock released, until SO_RCVTIMEO, then says EAGAIN as the kernel. */
 static void test_mt_conn_recv_blocking_nothing_arrives_eagain_at_rcvtimeo(void **state)
 {
@@ -830,6 +897,7 @@ int main(void)
         PAIR_TEST(test_mt_conn_recv_nothing_arrived_eagain_then_success_keeps_errno),
         PAIR_TEST(test_mt_conn_readable_bytes_partial_record_zero_whole_counted),
         PAIR_TEST(test_mt_conn_send_kernel_takes_part_of_record_commits_whole_record),
+        PAIR_TEST(test_mt_conn_send_blocking_signal_after_commit_writes_record_before_returning),
         PAIR_TEST(test_mt_conn_recv_blocking_nothing_arrives_eagain_at_rcvtimeo),
         PAIR_TEST(test_mt_conn_shutdown_write_after_data_ends_stream_in_order),
         PAIR_TEST(test_mt_conn_shutdown_shared_copy_sends_nothing),

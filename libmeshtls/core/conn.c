@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "../policy/detect.h"
@@ -128,6 +129,11 @@ void mt_conn_hold_across_exec(struct mt_conn *conn)
     if (conn->held_across_exec)
         return;
     conn->held_across_exec = true;
+    /* What tells this connection's socket among a vfork child's fds, whose dup2 the table never
+     * saw (inherit.h). */
+    struct stat status;
+    if (fstat(conn->fd, &status) == 0)
+        conn->socket_inode = status.st_ino;
     hold_fd_across_exec(conn->fd);
     for (size_t i = 0; i < conn->other_fd_count; i++)
         hold_fd_across_exec(conn->other_fds[i]);

@@ -702,11 +702,16 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd)
 
 void mt_conn_reset(struct mt_conn *conn, const char *reason)
 {
+    mt_conn_reset_on(conn, -1, reason);
+}
+
+void mt_conn_reset_on(struct mt_conn *conn, int fd, const char *reason)
+{
     /* connect(AF_UNSPEC) on a TCP socket disconnects it (tcp_disconnect): an RST to the peer
      * when established, without closing any of the fd's names. */
     struct sockaddr unspecified = {.sa_family = AF_UNSPEC};
     pthread_mutex_lock(&conn->lock);
-    (void)mt_sys_connect(conn->fd, &unspecified, sizeof(unspecified));
+    (void)mt_sys_connect(fd >= 0 ? fd : conn->fd, &unspecified, sizeof(unspecified));
     mt_conn_fail(conn, ECONNRESET, "%s", reason);
     mt_conn_unlock_and_notify(conn);
 }

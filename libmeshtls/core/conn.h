@@ -187,6 +187,10 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd);
  */
 void mt_conn_reset(struct mt_conn *conn, const char *reason);
 
+/* mt_conn_reset through fd, a name of conn's socket in this process: a vfork child's own, where
+ * conn->fd is the parent's number and may name another file. */
+void mt_conn_reset_on(struct mt_conn *conn, int fd, const char *reason);
+
 /*
  * Hand-over to another process (conn_handover.c). mt_conn_export writes conn's whole state into
  * buffer (at most MT_CONN_EXPORT_MAX bytes; it holds key material: wipe it once used): only an

@@ -218,8 +218,11 @@ void mt_handover_reset_all(struct mt_handover *handover, const char *program)
     struct mt_text reason = mt_text_on(reason_text, sizeof(reason_text));
     mt_text_set(&reason, "reset at the start of %s: its TLS session could not be written for it",
                 program);
-    for (size_t i = 0; i < handover->count; i++)
-        mt_conn_reset(handover->sessions[i].conn, mt_text_string(&reason));
+    for (size_t i = 0; i < handover->count; i++) {
+        const struct mt_handover_session *session = &handover->sessions[i];
+        mt_conn_reset_on(session->conn, session->own_count > 0 ? session->own[0] : -1,
+                         mt_text_string(&reason));
+    }
     handover->count = 0;
 }
 
@@ -250,10 +253,34 @@ void mt_handover_cleanup(struct mt_handover *handover)
         unmap_scratch(handover);
 }
 
-/* Continues one session: state at its first fd, its other fds as further names. */
-static void adopt_one(const int32_t *fds, uint32_t fd_count, const unsigned char *state,
-                      size_t length)
+/*
+ * The names of a session that this program really got: open, and the same socket as the first
+ * such (a start's file actions may have closed or replaced some, e.g. the fd that a posix_spawn
+ * dup2 action copied from and then closed). Returns how many are left in fds.
+ */
+static uint32_t names_present(int32_t *fds, uint32_t fd_count)
 {
+    uint32_t kept = 0;
+    ino_t inode = 0;
+    for (uint32_t i = 0; i < fd_count; i++) {
+        struct stat status;
+        if (fstat(fds[i], &status) != 0 || !S_ISSOCK(status.st_mode) ||
+            (kept > 0 && status.st_ino != inode))
+            continue;
+        inode = status.st_ino;
+        fds[kept++] = fds[i];
+    }
+    return kept;
+}
+
+/* Continues one session: state at its first fd, its other fds as further names. */
+static void adopt_one(int32_t *fds, uint32_t fd_count, const unsigned char *state, size_t length)
+{
+    fd_count = names_present(fds, fd_count);
+    if (fd_count == 0) {
+        mt_log_warn("a TLS session handed to this program is on none of its fds: not taken over");
+        return;
+    }
     struct mt_conn *conn = mt_intercept_adopt_session(fds[0], state, length);
     if (conn == NULL) {
         /* Not even a failed connection could be recorded: the socket must not stay usable. */

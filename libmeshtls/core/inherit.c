@@ -108,8 +108,10 @@ static bool will_run(struct collect *collect)
            (report->verdict != MT_CHECK_NOT_FOUND && report->verdict != MT_CHECK_NOT_EXECUTABLE);
 }
 
-/* Resets conn, which fd would carry into the new program, saying why in its one log line. */
-static void reset_for_start(struct collect *collect, int fd, struct mt_conn *conn, const char *why)
+/* Resets conn, which fd would carry into the new program, saying why in its one log line; own:
+ * a name of it in this process (-1: the table's). */
+static void reset_for_start(struct collect *collect, int fd, int own, struct mt_conn *conn,
+                            const char *why)
 {
     const struct mt_check_report *report = program_report(collect);
     char reason_text[RESET_REASON_MAX];
@@ -122,7 +124,7 @@ static void reset_for_start(struct collect *collect, int fd, struct mt_conn *con
     else
         mt_text_append(&reason, "its TLS session cannot follow (%s).", why);
     mt_text_append(&reason, " Its bytes would leave in clear.");
-    mt_conn_reset(conn, mt_text_string(&reason));
+    mt_conn_reset_on(conn, own, mt_text_string(&reason));
 }
 
 /*
@@ -187,7 +189,7 @@ static void pass_session(struct collect *collect, int name, int own, struct mt_c
         append_entry(collect, 0, "%d:h", name);
         return;
     }
-    reset_for_start(collect, name, conn, mt_text_string(&why));
+    reset_for_start(collect, name, own, conn, mt_text_string(&why));
 }
 
 static void collect_one(int fd, struct mt_conn *conn, void *argument)

@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 #include "../policy/detect.h"
@@ -128,6 +129,11 @@ void mt_conn_hold_across_exec(struct mt_conn *conn)
     if (conn->held_across_exec)
         return;
     conn->held_across_exec = true;
+    /* What tells this connection's socket among a vfork child's fds, whose dup2 the table never
+     * saw (inherit.h). */
+    struct stat status;
+    if (fstat(conn->fd, &status) == 0)
+        conn->socket_inode = status.st_ino;
     hold_fd_across_exec(conn->fd);
     for (size_t i = 0; i < conn->other_fd_count; i++)
         hold_fd_across_exec(conn->other_fds[i]);
@@ -696,11 +702,16 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd)
 
 void mt_conn_reset(struct mt_conn *conn, const char *reason)
 {
+    mt_conn_reset_on(conn, -1, reason);
+}
+
+void mt_conn_reset_on(struct mt_conn *conn, int fd, const char *reason)
+{
     /* connect(AF_UNSPEC) on a TCP socket disconnects it (tcp_disconnect): an RST to the peer
      * when established, without closing any of the fd's names. */
     struct sockaddr unspecified = {.sa_family = AF_UNSPEC};
     pthread_mutex_lock(&conn->lock);
-    (void)mt_sys_connect(conn->fd, &unspecified, sizeof(unspecified));
+    (void)mt_sys_connect(fd >= 0 ? fd : conn->fd, &unspecified, sizeof(unspecified));
     mt_conn_fail(conn, ECONNRESET, "%s", reason);
     mt_conn_unlock_and_notify(conn);
 }

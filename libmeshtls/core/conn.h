@@ -98,6 +98,10 @@ struct mt_conn {
     bool shared;              /* copied by fork and not claimed here (see process.h) */
     bool tls_started;         /* the TLS layer has seen the connection (see inherit.h) */
     bool held_across_exec;    /* its names were made close-on-exec (conn.c) */
+    bool given_away;          /* exported to a new program: this copy is stale (see export) */
+    bool shared_before_given; /* shared, as it was before it was given away */
+    pid_t given_to;           /* that program's pid, once known (0 before), for the log line */
+    ino_t socket_inode;       /* the socket's inode once its session started (0: unknown) */
     int *other_fds;           /* further names from dup/dup2/dup3/F_DUPFD; fd is the one in use */
     size_t other_fd_count;
     int failed_errno;
@@ -183,15 +187,35 @@ bool mt_conn_add_alias(struct mt_conn *conn, int fd);
  */
 void mt_conn_reset(struct mt_conn *conn, const char *reason);
 
+/* mt_conn_reset through fd, a name of conn's socket in this process: a vfork child's own, where
+ * conn->fd is the parent's number and may name another file. */
+void mt_conn_reset_on(struct mt_conn *conn, int fd, const char *reason);
+
 /*
  * Hand-over to another process (conn_handover.c). mt_conn_export writes conn's whole state into
  * buffer (at most MT_CONN_EXPORT_MAX bytes; it holds key material: wipe it once used): only an
  * established connection, once what the TLS layer committed is sent (a bounded wait), else
- * MT_ERR_HANDOVER_STATE. The connection is left as it was.
+ * MT_ERR_HANDOVER_STATE. From a successful export on, this copy is given away: the state is the
+ * new program's, and a record sent from here would repeat its sequence numbers. Its close and
+ * shutdown send nothing, and its next read or write fails (ECONNRESET, one log line), until
+ * mt_conn_take_back (the program could not be started).
+ *
+ * from_vfork_child: the caller shares its parent's memory while other threads of the parent may
+ * run (process.h). The lock is then only tried, for a bounded time (a holder keeps it for one
+ * step of a transfer, never across a wait); nothing is allocated, nothing waits for the socket,
+ * and a copy whose state is elsewhere (shared after fork, not claimed) is not exported. The
+ * given-away mark is the one change it makes to the parent's memory, deliberately: the parent's
+ * copy is stale once the new program runs.
  */
 #define MT_CONN_EXPORT_MAX (MT_TLS_EXPORT_MAX + 64)
 MT_RESULT mt_conn_export(struct mt_conn *conn, unsigned char *buffer, size_t capacity,
-                         size_t *length);
+                         size_t *length, bool from_vfork_child);
+
+/* The new program could not be started: the copy is this process's again, as it was. */
+void mt_conn_take_back(struct mt_conn *conn);
+
+/* The program conn was given to runs as pid (posix_spawn told it): named in the log line. */
+void mt_conn_note_given_to(struct mt_conn *conn, pid_t pid);
 
 /* Whether an export is a server's (the accepting side's) connection. */
 bool mt_conn_export_is_server(const unsigned char *state, size_t length);

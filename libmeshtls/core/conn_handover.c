@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../util/addr.h"
 #include "../util/error.h"
@@ -46,19 +47,20 @@ struct header {
 /* How long an export may wait for the socket to take a record already committed. */
 #define EXPORT_FLUSH_MS 500
 
-/* mt_conn_export with the lock held. */
+/* mt_conn_export with the lock held; may_wait: the socket may be waited for (a bounded time) to
+ * take a record already committed. */
 static MT_RESULT export_locked(struct mt_conn *conn, unsigned char *buffer, size_t capacity,
-                               size_t *length)
+                               size_t *length, bool may_wait)
 {
     *length = 0;
     MT_ENSURE(capacity >= sizeof(struct header), MT_ERR_TOO_LONG);
     long long deadline = mt_sys_now_ms() + EXPORT_FLUSH_MS;
-    while (conn->state == MT_CONN_ESTABLISHED && !mt_conn_flush_unsent(conn) &&
+    while (may_wait && conn->state == MT_CONN_ESTABLISHED && !mt_conn_flush_unsent(conn) &&
            conn->state == MT_CONN_ESTABLISHED) {
         if (mt_conn_wait_for_progress(conn, deadline) != 0 && errno != EINTR)
             break;
     }
-    MT_ENSURE(conn->state == MT_CONN_ESTABLISHED && conn->unsent_length == 0,
+    MT_ENSURE(conn->state == MT_CONN_ESTABLISHED && !conn->given_away && conn->unsent_length == 0,
               MT_ERR_HANDOVER_STATE);
     struct header header = {
         .flags = (conn->role == MT_TLS_SERVER ? FLAG_SERVER : 0) |
@@ -76,12 +78,55 @@ static MT_RESULT export_locked(struct mt_conn *conn, unsigned char *buffer, size
     return MT_OK_RESULT;
 }
 
+/*
+ * The lock for a vfork child: tried for at most VFORK_LOCK_MS. Its holder is a thread of the
+ * parent in one step of a transfer (a wait releases the lock), never the thread that vforked,
+ * which is suspended outside the library; blocking on it would still leave the child at the
+ * mercy of another thread's scheduling.
+ */
+#define VFORK_LOCK_MS 200
+
+static bool lock_briefly(struct mt_conn *conn)
+{
+    long long deadline = mt_sys_now_ms() + VFORK_LOCK_MS;
+    while (pthread_mutex_trylock(&conn->lock) != 0) {
+        if (mt_sys_remaining_ms(deadline) == 0)
+            return false;
+        struct timespec pause = {.tv_nsec = 100 * 1000};
+        (void)nanosleep(&pause, NULL);
+    }
+    return true;
+}
+
+/* From now on this copy is stale: it sends nothing, and a read or write fails (mt_conn_claim). */
+static void give_away(struct mt_conn *conn)
+{
+    conn->given_away = true;
+    conn->shared_before_given = conn->shared;
+    conn->given_to = 0;
+    conn->shared = true;
+}
+
 MT_RESULT mt_conn_export(struct mt_conn *conn, unsigned char *buffer, size_t capacity,
-                         size_t *length)
+                         size_t *length, bool from_vfork_child)
 {
     MT_ENSURE_REF(conn);
     MT_ENSURE_REF(buffer);
     MT_ENSURE_REF(length);
+    *length = 0;
+    if (from_vfork_child) {
+        MT_ENSURE(lock_briefly(conn), MT_ERR_HANDOVER_STATE);
+        /* Claiming another process's state would import it here: allocations. */
+        mt_result result = mt_result_of(MT_ERR_HANDOVER_STATE);
+        if (!conn->shared)
+            result = export_locked(conn, buffer, capacity, length, false);
+        if (mt_result_is_ok(result)) {
+            give_away(conn);
+            conn->given_to = mt_sys_getpid(); /* the child's own: the new program keeps it */
+        }
+        pthread_mutex_unlock(&conn->lock);
+        return result;
+    }
     pthread_mutex_lock(&conn->lock);
     /*
      * A relayed copy crossing exec takes its slot first (importing the newest state): the new
@@ -91,12 +136,32 @@ MT_RESULT mt_conn_export(struct mt_conn *conn, unsigned char *buffer, size_t cap
      */
     bool shared = conn->shared;
     mt_result result = mt_result_of(MT_ERR_HANDOVER_STATE);
-    if (!shared || conn->relay.region == NULL || mt_conn_claim(conn, true)) {
+    if (!conn->given_away && (!shared || conn->relay.region == NULL || mt_conn_claim(conn, true))) {
         conn->shared = shared;
-        result = export_locked(conn, buffer, capacity, length);
+        result = export_locked(conn, buffer, capacity, length, true);
     }
+    if (mt_result_is_ok(result))
+        give_away(conn);
     pthread_mutex_unlock(&conn->lock);
     return result;
+}
+
+void mt_conn_take_back(struct mt_conn *conn)
+{
+    pthread_mutex_lock(&conn->lock);
+    if (conn->given_away) {
+        conn->given_away = false;
+        conn->shared = conn->shared_before_given;
+    }
+    pthread_mutex_unlock(&conn->lock);
+}
+
+void mt_conn_note_given_to(struct mt_conn *conn, pid_t pid)
+{
+    pthread_mutex_lock(&conn->lock);
+    if (conn->given_away)
+        conn->given_to = pid;
+    pthread_mutex_unlock(&conn->lock);
 }
 
 bool mt_conn_export_is_server(const unsigned char *state, size_t length)
@@ -206,6 +271,15 @@ bool mt_conn_claim(struct mt_conn *conn, bool to_end)
 {
     if (!conn->shared)
         return true;
+    if (conn->given_away) {
+        if (!to_end && conn->state != MT_CONN_FAILED)
+            mt_conn_fail(conn, ECONNRESET,
+                         "fd %d: pid %d gave this connection's TLS session to the program it "
+                         "started (pid %d), which carries it on; this copy can no longer read or "
+                         "write it (close it once the program is started)",
+                         conn->fd, (int)mt_process_pid(), (int)conn->given_to);
+        return false;
+    }
     if (conn->relay.region == NULL) {
         /* Not relayed (not established at the fork, or no region could be made): the first
          * process to use it takes it as it is; it never ends a stream it may be stale for. */
@@ -263,7 +337,7 @@ void mt_conn_give_back_locked(struct mt_conn *conn)
     size_t capacity = 0;
     unsigned char *room = mt_relay_room(&conn->relay, &capacity);
     size_t length = 0;
-    mt_result result = export_locked(conn, room, capacity, &length);
+    mt_result result = export_locked(conn, room, capacity, &length, true);
     if (!mt_result_is_ok(result)) {
         /* The next user fails closed (mt_conn_claim): nothing stale is left to import. */
         explicit_bzero(room, capacity);

@@ -1,10 +1,11 @@
 /*
- * Handing connections over across exec (see inherit.h).
+ * Handing connections over to a new program (see inherit.h).
  *
  * Owns MESHTLS_INHERIT (written before exec, read once after it), the application's exec wishes
  * for fds whose sessions cannot cross exec, and the posix_spawn dup2 actions remembered until the
- * spawn. Must never let a started session reach a new program (it would carry the session's
- * socket in clear), nor touch the parent's tables from a vfork child.
+ * spawn. Must never let a started session reach a new program but through its hand-over (it
+ * would carry the session's socket in clear), must never allocate on the way to exec (a vfork
+ * child starts programs too), nor touch the parent's tables from a vfork child.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -30,29 +32,38 @@
 #include "process.h"
 #include "runtime.h"
 #include "table.h"
+#include "vfork_fds.h"
 
 #define VARIABLE "MESHTLS_INHERIT"
 #define PRELOAD_VARIABLE "LD_PRELOAD"
+/* "MESHTLS_INHERIT=", which the list of entries follows in the same string. */
+#define PREFIX_LENGTH (sizeof(VARIABLE "=") - 1)
 
-/* The fds an exec closes because their sessions cannot cross it, for its one log line. */
+/* The fds a start closes because their sessions cannot cross it, for its one log line. */
 #define CLOSED_TEXT_CAPACITY 160
 
 /* The reason a reset at exec gives: the program's path and why it cannot be followed. */
 #define RESET_REASON_MAX 1024
 
+/* What every session's "fd:h" entries and the memfd's take at most: never crowded out. */
+#define SESSION_ENTRIES_ROOM (MT_HANDOVER_SESSIONS_MAX * MT_HANDOVER_NAMES_MAX * 12 + 32)
+
 struct collect {
-    char *list; /* "fd:s,fd:c" */
-    size_t length;
-    size_t capacity;
+    struct mt_inherit_exec *exec;
     const char *program;
     enum mt_inherit_start start;
-    struct mt_check_report *report; /* the program's, once a session needed it; NULL before */
+    bool from_vfork_child;
+    struct mt_check_report *report; /* the program's (mmap'd), once a session needed it */
     bool report_failed;
-    struct mt_handover *handover; /* sessions carried into the new program; NULL before */
     char closed_text[CLOSED_TEXT_CAPACITY];
     struct mt_text closed; /* "0, 1", over closed_text */
     size_t closed_count;
 };
+
+static bool is_spawn(const struct collect *collect)
+{
+    return collect->start == MT_INHERIT_SPAWN_PATH || collect->start == MT_INHERIT_SPAWN_SEARCH;
+}
 
 /* fd is closed in the new program, against the application's wish: name it in the log line. */
 static void note_closed(struct collect *collect, int fd)
@@ -63,57 +74,66 @@ static void note_closed(struct collect *collect, int fd)
     collect->closed_count++;
 }
 
-/* The program's report, looked up once; NULL when it cannot be had (no memory, fexecve). */
+/*
+ * The program's report, looked up once; NULL when it cannot be had (no memory, fexecve). Mapped,
+ * not allocated: three paths are too large for the stack of every thread that execs, and a vfork
+ * child may not call malloc.
+ */
 static const struct mt_check_report *program_report(struct collect *collect)
 {
     if (collect->report != NULL || collect->report_failed || collect->start == MT_INHERIT_EXEC_FD)
         return collect->report;
-    collect->report = malloc(sizeof(*collect->report));
-    if (collect->report == NULL) {
+    void *report = mmap(NULL, sizeof(*collect->report), PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (report == MAP_FAILED) {
         collect->report_failed = true;
         return NULL;
     }
-    const char *search_path = collect->start == MT_INHERIT_EXEC_SEARCH ? NULL : "";
-    (void)mt_check_program(collect->program, search_path, collect->report);
+    collect->report = report;
+    bool search =
+        collect->start == MT_INHERIT_EXEC_SEARCH || collect->start == MT_INHERIT_SPAWN_SEARCH;
+    (void)mt_check_program(collect->program, search ? NULL : "", collect->report);
     return collect->report;
 }
 
 /*
- * An exec that replaces this program, of a new program that will run: a session it would inherit
- * and cannot follow is reset first (a program that cannot be found or executed leaves the exec
- * failing, and this process carrying on with its connections).
+ * A start of a new program that will run: a session it would get and cannot follow is reset
+ * first (a program that cannot be found or executed leaves the start failing, and this process
+ * carrying on with its connections).
  */
-static bool resets_what_cannot_follow(struct collect *collect)
+static bool will_run(struct collect *collect)
 {
-    if (collect->start == MT_INHERIT_SPAWN)
-        return false; /* the caller goes on; the new program finds the fd closed */
     const struct mt_check_report *report = program_report(collect);
     return report == NULL ||
            (report->verdict != MT_CHECK_NOT_FOUND && report->verdict != MT_CHECK_NOT_EXECUTABLE);
 }
 
-/* Resets conn, which fd would carry into the new program, saying why in its one log line. */
-static void reset_for_exec(struct collect *collect, int fd, struct mt_conn *conn, const char *why)
+/* Resets conn, which fd would carry into the new program, saying why in its one log line; own:
+ * a name of it in this process (-1: the table's). */
+static void reset_for_start(struct collect *collect, int fd, int own, struct mt_conn *conn,
+                            const char *why)
 {
     const struct mt_check_report *report = program_report(collect);
     char reason_text[RESET_REASON_MAX];
     struct mt_text reason = mt_text_on(reason_text, sizeof(reason_text));
-    mt_text_set(&reason, "reset at exec of %s, which would get it on fd %d: ",
+    mt_text_set(&reason, "reset at %s of %s, which would get it on fd %d: ",
+                is_spawn(collect) ? "posix_spawn" : "exec",
                 report != NULL && report->path[0] != '\0' ? report->path : collect->program, fd);
     if (report != NULL && report->verdict != MT_CHECK_INTERPOSABLE)
         mt_text_append(&reason, "%s", report->sentence);
     else
         mt_text_append(&reason, "its TLS session cannot follow (%s).", why);
     mt_text_append(&reason, " Its bytes would leave in clear.");
-    mt_conn_reset(conn, mt_text_string(&reason));
+    mt_conn_reset_on(conn, own, mt_text_string(&reason));
 }
 
 /*
- * Carries conn's session into the new program on fd: an established session, into a program the
- * preload loads into (exec/check.c), from a process of its own (a vfork child must not touch its
- * parent's connections). False, with why, when it cannot.
+ * Carries conn's session into the new program on fd name (own: this process's fd that crosses as
+ * it is, or -1): an established session, into a program the preload loads into (exec/check.c).
+ * False, with why, when it cannot.
  */
-static bool hand_over(struct collect *collect, int fd, struct mt_conn *conn, struct mt_text *why)
+static bool hand_over(struct collect *collect, int name, int own, struct mt_conn *conn,
+                      struct mt_text *why)
 {
     const struct mt_check_report *report = program_report(collect);
     if (!mt_tls_handover_is_supported()) {
@@ -124,27 +144,19 @@ static bool hand_over(struct collect *collect, int fd, struct mt_conn *conn, str
         mt_text_set(why, "the new program cannot be checked");
         return false;
     }
-    if (mt_process_is_vfork_child()) {
-        mt_text_set(why, "started from a vfork child, which shares its parent's connections");
-        return false;
-    }
-    if (collect->handover == NULL)
-        collect->handover = mt_handover_new();
-    if (collect->handover == NULL) {
-        mt_text_set(why, "out of memory");
-        return false;
-    }
-    return mt_handover_add(collect->handover, fd, conn, why);
+    return mt_handover_add(&collect->exec->handover, name, own, conn, why);
 }
 
-/* Appends an entry ("fd:s", "fd:c@address", "fd:h", "memfd:m") to MESHTLS_INHERIT's list. */
-static void append_entry(struct collect *collect, const char *format, ...)
-    __attribute__((format(printf, 2, 3)));
-static void append_entry(struct collect *collect, const char *format, ...)
+/* Appends an entry ("fd:s", "fd:c@address", "fd:h", "memfd:m") to MESHTLS_INHERIT's list;
+ * reserve: the room to leave for the entries that must never be crowded out. */
+static void append_entry(struct collect *collect, size_t reserve, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+static void append_entry(struct collect *collect, size_t reserve, const char *format, ...)
 {
+    struct mt_inherit_exec *exec = collect->exec;
     char entry[32 + MT_ADDR_TEXT_MAX];
     size_t n = 0;
-    if (collect->length > 0)
+    if (exec->length > PREFIX_LENGTH)
         entry[n++] = ',';
     va_list arguments;
     va_start(arguments, format);
@@ -153,16 +165,31 @@ static void append_entry(struct collect *collect, const char *format, ...)
     if (written <= 0 || (size_t)written >= sizeof(entry) - n)
         return;
     n += (size_t)written;
-    if (collect->length + n + 1 > collect->capacity) {
-        size_t capacity = collect->capacity * 2 + n + 64;
-        char *grown = realloc(collect->list, capacity);
-        if (grown == NULL)
-            return;
-        collect->list = grown;
-        collect->capacity = capacity;
+    if (exec->length + n + 1 + reserve > sizeof(exec->list))
+        return;
+    memcpy(exec->list + exec->length, entry, n + 1);
+    exec->length += n;
+}
+
+/*
+ * A started session the new program gets on fd name: carried over, or (a program that will run
+ * and cannot follow it) reset first. own as in hand_over.
+ */
+static void pass_session(struct collect *collect, int name, int own, struct mt_conn *conn)
+{
+    pthread_mutex_lock(&conn->lock);
+    bool established = conn->state == MT_CONN_ESTABLISHED;
+    pthread_mutex_unlock(&conn->lock);
+    if (!will_run(collect))
+        return;
+    char why_text[160];
+    struct mt_text why = mt_text_on(why_text, sizeof(why_text));
+    mt_text_set(&why, "it is not established");
+    if (established && hand_over(collect, name, own, conn, &why)) {
+        append_entry(collect, 0, "%d:h", name);
+        return;
     }
-    memcpy(collect->list + collect->length, entry, n + 1);
-    collect->length += n;
+    reset_for_start(collect, name, own, conn, mt_text_string(&why));
 }
 
 static void collect_one(int fd, struct mt_conn *conn, void *argument)
@@ -174,7 +201,6 @@ static void collect_one(int fd, struct mt_conn *conn, void *argument)
         return;
     pthread_mutex_lock(&conn->lock);
     bool fresh = !conn->tls_started && conn->state != MT_CONN_FAILED;
-    bool established = conn->state == MT_CONN_ESTABLISHED;
     char role = conn->role == MT_TLS_SERVER ? 's' : 'c';
     /* A client's destination travels along: its connect may still be in flight. */
     char destination[MT_ADDR_TEXT_MAX + 1] = "";
@@ -183,45 +209,56 @@ static void collect_one(int fd, struct mt_conn *conn, void *argument)
         mt_addr_format(&conn->peer, destination + 1, sizeof(destination) - 1);
     }
     pthread_mutex_unlock(&conn->lock);
-    if (!fresh) {
-        /* Held close-on-exec since its session started; made so now should anything (a raw
-         * system call) have cleared it. */
-        if (!(descriptor_flags & FD_CLOEXEC))
-            (void)mt_sys_fcntl(fd, F_SETFD, descriptor_flags | FD_CLOEXEC);
-        if (!resets_what_cannot_follow(collect)) {
-            note_closed(collect, fd);
-            return;
-        }
-        char why_text[160];
-        struct mt_text why = mt_text_on(why_text, sizeof(why_text));
-        mt_text_set(&why, "it is not established");
-        if (established && hand_over(collect, fd, conn, &why)) {
-            append_entry(collect, "%d:h", fd);
-            return;
-        }
-        reset_for_exec(collect, fd, conn, mt_text_string(&why));
+    if (fresh) {
+        append_entry(collect, SESSION_ENTRIES_ROOM, "%d:%c%s", fd, role, destination);
         return;
     }
-    append_entry(collect, "%d:%c%s", fd, role, destination);
+    /* Held close-on-exec since its session started; made so now should anything (a raw system
+     * call) have cleared it. */
+    if (!(descriptor_flags & FD_CLOEXEC))
+        (void)mt_sys_fcntl(fd, F_SETFD, descriptor_flags | FD_CLOEXEC);
+    /* A vfork child's sessions are told by their sockets (collect_vfork_one). */
+    if (collect->from_vfork_child)
+        return;
+    if (is_spawn(collect)) {
+        /* The caller goes on: a program that cannot follow finds the fd closed. */
+        char why_text[160];
+        struct mt_text why = mt_text_on(why_text, sizeof(why_text));
+        if (!hand_over(collect, fd, fd, conn, &why))
+            note_closed(collect, fd);
+        else
+            append_entry(collect, 0, "%d:h", fd);
+        return;
+    }
+    pass_session(collect, fd, fd, conn);
+}
+
+/* An fd of a vfork child that names a started session and is to be kept open across exec. */
+static void collect_vfork_one(int fd, struct mt_conn *conn, void *argument)
+{
+    pass_session(argument, fd, fd, conn);
 }
 
 /*
  * The sessions to carry are exported: the memfd that holds them is named in the list, or, if it
- * could not be written, each of them is reset (their fds stay close-on-exec).
+ * could not be sealed, each of them is reset (their fds stay close-on-exec).
  */
 static void seal_handover(struct collect *collect)
 {
-    if (mt_handover_is_empty(collect->handover))
-        return;
-    int memfd = mt_handover_seal(collect->handover);
-    if (memfd >= 0) {
-        append_entry(collect, "%d:m", memfd);
+    struct mt_handover *handover = &collect->exec->handover;
+    if (mt_handover_is_empty(handover)) {
+        mt_handover_cleanup(handover);
         return;
     }
-    mt_log_warn("exec of %s: the sessions it would inherit could not be written for it (%s); "
+    int memfd = mt_handover_seal(handover);
+    if (memfd >= 0) {
+        append_entry(collect, 0, "%d:m", memfd);
+        return;
+    }
+    mt_log_warn("start of %s: the sessions it would get could not be written for it (%s); "
                 "resetting them",
                 collect->program, strerror(errno));
-    mt_handover_reset_all(collect->handover, collect->program);
+    mt_handover_reset_all(handover, collect->program);
 }
 
 /* The path of this library, for LD_PRELOAD in the new environment. */
@@ -240,41 +277,91 @@ static bool names_variable(const char *entry, const char *name)
     return strncmp(entry, name, length) == 0 && entry[length] == '=';
 }
 
-/*
- * The sessions of the exec in progress, until it fails (mt_inherit_environment_free) or replaces
- * the process. One exec at a time: a second thread's exec would replace the process anyway.
- */
-static struct mt_handover *pending_handover;
-static pthread_mutex_t pending_lock = PTHREAD_MUTEX_INITIALIZER;
+static void collect_spawn_dups(struct collect *collect, const posix_spawn_file_actions_t *actions);
 
-static void remember_handover(struct mt_handover *handover)
+/* envp with MESHTLS_INHERIT (and LD_PRELOAD, when it lacks libmeshtls) in room, which has
+ * room for two more entries and the end. */
+static char **extend_environment(struct mt_inherit_exec *exec, char *const envp[], char **room)
 {
-    pthread_mutex_lock(&pending_lock);
-    struct mt_handover *earlier = pending_handover;
-    pending_handover = handover;
-    pthread_mutex_unlock(&pending_lock);
-    mt_handover_abandon(earlier);
-    mt_handover_free(earlier);
+    size_t used = 0;
+    bool has_preload = false;
+    const char *self = own_path();
+    for (size_t i = 0; envp != NULL && envp[i] != NULL; i++) {
+        if (names_variable(envp[i], VARIABLE))
+            continue;
+        if (names_variable(envp[i], PRELOAD_VARIABLE) && self != NULL &&
+            strstr(envp[i], self) != NULL)
+            has_preload = true;
+        room[used++] = envp[i];
+    }
+    room[used++] = exec->list;
+    if (!has_preload && self != NULL &&
+        snprintf(exec->preload, sizeof(exec->preload), "%s=%s", PRELOAD_VARIABLE, self) <
+            (int)sizeof(exec->preload)) {
+        /* Replace an LD_PRELOAD that lacks libmeshtls rather than add a second one. */
+        for (size_t i = 0; i < used; i++) {
+            if (names_variable(room[i], PRELOAD_VARIABLE)) {
+                room[i] = room[--used];
+                break;
+            }
+        }
+        room[used++] = exec->preload;
+        mt_log_warn("exec of %s: its environment lacked libmeshtls; restored LD_PRELOAD so "
+                    "the connections it inherits stay mTLS",
+                    exec->program);
+    }
+    room[used] = NULL;
+    return room;
 }
 
-static struct mt_handover *take_handover(void)
+/* Room for envp and three more entries: exec's own, or allocated; NULL in a vfork child for an
+ * environment too large (nothing may be allocated there). */
+static char **environment_room(struct mt_inherit_exec *exec, char *const envp[],
+                               bool from_vfork_child)
 {
-    pthread_mutex_lock(&pending_lock);
-    struct mt_handover *handover = pending_handover;
-    pending_handover = NULL;
-    pthread_mutex_unlock(&pending_lock);
-    return handover;
+    size_t count = 0;
+    while (envp != NULL && envp[count] != NULL)
+        count++;
+    if (count + 3 <= MT_INHERIT_ROOM)
+        return exec->room;
+    if (from_vfork_child)
+        return NULL;
+    exec->allocated_room = calloc(count + 3, sizeof(char *));
+    return exec->allocated_room;
 }
 
-char **mt_inherit_environment(const char *program, enum mt_inherit_start start, char *const envp[])
+char **mt_inherit_environment(struct mt_inherit_exec *exec, const char *program,
+                              enum mt_inherit_start start,
+                              const posix_spawn_file_actions_t *actions, char *const envp[])
 {
-    struct collect collect = {.program = program != NULL ? program : "?", .start = start};
+    bool from_vfork_child = mt_process_is_vfork_child();
+    exec->program = program != NULL ? program : "?";
+    exec->allocated_room = NULL;
+    mt_handover_init(&exec->handover, from_vfork_child);
+    memcpy(exec->list, VARIABLE "=", PREFIX_LENGTH + 1);
+    exec->length = PREFIX_LENGTH;
+    struct collect collect = {.exec = exec,
+                              .program = exec->program,
+                              .start = start,
+                              .from_vfork_child = from_vfork_child};
     collect.closed = mt_text_on(collect.closed_text, sizeof(collect.closed_text));
-    if (!mt_table_is_empty())
+    if (!mt_table_is_empty()) {
         mt_table_for_each_fd(collect_one, &collect);
-    free(collect.report);
+        if (from_vfork_child)
+            mt_vfork_fds_for_each_kept(collect_vfork_one, &collect);
+        if (is_spawn(&collect) && actions != NULL)
+            collect_spawn_dups(&collect, actions);
+    }
+    if (collect.report != NULL)
+        (void)munmap(collect.report, sizeof(*collect.report));
+    char **room = environment_room(exec, envp, from_vfork_child);
+    if (room == NULL && !mt_handover_is_empty(&exec->handover)) {
+        mt_log_warn("start of %s: its environment is too large to extend in a vfork child; "
+                    "resetting the sessions it would get",
+                    exec->program);
+        mt_handover_reset_all(&exec->handover, exec->program);
+    }
     seal_handover(&collect);
-    remember_handover(collect.handover);
     if (collect.closed_count > 0)
         mt_log_warn("exec of %s: %s %s of %s cannot cross exec; closed in the new program, "
                     "which would otherwise write to %s in clear",
@@ -282,90 +369,42 @@ char **mt_inherit_environment(const char *program, enum mt_inherit_start start, 
                     mt_text_string(&collect.closed),
                     collect.closed_count > 1 ? "mTLS sessions" : "an mTLS session",
                     collect.closed_count > 1 ? "them" : "it");
-    if (collect.length == 0) {
-        free(collect.list);
+    if (exec->length == PREFIX_LENGTH || room == NULL)
         return (char **)envp;
-    }
-    size_t count = 0;
-    while (envp != NULL && envp[count] != NULL)
-        count++;
-    char **environment = calloc(count + 3, sizeof(char *));
-    char *inherit = malloc(strlen(VARIABLE) + collect.length + 2);
-    const char *self = own_path();
-    char *preload = NULL;
-    if (environment == NULL || inherit == NULL) {
-        free(environment);
-        free(inherit);
-        free(collect.list);
-        return (char **)envp;
-    }
-    sprintf(inherit, "%s=%s", VARIABLE, collect.list);
-    free(collect.list);
-    size_t used = 0;
-    bool has_preload = false;
-    for (size_t i = 0; i < count; i++) {
-        if (names_variable(envp[i], VARIABLE))
-            continue;
-        if (names_variable(envp[i], PRELOAD_VARIABLE) && self != NULL &&
-            strstr(envp[i], self) != NULL)
-            has_preload = true;
-        environment[used++] = envp[i];
-    }
-    environment[used++] = inherit;
-    if (!has_preload && self != NULL) {
-        preload = malloc(strlen(PRELOAD_VARIABLE) + strlen(self) + 2);
-        if (preload != NULL) {
-            sprintf(preload, "%s=%s", PRELOAD_VARIABLE, self);
-            /* Replace an LD_PRELOAD that lacks libmeshtls rather than add a second one. */
-            for (size_t i = 0; i < used; i++) {
-                if (names_variable(environment[i], PRELOAD_VARIABLE)) {
-                    environment[i] = environment[--used];
-                    break;
-                }
-            }
-            environment[used++] = preload;
-            mt_log_warn("exec of %s: its environment lacked libmeshtls; restored LD_PRELOAD so "
-                        "the connections it inherits stay mTLS",
-                        collect.program);
-        }
-    }
-    environment[used] = NULL;
-    return environment;
+    return extend_environment(exec, envp, room);
 }
 
 void mt_inherit_check_program(const char *program, bool search)
 {
     if (program == NULL || !mt_log_is_enabled(MT_LOG_WARN))
         return;
-    /* The report holds three paths: too large for the stack of every thread that execs. */
-    struct mt_check_report *report = malloc(sizeof(*report));
-    if (report == NULL)
+    /* The report holds three paths: too large for the stack of every thread that execs, and a
+     * vfork child may not call malloc. */
+    struct mt_check_report *report =
+        mmap(NULL, sizeof(*report), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (report == MAP_FAILED)
         return;
     const char *path = search ? NULL : "";
     if (!mt_check_program(program, path, report) && report->verdict != MT_CHECK_NOT_FOUND &&
         report->verdict != MT_CHECK_NOT_EXECUTABLE)
         mt_log_warn("exec of %s: %s Its connections will not be meshed.",
                     report->path[0] != '\0' ? report->path : program, report->sentence);
-    free(report);
+    (void)munmap(report, sizeof(*report));
 }
 
-void mt_inherit_environment_free(char **environment, char *const envp[])
+void mt_inherit_start_failed(struct mt_inherit_exec *exec)
 {
-    /* exec failed: the sessions carry on here. */
-    struct mt_handover *handover = take_handover();
-    mt_handover_abandon(handover);
-    mt_handover_free(handover);
-    if (environment == NULL || environment == (char **)envp)
-        return;
-    /* Only the two strings this module allocated are ours; the rest belong to the caller. */
-    for (size_t i = 0; environment[i] != NULL; i++) {
-        bool borrowed = false;
-        for (size_t j = 0; envp != NULL && envp[j] != NULL; j++)
-            borrowed = borrowed || environment[i] == envp[j];
-        if (!borrowed)
-            free(environment[i]);
-    }
-    free(environment);
+    /* The sessions carry on here. */
+    mt_handover_abandon(&exec->handover);
+    free(exec->allocated_room);
+    exec->allocated_room = NULL;
+}
+
+void mt_inherit_spawned(struct mt_inherit_exec *exec, pid_t pid)
+{
+    mt_handover_given(&exec->handover, pid);
+    free(exec->allocated_room);
+    exec->allocated_room = NULL;
 }
 
 /* True when fd is ours and its session has started: it must stay close-on-exec. */
@@ -381,47 +420,73 @@ static bool cannot_cross_exec(int fd)
     return started;
 }
 
+/* In a vfork child: fd names a started session (its fds are not the table's). */
+static bool vfork_session_on(int fd)
+{
+    struct mt_conn *conn = mt_vfork_fds_session(fd);
+    mt_conn_release(conn);
+    return conn != NULL;
+}
+
 int mt_inherit_descriptor_flags_to_set(int fd, int flags)
 {
+    if (mt_process_is_vfork_child()) {
+        if (!vfork_session_on(fd))
+            return flags;
+        mt_vfork_fds_note_wish(fd, !(flags & FD_CLOEXEC));
+        return flags | FD_CLOEXEC;
+    }
     if (!cannot_cross_exec(fd))
         return flags;
-    if (!mt_process_is_vfork_child())
-        (void)mt_table_set_exec_wish(fd, !(flags & FD_CLOEXEC));
+    (void)mt_table_set_exec_wish(fd, !(flags & FD_CLOEXEC));
     return flags | FD_CLOEXEC;
 }
 
 int mt_inherit_descriptor_flags_seen(int fd, int flags)
 {
-    if (flags == -1 || !(flags & FD_CLOEXEC) || !mt_table_exec_wish(fd))
+    if (flags == -1 || !(flags & FD_CLOEXEC))
         return flags;
-    return flags & ~FD_CLOEXEC;
+    int wish = mt_process_is_vfork_child() ? mt_vfork_fds_wish(fd) : -1;
+    if (wish == 1 || (wish == -1 && mt_table_exec_wish(fd)))
+        return flags & ~FD_CLOEXEC;
+    return flags;
 }
 
 bool mt_inherit_holds(int fd, bool keep_open)
 {
+    if (mt_process_is_vfork_child()) {
+        if (!vfork_session_on(fd))
+            return false;
+        mt_vfork_fds_note_wish(fd, keep_open);
+        return true;
+    }
     if (!cannot_cross_exec(fd))
         return false;
-    if (!mt_process_is_vfork_child())
-        (void)mt_table_set_exec_wish(fd, keep_open);
+    (void)mt_table_set_exec_wish(fd, keep_open);
     return true;
 }
 
 void mt_inherit_hold_copy(int fd, int copy)
 {
-    if (copy < 0 || copy == fd || !cannot_cross_exec(fd))
+    if (copy < 0 || copy == fd || !vfork_session_on(copy))
         return;
+    /* What the application's call asked (dup2 and dup leave the copy open across exec, dup3 with
+     * O_CLOEXEC and F_DUPFD_CLOEXEC do not) is what the exec hook will honour. */
     int flags = mt_sys_fcntl(copy, F_GETFD, 0);
-    if (flags != -1 && !(flags & FD_CLOEXEC))
+    if (flags == -1)
+        return;
+    mt_vfork_fds_note_wish(copy, !(flags & FD_CLOEXEC));
+    if (!(flags & FD_CLOEXEC))
         (void)mt_sys_fcntl(copy, F_SETFD, flags | FD_CLOEXEC);
 }
 
 /*
  * posix_spawn file actions that put an fd on a new program's fd: the dup2 is glibc's own, in the
  * child, out of reach of any hook. Whatever the fd is when the action is added (a socket not yet
- * connected, a connection not yet started), it may be a started session by the time of the
- * spawn, which must then be refused (mt_inherit_spawn_allowed). Every dup2 action is remembered,
- * until its actions object is initialised again or destroyed; one that cannot be remembered is
- * refused (ENOMEM), never let through unchecked.
+ * connected, a connection not yet started), it is at the spawn that it counts: a started session
+ * then is handed over to the new program on the target fd, or reset (mt_inherit_environment).
+ * Every dup2 action is remembered, until its actions object is initialised again or destroyed;
+ * one that cannot be remembered is refused (ENOMEM), never let through unchecked.
  */
 struct spawn_dup {
     const posix_spawn_file_actions_t *actions;
@@ -462,16 +527,16 @@ out:
 enum mt_inherit_spawn_dup mt_inherit_spawn_dup(const posix_spawn_file_actions_t *actions, int fd,
                                                int target)
 {
-    if (cannot_cross_exec(fd)) {
-        mt_log_warn("posix_spawn: the mTLS session on fd %d cannot cross exec; fd %d is closed in "
-                    "the new program instead of carrying it in clear",
+    /* A vfork child must leave the parent's memory alone: nothing can be remembered there. */
+    if (mt_process_is_vfork_child()) {
+        if (!vfork_session_on(fd))
+            return MT_INHERIT_SPAWN_DUP;
+        mt_log_warn("posix_spawn: the mTLS session on fd %d cannot be handed over from a vfork "
+                    "child; fd %d is closed in the new program instead of carrying it in clear",
                     fd, target);
         return MT_INHERIT_SPAWN_CLOSE_TARGET;
     }
-    /* A vfork child must leave the parent's memory alone; a spawn from there is not checked. */
-    if (mt_process_is_vfork_child() || remember_spawn_dup(actions, fd, target))
-        return MT_INHERIT_SPAWN_DUP;
-    return MT_INHERIT_SPAWN_REFUSE;
+    return remember_spawn_dup(actions, fd, target) ? MT_INHERIT_SPAWN_DUP : MT_INHERIT_SPAWN_REFUSE;
 }
 
 void mt_inherit_spawn_actions_forget(const posix_spawn_file_actions_t *actions)
@@ -487,27 +552,23 @@ void mt_inherit_spawn_actions_forget(const posix_spawn_file_actions_t *actions)
     pthread_mutex_unlock(&spawn_lock);
 }
 
-bool mt_inherit_spawn_allowed(const posix_spawn_file_actions_t *actions, const char *program)
+/*
+ * The dup2 actions of a spawn whose fd is a started session: each is passed to the new program on
+ * its target, in the order of the actions (a session's several targets are names of one
+ * hand-over). The lock is held throughout: no hook takes it while it holds a connection's.
+ */
+static void collect_spawn_dups(struct collect *collect, const posix_spawn_file_actions_t *actions)
 {
-    if (actions == NULL || mt_table_is_empty())
-        return true;
-    int fd = -1;
-    int target = -1;
     pthread_mutex_lock(&spawn_lock);
-    for (size_t i = 0; i < spawn_dup_count && fd < 0; i++)
-        if (spawn_dups[i].actions == actions && cannot_cross_exec(spawn_dups[i].fd)) {
-            fd = spawn_dups[i].fd;
-            target = spawn_dups[i].target;
-        }
+    for (size_t i = 0; i < spawn_dup_count; i++) {
+        if (spawn_dups[i].actions != actions || !cannot_cross_exec(spawn_dups[i].fd))
+            continue;
+        struct mt_conn *conn = mt_table_acquire(spawn_dups[i].fd);
+        if (conn != NULL)
+            pass_session(collect, spawn_dups[i].target, -1, conn);
+        mt_conn_release(conn);
+    }
     pthread_mutex_unlock(&spawn_lock);
-    if (fd < 0)
-        return true;
-    mt_log_warn(
-        "posix_spawn of %s refused: its file actions put fd %d on fd %d of the new program, "
-        "and the mTLS session on fd %d has started since, so the new program would write "
-        "to it in clear",
-        program != NULL ? program : "?", fd, target, fd);
-    return false;
 }
 
 /* True (logged) when fd is a connection of ours that is not plaintext by policy. */

@@ -25,8 +25,10 @@
  * exec: see inherit.h (an established session follows into the new program, or is reset).
  *
  * vfork (and anything else that runs in the parent's memory before exec): the child must not
- * change the parent's state, so mutating hooks pass straight to libc there. Detected by
- * comparing the pid we cached with the kernel's.
+ * change the parent's state, so mutating hooks pass straight to libc there, and its exec hook
+ * allocates nothing (inherit.h, vfork_fds.h); the one change it makes is deliberate: a session it
+ * hands over is marked given away in the parent's copy. Detected by comparing the pid we cached
+ * with the kernel's.
  */
 #ifndef MT_CORE_PROCESS_H
 #define MT_CORE_PROCESS_H

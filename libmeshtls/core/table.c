@@ -54,6 +54,20 @@ struct mt_conn *mt_table_acquire(int fd)
     }
 }
 
+struct mt_conn *mt_table_acquire_by_socket(ino_t inode)
+{
+    if (inode == 0)
+        return NULL;
+    for (int fd = mt_fd_map_next(&table, 0, MT_FD_MAP_LIMIT - 1); fd >= 0;
+         fd = mt_fd_map_next(&table, (unsigned)fd + 1, MT_FD_MAP_LIMIT - 1)) {
+        struct mt_conn *conn = mt_table_acquire(fd);
+        if (conn != NULL && conn->socket_inode == inode)
+            return conn;
+        mt_conn_release(conn);
+    }
+    return NULL;
+}
+
 bool mt_table_insert(int fd, struct mt_conn *conn)
 {
     mt_fd_map_slot *slot = mt_fd_map_slot_create(&table, fd);
@@ -132,6 +146,10 @@ struct mt_conn *mt_table_conn_allocate(void)
     conn->shared = false;
     conn->tls_started = false;
     conn->held_across_exec = false;
+    conn->given_away = false;
+    conn->shared_before_given = false;
+    conn->given_to = 0;
+    conn->socket_inode = 0;
     conn->other_fds = NULL;
     conn->other_fd_count = 0;
     conn->failed_errno = 0;

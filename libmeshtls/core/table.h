@@ -17,6 +17,13 @@
 /* The connection on fd with a reference for the caller, or NULL when fd is not ours. */
 struct mt_conn *mt_table_acquire(int fd);
 
+/*
+ * The connection whose started session is on the socket with this inode (mt_conn's
+ * socket_inode), with a reference for the caller, or NULL. For a vfork child, whose fds are not
+ * the table's (its dup2 is not recorded): no lock, no allocation.
+ */
+struct mt_conn *mt_table_acquire_by_socket(ino_t inode);
+
 /* Publishes conn on fd; false when fd is out of range or no chunk could be allocated. */
 bool mt_table_insert(int fd, struct mt_conn *conn);
 

@@ -4,9 +4,11 @@
  * actions that name descriptors.
  *
  * Owns turning execl's argument lists into arrays. What crosses exec is core/inherit.c's
- * business: the environment that hands over connections not yet started, the warning for a
- * program the preload cannot follow, the spawn actions that would leak a connection. Must never
- * leave an allocation behind when exec returns (it failed, and the program goes on).
+ * business: the environment that hands connections and sessions over, the warning for a program
+ * the preload cannot follow, the spawn actions that put a connection on a new program's fd. Must
+ * never leave an allocation behind when exec returns (it failed, and the program goes on), and
+ * must never allocate on the way to exec from execve, execvpe or fexecve (a vfork child calls
+ * them: what a start needs is on this stack).
  */
 #include "hook.h"
 
@@ -33,14 +35,24 @@ __attribute__((constructor)) static void load_early(void)
         mt_inherit_adopt();
 }
 
+/*
+ * Starts a program with exec, its environment extended for the connections it gets; what the
+ * start needs is on this stack (struct mt_inherit_exec).
+ */
+#define START_WITH(start, program, envp, call)                                                     \
+    do {                                                                                           \
+        struct mt_inherit_exec exec;                                                               \
+        char **environment = mt_inherit_environment(&exec, program, start, NULL, envp);            \
+        int result = call;                                                                         \
+        MT_PRESERVING_ERRNO(mt_inherit_start_failed(&exec));                                       \
+        return result;                                                                             \
+    } while (0)
+
 MT_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
     mt_real_init();
     mt_inherit_check_program(path, false);
-    char **environment = mt_inherit_environment(path, MT_INHERIT_EXEC_PATH, envp);
-    int result = real_execve(path, argv, environment);
-    MT_PRESERVING_ERRNO(mt_inherit_environment_free(environment, envp));
-    return result;
+    START_WITH(MT_INHERIT_EXEC_PATH, path, envp, real_execve(path, argv, environment));
 }
 
 MT_EXPORT int execv(const char *path, char *const argv[])
@@ -52,10 +64,7 @@ MT_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
 {
     mt_real_init();
     mt_inherit_check_program(file, true);
-    char **environment = mt_inherit_environment(file, MT_INHERIT_EXEC_SEARCH, envp);
-    int result = real_execvpe(file, argv, environment);
-    MT_PRESERVING_ERRNO(mt_inherit_environment_free(environment, envp));
-    return result;
+    START_WITH(MT_INHERIT_EXEC_SEARCH, file, envp, real_execvpe(file, argv, environment));
 }
 
 MT_EXPORT int execvp(const char *file, char *const argv[])
@@ -66,10 +75,7 @@ MT_EXPORT int execvp(const char *file, char *const argv[])
 MT_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
     mt_real_init();
-    char **environment = mt_inherit_environment("(fexecve)", MT_INHERIT_EXEC_FD, envp);
-    int result = real_fexecve(fd, argv, environment);
-    MT_PRESERVING_ERRNO(mt_inherit_environment_free(environment, envp));
-    return result;
+    START_WITH(MT_INHERIT_EXEC_FD, "(fexecve)", envp, real_fexecve(fd, argv, environment));
 }
 
 /* execl and friends: the variadic argument list as an argv array (with envp for execle). */
@@ -139,18 +145,39 @@ MT_EXPORT int execle(const char *path, const char *argument, ...)
     return exec_gathered(execve, path, argv, envp);
 }
 
+/*
+ * posix_spawn and posix_spawnp: the hand-over is prepared here, in the parent, as glibc's child
+ * runs no hook; the sessions stay the new program's once it started (the pid is needed for the
+ * log line of a copy used after it), or are taken back when the spawn failed.
+ */
+static int spawn_with(enum mt_inherit_start start, pid_t *pid, const char *program,
+                      const posix_spawn_file_actions_t *actions,
+                      const posix_spawnattr_t *attributes, char *const argv[], char *const envp[])
+{
+    mt_real_init();
+    mt_inherit_check_program(program, start == MT_INHERIT_SPAWN_SEARCH);
+    struct mt_inherit_exec exec;
+    char **environment = mt_inherit_environment(&exec, program, start, actions, envp);
+    pid_t child = 0;
+    int result = start == MT_INHERIT_SPAWN_SEARCH
+                     ? real_posix_spawnp(&child, program, actions, attributes, argv, environment)
+                     : real_posix_spawn(&child, program, actions, attributes, argv, environment);
+    MT_PRESERVING_ERRNO({
+        if (result == 0)
+            mt_inherit_spawned(&exec, child);
+        else
+            mt_inherit_start_failed(&exec);
+    });
+    if (result == 0 && pid != NULL)
+        *pid = child;
+    return result;
+}
+
 MT_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
                           const posix_spawnattr_t *attributes, char *const argv[],
                           char *const envp[])
 {
-    mt_real_init();
-    if (!mt_inherit_spawn_allowed(actions, path))
-        return EPERM;
-    mt_inherit_check_program(path, false);
-    char **environment = mt_inherit_environment(path, MT_INHERIT_SPAWN, envp);
-    int result = real_posix_spawn(pid, path, actions, attributes, argv, environment);
-    mt_inherit_environment_free(environment, envp);
-    return result;
+    return spawn_with(MT_INHERIT_SPAWN_PATH, pid, path, actions, attributes, argv, envp);
 }
 
 MT_EXPORT int posix_spawn_file_actions_init(posix_spawn_file_actions_t *actions)
@@ -186,12 +213,5 @@ MT_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_
                            const posix_spawnattr_t *attributes, char *const argv[],
                            char *const envp[])
 {
-    mt_real_init();
-    if (!mt_inherit_spawn_allowed(actions, file))
-        return EPERM;
-    mt_inherit_check_program(file, true);
-    char **environment = mt_inherit_environment(file, MT_INHERIT_SPAWN, envp);
-    int result = real_posix_spawnp(pid, file, actions, attributes, argv, environment);
-    mt_inherit_environment_free(environment, envp);
-    return result;
+    return spawn_with(MT_INHERIT_SPAWN_SEARCH, pid, file, actions, attributes, argv, envp);
 }

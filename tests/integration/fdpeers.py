@@ -21,7 +21,11 @@ TLS. Each serves one connection per client and prints "listening" once ready.
                                      "posix-spawn" (os.posix_spawn with a dup2 file action),
                                      "static-exec" (fork, dup2 onto stdin and stdout, exec a
                                      static busybox sh, which no preload follows; prints what
-                                     its write to stdout returned, "written" or "failed").
+                                     its write to stdout returned, "written" or "failed"),
+                                     "static-subprocess" (the same busybox started by
+                                     subprocess.run with stdin and stdout the connection: a
+                                     vfork child), "static-spawn" (by os.posix_spawn with
+                                     dup2 file actions onto stdin and stdout).
   fdpeers.py pass-server PORT WHEN TEXT   accept; read one line first unless WHEN is "fresh";
                                      then pass the connection to a child process over a Unix
                                      socket (SCM_RIGHTS; WHEN "tight": behind another control
@@ -161,6 +165,17 @@ def handler_server(port, how, text):
         elif how == "posix-spawn":
             child = os.posix_spawn(command[0], command, os.environ,
                                    file_actions=[(os.POSIX_SPAWN_DUP2, fd, 1)])
+            os.waitpid(child, 0)
+        elif how == "static-subprocess":
+            subprocess.run(["/bin/busybox", "sh", "-c", f"if echo {text}; then echo written >&2; "
+                            f"else echo failed >&2; fi"], stdin=connection, stdout=connection,
+                           check=False)
+        elif how == "static-spawn":
+            child = os.posix_spawn("/bin/busybox", ["busybox", "sh", "-c",
+                                                    f"if echo {text}; then echo written >&2; "
+                                                    f"else echo failed >&2; fi"], os.environ,
+                                   file_actions=[(os.POSIX_SPAWN_DUP2, fd, 0),
+                                                 (os.POSIX_SPAWN_DUP2, fd, 1)])
             os.waitpid(child, 0)
         elif how == "static-exec":
             child = os.fork()

@@ -7,6 +7,10 @@
  *                                 connections: read one line, fork, in the child dup2 the
  *                                 connection onto 0 and 1, close it, exec "inetd_exec handle
  *                                 LINE"; the parent closes its copy and waits for the child
+ *   inetd_exec spawn PORT COUNT   the same, but the handler is started by posix_spawn with file
+ *                                 actions dup2(connection → 0), dup2(connection → 1) and
+ *                                 close(connection), as a C server hands a connection to a
+ *                                 handler program without fork
  *   inetd_exec handle LINE        write "handler got LINE", read one more line from stdin, write
  *                                 "handler read MORE", then exit (closing the connection)
  *
@@ -18,6 +22,8 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdbool.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +74,28 @@ static int handle(const char *request)
     return write_text(1, "handler read ", more) != 0;
 }
 
-static int serve(int port, int count, const char *self)
+extern char **environ;
+
+/* The handler for request, started by posix_spawn with the connection on its stdin and stdout. */
+static pid_t spawn_handler(int connection, const char *self, char *request)
+{
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, connection, 0);
+    posix_spawn_file_actions_adddup2(&actions, connection, 1);
+    posix_spawn_file_actions_addclose(&actions, connection);
+    char *argv[] = {(char *)self, "handle", request, NULL};
+    pid_t child = -1;
+    int error = posix_spawn(&child, self, &actions, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (error != 0) {
+        fprintf(stderr, "posix_spawn: %s\n", strerror(error));
+        return -1;
+    }
+    return child;
+}
+
+static int serve(int port, int count, const char *self, bool spawn)
 {
     int listener = socket(AF_INET, SOCK_STREAM, 0);
     int one = 1;
@@ -88,8 +115,8 @@ static int serve(int port, int count, const char *self)
             continue;
         char request[256];
         read_line(connection, request, sizeof(request));
-        pid_t child = fork();
-        if (child == 0) {
+        pid_t child = spawn ? spawn_handler(connection, self, request) : fork();
+        if (child == 0 && !spawn) {
             dup2(connection, 0);
             dup2(connection, 1);
             close(connection);
@@ -110,9 +137,11 @@ static int serve(int port, int count, const char *self)
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "serve") == 0)
-        return serve(atoi(argv[2]), atoi(argv[3]), argv[0]);
+        return serve(atoi(argv[2]), atoi(argv[3]), argv[0], false);
+    if (argc == 4 && strcmp(argv[1], "spawn") == 0)
+        return serve(atoi(argv[2]), atoi(argv[3]), argv[0], true);
     if (argc == 3 && strcmp(argv[1], "handle") == 0)
         return handle(argv[2]);
-    fprintf(stderr, "usage: inetd_exec serve PORT COUNT | inetd_exec handle LINE\n");
+    fprintf(stderr, "usage: inetd_exec serve|spawn PORT COUNT | inetd_exec handle LINE\n");
     return 2;
 }

@@ -4,7 +4,8 @@ inetd: a meshed C server (inetd_exec) reads a request line through TLS, then for
 handler with the connection on stdin and stdout; the handler (meshed by the same preload) writes
 the reply and reads one more line. The session crosses exec in a sealed memfd: the meshed client
 gets both replies, the wire carries TLS records only (none of the text in clear), and the handler
-logs that it continued the session. A plaintext client is refused.
+logs that it continued the session. A plaintext client is refused. The same when inetd_exec
+starts its handler with posix_spawn and dup2 file actions instead of fork and exec.
 
 CGI: Python's http.server --cgi (unmodified) reads the request through TLS, writes the status
 line, forks and execs a CGI shell script with the socket on stdin and stdout; the parent closes
@@ -32,9 +33,9 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as connection:
 """
 
 
-def inetd(mesh, config):
+def inetd(mesh, config, how="serve"):
     port = free_port()
-    server = mesh.meshed("inetd", [INETD, "serve", str(port), "2"], config=config)
+    server = mesh.meshed(f"inetd-{how}", [INETD, how, str(port), "2"], config=config)
     wait_for(lambda: b"listening" in server.stdout() or server.popen.poll() is not None, 20,
              "inetd_exec to listen")
     check(server.popen.poll() is None, f"inetd_exec exited:\n{server.stderr()}")
@@ -62,7 +63,8 @@ def inetd(mesh, config):
             data = b""
     check(b"handler" not in data, f"a plaintext client got an answer: {data!r}")
     wait_for(lambda: "peer did not speak TLS" in server.stderr(), 10, "the plaintext refusal")
-    print("inetd: the session followed the connection into the handler; plaintext refused")
+    print(f"inetd ({how}): the session followed the connection into the handler; plaintext "
+          "refused")
 
 
 def cgi(mesh, config):
@@ -105,6 +107,7 @@ def test():
     with Mesh("exec-handover") as mesh:
         config = write_config(mesh, mesh.start_agent())
         inetd(mesh, config)
+        inetd(mesh, config, "spawn")
         cgi(mesh, config)
 
 

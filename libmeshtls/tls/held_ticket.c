@@ -42,26 +42,45 @@ void mt_tls_held_ticket_drop(struct mt_tls_session *session)
     session->held_ticket_length = 0;
 }
 
+/*
+ * The held ticket, then buffer, in as many writes as the socket takes, until part of buffer has
+ * gone or the kernel refuses. A short write is no EAGAIN: the socket may still be writable, and
+ * an edge-triggered poller is woken only when it turns writable again. Reported as WANT_WRITE,
+ * the rest waited for a wakeup that never came, and the reply stayed in the session (found by the
+ * fault soak, tests/integration/test_soak_faults.py). wolfSSL itself writes on after a short
+ * count, as here once the ticket is out: WANT_WRITE only ever follows the kernel's EAGAIN.
+ */
 int mt_tls_held_ticket_send_before(struct mt_tls_session *session, const char *buffer, int size)
 {
     size_t ticket = session->held_ticket_length;
-    unsigned char *both = malloc(ticket + (size_t)size);
+    size_t total = ticket + (size_t)size;
+    unsigned char *both = malloc(total);
     if (both == NULL) {
         errno = ENOMEM;
         return mt_tls_record_send_failure(session);
     }
     memcpy(both, session->held_ticket, ticket);
     memcpy(both + ticket, buffer, (size_t)size);
-    ssize_t n = mt_tls_record_send_now(session, both, ticket + (size_t)size);
-    free(both);
-    if (n < 0)
-        return mt_tls_record_send_failure(session);
-    if ((size_t)n < ticket) {
-        /* Part of the ticket went: keep the rest in front of the record. */
-        session->held_ticket_length = (uint16_t)(ticket - (size_t)n);
-        memmove(session->held_ticket, session->held_ticket + n, session->held_ticket_length);
-        return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    size_t sent = 0;
+    int error = 0;
+    while (sent <= ticket) {
+        ssize_t n = mt_tls_record_send_now(session, both + sent, total - sent);
+        if (n < 0) {
+            error = errno;
+            break;
+        }
+        sent += (size_t)n;
     }
-    mt_tls_held_ticket_drop(session);
-    return (size_t)n == ticket ? WOLFSSL_CBIO_ERR_WANT_WRITE : (int)((size_t)n - ticket);
+    free(both);
+    if (sent >= ticket) {
+        mt_tls_held_ticket_drop(session);
+    } else if (sent > 0) {
+        /* Part of the ticket went: the rest stays in front of the record. */
+        session->held_ticket_length = (uint16_t)(ticket - sent);
+        memmove(session->held_ticket, session->held_ticket + sent, session->held_ticket_length);
+    }
+    if (sent > ticket)
+        return (int)(sent - ticket);
+    errno = error;
+    return mt_tls_record_send_failure(session);
 }

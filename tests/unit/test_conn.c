@@ -7,9 +7,11 @@
  * is the network between them: it forwards the bytes itself, a few (often one) at a time, so the
  * TLS layer sees short reads and EAGAIN at every point of a record, and it can stop forwarding so
  * that the kernel takes part of a record only. Both connection fds are non-blocking unless a test
- * says otherwise, and every step is the call an application (or its poll) would make.
+ * says otherwise, and every step is the call an application (or its poll) would make. A test can
+ * also have the kernel take only part of a write on a socket that stays writable (short_writes).
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -25,6 +27,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,14 +54,18 @@
 
 static struct mt_tls_context *client_context;
 static struct mt_tls_context *server_context;
+/* With resumption: the server holds a NewSessionTicket until its first bytes. */
+static struct mt_tls_context *resuming_client_context;
+static struct mt_tls_context *resuming_server_context;
 
 /* A leaf for spiffe_id issued by the CA, with a key made here, as a workload's identity. */
-static struct mt_tls_context *make_context(const char *spiffe_id, const struct test_ca *ca)
+static struct mt_tls_context *make_context(const char *spiffe_id, const struct test_ca *ca,
+                                           unsigned resumption_s)
 {
     time_t now = time(NULL);
     struct mt_credentials *credentials = test_ca_issue(ca, spiffe_id, now - 60, now + 3600);
     struct mt_tls_context *context = NULL;
-    assert_true(mt_result_is_ok(mt_tls_context_new(credentials, 0, &context)));
+    assert_true(mt_result_is_ok(mt_tls_context_new(credentials, resumption_s, &context)));
     mt_credentials_release(credentials); /* the context holds its own reference */
     return context;
 }
@@ -94,8 +101,10 @@ static int group_setup(void **state)
     struct test_ca ca;
     time_t now = time(NULL);
     assert_true(test_ca_make(&ca, "example.org", now - 60, now + 3600));
-    client_context = make_context(CLIENT_ID, &ca);
-    server_context = make_context(SERVER_ID, &ca);
+    client_context = make_context(CLIENT_ID, &ca, 0);
+    server_context = make_context(SERVER_ID, &ca, 0);
+    resuming_client_context = make_context(CLIENT_ID, &ca, 600);
+    resuming_server_context = make_context(SERVER_ID, &ca, 600);
     test_ca_free(&ca);
     return 0;
 }
@@ -105,6 +114,8 @@ static int group_teardown(void **state)
     (void)state;
     mt_tls_context_release(client_context);
     mt_tls_context_release(server_context);
+    mt_tls_context_release(resuming_client_context);
+    mt_tls_context_release(resuming_server_context);
     mt_log_set_writer(NULL);
     return 0;
 }
@@ -141,6 +152,41 @@ static size_t forward(struct link *link, size_t limit)
     return (size_t)n;
 }
 
+/*
+ * A kernel that takes only part of a write on a socket that stays writable, as a signal or the
+ * fault soak's injection can make it: the next `count` writes (write or send) on fd of more than
+ * limit bytes take limit bytes. libmeshtls reaches the kernel through syscall() (util/sys.c), so
+ * this binary's own syscall() sees its writes; the test's own calls go through libc's wrappers.
+ */
+static struct {
+    atomic_int fd;
+    atomic_int count;
+    size_t limit;
+} short_writes = {.fd = -1};
+
+long syscall(long number, ...)
+{
+    static long (*_Atomic real_syscall)(long, ...);
+    va_list arguments;
+    va_start(arguments, number);
+    long argument[6];
+    for (int i = 0; i < 6; i++)
+        argument[i] = va_arg(arguments, long);
+    va_end(arguments);
+    bool writing = number == SYS_write || number == SYS_sendto;
+    if (writing && argument[0] == atomic_load(&short_writes.fd) &&
+        (size_t)argument[2] > short_writes.limit && atomic_fetch_sub(&short_writes.count, 1) > 0)
+        argument[2] = (long)short_writes.limit;
+    if (real_syscall == NULL) {
+        long (*found)(long, ...) = NULL;
+        void *symbol = dlsym(RTLD_NEXT, "syscall");
+        memcpy(&found, &symbol, sizeof(found));
+        real_syscall = found;
+    }
+    return real_syscall(number, argument[0], argument[1], argument[2], argument[3], argument[4],
+                        argument[5]);
+}
+
 struct pair {
     int client_fd;    /* the client connection's socket */
     int server_fd;    /* the server connection's socket */
@@ -151,6 +197,7 @@ struct pair {
     struct mt_conn_settings client_settings;
     struct mt_conn_settings server_settings;
     struct mt_config config;
+    bool resuming; /* the contexts with resumption */
     bool opened;
 };
 
@@ -217,15 +264,17 @@ static void open_pair(struct pair *pair)
     }
     struct sockaddr_storage server_address = loopback(SERVER_PORT);
     struct sockaddr_storage client_address = loopback(CLIENT_PORT);
-    pair->client = mt_conn_open(pair->client_fd, MT_TLS_CLIENT, client_context, NULL,
+    pair->client = mt_conn_open(pair->client_fd, MT_TLS_CLIENT,
+                                pair->resuming ? resuming_client_context : client_context, NULL,
                                 &server_address, &pair->client_settings, NULL);
     assert_non_null(pair->client);
     /* A non-blocking connect in flight: the handshake starts once the socket is writable. */
     errno = 0;
     assert_int_equal(mt_conn_after_connect(pair->client, -1, EINPROGRESS), -1);
     assert_int_equal(errno, EINPROGRESS);
-    pair->server = mt_conn_open(pair->server_fd, MT_TLS_SERVER, server_context, &server_address,
-                                &client_address, &pair->server_settings, NULL);
+    pair->server = mt_conn_open(pair->server_fd, MT_TLS_SERVER,
+                                pair->resuming ? resuming_server_context : server_context,
+                                &server_address, &client_address, &pair->server_settings, NULL);
     assert_non_null(pair->server);
 }
 
@@ -667,6 +716,46 @@ static void test_mt_conn_send_kernel_takes_part_of_record_commits_whole_record(v
     assert_memory_equal(received, sent, LENGTH);
 }
 
+/*
+ * The server's first write carries the NewSessionTicket it held, and the kernel takes only part
+ * of the ticket, several times, while the socket stays writable: the call writes on until the
+ * record has gone, so the reply reaches the client with no further call on the server. No poller
+ * would be woken for it: an edge-triggered one waits for the socket to turn writable, which it
+ * never stopped being (fails if a short write is taken for EAGAIN: the reply stayed in the
+ * session, and the fault soak's edge-triggered server never answered).
+ */
+static void test_mt_conn_send_held_ticket_written_short_writes_on_until_sent(void **state)
+{
+    struct pair *pair = *state;
+    pair->resuming = true;
+    handshake(pair);
+    size_t carried_before = pair->down.carried;
+    short_writes.limit = 7;
+    atomic_store(&short_writes.count, 3);
+    atomic_store(&short_writes.fd, pair->server_fd);
+    ssize_t written = mt_conn_send(pair->server, "reply", 5, MSG_NOSIGNAL);
+    atomic_store(&short_writes.fd, -1);
+    assert_int_equal(written, 5);
+
+    /* What the server wrote reaches the client; nothing more is asked of the server. */
+    while (forward(&pair->down, sizeof(pair->down.held)) > 0)
+        continue;
+    unsigned char received[8];
+    size_t received_length = 0;
+    for (;;) {
+        ssize_t n = mt_conn_recv(pair->client, received + received_length,
+                                 sizeof(received) - received_length, 0);
+        if (n <= 0)
+            break;
+        received_length += (size_t)n;
+    }
+    assert_int_equal(received_length, 5);
+    assert_memory_equal(received, "reply", 5);
+    /* The ticket went first (a record of its own, larger than the reply's), in short writes. */
+    assert_true(pair->down.carried - carried_before > 100);
+    assert_true(atomic_load(&short_writes.count) < 0);
+}
+
 static void ignore_signal(int signal_number)
 {
     (void)signal_number;
@@ -897,6 +986,7 @@ int main(void)
         PAIR_TEST(test_mt_conn_recv_nothing_arrived_eagain_then_success_keeps_errno),
         PAIR_TEST(test_mt_conn_readable_bytes_partial_record_zero_whole_counted),
         PAIR_TEST(test_mt_conn_send_kernel_takes_part_of_record_commits_whole_record),
+        PAIR_TEST(test_mt_conn_send_held_ticket_written_short_writes_on_until_sent),
         PAIR_TEST(test_mt_conn_send_blocking_signal_after_commit_writes_record_before_returning),
         PAIR_TEST(test_mt_conn_recv_blocking_nothing_arrives_eagain_at_rcvtimeo),
         PAIR_TEST(test_mt_conn_shutdown_write_after_data_ends_stream_in_order),

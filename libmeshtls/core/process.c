@@ -8,8 +8,9 @@
  * from a vfork child.
  */
 #include <pthread.h>
-#include <sys/mman.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "../util/sys.h"
 #include "conn.h"
@@ -21,7 +22,8 @@
 #include "table.h"
 
 static pthread_once_t process_once = PTHREAD_ONCE_INIT;
-static pid_t cached_pid;
+/* Read by every thread's hooks, written by init_once and in a fork child: atomic. */
+static _Atomic pid_t cached_pid;
 
 /*
  * One byte, 1 in a process whose fork handlers ran, on a page the kernel empties in every child
@@ -30,9 +32,11 @@ static pid_t cached_pid;
  * fork (vsftpd isolates each session's processes with clone(CLONE_NEWPID | …)) runs no
  * pthread_atfork handler: by the pid alone it would pass for a vfork child, whose hooks leave the
  * tables alone, and its dup2(connection, 1) would go unrecorded and its writes to fd 1 leave in
- * clear. Such a child finds the byte 0 and runs the fork child's reset at its first hook.
+ * clear. Such a child finds the byte 0 and runs the fork child's reset at its first hook. The
+ * pointer is published by init_once while other threads' hooks may already read it (a hook that
+ * finds no connection need not initialise the process first), hence atomic.
  */
-static volatile unsigned char *forked_here;
+static _Atomic unsigned char *_Atomic forked_here;
 
 static void mark_shared(struct mt_conn *conn, void *argument)
 {
@@ -69,8 +73,9 @@ static void after_fork_parent(void)
 
 static void after_fork_child(void)
 {
-    if (forked_here != NULL)
-        *forked_here = 1;
+    _Atomic unsigned char *byte = atomic_load(&forked_here);
+    if (byte != NULL)
+        atomic_store(byte, 1);
     cached_pid = mt_sys_getpid();
     mt_table_after_fork_child();
     mt_runtime_after_fork_child();
@@ -107,8 +112,8 @@ static void init_once(void)
     cached_pid = mt_sys_getpid();
     void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (page != MAP_FAILED && madvise(page, 4096, MADV_WIPEONFORK) == 0) {
-        forked_here = page;
-        *forked_here = 1;
+        atomic_store((_Atomic unsigned char *)page, 1);
+        atomic_store(&forked_here, (_Atomic unsigned char *)page);
     } else if (page != MAP_FAILED) {
         (void)munmap(page, 4096); /* a kernel before 4.14: such children pass for vfork ones */
     }
@@ -128,7 +133,8 @@ void mt_process_init(void)
 
 void mt_process_notice_unseen_fork(void)
 {
-    if (forked_here != NULL && *forked_here == 0)
+    _Atomic unsigned char *byte = atomic_load_explicit(&forked_here, memory_order_acquire);
+    if (byte != NULL && atomic_load_explicit(byte, memory_order_relaxed) == 0)
         after_fork_child();
 }
 

@@ -9,14 +9,15 @@ starts its handler with posix_spawn and dup2 file actions instead of fork and ex
 
 CGI: Python's http.server --cgi (unmodified) reads the request through TLS, writes the status
 line, forks and execs a CGI shell script with the socket on stdin and stdout; the parent closes
-its copy afterwards. A meshed curl gets the script's body.
+its copy afterwards. A meshed curl (fetch.py in the sanitized build) gets the script's body.
 """
 
 import os
 import socket
 import subprocess
 
-from harness import BUILD, PYTHON, Mesh, Relay, check, free_port, main, wait_for
+from harness import (BUILD, PYTHON, Mesh, Relay, check, free_port, http_client, main,
+                     wait_for)
 from test_exec_session import check_wire, write_config
 
 INETD = os.path.join(BUILD, "tests", "integration", "inetd_exec")
@@ -87,8 +88,7 @@ def cgi(mesh, config):
              "http.server to listen")
     check(server.popen.poll() is None, f"http.server exited:\n{server.stderr()}")
     relay = Relay(port)
-    curl = mesh.meshed("curl", ["curl", "-sS", "--max-time", "20",
-                                f"http://127.0.0.1:{relay.port}/cgi-bin/hello.sh?x=1"],
+    curl = mesh.meshed("curl", http_client(f"http://127.0.0.1:{relay.port}/cgi-bin/hello.sh?x=1"),
                        config=config)
     curl.wait(30)
     relay.stop()

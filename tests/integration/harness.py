@@ -461,6 +461,58 @@ def assert_relay_tls13(relay, secrets, expected_connections=None):
     return len(pairs)
 
 
+def assert_plaintext_refused(port, server, request,
+                             log_line="refused inbound connection from 127.0.0.1"):
+    """A plaintext client sends request to a strict meshed server's port: it gets nothing back
+    (end of stream or a reset), and the server's log says it refused the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+        plain.sendall(request)
+        try:
+            answer = plain.recv(4096)
+        except ConnectionResetError:
+            answer = b""
+    check(answer == b"", f"a plaintext client got an answer: {answer!r}")
+    wait_for(lambda: log_line in server.stderr(), 10, "the server to log the refused plaintext")
+
+
+# --- For a client that a test runs as a separate (meshed) process -------------------------------
+
+def fail_client(message):
+    """Ends a client process with its complaint on stderr and exit status 1."""
+    sys.stderr.write(f"client: {message}\n")
+    sys.exit(1)
+
+
+class LineClient:
+    """A line-by-line conversation on a plain socket; any failure ends the client process."""
+
+    def __init__(self, port, name):
+        self.name = name
+        try:
+            self.socket = socket.create_connection(("127.0.0.1", port), timeout=10)
+        except OSError as error:
+            fail_client(f"{name}: connect: {error}")
+        self.buffer = b""
+
+    def ask(self, line):
+        try:
+            self.socket.sendall(line.encode() + b"\n")
+            while b"\n" not in self.buffer:
+                chunk = self.socket.recv(4096)
+                if not chunk:
+                    fail_client(f"{self.name}: server closed the connection after {line!r}")
+                self.buffer += chunk
+        except OSError as error:
+            fail_client(f"{self.name}: {line!r}: {type(error).__name__}: {error}")
+        answer, self.buffer = self.buffer.split(b"\n", 1)
+        return answer.decode()
+
+    def echo(self, line):
+        answer = self.ask(line)
+        if answer != line:
+            fail_client(f"{self.name}: sent {line!r}, got {answer!r}")
+
+
 class dumped_on_failure:
     """A context manager that prints the tails of log files a program wrote itself (nginx's
     error log, say) to stderr when the block fails."""

@@ -13,11 +13,9 @@ its copy afterwards. A meshed curl (fetch.py in the sanitized build) gets the sc
 """
 
 import os
-import socket
-import subprocess
 
-from harness import (BUILD, PYTHON, Mesh, Relay, check, free_port, http_client, main,
-                     wait_for)
+from harness import (BUILD, Mesh, PYTHON, Relay, assert_plaintext_refused, check, free_port,
+                     http_client, main, wait_for)
 from test_exec_session import check_wire, write_config
 
 INETD = os.path.join(BUILD, "tests", "integration", "inetd_exec")
@@ -56,14 +54,7 @@ def inetd(mesh, config, how="serve"):
           f"the handler did not log the session it continued:\n{server.stderr()[-2000:]}")
     check("reset" not in server.stderr(), f"a session was reset:\n{server.stderr()[-2000:]}")
     # Plaintext to a strict port: refused, the handler never runs for it.
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
-        plain.sendall(b"plaintext-request\n")
-        try:
-            data = plain.recv(4096)
-        except ConnectionResetError:
-            data = b""
-    check(b"handler" not in data, f"a plaintext client got an answer: {data!r}")
-    wait_for(lambda: "peer did not speak TLS" in server.stderr(), 10, "the plaintext refusal")
+    assert_plaintext_refused(port, server, b"plaintext-request\n", "peer did not speak TLS")
     print(f"inetd ({how}): the session followed the connection into the handler; plaintext "
           "refused")
 

@@ -13,49 +13,16 @@ The client is this file run as `test_fork_close.py client PORT RELAY_PORT SECRET
 plain Python socket under `meshtls run`."""
 
 import os
-import socket
 import sys
 import time
 
-from harness import (BUILD, PYTHON, Mesh, Relay, assert_relay_tls13, check, free_port, main,
-                     random_token, run_meshed, wait_for)
+from harness import (BUILD, LineClient, Mesh, PYTHON, Relay, assert_plaintext_refused,
+                     assert_relay_tls13, check, fail_client, free_port, main, random_token,
+                     run_meshed, wait_for)
 
 SERVER = os.path.join(BUILD, "tests", "integration", "fork_close_server")
 CHILD_MS = 1500
 NEW_CLIENTS = 3
-
-
-def fail_client(message):
-    sys.stderr.write(f"client: {message}\n")
-    sys.exit(1)
-
-
-class LineClient:
-    def __init__(self, port, name):
-        self.name = name
-        try:
-            self.socket = socket.create_connection(("127.0.0.1", port), timeout=10)
-        except OSError as error:
-            fail_client(f"{name}: connect: {error}")
-        self.buffer = b""
-
-    def ask(self, line):
-        try:
-            self.socket.sendall(line.encode() + b"\n")
-            while b"\n" not in self.buffer:
-                chunk = self.socket.recv(4096)
-                if not chunk:
-                    fail_client(f"{self.name}: server closed the connection after {line!r}")
-                self.buffer += chunk
-        except OSError as error:
-            fail_client(f"{self.name}: {line!r}: {type(error).__name__}: {error}")
-        answer, self.buffer = self.buffer.split(b"\n", 1)
-        return answer.decode()
-
-    def echo(self, line):
-        answer = self.ask(line)
-        if answer != line:
-            fail_client(f"{self.name}: sent {line!r}, got {answer!r}")
 
 
 def client(port, relay_port, secret, child_ms):
@@ -81,18 +48,6 @@ def client(port, relay_port, secret, child_ms):
     print(f"ok {answer}")
 
 
-def refused_plaintext(port, server):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
-        plain.sendall(b"plain line\n")
-        try:
-            answer = plain.recv(100)
-        except ConnectionResetError:
-            answer = b""
-    check(answer == b"", f"a plaintext client got an answer: {answer!r}")
-    wait_for(lambda: "refused inbound connection from 127.0.0.1" in server.stderr(), 10,
-             "the server to log the refused plaintext client")
-
-
 def one_run(trigger, closing):
     with Mesh(f"fork-close-{trigger}-{closing}") as mesh:
         mesh.start_agent()
@@ -115,7 +70,7 @@ def one_run(trigger, closing):
         wait_for(lambda: f"child {child} exited 0".encode() in server.stdout(), 10,
                  "the child to exit cleanly")
         assert_relay_tls13(relay, [secret.encode()], expected_connections=1)
-        refused_plaintext(port, server)
+        assert_plaintext_refused(port, server, b"plain line\n")
         check(server.popen.poll() is None, f"fork_close_server died:\n{server.stderr()}")
         print(f"{trigger}-triggered, child used {closing}: old and new clients served "
               f"during and after the child; TLS 1.3 on the wire; plaintext refused")

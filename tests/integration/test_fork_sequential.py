@@ -27,17 +27,12 @@ import os
 import socket
 import sys
 
-from harness import (BUILD, PYTHON, Mesh, Relay, assert_relay_tls13, check, free_port, main,
-                     random_token, run_meshed, wait_for)
+from harness import (BUILD, Mesh, PYTHON, Relay, assert_plaintext_refused, assert_relay_tls13,
+                     check, fail_client, free_port, main, random_token, run_meshed, wait_for)
 
 SERVER = os.path.join(BUILD, "tests", "integration", "sequential_fork_server")
 BULK = 300000
 UPLOAD = 100000
-
-
-def fail_client(message):
-    sys.stderr.write(f"client: {message}\n")
-    sys.exit(1)
 
 
 class Conversation:
@@ -152,15 +147,7 @@ def one_run(mesh, mode):
 
 def plaintext_refused(mesh):
     port, server = start_server(mesh, "exit", "server-plain")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
-        plain.sendall(b"hello plaintext\n")
-        try:
-            answer = plain.recv(100)
-        except ConnectionResetError:
-            answer = b""
-    check(answer == b"", f"a plaintext client got an answer: {answer!r}")
-    wait_for(lambda: "refused inbound connection from 127.0.0.1" in server.stderr(), 10,
-             "the server to log the refused plaintext client")
+    assert_plaintext_refused(port, server, b"hello plaintext\n")
     server.stop()
 
 

@@ -9,10 +9,9 @@ must arrive through TLS (a meshed client reads it; a recording relay shows only 
 and neither the request nor the answer in clear), and a plaintext client is refused."""
 
 import os
-import socket
 
-from harness import (BUILD, PYTHON, Mesh, Relay, assert_relay_tls13, check, free_port, main,
-                     random_token, run_meshed, wait_for)
+from harness import (BUILD, Mesh, PYTHON, Relay, assert_plaintext_refused, assert_relay_tls13,
+                     check, free_port, main, random_token, run_meshed, wait_for)
 
 SERVER = os.path.join(BUILD, "tests", "integration", "raw_fork_server")
 CLIENT = """
@@ -47,15 +46,7 @@ def test():
                   f"client {i}: status {status}, answer {output!r}\n{errors}\n"
                   f"server:\n{server.stderr()[-3000:]}")
         assert_relay_tls13(relay, secrets, expected_connections=1)
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
-            plain.sendall(b"plain request\n")
-            try:
-                answer = plain.recv(100)
-            except ConnectionResetError:
-                answer = b""
-        check(answer == b"", f"a plaintext client got an answer: {answer!r}")
-        wait_for(lambda: "refused inbound connection from 127.0.0.1" in server.stderr(), 10,
-                 "the server to log the refused plaintext client")
+        assert_plaintext_refused(port, server, b"plain request\n")
         check(server.stdout().count(b"child exited 0") == 2,
               f"children failed:\n{server.stdout().decode()}\n{server.stderr()[-3000:]}")
         print("a child cloned by system call answered through TLS 1.3; plaintext refused")

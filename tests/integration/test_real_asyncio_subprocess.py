@@ -13,11 +13,11 @@ the two programs; with no arguments it is the test."""
 
 import asyncio
 import os
-import socket
 import sys
 
-from harness import (PYTHON, Mesh, Relay, assert_relay_tls13, check, free_port, main,
-                     random_token, run_meshed, start_meshed_server, wait_for)
+from harness import (LineClient, Mesh, PYTHON, Relay, assert_plaintext_refused, assert_relay_tls13,
+                     check, fail_client, free_port, main, random_token, run_meshed,
+                     start_meshed_server)
 
 ROUNDS = 3
 NEW_CLIENTS = 3
@@ -43,39 +43,6 @@ async def serve(port):
     server = await asyncio.start_server(handle, "127.0.0.1", port)
     async with server:
         await server.serve_forever()
-
-
-def fail_client(message):
-    sys.stderr.write(f"client: {message}\n")
-    sys.exit(1)
-
-
-class LineClient:
-    def __init__(self, port, name):
-        self.name = name
-        try:
-            self.socket = socket.create_connection(("127.0.0.1", port), timeout=10)
-        except OSError as error:
-            fail_client(f"{name}: connect: {error}")
-        self.buffer = b""
-
-    def ask(self, line):
-        try:
-            self.socket.sendall(line.encode() + b"\n")
-            while b"\n" not in self.buffer:
-                chunk = self.socket.recv(4096)
-                if not chunk:
-                    fail_client(f"{self.name}: server closed the connection after {line!r}")
-                self.buffer += chunk
-        except OSError as error:
-            fail_client(f"{self.name}: {line!r}: {type(error).__name__}: {error}")
-        answer, self.buffer = self.buffer.split(b"\n", 1)
-        return answer.decode()
-
-    def echo(self, line):
-        answer = self.ask(line)
-        if answer != line:
-            fail_client(f"{self.name}: sent {line!r}, got {answer!r}")
 
 
 def client(port, relay_port, secret):
@@ -110,15 +77,7 @@ def test():
               f"the client failed ({status}):\n{output}{errors}\nserver:\n{server.stderr()[-3000:]}")
         assert_relay_tls13(relay, [secret.encode()], expected_connections=1)
 
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
-            plain.sendall(b"run in clear\n")
-            try:
-                answer = plain.recv(100)
-            except ConnectionResetError:
-                answer = b""
-        check(answer == b"", f"a plaintext client got an answer: {answer!r}")
-        wait_for(lambda: "refused inbound connection from 127.0.0.1" in server.stderr(), 10,
-                 "the server's log line for the refused plaintext client")
+        assert_plaintext_refused(port, server, b"run in clear\n")
         check(server.popen.poll() is None, f"the server died:\n{server.stderr()}")
         print(f"{ROUNDS} subprocesses forked (close_range in the child) while old and new meshed "
               "clients were served; TLS 1.3 on the wire; plaintext refused")

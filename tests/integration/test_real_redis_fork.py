@@ -17,17 +17,12 @@ import socket
 import sys
 import time
 
-from harness import (PYTHON, Mesh, Relay, assert_relay_tls13, check, free_port, main,
-                     random_token, run_meshed, start_meshed_server, wait_for)
+from harness import (Mesh, PYTHON, Relay, assert_plaintext_refused, assert_relay_tls13, check,
+                     fail_client, free_port, main, random_token, run_meshed, start_meshed_server)
 
 KEYS = 20
 KEY_SAVE_DELAY_US = 100_000  # per key: a child of about two seconds
 NEW_CLIENTS = 3
-
-
-def fail_client(message):
-    sys.stderr.write(f"client: {message}\n")
-    sys.exit(1)
 
 
 class Resp:
@@ -165,15 +160,7 @@ def test():
               f"redis did not log both children's success:\n{log[-3000:]}")
         assert_relay_tls13(relay, [secret.encode()], expected_connections=1)
 
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
-            plain.sendall(b"*2\r\n$3\r\nGET\r\n$5\r\nkey:0\r\n")
-            try:
-                answer = plain.recv(100)
-            except ConnectionResetError:
-                answer = b""
-        check(answer == b"", f"a plaintext client got an answer: {answer!r}")
-        wait_for(lambda: "refused inbound connection from 127.0.0.1" in server.stderr(), 10,
-                 "redis's log line for the refused plaintext client")
+        assert_plaintext_refused(port, server, b"*2\r\n$3\r\nGET\r\n$5\r\nkey:0\r\n")
         check(server.popen.poll() is None, f"redis-server died:\n{server.stderr()}")
         print(f"redis BGSAVE and BGREWRITEAOF children came and went while old and new meshed "
               f"clients were served ({output.strip()[3:]}); TLS 1.3 on the wire; plaintext "

@@ -12,6 +12,11 @@
 #   debian_source_newest PACKAGE        prints the newest version of PACKAGE's source (apt update)
 #   debian_source_unpack PACKAGE VERSION WORK
 #                                       downloads it into WORK and unpacks it as WORK/tree
+#   build_cache_open NAME REFRESH       the cache entry of this build, keyed by everything that
+#                                       changes its result (configure_flags, extra_cflags, the
+#                                       compiler, the sourcing script and this file): holds its
+#                                       lock (fd 9), sets key, selected and log, and unless REFRESH
+#                                       is 1 prints the prefix of a completed build and exits
 #
 # Needs: apt, dpkg-dev (dpkg-source) (packaging/install-deps.sh).
 
@@ -106,4 +111,27 @@ debian_source_unpack() {
   dsc=$(ls "$work/${package}_"*.dsc 2>/dev/null | head -n1)
   [ -n "$dsc" ] || die "apt-get source produced no .dsc in $work"
   (cd "$work" && run dpkg-source --no-check -x "$(basename "$dsc")" tree)
+}
+
+build_cache_open() {
+  local name="$1" refresh="$2"
+  key=$( { printf '%s\n' "${configure_flags[@]}" "$extra_cflags" "$(uname -m)";
+           "${compiler%% *}" --version 2>/dev/null | head -n1;
+           cat "$script_dir/build.sh" "$script_dir/../debian-source.sh"; } |
+         sha256sum | cut -c1-12)
+  # Concurrent builds into the same cache wait for each other.
+  exec 9>"$cache/.lock-$name-$key"
+  flock 9
+  selected="$cache/selected-$name-$key"
+  if [ "$refresh" != 1 ] && [ -s "$selected" ]; then
+    local prefix
+    prefix=$(cat "$selected")
+    if [ -f "$prefix/.complete" ]; then
+      say "using cached $prefix"
+      echo "$prefix"
+      exit 0
+    fi
+  fi
+  log="$cache/build-$name-$key.log"
+  : >"$log"
 }

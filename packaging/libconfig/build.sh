@@ -16,7 +16,7 @@
 #   include/libconfig.h) and prints that directory as the last line of stdout (progress goes to
 #   stderr, the full log to a file in the cache). A later run finds the finished install and
 #   returns at once, without the network: the choice of source version is remembered in
-#   CACHE_DIR/selected-<hash>. Set MESHTLS_LIBCONFIG_REFRESH=1 to ask apt again for the newest
+#   CACHE_DIR/selected-libconfig-<hash>. Set MESHTLS_LIBCONFIG_REFRESH=1 to ask apt again for the newest
 #   source version.
 #
 # Needs: apt, dpkg-dev (dpkg-source), a C toolchain and make (packaging/install-deps.sh); the
@@ -44,27 +44,7 @@ command -v "${compiler%% *}" >/dev/null || die "C compiler '$compiler' not found
 configure_flags=(--enable-static --disable-shared --with-pic --disable-cxx --disable-examples)
 extra_cflags="-O2 -g -fvisibility=hidden"
 
-# The cache key covers everything that changes the result: flags, compiler, these scripts.
-key=$( { printf '%s\n' "${configure_flags[@]}" "$extra_cflags" "$(uname -m)";
-         "${compiler%% *}" --version 2>/dev/null | head -n1;
-         cat "$script_dir/build.sh" "$script_dir/../debian-source.sh"; } | sha256sum | cut -c1-12)
-
-# ---- serialise concurrent builds into the same cache --------------------------------------------
-exec 9>"$cache/.lock-libconfig-$key"
-flock 9
-
-selected="$cache/selected-libconfig-$key"
-if [ "${MESHTLS_LIBCONFIG_REFRESH:-0}" != 1 ] && [ -s "$selected" ]; then
-  prefix=$(cat "$selected")
-  if [ -f "$prefix/.complete" ]; then
-    say "using cached $prefix"
-    echo "$prefix"
-    exit 0
-  fi
-fi
-
-log="$cache/build-libconfig-$key.log"
-: >"$log"
+build_cache_open libconfig "${MESHTLS_LIBCONFIG_REFRESH:-0}"
 
 # ---- the newest Debian source version -----------------------------------------------------------
 debian_source_init "$cache"

@@ -12,7 +12,7 @@
 #   Installs into CACHE_DIR/wolfssl-<debian version>-<hash of the configuration>/ and prints that
 #   directory as the last line of stdout (progress goes to stderr, the full log to a file in the
 #   cache). A later run finds the finished install and returns at once, without the network: the
-#   choice of source version is remembered in CACHE_DIR/selected-<hash>. Set
+#   choice of source version is remembered in CACHE_DIR/selected-wolfssl-<hash>. Set
 #   MESHTLS_WOLFSSL_REFRESH=1 to ask apt again for the newest source version.
 #
 # Needs: apt, dpkg-dev (dpkg-source), a C toolchain and make (packaging/install-deps.sh).
@@ -86,27 +86,7 @@ extra_cflags+=" -DWOLFSSL_EXTRA_ALERTS"
 # WOLFSSL_SESS_CACHE_NO_INTERNAL_STORE (sessions stay out of wolfSSL's process-wide cache).
 extra_cflags+=" -DHAVE_EXT_CACHE"
 
-# The cache key covers everything that changes the result: flags, compiler, these scripts.
-key=$( { printf '%s\n' "${configure_flags[@]}" "$extra_cflags" "$(uname -m)";
-         "${compiler%% *}" --version 2>/dev/null | head -n1;
-         cat "$script_dir/build.sh" "$script_dir/../debian-source.sh"; } | sha256sum | cut -c1-12)
-
-# ---- serialise concurrent builds into the same cache --------------------------------------------
-exec 9>"$cache/.lock-$key"
-flock 9
-
-selected="$cache/selected-$key"
-if [ "${MESHTLS_WOLFSSL_REFRESH:-0}" != 1 ] && [ -s "$selected" ]; then
-  prefix=$(cat "$selected")
-  if [ -f "$prefix/.complete" ]; then
-    say "using cached $prefix"
-    echo "$prefix"
-    exit 0
-  fi
-fi
-
-log="$cache/build-$key.log"
-: >"$log"
+build_cache_open wolfssl "${MESHTLS_WOLFSSL_REFRESH:-0}"
 
 # ---- the newest Debian source version -----------------------------------------------------------
 debian_source_init "$cache"

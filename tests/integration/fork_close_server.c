@@ -26,6 +26,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loopback_listener.h"
+
 #define MAX_CONNECTIONS 64
 #define LINE_MAX_BYTES 4096
 
@@ -200,15 +202,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < MAX_CONNECTIONS; i++)
         connections[i].fd = -1;
 
-    listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    int one = 1;
-    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in address = {.sin_family = AF_INET,
-                                  .sin_port = htons((uint16_t)atoi(argv[1]))};
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(listener, (struct sockaddr *)&address, sizeof(address)) != 0 ||
-        listen(listener, 64) != 0)
-        fail("bind/listen");
+    listener =
+        listen_on_loopback(atoi(argv[1]), SOCK_STREAM | SOCK_NONBLOCK, 64, "fork_close_server");
     epfd = epoll_create1(0);
     if (epfd < 0)
         fail("epoll_create1");
@@ -216,8 +211,6 @@ int main(int argc, char **argv)
     struct epoll_event event = {.events = EPOLLIN, .data.ptr = NULL};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, listener, &event) != 0)
         fail("epoll_ctl ADD listener");
-    printf("listening\n");
-    fflush(stdout);
 
     for (;;) {
         struct epoll_event events[16];

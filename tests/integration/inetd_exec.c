@@ -31,6 +31,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loopback_listener.h"
+
 static size_t read_line(int fd, char *line, size_t capacity)
 {
     size_t length = 0;
@@ -97,18 +99,7 @@ static pid_t spawn_handler(int connection, const char *self, char *request)
 
 static int serve(int port, int count, const char *self, bool spawn)
 {
-    int listener = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(listener, (struct sockaddr *)&address, sizeof(address)) != 0 ||
-        listen(listener, 8) != 0) {
-        perror("listen");
-        return 1;
-    }
-    printf("listening\n");
-    fflush(stdout);
+    int listener = listen_on_loopback(port, SOCK_STREAM, 8, "inetd_exec");
     for (int i = 0; i < count; i++) {
         int connection = accept(listener, NULL, NULL);
         if (connection < 0)

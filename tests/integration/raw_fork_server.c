@@ -21,6 +21,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loopback_listener.h"
+
 static size_t read_line(int fd, char *line, size_t capacity)
 {
     size_t length = 0;
@@ -61,19 +63,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: raw_fork_server PORT COUNT\n");
         return 2;
     }
-    int listener = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in address = {.sin_family = AF_INET,
-                                  .sin_port = htons((uint16_t)atoi(argv[1]))};
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(listener, (struct sockaddr *)&address, sizeof(address)) != 0 ||
-        listen(listener, 8) != 0) {
-        perror("listen");
-        return 1;
-    }
-    printf("listening\n");
-    fflush(stdout);
+    int listener = listen_on_loopback(atoi(argv[1]), SOCK_STREAM, 8, "raw_fork_server");
     for (int i = 0; i < atoi(argv[2]); i++) {
         int connection = accept(listener, NULL, NULL);
         if (connection < 0)

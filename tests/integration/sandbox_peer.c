@@ -47,6 +47,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loopback_listener.h"
+
 #define CHUNK 65536
 
 static unsigned char pattern_byte(size_t i)
@@ -262,18 +264,7 @@ static int serve_child(int fd, const char *mode)
 
 static int serve(int port, const char *mode)
 {
-    int listener = socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(listener, (struct sockaddr *)&address, sizeof(address)) != 0 ||
-        listen(listener, 8) != 0) {
-        perror("sandbox_peer: listen");
-        return 1;
-    }
-    printf("listening\n");
-    fflush(stdout);
+    int listener = listen_on_loopback(port, SOCK_STREAM, 8, "sandbox_peer");
     int fd = accept(listener, NULL, NULL);
     if (fd < 0) {
         perror("sandbox_peer: accept");

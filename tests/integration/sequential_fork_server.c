@@ -36,6 +36,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loopback_listener.h"
+
 #define LINE_CAPACITY (256 * 1024)
 
 static char line[LINE_CAPACITY];
@@ -181,19 +183,7 @@ static void serve(int fd, const char *who, const char *last, int resume_pipe)
 
 static int listen_on(int port)
 {
-    int listener = socket(AF_INET, SOCK_STREAM, 0);
-    int on = 1;
-    setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(listener, (struct sockaddr *)&address, sizeof(address)) != 0 ||
-        listen(listener, 4) != 0) {
-        perror("listen");
-        exit(1);
-    }
-    printf("listening\n");
-    fflush(stdout);
-    return listener;
+    return listen_on_loopback(port, SOCK_STREAM, 4, "sequential_fork_server");
 }
 
 static int wait_child(pid_t pid, const char *name)

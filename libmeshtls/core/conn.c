@@ -129,11 +129,6 @@ void mt_conn_hold_across_exec(struct mt_conn *conn)
     if (conn->held_across_exec)
         return;
     conn->held_across_exec = true;
-    /* What tells this connection's socket among a vfork child's fds, whose dup2 the table never
-     * saw (inherit.h). */
-    struct stat status;
-    if (fstat(conn->fd, &status) == 0)
-        conn->socket_inode = status.st_ino;
     hold_fd_across_exec(conn->fd);
     for (size_t i = 0; i < conn->other_fd_count; i++)
         hold_fd_across_exec(conn->other_fds[i]);
@@ -440,6 +435,11 @@ struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_contex
     conn->fd = fd;
     conn->role = role;
     conn->settings = *settings;
+    /* What tells this connection's socket among a vfork child's fds, whose dup2 the table never
+     * saw (inherit.h): before its handshake too, when the child's program would start it. */
+    struct stat status;
+    if (fstat(fd, &status) == 0)
+        conn->socket_inode = status.st_ino;
     if (local != NULL)
         conn->local = *local;
     if (peer != NULL)

@@ -101,7 +101,7 @@ struct mt_conn {
     bool given_away;          /* exported to a new program: this copy is stale (see export) */
     bool shared_before_given; /* shared, as it was before it was given away */
     pid_t given_to;           /* that program's pid, once known (0 before), for the log line */
-    ino_t socket_inode;       /* the socket's inode once its session started (0: unknown) */
+    ino_t socket_inode;       /* the socket's inode (0: unknown) */
     int *other_fds;           /* further names from dup/dup2/dup3/F_DUPFD; fd is the one in use */
     size_t other_fd_count;
     int failed_errno;

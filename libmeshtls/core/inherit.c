@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../exec/check.h"
 #include "../util/addr.h"
@@ -45,6 +46,9 @@
 /* The reason a reset at exec gives: the program's path and why it cannot be followed. */
 #define RESET_REASON_MAX 1024
 
+/* Why the loader cannot open libmeshtls for the new program: its path, the uid and the error. */
+#define PRELOAD_REASON_MAX 512
+
 /* What every session's "fd:h" entries and the memfd's take at most: never crowded out. */
 #define SESSION_ENTRIES_ROOM (MT_HANDOVER_SESSIONS_MAX * MT_HANDOVER_NAMES_MAX * 12 + 32)
 
@@ -55,6 +59,7 @@ struct collect {
     bool from_vfork_child;
     struct mt_check_report *report; /* the program's (mmap'd), once a session needed it */
     bool report_failed;
+    char unreadable_text[PRELOAD_REASON_MAX]; /* why the loader cannot open libmeshtls, or "" */
     char closed_text[CLOSED_TEXT_CAPACITY];
     struct mt_text closed; /* "0, 1", over closed_text */
     size_t closed_count;
@@ -72,6 +77,34 @@ static void note_closed(struct collect *collect, int fd)
     if (collect->closed.length + 16 < collect->closed.capacity)
         mt_text_append(&collect->closed, "%s%d", collect->closed_count > 0 ? ", " : "", fd);
     collect->closed_count++;
+}
+
+/* The path of this library, for LD_PRELOAD in the new environment. */
+static const char *own_path(void)
+{
+    static const char anchor = 0; /* any object of this library locates it */
+    Dl_info info;
+    if (dladdr(&anchor, &info) != 0 && info.dli_fname != NULL)
+        return info.dli_fname;
+    return NULL;
+}
+
+/*
+ * The loader opens LD_PRELOAD's libraries with the credentials the new program starts with,
+ * which are this process's (a set-user-ID program is judged by mt_check_program). A server that
+ * drops to an unprivileged user before exec (Python's http.server runs CGI scripts as nobody)
+ * may find libmeshtls unreadable: the loader then skips it with a message and starts the program
+ * unmeshed. Says why in collect->unreadable_text.
+ */
+static void judge_preload_access(struct collect *collect)
+{
+    const char *self = own_path();
+    if (self == NULL || faccessat(AT_FDCWD, self, R_OK, AT_EACCESS) == 0)
+        return;
+    int error = errno;
+    snprintf(collect->unreadable_text, sizeof(collect->unreadable_text),
+             "uid %d cannot read %s (%s), so the loader would start it without libmeshtls.",
+             (int)geteuid(), self, strerror(error));
 }
 
 /*
@@ -92,8 +125,21 @@ static const struct mt_check_report *program_report(struct collect *collect)
     collect->report = report;
     bool search =
         collect->start == MT_INHERIT_EXEC_SEARCH || collect->start == MT_INHERIT_SPAWN_SEARCH;
-    (void)mt_check_program(collect->program, search ? NULL : "", collect->report);
+    if (mt_check_program(collect->program, search ? NULL : "", collect->report))
+        judge_preload_access(collect);
     return collect->report;
+}
+
+/* Why the new program will run without libmeshtls (a sentence), or NULL when it will load it or
+ * cannot be judged (fexecve). */
+static const char *unmeshed_because(struct collect *collect)
+{
+    const struct mt_check_report *report = program_report(collect);
+    if (report == NULL)
+        return NULL;
+    if (report->verdict != MT_CHECK_INTERPOSABLE)
+        return report->sentence;
+    return collect->unreadable_text[0] != '\0' ? collect->unreadable_text : NULL;
 }
 
 /*
@@ -114,13 +160,14 @@ static void reset_for_start(struct collect *collect, int fd, int own, struct mt_
                             const char *why)
 {
     const struct mt_check_report *report = program_report(collect);
+    const char *unmeshed = unmeshed_because(collect);
     char reason_text[RESET_REASON_MAX];
     struct mt_text reason = mt_text_on(reason_text, sizeof(reason_text));
     mt_text_set(&reason, "reset at %s of %s, which would get it on fd %d: ",
                 is_spawn(collect) ? "posix_spawn" : "exec",
                 report != NULL && report->path[0] != '\0' ? report->path : collect->program, fd);
-    if (report != NULL && report->verdict != MT_CHECK_INTERPOSABLE)
-        mt_text_append(&reason, "%s", report->sentence);
+    if (unmeshed != NULL)
+        mt_text_append(&reason, "%s", unmeshed);
     else
         mt_text_append(&reason, "its TLS session cannot follow (%s).", why);
     mt_text_append(&reason, " Its bytes would leave in clear.");
@@ -140,7 +187,7 @@ static bool hand_over(struct collect *collect, int name, int own, struct mt_conn
         mt_text_set(why, "this build's wolfSSL cannot export sessions");
         return false;
     }
-    if (report == NULL || report->verdict != MT_CHECK_INTERPOSABLE) {
+    if (report == NULL || unmeshed_because(collect) != NULL) {
         mt_text_set(why, "the new program cannot be checked");
         return false;
     }
@@ -172,6 +219,44 @@ static void append_entry(struct collect *collect, size_t reserve, const char *fo
 }
 
 /*
+ * A connection whose handshake has not started (true; false for any other): the new program
+ * gets it on fd name and starts the handshake itself, in the role and towards the destination
+ * written for it; own as in hand_over. When no libmeshtls will load into that program (a static
+ * handler that inetd starts with the accepted connection, a program the loader cannot open
+ * libmeshtls for), the connection is reset first: the program would speak to the peer in clear.
+ * A vfork child's reset is its parent's too (one socket): the parent's copy was bound for the
+ * same program.
+ */
+static bool pass_if_fresh(struct collect *collect, int name, int own, struct mt_conn *conn)
+{
+    pthread_mutex_lock(&conn->lock);
+    bool fresh = !conn->tls_started && conn->state != MT_CONN_FAILED;
+    char role = conn->role == MT_TLS_SERVER ? 's' : 'c';
+    /* A client's destination travels along: its connect may still be in flight. */
+    char destination[MT_ADDR_TEXT_MAX + 1] = "";
+    if (conn->role == MT_TLS_CLIENT) {
+        destination[0] = '@';
+        mt_addr_format(&conn->peer, destination + 1, sizeof(destination) - 1);
+    }
+    pthread_mutex_unlock(&conn->lock);
+    if (!fresh)
+        return false;
+    if (will_run(collect) && unmeshed_because(collect) != NULL) {
+        reset_for_start(collect, name, own, conn, "no session to carry");
+        return true;
+    }
+    /* A vfork child's copies of a connection are held close-on-exec with the wish noted
+     * (vfork_fds.h); one that is passed crosses as it is. */
+    if (collect->from_vfork_child && own >= 0) {
+        int flags = mt_sys_fcntl(own, F_GETFD, 0);
+        if (flags != -1 && (flags & FD_CLOEXEC))
+            (void)mt_sys_fcntl(own, F_SETFD, flags & ~FD_CLOEXEC);
+    }
+    append_entry(collect, SESSION_ENTRIES_ROOM, "%d:%c%s", name, role, destination);
+    return true;
+}
+
+/*
  * A started session the new program gets on fd name: carried over, or (a program that will run
  * and cannot follow it) reset first. own as in hand_over.
  */
@@ -179,7 +264,10 @@ static void pass_session(struct collect *collect, int name, int own, struct mt_c
 {
     pthread_mutex_lock(&conn->lock);
     bool established = conn->state == MT_CONN_ESTABLISHED;
+    bool started = conn->tls_started;
     pthread_mutex_unlock(&conn->lock);
+    if (pass_if_fresh(collect, name, own, conn) || !started)
+        return; /* passed, or failed before its handshake: nothing to carry */
     if (!will_run(collect))
         return;
     char why_text[160];
@@ -199,20 +287,8 @@ static void collect_one(int fd, struct mt_conn *conn, void *argument)
     bool wished = mt_table_exec_wish(fd);
     if (descriptor_flags == -1 || ((descriptor_flags & FD_CLOEXEC) && !wished))
         return;
-    pthread_mutex_lock(&conn->lock);
-    bool fresh = !conn->tls_started && conn->state != MT_CONN_FAILED;
-    char role = conn->role == MT_TLS_SERVER ? 's' : 'c';
-    /* A client's destination travels along: its connect may still be in flight. */
-    char destination[MT_ADDR_TEXT_MAX + 1] = "";
-    if (conn->role == MT_TLS_CLIENT) {
-        destination[0] = '@';
-        mt_addr_format(&conn->peer, destination + 1, sizeof(destination) - 1);
-    }
-    pthread_mutex_unlock(&conn->lock);
-    if (fresh) {
-        append_entry(collect, SESSION_ENTRIES_ROOM, "%d:%c%s", fd, role, destination);
+    if (pass_if_fresh(collect, fd, fd, conn))
         return;
-    }
     /* Held close-on-exec since its session started; made so now should anything (a raw system
      * call) have cleared it. */
     if (!(descriptor_flags & FD_CLOEXEC))
@@ -259,16 +335,6 @@ static void seal_handover(struct collect *collect)
                 "resetting them",
                 collect->program, strerror(errno));
     mt_handover_reset_all(handover, collect->program);
-}
-
-/* The path of this library, for LD_PRELOAD in the new environment. */
-static const char *own_path(void)
-{
-    static const char anchor = 0; /* any object of this library locates it */
-    Dl_info info;
-    if (dladdr(&anchor, &info) != 0 && info.dli_fname != NULL)
-        return info.dli_fname;
-    return NULL;
 }
 
 static bool names_variable(const char *entry, const char *name)
@@ -561,7 +627,7 @@ static void collect_spawn_dups(struct collect *collect, const posix_spawn_file_a
 {
     pthread_mutex_lock(&spawn_lock);
     for (size_t i = 0; i < spawn_dup_count; i++) {
-        if (spawn_dups[i].actions != actions || !cannot_cross_exec(spawn_dups[i].fd))
+        if (spawn_dups[i].actions != actions)
             continue;
         struct mt_conn *conn = mt_table_acquire(spawn_dups[i].fd);
         if (conn != NULL)

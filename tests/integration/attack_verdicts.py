@@ -5,11 +5,12 @@ the agent's /metrics for the victim's process."""
 import os
 import re
 
-from harness import TestFailure, wait_for
+from harness import TestFailure, for_other_users, wait_for
 from lifecycle_common import parse_metrics, scrape
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PEERS = os.path.join(HERE, "attack_peers.py")
+# Run by uid 65534 too: a copy every uid can read.
+PEERS = for_other_users(os.path.join(HERE, "attack_peers.py"))
 TD = "meshtls.local"
 NOBODY = 65534
 PEER = r"127\.0\.0\.1"

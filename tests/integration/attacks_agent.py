@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 
-from harness import MESHTLS, PYTHON, TestFailure, base_env, check, wait_for
+from harness import MESHTLS, PYTHON, TestFailure, base_env, check, for_other_users, wait_for
 from lifecycle_common import Pki, log, run_agent_to_exit, start_agent
 from attack_verdicts import NOBODY, PEERS, Metrics, Verdict, log_line, spiffe
 
@@ -303,9 +303,9 @@ def sha256_hashing_bounded(mesh, csr):
                                user=VICTIM, group=VICTIM, extra_groups=[])
         check(flood.returncode == 0, f"the flood failed: {flood.stderr.decode()[-1500:]}")
         for _ in range(FLOOD_REQUESTS):
-            result = subprocess.run([MESHTLS, "id", "--socket", sock], capture_output=True,
-                                    timeout=20, cwd="/", env=base_env(), user=VICTIM,
-                                    group=VICTIM, extra_groups=[])
+            result = subprocess.run([for_other_users(MESHTLS), "id", "--socket", sock],
+                                    capture_output=True, timeout=20, cwd="/", env=base_env(),
+                                    user=VICTIM, group=VICTIM, extra_groups=[])
             check(result.stdout.decode().strip() == spiffe(f"uid/{VICTIM}"),
                   f"uid {VICTIM} was told {result.stdout!r} {result.stderr[-500:]!r}")
         after_flood = metrics.read()
@@ -440,9 +440,9 @@ def one_uid_starves_the_agent(mesh):
         time.sleep(1)
         outcomes = []
         for _ in range(VICTIM_CALLS):
-            result = subprocess.run([MESHTLS, "id", "--socket", sock], capture_output=True,
-                                    timeout=20, cwd="/", env=base_env(), user=VICTIM,
-                                    group=VICTIM, extra_groups=[])
+            result = subprocess.run([for_other_users(MESHTLS), "id", "--socket", sock],
+                                    capture_output=True, timeout=20, cwd="/", env=base_env(),
+                                    user=VICTIM, group=VICTIM, extra_groups=[])
             outcomes.append((result.returncode, result.stdout.decode().strip(),
                              result.stderr.decode(errors="replace").strip()))
         served = [o for o in outcomes if o[0] == 0 and o[1] == spiffe(f"uid/{VICTIM}")]

@@ -38,7 +38,8 @@ import stat
 import subprocess
 
 from harness import (AGENT, ASAN_RUNTIME, MESHTLS, PYTHON, TestFailure, base_env, check,
-                     free_port, port_listening, random_token, wait_agent_ready, wait_for)
+                     for_other_users, free_port, port_listening, random_token, wait_agent_ready,
+                     wait_for)
 from lifecycle_common import Pki, openssl
 from attack_peers import tls_client
 from attack_verdicts import Metrics, Verdict, log_line, peer_lines
@@ -88,7 +89,8 @@ class _Impostor:
         state = os.path.join(directory, "state")
         with open(self.log_path, "wb") as log_file:
             self.popen = subprocess.Popen(
-                [AGENT, "--socket", sock, "--state-dir", state, "--metrics-address", "off",
+                [for_other_users(AGENT), "--socket", sock, "--state-dir", state,
+                 "--metrics-address", "off",
                  "--trust-domain", TD],
                 stdout=subprocess.DEVNULL, stderr=log_file, stdin=subprocess.DEVNULL,
                 env=_agent_env(), cwd="/", user=NOBODY, group=NOBODY, extra_groups=[])

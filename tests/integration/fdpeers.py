@@ -25,7 +25,11 @@ TLS. Each serves one connection per client and prints "listening" once ready.
                                      "static-subprocess" (the same busybox started by
                                      subprocess.run with stdin and stdout the connection: a
                                      vfork child), "static-spawn" (by os.posix_spawn with
-                                     dup2 file actions onto stdin and stdout).
+                                     dup2 file actions onto stdin and stdout), "nobody-exec"
+                                     (as static-exec, but the child drops to uid 65534 and
+                                     execs the dynamic /bin/sh, for a libmeshtls that uid cannot
+                                     read). A "fresh-" prefix: hand the connection over at once,
+                                     before its handshake, without reading the line.
   fdpeers.py pass-server PORT WHEN TEXT   accept; read one line first unless WHEN is "fresh";
                                      then pass the connection to a child process over a Unix
                                      socket (SCM_RIGHTS; WHEN "tight": behind another control
@@ -143,9 +147,11 @@ def inetd_server(port):
 
 def handler_server(port, how, text):
     listener = listen(port)
+    label, fresh, how = how, how.startswith("fresh-"), how.removeprefix("fresh-")
     while True:
         connection, _ = listener.accept()
-        connection.makefile("rb").readline()
+        if not fresh:
+            connection.makefile("rb").readline()
         fd = connection.fileno()
         command = ["/bin/sh", "-c", f"echo {text}"]
         if how == "exec":
@@ -177,19 +183,24 @@ def handler_server(port, how, text):
                                    file_actions=[(os.POSIX_SPAWN_DUP2, fd, 0),
                                                  (os.POSIX_SPAWN_DUP2, fd, 1)])
             os.waitpid(child, 0)
-        elif how == "static-exec":
+        elif how in ("static-exec", "nobody-exec"):
             child = os.fork()
             if child == 0:
                 os.dup2(fd, 0)
                 os.dup2(fd, 1)
                 connection.close()
                 listener.close()
+                shell = ["/bin/busybox", "sh"]
+                if how == "nobody-exec":
+                    os.setgroups([])
+                    os.setgid(65534)
+                    os.setuid(65534)
+                    shell = ["/bin/sh"]
                 # The report goes to stderr, which the handler keeps.
-                os.execv("/bin/busybox", ["busybox", "sh", "-c",
-                                          f"if echo {text}; then echo written >&2; "
-                                          f"else echo failed >&2; fi"])
+                os.execv(shell[0], shell + ["-c", f"if echo {text}; then echo written >&2; "
+                                                  f"else echo failed >&2; fi"])
             os.waitpid(child, 0)
-        print(f"handed over ({how})", flush=True)
+        print(f"handed over ({label})", flush=True)
         connection.close()
 
 

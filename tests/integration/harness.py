@@ -5,6 +5,7 @@ Starts a real meshtls-agent in a private directory, runs real, unmodified progra
 wire. Everything listens on loopback only, and every wait is bounded.
 """
 
+import atexit
 import ctypes
 import errno
 import os
@@ -24,6 +25,31 @@ MESHTLS = os.path.join(BUILD, "meshtls")
 AGENT = os.path.join(BUILD, "meshtls-agent")
 ASAN_RUNTIME = os.environ.get("MESHTLS_TEST_ASAN_RUNTIME", "")
 PYTHON = "/usr/bin/python3"
+
+
+_for_other_users_dir = None
+
+
+def for_other_users(*paths):
+    """Copies of paths (files), readable and executable by every uid, for what a test runs as
+    another user (uid 65534, or a program that drops to it before exec): the checkout itself may
+    be private (a clone in a directory of mode 0700). All copies share one directory, so a copied
+    meshtls CLI finds a copied libmeshtls-preload.so next to itself, as `meshtls run` looks for
+    it; the directory goes when the test process exits. Returns the copy's path for one path, a
+    list for several."""
+    global _for_other_users_dir
+    if _for_other_users_dir is None:
+        _for_other_users_dir = tempfile.mkdtemp(prefix="meshtls-shared-")
+        os.chmod(_for_other_users_dir, 0o755)
+        atexit.register(shutil.rmtree, _for_other_users_dir, True)
+    copies = []
+    for path in paths:
+        copy = os.path.join(_for_other_users_dir, os.path.basename(path))
+        if not os.path.exists(copy):
+            shutil.copy2(path, copy)
+            os.chmod(copy, os.stat(copy).st_mode | 0o555)
+        copies.append(copy)
+    return copies[0] if len(copies) == 1 else copies
 
 
 class TestFailure(Exception):
@@ -202,10 +228,12 @@ class Mesh:
         self.processes.append(process)
         return process
 
-    def meshed(self, name, argv, agent="agent", config=None, env=None, stdin=subprocess.DEVNULL):
-        """Runs argv under `meshtls run` with the config of agent (or config)."""
+    def meshed(self, name, argv, agent="agent", config=None, env=None, stdin=subprocess.DEVNULL,
+               meshtls=MESHTLS):
+        """Runs argv under `meshtls run` (the CLI meshtls) with the config of agent (or
+        config)."""
         config = config or self.configs[agent]
-        return self.spawn(name, [MESHTLS, "run", "--config", config, "--"] + argv, env=env,
+        return self.spawn(name, [meshtls, "run", "--config", config, "--"] + argv, env=env,
                           stdin=stdin)
 
     def http_server(self, name, port, directory, agent="agent"):

@@ -14,8 +14,8 @@ its copy afterwards. A meshed curl (fetch.py in the sanitized build) gets the sc
 
 import os
 
-from harness import (BUILD, Mesh, PYTHON, Relay, assert_plaintext_refused, check, free_port,
-                     http_client, main, wait_for)
+from harness import (BUILD, MESHTLS, Mesh, PYTHON, Relay, assert_plaintext_refused, check,
+                     for_other_users, free_port, http_client, main, wait_for)
 from test_exec_session import check_wire, write_config
 
 INETD = os.path.join(BUILD, "tests", "integration", "inetd_exec")
@@ -72,9 +72,11 @@ def cgi(mesh, config):
     os.chmod(script, 0o755)
     os.chmod(config, 0o644)
     port = free_port()
+    # The scripts run as nobody: libmeshtls from where every uid can read it.
+    meshtls = for_other_users(MESHTLS, os.path.join(BUILD, "libmeshtls-preload.so"))[0]
     server = mesh.meshed("http.server", [PYTHON, "-u", "-m", "http.server", "--cgi", "--bind",
                                          "127.0.0.1", "--directory", root, str(port)],
-                         config=config)
+                         config=config, meshtls=meshtls)
     wait_for(lambda: b"Serving HTTP" in server.stdout() or server.popen.poll() is not None, 20,
              "http.server to listen")
     check(server.popen.poll() is None, f"http.server exited:\n{server.stderr()}")

@@ -66,7 +66,7 @@ def server_hands_over(mesh, config, how, expected_log):
     wait_for(lambda: f"handed over ({how})".encode() in server.stdout(), 20,
              f"the {how} server to hand the connection over")
     relay.stop()
-    follows = how in ("exec", "subprocess", "posix-spawn")
+    follows = how.removeprefix("fresh-") in ("exec", "subprocess", "posix-spawn")
     if follows:
         # A start the preload follows carries the session (test_exec_handover.py): the handler's
         # bytes reach the client through TLS.
@@ -173,6 +173,9 @@ def test():
         server_hands_over(mesh, config, "subprocess", "session continued after exec")
         server_hands_over(mesh, config, "system", None)
         server_hands_over(mesh, config, "posix-spawn", "session continued after exec")
+        # Before the handshake (inetd's accept and exec): the handler makes the handshake.
+        for how in ("fresh-exec", "fresh-subprocess", "fresh-posix-spawn"):
+            server_hands_over(mesh, config, how, None)
         bash_client(mesh, config)
         passed_to_another_process(mesh, config, "fresh")
         passed_to_another_process(mesh, config, "started")

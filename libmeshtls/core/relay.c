@@ -184,6 +184,14 @@ enum mt_relay_claim mt_relay_claim(struct mt_relay_link *link, pid_t pid, pid_t 
                                    const unsigned char **state, size_t *length)
 {
     struct slot *slot = slot_of(link);
+    /* A newer generation without a state was made by a later fork for the processes that hold
+     * it (free_owned): this copy can never continue. Told without taking the owner word, even
+     * for a moment, in which the current holder's claim would find it taken and fail. */
+    uint32_t seen = atomic_load_explicit(&slot->generation, memory_order_acquire);
+    if (seen != link->generation && slot->length == 0 && atomic_load(&slot->owner) != OWNER_LOST) {
+        *other = (pid_t)atomic_load(&slot->last_pid);
+        return has_ended(*other) ? MT_RELAY_LOST : MT_RELAY_BUSY;
+    }
     int32_t owner = 0;
     if (atomic_compare_exchange_strong(&slot->owner, &owner, (int32_t)pid)) {
         uint32_t generation = atomic_load_explicit(&slot->generation, memory_order_acquire);

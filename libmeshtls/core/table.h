@@ -41,7 +41,13 @@ bool mt_table_exec_wish(int fd);
 /* True when no fd is ours: lets poll skip its translation entirely in plain processes. */
 bool mt_table_is_empty(void);
 
-/* Calls visit for every connection in the table (at fork time: no other thread runs). */
+/*
+ * Calls visit for every connection in the table, without a reference: it serves where none may be
+ * taken (a fork child, where a reference another thread was dropping would never settle). Other
+ * threads may run meanwhile (a fork's prepare handler, exit): connection objects are pooled, never
+ * freed, so such a visit meets at worst a connection being recycled, and visitors judge it under
+ * its lock.
+ */
 void mt_table_for_each(void (*visit)(struct mt_conn *conn, void *argument), void *argument);
 
 /* Calls visit for every fd that is ours, with its connection (a dup'd one appears per fd). */

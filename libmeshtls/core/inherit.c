@@ -29,6 +29,7 @@
 #include "conn.h"
 #include "handover.h"
 #include "inherit.h"
+#include "inherit_fds.h"
 #include "intercept.h"
 #include "process.h"
 #include "runtime.h"
@@ -473,79 +474,6 @@ void mt_inherit_spawned(struct mt_inherit_exec *exec, pid_t pid)
     exec->allocated_room = NULL;
 }
 
-/* True when fd is ours and its session has started: it must stay close-on-exec. */
-static bool cannot_cross_exec(int fd)
-{
-    struct mt_conn *conn = mt_table_acquire(fd);
-    if (conn == NULL)
-        return false;
-    pthread_mutex_lock(&conn->lock);
-    bool started = conn->tls_started;
-    pthread_mutex_unlock(&conn->lock);
-    mt_conn_release(conn);
-    return started;
-}
-
-/* In a vfork child: fd names a started session (its fds are not the table's). */
-static bool vfork_session_on(int fd)
-{
-    struct mt_conn *conn = mt_vfork_fds_session(fd);
-    mt_conn_release(conn);
-    return conn != NULL;
-}
-
-int mt_inherit_descriptor_flags_to_set(int fd, int flags)
-{
-    if (mt_process_is_vfork_child()) {
-        if (!vfork_session_on(fd))
-            return flags;
-        mt_vfork_fds_note_wish(fd, !(flags & FD_CLOEXEC));
-        return flags | FD_CLOEXEC;
-    }
-    if (!cannot_cross_exec(fd))
-        return flags;
-    (void)mt_table_set_exec_wish(fd, !(flags & FD_CLOEXEC));
-    return flags | FD_CLOEXEC;
-}
-
-int mt_inherit_descriptor_flags_seen(int fd, int flags)
-{
-    if (flags == -1 || !(flags & FD_CLOEXEC))
-        return flags;
-    int wish = mt_process_is_vfork_child() ? mt_vfork_fds_wish(fd) : -1;
-    if (wish == 1 || (wish == -1 && mt_table_exec_wish(fd)))
-        return flags & ~FD_CLOEXEC;
-    return flags;
-}
-
-bool mt_inherit_holds(int fd, bool keep_open)
-{
-    if (mt_process_is_vfork_child()) {
-        if (!vfork_session_on(fd))
-            return false;
-        mt_vfork_fds_note_wish(fd, keep_open);
-        return true;
-    }
-    if (!cannot_cross_exec(fd))
-        return false;
-    (void)mt_table_set_exec_wish(fd, keep_open);
-    return true;
-}
-
-void mt_inherit_hold_copy(int fd, int copy)
-{
-    if (copy < 0 || copy == fd || !vfork_session_on(copy))
-        return;
-    /* What the application's call asked (dup2 and dup leave the copy open across exec, dup3 with
-     * O_CLOEXEC and F_DUPFD_CLOEXEC do not) is what the exec hook will honour. */
-    int flags = mt_sys_fcntl(copy, F_GETFD, 0);
-    if (flags == -1)
-        return;
-    mt_vfork_fds_note_wish(copy, !(flags & FD_CLOEXEC));
-    if (!(flags & FD_CLOEXEC))
-        (void)mt_sys_fcntl(copy, F_SETFD, flags | FD_CLOEXEC);
-}
-
 /*
  * posix_spawn file actions that put an fd on a new program's fd: the dup2 is glibc's own, in the
  * child, out of reach of any hook. Whatever the fd is when the action is added (a socket not yet
@@ -595,7 +523,7 @@ enum mt_inherit_spawn_dup mt_inherit_spawn_dup(const posix_spawn_file_actions_t 
 {
     /* A vfork child must leave the parent's memory alone: nothing can be remembered there. */
     if (mt_process_is_vfork_child()) {
-        if (!vfork_session_on(fd))
+        if (!mt_inherit_vfork_connection_on(fd))
             return MT_INHERIT_SPAWN_DUP;
         mt_log_warn("posix_spawn: the mTLS session on fd %d cannot be handed over from a vfork "
                     "child; fd %d is closed in the new program instead of carrying it in clear",
@@ -635,60 +563,6 @@ static void collect_spawn_dups(struct collect *collect, const posix_spawn_file_a
         mt_conn_release(conn);
     }
     pthread_mutex_unlock(&spawn_lock);
-}
-
-/* True (logged) when fd is a connection of ours that is not plaintext by policy. */
-static bool is_meshed_connection(int fd)
-{
-    struct mt_conn *conn = mt_table_acquire(fd);
-    if (conn == NULL)
-        return false;
-    pthread_mutex_lock(&conn->lock);
-    bool meshed = conn->state != MT_CONN_PLAIN;
-    pthread_mutex_unlock(&conn->lock);
-    mt_conn_release(conn);
-    if (meshed)
-        mt_log_warn("refusing to pass fd %d to another process (SCM_RIGHTS): it is an mTLS "
-                    "connection, which only this process can carry; the receiver would read and "
-                    "write it in clear",
-                    fd);
-    return meshed;
-}
-
-bool mt_inherit_message_passes_connection(const struct msghdr *message)
-{
-    if (message == NULL || message->msg_control == NULL || message->msg_controllen == 0 ||
-        mt_table_is_empty())
-        return false;
-    /*
-     * Walked as the kernel walks it (for_each_cmsghdr with CMSG_OK), not with libc's CMSG_NXTHDR,
-     * whose idea of where the buffer ends has differed from the kernel's across glibc versions:
-     * every control message the kernel would accept is looked at, and a length that runs past
-     * the buffer is never followed (the kernel refuses such a message with EINVAL anyway).
-     */
-    const unsigned char *control = message->msg_control;
-    size_t length = message->msg_controllen;
-    size_t offset = 0;
-    while (length - offset >= sizeof(struct cmsghdr)) {
-        struct cmsghdr header;
-        memcpy(&header, control + offset, sizeof(header));
-        if (header.cmsg_len < sizeof(struct cmsghdr) || header.cmsg_len > length - offset)
-            return false;
-        if (header.cmsg_level == SOL_SOCKET && header.cmsg_type == SCM_RIGHTS) {
-            size_t count = (header.cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < count; i++) {
-                int fd;
-                memcpy(&fd, control + offset + CMSG_LEN(0) + i * sizeof(int), sizeof(fd));
-                if (is_meshed_connection(fd))
-                    return true;
-            }
-        }
-        size_t step = CMSG_ALIGN(header.cmsg_len);
-        if (step > length - offset)
-            break;
-        offset += step;
-    }
-    return false;
 }
 
 /* Names of one socket (stdin and stdout of an inetd service) become one connection again:

@@ -44,6 +44,10 @@ enum mt_intercept_flags {
     /* An fd whose connection already exists (inherited across exec, meshtls_wrap): what was
      * meshed stays meshed, so a plain verdict is overruled; permissive detection still applies. */
     MT_INTERCEPT_ADOPTED = 1u << 1,
+    /* The direct-link API on a non-blocking socket: never wait for the agent. Without an
+     * identity yet, a connect fails with EAGAIN before any SYN (retry later); an accepted
+     * connection is refused, its reason saying the agent is still being asked. */
+    MT_INTERCEPT_NO_WAIT = 1u << 2,
 };
 
 enum mt_intercept_direction {
@@ -93,6 +97,13 @@ struct mt_intercept_decision mt_intercept_decide(const struct mt_intercept_facts
 /* connect(): flags MT_INTERCEPT_BY_POLICY (the hooks) or MT_INTERCEPT_FORCE_MTLS (the API). */
 int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length,
                          enum mt_intercept_flags flags);
+
+/*
+ * connect() with pinned_identity (a SPIFFE ID pattern, see mt_policy_identity_matches; NULL:
+ * none) that the server's ID must match, besides what policy expects of it.
+ */
+int mt_intercept_connect_pinned(int fd, const struct sockaddr *address, socklen_t length,
+                                enum mt_intercept_flags flags, const char *pinned_identity);
 
 /* accept() and accept4() (socket_flags: SOCK_NONBLOCK, SOCK_CLOEXEC), flags as for connect. */
 int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *length,

@@ -269,9 +269,11 @@ struct mt_tls_context *mt_runtime_context_now(struct mt_text *reason, bool *pend
     if (identity == NULL || time(NULL) >= identity->refresh_at) {
         waiting_for_agent = first && mt_sys_remaining_ms(until) > 0;
         renew_locked(settings, 0);
-        /* As wait_for_first_identity: an agent that is late is asked again every 100 ms. */
-        if (waiting_for_agent && renewal == NULL && !agent_untrusted)
-            next_attempt_ms = mt_sys_now_ms() + FIRST_WAIT_RETRY_MS;
+        /* As wait_for_first_identity: an agent that is late is asked again every 100 ms, not
+         * after the backoff, which is for after the wait. */
+        long long soon = mt_sys_now_ms() + FIRST_WAIT_RETRY_MS;
+        if (waiting_for_agent && renewal == NULL && !agent_untrusted && next_attempt_ms > soon)
+            next_attempt_ms = soon;
         waiting_for_agent = false;
     }
     struct mt_tls_context *context = valid_context_locked(reason);

@@ -99,8 +99,9 @@ int meshtls_connect(int fd, const struct sockaddr *address, socklen_t length);
 /*
  * meshtls_connect that also requires the server's SPIFFE ID to match server_identity (a pattern,
  * see above), for this connection only, besides what the configuration's outbound rules expect
- * (both must hold). A server that does not match is refused during the handshake: ECONNREFUSED,
- * meshtls_last_error() naming both identities. EINVAL when server_identity is NULL or not a
+ * (both must hold). A server that does not match is refused during the handshake: the call that
+ * completes it fails (ECONNRESET; ECONNREFUSED when the server refused us first), and
+ * meshtls_last_error() names both identities. EINVAL when server_identity is NULL or not a
  * pattern (nothing done). Since 0.2.
  */
 int meshtls_connect_pinned(int fd, const struct sockaddr *address, socklen_t length,

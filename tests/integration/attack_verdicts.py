@@ -9,8 +9,10 @@ from harness import TestFailure, for_other_users, wait_for
 from lifecycle_common import parse_metrics, scrape
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# Run by uid 65534 too: a copy every uid can read.
-PEERS = for_other_users(os.path.join(HERE, "attack_peers.py"))
+# Run by uid 65534 too: a copy every uid can read, beside the module it imports to speak to the
+# agent (a script's own directory is where Python looks for it).
+PEERS, _ = for_other_users(os.path.join(HERE, "attack_peers.py"),
+                           os.path.join(HERE, "agent_protocol.py"))
 TD = "meshtls.local"
 NOBODY = 65534
 PEER = r"127\.0\.0\.1"

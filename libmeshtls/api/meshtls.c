@@ -123,7 +123,7 @@ MT_EXPORT int meshtls_accept_nonblock(int listener, struct sockaddr *address, so
 MT_EXPORT int meshtls_wrap(int fd, enum meshtls_role role)
 {
     mt_intercept_adopt(fd, role == MESHTLS_SERVER ? MT_INTERCEPT_INBOUND : MT_INTERCEPT_OUTBOUND,
-                       NULL);
+                       NULL, is_nonblocking(fd) ? MT_INTERCEPT_NO_WAIT : MT_INTERCEPT_BY_POLICY);
     struct mt_conn *conn = mt_table_acquire(fd);
     if (conn == NULL) {
         errno = ENOTSOCK;

@@ -330,7 +330,7 @@ int mt_intercept_accept4(int listener, struct sockaddr *address, socklen_t *leng
 }
 
 void mt_intercept_adopt(int fd, enum mt_intercept_direction direction,
-                        const struct sockaddr_storage *destination)
+                        const struct sockaddr_storage *destination, enum mt_intercept_flags flags)
 {
     if (is_ours(fd) || !is_tcp_socket(fd))
         return;
@@ -355,7 +355,7 @@ void mt_intercept_adopt(int fd, enum mt_intercept_direction direction,
     const char *config_message = NULL;
     struct mt_intercept_decision decision =
         decide_socket(direction, MT_INTERCEPT_ADOPTED, &local, &peer, false, &config_message);
-    struct opening opening = {MT_INTERCEPT_ADOPTED, NULL, false, false};
+    struct opening opening = {MT_INTERCEPT_ADOPTED | flags, NULL, false, false};
     struct mt_conn *conn =
         open_decided(fd, direction, &decision, &local, &peer, config_message, &opening, NULL);
     if (conn != NULL) {

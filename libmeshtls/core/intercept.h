@@ -115,10 +115,11 @@ int mt_intercept_accept4(int listener, struct sockaddr *address, socklen_t *leng
  * Takes over fd, whose connection exists with its handshake not started (inherited across exec,
  * see inherit.h, or handed to meshtls_wrap): as the server side of an accepted connection
  * (inbound), or the client side of a connect to destination (outbound; the parent's view: the
- * connect may still be in flight; NULL: the kernel's peer address).
+ * connect may still be in flight; NULL: the kernel's peer address). flags: MT_INTERCEPT_NO_WAIT
+ * or none (MT_INTERCEPT_ADOPTED is implied).
  */
 void mt_intercept_adopt(int fd, enum mt_intercept_direction direction,
-                        const struct sockaddr_storage *destination);
+                        const struct sockaddr_storage *destination, enum mt_intercept_flags flags);
 
 /*
  * Takes over fd, whose established session another process exported into state (an exec, see

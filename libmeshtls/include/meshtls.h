@@ -124,7 +124,9 @@ int meshtls_accept_nonblock(int listener, struct sockaddr *address, socklen_t *l
 
 /*
  * Makes fd, already connected (or being connected), an mTLS connection in role. -1 with ENOTSOCK
- * when fd is not a TCP socket. May wait for the agent as meshtls_init does. Since 0.1.
+ * when fd is not a TCP socket. A blocking fd may wait for the agent as meshtls_init does; a
+ * non-blocking one before the identity is there is refused instead (its first use fails and says
+ * why). Since 0.1.
  */
 int meshtls_wrap(int fd, enum meshtls_role role);
 

@@ -30,10 +30,10 @@
  *  3. Once established, ask meshtls_events(fd, wanted, NULL) which events to wait for: TLS may
  *     need the socket writable to finish a record although the application only wants to read.
  *  4. Read until meshtls_read says EAGAIN (or 0: the peer closed). Decrypted bytes can be held
- *     here while the kernel has nothing: a loop that stops reading before EAGAIN must call
- *     meshtls_pending(fd), and read again without waiting while it is above 0. Edge-triggered
- *     loops must drain so in every case: the kernel reports the socket readable once, however
- *     many records it brought.
+ *     here while the kernel has nothing, so the kernel will not report them. Edge-triggered
+ *     loops must read until EAGAIN every time: the kernel reported the socket readable once,
+ *     however many records it brought. A level-triggered loop that stops reading earlier (for
+ *     fairness) must not wait for fd while meshtls_pending(fd) is above 0: it reads again first.
  *  5. Write until done or EAGAIN; on EAGAIN wait for meshtls_events(fd, POLLOUT, NULL).
  *
  * The identity: meshtls_init fetches the process's identity from the agent, waiting up to the

@@ -39,6 +39,7 @@ static struct {
     size_t echo_length;
     int status; /* the exit status */
     uv_poll_t poll;
+    bool polling;     /* poll is initialised: the connect has begun */
     uv_timer_t timer; /* retries the connect; then the handshake's deadline */
 } client = {.fd = -1, .status = 1};
 
@@ -49,9 +50,8 @@ static void stop(int status, const char *why)
     if (why != NULL)
         fprintf(stderr, "echo_client_libuv: %s\n", why);
     client.status = status;
-    uv_poll_stop(&client.poll);
-    uv_timer_stop(&client.timer);
-    uv_close((uv_handle_t *)&client.poll, NULL);
+    if (client.polling)
+        uv_close((uv_handle_t *)&client.poll, NULL);
     uv_close((uv_handle_t *)&client.timer, NULL);
     meshtls_close(client.fd);
 }
@@ -179,6 +179,7 @@ static void try_connect(uv_timer_t *timer)
         return;
     }
     uv_poll_init(uv_default_loop(), &client.poll, client.fd);
+    client.polling = true;
     on_socket(&client.poll, 0, 0);
 }
 

@@ -7,8 +7,9 @@
  *
  * Prints "listening", then "client SPIFFE-ID" for each client once its handshake is done, and
  * on stderr "refused: REASON" for each connection whose handshake failed (a plaintext client,
- * an identity the configuration does not allow). Events are edge-triggered: every read event is
- * drained until EAGAIN, decrypted bytes included (see meshtls.h, "Event loops").
+ * an identity the configuration does not allow), "failed: REASON" for one that broke later.
+ * Events are edge-triggered: every read event is drained until EAGAIN, decrypted bytes included
+ * (see meshtls.h, "Event loops").
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,10 +39,11 @@ static struct event_base *base;
 
 static void on_client(evutil_socket_t fd, short what, void *argument);
 
-static void finish(struct client *client, const char *why)
+/* Closes the connection; why (NULL: it ended normally) is what the client's stderr line says. */
+static void finish(struct client *client, const char *what, const char *why)
 {
     if (why != NULL)
-        fprintf(stderr, "refused: %s\n", why);
+        fprintf(stderr, "%s: %s\n", what, why);
     event_free(client->event);
     meshtls_close(client->fd);
     free(client);
@@ -53,7 +55,7 @@ static void wait_for(struct client *client, short wanted)
     int timeout_ms = -1;
     int events = meshtls_events(client->fd, wanted, &timeout_ms);
     if (events < 0) {
-        finish(client, meshtls_last_error());
+        finish(client, client->established ? "failed" : "refused", meshtls_last_error());
         return;
     }
     short flags = EV_ET | EV_PERSIST | ((events & POLLIN) ? EV_READ : 0) |
@@ -84,14 +86,14 @@ static void serve(struct client *client)
     for (;;) {
         if (!flush(client)) {
             if (errno != EAGAIN) {
-                finish(client, meshtls_last_error());
+                finish(client, "failed", meshtls_last_error());
                 return;
             }
             wait_for(client, POLLOUT);
             return;
         }
         if (client->peer_done) {
-            finish(client, NULL);
+            finish(client, NULL, NULL);
             return;
         }
         ssize_t n = meshtls_read(client->fd, client->unsent, sizeof(client->unsent));
@@ -103,7 +105,7 @@ static void serve(struct client *client)
             wait_for(client, POLLIN);
             return;
         } else {
-            finish(client, meshtls_last_error());
+            finish(client, "failed", meshtls_last_error());
             return;
         }
     }
@@ -115,7 +117,7 @@ static void on_client(evutil_socket_t fd, short what, void *argument)
     if (!client->established) {
         int step = meshtls_handshake((int)fd);
         if (step < 0) {
-            finish(client, meshtls_last_error());
+            finish(client, "refused", meshtls_last_error());
             return;
         }
         if (step > 0) {

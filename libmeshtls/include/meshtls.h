@@ -49,7 +49,7 @@
  * followed by "*" matches spiffe://example.org/ns/db, not spiffe://example.org/ns itself.
  *
  * ABI: libmeshtls.so.0's symbols carry the version node of the release that added them
- * (MESHTLS_0.1, MESHTLS_0.2): see meshtls.map. "Since" below names it.
+ * (MESHTLS_0 for 0.1, MESHTLS_0.2): see meshtls.map. "Since" below names it.
  */
 #ifndef MESHTLS_H
 #define MESHTLS_H

@@ -2,7 +2,7 @@
 
 libmeshtls-preload.so: the hooks listed in preload/hooks.def, and meshtls_*.
 libmeshtls.so: meshtls_* only, each named once in include/meshtls.map and bound to that node's
-version (MESHTLS_0.1, MESHTLS_0.2, ...), and each declared in meshtls.h. Nothing of wolfSSL,
+version (MESHTLS_0, MESHTLS_0.2, ...), and each declared in meshtls.h. Nothing of wolfSSL,
 libconfig or the internal mt_* layers leaks.
 libmeshtls.so hooks nothing, so it must not look libc's functions up either: neither dlsym nor
 dlvsym among its undefined symbols (it calls libc by name, api/libc.c).

@@ -16,6 +16,9 @@ packages=(
   dpkg-dev autoconf automake libtool
   # tests
   libcmocka-dev python3 curl openssl clang-format binutils strace
+  g++   # meshtls.h compiled as C++ (tests/lint/check_header.sh)
+  # the event-loop examples (examples/echo_server_libevent.c, echo_client_libuv.c)
+  libevent-dev libuv1-dev
   libseccomp-dev  # sandboxed children: tests/integration/sandbox_peer.c
   libcap2-bin   # setcap: meshtls check on a program with file capabilities
   gdb           # gcore: the key-hygiene test dumps a running agent and searches the core

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "../util/sys.h"
@@ -38,6 +39,8 @@ static const struct mt_sys_libc libc_calls = {
     .accept4 = libc_accept4,
     .read = read,
     .write = write,
+    .readv = readv,
+    .writev = writev,
     .shutdown = shutdown,
     .close = close,
     .poll = poll,

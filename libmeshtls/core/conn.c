@@ -193,6 +193,15 @@ static bool check_peer(void *argument, const char *peer_id, enum mt_tls_peer_che
     const char *own = mt_tls_own_id(conn->tls);
     if (conn->role == MT_TLS_CLIENT) {
         const struct mt_outbound_decision *outbound = &conn->settings.outbound;
+        const char *pinned = conn->settings.pinned_identity;
+        /* A pin narrows what policy expects, never widens it: both must hold. */
+        if (pinned != NULL && !mt_policy_identity_matches(pinned, peer_id)) {
+            mt_text_set(reason,
+                        "server identity %.200s does not match %.200s expected by the caller "
+                        "(we are %.200s)",
+                        peer_id, pinned, own);
+            return false;
+        }
         if (mt_policy_outbound_allows(outbound, peer_id))
             return true;
         mt_text_set(reason, "server identity %.200s does not match %.200s expected by ", peer_id,
@@ -435,6 +444,11 @@ struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_contex
     conn->fd = fd;
     conn->role = role;
     conn->settings = *settings;
+    conn->settings.pinned_identity = NULL;
+    if (settings->pinned_identity != NULL) {
+        conn->pinned_identity = strdup(settings->pinned_identity);
+        conn->settings.pinned_identity = conn->pinned_identity;
+    }
     /* What tells this connection's socket among a vfork child's fds, whose dup2 the table never
      * saw (inherit.h): before its handshake too, when the child's program would start it. */
     struct stat status;
@@ -449,6 +463,8 @@ struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_contex
     if (context == NULL && conn->settings.detect) {
         /* Permissive without an identity: plaintext still passes; a mesh client is refused. */
         start_detecting(conn);
+    } else if (settings->pinned_identity != NULL && conn->pinned_identity == NULL) {
+        mt_conn_fail(conn, ENOMEM, "cannot keep the expected server identity");
     } else if (context == NULL) {
         /* A refused outbound connect says ECONNREFUSED; a refused inbound one reads as a reset. */
         mt_conn_fail(conn, role == MT_TLS_CLIENT ? ECONNREFUSED : ECONNRESET, "%s",
@@ -761,6 +777,8 @@ void mt_conn_release(struct mt_conn *conn)
     free(conn->unsent);
     conn->unsent = NULL;
     conn->unsent_length = 0;
+    free(conn->pinned_identity);
+    conn->pinned_identity = NULL;
     free(conn->other_fds);
     conn->other_fds = NULL;
     conn->other_fd_count = 0;

@@ -75,7 +75,10 @@ struct mt_conn_settings {
     enum mt_inbound_mode mode;
     bool detect; /* inbound permissive (not opaque): look at the first bytes first */
     struct mt_outbound_decision outbound; /* client side: the expected server identity */
-    struct mt_inbound_decision inbound;   /* server side: the allow list */
+    /* Client side: a SPIFFE ID pattern (mt_policy_identity_matches) the server must match as
+     * well as outbound's, from the direct-link API; NULL: none. mt_conn_open copies it. */
+    const char *pinned_identity;
+    struct mt_inbound_decision inbound; /* server side: the allow list */
     /* What inbound's allow list names its patterns in (mt_config_pattern); required for a
      * server (without it every peer is refused), and it outlives the connection. */
     const struct mt_config *config;
@@ -108,6 +111,7 @@ struct mt_conn {
     char failure_reason[160]; /* why it failed, for meshtls_last_error(); via struct mt_text */
     struct mt_tls_context *context;
     struct mt_tls_session *tls;
+    char *pinned_identity; /* the connection's own copy of settings.pinned_identity */
     struct sockaddr_storage peer;
     struct sockaddr_storage local;
     struct mt_conn_settings settings;
@@ -168,6 +172,20 @@ short mt_conn_poll_prepare(struct mt_conn *conn, short app_events, short *kernel
                            long long *deadline_ms);
 short mt_conn_poll_finish(struct mt_conn *conn, short app_events, short kernel_asked,
                           short kernel_revents);
+
+/*
+ * For an event loop that drives the handshake itself (the direct-link API): makes the progress
+ * the socket allows, never waiting whatever the socket's mode, and says what is left. WANTS_READ
+ * and WANTS_WRITE: the socket must become readable or writable first; FAILED: *failed_errno is
+ * what every later call returns.
+ */
+enum mt_conn_progress {
+    MT_CONN_PROGRESS_DONE, /* established (or passed as plaintext): transfers may begin */
+    MT_CONN_PROGRESS_WANTS_READ,
+    MT_CONN_PROGRESS_WANTS_WRITE,
+    MT_CONN_PROGRESS_FAILED,
+};
+enum mt_conn_progress mt_conn_handshake_progress(struct mt_conn *conn, int *failed_errno);
 
 /*
  * fd, one of conn's names, is being closed (its table entry already removed; the reference the

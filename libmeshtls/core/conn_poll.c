@@ -1,7 +1,8 @@
 /*
  * Readiness translation for one connection (see conn.h): what the application waits for, turned
  * into what the kernel must be asked for, and what the kernel reported, turned into what the
- * application may act on. core/readiness.c (poll, select) and core/epoll.c call it per fd.
+ * application may act on. core/readiness.c (poll, select) and core/epoll.c call it per fd, and
+ * the direct-link API for a loop of the application's own (mt_conn_handshake_progress too).
  *
  * Owns the rules of what the application sees: while handshaking, the kernel is asked for what
  * TLS wants (an application waiting to write may need the socket readable underneath); once
@@ -101,4 +102,32 @@ short mt_conn_poll_finish(struct mt_conn *conn, short app_events, short kernel_a
     }
     mt_conn_unlock_and_notify(conn);
     return result & (app_events | POLLERR | POLLHUP | POLLNVAL);
+}
+
+enum mt_conn_progress mt_conn_handshake_progress(struct mt_conn *conn, int *failed_errno)
+{
+    enum mt_conn_progress progress = MT_CONN_PROGRESS_DONE;
+    pthread_mutex_lock(&conn->lock);
+    mt_conn_step(conn);
+    switch (conn->state) {
+    case MT_CONN_FAILED:
+        *failed_errno = conn->failed_errno;
+        progress = MT_CONN_PROGRESS_FAILED;
+        break;
+    case MT_CONN_CONNECTING:
+        progress = MT_CONN_PROGRESS_WANTS_WRITE; /* the kernel says a connect ended so */
+        break;
+    case MT_CONN_DETECTING:
+        progress = MT_CONN_PROGRESS_WANTS_READ;
+        break;
+    case MT_CONN_HANDSHAKING:
+        progress = conn->wants == MT_TLS_WANT_WRITE ? MT_CONN_PROGRESS_WANTS_WRITE
+                                                    : MT_CONN_PROGRESS_WANTS_READ;
+        break;
+    case MT_CONN_ESTABLISHED:
+    case MT_CONN_PLAIN:
+        break;
+    }
+    mt_conn_unlock_and_notify(conn);
+    return progress;
 }

@@ -591,7 +591,7 @@ static void adopt_or_alias(int fd, enum mt_intercept_direction direction,
     if (search.found != NULL)
         (void)mt_conn_add_alias(search.found, fd);
     else
-        mt_intercept_adopt(fd, direction, destination);
+        mt_intercept_adopt(fd, direction, destination, MT_INTERCEPT_BY_POLICY);
 }
 
 /*

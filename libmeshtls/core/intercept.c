@@ -152,27 +152,46 @@ static struct mt_intercept_decision decide_socket(enum mt_intercept_direction di
  * (NULL when no object could be had). *meshable: it has an identity to handshake with (else it
  * starts failed, or, permissive, detects with plaintext as its only way on).
  */
+/* What the caller asks of a connection besides the decision. */
+struct opening {
+    enum mt_intercept_flags flags;
+    const char *pinned_identity; /* outbound: a pattern the server must match too, or NULL */
+    bool outbound_may_retry;     /* NO_WAIT connect: no identity yet is EAGAIN, not a refusal */
+    bool retry_later;            /* set when nothing was opened for that reason */
+};
+
 static struct mt_conn *open_decided(int fd, enum mt_intercept_direction direction,
                                     const struct mt_intercept_decision *decision,
                                     const struct sockaddr_storage *local,
                                     const struct sockaddr_storage *peer, const char *config_message,
-                                    bool *meshable)
+                                    struct opening *opening, bool *meshable)
 {
     char text[REASON_MAX];
     struct mt_text reason = mt_text_on(text, sizeof(text));
     struct mt_tls_context *context = NULL;
+    bool pending = false;
     if (decision->refusal == MT_INTERCEPT_REFUSAL_CONFIG)
         mt_text_set(&reason, "configuration error: %s", config_message);
     else if (decision->refusal == MT_INTERCEPT_REFUSAL_PEER_GONE)
         mt_text_set(&reason, "peer reset the connection before accept() returned");
+    else if (opening->flags & MT_INTERCEPT_NO_WAIT)
+        context = mt_runtime_context_now(&reason, &pending);
     else
         context = mt_runtime_context(&reason);
+    /* An outbound connection not yet started is not opened at all: the caller retries. */
+    if (pending && direction == MT_INTERCEPT_OUTBOUND && opening->outbound_may_retry) {
+        opening->retry_later = true;
+        return NULL;
+    }
+    if (pending)
+        mt_text_append(&reason, " (the agent is still being asked; meshtls_init waits for it)");
     /* The configuration in force: the defaults when it failed (a refused connection's). */
     const struct mt_config *config = mt_runtime_config();
     struct mt_conn_settings settings = {
         .mode = decision->inbound.mode, /* read for a server only */
         .detect = decision->detect,
         .outbound = decision->outbound,
+        .pinned_identity = opening->pinned_identity,
         .inbound = decision->inbound,
         .config = config,
         .handshake_timeout_ms = config->handshake_timeout_ms,
@@ -189,6 +208,12 @@ static struct mt_conn *open_decided(int fd, enum mt_intercept_direction directio
 
 int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length,
                          enum mt_intercept_flags flags)
+{
+    return mt_intercept_connect_pinned(fd, address, length, flags, NULL);
+}
+
+int mt_intercept_connect_pinned(int fd, const struct sockaddr *address, socklen_t length,
+                                enum mt_intercept_flags flags, const char *pinned_identity)
 {
     struct sockaddr_storage destination;
     if (address == NULL || !mt_addr_copy(&destination, address, length) || !is_inet(&destination) ||
@@ -213,10 +238,11 @@ int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t lengt
         return -1;
     }
     bool meshable = false;
+    struct opening opening = {flags, pinned_identity, (flags & MT_INTERCEPT_NO_WAIT) != 0, false};
     struct mt_conn *conn = open_decided(fd, MT_INTERCEPT_OUTBOUND, &decision, NULL, &destination,
-                                        config_message, &meshable);
+                                        config_message, &opening, &meshable);
     if (conn == NULL) {
-        errno = ENOMEM;
+        errno = opening.retry_later ? EAGAIN : ENOMEM;
         return -1;
     }
     /* Without an identity the connection is failed already: no SYN leaves. */
@@ -268,8 +294,9 @@ static int take_accepted(int fd, enum mt_intercept_flags flags)
     if (decision.action == MT_INTERCEPT_PASS)
         return fd;
     /* Even refused, the connection is handed over: its first read reports the failure. */
-    struct mt_conn *conn =
-        open_decided(fd, MT_INTERCEPT_INBOUND, &decision, &local, &peer, config_message, NULL);
+    struct opening opening = {flags, NULL, false, false};
+    struct mt_conn *conn = open_decided(fd, MT_INTERCEPT_INBOUND, &decision, &local, &peer,
+                                        config_message, &opening, NULL);
     if (conn == NULL) {
         mt_sys_close(fd);
         return -1;
@@ -303,7 +330,7 @@ int mt_intercept_accept4(int listener, struct sockaddr *address, socklen_t *leng
 }
 
 void mt_intercept_adopt(int fd, enum mt_intercept_direction direction,
-                        const struct sockaddr_storage *destination)
+                        const struct sockaddr_storage *destination, enum mt_intercept_flags flags)
 {
     if (is_ours(fd) || !is_tcp_socket(fd))
         return;
@@ -328,8 +355,9 @@ void mt_intercept_adopt(int fd, enum mt_intercept_direction direction,
     const char *config_message = NULL;
     struct mt_intercept_decision decision =
         decide_socket(direction, MT_INTERCEPT_ADOPTED, &local, &peer, false, &config_message);
+    struct opening opening = {MT_INTERCEPT_ADOPTED | flags, NULL, false, false};
     struct mt_conn *conn =
-        open_decided(fd, direction, &decision, &local, &peer, config_message, NULL);
+        open_decided(fd, direction, &decision, &local, &peer, config_message, &opening, NULL);
     if (conn != NULL) {
         mt_log_debug("adopted inherited connection on fd %d (%s side)", fd,
                      direction == MT_INTERCEPT_INBOUND ? "server" : "client");

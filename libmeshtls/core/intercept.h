@@ -44,6 +44,10 @@ enum mt_intercept_flags {
     /* An fd whose connection already exists (inherited across exec, meshtls_wrap): what was
      * meshed stays meshed, so a plain verdict is overruled; permissive detection still applies. */
     MT_INTERCEPT_ADOPTED = 1u << 1,
+    /* The direct-link API on a non-blocking socket: never wait for the agent. Without an
+     * identity yet, a connect fails with EAGAIN before any SYN (retry later); an accepted
+     * connection is refused, its reason saying the agent is still being asked. */
+    MT_INTERCEPT_NO_WAIT = 1u << 2,
 };
 
 enum mt_intercept_direction {
@@ -94,6 +98,13 @@ struct mt_intercept_decision mt_intercept_decide(const struct mt_intercept_facts
 int mt_intercept_connect(int fd, const struct sockaddr *address, socklen_t length,
                          enum mt_intercept_flags flags);
 
+/*
+ * connect() with pinned_identity (a SPIFFE ID pattern, see mt_policy_identity_matches; NULL:
+ * none) that the server's ID must match, besides what policy expects of it.
+ */
+int mt_intercept_connect_pinned(int fd, const struct sockaddr *address, socklen_t length,
+                                enum mt_intercept_flags flags, const char *pinned_identity);
+
 /* accept() and accept4() (socket_flags: SOCK_NONBLOCK, SOCK_CLOEXEC), flags as for connect. */
 int mt_intercept_accept(int listener, struct sockaddr *address, socklen_t *length,
                         enum mt_intercept_flags flags);
@@ -104,10 +115,11 @@ int mt_intercept_accept4(int listener, struct sockaddr *address, socklen_t *leng
  * Takes over fd, whose connection exists with its handshake not started (inherited across exec,
  * see inherit.h, or handed to meshtls_wrap): as the server side of an accepted connection
  * (inbound), or the client side of a connect to destination (outbound; the parent's view: the
- * connect may still be in flight; NULL: the kernel's peer address).
+ * connect may still be in flight; NULL: the kernel's peer address). flags: MT_INTERCEPT_NO_WAIT
+ * or none (MT_INTERCEPT_ADOPTED is implied).
  */
 void mt_intercept_adopt(int fd, enum mt_intercept_direction direction,
-                        const struct sockaddr_storage *destination);
+                        const struct sockaddr_storage *destination, enum mt_intercept_flags flags);
 
 /*
  * Takes over fd, whose established session another process exported into state (an exec, see

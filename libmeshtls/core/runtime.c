@@ -20,6 +20,8 @@
 /* After a failed fetch, wait this long (doubling up to the maximum) before asking again. */
 #define RETRY_FIRST_MS 500
 #define RETRY_MAX_MS 30000
+/* While a process waits for its first identity (agent_wait_ms), it asks this often. */
+#define FIRST_WAIT_RETRY_MS 100
 /* "2025-01-31T23:59:59Z" and its NUL, with room to spare. */
 #define TIME_TEXT_MAX 32
 
@@ -201,10 +203,31 @@ static void wait_for_first_identity(const struct mt_config *settings)
                         settings->agent_socket);
             said = true;
         }
-        struct timespec pause = {0, 100 * 1000000L};
+        struct timespec pause = {0, FIRST_WAIT_RETRY_MS * 1000000L};
         nanosleep(&pause, NULL);
         next_attempt_ms = 0; /* the backoff is for after the wait */
     }
+}
+
+/*
+ * With context_lock held: a reference to the current context when its identity is valid now,
+ * else NULL with the reason (NULL allowed).
+ */
+static struct mt_tls_context *valid_context_locked(struct mt_text *reason)
+{
+    const struct mt_credentials *identity =
+        current_context != NULL ? mt_tls_context_credentials(current_context) : NULL;
+    if (identity != NULL && time(NULL) < identity->not_after)
+        return mt_tls_context_acquire(current_context);
+    if (identity != NULL) {
+        char expiry[TIME_TEXT_MAX];
+        format_time(identity->not_after, expiry, sizeof(expiry));
+        mt_text_set(reason, "identity %.200s expired at %s and no new one: %.200s",
+                    identity->spiffe_id, expiry, last_failure);
+    } else {
+        mt_text_set(reason, "no workload identity: %s", last_failure);
+    }
+    return NULL;
 }
 
 struct mt_tls_context *mt_runtime_context(struct mt_text *reason)
@@ -224,18 +247,39 @@ struct mt_tls_context *mt_runtime_context(struct mt_text *reason)
         renew_locked(settings, (int)settings->agent_timeout_ms); /* nothing valid to use */
     else if (now >= identity->refresh_at)
         renew_locked(settings, 0);
-    identity = current_context != NULL ? mt_tls_context_credentials(current_context) : NULL;
-    struct mt_tls_context *context = NULL;
-    if (identity != NULL && time(NULL) < identity->not_after) {
-        context = mt_tls_context_acquire(current_context);
-    } else if (identity != NULL) {
-        char expiry[TIME_TEXT_MAX];
-        format_time(identity->not_after, expiry, sizeof(expiry));
-        mt_text_set(reason, "identity %.200s expired at %s and no new one: %.200s",
-                    identity->spiffe_id, expiry, last_failure);
-    } else {
-        mt_text_set(reason, "no workload identity: %s", last_failure);
+    struct mt_tls_context *context = valid_context_locked(reason);
+    pthread_mutex_unlock(&context_lock);
+    return context;
+}
+
+struct mt_tls_context *mt_runtime_context_now(struct mt_text *reason, bool *pending)
+{
+    *pending = false;
+    const struct mt_config *settings = mt_runtime_config();
+    if (!mt_result_is_ok(mt_tls_global_init())) {
+        mt_text_set(reason, "wolfSSL failed to initialise");
+        return NULL;
     }
+    pthread_mutex_lock(&context_lock);
+    const struct mt_credentials *identity =
+        current_context != NULL ? mt_tls_context_credentials(current_context) : NULL;
+    bool first = current_context == NULL;
+    long long until = loaded_ms + (long long)settings->agent_wait_ms;
+    /* The request is started, or its reply taken when it is there; never waited for. */
+    if (identity == NULL || time(NULL) >= identity->refresh_at) {
+        waiting_for_agent = first && mt_sys_remaining_ms(until) > 0;
+        renew_locked(settings, 0);
+        /* As wait_for_first_identity: an agent that is late is asked again every 100 ms, not
+         * after the backoff, which is for after the wait. */
+        long long soon = mt_sys_now_ms() + FIRST_WAIT_RETRY_MS;
+        if (waiting_for_agent && renewal == NULL && !agent_untrusted && next_attempt_ms > soon)
+            next_attempt_ms = soon;
+        waiting_for_agent = false;
+    }
+    struct mt_tls_context *context = valid_context_locked(reason);
+    /* Worth asking again soon: a reply is awaited, or the agent may still come up. */
+    if (context == NULL)
+        *pending = renewal != NULL || (first && !agent_untrusted && mt_sys_remaining_ms(until) > 0);
     pthread_mutex_unlock(&context_lock);
     return context;
 }

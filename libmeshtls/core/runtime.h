@@ -30,6 +30,14 @@ bool mt_runtime_config_failed(const char **message);
  */
 struct mt_tls_context *mt_runtime_context(struct mt_text *reason);
 
+/*
+ * mt_runtime_context for a caller that must not wait (a non-blocking socket of the direct-link
+ * API): the agent is asked, or its reply taken, without waiting. NULL when no valid identity is
+ * at hand now, with *pending true while one is awaited (a request is under way, or the first
+ * identity's agent_wait_ms has not passed): asking again later may succeed.
+ */
+struct mt_tls_context *mt_runtime_context_now(struct mt_text *reason, bool *pending);
+
 /* In a fork child: reinitialise the context lock, which another thread may have held. */
 void mt_runtime_after_fork_child(void);
 

@@ -156,6 +156,7 @@ struct mt_conn *mt_table_conn_allocate(void)
     conn->failure_reason[0] = '\0';
     conn->context = NULL;
     conn->tls = NULL;
+    conn->pinned_identity = NULL;
     memset(&conn->peer, 0, sizeof(conn->peer));
     memset(&conn->local, 0, sizeof(conn->local));
     conn->metrics = NULL;

@@ -79,6 +79,8 @@ void mt_real_resolve(void *(*lookup)(const char *name))
         .accept4 = real_accept4,
         .read = real_read,
         .write = real_write,
+        .readv = real_readv,
+        .writev = real_writev,
         .shutdown = real_shutdown,
         .close = real_close,
         .poll = real_poll,

@@ -42,6 +42,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <time.h>
 
 /* ---- libmeshtls's own I/O: raw system calls ------------------------------------------------ */
@@ -101,6 +102,8 @@ struct mt_sys_libc {
     int (*accept4)(int fd, struct sockaddr *address, socklen_t *length, int flags);
     ssize_t (*read)(int fd, void *buffer, size_t length);
     ssize_t (*write)(int fd, const void *buffer, size_t length);
+    ssize_t (*readv)(int fd, const struct iovec *vector, int count);
+    ssize_t (*writev)(int fd, const struct iovec *vector, int count);
     int (*shutdown)(int fd, int how);
     int (*close)(int fd);
     int (*poll)(struct pollfd *fds, nfds_t count, int timeout_ms);
@@ -120,6 +123,8 @@ int mt_sys_app_accept(int fd, struct sockaddr *address, socklen_t *length);
 int mt_sys_app_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
 ssize_t mt_sys_app_read(int fd, void *buffer, size_t length);
 ssize_t mt_sys_app_write(int fd, const void *buffer, size_t length);
+ssize_t mt_sys_app_readv(int fd, const struct iovec *vector, int count);
+ssize_t mt_sys_app_writev(int fd, const struct iovec *vector, int count);
 int mt_sys_app_shutdown(int fd, int how);
 int mt_sys_app_close(int fd);
 int mt_sys_app_poll(struct pollfd *fds, nfds_t count, int timeout_ms);

@@ -62,6 +62,20 @@ static ssize_t fake_write(int fd, const void *buffer, size_t length)
     return FAKE_RESULT;
 }
 
+static ssize_t fake_readv(int fd, const struct iovec *vector, int count)
+{
+    (void)fd, (void)vector, (void)count;
+    fake_calls++;
+    return FAKE_RESULT;
+}
+
+static ssize_t fake_writev(int fd, const struct iovec *vector, int count)
+{
+    (void)fd, (void)vector, (void)count;
+    fake_calls++;
+    return FAKE_RESULT;
+}
+
 static int fake_shutdown(int fd, int how)
 {
     (void)fd, (void)how;
@@ -104,6 +118,8 @@ static const struct mt_sys_libc fake_libc = {
     .accept4 = fake_accept4,
     .read = fake_read,
     .write = fake_write,
+    .readv = fake_readv,
+    .writev = fake_writev,
     .shutdown = fake_shutdown,
     .close = fake_close,
     .poll = fake_poll,
@@ -153,12 +169,15 @@ static void test_mt_sys_use_libc_table_installed_serves_every_app_call(void **st
     assert_int_equal(mt_sys_app_accept4(-1, (struct sockaddr *)&address, &length, 0), FAKE_RESULT);
     assert_int_equal(mt_sys_app_read(-1, buffer, sizeof(buffer)), FAKE_RESULT);
     assert_int_equal(mt_sys_app_write(-1, buffer, sizeof(buffer)), FAKE_RESULT);
+    struct iovec vector = {buffer, sizeof(buffer)};
+    assert_int_equal(mt_sys_app_readv(-1, &vector, 1), FAKE_RESULT);
+    assert_int_equal(mt_sys_app_writev(-1, &vector, 1), FAKE_RESULT);
     assert_int_equal(mt_sys_app_shutdown(-1, SHUT_RDWR), FAKE_RESULT);
     assert_int_equal(mt_sys_app_close(-1), FAKE_RESULT);
     assert_int_equal(mt_sys_app_poll(&entry, 1, 0), FAKE_RESULT);
     assert_int_equal(mt_sys_app_epoll_ctl(-1, EPOLL_CTL_DEL, -1, NULL), FAKE_RESULT);
     assert_int_equal(mt_sys_app_epoll_pwait(-1, &event, 1, 0, NULL), FAKE_RESULT);
-    assert_int_equal(fake_calls, 10);
+    assert_int_equal(fake_calls, 12);
 }
 
 static void test_mt_sys_use_libc_null_restores_the_system_calls(void **state)

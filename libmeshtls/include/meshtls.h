@@ -145,7 +145,12 @@ ssize_t meshtls_writev(int fd, const struct iovec *vector, int count);
  * Since 0.1. */
 int meshtls_shutdown(int fd, int how);
 
-/* close(2); sends close_notify first (bounded: at most half a second). errno: close's. Since 0.1.
+/*
+ * close(2); sends close_notify first. Records still unsent are written first, waiting at most
+ * half a second for room, even on a non-blocking fd: a loop that must never wait calls
+ * meshtls_shutdown(fd, SHUT_WR) first and keeps calling meshtls_events(fd, 0, NULL) on POLLOUT
+ * until it no longer asks for POLLOUT; close then has nothing to wait for. errno: close's.
+ * Since 0.1.
  */
 int meshtls_close(int fd);
 

@@ -8,13 +8,22 @@
 #
 # The sourcing script sets `script` (its name in messages) and `log` (the file run() appends to)
 # and calls:
-#   debian_source_init CACHE            the private apt configuration in CACHE/apt
+#   debian_source_init CACHE [SUITE…]   the private apt configuration in CACHE/apt; each SUITE
+#                                       (e.g. sid) is added for every Debian archive the machine
+#                                       uses for its own release
 #   debian_source_newest PACKAGE        prints the newest version of PACKAGE's source (apt update)
 #   debian_source_unpack PACKAGE VERSION WORK
 #                                       downloads it into WORK and unpacks it as WORK/tree
+#   debian_source_orig PACKAGE UPSTREAM SHA256 WORK
+#                                       downloads the upstream tarball PACKAGE_UPSTREAM.orig.tar.gz
+#                                       and its .asc from the archive's pool into WORK, refusing any
+#                                       other content than SHA256
+#   signature_check FILE KEY FINGERPRINT
+#                                       FILE.asc is a valid signature of FILE by FINGERPRINT, whose
+#                                       public key is the armored KEY
 #   build_cache_open NAME REFRESH       the cache entry of this build, keyed by everything that
 #                                       changes its result (configure_flags, extra_cflags, the
-#                                       compiler, the sourcing script and this file): holds its
+#                                       compiler, the sourcing script's folder and this file): holds its
 #                                       lock (fd 9), sets key, selected and log, and unless REFRESH
 #                                       is 1 prints the prefix of a completed build and exits
 #
@@ -34,7 +43,8 @@ run() {
 }
 
 debian_source_init() {
-  local state="$1/apt" file
+  local state="$1/apt" file codename
+  shift
   for tool in apt-get apt-cache dpkg-source flock; do
     command -v "$tool" >/dev/null || die "$tool not found (run packaging/install-deps.sh)"
   done
@@ -75,6 +85,24 @@ debian_source_init() {
     [ -f "$file" ] || continue
     sed -n -E 's/^[[:space:]]*deb(-src)?[[:space:]]+/deb-src /p' "$file" >>"$list"
   done
+  # Newer suites of the same archives: a line for the machine's own release (not its -updates or
+  # -security) is repeated for each SUITE asked for, with the same options and URI.
+  if [ $# -gt 0 ]; then
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    [ -n "$codename" ] || die "/etc/os-release names no VERSION_CODENAME: cannot derive the $* suites"
+    awk -v codename="$codename" -v suites="$*" '
+      { print }
+      {
+        # deb-src [options…] URI SUITE COMPONENTS…: the options may hold spaces.
+        i = 2
+        if ($2 ~ /^\[/) while (i <= NF && $i !~ /\]$/) i++
+        if ($2 ~ /^\[/) i++
+        if ($(i + 1) != codename) next
+        n = split(suites, extra, " ")
+        for (k = 1; k <= n; k++) { line = $0; $(i + 1) = extra[k]; print; $0 = line }
+      }' "$list" >"$list.new"
+    mv "$list.new" "$list"
+  fi
   sort -u -o "$list" "$list"
   [ -s "$list" ] || die "no Debian sources found in /etc/apt (sources.list or sources.list.d/*.sources)"
   apt_options=(
@@ -113,11 +141,66 @@ debian_source_unpack() {
   (cd "$work" && run dpkg-source --no-check -x "$(basename "$dsc")" tree)
 }
 
+debian_source_orig() {
+  local package="$1" upstream="$2" sha256="$3" work="$4" file index directory listed uri uris
+  file="${package}_${upstream}.orig.tar.gz"
+  say "fetching the Debian source index (private list: ${apt_options[1]#*=})"
+  flock 8
+  run apt-get "${apt_options[@]}" update
+  index=$(apt-cache "${apt_options[@]}" showsrc "$package" 2>/dev/null || true)
+  flock -u 8
+  # The index (signed by the archive) names the pool directory and, while a suite still lists the
+  # tarball, its SHA-256: it must agree with the pin.
+  directory=$(awk -v package="$package" '
+    /^Package: / { p = ($2 == package); next }
+    p && /^Directory:/ { print $2; exit }' <<<"$index")
+  [ -n "$directory" ] || directory="pool/main/${package:0:1}/$package"
+  listed=$(awk -v file="$file" '
+    /^Checksums-Sha256:/ { s = 1; next }
+    /^[^ ]/ { s = 0 }
+    s && $3 == file { print $1 }' <<<"$index" | sort -u)
+  if [ -z "$listed" ]; then
+    say "no suite lists $file any more; asking the pool for it"
+  elif [ "$listed" != "$sha256" ]; then
+    die "the Debian archive's index gives $file the SHA-256 $listed, the pin says $sha256: refusing it"
+  fi
+  uris=$(awk '{ i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ } print $i }' \
+    "${apt_options[1]#*=}" | sort -u)
+  rm -rf "$work"
+  mkdir -p "$work"
+  for uri in $uris; do
+    # apt's own downloader (its proxies and methods), which refuses other content than SHA256.
+    if /usr/lib/apt/apt-helper "${apt_options[@]}" download-file "${uri%/}/$directory/$file" \
+      "$work/$file" "SHA256:$sha256" >>"$log" 2>&1; then
+      /usr/lib/apt/apt-helper "${apt_options[@]}" download-file "${uri%/}/$directory/$file.asc" \
+        "$work/$file.asc" >>"$log" 2>&1 || die "$file.asc (its signature) is missing at $uri"
+      say "downloaded $file from $uri (SHA-256 $sha256)"
+      return 0
+    fi
+  done
+  die "cannot download $file with SHA-256 $sha256 from any Debian archive in ${apt_options[1]#*=} (log: $log). Source versions the archive has: $(awk '/^Version:/ { printf "%s ", $2 }' <<<"$index")"
+}
+
+signature_check() {
+  local file="$1" key="$2" fingerprint="$3" keyring status
+  command -v gpgv >/dev/null || die "gpgv not found (run packaging/install-deps.sh)"
+  # gpgv reads a binary keyring: the armored key's base64 body, without its checksum line.
+  keyring="$file.keyring.gpg"
+  awk '/^-----BEGIN/ { b = 1; h = 1; next } /^-----END/ { b = 0; next }
+       b && h && /^$/ { h = 0; next } b && !h && !/^=/ { print }' "$key" |
+    base64 -d >"$keyring" || die "cannot read the public key $key"
+  status=$(gpgv --status-fd 1 --keyring "$keyring" "$file.asc" "$file" 2>>"$log") || true
+  rm -f "$keyring"
+  grep -q "^\[GNUPG:\] VALIDSIG $fingerprint " <<<"$status" ||
+    die "$(basename "$file"): no valid signature by $fingerprint (gpgv said: $(tr '\n' ' ' <<<"$status"))"
+  say "$(basename "$file"): valid signature by $fingerprint"
+}
+
 build_cache_open() {
   local name="$1" refresh="$2"
   key=$( { printf '%s\n' "${configure_flags[@]}" "$extra_cflags" "$(uname -m)";
            "${compiler%% *}" --version 2>/dev/null | head -n1;
-           cat "$script_dir/build.sh" "$script_dir/../debian-source.sh"; } |
+           cat "$script_dir"/* "$script_dir/../debian-source.sh"; } |
          sha256sum | cut -c1-12)
   # Concurrent builds into the same cache wait for each other.
   exec 9>"$cache/.lock-$name-$key"

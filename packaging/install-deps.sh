@@ -12,8 +12,9 @@ packages=(
   libwolfssl-dev libconfig-dev
   libmicrohttpd-dev   # the agent's metrics endpoint
   # the bundled wolfSSL and libconfig (packaging/{wolfssl,libconfig}/build.sh): apt-get source +
-  # dpkg-source, and autotools because wolfSSL's upstream tarball ships no configure script
-  dpkg-dev autoconf automake libtool
+  # dpkg-source, gpgv (the wolfSSL tarball's signature), and autotools because wolfSSL's release
+  # tarball ships no configure script
+  dpkg-dev gpgv autoconf automake libtool
   # tests
   libcmocka-dev python3 curl openssl clang-format binutils strace
   g++   # meshtls.h compiled as C++ (tests/lint/check_header.sh)

@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# Builds the wolfSSL that libmeshtls links in: Debian's own source package of wolfssl (with
-# Debian's patches, security fixes included), configured as a static PIC library with exactly the
-# features libmeshtls uses, and with x86-64 acceleration (AES-NI, AVX2, SP math in assembly) on
-# x86_64 — Debian's binary package has none, which makes its bulk crypto ~30x slower.
+# Builds the wolfSSL that libmeshtls links in: the release pinned in source.pin (its version, the
+# SHA-256 of its tarball and its signer), fetched from Debian's archive and checked before use,
+# configured as a static PIC library with exactly the features libmeshtls uses, and with x86-64
+# acceleration (AES-NI, AVX2, SP math in assembly) on x86_64 — Debian's binary package has none,
+# which makes its bulk crypto ~30x slower.
 #
-# The source is fetched with apt itself, with a private list and state directory
-# (packaging/debian-source.sh), so no host name is written here and the system's apt state is not
-# touched.
+# The tarball is found with apt itself, with a private list and state directory
+# (packaging/debian-source.sh): the machine's own Debian archives, with the newer suites source.pin
+# names. No host name is written here and the system's apt state is not touched.
 #
 # Usage: build.sh CACHE_DIR
-#   Installs into CACHE_DIR/wolfssl-<debian version>-<hash of the configuration>/ and prints that
+#   Installs into CACHE_DIR/wolfssl-<version>-<hash of the configuration>/ and prints that
 #   directory as the last line of stdout (progress goes to stderr, the full log to a file in the
-#   cache). A later run finds the finished install and returns at once, without the network: the
-#   choice of source version is remembered in CACHE_DIR/selected-wolfssl-<hash>. Set
-#   MESHTLS_WOLFSSL_REFRESH=1 to ask apt again for the newest source version.
+#   cache). A later run finds the finished install and returns at once, without the network.
+#   Any change to this folder (the pin, the key, this script) is a new cache entry.
 #
-# Needs: apt, dpkg-dev (dpkg-source), a C toolchain and make (packaging/install-deps.sh).
+# Needs: apt, gpgv, autoconf, automake, libtool, a C toolchain and make
+# (packaging/install-deps.sh).
 set -euo pipefail
 
 script=wolfssl/build.sh
@@ -34,8 +35,9 @@ compiler=${CC:-cc}
 command -v "${compiler%% *}" >/dev/null || die "C compiler '$compiler' not found"
 
 # ---- the configuration --------------------------------------------------------------------------
-# Exactly what libmeshtls uses: TLS 1.3 only, mutual auth with ECDSA P-256 certificates, X25519 and
-# P-256 key shares, ALPN + SNI (mesh marking), certificate and CSR generation (the agent's CA and
+# Exactly what libmeshtls uses: TLS 1.3 only, mutual auth with ECDSA P-256 certificates, key
+# shares X25519MLKEM768 (the post-quantum hybrid mesh peers agree on: ML-KEM-768 with X25519),
+# SecP256r1MLKEM768, X25519 and P-256 (classical peers), ALPN + SNI (mesh marking), certificate and CSR generation (the agent's CA and
 # the workload's CSR). Only native APIs: the verify callback reads the peer's DER from
 # store->certs.
 # No OpenSSL-compatibility layer: --enable-opensslextra forces KEEP_PEER_CERT, which keeps a
@@ -57,6 +59,7 @@ configure_flags=(
   --enable-chacha --enable-poly1305 --enable-sha384 --enable-sha512
   --disable-examples --disable-crypttests --disable-benchmark --disable-jobserver
   --enable-sessionexport
+  --enable-mlkem --enable-pqc-hybrids
 )
 case "$(uname -m)" in
   x86_64 | amd64)
@@ -86,27 +89,24 @@ extra_cflags+=" -DWOLFSSL_EXTRA_ALERTS"
 # WOLFSSL_SESS_CACHE_NO_INTERNAL_STORE (sessions stay out of wolfSSL's process-wide cache).
 extra_cflags+=" -DHAVE_EXT_CACHE"
 
-build_cache_open wolfssl "${MESHTLS_WOLFSSL_REFRESH:-0}"
+# The pin: wolfssl_version, wolfssl_orig_sha256, wolfssl_signer, wolfssl_suites.
+source "$script_dir/source.pin"
+build_cache_open wolfssl 0
 
-# ---- the newest Debian source version -----------------------------------------------------------
-debian_source_init "$cache"
-version=$(debian_source_newest wolfssl)
-upstream=${version#*:}
-upstream=${upstream%-*}
-
+version=$wolfssl_version
+upstream=$version
 prefix="$cache/wolfssl-$version-$key"
-if [ -f "$prefix/.complete" ]; then
-  echo "$prefix" >"$selected"
-  say "using cached $prefix"
-  echo "$prefix"
-  exit 0
-fi
 
-# ---- fetch, unpack (Debian patches applied), configure, build, install ---------------------------
+# ---- fetch and check the pinned tarball, unpack, configure, build, install ----------------------
 # Per configuration: builds of two configurations may run at once (the lock is per key).
 work="$cache/src-$version-$key"
-debian_source_unpack wolfssl "$version" "$work"
+debian_source_init "$cache" $wolfssl_suites
+debian_source_orig wolfssl "$version" "$wolfssl_orig_sha256" "$work"
+tarball="$work/wolfssl_$version.orig.tar.gz"
+signature_check "$tarball" "$script_dir/release-key.asc" "$wolfssl_signer"
 tree="$work/tree"
+mkdir -p "$tree"
+run tar -xzf "$tarball" -C "$tree" --strip-components=1
 
 cd "$tree"
 if [ ! -x configure ]; then
@@ -168,7 +168,7 @@ run $compiler $extra_cflags -I"$tree" -o "$work/secret_offsets" "$work/secret_of
 } >"$prefix/include/wolfssl/meshtls_secrets.h" || die "cannot measure struct WOLFSSL"
 # A record of what was built and how, next to the library.
 {
-  echo "wolfssl $version (Debian source package)"
+  echo "wolfssl $version (wolfssl_$version.orig.tar.gz, SHA-256 $wolfssl_orig_sha256, signed by $wolfssl_signer)"
   echo "configure ${configure_flags[*]} CFLAGS=\"$extra_cflags\""
   echo "built in $((SECONDS - start)) s"
 } >"$prefix/BUILD-INFO"

@@ -150,14 +150,16 @@ static void status_process(struct status_builder *builder, const struct mt_metri
         char local[MT_METRICS_ADDRESS_MAX];
         char peer[MT_METRICS_ADDRESS_MAX];
         char peer_id[MT_METRICS_PEER_ID_MAX];
+        char key_exchange[MT_METRICS_KEY_EXCHANGE_MAX];
         status_record(
-            builder, "connection\t%ld\t%d\t%s\t%s\t%s\t%s\t%s\t%lld\t%llu\t%llu",
+            builder, "connection\t%ld\t%d\t%s\t%s\t%s\t%s\t%s\t%lld\t%llu\t%llu\t%s",
             (long)process->pid, (int)connection->fd, connection->inbound ? "inbound" : "outbound",
             connection->tls ? "true" : "false", field_text(connection->local, local, sizeof(local)),
             field_text(connection->peer, peer, sizeof(peer)),
             field_text(connection->peer_id, peer_id, sizeof(peer_id)),
             (long long)connection->opened_at_ms, (unsigned long long)connection->read_bytes,
-            (unsigned long long)connection->write_bytes);
+            (unsigned long long)connection->write_bytes,
+            field_text(connection->key_exchange, key_exchange, sizeof(key_exchange)));
     }
 }
 

@@ -22,6 +22,7 @@
 #include "../exec/check.h"
 #include "../identity/client.h"
 #include "../include/meshtls.h"
+#include "../tls/tls.h"
 #include "../util/text.h"
 #include "status.h"
 
@@ -206,6 +207,11 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "version") == 0) {
         printf("meshtls %d.%d.%d\n", MESHTLS_VERSION_MAJOR, MESHTLS_VERSION_MINOR,
                MESHTLS_VERSION_PATCH);
+        printf("wolfSSL %s, key exchange %s\n", mt_tls_library_version(),
+               mt_tls_has_post_quantum()
+                   ? "X25519MLKEM768 (post-quantum hybrid) first, X25519 and P-256 for classical "
+                     "peers"
+                   : "X25519 and P-256 only (this wolfSSL has no ML-KEM)");
         return 0;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)

@@ -172,9 +172,14 @@ static void print_connection(char **fields, size_t count)
         return;
     bool inbound = strcmp(fields[3], "inbound") == 0;
     long long age = ((long long)time(NULL) * 1000 - strtoll(fields[8], NULL, 10)) / 1000;
-    printf("         fd %-5s %-8s %-9s %s %s %s  peer %s  open %llds  read %s B  written %s B\n",
-           fields[2], fields[3], strcmp(fields[4], "true") == 0 ? "mTLS" : "plaintext", fields[5],
-           inbound ? "<-" : "->", fields[6], fields[7], age < 0 ? 0 : age, fields[9], fields[10]);
+    bool tls = strcmp(fields[4], "true") == 0;
+    /* The key-exchange group (field 11) came later: an older agent does not send it. */
+    const char *key_exchange = tls && count > 11 && fields[11][0] != '\0' ? fields[11] : "";
+    printf(
+        "         fd %-5s %-8s %-9s %s %s %s  peer %s  open %llds  read %s B  written %s B%s%s\n",
+        fields[2], fields[3], tls ? "mTLS" : "plaintext", fields[5], inbound ? "<-" : "->",
+        fields[6], fields[7], age < 0 ? 0 : age, fields[9], fields[10],
+        key_exchange[0] != '\0' ? "  key exchange " : "", key_exchange);
 }
 
 int mt_cli_status(int argc, char **argv)

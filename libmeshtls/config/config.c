@@ -159,6 +159,13 @@ static MT_RESULT read_resumption(void *context, const config_setting_t *setting)
                         &load->config.resumption_s);
 }
 
+static MT_RESULT read_post_quantum(void *context, const config_setting_t *setting)
+{
+    struct mt_config_load *load = context;
+    return mt_config_read_post_quantum(&load->reader, setting, "post_quantum",
+                                       &load->config.post_quantum);
+}
+
 static MT_RESULT read_skip_ports(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
@@ -180,6 +187,7 @@ static const struct mt_config_key top_level_keys[] = {
     {"agent_wait_ms", read_agent_wait},
     {"resumption_s", read_resumption},
     {"skip_ports", read_skip_ports},
+    {"post_quantum", read_post_quantum},
 };
 
 /* ---- the procedure ------------------------------------------------------------------------ */
@@ -201,6 +209,7 @@ void mt_config_set_defaults(struct mt_config *config)
     config->agent_timeout_ms = 5000;
     config->agent_wait_ms = 5000;
     config->resumption_s = MT_CONFIG_RESUMPTION_DEFAULT_S;
+    config->post_quantum = MT_POST_QUANTUM_PREFER;
 }
 
 MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, struct mt_text *reason)

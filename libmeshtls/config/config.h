@@ -28,6 +28,8 @@
 //   resumption_s = 600;                        # 0 .. 86400: how long one full handshake may be
 //                                              #   resumed (TLS 1.3 tickets); 0 = never
 //   skip_ports = [53, 443];                    # example (default []): never touched, either way
+//   post_quantum = "prefer";                   # "prefer" | "require" | "off": the key exchange,
+//                                              #   see below
 //
 //   outbound = {
 //       loopback = "plain";                    # "mtls" | "plain": 127.0.0.0/8 or ::1, no rule
@@ -50,6 +52,14 @@
 //           { port = "9000-9099"; mode = "plain"; }
 //       );
 //   };
+//
+// post_quantum: whether the TLS key exchange resists a quantum computer, so that traffic recorded
+// today cannot be decrypted later. "prefer": a connection offers the hybrid group
+// X25519MLKEM768 (ML-KEM-768, FIPS 203, combined with X25519) first, which mesh peers agree on in
+// one round trip; a peer that knows only classical groups (X25519, P-256) is still served with
+// one. "require": only hybrid groups; a classical peer is refused. "off": classical groups only.
+// A wolfSSL without ML-KEM (-Dwolfssl=system, Debian 12's 5.5.4) does "prefer" classically and
+// refuses to load an identity under "require".
 //
 // skip_ports: ports and "FIRST-LAST" ranges that libmeshtls never touches: outbound by the
 // destination port, inbound by the local port. Checked before any rule.
@@ -94,6 +104,7 @@
 
 #include "../util/log.h"
 #include "../util/text.h"
+#include "../util/tls_wire.h"
 
 #define MT_CONFIG_DEFAULT_PATH "/etc/meshtls/meshtls.conf"
 #define MT_CONFIG_DEFAULT_AGENT_SOCKET "/run/meshtls/agent.sock"
@@ -172,12 +183,13 @@ struct mt_config {
     } inbound;
     unsigned skip_port_count;
     struct mt_port_range skip_ports[MT_CONFIG_SKIP_PORTS_MAX];
-    char trust_domain[256];        /* "" = the trust domain of the agent-issued identity */
-    unsigned handshake_timeout_ms; /* key handshake_timeout_ms; default 10000 */
-    unsigned detect_timeout_ms;    /* key detect_timeout_ms; default 10000 */
-    unsigned agent_timeout_ms;     /* key agent_timeout_ms; default 5000 */
-    unsigned agent_wait_ms;        /* key agent_wait_ms; default 5000, 0 = do not wait */
-    unsigned resumption_s;         /* key resumption_s; default 600, 0 = never resume */
+    char trust_domain[256];            /* "" = the trust domain of the agent-issued identity */
+    unsigned handshake_timeout_ms;     /* key handshake_timeout_ms; default 10000 */
+    unsigned detect_timeout_ms;        /* key detect_timeout_ms; default 10000 */
+    unsigned agent_timeout_ms;         /* key agent_timeout_ms; default 5000 */
+    unsigned agent_wait_ms;            /* key agent_wait_ms; default 5000, 0 = do not wait */
+    unsigned resumption_s;             /* key resumption_s; default 600, 0 = never resume */
+    enum mt_post_quantum post_quantum; /* key post_quantum; default prefer */
     /* Every distinct identity pattern, NUL-terminated, one after the other. */
     size_t pattern_text_length;
     char pattern_text[MT_CONFIG_PATTERN_TEXT_MAX];
@@ -206,6 +218,7 @@ MT_RESULT mt_config_apply_environment(struct mt_config *config, struct mt_text *
  */
 MT_RESULT mt_config_load(struct mt_config *config, struct mt_text *reason);
 
+const char *mt_post_quantum_name(enum mt_post_quantum post_quantum);
 const char *mt_outbound_mode_name(enum mt_outbound_mode mode);
 const char *mt_inbound_mode_name(enum mt_inbound_mode mode);
 

@@ -110,8 +110,8 @@ size_t mt_config_describe(const struct mt_config *config, char *text, size_t cap
     mt_text_append(
         &out,
         ";\nhandshake_timeout_ms = %u;\ndetect_timeout_ms = %u;\nagent_timeout_ms = %u;\n"
-        "agent_wait_ms = %u;\nresumption_s = %u;\n",
+        "agent_wait_ms = %u;\nresumption_s = %u;\npost_quantum = \"%s\";\n",
         config->handshake_timeout_ms, config->detect_timeout_ms, config->agent_timeout_ms,
-        config->agent_wait_ms, config->resumption_s);
+        config->agent_wait_ms, config->resumption_s, mt_post_quantum_name(config->post_quantum));
     return out.needed;
 }

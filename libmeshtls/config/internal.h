@@ -51,6 +51,9 @@ struct mt_config_load {
 MT_RESULT mt_config_read_outbound_mode(const struct mt_config_reader *reader,
                                        const config_setting_t *setting, const char *key,
                                        enum mt_outbound_mode *mode);
+MT_RESULT mt_config_read_post_quantum(const struct mt_config_reader *reader,
+                                      const config_setting_t *setting, const char *key,
+                                      enum mt_post_quantum *post_quantum);
 MT_RESULT mt_config_read_inbound_mode(const struct mt_config_reader *reader,
                                       const config_setting_t *setting, const char *key,
                                       enum mt_inbound_mode *mode);

@@ -28,6 +28,12 @@ static const struct choice inbound_choices[] = {
     {"plain", MT_INBOUND_PLAIN},
 };
 
+static const struct choice post_quantum_choices[] = {
+    {"prefer", MT_POST_QUANTUM_PREFER},
+    {"require", MT_POST_QUANTUM_REQUIRE},
+    {"off", MT_POST_QUANTUM_OFF},
+};
+
 #define COUNT_OF(array) (sizeof(array) / sizeof((array)[0]))
 
 static const char *choice_name(const struct choice *choices, size_t count, int value)
@@ -97,6 +103,22 @@ MT_RESULT mt_config_read_inbound_mode(const struct mt_config_reader *reader,
         read_choice(reader, setting, key, inbound_choices, COUNT_OF(inbound_choices), &chosen));
     *mode = (enum mt_inbound_mode)chosen;
     return MT_OK_RESULT;
+}
+
+MT_RESULT mt_config_read_post_quantum(const struct mt_config_reader *reader,
+                                      const config_setting_t *setting, const char *key,
+                                      enum mt_post_quantum *post_quantum)
+{
+    int chosen;
+    MT_GUARD(read_choice(reader, setting, key, post_quantum_choices, COUNT_OF(post_quantum_choices),
+                         &chosen));
+    *post_quantum = (enum mt_post_quantum)chosen;
+    return MT_OK_RESULT;
+}
+
+const char *mt_post_quantum_name(enum mt_post_quantum post_quantum)
+{
+    return choice_name(post_quantum_choices, COUNT_OF(post_quantum_choices), (int)post_quantum);
 }
 
 const char *mt_outbound_mode_name(enum mt_outbound_mode mode)

@@ -78,7 +78,9 @@ void mt_conn_count_open(struct mt_conn *conn, bool tls, const char *peer_id)
     }
     conn->metrics =
         mt_metrics_connection_open(is_inbound(conn), tls, metrics_port(conn), &conn->peer, peer_id);
-    mt_metrics_connection_describe(conn->metrics, conn->fd, &conn->local);
+    mt_metrics_connection_describe(conn->metrics, conn->fd, &conn->local,
+                                   tls && conn->tls != NULL ? mt_tls_key_exchange(conn->tls)
+                                                            : NULL);
 }
 
 void mt_conn_fail(struct mt_conn *conn, int errno_value, const char *format, ...)

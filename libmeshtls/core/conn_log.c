@@ -50,12 +50,14 @@ void mt_conn_log_established(struct mt_conn *conn)
     mt_addr_format(&conn->peer, peer, sizeof(peer));
     const char *resumed = mt_tls_resumed(conn->tls) ? ", resumed" : "";
     if (conn->role == MT_TLS_CLIENT)
-        mt_log_info("mtls outbound to %s: peer %s, %s %s%s", peer, mt_tls_peer_id(conn->tls),
-                    mt_tls_version(conn->tls), mt_tls_cipher(conn->tls), resumed);
+        mt_log_info("mtls outbound to %s: peer %s, %s %s %s%s", peer, mt_tls_peer_id(conn->tls),
+                    mt_tls_version(conn->tls), mt_tls_cipher(conn->tls),
+                    mt_tls_key_exchange(conn->tls), resumed);
     else
-        mt_log_info("mtls inbound from %s on :%u: peer %s, %s %s%s", peer,
+        mt_log_info("mtls inbound from %s on :%u: peer %s, %s %s %s%s", peer,
                     mt_addr_port(&conn->local), mt_tls_peer_id(conn->tls),
-                    mt_tls_version(conn->tls), mt_tls_cipher(conn->tls), resumed);
+                    mt_tls_version(conn->tls), mt_tls_cipher(conn->tls),
+                    mt_tls_key_exchange(conn->tls), resumed);
 }
 
 void mt_conn_log_plain(const struct mt_conn *conn, const char *why)

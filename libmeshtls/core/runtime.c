@@ -121,12 +121,18 @@ static void install(const struct mt_config *settings, struct mt_credentials *ide
     char message[MT_CONFIG_MESSAGE_MAX] = "";
     struct mt_text reason = mt_text_on(message, sizeof(message));
     struct mt_tls_context *context = NULL;
-    mt_result result = mt_tls_context_new(identity, settings->resumption_s, &context);
-    if (!mt_result_is_ok(result))
+    mt_result result = MT_OK_RESULT;
+    /* Refused, never quietly classical: the configuration asks what this build cannot do. */
+    if (settings->post_quantum == MT_POST_QUANTUM_REQUIRE && !mt_tls_has_post_quantum())
+        result = mt_result_explain(&reason, MT_ERR_UNSUPPORTED,
+                                   "post_quantum = \"require\", but this build's wolfSSL has no "
+                                   "ML-KEM key exchange (build with -Dwolfssl=bundled)");
+    else if (!mt_result_is_ok(result = mt_tls_context_new(identity, settings->resumption_s,
+                                                          settings->post_quantum, &context)))
         result = mt_result_explain(&reason, result.error, "cannot load the identity into TLS: %s",
                                    mt_error_message(result.error));
-    else if (settings->trust_domain[0] != '\0' &&
-             strcmp(identity->trust_domain, settings->trust_domain) != 0)
+    if (mt_result_is_ok(result) && settings->trust_domain[0] != '\0' &&
+        strcmp(identity->trust_domain, settings->trust_domain) != 0)
         result = mt_result_explain(
             &reason, MT_ERR_SVID, "agent issued %.200s, outside the configured trust domain %.100s",
             identity->spiffe_id, settings->trust_domain);

@@ -36,7 +36,7 @@
 #include <string.h>
 
 #define MT_METRICS_MAGIC "MTMETRIC"
-#define MT_METRICS_LAYOUT_VERSION 2u
+#define MT_METRICS_LAYOUT_VERSION 3u
 #define MT_METRICS_HEADER_SIZE 4096u
 #define MT_METRICS_CHUNK_SIZE 65536u
 #define MT_METRICS_CHUNK_HEADER_SIZE 64u
@@ -48,6 +48,8 @@
 /* A peer identity label is cut here (SPIFFE IDs may be 2048 bytes; labels should stay short). */
 #define MT_METRICS_PEER_ID_MAX 256u
 #define MT_METRICS_ADDRESS_MAX 64u
+/* A TLS key-exchange group's name, e.g. "X25519MLKEM768", NUL included. */
+#define MT_METRICS_KEY_EXCHANGE_MAX 24u
 
 /*
  * What one process may contribute to the agent's scrape, whatever its file says. A process
@@ -180,6 +182,7 @@ struct mt_metrics_connection_record {
     char local[MT_METRICS_ADDRESS_MAX]; /* "" when the core did not say */
     char peer[MT_METRICS_ADDRESS_MAX];
     char peer_id[MT_METRICS_PEER_ID_MAX];
+    char key_exchange[MT_METRICS_KEY_EXCHANGE_MAX]; /* "" for plaintext or when not said */
 };
 
 _Static_assert(sizeof(struct mt_metrics_file_header) <= MT_METRICS_HEADER_SIZE,

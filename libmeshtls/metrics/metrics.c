@@ -430,7 +430,7 @@ out:
 }
 
 void mt_metrics_connection_describe(struct mt_metrics_connection *connection, int fd,
-                                    const struct sockaddr_storage *local)
+                                    const struct sockaddr_storage *local, const char *key_exchange)
 {
     if (connection == NULL)
         return;
@@ -440,6 +440,8 @@ void mt_metrics_connection_describe(struct mt_metrics_connection *connection, in
         return;
     record->fd = fd;
     format_address(local, record->local, sizeof(record->local));
+    if (key_exchange != NULL)
+        snprintf(record->key_exchange, sizeof(record->key_exchange), "%s", key_exchange);
 }
 
 void mt_metrics_connection_close(struct mt_metrics_connection *connection)

@@ -68,11 +68,11 @@ struct mt_metrics_connection *mt_metrics_connection_open(bool inbound, bool tls,
                                                          const char *peer_id);
 
 /*
- * Optional, for `meshtls status`: the connection's fd and local address (local may be NULL).
- * Call right after open, from the thread that opened it.
+ * Optional, for `meshtls status`: the connection's fd, local address and TLS key-exchange group
+ * (local and key_exchange may be NULL). Call right after open, from the thread that opened it.
  */
 void mt_metrics_connection_describe(struct mt_metrics_connection *connection, int fd,
-                                    const struct sockaddr_storage *local);
+                                    const struct sockaddr_storage *local, const char *key_exchange);
 
 /* tcp_close_total++ (tcp_open_connections−−). A second close of the same handle is ignored. */
 void mt_metrics_connection_close(struct mt_metrics_connection *connection);

@@ -180,6 +180,7 @@ static MT_RESULT load_connections(mt_metrics_read_at read_at, void *source, uint
         record->local[sizeof(record->local) - 1] = '\0';
         record->peer[sizeof(record->peer) - 1] = '\0';
         record->peer_id[sizeof(record->peer_id) - 1] = '\0';
+        record->key_exchange[sizeof(record->key_exchange) - 1] = '\0';
         process->connections[process->connection_count++] = *record;
     }
     return MT_OK_RESULT;

@@ -37,6 +37,7 @@ struct mt_tls_context {
     WOLFSSL_CTX *client;
     WOLFSSL_CTX *server;
     struct mt_tls_resumption *resumption; /* NULL: every handshake is a full one */
+    enum mt_post_quantum post_quantum;    /* which key-exchange groups (context.c) */
 };
 
 /*

@@ -211,6 +211,12 @@ const char *mt_tls_cipher(struct mt_tls_session *session)
     return name != NULL ? name : "?";
 }
 
+const char *mt_tls_key_exchange(struct mt_tls_session *session)
+{
+    const char *name = wolfSSL_get_curve_name(session->ssl);
+    return name != NULL ? name : "?";
+}
+
 const char *mt_tls_version(struct mt_tls_session *session)
 {
     const char *name = wolfSSL_get_version(session->ssl);

@@ -53,7 +53,11 @@ MT_RESULT mt_tls_global_init(void);
  * (resumption.h); 0: every handshake is a full one and the server sends no ticket.
  */
 MT_RESULT mt_tls_context_new(struct mt_credentials *credentials, unsigned resumption_s,
-                             struct mt_tls_context **context);
+                             enum mt_post_quantum post_quantum, struct mt_tls_context **context);
+/* Whether this build's wolfSSL has the hybrid ML-KEM groups (post_quantum "prefer"/"require"). */
+bool mt_tls_has_post_quantum(void);
+/* The linked wolfSSL's version, e.g. "5.9.2". */
+const char *mt_tls_library_version(void);
 struct mt_tls_context *mt_tls_context_acquire(struct mt_tls_context *context);
 void mt_tls_context_release(struct mt_tls_context *context);
 const struct mt_credentials *mt_tls_context_credentials(const struct mt_tls_context *context);
@@ -216,6 +220,8 @@ enum mt_tls_status mt_tls_flush_outgoing(struct mt_tls_session *session);
 
 const char *mt_tls_peer_id(const struct mt_tls_session *session); /* "" before verification */
 const char *mt_tls_cipher(struct mt_tls_session *session);
+/* The key-exchange group of the handshake ("X25519MLKEM768", "X25519", "SECP256R1"), or "?". */
+const char *mt_tls_key_exchange(struct mt_tls_session *session);
 const char *mt_tls_version(struct mt_tls_session *session);
 
 /*

@@ -1,9 +1,10 @@
 /*
  * Facts of the mesh's TLS wire format, stated once: the code that speaks TLS (tls/) and the code
  * that recognises a mesh client's ClientHello in bytes peeked from a socket (policy/detect.c),
- * which sits below tls/ and cannot include it, must agree on them byte for byte.
+ * which sits below tls/ and cannot include it, must agree on them byte for byte; and so must
+ * the configuration (config/, also below tls/) and tls/ on the key exchange.
  *
- * Constants only: no code, no wolfSSL.
+ * Constants and enumerations only: no code, no wolfSSL.
  */
 #ifndef MT_UTIL_TLS_WIRE_H
 #define MT_UTIL_TLS_WIRE_H
@@ -26,5 +27,16 @@
 /* Record content types (RFC 8446 §5.1) a stream may start with. */
 #define MT_TLS_CONTENT_ALERT 21
 #define MT_TLS_CONTENT_HANDSHAKE 22
+
+/*
+ * The key exchange (configuration key post_quantum): PREFER offers and chooses the hybrid
+ * X25519MLKEM768 first and serves classical peers classically; REQUIRE accepts hybrid groups
+ * only; OFF classical groups only (tls/context.c has the lists).
+ */
+enum mt_post_quantum {
+    MT_POST_QUANTUM_PREFER = 0,
+    MT_POST_QUANTUM_REQUIRE = 1,
+    MT_POST_QUANTUM_OFF = 2,
+};
 
 #endif

@@ -85,6 +85,7 @@ void set_non_defaults(struct mt_config *config)
     config->agent_wait_ms = 321;
     config->agent_uid = 999;
     config->resumption_s = 77;
+    config->post_quantum = MT_POST_QUANTUM_OFF;
     config->skip_port_count = 1;
     config->skip_ports[0] = (struct mt_port_range){22, 22};
 }
@@ -155,6 +156,7 @@ void assert_configs_equal(const struct mt_config *a, const struct mt_config *b)
     assert_int_equal(a->agent_timeout_ms, b->agent_timeout_ms);
     assert_int_equal(a->agent_wait_ms, b->agent_wait_ms);
     assert_int_equal(a->resumption_s, b->resumption_s);
+    assert_int_equal(a->post_quantum, b->post_quantum);
     assert_rules_equal(a, b);
 }
 

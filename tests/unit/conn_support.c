@@ -40,7 +40,8 @@ static struct mt_tls_context *make_context(const char *spiffe_id, const struct t
     time_t now = time(NULL);
     struct mt_credentials *credentials = test_ca_issue(ca, spiffe_id, now - 60, now + 3600);
     struct mt_tls_context *context = NULL;
-    assert_true(mt_result_is_ok(mt_tls_context_new(credentials, resumption_s, &context)));
+    assert_true(mt_result_is_ok(
+        mt_tls_context_new(credentials, resumption_s, MT_POST_QUANTUM_PREFER, &context)));
     mt_credentials_release(credentials); /* the context holds its own reference */
     return context;
 }

@@ -60,6 +60,34 @@ static void test_mt_config_load_file_resumption_zero_and_maximum_accepted(void *
     }
 }
 
+/* post_quantum: "prefer" by default; each documented word reads as its value, and back. */
+static void test_mt_config_load_file_post_quantum_each_word_parses(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *word;
+        enum mt_post_quantum value;
+    } cases[] = {
+        {"prefer", MT_POST_QUANTUM_PREFER},
+        {"require", MT_POST_QUANTUM_REQUIRE},
+        {"off", MT_POST_QUANTUM_OFF},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[64];
+        snprintf(text, sizeof(text), "post_quantum = \"%s\";\n", cases[i].word);
+        const char *path = write_temp_file(text);
+        struct mt_config config;
+        mt_config_set_defaults(&config);
+        /* Some other value before, so that reading it is what sets it. */
+        config.post_quantum =
+            cases[i].value == MT_POST_QUANTUM_OFF ? MT_POST_QUANTUM_REQUIRE : MT_POST_QUANTUM_OFF;
+        char message[MT_CONFIG_MESSAGE_MAX];
+        assert_true(mt_result_is_ok(mt_config_load_file(path, &config, MT_TEXT_ON(message))));
+        assert_int_equal(config.post_quantum, cases[i].value);
+        assert_string_equal(mt_post_quantum_name(cases[i].value), cases[i].word);
+    }
+}
+
 static void test_mt_config_set_defaults_values_match_the_documentation(void **state)
 {
     (void)state;
@@ -81,6 +109,7 @@ static void test_mt_config_set_defaults_values_match_the_documentation(void **st
     assert_int_equal(config.outbound.rule_count, 0);
     assert_int_equal(config.inbound.rule_count, 0);
     assert_int_equal(config.skip_port_count, 0);
+    assert_int_equal(config.post_quantum, MT_POST_QUANTUM_PREFER);
 }
 
 static void test_mt_config_load_file_every_key_sets_its_field(void **state)
@@ -217,7 +246,11 @@ static const struct {
      "2: unknown key \"outbund\"; valid keys: agent_socket, agent_uid, outbound, inbound, "
      "log_level, "
      "trust_domain, handshake_timeout_ms, detect_timeout_ms, agent_timeout_ms, agent_wait_ms, "
-     "resumption_s, skip_ports"},
+     "resumption_s, skip_ports, post_quantum"},
+    {"post_quantum = \"on\";\n",
+     "1: post_quantum: \"on\" is not one of \"prefer\", \"require\", \"off\""},
+    {"post_quantum = true;\n", "1: post_quantum: expected a string (one of \"prefer\", "
+                               "\"require\", \"off\"), got a boolean"},
     {"outbound = {\n  default = \"mtls\";\n  loopbak = \"plain\";\n};\n",
      "3: outbound: unknown key \"loopbak\"; valid keys: loopback, default, rules"},
     {"inbound = { ports = 443; };\n",
@@ -467,6 +500,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TEST(test_mt_config_load_file_agent_wait_zero_and_bounds_accepted),
         TEST(test_mt_config_load_file_resumption_zero_and_maximum_accepted),
+        TEST(test_mt_config_load_file_post_quantum_each_word_parses),
         TEST(test_mt_config_set_defaults_values_match_the_documentation),
         TEST(test_mt_config_load_file_every_key_sets_its_field),
         TEST(test_mt_config_load_file_log_levels_each_parse),

@@ -57,7 +57,8 @@ static void test_mt_config_describe_text_is_the_documented_form(void **state)
                               "detect_timeout_ms = 10000;\n"
                               "agent_timeout_ms = 5000;\n"
                               "agent_wait_ms = 5000;\n"
-                              "resumption_s = 600;\n");
+                              "resumption_s = 600;\n"
+                              "post_quantum = \"prefer\";\n");
 }
 
 static void test_mt_config_describe_small_buffer_is_cut_and_terminated(void **state)

@@ -318,7 +318,8 @@ static void test_mt_config_describe_rules_text_is_the_documented_form(void **sta
         "detect_timeout_ms = 2500;\n"
         "agent_timeout_ms = 5000;\n"
         "agent_wait_ms = 5000;\n"
-        "resumption_s = 600;\n");
+        "resumption_s = 600;\n"
+        "post_quantum = \"prefer\";\n");
 }
 
 #define TEST(name) cmocka_unit_test_setup_teardown(name, setup, teardown)

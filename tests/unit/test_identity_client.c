@@ -217,7 +217,8 @@ static void test_mt_identity_fetch_good_reply_credentials_usable_by_tls(void **s
     assert_memory_equal(credentials->anchors[0].data, ca.der, ca.length);
     /* The key is the one the leaf certifies: a handshake signs with it, and the peer checks. */
     struct mt_tls_context *context = NULL;
-    assert_true(mt_result_is_ok(mt_tls_context_new(credentials, 0, &context)));
+    assert_true(
+        mt_result_is_ok(mt_tls_context_new(credentials, 0, MT_POST_QUANTUM_PREFER, &context)));
     mt_credentials_release(credentials); /* the context holds its own reference */
     assert_true(handshake_with_itself(context));
     mt_tls_context_release(context);

@@ -122,7 +122,7 @@ static void test_connection_open_new_label_set_counts_exactly(void **state)
         mt_metrics_connection_open(false, true, 1001, &peer, "spiffe://td/a");
     assert_non_null(first);
     assert_non_null(second);
-    mt_metrics_connection_describe(first, 7, &peer);
+    mt_metrics_connection_describe(first, 7, &peer, "X25519MLKEM768");
     mt_metrics_bytes_written(first, 100);
     mt_metrics_bytes_read(first, 42);
     mt_metrics_bytes_written(second, 1);
@@ -144,6 +144,7 @@ static void test_connection_open_new_label_set_counts_exactly(void **state)
             listed = true;
             assert_string_equal(own->connections[i].peer, "127.0.0.1:40001");
             assert_string_equal(own->connections[i].peer_id, "spiffe://td/a");
+            assert_string_equal(own->connections[i].key_exchange, "X25519MLKEM768");
             assert_int_equal(own->connections[i].write_bytes, 100);
         }
     assert_true(listed);

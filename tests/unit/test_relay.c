@@ -48,7 +48,8 @@ static int group_setup(void **state)
     time_t now = time(NULL);
     assert_true(test_ca_make(&ca, "example.org", now - 60, now + 3600));
     struct mt_credentials *credentials = test_ca_issue(&ca, SERVER_ID, now - 60, now + 3600);
-    assert_true(mt_result_is_ok(mt_tls_context_new(credentials, 0, &context)));
+    assert_true(
+        mt_result_is_ok(mt_tls_context_new(credentials, 0, MT_POST_QUANTUM_PREFER, &context)));
     mt_credentials_release(credentials);
     test_ca_free(&ca);
     return 0;

@@ -58,7 +58,8 @@ static struct mt_tls_context *make_context(const char *id, unsigned resumption_s
     time_t now = time(NULL);
     struct mt_credentials *credentials = test_ca_issue(&ca, id, now - DAY, now + DAY);
     struct mt_tls_context *context = NULL;
-    assert_true(mt_result_is_ok(mt_tls_context_new(credentials, resumption_s, &context)));
+    assert_true(mt_result_is_ok(
+        mt_tls_context_new(credentials, resumption_s, MT_POST_QUANTUM_PREFER, &context)));
     mt_credentials_release(credentials); /* the context holds its own reference */
     return context;
 }
@@ -263,7 +264,7 @@ static void test_handshake_expired_peer_certificate_refused_with_reason(void **s
     struct mt_tls_context *client = make_context(CLIENT_ID, 0);
     struct mt_credentials *expired = test_ca_issue(&ca, SERVER_ID, now - 2 * DAY, now - DAY);
     struct mt_tls_context *server = NULL;
-    assert_true(mt_result_is_ok(mt_tls_context_new(expired, 0, &server)));
+    assert_true(mt_result_is_ok(mt_tls_context_new(expired, 0, MT_POST_QUANTUM_PREFER, &server)));
     mt_credentials_release(expired);
     struct sessions sessions;
     connect_sessions(&sessions, client, server, 0);

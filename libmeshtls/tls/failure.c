@@ -139,9 +139,24 @@ enum mt_tls_status mt_tls_failure_classify(struct mt_tls_session *session, int r
                                session->handshake_done ? "abruptly" : "during the handshake");
     }
     WOLFSSL_ALERT_HISTORY alerts;
-    if (!mt_tls_failure_is_explained(session) &&
-        wolfSSL_get_alert_history(session->ssl, &alerts) == WOLFSSL_SUCCESS &&
-        alerts.last_rx.code > 0)
+    int received = wolfSSL_get_alert_history(session->ssl, &alerts) == WOLFSSL_SUCCESS
+                       ? alerts.last_rx.code
+                       : 0;
+    /*
+     * post_quantum = "require" offers and accepts hybrid groups only, and a peer without one
+     * fails without saying so: a server finds no common group and answers handshake_failure
+     * (40); a client is sent a HelloRetryRequest for a group it never offered (wolfSSL 5.9.2
+     * falls back to its own first group, against RFC 8446 §4.1.4) and answers
+     * illegal_parameter (47), or, if it is wolfSSL, fails with BAD_KEY_SHARE_DATA.
+     */
+    if (!session->handshake_done && session->context->post_quantum == MT_POST_QUANTUM_REQUIRE &&
+        (received == 40 || received == 47 || error == BAD_KEY_SHARE_DATA))
+        mt_tls_failure_explain(session,
+                               "no post-quantum hybrid group in common with the peer "
+                               "(post_quantum = \"require\" accepts no classical one; peer "
+                               "alert: %s)",
+                               received > 0 ? alert_name(received) : "none");
+    if (!mt_tls_failure_is_explained(session) && received > 0)
         mt_tls_failure_explain(session, "peer sent TLS alert %d (%s) (%s)", alerts.last_rx.code,
                                alert_name(alerts.last_rx.code),
                                alerts.last_rx.code == 70 ? "it does not speak TLS 1.3"

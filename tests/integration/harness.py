@@ -337,6 +337,27 @@ def tls_records(data):
     return records
 
 
+def hello_extensions(hello):
+    """[(type, body)] of the extensions of a ClientHello (1) or ServerHello (2) handshake
+    message, in order (RFC 8446 §4.1.2, §4.1.3)."""
+    kind = hello[0]
+    offset = 4 + 2 + 32  # handshake header, legacy_version, random
+    offset += 1 + hello[offset]  # legacy_session_id
+    if kind == 1:
+        offset += 2 + struct.unpack("!H", hello[offset:offset + 2])[0]  # cipher_suites
+        offset += 1 + hello[offset]  # legacy_compression_methods
+    else:
+        offset += 2 + 1  # cipher_suite, legacy_compression_method
+    end = offset + 2 + struct.unpack("!H", hello[offset:offset + 2])[0]
+    offset += 2
+    found = []
+    while offset + 4 <= end:
+        kind, length = struct.unpack("!HH", hello[offset:offset + 4])
+        found.append((kind, hello[offset + 4:offset + 4 + length]))
+        offset += 4 + length
+    return found
+
+
 def negotiated_tls13(server_records):
     """True when the first server record is a ServerHello selecting TLS 1.3 (RFC 8446 §4.2.1)."""
     content_type, _, body = server_records[0]

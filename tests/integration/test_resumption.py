@@ -26,8 +26,8 @@ import socket
 import struct
 import time
 
-from harness import (PYTHON, Mesh, Relay, assert_tls13_wire, check, free_port, main,
-                     port_listening, tls_records, wait_for)
+from harness import (PYTHON, Mesh, Relay, assert_tls13_wire, check, free_port,
+                     hello_extensions, main, port_listening, tls_records, wait_for)
 from lifecycle_common import Pki
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,22 +42,7 @@ def spiffe(path):
 
 def extensions(hello):
     """The extension types of a ClientHello (1) or ServerHello (2) handshake message."""
-    kind = hello[0]
-    offset = 4 + 2 + 32  # handshake header, legacy_version, random
-    offset += 1 + hello[offset]  # legacy_session_id
-    if kind == 1:
-        offset += 2 + struct.unpack("!H", hello[offset:offset + 2])[0]  # cipher_suites
-        offset += 1 + hello[offset]  # legacy_compression_methods
-    else:
-        offset += 2 + 1  # cipher_suite, legacy_compression_method
-    end = offset + 2 + struct.unpack("!H", hello[offset:offset + 2])[0]
-    offset += 2
-    kinds = []
-    while offset + 4 <= end:
-        kind, length = struct.unpack("!HH", hello[offset:offset + 4])
-        kinds.append(kind)
-        offset += 4 + length
-    return kinds
+    return [kind for kind, _ in hello_extensions(hello)]
 
 
 def hellos(relay, index):

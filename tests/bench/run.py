@@ -17,8 +17,10 @@ Three ways to carry the same unmodified programs' traffic are measured side by s
 and the table prints each figure with its ratios to plain and to stunnel, and the issue's targets.
 `wolf_bare` adds the ceiling for handshakes: the same handshake with the same wolfSSL build called
 directly, a server process and a client process over TCP on loopback, as the meshed pair runs.
-Handshakes are measured twice: full ones (meshtls with resumption_s = 0, stunnel with
-sessionResume = no) and with TLS 1.3 resumption (each side's default).
+Handshakes are measured three times: full ones (meshtls with resumption_s = 0, stunnel with
+sessionResume = no), with TLS 1.3 resumption (each side's default), and full ones with the
+classical key exchange (post_quantum = "off", wolf_bare --classical) against the default's
+post-quantum hybrid X25519MLKEM768 (stunnel's OpenSSL 3.0 has no ML-KEM: X25519 in every row).
 
 Bulk and handshake figures are medians of --repeat rounds that interleave the columns (plain,
 stunnel, meshtls, plain, stunnel, meshtls, ...), so that a slow patch of a shared machine hits
@@ -273,12 +275,15 @@ HANDSHAKE_COLUMNS = (
     ("meshtls-resume", "meshtls", True),
     ("bare-resume", "bare", True),
     ("bare-socketpair", "bare-socketpair", False),
+    # post_quantum = "off": the classical key exchange, against the default's hybrid.
+    ("meshtls-classical", "meshtls", False),
+    ("bare-classical", "bare", False),
 )
 
 
-def meshtls_config(mesh, name, resume, log_level):
+def meshtls_config(mesh, name, resume, log_level, extra=""):
     """A config for the bench agent: resumption as by default, or resumption_s = 0."""
-    extra = "" if resume else "resumption_s = 0;\n"
+    extra += "" if resume else "resumption_s = 0;\n"
     saved, mesh.log_level = mesh.log_level, log_level
     try:
         return mesh.write_config(name, mesh.agents["agent"], extra)
@@ -293,6 +298,18 @@ def has_resumption(mesh):
     check = subprocess.run([harness.MESHTLS, "config", "check", path], capture_output=True,
                            text=True, env=harness.base_env())
     return check.returncode == 0
+
+
+def has_post_quantum(mesh):
+    """Whether this libmeshtls knows post_quantum and its wolfSSL has ML-KEM: only then is there a
+    classical column to set against the default."""
+    path = meshtls_config(mesh, "post-quantum-probe", True, mesh.log_level,
+                          'post_quantum = "off";\n')
+    check = subprocess.run([harness.MESHTLS, "config", "check", path], capture_output=True,
+                           text=True, env=harness.base_env())
+    version = subprocess.run([harness.MESHTLS, "version"], capture_output=True, text=True,
+                             env=harness.base_env())
+    return check.returncode == 0 and "post-quantum" in version.stdout
 
 
 def run_bare(certificates, seconds, *flags):
@@ -343,10 +360,14 @@ def measure_handshakes(mesh):
     """new connection, one 64 B round trip, close, one at a time, for ARGS.seconds / 2 per run."""
     seconds = ARGS.seconds / 2
     meshtls_resumes = has_resumption(mesh)
+    post_quantum = has_post_quantum(mesh)
     configs = {False: meshtls_config(mesh, "full-handshakes", not meshtls_resumes, "warn"),
                True: mesh.configs["agent"]}
+    classical_config = meshtls_config(mesh, "classical-handshakes", not meshtls_resumes, "warn",
+                                      'post_quantum = "off";\n')
     columns = [column for column in HANDSHAKE_COLUMNS
-               if meshtls_resumes or column[0] != "meshtls-resume"]
+               if (meshtls_resumes or column[0] != "meshtls-resume")
+               and (post_quantum or not column[0].endswith("-classical"))]
     carried = {name: how for name, how, _ in columns}
     servers = {}  # column -> (port, meshtls config)
     processes = []
@@ -361,10 +382,10 @@ def measure_handshakes(mesh):
                 processes += pair.processes
                 servers[name] = (pair.port, None)
             elif how == "meshtls":
-                port, started = start_server(mesh, how, f"echo-{name}", echo_server,
-                                             configs[resume])
+                config = classical_config if name.endswith("-classical") else configs[resume]
+                port, started = start_server(mesh, how, f"echo-{name}", echo_server, config)
                 processes += started
-                servers[name] = (port, configs[resume])
+                servers[name] = (port, config)
 
         def run_once(name):
             if name == "bare":
@@ -373,6 +394,8 @@ def measure_handshakes(mesh):
                 return run_bare(mesh.certificates, seconds, "--tcp", "--resume")
             if name == "bare-socketpair":
                 return run_bare(mesh.certificates, seconds)
+            if name == "bare-classical":
+                return run_bare(mesh.certificates, seconds, "--tcp", "--classical")
             port, config = servers[name]
             output = client(mesh, carried[name],
                             [BENCH_NET, "handshakes", str(port), str(seconds), "1"],
@@ -384,6 +407,7 @@ def measure_handshakes(mesh):
         sys.stderr.write("run.py: handshakes: which handshakes resume (a short run, logging)\n")
         results["resumption_check"] = resumption_check(mesh, plain_port, meshtls_resumes)
         results["meshtls_has_resumption"] = meshtls_resumes
+        results["meshtls_has_post_quantum"] = post_quantum
         return results
     finally:
         stop_all(processes)
@@ -491,6 +515,8 @@ def handshake_rows(h, row):
              f" 1 process/socketpair {fmt(h['bare-socketpair']['per_second'])}/s",
              "stunnel sessionResume = no"
              + (", meshtls resumption_s = 0" if h["meshtls_has_resumption"] else ""),
+             "key exchange: meshtls and bare X25519MLKEM768, stunnel X25519"
+             if h.get("meshtls_has_post_quantum") else "",
              resumed_share(check, [("stunnel", "stunnel"), ("meshtls", "meshtls")]),
              spread(h, [(name, name) for name in ("plain", "stunnel", "meshtls", "bare")])]
     row("new conn + 64 B RTT + close", "conn/s", plain, h["stunnel"]["per_second"], mesh,
@@ -511,6 +537,19 @@ def handshake_rows(h, row):
                         ("bare-resume", "bare")])]
     row("... with resumption", "conn/s", plain, h["stunnel-resume"]["per_second"], mesh,
         ">=0.9x bare wolfSSL", "; ".join(note for note in notes if note))
+
+    if not h.get("meshtls_has_post_quantum"):
+        return
+    bare = h["bare-classical"]["per_second"]
+    mesh = h["meshtls-classical"]["per_second"]
+    hybrid = h["meshtls"]["per_second"]
+    notes = [f"bare wolfSSL 2 processes/TCP {fmt(bare)}/s (meshtls/bare {fmt(ratio(mesh, bare))})",
+             f"hybrid (the row above) / classical: meshtls {fmt(ratio(hybrid, mesh))}, "
+             f"bare {fmt(ratio(h['bare']['per_second'], bare))}",
+             "plain and stunnel (OpenSSL 3.0: X25519) as above",
+             spread(h, [("meshtls-classical", "meshtls"), ("bare-classical", "bare")])]
+    row("... classical key exchange", "conn/s", plain, h["stunnel"]["per_second"], mesh,
+        "post_quantum = off", "; ".join(note for note in notes if note))
 
 
 def print_table(results, build_info):

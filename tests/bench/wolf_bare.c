@@ -4,7 +4,8 @@
  * reading the leaf), then one 64-byte round trip and close_notify, in a loop, with wolfSSL called
  * directly and nothing else running.
  *
- *   wolf_bare [--tcp [--resume]] CA_PEM SERVER_CERT SERVER_KEY CLIENT_CERT CLIENT_KEY SECONDS
+ *   wolf_bare [--tcp [--resume]] [--classical] CA_PEM SERVER_CERT SERVER_KEY CLIENT_CERT
+ *             CLIENT_KEY SECONDS
  *
  * Without --tcp, client and server run in one process over a socketpair: wolfSSL's cost alone.
  * With --tcp, a server process and a client process talk over TCP on 127.0.0.1, one connection at
@@ -15,6 +16,9 @@
  * With --resume (TCP only), the server issues session tickets (wolfSSL's default ticket
  * encryption) and the client offers the session of its previous connection on the next one, as
  * TLS 1.3 resumption with a fresh (EC)DHE share; the run fails if fewer than 90 % resumed.
+ *
+ * With --classical, the key-share groups of post_quantum = "off" (X25519, P-256) instead of the
+ * default's hybrid X25519MLKEM768 first.
  *
  * Prints {"mode": ..., "handshakes": N, "resumed": M, "seconds": S, "per_second": R} on stdout.
  */
@@ -65,27 +69,23 @@ static int verify(int preverified, WOLFSSL_X509_STORE_CTX *store)
            store->certs[0].length > 0;
 }
 
-/*
- * libmeshtls's key-share order (make_ctx in libmeshtls/tls/context.c): P-256 first where wolfSSL
- * has SP assembly for it, X25519 first otherwise. WOLF_BARE_GROUP=P-256 or X25519 puts that one
- * first.
- */
+/* --classical: post_quantum = "off"'s groups. */
+static bool classical;
+
+/* libmeshtls's key-share order (set_groups in libmeshtls/tls/context.c). */
 static void set_groups(WOLFSSL_CTX *ctx)
 {
-#if defined(WOLFSSL_SP_X86_64_ASM)
-    int groups[] = {WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_X25519};
-#else
-    int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};
-#endif
-    const char *first_group = getenv("WOLF_BARE_GROUP");
-    if (first_group != NULL && strcmp(first_group, "P-256") == 0) {
-        groups[0] = WOLFSSL_ECC_SECP256R1;
-        groups[1] = WOLFSSL_ECC_X25519;
-    } else if (first_group != NULL && strcmp(first_group, "X25519") == 0) {
-        groups[0] = WOLFSSL_ECC_X25519;
-        groups[1] = WOLFSSL_ECC_SECP256R1;
+    int groups[4];
+    int count = 0;
+#if defined(WOLFSSL_HAVE_MLKEM) && defined(WOLFSSL_PQC_HYBRIDS)
+    if (!classical) {
+        groups[count++] = WOLFSSL_X25519MLKEM768;
+        groups[count++] = WOLFSSL_SECP256R1MLKEM768;
     }
-    if (wolfSSL_CTX_set_groups(ctx, groups, 2) != WOLFSSL_SUCCESS)
+#endif
+    groups[count++] = WOLFSSL_ECC_X25519;
+    groups[count++] = WOLFSSL_ECC_SECP256R1;
+    if (wolfSSL_CTX_set_groups(ctx, groups, count) != WOLFSSL_SUCCESS)
         die("groups");
 }
 
@@ -378,12 +378,14 @@ int main(int argc, char **argv)
             options.tcp = true;
         else if (strcmp(argv[first], "--resume") == 0)
             options.resume = true;
+        else if (strcmp(argv[first], "--classical") == 0)
+            classical = true;
         else
             usage = true;
     }
     if (usage || argc - first != 6 || (options.resume && !options.tcp)) {
-        fprintf(stderr, "usage: wolf_bare [--tcp [--resume]] CA_PEM SERVER_CERT SERVER_KEY "
-                        "CLIENT_CERT CLIENT_KEY SECONDS\n");
+        fprintf(stderr, "usage: wolf_bare [--tcp [--resume]] [--classical] CA_PEM SERVER_CERT "
+                        "SERVER_KEY CLIENT_CERT CLIENT_KEY SECONDS\n");
         return 2;
     }
     /* A close_notify to a peer that has already closed must not end the process. */

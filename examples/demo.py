@@ -64,8 +64,13 @@ def demo():
             records = harness.tls_records(bytes(data))
             summary = ", ".join(f"{kinds[t]}({len(b)})" for t, _, b in records)
             print(f"   {direction}: {len(data)} bytes, {len(records)} TLS records: {summary}")
-        print("   ServerHello selected TLS 1.3; the payload and 'GET /hello.txt' never appear "
-              "in clear.")
+        server_hello = harness.tls_records(bytes(down))[0][2]
+        key_share = dict(harness.hello_extensions(server_hello))[51]
+        group = int.from_bytes(key_share[:2], "big")
+        names = {0x11EC: "X25519MLKEM768 (post-quantum hybrid)", 0x001D: "X25519",
+                 0x0017: "P-256"}
+        print(f"   ServerHello selected TLS 1.3 with key exchange {names.get(group, hex(group))}; "
+              "the payload and 'GET /hello.txt' never appear in clear.")
         print("\ndemo OK: unmodified curl and python talked mutual TLS 1.3 with agent-issued "
               "SPIFFE identities.")
 

@@ -262,6 +262,13 @@ int mt_tls_record_send(WOLFSSL *ssl, char *buffer, int size, void *user)
      */
     if (session->close_notify_queued)
         return size;
+    /*
+     * A peer whose first byte is not TLS is refused without a word: a plaintext client must not
+     * learn that TLS listens here. Debian's libwolfssl (-Dwolfssl=system, TLS 1.2 built in)
+     * answers the record header it cannot read with an alert (record_overflow); dropped.
+     */
+    if (session->first_byte_not_tls)
+        return size;
     if (session->shutdown_sent)
         return keep_after_shutdown(session, buffer, size);
     if (!session->handshake_done && wolfSSL_is_init_finished(ssl) && wolfSSL_is_server(ssl))

@@ -25,6 +25,13 @@ MESHTLS = os.path.join(BUILD, "meshtls")
 AGENT = os.path.join(BUILD, "meshtls-agent")
 ASAN_RUNTIME = os.environ.get("MESHTLS_TEST_ASAN_RUNTIME", "")
 PYTHON = "/usr/bin/python3"
+# -Dwolfssl=system links Debian's libwolfssl, which has no session export (wolfSSL_tls_export):
+# a started session cannot follow its connection into a new program (it is reset at the exec,
+# logged with NO_EXPORT_REASON) nor from one forked process to the next (it fails closed in the
+# next one). Tests of the hand-over check that instead.
+SYSTEM_WOLFSSL = os.environ.get("MESHTLS_TEST_WOLFSSL", "bundled") == "system"
+SESSION_EXPORT = not SYSTEM_WOLFSSL
+NO_EXPORT_REASON = "its TLS session cannot follow (this build's wolfSSL cannot export sessions)"
 
 
 _for_other_users_dir = None
@@ -425,6 +432,13 @@ def skip(reason):
     print(f"SKIP: {reason}")
     sys.stdout.flush()
     sys.exit(SKIP_EXIT_CODE)
+
+
+def skip_without_session_export(reason):
+    """Skips only in the -Dwolfssl=system build, for a test that needs a session to cross from
+    process to process (SESSION_EXPORT); the test that checks that build's reset says where."""
+    if not SESSION_EXPORT:
+        skip(f"-Dwolfssl=system: {reason}")
 
 
 def skip_if_sanitized(reason):

@@ -10,12 +10,17 @@ starts its handler with posix_spawn and dup2 file actions instead of fork and ex
 CGI: Python's http.server --cgi (unmodified) reads the request through TLS, writes the status
 line, forks and execs a CGI shell script with the socket on stdin and stdout; the parent closes
 its copy afterwards. A meshed curl (fetch.py in the sanitized build) gets the script's body.
+
+With -Dwolfssl=system (no session export) the session cannot follow: each exec resets the
+connection, logged with the handler's name and why; the client gets no reply and the wire no
+byte in clear.
 """
 
 import os
 
-from harness import (BUILD, MESHTLS, Mesh, PYTHON, Relay, assert_plaintext_refused, check,
-                     for_other_users, free_port, http_client, main, wait_for)
+from harness import (BUILD, MESHTLS, NO_EXPORT_REASON, SESSION_EXPORT, Mesh, PYTHON, Relay,
+                     assert_plaintext_refused, check, for_other_users, free_port, http_client,
+                     main, wait_for)
 from test_exec_session import check_wire, write_config
 
 INETD = os.path.join(BUILD, "tests", "integration", "inetd_exec")
@@ -42,6 +47,18 @@ def inetd(mesh, config, how="serve"):
     client = mesh.meshed("client", [PYTHON, "-c", CLIENT, str(relay.port)], config=config)
     client.wait(30)
     out = client.stdout().decode(errors="replace")
+    if not SESSION_EXPORT:
+        reset = f"reset at {'posix_spawn' if how == 'spawn' else 'exec'} of {INETD}"
+        wait_for(lambda: reset in server.stderr() and NO_EXPORT_REASON in server.stderr(), 10,
+                 "inetd_exec to log the reset")
+        check("handler got" not in out, f"the client got a reply after the reset: {out!r}")
+        relay.stop()
+        for text in ("request-7f3a", "handler got"):
+            check_wire(relay, text, "inetd reset")
+        assert_plaintext_refused(port, server, b"plaintext-request\n", "peer did not speak TLS")
+        print(f"inetd ({how}): reset at the handler's start (no session export); plaintext "
+              "refused")
+        return
     check("handler got request-7f3a" in out and "handler read more-c41d" in out and
           "end b''" in out,
           f"the client did not get both replies and a clean end: {out!r}\n"
@@ -86,6 +103,13 @@ def cgi(mesh, config):
     curl.wait(30)
     relay.stop()
     body = curl.stdout().decode(errors="replace")
+    if not SESSION_EXPORT:
+        check("cgi body 9b2e" not in body, f"curl got the body after the reset: {body!r}")
+        check_wire(relay, "cgi body 9b2e", "CGI reset")
+        wait_for(lambda: f"reset at exec of {script}" in server.stderr() and
+                 NO_EXPORT_REASON in server.stderr(), 10, "http.server to log the reset")
+        print("CGI: reset at the script's exec (no session export)")
+        return
     check("cgi body 9b2e for x=1" in body,
           f"curl did not get the CGI body: {body!r}\ncurl:\n{curl.stderr()[-2000:]}\n"
           f"server:\n{server.stderr()[-3000:]}")

@@ -12,13 +12,15 @@ bash running cat) the session follows the connection into the new program, which
 TLS; os.system's child runs no hook, so the new program finds the fd closed and the peer never
 receives the marker. os.get_inheritable still reads back what the program set. posix_spawn file
 actions prepared before the session started hand it over too.
+With -Dwolfssl=system (no session export) each of those starts resets the connection instead,
+logged with the program's name and why, and the new program's bytes never reach the peer.
 """
 
 import os
 import re
 
-from harness import (BUILD, PYTHON, Mesh, Relay, check, complete_records_prefix, free_port,
-                     main, tls_records, wait_for)
+from harness import (BUILD, NO_EXPORT_REASON, PYTHON, SESSION_EXPORT, Mesh, Relay, check,
+                     complete_records_prefix, free_port, main, tls_records, wait_for)
 
 PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fdpeers.py")
 SPAWN_LATE = os.path.join(BUILD, "tests", "integration", "spawn_late")
@@ -66,7 +68,12 @@ def server_hands_over(mesh, config, how, expected_log):
     wait_for(lambda: f"handed over ({how})".encode() in server.stdout(), 20,
              f"the {how} server to hand the connection over")
     relay.stop()
+    started = how in ("exec", "subprocess", "posix-spawn")
     follows = how.removeprefix("fresh-") in ("exec", "subprocess", "posix-spawn")
+    if started and not SESSION_EXPORT:
+        follows = False
+        expected_log = f"reset at {'posix_spawn' if how == 'posix-spawn' else 'exec'} of "
+        wait_for(lambda: NO_EXPORT_REASON in server.stderr(), 10, f"the {how} server's reset")
     if follows:
         # A start the preload follows carries the session (test_exec_handover.py): the handler's
         # bytes reach the client through TLS.
@@ -81,8 +88,10 @@ def server_hands_over(mesh, config, how, expected_log):
     if how == "system":
         check(b"inheritable True" in server.stdout(),
               f"os.get_inheritable did not read back True: {server.stdout()!r}")
-    print(f"{how}: {'the session followed' if follows else 'the handler found the fd closed'}"
-          "; nothing in clear on the wire")
+    outcome = ("the session followed" if follows else
+               "the connection was reset at the start" if started else
+               "the handler found the fd closed")
+    print(f"{how}: {outcome}; nothing in clear on the wire")
     return server
 
 
@@ -106,8 +115,14 @@ def bash_client(mesh, config):
     out = client.stdout().decode(errors="replace")
     check("mtls outbound to" in client.stderr(),
           f"bash's connection was not mTLS:\n{client.stderr()[-2000:]}")
-    check("cat-exit=0" in out, f"cat could not write to the connection: {out!r}")
     check_wire(relay, marker, "bash + cat")
+    if not SESSION_EXPORT:
+        check("cat-exit=0" not in out, f"cat wrote to a connection it cannot carry: {out!r}")
+        wait_for(lambda: "reset at exec of /usr/bin/cat" in client.stderr() and
+                 NO_EXPORT_REASON in client.stderr(), 10, "bash's log line for the reset")
+        print("bash: the connection was reset at cat's exec; nothing in clear on the wire")
+        return
+    check("cat-exit=0" in out, f"cat could not write to the connection: {out!r}")
     wait_for(lambda: "session continued after exec" in client.stderr(), 10,
              "cat's log line for the session it continued")
     print("bash: cat wrote through the session it continued; nothing in clear on the wire")
@@ -158,6 +173,13 @@ def spawn_prepared_early(mesh, config, when):
     check(b"spawned" in client.stdout(),
           f"the late posix_spawn failed: {client.stdout()!r}\n{client.stderr()[-2000:]}")
     check_wire(relay, marker, "posix_spawn prepared early")
+    if not SESSION_EXPORT:
+        check("reset at posix_spawn of /bin/sh" in client.stderr() and
+              NO_EXPORT_REASON in client.stderr(),
+              f"the spawn did not reset the connection:\n{client.stderr()[-2000:]}")
+        print(f"posix_spawn prepared {when or 'while connecting'}: the connection was reset at "
+              "the spawn")
+        return
     check(re.search(r"mtls outbound to 127\.0\.0\.1:\d+ on fd \d+: session continued after exec "
                     r"in /bin/sh", client.stderr()),
           f"the spawned shell did not continue the session:\n{client.stderr()[-2000:]}")

@@ -12,14 +12,16 @@ then hands the accepted connection to a new program:
 A meshed client checks every byte; a recording relay checks the wire (TLS 1.3 records only, none
 of the text in clear); the handlers log the sessions they continued. A plaintext client is
 refused.
+With -Dwolfssl=system (no session export) each start resets the connection instead, logged with
+the program's name and why: the client gets none of the new program's bytes, nor the parent's.
 """
 
 import hashlib
 import os
 import socket
 
-from harness import (PYTHON, Mesh, Relay, check, free_port, main, negotiated_tls13, tls_records,
-                     complete_records_prefix, wait_for)
+from harness import (NO_EXPORT_REASON, PYTHON, SESSION_EXPORT, Mesh, Relay, check, free_port,
+                     main, negotiated_tls13, tls_records, complete_records_prefix, wait_for)
 from test_exec_session import check_wire, write_config
 
 SERVER = """
@@ -98,6 +100,19 @@ def conversation(mesh, config, port, mode, expected):
     return out
 
 
+def refuse_plaintext(server, port):
+    """Plaintext to a strict port: refused, no handler runs for it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+        plain.sendall(b"cat\n")
+        try:
+            data = plain.recv(4096)
+        except ConnectionResetError:
+            data = b""
+    check(b"CAT-FILE-LINE" not in data, f"a plaintext client got the file: {data[:80]!r}")
+    wait_for(lambda: "peer did not speak TLS" in server.stderr(), 10, "the plaintext refusal")
+    print("plaintext client refused")
+
+
 def test():
     with Mesh("exec-subprocess") as mesh:
         config = write_config(mesh, mesh.start_agent())
@@ -119,6 +134,20 @@ def test():
                  "the server to listen")
         check(server.popen.poll() is None, f"the server exited:\n{server.stderr()}")
 
+        if not SESSION_EXPORT:
+            for mode in ("cat", "talk", "pass"):
+                out = conversation(mesh, config, port, mode, [])
+                for text in ("cat 4", "handler", "PARENT-AFTER"):
+                    check(text not in out, f"{mode}: the client got {out!r} after the reset")
+                print(f"{mode}: reset at the new program's start (no session export)")
+            wait_for(lambda: server.stderr().count(NO_EXPORT_REASON) >= 3, 10,
+                     "the server's three reset lines")
+            check(server.stderr().count("reset at exec of") >= 3,
+                  f"the resets do not name the exec:\n{server.stderr()[-3000:]}")
+            check("session continued after exec" not in server.stderr(),
+                  f"a session continued without export:\n{server.stderr()[-3000:]}")
+            refuse_plaintext(server, port)
+            return
         conversation(mesh, config, port, "cat",
                      [f"cat {len(content)} {hashlib.sha256(content).hexdigest()}"])
         print("cat: the file arrived whole through the session cat continued")
@@ -139,16 +168,7 @@ def test():
                  "the handlers' log lines")
         check("reset at exec" not in server.stderr(),
               f"a session was reset:\n{server.stderr()[-3000:]}")
-        # Plaintext to a strict port: refused, no handler runs for it.
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
-            plain.sendall(b"cat\n")
-            try:
-                data = plain.recv(4096)
-            except ConnectionResetError:
-                data = b""
-        check(b"CAT-FILE-LINE" not in data, f"a plaintext client got the file: {data[:80]!r}")
-        wait_for(lambda: "peer did not speak TLS" in server.stderr(), 10, "the plaintext refusal")
-        print("plaintext client refused")
+        refuse_plaintext(server, port)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,19 @@ to process: before, child 2 wrote with the parent's stale sequence numbers and t
     line naming both pids, nothing reaches the client, and child 1 finishes the conversation.
 
 Each run's wire (through a recording relay) carries only TLS 1.3 records; a plaintext client is
-refused. The client is this file run as `test_fork_sequential.py client PORT MODE SECRET`, a plain
+refused.
+
+With -Dwolfssl=system (no session export) child 1 cannot give the state back: exit and sandbox
+end as _exit does (child 2 fails closed, the client sees a reset), with a log line saying the
+build cannot; between, which needs the state given back to the parent, is not run. The client is this file run as `test_fork_sequential.py client PORT MODE SECRET`, a plain
 Python socket under `meshtls run`."""
 
 import os
 import socket
 import sys
 
-from harness import (BUILD, Mesh, PYTHON, Relay, assert_plaintext_refused, assert_relay_tls13,
+from harness import (BUILD, SESSION_EXPORT, Mesh, PYTHON, Relay, assert_plaintext_refused,
+                     assert_relay_tls13,
                      check, fail_client, free_port, main, random_token, run_meshed, wait_for)
 
 SERVER = os.path.join(BUILD, "tests", "integration", "sequential_fork_server")
@@ -118,18 +123,27 @@ def one_run(mesh, mode):
     port, server = start_server(mesh, mode, f"server-{mode}")
     relay = Relay(port)
     secret = random_token(16)
+    # Without session export a child's exit loses the state as _exit does (README).
+    given_back = SESSION_EXPORT or mode not in ("exit", "sandbox")
+    client_mode = mode if given_back else "_exit"
     status, output, errors = run_meshed(
         mesh, f"client-{mode}",
-        [PYTHON, os.path.abspath(__file__), "client", str(relay.port), mode, secret], 60)
+        [PYTHON, os.path.abspath(__file__), "client", str(relay.port), client_mode, secret], 60)
     server_status = server.wait(30)
     out = server.stdout().decode(errors="replace")
     log = server.stderr()
     detail = f"\nclient: {output}{errors[-2000:]}\nserver stdout: {out}\nserver log:\n{log[-3000:]}"
-    expected_client = "ok reset" if mode == "_exit" else "ok"
+    expected_client = "ok reset" if client_mode == "_exit" else "ok"
     check(status == 0 and output.strip() == expected_client,
           f"{mode}: the client failed ({status}){detail}")
     check(server_status == 0 and "child1 exited 0" in out, f"{mode}: child 1{detail}")
-    if mode in ("exit", "sandbox", "between"):
+    if not given_back:
+        check("child2 read: Connection reset by peer" in out and "child2 exited 3" in out,
+              f"{mode}: child 2 was not refused the stream it cannot continue{detail}")
+        check("cannot give its TLS state back for the next process (not supported by this "
+              "build)" in log, f"{mode}: no log line says why child 1 could not give it back"
+              f"{detail}")
+    elif mode in ("exit", "sandbox", "between"):
         check("child2 exited 0" in out, f"{mode}: child 2 did not finish cleanly{detail}")
     if mode == "_exit":
         check("child2 read: Connection reset by peer" in out and "child2 exited 3" in out,
@@ -155,6 +169,10 @@ def test():
     with Mesh("fork-sequential") as mesh:
         mesh.start_agent()
         for mode in ("exit", "sandbox", "between", "_exit", "interleave"):
+            if mode == "between" and not SESSION_EXPORT:
+                print("between: not run with -Dwolfssl=system (the parent continues from the "
+                      "state child 1 gives back, which needs session export)")
+                continue
             one_run(mesh, mode)
         plaintext_refused(mesh)
         print("plaintext refused")

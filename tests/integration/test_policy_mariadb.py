@@ -21,8 +21,8 @@ import os
 import shutil
 import subprocess
 
-from harness import (ASAN_RUNTIME, Mesh, Relay, assert_relay_tls13, base_env, check, free_port,
-                     main, port_listening, skip, wait_for)
+from harness import (ASAN_RUNTIME, SYSTEM_WOLFSSL, Mesh, Relay, assert_relay_tls13, base_env,
+                     check, free_port, main, port_listening, skip, wait_for)
 from policy_common import run, spiffe, wait_log, write_workload_config
 
 MARIADBD = "/usr/sbin/mariadbd"
@@ -80,6 +80,12 @@ def test():
         check(os.access(program, os.X_OK),
               f"{program} is missing: install mariadb-server mariadb-client "
               "(packaging/install-deps.sh)")
+    if SYSTEM_WOLFSSL:
+        # Measured: libwolfssl.so.35's TLS segment is 0xc2c8 bytes (readelf -l); the server
+        # speaks first, which test_policy_permissive.py checks with other programs.
+        skip("-Dwolfssl=system: Debian's libwolfssl adds 49 KB of thread-local storage to every "
+             "thread; mariadbd's small-stack timer thread then cannot start (\"Can't initialize "
+             "timers\")")
     with Mesh("policy-mariadb") as mesh:
         mesh.start_agent(config=(
             'rules = (\n'

@@ -13,7 +13,13 @@ shuts its write side, inside the filter sends close_notify with write (the clien
 end, and the last record on the wire is the alert); a strict child that only reads when the
 client's KeyUpdate asks for one back answers it with write, without touching its signal mask,
 and its first write carries the server's held NewSessionTicket (openssl s_client with an SVID of
-the mesh's CA shows both arriving)."""
+the mesh's CA shows both arriving).
+
+With -Dwolfssl=system the handshake cannot run inside the filter: Debian's libwolfssl seeds a new
+random generator from /dev/urandom (openat) for the peer's certificate key in every handshake
+(its OpenSSL compatibility layer, wolfSSL_EVP_PKEY_new_ex), where the bundled build reads RDSEED.
+The filter kills the child there: the test checks that it fails closed (killed, the client gets
+no byte of the response, the wire only TLS records)."""
 
 import os
 import re
@@ -21,8 +27,9 @@ import socket
 import subprocess
 import time
 
-from harness import (BUILD, Mesh, Relay, assert_relay_tls13, check, free_port, main,
-                     random_token, run_meshed, start_meshed_server, tls_records, wait_for)
+from harness import (BUILD, SYSTEM_WOLFSSL, Mesh, Relay, assert_relay_tls13, check,
+                     complete_records_prefix, free_port, main, random_token, run_meshed,
+                     start_meshed_server, tls_records, wait_for)
 from lifecycle_common import Pki
 
 SANDBOX_PEER = os.path.join(BUILD, "tests", "integration", "sandbox_peer")
@@ -57,6 +64,34 @@ def serve_once(mesh, mode, option=None):
         last = tls_records(down)[-1]
         check(last[0] == 23 and len(last[2]) == ALERT_RECORD_BODY,
               f"{mode}: the server's last record is not close_notify ({len(last[2])} bytes)")
+
+
+def handshake_inside_fails_closed(mesh):
+    """-Dwolfssl=system: the handshake's openat of /dev/urandom inside the filter kills the
+    child (SIGSYS); the client gets nothing, the wire carries TLS records only."""
+    port = free_port()
+    server = start_meshed_server(mesh, "server-handshake", [SANDBOX_PEER, "serve", str(port),
+                                                            "handshake"], port)
+    relay = Relay(port)
+    token = random_token(16)
+    status, output, errors = run_meshed(
+        mesh, "client-handshake", [SANDBOX_PEER, "fetch", str(relay.port), str(SIZE), token], 60)
+    server.wait(30)
+    relay.stop()
+    server_output = server.stdout().decode(errors="replace")
+    check(status != 0 and f"fetched {SIZE}" not in output,
+          f"handshake: the client was served ({status}): {output.strip()!r}")
+    check("child killed by signal 31" in server_output,
+          f"handshake: the child was not stopped by the filter: {server_output.strip()!r}\n"
+          f"{server.stderr()[-3000:]}")
+    for up, down in zip(relay.client_bytes, relay.server_bytes):
+        for data in (bytes(up), bytes(down)):
+            check(token.encode() not in data, "handshake: the token crossed in clear")
+            records = tls_records(complete_records_prefix(data))
+            check(all(kind in (21, 22, 23) for kind, _, _ in records),
+                  f"handshake: not TLS on the wire: {data[:80]!r}")
+    print("handshake inside the filter (-Dwolfssl=system): the child was killed at the seed's "
+          "openat; nothing reached the client")
 
 
 def mesh_client_certificate(mesh):
@@ -161,14 +196,19 @@ def plaintext_refused(mesh):
 def test():
     with Mesh("sandbox") as mesh:
         mesh.start_agent()
-        for mode in ("blocking", "nonblocking", "handshake"):
+        for mode in ("blocking", "nonblocking"):
             serve_once(mesh, mode)
+        if SYSTEM_WOLFSSL:
+            handshake_inside_fails_closed(mesh)
+        else:
+            serve_once(mesh, "handshake")
         serve_once(mesh, "duplex", "duplex")
         for mode in ("close", "shutdown"):
             serve_once(mesh, mode, "eof")
         key_update_while_reading(mesh)
         plaintext_refused(mesh)
-        print(f"blocking, non-blocking, handshake-inside and duplex children each served "
+        inside = "" if SYSTEM_WOLFSSL else "handshake-inside "
+        print(f"blocking, non-blocking, {inside}and duplex children each served "
               f"{SIZE} bytes under a kill-by-default seccomp filter; children that close and "
               f"shut down inside it sent close_notify; a strict child answered a KeyUpdate while "
               f"reading; TLS 1.3 on the wire; plaintext refused")

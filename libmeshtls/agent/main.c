@@ -22,6 +22,7 @@
 
 #include "../util/log.h"
 #include "../metrics/metrics.h"
+#include "../tls/tls.h"
 #include "agent_config.h"
 #include "agent_metrics.h"
 #include "issuer.h"
@@ -179,6 +180,10 @@ int main(int argc, char **argv)
 {
     mt_log_set_tag("meshtls-agent");
     mt_log_set_level(MT_LOG_INFO);
+    /* The agent holds the CA key: no scratch copy of it may outlive its use in wolfSSL's heap. */
+    if (!mt_result_is_ok(mt_tls_wipe_freed_memory()))
+        mt_log_warn("cannot make wolfSSL wipe the memory it frees: key scratch copies may stay "
+                    "in the heap until reused");
 
     struct arguments arguments;
     int status = parse_arguments(argc, argv, &arguments);

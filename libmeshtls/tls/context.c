@@ -8,8 +8,10 @@
  * keep a copy of the key of its own: wolfSSL's is wiped when the context goes, the credentials'
  * when their last reference does.
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../util/secret.h"
 #include "internal.h"
@@ -24,6 +26,49 @@ static int global_init_status = WOLFSSL_FAILURE;
 static void global_init(void)
 {
     global_init_status = wolfSSL_Init();
+}
+
+/*
+ * wolfSSL's heap, wiped block by block as it is freed. wolfCrypt frees some scratch copies of a
+ * private key without wiping them (wc_EccKeyToDer's copy of the scalar, in Debian's 5.5.4 build):
+ * in a process that holds a CA key, such a block would stay in the heap, and in a core dump,
+ * until reused. The size of each block is what malloc_usable_size says it is.
+ */
+static void *wiping_malloc(size_t size)
+{
+    return malloc(size);
+}
+
+static void wiping_free(void *block)
+{
+    if (block == NULL)
+        return;
+    explicit_bzero(block, malloc_usable_size(block));
+    free(block);
+}
+
+static void *wiping_realloc(void *block, size_t size)
+{
+    if (block == NULL)
+        return malloc(size);
+    size_t old_size = malloc_usable_size(block);
+    void *moved = malloc(size);
+    if (moved == NULL)
+        return NULL;
+    memcpy(moved, block, old_size < size ? old_size : size);
+    wiping_free(block);
+    return moved;
+}
+
+MT_RESULT mt_tls_wipe_freed_memory(void)
+{
+#if defined(WOLFSSL_STATIC_MEMORY) || defined(WOLFSSL_DEBUG_MEMORY)
+    return mt_result_of(MT_ERR_UNSUPPORTED); /* allocators of another shape */
+#else
+    MT_ENSURE(wolfSSL_SetAllocators(wiping_malloc, wiping_free, wiping_realloc) == 0,
+              MT_ERR_UNSUPPORTED);
+    return MT_OK_RESULT;
+#endif
 }
 
 void mt_tls_after_fork_child(void)

@@ -49,6 +49,13 @@ void mt_tls_after_fork_child(void);
 MT_RESULT mt_tls_global_init(void);
 
 /*
+ * From now on every block of wolfSSL's heap is wiped when it is freed. For a process that holds
+ * a long-lived key and does little bulk crypto (the agent): call it first, before any other
+ * wolfSSL call. Not for the data path: each record buffer freed would be wiped too.
+ */
+MT_RESULT mt_tls_wipe_freed_memory(void);
+
+/*
  * resumption_s > 0: TLS 1.3 resumption, a full handshake trusted for at most that long
  * (resumption.h); 0: every handshake is a full one and the server sends no ticket.
  */

@@ -87,6 +87,25 @@ void mt_x509_key_free(struct mt_x509_key *key)
     mt_secret_free(key);
 }
 
+/*
+ * A wolfSSL built with HAVE_WOLF_BIGINT (Debian's 5.5.4) keeps, beside the scalar, a big-endian
+ * copy of it in a heap block of its own (k.raw, for hardware accelerators), alive as long as the
+ * key and outside our secret buffer, so in a core dump. Nothing here reads it: wipe and free it.
+ */
+static void drop_raw_scalar(ecc_key *ecc)
+{
+#ifdef HAVE_WOLF_BIGINT
+    if (ecc->k.raw.buf != NULL) {
+        explicit_bzero(ecc->k.raw.buf, ecc->k.raw.len);
+        XFREE(ecc->k.raw.buf, ecc->k.raw.heap, DYNAMIC_TYPE_WOLF_BIGINT);
+        ecc->k.raw.buf = NULL;
+        ecc->k.raw.len = 0;
+    }
+#else
+    (void)ecc;
+#endif
+}
+
 MT_RESULT mt_x509_key_generate(struct mt_x509_key **key)
 {
     MT_ENSURE_REF(key);
@@ -102,6 +121,7 @@ MT_RESULT mt_x509_key_generate(struct mt_x509_key **key)
         goto out;
     have_rng = true;
     result = wolf_result(wc_ecc_make_key_ex(&rng, 32, &created->ecc, ECC_SECP256R1), MT_ERR_CRYPTO);
+    drop_raw_scalar(&created->ecc);
     if (!mt_result_is_ok(result))
         goto out;
     *key = created;
@@ -147,6 +167,7 @@ MT_RESULT mt_x509_key_from_pem(const char *pem, size_t length, struct mt_x509_ke
         goto out;
     result = wolf_result(wc_EccPrivateKeyDecode(der, &index, &loaded->ecc, (word32)der_length),
                          MT_ERR_CERT_PARSE);
+    drop_raw_scalar(&loaded->ecc);
     if (!mt_result_is_ok(result))
         goto out;
     result = key_check_p256(loaded);

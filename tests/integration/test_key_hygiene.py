@@ -194,12 +194,6 @@ def check_agent_core(agent, patterns, certificate, label, directory):
 
 def test():
     check_sources_never_log_keys()
-    if SYSTEM_WOLFSSL:
-        # An open defect, not a property of that build: the agent linked to Debian's libwolfssl
-        # leaves the CA's scalar (big-endian, as in ca.key) in its memory after creating the CA,
-        # where no copy of ours is kept; which wolfSSL path leaves it is not found yet.
-        skip("-Dwolfssl=system: OPEN DEFECT, the agent's CA scalar is left in its core dump "
-             "with Debian's libwolfssl (the bundled build passes); the log scan above passed")
     dumps = shutil.which("gcore") is not None and not ASAN_RUNTIME
     with Mesh("key-hygiene", log_level="debug") as mesh:
         # First start: the agent creates its CA (generates the key, writes ca.key).

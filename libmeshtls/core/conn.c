@@ -27,6 +27,7 @@
 #include "../util/sys.h"
 #include "conn_internal.h"
 #include "epoll.h"
+#include "process.h"
 #include "table.h"
 
 /*
@@ -440,6 +441,13 @@ struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_contex
 {
     if (settings == NULL)
         return NULL;
+    /*
+     * A process with a connection has its fork handlers (process.h): without them a fork leaves
+     * the copies unshared, and the parent's close of its copy ends its child's stream. They were
+     * registered only by the first close or dup hook, which the RNG's close of /dev/urandom made
+     * early in every process until wolfSSL (5.9.2) seeded from getrandom instead.
+     */
+    mt_process_init();
     struct mt_conn *conn = mt_table_conn_allocate();
     if (conn == NULL)
         return NULL;

@@ -207,6 +207,7 @@ struct mt_conn *mt_conn_open_handed_over(int fd, struct mt_tls_context *context,
 {
     if (settings == NULL)
         return NULL;
+    mt_process_init(); /* as mt_conn_open does */
     struct mt_conn *conn = mt_table_conn_allocate();
     if (conn == NULL)
         return NULL;

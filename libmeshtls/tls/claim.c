@@ -116,8 +116,8 @@ static int ticket_callback(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_
                             : session->verified ? session->peer_id
                                                 : NULL;
         long long expires_ms = resumed ? session->claim.expires_ms : session->trusted_until_ms;
-        /* A failure here fails the handshake (wolfSSL 5.5.4): memory, randomness, or a client
-         * that nothing proved (mt_tls_claim_finish_handshake would refuse it). */
+        /* A failure here fails the handshake (wolfSSL 5.5.4 and 5.9.2): memory, randomness, or a
+         * client that nothing proved (mt_tls_claim_finish_handshake would refuse it). */
         if (bound == NULL || !mt_tls_ticket_seal(context->resumption, bound, expires_ms,
                                                  resumed ? session->claim.name : NULL, name, iv,
                                                  mac, ticket, (size_t)length))

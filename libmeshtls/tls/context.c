@@ -108,7 +108,7 @@ static MT_RESULT load_credentials(WOLFSSL_CTX *ctx, const struct mt_credentials 
      * wolfSSL copies the key into a DerBuffer of type PRIVATEKEY_TYPE in its own heap, shared by
      * every session of this context (not copied per session). That copy is outside our secret
      * buffers and so inside core dumps; wolfSSL_CTX_free wipes it (FreeDer ForceZeros private
-     * keys in 5.5.4). The ecc_key it decodes to sign each CertificateVerify is freed with
+     * keys in 5.5.4 and 5.9.2). The ecc_key it decodes to sign each CertificateVerify is freed with
      * wc_ecc_free, which zeroes the scalar (but see mt_secret_wipe_stack for its stack copy).
      */
     int loaded = wolfSSL_CTX_use_PrivateKey_buffer(

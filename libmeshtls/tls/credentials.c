@@ -4,8 +4,10 @@
  * Owns the memory of the key, the chain and the bundle. The key exists only in its secret buffer:
  * it is encoded there directly, never into a stack or heap copy of ours on the way, and the stack
  * that wolfCrypt used for it is wiped afterwards. (wc_EccKeyToDer itself frees a heap scratch copy
- * of the scalar without wiping it, in wolfSSL 5.5.4: in a workload that one is beyond our reach;
- * the agent has wolfSSL wipe every block it frees, mt_tls_wipe_freed_memory.) Must never
+ * of the scalar without wiping it in wolfSSL 5.5.4 as Debian builds it, without the ASN template
+ * code: in a workload that one is beyond our reach, and the agent has wolfSSL wipe every block
+ * it frees, mt_tls_wipe_freed_memory. 5.9.2's template code writes the scalar straight into the
+ * output.) Must never
  * log, and never check what a certificate says: that is the builder's business (x509.h).
  */
 #include <stdlib.h>

@@ -4,7 +4,9 @@
  *
  * Owns the export format and the plaintext an imported session carries until the application
  * reads it. The state is wolfSSL's own export (wolfSSL_tls_export: keys, IVs, sequence numbers,
- * options) plus what wolfSSL 5.5.4 leaves out and libmeshtls holds itself:
+ * options) plus what that export leaves out (wolfSSL 5.5.4 and 5.9.2 alike: without the secrets
+ * or the Finished flag below, the first KeyUpdate after an import fails) and libmeshtls holds
+ * itself:
  *   - the TLS 1.3 application traffic secrets, from which each KeyUpdate derives the next keys
  *     (RFC 8446 §7.2), and that the peer's Finished was received (a KeyUpdate is refused as out
  *     of order without it): read and written at the places packaging/wolfssl/build.sh measured
@@ -32,9 +34,10 @@
 #endif
 
 /*
- * wolfSSL 5.5.4's export starts with 2 bytes of protocol and version, 2 of total length, 2 of the
+ * wolfSSL's export starts with 2 bytes of protocol and version, 2 of total length, 2 of the
  * options' length, then the options (internal.c, ExportOptions): processReply, the state of the
- * record being read, is the 49th. 0 (doProcessInit): between records.
+ * record being read, is the 49th. 0 (doProcessInit): between records. The same in 5.5.4 (export
+ * format 4) and 5.9.2 (format 6, whose new options come after it).
  */
 #define EXPORT_OPTIONS_AT 6
 #define PROCESS_REPLY_IN_OPTIONS 48

@@ -44,8 +44,9 @@ struct mt_tls_context {
  * What a ticket says about the peer: the ticket a server opened last in this handshake, or the
  * session a client offered. Nothing in it is trusted until wolfSSL reports that the handshake
  * resumed (claim.c): a server opens every ticket a ClientHello offers before it checks each
- * one's age and cipher suite, and a ticket that fails those checks is skipped for a full
- * handshake (wolfSSL 5.5.4, DoPreSharedKeys) — whose client may be someone else entirely, who
+ * one's age and cipher suite (and, in 5.9.2, the SNI and ALPN it was issued for), and a ticket
+ * that fails those checks is skipped for a full handshake (wolfSSL 5.5.4 and 5.9.2,
+ * DoPreSharedKeys) — whose client may be someone else entirely, who
  * copied the ticket from another client's ClientHello, where it travels in clear.
  * wolfSSL stops at the first ticket it accepts, so the last one opened is the one resumed.
  */

@@ -220,12 +220,13 @@ int mt_tls_record_send_failure(struct mt_tls_session *session)
 /*
  * Once close_notify is on its way, the send callback takes all it is given: what the socket
  * refuses now is kept in unsent_alert, behind anything kept before, and mt_tls_shutdown sends it.
- * wolfSSL 5.5.4 cannot finish an alert itself: after WANT_WRITE, wolfSSL_shutdown returns an
- * error without marking close_notify sent and leaves the rest of the record in its output buffer,
- * which only a second close_notify would push out. The kernel's shutdown or close, which follows
- * at once, then cut the record short: the peer saw a truncated record and answered
- * bad_record_mac. Found by the fault soak (tests/integration/test_soak_faults.py,
- * kinds=eagain+short).
+ * wolfSSL 5.5.4 (the system build's) cannot finish an alert itself: after WANT_WRITE,
+ * wolfSSL_shutdown returns an error without marking close_notify sent and leaves the rest of the
+ * record in its output buffer, which only a second close_notify would push out. The kernel's
+ * shutdown or close, which follows at once, then cut the record short: the peer saw a truncated
+ * record and answered bad_record_mac. Found by the fault soak (tests/integration/
+ * test_soak_faults.py, kinds=eagain+short). 5.9.2 marks it sent and flushes the rest at its next
+ * wolfSSL_shutdown; it is kept here with both, so that close and shutdown finish an alert one way.
  */
 static int keep_after_shutdown(struct mt_tls_session *session, const char *buffer, int size)
 {
@@ -256,9 +257,9 @@ int mt_tls_record_send(WOLFSSL *ssl, char *buffer, int size, void *user)
 {
     struct mt_tls_session *session = user;
     /*
-     * Nothing follows close_notify (RFC 8446 §6.1). wolfSSL 5.5.4 still answers a KeyUpdate that
-     * arrives after it: that record is dropped, never written to a socket whose write side the
-     * application may have shut (EPIPE, and SIGPIPE for a write).
+     * Nothing follows close_notify (RFC 8446 §6.1). wolfSSL (5.5.4, 5.9.2) still answers a
+     * KeyUpdate that arrives after it: that record is dropped, never written to a socket whose
+     * write side the application may have shut (EPIPE, and SIGPIPE for a write).
      */
     if (session->close_notify_queued)
         return size;

@@ -118,7 +118,8 @@ enum mt_tls_status mt_tls_handshake(struct mt_tls_session *session)
         return MT_TLS_OK;
     }
     /*
-     * wolfSSL before 5.6.4 loses the WANT_WRITE of a flight the socket did not take at once:
+     * wolfSSL before 5.6.4 (the system build's 5.5.4; the bundled 5.9.2 has the fixes) loses the
+     * WANT_WRITE of a flight the socket did not take at once:
      * connect/accept fail with no error set (wolfSSL issues #5325 and #6678, fixed by PRs #6692
      * and #7001). The flight is still buffered and the next call sends it, so wait for
      * writability; the handshake timeout bounds the wait should the cause ever be another.

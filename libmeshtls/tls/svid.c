@@ -13,12 +13,38 @@
 
 #include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
 
 #include <string.h>
 
 #include "../util/spiffe.h"
 #include "x509.h"
 #include "x509_parsed.h"
+
+/*
+ * Parses a certificate for the rules below. wolfSSL 5.9.2 refuses in wc_ParseCert, even without
+ * verification, a certificate that sets keyUsage keyCertSign without cA (RFC 5280 §4.2.1.9):
+ * KEYUSAGE_E, once the whole certificate is decoded. 5.5.4 parses it. Such a certificate breaks an
+ * X.509-SVID rule whichever it is meant to be (a leaf MUST NOT set keyCertSign, §4.3; a signing
+ * certificate MUST set cA, §4.1), and the rules, not the parser, say which: it is kept decoded, and
+ * parsed_not_refused() keeps it from ever passing.
+ */
+static MT_RESULT parse_for_rules(struct mt_x509_parsed *parsed, const uint8_t *der, size_t length)
+{
+    mt_result result = mt_x509_parse(parsed, der, length, CERT_TYPE, NO_VERIFY);
+    if (!mt_result_is_ok(result) && parsed->wolfcrypt_error == KEYUSAGE_E)
+        return MT_OK_RESULT;
+    return result;
+}
+
+/* What wolfCrypt refused never passes, whatever the rules found. */
+static MT_RESULT parsed_not_refused(const struct mt_x509_parsed *parsed, const char **reason)
+{
+    *reason = "certificate does not parse";
+    MT_ENSURE(parsed->wolfcrypt_error == 0, MT_ERR_CERT_PARSE);
+    *reason = NULL;
+    return MT_OK_RESULT;
+}
 
 /*
  * The certificate's URI SANs: how many there are, and the first one. Other name types (DNS,
@@ -153,10 +179,12 @@ MT_RESULT mt_x509_svid_check(const uint8_t *der, size_t length, char *spiffe_id,
     MT_ENSURE_REF(spiffe_id);
 
     struct mt_x509_parsed leaf;
-    mt_result result = mt_x509_parse(&leaf, der, length, CERT_TYPE, NO_VERIFY);
+    mt_result result = parse_for_rules(&leaf, der, length);
     *reason = "certificate does not parse";
     if (mt_result_is_ok(result))
         result = parsed_leaf_check(&leaf, spiffe_id, capacity, reason);
+    if (mt_result_is_ok(result))
+        result = parsed_not_refused(&leaf, reason);
     mt_x509_parsed_free(&leaf);
     if (mt_result_is_ok(result))
         *reason = NULL;
@@ -172,10 +200,12 @@ MT_RESULT mt_x509_signing_check(const uint8_t *der, size_t length, const char **
     MT_ENSURE_REF(der);
 
     struct mt_x509_parsed signing;
-    mt_result result = mt_x509_parse(&signing, der, length, CERT_TYPE, NO_VERIFY);
+    mt_result result = parse_for_rules(&signing, der, length);
     *reason = "certificate does not parse";
     if (mt_result_is_ok(result))
         result = parsed_signing_check(&signing, reason);
+    if (mt_result_is_ok(result))
+        result = parsed_not_refused(&signing, reason);
     mt_x509_parsed_free(&signing);
     if (mt_result_is_ok(result))
         *reason = NULL;

@@ -63,6 +63,49 @@ static const char *chain_error_phrase(int error)
 }
 
 /*
+ * The errors wolfSSL gives a certificate for its keyUsage or extendedKeyUsage, each of which
+ * breaks an X.509-SVID rule too. wolfSSL 5.9.2 raises two that 5.5.4 does not: KEYUSAGE_E, as it
+ * parses a certificate that sets keyCertSign without cA (RFC 5280 §4.2.1.9), and
+ * KEYUSE_SIGNATURE_E for a TLS 1.3 peer's leaf without digitalSignature (RFC 8446 §4.4.2.4).
+ * EXTKEYUSE_AUTH_E (an extendedKeyUsage without the peer's TLS purpose) both raise.
+ */
+static bool is_key_usage_error(int error)
+{
+    return error == KEYUSAGE_E || error == KEYUSE_SIGNATURE_E || error == EXTKEYUSE_AUTH_E;
+}
+
+/*
+ * Why wolfSSL refused the chain. A key usage error comes before this callback could apply the
+ * X.509-SVID rules to the certificate, as it does when wolfSSL passes it: the rule it breaks is
+ * the reason, the same whichever wolfSSL meets it first.
+ */
+static void explain_chain_error(struct mt_tls_session *session, WOLFSSL_X509_STORE_CTX *store)
+{
+    int depth = store->error_depth;
+    const char *why = NULL;
+    if (is_key_usage_error(store->error) && store->certs != NULL && depth >= 0 &&
+        depth < store->totalCerts && store->certs[depth].buffer != NULL) {
+        const WOLFSSL_BUFFER_INFO *cert = &store->certs[depth];
+        char id[MT_SPIFFE_ID_MAX + 1];
+        if (depth == 0 && !mt_result_is_ok(mt_x509_svid_check(cert->buffer, cert->length, id,
+                                                              sizeof(id), &why))) {
+            mt_tls_failure_explain(session, "peer certificate is not a valid X.509-SVID: %s", why);
+            return;
+        }
+        if (depth > 0 &&
+            !mt_result_is_ok(mt_x509_signing_check(cert->buffer, cert->length, &why))) {
+            mt_tls_failure_explain(session,
+                                   "peer chain certificate %d is not an X.509-SVID signing "
+                                   "certificate: %s",
+                                   depth, why);
+            return;
+        }
+    }
+    mt_tls_failure_explain(session, "peer %s (error %d)", chain_error_phrase(store->error),
+                           store->error);
+}
+
+/*
  * The store's fields are read directly (error, error_depth, certs): the X509_STORE_CTX accessors
  * and the X509 object exist only with the OpenSSL compatibility layer. certs[0] is the peer's
  * leaf as sent, in DER, in every build; it is checked here and only its SPIFFE ID is kept.
@@ -73,8 +116,7 @@ int mt_tls_verify_peer(int preverified, WOLFSSL_X509_STORE_CTX *store)
     if (session == NULL)
         return 0;
     if (!preverified) {
-        mt_tls_failure_explain(session, "peer %s (error %d)", chain_error_phrase(store->error),
-                               store->error);
+        explain_chain_error(session, store);
         return 0;
     }
     if (store->error_depth != 0)

@@ -252,8 +252,10 @@ MT_RESULT mt_x509_parse(struct mt_x509_parsed *parsed, const uint8_t *der, size_
     /* Initialised before any check so that mt_x509_parsed_free() is valid on every path. */
     bool too_long = length > UINT32_MAX;
     wc_InitDecodedCert(&parsed->decoded, der, too_long ? 0 : (word32)length, NULL);
+    parsed->wolfcrypt_error = 0;
     MT_ENSURE(!too_long, MT_ERR_TOO_LONG);
-    MT_GUARD(wolf_result(wc_ParseCert(&parsed->decoded, type, verify, NULL), MT_ERR_CERT_PARSE));
+    parsed->wolfcrypt_error = wc_ParseCert(&parsed->decoded, type, verify, NULL);
+    MT_GUARD(wolf_result(parsed->wolfcrypt_error, MT_ERR_CERT_PARSE));
     return MT_OK_RESULT;
 }
 

@@ -15,9 +15,14 @@
 
 #include "../util/result.h"
 
-/* DecodedCert points into the DER it was given, so the DER must outlive it. */
+/*
+ * DecodedCert points into the DER it was given, so the DER must outlive it. wolfcrypt_error is what
+ * wc_ParseCert returned (0 when it parsed): svid.c reads a certificate wolfSSL 5.9.2 decodes in
+ * full and then refuses (KEYUSAGE_E), to name the X.509-SVID rule it breaks.
+ */
 struct mt_x509_parsed {
     DecodedCert decoded;
+    int wolfcrypt_error;
 };
 
 /*

@@ -61,11 +61,13 @@ bool mt_secret_is_locked(const void *data);
 bool mt_secret_is_dump_excluded(const void *data);
 
 /*
- * How deep below its caller mt_secret_wipe_stack() wipes. wolfSSL 5.5.4 leaves copies of a P-256
- * private key in stack frames that have returned, without wiping them: wc_EccPrivateKeyDecode's
- * priv[] (big-endian scalar), the limbs of wc_ecc_make_key_ex (little-endian). Measured at up to
- * ~8 KiB below the frame that called mt_x509_key_from_pem, mt_x509_key_generate or
- * wolfSSL_CTX_use_PrivateKey_buffer; twice that for margin.
+ * How deep below its caller mt_secret_wipe_stack() wipes. wolfSSL leaves copies of a P-256
+ * private key in stack frames that have returned, without wiping them: the limbs of
+ * wc_ecc_make_key_ex (little-endian) in 5.5.4 and 5.9.2; wc_EccPrivateKeyDecode's priv[]
+ * (big-endian scalar), also under wolfSSL_CTX_use_PrivateKey_buffer, in 5.5.4 only (Debian's
+ * build, for -Dwolfssl=system). Measured at up to ~8 KiB below the frame that called
+ * mt_x509_key_from_pem, mt_x509_key_generate or wolfSSL_CTX_use_PrivateKey_buffer; twice that
+ * for margin.
  */
 #define MT_SECRET_STACK_WIPE_SIZE (16 * 1024)
 

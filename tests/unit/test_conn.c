@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -614,6 +615,27 @@ static void test_mt_conn_shutdown_shared_copy_sends_nothing(void **state)
     assert_int_equal(errno, EPIPE);
 }
 
+/*
+ * A fork marks both copies of every connection shared (core/process.h) in a process that met no
+ * hook before it: opening a connection registers the fork handlers. Without them the parent's
+ * close of its copy would send close_notify on the stream its child goes on with.
+ */
+static void test_mt_conn_open_fork_marks_the_copies_shared(void **state)
+{
+    struct pair *pair = *state;
+    handshake(pair);
+    assert_false(pair->client->shared);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0)
+        _exit(0);
+    int status = -1;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_int_equal(status, 0);
+    assert_true(pair->client->shared);
+    assert_true(pair->server->shared);
+}
+
 struct pump {
     struct pair *pair;
     atomic_bool stop;
@@ -715,6 +737,7 @@ int main(void)
         PAIR_TEST(test_mt_conn_recv_blocking_nothing_arrives_eagain_at_rcvtimeo),
         PAIR_TEST(test_mt_conn_shutdown_write_after_data_ends_stream_in_order),
         PAIR_TEST(test_mt_conn_shutdown_shared_copy_sends_nothing),
+        PAIR_TEST(test_mt_conn_open_fork_marks_the_copies_shared),
         PAIR_TEST(test_mt_conn_close_unsent_record_flushed_before_close_notify),
         PAIR_TEST(test_mt_conn_close_peer_not_reading_fails_at_flush_deadline),
     };

@@ -453,6 +453,122 @@ static void test_mt_detect_client_hello_oversized_hello_is_tls_other(void **stat
     assert_prefixes_consistent("split ClientHello", input, written, MT_DETECT_TLS_OTHER, false);
 }
 
+/*
+ * A mesh ClientHello as a post-quantum client makes it: key shares of the hybrid groups (RFC 8446
+ * §4.2.8 entries; X25519MLKEM768 is 1216 bytes, SecP256r1MLKEM768 1249, SecP384r1MLKEM1024 1665),
+ * ML-KEM-1024 alone (1568) and the classical X25519 and P-256, ALPN last, and a padding extension
+ * (RFC 7685) of padding bytes. About 6 KB without padding; a whole record at most.
+ */
+static size_t put16(uint8_t *out, size_t at, size_t value)
+{
+    out[at] = (uint8_t)(value >> 8);
+    out[at + 1] = (uint8_t)value;
+    return at + 2;
+}
+
+static size_t hybrid_hello(uint8_t *out, size_t capacity, size_t padding)
+{
+    static const struct {
+        uint16_t group;
+        uint16_t length;
+    } shares[] = {{0x11ec, 1216}, {0x11eb, 1249}, {0x11ed, 1665},
+                  {0x0202, 1568}, {0x001d, 32},   {0x0017, 65}};
+    uint8_t extensions[MT_DETECT_BYTES_MAX];
+    size_t at = 0;
+    at = put16(extensions, at, 0x002b); /* supported_versions: TLS 1.3 */
+    at = put16(extensions, at, 3);
+    extensions[at++] = 2;
+    at = put16(extensions, at, 0x0304);
+    at = put16(extensions, at, 0x000a); /* supported_groups */
+    at = put16(extensions, at, 2 + 2 * COUNT_OF(shares));
+    at = put16(extensions, at, 2 * COUNT_OF(shares));
+    for (size_t i = 0; i < COUNT_OF(shares); i++)
+        at = put16(extensions, at, shares[i].group);
+    size_t shares_length = 0;
+    for (size_t i = 0; i < COUNT_OF(shares); i++)
+        shares_length += 4 + shares[i].length;
+    at = put16(extensions, at, 0x0033); /* key_share */
+    at = put16(extensions, at, 2 + shares_length);
+    at = put16(extensions, at, shares_length);
+    for (size_t i = 0; i < COUNT_OF(shares); i++) {
+        at = put16(extensions, at, shares[i].group);
+        at = put16(extensions, at, shares[i].length);
+        memset(extensions + at, 0x5a + (int)i, shares[i].length);
+        at += shares[i].length;
+    }
+    if (padding > 0) {
+        assert_true(padding >= 4 && at + padding <= sizeof(extensions));
+        at = put16(extensions, at, 0x0015);
+        at = put16(extensions, at, padding - 4);
+        memset(extensions + at, 0, padding - 4);
+        at += padding - 4;
+    }
+    static const uint8_t alpn[] = {0x00, 0x10, 0x00, 0x0c, 0x00, 0x0a, 0x09, 'm',
+                                   'e',  's',  'h',  't',  'l',  's',  '/',  '1'};
+    assert_true(at + sizeof(alpn) <= sizeof(extensions));
+    memcpy(extensions + at, alpn, sizeof(alpn));
+    at += sizeof(alpn);
+
+    /* version, random, empty session ID, one suite, null compression, the extensions */
+    size_t body_length = 2 + 32 + 1 + 4 + 2 + 2 + at;
+    size_t total = 5 + 4 + body_length;
+    assert_true(total <= capacity);
+    static const uint8_t fields[] = {0x03, 0x03};
+    size_t w = 0;
+    out[w++] = 0x16;
+    w = put16(out, w, 0x0301);
+    w = put16(out, w, 4 + body_length);
+    out[w++] = 0x01;
+    out[w++] = (uint8_t)(body_length >> 16);
+    w = put16(out, w, body_length & 0xffff);
+    memcpy(out + w, fields, sizeof(fields));
+    w += sizeof(fields);
+    memset(out + w, 0x11, 32);
+    w += 32;
+    out[w++] = 0;
+    w = put16(out, w, 2);
+    w = put16(out, w, 0x1301);
+    out[w++] = 1;
+    out[w++] = 0;
+    w = put16(out, w, at);
+    memcpy(out + w, extensions, at);
+    w += at;
+    assert_int_equal(w, total);
+    return total;
+}
+
+/*
+ * Post-quantum key shares make a ClientHello kilobytes long: several hybrid shares, up to the
+ * largest record, are still read to their ALPN and found to be a mesh client's, whole and in
+ * records of any size that fit the window; never an answer before the end.
+ */
+static void test_mt_detect_client_hello_hybrid_key_shares_up_to_a_record_are_mesh(void **state)
+{
+    (void)state;
+    static uint8_t hello[INPUT_MAX];
+    size_t length = hybrid_hello(hello, sizeof(hello), 0);
+    assert_true(length > 5 * 1024);
+    assert_detects("hybrid key shares", hello, length, MT_DETECT_TLS_MESH);
+    assert_prefixes_consistent("hybrid key shares", hello, length, MT_DETECT_TLS_MESH, true);
+
+    static uint8_t split[INPUT_MAX];
+    static const size_t sizes[] = {1000, 1216, 4096};
+    for (size_t s = 0; s < COUNT_OF(sizes); s++) {
+        size_t split_length = split_into_records(hello, length, sizes[s], split, sizeof(split));
+        char name[96];
+        snprintf(name, sizeof(name), "hybrid key shares in records of %zu bytes", sizes[s]);
+        assert_detects(name, split, split_length, MT_DETECT_TLS_MESH);
+    }
+
+    /* Padded to the largest record body (RFC 8446 §5.1): exactly the detection window. */
+    size_t padding = MT_TLS_RECORD_MAX - (length - 5);
+    length = hybrid_hello(hello, sizeof(hello), padding);
+    assert_int_equal(length, MT_DETECT_BYTES_MAX);
+    assert_detects("hybrid key shares in the largest record", hello, length, MT_DETECT_TLS_MESH);
+    assert_prefixes_consistent("hybrid key shares in the largest record", hello, length,
+                               MT_DETECT_TLS_MESH, true);
+}
+
 static void test_mt_detect_result_name_every_result_has_a_name(void **state)
 {
     (void)state;
@@ -474,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_mt_detect_client_hello_empty_input_needs_more),
         cmocka_unit_test(test_mt_detect_client_hello_malformed_hello_is_tls_other),
         cmocka_unit_test(test_mt_detect_client_hello_oversized_hello_is_tls_other),
+        cmocka_unit_test(test_mt_detect_client_hello_hybrid_key_shares_up_to_a_record_are_mesh),
         cmocka_unit_test(test_mt_detect_result_name_every_result_has_a_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,11 +19,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "util/spiffe.h"
+#include "tls/credentials.h"
+#include "tls/tls.h"
 #include "tls/x509.h"
 
 #define FILE_MAX 8192
@@ -261,6 +265,113 @@ static void test_svid_checks_each_rule_as_the_standard_says(void **state)
 }
 
 /* ----------------------------------------------------------------------------------------- */
+/* The leaf rules in a handshake */
+
+/* A workload presenting leaf_file (any leaf row: all certify leaf.key) under the fixture root. */
+static struct mt_tls_context *fixture_context(const char *leaf_file)
+{
+    struct mt_credentials *credentials = NULL;
+    assert_true(mt_result_is_ok(mt_credentials_new(&credentials)));
+    char pem[FILE_MAX];
+    size_t pem_length = read_data("leaf.key", (uint8_t *)pem, sizeof(pem));
+    struct mt_x509_key *key = NULL;
+    assert_true(mt_result_is_ok(mt_x509_key_from_pem(pem, pem_length, &key)));
+    assert_true(mt_result_is_ok(mt_credentials_set_key(credentials, key)));
+    mt_x509_key_free(key);
+    uint8_t der[MT_X509_CERT_DER_MAX];
+    size_t length = read_cert(leaf_file, der, sizeof(der));
+    assert_true(mt_result_is_ok(mt_credentials_add_chain(credentials, der, length)));
+    length = read_cert("root.pem", der, sizeof(der));
+    assert_true(mt_result_is_ok(mt_credentials_add_anchor(credentials, der, length)));
+    snprintf(credentials->spiffe_id, sizeof(credentials->spiffe_id), "%s",
+             "spiffe://example.org/workload");
+    snprintf(credentials->trust_domain, sizeof(credentials->trust_domain), "%s", "example.org");
+    credentials->not_after = time(NULL) + 3600;
+    struct mt_tls_context *context = NULL;
+    assert_true(mt_result_is_ok(mt_tls_context_new(credentials, 0, &context)));
+    mt_credentials_release(credentials);
+    return context;
+}
+
+static bool is_decided(enum mt_tls_status status)
+{
+    return status == MT_TLS_OK || status == MT_TLS_ERROR || status == MT_TLS_CLOSED;
+}
+
+/*
+ * A handshake between a client presenting leaf-valid.pem and a server presenting server_file;
+ * the client's reason when it refused the server, NULL when it accepted it.
+ */
+static const char *client_refusal(const char *server_file, char *reason, size_t capacity)
+{
+    static const unsigned char destination[] = {2, 0x20, 0xfb, 127, 0, 0, 1};
+    struct mt_tls_context *client_context = fixture_context("leaf-valid.pem");
+    struct mt_tls_context *server_context = fixture_context(server_file);
+    int pair[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    struct mt_tls_session *client = NULL;
+    struct mt_tls_session *server = NULL;
+    assert_true(
+        mt_result_is_ok(mt_tls_session_new(client_context, MT_TLS_CLIENT, pair[0], &client)));
+    assert_true(
+        mt_result_is_ok(mt_tls_session_new(server_context, MT_TLS_SERVER, pair[1], &server)));
+    mt_tls_session_set_destination(client, destination, sizeof(destination));
+    enum mt_tls_status client_status = MT_TLS_WANT_READ;
+    enum mt_tls_status server_status = MT_TLS_WANT_READ;
+    for (int round = 0; round < 1000 && !(is_decided(client_status) && is_decided(server_status));
+         round++) {
+        if (!is_decided(client_status))
+            client_status = mt_tls_handshake(client);
+        if (!is_decided(server_status))
+            server_status = mt_tls_handshake(server);
+    }
+    assert_true(is_decided(client_status));
+    const char *result = NULL;
+    if (client_status != MT_TLS_OK) {
+        snprintf(reason, capacity, "%s", mt_tls_error_reason(client));
+        result = reason;
+    }
+    mt_tls_session_free(client);
+    mt_tls_session_free(server);
+    close(pair[0]);
+    close(pair[1]);
+    mt_tls_context_release(client_context);
+    mt_tls_context_release(server_context);
+    return result;
+}
+
+/*
+ * Every leaf row as the certificate a server presents: the client refuses it with the row's
+ * reason, whichever of wolfSSL's parse and the workload's checks meets the broken rule first
+ * (wolfSSL 5.9.2 refuses a leaf with keyCertSign while parsing it; 5.5.4 leaves it to the rules).
+ */
+static void test_handshake_each_leaf_rule_refused_with_its_reason(void **state)
+{
+    (void)state;
+    size_t failures = 0;
+    size_t tried = 0;
+    for (size_t i = 0; i < sizeof(cert_rules) / sizeof(cert_rules[0]); i++) {
+        const struct cert_rule *row = &cert_rules[i];
+        if (row->kind != LEAF)
+            continue;
+        tried++;
+        char reason[256];
+        const char *refusal = client_refusal(row->file, reason, sizeof(reason));
+        char expected[256];
+        snprintf(expected, sizeof(expected), "peer certificate is not a valid X.509-SVID: %s",
+                 row->reason != NULL ? row->reason : "");
+        if ((refusal == NULL) != (row->reason == NULL) ||
+            (refusal != NULL && strcmp(refusal, expected) != 0)) {
+            print_error("%s (%s): %s\n", row->rule, row->file,
+                        refusal != NULL ? refusal : "accepted");
+            failures++;
+        }
+    }
+    assert_true(tried >= 20);
+    assert_int_equal(failures, 0);
+}
+
+/* ----------------------------------------------------------------------------------------- */
 /* The agent's issuance */
 
 static struct mt_x509_key *load_key(const char *name)
@@ -378,6 +489,7 @@ int main(void)
         cmocka_unit_test(test_spiffe_id_parse_each_rule_as_the_standard_says),
         cmocka_unit_test(test_spiffe_id_parse_length_limits_as_the_standard_says),
         cmocka_unit_test(test_svid_checks_each_rule_as_the_standard_says),
+        cmocka_unit_test(test_handshake_each_leaf_rule_refused_with_its_reason),
         cmocka_unit_test(test_leaf_issue_each_signing_rule_as_the_standard_says),
         cmocka_unit_test(test_leaf_issue_id_without_path_refused),
         cmocka_unit_test(test_ca_create_and_leaf_issue_both_meet_the_standard),

@@ -288,7 +288,8 @@ static struct mt_tls_context *fixture_context(const char *leaf_file)
     snprintf(credentials->trust_domain, sizeof(credentials->trust_domain), "%s", "example.org");
     credentials->not_after = time(NULL) + 3600;
     struct mt_tls_context *context = NULL;
-    assert_true(mt_result_is_ok(mt_tls_context_new(credentials, 0, &context)));
+    assert_true(
+        mt_result_is_ok(mt_tls_context_new(credentials, 0, MT_POST_QUANTUM_PREFER, &context)));
     mt_credentials_release(credentials);
     return context;
 }

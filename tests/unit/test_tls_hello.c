@@ -50,7 +50,8 @@ static struct mt_tls_context *make_context(const char *id)
     time_t now = time(NULL);
     struct mt_credentials *credentials = test_ca_issue(&ca, id, now - DAY, now + DAY);
     struct mt_tls_context *context = NULL;
-    assert_true(mt_result_is_ok(mt_tls_context_new(credentials, 0, &context)));
+    assert_true(
+        mt_result_is_ok(mt_tls_context_new(credentials, 0, MT_POST_QUANTUM_PREFER, &context)));
     mt_credentials_release(credentials);
     return context;
 }

@@ -23,7 +23,8 @@
 #                                       public key is the armored KEY
 #   build_cache_open NAME REFRESH       the cache entry of this build, keyed by everything that
 #                                       changes its result (configure_flags, extra_cflags, the
-#                                       compiler, the sourcing script's folder and this file): holds its
+#                                       compiler, the sourcing script's folder but its *.md notes,
+#                                       and this file): holds its
 #                                       lock (fd 9), sets key, selected and log, and unless REFRESH
 #                                       is 1 prints the prefix of a completed build and exits
 #
@@ -197,10 +198,12 @@ signature_check() {
 }
 
 build_cache_open() {
-  local name="$1" refresh="$2"
+  local name="$1" refresh="$2" file
   key=$( { printf '%s\n' "${configure_flags[@]}" "$extra_cflags" "$(uname -m)";
            "${compiler%% *}" --version 2>/dev/null | head -n1;
-           cat "$script_dir"/* "$script_dir/../debian-source.sh"; } |
+           for file in "$script_dir"/* "$script_dir/../debian-source.sh"; do
+             case "$file" in *.md) ;; *) cat "$file" ;; esac  # notes change no build
+           done; } |
          sha256sum | cut -c1-12)
   # Concurrent builds into the same cache wait for each other.
   exec 9>"$cache/.lock-$name-$key"

@@ -163,6 +163,14 @@ MT_RESULT mt_tls_claim_configure(WOLFSSL_CTX *ctx, enum mt_tls_role role,
                   /* Builds with WOLFSSL_ERROR_CODE_OPENSSL (Debian's) return the old value. */
                   wolfSSL_CTX_set_timeout(ctx, (unsigned)lifetime) >= 0,
               MT_ERR_CRYPTO);
+#if LIBWOLFSSL_VERSION_HEX >= 0x05009000
+    /*
+     * A resumption only with a fresh key share (psk_dhe_ke), as libmeshtls clients always ask: a
+     * client that offers psk_ke alone, whose resumed connection would have neither forward
+     * secrecy nor the post-quantum share, is refused (PSK_KEY_ERROR). 5.5.4 has no such switch.
+     */
+    MT_ENSURE(wolfSSL_CTX_only_dhe_psk(ctx) == 0, MT_ERR_CRYPTO);
+#endif
     return MT_OK_RESULT;
 }
 

@@ -121,7 +121,7 @@ say "compiling ($(nproc) jobs)"
 run make -j"$(nproc)"
 rm -rf "$prefix"
 run make install
-# Session export in 5.5.4 leaves out the TLS 1.3 application traffic secrets, from which each
+# Session export in 5.5.4 and 5.9.2 leaves out the TLS 1.3 application traffic secrets, from which each
 # KeyUpdate derives the next keys (RFC 8446 §7.2): an imported session would derive keys its peer
 # does not have at the first KeyUpdate; nor that the peer's Finished was received (without it, a
 # KeyUpdate is refused as out of order); nor does it carry a record half sent or half received,

@@ -26,7 +26,8 @@ import random
 import time
 
 from attack_peers import TicketClient
-from harness import BUILD, Mesh, base_env, check, free_port, main, port_listening, wait_for
+from harness import (BUILD, SYSTEM_WOLFSSL, Mesh, base_env, check, free_port, main,
+                     port_listening, wait_for)
 from lifecycle_common import Pki
 
 CLIENT = os.path.join(BUILD, "tests", "integration", "ticket_client")
@@ -70,7 +71,17 @@ def attack(client, server, anyone, only_x):
     again = client.connect(anyone, 1, "2")
     check(again["ok"] and again["resumed"] and again["reply"] == spiffe("b"),
           f"b's own ticket must resume as b: {again}")
-    print("ticket rebinding: b offering x's ticket gets a full handshake and a ticket of its own")
+    # b's own ticket for psk_ke alone: a resumption without a fresh key share (no forward
+    # secrecy, no post-quantum share) is refused; Debian's 5.5.4 cannot refuse it.
+    bare = client.connect(anyone, 1, "2!")
+    if SYSTEM_WOLFSSL:
+        check(bare["ok"] and bare["reply"] == spiffe("b"), f"psk_ke with 5.5.4: {bare}")
+    else:
+        check(not bare["ok"] and not bare["resumed"],
+              f"a resumption without a fresh key share was accepted: {bare}")
+    print("ticket rebinding: b offering x's ticket gets a full handshake and a ticket of its own; "
+          + ("psk_ke alone is accepted by 5.5.4" if SYSTEM_WOLFSSL else
+             "a resumption without a fresh key share is refused"))
 
 
 def prove_property(client, server, anyone, only_x, seed, start):

@@ -10,7 +10,8 @@
  *   PORT IDENTITY OFFER      IDENTITY: index of a certificate/key pair (0 = the first)
  *                            OFFER: "-" none; "K" the session received on connection K as it is;
  *                            "K:J" connection K's ticket inside connection J's session state (its
- *                            secret and ticket age are J's: the ticket's own checks fail)
+ *                            secret and ticket age are J's: the ticket's own checks fail); a
+ *                            trailing "!" offers it for psk_ke alone (no fresh key share)
  *   → N ok|fail resumed=0|1 ticket=0|1 port=LOCAL_PORT reply=TEXT
  *
  * N counts connections from 0. On each connection the client sends "who\n" and reads one line
@@ -70,6 +71,16 @@ static bool offer(WOLFSSL *ssl, const char *text, long connection)
 {
     if (strcmp(text, "-") == 0)
         return true;
+    size_t length = strlen(text);
+    if (length > 1 && text[length - 1] == '!') {
+        /* psk_ke only: a resumption without a fresh (EC)DHE share. */
+        char bare[32];
+        if (length >= sizeof(bare) || wolfSSL_no_dhe_psk(ssl) != 0)
+            return false;
+        memcpy(bare, text, length - 1);
+        bare[length - 1] = '\0';
+        return offer(ssl, bare, connection);
+    }
     char *end = NULL;
     long ticket_from = strtol(text, &end, 10);
     long state_from = ticket_from;

@@ -228,10 +228,11 @@ struct mt_conn *mt_conn_open_handed_over(int fd, struct mt_tls_context *context,
         char address[MT_ADDR_TEXT_MAX];
         mt_addr_format(&conn->peer, address, sizeof(address));
         mt_log_info("mtls %s %s on fd %d: session continued after exec in %s (pid %d): peer %s, "
-                    "%s %s",
+                    "%s %s %s",
                     conn->role == MT_TLS_SERVER ? "inbound from" : "outbound to", address, fd,
                     program_invocation_name, (int)from, mt_tls_peer_id(conn->tls),
-                    mt_tls_version(conn->tls), mt_tls_cipher(conn->tls));
+                    mt_tls_version(conn->tls), mt_tls_cipher(conn->tls),
+                    mt_tls_key_exchange(conn->tls));
     } else {
         /* The session is lost: nothing the application writes may reach the wire. */
         struct sockaddr unspecified = {.sa_family = AF_UNSPEC};

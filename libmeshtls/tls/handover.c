@@ -20,6 +20,7 @@
  * it is wiped, and a failed export wipes what it wrote.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,6 +63,7 @@ struct header {
     uint32_t unsent_alert_length;
     uint32_t held_ticket_length;
     int64_t trusted_until_ms;
+    char key_exchange[24]; /* the group's name (mt_tls_key_exchange), NUL-terminated */
     unsigned char client_secret[MT_WOLFSSL_SECRET_LENGTH];
     unsigned char server_secret[MT_WOLFSSL_SECRET_LENGTH];
 };
@@ -82,7 +84,7 @@ static void wipe(void *data, size_t length)
 #if HANDOVER_SUPPORTED
 
 /* "MTH" and a format version: an export from another build of libmeshtls is refused. */
-static const unsigned char magic[4] = {'M', 'T', 'H', 1};
+static const unsigned char magic[4] = {'M', 'T', 'H', 2};
 
 /* A field of struct WOLFSSL at an offset build.sh measured. */
 static unsigned char *field_at(WOLFSSL *ssl, size_t offset)
@@ -203,6 +205,7 @@ MT_RESULT mt_tls_session_export(struct mt_tls_session *session, unsigned char *b
            sizeof(header.client_secret));
     memcpy(header.server_secret, field_at(session->ssl, MT_WOLFSSL_SERVER_SECRET_OFFSET),
            sizeof(header.server_secret));
+    snprintf(header.key_exchange, sizeof(header.key_exchange), "%s", mt_tls_key_exchange(session));
 
     mt_result result = mt_result_of(MT_ERR_TOO_LONG);
     size_t at = sizeof(header);
@@ -306,6 +309,8 @@ static MT_RESULT import_into(struct mt_tls_session *session, const struct header
         memcpy(session->peer_id, peer_id, header->peer_id_length);
     free(peer_id);
     MT_ENSURE(session->peer_id != NULL, MT_ERR_NO_MEMORY);
+    session->key_exchange = strndup(header->key_exchange, sizeof(header->key_exchange) - 1);
+    MT_ENSURE(session->key_exchange != NULL, MT_ERR_NO_MEMORY);
 
     unsigned char *ahead = NULL;
     MT_ENSURE(take(buffer, length, &at, header->ahead_length, &ahead), MT_ERR_HANDOVER_STATE);

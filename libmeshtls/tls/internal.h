@@ -75,6 +75,8 @@ struct mt_tls_session {
     void *peer_filter_argument;
     struct mt_tls_reason *reason; /* NULL while all is well */
     char *peer_id; /* proven: by verify.c, or by the ticket a handshake resumed with */
+    /* The key-exchange group of a handshake made in another process (handover.c), else NULL. */
+    char *key_exchange;
     /* What the socket has not taken yet of close_notify (see record.c). */
     unsigned char *unsent_alert;
     /* A server's NewSessionTicket, held to leave with the first bytes sent after it. */

@@ -94,6 +94,7 @@ void mt_tls_session_free(struct mt_tls_session *session)
     mt_tls_context_release(session->context);
     mt_tls_failure_free(session);
     free(session->peer_id);
+    free(session->key_exchange);
     mt_tls_claim_clear(&session->claim);
     free(session);
 }
@@ -214,6 +215,9 @@ const char *mt_tls_cipher(struct mt_tls_session *session)
 
 const char *mt_tls_key_exchange(struct mt_tls_session *session)
 {
+    /* wolfSSL's export does not carry the group: the exporting process's name for it does. */
+    if (session->key_exchange != NULL)
+        return session->key_exchange;
     const char *name = wolfSSL_get_curve_name(session->ssl);
     return name != NULL ? name : "?";
 }

@@ -69,6 +69,12 @@ def inetd(mesh, config, how="serve"):
     wait_for(lambda: b"handler exited 0" in server.stdout(), 10, "the handler to exit")
     check("session continued after exec" in server.stderr(),
           f"the handler did not log the session it continued:\n{server.stderr()[-2000:]}")
+    # The handler names the key exchange of the handshake it did not see, as the server did.
+    first = [line for line in server.stderr().splitlines() if "mtls inbound from" in line
+             and "continued" not in line][0]
+    continued = [line for line in server.stderr().splitlines() if "continued after exec" in line][0]
+    check(continued.split()[-1] == first.split()[-1] != "?",
+          f"the key exchange is not carried across exec:\n{first}\n{continued}")
     check("reset" not in server.stderr(), f"a session was reset:\n{server.stderr()[-2000:]}")
     # Plaintext to a strict port: refused, the handler never runs for it.
     assert_plaintext_refused(port, server, b"plaintext-request\n", "peer did not speak TLS")

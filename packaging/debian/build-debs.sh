@@ -57,8 +57,13 @@ print(next((o["value"] for o in json.load(sys.stdin) if o["name"] == "libconfig_
   meson setup "$package_build" "$source_dir" "${options[@]}" > "$build_dir/debian-setup.log" 2>&1 ||
     die "meson setup failed; see $build_dir/debian-setup.log"
 fi
+# Targets are named from meson's introspection data, which a kept build directory refreshes only
+# when it regenerates: regenerate first, so that a changed project (its version, hence the
+# shared library's file name) is the one asked for.
+ninja -C "$package_build" build.ninja > "$build_dir/debian-compile.log" 2>&1 ||
+  die "meson could not regenerate $package_build; see $build_dir/debian-compile.log"
 meson compile -C "$package_build" meshtls-agent meshtls:executable meshtls:shared_library \
-  meshtls-preload > "$build_dir/debian-compile.log" 2>&1 ||
+  meshtls-preload >> "$build_dir/debian-compile.log" 2>&1 ||
   die "meson compile failed; see $build_dir/debian-compile.log"
 rm -rf "$stage" "$trees"
 meson install -C "$package_build" --destdir "$stage" --no-rebuild --strip --quiet ||

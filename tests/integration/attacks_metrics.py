@@ -99,7 +99,7 @@ if fd is None:
 HEADER, CHUNK, CHUNKS, RECORD = 4096, 65536, 256, 312
 per_chunk = (CHUNK - 64) // RECORD
 header = bytearray(HEADER)
-struct.pack_into("<8sIIIIiIQq", header, 0, b"MTMETRIC", 2, HEADER, CHUNK, CHUNKS, os.getpid(),
+struct.pack_into("<8sIIIIiIQq", header, 0, b"MTMETRIC", 3, HEADER, CHUNK, CHUNKS, os.getpid(),
                  os.geteuid(), start_time(), 0)
 os.pwrite(fd, bytes(header), 0)
 for c in range(CHUNKS):

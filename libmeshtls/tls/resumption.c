@@ -344,7 +344,15 @@ bool mt_tls_client_offer(struct mt_tls_resumption *resumption, const unsigned ch
     }
     if (strlen(entry->peer_id) >= capacity || !admit(argument, entry->peer_id))
         goto out;
-    if (wolfSSL_set_session(ssl, entry->session) != WOLFSSL_SUCCESS) {
+    /*
+     * ssl gets a copy of its own: wolfSSL 5.9.2 does not copy a session it is given (5.5.4 did)
+     * but shares it, and writes the connection's next ticket into it, under any other thread
+     * whose connection was given the same one.
+     */
+    WOLFSSL_SESSION *copy = wolfSSL_SESSION_dup(entry->session);
+    bool set = copy != NULL && wolfSSL_set_session(ssl, copy) == WOLFSSL_SUCCESS;
+    wolfSSL_SESSION_free(copy); /* ssl holds its own reference, or its own copy */
+    if (!set) {
         client_clear(entry); /* wolfSSL's own expiry, or a session it cannot use */
         goto out;
     }

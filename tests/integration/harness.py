@@ -68,10 +68,21 @@ def check(condition, message):
         raise TestFailure(message)
 
 
+_ports_given = set()
+
+
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free now. Never one this process was given before: the kernel may hand a released
+    port out again at once, and a test that asks for several before binding them would get the
+    same port twice (EADDRINUSE at its second bind)."""
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+    raise OSError("no free port that this test has not been given already")
 
 
 def wait_for(predicate, timeout, what):

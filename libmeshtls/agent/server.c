@@ -147,8 +147,7 @@ MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
         goto out;
     }
     server->clients = calloc(MT_SERVER_CLIENTS_MAX, sizeof(*server->clients));
-    server->issued = calloc(MT_SERVER_ISSUED_MAX, sizeof(*server->issued));
-    if (server->clients == NULL || server->issued == NULL)
+    if (server->clients == NULL || !mt_result_is_ok(mt_server_issued_init(server)))
         result = mt_result_explain(reason, MT_ERR_NO_MEMORY, "out of memory");
 
 out:

@@ -2,10 +2,11 @@
  * The table of what the agent issued to whom (see issued.h).
  *
  * Owns the entries, their strings and the hash index over them. The index holds positions in the
- * entry array, so it is rebuilt whenever the array is compacted (sweep) or moved (growth); both
- * already cost a pass over every entry. This file must never ask the kernel about a process
- * itself (the is_alive function does), never sweep more often than issued.h allows, and never
- * grow past MT_ISSUED_MAX entries.
+ * entry array: a removed entry's place is taken by the last one, and both index slots are fixed
+ * at once, so a sweep step costs its liveness checks and nothing proportional to the table; only
+ * growth rebuilds the index. This file must never ask the kernel about a process itself (the
+ * is_alive function does), never check liveness outside a sweep, and never grow past
+ * MT_ISSUED_MAX entries.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -97,42 +98,77 @@ struct mt_issued_entry *mt_issued_find(const struct mt_issued_table *table, pid_
     return NULL;
 }
 
-void mt_issued_sweep(struct mt_issued_table *table)
+/* The index slot that holds position (it is there: every entry is indexed). */
+static size_t index_slot_of(const struct mt_issued_table *table, size_t position)
 {
-    if (table == NULL || table->index == NULL)
-        return;
-    size_t kept = 0;
-    for (size_t i = 0; i < table->count; i++) {
-        struct mt_issued_entry *entry = &table->entries[i];
-        if (!table->is_alive(entry->pid, entry->start_time)) {
-            entry_clear(entry);
-            continue;
-        }
-        if (kept != i) {
-            table->entries[kept] = *entry;
-            memset(entry, 0, sizeof(*entry));
-        }
-        kept++;
-    }
-    table->count = kept;
-    table->remembered_since_sweep = 0;
-    index_rebuild(table);
+    size_t slot = slot_of(table, table->entries[position].pid);
+    while (table->index[slot] != position + 1)
+        slot = (slot + 1) & (table->index_size - 1);
+    return slot;
 }
 
-/* Makes room for one more entry per issued.h's table; false when there is none. */
+/*
+ * Empties slot and moves later entries of its probe run back into the hole, so that every entry
+ * stays reachable from its home slot (deletion in linear probing, without tombstones).
+ */
+static void index_delete(struct mt_issued_table *table, size_t slot)
+{
+    size_t mask = table->index_size - 1;
+    size_t hole = slot;
+    for (size_t next = (hole + 1) & mask; table->index[next] != 0; next = (next + 1) & mask) {
+        size_t home = slot_of(table, table->entries[table->index[next] - 1].pid);
+        /* The entry at next may fill the hole when its home is not between the hole and it. */
+        if (((next - home) & mask) >= ((next - hole) & mask)) {
+            table->index[hole] = table->index[next];
+            hole = next;
+        }
+    }
+    table->index[hole] = 0;
+}
+
+/* Removes the entry at position: the last entry takes its place. */
+static void entry_remove(struct mt_issued_table *table, size_t position)
+{
+    size_t last = table->count - 1;
+    index_delete(table, index_slot_of(table, position));
+    entry_clear(&table->entries[position]);
+    if (position != last) {
+        table->index[index_slot_of(table, last)] = (uint32_t)(position + 1);
+        table->entries[position] = table->entries[last];
+        memset(&table->entries[last], 0, sizeof(table->entries[last]));
+    }
+    table->count--;
+}
+
+bool mt_issued_sweep_step(struct mt_issued_table *table, size_t *cursor, size_t budget)
+{
+    if (table == NULL || table->index == NULL || cursor == NULL)
+        return true;
+    for (size_t checked = 0; checked < budget && *cursor < table->count; checked++) {
+        const struct mt_issued_entry *entry = &table->entries[*cursor];
+        if (table->is_alive(entry->pid, entry->start_time))
+            (*cursor)++;
+        else
+            entry_remove(table, *cursor); /* the last entry moved here: look at it next */
+    }
+    return *cursor >= table->count;
+}
+
+void mt_issued_sweep(struct mt_issued_table *table)
+{
+    size_t cursor = 0;
+    (void)mt_issued_sweep_step(table, &cursor, SIZE_MAX);
+}
+
+/* Makes room for one more entry (issued.h): grows, up to MT_ISSUED_MAX. */
 static bool make_room(struct mt_issued_table *table)
 {
     if (table->count < table->capacity)
         return true;
-    if (table->remembered_since_sweep >= table->count / 2) {
-        mt_issued_sweep(table);
-        if (table->count < table->capacity * 3 / 4)
-            return true;
-    }
     if (table->capacity >= MT_ISSUED_MAX)
-        return table->count < table->capacity;
+        return false;
     size_t capacity = table->capacity * 2 > MT_ISSUED_MAX ? MT_ISSUED_MAX : table->capacity * 2;
-    return resize(table, capacity) || table->count < table->capacity;
+    return resize(table, capacity);
 }
 
 bool mt_issued_remember(struct mt_issued_table *table, pid_t pid, uid_t uid,
@@ -160,7 +196,6 @@ bool mt_issued_remember(struct mt_issued_table *table, pid_t pid, uid_t uid,
         entry->pid = pid;
         entry->start_time = start_time;
         index_insert(table, table->count - 1);
-        table->remembered_since_sweep++;
     }
     free(entry->exe);
     free(entry->spiffe_id);

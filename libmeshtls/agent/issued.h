@@ -1,18 +1,18 @@
 /*
  * What the agent issued to whom: the last identity of each live process, for `meshtls status`.
  *
- * A node runs thousands of meshed processes, and every SVID issued is remembered here, so no
- * operation may cost more than a constant per request. Entries are found by (pid, start time)
- * through a hash index. Dead processes are forgotten by a sweep, which asks the kernel about every
- * entry: the server sweeps periodically, and remember sweeps only when the table is full and at
- * least half of it was remembered since the last sweep, so its cost stays a constant per request.
- * A table still mostly live after that sweep doubles, up to MT_ISSUED_MAX entries; beyond that a
- * new process is not remembered (its metrics file still lists it) until a sweep frees room.
+ * A node runs thousands of meshed processes, and every SVID issued is remembered here, so nothing
+ * a request does may cost in proportion to the table: entries are found by (pid, start time)
+ * through a hash index, and remember never checks whether a process is alive. Dead processes are
+ * forgotten by sweeps, which ask about every entry; the server runs them a bounded step at a time
+ * between requests (mt_issued_sweep_step), so that 10 000 live processes (a /proc read each)
+ * never hold the agent's loop for long.
  *
- *   table                  remembered since sweep   what remember does
- *   room                   any                      stores the entry
- *   full                   < half the table         grows (below the max), else drops the entry
- *   full                   >= half the table        sweeps; grows when still 3/4 full; stores
+ *   table                  what remember does
+ *   room                   stores the entry
+ *   full, below the max    doubles, then stores the entry
+ *   full, at MT_ISSUED_MAX refuses: the process is not remembered (its metrics file still lists
+ *                          it in `meshtls status`) until a sweep frees room
  *
  * No I/O of its own: whether a process is alive is asked of the function given to init.
  */
@@ -50,7 +50,6 @@ struct mt_issued_table {
     size_t capacity;
     uint32_t *index; /* open addressing, index_size = 2 * capacity: entry + 1, 0 when empty */
     size_t index_size;
-    size_t remembered_since_sweep;
     mt_issued_is_alive_fn is_alive;
 };
 
@@ -73,7 +72,14 @@ bool mt_issued_remember(struct mt_issued_table *table, pid_t pid, uid_t uid,
 struct mt_issued_entry *mt_issued_find(const struct mt_issued_table *table, pid_t pid,
                                        unsigned long long start_time);
 
-/* Drops the entries of processes that have exited (or whose pid was reused). */
+/*
+ * Checks up to budget entries from *cursor (0 to start a sweep) and drops those of processes
+ * that have exited (or whose pid was reused). True when the sweep has reached the end. Entries
+ * remembered meanwhile are checked too; none is skipped.
+ */
+bool mt_issued_sweep_step(struct mt_issued_table *table, size_t *cursor, size_t budget);
+
+/* A whole sweep at once. */
 void mt_issued_sweep(struct mt_issued_table *table);
 
 #endif

@@ -29,6 +29,8 @@
 #define MT_SERVER_REQUEST_TIMEOUT_MS 5000
 /* How often metrics files of dead processes are removed when nobody scrapes. */
 #define MT_SERVER_SWEEP_MS 10000
+/* Processes a sweep looks at (a /proc read each) per turn of the loop, between requests. */
+#define MT_SERVER_SWEEP_STEP 128
 
 struct mt_server_client;
 
@@ -46,6 +48,11 @@ struct mt_server {
     bool metrics_directory_moved;  /* already logged that its path leads elsewhere */
     struct mt_issued_table issued; /* for `meshtls status` (issued.h) */
     long long next_sweep_ms;
+    /* A sweep under way: the metrics directory first, then what was issued (server.c). */
+    bool sweeping;
+    struct mt_metrics_sweep metrics_sweep;
+    size_t issued_sweep_cursor;
+    size_t sweep_removed;
 };
 
 /*

@@ -8,6 +8,7 @@ and a metrics file. The clients run on the same cores as the agent. There is no 
 counterpart for issuing SVIDs: the rows print their own figures against the targets.
 """
 
+import json
 import os
 import statistics
 import sys
@@ -17,7 +18,6 @@ TARGET_SVIDS_PER_S = 2000
 
 
 def _json_lines(text):
-    import json
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
@@ -54,6 +54,7 @@ def measure_agent(mesh, harness, build, seconds, repeat, processes):
                         "max": max(rates),
                         "agent_cpu_us_per_svid": statistics.median(
                             run["agent_cpu_us_per_svid"] for run in runs),
+                        "slowest_ms": max(run["slowest_ms"] for run in runs),
                         "failed": sum(run["failed"] for run in runs), "runs": runs}
     return {"svids": svids, "memory": memory}
 
@@ -64,9 +65,10 @@ def agent_rows(figures, row, fmt):
         row(f"agent: SVIDs issued, {count} client(s)", "SVID/s", None, None,
             figure["svids_per_s"], f">={TARGET_SVIDS_PER_S}/s" if count > 1 else "",
             f"no plain/stunnel counterpart; agent CPU {fmt(figure['agent_cpu_us_per_svid'], 0)}"
-            f" us/SVID; min-max {fmt(figure['min'], 0)}-{fmt(figure['max'], 0)}; "
-            f"{figure['failed']} failed")
-    memory = figures["memory"]
+            f" us/SVID; min-max {fmt(figure['min'], 0)}-{fmt(figure['max'], 0)}; slowest "
+            f"{fmt(figure['slowest_ms'], 0)} ms; {figure['failed']} failed")
+    idle = [m for m in figures["memory"] if m.get("mode") == "idle"]
+    memory = [m for m in figures["memory"] if m.get("mode") == "hold"]
     if not memory:
         return
     first, last = memory[0], memory[-1]
@@ -82,4 +84,6 @@ def agent_rows(figures, row, fmt):
         last["agent_rss_kib"] / 1024, "flat per process",
         f"RSS at {steps} MiB; {fmt(slope, 0)} B RSS, {fmt(heap_slope, 0)} B heap per process "
         f"from {slope_from['live']} on; {last['failed']} failed; "
-        f"{fmt(last['elapsed_s'], 0)} s to start them")
+        f"{fmt(last['elapsed_s'], 0)} s to start them"
+        + (f"; agent CPU {fmt(idle[0]['agent_cpu_ms'], 0)} ms in {idle[0]['seconds']} s idle"
+           if idle else ""))

@@ -144,15 +144,21 @@ static bool fetch_svid(char *reason, size_t capacity)
 struct worker_counts {
     unsigned long long issued;
     unsigned long long failed;
+    double slowest_ms; /* the longest request, a sign of the agent's loop held up */
 };
 
 static void svid_worker(double deadline, int report_fd)
 {
-    struct worker_counts counts = {0, 0};
+    struct worker_counts counts = {0, 0, 0};
     char reason[512] = "";
     char first_failure[512] = "";
     while (now_seconds() < deadline) {
-        if (fetch_svid(reason, sizeof(reason))) {
+        double started = now_seconds();
+        bool fetched = fetch_svid(reason, sizeof(reason));
+        double took_ms = (now_seconds() - started) * 1000;
+        if (took_ms > counts.slowest_ms)
+            counts.slowest_ms = took_ms;
+        if (fetched) {
             counts.issued++;
         } else {
             if (counts.failed++ == 0)
@@ -192,12 +198,14 @@ static int run_svids(int clients, double seconds)
         }
     }
     close(report[1]);
-    struct worker_counts total = {0, 0};
+    struct worker_counts total = {0, 0, 0};
     struct worker_counts counts;
     int reported = 0;
     while (read(report[0], &counts, sizeof(counts)) == (ssize_t)sizeof(counts)) {
         total.issued += counts.issued;
         total.failed += counts.failed;
+        if (counts.slowest_ms > total.slowest_ms)
+            total.slowest_ms = counts.slowest_ms;
         reported++;
     }
     double elapsed = now_seconds() - start;
@@ -207,10 +215,10 @@ static int run_svids(int clients, double seconds)
     double cpu_seconds = (double)(cpu_after - cpu_before) / (double)sysconf(_SC_CLK_TCK);
     printf("{\"mode\": \"svids\", \"clients\": %d, \"reported\": %d, \"seconds\": %.3f, "
            "\"svids\": %llu, \"failed\": %llu, \"svids_per_s\": %.1f, \"agent_cpu_s\": %.3f, "
-           "\"agent_cpu_us_per_svid\": %.1f, \"agent_cpu_share\": %.3f}\n",
+           "\"agent_cpu_us_per_svid\": %.1f, \"agent_cpu_share\": %.3f, \"slowest_ms\": %.1f}\n",
            clients, reported, elapsed, total.issued, total.failed, (double)total.issued / elapsed,
            cpu_seconds, total.issued > 0 ? cpu_seconds * 1e6 / (double)total.issued : 0.0,
-           cpu_seconds / elapsed);
+           cpu_seconds / elapsed, total.slowest_ms);
     return reported == clients ? 0 : 1;
 }
 

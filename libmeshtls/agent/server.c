@@ -147,8 +147,7 @@ MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
         goto out;
     }
     server->clients = calloc(MT_SERVER_CLIENTS_MAX, sizeof(*server->clients));
-    server->issued = calloc(MT_SERVER_ISSUED_MAX, sizeof(*server->issued));
-    if (server->clients == NULL || server->issued == NULL)
+    if (server->clients == NULL || !mt_result_is_ok(mt_server_issued_init(server)))
         result = mt_result_explain(reason, MT_ERR_NO_MEMORY, "out of memory");
 
 out:
@@ -167,6 +166,9 @@ static int poll_timeout(const struct mt_server *server, long long now)
         earliest = server->next_sweep_ms;
     if (server->accept_paused_until_ms > now)
         earliest = server->accept_paused_until_ms;
+    /* A sweep under way takes its next step as soon as the ready clients are served. */
+    if (server->sweeping)
+        earliest = now;
     for (size_t i = 0; i < MT_SERVER_CLIENTS_MAX; i++) {
         const struct mt_server_client *client = &server->clients[i];
         if (client->state != MT_SERVER_CLIENT_FREE &&
@@ -179,12 +181,12 @@ static int poll_timeout(const struct mt_server *server, long long now)
 }
 
 /*
- * Removes the metrics files of dead processes and forgets what was issued to them. The sweep
- * works on the directory held open since startup: if its path was since renamed and replaced
- * (say by a symbolic link to the agent's state directory), the descriptor still names the real
- * directory and nothing at the new target is touched. That is said once, for the operator.
+ * Starts removing the metrics files of dead processes and forgetting what was issued to them. The
+ * sweep works on the directory held open since startup: if its path was since renamed and
+ * replaced (say by a symbolic link to the agent's state directory), the descriptor still names the
+ * real directory and nothing at the new target is touched. That is said once, for the operator.
  */
-static void sweep_metrics(struct mt_server *server, long long now)
+static void sweep_start(struct mt_server *server, long long now)
 {
     server->next_sweep_ms = now + MT_SERVER_SWEEP_MS;
     bool moved = server->metrics_directory.fd >= 0 &&
@@ -196,10 +198,33 @@ static void sweep_metrics(struct mt_server *server, long long now)
                     "restart the agent",
                     server->metrics_directory.path);
     server->metrics_directory_moved = moved;
-    size_t removed = mt_metrics_sweep(&server->metrics_directory);
-    if (removed > 0)
-        mt_log_debug("removed %zu metrics file(s) of exited processes", removed);
-    mt_server_issued_sweep(server);
+    (void)mt_metrics_sweep_begin(&server->metrics_directory, &server->metrics_sweep);
+    server->issued_sweep_cursor = 0;
+    server->sweep_removed = 0;
+    server->sweeping = true;
+}
+
+/*
+ * One step of the sweep under way: at most MT_SERVER_SWEEP_STEP processes looked at, so that a
+ * node of 10 000 processes (a third of a second of /proc reads) never holds a request that long.
+ */
+static void sweep_step(struct mt_server *server)
+{
+    size_t before = server->issued.count;
+    if (server->metrics_sweep.listing != NULL) {
+        (void)mt_metrics_sweep_step(&server->metrics_directory, &server->metrics_sweep,
+                                    MT_SERVER_SWEEP_STEP, &server->sweep_removed);
+        return;
+    }
+    bool done =
+        mt_issued_sweep_step(&server->issued, &server->issued_sweep_cursor, MT_SERVER_SWEEP_STEP);
+    server->sweep_removed += before - server->issued.count;
+    if (!done)
+        return;
+    server->sweeping = false;
+    if (server->sweep_removed > 0)
+        mt_log_debug("removed %zu metrics file(s) and record(s) of exited processes",
+                     server->sweep_removed);
 }
 
 MT_RESULT mt_server_turn(struct mt_server *server, int signal_fd, int *signal_number)
@@ -257,8 +282,10 @@ MT_RESULT mt_server_turn(struct mt_server *server, int signal_fd, int *signal_nu
     }
     mt_issuer_poll(server->issuer, now);
     mt_log_limits_flush(mt_sys_now_ms());
-    if (now >= server->next_sweep_ms)
-        sweep_metrics(server, now);
+    if (!server->sweeping && now >= server->next_sweep_ms)
+        sweep_start(server, now);
+    if (server->sweeping)
+        sweep_step(server);
     return MT_OK_RESULT;
 }
 
@@ -281,6 +308,8 @@ void mt_server_close(struct mt_server *server)
         free(server->clients);
         server->clients = NULL;
     }
+    mt_metrics_sweep_end(&server->metrics_sweep);
+    server->sweeping = false;
     mt_server_issued_free(server);
     mt_metrics_directory_close(&server->metrics_directory);
     if (server->listen_fd >= 0) {

@@ -22,26 +22,17 @@
 #include "../metrics/directory.h"
 #include "../util/text.h"
 #include "agent_config.h"
+#include "issued.h"
 #include "issuer.h"
 
 #define MT_SERVER_CLIENTS_MAX 256
 #define MT_SERVER_REQUEST_TIMEOUT_MS 5000
-/* Processes remembered for `meshtls status` (pid, identity, expiry); dead ones are dropped. */
-#define MT_SERVER_ISSUED_MAX 4096
 /* How often metrics files of dead processes are removed when nobody scrapes. */
 #define MT_SERVER_SWEEP_MS 10000
+/* Processes a sweep looks at (a /proc read each) per turn of the loop, between requests. */
+#define MT_SERVER_SWEEP_STEP 128
 
 struct mt_server_client;
-
-/* The last identity issued to a process, for `meshtls status`. */
-struct mt_server_issued {
-    pid_t pid;
-    uid_t uid;
-    unsigned long long start_time;
-    time_t expiry;
-    char *exe;
-    char *spiffe_id;
-};
 
 struct mt_server {
     int listen_fd;
@@ -54,10 +45,14 @@ struct mt_server {
     struct mt_issuer *issuer;
     /* Its path set by mt_server_open; opened by mt_agent_metrics_directory_create. */
     struct mt_metrics_directory metrics_directory;
-    bool metrics_directory_moved;    /* already logged that its path leads elsewhere */
-    struct mt_server_issued *issued; /* MT_SERVER_ISSUED_MAX slots */
-    size_t issued_count;
+    bool metrics_directory_moved;  /* already logged that its path leads elsewhere */
+    struct mt_issued_table issued; /* for `meshtls status` (issued.h) */
     long long next_sweep_ms;
+    /* A sweep under way: the metrics directory first, then what was issued (server.c). */
+    bool sweeping;
+    struct mt_metrics_sweep metrics_sweep;
+    size_t issued_sweep_cursor;
+    size_t sweep_removed;
 };
 
 /*

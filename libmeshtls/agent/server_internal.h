@@ -84,6 +84,9 @@ void mt_server_request_handle(struct mt_server *server, struct mt_server_client 
 /* Replies to a STATUS request. */
 void mt_server_status_reply(struct mt_server *server, struct mt_server_client *client);
 
+/* An empty table of what was issued, its liveness checks by /proc (attest.h). */
+MT_RESULT mt_server_issued_init(struct mt_server *server);
+
 /* Remembers that peer was issued spiffe_id until expiry, for STATUS. */
 void mt_server_issued_remember(struct mt_server *server, const struct mt_attest_peer *peer,
                                const char *spiffe_id, time_t expiry);

@@ -1,12 +1,12 @@
 /*
  * What the agent issued to whom, and STATUS requests (`meshtls status`).
  *
- * Owns the table of the last identity issued to each live process, and the STATUS reply: one
- * record per process (from its metrics file, else from this table) and per open connection,
- * tab-separated, cut with a final "truncated" record when the frame is full. It must never show
- * a caller another user's processes unless it is root or the agent's user (another user's
- * metrics files are passed over before they are read), and never read more of a metrics file
- * than the reply can use (metrics/reader.h bounds each file).
+ * Fills the table of the last identity issued to each live process (issued.h, whose liveness
+ * checks read /proc here), and owns the STATUS reply: one record per process (from its metrics
+ * file, else from this table) and per open connection, tab-separated, cut with a final "truncated"
+ * record when the frame is full. It must never show a caller another user's processes unless it is
+ * root or the agent's user (another user's metrics files are passed over before they are read), and
+ * never read more of a metrics file than the reply can use (metrics/reader.h bounds each file).
  */
 #include <limits.h>
 #include <stdarg.h>
@@ -23,44 +23,20 @@
 /* Room kept in a status reply for the final "truncated" record. */
 #define STATUS_RESERVE 64
 
-static void issued_clear(struct mt_server_issued *entry)
+static bool issued_is_alive(pid_t pid, unsigned long long start_time)
 {
-    free(entry->exe);
-    free(entry->spiffe_id);
-    memset(entry, 0, sizeof(*entry));
+    unsigned long long now = 0;
+    return mt_attest_start_time(pid, &now) && now == start_time;
 }
 
-static bool issued_is_alive(const struct mt_server_issued *entry)
+MT_RESULT mt_server_issued_init(struct mt_server *server)
 {
-    unsigned long long start_time = 0;
-    return mt_attest_start_time(entry->pid, &start_time) && start_time == entry->start_time;
+    return mt_issued_init(&server->issued, issued_is_alive);
 }
 
-/* Drops the entries of processes that have exited (or whose pid was reused). */
 void mt_server_issued_sweep(struct mt_server *server)
 {
-    size_t kept = 0;
-    for (size_t i = 0; i < server->issued_count; i++) {
-        if (!issued_is_alive(&server->issued[i])) {
-            issued_clear(&server->issued[i]);
-            continue;
-        }
-        if (kept != i) {
-            server->issued[kept] = server->issued[i];
-            memset(&server->issued[i], 0, sizeof(server->issued[i]));
-        }
-        kept++;
-    }
-    server->issued_count = kept;
-}
-
-static struct mt_server_issued *issued_find(struct mt_server *server, pid_t pid,
-                                            unsigned long long start_time)
-{
-    for (size_t i = 0; i < server->issued_count; i++)
-        if (server->issued[i].pid == pid && server->issued[i].start_time == start_time)
-            return &server->issued[i];
-    return NULL;
+    mt_issued_sweep(&server->issued);
 }
 
 void mt_server_issued_remember(struct mt_server *server, const struct mt_attest_peer *peer,
@@ -68,32 +44,17 @@ void mt_server_issued_remember(struct mt_server *server, const struct mt_attest_
 {
     if (!peer->has_start_time)
         return;
-    unsigned long long start_time = peer->start_time;
-    struct mt_server_issued *entry = issued_find(server, peer->pid, start_time);
-    if (entry == NULL && server->issued_count == MT_SERVER_ISSUED_MAX)
-        mt_server_issued_sweep(server);
-    if (entry == NULL && server->issued_count < MT_SERVER_ISSUED_MAX)
-        entry = &server->issued[server->issued_count++];
-    if (entry == NULL)
-        return;
-    issued_clear(entry);
-    entry->pid = peer->pid;
-    entry->uid = peer->uid;
-    entry->start_time = start_time;
-    entry->expiry = expiry;
-    entry->exe = strdup(peer->has_exe ? peer->exe : "-");
-    entry->spiffe_id = strdup(spiffe_id);
+    if (!mt_issued_remember(&server->issued, peer->pid, peer->uid, peer->start_time,
+                            peer->has_exe ? peer->exe : "-", spiffe_id, expiry))
+        mt_log_limited(MT_LOG_WARN,
+                       "pid %ld is not listed by `meshtls status` unless it has a metrics file: "
+                       "%zu live processes already are (or out of memory)",
+                       (long)peer->pid, server->issued.count);
 }
 
 void mt_server_issued_free(struct mt_server *server)
 {
-    if (server->issued == NULL)
-        return;
-    for (size_t i = 0; i < server->issued_count; i++)
-        issued_clear(&server->issued[i]);
-    free(server->issued);
-    server->issued = NULL;
-    server->issued_count = 0;
+    mt_issued_cleanup(&server->issued);
 }
 
 /* Copies text for a tab-separated field: "-" when empty, tabs and newlines replaced. */
@@ -134,7 +95,7 @@ __attribute__((format(printf, 2, 3))) static void status_record(struct status_bu
 }
 
 static void status_process(struct status_builder *builder, const struct mt_metrics_process *process,
-                           const struct mt_server_issued *issued)
+                           const struct mt_issued_entry *issued)
 {
     char exe[PATH_MAX];
     char id[MT_SPIFFE_ID_MAX + 1];
@@ -173,7 +134,7 @@ void mt_server_status_reply(struct mt_server *server, struct mt_server_client *c
         mt_metrics_listing_free(&listing);
     mt_server_issued_sweep(server);
     uint8_t *reply = malloc(MT_SERVER_REPLY_MAX);
-    bool *listed = calloc(server->issued_count + 1, sizeof(*listed));
+    bool *listed = calloc(server->issued.count + 1, sizeof(*listed));
     if (reply == NULL || listed == NULL) {
         free(reply);
         free(listed);
@@ -190,15 +151,16 @@ void mt_server_status_reply(struct mt_server *server, struct mt_server_client *c
                                     sees_all ? NULL : &client->peer.uid,
                                     &process) != MT_METRICS_TRUSTED)
             continue;
-        struct mt_server_issued *issued = issued_find(server, process.pid, process.start_time);
+        struct mt_issued_entry *issued =
+            mt_issued_find(&server->issued, process.pid, process.start_time);
         if (issued != NULL)
-            listed[issued - server->issued] = true;
+            listed[issued - server->issued.entries] = true;
         if (sees_all || process.uid == client->peer.uid)
             status_process(&builder, &process, issued);
         mt_metrics_process_cleanup(&process);
     }
-    for (size_t i = 0; i < server->issued_count; i++) {
-        const struct mt_server_issued *issued = &server->issued[i];
+    for (size_t i = 0; i < server->issued.count; i++) {
+        const struct mt_issued_entry *issued = &server->issued.entries[i];
         char id[MT_SPIFFE_ID_MAX + 1];
         char exe[PATH_MAX];
         if (listed[i] || (!sees_all && issued->uid != client->peer.uid))

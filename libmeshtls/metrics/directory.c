@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -398,18 +399,34 @@ MT_RESULT mt_metrics_file_create(const struct mt_metrics_directory *directory, p
     return MT_OK_RESULT;
 }
 
-size_t mt_metrics_sweep(const struct mt_metrics_directory *directory)
+bool mt_metrics_sweep_begin(const struct mt_metrics_directory *directory,
+                            struct mt_metrics_sweep *sweep)
 {
+    if (sweep == NULL)
+        return false;
+    sweep->listing = NULL;
     int listing_fd = directory != NULL ? reopen_directory(directory) : -1;
     DIR *listing = listing_fd >= 0 ? fdopendir(listing_fd) : NULL;
     if (listing == NULL) {
         if (listing_fd >= 0)
             mt_sys_close(listing_fd);
-        return 0;
+        return false;
     }
-    size_t removed = 0;
-    struct dirent *entry;
-    while ((entry = readdir(listing)) != NULL) {
+    sweep->listing = listing;
+    return true;
+}
+
+bool mt_metrics_sweep_step(const struct mt_metrics_directory *directory,
+                           struct mt_metrics_sweep *sweep, size_t budget, size_t *removed)
+{
+    if (directory == NULL || sweep == NULL || sweep->listing == NULL)
+        return true;
+    for (size_t examined = 0; examined < budget; examined++) {
+        struct dirent *entry = readdir(sweep->listing);
+        if (entry == NULL) {
+            mt_metrics_sweep_end(sweep);
+            return true;
+        }
         pid_t pid = 0;
         unsigned long long start_time = 0;
         /* Never a directory (no AT_REMOVEDIR), never a name or an owner the agent did not give. */
@@ -417,9 +434,26 @@ size_t mt_metrics_sweep(const struct mt_metrics_directory *directory)
             !mt_metrics_file_name_parse(entry->d_name, &pid, &start_time) ||
             is_alive(pid, start_time))
             continue;
-        if (unlinkat(directory->fd, entry->d_name, 0) == 0)
-            removed++;
+        if (unlinkat(directory->fd, entry->d_name, 0) == 0 && removed != NULL)
+            (*removed)++;
     }
-    closedir(listing);
+    return false;
+}
+
+void mt_metrics_sweep_end(struct mt_metrics_sweep *sweep)
+{
+    if (sweep == NULL || sweep->listing == NULL)
+        return;
+    closedir(sweep->listing);
+    sweep->listing = NULL;
+}
+
+size_t mt_metrics_sweep(const struct mt_metrics_directory *directory)
+{
+    struct mt_metrics_sweep sweep;
+    size_t removed = 0;
+    if (mt_metrics_sweep_begin(directory, &sweep))
+        (void)mt_metrics_sweep_step(directory, &sweep, SIZE_MAX, &removed);
+    mt_metrics_sweep_end(&sweep);
     return removed;
 }

@@ -66,6 +66,23 @@ MT_RESULT mt_metrics_file_create(const struct mt_metrics_directory *directory, p
  */
 size_t mt_metrics_sweep(const struct mt_metrics_directory *directory);
 
+/*
+ * The same sweep a bounded step at a time, for a loop that must not stop for a directory of
+ * thousands of files (a /proc read each): begin opens a listing (false when the directory cannot
+ * be read: nothing to do), each step examines up to budget entries and adds the files it removed
+ * to *removed, returning true (the listing closed) once the directory is done. end closes a
+ * listing still open; harmless after the last step. Files created meanwhile may or may not be
+ * seen, as with readdir; the next sweep sees them.
+ */
+struct mt_metrics_sweep {
+    void *listing; /* DIR *, open between begin and the last step */
+};
+bool mt_metrics_sweep_begin(const struct mt_metrics_directory *directory,
+                            struct mt_metrics_sweep *sweep);
+bool mt_metrics_sweep_step(const struct mt_metrics_directory *directory,
+                           struct mt_metrics_sweep *sweep, size_t budget, size_t *removed);
+void mt_metrics_sweep_end(struct mt_metrics_sweep *sweep);
+
 enum mt_metrics_verdict {
     MT_METRICS_TRUSTED,
     MT_METRICS_SKIPPED, /* not a file the agent made, or malformed, or unreadable */

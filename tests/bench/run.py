@@ -60,7 +60,9 @@ def parse_arguments():
     parser.add_argument("--stunnel-idle-connections", type=int, default=1000,
                         help="idle connections through the stunnel pair (a thread each)")
     parser.add_argument("--json", help="also write the raw figures to this file")
-    parser.add_argument("--only", default="bulk,latency,handshakes,memory,startup",
+    parser.add_argument("--agent-processes", type=int, default=10000,
+                        help="live processes holding an identity for the agent's memory row")
+    parser.add_argument("--only", default="bulk,latency,handshakes,memory,startup,agent",
                         help="comma-separated subset of the measurements")
     return parser.parse_args()
 
@@ -70,14 +72,16 @@ BUILD = os.path.abspath(ARGS.build)
 os.environ["MESHTLS_BUILD_DIR"] = BUILD
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402  (reads MESHTLS_BUILD_DIR at import)
+import agent_rows  # noqa: E402  (the agent at node scale: tests/bench/agent_rows.py)
 
 BENCH_NET = os.path.join(BUILD, "tests", "bench", "bench_net")
 WOLF_BARE = os.path.join(BUILD, "tests", "bench", "wolf_bare")
+BENCH_AGENT = os.path.join(BUILD, "tests", "bench", "bench_agent")
 WAYS = ("plain", "stunnel", "meshtls")
 
 
 def check_tools():
-    for path in (harness.MESHTLS, harness.AGENT, BENCH_NET, WOLF_BARE):
+    for path in (harness.MESHTLS, harness.AGENT, BENCH_NET, WOLF_BARE, BENCH_AGENT):
         if not os.access(path, os.X_OK):
             fail(f"{path} missing: build with `meson compile -C {ARGS.build}` (option bench=true)")
     for tool in ("iperf3", "sockperf", "stunnel4", "openssl"):
@@ -590,6 +594,8 @@ def print_table(results, build_info):
         row("process start -> first RTT done", "ms", r["startup"]["plain"]["ms"],
             r["startup"]["stunnel"]["ms"], r["startup"]["meshtls"]["ms"], "",
             "meshtls includes `meshtls run`, key + CSR + agent")
+    if "agent" in r:
+        agent_rows.agent_rows(r["agent"], row, fmt)
 
     header = ["measurement", "unit", "plain", "stunnel", "meshtls", "mesh/plain",
               "mesh/stunnel", "target", "notes"]
@@ -647,7 +653,9 @@ def main():
                  ("latency", lambda m: measure_ways(m, "latency", measure_latency)),
                  ("handshakes", measure_handshakes),
                  ("startup", lambda m: measure_ways(m, "startup", measure_startup)),
-                 ("memory", measure_memories)]
+                 ("memory", measure_memories),
+                 ("agent", lambda m: agent_rows.measure_agent(
+                     m, harness, BUILD, ARGS.seconds, ARGS.repeat, ARGS.agent_processes))]
         for name, measure in steps:
             if name not in wanted:
                 continue

@@ -483,6 +483,53 @@ static void test_mt_server_turn_metrics_file_request_passes_the_file(void **stat
     close(passed_fd);
 }
 
+static size_t count_metrics_files(const struct fixture *fixture)
+{
+    size_t count = 0;
+    char path[192];
+    for (int i = 0; i < 300; i++) {
+        snprintf(path, sizeof(path), "%s/metrics/9999%05d-1.metrics", fixture->dir, i);
+        count += access(path, F_OK) == 0;
+    }
+    return count;
+}
+
+/* The files of 300 exited processes go in steps of MT_SERVER_SWEEP_STEP, requests served
+ * between them: a node's thousands of files never hold the loop for the whole sweep. */
+static void test_mt_server_turn_sweep_in_steps_between_requests(void **state)
+{
+    struct fixture *fixture = *state;
+    REQUIRE_PIDFDS();
+    start(fixture);
+    if (!mt_result_is_ok(mt_agent_metrics_directory_create(&fixture->server.metrics_directory,
+                                                           MT_TEXT_ON(fixture->message))))
+        fail_msg("metrics directory: %s", fixture->message);
+    char path[192];
+    for (int i = 0; i < 300; i++) {
+        /* Pids above any pid_max: none of these processes is alive. */
+        snprintf(path, sizeof(path), "%s/metrics/9999%05d-1.metrics", fixture->dir, i);
+        FILE *file = fopen(path, "w");
+        assert_non_null(file);
+        fclose(file);
+    }
+    fixture->server.next_sweep_ms = 0;
+    int signal_number = 0;
+    assert_true(mt_result_is_ok(mt_server_turn(&fixture->server, -1, &signal_number)));
+    assert_true(fixture->server.sweeping);
+    size_t left = count_metrics_files(fixture);
+    assert_true(left >= 300 - MT_SERVER_SWEEP_STEP && left < 300);
+
+    uint8_t request[64];
+    size_t length = build_request(request, sizeof(request), MT_PROTO_ID_REQUEST, 0, NULL, 0);
+    exchange(fixture, request, length, NULL);
+    assert_int_equal(fixture->frame.type, MT_PROTO_ID_RESPONSE);
+
+    for (int turn = 0; turn < 100 && fixture->server.sweeping; turn++)
+        assert_true(mt_result_is_ok(mt_server_turn(&fixture->server, -1, &signal_number)));
+    assert_false(fixture->server.sweeping);
+    assert_int_equal(count_metrics_files(fixture), 0);
+}
+
 /* ---- the socket --------------------------------------------------------------------------- */
 
 static void test_mt_server_open_live_agent_refused(void **state)
@@ -532,6 +579,7 @@ int main(void)
         TEST(test_mt_server_turn_truncated_request_closed_without_reply),
         TEST(test_mt_server_turn_status_lists_what_was_issued),
         TEST(test_mt_server_turn_metrics_file_request_passes_the_file),
+        TEST(test_mt_server_turn_sweep_in_steps_between_requests),
         TEST(test_mt_server_open_live_agent_refused),
         TEST(test_mt_server_close_removes_its_socket),
     };

@@ -600,6 +600,41 @@ static void test_file_create_agent_owned_named_by_attested_pid(void **state)
     assert_int_equal(rmdir(created_directory.path), 0);
 }
 
+/* A sweep in steps looks at no more entries per step than asked, and still removes every file
+ * of a dead process: the agent's loop takes one step between requests. */
+static void test_sweep_step_bounded_steps_remove_every_dead_file(void **state)
+{
+    (void)state;
+    struct mt_metrics_directory swept = open_subdirectory("stepped");
+    /* Pids above any pid_max: none of these processes is alive. */
+    for (int i = 0; i < 10; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "99999998%d-1.metrics", i);
+        make_file(swept.path, name);
+    }
+    make_file(swept.path, "canary");
+    struct mt_metrics_sweep sweep;
+    assert_true(mt_metrics_sweep_begin(&swept, &sweep));
+    size_t removed = 0;
+    size_t steps = 1;
+    assert_false(mt_metrics_sweep_step(&swept, &sweep, 3, &removed));
+    assert_true(removed <= 3);
+    while (!mt_metrics_sweep_step(&swept, &sweep, 3, &removed))
+        assert_true(++steps < 100);
+    /* 10 files, a canary, "." and "..": four steps of three do not finish them. */
+    assert_true(steps >= 4);
+    assert_int_equal(removed, 10);
+    assert_null(sweep.listing);
+    mt_metrics_sweep_end(&sweep);
+    for (int i = 0; i < 10; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "99999998%d-1.metrics", i);
+        assert_false(exists(swept.path, name));
+    }
+    assert_true(exists(swept.path, "canary"));
+    mt_metrics_directory_close(&swept);
+}
+
 static void test_sweep_foreign_entries_left_alone(void **state)
 {
     struct mt_metrics_directory swept = open_subdirectory("sweep");
@@ -831,6 +866,7 @@ int main(void)
         cmocka_unit_test(test_process_parse_label_bytes_beyond_budget_dropped_and_counted),
         cmocka_unit_test(test_process_load_file_grown_past_layout_reads_bounded),
         cmocka_unit_test(test_file_create_agent_owned_named_by_attested_pid),
+        cmocka_unit_test(test_sweep_step_bounded_steps_remove_every_dead_file),
         cmocka_unit_test(test_sweep_foreign_entries_left_alone),
         cmocka_unit_test(test_process_load_connections_beyond_limit_not_read),
         cmocka_unit_test(test_process_open_other_owner_skipped_unread),

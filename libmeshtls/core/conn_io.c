@@ -433,6 +433,7 @@ static ssize_t transmit(struct mt_conn *conn, const void *buffer, size_t length,
         if (interrupted && !outgoing)
             break;
         if (conn->state == MT_CONN_ESTABLISHED && conn->unsent_length == 0 && !outgoing) {
+            mt_conn_lift_nagle(conn);
             total += write_records(conn, (const char *)buffer + total, length - total);
             if (total == length && !mt_tls_outgoing_pending(conn->tls))
                 break;
@@ -458,6 +459,7 @@ static ssize_t transmit(struct mt_conn *conn, const void *buffer, size_t length,
             break;
     }
     mt_conn_use_transport(conn, false);
+    mt_conn_restore_nagle(conn);
     if (total > 0)
         mt_metrics_bytes_written(conn->metrics, total);
     mt_conn_unlock_and_notify(conn);

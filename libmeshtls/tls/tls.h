@@ -137,6 +137,16 @@ bool mt_tls_input_ready(struct mt_tls_session *session);
 bool mt_tls_may_have_more(struct mt_tls_session *session);
 
 /*
+ * Whether the session sent a record the application did not write since the last
+ * mt_tls_forget_own_bytes: a client's last handshake flight (Certificate, CertificateVerify,
+ * Finished), or a KeyUpdate answer. The application's next bytes would wait behind it under Nagle
+ * until the peer's delayed ACK (core/conn_nagle.c). A server's NewSessionTicket is not one: it
+ * leaves with the server's first bytes (held_ticket.c).
+ */
+bool mt_tls_sent_own_bytes(const struct mt_tls_session *session);
+void mt_tls_forget_own_bytes(struct mt_tls_session *session);
+
+/*
  * How the application's own call sends, so that records go in the same call: send with
  * MSG_NOSIGNAL when it asked for it (raise_sigpipe false), write(2) otherwise. Until the
  * application has sent, the session's own records (a handshake inside a read, a KeyUpdate

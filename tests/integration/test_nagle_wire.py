@@ -10,9 +10,10 @@ Nagle it cannot leave before the ACK of the Finished, so it must be on the wire 
 close_notify after a server's last small write. A client's own TCP_NODELAY is what getsockopt
 says before, during and after, and 0 set explicitly stays 0.
 
-Pairs: ab -> nginx (HTTP/1.0, no keep-alive), urllib -> Python's http.server, and a server that
-speaks first (peers.py greeter, SMTP-like) with its Nagle-on client. curl is left out: it sets
-TCP_NODELAY itself.
+Pairs: ab -> nginx (HTTP/1.0, no keep-alive), urllib -> Python's http.server, a server that
+speaks first (peers.py greeter, SMTP-like) with its Nagle-on client, and a server that writes its
+reply as one vector of two pieces (sendmsg), which must leave as one record in one segment, as
+plain TCP sends it. curl is left out: it sets TCP_NODELAY itself.
 """
 
 import os
@@ -56,6 +57,34 @@ for explicit in (None, 0, 1):
     s.close()
     print(explicit, seen, reply.split(b"\r\n")[0].decode())
 print(urllib.request.urlopen(f"http://127.0.0.1:{port}/page.html", timeout=20).status)
+"""
+
+# A server that answers each line with one sendmsg of two pieces (a header and a small body) and
+# keeps the connection open, and its client: neither sets TCP_NODELAY. Plain TCP sends the two
+# pieces in one segment; no FIN follows that would push out a held second one.
+VECTOR_SERVER = r"""
+import socket, sys
+listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+print("listening", flush=True)
+while True:
+    connection, _ = listener.accept()
+    with connection:
+        line = connection.makefile("rb").readline()
+        connection.sendmsg([b"HEADER " + line, b"a small body\n"])
+        connection.recv(1)
+"""
+VECTOR_CLIENT = r"""
+import socket, sys
+for _ in range(4):
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as connection:
+        connection.sendall(b"hello\n")
+        reply = b""
+        while not reply.endswith(b"a small body\n"):
+            chunk = connection.recv(4096)
+            if not chunk:
+                sys.exit("closed early: %r" % reply)
+            reply += chunk
+    print(reply.decode().replace("\n", "|"))
 """
 
 
@@ -107,17 +136,19 @@ def connections(segments, server_port):
 
 
 def waited_for_ack(packets, direction, index):
-    """Whether the data segment packets[index] (sent in direction) left only after the other side
-    had acknowledged the previous data segment sent in that direction with a bare ACK: the sign of
-    a delayed ACK that Nagle waited for (an ACK riding on the peer's data is its answer)."""
+    """Whether the data segment packets[index] (sent in direction) left only once the other side
+    acknowledged the previous data segment in that direction with a bare ACK, the last thing it
+    sent before: the sign of a delayed ACK that Nagle waited for. A segment that follows the
+    peer's data or FIN answers it, and an ACK riding on the peer's data is no delayed ACK."""
     previous = max((i for i in range(index) if packets[i][0] == direction and packets[i][4]),
                    default=None)
-    if previous is None:
+    answer = max((i for i in range(index) if packets[i][0] != direction), default=None)
+    if previous is None or answer is None or answer < previous:
         return False
+    _, _, ack, flags, payload = packets[answer]
     end = (packets[previous][1] + len(packets[previous][4])) & 0xFFFFFFFF
-    return any(packets[i][0] != direction and packets[i][3] & 0x10 and not packets[i][4] and
-               (packets[i][2] - end) & 0xFFFFFFFF < 0x80000000
-               for i in range(previous + 1, index))
+    bare_ack = flags & 0x10 and not flags & 0x07 and not payload  # no FIN, SYN, RST or data
+    return bool(bare_ack) and (ack - end) & 0xFFFFFFFF < 0x80000000
 
 
 def check_pair(name, packets_by_connection, client_speaks_first=True, server_writes_once=True):
@@ -215,7 +246,21 @@ def run_in_namespace(mesh, capture):
                                                       str(greet_port)])
         check(greet.wait(30) == 0 and b"220 greeter" in greet.stdout(),
               f"greet-client failed:\n{greet.stderr()}")
-    for server in (nginx, http, greeter):
+    # A reply written as one vector of two pieces.
+    vector_port = free_port()
+    vector_script = os.path.join(mesh.dir, "vector_server.py")
+    with open(vector_script, "w") as f:
+        f.write(VECTOR_SERVER)
+    vector = start_meshed_server(mesh, "vector-server", [PYTHON, vector_script, str(vector_port)],
+                                 vector_port)
+    vector_client_script = os.path.join(mesh.dir, "vector_client.py")
+    with open(vector_client_script, "w") as f:
+        f.write(VECTOR_CLIENT)
+    vector_client = mesh.meshed("vector-client", [PYTHON, vector_client_script, str(vector_port)])
+    check(vector_client.wait(60) == 0 and
+          vector_client.stdout().count(b"HEADER hello|a small body|") == 4,
+          f"vector client:\n{vector_client.stdout()}\n{vector_client.stderr()}")
+    for server in (nginx, http, greeter, vector):
         server.stop()
     capture.stop()
 
@@ -224,6 +269,7 @@ def run_in_namespace(mesh, capture):
                server_writes_once=False)
     check_pair("greet-client -> greeter (server first)",
                connections(capture.segments, greet_port), client_speaks_first=False)
+    check_pair("sendmsg of two pieces", connections(capture.segments, vector_port))
 
 
 def test():

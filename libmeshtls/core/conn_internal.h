@@ -57,8 +57,9 @@ static inline bool mt_conn_has_unsent(const struct mt_conn *conn)
 }
 
 /*
- * Before the application's write is committed: when the session sent bytes of its own since the
- * last one, turns TCP_NODELAY on for this call if the application has Nagle on (conn_nagle.c).
+ * Before the application's write is committed: when the client session sent its handshake
+ * since the last one, turns TCP_NODELAY on for this call if the application has Nagle on
+ * (conn_nagle.c).
  * mt_conn_restore_nagle puts the application's setting back before the call returns.
  */
 void mt_conn_lift_nagle(struct mt_conn *conn);

@@ -1,6 +1,6 @@
 /*
- * The application's Nagle setting around its first write after bytes libmeshtls sent of its own
- * (see mt_tls_sent_own_bytes): a client's last handshake flight, a KeyUpdate answer.
+ * The application's Nagle setting around a client's first write after its handshake flight (see
+ * mt_tls_sent_own_bytes).
  *
  * Under Nagle (TCP_NODELAY off, the default), the kernel holds a small segment while an earlier
  * small one is unacknowledged (Linux's Minshall variant), and the peer delays its ACK by up to

@@ -100,7 +100,6 @@ struct mt_tls_session {
     bool handshake_done;
     bool shutdown_sent;
     bool close_notify_queued; /* wolfSSL_shutdown returned: what it made is sent or kept */
-    bool application_writing; /* inside mt_tls_write: the records carry the application's bytes */
     bool sent_own_bytes;      /* see mt_tls_sent_own_bytes */
     bool saw_first_byte;
     bool first_byte_not_tls;

@@ -275,11 +275,11 @@ int mt_tls_record_send(WOLFSSL *ssl, char *buffer, int size, void *user)
     if (!session->handshake_done && wolfSSL_is_init_finished(ssl) && wolfSSL_is_server(ssl))
         return mt_tls_held_ticket_hold(session, buffer, size);
     /*
-     * A record the application did not write, which its next bytes could wait behind (see
-     * mt_tls_sent_own_bytes). A server's handshake flight is not one: the client's Finished,
-     * which acknowledges it, comes before the server's first bytes can.
+     * A client's handshake flight, which the application's first bytes could wait behind (see
+     * mt_tls_sent_own_bytes). A server's flight is answered by the client's Finished before the
+     * server can write.
      */
-    if (!session->application_writing && (session->handshake_done || !wolfSSL_is_server(ssl)))
+    if (!session->handshake_done && !wolfSSL_is_server(ssl))
         session->sent_own_bytes = true;
     if (session->held_ticket_length > 0)
         return mt_tls_held_ticket_send_before(session, buffer, size);

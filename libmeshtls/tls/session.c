@@ -175,9 +175,7 @@ enum mt_tls_status mt_tls_write(struct mt_tls_session *session, const void *buff
 {
     if (length > MT_TLS_RECORD_MAX)
         length = MT_TLS_RECORD_MAX;
-    session->application_writing = true;
     int ret = wolfSSL_write(session->ssl, buffer, (int)length);
-    session->application_writing = false;
     if (ret > 0)
         return MT_TLS_OK;
     return mt_tls_failure_classify(session, ret);

@@ -137,11 +137,12 @@ bool mt_tls_input_ready(struct mt_tls_session *session);
 bool mt_tls_may_have_more(struct mt_tls_session *session);
 
 /*
- * Whether the session sent a record the application did not write since the last
- * mt_tls_forget_own_bytes: a client's last handshake flight (Certificate, CertificateVerify,
- * Finished), or a KeyUpdate answer. The application's next bytes would wait behind it under Nagle
- * until the peer's delayed ACK (core/conn_nagle.c). A server's NewSessionTicket is not one: it
- * leaves with the server's first bytes (held_ticket.c).
+ * Whether a client session sent a handshake flight since the last mt_tls_forget_own_bytes: its
+ * last one (Certificate, CertificateVerify, Finished) is a small segment the application's first
+ * bytes would wait behind under Nagle until the server's delayed ACK (core/conn_nagle.c). A
+ * server's NewSessionTicket leaves with the server's first bytes instead (held_ticket.c). A
+ * KeyUpdate answered inside a read is not counted: lifting Nagle asks getsockopt and setsockopt,
+ * which a server confined to read and write by a seccomp filter must not call (test_sandbox).
  */
 bool mt_tls_sent_own_bytes(const struct mt_tls_session *session);
 void mt_tls_forget_own_bytes(struct mt_tls_session *session);

@@ -13,8 +13,8 @@
  * and a value it sets meanwhile (another thread) is the one restored.
  *
  * Owns conn->nagle_lifted and conn->application_nodelay. Must never leave TCP_NODELAY on after
- * the call that lifted it, nor touch a connection libmeshtls does not terminate (plaintext and
- * passthrough connections have no session and never get here).
+ * the call that lifted it, nor touch a connection libmeshtls does not terminate (it acts only on
+ * an established client session; plaintext and passthrough connections never are one).
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>

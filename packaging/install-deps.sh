@@ -25,6 +25,8 @@ packages=(
   gdb           # gcore: the key-hygiene test dumps a running agent and searches the core
   # real-program integration suite and soak test
   nginx redis-server redis-tools memcached iperf3 sockperf wrk
+  # a client that keeps Nagle on, new connection per request (ab: test_nagle_wire.py)
+  apache2-utils
   # a server that exports its own config_init/config_read (test_real_lighttpd.py)
   lighttpd
   # a handler the preload cannot follow (a static binary) exec'd on a meshed connection

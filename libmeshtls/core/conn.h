@@ -130,6 +130,8 @@ struct mt_conn {
     bool nonblocking;              /* O_NONBLOCK, as set through this process */
     long long receive_timeout_ms;  /* SO_RCVTIMEO; 0: none */
     long long send_timeout_ms;     /* SO_SNDTIMEO; 0: none */
+    bool nagle_lifted;             /* TCP_NODELAY on for this write only (conn_nagle.c) */
+    int application_nodelay;       /* meanwhile, the application's own TCP_NODELAY */
     pthread_cond_t kernel_io_done; /* a read or write made with the lock released has ended */
 
     /* Its record state's slot, when a fork made it shared while established (relay.h). */
@@ -271,6 +273,16 @@ void mt_conn_note_nonblocking(struct mt_conn *conn, bool nonblocking);
 
 /* setsockopt(SOL_SOCKET, SO_RCVTIMEO or SO_SNDTIMEO) succeeded on one of conn's names. */
 void mt_conn_note_timeout(struct mt_conn *conn, int option, long long timeout_ms);
+
+/*
+ * setsockopt(IPPROTO_TCP, TCP_NODELAY, value) succeeded on one of conn's names: the value to put
+ * back if a write has Nagle lifted now (conn_nagle.c).
+ */
+void mt_conn_note_nodelay(struct mt_conn *conn, int value);
+
+/* getsockopt(IPPROTO_TCP, TCP_NODELAY) while a write has Nagle lifted: true, *value the
+ * application's own setting; false otherwise (the kernel's answer is the application's). */
+bool mt_conn_application_nodelay(struct mt_conn *conn, int *value);
 
 /* FIONREAD: decrypted bytes readable now without blocking. */
 int mt_conn_readable_bytes(struct mt_conn *conn);

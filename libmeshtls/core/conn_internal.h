@@ -56,6 +56,15 @@ static inline bool mt_conn_has_unsent(const struct mt_conn *conn)
     return conn->unsent_length > 0 || (conn->tls != NULL && mt_tls_outgoing_pending(conn->tls));
 }
 
+/*
+ * Before the application's write is committed: when the client session sent its handshake
+ * since the last one, turns TCP_NODELAY on for this call if the application has Nagle on
+ * (conn_nagle.c).
+ * mt_conn_restore_nagle puts the application's setting back before the call returns.
+ */
+void mt_conn_lift_nagle(struct mt_conn *conn);
+void mt_conn_restore_nagle(struct mt_conn *conn);
+
 /* Sends the committed record left over from an earlier write; false while some is still left. */
 bool mt_conn_flush_unsent(struct mt_conn *conn);
 

@@ -433,6 +433,7 @@ static ssize_t transmit(struct mt_conn *conn, const void *buffer, size_t length,
         if (interrupted && !outgoing)
             break;
         if (conn->state == MT_CONN_ESTABLISHED && conn->unsent_length == 0 && !outgoing) {
+            mt_conn_lift_nagle(conn);
             total += write_records(conn, (const char *)buffer + total, length - total);
             if (total == length && !mt_tls_outgoing_pending(conn->tls))
                 break;
@@ -458,6 +459,7 @@ static ssize_t transmit(struct mt_conn *conn, const void *buffer, size_t length,
             break;
     }
     mt_conn_use_transport(conn, false);
+    mt_conn_restore_nagle(conn);
     if (total > 0)
         mt_metrics_bytes_written(conn->metrics, total);
     mt_conn_unlock_and_notify(conn);
@@ -493,8 +495,46 @@ ssize_t mt_conn_recv_vector(struct mt_conn *conn, const struct iovec *vector, in
     return total;
 }
 
+/*
+ * The bytes of a vector that fits in one record, gathered; NULL when it does not fit, has fewer
+ * than two pieces, or memory is short (each piece then goes as it is).
+ */
+static unsigned char *gather_small(const struct iovec *vector, int count, size_t *length)
+{
+    size_t total = 0;
+    int pieces = 0;
+    for (int i = 0; i < count && total <= MT_TLS_RECORD_MAX; i++) {
+        total += vector[i].iov_len;
+        pieces += vector[i].iov_len > 0;
+    }
+    unsigned char *gathered = pieces > 1 && total <= MT_TLS_RECORD_MAX ? malloc(total) : NULL;
+    if (gathered == NULL)
+        return NULL;
+    size_t offset = 0;
+    for (int i = 0; i < count; i++) {
+        if (vector[i].iov_len > 0)
+            memcpy(gathered + offset, vector[i].iov_base, vector[i].iov_len);
+        offset += vector[i].iov_len;
+    }
+    *length = total;
+    return gathered;
+}
+
+/*
+ * A vector that fits in one record goes as one record in one send, as the kernel sends it in one
+ * segment. Piece by piece, each piece was a record and a send of its own, and under Nagle the
+ * second waited for the peer's delayed ACK of the first (40 ms): a server's writev of headers and
+ * a small body.
+ */
 ssize_t mt_conn_send_vector(struct mt_conn *conn, const struct iovec *vector, int count, int flags)
 {
+    size_t gathered_length = 0;
+    unsigned char *gathered = gather_small(vector, count, &gathered_length);
+    if (gathered != NULL) {
+        ssize_t n = mt_conn_send(conn, gathered, gathered_length, flags);
+        MT_PRESERVING_ERRNO(free(gathered));
+        return n;
+    }
     ssize_t total = 0;
     for (int i = 0; i < count; i++) {
         if (vector[i].iov_len == 0)

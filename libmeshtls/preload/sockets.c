@@ -1,7 +1,7 @@
 /*
  * Hooks of the calls that make or end a connection: connect, accept, accept4, shutdown,
- * getsockopt (SO_ERROR of a connection whose handshake failed) and setsockopt (the timeouts a
- * connection keeps).
+ * getsockopt (SO_ERROR of a connection whose handshake failed, TCP_NODELAY while a write has Nagle
+ * lifted) and setsockopt (the timeouts a connection keeps, the TCP_NODELAY it puts back).
  *
  * Owns nothing: connect and accept hand over to core/intercept.c, which decides whether the
  * socket becomes ours; shutdown, getsockopt and setsockopt ask the table. Must never decide
@@ -9,6 +9,8 @@
  */
 #include "hook.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -64,6 +66,20 @@ MT_EXPORT int getsockopt(int fd, int level, int name, void *value, socklen_t *le
             }
         }
     }
+    if (level == IPPROTO_TCP && name == TCP_NODELAY && value != NULL && length != NULL &&
+        *length >= sizeof(int)) {
+        struct mt_conn *conn = mt_table_acquire(fd);
+        if (conn != NULL) {
+            int nodelay = 0;
+            bool lifted = mt_conn_application_nodelay(conn, &nodelay);
+            mt_conn_release(conn);
+            if (lifted) {
+                *(int *)value = nodelay;
+                *length = sizeof(int);
+                return 0;
+            }
+        }
+    }
     return real_getsockopt(fd, level, name, value, length);
 }
 
@@ -81,6 +97,18 @@ MT_EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen
                 memcpy(&timeout, value, sizeof(timeout));
                 mt_conn_note_timeout(conn, name,
                                      (long long)timeout.tv_sec * 1000 + timeout.tv_usec / 1000);
+                mt_conn_release(conn);
+            }
+        });
+    }
+    if (result == 0 && level == IPPROTO_TCP && name == TCP_NODELAY && value != NULL &&
+        length >= sizeof(int)) {
+        MT_PRESERVING_ERRNO({
+            struct mt_conn *conn = mt_table_acquire(fd);
+            if (conn != NULL) {
+                int nodelay;
+                memcpy(&nodelay, value, sizeof(nodelay));
+                mt_conn_note_nodelay(conn, nodelay);
                 mt_conn_release(conn);
             }
         });

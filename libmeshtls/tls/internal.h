@@ -100,6 +100,7 @@ struct mt_tls_session {
     bool handshake_done;
     bool shutdown_sent;
     bool close_notify_queued; /* wolfSSL_shutdown returned: what it made is sent or kept */
+    bool sent_own_bytes;      /* see mt_tls_sent_own_bytes */
     bool saw_first_byte;
     bool first_byte_not_tls;
     bool transport_eof;

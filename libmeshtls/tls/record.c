@@ -274,6 +274,13 @@ int mt_tls_record_send(WOLFSSL *ssl, char *buffer, int size, void *user)
         return keep_after_shutdown(session, buffer, size);
     if (!session->handshake_done && wolfSSL_is_init_finished(ssl) && wolfSSL_is_server(ssl))
         return mt_tls_held_ticket_hold(session, buffer, size);
+    /*
+     * A client's handshake flight, which the application's first bytes could wait behind (see
+     * mt_tls_sent_own_bytes). A server's flight is answered by the client's Finished before the
+     * server can write.
+     */
+    if (!session->handshake_done && !wolfSSL_is_server(ssl))
+        session->sent_own_bytes = true;
     if (session->held_ticket_length > 0)
         return mt_tls_held_ticket_send_before(session, buffer, size);
     ssize_t n = mt_tls_record_send_now(session, buffer, (size_t)size);
@@ -322,6 +329,16 @@ size_t mt_tls_pending(struct mt_tls_session *session)
 {
     int pending = wolfSSL_pending(session->ssl);
     return session->carried_length + (pending > 0 ? (size_t)pending : 0);
+}
+
+bool mt_tls_sent_own_bytes(const struct mt_tls_session *session)
+{
+    return session->sent_own_bytes;
+}
+
+void mt_tls_forget_own_bytes(struct mt_tls_session *session)
+{
+    session->sent_own_bytes = false;
 }
 
 void mt_tls_set_sigpipe(struct mt_tls_session *session, bool raise_sigpipe)

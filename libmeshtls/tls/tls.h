@@ -137,6 +137,17 @@ bool mt_tls_input_ready(struct mt_tls_session *session);
 bool mt_tls_may_have_more(struct mt_tls_session *session);
 
 /*
+ * Whether a client session sent a handshake flight since the last mt_tls_forget_own_bytes: its
+ * last one (Certificate, CertificateVerify, Finished) is a small segment the application's first
+ * bytes would wait behind under Nagle until the server's delayed ACK (core/conn_nagle.c). A
+ * server's NewSessionTicket leaves with the server's first bytes instead (held_ticket.c). A
+ * KeyUpdate answered inside a read is not counted: lifting Nagle asks getsockopt and setsockopt,
+ * which a server confined to read and write by a seccomp filter must not call (test_sandbox).
+ */
+bool mt_tls_sent_own_bytes(const struct mt_tls_session *session);
+void mt_tls_forget_own_bytes(struct mt_tls_session *session);
+
+/*
  * How the application's own call sends, so that records go in the same call: send with
  * MSG_NOSIGNAL when it asked for it (raise_sigpipe false), write(2) otherwise. Until the
  * application has sent, the session's own records (a handshake inside a read, a KeyUpdate

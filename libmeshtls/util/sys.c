@@ -99,6 +99,11 @@ int mt_sys_getsockopt(int fd, int level, int name, void *value, socklen_t *lengt
     return (int)syscall(SYS_getsockopt, fd, level, name, value, length);
 }
 
+int mt_sys_setsockopt(int fd, int level, int name, const void *value, socklen_t length)
+{
+    return (int)syscall(SYS_setsockopt, fd, level, name, value, length);
+}
+
 int mt_sys_fcntl(int fd, int command, long argument)
 {
     return (int)syscall(SYS_fcntl, fd, command, argument);

@@ -57,6 +57,7 @@ int mt_sys_close(int fd);
 ssize_t mt_sys_write(int fd, const void *buffer, size_t length);
 int mt_sys_ppoll(struct pollfd *fds, nfds_t count, int timeout_ms, const void *signal_mask);
 int mt_sys_getsockopt(int fd, int level, int name, void *value, socklen_t *length);
+int mt_sys_setsockopt(int fd, int level, int name, const void *value, socklen_t length);
 int mt_sys_fcntl(int fd, int command, long argument);
 ssize_t mt_sys_read(int fd, void *buffer, size_t length);
 int mt_sys_dup(int fd);

@@ -62,7 +62,7 @@ def parse_arguments():
     parser.add_argument("--json", help="also write the raw figures to this file")
     parser.add_argument("--agent-processes", type=int, default=10000,
                         help="live processes holding an identity for the agent's memory row")
-    parser.add_argument("--only", default="bulk,latency,handshakes,memory,startup,agent",
+    parser.add_argument("--only", default="bulk,latency,handshakes,nagle,memory,startup,agent",
                         help="comma-separated subset of the measurements")
     return parser.parse_args()
 
@@ -73,6 +73,7 @@ os.environ["MESHTLS_BUILD_DIR"] = BUILD
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402  (reads MESHTLS_BUILD_DIR at import)
 import agent_rows  # noqa: E402  (the agent at node scale: tests/bench/agent_rows.py)
+import nagle  # noqa: E402  (tests/bench/nagle.py: the Nagle-on client row)
 
 BENCH_NET = os.path.join(BUILD, "tests", "bench", "bench_net")
 WOLF_BARE = os.path.join(BUILD, "tests", "bench", "wolf_bare")
@@ -575,6 +576,11 @@ def print_table(results, build_info):
                 "<=1.5x plain, < stunnel" if key == "p50_us" else "< stunnel")
     if "handshakes" in r:
         handshake_rows(r["handshakes"], row)
+    for key, figures in sorted(r.get("nagle", {}).items()):
+        row(f"new conns, Nagle-on client (ab {key}, no -k)", "req/s",
+            figures["plain"]["per_second"], figures["stunnel"]["per_second"],
+            figures["meshtls"]["per_second"], ">=2x stunnel",
+            "nginx, 140 B page; " + spread(figures, [(how, how) for how in WAYS]))
     if "memory" in r:
         m = r["memory"]
         mesh_client = m["meshtls"]["client"]
@@ -619,6 +625,12 @@ def wolfssl_description():
     return f"build {ARGS.build}"
 
 
+def measure_nagle(mesh):
+    if not nagle.has_tools():
+        raise harness.TestFailure("ab or nginx not found: run packaging/install-bench-deps.sh")
+    return nagle.measure(mesh, start_server, client, interleaved, summary, WAYS, ARGS.seconds)
+
+
 def measure_ways(mesh, name, measure):
     """measure(mesh, how) for each way in turn, for the measurements that are not interleaved."""
     results = {}
@@ -652,6 +664,7 @@ def main():
         steps = [("bulk", measure_bulk),
                  ("latency", lambda m: measure_ways(m, "latency", measure_latency)),
                  ("handshakes", measure_handshakes),
+                 ("nagle", measure_nagle),
                  ("startup", lambda m: measure_ways(m, "startup", measure_startup)),
                  ("memory", measure_memories),
                  ("agent", lambda m: agent_rows.measure_agent(

@@ -549,6 +549,30 @@ test_mt_conn_send_blocking_signal_after_commit_writes_record_before_returning(vo
 }
 
 /* A blocking socket waits, lock released, until SO_RCVTIMEO, then says EAGAIN as the kernel. */
+/*
+ * A vector that fits in one record leaves as one record in one send, as the kernel would send it
+ * in one segment (fails if each piece becomes a record of its own: under Nagle the second waited
+ * for the peer's delayed ACK of the first, tests/integration/test_nagle_wire.py).
+ */
+static void test_mt_conn_send_vector_fits_one_record_sent_as_one_record(void **state)
+{
+    struct pair *pair = *state;
+    handshake(pair);
+    char header[] = "HTTP/1.0 200 OK\r\n\r\n";
+    char body[] = "a small body\n";
+    struct iovec vector[] = {{header, sizeof(header) - 1}, {NULL, 0}, {body, sizeof(body) - 1}};
+    size_t length = sizeof(header) - 1 + sizeof(body) - 1;
+    assert_int_equal(mt_conn_send_vector(pair->client, vector, 3, MSG_NOSIGNAL), (ssize_t)length);
+    unsigned char wire[512];
+    ssize_t n = read(pair->up.from, wire, sizeof(wire));
+    /* TLS 1.3 (RFC 8446 §5.2): application_data (23) outside; inside, the bytes, their content
+     * type (one byte) and AES-GCM's 16-byte tag. */
+    size_t body_length = length + 1 + 16;
+    assert_int_equal(n, (ssize_t)(MT_TLS_RECORD_HEADER_SIZE + body_length));
+    assert_int_equal(wire[0], 23);
+    assert_int_equal(((size_t)wire[3] << 8) | wire[4], body_length);
+}
+
 static void test_mt_conn_recv_blocking_nothing_arrives_eagain_at_rcvtimeo(void **state)
 {
     struct pair *pair = *state;
@@ -734,6 +758,7 @@ int main(void)
         PAIR_TEST(test_mt_conn_send_kernel_takes_part_of_record_commits_whole_record),
         PAIR_TEST(test_mt_conn_send_held_ticket_written_short_writes_on_until_sent),
         PAIR_TEST(test_mt_conn_send_blocking_signal_after_commit_writes_record_before_returning),
+        PAIR_TEST(test_mt_conn_send_vector_fits_one_record_sent_as_one_record),
         PAIR_TEST(test_mt_conn_recv_blocking_nothing_arrives_eagain_at_rcvtimeo),
         PAIR_TEST(test_mt_conn_shutdown_write_after_data_ends_stream_in_order),
         PAIR_TEST(test_mt_conn_shutdown_shared_copy_sends_nothing),

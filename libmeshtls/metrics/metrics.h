@@ -52,6 +52,15 @@ typedef mt_result (*mt_metrics_file_source)(int *fd, struct mt_text *reason);
 void mt_metrics_init(mt_metrics_file_source source);
 
 /*
+ * When the next event would ask the source for the file (none yet, not backing off), calls
+ * ahead() first, with the metrics lock held: it may start a request that the source then
+ * completes, so that the agent prepares the file while this process does something else (its
+ * first identity request). Under the lock, no event asks the source in between, and a file
+ * that is there already is never asked for twice (the agent would replace it).
+ */
+void mt_metrics_ask_ahead(void (*ahead)(void));
+
+/*
  * In a fork child (its only thread), before it can confine itself: makes the child's own file
  * now, which a seccomp filter would forbid later (the request goes through the agent socket).
  * Called only for a child that will use a connection it inherited before its handshake.

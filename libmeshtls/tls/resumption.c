@@ -101,37 +101,25 @@ MT_RESULT mt_tls_resumption_new(unsigned lifetime_s, struct mt_tls_resumption **
     struct mt_tls_resumption *resumption = calloc(1, sizeof(*resumption));
     MT_ENSURE(resumption != NULL, MT_ERR_NO_MEMORY);
     resumption->lifetime_s = lifetime_s;
-    *out = resumption;
-    return MT_OK_RESULT;
-}
 
-/*
- * With ticket_lock held: the ticket key, made at the first ticket this context seals. Only a
- * server seals tickets: a process that only connects out never makes one (two locked secret
- * mappings, random bytes and an AES key schedule on its way to its first connection).
- */
-static bool ticket_key_ready_locked(struct mt_tls_resumption *resumption)
-{
-    if (resumption->ticket_key != NULL)
-        return true;
-    struct ticket_key *made = NULL;
-    unsigned char *key = NULL;
-    mt_result result = mt_secret_alloc(sizeof(*made), (void **)&made);
-    if (mt_result_is_ok(result))
+    mt_result result = mt_secret_alloc(sizeof(struct ticket_key), (void **)&resumption->ticket_key);
+    if (mt_result_is_ok(result)) {
+        unsigned char *key = NULL;
         result = mt_secret_alloc(TICKET_KEY_SIZE, (void **)&key);
-    bool ready = mt_result_is_ok(result) && random_bytes(key, TICKET_KEY_SIZE) &&
-                 wc_AesInit(&made->aes, NULL, INVALID_DEVID) == 0;
-    if (ready && wc_AesGcmSetKey(&made->aes, key, TICKET_KEY_SIZE) != 0) {
-        wc_AesFree(&made->aes);
-        ready = false;
+        if (mt_result_is_ok(result) && !random_bytes(key, TICKET_KEY_SIZE))
+            result = mt_result_of(MT_ERR_CRYPTO);
+        if (mt_result_is_ok(result) &&
+            (wc_AesInit(&resumption->ticket_key->aes, NULL, INVALID_DEVID) != 0 ||
+             wc_AesGcmSetKey(&resumption->ticket_key->aes, key, TICKET_KEY_SIZE) != 0))
+            result = mt_result_of(MT_ERR_CRYPTO);
+        mt_secret_free(key);
     }
-    mt_secret_free(key);
-    if (!ready) {
-        mt_secret_free(made);
-        return false;
+    if (!mt_result_is_ok(result)) {
+        mt_tls_resumption_free(resumption);
+        resumption = NULL;
     }
-    resumption->ticket_key = made;
-    return true;
+    *out = resumption;
+    return result;
 }
 
 void mt_tls_resumption_free(struct mt_tls_resumption *resumption)
@@ -205,7 +193,7 @@ bool mt_tls_ticket_seal(struct mt_tls_resumption *resumption, const char *peer_i
     pthread_mutex_lock(&ticket_lock);
     if (resumption->slots == NULL)
         resumption->slots = calloc(TICKET_SLOTS, sizeof(*resumption->slots));
-    if (resumption->slots == NULL || !ticket_key_ready_locked(resumption))
+    if (resumption->slots == NULL)
         goto out;
     bool reused = false;
     struct ticket_slot *slot = slot_for(resumption, peer_id, renewed, &reused);
@@ -254,10 +242,8 @@ bool mt_tls_ticket_open(struct mt_tls_resumption *resumption,
         return false;
     bool opened = false;
     pthread_mutex_lock(&ticket_lock);
-    /* No key yet: this context sealed no ticket, so none can open. */
-    const struct ticket_slot *slot = resumption->slots != NULL && resumption->ticket_key != NULL
-                                         ? &resumption->slots[slot_index(name)]
-                                         : NULL;
+    const struct ticket_slot *slot =
+        resumption->slots != NULL ? &resumption->slots[slot_index(name)] : NULL;
     /* The length comes from the ticket, unauthenticated: the tag lies that far in. */
     if (slot == NULL || slot->peer_id == NULL || slot->length != length ||
         memcmp(slot->name, name, WOLFSSL_TICKET_NAME_SZ) != 0 ||

@@ -43,8 +43,7 @@ long long mt_tls_resumption_now_ms(void);
 /* In a fork child: the tables' locks, which another thread of the parent may have held. */
 void mt_tls_resumption_after_fork_child(void);
 
-/* Server tickets and client table for a context; lifetime_s > 0. The ticket key is made at
- * the first ticket sealed: a context that only connects out never has one. */
+/* Server ticket keys and client table for a context; lifetime_s > 0. */
 MT_RESULT mt_tls_resumption_new(unsigned lifetime_s, struct mt_tls_resumption **resumption);
 void mt_tls_resumption_free(struct mt_tls_resumption *resumption);
 unsigned mt_tls_resumption_lifetime(const struct mt_tls_resumption *resumption);

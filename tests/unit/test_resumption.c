@@ -9,7 +9,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -261,64 +260,10 @@ static void test_no_identity_no_ticket(void **state)
     mt_tls_resumption_free(resumption);
 }
 
-/* Locked memory of this process (kB): each secret mapping (util/secret.h) is locked. */
-static long locked_kb(void)
-{
-    FILE *status = fopen("/proc/self/status", "r");
-    assert_non_null(status);
-    char line[256];
-    long kb = -1;
-    while (fgets(line, sizeof(line), status) != NULL)
-        if (sscanf(line, "VmLck: %ld kB", &kb) == 1)
-            break;
-    fclose(status);
-    return kb;
-}
-
-/*
- * A context makes its ticket key at the first ticket it seals: one that only connects out never
- * holds one (two locked secret mappings less on a client's way to its first connection).
- */
-static void test_ticket_key_made_at_first_seal(void **state)
-{
-    (void)state;
-    long before = locked_kb();
-    struct mt_tls_resumption *resumption = make();
-    assert_int_equal(locked_kb(), before);
-    struct ticket ticket;
-    seal(resumption, id_a, mt_tls_resumption_now_ms() + 60000, &ticket);
-    if (locked_kb() == before) {
-        mt_tls_resumption_free(resumption);
-        skip(); /* mlock refused here (RLIMIT_MEMLOCK): nothing to count */
-    }
-    char id[256];
-    long long expires = 0;
-    assert_true(open_copy(resumption, &ticket, id, &expires));
-    mt_tls_resumption_free(resumption);
-    assert_int_equal(locked_kb(), before);
-}
-
-/* A context that sealed nothing has no key: a ticket from another context is not opened. */
-static void test_context_without_tickets_opens_none(void **state)
-{
-    (void)state;
-    struct mt_tls_resumption *sealer = make();
-    struct mt_tls_resumption *fresh = make();
-    struct ticket ticket;
-    seal(sealer, id_a, mt_tls_resumption_now_ms() + 60000, &ticket);
-    char id[256];
-    long long expires = 0;
-    assert_false(open_copy(fresh, &ticket, id, &expires));
-    mt_tls_resumption_free(fresh);
-    mt_tls_resumption_free(sealer);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_ticket_key_made_at_first_seal),
-        cmocka_unit_test(test_context_without_tickets_opens_none),
         cmocka_unit_test(test_any_flipped_bit_refuses),
         cmocka_unit_test(test_swapped_names_refuse),
         cmocka_unit_test(test_other_context_refuses),

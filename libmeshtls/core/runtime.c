@@ -48,14 +48,48 @@ static bool agent_untrusted;                /* the last attempt found an imposto
  */
 #define METRICS_FILE_TIMEOUT_MS 500
 
-/* The metrics file, from the agent (see metrics.h): asked lazily, on the first event to record. */
+/* The metrics-file request sent beside the first identity request; under the metrics lock. */
+static struct mt_identity_metrics_request *metrics_ahead;
+
+/*
+ * mt_metrics_ask_ahead's ahead(): the first connection records into the metrics file right after
+ * its identity is installed, and asking for the file only then made a second round trip to the
+ * agent on every process's way to its first connection. A failure here is said by the request
+ * the first event then makes itself.
+ */
+static void ask_metrics_file_ahead(void)
+{
+    char message[MT_CONFIG_MESSAGE_MAX];
+    struct mt_text reason = mt_text_on(message, sizeof(message));
+    if (metrics_ahead != NULL)
+        return;
+    mt_result started =
+        mt_identity_metrics_request_start(config.agent_socket, (uid_t)config.agent_uid,
+                                          (int)config.agent_timeout_ms, &metrics_ahead, &reason);
+    if (!mt_result_is_ok(started))
+        metrics_ahead = NULL;
+}
+
+/*
+ * The metrics file, from the agent (see metrics.h): asked lazily, on the first event to record,
+ * or beside the first identity request (ask_metrics_file_ahead), whose reply is taken here.
+ */
 static mt_result request_metrics_file(int *fd, struct mt_text *reason)
 {
     int timeout_ms = config.agent_timeout_ms < METRICS_FILE_TIMEOUT_MS
                          ? (int)config.agent_timeout_ms
                          : METRICS_FILE_TIMEOUT_MS;
-    return mt_identity_metrics_file(config.agent_socket, (uid_t)config.agent_uid, timeout_ms, fd,
-                                    reason);
+    if (metrics_ahead == NULL)
+        return mt_identity_metrics_file(config.agent_socket, (uid_t)config.agent_uid, timeout_ms,
+                                        fd, reason);
+    mt_result result = mt_identity_metrics_request_poll(metrics_ahead, timeout_ms, fd, reason);
+    if (result.error == MT_ERR_WOULD_BLOCK)
+        result =
+            mt_result_explain(reason, MT_ERR_TIMEOUT, "agent at %s: no metrics file after %d ms",
+                              config.agent_socket, timeout_ms);
+    mt_identity_metrics_request_free(metrics_ahead);
+    metrics_ahead = NULL;
+    return result;
 }
 
 static void load_config(void)
@@ -172,6 +206,8 @@ static void renew_locked(const struct mt_config *settings, int wait_ms)
             note_failure(message, started.error);
             return;
         }
+        if (current_context == NULL)
+            mt_metrics_ask_ahead(ask_metrics_file_ahead);
     }
     struct mt_credentials *identity = NULL;
     mt_result result = mt_identity_request_poll(renewal, wait_ms, &identity, &reason);
@@ -297,4 +333,6 @@ void mt_runtime_after_fork_child(void)
     /* The parent owns the reply to a renewal under way; the child asks again if it needs to. */
     mt_identity_request_free(renewal);
     renewal = NULL;
+    mt_identity_metrics_request_free(metrics_ahead);
+    metrics_ahead = NULL;
 }

@@ -267,6 +267,18 @@ static MT_RESULT exchange_poll(struct exchange *exchange, int wait_ms, struct mt
     return MT_OK_RESULT;
 }
 
+/*
+ * Advances a just-started exchange as far as the socket allows without waiting: the request is
+ * sent (a Unix socket takes it at once), and a reply already there stays in the buffer for the
+ * poll that reads it. OK unless the exchange failed.
+ */
+static MT_RESULT send_now(struct exchange *exchange, struct mt_text *reason)
+{
+    struct mt_proto_frame frame;
+    mt_result result = exchange_poll(exchange, 0, &frame, reason);
+    return result.error == MT_ERR_WOULD_BLOCK ? MT_OK_RESULT : result;
+}
+
 /* Copies the reply into credentials and checks it against the key this process generated. */
 static MT_RESULT adopt_reply(struct mt_credentials *credentials,
                              const struct mt_proto_svid_response *svid,
@@ -358,6 +370,9 @@ MT_RESULT mt_identity_request_start(const char *socket_path, uid_t agent_uid, in
     if (mt_result_is_ok(result))
         result = exchange_start(socket_path, agent_uid, timeout_ms, frame, frame_length,
                                 &request->exchange, reason);
+    /* Sent now, so that the agent signs while this process does something else. */
+    if (mt_result_is_ok(result))
+        result = send_now(request->exchange, reason);
 out:
     if (!mt_result_is_ok(result)) {
         mt_identity_request_free(request);
@@ -436,39 +451,88 @@ MT_RESULT mt_identity_query_id(const char *socket_path, uid_t agent_uid, int tim
     return result;
 }
 
-MT_RESULT mt_identity_metrics_file(const char *socket_path, uid_t agent_uid, int timeout_ms,
-                                   int *fd, struct mt_text *reason)
+/* A metrics-file request is an exchange whose reply carries the file. */
+struct mt_identity_metrics_request {
+    struct exchange *exchange;
+};
+
+void mt_identity_metrics_request_free(struct mt_identity_metrics_request *request)
+{
+    if (request == NULL)
+        return;
+    exchange_free(request->exchange);
+    free(request);
+}
+
+MT_RESULT mt_identity_metrics_request_start(const char *socket_path, uid_t agent_uid,
+                                            int timeout_ms,
+                                            struct mt_identity_metrics_request **out,
+                                            struct mt_text *reason)
 {
     MT_ENSURE_REF(socket_path);
-    MT_ENSURE_REF(fd);
-    *fd = -1;
+    MT_ENSURE_REF(out);
+    *out = NULL;
     uint8_t request[MT_PROTO_HEADER_SIZE];
     size_t request_length = 0;
     struct mt_proto_writer writer;
     mt_proto_writer_begin(&writer, request, sizeof(request), MT_PROTO_METRICS_FILE_REQUEST);
     MT_GUARD(mt_proto_writer_finish(&writer, &request_length));
 
-    struct exchange *exchange = NULL;
-    MT_GUARD(exchange_start(socket_path, agent_uid, timeout_ms, request, request_length, &exchange,
-                            reason));
+    struct mt_identity_metrics_request *started = calloc(1, sizeof(*started));
+    MT_ENSURE(started != NULL, MT_ERR_NO_MEMORY);
+    mt_result result = exchange_start(socket_path, agent_uid, timeout_ms, request, request_length,
+                                      &started->exchange, reason);
+    if (!mt_result_is_ok(result)) {
+        free(started);
+        return result;
+    }
+    struct exchange *exchange = started->exchange;
     exchange->wants_fd = true;
+    /* Sent now, so that the agent works on it while this process does something else. */
+    result = send_now(exchange, reason);
+    if (!mt_result_is_ok(result)) {
+        mt_identity_metrics_request_free(started);
+        return result;
+    }
+    *out = started;
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_identity_metrics_request_poll(struct mt_identity_metrics_request *request, int wait_ms,
+                                           int *fd, struct mt_text *reason)
+{
+    MT_ENSURE_REF(request);
+    MT_ENSURE_REF(fd);
+    *fd = -1;
+    struct exchange *exchange = request->exchange;
     struct mt_proto_frame frame;
     struct mt_proto_metrics_file_response response;
-    mt_result result = exchange_poll(exchange, timeout_ms, &frame, reason);
-    if (mt_result_is_ok(result)) {
-        result = mt_proto_decode_metrics_file_response(&frame, &response);
-        if (!mt_result_is_ok(result))
-            mt_text_set(reason, "agent at %s sent a bad metrics file reply: %s", socket_path,
-                        mt_error_message(result.error));
-    }
+    MT_GUARD(exchange_poll(exchange, wait_ms, &frame, reason));
+    mt_result result = mt_proto_decode_metrics_file_response(&frame, &response);
+    if (!mt_result_is_ok(result))
+        mt_text_set(reason, "agent at %s sent a bad metrics file reply: %s", exchange->socket_path,
+                    mt_error_message(result.error));
     if (mt_result_is_ok(result) && exchange->received_fd < 0) {
-        mt_text_set(reason, "agent at %s sent no metrics file with its reply", socket_path);
+        mt_text_set(reason, "agent at %s sent no metrics file with its reply",
+                    exchange->socket_path);
         result = mt_result_of(MT_ERR_PROTO_MALFORMED);
     }
     if (mt_result_is_ok(result)) {
         *fd = exchange->received_fd;
         exchange->received_fd = -1;
     }
-    exchange_free(exchange);
+    return result;
+}
+
+MT_RESULT mt_identity_metrics_file(const char *socket_path, uid_t agent_uid, int timeout_ms,
+                                   int *fd, struct mt_text *reason)
+{
+    MT_ENSURE_REF(fd);
+    *fd = -1;
+    struct mt_identity_metrics_request *request = NULL;
+    MT_GUARD(
+        mt_identity_metrics_request_start(socket_path, agent_uid, timeout_ms, &request, reason));
+    mt_result result = mt_identity_metrics_request_poll(request, timeout_ms, fd, reason);
+    mt_identity_metrics_request_free(request);
     return result;
 }

@@ -56,4 +56,20 @@ MT_RESULT mt_identity_query_id(const char *socket_path, uid_t agent_uid, int tim
 MT_RESULT mt_identity_metrics_file(const char *socket_path, uid_t agent_uid, int timeout_ms,
                                    int *fd, struct mt_text *reason);
 
+/*
+ * The same, in two steps, so that it can go out beside the first identity request instead of
+ * after it: start connects, checks the agent (peer.h) and sends what the socket takes now, never
+ * waiting; poll returns OK with *fd once the reply is in, MT_ERR_WOULD_BLOCK while it is still
+ * under way after wait_ms, or the failure with reason filled in. Free the request in a fork child
+ * too: the reply is its parent's.
+ */
+struct mt_identity_metrics_request;
+MT_RESULT mt_identity_metrics_request_start(const char *socket_path, uid_t agent_uid,
+                                            int timeout_ms,
+                                            struct mt_identity_metrics_request **request,
+                                            struct mt_text *reason);
+MT_RESULT mt_identity_metrics_request_poll(struct mt_identity_metrics_request *request, int wait_ms,
+                                           int *fd, struct mt_text *reason);
+void mt_identity_metrics_request_free(struct mt_identity_metrics_request *request);
+
 #endif

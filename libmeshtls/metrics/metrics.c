@@ -387,6 +387,15 @@ void mt_metrics_init(mt_metrics_file_source source)
     pthread_mutex_unlock(&writer_lock);
 }
 
+void mt_metrics_ask_ahead(void (*ahead)(void))
+{
+    pthread_mutex_lock(&writer_lock);
+    adopt_fork_locked();
+    if (writer.initialised && writer.header == NULL && mt_sys_now_ms() >= writer.retry_after_ms)
+        ahead();
+    pthread_mutex_unlock(&writer_lock);
+}
+
 struct mt_metrics_connection *mt_metrics_connection_open(bool inbound, bool tls, uint16_t port,
                                                          const struct sockaddr_storage *peer,
                                                          const char *peer_id)

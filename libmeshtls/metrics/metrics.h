@@ -8,14 +8,15 @@
  * The layout is described in metrics/layout.h; the agent serves it in Prometheus text format.
  *
  * The file is the agent's: on the first event to record, the process asks the agent for it
- * (mt_metrics_init's source, a request on the agent socket) and receives it open, named after
- * the pid and start time the agent attested. Every function is safe from any thread, is a no-op
- * when metrics are disabled (no agent, an agent that refuses: logged once, asked again after a
- * while), and is safe after fork: a child notices on its next slow-path call and asks the agent
- * for a file of its own, which it writes from then on (the parent's file is named after the
- * parent). A connection inherited across fork keeps counting into the file of the process that
- * opened it, and is counted closed once, by whichever process closes it first. After an exec
- * the new image asks again and the agent replaces the file (same pid, same start time).
+ * (mt_metrics_init's source, a request on the agent socket, or one sent ahead of that event by
+ * mt_metrics_ask_ahead) and receives it open, named after the pid and start time the agent
+ * attested. Every function is safe from any thread, is a no-op when metrics are disabled (no
+ * agent, an agent that refuses: logged once, asked again after a while), and is safe after
+ * fork: a child notices on its next slow-path call and asks the agent for a file of its own,
+ * which it writes from then on (the parent's file is named after the parent). A connection
+ * inherited across fork keeps counting into the file of the process that opened it, and is
+ * counted closed once, by whichever process closes it first. After an exec the new image asks
+ * again and the agent replaces the file (same pid, same start time).
  *
  * Labels: direction inbound|outbound, tls true|false, port (inbound: local port; outbound:
  * destination port), peer identity (a SPIFFE ID, "" when there is none; cut to
@@ -50,6 +51,15 @@ typedef mt_result (*mt_metrics_file_source)(int *fd, struct mt_text *reason);
  * first event to record. The first call wins.
  */
 void mt_metrics_init(mt_metrics_file_source source);
+
+/*
+ * When the next event would ask the source for the file (none yet, not backing off), calls
+ * ahead() first, with the metrics lock held: it may start a request that the source then
+ * completes, so that the agent prepares the file while this process does something else (its
+ * first identity request). Under the lock, no event asks the source in between, and a file
+ * that is there already is never asked for twice (the agent would replace it).
+ */
+void mt_metrics_ask_ahead(void (*ahead)(void));
 
 /*
  * In a fork child (its only thread), before it can confine itself: makes the child's own file

@@ -9,8 +9,10 @@
  * name itself: at this point nothing is resolved yet.
  */
 #include <dlfcn.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +39,43 @@ static void die(const char *name, const char *why)
     abort();
 }
 
+/*
+ * The addresses this library is mapped at, from its first loaded segment to the end of its last:
+ * what dladdr() would call this object. Found once with dl_iterate_phdr, because dladdr() also
+ * looks for the nearest symbol, a walk through a library's whole symbol table that, twice for each
+ * of the ~70 names, cost more than half a millisecond of every meshed process's start.
+ */
+struct mapping {
+    uintptr_t start;
+    uintptr_t end;
+};
+
+static int find_own_mapping(struct dl_phdr_info *info, size_t size, void *argument)
+{
+    (void)size;
+    struct mapping *self = argument;
+    uintptr_t start = UINTPTR_MAX;
+    uintptr_t end = 0;
+    for (size_t i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *segment = &info->dlpi_phdr[i];
+        if (segment->p_type != PT_LOAD)
+            continue;
+        uintptr_t first = info->dlpi_addr + segment->p_vaddr;
+        if (first < start)
+            start = first;
+        if (first + segment->p_memsz > end)
+            end = first + segment->p_memsz;
+    }
+    uintptr_t anchor = (uintptr_t)&real_once;
+    if (anchor < start || anchor >= end)
+        return 0;
+    *self = (struct mapping){start, end};
+    return 1;
+}
+
 /* The address of name, or NULL when it is missing and optional. */
-static void *resolve(void *(*lookup)(const char *), const char *name, bool optional)
+static void *resolve(void *(*lookup)(const char *), const char *name, bool optional,
+                     const struct mapping *self)
 {
     void *symbol = lookup(name);
     if (symbol == NULL) {
@@ -46,24 +83,23 @@ static void *resolve(void *(*lookup)(const char *), const char *name, bool optio
             return NULL;
         die(name, "not found in the libraries after libmeshtls");
     }
-    Dl_info found;
-    Dl_info self;
-    if (dladdr(symbol, &found) != 0 && dladdr((void *)&real_once, &self) != 0 &&
-        found.dli_fbase == self.dli_fbase)
+    if ((uintptr_t)symbol >= self->start && (uintptr_t)symbol < self->end)
         die(name, "it resolves to libmeshtls itself");
     return symbol;
 }
 
 void mt_real_resolve(void *(*lookup)(const char *name))
 {
+    struct mapping self = {0, 0};
+    (void)dl_iterate_phdr(find_own_mapping, &self);
 #define MT_HOOK(ret, name, parameters, arguments)                                                  \
     do {                                                                                           \
-        void *symbol = resolve(lookup, #name, false);                                              \
+        void *symbol = resolve(lookup, #name, false, &self);                                       \
         memcpy(&real_##name, &symbol, sizeof(symbol));                                             \
     } while (0);
 #define MT_HOOK_OPTIONAL(ret, name, parameters, arguments)                                         \
     do {                                                                                           \
-        void *symbol = resolve(lookup, #name, true);                                               \
+        void *symbol = resolve(lookup, #name, true, &self);                                        \
         if (symbol != NULL)                                                                        \
             memcpy(&real_##name, &symbol, sizeof(symbol));                                         \
         else                                                                                       \

@@ -267,6 +267,80 @@ static void test_mt_identity_fetch_error_reply_refused_with_its_text(void **stat
     assert_string_equal(reason, expected);
 }
 
+/* A listening socket at a fresh path, served by nobody: the test reads what arrives itself. */
+static int silent_agent(char *path, size_t capacity)
+{
+    snprintf(path, capacity, "/tmp/test_identity_client.%d.silent.sock", (int)getpid());
+    struct sockaddr_un address = {.sun_family = AF_UNIX};
+    memcpy(address.sun_path, path, strlen(path) + 1);
+    unlink(path);
+    int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(listener >= 0);
+    assert_int_equal(bind(listener, (struct sockaddr *)&address, sizeof(address)), 0);
+    assert_int_equal(listen(listener, 1), 0);
+    return listener;
+}
+
+/*
+ * The whole request frame is there already, without waiting for it: false when it is not.
+ * *connection: the agent's end, left open.
+ */
+static bool request_arrived(int listener, enum mt_proto_type type, int *connection)
+{
+    int fd = accept(listener, NULL, NULL);
+    assert_true(fd >= 0);
+    *connection = fd;
+    static uint8_t buffer[MT_PROTO_MAX_FRAME];
+    ssize_t n = recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
+    struct mt_proto_frame frame;
+    size_t consumed = 0;
+    return n > 0 && mt_result_is_ok(mt_proto_frame_parse(buffer, (size_t)n, &frame, &consumed)) &&
+           consumed > 0 && frame.type == type;
+}
+
+/* The agent signs while the process goes on: start sends the CSR, before any poll. */
+static void test_mt_identity_request_start_csr_sent_before_any_poll(void **state)
+{
+    (void)state;
+    char path[108];
+    int listener = silent_agent(path, sizeof(path));
+    struct mt_identity_request *request = NULL;
+    char text[512] = "";
+    struct mt_text reason = mt_text_on(text, sizeof(text));
+    assert_true(
+        mt_result_is_ok(mt_identity_request_start(path, getuid(), 5000, &request, &reason)));
+    int connection = -1;
+    assert_true(request_arrived(listener, MT_PROTO_SVID_REQUEST, &connection));
+    mt_identity_request_free(request);
+    close(connection);
+    close(listener);
+    unlink(path);
+}
+
+/* The same for the metrics file, asked beside the first identity request (core/runtime.c). */
+static void test_mt_identity_metrics_request_start_sent_before_any_poll(void **state)
+{
+    (void)state;
+    char path[108];
+    int listener = silent_agent(path, sizeof(path));
+    struct mt_identity_metrics_request *request = NULL;
+    char text[512] = "";
+    struct mt_text reason = mt_text_on(text, sizeof(text));
+    assert_true(mt_result_is_ok(
+        mt_identity_metrics_request_start(path, getuid(), 5000, &request, &reason)));
+    int connection = -1;
+    assert_true(request_arrived(listener, MT_PROTO_METRICS_FILE_REQUEST, &connection));
+    /* No reply yet: poll says so instead of waiting past what it was given. */
+    int fd = -1;
+    assert_int_equal(mt_identity_metrics_request_poll(request, 0, &fd, &reason).error,
+                     MT_ERR_WOULD_BLOCK);
+    assert_int_equal(fd, -1);
+    mt_identity_metrics_request_free(request);
+    close(connection);
+    close(listener);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -274,6 +348,8 @@ int main(void)
         cmocka_unit_test(test_mt_identity_fetch_ca_as_leaf_refused_with_reason),
         cmocka_unit_test(test_mt_identity_fetch_leaf_for_other_key_refused_with_reason),
         cmocka_unit_test(test_mt_identity_fetch_error_reply_refused_with_its_text),
+        cmocka_unit_test(test_mt_identity_request_start_csr_sent_before_any_poll),
+        cmocka_unit_test(test_mt_identity_metrics_request_start_sent_before_any_poll),
     };
     return cmocka_run_group_tests(tests, make_ca, free_ca);
 }

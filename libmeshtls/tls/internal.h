@@ -13,6 +13,8 @@
  *                 how long (the tables themselves are resumption.c's)
  *   failure.c     a failure's errno and the reason a log line shows
  *   handover.c     a session's whole state exported for another process, and imported there
+ *   record_crypto.c AES-GCM of records on VAES/AVX-512 (libipsec-mb), through wolfSSL's crypto
+ *                 callbacks, where the CPU has it
  */
 #ifndef MT_TLS_INTERNAL_H
 #define MT_TLS_INTERNAL_H
@@ -214,5 +216,11 @@ __attribute__((format(printf, 2, 3))) void mt_tls_failure_replace(struct mt_tls_
 bool mt_tls_failure_is_explained(const struct mt_tls_session *session);
 
 void mt_tls_failure_free(struct mt_tls_session *session);
+
+/* ---- record_crypto.c ---- */
+/* The device id a context sets for the VAES record path, or INVALID_DEVID where it is absent. */
+int mt_tls_record_crypto_device(void);
+/* For tests: records of length bytes and more take the VAES path (default 512; 0: all). */
+void mt_tls_record_crypto_set_min_length(size_t length);
 
 #endif

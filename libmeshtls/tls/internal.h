@@ -141,6 +141,13 @@ ssize_t mt_tls_record_send_now(struct mt_tls_session *session, const void *buffe
 /* A send that failed with errno, in the I/O callback's terms (WOLFSSL_CBIO_ERR_*). */
 int mt_tls_record_send_failure(struct mt_tls_session *session);
 
+/*
+ * The read-ahead buffer of an imported session, holding the length bytes its exporter had read
+ * ahead; false when there is no memory for it or length exceeds its capacity.
+ */
+bool mt_tls_record_restore_ahead(struct mt_tls_session *session, const unsigned char *bytes,
+                                 size_t length);
+
 /* At a point where the application will probably wait: frees the read-ahead buffer if empty. */
 void mt_tls_record_release_idle_buffer(struct mt_tls_session *session);
 

@@ -243,7 +243,7 @@ const char *mt_tls_version(struct mt_tls_session *session);
  * libmeshtls's (tls/handover.c: keys and secrets, buffered ciphertext and plaintext, the peer's
  * identity). The buffer holds key material: wipe it once used.
  */
-#define MT_TLS_EXPORT_MAX (40 * 1024)
+#define MT_TLS_EXPORT_MAX (96 * 1024)
 
 /* Whether this build can export and import sessions (wolfSSL with session export). */
 bool mt_tls_handover_is_supported(void);

@@ -94,6 +94,10 @@ extra_cflags+=" -DHAVE_EXT_CACHE"
 # context; the callback on free lets that implementation release and wipe the key schedule it
 # keeps for each key. Everything the callback declines runs wolfSSL's own code.
 extra_cflags+=" -DWOLF_CRYPTO_CB_FREE"
+# NO_WOLF_PRIVATE_KEY_ID: crypto callbacks would otherwise turn on keys named by id or label for
+# a device (72 bytes more in every Aes, two per connection, and a context that accepts a
+# certificate without its private key when a device id is set). libmeshtls always loads the key.
+extra_cflags+=" -DNO_WOLF_PRIVATE_KEY_ID"
 
 # The pin: wolfssl_version, wolfssl_orig_sha256, wolfssl_signer, wolfssl_suites.
 source "$script_dir/source.pin"

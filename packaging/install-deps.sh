@@ -47,6 +47,11 @@ packages=(
   # gcc's ThreadSanitizer runtime (libtsan2) comes with build-essential.
   valgrind clang libclang-rt-14-dev llvm
 )
+# The VAES/AVX-512 AES-GCM of TLS records (libmeshtls/tls/record_crypto.c) links Intel's
+# libipsec-mb statically; Debian ships it for amd64 only.
+if [ "$(dpkg --print-architecture)" = amd64 ]; then
+  packages+=(libipsec-mb-dev)
+fi
 # Extra package names given as arguments are installed the same way (install-bench-deps.sh).
 packages+=("$@")
 

@@ -212,6 +212,7 @@ int main(int argc, char **argv)
                    ? "X25519MLKEM768 (post-quantum hybrid) first, X25519 and P-256 for classical "
                      "peers"
                    : "X25519 and P-256 only (this wolfSSL has no ML-KEM)");
+        printf("AES-GCM records: %s\n", mt_tls_record_crypto_describe());
         return 0;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)

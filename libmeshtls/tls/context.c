@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/log.h"
 #include "../util/secret.h"
 #include "internal.h"
 #include "x509.h"
@@ -192,7 +193,13 @@ static MT_RESULT make_ctx(struct mt_tls_context *context, enum mt_tls_role role,
     MT_ENSURE(wolfSSL_CTX_set_cipher_list(ctx, tls13_suites) == WOLFSSL_SUCCESS, MT_ERR_CRYPTO);
     MT_GUARD(set_groups(ctx, context->post_quantum));
     MT_GUARD(mt_tls_claim_configure(ctx, role, context));
-    return load_credentials(ctx, credentials);
+    MT_GUARD(load_credentials(ctx, credentials));
+    /* AES-GCM records on VAES where the CPU has it (record_crypto.c); every other operation, and
+     * every record where it does not, runs wolfSSL's own code. */
+    int device = mt_tls_record_crypto_device();
+    if (device != INVALID_DEVID)
+        MT_ENSURE(wolfSSL_CTX_SetDevId(ctx, device) == WOLFSSL_SUCCESS, MT_ERR_CRYPTO);
+    return MT_OK_RESULT;
 }
 
 MT_RESULT mt_tls_context_new(struct mt_credentials *credentials, unsigned resumption_s,
@@ -204,6 +211,7 @@ MT_RESULT mt_tls_context_new(struct mt_credentials *credentials, unsigned resump
     struct mt_tls_context *context = calloc(1, sizeof(*context));
     MT_ENSURE(context != NULL, MT_ERR_NO_MEMORY);
     atomic_init(&context->references, 1);
+    mt_log_debug("AES-GCM records: %s", mt_tls_record_crypto_describe());
     context->credentials = mt_credentials_acquire(credentials);
     context->post_quantum = post_quantum;
     mt_result result = MT_OK_RESULT;

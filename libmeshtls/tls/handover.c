@@ -68,8 +68,10 @@ struct header {
     unsigned char server_secret[MT_WOLFSSL_SECRET_LENGTH];
 };
 
+/* wolfSSL's state and the peer's ID (4096), the read-ahead (4 records, record.c), the plaintext
+ * wolfSSL has decrypted and not handed out (1 record), alerts and a held ticket (1024). */
 _Static_assert(sizeof(struct header) + 4096 +
-                       2 * (MT_TLS_RECORD_HEADER_SIZE + MT_TLS_RECORD_MAX +
+                       5 * (MT_TLS_RECORD_HEADER_SIZE + MT_TLS_RECORD_MAX +
                             MT_TLS_RECORD_EXPANSION_MAX) +
                        1024 <=
                    MT_TLS_EXPORT_MAX,
@@ -312,11 +314,11 @@ static MT_RESULT import_into(struct mt_tls_session *session, const struct header
     session->key_exchange = strndup(header->key_exchange, sizeof(header->key_exchange) - 1);
     MT_ENSURE(session->key_exchange != NULL, MT_ERR_NO_MEMORY);
 
-    unsigned char *ahead = NULL;
-    MT_ENSURE(take(buffer, length, &at, header->ahead_length, &ahead), MT_ERR_HANDOVER_STATE);
-    session->ahead = ahead;
-    session->ahead_start = 0;
-    session->ahead_end = header->ahead_length;
+    /* Read into once drained: the buffer must have the read-ahead's whole capacity. */
+    MT_ENSURE(header->ahead_length <= length - at &&
+                  mt_tls_record_restore_ahead(session, buffer + at, header->ahead_length),
+              MT_ERR_HANDOVER_STATE);
+    at += header->ahead_length;
     unsigned char *carried = NULL;
     MT_ENSURE(take(buffer, length, &at, header->plaintext_length, &carried), MT_ERR_HANDOVER_STATE);
     session->carried = carried;

@@ -13,6 +13,8 @@
  *                 how long (the tables themselves are resumption.c's)
  *   failure.c     a failure's errno and the reason a log line shows
  *   handover.c     a session's whole state exported for another process, and imported there
+ *   record_crypto.c AES-GCM of records on VAES/AVX-512 (libipsec-mb), through wolfSSL's crypto
+ *                 callbacks, where the CPU has it
  */
 #ifndef MT_TLS_INTERNAL_H
 #define MT_TLS_INTERNAL_H
@@ -140,6 +142,13 @@ ssize_t mt_tls_record_send_now(struct mt_tls_session *session, const void *buffe
 /* A send that failed with errno, in the I/O callback's terms (WOLFSSL_CBIO_ERR_*). */
 int mt_tls_record_send_failure(struct mt_tls_session *session);
 
+/*
+ * The read-ahead buffer of an imported session, holding the length bytes its exporter had read
+ * ahead; false when there is no memory for it or length exceeds its capacity.
+ */
+bool mt_tls_record_restore_ahead(struct mt_tls_session *session, const unsigned char *bytes,
+                                 size_t length);
+
 /* At a point where the application will probably wait: frees the read-ahead buffer if empty. */
 void mt_tls_record_release_idle_buffer(struct mt_tls_session *session);
 
@@ -215,5 +224,11 @@ __attribute__((format(printf, 2, 3))) void mt_tls_failure_replace(struct mt_tls_
 bool mt_tls_failure_is_explained(const struct mt_tls_session *session);
 
 void mt_tls_failure_free(struct mt_tls_session *session);
+
+/* ---- record_crypto.c ---- */
+/* The device id a context sets for the VAES record path, or INVALID_DEVID where it is absent. */
+int mt_tls_record_crypto_device(void);
+/* For tests: records of length bytes and more take the VAES path (default 512; 0: all). */
+void mt_tls_record_crypto_set_min_length(size_t length);
 
 #endif

@@ -65,6 +65,13 @@ MT_RESULT mt_tls_context_new(struct mt_credentials *credentials, unsigned resump
 bool mt_tls_has_post_quantum(void);
 /* The linked wolfSSL's version, e.g. "5.9.2". */
 const char *mt_tls_library_version(void);
+/*
+ * Which code encrypts and decrypts AES-GCM records in this process, in words for `meshtls version`
+ * and the debug log: VAES AVX-512 (record_crypto.c) or wolfSSL's own, and why.
+ */
+const char *mt_tls_record_crypto_describe(void);
+/* How many records the VAES path has encrypted or decrypted in this process so far. */
+unsigned long mt_tls_record_crypto_fast_records(void);
 struct mt_tls_context *mt_tls_context_acquire(struct mt_tls_context *context);
 void mt_tls_context_release(struct mt_tls_context *context);
 const struct mt_credentials *mt_tls_context_credentials(const struct mt_tls_context *context);
@@ -247,7 +254,7 @@ const char *mt_tls_version(struct mt_tls_session *session);
  * libmeshtls's (tls/handover.c: keys and secrets, buffered ciphertext and plaintext, the peer's
  * identity). The buffer holds key material: wipe it once used.
  */
-#define MT_TLS_EXPORT_MAX (40 * 1024)
+#define MT_TLS_EXPORT_MAX (96 * 1024)
 
 /* Whether this build can export and import sessions (wolfSSL with session export). */
 bool mt_tls_handover_is_supported(void);

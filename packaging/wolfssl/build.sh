@@ -60,6 +60,7 @@ configure_flags=(
   --disable-examples --disable-crypttests --disable-benchmark --disable-jobserver
   --enable-sessionexport
   --enable-mlkem --enable-pqc-hybrids
+  --enable-cryptocb
 )
 case "$(uname -m)" in
   x86_64 | amd64)
@@ -88,6 +89,15 @@ extra_cflags+=" -DWOLFSSL_EXTRA_ALERTS"
 # later ticket on the same connection cannot change under another thread reading it), and
 # WOLFSSL_SESS_CACHE_NO_INTERNAL_STORE (sessions stay out of wolfSSL's process-wide cache).
 extra_cflags+=" -DHAVE_EXT_CACHE"
+# --enable-cryptocb with WOLF_CRYPTO_CB_FREE: TLS record AES-GCM can be routed to a faster
+# implementation (tls/record_crypto.c, Intel's VAES/AVX-512 code) through a device id on the
+# context; the callback on free lets that implementation release and wipe the key schedule it
+# keeps for each key. Everything the callback declines runs wolfSSL's own code.
+extra_cflags+=" -DWOLF_CRYPTO_CB_FREE"
+# NO_WOLF_PRIVATE_KEY_ID: crypto callbacks would otherwise turn on keys named by id or label for
+# a device (72 bytes more in every Aes, two per connection, and a context that accepts a
+# certificate without its private key when a device id is set). libmeshtls always loads the key.
+extra_cflags+=" -DNO_WOLF_PRIVATE_KEY_ID"
 
 # The pin: wolfssl_version, wolfssl_orig_sha256, wolfssl_signer, wolfssl_suites.
 source "$script_dir/source.pin"

@@ -11,7 +11,7 @@ libmeshtls.so (which programs link directly, with the same exposure):
   thread-local variables in a shared object, is the dynamic linker's);
 - every undefined dynamic symbol carries a GLIBC_* version, bar the three weak references of the
   toolchain's startup files (gcc's crtstuff), which nothing defines in a normal program;
-- no name of libconfig or wolfSSL is exported or imported;
+- no name of libconfig, wolfSSL or libipsec-mb is exported or imported;
 - the newest GLIBC_x.y version required, which is the oldest glibc the object loads into, is
   printed with the symbols that require it, and may not exceed MAX_GLIBC.
 
@@ -32,7 +32,7 @@ import sys
 ALLOWED_NEEDED = re.compile(r"^(libc\.so\.6|ld-linux[\w.-]*\.so\.\d+)$")
 STARTUP_WEAK = {"__gmon_start__", "_ITM_deregisterTMCloneTable", "_ITM_registerTMCloneTable"}
 DEPENDENCY_NAMES = re.compile(r"^(config_|libconfig_|scanctx_|strbuf_|wolfSSL|wolfssl|wc_|"
-                              r"Wolf|WOLF)")
+                              r"Wolf|WOLF|imb_|aes_gcm_)")
 
 
 def command(*argv):

@@ -764,6 +764,58 @@ static void test_session_export_client_and_held_ticket_continue(void **state)
     mt_tls_context_release(server);
 }
 
+/* Moves exactly length bytes from the client's side to the server's (relayed link). */
+static void pump_exactly(struct link *link, size_t length)
+{
+    size_t moved = 0;
+    for (int round = 0; round < 10000 && moved < length; round++) {
+        link->chunk = length - moved;
+        moved += pump(link);
+    }
+    assert_int_equal(moved, length);
+    link->chunk = 64;
+}
+
+/*
+ * A read-ahead that ends inside a record crosses too, and once the imported bytes are used up the
+ * next receive fills the same buffer: it must have the read-ahead's whole capacity, not the few
+ * bytes imported (a heap overflow under ASan otherwise).
+ */
+static void test_session_export_read_ahead_mid_record_continues(void **state)
+{
+    (void)state;
+    skip_without_export();
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct sessions sessions;
+    connect_sessions(&sessions, client, server, 64);
+    assert_int_equal(sessions.server_status, MT_TLS_OK);
+    static unsigned char big[12000], received[12000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (unsigned char)(i * 7);
+    assert_int_equal(mt_tls_write(sessions.client, "first-record", 12), MT_TLS_OK);
+    assert_int_equal(mt_tls_write(sessions.client, big, sizeof(big)), MT_TLS_OK);
+    /* The first record (header, 12 bytes, content type, tag) and 100 bytes of the second. */
+    pump_exactly(&sessions.link, MT_TLS_RECORD_HEADER_SIZE + 12 + 1 + 16 + 100);
+    unsigned char first[12];
+    size_t count = 0;
+    assert_int_equal(mt_tls_read(sessions.server, first, sizeof(first), &count, false), MT_TLS_OK);
+    assert_int_equal(count, sizeof(first));
+    assert_memory_equal(first, "first-record", sizeof(first));
+
+    /* The rest of the second record waits in the server's socket, for the first receive. */
+    size_t rest = MT_TLS_RECORD_HEADER_SIZE + sizeof(big) + 1 + 16 - 100;
+    pump_exactly(&sessions.link, rest);
+
+    hand_over_server(&sessions, server);
+    assert_int_equal(read_all(&sessions.link, sessions.server, received, sizeof(big), sizeof(big)),
+                     MT_TLS_OK);
+    assert_memory_equal(received, big, sizeof(big));
+    close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
 /* In the middle of a record, or before the handshake is done, there is nothing to export. */
 static void test_session_export_mid_record_or_handshake_refused(void **state)
 {
@@ -893,6 +945,7 @@ int main(void)
         cmocka_unit_test(test_session_export_aes256_gcm_continues_in_import),
         cmocka_unit_test(test_session_export_chacha20_continues_in_import),
         cmocka_unit_test(test_session_export_client_and_held_ticket_continue),
+        cmocka_unit_test(test_session_export_read_ahead_mid_record_continues),
         cmocka_unit_test(test_session_export_mid_record_or_handshake_refused),
         cmocka_unit_test(test_session_import_truncated_or_foreign_refused),
         cmocka_unit_test(test_session_export_system_wolfssl_refused_session_unchanged),

@@ -469,9 +469,18 @@ MT_RESULT mt_attest_identify(int fd, struct mt_attest_peer *peer)
     struct ucred credentials;
     socklen_t length = sizeof(credentials);
     MT_GUARD_POSIX(getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length), MT_ERR_IO);
-    peer->pid = credentials.pid;
-    peer->uid = credentials.uid;
-    peer->gid = credentials.gid;
+    return mt_attest_identify_credentials(fd, &credentials, peer);
+}
+
+MT_RESULT mt_attest_identify_credentials(int fd, const struct ucred *credentials,
+                                         struct mt_attest_peer *peer)
+{
+    MT_ENSURE_REF(credentials);
+    MT_ENSURE_REF(peer);
+    memset(peer, 0, sizeof(*peer));
+    peer->pid = credentials->pid;
+    peer->uid = credentials->uid;
+    peer->gid = credentials->gid;
     if (peer->pid <= 0) {
         peer->exe_sha256_problem = "its pid is not visible to the agent (another pid namespace)";
         return MT_OK_RESULT;

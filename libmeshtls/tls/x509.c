@@ -7,8 +7,9 @@
  * sessions; the header exposes no wolfSSL type.
  * It must never log or copy key material: private keys live only inside struct mt_x509_key, which
  * is a secret buffer (util/secret.h: out of core dumps, wiped when freed), and in short-lived
- * DER/PEM buffers that are wiped before they go out of scope. It must never take
- * an identity from a CSR: a leaf carries exactly the SPIFFE ID its caller decided on.
+ * DER/PEM buffers that are wiped before they go out of scope; an issuer's kept random generator
+ * (struct mt_x509_signer), from which its signatures' nonces come, is a secret buffer too. It must
+ * never take an identity from a CSR: a leaf carries exactly the SPIFFE ID its caller decided on.
  *
  * wolfCrypt's functions are not const-correct (a key that is only read is passed as ecc_key *),
  * so const keys are cast once, in key_ecc().

@@ -336,9 +336,13 @@ static bool in_other_mount_namespace(pid_t pid)
 {
     char path[64];
     struct stat theirs;
-    struct stat ours;
+    static struct stat ours;
+    static bool have_ours;
     snprintf(path, sizeof(path), "/proc/%ld/ns/mnt", (long)pid);
-    if (stat(path, &theirs) != 0 || stat("/proc/self/ns/mnt", &ours) != 0)
+    /* The agent's own namespace does not change while it runs: one stat of it is enough. */
+    if (!have_ours)
+        have_ours = stat("/proc/self/ns/mnt", &ours) == 0;
+    if (!have_ours || stat(path, &theirs) != 0)
         return false;
     return theirs.st_dev != ours.st_dev || theirs.st_ino != ours.st_ino;
 }
@@ -381,13 +385,17 @@ static bool read_start_time(pid_t pid, unsigned long long *start_time)
     char path[64];
     char text[1024];
     snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-    FILE *file = fopen(path, "re");
-    if (file == NULL)
+    /* open, one read, close: the kernel makes the whole line in one read of a buffer this size
+     * (the command name is at most 64 bytes), and stdio would add an fstat and a second read. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return false;
-    size_t length = fread(text, 1, sizeof(text) - 1, file);
-    fclose(file);
+    ssize_t length = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (length <= 0)
+        return false;
     text[length] = '\0';
-    return length > 0 && mt_metrics_stat_start_time(text, start_time);
+    return mt_metrics_stat_start_time(text, start_time);
 }
 
 /* The effective uid on the "Uid:" line of /proc/<pid>/status (SO_PEERCRED reports the euid). */
@@ -461,9 +469,18 @@ MT_RESULT mt_attest_identify(int fd, struct mt_attest_peer *peer)
     struct ucred credentials;
     socklen_t length = sizeof(credentials);
     MT_GUARD_POSIX(getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length), MT_ERR_IO);
-    peer->pid = credentials.pid;
-    peer->uid = credentials.uid;
-    peer->gid = credentials.gid;
+    return mt_attest_identify_credentials(fd, &credentials, peer);
+}
+
+MT_RESULT mt_attest_identify_credentials(int fd, const struct ucred *credentials,
+                                         struct mt_attest_peer *peer)
+{
+    MT_ENSURE_REF(credentials);
+    MT_ENSURE_REF(peer);
+    memset(peer, 0, sizeof(*peer));
+    peer->pid = credentials->pid;
+    peer->uid = credentials->uid;
+    peer->gid = credentials->gid;
     if (peer->pid <= 0) {
         peer->exe_sha256_problem = "its pid is not visible to the agent (another pid namespace)";
         return MT_OK_RESULT;

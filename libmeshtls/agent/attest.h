@@ -22,6 +22,8 @@
 #include "../tls/digest.h"
 #include "../util/result.h"
 
+struct ucred; /* <sys/socket.h> */
+
 /* Executables larger than this are not hashed: one hash must not hold the agent for long. */
 #define MT_ATTEST_SHA256_MAX_BYTES (128u * 1024u * 1024u)
 /* Hashes remembered by file (device, inode, size, mtime, ctime), so a program is hashed once. */
@@ -53,6 +55,9 @@ struct mt_attest_peer {
  * when SO_PEERCRED fails.
  */
 MT_RESULT mt_attest_identify(int fd, struct mt_attest_peer *peer);
+/* The same with fd's SO_PEERCRED read already (the kernel fixes them at connect). */
+MT_RESULT mt_attest_identify_credentials(int fd, const struct ucred *credentials,
+                                         struct mt_attest_peer *peer);
 
 /* What mt_attest_exe_sha256 did. */
 enum mt_attest_hash_outcome {

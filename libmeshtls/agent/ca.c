@@ -291,6 +291,19 @@ static MT_RESULT check_loaded(const char *state_dir, const char *key_path, const
     return MT_OK_RESULT;
 }
 
+/*
+ * The issuer made ready for signing: its certificate and key are checked here, once per load,
+ * rather than on every leaf (tls/x509.h).
+ */
+static MT_RESULT prepare_signer(struct mt_ca *ca, struct mt_text *reason)
+{
+    mt_result result = mt_x509_signer_new(ca->cert_der, ca->cert_length, ca->key, &ca->signer);
+    if (!mt_result_is_ok(result))
+        return mt_result_explain(reason, result.error, "%s cannot sign leaves: %s", ca->cert_path,
+                                 mt_error_message(result.error));
+    return MT_OK_RESULT;
+}
+
 MT_RESULT mt_ca_load_or_create(const char *state_dir, const char *trust_domain, time_t now,
                                struct mt_ca *ca, bool *created, struct mt_text *reason)
 {
@@ -333,6 +346,8 @@ MT_RESULT mt_ca_load_or_create(const char *state_dir, const char *trust_domain, 
             ca->anchor_count = 1;
         }
     }
+    if (mt_result_is_ok(result))
+        result = prepare_signer(ca, reason);
     if (!mt_result_is_ok(result))
         mt_ca_cleanup(ca);
     return result;
@@ -342,6 +357,8 @@ void mt_ca_cleanup(struct mt_ca *ca)
 {
     if (ca == NULL)
         return;
+    mt_x509_signer_free(ca->signer);
+    ca->signer = NULL;
     mt_x509_key_free(ca->key);
     ca->key = NULL;
 }
@@ -351,7 +368,7 @@ MT_RESULT mt_ca_issue(const struct mt_ca *ca, const uint8_t *csr_der, size_t csr
                       size_t capacity, size_t *length, time_t *not_after)
 {
     MT_ENSURE_REF(ca);
-    MT_ENSURE_REF(ca->key);
+    MT_ENSURE_REF(ca->signer);
     MT_ENSURE_REF(not_after);
     /*
      * Back-dated for peers whose clocks lag, but by at most a tenth of the lifetime: workloads
@@ -367,8 +384,8 @@ MT_RESULT mt_ca_issue(const struct mt_ca *ca, const uint8_t *csr_der, size_t csr
     if (leaf_not_after > ca->not_after)
         leaf_not_after = ca->not_after;
     MT_ENSURE(leaf_not_after > now, MT_ERR_INVALID_ARGUMENT);
-    MT_GUARD(mt_x509_leaf_issue(csr_der, csr_length, spiffe_id, ca->cert_der, ca->cert_length,
-                                ca->key, leaf_not_before, leaf_not_after, der, capacity, length));
+    MT_GUARD(mt_x509_signer_issue(ca->signer, csr_der, csr_length, spiffe_id, leaf_not_before,
+                                  leaf_not_after, der, capacity, length));
     *not_after = leaf_not_after;
     return MT_OK_RESULT;
 }
@@ -582,6 +599,8 @@ MT_RESULT mt_ca_load_issuer_dir(const char *directory, const char *trust_domain,
         result = mt_ca_add_anchor_file(ca, anchors_path, reason);
     if (mt_result_is_ok(result))
         remove_anchors_from_chain(ca);
+    if (mt_result_is_ok(result))
+        result = prepare_signer(ca, reason);
     if (!mt_result_is_ok(result))
         mt_ca_cleanup(ca);
     return result;

@@ -39,6 +39,7 @@ struct mt_ca_cert {
 
 struct mt_ca {
     struct mt_x509_key *key;
+    struct mt_x509_signer *signer; /* key and cert_der, checked once per load (tls/x509.h) */
     uint8_t cert_der[MT_X509_CERT_DER_MAX]; /* the certificate that signs leaves */
     size_t cert_length;
     struct mt_ca_cert chain[MT_CA_CHAIN_MAX]; /* sent after the leaf (empty for the dev CA) */
@@ -75,7 +76,8 @@ MT_RESULT mt_ca_load_issuer_dir(const char *directory, const char *trust_domain,
  */
 MT_RESULT mt_ca_add_anchor_file(struct mt_ca *ca, const char *path, struct mt_text *reason);
 
-/* Wipes the key; the struct can be loaded again. Safe on a zeroed or half-loaded struct. */
+/* Wipes the key and the signer; the struct can be loaded again. Safe on a zeroed or half-loaded
+ * struct. */
 void mt_ca_cleanup(struct mt_ca *ca);
 
 /*

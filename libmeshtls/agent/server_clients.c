@@ -342,7 +342,7 @@ void mt_server_clients_accept(struct mt_server *server)
         }
         /* No hashing here: only a sha256 rule that fits the caller hashes, when it asks. */
         struct mt_attest_peer peer;
-        if (!mt_result_is_ok(mt_attest_identify(fd, &peer))) {
+        if (!mt_result_is_ok(mt_attest_identify_credentials(fd, &credentials, &peer))) {
             mt_log_limited(MT_LOG_WARN,
                            "closed a connection whose peer credentials cannot be read: %s",
                            strerror(errno));

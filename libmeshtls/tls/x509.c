@@ -7,8 +7,9 @@
  * sessions; the header exposes no wolfSSL type.
  * It must never log or copy key material: private keys live only inside struct mt_x509_key, which
  * is a secret buffer (util/secret.h: out of core dumps, wiped when freed), and in short-lived
- * DER/PEM buffers that are wiped before they go out of scope. It must never take
- * an identity from a CSR: a leaf carries exactly the SPIFFE ID its caller decided on.
+ * DER/PEM buffers that are wiped before they go out of scope; an issuer's kept random generator
+ * (struct mt_x509_signer), from which its signatures' nonces come, is a secret buffer too. It must
+ * never take an identity from a CSR: a leaf carries exactly the SPIFFE ID its caller decided on.
  *
  * wolfCrypt's functions are not const-correct (a key that is only read is passed as ecc_key *),
  * so const keys are cast once, in key_ecc().
@@ -534,31 +535,65 @@ static MT_RESULT check_issued(const uint8_t *der, size_t length)
     return result;
 }
 
-MT_RESULT mt_x509_leaf_issue(const uint8_t *csr_der, size_t csr_length, const char *spiffe_id,
-                             const uint8_t *ca_der, size_t ca_length,
-                             const struct mt_x509_key *ca_key, time_t not_before, time_t not_after,
-                             uint8_t *der, size_t capacity, size_t *length)
+/*
+ * The state kept between leaves. Out of the heap like a key (util/secret.h): whoever learned the
+ * generator's state could predict the nonces of the issuer's signatures, and so its key.
+ */
+struct mt_x509_signer {
+    const struct mt_x509_key *key;
+    uint8_t ca_der[MT_X509_CERT_DER_MAX];
+    word32 ca_length;
+    WC_RNG rng;
+};
+
+MT_RESULT mt_x509_signer_new(const uint8_t *ca_der, size_t ca_length,
+                             const struct mt_x509_key *ca_key, struct mt_x509_signer **signer)
 {
-    MT_ENSURE_REF(csr_der);
-    MT_ENSURE_REF(spiffe_id);
     MT_ENSURE_REF(ca_der);
     MT_ENSURE_REF(ca_key);
+    MT_ENSURE_REF(signer);
+    MT_ENSURE(ca_length <= MT_X509_CERT_DER_MAX, MT_ERR_TOO_LONG);
+    MT_GUARD(check_issuer(ca_der, ca_length, ca_key));
+    struct mt_x509_signer *created = NULL;
+    MT_GUARD(mt_secret_alloc(sizeof(*created), (void **)&created));
+    if (wc_InitRng(&created->rng) != 0) {
+        mt_secret_free(created);
+        return mt_result_of(MT_ERR_CRYPTO);
+    }
+    created->key = ca_key;
+    memcpy(created->ca_der, ca_der, ca_length);
+    created->ca_length = (word32)ca_length;
+    *signer = created;
+    return MT_OK_RESULT;
+}
+
+void mt_x509_signer_free(struct mt_x509_signer *signer)
+{
+    if (signer == NULL)
+        return;
+    wc_FreeRng(&signer->rng);
+    mt_secret_free(signer);
+}
+
+MT_RESULT mt_x509_signer_issue(struct mt_x509_signer *signer, const uint8_t *csr_der,
+                               size_t csr_length, const char *spiffe_id, time_t not_before,
+                               time_t not_after, uint8_t *der, size_t capacity, size_t *length)
+{
+    MT_ENSURE_REF(signer);
+    MT_ENSURE_REF(csr_der);
+    MT_ENSURE_REF(spiffe_id);
     MT_ENSURE_REF(der);
     MT_ENSURE_REF(length);
-    MT_ENSURE(fits_int(ca_length), MT_ERR_TOO_LONG);
     struct mt_spiffe_id id;
     MT_GUARD(mt_spiffe_id_parse(spiffe_id, strlen(spiffe_id), &id));
     /* X.509-SVID §3.1: a leaf's ID has a path; the bare trust domain is the CA's. */
     MT_ENSURE(id.path_length > 0, MT_ERR_SPIFFE_ID);
-    MT_GUARD(check_issuer(ca_der, ca_length, ca_key));
 
     struct mt_x509_parsed request;
     bool have_request = false;
     ecc_key subject_key;
     bool have_subject_key = false;
     Cert *leaf = NULL;
-    WC_RNG rng;
-    bool have_rng = false;
     mt_result result = mt_result_of(MT_ERR_CRYPTO);
 
     /* VERIFY makes wolfCrypt check the CSR's self-signature: proof the caller holds the key. */
@@ -588,29 +623,37 @@ MT_RESULT mt_x509_leaf_issue(const uint8_t *csr_der, size_t csr_length, const ch
         goto out;
     result = mt_result_of(MT_ERR_CRYPTO);
     /* The issuer name is copied byte for byte so that path building matches it exactly. */
-    if (wc_SetIssuerRaw(leaf, ca_der, (int)ca_length) != 0 ||
-        wc_SetAuthKeyIdFromCert(leaf, ca_der, (int)ca_length) != 0 ||
+    if (wc_SetIssuerRaw(leaf, signer->ca_der, (int)signer->ca_length) != 0 ||
+        wc_SetAuthKeyIdFromCert(leaf, signer->ca_der, (int)signer->ca_length) != 0 ||
         wc_SetSubjectKeyIdFromPublicKey_ex(leaf, ECC_TYPE, &subject_key) != 0 ||
         wc_SetKeyUsage(leaf, "digitalSignature") != 0 ||
         wc_SetExtKeyUsage(leaf, "serverAuth,clientAuth") != 0)
         goto out;
-    if (wc_InitRng(&rng) != 0)
-        goto out;
-    have_rng = true;
     word32 room = bounded_capacity(capacity);
-    int body = wc_MakeCert_ex(leaf, der, room, ECC_TYPE, &subject_key, &rng);
-    result = cert_sign(leaf, body, ca_key, &rng, der, room, length);
+    int body = wc_MakeCert_ex(leaf, der, room, ECC_TYPE, &subject_key, &signer->rng);
+    result = cert_sign(leaf, body, signer->key, &signer->rng, der, room, length);
     if (mt_result_is_ok(result))
         result = check_issued(der, *length);
 
 out:
-    if (have_rng)
-        wc_FreeRng(&rng);
     wc_CertFree(leaf);
     if (have_subject_key)
         wc_ecc_free(&subject_key);
     if (have_request)
         mt_x509_parsed_free(&request);
+    return result;
+}
+
+MT_RESULT mt_x509_leaf_issue(const uint8_t *csr_der, size_t csr_length, const char *spiffe_id,
+                             const uint8_t *ca_der, size_t ca_length,
+                             const struct mt_x509_key *ca_key, time_t not_before, time_t not_after,
+                             uint8_t *der, size_t capacity, size_t *length)
+{
+    struct mt_x509_signer *signer = NULL;
+    MT_GUARD(mt_x509_signer_new(ca_der, ca_length, ca_key, &signer));
+    mt_result result = mt_x509_signer_issue(signer, csr_der, csr_length, spiffe_id, not_before,
+                                            not_after, der, capacity, length);
+    mt_x509_signer_free(signer);
     return result;
 }
 

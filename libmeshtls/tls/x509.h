@@ -69,6 +69,21 @@ MT_RESULT mt_x509_leaf_issue(const uint8_t *csr_der, size_t csr_length, const ch
                              uint8_t *der, size_t capacity, size_t *length);
 
 /*
+ * An issuer made ready for many leaves: its certificate and key checked once, as
+ * mt_x509_leaf_issue checks them, and a random generator kept for its signatures (instead of one
+ * seeded per leaf). It refers to ca_key, which must outlive it; one thread at a time.
+ */
+struct mt_x509_signer;
+MT_RESULT mt_x509_signer_new(const uint8_t *ca_der, size_t ca_length,
+                             const struct mt_x509_key *ca_key, struct mt_x509_signer **signer);
+/* Wipes and frees; NULL is allowed. */
+void mt_x509_signer_free(struct mt_x509_signer *signer);
+/* mt_x509_leaf_issue with the signer's issuer: the same checks of the CSR and the ID. */
+MT_RESULT mt_x509_signer_issue(struct mt_x509_signer *signer, const uint8_t *csr_der,
+                               size_t csr_length, const char *spiffe_id, time_t not_before,
+                               time_t not_after, uint8_t *der, size_t capacity, size_t *length);
+
+/*
  * Checks every rule the X.509-SVID standard places on a leaf (its sections 2-5): CA false; keyUsage
  * present, critical, with digitalSignature and neither keyCertSign nor cRLSign; extendedKeyUsage,
  * when present, with serverAuth and clientAuth; exactly one URI SAN, a valid SPIFFE ID with a

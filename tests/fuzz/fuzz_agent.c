@@ -31,7 +31,8 @@ static void make_ca(void)
     time_t now = 1700000000;
     if (!mt_result_is_ok(mt_x509_key_generate(&ca.key)) ||
         !mt_result_is_ok(mt_x509_ca_create(ca.key, "meshtls.local", now - 10, now + 86400,
-                                           ca.cert_der, sizeof(ca.cert_der), &ca.cert_length)))
+                                           ca.cert_der, sizeof(ca.cert_der), &ca.cert_length)) ||
+        !mt_result_is_ok(mt_x509_signer_new(ca.cert_der, ca.cert_length, ca.key, &ca.signer)))
         abort();
     ca.not_after = now + 86400;
     have_ca = true;

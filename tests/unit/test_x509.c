@@ -390,6 +390,61 @@ static void test_leaf_issue_non_ca_issuer_rejected(void **state)
         base_time, base_time + 86400, grandchild, sizeof(grandchild), &length)));
 }
 
+static void test_signer_issue_many_leaves_each_a_valid_svid_for_its_key(void **state)
+{
+    struct fixture *fixture = *state;
+    struct mt_x509_signer *signer = NULL;
+    assert_true(mt_result_is_ok(
+        mt_x509_signer_new(fixture->ca_der, fixture->ca_length, fixture->ca_key, &signer)));
+    uint8_t first[MT_X509_CERT_DER_MAX];
+    size_t first_length = 0;
+    for (int i = 0; i < 3; i++) {
+        struct mt_x509_key *key = NULL;
+        uint8_t csr[MT_X509_CSR_DER_MAX];
+        size_t csr_length = 0;
+        uint8_t leaf[MT_X509_CERT_DER_MAX];
+        size_t length = 0;
+        char id[MT_SPIFFE_ID_MAX + 1];
+        assert_true(mt_result_is_ok(mt_x509_key_generate(&key)));
+        assert_true(mt_result_is_ok(mt_x509_csr_create(key, csr, sizeof(csr), &csr_length)));
+        assert_true(
+            mt_result_is_ok(mt_x509_signer_issue(signer, csr, csr_length, AGENT_ID, base_time,
+                                                 base_time + 86400, leaf, sizeof(leaf), &length)));
+        assert_true(mt_result_is_ok(mt_x509_svid_check(leaf, length, id, sizeof(id), NULL)));
+        assert_string_equal(id, AGENT_ID);
+        assert_true(mt_x509_key_matches_cert(key, leaf, length));
+        /* A generator kept between leaves still gives each its own serial and signature. */
+        if (i == 0) {
+            memcpy(first, leaf, length);
+            first_length = length;
+        } else {
+            assert_false(length == first_length && memcmp(first, leaf, length) == 0);
+        }
+        mt_x509_key_free(key);
+    }
+    /* The CSR is checked on every leaf, as mt_x509_leaf_issue checks it. */
+    uint8_t bad[MT_X509_CSR_DER_MAX];
+    memcpy(bad, fixture->csr, fixture->csr_length);
+    bad[fixture->csr_length - 1] ^= 0x01;
+    uint8_t leaf[MT_X509_CERT_DER_MAX];
+    size_t length = 0;
+    assert_false(
+        mt_result_is_ok(mt_x509_signer_issue(signer, bad, fixture->csr_length, AGENT_ID, base_time,
+                                             base_time + 86400, leaf, sizeof(leaf), &length)));
+    mt_x509_signer_free(signer);
+}
+
+static void test_signer_new_key_not_matching_ca_rejected(void **state)
+{
+    struct fixture *fixture = *state;
+    struct mt_x509_signer *signer = NULL;
+    assert_int_equal(
+        mt_x509_signer_new(fixture->ca_der, fixture->ca_length, fixture->workload_key, &signer)
+            .error,
+        MT_ERR_INVALID_ARGUMENT);
+    assert_null(signer);
+}
+
 static void test_leaf_issue_small_buffer_too_long(void **state)
 {
     struct fixture *fixture = *state;
@@ -586,6 +641,8 @@ int main(void)
         cmocka_unit_test(test_leaf_issue_ca_key_not_matching_ca_rejected),
         cmocka_unit_test(test_leaf_issue_non_ca_issuer_rejected),
         cmocka_unit_test(test_leaf_issue_small_buffer_too_long),
+        cmocka_unit_test(test_signer_issue_many_leaves_each_a_valid_svid_for_its_key),
+        cmocka_unit_test(test_signer_new_key_not_matching_ca_rejected),
         cmocka_unit_test(test_leaf_issue_longest_id_fits),
         cmocka_unit_test(test_svid_check_two_uri_sans_rejected),
         cmocka_unit_test(test_svid_check_no_uri_san_rejected),

@@ -40,28 +40,28 @@ static MT_RESULT read_outbound_loopback(void *context, const config_setting_t *s
 {
     struct mt_config_load *load = context;
     return mt_config_read_outbound_mode(&load->reader, setting, "outbound.loopback",
-                                        &load->config.outbound.loopback);
+                                        &load->config->outbound.loopback);
 }
 
 static MT_RESULT read_outbound_default(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
     return mt_config_read_outbound_mode(&load->reader, setting, "outbound.default",
-                                        &load->config.outbound.other);
+                                        &load->config->outbound.other);
 }
 
 static MT_RESULT read_inbound_loopback(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
     return mt_config_read_inbound_mode(&load->reader, setting, "inbound.loopback",
-                                       &load->config.inbound.loopback);
+                                       &load->config->inbound.loopback);
 }
 
 static MT_RESULT read_inbound_default(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
     return mt_config_read_inbound_mode(&load->reader, setting, "inbound.default",
-                                       &load->config.inbound.other);
+                                       &load->config->inbound.other);
 }
 
 static const struct mt_config_key outbound_keys[] = {
@@ -104,74 +104,74 @@ static MT_RESULT read_agent_socket(void *context, const config_setting_t *settin
 {
     struct mt_config_load *load = context;
     return mt_config_read_socket_path(&load->reader, setting, "agent_socket",
-                                      load->config.agent_socket);
+                                      load->config->agent_socket);
 }
 
 /* A uid, not a name: the preload must not call into NSS (files, LDAP) inside any process. */
 static MT_RESULT read_agent_uid(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
-    return read_bounded(load, setting, "agent_uid", 0, INT_MAX, &load->config.agent_uid);
+    return read_bounded(load, setting, "agent_uid", 0, INT_MAX, &load->config->agent_uid);
 }
 
 static MT_RESULT read_log_level(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
-    return mt_config_read_log_level(&load->reader, setting, "log_level", &load->config.log_level);
+    return mt_config_read_log_level(&load->reader, setting, "log_level", &load->config->log_level);
 }
 
 static MT_RESULT read_trust_domain(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
     return mt_config_read_trust_domain(&load->reader, setting, "trust_domain",
-                                       load->config.trust_domain);
+                                       load->config->trust_domain);
 }
 
 static MT_RESULT read_handshake_timeout(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
-    return read_timeout(load, setting, "handshake_timeout_ms", &load->config.handshake_timeout_ms);
+    return read_timeout(load, setting, "handshake_timeout_ms", &load->config->handshake_timeout_ms);
 }
 
 static MT_RESULT read_detect_timeout(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
-    return read_timeout(load, setting, "detect_timeout_ms", &load->config.detect_timeout_ms);
+    return read_timeout(load, setting, "detect_timeout_ms", &load->config->detect_timeout_ms);
 }
 
 static MT_RESULT read_agent_timeout(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
-    return read_timeout(load, setting, "agent_timeout_ms", &load->config.agent_timeout_ms);
+    return read_timeout(load, setting, "agent_timeout_ms", &load->config->agent_timeout_ms);
 }
 
 static MT_RESULT read_agent_wait(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
     return read_bounded(load, setting, "agent_wait_ms", 0, MT_CONFIG_TIMEOUT_MAX_MS,
-                        &load->config.agent_wait_ms);
+                        &load->config->agent_wait_ms);
 }
 
 static MT_RESULT read_resumption(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
     return read_bounded(load, setting, "resumption_s", 0, MT_CONFIG_RESUMPTION_MAX_S,
-                        &load->config.resumption_s);
+                        &load->config->resumption_s);
 }
 
 static MT_RESULT read_post_quantum(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
     return mt_config_read_post_quantum(&load->reader, setting, "post_quantum",
-                                       &load->config.post_quantum);
+                                       &load->config->post_quantum);
 }
 
 static MT_RESULT read_skip_ports(void *context, const config_setting_t *setting)
 {
     struct mt_config_load *load = context;
     return mt_config_read_port_list(&load->reader, setting, "skip_ports", true,
-                                    load->config.skip_ports, MT_CONFIG_SKIP_PORTS_MAX,
-                                    &load->config.skip_port_count);
+                                    load->config->skip_ports, MT_CONFIG_SKIP_PORTS_MAX,
+                                    &load->config->skip_port_count);
 }
 
 static const struct mt_config_key top_level_keys[] = {
@@ -212,12 +212,10 @@ void mt_config_set_defaults(struct mt_config *config)
     config->post_quantum = MT_POST_QUANTUM_PREFER;
 }
 
-MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, struct mt_text *reason)
+/* Reads path over what config holds, changing it even when the file turns out to be invalid. */
+static mt_result read_file_over(const char *path, struct mt_config *config, struct mt_text *reason)
 {
-    MT_ENSURE_REF(path);
-    MT_ENSURE_REF(config);
-
-    struct mt_config_load load = {.reader = {.path = path, .reason = reason}, .config = *config};
+    struct mt_config_load load = {.reader = {.path = path, .reason = reason}, .config = config};
     config_t parsed;
     mt_result result = mt_config_read_file(&load.reader, &parsed);
     if (!mt_result_is_ok(result))
@@ -226,11 +224,21 @@ MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, struct
                                   COUNT_OF(top_level_keys), &load);
     if (!mt_result_is_ok(result))
         goto out;
-
-    strcpy(load.config.source, path);
-    *config = load.config;
+    strcpy(config->source, path);
 out:
     config_destroy(&parsed);
+    return result;
+}
+
+MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, struct mt_text *reason)
+{
+    MT_ENSURE_REF(path);
+    MT_ENSURE_REF(config);
+
+    struct mt_config copy = *config;
+    mt_result result = read_file_over(path, &copy, reason);
+    if (mt_result_is_ok(result))
+        *config = copy;
     return result;
 }
 
@@ -243,10 +251,14 @@ MT_RESULT mt_config_load(struct mt_config *config, struct mt_text *reason)
     if (path == NULL && access(MT_CONFIG_DEFAULT_PATH, F_OK) == 0)
         path = MT_CONFIG_DEFAULT_PATH;
 
-    /* Each step below changes config only when it succeeds. */
+    /*
+     * The file is read straight into config, which any error below resets to the defaults:
+     * copying the 30 KB structure in and out, as mt_config_load_file must, cost every process
+     * start a dozen page faults.
+     */
     mt_result result = MT_OK_RESULT;
     if (path != NULL) {
-        result = mt_config_load_file(path, config, reason);
+        result = read_file_over(path, config, reason);
         if (!mt_result_is_ok(result))
             goto out;
     }

@@ -35,13 +35,14 @@
 #define MT_CONFIG_INBOUND_MODES "one of \"strict\", \"permissive\", \"plain\""
 
 /*
- * The file being read and the copy being filled; mt_config_load_file commits the copy only when
- * everything is valid. rule_key names the rule being read ("outbound.rules[3]") so that its keys
- * can say where they are; seen_keys records which keys that rule has set.
+ * The file being read and the configuration being filled: a copy that mt_config_load_file
+ * commits only when everything is valid, or mt_config_load's own, which it resets to the
+ * defaults on any error. rule_key names the rule being read ("outbound.rules[3]") so that its
+ * keys can say where they are; seen_keys records which keys that rule has set.
  */
 struct mt_config_load {
     struct mt_config_reader reader;
-    struct mt_config config;
+    struct mt_config *config;
     char rule_key[40];
     unsigned seen_keys;
 };

@@ -107,7 +107,7 @@ MT_RESULT mt_config_read_pattern(struct mt_config_load *load, const config_setti
     if (!mt_spiffe_is_valid_pattern(value, length))
         return mt_config_reader_fail_value(reader, setting, key, value,
                                            "is not an identity pattern (" PATTERN_EXPECTED ")");
-    if (!intern_pattern(&load->config, value, reference))
+    if (!intern_pattern(load->config, value, reference))
         return mt_config_reader_fail(reader, setting, key,
                                      "identity patterns take more than %d bytes in all; cover "
                                      "several IDs with one \"/*\" pattern",

@@ -32,12 +32,12 @@ static const char *rule_member_key(const struct mt_config_load *load, const char
 
 static struct mt_outbound_rule *current_outbound_rule(struct mt_config_load *load)
 {
-    return &load->config.outbound.rules[load->config.outbound.rule_count - 1];
+    return &load->config->outbound.rules[load->config->outbound.rule_count - 1];
 }
 
 static struct mt_inbound_rule *current_inbound_rule(struct mt_config_load *load)
 {
-    return &load->config.inbound.rules[load->config.inbound.rule_count - 1];
+    return &load->config->inbound.rules[load->config->inbound.rule_count - 1];
 }
 
 /* ---- outbound ----------------------------------------------------------------------------- */
@@ -264,7 +264,7 @@ MT_RESULT mt_config_read_outbound_rules(void *context, const config_setting_t *s
         .key = "outbound.rules",
         .example = "{ to = \"10.0.0.0/8\"; ports = [5432]; mode = \"mtls\"; }",
         .capacity = MT_CONFIG_OUTBOUND_RULES_MAX,
-        .count = &load->config.outbound.rule_count,
+        .count = &load->config->outbound.rule_count,
         .start = start_outbound_rule,
         .keys = outbound_rule_keys,
         .key_count = COUNT_OF(outbound_rule_keys),
@@ -280,7 +280,7 @@ MT_RESULT mt_config_read_inbound_rules(void *context, const config_setting_t *se
         .key = "inbound.rules",
         .example = "{ port = 8080; mode = \"strict\"; }",
         .capacity = MT_CONFIG_INBOUND_RULES_MAX,
-        .count = &load->config.inbound.rule_count,
+        .count = &load->config->inbound.rule_count,
         .start = start_inbound_rule,
         .keys = inbound_rule_keys,
         .key_count = COUNT_OF(inbound_rule_keys),

@@ -248,11 +248,22 @@ static void pass_as_plain(struct mt_conn *conn, const char *why)
  */
 static void detect(struct mt_conn *conn)
 {
-    static _Thread_local unsigned char window[MT_DETECT_BYTES_MAX];
-    ssize_t n = mt_sys_recv(conn->fd, window, sizeof(window), MSG_PEEK | MSG_DONTWAIT);
+    /*
+     * On the heap, only while it is looked at: as thread-local storage these 16 KiB were zeroed
+     * (and their pages faulted in) at every process start and in every thread of every meshed
+     * program, most of which never detect anything.
+     */
+    unsigned char *window = malloc(MT_DETECT_BYTES_MAX);
+    if (window == NULL) {
+        mt_conn_fail(conn, ENOMEM, "no memory to look at the first bytes");
+        return;
+    }
+    ssize_t n = mt_sys_recv(conn->fd, window, MT_DETECT_BYTES_MAX, MSG_PEEK | MSG_DONTWAIT);
+    enum mt_detect_result result =
+        n > 0 ? mt_detect_client_hello(window, (size_t)n) : MT_DETECT_NEED_MORE;
+    MT_PRESERVING_ERRNO(free(window));
     if (n > 0) {
-        enum mt_detect_result result = mt_detect_client_hello(window, (size_t)n);
-        if (result == MT_DETECT_NEED_MORE && (size_t)n == sizeof(window))
+        if (result == MT_DETECT_NEED_MORE && (size_t)n == MT_DETECT_BYTES_MAX)
             result = MT_DETECT_TLS_OTHER;
         if (result == MT_DETECT_TLS_MESH) {
             if (conn->tls == NULL)

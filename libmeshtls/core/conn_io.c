@@ -356,10 +356,40 @@ static bool keep_unsent(struct mt_conn *conn, const void *record, size_t length)
     return true;
 }
 
+/*
+ * The most records of one call that go to the kernel in one system call (64 KiB and a little
+ * more: one loopback segment). Under Nagle a record sent on its own is a small segment, and the
+ * next one waits for its ACK, which a peer with nothing to send delays by up to 40 ms: a 20 KB
+ * reply, a record and a rest, waited on every round trip where plain TCP sends the write at once.
+ * Bounded so that a large write does not keep the whole of itself in memory.
+ */
+#define RECORDS_PER_SEND 4
+
+/*
+ * The records a call gathered, sent with the call's own transport: the same system call the
+ * application's bytes would have made, once per batch. What the kernel does not take stays kept,
+ * as a DEFERRED call's records do, and is sent before anything else (conn.c, flush_outgoing).
+ */
+static void send_gathered(struct mt_conn *conn)
+{
+    enum mt_tls_status status = mt_tls_flush_outgoing(conn->tls);
+    if (status == MT_TLS_ERROR)
+        mt_conn_fail_from_tls(conn);
+    else if (status == MT_TLS_WANT_WRITE)
+        conn->notify_pollers = true; /* the kernel must now be asked for EPOLLOUT */
+}
+
 /* ESTABLISHED, nothing unsent: commits records from buffer; the count committed. */
 static size_t write_records(struct mt_conn *conn, const void *buffer, size_t length)
 {
+    /* Without waiting, a call of more than one record keeps them as DEFERRED does, to send them
+     * together. */
+    enum mt_tls_transport transport = mt_tls_transport_of(conn->tls);
+    bool gather = transport != MT_TLS_TRANSPORT_DEFERRED && length > MT_TLS_RECORD_MAX;
+    if (gather)
+        mt_tls_set_transport(conn->tls, MT_TLS_TRANSPORT_DEFERRED);
     size_t total = 0;
+    int records = 0;
     while (total < length) {
         size_t chunk = length - total;
         if (chunk > MT_TLS_RECORD_MAX)
@@ -368,8 +398,8 @@ static size_t write_records(struct mt_conn *conn, const void *buffer, size_t len
         enum mt_tls_status status = mt_tls_write(conn->tls, record, chunk);
         if (status == MT_TLS_OK) {
             total += chunk;
-            /* DEFERRED: the record waits for the caller's write; one at a time. */
-            if (mt_tls_outgoing_pending(conn->tls))
+            /* Kept (DEFERRED, or gathered): the batch goes once it is full. */
+            if (mt_tls_outgoing_pending(conn->tls) && ++records == RECORDS_PER_SEND)
                 break;
             continue;
         }
@@ -382,6 +412,11 @@ static size_t write_records(struct mt_conn *conn, const void *buffer, size_t len
             mt_conn_fail_from_tls(conn);
         }
         break;
+    }
+    if (gather) {
+        mt_tls_set_transport(conn->tls, transport);
+        if (conn->state != MT_CONN_FAILED)
+            send_gathered(conn);
     }
     return total;
 }

@@ -530,19 +530,22 @@ ssize_t mt_conn_recv_vector(struct mt_conn *conn, const struct iovec *vector, in
     return total;
 }
 
+/* The most bytes of a vector gathered into one write: one batch of records. */
+#define GATHER_MAX (RECORDS_PER_SEND * MT_TLS_RECORD_MAX)
+
 /*
- * The bytes of a vector that fits in one record, gathered; NULL when it does not fit, has fewer
- * than two pieces, or memory is short (each piece then goes as it is).
+ * The bytes of a vector that fits in one batch of records, gathered; NULL when it does not fit,
+ * has fewer than two pieces, or memory is short (each piece then goes as it is).
  */
 static unsigned char *gather_small(const struct iovec *vector, int count, size_t *length)
 {
     size_t total = 0;
     int pieces = 0;
-    for (int i = 0; i < count && total <= MT_TLS_RECORD_MAX; i++) {
+    for (int i = 0; i < count && total <= GATHER_MAX; i++) {
         total += vector[i].iov_len;
         pieces += vector[i].iov_len > 0;
     }
-    unsigned char *gathered = pieces > 1 && total <= MT_TLS_RECORD_MAX ? malloc(total) : NULL;
+    unsigned char *gathered = pieces > 1 && total <= GATHER_MAX ? malloc(total) : NULL;
     if (gathered == NULL)
         return NULL;
     size_t offset = 0;
@@ -556,10 +559,11 @@ static unsigned char *gather_small(const struct iovec *vector, int count, size_t
 }
 
 /*
- * A vector that fits in one record goes as one record in one send, as the kernel sends it in one
- * segment. Piece by piece, each piece was a record and a send of its own, and under Nagle the
- * second waited for the peer's delayed ACK of the first (40 ms): a server's writev of headers and
- * a small body.
+ * A vector that fits in one batch of records goes as one write, its records in one send, as the
+ * kernel sends the vector in one segment. Piece by piece, each piece was a record and a send of
+ * its own, and under Nagle the second waited for the peer's delayed ACK of the first (40 ms): a
+ * server's writev of headers and a body. A larger vector still goes piece by piece: gathering it
+ * would copy every byte once more.
  */
 ssize_t mt_conn_send_vector(struct mt_conn *conn, const struct iovec *vector, int count, int flags)
 {

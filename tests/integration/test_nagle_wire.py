@@ -17,7 +17,7 @@ plain TCP sends it. curl is left out: it sets TCP_NODELAY itself.
 
 Replies larger than a record on a kept connection (Python servers answering each 1-byte request
 with one sendall of 20, 40 and 200 KB, one on a blocking socket, one with a timeout, which Python
-runs on a non-blocking one): a record per send, the last one of each reply waited for the delayed
+runs on a non-blocking one, and one sendmsg of a header and the body): a record per send, the last one of each reply waited for the delayed
 ACK of the one before (44 ms per round trip against 0.3 ms plain); the records of one write must
 leave together, as plain TCP sends the write.
 """
@@ -94,8 +94,9 @@ for _ in range(4):
 """
 
 # A server that answers each byte it reads with one sendall of the next size, and its client,
-# which asks on one kept connection: neither sets TCP_NODELAY. argv: port, "blocking" or
-# "timeout" (Python then makes the socket non-blocking and waits in poll).
+# which asks on one kept connection: neither sets TCP_NODELAY. argv: port, "blocking",
+# "timeout" (Python then makes the socket non-blocking and waits in poll) or "vector" (blocking,
+# each reply one sendmsg of a 64-byte header and the body).
 REPLY_SIZES = [20000, 40000, 200000] * 4
 BIG_REPLY_SERVER = r"""
 import socket, sys
@@ -110,7 +111,12 @@ while True:
         for size in sizes:
             if not connection.recv(1):
                 break
-            connection.sendall(bytes([size % 251]) * size)
+            reply = bytes([size % 251]) * size
+            if sys.argv[2] == "vector":  # a header and a body, in one call
+                sent = connection.sendmsg([reply[:64], reply[64:]])
+                connection.sendall(reply[sent:])
+            else:
+                connection.sendall(reply)
 """
 BIG_REPLY_CLIENT = r"""
 import socket, sys
@@ -341,7 +347,7 @@ def run_in_namespace(mesh, capture):
         f.write(BIG_REPLY_CLIENT)
     big_ports = {}
     big_servers = []
-    for mode in ("blocking", "timeout"):
+    for mode in ("blocking", "timeout", "vector"):
         port = big_ports[mode] = free_port()
         big_servers.append(start_meshed_server(mesh, f"big-reply-server-{mode}",
                                                [PYTHON, big_script, str(port), mode, sizes], port))
@@ -361,7 +367,7 @@ def run_in_namespace(mesh, capture):
                connections(capture.segments, greet_port), client_speaks_first=False)
     check_pair("sendmsg of two pieces", connections(capture.segments, vector_port))
     for mode, port in big_ports.items():
-        check_replies(f"sendall of 20-200 KB ({mode} socket)", connections(capture.segments, port))
+        check_replies(f"replies of 20-200 KB ({mode})", connections(capture.segments, port))
 
 
 def test():

@@ -356,10 +356,40 @@ static bool keep_unsent(struct mt_conn *conn, const void *record, size_t length)
     return true;
 }
 
+/*
+ * The most records of one call that go to the kernel in one system call (64 KiB and a little
+ * more: one loopback segment). Under Nagle a record sent on its own is a small segment, and the
+ * next one waits for its ACK, which a peer with nothing to send delays by up to 40 ms: a 20 KB
+ * reply, a record and a rest, waited on every round trip where plain TCP sends the write at once.
+ * Bounded so that a large write does not keep the whole of itself in memory.
+ */
+#define RECORDS_PER_SEND 4
+
+/*
+ * The records a call gathered, sent with the call's own transport: the same system call the
+ * application's bytes would have made, once per batch. What the kernel does not take stays kept,
+ * as a DEFERRED call's records do, and is sent before anything else (conn.c, flush_outgoing).
+ */
+static void send_gathered(struct mt_conn *conn)
+{
+    enum mt_tls_status status = mt_tls_flush_outgoing(conn->tls);
+    if (status == MT_TLS_ERROR)
+        mt_conn_fail_from_tls(conn);
+    else if (status == MT_TLS_WANT_WRITE)
+        conn->notify_pollers = true; /* the kernel must now be asked for EPOLLOUT */
+}
+
 /* ESTABLISHED, nothing unsent: commits records from buffer; the count committed. */
 static size_t write_records(struct mt_conn *conn, const void *buffer, size_t length)
 {
+    /* Without waiting, a call of more than one record keeps them as DEFERRED does, to send them
+     * together. */
+    enum mt_tls_transport transport = mt_tls_transport_of(conn->tls);
+    bool gather = transport != MT_TLS_TRANSPORT_DEFERRED && length > MT_TLS_RECORD_MAX;
+    if (gather)
+        mt_tls_set_transport(conn->tls, MT_TLS_TRANSPORT_DEFERRED);
     size_t total = 0;
+    int records = 0;
     while (total < length) {
         size_t chunk = length - total;
         if (chunk > MT_TLS_RECORD_MAX)
@@ -368,8 +398,8 @@ static size_t write_records(struct mt_conn *conn, const void *buffer, size_t len
         enum mt_tls_status status = mt_tls_write(conn->tls, record, chunk);
         if (status == MT_TLS_OK) {
             total += chunk;
-            /* DEFERRED: the record waits for the caller's write; one at a time. */
-            if (mt_tls_outgoing_pending(conn->tls))
+            /* Kept (DEFERRED, or gathered): the batch goes once it is full. */
+            if (mt_tls_outgoing_pending(conn->tls) && ++records == RECORDS_PER_SEND)
                 break;
             continue;
         }
@@ -382,6 +412,11 @@ static size_t write_records(struct mt_conn *conn, const void *buffer, size_t len
             mt_conn_fail_from_tls(conn);
         }
         break;
+    }
+    if (gather) {
+        mt_tls_set_transport(conn->tls, transport);
+        if (conn->state != MT_CONN_FAILED)
+            send_gathered(conn);
     }
     return total;
 }
@@ -495,19 +530,22 @@ ssize_t mt_conn_recv_vector(struct mt_conn *conn, const struct iovec *vector, in
     return total;
 }
 
+/* The most bytes of a vector gathered into one write: one batch of records. */
+#define GATHER_MAX (RECORDS_PER_SEND * MT_TLS_RECORD_MAX)
+
 /*
- * The bytes of a vector that fits in one record, gathered; NULL when it does not fit, has fewer
- * than two pieces, or memory is short (each piece then goes as it is).
+ * The bytes of a vector that fits in one batch of records, gathered; NULL when it does not fit,
+ * has fewer than two pieces, or memory is short (each piece then goes as it is).
  */
 static unsigned char *gather_small(const struct iovec *vector, int count, size_t *length)
 {
     size_t total = 0;
     int pieces = 0;
-    for (int i = 0; i < count && total <= MT_TLS_RECORD_MAX; i++) {
+    for (int i = 0; i < count && total <= GATHER_MAX; i++) {
         total += vector[i].iov_len;
         pieces += vector[i].iov_len > 0;
     }
-    unsigned char *gathered = pieces > 1 && total <= MT_TLS_RECORD_MAX ? malloc(total) : NULL;
+    unsigned char *gathered = pieces > 1 && total <= GATHER_MAX ? malloc(total) : NULL;
     if (gathered == NULL)
         return NULL;
     size_t offset = 0;
@@ -521,10 +559,11 @@ static unsigned char *gather_small(const struct iovec *vector, int count, size_t
 }
 
 /*
- * A vector that fits in one record goes as one record in one send, as the kernel sends it in one
- * segment. Piece by piece, each piece was a record and a send of its own, and under Nagle the
- * second waited for the peer's delayed ACK of the first (40 ms): a server's writev of headers and
- * a small body.
+ * A vector that fits in one batch of records goes as one write, its records in one send, as the
+ * kernel sends the vector in one segment. Piece by piece, each piece was a record and a send of
+ * its own, and under Nagle the second waited for the peer's delayed ACK of the first (40 ms): a
+ * server's writev of headers and a body. A larger vector still goes piece by piece: gathering it
+ * would copy every byte once more.
  */
 ssize_t mt_conn_send_vector(struct mt_conn *conn, const struct iovec *vector, int count, int flags)
 {

@@ -386,6 +386,8 @@ static void test_mt_conn_readable_bytes_partial_record_zero_whole_counted(void *
 /*
  * A kernel that takes part of a record: the record counts as written (TLS committed it), the
  * next write waits, pollers see no POLLOUT, and everything arrives intact once the network moves.
+ * Later writes of several records commit them together (sent in one system call), what the kernel
+ * refuses kept in the same way.
  */
 static void test_mt_conn_send_kernel_takes_part_of_record_commits_whole_record(void **state)
 {
@@ -400,7 +402,8 @@ static void test_mt_conn_send_kernel_takes_part_of_record_commits_whole_record(v
     static unsigned char received[LENGTH];
     fill_pattern(sent, LENGTH, 3);
     errno = EDOM;
-    assert_int_equal(mt_conn_send(pair->client, sent, LENGTH, MSG_NOSIGNAL), MT_TLS_RECORD_MAX);
+    assert_int_equal(mt_conn_send(pair->client, sent, MT_TLS_RECORD_MAX, MSG_NOSIGNAL),
+                     MT_TLS_RECORD_MAX);
     assert_int_equal(errno, EDOM);
     assert_int_equal(pair->client->unsent_length, MT_TLS_RECORD_MAX);
     assert_int_equal(
@@ -430,6 +433,42 @@ static void test_mt_conn_send_kernel_takes_part_of_record_commits_whole_record(v
             (void)mt_conn_socket_error(pair->client);
         }
         forward(&pair->up, 512);
+        ssize_t n =
+            mt_conn_recv(pair->server, received + received_length, LENGTH - received_length, 0);
+        if (n > 0)
+            received_length += (size_t)n;
+        else
+            assert_int_equal(errno, EAGAIN);
+    }
+    assert_int_equal(received_length, LENGTH);
+    assert_memory_equal(received, sent, LENGTH);
+}
+
+/*
+ * One write of several records, on a socket that takes part of the first: all are committed at
+ * once, as they go to the kernel in one system call (one at a time, under Nagle each record after
+ * the first waited for the peer's ACK); the rest is kept and sent in order as the network moves.
+ */
+static void test_mt_conn_send_several_records_kernel_takes_part_all_committed(void **state)
+{
+    struct pair *pair = *state;
+    open_pair(pair);
+    int small = 4096;
+    assert_int_equal(setsockopt(pair->client_fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_true(drive(pair, 1, both_established));
+
+    enum { LENGTH = 3 * MT_TLS_RECORD_MAX };
+    static unsigned char sent[LENGTH];
+    static unsigned char received[LENGTH];
+    fill_pattern(sent, LENGTH, 5);
+    assert_int_equal(mt_conn_send(pair->client, sent, LENGTH, MSG_NOSIGNAL), LENGTH);
+    assert_int_equal(mt_conn_send(pair->client, sent, 1, MSG_NOSIGNAL), -1);
+    assert_int_equal(errno, EAGAIN);
+
+    size_t received_length = 0;
+    for (int step = 0; received_length < LENGTH && step < STEP_LIMIT; step++) {
+        (void)mt_conn_socket_error(pair->client); /* the client's poller steps it */
+        forward(&pair->up, 4096);
         ssize_t n =
             mt_conn_recv(pair->server, received + received_length, LENGTH - received_length, 0);
         if (n > 0)
@@ -756,6 +795,7 @@ int main(void)
         PAIR_TEST(test_mt_conn_recv_nothing_arrived_eagain_then_success_keeps_errno),
         PAIR_TEST(test_mt_conn_readable_bytes_partial_record_zero_whole_counted),
         PAIR_TEST(test_mt_conn_send_kernel_takes_part_of_record_commits_whole_record),
+        PAIR_TEST(test_mt_conn_send_several_records_kernel_takes_part_all_committed),
         PAIR_TEST(test_mt_conn_send_held_ticket_written_short_writes_on_until_sent),
         PAIR_TEST(test_mt_conn_send_blocking_signal_after_commit_writes_record_before_returning),
         PAIR_TEST(test_mt_conn_send_vector_fits_one_record_sent_as_one_record),

@@ -40,6 +40,8 @@
 
 /* A failure's reason as logged: a log line's worth (util/log.c writes no more). */
 #define REASON_LOGGED_MAX 1024
+/* ... and as kept for meshtls_last_error(), NUL included: what a caller has always been given. */
+#define REASON_KEPT_MAX 160
 
 void mt_conn_unlock_and_notify(struct mt_conn *conn)
 {
@@ -59,7 +61,7 @@ static bool is_inbound(const struct mt_conn *conn)
 /* The port metrics label a connection with: the local port inbound, the destination outbound. */
 static uint16_t metrics_port(const struct mt_conn *conn)
 {
-    return mt_addr_port(is_inbound(conn) ? &conn->local : &conn->peer);
+    return mt_addr_compact_port(is_inbound(conn) ? &conn->local : &conn->peer);
 }
 
 static uint64_t handshake_duration_us(const struct mt_conn *conn)
@@ -72,14 +74,18 @@ static uint64_t handshake_duration_us(const struct mt_conn *conn)
 void mt_conn_count_open(struct mt_conn *conn, bool tls, const char *peer_id)
 {
     /* An outbound connection learns its local address only once connected. */
-    if (conn->local.ss_family == AF_UNSPEC) {
-        socklen_t length = sizeof(conn->local);
-        if (mt_sys_getsockname(conn->fd, (struct sockaddr *)&conn->local, &length) != 0)
-            memset(&conn->local, 0, sizeof(conn->local));
+    if (conn->local.family == AF_UNSPEC) {
+        struct sockaddr_storage found;
+        socklen_t length = sizeof(found);
+        if (mt_sys_getsockname(conn->fd, (struct sockaddr *)&found, &length) != 0)
+            memset(&found, 0, sizeof(found));
+        mt_addr_compact_store(&conn->local, &found);
     }
+    struct sockaddr_storage peer = mt_addr_compact_load(&conn->peer);
+    struct sockaddr_storage local = mt_addr_compact_load(&conn->local);
     conn->metrics =
-        mt_metrics_connection_open(is_inbound(conn), tls, metrics_port(conn), &conn->peer, peer_id);
-    mt_metrics_connection_describe(conn->metrics, conn->fd, &conn->local,
+        mt_metrics_connection_open(is_inbound(conn), tls, metrics_port(conn), &peer, peer_id);
+    mt_metrics_connection_describe(conn->metrics, conn->fd, &local,
                                    tls && conn->tls != NULL ? mt_tls_key_exchange(conn->tls)
                                                             : NULL);
 }
@@ -102,8 +108,7 @@ void mt_conn_fail(struct mt_conn *conn, int errno_value, const char *format, ...
     conn->state = MT_CONN_FAILED;
     conn->failed_errno = errno_value;
     conn->notify_pollers = true;
-    struct mt_text kept = mt_text_on(conn->failure_reason, sizeof(conn->failure_reason));
-    mt_text_set(&kept, "%s", line);
+    conn->failure_reason = strndup(line, REASON_KEPT_MAX - 1);
 }
 
 void mt_conn_fail_from_tls(struct mt_conn *conn)
@@ -383,19 +388,19 @@ static void set_destination(struct mt_conn *conn)
 {
     unsigned char key[MT_TLS_DESTINATION_MAX];
     size_t length = 0;
-    uint16_t port = mt_addr_port(&conn->peer);
+    uint16_t port = mt_addr_compact_port(&conn->peer);
     const void *address = NULL;
     size_t address_length = 0;
-    if (conn->peer.ss_family == AF_INET) {
-        address = &((const struct sockaddr_in *)&conn->peer)->sin_addr;
+    if (conn->peer.family == AF_INET) {
+        address = &conn->peer.in.sin_addr;
         address_length = sizeof(struct in_addr);
-    } else if (conn->peer.ss_family == AF_INET6) {
-        address = &((const struct sockaddr_in6 *)&conn->peer)->sin6_addr;
+    } else if (conn->peer.family == AF_INET6) {
+        address = &conn->peer.in6.sin6_addr;
         address_length = sizeof(struct in6_addr);
     } else {
         return;
     }
-    key[length++] = (unsigned char)conn->peer.ss_family;
+    key[length++] = (unsigned char)conn->peer.family;
     key[length++] = (unsigned char)(port >> 8);
     key[length++] = (unsigned char)port;
     memcpy(key + length, address, address_length);
@@ -476,9 +481,9 @@ struct mt_conn *mt_conn_open(int fd, enum mt_tls_role role, struct mt_tls_contex
     if (fstat(fd, &status) == 0)
         conn->socket_inode = status.st_ino;
     if (local != NULL)
-        conn->local = *local;
+        mt_addr_compact_store(&conn->local, local);
     if (peer != NULL)
-        conn->peer = *peer;
+        mt_addr_compact_store(&conn->peer, peer);
     conn->context = mt_tls_context_acquire(context);
     learn_socket(conn);
     if (context == NULL && conn->settings.detect) {
@@ -610,7 +615,8 @@ void mt_conn_hold_before_confinement(struct mt_conn *conn)
 void mt_conn_failure_reason(struct mt_conn *conn, struct mt_text *reason)
 {
     pthread_mutex_lock(&conn->lock);
-    mt_text_set(reason, "%s", conn->failure_reason);
+    /* None: a TCP-level failure (the errno says it all), or no memory was left to keep it. */
+    mt_text_set(reason, "%s", conn->failure_reason != NULL ? conn->failure_reason : "");
     pthread_mutex_unlock(&conn->lock);
 }
 
@@ -637,6 +643,8 @@ void mt_conn_release(struct mt_conn *conn)
     conn->unsent_length = 0;
     free(conn->pinned_identity);
     conn->pinned_identity = NULL;
+    free(conn->failure_reason);
+    conn->failure_reason = NULL;
     free(conn->other_fds);
     conn->other_fds = NULL;
     conn->other_fd_count = 0;

@@ -52,6 +52,7 @@
 #include "../metrics/metrics.h"
 #include "../policy/policy.h"
 #include "../tls/tls.h"
+#include "../util/addr.h"
 #include "../util/text.h"
 #include "relay.h"
 
@@ -108,12 +109,14 @@ struct mt_conn {
     int *other_fds;           /* further names from dup/dup2/dup3/F_DUPFD; fd is the one in use */
     size_t other_fd_count;
     int failed_errno;
-    char failure_reason[160]; /* why it failed, for meshtls_last_error(); via struct mt_text */
+    /* Why it failed, for meshtls_last_error(), allocated then: the many connections that never
+     * fail carry a pointer, not a buffer. NULL: not failed, failed in TCP, or no memory left. */
+    char *failure_reason;
     struct mt_tls_context *context;
     struct mt_tls_session *tls;
-    char *pinned_identity; /* the connection's own copy of settings.pinned_identity */
-    struct sockaddr_storage peer;
-    struct sockaddr_storage local;
+    char *pinned_identity;      /* the connection's own copy of settings.pinned_identity */
+    union mt_addr_compact peer; /* IPv4 or IPv6 only: the only families with a connection */
+    union mt_addr_compact local;
     struct mt_conn_settings settings;
     struct mt_metrics_connection *metrics; /* counters once established (or passed as plain) */
     long long handshake_started_us;

@@ -214,8 +214,8 @@ struct mt_conn *mt_conn_open_handed_over(int fd, struct mt_tls_context *context,
     conn->fd = fd;
     conn->role = mt_conn_export_is_server(state, length) ? MT_TLS_SERVER : MT_TLS_CLIENT;
     conn->settings = *settings;
-    conn->local = *local;
-    conn->peer = *peer;
+    mt_addr_compact_store(&conn->local, local);
+    mt_addr_compact_store(&conn->peer, peer);
     conn->context = mt_tls_context_acquire(context);
     conn->tls_started = true;
     pid_t from = 0;
@@ -226,7 +226,7 @@ struct mt_conn *mt_conn_open_handed_over(int fd, struct mt_tls_context *context,
         conn->state = MT_CONN_ESTABLISHED;
         mt_conn_count_open(conn, true, mt_tls_peer_id(conn->tls));
         char address[MT_ADDR_TEXT_MAX];
-        mt_addr_format(&conn->peer, address, sizeof(address));
+        mt_addr_compact_format(&conn->peer, address, sizeof(address));
         mt_log_info("mtls %s %s on fd %d: session continued after exec in %s (pid %d): peer %s, "
                     "%s %s %s",
                     conn->role == MT_TLS_SERVER ? "inbound from" : "outbound to", address, fd,
@@ -345,7 +345,7 @@ void mt_conn_give_back_locked(struct mt_conn *conn)
         explicit_bzero(room, capacity);
         length = 0;
         char peer[MT_ADDR_TEXT_MAX];
-        mt_addr_format(&conn->peer, peer, sizeof(peer));
+        mt_addr_compact_format(&conn->peer, peer, sizeof(peer));
         mt_log_warn("fd %d (peer %s): pid %d cannot give its TLS state back for the next "
                     "process (%s): the connection fails there",
                     conn->fd, peer, (int)pid, mt_error_message(result.error));

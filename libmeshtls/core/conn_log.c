@@ -32,13 +32,13 @@ void mt_conn_log_failure(const struct mt_conn *conn, const char *reason)
     bool refused = conn->state != MT_CONN_ESTABLISHED;
     const char *what = refused ? "refused" : "mtls connection";
     char peer[MT_ADDR_TEXT_MAX];
-    mt_addr_format(&conn->peer, peer, sizeof(peer));
+    mt_addr_compact_format(&conn->peer, peer, sizeof(peer));
     if (conn->role == MT_TLS_CLIENT)
         mt_log_warn("%s outbound %s %s (mode %s): %s", what, refused ? "connection to" : "to", peer,
                     mode_name(conn), reason);
     else
         mt_log_warn("%s inbound %s %s on :%u (mode %s): %s", what,
-                    refused ? "connection from" : "from", peer, mt_addr_port(&conn->local),
+                    refused ? "connection from" : "from", peer, mt_addr_compact_port(&conn->local),
                     mode_name(conn), reason);
 }
 
@@ -47,7 +47,7 @@ void mt_conn_log_established(struct mt_conn *conn)
     if (!mt_log_is_enabled(MT_LOG_INFO))
         return;
     char peer[MT_ADDR_TEXT_MAX];
-    mt_addr_format(&conn->peer, peer, sizeof(peer));
+    mt_addr_compact_format(&conn->peer, peer, sizeof(peer));
     const char *resumed = mt_tls_resumed(conn->tls) ? ", resumed" : "";
     if (conn->role == MT_TLS_CLIENT)
         mt_log_info("mtls outbound to %s: peer %s, %s %s %s%s", peer, mt_tls_peer_id(conn->tls),
@@ -55,7 +55,7 @@ void mt_conn_log_established(struct mt_conn *conn)
                     mt_tls_key_exchange(conn->tls), resumed);
     else
         mt_log_info("mtls inbound from %s on :%u: peer %s, %s %s %s%s", peer,
-                    mt_addr_port(&conn->local), mt_tls_peer_id(conn->tls),
+                    mt_addr_compact_port(&conn->local), mt_tls_peer_id(conn->tls),
                     mt_tls_version(conn->tls), mt_tls_cipher(conn->tls),
                     mt_tls_key_exchange(conn->tls), resumed);
 }
@@ -65,7 +65,7 @@ void mt_conn_log_plain(const struct mt_conn *conn, const char *why)
     if (!mt_log_is_enabled(MT_LOG_INFO))
         return;
     char peer[MT_ADDR_TEXT_MAX];
-    mt_addr_format(&conn->peer, peer, sizeof(peer));
-    mt_log_info("plaintext inbound from %s on :%u (mode %s): %s", peer, mt_addr_port(&conn->local),
-                mode_name(conn), why);
+    mt_addr_compact_format(&conn->peer, peer, sizeof(peer));
+    mt_log_info("plaintext inbound from %s on :%u (mode %s): %s", peer,
+                mt_addr_compact_port(&conn->local), mode_name(conn), why);
 }

@@ -237,7 +237,7 @@ static bool pass_if_fresh(struct collect *collect, int name, int own, struct mt_
     char destination[MT_ADDR_TEXT_MAX + 1] = "";
     if (conn->role == MT_TLS_CLIENT) {
         destination[0] = '@';
-        mt_addr_format(&conn->peer, destination + 1, sizeof(destination) - 1);
+        mt_addr_compact_format(&conn->peer, destination + 1, sizeof(destination) - 1);
     }
     pthread_mutex_unlock(&conn->lock);
     if (!fresh)

@@ -153,7 +153,7 @@ struct mt_conn *mt_table_conn_allocate(void)
     conn->other_fds = NULL;
     conn->other_fd_count = 0;
     conn->failed_errno = 0;
-    conn->failure_reason[0] = '\0';
+    conn->failure_reason = NULL;
     conn->context = NULL;
     conn->tls = NULL;
     conn->pinned_identity = NULL;

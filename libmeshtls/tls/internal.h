@@ -126,6 +126,11 @@ struct mt_tls_session {
     size_t carried_length;
 };
 
+/* ---- extensions.c ---- */
+
+/* Frees what the finished handshake's extensions hold that nothing reads again (see there). */
+void mt_tls_forget_handshake_extensions(struct mt_tls_session *session);
+
 /* ---- record.c ---- */
 
 /* wolfSSL's I/O callbacks (wolfSSL_CTX_SetIORecv / SetIOSend); user is the session. */

@@ -115,6 +115,7 @@ enum mt_tls_status mt_tls_handshake(struct mt_tls_session *session)
             return MT_TLS_ERROR;
         }
         session->handshake_done = true;
+        mt_tls_forget_handshake_extensions(session);
         mt_tls_record_release_idle_buffer(session);
         return MT_TLS_OK;
     }

@@ -1,6 +1,6 @@
 /*
  * Socket address helpers: formatting for log lines, the loopback test that policy relies on, the
- * port, and a bounded copy into sockaddr_storage.
+ * port, a bounded copy into sockaddr_storage, and the compact form a connection keeps.
  *
  * Pure functions over the caller's memory: no allocation, no system calls, and never the resolver
  * (a log line or a policy decision must not wait on DNS).
@@ -115,4 +115,36 @@ bool mt_addr_parse(const char *text, struct sockaddr_storage *address)
     v4->sin_family = AF_INET;
     v4->sin_port = htons((uint16_t)port);
     return inet_pton(AF_INET, host, &v4->sin_addr) == 1;
+}
+
+void mt_addr_compact_store(union mt_addr_compact *compact, const struct sockaddr_storage *address)
+{
+    memset(compact, 0, sizeof(*compact));
+    if (address->ss_family == AF_INET)
+        memcpy(&compact->in, address, sizeof(compact->in));
+    else if (address->ss_family == AF_INET6)
+        memcpy(&compact->in6, address, sizeof(compact->in6));
+}
+
+struct sockaddr_storage mt_addr_compact_load(const union mt_addr_compact *compact)
+{
+    struct sockaddr_storage address;
+    memset(&address, 0, sizeof(address));
+    if (compact->family == AF_INET)
+        memcpy(&address, &compact->in, sizeof(compact->in));
+    else if (compact->family == AF_INET6)
+        memcpy(&address, &compact->in6, sizeof(compact->in6));
+    return address;
+}
+
+void mt_addr_compact_format(const union mt_addr_compact *compact, char *text, size_t capacity)
+{
+    struct sockaddr_storage address = mt_addr_compact_load(compact);
+    mt_addr_format(&address, text, capacity);
+}
+
+uint16_t mt_addr_compact_port(const union mt_addr_compact *compact)
+{
+    struct sockaddr_storage address = mt_addr_compact_load(compact);
+    return mt_addr_port(&address);
 }

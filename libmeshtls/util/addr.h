@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 /* Big enough for "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535". */
@@ -35,5 +36,22 @@ bool mt_addr_parse(const char *text, struct sockaddr_storage *address);
 /* Copies a sockaddr of length length into storage, zero-filling; false when it does not fit. */
 bool mt_addr_copy(struct sockaddr_storage *storage, const struct sockaddr *address,
                   socklen_t length);
+
+/*
+ * An IPv4 or IPv6 socket address in the room it needs: 28 bytes where sockaddr_storage takes 128,
+ * for what is kept per connection (a process may hold thousands). Any other family is kept as
+ * AF_UNSPEC.
+ */
+union mt_addr_compact {
+    sa_family_t family;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+};
+
+void mt_addr_compact_store(union mt_addr_compact *compact, const struct sockaddr_storage *address);
+struct sockaddr_storage mt_addr_compact_load(const union mt_addr_compact *compact);
+/* mt_addr_format and mt_addr_port of a compact address. */
+void mt_addr_compact_format(const union mt_addr_compact *compact, char *text, size_t capacity);
+uint16_t mt_addr_compact_port(const union mt_addr_compact *compact);
 
 #endif

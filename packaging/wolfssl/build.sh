@@ -159,6 +159,10 @@ int main(void)
            offsetof(WOLFSSL, buffers) + offsetof(Buffers, inputBuffer) +
                offsetof(bufferStatic, idx));
     printf("#define MT_WOLFSSL_STRUCT_SIZE %zu\n", sizeof(WOLFSSL));
+    /* The extensions a finished handshake leaves behind (tls/extensions.c). */
+    printf("#define MT_WOLFSSL_EXTENSIONS_OFFSET %zu\n", offsetof(WOLFSSL, extensions));
+    printf("#define MT_WOLFSSL_TLSX_PRE_SHARED_KEY %d\n", (int)TLSX_PRE_SHARED_KEY);
+    printf("#define MT_WOLFSSL_TLSX_PSK_KEY_EXCHANGE_MODES %d\n", (int)TLSX_PSK_KEY_EXCHANGE_MODES);
     /* A bit field: where setting it changes a byte. */
     MsgsReceived received;
     memset(&received, 0, sizeof(received));

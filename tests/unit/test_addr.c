@@ -222,6 +222,45 @@ static void test_mt_addr_parse_formatted_addresses_round_trip(void **state)
     }
 }
 
+/* Each family a connection can have comes back whole (scope id included), in 28 bytes. */
+static void test_mt_addr_compact_store_inet_families_load_back_whole(void **state)
+{
+    (void)state;
+    struct sockaddr_storage addresses[] = {
+        make_address("10.0.0.7", 8443),
+        make_address("fe80::1", 443),
+        make_address("::ffff:127.0.0.1", 1),
+    };
+    ((struct sockaddr_in6 *)&addresses[1])->sin6_scope_id = 3;
+    assert_true(sizeof(union mt_addr_compact) <= sizeof(struct sockaddr_in6));
+    for (size_t i = 0; i < sizeof(addresses) / sizeof(addresses[0]); i++) {
+        union mt_addr_compact compact;
+        mt_addr_compact_store(&compact, &addresses[i]);
+        struct sockaddr_storage loaded = mt_addr_compact_load(&compact);
+        assert_memory_equal(&loaded, &addresses[i], sizeof(loaded));
+        char expected[MT_ADDR_TEXT_MAX];
+        char text[MT_ADDR_TEXT_MAX];
+        mt_addr_format(&addresses[i], expected, sizeof(expected));
+        mt_addr_compact_format(&compact, text, sizeof(text));
+        assert_string_equal(text, expected);
+        assert_int_equal(mt_addr_compact_port(&compact), mt_addr_port(&addresses[i]));
+    }
+}
+
+/* Another family is not cut to fit: it is kept as none at all. */
+static void test_mt_addr_compact_store_other_family_keeps_unspecified(void **state)
+{
+    (void)state;
+    struct sockaddr_storage unix_address = make_unix_address();
+    union mt_addr_compact compact;
+    memset(&compact, 0xa5, sizeof(compact));
+    mt_addr_compact_store(&compact, &unix_address);
+    assert_int_equal(compact.family, AF_UNSPEC);
+    struct sockaddr_storage loaded = mt_addr_compact_load(&compact);
+    assert_int_equal(loaded.ss_family, AF_UNSPEC);
+    assert_int_equal(mt_addr_compact_port(&compact), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +274,8 @@ int main(void)
         cmocka_unit_test(test_mt_addr_set_port_each_family_round_trips),
         cmocka_unit_test(test_mt_addr_copy_short_address_zero_fills_the_rest),
         cmocka_unit_test(test_mt_addr_copy_oversized_length_is_refused_and_untouched),
+        cmocka_unit_test(test_mt_addr_compact_store_inet_families_load_back_whole),
+        cmocka_unit_test(test_mt_addr_compact_store_other_family_keeps_unspecified),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,30 +17,6 @@ import harness  # tests/integration, put on the path by run.py
 PAGE = b"<html><body>meshtls</body></html>\n" * 4  # 140 bytes, one small response
 
 
-def nginx_conf(directory, port):
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    return f"""{user}daemon off;
-master_process off;
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/nginx-error.log warn;
-events {{ worker_connections 1024; use epoll; }}
-http {{
-    access_log off;
-    client_body_temp_path {directory}/client_body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
-    types {{ text/html html; }}
-    server {{
-        listen 127.0.0.1:{port} backlog=1024;
-        root {directory}/www;
-    }}
-}}
-"""
-
-
 def has_tools():
     return shutil.which("ab") is not None and shutil.which("nginx") is not None
 
@@ -66,7 +42,9 @@ def measure(mesh, start_server, client, interleaved, summary, ways, seconds,
     def argv_for_port(port):
         path = os.path.join(directory, f"nginx-{port}.conf")
         with open(path, "w") as conf:
-            conf.write(nginx_conf(directory, port))
+            conf.write(harness.nginx_conf(directory, f"127.0.0.1:{port} backlog=1024",
+                                         connections=1024,
+                                         http_extra="    access_log off;\n"))
         return ["nginx", "-p", directory, "-c", path, "-e",
                 os.path.join(directory, "nginx-error.log")]
 

@@ -491,6 +491,29 @@ def run_meshed(mesh, name, argv, timeout, env=None):
     return status, client.stdout().decode(errors="replace"), client.stderr()
 
 
+
+def nginx_conf(directory, listen, master=False, connections=256, error_level="warn",
+               http_extra="", types="text/html html"):
+    """An nginx configuration serving DIRECTORY/www on LISTEN, everything it writes in DIRECTORY
+    (runs as root where the tests do: nginx would otherwise switch to a user that cannot read it)."""
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return f"""{user}daemon off;
+master_process {"on" if master else "off"};
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/nginx-error.log {error_level};
+events {{ worker_connections {connections}; use epoll; }}
+http {{
+{http_extra}    client_body_temp_path {directory}/client_body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    types {{ {types}; }}
+    server {{ listen {listen}; root {directory}/www; }}
+}}
+"""
+
 def sha256_bytes(data):
     import hashlib
     return hashlib.sha256(data).hexdigest()

@@ -30,7 +30,8 @@ import subprocess
 import sys
 import threading
 
-from harness import (MESHTLS, PYTHON, Mesh, check, free_port, main, skip, start_meshed_server)
+from harness import (MESHTLS, PYTHON, Mesh, check, free_port, main, nginx_conf, skip,
+                     start_meshed_server)
 
 PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers.py")
 IN_NAMESPACE = "MESHTLS_TEST_NAGLE_NETNS"
@@ -260,26 +261,6 @@ def check_replies(name, packets_by_connection):
     print(f"{name}: {replies} replies, {len(stalls)} waited for an ACK")
 
 
-def nginx_conf(directory, port):
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    return f"""{user}daemon off;
-master_process off;
-pid {directory}/nginx.pid;
-error_log {directory}/nginx-error.log warn;
-events {{ worker_connections 64; use epoll; }}
-http {{
-    access_log off;
-    client_body_temp_path {directory}/client_body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
-    types {{ text/html html; }}
-    server {{ listen 127.0.0.1:{port}; root {directory}/www; }}
-}}
-"""
-
-
 def run_in_namespace(mesh, capture):
     www = os.path.join(mesh.dir, "www")
     os.makedirs(www)
@@ -290,7 +271,8 @@ def run_in_namespace(mesh, capture):
     nginx_port = free_port()
     conf = os.path.join(mesh.dir, "nginx.conf")
     with open(conf, "w") as f:
-        f.write(nginx_conf(mesh.dir, nginx_port))
+        f.write(nginx_conf(mesh.dir, f"127.0.0.1:{nginx_port}", connections=64,
+                           http_extra="    access_log off;\n"))
     nginx = start_meshed_server(mesh, "nginx", ["nginx", "-p", mesh.dir, "-c", conf, "-e",
                                                 os.path.join(mesh.dir, "nginx-error.log")],
                                 nginx_port)

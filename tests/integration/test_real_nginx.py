@@ -9,37 +9,10 @@ import os
 import re
 
 from harness import (Mesh, Relay, assert_relay_tls13, check, dumped_on_failure, free_port,
-                     http_client, main, random_token, run_meshed, sha256_bytes,
+                     http_client, main, nginx_conf, random_token, run_meshed, sha256_bytes,
                      start_meshed_server, write_random_file)
 
 FILE_SIZE = 6 * 1024 * 1024 + 12345  # not a multiple of any page or record size
-
-
-def nginx_conf(directory, port):
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    return f"""{user}daemon off;
-master_process on;
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/nginx-error.log info;
-events {{ worker_connections 256; use epoll; }}
-http {{
-    log_format sizes '$status $body_bytes_sent $request_uri';
-    access_log {directory}/nginx-access.log sizes;
-    sendfile on;
-    keepalive_timeout 30s;
-    client_body_temp_path {directory}/client_body;
-    proxy_temp_path {directory}/proxy;
-    fastcgi_temp_path {directory}/fastcgi;
-    uwsgi_temp_path {directory}/uwsgi;
-    scgi_temp_path {directory}/scgi;
-    types {{ application/octet-stream bin; }}
-    server {{
-        listen 127.0.0.1:{port};
-        root {directory}/www;
-    }}
-}}
-"""
 
 
 UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, "TB": 1024 ** 4}
@@ -71,7 +44,12 @@ def test():
         port = free_port()
         conf = os.path.join(mesh.dir, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(nginx_conf(mesh.dir, port))
+            f.write(nginx_conf(
+                mesh.dir, f"127.0.0.1:{port}", master=True, error_level="info",
+                types="application/octet-stream bin",
+                http_extra=("    log_format sizes '$status $body_bytes_sent $request_uri';\n"
+                            f"    access_log {mesh.dir}/nginx-access.log sizes;\n"
+                            "    sendfile on;\n    keepalive_timeout 30s;\n")))
         error_log = os.path.join(mesh.dir, "nginx-error.log")
         with dumped_on_failure(error_log):
             start_meshed_server(mesh, "nginx",

@@ -12,6 +12,11 @@
  *   bench_net idle PORT COUNT                 open COUNT connections (one byte round trip each),
  *       print heap and RSS per connection as JSON, then hold them until stdin closes
  *   bench_net once PORT                       one connection, one round trip, exit
+ *   bench_net sink-server PORT                accept; read until EOF; answer the byte count
+ *   bench_net bulk PORT SECONDS               one connection, 128 KiB writes for SECONDS; prints
+ *       Gbit/s counted by the server (what arrived, not what left the client's buffers)
+ *   bench_net latency PORT COUNT              one connection, COUNT 64 B round trips; prints the
+ *       median and 99th percentile of half the round trip in microseconds
  *
  * Every address is 127.0.0.1. Results go to stdout as one JSON object; errors to stderr.
  */
@@ -183,6 +188,25 @@ static int hold_server(int port)
     return 0;
 }
 
+/* Counts what arrives on each connection; answers the 8-byte count once the client shuts down. */
+static int sink_server(int port)
+{
+    int listener = listen_on(port);
+    static char buffer[1 << 17];
+    for (;;) {
+        int fd = accept_next(listener);
+        if (fd < 0)
+            die("accept");
+        unsigned long long total = 0;
+        ssize_t n;
+        while ((n = read(fd, buffer, sizeof(buffer))) > 0 || (n < 0 && errno == EINTR))
+            total += n > 0 ? (unsigned long long)n : 0;
+        (void)write_all(fd, (const char *)&total, sizeof(total));
+        close(fd);
+    }
+    return 0;
+}
+
 /* ---- clients ----------------------------------------------------------------------------------
  */
 
@@ -272,6 +296,64 @@ static int idle(int port, long count)
     return 0;
 }
 
+static int bulk(int port, double seconds)
+{
+    static char buffer[1 << 17];
+    memset(buffer, 'b', sizeof(buffer));
+    int fd = connect_to(port);
+    if (fd < 0)
+        die("connect");
+    double start = now_seconds();
+    while (now_seconds() - start < seconds)
+        if (!write_all(fd, buffer, sizeof(buffer)))
+            die("write");
+    if (shutdown(fd, SHUT_WR) != 0)
+        die("shutdown");
+    unsigned long long total = 0;
+    if (!read_exact(fd, (char *)&total, sizeof(total))) {
+        fprintf(stderr, "bench_net: no byte count from the server\n");
+        return 1;
+    }
+    double elapsed = now_seconds() - start;
+    close(fd);
+    printf("{\"bytes\": %llu, \"seconds\": %.3f, \"gbit_per_s\": %.3f}\n", total, elapsed,
+           (double)total * 8.0 / elapsed / 1e9);
+    return 0;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int latency(int port, long count)
+{
+    if (count < 100 || count > 10000000)
+        count = 100;
+    double *half_rtt_us = malloc((size_t)count * sizeof(*half_rtt_us));
+    char request[REQUEST_SIZE], reply[REQUEST_SIZE];
+    memset(request, 'l', sizeof(request));
+    int fd = connect_to(port);
+    if (fd < 0 || half_rtt_us == NULL)
+        die("connect");
+    /* The first round trip carries the handshake: not counted. */
+    if (!write_all(fd, request, sizeof(request)) || !read_exact(fd, reply, sizeof(reply)))
+        die("first round trip");
+    for (long i = 0; i < count; i++) {
+        double start = now_seconds();
+        if (!write_all(fd, request, sizeof(request)) || !read_exact(fd, reply, sizeof(reply)))
+            die("round trip");
+        half_rtt_us[i] = (now_seconds() - start) * 1e6 / 2;
+    }
+    close(fd);
+    qsort(half_rtt_us, (size_t)count, sizeof(*half_rtt_us), compare_doubles);
+    printf("{\"round_trips\": %ld, \"p50_us\": %.2f, \"p99_us\": %.2f}\n", count,
+           half_rtt_us[count / 2], half_rtt_us[count * 99 / 100]);
+    free(half_rtt_us);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "echo-server") == 0)
@@ -284,7 +366,14 @@ int main(int argc, char **argv)
         return idle(atoi(argv[2]), atol(argv[3]));
     if (argc >= 3 && strcmp(argv[1], "once") == 0)
         return round_trip(atoi(argv[2])) ? 0 : 1;
+    if (argc >= 3 && strcmp(argv[1], "sink-server") == 0)
+        return sink_server(atoi(argv[2]));
+    if (argc >= 4 && strcmp(argv[1], "bulk") == 0)
+        return bulk(atoi(argv[2]), atof(argv[3]));
+    if (argc >= 4 && strcmp(argv[1], "latency") == 0)
+        return latency(atoi(argv[2]), atol(argv[3]));
     fprintf(stderr, "usage: bench_net echo-server PORT [WORKERS] | hold-server PORT |\n"
-                    "       handshakes PORT SECONDS [THREADS] | idle PORT COUNT | once PORT\n");
+                    "       handshakes PORT SECONDS [THREADS] | idle PORT COUNT | once PORT |\n"
+                    "       sink-server PORT | bulk PORT SECONDS | latency PORT COUNT\n");
     return 2;
 }

@@ -17,6 +17,8 @@ Three ways to carry the same unmodified programs' traffic are measured side by s
 and the table prints each figure with its ratios to plain and to stunnel, and the issue's targets.
 `wolf_bare` adds the ceiling for handshakes: the same handshake with the same wolfSSL build called
 directly, a server process and a client process over TCP on loopback, as the meshed pair runs.
+The supervisor rows (tests/bench/supervisor_rows.py) run a statically linked client, which no
+preload can enter, under `meshtls run` (the seccomp supervisor) against the same three columns.
 Handshakes are measured three times: full ones (meshtls with resumption_s = 0, stunnel with
 sessionResume = no), with TLS 1.3 resumption (each side's default), and full ones with the
 classical key exchange (post_quantum = "off", wolf_bare --classical) against the default's
@@ -62,7 +64,8 @@ def parse_arguments():
     parser.add_argument("--json", help="also write the raw figures to this file")
     parser.add_argument("--agent-processes", type=int, default=10000,
                         help="live processes holding an identity for the agent's memory row")
-    parser.add_argument("--only", default="bulk,latency,handshakes,nagle,memory,startup,agent",
+    parser.add_argument("--only",
+                        default="bulk,latency,handshakes,nagle,memory,startup,supervisor,agent",
                         help="comma-separated subset of the measurements")
     return parser.parse_args()
 
@@ -74,6 +77,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import harness  # noqa: E402  (reads MESHTLS_BUILD_DIR at import)
 import agent_rows  # noqa: E402  (the agent at node scale: tests/bench/agent_rows.py)
 import nagle  # noqa: E402  (tests/bench/nagle.py: the Nagle-on client row)
+import supervisor_rows  # noqa: E402  (tests/bench/supervisor_rows.py: the supervisor path)
 
 BENCH_NET = os.path.join(BUILD, "tests", "bench", "bench_net")
 WOLF_BARE = os.path.join(BUILD, "tests", "bench", "wolf_bare")
@@ -601,6 +605,8 @@ def print_table(results, build_info):
         row("process start -> first RTT done", "ms", r["startup"]["plain"]["ms"],
             r["startup"]["stunnel"]["ms"], r["startup"]["meshtls"]["ms"], "<=2x plain",
             "meshtls includes `meshtls run`, key + CSR + agent")
+    if "supervisor" in r:
+        supervisor_rows.rows(r["supervisor"], row, fmt)
     if "agent" in r:
         agent_rows.agent_rows(r["agent"], row, fmt)
 
@@ -668,6 +674,8 @@ def main():
                  ("nagle", measure_nagle),
                  ("startup", lambda m: measure_ways(m, "startup", measure_startup)),
                  ("memory", measure_memories),
+                 ("supervisor", lambda m: supervisor_rows.measure(m, sys.modules[__name__],
+                                                                  ARGS.seconds, ARGS.repeat)),
                  ("agent", lambda m: agent_rows.measure_agent(
                      m, harness, BUILD, ARGS.seconds, ARGS.repeat, ARGS.agent_processes))]
         for name, measure in steps:

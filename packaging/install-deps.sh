@@ -17,6 +17,7 @@ packages=(
   dpkg-dev gpgv autoconf automake libtool
   # tests
   libcmocka-dev python3 curl openssl clang-format binutils strace
+  lintian   # the Debian packages are checked for lintian errors (test_packaging_debs.py)
   g++   # meshtls.h compiled as C++ (tests/lint/check_header.sh)
   # the event-loop examples (examples/echo_server_libevent.c, echo_client_libuv.c)
   libevent-dev libuv1-dev

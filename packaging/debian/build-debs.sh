@@ -9,7 +9,12 @@
 # libconfig cache (its wolfssl_cache_dir and libconfig_cache_dir options, else
 # BUILD_DIR/wolfssl-cache) is reused when present. The package build lives in
 # BUILD_DIR/debian-build (kept, so a second run only rebuilds what changed) and the .deb files are
-# written to OUT_DIR. Needs meson, ninja, dpkg-dev (dpkg-architecture) and binutils (readelf).
+# written to OUT_DIR. Needs meson and ninja (and what the build itself needs), dpkg and dpkg-dev
+# (dpkg-deb, dpkg-query, dpkg-architecture), binutils (readelf, nm), libc-bin (ldconfig), gzip,
+# git (the changelog's date) and python3 (meson's introspection data); packaging/install-deps.sh
+# installs them all. Each package carries a DEP-5 copyright file, a changelog and, where it links
+# libraries statically, a Built-Using field; libmeshtls0 carries shlibs and symbols files.
+# `lintian` reports no error on the result (tests/integration/test_packaging_debs.py checks it).
 set -euo pipefail
 
 die() { echo "build-debs.sh: $*" >&2; exit 1; }
@@ -21,7 +26,7 @@ source_dir=$(cd "$here/../.." && pwd)
 build_dir=$(cd "$1" && pwd)
 mkdir -p "$2" || die "cannot create OUT_DIR $2"
 out_dir=$(cd "$2" && pwd)
-for tool in meson dpkg-deb dpkg-architecture readelf dpkg-query ldconfig; do
+for tool in meson dpkg-deb dpkg-architecture readelf nm dpkg-query ldconfig gzip python3; do
   command -v "$tool" > /dev/null || die "$tool not found (run packaging/install-deps.sh)"
 done
 
@@ -113,7 +118,32 @@ leftover=$(find "$stage" -not -type d)
 agent_tree="$trees/meshtls-agent"
 install -D -m 0644 "$here/meshtls-agent.service" "$agent_tree/lib/systemd/system/meshtls-agent.service"
 install -D -m 0644 "$here/agent.conf" "$agent_tree/etc/meshtls/agent.conf"
-install -D -m 0644 "$here/meshtls.conf" "$agent_tree/etc/meshtls/meshtls.conf"
+# The workload configuration belongs to the package whose library reads it.
+install -D -m 0644 "$here/meshtls.conf" "$trees/libmeshtls0/etc/meshtls/meshtls.conf"
+# Shared objects are not executables (meson installs them 0755).
+find "$trees" -name '*.so*' -type f -exec chmod 0644 {} +
+
+# Every package documents its licences and its history. The changelog's date is the source's
+# (SOURCE_DATE_EPOCH, else the last commit's), so that two builds of one tree are identical.
+epoch=${SOURCE_DATE_EPOCH:-$(git -C "$source_dir" log -1 --format=%ct 2> /dev/null || date +%s)}
+for package in libmeshtls0 libmeshtls-dev meshtls-agent meshtls; do
+  doc="$trees/$package/usr/share/doc/$package"
+  install -D -m 0644 "$here/copyright" "$doc/copyright"
+  {
+    echo "libmeshtls ($debian_version) unstable; urgency=medium"
+    echo
+    echo "  * libmeshtls $version, packaged by packaging/debian/build-debs.sh."
+    echo
+    echo " -- libmeshtls maintainers <meshtls@example.org>  $(LC_ALL=C date -u -R -d "@$epoch")"
+  } | gzip -9n > "$doc/changelog.Debian.gz"
+  chmod 0644 "$doc/changelog.Debian.gz"
+done
+# The static-pie meshtls command has no program interpreter and no NEEDED entry by design;
+# lintian takes it for a shared library without dependencies.
+mkdir -p "$trees/meshtls/usr/share/lintian/overrides"
+printf '%s\n' "# Linked -static-pie on purpose: no dynamic loader before every meshed start." \
+  "meshtls: shared-library-lacks-prerequisites [usr/bin/meshtls]" \
+  > "$trees/meshtls/usr/share/lintian/overrides/meshtls"
 
 # 4. Depends from the ELF files' NEEDED entries: the package owning each library, at least the
 #    upstream version built against. Our own libraries map to our own packages.
@@ -143,6 +173,52 @@ depends_of() {  # depends_of TREE -> "pkg (>= v), ..." on stdout
   echo "${list//,/, }"
 }
 
+# 5. Built-Using: the Debian source packages whose code a package's binaries carry, linked
+#    statically. The bundled wolfSSL is the release tarball of Debian's wolfssl source package
+#    (packaging/wolfssl/source.pin names the release and the Debian revision it is the orig of).
+option_of() {  # option_of NAME -> the package build's value of a meson option
+  meson introspect --buildoptions "$package_build" | python3 -c '
+import json, sys
+print(next((str(o["value"]) for o in json.load(sys.stdin) if o["name"] == sys.argv[1]), ""))
+' "$1"
+}
+source_version() {  # source_version BINARY-PACKAGE -> "source (= version)" of the installed one
+  dpkg-query -W -f='${source:Package} (= ${source:Version})' "$1" ||
+    die "$1 is not installed (run packaging/install-deps.sh)"
+}
+static_sources=()
+if [ "$(option_of wolfssl)" = bundled ]; then
+  wolfssl_debian=$(sed -n 's/^wolfssl_debian_version=//p' "$source_dir/packaging/wolfssl/source.pin")
+  [ -n "$wolfssl_debian" ] || die "packaging/wolfssl/source.pin names no wolfssl_debian_version"
+  static_sources+=("wolfssl (= $wolfssl_debian)")
+fi
+if [ "$(option_of libconfig)" = bundled ]; then
+  static_sources+=("$(source_version libconfig-dev)")
+fi
+# The record crypto of intel-ipsec-mb, linked from its static archive where the build found it.
+ipsec_mb=()
+# (grep -c reads to the end: with -q, nm's SIGPIPE would fail the pipeline under pipefail.)
+if nm "$package_build/libmeshtls-preload.so" 2> /dev/null | grep -c ' imb_aes_gmac_' > /dev/null; then
+  ipsec_mb=("$(source_version libipsec-mb-dev)")
+fi
+built_using() {  # built_using PACKAGE -> its Built-Using value ("" for none)
+  local list=()
+  case $1 in
+    libmeshtls0) list=("${static_sources[@]}" "${ipsec_mb[@]}") ;;
+    meshtls-agent) list=("${static_sources[@]}") ;;
+    meshtls)
+      list=("${static_sources[@]}" "${ipsec_mb[@]}")
+      # Linked -static-pie (no program interpreter): the C library is in it too.
+      if ! readelf -l "$trees/meshtls/usr/bin/meshtls" | grep -q 'program interpreter'; then
+        list+=("$(source_version libc6-dev)")
+      fi
+      ;;
+  esac
+  local IFS=','
+  local joined="${list[*]}"
+  echo "${joined//,/, }"
+}
+
 control() {  # control PACKAGE SECTION EXTRA-DEPENDS DESCRIPTION...
   local package=$1 section=$2 extra=$3 tree="$trees/$1" depends
   shift 3
@@ -156,6 +232,9 @@ control() {  # control PACKAGE SECTION EXTRA-DEPENDS DESCRIPTION...
     echo "Maintainer: libmeshtls maintainers <meshtls@example.org>"
     echo "Installed-Size: $(du -sk --exclude=DEBIAN "$tree" | cut -f1)"
     [ -z "$depends" ] || echo "Depends: $depends"
+    local using
+    using=$(built_using "$package")
+    [ -z "$using" ] || echo "Built-Using: $using"
     echo "Section: $section"
     echo "Priority: optional"
     echo "Description: $1"
@@ -172,6 +251,20 @@ control libmeshtls0 libs "" \
   "This package holds libmeshtls.so.0 for programs that link it and the" \
   "LD_PRELOAD library /usr/lib/$multiarch/meshtls/libmeshtls-preload.so."
 printf 'activate-noawait ldconfig\n' > "$trees/libmeshtls0/DEBIAN/triggers"
+printf '/etc/meshtls/meshtls.conf\n' > "$trees/libmeshtls0/DEBIAN/conffiles"
+# shlibs and symbols: a program linked against libmeshtls.so.0 gets its dependency from
+# dpkg-shlibdeps. Every exported function and version node (preload/libmeshtls.map) is listed
+# as NAME@VERSION with the release that first had it (all of them: 0.2.0, the first packaged).
+library="$trees/libmeshtls0/${sonames[0]#"$stage/"}"
+soname=$(readelf -d "$library" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+[ "$soname" = libmeshtls.so.0 ] || die "unexpected SONAME $soname of $library"
+printf 'libmeshtls 0 libmeshtls0 (>= %s)\n' "$version" > "$trees/libmeshtls0/DEBIAN/shlibs"
+{
+  echo "$soname libmeshtls0 #MINVER#"
+  nm -D --defined-only --with-symbol-versions "$library" |
+    awk '$2 == "A" { print $3 "@" $3; next } $2 ~ /^[TWDBR]$/ { sub(/@@?/, "@", $3); print $3 }' |
+    sort -u | while IFS= read -r symbol; do echo " $symbol $version"; done
+} > "$trees/libmeshtls0/DEBIAN/symbols"
 
 control libmeshtls-dev libdevel "libmeshtls0 (= $debian_version)" \
   "transparent mutual TLS for unmodified programs (development files)" \
@@ -184,7 +277,7 @@ control meshtls-agent net "" \
   "their CSRs into short-lived X.509-SVIDs and serves the trust bundle and" \
   "Prometheus metrics. Runs as the systemd unit meshtls-agent.service with its" \
   "socket at /run/meshtls/agent.sock and configuration in /etc/meshtls/."
-printf '/etc/meshtls/agent.conf\n/etc/meshtls/meshtls.conf\n' > "$agent_tree/DEBIAN/conffiles"
+printf '/etc/meshtls/agent.conf\n' > "$agent_tree/DEBIAN/conffiles"
 install -m 0755 "$here/meshtls-agent.postinst" "$agent_tree/DEBIAN/postinst"
 install -m 0755 "$here/meshtls-agent.prerm" "$agent_tree/DEBIAN/prerm"
 install -m 0755 "$here/meshtls-agent.postrm" "$agent_tree/DEBIAN/postrm"
@@ -195,7 +288,7 @@ control meshtls utils "libmeshtls0 (= $debian_version)" \
   "check and config check query the agent and diagnose programs and" \
   "configurations."
 
-# 5. Build the packages.
+# 6. Build the packages.
 for package in libmeshtls0 libmeshtls-dev meshtls-agent meshtls; do
   deb="$out_dir/${package}_${debian_version}_${arch}.deb"
   dpkg-deb --root-owner-group -Zxz --build "$trees/$package" "$deb" > /dev/null ||

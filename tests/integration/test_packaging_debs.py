@@ -42,11 +42,12 @@ def contents(deb):
 def check_packages(debs, multiarch, arch):
     libdir = f"/usr/lib/{multiarch}"
     expected = {
-        "libmeshtls0": {f"{libdir}/libmeshtls.so.0", f"{libdir}/meshtls/libmeshtls-preload.so"},
+        "libmeshtls0": {f"{libdir}/libmeshtls.so.0", f"{libdir}/meshtls/libmeshtls-preload.so",
+                        "/etc/meshtls/meshtls.conf", "/usr/share/doc/libmeshtls0/copyright"},
         "libmeshtls-dev": {"/usr/include/meshtls.h", f"{libdir}/libmeshtls.so",
                            f"{libdir}/pkgconfig/meshtls.pc"},
         "meshtls-agent": {"/usr/sbin/meshtls-agent", "/lib/systemd/system/meshtls-agent.service",
-                          "/etc/meshtls/agent.conf", "/etc/meshtls/meshtls.conf"},
+                          "/etc/meshtls/agent.conf"},
         "meshtls": {"/usr/bin/meshtls"},
     }
     owners = {}
@@ -69,8 +70,17 @@ def check_packages(debs, multiarch, arch):
     check("libmicrohttpd" in control_fields(debs["meshtls-agent"]).get("Depends", ""),
           "meshtls-agent does not depend on libmicrohttpd, which it links")
     info = run(["dpkg-deb", "--info", debs["meshtls-agent"], "conffiles"]).split()
-    check(info == ["/etc/meshtls/agent.conf", "/etc/meshtls/meshtls.conf"],
-          f"meshtls-agent conffiles: {info}")
+    check(info == ["/etc/meshtls/agent.conf"], f"meshtls-agent conffiles: {info}")
+    # The workload configuration ships with the library that reads it.
+    info = run(["dpkg-deb", "--info", debs["libmeshtls0"], "conffiles"]).split()
+    check(info == ["/etc/meshtls/meshtls.conf"], f"libmeshtls0 conffiles: {info}")
+    for package in PACKAGES:
+        files = contents(debs[package])
+        check({f"/usr/share/doc/{package}/copyright",
+               f"/usr/share/doc/{package}/changelog.Debian.gz"} <= files,
+              f"{package} has no copyright or changelog")
+    using = control_fields(debs["libmeshtls0"]).get("Built-Using", "")
+    check("wolfssl (= " in using, f"libmeshtls0 links wolfSSL statically; Built-Using: {using!r}")
     check("ldconfig" in run(["dpkg-deb", "--info", debs["libmeshtls0"], "triggers"]),
           "libmeshtls0 has no ldconfig trigger")
 
@@ -85,7 +95,7 @@ def check_self_contained(root, multiarch):
               f"{path} is not self-contained:\n{ldd}")
 
 
-def check_dev_package(mesh, root, multiarch):
+def check_dev_package(mesh, root, debs, multiarch):
     """A C program finds the packaged library with pkg-config and links it."""
     program = os.path.join(mesh.dir, "version.c")
     with open(program, "w") as f:
@@ -100,6 +110,34 @@ def check_dev_package(mesh, root, multiarch):
     version = run([binary], env=env).strip()
     check(version == run(["pkg-config", "--modversion", "meshtls"], env=env).strip(),
           f"meshtls_version() says {version!r}, not the .pc version")
+    check_shlibdeps(mesh, binary, debs, multiarch)
+
+
+def check_shlibdeps(mesh, binary, debs, multiarch):
+    """dpkg-shlibdeps, as a package of that program would run it, finds libmeshtls0 through the
+    package's symbols file (it fails on a library no shlibs or symbols file describes)."""
+    raw = os.path.join(mesh.dir, "libmeshtls0-raw")
+    run(["dpkg-deb", "-R", debs["libmeshtls0"], raw])
+    probe = os.path.join(mesh.dir, "probe")
+    os.makedirs(os.path.join(probe, "debian"))
+    with open(os.path.join(probe, "debian", "control"), "w") as f:
+        f.write("Source: probe\n\nPackage: probe\nArchitecture: any\n")
+    output = run(["dpkg-shlibdeps", "-O", f"-S{raw}",
+                  f"-l{os.path.join(raw, 'usr', 'lib', multiarch)}", binary], cwd=probe)
+    check("libmeshtls0 (>= " in output, f"dpkg-shlibdeps: {output}")
+    print(f"dpkg-shlibdeps on a program linked against libmeshtls: {output.strip()}")
+
+
+def check_lintian(debs):
+    """lintian finds no error in any package (warnings are printed, not failed)."""
+    result = subprocess.run(["lintian", "--tag-display-limit", "0"] + sorted(debs.values()),
+                            capture_output=True, text=True, timeout=300)
+    tags = [line for line in result.stdout.splitlines() if line[:3] in ("E: ", "W: ")]
+    for line in tags:
+        print(f"lintian: {line}")
+    errors = [line for line in tags if line.startswith("E: ")]
+    check(not errors and result.returncode in (0, 1) and "E: " not in result.stderr,
+          f"lintian reports errors:\n" + "\n".join(errors) + result.stderr[-2000:])
 
 
 def test():
@@ -118,7 +156,8 @@ def test():
         for package in PACKAGES:
             run(["dpkg", "-x", debs[package], root])
         check_self_contained(root, multiarch)
-        check_dev_package(mesh, root, multiarch)
+        check_dev_package(mesh, root, debs, multiarch)
+        check_lintian(debs)
 
         meshtls = os.path.join(root, "usr", "bin", "meshtls")
         agent_conf = os.path.join(root, "etc", "meshtls", "agent.conf")

@@ -180,6 +180,7 @@ int main(int argc, char **argv)
 {
     mt_log_set_tag("meshtls-agent");
     mt_log_set_level(MT_LOG_INFO);
+    (void)mt_log_detect_journal(); /* a systemd service: the journal adds tag and pid */
     /* The agent holds the CA key: no scratch copy of it may outlive its use in wolfSSL's heap. */
     if (!mt_result_is_ok(mt_tls_wipe_freed_memory()))
         mt_log_warn("cannot make wolfSSL wipe the memory it frees: key scratch copies may stay "

@@ -95,6 +95,7 @@ static mt_result request_metrics_file(int *fd, struct mt_text *reason)
 static void load_config(void)
 {
     mt_log_set_writer(mt_sys_write);
+    (void)mt_log_detect_journal(); /* a program run as a systemd service */
     struct mt_text reason = mt_text_on(config_message, sizeof(config_message));
     if (!mt_result_is_ok(mt_config_load(&config, &reason))) {
         config_failed = true;

@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -15,7 +17,11 @@ static enum mt_log_level current_level = MT_LOG_WARN;
 static const char *current_tag = "meshtls";
 static ssize_t (*current_writer)(int, const void *, size_t) = mt_sys_write;
 
+static bool to_journal;
+
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+/* syslog(3) priorities of the levels: LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG. */
+static const int level_priorities[] = {3, 4, 6, 7};
 
 void mt_log_set_level(enum mt_log_level level)
 {
@@ -53,6 +59,28 @@ void mt_log_set_writer(ssize_t (*writer)(int, const void *, size_t))
     current_writer = writer != NULL ? writer : mt_sys_write;
 }
 
+/*
+ * Under systemd, a service's stderr is a stream to the journal, which stamps each line with the
+ * unit's identifier and pid itself and reads a "<N>" syslog priority at the start of a line
+ * (SyslogLevelPrefix=, on by default). JOURNAL_STREAM ("DEVICE:INODE", systemd.exec(5)) names
+ * that stream; when stderr is still it (not redirected by a shell or inherited by a child that
+ * reopened it), lines carry the priority instead of our "tag[pid]: ", which the journal would
+ * print twice.
+ */
+bool mt_log_detect_journal(void)
+{
+    const char *stream = getenv("JOURNAL_STREAM");
+    unsigned long long device = 0;
+    unsigned long long inode = 0;
+    char extra = '\0';
+    struct stat status;
+    to_journal = stream != NULL && sscanf(stream, "%llu:%llu%c", &device, &inode, &extra) == 2 &&
+                 fstat(STDERR_FILENO, &status) == 0 &&
+                 (unsigned long long)status.st_dev == device &&
+                 (unsigned long long)status.st_ino == inode;
+    return to_journal;
+}
+
 bool mt_log_is_enabled(enum mt_log_level level)
 {
     return level <= current_level;
@@ -66,8 +94,11 @@ format_and_write(enum mt_log_level level, const char *suffix, const char *format
     /* Room is kept for the suffix and the newline: a count must survive a long message. */
     size_t suffix_length = suffix != NULL ? strlen(suffix) : 0;
     size_t capacity = sizeof(line) - 1 - suffix_length;
-    int prefix = snprintf(line, capacity, "%s[%ld]: %s: ", current_tag, (long)getpid(),
-                          mt_log_level_name(level));
+    int prefix = to_journal && (unsigned)level < 4
+                     ? snprintf(line, capacity, "<%d>%s: ", level_priorities[level],
+                                mt_log_level_name(level))
+                     : snprintf(line, capacity, "%s[%ld]: %s: ", current_tag, (long)getpid(),
+                                mt_log_level_name(level));
     if (prefix < 0 || (size_t)prefix >= capacity)
         prefix = 0;
     int body = vsnprintf(line + prefix, capacity - (size_t)prefix, format, arguments);

@@ -37,6 +37,13 @@ void mt_log_set_tag(const char *tag);
  * write(2) of sys.h, which never goes through the preload's hooks. */
 void mt_log_set_writer(ssize_t (*writer)(int fd, const void *buffer, size_t length));
 
+/*
+ * True, and lines formatted for the journal ("<priority>level: message", no tag or pid: the
+ * journal adds them), when stderr is the journal stream that JOURNAL_STREAM names; false, and
+ * the "tag[pid]: level: message" lines, otherwise. Called once at start-up, after the tag is set.
+ */
+bool mt_log_detect_journal(void);
+
 bool mt_log_is_enabled(enum mt_log_level level);
 
 void mt_log(enum mt_log_level level, const char *format, ...) __attribute__((format(printf, 2, 3)));

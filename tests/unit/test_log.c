@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -187,9 +188,45 @@ static void test_log_limited_at_threads_count_every_line(void **state)
     assert_int_equal(atomic_load(&limit.suppressed) + MT_LOG_LIMIT_BURST, THREADS * LINES);
 }
 
+/* A line written to the journal stream carries its syslog priority, not a second tag and pid. */
+static void test_log_journal_stream_lines_carry_priority_not_tag(void **state)
+{
+    (void)state;
+    struct stat status;
+    assert_int_equal(fstat(STDERR_FILENO, &status), 0);
+    char stream[64];
+    snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)status.st_dev,
+             (unsigned long long)status.st_ino);
+    assert_int_equal(setenv("JOURNAL_STREAM", stream, 1), 0);
+    assert_true(mt_log_detect_journal());
+    mt_log_info("identity %s", "spiffe://example.org/a");
+    mt_log_warn("refused");
+    mt_log_error("broken");
+    assert_string_equal(captured, "<6>info: identity spiffe://example.org/a\n<4>warn: refused\n"
+                                  "<3>error: broken\n");
+
+    /* stderr is not the stream JOURNAL_STREAM names (redirected, or a child's): our own prefix. */
+    snprintf(stream, sizeof(stream), "%llu:%llu", (unsigned long long)status.st_dev,
+             (unsigned long long)status.st_ino + 1);
+    assert_int_equal(setenv("JOURNAL_STREAM", stream, 1), 0);
+    assert_false(mt_log_detect_journal());
+    captured_length = 0;
+    mt_log_info("plain");
+    char expected[64];
+    snprintf(expected, sizeof(expected), "test[%ld]: info: plain\n", (long)getpid());
+    assert_string_equal(captured, expected);
+
+    assert_int_equal(setenv("JOURNAL_STREAM", "not-a-stream", 1), 0);
+    assert_false(mt_log_detect_journal());
+    assert_int_equal(unsetenv("JOURNAL_STREAM"), 0);
+    assert_false(mt_log_detect_journal());
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_log_journal_stream_lines_carry_priority_not_tag, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_log_limit_admit_burst_then_suppresses, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_log_limit_admit_next_interval_reports_dropped, setup,

@@ -73,6 +73,8 @@ void mt_supervisor_listen(struct mt_supervisor_call *call);
 /* relay.c: carries bytes between mesh (a connection of the engine, or plain) and local (the
  * program's loopback end) until both directions end; closes both. what names it in log lines. */
 void mt_supervisor_relay(int mesh, int local, const char *what);
+/* Waits until no relay runs, or timeout_ms passed. */
+void mt_supervisor_wait_relays(int timeout_ms);
 
 /* addresses.c: the address getsockname (local) or getpeername (peer) must answer for the
  * program's socket with inode. */

@@ -10,9 +10,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../include/meshtls.h"
@@ -20,6 +22,35 @@
 #include "internal.h"
 
 #define RELAY_BUFFER 16384
+
+/* Relays still running: the program's last bytes may still be on their way when it exits. */
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t running_changed = PTHREAD_COND_INITIALIZER;
+static unsigned running;
+
+static void count_running(int change)
+{
+    pthread_mutex_lock(&running_lock);
+    running = (unsigned)((int)running + change);
+    pthread_cond_broadcast(&running_changed);
+    pthread_mutex_unlock(&running_lock);
+}
+
+void mt_supervisor_wait_relays(int timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += timeout_ms / 1000;
+    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&running_lock);
+    while (running > 0 && pthread_cond_timedwait(&running_changed, &running_lock, &deadline) == 0)
+        ;
+    pthread_mutex_unlock(&running_lock);
+}
 
 struct direction {
     int from, to;
@@ -98,6 +129,7 @@ void mt_supervisor_relay(int mesh, int local, const char *what)
 {
     struct direction up = {.from = local, .to = mesh};   /* program → peer */
     struct direction down = {.from = mesh, .to = local}; /* peer → program */
+    count_running(1);
     set_nonblocking(mesh);
     set_nonblocking(local);
     bool failed = false;
@@ -122,4 +154,5 @@ void mt_supervisor_relay(int mesh, int local, const char *what)
     }
     meshtls_close(mesh);
     close(local);
+    count_running(-1);
 }

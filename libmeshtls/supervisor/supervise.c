@@ -18,6 +18,8 @@
 #include "internal.h"
 #include "supervisor.h"
 
+#define RELAYS_DRAIN_MS 5000
+
 static volatile sig_atomic_t program_pid;
 
 static void pass_on(int number)
@@ -78,5 +80,8 @@ int mt_supervise(char **program, const struct mt_config *config)
     memset(&info, 0, sizeof(info));
     while (waitid(P_PIDFD, (id_t)supervisor.child_pidfd, &info, WEXITED) != 0 && errno == EINTR)
         ;
+    /* Its last replies may still be in the relays (its ends closed, ours flushing): let them
+     * reach the peers, as they would have without us. */
+    mt_supervisor_wait_relays(RELAYS_DRAIN_MS);
     return exit_status(&info);
 }

@@ -1,0 +1,63 @@
+// An HTTP server and client in Go, which makes its system calls itself (no libc, so no
+// preload): the supervisor's tests build it with `go build` and run it under `meshtls supervise`
+// (test_supervisor_go.py).
+//
+//	supervised_http server ADDRESS TOKEN   serve "hello TOKEN from go, you sent BODY" on ADDRESS
+//	supervised_http client URL BODY        POST BODY to URL, print the status and the answer
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+func serve(address, token string) error {
+	listener, err := net.Listen("tcp", address)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("listening on %s\n", listener.Addr())
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "hello %s from go, you sent %s", token, body)
+		fmt.Printf("served %s from %s\n", body, r.RemoteAddr)
+	})
+	return http.Serve(listener, handler)
+}
+
+func fetch(url, body string) error {
+	client := &http.Client{Timeout: 20 * time.Second}
+	response, err := client.Post(url, "text/plain", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer response.Body.Close()
+	answer, err := io.ReadAll(response.Body)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("status %d\nanswer: %s\n", response.StatusCode, answer)
+	return nil
+}
+
+func main() {
+	var err error
+	switch {
+	case len(os.Args) == 4 && os.Args[1] == "server":
+		err = serve(os.Args[2], os.Args[3])
+	case len(os.Args) == 4 && os.Args[1] == "client":
+		err = fetch(os.Args[2], os.Args[3])
+	default:
+		fmt.Fprintln(os.Stderr, "usage: supervised_http server ADDRESS TOKEN | client URL BODY")
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Printf("error: %v\n", err)
+		os.Exit(1)
+	}
+}

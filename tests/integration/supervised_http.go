@@ -2,8 +2,8 @@
 // preload): the supervisor's tests build it with `go build` and run it under `meshtls supervise`
 // (test_supervisor_go.py).
 //
-//	supervised_http server ADDRESS TOKEN   serve "hello TOKEN from go, you sent BODY" on ADDRESS
-//	supervised_http client URL BODY        POST BODY to URL, print the status and the answer
+//	supervised_http server ADDRESS TOKEN   serve "hello TOKEN from go, path PATH" on ADDRESS
+//	supervised_http client URL             GET URL, print the status and the answer
 package main
 
 import (
@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 )
 
@@ -23,16 +22,15 @@ func serve(address, token string) error {
 	}
 	fmt.Printf("listening on %s\n", listener.Addr())
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "hello %s from go, you sent %s", token, body)
-		fmt.Printf("served %s from %s\n", body, r.RemoteAddr)
+		fmt.Fprintf(w, "hello %s from go, path %s", token, r.URL.Path)
+		fmt.Printf("served %s\n", r.URL.Path)
 	})
 	return http.Serve(listener, handler)
 }
 
-func fetch(url, body string) error {
+func fetch(url string) error {
 	client := &http.Client{Timeout: 20 * time.Second}
-	response, err := client.Post(url, "text/plain", strings.NewReader(body))
+	response, err := client.Get(url)
 	if err != nil {
 		return err
 	}
@@ -50,10 +48,10 @@ func main() {
 	switch {
 	case len(os.Args) == 4 && os.Args[1] == "server":
 		err = serve(os.Args[2], os.Args[3])
-	case len(os.Args) == 4 && os.Args[1] == "client":
-		err = fetch(os.Args[2], os.Args[3])
+	case len(os.Args) == 3 && os.Args[1] == "client":
+		err = fetch(os.Args[2])
 	default:
-		fmt.Fprintln(os.Stderr, "usage: supervised_http server ADDRESS TOKEN | client URL BODY")
+		fmt.Fprintln(os.Stderr, "usage: supervised_http server ADDRESS TOKEN | client URL")
 		os.Exit(2)
 	}
 	if err != nil {

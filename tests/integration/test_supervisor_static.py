@@ -1,0 +1,178 @@
+"""Statically linked programs, which no preload can enter, meshed by the supervisor.
+
+`meshtls supervise` runs a static C client and server (static_peer.c) against peers meshed by
+the preload, in both directions; a recording relay between them sees TLS 1.3 records only, the
+supervisor logs the peer's SPIFFE ID, and the programs see the addresses they asked for
+(getpeername, getsockname). A plaintext client is refused by the supervised server. Blocking and
+non-blocking connects. What the supervisor refuses: io_uring_setup (ENOSYS, logged) and TCP Fast
+Open sends (EOPNOTSUPP), both of which would reach the network past connect(). Killed with
+SIGKILL, the supervisor takes its program with it, and a descendant that outlives it cannot
+connect at all (ENOSYS): nothing reaches the wire in clear.
+"""
+
+import os
+import signal
+import socket
+
+from harness import (PYTHON, Mesh, Relay, assert_plaintext_refused, assert_relay_tls13, check,
+                     free_port, main, random_token, wait_for)
+from supervisor_common import (build_static_peer, nothing_accepted, peer_id_logged, process_gone,
+                               program_pid, supervised, wait_output)
+
+ECHO_SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(8)
+print("listening", flush=True)
+for _ in range(int(sys.argv[2])):
+    c, _ = s.accept()
+    data = b""
+    while True:
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    c.sendall(b"py-echo:" + data)
+    c.close()
+"""
+
+CLIENT = """
+import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+c.sendall(sys.argv[2].encode())
+c.shutdown(socket.SHUT_WR)
+data = b""
+while True:
+    chunk = c.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print("got", data.decode())
+"""
+
+
+def outbound(mesh):
+    port = free_port()
+    server = mesh.meshed("py-server", [PYTHON, "-c", ECHO_SERVER, str(port), "2"])
+    wait_output(server, "listening")
+    relay = Relay(port)
+    for how in ("blocking", "nonblocking"):
+        secret = f"STATIC-CLIENT-SECRET-{how}-{random_token()}"
+        client = supervised(mesh, f"static-client-{how}",
+                            [STATIC_PEER, "client", "127.0.0.1", str(relay.port), secret, how])
+        status = client.wait(30)
+        out = client.stdout().decode(errors="replace")
+        check(status == 0 and f"reply: py-echo:{secret}" in out,
+              f"{how}: no echo ({status}):\n{out}\n{client.stderr()[-3000:]}")
+        # getpeername answers the destination the program asked for, not the relay's loopback.
+        check(f"peer 127.0.0.1:{relay.port}" in out, f"{how}: getpeername said:\n{out}")
+        peer = peer_id_logged(client, "outbound")
+        check(peer is not None and peer.startswith("spiffe://"),
+              f"{how}: the supervisor logged no peer identity:\n{client.stderr()}")
+        check(f"connected to 127.0.0.1:{relay.port} (mtls, peer {peer})" in client.stderr(),
+              f"{how}: no supervisor line for the connection:\n{client.stderr()}")
+        print(f"static client ({how}): echo through mTLS, peer {peer}")
+    count = assert_relay_tls13(relay, [b"STATIC-CLIENT-SECRET", b"py-echo:"], 2)
+    print(f"outbound wire: {count} connections, TLS 1.3 records only")
+
+
+def inbound(mesh):
+    port = free_port()
+    server = supervised(mesh, "static-server", [STATIC_PEER, "server", str(port), "3"])
+    wait_output(server, "listening on")
+    # getsockname answers the address the program listened on.
+    check(f"listening on 127.0.0.1:{port}" in server.stdout().decode(),
+          f"getsockname said: {server.stdout()!r}")
+    relay = Relay(port)
+    for i in range(2):
+        secret = f"STATIC-SERVER-SECRET-{i}-{random_token()}"
+        client = mesh.meshed(f"py-client-{i}", [PYTHON, "-c", CLIENT, str(relay.port), secret])
+        status = client.wait(30)
+        out = client.stdout().decode(errors="replace")
+        check(status == 0 and f"got echo:{secret}" in out,
+              f"meshed client {i}: no echo ({status}):\n{out}\n{client.stderr()[-2000:]}")
+    peer = peer_id_logged(server, "inbound")
+    check(peer is not None, f"the supervisor logged no client identity:\n{server.stderr()}")
+    check(f"relayed to the program (mtls, peer {peer})" in server.stderr(),
+          f"no relay line:\n{server.stderr()}")
+    count = assert_relay_tls13(relay, [b"STATIC-SERVER-SECRET", b"echo:"], 2)
+    print(f"static server: 2 meshed clients answered, peer {peer}; wire: {count} connections, "
+          "TLS 1.3 only")
+    assert_plaintext_refused(port, server, b"PLAINTEXT-REQUEST\n")
+    check(b"PLAINTEXT-REQUEST" not in server.stdout(), "the plaintext request reached the program")
+    print("static server: a plaintext client is refused before the program sees a byte")
+
+
+def refusals(mesh):
+    uring = supervised(mesh, "uring", [STATIC_PEER, "uring"])
+    uring.wait(20)
+    check(b"io_uring_setup failed: Function not implemented" in uring.stdout(),
+          f"io_uring_setup was not refused with ENOSYS: {uring.stdout()!r}")
+    check("refused io_uring_setup of pid" in uring.stderr() and "bypass the mesh" in uring.stderr(),
+          f"no log line for io_uring:\n{uring.stderr()}")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.settimeout(0.5)
+        fast = supervised(mesh, "fastopen", [STATIC_PEER, "fastopen", "127.0.0.1",
+                                            str(listener.getsockname()[1])])
+        fast.wait(20)
+        check(b"sendto MSG_FASTOPEN failed: Operation not supported" in fast.stdout(),
+              f"a Fast Open send was not refused: {fast.stdout()!r}")
+        nothing_accepted(listener, "a Fast Open send")
+    print("io_uring_setup: ENOSYS and a log line; TCP Fast Open send: EOPNOTSUPP, nothing sent")
+
+
+def supervisor_killed(mesh):
+    # The program dies with its supervisor.
+    port = free_port()
+    server = supervised(mesh, "killed-server", [STATIC_PEER, "server", str(port), "1"])
+    wait_output(server, "listening on")
+    pid = program_pid(server)
+    server.popen.send_signal(signal.SIGKILL)
+    server.popen.wait(10)
+    wait_for(lambda: process_gone(pid), 10, f"the program (pid {pid}) to die with its supervisor")
+    print("supervisor killed: its program was killed too")
+    # A descendant that outlives it (its parent, the program, died with the supervisor) cannot
+    # connect: the filter stays, its listener is gone, connect fails with ENOSYS.
+    trigger = os.path.join(mesh.dir, "orphan-trigger")
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.settimeout(1)
+        orphan = supervised(mesh, "orphan", [STATIC_PEER, "orphan", "127.0.0.1",
+                                            str(listener.getsockname()[1]), trigger])
+        wait_output(orphan, "child ")
+        parent = program_pid(orphan)
+        child = int(orphan.stdout().decode().split("child ")[1].split()[0])
+        orphan.popen.send_signal(signal.SIGKILL)
+        orphan.popen.wait(10)
+        wait_for(lambda: process_gone(parent), 10, "the orphan's parent to die")
+        check(not process_gone(child), "the orphan died too; nothing left to test")
+        open(trigger, "w").close()
+        wait_for(lambda: b"orphan connect failed" in orphan.stdout() or
+                 b"orphan connected" in orphan.stdout(), 20, "the orphan to try")
+        check(b"orphan connect failed: Function not implemented" in orphan.stdout(),
+              f"the orphan was not refused: {orphan.stdout()!r}")
+        nothing_accepted(listener, "the orphan's connection")
+    print("a descendant outliving the supervisor: connect fails with ENOSYS, nothing sent")
+
+
+STATIC_PEER = None
+
+
+def test():
+    global STATIC_PEER
+    STATIC_PEER = build_static_peer()
+    with Mesh("supervisor-static") as mesh:
+        mesh.start_agent()
+        outbound(mesh)
+        inbound(mesh)
+        refusals(mesh)
+        supervisor_killed(mesh)
+
+
+if __name__ == "__main__":
+    main(test)

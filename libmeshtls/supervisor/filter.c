@@ -57,7 +57,7 @@
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EOPNOTSUPP),                                 \
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
 
-static int install_filter(void)
+int mt_supervisor_install_filter(void)
 {
     struct sock_filter code[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
@@ -112,7 +112,7 @@ static void run_child(int channel, pid_t parent, char **program)
         (void)send_report(channel, errno, -1);
         _exit(126);
     }
-    int listener = install_filter();
+    int listener = mt_supervisor_install_filter();
     if (listener < 0) {
         (void)send_report(channel, errno, -1);
         _exit(126);

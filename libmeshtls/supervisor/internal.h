@@ -35,6 +35,9 @@ struct mt_supervisor_call {
     uint64_t args[6];
 };
 
+/* filter.c: installs the filter on the calling thread (no_new_privs must be set); the
+ * notification fd, or -1 with errno. */
+int mt_supervisor_install_filter(void);
 /* filter.c: forks and starts program under the filter. 0, with *listener the notification fd,
  * *child and *pidfd the program's process; else the status to exit with, said on stderr. */
 int mt_supervisor_start(char **program, int *listener, pid_t *child, int *pidfd);

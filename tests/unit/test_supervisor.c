@@ -1,0 +1,205 @@
+/*
+ * The supervisor's parts that need no agent: the filter (what the kernel does with the
+ * program's calls once the supervisor is gone), the program's exit status, the table of
+ * addresses getsockname/getpeername answer, and the relay's back-pressure and half-close.
+ * tests/integration/test_supervisor_*.py run real programs meshed through it.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "supervisor/internal.h"
+#include "supervisor/supervisor.h"
+
+/* Runs check in a child under the filter with its listener closed (the supervisor gone);
+ * returns the child's exit status: 0 when every expectation held, else the failed step. */
+static int under_filter_without_supervisor(int (*check)(void))
+{
+    pid_t child = fork();
+    if (child == 0) {
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+            _exit(100);
+        int listener = mt_supervisor_install_filter();
+        if (listener < 0)
+            _exit(101);
+        close(listener);
+        _exit(check());
+    }
+    int status = -1;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static int expect_failure(long result, int error)
+{
+    return result == -1 && errno == error;
+}
+
+static int socket_calls_fail(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(9)};
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (!expect_failure(connect(fd, (struct sockaddr *)&address, sizeof(address)), ENOSYS))
+        return 1;
+    if (!expect_failure(listen(fd, 1), ENOSYS))
+        return 2;
+    socklen_t length = sizeof(address);
+    if (!expect_failure(getsockname(fd, (struct sockaddr *)&address, &length), ENOSYS))
+        return 3;
+    if (!expect_failure(
+            sendto(fd, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&address, sizeof(address)),
+            EOPNOTSUPP))
+        return 4;
+    int pair[2];
+    /* What the filter leaves alone keeps working. */
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0 || send(pair[0], "x", 1, 0) != 1)
+        return 5;
+    return 0;
+}
+
+static void test_filter_without_supervisor_fails_socket_calls_with_enosys(void **state)
+{
+    (void)state;
+    assert_int_equal(under_filter_without_supervisor(socket_calls_fail), 0);
+}
+
+static int supervise(const char *command)
+{
+    static struct mt_config config;
+    mt_config_set_defaults(&config);
+    char *program[] = {"/bin/sh", "-c", (char *)command, NULL};
+    return mt_supervise(program, &config);
+}
+
+static void test_supervise_exit_status_is_the_programs(void **state)
+{
+    (void)state;
+    assert_int_equal(supervise("exit 3"), 3);
+    assert_int_equal(supervise("exit 0"), 0);
+}
+
+static void test_supervise_program_killed_by_signal_gives_128_plus_signal(void **state)
+{
+    (void)state;
+    assert_int_equal(supervise("kill -9 $$"), 128 + 9);
+}
+
+static void test_supervise_missing_program_gives_127(void **state)
+{
+    (void)state;
+    static struct mt_config config;
+    mt_config_set_defaults(&config);
+    char *program[] = {"/nonexistent/program", NULL};
+    assert_int_equal(mt_supervise(program, &config), 127);
+}
+
+static void test_remembered_address_is_answered_by_inode_until_forgotten(void **state)
+{
+    (void)state;
+    struct sockaddr_storage address;
+    memset(&address, 0, sizeof(address));
+    address.ss_family = AF_INET;
+    mt_supervisor_remember(4242, MT_SUPERVISOR_PEER, &address, sizeof(struct sockaddr_in));
+    assert_true(mt_supervisor_is_remembered(4242));
+    assert_false(mt_supervisor_is_remembered(4243));
+    mt_supervisor_forget(4242);
+    assert_false(mt_supervisor_is_remembered(4242));
+}
+
+struct relay_ends {
+    int mesh, local;
+};
+
+static void *run_relay(void *argument)
+{
+    struct relay_ends *ends = argument;
+    mt_supervisor_relay(ends->mesh, ends->local, "test relay");
+    return NULL;
+}
+
+/* Writes into fd, non-blocking, until it would block; returns the bytes written. */
+static size_t write_until_full(int fd, unsigned char seed)
+{
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    unsigned char chunk[4096];
+    size_t total = 0;
+    /* 8 MiB at most: far beyond what back-pressure lets through. */
+    for (int round = 0; round < 2048; round++) {
+        for (size_t i = 0; i < sizeof(chunk); i++)
+            chunk[i] = (unsigned char)(seed + total + i);
+        ssize_t put = write(fd, chunk, sizeof(chunk));
+        if (put <= 0)
+            break;
+        total += (size_t)put;
+        if (round % 64 == 63)
+            usleep(1000); /* the relay moves what it can meanwhile */
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return total;
+}
+
+static void test_relay_stops_reading_a_peer_whose_reader_waits(void **state)
+{
+    (void)state;
+    int mesh[2], local[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, mesh), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, local), 0);
+    struct relay_ends ends = {.mesh = mesh[0], .local = local[0]};
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, run_relay, &ends), 0);
+    /* Nobody reads the program's end: the writer must come to a stop, the relay holding no
+     * more than its buffer beyond what the kernel's two socket buffers take. */
+    size_t written = write_until_full(mesh[1], 7);
+    assert_true(written > 0);
+    assert_true(written < 4u * 1024 * 1024);
+    /* Everything arrives, in order, and the end of stream after it. */
+    size_t received = 0;
+    unsigned char byte[4096];
+    shutdown(mesh[1], SHUT_WR);
+    for (;;) {
+        ssize_t got = read(local[1], byte, sizeof(byte));
+        assert_true(got >= 0);
+        if (got == 0)
+            break;
+        for (ssize_t i = 0; i < got; i++)
+            assert_int_equal(byte[i], (unsigned char)(7 + received + (size_t)i));
+        received += (size_t)got;
+    }
+    assert_int_equal(received, written);
+    /* The other direction still works after the half-close, then ends the relay. */
+    assert_int_equal(write(local[1], "reply", 5), 5);
+    shutdown(local[1], SHUT_WR);
+    char reply[16];
+    assert_int_equal(read(mesh[1], reply, sizeof(reply)), 5);
+    assert_memory_equal(reply, "reply", 5);
+    assert_int_equal(read(mesh[1], reply, sizeof(reply)), 0);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    close(mesh[1]);
+    close(local[1]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_filter_without_supervisor_fails_socket_calls_with_enosys),
+        cmocka_unit_test(test_supervise_exit_status_is_the_programs),
+        cmocka_unit_test(test_supervise_program_killed_by_signal_gives_128_plus_signal),
+        cmocka_unit_test(test_supervise_missing_program_gives_127),
+        cmocka_unit_test(test_remembered_address_is_answered_by_inode_until_forgotten),
+        cmocka_unit_test(test_relay_stops_reading_a_peer_whose_reader_waits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

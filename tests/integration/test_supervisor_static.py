@@ -5,7 +5,8 @@ the preload, in both directions; a recording relay between them sees TLS 1.3 rec
 supervisor logs the peer's SPIFFE ID, and the programs see the addresses they asked for
 (getpeername, getsockname). A plaintext client is refused by the supervised server. Blocking and
 non-blocking connects. What the supervisor refuses: io_uring_setup (ENOSYS, logged) and TCP Fast
-Open sends (EOPNOTSUPP), both of which would reach the network past connect(). Killed with
+Open sends (EOPNOTSUPP), both of which would reach the network past connect(). A static shell
+that forks and execs a static wget: the grandchild is meshed too. Killed with
 SIGKILL, the supervisor takes its program with it, and a descendant that outlives it cannot
 connect at all (ENOSYS): nothing reaches the wire in clear.
 """
@@ -105,6 +106,31 @@ def inbound(mesh):
     print("static server: a plaintext client is refused before the program sees a byte")
 
 
+def forked_and_executed(mesh):
+    """A shell that forks and execs another static program (busybox sh → busybox wget): the
+    filter follows, and the grandchild's connection is meshed like the program's own."""
+    token = f"BUSYBOX-TOKEN-{random_token()}"
+    directory = os.path.join(mesh.dir, "www")
+    os.mkdir(directory)
+    with open(os.path.join(directory, "index.txt"), "w") as f:
+        f.write(token)
+    port = free_port()
+    mesh.http_server("py-http", port, directory)
+    relay = Relay(port)
+    shell = supervised(mesh, "busybox-sh", [BUSYBOX, "sh", "-c",
+                                            f"{BUSYBOX} wget -q -O - "
+                                            f"http://127.0.0.1:{relay.port}/index.txt; "
+                                            "echo \"wget status $?\""])
+    shell.wait(30)
+    out = shell.stdout().decode(errors="replace")
+    check(token in out and "wget status 0" in out,
+          f"busybox wget under busybox sh: {out!r}\n{shell.stderr()[-2000:]}")
+    check(f"connected to 127.0.0.1:{relay.port} (mtls, peer spiffe://" in shell.stderr(),
+          f"no meshed connection logged:\n{shell.stderr()}")
+    count = assert_relay_tls13(relay, [token.encode(), b"index.txt"], 1)
+    print(f"busybox sh → fork, exec busybox wget: fetched through mTLS ({count} connection)")
+
+
 def refusals(mesh):
     uring = supervised(mesh, "uring", [STATIC_PEER, "uring"])
     uring.wait(20)
@@ -161,6 +187,7 @@ def supervisor_killed(mesh):
 
 
 STATIC_PEER = None
+BUSYBOX = "/bin/busybox"  # busybox-static (packaging/install-deps.sh)
 
 
 def test():
@@ -170,6 +197,7 @@ def test():
         mesh.start_agent()
         outbound(mesh)
         inbound(mesh)
+        forked_and_executed(mesh)
         refusals(mesh)
         supervisor_killed(mesh)
 

@@ -8,7 +8,8 @@
  *
  * The filter, for the native architecture (any other, and x32 numbers, fail with ENOSYS: a
  * 32-bit entry would reach socketcall, which nothing here inspects):
- *   connect, listen, getsockname, getpeername, io_uring_setup    → the supervisor
+ *   connect, listen, accept, accept4, getsockname, getpeername,
+ *   io_uring_setup                                                → the supervisor
  *   sendto/sendmsg/sendmmsg with MSG_FASTOPEN                     → EOPNOTSUPP (a TCP Fast Open
  *                                                                   send connects without connect)
  *   everything else                                               → allowed
@@ -70,6 +71,8 @@ int mt_supervisor_install_filter(void)
 #endif
         NOTIFY_IF(__NR_connect),
         NOTIFY_IF(__NR_listen),
+        NOTIFY_IF(__NR_accept),
+        NOTIFY_IF(__NR_accept4),
         NOTIFY_IF(__NR_getsockname),
         NOTIFY_IF(__NR_getpeername),
         NOTIFY_IF(__NR_io_uring_setup),

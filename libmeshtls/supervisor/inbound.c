@@ -115,7 +115,18 @@ static void *serve_connection(void *argument)
         meshtls_close(accepted->fd);
         goto out;
     }
+    /* The relay's end is bound and remembered before it connects: the program may accept the
+     * connection, and ask its addresses, before connect returns here. */
+    struct sockaddr_storage end = probe_peer(listener->program.ss_family, true), peer, here;
+    socklen_t end_length = listener->program_length, peer_length = sizeof(peer),
+              here_length = sizeof(here);
     int local = socket(listener->program.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool known = local >= 0 && bind(local, (struct sockaddr *)&end, end_length) == 0 &&
+                 getsockname(local, (struct sockaddr *)&end, &end_length) == 0 &&
+                 getpeername(accepted->fd, (struct sockaddr *)&peer, &peer_length) == 0 &&
+                 getsockname(accepted->fd, (struct sockaddr *)&here, &here_length) == 0;
+    if (known)
+        mt_supervisor_remember_relay(&end, end_length, &peer, peer_length, &here, here_length);
     if (local < 0 ||
         connect(local, (struct sockaddr *)&listener->program, listener->program_length) != 0) {
         mt_log_warn("supervisor: connection from %s on :%u: the program's listener does not "
@@ -123,6 +134,8 @@ static void *serve_connection(void *argument)
                     accepted->peer, listener->port, strerror(errno));
         if (errno == ECONNREFUSED) /* the program closed its listener: stop accepting for it */
             shutdown(listener->real, SHUT_RDWR);
+        if (known)
+            mt_supervisor_forget_relay(&end, end_length);
         if (local >= 0)
             close(local);
         meshtls_close(accepted->fd);
@@ -136,6 +149,8 @@ static void *serve_connection(void *argument)
     char what[sizeof(accepted->peer) + 32];
     snprintf(what, sizeof(what), "connection from %s on :%u", accepted->peer, listener->port);
     mt_supervisor_relay(accepted->fd, local, what);
+    if (known)
+        mt_supervisor_forget_relay(&end, end_length);
 out:
     free(accepted);
     return NULL;

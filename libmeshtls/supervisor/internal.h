@@ -5,7 +5,8 @@
  *
  * Files: filter.c (seccomp filter, starting the program, handing the listener over),
  * notify.c (the notification loop, reading and writing the program's memory, answering),
- * outbound.c (connect), inbound.c (listen and the accept loops), relay.c (bytes between a mesh
+ * outbound.c (connect), inbound.c (listen and the accept loops), accept.c (the program's
+ * accept on such a listener), relay.c (bytes between a mesh
  * connection and the program's loopback end), addresses.c (getsockname/getpeername answers),
  * supervise.c (mt_supervise: start, loop, exit status).
  */
@@ -72,6 +73,8 @@ bool mt_supervisor_spawn(void *(*function)(void *), void *argument);
 void mt_supervisor_connect(struct mt_supervisor_call *call);
 /* inbound.c: listen(fd, backlog). */
 void mt_supervisor_listen(struct mt_supervisor_call *call);
+/* accept.c: accept/accept4(fd, address, length pointer[, flags]) */
+void mt_supervisor_accept(struct mt_supervisor_call *call);
 
 /* relay.c: carries bytes between mesh (a connection of the engine, or plain) and local (the
  * program's loopback end) until both directions end; closes both. what names it in log lines. */
@@ -86,8 +89,21 @@ void mt_supervisor_remember(ino_t inode, enum mt_supervisor_side side,
                             const struct sockaddr_storage *address, socklen_t length);
 void mt_supervisor_forget(ino_t inode);
 bool mt_supervisor_is_remembered(ino_t inode);
+/* True for the program's side of a listener the supervisor moved behind itself. */
+bool mt_supervisor_is_listener(ino_t inode);
 /* getsockname/getpeername(fd, address, length pointer) */
 void mt_supervisor_name(struct mt_supervisor_call *call, enum mt_supervisor_side side);
+/* Writes address into the call's (args[1], *args[2]) as the kernel would; 0 or -errno. */
+int mt_supervisor_hand_out(const struct mt_supervisor_call *call,
+                           const struct sockaddr_storage *address, socklen_t length);
+/* Inbound relays, known by their end's address (the peer of the program's accepted socket). */
+void mt_supervisor_remember_relay(const struct sockaddr_storage *end, socklen_t end_length,
+                                  const struct sockaddr_storage *peer, socklen_t peer_length,
+                                  const struct sockaddr_storage *local, socklen_t local_length);
+void mt_supervisor_forget_relay(const struct sockaddr_storage *end, socklen_t end_length);
+bool mt_supervisor_relayed_address(const struct sockaddr_storage *end, socklen_t end_length,
+                                   enum mt_supervisor_side side, struct sockaddr_storage *address,
+                                   socklen_t *length);
 ino_t mt_supervisor_inode(int fd);
 
 #endif

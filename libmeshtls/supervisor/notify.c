@@ -245,6 +245,10 @@ static void dispatch(struct mt_supervisor_call *call)
     case __NR_listen:
         mt_supervisor_listen(call);
         return;
+    case __NR_accept:
+    case __NR_accept4:
+        mt_supervisor_accept(call);
+        return;
     case __NR_getsockname:
         mt_supervisor_name(call, MT_SUPERVISOR_LOCAL);
         return;

@@ -1,7 +1,7 @@
 /*
  * The supervisor: meshes a program that no preload can enter (statically linked, Go), from
  * outside it. The program runs as a child under a seccomp filter whose socket system calls
- * (connect, listen, getsockname, getpeername, io_uring_setup) come to this process as user
+ * (connect, listen, accept, getsockname, getpeername, io_uring_setup) come to this process as user
  * notifications; the supervisor answers them with the same policy and engine the preload uses,
  * and carries the meshed traffic through loopback relays.
  *

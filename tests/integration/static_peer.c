@@ -131,9 +131,14 @@ static int server(int port, int count)
     print_address("listening on", &address);
     fflush(stdout);
     for (int served = 0; served < count; served++) {
-        int connection = accept(fd, NULL, NULL);
+        struct sockaddr_in peer, named;
+        socklen_t peer_length = sizeof(peer), named_length = sizeof(named);
+        int connection = accept(fd, (struct sockaddr *)&peer, &peer_length);
         if (connection < 0)
             return fail("accept");
+        print_address("accepted from", &peer);
+        if (getpeername(connection, (struct sockaddr *)&named, &named_length) == 0)
+            print_address("getpeername", &named);
         static char request[65536];
         ssize_t got = read_all(connection, request, sizeof(request) - 1);
         if (got < 0) {

@@ -23,7 +23,7 @@ func serve(address, token string) error {
 	fmt.Printf("listening on %s\n", listener.Addr())
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello %s from go, path %s", token, r.URL.Path)
-		fmt.Printf("served %s\n", r.URL.Path)
+		fmt.Printf("served %s from %s\n", r.URL.Path, r.RemoteAddr)
 	})
 	return http.Serve(listener, handler)
 }

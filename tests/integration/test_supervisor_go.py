@@ -15,6 +15,14 @@ from harness import (PYTHON, Mesh, Relay, assert_plaintext_refused, assert_relay
                      free_port, http_client, main, port_listening, random_token, wait_for)
 from supervisor_common import build_go_program, peer_id_logged, supervised, wait_output
 
+DIRECT_GET = """
+import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+print("local port", c.getsockname()[1], flush=True)
+c.sendall(b"GET /who HTTP/1.0\\r\\nHost: go\\r\\n\\r\\n")
+print(c.recv(4096))
+"""
+
 
 def go_server(mesh, program):
     port = free_port()
@@ -30,6 +38,11 @@ def go_server(mesh, program):
         out = client.stdout().decode(errors="replace")
         check(status == 0 and f"hello {token} from go, path /item-{i}" in out,
               f"meshed curl {i}: {status} {out!r}\n{client.stderr()[-2000:]}")
+    direct = mesh.meshed("py-direct", [PYTHON, "-c", DIRECT_GET, str(port)])
+    check(direct.wait(30) == 0, f"direct client failed:\n{direct.stderr()[-2000:]}")
+    local_port = direct.stdout().decode().split("local port ")[1].split()[0]
+    wait_output(server, f"served /who from 127.0.0.1:{local_port}")
+    print(f"Go server: r.RemoteAddr is the client's own address (:{local_port})")
     peer = peer_id_logged(server, "inbound")
     check(peer is not None and f"relayed to the program (mtls, peer {peer})" in server.stderr(),
           f"the supervisor logged no client identity:\n{server.stderr()}")

@@ -53,6 +53,15 @@ while True:
 print("got", data.decode())
 """
 
+CLIENT_SAYING_PORT = """
+import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+print("local port", c.getsockname()[1], flush=True)
+c.sendall(b"direct")
+c.shutdown(socket.SHUT_WR)
+print("got", c.recv(1000))
+"""
+
 
 def outbound(mesh):
     port = free_port()
@@ -81,7 +90,7 @@ def outbound(mesh):
 
 def inbound(mesh):
     port = free_port()
-    server = supervised(mesh, "static-server", [STATIC_PEER, "server", str(port), "3"])
+    server = supervised(mesh, "static-server", [STATIC_PEER, "server", str(port), "4"])
     wait_output(server, "listening on")
     # getsockname answers the address the program listened on.
     check(f"listening on 127.0.0.1:{port}" in server.stdout().decode(),
@@ -94,6 +103,16 @@ def inbound(mesh):
         out = client.stdout().decode(errors="replace")
         check(status == 0 and f"got echo:{secret}" in out,
               f"meshed client {i}: no echo ({status}):\n{out}\n{client.stderr()[-2000:]}")
+    # A client straight to the server: accept and getpeername give the program the client's
+    # real address, not the relay's.
+    direct = mesh.meshed("py-client-direct", [PYTHON, "-c", CLIENT_SAYING_PORT, str(port)])
+    check(direct.wait(30) == 0, f"direct client failed:\n{direct.stderr()[-2000:]}")
+    local_port = direct.stdout().decode().split("local port ")[1].split()[0]
+    out = server.stdout().decode()
+    check(f"accepted from 127.0.0.1:{local_port}" in out and
+          f"getpeername 127.0.0.1:{local_port}" in out,
+          f"the program was not told the client's address (port {local_port}):\n{out}")
+    print(f"static server: accept and getpeername give the client's own address (:{local_port})")
     peer = peer_id_logged(server, "inbound")
     check(peer is not None, f"the supervisor logged no client identity:\n{server.stderr()}")
     check(f"relayed to the program (mtls, peer {peer})" in server.stderr(),

@@ -59,6 +59,8 @@ static int socket_calls_fail(void)
     socklen_t length = sizeof(address);
     if (!expect_failure(getsockname(fd, (struct sockaddr *)&address, &length), ENOSYS))
         return 3;
+    if (!expect_failure(accept4(fd, NULL, NULL, 0), ENOSYS))
+        return 6;
     if (!expect_failure(
             sendto(fd, "x", 1, MSG_FASTOPEN, (struct sockaddr *)&address, sizeof(address)),
             EOPNOTSUPP))

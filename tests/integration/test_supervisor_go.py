@@ -6,7 +6,7 @@ server answers curl meshed by the preload, and the Go client fetches from Python
 meshed by the preload; a recording relay between them sees TLS 1.3 records only, the supervisor
 logs the peer's SPIFFE ID, and a plaintext client is refused by the supervised Go server. Go's
 runtime (threads, non-blocking connect with EINPROGRESS and SO_ERROR, getsockname after
-listen, epoll) runs unmodified.
+listen, epoll, a dual-stack IPv6 listener) runs unmodified.
 """
 
 import os
@@ -27,10 +27,17 @@ print(c.recv(4096))
 def go_server(mesh, program):
     port = free_port()
     token = f"GO-SERVER-TOKEN-{random_token()}"
-    server = supervised(mesh, "go-server", [program, "server", f"127.0.0.1:{port}", token])
+    # ":PORT": Go listens on a dual-stack IPv6 socket, for IPv4 and IPv6 clients alike.
+    server = supervised(mesh, "go-server", [program, "server", f":{port}", token])
     wait_output(server, "listening on")
-    check(f"listening on 127.0.0.1:{port}" in server.stdout().decode(),
+    check(f"listening on [::]:{port}" in server.stdout().decode(),
           f"Go's listener address (getsockname) is not the one it asked for: {server.stdout()!r}")
+    v6 = mesh.meshed("curl-v6", ["curl", "--silent", "--show-error", "--max-time", "20", "-g",
+                                 f"http://[::1]:{port}/over-ipv6"])
+    check(v6.wait(30) == 0 and f"hello {token} from go, path /over-ipv6".encode() in v6.stdout(),
+          f"meshed curl over IPv6: {v6.stdout()!r}\n{v6.stderr()[-2000:]}")
+    wait_output(server, "served /over-ipv6 from [::1]:")
+    print("Go server: dual-stack listener, a meshed IPv6 client answered")
     relay = Relay(port)
     for i in range(2):
         client = mesh.meshed(f"curl-{i}", http_client(f"http://127.0.0.1:{relay.port}/item-{i}"))
@@ -48,7 +55,9 @@ def go_server(mesh, program):
           f"the supervisor logged no client identity:\n{server.stderr()}")
     count = assert_relay_tls13(relay, [token.encode(), b"/item-"], 2)
     print(f"Go server: meshed curl answered, peer {peer}; wire: {count} connections, TLS 1.3")
-    assert_plaintext_refused(port, server, b"GET /plain HTTP/1.0\r\n\r\n")
+    # The dual-stack listener sees the IPv4 client as IPv4-mapped.
+    assert_plaintext_refused(port, server, b"GET /plain HTTP/1.0\r\n\r\n",
+                             "refused inbound connection from [::ffff:127.0.0.1]")
     check(b"/plain" not in server.stdout(), "the plaintext request reached the Go server")
     print("Go server: a plaintext client is refused before Go sees a byte")
 

@@ -36,6 +36,7 @@ struct listener {
     int real;                        /* the supervisor's: the program's original socket */
     struct sockaddr_storage program; /* the program's loopback listener */
     socklen_t program_length;
+    ino_t program_inode; /* the program's side, remembered for getsockname and accept */
     unsigned port;
 };
 
@@ -198,6 +199,7 @@ static void *accept_loop(void *argument)
         }
     }
     mt_log_warn("supervisor: stopped accepting on :%u: %s", listener->port, strerror(errno));
+    mt_supervisor_forget(listener->program_inode);
     close(listener->real);
     return NULL;
 }
@@ -247,7 +249,8 @@ static void take_over(struct mt_supervisor_call *call, int real, int family,
         mt_supervisor_answer(call, 0, -replaced);
         return;
     }
-    mt_supervisor_remember(mt_supervisor_inode(program), MT_SUPERVISOR_LOCAL, local, local_length);
+    listener->program_inode = mt_supervisor_inode(program);
+    mt_supervisor_remember(listener->program_inode, MT_SUPERVISOR_LOCAL, local, local_length);
     close(program);
     listener->real = real;
     listener->port = port_of(local);

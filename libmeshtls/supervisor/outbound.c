@@ -185,6 +185,13 @@ static void mesh_connect(struct mt_supervisor_call *call, int program, int famil
         close(program);
         return;
     }
+    /* A signal may have ended the call during the handshake: the program restarts it (or gets
+     * EINTR), and its socket must then still be unconnected, for that call to mesh afresh. */
+    if (!mt_supervisor_call_is_valid(call)) {
+        meshtls_close(mesh);
+        close(program);
+        return;
+    }
     int local = connect_program_locally(program, family);
     if (local < 0) {
         mt_log_warn("supervisor: pid %d's connection to %s: cannot connect its socket to the "

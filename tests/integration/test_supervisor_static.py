@@ -88,6 +88,38 @@ def outbound(mesh):
     print(f"outbound wire: {count} connections, TLS 1.3 records only")
 
 
+def outbound_refused(mesh):
+    """A meshed destination that does not speak mTLS, or nobody listening: the program's connect
+    fails with ECONNREFUSED, and none of its bytes leave."""
+    with socket.socket() as plain:
+        plain.bind(("127.0.0.1", 0))
+        plain.listen(4)
+        plain.settimeout(20)
+        secret = f"NEVER-IN-CLEAR-{random_token()}"
+        client = supervised(mesh, "static-client-refused",
+                            [STATIC_PEER, "client", "127.0.0.1", str(plain.getsockname()[1]),
+                             secret])
+        connection, _ = plain.accept()
+        connection.settimeout(5)
+        hello = connection.recv(65536)
+        connection.close()  # not TLS: the handshake fails
+        client.wait(30)
+        out = client.stdout().decode(errors="replace")
+        check("connect failed: Connection refused" in out,
+              f"a refused meshed connect did not fail with ECONNREFUSED: {out!r}\n"
+              f"{client.stderr()[-2000:]}")
+        check(hello[:1] == b"\x16" and secret.encode() not in hello,
+              f"the plain server got {hello[:40]!r}, not a ClientHello")
+    closed_port = free_port()
+    client = supervised(mesh, "static-client-closed",
+                        [STATIC_PEER, "client", "127.0.0.1", str(closed_port), "x"])
+    client.wait(30)
+    check(b"connect failed: Connection refused" in client.stdout(),
+          f"connect to a closed port: {client.stdout()!r}")
+    print("static client: a peer that is not mTLS and a closed port both give ECONNREFUSED; "
+          "only a ClientHello left")
+
+
 def inbound(mesh):
     port = free_port()
     server = supervised(mesh, "static-server", [STATIC_PEER, "server", str(port), "4"])
@@ -215,6 +247,7 @@ def test():
     with Mesh("supervisor-static") as mesh:
         mesh.start_agent()
         outbound(mesh)
+        outbound_refused(mesh)
         inbound(mesh)
         forked_and_executed(mesh)
         refusals(mesh)

@@ -171,10 +171,19 @@ static int connect_meshed(const struct sockaddr_storage *destination, socklen_t 
     return fd;
 }
 
+/* Where a connect goes: as the program wrote it (what getpeername answers: an IPv4-mapped
+ * address on an IPv6 socket stays so), and as the packets carry it. */
+struct destination {
+    struct sockaddr_storage asked, real;
+    socklen_t asked_length, real_length;
+};
+
 /* Closes program (our copy) before the relay starts, whatever happens. */
 static void mesh_connect(struct mt_supervisor_call *call, int program, int family,
-                         const struct sockaddr_storage *destination, socklen_t length)
+                         const struct destination *target)
 {
+    const struct sockaddr_storage *destination = &target->real;
+    socklen_t length = target->real_length;
     char where[INET6_ADDRSTRLEN + 16];
     describe(destination, where, sizeof(where));
     int mesh = connect_meshed(destination, length);
@@ -203,7 +212,7 @@ static void mesh_connect(struct mt_supervisor_call *call, int program, int famil
         return;
     }
     ino_t inode = mt_supervisor_inode(program);
-    mt_supervisor_remember(inode, MT_SUPERVISOR_PEER, destination, length);
+    mt_supervisor_remember(inode, MT_SUPERVISOR_PEER, &target->asked, target->asked_length);
     close(program); /* the program's close must end the connection, not wait for ours */
     char peer[512] = "";
     (void)meshtls_peer_id(mesh, peer, sizeof(peer));
@@ -234,34 +243,35 @@ static bool is_connected(int fd)
 /* Answers the call; true when program (our copy) was closed on the way. */
 static bool decide(struct mt_supervisor_call *call, int program, int family)
 {
-    struct sockaddr_storage address;
-    memset(&address, 0, sizeof(address));
-    socklen_t length = (socklen_t)call->args[2];
-    if (length > sizeof(address)) {
+    struct destination target;
+    memset(&target, 0, sizeof(target));
+    struct sockaddr_storage *address = &target.asked;
+    socklen_t length = target.asked_length = (socklen_t)call->args[2];
+    if (length > sizeof(*address)) {
         mt_supervisor_answer(call, 0, EINVAL);
         return false;
     }
-    int copied = mt_supervisor_copy_in(call, call->args[1], &address, length);
+    int copied = mt_supervisor_copy_in(call, call->args[1], address, length);
     if (copied != 0) {
         if (copied != -ESRCH)
             mt_supervisor_answer(call, 0, -copied);
         return false;
     }
-    struct sockaddr_storage destination = address;
-    socklen_t destination_length = normalize(&destination, length);
-    bool is_ip = destination.ss_family == AF_INET || destination.ss_family == AF_INET6;
+    target.real = *address;
+    target.real_length = normalize(&target.real, length);
+    bool is_ip = target.real.ss_family == AF_INET || target.real.ss_family == AF_INET6;
     /* AF_UNSPEC (disconnect), a second connect (EISCONN, EALREADY): the kernel's answers. */
     if (!is_ip || is_connected(program)) {
-        connect_directly(call, program, &address, length);
+        connect_directly(call, program, address, length);
         return false;
     }
     struct mt_outbound_decision decision =
-        mt_policy_decide_outbound(call->supervisor->config, &destination);
+        mt_policy_decide_outbound(call->supervisor->config, &target.real);
     if (decision.mode == MT_OUTBOUND_PLAIN) {
-        connect_directly(call, program, &address, length);
+        connect_directly(call, program, address, length);
         return false;
     }
-    mesh_connect(call, program, family, &destination, destination_length);
+    mesh_connect(call, program, family, &target);
     return true;
 }
 

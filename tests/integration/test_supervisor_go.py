@@ -95,8 +95,17 @@ def go_client(mesh, program):
         check(peer is not None and
               f"connected to 127.0.0.1:{relay.port} (mtls, peer {peer})" in client.stderr(),
               f"Go client {i}: the supervisor logged no server identity:\n{client.stderr()}")
-    count = assert_relay_tls13(relay, [token.encode(), b"index.txt"], 2)
-    print(f"Go client: fetched through mTLS, peer {peer}; wire: {count} connections, TLS 1.3")
+    # Many connections at once, from goroutines on several threads: each connect its own
+    # notification, handshake and relay.
+    many = supervised(mesh, "go-clients", [program, "clients",
+                                          f"http://127.0.0.1:{relay.port}/index.txt", "24"])
+    check(many.wait(60) == 0, f"Go clients failed:\n{many.stderr()[-3000:]}")
+    out = many.stdout().decode(errors="replace")
+    check(f"concurrent: 24 of 24 answered 200 {token}" in out,
+          f"concurrent Go clients: {out}\n{many.stderr()[-3000:]}")
+    count = assert_relay_tls13(relay, [token.encode(), b"index.txt"], 26)
+    print(f"Go client: fetched through mTLS, peer {peer}, 24 connections at once too; wire: "
+          f"{count} connections, TLS 1.3")
 
 
 def test():

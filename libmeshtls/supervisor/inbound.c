@@ -31,6 +31,7 @@
 #include "internal.h"
 
 #define HANDSHAKE_POLL_MS 1000
+#define LISTENER_CHECK_MS 500 /* how soon a listener the program closed is released */
 
 struct listener {
     int real;                        /* the supervisor's: the program's original socket */
@@ -167,15 +168,49 @@ static void describe_peer(const struct sockaddr_storage *peer, char *text, size_
     snprintf(text, capacity, "%s:%u", host, port_of(peer));
 }
 
-/* Accepts until the real listener fails, or is shut down because the program's listener is
- * gone. The listener record stays: connections still being relayed point at it. */
+/* True while a listening TCP socket with inode exists in this network namespace: the kernel's
+ * tables tell, without a connection the program would see. */
+static bool listens(ino_t inode)
+{
+    const char *tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+    char line[512];
+    for (size_t t = 0; t < 2; t++) {
+        FILE *table = fopen(tables[t], "re");
+        if (table == NULL)
+            continue;
+        bool found = false;
+        while (!found && fgets(line, sizeof(line), table) != NULL) {
+            unsigned state = 0;
+            unsigned long number = 0;
+            /* sl local remote st tx:rx tr:when retrnsmt uid timeout inode */
+            if (sscanf(line, "%*s %*s %*s %x %*s %*s %*s %*s %*s %lu", &state, &number) == 2)
+                found = state == 0x0A && number == (unsigned long)inode;
+        }
+        fclose(table);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
+/* Accepts until the real listener fails, or the program's listener is gone (closed by the
+ * program, or shut down here when a relay found it refusing): then the real address is
+ * released, as the program's close would have released it. The listener record stays:
+ * connections still being relayed point at it. */
 static void *accept_loop(void *argument)
 {
     struct listener *listener = argument;
     for (;;) {
         struct pollfd entry = {.fd = listener->real, .events = POLLIN};
-        if (poll(&entry, 1, -1) < 0 && errno != EINTR)
+        int ready = poll(&entry, 1, LISTENER_CHECK_MS);
+        if (ready < 0 && errno != EINTR)
             break;
+        if (ready == 0) {
+            if (listens(listener->program_inode))
+                continue;
+            errno = ENOTCONN;
+            break;
+        }
         struct sockaddr_storage peer;
         socklen_t length = sizeof(peer);
         int fd = mt_intercept_accept4(listener->real, (struct sockaddr *)&peer, &length,
@@ -198,7 +233,10 @@ static void *accept_loop(void *argument)
             free(accepted);
         }
     }
-    mt_log_warn("supervisor: stopped accepting on :%u: %s", listener->port, strerror(errno));
+    if (errno == ENOTCONN || errno == EINVAL)
+        mt_log_info("supervisor: the program no longer listens on :%u; released", listener->port);
+    else
+        mt_log_warn("supervisor: stopped accepting on :%u: %s", listener->port, strerror(errno));
     mt_supervisor_forget(listener->program_inode);
     close(listener->real);
     return NULL;

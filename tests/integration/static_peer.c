@@ -4,8 +4,10 @@
  *
  *   static_peer client HOST PORT MESSAGE [nonblocking]   connect, send MESSAGE, half-close,
  *                                                         print what came back
- *   static_peer server PORT COUNT                         listen on 127.0.0.1:PORT, answer
- *                                                         COUNT connections "echo:" + request
+ *   static_peer server PORT COUNT [linger]                listen on 127.0.0.1:PORT, answer
+ *                                                         COUNT connections "echo:" + request;
+ *                                                         linger: then close the listener and
+ *                                                         stay 30 s
  *   static_peer orphan HOST PORT TRIGGER                  fork; the child outlives its parent
  *                                                         and, once file TRIGGER exists,
  *                                                         tries to connect and says how it went
@@ -115,7 +117,7 @@ static int client(const char *host, int port, const char *message, bool nonblock
     return 0;
 }
 
-static int server(int port, int count)
+static int server(int port, int count, bool linger)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     int on = 1;
@@ -156,6 +158,11 @@ static int server(int port, int count)
         close(connection);
     }
     close(fd);
+    if (linger) {
+        printf("listener closed\n");
+        fflush(stdout);
+        sleep(30);
+    }
     return 0;
 }
 
@@ -217,8 +224,8 @@ int main(int argc, char **argv)
     if (argc >= 5 && strcmp(argv[1], "client") == 0)
         return client(argv[2], atoi(argv[3]), argv[4],
                       argc >= 6 && strcmp(argv[5], "nonblocking") == 0);
-    if (argc == 4 && strcmp(argv[1], "server") == 0)
-        return server(atoi(argv[2]), atoi(argv[3]));
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "server") == 0)
+        return server(atoi(argv[2]), atoi(argv[3]), argc == 5 && strcmp(argv[4], "linger") == 0);
     if (argc == 5 && strcmp(argv[1], "orphan") == 0)
         return orphan(argv[2], atoi(argv[3]), argv[4]);
     if (argc == 2 && strcmp(argv[1], "uring") == 0)
@@ -226,6 +233,6 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "fastopen") == 0)
         return fast_open(argv[2], atoi(argv[3]));
     fprintf(stderr, "usage: static_peer client HOST PORT MESSAGE [nonblocking] | server PORT "
-                    "COUNT | orphan HOST PORT TRIGGER | uring | fastopen HOST PORT\n");
+                    "COUNT [linger] | orphan HOST PORT TRIGGER | uring | fastopen HOST PORT\n");
     return 2;
 }

@@ -16,7 +16,7 @@ import signal
 import socket
 
 from harness import (PYTHON, Mesh, Relay, assert_plaintext_refused, assert_relay_tls13, check,
-                     free_port, main, random_token, wait_for)
+                     free_port, main, port_listening, random_token, wait_for)
 from supervisor_common import (build_static_peer, nothing_accepted, peer_id_logged, process_gone,
                                program_pid, supervised, wait_output)
 
@@ -157,6 +157,23 @@ def inbound(mesh):
     print("static server: a plaintext client is refused before the program sees a byte")
 
 
+def listener_closed(mesh):
+    """A program that closes its listener and goes on: the supervisor releases the real port
+    (a new server can bind it) instead of holding it for nobody."""
+    port = free_port()
+    server = supervised(mesh, "closing-server", [STATIC_PEER, "server", str(port), "1", "linger"])
+    wait_output(server, "listening on")
+    client = mesh.meshed("closing-client", [PYTHON, "-c", CLIENT, str(port), "last"])
+    check(client.wait(30) == 0 and b"got echo:last" in client.stdout(),
+          f"the closing server did not answer: {client.stdout()!r}\n{client.stderr()[-2000:]}")
+    wait_output(server, "listener closed")
+    wait_for(lambda: not port_listening(port), 10, f"port {port} to be released")
+    check(f"no longer listens on :{port}; released" in server.stderr(),
+          f"no log line for the released listener:\n{server.stderr()}")
+    check(server.popen.poll() is None, "the program ended; nothing left to test")
+    print("a program that closes its listener: the supervisor releases the port")
+
+
 def forked_and_executed(mesh):
     """A shell that forks and execs another static program (busybox sh → busybox wget): the
     filter follows, and the grandchild's connection is meshed like the program's own."""
@@ -249,6 +266,7 @@ def test():
         outbound(mesh)
         outbound_refused(mesh)
         inbound(mesh)
+        listener_closed(mesh)
         forked_and_executed(mesh)
         refusals(mesh)
         supervisor_killed(mesh)

@@ -6,7 +6,9 @@ supervisor logs the peer's SPIFFE ID, and the programs see the addresses they as
 (getpeername, getsockname). A plaintext client is refused by the supervised server. Blocking and
 non-blocking connects. What the supervisor refuses: io_uring_setup (ENOSYS, logged) and TCP Fast
 Open sends (EOPNOTSUPP), both of which would reach the network past connect(). A static shell
-that forks and execs a static wget: the grandchild is meshed too. Killed with
+that forks and execs a static wget: the grandchild is meshed too. A permissive port lets a
+plaintext client through in clear, as under the preload; a listener the program closes is
+released. Killed with
 SIGKILL, the supervisor takes its program with it, and a descendant that outlives it cannot
 connect at all (ENOSYS): nothing reaches the wire in clear.
 """
@@ -15,8 +17,8 @@ import os
 import signal
 import socket
 
-from harness import (PYTHON, Mesh, Relay, assert_plaintext_refused, assert_relay_tls13, check,
-                     free_port, main, port_listening, random_token, wait_for)
+from harness import (MESHTLS, PYTHON, Mesh, Relay, assert_plaintext_refused, assert_relay_tls13,
+                     check, free_port, main, port_listening, random_token, wait_for)
 from supervisor_common import (build_static_peer, nothing_accepted, peer_id_logged, process_gone,
                                program_pid, supervised, wait_output)
 
@@ -157,6 +159,35 @@ def inbound(mesh):
     print("static server: a plaintext client is refused before the program sees a byte")
 
 
+def permissive(mesh):
+    """A port in permissive mode (a migration): the engine's detection decides per connection,
+    plaintext clients reach the program in clear, mesh clients through mTLS."""
+    config = os.path.join(mesh.dir, "permissive.conf")
+    with open(mesh.configs["agent"]) as f:
+        text = f.read().replace('inbound = { loopback = "strict"; }',
+                                'inbound = { loopback = "permissive"; }')
+    check("permissive" in text, f"cannot make a permissive configuration from:\n{text}")
+    with open(config, "w") as f:
+        f.write(text)
+    port = free_port()
+    server = mesh.spawn("permissive-server", [MESHTLS, "supervise", "--config", config, "--",
+                                              STATIC_PEER, "server", str(port), "3"])
+    wait_output(server, "listening on")
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as plain:
+        plain.sendall(b"plain-request")
+        plain.shutdown(socket.SHUT_WR)
+        answer = plain.recv(4096)
+    check(answer == b"echo:plain-request", f"the plaintext client got {answer!r}")
+    client = mesh.meshed("permissive-client", [PYTHON, "-c", CLIENT, str(port), "tls-request"])
+    check(client.wait(30) == 0 and b"got echo:tls-request" in client.stdout(),
+          f"the mesh client: {client.stdout()!r}\n{client.stderr()[-2000:]}")
+    log = server.stderr()
+    check("(mode permissive): not TLS" in log and "relayed to the program (plain)" in log and
+          "relayed to the program (mtls, peer spiffe://" in log,
+          f"the permissive decisions were not logged:\n{log}")
+    print("permissive port: a plaintext client in clear, a mesh client through mTLS")
+
+
 def listener_closed(mesh):
     """A program that closes its listener and goes on: the supervisor releases the real port
     (a new server can bind it) instead of holding it for nobody."""
@@ -266,6 +297,7 @@ def test():
         outbound(mesh)
         outbound_refused(mesh)
         inbound(mesh)
+        permissive(mesh)
         listener_closed(mesh)
         forked_and_executed(mesh)
         refusals(mesh)

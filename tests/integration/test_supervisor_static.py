@@ -8,9 +8,8 @@ non-blocking connects. What the supervisor refuses: io_uring_setup (ENOSYS, logg
 Open sends (EOPNOTSUPP), both of which would reach the network past connect(). A static shell
 that forks and execs a static wget: the grandchild is meshed too. A permissive port lets a
 plaintext client through in clear, as under the preload; a listener the program closes is
-released. Killed with
-SIGKILL, the supervisor takes its program with it, and a descendant that outlives it cannot
-connect at all (ENOSYS): nothing reaches the wire in clear.
+released. Killed with SIGKILL, the supervisor takes its program with it, and a descendant that
+outlives it cannot connect at all (ENOSYS): nothing reaches the wire in clear.
 """
 
 import os

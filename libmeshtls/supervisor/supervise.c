@@ -1,8 +1,8 @@
 /*
  * mt_supervise: starts the program under the filter (filter.c), answers its notifications
- * (notify.c) until it exits, and returns the status to exit with. Signals a terminal or a
- * service manager sends the supervisor (INT, TERM, HUP, QUIT) are passed to the program, which
- * decides when to end; the supervisor ends with it. Should the supervisor die first, the kernel
+ * (notify.c) until it exits, and returns the status to exit with. Signals a service manager or
+ * a user sends the supervisor (INT, TERM, HUP, QUIT) are passed to the program, which decides
+ * when to end; the supervisor ends with it. Should the supervisor die first, the kernel
  * kills the program (PR_SET_PDEATHSIG) and fails whatever its descendants still ask (ENOSYS).
  */
 #include <errno.h>
@@ -22,17 +22,20 @@
 
 static volatile sig_atomic_t program_pid;
 
-static void pass_on(int number)
+/* A signal from the terminal (SI_KERNEL: Ctrl-C, Ctrl-\\, a hang-up) reached the program too,
+ * in the same process group: passing it on would deliver it twice. Others were sent to us. */
+static void pass_on(int number, siginfo_t *info, void *context)
 {
-    if (program_pid > 0)
+    (void)context;
+    if (program_pid > 0 && info->si_code != SI_KERNEL)
         kill((pid_t)program_pid, number);
 }
 
 static void handle_signals(void)
 {
-    struct sigaction passing = {.sa_handler = pass_on};
+    struct sigaction passing = {.sa_sigaction = pass_on};
     sigemptyset(&passing.sa_mask);
-    passing.sa_flags = SA_RESTART;
+    passing.sa_flags = SA_RESTART | SA_SIGINFO;
     int numbers[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
     for (size_t i = 0; i < sizeof(numbers) / sizeof(numbers[0]); i++)
         sigaction(numbers[i], &passing, NULL);

@@ -22,7 +22,7 @@
 
 static volatile sig_atomic_t program_pid;
 
-/* A signal from the terminal (SI_KERNEL: Ctrl-C, Ctrl-\\, a hang-up) reached the program too,
+/* A signal from the terminal (SI_KERNEL: Ctrl-C, a hang-up) reached the program too,
  * in the same process group: passing it on would deliver it twice. Others were sent to us. */
 static void pass_on(int number, siginfo_t *info, void *context)
 {

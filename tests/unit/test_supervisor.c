@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -120,6 +121,29 @@ static void test_supervise_program_killed_by_signal_gives_128_plus_signal(void *
     assert_int_equal(supervise("kill -9 $$"), 128 + 9);
 }
 
+static void *send_term_later(void *argument)
+{
+    (void)argument;
+    usleep(500 * 1000); /* the program runs and mt_supervise's handler is in place by then */
+    kill(getpid(), SIGTERM);
+    return NULL;
+}
+
+static void test_supervise_passes_term_sent_to_it_to_the_program(void **state)
+{
+    (void)state;
+    if (is_under_valgrind())
+        skip();
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, send_term_later, NULL), 0);
+    /* Without the handler the test itself would die of SIGTERM; with it the program's trap
+     * decides the status. */
+    assert_int_equal(supervise("trap 'exit 7' TERM; i=0; while [ $i -lt 100 ]; do sleep 0.1; "
+                               "i=$((i+1)); done; exit 1"),
+                     7);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+}
+
 static void test_supervise_missing_program_gives_127(void **state)
 {
     (void)state;
@@ -222,6 +246,7 @@ int main(void)
         cmocka_unit_test(test_filter_without_supervisor_fails_socket_calls_with_enosys),
         cmocka_unit_test(test_supervise_exit_status_is_the_programs),
         cmocka_unit_test(test_supervise_program_killed_by_signal_gives_128_plus_signal),
+        cmocka_unit_test(test_supervise_passes_term_sent_to_it_to_the_program),
         cmocka_unit_test(test_supervise_missing_program_gives_127),
         cmocka_unit_test(test_remembered_address_is_answered_by_inode_until_forgotten),
         cmocka_unit_test(test_relay_stops_reading_a_peer_whose_reader_waits),

@@ -1,13 +1,13 @@
 /*
  * getsockname, getpeername and accept's address: the addresses the program must see although its
  * sockets are connected to the supervisor's relays. A meshed outbound socket's peer is its
- * destination, a meshed listener's local address the one it listened on, and a connection it
- * accepted from a relay has the real client as peer and the real listener's address as local
- * (known by the relay's end, the address the program's socket sees as its peer). Sockets are known
- * by inode (sockfs numbers), which follows the socket through dup, fork and SCM_RIGHTS, unlike
- * descriptor numbers. Any other socket gets the kernel's answer, asked by the supervisor on a copy
- * of its descriptor, and written into the program's memory as the kernel would (truncated to its
- * buffer, the full length in *length).
+ * destination and its local address the mesh connection's, a meshed listener's local address the
+ * one it listened on, and a connection it accepted from a relay has the real client as peer and the
+ * real listener's address as local (known by the relay's end, the address the program's socket sees
+ * as its peer). Sockets are known by inode (sockfs numbers), which follows the socket through dup,
+ * fork and SCM_RIGHTS, unlike descriptor numbers. Any other socket gets the kernel's answer, asked
+ * by the supervisor on a copy of its descriptor, and written into the program's memory as the
+ * kernel would (truncated to its buffer, the full length in *length).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -97,7 +97,7 @@ void mt_supervisor_remember(ino_t inode, enum mt_supervisor_side side,
         return;
     pthread_mutex_lock(&lock);
     for (size_t i = 0; i < REMEMBERED_MAX; i++) {
-        if (table[i].inode == 0 || table[i].inode == inode) {
+        if (table[i].inode == 0 || (table[i].inode == inode && table[i].side == side)) {
             table[i] = (struct remembered){.inode = inode, .side = side, .length = length};
             memcpy(&table[i].address, address, length);
             break;
@@ -135,7 +135,9 @@ bool mt_supervisor_is_listener(ino_t inode)
 {
     struct sockaddr_storage ignored;
     socklen_t length;
-    return look_up(inode, MT_SUPERVISOR_LOCAL, &ignored, &length);
+    /* An outbound socket has both; a listener has no peer. */
+    return look_up(inode, MT_SUPERVISOR_LOCAL, &ignored, &length) &&
+           !look_up(inode, MT_SUPERVISOR_PEER, &ignored, &length);
 }
 
 bool mt_supervisor_is_remembered(ino_t inode)

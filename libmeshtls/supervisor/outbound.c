@@ -178,6 +178,26 @@ struct destination {
     socklen_t asked_length, real_length;
 };
 
+/* The mesh connection's local address as a socket of family sees it: IPv4-mapped for an IPv6
+ * socket whose destination was IPv4. */
+static socklen_t local_address(int mesh, int family, struct sockaddr_storage *address)
+{
+    socklen_t length = sizeof(*address);
+    if (getsockname(mesh, (struct sockaddr *)address, &length) != 0)
+        return 0;
+    if (family != AF_INET6 || address->ss_family != AF_INET)
+        return length;
+    struct sockaddr_in v4 = *(struct sockaddr_in *)address;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)address;
+    memset(address, 0, sizeof(*address));
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = v4.sin_port;
+    v6->sin6_addr.s6_addr[10] = 0xff;
+    v6->sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&v6->sin6_addr.s6_addr[12], &v4.sin_addr, 4);
+    return sizeof(*v6);
+}
+
 /* Closes program (our copy) before the relay starts, whatever happens. */
 static void mesh_connect(struct mt_supervisor_call *call, int program, int family,
                          const struct destination *target)
@@ -213,6 +233,10 @@ static void mesh_connect(struct mt_supervisor_call *call, int program, int famil
     }
     ino_t inode = mt_supervisor_inode(program);
     mt_supervisor_remember(inode, MT_SUPERVISOR_PEER, &target->asked, target->asked_length);
+    struct sockaddr_storage here;
+    socklen_t here_length = local_address(mesh, family, &here);
+    if (here_length > 0)
+        mt_supervisor_remember(inode, MT_SUPERVISOR_LOCAL, &here, here_length);
     close(program); /* the program's close must end the connection, not wait for ours */
     char peer[512] = "";
     (void)meshtls_peer_id(mesh, peer, sizeof(peer));

@@ -103,6 +103,11 @@ static int client(const char *host, int port, const char *message, bool nonblock
     if (getpeername(fd, (struct sockaddr *)&peer, &length) != 0)
         return fail("getpeername");
     print_address("peer", &peer);
+    struct sockaddr_in here;
+    length = sizeof(here);
+    if (getsockname(fd, (struct sockaddr *)&here, &length) != 0)
+        return fail("getsockname");
+    print_address("local", &here);
     size_t size = strlen(message);
     if (write(fd, message, size) != (ssize_t)size)
         return fail("write");

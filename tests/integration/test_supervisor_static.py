@@ -29,7 +29,8 @@ s.bind(("127.0.0.1", int(sys.argv[1])))
 s.listen(8)
 print("listening", flush=True)
 for _ in range(int(sys.argv[2])):
-    c, _ = s.accept()
+    c, address = s.accept()
+    print("accepted from %s:%d" % address, flush=True)
     data = b""
     while True:
         chunk = c.recv(65536)
@@ -66,7 +67,7 @@ print("got", c.recv(1000))
 
 def outbound(mesh):
     port = free_port()
-    server = mesh.meshed("py-server", [PYTHON, "-c", ECHO_SERVER, str(port), "2"])
+    server = mesh.meshed("py-server", [PYTHON, "-c", ECHO_SERVER, str(port), "3"])
     wait_output(server, "listening")
     relay = Relay(port)
     for how in ("blocking", "nonblocking"):
@@ -87,6 +88,13 @@ def outbound(mesh):
         print(f"static client ({how}): echo through mTLS, peer {peer}")
     count = assert_relay_tls13(relay, [b"STATIC-CLIENT-SECRET", b"py-echo:"], 2)
     print(f"outbound wire: {count} connections, TLS 1.3 records only")
+    # Straight to the server: getsockname gives the program the address the server sees.
+    client = supervised(mesh, "static-client-direct",
+                        [STATIC_PEER, "client", "127.0.0.1", str(port), "direct"])
+    check(client.wait(30) == 0, f"direct client failed:\n{client.stderr()[-2000:]}")
+    local = client.stdout().decode().split("local ")[1].split()[0]
+    wait_output(server, f"accepted from {local}")
+    print(f"static client: getsockname gives the connection's own address ({local})")
 
 
 def outbound_refused(mesh):

@@ -15,7 +15,10 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/seccomp.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -96,6 +99,100 @@ static void test_filter_without_supervisor_fails_socket_calls_with_enosys(void *
     if (is_under_valgrind())
         skip();
     assert_int_equal(under_filter_without_supervisor(socket_calls_fail), 0);
+}
+
+static void note_signal(int number)
+{
+    (void)number;
+}
+
+/* A child under the filter whose connect waits for us: listener, the call, and the child. */
+static pid_t child_waiting_in_connect(int *listener, struct mt_supervisor *supervisor,
+                                      struct mt_supervisor_call *call, struct sockaddr_in *address)
+{
+    int channel[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, channel), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        close(channel[0]);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+            _exit(100);
+        int fd = mt_supervisor_install_filter();
+        char control[CMSG_SPACE(sizeof(int))] = {0};
+        char byte = 'l';
+        struct iovec data = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr message = {.msg_iov = &data,
+                                 .msg_iovlen = 1,
+                                 .msg_control = control,
+                                 .msg_controllen = sizeof(control)};
+        struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+        header->cmsg_level = SOL_SOCKET;
+        header->cmsg_type = SCM_RIGHTS;
+        header->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(header), &fd, sizeof(int));
+        if (fd < 0 || sendmsg(channel[1], &message, 0) != 1)
+            _exit(101);
+        close(fd);
+        /* No SA_RESTART: SIGUSR1 ends the waiting connect (EINTR) and the child lives on. */
+        struct sigaction interrupting = {.sa_handler = note_signal};
+        sigaction(SIGUSR1, &interrupting, NULL);
+        int socket_fd = socket(AF_INET, SOCK_STREAM, 0);
+        int result = connect(socket_fd, (struct sockaddr *)address, sizeof(*address));
+        if (result == 0 || errno != EINTR)
+            _exit(102);
+        sleep(10);
+        _exit(0);
+    }
+    close(channel[1]);
+    char control[CMSG_SPACE(sizeof(int))];
+    char byte;
+    struct iovec data = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr message = {.msg_iov = &data,
+                             .msg_iovlen = 1,
+                             .msg_control = control,
+                             .msg_controllen = sizeof(control)};
+    assert_int_equal(recvmsg(channel[0], &message, 0), 1);
+    memcpy(listener, CMSG_DATA(CMSG_FIRSTHDR(&message)), sizeof(int));
+    close(channel[0]);
+    supervisor->listener = *listener;
+    struct seccomp_notif request;
+    memset(&request, 0, sizeof(request));
+    assert_int_equal(ioctl(*listener, SECCOMP_IOCTL_NOTIF_RECV, &request), 0);
+    *call = (struct mt_supervisor_call){.supervisor = supervisor,
+                                        .id = request.id,
+                                        .pid = (pid_t)request.pid,
+                                        .number = request.data.nr};
+    memcpy(call->args, request.data.args, sizeof(call->args));
+    return child;
+}
+
+static void test_copy_in_reads_the_arguments_then_refuses_once_the_call_ended(void **state)
+{
+    (void)state;
+    if (is_under_valgrind())
+        skip();
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons(4242)};
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct mt_supervisor supervisor = {.listener = -1};
+    struct mt_supervisor_call call;
+    int listener;
+    pid_t child = child_waiting_in_connect(&listener, &supervisor, &call, &address);
+    assert_int_equal(call.number, __NR_connect);
+    struct sockaddr_in copied;
+    assert_int_equal(mt_supervisor_copy_in(&call, call.args[1], &copied, sizeof(copied)), 0);
+    assert_memory_equal(&copied, &address, sizeof(address));
+    /* A signal ended the call; the thread lives on, its memory and descriptors still there:
+     * only the call's id says that nothing may be read or taken for it any more. */
+    kill(child, SIGUSR1);
+    for (int i = 0; i < 200 && mt_supervisor_call_is_valid(&call); i++)
+        usleep(10 * 1000);
+    assert_false(mt_supervisor_call_is_valid(&call));
+    assert_int_equal(mt_supervisor_copy_in(&call, call.args[1], &copied, sizeof(copied)), -ESRCH);
+    assert_int_equal(mt_supervisor_take_fd(&call, (int)call.args[0]), -ESRCH);
+    kill(child, SIGKILL);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    close(listener);
 }
 
 static int supervise(const char *command)
@@ -244,6 +341,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_filter_without_supervisor_fails_socket_calls_with_enosys),
+        cmocka_unit_test(test_copy_in_reads_the_arguments_then_refuses_once_the_call_ended),
         cmocka_unit_test(test_supervise_exit_status_is_the_programs),
         cmocka_unit_test(test_supervise_program_killed_by_signal_gives_128_plus_signal),
         cmocka_unit_test(test_supervise_passes_term_sent_to_it_to_the_program),

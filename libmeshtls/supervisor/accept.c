@@ -8,8 +8,9 @@
  * (EAGAIN when nothing waits); a blocking one on a thread that waits, checking that the call
  * still waits (a signal may have ended it) before it takes a connection.
  *
- * Any other socket's accept is the kernel's (SECCOMP_USER_NOTIF_FLAG_CONTINUE): it decides
- * nothing, the listener's fate was decided at listen().
+ * A duplicate the program kept of a listener the supervisor now serves (dup before listen) is
+ * refused (EINVAL). Any other socket's accept is the kernel's (SECCOMP_USER_NOTIF_FLAG_CONTINUE):
+ * it decides nothing, the listener's fate was decided at listen().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -110,7 +111,18 @@ void mt_supervisor_accept(struct mt_supervisor_call *call)
             mt_supervisor_answer(call, 0, -listener);
         return;
     }
-    if (!mt_supervisor_is_listener(mt_supervisor_inode(listener))) {
+    ino_t inode = mt_supervisor_inode(listener);
+    if (mt_supervisor_is_served(inode)) {
+        /* A duplicate of a listener the supervisor serves (made before listen): accepting on
+         * it would take connections past the mesh. */
+        mt_log_warn("supervisor: refused pid %d's accept on fd %d: a duplicate of a listener "
+                    "the mesh serves; accept on the descriptor listen() was called on",
+                    (int)call->pid, (int)call->args[0]);
+        mt_supervisor_answer(call, 0, EINVAL);
+        close(listener);
+        return;
+    }
+    if (!mt_supervisor_is_listener(inode)) {
         mt_supervisor_continue(call);
         close(listener);
         return;

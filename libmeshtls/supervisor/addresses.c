@@ -140,6 +140,13 @@ bool mt_supervisor_is_listener(ino_t inode)
            !look_up(inode, MT_SUPERVISOR_PEER, &ignored, &length);
 }
 
+bool mt_supervisor_is_served(ino_t inode)
+{
+    struct sockaddr_storage ignored;
+    socklen_t length;
+    return look_up(inode, MT_SUPERVISOR_SERVED, &ignored, &length);
+}
+
 bool mt_supervisor_is_remembered(ino_t inode)
 {
     struct sockaddr_storage ignored;

@@ -38,6 +38,7 @@ struct listener {
     struct sockaddr_storage program; /* the program's loopback listener */
     socklen_t program_length;
     ino_t program_inode; /* the program's side, remembered for getsockname and accept */
+    ino_t real_inode;    /* remembered so that a duplicate the program kept is refused accept */
     unsigned port;
 };
 
@@ -238,6 +239,7 @@ static void *accept_loop(void *argument)
     else
         mt_log_warn("supervisor: stopped accepting on :%u: %s", listener->port, strerror(errno));
     mt_supervisor_forget(listener->program_inode);
+    mt_supervisor_forget(listener->real_inode);
     close(listener->real);
     return NULL;
 }
@@ -282,6 +284,9 @@ static void take_over(struct mt_supervisor_call *call, int real, int family,
                     (int)call->pid, port_of(local), strerror(-replaced));
         if (program >= 0)
             close(program);
+        /* The program keeps this socket: it must not go on listening unmeshed. A shutdown
+         * takes a TCP listener back to closed (tcp_disconnect). */
+        shutdown(real, SHUT_RDWR);
         close(real);
         free(listener);
         mt_supervisor_answer(call, 0, -replaced);
@@ -292,6 +297,8 @@ static void take_over(struct mt_supervisor_call *call, int real, int family,
     close(program);
     listener->real = real;
     listener->port = port_of(local);
+    listener->real_inode = mt_supervisor_inode(real);
+    mt_supervisor_remember(listener->real_inode, MT_SUPERVISOR_SERVED, local, local_length);
     if (!mt_supervisor_spawn(accept_loop, listener)) {
         close(real);
         free(listener);

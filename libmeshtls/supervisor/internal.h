@@ -84,13 +84,19 @@ void mt_supervisor_wait_relays(int timeout_ms);
 
 /* addresses.c: the address getsockname (local) or getpeername (peer) must answer for the
  * program's socket with inode. */
-enum mt_supervisor_side { MT_SUPERVISOR_LOCAL, MT_SUPERVISOR_PEER };
+enum mt_supervisor_side {
+    MT_SUPERVISOR_LOCAL,
+    MT_SUPERVISOR_PEER,
+    MT_SUPERVISOR_SERVED, /* a real listener the supervisor accepts on (no address) */
+};
 void mt_supervisor_remember(ino_t inode, enum mt_supervisor_side side,
                             const struct sockaddr_storage *address, socklen_t length);
 void mt_supervisor_forget(ino_t inode);
 bool mt_supervisor_is_remembered(ino_t inode);
 /* True for the program's side of a listener the supervisor moved behind itself. */
 bool mt_supervisor_is_listener(ino_t inode);
+/* True for a real listener the supervisor serves (the program may hold a duplicate of it). */
+bool mt_supervisor_is_served(ino_t inode);
 /* getsockname/getpeername(fd, address, length pointer) */
 void mt_supervisor_name(struct mt_supervisor_call *call, enum mt_supervisor_side side);
 /* Writes address into the call's (args[1], *args[2]) as the kernel would; 0 or -errno. */

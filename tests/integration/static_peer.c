@@ -11,6 +11,9 @@
  *   static_peer orphan HOST PORT TRIGGER                  fork; the child outlives its parent
  *                                                         and, once file TRIGGER exists,
  *                                                         tries to connect and says how it went
+ *   static_peer duplicate PORT                            listen on 127.0.0.1:PORT through one
+ *                                                         descriptor, accept on a duplicate
+ *                                                         made before, and say how it went
  *   static_peer uring                                     io_uring_setup, and its errno
  *   static_peer fastopen HOST PORT                        a TCP Fast Open sendto, and its errno
  * Every line it prints says what the program saw (addresses included), for the test to check.
@@ -201,6 +204,21 @@ static int orphan(const char *host, int port, const char *trigger)
     return 0;
 }
 
+static int accept_on_duplicate(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int duplicate = dup(fd);
+    struct sockaddr_in address = address_of("127.0.0.1", port);
+    if (bind(fd, (struct sockaddr *)&address, sizeof(address)) != 0 || listen(fd, 4) != 0)
+        return fail("listen");
+    printf("listening\n");
+    int connection = accept(duplicate, NULL, NULL);
+    if (connection < 0)
+        return fail("accept on the duplicate");
+    printf("accepted on the duplicate\n");
+    return 0;
+}
+
 static int uring(void)
 {
     struct io_uring_params params;
@@ -233,11 +251,14 @@ int main(int argc, char **argv)
         return server(atoi(argv[2]), atoi(argv[3]), argc == 5 && strcmp(argv[4], "linger") == 0);
     if (argc == 5 && strcmp(argv[1], "orphan") == 0)
         return orphan(argv[2], atoi(argv[3]), argv[4]);
+    if (argc == 3 && strcmp(argv[1], "duplicate") == 0)
+        return accept_on_duplicate(atoi(argv[2]));
     if (argc == 2 && strcmp(argv[1], "uring") == 0)
         return uring();
     if (argc == 4 && strcmp(argv[1], "fastopen") == 0)
         return fast_open(argv[2], atoi(argv[3]));
     fprintf(stderr, "usage: static_peer client HOST PORT MESSAGE [nonblocking] | server PORT "
-                    "COUNT [linger] | orphan HOST PORT TRIGGER | uring | fastopen HOST PORT\n");
+                    "COUNT [linger] | orphan HOST PORT TRIGGER | duplicate PORT | uring | fastopen "
+                    "HOST PORT\n");
     return 2;
 }

@@ -255,6 +255,14 @@ def refusals(mesh):
               f"a Fast Open send was not refused: {fast.stdout()!r}")
         nothing_accepted(listener, "a Fast Open send")
     print("io_uring_setup: ENOSYS and a log line; TCP Fast Open send: EOPNOTSUPP, nothing sent")
+    # A descriptor duplicated before listen() still names the real listener, which the
+    # supervisor serves: accepting through it would bypass the mesh.
+    duplicate = supervised(mesh, "duplicate", [STATIC_PEER, "duplicate", str(free_port())])
+    duplicate.wait(20)
+    check(b"accept on the duplicate failed: Invalid argument" in duplicate.stdout() and
+          "a duplicate of a listener the mesh serves" in duplicate.stderr(),
+          f"accept on a duplicate was not refused: {duplicate.stdout()!r}\n{duplicate.stderr()}")
+    print("accept on a duplicate of a served listener: EINVAL and a log line")
 
 
 def supervisor_killed(mesh):

@@ -152,11 +152,11 @@ static bool receive_report(int channel, int *value, int *fd)
     return true;
 }
 
-/* SECCOMP_IOCTL_NOTIF_ADDFD (Linux 5.9) answers ENOENT for an id that waits for nothing when
- * the kernel has it, EINVAL or ENOTTY when it does not. */
+/* SECCOMP_IOCTL_NOTIF_ADDFD with SECCOMP_ADDFD_FLAG_SEND (Linux 5.14) answers ENOENT for an id
+ * that waits for nothing when the kernel has it, EINVAL (unknown flag) or ENOTTY when not. */
 static bool kernel_has_addfd(int listener)
 {
-    struct seccomp_notif_addfd probe = {.id = 0, .srcfd = 0, .newfd = 0};
+    struct seccomp_notif_addfd probe = {.id = 0, .flags = SECCOMP_ADDFD_FLAG_SEND};
     return ioctl(listener, SECCOMP_IOCTL_NOTIF_ADDFD, &probe) < 0 && errno == ENOENT;
 }
 
@@ -170,7 +170,7 @@ static void refuse_kernel(const char *program, int error, const char *what)
 {
     fprintf(stderr,
             "meshtls: not starting %s: this kernel cannot supervise it (%s: %s); the "
-            "supervisor needs Linux 5.9 or later with seccomp user notification\n",
+            "supervisor needs Linux 5.14 or later with seccomp user notification\n",
             program, what, strerror(error));
 }
 
@@ -212,7 +212,7 @@ int mt_supervisor_start(char **program, int *listener, pid_t *child, int *pidfd)
         goto out;
     }
     if (!kernel_has_addfd(fd)) {
-        refuse_kernel(program[0], errno, "SECCOMP_IOCTL_NOTIF_ADDFD");
+        refuse_kernel(program[0], errno, "SECCOMP_IOCTL_NOTIF_ADDFD with SECCOMP_ADDFD_FLAG_SEND");
         goto out;
     }
     if (write(channel[0], "g", 1) != 1)

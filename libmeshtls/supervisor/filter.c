@@ -12,6 +12,10 @@
  *   io_uring_setup                                                → the supervisor
  *   sendto/sendmsg/sendmmsg with MSG_FASTOPEN                     → EOPNOTSUPP (a TCP Fast Open
  *                                                                   send connects without connect)
+ *   seccomp with SECCOMP_FILTER_FLAG_NEW_LISTENER                 → EBUSY (a newer listener gets
+ *                                                                   the calls first and could let
+ *                                                                   them run; the kernel says EBUSY
+ *                                                                   too while ours lives)
  *   everything else                                               → allowed
  * Once the supervisor is gone the kernel fails the notified calls with ENOSYS: nothing filtered
  * ever runs unsupervised.
@@ -48,14 +52,14 @@
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (number), 0, 1),                                           \
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF)
 
-/* number with flags argument index: MSG_FASTOPEN refused; the accumulator is reloaded with the
+/* number with flag set in argument index fails with error; the accumulator is reloaded with the
  * argument only on that path, which ends in a return. Arguments are little-endian: the low word
  * is at the argument's offset. */
-#define NO_FASTOPEN(number, index)                                                                 \
+#define REFUSE_FLAG(number, index, flag, error)                                                    \
     BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (number), 0, 4),                                           \
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[(index)])),          \
-        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, MSG_FASTOPEN, 0, 1),                                  \
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EOPNOTSUPP),                                 \
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, (flag), 0, 1),                                        \
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (error)),                                    \
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)
 
 int mt_supervisor_install_filter(void)
@@ -76,9 +80,10 @@ int mt_supervisor_install_filter(void)
         NOTIFY_IF(__NR_getsockname),
         NOTIFY_IF(__NR_getpeername),
         NOTIFY_IF(__NR_io_uring_setup),
-        NO_FASTOPEN(__NR_sendto, 3),
-        NO_FASTOPEN(__NR_sendmsg, 2),
-        NO_FASTOPEN(__NR_sendmmsg, 3),
+        REFUSE_FLAG(__NR_sendto, 3, MSG_FASTOPEN, EOPNOTSUPP),
+        REFUSE_FLAG(__NR_sendmsg, 2, MSG_FASTOPEN, EOPNOTSUPP),
+        REFUSE_FLAG(__NR_sendmmsg, 3, MSG_FASTOPEN, EOPNOTSUPP),
+        REFUSE_FLAG(__NR_seccomp, 1, SECCOMP_FILTER_FLAG_NEW_LISTENER, EBUSY),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog program = {.len = sizeof(code) / sizeof(code[0]), .filter = code};

@@ -90,6 +90,9 @@ static int socket_calls_fail(void)
     /* What the filter leaves alone keeps working. */
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0 || send(pair[0], "x", 1, 0) != 1)
         return 5;
+    /* Nor, with the supervisor gone, a listener of the program's own that could let calls run. */
+    if (!expect_failure(mt_supervisor_install_filter(), EBUSY))
+        return 7;
     return 0;
 }
 
@@ -193,6 +196,25 @@ static void test_copy_in_reads_the_arguments_then_refuses_once_the_call_ended(vo
     int status;
     assert_int_equal(waitpid(child, &status, 0), child);
     close(listener);
+}
+
+static void test_filter_program_cannot_install_a_listener_of_its_own(void **state)
+{
+    (void)state;
+    if (is_under_valgrind())
+        skip();
+    /* A second listener would get the calls first (the newest filter wins a tie) and could let
+     * them run; the kernel allows one listener per task while ours lives. */
+    pid_t child = fork();
+    if (child == 0) {
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || mt_supervisor_install_filter() < 0)
+            _exit(100);
+        _exit(mt_supervisor_install_filter() < 0 && errno == EBUSY ? 0 : 1);
+    }
+    int status = -1;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static int supervise(const char *command)
@@ -341,6 +363,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_filter_without_supervisor_fails_socket_calls_with_enosys),
+        cmocka_unit_test(test_filter_program_cannot_install_a_listener_of_its_own),
         cmocka_unit_test(test_copy_in_reads_the_arguments_then_refuses_once_the_call_ended),
         cmocka_unit_test(test_supervise_exit_status_is_the_programs),
         cmocka_unit_test(test_supervise_program_killed_by_signal_gives_128_plus_signal),

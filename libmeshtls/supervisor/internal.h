@@ -8,7 +8,8 @@
  * outbound.c (connect), inbound.c (listen and the accept loops), accept.c (the program's
  * accept on such a listener), relay.c (bytes between a mesh
  * connection and the program's loopback end), addresses.c (getsockname/getpeername answers),
- * supervise.c (mt_supervise: start, loop, exit status).
+ * program.c (which programs can be supervised), supervise.c (mt_supervise: start, loop, exit
+ * status).
  */
 #ifndef MT_SUPERVISOR_INTERNAL_H
 #define MT_SUPERVISOR_INTERNAL_H
@@ -42,6 +43,10 @@ int mt_supervisor_install_filter(void);
 /* filter.c: forks and starts program under the filter. 0, with *listener the notification fd,
  * *child and *pidfd the program's process; else the status to exit with, said on stderr. */
 int mt_supervisor_start(char **program, int *listener, pid_t *child, int *pidfd);
+
+/* program.c: 0 when program (a name as execvp takes it) can be supervised, else the status to
+ * exit with, the reason said on stderr. */
+int mt_supervisor_check_program(const char *program);
 
 /* notify.c */
 bool mt_supervisor_call_is_valid(const struct mt_supervisor_call *call);

@@ -53,8 +53,11 @@ static int exit_status(const siginfo_t *info)
 int mt_supervise(char **program, const struct mt_config *config)
 {
     struct mt_supervisor supervisor = {.config = config, .listener = -1, .child_pidfd = -1};
-    int status = mt_supervisor_start(program, &supervisor.listener, &supervisor.child,
-                                     &supervisor.child_pidfd);
+    int status = mt_supervisor_check_program(program[0]);
+    if (status != 0)
+        return status;
+    status = mt_supervisor_start(program, &supervisor.listener, &supervisor.child,
+                                 &supervisor.child_pidfd);
     if (status != 0)
         return status;
     program_pid = supervisor.child;

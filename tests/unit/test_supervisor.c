@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <linux/seccomp.h>
 #include <sys/ioctl.h>
@@ -274,6 +275,52 @@ static void test_supervise_missing_program_gives_127(void **state)
     assert_int_equal(mt_supervise(program, &config), 127);
 }
 
+/* A 32-bit i386 ELF header: enough for the check, never run. */
+static void write_i386_program(const char *path)
+{
+    unsigned char header[52] = {0x7f, 'E', 'L', 'F', 1 /* ELFCLASS32 */, 1, 1};
+    header[16] = 2;  /* ET_EXEC */
+    header[18] = 3;  /* EM_386 */
+    header[20] = 1;  /* EV_CURRENT */
+    header[40] = 52; /* e_ehsize */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, header, sizeof(header)), (ssize_t)sizeof(header));
+    close(fd);
+}
+
+static void test_supervise_refuses_a_32_bit_program_before_it_starts(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/meshtls-test-i386-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    write_i386_program(path);
+    static struct mt_config config;
+    mt_config_set_defaults(&config);
+    char *program[] = {path, NULL};
+    /* Started, it would fail with ENOSYS on its first system call (this one, a header only,
+     * would fail exec with 126 too): the reason on stderr tells a refusal. */
+    char said_path[] = "/tmp/meshtls-test-said-XXXXXX";
+    int said = mkstemp(said_path);
+    assert_true(said >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    dup2(said, STDERR_FILENO);
+    int status = mt_supervise(program, &config);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char text[512] = "";
+    assert_true(pread(said, text, sizeof(text) - 1, 0) > 0);
+    close(said);
+    unlink(said_path);
+    unlink(path);
+    assert_int_equal(status, 126);
+    assert_non_null(strstr(text, "it is a 32-bit x86 program"));
+}
+
 static void test_remembered_address_is_answered_by_inode_until_forgotten(void **state)
 {
     (void)state;
@@ -369,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_supervise_program_killed_by_signal_gives_128_plus_signal),
         cmocka_unit_test(test_supervise_passes_term_sent_to_it_to_the_program),
         cmocka_unit_test(test_supervise_missing_program_gives_127),
+        cmocka_unit_test(test_supervise_refuses_a_32_bit_program_before_it_starts),
         cmocka_unit_test(test_remembered_address_is_answered_by_inode_until_forgotten),
         cmocka_unit_test(test_relay_stops_reading_a_peer_whose_reader_waits),
     };

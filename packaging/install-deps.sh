@@ -32,6 +32,8 @@ packages=(
   lighttpd
   # a handler the preload cannot follow (a static binary) exec'd on a meshed connection
   busybox-static
+  # Go programs meshed by the supervisor (tests/integration/test_supervisor_go.py builds one)
+  golang-go
   # a privilege-separated server: one connection used by the monitor, a sandboxed pre-auth
   # child and the post-auth child in turn (test_real_sshd.py)
   openssh-server openssh-client

@@ -5,8 +5,9 @@
  * dynamic linker like any library's call: no name is looked up with dlsym, and meshtls_read on a
  * plain fd is exactly the read(2) the program would have made (a cancellation point, libc's
  * errno). Installed when the library is loaded, before any program or library that links it
- * runs its own constructors. Linked into libmeshtls.so only: in libmeshtls-preload.so these
- * names are the hooks, and preload/real.c installs the functions it resolved instead.
+ * runs its own constructors. Linked into libmeshtls.so and the meshtls program (whose supervisor
+ * runs the engine), never into libmeshtls-preload.so: there these names are the hooks, and
+ * preload/real.c installs the functions it resolved instead.
  */
 #include <poll.h>
 #include <sys/epoll.h>

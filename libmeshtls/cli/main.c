@@ -25,6 +25,7 @@
 #include "../tls/tls.h"
 #include "../util/text.h"
 #include "status.h"
+#include "supervise.h"
 
 #define PRELOAD_NAME "libmeshtls-preload.so"
 
@@ -202,6 +203,8 @@ int main(int argc, char **argv)
         return command_check(argc - 2, argv + 2);
     if (strcmp(argv[1], "status") == 0)
         return mt_cli_status(argc - 2, argv + 2);
+    if (strcmp(argv[1], "supervise") == 0)
+        return mt_cli_supervise(argc - 2, argv + 2);
     if (strcmp(argv[1], "config") == 0)
         return command_config(argc - 2, argv + 2);
     if (strcmp(argv[1], "version") == 0) {

@@ -35,9 +35,12 @@ LAYERS = {
     "api": {"include", "util", "metrics", "config", "exec", "policy", "tls", "identity", "core"},
     "preload": {"include", "util", "metrics", "config", "exec", "policy", "tls", "identity", "core",
                 "api"},
+    "supervisor": {"include", "util", "metrics", "config", "exec", "policy", "tls", "identity",
+                   "core", "api"},
     "agent": {"util", "metrics", "config", "exec", "policy", "tls", "identity"},
     # The CLI prints the version from the public header (MESHTLS_VERSION_*, lint/version).
-    "cli": {"include", "util", "metrics", "config", "exec", "policy", "tls", "identity"},
+    "cli": {"include", "util", "metrics", "config", "exec", "policy", "tls", "identity",
+            "supervisor"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)

@@ -1,0 +1,28 @@
+/*
+ * The supervisor: meshes a program that no preload can enter (statically linked, Go), from
+ * outside it. The program runs as a child under a seccomp filter whose socket system calls
+ * (connect, listen, accept, getsockname, getpeername, io_uring_setup) come to this process as user
+ * notifications; the supervisor answers them with the same policy and engine the preload uses,
+ * and carries the meshed traffic through loopback relays.
+ *
+ *     int status = mt_supervise(program, &config);   // program: argv, NULL-terminated
+ *
+ * Returns the status to exit with: the program's exit status, 128 + signal when a signal ended
+ * it, 126/127 when it could not be started, 2 when this kernel cannot supervise (said on stderr).
+ */
+#ifndef MT_SUPERVISOR_SUPERVISOR_H
+#define MT_SUPERVISOR_SUPERVISOR_H
+
+#include "../config/config.h"
+
+int mt_supervise(char **program, const struct mt_config *config);
+
+/*
+ * Called once, right after the program's process exists and before it runs: from here on,
+ * identity requests of this process are to be made for pidfd's process (the program), not for
+ * the supervisor. The identity client gains that ability separately; until then this does
+ * nothing and the supervisor's connections carry the supervisor's own identity.
+ */
+void mt_supervisor_take_subject(int pidfd);
+
+#endif

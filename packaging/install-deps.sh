@@ -31,6 +31,9 @@ packages=(
   lighttpd
   # a handler the preload cannot follow (a static binary) exec'd on a meshed connection
   busybox-static
+  # programs `meshtls run` refuses to start unprotected, built at test time: a Go server, a musl
+  # program, and io_uring users (meshtls check; test_check.c, test_run_refusals.py)
+  golang-go musl-tools liburing-dev
   # a privilege-separated server: one connection used by the monitor, a sandboxed pre-auth
   # child and the post-auth child in turn (test_real_sshd.py)
   openssh-server openssh-client

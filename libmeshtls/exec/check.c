@@ -5,8 +5,8 @@
  *
  * Owns the verdict and the sentence that explains it; it never executes the program. The verdict
  * comes from the first problem in this order: found and executable, script interpreters, ELF
- * machine, Go, static, loader, then secure-execution mode. It runs in the preload of a program
- * about to exec another (core/inherit.c), so it never allocates.
+ * machine, Go, static, io_uring (needed.c), loader, then secure-execution mode. It runs in the
+ * preload of a program about to exec another (core/inherit.c), so it never allocates.
  */
 #include <elf.h>
 #include <errno.h>
@@ -23,6 +23,7 @@
 #include "../util/text.h"
 #include "check.h"
 #include "elf.h"
+#include "needed.h"
 #include "script.h"
 
 /*
@@ -193,6 +194,7 @@ static void judge_elf(const char *path, int fd, const struct stat *status,
     struct mt_elf_header header;
     /* Static: PATH_MAX bytes are too many for the stack of a thread about to exec. */
     static struct mt_elf_facts facts;
+    static char io_uring_use[PATH_MAX + 2 * MT_ELF_NAME_MAX];
     memset(&facts, 0, sizeof(facts));
     if (!mt_result_is_ok(mt_elf_read_header(fd, status->st_size, &header))) {
         decide(judgement, MT_CHECK_NOT_PROGRAM,
@@ -230,6 +232,13 @@ static void judge_elf(const char *path, int fd, const struct stat *status,
                "%s cannot be interposed: it is statically linked (no program interpreter), so "
                "no preload is ever loaded into it.",
                path);
+    } else if (mt_needed_uses_io_uring(path, fd, status->st_size, &header, io_uring_use,
+                                       sizeof(io_uring_use))) {
+        decide(judgement, MT_CHECK_IO_URING,
+               "%s cannot be interposed: it %s, and socket I/O submitted through io_uring is "
+               "carried out by the kernel without any call a preload sees, so those connections "
+               "would leave in plaintext.",
+               path, io_uring_use);
     } else if (strstr(base_name(facts.interpreter), "ld-musl") != NULL) {
         decide(judgement, MT_CHECK_MUSL,
                "%s cannot be interposed: it is linked against musl (interpreter %s), and "
@@ -374,6 +383,8 @@ const char *mt_check_verdict_name(enum mt_check_verdict verdict)
         return "file capabilities";
     case MT_CHECK_TOO_MANY_SCRIPTS:
         return "too many interpreters";
+    case MT_CHECK_IO_URING:
+        return "io_uring";
     }
     return "unknown";
 }

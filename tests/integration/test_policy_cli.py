@@ -6,8 +6,9 @@
     (built here with `cc -static`), a set-user-ID program (/usr/bin/passwd), and a missing file;
     a #! script is judged by its interpreter. The verdicts are then checked against reality: the
     same small C TCP client, built dynamically and statically, is run under `meshtls run` against
-    a strict meshed echo server: the dynamic one gets mTLS and its echo, the static one is not
-    interposed and is refused as plaintext ("peer did not speak TLS").
+    a strict meshed echo server: the dynamic one gets mTLS and its echo; the static one is not
+    started (exit 126), and with --allow-plaintext it runs unmeshed and is refused as plaintext
+    ("peer did not speak TLS").
   - `meshtls config check FILE` on a good file with rules exits 0 and prints the effective policy
     as libconfig text that loads back to the same policy; on bad files it exits 2 with one line
     "FILE:LINE: KEY: what is wrong" naming the valid values; `meshtls run` does not start a
@@ -158,8 +159,18 @@ def check_verdicts_in_reality(mesh, config):
         return
     status, out, _ = meshtls("check", static)
     check(status == 1 and "statically linked" in out, f"check of the static client: {out!r}")
-    status, out, err = run(mesh, "client-static", [static, str(port)], config=config)
-    check("hello from a C client" not in out and "meshtls" not in err,
+    # `meshtls run` refuses it: it would connect in plaintext.
+    status, out, err = run(mesh, "client-static-refused", [static, str(port)], config=config)
+    check(status == 126 and f"meshtls: not starting {static}: " in err and
+          "statically linked" in err and "hello from a C client" not in out,
+          f"meshtls run started the static client ({status}):\n{out}{err}")
+    # Accepted plaintext: it runs, unmeshed, and the strict server refuses it.
+    client = mesh.spawn("client-static", [MESHTLS, "run", "--allow-plaintext", "--config", config,
+                                          "--", static, str(port)])
+    client.wait(30)
+    out, err = client.stdout().decode(errors="replace"), client.stderr()
+    check("hello from a C client" not in out and "its connections are NOT protected" in err and
+          "mtls outbound" not in err,
           f"the static client was meshed or got an echo from a strict port:\n{out}{err}")
     wait_log(server, rf"refused inbound connection from 127\.0\.0\.1:\d+ on :{port} "
                      r"\(mode strict\): peer did not speak TLS")

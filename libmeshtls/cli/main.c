@@ -1,7 +1,7 @@
 /*
  * The meshtls command line.
  *
- *   meshtls run [--config FILE] [--allow-plaintext] -- PROGRAM [ARGS...]
+ *   meshtls run [--config FILE] [--allow-plaintext] [--allow-io-uring] -- PROGRAM [ARGS...]
  *                                                      run PROGRAM with its TCP connections meshed
  *   meshtls check PROGRAM                              can PROGRAM be interposed, and why not
  *   meshtls config check [FILE]                        validate a config, print the effective one
@@ -32,7 +32,8 @@
 static int usage(FILE *out, int status)
 {
     fprintf(out,
-            "usage: meshtls run [--config FILE] [--allow-plaintext] -- PROGRAM [ARGS...]\n"
+            "usage: meshtls run [--config FILE] [--allow-plaintext] [--allow-io-uring] --\n"
+            "                   PROGRAM [ARGS...]\n"
             "       meshtls check PROGRAM\n"
             "       meshtls config check [FILE]\n"
             "       meshtls id [--socket PATH]\n"
@@ -43,7 +44,8 @@ static int usage(FILE *out, int status)
             "         mutual TLS 1.3, with an identity from meshtls-agent; refuses (exit 126)\n"
             "         a program it cannot protect (Go, static, musl, io_uring, setuid, ...)\n"
             "         --allow-plaintext: start such a program anyway, unprotected, with a\n"
-            "         warning\n"
+            "         warning; --allow-io-uring: mesh an io_uring program's sockets (for one\n"
+            "         that uses io_uring for files only), with a warning\n"
             "check    says whether PROGRAM can be interposed (exit 0) or not (exit 1), and why\n"
             "config check\n"
             "         validates FILE (default: the configuration the library would load) and\n"

@@ -26,6 +26,7 @@
 struct run {
     char **program; /* PROGRAM and its arguments */
     bool allow_plaintext;
+    bool allow_io_uring;         /* its sockets do not go through io_uring: mesh the rest */
     char preload[PATH_MAX];      /* the glibc preload */
     char musl_preload[PATH_MAX]; /* its musl variant beside it; "" when not installed */
     struct mt_check_report report;
@@ -33,8 +34,10 @@ struct run {
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: meshtls run [--config FILE] [--allow-plaintext] -- PROGRAM [ARGS...]\n"
-                    "       (meshtls help: every command)\n");
+    fprintf(stderr,
+            "usage: meshtls run [--config FILE] [--allow-plaintext] [--allow-io-uring] -- PROGRAM "
+            "[ARGS...]\n"
+            "       (meshtls help: every command)\n");
     return 2;
 }
 
@@ -120,8 +123,9 @@ static const char *remedy(const struct run *run, char *text, size_t capacity)
                  (int)(strrchr(run->preload, '/') - run->preload), run->preload);
         return text;
     case MT_CHECK_IO_URING:
-        return "Configure it not to use io_uring for its sockets, use a build without liburing, "
-               "or put a meshed proxy in front of it.";
+        return "Configure it not to use io_uring for its sockets, or put a meshed proxy in front "
+               "of it. If it uses io_uring for files only (MariaDB's InnoDB does), meshtls run "
+               "--allow-io-uring meshes its sockets.";
     case MT_CHECK_SETUID:
     case MT_CHECK_SETGID:
     case MT_CHECK_CAPABILITIES:
@@ -168,6 +172,34 @@ static int refuse_or_start_plaintext(struct run *run)
     return exec_program(run->program);
 }
 
+static bool has_musl_loader(const struct mt_check_report *report)
+{
+    return strstr(report->interpreter, "ld-musl") != NULL;
+}
+
+/*
+ * --allow-io-uring: the user vouches that the program's sockets do not go through io_uring, so
+ * its socket calls are meshed like any program's; a warn line says what stays unprotected.
+ */
+static int start_io_uring(struct run *run)
+{
+    if (!run->allow_io_uring)
+        return refuse_or_start_plaintext(run);
+    if (has_musl_loader(&run->report) && run->musl_preload[0] == '\0') {
+        /* Judged as musl now, whose refusal says what to install. */
+        run->report.verdict = MT_CHECK_MUSL;
+        return refuse_or_start_plaintext(run);
+    }
+    mt_log_warn("starting %s with --allow-io-uring: connections it drives through io_uring are "
+                "NOT protected, its other socket calls are meshed: %s",
+                run->program[0], run->report.sentence);
+    if (has_musl_loader(&run->report))
+        preload_for_musl(run);
+    else
+        preload_for_glibc(run);
+    return exec_program(run->program);
+}
+
 /* Go and static programs: no loader ever loads a preload into them. */
 static bool needs_supervisor(enum mt_check_verdict verdict)
 {
@@ -200,6 +232,8 @@ static int start(struct run *run)
             return refuse_or_start_plaintext(run);
         preload_for_musl(run);
         return exec_program(run->program);
+    case MT_CHECK_IO_URING:
+        return start_io_uring(run);
     default:
         if (needs_supervisor(run->report.verdict))
             return start_under_supervisor(run);
@@ -216,6 +250,9 @@ static enum parsed parse_options(int argc, char **argv, struct run *run, int *pr
     while (i < argc && strcmp(argv[i], "--") != 0) {
         if (strcmp(argv[i], "--allow-plaintext") == 0) {
             run->allow_plaintext = true;
+            i++;
+        } else if (strcmp(argv[i], "--allow-io-uring") == 0) {
+            run->allow_io_uring = true;
             i++;
         } else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             char absolute[PATH_MAX];

@@ -1,6 +1,6 @@
 /*
- * `meshtls run [--config FILE] [--allow-plaintext] -- PROGRAM [ARGS...]`: PROGRAM with its TCP
- * connections meshed, or not at all.
+ * `meshtls run [--config FILE] [--allow-plaintext] [--allow-io-uring] -- PROGRAM [ARGS...]`:
+ * PROGRAM with its TCP connections meshed, or not at all.
  *
  * PROGRAM is examined (exec/check.h) before it is started:
  *
@@ -13,7 +13,10 @@
  *     set-user-ID, capabilities, ...)  --allow-plaintext started with a warn line saying its
  *                                      connections are NOT protected
  *
- * A program that cannot be found or executed is left to execvp, which says why (127 or 126).
+ * An io_uring program may use io_uring for files only (MariaDB's InnoDB): --allow-io-uring starts
+ * it with the preload its loader takes, and a warn line saying what io_uring would carry
+ * unprotected. A program that cannot be found or executed is left to execvp, which says why
+ * (127 or 126). Go and static programs are decided in start_under_supervisor() (run.c).
  */
 #ifndef MT_CLI_RUN_H
 #define MT_CLI_RUN_H

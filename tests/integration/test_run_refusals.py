@@ -12,6 +12,9 @@ to do on stderr, and the program never ran (no marker file, nothing listening). 
 --allow-plaintext each runs: the warn line names it and says its connections are NOT protected,
 and the bytes a client reads from it are the plaintext greeting, not a TLS record.
 
+With --allow-io-uring the io_uring program runs with libmeshtls loaded (its other socket calls
+are meshed) and a warn line says what is not protected.
+
 A musl program with libmeshtls-preload-musl.so installed beside the preload is started with
 LD_PRELOAD naming that variant alone (here a stand-in musl library built here that announces
 itself), even when LD_PRELOAD already held a glibc library that would stop musl's loader.
@@ -81,7 +84,10 @@ int main(int argc, char **argv)
 '''
 
 # argv: MARKER. Creates MARKER, sets up a ring: a program whose I/O would go through io_uring.
-URING_PROGRAM = r'''#include <liburing.h>
+# Says whether libmeshtls is loaded into it (its exported meshtls_connect).
+URING_PROGRAM = r'''#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <liburing.h>
 #include <stdio.h>
 
 int main(int argc, char **argv)
@@ -92,6 +98,7 @@ int main(int argc, char **argv)
         return 3;
     if (io_uring_queue_init(4, &ring, 0) == 0)
         io_uring_queue_exit(&ring);
+    printf("libmeshtls loaded: %s\n", dlsym(RTLD_DEFAULT, "meshtls_connect") ? "yes" : "no");
     return 0;
 }
 '''
@@ -210,6 +217,17 @@ def check_started_plaintext(mesh, config, name, argv, marker, port, expected, re
     process.stop()
 
 
+def check_io_uring_allowed(config, program, marker):
+    """--allow-io-uring: started with libmeshtls loaded, and a warn line saying what is not
+    protected."""
+    status, out, err = run_cli(["--allow-io-uring", "--config", config, "--", program, marker])
+    check(status == 0 and os.path.exists(marker) and "libmeshtls loaded: yes" in out,
+          f"the io_uring program with --allow-io-uring: exit {status}, {out!r}:\n{err}")
+    check(f"warn: starting {program} with --allow-io-uring: connections it drives through "
+          f"io_uring are NOT protected, its other socket calls are meshed" in err,
+          f"no warn line for --allow-io-uring:\n{err}")
+
+
 def check_musl_variant(mesh, musl_marker_program):
     """With libmeshtls-preload-musl.so beside the preload, a musl program gets it, alone."""
     installed = os.path.join(mesh.dir, "installed")
@@ -263,10 +281,12 @@ def test():
             check_refused(config, name, argv, marker, port, reason)
             check_started_plaintext(mesh, config, f"{name}-plaintext", argv, marker, port,
                                     expected, request)
+        check_io_uring_allowed(config, uring, os.path.join(mesh.dir, "io_uring-allowed.started"))
         check_musl_variant(mesh, musl_marker)
         print("meshtls run refused a Go, a static, a musl and an io_uring program (126, not "
-              "started); --allow-plaintext started each with a warning, bytes in clear; a musl "
-              "program got libmeshtls-preload-musl.so alone")
+              "started); --allow-plaintext started each with a warning, bytes in clear; "
+              "--allow-io-uring started the io_uring one meshed; a musl program got "
+              "libmeshtls-preload-musl.so alone")
 
 
 if __name__ == "__main__":

@@ -21,11 +21,64 @@
 #define DYNAMIC_ENTRIES_MAX 65536
 #define DYNAMIC_SYMBOLS_MAX (1u << 20)
 
+/*
+ * The last pages read, so that walking a table entry by entry (sections, dynamic entries,
+ * symbols and their names, which alternate) costs a read per page, not per entry: python3's
+ * imports alone took 3 000 preads without them. Replaced in turn. Every file's reading starts
+ * with mt_elf_read_header, which forgets them: fd numbers are reused from file to file.
+ */
+#define WINDOWS 4
+#define WINDOW_SIZE 4096
+struct window {
+    int fd; /* -1: empty */
+    uint64_t start;
+    size_t length;
+    unsigned char bytes[WINDOW_SIZE];
+};
+static struct window windows[WINDOWS] = {{.fd = -1}, {.fd = -1}, {.fd = -1}, {.fd = -1}};
+static unsigned next_window;
+
+static void forget_windows(void)
+{
+    for (unsigned i = 0; i < WINDOWS; i++)
+        windows[i].fd = -1;
+}
+
+static const struct window *window_holding(int fd, uint64_t offset, size_t length)
+{
+    for (unsigned i = 0; i < WINDOWS; i++) {
+        const struct window *window = &windows[i];
+        if (window->fd == fd && offset >= window->start &&
+            offset - window->start <= window->length &&
+            length <= window->length - (offset - window->start))
+            return window;
+    }
+    return NULL;
+}
+
 static MT_RESULT read_at(int fd, off_t file_size, uint64_t offset, void *buffer, size_t length)
 {
     MT_ENSURE(offset <= (uint64_t)file_size && length <= (uint64_t)file_size - offset, MT_ERR_IO);
-    ssize_t got = pread(fd, buffer, length, (off_t)offset);
-    MT_ENSURE(got >= 0 && (size_t)got == length, MT_ERR_IO);
+    if (length > WINDOW_SIZE) {
+        ssize_t got = pread(fd, buffer, length, (off_t)offset);
+        MT_ENSURE(got >= 0 && (size_t)got == length, MT_ERR_IO);
+        return MT_OK_RESULT;
+    }
+    const struct window *window = window_holding(fd, offset, length);
+    if (window == NULL) {
+        struct window *fresh = &windows[next_window];
+        next_window = (next_window + 1) % WINDOWS;
+        uint64_t available = (uint64_t)file_size - offset;
+        size_t wanted = available < WINDOW_SIZE ? (size_t)available : WINDOW_SIZE;
+        fresh->fd = -1;
+        ssize_t got = pread(fd, fresh->bytes, wanted, (off_t)offset);
+        MT_ENSURE(got >= 0 && (size_t)got >= length, MT_ERR_IO);
+        fresh->fd = fd;
+        fresh->start = offset;
+        fresh->length = (size_t)got;
+        window = fresh;
+    }
+    memcpy(buffer, window->bytes + (offset - window->start), length);
     return MT_OK_RESULT;
 }
 
@@ -46,6 +99,7 @@ struct section {
 
 MT_RESULT mt_elf_read_header(int fd, off_t size, struct mt_elf_header *header)
 {
+    forget_windows();
     unsigned char ident[EI_NIDENT];
     MT_GUARD(read_at(fd, size, 0, ident, sizeof(ident)));
     header->class = ident[EI_CLASS];

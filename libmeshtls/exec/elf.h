@@ -37,7 +37,8 @@ struct mt_elf_facts {
     bool is_go;
 };
 
-/* The header of the ELF file fd (size bytes long); an error when it is damaged. */
+/* The header of the ELF file fd (size bytes long); an error when it is damaged. Call it first for
+ * every file: the reads that follow are served from pages it forgets (fd numbers are reused). */
 MT_RESULT mt_elf_read_header(int fd, off_t size, struct mt_elf_header *header);
 
 /* Its program interpreter and whether it is Go; an error when its headers are damaged. */

@@ -134,8 +134,11 @@ static int open_in(const struct walk *walk, const char *search, const char *name
 static int open_library(const struct walk *walk, const char *name, char *path, size_t capacity,
                         off_t *size, struct mt_elf_header *header)
 {
+    /* A name with a slash is a path, relative to the working directory like open's. */
+    if (name[0] == '/')
+        return open_candidate(walk, "", 0, name + 1, path, capacity, size, header);
     if (strchr(name, '/') != NULL)
-        return open_candidate(walk, "", 0, name + (name[0] == '/'), path, capacity, size, header);
+        return open_candidate(walk, ".", 1, name, path, capacity, size, header);
     int fd = open_in(walk, walk->run_path, name, path, capacity, size, header);
     if (fd < 0)
         fd = open_in(walk, getenv("LD_LIBRARY_PATH"), name, path, capacity, size, header);

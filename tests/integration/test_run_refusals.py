@@ -274,6 +274,11 @@ def test():
             ("musl", musl, True, "it is linked against musl", b"hello in the clear\n", b""),
             ("io_uring", uring, False, "imports liburing's io_uring_", None, b""),
         ]
+        # `meshtls check` says beforehand what `meshtls run` does.
+        result = subprocess.run([MESHTLS, "check", uring], capture_output=True, text=True,
+                                timeout=30, env=base_env())
+        check(result.returncode == 1 and "imports liburing's io_uring_" in result.stdout,
+              f"meshtls check of the io_uring program: {result.returncode} {result.stdout!r}")
         for name, program, listens, reason, expected, request in cases:
             marker = os.path.join(mesh.dir, f"{name}.started")
             port = free_port() if listens else None

@@ -4,10 +4,11 @@
  * run path, imports of liburing's functions).
  *
  * Owns reading an ELF file the caller has opened; it never executes it, maps it or trusts a
- * number in it. Every read is a pread of a fixed size at an offset checked against the file size,
- * every count is bounded (PROGRAM_HEADERS_MAX, SECTIONS_MAX, NOTE_SEGMENT_MAX, DYNAMIC_*_MAX), so a
- * truncated or hostile file gives an error, never a crash or an unbounded read. It runs in the
- * preload of a program about to exec another: no allocation, and the one large buffer is static.
+ * number in it. Every read is of a fixed size at an offset checked against the file size (served
+ * from the last pages read, see read_at), every count is bounded (PROGRAM_HEADERS_MAX,
+ * SECTIONS_MAX, NOTE_SEGMENT_MAX, DYNAMIC_*_MAX), so a truncated or hostile file gives an error,
+ * never a crash or an unbounded read. It runs in the preload of a program about to exec another:
+ * no allocation, and the large buffers are static.
  */
 #include <elf.h>
 #include <string.h>

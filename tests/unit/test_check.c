@@ -380,7 +380,9 @@ static void assert_sentence_has(const char *name, enum mt_check_verdict expected
                  mt_check_verdict_name(expected), wanted);
 }
 
-/* A stub library exporting one liburing name and one other: only the liburing import counts. */
+/* A stub library exporting one liburing name and one other: only the liburing import counts.
+ * The two programs are judged one after the other, on the same fd number: the bystander's verdict
+ * also shows that nothing read from the first file is served for the second (elf.c's pages). */
 static void test_mt_check_program_io_uring_imports_are_io_uring(void **state)
 {
     (void)state;

@@ -79,6 +79,16 @@ static void add_needed_of(struct walk *walk, const struct mt_elf_dynamic *dynami
         add_library(walk, name, needed_by);
 }
 
+/* The length of a leading $ORIGIN or ${ORIGIN} (ld.so(8)) in a run path entry; 0 for none. */
+static size_t origin_length(const char *directory, size_t length)
+{
+    if (length >= 7 && strncmp(directory, "$ORIGIN", 7) == 0)
+        return 7;
+    if (length >= 9 && strncmp(directory, "${ORIGIN}", 9) == 0)
+        return 9;
+    return 0;
+}
+
 /*
  * Opens directory/name when it is an ELF file for the program's machine and class (the loader
  * skips the others and searches on); -1 otherwise. $ORIGIN at the start of directory is the
@@ -88,14 +98,10 @@ static int open_candidate(const struct walk *walk, const char *directory, size_t
                           const char *name, char *path, size_t capacity, off_t *size,
                           struct mt_elf_header *header)
 {
-    const char *prefix = "";
-    if (length >= 7 && strncmp(directory, "$ORIGIN", 7) == 0) {
-        prefix = walk->origin;
-        directory += 7, length -= 7;
-    } else if (length >= 9 && strncmp(directory, "${ORIGIN}", 9) == 0) {
-        prefix = walk->origin;
-        directory += 9, length -= 9;
-    }
+    size_t origin = origin_length(directory, length);
+    const char *prefix = origin > 0 ? walk->origin : "";
+    directory += origin;
+    length -= origin;
     int written = snprintf(path, capacity, "%s%.*s/%s", prefix, (int)length, directory, name);
     if (written <= 0 || (size_t)written >= capacity)
         return -1;

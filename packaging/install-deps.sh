@@ -32,8 +32,10 @@ packages=(
   lighttpd
   # a handler the preload cannot follow (a static binary) exec'd on a meshed connection
   busybox-static
-  # Go programs meshed by the supervisor (tests/integration/test_supervisor_go.py builds one)
-  golang-go
+  # programs no preload can enter, built at test time: Go programs meshed by the supervisor
+  # (test_supervisor_go.py) or refused by `meshtls run` (test_run_refusals.py), musl programs,
+  # and io_uring users (meshtls check; test_check.c, test_run_refusals.py)
+  golang-go musl-tools liburing-dev
   # a privilege-separated server: one connection used by the monitor, a sandboxed pre-auth
   # child and the post-auth child in turn (test_real_sshd.py)
   openssh-server openssh-client

@@ -1,15 +1,17 @@
 /*
  * The meshtls command line.
  *
- *   meshtls run [--config FILE] -- PROGRAM [ARGS...]   run PROGRAM with its TCP connections meshed
+ *   meshtls run [--config FILE] [--allow-plaintext] [--allow-io-uring] -- PROGRAM [ARGS...]
+ *                                                      run PROGRAM with its TCP connections meshed
  *   meshtls check PROGRAM                              can PROGRAM be interposed, and why not
  *   meshtls config check [FILE]                        validate a config, print the effective one
  *   meshtls id [--socket PATH]                         the identity the agent issues to the caller
  *   meshtls version
  *
- * `run` finds libmeshtls-preload.so next to this binary (build tree) or in the installed layout
- * relative to it, checks the configuration the program will load, and execs the program with
- * LD_PRELOAD set. It never starts a program whose configuration is broken.
+ * `run` (run.c) finds libmeshtls-preload.so next to this binary (build tree) or in the installed
+ * layout relative to it, checks the configuration the program will load and the program itself,
+ * and execs the program with LD_PRELOAD set. It never starts a program whose configuration is
+ * broken, nor one the preload cannot protect unless --allow-plaintext is given.
  */
 #include <errno.h>
 #include <limits.h>
@@ -24,15 +26,15 @@
 #include "../include/meshtls.h"
 #include "../tls/tls.h"
 #include "../util/text.h"
+#include "run.h"
 #include "status.h"
 #include "supervise.h"
-
-#define PRELOAD_NAME "libmeshtls-preload.so"
 
 static int usage(FILE *out, int status)
 {
     fprintf(out,
-            "usage: meshtls run [--config FILE] -- PROGRAM [ARGS...]\n"
+            "usage: meshtls run [--config FILE] [--allow-plaintext] [--allow-io-uring] --\n"
+            "                   PROGRAM [ARGS...]\n"
             "       meshtls check PROGRAM\n"
             "       meshtls config check [FILE]\n"
             "       meshtls id [--socket PATH]\n"
@@ -40,7 +42,11 @@ static int usage(FILE *out, int status)
             "       meshtls version\n"
             "\n"
             "run      runs PROGRAM with every TCP connection that policy selects turned into\n"
-            "         mutual TLS 1.3, with an identity from meshtls-agent\n"
+            "         mutual TLS 1.3, with an identity from meshtls-agent; refuses (exit 126)\n"
+            "         a program it cannot protect (Go, static, musl, io_uring, setuid, ...)\n"
+            "         --allow-plaintext: start such a program anyway, unprotected, with a\n"
+            "         warning; --allow-io-uring: mesh an io_uring program's sockets (for one\n"
+            "         that uses io_uring for files only), with a warning\n"
             "check    says whether PROGRAM can be interposed (exit 0) or not (exit 1), and why\n"
             "config check\n"
             "         validates FILE (default: the configuration the library would load) and\n"
@@ -50,77 +56,6 @@ static int usage(FILE *out, int status)
             "\n"
             "environment: MESHTLS_CONFIG (config file), MESHTLS_AGENT_SOCKET, MESHTLS_LOG\n");
     return status;
-}
-
-/* Finds the preload library relative to this executable; false when it is in neither place. */
-static bool find_preload(char *path, size_t capacity)
-{
-    char self[PATH_MAX];
-    ssize_t length = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (length <= 0)
-        return false;
-    self[length] = '\0';
-    char *slash = strrchr(self, '/');
-    if (slash == NULL)
-        return false;
-    *slash = '\0';
-    const char *candidates[] = {"", "/" MESHTLS_PRELOAD_RELATIVE_DIR};
-    for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++) {
-        int n = snprintf(path, capacity, "%s%s/%s", self, candidates[i], PRELOAD_NAME);
-        if (n > 0 && (size_t)n < capacity && access(path, R_OK) == 0) {
-            char resolved[PATH_MAX];
-            if (realpath(path, resolved) != NULL)
-                snprintf(path, capacity, "%s", resolved);
-            return true;
-        }
-    }
-    return false;
-}
-
-static int command_run(int argc, char **argv)
-{
-    int i = 0;
-    while (i < argc && strcmp(argv[i], "--") != 0) {
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-            char absolute[PATH_MAX];
-            if (realpath(argv[i + 1], absolute) == NULL) {
-                fprintf(stderr, "meshtls: config %s: %s\n", argv[i + 1], strerror(errno));
-                return 2;
-            }
-            setenv("MESHTLS_CONFIG", absolute, 1);
-            i += 2;
-        } else {
-            return usage(stderr, 2);
-        }
-    }
-    if (i + 1 >= argc)
-        return usage(stderr, 2);
-    char **program = &argv[i + 1];
-
-    struct mt_config config;
-    char message[MT_CONFIG_MESSAGE_MAX];
-    struct mt_text reason = mt_text_on(message, sizeof(message));
-    if (!mt_result_is_ok(mt_config_load(&config, &reason))) {
-        fprintf(stderr, "meshtls: not starting %s: configuration error: %s\n", program[0], message);
-        return 2;
-    }
-    char preload[PATH_MAX];
-    if (!find_preload(preload, sizeof(preload))) {
-        fprintf(stderr, "meshtls: cannot find %s next to this program or in ../%s\n", PRELOAD_NAME,
-                MESHTLS_PRELOAD_RELATIVE_DIR);
-        return 2;
-    }
-    /* Keep what is already preloaded (a sanitizer runtime must stay first). */
-    const char *existing = getenv("LD_PRELOAD");
-    char value[2 * PATH_MAX + 2];
-    if (existing != NULL && existing[0] != '\0' && strstr(existing, PRELOAD_NAME) == NULL)
-        snprintf(value, sizeof(value), "%s:%s", existing, preload);
-    else
-        snprintf(value, sizeof(value), "%s", preload);
-    setenv("LD_PRELOAD", value, 1);
-    execvp(program[0], program);
-    fprintf(stderr, "meshtls: cannot run %s: %s\n", program[0], strerror(errno));
-    return errno == ENOENT ? 127 : 126;
 }
 
 static int command_id(int argc, char **argv)
@@ -196,7 +131,7 @@ int main(int argc, char **argv)
     if (argc < 2)
         return usage(stderr, 2);
     if (strcmp(argv[1], "run") == 0)
-        return command_run(argc - 2, argv + 2);
+        return mt_cli_run(argc - 2, argv + 2);
     if (strcmp(argv[1], "id") == 0)
         return command_id(argc - 2, argv + 2);
     if (strcmp(argv[1], "check") == 0)

@@ -5,8 +5,8 @@
  *
  * Owns the verdict and the sentence that explains it; it never executes the program. The verdict
  * comes from the first problem in this order: found and executable, script interpreters, ELF
- * machine, Go, static, loader, then secure-execution mode. It runs in the preload of a program
- * about to exec another (core/inherit.c), so it never allocates.
+ * machine, Go, static, loader, secure-execution mode, io_uring (needed.c), then musl. It runs in
+ * the preload of a program about to exec another (core/inherit.c), so it never allocates.
  */
 #include <elf.h>
 #include <errno.h>
@@ -23,6 +23,7 @@
 #include "../util/text.h"
 #include "check.h"
 #include "elf.h"
+#include "needed.h"
 #include "script.h"
 
 /*
@@ -187,6 +188,46 @@ static bool judge_secure_execution(const char *path, const struct stat *status,
     return false;
 }
 
+static bool is_musl_loader(const char *interpreter)
+{
+    return strstr(base_name(interpreter), "ld-musl") != NULL;
+}
+
+/*
+ * A program a loader starts. io_uring is judged after the loader and secure-execution mode,
+ * which no flag of `meshtls run` can get around, and before musl, which the musl preload can:
+ * a musl program using io_uring is named for io_uring.
+ */
+static void judge_loaded(const char *path, int fd, const struct stat *status,
+                         const struct mt_elf_header *header, const char *interpreter,
+                         struct judgement *judgement)
+{
+    static char io_uring_use[PATH_MAX + 2 * MT_ELF_NAME_MAX];
+    if (!is_musl_loader(interpreter) && !is_glibc_loader(interpreter))
+        decide(judgement, MT_CHECK_UNKNOWN_LOADER,
+               "%s cannot be interposed: its program interpreter %s is not glibc's loader.", path,
+               interpreter);
+    else if (judge_secure_execution(path, status, judgement))
+        return;
+    else if (mt_needed_uses_io_uring(path, fd, status->st_size, header, io_uring_use,
+                                     sizeof(io_uring_use)))
+        decide(judgement, MT_CHECK_IO_URING,
+               "%s cannot be interposed: it %s, and socket I/O submitted through io_uring is "
+               "carried out by the kernel without any call a preload sees, so those connections "
+               "would leave in plaintext.",
+               path, io_uring_use);
+    else if (is_musl_loader(interpreter))
+        decide(judgement, MT_CHECK_MUSL,
+               "%s cannot be interposed: it is linked against musl (interpreter %s), and "
+               "libmeshtls-preload.so needs glibc.",
+               path, interpreter);
+    else
+        decide(judgement, MT_CHECK_INTERPOSABLE,
+               "%s can be interposed: it is a dynamically linked glibc program (interpreter "
+               "%s).",
+               path, interpreter);
+}
+
 static void judge_elf(const char *path, int fd, const struct stat *status,
                       struct judgement *judgement)
 {
@@ -220,31 +261,20 @@ static void judge_elf(const char *path, int fd, const struct stat *status,
     }
     copy_text(judgement->report->interpreter, sizeof(judgement->report->interpreter),
               facts.has_interpreter ? facts.interpreter : "");
-    if (facts.is_go) {
+    if (facts.is_go)
         decide(judgement, MT_CHECK_GO,
                "%s cannot be interposed: it is a Go program, and Go makes its socket calls as "
-               "raw system calls that no preload sees (with cgo too).",
+               "raw system calls that no preload sees (with cgo too); `meshtls run` meshes it "
+               "through the system-call supervisor instead.",
                path);
-    } else if (!facts.has_interpreter) {
+    else if (!facts.has_interpreter)
         decide(judgement, MT_CHECK_STATIC,
                "%s cannot be interposed: it is statically linked (no program interpreter), so "
-               "no preload is ever loaded into it.",
+               "no preload is ever loaded into it; `meshtls run` meshes it through the "
+               "system-call supervisor instead.",
                path);
-    } else if (strstr(base_name(facts.interpreter), "ld-musl") != NULL) {
-        decide(judgement, MT_CHECK_MUSL,
-               "%s cannot be interposed: it is linked against musl (interpreter %s), and "
-               "libmeshtls-preload.so needs glibc.",
-               path, facts.interpreter);
-    } else if (!is_glibc_loader(facts.interpreter)) {
-        decide(judgement, MT_CHECK_UNKNOWN_LOADER,
-               "%s cannot be interposed: its program interpreter %s is not glibc's loader.", path,
-               facts.interpreter);
-    } else if (!judge_secure_execution(path, status, judgement)) {
-        decide(judgement, MT_CHECK_INTERPOSABLE,
-               "%s can be interposed: it is a dynamically linked glibc program (interpreter "
-               "%s).",
-               path, facts.interpreter);
-    }
+    else
+        judge_loaded(path, fd, status, &header, facts.interpreter, judgement);
 }
 
 static void check_file(const char *path, const char *search_path, int depth,
@@ -374,6 +404,8 @@ const char *mt_check_verdict_name(enum mt_check_verdict verdict)
         return "file capabilities";
     case MT_CHECK_TOO_MANY_SCRIPTS:
         return "too many interpreters";
+    case MT_CHECK_IO_URING:
+        return "io_uring";
     }
     return "unknown";
 }

@@ -6,7 +6,8 @@
  * reads the ELF headers itself: the class and machine, the program interpreter (glibc's loader,
  * musl's, or none for a static program), Go's build-ID note and sections, the set-user-ID and
  * set-group-ID bits and file capabilities (which put the loader in secure-execution mode, where
- * it ignores LD_PRELOAD). The answer is a verdict and one sentence saying why.
+ * it ignores LD_PRELOAD), and whether it or a library it needs uses liburing (needed.h). The
+ * answer is a verdict and one sentence saying why.
  */
 #ifndef MT_EXEC_CHECK_H
 #define MT_EXEC_CHECK_H
@@ -16,18 +17,19 @@
 
 enum mt_check_verdict {
     MT_CHECK_INTERPOSABLE = 0,
-    MT_CHECK_NOT_FOUND,       /* not in PATH, or no such file */
-    MT_CHECK_NOT_EXECUTABLE,  /* a directory, no execute permission, unreadable */
-    MT_CHECK_NOT_PROGRAM,     /* an ELF file that is not an executable, or a damaged one */
-    MT_CHECK_FOREIGN,         /* ELF for another machine or word size than the preload */
-    MT_CHECK_STATIC,          /* no program interpreter: nothing loads a preload */
-    MT_CHECK_GO,              /* Go: socket calls are raw system calls */
-    MT_CHECK_MUSL,            /* musl's loader cannot load a glibc preload */
-    MT_CHECK_UNKNOWN_LOADER,  /* a program interpreter that is neither glibc's nor musl's */
-    MT_CHECK_SETUID,          /* secure-execution mode: LD_PRELOAD ignored */
-    MT_CHECK_SETGID,          /* secure-execution mode: LD_PRELOAD ignored */
-    MT_CHECK_CAPABILITIES,    /* secure-execution mode: LD_PRELOAD ignored */
-    MT_CHECK_TOO_MANY_SCRIPTS /* #! interpreters nested deeper than the kernel follows */
+    MT_CHECK_NOT_FOUND,        /* not in PATH, or no such file */
+    MT_CHECK_NOT_EXECUTABLE,   /* a directory, no execute permission, unreadable */
+    MT_CHECK_NOT_PROGRAM,      /* an ELF file that is not an executable, or a damaged one */
+    MT_CHECK_FOREIGN,          /* ELF for another machine or word size than the preload */
+    MT_CHECK_STATIC,           /* no program interpreter: nothing loads a preload */
+    MT_CHECK_GO,               /* Go: socket calls are raw system calls */
+    MT_CHECK_MUSL,             /* musl's loader cannot load a glibc preload */
+    MT_CHECK_UNKNOWN_LOADER,   /* a program interpreter that is neither glibc's nor musl's */
+    MT_CHECK_SETUID,           /* secure-execution mode: LD_PRELOAD ignored */
+    MT_CHECK_SETGID,           /* secure-execution mode: LD_PRELOAD ignored */
+    MT_CHECK_CAPABILITIES,     /* secure-execution mode: LD_PRELOAD ignored */
+    MT_CHECK_TOO_MANY_SCRIPTS, /* #! interpreters nested deeper than the kernel follows */
+    MT_CHECK_IO_URING          /* liburing: socket I/O the kernel performs, no call to hook */
 };
 
 struct mt_check_report {

@@ -199,7 +199,7 @@ int mt_supervisor_start(char **program, int *listener, pid_t *child, int *pidfd)
         run_child(channel[1], parent, program);
     }
     close(channel[1]);
-    int status = 2;
+    int status = 126; /* not started: nothing ran unprotected */
     int value = 0, fd = -1;
     int process = (int)syscall(SYS_pidfd_open, pid, 0);
     if (process < 0) {

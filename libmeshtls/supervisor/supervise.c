@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -43,6 +44,39 @@ static void handle_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
+/*
+ * The supervisor meshes the program and everything it starts (the filter is inherited). A
+ * dynamically linked descendant that also loaded the preload would be meshed twice, TLS inside
+ * TLS, so the preload leaves LD_PRELOAD here (a `meshtls run` from a meshed shell inherits it);
+ * other entries, a sanitizer runtime say, stay.
+ */
+static void drop_preload_from_environment(void)
+{
+    const char *value = getenv("LD_PRELOAD");
+    if (value == NULL || strstr(value, "libmeshtls-preload") == NULL)
+        return;
+    char kept[4096] = "";
+    size_t used = 0;
+    const char *entry = value;
+    while (*entry != '\0') {
+        size_t length = strcspn(entry, ": ");
+        bool ours = memmem(entry, length, "libmeshtls-preload", 18) != NULL;
+        if (!ours && length > 0 && used + length + 2 < sizeof(kept)) {
+            if (used > 0)
+                kept[used++] = ':';
+            memcpy(kept + used, entry, length);
+            used += length;
+            kept[used] = '\0';
+        }
+        entry += length;
+        entry += strspn(entry, ": ");
+    }
+    if (used > 0)
+        setenv("LD_PRELOAD", kept, 1);
+    else
+        unsetenv("LD_PRELOAD");
+}
+
 static int exit_status(const siginfo_t *info)
 {
     if (info->si_code == CLD_EXITED)
@@ -56,6 +90,7 @@ int mt_supervise(char **program, const struct mt_config *config)
     int status = mt_supervisor_check_program(program[0]);
     if (status != 0)
         return status;
+    drop_preload_from_environment();
     status = mt_supervisor_start(program, &supervisor.listener, &supervisor.child,
                                  &supervisor.child_pidfd);
     if (status != 0)

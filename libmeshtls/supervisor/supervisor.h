@@ -8,7 +8,9 @@
  *     int status = mt_supervise(program, &config);   // program: argv, NULL-terminated
  *
  * Returns the status to exit with: the program's exit status, 128 + signal when a signal ended
- * it, 126/127 when it could not be started, 2 when this kernel cannot supervise (said on stderr).
+ * it, 127 when there is no such program, 126 when it was not started: it cannot be executed, it
+ * is not a program the supervisor can filter (32-bit, another machine's), or this kernel cannot
+ * supervise it (each said on stderr). A refused program never runs, so never unprotected.
  */
 #ifndef MT_SUPERVISOR_SUPERVISOR_H
 #define MT_SUPERVISOR_SUPERVISOR_H

@@ -3,8 +3,10 @@
  * (dynamic glibc), programs built here with gcc (static, a Go-like one carrying Go's sections,
  * musl's and an unknown program interpreter, an object file), copies with set-user-ID, set-group-ID
  * and file capabilities, scripts (with #!, with env, without #!, nested too deep), hand-made ELF
- * headers for other machines and damaged files, and execvp's PATH lookup. Cases whose tool is
- * missing (gcc, libc.a, setcap) are skipped with a message, never passed silently.
+ * headers for other machines and damaged files, execvp's PATH lookup, and io_uring: programs
+ * importing liburing's functions (from a stub library built here, and from the real liburing),
+ * linking liburing, or needing a library that links it. Cases whose tool is missing (gcc, libc.a,
+ * setcap, liburing-dev) are skipped with a message, never passed silently.
  */
 #include <elf.h>
 #include <setjmp.h>
@@ -14,12 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "exec/check.h"
+#include "exec/elf.h"
 
 static char directory[64];
 static char path_buffer[256];
@@ -350,12 +354,119 @@ static void test_mt_check_program_foreign_and_damaged_elf_are_refused(void **sta
     assert_verdict(temp_path("interpreter"), MT_CHECK_NOT_PROGRAM);
 }
 
+/* Builds name from source with flags before it and libraries after it (so --as-needed keeps
+ * them only when used); false when cc cannot. */
+static bool build_linked(const char *name, const char *source, const char *flags,
+                         const char *libraries)
+{
+    char source_name[128];
+    snprintf(source_name, sizeof(source_name), "%s.c", name);
+    write_text(source_name, source, 0644);
+    char command[2048];
+    snprintf(command, sizeof(command), "cc %s -o '%s/%s' '%s/%s' %s >/dev/null 2>&1", flags,
+             directory, name, directory, source_name, libraries);
+    return system(command) == 0;
+}
+
+static void assert_sentence_has(const char *name, enum mt_check_verdict expected,
+                                const char *wanted)
+{
+    static struct mt_check_report report;
+    mt_check_program(name, NULL, &report);
+    print_message("    %s\n", report.sentence);
+    if (report.verdict != expected || strstr(report.sentence, wanted) == NULL)
+        fail_msg("%s: got \"%s\" (%s), expected \"%s\" saying %s", name,
+                 mt_check_verdict_name(report.verdict), report.sentence,
+                 mt_check_verdict_name(expected), wanted);
+}
+
+/* A stub library exporting one liburing name and one other: only the liburing import counts.
+ * The two programs are judged one after the other, on the same fd number: the bystander's verdict
+ * also shows that nothing read from the first file is served for the second (elf.c's pages). */
+static void test_mt_check_program_io_uring_imports_are_io_uring(void **state)
+{
+    (void)state;
+    static const char stub[] = "int io_uring_queue_init(unsigned n, void *r, unsigned f)\n"
+                               "{ (void)r; return (int)(n + f); }\n"
+                               "int uring_like_helper(void) { return 0; }\n";
+    static const char user[] = "int io_uring_queue_init(unsigned n, void *r, unsigned f);\n"
+                               "int main(void) { return io_uring_queue_init(0, 0, 0); }\n";
+    static const char bystander[] = "int uring_like_helper(void);\n"
+                                    "int main(void) { return uring_like_helper(); }\n";
+    char flags[256];
+    snprintf(flags, sizeof(flags), "-L'%s' -Wl,-rpath,'%s'", directory, directory);
+    if (!build_linked("libstub.so", stub, "-shared -fPIC", "") ||
+        !build_linked("stub-user", user, flags, "-lstub") ||
+        !build_linked("stub-bystander", bystander, flags, "-lstub")) {
+        print_message("    skipped: cc cannot build a shared library here\n");
+        skip();
+    }
+    assert_sentence_has(temp_path("stub-user"), MT_CHECK_IO_URING,
+                        "imports liburing's io_uring_queue_init");
+    assert_verdict(temp_path("stub-bystander"), MT_CHECK_INTERPOSABLE);
+}
+
+/* The real liburing: imported, needed without imports, and needed by a library the program
+ * needs (found through the program's $ORIGIN run path, as the loader finds it). */
+static void test_mt_check_program_liburing_is_io_uring(void **state)
+{
+    (void)state;
+    static const char ring[] = "#include <liburing.h>\n"
+                               "int main(void) { struct io_uring ring;\n"
+                               "  if (io_uring_queue_init(8, &ring, 0) < 0) return 1;\n"
+                               "  io_uring_queue_exit(&ring); return 0; }\n";
+    static const char wrapper[] = "#include <liburing.h>\n"
+                                  "int wrapped_ring(void) { struct io_uring ring;\n"
+                                  "  return io_uring_queue_init(8, &ring, 0); }\n";
+    static const char wrapped[] = "int wrapped_ring(void);\n"
+                                  "int main(void) { return wrapped_ring() < 0; }\n";
+    char flags[256];
+    snprintf(flags, sizeof(flags), "-L'%s' -Wl,-rpath,'$ORIGIN'", directory);
+    if (access("/usr/include/liburing.h", R_OK) != 0 ||
+        !build_linked("ring", ring, "", "-luring") ||
+        !build_linked("ring-unused", hello_source, "", "-Wl,--no-as-needed -luring") ||
+        !build_linked("libwrapper.so", wrapper, "-shared -fPIC", "-luring") ||
+        !build_linked("wrapped", wrapped, flags, "-lwrapper")) {
+        print_message("    skipped: liburing cannot be linked here (liburing-dev provides it)\n");
+        skip();
+    }
+    assert_sentence_has(temp_path("ring"), MT_CHECK_IO_URING, "imports liburing's io_uring_");
+    assert_sentence_has(temp_path("ring-unused"), MT_CHECK_IO_URING, "links liburing.so.2 (/");
+    assert_sentence_has(temp_path("wrapped"), MT_CHECK_IO_URING,
+                        "needs liburing.so.2 through its library libwrapper.so");
+}
+
+static void test_mt_elf_read_dynamic_lists_needed_libraries(void **state)
+{
+    (void)state;
+    static struct mt_elf_dynamic dynamic;
+    int fd = open("/proc/self/exe", O_RDONLY);
+    assert_true(fd >= 0);
+    struct stat status;
+    assert_int_equal(fstat(fd, &status), 0);
+    struct mt_elf_header header;
+    assert_true(mt_result_is_ok(mt_elf_read_header(fd, status.st_size, &header)));
+    assert_true(mt_result_is_ok(
+        mt_elf_read_dynamic(fd, status.st_size, &header, MT_ELF_SYMBOLS_IMPORTS, &dynamic)));
+    close(fd);
+    bool has_cmocka = false, has_libc = false;
+    uint32_t count = 0;
+    for (const char *name = dynamic.needed; *name != '\0'; name += strlen(name) + 1, count++) {
+        has_cmocka = has_cmocka || strncmp(name, "libcmocka.so", 12) == 0;
+        has_libc = has_libc || strcmp(name, "libc.so.6") == 0;
+    }
+    assert_true(has_cmocka && has_libc);
+    assert_int_equal(count, dynamic.needed_count);
+    assert_false(dynamic.imports_io_uring);
+}
+
 static void test_mt_check_verdict_name_every_verdict_has_a_name(void **state)
 {
     (void)state;
-    for (int verdict = MT_CHECK_INTERPOSABLE; verdict <= MT_CHECK_TOO_MANY_SCRIPTS; verdict++)
+    for (int verdict = MT_CHECK_INTERPOSABLE; verdict <= MT_CHECK_IO_URING; verdict++)
         assert_string_not_equal(mt_check_verdict_name((enum mt_check_verdict)verdict), "unknown");
     assert_string_equal(mt_check_verdict_name(MT_CHECK_STATIC), "static");
+    assert_string_equal(mt_check_verdict_name(MT_CHECK_IO_URING), "io_uring");
     assert_string_equal(mt_check_verdict_name((enum mt_check_verdict)99), "unknown");
 }
 
@@ -374,6 +485,9 @@ int main(void)
         TEST(test_mt_check_program_path_lookup_follows_execvp),
         TEST(test_mt_check_program_non_programs_are_refused),
         TEST(test_mt_check_program_foreign_and_damaged_elf_are_refused),
+        TEST(test_mt_check_program_io_uring_imports_are_io_uring),
+        TEST(test_mt_check_program_liburing_is_io_uring),
+        TEST(test_mt_elf_read_dynamic_lists_needed_libraries),
         TEST(test_mt_check_verdict_name_every_verdict_has_a_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

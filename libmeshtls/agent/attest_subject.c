@@ -187,8 +187,7 @@ static bool judge(pid_t caller_pid, uid_t uid, gid_t gid, pid_t pid, struct mt_t
 }
 
 enum mt_attest_subject_outcome mt_attest_identify_subject(const struct mt_attest_peer *caller,
-                                                          int pidfd,
-                                                          struct mt_attest_peer *subject,
+                                                          int pidfd, struct mt_attest_peer *subject,
                                                           struct mt_text *reason)
 {
     memset(subject, 0, sizeof(*subject));

@@ -30,9 +30,9 @@
 
 /* What /proc/<pid>/status says that a subject is judged by. */
 struct mt_attest_status {
-    char state;  /* 'R', 'S', 'Z'...; '\0' when missing */
-    pid_t tgid;  /* the process the task belongs to */
-    pid_t ppid;  /* its parent, in the pid namespace of the /proc it was read from */
+    char state;   /* 'R', 'S', 'Z'...; '\0' when missing */
+    pid_t tgid;   /* the process the task belongs to */
+    pid_t ppid;   /* its parent, in the pid namespace of the /proc it was read from */
     uid_t uid[4]; /* real, effective, saved, filesystem */
     gid_t gid[4];
     bool has_tgid, has_ppid, has_uid, has_gid;
@@ -69,8 +69,7 @@ enum mt_attest_subject_outcome {
  * reason says why, and subject->pid is the subject's pid when it was learned (else 0).
  */
 enum mt_attest_subject_outcome mt_attest_identify_subject(const struct mt_attest_peer *caller,
-                                                          int pidfd,
-                                                          struct mt_attest_peer *subject,
+                                                          int pidfd, struct mt_attest_peer *subject,
                                                           struct mt_text *reason);
 
 /*

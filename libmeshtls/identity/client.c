@@ -527,8 +527,8 @@ MT_RESULT mt_identity_query_id(const char *socket_path, uid_t agent_uid, int tim
     size_t request_length = 0;
     struct mt_proto_writer writer;
     int subject = -1;
-    MT_GUARD(begin_request(&writer, request, sizeof(request), MT_PROTO_ID_REQUEST, &subject,
-                           reason));
+    MT_GUARD(
+        begin_request(&writer, request, sizeof(request), MT_PROTO_ID_REQUEST, &subject, reason));
     mt_result finished = mt_proto_writer_finish(&writer, &request_length);
     if (!mt_result_is_ok(finished) && subject >= 0)
         mt_sys_close(subject);

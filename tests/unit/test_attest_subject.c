@@ -76,8 +76,8 @@ static void test_mt_attest_status_parse_missing_line_fails(void **state)
 {
     (void)state;
     struct mt_attest_status status;
-    assert_false(mt_attest_status_parse("State:\tS\nTgid:\t5\nUid:\t1 1 1 1\nGid:\t1 1 1 1\n",
-                                        &status));
+    assert_false(
+        mt_attest_status_parse("State:\tS\nTgid:\t5\nUid:\t1 1 1 1\nGid:\t1 1 1 1\n", &status));
     assert_false(mt_attest_status_parse("State:\tS\nTgid:\t5\nPPid:\t4\nUid:\t1 1\n"
                                         "Gid:\t1 1 1 1\n",
                                         &status));
@@ -88,8 +88,8 @@ static void test_mt_attest_fdinfo_pid_reads_pid_not_nspid(void **state)
 {
     (void)state;
     long pid = 0;
-    assert_true(mt_attest_fdinfo_pid("pos:\t0\nflags:\t02000002\nPid:\t3598\nNSpid:\t3598\n",
-                                     &pid));
+    assert_true(
+        mt_attest_fdinfo_pid("pos:\t0\nflags:\t02000002\nPid:\t3598\nNSpid:\t3598\n", &pid));
     assert_int_equal(pid, 3598);
     assert_true(mt_attest_fdinfo_pid("pos:\t0\nPid:\t-1\nNSpid:\t-1\n", &pid));
     assert_int_equal(pid, -1);
@@ -197,8 +197,8 @@ static void end_child(pid_t child, int release)
     assert_int_equal(waitpid(child, NULL, 0), child);
 }
 
-static enum mt_attest_subject_outcome attest(int pidfd, struct mt_attest_peer *subject,
-                                             char *text, size_t capacity)
+static enum mt_attest_subject_outcome attest(int pidfd, struct mt_attest_peer *subject, char *text,
+                                             size_t capacity)
 {
     struct mt_text reason = mt_text_on(text, capacity);
     return mt_attest_identify_subject(&caller, pidfd, subject, &reason);

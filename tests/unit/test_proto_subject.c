@@ -54,8 +54,7 @@ static void test_mt_proto_writer_put_subject_makes_a_version_2_request(void **st
     }
 }
 
-static void test_mt_proto_decode_subject_plain_request_stays_version_1_without_subject(
-    void **state)
+static void test_mt_proto_decode_subject_plain_request_stays_version_1_without_subject(void **state)
 {
     (void)state;
     uint8_t buffer[128];

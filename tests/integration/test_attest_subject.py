@@ -13,7 +13,8 @@ pid, `meshtls status` lists the child as supervised by the supervisor's pid; a p
 caller itself is just the caller.
 Refused, logged with caller pid, subject pid and reason, and answered with an ERROR: a sibling,
 the caller's own parent, a grandchild, a child under another uid (as root only: starting one
-needs root), a zombie, a subject reaped between the request's first bytes and its last (no
+needs root), a process in a pid namespace the agent cannot see (its own, under unshare), a
+zombie, a subject reaped between the request's first bytes and its last (no
 certificate), a descriptor that is not a pidfd, two descriptors, a SUBJECT without a
 descriptor and a descriptor without a SUBJECT.
 """
@@ -28,7 +29,8 @@ import subprocess
 import time
 
 from agent_protocol import make_csr
-from harness import BUILD, MESHTLS, Mesh, check, main, wait_for
+from harness import (AGENT, ASAN_RUNTIME, BUILD, MESHTLS, Mesh, base_env, check, main,
+                     wait_agent_ready, wait_for)
 from lifecycle_common import status_records
 
 SUPERVISOR = os.path.join(BUILD, "tests", "integration", "subject_supervisor")
@@ -300,6 +302,40 @@ class Checks:
             os.close(pidfd)
             child.wait()
 
+    def other_pid_namespace_refused(self):
+        """An agent in a pid namespace of its own sees neither this caller nor its child: the
+        pidfd names a pid it cannot see, which is refused, not attested as someone else."""
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            print("other pid namespace: not run (needs root and unshare(1))")
+            return
+        sock = os.path.join(self.mesh.dir, "pidns-agent.sock")
+        env = base_env()
+        if ASAN_RUNTIME:
+            env.pop("LD_PRELOAD", None)
+            env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
+        agent = self.mesh.spawn("pidns-agent", [
+            "unshare", "--pid", "--fork", "--mount-proc", AGENT, "--socket", sock, "--state-dir",
+            os.path.join(self.mesh.dir, "pidns-state"), "--metrics-address", "off"], env=env)
+        wait_agent_ready(agent, sock, "the agent in its own pid namespace")
+        sleeper = spawn_sleeper()
+        pidfd = os.pidfd_open(sleeper.pid)
+        try:
+            result = refusal(ask(sock, id_request(), [pidfd]))
+            self.expect(result.get("code") == ERR_DENIED and
+                        "pid namespace the agent cannot see" in (result.get("message") or ""),
+                        f"other pid namespace: {result}")
+            self.expect("subject pid 0 refused: the subject is in a pid namespace the agent "
+                        "cannot see" in agent.stderr(),
+                        f"other pid namespace: not logged:\n{agent.stderr()[-1000:]}")
+        finally:
+            os.close(pidfd)
+            sleeper.kill()
+            sleeper.wait()
+            # unshare --fork ignores SIGTERM while its child runs: the agent is told directly.
+            agent.signal_group(signal.SIGTERM)
+            agent.wait(10)
+            agent.stop()
+
     def death_before_the_answer_gives_no_certificate(self):
         _, csr = make_csr(self.mesh.dir, SLEEPER_ID)
         data = frame(SVID_REQUEST, tlv(TAG_CSR, csr) + SUBJECT, VERSION_SUBJECT)
@@ -414,6 +450,7 @@ def test():
         checks = Checks(mesh, sock, agent)
         for case in (checks.child_gets_its_own_identity, checks.not_a_child_refused,
                      checks.other_user_refused, checks.zombie_refused,
+                     checks.other_pid_namespace_refused,
                      checks.death_before_the_answer_gives_no_certificate,
                      checks.malformed_descriptors_refused,
                      checks.supervisor_helper_gets_its_child):

@@ -22,7 +22,8 @@
  * with exactly one SCM_RIGHTS descriptor, a pidfd (pidfd_open(2)) of the subject, on its first
  * byte. The agent attests the subject instead of the caller, and only when the subject is a
  * live child of the caller (its PPid is the caller's pid) with the caller's real, effective and
- * saved uid and gid; otherwise it answers ERROR (DENIED). A pidfd of the caller itself names
+ * saved uid and gid, still alive (and no zombie) when the answer goes out, which the pidfd
+ * proves against pid reuse; otherwise it answers ERROR (DENIED). A pidfd of the caller itself names
  * the caller. A SUBJECT without a descriptor, a descriptor without a SUBJECT, two descriptors
  * or one that is not a pidfd are MALFORMED. The reply is the subject's: its SPIFFE ID, its
  * metrics file (PID and START_TIME are the subject's).
@@ -40,8 +41,8 @@
  *       truncated  omitted_records
  *     (expiry in unix seconds, 0 when unknown; supervisor_pid is the process that holds the
  *     identity for a SUBJECT, 0 for a process that asked itself, absent from older agents;
- *     unknown text fields are "-"; a reader skips
- *     record kinds it does not know, so fields may be appended later)
+ *     unknown text fields are "-"; a reader skips record kinds it does not know, and reads
+ *     fields by their place, so fields may be appended later)
  *
  * The parser never allocates and never reads past the length it is given: the decoded structures
  * point into the caller's buffer. Unknown tags are skipped (a newer peer may add fields); a missing

@@ -7,6 +7,11 @@
  * from the bytes of the request. This file must never attest a process it could not tie to the
  * pidfd, never accept a subject of another user (the caller could not run it as itself, so its
  * identity is not the caller's to hold), and never read anything but /proc.
+ *
+ * The caller's pid (SO_PEERCRED) needs no pidfd of its own here: if the caller exited, its child
+ * was reparented at that moment (to init or a subreaper), and a process that was given the pid
+ * later cannot be the parent of a process that already existed. So "PPid is the caller's pid",
+ * read while the subject's pidfd proves the subject alive, is true only of the caller.
  */
 #include <errno.h>
 #include <fcntl.h>

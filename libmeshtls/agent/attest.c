@@ -372,7 +372,7 @@ static bool read_exe(pid_t pid, struct mt_attest_peer *peer)
  * True while the process behind pidfd has not exited. EPERM (an agent without the right to signal
  * the caller) still proves the process exists; ESRCH means it is gone.
  */
-static bool pidfd_is_alive(int pidfd)
+bool mt_attest_pidfd_is_alive(int pidfd)
 {
     if (mt_sys_pidfd_send_signal(pidfd, 0) == 0)
         return true;
@@ -442,6 +442,25 @@ static bool hold_caller(int fd, pid_t pid, int *pidfd)
 }
 
 /*
+ * A pidfd of its own for peer: the subject's (a copy of the one its supervisor sent, so that
+ * both paths close what they hold), else the socket's caller's (hold_caller).
+ */
+static bool hold_peer(int fd, const struct mt_attest_peer *peer, int *pidfd)
+{
+    if (peer->supervisor_pid == 0)
+        return hold_caller(fd, peer->pid, pidfd);
+    *pidfd = fcntl(peer->subject_pidfd, F_DUPFD_CLOEXEC, 0);
+    if (*pidfd < 0)
+        return false;
+    if (mt_attest_pidfd_is_alive(*pidfd))
+        return true;
+    close(*pidfd);
+    *pidfd = -1;
+    errno = ESRCH;
+    return false;
+}
+
+/*
  * True when what was read from /proc/<pid> since start_time was read belongs to the process that
  * connected: its pidfd is still alive, or (no pidfd) pid still has that start time and the
  * peer's effective uid.
@@ -450,7 +469,7 @@ static bool still_the_caller(int pidfd, const struct mt_attest_peer *peer,
                              unsigned long long start_time)
 {
     if (pidfd >= 0)
-        return pidfd_is_alive(pidfd);
+        return mt_attest_pidfd_is_alive(pidfd);
     unsigned long long now = 0;
     uid_t status_uid = 0;
     return read_start_time(peer->pid, &now) && now == start_time &&
@@ -488,12 +507,18 @@ MT_RESULT mt_attest_identify_credentials(int fd, const struct ucred *credentials
     int pidfd = -1;
     if (!hold_caller(fd, peer->pid, &pidfd))
         return MT_OK_RESULT;
+    mt_attest_identify_held(pidfd, peer);
+    if (pidfd >= 0)
+        close(pidfd);
+    return MT_OK_RESULT;
+}
+
+void mt_attest_identify_held(int pidfd, struct mt_attest_peer *peer)
+{
     unsigned long long start_time = 0;
     bool has_start_time = read_start_time(peer->pid, &start_time);
     bool has_exe = has_start_time && read_exe(peer->pid, peer);
     bool tied = has_start_time && still_the_caller(pidfd, peer, start_time);
-    if (pidfd >= 0)
-        close(pidfd);
     peer->has_start_time = tied;
     peer->start_time = tied ? start_time : 0;
     peer->has_exe = tied && has_exe;
@@ -502,7 +527,6 @@ MT_RESULT mt_attest_identify_credentials(int fd, const struct ucred *credentials
         peer->exe_device = 0;
         peer->exe_inode = 0;
     }
-    return MT_OK_RESULT;
 }
 
 enum mt_attest_hash_outcome mt_attest_exe_sha256(int fd, long long now_ms,
@@ -519,7 +543,7 @@ enum mt_attest_hash_outcome mt_attest_exe_sha256(int fd, long long now_ms,
         return MT_ATTEST_HASH_FAILED;
     }
     int pidfd = -1;
-    if (!hold_caller(fd, peer->pid, &pidfd)) {
+    if (!hold_peer(fd, peer, &pidfd)) {
         /* Only ESRCH says the caller is gone; EMFILE, ENFILE, ENOMEM are the agent's. */
         if (errno != ESRCH) {
             peer->exe_sha256_problem = "the agent cannot hold the caller for now";

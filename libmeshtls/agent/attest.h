@@ -47,6 +47,9 @@ struct mt_attest_peer {
     uint8_t exe_sha256[MT_DIGEST_SHA256_SIZE];
     const char *exe_sha256_problem; /* why has_exe_sha256 is false after an attempt */
     bool exe_sha256_later; /* that problem is the agent's, for now: no rule may treat it as final */
+    /* A subject (attest_subject.h): the process a supervising caller named by a pidfd. */
+    pid_t supervisor_pid; /* the caller that supervises it; 0 when the peer is the caller */
+    int subject_pidfd;    /* holds the subject (not owned here); valid when supervisor_pid != 0 */
 };
 
 /*
@@ -58,6 +61,16 @@ MT_RESULT mt_attest_identify(int fd, struct mt_attest_peer *peer);
 /* The same with fd's SO_PEERCRED read already (the kernel fixes them at connect). */
 MT_RESULT mt_attest_identify_credentials(int fd, const struct ucred *credentials,
                                          struct mt_attest_peer *peer);
+
+/*
+ * Fills in the start time and executable of peer->pid (pid, uid and gid already set), each tied
+ * to the process that pidfd holds (-1: none, then by its start time and uid), as identify does
+ * for a caller. Subjects (attest_subject.c) are attested by this same code.
+ */
+void mt_attest_identify_held(int pidfd, struct mt_attest_peer *peer);
+
+/* True while the process behind pidfd has not been reaped (EPERM still proves it exists). */
+bool mt_attest_pidfd_is_alive(int pidfd);
 
 /* What mt_attest_exe_sha256 did. */
 enum mt_attest_hash_outcome {

@@ -201,6 +201,7 @@ bool mt_issued_remember(struct mt_issued_table *table, pid_t pid, uid_t uid,
     free(entry->spiffe_id);
     entry->uid = uid;
     entry->expiry = expiry;
+    entry->supervisor_pid = 0;
     entry->exe = exe_copy;
     entry->spiffe_id = id_copy;
     return true;

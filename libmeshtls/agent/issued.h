@@ -39,6 +39,7 @@ struct mt_issued_entry {
     time_t expiry;
     char *exe;
     char *spiffe_id;
+    pid_t supervisor_pid; /* the process that holds this identity for it; 0: the process itself */
 };
 
 /* Whether the process pid that started at start_time is still running. */
@@ -61,7 +62,8 @@ void mt_issued_cleanup(struct mt_issued_table *table);
 
 /*
  * Remembers that the process pid/start_time of uid running exe was issued spiffe_id until
- * expiry, replacing what it was issued before. False when it could not be remembered (table at
+ * expiry, replacing what it was issued before (supervisor_pid becomes 0: the caller sets it on
+ * the entry it finds afterwards, for a subject). False when it could not be remembered (table at
  * its maximum and live, or no memory): nothing else changes then.
  */
 bool mt_issued_remember(struct mt_issued_table *table, pid_t pid, uid_t uid,

@@ -30,6 +30,15 @@ const char *mt_server_client_exe(const struct mt_server_client *client)
     return client->peer.has_exe ? client->peer.exe : "unknown";
 }
 
+const char *mt_server_client_supervision(const struct mt_server_client *client, char *text,
+                                         size_t capacity)
+{
+    if (client->peer.supervisor_pid == 0)
+        return "";
+    snprintf(text, capacity, " (supervised by pid %ld)", (long)client->peer.supervisor_pid);
+    return text;
+}
+
 void mt_server_client_close(struct mt_server_client *client)
 {
     if (client->state == MT_SERVER_CLIENT_FREE)
@@ -37,6 +46,8 @@ void mt_server_client_close(struct mt_server_client *client)
     close(client->fd);
     if (client->has_passed_fd)
         close(client->passed_fd);
+    if (client->has_subject_fd)
+        close(client->subject_fd);
     free(client->input);
     free(client->output);
     memset(client, 0, sizeof(*client));
@@ -124,8 +135,10 @@ static size_t build_error(uint8_t *frame, size_t capacity, enum mt_proto_error_c
 void mt_server_client_refuse(struct mt_server_client *client, enum mt_proto_error_code code,
                              const char *text)
 {
-    mt_log_limited(MT_LOG_WARN, "refused pid %ld uid %u exe %s: %s", (long)client->peer.pid,
-                   (unsigned)client->peer.uid, mt_server_client_exe(client), text);
+    char supervision[48];
+    mt_log_limited(MT_LOG_WARN, "refused pid %ld uid %u exe %s%s: %s", (long)client->peer.pid,
+                   (unsigned)client->peer.uid, mt_server_client_exe(client),
+                   mt_server_client_supervision(client, supervision, sizeof(supervision)), text);
     if (code >= MT_PROTO_ERROR_MALFORMED && code <= MT_PROTO_ERROR_INTERNAL)
         atomic_fetch_add(&mt_agent_stats.refused[code], 1);
     size_t capacity = MT_PROTO_HEADER_SIZE + 2 * MT_PROTO_TLV_HEADER_SIZE + 4 + strlen(text);
@@ -145,8 +158,10 @@ static void refuse_header(struct mt_server_client *client, enum mt_error error)
     char text[96];
     switch (error) {
     case MT_ERR_PROTO_VERSION:
-        snprintf(text, sizeof(text), "protocol version %u not supported (this agent speaks %u)",
-                 (unsigned)client->header[2], (unsigned)MT_PROTO_VERSION);
+        snprintf(text, sizeof(text),
+                 "protocol version %u not supported (this agent speaks %u to %u)",
+                 (unsigned)client->header[2], (unsigned)MT_PROTO_VERSION,
+                 (unsigned)MT_PROTO_VERSION_MAX);
         mt_server_client_refuse(client, MT_PROTO_ERROR_UNSUPPORTED, text);
         break;
     case MT_ERR_PROTO_OVERSIZED:
@@ -168,12 +183,58 @@ static size_t declared_frame_size(const uint8_t header[MT_PROTO_HEADER_SIZE])
     return MT_PROTO_HEADER_SIZE + (size_t)payload;
 }
 
+/*
+ * Keeps the first descriptor a request brings (a SUBJECT's pidfd: identity/proto.h) and closes
+ * any other at once, counting it, so that no client can fill the agent's descriptor table.
+ */
+static void take_descriptors(struct mt_server_client *client, struct msghdr *message)
+{
+    if (message->msg_flags & MSG_CTRUNC)
+        client->extra_fds++; /* the kernel closed those that did not fit */
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(message); header != NULL;
+         header = CMSG_NXTHDR(message, header)) {
+        if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(header) + i * sizeof(int), sizeof(fd));
+            if (!client->has_subject_fd) {
+                client->subject_fd = fd;
+                client->has_subject_fd = true;
+            } else {
+                close(fd);
+                client->extra_fds++;
+            }
+        }
+    }
+}
+
+/* recv() of request bytes, with the descriptors that travel with them (take_descriptors). */
+static ssize_t receive_request(struct mt_server_client *client, uint8_t *data, size_t length)
+{
+    union {
+        struct cmsghdr header;
+        char bytes[CMSG_SPACE(4 * sizeof(int))];
+    } control;
+    struct iovec vector = {data, length};
+    struct msghdr message = {.msg_iov = &vector,
+                             .msg_iovlen = 1,
+                             .msg_control = control.bytes,
+                             .msg_controllen = sizeof(control.bytes)};
+    ssize_t got = recvmsg(client->fd, &message, MSG_CMSG_CLOEXEC);
+    if (got >= 0)
+        take_descriptors(client, &message);
+    return got;
+}
+
 void mt_server_client_read(struct mt_server *server, struct mt_server_client *client)
 {
     for (;;) {
         uint8_t *buffer = client->input != NULL ? client->input : client->header;
         size_t expected = client->input != NULL ? client->input_size : MT_PROTO_HEADER_SIZE;
-        ssize_t got = recv(client->fd, buffer + client->received, expected - client->received, 0);
+        ssize_t got =
+            receive_request(client, buffer + client->received, expected - client->received);
         if (got < 0 && errno == EINTR)
             continue;
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))

@@ -44,12 +44,21 @@ struct mt_server_client {
     size_t output_sent;
     int passed_fd; /* sent with the reply's first bytes (SCM_RIGHTS) when has_passed_fd */
     bool has_passed_fd;
+    /* Descriptors that came with the request: the first is kept (a SUBJECT's pidfd), any other
+     * is closed at once and counted, so that the request can be refused as malformed. */
+    int subject_fd; /* valid when has_subject_fd */
+    bool has_subject_fd;
+    unsigned extra_fds;
 };
 
 /* ---- server_clients.c --------------------------------------------------------------------- */
 
 /* The caller's executable for log lines: its name, or "unknown". */
 const char *mt_server_client_exe(const struct mt_server_client *client);
+
+/* " (supervised by pid N)" when the client's peer is a subject, else "": for log lines. */
+const char *mt_server_client_supervision(const struct mt_server_client *client, char *text,
+                                         size_t capacity);
 
 /* Closes the connection (and a descriptor not passed yet) and frees the slot. */
 void mt_server_client_close(struct mt_server_client *client);

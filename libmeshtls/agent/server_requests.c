@@ -1,7 +1,9 @@
 /*
  * The agent's requests (identity/proto.h): SVID (a CSR in, a signed leaf, its chain and the trust
  * bundle out), ID (the identity the caller would get), METRICS_FILE (the caller's metrics file,
- * passed with the reply); STATUS is server_status.c's.
+ * passed with the reply); STATUS is server_status.c's. Any of the three may name a SUBJECT, a
+ * child of the caller that is attested instead of it (attest_subject.h): a supervisor holds the
+ * identity and the metrics file of the program it runs.
  *
  * Owns what a caller gets for what it asked. It must never let a client choose its identity (that
  * is decided by attestation and the rules: agent_config.h) or the name of its metrics file (that
@@ -19,6 +21,7 @@
 #include "../util/sys.h"
 #include "../util/text.h"
 #include "agent_metrics.h"
+#include "attest_subject.h"
 #include "server_internal.h"
 
 static void format_utc(time_t when, char *text, size_t capacity)
@@ -26,6 +29,20 @@ static void format_utc(time_t when, char *text, size_t capacity)
     struct tm utc;
     if (gmtime_r(&when, &utc) == NULL || strftime(text, capacity, "%Y-%m-%dT%H:%M:%SZ", &utc) == 0)
         snprintf(text, capacity, "%lld", (long long)when);
+}
+
+/*
+ * For a subject, asked last before an answer goes out: it is still the caller's live child (a
+ * pid reused since would fail the pidfd). False after refusing the client.
+ */
+static bool subject_still_there(struct mt_server_client *client)
+{
+    char text[256];
+    struct mt_text reason = mt_text_on(text, sizeof(text));
+    if (mt_attest_subject_still_there(&client->peer, &reason))
+        return true;
+    mt_server_client_refuse(client, MT_PROTO_ERROR_DENIED, text);
+    return false;
 }
 
 /* The caller's executable's digest, hashed when a sha256 rule first needs it (agent_config.h). */
@@ -88,7 +105,8 @@ static bool client_identity(struct mt_server *server, struct mt_server_client *c
     if (match.rule != NULL)
         mt_log_debug("pid %ld matched the rule at %s:%u", (long)peer->pid, server->config->source,
                      match.rule->line);
-    return true;
+    /* Rules may have hashed the subject's executable meanwhile: it must still be there. */
+    return subject_still_there(client);
 }
 
 static void handle_id_request(struct mt_server *server, struct mt_server_client *client)
@@ -110,8 +128,10 @@ static void handle_id_request(struct mt_server *server, struct mt_server_client 
         mt_server_client_refuse(client, MT_PROTO_ERROR_INTERNAL, "reply does not fit");
         return;
     }
-    mt_log_info("told pid %ld uid %u exe %s its identity %s", (long)client->peer.pid,
-                (unsigned)client->peer.uid, mt_server_client_exe(client), spiffe_id);
+    char supervision[48];
+    mt_log_info("told pid %ld uid %u exe %s%s its identity %s", (long)client->peer.pid,
+                (unsigned)client->peer.uid, mt_server_client_exe(client),
+                mt_server_client_supervision(client, supervision, sizeof(supervision)), spiffe_id);
     mt_server_client_reply(client, reply, length);
 }
 
@@ -167,10 +187,17 @@ static void handle_svid_request(struct mt_server *server, struct mt_server_clien
         mt_server_client_refuse(client, MT_PROTO_ERROR_INTERNAL, "reply does not fit");
         return;
     }
+    /* Signing took a while: the subject must not have gone (and its pid been reused) since. */
+    if (!subject_still_there(client)) {
+        free(reply);
+        return;
+    }
     char expires[32];
+    char supervision[48];
     format_utc(not_after, expires, sizeof(expires));
-    mt_log_info("issued %s to pid %ld uid %u exe %s, expires %s", spiffe_id, (long)client->peer.pid,
-                (unsigned)client->peer.uid, mt_server_client_exe(client), expires);
+    mt_log_info("issued %s to pid %ld uid %u exe %s%s, expires %s", spiffe_id,
+                (long)client->peer.pid, (unsigned)client->peer.uid, mt_server_client_exe(client),
+                mt_server_client_supervision(client, supervision, sizeof(supervision)), expires);
     atomic_fetch_add(&mt_agent_stats.svids_issued, 1);
     mt_server_issued_remember(server, &client->peer, spiffe_id, not_after);
     mt_server_client_reply(client, reply, length);
@@ -204,18 +231,80 @@ static void handle_metrics_file_request(struct mt_server *server, struct mt_serv
         mt_server_client_refuse(client, MT_PROTO_ERROR_INTERNAL, "out of memory");
         return;
     }
-    mt_log_info("gave pid %ld uid %u exe %s its metrics file %s/%ld-%llu.metrics",
+    if (!subject_still_there(client)) {
+        free(reply);
+        close(fd);
+        return;
+    }
+    char supervision[48];
+    mt_log_info("gave pid %ld uid %u exe %s%s its metrics file %s/%ld-%llu.metrics",
                 (long)client->peer.pid, (unsigned)client->peer.uid, mt_server_client_exe(client),
+                mt_server_client_supervision(client, supervision, sizeof(supervision)),
                 server->metrics_directory.path, (long)client->peer.pid, start_time);
     client->passed_fd = fd;
     client->has_passed_fd = true;
     mt_server_client_reply(client, reply, length);
 }
 
+/*
+ * Settles whom the request is for: with a SUBJECT (identity/proto.h) and its one pidfd, the
+ * client's peer becomes the subject when attest_subject.h allows it. False after refusing.
+ */
+static bool adopt_subject(struct mt_server_client *client, const struct mt_proto_frame *frame)
+{
+    bool has_subject = false;
+    if (!mt_result_is_ok(mt_proto_decode_subject(frame, &has_subject))) {
+        mt_server_client_refuse(client, MT_PROTO_ERROR_MALFORMED,
+                                "request malformed (a SUBJECT needs protocol version 2 and the "
+                                "value 1, once)");
+        return false;
+    }
+    const char *malformed = NULL;
+    if (client->extra_fds > 0)
+        malformed = "request carries more than one descriptor (a SUBJECT takes one pidfd)";
+    else if (has_subject && !client->has_subject_fd)
+        malformed = "request names a SUBJECT but carries no pidfd";
+    else if (!has_subject && client->has_subject_fd)
+        malformed = "request carries a descriptor but names no SUBJECT";
+    else if (has_subject && frame->type == MT_PROTO_STATUS_REQUEST)
+        malformed = "a STATUS request names no SUBJECT";
+    if (malformed != NULL) {
+        mt_server_client_refuse(client, MT_PROTO_ERROR_MALFORMED, malformed);
+        return false;
+    }
+    if (!has_subject)
+        return true;
+    char text[256];
+    struct mt_text reason = mt_text_on(text, sizeof(text));
+    struct mt_attest_peer subject;
+    switch (mt_attest_identify_subject(&client->peer, client->subject_fd, &subject, &reason)) {
+    case MT_ATTEST_SUBJECT_OK:
+        mt_log_debug("pid %ld uid %u asks for its child pid %ld exe %s", (long)client->peer.pid,
+                     (unsigned)client->peer.uid, (long)subject.pid,
+                     subject.has_exe ? subject.exe : "unknown");
+        client->peer = subject;
+        return true;
+    case MT_ATTEST_SUBJECT_IS_CALLER:
+        return true;
+    case MT_ATTEST_SUBJECT_NOT_PIDFD:
+        mt_server_client_refuse(client, MT_PROTO_ERROR_MALFORMED, text);
+        return false;
+    case MT_ATTEST_SUBJECT_REFUSED:
+    default: {
+        char message[320];
+        snprintf(message, sizeof(message), "subject pid %ld refused: %s", (long)subject.pid, text);
+        mt_server_client_refuse(client, MT_PROTO_ERROR_DENIED, message);
+        return false;
+    }
+    }
+}
+
 void mt_server_request_handle(struct mt_server *server, struct mt_server_client *client,
                               const struct mt_proto_frame *frame)
 {
     char text[64];
+    if (!adopt_subject(client, frame))
+        return;
     switch (frame->type) {
     case MT_PROTO_SVID_REQUEST:
         handle_svid_request(server, client, frame);

@@ -45,11 +45,16 @@ void mt_server_issued_remember(struct mt_server *server, const struct mt_attest_
     if (!peer->has_start_time)
         return;
     if (!mt_issued_remember(&server->issued, peer->pid, peer->uid, peer->start_time,
-                            peer->has_exe ? peer->exe : "-", spiffe_id, expiry))
+                            peer->has_exe ? peer->exe : "-", spiffe_id, expiry)) {
         mt_log_limited(MT_LOG_WARN,
                        "pid %ld is not listed by `meshtls status` unless it has a metrics file: "
                        "%zu live processes already are (or out of memory)",
                        (long)peer->pid, server->issued.count);
+        return;
+    }
+    struct mt_issued_entry *entry = mt_issued_find(&server->issued, peer->pid, peer->start_time);
+    if (entry != NULL)
+        entry->supervisor_pid = peer->supervisor_pid;
 }
 
 void mt_server_issued_free(struct mt_server *server)
@@ -102,10 +107,11 @@ static void status_process(struct status_builder *builder, const struct mt_metri
     long long expiry = process->header.identity_expiry != 0
                            ? (long long)process->header.identity_expiry
                            : (issued != NULL ? (long long)issued->expiry : 0);
-    status_record(builder, "process\t%ld\t%u\t%s\t%s\t%lld\t%llu\t1", (long)process->pid,
+    status_record(builder, "process\t%ld\t%u\t%s\t%s\t%lld\t%llu\t1\t%ld", (long)process->pid,
                   (unsigned)process->uid, field_text(process->exe, exe, sizeof(exe)),
                   field_text(issued != NULL ? issued->spiffe_id : NULL, id, sizeof(id)), expiry,
-                  (unsigned long long)process->header.identity_refresh_count);
+                  (unsigned long long)process->header.identity_refresh_count,
+                  (long)(issued != NULL ? issued->supervisor_pid : 0));
     for (size_t i = 0; i < process->connection_count; i++) {
         const struct mt_metrics_connection_record *connection = &process->connections[i];
         char local[MT_METRICS_ADDRESS_MAX];
@@ -165,9 +171,10 @@ void mt_server_status_reply(struct mt_server *server, struct mt_server_client *c
         char exe[PATH_MAX];
         if (listed[i] || (!sees_all && issued->uid != client->peer.uid))
             continue;
-        status_record(&builder, "process\t%ld\t%u\t%s\t%s\t%lld\t0\t0", (long)issued->pid,
+        status_record(&builder, "process\t%ld\t%u\t%s\t%s\t%lld\t0\t0\t%ld", (long)issued->pid,
                       (unsigned)issued->uid, field_text(issued->exe, exe, sizeof(exe)),
-                      field_text(issued->spiffe_id, id, sizeof(id)), (long long)issued->expiry);
+                      field_text(issued->spiffe_id, id, sizeof(id)), (long long)issued->expiry,
+                      (long)issued->supervisor_pid);
     }
     if (builder.omitted > 0) {
         char line[48];

@@ -164,6 +164,9 @@ static void print_process(char **fields, size_t count)
            fields[3]);
     if (strcmp(fields[7], "1") != 0)
         printf("         (no metrics file: connections unknown)\n");
+    /* Field 9 came later: an older agent does not send it. */
+    if (count > 8 && strcmp(fields[8], "0") != 0)
+        printf("         (supervised by pid %s, which holds this identity for it)\n", fields[8]);
 }
 
 static void print_connection(char **fields, size_t count)

@@ -6,10 +6,14 @@
  * failure is), never keeps key material anywhere else, and never trusts the agent's reply
  * blindly: the leaf must be a valid X.509-SVID whose public key is the key generated here. Nor the
  * agent itself: nothing is sent before identity/peer.h has checked who serves the socket.
+ *
+ * Owns the process-wide subject too (mt_identity_set_subject): every request built while one is
+ * set names it (identity/proto.h, SUBJECT) and carries a copy of its pidfd on its first byte.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +34,56 @@ _Static_assert(MT_PROTO_MAX_ANCHORS <= MT_CREDENTIALS_ANCHORS_MAX, "a reply's bu
 
 /* The agent's reply carries a chain and a bundle; both fit well inside one maximal frame. */
 #define REPLY_CAPACITY MT_PROTO_MAX_FRAME
+/* A request without a body: the header, and room for the SUBJECT tag. */
+#define EMPTY_REQUEST_CAPACITY (MT_PROTO_HEADER_SIZE + MT_PROTO_TLV_HEADER_SIZE + 4)
+
+/* The pidfd of the process requests are made for; -1: this process. */
+static atomic_int subject_pidfd = -1;
+
+void mt_identity_set_subject(int pidfd)
+{
+    atomic_store(&subject_pidfd, pidfd < 0 ? -1 : pidfd);
+}
+
+int mt_identity_subject(void)
+{
+    return atomic_load(&subject_pidfd);
+}
+
+MT_RESULT mt_identity_supervise(pid_t child, int *pidfd, struct mt_text *reason)
+{
+    MT_ENSURE_REF(pidfd);
+    *pidfd = mt_sys_pidfd_open(child);
+    if (*pidfd < 0)
+        return mt_result_explain(reason, MT_ERR_IO,
+                                 "cannot open a pidfd of pid %ld to ask the agent for its "
+                                 "identity: %s (pidfd_open needs Linux 5.3)",
+                                 (long)child, strerror(errno));
+    mt_identity_set_subject(*pidfd);
+    return MT_OK_RESULT;
+}
+
+/*
+ * Starts a request frame of type, naming the subject when one is set. *subject is a copy of its
+ * pidfd to send with the frame (the caller's to close), -1 when none; a copy, so that the
+ * frame and the descriptor agree even if the subject changes meanwhile.
+ */
+static MT_RESULT begin_request(struct mt_proto_writer *writer, uint8_t *buffer, size_t capacity,
+                               enum mt_proto_type type, int *subject, struct mt_text *reason)
+{
+    *subject = -1;
+    mt_proto_writer_begin(writer, buffer, capacity, type);
+    int pidfd = mt_identity_subject();
+    if (pidfd < 0)
+        return MT_OK_RESULT;
+    *subject = mt_sys_fcntl(pidfd, F_DUPFD_CLOEXEC, 0);
+    if (*subject < 0)
+        return mt_result_explain(reason, MT_ERR_IO,
+                                 "the subject's pidfd %d cannot be sent to the agent: %s", pidfd,
+                                 strerror(errno));
+    mt_proto_writer_put_subject(writer);
+    return MT_OK_RESULT;
+}
 
 /*
  * One request/reply exchange with the agent on a non-blocking Unix socket, advanced by
@@ -50,6 +104,7 @@ struct exchange {
     size_t received;
     bool wants_fd;   /* the reply carries a descriptor (SCM_RIGHTS) */
     int received_fd; /* -1 until it has come */
+    int subject_fd;  /* sent with the request's first byte, then closed; -1: none */
 };
 
 static void exchange_free(struct exchange *exchange)
@@ -60,27 +115,35 @@ static void exchange_free(struct exchange *exchange)
         mt_sys_close(exchange->fd);
     if (exchange->received_fd >= 0)
         mt_sys_close(exchange->received_fd);
+    if (exchange->subject_fd >= 0)
+        mt_sys_close(exchange->subject_fd);
     free(exchange->request);
     free(exchange->reply);
     free(exchange);
 }
 
+/* Takes over subject (a pidfd to send with the request, or -1) whatever the outcome. */
 static MT_RESULT exchange_start(const char *socket_path, uid_t agent_uid, int timeout_ms,
-                                const uint8_t *request, size_t request_length,
+                                const uint8_t *request, size_t request_length, int subject,
                                 struct exchange **out, struct mt_text *reason)
 {
     struct sockaddr_un address = {.sun_family = AF_UNIX};
     size_t path_length = strlen(socket_path);
     *out = NULL;
     if (path_length >= sizeof(address.sun_path)) {
+        if (subject >= 0)
+            mt_sys_close(subject);
         mt_text_set(reason, "agent socket path %s is longer than 107 bytes", socket_path);
         return mt_result_of(MT_ERR_TOO_LONG);
     }
     memcpy(address.sun_path, socket_path, path_length + 1);
     struct exchange *exchange = calloc(1, sizeof(*exchange));
+    if (exchange == NULL && subject >= 0)
+        mt_sys_close(subject);
     MT_ENSURE(exchange != NULL, MT_ERR_NO_MEMORY);
     exchange->fd = -1;
     exchange->received_fd = -1;
+    exchange->subject_fd = subject;
     memcpy(exchange->socket_path, socket_path, path_length + 1);
     exchange->agent_uid = agent_uid;
     exchange->deadline = mt_sys_now_ms() + timeout_ms;
@@ -151,6 +214,36 @@ static ssize_t receive_with_fd(struct exchange *exchange)
     return n;
 }
 
+/* send() of what is left of the request; the subject's pidfd rides on its first byte. */
+static ssize_t send_request(struct exchange *exchange)
+{
+    const uint8_t *data = exchange->request + exchange->sent;
+    size_t length = exchange->request_length - exchange->sent;
+    if (exchange->subject_fd < 0)
+        return mt_sys_send(exchange->fd, data, length, MSG_NOSIGNAL | MSG_DONTWAIT);
+    union {
+        struct cmsghdr header;
+        char bytes[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec vector = {(void *)data, length};
+    struct msghdr message = {.msg_iov = &vector,
+                             .msg_iovlen = 1,
+                             .msg_control = control.bytes,
+                             .msg_controllen = sizeof(control.bytes)};
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &exchange->subject_fd, sizeof(int));
+    ssize_t sent = mt_sys_sendmsg(exchange->fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent > 0) {
+        mt_sys_close(exchange->subject_fd);
+        exchange->subject_fd = -1;
+    }
+    return sent;
+}
+
 /*
  * Does what the socket allows now; *done once the reply frame is complete. Only a refused agent
  * explains itself here (peer.h): exchange_poll explains the other failures.
@@ -179,9 +272,7 @@ static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame 
         exchange->peer_checked = true;
     }
     while (exchange->sent < exchange->request_length) {
-        ssize_t n =
-            mt_sys_send(exchange->fd, exchange->request + exchange->sent,
-                        exchange->request_length - exchange->sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = send_request(exchange);
         if (n > 0) {
             exchange->sent += (size_t)n;
             continue;
@@ -364,12 +455,17 @@ MT_RESULT mt_identity_request_start(const char *socket_path, uid_t agent_uid, in
         goto out;
     }
     struct mt_proto_writer writer;
-    mt_proto_writer_begin(&writer, frame, sizeof(frame), MT_PROTO_SVID_REQUEST);
+    int subject = -1;
+    result = begin_request(&writer, frame, sizeof(frame), MT_PROTO_SVID_REQUEST, &subject, reason);
+    if (!mt_result_is_ok(result))
+        goto out;
     mt_proto_writer_put(&writer, MT_PROTO_TAG_CSR, csr, csr_length);
     result = mt_proto_writer_finish(&writer, &frame_length);
     if (mt_result_is_ok(result))
-        result = exchange_start(socket_path, agent_uid, timeout_ms, frame, frame_length,
+        result = exchange_start(socket_path, agent_uid, timeout_ms, frame, frame_length, subject,
                                 &request->exchange, reason);
+    else if (subject >= 0)
+        mt_sys_close(subject);
     /* Sent now, so that the agent signs while this process does something else. */
     if (mt_result_is_ok(result))
         result = send_now(request->exchange, reason);
@@ -427,15 +523,20 @@ MT_RESULT mt_identity_query_id(const char *socket_path, uid_t agent_uid, int tim
 {
     MT_ENSURE_REF(socket_path);
     MT_ENSURE(spiffe_id != NULL && capacity > 0, MT_ERR_INVALID_ARGUMENT);
-    uint8_t request[MT_PROTO_HEADER_SIZE];
+    uint8_t request[EMPTY_REQUEST_CAPACITY];
     size_t request_length = 0;
     struct mt_proto_writer writer;
-    mt_proto_writer_begin(&writer, request, sizeof(request), MT_PROTO_ID_REQUEST);
-    MT_GUARD(mt_proto_writer_finish(&writer, &request_length));
+    int subject = -1;
+    MT_GUARD(
+        begin_request(&writer, request, sizeof(request), MT_PROTO_ID_REQUEST, &subject, reason));
+    mt_result finished = mt_proto_writer_finish(&writer, &request_length);
+    if (!mt_result_is_ok(finished) && subject >= 0)
+        mt_sys_close(subject);
+    MT_GUARD(finished);
 
     struct exchange *exchange = NULL;
-    MT_GUARD(exchange_start(socket_path, agent_uid, timeout_ms, request, request_length, &exchange,
-                            reason));
+    MT_GUARD(exchange_start(socket_path, agent_uid, timeout_ms, request, request_length, subject,
+                            &exchange, reason));
     struct mt_proto_frame frame;
     struct mt_proto_blob id;
     mt_result result = exchange_poll(exchange, timeout_ms, &frame, reason);
@@ -472,16 +573,23 @@ MT_RESULT mt_identity_metrics_request_start(const char *socket_path, uid_t agent
     MT_ENSURE_REF(socket_path);
     MT_ENSURE_REF(out);
     *out = NULL;
-    uint8_t request[MT_PROTO_HEADER_SIZE];
+    uint8_t request[EMPTY_REQUEST_CAPACITY];
     size_t request_length = 0;
     struct mt_proto_writer writer;
-    mt_proto_writer_begin(&writer, request, sizeof(request), MT_PROTO_METRICS_FILE_REQUEST);
-    MT_GUARD(mt_proto_writer_finish(&writer, &request_length));
+    int subject = -1;
+    MT_GUARD(begin_request(&writer, request, sizeof(request), MT_PROTO_METRICS_FILE_REQUEST,
+                           &subject, reason));
+    mt_result finished = mt_proto_writer_finish(&writer, &request_length);
+    if (!mt_result_is_ok(finished) && subject >= 0)
+        mt_sys_close(subject);
+    MT_GUARD(finished);
 
     struct mt_identity_metrics_request *started = calloc(1, sizeof(*started));
+    if (started == NULL && subject >= 0)
+        mt_sys_close(subject);
     MT_ENSURE(started != NULL, MT_ERR_NO_MEMORY);
     mt_result result = exchange_start(socket_path, agent_uid, timeout_ms, request, request_length,
-                                      &started->exchange, reason);
+                                      subject, &started->exchange, reason);
     if (!mt_result_is_ok(result)) {
         free(started);
         return result;

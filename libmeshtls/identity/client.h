@@ -19,6 +19,29 @@
 #include "../util/text.h"
 
 /*
+ * The process every later identity and metrics-file request of this process is made for, named
+ * by a pidfd (pidfd_open(2)) of it: a supervisor that runs a program no preload can enter
+ * (`meshtls run` for a static or Go program) sets its child once it has forked it and before
+ * its first request, and then holds the child's identity and metrics file, not its own. The
+ * agent grants it only for a live child of this process under the same uid and gid
+ * (agent/attest_subject.h); anything else is refused, never answered with this process's
+ * identity. -1 (the default) makes requests for this process again.
+ *
+ * The descriptor stays the caller's: keep it open while it is set (each request sends a copy).
+ * Process-wide and thread-safe; a child of fork inherits the setting, so a forked child that
+ * asks for itself sets -1 first. Requests already started keep the subject they started with.
+ */
+void mt_identity_set_subject(int pidfd);
+/* The pidfd set by mt_identity_set_subject, or -1. */
+int mt_identity_subject(void);
+/*
+ * Opens a pidfd of child (pidfd_open(child, 0), close-on-exec) and sets it as the subject: the
+ * one call a supervisor makes after fork. *pidfd is the descriptor, the caller's to close after
+ * mt_identity_set_subject(-1). reason says why on failure (ENOSYS: a kernel before 5.3).
+ */
+MT_RESULT mt_identity_supervise(pid_t child, int *pidfd, struct mt_text *reason);
+
+/*
  * Generates a key, sends a CSR to the agent at socket_path and builds credentials from the reply,
  * checking that the leaf is a valid X.509-SVID for the key just generated. reason receives a
  * one-line explanation on failure (e.g. "agent at /run/meshtls/agent.sock unreachable: No such

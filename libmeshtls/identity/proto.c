@@ -65,7 +65,8 @@ MT_RESULT mt_proto_frame_parse(const uint8_t *buffer, size_t length, struct mt_p
     for (size_t i = 0; i < sizeof(frame_magic) && i < length; i++)
         MT_ENSURE(buffer[i] == frame_magic[i], MT_ERR_PROTO_MALFORMED);
     if (length > 2)
-        MT_ENSURE(buffer[2] == MT_PROTO_VERSION, MT_ERR_PROTO_VERSION);
+        MT_ENSURE(buffer[2] >= MT_PROTO_VERSION && buffer[2] <= MT_PROTO_VERSION_MAX,
+                  MT_ERR_PROTO_VERSION);
     if (length < MT_PROTO_HEADER_SIZE)
         return MT_OK_RESULT;
 
@@ -74,6 +75,7 @@ MT_RESULT mt_proto_frame_parse(const uint8_t *buffer, size_t length, struct mt_p
     if (length - MT_PROTO_HEADER_SIZE < payload_length)
         return MT_OK_RESULT;
 
+    frame->version = buffer[2];
     frame->type = buffer[3];
     frame->payload = buffer + MT_PROTO_HEADER_SIZE;
     frame->payload_length = payload_length;
@@ -353,6 +355,31 @@ MT_RESULT mt_proto_decode_error(const struct mt_proto_frame *frame,
     return MT_OK_RESULT;
 }
 
+MT_RESULT mt_proto_decode_subject(const struct mt_proto_frame *frame, bool *has_subject)
+{
+    MT_ENSURE_REF(frame);
+    MT_ENSURE_REF(has_subject);
+    MT_ENSURE(frame->payload != NULL || frame->payload_length == 0, MT_ERR_INVALID_ARGUMENT);
+    unsigned seen = 0;
+    struct tlv_reader reader;
+    tlv_reader_init(&reader, frame);
+    while (tlv_reader_has_more(&reader)) {
+        struct tlv tlv;
+        uint32_t descriptors = 0;
+        MT_GUARD(tlv_reader_next(&reader, &tlv));
+        if (tlv.tag != MT_PROTO_TAG_SUBJECT)
+            continue;
+        MT_GUARD(mark_single(&seen, tlv.tag));
+        MT_GUARD(take_u32(&descriptors, &tlv));
+        MT_ENSURE(descriptors == 1, MT_ERR_PROTO_MALFORMED);
+    }
+    /* A version 1 writer never knew the tag: whatever put it there is not to be trusted. */
+    MT_ENSURE(!was_seen(seen, MT_PROTO_TAG_SUBJECT) || frame->version >= MT_PROTO_VERSION_SUBJECT,
+              MT_ERR_PROTO_MALFORMED);
+    *has_subject = was_seen(seen, MT_PROTO_TAG_SUBJECT);
+    return MT_OK_RESULT;
+}
+
 void mt_proto_writer_begin(struct mt_proto_writer *writer, uint8_t *buffer, size_t capacity,
                            enum mt_proto_type type)
 {
@@ -424,6 +451,15 @@ void mt_proto_writer_put_u64(struct mt_proto_writer *writer, enum mt_proto_tag t
     uint8_t *destination = writer_reserve(writer, tag, 8);
     if (destination != NULL)
         write_u64(destination, value);
+}
+
+void mt_proto_writer_put_subject(struct mt_proto_writer *writer)
+{
+    if (writer == NULL)
+        return;
+    mt_proto_writer_put_u32(writer, MT_PROTO_TAG_SUBJECT, 1);
+    if (!writer->overflow)
+        writer->buffer[2] = MT_PROTO_VERSION_SUBJECT;
 }
 
 MT_RESULT mt_proto_writer_finish(struct mt_proto_writer *writer, size_t *frame_length)

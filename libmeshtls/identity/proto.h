@@ -2,14 +2,31 @@
  * The agent protocol: versioned, length-prefixed frames on a Unix stream socket.
  *
  * Frame  = header (8 bytes) + payload (at most MT_PROTO_MAX_PAYLOAD bytes)
- * Header = 'M' 'T' | version (1 byte, MT_PROTO_VERSION) | type (1 byte) | payload length (u32 BE)
+ * Header = 'M' 'T' | version (1 byte) | type (1 byte) | payload length (u32 BE)
  * Payload = a sequence of TLVs: tag (u16 BE) | length (u32 BE) | value
+ *
+ * Versions: 1 (MT_PROTO_VERSION) is every message; 2 (MT_PROTO_VERSION_SUBJECT) is a request that
+ * names a SUBJECT, the process to attest instead of the caller (below). Writers use 1 unless
+ * the frame carries a SUBJECT, so that a new workload and an old agent still understand each
+ * other; a request with a SUBJECT is version 2 so that an agent that predates it refuses it
+ * ("protocol version 2 not supported") instead of skipping the unknown tag and attesting the
+ * caller, which would hand a supervisor its own identity for the program it supervises.
+ * Replies are always version 1.
  *
  * One request, one reply, then the agent closes the connection. Requests:
  *   SVID_REQUEST  { CSR }                     → SVID_RESPONSE or ERROR
  *   ID_REQUEST    { }                         → ID_RESPONSE or ERROR
  *   STATUS_REQUEST { }                        → STATUS_RESPONSE or ERROR
  *   METRICS_FILE_REQUEST { }                  → METRICS_FILE_RESPONSE (+ one fd) or ERROR
+ * SVID, ID and METRICS_FILE requests may carry { SUBJECT } (version 2): the request then travels
+ * with exactly one SCM_RIGHTS descriptor, a pidfd (pidfd_open(2)) of the subject, on its first
+ * byte. The agent attests the subject instead of the caller, and only when the subject is a
+ * live child of the caller (its PPid is the caller's pid) with the caller's real, effective and
+ * saved uid and gid, still alive (and no zombie) when the answer goes out, which the pidfd
+ * proves against pid reuse; otherwise it answers ERROR (DENIED). A pidfd of the caller itself names
+ * the caller. A SUBJECT without a descriptor, a descriptor without a SUBJECT, two descriptors
+ * or one that is not a pidfd are MALFORMED. The reply is the subject's: its SPIFFE ID, its
+ * metrics file (PID and START_TIME are the subject's).
  * Replies:
  *   SVID_RESPONSE { SPIFFE_ID, CERT+ (leaf first, DER), BUNDLE+ (trust anchors, DER), EXPIRY }
  *   ID_RESPONSE   { SPIFFE_ID }
@@ -19,11 +36,13 @@
  *       namespace), which name the file
  *   ERROR         { ERROR_CODE, MESSAGE }
  *   STATUS_RESPONSE { STATUS_RECORD* }        one line of tab-separated fields per record:
- *       process    pid uid exe spiffe_id expiry refresh_count has_metrics
+ *       process    pid uid exe spiffe_id expiry refresh_count has_metrics supervisor_pid
  *       connection pid fd direction tls local peer peer_id opened_at_ms read_bytes written_bytes
  *       truncated  omitted_records
- *     (expiry in unix seconds, 0 when unknown; unknown text fields are "-"; a reader skips
- *     record kinds it does not know, so fields may be appended later)
+ *     (expiry in unix seconds, 0 when unknown; supervisor_pid is the process that holds the
+ *     identity for a SUBJECT, 0 for a process that asked itself, absent from older agents;
+ *     unknown text fields are "-"; a reader skips record kinds it does not know, and reads
+ *     fields by their place, so fields may be appended later)
  *
  * The parser never allocates and never reads past the length it is given: the decoded structures
  * point into the caller's buffer. Unknown tags are skipped (a newer peer may add fields); a missing
@@ -39,6 +58,8 @@
 #include "../util/result.h"
 
 #define MT_PROTO_VERSION 1
+#define MT_PROTO_VERSION_SUBJECT 2
+#define MT_PROTO_VERSION_MAX MT_PROTO_VERSION_SUBJECT
 #define MT_PROTO_HEADER_SIZE 8
 #define MT_PROTO_TLV_HEADER_SIZE 6
 #define MT_PROTO_MAX_PAYLOAD (64u * 1024u)
@@ -70,6 +91,7 @@ enum mt_proto_tag {
     MT_PROTO_TAG_STATUS_RECORD = 8, /* UTF-8 text, tab-separated fields, no newline */
     MT_PROTO_TAG_PID = 9,           /* u32 BE */
     MT_PROTO_TAG_START_TIME = 10,   /* u64 BE, clock ticks after boot (/proc/<pid>/stat 22) */
+    MT_PROTO_TAG_SUBJECT = 11, /* u32 BE, the descriptors naming the subject: always 1 (v2 only) */
 };
 
 enum mt_proto_error_code {
@@ -86,6 +108,7 @@ struct mt_proto_blob {
 };
 
 struct mt_proto_frame {
+    uint8_t version;
     uint8_t type;
     const uint8_t *payload;
     uint32_t payload_length;
@@ -141,6 +164,11 @@ MT_RESULT mt_proto_decode_metrics_file_response(const struct mt_proto_frame *fra
                                                 struct mt_proto_metrics_file_response *response);
 MT_RESULT mt_proto_decode_error(const struct mt_proto_frame *frame,
                                 struct mt_proto_error_reply *reply);
+/*
+ * Whether a request frame (of any type) names a SUBJECT. Malformed: a SUBJECT in a version 1
+ * frame, twice, or with a value other than the u32 1.
+ */
+MT_RESULT mt_proto_decode_subject(const struct mt_proto_frame *frame, bool *has_subject);
 
 /* Builds a frame in place: begin, add TLVs, finish. Overflow is sticky and reported by finish. */
 struct mt_proto_writer {
@@ -156,6 +184,8 @@ void mt_proto_writer_put(struct mt_proto_writer *writer, enum mt_proto_tag tag, 
                          size_t length);
 void mt_proto_writer_put_u32(struct mt_proto_writer *writer, enum mt_proto_tag tag, uint32_t value);
 void mt_proto_writer_put_u64(struct mt_proto_writer *writer, enum mt_proto_tag tag, uint64_t value);
+/* Adds the SUBJECT tag and makes the frame version 2 (MT_PROTO_VERSION_SUBJECT). */
+void mt_proto_writer_put_subject(struct mt_proto_writer *writer);
 /* Writes the payload length into the header; MT_ERR_TOO_LONG on overflow or oversized payload. */
 MT_RESULT mt_proto_writer_finish(struct mt_proto_writer *writer, size_t *frame_length);
 

@@ -36,6 +36,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../identity/client.h"
 #include "internal.h"
 #include "supervisor.h"
 
@@ -248,6 +249,7 @@ out:
 
 void mt_supervisor_take_subject(int pidfd)
 {
-    /* The identity client's mt_identity_set_subject(pidfd) belongs here once it exists. */
-    (void)pidfd;
+    /* Every identity and metrics request of this process is now the program's: the agent
+     * attests pidfd's process, checks it is our child under our uid, and issues its identity. */
+    mt_identity_set_subject(pidfd);
 }

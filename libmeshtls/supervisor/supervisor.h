@@ -21,9 +21,9 @@ int mt_supervise(char **program, const struct mt_config *config);
 
 /*
  * Called once, right after the program's process exists and before it runs: from here on,
- * identity requests of this process are to be made for pidfd's process (the program), not for
- * the supervisor. The identity client gains that ability separately; until then this does
- * nothing and the supervisor's connections carry the supervisor's own identity.
+ * identity and metrics-file requests of this process are made for pidfd's process (the
+ * program), not for the supervisor (mt_identity_set_subject). pidfd stays open while the
+ * program runs.
  */
 void mt_supervisor_take_subject(int pidfd);
 

@@ -50,6 +50,11 @@ ssize_t mt_sys_recvmsg(int fd, struct msghdr *message, int flags)
     return syscall(SYS_recvmsg, fd, message, flags);
 }
 
+ssize_t mt_sys_sendmsg(int fd, const struct msghdr *message, int flags)
+{
+    return syscall(SYS_sendmsg, fd, message, flags);
+}
+
 int mt_sys_poll(struct pollfd *fds, nfds_t count, int timeout_ms)
 {
 #ifdef MT_FAULT_INJECTION
@@ -171,6 +176,12 @@ int mt_sys_raise(int signal_number)
 int mt_sys_pidfd_send_signal(int pidfd, int signal_number)
 {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, signal_number, NULL, 0);
+}
+
+/* The kernel always sets close-on-exec on a pidfd. */
+int mt_sys_pidfd_open(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
 int mt_sys_close_range(unsigned int first, unsigned int last, int flags)

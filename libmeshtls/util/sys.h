@@ -50,6 +50,7 @@
 ssize_t mt_sys_recv(int fd, void *buffer, size_t length, int flags);
 ssize_t mt_sys_send(int fd, const void *buffer, size_t length, int flags);
 ssize_t mt_sys_recvmsg(int fd, struct msghdr *message, int flags);
+ssize_t mt_sys_sendmsg(int fd, const struct msghdr *message, int flags);
 int mt_sys_poll(struct pollfd *fds, nfds_t count, int timeout_ms);
 int mt_sys_socket(int domain, int type, int protocol);
 int mt_sys_connect(int fd, const struct sockaddr *address, socklen_t length);
@@ -88,6 +89,8 @@ int mt_sys_close_range(unsigned int first, unsigned int last, int flags);
 
 /* pidfd_send_signal(2) (Linux 5.1; glibc has no wrapper before 2.36). */
 int mt_sys_pidfd_send_signal(int pidfd, int signal_number);
+/* pidfd_open(2) (Linux 5.3; glibc has no wrapper before 2.36), close-on-exec. */
+int mt_sys_pidfd_open(pid_t pid);
 int mt_sys_epoll_pwait2(int epfd, struct epoll_event *events, int capacity,
                         const struct timespec *timeout, const sigset_t *mask);
 /* close_range(lowest, ~0U, 0); on a kernel without it (before 5.9), each descriptor up to the

@@ -138,6 +138,24 @@ static void check_metrics_file_response(const struct mt_proto_frame *frame)
     require(first.pid == second.pid && first.start_time == second.start_time);
 }
 
+/* A SUBJECT the decoder accepts comes only with version 2, and survives being written again. */
+static void check_subject(const struct mt_proto_frame *frame)
+{
+    bool has_subject = false;
+    if (!mt_result_is_ok(mt_proto_decode_subject(frame, &has_subject)) || !has_subject)
+        return;
+    require(frame->version == MT_PROTO_VERSION_SUBJECT);
+    struct mt_proto_writer writer;
+    mt_proto_writer_begin(&writer, rewritten, sizeof(rewritten), (enum mt_proto_type)frame->type);
+    mt_proto_writer_put_subject(&writer);
+    size_t length = 0;
+    require(mt_result_is_ok(mt_proto_writer_finish(&writer, &length)));
+    struct mt_proto_frame again = reparse(length);
+    bool again_has_subject = false;
+    require(mt_result_is_ok(mt_proto_decode_subject(&again, &again_has_subject)));
+    require(again_has_subject && again.version == MT_PROTO_VERSION_SUBJECT);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     size_t offset = 0;
@@ -155,6 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_id_response(&frame);
         check_error(&frame);
         check_metrics_file_response(&frame);
+        check_subject(&frame);
         offset += consumed;
     }
     return 0;

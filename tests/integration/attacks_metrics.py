@@ -450,7 +450,7 @@ def metrics_squat(mesh):
         listed = [r for r in records if r[0] == "process" and int(r[1]) == pid]
         connections = [r for r in records if r[0] == "connection" and int(r[1]) == pid]
         verdict.evidence.append(f"STATUS for pid {pid}: {listed} {connections}")
-        verdict.judge("refused", listed and listed[0][-1] == "1" and len(connections) == 1,
+        verdict.judge("refused", listed and listed[0][7] == "1" and len(connections) == 1,
                       f"`meshtls status` does not show the victim with its connection: "
                       f"{listed} {connections}")
 

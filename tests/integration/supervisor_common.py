@@ -47,8 +47,17 @@ def build_go_program():
 
 
 def supervised(mesh, name, argv, agent="agent"):
-    """Runs argv under `meshtls supervise` with agent's configuration."""
-    return mesh.spawn(name, [MESHTLS, "supervise", "--config", mesh.configs[agent], "--"] + argv)
+    """Runs argv (a static or Go program) under `meshtls run` with agent's configuration: such a
+    program goes to the supervisor."""
+    return mesh.spawn(name, [MESHTLS, "run", "--config", mesh.configs[agent], "--"] + argv)
+
+
+def identity_rules(programs):
+    """Agent rules giving each (path, id) its own SPIFFE ID, and the supervisor (the meshtls
+    binary) another: a supervised program's connections must carry the program's."""
+    rules = [f'{{ exe = "{path}"; id = "{spiffe_path}"; }}' for path, spiffe_path in programs]
+    rules.append(f'{{ exe = "{MESHTLS}"; id = "test/supervisor-itself"; }}')
+    return "rules = ( " + ",\n          ".join(rules) + " );\n"
 
 
 def program_pid(process):

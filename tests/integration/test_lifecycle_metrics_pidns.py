@@ -95,7 +95,7 @@ def test():
         records = status_records(sock)
         listed = [r for r in records if r[0] == "process" and int(r[1]) == host_pid]
         connections = [r for r in records if r[0] == "connection" and int(r[1]) == host_pid]
-        check(listed and listed[0][-1] == "1" and len(connections) == 1,
+        check(listed and listed[0][7] == "1" and len(connections) == 1,
               f"STATUS does not show the contained workload with its connection: {records}")
         log(f"file kept through {deadline_rounds} s of sweeps; STATUS lists it")
 

@@ -13,7 +13,10 @@ import os
 
 from harness import (PYTHON, Mesh, Relay, assert_plaintext_refused, assert_relay_tls13, check,
                      free_port, http_client, main, port_listening, random_token, wait_for)
-from supervisor_common import build_go_program, peer_id_logged, supervised, wait_output
+from supervisor_common import (build_go_program, identity_rules, peer_id_logged, supervised,
+                               wait_output)
+
+GO_ID = "spiffe://meshtls.local/test/go-program"
 
 DIRECT_GET = """
 import socket, sys
@@ -67,6 +70,10 @@ def go_server(mesh, program):
           f"the supervisor logged no client identity:\n{server.stderr()}")
     count = assert_relay_tls13(relay, [token.encode(), b"/item-"], 2)
     print(f"Go server: meshed curl answered, peer {peer}; wire: {count} connections, TLS 1.3")
+    # The clients saw the Go program's own identity, not the supervisor's.
+    check(peer_id_logged(direct, "outbound") == GO_ID,
+          f"the client did not see the Go program's identity:\n{direct.stderr()[-2000:]}")
+    print(f"Go server: its clients saw the Go program's identity, {GO_ID}")
     # The dual-stack listener sees the IPv4 client as IPv4-mapped.
     assert_plaintext_refused(port, server, b"GET /plain HTTP/1.0\r\n\r\n",
                              "refused inbound connection from [::ffff:127.0.0.1]")
@@ -104,6 +111,10 @@ def go_client(mesh, program):
     check(f"concurrent: 24 of 24 answered 200 {token}" in out,
           f"concurrent Go clients: {out}\n{many.stderr()[-3000:]}")
     count = assert_relay_tls13(relay, [token.encode(), b"index.txt"], 26)
+    server = next(p for p in mesh.processes if p.name == "py-http")
+    check(peer_id_logged(server, "inbound") == GO_ID and
+          "test/supervisor-itself" not in server.stderr(),
+          f"the server did not see the Go client's identity:\n{server.stderr()[-2000:]}")
     print(f"Go client: fetched through mTLS, peer {peer}, 24 connections at once too; wire: "
           f"{count} connections, TLS 1.3")
 
@@ -111,7 +122,7 @@ def go_client(mesh, program):
 def test():
     program = build_go_program()
     with Mesh("supervisor-go") as mesh:
-        mesh.start_agent()
+        mesh.start_agent(config=identity_rules([(program, "test/go-program")]))
         go_server(mesh, program)
         go_client(mesh, program)
 

@@ -18,7 +18,7 @@ import socket
 
 from harness import (MESHTLS, PYTHON, Mesh, Relay, assert_plaintext_refused, assert_relay_tls13,
                      check, free_port, main, port_listening, random_token, wait_for)
-from supervisor_common import (build_static_peer, nothing_accepted, peer_id_logged, process_gone,
+from supervisor_common import (build_static_peer, identity_rules, nothing_accepted, peer_id_logged, process_gone,
                                program_pid, supervised, wait_output)
 
 ECHO_SERVER = """
@@ -85,7 +85,15 @@ def outbound(mesh):
               f"{how}: the supervisor logged no peer identity:\n{client.stderr()}")
         check(f"connected to 127.0.0.1:{relay.port} (mtls, peer {peer})" in client.stderr(),
               f"{how}: no supervisor line for the connection:\n{client.stderr()}")
+        check(peer == "spiffe://meshtls.local/test/python", f"{how}: peer {peer}")
         print(f"static client ({how}): echo through mTLS, peer {peer}")
+    # The server saw the program's identity, attested by the agent through the supervisor's
+    # pidfd of it, not the supervisor's own.
+    check(peer_id_logged(server, "inbound") == "spiffe://meshtls.local/test/static-peer" and
+          "test/supervisor-itself" not in server.stderr(),
+          f"the server did not see the static program's identity:\n{server.stderr()[-2000:]}")
+    print("the meshed server saw the supervised program's own identity: "
+          "spiffe://meshtls.local/test/static-peer")
     count = assert_relay_tls13(relay, [b"STATIC-CLIENT-SECRET", b"py-echo:"], 2)
     print(f"outbound wire: {count} connections, TLS 1.3 records only")
     # Straight to the server: getsockname gives the program the address the server sees.
@@ -308,7 +316,8 @@ def test():
     global STATIC_PEER
     STATIC_PEER = build_static_peer()
     with Mesh("supervisor-static") as mesh:
-        mesh.start_agent()
+        mesh.start_agent(config=identity_rules([(STATIC_PEER, "test/static-peer"),
+                                                (PYTHON + "*", "test/python")]))
         outbound(mesh)
         outbound_refused(mesh)
         inbound(mesh)

@@ -97,6 +97,21 @@ static void test_mt_issued_remember_again_replaces_the_entry(void **state)
     assert_int_equal(entry->expiry, 9);
 }
 
+/* A process that asks for itself after its supervisor did is no longer shown as supervised. */
+static void test_mt_issued_remember_again_forgets_the_supervisor(void **state)
+{
+    struct mt_issued_table *table = *state;
+    assert_true(mt_issued_remember(table, 2, 1000, START_TIME, "/usr/bin/program",
+                                   "spiffe://meshtls.local/program", 9));
+    struct mt_issued_entry *entry = mt_issued_find(table, 2, START_TIME);
+    assert_int_equal(entry->supervisor_pid, 0);
+    entry->supervisor_pid = 1;
+    assert_true(mt_issued_remember(table, 2, 1000, START_TIME, "/usr/bin/program",
+                                   "spiffe://meshtls.local/program", 10));
+    entry = mt_issued_find(table, 2, START_TIME);
+    assert_int_equal(entry->supervisor_pid, 0);
+}
+
 static void test_mt_issued_sweep_forgets_the_dead_keeps_the_live(void **state)
 {
     struct mt_issued_table *table = *state;
@@ -172,6 +187,7 @@ int main(void)
         TEST(test_mt_issued_remember_ten_thousand_live_processes_all_found),
         TEST(test_mt_issued_remember_full_table_checks_no_liveness),
         TEST(test_mt_issued_remember_again_replaces_the_entry),
+        TEST(test_mt_issued_remember_again_forgets_the_supervisor),
         TEST(test_mt_issued_sweep_forgets_the_dead_keeps_the_live),
         TEST(test_mt_issued_sweep_step_bounded_steps_keep_the_index_whole),
         TEST(test_mt_issued_remember_churn_swept_does_not_grow),

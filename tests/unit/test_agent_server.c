@@ -349,10 +349,10 @@ static void test_mt_server_turn_other_version_refused_unsupported(void **state)
 {
     struct fixture *fixture = *state;
     start(fixture);
-    static const uint8_t request[] = {'M', 'T', 2, MT_PROTO_ID_REQUEST, 0, 0, 0, 0};
+    static const uint8_t request[] = {'M', 'T', 3, MT_PROTO_ID_REQUEST, 0, 0, 0, 0};
     exchange(fixture, request, sizeof(request), NULL);
     assert_refused(fixture, MT_PROTO_ERROR_UNSUPPORTED,
-                   "protocol version 2 not supported (this agent speaks 1)");
+                   "protocol version 3 not supported (this agent speaks 1 to 2)");
 }
 
 /* Refused from the header alone: the server never waits for (or allocates) the 16 MiB. */

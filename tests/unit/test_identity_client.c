@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -341,6 +343,114 @@ static void test_mt_identity_metrics_request_start_sent_before_any_poll(void **s
     unlink(path);
 }
 
+/*
+ * The frame and the descriptors one recvmsg brings from the client: *received_fd is the first
+ * descriptor (-1: none), *count how many came.
+ */
+static void receive_request(int listener, struct mt_proto_frame *frame, int *received_fd,
+                            size_t *count)
+{
+    static uint8_t buffer[MT_PROTO_MAX_FRAME];
+    int fd = accept(listener, NULL, NULL);
+    assert_true(fd >= 0);
+    union {
+        struct cmsghdr header;
+        char bytes[CMSG_SPACE(4 * sizeof(int))];
+    } control;
+    struct iovec vector = {buffer, sizeof(buffer)};
+    struct msghdr message = {.msg_iov = &vector,
+                             .msg_iovlen = 1,
+                             .msg_control = control.bytes,
+                             .msg_controllen = sizeof(control.bytes)};
+    ssize_t n = recvmsg(fd, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    assert_true(n > 0);
+    size_t consumed = 0;
+    assert_true(mt_result_is_ok(mt_proto_frame_parse(buffer, (size_t)n, frame, &consumed)));
+    assert_int_equal(consumed, (size_t)n);
+    *received_fd = -1;
+    *count = 0;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL;
+         header = CMSG_NXTHDR(&message, header)) {
+        size_t in_header = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < in_header; i++) {
+            int passed;
+            memcpy(&passed, CMSG_DATA(header) + i * sizeof(int), sizeof(passed));
+            if (*received_fd < 0)
+                *received_fd = passed;
+            else
+                close(passed);
+        }
+        *count += in_header;
+    }
+    close(fd);
+}
+
+/* The pid a pidfd names, from its fdinfo. */
+static long pidfd_names(int pidfd)
+{
+    char path[64];
+    char line[128];
+    long pid = 0;
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
+    FILE *file = fopen(path, "re");
+    assert_non_null(file);
+    while (fgets(line, sizeof(line), file) != NULL)
+        if (sscanf(line, "Pid: %ld", &pid) == 1)
+            break;
+    fclose(file);
+    return pid;
+}
+
+/*
+ * With a subject set, every request names it (version 2, SUBJECT) and carries its pidfd; set
+ * back to -1, requests are this process's again: version 1, no descriptor.
+ */
+static void test_mt_identity_set_subject_requests_name_it_and_carry_its_pidfd(void **state)
+{
+    (void)state;
+    char path[108];
+    int listener = silent_agent(path, sizeof(path));
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        pause();
+        _exit(0);
+    }
+    char text[512] = "";
+    struct mt_text reason = mt_text_on(text, sizeof(text));
+    int pidfd = -1;
+    assert_true(mt_result_is_ok(mt_identity_supervise(child, &pidfd, &reason)));
+    assert_int_equal(mt_identity_subject(), pidfd);
+    for (int subject = 1; subject >= 0; subject--) {
+        struct mt_identity_request *request = NULL;
+        assert_true(
+            mt_result_is_ok(mt_identity_request_start(path, getuid(), 5000, &request, &reason)));
+        struct mt_proto_frame frame;
+        int received = -1;
+        size_t count = 0;
+        receive_request(listener, &frame, &received, &count);
+        mt_identity_request_free(request);
+        bool has_subject = !subject;
+        assert_true(mt_result_is_ok(mt_proto_decode_subject(&frame, &has_subject)));
+        assert_int_equal(has_subject, subject);
+        assert_int_equal(frame.version, subject ? MT_PROTO_VERSION_SUBJECT : MT_PROTO_VERSION);
+        assert_int_equal(count, subject ? 1 : 0);
+        if (subject) {
+            assert_int_equal(pidfd_names(received), child);
+            close(received);
+        }
+        struct mt_proto_svid_request decoded;
+        assert_true(mt_result_is_ok(mt_proto_decode_svid_request(&frame, &decoded)));
+        mt_identity_set_subject(-1);
+    }
+    assert_int_equal(mt_identity_subject(), -1);
+    kill(child, SIGKILL);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    close(pidfd);
+    close(listener);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -350,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_mt_identity_fetch_error_reply_refused_with_its_text),
         cmocka_unit_test(test_mt_identity_request_start_csr_sent_before_any_poll),
         cmocka_unit_test(test_mt_identity_metrics_request_start_sent_before_any_poll),
+        cmocka_unit_test(test_mt_identity_set_subject_requests_name_it_and_carry_its_pidfd),
     };
     return cmocka_run_group_tests(tests, make_ca, free_ca);
 }

@@ -480,7 +480,7 @@ static void test_mt_proto_frame_parse_bad_magic_is_malformed_from_first_byte(voi
 static void test_mt_proto_frame_parse_bad_version_is_refused(void **state)
 {
     (void)state;
-    static const uint8_t versions[] = {0, 2, 0xff};
+    static const uint8_t versions[] = {0, MT_PROTO_VERSION_MAX + 1, 0xff};
     for (size_t i = 0; i < COUNT_OF(versions); i++) {
         const uint8_t bytes[] = {'M', 'T', versions[i], MT_PROTO_ID_REQUEST, 0, 0, 0, 0};
         /* Known from the third byte on, without waiting for the rest of the header. */

@@ -145,7 +145,7 @@ def test():
     multiarch = run(["dpkg-architecture", "-qDEB_HOST_MULTIARCH"]).strip()
     with Mesh("packaging-debs") as mesh:
         out = os.path.join(mesh.dir, "debs")
-        listed = run(["bash", BUILD_DEBS, BUILD, out], timeout=100).split()
+        listed = run(["bash", BUILD_DEBS, BUILD, out], timeout=300).split()
         debs = {}
         for deb in listed:
             debs[os.path.basename(deb).split("_")[0]] = deb

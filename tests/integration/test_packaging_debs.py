@@ -131,7 +131,7 @@ def check_shlibdeps(mesh, binary, debs, multiarch):
 def check_lintian(debs):
     """lintian finds no error in any package (warnings are printed, not failed)."""
     result = subprocess.run(["lintian", "--tag-display-limit", "0"] + sorted(debs.values()),
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=150)
     tags = [line for line in result.stdout.splitlines() if line[:3] in ("E: ", "W: ")]
     for line in tags:
         print(f"lintian: {line}")

@@ -79,6 +79,7 @@ struct mt_inherit_exec {
     char list[MT_INHERIT_LIST_MAX]; /* "MESHTLS_INHERIT=fd:s,..." */
     size_t length;
     char preload[PATH_MAX + 16]; /* "LD_PRELOAD=...", when the environment lacked it */
+    char variant[PATH_MAX + 64]; /* "LD_PRELOAD=...", naming the other build (variant.h) */
     char *room[MT_INHERIT_ROOM]; /* the new environment */
     char **allocated_room;       /* or this, for a larger one */
     const char *program;

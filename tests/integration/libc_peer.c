@@ -7,6 +7,8 @@
  *                                           "served TOKEN by SERVER\n" (until killed)
  *     libc_peer client PORT blocking|poll TOKEN
  *                                           send "TOKEN\n", print the answer line, exit 0
+ *     libc_peer run PROGRAM ARGUMENT...     exec PROGRAM (the other C library's build: the
+ *                                           exec hooks must switch the preload it gets)
  *
  * blocking: blocking accept, read and write. poll: non-blocking sockets driven by poll(), as an
  * event loop does. Every wait is bounded (10 s); a failure prints why and exits 1.
@@ -144,6 +146,11 @@ static int ask(int port, const char *token)
 
 int main(int argc, char **argv)
 {
+    if (argc >= 3 && strcmp(argv[1], "run") == 0) {
+        execv(argv[2], &argv[2]);
+        perror("libc_peer: execv");
+        return 1;
+    }
     if (argc < 4 || (strcmp(argv[3], "blocking") != 0 && strcmp(argv[3], "poll") != 0)) {
         fprintf(stderr, "usage: libc_peer server|client PORT blocking|poll [TOKEN]\n");
         return 2;

@@ -6,7 +6,9 @@ One small client/server (libc_peer.c) is built at test time twice: with musl-gcc
 variant and MESHTLS_CONFIG, the glibc build under `meshtls run`. Through a recording relay:
 each answer carries the client's token back, the wire is TLS 1.3 records with no token in
 clear, and each side logs the other's SPIFFE ID (the agent tells the two executables apart).
-A plaintext client is refused by the meshed musl server, which goes on serving.
+A plaintext client is refused by the meshed musl server, which goes on serving. A meshed musl
+program that execs the glibc client (and the reverse) hands it the glibc build of the preload
+(the musl one), which the client needs to be meshed at all.
 """
 
 import os
@@ -60,18 +62,22 @@ def glibc_meshed(mesh, name, argv):
     return mesh.meshed(name, argv)
 
 
-def exchange(mesh, label, server_side, client_side, mode):
+def exchange(mesh, label, server_side, client_side, mode, launcher=None):
     """One conversation through a relay: server_side and client_side are (peer binary, how to
-    mesh it, its SPIFFE ID)."""
+    mesh it, its SPIFFE ID); launcher, a (peer binary, how to mesh it) that execs the client."""
     (server_binary, server_mesh, server_id) = server_side
     (client_binary, client_mesh, client_id) = client_side
+    prefix = []
+    if launcher is not None:
+        prefix = [launcher[0], "run"]
+        client_mesh = launcher[1]
     port = free_port()
     server = start_server(mesh, f"{label}-server", server_mesh,
                           [server_binary, "server", str(port), mode, label], port)
     relay = Relay(port)
     token = random_token()
     client = client_mesh(mesh, f"{label}-client",
-                         [client_binary, "client", str(relay.port), mode, token])
+                         prefix + [client_binary, "client", str(relay.port), mode, token])
     status = client.wait(30)
     relay.stop()
     check(status == 0, f"{label}: client exited {status}:\n{client.stderr()}\n"
@@ -85,6 +91,8 @@ def exchange(mesh, label, server_side, client_side, mode):
     client_log = client.stderr()
     check(f"mtls outbound to 127.0.0.1:{relay.port}: peer {server_id}, TLSv1.3" in client_log,
           f"{label}: the client's log does not name {server_id}:\n{client_log}")
+    check("cannot be interposed" not in client_log and "cannot load" not in client_log,
+          f"{label}: the client was warned about its preload:\n{client_log}")
     wait_for(lambda: f"on :{port}: peer {client_id}, TLSv1.3" in server.stderr(), 10,
              f"{label}: the server to log {client_id}")
     return server, port
@@ -111,6 +119,9 @@ def test():
                 check(client.wait(30) == 0, f"no answer after the plaintext client:\n"
                                             f"{client.stderr()}")
             exchange(mesh, f"glibc-server-{mode}", glibc, musl, mode)
+        # exec across C libraries: the launcher's preload build is the wrong one for the client.
+        exchange(mesh, "exec-glibc", glibc, glibc, "blocking", launcher=musl)
+        exchange(mesh, "exec-musl", musl, musl, "blocking", launcher=glibc)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ each answer carries the client's token back, the wire is TLS 1.3 records with no
 clear, and each side logs the other's SPIFFE ID (the agent tells the two executables apart).
 A plaintext client is refused by the meshed musl server, which goes on serving. A meshed musl
 program that execs the glibc client (and the reverse) hands it the glibc build of the preload
-(the musl one), which the client needs to be meshed at all.
+(the musl one), which the client needs to be meshed at all. The container entrypoint
+(packaging/docker/entrypoint.sh), told of the glibc build, starts the musl client with the musl
+build.
 """
 
 import os
@@ -20,6 +22,9 @@ from harness import (BUILD, Mesh, Relay, assert_plaintext_refused, assert_tls13_
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MUSL_PRELOAD = os.path.join(BUILD, "libmeshtls-preload-musl.so")
+GLIBC_PRELOAD = os.path.join(BUILD, "libmeshtls-preload.so")
+ENTRYPOINT = os.path.join(os.path.dirname(os.path.dirname(HERE)), "packaging", "docker",
+                          "entrypoint.sh")
 MUSL_ID = "spiffe://meshtls.local/test/musl"
 GLIBC_ID = "spiffe://meshtls.local/test/glibc"
 
@@ -60,6 +65,15 @@ def start_server(mesh, name, process_for, argv, port):
 
 def glibc_meshed(mesh, name, argv):
     return mesh.meshed(name, argv)
+
+
+def entrypoint_meshed(mesh, name, argv):
+    """argv under the container entrypoint, which is given the glibc build's path."""
+    env = base_env()
+    env.pop("LD_PRELOAD", None)
+    env.update(MESHTLS_AGENT_SOCKET=mesh.agents["agent"], MESHTLS_AGENT_WAIT="5",
+               MESHTLS_PRELOAD=GLIBC_PRELOAD, MESHTLS_CONFIG=mesh.configs["agent"])
+    return mesh.spawn(name, [ENTRYPOINT] + argv, env=env)
 
 
 def exchange(mesh, label, server_side, client_side, mode, launcher=None):
@@ -122,6 +136,7 @@ def test():
         # exec across C libraries: the launcher's preload build is the wrong one for the client.
         exchange(mesh, "exec-glibc", glibc, glibc, "blocking", launcher=musl)
         exchange(mesh, "exec-musl", musl, musl, "blocking", launcher=glibc)
+        exchange(mesh, "entrypoint-musl", glibc, (musl_peer, entrypoint_meshed, MUSL_ID), "poll")
 
 
 if __name__ == "__main__":

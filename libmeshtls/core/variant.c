@@ -84,7 +84,12 @@ bool mt_variant_serves(const struct mt_check_report *report)
 const char *mt_variant_preload_entry(const struct mt_check_report *report, const char *entry,
                                      char *buffer, size_t capacity)
 {
-    const char *own = mt_variant_own_path();
+    return mt_variant_switch_entry(mt_variant_own_path(), report, entry, buffer, capacity);
+}
+
+const char *mt_variant_switch_entry(const char *own, const struct mt_check_report *report,
+                                    const char *entry, char *buffer, size_t capacity)
+{
     const char *at = own != NULL ? strstr(entry, own) : NULL;
     if (at == NULL || !mt_variant_is_other(report))
         return NULL;

@@ -43,4 +43,8 @@ bool mt_variant_serves(const struct mt_check_report *report);
 const char *mt_variant_preload_entry(const struct mt_check_report *report, const char *entry,
                                      char *buffer, size_t capacity);
 
+/* The same for a library at own (for tests: this build's file name, in a directory of theirs). */
+const char *mt_variant_switch_entry(const char *own, const struct mt_check_report *report,
+                                    const char *entry, char *buffer, size_t capacity);
+
 #endif

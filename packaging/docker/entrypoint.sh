@@ -72,7 +72,8 @@ else
     fi
   done
   [ -n "$preload" ] || die "$name is not installed in this image (looked under" \
-    "/usr/lib/*/meshtls and /usr/local/lib/*/meshtls; $1 needs it); set MESHTLS_PRELOAD to its path"
+    "/usr/lib/*/meshtls and /usr/local/lib/*/meshtls; $1 needs it); set MESHTLS_PRELOAD" \
+    "to its path"
 fi
 [ -f "$preload" ] || die "$preload does not exist ($1 needs $name; MESHTLS_PRELOAD=${MESHTLS_PRELOAD:-})"
 

@@ -7,7 +7,6 @@
  * would carry the session's socket in clear), must never allocate on the way to exec (a vfork
  * child starts programs too), nor touch the parent's tables from a vfork child.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>

@@ -158,7 +158,7 @@ static bool is_glibc_loader(const char *interpreter)
  * The kernel sets AT_SECURE for these, and glibc's loader then ignores LD_PRELOAD entries with a
  * slash. (Strictly, only when the IDs change: a set-user-ID file run by its own owner is not
  * secure; the check answers for the general case.) A set-group-ID bit without group execute
- * permission means mandatory locking, not set-group-ID.
+ * permission means mandatory locking, not set-group-ID. musl's loader ignores LD_PRELOAD there.
  */
 static bool judge_secure_execution(const char *path, const struct stat *status,
                                    struct judgement *judgement)
@@ -231,10 +231,13 @@ static void judge_elf(const char *path, int fd, const struct stat *status,
                "no preload is ever loaded into it.",
                path);
     } else if (strstr(base_name(facts.interpreter), "ld-musl") != NULL) {
-        decide(judgement, MT_CHECK_MUSL,
-               "%s cannot be interposed: it is linked against musl (interpreter %s), and "
-               "libmeshtls-preload.so needs glibc.",
-               path, facts.interpreter);
+        /* musl's loader ignores LD_PRELOAD in secure-execution mode too: that verdict first, as
+         * the musl build of the preload (core/variant.h) serves the other musl programs. */
+        if (!judge_secure_execution(path, status, judgement))
+            decide(judgement, MT_CHECK_MUSL,
+                   "%s cannot be interposed: it is linked against musl (interpreter %s), and "
+                   "libmeshtls-preload.so needs glibc.",
+                   path, facts.interpreter);
     } else if (!is_glibc_loader(facts.interpreter)) {
         decide(judgement, MT_CHECK_UNKNOWN_LOADER,
                "%s cannot be interposed: its program interpreter %s is not glibc's loader.", path,

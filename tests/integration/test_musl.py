@@ -10,14 +10,16 @@ A plaintext client is refused by the meshed musl server, which goes on serving. 
 program that execs the glibc client (and the reverse) hands it the glibc build of the preload
 (the musl one), which the client needs to be meshed at all. The container entrypoint
 (packaging/docker/entrypoint.sh), told of the glibc build, starts the musl client with the musl
-build.
+build. An established session follows its connection from a musl inetd-style server into the
+musl handler it execs or spawns (inetd_exec.c, built by musl-gcc too).
 """
 
 import os
 import shutil
 import subprocess
 
-from harness import (ASAN_RUNTIME, BUILD, Mesh, Relay, assert_plaintext_refused,
+from harness import (ASAN_RUNTIME, BUILD, PYTHON, SESSION_EXPORT, Mesh, Relay,
+                     assert_plaintext_refused,
                      assert_tls13_wire, base_env, check, free_port, main, port_listening,
                      random_token, skip, wait_for)
 
@@ -30,16 +32,18 @@ MUSL_ID = "spiffe://meshtls.local/test/musl"
 GLIBC_ID = "spiffe://meshtls.local/test/glibc"
 
 
+def build(compiler, source, output):
+    result = subprocess.run([compiler, "-std=c11", "-D_GNU_SOURCE", "-O2", "-Wall", "-Werror",
+                             "-I", HERE, "-o", output, os.path.join(HERE, source)],
+                            capture_output=True, text=True)
+    check(result.returncode == 0, f"{compiler} {source} failed:\n{result.stderr}")
+    return output
+
+
 def build_peers(directory):
     """libc_peer.c built by musl-gcc and by cc; their paths."""
-    built = []
-    for compiler, name in (("musl-gcc", "peer-musl"), ("cc", "peer-glibc")):
-        output = os.path.join(directory, name)
-        result = subprocess.run([compiler, "-std=c11", "-D_GNU_SOURCE", "-O2", "-Wall", "-Werror",
-                                 "-I", HERE, "-o", output, os.path.join(HERE, "libc_peer.c")],
-                                capture_output=True, text=True)
-        check(result.returncode == 0, f"{compiler} libc_peer.c failed:\n{result.stderr}")
-        built.append(output)
+    built = [build(compiler, "libc_peer.c", os.path.join(directory, name))
+             for compiler, name in (("musl-gcc", "peer-musl"), ("cc", "peer-glibc"))]
     interpreter = subprocess.run(["readelf", "-l", built[0]], capture_output=True,
                                  text=True).stdout
     check("ld-musl" in interpreter, f"{built[0]} is not a musl program:\n{interpreter}")
@@ -113,6 +117,42 @@ def exchange(mesh, label, server_side, client_side, mode, launcher=None):
     return server, port
 
 
+INETD_CLIENT = """
+import socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as connection:
+    reader = connection.makefile("rb")
+    connection.sendall(b"request-5e1b\\n")
+    print(reader.readline().decode().strip(), flush=True)
+    connection.sendall(b"more-92c7\\n")
+    print(reader.readline().decode().strip(), flush=True)
+    print("end", repr(reader.read()), flush=True)
+"""
+
+
+def musl_handover(mesh, inetd, how):
+    """A musl inetd_exec hands its established session to the musl handler it starts (how:
+    serve = fork and exec, spawn = posix_spawn): the glibc client gets both replies, in TLS."""
+    port = free_port()
+    server = start_server(mesh, f"inetd-{how}", musl_meshed, [inetd, how, str(port), "1"], port)
+    relay = Relay(port)
+    client = glibc_meshed(mesh, f"inetd-{how}-client", [PYTHON, "-c", INETD_CLIENT,
+                                                        str(relay.port)])
+    client.wait(30)
+    relay.stop()
+    out = client.stdout().decode(errors="replace")
+    check("handler got request-5e1b" in out and "handler read more-92c7" in out and
+          "end b''" in out, f"inetd ({how}): the client got {out!r}\n{server.stderr()[-3000:]}")
+    with relay.lock:
+        pairs = list(zip(relay.client_bytes, relay.server_bytes))
+    check(len(pairs) == 1, f"inetd ({how}): the relay carried {len(pairs)} connections")
+    assert_tls13_wire(bytes(pairs[0][0]), bytes(pairs[0][1]),
+                      [b"request-5e1b", b"more-92c7", b"handler got", b"handler read"])
+    wait_for(lambda: "session continued after exec" in server.stderr(), 10,
+             f"inetd ({how}): the musl handler to log the session it continued")
+    check("reset" not in server.stderr() and "cannot be interposed" not in server.stderr(),
+          f"inetd ({how}): a session was reset:\n{server.stderr()[-2000:]}")
+
+
 def test():
     if shutil.which("musl-gcc") is None:
         skip("musl-gcc is not installed (Debian's musl-tools; packaging/install-deps.sh)")
@@ -145,6 +185,10 @@ def test():
         if not ASAN_RUNTIME:
             exchange(mesh, "exec-glibc", glibc, glibc, "blocking", launcher=musl)
             exchange(mesh, "exec-musl", musl, musl, "blocking", launcher=glibc)
+        if SESSION_EXPORT:
+            inetd = build("musl-gcc", "inetd_exec.c", os.path.join(mesh.dir, "inetd-musl"))
+            for how in ("serve", "spawn"):
+                musl_handover(mesh, inetd, how)
         exchange(mesh, "entrypoint-musl", glibc, (musl_peer, entrypoint_meshed, MUSL_ID), "poll")
 
 

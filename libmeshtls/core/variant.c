@@ -103,9 +103,10 @@ const char *mt_variant_switch_entry(const char *own, const struct mt_check_repor
                     strcmp(OTHER_NAME, MUSL_NAME) == 0 ? "musl" : "glibc");
         return NULL;
     }
-    size_t own_length = strlen(own);
-    int length =
-        snprintf(buffer, capacity, "%.*s%s%s", (int)(at - entry), entry, other, at + own_length);
+    /* The other build alone, as `meshtls run` starts a musl program: the other libraries of this
+     * entry are loaded into this process, built for its C library, and the new program's loader
+     * would stop at them (musl's) or complain (glibc's). */
+    int length = snprintf(buffer, capacity, "LD_PRELOAD=%s", other);
     if (length < 0 || (size_t)length >= capacity) {
         mt_log_warn("exec of %s: its LD_PRELOAD is too long to name %s instead of %s", report->path,
                     other, own);

@@ -4,11 +4,11 @@
  * Each loader can load only its own: musl's refuses the glibc build (relocation errors, exit 127)
  * and glibc's ignores the musl one (the program runs unmeshed).
  *
- *   this build   program started          LD_PRELOAD entry      a session handed over
- *   glibc        glibc                    kept                  follows
- *   glibc        musl                     → the musl build      reset (cannot cross)
- *   musl         musl                     kept                  follows
- *   musl         glibc                    → the glibc build     reset (cannot cross)
+ *   this build   program started          LD_PRELOAD entry          a session handed over
+ *   glibc        glibc                    kept                      follows
+ *   glibc        musl                     the musl build alone      reset (cannot cross)
+ *   musl         musl                     kept                      follows
+ *   musl         glibc                    the glibc build alone     reset (cannot cross)
  *
  * The hand-over carries wolfSSL's internal state, whose layout is measured per build
  * (packaging/wolfssl/build.sh), so a session never crosses from one build to the other.
@@ -35,10 +35,10 @@ bool mt_variant_is_own_musl(const struct mt_check_report *report);
 bool mt_variant_serves(const struct mt_check_report *report);
 
 /*
- * entry ("LD_PRELOAD=...") with this library's path replaced by the build the program of report
- * needs, written into buffer; NULL when entry is right as it is (same C library, this library not
- * named, or no such program), or when the other build is not installed beside this one or the
- * result does not fit (both logged).
+ * For entry ("LD_PRELOAD=..." naming this library), the entry naming the build the program of
+ * report needs, alone, written into buffer; NULL when entry is right as it is (same C library,
+ * this library not named, or no such program), or when the other build is not installed beside
+ * this one or the result does not fit (both logged).
  */
 const char *mt_variant_preload_entry(const struct mt_check_report *report, const char *entry,
                                      char *buffer, size_t capacity);

@@ -180,11 +180,11 @@ def test():
                       f"after the plaintext client: {client.stdout()!r}")
             exchange(mesh, f"glibc-server-{mode}", glibc, musl, mode)
         # exec across C libraries: the launcher's preload build is the wrong one for the client.
+        exchange(mesh, "exec-musl", musl, musl, "blocking", launcher=glibc)
         # Not in the sanitized build: its glibc preload needs the sanitizer runtime loaded first,
         # which the musl launcher cannot carry (musl's loader cannot load that glibc library).
         if not ASAN_RUNTIME:
             exchange(mesh, "exec-glibc", glibc, glibc, "blocking", launcher=musl)
-            exchange(mesh, "exec-musl", musl, musl, "blocking", launcher=glibc)
         if SESSION_EXPORT:
             inetd = build("musl-gcc", "inetd_exec.c", os.path.join(mesh.dir, "inetd-musl"))
             for how in ("serve", "spawn"):

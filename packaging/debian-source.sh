@@ -23,7 +23,7 @@
 #                                       public key is the armored KEY
 #   build_cache_open NAME REFRESH       the cache entry of this build, keyed by everything that
 #                                       changes its result (configure_flags, extra_cflags, the
-#                                       compiler, the sourcing script's folder but its *.md notes,
+#                                       compiler and its version, the sourcing script's folder but its *.md notes,
 #                                       and this file): holds its
 #                                       lock (fd 9), sets key, selected and log, and unless REFRESH
 #                                       is 1 prints the prefix of a completed build and exits
@@ -199,7 +199,9 @@ signature_check() {
 
 build_cache_open() {
   local name="$1" refresh="$2" file
-  key=$( { printf '%s\n' "${configure_flags[@]}" "$extra_cflags" "$(uname -m)";
+  # The compiler's command as well as its version: musl-gcc runs the same gcc as cc, with musl's
+  # headers and C library instead of glibc's.
+  key=$( { printf '%s\n' "${configure_flags[@]}" "$extra_cflags" "$(uname -m)" "$compiler";
            "${compiler%% *}" --version 2>/dev/null | head -n1;
            for file in "$script_dir"/* "$script_dir/../debian-source.sh"; do
              case "$file" in *.md) ;; *) cat "$file" ;; esac  # notes change no build

@@ -24,6 +24,7 @@ packages=(
   libseccomp-dev  # sandboxed children: tests/integration/sandbox_peer.c
   libcap2-bin   # setcap: meshtls check on a program with file capabilities
   gdb           # gcore: the key-hygiene test dumps a running agent and searches the core
+  musl-tools    # musl-gcc: libmeshtls-preload-musl.so, and the musl programs of its tests
   # real-program integration suite and soak test
   nginx redis-server redis-tools memcached iperf3 sockperf wrk
   # a client that keeps Nagle on, new connection per request (ab: test_nagle_wire.py)

@@ -140,12 +140,25 @@ mt_result mt_config_reader_fail_missing(const struct mt_config_reader *reader,
 
 /* ---- the file ----------------------------------------------------------------------------- */
 
+/* The words of errno value error, thread-safely: glibc's strerror_r returns them (GNU), musl's
+ * writes them into buffer (POSIX). */
+static const char *error_words(int error, char *buffer, size_t size)
+{
+#ifdef __GLIBC__
+    return strerror_r(error, buffer, size);
+#else
+    if (strerror_r(error, buffer, size) != 0)
+        snprintf(buffer, size, "error %d", error);
+    return buffer;
+#endif
+}
+
 /* "FILE:0: WHAT: strerror", for a file that cannot be used at all. */
 static mt_result fail_file(const struct mt_config_reader *reader, const char *what, int error)
 {
     char buffer[128];
     return mt_result_explain(reader->reason, MT_ERR_CONFIG, "%s:0: %s: %s", reader->path, what,
-                             strerror_r(error, buffer, sizeof(buffer)));
+                             error_words(error, buffer, sizeof(buffer)));
 }
 
 MT_RESULT mt_config_read_file(const struct mt_config_reader *reader, config_t *parsed)

@@ -7,7 +7,6 @@
  * would carry the session's socket in clear), must never allocate on the way to exec (a vfork
  * child starts programs too), nor touch the parent's tables from a vfork child.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <arpa/inet.h>
@@ -34,6 +33,7 @@
 #include "process.h"
 #include "runtime.h"
 #include "table.h"
+#include "variant.h"
 #include "vfork_fds.h"
 
 #define VARIABLE "MESHTLS_INHERIT"
@@ -80,16 +80,6 @@ static void note_closed(struct collect *collect, int fd)
     collect->closed_count++;
 }
 
-/* The path of this library, for LD_PRELOAD in the new environment. */
-static const char *own_path(void)
-{
-    static const char anchor = 0; /* any object of this library locates it */
-    Dl_info info;
-    if (dladdr(&anchor, &info) != 0 && info.dli_fname != NULL)
-        return info.dli_fname;
-    return NULL;
-}
-
 /*
  * The loader opens LD_PRELOAD's libraries with the credentials the new program starts with,
  * which are this process's (a set-user-ID program is judged by mt_check_program). A server that
@@ -99,7 +89,7 @@ static const char *own_path(void)
  */
 static void judge_preload_access(struct collect *collect)
 {
-    const char *self = own_path();
+    const char *self = mt_variant_own_path();
     if (self == NULL || faccessat(AT_FDCWD, self, R_OK, AT_EACCESS) == 0)
         return;
     int error = errno;
@@ -138,7 +128,10 @@ static const char *unmeshed_because(struct collect *collect)
     const struct mt_check_report *report = program_report(collect);
     if (report == NULL)
         return NULL;
-    if (report->verdict != MT_CHECK_INTERPOSABLE)
+    if (mt_variant_is_other(report))
+        return "it starts with the other C library, whose build of libmeshtls cannot take over "
+               "a TLS session from this one.";
+    if (report->verdict != MT_CHECK_INTERPOSABLE && !mt_variant_is_own_musl(report))
         return report->sentence;
     return collect->unreadable_text[0] != '\0' ? collect->unreadable_text : NULL;
 }
@@ -346,13 +339,34 @@ static bool names_variable(const char *entry, const char *name)
 
 static void collect_spawn_dups(struct collect *collect, const posix_spawn_file_actions_t *actions);
 
-/* envp with MESHTLS_INHERIT (and LD_PRELOAD, when it lacks libmeshtls) in room, which has
- * room for two more entries and the end. */
-static char **extend_environment(struct mt_inherit_exec *exec, char *const envp[], char **room)
+/* The LD_PRELOAD entry of environment (NULL-terminated), or NULL. */
+static char **preload_entry(char **environment)
+{
+    for (size_t i = 0; environment != NULL && environment[i] != NULL; i++)
+        if (names_variable(environment[i], PRELOAD_VARIABLE))
+            return &environment[i];
+    return NULL;
+}
+
+/* The LD_PRELOAD entry the program of report needs instead of entry, in exec->variant (NULL:
+ * entry is right). */
+static const char *switched_preload(struct mt_inherit_exec *exec,
+                                    const struct mt_check_report *report, const char *entry)
+{
+    if (report == NULL || entry == NULL)
+        return NULL;
+    return mt_variant_preload_entry(report, entry, exec->variant, sizeof(exec->variant));
+}
+
+/* envp with MESHTLS_INHERIT when it hands anything over (and LD_PRELOAD, when it lacks
+ * libmeshtls), and with LD_PRELOAD naming the build of libmeshtls the program of report needs,
+ * in room, which has room for two more entries and the end. */
+static char **extend_environment(struct mt_inherit_exec *exec, char *const envp[], char **room,
+                                 const struct mt_check_report *report)
 {
     size_t used = 0;
     bool has_preload = false;
-    const char *self = own_path();
+    const char *self = mt_variant_own_path();
     for (size_t i = 0; envp != NULL && envp[i] != NULL; i++) {
         if (names_variable(envp[i], VARIABLE))
             continue;
@@ -361,8 +375,10 @@ static char **extend_environment(struct mt_inherit_exec *exec, char *const envp[
             has_preload = true;
         room[used++] = envp[i];
     }
-    room[used++] = exec->list;
-    if (!has_preload && self != NULL &&
+    bool hands_over = exec->length > PREFIX_LENGTH;
+    if (hands_over)
+        room[used++] = exec->list;
+    if (hands_over && !has_preload && self != NULL &&
         snprintf(exec->preload, sizeof(exec->preload), "%s=%s", PRELOAD_VARIABLE, self) <
             (int)sizeof(exec->preload)) {
         /* Replace an LD_PRELOAD that lacks libmeshtls rather than add a second one. */
@@ -378,6 +394,10 @@ static char **extend_environment(struct mt_inherit_exec *exec, char *const envp[
                     exec->program);
     }
     room[used] = NULL;
+    char **preload = preload_entry(room);
+    const char *switched = switched_preload(exec, report, preload != NULL ? *preload : NULL);
+    if (switched != NULL)
+        *preload = (char *)switched;
     return room;
 }
 
@@ -419,8 +439,10 @@ char **mt_inherit_environment(struct mt_inherit_exec *exec, const char *program,
         if (is_spawn(&collect) && actions != NULL)
             collect_spawn_dups(&collect, actions);
     }
-    if (collect.report != NULL)
-        (void)munmap(collect.report, sizeof(*collect.report));
+    /* The program needs the other build of libmeshtls than the one its LD_PRELOAD names? */
+    char **preload = preload_entry((char **)envp);
+    bool switches = preload != NULL && start != MT_INHERIT_EXEC_FD &&
+                    switched_preload(exec, program_report(&collect), *preload) != NULL;
     char **room = environment_room(exec, envp, from_vfork_child);
     if (room == NULL && !mt_handover_is_empty(&exec->handover)) {
         mt_log_warn("start of %s: its environment is too large to extend in a vfork child; "
@@ -436,9 +458,12 @@ char **mt_inherit_environment(struct mt_inherit_exec *exec, const char *program,
                     mt_text_string(&collect.closed),
                     collect.closed_count > 1 ? "mTLS sessions" : "an mTLS session",
                     collect.closed_count > 1 ? "them" : "it");
-    if (exec->length == PREFIX_LENGTH || room == NULL)
-        return (char **)envp;
-    return extend_environment(exec, envp, room);
+    char **environment = (char **)envp;
+    if ((exec->length > PREFIX_LENGTH || switches) && room != NULL)
+        environment = extend_environment(exec, envp, room, collect.report);
+    if (collect.report != NULL)
+        (void)munmap(collect.report, sizeof(*collect.report));
+    return environment;
 }
 
 void mt_inherit_check_program(const char *program, bool search)
@@ -453,7 +478,7 @@ void mt_inherit_check_program(const char *program, bool search)
         return;
     const char *path = search ? NULL : "";
     if (!mt_check_program(program, path, report) && report->verdict != MT_CHECK_NOT_FOUND &&
-        report->verdict != MT_CHECK_NOT_EXECUTABLE)
+        report->verdict != MT_CHECK_NOT_EXECUTABLE && !mt_variant_serves(report))
         mt_log_warn("exec of %s: %s Its connections will not be meshed.",
                     report->path[0] != '\0' ? report->path : program, report->sentence);
     (void)munmap(report, sizeof(*report));

@@ -21,7 +21,8 @@
  * the program, the fd, the peer and why: the new program could only write to it in clear. (An fd
  * that posix_spawn's new program would inherit as it is, without a dup2 action, is closed there
  * instead, and the caller keeps the connection.) The new environment keeps LD_PRELOAD pointing at
- * libmeshtls whenever it hands anything over.
+ * libmeshtls whenever it hands anything over, and names the build of libmeshtls the new program's
+ * C library needs (variant.h) whenever it names this one.
  *
  * Where it runs:
  *  - exec in a process of its own (a fork child, or the program itself): the table says which
@@ -79,6 +80,7 @@ struct mt_inherit_exec {
     char list[MT_INHERIT_LIST_MAX]; /* "MESHTLS_INHERIT=fd:s,..." */
     size_t length;
     char preload[PATH_MAX + 16]; /* "LD_PRELOAD=...", when the environment lacked it */
+    char variant[PATH_MAX + 64]; /* "LD_PRELOAD=...", naming the other build (variant.h) */
     char *room[MT_INHERIT_ROOM]; /* the new environment */
     char **allocated_room;       /* or this, for a larger one */
     const char *program;

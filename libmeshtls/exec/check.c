@@ -159,7 +159,7 @@ static bool is_glibc_loader(const char *interpreter)
  * The kernel sets AT_SECURE for these, and glibc's loader then ignores LD_PRELOAD entries with a
  * slash. (Strictly, only when the IDs change: a set-user-ID file run by its own owner is not
  * secure; the check answers for the general case.) A set-group-ID bit without group execute
- * permission means mandatory locking, not set-group-ID.
+ * permission means mandatory locking, not set-group-ID. musl's loader ignores LD_PRELOAD there.
  */
 static bool judge_secure_execution(const char *path, const struct stat *status,
                                    struct judgement *judgement)
@@ -219,7 +219,8 @@ static void judge_loaded(const char *path, int fd, const struct stat *status,
     else if (is_musl_loader(interpreter))
         decide(judgement, MT_CHECK_MUSL,
                "%s cannot be interposed: it is linked against musl (interpreter %s), and "
-               "libmeshtls-preload.so needs glibc.",
+               "libmeshtls-preload.so needs glibc; `meshtls run` gives it "
+               "libmeshtls-preload-musl.so where that build is installed beside it.",
                path, interpreter);
     else
         decide(judgement, MT_CHECK_INTERPOSABLE,

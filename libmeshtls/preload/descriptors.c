@@ -12,11 +12,19 @@
 #include "hook.h"
 
 #include <fcntl.h>
+#if __has_include(<linux/close_range.h>)
 #include <linux/close_range.h>
+#endif
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
+
+/* The kernel's value (include/uapi/linux/close_range.h), for a C library without the kernel's
+ * headers (musl-gcc). */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
 
 #include "../core/conn.h"
 #include "../core/epoll.h"
@@ -171,6 +179,7 @@ MT_EXPORT int fcntl(int fd, int command, ...)
     return fcntl_common(real_fcntl, fd, command, argument);
 }
 
+#ifdef __GLIBC__
 MT_EXPORT int fcntl64(int fd, int command, ...)
 {
     mt_real_init();
@@ -180,8 +189,9 @@ MT_EXPORT int fcntl64(int fd, int command, ...)
     va_end(arguments);
     return fcntl_common(real_fcntl64, fd, command, argument);
 }
+#endif
 
-MT_EXPORT int ioctl(int fd, unsigned long request, ...)
+MT_EXPORT int ioctl(int fd, MT_IOCTL_REQUEST request, ...)
 {
     mt_real_init();
     va_list arguments;

@@ -36,6 +36,22 @@
 #include "../util/sys.h"
 #include "real.h"
 
+/*
+ * The address parameters of connect, accept, recvfrom…: glibc declares them as transparent unions
+ * (__SOCKADDR_ARG) under _GNU_SOURCE, musl as plain pointers; the hooks use the same types as
+ * libc's declarations, and MT_SOCKADDR gives the pointer.
+ */
+#ifdef __GLIBC__
+#define MT_SOCKADDR_ARG __SOCKADDR_ARG
+#define MT_CONST_SOCKADDR_ARG __CONST_SOCKADDR_ARG
+#define MT_SOCKADDR(argument) ((argument).__sockaddr__)
+#else
+#define MT_SOCKADDR_ARG struct sockaddr *restrict
+#define MT_CONST_SOCKADDR_ARG const struct sockaddr *
+#define MT_SOCKADDR(argument) (argument)
+#endif
+
+#ifdef __GLIBC__
 /* Fortified entry points: glibc declares them only under _FORTIFY_SOURCE. */
 ssize_t __read_chk(int fd, void *buffer, size_t length, size_t buffer_length);
 ssize_t __recv_chk(int fd, void *buffer, size_t length, size_t buffer_length, int flags);
@@ -45,5 +61,17 @@ int __poll_chk(struct pollfd *fds, nfds_t count, int timeout_ms, size_t fds_leng
 int __ppoll_chk(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
                 const sigset_t *mask, size_t fds_length);
 void __chk_fail(void) __attribute__((noreturn));
+#else
+/* musl's headers rename sendfile64 to sendfile under _GNU_SOURCE, but its library still defines
+ * both symbols, and a program built against an older musl calls sendfile64 by name. */
+#undef sendfile64
+ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count);
+/* musl (1.2.3) has no epoll_pwait2, close_range or closefrom: the hooks stand for the system
+ * calls (hooks.def). */
+int close_range(unsigned int first, unsigned int last, int flags);
+void closefrom(int lowest);
+int epoll_pwait2(int epfd, struct epoll_event *events, int capacity, const struct timespec *timeout,
+                 const sigset_t *mask);
+#endif
 
 #endif

@@ -20,24 +20,25 @@
 
 /*
  * glibc declares the address parameters as transparent unions (__SOCKADDR_ARG) under _GNU_SOURCE;
- * the hooks use the same types so their definitions match libc's declarations exactly.
+ * the hooks use the same types (MT_SOCKADDR_ARG, hook.h) so their definitions match libc's
+ * declarations exactly.
  */
-MT_EXPORT int connect(int fd, __CONST_SOCKADDR_ARG address, socklen_t length)
+MT_EXPORT int connect(int fd, MT_CONST_SOCKADDR_ARG address, socklen_t length)
 {
     mt_real_init();
-    return mt_intercept_connect(fd, address.__sockaddr__, length, MT_INTERCEPT_BY_POLICY);
+    return mt_intercept_connect(fd, MT_SOCKADDR(address), length, MT_INTERCEPT_BY_POLICY);
 }
 
-MT_EXPORT int accept(int fd, __SOCKADDR_ARG address, socklen_t *length)
+MT_EXPORT int accept(int fd, MT_SOCKADDR_ARG address, socklen_t *length)
 {
     mt_real_init();
-    return mt_intercept_accept(fd, address.__sockaddr__, length, MT_INTERCEPT_BY_POLICY);
+    return mt_intercept_accept(fd, MT_SOCKADDR(address), length, MT_INTERCEPT_BY_POLICY);
 }
 
-MT_EXPORT int accept4(int fd, __SOCKADDR_ARG address, socklen_t *length, int flags)
+MT_EXPORT int accept4(int fd, MT_SOCKADDR_ARG address, socklen_t *length, int flags)
 {
     mt_real_init();
-    return mt_intercept_accept4(fd, address.__sockaddr__, length, flags, MT_INTERCEPT_BY_POLICY);
+    return mt_intercept_accept4(fd, MT_SOCKADDR(address), length, flags, MT_INTERCEPT_BY_POLICY);
 }
 
 MT_EXPORT int shutdown(int fd, int how)

@@ -53,12 +53,14 @@ MT_EXPORT ssize_t read(int fd, void *buffer, size_t length)
     return finish(conn, mt_conn_recv(conn, buffer, length, 0));
 }
 
+#ifdef __GLIBC__
 MT_EXPORT ssize_t __read_chk(int fd, void *buffer, size_t length, size_t buffer_length)
 {
     if (length > buffer_length)
         __chk_fail();
     return read(fd, buffer, length);
 }
+#endif
 
 MT_EXPORT ssize_t write(int fd, const void *buffer, size_t length)
 {
@@ -100,12 +102,14 @@ MT_EXPORT ssize_t recv(int fd, void *buffer, size_t length, int flags)
     return finish(conn, receive(conn, buffer, length, flags));
 }
 
+#ifdef __GLIBC__
 MT_EXPORT ssize_t __recv_chk(int fd, void *buffer, size_t length, size_t buffer_length, int flags)
 {
     if (length > buffer_length)
         __chk_fail();
     return recv(fd, buffer, length, flags);
 }
+#endif
 
 MT_EXPORT ssize_t send(int fd, const void *buffer, size_t length, int flags)
 {
@@ -117,20 +121,21 @@ MT_EXPORT ssize_t send(int fd, const void *buffer, size_t length, int flags)
     return finish(conn, mt_conn_send(conn, buffer, length, flags));
 }
 
-MT_EXPORT ssize_t recvfrom(int fd, void *buffer, size_t length, int flags, __SOCKADDR_ARG address,
+MT_EXPORT ssize_t recvfrom(int fd, void *buffer, size_t length, int flags, MT_SOCKADDR_ARG address,
                            socklen_t *address_length)
 {
     struct mt_conn *conn = mt_table_acquire(fd);
     if (conn == NULL) {
         mt_real_init();
-        return real_recvfrom(fd, buffer, length, flags, address.__sockaddr__, address_length);
+        return real_recvfrom(fd, buffer, length, flags, MT_SOCKADDR(address), address_length);
     }
     /* A connected TCP socket reports no source address (Linux sets the length to 0). */
-    if (address.__sockaddr__ != NULL && address_length != NULL)
+    if (MT_SOCKADDR(address) != NULL && address_length != NULL)
         *address_length = 0;
     return finish(conn, receive(conn, buffer, length, flags));
 }
 
+#ifdef __GLIBC__
 MT_EXPORT ssize_t __recvfrom_chk(int fd, void *buffer, size_t length, size_t buffer_length,
                                  int flags, struct sockaddr *address, socklen_t *address_length)
 {
@@ -138,14 +143,15 @@ MT_EXPORT ssize_t __recvfrom_chk(int fd, void *buffer, size_t length, size_t buf
         __chk_fail();
     return recvfrom(fd, buffer, length, flags, address, address_length);
 }
+#endif
 
 MT_EXPORT ssize_t sendto(int fd, const void *buffer, size_t length, int flags,
-                         __CONST_SOCKADDR_ARG address, socklen_t address_length)
+                         MT_CONST_SOCKADDR_ARG address, socklen_t address_length)
 {
     struct mt_conn *conn = mt_table_acquire(fd);
     if (conn == NULL) {
         mt_real_init();
-        return real_sendto(fd, buffer, length, flags, address.__sockaddr__, address_length);
+        return real_sendto(fd, buffer, length, flags, MT_SOCKADDR(address), address_length);
     }
     return finish(conn, mt_conn_send(conn, buffer, length, flags));
 }
@@ -205,7 +211,7 @@ static int send_messages(struct mt_conn *conn, struct mmsghdr *vector, unsigned 
     return sent > 0 ? (int)sent : -1;
 }
 
-MT_EXPORT int sendmmsg(int fd, struct mmsghdr *vector, unsigned int count, int flags)
+MT_EXPORT int sendmmsg(int fd, struct mmsghdr *vector, unsigned int count, MT_SENDMMSG_FLAGS flags)
 {
     struct mt_conn *conn = mt_table_acquire(fd);
     if (conn == NULL) {

@@ -41,12 +41,14 @@ MT_EXPORT int poll(struct pollfd *fds, nfds_t count, int timeout_ms)
     return mt_readiness_poll(fds, count, timeout_ms, NULL);
 }
 
+#ifdef __GLIBC__
 MT_EXPORT int __poll_chk(struct pollfd *fds, nfds_t count, int timeout_ms, size_t fds_length)
 {
     if (fds_length / sizeof(*fds) < count)
         __chk_fail();
     return poll(fds, count, timeout_ms);
 }
+#endif
 
 MT_EXPORT int ppoll(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
                     const sigset_t *mask)
@@ -57,6 +59,7 @@ MT_EXPORT int ppoll(struct pollfd *fds, nfds_t count, const struct timespec *tim
     return mt_readiness_poll(fds, count, timeout_to_ms(timeout), mask);
 }
 
+#ifdef __GLIBC__
 MT_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t count, const struct timespec *timeout,
                           const sigset_t *mask, size_t fds_length)
 {
@@ -64,6 +67,7 @@ MT_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t count, const struct timespe
         __chk_fail();
     return ppoll(fds, count, timeout, mask);
 }
+#endif
 
 MT_EXPORT int select(int count, fd_set *readable, fd_set *writable, fd_set *exceptional,
                      struct timeval *timeout)

@@ -67,8 +67,12 @@ fi
 # shared library's file name) is the one asked for.
 ninja -C "$package_build" build.ninja > "$build_dir/debian-compile.log" 2>&1 ||
   die "meson could not regenerate $package_build; see $build_dir/debian-compile.log"
-meson compile -C "$package_build" meshtls-agent meshtls:executable meshtls:shared_library \
-  meshtls-preload >> "$build_dir/debian-compile.log" 2>&1 ||
+targets=(meshtls-agent meshtls:executable meshtls:shared_library meshtls-preload)
+# The musl build of the preload, beside the glibc one, where musl-gcc was found (-Dmusl).
+if meson introspect --targets "$package_build" | grep -q 'meshtls-preload-musl'; then
+  targets+=(meshtls-preload-musl)
+fi
+meson compile -C "$package_build" "${targets[@]}" >> "$build_dir/debian-compile.log" 2>&1 ||
   die "meson compile failed; see $build_dir/debian-compile.log"
 rm -rf "$stage" "$trees"
 meson install -C "$package_build" --destdir "$stage" --no-rebuild --strip --quiet ||
@@ -109,6 +113,9 @@ shopt -s nullglob
 sonames=("$stage/$libdir"/libmeshtls.so.*)
 [ "${#sonames[@]}" -gt 0 ] || die "libmeshtls.so.* is not in the meson install"
 take libmeshtls0 "${sonames[@]#"$stage/"}" "$libdir/meshtls/libmeshtls-preload.so"
+if [ -e "$stage/$libdir/meshtls/libmeshtls-preload-musl.so" ]; then
+  take libmeshtls0 "$libdir/meshtls/libmeshtls-preload-musl.so"
+fi
 take libmeshtls-dev usr/include/meshtls.h "$libdir/libmeshtls.so" "$libdir/pkgconfig/meshtls.pc"
 take meshtls-agent usr/sbin/meshtls-agent
 take meshtls usr/bin/meshtls
@@ -152,6 +159,9 @@ depends_of() {  # depends_of TREE -> "pkg (>= v), ..." on stdout
   local -A seen=()
   while IFS= read -r file; do
     readelf -h "$file" > /dev/null 2>&1 || continue
+    # The musl build of the preload needs musl's libc.so, which the musl programs it is loaded
+    # into bring with them: no Debian package of this system's.
+    case $file in */libmeshtls-preload-musl.so) continue ;; esac
     for library in $(readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
       case $library in
         libmeshtls.so.*) seen[libmeshtls0]="libmeshtls0 (= $debian_version)"; continue ;;

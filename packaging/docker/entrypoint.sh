@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Container entrypoint for images with libmeshtls: waits (bounded) for the node agent's socket,
-# sets LD_PRELOAD to the installed preload, and execs the container's command under it.
+# sets LD_PRELOAD to the installed preload, and execs the container's command under it. The
+# command's ELF program interpreter picks the build: libmeshtls-preload-musl.so for a musl program
+# (Alpine), libmeshtls-preload.so otherwise (glibc).
 #
 #   ENTRYPOINT ["/usr/local/bin/meshtls-entrypoint"]  CMD ["python3", "-m", "http.server"]
 #
@@ -9,7 +11,8 @@
 #                         library itself, so one variable moves both
 #   MESHTLS_AGENT_WAIT    seconds to wait for the socket to appear (default 30; 0: do not wait)
 #   MESHTLS_PRELOAD       the preload library (default: found under /usr/lib/*/meshtls/ or
-#                         /usr/local/lib/*/meshtls/)
+#                         /usr/local/lib/*/meshtls/); naming either build, the command gets the
+#                         build beside it that its C library needs
 set -euo pipefail
 
 die() {
@@ -25,20 +28,54 @@ case $wait_seconds in
   '' | *[!0-9]*) die "MESHTLS_AGENT_WAIT must be a whole number of seconds, not '$wait_seconds'" ;;
 esac
 
+# musl or glibc: the C library of the program that runs, following #! lines (and /usr/bin/env
+# NAME) to the ELF file the kernel starts, whose program interpreter (in its first page) names
+# musl's loader or not. A name that cannot be read is taken for glibc, as before.
+program_libc() {
+  local file line words
+  file=$(command -v -- "$1" 2>/dev/null) || { echo glibc; return; }
+  for _ in 1 2 3 4; do
+    [ -f "$file" ] && [ -r "$file" ] || break
+    if [ "$(head -c 2 -- "$file")" = "#!" ]; then
+      IFS= read -r line <"$file" || true
+      read -r -a words <<<"${line#\#!}"
+      file=${words[0]:-}
+      if [ "${file##*/}" = env ] && [ -n "${words[1]:-}" ]; then
+        file=$(command -v -- "${words[1]}" 2>/dev/null) || break
+      fi
+      continue
+    fi
+    # (Not a pipe: grep -q stops reading early, and pipefail would then report head's SIGPIPE.)
+    if LC_ALL=C grep -aq '/ld-musl-' < <(head -c 4096 -- "$file"); then
+      echo musl
+      return
+    fi
+    break
+  done
+  echo glibc
+}
+
+name=libmeshtls-preload.so
+[ "$(program_libc "$1")" = musl ] && name=libmeshtls-preload-musl.so
+
 preload=${MESHTLS_PRELOAD:-}
-if [ -z "$preload" ]; then
-  for candidate in /usr/lib/*/meshtls/libmeshtls-preload.so /usr/lib/meshtls/libmeshtls-preload.so \
-                   /usr/local/lib/*/meshtls/libmeshtls-preload.so \
-                   /usr/local/lib/meshtls/libmeshtls-preload.so; do
+if [ -n "$preload" ]; then
+  case ${preload##*/} in
+    libmeshtls-preload.so | libmeshtls-preload-musl.so) preload=${preload%/*}/$name ;;
+  esac
+else
+  for candidate in /usr/lib/*/meshtls/$name /usr/lib/meshtls/$name \
+                   /usr/local/lib/*/meshtls/$name /usr/local/lib/meshtls/$name; do
     if [ -f "$candidate" ]; then
       preload=$candidate
       break
     fi
   done
-  [ -n "$preload" ] || die "libmeshtls-preload.so is not installed in this image (looked under" \
-    "/usr/lib/*/meshtls and /usr/local/lib/*/meshtls); set MESHTLS_PRELOAD to its path"
+  [ -n "$preload" ] || die "$name is not installed in this image (looked under" \
+    "/usr/lib/*/meshtls and /usr/local/lib/*/meshtls; $1 needs it); set MESHTLS_PRELOAD" \
+    "to its path"
 fi
-[ -f "$preload" ] || die "MESHTLS_PRELOAD=$preload does not exist"
+[ -f "$preload" ] || die "$preload does not exist ($1 needs $name; MESHTLS_PRELOAD=${MESHTLS_PRELOAD:-})"
 
 # Wait for the agent: the socket is on a volume shared with the node (a hostPath in Kubernetes);
 # ten checks a second, bounded by MESHTLS_AGENT_WAIT.

@@ -7,7 +7,7 @@ import re
 import sys
 
 with open(sys.argv[1]) as f:
-    hooks = re.findall(r"^MT_HOOK(?:_OPTIONAL)?\([^,]+,\s*(\w+),", f.read(), re.M)
+    hooks = re.findall(r"^MT_HOOK(?:_OPTIONAL|_NOT_MUSL)?\([^,]+,\s*(\w+),", f.read(), re.M)
 with open(sys.argv[2]) as f:
     readme = f.read()
 section = readme.split("## Interposed entry points", 1)[-1].split("\n## ", 1)[0]

@@ -47,7 +47,9 @@ def main():
     if supported is None:
         sys.exit("hooks.def does not say 'Oldest glibc supported: X.Y.'")
     floor = version_key(supported.group(1))
-    hooks = re.findall(r"^(MT_HOOK(?:_OPTIONAL)?)\([^,]+,\s*(\w+),", text, re.M)
+    hooks = re.findall(r"^(MT_HOOK(?:_OPTIONAL|_NOT_MUSL)?)\([^,]+,\s*(\w+),", text, re.M)
+    # MT_HOOK_NOT_MUSL is MT_HOOK for glibc (optional only in the musl build).
+    hooks = [("MT_HOOK" if kind == "MT_HOOK_NOT_MUSL" else kind, name) for kind, name in hooks]
     libc = libc_path(preload)
     versions = oldest_versions(libc)
     failures = []

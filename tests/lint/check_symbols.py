@@ -66,7 +66,7 @@ def imported(path):
 def main():
     hooks_def, preload, library, version_script, header = sys.argv[1:6]
     with open(hooks_def) as f:
-        hooks = set(re.findall(r"^MT_HOOK(?:_OPTIONAL)?\([^,]+,\s*(\w+),", f.read(), re.M))
+        hooks = set(re.findall(r"^MT_HOOK(?:_OPTIONAL|_NOT_MUSL)?\([^,]+,\s*(\w+),", f.read(), re.M))
     failures = []
     preload_symbols = exported(preload)
     api = {name for name in preload_symbols if name.startswith("meshtls_")}

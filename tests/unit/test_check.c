@@ -157,6 +157,10 @@ static void test_mt_check_program_other_loaders_are_refused(void **state)
     assert_int_equal(report.verdict, MT_CHECK_MUSL);
     assert_string_equal(report.interpreter, "/lib/ld-musl-x86_64.so.1");
     assert_verdict(temp_path("android"), MT_CHECK_UNKNOWN_LOADER);
+    /* musl's loader ignores LD_PRELOAD in secure-execution mode as well: that verdict wins, so
+     * the musl build of the preload is never counted on for a set-user-ID musl program. */
+    assert_int_equal(chmod(temp_path("musl"), 04755), 0);
+    assert_verdict(temp_path("musl"), MT_CHECK_SETUID);
 }
 
 /*

@@ -26,7 +26,7 @@ source_dir=$(cd "$here/../.." && pwd)
 build_dir=$(cd "$1" && pwd)
 mkdir -p "$2" || die "cannot create OUT_DIR $2"
 out_dir=$(cd "$2" && pwd)
-for tool in meson dpkg-deb dpkg-architecture readelf nm dpkg-query ldconfig gzip python3; do
+for tool in meson dpkg-deb dpkg-architecture readelf nm strip dpkg-query ldconfig gzip python3; do
   command -v "$tool" > /dev/null || die "$tool not found (run packaging/install-deps.sh)"
 done
 
@@ -115,6 +115,14 @@ sonames=("$stage/$libdir"/libmeshtls.so.*)
 take libmeshtls0 "${sonames[@]#"$stage/"}" "$libdir/meshtls/libmeshtls-preload.so"
 if [ -e "$stage/$libdir/meshtls/libmeshtls-preload-musl.so" ]; then
   take libmeshtls0 "$libdir/meshtls/libmeshtls-preload-musl.so"
+  # meson's --strip covers its own targets only; this one is a custom target.
+  strip --strip-unneeded "$trees/libmeshtls0/$libdir/meshtls/libmeshtls-preload-musl.so"
+  # It needs musl's libc.so, which the musl program it is loaded into brings (an Alpine
+  # image); no Debian package provides it to the glibc system this package installs on.
+  mkdir -p "$trees/libmeshtls0/usr/share/lintian/overrides"
+  printf '%s\n' "# Built against musl for musl programs, whose own libc.so it uses." \
+    "libmeshtls0: library-not-linked-against-libc [$libdir/meshtls/libmeshtls-preload-musl.so]" \
+    > "$trees/libmeshtls0/usr/share/lintian/overrides/libmeshtls0"
 fi
 take libmeshtls-dev usr/include/meshtls.h "$libdir/libmeshtls.so" "$libdir/pkgconfig/meshtls.pc"
 take meshtls-agent usr/sbin/meshtls-agent

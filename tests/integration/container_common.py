@@ -4,11 +4,12 @@ offline Debian 12 base image every test image is built from, and clean-up of wha
 The base is `debootstrap --variant=minbase bookworm` from the machine's own Debian archive, with
 python3 (the workloads' server and client), imported with `podman import`. Its tarball is cached
 in the build directory, keyed by everything that changes it (suite, architecture, archive,
-included packages), so a second run imports it (seconds) instead of building it (minutes); the
+included packages, the machine's apt date checks), so a second run imports it (seconds) instead of building it (minutes); the
 imported image is kept too, tagged with the same key."""
 
 import hashlib
 import os
+import resource
 import shutil
 import subprocess
 import time
@@ -45,15 +46,35 @@ def debian_archive():
                       "needs one to build the base image")
 
 
+def ulimits():
+    """Open files and processes for every container: podman's defaults for root (2^20 files,
+    2^22 processes) are above what a process without CAP_SYS_RESOURCE (a container or VM of its
+    own) may raise its limits to, and runc then fails with "error setting rlimits": stay at or
+    under this process's hard limits."""
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    processes = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    files = 65536 if files == resource.RLIM_INFINITY else min(files, 65536)
+    processes = 16384 if processes == resource.RLIM_INFINITY else min(processes, 16384)
+    return [f"nofile={files}:{files}", f"nproc={processes}:{processes}"]
+
+
+_config = None
+
+
 def config_dir():
     """A containers.conf of our own (CONTAINERS_CONF), not the machine's: runc (crun cannot set
-    rlimits on every host), cgroupfs (systemd need not be PID 1) and events in a file."""
-    os.makedirs(CACHE, exist_ok=True)
-    path = os.path.join(CACHE, "containers.conf")
-    with open(path, "w") as f:
-        f.write('[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
-                'events_logger = "file"\n')
-    return path
+    rlimits on every host), cgroupfs (systemd need not be PID 1), events in a file, and limits
+    the machine allows (ulimits())."""
+    global _config
+    if _config is None:
+        os.makedirs(CACHE, exist_ok=True)
+        _config = os.path.join(CACHE, "containers.conf")
+        limits = ", ".join(f'"{limit}"' for limit in ulimits())
+        with open(_config, "w") as f:
+            f.write(f'[containers]\ndefault_ulimits = [{limits}]\n\n'
+                    '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\n'
+                    'events_logger = "file"\n')
+    return _config
 
 
 def podman_env():
@@ -78,6 +99,17 @@ def podman(*args, timeout=120, check_status=True):
     return result
 
 
+def host_apt_settings():
+    """The machine's apt settings about release dates (apt-config dump): an archive mirror or
+    snapshot whose Release files have expired is usable on the machine only because apt is told
+    not to check their dates, and the images' apt (and the build's `apt-get source`) must be told
+    the same. The text of an apt.conf.d file, possibly empty."""
+    result = subprocess.run(["apt-config", "dump"], capture_output=True, text=True, timeout=30)
+    lines = [line for line in result.stdout.splitlines()
+             if line.split(" ")[0] in ("Acquire::Check-Valid-Until", "Acquire::Check-Date")]
+    return "".join(line + "\n" for line in lines)
+
+
 def base_image():
     """The tag of the Debian 12 base image, built once and cached (see the module's text)."""
     if shutil.which("podman") is None:
@@ -85,7 +117,9 @@ def base_image():
     arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
                           check=True).stdout.strip()
     archive = debian_archive()
-    key = hashlib.sha256(f"{SUITE} {arch} {archive} {' '.join(INCLUDE)} minbase".encode())
+    apt_settings = host_apt_settings()
+    key = hashlib.sha256(f"{SUITE} {arch} {archive} {' '.join(INCLUDE)} minbase "
+                         f"{apt_settings}".encode())
     tag = f"localhost/meshtls-test-base:{SUITE}-{arch}-{key.hexdigest()[:12]}"
     if podman("image", "exists", tag, check_status=False).returncode == 0:
         return tag
@@ -101,6 +135,9 @@ def base_image():
                                 capture_output=True, text=True, timeout=900)
         check(result.returncode == 0, f"debootstrap {SUITE} into {root} failed:\n"
                                       f"{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        with open(os.path.join(root, "etc", "apt", "apt.conf.d", "99meshtls-test-host"),
+                  "w") as f:
+            f.write(apt_settings)
         partial = tarball + ".partial"
         subprocess.run(["tar", "-C", root, "-cf", partial, "."], check=True, timeout=300)
         os.rename(partial, tarball)
@@ -161,7 +198,7 @@ def ignore_file(path):
 def build_stage(target, tag, build_args, ignore, timeout):
     """podman build of one stage of packaging/docker/Dockerfile; returns its wall time."""
     started = time.monotonic()
-    args = ["build", "--network", "host", "--ignorefile", ignore, "-f",
+    args = ["build", "--pull=never", "--network", "host", "--ignorefile", ignore, "-f",
             os.path.join(SOURCE, "packaging", "docker", "Dockerfile"), "--target", target,
             "-t", tag]
     for name, value in build_args.items():

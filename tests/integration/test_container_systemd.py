@@ -44,6 +44,30 @@ def unit_state(name):
     return result.stdout.strip()
 
 
+# CAP_DAC_READ_SEARCH (2), CAP_KILL (5), CAP_IPC_LOCK (14), CAP_SYS_PTRACE (19).
+AGENT_CAPABILITIES = (1 << 2) | (1 << 5) | (1 << 14) | (1 << 19)
+
+
+def check_sandbox(name):
+    """The running agent has the unit's sandbox: its capability bounding set, no new privileges,
+    a seccomp filter, and a mount namespace of its own (ProtectSystem, PrivateTmp)."""
+    pid = podman("exec", name, "systemctl", "show", "--property", "MainPID", "--value",
+                 "meshtls-agent.service", timeout=30).stdout.strip()
+    status = podman("exec", name, "cat", f"/proc/{pid}/status", timeout=30).stdout
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    check(int(fields.get("CapBnd", "0"), 16) == AGENT_CAPABILITIES,
+          f"the agent's capability bounding set is {fields.get('CapBnd')}, not "
+          f"{AGENT_CAPABILITIES:016x}")
+    check(fields.get("NoNewPrivs", "").strip() == "1" and fields.get("Seccomp", "").strip() == "2",
+          f"the agent runs without NoNewPrivileges or its seccomp filter:\n{status}")
+    namespaces = podman("exec", name, "readlink", f"/proc/{pid}/ns/mnt", "/proc/1/ns/mnt",
+                        timeout=30).stdout.split()
+    check(len(namespaces) == 2 and namespaces[0] != namespaces[1],
+          f"the agent shares systemd's mount namespace: {namespaces}")
+    print(f"agent pid {pid}: CapBnd {fields['CapBnd'].strip()}, NoNewPrivs, seccomp filter, "
+          "a mount namespace of its own")
+
+
 def test():
     base = base_image()
     can_run_containers(base)
@@ -54,11 +78,16 @@ def test():
         with open(os.path.join(work, "Containerfile"), "w") as f:
             f.write(CONTAINERFILE.format(base=base))
         image = made.image(f"localhost/meshtls-test-systemd:{suffix}")
-        podman("build", "--network", "host", "-t", image, work, timeout=600)
+        podman("build", "--pull=never", "--network", "host", "-t", image, work, timeout=600)
         print(f"systemd image build: {time.monotonic() - started:.0f} s")
 
         name = made.container(f"meshtls-test-systemd-{suffix}")
-        podman("run", "-d", "--name", name, "--systemd=always", "--network", "none", image)
+        # Privileged: systemd builds the unit's sandbox (mount namespaces for ProtectSystem and
+        # PrivateTmp, seccomp, capability sets), which a container's default capabilities and
+        # seccomp profile do not allow, and the agent keeps CAP_SYS_PTRACE etc. from its
+        # bounding set only if the container has them.
+        podman("run", "-d", "--name", name, "--systemd=always", "--privileged", "--network",
+               "none", image)
         try:
             wait_for(lambda: unit_state(name) in ("active", "failed"), 60,
                      "meshtls-agent.service to start under systemd")
@@ -71,6 +100,7 @@ def test():
                         "meshtls-agent.service", timeout=30, check_status=False).stdout
         check(state == "active", f"meshtls-agent.service is {state!r}:\n{status}\n{journal}")
 
+        check_sandbox(name)
         result = podman("exec", "--user", "workload", name, "meshtls", "id", timeout=60,
                         check_status=False)
         check(result.returncode == 0 and "spiffe://" in result.stdout,

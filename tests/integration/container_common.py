@@ -4,8 +4,8 @@ offline Debian 12 base image every test image is built from, and clean-up of wha
 The base is `debootstrap --variant=minbase bookworm` from the machine's own Debian archive, with
 python3 (the workloads' server and client), imported with `podman import`. Its tarball is cached
 in the build directory, keyed by everything that changes it (suite, architecture, archive,
-included packages, the machine's apt date checks), so a second run imports it (seconds) instead of building it (minutes); the
-imported image is kept too, tagged with the same key."""
+included packages, the machine's apt date checks), so a second run imports it (seconds) instead
+of building it (minutes); the imported image is kept too, tagged with the same key."""
 
 import hashlib
 import os

@@ -2,8 +2,10 @@
 PID 1 (podman --systemd=always) from the offline Debian 12 base with systemd and the packages of
 packaging/debian/build-debs.sh installed. Checks the unit, with every sandboxing option it has,
 comes up active by itself (deb-systemd-helper enabled it), a process of another uid (`meshtls id`
-run as an unprivileged user) gets its identity from it, and the journal holds each of the agent's
-lines once, as "meshtls-agent[PID]: info: serving ..." (no second tag and pid)."""
+run as an unprivileged user) gets its identity from it, the running agent has the unit's
+capabilities, seccomp filter and mount namespace, its metrics endpoint answers, and the journal
+holds each of the agent's lines once, as "meshtls-agent[PID]: info: serving ..." (no second tag
+and pid) and none of them is an error."""
 
 import os
 import re
@@ -11,7 +13,7 @@ import subprocess
 import tempfile
 import time
 
-from container_common import Made, base_image, can_run_containers, podman
+from container_common import Made, base_image, can_run_containers, podman, podman_env
 from harness import BUILD, TestFailure, check, main, wait_for
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -117,7 +119,24 @@ def test():
         doubled = [line for line in journal.splitlines()
                    if len(re.findall(r"meshtls-agent\[\d+\]", line)) > 1]
         check(not doubled, "journal lines carry the tag twice:\n" + "\n".join(doubled))
-        print(f"journal: {serving[0]}")
+        # Nothing the sandbox forbids that the agent needs: e.g. its metrics endpoint (TCP, the
+        # default address) would log an error and go on without it.
+        errors = [line for line in journal.splitlines() if ": error: " in line]
+        check(not errors, "the agent logged errors under the unit's sandbox:\n" +
+              "\n".join(errors))
+        check("metrics on http://" in journal, f"the agent serves no metrics endpoint:\n{journal}")
+        probe = ("import re, urllib.request\n"
+                 "line = open('/dev/stdin').read()\n"
+                 "address = re.search(r'metrics on http://(\\S+)/metrics', line).group(1)\n"
+                 "print(urllib.request.urlopen(f'http://{address}/metrics', timeout=10)"
+                 ".status)\n")
+        metrics = subprocess.run(["podman", "exec", "-i", name, "python3", "-c", probe],
+                                 input=journal, capture_output=True, text=True, timeout=60,
+                                 env=podman_env())
+        check(metrics.returncode == 0 and metrics.stdout.strip() == "200",
+              f"the metrics endpoint did not answer under the sandbox ({metrics.returncode}):\n"
+              f"{metrics.stdout}{metrics.stderr}")
+        print(f"journal: {serving[0]}; metrics endpoint answers 200")
     print(f"systemd container test wall time: {time.monotonic() - started:.0f} s")
 
 

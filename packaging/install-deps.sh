@@ -47,6 +47,10 @@ packages=(
   mariadb-server mariadb-client wget iproute2
   # packaging tests: the Kubernetes manifests are parsed with PyYAML
   python3-yaml
+  # the container suite: the Dockerfile's images built and run with podman and runc (crun cannot
+  # set rlimits on every host), from a Debian 12 base made offline with debootstrap; systemd for
+  # systemd-analyze security on meshtls-agent.service (test_packaging_debs.py)
+  podman runc debootstrap systemd
   # checkers in packaging/test.sh: valgrind memcheck over the unit tests; clang for the
   # warning-free second compiler and libFuzzer (its runtime and the sanitizers' are in
   # libclang-rt-14-dev, only recommended by clang); llvm for llvm-symbolizer in their reports.

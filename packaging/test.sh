@@ -2,7 +2,8 @@
 # Installs dependencies, builds libmeshtls five times and runs the whole test suite under the
 # sanitizers and checkers:
 #   build-test        plain gcc build, _FORTIFY_SOURCE=3: every suite (unit, integration,
-#                     fuzz-regress, threads, lint); then the unit suite again under valgrind
+#                     fuzz-regress, threads, lint; container, the images built and run with
+#                     podman, on its own); then the unit suite again under valgrind
 #                     memcheck (meson test --setup valgrind: no error, no definite/indirect leak)
 #   build-test-san    AddressSanitizer + UBSan: the unit, integration, fuzz-regress and threads suites
 #   build-test-tsan   ThreadSanitizer: the threads suite (many threads on meshed sockets, direct
@@ -73,8 +74,14 @@ meson compile -C "$system"
 stage_done "compile $system"
 
 status=0
-meson test -C "$plain" --print-errorlogs --num-processes 2 || status=1
+meson test -C "$plain" --print-errorlogs --num-processes 2 --no-suite container || status=1
 stage_done "test $plain (all suites)"
+# The container images and the systemd unit in a booted container (podman, runc): the first run
+# builds the images' packages from source in a container and a Debian 12 base with debootstrap.
+# Its own log (testlog-container.json): the run above's testlog.json is the plain build's record.
+meson test -C "$plain" --print-errorlogs --num-processes 1 --logbase testlog-container \
+  --suite container || status=1
+stage_done "test $plain (container)"
 meson test -C "$sanitized" --print-errorlogs --num-processes 2 \
   --suite unit --suite integration --suite fuzz-regress --suite threads || status=1
 stage_done "test $sanitized"
@@ -117,7 +124,8 @@ python3 tests/reliability/run.py --figures "$MESHTLS_FIGURES_DIR" \
   --log "clang, libFuzzer=$clang/meson-logs/testlog.json" || status=1
 
 # meson's own results of the runs just made, as one line.
-python3 - "$plain"/meson-logs/testlog.json "$plain"/meson-logs/testlog-valgrind.json \
+python3 - "$plain"/meson-logs/testlog.json "$plain"/meson-logs/testlog-container.json \
+  "$plain"/meson-logs/testlog-valgrind.json \
   "$sanitized"/meson-logs/testlog.json "$threads"/meson-logs/testlog.json \
   "$clang"/meson-logs/testlog.json "$system"/meson-logs/testlog.json <<'PY'
 import json, sys

@@ -3,7 +3,8 @@ libmeshtls-preload.so, in both directions, with blocking and poll()-driven socke
 
 One small client/server (libc_peer.c) is built at test time twice: with musl-gcc (its loader is
 /lib/ld-musl-x86_64.so.1) and with cc (glibc). The musl build runs with LD_PRELOAD=the musl
-variant and MESHTLS_CONFIG, the glibc build under `meshtls run`. Through a recording relay:
+variant, which `meshtls run` picks by the program's interpreter, the glibc build with the glibc
+preload, both under `meshtls run`. Through a recording relay:
 each answer carries the client's token back, the wire is TLS 1.3 records with no token in
 clear, and each side logs the other's SPIFFE ID (the agent tells the two executables apart).
 A plaintext client is refused by the meshed musl server, which goes on serving. A meshed musl
@@ -51,12 +52,9 @@ def build_peers(directory):
 
 
 def musl_meshed(mesh, name, argv):
-    """argv (a musl program) under the musl variant, configured as `meshtls run` would."""
-    env = base_env()
-    env.pop("LD_PRELOAD", None)  # a sanitizer runtime is glibc's: the musl loader cannot load it
-    env["LD_PRELOAD"] = MUSL_PRELOAD
-    env["MESHTLS_CONFIG"] = mesh.configs["agent"]
-    return mesh.spawn(name, argv, env=env)
+    """argv (a musl program) under `meshtls run`, which gives it the musl variant alone (a
+    sanitizer runtime in LD_PRELOAD is glibc's: the musl loader could not load it)."""
+    return mesh.meshed(name, argv)
 
 
 def start_server(mesh, name, process_for, argv, port):

@@ -57,27 +57,10 @@ void mt_server_client_close(struct mt_server_client *client)
 /* send(), with the descriptor to pass attached to the first bytes that go out. */
 static ssize_t client_send(struct mt_server_client *client)
 {
-    const uint8_t *data = client->output + client->output_sent;
-    size_t length = client->output_length - client->output_sent;
-    if (!client->has_passed_fd)
-        return send(client->fd, data, length, MSG_NOSIGNAL);
-    union {
-        struct cmsghdr header;
-        char bytes[CMSG_SPACE(sizeof(int))];
-    } control;
-    memset(&control, 0, sizeof(control));
-    struct iovec vector = {(void *)data, length};
-    struct msghdr message = {.msg_iov = &vector,
-                             .msg_iovlen = 1,
-                             .msg_control = control.bytes,
-                             .msg_controllen = sizeof(control.bytes)};
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(header), &client->passed_fd, sizeof(int));
-    ssize_t sent = sendmsg(client->fd, &message, MSG_NOSIGNAL);
-    if (sent > 0) {
+    ssize_t sent = mt_sys_send_fd(client->fd, client->output + client->output_sent,
+                                  client->output_length - client->output_sent,
+                                  client->has_passed_fd ? client->passed_fd : -1, MSG_NOSIGNAL);
+    if (sent > 0 && client->has_passed_fd) {
         close(client->passed_fd);
         client->has_passed_fd = false;
     }

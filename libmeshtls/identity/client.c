@@ -217,27 +217,10 @@ static ssize_t receive_with_fd(struct exchange *exchange)
 /* send() of what is left of the request; the subject's pidfd rides on its first byte. */
 static ssize_t send_request(struct exchange *exchange)
 {
-    const uint8_t *data = exchange->request + exchange->sent;
-    size_t length = exchange->request_length - exchange->sent;
-    if (exchange->subject_fd < 0)
-        return mt_sys_send(exchange->fd, data, length, MSG_NOSIGNAL | MSG_DONTWAIT);
-    union {
-        struct cmsghdr header;
-        char bytes[CMSG_SPACE(sizeof(int))];
-    } control;
-    memset(&control, 0, sizeof(control));
-    struct iovec vector = {(void *)data, length};
-    struct msghdr message = {.msg_iov = &vector,
-                             .msg_iovlen = 1,
-                             .msg_control = control.bytes,
-                             .msg_controllen = sizeof(control.bytes)};
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(header), &exchange->subject_fd, sizeof(int));
-    ssize_t sent = mt_sys_sendmsg(exchange->fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (sent > 0) {
+    ssize_t sent = mt_sys_send_fd(exchange->fd, exchange->request + exchange->sent,
+                                  exchange->request_length - exchange->sent, exchange->subject_fd,
+                                  MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent > 0 && exchange->subject_fd >= 0) {
         mt_sys_close(exchange->subject_fd);
         exchange->subject_fd = -1;
     }

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -53,6 +54,28 @@ ssize_t mt_sys_recvmsg(int fd, struct msghdr *message, int flags)
 ssize_t mt_sys_sendmsg(int fd, const struct msghdr *message, int flags)
 {
     return syscall(SYS_sendmsg, fd, message, flags);
+}
+
+ssize_t mt_sys_send_fd(int fd, const void *data, size_t length, int passed, int flags)
+{
+    if (passed < 0)
+        return mt_sys_send(fd, data, length, flags);
+    union {
+        struct cmsghdr header;
+        char bytes[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec vector = {(void *)data, length};
+    struct msghdr message = {.msg_iov = &vector,
+                             .msg_iovlen = 1,
+                             .msg_control = control.bytes,
+                             .msg_controllen = sizeof(control.bytes)};
+    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SCM_RIGHTS;
+    header->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(header), &passed, sizeof(int));
+    return mt_sys_sendmsg(fd, &message, flags);
 }
 
 int mt_sys_poll(struct pollfd *fds, nfds_t count, int timeout_ms)

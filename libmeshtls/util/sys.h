@@ -51,6 +51,9 @@ ssize_t mt_sys_recv(int fd, void *buffer, size_t length, int flags);
 ssize_t mt_sys_send(int fd, const void *buffer, size_t length, int flags);
 ssize_t mt_sys_recvmsg(int fd, struct msghdr *message, int flags);
 ssize_t mt_sys_sendmsg(int fd, const struct msghdr *message, int flags);
+/* Sends data on the Unix socket fd with the descriptor passed (SCM_RIGHTS) riding on its first
+ * byte; passed < 0: a plain mt_sys_send. The caller keeps passed (the receiver gets a copy). */
+ssize_t mt_sys_send_fd(int fd, const void *data, size_t length, int passed, int flags);
 int mt_sys_poll(struct pollfd *fds, nfds_t count, int timeout_ms);
 int mt_sys_socket(int domain, int type, int protocol);
 int mt_sys_connect(int fd, const struct sockaddr *address, socklen_t length);

@@ -153,6 +153,13 @@ for package in libmeshtls0 libmeshtls-dev meshtls-agent meshtls; do
   } | gzip -9n > "$doc/changelog.Debian.gz"
   chmod 0644 "$doc/changelog.Debian.gz"
 done
+# Manual pages.
+for page in meshtls.1:meshtls meshtls-agent.8:meshtls-agent; do
+  file=${page%%:*}
+  install -d "$trees/${page#*:}/usr/share/man/man${file##*.}"
+  gzip -9n < "$here/$file" > "$trees/${page#*:}/usr/share/man/man${file##*.}/$file.gz"
+  chmod 0644 "$trees/${page#*:}/usr/share/man/man${file##*.}/$file.gz"
+done
 # The static-pie meshtls command has no program interpreter and no NEEDED entry by design;
 # lintian takes it for a shared library without dependencies.
 mkdir -p "$trees/meshtls/usr/share/lintian/overrides"

@@ -13,6 +13,11 @@
 #   MESHTLS_PRELOAD       the preload library (default: found under /usr/lib/*/meshtls/ or
 #                         /usr/local/lib/*/meshtls/); naming either build, the command gets the
 #                         build beside it that its C library needs
+#   MESHTLS_ALLOW_PLAINTEXT  1: a command nothing can protect is started anyway, with a warning
+#                         (`meshtls run --allow-plaintext`); unset: it is refused (exit 126)
+#
+# A Go or statically linked command runs under `meshtls run`'s system-call supervisor (the
+# meshtls command installed beside the preload), which meshes its sockets from outside.
 set -euo pipefail
 
 die() {
@@ -90,8 +95,31 @@ while [ ! -S "$socket" ]; do
   sleep 0.1
 done
 
+MESHTLS_AGENT_SOCKET=$socket
+export MESHTLS_AGENT_SOCKET
+
+# A command the preload cannot enter (Go, statically linked) or that nothing can protect
+# (io_uring sockets, set-user-ID, ...) is never started unprotected by surprise: `meshtls run`,
+# installed beside the preload, meshes it through its system-call supervisor, gives a musl
+# program the musl build, or refuses it (exit 126, saying why). MESHTLS_ALLOW_PLAINTEXT=1 passes
+# --allow-plaintext. Programs the preload serves are exec'd in place below, as before.
+meshtls_command() {
+  local candidate
+  for candidate in "${preload%/*}/meshtls" "${preload%/lib/*}/bin/meshtls" \
+                   "$(command -v meshtls 2>/dev/null)"; do
+    [ -n "$candidate" ] && [ -x "$candidate" ] && { echo "$candidate"; return; }
+  done
+}
+meshtls=$(meshtls_command)
+if [ -z "$meshtls" ]; then
+  echo "meshtls-entrypoint: warning: no meshtls command beside $preload: $1 is started with the" \
+    "preload without checking that the preload can enter it (a Go or static program would run" \
+    "unprotected)" >&2
+elif ! "$meshtls" check "$1" > /dev/null 2>&1; then
+  exec "$meshtls" run ${MESHTLS_ALLOW_PLAINTEXT:+--allow-plaintext} -- "$@"
+fi
+
 # Keep a preload the image already sets (e.g. a sanitizer runtime) after ours.
 LD_PRELOAD="$preload${LD_PRELOAD:+ $LD_PRELOAD}"
-MESHTLS_AGENT_SOCKET=$socket
-export LD_PRELOAD MESHTLS_AGENT_SOCKET
+export LD_PRELOAD
 exec "$@"

@@ -2,7 +2,10 @@
 socket that appears a second later, then execs the command in its own process with LD_PRELOAD set
 to the preload, and that command speaks mTLS through the real agent; without a socket it fails,
 bounded by MESHTLS_AGENT_WAIT, with a clear message, and never runs the command; bad settings
-are refused with a message too."""
+are refused with a message too. A statically linked command (busybox's wget) is meshed through
+`meshtls run`'s system-call supervisor: it fetches from a strict meshed server, which logs its
+identity; a set-user-ID command, which nothing can protect, is refused (exit 126, never run)
+unless MESHTLS_ALLOW_PLAINTEXT=1."""
 
 import glob
 import os
@@ -125,6 +128,47 @@ def test_bad_settings(mesh):
     check(status == 7, f"the command's exit status 7 came back as {status}")
 
 
+BUSYBOX = "/bin/busybox"  # busybox-static (packaging/install-deps.sh)
+
+
+def test_no_preload_can_enter(mesh):
+    """A static command goes to the supervisor; a set-user-ID one is refused."""
+    sock = mesh.agents["agent"]
+    root = os.path.join(mesh.dir, "www")
+    os.makedirs(root)
+    token = f"entrypoint-static-{time.time_ns()}"
+    with open(os.path.join(root, "index.txt"), "w") as f:
+        f.write(token)
+    port = free_port()
+    server = mesh.http_server("strict-web", port, root)
+    env = entrypoint_env(MESHTLS_AGENT_SOCKET=sock, MESHTLS_PRELOAD=PRELOAD,
+                         MESHTLS_CONFIG=mesh.configs["agent"])
+    process, status = run_entrypoint(
+        mesh, "entrypoint-static", [BUSYBOX, "wget", "-q", "-O", "-",
+                                    f"http://127.0.0.1:{port}/index.txt"], env, timeout=30)
+    check(status == 0 and process.stdout().decode() == token,
+          f"busybox wget under the entrypoint ({status}): {process.stdout()!r}\n"
+          f"{process.stderr()[-2000:]}")
+    check(f"supervisor: {BUSYBOX} runs as pid" in process.stderr() and
+          f"mtls outbound to 127.0.0.1:{port}" in process.stderr(),
+          f"the static command was not supervised:\n{process.stderr()[-2000:]}")
+    wait_for(lambda: f"mtls inbound from 127.0.0.1" in server.stderr(), 10,
+             "the server's mtls inbound line")
+    print("a static command under the entrypoint: meshed by the supervisor, body fetched")
+
+    refused, status = run_entrypoint(mesh, "entrypoint-setuid",
+                                     ["/usr/bin/passwd", "--help"], env)
+    check(status == 126 and "meshtls: not starting /usr/bin/passwd: " in refused.stderr() and
+          refused.stdout() == b"",
+          f"a set-user-ID command was not refused ({status}):\n{refused.stderr()}")
+    allowed, status = run_entrypoint(mesh, "entrypoint-setuid-allowed",
+                                     ["/usr/bin/passwd", "--help"],
+                                     dict(env, MESHTLS_ALLOW_PLAINTEXT="1"))
+    check(status == 0 and "with --allow-plaintext: its connections are NOT protected" in
+          allowed.stderr(), f"MESHTLS_ALLOW_PLAINTEXT=1 ({status}):\n{allowed.stderr()}")
+    print("a set-user-ID command: refused (126), started with MESHTLS_ALLOW_PLAINTEXT=1")
+
+
 def test():
     check(os.access(ENTRYPOINT, os.X_OK), f"{ENTRYPOINT} is not executable")
     syntax = subprocess.run(["bash", "-n", ENTRYPOINT], capture_output=True, text=True)
@@ -134,6 +178,7 @@ def test():
         test_waits_then_execs(mesh)
         test_no_socket(mesh)
         test_bad_settings(mesh)
+        test_no_preload_can_enter(mesh)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -408,6 +409,13 @@ static long pidfd_names(int pidfd)
 static void test_mt_identity_set_subject_requests_name_it_and_carry_its_pidfd(void **state)
 {
     (void)state;
+    /* Without pidfd_open (valgrind 3.19 does not emulate it; kernels before 5.3) there is no
+     * subject to name: the plain and sanitized builds run this test. */
+    int probe = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (probe < 0 && errno == ENOSYS)
+        skip();
+    if (probe >= 0)
+        close(probe);
     char path[108];
     int listener = silent_agent(path, sizeof(path));
     pid_t child = fork();
@@ -419,7 +427,13 @@ static void test_mt_identity_set_subject_requests_name_it_and_carry_its_pidfd(vo
     char text[512] = "";
     struct mt_text reason = mt_text_on(text, sizeof(text));
     int pidfd = -1;
-    assert_true(mt_result_is_ok(mt_identity_supervise(child, &pidfd, &reason)));
+    bool supervising = mt_result_is_ok(mt_identity_supervise(child, &pidfd, &reason));
+    if (!supervising) {
+        /* The paused child would outlive a failed test and hold its runner forever. */
+        kill(child, SIGKILL);
+        (void)waitpid(child, NULL, 0);
+    }
+    assert_true(supervising);
     assert_int_equal(mt_identity_subject(), pidfd);
     for (int subject = 1; subject >= 0; subject--) {
         struct mt_identity_request *request = NULL;

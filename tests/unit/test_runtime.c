@@ -28,6 +28,8 @@
 
 #include <cmocka.h>
 
+#include "util/sys.h"
+
 #include "test_ca.h"
 
 #include "core/runtime.h"
@@ -120,22 +122,7 @@ static void give_metrics_file(int client)
     mt_proto_writer_put_u64(&writer, MT_PROTO_TAG_START_TIME, 1);
     size_t length = 0;
     assert_true(mt_result_is_ok(mt_proto_writer_finish(&writer, &length)));
-    struct iovec vector = {reply, length};
-    union {
-        struct cmsghdr header;
-        char bytes[CMSG_SPACE(sizeof(int))];
-    } control;
-    memset(&control, 0, sizeof(control));
-    struct msghdr message = {.msg_iov = &vector,
-                             .msg_iovlen = 1,
-                             .msg_control = control.bytes,
-                             .msg_controllen = sizeof(control.bytes)};
-    struct cmsghdr *header = CMSG_FIRSTHDR(&message);
-    header->cmsg_level = SOL_SOCKET;
-    header->cmsg_type = SCM_RIGHTS;
-    header->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(header), &file, sizeof(file));
-    assert_int_equal(sendmsg(client, &message, MSG_NOSIGNAL), (ssize_t)length);
+    assert_int_equal(mt_sys_send_fd(client, reply, length, file, MSG_NOSIGNAL), (ssize_t)length);
     agent.file = file;
 }
 

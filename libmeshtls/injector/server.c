@@ -16,6 +16,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,8 +63,9 @@ struct credentials {
 struct daemon {
     struct MHD_Daemon *daemon;
     struct credentials credentials;
-    /* libmicrohttpd's last message, for the reason of a failed start. */
+    /* libmicrohttpd's messages during the start, for the reason of a failed one. */
     char message[LIBRARY_MESSAGE_MAX];
+    atomic_bool starting;
 };
 
 struct mt_injector_server {
@@ -181,11 +183,18 @@ __attribute__((format(printf, 2, 0))) static void
 log_library_message(void *context, const char *format, va_list arguments)
 {
     struct daemon *daemon = context;
-    vsnprintf(daemon->message, sizeof(daemon->message), format, arguments);
-    daemon->message[strcspn(daemon->message, "\n")] = '\0';
-    /* At run time these are a client's failed handshakes and the like: the API server reports
-     * its side of them. */
-    mt_log_debug("libmicrohttpd: %s", daemon->message);
+    char line[LIBRARY_MESSAGE_MAX];
+    vsnprintf(line, sizeof(line), format, arguments);
+    line[strcspn(line, "\n")] = '\0';
+    /* A failed start says what went wrong first (GnuTLS's reason), then that TLS failed: keep
+     * them all. At run time these are a client's failed handshakes and the like: the API server
+     * reports its side of them. */
+    if (atomic_load(&daemon->starting)) {
+        struct mt_text message = {daemon->message, sizeof(daemon->message), strlen(daemon->message),
+                                  strlen(daemon->message)};
+        mt_text_append(&message, "%s%s", message.length > 0 ? "; " : "", line);
+    }
+    mt_log_debug("libmicrohttpd: %s", line);
 }
 
 static enum MHD_Result send_answer(struct MHD_Connection *connection,
@@ -355,6 +364,7 @@ static MT_RESULT daemon_start(struct mt_injector_server *server, struct credenti
         where[0] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_socket, NULL};
     else if (!check_only)
         where[0] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &server->address};
+    atomic_init(&daemon->starting, true);
     errno = 0;
     daemon->daemon = MHD_start_daemon(
         flags, mt_addr_port(&server->address), NULL, NULL, handle_request, server,
@@ -373,7 +383,7 @@ static MT_RESULT daemon_start(struct mt_injector_server *server, struct credenti
         daemon_free(daemon);
         return result;
     }
-    daemon->message[0] = '\0';
+    atomic_store(&daemon->starting, false);
     *started = daemon;
     return MT_OK_RESULT;
 }

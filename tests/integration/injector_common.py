@@ -13,7 +13,7 @@ import subprocess
 import jsonpatch
 from kubernetes import client as kubernetes_client
 
-from harness import BUILD, check, free_port, port_open, wait_for
+from harness import ASAN_RUNTIME, BUILD, base_env, check, free_port, port_open, wait_for
 
 INJECTOR = os.path.join(BUILD, "meshtls-injector")
 SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,12 +46,25 @@ class Injector:
         self.port = free_port()
         self.cert = cert
         self.trusted = trusted or cert
+        env = base_env()
+        if ASAN_RUNTIME:
+            # It links the sanitizer runtime itself; its leaks are ours and fail stop().
+            env.pop("LD_PRELOAD", None)
+            env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
         self.process = mesh.spawn(name, [INJECTOR, "--listen", f"127.0.0.1:{self.port}",
                                          "--tls-cert", cert, "--tls-key", key,
-                                         "--inject-default", inject_default])
+                                         "--inject-default", inject_default], env=env)
         wait_for(lambda: port_open(self.port) or self.process.popen.poll() is not None, 20,
                  f"{name} to listen on 127.0.0.1:{self.port}")
         check(self.process.popen.poll() is None, f"{name} exited:\n{self.process.stderr()}")
+
+    def stop(self):
+        """Ends it with SIGTERM: a clean exit (0), with no sanitizer report."""
+        self.process.popen.terminate()
+        status = self.process.wait(20)
+        stderr = self.process.stderr()
+        check(status == 0 and "Sanitizer" not in stderr,
+              f"{self.process.name} exited {status} on SIGTERM:\n{stderr[-4000:]}")
 
     def context(self, cafile=None):
         context = ssl.create_default_context(cafile=cafile or self.trusted)

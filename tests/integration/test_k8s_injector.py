@@ -351,7 +351,7 @@ def test_certificate_rotation(mesh):
           f"the refusal does not say why:\n{injector.process.stderr()}")
     check(serves(injector, second_cert), "the last good certificate is not served any more")
     check(injector.process.popen.poll() is None, "the webhook exited on a bad pair")
-    injector.process.stop()
+    injector.stop()
 
 
 def test_start_errors(mesh, cert, key):
@@ -405,6 +405,7 @@ def test():
         for injector in (enabled, disabled):
             check(injector.process.popen.poll() is None,
                   f"{injector.process.name} exited:\n{injector.process.stderr()}")
+            injector.stop()
         log = enabled.process.stderr()
         check("shop/web-6d8f7c9b54-*: injected 3 containers (0 skipped, glibc preload)" in log,
               f"the injection is not logged:\n{log}")

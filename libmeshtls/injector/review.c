@@ -9,6 +9,7 @@
  * asked for the mesh, and never patch a pod already marked injected.
  */
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,11 +63,15 @@ static MT_RESULT parse_document(const char *body, size_t length, struct json_obj
                                 struct mt_text *reason)
 {
     *document = NULL;
+    if (length == 0)
+        return mt_result_explain(reason, MT_ERR_INVALID_ARGUMENT, "the body is empty");
+    /* json-c takes an int length; the server caps bodies far below it (server.h). */
+    if (length > INT_MAX)
+        return mt_result_explain(reason, MT_ERR_INVALID_ARGUMENT, "the body is too large");
     struct json_tokener *tokener = json_tokener_new_ex(JSON_DEPTH_MAX);
     MT_ENSURE(tokener != NULL, MT_ERR_NO_MEMORY);
     json_tokener_set_flags(tokener, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     mt_result result = MT_OK_RESULT;
-    /* The server caps bodies far below INT_MAX (server.c). */
     struct json_object *parsed = json_tokener_parse_ex(tokener, body, (int)length);
     enum json_tokener_error error = json_tokener_get_error(tokener);
     size_t end = json_tokener_get_parse_end(tokener);

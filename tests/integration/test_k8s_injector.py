@@ -268,6 +268,7 @@ def test_malformed(injector):
 
     cases = [
         (b"this is not json", "the body is not JSON"),
+        (b"", "the body is empty"),
         (json.dumps(good).encode()[:-10], "the body is not JSON: it ends inside a value"),
         # Strict json-c refuses what follows the document as it reads it.
         (json.dumps(good).encode() + b" {}", "the body is not JSON: unexpected character"),

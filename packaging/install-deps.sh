@@ -10,7 +10,8 @@ packages=(
   # libconfig-dev and libwolfssl-dev: headers and pkg-config for -Dlibconfig=system and
   # -Dwolfssl=system; the default build compiles both from Debian's source packages
   libwolfssl-dev libconfig-dev
-  libmicrohttpd-dev   # the agent's metrics endpoint
+  libmicrohttpd-dev   # the agent's metrics endpoint, and meshtls-injector's HTTPS
+  libjson-c-dev       # meshtls-injector: AdmissionReviews and JSON Patches
   # the bundled wolfSSL and libconfig (packaging/{wolfssl,libconfig}/build.sh): apt-get source +
   # dpkg-source, gpgv (the wolfSSL tarball's signature), and autotools because wolfSSL's release
   # tarball ships no configure script
@@ -47,6 +48,9 @@ packages=(
   mariadb-server mariadb-client wget iproute2
   # packaging tests: the Kubernetes manifests are parsed with PyYAML
   python3-yaml
+  # meshtls-injector's tests apply its JSON Patches (jsonpatch) and check the patched pods
+  # against the Kubernetes API models (the kubernetes client's V1Pod)
+  python3-jsonpatch python3-kubernetes
   # the container suite: the Dockerfile's images built and run with podman and runc (crun cannot
   # set rlimits on every host), from a Debian 12 base made offline with debootstrap; systemd for
   # systemd-analyze security on meshtls-agent.service (test_packaging_debs.py)

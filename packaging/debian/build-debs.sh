@@ -67,7 +67,7 @@ fi
 # shared library's file name) is the one asked for.
 ninja -C "$package_build" build.ninja > "$build_dir/debian-compile.log" 2>&1 ||
   die "meson could not regenerate $package_build; see $build_dir/debian-compile.log"
-targets=(meshtls-agent meshtls:executable meshtls:shared_library meshtls-preload)
+targets=(meshtls-agent meshtls-injector meshtls:executable meshtls:shared_library meshtls-preload)
 # The musl build of the preload, beside the glibc one, where musl-gcc was found (-Dmusl).
 if meson introspect --targets "$package_build" | grep -q 'meshtls-preload-musl'; then
   targets+=(meshtls-preload-musl)
@@ -125,7 +125,7 @@ if [ -e "$stage/$libdir/meshtls/libmeshtls-preload-musl.so" ]; then
     > "$trees/libmeshtls0/usr/share/lintian/overrides/libmeshtls0"
 fi
 take libmeshtls-dev usr/include/meshtls.h "$libdir/libmeshtls.so" "$libdir/pkgconfig/meshtls.pc"
-take meshtls-agent usr/sbin/meshtls-agent
+take meshtls-agent usr/sbin/meshtls-agent usr/sbin/meshtls-injector
 take meshtls usr/bin/meshtls
 leftover=$(find "$stage" -not -type d)
 [ -z "$leftover" ] || die "installed files no package owns:"$'\n'"$leftover"
@@ -154,7 +154,7 @@ for package in libmeshtls0 libmeshtls-dev meshtls-agent meshtls; do
   chmod 0644 "$doc/changelog.Debian.gz"
 done
 # Manual pages.
-for page in meshtls.1:meshtls meshtls-agent.8:meshtls-agent; do
+for page in meshtls.1:meshtls meshtls-agent.8:meshtls-agent meshtls-injector.8:meshtls-agent; do
   file=${page%%:*}
   install -d "$trees/${page#*:}/usr/share/man/man${file##*.}"
   gzip -9n < "$here/$file" > "$trees/${page#*:}/usr/share/man/man${file##*.}/$file.gz"
@@ -301,7 +301,10 @@ control meshtls-agent net "" \
   "meshtls-agent attests local processes (SO_PEERCRED, /proc/PID/exe), signs" \
   "their CSRs into short-lived X.509-SVIDs and serves the trust bundle and" \
   "Prometheus metrics. Runs as the systemd unit meshtls-agent.service with its" \
-  "socket at /run/meshtls/agent.sock and configuration in /etc/meshtls/."
+  "socket at /run/meshtls/agent.sock and configuration in /etc/meshtls/." \
+  "." \
+  "The package also holds meshtls-injector, the Kubernetes mutating admission" \
+  "webhook that adds the preload and the agent's socket to pods."
 printf '/etc/meshtls/agent.conf\n' > "$agent_tree/DEBIAN/conffiles"
 install -m 0755 "$here/meshtls-agent.postinst" "$agent_tree/DEBIAN/postinst"
 install -m 0755 "$here/meshtls-agent.prerm" "$agent_tree/DEBIAN/prerm"

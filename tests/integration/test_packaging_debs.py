@@ -48,7 +48,8 @@ def check_packages(debs, multiarch, arch):
         "libmeshtls-dev": {"/usr/include/meshtls.h", f"{libdir}/libmeshtls.so",
                            f"{libdir}/pkgconfig/meshtls.pc"},
         "meshtls-agent": {"/usr/sbin/meshtls-agent", "/lib/systemd/system/meshtls-agent.service",
-                          "/etc/meshtls/agent.conf"},
+                          "/etc/meshtls/agent.conf", "/usr/sbin/meshtls-injector",
+                          "/usr/share/man/man8/meshtls-injector.8.gz"},
         "meshtls": {"/usr/bin/meshtls"},
     }
     owners = {}
@@ -70,6 +71,8 @@ def check_packages(debs, multiarch, arch):
               f"{package} does not depend on the exact libmeshtls0")
     check("libmicrohttpd" in control_fields(debs["meshtls-agent"]).get("Depends", ""),
           "meshtls-agent does not depend on libmicrohttpd, which it links")
+    check("libjson-c" in control_fields(debs["meshtls-agent"]).get("Depends", ""),
+          "meshtls-agent does not depend on libjson-c, which meshtls-injector links")
     info = run(["dpkg-deb", "--info", debs["meshtls-agent"], "conffiles"]).split()
     check(info == ["/etc/meshtls/agent.conf"], f"meshtls-agent conffiles: {info}")
     # The workload configuration ships with the library that reads it.
@@ -88,7 +91,7 @@ def check_packages(debs, multiarch, arch):
 
 def check_self_contained(root, multiarch):
     """The binaries need nothing from the scratch root (no LD_LIBRARY_PATH) and no libwolfssl."""
-    for path in ("usr/sbin/meshtls-agent", "usr/bin/meshtls",
+    for path in ("usr/sbin/meshtls-agent", "usr/sbin/meshtls-injector", "usr/bin/meshtls",
                  f"usr/lib/{multiarch}/meshtls/libmeshtls-preload.so",
                  f"usr/lib/{multiarch}/libmeshtls.so.0"):
         ldd = run(["ldd", os.path.join(root, path)])

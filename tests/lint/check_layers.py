@@ -38,6 +38,8 @@ LAYERS = {
     "supervisor": {"include", "util", "metrics", "config", "exec", "policy", "tls", "identity",
                    "core", "api"},
     "agent": {"util", "metrics", "config", "exec", "policy", "tls", "identity"},
+    # The admission webhook: JSON and HTTP only, nothing of the TLS engine.
+    "injector": {"util"},
     # The CLI prints the version from the public header (MESHTLS_VERSION_*, lint/version).
     "cli": {"include", "util", "metrics", "config", "exec", "policy", "tls", "identity",
             "supervisor"},

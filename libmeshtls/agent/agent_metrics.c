@@ -169,6 +169,14 @@ static void render_agent(struct mt_metrics_text *text, size_t processes)
                            (unsigned long long)atomic_load(&mt_agent_stats.exe_mismatches));
     mt_metrics_text_append(
         text,
+        "# HELP meshtls_agent_pod_callers_refused_total Callers refused an identity because "
+        "their pod could not be attested (unknown to the kubelet, kubelet unavailable, cgroup "
+        "unreadable).\n"
+        "# TYPE meshtls_agent_pod_callers_refused_total counter\n"
+        "meshtls_agent_pod_callers_refused_total %llu\n",
+        (unsigned long long)atomic_load(&mt_agent_stats.pod_callers_refused));
+    mt_metrics_text_append(
+        text,
         "# HELP meshtls_agent_exe_hashes_total Executables hashed for sha256 rules, and hashes "
         "refused because the caller's uid or the node spent its hashing budget.\n"
         "# TYPE meshtls_agent_exe_hashes_total counter\n"

@@ -42,6 +42,7 @@ struct mt_agent_stats {
     atomic_ullong connections_refused[MT_AGENT_REFUSAL_COUNT];
     /* Callers whose executable had a rule's path (by name) but was another file. */
     atomic_ullong exe_mismatches;
+    atomic_ullong pod_callers_refused; /* in a pod the kubelet does not list, or cannot tell */
     /* Executables hashed for a sha256 rule (cache misses), and hashes refused by the budget. */
     atomic_ullong exe_hashes_computed;
     atomic_ullong exe_hashes_over_budget;

@@ -1,0 +1,568 @@
+/*
+ * One HTTPS GET with a deadline (see https_get.h), for the agent's kubelet client.
+ *
+ * Owns the client side of one exchange: the URL, a non-blocking connect, a TLS 1.3 client
+ * context of its own (not the mesh's: the server is verified against the CA file given, never
+ * against the mesh's trust bundle, and no mesh identity is presented), the request and the
+ * reading of one HTTP/1.1 response. It must never wait past the deadline (the agent has one
+ * event loop), never accept a server whose chain does not lead to the CA file or whose
+ * certificate does not name the address connected to, never hold more than the cap, and never
+ * log the Authorization header.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
+
+#include "https_get.h"
+#include "tls.h"
+
+#define CA_FILE_MAX (1024 * 1024)
+#define HEADERS_MAX (64 * 1024)
+#define READ_CHUNK 16384
+#define HOST_MAX 64
+#define PATH_MAX_LENGTH 1024
+
+struct url {
+    char host[HOST_MAX]; /* the address, without brackets */
+    unsigned port;
+    char path[PATH_MAX_LENGTH];
+    struct sockaddr_storage address;
+    socklen_t address_length;
+};
+
+static long long now_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static MT_RESULT parse_url(const char *text, struct url *url, struct mt_text *reason)
+{
+    static const char scheme[] = "https://";
+    const char *cursor = text;
+    if (strncmp(cursor, scheme, strlen(scheme)) != 0) {
+        mt_text_append(reason, "URL \"%s\" does not start with https://", text);
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    cursor += strlen(scheme);
+    const char *host_end;
+    const char *after_host;
+    if (*cursor == '[') {
+        cursor++;
+        host_end = strchr(cursor, ']');
+        after_host = host_end != NULL ? host_end + 1 : NULL;
+    } else {
+        host_end = cursor + strcspn(cursor, ":/");
+        after_host = host_end;
+    }
+    if (host_end == NULL || host_end == cursor || (size_t)(host_end - cursor) >= HOST_MAX) {
+        mt_text_append(reason, "URL \"%s\" has no address", text);
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    memcpy(url->host, cursor, (size_t)(host_end - cursor));
+    url->host[host_end - cursor] = '\0';
+    url->port = 443;
+    cursor = after_host;
+    if (*cursor == ':') {
+        char *end = NULL;
+        unsigned long port = strtoul(cursor + 1, &end, 10);
+        if (end == cursor + 1 || port == 0 || port > 65535 || (*end != '/' && *end != '\0')) {
+            mt_text_append(reason, "URL \"%s\" has a bad port", text);
+            return mt_result_of(MT_ERR_CONFIG);
+        }
+        url->port = (unsigned)port;
+        cursor = end;
+    }
+    if (strlen(cursor) >= sizeof(url->path) || strpbrk(cursor, " \r\n") != NULL) {
+        mt_text_append(reason, "URL \"%s\" has a path too long or with spaces", text);
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    snprintf(url->path, sizeof(url->path), "%s", cursor[0] == '\0' ? "/" : cursor);
+    memset(&url->address, 0, sizeof(url->address));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&url->address;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&url->address;
+    if (inet_pton(AF_INET, url->host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)url->port);
+        url->address_length = sizeof(*v4);
+    } else if (inet_pton(AF_INET6, url->host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)url->port);
+        url->address_length = sizeof(*v6);
+    } else {
+        mt_text_append(reason, "URL \"%s\" does not name an IP address (no name is looked up)",
+                       text);
+        return mt_result_of(MT_ERR_CONFIG);
+    }
+    return MT_OK_RESULT;
+}
+
+/* Waits until fd is ready for events or the deadline passes. */
+static MT_RESULT wait_for(int fd, short events, long long deadline_ms)
+{
+    for (;;) {
+        long long left = deadline_ms - now_ms();
+        MT_ENSURE(left > 0, MT_ERR_TIMEOUT);
+        struct pollfd poll_fd = {.fd = fd, .events = events};
+        int ready = poll(&poll_fd, 1, (int)left);
+        if (ready > 0)
+            return MT_OK_RESULT;
+        MT_ENSURE(ready == 0 || errno == EINTR, MT_ERR_IO);
+    }
+}
+
+static MT_RESULT connect_before(const struct url *url, long long deadline_ms, int *fd_out,
+                                struct mt_text *reason)
+{
+    int fd = socket(url->address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        mt_text_append(reason, "socket: %s", strerror(errno));
+        return mt_result_of(MT_ERR_IO);
+    }
+    int error = 0;
+    if (connect(fd, (const struct sockaddr *)&url->address, url->address_length) != 0) {
+        error = errno;
+        if (error == EINPROGRESS) {
+            socklen_t length = sizeof(error);
+            mt_result waited = wait_for(fd, POLLOUT, deadline_ms);
+            if (!mt_result_is_ok(waited)) {
+                mt_text_append(reason, "connecting to %s:%u: timed out", url->host, url->port);
+                close(fd);
+                return waited;
+            }
+            if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0)
+                error = errno;
+        }
+    }
+    if (error != 0) {
+        mt_text_append(reason, "connecting to %s:%u: %s", url->host, url->port, strerror(error));
+        close(fd);
+        return mt_result_of(MT_ERR_IO);
+    }
+    *fd_out = fd;
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT load_ca_file(WOLFSSL_CTX *ctx, const char *path, struct mt_text *reason)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        mt_text_append(reason, "cannot open the CA file %s: %s", path, strerror(errno));
+        return mt_result_of(MT_ERR_IO);
+    }
+    mt_result result = MT_OK_RESULT;
+    char *pem = malloc(CA_FILE_MAX);
+    size_t length = 0;
+    if (pem == NULL) {
+        result = mt_result_of(MT_ERR_NO_MEMORY);
+        goto out;
+    }
+    for (;;) {
+        ssize_t got = read(fd, pem + length, CA_FILE_MAX - length);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            mt_text_append(reason, "cannot read the CA file %s: %s", path, strerror(errno));
+            result = mt_result_of(MT_ERR_IO);
+            goto out;
+        }
+        if (got == 0)
+            break;
+        length += (size_t)got;
+        if (length == CA_FILE_MAX) {
+            mt_text_append(reason, "the CA file %s is larger than 1 MiB", path);
+            result = mt_result_of(MT_ERR_TOO_LONG);
+            goto out;
+        }
+    }
+    if (wolfSSL_CTX_load_verify_buffer(ctx, (const unsigned char *)pem, (long)length,
+                                       WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+        mt_text_append(reason,
+                       "the CA file %s holds no certificate this build can use (PEM, ECDSA)", path);
+        result = mt_result_of(MT_ERR_CERT_PARSE);
+    }
+
+out:
+    free(pem);
+    close(fd);
+    return result;
+}
+
+/* Runs one wolfSSL step (ret from it) to completion or the deadline; 1: done, 0: try again. */
+static int tls_wait(WOLFSSL *ssl, int fd, int ret, long long deadline_ms, mt_result *result)
+{
+    int error = wolfSSL_get_error(ssl, ret);
+    short events = error == WOLFSSL_ERROR_WANT_READ    ? POLLIN
+                   : error == WOLFSSL_ERROR_WANT_WRITE ? POLLOUT
+                                                       : 0;
+    if (events == 0) {
+        *result = mt_result_of(MT_ERR_HANDSHAKE);
+        return 1;
+    }
+    *result = wait_for(fd, events, deadline_ms);
+    return mt_result_is_ok(*result) ? 0 : 1;
+}
+
+static void explain_tls_error(WOLFSSL *ssl, int ret, const char *what, const struct url *url,
+                              mt_result result, struct mt_text *reason)
+{
+    if (result.error == MT_ERR_TIMEOUT) {
+        mt_text_append(reason, "%s with %s:%u: timed out", what, url->host, url->port);
+        return;
+    }
+    char text[WOLFSSL_MAX_ERROR_SZ];
+    int error = wolfSSL_get_error(ssl, ret);
+    wolfSSL_ERR_error_string_n((unsigned long)error, text, sizeof(text));
+    mt_text_append(reason, "%s with %s:%u failed: %s (wolfSSL error %d)", what, url->host,
+                   url->port, text, error);
+}
+
+static const char *header_value(const char *headers, size_t length, const char *name,
+                                size_t *value_length);
+
+/*
+ * True when data[0 .. length) holds a whole response whose end its headers tell (Content-Length,
+ * or chunked read to its last chunk); any other response ends when the server closes.
+ */
+static bool response_is_whole(const char *data, size_t length)
+{
+    const char *headers_end = memmem(data, length, "\r\n\r\n", 4);
+    size_t value_length;
+    if (headers_end == NULL || (header_value(data, (size_t)(headers_end - data) + 2,
+                                             "Content-Length", &value_length) == NULL &&
+                                header_value(data, (size_t)(headers_end - data) + 2,
+                                             "Transfer-Encoding", &value_length) == NULL))
+        return false;
+    char *copy = malloc(length + 1);
+    if (copy == NULL)
+        return false;
+    memcpy(copy, data, length);
+    int status;
+    char *body;
+    size_t body_length;
+    mt_result parsed = mt_https_parse_response(copy, length, &status, &body, &body_length);
+    free(copy);
+    return parsed.error != MT_ERR_PROTO_TRUNCATED;
+}
+
+static MT_RESULT exchange(WOLFSSL *ssl, int fd, const struct url *url,
+                          const struct mt_https_request *request, long long deadline_ms,
+                          char **data_out, size_t *length_out, struct mt_text *reason)
+{
+    mt_result result = MT_OK_RESULT;
+    int ret;
+    while ((ret = wolfSSL_connect(ssl)) != WOLFSSL_SUCCESS)
+        if (tls_wait(ssl, fd, ret, deadline_ms, &result)) {
+            explain_tls_error(ssl, ret, "TLS handshake", url, result, reason);
+            return mt_result_is_ok(result) ? mt_result_of(MT_ERR_HANDSHAKE) : result;
+        }
+
+    size_t header_capacity = strlen(url->path) + strlen(url->host) + 256 +
+                             (request->authorization != NULL ? strlen(request->authorization) : 0);
+    char *header = malloc(header_capacity);
+    MT_ENSURE(header != NULL, MT_ERR_NO_MEMORY);
+    int header_length =
+        snprintf(header, header_capacity,
+                 "GET %s HTTP/1.1\r\nHost: %s%s%s:%u\r\nAccept: application/json\r\n%s%s%s"
+                 "User-Agent: meshtls-agent\r\nConnection: close\r\n\r\n",
+                 url->path, strchr(url->host, ':') != NULL ? "[" : "", url->host,
+                 strchr(url->host, ':') != NULL ? "]" : "", url->port,
+                 request->authorization != NULL ? "Authorization: " : "",
+                 request->authorization != NULL ? request->authorization : "",
+                 request->authorization != NULL ? "\r\n" : "");
+    int written = 0;
+    while (header_length > 0 && written < header_length) {
+        ret = wolfSSL_write(ssl, header + written, header_length - written);
+        if (ret > 0) {
+            written += ret;
+            continue;
+        }
+        if (tls_wait(ssl, fd, ret, deadline_ms, &result)) {
+            explain_tls_error(ssl, ret, "sending the request", url, result, reason);
+            explicit_bzero(header, header_capacity);
+            free(header);
+            return mt_result_is_ok(result) ? mt_result_of(MT_ERR_IO) : result;
+        }
+    }
+    /* The header holds the bearer token. */
+    explicit_bzero(header, header_capacity);
+    free(header);
+
+    size_t cap = request->body_max + HEADERS_MAX;
+    size_t length = 0;
+    size_t capacity = READ_CHUNK;
+    char *data = malloc(capacity + 1);
+    MT_ENSURE(data != NULL, MT_ERR_NO_MEMORY);
+    for (;;) {
+        if (length == capacity) {
+            if (capacity >= cap) {
+                mt_text_append(reason, "the response of %s:%u is larger than %zu bytes", url->host,
+                               url->port, cap);
+                result = mt_result_of(MT_ERR_TOO_LONG);
+                break;
+            }
+            size_t grown = capacity * 2 < cap ? capacity * 2 : cap;
+            char *larger = realloc(data, grown + 1);
+            if (larger == NULL) {
+                result = mt_result_of(MT_ERR_NO_MEMORY);
+                break;
+            }
+            data = larger;
+            capacity = grown;
+        }
+        ret = wolfSSL_read(ssl, data + length, (int)(capacity - length));
+        if (ret > 0) {
+            length += (size_t)ret;
+            if (response_is_whole(data, length))
+                break;
+            continue;
+        }
+        int error = wolfSSL_get_error(ssl, ret);
+        /* The end of the response: close_notify, or the server closing the connection. */
+        if (error == WOLFSSL_ERROR_ZERO_RETURN || error == SOCKET_PEER_CLOSED_E ||
+            (ret == 0 && error != WOLFSSL_ERROR_WANT_READ && error != WOLFSSL_ERROR_WANT_WRITE))
+            break;
+        if (tls_wait(ssl, fd, ret, deadline_ms, &result)) {
+            explain_tls_error(ssl, ret, "reading the response", url, result, reason);
+            if (mt_result_is_ok(result))
+                result = mt_result_of(MT_ERR_IO);
+            break;
+        }
+    }
+    if (!mt_result_is_ok(result)) {
+        free(data);
+        return result;
+    }
+    data[length] = '\0';
+    *data_out = data;
+    *length_out = length;
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_https_get(const struct mt_https_request *request, struct mt_https_response *response,
+                       struct mt_text *reason)
+{
+    MT_ENSURE_REF(request);
+    MT_ENSURE_REF(request->url);
+    MT_ENSURE_REF(request->ca_file);
+    MT_ENSURE_REF(response);
+    *response = (struct mt_https_response){0};
+    long long deadline_ms = now_ms() + request->timeout_ms;
+    struct url url;
+    MT_GUARD(parse_url(request->url, &url, reason));
+    MT_GUARD(mt_tls_global_init());
+
+    int fd = -1;
+    WOLFSSL *ssl = NULL;
+    char *data = NULL;
+    size_t length = 0;
+    mt_result result = MT_OK_RESULT;
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+    if (ctx == NULL) {
+        result = mt_result_of(MT_ERR_NO_MEMORY);
+        goto out;
+    }
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+    result = load_ca_file(ctx, request->ca_file, reason);
+    if (!mt_result_is_ok(result))
+        goto out;
+    result = connect_before(&url, deadline_ms, &fd, reason);
+    if (!mt_result_is_ok(result))
+        goto out;
+    ssl = wolfSSL_new(ctx);
+    if (ssl == NULL || wolfSSL_set_fd(ssl, fd) != WOLFSSL_SUCCESS ||
+        wolfSSL_check_domain_name(ssl, url.host) != WOLFSSL_SUCCESS) {
+        result = mt_result_of(MT_ERR_NO_MEMORY);
+        goto out;
+    }
+    result = exchange(ssl, fd, &url, request, deadline_ms, &data, &length, reason);
+    if (!mt_result_is_ok(result))
+        goto out;
+    char *body = NULL;
+    size_t body_length = 0;
+    result = mt_https_parse_response(data, length, &response->status, &body, &body_length);
+    if (!mt_result_is_ok(result)) {
+        mt_text_append(reason, "the response of %s:%u is not HTTP/1.1 (%s)", url.host, url.port,
+                       mt_error_message(result.error));
+        goto out;
+    }
+    if (body_length > request->body_max) {
+        mt_text_append(reason, "the response body of %s:%u is larger than %zu bytes", url.host,
+                       url.port, request->body_max);
+        result = mt_result_of(MT_ERR_TOO_LONG);
+        goto out;
+    }
+    memmove(data, body, body_length);
+    data[body_length] = '\0';
+    response->body = data;
+    response->body_length = body_length;
+    data = NULL;
+
+out:
+    free(data);
+    if (ssl != NULL)
+        wolfSSL_free(ssl);
+    if (ctx != NULL)
+        wolfSSL_CTX_free(ctx);
+    if (fd >= 0)
+        close(fd);
+    return result;
+}
+
+void mt_https_response_free(struct mt_https_response *response)
+{
+    if (response == NULL)
+        return;
+    free(response->body);
+    *response = (struct mt_https_response){0};
+}
+
+/* ---- the response ------------------------------------------------------------------------ */
+
+/* The value of header name (case-insensitive) in headers[0 .. length), or NULL. */
+static const char *header_value(const char *headers, size_t length, const char *name,
+                                size_t *value_length)
+{
+    size_t name_length = strlen(name);
+    const char *line = memchr(headers, '\n', length); /* past the status line */
+    const char *end = headers + length;
+    while (line != NULL && line + 1 < end) {
+        line++;
+        const char *line_end = memchr(line, '\n', (size_t)(end - line));
+        if (line_end == NULL)
+            line_end = end;
+        if ((size_t)(line_end - line) > name_length && line[name_length] == ':' &&
+            strncasecmp(line, name, name_length) == 0) {
+            const char *value = line + name_length + 1;
+            while (value < line_end && (*value == ' ' || *value == '\t'))
+                value++;
+            const char *value_end = line_end;
+            while (value_end > value && (value_end[-1] == '\r' || value_end[-1] == ' '))
+                value_end--;
+            *value_length = (size_t)(value_end - value);
+            return value;
+        }
+        line = line_end < end ? line_end : NULL;
+    }
+    return NULL;
+}
+
+/*
+ * Walks a chunked body at data[0 .. length): the total of its chunks in *total. With join, moves
+ * the chunks together at data (the walk reads ahead of where it writes).
+ */
+static MT_RESULT walk_chunks(char *data, size_t length, bool join, size_t *total)
+{
+    size_t position = 0;
+    size_t written = 0;
+    for (;;) {
+        const char *line_end = memchr(data + position, '\n', length - position);
+        MT_ENSURE(line_end != NULL, MT_ERR_PROTO_TRUNCATED);
+        size_t size = 0;
+        size_t digits = 0;
+        for (const char *cursor = data + position; cursor < line_end; cursor++, digits++) {
+            int value = *cursor >= '0' && *cursor <= '9'   ? *cursor - '0'
+                        : *cursor >= 'a' && *cursor <= 'f' ? *cursor - 'a' + 10
+                        : *cursor >= 'A' && *cursor <= 'F' ? *cursor - 'A' + 10
+                                                           : -1;
+            if (value < 0)
+                break;
+            MT_ENSURE(size <= (SIZE_MAX >> 4) / 2, MT_ERR_PROTO_MALFORMED);
+            size = size << 4 | (size_t)value;
+        }
+        MT_ENSURE(digits > 0, MT_ERR_PROTO_MALFORMED);
+        position = (size_t)(line_end - data) + 1;
+        if (size == 0)
+            break;
+        MT_ENSURE(size + 2 <= length - position, MT_ERR_PROTO_TRUNCATED);
+        MT_ENSURE(data[position + size] == '\r' && data[position + size + 1] == '\n',
+                  MT_ERR_PROTO_MALFORMED);
+        if (join)
+            memmove(data + written, data + position, size);
+        written += size;
+        position += size + 2;
+    }
+    /* Trailers, then the empty line. */
+    for (;;) {
+        const char *line_end = memchr(data + position, '\n', length - position);
+        MT_ENSURE(line_end != NULL, MT_ERR_PROTO_TRUNCATED);
+        size_t line_length = (size_t)(line_end - (data + position));
+        position += line_length + 1;
+        if (line_length == 0 || (line_length == 1 && line_end[-1] == '\r'))
+            break;
+    }
+    *total = written;
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_https_parse_response(char *data, size_t length, int *status, char **body,
+                                  size_t *body_length)
+{
+    MT_ENSURE_REF(status);
+    MT_ENSURE_REF(body);
+    MT_ENSURE_REF(body_length);
+    MT_ENSURE(data != NULL && length > 0, MT_ERR_PROTO_TRUNCATED);
+    const char *headers_end = memmem(data, length, "\r\n\r\n", 4);
+    if (headers_end == NULL) {
+        MT_ENSURE(length < HEADERS_MAX, MT_ERR_PROTO_MALFORMED);
+        /* Judge the status line as soon as it is there. */
+        MT_ENSURE(length < 5 || memcmp(data, "HTTP/", 5) == 0, MT_ERR_PROTO_MALFORMED);
+        return mt_result_of(MT_ERR_PROTO_TRUNCATED);
+    }
+    size_t headers_length = (size_t)(headers_end - data) + 2;
+    char *content = (char *)headers_end + 4;
+    size_t content_length = length - (size_t)(content - data);
+    /* "HTTP/1.1 200 OK" */
+    MT_ENSURE(headers_length >= 12 && memcmp(data, "HTTP/1.", 7) == 0 && data[8] == ' ',
+              MT_ERR_PROTO_MALFORMED);
+    int code = 0;
+    for (int i = 9; i < 12; i++) {
+        MT_ENSURE(data[i] >= '0' && data[i] <= '9', MT_ERR_PROTO_MALFORMED);
+        code = code * 10 + (data[i] - '0');
+    }
+    MT_ENSURE(code >= 100, MT_ERR_PROTO_MALFORMED);
+    size_t value_length = 0;
+    const char *encoding = header_value(data, headers_length, "Transfer-Encoding", &value_length);
+    if (encoding != NULL) {
+        MT_ENSURE(value_length == 7 && strncasecmp(encoding, "chunked", 7) == 0,
+                  MT_ERR_PROTO_MALFORMED);
+        size_t total = 0;
+        MT_GUARD(walk_chunks(content, content_length, false, &total));
+        MT_GUARD(walk_chunks(content, content_length, true, &total));
+        *status = code;
+        *body = content;
+        *body_length = total;
+        return MT_OK_RESULT;
+    }
+    const char *declared = header_value(data, headers_length, "Content-Length", &value_length);
+    if (declared != NULL) {
+        size_t expected = 0;
+        MT_ENSURE(value_length > 0 && value_length <= 15, MT_ERR_PROTO_MALFORMED);
+        for (size_t i = 0; i < value_length; i++) {
+            MT_ENSURE(declared[i] >= '0' && declared[i] <= '9', MT_ERR_PROTO_MALFORMED);
+            expected = expected * 10 + (size_t)(declared[i] - '0');
+        }
+        MT_ENSURE(content_length >= expected, MT_ERR_PROTO_TRUNCATED);
+        content_length = expected;
+    }
+    *status = code;
+    *body = content;
+    *body_length = content_length;
+    return MT_OK_RESULT;
+}

@@ -102,15 +102,13 @@ static bool names_systemd(struct span controllers)
     return false;
 }
 
-/* The path pod_cgroup.h says counts; false when no line has the shape of one. */
+/*
+ * The path pod_cgroup.h says counts: the unified hierarchy's ("0::"), else the name=systemd
+ * line's, else the first v1 line's. False when no line has the shape of one.
+ */
 static bool choose_path(struct span text, struct span *chosen)
 {
-    bool has_unified = false;
-    bool has_systemd = false;
-    bool has_v1 = false;
-    struct span unified = {NULL, 0};
-    struct span systemd = {NULL, 0};
-    struct span first_v1 = {NULL, 0};
+    enum { NONE, FIRST_V1, SYSTEMD, UNIFIED } rank = NONE;
     struct span rest = text;
     while (rest.length > 0) {
         struct span line = take_until(&rest, '\n');
@@ -119,25 +117,19 @@ static bool choose_path(struct span text, struct span *chosen)
         struct span path;
         if (!line_path(line, &hierarchy, &controllers, &path))
             continue;
-        if (span_equals(hierarchy, "0") && controllers.length == 0) {
-            if (!has_unified)
-                unified = path;
-            has_unified = true;
-        } else if (!span_equals(hierarchy, "0")) {
-            if (!has_v1)
-                first_v1 = path;
-            has_v1 = true;
-            if (!has_systemd && names_systemd(controllers)) {
-                systemd = path;
-                has_systemd = true;
-            }
+        bool unified = span_equals(hierarchy, "0") && controllers.length == 0;
+        if (unified && rank < UNIFIED) {
+            *chosen = path;
+            rank = UNIFIED;
+        } else if (!unified && names_systemd(controllers) && rank < SYSTEMD) {
+            *chosen = path;
+            rank = SYSTEMD;
+        } else if (!unified && rank < FIRST_V1) {
+            *chosen = path;
+            rank = FIRST_V1;
         }
     }
-    if (has_v1)
-        *chosen = has_systemd ? systemd : first_v1;
-    else if (has_unified)
-        *chosen = unified;
-    return has_v1 || has_unified;
+    return rank != NONE;
 }
 
 /* ---- the path ----------------------------------------------------------------------------- */
@@ -274,15 +266,51 @@ static enum mt_pod_cgroup_result read_path(struct span path, struct mt_pod_cgrou
     return MT_POD_CGROUP_POD;
 }
 
+/*
+ * True when every line that names a pod names the pod (and container) of the chosen path: a
+ * hierarchy the runtime placed the process in while the chosen one says otherwise cannot be told
+ * apart from a runtime that never joins the chosen one.
+ */
+static bool lines_agree(struct span text, enum mt_pod_cgroup_result chosen,
+                        const struct mt_pod_cgroup *pod)
+{
+    struct span rest = text;
+    while (rest.length > 0) {
+        struct span line = take_until(&rest, '\n');
+        struct span hierarchy;
+        struct span controllers;
+        struct span path;
+        struct mt_pod_cgroup other;
+        if (!line_path(line, &hierarchy, &controllers, &path) ||
+            read_path(path, &other) != MT_POD_CGROUP_POD)
+            continue;
+        if (chosen != MT_POD_CGROUP_POD || strcmp(other.uid, pod->uid) != 0)
+            return false;
+        if (other.runtime != MT_POD_RUNTIME_NONE && pod->runtime != MT_POD_RUNTIME_NONE &&
+            strcmp(other.container_id, pod->container_id) != 0)
+            return false;
+    }
+    return true;
+}
+
 enum mt_pod_cgroup_result mt_pod_cgroup_parse(const char *text, size_t length,
                                               struct mt_pod_cgroup *pod)
 {
     if (text == NULL || length == 0 || pod == NULL)
         return MT_POD_CGROUP_UNKNOWN;
+    struct span whole = {text, length};
     struct span path;
-    if (!choose_path((struct span){text, length}, &path))
+    if (!choose_path(whole, &path))
         return MT_POD_CGROUP_UNKNOWN;
-    return read_path(path, pod);
+    struct mt_pod_cgroup found;
+    enum mt_pod_cgroup_result result = read_path(path, &found);
+    if (result == MT_POD_CGROUP_OUTSIDE)
+        return result;
+    if (!lines_agree(whole, result, &found))
+        return MT_POD_CGROUP_UNKNOWN;
+    if (result == MT_POD_CGROUP_POD)
+        *pod = found;
+    return result;
 }
 
 const char *mt_pod_cgroup_result_name(enum mt_pod_cgroup_result result)

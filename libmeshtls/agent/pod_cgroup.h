@@ -18,15 +18,18 @@
  *   OUTSIDE  the path starts with "/..": the process is outside the reader's cgroup namespace,
  *            whose root hides where the path begins; the reader must run in the host's cgroup
  *            namespace to tell pods from the node.
- *   UNKNOWN  no line of the form "N:controllers:/path" at all.
+ *   UNKNOWN  no line of the form "N:controllers:/path" at all, or lines that disagree: another
+ *            line names a pod while the chosen one names none or another pod (or another
+ *            container of it). A runtime that placed the process in one hierarchy only cannot
+ *            be told from a process of the node there, so the answer is no answer.
  *
  * Only a path anchored at the root counts: "kubepods" anywhere else (a cgroup subtree delegated to
  * a user, who may name its cgroups as it likes) is HOST, so that no one but the kubelet's runtime
  * can place a process in what reads as a pod.
  *
- * The line: with cgroup v2 only ("0::/path"), that line; with v1 hierarchies (hybrid or v1 only),
- * the "name=systemd" line if there is one, else the first v1 line; every runtime places a
- * container in the same path in each hierarchy.
+ * The line: the unified hierarchy's ("0::/path": cgroup v2, or hybrid, where systemd and the
+ * runtimes place a container in the unified hierarchy too), else the "name=systemd" line (v1),
+ * else the first v1 line. Every other line must agree with it (UNKNOWN above).
  */
 #ifndef MT_AGENT_POD_CGROUP_H
 #define MT_AGENT_POD_CGROUP_H

@@ -30,6 +30,7 @@
 
 #include "https_get.h"
 #include "tls.h"
+#include "x509.h"
 
 #define CA_FILE_MAX (1024 * 1024)
 #define HEADERS_MAX (64 * 1024)
@@ -157,6 +158,40 @@ static MT_RESULT connect_before(const struct url *url, long long deadline_ms, in
     }
     *fd_out = fd;
     return MT_OK_RESULT;
+}
+
+/* What the verify callback found, for the failure's reason. */
+struct server_check {
+    const struct url *url;
+    bool address_mismatch;
+};
+
+/*
+ * wolfSSL's verify callback (called for every certificate: WOLFSSL_ALWAYS_VERIFY_CB): the chain as
+ * wolfSSL judged it, and the server's own certificate (depth 0) naming the address connected to
+ * in an iPAddress SAN. wolfSSL's own IP check (wolfSSL_check_ip_address) compares the address
+ * with DNS names and the common name only in this build (no WOLFSSL_IP_ALT_NAME), which is not
+ * how a kubelet's serving certificate names its node.
+ */
+static int verify_server(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    if (!preverify)
+        return 0;
+    struct server_check *check = store->userCtx;
+    if (store->error_depth != 0 || check == NULL)
+        return 1;
+    if (store->certs == NULL || store->totalCerts < 1 || store->certs[0].buffer == NULL)
+        return 0;
+    const struct sockaddr_storage *address = &check->url->address;
+    const uint8_t *bytes =
+        address->ss_family == AF_INET
+            ? (const uint8_t *)&((const struct sockaddr_in *)address)->sin_addr
+            : (const uint8_t *)&((const struct sockaddr_in6 *)address)->sin6_addr;
+    size_t size = address->ss_family == AF_INET ? 4 : 16;
+    if (mt_x509_cert_has_ip_address(store->certs[0].buffer, store->certs[0].length, bytes, size))
+        return 1;
+    check->address_mismatch = true;
+    return 0;
 }
 
 static MT_RESULT load_ca_file(WOLFSSL_CTX *ctx, const char *path, struct mt_text *reason)
@@ -366,7 +401,10 @@ MT_RESULT mt_https_get(const struct mt_https_request *request, struct mt_https_r
     long long deadline_ms = now_ms() + request->timeout_ms;
     struct url url;
     MT_GUARD(parse_url(request->url, &url, reason));
-    MT_GUARD(mt_tls_global_init());
+    if (!mt_result_is_ok(mt_tls_global_init())) {
+        mt_text_append(reason, "wolfSSL failed to initialise");
+        return mt_result_of(MT_ERR_CRYPTO);
+    }
 
     int fd = -1;
     WOLFSSL *ssl = NULL;
@@ -375,10 +413,11 @@ MT_RESULT mt_https_get(const struct mt_https_request *request, struct mt_https_r
     mt_result result = MT_OK_RESULT;
     WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
     if (ctx == NULL) {
+        mt_text_append(reason, "cannot make a TLS client context (out of memory)");
         result = mt_result_of(MT_ERR_NO_MEMORY);
         goto out;
     }
-    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, verify_server);
     result = load_ca_file(ctx, request->ca_file, reason);
     if (!mt_result_is_ok(result))
         goto out;
@@ -386,14 +425,20 @@ MT_RESULT mt_https_get(const struct mt_https_request *request, struct mt_https_r
     if (!mt_result_is_ok(result))
         goto out;
     ssl = wolfSSL_new(ctx);
-    if (ssl == NULL || wolfSSL_set_fd(ssl, fd) != WOLFSSL_SUCCESS ||
-        wolfSSL_check_domain_name(ssl, url.host) != WOLFSSL_SUCCESS) {
+    if (ssl == NULL || wolfSSL_set_fd(ssl, fd) != WOLFSSL_SUCCESS) {
+        mt_text_append(reason, "cannot make a TLS session (out of memory)");
         result = mt_result_of(MT_ERR_NO_MEMORY);
         goto out;
     }
+    struct server_check check = {.url = &url};
+    wolfSSL_SetCertCbCtx(ssl, &check);
     result = exchange(ssl, fd, &url, request, deadline_ms, &data, &length, reason);
-    if (!mt_result_is_ok(result))
+    if (!mt_result_is_ok(result)) {
+        if (check.address_mismatch)
+            mt_text_append(reason, " (the server's certificate has no IP address SAN %s)",
+                           url.host);
         goto out;
+    }
     char *body = NULL;
     size_t body_length = 0;
     result = mt_https_parse_response(data, length, &response->status, &body, &body_length);

@@ -100,31 +100,50 @@ static void test_parse_v1_uses_systemd_line_whatever_its_position(void **state)
                "11:cpu,cpuacct:/kubepods/burstable/pod" UID "/" CID "\n"
                "1:name=systemd:/kubepods/burstable/pod" UID "/" CID "\n",
                MT_POD_RUNTIME_CGROUPFS, CID);
-    /* The systemd line wins over a first line that names no pod. */
-    struct mt_pod_cgroup pod;
-    assert_int_equal(parse_guarded("5:memory:/\n"
-                                   "1:name=systemd:/kubepods.slice/kubepods-pod" UID_
-                                   ".slice/docker-" CID ".scope",
-                                   &pod),
-                     MT_POD_CGROUP_POD);
-    /* And a systemd line of the node wins over pod-looking controller lines. */
-    expect("5:memory:/kubepods/pod" UID "/" CID "\n1:name=systemd:/user.slice\n",
-           MT_POD_CGROUP_HOST);
+    /* Controller lines of the node beside a systemd line of the pod (a runtime that joins only
+     * some controllers). */
+    expect_pod("5:memory:/\n"
+               "1:name=systemd:/kubepods.slice/kubepods-pod" UID_ ".slice/docker-" CID ".scope",
+               MT_POD_RUNTIME_DOCKER, CID);
 }
 
 static void test_parse_v1_without_systemd_line_uses_first_v1_line(void **state)
 {
     (void)state;
     expect_pod("4:memory:/kubepods/pod" UID "/" CID "\n3:cpu:/\n", MT_POD_RUNTIME_CGROUPFS, CID);
-    expect("4:memory:/\n3:cpu:/kubepods/pod" UID "/" CID "\n", MT_POD_CGROUP_HOST);
 }
 
-static void test_parse_hybrid_prefers_v1_line_over_unified(void **state)
+static void test_parse_hybrid_uses_unified_line(void **state)
 {
     (void)state;
-    expect_pod("1:name=systemd:/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" UID_
-               ".slice/cri-containerd-" CID ".scope\n0::/\n",
+    expect_pod("9:name=systemd:/\n4:memory:/process_api/ef52\n0::/kubepods.slice/"
+               "kubepods-burstable.slice/kubepods-burstable-pod" UID_ ".slice/cri-containerd-" CID
+               ".scope\n",
                MT_POD_RUNTIME_CONTAINERD, CID);
+    expect_pod("1:name=systemd:/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" UID_
+               ".slice/cri-containerd-" CID ".scope\n0::/kubepods.slice/kubepods-burstable.slice/"
+               "kubepods-burstable-pod" UID_ ".slice/cri-containerd-" CID ".scope\n",
+               MT_POD_RUNTIME_CONTAINERD, CID);
+}
+
+static void test_parse_lines_that_disagree_on_the_pod_are_unknown(void **state)
+{
+    (void)state;
+    /* A pod in v1, the node in the unified hierarchy: no answer rather than the node's. */
+    expect("1:name=systemd:/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" UID_
+           ".slice/cri-containerd-" CID ".scope\n0::/\n",
+           MT_POD_CGROUP_UNKNOWN);
+    expect("5:memory:/kubepods/pod" UID "/" CID "\n1:name=systemd:/user.slice\n",
+           MT_POD_CGROUP_UNKNOWN);
+    expect("4:memory:/\n3:cpu:/kubepods/pod" UID "/" CID "\n", MT_POD_CGROUP_UNKNOWN);
+    /* Another pod, another container of the same pod. */
+    expect("4:memory:/kubepods/pod2b4e28ba-2fa1-11d2-883f-0016d3cca427/" CID
+           "\n0::/kubepods/pod" UID "/" CID "\n",
+           MT_POD_CGROUP_UNKNOWN);
+    expect("4:memory:/kubepods/pod" UID
+           "/0000000000000000000000000000000000000000000000000000000000"
+           "000000\n0::/kubepods/pod" UID "/" CID "\n",
+           MT_POD_CGROUP_UNKNOWN);
 }
 
 static void test_parse_pod_without_known_container_level_has_no_container_id(void **state)
@@ -233,7 +252,8 @@ int main(void)
         cmocka_unit_test(test_parse_cgroupfs_driver_finds_bare_and_crio_ids),
         cmocka_unit_test(test_parse_v1_uses_systemd_line_whatever_its_position),
         cmocka_unit_test(test_parse_v1_without_systemd_line_uses_first_v1_line),
-        cmocka_unit_test(test_parse_hybrid_prefers_v1_line_over_unified),
+        cmocka_unit_test(test_parse_hybrid_uses_unified_line),
+        cmocka_unit_test(test_parse_lines_that_disagree_on_the_pod_are_unknown),
         cmocka_unit_test(test_parse_pod_without_known_container_level_has_no_container_id),
         cmocka_unit_test(test_parse_cgroups_below_the_container_belong_to_it),
         cmocka_unit_test(test_parse_wrong_uid_lengths_and_cases_are_host),

@@ -1,0 +1,387 @@
+"""Callers in Kubernetes pods are named by their pod: real cgroups, a kubelet stand-in over HTTPS.
+
+No cluster: the test makes the kubelet's cgroup tree itself in the machine's cgroup v2 hierarchy,
+below a directory of its own that the agent sees as the root of its cgroup namespace (the agent is
+started under `unshare --cgroup` from there), so the agent reads the paths a node's agent reads:
+
+    <cgroup2>/meshtls-test-<pid>/            the agent's cgroup namespace root
+        agent.scope                           the agent
+        system.slice/host.scope               a process of the node
+        kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<A>.slice/
+            cri-containerd-<64 hex>.scope     pod A: shop/cart
+        kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<B>.slice/
+            cri-containerd-<64 hex>.scope     pod B: billing/ledger, labels app=ledger
+        kubepods.slice/kubepods-pod<C>.slice/cri-containerd-<64 hex>.scope
+                                              pod C: not in the kubelet's list
+
+The kubelet is python's http.server behind ssl with a certificate from a test ECDSA CA made by
+openssl, answering GET /pods with a v1 PodList when the bearer token is right, 401 otherwise.
+Clients are Python processes of one uid (root), moved into their cgroups by pid, that ask the
+agent for an SVID over its socket (identity/proto.h) whenever told to.
+
+Checked: pods A and B get ns/shop/sa/cart and (by a rule on namespace, labels and container)
+ns/billing/sa/ledger-main; pod C gets no identity and the agent says why at warning with pid and
+pod UID; the node's process keeps uid/0, and a rule that names a namespace does not match it;
+pod churn: once the stand-in drops pod A, A's renewal is refused; a wrong token: the agent logs
+the kubelet's 401 and refuses pod B, while the node's process is still served; the refusals are
+counted in the agent's metrics.
+"""
+
+import json
+import os
+import shutil
+import ssl
+import struct
+import subprocess
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from agent_protocol import make_csr
+from harness import (AGENT, ASAN_RUNTIME, PYTHON, Mesh, base_env, check, free_port, main, skip,
+                     wait_agent_ready, wait_for)
+
+TD = "spiffe://meshtls.local"
+TOKEN = "kubelet-token-" + uuid.uuid4().hex
+# MT_KUBELET_FRESH_MS is 5 s: a changed list is seen within that and one query interval.
+CHANGE_SEEN_WITHIN = 20.0
+
+CLIENT = r"""
+import socket, struct, sys
+sock_path, csr = sys.argv[1], open(sys.argv[2], "rb").read()
+def read_exactly(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+for line in sys.stdin:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(15)
+    s.connect(sock_path)
+    payload = struct.pack(">HI", 1, len(csr)) + csr
+    s.sendall(b"MT" + bytes([1, 1]) + struct.pack(">I", len(payload)) + payload)
+    header = read_exactly(s, 8)
+    body = read_exactly(s, struct.unpack(">I", header[4:8])[0]) if len(header) == 8 else b""
+    s.close()
+    fields = {}
+    while len(body) >= 6:
+        tag, size = struct.unpack(">HI", body[:6])
+        fields.setdefault(tag, body[6:6 + size])
+        body = body[6 + size:]
+    if len(header) == 8 and header[3] == 2:
+        print("ID " + fields[2].decode(), flush=True)
+    else:
+        print("ERROR " + fields.get(7, b"").decode(errors="replace"), flush=True)
+"""
+
+
+def openssl(*arguments):
+    subprocess.run(["openssl", *arguments], check=True, capture_output=True)
+
+
+def make_kubelet_certificates(directory):
+    """An ECDSA CA and a serving certificate for 127.0.0.1 (IP SAN) signed by it."""
+    ca_key, ca = os.path.join(directory, "ca.key"), os.path.join(directory, "ca.crt")
+    key, csr = os.path.join(directory, "kubelet.key"), os.path.join(directory, "kubelet.csr")
+    cert, ext = os.path.join(directory, "kubelet.crt"), os.path.join(directory, "kubelet.ext")
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", ca_key)
+    openssl("req", "-new", "-x509", "-key", ca_key, "-subj", "/CN=test kubelet CA", "-days", "2",
+            "-out", ca)
+    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    openssl("req", "-new", "-key", key, "-subj", "/CN=test-node", "-out", csr)
+    with open(ext, "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days",
+            "2", "-extfile", ext, "-out", cert)
+    return ca, cert, key
+
+
+def pod(uid, namespace, name, service_account, container_id, labels, owner):
+    return {
+        "metadata": {"name": name, "namespace": namespace, "uid": uid, "labels": labels,
+                     "ownerReferences": [owner]},
+        "spec": {"serviceAccountName": service_account,
+                 "containers": [{"name": "main", "image": "registry.test/app:1"}]},
+        "status": {"containerStatuses": [{"name": "main", "image": "registry.test/app:1",
+                                          "containerID": "containerd://" + container_id}]},
+    }
+
+
+class Kubelet:
+    """GET /pods over HTTPS with a bearer token; pods can be changed while it runs."""
+
+    def __init__(self, directory):
+        self.ca, cert, key = make_kubelet_certificates(directory)
+        self.pods = []
+        self.requests = []
+        kubelet = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                authorization = self.headers.get("Authorization", "")
+                kubelet.requests.append((self.path, authorization == f"Bearer {TOKEN}"))
+                if authorization != f"Bearer {TOKEN}":
+                    body, status = b"Unauthorized", 401
+                elif self.path != "/pods":
+                    body, status = b"404 page not found", 404
+                else:
+                    body = json.dumps({"kind": "PodList", "apiVersion": "v1",
+                                       "metadata": {}, "items": list(kubelet.pods)}).encode()
+                    status = 200
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *arguments):
+                pass
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def cgroup2_mount():
+    with open("/proc/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 3 and fields[2] == "cgroup2":
+                return fields[1]
+    return None
+
+
+def systemd_uid(pod_uid):
+    return pod_uid.replace("-", "_")
+
+
+class Cgroups:
+    """The test's cgroup tree; removed (deepest first) by remove()."""
+
+    def __init__(self, base):
+        self.base = base
+        self.created = []
+
+    def make(self, relative):
+        path = self.base
+        for part in relative.split("/"):
+            path = os.path.join(path, part)
+            if not os.path.isdir(path):
+                os.mkdir(path)
+                self.created.append(path)
+        return path
+
+    def move(self, pid, leaf):
+        with open(os.path.join(leaf, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+    def remove(self):
+        for path in reversed(self.created):
+            for _ in range(50):
+                try:
+                    os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)  # a killed process leaves its cgroup once reaped
+
+
+class Client:
+    """A Python process that asks the agent for an SVID each time ask() is called."""
+
+    def __init__(self, name, sock, csr_path, directory):
+        self.name = name
+        self.stderr_path = os.path.join(directory, f"{name}.err")
+        self.stderr = open(self.stderr_path, "wb")
+        self.popen = subprocess.Popen([PYTHON, "-c", CLIENT, sock, csr_path],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=self.stderr, env=base_env())
+        self.pid = self.popen.pid
+
+    def ask(self):
+        self.popen.stdin.write(b"ask\n")
+        self.popen.stdin.flush()
+        line = self.popen.stdout.readline().decode().strip()
+        check(line != "", f"{self.name} gave no answer: "
+              f"{open(self.stderr_path, errors='replace').read()}")
+        return line
+
+    def stop(self):
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait()
+        self.stderr.close()
+
+
+def until(predicate, timeout, what):
+    """The first value predicate returns that is not None, asked once a second at most."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value is not None:
+            return value
+        check(time.monotonic() < deadline, f"timed out waiting for {what}")
+        time.sleep(1)
+
+
+def run_test(mesh, cgroups, kubelet):
+    uid_a, uid_b, uid_c = (str(uuid.uuid4()) for _ in range(3))
+    id_a, id_b, id_c = (uuid.uuid4().hex + uuid.uuid4().hex for _ in range(3))
+    leaf_a = cgroups.make("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"
+                          f"{systemd_uid(uid_a)}.slice/cri-containerd-{id_a}.scope")
+    leaf_b = cgroups.make("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
+                          f"{systemd_uid(uid_b)}.slice/cri-containerd-{id_b}.scope")
+    leaf_c = cgroups.make(f"kubepods.slice/kubepods-pod{systemd_uid(uid_c)}.slice/"
+                          f"cri-containerd-{id_c}.scope")
+    leaf_host = cgroups.make("system.slice/host.scope")
+    leaf_agent = cgroups.make("agent.scope")
+    kubelet.pods = [
+        pod(uid_a, "shop", "cart-7d9f8c6b5-x2x4z", "cart", id_a, {"app": "cart"},
+            {"kind": "ReplicaSet", "name": "cart-7d9f8c6b5", "controller": True}),
+        pod(uid_b, "billing", "ledger-0", "ledger", id_b, {"app": "ledger", "tier": "back"},
+            {"kind": "StatefulSet", "name": "ledger", "controller": True}),
+    ]
+
+    token_file = os.path.join(mesh.dir, "token")
+    with open(token_file, "w") as f:
+        f.write(TOKEN + "\n")
+    config = os.path.join(mesh.dir, "agent.conf")
+    with open(config, "w") as f:
+        f.write('rules = (\n'
+                '  { namespace = "billing"; labels = { app = "ledger"; }; container = "main";\n'
+                '    id = "ns/billing/sa/ledger-main"; },\n'
+                '  { namespace = "shop"; service_account = "nobody"; id = "ns/shop/sa/never"; },\n'
+                '  { uid = 4242; id = "ns/other/sa/uid4242"; }\n'
+                ');\n')
+    sock = os.path.join(mesh.dir, "agent.sock")
+    agent_argv = [AGENT, "--socket", sock, "--state-dir", os.path.join(mesh.dir, "state"),
+                  "--metrics-address", "off", "--config", config, "--log-level", "debug",
+                  "--kubelet-url", f"https://127.0.0.1:{kubelet.port}",
+                  "--kubelet-token-file", token_file, "--kubelet-ca-file", kubelet.ca]
+    # In the namespace root first (unshare makes the cgroup namespace there), then its leaf.
+    inner = (f"echo $$ > {leaf_agent}/cgroup.procs && exec " +
+             " ".join(f"'{argument}'" for argument in agent_argv))
+    outer = (f"echo $$ > {cgroups.base}/cgroup.procs && exec unshare --cgroup "
+             f"sh -c \"{inner}\"")
+    env = base_env()
+    if ASAN_RUNTIME:
+        env.pop("LD_PRELOAD", None)
+        env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
+    agent = mesh.spawn("agent", ["sh", "-c", outer], env=env)
+    wait_agent_ready(agent, sock)
+
+    _, csr = make_csr(mesh.dir, TD + "/ns/kube-system/sa/admin")
+    csr_path = os.path.join(mesh.dir, "workload.csr")
+    clients = []
+    try:
+        def client(name, leaf):
+            c = Client(name, sock, csr_path, mesh.dir)
+            clients.append(c)
+            cgroups.move(c.pid, leaf)
+            return c
+
+        a, b, c, host = (client("pod-a", leaf_a), client("pod-b", leaf_b),
+                         client("pod-c", leaf_c), client("host", leaf_host))
+
+        answer = a.ask()
+        check(answer == f"ID {TD}/ns/shop/sa/cart", f"pod A got {answer!r}")
+        answer = b.ask()
+        check(answer == f"ID {TD}/ns/billing/sa/ledger-main", f"pod B got {answer!r}")
+        answer = host.ask()
+        check(answer == f"ID {TD}/uid/0", f"the node's process got {answer!r}")
+
+        answer = c.ask()
+        check(answer.startswith("ERROR") and uid_c in answer,
+              f"pod C (unknown to the kubelet) got {answer!r}")
+        lines = [line for line in agent.stderr().splitlines()
+                 if f"refused pid {c.pid} uid 0 in pod {uid_c}: the kubelet does not list this "
+                    "pod" in line]
+        check(len(lines) >= 1 and "warn" in lines[0],
+              f"the agent did not warn about pod C's pid {c.pid}:\n{agent.stderr()[-3000:]}")
+
+        # Pod churn: the stand-in drops pod A; A's renewal is refused once the agent's list is.
+        kubelet.pods = [p for p in kubelet.pods if p["metadata"]["uid"] != uid_a]
+
+        def a_refused():
+            answer = a.ask()
+            return answer if answer.startswith("ERROR") else None
+
+        answer = until(a_refused, CHANGE_SEEN_WITHIN, "pod A's renewal to be refused")
+        check(uid_a in answer and "does not list" in answer, f"pod A's refusal: {answer!r}")
+        answer = b.ask()
+        check(answer == f"ID {TD}/ns/billing/sa/ledger-main", f"pod B after churn: {answer!r}")
+
+        # A wrong token: the kubelet answers 401; pod callers are refused, the node's are not.
+        with open(token_file + ".new", "w") as f:
+            f.write("not-the-token\n")
+        os.rename(token_file + ".new", token_file)
+
+        def b_refused():
+            answer = b.ask()
+            return answer if answer.startswith("ERROR") else None
+
+        answer = until(b_refused, CHANGE_SEEN_WITHIN, "pod B to be refused with a wrong token")
+        check("HTTP 401" in answer, f"pod B's refusal does not name the 401: {answer!r}")
+        log = agent.stderr()
+        check("kubelet query failed: the kubelet at https://127.0.0.1:" in log and
+              "answered HTTP 401" in log, f"the agent did not log the kubelet's 401:\n{log[-3000:]}")
+        check(any(not right for _, right in kubelet.requests),
+              "the stand-in never saw the wrong token")
+        answer = host.ask()
+        check(answer == f"ID {TD}/uid/0", f"the node's process with a failing kubelet: {answer!r}")
+
+        # The agent asks the kubelet no more than once per second whatever callers do.
+        before = len(kubelet.requests)
+        started = time.monotonic()
+        for _ in range(10):
+            check(c.ask().startswith("ERROR"), "pod C got an identity")
+        elapsed = time.monotonic() - started
+        asked = len(kubelet.requests) - before
+        check(asked <= int(elapsed) + 2,
+              f"{asked} kubelet queries for 10 requests in {elapsed:.1f}s")
+    finally:
+        for c in clients:
+            c.stop()
+
+
+def test():
+    if os.geteuid() != 0:
+        skip("needs root: the test creates cgroups and moves processes into them")
+    mount = cgroup2_mount()
+    if mount is None:
+        skip("no cgroup2 hierarchy is mounted (/proc/mounts)")
+    if shutil.which("unshare") is None:
+        skip("unshare (util-linux) is not installed")
+    base = os.path.join(mount, f"meshtls-test-{os.getpid()}")
+    try:
+        os.mkdir(base)
+    except OSError as error:
+        skip(f"the cgroup2 hierarchy at {mount} is not writable: {error}")
+    cgroups = Cgroups(base)
+    cgroups.created.append(base)
+    with Mesh("k8s-pods") as mesh:
+        kubelet = Kubelet(mesh.dir)
+        try:
+            run_test(mesh, cgroups, kubelet)
+        finally:
+            for process in reversed(mesh.processes):
+                process.stop()
+            kubelet.stop()
+            cgroups.remove()
+
+
+if __name__ == "__main__":
+    main(test)

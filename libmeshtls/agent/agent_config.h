@@ -108,6 +108,7 @@ struct mt_agent_pod {
     const char *namespace_name;
     const char *name;
     const char *service_account;
+    const char *workload; /* "deployment/web"; "" without a controller */
     const struct mt_kubelet_label *labels;
     size_t label_count;
     const char *container; /* NULL: the container is not in the pod's status */

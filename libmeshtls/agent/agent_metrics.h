@@ -89,6 +89,17 @@ MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *direct
                                        unsigned long long *start_time, struct mt_text *reason);
 
 /*
+ * Remembers that the process pid (of start_time) runs in the pod namespace/name of workload, so
+ * that its series carry namespace, pod and workload labels (workload "" for a pod without a
+ * controller). The oldest of MT_AGENT_METRICS_PODS_MAX remembered processes is forgotten first.
+ * Called from the event loop; read by the HTTP thread.
+ */
+#define MT_AGENT_METRICS_PODS_MAX 1024
+void mt_agent_metrics_remember_pod(pid_t pid, unsigned long long start_time,
+                                   const char *namespace_name, const char *pod,
+                                   const char *workload);
+
+/*
  * Starts serving address ("host:port", "[v6]:port"; "off" starts nothing and sets *http NULL)
  * with the files of directory, which must stay open until mt_agent_http_stop. Fails when the
  * address cannot be bound.

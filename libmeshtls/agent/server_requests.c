@@ -82,11 +82,23 @@ static void refuse_pod_caller(struct mt_server_client *client, const char *pod_u
     mt_server_client_refuse(client, MT_PROTO_ERROR_DENIED, message);
 }
 
+/* A pod that cannot be attested: refused (see refuse_pod_caller), or no pod when !refuse. */
+static bool fail_pod(bool refuse, struct mt_server_client *client, const char *pod_uid,
+                     const char *reason)
+{
+    if (!refuse)
+        return true;
+    refuse_pod_caller(client, pod_uid, reason);
+    return false;
+}
+
 /*
  * With a kubelet: the pod the caller runs in, into *pod (pod_used true), or nothing for a process
- * of the node. False after refusing the caller.
+ * of the node. False after refusing the caller; with refuse false (a caller asking for what is no
+ * identity, its metrics file), a pod that cannot be attested is no pod and the caller is not
+ * refused.
  */
-static bool client_pod(struct mt_server *server, struct mt_server_client *client,
+static bool client_pod(struct mt_server *server, struct mt_server_client *client, bool refuse,
                        struct mt_agent_pod *pod, bool *pod_used)
 {
     *pod_used = false;
@@ -96,21 +108,18 @@ static bool client_pod(struct mt_server *server, struct mt_server_client *client
     size_t length = 0;
     const char *problem = NULL;
     if (!mt_attest_read_cgroup(client->fd, &client->peer, text, sizeof(text), &length, &problem)) {
-        refuse_pod_caller(client, "(unknown)", problem);
-        return false;
+        return fail_pod(refuse, client, "(unknown)", problem);
     }
     struct mt_pod_cgroup cgroup;
     switch (mt_pod_cgroup_parse(text, length, &cgroup)) {
     case MT_POD_CGROUP_HOST:
         return true;
     case MT_POD_CGROUP_OUTSIDE:
-        refuse_pod_caller(client, "(unknown)",
-                          "its cgroup is outside the agent's cgroup namespace; run the agent in "
-                          "the host's cgroup namespace to tell pods from the node");
-        return false;
+        return fail_pod(refuse, client, "(unknown)",
+                        "its cgroup is outside the agent's cgroup namespace; run the agent in "
+                        "the host's cgroup namespace to tell pods from the node");
     case MT_POD_CGROUP_UNKNOWN:
-        refuse_pod_caller(client, "(unknown)", "its /proc/<pid>/cgroup names no cgroup");
-        return false;
+        return fail_pod(refuse, client, "(unknown)", "its /proc/<pid>/cgroup names no cgroup");
     case MT_POD_CGROUP_POD:
         break;
     }
@@ -119,13 +128,11 @@ static bool client_pod(struct mt_server *server, struct mt_server_client *client
     case MT_KUBELET_POD_FOUND:
         break;
     case MT_KUBELET_POD_UNKNOWN:
-        refuse_pod_caller(client, cgroup.uid,
-                          "the kubelet does not list this pod (deleted, or not of this node)");
-        return false;
+        return fail_pod(refuse, client, cgroup.uid,
+                        "the kubelet does not list this pod (deleted, or not of this node)");
     case MT_KUBELET_POD_UNAVAILABLE:
     default:
-        refuse_pod_caller(client, cgroup.uid, server->kubelet->last_error);
-        return false;
+        return fail_pod(refuse, client, cgroup.uid, server->kubelet->last_error);
     }
     const struct mt_kubelet_container *container =
         mt_kubelet_pod_container(listed, cgroup.container_id);
@@ -133,6 +140,7 @@ static bool client_pod(struct mt_server *server, struct mt_server_client *client
         .namespace_name = listed->namespace_name,
         .name = listed->name,
         .service_account = listed->service_account,
+        .workload = listed->workload,
         .labels = listed->labels,
         .label_count = listed->label_count,
         .container = container != NULL ? container->name : NULL,
@@ -151,7 +159,7 @@ static bool client_identity(struct mt_server *server, struct mt_server_client *c
 {
     struct mt_agent_pod pod;
     bool pod_used = false;
-    if (!client_pod(server, client, &pod, &pod_used))
+    if (!client_pod(server, client, true, &pod, &pod_used))
         return false;
     const struct mt_attest_peer *peer = &client->peer;
     struct mt_agent_caller caller = {
@@ -320,6 +328,11 @@ static void handle_metrics_file_request(struct mt_server *server, struct mt_serv
         close(fd);
         return;
     }
+    struct mt_agent_pod pod;
+    bool pod_used = false;
+    if (client_pod(server, client, false, &pod, &pod_used) && pod_used)
+        mt_agent_metrics_remember_pod(client->peer.pid, start_time, pod.namespace_name, pod.name,
+                                      pod.workload);
     char supervision[48];
     mt_log_info("gave pid %ld uid %u exe %s%s its metrics file %s/%ld-%llu.metrics",
                 (long)client->peer.pid, (unsigned)client->peer.uid, mt_server_client_exe(client),

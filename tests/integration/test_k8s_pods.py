@@ -24,7 +24,8 @@ ns/billing/sa/ledger-main; pod C gets no identity and the agent says why at warn
 pod UID; the node's process keeps uid/0, and a rule that names a namespace does not match it;
 pod churn: once the stand-in drops pod A, A's renewal is refused; a wrong token: the agent logs
 the kubelet's 401 and refuses pod B, while the node's process is still served; the refusals are
-counted in the agent's metrics.
+counted in the agent's metrics; a meshed server in pod B (python http.server under `meshtls
+run`) has namespace, pod and workload labels on its series, a meshed client of the node none.
 """
 
 import json
@@ -39,8 +40,9 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from agent_protocol import make_csr
-from harness import (AGENT, ASAN_RUNTIME, PYTHON, Mesh, base_env, check, free_port, main, skip,
-                     wait_agent_ready, wait_for)
+from harness import (AGENT, ASAN_RUNTIME, MESHTLS, PYTHON, Mesh, base_env, check, free_port, main,
+                     skip, wait_agent_ready, wait_for)
+from lifecycle_common import parse_metrics, promtool_check, scrape
 
 TD = "spiffe://meshtls.local"
 TOKEN = "kubelet-token-" + uuid.uuid4().hex
@@ -237,6 +239,51 @@ def until(predicate, timeout, what):
         time.sleep(1)
 
 
+def check_metrics_labels(mesh, sock, leaf, leaf_host, metrics_port):
+    """A meshed server in the pod's cgroup, a meshed client of the node: the server's series
+    carry the pod's namespace, name and workload."""
+    mesh.write_config("agent", sock)
+    port = free_port()
+    files = os.path.join(mesh.dir, "files")
+    os.makedirs(files, exist_ok=True)
+    with open(os.path.join(files, "index.html"), "w") as f:
+        f.write("ledger\n")
+    run = " ".join(f"'{argument}'" for argument in
+                   [MESHTLS, "run", "--config", mesh.configs["agent"], "--", PYTHON, "-m",
+                    "http.server", str(port), "--bind", "127.0.0.1", "--directory", files])
+    server = mesh.spawn("pod-b-server", ["sh", "-c", f"echo $$ > {leaf}/cgroup.procs && exec {run}"])
+    wait_for(lambda: "Serving HTTP" in server.stdout().decode(errors="replace")
+             or server.popen.poll() is not None, 20, "the pod's meshed server")
+    check(server.popen.poll() is None, f"the pod's server exited:\n{server.stderr()}")
+    fetch = " ".join(f"'{argument}'" for argument in
+                     [MESHTLS, "run", "--config", mesh.configs["agent"], "--", "curl", "-s", "-o",
+                      "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port}/index.html"])
+    client = mesh.spawn("node-client",
+                        ["sh", "-c", f"echo $$ > {leaf_host}/cgroup.procs && exec {fetch}"])
+    check(client.wait(30) == 0 and client.stdout() == b"200",
+          f"the node's client got {client.stdout()!r}:\n{client.stderr()}")
+    text = scrape(metrics_port)
+    samples = parse_metrics(text)
+    labelled = [dict(labels) for (name, labels) in samples
+                if dict(labels).get("pid") == str(server.popen.pid)]
+    check(labelled, f"no series of the pod's server pid {server.popen.pid}:\n{text[-3000:]}")
+    for labels in labelled:
+        check(labels.get("namespace") == "billing" and labels.get("pod") == "ledger-0" and
+              labels.get("workload") == "statefulset/ledger",
+              f"a series of the pod's server lacks the pod labels: {labels}")
+    client_series = [dict(labels) for (name, labels) in samples
+                     if dict(labels).get("pid") == str(client.popen.pid)]
+    check(all("namespace" not in labels for labels in client_series),
+          f"the node's client has pod labels: {client_series}")
+    # Exit 3 is promtool's naming lint only; identity_cert_refresh_count is Linkerd's name.
+    promtool = promtool_check(text)
+    check(promtool is None or promtool[0] == 0 or
+          (promtool[0] == 3 and all(line.startswith("identity_cert_refresh_count ")
+                                    for line in promtool[1].splitlines() if line.strip())),
+          f"promtool check metrics: {promtool}")
+    server.stop()
+
+
 def run_test(mesh, cgroups, kubelet):
     uid_a, uid_b, uid_c = (str(uuid.uuid4()) for _ in range(3))
     id_a, id_b, id_c = (uuid.uuid4().hex + uuid.uuid4().hex for _ in range(3))
@@ -267,8 +314,10 @@ def run_test(mesh, cgroups, kubelet):
                 '  { uid = 4242; id = "ns/other/sa/uid4242"; }\n'
                 ');\n')
     sock = os.path.join(mesh.dir, "agent.sock")
+    metrics_port = free_port()
     agent_argv = [AGENT, "--socket", sock, "--state-dir", os.path.join(mesh.dir, "state"),
-                  "--metrics-address", "off", "--config", config, "--log-level", "debug",
+                  "--metrics-address", f"127.0.0.1:{metrics_port}", "--config", config,
+                  "--log-level", "debug",
                   "--kubelet-url", f"https://127.0.0.1:{kubelet.port}",
                   "--kubelet-token-file", token_file, "--kubelet-ca-file", kubelet.ca]
     # In the namespace root first (unshare makes the cgroup namespace there), then its leaf.
@@ -302,6 +351,8 @@ def run_test(mesh, cgroups, kubelet):
         check(answer == f"ID {TD}/ns/billing/sa/ledger-main", f"pod B got {answer!r}")
         answer = host.ask()
         check(answer == f"ID {TD}/uid/0", f"the node's process got {answer!r}")
+
+        check_metrics_labels(mesh, sock, leaf_b, leaf_host, metrics_port)
 
         answer = c.ask()
         check(answer.startswith("ERROR") and uid_c in answer,
@@ -352,6 +403,11 @@ def run_test(mesh, cgroups, kubelet):
         asked = len(kubelet.requests) - before
         check(asked <= int(elapsed) + 2,
               f"{asked} kubelet queries for 10 requests in {elapsed:.1f}s")
+
+        samples = parse_metrics(scrape(metrics_port))
+        refused = samples.get(("meshtls_agent_pod_callers_refused_total", ()), 0)
+        check(refused >= 13, f"meshtls_agent_pod_callers_refused_total is {refused}, expected "
+              "pod C's 11 refusals, A's renewal and B's")
     finally:
         for c in clients:
             c.stop()

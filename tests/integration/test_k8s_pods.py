@@ -85,21 +85,26 @@ def openssl(*arguments):
     subprocess.run(["openssl", *arguments], check=True, capture_output=True)
 
 
-def make_kubelet_certificates(directory):
-    """An ECDSA CA and a serving certificate for 127.0.0.1 (IP SAN) signed by it."""
+def make_kubelet_ca(directory):
     ca_key, ca = os.path.join(directory, "ca.key"), os.path.join(directory, "ca.crt")
-    key, csr = os.path.join(directory, "kubelet.key"), os.path.join(directory, "kubelet.csr")
-    cert, ext = os.path.join(directory, "kubelet.crt"), os.path.join(directory, "kubelet.ext")
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", ca_key)
     openssl("req", "-new", "-x509", "-key", ca_key, "-subj", "/CN=test kubelet CA", "-days", "2",
             "-out", ca)
+    return ca, ca_key
+
+
+def make_kubelet_certificate(directory, ca, ca_key, name, san):
+    """An ECDSA serving certificate with subjectAltName san (and the CN 127.0.0.1 always, so
+    that only the SAN can tell a right certificate from a wrong one), signed by the CA."""
+    key, csr = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.csr")
+    cert, ext = os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.ext")
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
-    openssl("req", "-new", "-key", key, "-subj", "/CN=test-node", "-out", csr)
+    openssl("req", "-new", "-key", key, "-subj", "/CN=127.0.0.1", "-out", csr)
     with open(ext, "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        f.write(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
     openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days",
             "2", "-extfile", ext, "-out", cert)
-    return ca, cert, key
+    return cert, key
 
 
 def pod(uid, namespace, name, service_account, container_id, labels, owner):
@@ -117,7 +122,10 @@ class Kubelet:
     """GET /pods over HTTPS with a bearer token; pods can be changed while it runs."""
 
     def __init__(self, directory):
-        self.ca, cert, key = make_kubelet_certificates(directory)
+        self.directory = directory
+        self.ca, self.ca_key = make_kubelet_ca(directory)
+        cert, key = make_kubelet_certificate(directory, self.ca, self.ca_key, "kubelet",
+                                             "IP:127.0.0.1")
         self.pods = []
         self.requests = []
         kubelet = self
@@ -145,11 +153,16 @@ class Kubelet:
 
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.server.socket = self.context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def serve_certificate(self, name, san):
+        """Later handshakes present a new certificate from the same CA."""
+        cert, key = make_kubelet_certificate(self.directory, self.ca, self.ca_key, name, san)
+        self.context.load_cert_chain(cert, key)
 
     def stop(self):
         self.server.shutdown()
@@ -403,6 +416,28 @@ def run_test(mesh, cgroups, kubelet):
         asked = len(kubelet.requests) - before
         check(asked <= int(elapsed) + 2,
               f"{asked} kubelet queries for 10 requests in {elapsed:.1f}s")
+
+        # The right token again, and a certificate of the kubelet's CA for another address (and a
+        # DNS name 127.0.0.1): the agent refuses to talk to that server, then recovers.
+        with open(token_file + ".new", "w") as f:
+            f.write(TOKEN + "\n")
+        os.rename(token_file + ".new", token_file)
+        kubelet.serve_certificate("other-node", "IP:127.0.0.2,DNS:127.0.0.1")
+        def b_refused_for_address():
+            reply = b.ask()
+            return reply if "no IP address SAN" in reply else None
+
+        answer = until(b_refused_for_address, CHANGE_SEEN_WITHIN,
+                       "pod B to be refused by a kubelet certificate for another address")
+        check(answer.startswith("ERROR") and "127.0.0.1" in answer,
+              f"pod B with the other node's certificate: {answer!r}")
+        kubelet.serve_certificate("kubelet-again", "IP:127.0.0.1")
+        def b_named():
+            reply = b.ask()
+            return reply if reply.startswith("ID") else None
+
+        answer = until(b_named, CHANGE_SEEN_WITHIN, "pod B's identity once the kubelet is right")
+        check(answer == f"ID {TD}/ns/billing/sa/ledger-main", f"pod B recovered with {answer!r}")
 
         samples = parse_metrics(scrape(metrics_port))
         refused = samples.get(("meshtls_agent_pod_callers_refused_total", ()), 0)

@@ -11,6 +11,7 @@ packages=(
   # -Dwolfssl=system; the default build compiles both from Debian's source packages
   libwolfssl-dev libconfig-dev
   libmicrohttpd-dev   # the agent's metrics endpoint
+  libjson-c-dev       # the agent's kubelet client: the node's PodList (agent/kubelet.c)
   # the bundled wolfSSL and libconfig (packaging/{wolfssl,libconfig}/build.sh): apt-get source +
   # dpkg-source, gpgv (the wolfSSL tarball's signature), and autotools because wolfSSL's release
   # tarball ships no configure script

@@ -481,11 +481,22 @@ static bool exe_matches(const struct mt_agent_config *config, size_t index,
     }
     struct stat file;
     if (stat(path, &file) != 0) {
-        mt_log_limited(MT_LOG_INFO,
-                       MISMATCH_FORMAT "the agent cannot examine %s (%s); exe names a file as the "
-                                       "agent sees it (a workload in a container: use sha256)",
-                       MISMATCH_ARGUMENTS(config, index, "exe", rule->exe, caller), path,
-                       strerror(errno));
+        int error = errno;
+        /* No CAP_SYS_PTRACE: the agent's setup to fix, not the caller's program. */
+        if (error == EACCES || error == EPERM)
+            mt_log_limited(MT_LOG_WARN,
+                           MISMATCH_FORMAT "the agent may not examine %s (%s): give it "
+                                           "CAP_SYS_PTRACE (in Kubernetes: hostPID and the "
+                                           "SYS_PTRACE capability) to read callers' /proc entries",
+                           MISMATCH_ARGUMENTS(config, index, "exe", rule->exe, caller), path,
+                           strerror(error));
+        else
+            mt_log_limited(MT_LOG_INFO,
+                           MISMATCH_FORMAT "the agent cannot examine %s (%s); exe names a file as "
+                                           "the agent sees it (a workload in a container: use "
+                                           "sha256)",
+                           MISMATCH_ARGUMENTS(config, index, "exe", rule->exe, caller), path,
+                           strerror(error));
         return false;
     }
     if (file.st_dev == caller->exe_device && file.st_ino == caller->exe_inode)

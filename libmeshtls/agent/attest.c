@@ -356,6 +356,12 @@ static bool read_exe(pid_t pid, struct mt_attest_peer *peer)
     char link[64];
     snprintf(link, sizeof(link), "/proc/%ld/exe", (long)pid);
     ssize_t length = readlink(link, peer->exe, sizeof(peer->exe));
+    if (length < 0 && (errno == EACCES || errno == EPERM))
+        mt_log_limited(MT_LOG_WARN,
+                       "cannot read %s of pid %ld uid %u: %s; rules naming exe or sha256 cannot "
+                       "match it: give the agent CAP_SYS_PTRACE (in Kubernetes: hostPID and the "
+                       "SYS_PTRACE capability)",
+                       link, (long)pid, (unsigned)peer->uid, strerror(errno));
     if (length <= 0 || (size_t)length >= sizeof(peer->exe)) {
         peer->exe[0] = '\0';
         return false;
@@ -502,6 +508,11 @@ MT_RESULT mt_attest_identify_credentials(int fd, const struct ucred *credentials
     peer->gid = credentials->gid;
     if (peer->pid <= 0) {
         peer->exe_sha256_problem = "its pid is not visible to the agent (another pid namespace)";
+        mt_log_limited(MT_LOG_WARN,
+                       "a caller of uid %u is in a pid namespace the agent cannot see: rules "
+                       "naming exe, sha256 or pods cannot match it; run the agent in the host's "
+                       "pid namespace (in Kubernetes: hostPID)",
+                       (unsigned)peer->uid);
         return MT_OK_RESULT;
     }
     int pidfd = -1;

@@ -253,6 +253,14 @@ MT_RESULT mt_kubelet_parse_pods(const char *json, size_t length, struct mt_kubel
         result = mt_result_of(MT_ERR_PROTO_MALFORMED);
         goto out;
     }
+    /* One document and nothing after it but white space. */
+    for (size_t end = json_tokener_get_parse_end(tokener); end < length; end++) {
+        if (strchr(" \t\r\n", json[end]) == NULL || json[end] == '\0') {
+            mt_text_append(reason, "the pod list has bytes after its JSON document");
+            result = mt_result_of(MT_ERR_PROTO_MALFORMED);
+            goto out;
+        }
+    }
     const char *kind = string_at(root, (const char *const[]){"kind", NULL});
     struct json_object *items = member(root, "items", json_type_array);
     if (kind == NULL || strcmp(kind, "PodList") != 0 || items == NULL) {

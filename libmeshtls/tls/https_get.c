@@ -268,32 +268,21 @@ static void explain_tls_error(WOLFSSL *ssl, int ret, const char *what, const str
                    url->port, text, error);
 }
 
-static const char *header_value(const char *headers, size_t length, const char *name,
-                                size_t *value_length);
+static MT_RESULT parse_response(char *data, size_t length, bool join, int *status, char **body,
+                                size_t *body_length);
 
 /*
  * True when data[0 .. length) holds a whole response whose end its headers tell (Content-Length,
- * or chunked read to its last chunk); any other response ends when the server closes.
+ * or chunked read to its last chunk); any other response ends when the server closes. Reads the
+ * data without writing it, and a chunked body only by its chunk sizes.
  */
-static bool response_is_whole(const char *data, size_t length)
+static bool response_is_whole(char *data, size_t length)
 {
-    const char *headers_end = memmem(data, length, "\r\n\r\n", 4);
-    size_t value_length;
-    if (headers_end == NULL || (header_value(data, (size_t)(headers_end - data) + 2,
-                                             "Content-Length", &value_length) == NULL &&
-                                header_value(data, (size_t)(headers_end - data) + 2,
-                                             "Transfer-Encoding", &value_length) == NULL))
-        return false;
-    char *copy = malloc(length + 1);
-    if (copy == NULL)
-        return false;
-    memcpy(copy, data, length);
     int status;
     char *body;
     size_t body_length;
-    mt_result parsed = mt_https_parse_response(copy, length, &status, &body, &body_length);
-    free(copy);
-    return parsed.error != MT_ERR_PROTO_TRUNCATED;
+    mt_result parsed = parse_response(data, length, false, &status, &body, &body_length);
+    return parsed.error == MT_OK && status != 0;
 }
 
 static MT_RESULT exchange(WOLFSSL *ssl, int fd, const struct url *url,
@@ -556,8 +545,13 @@ static MT_RESULT walk_chunks(char *data, size_t length, bool join, size_t *total
     return MT_OK_RESULT;
 }
 
-MT_RESULT mt_https_parse_response(char *data, size_t length, int *status, char **body,
-                                  size_t *body_length)
+/*
+ * The response, as mt_https_parse_response reads it; with join false nothing is written, and
+ * *status is 0 for a response that ends only when the connection does (no Content-Length, not
+ * chunked).
+ */
+static MT_RESULT parse_response(char *data, size_t length, bool join, int *status, char **body,
+                                size_t *body_length)
 {
     MT_ENSURE_REF(status);
     MT_ENSURE_REF(body);
@@ -589,7 +583,8 @@ MT_RESULT mt_https_parse_response(char *data, size_t length, int *status, char *
                   MT_ERR_PROTO_MALFORMED);
         size_t total = 0;
         MT_GUARD(walk_chunks(content, content_length, false, &total));
-        MT_GUARD(walk_chunks(content, content_length, true, &total));
+        if (join)
+            MT_GUARD(walk_chunks(content, content_length, true, &total));
         *status = code;
         *body = content;
         *body_length = total;
@@ -606,8 +601,14 @@ MT_RESULT mt_https_parse_response(char *data, size_t length, int *status, char *
         MT_ENSURE(content_length >= expected, MT_ERR_PROTO_TRUNCATED);
         content_length = expected;
     }
-    *status = code;
+    *status = declared != NULL || join ? code : 0;
     *body = content;
     *body_length = content_length;
     return MT_OK_RESULT;
+}
+
+MT_RESULT mt_https_parse_response(char *data, size_t length, int *status, char **body,
+                                  size_t *body_length)
+{
+    return parse_response(data, length, true, status, body, body_length);
 }

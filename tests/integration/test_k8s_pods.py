@@ -25,7 +25,8 @@ pod UID; the node's process keeps uid/0, and a rule that names a namespace does 
 pod churn: once the stand-in drops pod A, A's renewal is refused; a wrong token: the agent logs
 the kubelet's 401 and refuses pod B, while the node's process is still served; the refusals are
 counted in the agent's metrics; a meshed server in pod B (python http.server under `meshtls
-run`) has namespace, pod and workload labels on its series, a meshed client of the node none.
+run`) has namespace, pod and workload labels on its series, a meshed client of the node (curl,
+or fetch.py under a sanitizer) none.
 """
 
 import json
@@ -40,8 +41,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from agent_protocol import make_csr
-from harness import (AGENT, ASAN_RUNTIME, MESHTLS, PYTHON, Mesh, base_env, check, free_port, main,
-                     skip, wait_agent_ready, wait_for)
+from harness import (AGENT, ASAN_RUNTIME, MESHTLS, PYTHON, Mesh, base_env, check, free_port,
+                     http_client, main, skip, wait_agent_ready, wait_for)
 from lifecycle_common import parse_metrics, promtool_check, scrape
 
 TD = "spiffe://meshtls.local"
@@ -269,11 +270,11 @@ def check_metrics_labels(mesh, sock, leaf, leaf_host, metrics_port):
              or server.popen.poll() is not None, 20, "the pod's meshed server")
     check(server.popen.poll() is None, f"the pod's server exited:\n{server.stderr()}")
     fetch = " ".join(f"'{argument}'" for argument in
-                     [MESHTLS, "run", "--config", mesh.configs["agent"], "--", "curl", "-s", "-o",
-                      "/dev/null", "-w", "%{http_code}", f"http://127.0.0.1:{port}/index.html"])
+                     [MESHTLS, "run", "--config", mesh.configs["agent"], "--"] +
+                     http_client(f"http://127.0.0.1:{port}/index.html"))
     client = mesh.spawn("node-client",
                         ["sh", "-c", f"echo $$ > {leaf_host}/cgroup.procs && exec {fetch}"])
-    check(client.wait(30) == 0 and client.stdout() == b"200",
+    check(client.wait(30) == 0 and client.stdout() == b"ledger\n",
           f"the node's client got {client.stdout()!r}:\n{client.stderr()}")
     text = scrape(metrics_port)
     samples = parse_metrics(text)

@@ -164,6 +164,7 @@ static MT_RESULT connect_before(const struct url *url, long long deadline_ms, in
 struct server_check {
     const struct url *url;
     bool address_mismatch;
+    bool address_checked; /* the server's certificate named the address */
 };
 
 /*
@@ -188,8 +189,10 @@ static int verify_server(int preverify, WOLFSSL_X509_STORE_CTX *store)
             ? (const uint8_t *)&((const struct sockaddr_in *)address)->sin_addr
             : (const uint8_t *)&((const struct sockaddr_in6 *)address)->sin6_addr;
     size_t size = address->ss_family == AF_INET ? 4 : 16;
-    if (mt_x509_cert_has_ip_address(store->certs[0].buffer, store->certs[0].length, bytes, size))
+    if (mt_x509_cert_has_ip_address(store->certs[0].buffer, store->certs[0].length, bytes, size)) {
+        check->address_checked = true;
         return 1;
+    }
     check->address_mismatch = true;
     return 0;
 }
@@ -286,8 +289,9 @@ static bool response_is_whole(char *data, size_t length)
 }
 
 static MT_RESULT exchange(WOLFSSL *ssl, int fd, const struct url *url,
-                          const struct mt_https_request *request, long long deadline_ms,
-                          char **data_out, size_t *length_out, struct mt_text *reason)
+                          const struct server_check *check, const struct mt_https_request *request,
+                          long long deadline_ms, char **data_out, size_t *length_out,
+                          struct mt_text *reason)
 {
     mt_result result = MT_OK_RESULT;
     int ret;
@@ -296,6 +300,12 @@ static MT_RESULT exchange(WOLFSSL *ssl, int fd, const struct url *url,
             explain_tls_error(ssl, ret, "TLS handshake", url, result, reason);
             return mt_result_is_ok(result) ? mt_result_of(MT_ERR_HANDSHAKE) : result;
         }
+    /* A wolfSSL that would not show the callback a certificate it verified fails closed here. */
+    if (!check->address_checked) {
+        mt_text_append(reason, "the certificate of %s:%u was not checked for its address",
+                       url->host, url->port);
+        return mt_result_of(MT_ERR_HANDSHAKE);
+    }
 
     size_t header_capacity = strlen(url->path) + strlen(url->host) + 256 +
                              (request->authorization != NULL ? strlen(request->authorization) : 0);
@@ -421,7 +431,7 @@ MT_RESULT mt_https_get(const struct mt_https_request *request, struct mt_https_r
     }
     struct server_check check = {.url = &url};
     wolfSSL_SetCertCbCtx(ssl, &check);
-    result = exchange(ssl, fd, &url, request, deadline_ms, &data, &length, reason);
+    result = exchange(ssl, fd, &url, &check, request, deadline_ms, &data, &length, reason);
     if (!mt_result_is_ok(result)) {
         if (check.address_mismatch)
             mt_text_append(reason, " (the server's certificate has no IP address SAN %s)",

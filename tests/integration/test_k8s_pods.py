@@ -13,14 +13,17 @@ started under `unshare --cgroup` from there), so the agent reads the paths a nod
             cri-containerd-<64 hex>.scope     pod B: billing/ledger, labels app=ledger
         kubepods.slice/kubepods-pod<C>.slice/cri-containerd-<64 hex>.scope
                                               pod C: not in the kubelet's list
+        kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<D>.slice/
+            cri-containerd-<64 hex>.scope     pod D: shop/worker
 
 The kubelet is python's http.server behind ssl with a certificate from a test ECDSA CA made by
 openssl, answering GET /pods with a v1 PodList when the bearer token is right, 401 otherwise.
 Clients are Python processes of one uid (root), moved into their cgroups by pid, that ask the
 agent for an SVID over its socket (identity/proto.h) whenever told to.
 
-Checked: pods A and B get ns/shop/sa/cart and (by a rule on namespace, labels and container)
-ns/billing/sa/ledger-main; pod C gets no identity and the agent says why at warning with pid and
+Checked: pods A and B get ns/shop/sa/cart (the default) and ns/billing/sa/ledger-main (a rule
+on namespace, labels and container), pod D ns/shop/sa/worker-python (a rule on service account
+and exe: the executable is found under the caller's /proc/<pid>/root, here the node's /); pod C gets no identity and the agent says why at warning with pid and
 pod UID; the node's process keeps uid/0, and a rule that names a namespace does not match it;
 pod churn: once the stand-in drops pod A, A's renewal is refused; a wrong token: the agent logs
 the kubelet's 401 and refuses pod B, while the node's process is still served; the refusals are
@@ -46,6 +49,7 @@ from harness import (AGENT, ASAN_RUNTIME, MESHTLS, PYTHON, Mesh, base_env, check
 from lifecycle_common import parse_metrics, promtool_check, scrape
 
 TD = "spiffe://meshtls.local"
+PYTHON_EXE = os.path.realpath(PYTHON)
 TOKEN = "kubelet-token-" + uuid.uuid4().hex
 # MT_KUBELET_FRESH_MS is 5 s: a changed list is seen within that and one query interval.
 CHANGE_SEEN_WITHIN = 20.0
@@ -299,14 +303,16 @@ def check_metrics_labels(mesh, sock, leaf, leaf_host, metrics_port):
 
 
 def run_test(mesh, cgroups, kubelet):
-    uid_a, uid_b, uid_c = (str(uuid.uuid4()) for _ in range(3))
-    id_a, id_b, id_c = (uuid.uuid4().hex + uuid.uuid4().hex for _ in range(3))
+    uid_a, uid_b, uid_c, uid_d = (str(uuid.uuid4()) for _ in range(4))
+    id_a, id_b, id_c, id_d = (uuid.uuid4().hex + uuid.uuid4().hex for _ in range(4))
     leaf_a = cgroups.make("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"
                           f"{systemd_uid(uid_a)}.slice/cri-containerd-{id_a}.scope")
     leaf_b = cgroups.make("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod"
                           f"{systemd_uid(uid_b)}.slice/cri-containerd-{id_b}.scope")
     leaf_c = cgroups.make(f"kubepods.slice/kubepods-pod{systemd_uid(uid_c)}.slice/"
                           f"cri-containerd-{id_c}.scope")
+    leaf_d = cgroups.make("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod"
+                          f"{systemd_uid(uid_d)}.slice/cri-containerd-{id_d}.scope")
     leaf_host = cgroups.make("system.slice/host.scope")
     leaf_agent = cgroups.make("agent.scope")
     kubelet.pods = [
@@ -314,6 +320,8 @@ def run_test(mesh, cgroups, kubelet):
             {"kind": "ReplicaSet", "name": "cart-7d9f8c6b5", "controller": True}),
         pod(uid_b, "billing", "ledger-0", "ledger", id_b, {"app": "ledger", "tier": "back"},
             {"kind": "StatefulSet", "name": "ledger", "controller": True}),
+        pod(uid_d, "shop", "worker-x1", "worker", id_d, {"app": "worker"},
+            {"kind": "Job", "name": "worker", "controller": True}),
     ]
 
     token_file = os.path.join(mesh.dir, "token")
@@ -325,6 +333,10 @@ def run_test(mesh, cgroups, kubelet):
                 '  { namespace = "billing"; labels = { app = "ledger"; }; container = "main";\n'
                 '    id = "ns/billing/sa/ledger-main"; },\n'
                 '  { namespace = "shop"; service_account = "nobody"; id = "ns/shop/sa/never"; },\n'
+                # A container's exe is looked up under its /proc/<pid>/root (here the node's /).
+                '  { namespace = "shop"; exe = "/no/such/python"; id = "ns/shop/sa/never-exe"; },\n'
+                f'  {{ service_account = "worker"; exe = "{PYTHON_EXE}"; '
+                'id = "ns/shop/sa/worker-python"; },\n'
                 '  { uid = 4242; id = "ns/other/sa/uid4242"; }\n'
                 ');\n')
     sock = os.path.join(mesh.dir, "agent.sock")
@@ -356,11 +368,14 @@ def run_test(mesh, cgroups, kubelet):
             cgroups.move(c.pid, leaf)
             return c
 
-        a, b, c, host = (client("pod-a", leaf_a), client("pod-b", leaf_b),
-                         client("pod-c", leaf_c), client("host", leaf_host))
+        a, b, c, d, host = (client("pod-a", leaf_a), client("pod-b", leaf_b),
+                            client("pod-c", leaf_c), client("pod-d", leaf_d),
+                            client("host", leaf_host))
 
         answer = a.ask()
         check(answer == f"ID {TD}/ns/shop/sa/cart", f"pod A got {answer!r}")
+        answer = d.ask()
+        check(answer == f"ID {TD}/ns/shop/sa/worker-python", f"pod D got {answer!r}")
         answer = b.ask()
         check(answer == f"ID {TD}/ns/billing/sa/ledger-main", f"pod B got {answer!r}")
         answer = host.ask()

@@ -31,8 +31,9 @@
  * numbers. What a caller asks for never enters this decision.
  *
  * With a kubelet, a caller whose cgroup is a pod's is described by the kubelet's pod list too,
- * and rules may also give namespace, service_account, labels (a group of key = "value", all of
- * which must match), container (its name) and image (an fnmatch(3) pattern); a rule that gives
+ * and rules may also give namespace, service_account, labels (a group of key = "value", or an
+ * array of "key=value" for keys such as app.kubernetes.io/name; all must match), container (its
+ * name) and image (an fnmatch(3) pattern); a rule that gives
  * any of these never matches a process of the node. The default for a pod's caller is
  * spiffe://<trust domain>/ns/<namespace>/sa/<service account>. exe names a file inside the
  * caller's container (its /proc/<pid>/root) for a pod's caller.

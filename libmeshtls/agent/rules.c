@@ -293,14 +293,19 @@ static MT_RESULT read_rule_image(void *context, const config_setting_t *setting)
                           &load->rule->image);
 }
 
-/* labels = { app = "web"; tier = "front"; }: every pair must be on the pod. */
+/*
+ * labels = { app = "web"; tier = "front"; }, or ["app.kubernetes.io/name=web", "tier=front"] for
+ * keys libconfig cannot name (a '.' or '/' in them): every pair must be on the pod.
+ */
 static MT_RESULT read_rule_labels(void *context, const config_setting_t *setting)
 {
-    static const char valid[] = "a group of label = \"value\" ({ app = \"web\"; })";
+    static const char valid[] = "a group of label = \"value\" ({ app = \"web\"; }) or an array "
+                                "of \"key=value\" ([\"app.kubernetes.io/name=web\"])";
     struct rule_load *load = context;
     char key[64];
     member_key(load, setting, key, sizeof(key));
-    if (!config_setting_is_group(setting) || config_setting_length(setting) == 0)
+    bool pairs = mt_config_is_sequence(setting);
+    if ((!config_setting_is_group(setting) && !pairs) || config_setting_length(setting) == 0)
         return mt_config_reader_fail_type(load->reader, setting, key, valid);
     size_t count = (size_t)config_setting_length(setting);
     struct mt_agent_rule *rule = load->rule;
@@ -310,11 +315,19 @@ static MT_RESULT read_rule_labels(void *context, const config_setting_t *setting
     for (size_t i = 0; i < count; i++) {
         const config_setting_t *label = config_setting_get_elem(setting, (unsigned)i);
         char label_key[128];
-        snprintf(label_key, sizeof(label_key), "%s.%s", key, config_setting_name(label));
+        if (pairs)
+            snprintf(label_key, sizeof(label_key), "%s[%zu]", key, i);
+        else
+            snprintf(label_key, sizeof(label_key), "%s.%s", key, config_setting_name(label));
         const char *text;
         MT_GUARD(mt_config_read_string(load->reader, label, label_key, valid, &text));
-        rule->label_keys[i] = strdup(config_setting_name(label));
-        rule->label_values[i] = strdup(text);
+        const char *equals = pairs ? strchr(text, '=') : NULL;
+        if (pairs && (equals == NULL || equals == text))
+            return mt_config_reader_fail_value(load->reader, label, label_key, text,
+                                               "is not key=value (%s)", valid);
+        rule->label_keys[i] =
+            pairs ? strndup(text, (size_t)(equals - text)) : strdup(config_setting_name(label));
+        rule->label_values[i] = strdup(pairs ? equals + 1 : text);
         rule->label_count = i + 1;
         MT_ENSURE(rule->label_keys[i] != NULL && rule->label_values[i] != NULL, MT_ERR_NO_MEMORY);
     }

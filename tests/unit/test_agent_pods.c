@@ -208,6 +208,25 @@ static void test_resolve_pod_rules_and_default(void **state)
     resolve_pod(fixture, 7, &pod, "spiffe://example.org/ns/shop/sa/web");
 }
 
+static void test_resolve_pod_labels_as_key_value_strings(void **state)
+{
+    struct fixture *fixture = *state;
+    assert_true(mt_result_is_ok(
+        load_text(fixture, "trust_domain = \"example.org\";\n"
+                           "rules = ( { labels = [\"app.kubernetes.io/name=web\", \"tier=a=b\"];"
+                           " id = \"ns/shop/sa/named\"; } );\n")));
+    struct mt_kubelet_label labels[] = {{"app.kubernetes.io/name", "web"}, {"tier", "a=b"}};
+    struct mt_agent_pod pod = {.namespace_name = "shop",
+                               .name = "web-1",
+                               .service_account = "web",
+                               .workload = "",
+                               .labels = labels,
+                               .label_count = 2};
+    resolve_pod(fixture, 7, &pod, "spiffe://example.org/ns/shop/sa/named");
+    labels[1].value = "a";
+    resolve_pod(fixture, 7, &pod, "spiffe://example.org/ns/shop/sa/web");
+}
+
 static void test_resolve_pod_rules_never_match_node_processes(void **state)
 {
     struct fixture *fixture = *state;
@@ -224,6 +243,10 @@ static void test_load_pod_rules_errors_name_key(void **state)
                  "a group of label");
     expect_error(*state, "rules = (\n  { namespace = \"\"; id = \"a\"; }\n);\n", 2,
                  "rules[0].namespace", "is empty");
+    expect_error(*state, "rules = (\n  { labels = [\"app\"]; id = \"a\"; }\n);\n", 2,
+                 "rules[0].labels[0]", "is not key=value");
+    expect_error(*state, "rules = (\n  { labels = [\"=web\"]; id = \"a\"; }\n);\n", 2,
+                 "rules[0].labels[0]", "is not key=value");
 }
 
 static void test_load_kubelet_group_and_flags(void **state)
@@ -262,6 +285,8 @@ int main(void)
         cmocka_unit_test(test_parse_response_content_length_chunked_and_close),
         cmocka_unit_test(test_parse_response_truncated_and_malformed),
         cmocka_unit_test_setup_teardown(test_resolve_pod_rules_and_default, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resolve_pod_labels_as_key_value_strings, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_resolve_pod_rules_never_match_node_processes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_load_pod_rules_errors_name_key, setup, teardown),

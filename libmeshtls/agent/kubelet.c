@@ -382,6 +382,14 @@ out:
                        kubelet->last_error);
 }
 
+void mt_kubelet_probe(struct mt_kubelet *kubelet, long long now_ms)
+{
+    query(kubelet, now_ms);
+    if (!kubelet->last_query_failed)
+        mt_log_info("the kubelet at %s lists %zu pod(s) on this node", kubelet->url,
+                    kubelet->list.count);
+}
+
 static const struct mt_kubelet_pod *find_in_list(const struct mt_kubelet *kubelet, const char *uid)
 {
     for (size_t i = 0; kubelet->has_list && i < kubelet->list.count; i++)

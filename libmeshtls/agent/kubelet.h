@@ -78,6 +78,12 @@ void mt_kubelet_init(struct mt_kubelet *kubelet, const char *url, const char *to
 void mt_kubelet_cleanup(struct mt_kubelet *kubelet);
 
 /*
+ * Asks the kubelet once now (at start-up, so that a wrong URL, CA or token is logged before any
+ * caller meets it): the pod count at info, or the failure at warning.
+ */
+void mt_kubelet_probe(struct mt_kubelet *kubelet, long long now_ms);
+
+/*
  * The pod whose UID is uid at now_ms: from the list while fresh, else after one query (subject to
  * the interval). *pod stays valid until the next call.
  */

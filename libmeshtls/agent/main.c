@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../util/log.h"
+#include "../util/sys.h"
 #include "../metrics/metrics.h"
 #include "../tls/tls.h"
 #include "agent_config.h"
@@ -272,6 +273,8 @@ int main(int argc, char **argv)
         server.kubelet = &kubelet;
         mt_log_info("callers in pods are named by the kubelet at %s (CA %s, token %s)",
                     config.kubelet_url, config.kubelet_ca_file, config.kubelet_token_file);
+        /* At most MT_KUBELET_QUERY_TIMEOUT_MS; a failure is logged and retried on demand. */
+        mt_kubelet_probe(&kubelet, mt_sys_now_ms());
     }
     if (!mt_result_is_ok(
             mt_issuer_open(&issuer, &config, arguments.state_dir, time(NULL), &created, &reason))) {

@@ -357,6 +357,8 @@ def run_test(mesh, cgroups, kubelet):
         env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
     agent = mesh.spawn("agent", ["sh", "-c", outer], env=env)
     wait_agent_ready(agent, sock)
+    check(f"the kubelet at https://127.0.0.1:{kubelet.port} lists 3 pod(s) on this node"
+          in agent.stderr(), f"the agent did not ask the kubelet at start:\n{agent.stderr()}")
 
     _, csr = make_csr(mesh.dir, TD + "/ns/kube-system/sa/admin")
     csr_path = os.path.join(mesh.dir, "workload.csr")

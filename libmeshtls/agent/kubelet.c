@@ -353,11 +353,11 @@ static void query(struct mt_kubelet *kubelet, long long now_ms)
     if (!mt_result_is_ok(result))
         goto out;
     if (response.status != 200) {
-        mt_text_append(&reason, "the kubelet at %s answered HTTP %d%s", url, response.status,
-                       response.status == 401 || response.status == 403
-                           ? ": its token (--kubelet-token-file) is not accepted; the agent's "
-                             "service account needs get on nodes/proxy"
-                           : "");
+        mt_text_append(
+            &reason, "the kubelet at %s answered HTTP %d%s", url, response.status,
+            response.status == 401   ? ": it does not accept the token of --kubelet-token-file"
+            : response.status == 403 ? ": the agent's service account needs get on nodes/proxy"
+                                     : "");
         goto out;
     }
     struct mt_kubelet_pods pods;

@@ -11,7 +11,7 @@ packages=(
   # -Dwolfssl=system; the default build compiles both from Debian's source packages
   libwolfssl-dev libconfig-dev
   libmicrohttpd-dev   # the agent's metrics endpoint, and meshtls-injector's HTTPS
-  libjson-c-dev       # meshtls-injector: AdmissionReviews and JSON Patches
+  libjson-c-dev       # meshtls-injector (AdmissionReviews, JSON Patches) and the agent's kubelet client (PodList)
   # the bundled wolfSSL and libconfig (packaging/{wolfssl,libconfig}/build.sh): apt-get source +
   # dpkg-source, gpgv (the wolfSSL tarball's signature), and autotools because wolfSSL's release
   # tarball ships no configure script

@@ -171,6 +171,74 @@ static MT_RESULT read_metrics_address(void *context, const config_setting_t *set
     return store_address(&load->reader, setting, "metrics_address", text, load->loaded);
 }
 
+#define KUBELET_URL_VALUES                                                                         \
+    "https://ADDRESS:PORT, the address an IP address (\"https://10.0.0.4:10250\")"
+
+/* setting NULL: the flag --kubelet-url. */
+static MT_RESULT store_kubelet_url(const struct mt_config_reader *reader,
+                                   const config_setting_t *setting, const char *key,
+                                   const char *url, struct mt_agent_config *config)
+{
+    if (strncmp(url, "https://", 8) != 0 || url[8] == '\0' ||
+        strlen(url) >= sizeof(config->kubelet_url))
+        return mt_config_reader_fail_value(reader, setting, key, url, "is not a URL (%s)",
+                                           KUBELET_URL_VALUES);
+    snprintf(config->kubelet_url, sizeof(config->kubelet_url), "%s", url);
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT read_kubelet_url(void *context, const config_setting_t *setting)
+{
+    struct load *load = context;
+    const char *text;
+    MT_GUARD(
+        mt_config_read_string(&load->reader, setting, "kubelet.url", KUBELET_URL_VALUES, &text));
+    return store_kubelet_url(&load->reader, setting, "kubelet.url", text, load->loaded);
+}
+
+static MT_RESULT read_kubelet_token_file(void *context, const config_setting_t *setting)
+{
+    struct load *load = context;
+    const char *text;
+    MT_GUARD(mt_config_read_string(&load->reader, setting, "kubelet.token_file",
+                                   "a file holding the bearer token", &text));
+    return store_path(&load->reader, setting, "kubelet.token_file", text,
+                      load->loaded->kubelet_token_file, sizeof(load->loaded->kubelet_token_file));
+}
+
+static MT_RESULT read_kubelet_ca_file(void *context, const config_setting_t *setting)
+{
+    struct load *load = context;
+    const char *text;
+    MT_GUARD(mt_config_read_string(&load->reader, setting, "kubelet.ca_file",
+                                   "a PEM file of the kubelet's CA", &text));
+    return store_path(&load->reader, setting, "kubelet.ca_file", text,
+                      load->loaded->kubelet_ca_file, sizeof(load->loaded->kubelet_ca_file));
+}
+
+static const struct mt_config_key kubelet_keys[] = {
+    {"url", read_kubelet_url},
+    {"token_file", read_kubelet_token_file},
+    {"ca_file", read_kubelet_ca_file},
+};
+
+static MT_RESULT read_kubelet(void *context, const config_setting_t *setting)
+{
+    struct load *load = context;
+    if (!config_setting_is_group(setting))
+        return mt_config_reader_fail_type(
+            &load->reader, setting, "kubelet",
+            "a group ({ url = \"https://10.0.0.4:10250\"; token_file = ...; ca_file = ...; })");
+    MT_GUARD(mt_config_read_group(&load->reader, setting, "kubelet", kubelet_keys,
+                                  COUNT_OF(kubelet_keys), load));
+    for (size_t i = 0; i < COUNT_OF(kubelet_keys); i++)
+        if (config_setting_get_member(setting, kubelet_keys[i].name) == NULL)
+            return mt_config_reader_fail_missing(&load->reader, setting, "kubelet",
+                                                 kubelet_keys[i].name,
+                                                 "url, token_file and ca_file go together");
+    return MT_OK_RESULT;
+}
+
 static const struct mt_config_key top_level_keys[] = {
     {"trust_domain", read_trust_domain_first},
     {"lifetime", read_lifetime},
@@ -178,6 +246,7 @@ static const struct mt_config_key top_level_keys[] = {
     {"issuer_dir", read_issuer_dir},
     {"trust_anchors", read_trust_anchors},
     {"metrics_address", read_metrics_address},
+    {"kubelet", read_kubelet},
 };
 
 /*
@@ -318,6 +387,52 @@ MT_RESULT mt_agent_config_set_metrics_address(struct mt_agent_config *config, co
     return store_address(&flag, NULL, "--metrics-address", address, config);
 }
 
+MT_RESULT mt_agent_config_set_kubelet_url(struct mt_agent_config *config, const char *url,
+                                          struct mt_text *reason)
+{
+    MT_ENSURE_REF(config);
+    MT_ENSURE_REF(url);
+    const struct mt_config_reader flag = {.path = NULL, .reason = reason};
+    return store_kubelet_url(&flag, NULL, "--kubelet-url", url, config);
+}
+
+MT_RESULT mt_agent_config_set_kubelet_token_file(struct mt_agent_config *config, const char *path,
+                                                 struct mt_text *reason)
+{
+    MT_ENSURE_REF(config);
+    MT_ENSURE_REF(path);
+    const struct mt_config_reader flag = {.path = NULL, .reason = reason};
+    return store_path(&flag, NULL, "--kubelet-token-file", path, config->kubelet_token_file,
+                      sizeof(config->kubelet_token_file));
+}
+
+MT_RESULT mt_agent_config_set_kubelet_ca_file(struct mt_agent_config *config, const char *path,
+                                              struct mt_text *reason)
+{
+    MT_ENSURE_REF(config);
+    MT_ENSURE_REF(path);
+    const struct mt_config_reader flag = {.path = NULL, .reason = reason};
+    return store_path(&flag, NULL, "--kubelet-ca-file", path, config->kubelet_ca_file,
+                      sizeof(config->kubelet_ca_file));
+}
+
+MT_RESULT mt_agent_config_check_kubelet(const struct mt_agent_config *config,
+                                        struct mt_text *reason)
+{
+    MT_ENSURE_REF(config);
+    int given = (config->kubelet_url[0] != '\0') + (config->kubelet_token_file[0] != '\0') +
+                (config->kubelet_ca_file[0] != '\0');
+    if (given == 0 || given == 3)
+        return MT_OK_RESULT;
+    mt_text_append(reason,
+                   "--kubelet-url, --kubelet-token-file and --kubelet-ca-file (kubelet.url, "
+                   "token_file, ca_file) go together: %s is missing",
+                   config->kubelet_url[0] == '\0'          ? "the URL"
+                   : config->kubelet_token_file[0] == '\0' ? "the token file"
+                                                           : "the CA file");
+    return mt_result_of(MT_ERR_CONFIG);
+}
+
 /* ---- which rule names a caller ----------------------------------------------------------- */
 
 /* "rules[2] (FILE:LINE) exe PATH does not match pid P uid U: " is where every reason starts. */
@@ -358,19 +473,36 @@ static bool exe_matches(const struct mt_agent_config *config, size_t index,
             return false;
         path = caller->exe;
     }
+    /* A container's files are where its root is: /proc/<pid>/root + the path. */
+    char in_container[PATH_MAX + 32];
+    if (caller->pod != NULL) {
+        snprintf(in_container, sizeof(in_container), "/proc/%ld/root%s", (long)caller->pid, path);
+        path = in_container;
+    }
     struct stat file;
     if (stat(path, &file) != 0) {
-        mt_log_limited(MT_LOG_INFO,
-                       MISMATCH_FORMAT "the agent cannot examine %s (%s); exe names a file as the "
-                                       "agent sees it (a workload in a container: use sha256)",
-                       MISMATCH_ARGUMENTS(config, index, "exe", rule->exe, caller), path,
-                       strerror(errno));
+        int error = errno;
+        /* No CAP_SYS_PTRACE: the agent's setup to fix, not the caller's program. */
+        if (error == EACCES || error == EPERM)
+            mt_log_limited(MT_LOG_WARN,
+                           MISMATCH_FORMAT "the agent may not examine %s (%s): give it "
+                                           "CAP_SYS_PTRACE (in Kubernetes: hostPID and the "
+                                           "SYS_PTRACE capability) to read callers' /proc entries",
+                           MISMATCH_ARGUMENTS(config, index, "exe", rule->exe, caller), path,
+                           strerror(error));
+        else
+            mt_log_limited(MT_LOG_INFO,
+                           MISMATCH_FORMAT "the agent cannot examine %s (%s); exe names a file as "
+                                           "the agent sees it (a workload in a container: use "
+                                           "sha256)",
+                           MISMATCH_ARGUMENTS(config, index, "exe", rule->exe, caller), path,
+                           strerror(error));
         return false;
     }
     if (file.st_dev == caller->exe_device && file.st_ino == caller->exe_inode)
         return true;
     bool named_like_rule = rule->exe_is_glob || strcmp(rule->exe, caller->exe) == 0 ||
-                           resolves_to(rule->exe, caller->exe);
+                           (caller->pod == NULL && resolves_to(rule->exe, caller->exe));
     if (!named_like_rule) {
         mt_log_limited(MT_LOG_DEBUG, MISMATCH_FORMAT "its executable %s is another file",
                        MISMATCH_ARGUMENTS(config, index, "exe", rule->exe, caller), caller->exe);
@@ -423,11 +555,51 @@ static enum rule_verdict sha256_matches(const struct mt_agent_config *config, si
     return RULE_NO;
 }
 
+static bool rule_names_pod(const struct mt_agent_rule *rule)
+{
+    return rule->namespace_name != NULL || rule->service_account != NULL || rule->label_count > 0 ||
+           rule->container != NULL || rule->image != NULL;
+}
+
+static bool has_label(const struct mt_agent_pod *pod, const char *key, const char *value)
+{
+    for (size_t i = 0; i < pod->label_count; i++)
+        if (strcmp(pod->labels[i].key, key) == 0 && strcmp(pod->labels[i].value, value) == 0)
+            return true;
+    return false;
+}
+
+/* The rule's pod selectors: none given, or every one of them fits the caller's pod. */
+static bool pod_matches(const struct mt_agent_rule *rule, const struct mt_agent_caller *caller)
+{
+    if (!rule_names_pod(rule))
+        return true;
+    const struct mt_agent_pod *pod = caller->pod;
+    if (pod == NULL)
+        return false;
+    if (rule->namespace_name != NULL && strcmp(rule->namespace_name, pod->namespace_name) != 0)
+        return false;
+    if (rule->service_account != NULL && strcmp(rule->service_account, pod->service_account) != 0)
+        return false;
+    for (size_t i = 0; i < rule->label_count; i++)
+        if (!has_label(pod, rule->label_keys[i], rule->label_values[i]))
+            return false;
+    if (rule->container != NULL &&
+        (pod->container == NULL || strcmp(rule->container, pod->container) != 0))
+        return false;
+    /* '/' is an ordinary character in an image reference ("registry/team/app:1.2"). */
+    if (rule->image != NULL && (pod->image == NULL || fnmatch(rule->image, pod->image, 0) != 0))
+        return false;
+    return true;
+}
+
 static enum rule_verdict rule_matches(const struct mt_agent_config *config, size_t index,
                                       const struct mt_agent_caller *caller,
                                       struct mt_agent_match *match)
 {
     const struct mt_agent_rule *rule = &config->rules[index];
+    if (!pod_matches(rule, caller))
+        return RULE_NO;
     if (rule->has_uid && rule->uid != caller->uid)
         return RULE_NO;
     if (rule->has_gid && rule->gid != caller->gid)
@@ -468,7 +640,13 @@ MT_RESULT mt_agent_config_resolve_id(const struct mt_agent_config *config,
         return mt_agent_rules_format_id(config->trust_domain, candidate, caller->uid, caller->gid,
                                         spiffe_id, capacity);
     }
-    char path[32];
-    snprintf(path, sizeof(path), "uid/%u", (unsigned)caller->uid);
+    char path[MT_SPIFFE_ID_MAX + 1];
+    if (caller->pod != NULL) {
+        int length = snprintf(path, sizeof(path), "ns/%s/sa/%s", caller->pod->namespace_name,
+                              caller->pod->service_account);
+        MT_ENSURE(length > 0 && (size_t)length < sizeof(path), MT_ERR_TOO_LONG);
+    } else {
+        snprintf(path, sizeof(path), "uid/%u", (unsigned)caller->uid);
+    }
     return mt_spiffe_id_format(spiffe_id, capacity, config->trust_domain, path);
 }

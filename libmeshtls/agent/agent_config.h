@@ -7,6 +7,11 @@
  *     issuer_dir = "/etc/meshtls/issuer";     # tls.crt, tls.key, ca.crt; "" = the dev CA
  *     trust_anchors = ["old-root.pem"];       # extra anchors served in the bundle
  *     metrics_address = "127.0.0.1:4191";     # "off" disables the endpoint
+ *     kubelet = {                             # callers in pods: kubelet.h, pod_cgroup.h
+ *       url = "https://10.0.0.4:10250";
+ *       token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+ *       ca_file = "/etc/kubernetes/pki/kubelet-ca.crt";
+ *     };
  *     rules = (
  *       { uid = 33; exe = "/usr/sbin/nginx"; id = "ns/web/sa/nginx"; },
  *       { sha256 = "9f86d0...(64 hex digits)"; id = "ns/tools/sa/report"; },
@@ -25,6 +30,14 @@
  * is spiffe://<trust domain>/uid/<uid>. In id, {uid} and {gid} are replaced by the caller's
  * numbers. What a caller asks for never enters this decision.
  *
+ * With a kubelet, a caller whose cgroup is a pod's is described by the kubelet's pod list too,
+ * and rules may also give namespace, service_account, labels (a group of key = "value", or an
+ * array of "key=value" for keys such as app.kubernetes.io/name; all must match), container (its
+ * name) and image (an fnmatch(3) pattern); a rule that gives
+ * any of these never matches a process of the node. The default for a pod's caller is
+ * spiffe://<trust domain>/ns/<namespace>/sa/<service account>. exe names a file inside the
+ * caller's container (its /proc/<pid>/root) for a pod's caller.
+ *
  * Errors are one line, "FILE:LINE: KEY: what is wrong (valid values)", and leave the
  * configuration as it was: a configuration that fails to load is never half-applied.
  */
@@ -40,6 +53,7 @@
 #include "../util/spiffe.h"
 #include "../tls/digest.h"
 #include "../util/text.h"
+#include "kubelet.h"
 
 #define MT_AGENT_CONFIG_DEFAULT_TRUST_DOMAIN "meshtls.local"
 #define MT_AGENT_CONFIG_DEFAULT_LIFETIME 86400u
@@ -51,6 +65,7 @@
 #define MT_AGENT_CONFIG_ANCHOR_FILES_MAX 8
 #define MT_AGENT_CONFIG_DEFAULT_METRICS_ADDRESS "127.0.0.1:4191"
 #define MT_AGENT_CONFIG_ADDRESS_MAX 128
+#define MT_AGENT_CONFIG_URL_MAX 512
 
 struct mt_agent_rule {
     bool has_uid;
@@ -61,6 +76,14 @@ struct mt_agent_rule {
     bool exe_is_glob; /* exe contains one of "*?[" and is matched with fnmatch(3) */
     bool has_sha256;  /* the executable's contents must hash to sha256 */
     uint8_t sha256[MT_DIGEST_SHA256_SIZE];
+    /* Pod selectors (NULL / 0: any); a rule with one matches only callers in pods. */
+    char *namespace_name;
+    char *service_account;
+    char **label_keys;
+    char **label_values;
+    size_t label_count;
+    char *container;
+    char *image;   /* fnmatch(3) pattern */
     char *id;      /* the ID's path, without leading slash; may hold {uid} and {gid} */
     unsigned line; /* where the rule starts in the file, for logs */
 };
@@ -75,6 +98,22 @@ struct mt_agent_config {
     char anchor_files[MT_AGENT_CONFIG_ANCHOR_FILES_MAX][PATH_MAX]; /* extra trust anchors */
     size_t anchor_file_count;
     char metrics_address[MT_AGENT_CONFIG_ADDRESS_MAX]; /* host:port, [v6]:port, or "off" */
+    /* The kubelet asked about callers in pods; all three or none ("" = none). */
+    char kubelet_url[MT_AGENT_CONFIG_URL_MAX];
+    char kubelet_token_file[PATH_MAX];
+    char kubelet_ca_file[PATH_MAX];
+};
+
+/* What the kubelet says about a caller in a pod (kubelet.h). */
+struct mt_agent_pod {
+    const char *namespace_name;
+    const char *name;
+    const char *service_account;
+    const char *workload; /* "deployment/web"; "" without a controller */
+    const struct mt_kubelet_label *labels;
+    size_t label_count;
+    const char *container; /* NULL: the container is not in the pod's status */
+    const char *image;
 };
 
 /* What attestation established about a caller (agent/attest.h). */
@@ -98,6 +137,7 @@ struct mt_agent_caller {
      */
     const uint8_t *(*hash_exe)(void *context, const char **problem, bool *later);
     void *hash_context;
+    const struct mt_agent_pod *pod; /* NULL: a process of the node */
 };
 
 /* What resolving a caller found. */
@@ -130,9 +170,20 @@ MT_RESULT mt_agent_config_add_anchor_file(struct mt_agent_config *config, const 
                                           struct mt_text *reason);
 MT_RESULT mt_agent_config_set_metrics_address(struct mt_agent_config *config, const char *address,
                                               struct mt_text *reason);
+/* --kubelet-url, --kubelet-token-file, --kubelet-ca-file. */
+MT_RESULT mt_agent_config_set_kubelet_url(struct mt_agent_config *config, const char *url,
+                                          struct mt_text *reason);
+MT_RESULT mt_agent_config_set_kubelet_token_file(struct mt_agent_config *config, const char *path,
+                                                 struct mt_text *reason);
+MT_RESULT mt_agent_config_set_kubelet_ca_file(struct mt_agent_config *config, const char *path,
+                                              struct mt_text *reason);
+/* After the file and the flags: the kubelet's three settings are all given, or none. */
+MT_RESULT mt_agent_config_check_kubelet(const struct mt_agent_config *config,
+                                        struct mt_text *reason);
 
 /*
- * The SPIFFE ID for caller: the first matching rule's, else spiffe://<td>/uid/<uid>. match (may
+ * The SPIFFE ID for caller: the first matching rule's, else spiffe://<td>/uid/<uid> (for a
+ * caller in a pod spiffe://<td>/ns/<namespace>/sa/<service account>). match (may
  * be NULL) receives what was found. Why a rule whose uid and gid fit did not match is logged
  * (rate-limited: debug for another program, info when the agent cannot examine the rule's path
  * or the executable was not hashed, warn when the executable has the rule's path but is another

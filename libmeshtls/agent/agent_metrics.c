@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +170,14 @@ static void render_agent(struct mt_metrics_text *text, size_t processes)
                            (unsigned long long)atomic_load(&mt_agent_stats.exe_mismatches));
     mt_metrics_text_append(
         text,
+        "# HELP meshtls_agent_pod_callers_refused_total Callers refused an identity because "
+        "their pod could not be attested (unknown to the kubelet, kubelet unavailable, cgroup "
+        "unreadable).\n"
+        "# TYPE meshtls_agent_pod_callers_refused_total counter\n"
+        "meshtls_agent_pod_callers_refused_total %llu\n",
+        (unsigned long long)atomic_load(&mt_agent_stats.pod_callers_refused));
+    mt_metrics_text_append(
+        text,
         "# HELP meshtls_agent_exe_hashes_total Executables hashed for sha256 rules, and hashes "
         "refused because the caller's uid or the node spent its hashing budget.\n"
         "# TYPE meshtls_agent_exe_hashes_total counter\n"
@@ -229,6 +238,68 @@ static void note_dropped(const struct mt_metrics_process *process)
                 (long)process->pid, (unsigned)process->uid,
                 process->exe[0] != '\0' ? process->exe : "unknown", process->series_dropped,
                 MT_METRICS_SERIES_PER_PROCESS_MAX, MT_METRICS_LABEL_BYTES_PER_PROCESS_MAX);
+}
+
+/*
+ * The pods of processes that asked for their metrics file, by pid and start time: written by the
+ * event loop, read by the HTTP thread's labeler, under one mutex. Names are Kubernetes names
+ * (namespace 63 bytes, pod 253, workload kind/name), cut to fit.
+ */
+struct pod_entry {
+    bool used;
+    pid_t pid;
+    unsigned long long start_time;
+    char namespace_name[64];
+    char pod[254];
+    char workload[320];
+};
+
+static pthread_mutex_t pod_entries_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pod_entry *pod_entries; /* MT_AGENT_METRICS_PODS_MAX, allocated on first use */
+static size_t pod_entries_next;
+
+static void label_pod(const struct mt_metrics_process *process, struct mt_metrics_text *text)
+{
+    pthread_mutex_lock(&pod_entries_lock);
+    for (size_t i = 0; pod_entries != NULL && i < MT_AGENT_METRICS_PODS_MAX; i++) {
+        const struct pod_entry *entry = &pod_entries[i];
+        if (!entry->used || entry->pid != process->pid || entry->start_time != process->start_time)
+            continue;
+        mt_metrics_text_append(text, ",namespace=\"");
+        mt_metrics_text_append_label(text, entry->namespace_name);
+        mt_metrics_text_append(text, "\",pod=\"");
+        mt_metrics_text_append_label(text, entry->pod);
+        mt_metrics_text_append(text, "\",workload=\"");
+        mt_metrics_text_append_label(text, entry->workload);
+        mt_metrics_text_append(text, "\"");
+        break;
+    }
+    pthread_mutex_unlock(&pod_entries_lock);
+}
+
+void mt_agent_metrics_remember_pod(pid_t pid, unsigned long long start_time,
+                                   const char *namespace_name, const char *pod,
+                                   const char *workload)
+{
+    pthread_mutex_lock(&pod_entries_lock);
+    if (pod_entries == NULL)
+        pod_entries = calloc(MT_AGENT_METRICS_PODS_MAX, sizeof(*pod_entries));
+    if (pod_entries != NULL) {
+        struct pod_entry *entry = NULL;
+        for (size_t i = 0; i < MT_AGENT_METRICS_PODS_MAX && entry == NULL; i++)
+            if (pod_entries[i].used && pod_entries[i].pid == pid &&
+                pod_entries[i].start_time == start_time)
+                entry = &pod_entries[i];
+        if (entry == NULL) {
+            entry = &pod_entries[pod_entries_next];
+            pod_entries_next = (pod_entries_next + 1) % MT_AGENT_METRICS_PODS_MAX;
+        }
+        *entry = (struct pod_entry){.used = true, .pid = pid, .start_time = start_time};
+        snprintf(entry->namespace_name, sizeof(entry->namespace_name), "%s", namespace_name);
+        snprintf(entry->pod, sizeof(entry->pod), "%s", pod);
+        snprintf(entry->workload, sizeof(entry->workload), "%s", workload);
+    }
+    pthread_mutex_unlock(&pod_entries_lock);
 }
 
 /* One scrape being streamed: the text of the current piece and how much of it is sent. */
@@ -342,6 +413,7 @@ MT_RESULT mt_agent_http_start(const char *address, const struct mt_metrics_direc
     *http = NULL;
     if (strcmp(address, "off") == 0)
         return MT_OK_RESULT;
+    mt_metrics_set_process_labeler(label_pod);
     struct sockaddr_storage bind_address;
     if (!mt_addr_parse(address, &bind_address) || mt_addr_port(&bind_address) == 0)
         return mt_result_explain(

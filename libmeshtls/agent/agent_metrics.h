@@ -42,6 +42,7 @@ struct mt_agent_stats {
     atomic_ullong connections_refused[MT_AGENT_REFUSAL_COUNT];
     /* Callers whose executable had a rule's path (by name) but was another file. */
     atomic_ullong exe_mismatches;
+    atomic_ullong pod_callers_refused; /* in a pod the kubelet does not list, or cannot tell */
     /* Executables hashed for a sha256 rule (cache misses), and hashes refused by the budget. */
     atomic_ullong exe_hashes_computed;
     atomic_ullong exe_hashes_over_budget;
@@ -86,6 +87,17 @@ struct mt_attest_peer;
 MT_RESULT mt_agent_metrics_file_create(const struct mt_metrics_directory *directory,
                                        const struct mt_attest_peer *peer, int *fd,
                                        unsigned long long *start_time, struct mt_text *reason);
+
+/*
+ * Remembers that the process pid (of start_time) runs in the pod namespace/name of workload, so
+ * that its series carry namespace, pod and workload labels (workload "" for a pod without a
+ * controller). The oldest of MT_AGENT_METRICS_PODS_MAX remembered processes is forgotten first.
+ * Called from the event loop; read by the HTTP thread.
+ */
+#define MT_AGENT_METRICS_PODS_MAX 1024
+void mt_agent_metrics_remember_pod(pid_t pid, unsigned long long start_time,
+                                   const char *namespace_name, const char *pod,
+                                   const char *workload);
 
 /*
  * Starts serving address ("host:port", "[v6]:port"; "off" starts nothing and sets *http NULL)

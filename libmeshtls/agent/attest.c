@@ -356,6 +356,12 @@ static bool read_exe(pid_t pid, struct mt_attest_peer *peer)
     char link[64];
     snprintf(link, sizeof(link), "/proc/%ld/exe", (long)pid);
     ssize_t length = readlink(link, peer->exe, sizeof(peer->exe));
+    if (length < 0 && (errno == EACCES || errno == EPERM))
+        mt_log_limited(MT_LOG_WARN,
+                       "cannot read %s of pid %ld uid %u: %s; rules naming exe or sha256 cannot "
+                       "match it: give the agent CAP_SYS_PTRACE (in Kubernetes: hostPID and the "
+                       "SYS_PTRACE capability)",
+                       link, (long)pid, (unsigned)peer->uid, strerror(errno));
     if (length <= 0 || (size_t)length >= sizeof(peer->exe)) {
         peer->exe[0] = '\0';
         return false;
@@ -502,6 +508,11 @@ MT_RESULT mt_attest_identify_credentials(int fd, const struct ucred *credentials
     peer->gid = credentials->gid;
     if (peer->pid <= 0) {
         peer->exe_sha256_problem = "its pid is not visible to the agent (another pid namespace)";
+        mt_log_limited(MT_LOG_WARN,
+                       "a caller of uid %u is in a pid namespace the agent cannot see: rules "
+                       "naming exe, sha256 or pods cannot match it; run the agent in the host's "
+                       "pid namespace (in Kubernetes: hostPID)",
+                       (unsigned)peer->uid);
         return MT_OK_RESULT;
     }
     int pidfd = -1;
@@ -584,4 +595,48 @@ enum mt_attest_hash_outcome mt_attest_exe_sha256(int fd, long long now_ms,
     if (pidfd >= 0)
         close(pidfd);
     return outcome;
+}
+
+bool mt_attest_read_cgroup(int fd, const struct mt_attest_peer *peer, char *text, size_t capacity,
+                           size_t *length, const char **problem)
+{
+    *length = 0;
+    if (peer->pid <= 0 || !peer->has_start_time) {
+        *problem = "its pid is not visible to the agent (run the agent in the host's pid "
+                   "namespace: hostPID)";
+        return false;
+    }
+    int pidfd = -1;
+    if (!hold_peer(fd, peer, &pidfd)) {
+        *problem = "the caller exited before its cgroup was read";
+        return false;
+    }
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/cgroup", (long)peer->pid);
+    bool read_whole = false;
+    int file = open(path, O_RDONLY | O_CLOEXEC);
+    if (file >= 0) {
+        ssize_t got;
+        while (*length < capacity && (got = read(file, text + *length, capacity - *length)) != 0) {
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got < 0)
+                break;
+            *length += (size_t)got;
+        }
+        read_whole = *length < capacity;
+        close(file);
+    } else {
+        *problem = caller_gone(errno) ? "the caller exited before its cgroup was read"
+                                      : "the agent cannot read /proc/<pid>/cgroup (give it "
+                                        "CAP_SYS_PTRACE and the host's pid namespace)";
+    }
+    bool tied = file >= 0 && still_the_caller(pidfd, peer, peer->start_time);
+    if (pidfd >= 0)
+        close(pidfd);
+    if (file >= 0 && !read_whole)
+        *problem = "its /proc/<pid>/cgroup is larger than the agent reads";
+    else if (file >= 0 && !tied)
+        *problem = "the caller exited while its cgroup was read";
+    return file >= 0 && read_whole && tied;
 }

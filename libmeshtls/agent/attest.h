@@ -102,6 +102,18 @@ enum mt_attest_hash_outcome mt_attest_exe_sha256(int fd, long long now_ms,
 bool mt_attest_fs_magic_is_unread(long long f_type);
 bool mt_attest_fs_name_is_unread(const char *fstype);
 
+/* How much of /proc/<pid>/cgroup is read: one line per v1 hierarchy, each a path. */
+#define MT_ATTEST_CGROUP_MAX 8192
+
+/*
+ * The text of the peer's /proc/<pid>/cgroup (for pod_cgroup.h), tied to the process attestation
+ * named (its pidfd still alive after the read, or its start time and uid unchanged). False with
+ * *problem saying why (the caller exited, /proc is not readable: the agent needs the host's pid
+ * namespace).
+ */
+bool mt_attest_read_cgroup(int fd, const struct mt_attest_peer *peer, char *text, size_t capacity,
+                           size_t *length, const char **problem);
+
 /*
  * The start time of pid (field 22 of /proc/<pid>/stat, clock ticks after boot): with the pid, it
  * names one process for its whole life even after the pid is reused. False when pid is gone.

@@ -4,6 +4,7 @@
  *   meshtls-agent --socket PATH --state-dir DIR [--trust-domain TD] [--config FILE]
  *                 [--lifetime SECONDS] [--log-level LEVEL] [--issuer-dir DIR]
  *                 [--extra-anchors FILE]... [--metrics-address ADDRESS|off]
+ *                 [--kubelet-url URL --kubelet-token-file FILE --kubelet-ca-file FILE]
  *
  * Owns the process: arguments, configuration, signals and the order of start-up and shutdown.
  * Runs in the foreground and logs to stderr. Every reason not to start is one line on stderr and
@@ -21,11 +22,13 @@
 #include <unistd.h>
 
 #include "../util/log.h"
+#include "../util/sys.h"
 #include "../metrics/metrics.h"
 #include "../tls/tls.h"
 #include "agent_config.h"
 #include "agent_metrics.h"
 #include "issuer.h"
+#include "kubelet.h"
 #include "server.h"
 
 #define DEFAULT_SOCKET "/run/meshtls/agent.sock"
@@ -41,6 +44,9 @@ struct arguments {
     const char *log_level;
     const char *issuer_dir;
     const char *metrics_address;
+    const char *kubelet_url;
+    const char *kubelet_token_file;
+    const char *kubelet_ca_file;
     const char *anchor_files[MT_AGENT_CONFIG_ANCHOR_FILES_MAX];
     size_t anchor_file_count;
 };
@@ -52,6 +58,8 @@ static void usage(FILE *stream)
             "                     [--config FILE] [--lifetime SECONDS] [--log-level LEVEL]\n"
             "                     [--issuer-dir DIR] [--extra-anchors FILE]...\n"
             "                     [--metrics-address ADDRESS|off]\n"
+            "                     [--kubelet-url URL --kubelet-token-file FILE\n"
+            "                      --kubelet-ca-file FILE]\n"
             "\n"
             "  --socket PATH         Unix socket to serve (default " DEFAULT_SOCKET ")\n"
             "  --state-dir DIR       where the CA lives: DIR/ca.crt, DIR/ca.key\n"
@@ -66,7 +74,13 @@ static void usage(FILE *stream)
             "  --extra-anchors FILE  PEM CA certificates added to the trust bundle (repeatable;\n"
             "                        reloaded on change), for trust rotation\n"
             "  --metrics-address A   Prometheus metrics on http://A/metrics, host:port or off\n"
-            "                        (default " MT_AGENT_CONFIG_DEFAULT_METRICS_ADDRESS ")\n");
+            "                        (default " MT_AGENT_CONFIG_DEFAULT_METRICS_ADDRESS ")\n"
+            "  --kubelet-url URL     name callers in Kubernetes pods by their pod: GET URL/pods\n"
+            "                        (https://NODE_IP:10250; an IP address, no name lookup)\n"
+            "                        gives ns/<namespace>/sa/<service account>; a caller in a\n"
+            "                        pod the kubelet does not list gets no identity\n"
+            "  --kubelet-token-file FILE  bearer token for the kubelet, read at every query\n"
+            "  --kubelet-ca-file FILE     PEM CA the kubelet's serving certificate leads to\n");
 }
 
 /* Returns -1 to continue, else the exit status. */
@@ -82,6 +96,9 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
         {"issuer-dir", required_argument, NULL, 'i'},
         {"extra-anchors", required_argument, NULL, 'a'},
         {"metrics-address", required_argument, NULL, 'm'},
+        {"kubelet-url", required_argument, NULL, 'K'},
+        {"kubelet-token-file", required_argument, NULL, 'T'},
+        {"kubelet-ca-file", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -121,6 +138,15 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
         case 'm':
             arguments->metrics_address = optarg;
             break;
+        case 'K':
+            arguments->kubelet_url = optarg;
+            break;
+        case 'T':
+            arguments->kubelet_token_file = optarg;
+            break;
+        case 'C':
+            arguments->kubelet_ca_file = optarg;
+            break;
         case 'h':
             usage(stdout);
             return EXIT_SUCCESS;
@@ -157,7 +183,14 @@ static MT_RESULT load_configuration(const struct arguments *arguments,
         MT_GUARD(mt_agent_config_add_anchor_file(config, arguments->anchor_files[i], reason));
     if (arguments->metrics_address != NULL)
         MT_GUARD(mt_agent_config_set_metrics_address(config, arguments->metrics_address, reason));
-    return MT_OK_RESULT;
+    if (arguments->kubelet_url != NULL)
+        MT_GUARD(mt_agent_config_set_kubelet_url(config, arguments->kubelet_url, reason));
+    if (arguments->kubelet_token_file != NULL)
+        MT_GUARD(
+            mt_agent_config_set_kubelet_token_file(config, arguments->kubelet_token_file, reason));
+    if (arguments->kubelet_ca_file != NULL)
+        MT_GUARD(mt_agent_config_set_kubelet_ca_file(config, arguments->kubelet_ca_file, reason));
+    return mt_agent_config_check_kubelet(config, reason);
 }
 
 /*
@@ -208,6 +241,7 @@ int main(int argc, char **argv)
     struct mt_issuer issuer;
     struct mt_server server;
     struct mt_agent_http *http = NULL;
+    struct mt_kubelet kubelet;
     char description[PATH_MAX + 256];
     bool have_server = false;
     bool created = false;
@@ -215,6 +249,8 @@ int main(int argc, char **argv)
     int signal_number = 0;
     mt_agent_config_init(&config);
     memset(&issuer, 0, sizeof(issuer));
+    mt_kubelet_init(&kubelet, config.kubelet_url, config.kubelet_token_file,
+                    config.kubelet_ca_file);
     status = EXIT_FAILURE;
 
     if (!mt_result_is_ok(load_configuration(&arguments, &config, &reason))) {
@@ -233,6 +269,13 @@ int main(int argc, char **argv)
         goto out;
     }
     have_server = true;
+    if (config.kubelet_url[0] != '\0') {
+        server.kubelet = &kubelet;
+        mt_log_info("callers in pods are named by the kubelet at %s (CA %s, token %s)",
+                    config.kubelet_url, config.kubelet_ca_file, config.kubelet_token_file);
+        /* At most MT_KUBELET_QUERY_TIMEOUT_MS; a failure is logged and retried on demand. */
+        mt_kubelet_probe(&kubelet, mt_sys_now_ms());
+    }
     if (!mt_result_is_ok(
             mt_issuer_open(&issuer, &config, arguments.state_dir, time(NULL), &created, &reason))) {
         mt_log_error("%s", message);
@@ -268,6 +311,7 @@ out:
     if (have_server)
         mt_server_close(&server);
     mt_issuer_close(&issuer);
+    mt_kubelet_cleanup(&kubelet);
     mt_agent_config_cleanup(&config);
     if (signal_fd >= 0)
         close(signal_fd);

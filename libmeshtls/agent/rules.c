@@ -2,7 +2,8 @@
  * The agent's identity rules (see rules.h): the `rules` list of its configuration file, each rule
  * read whole, and the ID template each rule carries.
  *
- * Owns what makes a rule valid: its keys (uid, gid, exe, sha256, id), the condition it must have,
+ * Owns what makes a rule valid: its keys (uid, gid, exe, sha256, the pod selectors namespace,
+ * service_account, labels, container, image, and id), the condition it must have,
  * and an ID that is a valid SPIFFE ID for every caller it could name. It must never keep a rule
  * it has not checked whole, nor one without a condition (its ID would go to every local user),
  * because a rule silently ignored or misread would hand out identities nobody intended.
@@ -114,6 +115,16 @@ void mt_agent_rules_free(struct mt_agent_rule *rules, size_t count)
         return;
     for (size_t i = 0; i < count; i++) {
         free(rules[i].exe);
+        free(rules[i].namespace_name);
+        free(rules[i].service_account);
+        for (size_t j = 0; j < rules[i].label_count; j++) {
+            free(rules[i].label_keys[j]);
+            free(rules[i].label_values[j]);
+        }
+        free(rules[i].label_keys);
+        free(rules[i].label_values);
+        free(rules[i].container);
+        free(rules[i].image);
         free(rules[i].id);
     }
     free(rules);
@@ -238,9 +249,102 @@ static MT_RESULT read_rule_id(void *context, const config_setting_t *setting)
     return MT_OK_RESULT;
 }
 
+/* A non-empty string into *destination (namespace, service_account, container, image). */
+static MT_RESULT read_rule_text(struct rule_load *load, const config_setting_t *setting,
+                                const char *valid, char **destination)
+{
+    char key[64];
+    member_key(load, setting, key, sizeof(key));
+    const char *text;
+    MT_GUARD(mt_config_read_string(load->reader, setting, key, valid, &text));
+    if (text[0] == '\0')
+        return mt_config_reader_fail_value(load->reader, setting, key, text, "is empty (%s)",
+                                           valid);
+    free(*destination);
+    *destination = strdup(text);
+    MT_ENSURE(*destination != NULL, MT_ERR_NO_MEMORY);
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT read_rule_namespace(void *context, const config_setting_t *setting)
+{
+    struct rule_load *load = context;
+    return read_rule_text(load, setting, "a Kubernetes namespace", &load->rule->namespace_name);
+}
+
+static MT_RESULT read_rule_service_account(void *context, const config_setting_t *setting)
+{
+    struct rule_load *load = context;
+    return read_rule_text(load, setting, "a Kubernetes service account name",
+                          &load->rule->service_account);
+}
+
+static MT_RESULT read_rule_container(void *context, const config_setting_t *setting)
+{
+    struct rule_load *load = context;
+    return read_rule_text(load, setting, "a container name in the pod spec",
+                          &load->rule->container);
+}
+
+static MT_RESULT read_rule_image(void *context, const config_setting_t *setting)
+{
+    struct rule_load *load = context;
+    return read_rule_text(load, setting, "an image, or a glob such as \"registry/app:*\"",
+                          &load->rule->image);
+}
+
+/*
+ * labels = { app = "web"; tier = "front"; }, or ["app.kubernetes.io/name=web", "tier=front"] for
+ * keys libconfig cannot name (a '.' or '/' in them): every pair must be on the pod.
+ */
+static MT_RESULT read_rule_labels(void *context, const config_setting_t *setting)
+{
+    static const char valid[] = "a group of label = \"value\" ({ app = \"web\"; }) or an array "
+                                "of \"key=value\" ([\"app.kubernetes.io/name=web\"])";
+    struct rule_load *load = context;
+    char key[64];
+    member_key(load, setting, key, sizeof(key));
+    bool pairs = mt_config_is_sequence(setting);
+    if ((!config_setting_is_group(setting) && !pairs) || config_setting_length(setting) == 0)
+        return mt_config_reader_fail_type(load->reader, setting, key, valid);
+    size_t count = (size_t)config_setting_length(setting);
+    struct mt_agent_rule *rule = load->rule;
+    rule->label_keys = calloc(count, sizeof(*rule->label_keys));
+    rule->label_values = calloc(count, sizeof(*rule->label_values));
+    MT_ENSURE(rule->label_keys != NULL && rule->label_values != NULL, MT_ERR_NO_MEMORY);
+    for (size_t i = 0; i < count; i++) {
+        const config_setting_t *label = config_setting_get_elem(setting, (unsigned)i);
+        char label_key[128];
+        if (pairs)
+            snprintf(label_key, sizeof(label_key), "%s[%zu]", key, i);
+        else
+            snprintf(label_key, sizeof(label_key), "%s.%s", key, config_setting_name(label));
+        const char *text;
+        MT_GUARD(mt_config_read_string(load->reader, label, label_key, valid, &text));
+        const char *equals = pairs ? strchr(text, '=') : NULL;
+        if (pairs && (equals == NULL || equals == text))
+            return mt_config_reader_fail_value(load->reader, label, label_key, text,
+                                               "is not key=value (%s)", valid);
+        rule->label_keys[i] =
+            pairs ? strndup(text, (size_t)(equals - text)) : strdup(config_setting_name(label));
+        rule->label_values[i] = strdup(pairs ? equals + 1 : text);
+        rule->label_count = i + 1;
+        MT_ENSURE(rule->label_keys[i] != NULL && rule->label_values[i] != NULL, MT_ERR_NO_MEMORY);
+    }
+    return MT_OK_RESULT;
+}
+
 static const struct mt_config_key rule_keys[] = {
-    {"uid", read_rule_uid},       {"gid", read_rule_gid}, {"exe", read_rule_exe},
-    {"sha256", read_rule_sha256}, {"id", read_rule_id},
+    {"uid", read_rule_uid},
+    {"gid", read_rule_gid},
+    {"exe", read_rule_exe},
+    {"sha256", read_rule_sha256},
+    {"namespace", read_rule_namespace},
+    {"service_account", read_rule_service_account},
+    {"labels", read_rule_labels},
+    {"container", read_rule_container},
+    {"image", read_rule_image},
+    {"id", read_rule_id},
 };
 
 static MT_RESULT read_rule(const struct mt_config_reader *reader, const config_setting_t *setting,
@@ -257,10 +361,13 @@ static MT_RESULT read_rule(const struct mt_config_reader *reader, const config_s
     if (rule->id == NULL)
         return mt_config_reader_fail_missing(reader, setting, load.key, "id", ID_VALUES);
     /* A rule without a condition would give its ID to every local user. */
-    if (!rule->has_uid && !rule->has_gid && rule->exe == NULL && !rule->has_sha256)
-        return mt_config_reader_fail(
-            reader, setting, load.key,
-            "matches every caller (give at least one of uid, gid, exe, sha256)");
+    if (!rule->has_uid && !rule->has_gid && rule->exe == NULL && !rule->has_sha256 &&
+        rule->namespace_name == NULL && rule->service_account == NULL && rule->label_count == 0 &&
+        rule->container == NULL && rule->image == NULL)
+        return mt_config_reader_fail(reader, setting, load.key,
+                                     "matches every caller (give at least one of uid, gid, exe, "
+                                     "sha256, namespace, service_account, labels, container, "
+                                     "image)");
     return mt_agent_rules_check_id(reader, trust_domain, rule, index);
 }
 

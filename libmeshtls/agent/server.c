@@ -5,9 +5,11 @@
  * then what is ready is served (server_clients.c), deadlines are enforced, the issuer's files are
  * polled and the metrics of exited processes swept. The only synchronous work a turn does for one
  * client is bounded (one ECDSA signature, one executable hashed for a sha256 rule within its
- * uid's budget, one metrics file created, or one bounded reading of the metrics directory for a
- * STATUS request). It must never steal the socket of a live agent, never unlink a socket file
- * that is no longer its own, and never exit on a client's behaviour.
+ * uid's budget, one metrics file created, one bounded reading of the metrics directory for a
+ * STATUS request, or, with a kubelet configured, one synchronous query of the kubelet's pod list
+ * bounded to MT_KUBELET_QUERY_TIMEOUT_MS (3 s) and made at most once per second whatever
+ * callers do: kubelet.h). It must never steal the socket of a live agent, never unlink a socket
+ * file that is no longer its own, and never exit on a client's behaviour.
  */
 #include <errno.h>
 #include <poll.h>

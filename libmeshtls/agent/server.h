@@ -43,6 +43,7 @@ struct mt_server {
     long long accept_paused_until_ms; /* after EMFILE, so poll does not spin on the listener */
     const struct mt_agent_config *config;
     struct mt_issuer *issuer;
+    struct mt_kubelet *kubelet; /* NULL: no kubelet configured, callers are not asked for pods */
     /* Its path set by mt_server_open; opened by mt_agent_metrics_directory_create. */
     struct mt_metrics_directory metrics_directory;
     bool metrics_directory_moved;  /* already logged that its path leads elsewhere */

@@ -9,7 +9,10 @@
  * is decided by attestation and the rules: agent_config.h) or the name of its metrics file (that
  * is its attested pid and start time), never log a key or a CSR, and never answer with a guess:
  * a caller a sha256 rule may name but whose executable cannot be hashed now is refused, not given
- * another rule's identity or the default.
+ * another rule's identity or the default. With a kubelet configured, a caller in a pod is named
+ * by its pod (pod_cgroup.h, kubelet.h), attested again at every request (a renewal included, so a
+ * deleted pod's processes lose their identity when they renew); a caller in a pod the kubelet
+ * does not list, or whose pod cannot be told, gets no identity at all, never the uid default.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 #include "../util/text.h"
 #include "agent_metrics.h"
 #include "attest_subject.h"
+#include "pod_cgroup.h"
 #include "server_internal.h"
 
 static void format_utc(time_t when, char *text, size_t capacity)
@@ -66,10 +70,97 @@ static const uint8_t *client_exe_sha256(void *context, const char **problem, boo
     return peer->has_exe_sha256 ? peer->exe_sha256 : NULL;
 }
 
+/* Refuses a caller whose pod could not be attested: a warning with what to fix, and a count. */
+static void refuse_pod_caller(struct mt_server_client *client, const char *pod_uid,
+                              const char *reason)
+{
+    mt_log_limited(MT_LOG_WARN, "refused pid %ld uid %u in pod %s: %s", (long)client->peer.pid,
+                   (unsigned)client->peer.uid, pod_uid, reason);
+    atomic_fetch_add(&mt_agent_stats.pod_callers_refused, 1);
+    char message[640];
+    snprintf(message, sizeof(message), "no identity for a caller in pod %s: %s", pod_uid, reason);
+    mt_server_client_refuse(client, MT_PROTO_ERROR_DENIED, message);
+}
+
+/* A pod that cannot be attested: refused (see refuse_pod_caller), or no pod when !refuse. */
+static bool fail_pod(bool refuse, struct mt_server_client *client, const char *pod_uid,
+                     const char *reason)
+{
+    if (!refuse)
+        return true;
+    refuse_pod_caller(client, pod_uid, reason);
+    return false;
+}
+
+/*
+ * With a kubelet: the pod the caller runs in, into *pod (pod_used true), or nothing for a process
+ * of the node. False after refusing the caller; with refuse false (a caller asking for what is no
+ * identity, its metrics file), a pod that cannot be attested is no pod and the caller is not
+ * refused.
+ */
+static bool client_pod(struct mt_server *server, struct mt_server_client *client, bool refuse,
+                       struct mt_agent_pod *pod, bool *pod_used)
+{
+    *pod_used = false;
+    if (server->kubelet == NULL)
+        return true;
+    char text[MT_ATTEST_CGROUP_MAX];
+    size_t length = 0;
+    const char *problem = NULL;
+    if (!mt_attest_read_cgroup(client->fd, &client->peer, text, sizeof(text), &length, &problem)) {
+        return fail_pod(refuse, client, "(unknown)", problem);
+    }
+    struct mt_pod_cgroup cgroup;
+    switch (mt_pod_cgroup_parse(text, length, &cgroup)) {
+    case MT_POD_CGROUP_HOST:
+        return true;
+    case MT_POD_CGROUP_OUTSIDE:
+        return fail_pod(refuse, client, "(unknown)",
+                        "its cgroup is outside the agent's cgroup namespace; run the agent in "
+                        "the host's cgroup namespace to tell pods from the node");
+    case MT_POD_CGROUP_UNKNOWN:
+        return fail_pod(refuse, client, "(unknown)", "its /proc/<pid>/cgroup names no cgroup");
+    case MT_POD_CGROUP_POD:
+        break;
+    }
+    const struct mt_kubelet_pod *listed = NULL;
+    switch (mt_kubelet_find_pod(server->kubelet, cgroup.uid, mt_sys_now_ms(), &listed)) {
+    case MT_KUBELET_POD_FOUND:
+        break;
+    case MT_KUBELET_POD_UNKNOWN:
+        return fail_pod(refuse, client, cgroup.uid,
+                        "the kubelet does not list this pod (deleted, or not of this node)");
+    case MT_KUBELET_POD_UNAVAILABLE:
+    default:
+        return fail_pod(refuse, client, cgroup.uid, server->kubelet->last_error);
+    }
+    const struct mt_kubelet_container *container =
+        mt_kubelet_pod_container(listed, cgroup.container_id);
+    *pod = (struct mt_agent_pod){
+        .namespace_name = listed->namespace_name,
+        .name = listed->name,
+        .service_account = listed->service_account,
+        .workload = listed->workload,
+        .labels = listed->labels,
+        .label_count = listed->label_count,
+        .container = container != NULL ? container->name : NULL,
+        .image = container != NULL ? container->image : NULL,
+    };
+    *pod_used = true;
+    mt_log_debug("pid %ld uid %u is in pod %s/%s (%s) container %s", (long)client->peer.pid,
+                 (unsigned)client->peer.uid, listed->namespace_name, listed->name, cgroup.uid,
+                 container != NULL ? container->name : "(not in the pod's status)");
+    return true;
+}
+
 /* The identity attestation and the rules give this client; false after refusing it. */
 static bool client_identity(struct mt_server *server, struct mt_server_client *client,
                             char *spiffe_id, size_t capacity)
 {
+    struct mt_agent_pod pod;
+    bool pod_used = false;
+    if (!client_pod(server, client, true, &pod, &pod_used))
+        return false;
     const struct mt_attest_peer *peer = &client->peer;
     struct mt_agent_caller caller = {
         .pid = peer->pid,
@@ -83,6 +174,7 @@ static bool client_identity(struct mt_server *server, struct mt_server_client *c
         .exe_sha256_problem = peer->exe_sha256_problem,
         .hash_exe = client_exe_sha256,
         .hash_context = client,
+        .pod = pod_used ? &pod : NULL,
     };
     struct mt_agent_match match;
     mt_result result =
@@ -236,6 +328,11 @@ static void handle_metrics_file_request(struct mt_server *server, struct mt_serv
         close(fd);
         return;
     }
+    struct mt_agent_pod pod;
+    bool pod_used = false;
+    if (client_pod(server, client, false, &pod, &pod_used) && pod_used)
+        mt_agent_metrics_remember_pod(client->peer.pid, start_time, pod.namespace_name, pod.name,
+                                      pod.workload);
     char supervision[48];
     mt_log_info("gave pid %ld uid %u exe %s%s its metrics file %s/%ld-%llu.metrics",
                 (long)client->peer.pid, (unsigned)client->peer.uid, mt_server_client_exe(client),

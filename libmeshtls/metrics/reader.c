@@ -353,11 +353,20 @@ static void render_family_header(enum family family, struct mt_metrics_text *tex
                            families[family].help, families[family].name, families[family].type);
 }
 
+static mt_metrics_process_labeler process_labeler;
+
+void mt_metrics_set_process_labeler(mt_metrics_process_labeler labeler)
+{
+    process_labeler = labeler;
+}
+
 static void process_labels(struct mt_metrics_text *text, const struct mt_metrics_process *process)
 {
     mt_metrics_text_append(text, "pid=\"%ld\",exe=\"", (long)process->pid);
     mt_metrics_text_append_label(text, process->exe);
     mt_metrics_text_append(text, "\"");
+    if (process_labeler != NULL)
+        process_labeler(process, text);
 }
 
 static const char *direction_of(bool inbound)

@@ -111,6 +111,15 @@ struct mt_metrics_collection {
 
 void mt_metrics_collection_free(struct mt_metrics_collection *collection);
 
+/*
+ * Labels appended after each process's pid and exe labels (",name=\"value\"..." with values
+ * escaped by mt_metrics_text_append_label), from whoever knows more about the process than its
+ * file says: the agent's pod labels. Set once before any rendering; NULL: none.
+ */
+typedef void (*mt_metrics_process_labeler)(const struct mt_metrics_process *process,
+                                           struct mt_metrics_text *text);
+void mt_metrics_set_process_labeler(mt_metrics_process_labeler labeler);
+
 /* Appends the workload metric families (HELP, TYPE, samples) for every process. */
 void mt_metrics_render(const struct mt_metrics_collection *collection,
                        struct mt_metrics_text *text);

@@ -748,3 +748,104 @@ MT_RESULT mt_x509_cert_der_to_pem(const uint8_t *der, size_t der_length, char *p
     MT_ENSURE_REF(length);
     return der_to_pem(der, der_length, CERT_TYPE, pem, capacity, length);
 }
+
+/* ---- iPAddress names ----------------------------------------------------------------------- */
+
+/* One DER TLV at *cursor (below end): its tag, and its contents in [*value, *value + *size). */
+static bool der_next(const uint8_t **cursor, const uint8_t *end, uint8_t *tag,
+                     const uint8_t **value, size_t *size)
+{
+    const uint8_t *at = *cursor;
+    if (end - at < 2)
+        return false;
+    *tag = at[0];
+    size_t length = at[1];
+    at += 2;
+    if (length & 0x80) {
+        size_t bytes = length & 0x7f;
+        if (bytes == 0 || bytes > 3 || (size_t)(end - at) < bytes)
+            return false;
+        length = 0;
+        for (size_t i = 0; i < bytes; i++)
+            length = length << 8 | at[i];
+        at += bytes;
+    }
+    if ((size_t)(end - at) < length)
+        return false;
+    *value = at;
+    *size = length;
+    *cursor = at + length;
+    return true;
+}
+
+/* The GeneralNames of one subjectAltName extension's value (RFC 5280 section 4.2.1.6). */
+static bool general_names_hold_ip(const uint8_t *names, size_t names_length, const uint8_t *address,
+                                  size_t address_length)
+{
+    const uint8_t *cursor = names;
+    const uint8_t *end = names + names_length;
+    uint8_t tag;
+    const uint8_t *value;
+    size_t size;
+    if (!der_next(&cursor, end, &tag, &value, &size) || tag != 0x30)
+        return false;
+    cursor = value;
+    end = value + size;
+    /* [7] IMPLICIT OCTET STRING: context-specific, primitive, tag number 7. */
+    while (der_next(&cursor, end, &tag, &value, &size))
+        if (tag == 0x87 && size == address_length && memcmp(value, address, size) == 0)
+            return true;
+    return false;
+}
+
+bool mt_x509_cert_has_ip_address(const uint8_t *der, size_t length, const uint8_t *address,
+                                 size_t address_length)
+{
+    static const uint8_t san_oid[] = {0x55, 0x1d, 0x11}; /* 2.5.29.17 */
+    struct mt_x509_parsed parsed;
+    bool found = false;
+    if (!mt_result_is_ok(mt_x509_parse(&parsed, der, length, CERT_TYPE, NO_VERIFY)) ||
+        parsed.decoded.extensions == NULL || parsed.decoded.extensionsSz <= 0)
+        goto out;
+    const uint8_t *cursor = parsed.decoded.extensions;
+    const uint8_t *end = cursor + parsed.decoded.extensionsSz;
+    uint8_t tag;
+    const uint8_t *value;
+    size_t size;
+    /* [3] EXPLICIT Extensions, and the SEQUENCE OF Extension, as wolfSSL may point at either. */
+    if (cursor < end && *cursor == 0xa3) {
+        if (!der_next(&cursor, end, &tag, &value, &size))
+            goto out;
+        cursor = value;
+        end = value + size;
+    }
+    if (!der_next(&cursor, end, &tag, &value, &size) || tag != 0x30)
+        goto out;
+    cursor = value;
+    end = value + size;
+    while (!found && der_next(&cursor, end, &tag, &value, &size)) {
+        /* Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET
+         * STRING } */
+        const uint8_t *field = value;
+        const uint8_t *field_end = value + size;
+        const uint8_t *oid;
+        size_t oid_length;
+        if (tag != 0x30 || !der_next(&field, field_end, &tag, &oid, &oid_length) || tag != 0x06)
+            continue;
+        if (oid_length != sizeof(san_oid) || memcmp(oid, san_oid, sizeof(san_oid)) != 0)
+            continue;
+        const uint8_t *extension_value;
+        size_t extension_length;
+        if (!der_next(&field, field_end, &tag, &extension_value, &extension_length))
+            continue;
+        if (tag == 0x01 && !der_next(&field, field_end, &tag, &extension_value, &extension_length))
+            continue;
+        if (tag == 0x04)
+            found =
+                general_names_hold_ip(extension_value, extension_length, address, address_length);
+    }
+
+out:
+    mt_x509_parsed_free(&parsed);
+    return found;
+}

@@ -19,7 +19,9 @@
 static void test_load_file_unknown_rule_key_rejected(void **state)
 {
     expect_error(*state, "rules = (\n  { uid = 1; id = \"a\";\n    user = \"bob\"; }\n);\n", 3,
-                 "rules[0]", "unknown key \"user\"; valid keys: uid, gid, exe, sha256, id");
+                 "rules[0]",
+                 "unknown key \"user\"; valid keys: uid, gid, exe, sha256, namespace, "
+                 "service_account, labels, container, image, id");
 }
 
 static void test_load_file_rules_not_a_list_rejected(void **state)

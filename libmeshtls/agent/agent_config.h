@@ -7,6 +7,7 @@
  *     issuer_dir = "/etc/meshtls/issuer";     # tls.crt, tls.key, ca.crt; "" = the dev CA
  *     trust_anchors = ["old-root.pem"];       # extra anchors served in the bundle
  *     metrics_address = "127.0.0.1:4191";     # "off" disables the endpoint
+ *     membership_file = "/etc/meshtls/membership.conf";  # meshed endpoints for outbound "auto"
  *     rules = (
  *       { uid = 33; exe = "/usr/sbin/nginx"; id = "ns/web/sa/nginx"; },
  *       { sha256 = "9f86d0...(64 hex digits)"; id = "ns/tools/sa/report"; },
@@ -75,6 +76,7 @@ struct mt_agent_config {
     char anchor_files[MT_AGENT_CONFIG_ANCHOR_FILES_MAX][PATH_MAX]; /* extra trust anchors */
     size_t anchor_file_count;
     char metrics_address[MT_AGENT_CONFIG_ADDRESS_MAX]; /* host:port, [v6]:port, or "off" */
+    char membership_file[PATH_MAX]; /* the mesh membership (membership_source.h); "" = none */
 };
 
 /* What attestation established about a caller (agent/attest.h). */
@@ -128,6 +130,9 @@ MT_RESULT mt_agent_config_set_issuer_dir(struct mt_agent_config *config, const c
                                          struct mt_text *reason);
 MT_RESULT mt_agent_config_add_anchor_file(struct mt_agent_config *config, const char *path,
                                           struct mt_text *reason);
+/* --membership-file. */
+MT_RESULT mt_agent_config_set_membership_file(struct mt_agent_config *config, const char *path,
+                                              struct mt_text *reason);
 MT_RESULT mt_agent_config_set_metrics_address(struct mt_agent_config *config, const char *address,
                                               struct mt_text *reason);
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../util/log.h"
+#include "../util/sys.h"
 #include "../metrics/metrics.h"
 #include "../tls/tls.h"
 #include "agent_config.h"
@@ -41,6 +42,7 @@ struct arguments {
     const char *log_level;
     const char *issuer_dir;
     const char *metrics_address;
+    const char *membership_file;
     const char *anchor_files[MT_AGENT_CONFIG_ANCHOR_FILES_MAX];
     size_t anchor_file_count;
 };
@@ -51,7 +53,7 @@ static void usage(FILE *stream)
             "usage: meshtls-agent [--socket PATH] [--state-dir DIR] [--trust-domain TD]\n"
             "                     [--config FILE] [--lifetime SECONDS] [--log-level LEVEL]\n"
             "                     [--issuer-dir DIR] [--extra-anchors FILE]...\n"
-            "                     [--metrics-address ADDRESS|off]\n"
+            "                     [--metrics-address ADDRESS|off] [--membership-file FILE]\n"
             "\n"
             "  --socket PATH         Unix socket to serve (default " DEFAULT_SOCKET ")\n"
             "  --state-dir DIR       where the CA lives: DIR/ca.crt, DIR/ca.key\n"
@@ -66,7 +68,9 @@ static void usage(FILE *stream)
             "  --extra-anchors FILE  PEM CA certificates added to the trust bundle (repeatable;\n"
             "                        reloaded on change), for trust rotation\n"
             "  --metrics-address A   Prometheus metrics on http://A/metrics, host:port or off\n"
-            "                        (default " MT_AGENT_CONFIG_DEFAULT_METRICS_ADDRESS ")\n");
+            "                        (default " MT_AGENT_CONFIG_DEFAULT_METRICS_ADDRESS ")\n"
+            "  --membership-file FILE  the meshed endpoints (libconfig; reloaded on change)\n"
+            "                        handed to workloads whose outbound mode is \"auto\"\n");
 }
 
 /* Returns -1 to continue, else the exit status. */
@@ -82,6 +86,7 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
         {"issuer-dir", required_argument, NULL, 'i'},
         {"extra-anchors", required_argument, NULL, 'a'},
         {"metrics-address", required_argument, NULL, 'm'},
+        {"membership-file", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -121,6 +126,9 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
         case 'm':
             arguments->metrics_address = optarg;
             break;
+        case 'M':
+            arguments->membership_file = optarg;
+            break;
         case 'h':
             usage(stdout);
             return EXIT_SUCCESS;
@@ -157,6 +165,8 @@ static MT_RESULT load_configuration(const struct arguments *arguments,
         MT_GUARD(mt_agent_config_add_anchor_file(config, arguments->anchor_files[i], reason));
     if (arguments->metrics_address != NULL)
         MT_GUARD(mt_agent_config_set_metrics_address(config, arguments->metrics_address, reason));
+    if (arguments->membership_file != NULL)
+        MT_GUARD(mt_agent_config_set_membership_file(config, arguments->membership_file, reason));
     return MT_OK_RESULT;
 }
 
@@ -240,6 +250,16 @@ int main(int argc, char **argv)
     }
     mt_issuer_describe(&issuer, description, sizeof(description));
     mt_log_info("%s %s", created ? "created" : "loaded", description);
+    if (config.membership_file[0] != '\0') {
+        if (!mt_result_is_ok(mt_membership_source_open(&server.membership, config.membership_file,
+                                                       config.trust_domain, mt_sys_now_ms(),
+                                                       &reason))) {
+            mt_log_error("%s", message);
+            goto out;
+        }
+        mt_log_info("membership from %s: generation %llu, %zu entries", config.membership_file,
+                    (unsigned long long)server.membership.generation, server.membership.live_count);
+    }
     /* After the signal mask is set: libmicrohttpd's thread inherits it and never takes SIGTERM. */
     if (!mt_result_is_ok(mt_agent_metrics_directory_create(&server.metrics_directory, &reason))) {
         mt_log_error("%s", message);

@@ -418,8 +418,13 @@ void mt_membership_source_close(struct mt_membership_source *source)
 {
     if (source == NULL)
         return;
-    if (source->published != NULL)
+    /* An agent that stops tells its readers to ask again: its successor publishes anew. */
+    if (source->published != NULL) {
+        struct mt_membership_header *header =
+            (struct mt_membership_header *)(void *)source->published;
+        __atomic_store_n(&header->superseded, 1u, __ATOMIC_RELEASE);
         munmap(source->published, source->published_size);
+    }
     if (source->memfd >= 0)
         close(source->memfd);
     free(source->live);

@@ -70,6 +70,7 @@ int mt_membership_source_poll_timeout(const struct mt_membership_source *source,
 /* A new read-only descriptor of the set published now (close-on-exec), or -1 without one. */
 int mt_membership_source_reader_fd(const struct mt_membership_source *source);
 
+/* Marks the set published now superseded (its readers ask the next agent) and frees it all. */
 void mt_membership_source_close(struct mt_membership_source *source);
 
 #endif

@@ -4,8 +4,8 @@
  *
  * The set is asked of the agent at the first "auto" decision, waiting up to agent_wait_ms for an
  * agent that is not there yet, and asked again only when the set in hand says a newer one exists
- * (one memory load) or MT_MEMBERS_REFRESH_MS after it was had (a restarted agent publishes a set
- * the old one cannot point to), never more than once per MT_MEMBERS_RETRY_MS while the agent does
+ * (one memory load; an agent also marks its set so when it stops) or MT_MEMBERS_REFRESH_MS after
+ * it was had (an agent that crashed could not mark it), never more than once per MT_MEMBERS_RETRY_MS while the agent does
  * not answer. An agent that cannot be reached leaves the last set in force, never an empty one.
  *
  * Each destination (address, port) decided mTLS by membership is remembered for the life of the

@@ -3,14 +3,14 @@
 // outside Kubernetes, reloaded when the file changes:
 //
 //     membership = (
-//       { cidr = "10.1.0.0/16"; ports = [8080, "9000-9100"]; id = "ns/shop/sa/*"; },
+//       { cidr = "10.1.0.0/16"; ports = (8080, "9000-9100"); id = "ns/shop/sa/*"; },
 //       { cidr = "2001:db8::7"; },
 //     );
 //
 // cidr (required) an IPv4 or IPv6 address or CIDR with its host bits zero; ports (absent: every
-// port) ports and "FIRST-LAST" ranges; id (absent: any identity of the trust domain) the
-// server's identity path below the trust domain, or a whole spiffe:// pattern, "/*" at the end
-// for every identity below it.
+// port) ports and "FIRST-LAST" ranges, a list ( ) to mix the two; id (absent: any identity of
+// the trust domain) the server's identity path below the trust domain, or a whole spiffe://
+// pattern, "/*" at the end for every identity below it.
 //
 // The file is polled like the issuer's (every MT_MEMBERSHIP_SOURCE_POLL_MS, a change of device,
 // inode, size or modification time). A file that becomes malformed keeps the last good set

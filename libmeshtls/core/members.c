@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "../identity/client.h"
+#include "../metrics/metrics.h"
 #include "../policy/membership.h"
 #include "../util/addr.h"
 #include "../util/log.h"
@@ -289,6 +290,8 @@ void mt_members_decide(const struct mt_config *config, const struct sockaddr_sto
 
     decision->mode = chosen.mode;
     decision->expected_identity = chosen.mode == MT_OUTBOUND_MTLS ? expected : NULL;
+    if (chosen.mode == MT_OUTBOUND_PLAIN)
+        mt_metrics_outbound_plain(key.port);
     if (chosen.mode == MT_OUTBOUND_PLAIN && mt_log_is_enabled(MT_LOG_INFO)) {
         char peer[MT_ADDR_TEXT_MAX];
         mt_addr_format(destination, peer, sizeof(peer));

@@ -5,13 +5,15 @@
  * The set is asked of the agent at the first "auto" decision, waiting up to agent_wait_ms for an
  * agent that is not there yet, and asked again only when the set in hand says a newer one exists
  * (one memory load; an agent also marks its set so when it stops) or MT_MEMBERS_REFRESH_MS after
- * it was had (an agent that crashed could not mark it), never more than once per MT_MEMBERS_RETRY_MS while the agent does
- * not answer. An agent that cannot be reached leaves the last set in force, never an empty one.
+ * it was had (an agent that crashed could not mark it), never more than once per
+ * MT_MEMBERS_RETRY_MS while the agent does not answer. An agent that cannot be reached leaves the
+ * last set in force, never an empty one.
  *
  * Each destination (address, port) decided mTLS by membership is remembered for the life of the
  * process (and its fork children), and stays mTLS until a set the agent published lists it as
  * removed (mt_policy_decide_auto). No set at all: every destination not remembered is plaintext,
- * with one warning.
+ * with one warning. Each plaintext decision is logged at info and counted
+ * (mt_metrics_outbound_plain).
  */
 #ifndef MT_CORE_MEMBERS_H
 #define MT_CORE_MEMBERS_H

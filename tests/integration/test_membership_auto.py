@@ -13,6 +13,7 @@ servers, each behind a recording relay, one new connection per fetch, as the tes
   - C back in, then the agent is stopped: fetches from A and C stay TLS; C is taken out of the
     file while the agent is down and a new agent starts from that file: it never saw C leave, so
     C is merely absent, and the process, which knows C meshed, keeps it TLS;
+  - the agent's metrics count the plaintext opens per destination port (B once, C twice, A never);
   - control: the membership entry of A names another identity in a second run of the client:
     the connection is refused, not sent in clear.
 """
@@ -22,8 +23,9 @@ import signal
 import subprocess
 import time
 
-from harness import (PYTHON, Mesh, Relay, check, free_port, main, random_token, tls_records,
-                     wait_for)
+from harness import (AGENT, PYTHON, Mesh, Relay, base_env, check, free_port, main, random_token,
+                     tls_records, wait_agent_ready, wait_for)
+from lifecycle_common import parse_metrics, scrape
 from policy_common import start_server, write_workload_config
 
 CLIENT = r"""
@@ -155,8 +157,14 @@ inbound = { loopback = "plain"; };
         # C leaves while no agent watches: the next agent never saw it, so it is absent, not
         # removed, and the process keeps it meshed.
         write(membership, entries((A.port, identity)))
-        mesh.start_agent(config=agent_config)
-        second_agent = mesh.processes[-1]
+        # This one serves metrics, to read the client's counts at the end.
+        metrics_port = free_port()
+        agent_conf = os.path.join(mesh.dir, "agent-agent.conf")
+        second_agent = mesh.spawn("agent2", [
+            AGENT, "--socket", mesh.agents["agent"], "--state-dir",
+            os.path.join(mesh.dir, "agent-state"), "--metrics-address",
+            f"127.0.0.1:{metrics_port}", "--config", agent_conf], env=base_env())
+        wait_agent_ready(second_agent, mesh.agents["agent"], "agent2")
         said = client.process.stderr().count("mesh membership generation 1:")
         for _ in range(20):
             client.expect(A, True, secrets["A"], "A after the agent restarted")
@@ -179,6 +187,19 @@ inbound = { loopback = "plain"; };
         check("does not match spiffe://meshtls.local/ns/elsewhere/sa/other" in
               other.process.stderr(), f"no refusal naming the identity:\n"
               f"{other.process.stderr()[-3000:]}")
+        # Visibility: the plaintext opens under auto are counted per destination port (B once,
+        # C before it joined and after it left); A, always meshed, has none.
+        samples = parse_metrics(scrape(metrics_port))
+
+        def plaintext_opens(port):
+            return sum(value for (name, labels), value in samples.items()
+                       if name == "tcp_open_total" and
+                       dict(labels).get("pid") == str(client.process.popen.pid) and
+                       dict(labels).get("direction") == "outbound" and
+                       dict(labels).get("tls") == "false" and dict(labels).get("port") == str(port))
+        counts = {name: plaintext_opens(relays[name].port) for name in "ABC"}
+        check(counts == {"A": 0, "B": 1, "C": 2},
+              f"plaintext outbound opens per port: {counts}\n{sorted(samples)[:40]}")
         for relay in relays.values():
             relay.stop()
 

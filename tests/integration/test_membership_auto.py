@@ -8,6 +8,7 @@ servers, each behind a recording relay, one new connection per fetch, as the tes
   - A, meshed (strict), its relay port in the membership with the server's identity: TLS 1.3 on
     the wire; B, not meshed, not in the membership: plaintext HTTP on the wire, and the client
     logs the plaintext decision; C, meshed (permissive), not in the membership yet: plaintext;
+  - the file becomes malformed: the agent names file, line and key, and A stays meshed;
   - the file gains C: the next fetch from C, by the same process, is TLS;
   - the file loses C: the next fetch is plaintext again (the agent published the removal);
   - C back in, then the agent is stopped: fetches from A and C stay TLS; C is taken out of the
@@ -136,6 +137,14 @@ inbound = { loopback = "plain"; };
         def reload(generation):
             wait_for(lambda: f"generation {generation}," in agent.stderr(), 20,
                      f"the agent to publish generation {generation}")
+
+        # A file that stops loading keeps the set in force, and the agent says where it broke.
+        write(membership, entries((A.port, identity)).replace("127.0.0.1", "127.0.0.256"))
+        wait_for(lambda: "membership file changed but was not loaded" in agent.stderr(), 20,
+                 "the agent to refuse the malformed file")
+        check(f'{membership}:2: membership[0].cidr: "127.0.0.256"' in agent.stderr(),
+              f"the error does not name file, line and key:\n{agent.stderr()[-2000:]}")
+        client.expect(A, True, secrets["A"], "A with a malformed file")
 
         write(membership, entries((A.port, identity), (C.port, None)))
         reload(2)

@@ -44,6 +44,8 @@
  *   STATUS_RESPONSE { STATUS_RECORD* }        one line of tab-separated fields per record:
  *       process    pid uid exe spiffe_id expiry refresh_count has_metrics supervisor_pid
  *       connection pid fd direction tls local peer peer_id opened_at_ms read_bytes written_bytes
+ *       plaintext  pid direction port opened_total  (outbound connections sent in plaintext,
+ *                  counted per destination port: outbound mode auto)
  *       truncated  omitted_records
  *     (expiry in unix seconds, 0 when unknown; supervisor_pid is the process that holds the
  *     identity for a SUBJECT, 0 for a process that asked itself, absent from older agents;

@@ -14,7 +14,8 @@ servers, each behind a recording relay, one new connection per fetch, as the tes
   - C back in, then the agent is stopped: fetches from A and C stay TLS; C is taken out of the
     file while the agent is down and a new agent starts from that file: it never saw C leave, so
     C is merely absent, and the process, which knows C meshed, keeps it TLS;
-  - the agent's metrics count the plaintext opens per destination port (B once, C twice, A never);
+  - the agent's metrics and `meshtls status` count the plaintext opens per destination port (B
+    once, C twice, A never);
   - control: the membership entry of A names another identity in a second run of the client:
     the connection is refused, not sent in clear.
 """
@@ -24,7 +25,7 @@ import signal
 import subprocess
 import time
 
-from harness import (AGENT, PYTHON, Mesh, Relay, base_env, check, free_port, main, random_token,
+from harness import (AGENT, MESHTLS, PYTHON, Mesh, Relay, base_env, check, free_port, main, random_token,
                      tls_records, wait_agent_ready, wait_for)
 from lifecycle_common import parse_metrics, scrape
 from policy_common import start_server, write_workload_config
@@ -209,6 +210,14 @@ inbound = { loopback = "plain"; };
         counts = {name: plaintext_opens(relays[name].port) for name in "ABC"}
         check(counts == {"A": 0, "B": 1, "C": 2},
               f"plaintext outbound opens per port: {counts}\n{sorted(samples)[:40]}")
+        status = subprocess.run([MESHTLS, "status", "--socket", mesh.agents["agent"]],
+                                capture_output=True, text=True, timeout=30, env=base_env())
+        for name, count in (("B", 1), ("C", 2)):
+            check(f"outbound plaintext to port {relays[name].port}: {count} connection(s)"
+                  in status.stdout, f"meshtls status does not show {name}'s plaintext "
+                  f"connections:\n{status.stdout}{status.stderr}")
+        check(f"plaintext to port {A.port}:" not in status.stdout,
+              f"meshtls status shows plaintext to the meshed A:\n{status.stdout}")
         for relay in relays.values():
             relay.stop()
 

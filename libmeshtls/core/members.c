@@ -289,6 +289,7 @@ void mt_members_decide(const struct mt_config *config, const struct sockaddr_sto
     pthread_mutex_unlock(&lock);
 
     decision->mode = chosen.mode;
+    decision->by_membership = true;
     decision->expected_identity = chosen.mode == MT_OUTBOUND_MTLS ? expected : NULL;
     if (chosen.mode == MT_OUTBOUND_PLAIN)
         mt_metrics_outbound_plain(key.port);

@@ -24,8 +24,9 @@ struct mt_outbound_decision {
      * ID of the trust domain. Points into the config; only ever set with MT_OUTBOUND_MTLS.
      */
     const char *expected_identity;
-    int rule;     /* index in config->outbound.rules, -1 when loopback/default decided */
-    bool skipped; /* destination port in skip_ports: never touched (mode is plain) */
+    int rule;           /* index in config->outbound.rules, -1 when loopback/default decided */
+    bool skipped;       /* destination port in skip_ports: never touched (mode is plain) */
+    bool by_membership; /* mode auto, settled by the mesh membership (core/members.h) */
 };
 
 struct mt_inbound_decision {

@@ -194,7 +194,8 @@ inbound = { loopback = "plain"; };
         check(" failed " in line,
               f"a server with another identity was used: {line}")
         check(not up.startswith(b"GET"), "plaintext went out to a meshed destination")
-        check("does not match spiffe://meshtls.local/ns/elsewhere/sa/other" in
+        check("does not match spiffe://meshtls.local/ns/elsewhere/sa/other expected by the mesh "
+              "membership" in
               other.process.stderr(), f"no refusal naming the identity:\n"
               f"{other.process.stderr()[-3000:]}")
         # Visibility: the plaintext opens under auto are counted per destination port (B once,

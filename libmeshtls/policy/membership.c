@@ -178,6 +178,7 @@ bool mt_membership_entry_fill(struct mt_membership_entry *entry, enum mt_members
     if (length > MT_MEMBERSHIP_IDENTITY_MAX)
         return false;
     entry->family = (uint8_t)family;
+    /* Kept out of range rather than wrapped into a valid length, so the check below refuses it. */
     entry->prefix_length = (uint8_t)(prefix_length > 128 ? 255 : prefix_length);
     entry->state = (uint8_t)state;
     entry->port_first = port_first;

@@ -239,6 +239,16 @@ static MT_RESULT read_kubelet(void *context, const config_setting_t *setting)
     return MT_OK_RESULT;
 }
 
+static MT_RESULT read_membership_file(void *context, const config_setting_t *setting)
+{
+    struct load *load = context;
+    const char *text;
+    MT_GUARD(mt_config_read_string(&load->reader, setting, "membership_file",
+                                   "a file listing the meshed endpoints", &text));
+    return store_path(&load->reader, setting, "membership_file", text,
+                      load->loaded->membership_file, sizeof(load->loaded->membership_file));
+}
+
 static const struct mt_config_key top_level_keys[] = {
     {"trust_domain", read_trust_domain_first},
     {"lifetime", read_lifetime},
@@ -247,6 +257,7 @@ static const struct mt_config_key top_level_keys[] = {
     {"trust_anchors", read_trust_anchors},
     {"metrics_address", read_metrics_address},
     {"kubelet", read_kubelet},
+    {"membership_file", read_membership_file},
 };
 
 /*
@@ -360,6 +371,16 @@ MT_RESULT mt_agent_config_set_issuer_dir(struct mt_agent_config *config, const c
     const struct mt_config_reader flag = {.path = NULL, .reason = reason};
     return store_path(&flag, NULL, "--issuer-dir", directory, config->issuer_dir,
                       sizeof(config->issuer_dir));
+}
+
+MT_RESULT mt_agent_config_set_membership_file(struct mt_agent_config *config, const char *path,
+                                              struct mt_text *reason)
+{
+    MT_ENSURE_REF(config);
+    MT_ENSURE_REF(path);
+    const struct mt_config_reader flag = {.path = NULL, .reason = reason};
+    return store_path(&flag, NULL, "--membership-file", path, config->membership_file,
+                      sizeof(config->membership_file));
 }
 
 MT_RESULT mt_agent_config_add_anchor_file(struct mt_agent_config *config, const char *path,

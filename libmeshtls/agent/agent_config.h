@@ -12,6 +12,7 @@
  *       token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
  *       ca_file = "/etc/kubernetes/pki/kubelet-ca.crt";
  *     };
+ *     membership_file = "/etc/meshtls/membership.conf";  # meshed endpoints for outbound "auto"
  *     rules = (
  *       { uid = 33; exe = "/usr/sbin/nginx"; id = "ns/web/sa/nginx"; },
  *       { sha256 = "9f86d0...(64 hex digits)"; id = "ns/tools/sa/report"; },
@@ -98,6 +99,7 @@ struct mt_agent_config {
     char anchor_files[MT_AGENT_CONFIG_ANCHOR_FILES_MAX][PATH_MAX]; /* extra trust anchors */
     size_t anchor_file_count;
     char metrics_address[MT_AGENT_CONFIG_ADDRESS_MAX]; /* host:port, [v6]:port, or "off" */
+    char membership_file[PATH_MAX]; /* the mesh membership (membership_source.h); "" = none */
     /* The kubelet asked about callers in pods; all three or none ("" = none). */
     char kubelet_url[MT_AGENT_CONFIG_URL_MAX];
     char kubelet_token_file[PATH_MAX];
@@ -168,6 +170,9 @@ MT_RESULT mt_agent_config_set_issuer_dir(struct mt_agent_config *config, const c
                                          struct mt_text *reason);
 MT_RESULT mt_agent_config_add_anchor_file(struct mt_agent_config *config, const char *path,
                                           struct mt_text *reason);
+/* --membership-file. */
+MT_RESULT mt_agent_config_set_membership_file(struct mt_agent_config *config, const char *path,
+                                              struct mt_text *reason);
 MT_RESULT mt_agent_config_set_metrics_address(struct mt_agent_config *config, const char *address,
                                               struct mt_text *reason);
 /* --kubelet-url, --kubelet-token-file, --kubelet-ca-file. */

@@ -47,6 +47,7 @@ struct arguments {
     const char *kubelet_url;
     const char *kubelet_token_file;
     const char *kubelet_ca_file;
+    const char *membership_file;
     const char *anchor_files[MT_AGENT_CONFIG_ANCHOR_FILES_MAX];
     size_t anchor_file_count;
 };
@@ -57,7 +58,7 @@ static void usage(FILE *stream)
             "usage: meshtls-agent [--socket PATH] [--state-dir DIR] [--trust-domain TD]\n"
             "                     [--config FILE] [--lifetime SECONDS] [--log-level LEVEL]\n"
             "                     [--issuer-dir DIR] [--extra-anchors FILE]...\n"
-            "                     [--metrics-address ADDRESS|off]\n"
+            "                     [--metrics-address ADDRESS|off] [--membership-file FILE]\n"
             "                     [--kubelet-url URL --kubelet-token-file FILE\n"
             "                      --kubelet-ca-file FILE]\n"
             "\n"
@@ -80,7 +81,9 @@ static void usage(FILE *stream)
             "                        gives ns/<namespace>/sa/<service account>; a caller in a\n"
             "                        pod the kubelet does not list gets no identity\n"
             "  --kubelet-token-file FILE  bearer token for the kubelet, read at every query\n"
-            "  --kubelet-ca-file FILE     PEM CA the kubelet's serving certificate leads to\n");
+            "  --kubelet-ca-file FILE     PEM CA the kubelet's serving certificate leads to\n"
+            "  --membership-file FILE  the meshed endpoints (libconfig; reloaded on change)\n"
+            "                        handed to workloads whose outbound mode is \"auto\"\n");
 }
 
 /* Returns -1 to continue, else the exit status. */
@@ -99,6 +102,7 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
         {"kubelet-url", required_argument, NULL, 'K'},
         {"kubelet-token-file", required_argument, NULL, 'T'},
         {"kubelet-ca-file", required_argument, NULL, 'C'},
+        {"membership-file", required_argument, NULL, 'M'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -147,6 +151,9 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
         case 'C':
             arguments->kubelet_ca_file = optarg;
             break;
+        case 'M':
+            arguments->membership_file = optarg;
+            break;
         case 'h':
             usage(stdout);
             return EXIT_SUCCESS;
@@ -183,6 +190,8 @@ static MT_RESULT load_configuration(const struct arguments *arguments,
         MT_GUARD(mt_agent_config_add_anchor_file(config, arguments->anchor_files[i], reason));
     if (arguments->metrics_address != NULL)
         MT_GUARD(mt_agent_config_set_metrics_address(config, arguments->metrics_address, reason));
+    if (arguments->membership_file != NULL)
+        MT_GUARD(mt_agent_config_set_membership_file(config, arguments->membership_file, reason));
     if (arguments->kubelet_url != NULL)
         MT_GUARD(mt_agent_config_set_kubelet_url(config, arguments->kubelet_url, reason));
     if (arguments->kubelet_token_file != NULL)
@@ -283,6 +292,16 @@ int main(int argc, char **argv)
     }
     mt_issuer_describe(&issuer, description, sizeof(description));
     mt_log_info("%s %s", created ? "created" : "loaded", description);
+    if (config.membership_file[0] != '\0') {
+        if (!mt_result_is_ok(mt_membership_source_open(&server.membership, config.membership_file,
+                                                       config.trust_domain, mt_sys_now_ms(),
+                                                       &reason))) {
+            mt_log_error("%s", message);
+            goto out;
+        }
+        mt_log_info("membership from %s: generation %llu, %zu entries", config.membership_file,
+                    (unsigned long long)server.membership.generation, server.membership.live_count);
+    }
     /* After the signal mask is set: libmicrohttpd's thread inherits it and never takes SIGTERM. */
     if (!mt_result_is_ok(mt_agent_metrics_directory_create(&server.metrics_directory, &reason))) {
         mt_log_error("%s", message);

@@ -109,6 +109,7 @@ MT_RESULT mt_server_open(struct mt_server *server, const char *socket_path,
     server->config = config;
     server->issuer = issuer;
     server->metrics_directory.fd = -1;
+    server->membership.memfd = -1;
     if (!mt_metrics_directory_for_socket(socket_path, server->metrics_directory.path,
                                          sizeof(server->metrics_directory.path)))
         return mt_result_explain(reason, MT_ERR_TOO_LONG, "socket path too long");
@@ -164,6 +165,9 @@ static int poll_timeout(const struct mt_server *server, long long now)
 {
     /* The issuer's files are polled, so the loop wakes at least that often. */
     long long earliest = now + mt_issuer_poll_timeout(server->issuer, now);
+    long long membership = now + mt_membership_source_poll_timeout(&server->membership, now);
+    if (membership < earliest)
+        earliest = membership;
     if (server->next_sweep_ms < earliest)
         earliest = server->next_sweep_ms;
     if (server->accept_paused_until_ms > now)
@@ -283,6 +287,7 @@ MT_RESULT mt_server_turn(struct mt_server *server, int signal_fd, int *signal_nu
             mt_server_client_expire(client);
     }
     mt_issuer_poll(server->issuer, now);
+    mt_membership_source_poll(&server->membership, now);
     mt_log_limits_flush(mt_sys_now_ms());
     if (!server->sweeping && now >= server->next_sweep_ms)
         sweep_start(server, now);
@@ -302,6 +307,7 @@ MT_RESULT mt_server_run(struct mt_server *server, int signal_fd, int *signal_num
 
 void mt_server_close(struct mt_server *server)
 {
+    mt_membership_source_close(&server->membership);
     if (server == NULL)
         return;
     if (server->clients != NULL) {

@@ -24,6 +24,7 @@
 #include "agent_config.h"
 #include "issued.h"
 #include "issuer.h"
+#include "membership_source.h"
 
 #define MT_SERVER_CLIENTS_MAX 256
 #define MT_SERVER_REQUEST_TIMEOUT_MS 5000
@@ -54,6 +55,9 @@ struct mt_server {
     struct mt_metrics_sweep metrics_sweep;
     size_t issued_sweep_cursor;
     size_t sweep_removed;
+    /* The mesh membership handed out to MEMBERSHIP requests; none unless opened by the caller
+     * (mt_membership_source_open) after mt_server_open. */
+    struct mt_membership_source membership;
 };
 
 /*

@@ -1,9 +1,10 @@
 /*
  * The agent's requests (identity/proto.h): SVID (a CSR in, a signed leaf, its chain and the trust
  * bundle out), ID (the identity the caller would get), METRICS_FILE (the caller's metrics file,
- * passed with the reply); STATUS is server_status.c's. Any of the three may name a SUBJECT, a
- * child of the caller that is attested instead of it (attest_subject.h): a supervisor holds the
- * identity and the metrics file of the program it runs.
+ * passed with the reply), MEMBERSHIP (the node's mesh membership set, passed read-only); STATUS is
+ * server_status.c's. Any of the three may name a SUBJECT, a child of the caller that is attested
+ * instead of it (attest_subject.h): a supervisor holds the identity and the metrics file of the
+ * program it runs.
  *
  * Owns what a caller gets for what it asked. It must never let a client choose its identity (that
  * is decided by attestation and the rules: agent_config.h) or the name of its metrics file (that
@@ -343,6 +344,35 @@ static void handle_metrics_file_request(struct mt_server *server, struct mt_serv
     mt_server_client_reply(client, reply, length);
 }
 
+/* Sends a read-only descriptor of the mesh membership set with the reply (membership_source.h). */
+static void handle_membership_request(struct mt_server *server, struct mt_server_client *client)
+{
+    if (server->membership.published == NULL) {
+        mt_server_client_refuse(client, MT_PROTO_ERROR_UNSUPPORTED,
+                                "this agent publishes no mesh membership (no membership_file)");
+        return;
+    }
+    int fd = mt_membership_source_reader_fd(&server->membership);
+    uint8_t *reply = malloc(MT_SERVER_REPLY_MAX);
+    struct mt_proto_writer writer;
+    size_t length = 0;
+    mt_proto_writer_begin(&writer, reply, MT_SERVER_REPLY_MAX, MT_PROTO_MEMBERSHIP_RESPONSE);
+    mt_proto_writer_put_u64(&writer, MT_PROTO_TAG_GENERATION, server->membership.generation);
+    if (fd < 0 || reply == NULL || !mt_result_is_ok(mt_proto_writer_finish(&writer, &length))) {
+        free(reply);
+        if (fd >= 0)
+            close(fd);
+        mt_server_client_refuse(client, MT_PROTO_ERROR_INTERNAL,
+                                "cannot hand out the membership set");
+        return;
+    }
+    mt_log_debug("gave pid %ld uid %u the membership set, generation %llu", (long)client->peer.pid,
+                 (unsigned)client->peer.uid, (unsigned long long)server->membership.generation);
+    client->passed_fd = fd;
+    client->has_passed_fd = true;
+    mt_server_client_reply(client, reply, length);
+}
+
 /*
  * Settles whom the request is for: with a SUBJECT (identity/proto.h) and its one pidfd, the
  * client's peer becomes the subject when attest_subject.h allows it. False after refusing.
@@ -365,6 +395,8 @@ static bool adopt_subject(struct mt_server_client *client, const struct mt_proto
         malformed = "request carries a descriptor but names no SUBJECT";
     else if (has_subject && frame->type == MT_PROTO_STATUS_REQUEST)
         malformed = "a STATUS request names no SUBJECT";
+    else if (has_subject && frame->type == MT_PROTO_MEMBERSHIP_REQUEST)
+        malformed = "a MEMBERSHIP request names no SUBJECT";
     if (malformed != NULL) {
         mt_server_client_refuse(client, MT_PROTO_ERROR_MALFORMED, malformed);
         return false;
@@ -414,6 +446,9 @@ void mt_server_request_handle(struct mt_server *server, struct mt_server_client 
         break;
     case MT_PROTO_METRICS_FILE_REQUEST:
         handle_metrics_file_request(server, client);
+        break;
+    case MT_PROTO_MEMBERSHIP_REQUEST:
+        handle_membership_request(server, client);
         break;
     default:
         snprintf(text, sizeof(text), "message type %u is not a request", (unsigned)frame->type);

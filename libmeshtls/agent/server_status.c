@@ -128,6 +128,13 @@ static void status_process(struct status_builder *builder, const struct mt_metri
             (unsigned long long)connection->write_bytes,
             field_text(connection->key_exchange, key_exchange, sizeof(key_exchange)));
     }
+    /* Plaintext outbound connections are libc's, never open records: only their counts. */
+    for (size_t i = 0; i < process->series_count; i++) {
+        const struct mt_metrics_series_record *series = &process->series[i];
+        if (!series->inbound && !series->tls && series->open_total > 0)
+            status_record(builder, "plaintext\t%ld\toutbound\t%u\t%llu", (long)process->pid,
+                          (unsigned)series->port, (unsigned long long)series->open_total);
+    }
 }
 
 void mt_server_status_reply(struct mt_server *server, struct mt_server_client *client)

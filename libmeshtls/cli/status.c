@@ -185,6 +185,14 @@ static void print_connection(char **fields, size_t count)
         key_exchange[0] != '\0' ? "  key exchange " : "", key_exchange);
 }
 
+static void print_plaintext(char **fields, size_t count)
+{
+    if (count < 5)
+        return;
+    printf("         %s plaintext to port %s: %s connection(s) (not in the mesh membership)\n",
+           fields[2], fields[3], fields[4]);
+}
+
 int mt_cli_status(int argc, char **argv)
 {
     struct mt_config config;
@@ -245,6 +253,8 @@ int mt_cli_status(int argc, char **argv)
             processes++;
         } else if (strcmp(fields[0], "connection") == 0) {
             print_connection(fields, count);
+        } else if (strcmp(fields[0], "plaintext") == 0) {
+            print_plaintext(fields, count);
         } else if (strcmp(fields[0], "truncated") == 0 && count >= 2) {
             printf("(%s more records did not fit in one reply)\n", fields[1]);
         }

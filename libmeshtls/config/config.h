@@ -5,7 +5,7 @@
  * exists, else built-in defaults. Environment overrides are applied last: MESHTLS_AGENT_SOCKET,
  * MESHTLS_AGENT_UID, MESHTLS_LOG. Every error message names the file, the line and the key, and
  * lists the valid values, e.g.  /etc/meshtls/meshtls.conf:4: outbound.loopback: "tls" is not one of
- * "mtls", "plain"
+ * "mtls", "plain", "auto"
  *
  * A config that fails to load must never be half-applied: callers get an error and keep nothing.
  * Unknown keys are errors too (a misspelt key silently ignored is a policy nobody wrote).
@@ -32,8 +32,9 @@
 //                                              #   see below
 //
 //   outbound = {
-//       loopback = "plain";                    # "mtls" | "plain": 127.0.0.0/8 or ::1, no rule
-//       default = "mtls";                      # "mtls" | "plain": every other destination
+//       loopback = "plain";                    # "mtls" | "plain" | "auto": 127.0.0.0/8 or ::1
+//       default = "mtls";                      # "mtls" | "plain" | "auto": every other
+//                                              #   destination; "auto": see below
 //       rules = (                              # example (default none); first match wins
 //           { to = "10.0.0.0/8"; ports = [5432, 6379]; mode = "mtls";
 //             identity = "spiffe://prod.example.com/ns/db/*"; },
@@ -52,6 +53,15 @@
 //           { port = "9000-9099"; mode = "plain"; }
 //       );
 //   };
+//
+// "auto" (outbound.default, outbound.loopback, a rule's mode): the node agent's mesh membership
+// decides at connect(). A destination in it gets mTLS, its server checked against the entry's
+// identity pattern when the entry has one; any other gets plaintext, logged at info. A destination
+// once reached over mTLS this way stays mTLS in this process until the membership says it was
+// removed (never because the agent is unreachable or the entry merely absent). A rule with mode
+// "mtls" is never decided by membership. Without any membership yet (agent unreachable), the first
+// decision waits up to agent_wait_ms for it, then decides plaintext for every destination with a
+// warning until a membership arrives.
 //
 // post_quantum: whether the TLS key exchange resists a quantum computer, so that traffic recorded
 // today cannot be decrypted later. "prefer": a connection offers the hybrid group
@@ -125,6 +135,9 @@
 enum mt_outbound_mode {
     MT_OUTBOUND_PLAIN = 0,
     MT_OUTBOUND_MTLS = 1,
+    /* The agent's mesh membership decides at connect(): a member gets mTLS, anything else
+     * plaintext (policy/membership.h, core/members.h). Never in a decision that reaches conn. */
+    MT_OUTBOUND_AUTO = 2,
 };
 
 enum mt_inbound_mode {

@@ -31,7 +31,7 @@
 #define MT_CONFIG_TIMEOUT_MAX_MS 600000
 
 #define MT_CONFIG_PORT_EXAMPLES "such as 8080 or \"8000-8999\""
-#define MT_CONFIG_OUTBOUND_MODES "one of \"mtls\", \"plain\""
+#define MT_CONFIG_OUTBOUND_MODES "one of \"mtls\", \"plain\", \"auto\""
 #define MT_CONFIG_INBOUND_MODES "one of \"strict\", \"permissive\", \"plain\""
 
 /*

@@ -20,6 +20,7 @@ struct choice {
 static const struct choice outbound_choices[] = {
     {"mtls", MT_OUTBOUND_MTLS},
     {"plain", MT_OUTBOUND_PLAIN},
+    {"auto", MT_OUTBOUND_AUTO},
 };
 
 static const struct choice inbound_choices[] = {

@@ -214,7 +214,9 @@ static bool check_peer(void *argument, const char *peer_id, enum mt_tls_peer_che
             return true;
         mt_text_set(reason, "server identity %.200s does not match %.200s expected by ", peer_id,
                     outbound->expected_identity);
-        if (outbound->rule >= 0)
+        if (outbound->by_membership)
+            mt_text_append(reason, "the mesh membership");
+        else if (outbound->rule >= 0)
             mt_text_append(reason, "outbound.rules[%d]", outbound->rule);
         else
             mt_text_append(reason, "the default");

@@ -19,6 +19,7 @@
 #include "../util/text.h"
 #include "conn.h"
 #include "intercept.h"
+#include "members.h"
 #include "runtime.h"
 #include "table.h"
 
@@ -140,9 +141,11 @@ static struct mt_intercept_decision decide_socket(enum mt_intercept_direction di
         .config_failed = mt_runtime_config_failed(config_message),
         .peer_gone = peer_gone,
     };
-    if (!facts.config_failed && direction == MT_INTERCEPT_OUTBOUND)
+    if (!facts.config_failed && direction == MT_INTERCEPT_OUTBOUND) {
         facts.outbound = mt_policy_decide_outbound(mt_runtime_config(), peer);
-    else if (!facts.config_failed)
+        /* "auto": the mesh membership settles it here, before the table of intercept.h. */
+        mt_members_decide(mt_runtime_config(), peer, &facts.outbound);
+    } else if (!facts.config_failed)
         facts.inbound = mt_policy_decide_inbound(mt_runtime_config(), local, peer);
     return mt_intercept_decide(&facts);
 }

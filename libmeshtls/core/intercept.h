@@ -10,7 +10,9 @@
  * with a log line: a broken config must never silently mean plaintext.
  *
  * The decision itself is mt_intercept_decide(), a pure function of what is known about the
- * socket; the functions around it gather those facts from the kernel and the runtime, and act:
+ * socket; the functions around it gather those facts from the kernel and the runtime, and act.
+ * An outbound verdict of auto never reaches it: the mesh membership turns it into mtls or plain
+ * first (core/members.h).
  *
  *   direction  policy's verdict         flags               configuration  →  decision
  *   ---------  -----------------------  ------------------  -------------     ---------------------

@@ -18,6 +18,7 @@
 #include "inherit.h"
 #include "relay.h"
 #include "process.h"
+#include "members.h"
 #include "runtime.h"
 #include "table.h"
 
@@ -79,6 +80,7 @@ static void after_fork_child(void)
     cached_pid = mt_sys_getpid();
     mt_table_after_fork_child();
     mt_runtime_after_fork_child();
+    mt_members_after_fork_child();
     /* A privilege-separated server's child handshakes here, perhaps once it has confined itself
      * (seccomp): what the handshake needs of the agent is fetched now. */
     bool handshake_ahead = false;

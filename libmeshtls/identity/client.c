@@ -627,3 +627,41 @@ MT_RESULT mt_identity_metrics_file(const char *socket_path, uid_t agent_uid, int
     mt_identity_metrics_request_free(request);
     return result;
 }
+
+MT_RESULT mt_identity_membership_file(const char *socket_path, uid_t agent_uid, int timeout_ms,
+                                      int *fd, uint64_t *generation, struct mt_text *reason)
+{
+    MT_ENSURE_REF(socket_path);
+    MT_ENSURE_REF(fd);
+    MT_ENSURE_REF(generation);
+    *fd = -1;
+    uint8_t request[EMPTY_REQUEST_CAPACITY];
+    size_t request_length = 0;
+    struct mt_proto_writer writer;
+    /* The set is the node's: never asked for a subject (identity/proto.h). */
+    mt_proto_writer_begin(&writer, request, sizeof(request), MT_PROTO_MEMBERSHIP_REQUEST);
+    MT_GUARD(mt_proto_writer_finish(&writer, &request_length));
+    struct exchange *exchange = NULL;
+    MT_GUARD(exchange_start(socket_path, agent_uid, timeout_ms, request, request_length, -1,
+                            &exchange, reason));
+    exchange->wants_fd = true;
+    struct mt_proto_frame frame;
+    mt_result result = exchange_poll(exchange, timeout_ms, &frame, reason);
+    if (mt_result_is_ok(result)) {
+        result = mt_proto_decode_membership_response(&frame, generation);
+        if (!mt_result_is_ok(result))
+            mt_text_set(reason, "agent at %s sent a bad membership reply: %s",
+                        exchange->socket_path, mt_error_message(result.error));
+    }
+    if (mt_result_is_ok(result) && exchange->received_fd < 0) {
+        mt_text_set(reason, "agent at %s sent no membership set with its reply",
+                    exchange->socket_path);
+        result = mt_result_of(MT_ERR_PROTO_MALFORMED);
+    }
+    if (mt_result_is_ok(result)) {
+        *fd = exchange->received_fd;
+        exchange->received_fd = -1;
+    }
+    exchange_free(exchange);
+    return result;
+}

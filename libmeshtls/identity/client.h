@@ -13,6 +13,7 @@
 #define MT_IDENTITY_CLIENT_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "../tls/credentials.h"
@@ -94,5 +95,13 @@ MT_RESULT mt_identity_metrics_request_start(const char *socket_path, uid_t agent
 MT_RESULT mt_identity_metrics_request_poll(struct mt_identity_metrics_request *request, int wait_ms,
                                            int *fd, struct mt_text *reason);
 void mt_identity_metrics_request_free(struct mt_identity_metrics_request *request);
+
+/*
+ * Asks the agent for the node's mesh membership set (policy/membership.h): on success *fd is a
+ * sealed memfd open read-only and *generation the set's generation. An agent without membership,
+ * or one older than the request, answers with an error (MT_ERR_AGENT_REFUSED and the like).
+ */
+MT_RESULT mt_identity_membership_file(const char *socket_path, uid_t agent_uid, int timeout_ms,
+                                      int *fd, uint64_t *generation, struct mt_text *reason);
 
 #endif

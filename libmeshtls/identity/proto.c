@@ -288,6 +288,28 @@ MT_RESULT mt_proto_decode_status_response(const struct mt_proto_frame *frame,
     return MT_OK_RESULT;
 }
 
+MT_RESULT mt_proto_decode_membership_response(const struct mt_proto_frame *frame,
+                                              uint64_t *generation)
+{
+    MT_ENSURE_REF(generation);
+    MT_GUARD(check_frame(frame, MT_PROTO_MEMBERSHIP_RESPONSE));
+    uint64_t decoded = 0;
+    unsigned seen = 0;
+    struct tlv_reader reader;
+    tlv_reader_init(&reader, frame);
+    while (tlv_reader_has_more(&reader)) {
+        struct tlv tlv;
+        MT_GUARD(tlv_reader_next(&reader, &tlv));
+        if (tlv.tag != MT_PROTO_TAG_GENERATION)
+            continue;
+        MT_GUARD(mark_single(&seen, tlv.tag));
+        MT_GUARD(take_u64(&decoded, &tlv));
+    }
+    MT_ENSURE(was_seen(seen, MT_PROTO_TAG_GENERATION), MT_ERR_PROTO_MALFORMED);
+    *generation = decoded;
+    return MT_OK_RESULT;
+}
+
 MT_RESULT mt_proto_decode_metrics_file_response(const struct mt_proto_frame *frame,
                                                 struct mt_proto_metrics_file_response *response)
 {

@@ -18,6 +18,7 @@
  *   ID_REQUEST    { }                         → ID_RESPONSE or ERROR
  *   STATUS_REQUEST { }                        → STATUS_RESPONSE or ERROR
  *   METRICS_FILE_REQUEST { }                  → METRICS_FILE_RESPONSE (+ one fd) or ERROR
+ *   MEMBERSHIP_REQUEST { }                    → MEMBERSHIP_RESPONSE (+ one fd) or ERROR
  * SVID, ID and METRICS_FILE requests may carry { SUBJECT } (version 2): the request then travels
  * with exactly one SCM_RIGHTS descriptor, a pidfd (pidfd_open(2)) of the subject, on its first
  * byte. The agent attests the subject instead of the caller, and only when the subject is a
@@ -34,10 +35,17 @@
  *       bytes as one SCM_RIGHTS descriptor, open for reading and writing (metrics/layout.h); PID
  *       and START_TIME are the caller as the agent attested it (the pid in the agent's PID
  *       namespace), which name the file
+ *   MEMBERSHIP_RESPONSE { GENERATION } the mesh membership set (policy/membership.h) travels
+ *       with the reply's bytes as one SCM_RIGHTS descriptor: a sealed memfd, open read-only;
+ *       GENERATION is the set's. The set is the node's, the same for every caller, so the request
+ *       names no SUBJECT. An agent without a membership source answers ERROR (UNSUPPORTED), as
+ *       does an agent that predates the request (unknown message type): both mean "no set".
  *   ERROR         { ERROR_CODE, MESSAGE }
  *   STATUS_RESPONSE { STATUS_RECORD* }        one line of tab-separated fields per record:
  *       process    pid uid exe spiffe_id expiry refresh_count has_metrics supervisor_pid
  *       connection pid fd direction tls local peer peer_id opened_at_ms read_bytes written_bytes
+ *       plaintext  pid direction port opened_total  (outbound connections sent in plaintext,
+ *                  counted per destination port: outbound mode auto)
  *       truncated  omitted_records
  *     (expiry in unix seconds, 0 when unknown; supervisor_pid is the process that holds the
  *     identity for a SUBJECT, 0 for a process that asked itself, absent from older agents;
@@ -78,6 +86,8 @@ enum mt_proto_type {
     MT_PROTO_STATUS_RESPONSE = 7,
     MT_PROTO_METRICS_FILE_REQUEST = 8,
     MT_PROTO_METRICS_FILE_RESPONSE = 9,
+    MT_PROTO_MEMBERSHIP_REQUEST = 10,
+    MT_PROTO_MEMBERSHIP_RESPONSE = 11,
 };
 
 enum mt_proto_tag {
@@ -92,6 +102,7 @@ enum mt_proto_tag {
     MT_PROTO_TAG_PID = 9,           /* u32 BE */
     MT_PROTO_TAG_START_TIME = 10,   /* u64 BE, clock ticks after boot (/proc/<pid>/stat 22) */
     MT_PROTO_TAG_SUBJECT = 11, /* u32 BE, the descriptors naming the subject: always 1 (v2 only) */
+    MT_PROTO_TAG_GENERATION = 12, /* u64 BE, the membership set's generation */
 };
 
 enum mt_proto_error_code {
@@ -162,6 +173,8 @@ MT_RESULT mt_proto_decode_status_response(const struct mt_proto_frame *frame,
                                           struct mt_proto_status_response *response);
 MT_RESULT mt_proto_decode_metrics_file_response(const struct mt_proto_frame *frame,
                                                 struct mt_proto_metrics_file_response *response);
+MT_RESULT mt_proto_decode_membership_response(const struct mt_proto_frame *frame,
+                                              uint64_t *generation);
 MT_RESULT mt_proto_decode_error(const struct mt_proto_frame *frame,
                                 struct mt_proto_error_reply *reply);
 /*

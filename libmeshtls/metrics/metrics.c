@@ -438,6 +438,18 @@ out:
     return handle;
 }
 
+void mt_metrics_outbound_plain(uint16_t port)
+{
+    if (!lock_and_ensure_file())
+        return;
+    struct mt_metrics_series_record *series = series_find_locked(false, false, port, NULL);
+    if (series != NULL) {
+        counter_add(&series->open_total, 1);
+        counter_add(&series->close_total, 1);
+    }
+    pthread_mutex_unlock(&writer_lock);
+}
+
 void mt_metrics_connection_describe(struct mt_metrics_connection *connection, int fd,
                                     const struct sockaddr_storage *local, const char *key_exchange)
 {

@@ -84,6 +84,13 @@ struct mt_metrics_connection *mt_metrics_connection_open(bool inbound, bool tls,
 void mt_metrics_connection_describe(struct mt_metrics_connection *connection, int fd,
                                     const struct sockaddr_storage *local, const char *key_exchange);
 
+/*
+ * An outbound connection that mode "auto" sent in plaintext (core/members.h): libc's from its
+ * connect() on, never seen again, so it is counted opened and closed at once, in the series of
+ * its destination port (tcp_open_total{direction="outbound",tls="false",port=...}).
+ */
+void mt_metrics_outbound_plain(uint16_t port);
+
 /* tcp_close_total++ (tcp_open_connections−−). A second close of the same handle is ignored. */
 void mt_metrics_connection_close(struct mt_metrics_connection *connection);
 

@@ -5,7 +5,8 @@
  * Owns the meaning of skip_ports, of the outbound and inbound rules (first match wins), of CIDR
  * and port-range matching and of identity patterns. Pure functions: no I/O, no state, no
  * logging, no allocation. They must never choose plaintext because an input is missing; only a
- * configured plain mode, a skipped port, or a family that is not IP at all yields plain.
+ * configured plain mode, a skipped port, a family that is not IP at all, or mode auto for a
+ * destination membership does not know meshed yields plain.
  */
 #include <netinet/in.h>
 #include <stddef.h>
@@ -137,6 +138,25 @@ struct mt_inbound_decision mt_policy_decide_inbound(const struct mt_config *conf
         return decision;
     }
     decision.mode = mt_addr_is_loopback(peer) ? config->inbound.loopback : config->inbound.other;
+    return decision;
+}
+
+struct mt_auto_decision mt_policy_decide_auto(enum mt_membership_verdict verdict, bool was_meshed)
+{
+    struct mt_auto_decision decision = {.mode = MT_OUTBOUND_PLAIN};
+    switch (verdict) {
+    case MT_MEMBERSHIP_MEMBER:
+        decision.mode = MT_OUTBOUND_MTLS;
+        decision.remember = true;
+        break;
+    case MT_MEMBERSHIP_REMOVED:
+        decision.forget = true;
+        break;
+    case MT_MEMBERSHIP_ABSENT:
+    default:
+        decision.mode = was_meshed ? MT_OUTBOUND_MTLS : MT_OUTBOUND_PLAIN;
+        break;
+    }
     return decision;
 }
 

@@ -14,16 +14,19 @@
 #include <sys/socket.h>
 
 #include "../config/config.h"
+#include "membership.h"
 
 struct mt_outbound_decision {
+    /* MT_OUTBOUND_AUTO: membership decides (mt_policy_decide_auto) before anything acts on it. */
     enum mt_outbound_mode mode;
     /*
      * The pattern the server's SPIFFE ID must match (mt_policy_identity_matches), or NULL: any
      * ID of the trust domain. Points into the config; only ever set with MT_OUTBOUND_MTLS.
      */
     const char *expected_identity;
-    int rule;     /* index in config->outbound.rules, -1 when loopback/default decided */
-    bool skipped; /* destination port in skip_ports: never touched (mode is plain) */
+    int rule;           /* index in config->outbound.rules, -1 when loopback/default decided */
+    bool skipped;       /* destination port in skip_ports: never touched (mode is plain) */
+    bool by_membership; /* mode auto, settled by the mesh membership (core/members.h) */
 };
 
 struct mt_inbound_decision {
@@ -50,6 +53,27 @@ struct mt_outbound_decision mt_policy_decide_outbound(const struct mt_config *co
 struct mt_inbound_decision mt_policy_decide_inbound(const struct mt_config *config,
                                                     const struct sockaddr_storage *local,
                                                     const struct sockaddr_storage *peer);
+
+/*
+ * What mode "auto" means for one destination, from what the process knows of the mesh
+ * membership (policy/membership.h):
+ *
+ *     membership set   lookup    once meshed here  →  mode    remember / forget
+ *     --------------   -------   ----------------     -----   -----------------
+ *     any              MEMBER    any                   mtls    remember
+ *     any              REMOVED   any                   plain   forget
+ *     any or none      ABSENT    yes                   mtls    -
+ *     any or none      ABSENT    no                    plain   -
+ *
+ * A destination is never downgraded because it is merely missing (an agent that lost its
+ * source, a set not yet had): only a removal the agent published makes it plaintext again.
+ */
+struct mt_auto_decision {
+    enum mt_outbound_mode mode; /* MT_OUTBOUND_MTLS or MT_OUTBOUND_PLAIN */
+    bool remember;              /* the destination is now known meshed in this process */
+    bool forget;                /* the destination left the mesh: no longer known meshed */
+};
+struct mt_auto_decision mt_policy_decide_auto(enum mt_membership_verdict verdict, bool was_meshed);
 
 // True when spiffe_id (a valid SPIFFE ID) matches pattern: equal to it, or, for a pattern ending
 // in "/*", below it by one or more path segments. "spiffe://td/ns/a/*" matches

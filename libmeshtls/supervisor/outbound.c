@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../core/intercept.h"
+#include "../core/members.h"
 #include "../include/meshtls.h"
 #include "../policy/policy.h"
 #include "../util/log.h"
@@ -291,6 +292,8 @@ static bool decide(struct mt_supervisor_call *call, int program, int family)
     }
     struct mt_outbound_decision decision =
         mt_policy_decide_outbound(call->supervisor->config, &target.real);
+    /* "auto" is settled by the mesh membership here as in a preloaded process (core/members.h). */
+    mt_members_decide(call->supervisor->config, &target.real, &decision);
     if (decision.mode == MT_OUTBOUND_PLAIN) {
         connect_directly(call, program, address, length);
         return false;

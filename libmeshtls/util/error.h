@@ -40,7 +40,8 @@
     X(MT_ERR_PLAINTEXT_PEER, ECONNRESET, "peer did not speak TLS")                                 \
     X(MT_ERR_NO_IDENTITY, ECONNREFUSED, "no workload identity available")                          \
     X(MT_ERR_UNSUPPORTED, EOPNOTSUPP, "not supported by this build")                               \
-    X(MT_ERR_HANDOVER_STATE, ECONNRESET, "TLS session state cannot be handed over")
+    X(MT_ERR_HANDOVER_STATE, ECONNRESET, "TLS session state cannot be handed over")                \
+    X(MT_ERR_MEMBERSHIP, EPROTO, "mesh membership set malformed")
 
 enum mt_error {
 #define MT_ERROR_ENUM(name, errno_value, message) name,

@@ -21,7 +21,7 @@ def test():
 
         runner = mesh.spawn("run-bad", [MESHTLS, "run", "--config", bad, "--", "true"])
         status = runner.wait(20)
-        expected = f'{bad}:2: outbound.loopback: "tls" is not one of "mtls", "plain"'
+        expected = f'{bad}:2: outbound.loopback: "tls" is not one of "mtls", "plain", "auto"'
         check(status == 2, f"meshtls run started a program with a broken config ({status})")
         check(expected in runner.stderr(), f"meshtls run did not say where:\n{runner.stderr()}")
 

@@ -10,6 +10,8 @@ itself reads with defaults. Then it checks that the walkthrough did what the REA
   - under permissive the plaintext client and the meshed client were both served, and the
     service logged one as plaintext and the other as mTLS with the client's identity;
   - under strict the plaintext client and the disallowed meshed workload were refused;
+  - under auto one curl got the catalog over mTLS (the membership names it) and the legacy
+    service in plaintext, with the info line saying so;
   - every log line the README shows as a `# meshtls[…]: …` comment matches a line the run
     printed ("…" standing for what differs between runs, 18080 for the port).
 
@@ -71,7 +73,9 @@ def test():
     check(not port_listening(port), f"port {port} is taken")
     env = {k: v for k, v in os.environ.items()
            if k not in ("LD_PRELOAD", "MESHTLS_CONFIG", "MESHTLS_AGENT_SOCKET", "MESHTLS_LOG")}
-    env.update(MESHTLS_BUILD=os.path.abspath(BUILD or "build"), PORT=str(port))
+    legacy_port = free_port()
+    env.update(MESHTLS_BUILD=os.path.abspath(BUILD or "build"), PORT=str(port),
+               PORT2=str(legacy_port))
     process = subprocess.Popen(["bash", "-e", "-u", "-o", "pipefail", "-c", script], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                start_new_session=True)
@@ -90,8 +94,10 @@ def test():
     check(process.returncode == 0, f"the walkthrough failed (exit {process.returncode}):\n{text}")
     lines = text.splitlines()
 
-    check(sum(line == "catalog v1" for line in lines) == 4,
-          f"expected the file four times (plaintext, permissive twice, strict):\n{text}")
+    check(sum(line == "catalog v1" for line in lines) == 5,
+          f"expected the file five times (plaintext, permissive twice, strict, auto):\n{text}")
+    check(sum(line == "legacy v1" for line in lines) == 1,
+          f"expected the legacy service's file once (auto, plaintext):\n{text}")
     check(sum(line == "catalog.conf is valid" for line in lines) == 2,
           f"meshtls config check did not pass twice:\n{text}")
     for needle in (
@@ -101,7 +107,9 @@ def test():
             "plaintext client refused", "wget (identity uid/0) refused",
             f"on :{port} (mode strict): peer did not speak TLS",
             "client identity spiffe://meshtls.local/uid/0 is not in the allow list of "
-            "inbound.rules[0] (we are spiffe://meshtls.local/ns/web/sa/catalog)"):
+            "inbound.rules[0] (we are spiffe://meshtls.local/ns/web/sa/catalog)",
+            f"plaintext outbound to 127.0.0.1:{legacy_port} (mode auto): not in the mesh "
+            "membership"):
         check(needle in text, f"the walkthrough output lacks {needle!r}:\n{text}")
     shown = shown_lines(script, port)
     check(len(shown) >= 4, f"the README shows {len(shown)} log lines, expected 4")

@@ -225,9 +225,9 @@ static const struct {
     const char *message; /* what follows "FILE:" */
 } invalid_configs[] = {
     {"# comment\n\noutbound = { loopback = \"tls\"; };\n",
-     "3: outbound.loopback: \"tls\" is not one of \"mtls\", \"plain\""},
+     "3: outbound.loopback: \"tls\" is not one of \"mtls\", \"plain\", \"auto\""},
     {"outbound = {\n  loopback = \"plain\";\n  default = \"TLS\";\n};\n",
-     "3: outbound.default: \"TLS\" is not one of \"mtls\", \"plain\""},
+     "3: outbound.default: \"TLS\" is not one of \"mtls\", \"plain\", \"auto\""},
     {"inbound = { loopback = \"mtls\"; };\n",
      "1: inbound.loopback: \"mtls\" is not one of \"strict\", \"permissive\", \"plain\""},
     {"inbound = { default = \"Permissive\"; };\n",
@@ -301,7 +301,7 @@ static const struct {
     {"# fine\nlog_level = \"info\";\n\n\n}\n", "5: syntax error"},
     /* A value quoted in a message stays on one line whatever bytes it holds. */
     {"outbound = { default = \"a\\nb\\\"c\"; };\n",
-     "1: outbound.default: \"a\\x0ab\\\"c\" is not one of \"mtls\", \"plain\""},
+     "1: outbound.default: \"a\\x0ab\\\"c\" is not one of \"mtls\", \"plain\", \"auto\""},
     /* Rules, skip_ports and detect_timeout_ms. */
     {"detect_timeout_ms = 50;\n",
      "1: detect_timeout_ms: 50 is out of range; valid values: 100 .. 600000"},
@@ -328,9 +328,9 @@ static const struct {
      "1: outbound.rules[0]: expected a group ({ to = \"10.0.0.0/8\"; ports = [5432]; mode = "
      "\"mtls\"; }), got a string"},
     {"outbound = { rules = (\n  { mode = \"mtls\"; },\n  { to = \"10.0.0.0/8\"; } ); };\n",
-     "3: outbound.rules[1]: missing key mode (one of \"mtls\", \"plain\")"},
+     "3: outbound.rules[1]: missing key mode (one of \"mtls\", \"plain\", \"auto\")"},
     {"outbound = { rules = ( { to = \"10.0.0.0/8\"; mode = \"tls\"; } ); };\n",
-     "1: outbound.rules[0].mode: \"tls\" is not one of \"mtls\", \"plain\""},
+     "1: outbound.rules[0].mode: \"tls\" is not one of \"mtls\", \"plain\", \"auto\""},
     {"outbound = { rules = ( { to = \"10.0.0.0/8\"; port = 80; mode = \"mtls\"; } ); };\n",
      "1: outbound.rules[0]: unknown key \"port\"; valid keys: to, ports, mode, identity"},
     {"outbound = { rules = ( { to = \"10.0.0.1/8\"; mode = \"mtls\"; } ); };\n",

@@ -38,6 +38,29 @@ static void test_mt_config_describe_every_field_round_trips(void **state)
     describe_and_reload(&config);
 }
 
+/* "auto" as a default and as a rule's mode reads back as written, never as mtls or plain. */
+static void test_mt_config_describe_auto_mode_round_trips(void **state)
+{
+    (void)state;
+    static struct mt_config config;
+    set_non_defaults(&config);
+    config.outbound.loopback = MT_OUTBOUND_AUTO;
+    config.outbound.other = MT_OUTBOUND_AUTO;
+    config.outbound.rule_count = 1;
+    config.outbound.rules[0] = (struct mt_outbound_rule){
+        .to = {.family = AF_INET, .prefix_length = 8, .address = {10}},
+        .port_count = 1,
+        .ports = {{8080, 8080}},
+        .mode = MT_OUTBOUND_AUTO,
+        .identity = MT_CONFIG_NO_PATTERN,
+    };
+    describe_and_reload(&config);
+    char text[8192];
+    mt_config_describe(&config, text, sizeof(text));
+    assert_non_null(strstr(text, "default = \"auto\";"));
+    assert_non_null(strstr(text, "mode = \"auto\";"));
+}
+
 static void test_mt_config_describe_text_is_the_documented_form(void **state)
 {
     (void)state;
@@ -85,6 +108,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TEST(test_mt_config_describe_defaults_round_trip),
         TEST(test_mt_config_describe_every_field_round_trips),
+        TEST(test_mt_config_describe_auto_mode_round_trips),
         TEST(test_mt_config_describe_text_is_the_documented_form),
         TEST(test_mt_config_describe_small_buffer_is_cut_and_terminated),
     };

@@ -168,10 +168,11 @@ static void test_mt_config_load_bad_file_gives_defaults_and_message(void **state
     char message[MT_CONFIG_MESSAGE_MAX];
     assert_int_equal(mt_config_load(&config, MT_TEXT_ON(message)).error, MT_ERR_CONFIG);
     char expected[MT_CONFIG_MESSAGE_MAX];
-    snprintf(expected, sizeof(expected),
-             "%s:2: outbound.default: expected a string (one of \"mtls\", \"plain\"), got an "
-             "integer",
-             path);
+    snprintf(
+        expected, sizeof(expected),
+        "%s:2: outbound.default: expected a string (one of \"mtls\", \"plain\", \"auto\"), got an "
+        "integer",
+        path);
     assert_string_equal(message, expected);
     struct mt_config defaults;
     mt_config_set_defaults(&defaults);

@@ -454,6 +454,36 @@ static void test_mt_policy_decide_inbound_missing_local_fails_closed(void **stat
     assert_false(decision.skipped);
 }
 
+/*
+ * "auto" reaches only the destinations the configuration gives it: an mtls rule keeps mtls and its
+ * identity (membership never decides it), a plain rule keeps plain, the rest get auto.
+ */
+static void test_mt_policy_decide_outbound_auto_never_replaces_an_mtls_rule(void **state)
+{
+    (void)state;
+    static struct mt_config config;
+    load_config_text("outbound = { loopback = \"auto\"; default = \"auto\";\n"
+                     "  rules = ( { to = \"10.0.0.0/8\"; ports = [5432]; mode = \"mtls\";\n"
+                     "              identity = \"spiffe://td/ns/db/*\"; },\n"
+                     "            { to = \"10.0.0.9\"; mode = \"plain\"; } ); };\n",
+                     &config);
+    struct sockaddr_storage database = make_address("10.1.2.3", 5432);
+    struct mt_outbound_decision decision = mt_policy_decide_outbound(&config, &database);
+    assert_int_equal(decision.mode, MT_OUTBOUND_MTLS);
+    assert_string_equal(decision.expected_identity, "spiffe://td/ns/db/*");
+    /* The same address on another port, and another address on that port: auto. */
+    struct sockaddr_storage web = make_address("10.1.2.3", 8080);
+    assert_int_equal(mt_policy_decide_outbound(&config, &web).mode, MT_OUTBOUND_AUTO);
+    assert_null(mt_policy_decide_outbound(&config, &web).expected_identity);
+    struct sockaddr_storage outside = make_address("192.0.2.1", 5432);
+    assert_int_equal(mt_policy_decide_outbound(&config, &outside).mode, MT_OUTBOUND_AUTO);
+    struct sockaddr_storage plain = make_address("10.0.0.9", 80);
+    assert_int_equal(mt_policy_decide_outbound(&config, &plain).mode, MT_OUTBOUND_PLAIN);
+    struct sockaddr_storage loopback = make_address("127.0.0.1", 80);
+    assert_int_equal(mt_policy_decide_outbound(&config, &loopback).mode, MT_OUTBOUND_AUTO);
+    assert_string_equal(mt_outbound_mode_name(MT_OUTBOUND_AUTO), "auto");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -469,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_mt_policy_outbound_allows_expected_identity_decides),
         cmocka_unit_test(test_mt_policy_identity_matches_table_exact_or_segments_below),
         cmocka_unit_test(test_mt_policy_decide_inbound_missing_local_fails_closed),
+        cmocka_unit_test(test_mt_policy_decide_outbound_auto_never_replaces_an_mtls_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,303 @@
+/*
+ * Tests for policy/membership.c: a set checked whole before any lookup (each malformed field
+ * refuses it), lookups in both orientations (the same address on another port, another address
+ * on the same port, so a lookup that ignores either cannot pass), tombstones against live
+ * entries, v4-mapped destinations, and a set placed against a guard page so that any read past
+ * its end crashes.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "policy/membership.h"
+#include "policy/policy.h"
+
+#define SET_ENTRIES_MAX 8
+
+struct set {
+    struct mt_membership_header header;
+    struct mt_membership_entry entries[SET_ENTRIES_MAX];
+};
+
+static void set_init(struct set *set)
+{
+    memset(set, 0, sizeof(*set));
+    set->header.magic = MT_MEMBERSHIP_MAGIC;
+    set->header.layout_version = MT_MEMBERSHIP_LAYOUT_VERSION;
+    set->header.generation = 7;
+    set->header.flags = MT_MEMBERSHIP_FLAG_COMPLETE;
+}
+
+static void set_add(struct set *set, enum mt_membership_state state, const char *cidr_address,
+                    unsigned prefix_length, uint16_t first, uint16_t last, const char *identity)
+{
+    uint8_t address[16] = {0};
+    unsigned family = MT_MEMBERSHIP_FAMILY_IPV4;
+    if (inet_pton(AF_INET, cidr_address, address) != 1) {
+        assert_int_equal(inet_pton(AF_INET6, cidr_address, address), 1);
+        family = MT_MEMBERSHIP_FAMILY_IPV6;
+    }
+    assert_true(set->header.entry_count < SET_ENTRIES_MAX);
+    assert_true(mt_membership_entry_fill(&set->entries[set->header.entry_count], state, family,
+                                         address, prefix_length, first, last, identity));
+    set->header.entry_count++;
+}
+
+static size_t set_size(const struct set *set)
+{
+    return MT_MEMBERSHIP_HEADER_SIZE + set->header.entry_count * MT_MEMBERSHIP_ENTRY_SIZE;
+}
+
+static struct sockaddr_storage destination(const char *host, uint16_t port)
+{
+    struct sockaddr_storage storage;
+    memset(&storage, 0, sizeof(storage));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&storage;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&storage;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+    } else {
+        assert_int_equal(inet_pton(AF_INET6, host, &v6->sin6_addr), 1);
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+    }
+    return storage;
+}
+
+static enum mt_membership_verdict look_up(const struct mt_membership_view *view, const char *host,
+                                          uint16_t port, const char **identity)
+{
+    struct sockaddr_storage where = destination(host, port);
+    size_t length = 0;
+    return mt_membership_lookup(view, &where, identity, &length);
+}
+
+static void test_mt_membership_lookup_table_address_and_port_both_decide(void **state)
+{
+    (void)state;
+    static struct set set;
+    set_init(&set);
+    set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "10.1.0.0", 16, 8080, 8080, "spiffe://td/ns/shop/sa/*");
+    set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "10.1.0.0", 16, 9000, 9100, NULL);
+    set_add(&set, MT_MEMBERSHIP_STATE_REMOVED, "10.2.0.7", 32, 443, 443, NULL);
+    set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "2001:db8::", 32, 1, 65535, NULL);
+    struct mt_membership_view view;
+    assert_true(mt_result_is_ok(mt_membership_view_open(&set, set_size(&set), &view)));
+    assert_int_equal(view.generation, 7);
+    assert_true(view.complete);
+
+    static const struct {
+        const char *host;
+        uint16_t port;
+        enum mt_membership_verdict verdict;
+        const char *identity;
+    } cases[] = {
+        {"10.1.2.3", 8080, MT_MEMBERSHIP_MEMBER, "spiffe://td/ns/shop/sa/*"},
+        {"10.1.2.3", 8081, MT_MEMBERSHIP_ABSENT, NULL}, /* same address, another port */
+        {"10.3.2.3", 8080, MT_MEMBERSHIP_ABSENT, NULL}, /* same port, another address */
+        {"10.1.255.255", 9100, MT_MEMBERSHIP_MEMBER, NULL},
+        {"10.1.0.1", 9101, MT_MEMBERSHIP_ABSENT, NULL},
+        {"::ffff:10.1.0.9", 9000, MT_MEMBERSHIP_MEMBER, NULL}, /* v4-mapped: looked up as IPv4 */
+        {"10.2.0.7", 443, MT_MEMBERSHIP_REMOVED, NULL},
+        {"10.2.0.8", 443, MT_MEMBERSHIP_ABSENT, NULL},
+        {"2001:db8:1::5", 22, MT_MEMBERSHIP_MEMBER, NULL},
+        {"2001:db9::5", 22, MT_MEMBERSHIP_ABSENT, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *identity = "unset";
+        enum mt_membership_verdict verdict =
+            look_up(&view, cases[i].host, cases[i].port, &identity);
+        if (verdict != cases[i].verdict)
+            fail_msg("%s port %u: verdict %d, expected %d", cases[i].host, cases[i].port,
+                     (int)verdict, (int)cases[i].verdict);
+        if (cases[i].identity == NULL) {
+            assert_null(identity);
+        } else {
+            assert_non_null(identity);
+            assert_memory_equal(identity, cases[i].identity, strlen(cases[i].identity));
+        }
+    }
+}
+
+static void test_mt_membership_lookup_live_entry_wins_over_tombstone(void **state)
+{
+    (void)state;
+    static struct set set;
+    set_init(&set);
+    set_add(&set, MT_MEMBERSHIP_STATE_REMOVED, "10.0.0.5", 32, 80, 80, NULL);
+    set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "10.0.0.0", 24, 80, 80, NULL);
+    struct mt_membership_view view;
+    assert_true(mt_result_is_ok(mt_membership_view_open(&set, set_size(&set), &view)));
+    assert_int_equal(look_up(&view, "10.0.0.5", 80, NULL), MT_MEMBERSHIP_MEMBER);
+}
+
+/* Each field broken in turn refuses the whole set; the same set unbroken opens. */
+static void test_mt_membership_view_open_table_refuses_any_malformed_field(void **state)
+{
+    (void)state;
+    enum breakage {
+        NOTHING,
+        MAGIC,
+        VERSION,
+        COUNT_PAST_SIZE,
+        FAMILY,
+        PREFIX,
+        HOST_BITS,
+        STATE,
+        PORT_ZERO,
+        PORTS_REVERSED,
+        IDENTITY_LENGTH,
+        IDENTITY_INVALID,
+        IDENTITY_NUL,
+        BREAKAGE_COUNT,
+    };
+    for (int breakage = NOTHING; breakage < BREAKAGE_COUNT; breakage++) {
+        static struct set set;
+        set_init(&set);
+        set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "10.1.0.0", 16, 80, 90, "spiffe://td/ns/a/*");
+        struct mt_membership_entry *entry = &set.entries[0];
+        size_t size = set_size(&set);
+        switch (breakage) {
+        case MAGIC:
+            set.header.magic ^= 1;
+            break;
+        case VERSION:
+            set.header.layout_version = 2;
+            break;
+        case COUNT_PAST_SIZE:
+            set.header.entry_count = 2;
+            break;
+        case FAMILY:
+            entry->family = 5;
+            break;
+        case PREFIX:
+            entry->prefix_length = 33;
+            break;
+        case HOST_BITS:
+            entry->address[3] = 1;
+            break;
+        case STATE:
+            entry->state = 3;
+            break;
+        case PORT_ZERO:
+            entry->port_first = 0;
+            break;
+        case PORTS_REVERSED:
+            entry->port_first = 91;
+            break;
+        case IDENTITY_LENGTH:
+            entry->identity_length = MT_MEMBERSHIP_IDENTITY_MAX + 1;
+            break;
+        case IDENTITY_INVALID:
+            memcpy(entry->identity, "https://", 8);
+            break;
+        case IDENTITY_NUL:
+            entry->identity[3] = '\0';
+            break;
+        default:
+            break;
+        }
+        struct mt_membership_view view = {0};
+        mt_result result = mt_membership_view_open(&set, size, &view);
+        if (breakage == NOTHING) {
+            assert_true(mt_result_is_ok(result));
+            assert_int_equal(view.entry_count, 1);
+        } else if (mt_result_is_ok(result)) {
+            fail_msg("breakage %d: a malformed set was opened", breakage);
+        } else {
+            assert_int_equal(result.error, MT_ERR_MEMBERSHIP);
+            assert_null(view.base);
+        }
+    }
+    struct mt_membership_view view;
+    uint8_t short_header[MT_MEMBERSHIP_HEADER_SIZE - 1] = {0};
+    assert_false(
+        mt_result_is_ok(mt_membership_view_open(short_header, sizeof(short_header), &view)));
+}
+
+/* The set ends where a PROT_NONE page begins: a read past it is a crash, not a pass. */
+static void test_mt_membership_lookup_set_at_page_edge_reads_nothing_beyond(void **state)
+{
+    (void)state;
+    long page = sysconf(_SC_PAGESIZE);
+    uint8_t *pages =
+        mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(pages != MAP_FAILED);
+    assert_int_equal(mprotect(pages + page, (size_t)page, PROT_NONE), 0);
+    static struct set set;
+    set_init(&set);
+    set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "10.0.0.0", 8, 5432, 5432, NULL);
+    size_t size = set_size(&set);
+    uint8_t *placed = pages + page - size;
+    memcpy(placed, &set, size);
+    struct mt_membership_view view;
+    assert_true(mt_result_is_ok(mt_membership_view_open(placed, size, &view)));
+    assert_int_equal(look_up(&view, "10.9.9.9", 5432, NULL), MT_MEMBERSHIP_MEMBER);
+    assert_int_equal(look_up(&view, "11.9.9.9", 5432, NULL), MT_MEMBERSHIP_ABSENT);
+    /* A count one too high claims bytes in the guard page: refused, never read. */
+    ((struct mt_membership_header *)(void *)placed)->entry_count = 2;
+    assert_false(mt_result_is_ok(mt_membership_view_open(placed, size, &view)));
+    munmap(pages, (size_t)page * 2);
+}
+
+static void test_mt_membership_is_superseded_reads_the_agent_mark(void **state)
+{
+    (void)state;
+    static struct set set;
+    set_init(&set);
+    struct mt_membership_view view;
+    assert_true(mt_result_is_ok(mt_membership_view_open(&set, set_size(&set), &view)));
+    assert_false(mt_membership_is_superseded(&view));
+    set.header.superseded = 1;
+    assert_true(mt_membership_is_superseded(&view));
+}
+
+/* Both orientations of "once meshed": the same verdict gives mtls or plain by that alone. */
+static void test_mt_policy_decide_auto_table_only_a_removal_downgrades(void **state)
+{
+    (void)state;
+    static const struct {
+        enum mt_membership_verdict verdict;
+        bool was_meshed;
+        enum mt_outbound_mode mode;
+        bool remember;
+        bool forget;
+    } cases[] = {
+        {MT_MEMBERSHIP_MEMBER, false, MT_OUTBOUND_MTLS, true, false},
+        {MT_MEMBERSHIP_MEMBER, true, MT_OUTBOUND_MTLS, true, false},
+        {MT_MEMBERSHIP_ABSENT, false, MT_OUTBOUND_PLAIN, false, false},
+        {MT_MEMBERSHIP_ABSENT, true, MT_OUTBOUND_MTLS, false, false},
+        {MT_MEMBERSHIP_REMOVED, false, MT_OUTBOUND_PLAIN, false, true},
+        {MT_MEMBERSHIP_REMOVED, true, MT_OUTBOUND_PLAIN, false, true},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct mt_auto_decision decision =
+            mt_policy_decide_auto(cases[i].verdict, cases[i].was_meshed);
+        if (decision.mode != cases[i].mode || decision.remember != cases[i].remember ||
+            decision.forget != cases[i].forget)
+            fail_msg("case %zu: mode %d remember %d forget %d", i, (int)decision.mode,
+                     decision.remember, decision.forget);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mt_membership_lookup_table_address_and_port_both_decide),
+        cmocka_unit_test(test_mt_membership_lookup_live_entry_wins_over_tombstone),
+        cmocka_unit_test(test_mt_membership_view_open_table_refuses_any_malformed_field),
+        cmocka_unit_test(test_mt_membership_lookup_set_at_page_edge_reads_nothing_beyond),
+        cmocka_unit_test(test_mt_membership_is_superseded_reads_the_agent_mark),
+        cmocka_unit_test(test_mt_policy_decide_auto_table_only_a_removal_downgrades),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

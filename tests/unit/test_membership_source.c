@@ -1,0 +1,226 @@
+/*
+ * Tests for agent/membership_source.c: the file read into a published set (one entry per port
+ * range, identities within the trust domain), a reload that turns what left into tombstones, a
+ * malformed file that names file, line and key and keeps the set published, and the descriptor
+ * workloads get: sealed, read-only, never writable.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "agent/membership_source.h"
+
+static char directory[] = "/tmp/test_membership_source.XXXXXX";
+static char path[128];
+
+static int set_up(void **state)
+{
+    (void)state;
+    assert_non_null(mkdtemp(directory));
+    snprintf(path, sizeof(path), "%s/membership.conf", directory);
+    return 0;
+}
+
+static int tear_down(void **state)
+{
+    (void)state;
+    unlink(path);
+    rmdir(directory);
+    memcpy(directory + strlen(directory) - 6, "XXXXXX", 6);
+    return 0;
+}
+
+static void write_file(const char *text)
+{
+    FILE *file = fopen(path, "w");
+    assert_non_null(file);
+    fputs(text, file);
+    fclose(file);
+}
+
+/* What a workload sees: the set through the descriptor the agent hands out. */
+struct mapped {
+    void *bytes;
+    size_t size;
+    struct mt_membership_view view;
+};
+
+static void map_reader(const struct mt_membership_source *source, struct mapped *mapped)
+{
+    int fd = mt_membership_source_reader_fd(source);
+    assert_true(fd >= 0);
+    struct stat status;
+    assert_int_equal(fstat(fd, &status), 0);
+    mapped->size = (size_t)status.st_size;
+    /* Read-only, and sealed: no writable mapping, no write, no resize. */
+    assert_true(mmap(NULL, mapped->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED);
+    assert_int_equal(write(fd, "x", 1), -1);
+    assert_int_equal(ftruncate(fd, 0), -1);
+    mapped->bytes = mmap(NULL, mapped->size, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(mapped->bytes != MAP_FAILED);
+    close(fd);
+    assert_true(
+        mt_result_is_ok(mt_membership_view_open(mapped->bytes, mapped->size, &mapped->view)));
+}
+
+static enum mt_membership_verdict look_up(const struct mapped *mapped, const char *host,
+                                          uint16_t port, const char **identity)
+{
+    struct sockaddr_storage storage;
+    memset(&storage, 0, sizeof(storage));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&storage;
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    assert_int_equal(inet_pton(AF_INET, host, &v4->sin_addr), 1);
+    size_t length = 0;
+    return mt_membership_lookup(&mapped->view, &storage, identity, &length);
+}
+
+static void test_mt_membership_source_open_publishes_ports_and_identities(void **state)
+{
+    (void)state;
+    write_file(
+        "membership = (\n"
+        "  { cidr = \"10.1.0.0/16\"; ports = (8080, \"9000-9100\"); id = \"ns/shop/sa/*\"; },\n"
+        "  { cidr = \"10.2.0.7\"; }\n"
+        ");\n");
+    static struct mt_membership_source source;
+    char message[512] = "";
+    if (!mt_result_is_ok(
+            mt_membership_source_open(&source, path, "prod.example", 0, MT_TEXT_ON(message))))
+        fail_msg("%s", message);
+    struct mapped mapped;
+    map_reader(&source, &mapped);
+    assert_int_equal(mapped.view.generation, 1);
+    assert_int_equal(mapped.view.entry_count, 3);
+    const char *identity = NULL;
+    assert_int_equal(look_up(&mapped, "10.1.3.4", 9050, &identity), MT_MEMBERSHIP_MEMBER);
+    assert_non_null(identity);
+    assert_memory_equal(identity, "spiffe://prod.example/ns/shop/sa/*", 34);
+    assert_int_equal(look_up(&mapped, "10.1.3.4", 8081, NULL), MT_MEMBERSHIP_ABSENT);
+    assert_int_equal(look_up(&mapped, "10.2.0.7", 1, &identity), MT_MEMBERSHIP_MEMBER);
+    assert_null(identity);
+    assert_int_equal(look_up(&mapped, "10.2.0.8", 1, NULL), MT_MEMBERSHIP_ABSENT);
+    munmap(mapped.bytes, mapped.size);
+    mt_membership_source_close(&source);
+}
+
+static void test_mt_membership_source_poll_removal_becomes_tombstone(void **state)
+{
+    (void)state;
+    write_file("membership = ( { cidr = \"10.0.0.1\"; ports = [80]; },\n"
+               "               { cidr = \"10.0.0.2\"; ports = [80]; } );\n");
+    static struct mt_membership_source source;
+    char message[512] = "";
+    assert_true(
+        mt_result_is_ok(mt_membership_source_open(&source, path, "td", 0, MT_TEXT_ON(message))));
+    struct mapped first;
+    map_reader(&source, &first);
+
+    write_file("membership = ( { cidr = \"10.0.0.1\"; ports = [80]; } ); # 10.0.0.2 left\n");
+    mt_membership_source_poll(&source, MT_MEMBERSHIP_SOURCE_POLL_MS);
+    /* The set readers hold learns that a newer one exists. */
+    assert_true(mt_membership_is_superseded(&first.view));
+    struct mapped second;
+    map_reader(&source, &second);
+    assert_int_equal(second.view.generation, 2);
+    assert_int_equal(look_up(&second, "10.0.0.1", 80, NULL), MT_MEMBERSHIP_MEMBER);
+    assert_int_equal(look_up(&second, "10.0.0.2", 80, NULL), MT_MEMBERSHIP_REMOVED);
+    assert_int_equal(look_up(&second, "10.0.0.3", 80, NULL), MT_MEMBERSHIP_ABSENT);
+    /* The old set is unchanged: a reader mid-lookup never sees it move. */
+    assert_int_equal(look_up(&first, "10.0.0.2", 80, NULL), MT_MEMBERSHIP_MEMBER);
+
+    /* Back in: live again, no tombstone left. */
+    write_file("membership = ( { cidr = \"10.0.0.1\"; ports = [80]; },\n"
+               "               { cidr = \"10.0.0.2\"; ports = [80]; } ); # back\n");
+    mt_membership_source_poll(&source, 2 * MT_MEMBERSHIP_SOURCE_POLL_MS);
+    struct mapped third;
+    map_reader(&source, &third);
+    assert_int_equal(third.view.generation, 3);
+    assert_int_equal(third.view.entry_count, 2);
+    assert_int_equal(look_up(&third, "10.0.0.2", 80, NULL), MT_MEMBERSHIP_MEMBER);
+    munmap(first.bytes, first.size);
+    munmap(second.bytes, second.size);
+    munmap(third.bytes, third.size);
+    mt_membership_source_close(&source);
+}
+
+static void test_mt_membership_source_poll_malformed_file_keeps_last_set(void **state)
+{
+    (void)state;
+    write_file("membership = ( { cidr = \"10.0.0.1\"; ports = [80]; } );\n");
+    static struct mt_membership_source source;
+    char message[512] = "";
+    assert_true(
+        mt_result_is_ok(mt_membership_source_open(&source, path, "td", 0, MT_TEXT_ON(message))));
+    write_file("membership = (\n  { cidr = \"10.0.0.1\"; ports = [80]; },\n"
+               "  { cidr = \"10.0.0.300\"; }\n);\n");
+    mt_membership_source_poll(&source, MT_MEMBERSHIP_SOURCE_POLL_MS);
+    assert_int_equal(source.generation, 1);
+    struct mapped mapped;
+    map_reader(&source, &mapped);
+    assert_int_equal(look_up(&mapped, "10.0.0.1", 80, NULL), MT_MEMBERSHIP_MEMBER);
+    munmap(mapped.bytes, mapped.size);
+    mt_membership_source_close(&source);
+}
+
+static void test_mt_membership_source_open_errors_name_file_line_and_key(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        const char *expected; /* after "PATH:" */
+    } cases[] = {
+        {"membership = (\n { ports = [80]; }\n);\n", "2: membership[0]: missing key cidr"},
+        {"membership = (\n { cidr = \"10.0.0.1/8\"; }\n);\n",
+         "2: membership[0].cidr: \"10.0.0.1/8\" has bits set beyond its /8 prefix"},
+        {"membership = (\n { cidr = \"10.0.0.0/8\";\n   ports = [0]; }\n);\n",
+         "3: membership[0].ports"},
+        {"membership = (\n { cidr = \"10.0.0.0/8\";\n   id = \"ns//x\"; }\n);\n",
+         "3: membership[0].id: \"ns//x\" is not an identity pattern"},
+        {"membership = (\n { cidr = \"10.0.0.0/8\"; colour = 1; }\n);\n",
+         "2: membership[0]: unknown key \"colour\""},
+        {"members = ();\n", "1: unknown key \"members\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        write_file(cases[i].text);
+        static struct mt_membership_source source;
+        char message[512] = "";
+        mt_result result = mt_membership_source_open(&source, path, "td", 0, MT_TEXT_ON(message));
+        char expected[256];
+        snprintf(expected, sizeof(expected), "%s:%s", path, cases[i].expected);
+        if (mt_result_is_ok(result) || strncmp(message, expected, strlen(expected)) != 0)
+            fail_msg("case %zu: got \"%s\", expected \"%s...\"", i, message, expected);
+        assert_int_equal(mt_membership_source_reader_fd(&source), -1);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_mt_membership_source_open_publishes_ports_and_identities, set_up, tear_down),
+        cmocka_unit_test_setup_teardown(test_mt_membership_source_poll_removal_becomes_tombstone,
+                                        set_up, tear_down),
+        cmocka_unit_test_setup_teardown(
+            test_mt_membership_source_poll_malformed_file_keeps_last_set, set_up, tear_down),
+        cmocka_unit_test_setup_teardown(
+            test_mt_membership_source_open_errors_name_file_line_and_key, set_up, tear_down),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -246,7 +246,7 @@ int mt_cli_status(int argc, char **argv)
     size_t processes = 0;
     for (size_t i = 0; i < response->record_count; i++) {
         char copy[8192];
-        char *fields[FIELDS_MAX];
+        char *fields[FIELDS_MAX] = {NULL};
         size_t count = split_record(&response->records[i], copy, sizeof(copy), fields);
         if (strcmp(fields[0], "process") == 0) {
             print_process(fields, count);

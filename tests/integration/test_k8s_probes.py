@@ -9,7 +9,8 @@ The test proves:
 
   (a) the probe: curl bound to 127.0.0.2 (`--interface`) gets HTTP 200 and the file in plaintext,
       and the server logs it at debug as a probe; a recording relay whose upstream side sends from
-      127.0.0.2 sees the request and the body in clear;
+      127.0.0.2 sees the request and the body in clear; the agent's metrics count both as
+      plaintext inbound connections on the probe port;
   (b) neither half alone is a probe: curl from 127.0.0.3 on the probe port, and curl from
       127.0.0.2 on the other port, are refused, the log line naming peer, port, mode and reason;
   (c) a meshed client from 127.0.0.2 on the probe port still gets mutual TLS: the server logs
@@ -24,8 +25,10 @@ import socket
 import subprocess
 import threading
 
-from harness import (ASAN_RUNTIME, MESHTLS, PYTHON, Mesh, Relay, assert_tls13_wire, base_env,
-                     check, free_port, http_client, main, port_listening, random_token, wait_for)
+from harness import (AGENT, ASAN_RUNTIME, MESHTLS, PYTHON, Mesh, Relay, assert_tls13_wire,
+                     base_env, check, free_port, http_client, main, port_listening, random_token,
+                     wait_agent_ready, wait_for)
+from lifecycle_common import parse_metrics, scrape
 from policy_common import run, spiffe, wait_log, write_workload_config
 
 NODE = "127.0.0.2"
@@ -83,9 +86,36 @@ def plain_get(source, port, path):
         return None, b"", f"{type(error).__name__}: {error}"
 
 
+def start_agent_with_metrics(mesh, config):
+    """Mesh.start_agent with a metrics endpoint: the port it serves on."""
+    sock = os.path.join(mesh.dir, "agent.sock")
+    path = os.path.join(mesh.dir, "agent.conf")
+    with open(path, "w") as f:
+        f.write(config)
+    port = free_port()
+    env = base_env()
+    if ASAN_RUNTIME:
+        env.pop("LD_PRELOAD", None)  # the agent links the sanitizer runtime itself
+    agent = mesh.spawn("agent", [AGENT, "--socket", sock, "--state-dir",
+                                 os.path.join(mesh.dir, "state"), "--config", path,
+                                 "--metrics-address", f"127.0.0.1:{port}"], env=env)
+    wait_agent_ready(agent, sock, "agent")
+    mesh.agents["agent"] = sock
+    return port
+
+
+def opened(metrics_port, pid, port, tls):
+    """tcp_open_total of pid's inbound connections on port, mTLS or plaintext."""
+    samples = parse_metrics(scrape(metrics_port))
+    return sum(value for (name, labels), value in samples.items()
+               if name == "tcp_open_total" and dict(labels).get("pid") == str(pid) and
+               dict(labels).get("direction") == "inbound" and
+               dict(labels).get("port") == str(port) and dict(labels).get("tls") == tls)
+
+
 def test():
     with Mesh("k8s-probes") as mesh:
-        mesh.start_agent(config=(
+        metrics_port = start_agent_with_metrics(mesh, (
             'rules = (\n'
             '  { exe = "/usr/bin/curl"; id = "ns/shop/sa/curl"; },\n'
             '  { exe = "/usr/bin/python3*"; id = "ns/web/sa/server"; }\n'
@@ -136,6 +166,9 @@ inbound = { loopback = "strict"; default = "strict"; };
         check(b"GET /healthz" in relay.client_bytes[0] and
               secret.encode() in relay.server_bytes[0],
               "the probe's request and answer are not plaintext on the wire")
+        # Both probes are counted as plaintext inbound connections on the probe port.
+        wait_for(lambda: opened(metrics_port, probed.popen.pid, probe_port, "false") == 2, 10,
+                 "the two probes counted as plaintext inbound")
 
         # (b) a probe source on another port, another source on the probe port: refused.
         for source, port, server in ((POD, probe_port, probed), (NODE, other_port, other)):
@@ -161,6 +194,10 @@ inbound = { loopback = "strict"; default = "strict"; };
         check(len(relay.client_bytes) == 1, f"relay saw {len(relay.client_bytes)} connections")
         assert_tls13_wire(relay.client_bytes[0], relay.server_bytes[0],
                           [secret.encode(), b"GET /healthz"])
+        wait_for(lambda: opened(metrics_port, probed.popen.pid, probe_port, "true") == 1, 10,
+                 "the meshed client counted as an mTLS inbound connection")
+        check(opened(metrics_port, probed.popen.pid, probe_port, "false") == 2,
+              "the meshed client was counted as plaintext")
 
         # (d) a malformed list: a configuration error naming the variable, nothing started.
         bad = dict(env, MESHTLS_PROBE_PORTS=f"{probe_port},http")

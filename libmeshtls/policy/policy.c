@@ -5,8 +5,8 @@
  * Owns the meaning of skip_ports, of the outbound and inbound rules (first match wins), of the
  * probe exception, of CIDR and port-range matching and of identity patterns. Pure functions: no
  * I/O, no state, no logging, no allocation. They must never choose plaintext because an input is
- * missing; only a configured plain mode, a skipped port, or a family that is not IP at all yields
- * plain.
+ * missing; only a configured plain mode, a skipped port, a probe on an opaque port, or a family
+ * that is not IP at all yields plain.
  */
 #include <netinet/in.h>
 #include <stddef.h>

@@ -15,8 +15,9 @@ The test proves:
       127.0.0.2 on the other port, are refused, the log line naming peer, port, mode and reason;
   (c) a meshed client from 127.0.0.2 on the probe port still gets mutual TLS: the server logs
       the client's identity, and the relay sees TLS 1.3 with none of the HTTP in clear;
-  (d) a malformed MESHTLS_PROBE_PORTS is a configuration error naming the variable: the program
-      is not started (`meshtls run` checks the configuration first).
+  (d) `meshtls config decide` gives the same three decisions from the same variables, and a
+      malformed MESHTLS_PROBE_PORTS is a configuration error naming the variable: the program is
+      not started (`meshtls run` checks the configuration first).
 """
 
 import http.client
@@ -198,6 +199,18 @@ inbound = { loopback = "strict"; default = "strict"; };
                  "the meshed client counted as an mTLS inbound connection")
         check(opened(metrics_port, probed.popen.pid, probe_port, "false") == 2,
               "the meshed client was counted as plaintext")
+
+        # `meshtls config decide` says the same, from the same variables.
+        for peer, port, expected in ((NODE, probe_port, "permissive (inbound.loopback; probe "
+                                                          "source on a probe port)"),
+                                     (POD, probe_port, "strict (inbound.loopback)"),
+                                     (NODE, other_port, "strict (inbound.loopback)")):
+            result = subprocess.run([MESHTLS, "config", "decide", config, "inbound",
+                                     f"{peer}:{port}"], capture_output=True, text=True, env=env,
+                                    timeout=30)
+            check(result.returncode == 0 and
+                  result.stdout.strip() == f"inbound from {peer} on :{port}: {expected}",
+                  f"meshtls config decide inbound {peer}:{port}: {result.stdout}{result.stderr}")
 
         # (d) a malformed list: a configuration error naming the variable, nothing started.
         bad = dict(env, MESHTLS_PROBE_PORTS=f"{probe_port},http")

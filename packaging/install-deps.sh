@@ -61,6 +61,13 @@ packages=(
   # gcc's ThreadSanitizer runtime (libtsan2) comes with build-essential.
   valgrind clang libclang-rt-14-dev llvm
 )
+# Kubernetes manifests (test_packaging_kubernetes.py): rendered with `kubectl kustomize` and
+# validated against the API models of python3-kubernetes. Debian's kubectl only where none is on
+# PATH already (another package's kubectl would conflict with it).
+packages+=(python3-kubernetes)
+if ! command -v kubectl > /dev/null; then
+  packages+=(kubernetes-client)
+fi
 # The VAES/AVX-512 AES-GCM of TLS records (libmeshtls/tls/record_crypto.c) links Intel's
 # libipsec-mb statically; Debian ships it for amd64 only.
 if [ "$(dpkg --print-architecture)" = amd64 ]; then

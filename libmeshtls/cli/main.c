@@ -5,6 +5,8 @@
  *                                                      run PROGRAM with its TCP connections meshed
  *   meshtls check PROGRAM                              can PROGRAM be interposed, and why not
  *   meshtls config check [FILE]                        validate a config, print the effective one
+ *   meshtls config decide [FILE] outbound|inbound ADDRESS:PORT
+ *                                                      the policy decision for one connection
  *   meshtls id [--socket PATH]                         the identity the agent issues to the caller
  *   meshtls version
  *
@@ -26,6 +28,7 @@
 #include "../include/meshtls.h"
 #include "../tls/tls.h"
 #include "../util/text.h"
+#include "decide.h"
 #include "run.h"
 #include "status.h"
 #include "supervise.h"
@@ -37,6 +40,7 @@ static int usage(FILE *out, int status)
             "                   PROGRAM [ARGS...]\n"
             "       meshtls check PROGRAM\n"
             "       meshtls config check [FILE]\n"
+            "       meshtls config decide [FILE] outbound|inbound ADDRESS:PORT\n"
             "       meshtls id [--socket PATH]\n"
             "       meshtls status [--socket PATH]\n"
             "       meshtls version\n"
@@ -53,10 +57,14 @@ static int usage(FILE *out, int status)
             "config check\n"
             "         validates FILE (default: the configuration the library would load) and\n"
             "         prints the effective policy; exit 2 with FILE:LINE: KEY: ... on error\n"
+            "config decide\n"
+            "         prints the mode policy gives a connection to ADDRESS:PORT (outbound), or\n"
+            "         from ADDRESS accepted on local PORT (inbound), and the key that chose it\n"
             "id       prints the SPIFFE ID the agent would issue to this process\n"
             "status   lists the processes using the agent: identities, expiry, open connections\n"
             "\n"
-            "environment: MESHTLS_CONFIG (config file), MESHTLS_AGENT_SOCKET, MESHTLS_LOG\n");
+            "environment: MESHTLS_CONFIG (config file), MESHTLS_AGENT_SOCKET, MESHTLS_LOG,\n"
+            "             MESHTLS_PROBE_SOURCES, MESHTLS_PROBE_PORTS\n");
     return status;
 }
 
@@ -103,6 +111,8 @@ static int command_check(int argc, char **argv)
  */
 static int command_config(int argc, char **argv)
 {
+    if (argc >= 1 && strcmp(argv[0], "decide") == 0)
+        return mt_cli_decide(argc - 1, argv + 1);
     if (argc < 1 || argc > 2 || strcmp(argv[0], "check") != 0)
         return usage(stderr, 2);
     if (argc == 2 && setenv("MESHTLS_CONFIG", argv[1], 1) != 0) {

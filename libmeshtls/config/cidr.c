@@ -1,5 +1,6 @@
 /*
- * Address blocks in the configuration: an outbound rule's `to`, an IPv4 or IPv6 address or CIDR.
+ * Address blocks in the configuration: an outbound rule's `to` and inbound.probe_sources (or
+ * MESHTLS_PROBE_SOURCES), each an IPv4 or IPv6 address or CIDR.
  *
  * Owns the text forms of struct mt_cidr, reading and writing them back. It must never accept an
  * address with bits set beyond its prefix (the reader meant another network than the one that
@@ -8,6 +9,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -74,6 +76,23 @@ static bool parse_cidr(const char *text, struct mt_cidr *cidr, bool *host_bits_s
     return true;
 }
 
+bool mt_config_check_cidr(const char *value, struct mt_cidr *cidr, struct mt_text *problem)
+{
+    bool host_bits_set = false;
+    if (!parse_cidr(value, cidr, &host_bits_set)) {
+        mt_text_append(problem, "is not an IP address or CIDR (" CIDR_EXAMPLES ")");
+        return false;
+    }
+    if (host_bits_set) {
+        mt_text_append(problem, "has bits set beyond its /%u prefix; the network is \"",
+                       (unsigned)cidr->prefix_length);
+        mt_config_append_cidr(problem, cidr);
+        mt_text_append(problem, "\"");
+        return false;
+    }
+    return true;
+}
+
 MT_RESULT mt_config_read_cidr(const struct mt_config_reader *reader,
                               const config_setting_t *setting, const char *key,
                               struct mt_cidr *cidr)
@@ -81,19 +100,32 @@ MT_RESULT mt_config_read_cidr(const struct mt_config_reader *reader,
     const char *value;
     MT_GUARD(mt_config_read_string(reader, setting, key, "an IP address or CIDR, " CIDR_EXAMPLES,
                                    &value));
-    bool host_bits_set = false;
-    if (!parse_cidr(value, cidr, &host_bits_set))
-        return mt_config_reader_fail_value(reader, setting, key, value,
-                                           "is not an IP address or CIDR (" CIDR_EXAMPLES ")");
-    if (host_bits_set) {
-        char network[160];
-        struct mt_text network_text = mt_text_on(network, sizeof(network));
-        mt_config_append_cidr(&network_text, cidr);
-        return mt_config_reader_fail_value(
-            reader, setting, key, value,
-            "has bits set beyond its /%u prefix; the network is \"%s\"",
-            (unsigned)cidr->prefix_length, network);
+    char problem[200];
+    struct mt_text problem_text = mt_text_on(problem, sizeof(problem));
+    if (!mt_config_check_cidr(value, cidr, &problem_text))
+        return mt_config_reader_fail_value(reader, setting, key, value, "%s", problem);
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_config_read_cidr_list(const struct mt_config_reader *reader,
+                                   const config_setting_t *setting, const char *key,
+                                   struct mt_cidr *cidrs, unsigned capacity, unsigned *count)
+{
+    if (!mt_config_is_sequence(setting))
+        return mt_config_reader_fail_type(
+            reader, setting, key, "an array of addresses or CIDRs (such as [\"10.0.3.7\"])");
+    int length = config_setting_length(setting);
+    for (int i = 0; i < length; i++) {
+        const config_setting_t *element = config_setting_get_elem(setting, (unsigned)i);
+        char element_key[96];
+        snprintf(element_key, sizeof(element_key), "%s[%d]", key, i);
+        if ((unsigned)i >= capacity)
+            return mt_config_reader_fail(reader, element, element_key,
+                                         "too many entries; at most %u addresses or CIDRs",
+                                         capacity);
+        MT_GUARD(mt_config_read_cidr(reader, element, element_key, &cidrs[i]));
     }
+    *count = (unsigned)length;
     return MT_OK_RESULT;
 }
 

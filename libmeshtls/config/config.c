@@ -64,6 +64,22 @@ static MT_RESULT read_inbound_default(void *context, const config_setting_t *set
                                        &load->config->inbound.other);
 }
 
+static MT_RESULT read_probe_sources(void *context, const config_setting_t *setting)
+{
+    struct mt_config_load *load = context;
+    return mt_config_read_cidr_list(
+        &load->reader, setting, "inbound.probe_sources", load->config->inbound.probe_sources,
+        MT_CONFIG_PROBE_SOURCES_MAX, &load->config->inbound.probe_source_count);
+}
+
+static MT_RESULT read_probe_ports(void *context, const config_setting_t *setting)
+{
+    struct mt_config_load *load = context;
+    return mt_config_read_port_list(&load->reader, setting, "inbound.probe_ports", true,
+                                    load->config->inbound.probe_ports, MT_CONFIG_PROBE_PORTS_MAX,
+                                    &load->config->inbound.probe_port_count);
+}
+
 static const struct mt_config_key outbound_keys[] = {
     {"loopback", read_outbound_loopback},
     {"default", read_outbound_default},
@@ -71,9 +87,9 @@ static const struct mt_config_key outbound_keys[] = {
 };
 
 static const struct mt_config_key inbound_keys[] = {
-    {"loopback", read_inbound_loopback},
-    {"default", read_inbound_default},
-    {"rules", mt_config_read_inbound_rules},
+    {"loopback", read_inbound_loopback},     {"default", read_inbound_default},
+    {"rules", mt_config_read_inbound_rules}, {"probe_sources", read_probe_sources},
+    {"probe_ports", read_probe_ports},
 };
 
 static MT_RESULT read_outbound(void *context, const config_setting_t *setting)

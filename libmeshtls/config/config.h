@@ -3,9 +3,9 @@
  *
  * Where it comes from: the file named by MESHTLS_CONFIG, else /etc/meshtls/meshtls.conf when it
  * exists, else built-in defaults. Environment overrides are applied last: MESHTLS_AGENT_SOCKET,
- * MESHTLS_AGENT_UID, MESHTLS_LOG. Every error message names the file, the line and the key, and
- * lists the valid values, e.g.  /etc/meshtls/meshtls.conf:4: outbound.loopback: "tls" is not one of
- * "mtls", "plain", "auto"
+ * MESHTLS_AGENT_UID, MESHTLS_LOG, MESHTLS_PROBE_SOURCES, MESHTLS_PROBE_PORTS. Every error message
+ * names the file, the line and the key, and lists the valid values, e.g.
+ * /etc/meshtls/meshtls.conf:4: outbound.loopback: "tls" is not one of "mtls", "plain", "auto"
  *
  * A config that fails to load must never be half-applied: callers get an error and keep nothing.
  * Unknown keys are errors too (a misspelt key silently ignored is a policy nobody wrote).
@@ -52,6 +52,8 @@
 //             allow = ["spiffe://prod.example.com/ns/api/sa/x"]; },
 //           { port = "9000-9099"; mode = "plain"; }
 //       );
+//       probe_sources = ["10.0.3.7"];          # example (default []); MESHTLS_PROBE_SOURCES
+//       probe_ports = [8080, 9090];            # example (default []); MESHTLS_PROBE_PORTS
 //   };
 //
 // "auto" (outbound.default, outbound.loopback, a rule's mode): the node agent's mesh membership
@@ -87,6 +89,15 @@
 // SMTP): never wait for the client's first bytes before deciding. A rule applies to loopback
 // peers too; `inbound.loopback`/`inbound.default` only decide ports no rule names.
 //
+// Probes: a connection whose local port is in inbound.probe_ports and whose peer address is in
+// inbound.probe_sources (addresses or CIDRs, as an outbound rule's `to`) is let through in
+// plaintext whatever the mode of its port: Kubernetes' kubelet probes a container from the
+// node's IP and speaks no mTLS. It is decided like a permissive port (a mesh ClientHello from
+// there is still mTLS, with the port's allow list), except on an opaque port, where nothing is
+// waited for and it is plain. Either list empty: no exception. Skipped and plain ports stay as
+// they are. The trust this takes: anything that can send from a probe source reaches the probe
+// ports in plaintext (SECURITY.md).
+//
 // An identity pattern is a SPIFFE ID, matched exactly, or a SPIFFE ID followed by "/*", which
 // matches every ID one or more path segments below it: "spiffe://td/ns/a/*" matches
 // "spiffe://td/ns/a/x" and "spiffe://td/ns/a/x/y" but neither "spiffe://td/ns/a" nor
@@ -101,8 +112,10 @@
 // one copy on the stack of whichever application thread first opens a connection).
 //
 // Environment: MESHTLS_CONFIG names the file; MESHTLS_AGENT_SOCKET, MESHTLS_AGENT_UID and
-// MESHTLS_LOG override agent_socket, agent_uid and log_level. An empty variable counts as unset;
-// a set-user-ID program ignores all four (secure_getenv).
+// MESHTLS_LOG override agent_socket, agent_uid and log_level; MESHTLS_PROBE_SOURCES (addresses
+// and CIDRs) and MESHTLS_PROBE_PORTS (ports and ranges), comma-separated, replace
+// inbound.probe_sources and inbound.probe_ports. An empty variable counts as unset; a
+// set-user-ID program ignores them all (secure_getenv).
 #ifndef MT_CONFIG_CONFIG_H
 #define MT_CONFIG_CONFIG_H
 
@@ -126,6 +139,8 @@
 #define MT_CONFIG_RULE_PORTS_MAX 16
 #define MT_CONFIG_ALLOW_MAX 16
 #define MT_CONFIG_SKIP_PORTS_MAX 32
+#define MT_CONFIG_PROBE_SOURCES_MAX 8
+#define MT_CONFIG_PROBE_PORTS_MAX 16
 #define MT_CONFIG_RESUMPTION_DEFAULT_S 600
 #define MT_CONFIG_RESUMPTION_MAX_S 86400
 #define MT_CONFIG_PATTERN_MAX 512        /* bytes of one identity pattern, without the NUL */
@@ -193,6 +208,11 @@ struct mt_config {
         enum mt_inbound_mode other;    /* key "default"; default strict */
         unsigned rule_count;
         struct mt_inbound_rule rules[MT_CONFIG_INBOUND_RULES_MAX];
+        /* Probes (kubelet): plaintext from these sources on these local ports, see above. */
+        unsigned probe_source_count;
+        struct mt_cidr probe_sources[MT_CONFIG_PROBE_SOURCES_MAX];
+        unsigned probe_port_count;
+        struct mt_port_range probe_ports[MT_CONFIG_PROBE_PORTS_MAX];
     } inbound;
     unsigned skip_port_count;
     struct mt_port_range skip_ports[MT_CONFIG_SKIP_PORTS_MAX];
@@ -220,8 +240,9 @@ void mt_config_set_defaults(struct mt_config *config);
 MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, struct mt_text *reason);
 
 /*
- * Applies MESHTLS_AGENT_SOCKET, MESHTLS_AGENT_UID and MESHTLS_LOG; an invalid value is an error
- * with a message, and then none of them is applied.
+ * Applies MESHTLS_AGENT_SOCKET, MESHTLS_AGENT_UID, MESHTLS_LOG, MESHTLS_PROBE_SOURCES and
+ * MESHTLS_PROBE_PORTS; an invalid value is an error with a message, and then none of them is
+ * applied.
  */
 MT_RESULT mt_config_apply_environment(struct mt_config *config, struct mt_text *reason);
 

@@ -52,18 +52,35 @@ static void describe_outbound(struct mt_text *out, const struct mt_config *confi
     mt_text_append(out, "    );\n};\n");
 }
 
+/* " probe_sources = [...]; probe_ports = [...];", empty lists too: nothing is hidden. */
+static void describe_probes(struct mt_text *out, const struct mt_config *config)
+{
+    mt_text_append(out, " probe_sources = [");
+    for (unsigned s = 0; s < config->inbound.probe_source_count; s++) {
+        mt_text_append(out, "%s\"", s > 0 ? ", " : "");
+        mt_config_append_cidr(out, &config->inbound.probe_sources[s]);
+        mt_text_append(out, "\"");
+    }
+    mt_text_append(out, "]; probe_ports = ");
+    mt_config_append_ports(out, config->inbound.probe_ports, config->inbound.probe_port_count);
+    mt_text_append(out, ";");
+}
+
 static void describe_inbound(struct mt_text *out, const struct mt_config *config)
 {
     const char *loopback = mt_inbound_mode_name(config->inbound.loopback);
     const char *other = mt_inbound_mode_name(config->inbound.other);
     if (config->inbound.rule_count == 0) {
-        mt_text_append(out, "inbound = { loopback = \"%s\"; default = \"%s\"; };\n", loopback,
-                       other);
+        mt_text_append(out, "inbound = { loopback = \"%s\"; default = \"%s\";", loopback, other);
+        describe_probes(out, config);
+        mt_text_append(out, " };\n");
         return;
     }
-    mt_text_append(out,
-                   "inbound = {\n    loopback = \"%s\";\n    default = \"%s\";\n    rules = (\n",
-                   loopback, other);
+    mt_text_append(out, "inbound = {\n    loopback = \"%s\";\n    default = \"%s\";\n   ", loopback,
+                   other);
+    describe_probes(out, config);
+    mt_text_append(out, "\n");
+    mt_text_append(out, "    rules = (\n");
     for (unsigned r = 0; r < config->inbound.rule_count; r++) {
         const struct mt_inbound_rule *rule = &config->inbound.rules[r];
         if (rule->port.first == rule->port.last)

@@ -94,6 +94,10 @@ MT_RESULT mt_config_read_port_list(const struct mt_config_reader *reader,
                                    bool allow_empty, struct mt_port_range *ranges,
                                    unsigned capacity, unsigned *count);
 
+/* For a value from elsewhere (the environment), as mt_config_check_log_level. */
+bool mt_config_check_port_range(const char *value, struct mt_port_range *range,
+                                struct mt_text *problem);
+
 /* [5432, 6379] when every entry is one port, else every entry as a string: ["443", "8000-8999"]. */
 void mt_config_append_ports(struct mt_text *text, const struct mt_port_range *ranges,
                             unsigned count);
@@ -104,6 +108,14 @@ void mt_config_append_ports(struct mt_text *text, const struct mt_port_range *ra
 MT_RESULT mt_config_read_cidr(const struct mt_config_reader *reader,
                               const config_setting_t *setting, const char *key,
                               struct mt_cidr *cidr);
+
+/* An array or list of addresses and CIDRs into cidrs[0 .. *count); an empty one is allowed. */
+MT_RESULT mt_config_read_cidr_list(const struct mt_config_reader *reader,
+                                   const config_setting_t *setting, const char *key,
+                                   struct mt_cidr *cidrs, unsigned capacity, unsigned *count);
+
+/* For a value from elsewhere (the environment), as mt_config_check_log_level. */
+bool mt_config_check_cidr(const char *value, struct mt_cidr *cidr, struct mt_text *problem);
 
 /* "10.0.0.0/8"; a single address without its full-length prefix ("10.1.2.3"). */
 void mt_config_append_cidr(struct mt_text *text, const struct mt_cidr *cidr);

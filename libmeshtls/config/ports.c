@@ -1,6 +1,6 @@
 /*
  * Ports and port ranges in the configuration: skip_ports, an outbound rule's ports, an inbound
- * rule's port.
+ * rule's port, inbound.probe_ports (or MESHTLS_PROBE_PORTS).
  *
  * Owns the forms a port takes (8080, "8080", "8000-8999"), reading them and writing them back.
  * It must never accept port 0, a port beyond 65535, a range whose first port is above its last,
@@ -43,6 +43,16 @@ static bool parse_port_range(const char *text, struct mt_port_range *range)
     return parse_port_number(text, (size_t)(dash - text), &range->first) &&
            parse_port_number(dash + 1, length - (size_t)(dash - text) - 1, &range->last) &&
            range->first <= range->last;
+}
+
+bool mt_config_check_port_range(const char *value, struct mt_port_range *range,
+                                struct mt_text *problem)
+{
+    if (parse_port_range(value, range))
+        return true;
+    mt_text_append(problem, "is not a port or port range (" MT_CONFIG_PORT_EXAMPLES
+                            "; ports 1 .. 65535, FIRST <= LAST)");
+    return false;
 }
 
 MT_RESULT mt_config_read_port_range(const struct mt_config_reader *reader,

@@ -60,12 +60,19 @@ void mt_conn_log_established(struct mt_conn *conn)
                     mt_tls_key_exchange(conn->tls), resumed);
 }
 
+/* A probe (policy's probe exception) at debug: the kubelet probes every few seconds. */
 void mt_conn_log_plain(const struct mt_conn *conn, const char *why)
 {
-    if (!mt_log_is_enabled(MT_LOG_INFO))
+    bool probe = conn->settings.inbound.probe;
+    if (!mt_log_is_enabled(probe ? MT_LOG_DEBUG : MT_LOG_INFO))
         return;
     char peer[MT_ADDR_TEXT_MAX];
     mt_addr_compact_format(&conn->peer, peer, sizeof(peer));
-    mt_log_info("plaintext inbound from %s on :%u (mode %s): %s", peer,
-                mt_addr_compact_port(&conn->local), mode_name(conn), why);
+    if (probe)
+        mt_log_debug("plaintext inbound from %s on :%u (mode %s, probe source on a probe port): "
+                     "%s",
+                     peer, mt_addr_compact_port(&conn->local), mode_name(conn), why);
+    else
+        mt_log_info("plaintext inbound from %s on :%u (mode %s): %s", peer,
+                    mt_addr_compact_port(&conn->local), mode_name(conn), why);
 }

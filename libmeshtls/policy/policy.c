@@ -2,11 +2,11 @@
  * Policy decisions: which mode a new TCP connection gets, from the config and its addresses, and
  * whether a peer's SPIFFE ID is one the matching rule accepts.
  *
- * Owns the meaning of skip_ports, of the outbound and inbound rules (first match wins), of CIDR
- * and port-range matching and of identity patterns. Pure functions: no I/O, no state, no
- * logging, no allocation. They must never choose plaintext because an input is missing; only a
- * configured plain mode, a skipped port, a family that is not IP at all, or mode auto for a
- * destination membership does not know meshed yields plain.
+ * Owns the meaning of skip_ports, of the outbound and inbound rules (first match wins), of the
+ * probe exception, of CIDR and port-range matching and of identity patterns. Pure functions: no
+ * I/O, no state, no logging, no allocation. They must never choose plaintext because an input is
+ * missing; only a configured plain mode, a skipped port, a probe on an opaque port, a family that
+ * is not IP at all, or mode auto for a destination membership does not know meshed yields plain.
  */
 #include <netinet/in.h>
 #include <stddef.h>
@@ -105,6 +105,38 @@ struct mt_outbound_decision mt_policy_decide_outbound(const struct mt_config *co
     return decision;
 }
 
+/* Both lists must hold the connection: the peer among the sources and the port among the ports. */
+static bool is_probe(const struct mt_config *config, uint16_t port,
+                     const struct sockaddr_storage *peer)
+{
+    unsigned port_count = config->inbound.probe_port_count;
+    if (port_count > MT_CONFIG_PROBE_PORTS_MAX)
+        port_count = MT_CONFIG_PROBE_PORTS_MAX;
+    if (!ranges_contain(config->inbound.probe_ports, port_count, port))
+        return false;
+    for (unsigned s = 0; s < config->inbound.probe_source_count && s < MT_CONFIG_PROBE_SOURCES_MAX;
+         s++) {
+        if (cidr_contains(&config->inbound.probe_sources[s], peer))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * The kubelet probes from the node's address and speaks no mTLS. Permissive rather than plain:
+ * a meshed client on the node (hostNetwork) reaching the same port still gets mTLS and the
+ * rule's allow list, and the plaintext probe is counted and logged like any plaintext inbound.
+ */
+static void apply_probe_exception(const struct mt_config *config, uint16_t port,
+                                  const struct sockaddr_storage *peer,
+                                  struct mt_inbound_decision *decision)
+{
+    if (decision->mode == MT_INBOUND_PLAIN || !is_probe(config, port, peer))
+        return;
+    decision->probe = true;
+    decision->mode = decision->opaque ? MT_INBOUND_PLAIN : MT_INBOUND_PERMISSIVE;
+}
+
 /*
  * Without a rule for the port, the peer decides, not the local address: a listener on 0.0.0.0
  * receives both loopback and remote connections, and only the peer's address says whether the
@@ -135,9 +167,11 @@ struct mt_inbound_decision mt_policy_decide_inbound(const struct mt_config *conf
         decision.rule = rule;
         decision.rule_index = (int)r;
         decision.opaque = rule->opaque;
+        apply_probe_exception(config, port, peer, &decision);
         return decision;
     }
     decision.mode = mt_addr_is_loopback(peer) ? config->inbound.loopback : config->inbound.other;
+    apply_probe_exception(config, port, peer, &decision);
     return decision;
 }
 

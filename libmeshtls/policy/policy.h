@@ -5,7 +5,7 @@
  *
  * The decision is taken once, at connect() or accept(), and never changes for that connection.
  * The order is always: skip_ports, then the rules in the order written (first match wins), then
- * the loopback / default mode.
+ * the loopback / default mode; inbound, the probe exception last (see mt_policy_decide_inbound).
  */
 #ifndef MT_POLICY_POLICY_H
 #define MT_POLICY_POLICY_H
@@ -36,6 +36,7 @@ struct mt_inbound_decision {
     int rule_index; /* index in config->inbound.rules, -1 when no rule matched */
     bool opaque;    /* the rule's opaque flag; false without a rule */
     bool skipped;   /* local port in skip_ports: never touched (mode is plain) */
+    bool probe;     /* a probe source on a probe port: mode made permissive (opaque: plain) */
 };
 
 /*
@@ -49,6 +50,13 @@ struct mt_outbound_decision mt_policy_decide_outbound(const struct mt_config *co
  * Inbound: the decision for a connection accepted on local from peer. The local port selects
  * the rule; without one, whether the peer is on loopback selects inbound.loopback or
  * inbound.default. A missing input gives strict; a peer family other than IP gives plain.
+ *
+ * Probes: when the local port is one of inbound.probe_ports and the peer one of
+ * inbound.probe_sources (both lists non-empty), a mode that is not plain becomes permissive
+ * (probe set): the kubelet's plaintext probe passes, and a mesh ClientHello from the same address
+ * is still mTLS under the same rule's allow list. On an opaque port nothing may be waited for,
+ * so the probe's connection is plain. Only the pair counts: a probe source on another port, or
+ * another peer on a probe port, is decided as if there were no probe lists. Inbound only.
  */
 struct mt_inbound_decision mt_policy_decide_inbound(const struct mt_config *config,
                                                     const struct sockaddr_storage *local,

@@ -5,6 +5,9 @@
  * real file takes. A load must either succeed or fail with a one-line message; a successful one
  * is described, and the description must load back to the same configuration. Inputs using
  * @include are skipped: they would make libconfig read arbitrary files of the fuzzing machine.
+ * The same input, split at its first newline, is then given as MESHTLS_PROBE_SOURCES and
+ * MESHTLS_PROBE_PORTS (the comma-separated lists of environment.c): they must apply or fail with
+ * a one-line message naming the variable, and a failure must change nothing.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -109,6 +112,22 @@ static bool inbound_rules_equal(const struct mt_config *a, const struct mt_confi
     return true;
 }
 
+static bool probes_equal(const struct mt_config *a, const struct mt_config *b)
+{
+    if (a->inbound.probe_source_count != b->inbound.probe_source_count ||
+        a->inbound.probe_port_count != b->inbound.probe_port_count)
+        return false;
+    for (unsigned s = 0; s < a->inbound.probe_source_count; s++) {
+        const struct mt_cidr *x = &a->inbound.probe_sources[s];
+        const struct mt_cidr *y = &b->inbound.probe_sources[s];
+        if (x->family != y->family || x->prefix_length != y->prefix_length ||
+            memcmp(x->address, y->address, sizeof(x->address)) != 0)
+            return false;
+    }
+    return ranges_equal(a->inbound.probe_ports, b->inbound.probe_ports,
+                        a->inbound.probe_port_count);
+}
+
 static bool configs_equal(const struct mt_config *a, const struct mt_config *b)
 {
     return strcmp(a->agent_socket, b->agent_socket) == 0 && a->log_level == b->log_level &&
@@ -119,7 +138,7 @@ static bool configs_equal(const struct mt_config *a, const struct mt_config *b)
            a->detect_timeout_ms == b->detect_timeout_ms &&
            a->agent_timeout_ms == b->agent_timeout_ms && outbound_rules_equal(a, b) &&
            inbound_rules_equal(a, b) && a->skip_port_count == b->skip_port_count &&
-           ranges_equal(a->skip_ports, b->skip_ports, a->skip_port_count);
+           ranges_equal(a->skip_ports, b->skip_ports, a->skip_port_count) && probes_equal(a, b);
 }
 
 /* The description of a loaded config must load back to the same config. */
@@ -144,8 +163,46 @@ static void check_describe_round_trip(const struct mt_config *loaded)
     close(fd);
 }
 
+/* The input as the two probe variables: up to the first newline, and after it. */
+static void check_probe_variables(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    if (text == NULL)
+        return;
+    memcpy(text, data, size);
+    text[size] = '\0';
+    char *newline = strchr(text, '\n');
+    const char *ports = "";
+    if (newline != NULL) {
+        *newline = '\0';
+        ports = newline + 1;
+    }
+    setenv("MESHTLS_PROBE_SOURCES", text, 1);
+    setenv("MESHTLS_PROBE_PORTS", ports, 1);
+    static struct mt_config config;
+    static struct mt_config before;
+    mt_config_set_defaults(&config);
+    before = config;
+    char message[MT_CONFIG_MESSAGE_MAX];
+    mt_result result = mt_config_apply_environment(&config, MT_TEXT_ON(message));
+    if (!mt_result_is_ok(result)) {
+        require(result.error == MT_ERR_CONFIG);
+        require(memcmp(&config, &before, sizeof(config)) == 0);
+        require(strchr(message, '\n') == NULL);
+        require(strncmp(message, "MESHTLS_PROBE_", 14) == 0);
+    } else {
+        require(config.inbound.probe_source_count <= MT_CONFIG_PROBE_SOURCES_MAX &&
+                config.inbound.probe_port_count <= MT_CONFIG_PROBE_PORTS_MAX);
+        check_describe_round_trip(&config);
+    }
+    unsetenv("MESHTLS_PROBE_SOURCES");
+    unsetenv("MESHTLS_PROBE_PORTS");
+    free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    check_probe_variables(data, size);
     if (memmem(data, size, "@include", 8) != NULL)
         return 0;
     char path[64];

@@ -114,7 +114,8 @@ def port_open(port, host="127.0.0.1", family=socket.AF_INET):
 
 def base_env():
     env = dict(os.environ)
-    for name in ("LD_PRELOAD", "MESHTLS_CONFIG", "MESHTLS_AGENT_SOCKET", "MESHTLS_LOG"):
+    for name in ("LD_PRELOAD", "MESHTLS_CONFIG", "MESHTLS_AGENT_SOCKET", "MESHTLS_LOG",
+                 "MESHTLS_PROBE_SOURCES", "MESHTLS_PROBE_PORTS"):
         env.pop(name, None)
     if ASAN_RUNTIME:
         # Programs that are not ours may leak at exit; our own leaks are checked by the unit suite.

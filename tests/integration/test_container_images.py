@@ -4,11 +4,22 @@ Dockerfile's build arguments; an agent container in the host's PID namespace ser
 directory as a volume; an unmodified python3 http.server started by the entrypoint in a workload
 container; and a second workload container as its client. All on the host's loopback (host
 network). Checks the client reads the body over mTLS, the bytes between them (through a
-recording relay) are TLS 1.3 only, and a plaintext client is refused by the meshed server."""
+recording relay) are TLS 1.3 only, and a plaintext client is refused by the meshed server.
 
+Then the Kubernetes node, as packaging/kubernetes/agent-daemonset.yaml and the injector set it
+up: the DaemonSet's init container (its script as written there) run in the agent image installs
+the preloads and workload.conf into a directory standing for the node's /var/lib/meshtls; the
+DaemonSet's probe command answers 0 in the agent container; and a container of the plain base
+image, with nothing of libmeshtls installed, given only what the injector adds (the two read-only
+mounts, LD_PRELOAD, MESHTLS_AGENT_SOCKET, MESHTLS_CONFIG, the probe variables), serves mTLS to a
+client made the same way, and plaintext to a probe from the probe source alone."""
+
+import http.client
 import os
 import tempfile
 import time
+
+import yaml
 
 from container_common import (Made, base_image, build_stage, can_run_containers, ignore_file,
                               podman)
@@ -47,6 +58,123 @@ def start_agent(made, image, sockets, suffix):
 def workload_args(sockets, config):
     return ["--network", "host", "-v", f"{sockets}:/run/meshtls", "-v",
             f"{config}:/etc/meshtls/meshtls.conf:ro"]
+
+
+DAEMONSET = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "packaging", "kubernetes", "agent-daemonset.yaml")
+
+
+def daemonset_pod():
+    with open(DAEMONSET) as f:
+        return yaml.safe_load(f)["spec"]["template"]["spec"]
+
+
+def run_init_container(agent_image, node_lib, workload_config):
+    """The DaemonSet's init container as written, with node_lib as its hostPath /var/lib/meshtls
+    and workload_config (a file) as the workload.conf of its ConfigMap."""
+    pod = daemonset_pod()
+    (init,) = pod["initContainers"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = []
+    for mount in init["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        if volume.get("hostPath", {}).get("path") == "/var/lib/meshtls":
+            mounts += ["-v", f"{node_lib}:{mount['mountPath']}"]
+        elif "configMap" in volume:
+            mounts += ["-v", f"{workload_config}:{mount['mountPath']}/workload.conf:ro"]
+        else:
+            check(False, f"the init container mounts {mount['name']}, unknown to this test")
+    command = init["command"] + init.get("args", [])
+    return podman("run", "--rm", *mounts, "--entrypoint", command[0], agent_image, *command[1:],
+                  timeout=120, check_status=False)
+
+
+def injected_args(sockets, node_lib, probe_port=None):
+    """What meshtls-injector adds to a container (the contract), on the host's network."""
+    args = ["--network", "host", "-v", f"{sockets}:/run/meshtls:ro", "-v",
+            f"{node_lib}:/var/lib/meshtls:ro",
+            "-e", "LD_PRELOAD=/var/lib/meshtls/lib/libmeshtls-preload.so",
+            "-e", "MESHTLS_AGENT_SOCKET=/run/meshtls/agent.sock",
+            "-e", "MESHTLS_CONFIG=/var/lib/meshtls/workload.conf"]
+    if probe_port is not None:
+        args += ["-e", "MESHTLS_PROBE_SOURCES=127.0.0.2", "-e", f"MESHTLS_PROBE_PORTS={probe_port}"]
+    return args
+
+
+def probe_from(source, port, path):
+    """A plaintext GET from source (the kubelet's probe): (status or None, body)."""
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20,
+                                                source_address=(source, 0))
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    except (OSError, http.client.HTTPException):
+        return None, b""
+
+
+def check_kubernetes_node(made, agent, base, agent_image, sockets, work, suffix):
+    node_lib = os.path.join(work, "var-lib-meshtls")
+    os.mkdir(node_lib)
+    workload_config = os.path.join(work, "workload.conf")
+    with open(workload_config, "w") as f:
+        f.write('outbound = { loopback = "mtls"; };\ninbound = { loopback = "strict"; };\n'
+                'log_level = "debug";\n')
+    os.chmod(workload_config, 0o644)
+    result = run_init_container(agent_image, node_lib, workload_config)
+    check(result.returncode == 0, f"the DaemonSet's init container failed ({result.returncode}):\n"
+                                  f"{result.stdout}{result.stderr}")
+    for name in ("lib/libmeshtls-preload.so", "lib/libmeshtls-preload-musl.so", "workload.conf"):
+        path = os.path.join(node_lib, name)
+        check(os.path.isfile(path) and os.stat(path).st_mode & 0o777 == 0o644,
+              f"the init container did not install {name} 0644:\n{result.stdout}")
+    check(not [n for n in os.listdir(os.path.join(node_lib, "lib")) if n.endswith(".new")],
+          "the init container left a temporary file")
+
+    (container,) = daemonset_pod()["containers"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = container[probe]["exec"]["command"]
+        result = podman("exec", agent.name, *command, timeout=60, check_status=False)
+        check(result.returncode == 0, f"the DaemonSet's {probe} fails in the agent container:\n"
+                                      f"{result.stdout}{result.stderr}")
+
+    site = os.path.join(work, "injected-site")
+    os.mkdir(site)
+    secret = random_token()
+    with open(os.path.join(site, "healthz"), "w") as f:
+        f.write(f"injected {secret}\n")
+    os.chmod(site, 0o755)
+    port = free_port()
+    server_name = made.container(f"meshtls-test-injected-{suffix}")
+    podman("run", "-d", "--name", server_name, *injected_args(sockets, node_lib, port), "-v",
+           f"{site}:/site:ro", base, "python3", "-m", "http.server", str(port), "--bind",
+           "127.0.0.1", "--directory", "/site")
+    server = Logs(server_name)
+    wait_for(lambda: port_open(port), 30, "the injected server container to listen")
+
+    relay = Relay(port)
+    fetch = ("import urllib.request\n"
+             f"print(urllib.request.urlopen('http://127.0.0.1:{relay.port}/healthz', "
+             "timeout=20).read().decode().strip())\n")
+    client = podman("run", "--rm", "--name", made.container(f"meshtls-test-injected-client-"
+                                                            f"{suffix}"),
+                    *injected_args(sockets, node_lib), base, "python3", "-c", fetch,
+                    timeout=60, check_status=False)
+    check(client.returncode == 0 and client.stdout.strip() == f"injected {secret}",
+          f"the injected client failed ({client.returncode}): {client.stdout}{client.stderr}")
+    assert_relay_tls13(relay, [secret.encode(), b"GET /healthz"], 1)
+    print("injected containers of the plain base image (preload from the node directory the "
+          "init container filled) talk mTLS, TLS 1.3 records only on the relay")
+
+    status, body = probe_from("127.0.0.2", port, "/healthz")
+    check(status == 200 and secret.encode() in body,
+          f"a probe from the probe source got {status}:\n{server.stderr()[-2000:]}")
+    wait_for(lambda: "probe source on a probe port" in server.stderr(), 10,
+             "the injected server's debug line for the probe")
+    status, body = probe_from("127.0.0.3", port, "/healthz")
+    check(status is None and secret.encode() not in body,
+          f"plaintext from another address was served ({status})")
+    print("the probe source reaches the injected server in plaintext, another address does not")
 
 
 def test():
@@ -113,6 +241,8 @@ def test():
 
         assert_plaintext_refused(port, server, b"GET /index.txt HTTP/1.0\r\n\r\n")
         print("a plaintext client is refused by the meshed server container")
+
+        check_kubernetes_node(made, agent, base, agent_image, sockets, work, suffix)
     print(f"container test wall time: {time.monotonic() - started:.0f} s")
 
 

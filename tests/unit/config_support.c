@@ -18,8 +18,10 @@
 #define TEMP_PATH_MAX 64
 #define MAX_TEMP_FILES 8
 
-static const char *const environment_variables[] = {"MESHTLS_CONFIG", "MESHTLS_AGENT_SOCKET",
-                                                    "MESHTLS_AGENT_UID", "MESHTLS_LOG"};
+static const char *const environment_variables[] = {
+    "MESHTLS_CONFIG", "MESHTLS_AGENT_SOCKET",  "MESHTLS_AGENT_UID",
+    "MESHTLS_LOG",    "MESHTLS_PROBE_SOURCES", "MESHTLS_PROBE_PORTS",
+};
 
 /* Files created by the running test; the teardown removes them even when an assert fails. */
 static char temp_files[MAX_TEMP_FILES][TEMP_PATH_MAX];
@@ -88,6 +90,12 @@ void set_non_defaults(struct mt_config *config)
     config->post_quantum = MT_POST_QUANTUM_OFF;
     config->skip_port_count = 1;
     config->skip_ports[0] = (struct mt_port_range){22, 22};
+    config->inbound.probe_source_count = 1;
+    config->inbound.probe_sources[0] =
+        (struct mt_cidr){.family = AF_INET, .prefix_length = 24, .address = {192, 0, 2, 0}};
+    config->inbound.probe_port_count = 2;
+    config->inbound.probe_ports[0] = (struct mt_port_range){8081, 8081};
+    config->inbound.probe_ports[1] = (struct mt_port_range){9000, 9010};
 }
 
 static void assert_patterns_equal(const struct mt_config *a, uint16_t a_reference,
@@ -138,6 +146,17 @@ static void assert_rules_equal(const struct mt_config *a, const struct mt_config
     }
     assert_int_equal(a->skip_port_count, b->skip_port_count);
     assert_port_ranges_equal(a->skip_ports, b->skip_ports, a->skip_port_count);
+    assert_int_equal(a->inbound.probe_source_count, b->inbound.probe_source_count);
+    for (unsigned s = 0; s < a->inbound.probe_source_count; s++) {
+        const struct mt_cidr *x = &a->inbound.probe_sources[s];
+        const struct mt_cidr *y = &b->inbound.probe_sources[s];
+        assert_int_equal(x->family, y->family);
+        assert_int_equal(x->prefix_length, y->prefix_length);
+        assert_memory_equal(x->address, y->address, sizeof(x->address));
+    }
+    assert_int_equal(a->inbound.probe_port_count, b->inbound.probe_port_count);
+    assert_port_ranges_equal(a->inbound.probe_ports, b->inbound.probe_ports,
+                             a->inbound.probe_port_count);
 }
 
 void assert_configs_equal(const struct mt_config *a, const struct mt_config *b)

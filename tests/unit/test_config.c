@@ -254,7 +254,16 @@ static const struct {
     {"outbound = {\n  default = \"mtls\";\n  loopbak = \"plain\";\n};\n",
      "3: outbound: unknown key \"loopbak\"; valid keys: loopback, default, rules"},
     {"inbound = { ports = 443; };\n",
-     "1: inbound: unknown key \"ports\"; valid keys: loopback, default, rules"},
+     "1: inbound: unknown key \"ports\"; valid keys: loopback, default, rules, probe_sources, "
+     "probe_ports"},
+    {"inbound = {\n  probe_sources = [\"10.0.3.7\", \"node\"];\n};\n",
+     "2: inbound.probe_sources[1]: \"node\" is not an IP address or CIDR (such as \"10.0.0.0/8\", "
+     "\"2001:db8::/32\" or \"10.1.2.3\")"},
+    {"inbound = { probe_sources = \"10.0.3.7\"; };\n",
+     "1: inbound.probe_sources: expected an array of addresses or CIDRs (such as "
+     "[\"10.0.3.7\"]), got a string"},
+    {"inbound = {\n  probe_ports = [8080, 0];\n};\n",
+     "2: inbound.probe_ports[1]: 0 is out of range; valid values: 1 .. 65535"},
     {"outbound = \"mtls\";\n", "1: outbound: expected a group (outbound = { loopback = \"plain\"; "
                                "default = \"mtls\"; };), got a string"},
     {"inbound = ( \"plain\" );\n",

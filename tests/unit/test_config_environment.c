@@ -1,7 +1,7 @@
 /*
- * Tests for config/environment.c: MESHTLS_AGENT_SOCKET, MESHTLS_AGENT_UID and MESHTLS_LOG over a
- * configuration, a bad one changing nothing, and MESHTLS_CONFIG naming the file mt_config_load
- * reads before them.
+ * Tests for config/environment.c: MESHTLS_AGENT_SOCKET, MESHTLS_AGENT_UID, MESHTLS_LOG and the
+ * probe lists MESHTLS_PROBE_SOURCES / MESHTLS_PROBE_PORTS over a configuration, a bad one changing
+ * nothing, and MESHTLS_CONFIG naming the file mt_config_load reads before them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -41,6 +41,8 @@ static void test_mt_config_apply_environment_empty_variables_are_ignored(void **
     setenv("MESHTLS_AGENT_SOCKET", "", 1);
     setenv("MESHTLS_AGENT_UID", "", 1);
     setenv("MESHTLS_LOG", "", 1);
+    setenv("MESHTLS_PROBE_SOURCES", "", 1);
+    setenv("MESHTLS_PROBE_PORTS", "", 1);
     assert_int_equal(mt_config_apply_environment(&config, NULL).error, MT_OK);
     assert_configs_equal(&config, &before);
 }
@@ -226,6 +228,78 @@ static void test_mt_config_load_no_file_gives_defaults_with_overrides(void **sta
     assert_configs_equal(&config, &expected);
 }
 
+/* The lists replace the file's; each entry is read as the file's would be. */
+static void test_mt_config_apply_environment_probe_lists_replace_the_file(void **state)
+{
+    (void)state;
+    struct mt_config config;
+    set_non_defaults(&config);
+    setenv("MESHTLS_PROBE_SOURCES", "10.0.3.7,fd00:1::/64", 1);
+    setenv("MESHTLS_PROBE_PORTS", "8080,9000-9001", 1);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_apply_environment(&config, MT_TEXT_ON(message)).error, MT_OK);
+    assert_int_equal(config.inbound.probe_source_count, 2);
+    assert_int_equal(config.inbound.probe_sources[0].family, AF_INET);
+    assert_int_equal(config.inbound.probe_sources[0].prefix_length, 32);
+    assert_memory_equal(config.inbound.probe_sources[0].address, ((uint8_t[]){10, 0, 3, 7}), 4);
+    assert_int_equal(config.inbound.probe_sources[1].family, AF_INET6);
+    assert_int_equal(config.inbound.probe_sources[1].prefix_length, 64);
+    assert_int_equal(config.inbound.probe_port_count, 2);
+    assert_int_equal(config.inbound.probe_ports[0].first, 8080);
+    assert_int_equal(config.inbound.probe_ports[0].last, 8080);
+    assert_int_equal(config.inbound.probe_ports[1].first, 9000);
+    assert_int_equal(config.inbound.probe_ports[1].last, 9001);
+}
+
+static void test_mt_config_apply_environment_bad_probe_list_names_the_variable(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *sources;
+        const char *ports;
+        const char *message;
+    } cases[] = {
+        {"10.0.3.7,node", NULL,
+         "MESHTLS_PROBE_SOURCES: \"10.0.3.7,node\" has an entry \"node\" that is not an IP "
+         "address or CIDR (such as \"10.0.0.0/8\", \"2001:db8::/32\" or \"10.1.2.3\")"},
+        {"10.0.3.7/24", NULL,
+         "MESHTLS_PROBE_SOURCES: \"10.0.3.7/24\" has an entry \"10.0.3.7/24\" that has bits set "
+         "beyond its /24 prefix; the network is \"10.0.3.0/24\""},
+        {"10.0.3.7, 10.0.3.8", NULL,
+         "MESHTLS_PROBE_SOURCES: \"10.0.3.7, 10.0.3.8\" has an entry \" 10.0.3.8\" that is not "
+         "an IP address or CIDR (such as \"10.0.0.0/8\", \"2001:db8::/32\" or \"10.1.2.3\")"},
+        {NULL, "8080,",
+         "MESHTLS_PROBE_PORTS: \"8080,\" has an empty entry (entries are separated "
+         "by one comma, no spaces)"},
+        {NULL, "http",
+         "MESHTLS_PROBE_PORTS: \"http\" has an entry \"http\" that is not a port or port range "
+         "(such as 8080 or \"8000-8999\"; ports 1 .. 65535, FIRST <= LAST)"},
+        /* The sources are valid, the ports are not: neither may be applied. */
+        {"10.0.3.7", "0",
+         "MESHTLS_PROBE_PORTS: \"0\" has an entry \"0\" that is not a port or port range (such "
+         "as 8080 or \"8000-8999\"; ports 1 .. 65535, FIRST <= LAST)"},
+        {NULL, "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17",
+         "MESHTLS_PROBE_PORTS: \"1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17\" has too many "
+         "entries; at most 16 ports or ranges"},
+    };
+    for (size_t i = 0; i < COUNT_OF(cases); i++) {
+        teardown(NULL);
+        if (cases[i].sources != NULL)
+            setenv("MESHTLS_PROBE_SOURCES", cases[i].sources, 1);
+        if (cases[i].ports != NULL)
+            setenv("MESHTLS_PROBE_PORTS", cases[i].ports, 1);
+        struct mt_config config;
+        set_non_defaults(&config);
+        struct mt_config before;
+        memcpy(&before, &config, sizeof(config));
+        char message[MT_CONFIG_MESSAGE_MAX];
+        assert_int_equal(mt_config_apply_environment(&config, MT_TEXT_ON(message)).error,
+                         MT_ERR_CONFIG);
+        assert_string_equal(message, cases[i].message);
+        assert_memory_equal(&config, &before, sizeof(config));
+    }
+}
+
 #define TEST(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -241,6 +315,8 @@ int main(void)
         TEST(test_mt_config_load_missing_configured_file_is_an_error),
         TEST(test_mt_config_load_bad_environment_gives_defaults_and_message),
         TEST(test_mt_config_load_no_file_gives_defaults_with_overrides),
+        TEST(test_mt_config_apply_environment_probe_lists_replace_the_file),
+        TEST(test_mt_config_apply_environment_bad_probe_list_names_the_variable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

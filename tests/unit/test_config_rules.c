@@ -303,6 +303,7 @@ static void test_mt_config_describe_rules_text_is_the_documented_form(void **sta
         "inbound = {\n"
         "    loopback = \"plain\";\n"
         "    default = \"permissive\";\n"
+        "    probe_sources = []; probe_ports = [];\n"
         "    rules = (\n"
         "        { port = 8080; mode = \"permissive\"; allow = "
         "[\"spiffe://prod.example.com/ns/web/*\", \"spiffe://prod.example.com/ns/api/sa/x\"]; },\n"

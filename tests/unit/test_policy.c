@@ -484,6 +484,93 @@ static void test_mt_policy_decide_outbound_auto_never_replaces_an_mtls_rule(void
     assert_string_equal(mt_outbound_mode_name(MT_OUTBOUND_AUTO), "auto");
 }
 
+/*
+ * The probe exception: plaintext for a probe source on a probe port, nothing else. Every row is
+ * one orientation of the pair, so a decision that looks at the port alone or the peer alone
+ * cannot pass: 10.0.3.7 (a source) on 9000 (not a probe port) and 10.0.3.8 (not a source) on
+ * 8080 (a probe port) both stay strict.
+ */
+static const char probe_config[] =
+    "inbound = {\n"
+    "  loopback = \"strict\"; default = \"strict\";\n"
+    "  probe_sources = [\"10.0.3.7\", \"fd00:1::/64\"];\n"
+    "  probe_ports = (8080, \"9100-9101\", 3306, 7000, 53);\n"
+    "  rules = (\n"
+    "    { port = 8080; mode = \"strict\"; allow = [\"spiffe://td/ns/web/*\"]; },\n" /* 0 */
+    "    { port = 3306; mode = \"strict\"; opaque = true; },\n"                      /* 1 */
+    "    { port = 7000; mode = \"plain\"; }\n"                                       /* 2 */
+    "  );\n"
+    "};\n"
+    "outbound = { loopback = \"mtls\"; default = \"mtls\"; };\n"
+    "skip_ports = [53];\n";
+
+static const struct {
+    const char *peer;
+    uint16_t port;
+    enum mt_inbound_mode mode;
+    int rule;
+    bool probe;
+} probe_cases[] = {
+    {"10.0.3.7", 8080, MT_INBOUND_PERMISSIVE, 0, true},  /* the pair: the rule is kept */
+    {"10.0.3.7", 9100, MT_INBOUND_PERMISSIVE, -1, true}, /* by default mode, in a range */
+    {"10.0.3.7", 9101, MT_INBOUND_PERMISSIVE, -1, true},
+    {"::ffff:10.0.3.7", 8080, MT_INBOUND_PERMISSIVE, 0, true}, /* v4-mapped peer */
+    {"fd00:1::9", 9100, MT_INBOUND_PERMISSIVE, -1, true},      /* inside the IPv6 block */
+    {"10.0.3.7", 9000, MT_INBOUND_STRICT, -1, false},          /* source, not a probe port */
+    {"10.0.3.7", 9102, MT_INBOUND_STRICT, -1, false},          /* just past the range */
+    {"10.0.3.8", 8080, MT_INBOUND_STRICT, 0, false},           /* probe port, not a source */
+    {"fd00:2::9", 9100, MT_INBOUND_STRICT, -1, false},         /* outside the IPv6 block */
+    {"127.0.0.1", 8080, MT_INBOUND_STRICT, 0, false},          /* loopback is no source */
+    {"10.0.3.7", 3306, MT_INBOUND_PLAIN, 1, true},             /* opaque: nothing waited for */
+    {"10.0.3.8", 3306, MT_INBOUND_STRICT, 1, false},
+    {"10.0.3.7", 7000, MT_INBOUND_PLAIN, 2, false}, /* plain already: nothing to except */
+};
+
+static void test_mt_policy_decide_inbound_probe_needs_source_and_port(void **state)
+{
+    (void)state;
+    static struct mt_config config;
+    load_config_text(probe_config, &config);
+    for (size_t i = 0; i < COUNT_OF(probe_cases); i++) {
+        struct sockaddr_storage local = make_address(
+            strchr(probe_cases[i].peer, ':') != NULL ? "::" : "0.0.0.0", probe_cases[i].port);
+        struct sockaddr_storage peer = make_address(probe_cases[i].peer, 40000);
+        struct mt_inbound_decision decision = mt_policy_decide_inbound(&config, &local, &peer);
+        if (decision.mode != probe_cases[i].mode || decision.rule_index != probe_cases[i].rule ||
+            decision.probe != probe_cases[i].probe)
+            fail_msg("inbound on port %u from %s: got mode %s rule %d probe %d; expected %s "
+                     "rule %d probe %d",
+                     (unsigned)probe_cases[i].port, probe_cases[i].peer,
+                     mt_inbound_mode_name(decision.mode), decision.rule_index, decision.probe,
+                     mt_inbound_mode_name(probe_cases[i].mode), probe_cases[i].rule,
+                     probe_cases[i].probe);
+    }
+    /* skip_ports still comes first, and the source's outbound connections are not excepted. */
+    struct sockaddr_storage skipped = make_address("0.0.0.0", 53);
+    struct sockaddr_storage source = make_address("10.0.3.7", 40000);
+    struct mt_inbound_decision decision = mt_policy_decide_inbound(&config, &skipped, &source);
+    assert_true(decision.skipped);
+    assert_false(decision.probe);
+    struct sockaddr_storage destination = make_address("10.0.3.7", 8080);
+    assert_int_equal(mt_policy_decide_outbound(&config, &destination).mode, MT_OUTBOUND_MTLS);
+}
+
+/* One list without the other is no exception at all. */
+static void test_mt_policy_decide_inbound_probe_one_list_alone_is_no_exception(void **state)
+{
+    (void)state;
+    static struct mt_config config;
+    struct sockaddr_storage local = make_address("0.0.0.0", 8080);
+    struct sockaddr_storage peer = make_address("10.0.3.7", 40000);
+    load_config_text("inbound = { probe_sources = [\"10.0.3.7\"]; };\n", &config);
+    assert_int_equal(mt_policy_decide_inbound(&config, &local, &peer).mode, MT_INBOUND_STRICT);
+    load_config_text("inbound = { probe_ports = [8080]; };\n", &config);
+    assert_int_equal(mt_policy_decide_inbound(&config, &local, &peer).mode, MT_INBOUND_STRICT);
+    load_config_text("inbound = { probe_sources = [\"10.0.3.7\"]; probe_ports = [8080]; };\n",
+                     &config);
+    assert_int_equal(mt_policy_decide_inbound(&config, &local, &peer).mode, MT_INBOUND_PERMISSIVE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -500,6 +587,8 @@ int main(void)
         cmocka_unit_test(test_mt_policy_identity_matches_table_exact_or_segments_below),
         cmocka_unit_test(test_mt_policy_decide_inbound_missing_local_fails_closed),
         cmocka_unit_test(test_mt_policy_decide_outbound_auto_never_replaces_an_mtls_rule),
+        cmocka_unit_test(test_mt_policy_decide_inbound_probe_needs_source_and_port),
+        cmocka_unit_test(test_mt_policy_decide_inbound_probe_one_list_alone_is_no_exception),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

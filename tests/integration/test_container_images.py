@@ -177,6 +177,23 @@ def check_kubernetes_node(made, agent, base, agent_image, sockets, work, suffix)
     print("the probe source reaches the injected server in plaintext, another address does not")
 
 
+def check_injector_image(image):
+    """The injector image runs its webhook as the manifest's non-root user: its --help answers,
+    and without a certificate it refuses to start, naming the flag."""
+    result = podman("run", "--rm", image, "--help", timeout=60, check_status=False)
+    check(result.returncode == 0 and "--tls-cert" in result.stdout,
+          f"meshtls-injector --help in its image failed ({result.returncode}):\n"
+          f"{result.stdout}{result.stderr}")
+    result = podman("run", "--rm", "--entrypoint", "id", image, "-u", timeout=60,
+                    check_status=False)
+    check(result.stdout.strip() == "65532", f"the injector image runs as uid {result.stdout!r}")
+    result = podman("run", "--rm", image, timeout=60, check_status=False)
+    check(result.returncode != 0 and "--tls-cert" in result.stderr,
+          f"the injector started without a certificate ({result.returncode}):\n"
+          f"{result.stdout}{result.stderr}")
+    print("the injector image: meshtls-injector from the meshtls-agent package, uid 65532")
+
+
 def test():
     base = base_image()
     can_run_containers(base)
@@ -194,8 +211,12 @@ def test():
         build_seconds = build_stage("build", build_image, args, ignore, timeout=1500)
         agent_seconds = build_stage("agent", agent_image, args, ignore, timeout=600)
         workload_seconds = build_stage("meshtls", workload_image, args, ignore, timeout=600)
+        injector_image = made.image(f"localhost/meshtls-test-injector:{suffix}")
+        injector_seconds = build_stage("injector", injector_image, args, ignore, timeout=600)
         print(f"image build: build stage (the packages from source) {build_seconds:.0f} s, "
-              f"agent {agent_seconds:.0f} s, workload {workload_seconds:.0f} s")
+              f"agent {agent_seconds:.0f} s, workload {workload_seconds:.0f} s, "
+              f"injector {injector_seconds:.0f} s")
+        check_injector_image(injector_image)
 
         sockets = os.path.join(work, "run-meshtls")
         os.mkdir(sockets)

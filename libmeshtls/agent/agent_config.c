@@ -590,11 +590,15 @@ static bool has_label(const struct mt_agent_pod *pod, const char *key, const cha
     return false;
 }
 
-/* The rule's pod selectors: none given, or every one of them fits the caller's pod. */
+/*
+ * The rule's pod selectors. A rule that names no pod key is a host rule: it never names a caller
+ * in a pod, whose uid says nothing of its workload (most pods of a node run as the same few uids,
+ * in every namespace). A pod rule fits when every key it gives fits the caller's pod.
+ */
 static bool pod_matches(const struct mt_agent_rule *rule, const struct mt_agent_caller *caller)
 {
     if (!rule_names_pod(rule))
-        return true;
+        return caller->pod == NULL;
     const struct mt_agent_pod *pod = caller->pod;
     if (pod == NULL)
         return false;

@@ -196,8 +196,10 @@ static void test_resolve_pod_rules_and_default(void **state)
     pod.label_count = 1;
     resolve_pod(fixture, 1000, &pod, "spiffe://example.org/ns/shop/sa/web-app");
     pod.image = "registry.test/other:2";
-    /* No pod rule left: the uid rule applies to pods too, before the pod's default. */
-    resolve_pod(fixture, 1000, &pod, "spiffe://example.org/ns/dev/sa/1000");
+    /* No pod rule left: the uid rule is a host rule and never names a caller in a pod, whose
+     * uid any other pod of the node may run as; the pod's default applies. */
+    resolve_pod(fixture, 1000, &pod, "spiffe://example.org/ns/shop/sa/web");
+    resolve_pod(fixture, 1000, NULL, "spiffe://example.org/ns/dev/sa/1000"); /* a host process */
     resolve_pod(fixture, 7, &pod, "spiffe://example.org/ns/shop/sa/web");
     pod.service_account = "frontend";
     pod.namespace_name = "other";

@@ -110,6 +110,9 @@ static bool find_cgroup_root_depth(const char *given, size_t *depth)
             return false;
         }
         *depth = (size_t)value;
+        mt_log_info("the agent's cgroup namespace root is %zu level(s) below the host's "
+                    "(--cgroup-root-depth)",
+                    *depth);
         return true;
     }
     char text[MT_ATTEST_CGROUP_MAX];
@@ -135,7 +138,9 @@ static bool find_cgroup_root_depth(const char *given, size_t *depth)
                      "agent in the host's PID namespace (hostPID) or give --cgroup-root-depth");
         return false;
     }
-    mt_log_info("the agent's cgroup namespace root is %zu level(s) below the host's", *depth);
+    mt_log_info("the agent's cgroup namespace root is %zu level(s) below the host's "
+                "(/proc/1/cgroup)",
+                *depth);
     return true;
 }
 

@@ -391,7 +391,11 @@ bool mt_pod_cgroup_root_depth(const char *text, size_t length, size_t *depth)
     struct span rest = span_after(path, 1);
     size_t up = 0;
     while (rest.length > 0) {
-        if (!span_equals(take_until(&rest, '/'), ".."))
+        struct span segment = take_until(&rest, '/');
+        /* systemd keeps the init in init.scope, a child of the host's root. */
+        if (span_equals(segment, "init.scope") && rest.length == 0)
+            break;
+        if (!span_equals(segment, ".."))
             return false;
         up++;
     }

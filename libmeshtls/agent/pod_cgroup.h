@@ -35,8 +35,9 @@
  *     0::/../../kubepods-burstable-pod<UID_>.slice/cri-containerd-<ID>.scope
  * A path that starts with k ".." climbs k levels from the reader's root, then goes down. With
  * root_depth D, the host depth of the reader's namespace root (mt_pod_cgroup_root_depth reads it
- * from the host init's /proc/1/cgroup, "/" followed by D times "..", as a reader with the host's
- * PID namespace sees it; 0 in the host's namespace), the path's place is known exactly:
+ * from the host init's /proc/1/cgroup, D times "/.." then "/init.scope" under systemd or nothing,
+ * as a reader with the host's PID namespace sees it; 0 in the host's namespace), the path's place
+ * is known exactly:
  *   k == D   the rest is a path from the host's root: read as above. A rest whose first level
  *            is a kubelet name (kubepods-..., pod<UID>, a QoS class) cannot be a node's process
  *            there, so it tells D is too small: UNKNOWN, never HOST.
@@ -99,7 +100,8 @@ enum mt_pod_cgroup_result mt_pod_cgroup_parse(const char *text, size_t length, s
 
 /*
  * The host depth of the reader's cgroup namespace root, from the text of the host init's
- * /proc/1/cgroup as the reader sees it: its chosen line's path must be "/" or "/.." repeated.
+ * /proc/1/cgroup as the reader sees it: its chosen line's path must be "/.." repeated (none or
+ * more), then "/init.scope" (systemd's place for the init, below the host's root) or nothing.
  * False for any other text (a /proc/1 that is not the host's init: no host PID namespace).
  */
 bool mt_pod_cgroup_root_depth(const char *text, size_t length, size_t *depth);

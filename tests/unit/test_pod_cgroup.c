@@ -441,10 +441,19 @@ static void test_root_depth_counts_the_host_inits_levels(void **state)
     assert_int_equal(depth, 4);
     assert_true(mt_pod_cgroup_root_depth(hybrid, strlen(hybrid), &depth));
     assert_int_equal(depth, 3);
+    /* systemd's init, in init.scope below the host's root. */
+    static const char systemd_host[] = "0::/init.scope\n";
+    static const char systemd_pod[] = "0::/../../../init.scope\n";
+    assert_true(mt_pod_cgroup_root_depth(systemd_host, strlen(systemd_host), &depth));
+    assert_int_equal(depth, 0);
+    assert_true(mt_pod_cgroup_root_depth(systemd_pod, strlen(systemd_pod), &depth));
+    assert_int_equal(depth, 3);
     /* pid 1 of a pod's own PID namespace, a name after the levels, not a level. */
     static const char *const not_the_host_init[] = {
         "0::/../cri-containerd-" CID ".scope\n",
-        "0::/init.scope\n",
+        "0::/system.slice/foo.service\n",
+        "0::/init.scope/..\n",
+        "0::/../init.scope/x\n",
         "0::/..x\n",
         "0::/.\n",
         "0::\n",

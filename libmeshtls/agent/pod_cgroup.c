@@ -269,7 +269,8 @@ static bool looks_like_kubepods(struct span segment)
 
 /*
  * rest: a path below the host's root. rebased: it was relative to a cgroup namespace below the
- * host's, so a kubelet name at its root means the depth the reader was given is too small.
+ * host's; a reader in a pod sees no caller in kubepods this way (they share its ancestors), so a
+ * kubelet name there means a wrong depth: the caller is no pod the reader can tell, nor the node.
  */
 static enum mt_pod_cgroup_result read_absolute(struct span rest, bool rebased,
                                                struct mt_pod_cgroup *pod)
@@ -280,7 +281,7 @@ static enum mt_pod_cgroup_result read_absolute(struct span rest, bool rebased,
         return rebased && looks_like_kubepods(root) ? MT_POD_CGROUP_UNKNOWN : MT_POD_CGROUP_HOST;
     struct mt_pod_cgroup found = {.runtime = MT_POD_RUNTIME_NONE};
     if (!read_pod_level(&rest, systemd, &found))
-        return MT_POD_CGROUP_HOST;
+        return rebased ? MT_POD_CGROUP_UNKNOWN : MT_POD_CGROUP_HOST;
     return found_pod(rest, found, pod);
 }
 

@@ -38,9 +38,10 @@
  * from the host init's /proc/1/cgroup, D times "/.." then "/init.scope" under systemd or nothing,
  * as a reader with the host's PID namespace sees it; 0 in the host's namespace), the path's place
  * is known exactly:
- *   k == D   the rest is a path from the host's root: read as above. A rest whose first level
- *            is a kubelet name (kubepods-..., pod<UID>, a QoS class) cannot be a node's process
- *            there, so it tells D is too small: UNKNOWN, never HOST.
+ *   k == D   the rest is a path from the host's root: read as above, except that a rest in
+ *            kubepods without a pod level read as one, or whose first level is another kubelet
+ *            name (kubepods-..., pod<UID>, a QoS class), is UNKNOWN, never HOST: a caller in the
+ *            reader's kubepods tree shares its ancestors (k < D), so D is wrong.
  *   0<k<D    the rest is below the reader's ancestor at host depth a = D - k, a cgroup above the
  *            reader's container: the kubepods root (a = 1: a QoS level then a pod, or a
  *            guaranteed pod, in either driver's names), a QoS level (a = 2: a pod), or the

@@ -423,6 +423,11 @@ static void test_namespace_wrong_depths_never_name_pod_or_node(void **state)
               MT_POD_CGROUP_UNKNOWN);
     expect_at("0::/../../../kubepods-besteffort.slice/kubepods-besteffort-pod" UID_ ".slice\n", 3,
               MT_POD_CGROUP_UNKNOWN);
+    /* Rebased into kubepods without a pod level read: not the node's either. */
+    expect_at("0::/../../../../kubepods.slice/kubepods-burstable.slice\n", SYSTEMD_AGENT_DEPTH,
+              MT_POD_CGROUP_UNKNOWN);
+    expect_at("0::/../../../../kubepods/pod" UID_ "/" CID "\n", SYSTEMD_AGENT_DEPTH,
+              MT_POD_CGROUP_UNKNOWN);
     expect_at("0::/../../../../system.slice/foo.service\n", 3, MT_POD_CGROUP_OUTSIDE);
     expect_at("0::/../../../../system.slice/foo.service\n", 5, MT_POD_CGROUP_UNKNOWN);
     expect_at("0::/../../kubepods-burstable-pod" UID_ ".slice\n", 0, MT_POD_CGROUP_OUTSIDE);

@@ -260,11 +260,14 @@ static enum mt_pod_cgroup_result found_pod(struct span rest, struct mt_pod_cgrou
     return MT_POD_CGROUP_POD;
 }
 
-/* A host-root segment a node's own process never has: the kubelet's names, misplaced. */
+/* A host-root level a node's own process never has: the kubelet's or a runtime's, misplaced. */
 static bool looks_like_kubepods(struct span segment)
 {
+    struct mt_pod_cgroup container = {.runtime = MT_POD_RUNTIME_NONE};
+    read_container(segment, &container);
     return span_starts_with(segment, "kubepods") || span_starts_with(segment, "pod") ||
-           span_equals(segment, "burstable") || span_equals(segment, "besteffort");
+           span_equals(segment, "burstable") || span_equals(segment, "besteffort") ||
+           container.runtime != MT_POD_RUNTIME_NONE;
 }
 
 /*

@@ -40,8 +40,9 @@
  * is known exactly:
  *   k == D   the rest is a path from the host's root: read as above, except that a rest in
  *            kubepods without a pod level read as one, or whose first level is another kubelet
- *            name (kubepods-..., pod<UID>, a QoS class), is UNKNOWN, never HOST: a caller in the
- *            reader's kubepods tree shares its ancestors (k < D), so D is wrong.
+ *            name (kubepods-..., pod<UID>, a QoS class) or a container's, is UNKNOWN, never
+ *            HOST: a caller in the reader's kubepods tree shares its ancestors (k < D), so D is
+ *            wrong.
  *   0<k<D    the rest is below the reader's ancestor at host depth a = D - k, a cgroup above the
  *            reader's container: the kubepods root (a = 1: a QoS level then a pod, or a
  *            guaranteed pod, in either driver's names), a QoS level (a = 2: a pod), or the
@@ -52,10 +53,12 @@
  * In every case the level read as the pod is a child of a cgroup the kubelet made (the host's
  * root or kubepods root, a QoS level), never of a container's cgroup, so cgroups a delegated
  * container names like another pod below its own are read as its own container's: the
- * outermost pod level wins, and the container ID is the level right after it. A wrong D moves
- * the levels read toward the root, onto other kubelet-made levels, never into a container: it
- * makes callers UNKNOWN or OUTSIDE, never another pod. The rule assumes the reader itself runs in
- * a pod (a DaemonSet); a reader in a private namespace outside kubepods refuses its siblings.
+ * outermost pod level wins, and the container ID is the level right after it. A wrong D cannot
+ * change that: the first level read is always a child of one of the reader's ancestors above its
+ * own container (k >= 1), so of a cgroup the kubelet made, and a level is read further only below
+ * one that carries a kubelet name. It makes callers UNKNOWN or OUTSIDE (a cgroupfs pod may still
+ * be read as itself), never another pod, never the node. The rule assumes the reader itself runs
+ * in a pod (a DaemonSet); a reader in a private namespace outside kubepods refuses its siblings.
  * One depth serves every line: on cgroup v1 runtimes do not make private namespaces.
  *
  * The line: the unified hierarchy's ("0::/path": cgroup v2, or hybrid, where systemd and the

@@ -2,7 +2,10 @@
  * Tests for agent/pod_cgroup.c with the /proc/<pid>/cgroup text of containerd, CRI-O and Docker
  * under the systemd and cgroupfs drivers, cgroup v1, hybrid and v2, and with near misses that
  * must read as the node's own processes: a UID one digit short or in capitals, "kubepods" below
- * a user's delegated subtree, a QoS level with the wrong pod slice. Every input is placed against
+ * a user's delegated subtree, a QoS level with the wrong pod slice. Then the same read from an
+ * agent in its pod's own cgroup namespace (paths that climb first, "/../../..."): every QoS class
+ * and driver, the node's services, the agent's own pod, pod names a delegated container nests
+ * below its own, and depths that are wrong. Every input is placed against
  * a PROT_NONE guard page, so reading one byte past the given length crashes the test.
  */
 #include <setjmp.h>
@@ -423,6 +426,9 @@ static void test_namespace_wrong_depths_never_name_pod_or_node(void **state)
               MT_POD_CGROUP_UNKNOWN);
     expect_at("0::/../../../kubepods-besteffort.slice/kubepods-besteffort-pod" UID_ ".slice\n", 3,
               MT_POD_CGROUP_UNKNOWN);
+    /* Depth 1 makes another container of the agent's pod a level below the host's root. */
+    expect_at("0::/../cri-containerd-" CID ".scope\n", 1, MT_POD_CGROUP_UNKNOWN);
+    expect_at("0::/../" CID "\n", 1, MT_POD_CGROUP_UNKNOWN);
     /* Rebased into kubepods without a pod level read: not the node's either. */
     expect_at("0::/../../../../kubepods.slice/kubepods-burstable.slice\n", SYSTEMD_AGENT_DEPTH,
               MT_POD_CGROUP_UNKNOWN);

@@ -5,8 +5,8 @@
  * a user's delegated subtree, a QoS level with the wrong pod slice. Then the same read from an
  * agent in its pod's own cgroup namespace (paths that climb first, "/../../..."): every QoS class
  * and driver, the node's services, the agent's own pod, pod names a delegated container nests
- * below its own, and depths that are wrong. Every input is placed against
- * a PROT_NONE guard page, so reading one byte past the given length crashes the test.
+ * below its own, and depths that are wrong. Every input is placed against a PROT_NONE guard page,
+ * so reading one byte past the given length crashes the test.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -334,6 +334,10 @@ int main(int argc, char **argv)
         goto out;
     }
     have_server = true;
+    if (config.kubelet_url[0] == '\0' && arguments.cgroup_root_depth != NULL) {
+        mt_log_error("--cgroup-root-depth is for callers in pods: give it with --kubelet-url");
+        goto out;
+    }
     if (config.kubelet_url[0] != '\0') {
         server.kubelet = &kubelet;
         if (!find_cgroup_root_depth(arguments.cgroup_root_depth, &server.cgroup_root_depth))

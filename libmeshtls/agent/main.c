@@ -5,6 +5,7 @@
  *                 [--lifetime SECONDS] [--log-level LEVEL] [--issuer-dir DIR]
  *                 [--extra-anchors FILE]... [--metrics-address ADDRESS|off]
  *                 [--kubelet-url URL --kubelet-token-file FILE --kubelet-ca-file FILE]
+ *                 [--cgroup-root-depth N]
  *
  * Owns the process: arguments, configuration, signals and the order of start-up and shutdown.
  * Runs in the foreground and logs to stderr. Every reason not to start is one line on stderr and
@@ -12,6 +13,7 @@
  * file must never start serving with a half-valid configuration or a CA it could not check.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,13 +29,17 @@
 #include "../tls/tls.h"
 #include "agent_config.h"
 #include "agent_metrics.h"
+#include "attest.h"
 #include "issuer.h"
 #include "kubelet.h"
+#include "pod_cgroup.h"
 #include "server.h"
 
 #define DEFAULT_SOCKET "/run/meshtls/agent.sock"
 #define DEFAULT_STATE_DIR "/var/lib/meshtls-agent"
 #define EXIT_USAGE 2
+/* Far deeper than any kubelet tree; only bounds the flag. */
+#define MT_AGENT_CGROUP_ROOT_DEPTH_MAX 1024
 
 struct arguments {
     const char *socket_path;
@@ -48,6 +54,7 @@ struct arguments {
     const char *kubelet_token_file;
     const char *kubelet_ca_file;
     const char *membership_file;
+    const char *cgroup_root_depth;
     const char *anchor_files[MT_AGENT_CONFIG_ANCHOR_FILES_MAX];
     size_t anchor_file_count;
 };
@@ -60,7 +67,7 @@ static void usage(FILE *stream)
             "                     [--issuer-dir DIR] [--extra-anchors FILE]...\n"
             "                     [--metrics-address ADDRESS|off] [--membership-file FILE]\n"
             "                     [--kubelet-url URL --kubelet-token-file FILE\n"
-            "                      --kubelet-ca-file FILE]\n"
+            "                      --kubelet-ca-file FILE] [--cgroup-root-depth N]\n"
             "\n"
             "  --socket PATH         Unix socket to serve (default " DEFAULT_SOCKET ")\n"
             "  --state-dir DIR       where the CA lives: DIR/ca.crt, DIR/ca.key\n"
@@ -83,7 +90,61 @@ static void usage(FILE *stream)
             "  --kubelet-token-file FILE  bearer token for the kubelet, read at every query\n"
             "  --kubelet-ca-file FILE     PEM CA the kubelet's serving certificate leads to\n"
             "  --membership-file FILE  the meshed endpoints (libconfig; reloaded on change)\n"
-            "                        handed to workloads whose outbound mode is \"auto\"\n");
+            "                        handed to workloads whose outbound mode is \"auto\"\n"
+            "  --cgroup-root-depth N levels the agent's cgroup namespace root is below the\n"
+            "                        host's (0: the host's namespace); default: read from\n"
+            "                        /proc/1/cgroup, which needs the host's PID namespace\n");
+}
+
+/*
+ * How deep the agent's cgroup namespace root is below the host's (pod_cgroup.h): given, else from
+ * the host init's /proc/1/cgroup. False, logged, when neither tells.
+ */
+static bool find_cgroup_root_depth(const char *given, size_t *depth)
+{
+    if (given != NULL) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long value = strtoul(given, &end, 10);
+        if (given[0] < '0' || given[0] > '9' || *end != '\0' || errno != 0 ||
+            value > MT_AGENT_CGROUP_ROOT_DEPTH_MAX) {
+            mt_log_error("--cgroup-root-depth: \"%s\" is not a number of levels (0 .. %d)", given,
+                         MT_AGENT_CGROUP_ROOT_DEPTH_MAX);
+            return false;
+        }
+        *depth = (size_t)value;
+        mt_log_info("the agent's cgroup namespace root is %zu level(s) below the host's "
+                    "(--cgroup-root-depth)",
+                    *depth);
+        return true;
+    }
+    char text[MT_ATTEST_CGROUP_MAX];
+    size_t length = 0;
+    int fd = open("/proc/1/cgroup", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t got;
+        while (length < sizeof(text) &&
+               (got = read(fd, text + length, sizeof(text) - length)) != 0) {
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got < 0) {
+                length = 0;
+                break;
+            }
+            length += (size_t)got;
+        }
+        close(fd);
+    }
+    /* A full buffer may be a cut file: no answer rather than one from part of it. */
+    if (length == 0 || length == sizeof(text) || !mt_pod_cgroup_root_depth(text, length, depth)) {
+        mt_log_error("cannot tell the agent's cgroup namespace depth from /proc/1/cgroup: run the "
+                     "agent in the host's PID namespace (hostPID) or give --cgroup-root-depth");
+        return false;
+    }
+    mt_log_info("the agent's cgroup namespace root is %zu level(s) below the host's "
+                "(/proc/1/cgroup)",
+                *depth);
+    return true;
 }
 
 /* Returns -1 to continue, else the exit status. */
@@ -103,6 +164,7 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
         {"kubelet-token-file", required_argument, NULL, 'T'},
         {"kubelet-ca-file", required_argument, NULL, 'C'},
         {"membership-file", required_argument, NULL, 'M'},
+        {"cgroup-root-depth", required_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -153,6 +215,9 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
             break;
         case 'M':
             arguments->membership_file = optarg;
+            break;
+        case 'G':
+            arguments->cgroup_root_depth = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -278,8 +343,14 @@ int main(int argc, char **argv)
         goto out;
     }
     have_server = true;
+    if (config.kubelet_url[0] == '\0' && arguments.cgroup_root_depth != NULL) {
+        mt_log_error("--cgroup-root-depth is for callers in pods: give it with --kubelet-url");
+        goto out;
+    }
     if (config.kubelet_url[0] != '\0') {
         server.kubelet = &kubelet;
+        if (!find_cgroup_root_depth(arguments.cgroup_root_depth, &server.cgroup_root_depth))
+            goto out;
         mt_log_info("callers in pods are named by the kubelet at %s (CA %s, token %s)",
                     config.kubelet_url, config.kubelet_ca_file, config.kubelet_token_file);
         /* At most MT_KUBELET_QUERY_TIMEOUT_MS; a failure is logged and retried on demand. */

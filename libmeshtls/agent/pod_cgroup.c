@@ -3,10 +3,12 @@
  * cgroup names under the systemd and cgroupfs drivers.
  *
  * Owns the byte-level reading of the file: lines "N:controllers:/path" (cgroups(7)), path
- * segments, pod UIDs and container IDs. Must never allocate, keep state between calls, read past
- * the length it was given, or accept a pod anywhere but at the root of the hierarchy: a user with
- * a delegated cgroup subtree (systemd's user@.service) names its cgroups as it likes, and a pod
- * found there would hand that user the pod's identity.
+ * segments, pod UIDs and container IDs, and the rebasing of a path written relative to the
+ * reader's cgroup namespace onto the host's root. Must never allocate, keep state between calls,
+ * read past the length it was given, or accept a pod anywhere but at the kubelet's pod level of
+ * the host's hierarchy: a user with a delegated cgroup subtree (systemd's user@.service, a
+ * container given cgroup delegation) names its cgroups as it likes, and a pod found there would
+ * hand that user the pod's identity.
  */
 #include <stdbool.h>
 #include <string.h>
@@ -248,22 +250,92 @@ static bool read_pod_level(struct span *rest, bool systemd, struct mt_pod_cgroup
     return read_cgroupfs_pod(segment, pod);
 }
 
-static enum mt_pod_cgroup_result read_path(struct span path, struct mt_pod_cgroup *pod)
+/* The level after a pod's cgroup, if any, names its container. */
+static enum mt_pod_cgroup_result found_pod(struct span rest, struct mt_pod_cgroup found,
+                                           struct mt_pod_cgroup *pod)
 {
-    struct span rest = span_after(path, 1); /* the leading '/' */
-    struct span root = take_until(&rest, '/');
-    if (span_equals(root, ".."))
-        return MT_POD_CGROUP_OUTSIDE;
-    bool systemd = span_equals(root, "kubepods.slice");
-    if (!systemd && !span_equals(root, "kubepods"))
-        return MT_POD_CGROUP_HOST;
-    struct mt_pod_cgroup found = {.runtime = MT_POD_RUNTIME_NONE};
-    if (!read_pod_level(&rest, systemd, &found))
-        return MT_POD_CGROUP_HOST;
     if (rest.length > 0)
         read_container(take_until(&rest, '/'), &found);
     *pod = found;
     return MT_POD_CGROUP_POD;
+}
+
+/* A host-root level a node's own process never has: the kubelet's or a runtime's, misplaced. */
+static bool looks_like_kubepods(struct span segment)
+{
+    struct mt_pod_cgroup container = {.runtime = MT_POD_RUNTIME_NONE};
+    read_container(segment, &container);
+    return span_starts_with(segment, "kubepods") || span_starts_with(segment, "pod") ||
+           span_equals(segment, "burstable") || span_equals(segment, "besteffort") ||
+           container.runtime != MT_POD_RUNTIME_NONE;
+}
+
+/*
+ * rest: a path below the host's root. rebased: it was relative to a cgroup namespace below the
+ * host's; a reader in a pod sees no caller in kubepods this way (they share its ancestors), so a
+ * kubelet name there means a wrong depth: the caller is no pod the reader can tell, nor the node.
+ */
+static enum mt_pod_cgroup_result read_absolute(struct span rest, bool rebased,
+                                               struct mt_pod_cgroup *pod)
+{
+    struct span root = take_until(&rest, '/');
+    bool systemd = span_equals(root, "kubepods.slice");
+    if (!systemd && !span_equals(root, "kubepods"))
+        return rebased && looks_like_kubepods(root) ? MT_POD_CGROUP_UNKNOWN : MT_POD_CGROUP_HOST;
+    struct mt_pod_cgroup found = {.runtime = MT_POD_RUNTIME_NONE};
+    if (!read_pod_level(&rest, systemd, &found))
+        return rebased ? MT_POD_CGROUP_UNKNOWN : MT_POD_CGROUP_HOST;
+    return found_pod(rest, found, pod);
+}
+
+/*
+ * rest: a path below the reader's ancestor at host depth ancestor (1 .. its own depth - 1), an
+ * ancestor of a pod's container, so a cgroup the kubelet made: only its pod level may follow
+ * (pod_cgroup.h). Nothing else is a node's process.
+ */
+static enum mt_pod_cgroup_result read_below_ancestor(struct span rest, size_t ancestor,
+                                                     struct mt_pod_cgroup *pod)
+{
+    struct mt_pod_cgroup found = {.runtime = MT_POD_RUNTIME_NONE};
+    struct span after = rest;
+    if (ancestor == 1) {
+        /* The kubepods root: the QoS level or a guaranteed pod, in either driver's names. */
+        if (read_pod_level(&after, true, &found))
+            return found_pod(after, found, pod);
+        after = rest;
+        if (read_pod_level(&after, false, &found))
+            return found_pod(after, found, pod);
+    } else if (ancestor == 2) {
+        /* A QoS level: its pods. A guaranteed pod's level holds containers, never these names. */
+        struct span segment = take_until(&after, '/');
+        if (read_systemd_pod(segment, "kubepods-burstable-", &found) ||
+            read_systemd_pod(segment, "kubepods-besteffort-", &found) ||
+            read_cgroupfs_pod(segment, &found))
+            return found_pod(after, found, pod);
+    }
+    /* Deeper: the reader's own pod, whose UID the path does not say. */
+    return MT_POD_CGROUP_UNKNOWN;
+}
+
+static enum mt_pod_cgroup_result read_path(struct span path, size_t root_depth,
+                                           struct mt_pod_cgroup *pod)
+{
+    struct span rest = span_after(path, 1); /* the leading '/' */
+    size_t up = 0;
+    for (;;) {
+        struct span after = rest;
+        if (rest.length == 0 || !span_equals(take_until(&after, '/'), ".."))
+            break;
+        rest = after;
+        up++;
+    }
+    if (up > root_depth)
+        return MT_POD_CGROUP_OUTSIDE;
+    if (up == root_depth)
+        return read_absolute(rest, root_depth > 0, pod);
+    if (up == 0)
+        return MT_POD_CGROUP_UNKNOWN; /* inside the reader's own namespace: its own container */
+    return read_below_ancestor(rest, root_depth - up, pod);
 }
 
 /*
@@ -271,7 +343,7 @@ static enum mt_pod_cgroup_result read_path(struct span path, struct mt_pod_cgrou
  * hierarchy the runtime placed the process in while the chosen one says otherwise cannot be told
  * apart from a runtime that never joins the chosen one.
  */
-static bool lines_agree(struct span text, enum mt_pod_cgroup_result chosen,
+static bool lines_agree(struct span text, size_t root_depth, enum mt_pod_cgroup_result chosen,
                         const struct mt_pod_cgroup *pod)
 {
     struct span rest = text;
@@ -282,7 +354,7 @@ static bool lines_agree(struct span text, enum mt_pod_cgroup_result chosen,
         struct span path;
         struct mt_pod_cgroup other;
         if (!line_path(line, &hierarchy, &controllers, &path) ||
-            read_path(path, &other) != MT_POD_CGROUP_POD)
+            read_path(path, root_depth, &other) != MT_POD_CGROUP_POD)
             continue;
         if (chosen != MT_POD_CGROUP_POD || strcmp(other.uid, pod->uid) != 0)
             return false;
@@ -293,7 +365,7 @@ static bool lines_agree(struct span text, enum mt_pod_cgroup_result chosen,
     return true;
 }
 
-enum mt_pod_cgroup_result mt_pod_cgroup_parse(const char *text, size_t length,
+enum mt_pod_cgroup_result mt_pod_cgroup_parse(const char *text, size_t length, size_t root_depth,
                                               struct mt_pod_cgroup *pod)
 {
     if (text == NULL || length == 0 || pod == NULL)
@@ -303,14 +375,36 @@ enum mt_pod_cgroup_result mt_pod_cgroup_parse(const char *text, size_t length,
     if (!choose_path(whole, &path))
         return MT_POD_CGROUP_UNKNOWN;
     struct mt_pod_cgroup found;
-    enum mt_pod_cgroup_result result = read_path(path, &found);
+    enum mt_pod_cgroup_result result = read_path(path, root_depth, &found);
     if (result == MT_POD_CGROUP_OUTSIDE)
         return result;
-    if (!lines_agree(whole, result, &found))
+    if (!lines_agree(whole, root_depth, result, &found))
         return MT_POD_CGROUP_UNKNOWN;
     if (result == MT_POD_CGROUP_POD)
         *pod = found;
     return result;
+}
+
+bool mt_pod_cgroup_root_depth(const char *text, size_t length, size_t *depth)
+{
+    if (text == NULL || length == 0 || depth == NULL)
+        return false;
+    struct span path;
+    if (!choose_path((struct span){text, length}, &path))
+        return false;
+    struct span rest = span_after(path, 1);
+    size_t up = 0;
+    while (rest.length > 0) {
+        struct span segment = take_until(&rest, '/');
+        /* systemd keeps the init in init.scope, a child of the host's root. */
+        if (span_equals(segment, "init.scope") && rest.length == 0)
+            break;
+        if (!span_equals(segment, ".."))
+            return false;
+        up++;
+    }
+    *depth = up;
+    return true;
 }
 
 const char *mt_pod_cgroup_result_name(enum mt_pod_cgroup_result result)
@@ -321,7 +415,7 @@ const char *mt_pod_cgroup_result_name(enum mt_pod_cgroup_result result)
     case MT_POD_CGROUP_POD:
         return "pod";
     case MT_POD_CGROUP_OUTSIDE:
-        return "outside the cgroup namespace";
+        return "above the host's cgroup root";
     case MT_POD_CGROUP_UNKNOWN:
         return "unknown";
     }

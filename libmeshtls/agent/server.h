@@ -45,6 +45,8 @@ struct mt_server {
     const struct mt_agent_config *config;
     struct mt_issuer *issuer;
     struct mt_kubelet *kubelet; /* NULL: no kubelet configured, callers are not asked for pods */
+    size_t
+        cgroup_root_depth; /* of the agent's cgroup namespace root below the host's: pod_cgroup.h */
     /* Its path set by mt_server_open; opened by mt_agent_metrics_directory_create. */
     struct mt_metrics_directory metrics_directory;
     bool metrics_directory_moved;  /* already logged that its path leads elsewhere */

@@ -112,15 +112,17 @@ static bool client_pod(struct mt_server *server, struct mt_server_client *client
         return fail_pod(refuse, client, "(unknown)", problem);
     }
     struct mt_pod_cgroup cgroup;
-    switch (mt_pod_cgroup_parse(text, length, &cgroup)) {
+    switch (mt_pod_cgroup_parse(text, length, server->cgroup_root_depth, &cgroup)) {
     case MT_POD_CGROUP_HOST:
         return true;
     case MT_POD_CGROUP_OUTSIDE:
         return fail_pod(refuse, client, "(unknown)",
-                        "its cgroup is outside the agent's cgroup namespace; run the agent in "
-                        "the host's cgroup namespace to tell pods from the node");
+                        "its cgroup path climbs above the host's cgroup root as the agent counts "
+                        "it: the agent's cgroup namespace depth (--cgroup-root-depth) is wrong");
     case MT_POD_CGROUP_UNKNOWN:
-        return fail_pod(refuse, client, "(unknown)", "its /proc/<pid>/cgroup names no cgroup");
+        return fail_pod(refuse, client, "(unknown)",
+                        "its /proc/<pid>/cgroup names no cgroup, or none whose pod the agent can "
+                        "tell (the agent's own pod, or a wrong --cgroup-root-depth)");
     case MT_POD_CGROUP_POD:
         break;
     }

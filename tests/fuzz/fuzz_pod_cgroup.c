@@ -1,6 +1,10 @@
 /*
  * libFuzzer target for the pod reader of /proc/<pid>/cgroup (agent/pod_cgroup.c).
  *
+ * An input is the depth of the reader's cgroup namespace root below the host's (the low three
+ * bits of its first byte: '0' .. '7' in the checked-in corpus), then the file's text, also read
+ * as the host init's /proc/1/cgroup.
+ *
  * Beyond "no crash, no read past the end" (the replay copies each input into an allocation of
  * exactly its size), it checks what the agent relies on: the answer is one of the four results,
  * and a pod answer carries a canonical pod UID (8-4-4-4-12 lowercase hexadecimal digits) and
@@ -29,10 +33,17 @@ static bool is_lower_hex(char c)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size == 0)
+        return 0;
+    size_t root_depth = data[0] & 7u;
+    const char *text = size > 1 ? (const char *)data + 1 : NULL;
+    size_t length = size - 1;
+    size_t depth = SIZE_MAX;
+    if (mt_pod_cgroup_root_depth(text, length, &depth))
+        require(depth <= length / 3); /* each level is "/.." */
     struct mt_pod_cgroup pod;
     memset(&pod, 0, sizeof(pod));
-    enum mt_pod_cgroup_result result =
-        mt_pod_cgroup_parse(size > 0 ? (const char *)data : NULL, size, &pod);
+    enum mt_pod_cgroup_result result = mt_pod_cgroup_parse(text, length, root_depth, &pod);
     require(result == MT_POD_CGROUP_HOST || result == MT_POD_CGROUP_POD ||
             result == MT_POD_CGROUP_OUTSIDE || result == MT_POD_CGROUP_UNKNOWN);
     if (result != MT_POD_CGROUP_POD)

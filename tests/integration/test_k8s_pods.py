@@ -345,7 +345,9 @@ def run_test(mesh, cgroups, kubelet):
                   "--metrics-address", f"127.0.0.1:{metrics_port}", "--config", config,
                   "--log-level", "debug",
                   "--kubelet-url", f"https://127.0.0.1:{kubelet.port}",
-                  "--kubelet-token-file", token_file, "--kubelet-ca-file", kubelet.ca]
+                  "--kubelet-token-file", token_file, "--kubelet-ca-file", kubelet.ca,
+                  # The test's directory stands for the host's root, /proc/1's is deeper.
+                  "--cgroup-root-depth", "0"]
     # In the namespace root first (unshare makes the cgroup namespace there), then its leaf.
     inner = (f"echo $$ > {leaf_agent}/cgroup.procs && exec " +
              " ".join(f"'{argument}'" for argument in agent_argv))

@@ -284,7 +284,7 @@ static enum mt_pod_cgroup_result read_absolute(struct span rest, bool rebased,
         return rebased && looks_like_kubepods(root) ? MT_POD_CGROUP_UNKNOWN : MT_POD_CGROUP_HOST;
     struct mt_pod_cgroup found = {.runtime = MT_POD_RUNTIME_NONE};
     if (!read_pod_level(&rest, systemd, &found))
-        return rebased ? MT_POD_CGROUP_UNKNOWN : MT_POD_CGROUP_HOST;
+        return MT_POD_CGROUP_UNKNOWN;
     return found_pod(rest, found, pod);
 }
 

@@ -4,7 +4,9 @@
  * Pure and allocation-free in the shape of policy/detect.h: it is given the whole file's text (no
  * terminating NUL needed) and never reads past length. The answers:
  *
- *   HOST     no line names a pod: a process of the node itself.
+ *   HOST     no line names a pod: a process of the node itself. A path in the kubelet's root
+ *            (/kubepods.slice, /kubepods) whose pod level cannot be read is never HOST but
+ *            UNKNOWN: every process there is a pod's, and a node's uid rules must not name it.
  *   POD      the chosen line's path, from the host's root (below), is the kubelet's pod tree:
  *              systemd driver  /kubepods.slice[/kubepods-QOS.slice]/kubepods[-QOS]-pod<UID_>.slice
  *              cgroupfs driver /kubepods[/QOS]/pod<UID>

@@ -197,18 +197,28 @@ static void test_parse_cgroups_below_the_container_belong_to_it(void **state)
                MT_POD_RUNTIME_CONTAINERD, CID);
 }
 
-static void test_parse_wrong_uid_lengths_and_cases_are_host(void **state)
+/*
+ * Under the kubelet's root every process is a pod's: a pod level that cannot be read is no pod the
+ * agent can tell, and never the node (whose uid rules a container's root could otherwise match).
+ */
+static void test_parse_misshapen_pod_levels_are_unknown(void **state)
 {
     (void)state;
     /* One digit short, one too many, upper case, '-' where the systemd driver writes '_'. */
-    expect("0::/kubepods/pod1b4e28ba-2fa1-11d2-883f-0016d3cca42/" CID "\n", MT_POD_CGROUP_HOST);
-    expect("0::/kubepods/pod" UID "7/" CID "\n", MT_POD_CGROUP_HOST);
-    expect("0::/kubepods/pod1B4E28BA-2FA1-11D2-883F-0016D3CCA427/" CID "\n", MT_POD_CGROUP_HOST);
+    expect("0::/kubepods/pod1b4e28ba-2fa1-11d2-883f-0016d3cca42/" CID "\n", MT_POD_CGROUP_UNKNOWN);
+    expect("0::/kubepods/pod" UID "7/" CID "\n", MT_POD_CGROUP_UNKNOWN);
+    expect("0::/kubepods/pod1B4E28BA-2FA1-11D2-883F-0016D3CCA427/" CID "\n", MT_POD_CGROUP_UNKNOWN);
     expect("0::/kubepods.slice/kubepods-pod" UID ".slice/cri-containerd-" CID ".scope\n",
-           MT_POD_CGROUP_HOST);
-    expect("0::/kubepods/pod" UID_ "/" CID "\n", MT_POD_CGROUP_HOST);
+           MT_POD_CGROUP_UNKNOWN);
+    expect("0::/kubepods/pod" UID_ "/" CID "\n", MT_POD_CGROUP_UNKNOWN);
     /* Dashes in the wrong places. */
-    expect("0::/kubepods/pod1b4e28ba2-fa1-11d2-883f-0016d3cca427/" CID "\n", MT_POD_CGROUP_HOST);
+    expect("0::/kubepods/pod1b4e28ba2-fa1-11d2-883f-0016d3cca427/" CID "\n", MT_POD_CGROUP_UNKNOWN);
+    /* A QoS slice with another QoS's pod slice, a QoS level twice, no pod level at all. */
+    expect("0::/kubepods.slice/kubepods-burstable.slice/kubepods-besteffort-pod" UID_ ".slice\n",
+           MT_POD_CGROUP_UNKNOWN);
+    expect("0::/kubepods/burstable/besteffort/pod" UID "\n", MT_POD_CGROUP_UNKNOWN);
+    expect("0::/kubepods.slice/kubepods-burstable.slice\n", MT_POD_CGROUP_UNKNOWN);
+    expect("0::/kubepods\n", MT_POD_CGROUP_UNKNOWN);
 }
 
 static void test_parse_kubepods_elsewhere_in_path_is_host(void **state)
@@ -221,12 +231,6 @@ static void test_parse_kubepods_elsewhere_in_path_is_host(void **state)
     expect("0::/system.slice/kubepods/pod" UID "/" CID "\n", MT_POD_CGROUP_HOST);
     expect("0::/kubepods-pod" UID_ ".slice/cri-containerd-" CID ".scope\n", MT_POD_CGROUP_HOST);
     expect("0::/kubepodsx/pod" UID "/" CID "\n", MT_POD_CGROUP_HOST);
-    /* A QoS slice with another QoS's pod slice, a QoS level twice. */
-    expect("0::/kubepods.slice/kubepods-burstable.slice/kubepods-besteffort-pod" UID_ ".slice\n",
-           MT_POD_CGROUP_HOST);
-    expect("0::/kubepods/burstable/besteffort/pod" UID "\n", MT_POD_CGROUP_HOST);
-    expect("0::/kubepods.slice/kubepods-burstable.slice\n", MT_POD_CGROUP_HOST);
-    expect("0::/kubepods\n", MT_POD_CGROUP_HOST);
     expect("0::/\n", MT_POD_CGROUP_HOST);
     expect("0::/init.scope\n", MT_POD_CGROUP_HOST);
 }
@@ -510,7 +514,7 @@ int main(void)
         cmocka_unit_test(test_parse_lines_that_disagree_on_the_pod_are_unknown),
         cmocka_unit_test(test_parse_pod_without_known_container_level_has_no_container_id),
         cmocka_unit_test(test_parse_cgroups_below_the_container_belong_to_it),
-        cmocka_unit_test(test_parse_wrong_uid_lengths_and_cases_are_host),
+        cmocka_unit_test(test_parse_misshapen_pod_levels_are_unknown),
         cmocka_unit_test(test_parse_kubepods_elsewhere_in_path_is_host),
         cmocka_unit_test(test_parse_path_outside_cgroup_namespace_is_outside),
         cmocka_unit_test(test_parse_malformed_text_is_unknown),

@@ -2,26 +2,32 @@
  * The agent's kubelet client (see kubelet.h): the list of the node's pods, how fresh it is, how
  * often the kubelet may be asked, and the reading of a v1 PodList with json-c.
  *
- * Owns the pod list and the query schedule. The HTTPS exchange itself is tls/https_get.c's. It
- * must never ask the kubelet more than once per MT_KUBELET_QUERY_INTERVAL_MS, never wait longer
- * than MT_KUBELET_QUERY_TIMEOUT_MS (a bounded synchronous query in the one event loop: see
- * server.c), never keep the bearer token beyond one query, and never answer "unknown pod" from a
+ * Owns the pod list, the query schedule and the HTTPS GET, done by libcurl (GnuTLS flavour, the
+ * TLS library the agent already has through libmicrohttpd), so RSA and ECDSA chains both verify
+ * as real clusters present them. It must never ask the kubelet more than once per
+ * MT_KUBELET_QUERY_INTERVAL_MS, never wait longer than MT_KUBELET_QUERY_TIMEOUT_MS (a bounded
+ * synchronous query in the one event loop: see server.c), never send the bearer token to a server
+ * it has not verified, never keep the token beyond one query, and never answer "unknown pod" from a
  * list older than the miss when it could ask again: a pod started a moment ago is in the next
  * list. A list the kubelet no longer gives (a failed query) is not used past its freshness.
  */
+#include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "../tls/https_get.h"
 #include "../util/log.h"
 #include "kubelet.h"
 
 #define TOKEN_MAX 16384
+#define AUTHORIZATION_PREFIX "Authorization: Bearer "
 
 void mt_kubelet_init(struct mt_kubelet *kubelet, const char *url, const char *token_file,
                      const char *ca_file)
@@ -293,7 +299,10 @@ out:
 
 /* ---- asking the kubelet ------------------------------------------------------------------- */
 
-/* "Bearer <the token file's first line>" into authorization; wiped by the caller. */
+/*
+ * "Authorization: Bearer <the token file's first line>" into authorization, the request header;
+ * wiped by the caller.
+ */
 static MT_RESULT read_token(const char *path, char *authorization, size_t capacity,
                             struct mt_text *reason)
 {
@@ -302,7 +311,7 @@ static MT_RESULT read_token(const char *path, char *authorization, size_t capaci
         mt_text_append(reason, "cannot open the token file %s: %s", path, strerror(errno));
         return mt_result_of(MT_ERR_IO);
     }
-    static const char prefix[] = "Bearer ";
+    static const char prefix[] = AUTHORIZATION_PREFIX;
     size_t length = 0;
     size_t room = capacity - sizeof(prefix);
     ssize_t got;
@@ -326,13 +335,215 @@ static MT_RESULT read_token(const char *path, char *authorization, size_t capaci
     return MT_OK_RESULT;
 }
 
+/* The body as it arrives, within MT_KUBELET_BODY_MAX. */
+struct body {
+    char *data;
+    size_t length;
+    size_t capacity;
+    bool too_long;
+};
+
+static size_t receive_body(char *bytes, size_t size, size_t count, void *context)
+{
+    struct body *body = context;
+    size_t length = size * count;
+    if (length > MT_KUBELET_BODY_MAX - body->length) {
+        body->too_long = true;
+        return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
+    }
+    if (body->length + length + 1 > body->capacity) {
+        size_t capacity = body->capacity > 0 ? body->capacity : 64 * 1024;
+        while (capacity < body->length + length + 1)
+            capacity *= 2;
+        char *data = realloc(body->data, capacity);
+        if (data == NULL)
+            return 0;
+        body->data = data;
+        body->capacity = capacity;
+    }
+    memcpy(body->data + body->length, bytes, length);
+    body->length += length;
+    body->data[body->length] = '\0';
+    return length;
+}
+
+/* What the check before the request needs: the handle, the URL's address, where to say why. */
+struct address_check {
+    CURL *handle;
+    int family; /* AF_INET, AF_INET6; 0: the URL names a host, which curl and GnuTLS check */
+    unsigned char address[16];
+    bool refused;
+};
+
+/*
+ * For a URL with an IP address, the server's certificate must name that address in an
+ * iPAddress subjectAltName (RFC 6125 section 6.4.1 says nothing else): GnuTLS, which curl asks,
+ * also accepts a dNSName spelling the address, or the subject's CN when there is no dNSName. Run
+ * by curl after the handshake and before the request, so the bearer token never reaches a server
+ * this refuses.
+ */
+static int check_server_address(void *context, char *conn_primary_ip, char *conn_local_ip,
+                                int conn_primary_port, int conn_local_port)
+{
+    (void)conn_primary_ip;
+    (void)conn_local_ip;
+    (void)conn_primary_port;
+    (void)conn_local_port;
+    struct address_check *check = context;
+    if (check->family == 0)
+        return CURL_PREREQFUNC_OK;
+    check->refused = true;
+    struct curl_tlssessioninfo *tls = NULL;
+    if (curl_easy_getinfo(check->handle, CURLINFO_TLS_SSL_PTR, &tls) != CURLE_OK || tls == NULL ||
+        tls->backend != CURLSSLBACKEND_GNUTLS || tls->internals == NULL)
+        return CURL_PREREQFUNC_ABORT;
+    unsigned int count = 0;
+    const gnutls_datum_t *chain = gnutls_certificate_get_peers(tls->internals, &count);
+    gnutls_x509_crt_t certificate = NULL;
+    if (chain == NULL || count == 0 || gnutls_x509_crt_init(&certificate) != GNUTLS_E_SUCCESS)
+        return CURL_PREREQFUNC_ABORT;
+    size_t want = check->family == AF_INET ? 4 : 16;
+    if (gnutls_x509_crt_import(certificate, &chain[0], GNUTLS_X509_FMT_DER) == GNUTLS_E_SUCCESS) {
+        for (unsigned int i = 0; check->refused; i++) {
+            unsigned char name[256];
+            size_t length = sizeof(name);
+            int type = gnutls_x509_crt_get_subject_alt_name(certificate, i, name, &length, NULL);
+            if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+                break;
+            if (type == GNUTLS_SAN_IPADDRESS && length == want &&
+                memcmp(name, check->address, want) == 0)
+                check->refused = false;
+        }
+    }
+    gnutls_x509_crt_deinit(certificate);
+    return check->refused ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+}
+
+/*
+ * The address of url's host when it is an IP address (v4, or v6 in brackets), else family 0. A
+ * host name is looked up by curl within the transfer's deadline, which needs its threaded (or
+ * c-ares) resolver: without one the lookup could block the event loop without bound.
+ */
+static MT_RESULT read_url_address(const char *url, struct address_check *check,
+                                  struct mt_text *reason)
+{
+    CURLU *parsed = curl_url();
+    char *host = NULL;
+    mt_result result = MT_OK_RESULT;
+    if (parsed == NULL) {
+        result = mt_result_of(MT_ERR_NO_MEMORY);
+        goto out;
+    }
+    if (curl_url_set(parsed, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(parsed, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        mt_text_append(reason, "%s is not a URL", url);
+        result = mt_result_of(MT_ERR_CONFIG);
+        goto out;
+    }
+    size_t length = strlen(host);
+    char inner[64];
+    if (length > 2 && host[0] == '[' && host[length - 1] == ']' && length - 2 < sizeof(inner)) {
+        snprintf(inner, sizeof(inner), "%.*s", (int)(length - 2), host + 1);
+        check->family = inet_pton(AF_INET6, inner, check->address) == 1 ? AF_INET6 : 0;
+    } else if (inet_pton(AF_INET, host, check->address) == 1) {
+        check->family = AF_INET;
+    } else if ((curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_ASYNCHDNS) == 0) {
+        mt_text_append(reason,
+                       "%s names a host, and this libcurl has no asynchronous resolver to "
+                       "bound its lookup: give the kubelet's IP address",
+                       url);
+        result = mt_result_of(MT_ERR_CONFIG);
+    }
+
+out:
+    curl_free(host);
+    curl_url_cleanup(parsed);
+    return result;
+}
+
+/*
+ * GET url with curl: HTTPS only, the server verified against ca_file alone (no system CA
+ * directory) and the URL's host, no redirect, no proxy from the environment, no signal (the
+ * threaded resolver keeps a lookup within the deadline), the whole exchange within
+ * MT_KUBELET_QUERY_TIMEOUT_MS. *status is the HTTP status of an answer.
+ */
+static MT_RESULT get(const char *url, const char *ca_file, char *authorization, int *status,
+                     struct body *body, struct mt_text *reason)
+{
+    struct address_check check = {0};
+    MT_GUARD(read_url_address(url, &check, reason));
+    CURL *handle = curl_easy_init();
+    MT_ENSURE(handle != NULL, MT_ERR_NO_MEMORY);
+    check.handle = handle;
+    char error[CURL_ERROR_SIZE] = "";
+    /* On the stack and not curl_slist_append's copy: the token is wiped by the caller. */
+    struct curl_slist header = {.data = authorization, .next = NULL};
+    mt_result result = MT_OK_RESULT;
+    bool set = curl_easy_setopt(handle, CURLOPT_URL, url) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "https") == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_REDIR_PROTOCOLS_STR, "https") == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_PROXY, "") == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, (long)MT_KUBELET_QUERY_TIMEOUT_MS) ==
+                   CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_CAINFO, ca_file) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_CAPATH, NULL) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_PREREQFUNCTION, check_server_address) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_PREREQDATA, &check) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_HTTPHEADER, &header) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_USERAGENT, "meshtls-agent") == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_MAXFILESIZE_LARGE,
+                                (curl_off_t)MT_KUBELET_BODY_MAX) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, receive_body) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_WRITEDATA, body) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, error) == CURLE_OK;
+    if (!set) {
+        mt_text_append(reason, "this libcurl lacks an option the kubelet client needs");
+        result = mt_result_of(MT_ERR_CONFIG);
+        goto out;
+    }
+    CURLcode code = curl_easy_perform(handle);
+    if (code == CURLE_ABORTED_BY_CALLBACK && check.refused) {
+        mt_text_append(reason,
+                       "asking %s: the server's certificate has no IP address SAN for the URL's "
+                       "address (the kubelet's CA signed it for another node?); the token was "
+                       "not sent",
+                       url);
+        result = mt_result_of(MT_ERR_PEER_IDENTITY);
+        goto out;
+    }
+    if (body->too_long || code == CURLE_FILESIZE_EXCEEDED) {
+        mt_text_append(reason, "asking %s: the answer is longer than %u bytes", url,
+                       MT_KUBELET_BODY_MAX);
+        result = mt_result_of(MT_ERR_TOO_LONG);
+        goto out;
+    }
+    if (code != CURLE_OK) {
+        mt_text_append(reason, "asking %s: %s", url,
+                       error[0] != '\0' ? error : curl_easy_strerror(code));
+        result = mt_result_of(code == CURLE_OPERATION_TIMEDOUT ? MT_ERR_TIMEOUT : MT_ERR_IO);
+        goto out;
+    }
+    long response_code = 0;
+    curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &response_code);
+    *status = (int)response_code;
+
+out:
+    curl_easy_cleanup(handle);
+    return result;
+}
+
 /* One query; on success the list is replaced. */
 static void query(struct mt_kubelet *kubelet, long long now_ms)
 {
     char url[1024];
-    char authorization[TOKEN_MAX + 16];
+    char authorization[TOKEN_MAX + sizeof(AUTHORIZATION_PREFIX)];
     struct mt_text reason = mt_text_on(kubelet->last_error, sizeof(kubelet->last_error));
-    struct mt_https_response response = {0};
+    struct body body = {0};
+    int status = 0;
     kubelet->has_queried = true;
     kubelet->queried_ms = now_ms;
     kubelet->last_query_failed = true;
@@ -343,26 +554,20 @@ static void query(struct mt_kubelet *kubelet, long long now_ms)
     if (!mt_result_is_ok(
             read_token(kubelet->token_file, authorization, sizeof(authorization), &reason)))
         goto out;
-    struct mt_https_request request = {.url = url,
-                                       .ca_file = kubelet->ca_file,
-                                       .authorization = authorization,
-                                       .timeout_ms = MT_KUBELET_QUERY_TIMEOUT_MS,
-                                       .body_max = MT_KUBELET_BODY_MAX};
-    mt_result result = mt_https_get(&request, &response, &reason);
+    mt_result result = get(url, kubelet->ca_file, authorization, &status, &body, &reason);
     explicit_bzero(authorization, sizeof(authorization));
     if (!mt_result_is_ok(result))
         goto out;
-    if (response.status != 200) {
-        mt_text_append(
-            &reason, "the kubelet at %s answered HTTP %d%s", url, response.status,
-            response.status == 401   ? ": it does not accept the token of --kubelet-token-file"
-            : response.status == 403 ? ": the agent's service account needs get on nodes/proxy"
-                                     : "");
+    if (status != 200) {
+        mt_text_append(&reason, "the kubelet at %s answered HTTP %d%s", url, status,
+                       status == 401   ? ": it does not accept the token of --kubelet-token-file"
+                       : status == 403 ? ": the agent's service account needs get on nodes/proxy"
+                                       : "");
         goto out;
     }
     struct mt_kubelet_pods pods;
     if (!mt_result_is_ok(
-            mt_kubelet_parse_pods(response.body, response.body_length, &pods, &reason)))
+            mt_kubelet_parse_pods(body.data != NULL ? body.data : "", body.length, &pods, &reason)))
         goto out;
     mt_kubelet_pods_free(&kubelet->list);
     kubelet->list = pods;
@@ -374,12 +579,28 @@ static void query(struct mt_kubelet *kubelet, long long now_ms)
 
 out:
     explicit_bzero(authorization, sizeof(authorization));
-    mt_https_response_free(&response);
+    free(body.data);
     if (kubelet->last_query_failed)
         mt_log_limited(MT_LOG_WARN,
                        "kubelet query failed: %s; callers in pods get no identity "
                        "until it succeeds",
                        kubelet->last_error);
+}
+
+MT_RESULT mt_kubelet_global_init(struct mt_text *reason)
+{
+    CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (code != CURLE_OK) {
+        mt_text_append(reason, "cannot initialise libcurl for the kubelet client: %s",
+                       curl_easy_strerror(code));
+        return mt_result_of(MT_ERR_IO);
+    }
+    return MT_OK_RESULT;
+}
+
+void mt_kubelet_global_cleanup(void)
+{
+    curl_global_cleanup();
 }
 
 void mt_kubelet_probe(struct mt_kubelet *kubelet, long long now_ms)

@@ -15,8 +15,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -341,6 +339,7 @@ struct body {
     size_t length;
     size_t capacity;
     bool too_long;
+    bool no_memory;
 };
 
 static size_t receive_body(char *bytes, size_t size, size_t count, void *context)
@@ -356,8 +355,10 @@ static size_t receive_body(char *bytes, size_t size, size_t count, void *context
         while (capacity < body->length + length + 1)
             capacity *= 2;
         char *data = realloc(body->data, capacity);
-        if (data == NULL)
+        if (data == NULL) {
+            body->no_memory = true;
             return 0;
+        }
         body->data = data;
         body->capacity = capacity;
     }
@@ -367,65 +368,13 @@ static size_t receive_body(char *bytes, size_t size, size_t count, void *context
     return length;
 }
 
-/* What the check before the request needs: the handle, the URL's address, where to say why. */
-struct address_check {
-    CURL *handle;
-    int family; /* AF_INET, AF_INET6; 0: the URL names a host, which curl and GnuTLS check */
-    unsigned char address[16];
-    bool refused;
-};
-
 /*
- * For a URL with an IP address, the server's certificate must name that address in an
- * iPAddress subjectAltName (RFC 6125 section 6.4.1 says nothing else): GnuTLS, which curl asks,
- * also accepts a dNSName spelling the address, or the subject's CN when there is no dNSName. Run
- * by curl after the handshake and before the request, so the bearer token never reaches a server
- * this refuses.
+ * A URL whose host is a name, not an IP address (v4, or v6 in brackets), is refused when this
+ * libcurl has no asynchronous (threaded or c-ares) resolver: its lookup would then be outside
+ * CURLOPT_TIMEOUT_MS, which without signals bounds only an asynchronous one, and could block the
+ * event loop without bound.
  */
-static int check_server_address(void *context, char *conn_primary_ip, char *conn_local_ip,
-                                int conn_primary_port, int conn_local_port)
-{
-    (void)conn_primary_ip;
-    (void)conn_local_ip;
-    (void)conn_primary_port;
-    (void)conn_local_port;
-    struct address_check *check = context;
-    if (check->family == 0)
-        return CURL_PREREQFUNC_OK;
-    check->refused = true;
-    struct curl_tlssessioninfo *tls = NULL;
-    if (curl_easy_getinfo(check->handle, CURLINFO_TLS_SSL_PTR, &tls) != CURLE_OK || tls == NULL ||
-        tls->backend != CURLSSLBACKEND_GNUTLS || tls->internals == NULL)
-        return CURL_PREREQFUNC_ABORT;
-    unsigned int count = 0;
-    const gnutls_datum_t *chain = gnutls_certificate_get_peers(tls->internals, &count);
-    gnutls_x509_crt_t certificate = NULL;
-    if (chain == NULL || count == 0 || gnutls_x509_crt_init(&certificate) != GNUTLS_E_SUCCESS)
-        return CURL_PREREQFUNC_ABORT;
-    size_t want = check->family == AF_INET ? 4 : 16;
-    if (gnutls_x509_crt_import(certificate, &chain[0], GNUTLS_X509_FMT_DER) == GNUTLS_E_SUCCESS) {
-        for (unsigned int i = 0; check->refused; i++) {
-            unsigned char name[256];
-            size_t length = sizeof(name);
-            int type = gnutls_x509_crt_get_subject_alt_name(certificate, i, name, &length, NULL);
-            if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
-                break;
-            if (type == GNUTLS_SAN_IPADDRESS && length == want &&
-                memcmp(name, check->address, want) == 0)
-                check->refused = false;
-        }
-    }
-    gnutls_x509_crt_deinit(certificate);
-    return check->refused ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
-}
-
-/*
- * The address of url's host when it is an IP address (v4, or v6 in brackets), else family 0. A
- * host name is looked up by curl within the transfer's deadline, which needs its threaded (or
- * c-ares) resolver: without one the lookup could block the event loop without bound.
- */
-static MT_RESULT read_url_address(const char *url, struct address_check *check,
-                                  struct mt_text *reason)
+static MT_RESULT check_url_host(const char *url, struct mt_text *reason)
 {
     CURLU *parsed = curl_url();
     char *host = NULL;
@@ -440,14 +389,10 @@ static MT_RESULT read_url_address(const char *url, struct address_check *check,
         result = mt_result_of(MT_ERR_CONFIG);
         goto out;
     }
-    size_t length = strlen(host);
-    char inner[64];
-    if (length > 2 && host[0] == '[' && host[length - 1] == ']' && length - 2 < sizeof(inner)) {
-        snprintf(inner, sizeof(inner), "%.*s", (int)(length - 2), host + 1);
-        check->family = inet_pton(AF_INET6, inner, check->address) == 1 ? AF_INET6 : 0;
-    } else if (inet_pton(AF_INET, host, check->address) == 1) {
-        check->family = AF_INET;
-    } else if ((curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_ASYNCHDNS) == 0) {
+    unsigned char address[16];
+    bool is_address = host[0] == '[' || inet_pton(AF_INET, host, address) == 1;
+    if (!is_address &&
+        (curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_ASYNCHDNS) == 0) {
         mt_text_append(reason,
                        "%s names a host, and this libcurl has no asynchronous resolver to "
                        "bound its lookup: give the kubelet's IP address",
@@ -463,18 +408,17 @@ out:
 
 /*
  * GET url with curl: HTTPS only, the server verified against ca_file alone (no system CA
- * directory) and the URL's host, no redirect, no proxy from the environment, no signal (the
- * threaded resolver keeps a lookup within the deadline), the whole exchange within
+ * directory) and the URL's host (GnuTLS matches an IP address against iPAddress SANs only, RFC
+ * 6125 section 6.2.1: no dNSName or CN spelling it), no redirect, no proxy from the environment, no
+ * signal (the threaded resolver keeps a lookup within the deadline), the whole exchange within
  * MT_KUBELET_QUERY_TIMEOUT_MS. *status is the HTTP status of an answer.
  */
 static MT_RESULT get(const char *url, const char *ca_file, char *authorization, int *status,
                      struct body *body, struct mt_text *reason)
 {
-    struct address_check check = {0};
-    MT_GUARD(read_url_address(url, &check, reason));
+    MT_GUARD(check_url_host(url, reason));
     CURL *handle = curl_easy_init();
     MT_ENSURE(handle != NULL, MT_ERR_NO_MEMORY);
-    check.handle = handle;
     char error[CURL_ERROR_SIZE] = "";
     /* On the stack and not curl_slist_append's copy: the token is wiped by the caller. */
     struct curl_slist header = {.data = authorization, .next = NULL};
@@ -491,8 +435,6 @@ static MT_RESULT get(const char *url, const char *ca_file, char *authorization, 
                curl_easy_setopt(handle, CURLOPT_CAPATH, NULL) == CURLE_OK &&
                curl_easy_setopt(handle, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
                curl_easy_setopt(handle, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_PREREQFUNCTION, check_server_address) == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_PREREQDATA, &check) == CURLE_OK &&
                curl_easy_setopt(handle, CURLOPT_HTTPHEADER, &header) == CURLE_OK &&
                curl_easy_setopt(handle, CURLOPT_USERAGENT, "meshtls-agent") == CURLE_OK &&
                curl_easy_setopt(handle, CURLOPT_MAXFILESIZE_LARGE,
@@ -506,24 +448,26 @@ static MT_RESULT get(const char *url, const char *ca_file, char *authorization, 
         goto out;
     }
     CURLcode code = curl_easy_perform(handle);
-    if (code == CURLE_ABORTED_BY_CALLBACK && check.refused) {
-        mt_text_append(reason,
-                       "asking %s: the server's certificate has no IP address SAN for the URL's "
-                       "address (the kubelet's CA signed it for another node?); the token was "
-                       "not sent",
-                       url);
-        result = mt_result_of(MT_ERR_PEER_IDENTITY);
-        goto out;
-    }
     if (body->too_long || code == CURLE_FILESIZE_EXCEEDED) {
         mt_text_append(reason, "asking %s: the answer is longer than %u bytes", url,
                        MT_KUBELET_BODY_MAX);
         result = mt_result_of(MT_ERR_TOO_LONG);
         goto out;
     }
+    if (body->no_memory) {
+        mt_text_append(reason, "asking %s: out of memory for the answer", url);
+        result = mt_result_of(MT_ERR_NO_MEMORY);
+        goto out;
+    }
     if (code != CURLE_OK) {
-        mt_text_append(reason, "asking %s: %s", url,
-                       error[0] != '\0' ? error : curl_easy_strerror(code));
+        /* GnuTLS names the subject's CN in its mismatch message, though only the SAN counts. */
+        mt_text_append(reason, "asking %s: %s%s", url,
+                       error[0] != '\0' ? error : curl_easy_strerror(code),
+                       code == CURLE_PEER_FAILED_VERIFICATION
+                           ? " (the certificate must lead to the CA file and name the URL's "
+                             "host: an IP address SAN for an address, a DNS SAN for a name); "
+                             "the token was not sent"
+                           : "");
         result = mt_result_of(code == CURLE_OPERATION_TIMEDOUT ? MT_ERR_TIMEOUT : MT_ERR_IO);
         goto out;
     }

@@ -459,11 +459,12 @@ def run_test(mesh, cgroups, kubelet):
         kubelet.serve_certificate("other-node", "IP:127.0.0.2,DNS:127.0.0.1")
         def b_refused_for_address():
             reply = b.ask()
-            return reply if "no IP address SAN" in reply else None
+            return reply if "does not match target host name" in reply else None
 
         answer = until(b_refused_for_address, CHANGE_SEEN_WITHIN,
                        "pod B to be refused by a kubelet certificate for another address")
-        check(answer.startswith("ERROR") and "127.0.0.1" in answer,
+        check(answer.startswith("ERROR") and "127.0.0.1" in answer and
+              "an IP address SAN" in answer,
               f"pod B with the other node's certificate: {answer!r}")
         check(len(kubelet.requests) == sent,
               f"{len(kubelet.requests) - sent} request(s) (with the token) reached the server "

@@ -31,7 +31,8 @@ counted in the agent's metrics; a meshed server in pod B (python http.server und
 run`) has namespace, pod and workload labels on its series, a meshed client of the node (curl,
 or fetch.py under a sanitizer) none; a certificate of the kubelet's CA for another address (and
 a DNS name and CN spelling 127.0.0.1) is refused before any request carries the token; an ECDSA
-CA and certificate work as the RSA ones do.
+CA and certificate work as the RSA ones do; a URL with a host name (localhost) and a certificate
+with its DNS SAN work.
 """
 
 import json
@@ -493,6 +494,19 @@ def run_test(mesh, cgroups, kubelet):
         refused = samples.get(("meshtls_agent_pod_callers_refused_total", ()), 0)
         check(refused >= 13, f"meshtls_agent_pod_callers_refused_total is {refused}, expected "
               "pod C's 11 refusals, A's renewal and B's")
+
+        # A host name in the URL: curl looks it up within the query's deadline and matches the
+        # certificate's DNS SAN (the stand-in now serves DNS:localhost and no IP SAN).
+        kubelet.serve_certificate("kubelet-by-name", "DNS:localhost", ECDSA)
+        by_name_sock = os.path.join(mesh.dir, "agent-by-name.sock")
+        by_name = mesh.spawn("agent-by-name", [
+            AGENT, "--socket", by_name_sock, "--state-dir", os.path.join(mesh.dir, "state-by-name"),
+            "--metrics-address", f"127.0.0.1:{free_port()}",
+            "--kubelet-url", f"https://localhost:{kubelet.port}",
+            "--kubelet-token-file", token_file, "--kubelet-ca-file", kubelet.ca], env=env)
+        wait_agent_ready(by_name, by_name_sock, "the agent given the kubelet's host name")
+        check(f"the kubelet at https://localhost:{kubelet.port} lists 2 pod(s) on this node"
+              in by_name.stderr(), f"the agent given a host name:\n{by_name.stderr()[-3000:]}")
     finally:
         for c in clients:
             c.stop()

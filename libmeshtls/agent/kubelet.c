@@ -420,7 +420,10 @@ static MT_RESULT get(const char *url, const char *ca_file, char *authorization, 
     CURL *handle = curl_easy_init();
     MT_ENSURE(handle != NULL, MT_ERR_NO_MEMORY);
     char error[CURL_ERROR_SIZE] = "";
-    /* On the stack and not curl_slist_append's copy: the token is wiped by the caller. */
+    /*
+     * The caller's buffer, not curl_slist_append's copy, which curl_slist_free_all frees
+     * unwiped. curl still copies the header into the request it writes, freed unwiped too.
+     */
     struct curl_slist header = {.data = authorization, .next = NULL};
     mt_result result = MT_OK_RESULT;
     bool set = curl_easy_setopt(handle, CURLOPT_URL, url) == CURLE_OK &&

@@ -12,6 +12,7 @@ packages=(
   libwolfssl-dev libconfig-dev
   libmicrohttpd-dev   # the agent's metrics endpoint, and meshtls-injector's HTTPS
   libjson-c-dev       # meshtls-injector (AdmissionReviews, JSON Patches) and the agent's kubelet client (PodList)
+  libcurl4-gnutls-dev # the agent's kubelet client (HTTPS GET, RSA chains) over the GnuTLS it already has
   # the bundled wolfSSL and libconfig (packaging/{wolfssl,libconfig}/build.sh): apt-get source +
   # dpkg-source, gpgv (the wolfSSL tarball's signature), and autotools because wolfSSL's release
   # tarball ships no configure script

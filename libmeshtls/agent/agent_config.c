@@ -172,7 +172,7 @@ static MT_RESULT read_metrics_address(void *context, const config_setting_t *set
 }
 
 #define KUBELET_URL_VALUES                                                                         \
-    "https://ADDRESS:PORT, the address an IP address (\"https://10.0.0.4:10250\")"
+    "https://HOST:PORT, the host an IP address or a DNS name (\"https://10.0.0.4:10250\")"
 
 /* setting NULL: the flag --kubelet-url. */
 static MT_RESULT store_kubelet_url(const struct mt_config_reader *reader,

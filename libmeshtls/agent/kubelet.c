@@ -2,13 +2,17 @@
  * The agent's kubelet client (see kubelet.h): the list of the node's pods, how fresh it is, how
  * often the kubelet may be asked, and the reading of a v1 PodList with json-c.
  *
- * Owns the pod list and the query schedule. The HTTPS exchange itself is tls/https_get.c's. It
- * must never ask the kubelet more than once per MT_KUBELET_QUERY_INTERVAL_MS, never wait longer
- * than MT_KUBELET_QUERY_TIMEOUT_MS (a bounded synchronous query in the one event loop: see
- * server.c), never keep the bearer token beyond one query, and never answer "unknown pod" from a
+ * Owns the pod list, the query schedule and the HTTPS GET, done by libcurl (GnuTLS flavour, the
+ * TLS library the agent already has through libmicrohttpd), so RSA and ECDSA chains both verify
+ * as real clusters present them. It must never ask the kubelet more than once per
+ * MT_KUBELET_QUERY_INTERVAL_MS, never wait longer than MT_KUBELET_QUERY_TIMEOUT_MS (a bounded
+ * synchronous query in the one event loop: see server.c), never send the bearer token to a server
+ * it has not verified, never keep the token beyond one query, and never answer "unknown pod" from a
  * list older than the miss when it could ask again: a pod started a moment ago is in the next
  * list. A list the kubelet no longer gives (a failed query) is not used past its freshness.
  */
+#include <arpa/inet.h>
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -17,11 +21,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../tls/https_get.h"
 #include "../util/log.h"
 #include "kubelet.h"
 
 #define TOKEN_MAX 16384
+#define AUTHORIZATION_PREFIX "Authorization: Bearer "
 
 void mt_kubelet_init(struct mt_kubelet *kubelet, const char *url, const char *token_file,
                      const char *ca_file)
@@ -293,7 +297,10 @@ out:
 
 /* ---- asking the kubelet ------------------------------------------------------------------- */
 
-/* "Bearer <the token file's first line>" into authorization; wiped by the caller. */
+/*
+ * "Authorization: Bearer <the token file's first line>" into authorization, the request header;
+ * wiped by the caller.
+ */
 static MT_RESULT read_token(const char *path, char *authorization, size_t capacity,
                             struct mt_text *reason)
 {
@@ -302,7 +309,7 @@ static MT_RESULT read_token(const char *path, char *authorization, size_t capaci
         mt_text_append(reason, "cannot open the token file %s: %s", path, strerror(errno));
         return mt_result_of(MT_ERR_IO);
     }
-    static const char prefix[] = "Bearer ";
+    static const char prefix[] = AUTHORIZATION_PREFIX;
     size_t length = 0;
     size_t room = capacity - sizeof(prefix);
     ssize_t got;
@@ -326,13 +333,164 @@ static MT_RESULT read_token(const char *path, char *authorization, size_t capaci
     return MT_OK_RESULT;
 }
 
+/* The body as it arrives, within MT_KUBELET_BODY_MAX. */
+struct body {
+    char *data;
+    size_t length;
+    size_t capacity;
+    bool too_long;
+    bool no_memory;
+};
+
+static size_t receive_body(char *bytes, size_t size, size_t count, void *context)
+{
+    struct body *body = context;
+    size_t length = size * count;
+    if (length > MT_KUBELET_BODY_MAX - body->length) {
+        body->too_long = true;
+        return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
+    }
+    if (body->length + length + 1 > body->capacity) {
+        size_t capacity = body->capacity > 0 ? body->capacity : 64 * 1024;
+        while (capacity < body->length + length + 1)
+            capacity *= 2;
+        char *data = realloc(body->data, capacity);
+        if (data == NULL) {
+            body->no_memory = true;
+            return 0;
+        }
+        body->data = data;
+        body->capacity = capacity;
+    }
+    memcpy(body->data + body->length, bytes, length);
+    body->length += length;
+    body->data[body->length] = '\0';
+    return length;
+}
+
+/*
+ * A URL whose host is a name, not an IP address (v4, or v6 in brackets), is refused when this
+ * libcurl has no asynchronous (threaded or c-ares) resolver: its lookup would then be outside
+ * CURLOPT_TIMEOUT_MS, which without signals bounds only an asynchronous one, and could block the
+ * event loop without bound.
+ */
+static MT_RESULT check_url_host(const char *url, struct mt_text *reason)
+{
+    CURLU *parsed = curl_url();
+    char *host = NULL;
+    mt_result result = MT_OK_RESULT;
+    if (parsed == NULL) {
+        result = mt_result_of(MT_ERR_NO_MEMORY);
+        goto out;
+    }
+    if (curl_url_set(parsed, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(parsed, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        mt_text_append(reason, "%s is not a URL", url);
+        result = mt_result_of(MT_ERR_CONFIG);
+        goto out;
+    }
+    unsigned char address[16];
+    bool is_address = host[0] == '[' || inet_pton(AF_INET, host, address) == 1;
+    if (!is_address &&
+        (curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_ASYNCHDNS) == 0) {
+        mt_text_append(reason,
+                       "%s names a host, and this libcurl has no asynchronous resolver to "
+                       "bound its lookup: give the kubelet's IP address",
+                       url);
+        result = mt_result_of(MT_ERR_CONFIG);
+    }
+
+out:
+    curl_free(host);
+    curl_url_cleanup(parsed);
+    return result;
+}
+
+/*
+ * GET url with curl: HTTPS only, the server verified against ca_file alone (no system CA
+ * directory) and the URL's host (GnuTLS matches an IP address against iPAddress SANs only, RFC
+ * 6125 section 6.2.1: no dNSName or CN spelling it), no redirect, no proxy from the environment, no
+ * signal (the threaded resolver keeps a lookup within the deadline), the whole exchange within
+ * MT_KUBELET_QUERY_TIMEOUT_MS. *status is the HTTP status of an answer.
+ */
+static MT_RESULT get(const char *url, const char *ca_file, char *authorization, int *status,
+                     struct body *body, struct mt_text *reason)
+{
+    MT_GUARD(check_url_host(url, reason));
+    CURL *handle = curl_easy_init();
+    MT_ENSURE(handle != NULL, MT_ERR_NO_MEMORY);
+    char error[CURL_ERROR_SIZE] = "";
+    /*
+     * The caller's buffer, not curl_slist_append's copy, which curl_slist_free_all frees
+     * unwiped. curl still copies the header into the request it writes, freed unwiped too.
+     */
+    struct curl_slist header = {.data = authorization, .next = NULL};
+    mt_result result = MT_OK_RESULT;
+    bool set = curl_easy_setopt(handle, CURLOPT_URL, url) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "https") == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_REDIR_PROTOCOLS_STR, "https") == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_PROXY, "") == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, (long)MT_KUBELET_QUERY_TIMEOUT_MS) ==
+                   CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_CAINFO, ca_file) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_CAPATH, NULL) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_HTTPHEADER, &header) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_USERAGENT, "meshtls-agent") == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_MAXFILESIZE_LARGE,
+                                (curl_off_t)MT_KUBELET_BODY_MAX) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, receive_body) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_WRITEDATA, body) == CURLE_OK &&
+               curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, error) == CURLE_OK;
+    if (!set) {
+        mt_text_append(reason, "this libcurl lacks an option the kubelet client needs");
+        result = mt_result_of(MT_ERR_CONFIG);
+        goto out;
+    }
+    CURLcode code = curl_easy_perform(handle);
+    if (body->too_long || code == CURLE_FILESIZE_EXCEEDED) {
+        mt_text_append(reason, "asking %s: the answer is longer than %u bytes", url,
+                       MT_KUBELET_BODY_MAX);
+        result = mt_result_of(MT_ERR_TOO_LONG);
+        goto out;
+    }
+    if (body->no_memory) {
+        mt_text_append(reason, "asking %s: out of memory for the answer", url);
+        result = mt_result_of(MT_ERR_NO_MEMORY);
+        goto out;
+    }
+    if (code != CURLE_OK) {
+        /* GnuTLS names the subject's CN in its mismatch message, though only the SAN counts. */
+        mt_text_append(reason, "asking %s: %s%s", url,
+                       error[0] != '\0' ? error : curl_easy_strerror(code),
+                       code == CURLE_PEER_FAILED_VERIFICATION
+                           ? " (the certificate must lead to the CA file and name the URL's "
+                             "host: an IP address SAN for an address, a DNS SAN for a name); "
+                             "the token was not sent"
+                           : "");
+        result = mt_result_of(code == CURLE_OPERATION_TIMEDOUT ? MT_ERR_TIMEOUT : MT_ERR_IO);
+        goto out;
+    }
+    long response_code = 0;
+    curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &response_code);
+    *status = (int)response_code;
+
+out:
+    curl_easy_cleanup(handle);
+    return result;
+}
+
 /* One query; on success the list is replaced. */
 static void query(struct mt_kubelet *kubelet, long long now_ms)
 {
     char url[1024];
-    char authorization[TOKEN_MAX + 16];
+    char authorization[TOKEN_MAX + sizeof(AUTHORIZATION_PREFIX)];
     struct mt_text reason = mt_text_on(kubelet->last_error, sizeof(kubelet->last_error));
-    struct mt_https_response response = {0};
+    struct body body = {0};
+    int status = 0;
     kubelet->has_queried = true;
     kubelet->queried_ms = now_ms;
     kubelet->last_query_failed = true;
@@ -343,26 +501,20 @@ static void query(struct mt_kubelet *kubelet, long long now_ms)
     if (!mt_result_is_ok(
             read_token(kubelet->token_file, authorization, sizeof(authorization), &reason)))
         goto out;
-    struct mt_https_request request = {.url = url,
-                                       .ca_file = kubelet->ca_file,
-                                       .authorization = authorization,
-                                       .timeout_ms = MT_KUBELET_QUERY_TIMEOUT_MS,
-                                       .body_max = MT_KUBELET_BODY_MAX};
-    mt_result result = mt_https_get(&request, &response, &reason);
+    mt_result result = get(url, kubelet->ca_file, authorization, &status, &body, &reason);
     explicit_bzero(authorization, sizeof(authorization));
     if (!mt_result_is_ok(result))
         goto out;
-    if (response.status != 200) {
-        mt_text_append(
-            &reason, "the kubelet at %s answered HTTP %d%s", url, response.status,
-            response.status == 401   ? ": it does not accept the token of --kubelet-token-file"
-            : response.status == 403 ? ": the agent's service account needs get on nodes/proxy"
-                                     : "");
+    if (status != 200) {
+        mt_text_append(&reason, "the kubelet at %s answered HTTP %d%s", url, status,
+                       status == 401   ? ": it does not accept the token of --kubelet-token-file"
+                       : status == 403 ? ": the agent's service account needs get on nodes/proxy"
+                                       : "");
         goto out;
     }
     struct mt_kubelet_pods pods;
     if (!mt_result_is_ok(
-            mt_kubelet_parse_pods(response.body, response.body_length, &pods, &reason)))
+            mt_kubelet_parse_pods(body.data != NULL ? body.data : "", body.length, &pods, &reason)))
         goto out;
     mt_kubelet_pods_free(&kubelet->list);
     kubelet->list = pods;
@@ -374,12 +526,28 @@ static void query(struct mt_kubelet *kubelet, long long now_ms)
 
 out:
     explicit_bzero(authorization, sizeof(authorization));
-    mt_https_response_free(&response);
+    free(body.data);
     if (kubelet->last_query_failed)
         mt_log_limited(MT_LOG_WARN,
                        "kubelet query failed: %s; callers in pods get no identity "
                        "until it succeeds",
                        kubelet->last_error);
+}
+
+MT_RESULT mt_kubelet_global_init(struct mt_text *reason)
+{
+    CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (code != CURLE_OK) {
+        mt_text_append(reason, "cannot initialise libcurl for the kubelet client: %s",
+                       curl_easy_strerror(code));
+        return mt_result_of(MT_ERR_IO);
+    }
+    return MT_OK_RESULT;
+}
+
+void mt_kubelet_global_cleanup(void)
+{
+    curl_global_cleanup();
 }
 
 void mt_kubelet_probe(struct mt_kubelet *kubelet, long long now_ms)

@@ -72,6 +72,13 @@ enum mt_kubelet_answer {
     MT_KUBELET_POD_UNAVAILABLE, /* the kubelet could not be asked or refused: last_error says */
 };
 
+/*
+ * libcurl's global state, once at the agent's start while it has one thread, and its release at
+ * exit.
+ */
+MT_RESULT mt_kubelet_global_init(struct mt_text *reason);
+void mt_kubelet_global_cleanup(void);
+
 /* url, token_file and ca_file must outlive kubelet. */
 void mt_kubelet_init(struct mt_kubelet *kubelet, const char *url, const char *token_file,
                      const char *ca_file);

@@ -318,6 +318,7 @@ int main(int argc, char **argv)
     struct mt_kubelet kubelet;
     char description[PATH_MAX + 256];
     bool have_server = false;
+    bool have_curl = false;
     bool created = false;
     int signal_fd = -1;
     int signal_number = 0;
@@ -348,6 +349,11 @@ int main(int argc, char **argv)
         goto out;
     }
     if (config.kubelet_url[0] != '\0') {
+        if (!mt_result_is_ok(mt_kubelet_global_init(&reason))) {
+            mt_log_error("%s", message);
+            goto out;
+        }
+        have_curl = true;
         server.kubelet = &kubelet;
         if (!find_cgroup_root_depth(arguments.cgroup_root_depth, &server.cgroup_root_depth))
             goto out;
@@ -402,6 +408,8 @@ out:
         mt_server_close(&server);
     mt_issuer_close(&issuer);
     mt_kubelet_cleanup(&kubelet);
+    if (have_curl)
+        mt_kubelet_global_cleanup();
     mt_agent_config_cleanup(&config);
     if (signal_fd >= 0)
         close(signal_fd);

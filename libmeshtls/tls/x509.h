@@ -109,14 +109,6 @@ MT_RESULT mt_x509_signing_check(const uint8_t *der, size_t length, const char **
 MT_RESULT mt_x509_cert_spiffe_id(const uint8_t *der, size_t length, char *spiffe_id,
                                  size_t capacity);
 
-/*
- * True when the certificate's subjectAltName holds the iPAddress address (4 bytes for IPv4, 16
- * for IPv6, network order): how a server reached by its address is named (RFC 6125 section
- * 6.2.1, RFC 5280 section 4.2.1.6). Read from the raw extension, whatever wolfSSL keeps of it.
- */
-bool mt_x509_cert_has_ip_address(const uint8_t *der, size_t length, const uint8_t *address,
-                                 size_t address_length);
-
 /* True when der is a CA certificate (basicConstraints CA:TRUE). */
 bool mt_x509_cert_is_ca(const uint8_t *der, size_t length);
 

@@ -16,8 +16,8 @@ started under `unshare --cgroup` from there), so the agent reads the paths a nod
         kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod<D>.slice/
             cri-containerd-<64 hex>.scope     pod D: shop/worker
 
-The kubelet is python's http.server behind ssl with a certificate from a test ECDSA CA made by
-openssl, answering GET /pods with a v1 PodList when the bearer token is right, 401 otherwise.
+The kubelet is python's http.server behind ssl with an RSA 2048 certificate from a test RSA CA
+made by openssl, as kubeadm makes them (and, at the end, an ECDSA CA and certificate), answering GET /pods with a v1 PodList when the bearer token is right, 401 otherwise.
 Clients are Python processes of one uid (root), moved into their cgroups by pid, that ask the
 agent for an SVID over its socket (identity/proto.h) whenever told to.
 
@@ -29,7 +29,10 @@ pod churn: once the stand-in drops pod A, A's renewal is refused; a wrong token:
 the kubelet's 401 and refuses pod B, while the node's process is still served; the refusals are
 counted in the agent's metrics; a meshed server in pod B (python http.server under `meshtls
 run`) has namespace, pod and workload labels on its series, a meshed client of the node (curl,
-or fetch.py under a sanitizer) none.
+or fetch.py under a sanitizer) none; a certificate of the kubelet's CA for another address (and
+a DNS name and CN spelling 127.0.0.1) is refused before any request carries the token; an ECDSA
+CA and certificate work as the RSA ones do; a URL with a host name (localhost) and a certificate
+with its DNS SAN work.
 """
 
 import json
@@ -90,21 +93,25 @@ def openssl(*arguments):
     subprocess.run(["openssl", *arguments], check=True, capture_output=True)
 
 
-def make_kubelet_ca(directory):
-    ca_key, ca = os.path.join(directory, "ca.key"), os.path.join(directory, "ca.crt")
-    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", ca_key)
-    openssl("req", "-new", "-x509", "-key", ca_key, "-subj", "/CN=test kubelet CA", "-days", "2",
-            "-out", ca)
+# Key types as openssl names them: kubeadm's CA and the kubelet's serving certificate are RSA 2048.
+RSA = ("-newkey", "rsa:2048")
+ECDSA = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
+
+
+def make_kubelet_ca(directory, key_type, name="ca"):
+    ca_key, ca = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.crt")
+    openssl("req", "-x509", *key_type, "-nodes", "-keyout", ca_key, "-subj",
+            f"/CN=test kubelet {name}", "-days", "2", "-out", ca)
     return ca, ca_key
 
 
-def make_kubelet_certificate(directory, ca, ca_key, name, san):
-    """An ECDSA serving certificate with subjectAltName san (and the CN 127.0.0.1 always, so
-    that only the SAN can tell a right certificate from a wrong one), signed by the CA."""
+def make_kubelet_certificate(directory, ca, ca_key, name, san, key_type):
+    """A serving certificate with subjectAltName san (and the CN 127.0.0.1 always, so that only
+    the SAN can tell a right certificate from a wrong one), signed by the CA."""
     key, csr = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.csr")
     cert, ext = os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.ext")
-    openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
-    openssl("req", "-new", "-key", key, "-subj", "/CN=127.0.0.1", "-out", csr)
+    openssl("req", "-new", *key_type, "-nodes", "-keyout", key, "-subj", "/CN=127.0.0.1",
+            "-out", csr)
     with open(ext, "w") as f:
         f.write(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\n")
     openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days",
@@ -128,9 +135,9 @@ class Kubelet:
 
     def __init__(self, directory):
         self.directory = directory
-        self.ca, self.ca_key = make_kubelet_ca(directory)
+        self.ca, self.ca_key = make_kubelet_ca(directory, RSA)
         cert, key = make_kubelet_certificate(directory, self.ca, self.ca_key, "kubelet",
-                                             "IP:127.0.0.1")
+                                             "IP:127.0.0.1", RSA)
         self.pods = []
         self.requests = []
         kubelet = self
@@ -164,10 +171,19 @@ class Kubelet:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def serve_certificate(self, name, san):
+    def serve_certificate(self, name, san, key_type=RSA):
         """Later handshakes present a new certificate from the same CA."""
-        cert, key = make_kubelet_certificate(self.directory, self.ca, self.ca_key, name, san)
+        cert, key = make_kubelet_certificate(self.directory, self.ca, self.ca_key, name, san,
+                                             key_type)
         self.context.load_cert_chain(cert, key)
+
+    def replace_ca(self, key_type):
+        """A new CA, of key_type, written over the agent's CA file, serving a certificate of its
+        own for 127.0.0.1: the agent reads the CA file at every query."""
+        ca, self.ca_key = make_kubelet_ca(self.directory, key_type, "ca-again")
+        shutil.copyfile(ca, self.ca + ".new")
+        os.rename(self.ca + ".new", self.ca)
+        self.serve_certificate("kubelet-ecdsa", "IP:127.0.0.1", key_type)
 
     def stop(self):
         self.server.shutdown()
@@ -442,15 +458,20 @@ def run_test(mesh, cgroups, kubelet):
         with open(token_file + ".new", "w") as f:
             f.write(TOKEN + "\n")
         os.rename(token_file + ".new", token_file)
+        sent = len(kubelet.requests)
         kubelet.serve_certificate("other-node", "IP:127.0.0.2,DNS:127.0.0.1")
         def b_refused_for_address():
             reply = b.ask()
-            return reply if "no IP address SAN" in reply else None
+            return reply if "does not match target host name" in reply else None
 
         answer = until(b_refused_for_address, CHANGE_SEEN_WITHIN,
                        "pod B to be refused by a kubelet certificate for another address")
-        check(answer.startswith("ERROR") and "127.0.0.1" in answer,
+        check(answer.startswith("ERROR") and "127.0.0.1" in answer and
+              "an IP address SAN" in answer,
               f"pod B with the other node's certificate: {answer!r}")
+        check(len(kubelet.requests) == sent,
+              f"{len(kubelet.requests) - sent} request(s) (with the token) reached the server "
+              "whose certificate names another address")
         kubelet.serve_certificate("kubelet-again", "IP:127.0.0.1")
         def b_named():
             reply = b.ask()
@@ -459,10 +480,35 @@ def run_test(mesh, cgroups, kubelet):
         answer = until(b_named, CHANGE_SEEN_WITHIN, "pod B's identity once the kubelet is right")
         check(answer == f"ID {TD}/ns/billing/sa/ledger-main", f"pod B recovered with {answer!r}")
 
+        # An ECDSA CA and serving certificate in place of the RSA ones: both kinds are verified.
+        kubelet.replace_ca(ECDSA)
+        served = len(kubelet.requests)
+        def b_asked_over_ecdsa():
+            reply = b.ask()
+            return reply if len(kubelet.requests) > served else None
+
+        answer = until(b_asked_over_ecdsa, CHANGE_SEEN_WITHIN,
+                       "a kubelet query over the ECDSA certificate")
+        check(answer == f"ID {TD}/ns/billing/sa/ledger-main",
+              f"pod B with an ECDSA kubelet certificate: {answer!r}")
+
         samples = parse_metrics(scrape(metrics_port))
         refused = samples.get(("meshtls_agent_pod_callers_refused_total", ()), 0)
         check(refused >= 13, f"meshtls_agent_pod_callers_refused_total is {refused}, expected "
               "pod C's 11 refusals, A's renewal and B's")
+
+        # A host name in the URL: curl looks it up within the query's deadline and matches the
+        # certificate's DNS SAN (the stand-in now serves DNS:localhost and no IP SAN).
+        kubelet.serve_certificate("kubelet-by-name", "DNS:localhost", ECDSA)
+        by_name_sock = os.path.join(mesh.dir, "agent-by-name.sock")
+        by_name = mesh.spawn("agent-by-name", [
+            AGENT, "--socket", by_name_sock, "--state-dir", os.path.join(mesh.dir, "state-by-name"),
+            "--metrics-address", f"127.0.0.1:{free_port()}",
+            "--kubelet-url", f"https://localhost:{kubelet.port}",
+            "--kubelet-token-file", token_file, "--kubelet-ca-file", kubelet.ca], env=env)
+        wait_agent_ready(by_name, by_name_sock, "the agent given the kubelet's host name")
+        check(f"the kubelet at https://localhost:{kubelet.port} lists 2 pod(s) on this node"
+              in by_name.stderr(), f"the agent given a host name:\n{by_name.stderr()[-3000:]}")
     finally:
         for c in clients:
             c.stop()

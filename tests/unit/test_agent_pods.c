@@ -1,9 +1,8 @@
 /*
  * Tests for the agent's Kubernetes pieces other than the cgroup reader: the kubelet's v1 PodList
- * as json-c reads it (agent/kubelet.c), the HTTP/1.1 response of the kubelet client
- * (tls/https_get.c), rules with pod selectors (agent/rules.c) and the identity they give
- * (agent/agent_config.c): a pod's default ns/<namespace>/sa/<service account>, pod selectors that
- * never match a process of the node, labels that must all be there.
+ * as json-c reads it (agent/kubelet.c), rules with pod selectors (agent/rules.c) and the identity
+ * they give (agent/agent_config.c): a pod's default ns/<namespace>/sa/<service account>, pod
+ * selectors that never match a process of the node, labels that must all be there.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,7 +16,6 @@
 
 #include "agent/kubelet.h"
 #include "agent_config_support.h"
-#include "tls/https_get.h"
 
 #define UID_A "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 #define UID_B "2b4e28ba-2fa1-11d2-883f-0016d3cca427"
@@ -94,63 +92,6 @@ static void test_parse_pods_rejects_other_documents(void **state)
             fail_msg("accepted %s", documents[i]);
         assert_true(strlen(text) > 0);
     }
-}
-
-/* Parses response (copied, it is written), expecting status and body. */
-static void expect_response(const char *response, int status, const char *body)
-{
-    char *copy = strdup(response);
-    int got_status = 0;
-    char *got_body = NULL;
-    size_t length = 0;
-    assert_true(mt_result_is_ok(
-        mt_https_parse_response(copy, strlen(copy), &got_status, &got_body, &length)));
-    assert_int_equal(got_status, status);
-    assert_int_equal(length, strlen(body));
-    assert_memory_equal(got_body, body, length);
-    free(copy);
-}
-
-static void expect_response_error(const char *response, enum mt_error error)
-{
-    char *copy = strdup(response);
-    int status = 0;
-    char *body = NULL;
-    size_t length = 0;
-    assert_int_equal(mt_https_parse_response(copy, strlen(copy), &status, &body, &length).error,
-                     error);
-    free(copy);
-}
-
-static void test_parse_response_content_length_chunked_and_close(void **state)
-{
-    (void)state;
-    expect_response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 200, "hello");
-    expect_response("HTTP/1.1 401 Unauthorized\r\ncontent-length: 12\r\n\r\nUnauthorized", 401,
-                    "Unauthorized");
-    expect_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    "4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\n\r\n",
-                    200, "Wikipedia in \r\n\r\nchunks.");
-    expect_response("HTTP/1.0 200 OK\r\nServer: x\r\n\r\nuntil close", 200, "until close");
-}
-
-static void test_parse_response_truncated_and_malformed(void **state)
-{
-    (void)state;
-    expect_response_error("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello",
-                          MT_ERR_PROTO_TRUNCATED);
-    expect_response_error("HTTP/1.1 200 OK\r\nContent-Le", MT_ERR_PROTO_TRUNCATED);
-    expect_response_error("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
-                          MT_ERR_PROTO_TRUNCATED);
-    expect_response_error("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
-                          MT_ERR_PROTO_TRUNCATED);
-    expect_response_error("SSH-2.0-OpenSSH\r\n\r\n", MT_ERR_PROTO_MALFORMED);
-    expect_response_error("HTTP/1.1 2x0 OK\r\n\r\n", MT_ERR_PROTO_MALFORMED);
-    expect_response_error("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-                          MT_ERR_PROTO_MALFORMED);
-    expect_response_error("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-                          MT_ERR_PROTO_MALFORMED);
-    expect_response_error("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", MT_ERR_PROTO_MALFORMED);
 }
 
 /* ---- rules ---------------------------------------------------------------------------------- */
@@ -284,8 +225,6 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_pods_reads_names_owner_labels_containers),
         cmocka_unit_test(test_parse_pods_rejects_other_documents),
-        cmocka_unit_test(test_parse_response_content_length_chunked_and_close),
-        cmocka_unit_test(test_parse_response_truncated_and_malformed),
         cmocka_unit_test_setup_teardown(test_resolve_pod_rules_and_default, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resolve_pod_labels_as_key_value_strings, setup,
                                         teardown),

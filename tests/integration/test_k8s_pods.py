@@ -514,7 +514,9 @@ def run_test(mesh, cgroups, kubelet):
             c.stop()
 
 
-def test():
+def with_pod_cgroups(name, run_test):
+    """Runs run_test(mesh, cgroups, kubelet) in a cgroup tree of its own under the machine's
+    cgroup2 hierarchy (removed after) and a kubelet stand-in; skips where that cannot be made."""
     if os.geteuid() != 0:
         skip("needs root: the test creates cgroups and moves processes into them")
     mount = cgroup2_mount()
@@ -522,14 +524,14 @@ def test():
         skip("no cgroup2 hierarchy is mounted (/proc/mounts)")
     if shutil.which("unshare") is None:
         skip("unshare (util-linux) is not installed")
-    base = os.path.join(mount, f"meshtls-test-{os.getpid()}")
+    base = os.path.join(mount, f"meshtls-test-{name}-{os.getpid()}")
     try:
         os.mkdir(base)
     except OSError as error:
         skip(f"the cgroup2 hierarchy at {mount} is not writable: {error}")
     cgroups = Cgroups(base)
     cgroups.created.append(base)
-    with Mesh("k8s-pods") as mesh:
+    with Mesh(name) as mesh:
         kubelet = Kubelet(mesh.dir)
         try:
             run_test(mesh, cgroups, kubelet)
@@ -538,6 +540,10 @@ def test():
                 process.stop()
             kubelet.stop()
             cgroups.remove()
+
+
+def test():
+    with_pod_cgroups("k8s-pods", run_test)
 
 
 if __name__ == "__main__":

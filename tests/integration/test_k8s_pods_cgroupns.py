@@ -29,12 +29,11 @@ other container of the agent's pod get none; the node's process gets uid/0.
 """
 
 import os
-import shutil
 import uuid
 
 from agent_protocol import make_csr
-from harness import AGENT, ASAN_RUNTIME, Mesh, base_env, check, main, skip, wait_agent_ready
-from test_k8s_pods import TOKEN, Cgroups, Client, Kubelet, cgroup2_mount, pod, systemd_uid
+from harness import AGENT, ASAN_RUNTIME, base_env, check, main, wait_agent_ready
+from test_k8s_pods import TOKEN, Client, pod, systemd_uid, with_pod_cgroups
 
 TD = "spiffe://meshtls.local"
 AGENT_DEPTH = 4
@@ -134,29 +133,7 @@ def run_test(mesh, cgroups, kubelet):
 
 
 def test():
-    if os.geteuid() != 0:
-        skip("needs root: the test creates cgroups and moves processes into them")
-    mount = cgroup2_mount()
-    if mount is None:
-        skip("no cgroup2 hierarchy is mounted (/proc/mounts)")
-    if shutil.which("unshare") is None:
-        skip("unshare (util-linux) is not installed")
-    base = os.path.join(mount, f"meshtls-test-cgroupns-{os.getpid()}")
-    try:
-        os.mkdir(base)
-    except OSError as error:
-        skip(f"the cgroup2 hierarchy at {mount} is not writable: {error}")
-    cgroups = Cgroups(base)
-    cgroups.created.append(base)
-    with Mesh("k8s-pods-cgroupns") as mesh:
-        kubelet = Kubelet(mesh.dir)
-        try:
-            run_test(mesh, cgroups, kubelet)
-        finally:
-            for process in reversed(mesh.processes):
-                process.stop()
-            kubelet.stop()
-            cgroups.remove()
+    with_pod_cgroups("k8s-pods-cgroupns", run_test)
 
 
 if __name__ == "__main__":

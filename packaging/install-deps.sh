@@ -63,9 +63,8 @@ packages=(
   valgrind clang libclang-rt-14-dev llvm
 )
 # Kubernetes manifests (test_packaging_kubernetes.py): rendered with `kubectl kustomize` and
-# validated against the API models of python3-kubernetes. Debian's kubectl only where none is on
-# PATH already (another package's kubectl would conflict with it).
-packages+=(python3-kubernetes)
+# validated against the API models of python3-kubernetes (above). Debian's kubectl only where
+# none is on PATH already (another package's kubectl would conflict with it).
 if ! command -v kubectl > /dev/null; then
   packages+=(kubernetes-client)
 fi

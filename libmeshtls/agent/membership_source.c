@@ -229,16 +229,70 @@ static MT_RESULT update_tombstones(struct mt_membership_source *source,
     return MT_OK_RESULT;
 }
 
+/* A host entry on its way into the sorted part of a set, with its place among the entries given
+ * so that entries with the same key keep their order (qsort is not stable). */
+struct host_place {
+    const struct mt_membership_entry *entry;
+    size_t order;
+};
+
+static int host_place_compare(const void *left, const void *right)
+{
+    const struct host_place *a = left;
+    const struct host_place *b = right;
+    int by_key = mt_membership_host_compare(a->entry, b->entry);
+    if (by_key != 0)
+        return by_key;
+    return a->order < b->order ? -1 : (a->order > b->order ? 1 : 0);
+}
+
+/*
+ * Copies live then removed into entries in the version 2 order (policy/membership.h): CIDR
+ * entries as given, then host entries sorted by family, address and first port. hosts has room
+ * for every entry. Returns the index of the first host entry.
+ */
+static uint32_t write_ordered(const struct mt_membership_source *source,
+                              struct mt_membership_entry *entries, struct host_place *hosts)
+{
+    const struct mt_membership_entry *parts[2] = {source->live, source->removed};
+    size_t part_counts[2] = {source->live_count, source->removed_count};
+    size_t cidr_count = 0;
+    size_t host_count = 0;
+    size_t order = 0;
+    for (size_t part = 0; part < 2; part++) {
+        for (size_t i = 0; i < part_counts[part]; i++, order++) {
+            const struct mt_membership_entry *entry = &parts[part][i];
+            if (mt_membership_entry_is_host(entry))
+                hosts[host_count++] = (struct host_place){entry, order};
+            else
+                entries[cidr_count++] = *entry;
+        }
+    }
+    qsort(hosts, host_count, sizeof(*hosts), host_place_compare);
+    for (size_t i = 0; i < host_count; i++)
+        entries[cidr_count + i] = *hosts[i].entry;
+    return (uint32_t)cidr_count;
+}
+
 /* Writes a new generation of live + tombstones into a new sealed memfd and makes it current. */
 static MT_RESULT publish(struct mt_membership_source *source, struct mt_text *reason)
 {
     size_t count = source->live_count + source->removed_count;
     size_t size = MT_MEMBERSHIP_HEADER_SIZE + count * MT_MEMBERSHIP_ENTRY_SIZE;
-    int fd = memfd_create("meshtls-membership", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0)
-        return mt_result_explain(reason, MT_ERR_IO, "memfd_create: %s", strerror(errno));
+    if (count > MT_MEMBERSHIP_ENTRIES_MAX)
+        return mt_result_explain(reason, MT_ERR_MEMBERSHIP,
+                                 "%zu membership entries, more than a set holds (%u)", count,
+                                 MT_MEMBERSHIP_ENTRIES_MAX);
+    struct host_place *hosts = malloc((count > 0 ? count : 1) * sizeof(*hosts));
+    if (hosts == NULL)
+        return mt_result_of(MT_ERR_NO_MEMORY);
     uint8_t *mapping = MAP_FAILED;
     mt_result result = MT_OK_RESULT;
+    int fd = memfd_create("meshtls-membership", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        result = mt_result_explain(reason, MT_ERR_IO, "memfd_create: %s", strerror(errno));
+        goto out;
+    }
     if (ftruncate(fd, (off_t)size) != 0) {
         result = mt_result_explain(reason, MT_ERR_IO, "ftruncate: %s", strerror(errno));
         goto out;
@@ -255,13 +309,9 @@ static MT_RESULT publish(struct mt_membership_source *source, struct mt_text *re
         .entry_count = (uint32_t)count,
         .flags = MT_MEMBERSHIP_FLAG_COMPLETE,
     };
+    header.host_first = write_ordered(
+        source, (struct mt_membership_entry *)(void *)(mapping + MT_MEMBERSHIP_HEADER_SIZE), hosts);
     memcpy(mapping, &header, sizeof(header));
-    if (source->live_count > 0)
-        memcpy(mapping + MT_MEMBERSHIP_HEADER_SIZE, source->live,
-               source->live_count * MT_MEMBERSHIP_ENTRY_SIZE);
-    if (source->removed_count > 0)
-        memcpy(mapping + MT_MEMBERSHIP_HEADER_SIZE + source->live_count * MT_MEMBERSHIP_ENTRY_SIZE,
-               source->removed, source->removed_count * MT_MEMBERSHIP_ENTRY_SIZE);
     /* From here on only this mapping can write (for `superseded`): no reader can, nor resize. */
     if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) !=
         0) {
@@ -285,6 +335,7 @@ out:
         munmap(mapping, size);
     if (fd >= 0)
         close(fd);
+    free(hosts);
     return result;
 }
 

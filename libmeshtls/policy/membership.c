@@ -57,6 +57,49 @@ static bool entry_is_valid(const struct mt_membership_entry *entry)
     return true;
 }
 
+bool mt_membership_entry_is_host(const struct mt_membership_entry *entry)
+{
+    return entry->prefix_length == address_bytes(entry->family) * 8;
+}
+
+/* The order of a (family, address, port) key against an entry's; the address's unused bytes
+ * (12 of them for IPv4) take no part, so they cannot make an ordered set look unordered. */
+static int key_compare(unsigned family, const uint8_t *address, uint16_t port,
+                       const struct mt_membership_entry *entry)
+{
+    if (family != entry->family)
+        return family < entry->family ? -1 : 1;
+    int by_address = memcmp(address, entry->address, address_bytes(family));
+    if (by_address != 0)
+        return by_address;
+    if (port != entry->port_first)
+        return port < entry->port_first ? -1 : 1;
+    return 0;
+}
+
+int mt_membership_host_compare(const struct mt_membership_entry *a,
+                               const struct mt_membership_entry *b)
+{
+    return key_compare(a->family, a->address, a->port_first, b);
+}
+
+/* The version 2 order (membership.h): CIDR entries, then host entries sorted. */
+static bool entries_are_ordered(const struct mt_membership_view *view)
+{
+    for (uint32_t i = 0; i < view->host_first; i++) {
+        if (mt_membership_entry_is_host(entry_at(view, i)))
+            return false;
+    }
+    for (uint32_t i = view->host_first; i < view->entry_count; i++) {
+        const struct mt_membership_entry *entry = entry_at(view, i);
+        if (!mt_membership_entry_is_host(entry))
+            return false;
+        if (i > view->host_first && mt_membership_host_compare(entry_at(view, i - 1), entry) > 0)
+            return false;
+    }
+    return true;
+}
+
 MT_RESULT mt_membership_view_open(const void *bytes, size_t size, struct mt_membership_view *view)
 {
     MT_ENSURE_REF(bytes);
@@ -69,15 +112,18 @@ MT_RESULT mt_membership_view_open(const void *bytes, size_t size, struct mt_memb
     MT_ENSURE(header.entry_count <= MT_MEMBERSHIP_ENTRIES_MAX, MT_ERR_MEMBERSHIP);
     MT_ENSURE((size - MT_MEMBERSHIP_HEADER_SIZE) / MT_MEMBERSHIP_ENTRY_SIZE >= header.entry_count,
               MT_ERR_MEMBERSHIP);
+    MT_ENSURE(header.host_first <= header.entry_count, MT_ERR_MEMBERSHIP);
     struct mt_membership_view checked = {
         .base = bytes,
         .size = size,
         .generation = header.generation,
         .entry_count = header.entry_count,
+        .host_first = header.host_first,
         .complete = (header.flags & MT_MEMBERSHIP_FLAG_COMPLETE) != 0,
     };
     for (uint32_t i = 0; i < checked.entry_count; i++)
         MT_ENSURE(entry_is_valid(entry_at(&checked, i)), MT_ERR_MEMBERSHIP);
+    MT_ENSURE(entries_are_ordered(&checked), MT_ERR_MEMBERSHIP);
     *view = checked;
     return MT_OK_RESULT;
 }
@@ -127,6 +173,58 @@ static bool entry_covers(const struct mt_membership_entry *entry, unsigned famil
            prefix_matches(address, entry->address, entry->prefix_length);
 }
 
+/* What a search of some entries found: the first live entry covering, and whether a tombstone
+ * covered. */
+struct found {
+    const struct mt_membership_entry *live;
+    bool removed;
+};
+
+static void consider(const struct mt_membership_entry *entry, struct found *found)
+{
+    if (entry->state == MT_MEMBERSHIP_STATE_REMOVED)
+        found->removed = true;
+    else if (found->live == NULL)
+        found->live = entry;
+}
+
+/*
+ * The host entries for the address: the first one not before (family, address, port 0) by binary
+ * search, then forward while the address is the same and the first port not past the port
+ * (entries there are ordered by first port, so none further can cover it).
+ */
+static void search_hosts(const struct mt_membership_view *view, unsigned family,
+                         const uint8_t *address, uint16_t port, struct found *found)
+{
+    uint32_t low = view->host_first;
+    uint32_t high = view->entry_count;
+    while (low < high) {
+        uint32_t middle = low + (high - low) / 2;
+        if (key_compare(family, address, 0, entry_at(view, middle)) > 0)
+            low = middle + 1;
+        else
+            high = middle;
+    }
+    for (uint32_t i = low; i < view->entry_count && found->live == NULL; i++) {
+        const struct mt_membership_entry *entry = entry_at(view, i);
+        if (entry->family != family ||
+            memcmp(entry->address, address, address_bytes(family)) != 0 || entry->port_first > port)
+            break;
+        if (port <= entry->port_last)
+            consider(entry, found);
+    }
+}
+
+static void scan_cidrs(const struct mt_membership_view *view, unsigned family,
+                       const uint8_t *address, uint16_t port, struct found *found)
+{
+    for (uint32_t i = 0; i < view->host_first && found->live == NULL; i++) {
+        const struct mt_membership_entry *entry = entry_at(view, i);
+        if (entry_covers(entry, family, address, port))
+            consider(entry, found);
+    }
+}
+
 enum mt_membership_verdict mt_membership_lookup(const struct mt_membership_view *view,
                                                 const struct sockaddr_storage *destination,
                                                 const char **identity, size_t *identity_length)
@@ -141,22 +239,18 @@ enum mt_membership_verdict mt_membership_lookup(const struct mt_membership_view 
     if (view == NULL || view->base == NULL || destination == NULL ||
         !destination_parts(destination, &family, &address, &port))
         return MT_MEMBERSHIP_ABSENT;
-    bool removed = false;
-    for (uint32_t i = 0; i < view->entry_count; i++) {
-        const struct mt_membership_entry *entry = entry_at(view, i);
-        if (!entry_covers(entry, family, address, port))
-            continue;
-        if (entry->state == MT_MEMBERSHIP_STATE_REMOVED) {
-            removed = true;
-            continue;
-        }
-        if (identity != NULL)
-            *identity = entry->identity_length > 0 ? entry->identity : NULL;
-        if (identity_length != NULL)
-            *identity_length = entry->identity_length;
-        return MT_MEMBERSHIP_MEMBER;
-    }
-    return removed ? MT_MEMBERSHIP_REMOVED : MT_MEMBERSHIP_ABSENT;
+    struct found found = {0};
+    search_hosts(view, family, address, port, &found);
+    /* The CIDRs only when no host entry answered: a host's identity is the more specific. */
+    if (found.live == NULL)
+        scan_cidrs(view, family, address, port, &found);
+    if (found.live == NULL)
+        return found.removed ? MT_MEMBERSHIP_REMOVED : MT_MEMBERSHIP_ABSENT;
+    if (identity != NULL)
+        *identity = found.live->identity_length > 0 ? found.live->identity : NULL;
+    if (identity_length != NULL)
+        *identity_length = found.live->identity_length;
+    return MT_MEMBERSHIP_MEMBER;
 }
 
 bool mt_membership_is_superseded(const struct mt_membership_view *view)

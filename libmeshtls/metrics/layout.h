@@ -181,9 +181,10 @@ struct mt_metrics_series_record {
 };
 
 /*
- * Outbound connections opened to one destination, mTLS or plaintext, whatever the mode decided
- * (for `meshtls status` and outbound_destination_open_total: which destinations are not yet
- * mTLS). Labels written once, before the record is published; open_total counted after.
+ * Outbound connections opened to one destination: mTLS, or plaintext as mode "auto" decided
+ * (mode "plain" passes the connection to libc uncounted) (for `meshtls status` and
+ * outbound_destination_open_total: which destinations are not yet mTLS). Labels written once,
+ * before the record is published; open_total counted after.
  */
 struct mt_metrics_destination_record {
     uint8_t family; /* enum mt_metrics_destination_family */

@@ -179,41 +179,97 @@ static MT_RESULT load_file(const struct mt_membership_source *source,
     return MT_OK_RESULT;
 }
 
-static bool same_place(const struct mt_membership_entry *a, const struct mt_membership_entry *b)
+/* The order of places (family, prefix, ports, address): two entries compare equal exactly when
+ * they name the same place, whatever their state and identity. */
+static int place_compare(const struct mt_membership_entry *a, const struct mt_membership_entry *b)
 {
-    return a->family == b->family && a->prefix_length == b->prefix_length &&
-           a->port_first == b->port_first && a->port_last == b->port_last &&
-           memcmp(a->address, b->address, sizeof(a->address)) == 0;
+    if (a->family != b->family)
+        return a->family < b->family ? -1 : 1;
+    if (a->prefix_length != b->prefix_length)
+        return a->prefix_length < b->prefix_length ? -1 : 1;
+    if (a->port_first != b->port_first)
+        return a->port_first < b->port_first ? -1 : 1;
+    if (a->port_last != b->port_last)
+        return a->port_last < b->port_last ? -1 : 1;
+    return memcmp(a->address, b->address, sizeof(a->address));
 }
 
-static bool contains_place(const struct mt_membership_entry *entries, size_t count,
-                           const struct mt_membership_entry *entry)
+/* Places, then their order in the one array they point into: the first of a place sorts first. */
+static int place_pointer_compare(const void *left, const void *right)
 {
-    for (size_t i = 0; i < count; i++) {
-        if (same_place(&entries[i], entry))
-            return true;
+    const struct mt_membership_entry *const *a = left;
+    const struct mt_membership_entry *const *b = right;
+    int by_place = place_compare(*a, *b);
+    if (by_place != 0)
+        return by_place;
+    return *a < *b ? -1 : (*a > *b ? 1 : 0);
+}
+
+/*
+ * Pointers to entries sorted by place, so that a reload of 10 000+ entries looks each place up
+ * in O(log n) rather than scanning (a scan per entry is O(n²): seconds on the event loop).
+ * NULL when out of memory.
+ */
+static const struct mt_membership_entry **places_sorted(const struct mt_membership_entry *entries,
+                                                        size_t count)
+{
+    const struct mt_membership_entry **sorted = malloc((count > 0 ? count : 1) * sizeof(*sorted));
+    if (sorted == NULL)
+        return NULL;
+    for (size_t i = 0; i < count; i++)
+        sorted[i] = &entries[i];
+    qsort(sorted, count, sizeof(*sorted), place_pointer_compare);
+    return sorted;
+}
+
+/* The first of the entries of entry's place in sorted, or NULL when there is none. */
+static const struct mt_membership_entry *
+places_first(const struct mt_membership_entry *const *sorted, size_t count,
+             const struct mt_membership_entry *entry)
+{
+    size_t low = 0;
+    size_t high = count;
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+        if (place_compare(sorted[middle], entry) < 0)
+            low = middle + 1;
+        else
+            high = middle;
     }
-    return false;
+    return low < count && place_compare(sorted[low], entry) == 0 ? sorted[low] : NULL;
 }
 
 /*
  * The tombstones after live became next: the old ones still absent from next, then what live had
- * and next has not, the oldest dropped beyond MT_MEMBERSHIP_SOURCE_TOMBSTONES_MAX.
+ * and next has not (a place live listed twice once, as its first entry), the oldest dropped
+ * beyond MT_MEMBERSHIP_SOURCE_TOMBSTONES_MAX.
  */
 static MT_RESULT update_tombstones(struct mt_membership_source *source,
                                    const struct mt_membership_entry *next, size_t next_count)
 {
     size_t capacity = source->removed_count + source->live_count;
     struct mt_membership_entry *removed = malloc((capacity > 0 ? capacity : 1) * sizeof(*removed));
-    MT_ENSURE(removed != NULL, MT_ERR_NO_MEMORY);
+    const struct mt_membership_entry **next_places = places_sorted(next, next_count);
+    const struct mt_membership_entry **live_places =
+        places_sorted(source->live, source->live_count);
+    const struct mt_membership_entry **old_places = NULL;
+    mt_result result = mt_result_of(MT_ERR_NO_MEMORY);
+    if (removed == NULL || next_places == NULL || live_places == NULL)
+        goto out;
     size_t count = 0;
     for (size_t i = 0; i < source->removed_count; i++) {
-        if (!contains_place(next, next_count, &source->removed[i]))
+        if (places_first(next_places, next_count, &source->removed[i]) == NULL)
             removed[count++] = source->removed[i];
     }
+    size_t old_count = count;
+    old_places = places_sorted(removed, old_count);
+    if (old_places == NULL)
+        goto out;
     for (size_t i = 0; i < source->live_count; i++) {
         const struct mt_membership_entry *gone = &source->live[i];
-        if (contains_place(next, next_count, gone) || contains_place(removed, count, gone))
+        if (places_first(next_places, next_count, gone) != NULL ||
+            places_first(old_places, old_count, gone) != NULL ||
+            places_first(live_places, source->live_count, gone) != gone)
             continue;
         removed[count] = *gone;
         removed[count].state = MT_MEMBERSHIP_STATE_REMOVED;
@@ -226,7 +282,14 @@ static MT_RESULT update_tombstones(struct mt_membership_source *source,
     free(source->removed);
     source->removed = removed;
     source->removed_count = count - dropped;
-    return MT_OK_RESULT;
+    removed = NULL;
+    result = MT_OK_RESULT;
+out:
+    free(removed);
+    free(next_places);
+    free(live_places);
+    free(old_places);
+    return result;
 }
 
 /* A host entry on its way into the sorted part of a set, with its place among the entries given

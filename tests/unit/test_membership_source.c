@@ -228,6 +228,55 @@ static void test_mt_membership_source_publish_sorts_hosts_after_cidrs(void **sta
     mt_membership_source_close(&source);
 }
 
+/* The file: 10.5.x.y for i < hosts (odd i left out when only_even), 10.5.0.1 twice when not. */
+static void write_hosts(unsigned hosts, bool only_even)
+{
+    static char text[4096 * 48];
+    size_t length = (size_t)snprintf(text, sizeof(text), "membership = (\n");
+    for (unsigned i = 0; i < hosts; i++) {
+        if (only_even && i % 2 == 1)
+            continue;
+        length +=
+            (size_t)snprintf(text + length, sizeof(text) - length,
+                             "  { cidr = \"10.5.%u.%u\"; ports = [80]; },\n", i / 256, i % 256);
+    }
+    if (!only_even)
+        length += (size_t)snprintf(text + length, sizeof(text) - length,
+                                   "  { cidr = \"10.5.0.1\"; ports = [80]; },\n");
+    assert_true(length + 8 < sizeof(text));
+    snprintf(text + length - 2, sizeof(text) - length + 2, "\n);\n");
+    write_file(text);
+}
+
+/* Many hosts, one listed twice, reloaded without every odd one: each removed place becomes
+ * exactly one tombstone, and the kept ones stay live. */
+static void test_mt_membership_source_poll_many_removals_one_tombstone_each(void **state)
+{
+    (void)state;
+    enum { HOSTS = 3000 };
+    write_hosts(HOSTS, false);
+    static struct mt_membership_source source;
+    char message[512] = "";
+    if (!mt_result_is_ok(mt_membership_source_open(&source, path, "td", 0, MT_TEXT_ON(message))))
+        fail_msg("%s", message);
+    assert_int_equal(source.live_count, HOSTS + 1);
+    write_hosts(HOSTS, true);
+    mt_membership_source_poll(&source, MT_MEMBERSHIP_SOURCE_POLL_MS);
+    assert_int_equal(source.generation, 2);
+    assert_int_equal(source.live_count, HOSTS / 2);
+    assert_int_equal(source.removed_count, HOSTS / 2);
+    struct mapped mapped;
+    map_reader(&source, &mapped);
+    assert_int_equal(mapped.view.entry_count, HOSTS);
+    assert_int_equal(look_up(&mapped, "10.5.0.0", 80, NULL), MT_MEMBERSHIP_MEMBER);
+    assert_int_equal(look_up(&mapped, "10.5.0.1", 80, NULL), MT_MEMBERSHIP_REMOVED);
+    assert_int_equal(look_up(&mapped, "10.5.11.182", 80, NULL), MT_MEMBERSHIP_MEMBER);
+    assert_int_equal(look_up(&mapped, "10.5.11.183", 80, NULL), MT_MEMBERSHIP_REMOVED);
+    assert_int_equal(look_up(&mapped, "10.5.11.184", 80, NULL), MT_MEMBERSHIP_ABSENT);
+    munmap(mapped.bytes, mapped.size);
+    mt_membership_source_close(&source);
+}
+
 static void test_mt_membership_source_poll_malformed_file_keeps_last_set(void **state)
 {
     (void)state;
@@ -287,6 +336,8 @@ int main(void)
                                         set_up, tear_down),
         cmocka_unit_test_setup_teardown(test_mt_membership_source_publish_sorts_hosts_after_cidrs,
                                         set_up, tear_down),
+        cmocka_unit_test_setup_teardown(
+            test_mt_membership_source_poll_many_removals_one_tombstone_each, set_up, tear_down),
         cmocka_unit_test_setup_teardown(
             test_mt_membership_source_poll_malformed_file_keeps_last_set, set_up, tear_down),
         cmocka_unit_test_setup_teardown(

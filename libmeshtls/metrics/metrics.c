@@ -227,10 +227,11 @@ void mt_metrics_open_in_fork_child(void)
         atomic_store(&published_header, NULL);
         adopt_fork_locked();
         /* Growing the file takes ftruncate and mmap: one chunk of each kind is made now, for
-         * the handshake's series and its connection. */
+         * the handshake's series, its connection and (outbound) its destination. */
         if (ensure_file_locked() && writer.chunk_count == 0) {
             (void)add_chunk_locked(MT_METRICS_CHUNK_SERIES);
             (void)add_chunk_locked(MT_METRICS_CHUNK_CONNECTIONS);
+            (void)add_chunk_locked(MT_METRICS_CHUNK_DESTINATIONS);
         }
     }
     pthread_mutex_unlock(&writer_lock);

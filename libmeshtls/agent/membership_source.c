@@ -310,12 +310,12 @@ static int host_place_compare(const void *left, const void *right)
 }
 
 /*
- * Copies live then removed into entries in the version 2 order (policy/membership.h): CIDR
- * entries as given, then host entries sorted by family, address and first port. hosts has room
- * for every entry. Returns the index of the first host entry.
+ * Orders live then removed as version 2 wants them (policy/membership.h): CIDR entries as given,
+ * then host entries sorted by family, address and first port. ordered and hosts have room for
+ * every entry. Returns the index of the first host entry.
  */
-static uint32_t write_ordered(const struct mt_membership_source *source,
-                              struct mt_membership_entry *entries, struct host_place *hosts)
+static uint32_t order_entries(const struct mt_membership_source *source,
+                              const struct mt_membership_entry **ordered, struct host_place *hosts)
 {
     const struct mt_membership_entry *parts[2] = {source->live, source->removed};
     size_t part_counts[2] = {source->live_count, source->removed_count};
@@ -328,12 +328,12 @@ static uint32_t write_ordered(const struct mt_membership_source *source,
             if (mt_membership_entry_is_host(entry))
                 hosts[host_count++] = (struct host_place){entry, order};
             else
-                entries[cidr_count++] = *entry;
+                ordered[cidr_count++] = entry;
         }
     }
     qsort(hosts, host_count, sizeof(*hosts), host_place_compare);
     for (size_t i = 0; i < host_count; i++)
-        entries[cidr_count + i] = *hosts[i].entry;
+        ordered[cidr_count + i] = hosts[i].entry;
     return (uint32_t)cidr_count;
 }
 
@@ -341,17 +341,22 @@ static uint32_t write_ordered(const struct mt_membership_source *source,
 static MT_RESULT publish(struct mt_membership_source *source, struct mt_text *reason)
 {
     size_t count = source->live_count + source->removed_count;
-    size_t size = MT_MEMBERSHIP_HEADER_SIZE + count * MT_MEMBERSHIP_ENTRY_SIZE;
     if (count > MT_MEMBERSHIP_ENTRIES_MAX)
         return mt_result_explain(reason, MT_ERR_MEMBERSHIP,
                                  "%zu membership entries, more than a set holds (%u)", count,
                                  MT_MEMBERSHIP_ENTRIES_MAX);
     struct host_place *hosts = malloc((count > 0 ? count : 1) * sizeof(*hosts));
-    if (hosts == NULL)
-        return mt_result_of(MT_ERR_NO_MEMORY);
+    const struct mt_membership_entry **ordered = malloc((count > 0 ? count : 1) * sizeof(*ordered));
     uint8_t *mapping = MAP_FAILED;
-    mt_result result = MT_OK_RESULT;
-    int fd = memfd_create("meshtls-membership", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    size_t size = 0;
+    int fd = -1;
+    mt_result result = mt_result_of(MT_ERR_NO_MEMORY);
+    if (hosts == NULL || ordered == NULL)
+        goto out;
+    uint32_t host_first = order_entries(source, ordered, hosts);
+    size = mt_membership_set_size(ordered, count);
+    result = MT_OK_RESULT;
+    fd = memfd_create("meshtls-membership", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) {
         result = mt_result_explain(reason, MT_ERR_IO, "memfd_create: %s", strerror(errno));
         goto out;
@@ -365,16 +370,9 @@ static MT_RESULT publish(struct mt_membership_source *source, struct mt_text *re
         result = mt_result_explain(reason, MT_ERR_IO, "mmap: %s", strerror(errno));
         goto out;
     }
-    struct mt_membership_header header = {
-        .magic = MT_MEMBERSHIP_MAGIC,
-        .layout_version = MT_MEMBERSHIP_LAYOUT_VERSION,
-        .generation = source->generation + 1,
-        .entry_count = (uint32_t)count,
-        .flags = MT_MEMBERSHIP_FLAG_COMPLETE,
-    };
-    header.host_first = write_ordered(
-        source, (struct mt_membership_entry *)(void *)(mapping + MT_MEMBERSHIP_HEADER_SIZE), hosts);
-    memcpy(mapping, &header, sizeof(header));
+    uint64_t generation = source->generation + 1;
+    mt_membership_set_write(mapping, generation, MT_MEMBERSHIP_FLAG_COMPLETE, ordered, count,
+                            host_first);
     /* From here on only this mapping can write (for `superseded`): no reader can, nor resize. */
     if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) !=
         0) {
@@ -387,7 +385,7 @@ static MT_RESULT publish(struct mt_membership_source *source, struct mt_text *re
         munmap(source->published, source->published_size);
         close(source->memfd);
     }
-    source->generation = header.generation;
+    source->generation = generation;
     source->memfd = fd;
     source->published = mapping;
     source->published_size = size;
@@ -399,6 +397,7 @@ out:
     if (fd >= 0)
         close(fd);
     free(hosts);
+    free(ordered);
     return result;
 }
 

@@ -16,13 +16,19 @@
  *
  * Layout version 2 (host byte order: the agent and its workloads share one kernel and one CPU):
  *
- *     header   32 bytes   magic "MTMB" | layout version u32 | generation u64 |
- *                         entry count u32 | flags u32 | superseded u32 | host first u32
- *     entries  entry count × 544 bytes, each
- *                         family u8 (4 or 6) | prefix length u8 | state u8 (1 live, 2 removed) |
- *                         reserved u8 | first port u16 | last port u16 | address 16 bytes
- *                         (network order; 4 used for IPv4, host bits zero) | identity length
- *                         u16 (0: none) | reserved 6 bytes | identity pattern 512 bytes
+ *     header      32 bytes   magic "MTMB" | layout version u32 | generation u64 |
+ *                            entry count u32 | flags u32 | superseded u32 | host first u32
+ *     entries     entry count × 32 bytes, each
+ *                            family u8 (4 or 6) | prefix length u8 | state u8 (1 live,
+ *                            2 removed) | reserved u8 | first port u16 | last port u16 |
+ *                            address 16 bytes (network order; 4 used for IPv4, host bits
+ *                            zero) | identity offset u32 | identity length u16 (0: none) |
+ *                            reserved u16
+ *     identities the rest of the set: the entries' identity patterns (SPIFFE ID patterns, not
+ *                            NUL-terminated), each at its offset from here; entries may share
+ *
+ * Entries are small and their identities apart so that a set of 65 536 entries is a few MiB, not
+ * 34: every workload maps each generation and checks it whole, page by page.
  *
  * Order of the entries (version 2): [0, host first) are the CIDR entries (prefix shorter than
  * the address), in the order the agent's sources gave them; [host first, entry count) are the
@@ -55,7 +61,7 @@
 #define MT_MEMBERSHIP_MAGIC 0x424d544du /* "MTMB" in a little-endian u32 */
 #define MT_MEMBERSHIP_LAYOUT_VERSION 2u
 #define MT_MEMBERSHIP_HEADER_SIZE 32u
-#define MT_MEMBERSHIP_ENTRY_SIZE 544u
+#define MT_MEMBERSHIP_ENTRY_SIZE 32u
 #define MT_MEMBERSHIP_IDENTITY_MAX 512u
 /* 10 000+ pods and services, plus the agent's tombstones. */
 #define MT_MEMBERSHIP_ENTRIES_MAX 65536u
@@ -80,6 +86,21 @@ struct mt_membership_header {
     uint32_t host_first; /* index of the first host entry; entry_count when there is none */
 };
 
+/* An entry as published in a set (32 bytes, see above). */
+struct mt_membership_record {
+    uint8_t family; /* MT_MEMBERSHIP_FAMILY_IPV4 or _IPV6 */
+    uint8_t prefix_length;
+    uint8_t state; /* enum mt_membership_state */
+    uint8_t reserved;
+    uint16_t port_first;
+    uint16_t port_last;
+    uint8_t address[16];
+    uint32_t identity_offset; /* from the start of the identities */
+    uint16_t identity_length;
+    uint16_t reserved_tail;
+};
+
+/* An entry as a writer builds it (the agent's sources, the tests): its identity held inline. */
 struct mt_membership_entry {
     uint8_t family; /* MT_MEMBERSHIP_FAMILY_IPV4 or _IPV6 */
     uint8_t prefix_length;
@@ -94,7 +115,7 @@ struct mt_membership_entry {
 };
 
 _Static_assert(sizeof(struct mt_membership_header) == MT_MEMBERSHIP_HEADER_SIZE, "header size");
-_Static_assert(sizeof(struct mt_membership_entry) == MT_MEMBERSHIP_ENTRY_SIZE, "entry size");
+_Static_assert(sizeof(struct mt_membership_record) == MT_MEMBERSHIP_ENTRY_SIZE, "entry size");
 
 enum mt_membership_verdict {
     MT_MEMBERSHIP_ABSENT = 0,
@@ -106,6 +127,8 @@ enum mt_membership_verdict {
 struct mt_membership_view {
     const uint8_t *base;
     size_t size;
+    const char *identities; /* base + header + entries */
+    size_t identities_size;
     uint64_t generation;
     uint32_t entry_count;
     uint32_t host_first;
@@ -115,7 +138,8 @@ struct mt_membership_view {
 /*
  * Checks the set in bytes[0 .. size): magic, layout version, entry count within size and
  * MT_MEMBERSHIP_ENTRIES_MAX, every entry (family, prefix length, host bits zero, state, port
- * range 1 <= first <= last, identity a valid SPIFFE ID pattern when present) and the order
+ * range 1 <= first <= last, identity inside the identities and a valid SPIFFE ID pattern when
+ * present) and the order
  * (CIDR entries before host first, host entries from it, sorted). MT_ERR_MEMBERSHIP for anything
  * else; view is then untouched.
  */
@@ -140,6 +164,18 @@ bool mt_membership_entry_is_host(const struct mt_membership_entry *entry);
  * b (family, address, first port). */
 int mt_membership_host_compare(const struct mt_membership_entry *a,
                                const struct mt_membership_entry *b);
+
+/* The bytes of a set of these entries: header, entries and their identities. */
+size_t mt_membership_set_size(const struct mt_membership_entry *const *entries, size_t count);
+
+/*
+ * Writes a set of entries, given in the version 2 order (CIDR entries, then host entries sorted;
+ * host_first the index of the first host entry), into set, of mt_membership_set_size bytes.
+ * Entries with the same identity as the one before them share its bytes. superseded is 0.
+ */
+void mt_membership_set_write(void *set, uint64_t generation, uint32_t flags,
+                             const struct mt_membership_entry *const *entries, size_t count,
+                             uint32_t host_first);
 
 /* Fills entry from its parts (the agent's writer and the tests); false when it would not pass
  * mt_membership_view_open. identity NULL or "" for none. */

@@ -2,7 +2,7 @@
  * bench_membership: nanoseconds per mesh membership lookup (policy/membership.c) in a set of N
  * host entries, as the Kubernetes membership publishes them (one per meshed pod IP and service
  * ClusterIP), for a destination that is a member and one that is absent; beside it the scan of
- * every entry that layout version 1 did, on the same set, as the baseline.
+ * every 544-byte entry that layout version 1 did, on the same entries, as the baseline.
  *
  *     bench_membership [N...]          default: 10 1000 16384 65536
  *
@@ -46,17 +46,19 @@ static uint32_t pod_address(uint64_t *state)
     return (10u << 24) | ((uint32_t)next_random(state) & 0x00fffffeu);
 }
 
-/* The version 1 lookup: every entry in order, the first live one that covers wins. */
-static enum mt_membership_verdict linear_lookup(const struct mt_membership_view *view,
+/*
+ * The version 1 lookup: every entry in order, the first live one that covers wins, over entries
+ * of version 1's 544 bytes (struct mt_membership_entry is that entry, its identity inline).
+ */
+static enum mt_membership_verdict linear_lookup(const struct mt_membership_entry *entries,
+                                                uint32_t count,
                                                 const struct sockaddr_in *destination)
 {
     const uint8_t *address = (const uint8_t *)&destination->sin_addr;
     uint16_t port = ntohs(destination->sin_port);
     bool removed = false;
-    for (uint32_t i = 0; i < view->entry_count; i++) {
-        const struct mt_membership_entry *entry =
-            (const void *)(view->base + MT_MEMBERSHIP_HEADER_SIZE +
-                           (size_t)i * MT_MEMBERSHIP_ENTRY_SIZE);
+    for (uint32_t i = 0; i < count; i++) {
+        const struct mt_membership_entry *entry = &entries[i];
         if (entry->family != MT_MEMBERSHIP_FAMILY_IPV4 || port < entry->port_first ||
             port > entry->port_last)
             continue;
@@ -81,6 +83,7 @@ static double now_ns(void)
 
 /* ns per lookup of destinations (cycled), each expected to give expected; 0 when one did not. */
 static double measure(const struct mt_membership_view *view,
+                      const struct mt_membership_entry *entries,
                       const struct sockaddr_storage *destinations, bool linear,
                       enum mt_membership_verdict expected, unsigned lookups)
 {
@@ -88,8 +91,9 @@ static double measure(const struct mt_membership_view *view,
     for (unsigned i = 0; i < lookups; i++) {
         const struct sockaddr_storage *destination = &destinations[i % DESTINATIONS];
         enum mt_membership_verdict verdict =
-            linear ? linear_lookup(view, (const struct sockaddr_in *)destination)
-                   : mt_membership_lookup(view, destination, NULL, NULL);
+            linear
+                ? linear_lookup(entries, view->entry_count, (const struct sockaddr_in *)destination)
+                : mt_membership_lookup(view, destination, NULL, NULL);
         if (verdict != expected)
             return 0;
     }
@@ -119,14 +123,15 @@ static double adopt_ms(const uint8_t *set, size_t size)
 
 static int bench(uint32_t count)
 {
-    size_t size = MT_MEMBERSHIP_HEADER_SIZE + (size_t)count * MT_MEMBERSHIP_ENTRY_SIZE;
-    uint8_t *set = calloc(1, size);
+    struct mt_membership_entry *entries = calloc(count, sizeof(*entries));
+    const struct mt_membership_entry **ordered = calloc(count, sizeof(*ordered));
+    uint8_t *set = NULL;
+    size_t size = 0;
     struct sockaddr_storage *members = calloc(DESTINATIONS, sizeof(*members));
     struct sockaddr_storage *absent = calloc(DESTINATIONS, sizeof(*absent));
     int status = 1;
-    if (set == NULL || members == NULL || absent == NULL)
+    if (entries == NULL || ordered == NULL || members == NULL || absent == NULL)
         goto out;
-    struct mt_membership_entry *entries = (void *)(set + MT_MEMBERSHIP_HEADER_SIZE);
     uint64_t random = 0x9e3779b97f4a7c15ull ^ count;
     char identity[64];
     for (uint32_t i = 0; i < count; i++) {
@@ -149,15 +154,13 @@ static int bench(uint32_t count)
         stranger->sin_addr.s_addr = htonl(pod_address(&random) | 1u);
     }
     qsort(entries, count, sizeof(*entries), compare_hosts);
-    struct mt_membership_header header = {
-        .magic = MT_MEMBERSHIP_MAGIC,
-        .layout_version = MT_MEMBERSHIP_LAYOUT_VERSION,
-        .generation = 1,
-        .entry_count = count,
-        .flags = MT_MEMBERSHIP_FLAG_COMPLETE,
-        .host_first = 0,
-    };
-    memcpy(set, &header, sizeof(header));
+    for (uint32_t i = 0; i < count; i++)
+        ordered[i] = &entries[i];
+    size = mt_membership_set_size(ordered, count);
+    set = malloc(size);
+    if (set == NULL)
+        goto out;
+    mt_membership_set_write(set, 1, MT_MEMBERSHIP_FLAG_COMPLETE, ordered, count, 0);
     struct mt_membership_view view;
     double open_start = now_ns();
     if (!mt_result_is_ok(mt_membership_view_open(set, size, &view)))
@@ -173,10 +176,12 @@ static int bench(uint32_t count)
     if (lookups > LOOKUPS_MIN * 10)
         lookups = LOOKUPS_MIN * 10;
     unsigned search_lookups = lookups < LOOKUPS_MIN ? LOOKUPS_MIN : lookups;
-    double search_member = measure(&view, members, false, MT_MEMBERSHIP_MEMBER, search_lookups);
-    double search_absent = measure(&view, absent, false, MT_MEMBERSHIP_ABSENT, search_lookups);
-    double linear_member = measure(&view, members, true, MT_MEMBERSHIP_MEMBER, lookups);
-    double linear_absent = measure(&view, absent, true, MT_MEMBERSHIP_ABSENT, lookups);
+    double search_member =
+        measure(&view, entries, members, false, MT_MEMBERSHIP_MEMBER, search_lookups);
+    double search_absent =
+        measure(&view, entries, absent, false, MT_MEMBERSHIP_ABSENT, search_lookups);
+    double linear_member = measure(&view, entries, members, true, MT_MEMBERSHIP_MEMBER, lookups);
+    double linear_absent = measure(&view, entries, absent, true, MT_MEMBERSHIP_ABSENT, lookups);
     if (search_member == 0 || search_absent == 0 || linear_member == 0 || linear_absent == 0) {
         fprintf(stderr, "bench_membership: a lookup gave the wrong verdict (N=%u)\n", count);
         goto out;
@@ -187,6 +192,8 @@ static int bench(uint32_t count)
     status = 0;
 out:
     free(set);
+    free(entries);
+    free(ordered);
     free(members);
     free(absent);
     return status;

@@ -27,8 +27,8 @@ static void require(bool condition)
         abort();
 }
 
-static bool covers(const struct mt_membership_entry *entry, unsigned family, const uint8_t *address,
-                   uint16_t port)
+static bool covers(const struct mt_membership_record *entry, unsigned family,
+                   const uint8_t *address, uint16_t port)
 {
     if (entry->family != family || port < entry->port_first || port > entry->port_last)
         return false;
@@ -54,24 +54,26 @@ static enum mt_membership_verdict reference_lookup(const struct mt_membership_vi
         address = v6->sin6_addr.s6_addr;
         port = ntohs(v6->sin6_port);
     }
-    const struct mt_membership_entry *live_host = NULL;
-    const struct mt_membership_entry *live_cidr = NULL;
+    const struct mt_membership_record *live_host = NULL;
+    const struct mt_membership_record *live_cidr = NULL;
     bool removed = false;
     for (uint32_t i = 0; i < view->entry_count; i++) {
-        const struct mt_membership_entry *entry =
+        const struct mt_membership_record *entry =
             (const void *)(view->base + MT_MEMBERSHIP_HEADER_SIZE +
                            (size_t)i * MT_MEMBERSHIP_ENTRY_SIZE);
+        bool host = entry->prefix_length == (entry->family == MT_MEMBERSHIP_FAMILY_IPV4 ? 32 : 128);
         if (!covers(entry, family, address, port))
             continue;
         if (entry->state == MT_MEMBERSHIP_STATE_REMOVED)
             removed = true;
-        else if (mt_membership_entry_is_host(entry) && live_host == NULL)
+        else if (host && live_host == NULL)
             live_host = entry;
-        else if (!mt_membership_entry_is_host(entry) && live_cidr == NULL)
+        else if (!host && live_cidr == NULL)
             live_cidr = entry;
     }
-    const struct mt_membership_entry *live = live_host != NULL ? live_host : live_cidr;
-    *identity = live != NULL && live->identity_length > 0 ? live->identity : NULL;
+    const struct mt_membership_record *live = live_host != NULL ? live_host : live_cidr;
+    *identity =
+        live != NULL && live->identity_length > 0 ? view->identities + live->identity_offset : NULL;
     if (live != NULL)
         return MT_MEMBERSHIP_MEMBER;
     return removed ? MT_MEMBERSHIP_REMOVED : MT_MEMBERSHIP_ABSENT;

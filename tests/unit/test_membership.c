@@ -25,18 +25,21 @@
 
 #define SET_ENTRIES_MAX 1100
 
+/* A set as the agent writes it (mt_membership_set_write), from entries added in order. */
 struct set {
-    struct mt_membership_header header;
     struct mt_membership_entry entries[SET_ENTRIES_MAX];
+    uint32_t count;
+    uint32_t host_first;
+    uint8_t bytes[MT_MEMBERSHIP_HEADER_SIZE +
+                  SET_ENTRIES_MAX * (MT_MEMBERSHIP_ENTRY_SIZE + MT_MEMBERSHIP_IDENTITY_MAX)];
+    size_t size;
 };
 
 static void set_init(struct set *set)
 {
-    memset(set, 0, sizeof(*set));
-    set->header.magic = MT_MEMBERSHIP_MAGIC;
-    set->header.layout_version = MT_MEMBERSHIP_LAYOUT_VERSION;
-    set->header.generation = 7;
-    set->header.flags = MT_MEMBERSHIP_FLAG_COMPLETE;
+    set->count = 0;
+    set->host_first = 0;
+    set->size = 0;
 }
 
 static void set_add(struct set *set, enum mt_membership_state state, const char *cidr_address,
@@ -48,24 +51,37 @@ static void set_add(struct set *set, enum mt_membership_state state, const char 
         assert_int_equal(inet_pton(AF_INET6, cidr_address, address), 1);
         family = MT_MEMBERSHIP_FAMILY_IPV6;
     }
-    assert_true(set->header.entry_count < SET_ENTRIES_MAX);
-    assert_true(mt_membership_entry_fill(&set->entries[set->header.entry_count], state, family,
-                                         address, prefix_length, first, last, identity));
-    set->header.entry_count++;
+    assert_true(set->count < SET_ENTRIES_MAX);
+    assert_true(mt_membership_entry_fill(&set->entries[set->count], state, family, address,
+                                         prefix_length, first, last, identity));
+    set->count++;
 }
 
-/* The host entries are the trailing run of /32 and /128 entries: tests add them last, sorted. */
+/* Writes the set's bytes: the host entries are the trailing run of /32 and /128 entries (tests
+ * add them last, sorted, unless they test the order). */
 static void set_finish(struct set *set)
 {
-    uint32_t first = set->header.entry_count;
+    uint32_t first = set->count;
     while (first > 0 && mt_membership_entry_is_host(&set->entries[first - 1]))
         first--;
-    set->header.host_first = first;
+    set->host_first = first;
+    static const struct mt_membership_entry *ordered[SET_ENTRIES_MAX];
+    for (uint32_t i = 0; i < set->count; i++)
+        ordered[i] = &set->entries[i];
+    set->size = mt_membership_set_size(ordered, set->count);
+    assert_true(set->size <= sizeof(set->bytes));
+    mt_membership_set_write(set->bytes, 7, MT_MEMBERSHIP_FLAG_COMPLETE, ordered, set->count, first);
 }
 
-static size_t set_size(const struct set *set)
+static struct mt_membership_header *set_header(struct set *set)
 {
-    return MT_MEMBERSHIP_HEADER_SIZE + set->header.entry_count * MT_MEMBERSHIP_ENTRY_SIZE;
+    return (struct mt_membership_header *)(void *)set->bytes;
+}
+
+static struct mt_membership_record *set_record(struct set *set, uint32_t index)
+{
+    return (struct mt_membership_record *)(void *)(set->bytes + MT_MEMBERSHIP_HEADER_SIZE +
+                                                   (size_t)index * MT_MEMBERSHIP_ENTRY_SIZE);
 }
 
 static struct sockaddr_storage destination(const char *host, uint16_t port)
@@ -103,9 +119,9 @@ static void test_mt_membership_lookup_table_address_and_port_both_decide(void **
     set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "2001:db8::", 32, 1, 65535, NULL);
     set_add(&set, MT_MEMBERSHIP_STATE_REMOVED, "10.2.0.7", 32, 443, 443, NULL);
     set_finish(&set);
-    assert_int_equal(set.header.host_first, 3);
+    assert_int_equal(set_header(&set)->host_first, 3);
     struct mt_membership_view view;
-    assert_true(mt_result_is_ok(mt_membership_view_open(&set, set_size(&set), &view)));
+    assert_true(mt_result_is_ok(mt_membership_view_open(set.bytes, set.size, &view)));
     assert_int_equal(view.generation, 7);
     assert_true(view.complete);
 
@@ -156,7 +172,7 @@ static void test_mt_membership_lookup_live_entry_wins_over_tombstone(void **stat
     set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "10.0.2.7", 32, 80, 80, NULL);
     set_finish(&set);
     struct mt_membership_view view;
-    assert_true(mt_result_is_ok(mt_membership_view_open(&set, set_size(&set), &view)));
+    assert_true(mt_result_is_ok(mt_membership_view_open(set.bytes, set.size, &view)));
     /* A host tombstone under a live CIDR, a live host under a CIDR tombstone: both members. */
     assert_int_equal(look_up(&view, "10.0.0.5", 80, NULL), MT_MEMBERSHIP_MEMBER);
     assert_int_equal(look_up(&view, "10.0.1.6", 80, NULL), MT_MEMBERSHIP_MEMBER);
@@ -175,7 +191,7 @@ static void test_mt_membership_lookup_host_identity_wins_over_cidr(void **state)
     set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "10.4.0.9", 32, 5432, 5432, "spiffe://td/ns/db/sa/pg");
     set_finish(&set);
     struct mt_membership_view view;
-    assert_true(mt_result_is_ok(mt_membership_view_open(&set, set_size(&set), &view)));
+    assert_true(mt_result_is_ok(mt_membership_view_open(set.bytes, set.size, &view)));
     const char *identity = NULL;
     assert_int_equal(look_up(&view, "10.4.0.9", 5432, &identity), MT_MEMBERSHIP_MEMBER);
     assert_memory_equal(identity, "spiffe://td/ns/db/sa/pg", 23);
@@ -210,9 +226,9 @@ static void test_mt_membership_lookup_many_hosts_found_by_search(void **state)
     set_add(&set, MT_MEMBERSHIP_STATE_REMOVED, "2001:db8::2", 128, 443, 443, NULL);
     set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "2001:db8::3", 128, 443, 443, "spiffe://td/v6/c");
     set_finish(&set);
-    assert_int_equal(set.header.host_first, 1);
+    assert_int_equal(set_header(&set)->host_first, 1);
     struct mt_membership_view view;
-    assert_true(mt_result_is_ok(mt_membership_view_open(&set, set_size(&set), &view)));
+    assert_true(mt_result_is_ok(mt_membership_view_open(set.bytes, set.size, &view)));
     for (unsigned i = 0; i < HOSTS; i++) {
         unsigned at = 2 * i + 2;
         snprintf(host, sizeof(host), "10.8.%u.%u", at / 256, at % 256);
@@ -271,7 +287,6 @@ static void test_mt_membership_view_open_table_refuses_entries_out_of_order(void
         set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "10.0.0.1", 32, 90, 90, NULL);
         set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "10.0.0.2", 32, 80, 80, NULL);
         set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "::1", 128, 80, 80, NULL);
-        set_finish(&set);
         struct mt_membership_entry swap;
         switch (disorder) {
         case HOSTS_SWAPPED:
@@ -284,15 +299,6 @@ static void test_mt_membership_view_open_table_refuses_entries_out_of_order(void
             set.entries[1] = set.entries[2];
             set.entries[2] = swap;
             break;
-        case HOST_AMONG_CIDRS:
-            set.header.host_first = 2;
-            break;
-        case CIDR_AMONG_HOSTS:
-            set.header.host_first = 0;
-            break;
-        case HOST_FIRST_PAST_COUNT:
-            set.header.host_first = set.header.entry_count + 1;
-            break;
         case FAMILIES_SWAPPED:
             swap = set.entries[3];
             set.entries[3] = set.entries[4];
@@ -301,8 +307,15 @@ static void test_mt_membership_view_open_table_refuses_entries_out_of_order(void
         default:
             break;
         }
+        set_finish(&set);
+        if (disorder == HOST_AMONG_CIDRS)
+            set_header(&set)->host_first = 2;
+        else if (disorder == CIDR_AMONG_HOSTS)
+            set_header(&set)->host_first = 0;
+        else if (disorder == HOST_FIRST_PAST_COUNT)
+            set_header(&set)->host_first = set.count + 1;
         struct mt_membership_view view = {0};
-        mt_result result = mt_membership_view_open(&set, set_size(&set), &view);
+        mt_result result = mt_membership_view_open(set.bytes, set.size, &view);
         if (disorder == IN_ORDER) {
             assert_true(mt_result_is_ok(result));
             assert_int_equal(view.host_first, 1);
@@ -332,6 +345,8 @@ static void test_mt_membership_view_open_table_refuses_any_malformed_field(void 
         IDENTITY_LENGTH,
         IDENTITY_INVALID,
         IDENTITY_NUL,
+        IDENTITY_PAST_END,
+        IDENTITIES_CUT,
         BREAKAGE_COUNT,
     };
     for (int breakage = NOTHING; breakage < BREAKAGE_COUNT; breakage++) {
@@ -339,17 +354,18 @@ static void test_mt_membership_view_open_table_refuses_any_malformed_field(void 
         set_init(&set);
         set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "10.1.0.0", 16, 80, 90, "spiffe://td/ns/a/*");
         set_finish(&set);
-        struct mt_membership_entry *entry = &set.entries[0];
-        size_t size = set_size(&set);
+        struct mt_membership_record *entry = set_record(&set, 0);
+        char *identity = (char *)set.bytes + MT_MEMBERSHIP_HEADER_SIZE + MT_MEMBERSHIP_ENTRY_SIZE;
+        size_t size = set.size;
         switch (breakage) {
         case MAGIC:
-            set.header.magic ^= 1;
+            set_header(&set)->magic ^= 1;
             break;
         case VERSION:
-            set.header.layout_version = 1;
+            set_header(&set)->layout_version = 1;
             break;
         case COUNT_PAST_SIZE:
-            set.header.entry_count = 2;
+            set_header(&set)->entry_count = 2;
             break;
         case FAMILY:
             entry->family = 5;
@@ -373,16 +389,22 @@ static void test_mt_membership_view_open_table_refuses_any_malformed_field(void 
             entry->identity_length = MT_MEMBERSHIP_IDENTITY_MAX + 1;
             break;
         case IDENTITY_INVALID:
-            memcpy(entry->identity, "https://", 8);
+            memcpy(identity, "https://", 8);
             break;
         case IDENTITY_NUL:
-            entry->identity[3] = '\0';
+            identity[3] = '\0';
+            break;
+        case IDENTITY_PAST_END:
+            entry->identity_offset = 1;
+            break;
+        case IDENTITIES_CUT:
+            size--;
             break;
         default:
             break;
         }
         struct mt_membership_view view = {0};
-        mt_result result = mt_membership_view_open(&set, size, &view);
+        mt_result result = mt_membership_view_open(set.bytes, size, &view);
         if (breakage == NOTHING) {
             assert_true(mt_result_is_ok(result));
             assert_int_equal(view.entry_count, 1);
@@ -413,9 +435,9 @@ static void test_mt_membership_lookup_set_at_page_edge_reads_nothing_beyond(void
     set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "10.0.0.0", 8, 5432, 5432, NULL);
     set_add(&set, MT_MEMBERSHIP_STATE_LIVE, "10.0.0.1", 32, 5432, 5432, NULL);
     set_finish(&set);
-    size_t size = set_size(&set);
+    size_t size = set.size;
     uint8_t *placed = pages + page - size;
-    memcpy(placed, &set, size);
+    memcpy(placed, set.bytes, size);
     struct mt_membership_view view;
     assert_true(mt_result_is_ok(mt_membership_view_open(placed, size, &view)));
     assert_int_equal(look_up(&view, "10.9.9.9", 5432, NULL), MT_MEMBERSHIP_MEMBER);
@@ -435,10 +457,11 @@ static void test_mt_membership_is_superseded_reads_the_agent_mark(void **state)
     (void)state;
     static struct set set;
     set_init(&set);
+    set_finish(&set);
     struct mt_membership_view view;
-    assert_true(mt_result_is_ok(mt_membership_view_open(&set, set_size(&set), &view)));
+    assert_true(mt_result_is_ok(mt_membership_view_open(set.bytes, set.size, &view)));
     assert_false(mt_membership_is_superseded(&view));
-    set.header.superseded = 1;
+    set_header(&set)->superseded = 1;
     assert_true(mt_membership_is_superseded(&view));
 }
 

@@ -191,7 +191,7 @@ static void test_mt_membership_source_publish_sorts_hosts_after_cidrs(void **sta
     map_reader(&source, &mapped);
     assert_int_equal(mapped.view.entry_count, 7);
     assert_int_equal(mapped.view.host_first, 2);
-    const struct mt_membership_entry *entries =
+    const struct mt_membership_record *entries =
         (const void *)((const uint8_t *)mapped.bytes + MT_MEMBERSHIP_HEADER_SIZE);
     assert_int_equal(entries[0].prefix_length, 8);
     assert_int_equal(entries[1].prefix_length, 16);
@@ -208,7 +208,7 @@ static void test_mt_membership_source_publish_sorts_hosts_after_cidrs(void **sta
         {MT_MEMBERSHIP_FAMILY_IPV6, 1, 1, MT_MEMBERSHIP_STATE_LIVE},
     };
     for (size_t i = 0; i < sizeof(sorted) / sizeof(sorted[0]); i++) {
-        const struct mt_membership_entry *entry = &entries[2 + i];
+        const struct mt_membership_record *entry = &entries[2 + i];
         unsigned last = sorted[i].family == MT_MEMBERSHIP_FAMILY_IPV4 ? 3 : 15;
         if (entry->family != sorted[i].family || entry->address[last] != sorted[i].last_byte ||
             entry->port_first != sorted[i].port || entry->state != sorted[i].state)

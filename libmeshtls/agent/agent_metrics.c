@@ -223,9 +223,11 @@ static void note_dropped(const struct mt_metrics_process *process)
         unsigned long long start_time;
     } logged[DROP_LOG_MEMORY];
     static size_t next;
-    if (process->series_dropped == 0)
+    /* A destination record is a series of outbound_destination_open_total. */
+    size_t dropped = process->series_dropped + process->destinations_dropped;
+    if (dropped == 0)
         return;
-    atomic_fetch_add(&mt_agent_stats.metrics_series_dropped, process->series_dropped);
+    atomic_fetch_add(&mt_agent_stats.metrics_series_dropped, dropped);
     for (size_t i = 0; i < DROP_LOG_MEMORY; i++)
         if (logged[i].pid == process->pid && logged[i].start_time == process->start_time)
             return;
@@ -233,11 +235,12 @@ static void note_dropped(const struct mt_metrics_process *process)
     logged[next].start_time = process->start_time;
     next = (next + 1) % DROP_LOG_MEMORY;
     mt_log_warn("metrics of pid %ld uid %u exe %s: %zu series beyond the per-process limits "
-                "(%u series, %u bytes of peer identities) left out of every scrape "
-                "(meshtls_agent_metrics_series_dropped_total)",
+                "(%u series, %u bytes of peer identities, %u destinations) left out of every "
+                "scrape (meshtls_agent_metrics_series_dropped_total)",
                 (long)process->pid, (unsigned)process->uid,
-                process->exe[0] != '\0' ? process->exe : "unknown", process->series_dropped,
-                MT_METRICS_SERIES_PER_PROCESS_MAX, MT_METRICS_LABEL_BYTES_PER_PROCESS_MAX);
+                process->exe[0] != '\0' ? process->exe : "unknown", dropped,
+                MT_METRICS_SERIES_PER_PROCESS_MAX, MT_METRICS_LABEL_BYTES_PER_PROCESS_MAX,
+                MT_METRICS_DESTINATIONS_PER_PROCESS_MAX);
 }
 
 /*

@@ -179,41 +179,97 @@ static MT_RESULT load_file(const struct mt_membership_source *source,
     return MT_OK_RESULT;
 }
 
-static bool same_place(const struct mt_membership_entry *a, const struct mt_membership_entry *b)
+/* The order of places (family, prefix, ports, address): two entries compare equal exactly when
+ * they name the same place, whatever their state and identity. */
+static int place_compare(const struct mt_membership_entry *a, const struct mt_membership_entry *b)
 {
-    return a->family == b->family && a->prefix_length == b->prefix_length &&
-           a->port_first == b->port_first && a->port_last == b->port_last &&
-           memcmp(a->address, b->address, sizeof(a->address)) == 0;
+    if (a->family != b->family)
+        return a->family < b->family ? -1 : 1;
+    if (a->prefix_length != b->prefix_length)
+        return a->prefix_length < b->prefix_length ? -1 : 1;
+    if (a->port_first != b->port_first)
+        return a->port_first < b->port_first ? -1 : 1;
+    if (a->port_last != b->port_last)
+        return a->port_last < b->port_last ? -1 : 1;
+    return memcmp(a->address, b->address, sizeof(a->address));
 }
 
-static bool contains_place(const struct mt_membership_entry *entries, size_t count,
-                           const struct mt_membership_entry *entry)
+/* Places, then their order in the one array they point into: the first of a place sorts first. */
+static int place_pointer_compare(const void *left, const void *right)
 {
-    for (size_t i = 0; i < count; i++) {
-        if (same_place(&entries[i], entry))
-            return true;
+    const struct mt_membership_entry *const *a = left;
+    const struct mt_membership_entry *const *b = right;
+    int by_place = place_compare(*a, *b);
+    if (by_place != 0)
+        return by_place;
+    return *a < *b ? -1 : (*a > *b ? 1 : 0);
+}
+
+/*
+ * Pointers to entries sorted by place, so that a reload of 10 000+ entries looks each place up
+ * in O(log n) rather than scanning (a scan per entry is O(n²): seconds on the event loop).
+ * NULL when out of memory.
+ */
+static const struct mt_membership_entry **places_sorted(const struct mt_membership_entry *entries,
+                                                        size_t count)
+{
+    const struct mt_membership_entry **sorted = malloc((count > 0 ? count : 1) * sizeof(*sorted));
+    if (sorted == NULL)
+        return NULL;
+    for (size_t i = 0; i < count; i++)
+        sorted[i] = &entries[i];
+    qsort(sorted, count, sizeof(*sorted), place_pointer_compare);
+    return sorted;
+}
+
+/* The first of the entries of entry's place in sorted, or NULL when there is none. */
+static const struct mt_membership_entry *
+places_first(const struct mt_membership_entry *const *sorted, size_t count,
+             const struct mt_membership_entry *entry)
+{
+    size_t low = 0;
+    size_t high = count;
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+        if (place_compare(sorted[middle], entry) < 0)
+            low = middle + 1;
+        else
+            high = middle;
     }
-    return false;
+    return low < count && place_compare(sorted[low], entry) == 0 ? sorted[low] : NULL;
 }
 
 /*
  * The tombstones after live became next: the old ones still absent from next, then what live had
- * and next has not, the oldest dropped beyond MT_MEMBERSHIP_SOURCE_TOMBSTONES_MAX.
+ * and next has not (a place live listed twice once, as its first entry), the oldest dropped
+ * beyond MT_MEMBERSHIP_SOURCE_TOMBSTONES_MAX.
  */
 static MT_RESULT update_tombstones(struct mt_membership_source *source,
                                    const struct mt_membership_entry *next, size_t next_count)
 {
     size_t capacity = source->removed_count + source->live_count;
     struct mt_membership_entry *removed = malloc((capacity > 0 ? capacity : 1) * sizeof(*removed));
-    MT_ENSURE(removed != NULL, MT_ERR_NO_MEMORY);
+    const struct mt_membership_entry **next_places = places_sorted(next, next_count);
+    const struct mt_membership_entry **live_places =
+        places_sorted(source->live, source->live_count);
+    const struct mt_membership_entry **old_places = NULL;
+    mt_result result = mt_result_of(MT_ERR_NO_MEMORY);
+    if (removed == NULL || next_places == NULL || live_places == NULL)
+        goto out;
     size_t count = 0;
     for (size_t i = 0; i < source->removed_count; i++) {
-        if (!contains_place(next, next_count, &source->removed[i]))
+        if (places_first(next_places, next_count, &source->removed[i]) == NULL)
             removed[count++] = source->removed[i];
     }
+    size_t old_count = count;
+    old_places = places_sorted(removed, old_count);
+    if (old_places == NULL)
+        goto out;
     for (size_t i = 0; i < source->live_count; i++) {
         const struct mt_membership_entry *gone = &source->live[i];
-        if (contains_place(next, next_count, gone) || contains_place(removed, count, gone))
+        if (places_first(next_places, next_count, gone) != NULL ||
+            places_first(old_places, old_count, gone) != NULL ||
+            places_first(live_places, source->live_count, gone) != gone)
             continue;
         removed[count] = *gone;
         removed[count].state = MT_MEMBERSHIP_STATE_REMOVED;
@@ -226,19 +282,85 @@ static MT_RESULT update_tombstones(struct mt_membership_source *source,
     free(source->removed);
     source->removed = removed;
     source->removed_count = count - dropped;
-    return MT_OK_RESULT;
+    removed = NULL;
+    result = MT_OK_RESULT;
+out:
+    free(removed);
+    free(next_places);
+    free(live_places);
+    free(old_places);
+    return result;
+}
+
+/* A host entry on its way into the sorted part of a set, with its place among the entries given
+ * so that entries with the same key keep their order (qsort is not stable). */
+struct host_place {
+    const struct mt_membership_entry *entry;
+    size_t order;
+};
+
+static int host_place_compare(const void *left, const void *right)
+{
+    const struct host_place *a = left;
+    const struct host_place *b = right;
+    int by_key = mt_membership_host_compare(a->entry, b->entry);
+    if (by_key != 0)
+        return by_key;
+    return a->order < b->order ? -1 : (a->order > b->order ? 1 : 0);
+}
+
+/*
+ * Orders live then removed as version 2 wants them (policy/membership.h): CIDR entries as given,
+ * then host entries sorted by family, address and first port. ordered and hosts have room for
+ * every entry. Returns the index of the first host entry.
+ */
+static uint32_t order_entries(const struct mt_membership_source *source,
+                              const struct mt_membership_entry **ordered, struct host_place *hosts)
+{
+    const struct mt_membership_entry *parts[2] = {source->live, source->removed};
+    size_t part_counts[2] = {source->live_count, source->removed_count};
+    size_t cidr_count = 0;
+    size_t host_count = 0;
+    size_t order = 0;
+    for (size_t part = 0; part < 2; part++) {
+        for (size_t i = 0; i < part_counts[part]; i++, order++) {
+            const struct mt_membership_entry *entry = &parts[part][i];
+            if (mt_membership_entry_is_host(entry))
+                hosts[host_count++] = (struct host_place){entry, order};
+            else
+                ordered[cidr_count++] = entry;
+        }
+    }
+    qsort(hosts, host_count, sizeof(*hosts), host_place_compare);
+    for (size_t i = 0; i < host_count; i++)
+        ordered[cidr_count + i] = hosts[i].entry;
+    return (uint32_t)cidr_count;
 }
 
 /* Writes a new generation of live + tombstones into a new sealed memfd and makes it current. */
 static MT_RESULT publish(struct mt_membership_source *source, struct mt_text *reason)
 {
     size_t count = source->live_count + source->removed_count;
-    size_t size = MT_MEMBERSHIP_HEADER_SIZE + count * MT_MEMBERSHIP_ENTRY_SIZE;
-    int fd = memfd_create("meshtls-membership", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0)
-        return mt_result_explain(reason, MT_ERR_IO, "memfd_create: %s", strerror(errno));
+    if (count > MT_MEMBERSHIP_ENTRIES_MAX)
+        return mt_result_explain(reason, MT_ERR_MEMBERSHIP,
+                                 "%zu membership entries, more than a set holds (%u)", count,
+                                 MT_MEMBERSHIP_ENTRIES_MAX);
+    struct host_place *hosts = malloc((count > 0 ? count : 1) * sizeof(*hosts));
+    const struct mt_membership_entry **ordered = malloc((count > 0 ? count : 1) * sizeof(*ordered));
     uint8_t *mapping = MAP_FAILED;
-    mt_result result = MT_OK_RESULT;
+    size_t size = 0;
+    int fd = -1;
+    mt_result result = mt_result_of(MT_ERR_NO_MEMORY);
+    if (hosts == NULL || ordered == NULL)
+        goto out;
+    uint32_t host_first = order_entries(source, ordered, hosts);
+    size = mt_membership_set_size(ordered, count);
+    result = MT_OK_RESULT;
+    fd = memfd_create("meshtls-membership", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) {
+        result = mt_result_explain(reason, MT_ERR_IO, "memfd_create: %s", strerror(errno));
+        goto out;
+    }
     if (ftruncate(fd, (off_t)size) != 0) {
         result = mt_result_explain(reason, MT_ERR_IO, "ftruncate: %s", strerror(errno));
         goto out;
@@ -248,20 +370,9 @@ static MT_RESULT publish(struct mt_membership_source *source, struct mt_text *re
         result = mt_result_explain(reason, MT_ERR_IO, "mmap: %s", strerror(errno));
         goto out;
     }
-    struct mt_membership_header header = {
-        .magic = MT_MEMBERSHIP_MAGIC,
-        .layout_version = MT_MEMBERSHIP_LAYOUT_VERSION,
-        .generation = source->generation + 1,
-        .entry_count = (uint32_t)count,
-        .flags = MT_MEMBERSHIP_FLAG_COMPLETE,
-    };
-    memcpy(mapping, &header, sizeof(header));
-    if (source->live_count > 0)
-        memcpy(mapping + MT_MEMBERSHIP_HEADER_SIZE, source->live,
-               source->live_count * MT_MEMBERSHIP_ENTRY_SIZE);
-    if (source->removed_count > 0)
-        memcpy(mapping + MT_MEMBERSHIP_HEADER_SIZE + source->live_count * MT_MEMBERSHIP_ENTRY_SIZE,
-               source->removed, source->removed_count * MT_MEMBERSHIP_ENTRY_SIZE);
+    uint64_t generation = source->generation + 1;
+    mt_membership_set_write(mapping, generation, MT_MEMBERSHIP_FLAG_COMPLETE, ordered, count,
+                            host_first);
     /* From here on only this mapping can write (for `superseded`): no reader can, nor resize. */
     if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) !=
         0) {
@@ -274,7 +385,7 @@ static MT_RESULT publish(struct mt_membership_source *source, struct mt_text *re
         munmap(source->published, source->published_size);
         close(source->memfd);
     }
-    source->generation = header.generation;
+    source->generation = generation;
     source->memfd = fd;
     source->published = mapping;
     source->published_size = size;
@@ -285,6 +396,8 @@ out:
         munmap(mapping, size);
     if (fd >= 0)
         close(fd);
+    free(hosts);
+    free(ordered);
     return result;
 }
 

@@ -128,12 +128,18 @@ static void status_process(struct status_builder *builder, const struct mt_metri
             (unsigned long long)connection->write_bytes,
             field_text(connection->key_exchange, key_exchange, sizeof(key_exchange)));
     }
-    /* Plaintext outbound connections are libc's, never open records: only their counts. */
-    for (size_t i = 0; i < process->series_count; i++) {
-        const struct mt_metrics_series_record *series = &process->series[i];
-        if (!series->inbound && !series->tls && series->open_total > 0)
-            status_record(builder, "plaintext\t%ld\toutbound\t%u\t%llu", (long)process->pid,
-                          (unsigned)series->port, (unsigned long long)series->open_total);
+    /* Outbound opens per destination, the plaintext ones first: what is not yet mTLS. */
+    for (int tls = 0; tls <= 1; tls++) {
+        for (size_t i = 0; i < process->destination_count; i++) {
+            const struct mt_metrics_destination_record *destination = &process->destinations[i];
+            if (destination->tls != tls || destination->open_total == 0)
+                continue;
+            char address[MT_METRICS_ADDRESS_MAX];
+            mt_metrics_destination_format(destination, address, sizeof(address));
+            status_record(builder, "destination\t%ld\t%s\t%s\t%llu", (long)process->pid,
+                          tls ? "true" : "false", address,
+                          (unsigned long long)destination->open_total);
+        }
     }
 }
 

@@ -185,12 +185,24 @@ static void print_connection(char **fields, size_t count)
         key_exchange[0] != '\0' ? "  key exchange " : "", key_exchange);
 }
 
+/* From an agent older than the "destination" records: plaintext counts per port. */
 static void print_plaintext(char **fields, size_t count)
 {
     if (count < 5)
         return;
     printf("         %s plaintext to port %s: %s connection(s) (not in the mesh membership)\n",
            fields[2], fields[3], fields[4]);
+}
+
+static void print_destination(char **fields, size_t count)
+{
+    if (count < 5)
+        return;
+    bool tls = strcmp(fields[2], "true") == 0;
+    bool other = strcmp(fields[3], "other") == 0;
+    printf("         outbound %-9s to %-40s %s opened%s\n", tls ? "mTLS" : "plaintext",
+           other ? "(every other destination)" : fields[3], fields[4],
+           tls ? "" : "  (not yet mTLS)");
 }
 
 int mt_cli_status(int argc, char **argv)
@@ -255,6 +267,8 @@ int mt_cli_status(int argc, char **argv)
             print_connection(fields, count);
         } else if (strcmp(fields[0], "plaintext") == 0) {
             print_plaintext(fields, count);
+        } else if (strcmp(fields[0], "destination") == 0) {
+            print_destination(fields, count);
         } else if (strcmp(fields[0], "truncated") == 0 && count >= 2) {
             printf("(%s more records did not fit in one reply)\n", fields[1]);
         }

@@ -292,7 +292,7 @@ void mt_members_decide(const struct mt_config *config, const struct sockaddr_sto
     decision->by_membership = true;
     decision->expected_identity = chosen.mode == MT_OUTBOUND_MTLS ? expected : NULL;
     if (chosen.mode == MT_OUTBOUND_PLAIN)
-        mt_metrics_outbound_plain(key.port);
+        mt_metrics_outbound_plain(destination);
     if (chosen.mode == MT_OUTBOUND_PLAIN && mt_log_is_enabled(MT_LOG_INFO)) {
         char peer[MT_ADDR_TEXT_MAX];
         mt_addr_format(destination, peer, sizeof(peer));

@@ -45,7 +45,10 @@
  *       process    pid uid exe spiffe_id expiry refresh_count has_metrics supervisor_pid
  *       connection pid fd direction tls local peer peer_id opened_at_ms read_bytes written_bytes
  *       plaintext  pid direction port opened_total  (outbound connections sent in plaintext,
- *                  counted per destination port: outbound mode auto)
+ *                  counted per destination port: outbound mode auto; older agents only)
+ *       destination pid tls address:port opened_total  (outbound connections opened per
+ *                  destination, tls "true" or "false"; address "other" for the destinations past
+ *                  the process's limit; plaintext ones first)
  *       truncated  omitted_records
  *     (expiry in unix seconds, 0 when unknown; supervisor_pid is the process that holds the
  *     identity for a SUBJECT, 0 for a process that asked itself, absent from older agents;

@@ -15,12 +15,14 @@
  *   offset HEADER + i·CHUNK  chunk i: struct mt_metrics_chunk_header, then records
  *
  * A chunk holds records of one kind: series (struct mt_metrics_series_record, one per label set
- * direction × tls × port × peer identity) or open connections (struct
- * mt_metrics_connection_record). The file grows by whole chunks: ftruncate, map the new chunk
- * on its own, initialise it, then publish it by incrementing chunk_count (release). Existing
- * chunks never move, so pointers held by other threads stay valid and no data-path call ever
- * needs a system call. Records in a series chunk are published the same way, by incrementing the
- * chunk's used count after the record's labels are written.
+ * direction × tls × port × peer identity), open connections (struct
+ * mt_metrics_connection_record) or outbound destinations (struct mt_metrics_destination_record,
+ * one per address × port × tls, at most MT_METRICS_DESTINATIONS_PER_PROCESS_MAX; the writer
+ * makes one such chunk, on the first outbound open). The file grows by whole chunks: ftruncate, map
+ * the new chunk on its own, initialise it, then publish it by incrementing chunk_count (release).
+ * Existing chunks never move, so pointers held by other threads stay valid and no data-path call
+ * ever needs a system call. Records in a series chunk are published the same way, by incrementing
+ * the chunk's used count after the record's labels are written.
  *
  * Counters in a record are monotonic for the life of the file; tcp_open_connections is derived
  * by the reader as open_total − close_total of the series. Strings are NUL-padded fixed arrays.
@@ -36,7 +38,7 @@
 #include <string.h>
 
 #define MT_METRICS_MAGIC "MTMETRIC"
-#define MT_METRICS_LAYOUT_VERSION 3u
+#define MT_METRICS_LAYOUT_VERSION 4u
 #define MT_METRICS_HEADER_SIZE 4096u
 #define MT_METRICS_CHUNK_SIZE 65536u
 #define MT_METRICS_CHUNK_HEADER_SIZE 64u
@@ -64,6 +66,12 @@
 #define MT_METRICS_LABEL_BYTES_PER_PROCESS_MAX (64u * 1024u)
 /* The exe label (from /proc/<pid>/exe) is cut to this many bytes. */
 #define MT_METRICS_EXE_LABEL_MAX 256u
+/*
+ * Outbound destination records (address × port × tls) of one process, the writer's and the
+ * reader's limit: the writer keeps the last two for "every other destination", plaintext and
+ * mTLS, so that opens past the limit are still counted, never lost and never unbounded.
+ */
+#define MT_METRICS_DESTINATIONS_PER_PROCESS_MAX 256u
 /* Open connections of one process listed by `meshtls status`. */
 #define MT_METRICS_CONNECTIONS_PER_PROCESS_MAX 256u
 /* Processes one scrape or STATUS request reads (a node runs far fewer meshed processes). */
@@ -110,6 +118,14 @@ enum mt_metrics_direction {
 enum mt_metrics_chunk_kind {
     MT_METRICS_CHUNK_SERIES = 1,
     MT_METRICS_CHUNK_CONNECTIONS = 2,
+    MT_METRICS_CHUNK_DESTINATIONS = 3,
+};
+
+/* A destination record's family: an address, or the record of every other destination. */
+enum mt_metrics_destination_family {
+    MT_METRICS_DESTINATION_OTHER = 0,
+    MT_METRICS_DESTINATION_IPV4 = 4,
+    MT_METRICS_DESTINATION_IPV6 = 6,
 };
 
 enum mt_metrics_connection_state {
@@ -146,7 +162,7 @@ struct mt_metrics_chunk_header {
     uint32_t kind;        /* enum mt_metrics_chunk_kind */
     uint32_t record_size; /* sizeof the record kind */
     uint32_t capacity;    /* records that fit in the chunk */
-    uint32_t used;        /* series: records published (atomic, release); connections: unused */
+    uint32_t used; /* series, destinations: records published (atomic, release); connections: 0 */
 };
 
 /* One label set's counters. Labels are written once, before the record is published. */
@@ -162,6 +178,22 @@ struct mt_metrics_series_record {
     uint64_t write_bytes;
     uint64_t authz_allow;
     uint64_t authz_deny;
+};
+
+/*
+ * Outbound connections opened to one destination: mTLS, or plaintext as mode "auto" decided
+ * (mode "plain" passes the connection to libc uncounted) (for `meshtls status` and
+ * outbound_destination_open_total: which destinations are not yet mTLS). Labels written once,
+ * before the record is published; open_total counted after.
+ */
+struct mt_metrics_destination_record {
+    uint8_t family; /* enum mt_metrics_destination_family */
+    uint8_t tls;    /* 1 mTLS, 0 plaintext */
+    uint16_t port;  /* the destination port; 0 in an OTHER record */
+    uint32_t reserved;
+    uint8_t address[16]; /* network order; 4 bytes used for IPv4 (a v4-mapped IPv6 address is
+                            IPv4); zero in an OTHER record */
+    uint64_t open_total;
 };
 
 /* One open connection, for `meshtls status`. state is written last on open, first on close. */
@@ -192,6 +224,12 @@ _Static_assert(sizeof(struct mt_metrics_chunk_header) <= MT_METRICS_CHUNK_HEADER
 _Static_assert(sizeof(struct mt_metrics_series_record) % 8 == 0, "series records stay aligned");
 _Static_assert(sizeof(struct mt_metrics_connection_record) % 8 == 0,
                "connection records stay aligned");
+_Static_assert(sizeof(struct mt_metrics_destination_record) == 32,
+               "destination records stay small");
+_Static_assert(MT_METRICS_DESTINATIONS_PER_PROCESS_MAX *
+                       sizeof(struct mt_metrics_destination_record) <=
+                   MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE,
+               "a process's destinations fit one chunk");
 
 /*
  * The start time (field 22, clock ticks after boot) in the text of a /proc/<pid>/stat file,

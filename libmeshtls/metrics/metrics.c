@@ -227,10 +227,11 @@ void mt_metrics_open_in_fork_child(void)
         atomic_store(&published_header, NULL);
         adopt_fork_locked();
         /* Growing the file takes ftruncate and mmap: one chunk of each kind is made now, for
-         * the handshake's series and its connection. */
+         * the handshake's series, its connection and (outbound) its destination. */
         if (ensure_file_locked() && writer.chunk_count == 0) {
             (void)add_chunk_locked(MT_METRICS_CHUNK_SERIES);
             (void)add_chunk_locked(MT_METRICS_CHUNK_CONNECTIONS);
+            (void)add_chunk_locked(MT_METRICS_CHUNK_DESTINATIONS);
         }
     }
     pthread_mutex_unlock(&writer_lock);
@@ -243,6 +244,18 @@ static bool lock_and_ensure_file(void)
         return true;
     pthread_mutex_unlock(&writer_lock);
     return false;
+}
+
+static uint32_t chunk_record_size(enum mt_metrics_chunk_kind kind)
+{
+    switch (kind) {
+    case MT_METRICS_CHUNK_SERIES:
+        return sizeof(struct mt_metrics_series_record);
+    case MT_METRICS_CHUNK_DESTINATIONS:
+        return sizeof(struct mt_metrics_destination_record);
+    default:
+        return sizeof(struct mt_metrics_connection_record);
+    }
 }
 
 /* With the lock held: one more chunk of kind, mapped on its own and then published. */
@@ -266,11 +279,9 @@ static struct chunk *add_chunk_locked(enum mt_metrics_chunk_kind kind)
     chunk->header = mapped;
     chunk->records = (uint8_t *)mapped + MT_METRICS_CHUNK_HEADER_SIZE;
     chunk->header->kind = kind;
-    chunk->header->record_size = kind == MT_METRICS_CHUNK_SERIES
-                                     ? sizeof(struct mt_metrics_series_record)
-                                     : sizeof(struct mt_metrics_connection_record);
+    chunk->header->record_size = chunk_record_size(kind);
     chunk->header->capacity =
-        kind == MT_METRICS_CHUNK_SERIES ? SERIES_PER_CHUNK : CONNECTIONS_PER_CHUNK;
+        (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / chunk->header->record_size;
     writer.chunk_count = index + 1;
     __atomic_store_n(&writer.header->chunk_count, index + 1, __ATOMIC_RELEASE);
     return chunk;
@@ -323,6 +334,79 @@ static struct mt_metrics_series_record *series_find_locked(bool inbound, bool tl
     copy_label(series->peer_id, sizeof(series->peer_id), peer_id);
     __atomic_store_n(&room->header->used, room->header->used + 1, __ATOMIC_RELEASE);
     return series;
+}
+
+/* ---- destinations -------------------------------------------------------------------------- */
+
+/* The labels of an outbound destination (a v4-mapped IPv6 address as IPv4); OTHER when NULL. */
+static struct mt_metrics_destination_record
+destination_labels(bool tls, const struct sockaddr_storage *destination)
+{
+    struct mt_metrics_destination_record labels = {.tls = tls};
+    if (destination != NULL && destination->ss_family == AF_INET) {
+        const struct sockaddr_in *ipv4 = (const struct sockaddr_in *)destination;
+        labels.family = MT_METRICS_DESTINATION_IPV4;
+        labels.port = ntohs(ipv4->sin_port);
+        memcpy(labels.address, &ipv4->sin_addr, 4);
+    } else if (destination != NULL && destination->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *ipv6 = (const struct sockaddr_in6 *)destination;
+        bool mapped = IN6_IS_ADDR_V4MAPPED(&ipv6->sin6_addr);
+        labels.family = mapped ? MT_METRICS_DESTINATION_IPV4 : MT_METRICS_DESTINATION_IPV6;
+        labels.port = ntohs(ipv6->sin6_port);
+        memcpy(labels.address, ipv6->sin6_addr.s6_addr + (mapped ? 12 : 0), mapped ? 4 : 16);
+    }
+    return labels;
+}
+
+static struct mt_metrics_destination_record *
+destination_in(struct mt_metrics_destination_record *records, uint32_t used,
+               const struct mt_metrics_destination_record *labels)
+{
+    for (uint32_t i = 0; i < used; i++) {
+        if (records[i].family == labels->family && records[i].tls == labels->tls &&
+            records[i].port == labels->port &&
+            memcmp(records[i].address, labels->address, sizeof(labels->address)) == 0)
+            return &records[i];
+    }
+    return NULL;
+}
+
+/*
+ * With the lock held: counts one outbound open to destination in its record, created when new
+ * (in the process's one destination chunk, made on first use). Past
+ * MT_METRICS_DESTINATIONS_PER_PROCESS_MAX − 2 destinations, the open counts in the OTHER record
+ * of its tls, so that the records stay bounded and no open goes uncounted.
+ */
+static void destination_count_locked(bool tls, const struct sockaddr_storage *destination)
+{
+    /* No address to name (the core did not say): "other" stays the count of the overflow. */
+    if (destination == NULL ||
+        (destination->ss_family != AF_INET && destination->ss_family != AF_INET6))
+        return;
+    struct chunk *chunk = NULL;
+    for (uint32_t i = 0; i < writer.chunk_count && chunk == NULL; i++)
+        if (writer.chunks[i].header->kind == MT_METRICS_CHUNK_DESTINATIONS)
+            chunk = &writer.chunks[i];
+    if (chunk == NULL)
+        chunk = add_chunk_locked(MT_METRICS_CHUNK_DESTINATIONS);
+    if (chunk == NULL)
+        return;
+    struct mt_metrics_destination_record *records = (void *)chunk->records;
+    uint32_t used = chunk->header->used;
+    struct mt_metrics_destination_record labels = destination_labels(tls, destination);
+    struct mt_metrics_destination_record *record = destination_in(records, used, &labels);
+    if (record == NULL && used >= MT_METRICS_DESTINATIONS_PER_PROCESS_MAX - 2) {
+        labels = destination_labels(tls, NULL);
+        record = destination_in(records, used, &labels);
+    }
+    if (record == NULL) {
+        if (used >= MT_METRICS_DESTINATIONS_PER_PROCESS_MAX)
+            return;
+        record = &records[used];
+        *record = labels;
+        __atomic_store_n(&chunk->header->used, used + 1, __ATOMIC_RELEASE);
+    }
+    counter_add(&record->open_total, 1);
 }
 
 /* ---- connections --------------------------------------------------------------------------- */
@@ -403,6 +487,8 @@ struct mt_metrics_connection *mt_metrics_connection_open(bool inbound, bool tls,
     if (!lock_and_ensure_file())
         return NULL;
     struct mt_metrics_connection *handle = NULL;
+    if (!inbound)
+        destination_count_locked(tls, peer);
     struct mt_metrics_series_record *series = series_find_locked(inbound, tls, port, peer_id);
     uint32_t generation = 0;
     struct mt_metrics_connection_record *record =
@@ -438,11 +524,13 @@ out:
     return handle;
 }
 
-void mt_metrics_outbound_plain(uint16_t port)
+void mt_metrics_outbound_plain(const struct sockaddr_storage *destination)
 {
     if (!lock_and_ensure_file())
         return;
-    struct mt_metrics_series_record *series = series_find_locked(false, false, port, NULL);
+    destination_count_locked(false, destination);
+    struct mt_metrics_series_record *series =
+        series_find_locked(false, false, destination_labels(false, destination).port, NULL);
     if (series != NULL) {
         counter_add(&series->open_total, 1);
         counter_add(&series->close_total, 1);

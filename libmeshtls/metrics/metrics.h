@@ -20,7 +20,9 @@
  *
  * Labels: direction inbound|outbound, tls true|false, port (inbound: local port; outbound:
  * destination port), peer identity (a SPIFFE ID, "" when there is none; cut to
- * MT_METRICS_PEER_ID_MAX − 1 bytes). Handshake failures are counted by a fixed reason class,
+ * MT_METRICS_PEER_ID_MAX − 1 bytes). Outbound opens are also counted per destination address and
+ * port with tls, for at most MT_METRICS_DESTINATIONS_PER_PROCESS_MAX − 2 destinations and the
+ * rest together (layout.h). Handshake failures are counted by a fixed reason class,
  * see mt_metrics_failure_reason_classify().
  */
 #ifndef MT_METRICS_METRICS_H
@@ -70,8 +72,10 @@ void mt_metrics_open_in_fork_child(void);
 
 /*
  * A connection was established (after the handshake for mTLS): tcp_open_total++ and, derived,
- * tcp_open_connections++. peer may be NULL, peer_id NULL or "" when unknown. Returns a handle
- * for the calls below, or NULL when metrics are disabled (all functions accept NULL).
+ * tcp_open_connections++; for an outbound one, one more open to its destination (peer) with its
+ * tls (outbound_destination_open_total). peer may be NULL (no destination is then counted),
+ * peer_id NULL or "" when unknown. Returns a handle for the calls below, or NULL when metrics
+ * are disabled (all functions accept NULL).
  */
 struct mt_metrics_connection *mt_metrics_connection_open(bool inbound, bool tls, uint16_t port,
                                                          const struct sockaddr_storage *peer,
@@ -87,9 +91,10 @@ void mt_metrics_connection_describe(struct mt_metrics_connection *connection, in
 /*
  * An outbound connection that mode "auto" sent in plaintext (core/members.h): libc's from its
  * connect() on, never seen again, so it is counted opened and closed at once, in the series of
- * its destination port (tcp_open_total{direction="outbound",tls="false",port=...}).
+ * its destination port (tcp_open_total{direction="outbound",tls="false",port=...}), and opened
+ * to its destination (outbound_destination_open_total{destination=...,tls="false"}).
  */
-void mt_metrics_outbound_plain(uint16_t port);
+void mt_metrics_outbound_plain(const struct sockaddr_storage *destination);
 
 /* tcp_close_total++ (tcp_open_connections−−). A second close of the same handle is ignored. */
 void mt_metrics_connection_close(struct mt_metrics_connection *connection);

@@ -11,6 +11,7 @@
  * name or a uid from a file, never hold more than one process's copy per scrape, and never remove
  * a file (the agent's event loop sweeps them).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -93,19 +94,27 @@ void mt_metrics_text_free(struct mt_metrics_text *text)
 
 static uint32_t expected_record_size(uint32_t kind)
 {
-    return kind == MT_METRICS_CHUNK_SERIES ? sizeof(struct mt_metrics_series_record)
-                                           : sizeof(struct mt_metrics_connection_record);
+    switch (kind) {
+    case MT_METRICS_CHUNK_SERIES:
+        return sizeof(struct mt_metrics_series_record);
+    case MT_METRICS_CHUNK_DESTINATIONS:
+        return sizeof(struct mt_metrics_destination_record);
+    default:
+        return sizeof(struct mt_metrics_connection_record);
+    }
 }
 
 static MT_RESULT check_chunk(const struct mt_metrics_chunk_header *chunk)
 {
-    MT_ENSURE(chunk->kind == MT_METRICS_CHUNK_SERIES || chunk->kind == MT_METRICS_CHUNK_CONNECTIONS,
+    MT_ENSURE(chunk->kind == MT_METRICS_CHUNK_SERIES ||
+                  chunk->kind == MT_METRICS_CHUNK_CONNECTIONS ||
+                  chunk->kind == MT_METRICS_CHUNK_DESTINATIONS,
               MT_ERR_PROTO_MALFORMED);
     MT_ENSURE(chunk->record_size == expected_record_size(chunk->kind), MT_ERR_PROTO_MALFORMED);
     MT_ENSURE(chunk->capacity ==
                   (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / chunk->record_size,
               MT_ERR_PROTO_MALFORMED);
-    MT_ENSURE(chunk->kind != MT_METRICS_CHUNK_SERIES || chunk->used <= chunk->capacity,
+    MT_ENSURE(chunk->kind == MT_METRICS_CHUNK_CONNECTIONS || chunk->used <= chunk->capacity,
               MT_ERR_PROTO_MALFORMED);
     return MT_OK_RESULT;
 }
@@ -160,6 +169,65 @@ static MT_RESULT load_series(mt_metrics_read_at read_at, void *source, uint64_t 
     return MT_OK_RESULT;
 }
 
+static bool destination_is_valid(const struct mt_metrics_destination_record *record)
+{
+    return record->family == MT_METRICS_DESTINATION_IPV4 ||
+           record->family == MT_METRICS_DESTINATION_IPV6 ||
+           record->family == MT_METRICS_DESTINATION_OTHER;
+}
+
+/*
+ * The destinations of one chunk: at most what the per-process limit still allows is read (the
+ * writer makes one chunk; a file with more is read up to the limit). A record of no known family
+ * is dropped; tls is read as a boolean, and an OTHER record's address and port are ignored.
+ */
+static MT_RESULT load_destinations(mt_metrics_read_at read_at, void *source, uint64_t offset,
+                                   uint32_t used, struct mt_metrics_process *process)
+{
+    size_t room = MT_METRICS_DESTINATIONS_PER_PROCESS_MAX - process->destination_count;
+    size_t count = used < room ? used : room;
+    process->destinations_dropped += used - count;
+    if (count == 0)
+        return MT_OK_RESULT;
+    if (process->destinations == NULL) {
+        process->destinations =
+            calloc(MT_METRICS_DESTINATIONS_PER_PROCESS_MAX, sizeof(*process->destinations));
+        MT_ENSURE(process->destinations != NULL, MT_ERR_NO_MEMORY);
+    }
+    struct mt_metrics_destination_record *records =
+        process->destinations + process->destination_count;
+    MT_ENSURE(read_at(source, records, count * sizeof(*records), offset), MT_ERR_PROTO_TRUNCATED);
+    for (size_t i = 0; i < count; i++) {
+        struct mt_metrics_destination_record record = records[i];
+        if (!destination_is_valid(&record)) {
+            process->destinations_dropped++;
+            continue;
+        }
+        record.tls = record.tls != 0;
+        if (record.family == MT_METRICS_DESTINATION_OTHER) {
+            record.port = 0;
+            memset(record.address, 0, sizeof(record.address));
+        }
+        process->destinations[process->destination_count++] = record;
+    }
+    return MT_OK_RESULT;
+}
+
+void mt_metrics_destination_format(const struct mt_metrics_destination_record *destination,
+                                   char *text, size_t capacity)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int family = destination->family == MT_METRICS_DESTINATION_IPV4 ? AF_INET : AF_INET6;
+    if (destination->family == MT_METRICS_DESTINATION_OTHER) {
+        snprintf(text, capacity, "other");
+        return;
+    }
+    if (inet_ntop(family, destination->address, host, sizeof(host)) == NULL)
+        snprintf(host, sizeof(host), "?");
+    snprintf(text, capacity, family == AF_INET ? "%s:%u" : "[%s]:%u", host,
+             (unsigned)destination->port);
+}
+
 /* The open connections of one chunk, read through scratch (one chunk's records). */
 static MT_RESULT load_connections(mt_metrics_read_at read_at, void *source, uint64_t offset,
                                   uint32_t capacity_in_chunk, struct mt_metrics_process *process,
@@ -208,6 +276,10 @@ static MT_RESULT load_chunks(mt_metrics_read_at read_at, void *source, size_t ch
         if (chunk.kind == MT_METRICS_CHUNK_SERIES) {
             result = load_series(read_at, source, records, chunk.used, process, &series_capacity,
                                  &label_bytes);
+            continue;
+        }
+        if (chunk.kind == MT_METRICS_CHUNK_DESTINATIONS) {
+            result = load_destinations(read_at, source, records, chunk.used, process);
             continue;
         }
         /* At the limit, the rest of the connection chunks (64 KiB each) are not even read. */
@@ -280,10 +352,13 @@ void mt_metrics_process_cleanup(struct mt_metrics_process *process)
         return;
     free(process->series);
     free(process->connections);
+    free(process->destinations);
     process->series = NULL;
     process->connections = NULL;
+    process->destinations = NULL;
     process->series_count = 0;
     process->connection_count = 0;
+    process->destination_count = 0;
 }
 
 uint64_t mt_metrics_series_open_connections(const struct mt_metrics_series_record *series)
@@ -301,6 +376,7 @@ enum family {
     FAMILY_WRITE_BYTES,
     FAMILY_AUTHZ_ALLOW,
     FAMILY_AUTHZ_DENY,
+    FAMILY_DESTINATION_OPEN,
     FAMILY_HANDSHAKE_DURATION,
     FAMILY_RESUMED,
     FAMILY_FAILURES,
@@ -326,6 +402,10 @@ static const struct {
                             "Inbound connections authorized by policy."},
     [FAMILY_AUTHZ_DENY] = {"inbound_tcp_authz_deny_total", "counter",
                            "Inbound connections refused by authorization policy."},
+    [FAMILY_DESTINATION_OPEN] = {"outbound_destination_open_total", "counter",
+                                 "Outbound connections opened, by destination address and port "
+                                 "and by tls (mTLS after the handshake); \"other\" counts the "
+                                 "destinations past the process's limit together."},
     [FAMILY_HANDSHAKE_DURATION] = {"handshake_duration_seconds", "histogram",
                                    "Duration of successful TLS handshakes, from the first "
                                    "handshake byte to the verified peer."},
@@ -344,7 +424,7 @@ static const struct {
 
 static bool family_needs_series(enum family family)
 {
-    return family <= FAMILY_AUTHZ_DENY;
+    return family <= FAMILY_DESTINATION_OPEN;
 }
 
 static void render_family_header(enum family family, struct mt_metrics_text *text)
@@ -428,6 +508,22 @@ static void render_authz(enum family family, const struct mt_metrics_process *pr
     }
 }
 
+static void render_destinations(const struct mt_metrics_process *process,
+                                struct mt_metrics_text *text)
+{
+    for (size_t i = 0; i < process->destination_count; i++) {
+        const struct mt_metrics_destination_record *destination = &process->destinations[i];
+        if (destination->open_total == 0)
+            continue;
+        char address[MT_METRICS_ADDRESS_MAX];
+        mt_metrics_destination_format(destination, address, sizeof(address));
+        mt_metrics_text_append(text, "%s{", families[FAMILY_DESTINATION_OPEN].name);
+        process_labels(text, process);
+        mt_metrics_text_append(text, ",destination=\"%s\",tls=\"%s\"} %" PRIu64 "\n", address,
+                               destination->tls ? "true" : "false", destination->open_total);
+    }
+}
+
 static void render_histogram(const struct mt_metrics_process *process, struct mt_metrics_text *text)
 {
     static const char *const bounds[] = {
@@ -505,6 +601,9 @@ static void render_family_process(enum family family, const struct mt_metrics_pr
     case FAMILY_AUTHZ_ALLOW:
     case FAMILY_AUTHZ_DENY:
         render_authz(family, process, text);
+        break;
+    case FAMILY_DESTINATION_OPEN:
+        render_destinations(process, text);
         break;
     case FAMILY_HANDSHAKE_DURATION:
         render_histogram(process, text);

@@ -8,8 +8,9 @@
  * The uid comes from /proc/<pid>, the executable from /proc/<pid>/exe, never from the file. Of
  * each file at most MT_METRICS_FILE_SIZE_MAX bytes are considered, and of those only
  * MT_METRICS_SERIES_PER_PROCESS_MAX series, MT_METRICS_LABEL_BYTES_PER_PROCESS_MAX bytes of peer
- * identities and MT_METRICS_CONNECTIONS_PER_PROCESS_MAX open connections are ever copied; the
- * rest is counted as dropped.
+ * identities, MT_METRICS_DESTINATIONS_PER_PROCESS_MAX outbound destinations and
+ * MT_METRICS_CONNECTIONS_PER_PROCESS_MAX open connections are ever copied; the rest is counted
+ * as dropped.
  *
  * Rendering: one sample per process and label set, labelled pid and exe as well as the labels of
  * metrics.h (no aggregation across processes: `sum without (pid, exe)` gives the node view, and
@@ -19,6 +20,9 @@
  *   tcp_open_connections                             gauge    pid exe direction tls port peer_id
  *   tcp_read_bytes_total, tcp_write_bytes_total      counter  pid exe direction tls port peer_id
  *   inbound_tcp_authz_allow_total, ..._deny_total    counter  pid exe port peer_id
+ *   outbound_destination_open_total                  counter  pid exe destination tls
+ *       (destination "10.1.2.3:5432", "[2001:db8::7]:443", or "other" for the opens past the
+ *       process's MT_METRICS_DESTINATIONS_PER_PROCESS_MAX − 2 destinations)
  *   handshake_duration_seconds                       histogram pid exe direction (successes)
  *   handshakes_resumed_total                         counter  pid exe direction
  *   handshake_failures_total                         counter  pid exe direction reason
@@ -65,6 +69,10 @@ struct mt_metrics_process {
     struct mt_metrics_series_record *series; /* the kept series, labels terminated */
     size_t series_count;
     size_t series_dropped; /* published series beyond the per-process limits */
+    /* Outbound destinations, families checked (layout.h); at most the per-process limit. */
+    struct mt_metrics_destination_record *destinations;
+    size_t destination_count;
+    size_t destinations_dropped; /* published beyond the limit, or of no known family */
     struct mt_metrics_connection_record *connections; /* open ones, when asked for */
     size_t connection_count;
     /* Open ones past the limit in the chunk that reached it (later chunks are not read). */
@@ -138,6 +146,10 @@ bool mt_metrics_scrape_next(struct mt_metrics_scrape *scrape, struct mt_metrics_
 /* Trusted processes seen so far (all of them once next has returned false). */
 size_t mt_metrics_scrape_processes(const struct mt_metrics_scrape *scrape);
 void mt_metrics_scrape_free(struct mt_metrics_scrape *scrape);
+
+/* capacity >= MT_METRICS_ADDRESS_MAX: "10.1.2.3:5432", "[2001:db8::7]:443", or "other". */
+void mt_metrics_destination_format(const struct mt_metrics_destination_record *destination,
+                                   char *text, size_t capacity);
 
 /* The open connections of a series, summed: open_total − close_total, never negative. */
 uint64_t mt_metrics_series_open_connections(const struct mt_metrics_series_record *series);

@@ -96,10 +96,11 @@ if fd is None:
     fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     os.fchmod(fd, 0o644)
     how = "created " + name
+# metrics/layout.h, layout version 4: a header, then chunks of series records.
 HEADER, CHUNK, CHUNKS, RECORD = 4096, 65536, 256, 312
 per_chunk = (CHUNK - 64) // RECORD
 header = bytearray(HEADER)
-struct.pack_into("<8sIIIIiIQq", header, 0, b"MTMETRIC", 3, HEADER, CHUNK, CHUNKS, os.getpid(),
+struct.pack_into("<8sIIIIiIQq", header, 0, b"MTMETRIC", 4, HEADER, CHUNK, CHUNKS, os.getpid(),
                  os.geteuid(), start_time(), 0)
 os.pwrite(fd, bytes(header), 0)
 for c in range(CHUNKS):

@@ -15,12 +15,14 @@ servers, each behind a recording relay, one new connection per fetch, as the tes
     file while the agent is down and a new agent starts from that file: it never saw C leave, so
     C is merely absent, and the process, which knows C meshed, keeps it TLS;
   - the agent's metrics and `meshtls status` count the plaintext opens per destination port (B
-    once, C twice, A never);
+    once, C twice, A never), and the opens per destination address and port with tls (B's relay
+    listens on another loopback address, 127.0.0.2): A and C as mTLS, B and C as plaintext;
   - control: the membership entry of A names another identity in a second run of the client:
     the connection is refused, not sent in clear.
 """
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -33,9 +35,10 @@ from policy_common import start_server, write_workload_config
 CLIENT = r"""
 import http.client, sys
 for line in sys.stdin:
-    port = int(line)
+    host, port = line.split()
+    port = int(port)
     try:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection = http.client.HTTPConnection(host, port, timeout=10)
         connection.request("GET", "/data.txt")
         body = connection.getresponse().read().decode().strip()
         connection.close()
@@ -66,7 +69,8 @@ class Client:
 
     def fetch(self, relay):
         before = len(relay.client_bytes)
-        self.process.popen.stdin.write(f"{relay.port}\n".encode())
+        host = relay.listener.getsockname()[0]
+        self.process.popen.stdin.write(f"{host} {relay.port}\n".encode())
         self.process.popen.stdin.flush()
         self.asked += 1
         wait_for(lambda: self.process.stdout().count(b"\n") >= self.asked or
@@ -100,7 +104,9 @@ def test():
         agent_config = f'membership_file = "{membership}";\n'
         identity = f"uid/{os.getuid()}"
         ports = {name: free_port() for name in "ABC"}
-        relays = {name: Relay(port) for name, port in ports.items()}
+        # B's relay on another loopback address: destinations are told apart by address too.
+        relays = {name: Relay(port, host="127.0.0.2" if name == "B" else "127.0.0.1")
+                  for name, port in ports.items()}
         write(membership, entries((relays["A"].port, identity)))
         mesh.start_agent(config=agent_config)
         agent = mesh.processes[-1]
@@ -132,7 +138,7 @@ inbound = { loopback = "plain"; };
         client.expect(B, False, secrets["B"], "plain B")
         client.expect(C, False, secrets["C"], "C before it is in the membership")
         log = client.process.stderr()
-        check(f"plaintext outbound to 127.0.0.1:{B.port} (mode auto): not in the mesh membership"
+        check(f"plaintext outbound to 127.0.0.2:{B.port} (mode auto): not in the mesh membership"
               in log, f"no info line for the plaintext decision:\n{log}")
 
         def reload(generation):
@@ -211,14 +217,40 @@ inbound = { loopback = "plain"; };
         counts = {name: plaintext_opens(relays[name].port) for name in "ABC"}
         check(counts == {"A": 0, "B": 1, "C": 2},
               f"plaintext outbound opens per port: {counts}\n{sorted(samples)[:40]}")
+        # Per destination: which went mTLS and which did not, by address and port.
+        pid = str(client.process.popen.pid)
+        opens = {}
+        for (name, labels), value in samples.items():
+            labels = dict(labels)
+            if name == "outbound_destination_open_total" and labels.get("pid") == pid:
+                opens[(labels["destination"], labels["tls"])] = value
+        a, b, c = (f"127.0.0.1:{A.port}", f"127.0.0.2:{B.port}", f"127.0.0.1:{C.port}")
+        # A: meshed, with the file malformed, with the agent stopped, after the restart (1+).
+        check(opens.get((a, "true"), 0) >= 4 and (a, "false") not in opens,
+              f"A's opens per destination: {opens}")
+        check(opens.get((b, "false")) == 1 and (b, "true") not in opens,
+              f"B's opens per destination: {opens}")
+        check(f"127.0.0.1:{B.port}" not in {destination for destination, _ in opens},
+              f"B counted at the wrong address: {opens}")
+        # C: in, back in, with the agent stopped, absent from the new agent's set.
+        check(opens.get((c, "false")) == 2 and opens.get((c, "true")) == 4,
+              f"C's opens per destination: {opens}")
         status = subprocess.run([MESHTLS, "status", "--socket", mesh.agents["agent"]],
                                 capture_output=True, text=True, timeout=30, env=base_env())
-        for name, count in (("B", 1), ("C", 2)):
-            check(f"outbound plaintext to port {relays[name].port}: {count} connection(s)"
-                  in status.stdout, f"meshtls status does not show {name}'s plaintext "
-                  f"connections:\n{status.stdout}{status.stderr}")
-        check(f"plaintext to port {A.port}:" not in status.stdout,
-              f"meshtls status shows plaintext to the meshed A:\n{status.stdout}")
+        shown = status.stdout + status.stderr
+
+        def status_line(tls, destination, count):
+            kind = "mTLS" if tls else "plaintext"
+            return re.search(rf"outbound {kind} +to {re.escape(destination)} +{count} opened",
+                             status.stdout) is not None
+        check(status_line(False, b, 1) and status_line(False, c, 2) and status_line(True, c, 4),
+              f"meshtls status does not show B and C per destination:\n{shown}")
+        check(status_line(True, a, int(opens[(a, "true")])),
+              f"meshtls status does not show A as mTLS:\n{shown}")
+        check(re.search(rf"outbound plaintext +to {re.escape(a)} ", status.stdout) is None,
+              f"meshtls status shows plaintext to the meshed A:\n{shown}")
+        check(status.stdout.index(f"to {b} ") < status.stdout.index(f"to {a} "),
+              f"the plaintext destinations are not listed first:\n{shown}")
         for relay in relays.values():
             relay.stop()
 

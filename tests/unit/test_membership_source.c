@@ -1,8 +1,9 @@
 /*
  * Tests for agent/membership_source.c: the file read into a published set (one entry per port
  * range, identities within the trust domain), a reload that turns what left into tombstones, a
- * malformed file that names file, line and key and keeps the set published, and the descriptor
- * workloads get: sealed, read-only, never writable.
+ * malformed file that names file, line and key and keeps the set published, the descriptor
+ * workloads get: sealed, read-only, never writable, and the published order (CIDR entries in
+ * file order, then host entries and their tombstones sorted) that the reader insists on.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -160,6 +161,122 @@ static void test_mt_membership_source_poll_removal_becomes_tombstone(void **stat
     mt_membership_source_close(&source);
 }
 
+/* Hosts given in descending order, CIDRs between them, a host later removed: the set opens (the
+ * reader refuses one out of order) with the CIDRs first in file order and the hosts sorted. */
+static void test_mt_membership_source_publish_sorts_hosts_after_cidrs(void **state)
+{
+    (void)state;
+    write_file("membership = (\n"
+               "  { cidr = \"10.9.0.3\"; ports = [443]; },\n"
+               "  { cidr = \"2001:db8::1\"; },\n"
+               "  { cidr = \"10.0.0.0/8\"; ports = [80]; id = \"ns/a/*\"; },\n"
+               "  { cidr = \"10.9.0.2\"; ports = (443, 80); id = \"ns/b/sa/web\"; },\n"
+               "  { cidr = \"10.9.0.1\"; ports = [443]; },\n"
+               "  { cidr = \"10.8.0.0/16\"; ports = [80]; id = \"ns/c/*\"; }\n"
+               ");\n");
+    static struct mt_membership_source source;
+    char message[512] = "";
+    if (!mt_result_is_ok(mt_membership_source_open(&source, path, "td", 0, MT_TEXT_ON(message))))
+        fail_msg("%s", message);
+    write_file("membership = (\n"
+               "  { cidr = \"10.9.0.3\"; ports = [443]; },\n"
+               "  { cidr = \"2001:db8::1\"; },\n"
+               "  { cidr = \"10.0.0.0/8\"; ports = [80]; id = \"ns/a/*\"; },\n"
+               "  { cidr = \"10.9.0.2\"; ports = (443, 80); id = \"ns/b/sa/web\"; },\n"
+               "  { cidr = \"10.8.0.0/16\"; ports = [80]; id = \"ns/c/*\"; }\n"
+               ");\n");
+    mt_membership_source_poll(&source, MT_MEMBERSHIP_SOURCE_POLL_MS);
+    assert_int_equal(source.generation, 2);
+    struct mapped mapped;
+    map_reader(&source, &mapped);
+    assert_int_equal(mapped.view.entry_count, 7);
+    assert_int_equal(mapped.view.host_first, 2);
+    const struct mt_membership_record *entries =
+        (const void *)((const uint8_t *)mapped.bytes + MT_MEMBERSHIP_HEADER_SIZE);
+    assert_int_equal(entries[0].prefix_length, 8);
+    assert_int_equal(entries[1].prefix_length, 16);
+    static const struct {
+        unsigned family;
+        uint8_t last_byte;
+        uint16_t port;
+        uint8_t state;
+    } sorted[] = {
+        {MT_MEMBERSHIP_FAMILY_IPV4, 1, 443, MT_MEMBERSHIP_STATE_REMOVED},
+        {MT_MEMBERSHIP_FAMILY_IPV4, 2, 80, MT_MEMBERSHIP_STATE_LIVE},
+        {MT_MEMBERSHIP_FAMILY_IPV4, 2, 443, MT_MEMBERSHIP_STATE_LIVE},
+        {MT_MEMBERSHIP_FAMILY_IPV4, 3, 443, MT_MEMBERSHIP_STATE_LIVE},
+        {MT_MEMBERSHIP_FAMILY_IPV6, 1, 1, MT_MEMBERSHIP_STATE_LIVE},
+    };
+    for (size_t i = 0; i < sizeof(sorted) / sizeof(sorted[0]); i++) {
+        const struct mt_membership_record *entry = &entries[2 + i];
+        unsigned last = sorted[i].family == MT_MEMBERSHIP_FAMILY_IPV4 ? 3 : 15;
+        if (entry->family != sorted[i].family || entry->address[last] != sorted[i].last_byte ||
+            entry->port_first != sorted[i].port || entry->state != sorted[i].state)
+            fail_msg("host entry %zu out of place", i);
+    }
+    const char *identity = NULL;
+    /* Inside 10.0.0.0/8 on port 80: the host's identity, not the CIDR's. */
+    assert_int_equal(look_up(&mapped, "10.9.0.2", 80, &identity), MT_MEMBERSHIP_MEMBER);
+    assert_memory_equal(identity, "spiffe://td/ns/b/sa/web", 23);
+    assert_int_equal(look_up(&mapped, "10.9.0.5", 80, &identity), MT_MEMBERSHIP_MEMBER);
+    assert_memory_equal(identity, "spiffe://td/ns/a/*", 18);
+    assert_int_equal(look_up(&mapped, "10.9.0.1", 443, NULL), MT_MEMBERSHIP_REMOVED);
+    assert_int_equal(look_up(&mapped, "10.9.0.3", 443, NULL), MT_MEMBERSHIP_MEMBER);
+    assert_int_equal(look_up(&mapped, "10.9.0.3", 80, NULL), MT_MEMBERSHIP_MEMBER);
+    assert_int_equal(look_up(&mapped, "10.9.0.3", 444, NULL), MT_MEMBERSHIP_ABSENT);
+    munmap(mapped.bytes, mapped.size);
+    mt_membership_source_close(&source);
+}
+
+/* The file: 10.5.x.y for i < hosts (odd i left out when only_even), 10.5.0.1 twice when not. */
+static void write_hosts(unsigned hosts, bool only_even)
+{
+    static char text[4096 * 48];
+    size_t length = (size_t)snprintf(text, sizeof(text), "membership = (\n");
+    for (unsigned i = 0; i < hosts; i++) {
+        if (only_even && i % 2 == 1)
+            continue;
+        length +=
+            (size_t)snprintf(text + length, sizeof(text) - length,
+                             "  { cidr = \"10.5.%u.%u\"; ports = [80]; },\n", i / 256, i % 256);
+    }
+    if (!only_even)
+        length += (size_t)snprintf(text + length, sizeof(text) - length,
+                                   "  { cidr = \"10.5.0.1\"; ports = [80]; },\n");
+    assert_true(length + 8 < sizeof(text));
+    snprintf(text + length - 2, sizeof(text) - length + 2, "\n);\n");
+    write_file(text);
+}
+
+/* Many hosts, one listed twice, reloaded without every odd one: each removed place becomes
+ * exactly one tombstone, and the kept ones stay live. */
+static void test_mt_membership_source_poll_many_removals_one_tombstone_each(void **state)
+{
+    (void)state;
+    enum { HOSTS = 3000 };
+    write_hosts(HOSTS, false);
+    static struct mt_membership_source source;
+    char message[512] = "";
+    if (!mt_result_is_ok(mt_membership_source_open(&source, path, "td", 0, MT_TEXT_ON(message))))
+        fail_msg("%s", message);
+    assert_int_equal(source.live_count, HOSTS + 1);
+    write_hosts(HOSTS, true);
+    mt_membership_source_poll(&source, MT_MEMBERSHIP_SOURCE_POLL_MS);
+    assert_int_equal(source.generation, 2);
+    assert_int_equal(source.live_count, HOSTS / 2);
+    assert_int_equal(source.removed_count, HOSTS / 2);
+    struct mapped mapped;
+    map_reader(&source, &mapped);
+    assert_int_equal(mapped.view.entry_count, HOSTS);
+    assert_int_equal(look_up(&mapped, "10.5.0.0", 80, NULL), MT_MEMBERSHIP_MEMBER);
+    assert_int_equal(look_up(&mapped, "10.5.0.1", 80, NULL), MT_MEMBERSHIP_REMOVED);
+    assert_int_equal(look_up(&mapped, "10.5.11.182", 80, NULL), MT_MEMBERSHIP_MEMBER);
+    assert_int_equal(look_up(&mapped, "10.5.11.183", 80, NULL), MT_MEMBERSHIP_REMOVED);
+    assert_int_equal(look_up(&mapped, "10.5.11.184", 80, NULL), MT_MEMBERSHIP_ABSENT);
+    munmap(mapped.bytes, mapped.size);
+    mt_membership_source_close(&source);
+}
+
 static void test_mt_membership_source_poll_malformed_file_keeps_last_set(void **state)
 {
     (void)state;
@@ -217,6 +334,10 @@ int main(void)
             test_mt_membership_source_open_publishes_ports_and_identities, set_up, tear_down),
         cmocka_unit_test_setup_teardown(test_mt_membership_source_poll_removal_becomes_tombstone,
                                         set_up, tear_down),
+        cmocka_unit_test_setup_teardown(test_mt_membership_source_publish_sorts_hosts_after_cidrs,
+                                        set_up, tear_down),
+        cmocka_unit_test_setup_teardown(
+            test_mt_membership_source_poll_many_removals_one_tombstone_each, set_up, tear_down),
         cmocka_unit_test_setup_teardown(
             test_mt_membership_source_poll_malformed_file_keeps_last_set, set_up, tear_down),
         cmocka_unit_test_setup_teardown(

@@ -1,12 +1,14 @@
 /*
  * Unit tests for metrics/metrics.c (the process writer) and metrics/reader.c (the agent reader):
  * exact counts through the shared file, concurrent increments, growth past one chunk, fork,
- * hostile files, reason classes and the Prometheus rendering.
+ * hostile files, reason classes, outbound opens per destination (bounded, the rest as "other")
+ * and the Prometheus rendering.
  *
  * Every test writes into the same per-process file (one process, one file), so each uses its own
  * port to keep its label sets apart. The file comes from a source that does what the agent does
  * (metrics/directory.h: create the file named by pid and start time, write the header).
  */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -780,6 +782,167 @@ static void test_scrape_next_each_family_once_in_bounded_pieces(void **state)
     mt_metrics_connection_close(connection);
 }
 
+static struct sockaddr_storage address_of(const char *host, uint16_t port)
+{
+    struct sockaddr_storage address;
+    memset(&address, 0, sizeof(address));
+    struct sockaddr_in *ipv4 = (struct sockaddr_in *)&address;
+    struct sockaddr_in6 *ipv6 = (struct sockaddr_in6 *)&address;
+    if (inet_pton(AF_INET, host, &ipv4->sin_addr) == 1) {
+        ipv4->sin_family = AF_INET;
+        ipv4->sin_port = htons(port);
+    } else {
+        assert_int_equal(inet_pton(AF_INET6, host, &ipv6->sin6_addr), 1);
+        ipv6->sin6_family = AF_INET6;
+        ipv6->sin6_port = htons(port);
+    }
+    return address;
+}
+
+/* The open count of the destination record "text" with tls; -1 when there is none. */
+static long long destination_opens(const struct mt_metrics_process *process, const char *text,
+                                   bool tls)
+{
+    for (size_t i = 0; i < process->destination_count; i++) {
+        char formatted[MT_METRICS_ADDRESS_MAX];
+        mt_metrics_destination_format(&process->destinations[i], formatted, sizeof(formatted));
+        if (strcmp(formatted, text) == 0 && process->destinations[i].tls == tls)
+            return (long long)process->destinations[i].open_total;
+    }
+    return -1;
+}
+
+/* Both orientations: the same port at another address, the same address at another port, and
+ * the same destination with the other tls are each their own record. */
+static void test_destination_open_counts_by_address_port_and_tls(void **state)
+{
+    struct sockaddr_storage meshed = address_of("10.0.0.1", 2001);
+    struct sockaddr_storage meshed_other_port = address_of("10.0.0.1", 2002);
+    struct sockaddr_storage plain = address_of("10.0.0.2", 2001);
+    struct sockaddr_storage mapped = address_of("::ffff:10.0.0.3", 2003);
+    struct sockaddr_storage ipv6 = address_of("2001:db8::5", 2004);
+    struct sockaddr_storage caller = address_of("10.0.0.9", 2005);
+    for (int i = 0; i < 2; i++)
+        mt_metrics_connection_close(
+            mt_metrics_connection_open(false, true, 2001, &meshed, "spiffe://td/m"));
+    mt_metrics_connection_close(
+        mt_metrics_connection_open(false, true, 2002, &meshed_other_port, "spiffe://td/m"));
+    mt_metrics_connection_close(mt_metrics_connection_open(false, true, 2004, &ipv6, NULL));
+    mt_metrics_connection_close(
+        mt_metrics_connection_open(true, true, 2005, &caller, "spiffe://td/c"));
+    for (int i = 0; i < 3; i++)
+        mt_metrics_outbound_plain(&plain);
+    mt_metrics_outbound_plain(&meshed);
+    mt_metrics_outbound_plain(&mapped);
+
+    const struct mt_metrics_process *own;
+    struct mt_metrics_collection collection = collect_own(&own);
+    assert_int_equal(destination_opens(own, "10.0.0.1:2001", true), 2);
+    assert_int_equal(destination_opens(own, "10.0.0.1:2001", false), 1);
+    assert_int_equal(destination_opens(own, "10.0.0.1:2002", true), 1);
+    assert_int_equal(destination_opens(own, "10.0.0.2:2001", false), 3);
+    assert_int_equal(destination_opens(own, "10.0.0.2:2001", true), -1);
+    assert_int_equal(destination_opens(own, "10.0.0.3:2003", false), 1);
+    assert_int_equal(destination_opens(own, "[2001:db8::5]:2004", true), 1);
+    /* Inbound connections have no destination. */
+    assert_int_equal(destination_opens(own, "10.0.0.9:2005", true), -1);
+    const struct mt_metrics_series_record *series = find_series(own, false, false, 2001, "");
+    assert_non_null(series);
+    assert_int_equal(series->open_total, 4);
+    struct mt_metrics_text text = {0};
+    mt_metrics_render(&collection, &text);
+    assert_false(text.failed);
+    assert_non_null(strstr(text.data, "# TYPE outbound_destination_open_total counter\n"));
+    assert_non_null(strstr(text.data, ",destination=\"10.0.0.2:2001\",tls=\"false\"} 3\n"));
+    assert_non_null(strstr(text.data, ",destination=\"10.0.0.1:2001\",tls=\"true\"} 2\n"));
+    assert_non_null(strstr(text.data, ",destination=\"[2001:db8::5]:2004\",tls=\"true\"} 1\n"));
+    mt_metrics_text_free(&text);
+    mt_metrics_collection_free(&collection);
+}
+
+/* Runs last: it fills the process's destination records. */
+static void test_destination_open_past_limit_counted_as_other(void **state)
+{
+    const struct mt_metrics_process *own;
+    struct mt_metrics_collection collection = collect_own(&own);
+    size_t before = own->destination_count;
+    mt_metrics_collection_free(&collection);
+    enum { OPENS = MT_METRICS_DESTINATIONS_PER_PROCESS_MAX + 50 };
+    char host[32];
+    for (unsigned i = 0; i < OPENS; i++) {
+        snprintf(host, sizeof(host), "10.1.%u.%u", i / 256, i % 256);
+        struct sockaddr_storage destination = address_of(host, 3000);
+        mt_metrics_outbound_plain(&destination);
+    }
+    struct sockaddr_storage first = address_of("10.1.0.0", 3000);
+    mt_metrics_outbound_plain(&first);
+    struct sockaddr_storage meshed = address_of("10.2.0.1", 3001);
+    mt_metrics_connection_close(mt_metrics_connection_open(false, true, 3001, &meshed, NULL));
+
+    collection = collect_own(&own);
+    assert_int_equal(own->destination_count, MT_METRICS_DESTINATIONS_PER_PROCESS_MAX);
+    assert_int_equal(own->destinations_dropped, 0);
+    size_t kept = MT_METRICS_DESTINATIONS_PER_PROCESS_MAX - 2 - before;
+    /* The first destinations have records of their own, and still count there. */
+    assert_int_equal(destination_opens(own, "10.1.0.0:3000", false), 2);
+    snprintf(host, sizeof(host), "10.1.%zu.%zu:3000", (kept - 1) / 256, (kept - 1) % 256);
+    assert_int_equal(destination_opens(own, host, false), 1);
+    snprintf(host, sizeof(host), "10.1.%zu.%zu:3000", kept / 256, kept % 256);
+    assert_int_equal(destination_opens(own, host, false), -1);
+    /* Every open is counted: the rest in "other", by tls. */
+    assert_int_equal(destination_opens(own, "other", false), OPENS - kept);
+    assert_int_equal(destination_opens(own, "other", true), 1);
+    assert_int_equal(destination_opens(own, "10.2.0.1:3001", true), -1);
+    struct mt_metrics_text text = {0};
+    mt_metrics_render(&collection, &text);
+    assert_non_null(strstr(text.data, ",destination=\"other\",tls=\"true\"} 1\n"));
+    mt_metrics_text_free(&text);
+    mt_metrics_collection_free(&collection);
+}
+
+/* Destination chunks as a hostile writer may leave them: bounded, families checked. */
+static void test_process_parse_destinations_hostile_bounded(void **state)
+{
+    size_t size = 0;
+    uint8_t *data = image_of_chunks(2, MT_METRICS_CHUNK_DESTINATIONS,
+                                    sizeof(struct mt_metrics_destination_record), &size);
+    size_t capacity = (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) /
+                      sizeof(struct mt_metrics_destination_record);
+    struct mt_metrics_chunk_header *chunks[2];
+    for (size_t c = 0; c < 2; c++) {
+        chunks[c] = (void *)(data + MT_METRICS_HEADER_SIZE + c * MT_METRICS_CHUNK_SIZE);
+        chunks[c]->used = (uint32_t)capacity;
+        struct mt_metrics_destination_record *records = image_records(data, c);
+        for (size_t i = 0; i < capacity; i++) {
+            records[i].family = MT_METRICS_DESTINATION_IPV4;
+            records[i].tls = 1;
+            records[i].port = (uint16_t)(i + 1);
+            records[i].open_total = 1;
+        }
+    }
+    struct mt_metrics_destination_record *records = image_records(data, 0);
+    records[0].family = 5;                            /* no such family: dropped */
+    records[1].tls = 7;                               /* read as true */
+    records[2].family = MT_METRICS_DESTINATION_OTHER; /* its port and address are ignored */
+    memset(records[2].address, 0xff, sizeof(records[2].address));
+    struct mt_metrics_process process;
+    assert_true(mt_result_is_ok(mt_metrics_process_parse(data, size, &process)));
+    /* The limit is kept across chunks: 255 of the first (one dropped), 1 of the second. */
+    assert_int_equal(process.destination_count, MT_METRICS_DESTINATIONS_PER_PROCESS_MAX);
+    assert_int_equal(process.destinations_dropped,
+                     2 * capacity - MT_METRICS_DESTINATIONS_PER_PROCESS_MAX);
+    assert_int_equal(process.destinations[0].tls, 1);
+    char text[MT_METRICS_ADDRESS_MAX];
+    mt_metrics_destination_format(&process.destinations[1], text, sizeof(text));
+    assert_string_equal(text, "other");
+    assert_int_equal(process.destinations[1].port, 0);
+    mt_metrics_process_cleanup(&process);
+    /* More records claimed than a chunk holds: the file is refused. */
+    chunks[0]->used = (uint32_t)capacity + 1;
+    assert_int_equal(mt_metrics_process_parse(data, size, &process).error, MT_ERR_PROTO_MALFORMED);
+    free(data);
+}
+
 static void test_failure_reason_classify_known_phrases_mapped(void **state)
 {
     static const struct {
@@ -875,6 +1038,9 @@ int main(void)
         cmocka_unit_test(test_text_append_label_special_characters_escaped),
         cmocka_unit_test(test_directory_for_socket_sibling_directory),
         cmocka_unit_test(test_stat_start_time_command_with_spaces_and_parentheses_parsed),
+        cmocka_unit_test(test_destination_open_counts_by_address_port_and_tls),
+        cmocka_unit_test(test_process_parse_destinations_hostile_bounded),
+        cmocka_unit_test(test_destination_open_past_limit_counted_as_other),
     };
     return cmocka_run_group_tests(tests, setup_directory, remove_directory);
 }

@@ -180,21 +180,69 @@ static MT_RESULT load_file(const struct mt_membership_source *source,
     return MT_OK_RESULT;
 }
 
-static bool same_place(const struct mt_membership_entry *a, const struct mt_membership_entry *b)
+/* The order of places (family, prefix, ports, address): for sorting and bsearch. */
+static int compare_place(const struct mt_membership_entry *a, const struct mt_membership_entry *b)
 {
-    return a->family == b->family && a->prefix_length == b->prefix_length &&
-           a->port_first == b->port_first && a->port_last == b->port_last &&
-           memcmp(a->address, b->address, sizeof(a->address)) == 0;
+    if (a->family != b->family)
+        return a->family < b->family ? -1 : 1;
+    if (a->prefix_length != b->prefix_length)
+        return a->prefix_length < b->prefix_length ? -1 : 1;
+    if (a->port_first != b->port_first)
+        return a->port_first < b->port_first ? -1 : 1;
+    if (a->port_last != b->port_last)
+        return a->port_last < b->port_last ? -1 : 1;
+    return memcmp(a->address, b->address, sizeof(a->address));
 }
 
-static bool contains_place(const struct mt_membership_entry *entries, size_t count,
+static int compare_place_pointers(const void *a, const void *b)
+{
+    const struct mt_membership_entry *const *left = a;
+    const struct mt_membership_entry *const *right = b;
+    int order = compare_place(*left, *right);
+    /* Equal places in array order, so that the first of them is found first. */
+    return order != 0 ? order : (*left < *right ? -1 : (*left > *right ? 1 : 0));
+}
+
+static int compare_place_key(const void *key, const void *element)
+{
+    const struct mt_membership_entry *const *entry = element;
+    return compare_place(key, *entry);
+}
+
+/*
+ * Pointers to entries[0 .. count) sorted by place (the caller frees them): with tens of thousands
+ * of entries from the Kubernetes API server, comparing every entry with every other would hold
+ * the event loop for a large part of a second at each change.
+ */
+static MT_RESULT sort_places(const struct mt_membership_entry *entries, size_t count,
+                             const struct mt_membership_entry ***sorted)
+{
+    const struct mt_membership_entry **pointers =
+        malloc((count > 0 ? count : 1) * sizeof(*pointers));
+    MT_ENSURE(pointers != NULL, MT_ERR_NO_MEMORY);
+    for (size_t i = 0; i < count; i++)
+        pointers[i] = &entries[i];
+    if (count > 1)
+        qsort(pointers, count, sizeof(*pointers), compare_place_pointers);
+    *sorted = pointers;
+    return MT_OK_RESULT;
+}
+
+static bool contains_place(const struct mt_membership_entry *const *sorted, size_t count,
                            const struct mt_membership_entry *entry)
 {
-    for (size_t i = 0; i < count; i++) {
-        if (same_place(&entries[i], entry))
-            return true;
-    }
-    return false;
+    return count > 0 && bsearch(entry, sorted, count, sizeof(*sorted), compare_place_key) != NULL;
+}
+
+/* Whether entries[index] is the first in entries of its place (sorted: sort_places of them). */
+static bool is_first_of_place(const struct mt_membership_entry *const *sorted, size_t count,
+                              const struct mt_membership_entry *entry)
+{
+    const struct mt_membership_entry *const *found =
+        bsearch(entry, sorted, count, sizeof(*sorted), compare_place_key);
+    while (found != NULL && found > sorted && compare_place(found[-1], entry) == 0)
+        found--;
+    return found != NULL && *found == entry;
 }
 
 /*
@@ -206,15 +254,27 @@ static MT_RESULT update_tombstones(struct mt_membership_source *source,
 {
     size_t capacity = source->removed_count + source->live_count;
     struct mt_membership_entry *removed = malloc((capacity > 0 ? capacity : 1) * sizeof(*removed));
-    MT_ENSURE(removed != NULL, MT_ERR_NO_MEMORY);
+    const struct mt_membership_entry **next_sorted = NULL;
+    const struct mt_membership_entry **kept_sorted = NULL;
+    const struct mt_membership_entry **live_sorted = NULL;
+    mt_result result = mt_result_of(MT_ERR_NO_MEMORY);
+    if (removed == NULL || !mt_result_is_ok(sort_places(next, next_count, &next_sorted)))
+        goto out;
     size_t count = 0;
     for (size_t i = 0; i < source->removed_count; i++) {
-        if (!contains_place(next, next_count, &source->removed[i]))
+        if (!contains_place(next_sorted, next_count, &source->removed[i]))
             removed[count++] = source->removed[i];
     }
+    size_t kept = count;
+    if (!mt_result_is_ok(sort_places(removed, kept, &kept_sorted)) ||
+        !mt_result_is_ok(sort_places(source->live, source->live_count, &live_sorted)))
+        goto out;
     for (size_t i = 0; i < source->live_count; i++) {
         const struct mt_membership_entry *gone = &source->live[i];
-        if (contains_place(next, next_count, gone) || contains_place(removed, count, gone))
+        /* One tombstone per place, however many live entries had it. */
+        if (contains_place(next_sorted, next_count, gone) ||
+            contains_place(kept_sorted, kept, gone) ||
+            !is_first_of_place(live_sorted, source->live_count, gone))
             continue;
         removed[count] = *gone;
         removed[count].state = MT_MEMBERSHIP_STATE_REMOVED;
@@ -227,7 +287,14 @@ static MT_RESULT update_tombstones(struct mt_membership_source *source,
     free(source->removed);
     source->removed = removed;
     source->removed_count = count - dropped;
-    return MT_OK_RESULT;
+    removed = NULL;
+    result = MT_OK_RESULT;
+out:
+    free(removed);
+    free(next_sorted);
+    free(kept_sorted);
+    free(live_sorted);
+    return result;
 }
 
 /* Writes a new generation of live + tombstones into a new sealed memfd and makes it current. */

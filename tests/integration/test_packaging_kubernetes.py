@@ -12,14 +12,15 @@ would send them: rendered with `kubectl kustomize`, then
     paths, the scrape annotations match the metrics port;
   - the contract with the injector and the pod attestor: the hostPaths /run/meshtls and
     /var/lib/meshtls, the init container installing both preloads and workload.conf, the kubelet
-    flags with NODE_IP from status.hostIP, the RBAC that reaches the kubelet's /pods and nothing
-    else, Pod Security labels, the webhook (v1 reviews, no side effects, the namespace selector,
+    flags with NODE_IP from status.hostIP, the API server flags (the service address from the
+    environment, the same token and CA), the RBAC that reaches the kubelet's /pods and lists and
+    watches pods and services, nothing else, Pod Security labels, the webhook (v1 reviews, no side effects, the namespace selector,
     its service and path, the cert-manager CA injection matching the serving certificate);
   - the probes of the agent really ask the agent: the exec command, run here against a real agent,
     exits 0, and exits non-zero against a socket nobody serves;
   - the node-wide workload.conf is accepted by the built `meshtls config check`, and `meshtls
-    config decide` shows what it says: the API server's address and port 443 untouched, pods and
-    services mTLS, DNS skipped, everything else plaintext, inbound strict;
+    config decide` shows what it says: the API server's address and port 443 untouched, DNS
+    skipped, everything else decided by the mesh membership ("auto"), inbound strict;
   - the example workload asks for injection by annotation alone (no volumes, no entrypoint, no
     LD_PRELOAD of its own);
   - an `images:` override renders into every container that uses the image.

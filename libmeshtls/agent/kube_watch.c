@@ -44,6 +44,7 @@ struct resource {
     bool next_is_list; /* what PHASE_IDLE starts at retry_at_ms */
     long long retry_at_ms;
     long long backoff_ms;
+    long long started_ms; /* when the request under way began */
     CURL *handle;
     struct curl_slist header;
     char authorization[MT_KUBELET_AUTHORIZATION_MAX];
@@ -72,7 +73,23 @@ struct context {
     struct resource resources[2];
     bool dirty;
     long long handed_ms;
+    /* What was handed over last: a pod's status changes often and seldom its membership, and
+     * the same set again would cost every workload a new mapping for nothing. */
+    bool has_handed;
+    uint64_t handed_digest;
+    size_t handed_count;
+    bool handed_complete;
 };
+
+/* FNV-1a of the entries, to tell a set from the one handed over last. */
+static uint64_t digest(const struct mt_membership_entry *entries, size_t count)
+{
+    uint64_t hash = 0xcbf29ce484222325ull;
+    const uint8_t *bytes = (const uint8_t *)entries;
+    for (size_t i = 0; i < count * sizeof(*entries); i++)
+        hash = (hash ^ bytes[i]) * 0x100000001b3ull;
+    return hash;
+}
 
 /* ---- handing over ------------------------------------------------------------------------- */
 
@@ -86,20 +103,31 @@ static void hand_over(struct context *context, long long now)
         return;
     }
     struct mt_kube_watch *watch = context->watch;
+    bool complete = context->resources[0].listed && context->resources[1].listed;
+    uint64_t hash = digest(entries, count);
+    context->dirty = false;
+    context->handed_ms = now;
+    if (context->has_handed && hash == context->handed_digest && count == context->handed_count &&
+        complete == context->handed_complete) {
+        free(entries);
+        return;
+    }
+    context->has_handed = true;
+    context->handed_digest = hash;
+    context->handed_count = count;
+    context->handed_complete = complete;
     pthread_mutex_lock(&watch->lock);
     free(watch->pending);
     watch->pending = entries;
     watch->pending_count = count;
     watch->has_pending = true;
-    watch->pending_complete = context->resources[0].listed && context->resources[1].listed;
+    watch->pending_complete = complete;
     pthread_mutex_unlock(&watch->lock);
     atomic_store(&mt_agent_stats.kube_members, (unsigned long long)count);
     uint64_t one = 1;
     /* A full counter is still readable: the loop takes the newest entries either way. */
     ssize_t written = write(watch->wake_fd, &one, sizeof(one));
     (void)written;
-    context->dirty = false;
-    context->handed_ms = now;
 }
 
 /* ---- receiving ---------------------------------------------------------------------------- */
@@ -297,6 +325,7 @@ static void begin(struct context *context, struct resource *resource, bool list,
         return;
     }
     resource->phase = list ? PHASE_LISTING : PHASE_WATCHING;
+    resource->started_ms = now;
 }
 
 static void start_list(struct context *context, struct resource *resource, long long now)
@@ -313,8 +342,9 @@ static void finish_page(struct context *context, struct resource *resource, int 
     char message[512] = "";
     struct mt_text reason = mt_text_on(message, sizeof(message));
     char detail[64];
-    if (status == 410) {
-        /* The continue token expired between pages: the list starts over. */
+    if (status == 410 && resource->continue_token[0] != '\0') {
+        /* The continue token expired between pages: the list starts over (once: a 410 to a
+         * first page is a failure like any other). */
         mt_kube_state_free(&resource->listing);
         resource->continue_token[0] = '\0';
         begin(context, resource, true, now);
@@ -390,13 +420,15 @@ static void finish_watch(struct context *context, struct resource *resource, CUR
         return;
     }
     atomic_fetch_add(&mt_agent_stats.kube_watch_restarts, 1);
-    if (resource->had_event) {
+    if (resource->had_event || now - resource->started_ms >= MT_KUBE_WATCH_BACKOFF_MAX_MS) {
         resource->backoff_ms = MT_KUBE_WATCH_BACKOFF_MIN_MS;
-        begin(context, resource, false, now);
-        return;
+        if (now - resource->started_ms >= MT_KUBE_WATCH_BACKOFF_MIN_MS) {
+            begin(context, resource, false, now);
+            return;
+        }
     }
-    /* A watch that ended with nothing said: again after a pause, so a server that closes every
-     * watch at once is not asked in a loop. */
+    /* A watch that ended at once, or with nothing said: again after a pause, so a server that
+     * closes every watch at once is not asked in a loop. */
     schedule_retry(resource, false, now);
 }
 

@@ -246,6 +246,7 @@ static void publish_kube_members(struct mt_server *server)
         return;
     char message[256] = "";
     struct mt_text reason = mt_text_on(message, sizeof(message));
+    bool was_complete = server->membership.kube_complete;
     if (!mt_result_is_ok(mt_membership_source_set_kube(&server->membership, entries, count,
                                                        complete, &reason))) {
         free(entries);
@@ -254,6 +255,11 @@ static void publish_kube_members(struct mt_server *server)
                      message, (unsigned long long)server->membership.generation);
         return;
     }
+    if (complete && !was_complete)
+        mt_log_info("membership complete: generation %llu, %zu entries from the Kubernetes API "
+                    "server, %zu in all",
+                    (unsigned long long)server->membership.generation, count,
+                    server->membership.live_count);
     mt_log_debug("membership generation %llu: %zu entries from the Kubernetes API server%s, %zu "
                  "in all, %zu removed",
                  (unsigned long long)server->membership.generation, count,

@@ -300,7 +300,7 @@ static void test_mt_kube_members_apply_list_pages_and_versions(void **unused)
     char next[MT_KUBE_CONTINUE_MAX];
     char message[256] = "";
     struct mt_text reason = mt_text_on(message, sizeof(message));
-    char page[4096];
+    char page[sizeof(buffer) + 256];
     snprintf(page, sizeof(page),
              "{\"kind\":\"PodList\",\"metadata\":{\"resourceVersion\":\"900\",\"continue\":"
              "\"abc\"},\"items\":[%s]}",

@@ -371,8 +371,12 @@ static void finish_page(struct context *context, struct resource *resource, int 
         begin(context, resource, true, now);
         return;
     }
-    /* The last page: the list replaces the kind's state whole. */
+    /* The last page: the list replaces the kind's state whole. The page buffer goes: watch
+     * lines are far shorter than a page of 500 objects. */
     mt_kube_state_replace(&context->state, &resource->listing, resource->kind);
+    free(resource->data);
+    resource->data = NULL;
+    resource->length = resource->capacity = 0;
     snprintf(resource->resource_version, sizeof(resource->resource_version), "%s", version);
     bool first = !resource->listed;
     resource->listed = true;

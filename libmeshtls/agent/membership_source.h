@@ -18,6 +18,10 @@
 // generation in a new sealed memfd; what was live before and is not any more becomes a
 // tombstone (MT_MEMBERSHIP_STATE_REMOVED) in every later generation of this agent, so that a
 // workload can tell "removed" from "not known" and only ever downgrades on the former.
+//
+// In Kubernetes the agent has a second source, the API server's pods and Services (kube_watch.h):
+// each generation then holds the file's entries and the API server's, and what either drops
+// becomes a tombstone; until the API server has listed both, the set is flagged not complete.
 #ifndef MT_AGENT_MEMBERSHIP_SOURCE_H
 #define MT_AGENT_MEMBERSHIP_SOURCE_H
 

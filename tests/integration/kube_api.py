@@ -24,14 +24,16 @@ KINDS = {"pods": "PodList", "services": "ServiceList"}
 
 
 def pod(namespace, name, ip, service_account="default", injected=True, labels=None,
-        phase="Running", host_network=False):
+        phase="Running", host_network=False, ip6=None):
+    """A v1 Pod; ip6: a second address (dual-stack)."""
     annotations = {"meshtls.io/injected": "true"} if injected else {}
     return {
         "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{namespace}-{name}",
                      "labels": labels or {}, "annotations": annotations},
         "spec": {"serviceAccountName": service_account, "hostNetwork": host_network,
                  "containers": [{"name": "main", "image": "registry.test/app:1"}]},
-        "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}]},
+        "status": {"phase": phase, "podIP": ip,
+                   "podIPs": [{"ip": ip}] + ([{"ip": ip6}] if ip6 else [])},
     }
 
 

@@ -20,8 +20,9 @@ connection per fetch, and the test reads the wire:
   - the API server goes away: the set stays (late2, meshed, still TLS), the errors are counted;
   - the metrics count relists, restarts, errors and members.
 
-Then a second agent lists 10 000 pods and 500 Services from a fresh stand-in: all of them are
-members, and its peak RSS is printed.
+Then a second agent lists 10 000 dual-stack pods and 500 Services from a fresh stand-in: all of
+them are members (20 500 entries, within MT_MEMBERSHIP_ENTRIES_MAX with room for the
+tombstones), a change is published, and its peak RSS is printed.
 """
 
 import os
@@ -289,7 +290,8 @@ def run_large(mesh):
     for n in range(10000):
         ip = f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
         api.put("pods", pod(f"ns-{n % 50}", f"pod-{n}", ip, f"sa-{n % 7}",
-                            labels={"app": f"app-{n % 500}", "tier": "web"}), quietly=True)
+                            labels={"app": f"app-{n % 500}", "tier": "web"},
+                            ip6=f"fd00:10::{n:x}"), quietly=True)
     for n in range(500):
         api.put("services", service(f"ns-{n % 50}", f"svc-{n}", f"10.96.{n >> 8}.{n & 255}",
                                     [80], {"app": f"app-{n}"}), quietly=True)
@@ -299,17 +301,19 @@ def run_large(mesh):
                                          *api.flags()], env=agent_env())
     published = Published(process)
     started = time.monotonic()
-    published.wait(10500, "10 000 pods and 500 Services")
+    # Dual-stack: two entries per pod; a Service's one ClusterIP on one port.
+    published.wait(20500, "10 000 pods and 500 Services")
     took = time.monotonic() - started
     # One pod no longer injected: it and the Service selecting it leave, one generation.
     started = time.monotonic()
     api.put("pods", pod("ns-0", "pod-0", "10.0.0.0", "sa-0", injected=False,
-                        labels={"app": "app-0", "tier": "web"}))
-    published.wait(10498, "one pod less")
+                        labels={"app": "app-0", "tier": "web"}, ip6="fd00:10::0"))
+    published.wait(20497, "one pod less")
     changed = time.monotonic() - started
     with open(f"/proc/{process.popen.pid}/status") as f:
         status = dict(line.split(":", 1) for line in f if ":" in line)
-    print(f"10 000 pods, 500 Services: 10 500 entries published in {took:.1f} s, a change "
+    print(f"10 000 dual-stack pods, 500 Services: 20 500 entries published in {took:.1f} s, a "
+          f"change "
           f"in {changed:.2f} s; agent VmHWM {status['VmHWM'].strip()}, VmRSS "
           f"{status['VmRSS'].strip()}", flush=True)
     process.signal_group(signal.SIGTERM)

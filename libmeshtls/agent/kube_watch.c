@@ -335,13 +335,23 @@ static void start_list(struct context *context, struct resource *resource, long 
     begin(context, resource, true, now);
 }
 
+/* "HTTP 403 (what to do)" for an answer that is not 200. */
+static void describe_status(int status, char *detail, size_t capacity)
+{
+    snprintf(detail, capacity, "HTTP %d%s", status,
+             status == 401   ? " (the API server does not accept the token)"
+             : status == 403 ? " (the agent's service account needs get, list and watch on pods "
+                               "and services)"
+                             : "");
+}
+
 /* A LIST page has arrived whole (HTTP status status). */
 static void finish_page(struct context *context, struct resource *resource, int status,
                         long long now)
 {
     char message[512] = "";
     struct mt_text reason = mt_text_on(message, sizeof(message));
-    char detail[64];
+    char detail[160];
     if (status == 410 && resource->continue_token[0] != '\0') {
         /* The continue token expired between pages: the list starts over (once: a 410 to a
          * first page is a failure like any other). */
@@ -351,10 +361,7 @@ static void finish_page(struct context *context, struct resource *resource, int 
         return;
     }
     if (status != 200) {
-        snprintf(detail, sizeof(detail), "HTTP %d%s", status,
-                 status == 401   ? " (the token is not accepted)"
-                 : status == 403 ? " (the service account needs list and watch on it)"
-                                 : "");
+        describe_status(status, detail, sizeof(detail));
         mt_kube_state_free(&resource->listing);
         fail(resource, true, now, "listing", detail);
         return;
@@ -419,7 +426,7 @@ static void finish_watch(struct context *context, struct resource *resource, CUR
         return;
     }
     if (status != 200) {
-        snprintf(detail, sizeof(detail), "HTTP %d", status);
+        describe_status(status, detail, sizeof(detail));
         fail(resource, false, now, "watching", detail);
         return;
     }

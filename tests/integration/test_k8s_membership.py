@@ -14,6 +14,8 @@ connection per fetch, and the test reads the wire:
   - a not injected pod joins the Service's selector: the Service is plaintext; it leaves: TLS;
   - impostor's pod names another service account: the connection is refused, nothing in clear;
   - a BOOKMARK moves the watch's resourceVersion: the next watch resumes from it;
+  - the token file is read at every request: a refused token is an error that keeps the set,
+    the good one written back is used at the next request;
   - the stand-in compacts (the watch gets an ERROR event with Status 410; then an HTTP 410):
     the agent lists again, resumes watching from the new list's resourceVersion, and a pod
     missing from the relist (web) is removed: plaintext;
@@ -238,6 +240,20 @@ inbound = { loopback = "plain"; };
     resumed = api.requests_of("pods", "watch")[before]
     check(resumed.get("resourceVersion") == str(bookmark),
           f"the watch resumed from {resumed.get('resourceVersion')}, not the bookmark {bookmark}")
+
+    # The token is read for every request: a rotated token that the server refuses is an error
+    # (the set stays), and the next good one is used at the next request.
+    with open(api.token_file, "w") as f:
+        f.write("a-token-the-server-refuses\n")
+    before = len(api.requests_of("pods", "watch"))
+    api.close_watches()
+    wait_for(lambda: "HTTP 401 (the API server does not accept the token)" in agent.stderr(), 20,
+             "the agent to report the refused token")
+    client.expect(relays["web"], True, meshed, "web with the token refused")
+    with open(api.token_file, "w") as f:
+        f.write(kube_api.TOKEN + "\n")
+    wait_for(lambda: len(api.requests_of("pods", "watch")) > before, 30,
+             "the watch to resume with the good token")
 
     # 410 Gone as an ERROR event: a relist, which no longer has web (deleted while unwatched).
     for round_number, as_http in ((1, False), (2, True)):

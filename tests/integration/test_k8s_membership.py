@@ -335,10 +335,10 @@ def run_large(mesh):
     changed = time.monotonic() - started
     with open(f"/proc/{process.popen.pid}/status") as f:
         status = dict(line.split(":", 1) for line in f if ":" in line)
+    loop = re.findall(r"\(published in (\d+) ms\)", process.stderr())
     print(f"10 000 dual-stack pods, 500 Services: 20 500 entries published in {took:.1f} s, a "
-          f"change "
-          f"in {changed:.2f} s; agent VmHWM {status['VmHWM'].strip()}, VmRSS "
-          f"{status['VmRSS'].strip()}", flush=True)
+          f"change in {changed:.2f} s (the event loop's part of each generation, ms: {loop}); "
+          f"agent VmHWM {status['VmHWM'].strip()}, VmRSS {status['VmRSS'].strip()}", flush=True)
     process.signal_group(signal.SIGTERM)
     check(process.wait(20) == 0, f"the agent did not exit cleanly:\n{process.stderr()[-2000:]}")
     api.stop()

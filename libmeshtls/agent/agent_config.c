@@ -239,6 +239,75 @@ static MT_RESULT read_kubelet(void *context, const config_setting_t *setting)
     return MT_OK_RESULT;
 }
 
+#define API_SERVER_URL_VALUES                                                                      \
+    "https://HOST[:PORT], the host an IP address or a DNS name (\"https://10.96.0.1:443\")"
+
+/* setting NULL: the flag --kube-api-url. */
+static MT_RESULT store_api_server_url(const struct mt_config_reader *reader,
+                                      const config_setting_t *setting, const char *key,
+                                      const char *url, struct mt_agent_config *config)
+{
+    if (strncmp(url, "https://", 8) != 0 || url[8] == '\0' ||
+        strlen(url) >= sizeof(config->api_server_url))
+        return mt_config_reader_fail_value(reader, setting, key, url, "is not a URL (%s)",
+                                           API_SERVER_URL_VALUES);
+    snprintf(config->api_server_url, sizeof(config->api_server_url), "%s", url);
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT read_api_server_url(void *context, const config_setting_t *setting)
+{
+    struct load *load = context;
+    const char *text;
+    MT_GUARD(mt_config_read_string(&load->reader, setting, "api_server.url", API_SERVER_URL_VALUES,
+                                   &text));
+    return store_api_server_url(&load->reader, setting, "api_server.url", text, load->loaded);
+}
+
+static MT_RESULT read_api_server_token_file(void *context, const config_setting_t *setting)
+{
+    struct load *load = context;
+    const char *text;
+    MT_GUARD(mt_config_read_string(&load->reader, setting, "api_server.token_file",
+                                   "a file holding the bearer token", &text));
+    return store_path(&load->reader, setting, "api_server.token_file", text,
+                      load->loaded->api_server_token_file,
+                      sizeof(load->loaded->api_server_token_file));
+}
+
+static MT_RESULT read_api_server_ca_file(void *context, const config_setting_t *setting)
+{
+    struct load *load = context;
+    const char *text;
+    MT_GUARD(mt_config_read_string(&load->reader, setting, "api_server.ca_file",
+                                   "a PEM file of the cluster's CA", &text));
+    return store_path(&load->reader, setting, "api_server.ca_file", text,
+                      load->loaded->api_server_ca_file, sizeof(load->loaded->api_server_ca_file));
+}
+
+static const struct mt_config_key api_server_keys[] = {
+    {"url", read_api_server_url},
+    {"token_file", read_api_server_token_file},
+    {"ca_file", read_api_server_ca_file},
+};
+
+static MT_RESULT read_api_server(void *context, const config_setting_t *setting)
+{
+    struct load *load = context;
+    if (!config_setting_is_group(setting))
+        return mt_config_reader_fail_type(
+            &load->reader, setting, "api_server",
+            "a group ({ url = \"https://10.96.0.1:443\"; token_file = ...; ca_file = ...; })");
+    MT_GUARD(mt_config_read_group(&load->reader, setting, "api_server", api_server_keys,
+                                  COUNT_OF(api_server_keys), load));
+    for (size_t i = 0; i < COUNT_OF(api_server_keys); i++)
+        if (config_setting_get_member(setting, api_server_keys[i].name) == NULL)
+            return mt_config_reader_fail_missing(&load->reader, setting, "api_server",
+                                                 api_server_keys[i].name,
+                                                 "url, token_file and ca_file go together");
+    return MT_OK_RESULT;
+}
+
 static MT_RESULT read_membership_file(void *context, const config_setting_t *setting)
 {
     struct load *load = context;
@@ -258,6 +327,7 @@ static const struct mt_config_key top_level_keys[] = {
     {"metrics_address", read_metrics_address},
     {"kubelet", read_kubelet},
     {"membership_file", read_membership_file},
+    {"api_server", read_api_server},
 };
 
 /*
@@ -435,6 +505,52 @@ MT_RESULT mt_agent_config_set_kubelet_ca_file(struct mt_agent_config *config, co
     const struct mt_config_reader flag = {.path = NULL, .reason = reason};
     return store_path(&flag, NULL, "--kubelet-ca-file", path, config->kubelet_ca_file,
                       sizeof(config->kubelet_ca_file));
+}
+
+MT_RESULT mt_agent_config_set_api_server_url(struct mt_agent_config *config, const char *url,
+                                             struct mt_text *reason)
+{
+    MT_ENSURE_REF(config);
+    MT_ENSURE_REF(url);
+    const struct mt_config_reader flag = {.path = NULL, .reason = reason};
+    return store_api_server_url(&flag, NULL, "--kube-api-url", url, config);
+}
+
+MT_RESULT mt_agent_config_set_api_server_token_file(struct mt_agent_config *config,
+                                                    const char *path, struct mt_text *reason)
+{
+    MT_ENSURE_REF(config);
+    MT_ENSURE_REF(path);
+    const struct mt_config_reader flag = {.path = NULL, .reason = reason};
+    return store_path(&flag, NULL, "--kube-api-token-file", path, config->api_server_token_file,
+                      sizeof(config->api_server_token_file));
+}
+
+MT_RESULT mt_agent_config_set_api_server_ca_file(struct mt_agent_config *config, const char *path,
+                                                 struct mt_text *reason)
+{
+    MT_ENSURE_REF(config);
+    MT_ENSURE_REF(path);
+    const struct mt_config_reader flag = {.path = NULL, .reason = reason};
+    return store_path(&flag, NULL, "--kube-api-ca-file", path, config->api_server_ca_file,
+                      sizeof(config->api_server_ca_file));
+}
+
+MT_RESULT mt_agent_config_check_api_server(const struct mt_agent_config *config,
+                                           struct mt_text *reason)
+{
+    MT_ENSURE_REF(config);
+    int given = (config->api_server_url[0] != '\0') + (config->api_server_token_file[0] != '\0') +
+                (config->api_server_ca_file[0] != '\0');
+    if (given == 0 || given == 3)
+        return MT_OK_RESULT;
+    mt_text_append(reason,
+                   "--kube-api-url, --kube-api-token-file and --kube-api-ca-file (api_server.url, "
+                   "token_file, ca_file) go together: %s is missing",
+                   config->api_server_url[0] == '\0'          ? "the URL"
+                   : config->api_server_token_file[0] == '\0' ? "the token file"
+                                                              : "the CA file");
+    return mt_result_of(MT_ERR_CONFIG);
 }
 
 MT_RESULT mt_agent_config_check_kubelet(const struct mt_agent_config *config,

@@ -13,6 +13,11 @@
  *       ca_file = "/etc/kubernetes/pki/kubelet-ca.crt";
  *     };
  *     membership_file = "/etc/meshtls/membership.conf";  # meshed endpoints for outbound "auto"
+ *     api_server = {                          # meshed pods and Services: kube_watch.h
+ *       url = "https://10.96.0.1:443";
+ *       token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+ *       ca_file = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+ *     };
  *     rules = (
  *       { uid = 33; exe = "/usr/sbin/nginx"; id = "ns/web/sa/nginx"; },
  *       { sha256 = "9f86d0...(64 hex digits)"; id = "ns/tools/sa/report"; },
@@ -104,6 +109,10 @@ struct mt_agent_config {
     char kubelet_url[MT_AGENT_CONFIG_URL_MAX];
     char kubelet_token_file[PATH_MAX];
     char kubelet_ca_file[PATH_MAX];
+    /* The API server listed and watched for the mesh membership (kube_watch.h); all or none. */
+    char api_server_url[MT_AGENT_CONFIG_URL_MAX];
+    char api_server_token_file[PATH_MAX];
+    char api_server_ca_file[PATH_MAX];
 };
 
 /* What the kubelet says about a caller in a pod (kubelet.h). */
@@ -182,6 +191,16 @@ MT_RESULT mt_agent_config_set_kubelet_token_file(struct mt_agent_config *config,
                                                  struct mt_text *reason);
 MT_RESULT mt_agent_config_set_kubelet_ca_file(struct mt_agent_config *config, const char *path,
                                               struct mt_text *reason);
+/* --kube-api-url, --kube-api-token-file, --kube-api-ca-file. */
+MT_RESULT mt_agent_config_set_api_server_url(struct mt_agent_config *config, const char *url,
+                                             struct mt_text *reason);
+MT_RESULT mt_agent_config_set_api_server_token_file(struct mt_agent_config *config,
+                                                    const char *path, struct mt_text *reason);
+MT_RESULT mt_agent_config_set_api_server_ca_file(struct mt_agent_config *config, const char *path,
+                                                 struct mt_text *reason);
+/* After the file and the flags: the API server's three settings are all given, or none. */
+MT_RESULT mt_agent_config_check_api_server(const struct mt_agent_config *config,
+                                           struct mt_text *reason);
 /* After the file and the flags: the kubelet's three settings are all given, or none. */
 MT_RESULT mt_agent_config_check_kubelet(const struct mt_agent_config *config,
                                         struct mt_text *reason);

@@ -209,6 +209,28 @@ static void render_agent(struct mt_metrics_text *text, size_t processes)
         (unsigned long long)atomic_load(&mt_agent_stats.reloads_succeeded),
         (unsigned long long)atomic_load(&mt_agent_stats.reloads_failed), processes,
         (unsigned long long)atomic_load(&mt_agent_stats.metrics_series_dropped));
+    mt_metrics_text_append(
+        text,
+        "# HELP meshtls_agent_kube_watch_restarts_total Watches of the Kubernetes API server "
+        "begun again from their last resourceVersion after the server ended them.\n"
+        "# TYPE meshtls_agent_kube_watch_restarts_total counter\n"
+        "meshtls_agent_kube_watch_restarts_total %llu\n"
+        "# HELP meshtls_agent_kube_relists_total Pods or Services listed again because the "
+        "watch's resourceVersion was too old (410 Gone).\n"
+        "# TYPE meshtls_agent_kube_relists_total counter\n"
+        "meshtls_agent_kube_relists_total %llu\n"
+        "# HELP meshtls_agent_kube_api_errors_total Failed requests to the Kubernetes API server "
+        "(the last membership stays published).\n"
+        "# TYPE meshtls_agent_kube_api_errors_total counter\n"
+        "meshtls_agent_kube_api_errors_total %llu\n"
+        "# HELP meshtls_agent_kube_members Membership entries made from the Kubernetes API "
+        "server's pods and Services.\n"
+        "# TYPE meshtls_agent_kube_members gauge\n"
+        "meshtls_agent_kube_members %llu\n",
+        (unsigned long long)atomic_load(&mt_agent_stats.kube_watch_restarts),
+        (unsigned long long)atomic_load(&mt_agent_stats.kube_relists),
+        (unsigned long long)atomic_load(&mt_agent_stats.kube_api_errors),
+        (unsigned long long)atomic_load(&mt_agent_stats.kube_members));
 }
 
 /*

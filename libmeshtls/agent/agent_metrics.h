@@ -18,7 +18,10 @@
  * meshtls_agent_exe_hashes_total{result="computed|over_budget"} (executables hashed for sha256
  * rules, and hashes the per-uid budget refused: agent/hash_budget.h),
  * meshtls_agent_metrics_series_dropped_total (series of processes over the per-process limits of
- * metrics/layout.h, left out of scrapes: counted once per scrape that left them out).
+ * metrics/layout.h, left out of scrapes: counted once per scrape that left them out),
+ * meshtls_agent_kube_watch_restarts_total, meshtls_agent_kube_relists_total,
+ * meshtls_agent_kube_api_errors_total, meshtls_agent_kube_members (the API server's membership
+ * source: kube_watch.h).
  */
 #ifndef MT_AGENT_AGENT_METRICS_H
 #define MT_AGENT_AGENT_METRICS_H
@@ -52,6 +55,11 @@ struct mt_agent_stats {
     atomic_ullong reloads_succeeded;
     atomic_ullong reloads_failed;
     atomic_ullong metrics_series_dropped;
+    /* The Kubernetes API server's watch (kube_watch.h), updated from its thread. */
+    atomic_ullong kube_watch_restarts;
+    atomic_ullong kube_relists;
+    atomic_ullong kube_api_errors;
+    atomic_ullong kube_members; /* a gauge: entries in the last set handed over */
 };
 
 extern struct mt_agent_stats mt_agent_stats;

@@ -24,7 +24,7 @@
 #include "../util/log.h"
 #include "kubelet.h"
 
-#define TOKEN_MAX 16384
+#define TOKEN_MAX MT_KUBELET_TOKEN_MAX
 #define AUTHORIZATION_PREFIX "Authorization: Bearer "
 
 void mt_kubelet_init(struct mt_kubelet *kubelet, const char *url, const char *token_file,
@@ -301,8 +301,8 @@ out:
  * "Authorization: Bearer <the token file's first line>" into authorization, the request header;
  * wiped by the caller.
  */
-static MT_RESULT read_token(const char *path, char *authorization, size_t capacity,
-                            struct mt_text *reason)
+MT_RESULT mt_kubelet_read_token(const char *path, char *authorization, size_t capacity,
+                                struct mt_text *reason)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -374,7 +374,7 @@ static size_t receive_body(char *bytes, size_t size, size_t count, void *context
  * CURLOPT_TIMEOUT_MS, which without signals bounds only an asynchronous one, and could block the
  * event loop without bound.
  */
-static MT_RESULT check_url_host(const char *url, struct mt_text *reason)
+MT_RESULT mt_kubelet_check_url_host(const char *url, struct mt_text *reason)
 {
     CURLU *parsed = curl_url();
     char *host = NULL;
@@ -395,7 +395,7 @@ static MT_RESULT check_url_host(const char *url, struct mt_text *reason)
         (curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_ASYNCHDNS) == 0) {
         mt_text_append(reason,
                        "%s names a host, and this libcurl has no asynchronous resolver to "
-                       "bound its lookup: give the kubelet's IP address",
+                       "bound its lookup: give the server's IP address",
                        url);
         result = mt_result_of(MT_ERR_CONFIG);
     }
@@ -406,17 +406,33 @@ out:
     return result;
 }
 
+bool mt_kubelet_curl_set_tls(CURL *handle, const char *url, const char *ca_file,
+                             struct curl_slist *header, char *error)
+{
+    return curl_easy_setopt(handle, CURLOPT_URL, url) == CURLE_OK &&
+           curl_easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "https") == CURLE_OK &&
+           curl_easy_setopt(handle, CURLOPT_REDIR_PROTOCOLS_STR, "https") == CURLE_OK &&
+           curl_easy_setopt(handle, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+           curl_easy_setopt(handle, CURLOPT_PROXY, "") == CURLE_OK &&
+           curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+           curl_easy_setopt(handle, CURLOPT_CAINFO, ca_file) == CURLE_OK &&
+           curl_easy_setopt(handle, CURLOPT_CAPATH, NULL) == CURLE_OK &&
+           curl_easy_setopt(handle, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
+           curl_easy_setopt(handle, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
+           curl_easy_setopt(handle, CURLOPT_HTTPHEADER, header) == CURLE_OK &&
+           curl_easy_setopt(handle, CURLOPT_USERAGENT, "meshtls-agent") == CURLE_OK &&
+           curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, error) == CURLE_OK;
+}
+
 /*
- * GET url with curl: HTTPS only, the server verified against ca_file alone (no system CA
- * directory) and the URL's host (GnuTLS matches an IP address against iPAddress SANs only, RFC
- * 6125 section 6.2.1: no dNSName or CN spelling it), no redirect, no proxy from the environment, no
- * signal (the threaded resolver keeps a lookup within the deadline), the whole exchange within
- * MT_KUBELET_QUERY_TIMEOUT_MS. *status is the HTTP status of an answer.
+ * GET url with curl (mt_kubelet_curl_set_tls: HTTPS only, verified, no redirect, no proxy, no
+ * signal), the whole exchange within MT_KUBELET_QUERY_TIMEOUT_MS. *status is the HTTP status of
+ * an answer.
  */
 static MT_RESULT get(const char *url, const char *ca_file, char *authorization, int *status,
                      struct body *body, struct mt_text *reason)
 {
-    MT_GUARD(check_url_host(url, reason));
+    MT_GUARD(mt_kubelet_check_url_host(url, reason));
     CURL *handle = curl_easy_init();
     MT_ENSURE(handle != NULL, MT_ERR_NO_MEMORY);
     char error[CURL_ERROR_SIZE] = "";
@@ -426,25 +442,13 @@ static MT_RESULT get(const char *url, const char *ca_file, char *authorization, 
      */
     struct curl_slist header = {.data = authorization, .next = NULL};
     mt_result result = MT_OK_RESULT;
-    bool set = curl_easy_setopt(handle, CURLOPT_URL, url) == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "https") == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_REDIR_PROTOCOLS_STR, "https") == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_PROXY, "") == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+    bool set = mt_kubelet_curl_set_tls(handle, url, ca_file, &header, error) &&
                curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, (long)MT_KUBELET_QUERY_TIMEOUT_MS) ==
                    CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_CAINFO, ca_file) == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_CAPATH, NULL) == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_SSL_VERIFYPEER, 1L) == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_SSL_VERIFYHOST, 2L) == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_HTTPHEADER, &header) == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_USERAGENT, "meshtls-agent") == CURLE_OK &&
                curl_easy_setopt(handle, CURLOPT_MAXFILESIZE_LARGE,
                                 (curl_off_t)MT_KUBELET_BODY_MAX) == CURLE_OK &&
                curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, receive_body) == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_WRITEDATA, body) == CURLE_OK &&
-               curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, error) == CURLE_OK;
+               curl_easy_setopt(handle, CURLOPT_WRITEDATA, body) == CURLE_OK;
     if (!set) {
         mt_text_append(reason, "this libcurl lacks an option the kubelet client needs");
         result = mt_result_of(MT_ERR_CONFIG);
@@ -487,7 +491,7 @@ out:
 static void query(struct mt_kubelet *kubelet, long long now_ms)
 {
     char url[1024];
-    char authorization[TOKEN_MAX + sizeof(AUTHORIZATION_PREFIX)];
+    char authorization[MT_KUBELET_AUTHORIZATION_MAX];
     struct mt_text reason = mt_text_on(kubelet->last_error, sizeof(kubelet->last_error));
     struct body body = {0};
     int status = 0;
@@ -498,8 +502,8 @@ static void query(struct mt_kubelet *kubelet, long long now_ms)
     while (base > 0 && kubelet->url[base - 1] == '/')
         base--;
     snprintf(url, sizeof(url), "%.*s/pods", (int)base, kubelet->url);
-    if (!mt_result_is_ok(
-            read_token(kubelet->token_file, authorization, sizeof(authorization), &reason)))
+    if (!mt_result_is_ok(mt_kubelet_read_token(kubelet->token_file, authorization,
+                                               sizeof(authorization), &reason)))
         goto out;
     mt_result result = get(url, kubelet->ca_file, authorization, &status, &body, &reason);
     explicit_bzero(authorization, sizeof(authorization));

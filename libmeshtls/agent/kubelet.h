@@ -13,6 +13,7 @@
 #ifndef MT_AGENT_KUBELET_H
 #define MT_AGENT_KUBELET_H
 
+#include <curl/curl.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -24,6 +25,9 @@
 #define MT_KUBELET_QUERY_INTERVAL_MS 1000
 #define MT_KUBELET_QUERY_TIMEOUT_MS 3000
 #define MT_KUBELET_BODY_MAX (32u * 1024u * 1024u)
+#define MT_KUBELET_TOKEN_MAX 16384
+/* "Authorization: Bearer " and the token. */
+#define MT_KUBELET_AUTHORIZATION_MAX (MT_KUBELET_TOKEN_MAX + 32)
 
 struct mt_kubelet_label {
     char *key;
@@ -105,5 +109,30 @@ const struct mt_kubelet_container *mt_kubelet_pod_container(const struct mt_kube
 MT_RESULT mt_kubelet_parse_pods(const char *json, size_t length, struct mt_kubelet_pods *pods,
                                 struct mt_text *reason);
 void mt_kubelet_pods_free(struct mt_kubelet_pods *pods);
+
+/* ---- the HTTPS client rules, shared with the API server's (kube_watch.c) -------------------- */
+
+/*
+ * "Authorization: Bearer <the token file's first line>" into authorization (capacity at most
+ * MT_KUBELET_AUTHORIZATION_MAX), read now: projected tokens rotate. The caller wipes it.
+ */
+MT_RESULT mt_kubelet_read_token(const char *path, char *authorization, size_t capacity,
+                                struct mt_text *reason);
+
+/*
+ * A URL whose host is a name, not an IP address, is refused when this libcurl has no
+ * asynchronous resolver: its lookup would escape every timeout.
+ */
+MT_RESULT mt_kubelet_check_url_host(const char *url, struct mt_text *reason);
+
+/*
+ * The TLS and request rules on handle: url over HTTPS only, the server verified against ca_file
+ * alone (no system CA directory) and the URL's host (GnuTLS matches an IP address against
+ * iPAddress SANs only, RFC 6125 section 6.2.1), no redirect, no proxy from the environment, no
+ * signal, header (the bearer token) and the error text into error (CURL_ERROR_SIZE). False when
+ * this libcurl refuses one of them.
+ */
+bool mt_kubelet_curl_set_tls(CURL *handle, const char *url, const char *ca_file,
+                             struct curl_slist *header, char *error);
 
 #endif

@@ -5,7 +5,8 @@
  *                 [--lifetime SECONDS] [--log-level LEVEL] [--issuer-dir DIR]
  *                 [--extra-anchors FILE]... [--metrics-address ADDRESS|off]
  *                 [--kubelet-url URL --kubelet-token-file FILE --kubelet-ca-file FILE]
- *                 [--cgroup-root-depth N]
+ *                 [--cgroup-root-depth N] [--membership-file FILE]
+ *                 [--kube-api-url URL --kube-api-token-file FILE --kube-api-ca-file FILE]
  *
  * Owns the process: arguments, configuration, signals and the order of start-up and shutdown.
  * Runs in the foreground and logs to stderr. Every reason not to start is one line on stderr and
@@ -31,6 +32,7 @@
 #include "agent_metrics.h"
 #include "attest.h"
 #include "issuer.h"
+#include "kube_watch.h"
 #include "kubelet.h"
 #include "pod_cgroup.h"
 #include "server.h"
@@ -54,6 +56,9 @@ struct arguments {
     const char *kubelet_token_file;
     const char *kubelet_ca_file;
     const char *membership_file;
+    const char *api_server_url;
+    const char *api_server_token_file;
+    const char *api_server_ca_file;
     const char *cgroup_root_depth;
     const char *anchor_files[MT_AGENT_CONFIG_ANCHOR_FILES_MAX];
     size_t anchor_file_count;
@@ -68,6 +73,8 @@ static void usage(FILE *stream)
             "                     [--metrics-address ADDRESS|off] [--membership-file FILE]\n"
             "                     [--kubelet-url URL --kubelet-token-file FILE\n"
             "                      --kubelet-ca-file FILE] [--cgroup-root-depth N]\n"
+            "                     [--kube-api-url URL --kube-api-token-file FILE\n"
+            "                      --kube-api-ca-file FILE]\n"
             "\n"
             "  --socket PATH         Unix socket to serve (default " DEFAULT_SOCKET ")\n"
             "  --state-dir DIR       where the CA lives: DIR/ca.crt, DIR/ca.key\n"
@@ -91,6 +98,12 @@ static void usage(FILE *stream)
             "  --kubelet-ca-file FILE     PEM CA the kubelet's serving certificate leads to\n"
             "  --membership-file FILE  the meshed endpoints (libconfig; reloaded on change)\n"
             "                        handed to workloads whose outbound mode is \"auto\"\n"
+            "  --kube-api-url URL    add the cluster's meshed pods and Services to that\n"
+            "                        membership: list and watch URL/api/v1/pods and\n"
+            "                        /api/v1/services (https://10.96.0.1:443; a name needs a\n"
+            "                        libcurl with an asynchronous resolver)\n"
+            "  --kube-api-token-file FILE  bearer token for the API server, read at every request\n"
+            "  --kube-api-ca-file FILE     PEM CA the API server's certificate leads to\n"
             "  --cgroup-root-depth N levels the agent's cgroup namespace root is below the\n"
             "                        host's (0: the host's namespace); default: read from\n"
             "                        /proc/1/cgroup, which needs the host's PID namespace\n");
@@ -164,6 +177,9 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
         {"kubelet-token-file", required_argument, NULL, 'T'},
         {"kubelet-ca-file", required_argument, NULL, 'C'},
         {"membership-file", required_argument, NULL, 'M'},
+        {"kube-api-url", required_argument, NULL, 'U'},
+        {"kube-api-token-file", required_argument, NULL, 'O'},
+        {"kube-api-ca-file", required_argument, NULL, 'A'},
         {"cgroup-root-depth", required_argument, NULL, 'G'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -216,6 +232,15 @@ static int parse_arguments(int argc, char **argv, struct arguments *arguments)
         case 'M':
             arguments->membership_file = optarg;
             break;
+        case 'U':
+            arguments->api_server_url = optarg;
+            break;
+        case 'O':
+            arguments->api_server_token_file = optarg;
+            break;
+        case 'A':
+            arguments->api_server_ca_file = optarg;
+            break;
         case 'G':
             arguments->cgroup_root_depth = optarg;
             break;
@@ -264,6 +289,15 @@ static MT_RESULT load_configuration(const struct arguments *arguments,
             mt_agent_config_set_kubelet_token_file(config, arguments->kubelet_token_file, reason));
     if (arguments->kubelet_ca_file != NULL)
         MT_GUARD(mt_agent_config_set_kubelet_ca_file(config, arguments->kubelet_ca_file, reason));
+    if (arguments->api_server_url != NULL)
+        MT_GUARD(mt_agent_config_set_api_server_url(config, arguments->api_server_url, reason));
+    if (arguments->api_server_token_file != NULL)
+        MT_GUARD(mt_agent_config_set_api_server_token_file(config, arguments->api_server_token_file,
+                                                           reason));
+    if (arguments->api_server_ca_file != NULL)
+        MT_GUARD(
+            mt_agent_config_set_api_server_ca_file(config, arguments->api_server_ca_file, reason));
+    MT_GUARD(mt_agent_config_check_api_server(config, reason));
     return mt_agent_config_check_kubelet(config, reason);
 }
 
@@ -316,6 +350,7 @@ int main(int argc, char **argv)
     struct mt_server server;
     struct mt_agent_http *http = NULL;
     struct mt_kubelet kubelet;
+    struct mt_kube_watch kube_watch = {.wake_fd = -1};
     char description[PATH_MAX + 256];
     bool have_server = false;
     bool have_curl = false;
@@ -348,12 +383,14 @@ int main(int argc, char **argv)
         mt_log_error("--cgroup-root-depth is for callers in pods: give it with --kubelet-url");
         goto out;
     }
-    if (config.kubelet_url[0] != '\0') {
+    if (config.kubelet_url[0] != '\0' || config.api_server_url[0] != '\0') {
         if (!mt_result_is_ok(mt_kubelet_global_init(&reason))) {
             mt_log_error("%s", message);
             goto out;
         }
         have_curl = true;
+    }
+    if (config.kubelet_url[0] != '\0') {
         server.kubelet = &kubelet;
         if (!find_cgroup_root_depth(arguments.cgroup_root_depth, &server.cgroup_root_depth))
             goto out;
@@ -369,7 +406,26 @@ int main(int argc, char **argv)
     }
     mt_issuer_describe(&issuer, description, sizeof(description));
     mt_log_info("%s %s", created ? "created" : "loaded", description);
-    if (config.membership_file[0] != '\0') {
+    if (config.api_server_url[0] != '\0') {
+        const char *file = config.membership_file[0] != '\0' ? config.membership_file : NULL;
+        if (!mt_result_is_ok(mt_membership_source_open_kube(
+                &server.membership, file, config.trust_domain, mt_sys_now_ms(), &reason))) {
+            mt_log_error("%s", message);
+            goto out;
+        }
+        /* After the signal mask is set: the watch's thread never takes SIGTERM. */
+        if (!mt_result_is_ok(mt_kube_watch_start(
+                &kube_watch, config.api_server_url, config.api_server_token_file,
+                config.api_server_ca_file, config.trust_domain, &reason))) {
+            mt_log_error("%s", message);
+            goto out;
+        }
+        server.kube_watch = &kube_watch;
+        mt_log_info("membership from the Kubernetes API server at %s (CA %s, token %s)%s%s: "
+                    "not complete until its pods and services are listed",
+                    config.api_server_url, config.api_server_ca_file, config.api_server_token_file,
+                    file != NULL ? " and from " : "", file != NULL ? file : "");
+    } else if (config.membership_file[0] != '\0') {
         if (!mt_result_is_ok(mt_membership_source_open(&server.membership, config.membership_file,
                                                        config.trust_domain, mt_sys_now_ms(),
                                                        &reason))) {
@@ -404,6 +460,8 @@ int main(int argc, char **argv)
 
 out:
     mt_agent_http_stop(http);
+    /* Before curl's global cleanup, which must not run while its thread uses curl. */
+    mt_kube_watch_stop(&kube_watch);
     if (have_server)
         mt_server_close(&server);
     mt_issuer_close(&issuer);

@@ -2,9 +2,10 @@
  * The membership file read into entries, and each good load published as a sealed memfd
  * (membership_source.h, policy/membership.h).
  *
- * Owns the file's syntax, the tombstones and the publication. It must never publish a set it has
- * not read whole (a half-read file would call meshed destinations absent), never write into a
- * published set except its `superseded` word, and never hand out a descriptor that can write.
+ * Owns the file's syntax, the tombstones and the publication of the file's entries united with
+ * the Kubernetes API server's (kube_watch.h) when the agent has both. It must never publish a set
+ * it has not read whole (a half-read file would call meshed destinations absent), never write into
+ * a published set except its `superseded` word, and never hand out a descriptor that can write.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -278,7 +279,9 @@ static MT_RESULT update_tombstones(struct mt_membership_source *source,
     size_t dropped = count > MT_MEMBERSHIP_SOURCE_TOMBSTONES_MAX
                          ? count - MT_MEMBERSHIP_SOURCE_TOMBSTONES_MAX
                          : 0;
-    memmove(removed, removed + dropped, (count - dropped) * sizeof(*removed));
+    /* Only when some are dropped: valgrind's checked memmove reports a copy onto itself. */
+    if (dropped > 0)
+        memmove(removed, removed + dropped, (count - dropped) * sizeof(*removed));
     free(source->removed);
     source->removed = removed;
     source->removed_count = count - dropped;
@@ -371,8 +374,10 @@ static MT_RESULT publish(struct mt_membership_source *source, struct mt_text *re
         goto out;
     }
     uint64_t generation = source->generation + 1;
-    mt_membership_set_write(mapping, generation, MT_MEMBERSHIP_FLAG_COMPLETE, ordered, count,
-                            host_first);
+    mt_membership_set_write(
+        mapping, generation,
+        source->has_kube && !source->kube_complete ? 0u : MT_MEMBERSHIP_FLAG_COMPLETE, ordered,
+        count, host_first);
     /* From here on only this mapping can write (for `superseded`): no reader can, nor resize. */
     if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) !=
         0) {
@@ -425,12 +430,13 @@ static bool signature_changed(const struct mt_membership_source *source)
             status.st_mtim.tv_nsec != source->modified.tv_nsec);
 }
 
-/* Loads the file and publishes it as the next generation; on error nothing changes. */
-static MT_RESULT reload(struct mt_membership_source *source, struct mt_text *reason)
+/*
+ * Publishes next (taken over on success) as the live set of the next generation, with the
+ * tombstones it leaves; on error nothing changes.
+ */
+static MT_RESULT replace_live(struct mt_membership_source *source, struct mt_membership_entry *next,
+                              size_t next_count, struct mt_text *reason)
 {
-    struct mt_membership_entry *next = NULL;
-    size_t next_count = 0;
-    MT_GUARD(load_file(source, &next, &next_count, reason));
     struct mt_membership_entry *previous_removed = source->removed;
     size_t previous_removed_count = source->removed_count;
     struct mt_membership_entry *saved_removed =
@@ -459,26 +465,74 @@ static MT_RESULT reload(struct mt_membership_source *source, struct mt_text *rea
         goto out;
     }
     free(previous_live);
-    next = NULL;
 out:
     free(saved_removed);
-    free(next);
     return result;
 }
 
-MT_RESULT mt_membership_source_open(struct mt_membership_source *source, const char *path,
-                                    const char *trust_domain, long long now_ms,
-                                    struct mt_text *reason)
+/* The file's entries, then the Kubernetes API server's, in one new array (*united). */
+static MT_RESULT unite(const struct mt_membership_entry *file, size_t file_count,
+                       const struct mt_membership_entry *kube, size_t kube_count,
+                       struct mt_membership_entry **united, size_t *count, struct mt_text *reason)
+{
+    if (file_count + kube_count > MT_MEMBERSHIP_ENTRIES_MAX - MT_MEMBERSHIP_SOURCE_TOMBSTONES_MAX)
+        return mt_result_explain(reason, MT_ERR_TOO_LONG,
+                                 "%zu entries from the file and %zu from the Kubernetes API "
+                                 "server are more than the %u a set holds",
+                                 file_count, kube_count,
+                                 MT_MEMBERSHIP_ENTRIES_MAX - MT_MEMBERSHIP_SOURCE_TOMBSTONES_MAX);
+    size_t total = file_count + kube_count;
+    struct mt_membership_entry *all = malloc((total > 0 ? total : 1) * sizeof(*all));
+    MT_ENSURE(all != NULL, MT_ERR_NO_MEMORY);
+    if (file_count > 0)
+        memcpy(all, file, file_count * sizeof(*all));
+    if (kube_count > 0)
+        memcpy(all + file_count, kube, kube_count * sizeof(*all));
+    *united = all;
+    *count = total;
+    return MT_OK_RESULT;
+}
+
+/* Loads the file and publishes it as the next generation; on error nothing changes. */
+static MT_RESULT reload(struct mt_membership_source *source, struct mt_text *reason)
+{
+    struct mt_membership_entry *next = NULL;
+    size_t next_count = 0;
+    if (source->path[0] != '\0')
+        MT_GUARD(load_file(source, &next, &next_count, reason));
+    struct mt_membership_entry *united = NULL;
+    size_t united_count = 0;
+    mt_result result = unite(next, next_count, source->kube_live, source->kube_live_count, &united,
+                             &united_count, reason);
+    if (mt_result_is_ok(result))
+        result = replace_live(source, united, united_count, reason);
+    if (!mt_result_is_ok(result)) {
+        free(united);
+        free(next);
+        return result;
+    }
+    free(source->file_live);
+    source->file_live = next;
+    source->file_live_count = next_count;
+    return MT_OK_RESULT;
+}
+
+static MT_RESULT open_source(struct mt_membership_source *source, const char *path,
+                             const char *trust_domain, long long now_ms, bool has_kube,
+                             struct mt_text *reason)
 {
     MT_ENSURE_REF(source);
-    MT_ENSURE_REF(path);
     MT_ENSURE_REF(trust_domain);
     memset(source, 0, sizeof(*source));
     source->memfd = -1;
-    int length = snprintf(source->path, sizeof(source->path), "%s", path);
-    MT_ENSURE(length > 0 && (size_t)length < sizeof(source->path), MT_ERR_TOO_LONG);
+    source->has_kube = has_kube;
+    if (path != NULL) {
+        int length = snprintf(source->path, sizeof(source->path), "%s", path);
+        MT_ENSURE(length > 0 && (size_t)length < sizeof(source->path), MT_ERR_TOO_LONG);
+    }
     snprintf(source->trust_domain, sizeof(source->trust_domain), "%s", trust_domain);
-    read_signature(source);
+    if (path != NULL)
+        read_signature(source);
     source->next_poll_ms = now_ms + MT_MEMBERSHIP_SOURCE_POLL_MS;
     mt_result result = reload(source, reason);
     if (!mt_result_is_ok(result)) {
@@ -488,9 +542,48 @@ MT_RESULT mt_membership_source_open(struct mt_membership_source *source, const c
     return MT_OK_RESULT;
 }
 
+MT_RESULT mt_membership_source_open_kube(struct mt_membership_source *source, const char *path,
+                                         const char *trust_domain, long long now_ms,
+                                         struct mt_text *reason)
+{
+    return open_source(source, path, trust_domain, now_ms, true, reason);
+}
+
+MT_RESULT mt_membership_source_set_kube(struct mt_membership_source *source,
+                                        struct mt_membership_entry *entries, size_t count,
+                                        bool complete, struct mt_text *reason)
+{
+    MT_ENSURE_REF(source);
+    MT_ENSURE(source->published != NULL && source->has_kube, MT_ERR_INVALID_ARGUMENT);
+    struct mt_membership_entry *united = NULL;
+    size_t united_count = 0;
+    MT_GUARD(unite(source->file_live, source->file_live_count, entries, count, &united,
+                   &united_count, reason));
+    bool was_complete = source->kube_complete;
+    source->kube_complete = complete;
+    mt_result result = replace_live(source, united, united_count, reason);
+    if (!mt_result_is_ok(result)) {
+        source->kube_complete = was_complete;
+        free(united);
+        return result;
+    }
+    free(source->kube_live);
+    source->kube_live = entries;
+    source->kube_live_count = count;
+    return MT_OK_RESULT;
+}
+
+MT_RESULT mt_membership_source_open(struct mt_membership_source *source, const char *path,
+                                    const char *trust_domain, long long now_ms,
+                                    struct mt_text *reason)
+{
+    MT_ENSURE_REF(path);
+    return open_source(source, path, trust_domain, now_ms, false, reason);
+}
+
 void mt_membership_source_poll(struct mt_membership_source *source, long long now_ms)
 {
-    if (source->published == NULL || now_ms < source->next_poll_ms)
+    if (source->published == NULL || source->path[0] == '\0' || now_ms < source->next_poll_ms)
         return;
     source->next_poll_ms = now_ms + MT_MEMBERSHIP_SOURCE_POLL_MS;
     if (!signature_changed(source))
@@ -511,7 +604,7 @@ void mt_membership_source_poll(struct mt_membership_source *source, long long no
 
 int mt_membership_source_poll_timeout(const struct mt_membership_source *source, long long now_ms)
 {
-    if (source->published == NULL)
+    if (source->published == NULL || source->path[0] == '\0')
         return INT_MAX;
     long long wait = source->next_poll_ms - now_ms;
     return wait < 0 ? 0 : (wait > INT_MAX ? INT_MAX : (int)wait);
@@ -542,6 +635,8 @@ void mt_membership_source_close(struct mt_membership_source *source)
         close(source->memfd);
     free(source->live);
     free(source->removed);
+    free(source->file_live);
+    free(source->kube_live);
     memset(source, 0, sizeof(*source));
     source->memfd = -1;
 }

@@ -18,6 +18,10 @@
 // generation in a new sealed memfd; what was live before and is not any more becomes a
 // tombstone (MT_MEMBERSHIP_STATE_REMOVED) in every later generation of this agent, so that a
 // workload can tell "removed" from "not known" and only ever downgrades on the former.
+//
+// In Kubernetes the agent has a second source, the API server's pods and Services (kube_watch.h):
+// each generation then holds the file's entries and the API server's, and what either drops
+// becomes a tombstone; until the API server has listed both, the set is flagged not complete.
 #ifndef MT_AGENT_MEMBERSHIP_SOURCE_H
 #define MT_AGENT_MEMBERSHIP_SOURCE_H
 
@@ -44,8 +48,14 @@ struct mt_membership_source {
     off_t size;
     struct timespec modified;
     long long next_poll_ms;
-    struct mt_membership_entry *live; /* the last good load */
+    struct mt_membership_entry *live; /* published: the file's and the API server's */
     size_t live_count;
+    struct mt_membership_entry *file_live; /* the file's last good load */
+    size_t file_live_count;
+    struct mt_membership_entry *kube_live; /* the API server's last set (kube_watch.h) */
+    size_t kube_live_count;
+    bool has_kube;      /* the API server is a source: the set is complete once it listed */
+    bool kube_complete; /* it listed pods and Services whole at least once */
     struct mt_membership_entry *removed; /* tombstones, oldest first */
     size_t removed_count;
     uint64_t generation;
@@ -59,6 +69,24 @@ struct mt_membership_source {
 MT_RESULT mt_membership_source_open(struct mt_membership_source *source, const char *path,
                                     const char *trust_domain, long long now_ms,
                                     struct mt_text *reason);
+
+/*
+ * The same with the Kubernetes API server as a second source (path NULL: none but it):
+ * generation 1 holds the file's entries, flagged not complete until mt_membership_source_set_kube
+ * says the API server's lists were read whole.
+ */
+MT_RESULT mt_membership_source_open_kube(struct mt_membership_source *source, const char *path,
+                                         const char *trust_domain, long long now_ms,
+                                         struct mt_text *reason);
+
+/*
+ * Publishes the file's entries with entries (the API server's, taken over on success) as the
+ * next generation; what either source no longer has becomes a tombstone. On error (too many
+ * entries, no memory) the last set stays published and entries stay the caller's.
+ */
+MT_RESULT mt_membership_source_set_kube(struct mt_membership_source *source,
+                                        struct mt_membership_entry *entries, size_t count,
+                                        bool complete, struct mt_text *reason);
 
 /* Reloads when the file changed and MT_MEMBERSHIP_SOURCE_POLL_MS have passed since the last look;
  * a source never opened does nothing. */

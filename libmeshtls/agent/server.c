@@ -233,20 +233,57 @@ static void sweep_step(struct mt_server *server)
                      server->sweep_removed);
 }
 
+/*
+ * Publishes the newest members the API server's watch handed over: one generation for however
+ * many changes the watch coalesced into them. A set that cannot be published keeps the last one.
+ */
+static void publish_kube_members(struct mt_server *server)
+{
+    struct mt_membership_entry *entries = NULL;
+    size_t count = 0;
+    bool complete = false;
+    if (!mt_kube_watch_take(server->kube_watch, &entries, &count, &complete))
+        return;
+    char message[256] = "";
+    struct mt_text reason = mt_text_on(message, sizeof(message));
+    bool was_complete = server->membership.kube_complete;
+    long long started = mt_sys_now_ms();
+    if (!mt_result_is_ok(mt_membership_source_set_kube(&server->membership, entries, count,
+                                                       complete, &reason))) {
+        free(entries);
+        mt_log_error("the Kubernetes API server's members were not published: %s; still "
+                     "publishing generation %llu",
+                     message, (unsigned long long)server->membership.generation);
+        return;
+    }
+    if (complete && !was_complete)
+        mt_log_info("membership complete: generation %llu, %zu entries from the Kubernetes API "
+                    "server, %zu in all",
+                    (unsigned long long)server->membership.generation, count,
+                    server->membership.live_count);
+    /* The time the event loop spent on it: no request is served meanwhile. */
+    mt_log_debug("membership generation %llu: %zu entries from the Kubernetes API server%s, %zu "
+                 "in all, %zu removed (published in %lld ms)",
+                 (unsigned long long)server->membership.generation, count,
+                 complete ? "" : " (not all listed yet)", server->membership.live_count,
+                 server->membership.removed_count, mt_sys_now_ms() - started);
+}
+
 MT_RESULT mt_server_turn(struct mt_server *server, int signal_fd, int *signal_number)
 {
     MT_ENSURE_REF(server);
     MT_ENSURE_REF(signal_number);
     MT_ENSURE(server->clients != NULL, MT_ERR_INVALID_ARGUMENT);
     *signal_number = 0;
-    struct pollfd fds[2 + MT_SERVER_CLIENTS_MAX];
-    struct mt_server_client *polled[2 + MT_SERVER_CLIENTS_MAX];
+    struct pollfd fds[3 + MT_SERVER_CLIENTS_MAX];
+    struct mt_server_client *polled[3 + MT_SERVER_CLIENTS_MAX];
 
     long long now = mt_sys_now_ms();
     nfds_t count = 0;
     fds[count++] = (struct pollfd){.fd = signal_fd, .events = POLLIN};
     bool accepting = server->accept_paused_until_ms <= now;
     fds[count++] = (struct pollfd){.fd = accepting ? server->listen_fd : -1, .events = POLLIN};
+    fds[count++] = (struct pollfd){.fd = mt_kube_watch_fd(server->kube_watch), .events = POLLIN};
     for (size_t i = 0; i < MT_SERVER_CLIENTS_MAX; i++) {
         struct mt_server_client *client = &server->clients[i];
         if (client->state == MT_SERVER_CLIENT_FREE)
@@ -268,7 +305,7 @@ MT_RESULT mt_server_turn(struct mt_server *server, int signal_fd, int *signal_nu
             return MT_OK_RESULT;
         }
     }
-    for (nfds_t i = 2; i < count; i++) {
+    for (nfds_t i = 3; i < count; i++) {
         struct mt_server_client *client = polled[i];
         if (fds[i].revents == 0 || client->state == MT_SERVER_CLIENT_FREE)
             continue;
@@ -279,6 +316,8 @@ MT_RESULT mt_server_turn(struct mt_server *server, int signal_fd, int *signal_nu
     }
     if (fds[1].revents & POLLIN)
         mt_server_clients_accept(server);
+    if (fds[2].revents & POLLIN)
+        publish_kube_members(server);
 
     now = mt_sys_now_ms();
     for (size_t i = 0; i < MT_SERVER_CLIENTS_MAX; i++) {

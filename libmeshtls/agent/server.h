@@ -24,6 +24,7 @@
 #include "agent_config.h"
 #include "issued.h"
 #include "issuer.h"
+#include "kube_watch.h"
 #include "membership_source.h"
 
 #define MT_SERVER_CLIENTS_MAX 256
@@ -60,6 +61,8 @@ struct mt_server {
     /* The mesh membership handed out to MEMBERSHIP requests; none unless opened by the caller
      * (mt_membership_source_open) after mt_server_open. */
     struct mt_membership_source membership;
+    /* The API server's members, handed over by the watch's thread (NULL: no API server). */
+    struct mt_kube_watch *kube_watch;
 };
 
 /*

@@ -12,14 +12,15 @@ would send them: rendered with `kubectl kustomize`, then
     paths, the scrape annotations match the metrics port;
   - the contract with the injector and the pod attestor: the hostPaths /run/meshtls and
     /var/lib/meshtls, the init container installing both preloads and workload.conf, the kubelet
-    flags with NODE_IP from status.hostIP, the RBAC that reaches the kubelet's /pods and nothing
-    else, Pod Security labels, the webhook (v1 reviews, no side effects, the namespace selector,
+    flags with NODE_IP from status.hostIP, the API server flags (the service address from the
+    environment, the same token and CA), the RBAC that reaches the kubelet's /pods and lists and
+    watches pods and services, nothing else, Pod Security labels, the webhook (v1 reviews, no side effects, the namespace selector,
     its service and path, the cert-manager CA injection matching the serving certificate);
   - the probes of the agent really ask the agent: the exec command, run here against a real agent,
     exits 0, and exits non-zero against a socket nobody serves;
   - the node-wide workload.conf is accepted by the built `meshtls config check`, and `meshtls
-    config decide` shows what it says: the API server's address and port 443 untouched, pods and
-    services mTLS, DNS skipped, everything else plaintext, inbound strict;
+    config decide` shows what it says: the API server's address and port 443 untouched, DNS
+    skipped, everything else decided by the mesh membership ("auto"), inbound strict;
   - the example workload asks for injection by annotation alone (no volumes, no entrypoint, no
     LD_PRELOAD of its own);
   - an `images:` override renders into every container that uses the image.
@@ -321,6 +322,14 @@ def check_daemonset(objects):
     ca = os.path.basename(values["--kubelet-ca-file"])
     check(any(i.get("path") == ca for s in access for i in s.get("configMap", {}).get("items", [])),
           f"DaemonSet: --kubelet-ca-file {values['--kubelet-ca-file']} comes from no ConfigMap")
+    # The API server: its service address from the environment, the same token, the cluster CA.
+    check(values.get("--kube-api-url") ==
+          "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)",
+          f"DaemonSet: --kube-api-url {values.get('--kube-api-url')}")
+    check(values.get("--kube-api-token-file") == TOKEN and
+          values.get("--kube-api-ca-file") == values["--kubelet-ca-file"],
+          f"DaemonSet: --kube-api-token-file {values.get('--kube-api-token-file')}, "
+          f"--kube-api-ca-file {values.get('--kube-api-ca-file')}")
     check(pod.get("automountServiceAccountToken") is False,
           "DaemonSet: the token should reach the agent container alone (projected volume)")
     for other in pod.get("initContainers", []):
@@ -383,9 +392,11 @@ def check_daemonset(objects):
     role = the(objects, "ClusterRole", bindings[0]["roleRef"]["name"])
     granted = sorted((tuple(r["apiGroups"]), tuple(r["resources"]), tuple(r["verbs"]))
                      for r in role["rules"])
-    check(granted == [(("",), ("nodes/pods",), ("get",)), (("",), ("nodes/proxy",), ("get",))],
+    check(granted == [(("",), ("nodes/pods",), ("get",)), (("",), ("nodes/proxy",), ("get",)),
+                      (("",), ("pods", "services"), ("get", "list", "watch"))],
           f"ClusterRole {role['metadata']['name']} grants {granted}; the kubelet's /pods needs "
-          f"get on nodes/pods (nodes/proxy before fine-grained kubelet authorization), no more")
+          f"get on nodes/pods (nodes/proxy before fine-grained kubelet authorization), the "
+          f"membership list and watch on pods and services, no more")
     return values, namespace, container, config_map
 
 
@@ -487,11 +498,11 @@ DECISIONS = [
     # (direction, address, expected line start) for the shipped workload.conf
     ("outbound", "10.96.0.1:443", "plain (outbound.rules[0]"),      # the API server
     ("outbound", "10.96.0.10:53", "plain (skip_ports)"),            # DNS
-    ("outbound", "10.244.3.7:8080", "mtls (outbound.rules[2]"),     # a pod
-    ("outbound", "10.100.20.5:80", "mtls (outbound.rules[3]"),      # a service
+    ("outbound", "10.244.3.7:8080", "auto (outbound.default)"),     # a pod: by the membership
+    ("outbound", "10.100.20.5:80", "auto (outbound.default)"),      # a service: the same
     ("outbound", "10.244.3.7:443", "plain (outbound.rules[1]"),     # HTTPS of its own
     ("outbound", "203.0.113.10:443", "plain (outbound.rules[1]"),   # outside, HTTPS
-    ("outbound", "203.0.113.10:5432", "plain (outbound.default)"),  # outside, anything
+    ("outbound", "203.0.113.10:5432", "auto (outbound.default)"),   # outside: not a member
     ("inbound", "10.244.3.7:8080", "strict (inbound.default)"),     # a pod calling in
 ]
 

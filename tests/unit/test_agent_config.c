@@ -156,6 +156,45 @@ static void test_load_file_bad_issuer_settings_rejected(void **state)
                  "\"localhost\" is not an address");
 }
 
+/* The API server of the mesh membership: a group of three, each error at its line and key, and
+ * the flags' three go together. */
+static void test_load_file_api_server_read_and_checked(void **state)
+{
+    struct fixture *fixture = *state;
+    assert_true(mt_result_is_ok(load_text(fixture, "api_server = {\n"
+                                                   "  url = \"https://10.96.0.1:443\";\n"
+                                                   "  token_file = \"/run/token\";\n"
+                                                   "  ca_file = \"/run/ca.crt\";\n"
+                                                   "};\n")));
+    assert_string_equal(fixture->config.api_server_url, "https://10.96.0.1:443");
+    assert_string_equal(fixture->config.api_server_token_file, "/run/token");
+    assert_string_equal(fixture->config.api_server_ca_file, "/run/ca.crt");
+    expect_error(fixture,
+                 "api_server = {\n  url = \"http://10.96.0.1\";\n  token_file = \"t\";\n"
+                 "  ca_file = \"c\";\n};\n",
+                 2, "api_server.url", "\"http://10.96.0.1\" is not a URL");
+    expect_error(fixture, "api_server = {\n  url = \"https://10.96.0.1\";\n};\n", 1, "api_server",
+                 "token_file");
+    expect_error(fixture, "api_server = \"https://10.96.0.1\";\n", 1, "api_server", "a group");
+
+    struct mt_agent_config config;
+    mt_agent_config_init(&config);
+    char message[512] = "";
+    assert_true(mt_result_is_ok(
+        mt_agent_config_set_api_server_url(&config, "https://10.96.0.1", MT_TEXT_ON(message))));
+    assert_false(mt_result_is_ok(mt_agent_config_check_api_server(&config, MT_TEXT_ON(message))));
+    assert_non_null(strstr(message, "the token file is missing"));
+    assert_true(mt_result_is_ok(
+        mt_agent_config_set_api_server_token_file(&config, "/t", MT_TEXT_ON(message))));
+    assert_true(mt_result_is_ok(
+        mt_agent_config_set_api_server_ca_file(&config, "/c", MT_TEXT_ON(message))));
+    assert_true(mt_result_is_ok(mt_agent_config_check_api_server(&config, MT_TEXT_ON(message))));
+    assert_false(mt_result_is_ok(
+        mt_agent_config_set_api_server_url(&config, "10.96.0.1", MT_TEXT_ON(message))));
+    assert_non_null(strstr(message, "--kube-api-url"));
+    mt_agent_config_cleanup(&config);
+}
+
 static void test_load_file_error_leaves_config_unchanged(void **state)
 {
     struct fixture *fixture = *state;
@@ -264,6 +303,7 @@ int main(void)
         TEST(test_load_file_directory_rejected),
         TEST(test_load_file_issuer_settings_read),
         TEST(test_load_file_bad_issuer_settings_rejected),
+        TEST(test_load_file_api_server_read_and_checked),
         TEST(test_load_file_error_leaves_config_unchanged),
         TEST(test_load_file_trust_domain_after_rules_applies_to_them),
         TEST(test_set_trust_domain_valid_applies_to_rules),

@@ -121,6 +121,74 @@ static void test_mt_membership_source_open_publishes_ports_and_identities(void *
     mt_membership_source_close(&source);
 }
 
+static struct mt_membership_entry pod_entry(const char *host, const char *identity)
+{
+    struct mt_membership_entry entry;
+    uint8_t address[16] = {0};
+    assert_int_equal(inet_pton(AF_INET, host, address), 1);
+    assert_true(mt_membership_entry_fill(&entry, MT_MEMBERSHIP_STATE_LIVE, 4, address, 32, 1, 65535,
+                                         identity));
+    return entry;
+}
+
+/* The API server's entries handed over (as kube_watch.c does): united with the file's, flagged
+ * complete only once it has listed, and what it drops a tombstone. */
+static void test_mt_membership_source_set_kube_unites_flags_and_removes(void **state)
+{
+    (void)state;
+    write_file("membership = ( { cidr = \"10.2.0.7\"; } );\n");
+    static struct mt_membership_source source;
+    char message[512] = "";
+    if (!mt_result_is_ok(
+            mt_membership_source_open_kube(&source, path, "prod.example", 0, MT_TEXT_ON(message))))
+        fail_msg("%s", message);
+    struct mapped mapped;
+    map_reader(&source, &mapped);
+    assert_false(mapped.view.complete);
+    assert_int_equal(look_up(&mapped, "10.2.0.7", 80, NULL), MT_MEMBERSHIP_MEMBER);
+    munmap(mapped.bytes, mapped.size);
+
+    struct mt_membership_entry *entries = malloc(2 * sizeof(*entries));
+    assert_non_null(entries);
+    entries[0] = pod_entry("10.1.0.1", "spiffe://prod.example/ns/shop/sa/web");
+    entries[1] = pod_entry("10.1.0.2", "spiffe://prod.example/ns/shop/sa/api");
+    assert_true(mt_result_is_ok(
+        mt_membership_source_set_kube(&source, entries, 2, true, MT_TEXT_ON(message))));
+    map_reader(&source, &mapped);
+    assert_true(mapped.view.complete);
+    assert_int_equal(mapped.view.generation, 2);
+    const char *identity = NULL;
+    assert_int_equal(look_up(&mapped, "10.1.0.2", 443, &identity), MT_MEMBERSHIP_MEMBER);
+    assert_memory_equal(identity, "spiffe://prod.example/ns/shop/sa/api", 36);
+    assert_int_equal(look_up(&mapped, "10.2.0.7", 80, NULL), MT_MEMBERSHIP_MEMBER);
+    munmap(mapped.bytes, mapped.size);
+
+    entries = malloc(sizeof(*entries));
+    assert_non_null(entries);
+    entries[0] = pod_entry("10.1.0.1", "spiffe://prod.example/ns/shop/sa/web");
+    assert_true(mt_result_is_ok(
+        mt_membership_source_set_kube(&source, entries, 1, true, MT_TEXT_ON(message))));
+    map_reader(&source, &mapped);
+    assert_int_equal(look_up(&mapped, "10.1.0.2", 443, NULL), MT_MEMBERSHIP_REMOVED);
+    assert_int_equal(look_up(&mapped, "10.1.0.1", 443, NULL), MT_MEMBERSHIP_MEMBER);
+    assert_int_equal(look_up(&mapped, "10.2.0.7", 80, NULL), MT_MEMBERSHIP_MEMBER);
+    munmap(mapped.bytes, mapped.size);
+
+    /* More than a set holds: refused, the last set stays. */
+    size_t too_many = MT_MEMBERSHIP_ENTRIES_MAX;
+    entries = calloc(too_many, sizeof(*entries));
+    assert_non_null(entries);
+    for (size_t i = 0; i < too_many; i++)
+        entries[i] = pod_entry("10.3.0.1", NULL);
+    assert_false(mt_result_is_ok(
+        mt_membership_source_set_kube(&source, entries, too_many, true, MT_TEXT_ON(message))));
+    free(entries);
+    map_reader(&source, &mapped);
+    assert_int_equal(mapped.view.generation, 3);
+    munmap(mapped.bytes, mapped.size);
+    mt_membership_source_close(&source);
+}
+
 static void test_mt_membership_source_poll_removal_becomes_tombstone(void **state)
 {
     (void)state;
@@ -332,6 +400,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_mt_membership_source_open_publishes_ports_and_identities, set_up, tear_down),
+        cmocka_unit_test_setup_teardown(test_mt_membership_source_set_kube_unites_flags_and_removes,
+                                        set_up, tear_down),
         cmocka_unit_test_setup_teardown(test_mt_membership_source_poll_removal_becomes_tombstone,
                                         set_up, tear_down),
         cmocka_unit_test_setup_teardown(test_mt_membership_source_publish_sorts_hosts_after_cidrs,

@@ -44,6 +44,8 @@ static long long fetched_ms;
 static long long next_attempt_ms;
 static bool asked_once;
 static bool said_none;
+static bool waited_complete; /* the one wait for an incomplete set to complete is spent */
+static bool said_incomplete;
 static struct remembered remembered[MT_MEMBERS_REMEMBERED_MAX];
 static size_t remembered_count;
 static bool said_full;
@@ -119,7 +121,9 @@ static bool is_due_locked(long long now)
         return false;
     if (mapping == NULL)
         return true;
-    return mt_membership_is_superseded(&view) || now - fetched_ms >= MT_MEMBERS_REFRESH_MS;
+    /* An incomplete set (the agent has not read all its sources yet) is asked for again sooner. */
+    long long period = view.complete ? MT_MEMBERS_REFRESH_MS : MT_MEMBERS_RETRY_MS;
+    return mt_membership_is_superseded(&view) || now - fetched_ms >= period;
 }
 
 /*
@@ -169,6 +173,39 @@ static void refresh_locked(const struct mt_config *config)
                     "plaintext to every destination not already reached over mTLS",
                     config->agent_socket, text);
     said_none = true;
+}
+
+/*
+ * With lock held: before a destination the set in hand does not know is sent plaintext, a set
+ * the agent flagged incomplete (its Kubernetes source has not listed yet) is waited on, once per
+ * process and for at most agent_wait_ms, for the complete set that may list it. After that the
+ * process goes on with what it has, with one warning: the same as an agent that has no set.
+ */
+static void await_complete_locked(const struct mt_config *config)
+{
+    if (mapping == NULL || view.complete || waited_complete)
+        return;
+    waited_complete = true;
+    long long until = mt_sys_now_ms() + (long long)config->agent_wait_ms;
+    char text[REASON_MAX] = "";
+    struct mt_text reason = mt_text_on(text, sizeof(text));
+    while (!view.complete && mt_sys_remaining_ms(until) > 0) {
+        struct timespec pause = {0, FIRST_WAIT_RETRY_MS * 1000000L};
+        nanosleep(&pause, NULL);
+        if (mt_membership_is_superseded(&view) && mt_result_is_ok(ask_locked(config, &reason)))
+            fetched_ms = mt_sys_now_ms();
+    }
+    if (view.complete) {
+        mt_log_info("mesh membership generation %llu: complete, %u entries",
+                    (unsigned long long)view.generation, (unsigned)view.entry_count);
+        return;
+    }
+    if (!said_incomplete)
+        mt_log_warn("the agent's mesh membership is still incomplete after %u ms (its sources "
+                    "have not all been read); outbound mode auto sends plaintext to destinations "
+                    "it does not list yet",
+                    config->agent_wait_ms);
+    said_incomplete = true;
 }
 
 /* ---- what this process remembers ---------------------------------------------------------- */
@@ -273,6 +310,10 @@ void mt_members_decide(const struct mt_config *config, const struct sockaddr_sto
     enum mt_membership_verdict verdict =
         mapping != NULL ? mt_membership_lookup(&view, destination, &identity, &identity_length)
                         : MT_MEMBERSHIP_ABSENT;
+    if (verdict == MT_MEMBERSHIP_ABSENT && mapping != NULL && !view.complete && !waited_complete) {
+        await_complete_locked(config);
+        verdict = mt_membership_lookup(&view, destination, &identity, &identity_length);
+    }
     struct remembered *known = find_locked(&key);
     struct mt_auto_decision chosen = mt_policy_decide_auto(verdict, known != NULL);
     const char *expected = known != NULL ? known->identity : NULL;

@@ -11,6 +11,7 @@ with gone_as_http, an HTTP 410), as the real server does for a compacted resourc
 
 import json
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import ssl
@@ -61,6 +62,7 @@ class ApiServer:
         self.compacted = 0         # watches from before this version get 410
         self.watch_epoch = 0       # close_watches() ends the streams of earlier epochs
         self.gone_as_http = False
+        self.list_delay = 0.0      # seconds every LIST waits before it answers (a slow start)
         self.requests = []         # (kind, "list"|"watch", query dict)
         self.stopping = False
         api = self
@@ -91,6 +93,8 @@ class ApiServer:
                 self.wfile.write(body)
 
             def list(self, kind, query):
+                if api.list_delay:
+                    time.sleep(api.list_delay)
                 with api.lock:
                     items = sorted(api.objects[kind].items())
                     version = api.version

@@ -22,7 +22,11 @@ connection per fetch, and the test reads the wire:
   - the API server goes away: the set stays (late2, meshed, still TLS), the errors are counted;
   - the metrics count relists, restarts, errors and members.
 
-Then a second agent lists 10 000 dual-stack pods and 500 Services from a fresh stand-in: all of
+Then an agent whose API server is slow to list (1.5 s) has an incomplete set when a client asks
+for a meshed pod: the client waits for the complete set and reaches the pod over mTLS (a strict
+server), never in clear.
+
+Then another agent lists 10 000 dual-stack pods and 500 Services from a fresh stand-in: all of
 them are members (20 500 entries, within MT_MEMBERSHIP_ENTRIES_MAX with room for the
 tombstones), a change is published, and its peak RSS is printed.
 """
@@ -307,6 +311,43 @@ inbound = { loopback = "plain"; };
     check(agent.wait(10) == 0, f"the agent did not exit cleanly:\n{agent.stderr()[-2000:]}")
 
 
+def run_slow_start(mesh):
+    """An agent whose API server is slow to list publishes an incomplete set first: a workload's
+    first connection to a meshed pod waits for the complete set (agent_wait_ms) and goes mTLS,
+    never plaintext to a meshed destination the set did not list yet."""
+    api = ApiServer(mesh.dir)
+    api.list_delay = 1.5
+    port = free_port()
+    relay = Relay(port, host="127.0.0.11")
+    api.put("pods", pod("shop", "web-1", "127.0.0.11", "web"))
+    agent, _ = start_agent(mesh, "agent", api,
+                           f'rules = ( {{ uid = {os.getuid()}; id = "ns/shop/sa/web"; }} );\n')
+    root = os.path.join(mesh.dir, "www-slow")
+    os.mkdir(root)
+    secret = f"slow-{random_token()}"
+    with open(os.path.join(root, "data.txt"), "w") as f:
+        f.write(secret + "\n")
+    server_config = write_workload_config(mesh, "server-slow", """
+outbound = { loopback = "plain"; };
+inbound = { loopback = "strict"; };
+""")
+    start_server(mesh, "server-slow", [PYTHON, "-m", "http.server", str(port), "--bind",
+                                       "127.0.0.1", "--directory", root], [port],
+                 config=server_config, meshed=True)
+    check(not Published(agent).all() or not Published(agent).all()[-1][2],
+          "the agent had a complete set before its API server answered")
+    client_config = write_workload_config(mesh, "client-slow", """
+outbound = { loopback = "auto"; };
+inbound = { loopback = "plain"; };
+""")
+    client = Client(mesh, "client-slow", client_config)
+    client.expect(relay, True, secret, "a meshed pod asked for before the first list ended")
+    relay.stop()
+    agent.signal_group(signal.SIGTERM)
+    check(agent.wait(10) == 0, f"the agent did not exit cleanly:\n{agent.stderr()[-2000:]}")
+    api.stop()
+
+
 def run_large(mesh):
     kube_api.PAGE = 500  # as many as the agent asks for: 20 pages
     api = ApiServer(mesh.dir)
@@ -347,6 +388,8 @@ def run_large(mesh):
 def test():
     with Mesh("k8s-membership") as mesh:
         run_cluster(mesh)
+    with Mesh("k8s-membership-slow") as mesh:
+        run_slow_start(mesh)
     with Mesh("k8s-membership-large") as mesh:
         run_large(mesh)
 

@@ -14,24 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/json_member.h"
 #include "kube_members.h"
 
 /* ---- JSON helpers ------------------------------------------------------------------------- */
-
-static struct json_object *member(struct json_object *object, const char *key, enum json_type type)
-{
-    struct json_object *child = NULL;
-    if (object == NULL || !json_object_is_type(object, json_type_object) ||
-        !json_object_object_get_ex(object, key, &child) || !json_object_is_type(child, type))
-        return NULL;
-    return child;
-}
-
-static const char *string_member(struct json_object *object, const char *key)
-{
-    struct json_object *child = member(object, key, json_type_string);
-    return child != NULL ? json_object_get_string(child) : NULL;
-}
 
 /* One JSON document in json[0 .. length), nothing after it but white space; NULL otherwise. */
 static struct json_object *parse_document(const char *json, size_t length, const char *what,
@@ -198,8 +184,8 @@ static void add_address(struct mt_kube_address *addresses, uint8_t *count, const
 static MT_RESULT read_names(struct json_object *metadata, char **namespace_name, char **name,
                             const char *what, struct mt_text *reason)
 {
-    const char *namespace_text = string_member(metadata, "namespace");
-    const char *name_text = string_member(metadata, "name");
+    const char *namespace_text = mt_json_string_member(metadata, "namespace");
+    const char *name_text = mt_json_string_member(metadata, "name");
     if (namespace_text == NULL || name_text == NULL || namespace_text[0] == '\0' ||
         name_text[0] == '\0') {
         mt_text_append(reason, "a %s without metadata.namespace and metadata.name", what);
@@ -215,37 +201,37 @@ static MT_RESULT read_pod(struct json_object *object, struct mt_kube_pod *pod,
                           struct mt_text *reason)
 {
     memset(pod, 0, sizeof(*pod));
-    struct json_object *metadata = member(object, "metadata", json_type_object);
-    struct json_object *spec = member(object, "spec", json_type_object);
-    struct json_object *status = member(object, "status", json_type_object);
+    struct json_object *metadata = mt_json_member(object, "metadata", json_type_object);
+    struct json_object *spec = mt_json_member(object, "spec", json_type_object);
+    struct json_object *status = mt_json_member(object, "status", json_type_object);
     mt_result result = read_names(metadata, &pod->namespace_name, &pod->name, "pod", reason);
     if (!mt_result_is_ok(result))
         goto out;
-    const char *account = string_member(spec, "serviceAccountName");
+    const char *account = mt_json_string_member(spec, "serviceAccountName");
     pod->service_account = strdup(account != NULL && account[0] != '\0' ? account : "default");
     if (pod->service_account == NULL) {
         result = mt_result_of(MT_ERR_NO_MEMORY);
         goto out;
     }
-    result =
-        read_map(member(metadata, "labels", json_type_object), &pod->labels, &pod->label_count);
+    result = read_map(mt_json_member(metadata, "labels", json_type_object), &pod->labels,
+                      &pod->label_count);
     if (!mt_result_is_ok(result))
         goto out;
-    const char *injected = string_member(member(metadata, "annotations", json_type_object),
-                                         MT_KUBE_ANNOTATION_INJECTED);
+    const char *injected = mt_json_string_member(
+        mt_json_member(metadata, "annotations", json_type_object), MT_KUBE_ANNOTATION_INJECTED);
     pod->injected = injected != NULL && strcmp(injected, "true") == 0;
-    struct json_object *host_network = member(spec, "hostNetwork", json_type_boolean);
+    struct json_object *host_network = mt_json_member(spec, "hostNetwork", json_type_boolean);
     pod->host_network = host_network != NULL && json_object_get_boolean(host_network);
-    const char *phase = string_member(status, "phase");
+    const char *phase = mt_json_string_member(status, "phase");
     pod->terminal =
         phase != NULL && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0);
-    pod->deleting = member(metadata, "deletionTimestamp", json_type_string) != NULL;
-    add_address(pod->addresses, &pod->address_count, string_member(status, "podIP"));
-    struct json_object *ips = member(status, "podIPs", json_type_array);
+    pod->deleting = mt_json_member(metadata, "deletionTimestamp", json_type_string) != NULL;
+    add_address(pod->addresses, &pod->address_count, mt_json_string_member(status, "podIP"));
+    struct json_object *ips = mt_json_member(status, "podIPs", json_type_array);
     size_t ip_count = ips != NULL ? json_object_array_length(ips) : 0;
     for (size_t i = 0; i < ip_count; i++)
         add_address(pod->addresses, &pod->address_count,
-                    string_member(json_object_array_get_idx(ips, i), "ip"));
+                    mt_json_string_member(json_object_array_get_idx(ips, i), "ip"));
 out:
     if (!mt_result_is_ok(result))
         free_pod(pod);
@@ -256,30 +242,31 @@ static MT_RESULT read_service(struct json_object *object, struct mt_kube_service
                               struct mt_text *reason)
 {
     memset(service, 0, sizeof(*service));
-    struct json_object *metadata = member(object, "metadata", json_type_object);
-    struct json_object *spec = member(object, "spec", json_type_object);
+    struct json_object *metadata = mt_json_member(object, "metadata", json_type_object);
+    struct json_object *spec = mt_json_member(object, "spec", json_type_object);
     mt_result result =
         read_names(metadata, &service->namespace_name, &service->name, "Service", reason);
     if (!mt_result_is_ok(result))
         goto out;
-    result = read_map(member(spec, "selector", json_type_object), &service->selector,
+    result = read_map(mt_json_member(spec, "selector", json_type_object), &service->selector,
                       &service->selector_count);
     if (!mt_result_is_ok(result))
         goto out;
-    add_address(service->addresses, &service->address_count, string_member(spec, "clusterIP"));
-    struct json_object *ips = member(spec, "clusterIPs", json_type_array);
+    add_address(service->addresses, &service->address_count,
+                mt_json_string_member(spec, "clusterIP"));
+    struct json_object *ips = mt_json_member(spec, "clusterIPs", json_type_array);
     size_t ip_count = ips != NULL ? json_object_array_length(ips) : 0;
     for (size_t i = 0; i < ip_count; i++) {
         struct json_object *ip = json_object_array_get_idx(ips, i);
         add_address(service->addresses, &service->address_count,
                     json_object_is_type(ip, json_type_string) ? json_object_get_string(ip) : NULL);
     }
-    struct json_object *ports = member(spec, "ports", json_type_array);
+    struct json_object *ports = mt_json_member(spec, "ports", json_type_array);
     size_t port_count = ports != NULL ? json_object_array_length(ports) : 0;
     for (size_t i = 0; i < port_count && service->port_count < MT_KUBE_SERVICE_PORTS_MAX; i++) {
         struct json_object *port = json_object_array_get_idx(ports, i);
-        struct json_object *number = member(port, "port", json_type_int);
-        const char *protocol = string_member(port, "protocol");
+        struct json_object *number = mt_json_member(port, "port", json_type_int);
+        const char *protocol = mt_json_string_member(port, "protocol");
         int64_t value = number != NULL ? json_object_get_int64(number) : 0;
         /* TCP is the default protocol; the mesh carries nothing else. */
         if (value < 1 || value > 65535 || (protocol != NULL && strcmp(protocol, "TCP") != 0))
@@ -386,9 +373,9 @@ MT_RESULT mt_kube_members_apply_list(struct mt_kube_state *state, enum mt_kube_k
     struct json_object *root = parse_document(json, length, expected, reason);
     MT_ENSURE(root != NULL, MT_ERR_PROTO_MALFORMED);
     mt_result result = MT_OK_RESULT;
-    const char *list_kind = string_member(root, "kind");
-    struct json_object *metadata = member(root, "metadata", json_type_object);
-    struct json_object *items = member(root, "items", json_type_array);
+    const char *list_kind = mt_json_string_member(root, "kind");
+    struct json_object *metadata = mt_json_member(root, "metadata", json_type_object);
+    struct json_object *items = mt_json_member(root, "items", json_type_array);
     /* An empty list may come as "items": null, read as no items. */
     if (list_kind == NULL || strcmp(list_kind, expected) != 0 || metadata == NULL) {
         mt_text_append(reason, "the answer is not a v1 %s (kind %s)", expected,
@@ -397,9 +384,10 @@ MT_RESULT mt_kube_members_apply_list(struct mt_kube_state *state, enum mt_kube_k
         goto out;
     }
     if (!copy_text(resource_version, MT_KUBE_RESOURCE_VERSION_MAX,
-                   string_member(metadata, "resourceVersion")) ||
+                   mt_json_string_member(metadata, "resourceVersion")) ||
         resource_version[0] == '\0' ||
-        !copy_text(continue_token, MT_KUBE_CONTINUE_MAX, string_member(metadata, "continue"))) {
+        !copy_text(continue_token, MT_KUBE_CONTINUE_MAX,
+                   mt_json_string_member(metadata, "continue"))) {
         mt_text_append(reason, "the %s has no usable metadata.resourceVersion or continue",
                        expected);
         result = mt_result_of(MT_ERR_PROTO_MALFORMED);
@@ -443,8 +431,8 @@ MT_RESULT mt_kube_members_apply_event(struct mt_kube_state *state, enum mt_kube_
     struct json_object *root = parse_document(json, length, "watch event", reason);
     MT_ENSURE(root != NULL, MT_ERR_PROTO_MALFORMED);
     mt_result result = MT_OK_RESULT;
-    const char *type = string_member(root, "type");
-    struct json_object *object = member(root, "object", json_type_object);
+    const char *type = mt_json_string_member(root, "type");
+    struct json_object *object = mt_json_member(root, "object", json_type_object);
     if (!parse_event_type(type, &event->type) || object == NULL) {
         mt_text_append(reason, "a watch event of type %s without an object",
                        type != NULL ? type : "missing");
@@ -453,15 +441,15 @@ MT_RESULT mt_kube_members_apply_event(struct mt_kube_state *state, enum mt_kube_
     }
     if (event->type == MT_KUBE_EVENT_ERROR) {
         /* A v1 Status: code 410 is "too old a resourceVersion", any other an error. */
-        struct json_object *code = member(object, "code", json_type_int);
+        struct json_object *code = mt_json_member(object, "code", json_type_int);
         event->error_code = code != NULL ? (int)json_object_get_int(code) : 0;
-        const char *message = string_member(object, "message");
+        const char *message = mt_json_string_member(object, "message");
         mt_text_append(reason, "the watch ended with an error (%d): %s", event->error_code,
                        message != NULL ? message : "no message");
         goto out;
     }
-    const char *version =
-        string_member(member(object, "metadata", json_type_object), "resourceVersion");
+    const char *version = mt_json_string_member(
+        mt_json_member(object, "metadata", json_type_object), "resourceVersion");
     if (!copy_text(event->resource_version, sizeof(event->resource_version), version)) {
         mt_text_append(reason, "a watch event's resourceVersion is too long");
         result = mt_result_of(MT_ERR_PROTO_MALFORMED);

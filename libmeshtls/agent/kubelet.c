@@ -21,6 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../util/json_member.h"
 #include "../util/log.h"
 #include "kubelet.h"
 
@@ -90,15 +91,6 @@ static const char *string_at(struct json_object *object, const char *const *path
                : NULL;
 }
 
-static struct json_object *member(struct json_object *object, const char *key, enum json_type type)
-{
-    struct json_object *child = NULL;
-    if (object == NULL || !json_object_is_type(object, json_type_object) ||
-        !json_object_object_get_ex(object, key, &child) || !json_object_is_type(child, type))
-        return NULL;
-    return child;
-}
-
 static char *copy_or_empty(const char *text)
 {
     return strdup(text != NULL ? text : "");
@@ -110,11 +102,11 @@ static char *copy_or_empty(const char *text)
  */
 static char *read_workload(struct json_object *metadata)
 {
-    struct json_object *owners = member(metadata, "ownerReferences", json_type_array);
+    struct json_object *owners = mt_json_member(metadata, "ownerReferences", json_type_array);
     size_t count = owners != NULL ? json_object_array_length(owners) : 0;
     for (size_t i = 0; i < count; i++) {
         struct json_object *owner = json_object_array_get_idx(owners, i);
-        struct json_object *controller = member(owner, "controller", json_type_boolean);
+        struct json_object *controller = mt_json_member(owner, "controller", json_type_boolean);
         const char *kind = string_at(owner, (const char *const[]){"kind", NULL});
         const char *name = string_at(owner, (const char *const[]){"name", NULL});
         if (controller == NULL || !json_object_get_boolean(controller) || kind == NULL ||
@@ -146,7 +138,7 @@ static char *read_workload(struct json_object *metadata)
 
 static MT_RESULT read_labels(struct json_object *metadata, struct mt_kubelet_pod *pod)
 {
-    struct json_object *labels = member(metadata, "labels", json_type_object);
+    struct json_object *labels = mt_json_member(metadata, "labels", json_type_object);
     if (labels == NULL)
         return MT_OK_RESULT;
     size_t count = (size_t)json_object_object_length(labels);
@@ -179,13 +171,13 @@ static MT_RESULT read_containers(struct json_object *status, struct mt_kubelet_p
     static const char *const lists[] = {"containerStatuses", "initContainerStatuses"};
     size_t total = 0;
     for (size_t l = 0; l < 2; l++) {
-        struct json_object *array = member(status, lists[l], json_type_array);
+        struct json_object *array = mt_json_member(status, lists[l], json_type_array);
         total += array != NULL ? json_object_array_length(array) : 0;
     }
     pod->containers = calloc(total > 0 ? total : 1, sizeof(*pod->containers));
     MT_ENSURE(pod->containers != NULL, MT_ERR_NO_MEMORY);
     for (size_t l = 0; l < 2; l++) {
-        struct json_object *array = member(status, lists[l], json_type_array);
+        struct json_object *array = mt_json_member(status, lists[l], json_type_array);
         size_t count = array != NULL ? json_object_array_length(array) : 0;
         for (size_t i = 0; i < count && pod->container_count < total; i++) {
             struct json_object *entry = json_object_array_get_idx(array, i);
@@ -218,7 +210,7 @@ static bool is_valid_uid(const char *uid)
 static MT_RESULT read_pod(struct json_object *item, struct mt_kubelet_pod *pod, bool *kept)
 {
     *kept = false;
-    struct json_object *metadata = member(item, "metadata", json_type_object);
+    struct json_object *metadata = mt_json_member(item, "metadata", json_type_object);
     const char *uid = string_at(metadata, (const char *const[]){"uid", NULL});
     const char *namespace_name = string_at(metadata, (const char *const[]){"namespace", NULL});
     const char *name = string_at(metadata, (const char *const[]){"name", NULL});
@@ -238,7 +230,7 @@ static MT_RESULT read_pod(struct json_object *item, struct mt_kubelet_pod *pod, 
                   pod->workload != NULL,
               MT_ERR_NO_MEMORY);
     MT_GUARD(read_labels(metadata, pod));
-    return read_containers(member(item, "status", json_type_object), pod);
+    return read_containers(mt_json_member(item, "status", json_type_object), pod);
 }
 
 MT_RESULT mt_kubelet_parse_pods(const char *json, size_t length, struct mt_kubelet_pods *pods,
@@ -266,7 +258,7 @@ MT_RESULT mt_kubelet_parse_pods(const char *json, size_t length, struct mt_kubel
         }
     }
     const char *kind = string_at(root, (const char *const[]){"kind", NULL});
-    struct json_object *items = member(root, "items", json_type_array);
+    struct json_object *items = mt_json_member(root, "items", json_type_array);
     if (kind == NULL || strcmp(kind, "PodList") != 0 || items == NULL) {
         mt_text_append(reason, "the answer is not a v1 PodList (kind %s)",
                        kind != NULL ? kind : "missing");

@@ -15,8 +15,8 @@
  * with one warning. A set the agent flags incomplete (a source, such as the Kubernetes API server,
  * not read yet) is asked for again every MT_MEMBERS_RETRY_MS, and the first destination it does
  * not list waits for it to complete, once per process and for at most agent_wait_ms; after that,
- * unlisted destinations are plaintext, with one warning. Each plaintext decision is logged at info and counted
- * (mt_metrics_outbound_plain).
+ * unlisted destinations are plaintext, with one warning. Each plaintext decision is logged at info
+ * and counted (mt_metrics_outbound_plain).
  */
 #ifndef MT_CORE_MEMBERS_H
 #define MT_CORE_MEMBERS_H

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/json_member.h"
 #include "patch.h"
 #include "probes.h"
 
@@ -90,22 +91,6 @@ __attribute__((format(printf, 4, 5))) static void point(struct builder *builder,
         builder->failed = true;
 }
 
-/* The member of object named key when it has the type wanted; NULL otherwise. */
-static struct json_object *member(struct json_object *object, const char *key, json_type type)
-{
-    struct json_object *value;
-    if (object == NULL || !json_object_object_get_ex(object, key, &value) ||
-        !json_object_is_type(value, type))
-        return NULL;
-    return value;
-}
-
-static const char *string_member(struct json_object *object, const char *key)
-{
-    struct json_object *value = member(object, key, json_type_string);
-    return value == NULL ? NULL : json_object_get_string(value);
-}
-
 /* name written as one JSON Pointer token: "~" → "~0", "/" → "~1" (RFC 6901 section 3). */
 static void escape_token(const char *name, char *token, size_t capacity)
 {
@@ -122,8 +107,9 @@ static void escape_token(const char *name, char *token, size_t capacity)
 
 const char *mt_injector_pod_annotation(struct json_object *pod, const char *annotation)
 {
-    struct json_object *metadata = member(pod, "metadata", json_type_object);
-    return string_member(member(metadata, "annotations", json_type_object), annotation);
+    struct json_object *metadata = mt_json_member(pod, "metadata", json_type_object);
+    return mt_json_string_member(mt_json_member(metadata, "annotations", json_type_object),
+                                 annotation);
 }
 
 /* A DNS-1123 subdomain, what Kubernetes accepts as a ConfigMap's name. */
@@ -192,7 +178,7 @@ static bool is_listed(const char *list, const char *name)
 static MT_RESULT check_volume_names(struct json_object *volumes, struct mt_text *reason)
 {
     for (size_t i = 0; volumes != NULL && i < json_object_array_length(volumes); i++) {
-        const char *name = string_member(json_object_array_get_idx(volumes, i), "name");
+        const char *name = mt_json_string_member(json_object_array_get_idx(volumes, i), "name");
         if (name != NULL && (strcmp(name, VOLUME_SOCKET) == 0 || strcmp(name, VOLUME_LIB) == 0 ||
                              strcmp(name, VOLUME_CONFIG) == 0))
             return mt_result_explain(reason, MT_ERR_CONFIG,
@@ -242,7 +228,7 @@ static void add_volumes(struct builder *builder, struct json_object *spec,
     volumes[count++] = host_path_volume(builder, VOLUME_LIB, MT_INJECTOR_LIB_DIR);
     if (options->config_map != NULL)
         volumes[count++] = config_map_volume(builder, options->config_map);
-    if (member(spec, "volumes", json_type_array) != NULL) {
+    if (mt_json_member(spec, "volumes", json_type_array) != NULL) {
         for (size_t i = 0; i < count; i++)
             operation(builder, "add", "/spec/volumes/-", volumes[i]);
         return;
@@ -270,9 +256,10 @@ static MT_RESULT add_mounts(struct builder *builder, const char *container_path,
                             MT_INJECTOR_CONFIG_MAP_DIR};
     const char *names[3] = {VOLUME_SOCKET, VOLUME_LIB, VOLUME_CONFIG};
     size_t count = options->config_map != NULL ? 3 : 2;
-    struct json_object *existing = member(container, "volumeMounts", json_type_array);
+    struct json_object *existing = mt_json_member(container, "volumeMounts", json_type_array);
     for (size_t i = 0; existing != NULL && i < json_object_array_length(existing); i++) {
-        const char *path = string_member(json_object_array_get_idx(existing, i), "mountPath");
+        const char *path =
+            mt_json_string_member(json_object_array_get_idx(existing, i), "mountPath");
         for (size_t m = 0; path != NULL && m < count; m++)
             if (strcmp(path, paths[m]) == 0)
                 return mt_result_explain(reason, MT_ERR_CONFIG,
@@ -321,7 +308,7 @@ static struct json_object *host_ip_variable(struct builder *builder, const char 
 static long find_variable(struct json_object *env, const char *name)
 {
     for (size_t i = 0; env != NULL && i < json_object_array_length(env); i++) {
-        const char *existing = string_member(json_object_array_get_idx(env, i), "name");
+        const char *existing = mt_json_string_member(json_object_array_get_idx(env, i), "name");
         if (existing != NULL && strcmp(existing, name) == 0)
             return (long)i;
     }
@@ -336,8 +323,8 @@ static MT_RESULT prepend_preload(struct builder *builder, const char *container_
                                  const char *container_name, struct json_object *existing,
                                  long index, const char *preload, struct mt_text *reason)
 {
-    const char *value = string_member(existing, "value");
-    if (value == NULL && member(existing, "valueFrom", json_type_object) != NULL)
+    const char *value = mt_json_string_member(existing, "value");
+    if (value == NULL && mt_json_member(existing, "valueFrom", json_type_object) != NULL)
         return mt_result_explain(reason, MT_ERR_CONFIG,
                                  "container \"%s\" takes LD_PRELOAD from valueFrom, to which the "
                                  "injector cannot prepend %s (set it as a value, or name the "
@@ -379,7 +366,7 @@ static MT_RESULT add_environment(struct builder *builder, const char *container_
                              "/" MT_INJECTOR_CONFIG_MAP_KEY
                                                      : MT_INJECTOR_NODE_CONFIG;
 
-    struct json_object *env = member(container, "env", json_type_array);
+    struct json_object *env = mt_json_member(container, "env", json_type_array);
     struct json_object *added[5];
     size_t count = 0;
     long preload_index = find_variable(env, "LD_PRELOAD");
@@ -419,10 +406,10 @@ static MT_RESULT patch_containers(struct builder *builder, struct json_object *s
                                   const struct mt_injector_pod_options *options,
                                   struct mt_injector_patch_summary *summary, struct mt_text *reason)
 {
-    struct json_object *containers = member(spec, list_name, json_type_array);
+    struct json_object *containers = mt_json_member(spec, list_name, json_type_array);
     for (size_t i = 0; containers != NULL && i < json_object_array_length(containers); i++) {
         struct json_object *container = json_object_array_get_idx(containers, i);
-        const char *name = string_member(container, "name");
+        const char *name = mt_json_string_member(container, "name");
         if (name == NULL)
             return mt_result_explain(reason, MT_ERR_CONFIG, "spec.%s[%zu] has no name", list_name,
                                      i);
@@ -441,8 +428,8 @@ static MT_RESULT patch_containers(struct builder *builder, struct json_object *s
 
 static void add_injected_annotation(struct builder *builder, struct json_object *pod)
 {
-    struct json_object *metadata = member(pod, "metadata", json_type_object);
-    struct json_object *annotations = member(metadata, "annotations", json_type_object);
+    struct json_object *metadata = mt_json_member(pod, "metadata", json_type_object);
+    struct json_object *annotations = mt_json_member(metadata, "annotations", json_type_object);
     if (annotations != NULL) {
         char token[POINTER_MAX];
         escape_token(MT_INJECTOR_ANNOTATION_INJECTED, token, sizeof(token));
@@ -476,12 +463,12 @@ MT_RESULT mt_injector_patch_build(struct json_object *pod,
     struct builder builder = {.patch = json_object_new_array()};
     MT_ENSURE(builder.patch != NULL, MT_ERR_NO_MEMORY);
     mt_result result = MT_OK_RESULT;
-    struct json_object *spec = member(pod, "spec", json_type_object);
-    if (spec == NULL || member(spec, "containers", json_type_array) == NULL) {
+    struct json_object *spec = mt_json_member(pod, "spec", json_type_object);
+    if (spec == NULL || mt_json_member(spec, "containers", json_type_array) == NULL) {
         result = mt_result_explain(reason, MT_ERR_CONFIG, "the pod has no spec.containers");
         goto out;
     }
-    result = check_volume_names(member(spec, "volumes", json_type_array), reason);
+    result = check_volume_names(mt_json_member(spec, "volumes", json_type_array), reason);
     if (!mt_result_is_ok(result))
         goto out;
     add_volumes(&builder, spec, options);

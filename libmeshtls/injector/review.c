@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../util/json_member.h"
 #include "../util/log.h"
 #include "patch.h"
 #include "review.h"
@@ -35,21 +36,6 @@ struct review {
     const char *operation;
     struct json_object *pod;
 };
-
-static struct json_object *member(struct json_object *object, const char *key, json_type type)
-{
-    struct json_object *value;
-    if (object == NULL || !json_object_object_get_ex(object, key, &value) ||
-        !json_object_is_type(value, type))
-        return NULL;
-    return value;
-}
-
-static const char *string_member(struct json_object *object, const char *key)
-{
-    struct json_object *value = member(object, key, json_type_string);
-    return value == NULL ? NULL : json_object_get_string(value);
-}
 
 static void printable(const char *text, char *out, size_t capacity)
 {
@@ -109,7 +95,7 @@ static MT_RESULT read_review(struct json_object *document, struct review *review
     if (!json_object_is_type(document, json_type_object))
         return mt_result_explain(reason, MT_ERR_INVALID_ARGUMENT,
                                  "the body is not a JSON object (an AdmissionReview)");
-    const char *api_version = string_member(document, "apiVersion");
+    const char *api_version = mt_json_string_member(document, "apiVersion");
     if (api_version == NULL || strcmp(api_version, API_VERSION) != 0)
         return mt_result_explain(reason, MT_ERR_INVALID_ARGUMENT,
                                  "apiVersion is %s%.*s%s, not " API_VERSION
@@ -117,23 +103,23 @@ static MT_RESULT read_review(struct json_object *document, struct review *review
                                  api_version == NULL ? "missing" : "\"", QUOTED_MAX,
                                  api_version == NULL ? "" : api_version,
                                  api_version == NULL ? "" : "\"");
-    const char *kind = string_member(document, "kind");
+    const char *kind = mt_json_string_member(document, "kind");
     if (kind == NULL || strcmp(kind, REVIEW_KIND) != 0)
         return mt_result_explain(reason, MT_ERR_INVALID_ARGUMENT,
                                  "kind is %s%.*s%s, not " REVIEW_KIND,
                                  kind == NULL ? "missing" : "\"", QUOTED_MAX,
                                  kind == NULL ? "" : kind, kind == NULL ? "" : "\"");
-    struct json_object *request = member(document, "request", json_type_object);
+    struct json_object *request = mt_json_member(document, "request", json_type_object);
     if (request == NULL)
         return mt_result_explain(reason, MT_ERR_INVALID_ARGUMENT,
                                  "request is missing or not an object");
-    review->uid = string_member(request, "uid");
+    review->uid = mt_json_string_member(request, "uid");
     if (review->uid == NULL || review->uid[0] == '\0')
         return mt_result_explain(reason, MT_ERR_INVALID_ARGUMENT,
                                  "request.uid is missing or empty");
-    struct json_object *request_kind = member(request, "kind", json_type_object);
-    const char *group = string_member(request_kind, "group");
-    const char *resource_kind = string_member(request_kind, "kind");
+    struct json_object *request_kind = mt_json_member(request, "kind", json_type_object);
+    const char *group = mt_json_string_member(request_kind, "group");
+    const char *resource_kind = mt_json_string_member(request_kind, "kind");
     if (resource_kind == NULL || strcmp(resource_kind, "Pod") != 0 ||
         (group != NULL && group[0] != '\0'))
         return mt_result_explain(reason, MT_ERR_INVALID_ARGUMENT,
@@ -142,17 +128,17 @@ static MT_RESULT read_review(struct json_object *document, struct review *review
                                  resource_kind == NULL ? "missing" : "\"", QUOTED_MAX,
                                  resource_kind == NULL ? "" : resource_kind,
                                  resource_kind == NULL ? "" : "\"");
-    review->pod = member(request, "object", json_type_object);
+    review->pod = mt_json_member(request, "object", json_type_object);
     if (review->pod == NULL)
         return mt_result_explain(reason, MT_ERR_INVALID_ARGUMENT,
                                  "request.object is missing or not an object (a Pod)");
-    const char *object_kind = string_member(review->pod, "kind");
+    const char *object_kind = mt_json_string_member(review->pod, "kind");
     if (object_kind != NULL && strcmp(object_kind, "Pod") != 0)
         return mt_result_explain(reason, MT_ERR_INVALID_ARGUMENT,
                                  "request.object is a \"%.*s\", not a Pod", QUOTED_MAX,
                                  object_kind);
-    review->namespace_name = string_member(request, "namespace");
-    review->operation = string_member(request, "operation");
+    review->namespace_name = mt_json_string_member(request, "namespace");
+    review->operation = mt_json_string_member(request, "operation");
     return MT_OK_RESULT;
 }
 
@@ -252,9 +238,9 @@ out:
 /* "namespace/name" (or "namespace/generateName*") of the pod, for the log. */
 static void describe_pod(const struct review *review, char *text, size_t capacity)
 {
-    struct json_object *metadata = member(review->pod, "metadata", json_type_object);
-    const char *name = string_member(metadata, "name");
-    const char *generate_name = string_member(metadata, "generateName");
+    struct json_object *metadata = mt_json_member(review->pod, "metadata", json_type_object);
+    const char *name = mt_json_string_member(metadata, "name");
+    const char *generate_name = mt_json_string_member(metadata, "generateName");
     char namespace_name[LOGGED_NAME_MAX];
     char pod_name[LOGGED_NAME_MAX];
     printable(review->namespace_name != NULL ? review->namespace_name : "?", namespace_name,

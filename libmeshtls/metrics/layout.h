@@ -231,6 +231,21 @@ _Static_assert(MT_METRICS_DESTINATIONS_PER_PROCESS_MAX *
                    MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE,
                "a process's destinations fit one chunk");
 
+/* The size of one record of a chunk of kind: what the writer stores in the chunk's header and
+ * what the reader requires of it. */
+static inline uint32_t mt_metrics_chunk_record_size(enum mt_metrics_chunk_kind kind)
+{
+    switch (kind) {
+    case MT_METRICS_CHUNK_SERIES:
+        return sizeof(struct mt_metrics_series_record);
+    case MT_METRICS_CHUNK_DESTINATIONS:
+        return sizeof(struct mt_metrics_destination_record);
+    case MT_METRICS_CHUNK_CONNECTIONS:
+    default:
+        return sizeof(struct mt_metrics_connection_record);
+    }
+}
+
 /*
  * The start time (field 22, clock ticks after boot) in the text of a /proc/<pid>/stat file,
  * NUL-terminated: together with the pid it names a process's metrics file. The agent reads it

@@ -246,18 +246,6 @@ static bool lock_and_ensure_file(void)
     return false;
 }
 
-static uint32_t chunk_record_size(enum mt_metrics_chunk_kind kind)
-{
-    switch (kind) {
-    case MT_METRICS_CHUNK_SERIES:
-        return sizeof(struct mt_metrics_series_record);
-    case MT_METRICS_CHUNK_DESTINATIONS:
-        return sizeof(struct mt_metrics_destination_record);
-    default:
-        return sizeof(struct mt_metrics_connection_record);
-    }
-}
-
 /* With the lock held: one more chunk of kind, mapped on its own and then published. */
 static struct chunk *add_chunk_locked(enum mt_metrics_chunk_kind kind)
 {
@@ -279,7 +267,7 @@ static struct chunk *add_chunk_locked(enum mt_metrics_chunk_kind kind)
     chunk->header = mapped;
     chunk->records = (uint8_t *)mapped + MT_METRICS_CHUNK_HEADER_SIZE;
     chunk->header->kind = kind;
-    chunk->header->record_size = chunk_record_size(kind);
+    chunk->header->record_size = mt_metrics_chunk_record_size(kind);
     chunk->header->capacity =
         (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / chunk->header->record_size;
     writer.chunk_count = index + 1;

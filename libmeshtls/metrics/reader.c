@@ -92,25 +92,14 @@ void mt_metrics_text_free(struct mt_metrics_text *text)
 
 /* ---- loading one file ---------------------------------------------------------------------- */
 
-static uint32_t expected_record_size(uint32_t kind)
-{
-    switch (kind) {
-    case MT_METRICS_CHUNK_SERIES:
-        return sizeof(struct mt_metrics_series_record);
-    case MT_METRICS_CHUNK_DESTINATIONS:
-        return sizeof(struct mt_metrics_destination_record);
-    default:
-        return sizeof(struct mt_metrics_connection_record);
-    }
-}
-
 static MT_RESULT check_chunk(const struct mt_metrics_chunk_header *chunk)
 {
     MT_ENSURE(chunk->kind == MT_METRICS_CHUNK_SERIES ||
                   chunk->kind == MT_METRICS_CHUNK_CONNECTIONS ||
                   chunk->kind == MT_METRICS_CHUNK_DESTINATIONS,
               MT_ERR_PROTO_MALFORMED);
-    MT_ENSURE(chunk->record_size == expected_record_size(chunk->kind), MT_ERR_PROTO_MALFORMED);
+    MT_ENSURE(chunk->record_size == mt_metrics_chunk_record_size(chunk->kind),
+              MT_ERR_PROTO_MALFORMED);
     MT_ENSURE(chunk->capacity ==
                   (MT_METRICS_CHUNK_SIZE - MT_METRICS_CHUNK_HEADER_SIZE) / chunk->record_size,
               MT_ERR_PROTO_MALFORMED);

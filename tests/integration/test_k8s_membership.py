@@ -34,7 +34,6 @@ tombstones), a change is published, and its peak RSS is printed.
 import os
 import re
 import signal
-import subprocess
 import time
 
 import kube_api
@@ -43,59 +42,9 @@ from harness import (AGENT, ASAN_RUNTIME, PYTHON, Mesh, Relay, base_env, check, 
 from kube_api import ApiServer, pod, service
 from lifecycle_common import parse_metrics, promtool_check, scrape
 from policy_common import start_server, write_workload_config
-from test_membership_auto import is_tls
+from test_membership_auto import Client, is_tls
 
 TRUST_DOMAIN = "meshtls.local"
-
-CLIENT = r"""
-import http.client, sys
-for line in sys.stdin:
-    host, port = line.split()
-    try:
-        connection = http.client.HTTPConnection(host, int(port), timeout=10)
-        connection.request("GET", "/data.txt")
-        body = connection.getresponse().read().decode().strip()
-        connection.close()
-        print(f"{port} ok {body}", flush=True)
-    except Exception as error:
-        print(f"{port} failed {type(error).__name__}", flush=True)
-"""
-
-
-class Client:
-    """One process that fetches through a relay (its own address) on request, a new connection
-    each time, so that the same process sees each new generation of the membership."""
-
-    def __init__(self, mesh, name, config):
-        script = os.path.join(mesh.dir, "k8s_client.py")
-        with open(script, "w") as f:
-            f.write(CLIENT)
-        self.process = mesh.meshed(name, [PYTHON, script], config=config, stdin=subprocess.PIPE)
-        self.asked = 0
-
-    def fetch(self, relay):
-        before = len(relay.client_bytes)
-        host = relay.listener.getsockname()[0]
-        self.process.popen.stdin.write(f"{host} {relay.port}\n".encode())
-        self.process.popen.stdin.flush()
-        self.asked += 1
-        wait_for(lambda: self.process.stdout().count(b"\n") >= self.asked or
-                 self.process.popen.poll() is not None, 30, f"fetch {self.asked}")
-        line = self.process.stdout().decode().splitlines()[self.asked - 1]
-        check(len(relay.client_bytes) == before + 1, f"no new connection through {host}")
-        return line, bytes(relay.client_bytes[before]), bytes(relay.server_bytes[before])
-
-    def expect(self, relay, tls, secret, what):
-        line, up, down = self.fetch(relay)
-        check(line == f"{relay.port} ok {secret}",
-              f"{what}: {line}\n{self.process.stderr()[-3000:]}")
-        if tls:
-            check(is_tls(up) and is_tls(down) and secret.encode() not in down,
-                  f"{what}: expected TLS on the wire, saw {up[:40]!r} / {down[:40]!r}")
-        else:
-            check(up.startswith(b"GET /data.txt HTTP/1.") and secret.encode() in down,
-                  f"{what}: expected plaintext HTTP on the wire, saw {up[:40]!r}")
-
 
 def agent_env():
     env = base_env()

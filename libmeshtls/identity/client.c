@@ -453,9 +453,7 @@ MT_RESULT mt_identity_request_start(const char *socket_path, uid_t agent_uid, in
     uint8_t csr[MT_X509_CSR_DER_MAX];
     size_t csr_length = 0;
     size_t frame_length = 0;
-    mt_result result = mt_x509_key_generate(&request->key);
-    if (mt_result_is_ok(result))
-        result = mt_x509_csr_create(request->key, csr, sizeof(csr), &csr_length);
+    mt_result result = mt_x509_key_and_csr_create(&request->key, csr, sizeof(csr), &csr_length);
     /* Key generation leaves the new scalar in wolfCrypt's dead stack frames (see secret.h). */
     mt_secret_wipe_stack();
     if (!mt_result_is_ok(result)) {

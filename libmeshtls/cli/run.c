@@ -279,10 +279,10 @@ int mt_cli_run(int argc, char **argv)
         return parsed == USAGE_ERROR ? usage() : 2;
     run.program = &argv[program_index];
 
-    static struct mt_config config;
+    static struct mt_config config; /* loaded once, so zero until then */
     char message[MT_CONFIG_MESSAGE_MAX];
     struct mt_text reason = mt_text_on(message, sizeof(message));
-    if (!mt_result_is_ok(mt_config_load(&config, &reason))) {
+    if (!mt_result_is_ok(mt_config_load_fresh(&config, &reason))) {
         fprintf(stderr, "meshtls: not starting %s: configuration error: %s\n", run.program[0],
                 message);
         return 2;

@@ -208,11 +208,9 @@ static const struct mt_config_key top_level_keys[] = {
 
 /* ---- the procedure ------------------------------------------------------------------------ */
 
-void mt_config_set_defaults(struct mt_config *config)
+/* The defaults that are not zero, written over a structure that is all zero bytes. */
+static void set_nonzero_defaults(struct mt_config *config)
 {
-    if (config == NULL)
-        return;
-    memset(config, 0, sizeof(*config));
     strcpy(config->agent_socket, MT_CONFIG_DEFAULT_AGENT_SOCKET);
     config->agent_uid = 0;
     config->log_level = MT_LOG_WARN;
@@ -226,6 +224,14 @@ void mt_config_set_defaults(struct mt_config *config)
     config->agent_wait_ms = 5000;
     config->resumption_s = MT_CONFIG_RESUMPTION_DEFAULT_S;
     config->post_quantum = MT_POST_QUANTUM_PREFER;
+}
+
+void mt_config_set_defaults(struct mt_config *config)
+{
+    if (config == NULL)
+        return;
+    memset(config, 0, sizeof(*config));
+    set_nonzero_defaults(config);
 }
 
 /* Reads path over what config holds, changing it even when the file turns out to be invalid. */
@@ -258,11 +264,9 @@ MT_RESULT mt_config_load_file(const char *path, struct mt_config *config, struct
     return result;
 }
 
-MT_RESULT mt_config_load(struct mt_config *config, struct mt_text *reason)
+/* The procedure after the defaults are in place (mt_config_load, mt_config_load_fresh). */
+static MT_RESULT load_over_defaults(struct mt_config *config, struct mt_text *reason)
 {
-    MT_ENSURE_REF(config);
-    mt_config_set_defaults(config);
-
     const char *path = mt_config_environment("MESHTLS_CONFIG");
     if (path == NULL && access(MT_CONFIG_DEFAULT_PATH, F_OK) == 0)
         path = MT_CONFIG_DEFAULT_PATH;
@@ -283,4 +287,23 @@ out:
     if (!mt_result_is_ok(result))
         mt_config_set_defaults(config);
     return result;
+}
+
+MT_RESULT mt_config_load(struct mt_config *config, struct mt_text *reason)
+{
+    MT_ENSURE_REF(config);
+    mt_config_set_defaults(config);
+    return load_over_defaults(config, reason);
+}
+
+MT_RESULT mt_config_load_fresh(struct mt_config *config, struct mt_text *reason)
+{
+    MT_ENSURE_REF(config);
+    /*
+     * No memset: the structure is zero already, and writing zeros over its 30 KB would fault in
+     * all eight of its pages at every process start, where the defaults and a short file touch
+     * two or three.
+     */
+    set_nonzero_defaults(config);
+    return load_over_defaults(config, reason);
 }

@@ -252,6 +252,13 @@ MT_RESULT mt_config_apply_environment(struct mt_config *config, struct mt_text *
  */
 MT_RESULT mt_config_load(struct mt_config *config, struct mt_text *reason);
 
+/*
+ * mt_config_load for a config that is all zero bytes and was never loaded: static storage, as a
+ * process's one configuration is. The result is the same; only the pages the defaults and the
+ * file need are written.
+ */
+MT_RESULT mt_config_load_fresh(struct mt_config *config, struct mt_text *reason);
+
 const char *mt_post_quantum_name(enum mt_post_quantum post_quantum);
 const char *mt_outbound_mode_name(enum mt_outbound_mode mode);
 const char *mt_inbound_mode_name(enum mt_inbound_mode mode);

@@ -97,7 +97,8 @@ static void load_config(void)
     mt_log_set_writer(mt_sys_write);
     (void)mt_log_detect_journal(); /* a program run as a systemd service */
     struct mt_text reason = mt_text_on(config_message, sizeof(config_message));
-    if (!mt_result_is_ok(mt_config_load(&config, &reason))) {
+    /* Static and loaded once: zero until now. */
+    if (!mt_result_is_ok(mt_config_load_fresh(&config, &reason))) {
         config_failed = true;
         mt_log_error("configuration error: %s; every TCP connection is refused until it is fixed",
                      config_message);

@@ -34,6 +34,13 @@ _Static_assert(MT_PROTO_MAX_ANCHORS <= MT_CREDENTIALS_ANCHORS_MAX, "a reply's bu
 
 /* The agent's reply carries a chain and a bundle; both fit well inside one maximal frame. */
 #define REPLY_CAPACITY MT_PROTO_MAX_FRAME
+/*
+ * The reply buffer starts this small and grows (up to REPLY_CAPACITY) only for a reply that needs
+ * it: an SVID with one anchor is about 1 KB, a metrics file reply 32 bytes. A 64 KB buffer for
+ * each request put everything allocated after it on fresh heap pages, a page fault each on the
+ * way to every process's first connection.
+ */
+#define REPLY_FIRST_CAPACITY 2048
 /* A request without a body: the header, and room for the SUBJECT tag. */
 #define EMPTY_REQUEST_CAPACITY (MT_PROTO_HEADER_SIZE + MT_PROTO_TLV_HEADER_SIZE + 4)
 
@@ -101,6 +108,7 @@ struct exchange {
     size_t request_length;
     size_t sent;
     uint8_t *reply;
+    size_t reply_capacity; /* grows up to REPLY_CAPACITY */
     size_t received;
     bool wants_fd;   /* the reply carries a descriptor (SCM_RIGHTS) */
     int received_fd; /* -1 until it has come */
@@ -148,7 +156,8 @@ static MT_RESULT exchange_start(const char *socket_path, uid_t agent_uid, int ti
     exchange->agent_uid = agent_uid;
     exchange->deadline = mt_sys_now_ms() + timeout_ms;
     exchange->request = malloc(request_length);
-    exchange->reply = malloc(REPLY_CAPACITY);
+    exchange->reply = malloc(REPLY_FIRST_CAPACITY);
+    exchange->reply_capacity = REPLY_FIRST_CAPACITY;
     mt_result result = MT_OK_RESULT;
     if (exchange->request == NULL || exchange->reply == NULL) {
         result = mt_result_of(MT_ERR_NO_MEMORY);
@@ -185,7 +194,7 @@ out:
 static ssize_t receive_with_fd(struct exchange *exchange)
 {
     struct iovec vector = {exchange->reply + exchange->received,
-                           REPLY_CAPACITY - exchange->received};
+                           exchange->reply_capacity - exchange->received};
     union {
         struct cmsghdr header;
         char bytes[CMSG_SPACE(4 * sizeof(int))];
@@ -212,6 +221,20 @@ static ssize_t receive_with_fd(struct exchange *exchange)
         }
     }
     return n;
+}
+
+/* A full reply buffer that may still be short of the frame: four times larger, at most the
+ * largest frame (exchange_step refuses a reply longer than that). */
+static MT_RESULT grow_reply(struct exchange *exchange)
+{
+    size_t capacity = exchange->reply_capacity * 4;
+    if (capacity > REPLY_CAPACITY)
+        capacity = REPLY_CAPACITY;
+    uint8_t *grown = realloc(exchange->reply, capacity);
+    MT_ENSURE(grown != NULL, MT_ERR_NO_MEMORY);
+    exchange->reply = grown;
+    exchange->reply_capacity = capacity;
+    return MT_OK_RESULT;
 }
 
 /* send() of what is left of the request; the subject's pidfd rides on its first byte. */
@@ -272,10 +295,12 @@ static MT_RESULT exchange_step(struct exchange *exchange, struct mt_proto_frame 
             return MT_OK_RESULT;
         }
         MT_ENSURE(exchange->received < REPLY_CAPACITY, MT_ERR_PROTO_OVERSIZED);
+        if (exchange->received == exchange->reply_capacity)
+            MT_GUARD(grow_reply(exchange));
         ssize_t n = exchange->wants_fd
                         ? receive_with_fd(exchange)
                         : mt_sys_recv(exchange->fd, exchange->reply + exchange->received,
-                                      REPLY_CAPACITY - exchange->received, MSG_DONTWAIT);
+                                      exchange->reply_capacity - exchange->received, MSG_DONTWAIT);
         if (n > 0)
             exchange->received += (size_t)n;
         else if (n == 0)
@@ -428,9 +453,7 @@ MT_RESULT mt_identity_request_start(const char *socket_path, uid_t agent_uid, in
     uint8_t csr[MT_X509_CSR_DER_MAX];
     size_t csr_length = 0;
     size_t frame_length = 0;
-    mt_result result = mt_x509_key_generate(&request->key);
-    if (mt_result_is_ok(result))
-        result = mt_x509_csr_create(request->key, csr, sizeof(csr), &csr_length);
+    mt_result result = mt_x509_key_and_csr_create(&request->key, csr, sizeof(csr), &csr_length);
     /* Key generation leaves the new scalar in wolfCrypt's dead stack frames (see secret.h). */
     mt_secret_wipe_stack();
     if (!mt_result_is_ok(result)) {

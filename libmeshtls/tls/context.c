@@ -23,6 +23,8 @@ static const char tls13_suites[] =
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static int global_init_status = WOLFSSL_FAILURE;
+/* Serialises the making of contexts' server halves (mt_tls_context_ctx). */
+static pthread_mutex_t server_ctx_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void global_init(void)
 {
@@ -74,6 +76,7 @@ MT_RESULT mt_tls_wipe_freed_memory(void)
 
 void mt_tls_after_fork_child(void)
 {
+    pthread_mutex_init(&server_ctx_lock, NULL);
     mt_tls_resumption_after_fork_child();
 }
 
@@ -217,15 +220,48 @@ MT_RESULT mt_tls_context_new(struct mt_credentials *credentials, unsigned resump
     mt_result result = MT_OK_RESULT;
     if (resumption_s > 0)
         result = mt_tls_resumption_new(resumption_s, &context->resumption);
+    /*
+     * The client half now: making it checks that wolfSSL takes the chain, the key and the
+     * bundle, before the identity replaces a working one. The server half loads the same
+     * credentials; it is made by the first server session, as most processes that start, connect
+     * and exit never accept one, and it cost each of them a second load of the key and chain (and
+     * a second copy of the key in wolfSSL's heap).
+     */
     if (mt_result_is_ok(result))
         result = make_ctx(context, MT_TLS_CLIENT, &context->client);
-    if (mt_result_is_ok(result))
-        result = make_ctx(context, MT_TLS_SERVER, &context->server);
     if (!mt_result_is_ok(result)) {
         mt_tls_context_release(context);
         context = NULL;
     }
     *out = context;
+    return result;
+}
+
+MT_RESULT mt_tls_context_ctx(struct mt_tls_context *context, enum mt_tls_role role,
+                             WOLFSSL_CTX **ctx)
+{
+    *ctx = NULL;
+    if (role == MT_TLS_CLIENT) {
+        *ctx = context->client;
+        return MT_OK_RESULT;
+    }
+    WOLFSSL_CTX *server = atomic_load_explicit(&context->server, memory_order_acquire);
+    mt_result result = MT_OK_RESULT;
+    if (server == NULL) {
+        pthread_mutex_lock(&server_ctx_lock);
+        server = atomic_load_explicit(&context->server, memory_order_relaxed);
+        if (server == NULL) {
+            result = make_ctx(context, MT_TLS_SERVER, &server);
+            if (mt_result_is_ok(result)) {
+                atomic_store_explicit(&context->server, server, memory_order_release);
+            } else {
+                wolfSSL_CTX_free(server);
+                server = NULL;
+            }
+        }
+        pthread_mutex_unlock(&server_ctx_lock);
+    }
+    *ctx = server;
     return result;
 }
 
@@ -243,7 +279,7 @@ void mt_tls_context_release(struct mt_tls_context *context)
     /* The last reference: each free wipes that context's copy of the key (see load_credentials);
      * the credentials' own copy is wiped when their last reference goes. */
     wolfSSL_CTX_free(context->client);
-    wolfSSL_CTX_free(context->server);
+    wolfSSL_CTX_free(atomic_load(&context->server));
     mt_tls_resumption_free(context->resumption);
     mt_credentials_release(context->credentials);
     free(context);

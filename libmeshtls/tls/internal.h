@@ -37,10 +37,15 @@ struct mt_tls_context {
     atomic_uint references;
     struct mt_credentials *credentials;
     WOLFSSL_CTX *client;
-    WOLFSSL_CTX *server;
+    /* Made by the first server session (mt_tls_context_ctx); NULL until then. */
+    _Atomic(WOLFSSL_CTX *) server;
     struct mt_tls_resumption *resumption; /* NULL: every handshake is a full one */
     enum mt_post_quantum post_quantum;    /* which key-exchange groups (context.c) */
 };
+
+/* The wolfSSL context of role, made when a context's first server session asks for it. */
+MT_RESULT mt_tls_context_ctx(struct mt_tls_context *context, enum mt_tls_role role,
+                             WOLFSSL_CTX **ctx);
 
 /*
  * What a ticket says about the peer: the ticket a server opened last in this handshake, or the

@@ -101,25 +101,44 @@ MT_RESULT mt_tls_resumption_new(unsigned lifetime_s, struct mt_tls_resumption **
     struct mt_tls_resumption *resumption = calloc(1, sizeof(*resumption));
     MT_ENSURE(resumption != NULL, MT_ERR_NO_MEMORY);
     resumption->lifetime_s = lifetime_s;
-
-    mt_result result = mt_secret_alloc(sizeof(struct ticket_key), (void **)&resumption->ticket_key);
-    if (mt_result_is_ok(result)) {
-        unsigned char *key = NULL;
-        result = mt_secret_alloc(TICKET_KEY_SIZE, (void **)&key);
-        if (mt_result_is_ok(result) && !random_bytes(key, TICKET_KEY_SIZE))
-            result = mt_result_of(MT_ERR_CRYPTO);
-        if (mt_result_is_ok(result) &&
-            (wc_AesInit(&resumption->ticket_key->aes, NULL, INVALID_DEVID) != 0 ||
-             wc_AesGcmSetKey(&resumption->ticket_key->aes, key, TICKET_KEY_SIZE) != 0))
-            result = mt_result_of(MT_ERR_CRYPTO);
-        mt_secret_free(key);
-    }
-    if (!mt_result_is_ok(result)) {
-        mt_tls_resumption_free(resumption);
-        resumption = NULL;
-    }
     *out = resumption;
-    return result;
+    return MT_OK_RESULT;
+}
+
+/*
+ * With ticket_lock held: the context's ticket key, made at its first ticket. A process that is
+ * only ever a client never seals one, and making it with the context cost every process start
+ * two locked secret mappings, a getrandom and an AES key schedule (about ten system calls). The
+ * key is as random and as private as before; only when it is made has moved.
+ */
+static bool ticket_key_ready(struct mt_tls_resumption *resumption)
+{
+    if (resumption->ticket_key != NULL)
+        return true;
+    struct ticket_key *made = NULL;
+    unsigned char *key = NULL;
+    bool ready = false;
+    if (!mt_result_is_ok(mt_secret_alloc(sizeof(*made), (void **)&made)))
+        goto out;
+    if (wc_AesInit(&made->aes, NULL, INVALID_DEVID) != 0) {
+        mt_secret_free(made);
+        made = NULL;
+        goto out;
+    }
+    if (!mt_result_is_ok(mt_secret_alloc(TICKET_KEY_SIZE, (void **)&key)) ||
+        !random_bytes(key, TICKET_KEY_SIZE) ||
+        wc_AesGcmSetKey(&made->aes, key, TICKET_KEY_SIZE) != 0)
+        goto out;
+    resumption->ticket_key = made;
+    made = NULL;
+    ready = true;
+out:
+    mt_secret_free(key);
+    if (made != NULL) {
+        wc_AesFree(&made->aes);
+        mt_secret_free(made);
+    }
+    return ready;
 }
 
 void mt_tls_resumption_free(struct mt_tls_resumption *resumption)
@@ -191,6 +210,8 @@ bool mt_tls_ticket_seal(struct mt_tls_resumption *resumption, const char *peer_i
         return false;
     bool sealed = false;
     pthread_mutex_lock(&ticket_lock);
+    if (!ticket_key_ready(resumption))
+        goto out;
     if (resumption->slots == NULL)
         resumption->slots = calloc(TICKET_SLOTS, sizeof(*resumption->slots));
     if (resumption->slots == NULL)
@@ -245,8 +266,9 @@ bool mt_tls_ticket_open(struct mt_tls_resumption *resumption,
     const struct ticket_slot *slot =
         resumption->slots != NULL ? &resumption->slots[slot_index(name)] : NULL;
     /* The length comes from the ticket, unauthenticated: the tag lies that far in. */
-    if (slot == NULL || slot->peer_id == NULL || slot->length != length ||
-        memcmp(slot->name, name, WOLFSSL_TICKET_NAME_SZ) != 0 ||
+    /* No key yet: this context never sealed a ticket, so none can be its. */
+    if (resumption->ticket_key == NULL || slot == NULL || slot->peer_id == NULL ||
+        slot->length != length || memcmp(slot->name, name, WOLFSSL_TICKET_NAME_SZ) != 0 ||
         mt_tls_resumption_now_ms() >= slot->expires_ms || strlen(slot->peer_id) >= capacity)
         goto out;
     if (wc_AesGcmDecrypt(&resumption->ticket_key->aes, ticket, ticket, (word32)length, iv,

@@ -26,8 +26,11 @@ MT_RESULT mt_tls_session_new(struct mt_tls_context *context, enum mt_tls_role ro
     session->fd = fd;
     session->send_flags = MSG_NOSIGNAL;
     session->context = mt_tls_context_acquire(context);
-    session->ssl = wolfSSL_new(role == MT_TLS_CLIENT ? context->client : context->server);
-    mt_result result = MT_OK_RESULT;
+    WOLFSSL_CTX *ctx = NULL;
+    mt_result result = mt_tls_context_ctx(context, role, &ctx);
+    if (!mt_result_is_ok(result))
+        goto out;
+    session->ssl = wolfSSL_new(ctx);
     if (session->ssl == NULL) {
         result = mt_result_of(MT_ERR_NO_MEMORY);
         goto out;

@@ -107,31 +107,30 @@ static void drop_raw_scalar(ecc_key *ecc)
 #endif
 }
 
+/* A new P-256 key from rng. */
+static MT_RESULT key_generate_with(WC_RNG *rng, struct mt_x509_key **key)
+{
+    struct mt_x509_key *created = NULL;
+    MT_GUARD(key_new(&created));
+    mt_result result =
+        wolf_result(wc_ecc_make_key_ex(rng, 32, &created->ecc, ECC_SECP256R1), MT_ERR_CRYPTO);
+    drop_raw_scalar(&created->ecc);
+    if (!mt_result_is_ok(result)) {
+        mt_x509_key_free(created);
+        return result;
+    }
+    *key = created;
+    return MT_OK_RESULT;
+}
+
 MT_RESULT mt_x509_key_generate(struct mt_x509_key **key)
 {
     MT_ENSURE_REF(key);
     *key = NULL;
-
-    struct mt_x509_key *created = NULL;
-    MT_GUARD(key_new(&created));
     WC_RNG rng;
-    bool have_rng = false;
-    mt_result result = mt_result_of(MT_ERR_CRYPTO);
-
-    if (wc_InitRng(&rng) != 0)
-        goto out;
-    have_rng = true;
-    result = wolf_result(wc_ecc_make_key_ex(&rng, 32, &created->ecc, ECC_SECP256R1), MT_ERR_CRYPTO);
-    drop_raw_scalar(&created->ecc);
-    if (!mt_result_is_ok(result))
-        goto out;
-    *key = created;
-    created = NULL;
-
-out:
-    if (have_rng)
-        wc_FreeRng(&rng);
-    mt_x509_key_free(created);
+    MT_ENSURE(wc_InitRng(&rng) == 0, MT_ERR_CRYPTO);
+    mt_result result = key_generate_with(&rng, key);
+    wc_FreeRng(&rng);
     return result;
 }
 
@@ -420,34 +419,60 @@ static word32 bounded_capacity(size_t capacity)
     return capacity > UINT32_MAX ? UINT32_MAX : (word32)capacity;
 }
 
+/* A CSR signed by key, the signature's nonce from rng. */
+static MT_RESULT csr_create_with(WC_RNG *rng, const struct mt_x509_key *key, uint8_t *der,
+                                 size_t capacity, size_t *length)
+{
+    Cert *request = NULL;
+    MT_GUARD(cert_new(&request));
+    /* PKCS#10 has only version 1 (value 0); wolfCrypt's default 2 is for certificates. */
+    request->version = 0;
+    word32 room = bounded_capacity(capacity);
+    int body = wc_MakeCertReq_ex(request, der, room, ECC_TYPE, key_ecc(key));
+    mt_result result = cert_sign(request, body, key, rng, der, room, length);
+    wc_CertFree(request);
+    return result;
+}
+
 MT_RESULT mt_x509_csr_create(const struct mt_x509_key *key, uint8_t *der, size_t capacity,
                              size_t *length)
 {
     MT_ENSURE_REF(key);
     MT_ENSURE_REF(der);
     MT_ENSURE_REF(length);
-
-    Cert *request = NULL;
     WC_RNG rng;
-    bool have_rng = false;
-    mt_result result = cert_new(&request);
-    if (!mt_result_is_ok(result))
-        goto out;
-    /* PKCS#10 has only version 1 (value 0); wolfCrypt's default 2 is for certificates. */
-    request->version = 0;
-    result = mt_result_of(MT_ERR_CRYPTO);
-    if (wc_InitRng(&rng) != 0)
-        goto out;
-    have_rng = true;
-    word32 room = bounded_capacity(capacity);
-    int body = wc_MakeCertReq_ex(request, der, room, ECC_TYPE, key_ecc(key));
-    result = cert_sign(request, body, key, &rng, der, room, length);
-
-out:
-    if (have_rng)
-        wc_FreeRng(&rng);
-    wc_CertFree(request);
+    MT_ENSURE(wc_InitRng(&rng) == 0, MT_ERR_CRYPTO);
+    mt_result result = csr_create_with(&rng, key, der, capacity, length);
+    wc_FreeRng(&rng);
     return result;
+}
+
+MT_RESULT mt_x509_key_and_csr_create(struct mt_x509_key **key, uint8_t *der, size_t capacity,
+                                     size_t *length)
+{
+    MT_ENSURE_REF(key);
+    MT_ENSURE_REF(der);
+    MT_ENSURE_REF(length);
+    *key = NULL;
+    /*
+     * One DRBG for both: each wc_InitRng reads the kernel's entropy and runs the DRBG's health
+     * test, which a process paid twice on its way to its first connection. The key's scalar and
+     * the signature's nonce still come from the same seeded Hash_DRBG, as two calls of one
+     * generator (SP 800-90A), never from the same output.
+     */
+    WC_RNG rng;
+    MT_ENSURE(wc_InitRng(&rng) == 0, MT_ERR_CRYPTO);
+    struct mt_x509_key *created = NULL;
+    mt_result result = key_generate_with(&rng, &created);
+    if (mt_result_is_ok(result))
+        result = csr_create_with(&rng, created, der, capacity, length);
+    wc_FreeRng(&rng);
+    if (!mt_result_is_ok(result)) {
+        mt_x509_key_free(created);
+        return result;
+    }
+    *key = created;
+    return MT_OK_RESULT;
 }
 
 MT_RESULT mt_x509_ca_create(const struct mt_x509_key *ca_key, const char *trust_domain,

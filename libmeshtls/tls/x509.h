@@ -48,6 +48,9 @@ void mt_x509_key_free(struct mt_x509_key *key);
 /* A PKCS#10 CSR signed by key, with no subject names (the agent decides the identity). */
 MT_RESULT mt_x509_csr_create(const struct mt_x509_key *key, uint8_t *der, size_t capacity,
                              size_t *length);
+/* A new key and its CSR (mt_x509_key_generate, then mt_x509_csr_create), from one DRBG. */
+MT_RESULT mt_x509_key_and_csr_create(struct mt_x509_key **key, uint8_t *der, size_t capacity,
+                                     size_t *length);
 
 /*
  * A self-signed root CA for trust_domain: CA:TRUE, keyCertSign+cRLSign, subject key id, subject

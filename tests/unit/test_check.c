@@ -124,6 +124,34 @@ static void test_mt_check_program_static_binary_is_static(void **state)
         assert_verdict(temp_path("static-pie"), MT_CHECK_STATIC);
 }
 
+/*
+ * A report is filled field by field, not zeroed (check.c): used again, it keeps nothing of the
+ * program it described before, for a verdict that leaves its fields empty.
+ */
+static void test_mt_check_program_report_used_again_keeps_nothing_of_the_last(void **state)
+{
+    (void)state;
+    static struct mt_check_report report;
+    assert_true(mt_check_program("/proc/self/exe", NULL, &report));
+    assert_string_equal(report.interpreter, "/lib64/ld-linux-x86-64.so.2");
+    assert_false(mt_check_program("no-such-program-here", "/nonexistent", &report));
+    assert_int_equal(report.verdict, MT_CHECK_NOT_FOUND);
+    assert_string_equal(report.path, "");
+    assert_string_equal(report.decided_by, "");
+    assert_string_equal(report.interpreter, "");
+    assert_null(strstr(report.sentence, "/proc/self/exe"));
+    if (access("/usr/lib/x86_64-linux-gnu/libc.a", R_OK) != 0 ||
+        !build("static-again", hello_source, "-static")) {
+        print_message("    skipped: cc -static does not work here (libc6-dev provides libc.a)\n");
+        skip();
+    }
+    assert_true(mt_check_program("/proc/self/exe", NULL, &report));
+    assert_false(mt_check_program(temp_path("static-again"), NULL, &report));
+    assert_int_equal(report.verdict, MT_CHECK_STATIC);
+    assert_string_equal(report.interpreter, "");
+    assert_string_equal(report.decided_by, temp_path("static-again"));
+}
+
 static void test_mt_check_program_go_sections_are_go(void **state)
 {
     (void)state;
@@ -491,6 +519,7 @@ int main(void)
         TEST(test_mt_check_program_foreign_and_damaged_elf_are_refused),
         TEST(test_mt_check_program_io_uring_imports_are_io_uring),
         TEST(test_mt_check_program_liburing_is_io_uring),
+        TEST(test_mt_check_program_report_used_again_keeps_nothing_of_the_last),
         TEST(test_mt_elf_read_dynamic_lists_needed_libraries),
         TEST(test_mt_check_verdict_name_every_verdict_has_a_name),
     };

@@ -210,6 +210,49 @@ static void test_mt_config_load_bad_environment_gives_defaults_and_message(void 
     assert_string_equal(config.source, "");
 }
 
+/*
+ * mt_config_load_fresh skips the memset a fresh (static, zero) structure does not need: the
+ * result must be byte for byte mt_config_load's over a structure that held something else, for a
+ * file with keys and rules, with an environment override, and after a failed load.
+ */
+static void assert_fresh_load_matches(mt_result expected)
+{
+    static struct mt_config fresh; /* zero, as the process's configuration is before loading */
+    memset(&fresh, 0, sizeof(fresh));
+    struct mt_config loaded;
+    set_non_defaults(&loaded);
+    char message[MT_CONFIG_MESSAGE_MAX];
+    char fresh_message[MT_CONFIG_MESSAGE_MAX];
+    assert_int_equal(mt_config_load(&loaded, MT_TEXT_ON(message)).error, expected.error);
+    assert_int_equal(mt_config_load_fresh(&fresh, MT_TEXT_ON(fresh_message)).error, expected.error);
+    assert_string_equal(fresh_message, message);
+    assert_memory_equal(&fresh, &loaded, sizeof(loaded));
+}
+
+static void test_mt_config_load_fresh_zero_config_same_as_load(void **state)
+{
+    (void)state;
+    const char *path = write_temp_file("agent_socket = \"/from/file.sock\";\n"
+                                       "trust_domain = \"file.example\";\n"
+                                       "handshake_timeout_ms = 250;\n"
+                                       "outbound = { loopback = \"mtls\"; rules = (\n"
+                                       "  { to = \"10.0.0.0/8\"; ports = [5432]; mode = \"mtls\";\n"
+                                       "    identity = \"spiffe://example.com/ns/db/*\"; } ); };\n"
+                                       "inbound = { rules = ( { port = 8080; mode = \"strict\";\n"
+                                       "  allow = [\"spiffe://example.com/ns/web/*\"]; } ); };\n"
+                                       "skip_ports = [53];\n");
+    setenv("MESHTLS_CONFIG", path, 1);
+    setenv("MESHTLS_LOG", "info", 1);
+    assert_fresh_load_matches(MT_OK_RESULT);
+    /* Nothing set: the built-in defaults, every one of them. */
+    setenv("MESHTLS_CONFIG", write_temp_file("\n"), 1);
+    unsetenv("MESHTLS_LOG");
+    assert_fresh_load_matches(MT_OK_RESULT);
+    /* A bad file leaves the defaults in both. */
+    setenv("MESHTLS_CONFIG", write_temp_file("outbound = { default = 1; };\n"), 1);
+    assert_fresh_load_matches(mt_result_of(MT_ERR_CONFIG));
+}
+
 /* With MESHTLS_CONFIG unset or empty the default path decides; only testable where it is absent. */
 static void test_mt_config_load_no_file_gives_defaults_with_overrides(void **state)
 {
@@ -315,6 +358,7 @@ int main(void)
         TEST(test_mt_config_load_missing_configured_file_is_an_error),
         TEST(test_mt_config_load_bad_environment_gives_defaults_and_message),
         TEST(test_mt_config_load_no_file_gives_defaults_with_overrides),
+        TEST(test_mt_config_load_fresh_zero_config_same_as_load),
         TEST(test_mt_config_apply_environment_probe_lists_replace_the_file),
         TEST(test_mt_config_apply_environment_bad_probe_list_names_the_variable),
     };

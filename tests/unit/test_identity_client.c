@@ -35,9 +35,10 @@
 
 enum reply {
     REPLY_GOOD,
-    REPLY_CA_AS_LEAF, /* the CA's own certificate where the leaf goes */
-    REPLY_OTHER_KEY,  /* a valid leaf, for a key the client did not generate */
-    REPLY_LONG_ERROR, /* an ERROR frame whose message is longer than a log line shows */
+    REPLY_CA_AS_LEAF,  /* the CA's own certificate where the leaf goes */
+    REPLY_OTHER_KEY,   /* a valid leaf, for a key the client did not generate */
+    REPLY_LONG_ERROR,  /* an ERROR frame whose message is longer than a log line shows */
+    REPLY_FULL_BUNDLE, /* a good reply with as many anchors as a bundle may hold: several KB */
 };
 
 struct fake_agent {
@@ -129,7 +130,9 @@ static void *serve(void *argument)
         mt_proto_writer_begin(&writer, reply, sizeof(reply), MT_PROTO_SVID_RESPONSE);
         mt_proto_writer_put(&writer, MT_PROTO_TAG_SPIFFE_ID, WORKLOAD_ID, strlen(WORKLOAD_ID));
         mt_proto_writer_put(&writer, MT_PROTO_TAG_CERT, leaf, leaf_length);
-        mt_proto_writer_put(&writer, MT_PROTO_TAG_BUNDLE, ca.der, ca.length);
+        int anchors = agent->reply == REPLY_FULL_BUNDLE ? MT_PROTO_MAX_ANCHORS : 1;
+        for (int i = 0; i < anchors; i++)
+            mt_proto_writer_put(&writer, MT_PROTO_TAG_BUNDLE, ca.der, ca.length);
         mt_proto_writer_put_u64(&writer, MT_PROTO_TAG_EXPIRY, (uint64_t)agent->not_after);
     }
     size_t length = 0;
@@ -268,6 +271,29 @@ static void test_mt_identity_fetch_error_reply_refused_with_its_text(void **stat
     char expected[300] = "agent refused: ";
     memset(expected + strlen(expected), 'x', 255);
     assert_string_equal(reason, expected);
+}
+
+/*
+ * The client's reply buffer starts at 2 KB and grows: a reply larger than that, sent at once,
+ * is read whole, with every anchor in it.
+ */
+static void test_mt_identity_fetch_reply_larger_than_first_buffer_read_whole(void **state)
+{
+    (void)state;
+    assert_true(ca.length * MT_PROTO_MAX_ANCHORS > 2048);
+    struct fake_agent agent;
+    agent_start(&agent, REPLY_FULL_BUNDLE);
+    struct mt_credentials *credentials = NULL;
+    char reason[512] = "";
+    mt_result result = fetch(&agent, &credentials, reason, sizeof(reason));
+    agent_stop(&agent);
+    if (!mt_result_is_ok(result))
+        fail_msg("%s", reason);
+    assert_int_equal(credentials->anchor_count, MT_PROTO_MAX_ANCHORS);
+    for (size_t i = 0; i < credentials->anchor_count; i++)
+        assert_memory_equal(credentials->anchors[i].data, ca.der, ca.length);
+    assert_memory_equal(credentials->chain[0].data, agent.leaf, agent.leaf_length);
+    mt_credentials_release(credentials);
 }
 
 /* A listening socket at a fresh path, served by nobody: the test reads what arrives itself. */
@@ -472,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_mt_identity_fetch_ca_as_leaf_refused_with_reason),
         cmocka_unit_test(test_mt_identity_fetch_leaf_for_other_key_refused_with_reason),
         cmocka_unit_test(test_mt_identity_fetch_error_reply_refused_with_its_text),
+        cmocka_unit_test(test_mt_identity_fetch_reply_larger_than_first_buffer_read_whole),
         cmocka_unit_test(test_mt_identity_request_start_csr_sent_before_any_poll),
         cmocka_unit_test(test_mt_identity_metrics_request_start_sent_before_any_poll),
         cmocka_unit_test(test_mt_identity_set_subject_requests_name_it_and_carry_its_pidfd),

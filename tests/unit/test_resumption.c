@@ -2,8 +2,8 @@
  * Tests for tls/resumption.c's tickets: a sealed ticket opens to the identity and expiry it was
  * sealed with, and to nothing once anything about it changed: a flipped bit in the body, the name,
  * the IV or the tag; two tickets' names swapped (a client taking over another's binding); another
- * context's key (rotation); a past expiry; a slot reused by newer tickets; a claimed length other
- * than the sealed one. A resumed connection's ticket renews its own slot.
+ * context's key (rotation), or none yet; a past expiry; a slot reused by newer tickets; a claimed
+ * length other than the sealed one. A resumed connection's ticket renews its own slot.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -130,6 +130,27 @@ static void test_other_context_refuses(void **state)
     assert_false(open_copy(rotated, &ticket, id, &expires_ms));
     mt_tls_resumption_free(old);
     mt_tls_resumption_free(rotated);
+}
+
+/* A context's ticket key is made at its first ticket: one that never sealed opens nothing. */
+static void test_context_without_tickets_refuses(void **state)
+{
+    (void)state;
+    struct mt_tls_resumption *sealer = make();
+    struct mt_tls_resumption *fresh = make();
+    struct ticket ticket;
+    seal(sealer, id_a, mt_tls_resumption_now_ms() + 60000, &ticket);
+    char id[256];
+    long long expires_ms;
+    assert_false(open_copy(fresh, &ticket, id, &expires_ms));
+    /* Its first ticket makes its key, and opens. */
+    struct ticket own;
+    seal(fresh, id_b, mt_tls_resumption_now_ms() + 60000, &own);
+    assert_true(open_copy(fresh, &own, id, &expires_ms));
+    assert_string_equal(id, id_b);
+    assert_false(open_copy(fresh, &ticket, id, &expires_ms));
+    mt_tls_resumption_free(sealer);
+    mt_tls_resumption_free(fresh);
 }
 
 static void test_expired_refuses(void **state)
@@ -267,6 +288,7 @@ int main(void)
         cmocka_unit_test(test_any_flipped_bit_refuses),
         cmocka_unit_test(test_swapped_names_refuse),
         cmocka_unit_test(test_other_context_refuses),
+        cmocka_unit_test(test_context_without_tickets_refuses),
         cmocka_unit_test(test_expired_refuses),
         cmocka_unit_test(test_reused_slot_refuses),
         cmocka_unit_test(test_other_length_refuses),

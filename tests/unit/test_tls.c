@@ -8,6 +8,7 @@
  * that every record arrives in pieces: a header in five reads, a body in hundreds.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -218,6 +219,67 @@ static void test_handshake_same_trust_domain_both_peers_proven(void **state)
     assert_string_equal(mt_tls_version(sessions.client), "TLSv1.3");
     assert_false(mt_tls_resumed(sessions.client));
     close_sessions(&sessions);
+    mt_tls_context_release(client);
+    mt_tls_context_release(server);
+}
+
+/*
+ * A context's server half is made by its first server session (context.c): server sessions
+ * started at once on many threads all get the one server half, and a handshake through it proves
+ * both peers as before.
+ */
+#define FIRST_SERVER_THREADS 8
+
+struct first_server {
+    struct mt_tls_context *context;
+    int fd;
+    struct mt_tls_session *session;
+    mt_result result;
+};
+
+static void *start_first_server(void *argument)
+{
+    struct first_server *first = argument;
+    first->result = mt_tls_session_new(first->context, MT_TLS_SERVER, first->fd, &first->session);
+    return NULL;
+}
+
+static void test_context_server_half_made_once_for_concurrent_first_sessions(void **state)
+{
+    (void)state;
+    struct mt_tls_context *client = make_context(CLIENT_ID, 0);
+    struct mt_tls_context *server = make_context(SERVER_ID, 0);
+    struct link links[FIRST_SERVER_THREADS];
+    struct first_server firsts[FIRST_SERVER_THREADS];
+    pthread_t threads[FIRST_SERVER_THREADS];
+    for (int i = 0; i < FIRST_SERVER_THREADS; i++) {
+        link_open(&links[i], 0);
+        firsts[i] = (struct first_server){server, links[i].server_fd, NULL, MT_OK_RESULT};
+        assert_int_equal(pthread_create(&threads[i], NULL, start_first_server, &firsts[i]), 0);
+    }
+    for (int i = 0; i < FIRST_SERVER_THREADS; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    for (int i = 0; i < FIRST_SERVER_THREADS; i++) {
+        assert_true(mt_result_is_ok(firsts[i].result));
+        assert_non_null(firsts[i].session);
+        assert_ptr_equal(wolfSSL_get_SSL_CTX(firsts[i].session->ssl),
+                         wolfSSL_get_SSL_CTX(firsts[0].session->ssl));
+    }
+    struct mt_tls_session *session = NULL;
+    assert_true(
+        mt_result_is_ok(mt_tls_session_new(client, MT_TLS_CLIENT, links[0].client_fd, &session)));
+    enum mt_tls_status client_status;
+    enum mt_tls_status server_status;
+    handshake(&links[0], session, firsts[0].session, &client_status, &server_status);
+    assert_int_equal(client_status, MT_TLS_OK);
+    assert_int_equal(server_status, MT_TLS_OK);
+    assert_string_equal(mt_tls_peer_id(session), SERVER_ID);
+    assert_string_equal(mt_tls_peer_id(firsts[0].session), CLIENT_ID);
+    mt_tls_session_free(session);
+    for (int i = 0; i < FIRST_SERVER_THREADS; i++) {
+        mt_tls_session_free(firsts[i].session);
+        link_close(&links[i]);
+    }
     mt_tls_context_release(client);
     mt_tls_context_release(server);
 }
@@ -929,6 +991,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_handshake_same_trust_domain_both_peers_proven),
         cmocka_unit_test(test_handshake_one_byte_at_a_time_completes),
+        cmocka_unit_test(test_context_server_half_made_once_for_concurrent_first_sessions),
         cmocka_unit_test(test_handshake_peer_in_other_trust_domain_refused_with_reason),
         cmocka_unit_test(test_handshake_expired_peer_certificate_refused_with_reason),
         cmocka_unit_test(test_handshake_peer_filter_refusal_is_the_reason),

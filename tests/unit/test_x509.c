@@ -104,6 +104,31 @@ static void test_key_generate_twice_different_keys(void **state)
     mt_x509_key_free(other);
 }
 
+/*
+ * The key and CSR made from one DRBG: the CSR is signed by that key (the agent's issuing code
+ * checks the signature and certifies its public key), and two calls give two different keys.
+ */
+static void test_key_and_csr_create_csr_of_the_new_key_each_key_new(void **state)
+{
+    struct fixture *fixture = *state;
+    struct mt_x509_key *keys[2] = {NULL, NULL};
+    uint8_t leaves[2][MT_X509_CERT_DER_MAX];
+    size_t leaf_lengths[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        uint8_t csr[MT_X509_CSR_DER_MAX];
+        size_t csr_length = 0;
+        assert_true(
+            mt_result_is_ok(mt_x509_key_and_csr_create(&keys[i], csr, sizeof(csr), &csr_length)));
+        assert_true(mt_result_is_ok(issue(fixture, csr, csr_length, AGENT_ID, leaves[i],
+                                          sizeof(leaves[i]), &leaf_lengths[i])));
+        assert_true(mt_x509_key_matches_cert(keys[i], leaves[i], leaf_lengths[i]));
+    }
+    assert_false(mt_x509_key_matches_cert(keys[0], leaves[1], leaf_lengths[1]));
+    assert_false(mt_x509_key_matches_cert(keys[1], leaves[0], leaf_lengths[0]));
+    mt_x509_key_free(keys[0]);
+    mt_x509_key_free(keys[1]);
+}
+
 static void test_key_to_pem_read_back_same_key(void **state)
 {
     struct fixture *fixture = *state;
@@ -620,6 +645,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_generate_twice_different_keys),
+        cmocka_unit_test(test_key_and_csr_create_csr_of_the_new_key_each_key_new),
         cmocka_unit_test(test_key_to_pem_read_back_same_key),
         cmocka_unit_test(test_key_to_pem_small_buffer_too_long),
         cmocka_unit_test(test_key_to_der_p256_sec1_encoding),

@@ -252,6 +252,9 @@ MT_RESULT mt_tls_context_ctx(struct mt_tls_context *context, enum mt_tls_role ro
         server = atomic_load_explicit(&context->server, memory_order_relaxed);
         if (server == NULL) {
             result = make_ctx(context, MT_TLS_SERVER, &server);
+            /* The ticket key with it, so that a forked child never has to make one. */
+            if (mt_result_is_ok(result) && context->resumption != NULL)
+                result = mt_tls_resumption_prepare_server(context->resumption);
             if (mt_result_is_ok(result)) {
                 atomic_store_explicit(&context->server, server, memory_order_release);
             } else {

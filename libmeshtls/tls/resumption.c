@@ -106,10 +106,11 @@ MT_RESULT mt_tls_resumption_new(unsigned lifetime_s, struct mt_tls_resumption **
 }
 
 /*
- * With ticket_lock held: the context's ticket key, made at its first ticket. A process that is
- * only ever a client never seals one, and making it with the context cost every process start
- * two locked secret mappings, a getrandom and an AES key schedule (about ten system calls). The
- * key is as random and as private as before; only when it is made has moved.
+ * With ticket_lock held: the context's ticket key, made with its server half
+ * (mt_tls_resumption_prepare_server) or at the latest at its first ticket. A process that is only
+ * ever a client never needs one, and making it with the context cost every process start two
+ * locked secret mappings, a getrandom and an AES key schedule (about ten system calls). The key
+ * is as random and as private as before; only when it is made has moved.
  */
 static bool ticket_key_ready(struct mt_tls_resumption *resumption)
 {
@@ -139,6 +140,15 @@ out:
         mt_secret_free(made);
     }
     return ready;
+}
+
+MT_RESULT mt_tls_resumption_prepare_server(struct mt_tls_resumption *resumption)
+{
+    pthread_mutex_lock(&ticket_lock);
+    bool ready = ticket_key_ready(resumption);
+    pthread_mutex_unlock(&ticket_lock);
+    MT_ENSURE(ready, MT_ERR_CRYPTO);
+    return MT_OK_RESULT;
 }
 
 void mt_tls_resumption_free(struct mt_tls_resumption *resumption)

@@ -51,6 +51,14 @@ unsigned mt_tls_resumption_lifetime(const struct mt_tls_resumption *resumption);
 /* ---- server: tickets ---- */
 
 /*
+ * Makes the context's ticket key if it has none: called when the context's server half is made,
+ * at the first accepted connection, so that a child forked to handshake (and perhaps confined by
+ * seccomp before its first ticket) never needs the calls making a key takes (locked mappings,
+ * getrandom). A process that only connects never makes one.
+ */
+MT_RESULT mt_tls_resumption_prepare_server(struct mt_tls_resumption *resumption);
+
+/*
  * Seals wolfSSL's ticket body (length bytes, in place) for a client proven to be peer_id, trusted
  * until expires_ms (mt_tls_resumption_now_ms clock). Fills name, iv and mac as wolfSSL's ticket
  * callback expects. renewed: on a resumed connection, the name of the ticket it resumed; the new
